@@ -1,0 +1,5 @@
+//! End-to-end support for sidecar-watch: a Kubernetes API-server simulator ([`sim`]),
+//! a test harness ([`harness`]), a kubelet-like Pod status driver ([`kubelet`]) and a
+//! Prometheus runner ([`prometheus`]).
+
+pub mod sim;

@@ -1,0 +1,72 @@
+//! Discovery documents: `/version`, `/api`, `/apis`, group and resource lists.
+
+use serde_json::{json, Value};
+
+use super::resources::Registry;
+
+/// `/version`.
+pub fn version() -> Value {
+    json!({
+        "major": "1", "minor": "33", "gitVersion": "v1.33.0-sidecar-watch-sim",
+        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+        "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"
+    })
+}
+
+/// `/api`.
+pub fn core_versions(addr: &str) -> Value {
+    json!({
+        "kind": "APIVersions", "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]
+    })
+}
+
+fn group_doc(name: &str, versions: &[String]) -> Value {
+    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    json!({"name": name, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(json!({}))})
+}
+
+/// `/apis`.
+pub fn group_list(reg: &Registry) -> Value {
+    let groups: Vec<Value> = reg.groups().iter().map(|(g, vs)| group_doc(g, vs)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/apis/<group>`; None when the group is not served.
+pub fn group(reg: &Registry, name: &str) -> Option<Value> {
+    reg.groups().into_iter().find(|(g, _)| g == name).map(|(g, vs)| {
+        let mut d = group_doc(&g, &vs);
+        d["kind"] = json!("APIGroup");
+        d["apiVersion"] = json!("v1");
+        d
+    })
+}
+
+/// `/api/v1` or `/apis/<group>/<version>`; None when not served.
+pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
+    if !reg.serves_group_version(group, version) {
+        return None;
+    }
+    let mut resources = Vec::new();
+    for r in reg.resources.iter().filter(|r| r.group == group && r.versions.iter().any(|v| v == version)) {
+        let mut d = json!({
+            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
+            "verbs": r.verbs(),
+        });
+        if !r.short_names.is_empty() {
+            d["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            d["categories"] = json!(r.categories);
+        }
+        resources.push(d);
+        if r.has_status {
+            resources.push(json!({
+                "name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
+                "kind": r.kind, "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+}

@@ -1,0 +1,482 @@
+//! HTTP routing: the Kubernetes REST API, discovery and the `/__sim/...` control endpoints.
+//!
+//! Control endpoints (all `POST`, no body needed; `GET /__sim/state` reports the latest
+//! resourceVersion):
+//! - `/__sim/drop-watches` — end every open watch;
+//! - `/__sim/fail?count=N&code=500|429&retryAfter=S` — fail the next N API requests;
+//! - `/__sim/latency?ms=N` — add N ms to every API request;
+//! - `/__sim/compact` — drop the watch history (older resourceVersions give 410);
+//! - `/__sim/restart` — close all connections and watches, keep state and port.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures::channel::mpsc;
+use futures::SinkExt;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::api::{parse_rv, to_served, Caller, Filter, Params};
+use super::error::{ApiError, ApiResult};
+use super::patch::Scope;
+use super::resources::ResourceInfo;
+use super::store::{EventType, StoredEvent};
+use super::table::{self, IncludeObject};
+use super::{discovery, Shared};
+
+/// Builds the router serving everything.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn ok(v: &Value) -> Response {
+    json_response(StatusCode::OK, v)
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let q: Params = Query::<Params>::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
+    let path = uri.path().trim_end_matches('/').to_string();
+    if let Some(ctl) = path.strip_prefix("/__sim/") {
+        return control(&shared, ctl, &q);
+    }
+    let (latency, fail) = {
+        let mut f = shared.faults();
+        let fail = if f.fail_remaining > 0 {
+            f.fail_remaining -= 1;
+            Some((f.fail_code, f.retry_after_secs))
+        } else {
+            None
+        };
+        (f.latency, fail)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some((code, retry)) = fail {
+        if code == 429 {
+            let mut r = ApiError::new(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later (injected)")
+                .with_details(json!({"retryAfterSeconds": retry}))
+                .into_response();
+            if let Ok(v) = retry.to_string().parse() {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+        return ApiError::new(code, "InternalError", "an error on the server (\"injected fault\") has prevented the request from succeeding").into_response();
+    }
+    match route(&shared, &method, &path, &q, &headers, &body) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn control(shared: &Arc<Shared>, ctl: &str, q: &Params) -> Response {
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    match ctl {
+        "drop-watches" => shared.drop_watches(),
+        "fail" => {
+            let code = num("code").unwrap_or(500) as u16;
+            shared.fail_next(num("count").unwrap_or(1) as u32, code, num("retryAfter").unwrap_or(1));
+        }
+        "latency" => shared.set_latency(Duration::from_millis(num("ms").unwrap_or(0))),
+        "compact" => shared.compact(),
+        "restart" => {
+            // Respond first, then close connections.
+            let s = shared.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                s.restart();
+            });
+        }
+        "state" => {}
+        _ => return ApiError::no_route(ctl).into_response(),
+    }
+    ok(&json!({"ok": true, "resourceVersion": shared.resource_version().to_string()}))
+}
+
+/// A parsed resource path.
+#[derive(Debug)]
+struct Target {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn accept_has(headers: &HeaderMap, needle: &str) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains(needle)))
+}
+
+fn route(shared: &Arc<Shared>, method: &Method, path: &str, q: &Params, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        [] => return Ok(ok(&json!({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]}))),
+        ["version"] => return Ok(ok(&discovery::version())),
+        ["healthz"] | ["readyz"] | ["livez"] => return Ok((StatusCode::OK, "ok").into_response()),
+        ["api"] => return Ok(ok(&discovery::core_versions(&shared.addr().to_string()))),
+        ["apis"] => return Ok(ok(&discovery::group_list(&shared.state().registry))),
+        ["openapi", ..] => return Err(ApiError::no_route(path)),
+        _ => {}
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => (String::new(), v.to_string(), rest),
+        ["apis", g] => {
+            return discovery::group(&shared.state().registry, g).map(|d| ok(&d)).ok_or_else(|| ApiError::no_route(path))
+        }
+        ["apis", g, v, rest @ ..] => (g.to_string(), v.to_string(), rest),
+        _ => return Err(ApiError::no_route(path)),
+    };
+    if rest.is_empty() {
+        return discovery::resource_list(&shared.state().registry, &group, &version)
+            .map(|d| ok(&d))
+            .ok_or_else(|| ApiError::no_route(path));
+    }
+    let owned = |s: &&str| s.to_string();
+    let target = match rest {
+        ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 && !(group.is_empty() && *plural == "status" || *plural == "finalize") => Target {
+            group: group.clone(),
+            version: version.clone(),
+            namespace: Some(ns.to_string()),
+            plural: plural.to_string(),
+            name: tail.first().map(owned),
+            sub: tail.get(1).map(owned),
+        },
+        [plural, tail @ ..] if tail.len() <= 2 => Target {
+            group: group.clone(),
+            version: version.clone(),
+            namespace: None,
+            plural: plural.to_string(),
+            name: tail.first().map(owned),
+            sub: tail.get(1).map(owned),
+        },
+        _ => return Err(ApiError::no_route(path)),
+    };
+    let info = shared
+        .state()
+        .registry
+        .find(&target.group, &target.version, &target.plural)
+        .cloned()
+        .ok_or_else(|| ApiError::no_route(path))?;
+    if info.namespaced != target.namespace.is_some() && target.name.is_some() {
+        return Err(ApiError::no_route(path));
+    }
+    if !info.namespaced && target.namespace.is_some() {
+        return Err(ApiError::no_route(path));
+    }
+    let scope = match target.sub.as_deref() {
+        None => {
+            if info.has_status {
+                Scope::Main
+            } else {
+                Scope::All
+            }
+        }
+        Some("status") if info.has_status => Scope::Status,
+        Some(_) => return Err(ApiError::no_route(path)),
+    };
+    let ns = target.namespace.as_deref();
+    let version = target.version.as_str();
+    let ua_manager = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split('/').next().unwrap_or(s).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let field_manager = q.get("fieldManager").cloned();
+    let caller = Caller {
+        manager: field_manager.clone().unwrap_or(ua_manager),
+        dry_run: q.get("dryRun").is_some_and(|d| !d.is_empty()),
+    };
+    let as_table = accept_has(headers, "as=Table");
+    let as_meta = accept_has(headers, "as=PartialObjectMetadata");
+    let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
+    let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let render_one = |v: Value| -> Response {
+        if as_table {
+            let meta = json!({"resourceVersion": v.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
+            ok(&table::table(&info, &[v], include, true, meta))
+        } else if as_meta {
+            ok(&partial(&v))
+        } else {
+            ok(&v)
+        }
+    };
+    match (method.as_str(), &target.name) {
+        ("GET", None) if watch => start_watch(shared, &info, version, ns, q, as_table, as_meta, include),
+        ("GET", None) => {
+            let (items, meta) = shared.state().list(&info, version, ns, q)?;
+            if as_table {
+                return Ok(ok(&table::table(&info, &items, include, true, meta)));
+            }
+            if as_meta {
+                let items: Vec<Value> = items.iter().map(partial).collect();
+                return Ok(ok(&json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})));
+            }
+            Ok(ok(&json!({
+                "kind": format!("{}List", info.kind),
+                "apiVersion": info.api_version(version),
+                "metadata": meta,
+                "items": items,
+            })))
+        }
+        ("GET", Some(name)) => Ok(render_one(shared.state().get(&info, version, ns, name)?)),
+        ("POST", None) => {
+            let v = parse_body(body)?;
+            let created = shared.state().create(&info, version, ns, v, &caller, false)?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        ("PUT", Some(name)) => {
+            let v = parse_body(body)?;
+            Ok(ok(&shared.state().update(&info, version, ns, name, v, scope, &caller)?))
+        }
+        ("PATCH", Some(name)) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let caller = if ct == "application/apply-patch+yaml" {
+                Caller { manager: field_manager.unwrap_or_default(), ..caller }
+            } else {
+                caller
+            };
+            let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
+            let existed = shared.state().get(&info, version, ns, name).is_ok();
+            let v = shared.state().patch(&info, version, ns, name, &ct, body, scope, &caller, force)?;
+            let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
+            Ok(json_response(code, &v))
+        }
+        ("DELETE", Some(name)) => {
+            let opts = if body.is_empty() { json!({}) } else { parse_body(body)? };
+            Ok(ok(&shared.state().delete(&info, version, ns, name, &opts, q, &caller)?))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({m})"))),
+    }
+}
+
+fn parse_body(body: &Bytes) -> ApiResult<Value> {
+    let v = super::patch::parse_json_or_yaml(body)?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the request body must be an object"));
+    }
+    Ok(v)
+}
+
+fn partial(v: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": v.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+struct WatchCtx {
+    info: ResourceInfo,
+    version: String,
+    filter: Filter,
+    as_table: bool,
+    as_meta: bool,
+    include: IncludeObject,
+    headers_sent: bool,
+}
+
+impl WatchCtx {
+    fn render(&mut self, etype: &str, obj: &Value) -> Value {
+        let object = if self.as_table {
+            let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
+            let t = table::table(&self.info, std::slice::from_ref(obj), self.include, !self.headers_sent, meta);
+            self.headers_sent = true;
+            t
+        } else if self.as_meta {
+            partial(obj)
+        } else {
+            obj.clone()
+        };
+        json!({"type": etype, "object": object})
+    }
+
+    /// Converts a stored change into the event seen by this watch (None = filtered out).
+    fn translate(&mut self, ev: &StoredEvent) -> Option<Value> {
+        if ev.key != self.info.storage_key() {
+            return None;
+        }
+        let new = to_served(&self.info, &self.version, &ev.object);
+        let new_match = self.filter.matches(&new);
+        let etype = match ev.kind {
+            EventType::Added => new_match.then_some("ADDED")?,
+            EventType::Deleted => new_match.then_some("DELETED")?,
+            EventType::Modified => {
+                let old_match = ev.old.as_ref().is_some_and(|o| {
+                    let mut o = to_served(&self.info, &self.version, o);
+                    o["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
+                    self.filter.matches(&o)
+                });
+                match (old_match, new_match) {
+                    (true, true) => "MODIFIED",
+                    (false, true) => "ADDED",
+                    (true, false) => "DELETED",
+                    (false, false) => return None,
+                }
+            }
+        };
+        Some(self.render(etype, &new))
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        json!({"type": "BOOKMARK", "object": {"kind": self.info.kind, "apiVersion": self.info.api_version(&self.version), "metadata": meta}})
+    }
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_watch(
+    shared: &Arc<Shared>,
+    info: &ResourceInfo,
+    version: &str,
+    ns: Option<&str>,
+    q: &Params,
+    as_table: bool,
+    as_meta: bool,
+    include: IncludeObject,
+) -> ApiResult<Response> {
+    let filter = Filter::from_params(ns, q)?;
+    let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
+    let send_initial = q.get("sendInitialEvents").map(|s| s == "true" || s == "1");
+    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0);
+    if send_initial.is_some() && q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
+        return Err(ApiError::invalid("resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+    }
+    if send_initial == Some(true) && !bookmarks {
+        return Err(ApiError::invalid("allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"));
+    }
+    let mut ctx = WatchCtx { info: info.clone(), version: version.to_string(), filter, as_table, as_meta, include, headers_sent: false };
+    let mut first: Vec<Bytes> = Vec::new();
+    let (mut rx, mut last_rv, expired) = {
+        let st = shared.state();
+        let cur = st.store.rv();
+        let requested = parse_rv(q.get("resourceVersion"))?;
+        let synthetic = send_initial == Some(true) || (send_initial.is_none() && (rv_param.is_empty() || rv_param == "0"));
+        let mut expired = false;
+        let mut last = cur;
+        if synthetic {
+            let nsf = if info.namespaced { ns } else { None };
+            for obj in st.store.list(&info.storage_key(), nsf) {
+                let served = to_served(info, version, obj);
+                if ctx.filter.matches(&served) {
+                    first.push(line(&ctx.render("ADDED", &served)));
+                }
+            }
+            if send_initial == Some(true) {
+                first.push(line(&ctx.bookmark(cur, true)));
+            }
+        } else if let Some(from) = requested {
+            if from < st.store.floor() {
+                expired = true;
+                let err = ApiError::expired(format!("too old resource version: {from} ({})", st.store.floor()));
+                first.push(line(&json!({"type": "ERROR", "object": err.to_status()})));
+            } else {
+                for ev in st.store.events_since(&info.storage_key(), from) {
+                    if let Some(e) = ctx.translate(&ev) {
+                        first.push(line(&e));
+                    }
+                }
+                last = cur.max(from);
+            }
+        }
+        (st.store.subscribe(), last, expired)
+    };
+    let (mut tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let shared = shared.clone();
+    let mut epoch = shared.watch_epoch();
+    let bookmark_interval = shared.config().bookmark_interval;
+    tokio::spawn(async move {
+        for b in first {
+            if tx.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+        if expired {
+            return;
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + Duration::from_secs(t));
+        let mut ticker = tokio::time::interval(bookmark_interval);
+        ticker.tick().await;
+        loop {
+            let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+            tokio::select! {
+                _ = tokio::time::sleep_until(sleep_until) => return,
+                _ = epoch.changed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    let cur = shared.resource_version();
+                    loop {
+                        match rx.try_recv() {
+                            Ok(ev) => {
+                                if ev.rv <= last_rv { continue; }
+                                last_rv = ev.rv;
+                                if let Some(e) = ctx.translate(&ev) {
+                                    if tx.send(Ok(line(&e))).await.is_err() { return; }
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+                            Err(_) => {
+                                let err = ApiError::expired("watch fell behind; too old resource version");
+                                let _ = tx.send(Ok(line(&json!({"type": "ERROR", "object": err.to_status()})))).await;
+                                return;
+                            }
+                        }
+                    }
+                    let rv = cur.max(last_rv);
+                    last_rv = rv;
+                    if tx.send(Ok(line(&ctx.bookmark(rv, false)))).await.is_err() { return; }
+                }
+                r = rx.recv() => match r {
+                    Ok(ev) => {
+                        if ev.rv <= last_rv { continue; }
+                        last_rv = ev.rv;
+                        if let Some(e) = ctx.translate(&ev) {
+                            if tx.send(Ok(line(&e))).await.is_err() { return; }
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        let err = ApiError::expired("watch fell behind; too old resource version");
+                        let _ = tx.send(Ok(line(&json!({"type": "ERROR", "object": err.to_status()})))).await;
+                        return;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(body_rx));
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}

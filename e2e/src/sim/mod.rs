@@ -1,0 +1,268 @@
+//! An in-memory Kubernetes API-server simulator speaking plain HTTP.
+//!
+//! Start it with [`Simulator::start`]; point clients at [`Simulator::url`] or the kubeconfig
+//! written by [`Simulator::write_kubeconfig`]. Faults are injected through the handle or
+//! through the `/__sim/...` HTTP control endpoints (see [`http`]).
+
+pub mod api;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod patch;
+pub mod resources;
+pub mod selectors;
+pub mod store;
+pub mod table;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Errors starting or controlling the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Binding or accepting failed.
+    #[error("simulator I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Address to bind (use port 0 for a free port).
+    pub bind: SocketAddr,
+    /// Number of watch events kept for resuming watches.
+    pub history_limit: usize,
+    /// Interval between BOOKMARK events on watches that allow them.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            history_limit: 10_000,
+            bookmark_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Injected faults.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Number of upcoming API requests that fail.
+    pub fail_remaining: u32,
+    /// HTTP code of the failures (500 or 429).
+    pub fail_code: u16,
+    /// `Retry-After` seconds for 429 failures.
+    pub retry_after_secs: u64,
+    /// Added latency per API request.
+    pub latency: Duration,
+}
+
+/// State shared by the server tasks and the handle.
+#[derive(Debug)]
+pub struct Shared {
+    state: Mutex<api::State>,
+    faults: Mutex<Faults>,
+    /// Bumped to end every open watch.
+    watch_epoch: watch::Sender<u64>,
+    /// Bumped to close every connection.
+    conn_epoch: watch::Sender<u64>,
+    config: SimConfig,
+    addr: SocketAddr,
+}
+
+impl Shared {
+    /// Locks the object state (recovering from poisoning).
+    pub fn state(&self) -> MutexGuard<'_, api::State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the fault settings.
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends every open watch stream.
+    pub fn drop_watches(&self) {
+        self.watch_epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Closes all connections and watches; state and port are kept.
+    pub fn restart(&self) {
+        self.drop_watches();
+        self.conn_epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Makes the next `count` API requests fail with `code` (500 or 429).
+    pub fn fail_next(&self, count: u32, code: u16, retry_after_secs: u64) {
+        let mut f = self.faults();
+        f.fail_remaining = count;
+        f.fail_code = code;
+        f.retry_after_secs = retry_after_secs;
+    }
+
+    /// Sets the latency added to every API request.
+    pub fn set_latency(&self, latency: Duration) {
+        self.faults().latency = latency;
+    }
+
+    /// Drops the watch history: resuming from any older resourceVersion yields 410.
+    pub fn compact(&self) {
+        self.state().store.compact();
+    }
+
+    /// The latest resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.state().store.rv()
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn watch_epoch(&self) -> watch::Receiver<u64> {
+        self.watch_epoch.subscribe()
+    }
+}
+
+/// Handle to a running simulator; dropping it stops the server.
+#[derive(Debug)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Binds and starts serving on the current tokio runtime.
+    pub async fn start(config: SimConfig) -> Result<Self, SimError> {
+        let listener = TcpListener::bind(config.bind).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(api::State::new(config.history_limit)),
+            faults: Mutex::new(Faults::default()),
+            watch_epoch: watch::channel(0).0,
+            conn_epoch: watch::channel(0).0,
+            config,
+            addr,
+        });
+        let router = http::router(shared.clone());
+        let accept_shared = shared.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = TowerToHyperService::new(router.clone());
+                let mut epoch = accept_shared.conn_epoch.subscribe();
+                tokio::spawn(async move {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = epoch.changed() => {}
+                    }
+                });
+            }
+        });
+        let reap_shared = shared.clone();
+        let reaper = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                reap_shared.state().reap();
+            }
+        });
+        Ok(Self { shared, tasks: vec![accept, reaper] })
+    }
+
+    /// Shared state (fault injection, state inspection).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Base URL, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    /// Ends every open watch stream.
+    pub fn drop_watches(&self) {
+        self.shared.drop_watches()
+    }
+
+    /// Makes the next `count` API requests fail with HTTP 500.
+    pub fn fail_next_500(&self, count: u32) {
+        self.shared.fail_next(count, 500, 0)
+    }
+
+    /// Makes the next `count` API requests fail with HTTP 429 and `Retry-After`.
+    pub fn fail_next_429(&self, count: u32, retry_after_secs: u64) {
+        self.shared.fail_next(count, 429, retry_after_secs)
+    }
+
+    /// Sets the latency added to every API request.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.set_latency(latency)
+    }
+
+    /// Drops the watch history (old resourceVersions give 410 Expired).
+    pub fn compact(&self) {
+        self.shared.compact()
+    }
+
+    /// Closes all connections and watches; keeps state and port.
+    pub fn restart(&self) {
+        self.shared.restart()
+    }
+
+    /// The latest resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.resource_version()
+    }
+
+    /// Writes a kubeconfig (no auth, namespace `default`) pointing at this simulator.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        write_kubeconfig(path, &self.url())
+    }
+}
+
+/// Writes a kubeconfig for `server` with context `sim` and no credentials.
+pub fn write_kubeconfig(path: &Path, server: &str) -> std::io::Result<()> {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: {server}\ncontexts:\n- name: sim\n  context:\n    cluster: sim\n    user: sim\n    namespace: default\ncurrent-context: sim\nusers:\n- name: sim\n  user: {{}}\npreferences: {{}}\n"
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text)
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shared.restart();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

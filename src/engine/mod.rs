@@ -1,0 +1,35 @@
+//! The rule engine: pure functions from a Pod's compact view, a compiled policy, the
+//! observed history and the current time to alerts. No I/O, no clock of its own; the
+//! controller and `audit` both call [`evaluate`].
+//!
+//! # Where each alert's `since` comes from
+//!
+//! The API's own timestamps are preferred, so that a restarted operator (or `audit`, which
+//! has no history at all) computes the same `for` clocks:
+//!
+//! | alert | `since` |
+//! | --- | --- |
+//! | `SidecarContainerNotReady` | latest of: the sidecar's `running.startedAt` (or, when waiting, `lastState.terminated.finishedAt`), the Pod `Ready=False` `lastTransitionTime`, and the readiness flip the operator observed; else the Pod's `startTime` |
+//! | `MainContainerReadyButSidecarNot` | the later of the sidecar's not-ready time (above) and the earliest time a ready main container has been ready (its `startedAt`, or the observed flip) |
+//! | `SidecarRestartingFrequently` | the restart that brought the count in the window to the threshold; restarts are the observed `restartCount` increments, `lastState.terminated.finishedAt`, and the rest placed at the Pod's `startTime` (the earliest they can be) |
+//! | `SidecarCrashLooping` | the first restart of the current episode: restarts (as above) no more than 10 minutes apart; a run shorter than 5 minutes between back-offs keeps the episode going |
+//! | `SidecarOOMKilled` | the OOM kill's `finishedAt`; active for `window` after it |
+//! | `MainStartedBeforeSidecarReady` | the main container's `running.startedAt` |
+//! | `JobBlockedBySidecar` | the last main container's `terminated.finishedAt` |
+//! | `SidecarStoppedBeforeMain` | the sidecar's `terminated.finishedAt` |
+//! | `SidecarMisconfigured` | the Pod's `creationTimestamp` |
+//!
+//! Where none of these exists, the operator's first-seen clock for the condition is used
+//! (see [`history::PodHistory::set_clocks`]).
+
+pub mod alert;
+pub mod history;
+pub mod pod;
+pub mod policy;
+pub mod rules;
+
+pub use alert::{Alert, AlertName, AlertState, Check};
+pub use history::{ContainerHistory, Observation, PodHistory};
+pub use pod::{ContainerKind, ContainerView, PodView};
+pub use policy::{CompiledPolicy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN};
+pub use rules::{evaluate, Evaluation};

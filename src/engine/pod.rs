@@ -1,0 +1,398 @@
+//! The compact view of a Pod that the engine evaluates.
+//!
+//! Extracted once per watch event from a full `k8s_openapi` Pod and kept instead of it: only
+//! what the rules read, with the static spec checks reduced to flags, so the operator's memory
+//! per tracked Pod stays small.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+
+/// Termination messages are kept only this long (they can be 4 KiB each in the API).
+const MAX_MESSAGE_LEN: usize = 256;
+
+/// Where a container is declared in the Pod spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContainerKind {
+    /// `spec.initContainers` without `restartPolicy: Always`: runs to completion first.
+    Init,
+    /// `spec.initContainers` with `restartPolicy: Always`: a native sidecar.
+    RestartableInit,
+    /// `spec.containers`.
+    Regular,
+}
+
+/// Static facts about a container's spec, as bit flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SpecFlags(u8);
+
+impl SpecFlags {
+    /// Has a readiness probe.
+    pub const READINESS_PROBE: SpecFlags = SpecFlags(1);
+    /// Has a startup probe.
+    pub const STARTUP_PROBE: SpecFlags = SpecFlags(1 << 1);
+    /// Has a liveness probe.
+    pub const LIVENESS_PROBE: SpecFlags = SpecFlags(1 << 2);
+    /// Declares resource requests or limits.
+    pub const RESOURCES: SpecFlags = SpecFlags(1 << 3);
+    /// Its image has no tag and no digest, or the tag `latest`.
+    pub const LATEST_IMAGE: SpecFlags = SpecFlags(1 << 4);
+    /// Declares a container port that another container of the Pod declares too.
+    pub const PORT_CONFLICT: SpecFlags = SpecFlags(1 << 5);
+
+    /// Whether every flag in `other` is set.
+    pub fn contains(self, other: SpecFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Sets the flags in `other`.
+    pub fn insert(&mut self, other: SpecFlags) {
+        self.0 |= other.0;
+    }
+}
+
+impl std::ops::BitOr for SpecFlags {
+    type Output = SpecFlags;
+    fn bitor(self, other: SpecFlags) -> SpecFlags {
+        SpecFlags(self.0 | other.0)
+    }
+}
+
+/// How a container last ended (current or previous run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Termination {
+    /// `reason`, e.g. `OOMKilled`, `Error`, `Completed`.
+    pub reason: Option<String>,
+    /// The process exit code.
+    pub exit_code: i32,
+    /// When the run started.
+    pub started_at: Option<Timestamp>,
+    /// When the run ended.
+    pub finished_at: Option<Timestamp>,
+    /// The termination message, truncated.
+    pub message: Option<String>,
+}
+
+/// The current state of a container as the kubelet reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Not running yet or between restarts; `reason` e.g. `CrashLoopBackOff`.
+    Waiting {
+        /// Why it waits.
+        reason: Option<String>,
+    },
+    /// Running since `started_at`.
+    Running {
+        /// When the current run started.
+        started_at: Option<Timestamp>,
+    },
+    /// Ended.
+    Terminated(Termination),
+    /// No state reported.
+    #[default]
+    Unknown,
+}
+
+/// The status part of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerStatusView {
+    /// The kubelet's `ready`.
+    pub ready: bool,
+    /// The kubelet's `started` (startup probe passed), when reported.
+    pub started: Option<bool>,
+    /// How often the container restarted.
+    pub restart_count: u32,
+    /// The current state.
+    pub state: ContainerState,
+    /// `lastState.terminated`: how the previous run ended.
+    pub last_termination: Option<Termination>,
+}
+
+impl ContainerStatusView {
+    /// When the current run started, if it is running.
+    pub fn running_since(&self) -> Option<Timestamp> {
+        match self.state {
+            ContainerState::Running { started_at } => started_at,
+            _ => None,
+        }
+    }
+
+    /// Whether the container is running.
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, ContainerState::Running { .. })
+    }
+
+    /// Whether the container is terminated.
+    pub fn terminated(&self) -> Option<&Termination> {
+        match &self.state {
+            ContainerState::Terminated(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The `waiting` reason, if waiting.
+    pub fn waiting_reason(&self) -> Option<&str> {
+        match &self.state {
+            ContainerState::Waiting { reason } => reason.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The most recent termination: the current state if terminated, else `lastState`.
+    pub fn latest_termination(&self) -> Option<&Termination> {
+        self.terminated().or(self.last_termination.as_ref())
+    }
+}
+
+/// One container: where it is declared, static spec facts, and its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerView {
+    /// The container name.
+    pub name: String,
+    /// Where it is declared.
+    pub kind: ContainerKind,
+    /// Static spec facts.
+    pub flags: SpecFlags,
+    /// Its status; `None` until the kubelet reports one.
+    pub status: Option<ContainerStatusView>,
+}
+
+impl ContainerView {
+    /// Whether the kubelet reports it ready.
+    pub fn is_ready(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.ready)
+    }
+
+    /// Whether it is running.
+    pub fn is_running(&self) -> bool {
+        self.status.as_ref().is_some_and(ContainerStatusView::is_running)
+    }
+}
+
+/// A Pod condition: its truth and when it last changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConditionView {
+    /// `status == "True"`.
+    pub status: bool,
+    /// `lastTransitionTime`.
+    pub since: Option<Timestamp>,
+}
+
+/// Everything the rules read about one Pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodView {
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// Whether an owner reference is a `batch/v1` Job.
+    pub owned_by_job: bool,
+    /// `metadata.creationTimestamp`.
+    pub created_at: Option<Timestamp>,
+    /// `status.startTime`: when the kubelet accepted the Pod.
+    pub started_at: Option<Timestamp>,
+    /// `metadata.deletionTimestamp`: the Pod is terminating.
+    pub deleting_since: Option<Timestamp>,
+    /// The `Ready` condition.
+    pub ready_condition: Option<ConditionView>,
+    /// Init containers first, in spec order, then regular containers.
+    pub containers: Vec<ContainerView>,
+}
+
+impl PodView {
+    /// Extracts the view from a full Pod object. Never fails: missing fields are absent
+    /// in the view (a Pending Pod without status is still evaluated).
+    pub fn from_pod(pod: &Pod) -> PodView {
+        let meta = &pod.metadata;
+        let spec = pod.spec.as_ref();
+        let status = pod.status.as_ref();
+        let init_statuses = statuses_by_name(status.and_then(|s| s.init_container_statuses.as_ref()));
+        let regular_statuses = statuses_by_name(status.and_then(|s| s.container_statuses.as_ref()));
+
+        let mut containers = Vec::new();
+        for c in spec.and_then(|s| s.init_containers.as_ref()).into_iter().flatten() {
+            let kind = if c.restart_policy.as_deref() == Some("Always") {
+                ContainerKind::RestartableInit
+            } else {
+                ContainerKind::Init
+            };
+            containers.push(container_view(c, kind, init_statuses.get(c.name.as_str())));
+        }
+        for c in spec.map(|s| &s.containers).into_iter().flatten() {
+            containers.push(container_view(c, ContainerKind::Regular, regular_statuses.get(c.name.as_str())));
+        }
+        mark_port_conflicts(spec.map(|s| (s.init_containers.as_deref().unwrap_or_default(), &s.containers[..])), &mut containers);
+
+        let ready_condition = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|conds| conds.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| ConditionView {
+                status: c.status == "True",
+                since: c.last_transition_time.as_ref().map(|t| t.0),
+            });
+
+        PodView {
+            uid: meta.uid.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            labels: meta.labels.clone().unwrap_or_default(),
+            owned_by_job: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/")),
+            created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
+            started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
+            deleting_since: meta.deletion_timestamp.as_ref().map(|t| t.0),
+            ready_condition,
+            containers,
+        }
+    }
+
+    /// When the Pod began running containers (`status.startTime`, else creation).
+    pub fn start_time(&self) -> Option<Timestamp> {
+        self.started_at.or(self.created_at)
+    }
+
+    /// `namespace/name`, for messages.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+fn statuses_by_name(list: Option<&Vec<ContainerStatus>>) -> HashMap<&str, &ContainerStatus> {
+    list.map(|l| l.iter().map(|s| (s.name.as_str(), s)).collect()).unwrap_or_default()
+}
+
+fn container_view(c: &Container, kind: ContainerKind, status: Option<&&ContainerStatus>) -> ContainerView {
+    let mut flags = SpecFlags::default();
+    if c.readiness_probe.is_some() {
+        flags.insert(SpecFlags::READINESS_PROBE);
+    }
+    if c.startup_probe.is_some() {
+        flags.insert(SpecFlags::STARTUP_PROBE);
+    }
+    if c.liveness_probe.is_some() {
+        flags.insert(SpecFlags::LIVENESS_PROBE);
+    }
+    let resources = c.resources.as_ref().is_some_and(|r| {
+        r.requests.as_ref().is_some_and(|m| !m.is_empty()) || r.limits.as_ref().is_some_and(|m| !m.is_empty())
+    });
+    if resources {
+        flags.insert(SpecFlags::RESOURCES);
+    }
+    if c.image.as_deref().is_some_and(is_latest_image) {
+        flags.insert(SpecFlags::LATEST_IMAGE);
+    }
+    ContainerView { name: c.name.clone(), kind, flags, status: status.map(|s| status_view(s)) }
+}
+
+fn status_view(s: &ContainerStatus) -> ContainerStatusView {
+    let state = s.state.as_ref();
+    let state = if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
+        ContainerState::Waiting { reason: w.reason.clone() }
+    } else if let Some(r) = state.and_then(|st| st.running.as_ref()) {
+        ContainerState::Running { started_at: r.started_at.as_ref().map(|t| t.0) }
+    } else if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
+        ContainerState::Terminated(termination(t))
+    } else {
+        ContainerState::Unknown
+    };
+    ContainerStatusView {
+        ready: s.ready,
+        started: s.started,
+        restart_count: u32::try_from(s.restart_count).unwrap_or(0),
+        state,
+        last_termination: s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map(termination),
+    }
+}
+
+fn termination(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Termination {
+    Termination {
+        reason: t.reason.clone(),
+        exit_code: t.exit_code,
+        started_at: t.started_at.as_ref().map(|x| x.0),
+        finished_at: t.finished_at.as_ref().map(|x| x.0),
+        message: t.message.as_deref().map(|m| truncate(m.trim(), MAX_MESSAGE_LEN)),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// An image runs "latest" when it has no digest and its tag is absent or `latest`.
+pub fn is_latest_image(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    // The tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+    let last_segment = image.rsplit('/').next().unwrap_or(image);
+    match last_segment.rsplit_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => true,
+    }
+}
+
+/// Flags every container that declares a (port, protocol) another container declares too.
+fn mark_port_conflicts(spec: Option<(&[Container], &[Container])>, views: &mut [ContainerView]) {
+    let Some((init, regular)) = spec else { return };
+    // Plain init containers run alone, so their ports cannot clash with anything.
+    let declared = init
+        .iter()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .chain(regular)
+        .flat_map(|c| {
+            c.ports.iter().flatten().map(move |p| ((p.container_port, p.protocol.as_deref().unwrap_or("TCP")), c.name.as_str()))
+        });
+    let mut owners: HashMap<(i32, &str), Vec<&str>> = HashMap::new();
+    for (port, name) in declared {
+        let names = owners.entry(port).or_default();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for names in owners.values().filter(|n| n.len() > 1) {
+        for view in views.iter_mut().filter(|v| v.kind != ContainerKind::Init && names.contains(&v.name.as_str())) {
+            view.flags.insert(SpecFlags::PORT_CONFLICT);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_image_detection() {
+        for (image, latest) in [
+            ("envoy", true),
+            ("envoyproxy/envoy:latest", true),
+            ("envoyproxy/envoy:v1.30.1", false),
+            ("registry:5000/envoy", true),
+            ("registry:5000/envoy:1.2", false),
+            ("envoy@sha256:abcd", false),
+            ("gcr.io/istio-release/proxyv2:1.22.0", false),
+        ] {
+            assert_eq!(is_latest_image(image), latest, "{image}");
+        }
+    }
+
+    #[test]
+    fn truncates_on_char_boundary() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("short", 10), "short");
+    }
+}

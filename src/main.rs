@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", sidecar_watch::api::crds_yaml().unwrap());
+}
