@@ -1,3 +1,68 @@
-fn main() {
-    print!("{}", sidecar_watch::api::crds_yaml().unwrap());
+//! The `sidecar-watch` command: `run` (the operator), `audit` (offline) and `crd`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Watches sidecar containers in Kubernetes and fires alerts on them.
+#[derive(Parser)]
+#[command(name = "sidecar-watch", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator against a cluster (kubeconfig or in-cluster config).
+    Run(Box<sidecar_watch::controller::RunArgs>),
+    /// Evaluate a Pod dump (`kubectl get pods -A -o json`) against policies, offline.
+    Audit(sidecar_watch::audit::AuditArgs),
+    /// Print the CustomResourceDefinitions as YAML (`crds/` holds this output).
+    Crd {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => match sidecar_watch::controller::run_blocking(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sidecar-watch: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Audit(args) => match sidecar_watch::audit::run(&args) {
+            Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("sidecar-watch audit: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Crd { out_dir } => match print_crds(out_dir.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sidecar-watch crd: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn print_crds(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    match out_dir {
+        None => print!("{}", sidecar_watch::api::crds_yaml()?),
+        Some(dir) => {
+            for (name, yaml) in sidecar_watch::api::crd_files()? {
+                let path = dir.join(name);
+                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }

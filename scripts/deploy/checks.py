@@ -147,8 +147,12 @@ def structural_to_jsonschema(s: dict) -> dict:
         return n
 
     s = walk(s)
-    # metadata is validated by the API server, not by the CRD schema
-    s.setdefault("properties", {})["metadata"] = {"type": "object"}
+    # apiVersion/kind/metadata are implicit in every CRD schema; metadata is validated by the
+    # API server, not by the CRD schema
+    props = s.setdefault("properties", {})
+    props["metadata"] = {"type": "object"}
+    props.setdefault("apiVersion", {"type": "string"})
+    props.setdefault("kind", {"type": "string"})
     return s
 
 
@@ -554,7 +558,7 @@ def cmd_dockerfile() -> None:
     tdir = builder["env"].get("CARGO_TARGET_DIR") or (builder["workdir"].rstrip("/") + "/target")
     want = f"{tdir}/{target + '/' if target else ''}release/{bins[0] if bins else '?'}"
     if copied[1] != want:
-        fail(f"Dockerfile: runtime copies {copied[1]}, but `{build.split('&&')[0].strip()}` in WORKDIR "
+        fail(f"Dockerfile: runtime copies {copied[1]}, but `{build[build.index('cargo build'):].split('&&')[0].strip()}` in WORKDIR "
              f"{builder['workdir']} produces {want}")
     else:
         ok(f"Dockerfile: runtime copies {want} (binary `{bins[0]}` of package `{pkg}`, target {target}) to /sidecar-watch")

@@ -13,6 +13,24 @@ pub use policy::*;
 
 use kube::CustomResourceExt;
 
+/// An object that does not deserialize into its type, with the path of the failing field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct DecodeError {
+    /// The JSON path of the field (`spec.rules.restarts.threshold`), empty for the root.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Deserializes a JSON value into `T`, naming the field that fails.
+pub fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        DecodeError { path: if path == "." { String::new() } else { path }, message: e.into_inner().to_string() }
+    })
+}
+
 /// The API group of every kind this operator serves.
 pub const GROUP: &str = "sidecarwatch.io";
 /// The API version of every kind this operator serves.
@@ -36,8 +54,8 @@ pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     [SidecarPolicy::crd(), ClusterSidecarPolicy::crd()]
         .iter()
         .map(|crd| {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            Ok((format!("{name}.yaml"), serde_yaml::to_string(crd)?))
+            // controller-gen's naming: <group>_<plural>.yaml
+            Ok((format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural), serde_yaml::to_string(crd)?))
         })
         .collect()
 }

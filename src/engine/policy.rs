@@ -10,7 +10,7 @@ use regex::Regex;
 
 use super::pod::{ContainerKind, ContainerView, PodView};
 use crate::api::{
-    parse_duration, ClusterPolicySpec, ForRuleSpec, InstantRuleSpec, PolicySpec, RestartsRuleSpec, Severity,
+    parse_duration, ClusterPolicySpec, ClusterSidecarPolicy, DecodeError, SidecarPolicy, ForRuleSpec, InstantRuleSpec, PolicySpec, RestartsRuleSpec, Severity,
     WindowRuleSpec,
 };
 
@@ -30,8 +30,15 @@ pub struct SpecError {
     pub message: String,
 }
 
+impl From<DecodeError> for SpecError {
+    fn from(e: DecodeError) -> Self {
+        SpecError { field: if e.path.is_empty() { "spec".into() } else { e.path }, message: e.message }
+    }
+}
+
 impl SpecError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into() }
     }
 }
@@ -239,6 +246,29 @@ impl CompiledPolicy {
         compiled.namespace_selector =
             Some(compile_selector(spec.namespace_selector.as_ref(), "spec.namespaceSelector")?);
         Ok(compiled)
+    }
+
+    /// Compiles a `SidecarPolicy` object (its namespace defaults to `default`).
+    pub fn from_sidecar_policy(object: &SidecarPolicy) -> (PolicyRef, Result<CompiledPolicy, SpecError>) {
+        let namespace = object.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let policy = PolicyRef::namespaced(namespace, object.metadata.name.clone().unwrap_or_default());
+        let compiled = if policy.name.is_empty() {
+            Err(SpecError::new("metadata.name", "missing"))
+        } else {
+            Self::compile(policy.clone(), &object.spec)
+        };
+        (policy, compiled)
+    }
+
+    /// Compiles a `ClusterSidecarPolicy` object.
+    pub fn from_cluster_policy(object: &ClusterSidecarPolicy) -> (PolicyRef, Result<CompiledPolicy, SpecError>) {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let compiled = if name.is_empty() {
+            Err(SpecError::new("metadata.name", "missing"))
+        } else {
+            Self::compile_cluster(&name, &object.spec)
+        };
+        (PolicyRef::cluster(name), compiled)
     }
 
     /// The built-in policy `audit` uses when no policy is given: every default of the spec.

@@ -353,8 +353,17 @@ fn startup_order(ctx: &mut Ctx, severity: Severity, sidecar: &ContainerView, sta
     let first_ready = history
         .filter(|h| h.watched_run_started_at.is_some() && h.watched_run_started_at == sidecar_started)
         .and_then(|h| h.first_ready_at);
-    // Never seen ready: not ready now, and no readiness flip observed.
-    let never_ready = !status.ready && history.is_none_or(|h| h.ready_changed_at.is_none());
+    // Never seen ready: not ready now, no readiness flip observed, and no sign in the API that
+    // this run was ready once: the Pod's Ready condition turning False after the run started
+    // means it was True, with every container ready, before. A terminated sidecar is not "not
+    // yet ready" (it stopped; its readiness says nothing about the start).
+    let was_ready_per_api = sidecar_started
+        .zip(ctx.pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since))
+        .is_some_and(|(started, not_ready_since)| not_ready_since > started);
+    let never_ready = !status.ready
+        && status.terminated().is_none()
+        && !was_ready_per_api
+        && history.is_none_or(|h| h.ready_changed_at.is_none());
     let violation = mains
         .iter()
         .filter_map(|m| Some((*m, m.status.as_ref()?.running_since()?)))

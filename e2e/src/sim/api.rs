@@ -15,12 +15,16 @@ pub type Params = HashMap<String, String>;
 
 /// Current time as a Kubernetes `Time` string (RFC 3339, seconds).
 pub fn now_string() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn rand_suffix(n: usize) -> String {
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..n).map(|_| ALPHA[fastrand::usize(..ALPHA.len())] as char).collect()
+    (0..n)
+        .map(|_| ALPHA[fastrand::usize(..ALPHA.len())] as char)
+        .collect()
 }
 
 /// A random RFC 4122 version-4 UID.
@@ -31,7 +35,14 @@ pub fn new_uid() -> String {
         _ => fastrand::u8(..),
     });
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
@@ -40,17 +51,25 @@ fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 
 fn meta_mut(obj: &mut Value) -> ApiResult<&mut Map<String, Value>> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))
+    obj["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
 }
 
 /// Converts a stored object to the served form of `info` at `version`.
 pub fn to_served(info: &ResourceInfo, version: &str, stored: &Value) -> Value {
-    let mut obj = if info.group == "events.k8s.io" { core_event_to_v1(stored) } else { stored.clone() };
+    let mut obj = if info.group == "events.k8s.io" {
+        core_event_to_v1(stored)
+    } else {
+        stored.clone()
+    };
     if let Some(m) = obj.as_object_mut() {
         m.insert("apiVersion".into(), json!(info.api_version(version)));
         m.insert("kind".into(), json!(info.kind));
@@ -60,9 +79,17 @@ pub fn to_served(info: &ResourceInfo, version: &str, stored: &Value) -> Value {
 
 /// Converts a served object to the storage form.
 pub fn to_storage(info: &ResourceInfo, obj: &Value) -> Value {
-    let mut out = if info.group == "events.k8s.io" { v1_event_to_core(obj) } else { obj.clone() };
+    let mut out = if info.group == "events.k8s.io" {
+        v1_event_to_core(obj)
+    } else {
+        obj.clone()
+    };
     if let Some(m) = out.as_object_mut() {
-        let v = if info.group == "events.k8s.io" { "v1".to_string() } else { info.api_version(&info.versions[0]) };
+        let v = if info.group == "events.k8s.io" {
+            "v1".to_string()
+        } else {
+            info.api_version(&info.versions[0])
+        };
         m.insert("apiVersion".into(), json!(v));
         m.insert("kind".into(), json!(info.kind));
     }
@@ -169,11 +196,15 @@ fn pod_containers_all_terminated(pod: &Value) -> bool {
             statuses.extend(a.iter());
         }
     }
-    statuses.iter().all(|s| s.pointer("/state/terminated").is_some())
+    statuses
+        .iter()
+        .all(|s| s.pointer("/state/terminated").is_some())
 }
 
 fn has_finalizers(obj: &Value) -> bool {
-    obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
 }
 
 fn strip_volatile(obj: &Value) -> Value {
@@ -204,7 +235,7 @@ fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
 
 fn decode_continue(tok: &str) -> ApiResult<(u64, String, String)> {
     let bad = || ApiError::bad_request("continue key is not valid");
-    if tok.len() % 2 != 0 {
+    if !tok.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes: Vec<u8> = (0..tok.len())
@@ -215,8 +246,14 @@ fn decode_continue(tok: &str) -> ApiResult<(u64, String, String)> {
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     Ok((
         v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?,
-        v.get("ns").and_then(Value::as_str).ok_or_else(bad)?.to_string(),
-        v.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_string(),
+        v.get("ns")
+            .and_then(Value::as_str)
+            .ok_or_else(bad)?
+            .to_string(),
+        v.get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(bad)?
+            .to_string(),
     ))
 }
 
@@ -259,14 +296,22 @@ impl Filter {
                 return false;
             }
         }
-        self.labels.matches(served.pointer("/metadata/labels").and_then(Value::as_object)) && self.fields.matches(served)
+        self.labels.matches(
+            served
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object),
+        ) && self.fields.matches(served)
     }
 }
 
 impl State {
     /// Fresh state with built-in resources and the default namespaces.
     pub fn new(history_limit: usize) -> Self {
-        let mut st = Self { registry: Registry::default(), store: Store::new(history_limit), terminating: BTreeSet::new() };
+        let mut st = Self {
+            registry: Registry::default(),
+            store: Store::new(history_limit),
+            terminating: BTreeSet::new(),
+        };
         let ns_key = (String::new(), "namespaces".to_string());
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({
@@ -285,7 +330,12 @@ impl State {
         if !info.namespaced {
             return Ok(String::new());
         }
-        let ns = ns.ok_or_else(|| ApiError::bad_request(format!("{} is namespaced: a namespace is required", info.qualified())))?;
+        let ns = ns.ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{} is namespaced: a namespace is required",
+                info.qualified()
+            ))
+        })?;
         let ns_key = (String::new(), "namespaces".to_string());
         match self.store.get(&ns_key, "", ns) {
             None => Err(ApiError::not_found("namespaces", ns)),
@@ -294,17 +344,35 @@ impl State {
     }
 
     fn stored(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<&Value> {
-        self.store.get(&info.storage_key(), ns, name).ok_or_else(|| ApiError::not_found(&info.qualified(), name))
+        self.store
+            .get(&info.storage_key(), ns, name)
+            .ok_or_else(|| ApiError::not_found(&info.qualified(), name))
     }
 
     /// GET one object.
-    pub fn get(&self, info: &ResourceInfo, version: &str, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-        let ns = if info.namespaced { ns.unwrap_or("") } else { "" };
+    pub fn get(
+        &self,
+        info: &ResourceInfo,
+        version: &str,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Value> {
+        let ns = if info.namespaced {
+            ns.unwrap_or("")
+        } else {
+            ""
+        };
         Ok(to_served(info, version, self.stored(info, ns, name)?))
     }
 
     /// LIST (with selectors and pagination); returns (items, list metadata).
-    pub fn list(&self, info: &ResourceInfo, version: &str, ns: Option<&str>, q: &Params) -> ApiResult<(Vec<Value>, Value)> {
+    pub fn list(
+        &self,
+        info: &ResourceInfo,
+        version: &str,
+        ns: Option<&str>,
+        q: &Params,
+    ) -> ApiResult<(Vec<Value>, Value)> {
         let filter = Filter::from_params(ns, q)?;
         let rv = parse_rv(q.get("resourceVersion"))?;
         let exact = q.get("resourceVersionMatch").map(String::as_str) == Some("Exact");
@@ -316,7 +384,10 @@ impl State {
                 )));
             }
         }
-        let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+        let limit = q
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
         let (list_rv, start) = match q.get("continue").filter(|c| !c.is_empty()) {
             Some(tok) => {
                 let (trv, tns, tname) = decode_continue(tok)?;
@@ -332,7 +403,10 @@ impl State {
         let mut remaining = 0usize;
         let ns_filter = if info.namespaced { ns } else { None };
         for obj in self.store.list(&info.storage_key(), ns_filter) {
-            let key = (meta_str(obj, "namespace").unwrap_or("").to_string(), meta_str(obj, "name").unwrap_or("").to_string());
+            let key = (
+                meta_str(obj, "namespace").unwrap_or("").to_string(),
+                meta_str(obj, "name").unwrap_or("").to_string(),
+            );
             if let Some(s) = &start {
                 if key <= *s {
                     continue;
@@ -438,7 +512,11 @@ impl State {
                 labels["kubernetes.io/metadata.name"] = json!(name);
             }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
-                resources::from_crd(&obj).map_err(|e| ApiError::invalid(format!("CustomResourceDefinition \"{name}\" is invalid: {e}")))?;
+                resources::from_crd(&obj).map_err(|e| {
+                    ApiError::invalid(format!(
+                        "CustomResourceDefinition \"{name}\" is invalid: {e}"
+                    ))
+                })?;
                 obj["status"] = resources::crd_status(&obj, &now);
             }
             _ if info.has_status => {
@@ -449,7 +527,12 @@ impl State {
             _ => {}
         }
         if !preset_managed {
-            let ctx = ManagerCtx { manager: caller.manager.clone(), api_version: info.api_version(version), now, subresource: String::new() };
+            let ctx = ManagerCtx {
+                manager: caller.manager.clone(),
+                api_version: info.api_version(version),
+                now,
+                subresource: String::new(),
+            };
             patch::record_update(None, &mut obj, Scope::All, &ctx);
         }
         if caller.dry_run {
@@ -479,8 +562,13 @@ impl State {
         }
         if info.group.is_empty() && info.plural == "namespaces" && deleted {
             let ns = meta_str(stored, "name").unwrap_or("").to_string();
-            let namespaced: Vec<ResKey> =
-                self.registry.resources.iter().filter(|r| r.namespaced).map(|r| r.storage_key()).collect();
+            let namespaced: Vec<ResKey> = self
+                .registry
+                .resources
+                .iter()
+                .filter(|r| r.namespaced)
+                .map(|r| r.storage_key())
+                .collect();
             for key in namespaced {
                 for (ons, name) in self.store.keys(&key) {
                     if ons == ns {
@@ -526,7 +614,13 @@ impl State {
             if gone {
                 self.terminating.remove(&entry);
                 if let Some(removed) = self.store.remove(key, ns, name) {
-                    if let Some(info) = self.registry.resources.iter().find(|r| r.storage_key() == *key).cloned() {
+                    if let Some(info) = self
+                        .registry
+                        .resources
+                        .iter()
+                        .find(|r| r.storage_key() == *key)
+                        .cloned()
+                    {
                         self.after_write(&info, &removed, true);
                     }
                 }
@@ -545,7 +639,9 @@ impl State {
     ) -> ApiResult<Value> {
         let cand = to_storage(info, candidate);
         if !cand.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         let mut next = match scope {
             Scope::Status => {
@@ -575,7 +671,15 @@ impl State {
                 if !n.get("metadata").is_some_and(Value::is_object) {
                     n["metadata"] = json!({});
                 }
-                for k in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                for k in [
+                    "name",
+                    "namespace",
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
                     match current.get("metadata").and_then(|m| m.get(k)) {
                         Some(v) => n["metadata"][k] = v.clone(),
                         None => {
@@ -589,7 +693,10 @@ impl State {
             }
         };
         if spec_part(&next) != spec_part(current) {
-            let g = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+            let g = current
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             next["metadata"]["generation"] = json!(g + 1);
         }
         if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
@@ -609,11 +716,24 @@ impl State {
         mut next: Value,
         caller: &Caller,
     ) -> ApiResult<Value> {
-        if strip_volatile(&next) == strip_volatile(current) && next.pointer("/metadata/managedFields").map(|m| m.as_array().map(|a| a.len())) == current.pointer("/metadata/managedFields").map(|m| m.as_array().map(|a| a.len())) {
+        if strip_volatile(&next) == strip_volatile(current)
+            && next
+                .pointer("/metadata/managedFields")
+                .map(|m| m.as_array().map(|a| a.len()))
+                == current
+                    .pointer("/metadata/managedFields")
+                    .map(|m| m.as_array().map(|a| a.len()))
+        {
             return Ok(to_served(info, version, current));
         }
         if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.insert("resourceVersion".into(), current.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!("")));
+            m.insert(
+                "resourceVersion".into(),
+                current
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(json!("")),
+            );
         }
         if caller.dry_run {
             return Ok(to_served(info, version, &next));
@@ -628,10 +748,17 @@ impl State {
         })
     }
 
-    fn check_rv_precondition(info: &ResourceInfo, current: &Value, candidate: &Value) -> ApiResult<()> {
+    fn check_rv_precondition(
+        info: &ResourceInfo,
+        current: &Value,
+        candidate: &Value,
+    ) -> ApiResult<()> {
         if let Some(rv) = meta_str(candidate, "resourceVersion").filter(|r| !r.is_empty()) {
             if Some(rv) != meta_str(current, "resourceVersion") {
-                return Err(ApiError::conflict(&info.qualified(), meta_str(current, "name").unwrap_or("")));
+                return Err(ApiError::conflict(
+                    &info.qualified(),
+                    meta_str(current, "name").unwrap_or(""),
+                ));
             }
         }
         Ok(())
@@ -642,11 +769,16 @@ impl State {
             manager: caller.manager.clone(),
             api_version: info.api_version(version),
             now: now_string(),
-            subresource: if scope == Scope::Status { "status".into() } else { String::new() },
+            subresource: if scope == Scope::Status {
+                "status".into()
+            } else {
+                String::new()
+            },
         }
     }
 
     /// UPDATE (PUT) of the main resource or of `/status`.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         info: &ResourceInfo,
@@ -657,7 +789,11 @@ impl State {
         scope: Scope,
         caller: &Caller,
     ) -> ApiResult<Value> {
-        let ns = if info.namespaced { ns.unwrap_or("") } else { "" };
+        let ns = if info.namespaced {
+            ns.unwrap_or("")
+        } else {
+            ""
+        };
         let current = self.stored(info, ns, name)?.clone();
         if let Some(bname) = meta_str(&body, "name") {
             if bname != name {
@@ -674,7 +810,12 @@ impl State {
         }
         Self::check_rv_precondition(info, &current, &body)?;
         let mut next = self.next_version(info, &current, &body, scope)?;
-        patch::record_update(Some(&current), &mut next, scope, &Self::ctx(info, version, caller, scope));
+        patch::record_update(
+            Some(&current),
+            &mut next,
+            scope,
+            &Self::ctx(info, version, caller, scope),
+        );
         self.commit_update(info, version, &current, next, caller)
     }
 
@@ -692,7 +833,11 @@ impl State {
         caller: &Caller,
         force: bool,
     ) -> ApiResult<Value> {
-        let nsv = if info.namespaced { ns.unwrap_or("") } else { "" };
+        let nsv = if info.namespaced {
+            ns.unwrap_or("")
+        } else {
+            ""
+        };
         let existing = self.store.get(&info.storage_key(), nsv, name).cloned();
         let ctx = Self::ctx(info, version, caller, scope);
         if content_type == "application/apply-patch+yaml" {
@@ -713,13 +858,27 @@ impl State {
                 }
             }
             applied["metadata"]["name"] = json!(name);
-            let scope = if scope == Scope::All || scope == Scope::Status { scope } else { Scope::Main };
+            let scope = if scope == Scope::All || scope == Scope::Status {
+                scope
+            } else {
+                Scope::Main
+            };
             return match existing {
                 None => {
                     if scope == Scope::Status {
                         return Err(ApiError::not_found(&info.qualified(), name));
                     }
-                    let obj = patch::apply(None, &applied, if info.has_status { Scope::Main } else { Scope::All }, force, &ctx)?;
+                    let obj = patch::apply(
+                        None,
+                        &applied,
+                        if info.has_status {
+                            Scope::Main
+                        } else {
+                            Scope::All
+                        },
+                        force,
+                        &ctx,
+                    )?;
                     self.create(info, version, ns, obj, caller, true)
                 }
                 Some(current) => {
@@ -729,7 +888,8 @@ impl State {
                     let mut next = self.next_version(info, &current, &merged, scope)?;
                     if let Some(mf) = merged.pointer("/metadata/managedFields") {
                         next["metadata"]["managedFields"] = mf.clone();
-                    } else if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+                    } else if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut)
+                    {
                         m.remove("managedFields");
                     }
                     self.commit_update(info, version, &current, next, caller)
@@ -760,6 +920,7 @@ impl State {
     }
 
     /// DELETE with graceful termination for Pods and finalizer handling.
+    #[allow(clippy::too_many_arguments)]
     pub fn delete(
         &mut self,
         info: &ResourceInfo,
@@ -770,9 +931,16 @@ impl State {
         q: &Params,
         caller: &Caller,
     ) -> ApiResult<Value> {
-        let nsv = if info.namespaced { ns.unwrap_or("") } else { "" };
+        let nsv = if info.namespaced {
+            ns.unwrap_or("")
+        } else {
+            ""
+        };
         let current = self.stored(info, nsv, name)?.clone();
-        if let Some(rv) = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+        if let Some(rv) = opts
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+        {
             if Some(rv) != meta_str(&current, "resourceVersion") {
                 return Err(ApiError::conflict(&info.qualified(), name));
             }
@@ -792,13 +960,20 @@ impl State {
         let is_pod = info.group.is_empty() && info.plural == "pods";
         let mut grace = 0;
         if is_pod {
-            let phase = current.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+            let phase = current
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let has_statuses = current
                 .pointer("/status/containerStatuses")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty());
             grace = grace_param
-                .or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .or_else(|| {
+                    current
+                        .pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                })
                 .unwrap_or(30);
             if !has_statuses || phase == "Succeeded" || phase == "Failed" {
                 grace = 0;

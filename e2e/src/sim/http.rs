@@ -51,7 +51,9 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let q: Params = Query::<Params>::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
+    let q: Params = Query::<Params>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
     let path = uri.path().trim_end_matches('/').to_string();
     if let Some(ctl) = path.strip_prefix("/__sim/") {
         return control(&shared, ctl, &q);
@@ -70,6 +72,7 @@ async fn handle(
         tokio::time::sleep(latency).await;
     }
     if let Some((code, retry)) = fail {
+        shared.note_failed_request();
         if code == 429 {
             let mut r = ApiError::new(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later (injected)")
                 .with_details(json!({"retryAfterSeconds": retry}))
@@ -79,7 +82,12 @@ async fn handle(
             }
             return r;
         }
-        return ApiError::new(code, "InternalError", "an error on the server (\"injected fault\") has prevented the request from succeeding").into_response();
+        return ApiError::new(
+            code,
+            "InternalError",
+            "an error on the server (\"injected fault\") has prevented the request from succeeding",
+        )
+        .into_response();
     }
     match route(&shared, &method, &path, &q, &headers, &body) {
         Ok(r) => r,
@@ -93,7 +101,11 @@ fn control(shared: &Arc<Shared>, ctl: &str, q: &Params) -> Response {
         "drop-watches" => shared.drop_watches(),
         "fail" => {
             let code = num("code").unwrap_or(500) as u16;
-            shared.fail_next(num("count").unwrap_or(1) as u32, code, num("retryAfter").unwrap_or(1));
+            shared.fail_next(
+                num("count").unwrap_or(1) as u32,
+                code,
+                num("retryAfter").unwrap_or(1),
+            );
         }
         "latency" => shared.set_latency(Duration::from_millis(num("ms").unwrap_or(0))),
         "compact" => shared.compact(),
@@ -123,24 +135,51 @@ struct Target {
 }
 
 fn accept_has(headers: &HeaderMap, needle: &str) -> bool {
-    headers.get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains(needle)))
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.contains(needle)))
 }
 
-fn route(shared: &Arc<Shared>, method: &Method, path: &str, q: &Params, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
+fn route(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    q: &Params,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
-        [] => return Ok(ok(&json!({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]}))),
+        [] => {
+            return Ok(ok(
+                &json!({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]}),
+            ))
+        }
         ["version"] => return Ok(ok(&discovery::version())),
         ["healthz"] | ["readyz"] | ["livez"] => return Ok((StatusCode::OK, "ok").into_response()),
         ["api"] => return Ok(ok(&discovery::core_versions(&shared.addr().to_string()))),
         ["apis"] => return Ok(ok(&discovery::group_list(&shared.state().registry))),
+        ["openapi", "v3"] => return Ok(ok(&discovery::openapi_v3_root(&shared.state().registry))),
+        ["openapi", "v3", "api", v] => {
+            return discovery::openapi_v3_gv(&shared.state().registry, "", v)
+                .map(|d| ok(&d))
+                .ok_or_else(|| ApiError::no_route(path))
+        }
+        ["openapi", "v3", "apis", g, v] => {
+            return discovery::openapi_v3_gv(&shared.state().registry, g, v)
+                .map(|d| ok(&d))
+                .ok_or_else(|| ApiError::no_route(path))
+        }
         ["openapi", ..] => return Err(ApiError::no_route(path)),
         _ => {}
     }
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => (String::new(), v.to_string(), rest),
         ["apis", g] => {
-            return discovery::group(&shared.state().registry, g).map(|d| ok(&d)).ok_or_else(|| ApiError::no_route(path))
+            return discovery::group(&shared.state().registry, g)
+                .map(|d| ok(&d))
+                .ok_or_else(|| ApiError::no_route(path))
         }
         ["apis", g, v, rest @ ..] => (g.to_string(), v.to_string(), rest),
         _ => return Err(ApiError::no_route(path)),
@@ -152,14 +191,19 @@ fn route(shared: &Arc<Shared>, method: &Method, path: &str, q: &Params, headers:
     }
     let owned = |s: &&str| s.to_string();
     let target = match rest {
-        ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 && !(group.is_empty() && *plural == "status" || *plural == "finalize") => Target {
-            group: group.clone(),
-            version: version.clone(),
-            namespace: Some(ns.to_string()),
-            plural: plural.to_string(),
-            name: tail.first().map(owned),
-            sub: tail.get(1).map(owned),
-        },
+        ["namespaces", ns, plural, tail @ ..]
+            if tail.len() <= 2
+                && !(group.is_empty() && *plural == "status" || *plural == "finalize") =>
+        {
+            Target {
+                group: group.clone(),
+                version: version.clone(),
+                namespace: Some(ns.to_string()),
+                plural: plural.to_string(),
+                name: tail.first().map(owned),
+                sub: tail.get(1).map(owned),
+            }
+        }
         [plural, tail @ ..] if tail.len() <= 2 => Target {
             group: group.clone(),
             version: version.clone(),
@@ -193,6 +237,14 @@ fn route(shared: &Arc<Shared>, method: &Method, path: &str, q: &Params, headers:
         Some("status") if info.has_status => Scope::Status,
         Some(_) => return Err(ApiError::no_route(path)),
     };
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
+            return Err(ApiError::unsupported_media_type(ct));
+        }
+    }
     let ns = target.namespace.as_deref();
     let version = target.version.as_str();
     let ua_manager = headers
@@ -220,7 +272,9 @@ fn route(shared: &Arc<Shared>, method: &Method, path: &str, q: &Params, headers:
         }
     };
     match (method.as_str(), &target.name) {
-        ("GET", None) if watch => start_watch(shared, &info, version, ns, q, as_table, as_meta, include),
+        ("GET", None) if watch => {
+            start_watch(shared, &info, version, ns, q, as_table, as_meta, include)
+        }
         ("GET", None) => {
             let (items, meta) = shared.state().list(&info, version, ns, q)?;
             if as_table {
@@ -228,7 +282,9 @@ fn route(shared: &Arc<Shared>, method: &Method, path: &str, q: &Params, headers:
             }
             if as_meta {
                 let items: Vec<Value> = items.iter().map(partial).collect();
-                return Ok(ok(&json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})));
+                return Ok(ok(
+                    &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+                ));
             }
             Ok(ok(&json!({
                 "kind": format!("{}List", info.kind),
@@ -240,12 +296,16 @@ fn route(shared: &Arc<Shared>, method: &Method, path: &str, q: &Params, headers:
         ("GET", Some(name)) => Ok(render_one(shared.state().get(&info, version, ns, name)?)),
         ("POST", None) => {
             let v = parse_body(body)?;
-            let created = shared.state().create(&info, version, ns, v, &caller, false)?;
+            let created = shared
+                .state()
+                .create(&info, version, ns, v, &caller, false)?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
         ("PUT", Some(name)) => {
             let v = parse_body(body)?;
-            Ok(ok(&shared.state().update(&info, version, ns, name, v, scope, &caller)?))
+            Ok(ok(&shared
+                .state()
+                .update(&info, version, ns, name, v, scope, &caller)?))
         }
         ("PATCH", Some(name)) => {
             let ct = headers
@@ -258,21 +318,38 @@ fn route(shared: &Arc<Shared>, method: &Method, path: &str, q: &Params, headers:
                 .trim()
                 .to_string();
             let caller = if ct == "application/apply-patch+yaml" {
-                Caller { manager: field_manager.unwrap_or_default(), ..caller }
+                Caller {
+                    manager: field_manager.unwrap_or_default(),
+                    ..caller
+                }
             } else {
                 caller
             };
             let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
             let existed = shared.state().get(&info, version, ns, name).is_ok();
-            let v = shared.state().patch(&info, version, ns, name, &ct, body, scope, &caller, force)?;
-            let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
+            let v = shared
+                .state()
+                .patch(&info, version, ns, name, &ct, body, scope, &caller, force)?;
+            let code = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             Ok(json_response(code, &v))
         }
         ("DELETE", Some(name)) => {
-            let opts = if body.is_empty() { json!({}) } else { parse_body(body)? };
-            Ok(ok(&shared.state().delete(&info, version, ns, name, &opts, q, &caller)?))
+            let opts = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body(body)?
+            };
+            Ok(ok(&shared
+                .state()
+                .delete(&info, version, ns, name, &opts, q, &caller)?))
         }
-        (m, _) => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({m})"))),
+        (m, _) => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({m})"
+        ))),
     }
 }
 
@@ -302,7 +379,13 @@ impl WatchCtx {
     fn render(&mut self, etype: &str, obj: &Value) -> Value {
         let object = if self.as_table {
             let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
-            let t = table::table(&self.info, std::slice::from_ref(obj), self.include, !self.headers_sent, meta);
+            let t = table::table(
+                &self.info,
+                std::slice::from_ref(obj),
+                self.include,
+                !self.headers_sent,
+                meta,
+            );
             self.headers_sent = true;
             t
         } else if self.as_meta {
@@ -368,22 +451,38 @@ fn start_watch(
 ) -> ApiResult<Response> {
     let filter = Filter::from_params(ns, q)?;
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
-    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
+    let bookmarks = q
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true" || b == "1");
     let send_initial = q.get("sendInitialEvents").map(|s| s == "true" || s == "1");
-    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0);
-    if send_initial.is_some() && q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0);
+    if send_initial.is_some()
+        && q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan")
+    {
         return Err(ApiError::invalid("resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
     }
     if send_initial == Some(true) && !bookmarks {
         return Err(ApiError::invalid("allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"));
     }
-    let mut ctx = WatchCtx { info: info.clone(), version: version.to_string(), filter, as_table, as_meta, include, headers_sent: false };
+    let mut ctx = WatchCtx {
+        info: info.clone(),
+        version: version.to_string(),
+        filter,
+        as_table,
+        as_meta,
+        include,
+        headers_sent: false,
+    };
     let mut first: Vec<Bytes> = Vec::new();
     let (mut rx, mut last_rv, expired) = {
         let st = shared.state();
         let cur = st.store.rv();
         let requested = parse_rv(q.get("resourceVersion"))?;
-        let synthetic = send_initial == Some(true) || (send_initial.is_none() && (rv_param.is_empty() || rv_param == "0"));
+        let synthetic = send_initial == Some(true)
+            || (send_initial.is_none() && (rv_param.is_empty() || rv_param == "0"));
         let mut expired = false;
         let mut last = cur;
         if synthetic {
@@ -400,7 +499,11 @@ fn start_watch(
         } else if let Some(from) = requested {
             if from < st.store.floor() {
                 expired = true;
-                let err = ApiError::expired(format!("too old resource version: {from} ({})", st.store.floor()));
+                shared.note_expired_watch();
+                let err = ApiError::expired(format!(
+                    "too old resource version: {from} ({})",
+                    st.store.floor()
+                ));
                 first.push(line(&json!({"type": "ERROR", "object": err.to_status()})));
             } else {
                 for ev in st.store.events_since(&info.storage_key(), from) {
@@ -430,7 +533,8 @@ fn start_watch(
         let mut ticker = tokio::time::interval(bookmark_interval);
         ticker.tick().await;
         loop {
-            let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+            let sleep_until = deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep_until) => return,
                 _ = epoch.changed() => return,
@@ -476,7 +580,13 @@ fn start_watch(
         }
     });
     let mut resp = Response::new(Body::from_stream(body_rx));
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }

@@ -77,9 +77,33 @@ pub struct Shared {
     conn_epoch: watch::Sender<u64>,
     config: SimConfig,
     addr: SocketAddr,
+    expired_watches: std::sync::atomic::AtomicU64,
+    failed_requests: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
+    /// Number of watches answered with a 410 Expired ERROR event so far.
+    pub fn expired_watches(&self) -> u64 {
+        self.expired_watches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Number of requests failed by fault injection so far.
+    pub fn failed_requests(&self) -> u64 {
+        self.failed_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_expired_watch(&self) {
+        self.expired_watches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn note_failed_request(&self) {
+        self.failed_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Locks the object state (recovering from poisoning).
     pub fn state(&self) -> MutexGuard<'_, api::State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -158,6 +182,8 @@ impl Simulator {
             conn_epoch: watch::channel(0).0,
             config,
             addr,
+            expired_watches: Default::default(),
+            failed_requests: Default::default(),
         });
         let router = http::router(shared.clone());
         let accept_shared = shared.clone();
@@ -188,7 +214,10 @@ impl Simulator {
                 reap_shared.state().reap();
             }
         });
-        Ok(Self { shared, tasks: vec![accept, reaper] })
+        Ok(Self {
+            shared,
+            tasks: vec![accept, reaper],
+        })
     }
 
     /// Shared state (fault injection, state inspection).

@@ -25,8 +25,11 @@ pub enum Scope {
 pub fn parse_json_or_yaml(body: &[u8]) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
-        Err(json_err) => serde_yaml::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding body as JSON ({json_err}) or YAML ({e})"))),
+        Err(json_err) => serde_yaml::from_slice::<Value>(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "error decoding body as JSON ({json_err}) or YAML ({e})"
+            ))
+        }),
     }
 }
 
@@ -39,15 +42,26 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 pub fn json_patch(target: &mut Value, patch: &Value) -> ApiResult<()> {
     let p: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &p).map_err(|e| ApiError::invalid(format!("the server rejected our request due to an error in our request: {e}")))
+    json_patch::patch(target, &p).map_err(|e| {
+        ApiError::invalid(format!(
+            "the server rejected our request due to an error in our request: {e}"
+        ))
+    })
 }
 
 fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "containerStatuses" | "initContainerStatuses"
-        | "ephemeralContainerStatuses" | "volumes" | "env" | "imagePullSecrets" | "schedulingGates" | "resourceClaims" => {
-            "name"
-        }
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "containerStatuses"
+        | "initContainerStatuses"
+        | "ephemeralContainerStatuses"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "schedulingGates"
+        | "resourceClaims" => "name",
         "conditions" => "type",
         "ports" => "containerPort",
         "volumeMounts" => "mountPath",
@@ -74,7 +88,9 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    let Some(tobj) = target.as_object_mut() else { return };
+    let Some(tobj) = target.as_object_mut() else {
+        return;
+    };
     for (k, pv) in pobj {
         if k.starts_with('$') {
             continue;
@@ -85,10 +101,16 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
         }
         match (merge_key(k), pv) {
             (Some(key), Value::Array(items)) => {
-                let mut list = tobj.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut list = tobj
+                    .get(k)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 for item in items {
                     let id = item.get(key).cloned();
-                    let pos = id.as_ref().and_then(|id| list.iter().position(|e| e.get(key) == Some(id)));
+                    let pos = id
+                        .as_ref()
+                        .and_then(|id| list.iter().position(|e| e.get(key) == Some(id)));
                     let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
                     match (pos, delete) {
                         (Some(i), true) => {
@@ -120,7 +142,9 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
 /// plus individual `metadata.labels` / `metadata.annotations` keys.
 pub fn fields_of(obj: &Value, scope: Scope) -> BTreeSet<FieldPath> {
     let mut out = BTreeSet::new();
-    let Some(map) = obj.as_object() else { return out };
+    let Some(map) = obj.as_object() else {
+        return out;
+    };
     for (k, _) in map {
         if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
             continue;
@@ -136,7 +160,10 @@ pub fn fields_of(obj: &Value, scope: Scope) -> BTreeSet<FieldPath> {
     }
     if scope != Scope::Status {
         for sub in ["labels", "annotations"] {
-            if let Some(m) = obj.pointer(&format!("/metadata/{sub}")).and_then(Value::as_object) {
+            if let Some(m) = obj
+                .pointer(&format!("/metadata/{sub}"))
+                .and_then(Value::as_object)
+            {
                 for key in m.keys() {
                     out.insert(vec!["metadata".into(), sub.into(), key.clone()]);
                 }
@@ -229,7 +256,10 @@ fn fields_to_v1(fields: &BTreeSet<FieldPath>) -> Value {
 
 /// Reads `metadata.managedFields`.
 pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
-    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
+    let Some(list) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
     list.iter()
@@ -309,8 +339,10 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, scope: Scope, ctx: &M
     let old_v = old.unwrap_or(&empty);
     let mut candidates = fields_of(old_v, scope);
     candidates.extend(fields_of(new, scope));
-    let changed: BTreeSet<FieldPath> =
-        candidates.into_iter().filter(|f| get_field(old_v, f) != get_field(new, f)).collect();
+    let changed: BTreeSet<FieldPath> = candidates
+        .into_iter()
+        .filter(|f| get_field(old_v, f) != get_field(new, f))
+        .collect();
     if changed.is_empty() {
         write_managed(new, &entries);
         return;
@@ -319,8 +351,14 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, scope: Scope, ctx: &M
         e.fields.retain(|f| !changed.contains(f));
     }
     let sub = subresource_of(scope);
-    let present: BTreeSet<FieldPath> = changed.into_iter().filter(|f| get_field(new, f).is_some()).collect();
-    match entries.iter_mut().find(|e| e.manager == ctx.manager && e.operation == "Update" && e.subresource == sub) {
+    let present: BTreeSet<FieldPath> = changed
+        .into_iter()
+        .filter(|f| get_field(new, f).is_some())
+        .collect();
+    match entries
+        .iter_mut()
+        .find(|e| e.manager == ctx.manager && e.operation == "Update" && e.subresource == sub)
+    {
         Some(e) => {
             e.fields.extend(present);
             e.time = ctx.now.clone();
@@ -340,7 +378,13 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, scope: Scope, ctx: &M
 /// Server-side apply of `applied` onto `current` (None = create). Returns the new object;
 /// 409 Conflict if a field with a different value is owned by another manager and
 /// `force` is false.
-pub fn apply(current: Option<&Value>, applied: &Value, scope: Scope, force: bool, ctx: &ManagerCtx) -> ApiResult<Value> {
+pub fn apply(
+    current: Option<&Value>,
+    applied: &Value,
+    scope: Scope,
+    force: bool,
+    ctx: &ManagerCtx,
+) -> ApiResult<Value> {
     let applied_fields = fields_of(applied, scope);
     let sub = subresource_of(scope);
     let Some(current) = current else {
@@ -384,8 +428,10 @@ pub fn apply(current: Option<&Value>, applied: &Value, scope: Scope, force: bool
                 json!({"type": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": format!(".{}", f.join("."))})
             })
             .collect();
-        let list: Vec<String> =
-            conflicts.iter().map(|(m, f)| format!("- conflict with \"{m}\": .{}", f.join("."))).collect();
+        let list: Vec<String> = conflicts
+            .iter()
+            .map(|(m, f)| format!("- conflict with \"{m}\": .{}", f.join(".")))
+            .collect();
         let msg = format!(
             "Apply failed with {} conflict{}: {}",
             conflicts.len(),
@@ -408,7 +454,8 @@ pub fn apply(current: Option<&Value>, applied: &Value, scope: Scope, force: bool
         .collect();
     for f in previously.difference(&applied_fields) {
         let owned_by_other = entries.iter().any(|e| {
-            !(e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub) && e.fields.contains(f)
+            !(e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub)
+                && e.fields.contains(f)
         });
         if !owned_by_other {
             remove_field(&mut obj, f);
@@ -417,7 +464,10 @@ pub fn apply(current: Option<&Value>, applied: &Value, scope: Scope, force: bool
     for e in entries.iter_mut() {
         e.fields.retain(|f| !forced.contains(f));
     }
-    match entries.iter_mut().find(|e| e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub) {
+    match entries
+        .iter_mut()
+        .find(|e| e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub)
+    {
         Some(e) => {
             e.fields = applied_fields;
             e.time = ctx.now.clone();
@@ -441,25 +491,61 @@ mod tests {
     use super::*;
 
     fn ctx(m: &str) -> ManagerCtx {
-        ManagerCtx { manager: m.into(), api_version: "v1".into(), now: "2024-01-01T00:00:00Z".into(), subresource: String::new() }
+        ManagerCtx {
+            manager: m.into(),
+            api_version: "v1".into(),
+            now: "2024-01-01T00:00:00Z".into(),
+            subresource: String::new(),
+        }
     }
 
     #[test]
     fn strategic_merges_by_name() {
         let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}});
-        strategic_merge_patch(&mut pod, &json!({"spec": {"containers": [{"name": "b", "image": "z"}, {"name": "c"}]}}));
+        strategic_merge_patch(
+            &mut pod,
+            &json!({"spec": {"containers": [{"name": "b", "image": "z"}, {"name": "c"}]}}),
+        );
         assert_eq!(pod["spec"]["containers"].as_array().unwrap().len(), 3);
         assert_eq!(pod["spec"]["containers"][1]["image"], "z");
     }
 
     #[test]
     fn apply_conflicts_and_force() {
-        let a = apply(None, &json!({"metadata": {"name": "x"}, "spec": {"a": 1}}), Scope::All, false, &ctx("m1")).unwrap();
-        let err = apply(Some(&a), &json!({"spec": {"a": 2}}), Scope::All, false, &ctx("m2")).unwrap_err();
+        let a = apply(
+            None,
+            &json!({"metadata": {"name": "x"}, "spec": {"a": 1}}),
+            Scope::All,
+            false,
+            &ctx("m1"),
+        )
+        .unwrap();
+        let err = apply(
+            Some(&a),
+            &json!({"spec": {"a": 2}}),
+            Scope::All,
+            false,
+            &ctx("m2"),
+        )
+        .unwrap_err();
         assert_eq!(err.code, 409);
-        let same = apply(Some(&a), &json!({"spec": {"a": 1}}), Scope::All, false, &ctx("m2")).unwrap();
+        let same = apply(
+            Some(&a),
+            &json!({"spec": {"a": 1}}),
+            Scope::All,
+            false,
+            &ctx("m2"),
+        )
+        .unwrap();
         assert_eq!(read_managed(&same).len(), 2);
-        let forced = apply(Some(&a), &json!({"spec": {"a": 2}}), Scope::All, true, &ctx("m2")).unwrap();
+        let forced = apply(
+            Some(&a),
+            &json!({"spec": {"a": 2}}),
+            Scope::All,
+            true,
+            &ctx("m2"),
+        )
+        .unwrap();
         let m = read_managed(&forced);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].manager, "m2");

@@ -76,7 +76,9 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 fn age_of(ts: Option<&str>) -> String {
-    let Some(ts) = ts else { return "<unknown>".into() };
+    let Some(ts) = ts else {
+        return "<unknown>".into();
+    };
     match ts.parse::<jiff::Timestamp>() {
         Ok(t) => human_duration(jiff::Timestamp::now().as_second() - t.as_second()),
         Err(_) => "<unknown>".into(),
@@ -86,7 +88,10 @@ fn age_of(ts: Option<&str>) -> String {
 /// Evaluates a simple JSONPath (`.a.b`, `.a[0]`, `.a[*].b`, `.a[?(@.k=="v")].b`) against `obj`.
 pub fn eval_jsonpath(obj: &Value, path: &str) -> Vec<Value> {
     let path = path.trim();
-    let path = path.strip_prefix('{').and_then(|p| p.strip_suffix('}')).unwrap_or(path);
+    let path = path
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or(path);
     let mut cur = vec![obj.clone()];
     let mut rest = path.strip_prefix('$').unwrap_or(path);
     while !rest.is_empty() {
@@ -99,12 +104,18 @@ pub fn eval_jsonpath(obj: &Value, path: &str) -> Vec<Value> {
             }
             cur = cur.iter().filter_map(|v| v.get(key).cloned()).collect();
         } else if let Some(r) = rest.strip_prefix('[') {
-            let Some(end) = find_bracket_end(r) else { return Vec::new() };
+            let Some(end) = find_bracket_end(r) else {
+                return Vec::new();
+            };
             let inner = r[..end].trim();
             rest = &r[end + 1..];
             if inner == "*" {
-                cur = cur.iter().flat_map(|v| v.as_array().cloned().unwrap_or_default()).collect();
-            } else if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')')) {
+                cur = cur
+                    .iter()
+                    .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+                    .collect();
+            } else if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')'))
+            {
                 cur = cur
                     .iter()
                     .flat_map(|v| v.as_array().cloned().unwrap_or_default())
@@ -179,14 +190,22 @@ fn col(name: &str, type_: &str, format: &str, description: &str, priority: i64) 
 }
 
 fn name_col() -> Value {
-    col("Name", "string", "name", "Name must be unique within a namespace.", 0)
+    col(
+        "Name",
+        "string",
+        "name",
+        "Name must be unique within a namespace.",
+        0,
+    )
 }
 
 /// Column definitions for a resource.
 pub fn column_definitions(info: &ResourceInfo) -> Vec<Value> {
     if let Some(cols) = &info.printer_columns {
         let mut out = vec![name_col()];
-        out.extend(cols.iter().map(|c: &PrinterColumn| col(&c.name, &c.type_, &c.format, &c.description, c.priority)));
+        out.extend(cols.iter().map(|c: &PrinterColumn| {
+            col(&c.name, &c.type_, &c.format, &c.description, c.priority)
+        }));
         return out;
     }
     match (info.group.as_str(), info.plural.as_str()) {
@@ -216,7 +235,10 @@ fn s<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
 }
 
 fn arr<'a>(v: &'a Value, ptr: &str) -> Vec<&'a Value> {
-    v.pointer(ptr).and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
 }
 
 /// kubectl-style Pod cells: READY, STATUS, RESTARTS.
@@ -236,12 +258,17 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
     let mut last_restart: Option<i64> = None;
     let mut note_restart = |st: &Value| {
         restarts += st.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
-        if let Some(t) = s(st, "/lastState/terminated/finishedAt").and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+        if let Some(t) = s(st, "/lastState/terminated/finishedAt")
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        {
             let t = t.as_second();
             last_restart = Some(last_restart.map_or(t, |l: i64| l.max(t)));
         }
     };
-    let mut reason = s(pod, "/status/reason").or_else(|| s(pod, "/status/phase")).unwrap_or("Pending").to_string();
+    let mut reason = s(pod, "/status/reason")
+        .or_else(|| s(pod, "/status/phase"))
+        .unwrap_or("Pending")
+        .to_string();
     let mut initializing = false;
     for (i, st) in init_statuses.iter().enumerate() {
         let name = s(st, "/name").unwrap_or("");
@@ -258,13 +285,18 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
                 Some(r) if !r.is_empty() => format!("Init:{r}"),
                 _ => match term.get("signal").and_then(Value::as_i64) {
                     Some(sig) if sig != 0 => format!("Init:Signal:{sig}"),
-                    _ => format!("Init:ExitCode:{}", term.get("exitCode").and_then(Value::as_i64).unwrap_or(0)),
+                    _ => format!(
+                        "Init:ExitCode:{}",
+                        term.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                    ),
                 },
             };
             initializing = true;
         } else if is_sidecar && st.get("started").and_then(Value::as_bool) == Some(true) {
             continue;
-        } else if let Some(r) = s(st, "/state/waiting/reason").filter(|r| !r.is_empty() && *r != "PodInitializing") {
+        } else if let Some(r) =
+            s(st, "/state/waiting/reason").filter(|r| !r.is_empty() && *r != "PodInitializing")
+        {
             reason = format!("Init:{r}");
             initializing = true;
         } else {
@@ -284,10 +316,15 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
                     Some(r) if !r.is_empty() => r.to_string(),
                     _ => match term.get("signal").and_then(Value::as_i64) {
                         Some(sig) if sig != 0 => format!("Signal:{sig}"),
-                        _ => format!("ExitCode:{}", term.get("exitCode").and_then(Value::as_i64).unwrap_or(0)),
+                        _ => format!(
+                            "ExitCode:{}",
+                            term.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                        ),
                     },
                 };
-            } else if st.pointer("/state/running").is_some() && st.get("ready").and_then(Value::as_bool) == Some(true) {
+            } else if st.pointer("/state/running").is_some()
+                && st.get("ready").and_then(Value::as_bool) == Some(true)
+            {
                 has_running = true;
                 ready += 1;
             }
@@ -296,7 +333,11 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
             let pod_ready = arr(pod, "/status/conditions")
                 .iter()
                 .any(|c| s(c, "/type") == Some("Ready") && s(c, "/status") == Some("True"));
-            reason = if pod_ready { "Running".into() } else { "NotReady".into() };
+            reason = if pod_ready {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     } else {
         for st in &statuses {
@@ -304,11 +345,18 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
         }
     }
     if pod.pointer("/metadata/deletionTimestamp").is_some() {
-        reason = if s(pod, "/status/reason") == Some("NodeLost") { "Unknown".into() } else { "Terminating".into() };
+        reason = if s(pod, "/status/reason") == Some("NodeLost") {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
     }
     let restarts_cell = match last_restart {
         Some(t) if restarts > 0 => {
-            format!("{restarts} ({} ago)", human_duration(jiff::Timestamp::now().as_second() - t))
+            format!(
+                "{restarts} ({} ago)",
+                human_duration(jiff::Timestamp::now().as_second() - t)
+            )
         }
         _ => restarts.to_string(),
     };
@@ -329,8 +377,14 @@ fn cell_for(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
                     None => v.clone(),
                 },
                 Some(v) if vals.len() > 1 => {
-                    let parts: Vec<String> =
-                        vals.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect();
+                    let parts: Vec<String> = vals
+                        .iter()
+                        .map(|x| {
+                            x.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| x.to_string())
+                        })
+                        .collect();
                     let _ = v;
                     json!(parts.join(","))
                 }
@@ -354,7 +408,11 @@ fn cell_for(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
                 json!(s(obj, "/spec/nodeName").unwrap_or("<none>")),
             ]
         }
-        ("", "namespaces") => vec![name, json!(s(obj, "/status/phase").unwrap_or("Active")), age],
+        ("", "namespaces") => vec![
+            name,
+            json!(s(obj, "/status/phase").unwrap_or("Active")),
+            age,
+        ],
         _ => vec![name, age],
     }
 }
@@ -383,7 +441,11 @@ pub fn table(
         .iter()
         .map(|o| json!({"cells": cell_for(info, o), "object": row_object(o, include)}))
         .collect();
-    let defs = if with_headers { column_definitions(info) } else { Vec::new() };
+    let defs = if with_headers {
+        column_definitions(info)
+    } else {
+        Vec::new()
+    };
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -410,8 +472,14 @@ mod tests {
     fn jsonpath() {
         let o = json!({"status": {"n": 3, "conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]}});
         assert_eq!(eval_jsonpath(&o, ".status.n"), vec![json!(3)]);
-        assert_eq!(eval_jsonpath(&o, ".status.conditions[?(@.type==\"Ready\")].status"), vec![json!("True")]);
-        assert_eq!(eval_jsonpath(&o, ".status.conditions[0].type"), vec![json!("A")]);
+        assert_eq!(
+            eval_jsonpath(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![json!("True")]
+        );
+        assert_eq!(
+            eval_jsonpath(&o, ".status.conditions[0].type"),
+            vec![json!("A")]
+        );
         assert!(eval_jsonpath(&o, ".status.missing").is_empty());
     }
 
@@ -424,6 +492,9 @@ mod tests {
                 "containerStatuses": [{"name": "a", "ready": true, "restartCount": 0, "state": {"running": {}}}]}
         });
         let (ready, status, restarts) = pod_cells(&pod);
-        assert_eq!((ready.as_str(), status.as_str(), restarts.as_str()), ("2/2", "Running", "1"));
+        assert_eq!(
+            (ready.as_str(), status.as_str(), restarts.as_str()),
+            ("2/2", "Running", "1")
+        );
     }
 }

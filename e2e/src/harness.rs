@@ -1,0 +1,374 @@
+//! Test harness: a simulator (or a real cluster from `E2E_KUBECONFIG`), a kube client, a
+//! kubeconfig file, a `kubectl` runner, CRD installation and a deadline-based poller.
+//!
+//! Tests never sleep a fixed time to wait for a condition: use [`wait_until`].
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use serde_json::{json, Value};
+
+use crate::sim::{SimConfig, Simulator};
+
+/// Environment variable naming a kubeconfig of a real cluster to run against.
+pub const KUBECONFIG_ENV: &str = "E2E_KUBECONFIG";
+
+/// Harness errors.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// File system error.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// Path involved.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The kubeconfig could not be loaded.
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig {
+        /// Path of the kubeconfig.
+        path: PathBuf,
+        /// Cause.
+        message: String,
+    },
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    /// The simulator failed to start.
+    #[error(transparent)]
+    Sim(#[from] crate::sim::SimError),
+    /// kubectl could not be run or exited with an error.
+    #[error("kubectl {args} failed ({status}): {stderr}")]
+    Kubectl {
+        /// Arguments.
+        args: String,
+        /// Exit status.
+        status: String,
+        /// Standard error.
+        stderr: String,
+    },
+    /// A condition did not hold before the deadline.
+    #[error("timed out after {waited:?} waiting for {what}; last observed: {last}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        waited: Duration,
+        /// Last observed value.
+        last: String,
+    },
+    /// A manifest could not be parsed.
+    #[error("invalid manifest {path}: {message}")]
+    Manifest {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        message: String,
+    },
+    /// The operation needs the simulator but the tests run against a real cluster.
+    #[error("this test needs the simulator ({KUBECONFIG_ENV} points at a real cluster)")]
+    NoSimulator,
+}
+
+/// Result alias of the harness.
+pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
+
+/// Polls `check` every 100 ms until it returns `Ok` or `timeout` elapses. `Err` values mean
+/// "not yet" and carry the observed state; the last one is reported on timeout.
+pub async fn wait_until<T, E, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    E: Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>>,
+{
+    let start = Instant::now();
+    loop {
+        let remaining = timeout.saturating_sub(start.elapsed());
+        let last =
+            match tokio::time::timeout(remaining.max(Duration::from_millis(10)), check()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => format!("{e:?}"),
+                Err(_) => "check did not complete before the deadline".to_string(),
+            };
+        if start.elapsed() >= timeout {
+            eprintln!("wait_until: timed out waiting for {what}; last observed: {last}");
+            return Err(HarnessError::Timeout {
+                what: what.to_string(),
+                waited: timeout,
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "sidecar-watch-e2e-{}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..)
+    ))
+}
+
+/// A cluster to test against: the in-process simulator or a real cluster.
+pub struct TestEnv {
+    /// Client for the cluster.
+    pub client: Client,
+    /// Kubeconfig file for external clients (kubectl, the operator binary).
+    pub kubeconfig: PathBuf,
+    sim: Option<Simulator>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for TestEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestEnv")
+            .field("kubeconfig", &self.kubeconfig)
+            .field("simulator", &self.sim.as_ref().map(Simulator::url))
+            .finish()
+    }
+}
+
+impl TestEnv {
+    /// Uses the cluster from `E2E_KUBECONFIG` if set, otherwise starts a simulator.
+    pub async fn start() -> Result<Self> {
+        match std::env::var_os(KUBECONFIG_ENV) {
+            Some(path) if !path.is_empty() => Self::from_kubeconfig(Path::new(&path)).await,
+            _ => Self::start_simulator(SimConfig::default()).await,
+        }
+    }
+
+    /// Starts an in-process simulator on 127.0.0.1 (port from `config.bind`, 0 = free port)
+    /// and writes a kubeconfig for it.
+    pub async fn start_simulator(config: SimConfig) -> Result<Self> {
+        let sim = Simulator::start(config).await?;
+        let dir = unique_dir();
+        let kubeconfig = dir.join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig)
+            .map_err(|source| HarnessError::Io {
+                path: kubeconfig.clone(),
+                source,
+            })?;
+        let client = client_from(&kubeconfig).await?;
+        Ok(Self {
+            client,
+            kubeconfig,
+            sim: Some(sim),
+            dir,
+        })
+    }
+
+    /// Uses an existing cluster described by a kubeconfig.
+    pub async fn from_kubeconfig(path: &Path) -> Result<Self> {
+        let client = client_from(path).await?;
+        let dir = unique_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| HarnessError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Self {
+            client,
+            kubeconfig: path.to_path_buf(),
+            sim: None,
+            dir,
+        })
+    }
+
+    /// The simulator, if the tests run against it.
+    pub fn sim(&self) -> Option<&Simulator> {
+        self.sim.as_ref()
+    }
+
+    /// The simulator, or [`HarnessError::NoSimulator`].
+    pub fn require_sim(&self) -> Result<&Simulator> {
+        self.sim.as_ref().ok_or(HarnessError::NoSimulator)
+    }
+
+    /// A scratch directory owned by this environment (removed on drop).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A `kubectl` command preconfigured with this kubeconfig and a private cache dir.
+    pub fn kubectl_command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.join("kubectl-cache"));
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs kubectl with `args`; returns stdout, or fails with stderr on a non-zero exit.
+    pub async fn kubectl<I, S>(&self, args: I) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let args: Vec<std::ffi::OsString> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let shown = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = self
+            .kubectl_command()
+            .args(&args)
+            .output()
+            .await
+            .map_err(|e| HarnessError::Kubectl {
+                args: shown.clone(),
+                status: "not started".into(),
+                stderr: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(HarnessError::Kubectl {
+                args: shown,
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Creates a namespace (server-side apply, so it is idempotent).
+    pub async fn create_namespace(&self, name: &str) -> Result<()> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        api.patch(name, &PatchParams::apply("e2e-harness"), &Patch::Apply(&ns))
+            .await?;
+        Ok(())
+    }
+
+    /// Server-side applies every CustomResourceDefinition found in the `*.yaml`/`*.yml`
+    /// files of `dir` (or in `dir` itself if it is a file) and waits until each is
+    /// Established. Returns the CRD names.
+    pub async fn install_crds(&self, dir: &Path) -> Result<Vec<String>> {
+        let mut files = Vec::new();
+        if dir.is_file() {
+            files.push(dir.to_path_buf());
+        } else {
+            let rd = std::fs::read_dir(dir).map_err(|source| HarnessError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                    files.push(p);
+                }
+            }
+            files.sort();
+        }
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let mut names = Vec::new();
+        for f in files {
+            for doc in read_manifests(&f)? {
+                if doc.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+                    continue;
+                }
+                let name = doc
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| HarnessError::Manifest {
+                        path: f.clone(),
+                        message: "CRD without metadata.name".into(),
+                    })?
+                    .to_string();
+                api.patch(
+                    &name,
+                    &PatchParams::apply("e2e-harness").force(),
+                    &Patch::Apply(&doc),
+                )
+                .await?;
+                names.push(name);
+            }
+        }
+        for name in &names {
+            let api = api.clone();
+            wait_until(
+                Duration::from_secs(30),
+                &format!("CRD {name} Established"),
+                || {
+                    let api = api.clone();
+                    let name = name.clone();
+                    async move {
+                        let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+                        let established = crd
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| {
+                                c.iter()
+                                    .any(|c| c.type_ == "Established" && c.status == "True")
+                            });
+                        if established {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "conditions: {:?}",
+                                crd.status.and_then(|s| s.conditions)
+                            ))
+                        }
+                    }
+                },
+            )
+            .await?;
+        }
+        Ok(names)
+    }
+}
+
+/// Parses every YAML document of a manifest file (empty documents are skipped).
+pub fn read_manifests(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).map_err(|source| HarnessError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut docs = Vec::new();
+    for de in serde_yaml::Deserializer::from_str(&text) {
+        let v: Value = serde::Deserialize::deserialize(de).map_err(|e| HarnessError::Manifest {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
+}
+
+/// Builds a kube client from a kubeconfig file.
+pub async fn client_from(path: &Path) -> Result<Client> {
+    let err = |message: String| HarnessError::Kubeconfig {
+        path: path.to_path_buf(),
+        message,
+    };
+    let kc = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(Client::try_from(cfg)?)
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

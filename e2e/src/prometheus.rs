@@ -1,0 +1,213 @@
+//! Runs Debian's `/usr/bin/prometheus` on a free loopback port with a rule file and one
+//! scrape target (1 s scrape and evaluation interval) and queries its HTTP API.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Default location of the Prometheus binary (Debian package `prometheus`).
+pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
+
+/// Errors of the Prometheus runner.
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    /// The binary is missing.
+    #[error("{0} not found: install it with `apt-get install -y prometheus` (do not start the system service)")]
+    Missing(PathBuf),
+    /// I/O error.
+    #[error("prometheus I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Prometheus did not become ready.
+    #[error("prometheus did not become ready within {0:?}: {1}")]
+    NotReady(Duration, String),
+    /// Prometheus exited early.
+    #[error("prometheus exited early ({status}); log:\n{log}")]
+    Exited {
+        /// Exit status.
+        status: String,
+        /// Its log.
+        log: String,
+    },
+    /// The API returned an error or an unexpected document.
+    #[error("prometheus API error: {0}")]
+    Api(String),
+}
+
+/// Result alias of the runner.
+pub type Result<T, E = PrometheusError> = std::result::Result<T, E>;
+
+/// A running Prometheus; killed on drop.
+#[derive(Debug)]
+pub struct Prometheus {
+    child: tokio::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Minimal HTTP/1.0 GET on 127.0.0.1:`port`; returns (status code, body).
+async fn http_get(port: u16, path_and_query: &str) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let req = format!("GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `rule_file` evaluated every second and `target` (`host:port`,
+    /// metrics at `/metrics`) scraped every second, and waits until it is ready.
+    pub async fn start(rule_file: &Path, target: &str) -> Result<Self> {
+        Self::start_with_binary(Path::new(PROMETHEUS_BIN), rule_file, target).await
+    }
+
+    /// Like [`Prometheus::start`] with an explicit binary path.
+    pub async fn start_with_binary(bin: &Path, rule_file: &Path, target: &str) -> Result<Self> {
+        if !bin.exists() {
+            return Err(PrometheusError::Missing(bin.to_path_buf()));
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "sidecar-watch-prom-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(dir.join("data"))?;
+        let rules = std::fs::canonicalize(rule_file)?;
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 1s\nrule_files:\n  - {rules:?}\nscrape_configs:\n  - job_name: sidecar-watch\n    static_configs:\n      - targets: [{target:?}]\n",
+            rules = rules.display().to_string(),
+        );
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config)?;
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.join("prometheus.log"))?;
+        let child = tokio::process::Command::new(bin)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-lifecycle")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut p = Self { child, port, dir };
+        p.wait_ready(Duration::from_secs(30)).await?;
+        Ok(p)
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let start = std::time::Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(PrometheusError::Exited {
+                    status: status.to_string(),
+                    log: self.log(),
+                });
+            }
+            match http_get(self.port, "/-/ready").await {
+                Ok((200, _)) => return Ok(()),
+                Ok((code, body)) => last = format!("{code}: {body}"),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(PrometheusError::NotReady(
+            timeout,
+            format!("{last}\nlog:\n{}", self.log()),
+        ))
+    }
+
+    /// Prometheus' log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn api(&self, path_and_query: &str) -> Result<Value> {
+        let (code, body) = http_get(self.port, path_and_query).await?;
+        let v: Value = serde_json::from_str(&body)
+            .map_err(|e| PrometheusError::Api(format!("{code}: {e}: {body}")))?;
+        if v.get("status").and_then(Value::as_str) != Some("success") {
+            return Err(PrometheusError::Api(format!("{code}: {body}")));
+        }
+        Ok(v.get("data").cloned().unwrap_or(Value::Null))
+    }
+
+    /// `GET /api/v1/alerts`: the active (pending or firing) alerts.
+    pub async fn alerts(&self) -> Result<Vec<Value>> {
+        let data = self.api("/api/v1/alerts").await?;
+        Ok(data
+            .get("alerts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Names of alerts currently in state `firing`.
+    pub async fn firing_alerts(&self) -> Result<Vec<String>> {
+        Ok(self
+            .alerts()
+            .await?
+            .iter()
+            .filter(|a| a.get("state").and_then(Value::as_str) == Some("firing"))
+            .filter_map(|a| {
+                a.pointer("/labels/alertname")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+
+    /// `GET /api/v1/query?query=...`: the `data` object (`resultType`, `result`).
+    pub async fn query(&self, promql: &str) -> Result<Value> {
+        self.api(&format!("/api/v1/query?query={}", encode(promql)))
+            .await
+    }
+
+    /// `GET /api/v1/targets`: the `data` object (active targets with health).
+    pub async fn targets(&self) -> Result<Value> {
+        self.api("/api/v1/targets").await
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,150 @@
+//! Policy status: counts, the `Ready` condition and the last evaluation time, written with
+//! server-side apply by the leader. Writes are debounced (at most one per policy per
+//! interval, only when woken by a change or for the periodic refresh) and skipped when the
+//! status would not change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::ApiResource;
+use kube::Client;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::index::{Index, PolicyEntry, PolicyStats};
+use crate::api::{ClusterSidecarPolicy, PolicyStatus, SidecarPolicy};
+use crate::engine::PolicyRef;
+use crate::metrics::Metrics;
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "sidecar-watch";
+/// Even without changes, status is refreshed this often (so `lastEvaluationTime` moves).
+const REFRESH: Duration = Duration::from_secs(300);
+
+/// The status a policy should have, without the times (for change detection).
+pub fn desired_status(entry: &PolicyEntry, stats: &PolicyStats) -> PolicyStatus {
+    let (status, reason, message) = match &entry.compiled {
+        Ok(_) => ("True", "Evaluating", format!("Evaluating {} Pods", stats.matched)),
+        Err(e) => ("False", "InvalidSpec", format!("Invalid spec: {e}")),
+    };
+    let valid = entry.compiled.is_ok();
+    PolicyStatus {
+        observed_generation: entry.generation,
+        matched_pods: if valid { stats.matched } else { 0 },
+        alerting_pods: if valid { stats.alerting } else { 0 },
+        firing: if valid { stats.firing.clone() } else { Default::default() },
+        pending_alerts: if valid { stats.pending } else { 0 },
+        last_evaluation_time: None,
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: entry.generation,
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        }],
+    }
+}
+
+/// Writes policy status while this replica leads.
+pub struct StatusWriter {
+    /// The client.
+    pub client: Client,
+    /// The shared state.
+    pub index: Arc<Index>,
+    /// Metrics (failed writes count as reconcile errors).
+    pub metrics: Metrics,
+    /// Minimum time between two writes of the same policy.
+    pub interval: Duration,
+    /// Woken by the reconciler when counts may have changed.
+    pub dirty: Arc<Notify>,
+}
+
+struct Written {
+    status: PolicyStatus,
+    at: Timestamp,
+}
+
+impl StatusWriter {
+    /// Runs until `shutdown`, then writes once more (a final flush).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut written: HashMap<PolicyRef, Written> = HashMap::new();
+        let mut refresh = tokio::time::interval(REFRESH);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.dirty.notified() => {}
+                _ = refresh.tick() => {}
+            }
+            // Debounce: let a burst of changes settle into one write.
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+            self.write_all(&mut written).await;
+        }
+        self.write_all(&mut written).await;
+    }
+
+    async fn write_all(&self, written: &mut HashMap<PolicyRef, Written>) {
+        if !self.index.is_leader() || !self.index.is_synced() {
+            written.clear();
+            return;
+        }
+        let stats = self.index.policy_stats();
+        let now = Timestamp::now();
+        let policies = self.index.policies();
+        written.retain(|p, _| policies.contains_key(p));
+        for (policy, entry) in &policies {
+            let desired = desired_status(entry, stats.get(policy).unwrap_or(&PolicyStats::default()));
+            if let Some(previous) = written.get(policy) {
+                let fresh = now.duration_since(previous.at) < REFRESH.try_into().unwrap_or_default();
+                if previous.status == desired && fresh {
+                    continue;
+                }
+            }
+            match self.patch(policy, entry, &desired, now).await {
+                Ok(()) => {
+                    written.insert(policy.clone(), Written { status: desired, at: now });
+                }
+                Err(e) => {
+                    self.metrics.reconcile_errors.inc();
+                    tracing::warn!(%policy, error = %e, "writing policy status failed; will retry");
+                }
+            }
+        }
+    }
+
+    async fn patch(&self, policy: &PolicyRef, entry: &PolicyEntry, desired: &PolicyStatus, now: Timestamp) -> Result<(), kube::Error> {
+        let mut status = desired.clone();
+        status.last_evaluation_time = Some(now.to_string());
+        for condition in &mut status.conditions {
+            // Keep the transition time while the condition's status stays the same.
+            condition.last_transition_time = match &entry.ready_condition {
+                Some((previous, since)) if *previous == condition.status => {
+                    since.parse().map(Time).unwrap_or(Time(now))
+                }
+                _ => Time(now),
+            };
+        }
+        let (resource, kind) = match policy.namespace {
+            Some(_) => (ApiResource::erase::<SidecarPolicy>(&()), "SidecarPolicy"),
+            None => (ApiResource::erase::<ClusterSidecarPolicy>(&()), "ClusterSidecarPolicy"),
+        };
+        let api: Api<DynamicObject> = match &policy.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        };
+        let body = serde_json::json!({
+            "apiVersion": format!("{}/{}", crate::api::GROUP, crate::api::VERSION),
+            "kind": kind,
+            "status": status,
+        });
+        api.patch_status(&policy.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+        Ok(())
+    }
+}

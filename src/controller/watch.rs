@@ -1,0 +1,280 @@
+//! kube-runtime watchers that turn API events into [`Input`]s for the reconciler.
+//!
+//! Reconnects, bookmarks, `410 Gone` relists and backoff are kube-runtime's; this module only
+//! converts objects (Pods into compact views right away, policies into compiled entries)
+//! and reports relists so the index can forget what disappeared meanwhile.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DynamicObject};
+use kube::core::{ApiResource, PartialObjectMeta};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::index::{Labels, PolicyEntry};
+use super::shard::Shard;
+use crate::api::{decode, ClusterSidecarPolicy, SidecarPolicy};
+use crate::engine::{CompiledPolicy, PodView, PolicyRef, SpecError};
+use crate::metrics::Metrics;
+
+/// One change for the reconciler.
+#[derive(Debug)]
+pub enum Input {
+    /// A Pod was created or changed.
+    Pod {
+        /// The compact view.
+        view: PodView,
+        /// When the watch event arrived.
+        received: Instant,
+    },
+    /// A Pod was deleted.
+    PodDeleted {
+        /// Its UID.
+        uid: String,
+    },
+    /// A (re)list of Pods finished: forget those not seen.
+    PodsListed {
+        /// The namespace listed, or every namespace.
+        namespace: Option<String>,
+        /// UIDs listed.
+        seen: HashSet<String>,
+    },
+    /// A policy was created or changed.
+    Policy {
+        /// Which policy.
+        policy: PolicyRef,
+        /// Compiled or invalid.
+        entry: PolicyEntry,
+        /// When the watch event arrived.
+        received: Instant,
+    },
+    /// A policy was deleted.
+    PolicyDeleted(PolicyRef),
+    /// A (re)list of policies finished.
+    PoliciesListed {
+        /// Cluster-scoped kind or namespaced kind.
+        cluster: bool,
+        /// The namespace listed (namespaced kind), or every namespace.
+        namespace: Option<String>,
+        /// Policies listed.
+        seen: HashSet<PolicyRef>,
+    },
+    /// A namespace's labels.
+    Namespace {
+        /// Its name.
+        name: String,
+        /// Its labels.
+        labels: Labels,
+    },
+    /// A namespace was deleted.
+    NamespaceDeleted(String),
+    /// A (re)list of namespaces finished.
+    NamespacesListed(HashSet<String>),
+}
+
+/// What the operator watches.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// Namespaces to watch Pods and SidecarPolicies in; empty means all.
+    pub namespaces: Vec<String>,
+    /// This replica's shard.
+    pub shard: Shard,
+}
+
+impl Scope {
+    fn namespace_list(&self) -> Vec<Option<String>> {
+        if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().cloned().map(Some).collect()
+        }
+    }
+
+    /// How many initial lists must finish before the operator is ready.
+    pub fn initial_lists(&self) -> usize {
+        // Pods and SidecarPolicies per namespace, ClusterSidecarPolicies, Namespaces.
+        2 * self.namespace_list().len() + 2
+    }
+}
+
+/// Starts every watcher; each sends into `tx` until `tx` closes.
+pub fn spawn_watchers(client: Client, scope: Scope, tx: mpsc::Sender<Input>, metrics: Metrics) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for namespace in scope.namespace_list() {
+        let pods: Api<Pod> = match &namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        tasks.push(tokio::spawn(watch_pods(pods, namespace.clone(), scope.shard, tx.clone(), metrics.clone())));
+        let resource = ApiResource::erase::<SidecarPolicy>(&());
+        let policies: Api<DynamicObject> = match &namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        tasks.push(tokio::spawn(watch_policies(policies, false, namespace, tx.clone(), metrics.clone())));
+    }
+    let resource = ApiResource::erase::<ClusterSidecarPolicy>(&());
+    let cluster_policies: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    tasks.push(tokio::spawn(watch_policies(cluster_policies, true, None, tx.clone(), metrics.clone())));
+    let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+    tasks.push(tokio::spawn(watch_namespaces(namespaces, tx, metrics)));
+    tasks
+}
+
+/// Counts and logs watch errors; kube-runtime's backoff retries them.
+fn log_errors<K, S>(stream: S, what: &'static str, metrics: Metrics) -> impl Stream<Item = watcher::Event<K>>
+where
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    stream.filter_map(move |item| {
+        let metrics = metrics.clone();
+        async move {
+            match item {
+                Ok(event) => Some(event),
+                Err(e) => {
+                    metrics.watch_restarts.inc();
+                    tracing::warn!(watch = what, error = %e, "watch failed; retrying with backoff");
+                    None
+                }
+            }
+        }
+    })
+}
+
+async fn watch_pods(api: Api<Pod>, namespace: Option<String>, shard: Shard, tx: mpsc::Sender<Input>, metrics: Metrics) {
+    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "pods", metrics);
+    futures::pin_mut!(stream);
+    let mut seen = HashSet::new();
+    while let Some(event) = stream.next().await {
+        let received = Instant::now();
+        let input = match event {
+            watcher::Event::Init => {
+                seen.clear();
+                continue;
+            }
+            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                if !shard.owns(uid) {
+                    continue;
+                }
+                seen.insert(uid.to_string());
+                Input::Pod { view: PodView::from_pod(&pod), received }
+            }
+            watcher::Event::Delete(pod) => {
+                let uid = pod.metadata.uid.unwrap_or_default();
+                seen.remove(&uid);
+                Input::PodDeleted { uid }
+            }
+            watcher::Event::InitDone => Input::PodsListed { namespace: namespace.clone(), seen: std::mem::take(&mut seen) },
+        };
+        if tx.send(input).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Turns a policy object into an index entry; a policy that does not even decode becomes
+/// an invalid entry naming the field, never an error for the whole watch.
+pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyEntry) {
+    let generation = object.metadata.generation;
+    let uid = object.metadata.uid.clone();
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let namespace = object.metadata.namespace.clone();
+    let spec = object.data.get("spec").cloned().unwrap_or(serde_json::Value::Null);
+    let ready_condition = object
+        .data
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .and_then(|list| list.iter().find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready")))
+        .and_then(|c| Some((c.get("status")?.as_str()?.to_string(), c.get("lastTransitionTime")?.as_str()?.to_string())));
+    let value = match serde_json::to_value(&object) {
+        Ok(v) => v,
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    let (policy, compiled) = if cluster {
+        match decode::<ClusterSidecarPolicy>(value) {
+            Ok(p) => CompiledPolicy::from_cluster_policy(&p),
+            Err(e) => (PolicyRef::cluster(name), Err(SpecError::from(e))),
+        }
+    } else {
+        match decode::<SidecarPolicy>(value) {
+            Ok(p) => CompiledPolicy::from_sidecar_policy(&p),
+            Err(e) => (PolicyRef::namespaced(namespace.unwrap_or_default(), name), Err(SpecError::from(e))),
+        }
+    };
+    (policy, PolicyEntry { generation, uid, compiled: compiled.map(Arc::new), spec, ready_condition })
+}
+
+fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {
+    let name = object.meta().name.clone().unwrap_or_default();
+    match (cluster, object.meta().namespace.clone()) {
+        (false, Some(ns)) => PolicyRef::namespaced(ns, name),
+        _ => PolicyRef::cluster(name),
+    }
+}
+
+async fn watch_policies(api: Api<DynamicObject>, cluster: bool, namespace: Option<String>, tx: mpsc::Sender<Input>, metrics: Metrics) {
+    let what = if cluster { "clustersidecarpolicies" } else { "sidecarpolicies" };
+    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), what, metrics);
+    futures::pin_mut!(stream);
+    let mut seen = HashSet::new();
+    while let Some(event) = stream.next().await {
+        let received = Instant::now();
+        let input = match event {
+            watcher::Event::Init => {
+                seen.clear();
+                continue;
+            }
+            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
+                let (policy, entry) = policy_entry(object, cluster);
+                seen.insert(policy.clone());
+                Input::Policy { policy, entry, received }
+            }
+            watcher::Event::Delete(object) => {
+                let policy = policy_ref(&object, cluster);
+                seen.remove(&policy);
+                Input::PolicyDeleted(policy)
+            }
+            watcher::Event::InitDone => {
+                Input::PoliciesListed { cluster, namespace: namespace.clone(), seen: std::mem::take(&mut seen) }
+            }
+        };
+        if tx.send(input).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn watch_namespaces(api: Api<PartialObjectMeta<Namespace>>, tx: mpsc::Sender<Input>, metrics: Metrics) {
+    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "namespaces", metrics);
+    futures::pin_mut!(stream);
+    let mut seen = HashSet::new();
+    while let Some(event) = stream.next().await {
+        let input = match event {
+            watcher::Event::Init => {
+                seen.clear();
+                continue;
+            }
+            watcher::Event::InitApply(ns) | watcher::Event::Apply(ns) => {
+                let ns: PartialObjectMeta<Namespace> = ns;
+                let name = ns.metadata.name.unwrap_or_default();
+                seen.insert(name.clone());
+                Input::Namespace { name, labels: ns.metadata.labels.unwrap_or_default() }
+            }
+            watcher::Event::Delete(ns) => {
+                let name = ns.metadata.name.unwrap_or_default();
+                seen.remove(&name);
+                Input::NamespaceDeleted(name)
+            }
+            watcher::Event::InitDone => Input::NamespacesListed(std::mem::take(&mut seen)),
+        };
+        if tx.send(input).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The Kubernetes API access the operator needs, in one place.
+//!
+//! `config/rbac/` and the Helm chart grant exactly these rules; `tests/rbac.rs` fails when
+//! they disagree. Change this list together with the code that makes the calls.
+
+/// One RBAC rule: verbs on resources of an API group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyRule {
+    /// The API group ("" for core).
+    pub api_group: &'static str,
+    /// Resources, with subresources as `resource/subresource`.
+    pub resources: &'static [&'static str],
+    /// Verbs.
+    pub verbs: &'static [&'static str],
+}
+
+/// Cluster-wide rules (ClusterRole).
+pub const CLUSTER_RULES: &[PolicyRule] = &[
+    // Watched: Pods (the subject), Namespaces (labels for namespaceSelector).
+    PolicyRule { api_group: "", resources: &["pods", "namespaces"], verbs: &["get", "list", "watch"] },
+    // Watched policies.
+    PolicyRule {
+        api_group: "sidecarwatch.io",
+        resources: &["sidecarpolicies", "clustersidecarpolicies"],
+        verbs: &["get", "list", "watch"],
+    },
+    // Policy status, written with server-side apply.
+    PolicyRule {
+        api_group: "sidecarwatch.io",
+        resources: &["sidecarpolicies/status", "clustersidecarpolicies/status"],
+        verbs: &["get", "patch"],
+    },
+    // Events on Pods and policies: created and patched (series) by the recorder; listed at
+    // start-up so that alerts announced before a restart are not announced again.
+    PolicyRule { api_group: "events.k8s.io", resources: &["events"], verbs: &["create", "patch", "list"] },
+];
+
+/// Rules in the operator's own namespace (Role): the leader-election Lease.
+pub const LEASE_RULES: &[PolicyRule] =
+    &[PolicyRule { api_group: "coordination.k8s.io", resources: &["leases"], verbs: &["get", "create", "patch"] }];

@@ -1,0 +1,252 @@
+//! The operator's core without a cluster: Pods and policies in, alerts, transitions,
+//! series and status counts out.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use sidecar_watch::api::{ClusterPolicySpec, PolicySpec};
+use sidecar_watch::controller::index::{Index, PolicyEntry, TransitionKind};
+use sidecar_watch::engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch::events::{announced_from_events, Announcer};
+
+fn ts(text: &str) -> Timestamp {
+    text.parse().expect("timestamp")
+}
+
+/// A web Pod with a native `istio-proxy` sidecar; `sidecar_ready` toggles its readiness.
+fn web_pod(name: &str, uid: &str, labels: &[(&str, &str)], sidecar_ready: bool) -> PodView {
+    let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "shop", "uid": uid, "labels": labels,
+                     "creationTimestamp": "2026-11-22T10:00:00Z"},
+        "spec": {
+            "initContainers": [{"name": "istio-proxy", "image": "istio/proxyv2:1.22.0", "restartPolicy": "Always",
+                                "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}},
+                                "startupProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}},
+                                "resources": {"requests": {"cpu": "10m"}}}],
+            "containers": [{"name": "app", "image": "shop/web:1.0"}]
+        },
+        "status": {
+            "startTime": "2026-11-22T10:00:00Z",
+            "conditions": [{"type": "Ready", "status": if sidecar_ready {"True"} else {"False"},
+                            "lastTransitionTime": "2026-11-22T10:00:00Z"}],
+            "initContainerStatuses": [{"name": "istio-proxy", "ready": sidecar_ready, "restartCount": 0, "started": true,
+                                       "image": "istio/proxyv2:1.22.0", "imageID": "",
+                                       "state": {"running": {"startedAt": "2026-11-22T10:00:00Z"}}}],
+            "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "shop/web:1.0", "imageID": "",
+                                   "state": {"running": {"startedAt": "2026-11-22T10:00:00Z"}}}]
+        }
+    }))
+    .expect("valid Pod");
+    PodView::from_pod(&pod)
+}
+
+fn entry(compiled: Result<CompiledPolicy, sidecar_watch::engine::SpecError>, spec: serde_json::Value) -> PolicyEntry {
+    PolicyEntry { generation: Some(1), uid: Some("policy-uid".into()), compiled: compiled.map(Arc::new), spec, ready_condition: None }
+}
+
+/// The policy under test; start-up order is left out (the sidecar here never became ready,
+/// which that rule would report too).
+fn mesh_policy(selector: serde_json::Value) -> (PolicyRef, PolicyEntry) {
+    let spec: PolicySpec =
+        serde_json::from_value(serde_json::json!({"selector": selector, "rules": {"startupOrder": {"enabled": false}}}))
+            .expect("spec");
+    let policy = PolicyRef::namespaced("shop", "mesh");
+    let compiled = CompiledPolicy::compile(policy.clone(), &spec);
+    (policy, entry(compiled, serde_json::to_value(&spec).expect("json")))
+}
+
+fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
+    let mut names = Vec::new();
+    index.for_each_pod(|p| {
+        for r in &p.results {
+            for a in r.alerts.iter().filter(|a| a.state == state && a.check.is_none()) {
+                names.push(format!("{}/{}:{}", p.view.name, a.container, a.name));
+            }
+        }
+    });
+    names.sort();
+    names
+}
+
+#[test]
+fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
+    let index = Index::new();
+    let (policy, e) = mesh_policy(serde_json::json!({"matchLabels": {"app": "web"}}));
+    index.apply_policy(policy, e, ts("2026-11-22T10:00:00Z"));
+
+    // One minute in: pending, with a wake-up exactly when the 2m rule fires.
+    let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), ts("2026-11-22T10:01:00Z"));
+    assert!(outcome.transitions.is_empty());
+    assert_eq!(outcome.wakeups, vec![("u1".to_string(), ts("2026-11-22T10:02:00Z"))]);
+    assert_eq!(
+        alert_names(&index, AlertState::Pending),
+        ["web-1/istio-proxy:MainContainerReadyButSidecarNot", "web-1/istio-proxy:SidecarContainerNotReady"]
+    );
+
+    // At the wake-up, MainContainerReadyButSidecarNot fires: one Fired transition.
+    let outcome = index.reevaluate("u1", ts("2026-11-22T10:02:00Z"));
+    let fired: Vec<_> = outcome.transitions.iter().map(|t| (t.kind, t.alert.name)).collect();
+    assert_eq!(fired, [(TransitionKind::Fired, AlertName::MainContainerReadyButSidecarNot)]);
+    assert_eq!(outcome.wakeups, vec![("u1".to_string(), ts("2026-11-22T10:05:00Z"))]);
+
+    // Evaluating again without change announces nothing new.
+    assert!(index.reevaluate("u1", ts("2026-11-22T10:03:00Z")).transitions.is_empty());
+
+    // The sidecar becomes ready: the firing alert resolves, the pending one just goes.
+    let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], true), ts("2026-11-22T10:04:00Z"));
+    let resolved: Vec<_> = outcome.transitions.iter().map(|t| (t.kind, t.alert.name)).collect();
+    assert_eq!(resolved, [(TransitionKind::Resolved, AlertName::MainContainerReadyButSidecarNot)]);
+    assert!(alert_names(&index, AlertState::Pending).is_empty());
+    assert!(alert_names(&index, AlertState::Firing).is_empty());
+}
+
+#[test]
+fn series_follow_pod_and_policy_lifecycle() {
+    let index = Index::new();
+    index.set_leader(true);
+    let now = ts("2026-11-22T10:10:00Z");
+    let (policy, e) = mesh_policy(serde_json::json!({"matchLabels": {"app": "web"}}));
+    index.apply_policy(policy.clone(), e, now);
+    index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), now);
+    index.apply_pod(web_pod("other", "u2", &[("app", "batch")], false), now);
+
+    let mut text = String::new();
+    sidecar_watch::metrics::render_index(&index, &mut text);
+    assert!(text.contains("sidecar_alerts{alertname=\"SidecarContainerNotReady\",alertstate=\"firing\",severity=\"warning\",policy=\"mesh\",policy_namespace=\"shop\",namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",check=\"\"} 1"), "{text}");
+    assert!(text.contains("sidecar_container_ready{namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",sidecar_type=\"native\"} 0"));
+    assert!(!text.contains("pod=\"other\""), "an unselected Pod has no series");
+    assert!(text.contains("sidecar_policy_pods{policy=\"mesh\",policy_namespace=\"shop\",state=\"matched\"} 1"));
+    assert!(text.contains("sidecar_policy_pods{policy=\"mesh\",policy_namespace=\"shop\",state=\"alerting\"} 1"));
+
+    // Relabelled out of scope: its series go, without a Resolved transition.
+    let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "api")], false), now);
+    assert!(outcome.transitions.is_empty());
+    let mut text = String::new();
+    sidecar_watch::metrics::render_index(&index, &mut text);
+    assert!(!text.contains("sidecar_alerts{"), "{text}");
+
+    // Selector changed to match it again, then the policy is deleted.
+    let (policy, e) = mesh_policy(serde_json::json!({"matchLabels": {"app": "api"}}));
+    index.apply_policy(policy.clone(), e, now);
+    assert_eq!(index.policy_stats()[&policy].matched, 1);
+    index.delete_policy(&policy, now);
+    assert!(index.policy_stats().is_empty());
+    assert!(alert_names(&index, AlertState::Firing).is_empty());
+
+    // A deleted Pod is forgotten.
+    index.delete_pod("u1");
+    index.delete_pod("u2");
+    assert_eq!(index.pod_count(), 0);
+}
+
+#[test]
+fn invalid_policy_evaluates_nothing_and_others_keep_working() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    let bad_spec: PolicySpec =
+        serde_json::from_value(serde_json::json!({"sidecars": {"pattern": "envoy("}})).expect("spec decodes");
+    let bad = PolicyRef::namespaced("shop", "broken");
+    let compiled = CompiledPolicy::compile(bad.clone(), &bad_spec);
+    let error = compiled.as_ref().err().expect("invalid").clone();
+    assert_eq!(error.field, "spec.sidecars.pattern");
+    index.apply_policy(bad.clone(), entry(compiled, serde_json::to_value(&bad_spec).expect("json")), now);
+    let (good, e) = mesh_policy(serde_json::json!({}));
+    index.apply_policy(good.clone(), e, now);
+    index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), now);
+
+    let stats = index.policy_stats();
+    assert_eq!(stats[&bad].matched, 0);
+    assert_eq!(stats[&good].matched, 1);
+    let status = sidecar_watch::controller::status::desired_status(&index.policies()[&bad], &stats[&bad]);
+    assert_eq!(status.conditions[0].status, "False");
+    assert_eq!(status.conditions[0].reason, "InvalidSpec");
+    assert!(status.conditions[0].message.contains("spec.sidecars.pattern"), "{}", status.conditions[0].message);
+}
+
+#[test]
+fn status_only_policy_updates_do_not_reevaluate() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    let (policy, e) = mesh_policy(serde_json::json!({}));
+    index.apply_policy(policy.clone(), e.clone(), now);
+    index.apply_pod(web_pod("web-1", "u1", &[], false), now);
+    // The same spec again (our own status write coming back through the watch).
+    let outcome = index.apply_policy(policy, e, ts("2026-11-22T10:20:00Z"));
+    assert!(outcome.wakeups.is_empty() && outcome.transitions.is_empty());
+}
+
+#[test]
+fn cluster_policy_follows_namespace_labels() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    let spec: ClusterPolicySpec =
+        serde_json::from_value(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}})).expect("spec");
+    let compiled = CompiledPolicy::compile_cluster("platform", &spec);
+    let policy = PolicyRef::cluster("platform");
+    index.apply_policy(policy.clone(), entry(compiled, serde_json::to_value(&spec).expect("json")), now);
+    index.apply_namespace("shop", BTreeMap::new(), now);
+    index.apply_pod(web_pod("web-1", "u1", &[], false), now);
+    assert_eq!(index.policy_stats()[&policy].matched, 0);
+
+    let outcome = index.apply_namespace("shop", BTreeMap::from([("mesh".to_string(), "on".to_string())]), now);
+    assert_eq!(index.policy_stats()[&policy].matched, 1);
+    assert!(!outcome.transitions.is_empty(), "newly selected firing alerts are announced");
+}
+
+#[test]
+fn relist_forgets_pods_that_vanished() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    index.apply_pod(web_pod("a", "u1", &[], true), now);
+    index.apply_pod(web_pod("b", "u2", &[], true), now);
+    index.retain_pods(None, &HashSet::from(["u2".to_string()]));
+    assert_eq!(index.pod_uids(), HashSet::from(["u2".to_string()]));
+}
+
+#[test]
+fn restarted_leader_announces_only_what_changed() {
+    let index = Index::new();
+    let (policy, e) = mesh_policy(serde_json::json!({}));
+    index.apply_policy(policy, e, ts("2026-11-22T10:00:00Z"));
+    index.apply_pod(web_pod("web-1", "u1", &[], false), ts("2026-11-22T10:10:00Z"));
+    let firing = index.firing_now();
+    assert_eq!(firing.len(), 2, "{firing:#?}");
+
+    // Events a previous leader published: NotReady announced, MainReady announced and
+    // resolved, and a crash loop announced that has since cleared.
+    let event = |reason: &str, container: &str, time: &str| -> k8s_openapi::api::events::v1::Event {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("e-{reason}"), "namespace": "shop"},
+            "eventTime": time,
+            "reason": reason,
+            "type": if reason.ends_with("Resolved") {"Normal"} else {"Warning"},
+            "reportingController": "sidecar-watch",
+            "reportingInstance": "old-leader",
+            "action": "Alert",
+            "regarding": {"kind": "Pod", "apiVersion": "v1", "name": "web-1", "namespace": "shop", "uid": "u1",
+                          "fieldPath": format!("spec.initContainers{{{container}}}")},
+            "related": {"kind": "SidecarPolicy", "apiVersion": "sidecarwatch.io/v1alpha1", "name": "mesh", "namespace": "shop"}
+        }))
+        .expect("event")
+    };
+    let events = vec![
+        event("SidecarContainerNotReady", "istio-proxy", "2026-11-22T10:05:00.000000Z"),
+        event("MainContainerReadyButSidecarNot", "istio-proxy", "2026-11-22T10:02:00.000000Z"),
+        event("MainContainerReadyButSidecarNotResolved", "istio-proxy", "2026-11-22T10:03:00.000000Z"),
+        event("SidecarCrashLooping", "istio-proxy", "2026-11-22T10:04:00.000000Z"),
+    ];
+    let mut announcer = Announcer::from_announced(announced_from_events(&events));
+    let published = announcer.reconcile(firing, &index.pod_uids());
+    let mut summary: Vec<_> = published.iter().map(|t| (t.kind, t.alert.name)).collect();
+    summary.sort_by_key(|(k, a)| (format!("{k:?}"), *a));
+    assert_eq!(
+        summary,
+        [
+            (TransitionKind::Fired, AlertName::MainContainerReadyButSidecarNot),
+            (TransitionKind::Resolved, AlertName::SidecarCrashLooping),
+        ]
+    );
+}

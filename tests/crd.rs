@@ -1,0 +1,84 @@
+//! The CRDs in `crds/` are exactly what `sidecar-watch crd` prints, and structural.
+
+use serde_json::Value;
+use sidecar_watch::api::crd_files;
+
+#[test]
+fn crds_directory_matches_generated_output() {
+    for (name, yaml) in crd_files().expect("CRDs render") {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds").join(&name);
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == yaml,
+            "{} is out of date: run `cargo run -- crd --out-dir crds` and commit the result",
+            path.display()
+        );
+    }
+}
+
+/// Checks the rules of a structural schema that can be checked offline
+/// (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#specifying-a-structural-schema).
+fn check_structural(schema: &Value, path: &str, errors: &mut Vec<String>) {
+    let Some(object) = schema.as_object() else {
+        errors.push(format!("{path}: schema is not an object"));
+        return;
+    };
+    let preserves = object.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    let int_or_string = object.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    if object.get("type").and_then(Value::as_str).is_none() && !preserves && !int_or_string {
+        errors.push(format!("{path}: no type"));
+    }
+    for forbidden in ["$ref", "definitions", "anyOf", "oneOf", "allOf", "not"] {
+        if object.contains_key(forbidden) && path != "" {
+            // anyOf/oneOf/allOf are allowed only without types/descriptions inside; the
+            // generated schemas should not need them at all.
+            errors.push(format!("{path}: uses {forbidden}"));
+        }
+    }
+    if object.contains_key("properties") && object.contains_key("additionalProperties") {
+        errors.push(format!("{path}: both properties and additionalProperties"));
+    }
+    if let Some(Value::Object(props)) = object.get("properties") {
+        if object.get("type").and_then(Value::as_str) != Some("object") {
+            errors.push(format!("{path}: properties on a non-object"));
+        }
+        for (name, prop) in props {
+            check_structural(prop, &format!("{path}.{name}"), errors);
+        }
+    }
+    if let Some(items) = object.get("items") {
+        check_structural(items, &format!("{path}[]"), errors);
+    }
+    if let Some(additional @ Value::Object(_)) = object.get("additionalProperties") {
+        check_structural(additional, &format!("{path}{{}}"), errors);
+    }
+}
+
+#[test]
+fn crds_are_structural_with_status_and_printer_columns() {
+    for (name, yaml) in crd_files().expect("CRDs render") {
+        let crd: Value = serde_yaml::from_str(&yaml).expect("CRD parses");
+        let version = &crd["spec"]["versions"][0];
+        let mut errors = Vec::new();
+        check_structural(&version["schema"]["openAPIV3Schema"], "", &mut errors);
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        assert!(version["subresources"]["status"].is_object(), "{name}: no status subresource");
+        let columns: Vec<&str> =
+            version["additionalPrinterColumns"].as_array().expect("printer columns").iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(columns, ["Matched", "Alerting", "Ready", "Age"], "{name}");
+    }
+}
+
+#[test]
+fn schema_rejects_what_it_can() {
+    let yaml = crd_files().expect("CRDs render").into_iter().find(|(n, _)| n.contains("_sidecarpolicies")).expect("namespaced CRD").1;
+    let crd: Value = serde_yaml::from_str(&yaml).expect("CRD parses");
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let rules = &spec["rules"]["properties"];
+    assert_eq!(rules["restarts"]["properties"]["threshold"]["minimum"].as_f64(), Some(1.0));
+    assert!(rules["crashLoop"]["properties"]["for"]["pattern"].is_string());
+    assert_eq!(rules["oomKilled"]["properties"]["severity"]["enum"], serde_json::json!(["info", "warning", "critical"]));
+    let cel = &spec["sidecars"]["x-kubernetes-validations"][0]["rule"];
+    assert!(cel.as_str().is_some_and(|r| r.contains("self.native")), "{cel}");
+    assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!(["scp"]));
+}

@@ -1,0 +1,287 @@
+//! The seed scenarios as Pod fixtures (`tests/fixtures/*.yaml`, real `kubectl get pod -o yaml`
+//! shapes): for each, the exact set of alerts (name, container, check, state, since,
+//! severity) and the next change at the fixed instant 2025-06-03T10:30:00Z, with the empty
+//! history `audit` and a freshly started operator have.
+
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+
+use fixtures::*;
+use jiff::Timestamp;
+use sidecar_watch::api::Severity::{Critical, Info, Warning};
+use sidecar_watch::engine::{
+    AlertName::*, AlertState::*, Check, CompiledPolicy, ContainerKind, Evaluation, PodView, PolicyRef, SidecarType,
+};
+
+fn evaluate_fixture(file: &str, policy: &CompiledPolicy) -> Evaluation {
+    let view = load_view(file);
+    let evaluation = eval(&view, policy, now());
+    // Every alert explains itself and names its container.
+    for alert in &evaluation.alerts {
+        assert!(!alert.message.is_empty(), "{file}: empty message in {alert:?}");
+        assert!(alert.message.contains(&alert.container), "{file}: message does not name the container: {alert:?}");
+        assert!(alert.message.contains(&view.key()), "{file}: message does not name the Pod: {alert:?}");
+    }
+    evaluation
+}
+
+fn assert_scenario(file: &str, policy: &CompiledPolicy, expected: Vec<Row>, next_change: Option<Timestamp>) {
+    let evaluation = evaluate_fixture(file, policy);
+    assert_eq!(rows(&evaluation), expected, "{file}: alerts");
+    assert_eq!(evaluation.next_change, next_change, "{file}: next_change");
+    // Every `since` here comes from the API's timestamps: nothing needs an operator clock.
+    assert_eq!(evaluation.clocked, Vec::<(&str, String)>::new(), "{file}: clocked");
+}
+
+fn builtin() -> CompiledPolicy {
+    CompiledPolicy::builtin()
+}
+
+#[test]
+fn a_never_ready_native_sidecar_with_a_ready_main() {
+    let view = load_view("never-ready-sidecar.yaml");
+    let ready: Vec<bool> = view.containers.iter().map(|c| c.is_ready()).collect();
+    assert_eq!(ready, [false, true], "1/2 Running");
+    assert_scenario(
+        "never-ready-sidecar.yaml",
+        &builtin(),
+        vec![
+            row(SidecarContainerNotReady, "nginx", None, Firing, at("10:00:02"), Warning),
+            row(MainContainerReadyButSidecarNot, "nginx", None, Firing, at("10:00:03"), Warning),
+            row(MainStartedBeforeSidecarReady, "nginx", None, Firing, at("10:00:03"), Warning),
+            row(SidecarMisconfigured, "nginx", Some(Check::NoStartupProbe), Firing, at("10:00:00"), Info),
+        ],
+        None,
+    );
+}
+
+#[test]
+fn b_liveness_failing_sidecar_crash_looping() {
+    let view = load_view("crashlooping-sidecar.yaml");
+    let status = view.containers[0].status.as_ref().unwrap();
+    assert_eq!((status.restart_count, status.waiting_reason()), (4, Some("CrashLoopBackOff")));
+    // Without history the three earlier restarts count as happening at the Pod's start.
+    assert_scenario(
+        "crashlooping-sidecar.yaml",
+        &builtin(),
+        vec![
+            row(SidecarContainerNotReady, "log-shipper", None, Pending, at("10:29:20"), Warning),
+            row(MainContainerReadyButSidecarNot, "log-shipper", None, Pending, at("10:29:20"), Warning),
+            row(SidecarRestartingFrequently, "log-shipper", None, Firing, at("10:20:00"), Critical),
+            row(SidecarCrashLooping, "log-shipper", None, Firing, at("10:20:00"), Critical),
+        ],
+        Some(at("10:31:20")),
+    );
+    let evaluation = evaluate_fixture("crashlooping-sidecar.yaml", &builtin());
+    let restarts = evaluation.alerts.iter().find(|a| a.name == SidecarRestartingFrequently).unwrap();
+    assert!(restarts.message.contains("reason Error (exit code 143)"), "{}", restarts.message);
+}
+
+#[test]
+fn c_job_blocked_by_a_legacy_sidecar() {
+    let view = load_view("job-blocked-by-sidecar.yaml");
+    assert!(view.owned_by_job);
+    assert_scenario(
+        "job-blocked-by-sidecar.yaml",
+        &builtin(),
+        vec![
+            row(JobBlockedBySidecar, "istio-proxy", None, Firing, at("10:12:30"), Warning),
+            row(SidecarMisconfigured, "istio-proxy", Some(Check::LegacySidecar), Firing, at("10:10:00"), Info),
+        ],
+        None,
+    );
+    // Four minutes after the main container finished the alert is pending, due at 10:17:30.
+    let early = eval(&view, &builtin(), at("10:16:30"));
+    assert_eq!(early.alerts[0].state, Pending);
+    assert_eq!(early.next_change, Some(at("10:17:30")));
+}
+
+#[test]
+fn d_healthy_mesh_pod_has_no_alerts() {
+    let view = load_view("healthy-mesh.yaml");
+    let kinds: Vec<(&str, ContainerKind)> = view.containers.iter().map(|c| (c.name.as_str(), c.kind)).collect();
+    assert_eq!(
+        kinds,
+        [("istio-init", ContainerKind::Init), ("istio-proxy", ContainerKind::RestartableInit), ("frontend", ContainerKind::Regular)]
+    );
+    assert_scenario("healthy-mesh.yaml", &builtin(), vec![], None);
+    assert_eq!(eval(&view, &builtin(), now()), Evaluation::default());
+}
+
+#[test]
+fn e_plain_init_containers_are_never_sidecars() {
+    assert_scenario("init-container-not-sidecar.yaml", &builtin(), vec![], None);
+    // Not even when a policy names them explicitly.
+    let naming = policy("sidecars: {native: true, names: [init-sidecar, wait-for-db], pattern: 'init-.*|wait-.*'}");
+    let view = load_view("init-container-not-sidecar.yaml");
+    for c in &view.containers {
+        if c.kind == ContainerKind::Init {
+            assert_eq!(naming.sidecar_type(c), None, "{}", c.name);
+        }
+    }
+    assert_scenario("init-container-not-sidecar.yaml", &naming, vec![], None);
+}
+
+#[test]
+fn f_two_sidecars_one_healthy() {
+    let view = load_view("two-sidecars.yaml");
+    let types: Vec<(&str, Option<SidecarType>)> =
+        view.containers.iter().map(|c| (c.name.as_str(), builtin().sidecar_type(c))).collect();
+    assert_eq!(
+        types,
+        [
+            ("istio-init", None),
+            ("istio-proxy", Some(SidecarType::Native)),
+            ("checkout", None),
+            ("log-sidecar", Some(SidecarType::Legacy)),
+        ]
+    );
+    assert_scenario(
+        "two-sidecars.yaml",
+        &builtin(),
+        vec![
+            row(SidecarContainerNotReady, "log-sidecar", None, Pending, at("10:26:00"), Warning),
+            row(MainContainerReadyButSidecarNot, "log-sidecar", None, Firing, at("10:26:00"), Warning),
+            row(MainStartedBeforeSidecarReady, "log-sidecar", None, Firing, at("10:00:06"), Warning),
+            row(SidecarMisconfigured, "log-sidecar", Some(Check::LegacySidecar), Firing, at("10:00:00"), Info),
+        ],
+        Some(at("10:31:00")),
+    );
+}
+
+#[test]
+fn g_a_pod_matched_by_two_policies() {
+    let view = load_view("two-policies.yaml");
+    let mesh = load_policy("two-policies-policy.yaml");
+    assert_eq!(mesh.policy, PolicyRef::namespaced("shop", "mesh"));
+    assert!(mesh.selects(&view, None), "the namespaced policy selects the Pod");
+    assert!(builtin().selects(&view, None), "the built-in policy selects every Pod");
+
+    assert_scenario(
+        "two-policies.yaml",
+        &builtin(),
+        vec![
+            row(SidecarContainerNotReady, "envoy", None, Pending, at("10:27:00"), Warning),
+            row(MainContainerReadyButSidecarNot, "envoy", None, Firing, at("10:27:00"), Warning),
+        ],
+        Some(at("10:32:00")),
+    );
+    assert_scenario(
+        "two-policies.yaml",
+        &mesh,
+        vec![
+            row(SidecarContainerNotReady, "envoy", None, Firing, at("10:27:00"), Critical),
+            row(SidecarOomKilled, "audit-logger", None, Firing, at("10:05:00"), Warning),
+        ],
+        Some(at("12:05:00")),
+    );
+    // The policy of another namespace does not select it.
+    let mut elsewhere = view.clone();
+    elsewhere.namespace = "other".into();
+    assert!(!mesh.selects(&elsewhere, None));
+}
+
+#[test]
+fn h_oom_killed_sidecar() {
+    assert_scenario(
+        "oomkilled-sidecar.yaml",
+        &builtin(),
+        vec![row(SidecarOomKilled, "otel-agent", None, Firing, at("10:14:10"), Warning)],
+        Some(at("11:14:10")),
+    );
+    let evaluation = evaluate_fixture("oomkilled-sidecar.yaml", &builtin());
+    assert!(evaluation.alerts[0].message.contains("exit code 137"), "{}", evaluation.alerts[0].message);
+    // One hour after the kill the alert is gone.
+    let view = load_view("oomkilled-sidecar.yaml");
+    assert_eq!(eval(&view, &builtin(), at("11:14:10")).alerts, vec![]);
+}
+
+#[test]
+fn i_main_started_before_native_sidecar_was_ready() {
+    assert_scenario(
+        "startup-order.yaml",
+        &builtin(),
+        vec![
+            row(SidecarContainerNotReady, "envoy", None, Pending, at("10:29:42"), Warning),
+            row(MainContainerReadyButSidecarNot, "envoy", None, Pending, at("10:29:43"), Warning),
+            row(MainStartedBeforeSidecarReady, "envoy", None, Firing, at("10:29:43"), Warning),
+            row(SidecarMisconfigured, "envoy", Some(Check::NoStartupProbe), Firing, at("10:29:40"), Info),
+        ],
+        Some(at("10:31:43")),
+    );
+}
+
+#[test]
+fn j_sidecar_stopped_before_main_on_shutdown() {
+    let view = load_view("shutdown-order.yaml");
+    assert_eq!(view.deleting_since, Some(at("10:30:28")));
+    assert_scenario(
+        "shutdown-order.yaml",
+        &builtin(),
+        vec![
+            row(SidecarStoppedBeforeMain, "istio-proxy", None, Firing, at("10:29:29"), Warning),
+            row(SidecarMisconfigured, "istio-proxy", Some(Check::LegacySidecar), Firing, at("10:00:00"), Info),
+        ],
+        None,
+    );
+    let evaluation = evaluate_fixture("shutdown-order.yaml", &builtin());
+    assert!(evaluation.alerts[0].message.contains("payments"), "{}", evaluation.alerts[0].message);
+}
+
+#[test]
+fn k_every_misconfiguration_check() {
+    let misconfigured = |container: &str, check: Check| {
+        row(SidecarMisconfigured, container, Some(check), Firing, at("10:00:00"), Info)
+    };
+    assert_scenario(
+        "misconfigured-sidecars.yaml",
+        &builtin(),
+        vec![
+            misconfigured("", Check::SidecarSprawl),
+            misconfigured("envoy", Check::LegacySidecar),
+            misconfigured("envoy", Check::PortConflict),
+            misconfigured("log-shipper", Check::NoReadinessProbe),
+            misconfigured("log-shipper", Check::NoStartupProbe),
+            misconfigured("log-shipper", Check::LatestImage),
+            misconfigured("metrics-sidecar", Check::LegacySidecar),
+            misconfigured("metrics-sidecar", Check::LatestImage),
+            misconfigured("vault-agent", Check::NoResources),
+        ],
+        None,
+    );
+    let evaluation = evaluate_fixture("misconfigured-sidecars.yaml", &builtin());
+    let checks: std::collections::BTreeSet<&str> = evaluation.alerts.iter().filter_map(|a| a.check).map(Check::as_str).collect();
+    assert_eq!(checks.len(), 7, "all seven checks: {checks:?}");
+    let sprawl = &evaluation.alerts[0];
+    assert!(sprawl.message.contains("5 sidecars"), "{}", sprawl.message);
+}
+
+/// Every fixture parses, keeps every container, and evaluates identically through a JSON
+/// round trip of the Pod (what `audit -o json` input and the watch stream look like).
+#[test]
+fn fixtures_round_trip_and_are_complete() {
+    let dir = fixture_path("");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".yaml") && !n.ends_with("-policy.yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 11, "{files:?}");
+    for file in &files {
+        let pod = load_pod(file);
+        let spec = pod.spec.as_ref().unwrap();
+        let status = pod.status.as_ref().unwrap();
+        let declared = spec.containers.len() + spec.init_containers.as_ref().map_or(0, Vec::len);
+        let reported = status.container_statuses.as_ref().map_or(0, Vec::len)
+            + status.init_container_statuses.as_ref().map_or(0, Vec::len);
+        assert_eq!(declared, reported, "{file}: every container has a status");
+        assert!(status.start_time.is_some() && pod.metadata.creation_timestamp.is_some(), "{file}");
+        let view = PodView::from_pod(&pod);
+        assert!(view.containers.iter().all(|c| c.status.is_some()), "{file}");
+        let json = serde_json::to_string(&pod).unwrap();
+        let again: k8s_openapi::api::core::v1::Pod = serde_json::from_str(&json).unwrap();
+        let policy = builtin();
+        assert_eq!(eval(&PodView::from_pod(&again), &policy, now()), eval(&view, &policy, now()), "{file}");
+    }
+}
