@@ -1,1 +1,45 @@
-fn main() {}
+//! Throughput of the rule engine on a realistic Pod: `tests/fixtures/two-sidecars.yaml`
+//! (a main container, a native istio-proxy sidecar and a legacy log-sidecar, with probes and a
+//! full status, plus a plain init container). Reported as Pods per second:
+//!
+//! ```text
+//! cargo bench --bench engine -- --quick
+//! ```
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use sidecar_watch::engine::{evaluate, CompiledPolicy, PodHistory, PodView};
+
+const POD: &str = include_str!("../tests/fixtures/two-sidecars.yaml");
+const NOW: &str = "2025-06-03T10:30:00Z";
+
+fn bench(c: &mut Criterion) {
+    let pod: Pod = serde_yaml::from_str(POD).expect("the fixture parses");
+    let view = PodView::from_pod(&pod);
+    let policy = CompiledPolicy::builtin();
+    let now: Timestamp = NOW.parse().expect("valid time");
+    let mut history = PodHistory::default();
+    history.observe(&view, now);
+    assert_eq!(evaluate(&view, &policy, &history, now).alerts.len(), 4, "the benchmark Pod alerts");
+
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("evaluate", |b| {
+        b.iter(|| evaluate(black_box(&view), black_box(&policy), black_box(&history), black_box(now)))
+    });
+    group.bench_function("from_pod", |b| b.iter(|| PodView::from_pod(black_box(&pod))));
+    group.bench_function("observe+evaluate", |b| {
+        b.iter(|| {
+            let mut history = history.clone();
+            history.observe(black_box(&view), now);
+            evaluate(&view, &policy, &history, now)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -20,7 +20,7 @@ use kube::Client;
 use tokio::sync::mpsc;
 
 use crate::controller::index::{Transition, TransitionKind};
-use crate::engine::{AlertName, ContainerKind, PolicyRef};
+use crate::engine::{AlertName, Check, ContainerKind, PolicyRef};
 use crate::metrics::Metrics;
 
 /// The `reportingController` of every Event the operator publishes.
@@ -87,6 +87,8 @@ pub struct AnnounceKey {
     pub container: String,
     /// The alert name.
     pub alert: String,
+    /// The failed check (`SidecarMisconfigured` only), else empty.
+    pub check: String,
     /// The policy's namespace ("" for cluster policies).
     pub policy_namespace: String,
     /// The policy's name.
@@ -99,6 +101,7 @@ impl AnnounceKey {
             pod_uid: t.pod_uid.clone(),
             container: t.alert.container.clone(),
             alert: t.alert.name.as_str().to_string(),
+            check: t.alert.check.map(|c| c.as_str().to_string()).unwrap_or_default(),
             policy_namespace: t.policy.namespace.clone().unwrap_or_default(),
             policy: t.policy.name.clone(),
         }
@@ -110,6 +113,16 @@ pub fn reason(t: &Transition) -> String {
     match t.kind {
         TransitionKind::Fired => t.alert.name.as_str().to_string(),
         TransitionKind::Resolved => format!("{}Resolved", t.alert.name.as_str()),
+    }
+}
+
+/// The Event action: the failed check for `SidecarMisconfigured` (so that two checks on one
+/// container are two Events, not one series), else `Alert` or `Resolve`.
+pub fn action(t: &Transition) -> String {
+    match (t.alert.check, t.kind) {
+        (Some(check), _) => check.as_str().to_string(),
+        (None, TransitionKind::Fired) => "Alert".into(),
+        (None, TransitionKind::Resolved) => "Resolve".into(),
     }
 }
 
@@ -188,6 +201,11 @@ pub fn announced_from_events(events: &[K8sEvent]) -> HashMap<AnnounceKey, bool> 
             pod_uid: regarding.uid.clone().unwrap_or_default(),
             container: container_of(regarding.field_path.as_deref()),
             alert: alert.to_string(),
+            check: if alert == AlertName::SidecarMisconfigured.as_str() {
+                event.action.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
             policy_namespace: related.namespace.clone().unwrap_or_default(),
             policy: related.name.clone().unwrap_or_default(),
         };
@@ -271,7 +289,7 @@ fn resolved_for(key: AnnounceKey) -> Transition {
             name: alert,
             severity: crate::api::Severity::Info,
             container: key.container,
-            check: None,
+            check: Check::from_label(&key.check),
             state: crate::engine::AlertState::Firing,
             since: None,
             message: String::new(),
@@ -413,10 +431,7 @@ async fn publish(recorder: &Recorder, metrics: &Metrics, t: &Transition) {
         },
         reason: reason.clone(),
         note: Some(note(t, Timestamp::now())),
-        action: match t.kind {
-            TransitionKind::Fired => "Alert".into(),
-            TransitionKind::Resolved => "Resolve".into(),
-        },
+        action: action(t),
         secondary: Some(policy_reference(&t.policy, None)),
     };
     let result = recorder.publish(&event, &pod).await;

@@ -102,7 +102,11 @@ fn d_healthy_mesh_pod_has_no_alerts() {
     let kinds: Vec<(&str, ContainerKind)> = view.containers.iter().map(|c| (c.name.as_str(), c.kind)).collect();
     assert_eq!(
         kinds,
-        [("istio-init", ContainerKind::Init), ("istio-proxy", ContainerKind::RestartableInit), ("frontend", ContainerKind::Regular)]
+        [
+            ("istio-init", ContainerKind::Init),
+            ("istio-proxy", ContainerKind::RestartableInit),
+            ("frontend", ContainerKind::Regular)
+        ]
     );
     assert_scenario("healthy-mesh.yaml", &builtin(), vec![], None);
     assert_eq!(eval(&view, &builtin(), now()), Evaluation::default());
@@ -230,9 +234,8 @@ fn j_sidecar_stopped_before_main_on_shutdown() {
 
 #[test]
 fn k_every_misconfiguration_check() {
-    let misconfigured = |container: &str, check: Check| {
-        row(SidecarMisconfigured, container, Some(check), Firing, at("10:00:00"), Info)
-    };
+    let misconfigured =
+        |container: &str, check: Check| row(SidecarMisconfigured, container, Some(check), Firing, at("10:00:00"), Info);
     assert_scenario(
         "misconfigured-sidecars.yaml",
         &builtin(),
@@ -250,7 +253,8 @@ fn k_every_misconfiguration_check() {
         None,
     );
     let evaluation = evaluate_fixture("misconfigured-sidecars.yaml", &builtin());
-    let checks: std::collections::BTreeSet<&str> = evaluation.alerts.iter().filter_map(|a| a.check).map(Check::as_str).collect();
+    let checks: std::collections::BTreeSet<&str> =
+        evaluation.alerts.iter().filter_map(|a| a.check).map(Check::as_str).collect();
     assert_eq!(checks.len(), 7, "all seven checks: {checks:?}");
     let sprawl = &evaluation.alerts[0];
     assert!(sprawl.message.contains("5 sidecars"), "{}", sprawl.message);

@@ -93,19 +93,14 @@ where
     let start = Instant::now();
     loop {
         let remaining = timeout.saturating_sub(start.elapsed());
-        let last =
-            match tokio::time::timeout(remaining.max(Duration::from_millis(10)), check()).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => format!("{e:?}"),
-                Err(_) => "check did not complete before the deadline".to_string(),
-            };
+        let last = match tokio::time::timeout(remaining.max(Duration::from_millis(10)), check()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => format!("{e:?}"),
+            Err(_) => "check did not complete before the deadline".to_string(),
+        };
         if start.elapsed() >= timeout {
             eprintln!("wait_until: timed out waiting for {what}; last observed: {last}");
-            return Err(HarnessError::Timeout {
-                what: what.to_string(),
-                waited: timeout,
-                last,
-            });
+            return Err(HarnessError::Timeout { what: what.to_string(), waited: timeout, last });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -156,34 +151,17 @@ impl TestEnv {
         let sim = Simulator::start(config).await?;
         let dir = unique_dir();
         let kubeconfig = dir.join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig)
-            .map_err(|source| HarnessError::Io {
-                path: kubeconfig.clone(),
-                source,
-            })?;
+        sim.write_kubeconfig(&kubeconfig).map_err(|source| HarnessError::Io { path: kubeconfig.clone(), source })?;
         let client = client_from(&kubeconfig).await?;
-        Ok(Self {
-            client,
-            kubeconfig,
-            sim: Some(sim),
-            dir,
-        })
+        Ok(Self { client, kubeconfig, sim: Some(sim), dir })
     }
 
     /// Uses an existing cluster described by a kubeconfig.
     pub async fn from_kubeconfig(path: &Path) -> Result<Self> {
         let client = client_from(path).await?;
         let dir = unique_dir();
-        std::fs::create_dir_all(&dir).map_err(|source| HarnessError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(Self {
-            client,
-            kubeconfig: path.to_path_buf(),
-            sim: None,
-            dir,
-        })
+        std::fs::create_dir_all(&dir).map_err(|source| HarnessError::Io { path: dir.clone(), source })?;
+        Ok(Self { client, kubeconfig: path.to_path_buf(), sim: None, dir })
     }
 
     /// The simulator, if the tests run against it.
@@ -204,10 +182,7 @@ impl TestEnv {
     /// A `kubectl` command preconfigured with this kubeconfig and a private cache dir.
     pub fn kubectl_command(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.join("kubectl-cache"));
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).arg("--cache-dir").arg(self.dir.join("kubectl-cache"));
         cmd.kill_on_drop(true);
         cmd
     }
@@ -218,25 +193,13 @@ impl TestEnv {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let args: Vec<std::ffi::OsString> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_os_string())
-            .collect();
-        let shown = args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let out = self
-            .kubectl_command()
-            .args(&args)
-            .output()
-            .await
-            .map_err(|e| HarnessError::Kubectl {
-                args: shown.clone(),
-                status: "not started".into(),
-                stderr: e.to_string(),
-            })?;
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let shown = args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+        let out = self.kubectl_command().args(&args).output().await.map_err(|e| HarnessError::Kubectl {
+            args: shown.clone(),
+            status: "not started".into(),
+            stderr: e.to_string(),
+        })?;
         if !out.status.success() {
             return Err(HarnessError::Kubectl {
                 args: shown,
@@ -251,8 +214,7 @@ impl TestEnv {
     pub async fn create_namespace(&self, name: &str) -> Result<()> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        api.patch(name, &PatchParams::apply("e2e-harness"), &Patch::Apply(&ns))
-            .await?;
+        api.patch(name, &PatchParams::apply("e2e-harness"), &Patch::Apply(&ns)).await?;
         Ok(())
     }
 
@@ -264,10 +226,7 @@ impl TestEnv {
         if dir.is_file() {
             files.push(dir.to_path_buf());
         } else {
-            let rd = std::fs::read_dir(dir).map_err(|source| HarnessError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            let rd = std::fs::read_dir(dir).map_err(|source| HarnessError::Io { path: dir.to_path_buf(), source })?;
             for e in rd.flatten() {
                 let p = e.path();
                 if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
@@ -291,44 +250,29 @@ impl TestEnv {
                         message: "CRD without metadata.name".into(),
                     })?
                     .to_string();
-                api.patch(
-                    &name,
-                    &PatchParams::apply("e2e-harness").force(),
-                    &Patch::Apply(&doc),
-                )
-                .await?;
+                api.patch(&name, &PatchParams::apply("e2e-harness").force(), &Patch::Apply(&doc)).await?;
                 names.push(name);
             }
         }
         for name in &names {
             let api = api.clone();
-            wait_until(
-                Duration::from_secs(30),
-                &format!("CRD {name} Established"),
-                || {
-                    let api = api.clone();
-                    let name = name.clone();
-                    async move {
-                        let crd = api.get(&name).await.map_err(|e| e.to_string())?;
-                        let established = crd
-                            .status
-                            .as_ref()
-                            .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|c| {
-                                c.iter()
-                                    .any(|c| c.type_ == "Established" && c.status == "True")
-                            });
-                        if established {
-                            Ok(())
-                        } else {
-                            Err(format!(
-                                "conditions: {:?}",
-                                crd.status.and_then(|s| s.conditions)
-                            ))
-                        }
+            wait_until(Duration::from_secs(30), &format!("CRD {name} Established"), || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+                    let established = crd
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+                    if established {
+                        Ok(())
+                    } else {
+                        Err(format!("conditions: {:?}", crd.status.and_then(|s| s.conditions)))
                     }
-                },
-            )
+                }
+            })
             .await?;
         }
         Ok(names)
@@ -337,16 +281,11 @@ impl TestEnv {
 
 /// Parses every YAML document of a manifest file (empty documents are skipped).
 pub fn read_manifests(path: &Path) -> Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path).map_err(|source| HarnessError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| HarnessError::Io { path: path.to_path_buf(), source })?;
     let mut docs = Vec::new();
     for de in serde_yaml::Deserializer::from_str(&text) {
-        let v: Value = serde::Deserialize::deserialize(de).map_err(|e| HarnessError::Manifest {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let v: Value = serde::Deserialize::deserialize(de)
+            .map_err(|e| HarnessError::Manifest { path: path.to_path_buf(), message: e.to_string() })?;
         if !v.is_null() {
             docs.push(v);
         }
@@ -356,10 +295,7 @@ pub fn read_manifests(path: &Path) -> Result<Vec<Value>> {
 
 /// Builds a kube client from a kubeconfig file.
 pub async fn client_from(path: &Path) -> Result<Client> {
-    let err = |message: String| HarnessError::Kubeconfig {
-        path: path.to_path_buf(),
-        message,
-    };
+    let err = |message: String| HarnessError::Kubeconfig { path: path.to_path_buf(), message };
     let kc = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await

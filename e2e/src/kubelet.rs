@@ -11,8 +11,8 @@
 //! container statuses until they all terminated or the grace period elapsed.
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Pod, PodCondition, PodSpec, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
+    PodCondition, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
@@ -46,25 +46,13 @@ pub type Result<T, E = KubeletError> = std::result::Result<T, E>;
 
 /// Builds a test Pod (JSON) gated by [`SCHEDULING_GATE`] with regular containers and native
 /// sidecars (init containers with `restartPolicy: Always`), all with image `busybox`.
-pub fn test_pod(
-    name: &str,
-    labels: &[(&str, &str)],
-    containers: &[&str],
-    sidecars: &[&str],
-) -> Value {
-    let labels: serde_json::Map<String, Value> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    let c: Vec<Value> = containers
-        .iter()
-        .map(|n| json!({"name": n, "image": "busybox"}))
-        .collect();
-    let s: Vec<Value> = sidecars
-        .iter()
-        .map(|n| json!({"name": n, "image": "busybox", "restartPolicy": "Always"}))
-        .collect();
-    let mut spec = json!({"schedulingGates": [{"name": SCHEDULING_GATE}], "containers": c, "terminationGracePeriodSeconds": 30});
+pub fn test_pod(name: &str, labels: &[(&str, &str)], containers: &[&str], sidecars: &[&str]) -> Value {
+    let labels: serde_json::Map<String, Value> = labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let c: Vec<Value> = containers.iter().map(|n| json!({"name": n, "image": "busybox"})).collect();
+    let s: Vec<Value> =
+        sidecars.iter().map(|n| json!({"name": n, "image": "busybox", "restartPolicy": "Always"})).collect();
+    let mut spec =
+        json!({"schedulingGates": [{"name": SCHEDULING_GATE}], "containers": c, "terminationGracePeriodSeconds": 30});
     if !s.is_empty() {
         spec["initContainers"] = json!(s);
     }
@@ -101,42 +89,26 @@ pub enum State {
 impl State {
     /// Waiting with `reason`.
     pub fn waiting(reason: &str) -> Self {
-        State::Waiting {
-            reason: reason.into(),
-            message: None,
-        }
+        State::Waiting { reason: reason.into(), message: None }
     }
 
     /// Terminated with `reason` and `exit_code`.
     pub fn terminated(reason: &str, exit_code: i32) -> Self {
-        State::Terminated {
-            reason: reason.into(),
-            exit_code,
-            message: None,
-        }
+        State::Terminated { reason: reason.into(), exit_code, message: None }
     }
 
     /// The Kubernetes representation.
     pub fn to_k8s(&self) -> ContainerState {
         match self {
             State::Waiting { reason, message } => ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: Some(reason.clone()),
-                    message: message.clone(),
-                }),
+                waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: message.clone() }),
                 ..Default::default()
             },
             State::Running => ContainerState {
-                running: Some(ContainerStateRunning {
-                    started_at: Some(now()),
-                }),
+                running: Some(ContainerStateRunning { started_at: Some(now()) }),
                 ..Default::default()
             },
-            State::Terminated {
-                reason,
-                exit_code,
-                message,
-            } => ContainerState {
+            State::Terminated { reason, exit_code, message } => ContainerState {
                 terminated: Some(terminated(reason, *exit_code, message.clone())),
                 ..Default::default()
             },
@@ -164,9 +136,7 @@ pub struct PodDriver {
 
 impl std::fmt::Debug for PodDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PodDriver")
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("PodDriver").field("name", &self.name).finish()
     }
 }
 
@@ -191,28 +161,18 @@ fn ensure_statuses(spec: &PodSpec, status: &mut PodStatus) {
             }
         }
     };
-    let regular: Vec<(&str, &str)> = spec
-        .containers
-        .iter()
-        .map(|c| (c.name.as_str(), c.image.as_deref().unwrap_or("")))
-        .collect();
+    let regular: Vec<(&str, &str)> =
+        spec.containers.iter().map(|c| (c.name.as_str(), c.image.as_deref().unwrap_or(""))).collect();
     fill(regular, &mut status.container_statuses);
-    let init: Vec<(&str, &str)> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| (c.name.as_str(), c.image.as_deref().unwrap_or("")))
-        .collect();
+    let init: Vec<(&str, &str)> =
+        spec.init_containers.iter().flatten().map(|c| (c.name.as_str(), c.image.as_deref().unwrap_or(""))).collect();
     fill(init, &mut status.init_container_statuses);
 }
 
 impl PodDriver {
     /// Driver for Pod `name` in `namespace`.
     pub fn new(client: Client, namespace: &str, name: &str) -> Self {
-        Self {
-            api: Api::namespaced(client, namespace),
-            name: name.into(),
-        }
+        Self { api: Api::namespaced(client, namespace), name: name.into() }
     }
 
     /// The Pod's current state.
@@ -232,11 +192,7 @@ impl PodDriver {
             let status = pod.status.get_or_insert_with(Default::default);
             ensure_statuses(&spec, status);
             f(&spec, status)?;
-            match self
-                .api
-                .replace_status(&self.name, &PostParams::default(), &pod)
-                .await
-            {
+            match self.api.replace_status(&self.name, &PostParams::default(), &pod).await {
                 Ok(p) => return Ok(p),
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
                 Err(e) => return Err(e.into()),
@@ -263,10 +219,7 @@ impl PodDriver {
                     f(c);
                     Ok(())
                 }
-                None => Err(KubeletError::NoSuchContainer {
-                    pod: pod_name.clone(),
-                    container: name.into(),
-                }),
+                None => Err(KubeletError::NoSuchContainer { pod: pod_name.clone(), container: name.into() }),
             }
         })
         .await
@@ -291,8 +244,7 @@ impl PodDriver {
 
     /// Sets `started` of a container.
     pub async fn set_started(&self, container: &str, started: bool) -> Result<Pod> {
-        self.container(container, |c| c.started = Some(started))
-            .await
+        self.container(container, |c| c.started = Some(started)).await
     }
 
     /// Sets `restartCount` of a container.
@@ -319,18 +271,10 @@ impl PodDriver {
 
     /// Simulates a container crash and restart: `lastState.terminated` gets the exit,
     /// `restartCount` is incremented and the container runs again (started, ready as given).
-    pub async fn restart(
-        &self,
-        container: &str,
-        reason: &str,
-        exit_code: i32,
-        ready: bool,
-    ) -> Result<Pod> {
+    pub async fn restart(&self, container: &str, reason: &str, exit_code: i32, ready: bool) -> Result<Pod> {
         self.container(container, |c| {
-            c.last_state = Some(ContainerState {
-                terminated: Some(terminated(reason, exit_code, None)),
-                ..Default::default()
-            });
+            c.last_state =
+                Some(ContainerState { terminated: Some(terminated(reason, exit_code, None)), ..Default::default() });
             c.restart_count += 1;
             c.state = Some(State::Running.to_k8s());
             c.started = Some(true);
@@ -349,12 +293,7 @@ impl PodDriver {
     }
 
     /// Sets a Pod condition; `lastTransitionTime` changes only when the status changes.
-    pub async fn set_condition(
-        &self,
-        type_: &str,
-        status: bool,
-        reason: Option<&str>,
-    ) -> Result<Pod> {
+    pub async fn set_condition(&self, type_: &str, status: bool, reason: Option<&str>) -> Result<Pod> {
         self.update(|_, s| {
             set_condition(s, type_, status, reason);
             Ok(())
@@ -366,17 +305,8 @@ impl PodDriver {
     /// phase `Running`, conditions Initialized/ContainersReady/Ready/PodScheduled true.
     pub async fn run_all(&self) -> Result<Pod> {
         self.update(|_, s| {
-            for c in s
-                .container_statuses
-                .iter_mut()
-                .flatten()
-                .chain(s.init_container_statuses.iter_mut().flatten())
-            {
-                if c.state
-                    .as_ref()
-                    .and_then(|st| st.running.as_ref())
-                    .is_none()
-                {
+            for c in s.container_statuses.iter_mut().flatten().chain(s.init_container_statuses.iter_mut().flatten()) {
+                if c.state.as_ref().and_then(|st| st.running.as_ref()).is_none() {
                     c.state = Some(State::Running.to_k8s());
                 }
                 c.started = Some(true);

@@ -48,17 +48,13 @@ pub struct Prometheus {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -73,11 +69,7 @@ async fn http_get(port: u16, path_and_query: &str) -> std::io::Result<(u16, Stri
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     Ok((code, body.to_string()))
 }
 
@@ -93,11 +85,7 @@ impl Prometheus {
         if !bin.exists() {
             return Err(PrometheusError::Missing(bin.to_path_buf()));
         }
-        let dir = std::env::temp_dir().join(format!(
-            "sidecar-watch-prom-{}-{}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
+        let dir = std::env::temp_dir().join(format!("sidecar-watch-prom-{}-{}", std::process::id(), fastrand::u32(..)));
         std::fs::create_dir_all(dir.join("data"))?;
         let rules = std::fs::canonicalize(rule_file)?;
         let config = format!(
@@ -110,10 +98,7 @@ impl Prometheus {
         let log = std::fs::File::create(dir.join("prometheus.log"))?;
         let child = tokio::process::Command::new(bin)
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-lifecycle")
             .stdout(Stdio::null())
@@ -130,10 +115,7 @@ impl Prometheus {
         let mut last = String::new();
         while start.elapsed() < timeout {
             if let Some(status) = self.child.try_wait()? {
-                return Err(PrometheusError::Exited {
-                    status: status.to_string(),
-                    log: self.log(),
-                });
+                return Err(PrometheusError::Exited { status: status.to_string(), log: self.log() });
             }
             match http_get(self.port, "/-/ready").await {
                 Ok((200, _)) => return Ok(()),
@@ -142,10 +124,7 @@ impl Prometheus {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(PrometheusError::NotReady(
-            timeout,
-            format!("{last}\nlog:\n{}", self.log()),
-        ))
+        Err(PrometheusError::NotReady(timeout, format!("{last}\nlog:\n{}", self.log())))
     }
 
     /// Prometheus' log so far.
@@ -160,8 +139,7 @@ impl Prometheus {
 
     async fn api(&self, path_and_query: &str) -> Result<Value> {
         let (code, body) = http_get(self.port, path_and_query).await?;
-        let v: Value = serde_json::from_str(&body)
-            .map_err(|e| PrometheusError::Api(format!("{code}: {e}: {body}")))?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| PrometheusError::Api(format!("{code}: {e}: {body}")))?;
         if v.get("status").and_then(Value::as_str) != Some("success") {
             return Err(PrometheusError::Api(format!("{code}: {body}")));
         }
@@ -171,11 +149,7 @@ impl Prometheus {
     /// `GET /api/v1/alerts`: the active (pending or firing) alerts.
     pub async fn alerts(&self) -> Result<Vec<Value>> {
         let data = self.api("/api/v1/alerts").await?;
-        Ok(data
-            .get("alerts")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default())
+        Ok(data.get("alerts").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 
     /// Names of alerts currently in state `firing`.
@@ -185,18 +159,13 @@ impl Prometheus {
             .await?
             .iter()
             .filter(|a| a.get("state").and_then(Value::as_str) == Some("firing"))
-            .filter_map(|a| {
-                a.pointer("/labels/alertname")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
+            .filter_map(|a| a.pointer("/labels/alertname").and_then(Value::as_str).map(str::to_string))
             .collect())
     }
 
     /// `GET /api/v1/query?query=...`: the `data` object (`resultType`, `result`).
     pub async fn query(&self, promql: &str) -> Result<Value> {
-        self.api(&format!("/api/v1/query?query={}", encode(promql)))
-            .await
+        self.api(&format!("/api/v1/query?query={}", encode(promql))).await
     }
 
     /// `GET /api/v1/targets`: the `data` object (active targets with health).

@@ -7,8 +7,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
-    WatchParams,
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{Discovery, Scope};
@@ -25,9 +24,7 @@ fn widget_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
 
 async fn pod_from(api: &Api<Pod>, v: Value) -> Pod {
     let pod: Pod = serde_json::from_value(v).expect("valid pod");
-    api.create(&PostParams::default(), &pod)
-        .await
-        .expect("pod created")
+    api.create(&PostParams::default(), &pod).await.expect("pod created")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,48 +40,20 @@ async fn crud_and_stale_resource_version_conflict() {
     assert!(created.metadata.creation_timestamp.is_some());
     assert_eq!(created.metadata.generation, Some(1));
     assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
-    assert_eq!(
-        created.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Pending")
-    );
-    let rv1: u64 = created
-        .metadata
-        .resource_version
-        .clone()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert_eq!(created.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Pending"));
+    let rv1: u64 = created.metadata.resource_version.clone().unwrap().parse().unwrap();
 
     // AlreadyExists
-    let err = pods
-        .create(&PostParams::default(), &created)
-        .await
-        .unwrap_err();
+    let err = pods.create(&PostParams::default(), &created).await.unwrap_err();
     assert_eq!(code(&err), 409);
 
     // update bumps RV; stale RV conflicts
     let mut updated = created.clone();
-    updated
-        .metadata
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert("x".into(), "y".into());
-    let updated = pods
-        .replace(&name, &PostParams::default(), &updated)
-        .await
-        .unwrap();
-    let rv2: u64 = updated
-        .metadata
-        .resource_version
-        .clone()
-        .unwrap()
-        .parse()
-        .unwrap();
+    updated.metadata.labels.get_or_insert_with(Default::default).insert("x".into(), "y".into());
+    let updated = pods.replace(&name, &PostParams::default(), &updated).await.unwrap();
+    let rv2: u64 = updated.metadata.resource_version.clone().unwrap().parse().unwrap();
     assert!(rv2 > rv1);
-    let err = pods
-        .replace(&name, &PostParams::default(), &created)
-        .await
-        .unwrap_err();
+    let err = pods.replace(&name, &PostParams::default(), &created).await.unwrap_err();
     assert_eq!(code(&err), 409);
     match &err {
         kube::Error::Api(s) => assert_eq!(s.reason, "Conflict"),
@@ -93,34 +62,17 @@ async fn crud_and_stale_resource_version_conflict() {
 
     // namespace must exist
     let other: Api<Pod> = Api::namespaced(env.client.clone(), "nope");
-    let err = other
-        .create(&PostParams::default(), &created)
-        .await
-        .unwrap_err();
+    let err = other.create(&PostParams::default(), &created).await.unwrap_err();
     assert_eq!(code(&err), 404);
 
     // get / 404 / list RV
-    assert_eq!(
-        pods.get(&name).await.unwrap().metadata.labels.unwrap()["x"],
-        "y"
-    );
+    assert_eq!(pods.get(&name).await.unwrap().metadata.labels.unwrap()["x"], "y");
     assert_eq!(code(&pods.get("missing").await.unwrap_err()), 404);
     let list = pods.list(&ListParams::default()).await.unwrap();
-    assert_eq!(
-        list.metadata.resource_version,
-        Some(env.require_sim().unwrap().resource_version().to_string())
-    );
+    assert_eq!(list.metadata.resource_version, Some(env.require_sim().unwrap().resource_version().to_string()));
 
     // Status shape of errors
-    let err = raw(
-        &env.client,
-        "GET",
-        "/api/v1/namespaces/default/pods/missing",
-        &[],
-        None,
-    )
-    .await
-    .unwrap_err();
+    let err = raw(&env.client, "GET", "/api/v1/namespaces/default/pods/missing", &[], None).await.unwrap_err();
     match err {
         kube::Error::Api(s) => {
             assert_eq!((s.code, s.reason.as_str()), (404, "NotFound"));
@@ -160,13 +112,7 @@ async fn list_pagination_and_selectors() {
 
     let count = |sel: &'static str| {
         let pods = pods.clone();
-        async move {
-            pods.list(&ListParams::default().labels(sel))
-                .await
-                .unwrap()
-                .items
-                .len()
-        }
+        async move { pods.list(&ListParams::default().labels(sel)).await.unwrap().items.len() }
     };
     assert_eq!(count("tier=web").await, 4);
     assert_eq!(count("tier!=web").await, 3);
@@ -175,21 +121,12 @@ async fn list_pagination_and_selectors() {
     assert_eq!(count("canary").await, 1);
     assert_eq!(count("!canary").await, 6);
     assert_eq!(count("app=demo,tier=db,!canary").await, 3);
-    let by_name = pods
-        .list(&ListParams::default().fields("metadata.name=p3"))
-        .await
-        .unwrap();
+    let by_name = pods.list(&ListParams::default().fields("metadata.name=p3")).await.unwrap();
     assert_eq!(by_name.items.len(), 1);
     let all: Api<Pod> = Api::all(env.client.clone());
-    let by_ns = all
-        .list(&ListParams::default().fields("metadata.namespace=default"))
-        .await
-        .unwrap();
+    let by_ns = all.list(&ListParams::default().fields("metadata.namespace=default")).await.unwrap();
     assert_eq!(by_ns.items.len(), 7);
-    let none = all
-        .list(&ListParams::default().fields("metadata.namespace=other"))
-        .await
-        .unwrap();
+    let none = all.list(&ListParams::default().fields("metadata.namespace=other")).await.unwrap();
     assert!(none.items.is_empty());
 }
 
@@ -200,24 +137,16 @@ async fn watch_from_resource_version_bookmarks_and_expiry() {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     let p = pod_from(&pods, test_pod("w", &[("app", "w")], &["c"], &[])).await;
     let rv0 = p.metadata.resource_version.clone().unwrap();
-    pods.patch(
-        "w",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"step": "1"}}})),
-    )
-    .await
-    .unwrap();
+    pods.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"step": "1"}}})))
+        .await
+        .unwrap();
 
     // watch from rv0 replays the modification, then sends bookmarks
     let wp = WatchParams::default().timeout(10);
     let mut stream = pods.watch(&wp, &rv0).await.unwrap().boxed();
     let mut saw_modified = false;
     let mut saw_bookmark = false;
-    while let Some(ev) = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
-        .await
-        .unwrap()
-        .unwrap()
-    {
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap() {
         match ev {
             WatchEvent::Modified(p) => {
                 assert_eq!(p.metadata.labels.unwrap()["step"], "1");
@@ -235,32 +164,19 @@ async fn watch_from_resource_version_bookmarks_and_expiry() {
     assert!(saw_modified && saw_bookmark);
 
     // watch with resourceVersion "0" starts with synthetic ADDED events
-    let mut stream = pods
-        .watch(&WatchParams::default().timeout(2), "0")
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = pods.watch(&WatchParams::default().timeout(2), "0").await.unwrap().boxed();
     match stream.try_next().await.unwrap() {
         Some(WatchEvent::Added(p)) => assert_eq!(p.metadata.name.as_deref(), Some("w")),
         other => panic!("unexpected {other:?}"),
     }
     // timeoutSeconds closes the stream
     let started = std::time::Instant::now();
-    while tokio::time::timeout(Duration::from_secs(10), stream.try_next())
-        .await
-        .unwrap()
-        .unwrap()
-        .is_some()
-    {}
+    while tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap().is_some() {}
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // compaction → 410 for old resource versions
     sim.compact();
-    let mut stream = pods
-        .watch(&WatchParams::default(), &rv0)
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = pods.watch(&WatchParams::default(), &rv0).await.unwrap().boxed();
     match stream.try_next().await.unwrap() {
         Some(WatchEvent::Error(e)) => {
             assert_eq!(e.code, 410);
@@ -271,9 +187,7 @@ async fn watch_from_resource_version_bookmarks_and_expiry() {
     let err = raw(
         &env.client,
         "GET",
-        &format!(
-            "/api/v1/namespaces/default/pods?resourceVersion={rv0}&resourceVersionMatch=Exact"
-        ),
+        &format!("/api/v1/namespaces/default/pods?resourceVersion={rv0}&resourceVersionMatch=Exact"),
         &[],
         None,
     )
@@ -282,24 +196,11 @@ async fn watch_from_resource_version_bookmarks_and_expiry() {
     assert_eq!(code(&err), 410);
 
     // sendInitialEvents streaming list
-    let mut stream = pods
-        .watch(&WatchParams::streaming_lists().timeout(5), "")
-        .await
-        .unwrap()
-        .boxed();
-    assert!(matches!(
-        stream.try_next().await.unwrap(),
-        Some(WatchEvent::Added(_))
-    ));
+    let mut stream = pods.watch(&WatchParams::streaming_lists().timeout(5), "").await.unwrap().boxed();
+    assert!(matches!(stream.try_next().await.unwrap(), Some(WatchEvent::Added(_))));
     match stream.try_next().await.unwrap() {
         Some(WatchEvent::Bookmark(b)) => {
-            assert_eq!(
-                b.metadata
-                    .annotations
-                    .get("k8s.io/initial-events-end")
-                    .map(String::as_str),
-                Some("true")
-            )
+            assert_eq!(b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true"))
         }
         other => panic!("{other:?}"),
     }
@@ -308,9 +209,7 @@ async fn watch_from_resource_version_bookmarks_and_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_subresource_semantics_and_generation() {
     let env = sim_env().await;
-    env.install_crds(&fixtures().join("widgets-crd.yaml"))
-        .await
-        .unwrap();
+    env.install_crds(&fixtures().join("widgets-crd.yaml")).await.unwrap();
     let api = widget_api(&env.client, "default");
     let w: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "e2e.sidecarwatch.io/v1alpha1", "kind": "Widget",
@@ -318,20 +217,14 @@ async fn status_subresource_semantics_and_generation() {
     }))
     .unwrap();
     let created = api.create(&PostParams::default(), &w).await.unwrap();
-    assert!(
-        created.data.get("status").is_none(),
-        "status dropped on create"
-    );
+    assert!(created.data.get("status").is_none(), "status dropped on create");
     assert_eq!(created.metadata.generation, Some(1));
 
     // main endpoint ignores status, bumps generation on spec change
     let mut next = created.clone();
     next.data["spec"] = json!({"size": 2});
     next.data["status"] = json!({"matchedPods": 5});
-    let after = api
-        .replace("w", &PostParams::default(), &next)
-        .await
-        .unwrap();
+    let after = api.replace("w", &PostParams::default(), &next).await.unwrap();
     assert_eq!(after.metadata.generation, Some(2));
     assert!(after.data.get("status").is_none());
 
@@ -339,105 +232,55 @@ async fn status_subresource_semantics_and_generation() {
     let mut st = after.clone();
     st.data["spec"] = json!({"size": 100});
     st.data["status"] = json!({"matchedPods": 5});
-    let after_status = api
-        .replace_status("w", &PostParams::default(), &st)
-        .await
-        .unwrap();
+    let after_status = api.replace_status("w", &PostParams::default(), &st).await.unwrap();
     assert_eq!(after_status.data["spec"]["size"], 2);
     assert_eq!(after_status.data["status"]["matchedPods"], 5);
     assert_eq!(after_status.metadata.generation, Some(2));
 
     // a merge patch of status on the main endpoint is ignored; on /status it applies
-    let p = api
-        .patch(
-            "w",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"matchedPods": 1}})),
-        )
-        .await
-        .unwrap();
+    let p =
+        api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"matchedPods": 1}}))).await.unwrap();
     assert_eq!(p.data["status"]["matchedPods"], 5);
     let p = api
-        .patch_status(
-            "w",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"matchedPods": 1}})),
-        )
+        .patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"matchedPods": 1}})))
         .await
         .unwrap();
     assert_eq!(p.data["status"]["matchedPods"], 1);
 
     // a no-op update does not bump the resourceVersion
     let rv = p.metadata.resource_version.clone();
-    let same = api
-        .patch(
-            "w",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"size": 2}})),
-        )
-        .await
-        .unwrap();
+    let same = api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}}))).await.unwrap();
     assert_eq!(same.metadata.resource_version, rv);
 
     // custom objects require a resourceVersion on PUT
     let mut no_rv = same.clone();
     no_rv.metadata.resource_version = None;
-    assert_eq!(
-        code(
-            &api.replace("w", &PostParams::default(), &no_rv)
-                .await
-                .unwrap_err()
-        ),
-        422
-    );
+    assert_eq!(code(&api.replace("w", &PostParams::default(), &no_rv).await.unwrap_err()), 422);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_patch_type() {
     let env = sim_env().await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    pod_from(
-        &pods,
-        test_pod("p", &[("a", "1")], &["app", "other"], &["side"]),
-    )
-    .await;
+    pod_from(&pods, test_pod("p", &[("a", "1")], &["app", "other"], &["side"])).await;
 
     let p = pods
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"b": "2", "a": null}}})),
-        )
+        .patch("p", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"b": "2", "a": null}}})))
         .await
         .unwrap();
     let labels = p.metadata.labels.unwrap();
-    assert_eq!(
-        (labels.get("a"), labels.get("b").map(String::as_str)),
-        (None, Some("2"))
-    );
+    assert_eq!((labels.get("a"), labels.get("b").map(String::as_str)), (None, Some("2")));
 
     let jp: json_patch::Patch = serde_json::from_value(json!([
         {"op": "add", "path": "/metadata/annotations", "value": {"k": "v"}},
         {"op": "test", "path": "/metadata/labels/b", "value": "2"}
     ]))
     .unwrap();
-    let p = pods
-        .patch("p", &PatchParams::default(), &Patch::<()>::Json(jp))
-        .await
-        .unwrap();
+    let p = pods.patch("p", &PatchParams::default(), &Patch::<()>::Json(jp)).await.unwrap();
     assert_eq!(p.metadata.annotations.unwrap()["k"], "v");
     let bad: json_patch::Patch =
-        serde_json::from_value(json!([{"op": "test", "path": "/metadata/labels/b", "value": "3"}]))
-            .unwrap();
-    assert_eq!(
-        code(
-            &pods
-                .patch("p", &PatchParams::default(), &Patch::<()>::Json(bad))
-                .await
-                .unwrap_err()
-        ),
-        422
-    );
+        serde_json::from_value(json!([{"op": "test", "path": "/metadata/labels/b", "value": "3"}])).unwrap();
+    assert_eq!(code(&pods.patch("p", &PatchParams::default(), &Patch::<()>::Json(bad)).await.unwrap_err()), 422);
 
     // strategic merge: containers merged by name
     let p = pods
@@ -473,10 +316,7 @@ async fn every_patch_type() {
     assert!(cst.iter().find(|c| c.name == "other").unwrap().ready);
     let conds = st.conditions.unwrap();
     assert_eq!(conds.len(), 4);
-    assert_eq!(
-        conds.iter().find(|c| c.type_ == "Ready").unwrap().status,
-        "False"
-    );
+    assert_eq!(conds.iter().find(|c| c.type_ == "Ready").unwrap().status, "False");
     assert_eq!(st.init_container_statuses.unwrap().len(), 1);
 
     // apply (YAML body)
@@ -489,12 +329,8 @@ async fn every_patch_type() {
         .unwrap();
     let v: Value = env.client.request(req).await.unwrap();
     assert_eq!(v["metadata"]["labels"]["applied"], "yes");
-    let managers: Vec<&str> = v["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["manager"].as_str().unwrap())
-        .collect();
+    let managers: Vec<&str> =
+        v["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
     assert!(managers.contains(&"yaml-applier"), "{managers:?}");
     // apply without fieldManager is rejected
     let req = http::Request::builder()
@@ -510,26 +346,16 @@ async fn every_patch_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_apply_conflicts_and_force() {
     let env = sim_env().await;
-    env.install_crds(&fixtures().join("widgets-crd.yaml"))
-        .await
-        .unwrap();
+    env.install_crds(&fixtures().join("widgets-crd.yaml")).await.unwrap();
     let api = widget_api(&env.client, "default");
     let obj = |size: i64| json!({"apiVersion": "e2e.sidecarwatch.io/v1alpha1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"size": size}});
     // apply creates
-    let created = api
-        .patch("s", &PatchParams::apply("alice"), &Patch::Apply(obj(1)))
-        .await
-        .unwrap();
+    let created = api.patch("s", &PatchParams::apply("alice"), &Patch::Apply(obj(1))).await.unwrap();
     assert_eq!(created.data["spec"]["size"], 1);
     // same value from another manager: shared, no conflict
-    api.patch("s", &PatchParams::apply("bob"), &Patch::Apply(obj(1)))
-        .await
-        .unwrap();
+    api.patch("s", &PatchParams::apply("bob"), &Patch::Apply(obj(1))).await.unwrap();
     // alice changes its own field while bob co-owns it → conflict with bob
-    let err = api
-        .patch("s", &PatchParams::apply("alice"), &Patch::Apply(obj(2)))
-        .await
-        .unwrap_err();
+    let err = api.patch("s", &PatchParams::apply("alice"), &Patch::Apply(obj(2))).await.unwrap_err();
     assert_eq!(code(&err), 409);
     match &err {
         kube::Error::Api(s) => {
@@ -538,58 +364,24 @@ async fn server_side_apply_conflicts_and_force() {
         _ => unreachable!(),
     }
     // carol conflicts with both; force takes ownership
-    assert_eq!(
-        code(
-            &api.patch("s", &PatchParams::apply("carol"), &Patch::Apply(obj(3)))
-                .await
-                .unwrap_err()
-        ),
-        409
-    );
-    let forced = api
-        .patch(
-            "s",
-            &PatchParams::apply("carol").force(),
-            &Patch::Apply(obj(3)),
-        )
-        .await
-        .unwrap();
+    assert_eq!(code(&api.patch("s", &PatchParams::apply("carol"), &Patch::Apply(obj(3))).await.unwrap_err()), 409);
+    let forced = api.patch("s", &PatchParams::apply("carol").force(), &Patch::Apply(obj(3))).await.unwrap();
     assert_eq!(forced.data["spec"]["size"], 3);
     let owners: Vec<String> = forced
         .metadata
         .managed_fields
         .unwrap()
         .iter()
-        .filter(|m| {
-            m.fields_v1
-                .as_ref()
-                .is_some_and(|f| f.0.get("f:spec").is_some())
-        })
+        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.get("f:spec").is_some()))
         .filter_map(|m| m.manager.clone())
         .collect();
     assert_eq!(owners, vec!["carol".to_string()]);
     // an update (merge patch) takes ownership without conflict, then apply conflicts with it
-    api.patch(
-        "s",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"size": 4}})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        code(
-            &api.patch("s", &PatchParams::apply("carol"), &Patch::Apply(obj(5)))
-                .await
-                .unwrap_err()
-        ),
-        409
-    );
+    api.patch("s", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 4}}))).await.unwrap();
+    assert_eq!(code(&api.patch("s", &PatchParams::apply("carol"), &Patch::Apply(obj(5))).await.unwrap_err()), 409);
     // status applied through /status by a controller
     let st = json!({"apiVersion": "e2e.sidecarwatch.io/v1alpha1", "kind": "Widget", "metadata": {"name": "s"}, "status": {"matchedPods": 2}});
-    let s = api
-        .patch_status("s", &PatchParams::apply("controller"), &Patch::Apply(st))
-        .await
-        .unwrap();
+    let s = api.patch_status("s", &PatchParams::apply("controller"), &Patch::Apply(st)).await.unwrap();
     assert_eq!(s.data["status"]["matchedPods"], 2);
     assert_eq!(s.data["spec"]["size"], 4);
 }
@@ -601,32 +393,16 @@ async fn pod_graceful_delete() {
     pod_from(&pods, test_pod("g", &[], &["app"], &["side"])).await;
     let driver = PodDriver::new(env.client.clone(), "default", "g");
     driver.run_all().await.unwrap();
-    let rv = pods
-        .get("g")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
-    let mut events = pods
-        .watch(&WatchParams::default().fields("metadata.name=g"), &rv)
-        .await
-        .unwrap()
-        .boxed();
+    let rv = pods.get("g").await.unwrap().metadata.resource_version.unwrap();
+    let mut events = pods.watch(&WatchParams::default().fields("metadata.name=g"), &rv).await.unwrap().boxed();
 
     pods.delete("g", &DeleteParams::default()).await.unwrap();
     let p = pods.get("g").await.unwrap();
     assert!(p.metadata.deletion_timestamp.is_some());
     assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
-    driver
-        .set_state("app", State::terminated("Completed", 0))
-        .await
-        .unwrap();
+    driver.set_state("app", State::terminated("Completed", 0)).await.unwrap();
     assert!(pods.get("g").await.is_ok(), "sidecar still running");
-    driver
-        .set_state("side", State::terminated("Error", 137))
-        .await
-        .unwrap();
+    driver.set_state("side", State::terminated("Error", 137)).await.unwrap();
     wait_until(Duration::from_secs(5), "pod g gone", || async {
         match pods.get_opt("g").await {
             Ok(None) => Ok(()),
@@ -636,10 +412,7 @@ async fn pod_graceful_delete() {
     .await
     .unwrap();
     let mut saw_deleted = false;
-    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(2), events.try_next())
-        .await
-        .unwrap()
-    {
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(2), events.try_next()).await.unwrap() {
         if let WatchEvent::Deleted(p) = ev {
             assert_eq!(p.metadata.name.as_deref(), Some("g"));
             saw_deleted = true;
@@ -650,30 +423,15 @@ async fn pod_graceful_delete() {
 
     // grace period elapses
     pod_from(&pods, test_pod("h", &[], &["app"], &[])).await;
-    PodDriver::new(env.client.clone(), "default", "h")
-        .run_all()
-        .await
-        .unwrap();
-    pods.delete("h", &DeleteParams::default().grace_period(1))
-        .await
-        .unwrap();
-    assert!(pods
-        .get("h")
-        .await
-        .unwrap()
-        .metadata
-        .deletion_timestamp
-        .is_some());
-    wait_until(
-        Duration::from_secs(5),
-        "pod h gone after its grace period",
-        || async {
-            match pods.get_opt("h").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
+    PodDriver::new(env.client.clone(), "default", "h").run_all().await.unwrap();
+    pods.delete("h", &DeleteParams::default().grace_period(1)).await.unwrap();
+    assert!(pods.get("h").await.unwrap().metadata.deletion_timestamp.is_some());
+    wait_until(Duration::from_secs(5), "pod h gone after its grace period", || async {
+        match pods.get_opt("h").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
     .await
     .unwrap();
 }
@@ -681,18 +439,12 @@ async fn pod_graceful_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_documents() {
     let env = sim_env().await;
-    env.install_crds(&fixtures().join("widgets-crd.yaml"))
-        .await
-        .unwrap();
+    env.install_crds(&fixtures().join("widgets-crd.yaml")).await.unwrap();
     let discovery = Discovery::new(env.client.clone()).run().await.unwrap();
     let mut found = Vec::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
-            found.push((
-                ar.group.clone(),
-                ar.plural.clone(),
-                caps.scope == Scope::Namespaced,
-            ));
+            found.push((ar.group.clone(), ar.plural.clone(), caps.scope == Scope::Namespaced));
         }
     }
     for want in [
@@ -710,110 +462,47 @@ async fn discovery_documents() {
         assert!(found.contains(&want), "{want:?} not in {found:?}");
     }
     let core = raw(&env.client, "GET", "/api/v1", &[], None).await.unwrap();
-    let names: Vec<&str> = core["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"pods/status"));
-    let g = raw(
-        &env.client,
-        "GET",
-        "/apis/e2e.sidecarwatch.io/v1alpha1",
-        &[],
-        None,
-    )
-    .await
-    .unwrap();
-    let w = g["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "widgets")
-        .unwrap()
-        .clone();
+    let g = raw(&env.client, "GET", "/apis/e2e.sidecarwatch.io/v1alpha1", &[], None).await.unwrap();
+    let w = g["resources"].as_array().unwrap().iter().find(|r| r["name"] == "widgets").unwrap().clone();
     assert_eq!(w["shortNames"], json!(["wdg"]));
     assert_eq!(w["singularName"], "widget");
     assert_eq!(w["kind"], "Widget");
-    let v = raw(&env.client, "GET", "/version", &[], None)
-        .await
-        .unwrap();
+    let v = raw(&env.client, "GET", "/version", &[], None).await.unwrap();
     assert_eq!(v["major"], "1");
 
     // deleting the CRD stops serving the resource
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(env.client.clone());
-    crds.delete("widgets.e2e.sidecarwatch.io", &DeleteParams::default())
-        .await
-        .unwrap();
-    let err = raw(
-        &env.client,
-        "GET",
-        "/apis/e2e.sidecarwatch.io/v1alpha1/widgets",
-        &[],
-        None,
-    )
-    .await
-    .unwrap_err();
+    crds.delete("widgets.e2e.sidecarwatch.io", &DeleteParams::default()).await.unwrap();
+    let err = raw(&env.client, "GET", "/apis/e2e.sidecarwatch.io/v1alpha1/widgets", &[], None).await.unwrap_err();
     assert_eq!(code(&err), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_output() {
     let env = sim_env().await;
-    env.install_crds(&fixtures().join("widgets-crd.yaml"))
-        .await
-        .unwrap();
+    env.install_crds(&fixtures().join("widgets-crd.yaml")).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     pod_from(&pods, test_pod("t", &[], &["app"], &["side"])).await;
     let d = PodDriver::new(env.client.clone(), "default", "t");
     d.run_all().await.unwrap();
     d.restart("side", "Error", 1, true).await.unwrap();
-    let accept = [(
-        "accept",
-        "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
-    )];
-    let t = raw(
-        &env.client,
-        "GET",
-        "/api/v1/namespaces/default/pods",
-        &accept,
-        None,
-    )
-    .await
-    .unwrap();
+    let accept = [("accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")];
+    let t = raw(&env.client, "GET", "/api/v1/namespaces/default/pods", &accept, None).await.unwrap();
     assert_eq!(t["kind"], "Table");
-    let cols: Vec<&str> = t["columnDefinitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let cols: Vec<&str> =
+        t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(&cols[..5], &["Name", "Ready", "Status", "Restarts", "Age"]);
     let cells = &t["rows"][0]["cells"];
     assert_eq!(cells[0], "t");
     assert_eq!(cells[1], "2/2");
     assert_eq!(cells[2], "Running");
-    assert!(
-        cells[3].as_str().unwrap().starts_with("1 ("),
-        "{}",
-        cells[3]
-    );
+    assert!(cells[3].as_str().unwrap().starts_with("1 ("), "{}", cells[3]);
     assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
-    let meta_accept = [(
-        "accept",
-        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
-    )];
-    let m = raw(
-        &env.client,
-        "GET",
-        "/api/v1/namespaces/default/pods",
-        &meta_accept,
-        None,
-    )
-    .await
-    .unwrap();
+    let meta_accept = [("accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json")];
+    let m = raw(&env.client, "GET", "/api/v1/namespaces/default/pods", &meta_accept, None).await.unwrap();
     assert_eq!(m["kind"], "PartialObjectMetadataList");
     assert_eq!(m["items"][0]["metadata"]["name"], "t");
     assert!(m["items"][0].get("spec").is_none());
@@ -840,12 +529,8 @@ async fn table_output() {
     )
     .await
     .unwrap();
-    let cols: Vec<&str> = t["columnDefinitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let cols: Vec<&str> =
+        t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(cols, vec!["Name", "Matched", "Ready", "Age"]);
     let cells = t["rows"][0]["cells"].as_array().unwrap();
     assert_eq!(cells[0], "w");

@@ -7,9 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Minimal HTTP/1.0 request; returns (status line + headers, body).
 async fn http(port: u16, method: &str, path: &str) -> (String, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
@@ -31,39 +29,23 @@ async fn binary_control_endpoints() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let port: u16 = loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
         if let Some(url) = line.strip_prefix("listening on http://127.0.0.1:") {
             break url.parse().unwrap();
         }
     };
     let kc = std::fs::read_to_string(&kubeconfig).unwrap();
-    assert!(
-        kc.contains(&format!("server: http://127.0.0.1:{port}")),
-        "{kc}"
-    );
+    assert!(kc.contains(&format!("server: http://127.0.0.1:{port}")), "{kc}");
 
     let (head, _) = http(port, "GET", "/api/v1/namespaces/default").await;
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
-    );
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
 
     http(port, "POST", "/__sim/fail?count=2&code=429&retryAfter=3").await;
     for _ in 0..2 {
         let (head, body) = http(port, "GET", "/api/v1/pods").await;
         assert!(head.contains(" 429 "), "{head}");
-        assert!(
-            head.to_ascii_lowercase().contains("retry-after: 3"),
-            "{head}"
-        );
-        assert!(
-            body.contains("\"kind\":\"Status\"") && body.contains("TooManyRequests"),
-            "{body}"
-        );
+        assert!(head.to_ascii_lowercase().contains("retry-after: 3"), "{head}");
+        assert!(body.contains("\"kind\":\"Status\"") && body.contains("TooManyRequests"), "{body}");
     }
     http(port, "POST", "/__sim/fail?count=1&code=500").await;
     let (head, _) = http(port, "GET", "/api/v1/pods").await;

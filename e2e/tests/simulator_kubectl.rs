@@ -18,16 +18,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn widgets(env: &TestEnv, kind: &str, plural: &str) -> ApiResource {
     let _ = env;
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("e2e.sidecarwatch.io", "v1alpha1", kind),
-        plural,
-    )
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("e2e.sidecarwatch.io", "v1alpha1", kind), plural)
 }
 
 fn header_and_rows(out: &str) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut lines = out
-        .lines()
-        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+    let mut lines = out.lines().map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
     let header = lines.next().unwrap_or_default();
     (header, lines.collect())
 }
@@ -36,36 +31,13 @@ fn header_and_rows(out: &str) -> (Vec<String>, Vec<Vec<String>>) {
 async fn kubectl_apply_get_describe_delete() {
     let env = sim_env().await;
     let crd_file = fixtures().join("widgets-crd.yaml");
-    let out = env
-        .kubectl(["apply", "--server-side", "-f", crd_file.to_str().unwrap()])
-        .await
-        .unwrap();
-    assert!(
-        out.contains("widgets.e2e.sidecarwatch.io serverside-applied"),
-        "{out}"
-    );
-    let out = env
-        .kubectl([
-            "apply",
-            "--server-side",
-            "-f",
-            fixtures().join("widget.yaml").to_str().unwrap(),
-        ])
-        .await
-        .unwrap();
-    assert!(
-        out.contains("widget.e2e.sidecarwatch.io/w1 serverside-applied"),
-        "{out}"
-    );
+    let out = env.kubectl(["apply", "--server-side", "-f", crd_file.to_str().unwrap()]).await.unwrap();
+    assert!(out.contains("widgets.e2e.sidecarwatch.io serverside-applied"), "{out}");
+    let out =
+        env.kubectl(["apply", "--server-side", "-f", fixtures().join("widget.yaml").to_str().unwrap()]).await.unwrap();
+    assert!(out.contains("widget.e2e.sidecarwatch.io/w1 serverside-applied"), "{out}");
     // re-applying is idempotent
-    env.kubectl([
-        "apply",
-        "--server-side",
-        "-f",
-        fixtures().join("widget.yaml").to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
+    env.kubectl(["apply", "--server-side", "-f", fixtures().join("widget.yaml").to_str().unwrap()]).await.unwrap();
 
     // status written by a "controller"
     let ar = widgets(&env, "Widget", "widgets");
@@ -84,51 +56,37 @@ async fn kubectl_apply_get_describe_delete() {
     let (header, rows) = header_and_rows(&env.kubectl(["get", "wdg"]).await.unwrap());
     assert_eq!(header, ["NAME", "MATCHED", "READY", "AGE"]);
     assert_eq!(&rows[0][..3], ["w1", "3", "True"]);
-    assert!(
-        rows[0][3].ends_with('s') || rows[0][3].ends_with('m'),
-        "{rows:?}"
-    );
+    assert!(rows[0][3].ends_with('s') || rows[0][3].ends_with('m'), "{rows:?}");
     let (header, rows) = header_and_rows(&env.kubectl(["get", "widgets", "-A"]).await.unwrap());
     assert_eq!(header, ["NAMESPACE", "NAME", "MATCHED", "READY", "AGE"]);
     assert_eq!(&rows[0][..4], ["default", "w1", "3", "True"]);
 
     // cluster-scoped kind with no status yet: missing values are null cells, printed empty
     let cw = env.dir().join("cw.yaml");
-    std::fs::write(&cw, "apiVersion: e2e.sidecarwatch.io/v1alpha1\nkind: ClusterWidget\nmetadata:\n  name: global\nspec: {}\n").unwrap();
-    env.kubectl(["apply", "--server-side", "-f", cw.to_str().unwrap()])
-        .await
-        .unwrap();
+    std::fs::write(
+        &cw,
+        "apiVersion: e2e.sidecarwatch.io/v1alpha1\nkind: ClusterWidget\nmetadata:\n  name: global\nspec: {}\n",
+    )
+    .unwrap();
+    env.kubectl(["apply", "--server-side", "-f", cw.to_str().unwrap()]).await.unwrap();
     let (header, rows) = header_and_rows(&env.kubectl(["get", "cwdg"]).await.unwrap());
     assert_eq!(header, ["NAME", "MATCHED", "READY", "AGE"]);
     assert_eq!(rows[0].len(), 2, "{rows:?}");
     assert_eq!(rows[0][0], "global");
 
     // -o json
-    let v: Value = serde_json::from_str(
-        &env.kubectl(["get", "wdg", "w1", "-o", "json"])
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let v: Value = serde_json::from_str(&env.kubectl(["get", "wdg", "w1", "-o", "json"]).await.unwrap()).unwrap();
     assert_eq!(v["spec"]["selector"]["app"], "demo");
     assert_eq!(v["status"]["matchedPods"], 3);
-    let list: Value = serde_json::from_str(
-        &env.kubectl(["get", "widgets", "-A", "-o", "json"])
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let list: Value =
+        serde_json::from_str(&env.kubectl(["get", "widgets", "-A", "-o", "json"]).await.unwrap()).unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
     // describe shows the object and its events (written through events.k8s.io/v1)
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    let pod: Pod =
-        serde_json::from_value(test_pod("web", &[("app", "demo")], &["app"], &["proxy"])).unwrap();
+    let pod: Pod = serde_json::from_value(test_pod("web", &[("app", "demo")], &["app"], &["proxy"])).unwrap();
     let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
-    let ev_ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("events.k8s.io", "v1", "Event"),
-        "events",
-    );
+    let ev_ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events");
     let events: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ev_ar);
     let ev: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "events.k8s.io/v1", "kind": "Event",
@@ -142,10 +100,7 @@ async fn kubectl_apply_get_describe_delete() {
     .unwrap();
     events.create(&PostParams::default(), &ev).await.unwrap();
     let d = env.kubectl(["describe", "pod", "web"]).await.unwrap();
-    assert!(
-        d.contains("SidecarCrashLooping") && d.contains("sidecar proxy is crash looping"),
-        "{d}"
-    );
+    assert!(d.contains("SidecarCrashLooping") && d.contains("sidecar proxy is crash looping"), "{d}");
     let d = env.kubectl(["describe", "wdg", "w1"]).await.unwrap();
     assert!(d.contains("Matched Pods:  3"), "{d}");
 
@@ -164,28 +119,16 @@ async fn kubectl_apply_get_describe_delete() {
     };
     wait_until(Duration::from_secs(10), "pod web terminating", || async {
         let p = pods.get("web").await.map_err(|e| e.to_string())?;
-        p.metadata
-            .deletion_timestamp
-            .ok_or("no deletionTimestamp".to_string())
+        p.metadata.deletion_timestamp.ok_or("no deletionTimestamp".to_string())
     })
     .await
     .unwrap();
     let (_, rows) = header_and_rows(&env.kubectl(["get", "pods"]).await.unwrap());
     assert_eq!(rows[0][2], "Terminating");
-    driver
-        .set_state("app", State::terminated("Completed", 0))
-        .await
-        .unwrap();
-    driver
-        .set_state("proxy", State::terminated("Completed", 0))
-        .await
-        .unwrap();
+    driver.set_state("app", State::terminated("Completed", 0)).await.unwrap();
+    driver.set_state("proxy", State::terminated("Completed", 0)).await.unwrap();
     let out = kubectl_delete.await.unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("pod \"web\" deleted"));
 
     let out = env.kubectl(["delete", "wdg", "w1"]).await.unwrap();
@@ -227,29 +170,13 @@ async fn kubectl_get_watch() {
             }
         }
     };
-    wait_until(Duration::from_secs(15), "initial row", || seen("first"))
-        .await
-        .unwrap();
+    wait_until(Duration::from_secs(15), "initial row", || seen("first")).await.unwrap();
     let pod: Pod = serde_json::from_value(test_pod("second", &[], &["app"], &[])).unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    wait_until(Duration::from_secs(15), "watched ADDED row", || {
-        seen("second")
-    })
-    .await
-    .unwrap();
-    PodDriver::new(env.client.clone(), "default", "second")
-        .run_all()
-        .await
-        .unwrap();
-    wait_until(Duration::from_secs(15), "watched MODIFIED row", || {
-        seen("Running")
-    })
-    .await
-    .unwrap();
+    wait_until(Duration::from_secs(15), "watched ADDED row", || seen("second")).await.unwrap();
+    PodDriver::new(env.client.clone(), "default", "second").run_all().await.unwrap();
+    wait_until(Duration::from_secs(15), "watched MODIFIED row", || seen("Running")).await.unwrap();
     let header = lines.lock().unwrap()[0].clone();
-    assert!(
-        header.starts_with("NAME") && header.contains("READY"),
-        "{header}"
-    );
+    assert!(header.starts_with("NAME") && header.contains("READY"), "{header}");
     child.kill().await.unwrap();
 }

@@ -20,26 +20,16 @@ async fn prometheus_scrapes_and_fires_alerts() {
         "/metrics",
         get(move || {
             let v = v.clone();
-            async move {
-                format!(
-                    "# TYPE e2e_test_gauge gauge\ne2e_test_gauge {}\n",
-                    v.load(Ordering::Relaxed)
-                )
-            }
+            async move { format!("# TYPE e2e_test_gauge gauge\ne2e_test_gauge {}\n", v.load(Ordering::Relaxed)) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let prom = Prometheus::start(&fixtures().join("test-rules.yaml"), &target)
-        .await
-        .unwrap();
+    let prom = Prometheus::start(&fixtures().join("test-rules.yaml"), &target).await.unwrap();
     wait_until(Duration::from_secs(30), "gauge scraped as 0", || async {
-        let data = prom
-            .query("e2e_test_gauge")
-            .await
-            .map_err(|e| e.to_string())?;
+        let data = prom.query("e2e_test_gauge").await.map_err(|e| e.to_string())?;
         match data["result"][0]["value"][1].as_str() {
             Some("0") => Ok(()),
             _ => Err(data.to_string()),
@@ -54,11 +44,7 @@ async fn prometheus_scrapes_and_fires_alerts() {
         if firing.iter().any(|a| a == "TestGaugeHigh") {
             Ok(())
         } else {
-            Err(prom
-                .alerts()
-                .await
-                .map(|a| format!("{a:?}"))
-                .unwrap_or_default())
+            Err(prom.alerts().await.map(|a| format!("{a:?}")).unwrap_or_default())
         }
     })
     .await

@@ -39,8 +39,7 @@ where
 }
 
 async fn create(api: &Api<Pod>, expected: &mut BTreeSet<String>, name: &str) {
-    let pod: Pod =
-        serde_json::from_value(test_pod(name, &[("app", "fault")], &["c"], &[])).unwrap();
+    let pod: Pod = serde_json::from_value(test_pod(name, &[("app", "fault")], &["c"], &[])).unwrap();
     retry(|| async {
         match api.create(&PostParams::default(), &pod).await {
             Err(kube::Error::Api(s)) if s.code == 409 => api.get(name).await,
@@ -66,34 +65,16 @@ async fn delete(api: &Api<Pod>, expected: &mut BTreeSet<String>, name: &str) {
 /// Creates a Pod directly in the simulator state, bypassing HTTP (and its injected faults).
 fn create_direct(sim: &Simulator, expected: &mut BTreeSet<String>, name: &str) {
     let mut st = sim.shared().state();
-    let info = st
-        .registry
-        .find("", "v1", "pods")
-        .cloned()
-        .expect("pods served");
-    let caller = Caller {
-        manager: "test".into(),
-        dry_run: false,
-    };
-    st.create(
-        &info,
-        "v1",
-        Some(NS),
-        test_pod(name, &[("app", "fault")], &["c"], &[]),
-        &caller,
-        false,
-    )
-    .expect("direct create");
+    let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
+    let caller = Caller { manager: "test".into(), dry_run: false };
+    st.create(&info, "v1", Some(NS), test_pod(name, &[("app", "fault")], &["c"], &[]), &caller, false)
+        .expect("direct create");
     expected.insert(name.to_string());
 }
 
 async fn converge(store: &Store<Pod>, expected: &BTreeSet<String>, what: &str) {
     wait_until(Duration::from_secs(30), what, || async {
-        let got: BTreeSet<String> = store
-            .state()
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
+        let got: BTreeSet<String> = store.state().iter().filter_map(|p| p.metadata.name.clone()).collect();
         if got == *expected {
             Ok(())
         } else {
@@ -165,28 +146,21 @@ async fn reflector_survives_every_fault() {
     let failed_before = sim.shared().failed_requests();
     sim.fail_next_500(u32::MAX);
     sim.drop_watches();
-    wait_until(
-        Duration::from_secs(10),
-        "the watcher to hit the injected fault",
-        || async {
-            let n = sim.shared().failed_requests();
-            if n > failed_before {
-                Ok(())
-            } else {
-                Err(n)
-            }
-        },
-    )
+    wait_until(Duration::from_secs(10), "the watcher to hit the injected fault", || async {
+        let n = sim.shared().failed_requests();
+        if n > failed_before {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    })
     .await
     .unwrap();
     create_direct(sim, &mut expected, "while-away");
     sim.compact();
     sim.fail_next_500(0);
     converge(&reader, &expected, "after compaction (410 + relist)").await;
-    assert!(
-        sim.shared().expired_watches() > 0,
-        "the watcher resumed from a compacted resourceVersion"
-    );
+    assert!(sim.shared().expired_watches() > 0, "the watcher resumed from a compacted resourceVersion");
 
     // 6. restart: connections and watches closed, state and port kept
     sim.restart();
@@ -195,25 +169,12 @@ async fn reflector_survives_every_fault() {
     converge(&reader, &expected, "after restart").await;
 
     // the reflector matches the server exactly
-    let listed: BTreeSet<String> = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
+    let listed: BTreeSet<String> =
+        api.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|p| p.metadata.name).collect();
     assert_eq!(listed, expected);
-    let got: BTreeSet<String> = reader
-        .state()
-        .iter()
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
+    let got: BTreeSet<String> = reader.state().iter().filter_map(|p| p.metadata.name.clone()).collect();
     assert_eq!(got, expected);
-    assert!(
-        errors.load(Ordering::Relaxed) > 0,
-        "faults were observed by the watcher"
-    );
+    assert!(errors.load(Ordering::Relaxed) > 0, "faults were observed by the watcher");
     assert!(sim.shared().failed_requests() > 0);
     task.abort();
 }

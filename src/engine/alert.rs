@@ -86,6 +86,22 @@ pub enum Check {
 }
 
 impl Check {
+    /// Every check.
+    pub const ALL: [Check; 7] = [
+        Check::NoReadinessProbe,
+        Check::NoStartupProbe,
+        Check::LegacySidecar,
+        Check::LatestImage,
+        Check::NoResources,
+        Check::PortConflict,
+        Check::SidecarSprawl,
+    ];
+
+    /// The check with this label value.
+    pub fn from_label(label: &str) -> Option<Check> {
+        Check::ALL.into_iter().find(|c| c.as_str() == label)
+    }
+
     /// The value of the `check` label.
     pub fn as_str(self) -> &'static str {
         match self {

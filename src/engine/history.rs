@@ -30,6 +30,9 @@ pub struct ContainerHistory {
     pub watched_run_started_at: Option<Timestamp>,
     /// When that run first became ready.
     pub first_ready_at: Option<Timestamp>,
+    /// `startedAt` of the run seen at the last observation (`None` when it was not running),
+    /// so that a run seen already ready is not mistaken for a new one when it turns unready.
+    pub run_started_at: Option<Timestamp>,
 }
 
 /// Observed history of one Pod, plus the "first seen" clocks of conditions whose start the
@@ -102,6 +105,7 @@ impl PodHistory {
                         ready_changed_at: None,
                         watched_run_started_at,
                         first_ready_at: None,
+                        run_started_at: status.running_since(),
                     });
                     continue;
                 }
@@ -123,13 +127,16 @@ impl PodHistory {
             }
             history.restart_count = status.restart_count;
 
-            // A new run that is not ready yet is one whose startup we can time.
+            // A new run that is not ready yet is one whose startup we can time. A run already
+            // seen (ready) that turns unready is not new: its start-up is long over.
             if let Some(started) = status.running_since() {
-                if history.watched_run_started_at != Some(started) && !status.ready {
+                let new_run = history.run_started_at != Some(started);
+                if new_run && history.watched_run_started_at != Some(started) && !status.ready {
                     history.watched_run_started_at = Some(started);
                     history.first_ready_at = None;
                 }
             }
+            history.run_started_at = status.running_since();
             if status.ready != history.ready {
                 history.ready = status.ready;
                 history.ready_changed_at = Some(now);

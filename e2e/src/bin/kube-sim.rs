@@ -10,9 +10,7 @@ use std::time::Duration;
 use sidecar_watch_e2e::sim::{SimConfig, Simulator};
 
 fn usage() -> ! {
-    eprintln!(
-        "usage: kube-sim [--port N] [--kubeconfig PATH] [--history N] [--bookmark-interval-ms N]"
-    );
+    eprintln!("usage: kube-sim [--port N] [--kubeconfig PATH] [--history N] [--bookmark-interval-ms N]");
     std::process::exit(2)
 }
 
@@ -24,15 +22,11 @@ async fn main() -> anyhow::Result<()> {
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
         match a.as_str() {
-            "--port" => {
-                config.bind =
-                    SocketAddr::from(([127, 0, 0, 1], val().parse().unwrap_or_else(|_| usage())))
-            }
+            "--port" => config.bind = SocketAddr::from(([127, 0, 0, 1], val().parse().unwrap_or_else(|_| usage()))),
             "--kubeconfig" => kubeconfig = Some(PathBuf::from(val())),
             "--history" => config.history_limit = val().parse().unwrap_or_else(|_| usage()),
             "--bookmark-interval-ms" => {
-                config.bookmark_interval =
-                    Duration::from_millis(val().parse().unwrap_or_else(|_| usage()))
+                config.bookmark_interval = Duration::from_millis(val().parse().unwrap_or_else(|_| usage()))
             }
             "-h" | "--help" => usage(),
             _ => usage(),

@@ -15,16 +15,12 @@ pub type Params = HashMap<String, String>;
 
 /// Current time as a Kubernetes `Time` string (RFC 3339, seconds).
 pub fn now_string() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn rand_suffix(n: usize) -> String {
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..n)
-        .map(|_| ALPHA[fastrand::usize(..ALPHA.len())] as char)
-        .collect()
+    (0..n).map(|_| ALPHA[fastrand::usize(..ALPHA.len())] as char).collect()
 }
 
 /// A random RFC 4122 version-4 UID.
@@ -35,14 +31,7 @@ pub fn new_uid() -> String {
         _ => fastrand::u8(..),
     });
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
@@ -51,25 +40,17 @@ fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 
 fn meta_mut(obj: &mut Value) -> ApiResult<&mut Map<String, Value>> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-        ));
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
     }
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"]
-        .as_object_mut()
-        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
+    obj["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))
 }
 
 /// Converts a stored object to the served form of `info` at `version`.
 pub fn to_served(info: &ResourceInfo, version: &str, stored: &Value) -> Value {
-    let mut obj = if info.group == "events.k8s.io" {
-        core_event_to_v1(stored)
-    } else {
-        stored.clone()
-    };
+    let mut obj = if info.group == "events.k8s.io" { core_event_to_v1(stored) } else { stored.clone() };
     if let Some(m) = obj.as_object_mut() {
         m.insert("apiVersion".into(), json!(info.api_version(version)));
         m.insert("kind".into(), json!(info.kind));
@@ -79,17 +60,9 @@ pub fn to_served(info: &ResourceInfo, version: &str, stored: &Value) -> Value {
 
 /// Converts a served object to the storage form.
 pub fn to_storage(info: &ResourceInfo, obj: &Value) -> Value {
-    let mut out = if info.group == "events.k8s.io" {
-        v1_event_to_core(obj)
-    } else {
-        obj.clone()
-    };
+    let mut out = if info.group == "events.k8s.io" { v1_event_to_core(obj) } else { obj.clone() };
     if let Some(m) = out.as_object_mut() {
-        let v = if info.group == "events.k8s.io" {
-            "v1".to_string()
-        } else {
-            info.api_version(&info.versions[0])
-        };
+        let v = if info.group == "events.k8s.io" { "v1".to_string() } else { info.api_version(&info.versions[0]) };
         m.insert("apiVersion".into(), json!(v));
         m.insert("kind".into(), json!(info.kind));
     }
@@ -196,15 +169,11 @@ fn pod_containers_all_terminated(pod: &Value) -> bool {
             statuses.extend(a.iter());
         }
     }
-    statuses
-        .iter()
-        .all(|s| s.pointer("/state/terminated").is_some())
+    statuses.iter().all(|s| s.pointer("/state/terminated").is_some())
 }
 
 fn has_finalizers(obj: &Value) -> bool {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
+    obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
 }
 
 fn strip_volatile(obj: &Value) -> Value {
@@ -246,14 +215,8 @@ fn decode_continue(tok: &str) -> ApiResult<(u64, String, String)> {
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     Ok((
         v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?,
-        v.get("ns")
-            .and_then(Value::as_str)
-            .ok_or_else(bad)?
-            .to_string(),
-        v.get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(bad)?
-            .to_string(),
+        v.get("ns").and_then(Value::as_str).ok_or_else(bad)?.to_string(),
+        v.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_string(),
     ))
 }
 
@@ -261,10 +224,9 @@ fn decode_continue(tok: &str) -> ApiResult<(u64, String, String)> {
 pub fn parse_rv(s: Option<&String>) -> ApiResult<Option<u64>> {
     match s.map(String::as_str) {
         None | Some("") => Ok(None),
-        Some(v) => v
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v:?}"))),
+        Some(v) => {
+            v.parse::<u64>().map(Some).map_err(|_| ApiError::bad_request(format!("invalid resource version: {v:?}")))
+        }
     }
 }
 
@@ -296,22 +258,16 @@ impl Filter {
                 return false;
             }
         }
-        self.labels.matches(
-            served
-                .pointer("/metadata/labels")
-                .and_then(Value::as_object),
-        ) && self.fields.matches(served)
+        self.labels.matches(served.pointer("/metadata/labels").and_then(Value::as_object))
+            && self.fields.matches(served)
     }
 }
 
 impl State {
     /// Fresh state with built-in resources and the default namespaces.
     pub fn new(history_limit: usize) -> Self {
-        let mut st = Self {
-            registry: Registry::default(),
-            store: Store::new(history_limit),
-            terminating: BTreeSet::new(),
-        };
+        let mut st =
+            Self { registry: Registry::default(), store: Store::new(history_limit), terminating: BTreeSet::new() };
         let ns_key = (String::new(), "namespaces".to_string());
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({
@@ -331,10 +287,7 @@ impl State {
             return Ok(String::new());
         }
         let ns = ns.ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{} is namespaced: a namespace is required",
-                info.qualified()
-            ))
+            ApiError::bad_request(format!("{} is namespaced: a namespace is required", info.qualified()))
         })?;
         let ns_key = (String::new(), "namespaces".to_string());
         match self.store.get(&ns_key, "", ns) {
@@ -344,24 +297,12 @@ impl State {
     }
 
     fn stored(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<&Value> {
-        self.store
-            .get(&info.storage_key(), ns, name)
-            .ok_or_else(|| ApiError::not_found(&info.qualified(), name))
+        self.store.get(&info.storage_key(), ns, name).ok_or_else(|| ApiError::not_found(&info.qualified(), name))
     }
 
     /// GET one object.
-    pub fn get(
-        &self,
-        info: &ResourceInfo,
-        version: &str,
-        ns: Option<&str>,
-        name: &str,
-    ) -> ApiResult<Value> {
-        let ns = if info.namespaced {
-            ns.unwrap_or("")
-        } else {
-            ""
-        };
+    pub fn get(&self, info: &ResourceInfo, version: &str, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        let ns = if info.namespaced { ns.unwrap_or("") } else { "" };
         Ok(to_served(info, version, self.stored(info, ns, name)?))
     }
 
@@ -378,16 +319,10 @@ impl State {
         let exact = q.get("resourceVersionMatch").map(String::as_str) == Some("Exact");
         if let (Some(rv), true) = (rv, exact) {
             if rv < self.store.floor() {
-                return Err(ApiError::expired(format!(
-                    "too old resource version: {rv} ({})",
-                    self.store.floor()
-                )));
+                return Err(ApiError::expired(format!("too old resource version: {rv} ({})", self.store.floor())));
             }
         }
-        let limit = q
-            .get("limit")
-            .and_then(|l| l.parse::<usize>().ok())
-            .filter(|l| *l > 0);
+        let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
         let (list_rv, start) = match q.get("continue").filter(|c| !c.is_empty()) {
             Some(tok) => {
                 let (trv, tns, tname) = decode_continue(tok)?;
@@ -403,10 +338,8 @@ impl State {
         let mut remaining = 0usize;
         let ns_filter = if info.namespaced { ns } else { None };
         for obj in self.store.list(&info.storage_key(), ns_filter) {
-            let key = (
-                meta_str(obj, "namespace").unwrap_or("").to_string(),
-                meta_str(obj, "name").unwrap_or("").to_string(),
-            );
+            let key =
+                (meta_str(obj, "namespace").unwrap_or("").to_string(), meta_str(obj, "name").unwrap_or("").to_string());
             if let Some(s) = &start {
                 if key <= *s {
                     continue;
@@ -512,11 +445,8 @@ impl State {
                 labels["kubernetes.io/metadata.name"] = json!(name);
             }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
-                resources::from_crd(&obj).map_err(|e| {
-                    ApiError::invalid(format!(
-                        "CustomResourceDefinition \"{name}\" is invalid: {e}"
-                    ))
-                })?;
+                resources::from_crd(&obj)
+                    .map_err(|e| ApiError::invalid(format!("CustomResourceDefinition \"{name}\" is invalid: {e}")))?;
                 obj["status"] = resources::crd_status(&obj, &now);
             }
             _ if info.has_status => {
@@ -562,13 +492,8 @@ impl State {
         }
         if info.group.is_empty() && info.plural == "namespaces" && deleted {
             let ns = meta_str(stored, "name").unwrap_or("").to_string();
-            let namespaced: Vec<ResKey> = self
-                .registry
-                .resources
-                .iter()
-                .filter(|r| r.namespaced)
-                .map(|r| r.storage_key())
-                .collect();
+            let namespaced: Vec<ResKey> =
+                self.registry.resources.iter().filter(|r| r.namespaced).map(|r| r.storage_key()).collect();
             for key in namespaced {
                 for (ons, name) in self.store.keys(&key) {
                     if ons == ns {
@@ -614,13 +539,7 @@ impl State {
             if gone {
                 self.terminating.remove(&entry);
                 if let Some(removed) = self.store.remove(key, ns, name) {
-                    if let Some(info) = self
-                        .registry
-                        .resources
-                        .iter()
-                        .find(|r| r.storage_key() == *key)
-                        .cloned()
-                    {
+                    if let Some(info) = self.registry.resources.iter().find(|r| r.storage_key() == *key).cloned() {
                         self.after_write(&info, &removed, true);
                     }
                 }
@@ -630,18 +549,10 @@ impl State {
 
     /// Turns a candidate (served form) into the next stored version of `current`, applying
     /// status-subresource rules, preserving immutable metadata and bumping generation.
-    fn next_version(
-        &self,
-        info: &ResourceInfo,
-        current: &Value,
-        candidate: &Value,
-        scope: Scope,
-    ) -> ApiResult<Value> {
+    fn next_version(&self, info: &ResourceInfo, current: &Value, candidate: &Value, scope: Scope) -> ApiResult<Value> {
         let cand = to_storage(info, candidate);
         if !cand.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
         let mut next = match scope {
             Scope::Status => {
@@ -693,10 +604,7 @@ impl State {
             }
         };
         if spec_part(&next) != spec_part(current) {
-            let g = current
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
+            let g = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
             next["metadata"]["generation"] = json!(g + 1);
         }
         if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
@@ -717,22 +625,15 @@ impl State {
         caller: &Caller,
     ) -> ApiResult<Value> {
         if strip_volatile(&next) == strip_volatile(current)
-            && next
-                .pointer("/metadata/managedFields")
-                .map(|m| m.as_array().map(|a| a.len()))
-                == current
-                    .pointer("/metadata/managedFields")
-                    .map(|m| m.as_array().map(|a| a.len()))
+            && next.pointer("/metadata/managedFields").map(|m| m.as_array().map(|a| a.len()))
+                == current.pointer("/metadata/managedFields").map(|m| m.as_array().map(|a| a.len()))
         {
             return Ok(to_served(info, version, current));
         }
         if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert(
                 "resourceVersion".into(),
-                current
-                    .pointer("/metadata/resourceVersion")
-                    .cloned()
-                    .unwrap_or(json!("")),
+                current.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!("")),
             );
         }
         if caller.dry_run {
@@ -748,17 +649,10 @@ impl State {
         })
     }
 
-    fn check_rv_precondition(
-        info: &ResourceInfo,
-        current: &Value,
-        candidate: &Value,
-    ) -> ApiResult<()> {
+    fn check_rv_precondition(info: &ResourceInfo, current: &Value, candidate: &Value) -> ApiResult<()> {
         if let Some(rv) = meta_str(candidate, "resourceVersion").filter(|r| !r.is_empty()) {
             if Some(rv) != meta_str(current, "resourceVersion") {
-                return Err(ApiError::conflict(
-                    &info.qualified(),
-                    meta_str(current, "name").unwrap_or(""),
-                ));
+                return Err(ApiError::conflict(&info.qualified(), meta_str(current, "name").unwrap_or("")));
             }
         }
         Ok(())
@@ -769,11 +663,7 @@ impl State {
             manager: caller.manager.clone(),
             api_version: info.api_version(version),
             now: now_string(),
-            subresource: if scope == Scope::Status {
-                "status".into()
-            } else {
-                String::new()
-            },
+            subresource: if scope == Scope::Status { "status".into() } else { String::new() },
         }
     }
 
@@ -789,11 +679,7 @@ impl State {
         scope: Scope,
         caller: &Caller,
     ) -> ApiResult<Value> {
-        let ns = if info.namespaced {
-            ns.unwrap_or("")
-        } else {
-            ""
-        };
+        let ns = if info.namespaced { ns.unwrap_or("") } else { "" };
         let current = self.stored(info, ns, name)?.clone();
         if let Some(bname) = meta_str(&body, "name") {
             if bname != name {
@@ -810,12 +696,7 @@ impl State {
         }
         Self::check_rv_precondition(info, &current, &body)?;
         let mut next = self.next_version(info, &current, &body, scope)?;
-        patch::record_update(
-            Some(&current),
-            &mut next,
-            scope,
-            &Self::ctx(info, version, caller, scope),
-        );
+        patch::record_update(Some(&current), &mut next, scope, &Self::ctx(info, version, caller, scope));
         self.commit_update(info, version, &current, next, caller)
     }
 
@@ -833,11 +714,7 @@ impl State {
         caller: &Caller,
         force: bool,
     ) -> ApiResult<Value> {
-        let nsv = if info.namespaced {
-            ns.unwrap_or("")
-        } else {
-            ""
-        };
+        let nsv = if info.namespaced { ns.unwrap_or("") } else { "" };
         let existing = self.store.get(&info.storage_key(), nsv, name).cloned();
         let ctx = Self::ctx(info, version, caller, scope);
         if content_type == "application/apply-patch+yaml" {
@@ -858,11 +735,7 @@ impl State {
                 }
             }
             applied["metadata"]["name"] = json!(name);
-            let scope = if scope == Scope::All || scope == Scope::Status {
-                scope
-            } else {
-                Scope::Main
-            };
+            let scope = if scope == Scope::All || scope == Scope::Status { scope } else { Scope::Main };
             return match existing {
                 None => {
                     if scope == Scope::Status {
@@ -871,11 +744,7 @@ impl State {
                     let obj = patch::apply(
                         None,
                         &applied,
-                        if info.has_status {
-                            Scope::Main
-                        } else {
-                            Scope::All
-                        },
+                        if info.has_status { Scope::Main } else { Scope::All },
                         force,
                         &ctx,
                     )?;
@@ -888,8 +757,7 @@ impl State {
                     let mut next = self.next_version(info, &current, &merged, scope)?;
                     if let Some(mf) = merged.pointer("/metadata/managedFields") {
                         next["metadata"]["managedFields"] = mf.clone();
-                    } else if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut)
-                    {
+                    } else if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
                         m.remove("managedFields");
                     }
                     self.commit_update(info, version, &current, next, caller)
@@ -898,8 +766,8 @@ impl State {
         }
         let current = existing.ok_or_else(|| ApiError::not_found(&info.qualified(), name))?;
         let served = to_served(info, version, &current);
-        let patch_doc: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let patch_doc: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let mut candidate = served.clone();
         match content_type {
             "application/merge-patch+json" => patch::merge_patch(&mut candidate, &patch_doc),
@@ -931,16 +799,9 @@ impl State {
         q: &Params,
         caller: &Caller,
     ) -> ApiResult<Value> {
-        let nsv = if info.namespaced {
-            ns.unwrap_or("")
-        } else {
-            ""
-        };
+        let nsv = if info.namespaced { ns.unwrap_or("") } else { "" };
         let current = self.stored(info, nsv, name)?.clone();
-        if let Some(rv) = opts
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-        {
+        if let Some(rv) = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
             if Some(rv) != meta_str(&current, "resourceVersion") {
                 return Err(ApiError::conflict(&info.qualified(), name));
             }
@@ -960,20 +821,11 @@ impl State {
         let is_pod = info.group.is_empty() && info.plural == "pods";
         let mut grace = 0;
         if is_pod {
-            let phase = current
-                .pointer("/status/phase")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let has_statuses = current
-                .pointer("/status/containerStatuses")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty());
+            let phase = current.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+            let has_statuses =
+                current.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
             grace = grace_param
-                .or_else(|| {
-                    current
-                        .pointer("/spec/terminationGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                })
+                .or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
                 .unwrap_or(30);
             if !has_statuses || phase == "Succeeded" || phase == "Failed" {
                 grace = 0;

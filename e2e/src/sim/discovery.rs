@@ -22,34 +22,25 @@ pub fn core_versions(addr: &str) -> Value {
 }
 
 fn group_doc(name: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
-        .collect();
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
     json!({"name": name, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(json!({}))})
 }
 
 /// `/apis`.
 pub fn group_list(reg: &Registry) -> Value {
-    let groups: Vec<Value> = reg
-        .groups()
-        .iter()
-        .map(|(g, vs)| group_doc(g, vs))
-        .collect();
+    let groups: Vec<Value> = reg.groups().iter().map(|(g, vs)| group_doc(g, vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/<group>`; None when the group is not served.
 pub fn group(reg: &Registry, name: &str) -> Option<Value> {
-    reg.groups()
-        .into_iter()
-        .find(|(g, _)| g == name)
-        .map(|(g, vs)| {
-            let mut d = group_doc(&g, &vs);
-            d["kind"] = json!("APIGroup");
-            d["apiVersion"] = json!("v1");
-            d
-        })
+    reg.groups().into_iter().find(|(g, _)| g == name).map(|(g, vs)| {
+        let mut d = group_doc(&g, &vs);
+        d["kind"] = json!("APIGroup");
+        d["apiVersion"] = json!("v1");
+        d
+    })
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`; None when not served.
@@ -58,11 +49,7 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
         return None;
     }
     let mut resources = Vec::new();
-    for r in reg
-        .resources
-        .iter()
-        .filter(|r| r.group == group && r.versions.iter().any(|v| v == version))
-    {
+    for r in reg.resources.iter().filter(|r| r.group == group && r.versions.iter().any(|v| v == version)) {
         let mut d = json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
             "verbs": r.verbs(),
@@ -81,14 +68,8 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
             }));
         }
     }
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
-    Some(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
-    )
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
 }
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -116,11 +97,7 @@ pub fn openapi_v3_gv(reg: &Registry, group: &str, version: &str) -> Option<Value
         return None;
     }
     let mut paths = serde_json::Map::new();
-    for r in reg
-        .resources
-        .iter()
-        .filter(|r| r.group == group && r.versions.iter().any(|v| v == version))
-    {
+    for r in reg.resources.iter().filter(|r| r.group == group && r.versions.iter().any(|v| v == version)) {
         let base = gv_path(group, version);
         let p = if r.namespaced {
             format!("/{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
@@ -163,10 +140,8 @@ pub fn openapi_v3_root(reg: &Registry) -> Value {
     for (g, v) in gvs {
         let doc = openapi_v3_gv(reg, &g, &v).unwrap_or(json!({}));
         let p = gv_path(&g, &v);
-        paths.insert(
-            p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", fnv(&doc.to_string()))}),
-        );
+        paths
+            .insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", fnv(&doc.to_string()))}));
     }
     json!({"paths": paths})
 }

@@ -21,12 +21,7 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error with the given code, reason and message.
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason: reason.to_string(),
-            message: message.into(),
-            details: None,
-        }
+        Self { code, reason: reason.to_string(), message: message.into(), details: None }
     }
 
     /// Adds a `details` object (name/group/kind/causes).
@@ -43,11 +38,7 @@ impl ApiError {
 
     /// 404 for a path that is not served.
     pub fn no_route(path: &str) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("the server could not find the requested resource ({path})"),
-        )
+        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
     }
 
     /// 409 AlreadyExists.
@@ -128,12 +119,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
-        (
-            code,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
+        (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
 

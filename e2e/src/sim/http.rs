@@ -51,9 +51,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let q: Params = Query::<Params>::try_from_uri(&uri)
-        .map(|q| q.0)
-        .unwrap_or_default();
+    let q: Params = Query::<Params>::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
     let path = uri.path().trim_end_matches('/').to_string();
     if let Some(ctl) = path.strip_prefix("/__sim/") {
         return control(&shared, ctl, &q);
@@ -74,9 +72,13 @@ async fn handle(
     if let Some((code, retry)) = fail {
         shared.note_failed_request();
         if code == 429 {
-            let mut r = ApiError::new(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later (injected)")
-                .with_details(json!({"retryAfterSeconds": retry}))
-                .into_response();
+            let mut r = ApiError::new(
+                429,
+                "TooManyRequests",
+                "the server has received too many requests and has asked us to try again later (injected)",
+            )
+            .with_details(json!({"retryAfterSeconds": retry}))
+            .into_response();
             if let Ok(v) = retry.to_string().parse() {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -101,11 +103,7 @@ fn control(shared: &Arc<Shared>, ctl: &str, q: &Params) -> Response {
         "drop-watches" => shared.drop_watches(),
         "fail" => {
             let code = num("code").unwrap_or(500) as u16;
-            shared.fail_next(
-                num("count").unwrap_or(1) as u32,
-                code,
-                num("retryAfter").unwrap_or(1),
-            );
+            shared.fail_next(num("count").unwrap_or(1) as u32, code, num("retryAfter").unwrap_or(1));
         }
         "latency" => shared.set_latency(Duration::from_millis(num("ms").unwrap_or(0))),
         "compact" => shared.compact(),
@@ -135,10 +133,7 @@ struct Target {
 }
 
 fn accept_has(headers: &HeaderMap, needle: &str) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.contains(needle)))
+    headers.get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains(needle)))
 }
 
 fn route(
@@ -152,9 +147,7 @@ fn route(
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         [] => {
-            return Ok(ok(
-                &json!({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]}),
-            ))
+            return Ok(ok(&json!({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]})))
         }
         ["version"] => return Ok(ok(&discovery::version())),
         ["healthz"] | ["readyz"] | ["livez"] => return Ok((StatusCode::OK, "ok").into_response()),
@@ -192,8 +185,7 @@ fn route(
     let owned = |s: &&str| s.to_string();
     let target = match rest {
         ["namespaces", ns, plural, tail @ ..]
-            if tail.len() <= 2
-                && !(group.is_empty() && *plural == "status" || *plural == "finalize") =>
+            if tail.len() <= 2 && !(group.is_empty() && *plural == "status" || *plural == "finalize") =>
         {
             Target {
                 group: group.clone(),
@@ -237,10 +229,7 @@ fn route(
         Some("status") if info.has_status => Scope::Status,
         Some(_) => return Err(ApiError::no_route(path)),
     };
-    if let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
             return Err(ApiError::unsupported_media_type(ct));
         }
@@ -272,9 +261,7 @@ fn route(
         }
     };
     match (method.as_str(), &target.name) {
-        ("GET", None) if watch => {
-            start_watch(shared, &info, version, ns, q, as_table, as_meta, include)
-        }
+        ("GET", None) if watch => start_watch(shared, &info, version, ns, q, as_table, as_meta, include),
         ("GET", None) => {
             let (items, meta) = shared.state().list(&info, version, ns, q)?;
             if as_table {
@@ -296,16 +283,12 @@ fn route(
         ("GET", Some(name)) => Ok(render_one(shared.state().get(&info, version, ns, name)?)),
         ("POST", None) => {
             let v = parse_body(body)?;
-            let created = shared
-                .state()
-                .create(&info, version, ns, v, &caller, false)?;
+            let created = shared.state().create(&info, version, ns, v, &caller, false)?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
         ("PUT", Some(name)) => {
             let v = parse_body(body)?;
-            Ok(ok(&shared
-                .state()
-                .update(&info, version, ns, name, v, scope, &caller)?))
+            Ok(ok(&shared.state().update(&info, version, ns, name, v, scope, &caller)?))
         }
         ("PATCH", Some(name)) => {
             let ct = headers
@@ -318,34 +301,19 @@ fn route(
                 .trim()
                 .to_string();
             let caller = if ct == "application/apply-patch+yaml" {
-                Caller {
-                    manager: field_manager.unwrap_or_default(),
-                    ..caller
-                }
+                Caller { manager: field_manager.unwrap_or_default(), ..caller }
             } else {
                 caller
             };
             let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
             let existed = shared.state().get(&info, version, ns, name).is_ok();
-            let v = shared
-                .state()
-                .patch(&info, version, ns, name, &ct, body, scope, &caller, force)?;
-            let code = if existed {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
+            let v = shared.state().patch(&info, version, ns, name, &ct, body, scope, &caller, force)?;
+            let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
             Ok(json_response(code, &v))
         }
         ("DELETE", Some(name)) => {
-            let opts = if body.is_empty() {
-                json!({})
-            } else {
-                parse_body(body)?
-            };
-            Ok(ok(&shared
-                .state()
-                .delete(&info, version, ns, name, &opts, q, &caller)?))
+            let opts = if body.is_empty() { json!({}) } else { parse_body(body)? };
+            Ok(ok(&shared.state().delete(&info, version, ns, name, &opts, q, &caller)?))
         }
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({m})"
@@ -378,14 +346,9 @@ struct WatchCtx {
 impl WatchCtx {
     fn render(&mut self, etype: &str, obj: &Value) -> Value {
         let object = if self.as_table {
-            let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
-            let t = table::table(
-                &self.info,
-                std::slice::from_ref(obj),
-                self.include,
-                !self.headers_sent,
-                meta,
-            );
+            let meta =
+                json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
+            let t = table::table(&self.info, std::slice::from_ref(obj), self.include, !self.headers_sent, meta);
             self.headers_sent = true;
             t
         } else if self.as_meta {
@@ -451,21 +414,18 @@ fn start_watch(
 ) -> ApiResult<Response> {
     let filter = Filter::from_params(ns, q)?;
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
-    let bookmarks = q
-        .get("allowWatchBookmarks")
-        .is_some_and(|b| b == "true" || b == "1");
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
     let send_initial = q.get("sendInitialEvents").map(|s| s == "true" || s == "1");
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .filter(|t| *t > 0);
-    if send_initial.is_some()
-        && q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan")
-    {
-        return Err(ApiError::invalid("resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0);
+    if send_initial.is_some() && q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
+        return Err(ApiError::invalid(
+            "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
     }
     if send_initial == Some(true) && !bookmarks {
-        return Err(ApiError::invalid("allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"));
+        return Err(ApiError::invalid(
+            "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
+        ));
     }
     let mut ctx = WatchCtx {
         info: info.clone(),
@@ -481,8 +441,8 @@ fn start_watch(
         let st = shared.state();
         let cur = st.store.rv();
         let requested = parse_rv(q.get("resourceVersion"))?;
-        let synthetic = send_initial == Some(true)
-            || (send_initial.is_none() && (rv_param.is_empty() || rv_param == "0"));
+        let synthetic =
+            send_initial == Some(true) || (send_initial.is_none() && (rv_param.is_empty() || rv_param == "0"));
         let mut expired = false;
         let mut last = cur;
         if synthetic {
@@ -500,10 +460,7 @@ fn start_watch(
             if from < st.store.floor() {
                 expired = true;
                 shared.note_expired_watch();
-                let err = ApiError::expired(format!(
-                    "too old resource version: {from} ({})",
-                    st.store.floor()
-                ));
+                let err = ApiError::expired(format!("too old resource version: {from} ({})", st.store.floor()));
                 first.push(line(&json!({"type": "ERROR", "object": err.to_status()})));
             } else {
                 for ev in st.store.events_since(&info.storage_key(), from) {
@@ -533,8 +490,7 @@ fn start_watch(
         let mut ticker = tokio::time::interval(bookmark_interval);
         ticker.tick().await;
         loop {
-            let sleep_until = deadline
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+            let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep_until) => return,
                 _ = epoch.changed() => return,
@@ -580,13 +536,7 @@ fn start_watch(
         }
     });
     let mut resp = Response::new(Body::from_stream(body_rx));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-cache, private"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, private"));
     Ok(resp)
 }

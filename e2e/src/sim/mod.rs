@@ -84,24 +84,20 @@ pub struct Shared {
 impl Shared {
     /// Number of watches answered with a 410 Expired ERROR event so far.
     pub fn expired_watches(&self) -> u64 {
-        self.expired_watches
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.expired_watches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Number of requests failed by fault injection so far.
     pub fn failed_requests(&self) -> u64 {
-        self.failed_requests
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.failed_requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn note_expired_watch(&self) {
-        self.expired_watches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.expired_watches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn note_failed_request(&self) {
-        self.failed_requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.failed_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Locks the object state (recovering from poisoning).
@@ -214,10 +210,7 @@ impl Simulator {
                 reap_shared.state().reap();
             }
         });
-        Ok(Self {
-            shared,
-            tasks: vec![accept, reaper],
-        })
+        Ok(Self { shared, tasks: vec![accept, reaper] })
     }
 
     /// Shared state (fault injection, state inspection).

@@ -25,11 +25,8 @@ pub enum Scope {
 pub fn parse_json_or_yaml(body: &[u8]) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
-        Err(json_err) => serde_yaml::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "error decoding body as JSON ({json_err}) or YAML ({e})"
-            ))
-        }),
+        Err(json_err) => serde_yaml::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding body as JSON ({json_err}) or YAML ({e})"))),
     }
 }
 
@@ -40,13 +37,10 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// RFC 6902 JSON patch.
 pub fn json_patch(target: &mut Value, patch: &Value) -> ApiResult<()> {
-    let p: json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &p).map_err(|e| {
-        ApiError::invalid(format!(
-            "the server rejected our request due to an error in our request: {e}"
-        ))
-    })
+    let p: json_patch::Patch =
+        serde_json::from_value(patch.clone()).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+    json_patch::patch(target, &p)
+        .map_err(|e| ApiError::invalid(format!("the server rejected our request due to an error in our request: {e}")))
 }
 
 fn merge_key(field: &str) -> Option<&'static str> {
@@ -101,16 +95,10 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
         }
         match (merge_key(k), pv) {
             (Some(key), Value::Array(items)) => {
-                let mut list = tobj
-                    .get(k)
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let mut list = tobj.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
                 for item in items {
                     let id = item.get(key).cloned();
-                    let pos = id
-                        .as_ref()
-                        .and_then(|id| list.iter().position(|e| e.get(key) == Some(id)));
+                    let pos = id.as_ref().and_then(|id| list.iter().position(|e| e.get(key) == Some(id)));
                     let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
                     match (pos, delete) {
                         (Some(i), true) => {
@@ -160,10 +148,7 @@ pub fn fields_of(obj: &Value, scope: Scope) -> BTreeSet<FieldPath> {
     }
     if scope != Scope::Status {
         for sub in ["labels", "annotations"] {
-            if let Some(m) = obj
-                .pointer(&format!("/metadata/{sub}"))
-                .and_then(Value::as_object)
-            {
+            if let Some(m) = obj.pointer(&format!("/metadata/{sub}")).and_then(Value::as_object) {
                 for key in m.keys() {
                     out.insert(vec!["metadata".into(), sub.into(), key.clone()]);
                 }
@@ -256,10 +241,7 @@ fn fields_to_v1(fields: &BTreeSet<FieldPath>) -> Value {
 
 /// Reads `metadata.managedFields`.
 pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
-    let Some(list) = obj
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
+    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
         return Vec::new();
     };
     list.iter()
@@ -339,10 +321,8 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, scope: Scope, ctx: &M
     let old_v = old.unwrap_or(&empty);
     let mut candidates = fields_of(old_v, scope);
     candidates.extend(fields_of(new, scope));
-    let changed: BTreeSet<FieldPath> = candidates
-        .into_iter()
-        .filter(|f| get_field(old_v, f) != get_field(new, f))
-        .collect();
+    let changed: BTreeSet<FieldPath> =
+        candidates.into_iter().filter(|f| get_field(old_v, f) != get_field(new, f)).collect();
     if changed.is_empty() {
         write_managed(new, &entries);
         return;
@@ -351,14 +331,8 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, scope: Scope, ctx: &M
         e.fields.retain(|f| !changed.contains(f));
     }
     let sub = subresource_of(scope);
-    let present: BTreeSet<FieldPath> = changed
-        .into_iter()
-        .filter(|f| get_field(new, f).is_some())
-        .collect();
-    match entries
-        .iter_mut()
-        .find(|e| e.manager == ctx.manager && e.operation == "Update" && e.subresource == sub)
-    {
+    let present: BTreeSet<FieldPath> = changed.into_iter().filter(|f| get_field(new, f).is_some()).collect();
+    match entries.iter_mut().find(|e| e.manager == ctx.manager && e.operation == "Update" && e.subresource == sub) {
         Some(e) => {
             e.fields.extend(present);
             e.time = ctx.now.clone();
@@ -428,10 +402,8 @@ pub fn apply(
                 json!({"type": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": format!(".{}", f.join("."))})
             })
             .collect();
-        let list: Vec<String> = conflicts
-            .iter()
-            .map(|(m, f)| format!("- conflict with \"{m}\": .{}", f.join(".")))
-            .collect();
+        let list: Vec<String> =
+            conflicts.iter().map(|(m, f)| format!("- conflict with \"{m}\": .{}", f.join("."))).collect();
         let msg = format!(
             "Apply failed with {} conflict{}: {}",
             conflicts.len(),
@@ -454,8 +426,7 @@ pub fn apply(
         .collect();
     for f in previously.difference(&applied_fields) {
         let owned_by_other = entries.iter().any(|e| {
-            !(e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub)
-                && e.fields.contains(f)
+            !(e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub) && e.fields.contains(f)
         });
         if !owned_by_other {
             remove_field(&mut obj, f);
@@ -464,10 +435,7 @@ pub fn apply(
     for e in entries.iter_mut() {
         e.fields.retain(|f| !forced.contains(f));
     }
-    match entries
-        .iter_mut()
-        .find(|e| e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub)
-    {
+    match entries.iter_mut().find(|e| e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub) {
         Some(e) => {
             e.fields = applied_fields;
             e.time = ctx.now.clone();
@@ -502,50 +470,20 @@ mod tests {
     #[test]
     fn strategic_merges_by_name() {
         let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}});
-        strategic_merge_patch(
-            &mut pod,
-            &json!({"spec": {"containers": [{"name": "b", "image": "z"}, {"name": "c"}]}}),
-        );
+        strategic_merge_patch(&mut pod, &json!({"spec": {"containers": [{"name": "b", "image": "z"}, {"name": "c"}]}}));
         assert_eq!(pod["spec"]["containers"].as_array().unwrap().len(), 3);
         assert_eq!(pod["spec"]["containers"][1]["image"], "z");
     }
 
     #[test]
     fn apply_conflicts_and_force() {
-        let a = apply(
-            None,
-            &json!({"metadata": {"name": "x"}, "spec": {"a": 1}}),
-            Scope::All,
-            false,
-            &ctx("m1"),
-        )
-        .unwrap();
-        let err = apply(
-            Some(&a),
-            &json!({"spec": {"a": 2}}),
-            Scope::All,
-            false,
-            &ctx("m2"),
-        )
-        .unwrap_err();
+        let a =
+            apply(None, &json!({"metadata": {"name": "x"}, "spec": {"a": 1}}), Scope::All, false, &ctx("m1")).unwrap();
+        let err = apply(Some(&a), &json!({"spec": {"a": 2}}), Scope::All, false, &ctx("m2")).unwrap_err();
         assert_eq!(err.code, 409);
-        let same = apply(
-            Some(&a),
-            &json!({"spec": {"a": 1}}),
-            Scope::All,
-            false,
-            &ctx("m2"),
-        )
-        .unwrap();
+        let same = apply(Some(&a), &json!({"spec": {"a": 1}}), Scope::All, false, &ctx("m2")).unwrap();
         assert_eq!(read_managed(&same).len(), 2);
-        let forced = apply(
-            Some(&a),
-            &json!({"spec": {"a": 2}}),
-            Scope::All,
-            true,
-            &ctx("m2"),
-        )
-        .unwrap();
+        let forced = apply(Some(&a), &json!({"spec": {"a": 2}}), Scope::All, true, &ctx("m2")).unwrap();
         let m = read_managed(&forced);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].manager, "m2");

@@ -74,16 +74,7 @@ impl ResourceInfo {
 
     /// Verbs advertised in discovery.
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec![
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
+        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
     }
 }
 
@@ -120,41 +111,14 @@ pub fn builtins() -> Vec<ResourceInfo> {
     pods.categories = vec!["all".into()];
     let mut jobs = builtin("batch", "v1", "jobs", "job", "Job", &[], true, true);
     jobs.categories = vec!["all".into()];
-    let mut ev2 = builtin(
-        "events.k8s.io",
-        "v1",
-        "events",
-        "event",
-        "Event",
-        &[],
-        true,
-        false,
-    );
+    let mut ev2 = builtin("events.k8s.io", "v1", "events", "event", "Event", &[], true, false);
     ev2.storage_group = String::new();
     vec![
         pods,
-        builtin(
-            "",
-            "v1",
-            "namespaces",
-            "namespace",
-            "Namespace",
-            &["ns"],
-            false,
-            true,
-        ),
+        builtin("", "v1", "namespaces", "namespace", "Namespace", &["ns"], false, true),
         builtin("", "v1", "events", "event", "Event", &["ev"], true, false),
         ev2,
-        builtin(
-            "coordination.k8s.io",
-            "v1",
-            "leases",
-            "lease",
-            "Lease",
-            &[],
-            true,
-            false,
-        ),
+        builtin("coordination.k8s.io", "v1", "leases", "lease", "Lease", &[], true, false),
         jobs,
         builtin(
             "apiextensions.k8s.io",
@@ -172,44 +136,21 @@ pub fn builtins() -> Vec<ResourceInfo> {
 /// Derives the served resource from a CRD object; errors name the missing field.
 pub fn from_crd(crd: &Value) -> Result<ResourceInfo, String> {
     let spec = crd.get("spec").ok_or("spec is required")?;
-    let group = spec
-        .get("group")
-        .and_then(Value::as_str)
-        .ok_or("spec.group is required")?;
+    let group = spec.get("group").and_then(Value::as_str).ok_or("spec.group is required")?;
     let names = spec.get("names").ok_or("spec.names is required")?;
-    let plural = names
-        .get("plural")
-        .and_then(Value::as_str)
-        .ok_or("spec.names.plural is required")?;
-    let kind = names
-        .get("kind")
-        .and_then(Value::as_str)
-        .ok_or("spec.names.kind is required")?;
-    let singular = names
-        .get("singular")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| kind.to_lowercase());
+    let plural = names.get("plural").and_then(Value::as_str).ok_or("spec.names.plural is required")?;
+    let kind = names.get("kind").and_then(Value::as_str).ok_or("spec.names.kind is required")?;
+    let singular =
+        names.get("singular").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
     let strs = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
             .unwrap_or_default()
     };
     let short_names = strs(names.get("shortNames"));
     let categories = strs(names.get("categories"));
-    let namespaced = spec
-        .get("scope")
-        .and_then(Value::as_str)
-        .unwrap_or("Namespaced")
-        == "Namespaced";
-    let versions = spec
-        .get("versions")
-        .and_then(Value::as_array)
-        .ok_or("spec.versions is required")?;
+    let namespaced = spec.get("scope").and_then(Value::as_str).unwrap_or("Namespaced") == "Namespaced";
+    let versions = spec.get("versions").and_then(Value::as_array).ok_or("spec.versions is required")?;
     let mut served: Vec<(bool, String, &Value)> = versions
         .iter()
         .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(true))
@@ -233,23 +174,11 @@ pub fn from_crd(crd: &Value) -> Result<ResourceInfo, String> {
             cols.iter()
                 .map(|c| PrinterColumn {
                     name: c.get("name").and_then(Value::as_str).unwrap_or("").into(),
-                    type_: c
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or("string")
-                        .into(),
+                    type_: c.get("type").and_then(Value::as_str).unwrap_or("string").into(),
                     format: c.get("format").and_then(Value::as_str).unwrap_or("").into(),
-                    description: c
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .into(),
+                    description: c.get("description").and_then(Value::as_str).unwrap_or("").into(),
                     priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
-                    json_path: c
-                        .get("jsonPath")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .into(),
+                    json_path: c.get("jsonPath").and_then(Value::as_str).unwrap_or("").into(),
                 })
                 .collect()
         })
@@ -311,38 +240,32 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Self {
-            resources: builtins(),
-        }
+        Self { resources: builtins() }
     }
 }
 
 impl Registry {
     /// Finds the resource served at `group/version` with the given plural.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
-        self.resources.iter().find(|r| {
-            r.group == group && r.plural == plural && r.versions.iter().any(|v| v == version)
-        })
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.plural == plural && r.versions.iter().any(|v| v == version))
     }
 
     /// Whether any resource is served in the group/version.
     pub fn serves_group_version(&self, group: &str, version: &str) -> bool {
-        self.resources
-            .iter()
-            .any(|r| r.group == group && r.versions.iter().any(|v| v == version))
+        self.resources.iter().any(|r| r.group == group && r.versions.iter().any(|v| v == version))
     }
 
     /// Adds or replaces the CRD-defined resource (keyed by group + plural).
     pub fn upsert_custom(&mut self, info: ResourceInfo) {
-        self.resources
-            .retain(|r| !(r.is_custom && r.group == info.group && r.plural == info.plural));
+        self.resources.retain(|r| !(r.is_custom && r.group == info.group && r.plural == info.plural));
         self.resources.push(info);
     }
 
     /// Removes a CRD-defined resource.
     pub fn remove_custom(&mut self, group: &str, plural: &str) {
-        self.resources
-            .retain(|r| !(r.is_custom && r.group == group && r.plural == plural));
+        self.resources.retain(|r| !(r.is_custom && r.group == group && r.plural == plural));
     }
 
     /// Groups in discovery order with their versions (preferred first).

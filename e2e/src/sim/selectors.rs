@@ -44,11 +44,7 @@ fn split_top_level(s: &str) -> Vec<String> {
         }
     }
     parts.push(cur);
-    parts
-        .into_iter()
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-        .collect()
+    parts.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
 }
 
 fn parse_set(s: &str) -> ApiResult<Vec<String>> {
@@ -56,16 +52,8 @@ fn parse_set(s: &str) -> ApiResult<Vec<String>> {
     let inner = s
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unable to parse requirement: found '{s}', expected: '('"
-            ))
-        })?;
-    Ok(inner
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect())
+        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: found '{s}', expected: '('")))?;
+    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
 
 impl LabelSelector {
@@ -88,9 +76,7 @@ impl LabelSelector {
                 let key = part[..idx].trim().to_string();
                 reqs.push(Requirement::In(key, parse_set(&part[idx + 3..])?));
             } else if part.contains(' ') || part.contains('(') {
-                return Err(ApiError::bad_request(format!(
-                    "unable to parse requirement: {part:?}"
-                )));
+                return Err(ApiError::bad_request(format!("unable to parse requirement: {part:?}")));
             } else {
                 reqs.push(Requirement::Exists(part));
             }
@@ -128,9 +114,7 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!(
-                    "invalid field selector: {part:?}"
-                )));
+                return Err(ApiError::bad_request(format!("invalid field selector: {part:?}")));
             };
             terms.push((k.trim().to_string(), eq, v.trim().to_string()));
         }
@@ -181,13 +165,7 @@ mod tests {
     #[test]
     fn field_selectors() {
         let obj = json!({"metadata": {"name": "x", "namespace": "ns"}});
-        assert!(
-            FieldSelector::parse("metadata.name=x,metadata.namespace==ns")
-                .unwrap()
-                .matches(&obj)
-        );
-        assert!(!FieldSelector::parse("metadata.name!=x")
-            .unwrap()
-            .matches(&obj));
+        assert!(FieldSelector::parse("metadata.name=x,metadata.namespace==ns").unwrap().matches(&obj));
+        assert!(!FieldSelector::parse("metadata.name!=x").unwrap().matches(&obj));
     }
 }

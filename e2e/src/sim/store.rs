@@ -86,29 +86,20 @@ impl Store {
 
     /// Gets an object.
     pub fn get(&self, key: &ResKey, ns: &str, name: &str) -> Option<&Value> {
-        self.objects
-            .get(key)?
-            .get(&(ns.to_string(), name.to_string()))
+        self.objects.get(key)?.get(&(ns.to_string(), name.to_string()))
     }
 
     /// All objects of a resource (optionally one namespace), ordered by (namespace, name).
     pub fn list(&self, key: &ResKey, ns: Option<&str>) -> Vec<&Value> {
         match self.objects.get(key) {
             None => Vec::new(),
-            Some(m) => m
-                .iter()
-                .filter(|((n, _), _)| ns.is_none_or(|want| want == n))
-                .map(|(_, v)| v)
-                .collect(),
+            Some(m) => m.iter().filter(|((n, _), _)| ns.is_none_or(|want| want == n)).map(|(_, v)| v).collect(),
         }
     }
 
     /// All (namespace, name) pairs of a resource.
     pub fn keys(&self, key: &ResKey) -> Vec<(String, String)> {
-        self.objects
-            .get(key)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        self.objects.get(key).map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Stores (creates or replaces) an object, bumping the resourceVersion.
@@ -119,21 +110,14 @@ impl Store {
         }
         let map = self.objects.entry(key.clone()).or_default();
         let old = map.insert((ns.to_string(), name.to_string()), obj.clone());
-        let kind = if old.is_some() {
-            EventType::Modified
-        } else {
-            EventType::Added
-        };
+        let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
         self.record(key, ns, kind, obj.clone(), old);
         obj
     }
 
     /// Removes an object, emitting a DELETED event with a fresh resourceVersion.
     pub fn remove(&mut self, key: &ResKey, ns: &str, name: &str) -> Option<Value> {
-        let mut obj = self
-            .objects
-            .get_mut(key)?
-            .remove(&(ns.to_string(), name.to_string()))?;
+        let mut obj = self.objects.get_mut(key)?.remove(&(ns.to_string(), name.to_string()))?;
         self.rv += 1;
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(self.rv.to_string()));
@@ -142,22 +126,8 @@ impl Store {
         Some(obj)
     }
 
-    fn record(
-        &mut self,
-        key: &ResKey,
-        ns: &str,
-        kind: EventType,
-        object: Value,
-        old: Option<Value>,
-    ) {
-        let ev = Arc::new(StoredEvent {
-            rv: self.rv,
-            key: key.clone(),
-            namespace: ns.to_string(),
-            kind,
-            object,
-            old,
-        });
+    fn record(&mut self, key: &ResKey, ns: &str, kind: EventType, object: Value, old: Option<Value>) {
+        let ev = Arc::new(StoredEvent { rv: self.rv, key: key.clone(), namespace: ns.to_string(), kind, object, old });
         self.history.push_back(ev.clone());
         while self.history.len() > self.history_limit {
             if let Some(old) = self.history.pop_front() {
@@ -175,11 +145,7 @@ impl Store {
 
     /// Events after `rv` (which must be >= floor) for a resource.
     pub fn events_since(&self, key: &ResKey, rv: u64) -> Vec<Arc<StoredEvent>> {
-        self.history
-            .iter()
-            .filter(|e| e.rv > rv && e.key == *key)
-            .cloned()
-            .collect()
+        self.history.iter().filter(|e| e.rv > rv && e.key == *key).cloned().collect()
     }
 
     /// Subscribes to future changes (call while holding the lock to avoid gaps).

@@ -88,10 +88,7 @@ fn age_of(ts: Option<&str>) -> String {
 /// Evaluates a simple JSONPath (`.a.b`, `.a[0]`, `.a[*].b`, `.a[?(@.k=="v")].b`) against `obj`.
 pub fn eval_jsonpath(obj: &Value, path: &str) -> Vec<Value> {
     let path = path.trim();
-    let path = path
-        .strip_prefix('{')
-        .and_then(|p| p.strip_suffix('}'))
-        .unwrap_or(path);
+    let path = path.strip_prefix('{').and_then(|p| p.strip_suffix('}')).unwrap_or(path);
     let mut cur = vec![obj.clone()];
     let mut rest = path.strip_prefix('$').unwrap_or(path);
     while !rest.is_empty() {
@@ -110,12 +107,8 @@ pub fn eval_jsonpath(obj: &Value, path: &str) -> Vec<Value> {
             let inner = r[..end].trim();
             rest = &r[end + 1..];
             if inner == "*" {
-                cur = cur
-                    .iter()
-                    .flat_map(|v| v.as_array().cloned().unwrap_or_default())
-                    .collect();
-            } else if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')'))
-            {
+                cur = cur.iter().flat_map(|v| v.as_array().cloned().unwrap_or_default()).collect();
+            } else if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')')) {
                 cur = cur
                     .iter()
                     .flat_map(|v| v.as_array().cloned().unwrap_or_default())
@@ -190,22 +183,14 @@ fn col(name: &str, type_: &str, format: &str, description: &str, priority: i64) 
 }
 
 fn name_col() -> Value {
-    col(
-        "Name",
-        "string",
-        "name",
-        "Name must be unique within a namespace.",
-        0,
-    )
+    col("Name", "string", "name", "Name must be unique within a namespace.", 0)
 }
 
 /// Column definitions for a resource.
 pub fn column_definitions(info: &ResourceInfo) -> Vec<Value> {
     if let Some(cols) = &info.printer_columns {
         let mut out = vec![name_col()];
-        out.extend(cols.iter().map(|c: &PrinterColumn| {
-            col(&c.name, &c.type_, &c.format, &c.description, c.priority)
-        }));
+        out.extend(cols.iter().map(|c: &PrinterColumn| col(&c.name, &c.type_, &c.format, &c.description, c.priority)));
         return out;
     }
     match (info.group.as_str(), info.plural.as_str()) {
@@ -217,6 +202,25 @@ pub fn column_definitions(info: &ResourceInfo) -> Vec<Value> {
             col("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created.", 0),
             col("IP", "string", "", "IP address allocated to the pod.", 1),
             col("Node", "string", "", "Name of the node the pod is assigned to.", 1),
+        ],
+        ("", "events") | ("events.k8s.io", "events") => vec![
+            col("Last Seen", "string", "", "Time since the event was last observed.", 0),
+            col("Type", "string", "", "Type of this event (Normal, Warning).", 0),
+            col("Reason", "string", "", "Why the action was taken.", 0),
+            col("Object", "string", "", "The object this event is about.", 0),
+            col("Message", "string", "", "A human-readable description.", 0),
+            col("Source", "string", "", "The component reporting this event.", 1),
+            col("Count", "integer", "", "The number of times this event has occurred.", 1),
+            col("Name", "string", "name", "Name must be unique within a namespace.", 1),
+        ],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => vec![
+            name_col(),
+            col("Created At", "date", "", "CreationTimestamp of the CustomResourceDefinition.", 0),
+        ],
+        ("coordination.k8s.io", "leases") => vec![
+            name_col(),
+            col("Holder", "string", "", "HolderIdentity of the lease.", 0),
+            col("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created.", 0),
         ],
         ("", "namespaces") => vec![
             name_col(),
@@ -235,21 +239,15 @@ fn s<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
 }
 
 fn arr<'a>(v: &'a Value, ptr: &str) -> Vec<&'a Value> {
-    v.pointer(ptr)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default()
+    v.pointer(ptr).and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
 }
 
 /// kubectl-style Pod cells: READY, STATUS, RESTARTS.
 pub fn pod_cells(pod: &Value) -> (String, String, String) {
     let containers = arr(pod, "/spec/containers");
     let init_specs = arr(pod, "/spec/initContainers");
-    let sidecars: Vec<&str> = init_specs
-        .iter()
-        .filter(|c| s(c, "/restartPolicy") == Some("Always"))
-        .filter_map(|c| s(c, "/name"))
-        .collect();
+    let sidecars: Vec<&str> =
+        init_specs.iter().filter(|c| s(c, "/restartPolicy") == Some("Always")).filter_map(|c| s(c, "/name")).collect();
     let statuses = arr(pod, "/status/containerStatuses");
     let init_statuses = arr(pod, "/status/initContainerStatuses");
     let total = containers.len() + sidecars.len();
@@ -258,17 +256,12 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
     let mut last_restart: Option<i64> = None;
     let mut note_restart = |st: &Value| {
         restarts += st.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
-        if let Some(t) = s(st, "/lastState/terminated/finishedAt")
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        {
+        if let Some(t) = s(st, "/lastState/terminated/finishedAt").and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
             let t = t.as_second();
             last_restart = Some(last_restart.map_or(t, |l: i64| l.max(t)));
         }
     };
-    let mut reason = s(pod, "/status/reason")
-        .or_else(|| s(pod, "/status/phase"))
-        .unwrap_or("Pending")
-        .to_string();
+    let mut reason = s(pod, "/status/reason").or_else(|| s(pod, "/status/phase")).unwrap_or("Pending").to_string();
     let mut initializing = false;
     for (i, st) in init_statuses.iter().enumerate() {
         let name = s(st, "/name").unwrap_or("");
@@ -285,18 +278,13 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
                 Some(r) if !r.is_empty() => format!("Init:{r}"),
                 _ => match term.get("signal").and_then(Value::as_i64) {
                     Some(sig) if sig != 0 => format!("Init:Signal:{sig}"),
-                    _ => format!(
-                        "Init:ExitCode:{}",
-                        term.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
-                    ),
+                    _ => format!("Init:ExitCode:{}", term.get("exitCode").and_then(Value::as_i64).unwrap_or(0)),
                 },
             };
             initializing = true;
         } else if is_sidecar && st.get("started").and_then(Value::as_bool) == Some(true) {
             continue;
-        } else if let Some(r) =
-            s(st, "/state/waiting/reason").filter(|r| !r.is_empty() && *r != "PodInitializing")
-        {
+        } else if let Some(r) = s(st, "/state/waiting/reason").filter(|r| !r.is_empty() && *r != "PodInitializing") {
             reason = format!("Init:{r}");
             initializing = true;
         } else {
@@ -316,15 +304,10 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
                     Some(r) if !r.is_empty() => r.to_string(),
                     _ => match term.get("signal").and_then(Value::as_i64) {
                         Some(sig) if sig != 0 => format!("Signal:{sig}"),
-                        _ => format!(
-                            "ExitCode:{}",
-                            term.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
-                        ),
+                        _ => format!("ExitCode:{}", term.get("exitCode").and_then(Value::as_i64).unwrap_or(0)),
                     },
                 };
-            } else if st.pointer("/state/running").is_some()
-                && st.get("ready").and_then(Value::as_bool) == Some(true)
-            {
+            } else if st.pointer("/state/running").is_some() && st.get("ready").and_then(Value::as_bool) == Some(true) {
                 has_running = true;
                 ready += 1;
             }
@@ -333,11 +316,7 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
             let pod_ready = arr(pod, "/status/conditions")
                 .iter()
                 .any(|c| s(c, "/type") == Some("Ready") && s(c, "/status") == Some("True"));
-            reason = if pod_ready {
-                "Running".into()
-            } else {
-                "NotReady".into()
-            };
+            reason = if pod_ready { "Running".into() } else { "NotReady".into() };
         }
     } else {
         for st in &statuses {
@@ -345,18 +324,11 @@ pub fn pod_cells(pod: &Value) -> (String, String, String) {
         }
     }
     if pod.pointer("/metadata/deletionTimestamp").is_some() {
-        reason = if s(pod, "/status/reason") == Some("NodeLost") {
-            "Unknown".into()
-        } else {
-            "Terminating".into()
-        };
+        reason = if s(pod, "/status/reason") == Some("NodeLost") { "Unknown".into() } else { "Terminating".into() };
     }
     let restarts_cell = match last_restart {
         Some(t) if restarts > 0 => {
-            format!(
-                "{restarts} ({} ago)",
-                human_duration(jiff::Timestamp::now().as_second() - t)
-            )
+            format!("{restarts} ({} ago)", human_duration(jiff::Timestamp::now().as_second() - t))
         }
         _ => restarts.to_string(),
     };
@@ -377,14 +349,8 @@ fn cell_for(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
                     None => v.clone(),
                 },
                 Some(v) if vals.len() > 1 => {
-                    let parts: Vec<String> = vals
-                        .iter()
-                        .map(|x| {
-                            x.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| x.to_string())
-                        })
-                        .collect();
+                    let parts: Vec<String> =
+                        vals.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect();
                     let _ = v;
                     json!(parts.join(","))
                 }
@@ -408,11 +374,48 @@ fn cell_for(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
                 json!(s(obj, "/spec/nodeName").unwrap_or("<none>")),
             ]
         }
-        ("", "namespaces") => vec![
-            name,
-            json!(s(obj, "/status/phase").unwrap_or("Active")),
-            age,
-        ],
+        ("", "namespaces") => vec![name, json!(s(obj, "/status/phase").unwrap_or("Active")), age],
+        ("", "events") | ("events.k8s.io", "events") => {
+            // works on both versions: core (involvedObject/message) and events.k8s.io (regarding/note)
+            let last = s(obj, "/series/lastObservedTime")
+                .or_else(|| s(obj, "/lastTimestamp"))
+                .or_else(|| s(obj, "/deprecatedLastTimestamp"))
+                .or_else(|| s(obj, "/eventTime"));
+            let regarding = obj.get("involvedObject").or_else(|| obj.get("regarding"));
+            let object = regarding
+                .map(|r| {
+                    format!(
+                        "{}/{}",
+                        r.get("kind").and_then(Value::as_str).unwrap_or("").to_lowercase(),
+                        r.get("name").and_then(Value::as_str).unwrap_or("")
+                    )
+                })
+                .unwrap_or_default();
+            let source = s(obj, "/source/component")
+                .or_else(|| s(obj, "/reportingComponent"))
+                .or_else(|| s(obj, "/reportingController"))
+                .unwrap_or("");
+            let count = obj
+                .pointer("/series/count")
+                .or_else(|| obj.get("count"))
+                .or_else(|| obj.get("deprecatedCount"))
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            vec![
+                json!(age_of(last)),
+                json!(s(obj, "/type").unwrap_or("")),
+                json!(s(obj, "/reason").unwrap_or("")),
+                json!(object),
+                json!(s(obj, "/message").or_else(|| s(obj, "/note")).unwrap_or("")),
+                json!(source),
+                json!(count),
+                name,
+            ]
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![name, json!(s(obj, "/metadata/creationTimestamp").unwrap_or(""))]
+        }
+        ("coordination.k8s.io", "leases") => vec![name, json!(s(obj, "/spec/holderIdentity").unwrap_or("")), age],
         _ => vec![name, age],
     }
 }
@@ -437,15 +440,9 @@ pub fn table(
     with_headers: bool,
     list_meta: Value,
 ) -> Value {
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| json!({"cells": cell_for(info, o), "object": row_object(o, include)}))
-        .collect();
-    let defs = if with_headers {
-        column_definitions(info)
-    } else {
-        Vec::new()
-    };
+    let rows: Vec<Value> =
+        objects.iter().map(|o| json!({"cells": cell_for(info, o), "object": row_object(o, include)})).collect();
+    let defs = if with_headers { column_definitions(info) } else { Vec::new() };
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -472,14 +469,8 @@ mod tests {
     fn jsonpath() {
         let o = json!({"status": {"n": 3, "conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]}});
         assert_eq!(eval_jsonpath(&o, ".status.n"), vec![json!(3)]);
-        assert_eq!(
-            eval_jsonpath(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
-            vec![json!("True")]
-        );
-        assert_eq!(
-            eval_jsonpath(&o, ".status.conditions[0].type"),
-            vec![json!("A")]
-        );
+        assert_eq!(eval_jsonpath(&o, ".status.conditions[?(@.type==\"Ready\")].status"), vec![json!("True")]);
+        assert_eq!(eval_jsonpath(&o, ".status.conditions[0].type"), vec![json!("A")]);
         assert!(eval_jsonpath(&o, ".status.missing").is_empty());
     }
 
@@ -492,9 +483,6 @@ mod tests {
                 "containerStatuses": [{"name": "a", "ready": true, "restartCount": 0, "state": {"running": {}}}]}
         });
         let (ready, status, restarts) = pod_cells(&pod);
-        assert_eq!(
-            (ready.as_str(), status.as_str(), restarts.as_str()),
-            ("2/2", "Running", "1")
-        );
+        assert_eq!((ready.as_str(), status.as_str(), restarts.as_str()), ("2/2", "Running", "1"));
     }
 }

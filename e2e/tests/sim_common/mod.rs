@@ -8,9 +8,7 @@ use serde_json::Value;
 
 /// Directory of the test fixtures.
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
 }
 
 /// A raw request through the kube client; returns the JSON body or the API error.
@@ -25,19 +23,11 @@ pub async fn raw(
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    if body.is_some()
-        && !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-    {
+    if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
         b = b.header("content-type", "application/json");
     }
-    let body = body
-        .map(|v| serde_json::to_vec(&v).expect("serializable"))
-        .unwrap_or_default();
-    client
-        .request::<Value>(b.body(body).expect("valid request"))
-        .await
+    let body = body.map(|v| serde_json::to_vec(&v).expect("serializable")).unwrap_or_default();
+    client.request::<Value>(b.body(body).expect("valid request")).await
 }
 
 /// HTTP status code of an API error (panics for other errors).
@@ -50,7 +40,5 @@ pub fn code(e: &kube::Error) -> u16 {
 
 /// The simulator tests run only against the simulator.
 pub async fn sim_env() -> sidecar_watch_e2e::harness::TestEnv {
-    sidecar_watch_e2e::harness::TestEnv::start_simulator(Default::default())
-        .await
-        .expect("simulator starts")
+    sidecar_watch_e2e::harness::TestEnv::start_simulator(Default::default()).await.expect("simulator starts")
 }

@@ -1,0 +1,140 @@
+//! `sidecar-watch audit` as a user runs it: exit statuses, output formats, bad input.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const NOW: &str = "2025-06-03T10:30:00Z";
+
+fn audit(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sidecar-watch"))
+        .arg("audit")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("binary finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str, content: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sidecar-watch-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, content).expect("write");
+    path
+}
+
+#[test]
+fn examples_audit_as_json_with_every_seed_scenario() {
+    let out = audit(&["-f", "examples/pods.json", "--now", NOW, "-o", "json"], None);
+    assert_eq!(out.status.code(), Some(1), "warnings fire, so the default --fail-on warning exits 1: {}", text(&out.stderr));
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON array");
+    for field in ["alertname", "severity", "namespace", "pod", "container", "policy", "state", "since", "message"] {
+        assert!(findings.iter().all(|f| f.get(field).is_some()), "every finding has {field}");
+    }
+    let firing = |alert: &str| {
+        findings.iter().filter(|f| f["alertname"] == alert && f["state"] == "firing").count()
+    };
+    assert_eq!(firing("SidecarCrashLooping"), 1);
+    assert_eq!(firing("SidecarRestartingFrequently"), 1);
+    assert_eq!(firing("JobBlockedBySidecar"), 1);
+    assert_eq!(firing("SidecarOOMKilled"), 1);
+    assert_eq!(firing("SidecarStoppedBeforeMain"), 1);
+    assert!(firing("MainStartedBeforeSidecarReady") >= 1);
+    assert!(firing("SidecarContainerNotReady") >= 1);
+    let checks: std::collections::BTreeSet<&str> = findings.iter().filter_map(|f| f["check"].as_str()).collect();
+    assert_eq!(
+        checks.into_iter().collect::<Vec<_>>(),
+        ["latest-image", "legacy-sidecar", "no-readiness-probe", "no-resources", "no-startup-probe", "port-conflict", "sidecar-sprawl"]
+    );
+    // Sorted by severity first.
+    let severities: Vec<&str> = findings.iter().filter_map(|f| f["severity"].as_str()).collect();
+    let rank = |s: &str| match s {
+        "critical" => 0,
+        "warning" => 1,
+        _ => 2,
+    };
+    assert!(severities.windows(2).all(|w| rank(w[0]) <= rank(w[1])), "{severities:?}");
+}
+
+#[test]
+fn table_output_and_fail_on_thresholds() {
+    let out = audit(&["-f", "examples/pods.json", "--now", NOW, "--fail-on", "none"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let table = text(&out.stdout);
+    assert!(table.starts_with("POD "), "{table}");
+    assert!(table.contains("SidecarCrashLooping"), "{table}");
+    assert!(table.lines().last().is_some_and(|l| l.contains("firing")), "summary line: {table}");
+
+    // The healthy mesh Pod alone: nothing at all.
+    let out = audit(&["-f", "tests/fixtures/healthy-mesh.yaml", "--now", NOW, "--fail-on", "info"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "No alerts.\n");
+
+    let out = audit(&["-f", "tests/fixtures/job-blocked-by-sidecar.yaml", "--now", NOW, "--fail-on", "critical"], None);
+    assert_eq!(out.status.code(), Some(0), "JobBlocked is a warning, below critical");
+}
+
+#[test]
+fn reads_stdin_yaml_streams_and_pods_without_status() {
+    let stream = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: ns, creationTimestamp: '2025-06-03T10:00:00Z'}\nspec:\n  containers:\n  - {name: app, image: app:1}\n  - {name: envoy, image: envoy}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: ns}\nspec: {containers: [{name: app, image: app:1}]}\n";
+    let out = audit(&["-f", "-", "--now", NOW, "-o", "json", "--fail-on", "none"], Some(stream));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    // The Pending Pod is evaluated: its legacy envoy sidecar is misconfigured.
+    assert!(findings.iter().any(|f| f["pod"] == "a" && f["check"] == "legacy-sidecar"), "{findings:#?}");
+}
+
+#[test]
+fn bad_input_exits_2_naming_file_object_and_field() {
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["-f".into(), "/nonexistent/pods.json".into()], "/nonexistent/pods.json: cannot read"),
+        (vec!["-f".into(), scratch("broken.yaml", "kind: Pod\nmetadata: [unclosed\n").display().to_string()], "broken.yaml: not valid JSON or YAML"),
+        (
+            vec!["-f".into(), scratch("svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n").display().to_string()],
+            "svc.yaml: Service shop/web: kind Service is not a Pod",
+        ),
+        (
+            vec!["-f".into(), scratch("badpod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec: {containers: [{name: 5}]}\n").display().to_string()],
+            "badpod.yaml: Pod shop/web: spec.containers[0].name",
+        ),
+        (
+            vec![
+                "-f".into(),
+                "examples/pods.json".into(),
+                "--policy".into(),
+                scratch("regex.yaml", "apiVersion: sidecarwatch.io/v1alpha1\nkind: SidecarPolicy\nmetadata: {name: mesh, namespace: shop}\nspec: {sidecars: {pattern: 'envoy('}}\n").display().to_string(),
+            ],
+            "regex.yaml: SidecarPolicy shop/mesh: spec.sidecars.pattern: invalid regular expression",
+        ),
+        (
+            vec![
+                "-f".into(),
+                "examples/pods.json".into(),
+                "--policy".into(),
+                scratch("dur.yaml", "apiVersion: sidecarwatch.io/v1alpha1\nkind: ClusterSidecarPolicy\nmetadata: {name: p}\nspec: {rules: {crashLoop: {for: 5minutes}}}\n").display().to_string(),
+            ],
+            "dur.yaml: ClusterSidecarPolicy p: spec.rules.crashLoop.for: invalid duration",
+        ),
+        (vec!["-f".into(), "examples/pods.json".into(), "--now".into(), "yesterday".into()], "--now \"yesterday\""),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = audit(&args, None);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in {stderr:?}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+        assert!(out.stdout.is_empty());
+    }
+}

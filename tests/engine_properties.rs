@@ -1,0 +1,331 @@
+//! Properties of `evaluate` over arbitrary Pod views, observed histories and policies: it
+//! never panics, is deterministic, reports only sidecars (never a main or a plain init
+//! container), and its `next_change` is in the future and no later than any pending alert's
+//! due time.
+
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+
+use std::time::Duration;
+
+use fixtures::{at, plus};
+use jiff::Timestamp;
+use proptest::prelude::*;
+use sidecar_watch::api::{
+    ForRuleSpec, InstantRuleSpec, PolicySpec, RestartsRuleSpec, RulesSpec, Severity, SidecarSelector, WindowRuleSpec,
+};
+use sidecar_watch::engine::pod::{ConditionView, ContainerState, ContainerStatusView, SpecFlags, Termination};
+use sidecar_watch::engine::{
+    evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, PodHistory, PodView,
+    PolicyRef,
+};
+
+const NAMES: [&str; 10] = [
+    "app",
+    "worker",
+    "envoy",
+    "istio-proxy",
+    "log-sidecar",
+    "init-sidecar",
+    "vault-agent",
+    "envoy-config",
+    "db-init",
+    "x",
+];
+
+/// A time within two hours of 10:30, or none.
+fn time() -> impl Strategy<Value = Option<Timestamp>> {
+    prop_oneof![1 => Just(None), 6 => (-7200i64..7200).prop_map(|s| Some(plus(at("10:30:00"), s)))]
+}
+
+fn termination() -> BoxedStrategy<Termination> {
+    (prop::sample::select(vec!["OOMKilled", "Error", "Completed", "ContainerCannotRun"]), 0i32..256, time(), time())
+        .prop_map(|(reason, exit_code, started_at, finished_at)| Termination {
+            reason: Some(reason.to_string()),
+            exit_code,
+            started_at,
+            finished_at,
+            message: None,
+        })
+        .boxed()
+}
+
+fn state() -> BoxedStrategy<ContainerState> {
+    prop_oneof![
+        prop::sample::select(vec!["CrashLoopBackOff", "ContainerCreating", "PodInitializing", "ImagePullBackOff"])
+            .prop_map(|r| ContainerState::Waiting { reason: Some(r.to_string()) }),
+        Just(ContainerState::Waiting { reason: None }),
+        time().prop_map(|started_at| ContainerState::Running { started_at }),
+        termination().prop_map(ContainerState::Terminated),
+        Just(ContainerState::Unknown),
+    ]
+    .boxed()
+}
+
+fn status() -> BoxedStrategy<ContainerStatusView> {
+    (
+        any::<bool>(),
+        prop::option::of(any::<bool>()),
+        prop_oneof![8 => 0u32..12, 1 => 0u32..5000],
+        state(),
+        prop::option::of(termination()),
+    )
+        .prop_map(|(ready, started, restart_count, state, last_termination)| ContainerStatusView {
+            ready,
+            started,
+            restart_count,
+            state,
+            last_termination,
+        })
+        .boxed()
+}
+
+fn flags() -> impl Strategy<Value = SpecFlags> {
+    any::<[bool; 6]>().prop_map(|bits| {
+        let all = [
+            SpecFlags::READINESS_PROBE,
+            SpecFlags::STARTUP_PROBE,
+            SpecFlags::LIVENESS_PROBE,
+            SpecFlags::RESOURCES,
+            SpecFlags::LATEST_IMAGE,
+            SpecFlags::PORT_CONFLICT,
+        ];
+        let mut flags = SpecFlags::default();
+        for (bit, flag) in bits.iter().zip(all) {
+            if *bit {
+                flags.insert(flag);
+            }
+        }
+        flags
+    })
+}
+
+fn kind() -> impl Strategy<Value = ContainerKind> {
+    prop::sample::select(vec![ContainerKind::Init, ContainerKind::RestartableInit, ContainerKind::Regular])
+}
+
+/// A Pod skeleton: containers with unique names, kinds and flags, and Pod-level facts.
+fn pod() -> BoxedStrategy<PodView> {
+    let containers = prop::sample::subsequence(NAMES.to_vec(), 0..=NAMES.len())
+        .prop_shuffle()
+        .prop_flat_map(|names| {
+            let n = names.len();
+            (Just(names), prop::collection::vec((kind(), flags(), prop::option::weighted(0.9, status())), n))
+        })
+        .prop_map(|(names, parts)| {
+            names
+                .into_iter()
+                .zip(parts)
+                .map(|(name, (kind, flags, status))| ContainerView { name: name.to_string(), kind, flags, status })
+                .collect::<Vec<_>>()
+        });
+    let condition =
+        prop::option::of((any::<bool>(), time()).prop_map(|(status, since)| ConditionView { status, since }));
+    (containers, any::<bool>(), time(), time(), prop::option::weighted(0.2, time()), condition)
+        .prop_map(|(containers, owned_by_job, created_at, started_at, deleting, ready_condition)| PodView {
+            uid: "uid".into(),
+            namespace: "shop".into(),
+            name: "web-1".into(),
+            labels: Default::default(),
+            owned_by_job,
+            created_at,
+            started_at,
+            deleting_since: deleting.flatten(),
+            ready_condition,
+            containers,
+        })
+        .boxed()
+}
+
+/// Later states of the same Pod: same containers, new statuses.
+fn states_of(view: PodView) -> impl Strategy<Value = Vec<(PodView, i64)>> {
+    let n = view.containers.len();
+    prop::collection::vec((prop::collection::vec(prop::option::weighted(0.9, status()), n), 1i64..900), 0..4).prop_map(
+        move |steps| {
+            steps
+                .into_iter()
+                .map(|(statuses, gap)| {
+                    let mut next = view.clone();
+                    for (c, s) in next.containers.iter_mut().zip(statuses) {
+                        c.status = s;
+                    }
+                    (next, gap)
+                })
+                .collect()
+        },
+    )
+}
+
+fn duration() -> impl Strategy<Value = Option<String>> {
+    prop::option::of(
+        prop::sample::select(vec!["0s", "1s", "30s", "2m", "5m", "15m", "1h", "1h30m", "1d"]).prop_map(String::from),
+    )
+}
+
+fn severity() -> impl Strategy<Value = Option<Severity>> {
+    prop::option::of(prop::sample::select(vec![Severity::Info, Severity::Warning, Severity::Critical]))
+}
+
+fn for_rule() -> impl Strategy<Value = Option<ForRuleSpec>> {
+    prop::option::of(
+        (prop::option::of(any::<bool>()), severity(), duration()).prop_map(|(enabled, severity, for_)| ForRuleSpec {
+            enabled,
+            severity,
+            for_,
+        }),
+    )
+}
+
+fn instant_rule() -> impl Strategy<Value = Option<InstantRuleSpec>> {
+    prop::option::of(
+        (prop::option::of(any::<bool>()), severity())
+            .prop_map(|(enabled, severity)| InstantRuleSpec { enabled, severity }),
+    )
+}
+
+fn policy() -> BoxedStrategy<CompiledPolicy> {
+    let sidecars = prop::option::of(
+        (
+            any::<bool>(),
+            prop::sample::subsequence(NAMES.to_vec(), 0..3),
+            prop::option::of(prop::sample::select(vec![
+                ".*-sidecar|istio-proxy|envoy",
+                "envoy.*",
+                ".*",
+                "app",
+                "[a-z]+-init",
+            ])),
+        )
+            .prop_map(|(native, names, pattern)| SidecarSelector {
+                native,
+                names: names.into_iter().map(String::from).collect(),
+                pattern: pattern.map(String::from),
+            }),
+    );
+    let restarts = prop::option::of(
+        (prop::option::of(any::<bool>()), severity(), prop::option::of(1u32..6), duration()).prop_map(
+            |(enabled, severity, threshold, window)| RestartsRuleSpec { enabled, severity, threshold, window },
+        ),
+    );
+    let oom = prop::option::of(
+        (prop::option::of(any::<bool>()), severity(), duration())
+            .prop_map(|(enabled, severity, window)| WindowRuleSpec { enabled, severity, window }),
+    );
+    let rules = prop::option::of(
+        (
+            (for_rule(), for_rule(), restarts, for_rule(), oom),
+            (instant_rule(), for_rule(), instant_rule(), instant_rule()),
+        )
+            .prop_map(|((a, b, c, d, e), (f, g, h, i))| RulesSpec {
+                sidecar_not_ready: a,
+                main_ready_sidecar_not_ready: b,
+                restarts: c,
+                crash_loop: d,
+                oom_killed: e,
+                startup_order: f,
+                job_blocked: g,
+                shutdown_order: h,
+                misconfiguration: i,
+            }),
+    );
+    (sidecars, rules)
+        .prop_map(|(sidecars, rules)| {
+            let spec = PolicySpec { selector: None, sidecars, rules, events: true };
+            CompiledPolicy::compile(PolicyRef::namespaced("shop", "p"), &spec)
+        })
+        .prop_filter_map("invalid specs are rejected, not evaluated", Result::ok)
+        .boxed()
+}
+
+/// The `for` of the rule behind a pending alert.
+fn for_of(policy: &CompiledPolicy, name: AlertName) -> Duration {
+    let rules = &policy.rules;
+    match name {
+        AlertName::SidecarContainerNotReady => rules.sidecar_not_ready.for_,
+        AlertName::MainContainerReadyButSidecarNot => rules.main_ready_sidecar_not_ready.for_,
+        AlertName::SidecarCrashLooping => rules.crash_loop.for_,
+        AlertName::JobBlockedBySidecar => rules.job_blocked.for_,
+        other => panic!("{other} is never pending"),
+    }
+}
+
+/// A Pod, a history built by observing it through a few states, the last state, a policy and `now`.
+fn case() -> impl Strategy<Value = (PodView, PodHistory, CompiledPolicy, Timestamp)> {
+    (pod(), policy(), -3600i64..3600)
+        .prop_flat_map(|(first, policy, offset)| {
+            let steps = states_of(first.clone());
+            (Just(first), steps, Just(policy), Just(offset))
+        })
+        .prop_map(|(first, steps, policy, offset)| {
+            let mut history = PodHistory::default();
+            let mut seen = at("10:00:00");
+            history.observe(&first, seen);
+            let mut last = first;
+            for (view, gap) in steps {
+                seen = plus(seen, gap);
+                history.observe(&view, seen);
+                last = view;
+            }
+            (last, history, policy, plus(at("10:30:00"), offset))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn evaluation_is_sound((view, history, policy, now) in case()) {
+        let evaluation = evaluate(&view, &policy, &history, now);
+
+        // Deterministic: the same input gives the same output, with or without history clones.
+        prop_assert_eq!(&evaluate(&view, &policy, &history.clone(), now), &evaluation);
+
+        for alert in &evaluation.alerts {
+            // Only sidecars: never a main container or a plain init container.
+            if alert.container.is_empty() {
+                prop_assert_eq!(alert.check, Some(Check::SidecarSprawl), "{:?}", alert);
+            } else {
+                let container = view.containers.iter().find(|c| c.name == alert.container);
+                let container = container.expect("the alert names a container of the Pod");
+                prop_assert_ne!(container.kind, ContainerKind::Init, "{:?}", alert);
+                prop_assert!(policy.sidecar_type(container).is_some(), "not a sidecar: {:?}", alert);
+            }
+            prop_assert!(alert.since.is_some(), "{:?}", alert);
+            prop_assert!(!alert.message.is_empty());
+            prop_assert_eq!(alert.check.is_some(), alert.name == AlertName::SidecarMisconfigured);
+            // Pending alerts are due at since+for, and the evaluation wakes up no later.
+            if alert.state == AlertState::Pending {
+                let due = sidecar_watch::engine::rules::add(alert.since.unwrap(), for_of(&policy, alert.name));
+                prop_assert!(due > now, "{:?} pending past its due time {}", alert, due);
+                let next = evaluation.next_change.expect("a pending alert sets next_change");
+                prop_assert!(next <= due, "next_change {} after {:?} is due at {}", next, alert, due);
+            }
+        }
+        if let Some(next) = evaluation.next_change {
+            prop_assert!(next > now, "next_change {} not after now {}", next, now);
+        }
+        // One alert per (name, container, check), in the documented order.
+        let keys: Vec<_> = evaluation.alerts.iter().map(|a| (a.name, a.container.clone(), a.check)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        prop_assert_eq!(keys, sorted);
+        // Every condition without an API start is one of the reported alerts.
+        for (name, container) in &evaluation.clocked {
+            prop_assert!(
+                evaluation.alerts.iter().any(|a| a.name.as_str() == *name && a.container == *container),
+                "clocked {} {} without an alert", name, container
+            );
+        }
+    }
+
+    /// Observing any state keeps the history bounded and limited to the Pod's containers.
+    #[test]
+    fn observe_keeps_history_bounded((view, mut history, _policy, now) in case()) {
+        let before = history.clone();
+        history.observe(&view, now);
+        prop_assert!(history.containers.iter().all(|h| h.restarts.len() <= sidecar_watch::engine::history::MAX_RECORDED_RESTARTS));
+        prop_assert!(history.containers.iter().all(|h| view.containers.iter().any(|c| c.name == h.name)));
+        prop_assert!(history.containers.len() >= before.containers.iter().filter(|h| view.containers.iter().any(|c| c.name == h.name)).count());
+    }
+}

@@ -1,0 +1,678 @@
+//! Table-driven tests of every rule and its boundaries: `for` (pending until exactly
+//! since+for), restart thresholds and the (now-window, now] window, OOM windows, the exact
+//! `next_change`, disabled rules, severity overrides, and history-driven cases where
+//! [`PodHistory::observe`] watches a sequence of Pod states.
+
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+
+use fixtures::*;
+use jiff::Timestamp;
+use sidecar_watch::api::Severity;
+use sidecar_watch::engine::pod::{ConditionView, ContainerStatusView};
+use sidecar_watch::engine::{
+    evaluate, AlertName, AlertName::*, AlertState, AlertState::*, CompiledPolicy, ContainerHistory, Evaluation,
+    Observation, PodHistory, PodView,
+};
+
+/// The (name, container, state, since) of every alert.
+fn brief(evaluation: &Evaluation) -> Vec<(AlertName, String, AlertState, Option<Timestamp>)> {
+    evaluation.alerts.iter().map(|a| (a.name, a.container.clone(), a.state, a.since)).collect()
+}
+
+/// A Pod with a ready main container `app` (running since 10:00:01) and the sidecar `sidecar`.
+fn with_main(sidecar: sidecar_watch::engine::ContainerView) -> PodView {
+    pod(vec![sidecar, regular("app", running(at("10:00:01"), true))])
+}
+
+// ---- `for` boundaries ----
+
+/// One Pod per for-rule whose condition holds since `since`, with only that rule enabled.
+fn for_rule_cases() -> Vec<(&'static str, AlertName, u64, PodView, Timestamp)> {
+    let not_ready = with_main(native("envoy", running(at("10:00:00"), false)));
+    let crash = pod(vec![
+        native(
+            "envoy",
+            restarted(waiting("CrashLoopBackOff"), 1, Some(termination("Error", 1, at("10:00:00"), at("10:10:00")))),
+        ),
+        regular("app", running(at("10:00:01"), true)),
+    ]);
+    let mut job = pod(vec![
+        regular("migrate", terminated("Completed", 0, at("10:00:01"), at("10:05:00"))),
+        regular("log-sidecar", running(at("10:00:00"), true)),
+    ]);
+    job.owned_by_job = true;
+    vec![
+        ("sidecarNotReady", SidecarContainerNotReady, 300, not_ready.clone(), at("10:00:00")),
+        ("mainReadySidecarNotReady", MainContainerReadyButSidecarNot, 120, not_ready, at("10:00:01")),
+        ("crashLoop", SidecarCrashLooping, 300, crash, at("10:10:00")),
+        ("jobBlocked", JobBlockedBySidecar, 300, job, at("10:05:00")),
+    ]
+}
+
+#[test]
+fn for_rules_are_pending_until_exactly_since_plus_for() {
+    for (key, name, default_for, view, since) in for_rule_cases() {
+        for (rule_for, settings) in [(default_for as i64, String::new()), (90, "for: 90s".to_string())] {
+            let policy = only(key, &settings);
+            let due = plus(since, rule_for);
+            let sidecar = view.containers.iter().find(|c| policy.sidecar_type(c).is_some()).unwrap().name.clone();
+            for (offset, state, next) in [
+                (-rule_for, Pending, Some(due)), // the condition just started
+                (-1, Pending, Some(due)),
+                (0, Firing, None),
+                (1, Firing, None),
+                (86_400, Firing, None),
+            ] {
+                let now = plus(due, offset);
+                let evaluation = eval(&view, &policy, now);
+                assert_eq!(
+                    brief(&evaluation),
+                    vec![(name, sidecar.clone(), state, Some(since))],
+                    "{key} {settings:?} at due{offset:+}s"
+                );
+                assert_eq!(evaluation.next_change, next, "{key} {settings:?} at due{offset:+}s");
+            }
+        }
+    }
+}
+
+#[test]
+fn for_zero_fires_immediately() {
+    let view = with_main(native("envoy", running(at("10:00:00"), false)));
+    let evaluation = eval(&view, &only("sidecarNotReady", "for: 0s"), at("10:00:00"));
+    assert_eq!(brief(&evaluation), vec![(SidecarContainerNotReady, "envoy".into(), Firing, Some(at("10:00:00")))]);
+    assert_eq!(evaluation.next_change, None);
+}
+
+// ---- restarts ----
+
+/// A ready, running sidecar with `count` restarts whose times the operator observed.
+fn restarts_at(times: &[Timestamp]) -> (PodView, PodHistory) {
+    let last = times.last().map(|t| termination("Error", 137, plus(*t, -60), *t));
+    let started = times.last().map_or(at("10:00:00"), |t| plus(*t, 1));
+    let status = restarted(running(started, true), times.len() as u32, last);
+    let mut view = with_main(native("envoy", status));
+    // Restarts placed at the Pod start (unknown times) must not leak into these cases.
+    view.started_at = Some(at("00:00:00"));
+    view.created_at = Some(at("00:00:00"));
+    let history = PodHistory {
+        containers: vec![ContainerHistory {
+            name: "envoy".into(),
+            restart_count: times.len() as u32,
+            restarts: times.to_vec(),
+            ready: true,
+            ..ContainerHistory::default()
+        }],
+        ..PodHistory::default()
+    };
+    (view, history)
+}
+
+#[test]
+fn restart_threshold_and_window_boundaries() {
+    let now = now();
+    let ago = |secs: i64| plus(now, -secs);
+    let w = 900; // the default window, 15m
+                 // (case, restart times, expected since, expected next_change)
+    let cases: Vec<(&str, Vec<Timestamp>, Option<Timestamp>, Option<Timestamp>)> = vec![
+        ("one below the threshold", vec![ago(600), ago(300)], None, None),
+        ("exactly the threshold", vec![ago(600), ago(300), ago(60)], Some(ago(60)), Some(plus(ago(600), w))),
+        ("oldest exactly `window` ago is not counted", vec![ago(w), ago(300), ago(60)], None, None),
+        ("oldest one second inside the window", vec![ago(w - 1), ago(300), ago(60)], Some(ago(60)), Some(plus(now, 1))),
+        ("a restart exactly now counts", vec![ago(600), ago(300), now], Some(now), Some(plus(ago(600), w))),
+        ("older restarts outside the window", vec![ago(5000), ago(4000), ago(w + 1), ago(10), ago(5)], None, None),
+        (
+            "above the threshold: since is the third, the alert holds until two have left",
+            vec![ago(800), ago(700), ago(600), ago(500)],
+            Some(ago(600)),
+            Some(plus(ago(700), w)),
+        ),
+    ];
+    for (case, times, since, next) in cases {
+        let (view, history) = restarts_at(&times);
+        let evaluation = evaluate(&view, &only("restarts", ""), &history, now);
+        let expected: Vec<_> =
+            since.map(|s| (SidecarRestartingFrequently, "envoy".to_string(), Firing, Some(s))).into_iter().collect();
+        assert_eq!(brief(&evaluation), expected, "{case}");
+        assert_eq!(evaluation.next_change, next, "{case}");
+        // At next_change the alert is gone (the oldest counted restart left the window).
+        if let Some(next) = next {
+            if times.len() == 3 {
+                assert!(
+                    evaluate(&view, &only("restarts", ""), &history, next).alerts.is_empty(),
+                    "{case} at next_change"
+                );
+                assert!(
+                    !evaluate(&view, &only("restarts", ""), &history, plus(next, -1)).alerts.is_empty(),
+                    "{case} just before next_change"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn restart_threshold_and_window_are_configurable() {
+    let now = now();
+    let (view, history) = restarts_at(&[plus(now, -3500), plus(now, -100)]);
+    let policy = only("restarts", "threshold: 2, window: 1h, severity: warning");
+    let evaluation = evaluate(&view, &policy, &history, now);
+    assert_eq!(brief(&evaluation), vec![(SidecarRestartingFrequently, "envoy".into(), Firing, Some(plus(now, -100)))]);
+    assert_eq!(evaluation.alerts[0].severity, Severity::Warning);
+    assert_eq!(evaluation.next_change, Some(plus(now, 100)));
+    let one = only("restarts", "threshold: 1");
+    assert_eq!(evaluate(&view, &one, &history, now).alerts[0].since, Some(plus(now, -100)));
+}
+
+#[test]
+fn restarts_without_history_use_last_termination_and_pod_start() {
+    // restartCount 3, only the last finishedAt known: the other two count at the Pod's start.
+    let status =
+        restarted(running(at("10:25:01"), true), 3, Some(termination("Error", 1, at("10:24:00"), at("10:25:00"))));
+    let mut view = with_main(native("envoy", status));
+    view.started_at = Some(at("10:20:00"));
+    let evaluation = eval(&view, &only("restarts", ""), now());
+    assert_eq!(brief(&evaluation), vec![(SidecarRestartingFrequently, "envoy".into(), Firing, Some(at("10:25:00")))]);
+    assert_eq!(evaluation.next_change, Some(at("10:35:00")), "the Pod-start restarts leave the window first");
+    // A Pod started before the window: only one restart counts.
+    view.started_at = Some(at("10:00:00"));
+    assert!(eval(&view, &only("restarts", ""), now()).alerts.is_empty());
+}
+
+// ---- OOM ----
+
+#[test]
+fn oom_killed_inside_and_outside_the_window() {
+    let now = now();
+    for (case, finished_ago, window, active) in [
+        ("just now", 0, 3600, true),
+        ("one second inside", 3599, 3600, true),
+        ("exactly `window` ago", 3600, 3600, false),
+        ("outside", 3601, 3600, false),
+        ("custom window 10m, inside", 599, 600, true),
+        ("custom window 10m, outside", 601, 600, false),
+    ] {
+        let finished = plus(now, -finished_ago);
+        let status = restarted(
+            running(plus(finished, 1), true),
+            1,
+            Some(termination("OOMKilled", 137, at("00:00:00"), finished)),
+        );
+        let view = with_main(native("agent", status));
+        let policy = only("oomKilled", &format!("window: {window}s"));
+        let evaluation = eval(&view, &policy, now);
+        if active {
+            assert_eq!(brief(&evaluation), vec![(SidecarOomKilled, "agent".into(), Firing, Some(finished))], "{case}");
+            assert_eq!(evaluation.next_change, Some(plus(finished, window)), "{case}");
+        } else {
+            assert_eq!(evaluation, Evaluation::default(), "{case}");
+        }
+    }
+    // A sidecar that is terminated right now with OOMKilled counts as well; other reasons do not.
+    for (reason, alerts) in [("OOMKilled", 1), ("Error", 0), ("Completed", 0)] {
+        let view = with_main(native("agent", terminated(reason, 137, at("10:00:00"), at("10:29:00"))));
+        assert_eq!(eval(&view, &only("oomKilled", ""), now).alerts.len(), alerts, "{reason}");
+    }
+}
+
+// ---- crash loop ----
+
+#[test]
+fn crash_loop_episode_and_bridging() {
+    let now = now();
+    let crash = |times: &[Timestamp], state: ContainerStatusView| {
+        let (mut view, history) = restarts_at(times);
+        let status = view.containers[0].status.as_mut().unwrap();
+        status.state = state.state;
+        status.ready = false;
+        (view, history)
+    };
+    // Restarts 10 minutes or less apart are one episode; a longer gap starts a new one.
+    let times = [plus(now, -3000), plus(now, -900), plus(now, -400), plus(now, -100)];
+    let (view, history) = crash(&times, waiting("CrashLoopBackOff"));
+    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, now);
+    assert_eq!(brief(&evaluation), vec![(SidecarCrashLooping, "envoy".into(), Firing, Some(plus(now, -900)))]);
+    // Exactly 10 minutes apart still belongs to the episode.
+    let times = [plus(now, -700), plus(now, -100)];
+    let (view, history) = crash(&times, waiting("CrashLoopBackOff"));
+    assert_eq!(evaluate(&view, &only("crashLoop", ""), &history, now).alerts[0].since, Some(plus(now, -700)));
+    let times = [plus(now, -701), plus(now, -100)];
+    let (view, history) = crash(&times, waiting("CrashLoopBackOff"));
+    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, now);
+    assert_eq!(brief(&evaluation), vec![(SidecarCrashLooping, "envoy".into(), Pending, Some(plus(now, -100)))]);
+    assert_eq!(evaluation.next_change, Some(plus(now, 200)));
+
+    // A short run between back-offs keeps the episode (bridging) until startedAt + 5m.
+    let times = [plus(now, -400), plus(now, -100)];
+    let (view, history) = crash(&times, running(plus(now, -90), false));
+    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, plus(now, -150));
+    assert_eq!(brief(&evaluation), vec![(SidecarCrashLooping, "envoy".into(), Pending, Some(plus(now, -400)))]);
+    assert_eq!(evaluation.next_change, Some(plus(now, -100)), "fires at since+5m, before the bridge ends");
+    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, now);
+    assert_eq!(brief(&evaluation), vec![(SidecarCrashLooping, "envoy".into(), Firing, Some(plus(now, -400)))]);
+    assert_eq!(evaluation.next_change, Some(plus(now, 210)), "the bridge ends 5m after the run started");
+    assert!(!evaluate(&view, &only("crashLoop", ""), &history, plus(now, 209)).alerts.is_empty());
+    assert!(evaluate(&view, &only("crashLoop", ""), &history, plus(now, 210)).alerts.is_empty());
+    // One restart and running: not a loop.
+    let (view, history) = crash(&[plus(now, -100)], running(plus(now, -90), false));
+    assert!(evaluate(&view, &only("crashLoop", ""), &history, now).alerts.is_empty());
+}
+
+// ---- instant rules ----
+
+#[test]
+fn startup_order_cases() {
+    let now = now();
+    // (case, sidecar status, history of the sidecar, Pod Ready condition, expected since)
+    let flip = |first_ready: Timestamp| ContainerHistory {
+        name: "envoy".into(),
+        ready: true,
+        ready_changed_at: Some(first_ready),
+        watched_run_started_at: Some(at("10:00:00")),
+        first_ready_at: Some(first_ready),
+        ..ContainerHistory::default()
+    };
+    let cases: Vec<(&str, ContainerStatusView, Option<ContainerHistory>, Option<ConditionView>, Option<Timestamp>)> = vec![
+        ("ready before main started (watched)", running(at("10:00:00"), true), Some(flip(at("10:00:00"))), None, None),
+        (
+            "ready after main started (watched)",
+            running(at("10:00:00"), true),
+            Some(flip(at("10:00:05"))),
+            None,
+            Some(at("10:00:01")),
+        ),
+        ("ready now, nothing known", running(at("10:00:00"), true), None, None, None),
+        ("started after main", running(at("10:00:02"), true), None, None, Some(at("10:00:01"))),
+        ("never ready", running(at("10:00:00"), false), None, None, Some(at("10:00:01"))),
+        (
+            "not ready, Pod Ready=False only since 10:20 (it was ready before)",
+            running(at("10:00:00"), false),
+            None,
+            Some(ConditionView { status: false, since: Some(at("10:20:00")) }),
+            None,
+        ),
+        (
+            "not ready, Pod never Ready",
+            running(at("10:00:00"), false),
+            None,
+            Some(ConditionView { status: false, since: Some(at("09:59:59")) }),
+            Some(at("10:00:01")),
+        ),
+        ("terminated", terminated("Completed", 0, at("10:00:00"), at("10:20:00")), None, None, None),
+        ("restarted: only the first run tells", restarted(running(at("10:00:00"), false), 1, None), None, None, None),
+    ];
+    for (case, status, history, condition, since) in cases {
+        let mut view = with_main(native("envoy", status));
+        view.ready_condition = condition;
+        let history = PodHistory { containers: history.into_iter().collect(), ..PodHistory::default() };
+        let evaluation = evaluate(&view, &only("startupOrder", ""), &history, now);
+        let expected: Vec<_> =
+            since.map(|s| (MainStartedBeforeSidecarReady, "envoy".to_string(), Firing, Some(s))).into_iter().collect();
+        assert_eq!(brief(&evaluation), expected, "{case}");
+        assert_eq!(evaluation.next_change, None, "{case}");
+    }
+}
+
+#[test]
+fn shutdown_order_cases() {
+    let stopped = terminated("Completed", 0, at("10:00:00"), at("10:29:29"));
+    for (case, deleting, main, fires) in [
+        ("main still running", true, running(at("10:00:01"), true), true),
+        ("main finished after the sidecar", true, terminated("Completed", 0, at("10:00:01"), at("10:29:40")), true),
+        ("main finished first", true, terminated("Completed", 0, at("10:00:01"), at("10:29:00")), false),
+        ("not terminating", false, running(at("10:00:01"), true), false),
+    ] {
+        let mut view = pod(vec![regular("istio-proxy", stopped.clone()), regular("app", main)]);
+        view.deleting_since = deleting.then(|| at("10:30:28"));
+        let evaluation = eval(&view, &only("shutdownOrder", ""), now());
+        let expected: Vec<_> = fires
+            .then(|| (SidecarStoppedBeforeMain, "istio-proxy".to_string(), Firing, Some(at("10:29:29"))))
+            .into_iter()
+            .collect();
+        assert_eq!(brief(&evaluation), expected, "{case}");
+    }
+}
+
+#[test]
+fn job_blocked_needs_a_job_and_every_main_finished() {
+    let done = terminated("Completed", 0, at("10:00:01"), at("10:05:00"));
+    for (case, job, mains, fires) in [
+        ("job, main done", true, vec![regular("a", done.clone())], Some(at("10:05:00"))),
+        (
+            "job, latest main finish counts",
+            true,
+            vec![regular("a", done.clone()), regular("b", terminated("Error", 1, at("10:00:01"), at("10:07:00")))],
+            Some(at("10:07:00")),
+        ),
+        (
+            "job, one main still running",
+            true,
+            vec![regular("a", done.clone()), regular("b", running(at("10:00:01"), true))],
+            None,
+        ),
+        ("not a job", false, vec![regular("a", done.clone())], None),
+    ] {
+        let mut containers = mains;
+        containers.push(regular("log-sidecar", running(at("10:00:00"), true)));
+        let mut view = pod(containers);
+        view.owned_by_job = job;
+        let evaluation = eval(&view, &only("jobBlocked", ""), now());
+        let expected: Vec<_> =
+            fires.map(|s| (JobBlockedBySidecar, "log-sidecar".to_string(), Firing, Some(s))).into_iter().collect();
+        assert_eq!(brief(&evaluation), expected, "{case}");
+    }
+}
+
+// ---- disabled rules and severity overrides, on every scenario ----
+
+const FIXTURES: [&str; 11] = [
+    "never-ready-sidecar.yaml",
+    "crashlooping-sidecar.yaml",
+    "job-blocked-by-sidecar.yaml",
+    "healthy-mesh.yaml",
+    "init-container-not-sidecar.yaml",
+    "two-sidecars.yaml",
+    "two-policies.yaml",
+    "oomkilled-sidecar.yaml",
+    "startup-order.yaml",
+    "shutdown-order.yaml",
+    "misconfigured-sidecars.yaml",
+];
+
+#[test]
+fn disabling_a_rule_removes_exactly_its_alerts() {
+    let mut seen = std::collections::BTreeSet::new();
+    for file in FIXTURES {
+        let view = load_view(file);
+        let all = eval(&view, &CompiledPolicy::builtin(), now());
+        seen.extend(all.alerts.iter().map(|a| a.name));
+        for (key, name) in RULE_KEYS {
+            let disabled = policy(&format!("rules: {{{key}: {{enabled: false}}}}"));
+            let evaluation = eval(&view, &disabled, now());
+            let expected: Vec<Row> = rows(&all).into_iter().filter(|r| r.0 != name).collect();
+            assert_eq!(rows(&evaluation), expected, "{file} without {key}");
+        }
+    }
+    assert_eq!(seen.len(), AlertName::ALL.len(), "the fixtures exercise every rule: {seen:?}");
+}
+
+#[test]
+fn severity_overrides_apply_to_their_rule_only() {
+    for file in FIXTURES {
+        let view = load_view(file);
+        let all = eval(&view, &CompiledPolicy::builtin(), now());
+        for (key, name) in RULE_KEYS {
+            for severity in [Severity::Info, Severity::Warning, Severity::Critical] {
+                let overridden = policy(&format!("rules: {{{key}: {{severity: {severity}}}}}"));
+                let evaluation = eval(&view, &overridden, now());
+                let expected: Vec<Row> = rows(&all)
+                    .into_iter()
+                    .map(|mut r| {
+                        if r.0 == name {
+                            r.5 = severity;
+                        }
+                        r
+                    })
+                    .collect();
+                assert_eq!(rows(&evaluation), expected, "{file} {key} {severity}");
+            }
+        }
+    }
+}
+
+// ---- history-driven ----
+
+#[test]
+fn observed_readiness_flip_gives_since() {
+    let mut history = PodHistory::default();
+    let ready = with_main(native("envoy", running(at("10:00:00"), true)));
+    let not_ready = with_main(native("envoy", running(at("10:00:00"), false)));
+    assert_eq!(history.observe(&ready, at("10:00:10")), vec![]);
+    assert_eq!(history.observe(&not_ready, at("10:20:00")), vec![]);
+    assert_eq!(history.container("envoy").unwrap().ready_changed_at, Some(at("10:20:00")));
+    let evaluation = evaluate(&not_ready, &CompiledPolicy::builtin(), &history, now());
+    assert_eq!(
+        brief(&evaluation),
+        vec![
+            (SidecarContainerNotReady, "envoy".into(), Firing, Some(at("10:20:00"))),
+            (MainContainerReadyButSidecarNot, "envoy".into(), Firing, Some(at("10:20:00"))),
+        ],
+        "no MainStartedBeforeSidecarReady: the sidecar was seen ready"
+    );
+    // Not yet 5 minutes: pending until exactly 10:25:00.
+    let early = evaluate(&not_ready, &CompiledPolicy::builtin(), &history, at("10:24:59"));
+    assert_eq!(early.alerts[0].state, Pending);
+    assert_eq!(early.alerts[1].state, Firing, "mainReadySidecarNotReady fired at 10:22:00");
+    assert_eq!(early.next_change, Some(at("10:25:00")));
+    // Ready again: everything resolves, and the run seen ready at 10:00:10 is not mistaken
+    // for a new one whose start-up took 31 minutes.
+    assert_eq!(history.observe(&ready, at("10:31:00")), vec![]);
+    assert_eq!(history.container("envoy").unwrap().first_ready_at, None);
+    assert_eq!(evaluate(&ready, &CompiledPolicy::builtin(), &history, at("10:31:00")), Evaluation::default());
+}
+
+#[test]
+fn observed_restarts_are_recorded_with_finished_at() {
+    let mut history = PodHistory::default();
+    let state = |count: u32, finished: Option<&str>| {
+        let last = finished.map(|f| termination("Error", 137, plus(at(f), -30), at(f)));
+        with_main(native("envoy", restarted(running(at("10:00:00"), true), count, last)))
+    };
+    history.observe(&state(0, None), at("10:00:00"));
+    history.observe(&state(1, Some("10:18:00")), at("10:18:05"));
+    history.observe(&state(2, Some("10:22:00")), at("10:22:05"));
+    // Two restarts in one gap: the newest at its finishedAt, the other at the previous observation.
+    history.observe(&state(4, Some("10:27:00")), at("10:27:05"));
+    let envoy = history.container("envoy").unwrap();
+    assert_eq!(envoy.restart_count, 4);
+    assert_eq!(envoy.restarts, vec![at("10:18:00"), at("10:22:00"), at("10:22:05"), at("10:27:00")]);
+    let view = state(4, Some("10:27:00"));
+    let evaluation = evaluate(&view, &only("restarts", ""), &history, now());
+    assert_eq!(brief(&evaluation), vec![(SidecarRestartingFrequently, "envoy".into(), Firing, Some(at("10:22:05")))]);
+    assert_eq!(evaluation.next_change, Some(at("10:37:00")), "when the second-oldest leaves the 15m window");
+    // Without a finishedAt the observation time is used.
+    history.observe(&state(5, None), at("10:29:00"));
+    assert_eq!(history.container("envoy").unwrap().restarts.last(), Some(&at("10:29:00")));
+}
+
+#[test]
+fn first_ready_time_drives_startup_order_and_started_up() {
+    let sidecar = |ready: bool| native("envoy", running(at("10:00:02"), ready));
+    let app = |started: &str| regular("app", running(at(started), true));
+    let app_waiting = regular("app", waiting("ContainerCreating"));
+
+    // Main starts one second after the sidecar, which becomes ready 8s later.
+    let mut history = PodHistory::default();
+    assert_eq!(history.observe(&pod(vec![sidecar(false), app_waiting.clone()]), at("10:00:02")), vec![]);
+    assert_eq!(history.observe(&pod(vec![sidecar(false), app("10:00:03")]), at("10:00:03")), vec![]);
+    let ready = pod(vec![sidecar(true), app("10:00:03")]);
+    assert_eq!(
+        history.observe(&ready, at("10:00:10")),
+        vec![Observation::StartedUp { container: "envoy".into(), seconds: 8.0 }]
+    );
+    assert_eq!(history.container("envoy").unwrap().first_ready_at, Some(at("10:00:10")));
+    let evaluation = evaluate(&ready, &only("startupOrder", ""), &history, now());
+    assert_eq!(brief(&evaluation), vec![(MainStartedBeforeSidecarReady, "envoy".into(), Firing, Some(at("10:00:03")))]);
+    // A second flip does not report another start-up.
+    history.observe(&pod(vec![sidecar(false), app("10:00:03")]), at("10:10:00"));
+    assert_eq!(history.observe(&ready, at("10:11:00")), vec![]);
+    assert_eq!(evaluate(&ready, &only("startupOrder", ""), &history, now()).alerts.len(), 1);
+
+    // With a startupProbe the main container waits: no alert.
+    let mut history = PodHistory::default();
+    history.observe(&pod(vec![sidecar(false), app_waiting.clone()]), at("10:00:02"));
+    let started = history.observe(&pod(vec![sidecar(true), app_waiting]), at("10:00:07"));
+    assert_eq!(started, vec![Observation::StartedUp { container: "envoy".into(), seconds: 5.0 }]);
+    let good = pod(vec![sidecar(true), app("10:00:08")]);
+    history.observe(&good, at("10:00:08"));
+    assert!(evaluate(&good, &only("startupOrder", ""), &history, now()).alerts.is_empty());
+
+    // First seen already ready: no start-up to time.
+    let mut history = PodHistory::default();
+    assert_eq!(history.observe(&good, at("10:05:00")), vec![]);
+    assert_eq!(history.container("envoy").unwrap().watched_run_started_at, None);
+}
+
+#[test]
+fn clocks_keep_first_seen_time_when_the_api_has_none() {
+    // A Job whose main container's finishedAt is missing: the condition has no API start.
+    let mut main = terminated("Completed", 0, at("10:00:01"), at("10:05:00"));
+    if let sidecar_watch::engine::pod::ContainerState::Terminated(t) = &mut main.state {
+        t.finished_at = None;
+    }
+    let mut view = pod(vec![regular("migrate", main), regular("log-sidecar", running(at("10:00:00"), true))]);
+    view.owned_by_job = true;
+    let policy = only("jobBlocked", "");
+    let mut history = PodHistory::default();
+    let first = evaluate(&view, &policy, &history, at("10:10:00"));
+    assert_eq!(first.clocked, vec![("JobBlockedBySidecar", "log-sidecar".to_string())]);
+    assert_eq!(brief(&first), vec![(JobBlockedBySidecar, "log-sidecar".into(), Pending, Some(at("10:10:00")))]);
+    assert_eq!(first.next_change, Some(at("10:15:00")));
+    history.set_clocks(first.clocked.clone(), at("10:10:00"));
+    let later = evaluate(&view, &policy, &history, at("10:15:00"));
+    assert_eq!(brief(&later), vec![(JobBlockedBySidecar, "log-sidecar".into(), Firing, Some(at("10:10:00")))]);
+    history.set_clocks(later.clocked.clone(), at("10:15:00"));
+    assert_eq!(history.clock("JobBlockedBySidecar", "log-sidecar"), Some(at("10:10:00")));
+    // The condition clears: the clock is dropped, and a new episode starts afresh.
+    history.set_clocks(Vec::new(), at("10:16:00"));
+    assert_eq!(history.clocks, vec![]);
+    assert_eq!(evaluate(&view, &policy, &history, at("10:20:00")).alerts[0].since, Some(at("10:20:00")));
+}
+
+/// A restarted operator (empty history) computes the same `since` as one that watched the
+/// Pod from its start, for every alert whose start the API records.
+#[test]
+fn restarted_operator_computes_the_same_since() {
+    // A sequence of Pod states and the instants the watching operator saw them.
+    let job = |mut v: PodView| {
+        v.owned_by_job = true;
+        v
+    };
+    let not_ready_since = |t: &str| Some(ConditionView { status: false, since: Some(at(t)) });
+    let mut flipped = with_main(native("envoy", running(at("10:00:00"), false)));
+    flipped.ready_condition = not_ready_since("10:20:00");
+    let mut shutting_down = pod(vec![
+        regular("istio-proxy", terminated("Completed", 0, at("10:00:00"), at("10:29:29"))),
+        regular("app", running(at("10:00:01"), true)),
+    ]);
+    shutting_down.deleting_since = Some(at("10:30:28"));
+    let oom = |count, finished: &str| {
+        with_main(native(
+            "agent",
+            restarted(
+                running(plus(at(finished), 1), true),
+                count,
+                Some(termination("OOMKilled", 137, at("10:00:00"), at(finished))),
+            ),
+        ))
+    };
+    let restarts = |count, finished: &str| {
+        let mut v = with_main(native(
+            "envoy",
+            restarted(
+                waiting("CrashLoopBackOff"),
+                count,
+                Some(termination("Error", 143, at("10:00:00"), at(finished))),
+            ),
+        ));
+        v.started_at = Some(at("10:20:00"));
+        v
+    };
+    // The crash-loop episode starts at the first restart of the loop, which the API does not
+    // record (only the last termination): a watching operator knows it, a restarted one
+    // places it at the Pod's start. Every other `since` below is an API timestamp.
+    let sequences: Vec<(&str, Vec<(PodView, Timestamp)>)> = vec![
+        (
+            "never-ready sidecar",
+            vec![
+                (with_main(native("envoy", waiting("PodInitializing"))), at("10:00:00")),
+                (with_main(native("envoy", running(at("10:00:00"), false))), at("10:00:01")),
+            ],
+        ),
+        (
+            "sidecar became unready (observed at the Pod condition's transition)",
+            vec![
+                (with_main(native("envoy", running(at("10:00:00"), true))), at("10:00:05")),
+                (flipped.clone(), at("10:20:00")),
+            ],
+        ),
+        ("OOM kill", vec![(oom(0, "10:00:00"), at("10:00:00")), (oom(1, "10:14:10"), at("10:14:12"))]),
+        (
+            "three restarts since the Pod started",
+            vec![
+                (restarts(0, "10:20:00"), at("10:20:00")),
+                (restarts(1, "10:21:00"), at("10:21:02")),
+                (restarts(2, "10:23:00"), at("10:23:02")),
+                (restarts(3, "10:26:00"), at("10:26:02")),
+            ],
+        ),
+        (
+            "job blocked",
+            vec![
+                (
+                    job(pod(vec![
+                        regular("a", running(at("10:00:01"), true)),
+                        regular("x-sidecar", running(at("10:00:00"), true)),
+                    ])),
+                    at("10:00:02"),
+                ),
+                (
+                    job(pod(vec![
+                        regular("a", terminated("Completed", 0, at("10:00:01"), at("10:12:30"))),
+                        regular("x-sidecar", running(at("10:00:00"), true)),
+                    ])),
+                    at("10:12:31"),
+                ),
+            ],
+        ),
+        (
+            "shutdown order",
+            vec![
+                (with_main(regular("istio-proxy", running(at("10:00:00"), true))), at("10:00:02")),
+                (shutting_down, at("10:29:30")),
+            ],
+        ),
+    ];
+    for (case, states) in sequences {
+        let policy = policy("rules: {crashLoop: {enabled: false}}");
+        let mut watched = PodHistory::default();
+        for (view, seen) in &states {
+            watched.observe(view, *seen);
+        }
+        let (last, _) = states.last().unwrap();
+        let with_history = evaluate(last, &policy, &watched, now());
+        let restarted = evaluate(last, &policy, &PodHistory::default(), now());
+        assert!(!with_history.alerts.is_empty(), "{case}: the case produces alerts");
+        assert_eq!(rows(&with_history), rows(&restarted), "{case}");
+        assert_eq!(with_history.next_change, restarted.next_change, "{case}");
+        // The restarted operator then watches on: nothing changes on the next identical state.
+        let mut fresh = PodHistory::default();
+        fresh.observe(last, now());
+        assert_eq!(rows(&evaluate(last, &policy, &fresh, now())), rows(&restarted), "{case} after one observation");
+    }
+}
+
+#[test]
+fn sidecars_by_pattern_names_and_native() {
+    let view = pod(vec![
+        container("envoy-config", sidecar_watch::engine::ContainerKind::Init, running(at("10:00:00"), false)),
+        native("agent", running(at("10:00:00"), false)),
+        regular("envoy", running(at("10:00:00"), false)),
+        regular("envoy-config", running(at("10:00:00"), false)),
+        regular("log-sidecar", running(at("10:00:00"), false)),
+        regular("app", running(at("10:00:00"), false)),
+    ]);
+    let not_ready = |p: &CompiledPolicy| -> Vec<String> {
+        eval(&view, p, now())
+            .alerts
+            .iter()
+            .filter(|a| a.name == SidecarContainerNotReady)
+            .map(|a| a.container.clone())
+            .collect()
+    };
+    assert_eq!(not_ready(&CompiledPolicy::builtin()), ["agent", "envoy", "log-sidecar"]);
+    assert_eq!(not_ready(&policy("sidecars: {native: false, names: [app]}")), ["app"]);
+    assert_eq!(not_ready(&policy("sidecars: {native: true, pattern: 'envoy-.*'}")), ["agent", "envoy-config"]);
+    assert_eq!(not_ready(&policy("sidecars: {native: false, pattern: 'envoy'}")), ["envoy"]);
+}
