@@ -271,7 +271,7 @@ fn case() -> impl Strategy<Value = (PodView, PodHistory, CompiledPolicy, Timesta
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn evaluation_is_sound((view, history, policy, now) in case()) {

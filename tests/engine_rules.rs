@@ -113,9 +113,11 @@ fn restarts_at(times: &[Timestamp]) -> (PodView, PodHistory) {
 fn restart_threshold_and_window_boundaries() {
     let now = now();
     let ago = |secs: i64| plus(now, -secs);
-    let w = 900; // the default window, 15m
-                 // (case, restart times, expected since, expected next_change)
-    let cases: Vec<(&str, Vec<Timestamp>, Option<Timestamp>, Option<Timestamp>)> = vec![
+    // The default window, 15m.
+    let w = 900;
+    // (case, restart times, expected since, expected next_change)
+    type Case = (&'static str, Vec<Timestamp>, Option<Timestamp>, Option<Timestamp>);
+    let cases: Vec<Case> = vec![
         ("one below the threshold", vec![ago(600), ago(300)], None, None),
         ("exactly the threshold", vec![ago(600), ago(300), ago(60)], Some(ago(60)), Some(plus(ago(600), w))),
         ("oldest exactly `window` ago is not counted", vec![ago(w), ago(300), ago(60)], None, None),
@@ -273,7 +275,8 @@ fn startup_order_cases() {
         first_ready_at: Some(first_ready),
         ..ContainerHistory::default()
     };
-    let cases: Vec<(&str, ContainerStatusView, Option<ContainerHistory>, Option<ConditionView>, Option<Timestamp>)> = vec![
+    type Case = (&'static str, ContainerStatusView, Option<ContainerHistory>, Option<ConditionView>, Option<Timestamp>);
+    let cases: Vec<Case> = vec![
         ("ready before main started (watched)", running(at("10:00:00"), true), Some(flip(at("10:00:00"))), None, None),
         (
             "ready after main started (watched)",

@@ -314,7 +314,7 @@ impl CompiledPolicy {
     /// containers never are.
     pub fn sidecar_type(&self, container: &ContainerView) -> Option<SidecarType> {
         let by_name = || {
-            self.sidecar_names.iter().any(|n| *n == container.name)
+            self.sidecar_names.contains(&container.name)
                 || self.sidecar_pattern.as_ref().is_some_and(|p| p.is_match(&container.name))
         };
         match container.kind {

@@ -1,0 +1,111 @@
+//! Policies: an invalid one is reported (status, Event) and does not stop the others;
+//! `kubectl get scp` shows the printer columns.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sidecar_watch_e2e::harness::wait_until;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_policy_is_reported_and_others_keep_evaluating() {
+    let c = Cluster::start("invalid").await;
+    let ns = c.ns.clone();
+    let good_rules = rules(json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}}));
+    c.apply_policy(
+        "bad",
+        json!({"selector": {"matchLabels": {"app": "web"}}, "sidecars": {"pattern": "envoy("}, "rules": good_rules}),
+    )
+    .await;
+    c.apply_policy("good", json!({"selector": {"matchLabels": {"app": "web"}}, "rules": good_rules})).await;
+    let op = Operator::start(&c, "op-0", &[]).await;
+    let pod = c.create_pod(native_pod("web-1", "web", "app", "envoy")).await;
+    drive(&pod, &[("app", true), ("envoy", false)]).await;
+
+    let good_alert = alert("SidecarContainerNotReady", "firing", "warning", "good", &ns, "web-1", "envoy");
+    op.wait_alerts("only the valid policy alerts", vec![good_alert.clone()]).await;
+    let status = c
+        .wait_status("bad", "InvalidSpec", |s| {
+            status_ready(s, "False", "InvalidSpec")?;
+            status_counts(s, 0, 0, json!({}), 0)
+        })
+        .await;
+    let message = super::support::condition(&status, "Ready").unwrap()["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("sidecars.pattern"), "the message names the field: {message}");
+    c.wait_status("good", "evaluating", |s| {
+        status_ready(s, "True", "Evaluating")?;
+        status_counts(s, 1, 1, json!({"SidecarContainerNotReady": 1}), 0)
+    })
+    .await;
+
+    let events = c.wait_events("bad", "Warning", "InvalidSpec", 1).await;
+    let e = the_event(&events, "bad", "InvalidSpec");
+    let regarding = e.regarding.as_ref().unwrap();
+    assert_eq!(regarding.kind.as_deref(), Some("SidecarPolicy"), "{e:?}");
+    assert_eq!(regarding.namespace.as_deref(), Some(ns.as_str()), "{e:?}");
+    assert!(e.note.as_deref().unwrap_or_default().contains("sidecars.pattern"), "{e:?}");
+    c.wait_events("web-1", "Warning", "SidecarContainerNotReady", 1).await;
+
+    // Fixing the policy makes it evaluate.
+    c.apply_policy(
+        "bad",
+        json!({"selector": {"matchLabels": {"app": "web"}}, "sidecars": {"pattern": "envoy"}, "rules": good_rules}),
+    )
+    .await;
+    op.wait_alerts(
+        "both policies alert",
+        vec![good_alert, alert("SidecarContainerNotReady", "firing", "warning", "bad", &ns, "web-1", "envoy")],
+    )
+    .await;
+    c.wait_status("bad", "fixed", |s| {
+        status_ready(s, "True", "Evaluating")?;
+        status_counts(s, 1, 1, json!({"SidecarContainerNotReady": 1}), 0)
+    })
+    .await;
+    assert_eq!(c.event_count("bad", "Warning", "InvalidSpec").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_scp_prints_matched_alerting_ready() {
+    let c = Cluster::start("kubectl").await;
+    let r = rules(json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}}));
+    c.apply_policy("web", json!({"selector": {"matchLabels": {"tier": "web"}}, "rules": r})).await;
+    c.apply_policy("all", json!({"rules": r})).await;
+    c.apply_policy("broken", json!({"sidecars": {"pattern": "[a-"}, "rules": r})).await;
+    let op = Operator::start(&c, "op-0", &[]).await;
+    for (name, tier, ready) in [("w1", "web", false), ("w2", "web", true), ("d1", "db", true)] {
+        let pod = c
+            .create_pod(sidecar_watch_e2e::kubelet::test_pod(name, &[("tier", tier)], &["app"], &["istio-proxy"]))
+            .await;
+        drive(&pod, &[("app", true), ("istio-proxy", ready)]).await;
+    }
+    let _ = op;
+    let expected = vec![
+        vec!["all", "3", "1", "True"],
+        vec!["broken", "0", "0", "False"],
+        vec!["web", "2", "1", "True"],
+    ];
+    let ns = c.ns.clone();
+    wait_until(Duration::from_secs(30), "kubectl get scp", || async {
+        let out = c.env.kubectl(["get", "scp", "-n", &ns]).await.map_err(|e| e.to_string())?;
+        let mut lines = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>());
+        let header = lines.next().unwrap_or_default();
+        if header != ["NAME", "MATCHED", "ALERTING", "READY", "AGE"] {
+            return Err(out);
+        }
+        let mut rows: Vec<Vec<&str>> = lines.map(|l| l[..l.len().min(4)].to_vec()).collect();
+        rows.sort();
+        if rows == expected {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    })
+    .await
+    .unwrap();
+    let wide = c.env.kubectl(["get", "sidecarpolicies.sidecarwatch.io", "broken", "-n", &ns, "-o", "json"]).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&wide).unwrap();
+    let message = super::support::condition(&v["status"], "Ready").unwrap()["message"].as_str().unwrap_or("").to_string();
+    assert!(message.contains("sidecars.pattern"), "{message}");
+}

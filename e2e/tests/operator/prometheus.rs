@@ -1,0 +1,118 @@
+//! The real Prometheus: it scrapes the operator, evaluates the shipped rules
+//! (`config/prometheus/prometheusrule.yaml`'s `.spec`), fires and resolves the alert; and
+//! `promtool check metrics` accepts what the operator exports.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_e2e::prometheus::Prometheus;
+use tokio::io::AsyncWriteExt;
+
+use crate::support::*;
+
+/// Extracts `.spec` of the shipped PrometheusRule into a plain Prometheus rule file.
+fn shipped_rules(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/prometheusrule.yaml");
+    let text = std::fs::read_to_string(&source).expect("shipped PrometheusRule");
+    let rule: Value = serde_yaml::from_str(&text).expect("PrometheusRule YAML");
+    assert_eq!(rule["kind"], "PrometheusRule");
+    let spec = rule.get("spec").cloned().expect("spec");
+    let path = dir.join("sidecar-watch-rules.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&spec).unwrap()).unwrap();
+    path
+}
+
+/// `promtool check metrics` on a scrape: (success, output).
+async fn promtool_check_metrics(text: &str) -> (bool, String) {
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("promtool (apt-get install -y prometheus)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_fires_and_resolves_the_shipped_alert() {
+    let c = Cluster::start("prom").await;
+    let ns = c.ns.clone();
+    c.apply_policy(
+        "mesh",
+        json!({
+            "selector": {"matchLabels": {"app": "web"}},
+            "rules": rules(json!({"sidecarNotReady": {"for": "2s", "severity": "critical"}})),
+        }),
+    )
+    .await;
+    let op = Operator::start(&c, "op-0", &[]).await;
+    let rule_file = shipped_rules(c.env.dir());
+    let prom = Prometheus::start(&rule_file, &format!("127.0.0.1:{}", op.port)).await.expect("prometheus started");
+
+    let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
+    drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
+    op.wait_alerts(
+        "firing",
+        vec![alert("SidecarContainerNotReady", "firing", "critical", "mesh", &ns, "web-1", "istio-proxy")],
+    )
+    .await;
+
+    // Everything the operator exports passes promtool's checks.
+    let text = op.metrics_text().await.unwrap();
+    let (ok, output) = promtool_check_metrics(&text).await;
+    assert!(ok, "promtool check metrics failed:\n{output}\n--- metrics ---\n{text}");
+
+    let firing = wait_until(WAIT, "Prometheus fires SidecarContainerNotReady", || async {
+        let alerts = prom.alerts().await.map_err(|e| e.to_string())?;
+        alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "SidecarContainerNotReady" && a["state"] == "firing")
+            .cloned()
+            .ok_or_else(|| format!("{alerts:?}"))
+    })
+    .await
+    .unwrap();
+    let labels = &firing["labels"];
+    for (k, v) in [
+        ("namespace", ns.as_str()),
+        ("pod", "web-1"),
+        ("container", "istio-proxy"),
+        ("severity", "critical"),
+        ("policy", "mesh"),
+        ("policy_namespace", ns.as_str()),
+        ("source", "sidecar-watch"),
+    ] {
+        assert_eq!(labels[k], v, "label {k} of {firing}");
+    }
+    let description = firing["annotations"]["description"].as_str().unwrap_or_default();
+    assert!(description.contains(&format!("{ns}/web-1")) && description.contains("istio-proxy"), "{description}");
+    // Only this sidecar alert fires (the operator's own alerts need minutes of `for`).
+    let names = prom.firing_alerts().await.unwrap();
+    assert_eq!(names, ["SidecarContainerNotReady"], "{names:?}");
+
+    set_ready(&pod, "istio-proxy", true).await;
+    op.wait_alerts("resolved", vec![]).await;
+    wait_until(WAIT, "Prometheus resolves SidecarContainerNotReady", || async {
+        let alerts = prom.alerts().await.map_err(|e| e.to_string())?;
+        if alerts.iter().any(|a| a["labels"]["alertname"] == "SidecarContainerNotReady") {
+            Err(format!("{alerts:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    let up = prom.query("up{job=\"sidecar-watch\"}").await.unwrap();
+    assert_eq!(up["result"][0]["value"][1], "1", "{up}");
+}

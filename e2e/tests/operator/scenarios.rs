@@ -1,0 +1,408 @@
+//! The seed scenarios, end to end: alerts (pending → firing on time), series, Events and
+//! policy status for each failure mode of the specification.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+use sidecar_watch_e2e::kubelet::{set_condition, test_pod, State};
+
+use crate::support::*;
+
+/// Seed 000/003: a native sidecar never becomes ready while the main container is ready
+/// (the Pod shows 1/2): both readiness alerts go pending, then fire at their `for`; one
+/// Warning each; status counts; then the sidecar becomes ready and everything resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_ready_native_sidecar_with_ready_main() {
+    let c = Cluster::start("notready").await;
+    let ns = c.ns.clone();
+    c.apply_policy(
+        "mesh",
+        json!({
+            "selector": {"matchLabels": {"app": "web"}},
+            "sidecars": {"native": true, "names": ["istio-proxy"]},
+            "rules": rules(json!({
+                "sidecarNotReady": {"for": "5s", "severity": "warning"},
+                "mainReadySidecarNotReady": {"for": "3s", "severity": "critical"},
+            })),
+        }),
+    )
+    .await;
+    let op = Operator::start(&c, "op-0", &[]).await;
+    let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
+    let t0 = Instant::now();
+    drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
+
+    let not_ready = |state: &str| alert("SidecarContainerNotReady", state, "warning", "mesh", &ns, "web-1", "istio-proxy");
+    let main_ready =
+        |state: &str| alert("MainContainerReadyButSidecarNot", state, "critical", "mesh", &ns, "web-1", "istio-proxy");
+    let scrape = op.wait_alerts("both pending", vec![not_ready("pending"), main_ready("pending")]).await;
+    assert_eq!(
+        scrape.value("sidecar_container_ready", &[("pod", "web-1"), ("container", "istio-proxy")]),
+        Some(0.0),
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.find("sidecar_container_ready", &[("pod", "web-1"), ("container", "istio-proxy")])[0].labels
+            ["sidecar_type"],
+        "native"
+    );
+    // The main container is not a sidecar: no series of its own.
+    assert!(scrape.find("sidecar_container_ready", &[("container", "app")]).is_empty(), "{}", scrape.text);
+    c.wait_status("mesh", "1 matched, 2 pending", |s| status_counts(s, 1, 0, json!({}), 2)).await;
+
+    let (pending, fired) = observe_firing(&op, "web-1", "MainContainerReadyButSidecarNot").await;
+    assert!(pending.is_some(), "MainContainerReadyButSidecarNot was never pending");
+    assert_on_time("MainContainerReadyButSidecarNot", t0, fired, Duration::from_secs(3));
+    let (_, fired) = observe_firing(&op, "web-1", "SidecarContainerNotReady").await;
+    assert_on_time("SidecarContainerNotReady", t0, fired, Duration::from_secs(5));
+    let scrape = op.wait_alerts("both firing", vec![not_ready("firing"), main_ready("firing")]).await;
+    assert_eq!(scrape.value("sidecar_policy_pods", &[("policy", "mesh"), ("state", "matched")]), Some(1.0));
+    assert_eq!(scrape.value("sidecar_policy_pods", &[("policy", "mesh"), ("state", "alerting")]), Some(1.0));
+
+    let events = c.wait_events("web-1", "Warning", "SidecarContainerNotReady", 1).await;
+    c.wait_events("web-1", "Warning", "MainContainerReadyButSidecarNot", 1).await;
+    let e = the_event(&events, "web-1", "SidecarContainerNotReady");
+    assert_alert_event(e, "Warning", "SidecarContainerNotReady", "web-1", "spec.initContainers{istio-proxy}", "mesh");
+    let note = e.note.as_deref().unwrap_or_default();
+    assert!(note.contains("istio-proxy") && note.contains("mesh"), "note names container and policy: {note}");
+    let status = c
+        .wait_status("mesh", "both firing", |s| {
+            status_counts(
+                s,
+                1,
+                1,
+                json!({"MainContainerReadyButSidecarNot": 1, "SidecarContainerNotReady": 1}),
+                0,
+            )?;
+            status_ready(s, "True", "Evaluating")
+        })
+        .await;
+    assert_eq!(status["observedGeneration"], c.policy("mesh").await["metadata"]["generation"], "{status}");
+    assert!(status["lastEvaluationTime"].is_string(), "{status}");
+
+    // The sidecar becomes ready: series gone, one Normal Resolved Event each.
+    set_ready(&pod, "istio-proxy", true).await;
+    let scrape = op.wait_alerts("none", vec![]).await;
+    assert_eq!(scrape.value("sidecar_container_ready", &[("pod", "web-1"), ("container", "istio-proxy")]), Some(1.0));
+    c.wait_events("web-1", "Normal", "SidecarContainerNotReadyResolved", 1).await;
+    let events = c.wait_events("web-1", "Normal", "MainContainerReadyButSidecarNotResolved", 1).await;
+    let e = the_event(&events, "web-1", "MainContainerReadyButSidecarNotResolved");
+    assert_alert_event(
+        e,
+        "Normal",
+        "MainContainerReadyButSidecarNotResolved",
+        "web-1",
+        "spec.initContainers{istio-proxy}",
+        "mesh",
+    );
+    c.wait_status("mesh", "resolved", |s| status_counts(s, 1, 0, json!({}), 0)).await;
+    // Still exactly one Warning each.
+    let events = c.events().await;
+    assert_eq!(count_events(&events, "web-1", "Warning", "SidecarContainerNotReady"), 1);
+    assert_eq!(count_events(&events, "web-1", "Warning", "MainContainerReadyButSidecarNot"), 1);
+}
+
+/// Seed 000/002: a liveness-failing sidecar restarts again and again: restarts with
+/// `lastState.terminated` Error → `SidecarRestartingFrequently` at the threshold; then
+/// `CrashLoopBackOff` → `SidecarCrashLooping` pending → firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_failing_sidecar_restart_loop() {
+    let c = Cluster::start("crashloop").await;
+    let ns = c.ns.clone();
+    c.apply_policy(
+        "logs",
+        json!({
+            "selector": {"matchLabels": {"app": "api"}},
+            "rules": rules(json!({
+                "restarts": {"threshold": 3, "window": "10m", "severity": "critical"},
+                "crashLoop": {"for": "5s", "severity": "critical"},
+            })),
+        }),
+    )
+    .await;
+    let op = Operator::start(&c, "op-0", &[]).await;
+    let pod = c.create_pod(native_pod("api-1", "api", "app", "fluent-bit")).await;
+    drive(&pod, &[("app", true), ("fluent-bit", true)]).await;
+    op.wait_scrape("fluent-bit tracked", |s| {
+        match s.value("sidecar_container_ready", &[("pod", "api-1"), ("container", "fluent-bit")]) {
+            Some(v) if v == 1.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    let t_first = Instant::now();
+    for n in 1..=2 {
+        pod.restart("fluent-bit", "Error", 1, false).await.unwrap();
+        op.wait_scrape(&format!("{n} restarts"), |s| {
+            match s.value("sidecar_container_restarts_total", &[("pod", "api-1"), ("container", "fluent-bit")]) {
+                Some(v) if v == f64::from(n) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+    // Below the threshold: no restart alert. (Two restarts less than 10 minutes apart with a
+    // short run between them already make a crash-loop episode: the engine holds
+    // SidecarCrashLooping pending through such a run, see `CRASH_LOOP_BRIDGE`.)
+    let looping_pending = alert("SidecarCrashLooping", "pending", "critical", "logs", &ns, "api-1", "fluent-bit");
+    let alerts = op.scrape().await.unwrap().alerts();
+    assert!(alerts.iter().all(|a| *a == looping_pending), "{alerts:?}");
+    pod.restart("fluent-bit", "Error", 1, false).await.unwrap();
+    let restarting = alert("SidecarRestartingFrequently", "firing", "critical", "logs", &ns, "api-1", "fluent-bit");
+    op.wait_scrape("restarting at the threshold", |s| {
+        let alerts = s.alerts();
+        if alerts.contains(&restarting) && alerts.iter().all(|a| *a == restarting || *a == looping_pending) {
+            Ok(())
+        } else {
+            Err(format!("{alerts:?}"))
+        }
+    })
+    .await;
+    let events = c.wait_events("api-1", "Warning", "SidecarRestartingFrequently", 1).await;
+    let e = the_event(&events, "api-1", "SidecarRestartingFrequently");
+    assert_alert_event(e, "Warning", "SidecarRestartingFrequently", "api-1", "spec.initContainers{fluent-bit}", "logs");
+    let note = e.note.as_deref().unwrap_or_default();
+    assert!(note.contains("Error") && note.contains("exit code 1"), "note names the termination: {note}");
+
+    // The liveness probe kills it again; the kubelet backs off.
+    pod.update(|_, s| {
+        let c = s.init_container_statuses.iter_mut().flatten().find(|c| c.name == "fluent-bit").unwrap();
+        c.last_state = Some(State::terminated("Error", 1).to_k8s());
+        c.state = Some(
+            State::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some("back-off 40s restarting failed container".into()),
+            }
+            .to_k8s(),
+        );
+        c.started = Some(false);
+        c.ready = false;
+        set_pod_conditions(s);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let (pending, fired) = observe_firing(&op, "api-1", "SidecarCrashLooping").await;
+    assert!(pending.is_some(), "SidecarCrashLooping was never pending");
+    // The episode starts at the first restarts of the loop.
+    assert_on_time("SidecarCrashLooping", t_first, fired, Duration::from_secs(5));
+    op.wait_alerts(
+        "restarting and crash looping",
+        vec![restarting, alert("SidecarCrashLooping", "firing", "critical", "logs", &ns, "api-1", "fluent-bit")],
+    )
+    .await;
+    c.wait_events("api-1", "Warning", "SidecarCrashLooping", 1).await;
+    c.wait_status("logs", "two firing", |s| {
+        status_counts(s, 1, 1, json!({"SidecarCrashLooping": 1, "SidecarRestartingFrequently": 1}), 0)
+    })
+    .await;
+    assert_eq!(c.event_count("api-1", "Warning", "SidecarRestartingFrequently").await, 1);
+}
+
+/// Seed 002/004: a Job held open by a legacy sidecar (declared in `containers`): the main
+/// container completed, the sidecar still runs → `JobBlockedBySidecar` after its `for`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_held_open_by_legacy_sidecar() {
+    let c = Cluster::start("job").await;
+    let ns = c.ns.clone();
+    c.apply_policy(
+        "batch",
+        json!({
+            "selector": {"matchLabels": {"app": "report"}},
+            "rules": rules(json!({"jobBlocked": {"for": "4s", "severity": "warning"}})),
+        }),
+    )
+    .await;
+    let jobs: Api<Job> = Api::namespaced(c.env.client.clone(), &ns);
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "report"},
+        "spec": {
+            "suspend": true,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [
+                {"name": "worker", "image": "busybox:1.36"},
+                {"name": "log-sidecar", "image": "busybox:1.36"},
+            ]}},
+        },
+    }))
+    .unwrap();
+    let job = jobs.create(&PostParams::default(), &job).await.expect("job created");
+    let job_uid = job.metadata.uid.clone().expect("job uid");
+    let op = Operator::start(&c, "op-0", &[]).await;
+
+    let mut manifest = test_pod("report-abcde", &[("app", "report")], &["worker", "log-sidecar"], &[]);
+    manifest["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "batch/v1", "kind": "Job", "name": "report", "uid": job_uid,
+        "controller": true, "blockOwnerDeletion": true,
+    }]);
+    manifest["spec"]["restartPolicy"] = json!("Never");
+    let pod = c.create_pod(manifest).await;
+    drive(&pod, &[("worker", true), ("log-sidecar", true)]).await;
+    let scrape = op
+        .wait_scrape("legacy sidecar tracked", |s| {
+            match s.value("sidecar_container_ready", &[("pod", "report-abcde"), ("container", "log-sidecar")]) {
+                Some(v) if v == 1.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert_eq!(
+        scrape.find("sidecar_container_ready", &[("container", "log-sidecar")])[0].labels["sidecar_type"],
+        "legacy"
+    );
+    assert!(scrape.alerts().is_empty(), "{:?}", scrape.alerts());
+
+    let t0 = Instant::now();
+    pod.update(|_, s| {
+        let w = s.container_statuses.iter_mut().flatten().find(|c| c.name == "worker").unwrap();
+        w.state = Some(State::terminated("Completed", 0).to_k8s());
+        w.started = Some(false);
+        w.ready = false;
+        set_pod_conditions(s);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let (pending, fired) = observe_firing(&op, "report-abcde", "JobBlockedBySidecar").await;
+    assert!(pending.is_some(), "JobBlockedBySidecar was never pending");
+    assert_on_time("JobBlockedBySidecar", t0, fired, Duration::from_secs(4));
+    op.wait_alerts(
+        "job blocked",
+        vec![alert("JobBlockedBySidecar", "firing", "warning", "batch", &ns, "report-abcde", "log-sidecar")],
+    )
+    .await;
+    let events = c.wait_events("report-abcde", "Warning", "JobBlockedBySidecar", 1).await;
+    let e = the_event(&events, "report-abcde", "JobBlockedBySidecar");
+    assert_alert_event(e, "Warning", "JobBlockedBySidecar", "report-abcde", "spec.containers{log-sidecar}", "batch");
+    c.wait_status("batch", "job blocked", |s| status_counts(s, 1, 1, json!({"JobBlockedBySidecar": 1}), 0)).await;
+}
+
+/// Seed 001: a native sidecar without a startupProbe; the main container starts before
+/// the sidecar is ready → `MainStartedBeforeSidecarReady` (an instant alert).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn main_started_before_sidecar_ready() {
+    let c = Cluster::start("startup").await;
+    let ns = c.ns.clone();
+    c.apply_policy(
+        "order",
+        json!({
+            "selector": {"matchLabels": {"app": "shop"}},
+            "rules": rules(json!({"startupOrder": {"severity": "warning"}})),
+        }),
+    )
+    .await;
+    let op = Operator::start(&c, "op-0", &[]).await;
+    let pod = c.create_pod(native_pod("shop-1", "shop", "app", "envoy")).await;
+    // The sidecar starts (not ready yet: no startupProbe holds the main container back) …
+    pod.update(|_, s| {
+        let e = s.init_container_statuses.iter_mut().flatten().find(|c| c.name == "envoy").unwrap();
+        e.state = Some(State::Running.to_k8s());
+        e.started = Some(true);
+        e.ready = false;
+        set_condition(s, "PodScheduled", true, None);
+        set_condition(s, "Initialized", true, None);
+        set_condition(s, "Ready", false, Some("ContainersNotReady"));
+        s.phase = Some("Pending".into());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    op.wait_scrape("envoy tracked", |s| {
+        s.value("sidecar_container_ready", &[("pod", "shop-1"), ("container", "envoy")]).map(|_| ()).ok_or_else(|| "no".into())
+    })
+    .await;
+    assert!(op.scrape().await.unwrap().alerts().is_empty());
+    // … and the main container starts right away.
+    pod.set_state("app", State::Running).await.unwrap();
+    let expected = vec![alert("MainStartedBeforeSidecarReady", "firing", "warning", "order", &ns, "shop-1", "envoy")];
+    op.wait_alerts("startup order", expected.clone()).await;
+    let events = c.wait_events("shop-1", "Warning", "MainStartedBeforeSidecarReady", 1).await;
+    let e = the_event(&events, "shop-1", "MainStartedBeforeSidecarReady");
+    assert_alert_event(e, "Warning", "MainStartedBeforeSidecarReady", "shop-1", "spec.initContainers{envoy}", "order");
+    let note = e.note.as_deref().unwrap_or_default();
+    assert!(note.contains("startupProbe"), "note suggests a startupProbe: {note}");
+    c.wait_status("order", "startup order", |s| status_counts(s, 1, 1, json!({"MainStartedBeforeSidecarReady": 1}), 0))
+        .await;
+    // The sidecar becoming ready later does not undo the order of this run.
+    drive(&pod, &[("app", true), ("envoy", true)]).await;
+    op.wait_scrape("envoy ready", |s| {
+        match s.value("sidecar_container_ready", &[("pod", "shop-1"), ("container", "envoy")]) {
+            Some(v) if v == 1.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(op.scrape().await.unwrap().alerts(), expected);
+    assert_eq!(c.event_count("shop-1", "Warning", "MainStartedBeforeSidecarReady").await, 1);
+}
+
+/// Seed 001/002: on shutdown the sidecar stops before the main container:
+/// `SidecarStoppedBeforeMain` while the Pod terminates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_stopped_before_main_on_shutdown() {
+    let c = Cluster::start("shutdown").await;
+    let ns = c.ns.clone();
+    c.apply_policy(
+        "order",
+        json!({
+            "selector": {"matchLabels": {"app": "cart"}},
+            "rules": rules(json!({"shutdownOrder": {"severity": "critical"}})),
+        }),
+    )
+    .await;
+    let op = Operator::start(&c, "op-0", &[]).await;
+    // A finalizer keeps the Pod while it terminates (a real API server deletes an unscheduled
+    // Pod at once).
+    let mut manifest = native_pod("cart-1", "cart", "app", "istio-proxy");
+    manifest["metadata"]["finalizers"] = json!(["e2e.sidecarwatch.io/hold"]);
+    let pod = c.create_pod(manifest).await;
+    drive(&pod, &[("app", true), ("istio-proxy", true)]).await;
+    op.wait_scrape("cart-1 tracked", |s| {
+        s.value("sidecar_container_ready", &[("pod", "cart-1")]).map(|_| ()).ok_or_else(|| "no".into())
+    })
+    .await;
+    assert!(op.scrape().await.unwrap().alerts().is_empty());
+
+    c.pods().delete("cart-1", &DeleteParams::default().grace_period(30)).await.expect("graceful delete");
+    let terminating = pod.get().await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some(), "{:?}", terminating.metadata);
+    // The sidecar gets SIGTERM and exits at once; the app keeps draining.
+    pod.update(|_, s| {
+        let p = s.init_container_statuses.iter_mut().flatten().find(|c| c.name == "istio-proxy").unwrap();
+        p.state = Some(State::terminated("Error", 137).to_k8s());
+        p.started = Some(false);
+        p.ready = false;
+        set_pod_conditions(s);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let expected = vec![alert("SidecarStoppedBeforeMain", "firing", "critical", "order", &ns, "cart-1", "istio-proxy")];
+    op.wait_alerts("shutdown order", expected).await;
+    let events = c.wait_events("cart-1", "Warning", "SidecarStoppedBeforeMain", 1).await;
+    let e = the_event(&events, "cart-1", "SidecarStoppedBeforeMain");
+    assert_alert_event(e, "Warning", "SidecarStoppedBeforeMain", "cart-1", "spec.initContainers{istio-proxy}", "order");
+    c.wait_status("order", "shutdown order", |s| status_counts(s, 1, 1, json!({"SidecarStoppedBeforeMain": 1}), 0))
+        .await;
+
+    // The app finishes and the Pod goes away: no series left.
+    pod.set_state("app", State::terminated("Completed", 0)).await.unwrap();
+    c.pods()
+        .patch("cart-1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": Value::Null}})))
+        .await
+        .expect("finalizer removed");
+    op.wait_scrape("cart-1 gone", |s| {
+        let left = s.find("sidecar_container_ready", &[("pod", "cart-1")]).len() + s.alerts().len();
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(s.pod_series().join("\n"))
+        }
+    })
+    .await;
+    c.wait_status("order", "pod gone", |s| status_counts(s, 0, 0, json!({}), 0)).await;
+}

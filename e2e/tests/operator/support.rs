@@ -1,0 +1,756 @@
+//! Support for the operator suite: a cluster (simulator or `E2E_KUBECONFIG`) with the CRDs
+//! and a namespace of its own, the operator binary as a child process, `/metrics` scraping
+//! and parsing, Events, policy status and a few Pod helpers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{json, Value};
+use sidecar_watch_e2e::harness::{wait_until, TestEnv, KUBECONFIG_ENV};
+use sidecar_watch_e2e::kubelet::{set_condition, test_pod, PodDriver, State};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Default deadline of a wait.
+pub const WAIT: Duration = Duration::from_secs(25);
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the suite runs against a real cluster (`E2E_KUBECONFIG` set).
+pub fn real_cluster() -> bool {
+    std::env::var_os(KUBECONFIG_ENV).is_some_and(|v| !v.is_empty())
+}
+
+/// Simulator-only tests call this first: on a real cluster they report that they were
+/// skipped (and why) instead of passing silently.
+pub fn simulator_only(test: &str) -> bool {
+    if real_cluster() {
+        eprintln!("{test}: skipped: needs simulator ({KUBECONFIG_ENV} points at a real cluster)");
+        return false;
+    }
+    true
+}
+
+/// The `SidecarPolicy` resource.
+pub fn policy_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("sidecarwatch.io", "v1alpha1", "SidecarPolicy"),
+        "sidecarpolicies",
+    )
+}
+
+/// Every rule of a policy; [`rules`] disables those not given.
+pub const RULES: [&str; 9] = [
+    "sidecarNotReady",
+    "mainReadySidecarNotReady",
+    "restarts",
+    "crashLoop",
+    "oomKilled",
+    "startupOrder",
+    "jobBlocked",
+    "shutdownOrder",
+    "misconfiguration",
+];
+
+/// A `rules` object with exactly the given rules enabled (everything else `enabled: false`),
+/// so that each test asserts the exact set of alerts.
+pub fn rules(enabled: Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for name in RULES {
+        let rule = enabled.get(name).cloned().unwrap_or_else(|| json!({"enabled": false}));
+        out.insert(name.to_string(), rule);
+    }
+    Value::Object(out)
+}
+
+/// A test cluster: the environment, its own namespace, and the CRDs installed.
+pub struct Cluster {
+    /// The environment.
+    pub env: TestEnv,
+    /// The test's namespace.
+    pub ns: String,
+}
+
+impl Cluster {
+    /// Starts the environment, installs the CRDs from `crds/` and creates a namespace.
+    pub async fn start(prefix: &str) -> Self {
+        let env = TestEnv::start().await.expect("test environment");
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let names = env.install_crds(&crds).await.expect("CRDs installed");
+        assert_eq!(names.len(), 2, "{names:?}");
+        let ns = format!(
+            "e2e-{prefix}-{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            fastrand_suffix()
+        );
+        env.create_namespace(&ns).await.expect("namespace");
+        Self { env, ns }
+    }
+
+    /// The simulator (the caller checked [`simulator_only`]).
+    pub fn sim(&self) -> &sidecar_watch_e2e::sim::Simulator {
+        self.env.require_sim().expect("simulator")
+    }
+
+    /// `kubectl apply --server-side -f -` of a YAML or JSON document in the test namespace.
+    pub async fn apply(&self, manifest: &str) -> String {
+        let mut cmd = self.env.kubectl_command();
+        cmd.args(["apply", "--server-side", "--force-conflicts", "-n", &self.ns, "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl started");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(manifest.as_bytes()).await.expect("manifest written");
+        drop(stdin);
+        let out = child.wait_with_output().await.expect("kubectl finished");
+        assert!(
+            out.status.success(),
+            "kubectl apply failed ({}): {}\n{manifest}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies a `SidecarPolicy` named `name` with `spec` (kubectl server-side apply).
+    pub async fn apply_policy(&self, name: &str, spec: Value) {
+        let doc = json!({
+            "apiVersion": "sidecarwatch.io/v1alpha1",
+            "kind": "SidecarPolicy",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": spec,
+        });
+        let out = self.apply(&serde_json::to_string_pretty(&doc).unwrap()).await;
+        assert!(out.contains(&format!("sidecarpolicy.sidecarwatch.io/{name} serverside-applied")), "{out}");
+    }
+
+    /// Deletes a policy.
+    pub async fn delete_policy(&self, name: &str) {
+        self.env.kubectl(["delete", "sidecarpolicy", name, "-n", &self.ns, "--wait=false"]).await.expect("policy deleted");
+    }
+
+    /// The policy as JSON.
+    pub async fn policy(&self, name: &str) -> Value {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.env.client.clone(), &self.ns, &policy_resource());
+        serde_json::to_value(api.get(name).await.expect("policy")).unwrap()
+    }
+
+    /// Waits until `check` accepts the policy's `status`.
+    pub async fn wait_status(&self, name: &str, what: &str, check: impl Fn(&Value) -> Result<(), String>) -> Value {
+        wait_until(WAIT, &format!("status of policy {name}: {what}"), || async {
+            let policy = self.policy(name).await;
+            let status = policy.get("status").cloned().unwrap_or(Value::Null);
+            check(&status).map_err(|e| format!("{e}; status: {status}"))?;
+            Ok::<_, String>(status)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Creates a Pod (JSON) in the test namespace and returns its driver.
+    pub async fn create_pod(&self, pod: Value) -> PodDriver {
+        let name = pod["metadata"]["name"].as_str().expect("pod name").to_string();
+        let api: Api<Pod> = Api::namespaced(self.env.client.clone(), &self.ns);
+        let pod: Pod = serde_json::from_value(pod).expect("valid Pod");
+        api.create(&PostParams::default(), &pod).await.expect("pod created");
+        PodDriver::new(self.env.client.clone(), &self.ns, &name)
+    }
+
+    /// The Pods API of the namespace.
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.env.client.clone(), &self.ns)
+    }
+
+    /// Deletes a Pod at once (grace period 0).
+    pub async fn delete_pod_now(&self, name: &str) {
+        self.pods().delete(name, &DeleteParams::default().grace_period(0)).await.expect("pod deleted");
+    }
+
+    /// Merge-patches a Pod's labels.
+    pub async fn label_pod(&self, name: &str, labels: Value) {
+        self.pods()
+            .patch(name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": labels}})))
+            .await
+            .expect("pod labelled");
+    }
+
+    /// Every Event of the operator (`reportingController: sidecar-watch`) in the namespace.
+    pub async fn events(&self) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.env.client.clone(), &self.ns);
+        api.list(&ListParams::default())
+            .await
+            .expect("events listed")
+            .items
+            .into_iter()
+            .filter(|e| e.reporting_controller.as_deref() == Some("sidecar-watch"))
+            .collect()
+    }
+
+    /// Occurrences (Event objects, counting `series.count`) of `type_`/`reason` regarding
+    /// `object` (a Pod or policy name).
+    pub async fn event_count(&self, object: &str, type_: &str, reason: &str) -> u32 {
+        count_events(&self.events().await, object, type_, reason)
+    }
+
+    /// Waits until exactly `count` occurrences of `type_`/`reason` regard `object`.
+    pub async fn wait_events(&self, object: &str, type_: &str, reason: &str, count: u32) -> Vec<Event> {
+        wait_until(WAIT, &format!("{count} {type_} {reason} Event(s) on {object}"), || async {
+            let events = self.events().await;
+            let n = count_events(&events, object, type_, reason);
+            if n == count {
+                Ok(events)
+            } else {
+                Err(format!("{n}; events: {}", describe_events(&events)))
+            }
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn fastrand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    nanos % 100_000
+}
+
+/// Occurrences of an Event (counting `series.count`).
+pub fn count_events(events: &[Event], object: &str, type_: &str, reason: &str) -> u32 {
+    events
+        .iter()
+        .filter(|e| {
+            e.type_.as_deref() == Some(type_)
+                && e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object)
+        })
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count.max(1) as u32))
+        .sum()
+}
+
+/// A one-line summary of Events for failure messages.
+pub fn describe_events(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{} on {}[{}] x{}",
+                e.type_.as_deref().unwrap_or(""),
+                e.reason.as_deref().unwrap_or(""),
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()).unwrap_or(""),
+                e.regarding.as_ref().and_then(|r| r.field_path.as_deref()).unwrap_or(""),
+                e.series.as_ref().map_or(1, |s| s.count)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The single Event with `reason` regarding `object`.
+pub fn the_event<'a>(events: &'a [Event], object: &str, reason: &str) -> &'a Event {
+    let found: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {reason} Event on {object}: {}", describe_events(events));
+    found[0]
+}
+
+/// Checks an alert Event: type, reason, regarding the Pod's container, related the policy.
+pub fn assert_alert_event(e: &Event, type_: &str, reason: &str, pod: &str, field_path: &str, policy: &str) {
+    assert_eq!(e.type_.as_deref(), Some(type_), "{e:?}");
+    assert_eq!(e.reason.as_deref(), Some(reason), "{e:?}");
+    assert_eq!(e.reporting_controller.as_deref(), Some("sidecar-watch"), "{e:?}");
+    let regarding = e.regarding.as_ref().expect("regarding");
+    assert_eq!(regarding.kind.as_deref(), Some("Pod"), "{e:?}");
+    assert_eq!(regarding.name.as_deref(), Some(pod), "{e:?}");
+    assert_eq!(regarding.field_path.as_deref(), Some(field_path), "{e:?}");
+    let related = e.related.as_ref().expect("related");
+    assert_eq!(related.kind.as_deref(), Some("SidecarPolicy"), "{e:?}");
+    assert_eq!(related.name.as_deref(), Some(policy), "{e:?}");
+    assert!(e.series.as_ref().is_none_or(|s| s.count <= 1), "a repeated Event: {e:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Pods
+
+/// A test Pod with a native sidecar (`initContainers`, `restartPolicy: Always`).
+pub fn native_pod(name: &str, app: &str, main: &str, sidecar: &str) -> Value {
+    test_pod(name, &[("app", app)], &[main], &[sidecar])
+}
+
+/// Brings every container of the Pod to running; `ready` says which are ready. Pod phase
+/// Running, conditions set accordingly (Ready only when all are ready). One status write.
+pub async fn drive(pod: &PodDriver, ready: &[(&str, bool)]) -> Pod {
+    pod.update(|_, s| {
+        for c in s.container_statuses.iter_mut().flatten().chain(s.init_container_statuses.iter_mut().flatten()) {
+            if c.state.as_ref().and_then(|st| st.running.as_ref()).is_none() {
+                c.state = Some(State::Running.to_k8s());
+            }
+            c.started = Some(true);
+            if let Some((_, r)) = ready.iter().find(|(n, _)| *n == c.name) {
+                c.ready = *r;
+            }
+        }
+        set_pod_conditions(s);
+        Ok(())
+    })
+    .await
+    .expect("pod status written")
+}
+
+/// Sets phase Running and the Pod conditions from the container statuses.
+pub fn set_pod_conditions(s: &mut PodStatus) {
+    let all_ready = s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).all(|c| c.ready);
+    s.phase = Some("Running".into());
+    if s.start_time.is_none() {
+        s.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
+    }
+    set_condition(s, "PodScheduled", true, None);
+    set_condition(s, "Initialized", true, None);
+    set_condition(s, "ContainersReady", all_ready, None);
+    set_condition(s, "Ready", all_ready, if all_ready { None } else { Some("ContainersNotReady") });
+}
+
+/// Sets `ready` of one container and the Pod conditions accordingly.
+pub async fn set_ready(pod: &PodDriver, container: &str, ready: bool) -> Pod {
+    pod.update(|_, s| {
+        for c in s.container_statuses.iter_mut().flatten().chain(s.init_container_statuses.iter_mut().flatten()) {
+            if c.name == container {
+                c.ready = ready;
+            }
+        }
+        set_pod_conditions(s);
+        Ok(())
+    })
+    .await
+    .expect("pod status written")
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics
+
+/// One sample of the text format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Metric name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Value.
+    pub value: f64,
+}
+
+/// A parsed scrape.
+#[derive(Clone, Debug)]
+pub struct Scrape {
+    /// The raw text.
+    pub text: String,
+    /// Every sample.
+    pub samples: Vec<Sample>,
+}
+
+/// Labels of an alert series as a map.
+pub type Labels = BTreeMap<String, String>;
+
+impl Scrape {
+    /// Parses the Prometheus text format.
+    pub fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, labels, rest) = match line.find('{') {
+                Some(open) => {
+                    let close = line.rfind('}').unwrap_or_else(|| panic!("bad sample line: {line}"));
+                    (&line[..open], parse_labels(&line[open + 1..close]), &line[close + 1..])
+                }
+                None => {
+                    let (name, rest) = line.split_once(' ').unwrap_or_else(|| panic!("bad sample line: {line}"));
+                    (name, BTreeMap::new(), rest)
+                }
+            };
+            let value_text = rest.split_whitespace().next().unwrap_or_else(|| panic!("no value: {line}"));
+            let value = match value_text {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+            };
+            samples.push(Sample { name: name.to_string(), labels, value });
+        }
+        Self { text: text.to_string(), samples }
+    }
+
+    /// Samples of metric `name` whose labels include every pair of `matching`.
+    pub fn find(&self, name: &str, matching: &[(&str, &str)]) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name && matching.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+            .collect()
+    }
+
+    /// The value of the single sample of `name` with `matching` labels, if exactly one.
+    pub fn value(&self, name: &str, matching: &[(&str, &str)]) -> Option<f64> {
+        match self.find(name, matching).as_slice() {
+            [one] => Some(one.value),
+            _ => None,
+        }
+    }
+
+    /// The label sets of every `sidecar_alerts` series, sorted.
+    pub fn alerts(&self) -> Vec<Labels> {
+        let mut out: Vec<Labels> = self.find("sidecar_alerts", &[]).into_iter().map(|s| s.labels.clone()).collect();
+        out.sort();
+        out
+    }
+
+    /// The per-Pod families the leader exports (alerts, container series, policy pods), sorted:
+    /// what a second operator must compute identically.
+    pub fn pod_series(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|s| {
+                ["sidecar_alerts", "sidecar_container_ready", "sidecar_container_restarts_total", "sidecar_policy_pods"]
+                    .contains(&s.name.as_str())
+            })
+            .map(|s| format!("{}{:?} {}", s.name, s.labels, s.value))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let mut key = String::new();
+        for c in chars.by_ref() {
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+        }
+        if key.is_empty() {
+            break;
+        }
+        assert_eq!(chars.next(), Some('"'), "label {key} without a quoted value in {text}");
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim().to_string(), value);
+    }
+    labels
+}
+
+/// Expected labels of a `sidecar_alerts` series of a namespaced policy in `ns`.
+pub fn alert(name: &str, state: &str, severity: &str, policy: &str, ns: &str, pod: &str, container: &str) -> Labels {
+    [
+        ("alertname", name),
+        ("alertstate", state),
+        ("severity", severity),
+        ("policy", policy),
+        ("policy_namespace", ns),
+        ("namespace", ns),
+        ("pod", pod),
+        ("container", container),
+        ("check", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Sorted copy.
+pub fn sorted(mut v: Vec<Labels>) -> Vec<Labels> {
+    v.sort();
+    v
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1:`port` (`Connection: close`); (status, body).
+pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok((code, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// The operator
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `sidecar-watch run` as a child process (killed on drop; its log printed if the test
+/// panics).
+pub struct Operator {
+    child: Option<tokio::process::Child>,
+    /// The `--identity`.
+    pub identity: String,
+    /// The metrics port.
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `sidecar-watch run` against the cluster with the default test flags
+    /// (`--namespace <ns> --lease-namespace <ns> --status-interval 1s`) plus `extra`.
+    pub async fn start(cluster: &Cluster, identity: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let log = cluster.env.dir().join(format!("operator-{identity}-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidecar-watch"));
+        cmd.arg("run")
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--namespace", &cluster.ns, "--lease-namespace", &cluster.ns, "--identity", identity])
+            .args(["--status-interval", "1s"])
+            .args(extra)
+            .env("KUBECONFIG", &cluster.env.kubeconfig)
+            .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("operator started");
+        let mut op = Self { child: Some(child), identity: identity.to_string(), port, log };
+        op.wait_ready().await;
+        op
+    }
+
+    /// Waits for `/readyz` 200.
+    pub async fn wait_ready(&mut self) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("operator {} exited early ({status})", self.identity);
+            }
+            if let Ok((200, _)) = http_get(self.port, "/readyz").await {
+                return;
+            }
+            assert!(start.elapsed() < WAIT, "operator {} not ready within {WAIT:?}", self.identity);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The raw `/metrics` text.
+    pub async fn metrics_text(&self) -> Result<String, String> {
+        match http_get(self.port, "/metrics").await {
+            Ok((200, body)) => Ok(body),
+            Ok((code, body)) => Err(format!("/metrics: {code}: {body}")),
+            Err(e) => Err(format!("/metrics: {e}")),
+        }
+    }
+
+    /// Scrapes and parses `/metrics`.
+    pub async fn scrape(&self) -> Result<Scrape, String> {
+        Ok(Scrape::parse(&self.metrics_text().await?))
+    }
+
+    /// Waits until the `sidecar_alerts` series equal `expected` (sorted label sets).
+    pub async fn wait_alerts(&self, what: &str, expected: Vec<Labels>) -> Scrape {
+        let expected = sorted(expected);
+        wait_until(WAIT, &format!("{}: alerts {what}", self.identity), || async {
+            let scrape = self.scrape().await?;
+            if scrape.alerts() == expected {
+                Ok(scrape)
+            } else {
+                Err(format!("got {:?}\nwanted {:?}", scrape.alerts(), expected))
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Waits until `check` accepts a scrape.
+    pub async fn wait_scrape(&self, what: &str, check: impl Fn(&Scrape) -> Result<(), String>) -> Scrape {
+        wait_until(WAIT, &format!("{}: {what}", self.identity), || async {
+            let scrape = self.scrape().await?;
+            check(&scrape)?;
+            Ok::<_, String>(scrape)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The operator's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(|c| c.id()).expect("operator running")
+    }
+
+    /// Sends SIGTERM and asserts a clean exit (status 0) within 10 s.
+    pub async fn terminate(&mut self) {
+        let pid = self.pid();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+        let mut child = self.child.take().expect("operator running");
+        let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("operator {} did not exit within 10 s of SIGTERM\n{}", self.identity, self.log()))
+            .expect("wait");
+        assert!(exit.success(), "operator {} exited with {exit} after SIGTERM\n{}", self.identity, self.log());
+        assert!(self.log().contains("stopped"), "no clean shutdown in the log:\n{}", self.log());
+    }
+
+    /// SIGKILL (no chance to release the lease).
+    pub async fn kill9(&mut self) {
+        let mut child = self.child.take().expect("operator running");
+        child.start_kill().expect("SIGKILL");
+        let _ = child.wait().await;
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("E2E_SHOW_LOGS").is_some() {
+            let log = self.log();
+            let tail: String = if log.len() > 20_000 {
+                format!("…{}", &log[log.len() - 20_000..].chars().skip(1).collect::<String>())
+            } else {
+                log
+            };
+            eprintln!("----- log of operator {} (port {}) -----\n{tail}\n----- end of log -----", self.identity, self.port);
+        }
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// Polls the scrapes of `op` until `alertname` on `pod` is firing; returns when it was
+/// first seen pending (if it was) and when firing.
+pub async fn observe_firing(op: &Operator, pod: &str, alertname: &str) -> (Option<Instant>, Instant) {
+    let mut pending_at = None;
+    let start = Instant::now();
+    loop {
+        if let Ok(scrape) = op.scrape().await {
+            let states: Vec<String> = scrape
+                .find("sidecar_alerts", &[("pod", pod), ("alertname", alertname)])
+                .iter()
+                .map(|s| s.labels["alertstate"].clone())
+                .collect();
+            if states.iter().any(|s| s == "firing") {
+                return (pending_at, Instant::now());
+            }
+            if pending_at.is_none() && states.iter().any(|s| s == "pending") {
+                pending_at = Some(Instant::now());
+            }
+        }
+        assert!(start.elapsed() < WAIT, "{alertname} on {pod} did not fire within {WAIT:?}\n{}", op.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts that something that should happen `expected` after `t0` happened at `at`, within
+/// `-early` (API timestamps have whole seconds) and `+late` (scheduling on a loaded box).
+pub fn assert_on_time(what: &str, t0: Instant, at: Instant, expected: Duration) {
+    let took = at.duration_since(t0);
+    let early = Duration::from_millis(1500);
+    let late = Duration::from_millis(3500);
+    assert!(took + early >= expected, "{what} too early: after {took:?}, expected {expected:?}");
+    assert!(took <= expected + late, "{what} too late: after {took:?}, expected {expected:?}");
+}
+
+/// Retries an API action until it succeeds (for use while the simulator injects faults).
+pub async fn retry<T, E: std::fmt::Debug, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(start.elapsed() < WAIT, "{what} kept failing: {e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The condition of `type_` in a status.
+pub fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status.get("conditions")?.as_array()?.iter().find(|c| c["type"] == type_)
+}
+
+/// Checks the counts of a policy status.
+pub fn status_counts(status: &Value, matched: u64, alerting: u64, firing: Value, pending: u64) -> Result<(), String> {
+    let got = (
+        status["matchedPods"].as_u64().unwrap_or(0),
+        status["alertingPods"].as_u64().unwrap_or(0),
+        status.get("firing").cloned().unwrap_or(json!({})),
+        status["pendingAlerts"].as_u64().unwrap_or(0),
+    );
+    let want = (matched, alerting, firing, pending);
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("counts (matched, alerting, firing, pending) = {got:?}, want {want:?}"))
+    }
+}
+
+/// Checks the Ready condition.
+pub fn status_ready(status: &Value, value: &str, reason: &str) -> Result<(), String> {
+    let c = condition(status, "Ready").ok_or("no Ready condition")?;
+    if c["status"] == value && c["reason"] == reason {
+        Ok(())
+    } else {
+        Err(format!("Ready = {c}, want {value}/{reason}"))
+    }
+}
