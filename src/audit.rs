@@ -140,7 +140,7 @@ impl Finding {
         Finding {
             alertname: alert.name.as_str().to_string(),
             severity: alert.severity,
-            namespace: pod.namespace.clone(),
+            namespace: pod.namespace.to_string(),
             pod: pod.name.clone(),
             container: alert.container,
             policy: policy.name.clone(),
@@ -195,7 +195,7 @@ pub fn audit(inventory: &Inventory, policies: &[CompiledPolicy], now: Timestamp)
     let history = PodHistory::default();
     let mut findings = Vec::new();
     for pod in &inventory.pods {
-        let labels = inventory.namespaces.get(&pod.namespace);
+        let labels = inventory.namespaces.get(pod.namespace.as_str());
         for policy in policies.iter().filter(|p| p.selects(pod, labels)) {
             let evaluation = evaluate(pod, policy, &history, now);
             findings.extend(evaluation.alerts.into_iter().map(|a| Finding::new(pod, &policy.policy, a)));

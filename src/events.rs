@@ -376,8 +376,8 @@ type PodNames = HashMap<String, (String, String, HashMap<String, ContainerKind>)
 fn pod_names(index: &crate::controller::index::Index) -> PodNames {
     let mut names = HashMap::new();
     index.for_each_pod(|p| {
-        let containers = p.view.containers.iter().map(|c| (c.name.clone(), c.kind)).collect();
-        names.insert(p.view.uid.clone(), (p.view.namespace.clone(), p.view.name.clone(), containers));
+        let containers = p.view.containers.iter().map(|c| (c.name.to_string(), c.kind)).collect();
+        names.insert(p.view.uid.clone(), (p.view.namespace.to_string(), p.view.name.clone(), containers));
     });
     names
 }

@@ -156,7 +156,7 @@ pub fn render_index(index: &Index, out: &mut String) {
                     escape(policy.namespace.as_deref().unwrap_or("")),
                     escape(&pod.view.namespace),
                     escape(&pod.view.name),
-                    escape(&alert.container),
+                    escape(alert.container_name(&pod.view)),
                     alert.check.map_or("", |c| c.as_str()),
                 );
             }

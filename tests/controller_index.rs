@@ -63,7 +63,7 @@ fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
     index.for_each_pod(|p| {
         for r in &p.results {
             for a in r.alerts.iter().filter(|a| a.state == state && a.check.is_none()) {
-                names.push(format!("{}/{}:{}", p.view.name, a.container, a.name));
+                names.push(format!("{}/{}:{}", p.view.name, a.container_name(&p.view), a.name));
             }
         }
     });
@@ -212,7 +212,7 @@ fn restarted_leader_announces_only_what_changed() {
     let (policy, e) = mesh_policy(serde_json::json!({}));
     index.apply_policy(policy, e, ts("2026-11-22T10:00:00Z"));
     index.apply_pod(web_pod("web-1", "u1", &[], false), ts("2026-11-22T10:10:00Z"));
-    let firing = index.firing_now();
+    let firing = index.firing_now(ts("2026-11-22T10:10:00Z"));
     assert_eq!(firing.len(), 2, "{firing:#?}");
 
     // Events a previous leader published: NotReady announced, MainReady announced and

@@ -41,7 +41,7 @@ fn time() -> impl Strategy<Value = Option<Timestamp>> {
 fn termination() -> BoxedStrategy<Termination> {
     (prop::sample::select(vec!["OOMKilled", "Error", "Completed", "ContainerCannotRun"]), 0i32..256, time(), time())
         .prop_map(|(reason, exit_code, started_at, finished_at)| Termination {
-            reason: Some(reason.to_string()),
+            reason: Some(reason.into()),
             exit_code,
             started_at,
             finished_at,
@@ -53,10 +53,10 @@ fn termination() -> BoxedStrategy<Termination> {
 fn state() -> BoxedStrategy<ContainerState> {
     prop_oneof![
         prop::sample::select(vec!["CrashLoopBackOff", "ContainerCreating", "PodInitializing", "ImagePullBackOff"])
-            .prop_map(|r| ContainerState::Waiting { reason: Some(r.to_string()) }),
+            .prop_map(|r| ContainerState::Waiting { reason: Some(r.into()) }),
         Just(ContainerState::Waiting { reason: None }),
         time().prop_map(|started_at| ContainerState::Running { started_at }),
-        termination().prop_map(ContainerState::Terminated),
+        termination().prop_map(|t| ContainerState::Terminated(Box::new(t))),
         Just(ContainerState::Unknown),
     ]
     .boxed()
@@ -75,7 +75,7 @@ fn status() -> BoxedStrategy<ContainerStatusView> {
             started,
             restart_count,
             state,
-            last_termination,
+            last_termination: last_termination.map(Box::new),
         })
         .boxed()
 }
@@ -116,7 +116,7 @@ fn pod() -> BoxedStrategy<PodView> {
             names
                 .into_iter()
                 .zip(parts)
-                .map(|(name, (kind, flags, status))| ContainerView { name: name.to_string(), kind, flags, status })
+                .map(|(name, (kind, flags, status))| ContainerView { name: name.into(), kind, flags, status })
                 .collect::<Vec<_>>()
         });
     let condition =

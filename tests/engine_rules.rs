@@ -68,7 +68,7 @@ fn for_rules_are_pending_until_exactly_since_plus_for() {
                 let evaluation = eval(&view, &policy, now);
                 assert_eq!(
                     brief(&evaluation),
-                    vec![(name, sidecar.clone(), state, Some(since))],
+                    vec![(name, sidecar.to_string(), state, Some(since))],
                     "{key} {settings:?} at due{offset:+}s"
                 );
                 assert_eq!(evaluation.next_change, next, "{key} {settings:?} at due{offset:+}s");

@@ -2,6 +2,7 @@
 //! a test harness ([`harness`]), a kubelet-like Pod status driver ([`kubelet`]) and a
 //! Prometheus runner ([`prometheus`]).
 
+pub mod bench;
 pub mod harness;
 pub mod kubelet;
 pub mod prometheus;

@@ -204,9 +204,9 @@ pub struct RestartsRuleSpec {
     /// Severity of the alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
-    /// Restarts within `window` that fire the alert (at least 1).
+    /// Restarts within `window` that fire the alert (1 to 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub threshold: Option<u32>,
     /// The sliding window restarts are counted in, e.g. `15m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

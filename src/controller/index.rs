@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use jiff::Timestamp;
 
+use crate::api::Severity;
 use crate::engine::{
-    evaluate, Alert, AlertName, AlertState, CompiledPolicy, ContainerKind, Observation, PodHistory, PodView, PolicyRef,
-    SidecarType, SpecError,
+    evaluate, Alert, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, Observation, PodHistory, PodView,
+    PolicyRef, SidecarType, SpecError,
 };
 
 const SEGMENTS: usize = 64;
@@ -37,6 +38,49 @@ pub struct PolicyEntry {
     pub ready_condition: Option<(String, String)>,
 }
 
+/// An active alert as the index keeps it: everything but the message, which is most of an
+/// alert's memory and is rebuilt by evaluating again when it is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredAlert {
+    /// Which rule.
+    pub name: AlertName,
+    /// Its severity.
+    pub severity: Severity,
+    /// Index into the Pod's `view.containers`; `None` for Pod-level checks.
+    pub container: Option<u16>,
+    /// The failed check, for `SidecarMisconfigured`.
+    pub check: Option<Check>,
+    /// Pending or firing.
+    pub state: AlertState,
+    /// Since when the condition holds.
+    pub since: Option<Timestamp>,
+}
+
+impl StoredAlert {
+    fn new(view: &PodView, alert: &Alert) -> Self {
+        let container = view.containers.iter().position(|c| c.name == alert.container).and_then(|i| u16::try_from(i).ok());
+        StoredAlert { name: alert.name, severity: alert.severity, container, check: alert.check, state: alert.state, since: alert.since }
+    }
+
+    /// The container's name ("" for Pod-level checks).
+    pub fn container_name<'a>(&self, view: &'a PodView) -> &'a str {
+        self.container.and_then(|i| view.containers.get(usize::from(i))).map_or("", |c| c.name.as_str())
+    }
+
+    /// The alert without its message.
+    fn to_alert(self, view: &PodView) -> Alert {
+        Alert {
+            name: self.name,
+            severity: self.severity,
+            container: self.container_name(view).to_string(),
+            check: self.check,
+            state: self.state,
+            since: self.since,
+            message: String::new(),
+        }
+    }
+}
+
 /// The alerts one policy raised on one Pod.
 #[derive(Clone, Debug)]
 pub struct PolicyResult {
@@ -45,7 +89,7 @@ pub struct PolicyResult {
     /// Whether the policy publishes Events.
     pub events: bool,
     /// Active alerts, sorted by key.
-    pub alerts: Vec<Alert>,
+    pub alerts: Vec<StoredAlert>,
 }
 
 /// One tracked Pod.
@@ -127,7 +171,9 @@ pub struct PolicyStats {
 
 /// The shared state of the operator.
 pub struct Index {
-    segments: Box<[Mutex<HashMap<String, TrackedPod>>]>,
+    // Boxed: the table then holds a pointer per slot, not a whole TrackedPod, so its spare
+    // capacity costs little.
+    segments: Box<[Mutex<HashMap<String, Box<TrackedPod>>>]>,
     policies: RwLock<BTreeMap<PolicyRef, PolicyEntry>>,
     namespaces: RwLock<HashMap<String, Labels>>,
     leader: AtomicBool,
@@ -158,7 +204,7 @@ impl Index {
         }
     }
 
-    fn segment(&self, uid: &str) -> MutexGuard<'_, HashMap<String, TrackedPod>> {
+    fn segment(&self, uid: &str) -> MutexGuard<'_, HashMap<String, Box<TrackedPod>>> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         uid.hash(&mut hasher);
         lock(&self.segments[(hasher.finish() as usize) % SEGMENTS])
@@ -211,6 +257,7 @@ impl Index {
     /// Evaluates one tracked Pod against every valid policy and records the result.
     fn evaluate_tracked(pod: &mut TrackedPod, policies: &[Arc<CompiledPolicy>], ns_labels: Option<&Labels>, now: Timestamp) -> Outcome {
         let mut results = Vec::new();
+        let mut transitions = Vec::new();
         let mut clocked = Vec::new();
         let mut next_change: Option<Timestamp> = None;
         let mut sidecars: Vec<(usize, SidecarType)> = Vec::new();
@@ -228,15 +275,17 @@ impl Index {
                     }
                 }
             }
-            results.push(PolicyResult {
-                policy: Arc::new(policy.policy.clone()),
+            let result = PolicyResult {
+                policy: policy.shared_ref(),
                 events: policy.events,
-                alerts: evaluation.alerts,
-            });
+                alerts: evaluation.alerts.iter().map(|a| StoredAlert::new(&pod.view, a)).collect(),
+            };
+            let before = pod.results.iter().find(|r| r.policy == result.policy);
+            transitions.extend(diff(&pod.view, before, &result, evaluation.alerts));
+            results.push(result);
         }
         sidecars.sort_by_key(|(i, _)| *i);
         pod.history.set_clocks(clocked, now);
-        let transitions = diff(&pod.view, &pod.results, &results);
         pod.results = results;
         pod.sidecars = sidecars;
         pod.next_change = next_change;
@@ -251,15 +300,17 @@ impl Index {
     pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
         let policies = self.valid_policies();
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        let ns_labels = namespaces.get(&view.namespace);
+        let ns_labels = namespaces.get(view.namespace.as_str());
         let mut segment = self.segment(&view.uid);
         let uid = view.uid.clone();
-        let pod = segment.entry(uid).or_insert_with(|| TrackedPod {
-            view: view.clone(),
-            history: PodHistory::default(),
-            results: Vec::new(),
-            sidecars: Vec::new(),
-            next_change: None,
+        let pod = segment.entry(uid).or_insert_with(|| {
+            Box::new(TrackedPod {
+                view: view.clone(),
+                history: PodHistory::default(),
+                results: Vec::new(),
+                sidecars: Vec::new(),
+                next_change: None,
+            })
         });
         let observations = pod.history.observe(&view, now);
         pod.view = view;
@@ -267,7 +318,7 @@ impl Index {
         let sidecar_names: HashSet<&str> = pod.sidecars.iter().map(|(i, _)| pod.view.containers[*i].name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
             if sidecar_names.contains(container.as_str()) {
-                outcome.startups.push((pod.view.namespace.clone(), container, seconds));
+                outcome.startups.push((pod.view.namespace.to_string(), container, seconds));
             }
         }
         outcome
@@ -306,7 +357,7 @@ impl Index {
         let mut segment = self.segment(uid);
         match segment.get_mut(uid) {
             Some(pod) => {
-                let ns_labels = namespaces.get(&pod.view.namespace);
+                let ns_labels = namespaces.get(pod.view.namespace.as_str());
                 Self::evaluate_tracked(pod, &policies, ns_labels, now)
             }
             None => Outcome::default(),
@@ -320,7 +371,7 @@ impl Index {
         let mut outcome = Outcome::default();
         for segment in self.segments.iter() {
             for pod in lock(segment).values_mut().filter(|p| affected(p)) {
-                let ns_labels = namespaces.get(&pod.view.namespace);
+                let ns_labels = namespaces.get(pod.view.namespace.as_str());
                 outcome.merge(Self::evaluate_tracked(pod, &policies, ns_labels, now));
             }
         }
@@ -402,13 +453,22 @@ impl Index {
         self.namespaces.write().unwrap_or_else(|p| p.into_inner()).retain(|n, _| seen.contains(n));
     }
 
-    /// Every firing alert now, as `Fired` transitions: what a new leader reconciles the
-    /// Events already in the cluster against.
-    pub fn firing_now(&self) -> Vec<Transition> {
+    /// Every firing alert now, as `Fired` transitions with their messages: what a new leader
+    /// reconciles the Events already in the cluster against. Pods with firing alerts are
+    /// evaluated again (at their last evaluation's state) to rebuild the messages.
+    pub fn firing_now(&self, now: Timestamp) -> Vec<Transition> {
+        let policies = self.valid_policies();
         let mut out = Vec::new();
         self.for_each_pod(|pod| {
             for result in &pod.results {
-                for alert in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
+                if !result.alerts.iter().any(|a| a.state == AlertState::Firing) {
+                    continue;
+                }
+                let Some(policy) = policies.iter().find(|p| p.shared_ref() == result.policy) else { continue };
+                let evaluation = evaluate(&pod.view, policy, &pod.history, now);
+                for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
+                    let key = (stored.name, stored.container_name(&pod.view), stored.check);
+                    let alert = evaluation.alerts.iter().find(|a| a.key() == key).cloned().unwrap_or_else(|| stored.to_alert(&pod.view));
                     out.push(transition(TransitionKind::Fired, &pod.view, result, alert));
                 }
             }
@@ -441,45 +501,46 @@ impl Index {
     }
 }
 
-fn transition(kind: TransitionKind, view: &PodView, result: &PolicyResult, alert: &Alert) -> Transition {
-    let policy = &result.policy;
+fn transition(kind: TransitionKind, view: &PodView, result: &PolicyResult, alert: Alert) -> Transition {
     Transition {
-        policy_events: result.events,
         kind,
-        namespace: view.namespace.clone(),
+        namespace: view.namespace.to_string(),
         pod: view.name.clone(),
         pod_uid: view.uid.clone(),
         container_kind: view.containers.iter().find(|c| c.name == alert.container).map(|c| c.kind),
-        policy: Arc::clone(policy),
-        alert: alert.clone(),
+        policy: Arc::clone(&result.policy),
+        policy_events: result.events,
+        alert,
     }
 }
 
-/// Alerts that started firing or stopped firing between two evaluations of the same Pod.
-/// Only policies that select the Pod in both count: a policy that is deleted or stops
-/// selecting the Pod takes its alerts away silently.
-fn diff(view: &PodView, before: &[PolicyResult], after: &[PolicyResult]) -> Vec<Transition> {
+/// Alerts of one policy that started firing or stopped firing between two evaluations of
+/// the same Pod. A policy that newly selects the Pod announces its firing alerts; one that
+/// is deleted or stops selecting the Pod takes its alerts away silently (it is not here).
+fn diff(view: &PodView, before: Option<&PolicyResult>, after: &PolicyResult, alerts: Vec<Alert>) -> Vec<Transition> {
+    let was_firing = |alert: &Alert| {
+        before.is_some_and(|b| {
+            b.alerts.iter().any(|s| {
+                s.state == AlertState::Firing
+                    && s.name == alert.name
+                    && s.check == alert.check
+                    && s.container_name(view) == alert.container
+            })
+        })
+    };
     let mut out = Vec::new();
-    for new in after {
-        let old = before.iter().find(|r| r.policy == new.policy);
-        let Some(old) = old else {
-            // Newly selected: its firing alerts are news.
-            for alert in new.alerts.iter().filter(|a| a.state == AlertState::Firing) {
-                out.push(transition(TransitionKind::Fired, view, new, alert));
-            }
-            continue;
-        };
-        let firing = |alerts: &[Alert], key: (AlertName, &str, Option<crate::engine::Check>)| {
-            alerts.iter().any(|a| a.key() == key && a.state == AlertState::Firing)
-        };
-        for alert in new.alerts.iter().filter(|a| a.state == AlertState::Firing) {
-            if !firing(&old.alerts, alert.key()) {
-                out.push(transition(TransitionKind::Fired, view, new, alert));
-            }
+    let mut still_firing: Vec<(AlertName, String, Option<Check>)> = Vec::new();
+    for alert in alerts.into_iter().filter(|a| a.state == AlertState::Firing) {
+        still_firing.push((alert.name, alert.container.clone(), alert.check));
+        if !was_firing(&alert) {
+            out.push(transition(TransitionKind::Fired, view, after, alert));
         }
-        for alert in old.alerts.iter().filter(|a| a.state == AlertState::Firing) {
-            if !firing(&new.alerts, alert.key()) {
-                out.push(transition(TransitionKind::Resolved, view, new, alert));
+    }
+    if let Some(before) = before {
+        for stored in before.alerts.iter().filter(|a| a.state == AlertState::Firing) {
+            let key = (stored.name, stored.container_name(view).to_string(), stored.check);
+            if !still_firing.contains(&key) {
+                out.push(transition(TransitionKind::Resolved, view, after, stored.to_alert(view)));
             }
         }
     }

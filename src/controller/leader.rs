@@ -50,7 +50,9 @@ impl Election {
             .with_identity(&config.identity)
             .with_duration(duration)
             .with_grace(grace)
-            .with_field_manager("sidecar-watch")
+            // One field manager per replica: conflicting applies are what keep two replicas
+            // from taking a free lease at the same time.
+            .with_field_manager(format!("sidecar-watch-{}", config.identity))
             .build()
             .await
             .map_err(|e| anyhow::anyhow!("lease {}/{}: {e}", config.namespace, config.name))?;

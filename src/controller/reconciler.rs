@@ -144,7 +144,7 @@ impl Reconciler {
     }
 
     fn announce_leadership(&self) {
-        let firing = self.index.firing_now().into_iter().filter(|t| t.policy_events).collect();
+        let firing = self.index.firing_now(Timestamp::now()).into_iter().filter(|t| t.policy_events).collect();
         self.events.send(EventCommand::Lead { firing, pods: self.index.pod_uids() });
         self.status_dirty.notify_one();
     }
@@ -200,15 +200,15 @@ impl Reconciler {
         for (namespace, container, seconds) in outcome.startups {
             self.metrics.startup_seconds.with_label_values(&[&namespace, &container]).observe(seconds);
         }
-        let changed = !outcome.transitions.is_empty();
         for transition in outcome.transitions {
             if transition.policy_events {
                 self.events.send(EventCommand::Transition(transition));
             }
         }
-        if changed {
-            self.status_dirty.notify_one();
-        }
+        // Counts change without a transition too (a Pod selected, unselected or deleted, an
+        // alert going pending): the writer debounces and skips policies whose status is
+        // unchanged, so waking it on every change is cheap.
+        self.status_dirty.notify_one();
     }
 }
 

@@ -7,6 +7,7 @@
 
 use jiff::Timestamp;
 
+use super::name::Name;
 use super::pod::PodView;
 
 /// Restart times kept per container; older restarts are treated as "at Pod start", which
@@ -17,7 +18,7 @@ pub const MAX_RECORDED_RESTARTS: usize = 32;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerHistory {
     /// The container name.
-    pub name: String,
+    pub name: Name,
     /// `restartCount` at the last observation.
     pub restart_count: u32,
     /// Times of restarts observed after the first observation, oldest first.
@@ -89,7 +90,8 @@ impl PodHistory {
     pub fn observe(&mut self, pod: &PodView, now: Timestamp) -> Vec<Observation> {
         let previous_observation = self.observed_at.unwrap_or(now);
         let mut observations = Vec::new();
-        for view in &pod.containers {
+        // Plain init containers are neither sidecars nor main containers: no rule reads them.
+        for view in pod.containers.iter().filter(|c| c.kind != super::pod::ContainerKind::Init) {
             let Some(status) = &view.status else { continue };
             let index = match self.containers.iter().position(|c| c.name == view.name) {
                 Some(i) => i,
@@ -113,7 +115,8 @@ impl PodHistory {
             let history = &mut self.containers[index];
 
             if status.restart_count > history.restart_count {
-                let added = status.restart_count - history.restart_count;
+                // Only the newest MAX_RECORDED_RESTARTS can be kept, so never loop over more.
+                let added = (status.restart_count - history.restart_count).min(MAX_RECORDED_RESTARTS as u32);
                 let last_finish = status.latest_termination().and_then(|t| t.finished_at);
                 for i in 0..added {
                     // The newest restart is the last termination; earlier ones in the same
@@ -144,7 +147,7 @@ impl PodHistory {
                     if let Some(started) = history.watched_run_started_at.filter(|s| status.running_since() == Some(*s)) {
                         history.first_ready_at = Some(now);
                         let seconds = now.duration_since(started).as_secs_f64().max(0.0);
-                        observations.push(Observation::StartedUp { container: view.name.clone(), seconds });
+                        observations.push(Observation::StartedUp { container: view.name.to_string(), seconds });
                     }
                 }
             }

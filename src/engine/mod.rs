@@ -24,12 +24,14 @@
 
 pub mod alert;
 pub mod history;
+pub mod name;
 pub mod pod;
 pub mod policy;
 pub mod rules;
 
 pub use alert::{Alert, AlertName, AlertState, Check};
 pub use history::{ContainerHistory, Observation, PodHistory};
+pub use name::{label_set, LabelSet, Name};
 pub use pod::{ContainerKind, ContainerView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN};
 pub use rules::{evaluate, Evaluation};

@@ -4,9 +4,10 @@
 //! what the rules read, with the static spec checks reduced to flags, so the operator's memory
 //! per tracked Pod stays small.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use jiff::Timestamp;
+use super::name::{label_set, LabelSet, Name};
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
 /// Termination messages are kept only this long (they can be 4 KiB each in the API).
@@ -63,7 +64,7 @@ impl std::ops::BitOr for SpecFlags {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Termination {
     /// `reason`, e.g. `OOMKilled`, `Error`, `Completed`.
-    pub reason: Option<String>,
+    pub reason: Option<Name>,
     /// The process exit code.
     pub exit_code: i32,
     /// When the run started.
@@ -71,7 +72,7 @@ pub struct Termination {
     /// When the run ended.
     pub finished_at: Option<Timestamp>,
     /// The termination message, truncated.
-    pub message: Option<String>,
+    pub message: Option<Box<str>>,
 }
 
 /// The current state of a container as the kubelet reports it.
@@ -80,15 +81,15 @@ pub enum ContainerState {
     /// Not running yet or between restarts; `reason` e.g. `CrashLoopBackOff`.
     Waiting {
         /// Why it waits.
-        reason: Option<String>,
+        reason: Option<Name>,
     },
     /// Running since `started_at`.
     Running {
         /// When the current run started.
         started_at: Option<Timestamp>,
     },
-    /// Ended.
-    Terminated(Termination),
+    /// Ended (boxed: rare, and the largest variant).
+    Terminated(Box<Termination>),
     /// No state reported.
     #[default]
     Unknown,
@@ -105,8 +106,8 @@ pub struct ContainerStatusView {
     pub restart_count: u32,
     /// The current state.
     pub state: ContainerState,
-    /// `lastState.terminated`: how the previous run ended.
-    pub last_termination: Option<Termination>,
+    /// `lastState.terminated`: how the previous run ended (boxed: most containers have none).
+    pub last_termination: Option<Box<Termination>>,
 }
 
 impl ContainerStatusView {
@@ -126,7 +127,7 @@ impl ContainerStatusView {
     /// Whether the container is terminated.
     pub fn terminated(&self) -> Option<&Termination> {
         match &self.state {
-            ContainerState::Terminated(t) => Some(t),
+            ContainerState::Terminated(t) => Some(&**t),
             _ => None,
         }
     }
@@ -141,7 +142,7 @@ impl ContainerStatusView {
 
     /// The most recent termination: the current state if terminated, else `lastState`.
     pub fn latest_termination(&self) -> Option<&Termination> {
-        self.terminated().or(self.last_termination.as_ref())
+        self.terminated().or(self.last_termination.as_deref())
     }
 }
 
@@ -149,7 +150,7 @@ impl ContainerStatusView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerView {
     /// The container name.
-    pub name: String,
+    pub name: Name,
     /// Where it is declared.
     pub kind: ContainerKind,
     /// Static spec facts.
@@ -185,11 +186,11 @@ pub struct PodView {
     /// `metadata.uid`.
     pub uid: String,
     /// `metadata.namespace`.
-    pub namespace: String,
+    pub namespace: Name,
     /// `metadata.name`.
     pub name: String,
-    /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
+    /// `metadata.labels`, shared with every Pod that has the same ones.
+    pub labels: LabelSet,
     /// Whether an owner reference is a `batch/v1` Job.
     pub owned_by_job: bool,
     /// `metadata.creationTimestamp`.
@@ -238,9 +239,9 @@ impl PodView {
 
         PodView {
             uid: meta.uid.clone().unwrap_or_default(),
-            namespace: meta.namespace.clone().unwrap_or_default(),
+            namespace: Name::new(meta.namespace.as_deref().unwrap_or_default()),
             name: meta.name.clone().unwrap_or_default(),
-            labels: meta.labels.clone().unwrap_or_default(),
+            labels: label_set(meta.labels.clone().unwrap_or_default()),
             owned_by_job: meta
                 .owner_references
                 .iter()
@@ -289,17 +290,17 @@ fn container_view(c: &Container, kind: ContainerKind, status: Option<&&Container
     if c.image.as_deref().is_some_and(is_latest_image) {
         flags.insert(SpecFlags::LATEST_IMAGE);
     }
-    ContainerView { name: c.name.clone(), kind, flags, status: status.map(|s| status_view(s)) }
+    ContainerView { name: Name::new(&c.name), kind, flags, status: status.map(|s| status_view(s)) }
 }
 
 fn status_view(s: &ContainerStatus) -> ContainerStatusView {
     let state = s.state.as_ref();
     let state = if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
-        ContainerState::Waiting { reason: w.reason.clone() }
+        ContainerState::Waiting { reason: w.reason.as_deref().map(Name::new) }
     } else if let Some(r) = state.and_then(|st| st.running.as_ref()) {
         ContainerState::Running { started_at: r.started_at.as_ref().map(|t| t.0) }
     } else if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
-        ContainerState::Terminated(termination(t))
+        ContainerState::Terminated(Box::new(termination(t)))
     } else {
         ContainerState::Unknown
     };
@@ -308,17 +309,17 @@ fn status_view(s: &ContainerStatus) -> ContainerStatusView {
         started: s.started,
         restart_count: u32::try_from(s.restart_count).unwrap_or(0),
         state,
-        last_termination: s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map(termination),
+        last_termination: s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map(|t| Box::new(termination(t))),
     }
 }
 
 fn termination(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Termination {
     Termination {
-        reason: t.reason.clone(),
+        reason: t.reason.as_deref().map(Name::new),
         exit_code: t.exit_code,
         started_at: t.started_at.as_ref().map(|x| x.0),
         finished_at: t.finished_at.as_ref().map(|x| x.0),
-        message: t.message.as_deref().map(|m| truncate(m.trim(), MAX_MESSAGE_LEN)),
+        message: t.message.as_deref().map(str::trim).filter(|m| !m.is_empty()).map(|m| truncate(m, MAX_MESSAGE_LEN).into()),
     }
 }
 

@@ -17,6 +17,9 @@ use crate::api::{
 /// The sidecar name pattern used when a policy does not say which containers are sidecars.
 pub const DEFAULT_SIDECAR_PATTERN: &str = ".*-sidecar|istio-proxy|envoy";
 
+/// The largest restart threshold accepted (the schema says so too).
+pub const MAX_THRESHOLD: u32 = 1000;
+
 /// The longest `for` or `window` accepted; longer ones are almost certainly mistakes.
 const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
@@ -196,6 +199,8 @@ impl Default for Rules {
 pub struct CompiledPolicy {
     /// Which policy this is.
     pub policy: PolicyRef,
+    /// The same, shared by every result that refers to it.
+    shared_ref: std::sync::Arc<PolicyRef>,
     selector: Selector,
     namespace_selector: Option<Selector>,
     native_sidecars: bool,
@@ -229,6 +234,7 @@ impl CompiledPolicy {
         }
         let rules = compile_rules(spec.rules.as_ref())?;
         Ok(CompiledPolicy {
+            shared_ref: std::sync::Arc::new(policy.clone()),
             policy,
             selector,
             namespace_selector: None,
@@ -278,6 +284,11 @@ impl CompiledPolicy {
         Self::compile(PolicyRef::cluster("default"), &spec).expect("the default policy compiles")
     }
 
+    /// A shared reference to [`Self::policy`], so that per-Pod results need not copy it.
+    pub fn shared_ref(&self) -> std::sync::Arc<PolicyRef> {
+        std::sync::Arc::clone(&self.shared_ref)
+    }
+
     /// Whether the policy is cluster-scoped.
     pub fn is_cluster(&self) -> bool {
         self.policy.namespace.is_none()
@@ -314,7 +325,7 @@ impl CompiledPolicy {
     /// containers never are.
     pub fn sidecar_type(&self, container: &ContainerView) -> Option<SidecarType> {
         let by_name = || {
-            self.sidecar_names.contains(&container.name)
+            self.sidecar_names.iter().any(|n| container.name == *n)
                 || self.sidecar_pattern.as_ref().is_some_and(|p| p.is_match(&container.name))
         };
         match container.kind {
@@ -386,8 +397,11 @@ fn compile_restarts(spec: Option<&RestartsRuleSpec>, default: RestartsRule) -> R
     const FIELD: &str = "spec.rules.restarts";
     let Some(spec) = spec else { return Ok(default) };
     let threshold = spec.threshold.unwrap_or(default.threshold);
-    if threshold < 1 {
-        return Err(SpecError::new(format!("{FIELD}.threshold"), format!("must be at least 1, got {threshold}")));
+    if !(1..=MAX_THRESHOLD).contains(&threshold) {
+        return Err(SpecError::new(
+            format!("{FIELD}.threshold"),
+            format!("must be between 1 and {MAX_THRESHOLD}, got {threshold}"),
+        ));
     }
     let window = duration_field(spec.window.as_deref(), &format!("{FIELD}.window"), default.window)?;
     if window.is_zero() {

@@ -239,7 +239,9 @@ fn restart_times(pod: &PodView, history: &PodHistory, container: &ContainerView,
     known.sort();
     let excess = known.len().saturating_sub(status.restart_count as usize);
     known.drain(..excess);
-    let unknown = status.restart_count as usize - known.len();
+    // Restarts beyond this many cannot change any rule (thresholds stop at MAX_THRESHOLD),
+    // and a huge restartCount must not cost a huge allocation.
+    let unknown = (status.restart_count as usize - known.len()).min(crate::engine::policy::MAX_THRESHOLD as usize + 1);
     match pod.start_time() {
         Some(start) => {
             let mut all = vec![start; unknown];

@@ -251,6 +251,12 @@ impl Filter {
         })
     }
 
+    /// Whether matching the stored form of `info`'s objects gives the same answer as
+    /// matching the served form (no events.k8s.io conversion, no apiVersion/kind selector).
+    pub fn matches_stored(&self, info: &ResourceInfo) -> bool {
+        info.group != "events.k8s.io" && !self.fields.0.iter().any(|(p, _, _)| p == "apiVersion" || p == "kind")
+    }
+
     /// Whether a served object matches.
     pub fn matches(&self, served: &Value) -> bool {
         if let Some(ns) = &self.namespace {
@@ -337,16 +343,14 @@ impl State {
         let mut cont = None;
         let mut remaining = 0usize;
         let ns_filter = if info.namespaced { ns } else { None };
-        for obj in self.store.list(&info.storage_key(), ns_filter) {
-            let key =
-                (meta_str(obj, "namespace").unwrap_or("").to_string(), meta_str(obj, "name").unwrap_or("").to_string());
-            if let Some(s) = &start {
-                if key <= *s {
-                    continue;
-                }
-            }
-            let served = to_served(info, version, obj);
-            if !filter.matches(&served) {
+        // The served form differs from the stored one only in apiVersion/kind (except for
+        // events.k8s.io, which renames fields), so selectors can be matched on the stored
+        // object: only the items of the page are converted (cloned), not every object.
+        let match_stored = filter.matches_stored(info);
+        for (key, obj) in self.store.range_after(&info.storage_key(), ns_filter, start.as_ref()) {
+            let matched =
+                if match_stored { filter.matches(obj) } else { filter.matches(&to_served(info, version, obj)) };
+            if !matched {
                 continue;
             }
             if let Some(l) = limit {
@@ -358,7 +362,7 @@ impl State {
                     cont = Some(key.clone());
                 }
             }
-            items.push(served);
+            items.push(to_served(info, version, obj));
         }
         let mut meta = json!({"resourceVersion": list_rv.to_string()});
         if remaining > 0 {

@@ -341,6 +341,11 @@ struct WatchCtx {
     as_meta: bool,
     include: IncludeObject,
     headers_sent: bool,
+    /// Plain JSON watch whose selectors can be matched on the stored form: events are sent
+    /// from the stored object's shared serialization, without per-watch clones.
+    fast: bool,
+    /// `apiVersion` served by this watch.
+    api_version: String,
 }
 
 impl WatchCtx {
@@ -359,31 +364,53 @@ impl WatchCtx {
         json!({"type": etype, "object": object})
     }
 
-    /// Converts a stored change into the event seen by this watch (None = filtered out).
-    fn translate(&mut self, ev: &StoredEvent) -> Option<Value> {
+    /// Converts a stored change into the event line seen by this watch (None = filtered out).
+    fn translate(&mut self, ev: &StoredEvent) -> Option<Bytes> {
         if ev.key != self.info.storage_key() {
             return None;
         }
+        let stored_is_served = self.fast
+            && ev.object.get("apiVersion").and_then(Value::as_str) == Some(self.api_version.as_str())
+            && ev.object.get("kind").and_then(Value::as_str) == Some(self.info.kind.as_str());
+        if stored_is_served {
+            // Same decision as below, on the stored objects: label and namespace selectors
+            // see the same metadata in both forms.
+            let new_match = self.filter.matches(&ev.object);
+            let old_match = ev.old.as_ref().is_some_and(|o| self.filter.matches(o));
+            let etype = Self::event_type(ev.kind, old_match, new_match)?;
+            let json = ev.object_json();
+            let mut b = Vec::with_capacity(json.len() + 40);
+            b.extend_from_slice(b"{\"type\":\"");
+            b.extend_from_slice(etype.as_bytes());
+            b.extend_from_slice(b"\",\"object\":");
+            b.extend_from_slice(json);
+            b.extend_from_slice(b"}\n");
+            return Some(Bytes::from(b));
+        }
         let new = to_served(&self.info, &self.version, &ev.object);
         let new_match = self.filter.matches(&new);
-        let etype = match ev.kind {
-            EventType::Added => new_match.then_some("ADDED")?,
-            EventType::Deleted => new_match.then_some("DELETED")?,
-            EventType::Modified => {
-                let old_match = ev.old.as_ref().is_some_and(|o| {
-                    let mut o = to_served(&self.info, &self.version, o);
-                    o["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
-                    self.filter.matches(&o)
-                });
-                match (old_match, new_match) {
-                    (true, true) => "MODIFIED",
-                    (false, true) => "ADDED",
-                    (true, false) => "DELETED",
-                    (false, false) => return None,
-                }
-            }
-        };
-        Some(self.render(etype, &new))
+        let old_match = ev.kind == EventType::Modified
+            && ev.old.as_ref().is_some_and(|o| {
+                let mut o = to_served(&self.info, &self.version, o);
+                o["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
+                self.filter.matches(&o)
+            });
+        let etype = Self::event_type(ev.kind, old_match, new_match)?;
+        Some(line(&self.render(etype, &new)))
+    }
+
+    /// The event type a watch sees, from whether the old and new objects match its filter.
+    fn event_type(kind: EventType, old_match: bool, new_match: bool) -> Option<&'static str> {
+        match kind {
+            EventType::Added => new_match.then_some("ADDED"),
+            EventType::Deleted => new_match.then_some("DELETED"),
+            EventType::Modified => match (old_match, new_match) {
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
+                (false, false) => None,
+            },
+        }
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
@@ -427,6 +454,7 @@ fn start_watch(
             "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
         ));
     }
+    let fast = !as_table && !as_meta && filter.fields.0.is_empty() && filter.matches_stored(info);
     let mut ctx = WatchCtx {
         info: info.clone(),
         version: version.to_string(),
@@ -435,6 +463,8 @@ fn start_watch(
         as_meta,
         include,
         headers_sent: false,
+        fast,
+        api_version: info.api_version(version),
     };
     let mut first: Vec<Bytes> = Vec::new();
     let (mut rx, mut last_rv, expired) = {
@@ -465,7 +495,7 @@ fn start_watch(
             } else {
                 for ev in st.store.events_since(&info.storage_key(), from) {
                     if let Some(e) = ctx.translate(&ev) {
-                        first.push(line(&e));
+                        first.push(e);
                     }
                 }
                 last = cur.max(from);
@@ -502,7 +532,7 @@ fn start_watch(
                                 if ev.rv <= last_rv { continue; }
                                 last_rv = ev.rv;
                                 if let Some(e) = ctx.translate(&ev) {
-                                    if tx.send(Ok(line(&e))).await.is_err() { return; }
+                                    if tx.send(Ok(e)).await.is_err() { return; }
                                 }
                             }
                             Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
@@ -522,7 +552,7 @@ fn start_watch(
                         if ev.rv <= last_rv { continue; }
                         last_rv = ev.rv;
                         if let Some(e) = ctx.translate(&ev) {
-                            if tx.send(Ok(line(&e))).await.is_err() { return; }
+                            if tx.send(Ok(e)).await.is_err() { return; }
                         }
                     }
                     Err(RecvError::Lagged(_)) => {

@@ -349,6 +349,16 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, scope: Scope, ctx: &M
     write_managed(new, &entries);
 }
 
+/// Whether applying `applied` over `current` changes a value that is present: filling in
+/// absent (or null) sub-fields of an object is not an overwrite.
+fn overwrites(current: Option<&Value>, applied: Option<&Value>) -> bool {
+    match (current, applied) {
+        (None | Some(Value::Null), _) | (_, None) => false,
+        (Some(Value::Object(c)), Some(Value::Object(a))) => a.iter().any(|(k, v)| overwrites(c.get(k), Some(v))),
+        (Some(c), Some(a)) => c != a,
+    }
+}
+
 /// Server-side apply of `applied` onto `current` (None = create). Returns the new object;
 /// 409 Conflict if a field with a different value is owned by another manager and
 /// `force` is false.
@@ -385,7 +395,10 @@ pub fn apply(
     let mut entries = read_managed(current);
     let mut conflicts: Vec<(String, FieldPath)> = Vec::new();
     for f in &applied_fields {
-        if get_field(current, f) == get_field(applied, f) {
+        // Ownership is tracked per top-level field; sub-fields that are absent now have no
+        // owner, so only overwriting a present value can conflict (as with per-field
+        // ownership on a real API server).
+        if !overwrites(get_field(current, f), get_field(applied, f)) {
             continue;
         }
         for e in &entries {

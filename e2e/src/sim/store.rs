@@ -1,7 +1,10 @@
 //! Object storage with a cluster-wide resourceVersion and a bounded event history.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::ops::Bound;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -46,6 +49,16 @@ pub struct StoredEvent {
     pub object: Value,
     /// Object before the change (None for additions).
     pub old: Option<Value>,
+    /// `object` serialized once, shared by every watch that serves it unchanged (see
+    /// [`StoredEvent::object_json`]).
+    pub json: OnceLock<Bytes>,
+}
+
+impl StoredEvent {
+    /// The stored object as JSON, serialized on first use and then shared by all watches.
+    pub fn object_json(&self) -> &Bytes {
+        self.json.get_or_init(|| Bytes::from(serde_json::to_vec(&self.object).unwrap_or_default()))
+    }
 }
 
 /// The object store.
@@ -90,11 +103,35 @@ impl Store {
     }
 
     /// All objects of a resource (optionally one namespace), ordered by (namespace, name).
-    pub fn list(&self, key: &ResKey, ns: Option<&str>) -> Vec<&Value> {
-        match self.objects.get(key) {
-            None => Vec::new(),
-            Some(m) => m.iter().filter(|((n, _), _)| ns.is_none_or(|want| want == n)).map(|(_, v)| v).collect(),
-        }
+    pub fn list<'a>(&'a self, key: &ResKey, ns: Option<&'a str>) -> Vec<&'a Value> {
+        self.range_after(key, ns, None).map(|(_, v)| v).collect()
+    }
+
+    /// Objects of a resource (optionally one namespace) whose (namespace, name) is after
+    /// `after`, in order. Seeks in the ordered map (O(log N)) instead of scanning from the
+    /// start, so that paginated lists cost O(page) per page rather than O(N).
+    pub fn range_after<'a>(
+        &'a self,
+        key: &ResKey,
+        ns: Option<&'a str>,
+        after: Option<&(String, String)>,
+    ) -> impl Iterator<Item = (&'a (String, String), &'a Value)> + 'a {
+        let lower = match (after, ns) {
+            (Some(a), Some(n)) if a.0.as_str() >= n => Bound::Excluded(a.clone()),
+            (_, Some(n)) => Bound::Included((n.to_string(), String::new())),
+            (Some(a), None) => Bound::Excluded(a.clone()),
+            (None, None) => Bound::Unbounded,
+        };
+        self.objects
+            .get(key)
+            .into_iter()
+            .flat_map(move |m| m.range((lower.clone(), Bound::Unbounded)))
+            .take_while(move |((n, _), _)| ns.is_none_or(|want| want == n))
+    }
+
+    /// Number of objects of a resource.
+    pub fn count(&self, key: &ResKey) -> usize {
+        self.objects.get(key).map_or(0, BTreeMap::len)
     }
 
     /// All (namespace, name) pairs of a resource.
@@ -127,7 +164,15 @@ impl Store {
     }
 
     fn record(&mut self, key: &ResKey, ns: &str, kind: EventType, object: Value, old: Option<Value>) {
-        let ev = Arc::new(StoredEvent { rv: self.rv, key: key.clone(), namespace: ns.to_string(), kind, object, old });
+        let ev = Arc::new(StoredEvent {
+            rv: self.rv,
+            key: key.clone(),
+            namespace: ns.to_string(),
+            kind,
+            object,
+            old,
+            json: OnceLock::new(),
+        });
         self.history.push_back(ev.clone());
         while self.history.len() > self.history_limit {
             if let Some(old) = self.history.pop_front() {

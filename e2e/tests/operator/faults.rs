@@ -4,11 +4,37 @@
 
 use std::time::Duration;
 
-use kube::api::DeleteParams;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use serde_json::json;
 use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_e2e::sim::api::{Caller, Params};
+use sidecar_watch_e2e::sim::patch::Scope;
+use sidecar_watch_e2e::sim::Simulator;
 
 use crate::support::*;
+
+fn caller() -> Caller {
+    Caller { manager: "e2e-kubelet".into(), dry_run: false }
+}
+
+/// Deletes a Pod at once in the simulator's state (no HTTP, so no injected fault).
+fn direct_delete_pod(sim: &Simulator, ns: &str, name: &str) {
+    let mut st = sim.shared().state();
+    let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
+    st.delete(&info, "v1", Some(ns), name, &json!({"gracePeriodSeconds": 0}), &Params::new(), &caller())
+        .expect("direct delete");
+}
+
+/// Changes a Pod's status in the simulator's state (no HTTP, so no injected fault).
+fn direct_pod_status(sim: &Simulator, ns: &str, name: &str, f: impl FnOnce(&mut PodStatus)) {
+    let mut st = sim.shared().state();
+    let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
+    let current = st.get(&info, "v1", Some(ns), name).expect("pod");
+    let mut pod: Pod = serde_json::from_value(current).expect("a Pod");
+    f(pod.status.get_or_insert_with(Default::default));
+    let body = serde_json::to_value(&pod).unwrap();
+    st.update(&info, "v1", Some(ns), name, body, Scope::Status, &caller()).expect("direct status update");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_recovers_from_api_faults() {
@@ -26,11 +52,9 @@ async fn operator_recovers_from_api_faults() {
     )
     .await;
     let op = Operator::start(&c, "op-0", &["--lease-duration", "15s"]).await;
-    let mut drivers = Vec::new();
     for (name, ready) in [("p1", false), ("p2", true), ("p3", true)] {
         let pod = c.create_pod(native_pod(name, "web", "app", "istio-proxy")).await;
         drive(&pod, &[("app", true), ("istio-proxy", ready)]).await;
-        drivers.push(pod);
     }
     let firing = |pod: &str| alert("SidecarContainerNotReady", "firing", "warning", "mesh", &ns, pod, "istio-proxy");
     op.wait_alerts("p1 firing", vec![firing("p1")]).await;
@@ -39,30 +63,34 @@ async fn operator_recovers_from_api_faults() {
 
     let sim = c.sim();
     let expired_before = sim.shared().expired_watches();
-    // Outage: requests fail with 500, every watch ends; meanwhile p1 is deleted and p2's
-    // sidecar stops being ready; then the history is compacted (resuming gives 410), the
-    // failures turn into 429 with Retry-After, and the API server restarts.
-    sim.fail_next_500(25);
+    let failed_before = sim.shared().failed_requests();
+    // Outage: every request fails with 500 and every watch ends; once the operator has hit
+    // the fault, p1 is deleted and p2's sidecar stops being ready (directly in the
+    // simulator's state, bypassing the failing HTTP API), and the history is compacted so
+    // that resuming the watches gives 410 Gone and a relist.
+    sim.fail_next_500(u32::MAX);
     sim.drop_watches();
-    let pods = c.pods();
-    let now = DeleteParams::default().grace_period(0);
-    retry("delete p1", || pods.delete("p1", &now)).await;
-    let p2 = drivers[1].clone();
-    retry("p2 not ready", || {
-        p2.update(|_, s| {
-            for cs in s.init_container_statuses.iter_mut().flatten() {
-                cs.ready = false;
-            }
-            set_pod_conditions(s);
+    wait_until(WAIT, "the operator to hit the injected 500s", || async {
+        let n = sim.shared().failed_requests();
+        if n > failed_before + 3 {
             Ok(())
-        })
+        } else {
+            Err(n)
+        }
     })
-    .await;
+    .await
+    .unwrap();
+    direct_delete_pod(sim, &ns, "p1");
+    direct_pod_status(sim, &ns, "p2", |s| {
+        for cs in s.init_container_statuses.iter_mut().flatten() {
+            cs.ready = false;
+        }
+        set_pod_conditions(s);
+    });
     sim.compact();
+    // Then 429s with Retry-After, and the API server restarts (connections closed).
     sim.fail_next_429(10, 1);
-    sim.drop_watches();
     sim.restart();
-
     let s = op.wait_alerts("after the outage: p2 firing, p1 gone", vec![firing("p2")]).await;
     assert!(
         s.find("sidecar_container_ready", &[("pod", "p1")]).is_empty(),
@@ -76,10 +104,8 @@ async fn operator_recovers_from_api_faults() {
         op.log()
     );
     assert!(s.value("sidecar_watch_watch_restarts_total", &[]).unwrap_or(0.0) >= 1.0, "{}", s.text);
-    c.wait_status("mesh", "after the outage", |s| {
-        status_counts(s, 2, 1, json!({"SidecarContainerNotReady": 1}), 0)
-    })
-    .await;
+    c.wait_status("mesh", "after the outage", |s| status_counts(s, 2, 1, json!({"SidecarContainerNotReady": 1}), 0))
+        .await;
 
     // A freshly started operator computes the same series.
     let fresh = Operator::start(&c, "fresh", &["--leader-elect=false"]).await;

@@ -31,7 +31,8 @@ async fn invalid_policy_is_reported_and_others_keep_evaluating() {
             status_counts(s, 0, 0, json!({}), 0)
         })
         .await;
-    let message = super::support::condition(&status, "Ready").unwrap()["message"].as_str().unwrap_or_default().to_string();
+    let message =
+        super::support::condition(&status, "Ready").unwrap()["message"].as_str().unwrap_or_default().to_string();
     assert!(message.contains("sidecars.pattern"), "the message names the field: {message}");
     c.wait_status("good", "evaluating", |s| {
         status_ready(s, "True", "Evaluating")?;
@@ -81,11 +82,8 @@ async fn kubectl_get_scp_prints_matched_alerting_ready() {
         drive(&pod, &[("app", true), ("istio-proxy", ready)]).await;
     }
     let _ = op;
-    let expected = vec![
-        vec!["all", "3", "1", "True"],
-        vec!["broken", "0", "0", "False"],
-        vec!["web", "2", "1", "True"],
-    ];
+    let expected =
+        vec![vec!["all", "3", "1", "True"], vec!["broken", "0", "0", "False"], vec!["web", "2", "1", "True"]];
     let ns = c.ns.clone();
     wait_until(Duration::from_secs(30), "kubectl get scp", || async {
         let out = c.env.kubectl(["get", "scp", "-n", &ns]).await.map_err(|e| e.to_string())?;
@@ -104,8 +102,10 @@ async fn kubectl_get_scp_prints_matched_alerting_ready() {
     })
     .await
     .unwrap();
-    let wide = c.env.kubectl(["get", "sidecarpolicies.sidecarwatch.io", "broken", "-n", &ns, "-o", "json"]).await.unwrap();
+    let wide =
+        c.env.kubectl(["get", "sidecarpolicies.sidecarwatch.io", "broken", "-n", &ns, "-o", "json"]).await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&wide).unwrap();
-    let message = super::support::condition(&v["status"], "Ready").unwrap()["message"].as_str().unwrap_or("").to_string();
+    let message =
+        super::support::condition(&v["status"], "Ready").unwrap()["message"].as_str().unwrap_or("").to_string();
     assert!(message.contains("sidecars.pattern"), "{message}");
 }

@@ -27,7 +27,8 @@ async fn pending_alert_fires_on_time_across_a_restart() {
     let b = c.create_pod(native_pod("b", "web", "app", "istio-proxy")).await;
     drive(&a, &[("app", true), ("istio-proxy", false)]).await;
     drive(&b, &[("app", true), ("istio-proxy", true)]).await;
-    let alert_on = |pod: &str, state: &str| alert("SidecarContainerNotReady", state, "warning", "mesh", &ns, pod, "istio-proxy");
+    let alert_on =
+        |pod: &str, state: &str| alert("SidecarContainerNotReady", state, "warning", "mesh", &ns, pod, "istio-proxy");
     // a fires and is announced before the restart.
     op1.wait_alerts("a firing", vec![alert_on("a", "firing")]).await;
     c.wait_events("a", "Warning", "SidecarContainerNotReady", 1).await;

@@ -34,7 +34,8 @@ async fn never_ready_native_sidecar_with_ready_main() {
     let t0 = Instant::now();
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
 
-    let not_ready = |state: &str| alert("SidecarContainerNotReady", state, "warning", "mesh", &ns, "web-1", "istio-proxy");
+    let not_ready =
+        |state: &str| alert("SidecarContainerNotReady", state, "warning", "mesh", &ns, "web-1", "istio-proxy");
     let main_ready =
         |state: &str| alert("MainContainerReadyButSidecarNot", state, "critical", "mesh", &ns, "web-1", "istio-proxy");
     let scrape = op.wait_alerts("both pending", vec![not_ready("pending"), main_ready("pending")]).await;
@@ -70,13 +71,7 @@ async fn never_ready_native_sidecar_with_ready_main() {
     assert!(note.contains("istio-proxy") && note.contains("mesh"), "note names container and policy: {note}");
     let status = c
         .wait_status("mesh", "both firing", |s| {
-            status_counts(
-                s,
-                1,
-                1,
-                json!({"MainContainerReadyButSidecarNot": 1, "SidecarContainerNotReady": 1}),
-                0,
-            )?;
+            status_counts(s, 1, 1, json!({"MainContainerReadyButSidecarNot": 1, "SidecarContainerNotReady": 1}), 0)?;
             status_ready(s, "True", "Evaluating")
         })
         .await;
@@ -127,10 +122,7 @@ async fn liveness_failing_sidecar_restart_loop() {
     let pod = c.create_pod(native_pod("api-1", "api", "app", "fluent-bit")).await;
     drive(&pod, &[("app", true), ("fluent-bit", true)]).await;
     op.wait_scrape("fluent-bit tracked", |s| {
-        match s.value("sidecar_container_ready", &[("pod", "api-1"), ("container", "fluent-bit")]) {
-            Some(v) if v == 1.0 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
+        has_value(s, "sidecar_container_ready", &[("pod", "api-1"), ("container", "fluent-bit")], 1.0)
     })
     .await;
 
@@ -138,10 +130,12 @@ async fn liveness_failing_sidecar_restart_loop() {
     for n in 1..=2 {
         pod.restart("fluent-bit", "Error", 1, false).await.unwrap();
         op.wait_scrape(&format!("{n} restarts"), |s| {
-            match s.value("sidecar_container_restarts_total", &[("pod", "api-1"), ("container", "fluent-bit")]) {
-                Some(v) if v == f64::from(n) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
+            has_value(
+                s,
+                "sidecar_container_restarts_total",
+                &[("pod", "api-1"), ("container", "fluent-bit")],
+                f64::from(n),
+            )
         })
         .await;
     }
@@ -244,10 +238,7 @@ async fn job_held_open_by_legacy_sidecar() {
     drive(&pod, &[("worker", true), ("log-sidecar", true)]).await;
     let scrape = op
         .wait_scrape("legacy sidecar tracked", |s| {
-            match s.value("sidecar_container_ready", &[("pod", "report-abcde"), ("container", "log-sidecar")]) {
-                Some(v) if v == 1.0 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
+            has_value(s, "sidecar_container_ready", &[("pod", "report-abcde"), ("container", "log-sidecar")], 1.0)
         })
         .await;
     assert_eq!(
@@ -312,7 +303,9 @@ async fn main_started_before_sidecar_ready() {
     .await
     .unwrap();
     op.wait_scrape("envoy tracked", |s| {
-        s.value("sidecar_container_ready", &[("pod", "shop-1"), ("container", "envoy")]).map(|_| ()).ok_or_else(|| "no".into())
+        s.value("sidecar_container_ready", &[("pod", "shop-1"), ("container", "envoy")])
+            .map(|_| ())
+            .ok_or_else(|| "no".into())
     })
     .await;
     assert!(op.scrape().await.unwrap().alerts().is_empty());
@@ -330,10 +323,7 @@ async fn main_started_before_sidecar_ready() {
     // The sidecar becoming ready later does not undo the order of this run.
     drive(&pod, &[("app", true), ("envoy", true)]).await;
     op.wait_scrape("envoy ready", |s| {
-        match s.value("sidecar_container_ready", &[("pod", "shop-1"), ("container", "envoy")]) {
-            Some(v) if v == 1.0 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
+        has_value(s, "sidecar_container_ready", &[("pod", "shop-1"), ("container", "envoy")], 1.0)
     })
     .await;
     assert_eq!(op.scrape().await.unwrap().alerts(), expected);

@@ -134,7 +134,10 @@ impl Cluster {
 
     /// Deletes a policy.
     pub async fn delete_policy(&self, name: &str) {
-        self.env.kubectl(["delete", "sidecarpolicy", name, "-n", &self.ns, "--wait=false"]).await.expect("policy deleted");
+        self.env
+            .kubectl(["delete", "sidecarpolicy", name, "-n", &self.ns, "--wait=false"])
+            .await
+            .expect("policy deleted");
     }
 
     /// The policy as JSON.
@@ -309,7 +312,8 @@ pub async fn drive(pod: &PodDriver, ready: &[(&str, bool)]) -> Pod {
 
 /// Sets phase Running and the Pod conditions from the container statuses.
 pub fn set_pod_conditions(s: &mut PodStatus) {
-    let all_ready = s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).all(|c| c.ready);
+    let all_ready =
+        s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).all(|c| c.ready);
     s.phase = Some("Running".into());
     if s.start_time.is_none() {
         s.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
@@ -358,6 +362,14 @@ pub struct Scrape {
     pub samples: Vec<Sample>,
 }
 
+/// Checks that the single sample of `name` with `matching` labels has value `want`.
+pub fn has_value(s: &Scrape, name: &str, matching: &[(&str, &str)], want: f64) -> Result<(), String> {
+    match s.value(name, matching) {
+        Some(v) if (v - want).abs() < 1e-9 => Ok(()),
+        other => Err(format!("{name}{matching:?} = {other:?}, want {want}")),
+    }
+}
+
 /// Labels of an alert series as a map.
 pub type Labels = BTreeMap<String, String>;
 
@@ -395,7 +407,9 @@ impl Scrape {
     pub fn find(&self, name: &str, matching: &[(&str, &str)]) -> Vec<&Sample> {
         self.samples
             .iter()
-            .filter(|s| s.name == name && matching.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+            .filter(|s| {
+                s.name == name && matching.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
             .collect()
     }
 
@@ -641,7 +655,9 @@ impl Operator {
         let mut child = self.child.take().expect("operator running");
         let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
-            .unwrap_or_else(|_| panic!("operator {} did not exit within 10 s of SIGTERM\n{}", self.identity, self.log()))
+            .unwrap_or_else(|_| {
+                panic!("operator {} did not exit within 10 s of SIGTERM\n{}", self.identity, self.log())
+            })
             .expect("wait");
         assert!(exit.success(), "operator {} exited with {exit} after SIGTERM\n{}", self.identity, self.log());
         assert!(self.log().contains("stopped"), "no clean shutdown in the log:\n{}", self.log());
@@ -664,7 +680,10 @@ impl Drop for Operator {
             } else {
                 log
             };
-            eprintln!("----- log of operator {} (port {}) -----\n{tail}\n----- end of log -----", self.identity, self.port);
+            eprintln!(
+                "----- log of operator {} (port {}) -----\n{tail}\n----- end of log -----",
+                self.identity, self.port
+            );
         }
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
@@ -704,24 +723,6 @@ pub fn assert_on_time(what: &str, t0: Instant, at: Instant, expected: Duration) 
     let late = Duration::from_millis(3500);
     assert!(took + early >= expected, "{what} too early: after {took:?}, expected {expected:?}");
     assert!(took <= expected + late, "{what} too late: after {took:?}, expected {expected:?}");
-}
-
-/// Retries an API action until it succeeds (for use while the simulator injects faults).
-pub async fn retry<T, E: std::fmt::Debug, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let start = Instant::now();
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) => {
-                assert!(start.elapsed() < WAIT, "{what} kept failing: {e:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 /// The condition of `type_` in a status.
