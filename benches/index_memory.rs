@@ -41,6 +41,7 @@ fn main() {
             compiled: Ok(Arc::new(compiled)),
             spec: serde_json::Value::Null,
             ready_condition: None,
+            shard_statuses: Default::default(),
         },
         now,
     );

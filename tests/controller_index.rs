@@ -44,7 +44,7 @@ fn web_pod(name: &str, uid: &str, labels: &[(&str, &str)], sidecar_ready: bool) 
 }
 
 fn entry(compiled: Result<CompiledPolicy, sidecar_watch::engine::SpecError>, spec: serde_json::Value) -> PolicyEntry {
-    PolicyEntry { generation: Some(1), uid: Some("policy-uid".into()), compiled: compiled.map(Arc::new), spec, ready_condition: None }
+    PolicyEntry { generation: Some(1), uid: Some("policy-uid".into()), compiled: compiled.map(Arc::new), spec, ready_condition: None, shard_statuses: Default::default() }
 }
 
 /// The policy under test; start-up order is left out (the sidecar here never became ready,
@@ -160,7 +160,7 @@ fn invalid_policy_evaluates_nothing_and_others_keep_working() {
     let stats = index.policy_stats();
     assert_eq!(stats[&bad].matched, 0);
     assert_eq!(stats[&good].matched, 1);
-    let status = sidecar_watch::controller::status::desired_status(&index.policies()[&bad], &stats[&bad]);
+    let status = sidecar_watch::controller::status::desired_status(&index.policies()[&bad], &stats[&bad], Default::default());
     assert_eq!(status.conditions[0].status, "False");
     assert_eq!(status.conditions[0].reason, "InvalidSpec");
     assert!(status.conditions[0].message.contains("spec.sidecars.pattern"), "{}", status.conditions[0].message);

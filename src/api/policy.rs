@@ -264,10 +264,36 @@ pub struct PolicyStatus {
     /// When the operator last evaluated the policy (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluation_time: Option<String>,
+    /// Per-shard counts when the operator runs sharded (`--shard-count` > 1), keyed by the
+    /// shard index; the counts above are their sums.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shards: BTreeMap<String, ShardStatus>,
     /// `Ready`: the spec is valid and being evaluated (reason `Evaluating`), or not (reason
     /// `InvalidSpec`, with the field in the message).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What one shard of a sharded operator counted for a policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// Pods of this shard the policy selects.
+    #[serde(default)]
+    pub matched_pods: u32,
+    /// Of those, Pods with at least one firing alert.
+    #[serde(default)]
+    pub alerting_pods: u32,
+    /// Firing alerts by alert name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub firing: BTreeMap<String, u32>,
+    /// Pending alerts.
+    #[serde(default)]
+    pub pending_alerts: u32,
+    /// How many shards there were when this was written (entries of another shard count
+    /// are ignored).
+    #[serde(default)]
+    pub shard_count: u32,
 }
 
 fn default_true() -> bool {

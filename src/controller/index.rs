@@ -36,6 +36,8 @@ pub struct PolicyEntry {
     pub spec: serde_json::Value,
     /// The `Ready` condition already on the object: (status, lastTransitionTime).
     pub ready_condition: Option<(String, String)>,
+    /// Per-shard counts already on the object (sharded operation).
+    pub shard_statuses: BTreeMap<String, crate::api::ShardStatus>,
 }
 
 /// An active alert as the index keeps it: everything but the message, which is most of an

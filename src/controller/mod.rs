@@ -178,6 +178,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         interval: args.status_interval,
         dirty: status_dirty.clone(),
+        shard,
     };
     let status_task = tokio::spawn(status_writer.run(shutdown.clone()));
 

@@ -3,7 +3,7 @@
 //! interval, only when woken by a change or for the periodic refresh) and skipped when the
 //! status would not change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::index::{Index, PolicyEntry, PolicyStats};
-use crate::api::{ClusterSidecarPolicy, PolicyStatus, SidecarPolicy};
+use super::shard::Shard;
+use crate::api::{ClusterSidecarPolicy, PolicyStatus, ShardStatus, SidecarPolicy};
 use crate::engine::PolicyRef;
 use crate::metrics::Metrics;
 
@@ -25,8 +26,44 @@ pub const FIELD_MANAGER: &str = "sidecar-watch";
 /// Even without changes, status is refreshed this often (so `lastEvaluationTime` moves).
 const REFRESH: Duration = Duration::from_secs(300);
 
-/// The status a policy should have, without the times (for change detection).
-pub fn desired_status(entry: &PolicyEntry, stats: &PolicyStats) -> PolicyStatus {
+/// The status a policy should have, without the times (for change detection). Sharded, the
+/// counts are this shard's fresh ones plus the other shards' as last written on the object.
+pub fn desired_status(entry: &PolicyEntry, stats: &PolicyStats, shard: Shard) -> PolicyStatus {
+    let mut status = unsharded_status(entry, stats);
+    if shard.count <= 1 {
+        return status;
+    }
+    let own = ShardStatus {
+        matched_pods: status.matched_pods,
+        alerting_pods: status.alerting_pods,
+        firing: status.firing.clone(),
+        pending_alerts: status.pending_alerts,
+        shard_count: shard.count,
+    };
+    let mut shards: BTreeMap<String, ShardStatus> = entry
+        .shard_statuses
+        .iter()
+        .filter(|(index, s)| s.shard_count == shard.count && index.parse::<u32>().is_ok_and(|i| i < shard.count))
+        .map(|(i, s)| (i.clone(), s.clone()))
+        .collect();
+    shards.insert(shard.index.to_string(), own);
+    status.matched_pods = shards.values().map(|s| s.matched_pods).sum();
+    status.alerting_pods = shards.values().map(|s| s.alerting_pods).sum();
+    status.pending_alerts = shards.values().map(|s| s.pending_alerts).sum();
+    status.firing.clear();
+    for s in shards.values() {
+        for (alert, n) in &s.firing {
+            *status.firing.entry(alert.clone()).or_default() += n;
+        }
+    }
+    if let Some(condition) = status.conditions.first_mut().filter(|_| entry.compiled.is_ok()) {
+        condition.message = format!("Evaluating {} Pods in {} shards", status.matched_pods, shard.count);
+    }
+    status.shards = shards;
+    status
+}
+
+fn unsharded_status(entry: &PolicyEntry, stats: &PolicyStats) -> PolicyStatus {
     let (status, reason, message) = match &entry.compiled {
         Ok(_) => ("True", "Evaluating", format!("Evaluating {} Pods", stats.matched)),
         Err(e) => ("False", "InvalidSpec", format!("Invalid spec: {e}")),
@@ -39,6 +76,7 @@ pub fn desired_status(entry: &PolicyEntry, stats: &PolicyStats) -> PolicyStatus 
         firing: if valid { stats.firing.clone() } else { Default::default() },
         pending_alerts: if valid { stats.pending } else { 0 },
         last_evaluation_time: None,
+        shards: Default::default(),
         conditions: vec![Condition {
             type_: "Ready".into(),
             status: status.into(),
@@ -62,6 +100,9 @@ pub struct StatusWriter {
     pub interval: Duration,
     /// Woken by the reconciler when counts may have changed.
     pub dirty: Arc<Notify>,
+    /// This replica's shard: sharded, each shard writes its own entry under `status.shards`
+    /// and the sums, with merge patches that never conflict.
+    pub shard: Shard,
 }
 
 struct Written {
@@ -100,7 +141,7 @@ impl StatusWriter {
         let policies = self.index.policies();
         written.retain(|p, _| policies.contains_key(p));
         for (policy, entry) in &policies {
-            let desired = desired_status(entry, stats.get(policy).unwrap_or(&PolicyStats::default()));
+            let desired = desired_status(entry, stats.get(policy).unwrap_or(&PolicyStats::default()), self.shard);
             if let Some(previous) = written.get(policy) {
                 let fresh = now.duration_since(previous.at) < REFRESH.try_into().unwrap_or_default();
                 if previous.status == desired && fresh {
@@ -144,7 +185,19 @@ impl StatusWriter {
             "kind": kind,
             "status": status,
         });
-        api.patch_status(&policy.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+        if self.shard.count > 1 {
+            // Only this shard's entry and the sums: a merge patch leaves the other shards'
+            // entries alone, whoever wrote them.
+            let mut status = serde_json::to_value(&status).unwrap_or_default();
+            if let Some(shards) = status.get_mut("shards").and_then(|s| s.as_object_mut()) {
+                let own = self.shard.index.to_string();
+                shards.retain(|index, _| *index == own);
+            }
+            let params = PatchParams { field_manager: Some(format!("{FIELD_MANAGER}-shard-{}", self.shard.index)), ..Default::default() };
+            api.patch_status(&policy.name, &params, &Patch::Merge(serde_json::json!({ "status": status }))).await?;
+        } else {
+            api.patch_status(&policy.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+        }
         Ok(())
     }
 }

@@ -192,6 +192,12 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
         .and_then(|c| c.as_array())
         .and_then(|list| list.iter().find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready")))
         .and_then(|c| Some((c.get("status")?.as_str()?.to_string(), c.get("lastTransitionTime")?.as_str()?.to_string())));
+    let shard_statuses = object
+        .data
+        .pointer("/status/shards")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
     let value = match serde_json::to_value(&object) {
         Ok(v) => v,
         Err(e) => serde_json::json!({ "error": e.to_string() }),
@@ -207,7 +213,7 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
             Err(e) => (PolicyRef::namespaced(namespace.unwrap_or_default(), name), Err(SpecError::from(e))),
         }
     };
-    (policy, PolicyEntry { generation, uid, compiled: compiled.map(Arc::new), spec, ready_condition })
+    (policy, PolicyEntry { generation, uid, compiled: compiled.map(Arc::new), spec, ready_condition, shard_statuses })
 }
 
 fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {

@@ -25,22 +25,23 @@ pub fn namespace(i: usize) -> String {
     format!("bench-{i:02}")
 }
 
-/// The benchmark's policies: a ClusterSidecarPolicy with defaults for everything (native
-/// sidecars), and one for the legacy logging sidecar by name (misconfiguration and startup
-/// order checks off, as a team would configure it).
+/// The benchmark's policies, selecting disjoint sets of Pods: a ClusterSidecarPolicy with
+/// defaults (native sidecars, every rule) for the mesh-only Pods, and one for the Pods with
+/// the legacy logging sidecar that also names `log-sidecar` and turns off the checks this
+/// known legacy sidecar would always fail (misconfiguration, startup order), as a team would.
 pub fn policies() -> Vec<Value> {
     vec![
         json!({
             "apiVersion": "sidecarwatch.io/v1alpha1", "kind": "ClusterSidecarPolicy",
             "metadata": {"name": "platform"},
-            "spec": {}
+            "spec": {"selector": {"matchExpressions": [{"key": "logging", "operator": "DoesNotExist"}]}}
         }),
         json!({
             "apiVersion": "sidecarwatch.io/v1alpha1", "kind": "ClusterSidecarPolicy",
             "metadata": {"name": "legacy-logging"},
             "spec": {
                 "selector": {"matchLabels": {"logging": "fluent-bit"}},
-                "sidecars": {"native": false, "names": ["log-sidecar"]},
+                "sidecars": {"native": true, "names": ["log-sidecar"]},
                 "rules": {"misconfiguration": {"enabled": false}, "startupOrder": {"enabled": false}}
             }
         }),

@@ -14,4 +14,5 @@ mod policies;
 mod prometheus;
 mod restart;
 mod scenarios;
+mod sharding;
 mod support;

@@ -1,0 +1,139 @@
+//! Sharding: three shards together produce exactly the alerts, series, Events and status of
+//! one unsharded replica on the same scenario, and a shard that dies and comes back loses
+//! nothing.
+
+use serde_json::{json, Value};
+use sidecar_watch::controller::shard::shard_of;
+use sidecar_watch_e2e::harness::wait_until;
+
+use crate::support::*;
+
+const PODS: usize = 9;
+
+fn policy_spec() -> Value {
+    json!({
+        "selector": {"matchLabels": {"app": "web"}},
+        "rules": rules(json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})),
+    })
+}
+
+/// Nine Pods, every other one with a sidecar that is not ready.
+async fn scenario(c: &Cluster) -> Vec<(String, sidecar_watch_e2e::kubelet::PodDriver)> {
+    c.apply_policy("mesh", policy_spec()).await;
+    let mut pods = Vec::new();
+    for i in 0..PODS {
+        let name = format!("web-{i}");
+        let pod = c.create_pod(native_pod(&name, "web", "app", "istio-proxy")).await;
+        drive(&pod, &[("app", true), ("istio-proxy", i % 2 == 1)]).await;
+        pods.push((name, pod));
+    }
+    pods
+}
+
+/// Alert and container series with the test namespace taken out, so that two clusters
+/// compare equal.
+fn normalized(scrapes: &[Scrape], ns: &str) -> Vec<String> {
+    let mut out: Vec<String> = scrapes
+        .iter()
+        .flat_map(|s| s.pod_series())
+        .filter(|line| !line.starts_with("sidecar_policy_pods"))
+        .map(|line| line.replace(ns, "NS"))
+        .collect();
+    out.sort();
+    out
+}
+
+fn not_ready_alerts(ns: &str, pods: impl Iterator<Item = usize>) -> Vec<Labels> {
+    sorted(
+        pods.filter(|i| i % 2 == 0)
+            .map(|i| alert("SidecarContainerNotReady", "firing", "warning", "mesh", ns, &format!("web-{i}"), "istio-proxy"))
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_equal_one_replica_and_survive_a_shard_restart() {
+    // The reference: one unsharded replica on its own cluster.
+    let single = Cluster::start("unsharded").await;
+    let _single_pods = scenario(&single).await;
+    let reference = Operator::start(&single, "single", &["--leader-elect=false"]).await;
+    let expected_alerts = not_ready_alerts(&single.ns, 0..PODS);
+    let reference_scrape = reference.wait_alerts("the unsharded replica's alerts", expected_alerts).await;
+    let reference_series = normalized(&[reference_scrape], &single.ns);
+    single.wait_status("mesh", "unsharded counts", |s| status_counts(s, PODS as u64, 5, json!({"SidecarContainerNotReady": 5}), 0)).await;
+
+    // Three shards, each with its own lease, on a second cluster with the same scenario.
+    let c = Cluster::start("sharded").await;
+    let ns = c.ns.clone();
+    let pods = scenario(&c).await;
+    let mut shards = Vec::new();
+    for index in 0..3 {
+        let args = ["--leader-elect=true", "--lease-duration", "3s", "--shard-count", "3", "--shard-index", &index.to_string()];
+        let args: Vec<&str> = args.to_vec();
+        shards.push(Operator::start(&c, &format!("shard-{index}"), &args).await);
+    }
+    let uids: Vec<String> = {
+        let mut uids = Vec::new();
+        for (_, pod) in &pods {
+            uids.push(pod.get().await.expect("pod").metadata.uid.expect("uid"));
+        }
+        uids
+    };
+    let owner = |i: usize| shard_of(&uids[i], 3) as usize;
+
+    let scrapes = wait_until(WAIT, "the shards together export the reference series", || async {
+        let mut scrapes = Vec::new();
+        for (index, op) in shards.iter().enumerate() {
+            let s = op.scrape().await?;
+            // Each shard exports only its own Pods.
+            for a in s.alerts() {
+                let pod: usize = a["pod"].trim_start_matches("web-").parse().map_err(|e| format!("{e}"))?;
+                if owner(pod) != index {
+                    return Err(format!("shard {index} exports Pod {pod} of shard {}", owner(pod)));
+                }
+            }
+            scrapes.push(s);
+        }
+        let got = normalized(&scrapes, &ns);
+        if got == reference_series {
+            Ok(scrapes)
+        } else {
+            Err(format!("got {got:#?}\nwant {reference_series:#?}"))
+        }
+    })
+    .await
+    .unwrap();
+    drop(scrapes);
+
+    // One Warning per firing alert, as from the single replica; status sums all shards.
+    for i in (0..PODS).filter(|i| i % 2 == 0) {
+        c.wait_events(&format!("web-{i}"), "Warning", "SidecarContainerNotReady", 1).await;
+    }
+    let status = c
+        .wait_status("mesh", "summed shard counts", |s| status_counts(s, PODS as u64, 5, json!({"SidecarContainerNotReady": 5}), 0))
+        .await;
+    let shard_entries = status["shards"].as_object().map(|m| m.len()).unwrap_or(0);
+    assert_eq!(shard_entries, 3, "one entry per shard: {status:#}");
+    let table = c.env.kubectl(["get", "scp", "-n", &ns, "mesh", "--no-headers"]).await.expect("kubectl get scp");
+    let columns: Vec<&str> = table.split_whitespace().collect();
+    assert_eq!(&columns[..4], ["mesh", "9", "5", "True"], "{table}");
+
+    // Kill the shard that owns web-0; while it is down web-0's sidecar recovers.
+    let victim = owner(0);
+    shards[victim].kill9().await;
+    set_ready(&pods[0].1, "istio-proxy", true).await;
+    let args = ["--leader-elect=true", "--lease-duration", "3s", "--shard-count", "3", "--shard-index", &victim.to_string()];
+    shards[victim] = Operator::start(&c, &format!("shard-{victim}-again"), &args).await;
+
+    // Back: the alert is gone, announced as resolved exactly once, and counts follow.
+    let expected = not_ready_alerts(&ns, (0..PODS).filter(|i| *i != 0 && owner(*i) == victim));
+    shards[victim].wait_alerts("the restarted shard's alerts", expected).await;
+    c.wait_events("web-0", "Normal", "SidecarContainerNotReadyResolved", 1).await;
+    c.wait_status("mesh", "counts after the shard came back", |s| {
+        status_counts(s, PODS as u64, 4, json!({"SidecarContainerNotReady": 4}), 0)
+    })
+    .await;
+    for i in (0..PODS).filter(|i| i % 2 == 0) {
+        assert_eq!(c.event_count(&format!("web-{i}"), "Warning", "SidecarContainerNotReady").await, 1, "web-{i}");
+    }
+}
