@@ -56,7 +56,7 @@ kust() {  # kust DIR
   kubectl kustomize "$1" >"$out" 2>"$out.err" || { cat "$out.err"; echo "  FAIL: kubectl kustomize $1"; return 1; }
   $CHECKS validate "$out" "$1"
 }
-for d in config/default config/default-no-prometheus config/crd config/rbac config/manager config/prometheus config/samples config/grafana; do
+for d in config/default config/default-no-prometheus config/sharded config/crd config/rbac config/manager config/prometheus config/samples config/grafana; do
   run "kustomize $d" kust "$d"
 done
 
@@ -126,11 +126,11 @@ import sys, yaml
 w = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] in ("Deployment", "StatefulSet")]
 assert len(w) == 1 and w[0]["kind"] == "StatefulSet", "sharding.enabled must render one StatefulSet"
 c = w[0]["spec"]["template"]["spec"]["containers"][0]
-assert "--shard-count=3" in c["args"] and "--leader-elect=false" in c["args"], c["args"]
+assert "--shard-count=3" in c["args"] and "--leader-elect=true" in c["args"], c["args"]
 env = {e["name"]: e for e in c["env"]}
 assert env["SIDECAR_WATCH_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
-assert not [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Role"], "no Lease Role when sharded"
-print("  ok: sharded StatefulSet with --shard-count=3 and the shard index from the pod ordinal")
+assert [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Role"], "a Lease Role: each shard holds its own Lease"
+print("  ok: sharded StatefulSet with --shard-count=3, the shard index from the pod ordinal, a Lease per shard")
 PY
   }
   run "chart sharding" sharded

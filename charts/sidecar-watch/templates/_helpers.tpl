@@ -49,7 +49,7 @@ app.kubernetes.io/part-of: sidecar-watch
 
 {{/* Leader election is on unless disabled or sharded (a StatefulSet ordinal is unique). */}}
 {{- define "sidecar-watch.leaderElect" -}}
-{{- if and .Values.leaderElection.enabled (not .Values.sharding.enabled) }}true{{ else }}false{{ end }}
+{{- if .Values.leaderElection.enabled }}true{{ else }}false{{ end }}
 {{- end }}
 
 {{- define "sidecar-watch.leaseName" -}}
