@@ -171,11 +171,13 @@ pub struct PolicyStats {
     pub pending: u32,
 }
 
+/// One segment of tracked Pods by UID. Boxed values: the table then holds a pointer per
+/// slot, not a whole TrackedPod, so its spare capacity costs little.
+type Segment = HashMap<String, Box<TrackedPod>>;
+
 /// The shared state of the operator.
 pub struct Index {
-    // Boxed: the table then holds a pointer per slot, not a whole TrackedPod, so its spare
-    // capacity costs little.
-    segments: Box<[Mutex<HashMap<String, Box<TrackedPod>>>]>,
+    segments: Box<[Mutex<Segment>]>,
     policies: RwLock<BTreeMap<PolicyRef, PolicyEntry>>,
     namespaces: RwLock<HashMap<String, Labels>>,
     leader: AtomicBool,
@@ -206,7 +208,7 @@ impl Index {
         }
     }
 
-    fn segment(&self, uid: &str) -> MutexGuard<'_, HashMap<String, Box<TrackedPod>>> {
+    fn segment(&self, uid: &str) -> MutexGuard<'_, Segment> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         uid.hash(&mut hasher);
         lock(&self.segments[(hasher.finish() as usize) % SEGMENTS])
