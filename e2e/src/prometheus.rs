@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::harness::{free_port, http_get};
 
 /// Default location of the Prometheus binary (Debian package `prometheus`).
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
@@ -47,9 +47,6 @@ pub struct Prometheus {
     dir: PathBuf,
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 fn encode(s: &str) -> String {
     s.bytes()
@@ -60,18 +57,6 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// Minimal HTTP/1.0 GET on 127.0.0.1:`port`; returns (status code, body).
-async fn http_get(port: u16, path_and_query: &str) -> std::io::Result<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let req = format!("GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Ok((code, body.to_string()))
-}
 
 impl Prometheus {
     /// Starts Prometheus with `rule_file` evaluated every second and `target` (`host:port`,

@@ -146,8 +146,16 @@ where
     })
 }
 
-async fn watch_pods(api: Api<Pod>, namespace: Option<String>, shard: Shard, tx: mpsc::Sender<Input>, metrics: Metrics) {
-    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "pods", metrics);
+/// Forwards one watch stream to the reconciler: every applied or deleted object as it comes,
+/// and after each (re)list the keys it listed, so that what vanished meanwhile is forgotten.
+/// `on_apply` returns `None` for objects this replica ignores (another shard's Pods).
+async fn forward<K, Q: Eq + std::hash::Hash>(
+    stream: impl Stream<Item = watcher::Event<K>>,
+    tx: mpsc::Sender<Input>,
+    mut on_apply: impl FnMut(K, Instant) -> Option<(Q, Input)>,
+    mut on_delete: impl FnMut(K) -> (Q, Input),
+    mut on_listed: impl FnMut(HashSet<Q>) -> Input,
+) {
     futures::pin_mut!(stream);
     let mut seen = HashSet::new();
     while let Some(event) = stream.next().await {
@@ -157,25 +165,40 @@ async fn watch_pods(api: Api<Pod>, namespace: Option<String>, shard: Shard, tx: 
                 seen.clear();
                 continue;
             }
-            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
-                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-                if !shard.owns(uid) {
-                    continue;
-                }
-                seen.insert(uid.to_string());
-                Input::Pod { view: PodView::from_pod(&pod), received }
+            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
+                let Some((key, input)) = on_apply(object, received) else { continue };
+                seen.insert(key);
+                input
             }
-            watcher::Event::Delete(pod) => {
-                let uid = pod.metadata.uid.unwrap_or_default();
-                seen.remove(&uid);
-                Input::PodDeleted { uid }
+            watcher::Event::Delete(object) => {
+                let (key, input) = on_delete(object);
+                seen.remove(&key);
+                input
             }
-            watcher::Event::InitDone => Input::PodsListed { namespace: namespace.clone(), seen: std::mem::take(&mut seen) },
+            watcher::Event::InitDone => on_listed(std::mem::take(&mut seen)),
         };
         if tx.send(input).await.is_err() {
             return;
         }
     }
+}
+
+async fn watch_pods(api: Api<Pod>, namespace: Option<String>, shard: Shard, tx: mpsc::Sender<Input>, metrics: Metrics) {
+    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "pods", metrics);
+    forward(
+        stream,
+        tx,
+        |pod: Pod, received| {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            shard.owns(&uid).then(|| (uid, Input::Pod { view: PodView::from_pod(&pod), received }))
+        },
+        |pod| {
+            let uid = pod.metadata.uid.unwrap_or_default();
+            (uid.clone(), Input::PodDeleted { uid })
+        },
+        |seen| Input::PodsListed { namespace: namespace.clone(), seen },
+    )
+    .await;
 }
 
 /// Turns a policy object into an index entry; a policy that does not even decode becomes
@@ -227,60 +250,36 @@ fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {
 async fn watch_policies(api: Api<DynamicObject>, cluster: bool, namespace: Option<String>, tx: mpsc::Sender<Input>, metrics: Metrics) {
     let what = if cluster { "clustersidecarpolicies" } else { "sidecarpolicies" };
     let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), what, metrics);
-    futures::pin_mut!(stream);
-    let mut seen = HashSet::new();
-    while let Some(event) = stream.next().await {
-        let received = Instant::now();
-        let input = match event {
-            watcher::Event::Init => {
-                seen.clear();
-                continue;
-            }
-            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-                let (policy, entry) = policy_entry(object, cluster);
-                seen.insert(policy.clone());
-                Input::Policy { policy, entry, received }
-            }
-            watcher::Event::Delete(object) => {
-                let policy = policy_ref(&object, cluster);
-                seen.remove(&policy);
-                Input::PolicyDeleted(policy)
-            }
-            watcher::Event::InitDone => {
-                Input::PoliciesListed { cluster, namespace: namespace.clone(), seen: std::mem::take(&mut seen) }
-            }
-        };
-        if tx.send(input).await.is_err() {
-            return;
-        }
-    }
+    forward(
+        stream,
+        tx,
+        |object, received| {
+            let (policy, entry) = policy_entry(object, cluster);
+            Some((policy.clone(), Input::Policy { policy, entry, received }))
+        },
+        |object| {
+            let policy = policy_ref(&object, cluster);
+            (policy.clone(), Input::PolicyDeleted(policy))
+        },
+        |seen| Input::PoliciesListed { cluster, namespace: namespace.clone(), seen },
+    )
+    .await;
 }
 
 async fn watch_namespaces(api: Api<PartialObjectMeta<Namespace>>, tx: mpsc::Sender<Input>, metrics: Metrics) {
     let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "namespaces", metrics);
-    futures::pin_mut!(stream);
-    let mut seen = HashSet::new();
-    while let Some(event) = stream.next().await {
-        let input = match event {
-            watcher::Event::Init => {
-                seen.clear();
-                continue;
-            }
-            watcher::Event::InitApply(ns) | watcher::Event::Apply(ns) => {
-                let ns: PartialObjectMeta<Namespace> = ns;
-                let name = ns.metadata.name.unwrap_or_default();
-                seen.insert(name.clone());
-                Input::Namespace { name, labels: ns.metadata.labels.unwrap_or_default() }
-            }
-            watcher::Event::Delete(ns) => {
-                let name = ns.metadata.name.unwrap_or_default();
-                seen.remove(&name);
-                Input::NamespaceDeleted(name)
-            }
-            watcher::Event::InitDone => Input::NamespacesListed(std::mem::take(&mut seen)),
-        };
-        if tx.send(input).await.is_err() {
-            return;
-        }
-    }
+    forward(
+        stream,
+        tx,
+        |ns: PartialObjectMeta<Namespace>, _| {
+            let name = ns.metadata.name.unwrap_or_default();
+            Some((name.clone(), Input::Namespace { name, labels: ns.metadata.labels.unwrap_or_default() }))
+        },
+        |ns| {
+            let name = ns.metadata.name.unwrap_or_default();
+            (name.clone(), Input::NamespaceDeleted(name))
+        },
+        Input::NamespacesListed,
+    )
+    .await;
 }

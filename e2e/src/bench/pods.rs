@@ -189,7 +189,10 @@ fn push(array: &mut Value, item: Value) {
 pub fn container_status<'a>(pod: &'a mut Value, name: &str) -> Option<&'a mut Value> {
     let status = pod.get_mut("status")?.as_object_mut()?;
     let has = |k: &str, status: &serde_json::Map<String, Value>| {
-        status.get(k).and_then(Value::as_array).is_some_and(|l| l.iter().any(|s| s.get("name").and_then(Value::as_str) == Some(name)))
+        status
+            .get(k)
+            .and_then(Value::as_array)
+            .is_some_and(|l| l.iter().any(|s| s.get("name").and_then(Value::as_str) == Some(name)))
     };
     let key = ["containerStatuses", "initContainerStatuses"].into_iter().find(|k| has(k, status))?;
     status.get_mut(key)?.as_array_mut()?.iter_mut().find(|s| s.get("name").and_then(Value::as_str) == Some(name))
@@ -225,7 +228,10 @@ pub fn set_ready(pod: &mut Value, container: &str, ready: bool, now: &str) {
                         o.remove("message");
                     } else {
                         o.insert("reason".into(), json!("ContainersNotReady"));
-                        o.insert("message".into(), json!(format!("containers with unready status: [{}]", unready.join(" "))));
+                        o.insert(
+                            "message".into(),
+                            json!(format!("containers with unready status: [{}]", unready.join(" "))),
+                        );
                     }
                 }
             }

@@ -81,8 +81,7 @@ fn value(line: &str) -> f64 {
 pub fn sum(text: &str, name: &str, label_parts: &[&str]) -> f64 {
     text.lines()
         .filter(|l| {
-            l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{']))
-                && label_parts.iter().all(|p| l.contains(p))
+            l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])) && label_parts.iter().all(|p| l.contains(p))
         })
         .map(value)
         .sum()

@@ -52,7 +52,10 @@ struct Args {
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>> {
-    s.split(',').filter(|x| !x.is_empty()).map(|x| x.trim().parse::<T>().map_err(|_| anyhow::anyhow!("bad number {x:?}"))).collect()
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.trim().parse::<T>().map_err(|_| anyhow::anyhow!("bad number {x:?}")))
+        .collect()
 }
 
 fn parse_args() -> Result<Args> {
@@ -77,7 +80,15 @@ fn parse_args() -> Result<Args> {
             None => (flag, None),
         };
         if flag == "-h" || flag == "--help" {
-            println!("{}", include_str!("bench.rs").lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").trim_start_matches(' ')).collect::<Vec<_>>().join("\n"));
+            println!(
+                "{}",
+                include_str!("bench.rs")
+                    .lines()
+                    .take_while(|l| l.starts_with("//!"))
+                    .map(|l| l.trim_start_matches("//!").trim_start_matches(' '))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
             std::process::exit(0);
         }
         let v = match inline {
@@ -123,7 +134,8 @@ fn caller() -> Caller {
 
 fn create(shared: &sim::Shared, group: &str, version: &str, plural: &str, ns: Option<&str>, obj: Value) -> Result<()> {
     let mut st = shared.state();
-    let info = st.registry.find(group, version, plural).cloned().with_context(|| format!("no resource {group}/{plural}"))?;
+    let info =
+        st.registry.find(group, version, plural).cloned().with_context(|| format!("no resource {group}/{plural}"))?;
     st.create(&info, version, ns, obj, &caller(), false).map_err(|e| anyhow::anyhow!("create {plural}: {e:?}"))?;
     Ok(())
 }
@@ -139,7 +151,14 @@ fn preload(shared: &sim::Shared, factory: &PodFactory, n: usize) -> Result<Vec<(
     }
     for i in 0..pods::NAMESPACES {
         let ns = pods::namespace(i);
-        create(shared, "", "v1", "namespaces", None, json!({"metadata": {"name": ns, "labels": {"team": format!("team-{}", i % 7)}}}))?;
+        create(
+            shared,
+            "",
+            "v1",
+            "namespaces",
+            None,
+            json!({"metadata": {"name": ns, "labels": {"team": format!("team-{}", i % 7)}}}),
+        )?;
     }
     for p in pods::policies() {
         create(shared, "sidecarwatch.io", "v1alpha1", "clustersidecarpolicies", None, p)?;
@@ -499,12 +518,17 @@ async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row> {
         let i = names.iter().position(|x| x == *p).unwrap_or(0);
         i % 100 >= 10
     };
-    let reserved: Vec<(String, String)> = names.iter().take(200.min(n)).filter(healthy).take(args.e2e_samples + 2).cloned().collect();
+    let reserved: Vec<(String, String)> =
+        names.iter().take(200.min(n)).filter(healthy).take(args.e2e_samples + 2).cloned().collect();
     let marker = reserved.last().cloned().context("no Pods")?;
     // Status updates and churn touch only healthy Pods (the not-ready/restarted few % keep
     // their alerts), and never the reserved ones.
-    let flip_targets: Vec<(String, String)> =
-        names.iter().enumerate().filter(|(i, p)| i % 100 >= 10 && !reserved.contains(p)).map(|(_, p)| p.clone()).collect();
+    let flip_targets: Vec<(String, String)> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| i % 100 >= 10 && !reserved.contains(p))
+        .map(|(_, p)| p.clone())
+        .collect();
     let before_all = scrape(port).await?.body;
     row.startup_events = prom::sum(&before_all, "sidecar_watch_events_total", &[]);
     let expired0 = shared.expired_watches();
@@ -603,11 +627,14 @@ async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row> {
             write_pod(&shared, ns, name, |p| pods::restart(p, MESH_SIDECAR, "OOMKilled", 137, true, &now_string()));
             let pod_part = format!("pod=\"{name}\"");
             let (mut watch_at, mut event_at, mut metric_at) = (None, None, None);
-            while t0.elapsed() < Duration::from_secs(15) && (watch_at.is_none() || event_at.is_none() || metric_at.is_none()) {
+            while t0.elapsed() < Duration::from_secs(15)
+                && (watch_at.is_none() || event_at.is_none() || metric_at.is_none())
+            {
                 if metric_at.is_none() {
                     if let Ok(r) = scrape(port).await {
                         e2e.scrape_ms.push(r.elapsed.as_secs_f64() * 1e3);
-                        if r.body.lines().any(|l| l.contains("alertname=\"SidecarOOMKilled\"") && l.contains(&pod_part)) {
+                        if r.body.lines().any(|l| l.contains("alertname=\"SidecarOOMKilled\"") && l.contains(&pod_part))
+                        {
                             metric_at = Some(t0.elapsed().as_secs_f64());
                         }
                     }
@@ -718,7 +745,10 @@ fn table(rows: &[Row], args: &Args) -> String {
     line("Pod JSON size (avg)", rows.iter().map(|r| format!("{} B", r.avg_pod_bytes)).collect());
     line("operator: start → /readyz 200", rows.iter().map(|r| format!("{:.2} s", r.ready_s)).collect());
     line("operator: start → pods_tracked = N", rows.iter().map(|r| format!("{:.2} s", r.tracked_s)).collect());
-    line("operator: Events published by initial sync (+3 s)", rows.iter().map(|r| format!("{:.0}", r.startup_events)).collect());
+    line(
+        "operator: Events published by initial sync (+3 s)",
+        rows.iter().map(|r| format!("{:.0}", r.startup_events)).collect(),
+    );
     line("operator RSS after initial sync", rows.iter().map(|r| mib(r.rss_ready_kib)).collect());
     line("operator RSS per Pod (slope vs previous N), sync", slope(&|r| r.rss_ready_kib));
     line("operator RSS after churn", rows.iter().map(|r| mib(r.rss_churn_kib)).collect());
@@ -790,12 +820,22 @@ fn table(rows: &[Row], args: &Args) -> String {
     );
     line(
         "e2e samples (watch / Event / metrics seen)",
-        rows.iter().map(|r| format!("{} ({}/{}/{})", r.e2e.samples, r.e2e.watch.len(), r.e2e.event.len(), r.e2e.metrics.len())).collect(),
+        rows.iter()
+            .map(|r| format!("{} ({}/{}/{})", r.e2e.samples, r.e2e.watch.len(), r.e2e.event.len(), r.e2e.metrics.len()))
+            .collect(),
     );
     line("/metrics scrape time (median of 5, idle)", rows.iter().map(|r| format!("{:.1} ms", r.metrics_ms)).collect());
     line(
         "/metrics scrape time during e2e polling p50 / p99",
-        rows.iter().map(|r| format!("{} / {} ms", q(&r.e2e.scrape_ms.iter().map(|x| x / 1e3).collect(), 0.5), q(&r.e2e.scrape_ms.iter().map(|x| x / 1e3).collect(), 0.99))).collect(),
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "{} / {} ms",
+                    q(&r.e2e.scrape_ms.iter().map(|x| x / 1e3).collect(), 0.5),
+                    q(&r.e2e.scrape_ms.iter().map(|x| x / 1e3).collect(), 0.99)
+                )
+            })
+            .collect(),
     );
     line(
         "/metrics size, series",
@@ -803,7 +843,9 @@ fn table(rows: &[Row], args: &Args) -> String {
     );
     line(
         "churn ops (time)",
-        rows.iter().map(|r| format!("{} ({:.0} s, {:.0}/s)", r.churn_ops, r.churn_s, r.churn_ops as f64 / r.churn_s.max(1e-9))).collect(),
+        rows.iter()
+            .map(|r| format!("{} ({:.0} s, {:.0}/s)", r.churn_ops, r.churn_s, r.churn_ops as f64 / r.churn_s.max(1e-9)))
+            .collect(),
     );
     line(
         "pods_tracked after churn / Pods in store",
