@@ -171,9 +171,62 @@ pub struct PolicyStats {
     pub pending: u32,
 }
 
-/// One segment of tracked Pods by UID. Boxed values: the table then holds a pointer per
-/// slot, not a whole TrackedPod, so its spare capacity costs little.
-type Segment = HashMap<String, Box<TrackedPod>>;
+/// One segment of tracked Pods, keyed by the UID inside each Pod's view: no second copy of
+/// the UID as a key, and one pointer per slot, so spare capacity costs little.
+#[derive(Default)]
+struct Segment {
+    table: hashbrown::HashTable<Box<TrackedPod>>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl Segment {
+    fn hash(&self, uid: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(uid)
+    }
+
+    fn get(&self, uid: &str) -> Option<&TrackedPod> {
+        self.table.find(self.hash(uid), |p| p.view.uid == uid).map(|p| &**p)
+    }
+
+    fn get_mut(&mut self, uid: &str) -> Option<&mut TrackedPod> {
+        let hash = self.hash(uid);
+        self.table.find_mut(hash, |p| p.view.uid == uid).map(|p| &mut **p)
+    }
+
+    fn get_or_insert_with(&mut self, uid: &str, make: impl FnOnce() -> TrackedPod) -> &mut TrackedPod {
+        let hash = self.hash(uid);
+        let hasher = &self.hasher;
+        let entry = self.table.entry(hash, |p| p.view.uid == uid, |p| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(p.view.uid.as_str())
+        });
+        &mut **entry.or_insert_with(|| Box::new(make())).into_mut()
+    }
+
+    fn remove(&mut self, uid: &str) {
+        let hash = self.hash(uid);
+        if let Ok(entry) = self.table.find_entry(hash, |p| p.view.uid == uid) {
+            entry.remove();
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&TrackedPod) -> bool) {
+        self.table.retain(|p| keep(p));
+    }
+
+    fn values(&self) -> impl Iterator<Item = &TrackedPod> {
+        self.table.iter().map(|p| &**p)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut TrackedPod> {
+        self.table.iter_mut().map(|p| &mut **p)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+}
 
 /// The shared state of the operator.
 pub struct Index {
@@ -200,7 +253,7 @@ impl Index {
     /// An empty index.
     pub fn new() -> Self {
         Self {
-            segments: (0..SEGMENTS).map(|_| Mutex::new(HashMap::new())).collect(),
+            segments: (0..SEGMENTS).map(|_| Mutex::new(Segment::default())).collect(),
             policies: RwLock::new(BTreeMap::new()),
             namespaces: RwLock::new(HashMap::new()),
             leader: AtomicBool::new(false),
@@ -306,15 +359,12 @@ impl Index {
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         let ns_labels = namespaces.get(view.namespace.as_str());
         let mut segment = self.segment(&view.uid);
-        let uid = view.uid.clone();
-        let pod = segment.entry(uid).or_insert_with(|| {
-            Box::new(TrackedPod {
-                view: view.clone(),
-                history: PodHistory::default(),
-                results: Vec::new(),
-                sidecars: Vec::new(),
-                next_change: None,
-            })
+        let pod = segment.get_or_insert_with(&view.uid, || TrackedPod {
+            view: view.clone(),
+            history: PodHistory::default(),
+            results: Vec::new(),
+            sidecars: Vec::new(),
+            next_change: None,
         });
         let observations = pod.history.observe(&view, now);
         pod.view = view;
@@ -336,7 +386,7 @@ impl Index {
     /// After a relist of `namespace` (or of every namespace): forget the Pods not in `seen`.
     pub fn retain_pods(&self, namespace: Option<&str>, seen: &HashSet<String>) {
         for segment in self.segments.iter() {
-            lock(segment).retain(|uid, pod| seen.contains(uid) || namespace.is_some_and(|ns| pod.view.namespace != ns));
+            lock(segment).retain(|pod| seen.contains(&pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns));
         }
     }
 
