@@ -382,9 +382,21 @@ fn pod_names(index: &crate::controller::index::Index) -> PodNames {
     names
 }
 
+/// The Events this operator published: filtered by the API server on `reportingController`
+/// where it supports that field selector, else listed whole and filtered here.
 async fn list_own_events(client: &Client) -> Result<Vec<K8sEvent>, kube::Error> {
     let api: Api<K8sEvent> = Api::all(client.clone());
-    let params = ListParams::default().limit(500);
+    let selected = ListParams::default().limit(500).fields(&format!("reportingController={REPORTING_CONTROLLER}"));
+    match list_all(&api, &selected).await {
+        Ok(events) => Ok(events),
+        Err(e) => {
+            tracing::debug!(error = %e, "Event list by reportingController refused; listing every Event");
+            list_all(&api, &ListParams::default().limit(500)).await
+        }
+    }
+}
+
+async fn list_all(api: &Api<K8sEvent>, params: &ListParams) -> Result<Vec<K8sEvent>, kube::Error> {
     let mut events = Vec::new();
     let mut continue_token: Option<String> = None;
     loop {
