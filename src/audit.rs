@@ -204,7 +204,15 @@ pub fn audit(inventory: &Inventory, policies: &[CompiledPolicy], now: Timestamp)
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
-            .then_with(|| (&a.namespace, &a.pod, &a.container, &a.alertname, &a.check).cmp(&(&b.namespace, &b.pod, &b.container, &b.alertname, &b.check)))
+            .then_with(|| {
+                (&a.namespace, &a.pod, &a.container, &a.alertname, &a.check).cmp(&(
+                    &b.namespace,
+                    &b.pod,
+                    &b.container,
+                    &b.alertname,
+                    &b.check,
+                ))
+            })
             .then_with(|| (&a.policy_namespace, &a.policy).cmp(&(&b.policy_namespace, &b.policy)))
     });
     findings

@@ -298,10 +298,16 @@ fn resolved_for(key: AnnounceKey) -> Transition {
 }
 
 /// Starts the publisher task; returns the sink the reconciler uses.
-pub fn spawn_publisher(client: Client, instance: String, metrics: Metrics, pods: Arc<crate::controller::index::Index>) -> EventSink {
+pub fn spawn_publisher(
+    client: Client,
+    instance: String,
+    metrics: Metrics,
+    pods: Arc<crate::controller::index::Index>,
+) -> EventSink {
     let (tx, rx) = mpsc::channel(QUEUE);
     let sink = EventSink { tx, metrics: metrics.clone() };
-    let recorder = Recorder::new(client.clone(), Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(instance) });
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(instance) });
     tokio::spawn(publish_loop(client, recorder, metrics, rx, pods));
     sink
 }
@@ -405,7 +411,8 @@ async fn list_all(api: &Api<K8sEvent>, params: &ListParams) -> Result<Vec<K8sEve
             page_params = page_params.continue_token(&token);
         }
         let page = api.list(&page_params).await?;
-        events.extend(page.items.into_iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)));
+        events
+            .extend(page.items.into_iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)));
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => continue_token = Some(token),
             _ => break,

@@ -56,8 +56,11 @@ impl Metrics {
         )
         .expect("valid metric");
         let reconcile_duration = Histogram::with_opts(
-            HistogramOpts::new("sidecar_watch_reconcile_duration_seconds", "Time to process one change (Pod, policy, namespace or timer)")
-                .buckets(latency_buckets.clone()),
+            HistogramOpts::new(
+                "sidecar_watch_reconcile_duration_seconds",
+                "Time to process one change (Pod, policy, namespace or timer)",
+            )
+            .buckets(latency_buckets.clone()),
         )
         .expect("valid metric");
         let detection_latency = Histogram::with_opts(
@@ -69,21 +72,24 @@ impl Metrics {
         )
         .expect("valid metric");
         let reconcile_errors =
-            IntCounter::new("sidecar_watch_reconcile_errors_total", "Failed status writes and undecodable objects").expect("valid metric");
+            IntCounter::new("sidecar_watch_reconcile_errors_total", "Failed status writes and undecodable objects")
+                .expect("valid metric");
         let watch_restarts =
-            IntCounter::new("sidecar_watch_watch_restarts_total", "Watch streams that failed and were restarted").expect("valid metric");
+            IntCounter::new("sidecar_watch_watch_restarts_total", "Watch streams that failed and were restarted")
+                .expect("valid metric");
         let events = IntCounterVec::new(
-            Opts::new("sidecar_watch_events_total", "Kubernetes Events published, by reason and result (ok, error, dropped)"),
+            Opts::new(
+                "sidecar_watch_events_total",
+                "Kubernetes Events published, by reason and result (ok, error, dropped)",
+            ),
             &["reason", "result"],
         )
         .expect("valid metric");
         let pods_tracked = IntGauge::new("sidecar_watch_pods_tracked", "Pods held in memory").expect("valid metric");
         let leader = IntGauge::new("sidecar_watch_leader", "1 when this replica is the leader").expect("valid metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new("sidecar_watch_build_info", "Build information; always 1"),
-            &["version"],
-        )
-        .expect("valid metric");
+        let build_info =
+            IntGaugeVec::new(Opts::new("sidecar_watch_build_info", "Build information; always 1"), &["version"])
+                .expect("valid metric");
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for collector in [
             Box::new(startup_seconds.clone()) as Box<dyn prometheus::core::Collector>,
@@ -138,7 +144,9 @@ fn escape(value: &str) -> std::borrow::Cow<'_, str> {
 
 /// Appends the per-Pod families rendered from the index.
 pub fn render_index(index: &Index, out: &mut String) {
-    out.push_str("# HELP sidecar_alerts Active sidecar alerts, 1 per alert (pending or firing)\n# TYPE sidecar_alerts gauge\n");
+    out.push_str(
+        "# HELP sidecar_alerts Active sidecar alerts, 1 per alert (pending or firing)\n# TYPE sidecar_alerts gauge\n",
+    );
     index.for_each_pod(|pod| {
         for result in &pod.results {
             let policy = &result.policy;

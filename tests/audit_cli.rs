@@ -37,14 +37,17 @@ fn scratch(name: &str, content: &str) -> std::path::PathBuf {
 #[test]
 fn examples_audit_as_json_with_every_seed_scenario() {
     let out = audit(&["-f", "examples/pods.json", "--now", NOW, "-o", "json"], None);
-    assert_eq!(out.status.code(), Some(1), "warnings fire, so the default --fail-on warning exits 1: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "warnings fire, so the default --fail-on warning exits 1: {}",
+        text(&out.stderr)
+    );
     let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON array");
     for field in ["alertname", "severity", "namespace", "pod", "container", "policy", "state", "since", "message"] {
         assert!(findings.iter().all(|f| f.get(field).is_some()), "every finding has {field}");
     }
-    let firing = |alert: &str| {
-        findings.iter().filter(|f| f["alertname"] == alert && f["state"] == "firing").count()
-    };
+    let firing = |alert: &str| findings.iter().filter(|f| f["alertname"] == alert && f["state"] == "firing").count();
     assert_eq!(firing("SidecarCrashLooping"), 1);
     assert_eq!(firing("SidecarRestartingFrequently"), 1);
     assert_eq!(firing("JobBlockedBySidecar"), 1);
@@ -55,7 +58,15 @@ fn examples_audit_as_json_with_every_seed_scenario() {
     let checks: std::collections::BTreeSet<&str> = findings.iter().filter_map(|f| f["check"].as_str()).collect();
     assert_eq!(
         checks.into_iter().collect::<Vec<_>>(),
-        ["latest-image", "legacy-sidecar", "no-readiness-probe", "no-resources", "no-startup-probe", "port-conflict", "sidecar-sprawl"]
+        [
+            "latest-image",
+            "legacy-sidecar",
+            "no-readiness-probe",
+            "no-resources",
+            "no-startup-probe",
+            "port-conflict",
+            "sidecar-sprawl"
+        ]
     );
     // Sorted by severity first.
     let severities: Vec<&str> = findings.iter().filter_map(|f| f["severity"].as_str()).collect();

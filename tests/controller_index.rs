@@ -44,15 +44,23 @@ fn web_pod(name: &str, uid: &str, labels: &[(&str, &str)], sidecar_ready: bool) 
 }
 
 fn entry(compiled: Result<CompiledPolicy, sidecar_watch::engine::SpecError>, spec: serde_json::Value) -> PolicyEntry {
-    PolicyEntry { generation: Some(1), uid: Some("policy-uid".into()), compiled: compiled.map(Arc::new), spec, ready_condition: None, shard_statuses: Default::default() }
+    PolicyEntry {
+        generation: Some(1),
+        uid: Some("policy-uid".into()),
+        compiled: compiled.map(Arc::new),
+        spec,
+        ready_condition: None,
+        shard_statuses: Default::default(),
+    }
 }
 
 /// The policy under test; start-up order is left out (the sidecar here never became ready,
 /// which that rule would report too).
 fn mesh_policy(selector: serde_json::Value) -> (PolicyRef, PolicyEntry) {
-    let spec: PolicySpec =
-        serde_json::from_value(serde_json::json!({"selector": selector, "rules": {"startupOrder": {"enabled": false}}}))
-            .expect("spec");
+    let spec: PolicySpec = serde_json::from_value(
+        serde_json::json!({"selector": selector, "rules": {"startupOrder": {"enabled": false}}}),
+    )
+    .expect("spec");
     let policy = PolicyRef::namespaced("shop", "mesh");
     let compiled = CompiledPolicy::compile(policy.clone(), &spec);
     (policy, entry(compiled, serde_json::to_value(&spec).expect("json")))
@@ -116,7 +124,9 @@ fn series_follow_pod_and_policy_lifecycle() {
     let mut text = String::new();
     sidecar_watch::metrics::render_index(&index, &mut text);
     assert!(text.contains("sidecar_alerts{alertname=\"SidecarContainerNotReady\",alertstate=\"firing\",severity=\"warning\",policy=\"mesh\",policy_namespace=\"shop\",namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",check=\"\"} 1"), "{text}");
-    assert!(text.contains("sidecar_container_ready{namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",sidecar_type=\"native\"} 0"));
+    assert!(text.contains(
+        "sidecar_container_ready{namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",sidecar_type=\"native\"} 0"
+    ));
     assert!(!text.contains("pod=\"other\""), "an unselected Pod has no series");
     assert!(text.contains("sidecar_policy_pods{policy=\"mesh\",policy_namespace=\"shop\",state=\"matched\"} 1"));
     assert!(text.contains("sidecar_policy_pods{policy=\"mesh\",policy_namespace=\"shop\",state=\"alerting\"} 1"));
@@ -160,7 +170,8 @@ fn invalid_policy_evaluates_nothing_and_others_keep_working() {
     let stats = index.policy_stats();
     assert_eq!(stats[&bad].matched, 0);
     assert_eq!(stats[&good].matched, 1);
-    let status = sidecar_watch::controller::status::desired_status(&index.policies()[&bad], &stats[&bad], Default::default());
+    let status =
+        sidecar_watch::controller::status::desired_status(&index.policies()[&bad], &stats[&bad], Default::default());
     assert_eq!(status.conditions[0].status, "False");
     assert_eq!(status.conditions[0].reason, "InvalidSpec");
     assert!(status.conditions[0].message.contains("spec.sidecars.pattern"), "{}", status.conditions[0].message);
@@ -183,7 +194,8 @@ fn cluster_policy_follows_namespace_labels() {
     let index = Index::new();
     let now = ts("2026-11-22T10:10:00Z");
     let spec: ClusterPolicySpec =
-        serde_json::from_value(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}})).expect("spec");
+        serde_json::from_value(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}))
+            .expect("spec");
     let compiled = CompiledPolicy::compile_cluster("platform", &spec);
     let policy = PolicyRef::cluster("platform");
     index.apply_policy(policy.clone(), entry(compiled, serde_json::to_value(&spec).expect("json")), now);

@@ -63,21 +63,33 @@ fn crds_are_structural_with_status_and_printer_columns() {
         check_structural(&version["schema"]["openAPIV3Schema"], "", &mut errors);
         assert!(errors.is_empty(), "{name}: {errors:#?}");
         assert!(version["subresources"]["status"].is_object(), "{name}: no status subresource");
-        let columns: Vec<&str> =
-            version["additionalPrinterColumns"].as_array().expect("printer columns").iter().filter_map(|c| c["name"].as_str()).collect();
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .expect("printer columns")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
         assert_eq!(columns, ["Matched", "Alerting", "Ready", "Age"], "{name}");
     }
 }
 
 #[test]
 fn schema_rejects_what_it_can() {
-    let yaml = crd_files().expect("CRDs render").into_iter().find(|(n, _)| n.contains("_sidecarpolicies")).expect("namespaced CRD").1;
+    let yaml = crd_files()
+        .expect("CRDs render")
+        .into_iter()
+        .find(|(n, _)| n.contains("_sidecarpolicies"))
+        .expect("namespaced CRD")
+        .1;
     let crd: Value = serde_yaml::from_str(&yaml).expect("CRD parses");
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
     let rules = &spec["rules"]["properties"];
     assert_eq!(rules["restarts"]["properties"]["threshold"]["minimum"].as_f64(), Some(1.0));
     assert!(rules["crashLoop"]["properties"]["for"]["pattern"].is_string());
-    assert_eq!(rules["oomKilled"]["properties"]["severity"]["enum"], serde_json::json!(["info", "warning", "critical"]));
+    assert_eq!(
+        rules["oomKilled"]["properties"]["severity"]["enum"],
+        serde_json::json!(["info", "warning", "critical"])
+    );
     let cel = &spec["sidecars"]["x-kubernetes-validations"][0]["rule"];
     assert!(cel.as_str().is_some_and(|r| r.contains("self.native")), "{cel}");
     assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!(["scp"]));

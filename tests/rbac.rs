@@ -39,7 +39,10 @@ fn yaml_rule_triples(rules: &serde_yaml::Value, origin: &str) -> BTreeSet<Triple
     let rules: serde_json::Value = serde_json::to_value(rules).expect("YAML rules convert to JSON");
     let list = rules.as_array().unwrap_or_else(|| panic!("{origin}: `rules` is not a list"));
     let strings = |rule: &serde_json::Value, key: &str| -> Vec<String> {
-        let v = rule.get(key).and_then(|v| v.as_array()).unwrap_or_else(|| panic!("{origin}: a rule has no `{key}` list: {rule}"));
+        let v = rule
+            .get(key)
+            .and_then(|v| v.as_array())
+            .unwrap_or_else(|| panic!("{origin}: a rule has no `{key}` list: {rule}"));
         assert!(!v.is_empty(), "{origin}: a rule has an empty `{key}`: {rule}");
         v.iter()
             .map(|s| s.as_str().unwrap_or_else(|| panic!("{origin}: non-string in `{key}`: {rule}")).to_string())
@@ -80,18 +83,18 @@ fn object_rules(rel: &str, kind: &str) -> BTreeSet<Triple> {
 fn chart_template_rules(rel: &str, kind: &str) -> BTreeSet<Triple> {
     let text = read(rel);
     assert!(text.lines().any(|l| l.trim() == format!("kind: {kind}")), "{rel}: not a {kind} template");
-    let start = text.lines().position(|l| l.trim_end() == "rules:").unwrap_or_else(|| panic!("{rel}: no top-level `rules:` line"));
-    let block: Vec<&str> = text
+    let start = text
         .lines()
-        .skip(start)
-        .take_while(|l| !l.trim_start().starts_with("{{"))
-        .collect();
+        .position(|l| l.trim_end() == "rules:")
+        .unwrap_or_else(|| panic!("{rel}: no top-level `rules:` line"));
+    let block: Vec<&str> = text.lines().skip(start).take_while(|l| !l.trim_start().starts_with("{{")).collect();
     let rest: Vec<&str> = text.lines().skip(start + block.len()).filter(|l| !l.trim().is_empty()).collect();
     assert!(
         rest.iter().all(|l| l.trim() == "{{- end }}"),
         "{rel}: the rules block must be static YAML at the end of the template, found after it: {rest:?}"
     );
-    let v: serde_yaml::Value = serde_yaml::from_str(&block.join("\n")).unwrap_or_else(|e| panic!("{rel}: rules block is not YAML: {e}"));
+    let v: serde_yaml::Value =
+        serde_yaml::from_str(&block.join("\n")).unwrap_or_else(|e| panic!("{rel}: rules block is not YAML: {e}"));
     yaml_rule_triples(v.get("rules").expect("rules key"), rel)
 }
 

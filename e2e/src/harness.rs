@@ -139,7 +139,6 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-
 /// A free loopback port (bound and released, so a race with another process is possible
 /// but harmless in tests: binding then fails loudly).
 pub fn free_port() -> std::io::Result<u16> {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
 use crate::harness::{free_port, http_get};
+use serde_json::Value;
 
 /// Default location of the Prometheus binary (Debian package `prometheus`).
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
@@ -47,7 +47,6 @@ pub struct Prometheus {
     dir: PathBuf,
 }
 
-
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -56,7 +55,6 @@ fn encode(s: &str) -> String {
         })
         .collect()
 }
-
 
 impl Prometheus {
     /// Starts Prometheus with `rule_file` evaluated every second and `target` (`host:port`,

@@ -49,9 +49,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         if digits == 0 {
             return Err(invalid());
         }
-        let value: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| DurationError::Overflow(text.to_string()))?;
+        let value: u64 = rest[..digits].parse().map_err(|_| DurationError::Overflow(text.to_string()))?;
         rest = &rest[digits..];
         // `ms` must be tried before `m`.
         let (index, (unit, scale)) = UNITS

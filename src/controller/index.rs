@@ -60,8 +60,16 @@ pub struct StoredAlert {
 
 impl StoredAlert {
     fn new(view: &PodView, alert: &Alert) -> Self {
-        let container = view.containers.iter().position(|c| c.name == alert.container).and_then(|i| u16::try_from(i).ok());
-        StoredAlert { name: alert.name, severity: alert.severity, container, check: alert.check, state: alert.state, since: alert.since }
+        let container =
+            view.containers.iter().position(|c| c.name == alert.container).and_then(|i| u16::try_from(i).ok());
+        StoredAlert {
+            name: alert.name,
+            severity: alert.severity,
+            container,
+            check: alert.check,
+            state: alert.state,
+            since: alert.since,
+        }
     }
 
     /// The container's name ("" for Pod-level checks).
@@ -197,10 +205,14 @@ impl Segment {
     fn get_or_insert_with(&mut self, uid: &str, make: impl FnOnce() -> TrackedPod) -> &mut TrackedPod {
         let hash = self.hash(uid);
         let hasher = &self.hasher;
-        let entry = self.table.entry(hash, |p| p.view.uid == uid, |p| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(p.view.uid.as_str())
-        });
+        let entry = self.table.entry(
+            hash,
+            |p| p.view.uid == uid,
+            |p| {
+                use std::hash::BuildHasher;
+                hasher.hash_one(p.view.uid.as_str())
+            },
+        );
         &mut **entry.or_insert_with(|| Box::new(make())).into_mut()
     }
 
@@ -312,7 +324,12 @@ impl Index {
     }
 
     /// Evaluates one tracked Pod against every valid policy and records the result.
-    fn evaluate_tracked(pod: &mut TrackedPod, policies: &[Arc<CompiledPolicy>], ns_labels: Option<&Labels>, now: Timestamp) -> Outcome {
+    fn evaluate_tracked(
+        pod: &mut TrackedPod,
+        policies: &[Arc<CompiledPolicy>],
+        ns_labels: Option<&Labels>,
+        now: Timestamp,
+    ) -> Outcome {
         let mut results = Vec::new();
         let mut transitions = Vec::new();
         let mut clocked = Vec::new();
@@ -369,7 +386,8 @@ impl Index {
         let observations = pod.history.observe(&view, now);
         pod.view = view;
         let mut outcome = Self::evaluate_tracked(pod, &policies, ns_labels, now);
-        let sidecar_names: HashSet<&str> = pod.sidecars.iter().map(|(i, _)| pod.view.containers[*i].name.as_str()).collect();
+        let sidecar_names: HashSet<&str> =
+            pod.sidecars.iter().map(|(i, _)| pod.view.containers[*i].name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
             if sidecar_names.contains(container.as_str()) {
                 outcome.startups.push((pod.view.namespace.to_string(), container, seconds));
@@ -386,7 +404,8 @@ impl Index {
     /// After a relist of `namespace` (or of every namespace): forget the Pods not in `seen`.
     pub fn retain_pods(&self, namespace: Option<&str>, seen: &HashSet<String>) {
         for segment in self.segments.iter() {
-            lock(segment).retain(|pod| seen.contains(&pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns));
+            lock(segment)
+                .retain(|pod| seen.contains(&pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns));
         }
     }
 
@@ -458,7 +477,13 @@ impl Index {
 
     /// After a relist of one policy kind: drops the policies of that kind not in `seen`.
     /// `namespace` limits the relist to one namespace (namespaced kind only).
-    pub fn retain_policies(&self, cluster: bool, namespace: Option<&str>, seen: &HashSet<PolicyRef>, now: Timestamp) -> Outcome {
+    pub fn retain_policies(
+        &self,
+        cluster: bool,
+        namespace: Option<&str>,
+        seen: &HashSet<PolicyRef>,
+        now: Timestamp,
+    ) -> Outcome {
         let gone: Vec<PolicyRef> = {
             let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
             table
@@ -522,7 +547,12 @@ impl Index {
                 let evaluation = evaluate(&pod.view, policy, &pod.history, now);
                 for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
                     let key = (stored.name, stored.container_name(&pod.view), stored.check);
-                    let alert = evaluation.alerts.iter().find(|a| a.key() == key).cloned().unwrap_or_else(|| stored.to_alert(&pod.view));
+                    let alert = evaluation
+                        .alerts
+                        .iter()
+                        .find(|a| a.key() == key)
+                        .cloned()
+                        .unwrap_or_else(|| stored.to_alert(&pod.view));
                     out.push(transition(TransitionKind::Fired, &pod.view, result, alert));
                 }
             }

@@ -98,7 +98,11 @@ impl RunArgs {
             None => shard::ordinal_of(identity)
                 .with_context(|| format!("--shard-index is not set and identity {identity:?} has no ordinal suffix"))?,
         };
-        anyhow::ensure!(index < self.shard_count, "--shard-index {index} must be below --shard-count {}", self.shard_count);
+        anyhow::ensure!(
+            index < self.shard_count,
+            "--shard-index {index} must be below --shard-count {}",
+            self.shard_count
+        );
         Ok(Shard { index, count: self.shard_count })
     }
 }
@@ -164,8 +168,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".into());
-        let name = if shard.count > 1 { format!("{}-{}", args.lease_name, shard.index) } else { args.lease_name.clone() };
-        Election::start(client.clone(), LeaseConfig { name, namespace, identity: identity.clone(), duration: args.lease_duration }).await?
+        let name =
+            if shard.count > 1 { format!("{}-{}", args.lease_name, shard.index) } else { args.lease_name.clone() };
+        Election::start(
+            client.clone(),
+            LeaseConfig { name, namespace, identity: identity.clone(), duration: args.lease_duration },
+        )
+        .await?
     } else {
         Election::always_leader()
     };

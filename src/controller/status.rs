@@ -160,7 +160,13 @@ impl StatusWriter {
         }
     }
 
-    async fn patch(&self, policy: &PolicyRef, entry: &PolicyEntry, desired: &PolicyStatus, now: Timestamp) -> Result<(), kube::Error> {
+    async fn patch(
+        &self,
+        policy: &PolicyRef,
+        entry: &PolicyEntry,
+        desired: &PolicyStatus,
+        now: Timestamp,
+    ) -> Result<(), kube::Error> {
         let mut status = desired.clone();
         status.last_evaluation_time = Some(now.to_string());
         for condition in &mut status.conditions {
@@ -193,7 +199,10 @@ impl StatusWriter {
                 let own = self.shard.index.to_string();
                 shards.retain(|index, _| *index == own);
             }
-            let params = PatchParams { field_manager: Some(format!("{FIELD_MANAGER}-shard-{}", self.shard.index)), ..Default::default() };
+            let params = PatchParams {
+                field_manager: Some(format!("{FIELD_MANAGER}-shard-{}", self.shard.index)),
+                ..Default::default()
+            };
             api.patch_status(&policy.name, &params, &Patch::Merge(serde_json::json!({ "status": status }))).await?;
         } else {
             api.patch_status(&policy.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;

@@ -103,7 +103,12 @@ impl Scope {
 }
 
 /// Starts every watcher; each sends into `tx` until `tx` closes.
-pub fn spawn_watchers(client: Client, scope: Scope, tx: mpsc::Sender<Input>, metrics: Metrics) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_watchers(
+    client: Client,
+    scope: Scope,
+    tx: mpsc::Sender<Input>,
+    metrics: Metrics,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for namespace in scope.namespace_list() {
         let pods: Api<Pod> = match &namespace {
@@ -214,13 +219,11 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
         .pointer("/status/conditions")
         .and_then(|c| c.as_array())
         .and_then(|list| list.iter().find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready")))
-        .and_then(|c| Some((c.get("status")?.as_str()?.to_string(), c.get("lastTransitionTime")?.as_str()?.to_string())));
-    let shard_statuses = object
-        .data
-        .pointer("/status/shards")
-        .cloned()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
+        .and_then(|c| {
+            Some((c.get("status")?.as_str()?.to_string(), c.get("lastTransitionTime")?.as_str()?.to_string()))
+        });
+    let shard_statuses =
+        object.data.pointer("/status/shards").cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     let value = match serde_json::to_value(&object) {
         Ok(v) => v,
         Err(e) => serde_json::json!({ "error": e.to_string() }),
@@ -247,7 +250,13 @@ fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {
     }
 }
 
-async fn watch_policies(api: Api<DynamicObject>, cluster: bool, namespace: Option<String>, tx: mpsc::Sender<Input>, metrics: Metrics) {
+async fn watch_policies(
+    api: Api<DynamicObject>,
+    cluster: bool,
+    namespace: Option<String>,
+    tx: mpsc::Sender<Input>,
+    metrics: Metrics,
+) {
     let what = if cluster { "clustersidecarpolicies" } else { "sidecarpolicies" };
     let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), what, metrics);
     forward(

@@ -78,10 +78,7 @@ impl PodHistory {
             if self.clocks.iter().any(|(a, c, _)| *a == alert && *c == container) {
                 continue;
             }
-            let since = previous
-                .iter()
-                .find(|(a, c, _)| *a == alert && *c == container)
-                .map_or(now, |(_, _, t)| *t);
+            let since = previous.iter().find(|(a, c, _)| *a == alert && *c == container).map_or(now, |(_, _, t)| *t);
             self.clocks.push((alert, container, since));
         }
     }
@@ -144,7 +141,8 @@ impl PodHistory {
                 history.ready = status.ready;
                 history.ready_changed_at = Some(now);
                 if status.ready && history.first_ready_at.is_none() {
-                    if let Some(started) = history.watched_run_started_at.filter(|s| status.running_since() == Some(*s)) {
+                    if let Some(started) = history.watched_run_started_at.filter(|s| status.running_since() == Some(*s))
+                    {
                         history.first_ready_at = Some(now);
                         let seconds = now.duration_since(started).as_secs_f64().max(0.0);
                         observations.push(Observation::StartedUp { container: view.name.to_string(), seconds });

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use jiff::Timestamp;
 use super::name::{label_set, LabelSet, Name};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
 /// Termination messages are kept only this long (they can be 4 KiB each in the API).
@@ -227,15 +227,15 @@ impl PodView {
         for c in spec.map(|s| &s.containers).into_iter().flatten() {
             containers.push(container_view(c, ContainerKind::Regular, regular_statuses.get(c.name.as_str())));
         }
-        mark_port_conflicts(spec.map(|s| (s.init_containers.as_deref().unwrap_or_default(), &s.containers[..])), &mut containers);
+        mark_port_conflicts(
+            spec.map(|s| (s.init_containers.as_deref().unwrap_or_default(), &s.containers[..])),
+            &mut containers,
+        );
 
         let ready_condition = status
             .and_then(|s| s.conditions.as_ref())
             .and_then(|conds| conds.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| ConditionView {
-                status: c.status == "True",
-                since: c.last_transition_time.as_ref().map(|t| t.0),
-            });
+            .map(|c| ConditionView { status: c.status == "True", since: c.last_transition_time.as_ref().map(|t| t.0) });
 
         PodView {
             uid: meta.uid.clone().unwrap_or_default(),
@@ -319,7 +319,12 @@ fn termination(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Term
         exit_code: t.exit_code,
         started_at: t.started_at.as_ref().map(|x| x.0),
         finished_at: t.finished_at.as_ref().map(|x| x.0),
-        message: t.message.as_deref().map(str::trim).filter(|m| !m.is_empty()).map(|m| truncate(m, MAX_MESSAGE_LEN).into()),
+        message: t
+            .message
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| truncate(m, MAX_MESSAGE_LEN).into()),
     }
 }
 
@@ -351,13 +356,12 @@ pub fn is_latest_image(image: &str) -> bool {
 fn mark_port_conflicts(spec: Option<(&[Container], &[Container])>, views: &mut [ContainerView]) {
     let Some((init, regular)) = spec else { return };
     // Plain init containers run alone, so their ports cannot clash with anything.
-    let declared = init
-        .iter()
-        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
-        .chain(regular)
-        .flat_map(|c| {
-            c.ports.iter().flatten().map(move |p| ((p.container_port, p.protocol.as_deref().unwrap_or("TCP")), c.name.as_str()))
-        });
+    let declared = init.iter().filter(|c| c.restart_policy.as_deref() == Some("Always")).chain(regular).flat_map(|c| {
+        c.ports
+            .iter()
+            .flatten()
+            .map(move |p| ((p.container_port, p.protocol.as_deref().unwrap_or("TCP")), c.name.as_str()))
+    });
     let mut owners: HashMap<(i32, &str), Vec<&str>> = HashMap::new();
     for (port, name) in declared {
         let names = owners.entry(port).or_default();

@@ -10,8 +10,8 @@ use regex::Regex;
 
 use super::pod::{ContainerKind, ContainerView, PodView};
 use crate::api::{
-    parse_duration, ClusterPolicySpec, ClusterSidecarPolicy, DecodeError, SidecarPolicy, ForRuleSpec, InstantRuleSpec, PolicySpec, RestartsRuleSpec, Severity,
-    WindowRuleSpec,
+    parse_duration, ClusterPolicySpec, ClusterSidecarPolicy, DecodeError, ForRuleSpec, InstantRuleSpec, PolicySpec,
+    RestartsRuleSpec, Severity, SidecarPolicy, WindowRuleSpec,
 };
 
 /// The sidecar name pattern used when a policy does not say which containers are sidecars.
@@ -225,8 +225,12 @@ impl CompiledPolicy {
         }
         let sidecar_pattern = pattern
             .map(|p| {
-                Regex::new(&format!("^(?:{p})$"))
-                    .map_err(|e| SpecError::new("spec.sidecars.pattern", format!("invalid regular expression {p:?}: {}", first_line(&e.to_string()))))
+                Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                    SpecError::new(
+                        "spec.sidecars.pattern",
+                        format!("invalid regular expression {p:?}: {}", first_line(&e.to_string())),
+                    )
+                })
             })
             .transpose()?;
         if !native_sidecars && sidecar_names.is_empty() && sidecar_pattern.is_none() {
@@ -390,7 +394,11 @@ fn compile_window(spec: Option<&WindowRuleSpec>, field: &str, default: WindowRul
     if window.is_zero() {
         return Err(SpecError::new(format!("{field}.window"), "must be longer than 0"));
     }
-    Ok(WindowRule { enabled: spec.enabled.unwrap_or(true), severity: spec.severity.unwrap_or(default.severity), window })
+    Ok(WindowRule {
+        enabled: spec.enabled.unwrap_or(true),
+        severity: spec.severity.unwrap_or(default.severity),
+        window,
+    })
 }
 
 fn compile_restarts(spec: Option<&RestartsRuleSpec>, default: RestartsRule) -> Result<RestartsRule, SpecError> {
@@ -419,7 +427,11 @@ fn compile_rules(spec: Option<&crate::api::RulesSpec>) -> Result<Rules, SpecErro
     let d = Rules::default();
     let Some(s) = spec else { return Ok(d) };
     Ok(Rules {
-        sidecar_not_ready: compile_for(s.sidecar_not_ready.as_ref(), "spec.rules.sidecarNotReady", d.sidecar_not_ready)?,
+        sidecar_not_ready: compile_for(
+            s.sidecar_not_ready.as_ref(),
+            "spec.rules.sidecarNotReady",
+            d.sidecar_not_ready,
+        )?,
         main_ready_sidecar_not_ready: compile_for(
             s.main_ready_sidecar_not_ready.as_ref(),
             "spec.rules.mainReadySidecarNotReady",
@@ -499,7 +511,8 @@ mod tests {
     #[test]
     fn pattern_matches_whole_names_only() {
         let policy = compile(PolicySpec::default()).unwrap();
-        let view = |name: &str, kind| ContainerView { name: name.into(), kind, flags: Default::default(), status: None };
+        let view =
+            |name: &str, kind| ContainerView { name: name.into(), kind, flags: Default::default(), status: None };
         assert_eq!(policy.sidecar_type(&view("envoy", ContainerKind::Regular)), Some(SidecarType::Legacy));
         assert_eq!(policy.sidecar_type(&view("log-sidecar", ContainerKind::Regular)), Some(SidecarType::Legacy));
         assert_eq!(policy.sidecar_type(&view("envoy-config", ContainerKind::Regular)), None);

@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::alert::{Alert, AlertName, AlertState, Check};
 use super::history::PodHistory;
-use super::pod::{ContainerKind, ContainerStatusView, ContainerView, PodView, SpecFlags, Termination};
+use super::pod::{ContainerKind, ContainerState, ContainerStatusView, ContainerView, PodView, SpecFlags, Termination};
 use super::policy::{CompiledPolicy, ForRule, SidecarType};
 use crate::api::{format_duration, Severity};
 
@@ -91,9 +91,21 @@ pub fn evaluate(pod: &PodView, policy: &CompiledPolicy, history: &PodHistory, no
     }
     if rules.misconfiguration.enabled && sidecars.len() >= SPRAWL_THRESHOLD {
         let names: Vec<&str> = sidecars.iter().map(|(c, _)| c.name.as_str()).collect();
-        let message = format!("Pod {} runs {} sidecars ({}); consider consolidating them", pod.key(), names.len(), names.join(", "));
+        let message = format!(
+            "Pod {} runs {} sidecars ({}); consider consolidating them",
+            pod.key(),
+            names.len(),
+            names.join(", ")
+        );
         let since = ctx.since_or_clock(pod.created_at, AlertName::SidecarMisconfigured, "");
-        ctx.fire(AlertName::SidecarMisconfigured, rules.misconfiguration.severity, "", Some(Check::SidecarSprawl), Some(since), message);
+        ctx.fire(
+            AlertName::SidecarMisconfigured,
+            rules.misconfiguration.severity,
+            "",
+            Some(Check::SidecarSprawl),
+            Some(since),
+            message,
+        );
     }
     let mut out = ctx.out;
     out.alerts.sort_by(|a, b| (a.name, &a.container, a.check).cmp(&(b.name, &b.container, b.check)));
@@ -123,7 +135,15 @@ impl Ctx<'_> {
         self.history.clock(alert.as_str(), container).unwrap_or(self.now)
     }
 
-    fn fire(&mut self, name: AlertName, severity: Severity, container: &str, check: Option<Check>, since: Option<Timestamp>, message: String) {
+    fn fire(
+        &mut self,
+        name: AlertName,
+        severity: Severity,
+        container: &str,
+        check: Option<Check>,
+        since: Option<Timestamp>,
+        message: String,
+    ) {
         self.out.alerts.push(Alert {
             name,
             severity,
@@ -155,10 +175,15 @@ impl Ctx<'_> {
 /// Since when a container has not been ready: the latest of its run start (or last
 /// termination when waiting), the Pod's `Ready=False` transition and the readiness flip the
 /// operator observed; with none of them, the Pod's start.
-fn not_ready_since(pod: &PodView, history: &PodHistory, container: &ContainerView, status: &ContainerStatusView) -> Option<Timestamp> {
+fn not_ready_since(
+    pod: &PodView,
+    history: &PodHistory,
+    container: &ContainerView,
+    status: &ContainerStatusView,
+) -> Option<Timestamp> {
     let own = match &status.state {
-        super::pod::ContainerState::Running { started_at } => *started_at,
-        super::pod::ContainerState::Terminated(t) => t.finished_at,
+        ContainerState::Running { started_at } => *started_at,
+        ContainerState::Terminated(t) => t.finished_at,
         _ => status.last_termination.as_ref().and_then(|t| t.finished_at),
     };
     let pod_not_ready = pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since);
@@ -167,7 +192,8 @@ fn not_ready_since(pod: &PodView, history: &PodHistory, container: &ContainerVie
 }
 
 fn describe_termination(t: &Termination) -> String {
-    let mut text = format!("last terminated with reason {} (exit code {})", t.reason.as_deref().unwrap_or("unknown"), t.exit_code);
+    let mut text =
+        format!("last terminated with reason {} (exit code {})", t.reason.as_deref().unwrap_or("unknown"), t.exit_code);
     if let Some(message) = t.message.as_deref().filter(|m| !m.is_empty()) {
         text.push_str(&format!(": {message}"));
     }
@@ -175,7 +201,7 @@ fn describe_termination(t: &Termination) -> String {
 }
 
 fn sidecar_not_ready(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView) {
-    let running_or_waiting = status.is_running() || status.waiting_reason().is_some() || matches!(status.state, super::pod::ContainerState::Waiting { .. });
+    let running_or_waiting = status.is_running() || matches!(status.state, ContainerState::Waiting { .. });
     if status.ready || !running_or_waiting || ctx.pod.deleting_since.is_some() {
         return;
     }
@@ -186,14 +212,25 @@ fn sidecar_not_ready(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, stat
         None if status.is_running() => "running".to_string(),
         None => "waiting".to_string(),
     };
-    let mut message = format!("Sidecar {} in Pod {} is {state} but not ready for {}", sidecar.name, ctx.pod.key(), elapsed(since, ctx.now));
+    let mut message = format!(
+        "Sidecar {} in Pod {} is {state} but not ready for {}",
+        sidecar.name,
+        ctx.pod.key(),
+        elapsed(since, ctx.now)
+    );
     if let Some(t) = status.last_termination.as_ref() {
         message.push_str(&format!("; {}", describe_termination(t)));
     }
     ctx.hold(AlertName::SidecarContainerNotReady, rule, &sidecar.name, since, message);
 }
 
-fn main_ready_sidecar_not_ready(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView, mains: &[&ContainerView]) {
+fn main_ready_sidecar_not_ready(
+    ctx: &mut Ctx,
+    rule: ForRule,
+    sidecar: &ContainerView,
+    status: &ContainerStatusView,
+    mains: &[&ContainerView],
+) {
     if status.ready || ctx.pod.deleting_since.is_some() {
         return;
     }
@@ -227,7 +264,12 @@ fn main_ready_sidecar_not_ready(ctx: &mut Ctx, rule: ForRule, sidecar: &Containe
 /// The times of every restart of a container, oldest first: those the operator observed,
 /// the last termination, and the rest (times unknown) placed at the Pod's start, the
 /// earliest they can have happened, so they leave any window as early as possible.
-fn restart_times(pod: &PodView, history: &PodHistory, container: &ContainerView, status: &ContainerStatusView) -> Vec<Timestamp> {
+fn restart_times(
+    pod: &PodView,
+    history: &PodHistory,
+    container: &ContainerView,
+    status: &ContainerStatusView,
+) -> Vec<Timestamp> {
     let mut known: Vec<Timestamp> = history.container(&container.name).map(|h| h.restarts.clone()).unwrap_or_default();
     if status.restart_count > 0 {
         if let Some(finished) = status.last_termination.as_ref().and_then(|t| t.finished_at) {
@@ -345,7 +387,13 @@ fn oom_killed(ctx: &mut Ctx, policy: &CompiledPolicy, sidecar: &ContainerView, s
     ctx.fire(AlertName::SidecarOomKilled, rule.severity, &sidecar.name, None, Some(since), message);
 }
 
-fn startup_order(ctx: &mut Ctx, severity: Severity, sidecar: &ContainerView, status: &ContainerStatusView, mains: &[&ContainerView]) {
+fn startup_order(
+    ctx: &mut Ctx,
+    severity: Severity,
+    sidecar: &ContainerView,
+    status: &ContainerStatusView,
+    mains: &[&ContainerView],
+) {
     // Only the sidecar's first run says anything about start order.
     if status.restart_count > 0 {
         return;
@@ -393,7 +441,13 @@ fn startup_order(ctx: &mut Ctx, severity: Severity, sidecar: &ContainerView, sta
     ctx.fire(AlertName::MainStartedBeforeSidecarReady, severity, &sidecar.name, None, Some(main_started), message);
 }
 
-fn job_blocked(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView, mains: &[&ContainerView]) {
+fn job_blocked(
+    ctx: &mut Ctx,
+    rule: ForRule,
+    sidecar: &ContainerView,
+    status: &ContainerStatusView,
+    mains: &[&ContainerView],
+) {
     if !ctx.pod.owned_by_job || mains.is_empty() || !status.is_running() || ctx.pod.deleting_since.is_some() {
         return;
     }
@@ -411,7 +465,13 @@ fn job_blocked(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &C
     ctx.hold(AlertName::JobBlockedBySidecar, rule, &sidecar.name, since, message);
 }
 
-fn shutdown_order(ctx: &mut Ctx, severity: Severity, sidecar: &ContainerView, status: &ContainerStatusView, mains: &[&ContainerView]) {
+fn shutdown_order(
+    ctx: &mut Ctx,
+    severity: Severity,
+    sidecar: &ContainerView,
+    status: &ContainerStatusView,
+    mains: &[&ContainerView],
+) {
     if ctx.pod.deleting_since.is_none() {
         return;
     }

@@ -46,7 +46,9 @@ fn normalized(scrapes: &[Scrape], ns: &str) -> Vec<String> {
 fn not_ready_alerts(ns: &str, pods: impl Iterator<Item = usize>) -> Vec<Labels> {
     sorted(
         pods.filter(|i| i % 2 == 0)
-            .map(|i| alert("SidecarContainerNotReady", "firing", "warning", "mesh", ns, &format!("web-{i}"), "istio-proxy"))
+            .map(|i| {
+                alert("SidecarContainerNotReady", "firing", "warning", "mesh", ns, &format!("web-{i}"), "istio-proxy")
+            })
             .collect(),
     )
 }
@@ -60,7 +62,11 @@ async fn three_shards_equal_one_replica_and_survive_a_shard_restart() {
     let expected_alerts = not_ready_alerts(&single.ns, 0..PODS);
     let reference_scrape = reference.wait_alerts("the unsharded replica's alerts", expected_alerts).await;
     let reference_series = normalized(&[reference_scrape], &single.ns);
-    single.wait_status("mesh", "unsharded counts", |s| status_counts(s, PODS as u64, 5, json!({"SidecarContainerNotReady": 5}), 0)).await;
+    single
+        .wait_status("mesh", "unsharded counts", |s| {
+            status_counts(s, PODS as u64, 5, json!({"SidecarContainerNotReady": 5}), 0)
+        })
+        .await;
 
     // Three shards, each with its own lease, on a second cluster with the same scenario.
     let c = Cluster::start("sharded").await;
@@ -68,7 +74,15 @@ async fn three_shards_equal_one_replica_and_survive_a_shard_restart() {
     let pods = scenario(&c).await;
     let mut shards = Vec::new();
     for index in 0..3 {
-        let args = ["--leader-elect=true", "--lease-duration", "3s", "--shard-count", "3", "--shard-index", &index.to_string()];
+        let args = [
+            "--leader-elect=true",
+            "--lease-duration",
+            "3s",
+            "--shard-count",
+            "3",
+            "--shard-index",
+            &index.to_string(),
+        ];
         let args: Vec<&str> = args.to_vec();
         shards.push(Operator::start(&c, &format!("shard-{index}"), &args).await);
     }
@@ -110,7 +124,9 @@ async fn three_shards_equal_one_replica_and_survive_a_shard_restart() {
         c.wait_events(&format!("web-{i}"), "Warning", "SidecarContainerNotReady", 1).await;
     }
     let status = c
-        .wait_status("mesh", "summed shard counts", |s| status_counts(s, PODS as u64, 5, json!({"SidecarContainerNotReady": 5}), 0))
+        .wait_status("mesh", "summed shard counts", |s| {
+            status_counts(s, PODS as u64, 5, json!({"SidecarContainerNotReady": 5}), 0)
+        })
         .await;
     let shard_entries = status["shards"].as_object().map(|m| m.len()).unwrap_or(0);
     assert_eq!(shard_entries, 3, "one entry per shard: {status:#}");
@@ -122,7 +138,8 @@ async fn three_shards_equal_one_replica_and_survive_a_shard_restart() {
     let victim = owner(0);
     shards[victim].kill9().await;
     set_ready(&pods[0].1, "istio-proxy", true).await;
-    let args = ["--leader-elect=true", "--lease-duration", "3s", "--shard-count", "3", "--shard-index", &victim.to_string()];
+    let args =
+        ["--leader-elect=true", "--lease-duration", "3s", "--shard-count", "3", "--shard-index", &victim.to_string()];
     shards[victim] = Operator::start(&c, &format!("shard-{victim}-again"), &args).await;
 
     // Back: the alert is gone, announced as resolved exactly once, and counts follow.
