@@ -213,7 +213,7 @@ impl Segment {
                 hasher.hash_one(p.view.uid.as_str())
             },
         );
-        &mut **entry.or_insert_with(|| Box::new(make())).into_mut()
+        entry.or_insert_with(|| Box::new(make())).into_mut()
     }
 
     fn remove(&mut self, uid: &str) {
