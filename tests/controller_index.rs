@@ -160,7 +160,7 @@ fn invalid_policy_evaluates_nothing_and_others_keep_working() {
         serde_json::from_value(serde_json::json!({"sidecars": {"pattern": "envoy("}})).expect("spec decodes");
     let bad = PolicyRef::namespaced("shop", "broken");
     let compiled = CompiledPolicy::compile(bad.clone(), &bad_spec);
-    let error = compiled.as_ref().err().expect("invalid").clone();
+    let error = compiled.as_ref().expect_err("invalid").clone();
     assert_eq!(error.field, "spec.sidecars.pattern");
     index.apply_policy(bad.clone(), entry(compiled, serde_json::to_value(&bad_spec).expect("json")), now);
     let (good, e) = mesh_policy(serde_json::json!({}));

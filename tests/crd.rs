@@ -28,10 +28,10 @@ fn check_structural(schema: &Value, path: &str, errors: &mut Vec<String>) {
     if object.get("type").and_then(Value::as_str).is_none() && !preserves && !int_or_string {
         errors.push(format!("{path}: no type"));
     }
+    // anyOf/oneOf/allOf/not are allowed only without types or descriptions inside, and
+    // $ref/definitions not at all; the generated schemas should need none of them.
     for forbidden in ["$ref", "definitions", "anyOf", "oneOf", "allOf", "not"] {
-        if object.contains_key(forbidden) && path != "" {
-            // anyOf/oneOf/allOf are allowed only without types/descriptions inside; the
-            // generated schemas should not need them at all.
+        if object.contains_key(forbidden) {
             errors.push(format!("{path}: uses {forbidden}"));
         }
     }

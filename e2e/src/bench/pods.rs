@@ -66,7 +66,7 @@ fn hex(mut x: u64, len: usize) -> String {
     let mut s = String::with_capacity(len);
     for _ in 0..len {
         s.push(ALPHA[(x % ALPHA.len() as u64) as usize] as char);
-        x = x / ALPHA.len() as u64 ^ x.rotate_left(17).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x = (x / ALPHA.len() as u64) ^ x.rotate_left(17).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
     s
 }
@@ -121,7 +121,7 @@ impl PodFactory {
     /// Pod number `i` (deterministic; the same `i` gives the same Pod).
     pub fn pod(&self, i: usize) -> Value {
         let d = i / REPLICAS;
-        let two = d % 3 == 0;
+        let two = d.is_multiple_of(3);
         let mut pod = if two { self.two.clone() } else { self.mesh.clone() };
         let app = format!("svc-{d}");
         let hash = hex(d as u64 + 7, 9);

@@ -347,15 +347,24 @@ impl State {
         // events.k8s.io, which renames fields), so selectors can be matched on the stored
         // object: only the items of the page are converted (cloned), not every object.
         let match_stored = filter.matches_stored(info);
-        for (key, obj) in self.store.range_after(&info.storage_key(), ns_filter, start.as_ref()) {
-            let matched =
-                if match_stored { filter.matches(obj) } else { filter.matches(&to_served(info, version, obj)) };
+        // Without selectors every object in the range matches (the range already restricts
+        // the namespace): no per-object matching, and the remaining items are just counted.
+        let everything =
+            filter.labels.0.is_empty() && filter.fields.0.is_empty() && (info.namespaced || filter.namespace.is_none());
+        let mut range = self.store.range_after(&info.storage_key(), ns_filter, start.as_ref());
+        while let Some((key, obj)) = range.next() {
+            let matched = everything
+                || if match_stored { filter.matches(obj) } else { filter.matches(&to_served(info, version, obj)) };
             if !matched {
                 continue;
             }
             if let Some(l) = limit {
                 if items.len() >= l {
                     remaining += 1;
+                    if everything {
+                        remaining += range.count();
+                        break;
+                    }
                     continue;
                 }
                 if items.len() + 1 == l {

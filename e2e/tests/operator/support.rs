@@ -15,7 +15,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
 use sidecar_watch_e2e::harness::{wait_until, TestEnv, KUBECONFIG_ENV};
 use sidecar_watch_e2e::kubelet::{set_condition, test_pod, PodDriver, State};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Default deadline of a wait.
 pub const WAIT: Duration = Duration::from_secs(25);
