@@ -12,6 +12,10 @@ use sidecar_watch::api::PolicySpec;
 use sidecar_watch::controller::index::{Index, PolicyEntry};
 use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
 
+// The allocator the binary uses (src/main.rs), so that the figure is the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);

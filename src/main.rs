@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// mimalloc: no per-allocation header for the many small strings of the index, and freed
+// memory goes back to the OS (glibc keeps it in per-thread arenas after a relist or churn).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Watches sidecar containers in Kubernetes and fires alerts on them.
 #[derive(Parser)]
 #[command(name = "sidecar-watch", version, about, long_about = None)]
