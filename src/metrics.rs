@@ -201,7 +201,7 @@ pub fn render_index(index: &Index, out: &mut String) {
     });
     out.push_str("# HELP sidecar_policy_pods Pods per policy: selected (matched) and with a firing alert (alerting)\n# TYPE sidecar_policy_pods gauge\n");
     for (policy, stats) in index.policy_stats() {
-        for (state, value) in [("matched", stats.matched), ("alerting", stats.alerting)] {
+        for (state, value) in [("matched", stats.matched_pods), ("alerting", stats.alerting_pods)] {
             let _ = writeln!(
                 out,
                 "sidecar_policy_pods{{policy=\"{}\",policy_namespace=\"{}\",state=\"{state}\"}} {value}",

@@ -141,7 +141,7 @@ fn series_follow_pod_and_policy_lifecycle() {
     // Selector changed to match it again, then the policy is deleted.
     let (policy, e) = mesh_policy(serde_json::json!({"matchLabels": {"app": "api"}}));
     index.apply_policy(policy.clone(), e, now);
-    assert_eq!(index.policy_stats()[&policy].matched, 1);
+    assert_eq!(index.policy_stats()[&policy].matched_pods, 1);
     index.delete_policy(&policy, now);
     assert!(index.policy_stats().is_empty());
     assert!(alert_names(&index, AlertState::Firing).is_empty());
@@ -168,8 +168,8 @@ fn invalid_policy_evaluates_nothing_and_others_keep_working() {
     index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), now);
 
     let stats = index.policy_stats();
-    assert_eq!(stats[&bad].matched, 0);
-    assert_eq!(stats[&good].matched, 1);
+    assert_eq!(stats[&bad].matched_pods, 0);
+    assert_eq!(stats[&good].matched_pods, 1);
     let status =
         sidecar_watch::controller::status::desired_status(&index.policies()[&bad], &stats[&bad], Default::default());
     assert_eq!(status.conditions[0].status, "False");
@@ -201,10 +201,10 @@ fn cluster_policy_follows_namespace_labels() {
     index.apply_policy(policy.clone(), entry(compiled, serde_json::to_value(&spec).expect("json")), now);
     index.apply_namespace("shop", BTreeMap::new(), now);
     index.apply_pod(web_pod("web-1", "u1", &[], false), now);
-    assert_eq!(index.policy_stats()[&policy].matched, 0);
+    assert_eq!(index.policy_stats()[&policy].matched_pods, 0);
 
     let outcome = index.apply_namespace("shop", BTreeMap::from([("mesh".to_string(), "on".to_string())]), now);
-    assert_eq!(index.policy_stats()[&policy].matched, 1);
+    assert_eq!(index.policy_stats()[&policy].matched_pods, 1);
     assert!(!outcome.transitions.is_empty(), "newly selected firing alerts are announced");
 }
 

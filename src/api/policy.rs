@@ -247,18 +247,9 @@ pub struct PolicyStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Pods the policy selects.
-    #[serde(default)]
-    pub matched_pods: u32,
-    /// Selected Pods with at least one firing alert.
-    #[serde(default)]
-    pub alerting_pods: u32,
-    /// Firing alerts by alert name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub firing: BTreeMap<String, u32>,
-    /// Pending alerts (condition holds, `for` not yet elapsed).
-    #[serde(default)]
-    pub pending_alerts: u32,
+    /// Pods and alerts, summed over every shard.
+    #[serde(flatten)]
+    pub counts: PolicyCounts,
     /// When the operator last evaluated the policy (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluation_time: Option<String>,
@@ -272,22 +263,44 @@ pub struct PolicyStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// What one shard of a sharded operator counted for a policy.
+/// Pod and alert counts of a policy: over every shard in `status`, one shard's share in
+/// `status.shards`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ShardStatus {
-    /// Pods of this shard the policy selects.
+pub struct PolicyCounts {
+    /// Pods the policy selects.
     #[serde(default)]
     pub matched_pods: u32,
-    /// Of those, Pods with at least one firing alert.
+    /// Selected Pods with at least one firing alert.
     #[serde(default)]
     pub alerting_pods: u32,
     /// Firing alerts by alert name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub firing: BTreeMap<String, u32>,
-    /// Pending alerts.
+    /// Pending alerts (condition holds, `for` not yet elapsed).
     #[serde(default)]
     pub pending_alerts: u32,
+}
+
+impl PolicyCounts {
+    /// Adds another shard's counts.
+    pub fn add(&mut self, other: &PolicyCounts) {
+        self.matched_pods += other.matched_pods;
+        self.alerting_pods += other.alerting_pods;
+        self.pending_alerts += other.pending_alerts;
+        for (alert, n) in &other.firing {
+            *self.firing.entry(alert.clone()).or_default() += n;
+        }
+    }
+}
+
+/// What one shard of a sharded operator counted for a policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// This shard's counts.
+    #[serde(flatten)]
+    pub counts: PolicyCounts,
     /// How many shards there were when this was written (entries of another shard count
     /// are ignored).
     #[serde(default)]

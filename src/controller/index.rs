@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use jiff::Timestamp;
 
-use crate::api::Severity;
+use crate::api::{PolicyCounts, Severity};
 use crate::engine::{
     evaluate, Alert, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, Observation, PodHistory, PodView,
     PolicyRef, SidecarType, SpecError,
@@ -164,19 +164,6 @@ impl Outcome {
         self.startups.extend(other.startups);
         self.wakeups.extend(other.wakeups);
     }
-}
-
-/// Per-policy counts for status and `sidecar_policy_pods`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PolicyStats {
-    /// Pods selected.
-    pub matched: u32,
-    /// Pods with at least one firing alert.
-    pub alerting: u32,
-    /// Firing alerts by name.
-    pub firing: BTreeMap<String, u32>,
-    /// Pending alerts.
-    pub pending: u32,
 }
 
 /// One segment of tracked Pods, keyed by the UID inside each Pod's view: no second copy of
@@ -561,13 +548,13 @@ impl Index {
     }
 
     /// Counts per policy, for status and metrics.
-    pub fn policy_stats(&self) -> BTreeMap<PolicyRef, PolicyStats> {
-        let mut stats: BTreeMap<PolicyRef, PolicyStats> =
-            self.policies().into_keys().map(|p| (p, PolicyStats::default())).collect();
+    pub fn policy_stats(&self) -> BTreeMap<PolicyRef, PolicyCounts> {
+        let mut stats: BTreeMap<PolicyRef, PolicyCounts> =
+            self.policies().into_keys().map(|p| (p, PolicyCounts::default())).collect();
         self.for_each_pod(|pod| {
             for result in &pod.results {
                 let Some(entry) = stats.get_mut(&result.policy) else { continue };
-                entry.matched += 1;
+                entry.matched_pods += 1;
                 let mut alerting = false;
                 for alert in &result.alerts {
                     match alert.state {
@@ -575,10 +562,10 @@ impl Index {
                             alerting = true;
                             *entry.firing.entry(alert.name.as_str().to_string()).or_default() += 1;
                         }
-                        AlertState::Pending => entry.pending += 1,
+                        AlertState::Pending => entry.pending_alerts += 1,
                     }
                 }
-                entry.alerting += u32::from(alerting);
+                entry.alerting_pods += u32::from(alerting);
             }
         });
         stats

@@ -15,9 +15,9 @@ use kube::Client;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::index::{Index, PolicyEntry, PolicyStats};
+use super::index::{Index, PolicyEntry};
 use super::shard::Shard;
-use crate::api::{ClusterSidecarPolicy, PolicyStatus, ShardStatus, SidecarPolicy};
+use crate::api::{ClusterSidecarPolicy, PolicyCounts, PolicyStatus, ShardStatus, SidecarPolicy};
 use crate::engine::PolicyRef;
 use crate::metrics::Metrics;
 
@@ -28,18 +28,12 @@ const REFRESH: Duration = Duration::from_secs(300);
 
 /// The status a policy should have, without the times (for change detection). Sharded, the
 /// counts are this shard's fresh ones plus the other shards' as last written on the object.
-pub fn desired_status(entry: &PolicyEntry, stats: &PolicyStats, shard: Shard) -> PolicyStatus {
+pub fn desired_status(entry: &PolicyEntry, stats: &PolicyCounts, shard: Shard) -> PolicyStatus {
     let mut status = unsharded_status(entry, stats);
     if shard.count <= 1 {
         return status;
     }
-    let own = ShardStatus {
-        matched_pods: status.matched_pods,
-        alerting_pods: status.alerting_pods,
-        firing: status.firing.clone(),
-        pending_alerts: status.pending_alerts,
-        shard_count: shard.count,
-    };
+    let own = ShardStatus { counts: status.counts.clone(), shard_count: shard.count };
     let mut shards: BTreeMap<String, ShardStatus> = entry
         .shard_statuses
         .iter()
@@ -47,34 +41,26 @@ pub fn desired_status(entry: &PolicyEntry, stats: &PolicyStats, shard: Shard) ->
         .map(|(i, s)| (i.clone(), s.clone()))
         .collect();
     shards.insert(shard.index.to_string(), own);
-    status.matched_pods = shards.values().map(|s| s.matched_pods).sum();
-    status.alerting_pods = shards.values().map(|s| s.alerting_pods).sum();
-    status.pending_alerts = shards.values().map(|s| s.pending_alerts).sum();
-    status.firing.clear();
+    status.counts = PolicyCounts::default();
     for s in shards.values() {
-        for (alert, n) in &s.firing {
-            *status.firing.entry(alert.clone()).or_default() += n;
-        }
+        status.counts.add(&s.counts);
     }
     if let Some(condition) = status.conditions.first_mut().filter(|_| entry.compiled.is_ok()) {
-        condition.message = format!("Evaluating {} Pods in {} shards", status.matched_pods, shard.count);
+        condition.message = format!("Evaluating {} Pods in {} shards", status.counts.matched_pods, shard.count);
     }
     status.shards = shards;
     status
 }
 
-fn unsharded_status(entry: &PolicyEntry, stats: &PolicyStats) -> PolicyStatus {
+fn unsharded_status(entry: &PolicyEntry, stats: &PolicyCounts) -> PolicyStatus {
     let (status, reason, message) = match &entry.compiled {
-        Ok(_) => ("True", "Evaluating", format!("Evaluating {} Pods", stats.matched)),
+        Ok(_) => ("True", "Evaluating", format!("Evaluating {} Pods", stats.matched_pods)),
         Err(e) => ("False", "InvalidSpec", format!("Invalid spec: {e}")),
     };
-    let valid = entry.compiled.is_ok();
     PolicyStatus {
         observed_generation: entry.generation,
-        matched_pods: if valid { stats.matched } else { 0 },
-        alerting_pods: if valid { stats.alerting } else { 0 },
-        firing: if valid { stats.firing.clone() } else { Default::default() },
-        pending_alerts: if valid { stats.pending } else { 0 },
+        // An invalid policy evaluates nothing, so it counts nothing.
+        counts: if entry.compiled.is_ok() { stats.clone() } else { PolicyCounts::default() },
         last_evaluation_time: None,
         shards: Default::default(),
         conditions: vec![Condition {
@@ -141,7 +127,7 @@ impl StatusWriter {
         let policies = self.index.policies();
         written.retain(|p, _| policies.contains_key(p));
         for (policy, entry) in &policies {
-            let desired = desired_status(entry, stats.get(policy).unwrap_or(&PolicyStats::default()), self.shard);
+            let desired = desired_status(entry, stats.get(policy).unwrap_or(&PolicyCounts::default()), self.shard);
             if let Some(previous) = written.get(policy) {
                 let fresh = now.duration_since(previous.at) < REFRESH.try_into().unwrap_or_default();
                 if previous.status == desired && fresh {
