@@ -180,10 +180,6 @@ impl Segment {
         self.hasher.hash_one(uid)
     }
 
-    fn get(&self, uid: &str) -> Option<&TrackedPod> {
-        self.table.find(self.hash(uid), |p| p.view.uid == uid).map(|p| &**p)
-    }
-
     fn get_mut(&mut self, uid: &str) -> Option<&mut TrackedPod> {
         let hash = self.hash(uid);
         self.table.find_mut(hash, |p| p.view.uid == uid).map(|p| &mut **p)
@@ -403,11 +399,6 @@ impl Index {
             uids.insert(p.view.uid.clone());
         });
         uids
-    }
-
-    /// When the tracked Pod expects its next change, if it is tracked.
-    pub fn next_change(&self, uid: &str) -> Option<Option<Timestamp>> {
-        self.segment(uid).get(uid).map(|p| p.next_change)
     }
 
     /// Re-evaluates one Pod whose timer is due (no new state).

@@ -293,11 +293,6 @@ impl CompiledPolicy {
         std::sync::Arc::clone(&self.shared_ref)
     }
 
-    /// Whether the policy is cluster-scoped.
-    pub fn is_cluster(&self) -> bool {
-        self.policy.namespace.is_none()
-    }
-
     /// Whether the policy covers Pods of `namespace` (with its labels, for cluster policies).
     /// `None` labels mean the namespace is unknown; a cluster policy with a non-trivial
     /// namespace selector then does not select it.

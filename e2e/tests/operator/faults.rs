@@ -43,14 +43,7 @@ async fn operator_recovers_from_api_faults() {
     }
     let c = Cluster::start("faults").await;
     let ns = c.ns.clone();
-    c.apply_policy(
-        "mesh",
-        json!({
-            "selector": {"matchLabels": {"app": "web"}},
-            "rules": rules(json!({"sidecarNotReady": {"for": "2s", "severity": "warning"}})),
-        }),
-    )
-    .await;
+    c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "2s", "severity": "warning"}})).await;
     let op = Operator::start(&c, "op-0", &["--lease-duration", "15s"]).await;
     for (name, ready) in [("p1", false), ("p2", true), ("p3", true)] {
         let pod = c.create_pod(native_pod(name, "web", "app", "istio-proxy")).await;

@@ -17,14 +17,7 @@ fn leading(s: &Scrape) -> Option<bool> {
 async fn standby_takes_over_when_the_leader_dies() {
     let c = Cluster::start("leader").await;
     let ns = c.ns.clone();
-    c.apply_policy(
-        "mesh",
-        json!({
-            "selector": {"matchLabels": {"app": "web"}},
-            "rules": rules(json!({"sidecarNotReady": {"for": "2s", "severity": "warning"}})),
-        }),
-    )
-    .await;
+    c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "2s", "severity": "warning"}})).await;
     let args = ["--leader-elect=true", "--lease-duration", "3s"];
     let mut ops = vec![Operator::start(&c, "op-a", &args).await, Operator::start(&c, "op-b", &args).await];
     let x = c.create_pod(native_pod("x", "web", "app", "istio-proxy")).await;

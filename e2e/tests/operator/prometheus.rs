@@ -45,14 +45,7 @@ async fn promtool_check_metrics(text: &str) -> (bool, String) {
 async fn prometheus_fires_and_resolves_the_shipped_alert() {
     let c = Cluster::start("prom").await;
     let ns = c.ns.clone();
-    c.apply_policy(
-        "mesh",
-        json!({
-            "selector": {"matchLabels": {"app": "web"}},
-            "rules": rules(json!({"sidecarNotReady": {"for": "2s", "severity": "critical"}})),
-        }),
-    )
-    .await;
+    c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "2s", "severity": "critical"}})).await;
     let op = Operator::start(&c, "op-0", &[]).await;
     let rule_file = shipped_rules(c.env.dir());
     let prom = Prometheus::start(&rule_file, &format!("127.0.0.1:{}", op.port)).await.expect("prometheus started");

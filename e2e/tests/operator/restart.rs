@@ -13,14 +13,7 @@ async fn pending_alert_fires_on_time_across_a_restart() {
     let c = Cluster::start("restart").await;
     let ns = c.ns.clone();
     let for_ = Duration::from_secs(8);
-    c.apply_policy(
-        "mesh",
-        json!({
-            "selector": {"matchLabels": {"app": "web"}},
-            "rules": rules(json!({"sidecarNotReady": {"for": "8s", "severity": "warning"}})),
-        }),
-    )
-    .await;
+    c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "8s", "severity": "warning"}})).await;
     let lease = ["--lease-duration", "3s"];
     let mut op1 = Operator::start(&c, "op-1", &lease).await;
     let a = c.create_pod(native_pod("a", "web", "app", "istio-proxy")).await;

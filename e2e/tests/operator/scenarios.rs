@@ -107,14 +107,12 @@ async fn never_ready_native_sidecar_with_ready_main() {
 async fn liveness_failing_sidecar_restart_loop() {
     let c = Cluster::start("crashloop").await;
     let ns = c.ns.clone();
-    c.apply_policy(
+    c.apply_app_policy(
         "logs",
+        "api",
         json!({
-            "selector": {"matchLabels": {"app": "api"}},
-            "rules": rules(json!({
-                "restarts": {"threshold": 3, "window": "10m", "severity": "critical"},
-                "crashLoop": {"for": "5s", "severity": "critical"},
-            })),
+            "restarts": {"threshold": 3, "window": "10m", "severity": "critical"},
+            "crashLoop": {"for": "5s", "severity": "critical"},
         }),
     )
     .await;
@@ -203,14 +201,7 @@ async fn liveness_failing_sidecar_restart_loop() {
 async fn job_held_open_by_legacy_sidecar() {
     let c = Cluster::start("job").await;
     let ns = c.ns.clone();
-    c.apply_policy(
-        "batch",
-        json!({
-            "selector": {"matchLabels": {"app": "report"}},
-            "rules": rules(json!({"jobBlocked": {"for": "4s", "severity": "warning"}})),
-        }),
-    )
-    .await;
+    c.apply_app_policy("batch", "report", json!({"jobBlocked": {"for": "4s", "severity": "warning"}})).await;
     let jobs: Api<Job> = Api::namespaced(c.env.client.clone(), &ns);
     let job: Job = serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -278,14 +269,7 @@ async fn job_held_open_by_legacy_sidecar() {
 async fn main_started_before_sidecar_ready() {
     let c = Cluster::start("startup").await;
     let ns = c.ns.clone();
-    c.apply_policy(
-        "order",
-        json!({
-            "selector": {"matchLabels": {"app": "shop"}},
-            "rules": rules(json!({"startupOrder": {"severity": "warning"}})),
-        }),
-    )
-    .await;
+    c.apply_app_policy("order", "shop", json!({"startupOrder": {"severity": "warning"}})).await;
     let op = Operator::start(&c, "op-0", &[]).await;
     let pod = c.create_pod(native_pod("shop-1", "shop", "app", "envoy")).await;
     // The sidecar starts (not ready yet: no startupProbe holds the main container back) …
@@ -336,14 +320,7 @@ async fn main_started_before_sidecar_ready() {
 async fn sidecar_stopped_before_main_on_shutdown() {
     let c = Cluster::start("shutdown").await;
     let ns = c.ns.clone();
-    c.apply_policy(
-        "order",
-        json!({
-            "selector": {"matchLabels": {"app": "cart"}},
-            "rules": rules(json!({"shutdownOrder": {"severity": "critical"}})),
-        }),
-    )
-    .await;
+    c.apply_app_policy("order", "cart", json!({"shutdownOrder": {"severity": "critical"}})).await;
     let op = Operator::start(&c, "op-0", &[]).await;
     // A finalizer keeps the Pod while it terminates (a real API server deletes an unscheduled
     // Pod at once).

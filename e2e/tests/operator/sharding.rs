@@ -2,7 +2,7 @@
 //! one unsharded replica on the same scenario, and a shard that dies and comes back loses
 //! nothing.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sidecar_watch::controller::shard::shard_of;
 use sidecar_watch_e2e::harness::wait_until;
 
@@ -10,16 +10,9 @@ use crate::support::*;
 
 const PODS: usize = 9;
 
-fn policy_spec() -> Value {
-    json!({
-        "selector": {"matchLabels": {"app": "web"}},
-        "rules": rules(json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})),
-    })
-}
-
 /// Nine Pods, every other one with a sidecar that is not ready.
 async fn scenario(c: &Cluster) -> Vec<(String, sidecar_watch_e2e::kubelet::PodDriver)> {
-    c.apply_policy("mesh", policy_spec()).await;
+    c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})).await;
     let mut pods = Vec::new();
     for i in 0..PODS {
         let name = format!("web-{i}");

@@ -132,6 +132,12 @@ impl Cluster {
         assert!(out.contains(&format!("sidecarpolicy.sidecarwatch.io/{name} serverside-applied")), "{out}");
     }
 
+    /// Applies a `SidecarPolicy` selecting `app=<app>` with exactly the `enabled` rules (see
+    /// [`rules`]), the shape most tests need.
+    pub async fn apply_app_policy(&self, name: &str, app: &str, enabled: Value) {
+        self.apply_policy(name, json!({"selector": {"matchLabels": {"app": app}}, "rules": rules(enabled)})).await;
+    }
+
     /// Deletes a policy.
     pub async fn delete_policy(&self, name: &str) {
         self.env
