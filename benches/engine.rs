@@ -1,6 +1,7 @@
 //! Throughput of the rule engine on a realistic Pod: `tests/fixtures/two-sidecars.yaml`
 //! (a main container, a native istio-proxy sidecar and a legacy log-sidecar, with probes and a
-//! full status, plus a plain init container). Reported as Pods per second:
+//! full status, plus a plain init container), and the decoding of that Pod's JSON (full
+//! `k8s_openapi` object against the operator's `SlimPod`). Reported as Pods per second:
 //!
 //! ```text
 //! cargo bench --bench engine -- --quick
@@ -11,6 +12,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
+use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::{evaluate, CompiledPolicy, PodHistory, PodView};
 
 const POD: &str = include_str!("../tests/fixtures/two-sidecars.yaml");
@@ -18,7 +20,9 @@ const NOW: &str = "2025-06-03T10:30:00Z";
 
 fn bench(c: &mut Criterion) {
     let pod: Pod = serde_yaml::from_str(POD).expect("the fixture parses");
-    let view = PodView::from_pod(&pod);
+    let json = serde_json::to_vec(&pod).expect("the fixture serializes");
+    let slim: SlimPod = serde_json::from_slice(&json).expect("the fixture decodes slim");
+    let view = PodView::from_pod(&slim);
     let policy = CompiledPolicy::builtin();
     let now: Timestamp = NOW.parse().expect("valid time");
     let mut history = PodHistory::default();
@@ -30,7 +34,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("evaluate", |b| {
         b.iter(|| evaluate(black_box(&view), black_box(&policy), black_box(&history), black_box(now)))
     });
-    group.bench_function("from_pod", |b| b.iter(|| PodView::from_pod(black_box(&pod))));
+    group.bench_function("from_pod", |b| b.iter(|| PodView::from_pod(black_box(&slim))));
+    // What a watch event costs before the view exists: the operator decodes `SlimPod`;
+    // the full object is what a reflector of `Pod`s would decode.
+    group.bench_function("decode_full_pod", |b| b.iter(|| serde_json::from_slice::<Pod>(black_box(&json))));
+    group.bench_function("decode_slim_pod", |b| b.iter(|| serde_json::from_slice::<SlimPod>(black_box(&json))));
     group.bench_function("observe+evaluate", |b| {
         b.iter(|| {
             let mut history = history.clone();

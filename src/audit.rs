@@ -10,11 +10,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::{decode, ClusterSidecarPolicy, Severity, SidecarPolicy};
+use crate::api::{decode, ClusterSidecarPolicy, Severity, SidecarPolicy, SlimPod};
 use crate::engine::{evaluate, Alert, AlertState, CompiledPolicy, PodHistory, PodView, PolicyRef};
 
 /// Why the input could not be used (exit status 2). Every message names the file and,
@@ -308,7 +307,7 @@ pub fn load_pods(path: &Path) -> Result<Inventory, AuditError> {
         let error = |message: String| AuditError::Object { file: file.clone(), object: what.clone(), message };
         match object.get("kind").and_then(Value::as_str) {
             Some("Pod") => {
-                let pod: Pod = decode(object).map_err(|e| error(e.to_string()))?;
+                let pod: SlimPod = decode(object).map_err(|e| error(e.to_string()))?;
                 inventory.pods.push(PodView::from_pod(&pod));
             }
             Some("Namespace") => {

@@ -307,14 +307,36 @@ pub fn spawn_publisher(
     let (tx, rx) = mpsc::channel(QUEUE);
     let sink = EventSink { tx, metrics: metrics.clone() };
     let recorder =
-        Recorder::new(client.clone(), Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(instance) });
+        Recorders::new(&client, Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(instance) });
     tokio::spawn(publish_loop(client, recorder, metrics, rx, pods));
     sink
 }
 
+/// kube-runtime's `Recorder` sweeps its whole cache of recent Events (six minutes' worth) on
+/// every publish, so with one Recorder a burst of E Events (a node pool failing) costs O(E²).
+/// Spreading Events over several Recorders by the object they regard keeps each cache small,
+/// while a repeat of the same Event still meets its predecessor and is folded into its series.
+struct Recorders(Vec<Recorder>);
+
+/// How many Recorders the Events are spread over.
+const RECORDER_CACHES: u32 = 64;
+
+impl Recorders {
+    fn new(client: &Client, reporter: Reporter) -> Self {
+        Self((0..RECORDER_CACHES).map(|_| Recorder::new(client.clone(), reporter.clone())).collect())
+    }
+
+    /// Publishes `event` about `regarding` through the Recorder that owns that object.
+    async fn publish(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
+        let key = regarding.uid.as_deref().or(regarding.name.as_deref()).unwrap_or_default();
+        let slot = crate::controller::shard::shard_of(key, RECORDER_CACHES) as usize;
+        self.0[slot % self.0.len()].publish(event, regarding).await
+    }
+}
+
 async fn publish_loop(
     client: Client,
-    recorder: Recorder,
+    recorder: Recorders,
     metrics: Metrics,
     mut rx: mpsc::Receiver<EventCommand>,
     index: Arc<crate::controller::index::Index>,
@@ -432,7 +454,7 @@ fn policy_reference(policy: &PolicyRef, uid: Option<String>) -> ObjectReference 
     }
 }
 
-async fn publish(recorder: &Recorder, metrics: &Metrics, t: &Transition) {
+async fn publish(recorder: &Recorders, metrics: &Metrics, t: &Transition) {
     let reason = reason(t);
     let pod = ObjectReference {
         api_version: Some("v1".into()),

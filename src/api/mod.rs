@@ -6,9 +6,11 @@
 //! offending field, so one bad policy never stops the others from being evaluated.
 
 mod duration;
+mod pod;
 mod policy;
 
 pub use duration::{format_duration, parse_duration, DurationError, DURATION_PATTERN};
+pub use pod::*;
 pub use policy::*;
 
 use kube::CustomResourceExt;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::index::{Labels, PolicyEntry};
 use super::shard::Shard;
-use crate::api::{decode, ClusterSidecarPolicy, SidecarPolicy};
+use crate::api::{decode, ClusterSidecarPolicy, SidecarPolicy, SlimPod};
 use crate::engine::{CompiledPolicy, PodView, PolicyRef, SpecError};
 use crate::metrics::Metrics;
 
@@ -111,7 +111,8 @@ pub fn spawn_watchers(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for namespace in scope.namespace_list() {
-        let pods: Api<Pod> = match &namespace {
+        // Decoded slim: only the fields the engine reads are parsed into memory.
+        let pods: Api<SlimPod> = match &namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
@@ -188,12 +189,18 @@ async fn forward<K, Q: Eq + std::hash::Hash>(
     }
 }
 
-async fn watch_pods(api: Api<Pod>, namespace: Option<String>, shard: Shard, tx: mpsc::Sender<Input>, metrics: Metrics) {
+async fn watch_pods(
+    api: Api<SlimPod>,
+    namespace: Option<String>,
+    shard: Shard,
+    tx: mpsc::Sender<Input>,
+    metrics: Metrics,
+) {
     let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "pods", metrics);
     forward(
         stream,
         tx,
-        |pod: Pod, received| {
+        |pod: SlimPod, received| {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             shard.owns(&uid).then(|| (uid, Input::Pod { view: PodView::from_pod(&pod), received }))
         },

@@ -1,14 +1,15 @@
 //! The compact view of a Pod that the engine evaluates.
 //!
-//! Extracted once per watch event from a full `k8s_openapi` Pod and kept instead of it: only
+//! Extracted once per watch event from a [`SlimPod`] and kept instead of it: only
 //! what the rules read, with the static spec checks reduced to flags, so the operator's memory
 //! per tracked Pod stays small.
 
 use std::collections::HashMap;
 
 use super::name::{label_set, LabelSet, Name};
+use crate::api::{SlimContainer, SlimContainerStatus, SlimPod};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::ContainerStateTerminated;
 
 /// Termination messages are kept only this long (they can be 4 KiB each in the API).
 const MAX_MESSAGE_LEN: usize = 256;
@@ -206,17 +207,16 @@ pub struct PodView {
 }
 
 impl PodView {
-    /// Extracts the view from a full Pod object. Never fails: missing fields are absent
-    /// in the view (a Pending Pod without status is still evaluated).
-    pub fn from_pod(pod: &Pod) -> PodView {
+    /// Extracts the view from a Pod. Never fails: missing fields are absent in the view (a
+    /// Pending Pod without status is still evaluated).
+    pub fn from_pod(pod: &SlimPod) -> PodView {
         let meta = &pod.metadata;
-        let spec = pod.spec.as_ref();
-        let status = pod.status.as_ref();
-        let init_statuses = statuses_by_name(status.and_then(|s| s.init_container_statuses.as_ref()));
-        let regular_statuses = statuses_by_name(status.and_then(|s| s.container_statuses.as_ref()));
+        let (spec, status) = (&pod.spec, &pod.status);
+        let init_statuses = statuses_by_name(&status.init_container_statuses);
+        let regular_statuses = statuses_by_name(&status.container_statuses);
 
-        let mut containers = Vec::new();
-        for c in spec.and_then(|s| s.init_containers.as_ref()).into_iter().flatten() {
+        let mut containers = Vec::with_capacity(spec.init_containers.len() + spec.containers.len());
+        for c in &spec.init_containers {
             let kind = if c.restart_policy.as_deref() == Some("Always") {
                 ContainerKind::RestartableInit
             } else {
@@ -224,17 +224,15 @@ impl PodView {
             };
             containers.push(container_view(c, kind, init_statuses.get(c.name.as_str())));
         }
-        for c in spec.map(|s| &s.containers).into_iter().flatten() {
+        for c in &spec.containers {
             containers.push(container_view(c, ContainerKind::Regular, regular_statuses.get(c.name.as_str())));
         }
-        mark_port_conflicts(
-            spec.map(|s| (s.init_containers.as_deref().unwrap_or_default(), &s.containers[..])),
-            &mut containers,
-        );
+        mark_port_conflicts(&spec.init_containers, &spec.containers, &mut containers);
 
         let ready_condition = status
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|conds| conds.iter().find(|c| c.type_ == "Ready"))
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
             .map(|c| ConditionView { status: c.status == "True", since: c.last_transition_time.as_ref().map(|t| t.0) });
 
         PodView {
@@ -248,7 +246,7 @@ impl PodView {
                 .flatten()
                 .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/")),
             created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
-            started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
+            started_at: status.start_time.as_ref().map(|t| t.0),
             deleting_since: meta.deletion_timestamp.as_ref().map(|t| t.0),
             ready_condition,
             containers,
@@ -266,11 +264,11 @@ impl PodView {
     }
 }
 
-fn statuses_by_name(list: Option<&Vec<ContainerStatus>>) -> HashMap<&str, &ContainerStatus> {
-    list.map(|l| l.iter().map(|s| (s.name.as_str(), s)).collect()).unwrap_or_default()
+fn statuses_by_name(list: &[SlimContainerStatus]) -> HashMap<&str, &SlimContainerStatus> {
+    list.iter().map(|s| (s.name.as_str(), s)).collect()
 }
 
-fn container_view(c: &Container, kind: ContainerKind, status: Option<&&ContainerStatus>) -> ContainerView {
+fn container_view(c: &SlimContainer, kind: ContainerKind, status: Option<&&SlimContainerStatus>) -> ContainerView {
     let mut flags = SpecFlags::default();
     if c.readiness_probe.is_some() {
         flags.insert(SpecFlags::READINESS_PROBE);
@@ -281,10 +279,7 @@ fn container_view(c: &Container, kind: ContainerKind, status: Option<&&Container
     if c.liveness_probe.is_some() {
         flags.insert(SpecFlags::LIVENESS_PROBE);
     }
-    let resources = c.resources.as_ref().is_some_and(|r| {
-        r.requests.as_ref().is_some_and(|m| !m.is_empty()) || r.limits.as_ref().is_some_and(|m| !m.is_empty())
-    });
-    if resources {
+    if c.resources.requests.0 || c.resources.limits.0 {
         flags.insert(SpecFlags::RESOURCES);
     }
     if c.image.as_deref().is_some_and(is_latest_image) {
@@ -293,7 +288,7 @@ fn container_view(c: &Container, kind: ContainerKind, status: Option<&&Container
     ContainerView { name: Name::new(&c.name), kind, flags, status: status.map(|s| status_view(s)) }
 }
 
-fn status_view(s: &ContainerStatus) -> ContainerStatusView {
+fn status_view(s: &SlimContainerStatus) -> ContainerStatusView {
     let state = s.state.as_ref();
     let state = if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
         ContainerState::Waiting { reason: w.reason.as_deref().map(Name::new) }
@@ -313,7 +308,7 @@ fn status_view(s: &ContainerStatus) -> ContainerStatusView {
     }
 }
 
-fn termination(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Termination {
+fn termination(t: &ContainerStateTerminated) -> Termination {
     Termination {
         reason: t.reason.as_deref().map(Name::new),
         exit_code: t.exit_code,
@@ -353,14 +348,10 @@ pub fn is_latest_image(image: &str) -> bool {
 }
 
 /// Flags every container that declares a (port, protocol) another container declares too.
-fn mark_port_conflicts(spec: Option<(&[Container], &[Container])>, views: &mut [ContainerView]) {
-    let Some((init, regular)) = spec else { return };
+fn mark_port_conflicts(init: &[SlimContainer], regular: &[SlimContainer], views: &mut [ContainerView]) {
     // Plain init containers run alone, so their ports cannot clash with anything.
     let declared = init.iter().filter(|c| c.restart_policy.as_deref() == Some("Always")).chain(regular).flat_map(|c| {
-        c.ports
-            .iter()
-            .flatten()
-            .map(move |p| ((p.container_port, p.protocol.as_deref().unwrap_or("TCP")), c.name.as_str()))
+        c.ports.iter().map(move |p| ((p.container_port, p.protocol.as_deref().unwrap_or("TCP")), c.name.as_str()))
     });
     let mut owners: HashMap<(i32, &str), Vec<&str>> = HashMap::new();
     for (port, name) in declared {
