@@ -3,10 +3,13 @@
 //! The slope between the N values is the cost per Pod without fixed overhead.
 //!
 //! Then, on the 100k-Pod index, the time of what the status writer and a scrape pay:
-//! `Index::policy_stats` and a full `/metrics` render (drained into a sink).
+//! `Index::policy_stats`, a full `/metrics` render (drained into a sink), and `GET /metrics`
+//! from the operator's HTTP server over loopback (the body read into a sink), with how much
+//! the scrapes raised the process's peak RSS (a scrape that held its body whole would show).
 //!
 //! `cargo bench --bench index_memory`
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +22,29 @@ use sidecar_watch::metrics::Metrics;
 // The allocator the binary uses (src/main.rs), so that the figure is the binary's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `VmHWM`: the process's peak RSS so far.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().strip_suffix("kB"));
+    kib.and_then(|k| k.trim().parse::<u64>().ok()).unwrap_or(0) * 1024
+}
+
+/// `GET /metrics` with `Connection: close`, the response read into a small buffer over and
+/// over (so that the client holds no copy); returns the bytes received, framing included.
+async fn get_metrics(port: u16) -> std::io::Result<usize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
+    let mut buf = vec![0_u8; 1 << 16];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(total),
+            n => total += n,
+        }
+    }
+}
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -52,7 +78,7 @@ fn time(what: &str, runs: usize, mut work: impl FnMut() -> usize) {
 
 fn main() {
     let now = Timestamp::now();
-    let index = Index::new();
+    let index = Arc::new(Index::new());
     let spec = PolicySpec::default();
     let policy = PolicyRef::cluster("default");
     let compiled = CompiledPolicy::compile(policy.clone(), &spec).expect("default policy");
@@ -88,6 +114,39 @@ fn main() {
 
     index.set_leader(true);
     let metrics = Metrics::new();
+
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let server = sidecar_watch::server::serve(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Arc::clone(&index),
+        metrics.clone(),
+        std::future::pending(),
+    );
+    runtime.spawn(server);
+    let peak = peak_rss_bytes();
+    while runtime.block_on(get_metrics(port)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    time("GET /metrics", 10, || runtime.block_on(get_metrics(port)).expect("scrape"));
+    let growth = peak_rss_bytes().saturating_sub(peak);
+    println!("peak RSS growth over these scrapes: {:.1} MiB", growth as f64 / 1048576.0);
+
     time("policy_stats", 50, || index.policy_stats().len());
-    time("/metrics", 10, || metrics.render(&index).len());
+    time("/metrics", 10, || {
+        // Drained into a sink, as the server's stream is: only the byte count stays.
+        let mut bytes = 0;
+        metrics.render(&index, |chunk| {
+            bytes += chunk.len();
+            true
+        });
+        bytes
+    });
+    let (mut chunks, mut largest) = (0, 0);
+    metrics.render(&index, |chunk| {
+        chunks += 1;
+        largest = largest.max(chunk.len());
+        true
+    });
+    println!("/metrics in {chunks} chunks, the largest {largest} bytes");
 }

@@ -2,19 +2,18 @@
 //!
 //! The operator's own metrics (histograms, counters) live in a `prometheus` registry. The
 //! per-Pod series (`sidecar_alerts`, `sidecar_container_*`, `sidecar_policy_pods`) are
-//! rendered at scrape time straight from the [`Index`], one segment at a time, so there is
-//! no label map per series and no second copy of every series: a Pod that is deleted or no
-//! longer selected simply has no series at the next scrape.
-
-use std::fmt::Write as _;
+//! rendered at scrape time straight from the [`Index`] and streamed, one segment at a
+//! time, so there is no label map per series and no second copy of every series, not even
+//! as one response body: a Pod that is deleted or no longer selected simply has no series
+//! at the next scrape.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-use crate::controller::index::Index;
-use crate::engine::AlertState;
+use crate::controller::index::{Index, TrackedPod};
+use crate::engine::{AlertState, PolicyRef};
 
 /// The operator's own metrics.
 #[derive(Clone)]
@@ -117,97 +116,243 @@ impl Metrics {
         }
     }
 
-    /// Renders everything in the Prometheus text format.
-    pub fn render(&self, index: &Index) -> String {
+    /// Renders everything in the Prometheus text format, handing it to `emit` chunk by chunk
+    /// (the registry's metrics, then the per-Pod families a segment at a time); `emit`
+    /// returns false to stop early, when the client went away.
+    pub fn render(&self, index: &Index, mut emit: impl FnMut(String) -> bool) {
         self.pods_tracked.set(i64::try_from(index.pod_count()).unwrap_or(i64::MAX));
         self.leader.set(i64::from(index.is_leader()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
-        let mut text = String::from_utf8(out).unwrap_or_default();
+        if !emit(String::from_utf8(out).unwrap_or_default()) {
+            return;
+        }
         // A standby would duplicate the leader's alert series; Prometheus sees them once.
         if index.is_leader() {
-            render_index(index, &mut text);
+            render_index(index, emit);
         }
-        text
     }
 }
 
-/// Escapes a label value for the text format.
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
-    if !value.contains(['\\', '"', '\n']) {
-        return value.into();
-    }
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").into()
+/// A per-Pod metric family: its `# HELP`/`# TYPE` lines and the samples of one Pod.
+struct Family {
+    header: &'static str,
+    samples: fn(&TrackedPod, &mut String, &mut Scratch),
 }
 
-/// Appends the per-Pod families rendered from the index.
-pub fn render_index(index: &Index, out: &mut String) {
-    out.push_str(
-        "# HELP sidecar_alerts Active sidecar alerts, 1 per alert (pending or firing)\n# TYPE sidecar_alerts gauge\n",
-    );
-    index.for_each_pod(|pod| {
-        for result in &pod.results {
-            let policy = &result.policy;
-            for alert in &result.alerts {
-                let _ = writeln!(
-                    out,
-                    "sidecar_alerts{{alertname=\"{}\",alertstate=\"{}\",severity=\"{}\",policy=\"{}\",policy_namespace=\"{}\",namespace=\"{}\",pod=\"{}\",container=\"{}\",check=\"{}\"}} 1",
-                    alert.name.as_str(),
-                    match alert.state {
-                        AlertState::Pending => "pending",
-                        AlertState::Firing => "firing",
-                    },
-                    alert.severity.as_str(),
-                    escape(&policy.name),
-                    escape(policy.namespace.as_deref().unwrap_or("")),
-                    escape(&pod.view.namespace),
-                    escape(&pod.view.name),
-                    escape(alert.container_name(&pod.view)),
-                    alert.check.map_or("", |c| c.as_str()),
-                );
+/// The per-Pod families, in the order they are exported.
+const POD_FAMILIES: [Family; 3] = [
+    Family {
+        header: "# HELP sidecar_alerts Active sidecar alerts, 1 per alert (pending or firing)\n# TYPE sidecar_alerts gauge\n",
+        samples: alert_samples,
+    },
+    Family {
+        header: "# HELP sidecar_container_ready Whether a sidecar container is ready (1) or not (0)\n# TYPE sidecar_container_ready gauge\n",
+        samples: ready_samples,
+    },
+    Family {
+        header: "# HELP sidecar_container_restarts_total Restarts of a sidecar container (the kubelet's restartCount)\n# TYPE sidecar_container_restarts_total counter\n",
+        samples: restart_samples,
+    },
+];
+
+/// Renders the per-Pod families and `sidecar_policy_pods` from the index, handing each
+/// chunk to `emit`, which returns false to stop early.
+///
+/// The text format wants every family's samples together, so a family is rendered across
+/// every segment before the next one starts: one chunk per family and segment, rendered
+/// under that segment's lock and handed on after releasing it (a slow client must not
+/// stall evaluation), so that no more than a segment's share of a family is ever held.
+pub fn render_index(index: &Index, mut emit: impl FnMut(String) -> bool) {
+    let mut chunk = String::new();
+    let mut scratch = Scratch::default();
+    for family in &POD_FAMILIES {
+        chunk.push_str(family.header);
+        for segment in 0..index.segment_count() {
+            index.for_each_pod_in_segment(segment, |pod| (family.samples)(pod, &mut chunk, &mut scratch));
+            if chunk.is_empty() {
+                continue;
+            }
+            // Segments are about the same size: the next chunk rarely needs to grow.
+            let next = String::with_capacity(chunk.len() + chunk.len() / 4);
+            if !emit(std::mem::replace(&mut chunk, next)) {
+                return;
             }
         }
-    });
-    out.push_str("# HELP sidecar_container_ready Whether a sidecar container is ready (1) or not (0)\n# TYPE sidecar_container_ready gauge\n");
-    index.for_each_pod(|pod| {
-        for (i, kind) in &pod.sidecars {
-            let container = &pod.view.containers[*i];
-            let _ = writeln!(
-                out,
-                "sidecar_container_ready{{namespace=\"{}\",pod=\"{}\",container=\"{}\",sidecar_type=\"{}\"}} {}",
-                escape(&pod.view.namespace),
-                escape(&pod.view.name),
-                escape(&container.name),
-                kind.as_str(),
-                u8::from(container.is_ready())
-            );
+    }
+    chunk.push_str("# HELP sidecar_policy_pods Pods per policy: selected (matched) and with a firing alert (alerting)\n# TYPE sidecar_policy_pods gauge\n");
+    policy_samples(index, &mut chunk, &mut scratch);
+    emit(chunk);
+}
+
+/// Buffers reused from Pod to Pod for the label pieces that several samples share, escaped
+/// once: escaping checks every byte, and this runs for every series on every scrape.
+#[derive(Default)]
+struct Scratch {
+    pod: String,
+    policy: String,
+}
+
+/// `namespace="…",pod="…"`, written into `buf`.
+fn pod_labels<'b>(buf: &'b mut String, pod: &TrackedPod) -> &'b str {
+    buf.clear();
+    buf.push_str("namespace=\"");
+    push_escaped(buf, &pod.view.namespace);
+    buf.push_str("\",pod=\"");
+    push_escaped(buf, &pod.view.name);
+    buf.push('"');
+    buf
+}
+
+/// `policy="…",policy_namespace="…"`, written into `buf`.
+fn policy_labels<'b>(buf: &'b mut String, policy: &PolicyRef) -> &'b str {
+    buf.clear();
+    buf.push_str("policy=\"");
+    push_escaped(buf, &policy.name);
+    buf.push_str("\",policy_namespace=\"");
+    push_escaped(buf, policy.namespace.as_deref().unwrap_or(""));
+    buf.push('"');
+    buf
+}
+
+// The sample writers below append each sample's pieces in order instead of going through
+// `format!`: this runs for every series on every scrape.
+
+/// `sidecar_alerts`: one sample per active alert of the Pod.
+fn alert_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
+    if pod.results.iter().all(|r| r.alerts.is_empty()) {
+        return;
+    }
+    let pod_labels = pod_labels(&mut scratch.pod, pod);
+    for result in pod.results.iter().filter(|r| !r.alerts.is_empty()) {
+        let policy_labels = policy_labels(&mut scratch.policy, &result.policy);
+        for alert in &result.alerts {
+            out.push_str("sidecar_alerts{alertname=\"");
+            out.push_str(alert.name.as_str());
+            out.push_str("\",alertstate=\"");
+            out.push_str(match alert.state {
+                AlertState::Pending => "pending",
+                AlertState::Firing => "firing",
+            });
+            out.push_str("\",severity=\"");
+            out.push_str(alert.severity.as_str());
+            out.push_str("\",");
+            out.push_str(policy_labels);
+            out.push(',');
+            out.push_str(pod_labels);
+            out.push_str(",container=\"");
+            push_escaped(out, alert.container_name(&pod.view));
+            out.push_str("\",check=\"");
+            out.push_str(alert.check.map_or("", |c| c.as_str()));
+            out.push_str("\"} 1\n");
         }
-    });
-    out.push_str("# HELP sidecar_container_restarts_total Restarts of a sidecar container (the kubelet's restartCount)\n# TYPE sidecar_container_restarts_total counter\n");
-    index.for_each_pod(|pod| {
-        for (i, _) in &pod.sidecars {
-            let container = &pod.view.containers[*i];
-            let restarts = container.status.as_ref().map_or(0, |s| s.restart_count);
-            let _ = writeln!(
-                out,
-                "sidecar_container_restarts_total{{namespace=\"{}\",pod=\"{}\",container=\"{}\"}} {restarts}",
-                escape(&pod.view.namespace),
-                escape(&pod.view.name),
-                escape(&container.name),
-            );
-        }
-    });
-    out.push_str("# HELP sidecar_policy_pods Pods per policy: selected (matched) and with a firing alert (alerting)\n# TYPE sidecar_policy_pods gauge\n");
+    }
+}
+
+/// `sidecar_container_ready`: one sample per sidecar container of the Pod.
+fn ready_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
+    if pod.sidecars.is_empty() {
+        return;
+    }
+    let pod_labels = pod_labels(&mut scratch.pod, pod);
+    for (i, kind) in &pod.sidecars {
+        let Some(container) = pod.view.containers.get(*i) else { continue };
+        out.push_str("sidecar_container_ready{");
+        out.push_str(pod_labels);
+        out.push_str(",container=\"");
+        push_escaped(out, &container.name);
+        out.push_str("\",sidecar_type=\"");
+        out.push_str(kind.as_str());
+        out.push_str("\"} ");
+        push_u32(out, u32::from(container.is_ready()));
+        out.push('\n');
+    }
+}
+
+/// `sidecar_container_restarts_total`: one sample per sidecar container of the Pod.
+fn restart_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
+    if pod.sidecars.is_empty() {
+        return;
+    }
+    let pod_labels = pod_labels(&mut scratch.pod, pod);
+    for (i, _) in &pod.sidecars {
+        let Some(container) = pod.view.containers.get(*i) else { continue };
+        out.push_str("sidecar_container_restarts_total{");
+        out.push_str(pod_labels);
+        out.push_str(",container=\"");
+        push_escaped(out, &container.name);
+        out.push_str("\"} ");
+        push_u32(out, container.status.as_ref().map_or(0, |s| s.restart_count));
+        out.push('\n');
+    }
+}
+
+/// `sidecar_policy_pods`: matched and alerting Pods of every policy.
+fn policy_samples(index: &Index, out: &mut String, scratch: &mut Scratch) {
     for (policy, stats) in index.policy_stats() {
+        let policy_labels = policy_labels(&mut scratch.policy, &policy);
         for (state, value) in [("matched", stats.matched_pods), ("alerting", stats.alerting_pods)] {
-            let _ = writeln!(
-                out,
-                "sidecar_policy_pods{{policy=\"{}\",policy_namespace=\"{}\",state=\"{state}\"}} {value}",
-                escape(&policy.name),
-                escape(policy.namespace.as_deref().unwrap_or("")),
-            );
+            out.push_str("sidecar_policy_pods{");
+            out.push_str(policy_labels);
+            out.push_str(",state=\"");
+            out.push_str(state);
+            out.push_str("\"} ");
+            push_u32(out, value);
+            out.push('\n');
         }
+    }
+}
+
+/// Appends a label value escaped for the text format.
+fn push_escaped(out: &mut String, value: &str) {
+    // Label values rarely need escaping: copy them whole unless they do. `fold` rather
+    // than `any`: without the early exit, the check is vectorized.
+    if !value.bytes().fold(false, |found, b| found | matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends a number in decimal without the formatting machinery (it runs per series).
+fn push_u32(out: &mut String, mut n: u32) {
+    let mut digits = [0_u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|d| char::from(*d)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_escapes() {
+        let mut out = String::new();
+        for n in [0, 7, 10, 4_294_967_295] {
+            push_u32(&mut out, n);
+            out.push(' ');
+        }
+        assert_eq!(out, "0 7 10 4294967295 ");
+        let mut out = String::new();
+        push_escaped(&mut out, "plain ");
+        push_escaped(&mut out, "back\\slash \"quoted\"\nline");
+        assert_eq!(out, "plain back\\\\slash \\\"quoted\\\"\\nline");
     }
 }

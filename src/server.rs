@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -28,10 +29,33 @@ pub fn router(index: Arc<Index>, metrics: Metrics) -> Router {
         .with_state(AppState { index, metrics })
 }
 
+/// Chunks rendered ahead of the client: enough to keep the socket busy, few enough that a
+/// slow scrape holds only a small share of the series.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
-    // Rendering walks the whole index; keep it off the async workers.
-    let body = tokio::task::spawn_blocking(move || state.metrics.render(&state.index)).await.unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    // Rendering walks the whole index: keep it off the async workers, and stream it chunk
+    // by chunk so that no copy of every series piles up in the response.
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(CHUNKS_IN_FLIGHT);
+    let render = tokio::task::spawn_blocking(move || {
+        // A send fails once the client is gone: rendering stops there.
+        state.metrics.render(&state.index, |chunk| tx.blocking_send(chunk).is_ok());
+    });
+    let chunks = futures::stream::unfold((rx, Some(render)), |(mut rx, render)| async move {
+        if let Some(chunk) = rx.recv().await {
+            return Some((Ok(chunk), (rx, render)));
+        }
+        // The channel closes when rendering ends. If it panicked, fail the body so that the
+        // scrape fails instead of looking complete with series missing.
+        match render?.await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "rendering metrics failed");
+                Some((Err(e), (rx, None)))
+            }
+        }
+    });
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], Body::from_stream(chunks))
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -5,8 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
-use sidecar_watch::api::{ClusterPolicySpec, PolicySpec};
+use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
 use sidecar_watch::controller::index::{Index, PolicyEntry, TransitionKind};
 use sidecar_watch::engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef};
 use sidecar_watch::events::{announced_from_events, Announcer};
@@ -18,7 +17,7 @@ fn ts(text: &str) -> Timestamp {
 /// A web Pod with a native `istio-proxy` sidecar; `sidecar_ready` toggles its readiness.
 fn web_pod(name: &str, uid: &str, labels: &[(&str, &str)], sidecar_ready: bool) -> PodView {
     let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let pod: Pod = serde_json::from_value(serde_json::json!({
+    let pod: SlimPod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "namespace": "shop", "uid": uid, "labels": labels,
                      "creationTimestamp": "2026-11-22T10:00:00Z"},
         "spec": {
@@ -79,6 +78,16 @@ fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
     names
 }
 
+/// The per-Pod families as one text, chunks joined.
+fn scrape(index: &Index) -> String {
+    let mut text = String::new();
+    sidecar_watch::metrics::render_index(index, |chunk| {
+        text.push_str(&chunk);
+        true
+    });
+    text
+}
+
 #[test]
 fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
     let index = Index::new();
@@ -121,8 +130,7 @@ fn series_follow_pod_and_policy_lifecycle() {
     index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), now);
     index.apply_pod(web_pod("other", "u2", &[("app", "batch")], false), now);
 
-    let mut text = String::new();
-    sidecar_watch::metrics::render_index(&index, &mut text);
+    let text = scrape(&index);
     assert!(text.contains("sidecar_alerts{alertname=\"SidecarContainerNotReady\",alertstate=\"firing\",severity=\"warning\",policy=\"mesh\",policy_namespace=\"shop\",namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",check=\"\"} 1"), "{text}");
     assert!(text.contains(
         "sidecar_container_ready{namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",sidecar_type=\"native\"} 0"
@@ -134,8 +142,7 @@ fn series_follow_pod_and_policy_lifecycle() {
     // Relabelled out of scope: its series go, without a Resolved transition.
     let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "api")], false), now);
     assert!(outcome.transitions.is_empty());
-    let mut text = String::new();
-    sidecar_watch::metrics::render_index(&index, &mut text);
+    let text = scrape(&index);
     assert!(!text.contains("sidecar_alerts{"), "{text}");
 
     // Selector changed to match it again, then the policy is deleted.
@@ -260,5 +267,75 @@ fn restarted_leader_announces_only_what_changed() {
             (TransitionKind::Fired, AlertName::MainContainerReadyButSidecarNot),
             (TransitionKind::Resolved, AlertName::SidecarCrashLooping),
         ]
+    );
+}
+
+/// Streamed a segment at a time, every family still comes once, with all its samples
+/// together after its `# HELP`/`# TYPE` (the text format rejects split families), and
+/// `promtool` accepts the whole scrape.
+#[test]
+fn streamed_scrape_keeps_families_whole() {
+    let index = Index::new();
+    index.set_leader(true);
+    let now = ts("2026-11-22T10:10:00Z");
+    let (policy, e) = mesh_policy(serde_json::json!({}));
+    index.apply_policy(policy, e, now);
+    for i in 0..300 {
+        index.apply_pod(web_pod(&format!("web-{i}"), &format!("u{i}"), &[], i % 3 == 0), now);
+    }
+    let metrics = sidecar_watch::metrics::Metrics::new();
+    let mut chunks = Vec::new();
+    metrics.render(&index, |chunk| {
+        chunks.push(chunk);
+        true
+    });
+    assert!(chunks.len() > 64, "one chunk per segment and family, not {}", chunks.len());
+    let text = chunks.concat();
+    let mut calls = 0;
+    metrics.render(&index, |_| {
+        calls += 1;
+        false
+    });
+    assert_eq!(calls, 1, "rendering stops once the client is gone");
+
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut current = String::new();
+    let mut samples: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            current = help.split(' ').next().unwrap_or_default().to_string();
+            assert!(seen.insert(current.clone()), "{current} has a second # HELP");
+        } else if !line.starts_with('#') {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            // Histograms' samples carry suffixes of their family's name.
+            assert!(name.starts_with(current.as_str()), "{name} sample outside its family (in {current})");
+            *samples.entry(current.clone()).or_default() += 1;
+        }
+    }
+    // Two firing alerts on each of the 200 Pods whose sidecar is not ready.
+    assert_eq!(samples["sidecar_alerts"], 200 * 2);
+    assert_eq!(samples["sidecar_container_ready"], 300);
+    assert_eq!(samples["sidecar_container_restarts_total"], 300);
+    assert_eq!(samples["sidecar_policy_pods"], 2);
+
+    // `scripts/test` installs promtool (Debian's `prometheus`); a missing one is a failure.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (apt-get install prometheus, or run scripts/test)");
+    {
+        use std::io::Write as _;
+        let mut stdin = promtool.stdin.take().expect("piped stdin");
+        stdin.write_all(text.as_bytes()).expect("promtool reads the scrape");
+    }
+    let output = promtool.wait_with_output().expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }

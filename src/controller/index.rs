@@ -4,6 +4,10 @@
 //! of the last evaluation, in segments keyed by UID hash so that a scrape or a status
 //! computation locks one small segment at a time and never stalls evaluation for long.
 //! Only the reconciler task writes; scrapes and the status writer read.
+//!
+//! Each segment also keeps per-policy counts of its Pods' results, updated under the same
+//! lock whenever a Pod's results change, so that [`Index::policy_stats`] (asked for on
+//! every status write and scrape) sums 64 small tables instead of walking every Pod.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -166,12 +170,96 @@ impl Outcome {
     }
 }
 
+/// One policy's counts over some Pods: [`PolicyCounts`] with the firing alerts in an array
+/// indexed by [`AlertName`], cheap to add and subtract on every evaluation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    matched_pods: u32,
+    alerting_pods: u32,
+    pending_alerts: u32,
+    firing: [u32; AlertName::ALL.len()],
+}
+
+impl Tally {
+    /// What one Pod's result for a policy contributes.
+    fn of(result: &PolicyResult) -> Tally {
+        let mut tally = Tally { matched_pods: 1, ..Tally::default() };
+        for alert in &result.alerts {
+            match alert.state {
+                AlertState::Firing => tally.firing[alert.name as usize] += 1,
+                AlertState::Pending => tally.pending_alerts += 1,
+            }
+        }
+        tally.alerting_pods = u32::from(tally.firing.iter().any(|n| *n > 0));
+        tally
+    }
+
+    fn add(&mut self, other: &Tally) {
+        self.matched_pods += other.matched_pods;
+        self.alerting_pods += other.alerting_pods;
+        self.pending_alerts += other.pending_alerts;
+        for (n, m) in self.firing.iter_mut().zip(other.firing) {
+            *n += m;
+        }
+    }
+
+    fn subtract(&mut self, other: &Tally) {
+        self.matched_pods -= other.matched_pods;
+        self.alerting_pods -= other.alerting_pods;
+        self.pending_alerts -= other.pending_alerts;
+        for (n, m) in self.firing.iter_mut().zip(other.firing) {
+            *n -= m;
+        }
+    }
+
+    fn to_counts(self) -> PolicyCounts {
+        PolicyCounts {
+            matched_pods: self.matched_pods,
+            alerting_pods: self.alerting_pods,
+            pending_alerts: self.pending_alerts,
+            // Like the status has always shown them: only names with a firing alert.
+            firing: AlertName::ALL
+                .into_iter()
+                .map(|name| (name, self.firing[name as usize]))
+                .filter(|(_, n)| *n > 0)
+                .map(|(name, n)| (name.as_str().to_string(), n))
+                .collect(),
+        }
+    }
+}
+
+/// Per-policy counts of one segment's Pods, keyed by the policy of each result. A policy
+/// no Pod of the segment matches has no entry, so deleted policies leave nothing behind.
+#[derive(Default)]
+struct Tallies(hashbrown::HashMap<Arc<PolicyRef>, Tally>);
+
+impl Tallies {
+    /// A Pod's results change from `before` to `after`: its old contribution goes, the new
+    /// one comes. Called under the segment lock with every change of `results`.
+    fn replace(&mut self, before: &[PolicyResult], after: &[PolicyResult]) {
+        for result in before {
+            if let Some(tally) = self.0.get_mut(&*result.policy) {
+                tally.subtract(&Tally::of(result));
+                if tally.matched_pods == 0 {
+                    self.0.remove(&*result.policy);
+                }
+            }
+        }
+        for result in after {
+            self.0.entry(Arc::clone(&result.policy)).or_default().add(&Tally::of(result));
+        }
+    }
+}
+
 /// One segment of tracked Pods, keyed by the UID inside each Pod's view: no second copy of
 /// the UID as a key, and one pointer per slot, so spare capacity costs little.
 #[derive(Default)]
 struct Segment {
     table: hashbrown::HashTable<Box<TrackedPod>>,
     hasher: hashbrown::DefaultHashBuilder,
+    /// The counts of the Pods in `table`; every change of a Pod's results goes through
+    /// [`Tallies::replace`] (evaluation, removal), so the two never disagree under the lock.
+    tallies: Tallies,
 }
 
 impl Segment {
@@ -180,12 +268,14 @@ impl Segment {
         self.hasher.hash_one(uid)
     }
 
-    fn get_mut(&mut self, uid: &str) -> Option<&mut TrackedPod> {
+    /// The Pod with the segment's counts, which an evaluation of it updates.
+    fn get_mut(&mut self, uid: &str) -> Option<(&mut TrackedPod, &mut Tallies)> {
         let hash = self.hash(uid);
-        self.table.find_mut(hash, |p| p.view.uid == uid).map(|p| &mut **p)
+        self.table.find_mut(hash, |p| p.view.uid == uid).map(|p| (&mut **p, &mut self.tallies))
     }
 
-    fn get_or_insert_with(&mut self, uid: &str, make: impl FnOnce() -> TrackedPod) -> &mut TrackedPod {
+    /// The Pod, inserted without results (so it counts nothing) if new, with the counts.
+    fn get_or_insert_with(&mut self, uid: &str, make: impl FnOnce() -> TrackedPod) -> (&mut TrackedPod, &mut Tallies) {
         let hash = self.hash(uid);
         let hasher = &self.hasher;
         let entry = self.table.entry(
@@ -196,26 +286,35 @@ impl Segment {
                 hasher.hash_one(p.view.uid.as_str())
             },
         );
-        entry.or_insert_with(|| Box::new(make())).into_mut()
+        (entry.or_insert_with(|| Box::new(make())).into_mut(), &mut self.tallies)
     }
 
     fn remove(&mut self, uid: &str) {
         let hash = self.hash(uid);
         if let Ok(entry) = self.table.find_entry(hash, |p| p.view.uid == uid) {
+            self.tallies.replace(&entry.get().results, &[]);
             entry.remove();
         }
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&TrackedPod) -> bool) {
-        self.table.retain(|p| keep(p));
+        let tallies = &mut self.tallies;
+        self.table.retain(|p| {
+            let kept = keep(p);
+            if !kept {
+                tallies.replace(&p.results, &[]);
+            }
+            kept
+        });
     }
 
     fn values(&self) -> impl Iterator<Item = &TrackedPod> {
         self.table.iter().map(|p| &**p)
     }
 
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut TrackedPod> {
-        self.table.iter_mut().map(|p| &mut **p)
+    /// Every Pod with the segment's counts, which evaluations of them update.
+    fn values_mut(&mut self) -> (impl Iterator<Item = &mut TrackedPod>, &mut Tallies) {
+        (self.table.iter_mut().map(|p| &mut **p), &mut self.tallies)
     }
 
     fn len(&self) -> usize {
@@ -289,7 +388,20 @@ impl Index {
 
     /// Visits every tracked Pod, one segment lock at a time.
     pub fn for_each_pod(&self, mut visit: impl FnMut(&TrackedPod)) {
-        for segment in self.segments.iter() {
+        for segment in 0..SEGMENTS {
+            self.for_each_pod_in_segment(segment, &mut visit);
+        }
+    }
+
+    /// How many segments there are, for callers that work one segment at a time.
+    pub fn segment_count(&self) -> usize {
+        SEGMENTS
+    }
+
+    /// Visits the Pods of one segment (`0..segment_count()`, others have none) under that
+    /// segment's lock only: keep `visit` short, evaluation waits for it.
+    pub fn for_each_pod_in_segment(&self, segment: usize, mut visit: impl FnMut(&TrackedPod)) {
+        if let Some(segment) = self.segments.get(segment) {
             for pod in lock(segment).values() {
                 visit(pod);
             }
@@ -306,9 +418,11 @@ impl Index {
         table.values().filter_map(|e| e.compiled.as_ref().ok().cloned()).collect()
     }
 
-    /// Evaluates one tracked Pod against every valid policy and records the result.
+    /// Evaluates one tracked Pod against every valid policy and records the result, in the
+    /// Pod and in its segment's counts.
     fn evaluate_tracked(
         pod: &mut TrackedPod,
+        tallies: &mut Tallies,
         policies: &[Arc<CompiledPolicy>],
         ns_labels: Option<&Labels>,
         now: Timestamp,
@@ -343,6 +457,7 @@ impl Index {
         }
         sidecars.sort_by_key(|(i, _)| *i);
         pod.history.set_clocks(clocked, now);
+        tallies.replace(&pod.results, &results);
         pod.results = results;
         pod.sidecars = sidecars;
         pod.next_change = next_change;
@@ -359,7 +474,7 @@ impl Index {
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         let ns_labels = namespaces.get(view.namespace.as_str());
         let mut segment = self.segment(&view.uid);
-        let pod = segment.get_or_insert_with(&view.uid, || TrackedPod {
+        let (pod, tallies) = segment.get_or_insert_with(&view.uid, || TrackedPod {
             view: view.clone(),
             history: PodHistory::default(),
             results: Vec::new(),
@@ -368,7 +483,7 @@ impl Index {
         });
         let observations = pod.history.observe(&view, now);
         pod.view = view;
-        let mut outcome = Self::evaluate_tracked(pod, &policies, ns_labels, now);
+        let mut outcome = Self::evaluate_tracked(pod, tallies, &policies, ns_labels, now);
         let sidecar_names: HashSet<&str> =
             pod.sidecars.iter().map(|(i, _)| pod.view.containers[*i].name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
@@ -407,9 +522,9 @@ impl Index {
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         let mut segment = self.segment(uid);
         match segment.get_mut(uid) {
-            Some(pod) => {
+            Some((pod, tallies)) => {
                 let ns_labels = namespaces.get(pod.view.namespace.as_str());
-                Self::evaluate_tracked(pod, &policies, ns_labels, now)
+                Self::evaluate_tracked(pod, tallies, &policies, ns_labels, now)
             }
             None => Outcome::default(),
         }
@@ -421,9 +536,11 @@ impl Index {
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         let mut outcome = Outcome::default();
         for segment in self.segments.iter() {
-            for pod in lock(segment).values_mut().filter(|p| affected(p)) {
+            let mut segment = lock(segment);
+            let (pods, tallies) = segment.values_mut();
+            for pod in pods.filter(|p| affected(p)) {
                 let ns_labels = namespaces.get(pod.view.namespace.as_str());
-                outcome.merge(Self::evaluate_tracked(pod, &policies, ns_labels, now));
+                outcome.merge(Self::evaluate_tracked(pod, tallies, &policies, ns_labels, now));
             }
         }
         outcome
@@ -538,8 +655,27 @@ impl Index {
         out
     }
 
-    /// Counts per policy, for status and metrics.
+    /// Counts per policy (every policy in the table, invalid ones with zeros), for status and
+    /// metrics: the sums of the segments' counts, one segment lock at a time, so each
+    /// segment's share is as consistent as a walk over its Pods would be.
     pub fn policy_stats(&self) -> BTreeMap<PolicyRef, PolicyCounts> {
+        let mut sums: BTreeMap<PolicyRef, Tally> = {
+            let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
+            table.keys().map(|p| (p.clone(), Tally::default())).collect()
+        };
+        for segment in self.segments.iter() {
+            for (policy, tally) in &lock(segment).tallies.0 {
+                // Results of a policy just deleted, until its Pods are evaluated again.
+                let Some(sum) = sums.get_mut(&**policy) else { continue };
+                sum.add(tally);
+            }
+        }
+        sums.into_iter().map(|(policy, sum)| (policy, sum.to_counts())).collect()
+    }
+
+    /// [`Index::policy_stats`] the slow way, by walking every Pod: what the counts must equal.
+    #[cfg(test)]
+    fn policy_stats_by_walk(&self) -> BTreeMap<PolicyRef, PolicyCounts> {
         let mut stats: BTreeMap<PolicyRef, PolicyCounts> =
             self.policies().into_keys().map(|p| (p, PolicyCounts::default())).collect();
         self.for_each_pod(|pod| {
@@ -607,4 +743,249 @@ fn diff(view: &PodView, before: Option<&PolicyResult>, after: &PolicyResult, ale
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ClusterPolicySpec, PolicySpec, SlimPod};
+
+    /// A small deterministic generator (xorshift): the sequence is the same on every run,
+    /// so a failing step can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len())]
+        }
+    }
+
+    const NAMESPACES: [&str; 3] = ["shop", "ops", "batch"];
+    const APPS: [&str; 3] = ["web", "api", "batch"];
+
+    /// The sidecar's state in a generated Pod.
+    #[derive(Clone, Copy, Debug)]
+    enum Sidecar {
+        Ready,
+        NotReady,
+        CrashLooping,
+    }
+
+    /// A Pod with a native `istio-proxy` sidecar (probes optional, so that the static check
+    /// fires too) and optionally a legacy `log-sidecar`.
+    fn pod(
+        uid: usize,
+        namespace: &str,
+        app: &str,
+        sidecar: Sidecar,
+        restarts: u32,
+        probes: bool,
+        legacy: bool,
+    ) -> PodView {
+        let ready = matches!(sidecar, Sidecar::Ready);
+        let running = serde_json::json!({"running": {"startedAt": "2026-11-22T10:00:00Z"}});
+        let status = |name: &str, ready: bool, restarts: u32, state: &serde_json::Value| {
+            serde_json::json!({"name": name, "ready": ready, "restartCount": restarts, "started": true,
+                               "image": "", "imageID": "", "state": state})
+        };
+        let proxy_state = match sidecar {
+            Sidecar::CrashLooping => serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            _ => running.clone(),
+        };
+        let mut proxy = serde_json::json!({"name": "istio-proxy", "image": "istio/proxyv2:1.22.0",
+                                           "restartPolicy": "Always", "resources": {"requests": {"cpu": "10m"}}});
+        if probes {
+            proxy["readinessProbe"] = serde_json::json!({"httpGet": {"path": "/healthz/ready", "port": 15021}});
+            proxy["startupProbe"] = serde_json::json!({"httpGet": {"path": "/healthz/ready", "port": 15021}});
+        }
+        let mut containers = vec![serde_json::json!({"name": "app", "image": "shop/web:1.0"})];
+        let mut statuses = vec![status("app", true, 0, &running)];
+        if legacy {
+            containers.push(serde_json::json!({"name": "log-sidecar", "image": "fluent/fluent-bit:3.0"}));
+            statuses.push(status("log-sidecar", ready, 0, &running));
+        }
+        let pod: SlimPod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("pod-{uid}"), "namespace": namespace, "uid": format!("u{uid}"),
+                         "labels": {"app": app}, "creationTimestamp": "2026-11-22T10:00:00Z"},
+            "spec": {"initContainers": [proxy], "containers": containers},
+            "status": {
+                "startTime": "2026-11-22T10:00:00Z",
+                "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
+                                "lastTransitionTime": "2026-11-22T10:00:00Z"}],
+                "initContainerStatuses": [status("istio-proxy", ready, restarts, &proxy_state)],
+                "containerStatuses": statuses
+            }
+        }))
+        .expect("valid Pod");
+        PodView::from_pod(&pod)
+    }
+
+    fn entry(compiled: Result<CompiledPolicy, SpecError>, spec: serde_json::Value) -> PolicyEntry {
+        PolicyEntry {
+            generation: Some(1),
+            uid: Some("policy-uid".into()),
+            compiled: compiled.map(Arc::new),
+            spec,
+            ready_condition: None,
+            shard_statuses: Default::default(),
+        }
+    }
+
+    /// One of a few policies, in one of a few variants: namespaced with changing selectors,
+    /// cluster-wide with and without a namespace selector, and invalid.
+    fn policy(rng: &mut Rng) -> (PolicyRef, PolicyEntry) {
+        match rng.below(4) {
+            0 | 1 => {
+                let namespace = rng.pick(&NAMESPACES[..2]);
+                let selector = match rng.below(3) {
+                    0 => serde_json::json!({}),
+                    _ => serde_json::json!({"matchLabels": {"app": rng.pick(&APPS)}}),
+                };
+                let spec: PolicySpec =
+                    serde_json::from_value(serde_json::json!({"selector": selector, "events": rng.below(2) == 0}))
+                        .expect("spec");
+                let policy = PolicyRef::namespaced(namespace, "mesh");
+                let compiled = CompiledPolicy::compile(policy.clone(), &spec);
+                (policy, entry(compiled, serde_json::to_value(&spec).expect("json")))
+            }
+            2 => {
+                let spec: ClusterPolicySpec = serde_json::from_value(match rng.below(2) {
+                    0 => serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}),
+                    _ => serde_json::json!({"rules": {"startupOrder": {"enabled": false}}}),
+                })
+                .expect("spec");
+                let compiled = CompiledPolicy::compile_cluster("platform", &spec);
+                (PolicyRef::cluster("platform"), entry(compiled, serde_json::to_value(&spec).expect("json")))
+            }
+            _ => {
+                let spec: PolicySpec =
+                    serde_json::from_value(serde_json::json!({"sidecars": {"pattern": "envoy("}})).expect("spec");
+                let policy = PolicyRef::namespaced("shop", "broken");
+                let compiled = CompiledPolicy::compile(policy.clone(), &spec);
+                assert!(compiled.is_err());
+                (policy, entry(compiled, serde_json::to_value(&spec).expect("json")))
+            }
+        }
+    }
+
+    /// Drives the index through a long random-ish sequence of every kind of change and
+    /// checks after each one that the incremental counts equal a walk over every Pod.
+    #[test]
+    fn incremental_policy_stats_equal_the_full_walk() {
+        let mut saw = (false, false, false);
+        for seed in [1_u64, 7, 42, 2026] {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let index = Index::new();
+            let mut now: Timestamp = "2026-11-22T10:00:00Z".parse().expect("time");
+            let mut restarts = [0_u32; 40];
+            // The cluster policy stays in, so that most Pods are selected by something.
+            let all: ClusterPolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
+            let compiled = CompiledPolicy::compile_cluster("all", &all);
+            index.apply_policy(PolicyRef::cluster("all"), entry(compiled, serde_json::Value::Null), now);
+            for step in 0..400 {
+                now = now.checked_add(jiff::SignedDuration::from_secs(rng.below(90) as i64)).expect("time");
+                let what = match rng.below(14) {
+                    0..=4 => {
+                        let uid = rng.below(restarts.len());
+                        let sidecar = rng.pick(&[Sidecar::Ready, Sidecar::NotReady, Sidecar::CrashLooping]);
+                        if matches!(sidecar, Sidecar::CrashLooping) || rng.below(8) == 0 {
+                            restarts[uid] += 1;
+                        }
+                        let view = pod(
+                            uid,
+                            NAMESPACES[uid % NAMESPACES.len()],
+                            rng.pick(&APPS),
+                            sidecar,
+                            restarts[uid],
+                            rng.below(4) != 0,
+                            rng.below(3) == 0,
+                        );
+                        index.apply_pod(view, now);
+                        format!("apply pod u{uid} {sidecar:?}")
+                    }
+                    5 | 6 => {
+                        let uid = format!("u{}", rng.below(restarts.len()));
+                        index.reevaluate(&uid, now);
+                        format!("reevaluate {uid}")
+                    }
+                    7 => {
+                        let uid = format!("u{}", rng.below(restarts.len()));
+                        index.delete_pod(&uid);
+                        format!("delete pod {uid}")
+                    }
+                    8 | 9 => {
+                        let (policy, entry) = policy(&mut rng);
+                        index.apply_policy(policy.clone(), entry, now);
+                        format!("apply policy {policy}")
+                    }
+                    10 => {
+                        let (policy, _) = policy(&mut rng);
+                        index.delete_policy(&policy, now);
+                        format!("delete policy {policy}")
+                    }
+                    11 => {
+                        let namespace = rng.pick(&NAMESPACES);
+                        let labels = match rng.below(2) {
+                            0 => Labels::from([("mesh".to_string(), "on".to_string())]),
+                            _ => Labels::new(),
+                        };
+                        index.apply_namespace(namespace, labels.clone(), now);
+                        format!("namespace {namespace} {labels:?}")
+                    }
+                    12 => {
+                        let namespace = if rng.below(2) == 0 { None } else { Some(rng.pick(&NAMESPACES)) };
+                        let seen: HashSet<String> =
+                            index.pod_uids().into_iter().filter(|_| rng.below(4) != 0).collect();
+                        index.retain_pods(namespace, &seen);
+                        format!("retain pods in {namespace:?}")
+                    }
+                    _ => {
+                        let seen: HashSet<PolicyRef> =
+                            index.policies().into_keys().filter(|_| rng.below(3) != 0).collect();
+                        let cluster = rng.below(2) == 0;
+                        index.retain_policies(cluster, None, &seen, now);
+                        format!("retain policies (cluster: {cluster})")
+                    }
+                };
+                let stats = index.policy_stats();
+                assert_eq!(stats, index.policy_stats_by_walk(), "seed {seed}, step {step}: {what}");
+                for counts in stats.values() {
+                    saw.0 |= counts.firing.values().any(|n| *n > 0);
+                    saw.1 |= counts.pending_alerts > 0;
+                    saw.2 |= counts.matched_pods > counts.alerting_pods && counts.alerting_pods > 0;
+                }
+            }
+        }
+        assert_eq!(saw, (true, true, true), "the sequence reaches firing, pending and mixed counts");
+    }
+
+    /// Deleted Pods and policies leave no counts behind in the segments.
+    #[test]
+    fn counts_go_with_their_pods() {
+        let index = Index::new();
+        let now: Timestamp = "2026-11-22T10:00:00Z".parse().expect("time");
+        let spec: ClusterPolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
+        let compiled = CompiledPolicy::compile_cluster("all", &spec);
+        index.apply_policy(PolicyRef::cluster("all"), entry(compiled, serde_json::Value::Null), now);
+        for uid in 0..100 {
+            index.apply_pod(pod(uid, "shop", "web", Sidecar::NotReady, 0, true, true), now);
+        }
+        assert_eq!(index.policy_stats()[&PolicyRef::cluster("all")].matched_pods, 100);
+        for uid in 0..50 {
+            index.delete_pod(&format!("u{uid}"));
+        }
+        index.retain_pods(Some("shop"), &HashSet::new());
+        assert!(index.segments.iter().all(|s| lock(s).tallies.0.is_empty()));
+        index.apply_pod(pod(1, "shop", "web", Sidecar::NotReady, 0, true, true), now);
+        index.delete_policy(&PolicyRef::cluster("all"), now);
+        assert!(index.segments.iter().all(|s| lock(s).tallies.0.is_empty()));
+        assert!(index.policy_stats().is_empty());
+    }
 }
