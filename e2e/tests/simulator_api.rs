@@ -96,19 +96,31 @@ async fn list_pagination_and_selectors() {
     }
     // pagination
     let mut names = Vec::new();
+    let mut remaining = Vec::new();
     let mut lp = ListParams::default().limit(3);
-    let mut pages = 0;
     loop {
         let page = pods.list(&lp).await.unwrap();
-        pages += 1;
         names.extend(page.items.iter().map(|p| p.metadata.name.clone().unwrap()));
+        remaining.push(page.metadata.remaining_item_count);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = ListParams::default().limit(3).continue_token(&c),
             None => break,
         }
     }
-    assert_eq!(pages, 3);
+    assert_eq!(remaining, [Some(4), Some(1), None]);
     assert_eq!(names, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
+    // An object created after the first page is listed and counted on the next one.
+    let first = pods.list(&ListParams::default().limit(3)).await.unwrap();
+    pod_from(&pods, test_pod("p9", &[("app", "late")], &["c"], &[])).await;
+    let token = first.metadata.continue_.clone().unwrap();
+    let second = pods.list(&ListParams::default().limit(3).continue_token(&token)).await.unwrap();
+    assert_eq!(second.metadata.remaining_item_count, Some(2));
+    let token = second.metadata.continue_.clone().unwrap();
+    let last = pods.list(&ListParams::default().limit(3).continue_token(&token)).await.unwrap();
+    let last_names: Vec<_> = last.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    assert_eq!(last_names, ["p6", "p9"]);
+    assert_eq!(last.metadata.remaining_item_count, None);
+    pods.delete("p9", &DeleteParams::default().grace_period(0)).await.unwrap();
 
     let count = |sel: &'static str| {
         let pods = pods.clone();
@@ -538,4 +550,62 @@ async fn table_output() {
     assert_eq!(cells[2], "True");
     assert!(cells[3].as_str().unwrap().ends_with('s'));
     assert_eq!(t["rows"][0]["object"]["kind"], "Widget");
+}
+
+/// Lines of a watch that ends by itself (`timeoutSeconds`), parsed.
+async fn watch_lines(client: &kube::Client, path: &str) -> Vec<Value> {
+    let req = http::Request::get(path).body(Vec::new()).expect("valid request");
+    let text = client.request_text(req).await.expect("watch answered");
+    text.lines().map(|l| serde_json::from_str(l).expect("a JSON event")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_form_follows_the_requested_version() {
+    let env = sim_env().await;
+    let schema = json!({"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}});
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.e2e.sidecarwatch.io"},
+        "spec": {"group": "e2e.sidecarwatch.io", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {"name": "v1", "served": true, "storage": true, "schema": schema},
+                {"name": "v1beta1", "served": true, "storage": false, "schema": schema},
+            ]}
+    });
+    raw(&env.client, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &[], Some(crd)).await.unwrap();
+    let gadget = json!({"apiVersion": "e2e.sidecarwatch.io/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"size": 3}});
+    let gadgets = "/apis/e2e.sidecarwatch.io/{v}/namespaces/default/gadgets";
+    raw(&env.client, "POST", &gadgets.replace("{v}", "v1"), &[], Some(gadget)).await.unwrap();
+    for v in ["v1", "v1beta1"] {
+        let path = gadgets.replace("{v}", v);
+        let want = format!("e2e.sidecarwatch.io/{v}");
+        let one = raw(&env.client, "GET", &format!("{path}/g"), &[], None).await.unwrap();
+        assert_eq!((&one["apiVersion"], &one["spec"]["size"]), (&json!(want), &json!(3)), "{v}");
+        let list = raw(&env.client, "GET", &format!("{path}?limit=10"), &[], None).await.unwrap();
+        assert_eq!((&list["apiVersion"], &list["kind"]), (&json!(want), &json!("GadgetList")), "{v}");
+        assert_eq!(list["items"][0]["apiVersion"], want);
+        let events = watch_lines(&env.client, &format!("{path}?watch=true&resourceVersion=0&timeoutSeconds=1")).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!((&events[0]["type"], &events[0]["object"]["apiVersion"]), (&json!("ADDED"), &json!(want)));
+    }
+
+    // Core Events are served with events.k8s.io's field names there.
+    let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"}, "reason": "Test",
+        "message": "hello", "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"}});
+    raw(&env.client, "POST", "/api/v1/namespaces/default/events", &[], Some(event)).await.unwrap();
+    let core = raw(&env.client, "GET", "/api/v1/namespaces/default/events", &[], None).await.unwrap();
+    assert_eq!((&core["kind"], &core["items"][0]["message"]), (&json!("EventList"), &json!("hello")));
+    let path = "/apis/events.k8s.io/v1/namespaces/default/events";
+    let list = raw(&env.client, "GET", path, &[], None).await.unwrap();
+    let item = &list["items"][0];
+    assert_eq!(
+        (&item["apiVersion"], &item["note"], &item["regarding"]["name"]),
+        (&json!("events.k8s.io/v1"), &json!("hello"), &json!("p"))
+    );
+    assert!(item.get("message").is_none(), "{item}");
+    let one = raw(&env.client, "GET", &format!("{path}/e"), &[], None).await.unwrap();
+    assert_eq!(&one, item);
+    let events = watch_lines(&env.client, &format!("{path}?watch=true&resourceVersion=0&timeoutSeconds=1")).await;
+    assert_eq!(&events[0]["object"], item);
 }

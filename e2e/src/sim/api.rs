@@ -1,14 +1,16 @@
 //! Kubernetes REST semantics over the store: create, get, list, update, patch, delete.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::patch::{self, ManagerCtx, Scope};
 use super::resources::{self, Registry, ResourceInfo};
 use super::selectors::{FieldSelector, LabelSelector};
-use super::store::{ResKey, Store};
+use super::store::{json_bytes, ResKey, Store, StoredObject};
 
 /// Query parameters of a request.
 pub type Params = HashMap<String, String>;
@@ -56,6 +58,24 @@ pub fn to_served(info: &ResourceInfo, version: &str, stored: &Value) -> Value {
         m.insert("kind".into(), json!(info.kind));
     }
     obj
+}
+
+/// Whether a stored object already is its served form at `version`: same apiVersion and
+/// kind, and no field conversion (only events.k8s.io renames fields). Then [`to_served`]
+/// would return an equal copy, and the stored object's cached JSON can be served as is.
+pub fn stored_is_served(info: &ResourceInfo, version: &str, stored: &Value) -> bool {
+    info.group != "events.k8s.io"
+        && stored.get("kind").and_then(Value::as_str) == Some(info.kind.as_str())
+        && stored.get("apiVersion").and_then(Value::as_str).is_some_and(|v| info.is_api_version(version, v))
+}
+
+/// The JSON of a stored object in the form served at `version`: the object's cached
+/// serialization when the forms are equal (no copy), else a fresh conversion.
+pub fn served_json(info: &ResourceInfo, version: &str, obj: &StoredObject) -> Bytes {
+    if stored_is_served(info, version, obj.value()) {
+        return obj.json().clone();
+    }
+    json_bytes(&to_served(info, version, obj.value()))
 }
 
 /// Converts a served object to the storage form.
@@ -196,28 +216,49 @@ fn spec_part(obj: &Value) -> Value {
     o
 }
 
-/// Encodes a continue token.
-fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
-    let raw = json!({"rv": rv, "ns": ns, "name": name}).to_string();
-    raw.bytes().map(|b| format!("{b:02x}")).collect()
+/// A continue token: where the next page starts.
+#[derive(Debug)]
+struct Continue {
+    /// resourceVersion of the list's first page.
+    rv: u64,
+    /// Namespace of the last object served.
+    ns: String,
+    /// Name of the last object served.
+    name: String,
+    /// For lists without selectors, the number of objects after (`ns`, `name`) when the
+    /// token was issued (its `remainingItemCount`).
+    left: Option<usize>,
 }
 
-fn decode_continue(tok: &str) -> ApiResult<(u64, String, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid");
-    if !tok.len().is_multiple_of(2) {
-        return Err(bad());
+impl Continue {
+    /// Hex-encoded JSON, opaque to clients.
+    fn encode(&self) -> String {
+        let mut raw = json!({"rv": self.rv, "ns": self.ns, "name": self.name});
+        if let Some(left) = self.left {
+            raw["left"] = json!(left);
+        }
+        raw.to_string().bytes().map(|b| format!("{b:02x}")).collect()
     }
-    let bytes: Vec<u8> = (0..tok.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(tok.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    Ok((
-        v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?,
-        v.get("ns").and_then(Value::as_str).ok_or_else(bad)?.to_string(),
-        v.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_string(),
-    ))
+
+    /// Parses a token made by [`Continue::encode`]; anything else is a bad request.
+    fn decode(tok: &str) -> ApiResult<Self> {
+        let bad = || ApiError::bad_request("continue key is not valid");
+        if !tok.len().is_multiple_of(2) {
+            return Err(bad());
+        }
+        let bytes: Vec<u8> = (0..tok.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(tok.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        Ok(Self {
+            rv: v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?,
+            ns: v.get("ns").and_then(Value::as_str).ok_or_else(bad)?.to_string(),
+            name: v.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_string(),
+            left: v.get("left").and_then(Value::as_u64).and_then(|l| usize::try_from(l).ok()),
+        })
+    }
 }
 
 /// Parses a resourceVersion parameter ("" → None).
@@ -228,6 +269,17 @@ pub fn parse_rv(s: Option<&String>) -> ApiResult<Option<u64>> {
             v.parse::<u64>().map(Some).map_err(|_| ApiError::bad_request(format!("invalid resource version: {v:?}")))
         }
     }
+}
+
+/// One page of a LIST.
+#[derive(Debug)]
+pub struct ListPage {
+    /// The page's stored objects, in order (shared with the store, not copied); serve them
+    /// with [`served_json`] or [`to_served`].
+    pub items: Vec<Arc<StoredObject>>,
+    /// The list's `metadata`: `resourceVersion`, and `continue` + `remainingItemCount` when
+    /// more items follow.
+    pub meta: Value,
 }
 
 /// Compiled selectors of a list/watch request.
@@ -302,24 +354,28 @@ impl State {
         }
     }
 
+    fn stored_object(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<&Arc<StoredObject>> {
+        self.store.get_object(&info.storage_key(), ns, name).ok_or_else(|| ApiError::not_found(&info.qualified(), name))
+    }
+
     fn stored(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<&Value> {
-        self.store.get(&info.storage_key(), ns, name).ok_or_else(|| ApiError::not_found(&info.qualified(), name))
+        self.stored_object(info, ns, name).map(|o| o.value())
+    }
+
+    /// GET one object, as stored (serve it with [`served_json`] or [`to_served`]).
+    pub fn get_stored(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Arc<StoredObject>> {
+        let ns = if info.namespaced { ns.unwrap_or("") } else { "" };
+        self.stored_object(info, ns, name).cloned()
     }
 
     /// GET one object.
     pub fn get(&self, info: &ResourceInfo, version: &str, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-        let ns = if info.namespaced { ns.unwrap_or("") } else { "" };
-        Ok(to_served(info, version, self.stored(info, ns, name)?))
+        Ok(to_served(info, version, self.get_stored(info, ns, name)?.value()))
     }
 
-    /// LIST (with selectors and pagination); returns (items, list metadata).
-    pub fn list(
-        &self,
-        info: &ResourceInfo,
-        version: &str,
-        ns: Option<&str>,
-        q: &Params,
-    ) -> ApiResult<(Vec<Value>, Value)> {
+    /// LIST (with selectors and pagination). Costs O(page) conversions: the items are the
+    /// stored objects themselves, and selectors are matched on the stored form when possible.
+    pub fn list(&self, info: &ResourceInfo, version: &str, ns: Option<&str>, q: &Params) -> ApiResult<ListPage> {
         let filter = Filter::from_params(ns, q)?;
         let rv = parse_rv(q.get("resourceVersion"))?;
         let exact = q.get("resourceVersionMatch").map(String::as_str) == Some("Exact");
@@ -329,58 +385,71 @@ impl State {
             }
         }
         let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
-        let (list_rv, start) = match q.get("continue").filter(|c| !c.is_empty()) {
+        let (list_rv, start, known_left) = match q.get("continue").filter(|c| !c.is_empty()) {
             Some(tok) => {
-                let (trv, tns, tname) = decode_continue(tok)?;
-                if trv < self.store.floor() {
+                let tok = Continue::decode(tok)?;
+                if tok.rv < self.store.floor() {
                     return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results."));
                 }
-                (trv, Some((tns, tname)))
+                (tok.rv, Some((tok.ns, tok.name)), tok.left)
             }
-            None => (self.store.rv(), None),
+            None => (self.store.rv(), None, None),
         };
         let mut items = Vec::new();
         let mut cont = None;
         let mut remaining = 0usize;
+        let res_key = info.storage_key();
         let ns_filter = if info.namespaced { ns } else { None };
         // The served form differs from the stored one only in apiVersion/kind (except for
         // events.k8s.io, which renames fields), so selectors can be matched on the stored
-        // object: only the items of the page are converted (cloned), not every object.
+        // object without converting it.
         let match_stored = filter.matches_stored(info);
         // Without selectors every object in the range matches (the range already restricts
-        // the namespace): no per-object matching, and the remaining items are just counted.
+        // the namespace): no per-object matching, and the objects after the page are counted
+        // without matching, or not at all while the count reported with the previous page
+        // still holds (no object created or removed since the list began): counting them on
+        // every page would make a paginated list cost O(N²).
         let everything =
             filter.labels.0.is_empty() && filter.fields.0.is_empty() && (info.namespaced || filter.namespace.is_none());
-        let mut range = self.store.range_after(&info.storage_key(), ns_filter, start.as_ref());
+        let known_left = known_left.filter(|_| everything && self.store.keys_changed_at(&res_key) <= list_rv);
+        let mut range = self.store.range_after(&res_key, ns_filter, start.as_ref());
         while let Some((key, obj)) = range.next() {
             let matched = everything
-                || if match_stored { filter.matches(obj) } else { filter.matches(&to_served(info, version, obj)) };
+                || if match_stored {
+                    filter.matches(obj.value())
+                } else {
+                    filter.matches(&to_served(info, version, obj.value()))
+                };
             if !matched {
                 continue;
             }
             if let Some(l) = limit {
                 if items.len() >= l {
-                    remaining += 1;
                     if everything {
-                        remaining += range.count();
+                        remaining = match known_left {
+                            Some(left) if left > l => left - l,
+                            _ => 1 + range.count(),
+                        };
                         break;
                     }
+                    remaining += 1;
                     continue;
                 }
                 if items.len() + 1 == l {
                     cont = Some(key.clone());
                 }
             }
-            items.push(to_served(info, version, obj));
+            items.push(obj.clone());
         }
         let mut meta = json!({"resourceVersion": list_rv.to_string()});
         if remaining > 0 {
-            if let Some((cns, cname)) = cont {
-                meta["continue"] = json!(encode_continue(list_rv, &cns, &cname));
+            if let Some((ns, name)) = cont {
+                let left = everything.then_some(remaining);
+                meta["continue"] = json!(Continue { rv: list_rv, ns, name, left }.encode());
                 meta["remainingItemCount"] = json!(remaining);
             }
         }
-        Ok((items, meta))
+        Ok(ListPage { items, meta })
     }
 
     /// CREATE.
@@ -482,8 +551,8 @@ impl State {
             return Ok(to_served(info, version, &obj));
         }
         let stored = self.store.put(&info.storage_key(), &ns, &name, obj);
-        self.after_write(info, &stored, false);
-        Ok(to_served(info, version, &stored))
+        self.after_write(info, stored.value(), false);
+        Ok(to_served(info, version, stored.value()))
     }
 
     fn after_write(&mut self, info: &ResourceInfo, stored: &Value, deleted: bool) {
@@ -553,7 +622,7 @@ impl State {
                 self.terminating.remove(&entry);
                 if let Some(removed) = self.store.remove(key, ns, name) {
                     if let Some(info) = self.registry.resources.iter().find(|r| r.storage_key() == *key).cloned() {
-                        self.after_write(&info, &removed, true);
+                        self.after_write(&info, removed.value(), true);
                     }
                 }
             }
@@ -655,10 +724,10 @@ impl State {
         let ns = meta_str(current, "namespace").unwrap_or("").to_string();
         let name = meta_str(current, "name").unwrap_or("").to_string();
         let stored = self.store.put(&info.storage_key(), &ns, &name, next);
-        self.after_write(info, &stored, false);
+        self.after_write(info, stored.value(), false);
         Ok(match self.store.get(&info.storage_key(), &ns, &name) {
             Some(latest) => to_served(info, version, latest),
-            None => to_served(info, version, &stored),
+            None => to_served(info, version, stored.value()),
         })
     }
 
@@ -859,7 +928,7 @@ impl State {
                 next["metadata"]["deletionTimestamp"] = json!(ts);
                 next["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
                 let stored = self.store.put(&info.storage_key(), nsv, name, next);
-                self.after_write(info, &stored, false);
+                self.after_write(info, stored.value(), false);
             }
             return match self.store.get(&info.storage_key(), nsv, name) {
                 Some(latest) => Ok(to_served(info, version, latest)),
@@ -870,8 +939,8 @@ impl State {
             .store
             .remove(&info.storage_key(), nsv, name)
             .ok_or_else(|| ApiError::not_found(&info.qualified(), name))?;
-        self.after_write(info, &removed, true);
-        Ok(to_served(info, version, &removed))
+        self.after_write(info, removed.value(), true);
+        Ok(to_served(info, version, removed.value()))
     }
 }
 

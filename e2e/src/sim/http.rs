@@ -22,11 +22,11 @@ use futures::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::api::{parse_rv, to_served, Caller, Filter, Params};
+use super::api::{parse_rv, served_json, stored_is_served, to_served, Caller, Filter, ListPage, Params};
 use super::error::{ApiError, ApiResult};
 use super::patch::Scope;
 use super::resources::ResourceInfo;
-use super::store::{EventType, StoredEvent};
+use super::store::{EventType, StoredEvent, StoredObject};
 use super::table::{self, IncludeObject};
 use super::{discovery, Shared};
 
@@ -36,8 +36,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    json_bytes_response(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A response whose body is already JSON.
+fn json_bytes_response(code: StatusCode, body: impl Into<Body>) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
 }
 
 fn ok(v: &Value) -> Response {
@@ -263,22 +267,24 @@ fn route(
     match (method.as_str(), &target.name) {
         ("GET", None) if watch => start_watch(shared, &info, version, ns, q, as_table, as_meta, include),
         ("GET", None) => {
-            let (items, meta) = shared.state().list(&info, version, ns, q)?;
+            // The lock is held only while the page is picked; serving it copies no object.
+            let page = shared.state().list(&info, version, ns, q)?;
             if as_table {
-                return Ok(ok(&table::table(&info, &items, include, true, meta)));
+                let items: Vec<Value> = page.items.iter().map(|o| to_served(&info, version, o.value())).collect();
+                return Ok(ok(&table::table(&info, &items, include, true, page.meta)));
             }
             if as_meta {
-                let items: Vec<Value> = items.iter().map(partial).collect();
+                // Conversions keep `metadata` as it is: take it from the stored objects.
+                let items: Vec<Value> = page.items.iter().map(|o| partial(o.value())).collect();
                 return Ok(ok(
-                    &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+                    &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": page.meta, "items": items}),
                 ));
             }
-            Ok(ok(&json!({
-                "kind": format!("{}List", info.kind),
-                "apiVersion": info.api_version(version),
-                "metadata": meta,
-                "items": items,
-            })))
+            Ok(json_bytes_response(StatusCode::OK, list_body(&info, version, &page)))
+        }
+        ("GET", Some(name)) if !as_table && !as_meta => {
+            let obj = shared.state().get_stored(&info, ns, name)?;
+            Ok(json_bytes_response(StatusCode::OK, served_json(&info, version, &obj)))
         }
         ("GET", Some(name)) => Ok(render_one(shared.state().get(&info, version, ns, name)?)),
         ("POST", None) => {
@@ -306,7 +312,7 @@ fn route(
                 caller
             };
             let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
-            let existed = shared.state().get(&info, version, ns, name).is_ok();
+            let existed = shared.state().get_stored(&info, ns, name).is_ok();
             let v = shared.state().patch(&info, version, ns, name, &ct, body, scope, &caller, force)?;
             let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
             Ok(json_response(code, &v))
@@ -329,6 +335,28 @@ fn parse_body(body: &Bytes) -> ApiResult<Value> {
     Ok(v)
 }
 
+/// The body of a JSON LIST response: the list envelope around the items' served JSON, which
+/// is concatenated from each object's cached serialization (see [`served_json`]) rather than
+/// built as a `Value` and serialized again.
+fn list_body(info: &ResourceInfo, version: &str, page: &ListPage) -> Vec<u8> {
+    let items: Vec<Bytes> = page.items.iter().map(|o| served_json(info, version, o)).collect();
+    let envelope =
+        json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(version), "metadata": page.meta});
+    let mut body = serde_json::to_vec(&envelope).unwrap_or_default();
+    body.reserve(items.iter().map(|i| i.len() + 1).sum::<usize>() + 16);
+    // The envelope is a non-empty object: reopen it (drop its closing brace) to add `items`.
+    body.pop();
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
 fn partial(v: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": v.get("metadata").cloned().unwrap_or(json!({}))})
 }
@@ -344,8 +372,6 @@ struct WatchCtx {
     /// Plain JSON watch whose selectors can be matched on the stored form: events are sent
     /// from the stored object's shared serialization, without per-watch clones.
     fast: bool,
-    /// `apiVersion` served by this watch.
-    api_version: String,
 }
 
 impl WatchCtx {
@@ -369,34 +395,41 @@ impl WatchCtx {
         if ev.key != self.info.storage_key() {
             return None;
         }
-        let stored_is_served = self.fast
-            && ev.object.get("apiVersion").and_then(Value::as_str) == Some(self.api_version.as_str())
-            && ev.object.get("kind").and_then(Value::as_str) == Some(self.info.kind.as_str());
-        if stored_is_served {
+        if self.serves_stored(&ev.object) {
             // Same decision as below, on the stored objects: label and namespace selectors
             // see the same metadata in both forms.
-            let new_match = self.filter.matches(&ev.object);
-            let old_match = ev.old.as_ref().is_some_and(|o| self.filter.matches(o));
+            let new_match = self.filter.matches(ev.object.value());
+            let old_match = ev.old.as_ref().is_some_and(|o| self.filter.matches(o.value()));
             let etype = Self::event_type(ev.kind, old_match, new_match)?;
-            let json = ev.object_json();
-            let mut b = Vec::with_capacity(json.len() + 40);
-            b.extend_from_slice(b"{\"type\":\"");
-            b.extend_from_slice(etype.as_bytes());
-            b.extend_from_slice(b"\",\"object\":");
-            b.extend_from_slice(json);
-            b.extend_from_slice(b"}\n");
-            return Some(Bytes::from(b));
+            return Some(event_line(etype, ev.object.json()));
         }
-        let new = to_served(&self.info, &self.version, &ev.object);
+        let new = to_served(&self.info, &self.version, ev.object.value());
         let new_match = self.filter.matches(&new);
         let old_match = ev.kind == EventType::Modified
             && ev.old.as_ref().is_some_and(|o| {
-                let mut o = to_served(&self.info, &self.version, o);
+                let mut o = to_served(&self.info, &self.version, o.value());
                 o["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
                 self.filter.matches(&o)
             });
         let etype = Self::event_type(ev.kind, old_match, new_match)?;
         Some(line(&self.render(etype, &new)))
+    }
+
+    /// The ADDED event line of an object listed at the start of the watch (None = filtered out).
+    fn initial(&mut self, obj: &StoredObject) -> Option<Bytes> {
+        if self.serves_stored(obj) {
+            return self.filter.matches(obj.value()).then(|| event_line("ADDED", obj.json()));
+        }
+        let served = to_served(&self.info, &self.version, obj.value());
+        if !self.filter.matches(&served) {
+            return None;
+        }
+        Some(line(&self.render("ADDED", &served)))
+    }
+
+    /// Whether this watch can send `obj`'s cached JSON as is.
+    fn serves_stored(&self, obj: &StoredObject) -> bool {
+        self.fast && stored_is_served(&self.info, &self.version, obj.value())
     }
 
     /// The event type a watch sees, from whether the old and new objects match its filter.
@@ -420,6 +453,17 @@ impl WatchCtx {
         }
         json!({"type": "BOOKMARK", "object": {"kind": self.info.kind, "apiVersion": self.info.api_version(&self.version), "metadata": meta}})
     }
+}
+
+/// A watch event line around an object's JSON, without parsing or re-serializing it.
+fn event_line(etype: &str, object_json: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(object_json.len() + 40);
+    b.extend_from_slice(b"{\"type\":\"");
+    b.extend_from_slice(etype.as_bytes());
+    b.extend_from_slice(b"\",\"object\":");
+    b.extend_from_slice(object_json);
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
 }
 
 fn line(v: &Value) -> Bytes {
@@ -464,7 +508,6 @@ fn start_watch(
         include,
         headers_sent: false,
         fast,
-        api_version: info.api_version(version),
     };
     let mut first: Vec<Bytes> = Vec::new();
     let (mut rx, mut last_rv, expired) = {
@@ -477,12 +520,7 @@ fn start_watch(
         let mut last = cur;
         if synthetic {
             let nsf = if info.namespaced { ns } else { None };
-            for obj in st.store.list(&info.storage_key(), nsf) {
-                let served = to_served(info, version, obj);
-                if ctx.filter.matches(&served) {
-                    first.push(line(&ctx.render("ADDED", &served)));
-                }
-            }
+            first.extend(st.store.list(&info.storage_key(), nsf).into_iter().filter_map(|obj| ctx.initial(obj)));
             if send_initial == Some(true) {
                 first.push(line(&ctx.bookmark(cur, true)));
             }

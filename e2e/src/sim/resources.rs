@@ -58,6 +58,15 @@ impl ResourceInfo {
         }
     }
 
+    /// Whether `candidate` is [`ResourceInfo::api_version`] of `version` (without building it).
+    pub fn is_api_version(&self, version: &str, candidate: &str) -> bool {
+        if self.group.is_empty() {
+            candidate == version
+        } else {
+            candidate.strip_prefix(self.group.as_str()).and_then(|rest| rest.strip_prefix('/')) == Some(version)
+        }
+    }
+
     /// `plural.group` or just `plural` for core; used in messages.
     pub fn qualified(&self) -> String {
         if self.group.is_empty() {

@@ -1,6 +1,7 @@
 //! Object storage with a cluster-wide resourceVersion and a bounded event history.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
@@ -34,6 +35,38 @@ impl EventType {
     }
 }
 
+/// A stored object (storage form) with its JSON serialization, computed on first use and
+/// then shared by every list page, GET and watch event that serves the object unchanged.
+/// Objects are immutable once stored: the map and the history share them through `Arc`s, so a
+/// write copies nothing and each version is serialized at most once.
+#[derive(Debug)]
+pub struct StoredObject {
+    value: Value,
+    json: OnceLock<Bytes>,
+}
+
+impl StoredObject {
+    /// Wraps an object; it is serialized only when first needed.
+    pub fn new(value: Value) -> Self {
+        Self { value, json: OnceLock::new() }
+    }
+
+    /// The object (storage form).
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The object as JSON, serialized on first use and then shared.
+    pub fn json(&self) -> &Bytes {
+        self.json.get_or_init(|| json_bytes(&self.value))
+    }
+
+    /// The object, without a copy when nothing else shares it.
+    fn into_value(this: Arc<Self>) -> Value {
+        Arc::try_unwrap(this).map(|o| o.value).unwrap_or_else(|shared| shared.value.clone())
+    }
+}
+
 /// A change recorded in the history and broadcast to watches.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -45,26 +78,19 @@ pub struct StoredEvent {
     pub namespace: String,
     /// Type.
     pub kind: EventType,
-    /// Object (storage form) after the change; for deletions the last state.
-    pub object: Value,
-    /// Object before the change (None for additions).
-    pub old: Option<Value>,
-    /// `object` serialized once, shared by every watch that serves it unchanged (see
-    /// [`StoredEvent::object_json`]).
-    pub json: OnceLock<Bytes>,
-}
-
-impl StoredEvent {
-    /// The stored object as JSON, serialized on first use and then shared by all watches.
-    pub fn object_json(&self) -> &Bytes {
-        self.json.get_or_init(|| Bytes::from(serde_json::to_vec(&self.object).unwrap_or_default()))
-    }
+    /// Object after the change (shared with the store); for deletions the last state.
+    pub object: Arc<StoredObject>,
+    /// Object before the change (None for additions and deletions).
+    pub old: Option<Arc<StoredObject>>,
 }
 
 /// The object store.
 #[derive(Debug)]
 pub struct Store {
-    objects: BTreeMap<ResKey, BTreeMap<(String, String), Value>>,
+    objects: BTreeMap<ResKey, BTreeMap<(String, String), Arc<StoredObject>>>,
+    /// Per resource, the resourceVersion of the last creation or removal (see
+    /// [`Store::keys_changed_at`]).
+    keys_changed: HashMap<ResKey, u64>,
     rv: u64,
     history: VecDeque<Arc<StoredEvent>>,
     history_limit: usize,
@@ -79,6 +105,7 @@ impl Store {
         let (tx, _) = broadcast::channel(history_limit.clamp(1024, 1 << 16));
         Self {
             objects: BTreeMap::new(),
+            keys_changed: HashMap::new(),
             rv: 1,
             history: VecDeque::new(),
             history_limit: history_limit.max(1),
@@ -99,11 +126,16 @@ impl Store {
 
     /// Gets an object.
     pub fn get(&self, key: &ResKey, ns: &str, name: &str) -> Option<&Value> {
+        self.get_object(key, ns, name).map(|o| o.value())
+    }
+
+    /// Gets an object with its cached serialization.
+    pub fn get_object(&self, key: &ResKey, ns: &str, name: &str) -> Option<&Arc<StoredObject>> {
         self.objects.get(key)?.get(&(ns.to_string(), name.to_string()))
     }
 
     /// All objects of a resource (optionally one namespace), ordered by (namespace, name).
-    pub fn list<'a>(&'a self, key: &ResKey, ns: Option<&'a str>) -> Vec<&'a Value> {
+    pub fn list<'a>(&'a self, key: &ResKey, ns: Option<&'a str>) -> Vec<&'a Arc<StoredObject>> {
         self.range_after(key, ns, None).map(|(_, v)| v).collect()
     }
 
@@ -115,7 +147,7 @@ impl Store {
         key: &ResKey,
         ns: Option<&'a str>,
         after: Option<&(String, String)>,
-    ) -> impl Iterator<Item = (&'a (String, String), &'a Value)> + 'a {
+    ) -> impl Iterator<Item = (&'a (String, String), &'a Arc<StoredObject>)> + 'a {
         let lower = match (after, ns) {
             (Some(a), Some(n)) if a.0.as_str() >= n => Bound::Excluded(a.clone()),
             (_, Some(n)) => Bound::Included((n.to_string(), String::new())),
@@ -129,6 +161,13 @@ impl Store {
             .take_while(move |((n, _), _)| ns.is_none_or(|want| want == n))
     }
 
+    /// resourceVersion of the last creation or removal of an object of a resource (0 if
+    /// none): while it is not newer than some resourceVersion, the resource holds the same
+    /// (namespace, name) keys as then, so counts of them taken then still hold.
+    pub fn keys_changed_at(&self, key: &ResKey) -> u64 {
+        self.keys_changed.get(key).copied().unwrap_or(0)
+    }
+
     /// Number of objects of a resource.
     pub fn count(&self, key: &ResKey) -> usize {
         self.objects.get(key).map_or(0, BTreeMap::len)
@@ -139,40 +178,47 @@ impl Store {
         self.objects.get(key).map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
 
-    /// Stores (creates or replaces) an object, bumping the resourceVersion.
-    pub fn put(&mut self, key: &ResKey, ns: &str, name: &str, mut obj: Value) -> Value {
+    /// Stores (creates or replaces) an object, bumping the resourceVersion. The object is
+    /// moved into the store and shared with the history event, not copied.
+    pub fn put(&mut self, key: &ResKey, ns: &str, name: &str, mut obj: Value) -> Arc<StoredObject> {
         self.rv += 1;
-        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert("resourceVersion".into(), Value::String(self.rv.to_string()));
-        }
+        set_resource_version(&mut obj, self.rv);
+        let obj = Arc::new(StoredObject::new(obj));
         let map = self.objects.entry(key.clone()).or_default();
         let old = map.insert((ns.to_string(), name.to_string()), obj.clone());
         let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
+        if kind == EventType::Added {
+            self.note_keys_changed(key);
+        }
         self.record(key, ns, kind, obj.clone(), old);
         obj
     }
 
     /// Removes an object, emitting a DELETED event with a fresh resourceVersion.
-    pub fn remove(&mut self, key: &ResKey, ns: &str, name: &str) -> Option<Value> {
-        let mut obj = self.objects.get_mut(key)?.remove(&(ns.to_string(), name.to_string()))?;
+    pub fn remove(&mut self, key: &ResKey, ns: &str, name: &str) -> Option<Arc<StoredObject>> {
+        let last = self.objects.get_mut(key)?.remove(&(ns.to_string(), name.to_string()))?;
         self.rv += 1;
-        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert("resourceVersion".into(), Value::String(self.rv.to_string()));
-        }
+        self.note_keys_changed(key);
+        let mut obj = StoredObject::into_value(last);
+        set_resource_version(&mut obj, self.rv);
+        let obj = Arc::new(StoredObject::new(obj));
         self.record(key, ns, EventType::Deleted, obj.clone(), None);
         Some(obj)
     }
 
-    fn record(&mut self, key: &ResKey, ns: &str, kind: EventType, object: Value, old: Option<Value>) {
-        let ev = Arc::new(StoredEvent {
-            rv: self.rv,
-            key: key.clone(),
-            namespace: ns.to_string(),
-            kind,
-            object,
-            old,
-            json: OnceLock::new(),
-        });
+    fn note_keys_changed(&mut self, key: &ResKey) {
+        *self.keys_changed.entry(key.clone()).or_default() = self.rv;
+    }
+
+    fn record(
+        &mut self,
+        key: &ResKey,
+        ns: &str,
+        kind: EventType,
+        object: Arc<StoredObject>,
+        old: Option<Arc<StoredObject>>,
+    ) {
+        let ev = Arc::new(StoredEvent { rv: self.rv, key: key.clone(), namespace: ns.to_string(), kind, object, old });
         self.history.push_back(ev.clone());
         while self.history.len() > self.history_limit {
             if let Some(old) = self.history.pop_front() {
@@ -196,5 +242,31 @@ impl Store {
     /// Subscribes to future changes (call while holding the lock to avoid gaps).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
         self.tx.subscribe()
+    }
+}
+
+thread_local! {
+    /// Serialization buffer reused by [`json_bytes`].
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A value as JSON. Serializes into a reused buffer, then copies into an allocation of the
+/// exact size: the cached JSON of an object lives as long as the object, so it should not
+/// keep a grown `Vec`'s spare capacity (up to half of it), and no chain of growing buffers is
+/// allocated and freed per object.
+pub fn json_bytes(value: &Value) -> Bytes {
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        match serde_json::to_writer(&mut *buf, value) {
+            Ok(()) => Bytes::copy_from_slice(buf),
+            Err(_) => Bytes::new(),
+        }
+    })
+}
+
+/// Sets `metadata.resourceVersion` (objects without metadata are stored as they are).
+fn set_resource_version(obj: &mut Value, rv: u64) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
     }
 }
