@@ -16,12 +16,18 @@ use super::watch::Input;
 use crate::events::{EventCommand, EventSink};
 use crate::metrics::Metrics;
 
-/// Pending timers: at most one per Pod (the earliest), lazily discarded when superseded.
+/// Pending timers: one per Pod (its latest schedule); superseded heap entries are skipped
+/// when they come due, and compacted away before they can outnumber the live ones.
 #[derive(Default)]
 struct Timers {
     heap: BinaryHeap<Reverse<(Timestamp, String)>>,
     scheduled: HashMap<String, Timestamp>,
 }
+
+/// Superseded entries tolerated in the heap beyond twice the live timers: a flapping sidecar
+/// reschedules its Pod on every update, minutes ahead, and at thousands of updates per
+/// second those entries would otherwise pile up until they come due.
+const TIMER_SLACK: usize = 1024;
 
 impl Timers {
     fn schedule(&mut self, uid: String, at: Timestamp) {
@@ -30,6 +36,10 @@ impl Timers {
         }
         self.scheduled.insert(uid.clone(), at);
         self.heap.push(Reverse((at, uid)));
+        if self.heap.len() > 2 * self.scheduled.len() + TIMER_SLACK {
+            // O(live timers), at most once per that many schedules: amortized O(1).
+            self.heap = self.scheduled.iter().map(|(uid, at)| Reverse((*at, uid.clone()))).collect();
+        }
     }
 
     fn next(&self) -> Option<Timestamp> {
@@ -228,6 +238,24 @@ mod tests {
         assert_eq!(timers.due(t0), vec![("a".to_string(), t0)]);
         // The superseded t1 entry for "a" is discarded.
         assert_eq!(timers.due(t1), vec![("b".to_string(), t1)]);
+        assert_eq!(timers.next(), None);
+    }
+
+    #[test]
+    fn rescheduling_keeps_the_heap_bounded() {
+        let mut timers = Timers::default();
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        // Ten Pods rescheduled 10,000 times each, always further ahead.
+        for round in 0..10_000i64 {
+            for pod in 0..10 {
+                timers.schedule(format!("pod-{pod}"), t0 + jiff::SignedDuration::from_secs(round));
+            }
+        }
+        assert!(timers.heap.len() <= 2 * 10 + TIMER_SLACK + 1, "heap grew to {}", timers.heap.len());
+        let last = t0 + jiff::SignedDuration::from_secs(9_999);
+        let due = timers.due(last);
+        assert_eq!(due.len(), 10, "each Pod fires once, at its latest schedule");
+        assert!(due.iter().all(|(_, at)| *at == last));
         assert_eq!(timers.next(), None);
     }
 }
