@@ -77,6 +77,8 @@ fn time(what: &str, runs: usize, mut work: impl FnMut() -> usize) {
 }
 
 fn main() {
+    // As the operator does (src/memory.rs), so that the figure is the binary's.
+    sidecar_watch::memory::disable_transparent_huge_pages().expect("prctl");
     let now = Timestamp::now();
     let index = Arc::new(Index::new());
     let spec = PolicySpec::default();
@@ -131,6 +133,11 @@ fn main() {
     time("GET /metrics", 10, || runtime.block_on(get_metrics(port)).expect("scrape"));
     let growth = peak_rss_bytes().saturating_sub(peak);
     println!("peak RSS growth over these scrapes: {:.1} MiB", growth as f64 / 1048576.0);
+    std::thread::sleep(Duration::from_millis(500));
+    println!(
+        "RSS after these scrapes: {:.1} MiB above the index",
+        (rss_bytes() as f64 - (base + points[points.len() - 1].1) as f64) / 1048576.0
+    );
 
     time("policy_stats", 50, || index.policy_stats().len());
     time("/metrics", 10, || {

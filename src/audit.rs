@@ -2,8 +2,10 @@
 //!
 //! Input is what `kubectl get pods -A -o json|yaml` prints (a `List` or `PodList`), a single
 //! Pod, or a multi-document YAML stream; Namespace objects in the same input give cluster
-//! policies their namespace labels. Only the timestamps in the objects are used, so the
-//! result is the same as a freshly started operator would compute.
+//! policies their namespace labels. Every namespace also has the label the API server puts
+//! on each namespace, `kubernetes.io/metadata.name`, so that a `namespaceSelector` on names
+//! works on a plain Pod dump. Only the timestamps in the objects are used, so the result is
+//! the same as a freshly started operator would compute.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -35,6 +37,12 @@ pub enum AuditError {
         file: String,
         /// The parser's message.
         message: String,
+    },
+    /// The file holds no object at all (empty, or only comments).
+    #[error("{file}: holds no objects")]
+    Empty {
+        /// The file.
+        file: String,
     },
     /// An object in the file is not what was expected or has an invalid field.
     #[error("{file}: {object}: {message}")]
@@ -157,7 +165,8 @@ impl Finding {
 pub struct Inventory {
     /// The Pods, as compact views.
     pub pods: Vec<PodView>,
-    /// Namespace labels, from Namespace objects in the input.
+    /// Namespace labels: from Namespace objects in the input, and for every namespace the
+    /// `kubernetes.io/metadata.name` label the API server sets.
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -244,6 +253,10 @@ pub fn parse_objects(file: &str, text: &str) -> Result<Vec<Value>, AuditError> {
             documents.push(serde_json::to_value(value).map_err(|e| syntax(&e))?);
         }
     }
+    if documents.is_empty() {
+        // Most likely a failed redirect; "No alerts." would hide it.
+        return Err(AuditError::Empty { file: file.to_string() });
+    }
     let mut objects = Vec::new();
     for (index, document) in documents.into_iter().enumerate() {
         match document {
@@ -319,8 +332,17 @@ pub fn load_pods(path: &Path) -> Result<Inventory, AuditError> {
             None => return Err(error("kind: missing, expected Pod".into())),
         }
     }
+    for pod in &inventory.pods {
+        inventory.namespaces.entry(pod.namespace.to_string()).or_default();
+    }
+    for (name, labels) in &mut inventory.namespaces {
+        labels.entry(NAMESPACE_NAME_LABEL.to_string()).or_insert_with(|| name.clone());
+    }
     Ok(inventory)
 }
+
+/// The label the API server sets on every namespace to its name.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Reads and compiles the policies in a file.
 pub fn load_policies(path: &Path) -> Result<Vec<CompiledPolicy>, AuditError> {
@@ -342,6 +364,10 @@ pub fn load_policies(path: &Path) -> Result<Vec<CompiledPolicy>, AuditError> {
             None => return Err(error("kind: missing".into())),
         };
         policies.push(compiled.map_err(|e| error(e.to_string()))?);
+    }
+    if policies.is_empty() {
+        // Falling back to the built-in policy would audit with rules the user did not ask for.
+        return Err(AuditError::Empty { file });
     }
     Ok(policies)
 }

@@ -43,6 +43,8 @@ pub enum EventCommand {
         /// Tracked Pods, so that Warnings of Pods that are gone are left alone.
         pods: HashSet<String>,
     },
+    /// These Pods are gone: forget what was announced about them.
+    PodsGone(HashSet<String>),
     /// A policy is invalid (Warning `InvalidSpec` on the policy, once per generation).
     InvalidPolicy {
         /// The policy.
@@ -68,7 +70,7 @@ impl EventSink {
     pub fn send(&self, command: EventCommand) {
         let reason = match &command {
             EventCommand::Transition(t) => reason(t),
-            EventCommand::Lead { .. } => String::new(),
+            EventCommand::Lead { .. } | EventCommand::PodsGone(_) => String::new(),
             EventCommand::InvalidPolicy { .. } => "InvalidSpec".into(),
         };
         if self.tx.try_send(command).is_err() {
@@ -220,32 +222,42 @@ pub fn announced_from_events(events: &[K8sEvent]) -> HashMap<AnnounceKey, bool> 
 }
 
 /// Decides which transitions to publish, given what was announced.
+///
+/// Only alerts announced as firing are remembered: a resolved or never-announced alert looks
+/// the same, so the memory is bounded by what fires now, not by every alert ever seen.
 #[derive(Debug, Default)]
 pub struct Announcer {
-    announced: HashMap<AnnounceKey, bool>,
+    firing: HashSet<AnnounceKey>,
 }
 
 impl Announcer {
-    /// Starts from what the cluster's Events say.
+    /// Starts from what the cluster's Events say (`true`: the latest Event is the Warning).
     pub fn from_announced(announced: HashMap<AnnounceKey, bool>) -> Self {
-        Self { announced }
+        Self { firing: announced.into_iter().filter(|(_, firing)| *firing).map(|(key, _)| key).collect() }
     }
 
     /// Whether to publish `t`; records it as announced if so.
     pub fn should_publish(&mut self, t: &Transition) -> bool {
         let key = AnnounceKey::of(t);
-        let was_firing = self.announced.get(&key).copied().unwrap_or(false);
         match t.kind {
-            TransitionKind::Fired if !was_firing => {
-                self.announced.insert(key, true);
-                true
-            }
-            TransitionKind::Resolved if was_firing => {
-                self.announced.insert(key, false);
-                true
-            }
-            _ => false,
+            TransitionKind::Fired => self.firing.insert(key),
+            TransitionKind::Resolved => self.firing.remove(&key),
         }
+    }
+
+    /// Forgets the announcements of Pods that are gone: nothing about them can change again.
+    pub fn forget_pods(&mut self, uids: &HashSet<String>) {
+        self.firing.retain(|k| !uids.contains(&k.pod_uid));
+    }
+
+    /// How many alerts are remembered as announced firing.
+    pub fn len(&self) -> usize {
+        self.firing.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.firing.is_empty()
     }
 
     /// Reconciles with the firing set after a (re)start: Fired for what is not announced,
@@ -253,18 +265,14 @@ impl Announcer {
     pub fn reconcile(&mut self, firing: Vec<Transition>, pods: &HashSet<String>) -> Vec<Transition> {
         let firing_keys: HashSet<AnnounceKey> = firing.iter().map(AnnounceKey::of).collect();
         let mut out: Vec<Transition> = firing.into_iter().filter(|t| self.should_publish(t)).collect();
-        let stale: Vec<AnnounceKey> = self
-            .announced
-            .iter()
-            .filter(|(k, firing)| **firing && !firing_keys.contains(*k) && pods.contains(&k.pod_uid))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let stale: Vec<AnnounceKey> =
+            self.firing.iter().filter(|k| !firing_keys.contains(*k) && pods.contains(&k.pod_uid)).cloned().collect();
         for key in stale {
-            self.announced.insert(key.clone(), false);
+            self.firing.remove(&key);
             out.push(resolved_for(key));
         }
         // Announcements of Pods that are gone can never change again.
-        self.announced.retain(|k, _| pods.contains(&k.pod_uid));
+        self.firing.retain(|k| pods.contains(&k.pod_uid));
         out
     }
 }
@@ -371,6 +379,11 @@ async fn publish_loop(
                     publish(&recorder, &metrics, &t).await;
                 }
                 announcer = Some(fresh);
+            }
+            EventCommand::PodsGone(uids) => {
+                if let Some(announcer) = announcer.as_mut() {
+                    announcer.forget_pods(&uids);
+                }
             }
             EventCommand::Transition(t) => {
                 let Some(announcer) = announcer.as_mut() else { continue };

@@ -138,6 +138,16 @@ fn bad_input_exits_2_naming_file_object_and_field() {
             "dur.yaml: ClusterSidecarPolicy p: spec.rules.crashLoop.for: invalid duration",
         ),
         (vec!["-f".into(), "examples/pods.json".into(), "--now".into(), "yesterday".into()], "--now \"yesterday\""),
+        (vec!["-f".into(), scratch("empty.json", "").display().to_string()], "empty.json: holds no objects"),
+        (
+            vec![
+                "-f".into(),
+                "examples/pods.json".into(),
+                "--policy".into(),
+                scratch("comments.yaml", "# policies to come\n").display().to_string(),
+            ],
+            "comments.yaml: holds no objects",
+        ),
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -148,4 +158,67 @@ fn bad_input_exits_2_naming_file_object_and_field() {
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
         assert!(out.stdout.is_empty());
     }
+}
+
+/// The example policies, given as two files: the namespaced one applies in `shop` only, the
+/// cluster one everywhere but `shop` through `kubernetes.io/metadata.name`, which a plain
+/// Pod dump does not carry and `audit` supplies like the API server does.
+#[test]
+fn policies_from_several_files_with_namespace_scoping() {
+    let text_of =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies.yaml")).expect("read");
+    let (mesh, platform) = text_of.split_once("\n---\n").expect("two documents");
+    let mesh = scratch("mesh.yaml", mesh);
+    let platform = scratch("platform.yaml", platform);
+    let args = [
+        "-f",
+        "examples/pods.json",
+        "--now",
+        NOW,
+        "-o",
+        "json",
+        "--fail-on",
+        "none",
+        "--policy",
+        mesh.to_str().expect("utf-8"),
+        "--policy",
+        platform.to_str().expect("utf-8"),
+    ];
+    let out = audit(&args, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(!findings.is_empty());
+    for f in &findings {
+        let expected = if f["namespace"] == "shop" { "mesh" } else { "platform" };
+        assert_eq!(f["policy"], expected, "{f:#}");
+    }
+    assert!(findings.iter().any(|f| f["namespace"] == "shop"), "the shop Pods are audited");
+    assert!(findings.iter().any(|f| f["namespace"] != "shop"), "and the others");
+    // The shop policy turned the misconfiguration checks off.
+    assert!(findings.iter().all(|f| f["namespace"] != "shop" || f["alertname"] != "SidecarMisconfigured"));
+}
+
+/// `kubectl get pods -o json` of one namespace prints a `PodList`-like `List`; a single Pod
+/// as JSON is accepted too.
+#[test]
+fn reads_pod_lists_and_single_json_pods() {
+    let pods: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pods.json")).expect("read"),
+    )
+    .expect("JSON");
+    let items = pods["items"].as_array().expect("items");
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items});
+    let all = audit(&["-f", "-", "--now", NOW, "-o", "json", "--fail-on", "none"], Some(&list.to_string()));
+    assert_eq!(all.status.code(), Some(0), "{}", text(&all.stderr));
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&all.stdout).expect("JSON");
+    let first = &items[0];
+    let one = audit(&["-f", "-", "--now", NOW, "-o", "json", "--fail-on", "none"], Some(&first.to_string()));
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    let one: Vec<serde_json::Value> = serde_json::from_slice(&one.stdout).expect("JSON");
+    let name = first["metadata"]["name"].as_str().expect("name");
+    let expected: Vec<&serde_json::Value> = all.iter().filter(|f| f["pod"] == name).collect();
+    assert_eq!(one.iter().collect::<Vec<_>>(), expected, "the Pod alone gives its own findings");
+    let empty = serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []});
+    let none = audit(&["-f", "-", "--now", NOW], Some(&empty.to_string()));
+    assert_eq!((none.status.code(), text(&none.stdout)), (Some(0), "No alerts.\n".to_string()), "an empty namespace");
 }

@@ -221,8 +221,34 @@ fn relist_forgets_pods_that_vanished() {
     let now = ts("2026-11-22T10:10:00Z");
     index.apply_pod(web_pod("a", "u1", &[], true), now);
     index.apply_pod(web_pod("b", "u2", &[], true), now);
-    index.retain_pods(None, &HashSet::from(["u2".to_string()]));
+    let gone = index.retain_pods(None, &HashSet::from(["u2".to_string()]));
+    assert_eq!(gone, HashSet::from(["u1".to_string()]));
     assert_eq!(index.pod_uids(), HashSet::from(["u2".to_string()]));
+}
+
+/// A long-lived leader remembers only what fires now: resolved alerts and deleted Pods
+/// leave nothing behind, however many Pods come and go.
+#[test]
+fn announcements_are_forgotten_when_resolved_or_the_pod_is_gone() {
+    let index = Index::new();
+    let (policy, e) = mesh_policy(serde_json::json!({}));
+    index.apply_policy(policy, e, ts("2026-11-22T10:00:00Z"));
+    let mut announcer = Announcer::default();
+    for i in 0..100 {
+        let uid = format!("u{i}");
+        let fired = index.apply_pod(web_pod(&format!("web-{i}"), &uid, &[], false), ts("2026-11-22T10:10:00Z"));
+        assert!(fired.transitions.iter().all(|t| announcer.should_publish(t)), "each firing alert is announced once");
+        assert!(!fired.transitions.is_empty());
+        if i % 2 == 0 {
+            let resolved = index.apply_pod(web_pod(&format!("web-{i}"), &uid, &[], true), ts("2026-11-22T10:11:00Z"));
+            assert!(resolved.transitions.iter().all(|t| announcer.should_publish(t)), "each resolution once");
+        } else {
+            assert!(index.delete_pod(&uid), "the deleted Pod had firing alerts");
+            announcer.forget_pods(&HashSet::from([uid]));
+        }
+    }
+    assert_eq!(announcer.len(), 0, "nothing fires any more, nothing is remembered");
+    assert_eq!(index.pod_count(), 50);
 }
 
 #[test]

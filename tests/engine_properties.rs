@@ -17,7 +17,7 @@ use sidecar_watch::api::{
 use sidecar_watch::engine::pod::{ConditionView, ContainerState, ContainerStatusView, SpecFlags, Termination};
 use sidecar_watch::engine::{
     evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, PodHistory, PodView,
-    PolicyRef,
+    PolicyRef, Stamp,
 };
 
 const NAMES: [&str; 10] = [
@@ -34,8 +34,8 @@ const NAMES: [&str; 10] = [
 ];
 
 /// A time within two hours of 10:30, or none.
-fn time() -> impl Strategy<Value = Option<Timestamp>> {
-    prop_oneof![1 => Just(None), 6 => (-7200i64..7200).prop_map(|s| Some(plus(at("10:30:00"), s)))]
+fn time() -> impl Strategy<Value = Option<Stamp>> {
+    prop_oneof![1 => Just(None), 6 => (-7200i64..7200).prop_map(|s| Some(plus(at("10:30:00"), s).into()))]
 }
 
 fn termination() -> BoxedStrategy<Termination> {

@@ -94,8 +94,8 @@ fn restarts_at(times: &[Timestamp]) -> (PodView, PodHistory) {
     let status = restarted(running(started, true), times.len() as u32, last);
     let mut view = with_main(native("envoy", status));
     // Restarts placed at the Pod start (unknown times) must not leak into these cases.
-    view.started_at = Some(at("00:00:00"));
-    view.created_at = Some(at("00:00:00"));
+    view.started_at = Some(at("00:00:00").into());
+    view.created_at = Some(at("00:00:00").into());
     let history = PodHistory {
         containers: vec![ContainerHistory {
             name: "envoy".into(),
@@ -173,12 +173,12 @@ fn restarts_without_history_use_last_termination_and_pod_start() {
     let status =
         restarted(running(at("10:25:01"), true), 3, Some(termination("Error", 1, at("10:24:00"), at("10:25:00"))));
     let mut view = with_main(native("envoy", status));
-    view.started_at = Some(at("10:20:00"));
+    view.started_at = Some(at("10:20:00").into());
     let evaluation = eval(&view, &only("restarts", ""), now());
     assert_eq!(brief(&evaluation), vec![(SidecarRestartingFrequently, "envoy".into(), Firing, Some(at("10:25:00")))]);
     assert_eq!(evaluation.next_change, Some(at("10:35:00")), "the Pod-start restarts leave the window first");
     // A Pod started before the window: only one restart counts.
-    view.started_at = Some(at("10:00:00"));
+    view.started_at = Some(at("10:00:00").into());
     assert!(eval(&view, &only("restarts", ""), now()).alerts.is_empty());
 }
 
@@ -270,9 +270,9 @@ fn startup_order_cases() {
     let flip = |first_ready: Timestamp| ContainerHistory {
         name: "envoy".into(),
         ready: true,
-        ready_changed_at: Some(first_ready),
-        watched_run_started_at: Some(at("10:00:00")),
-        first_ready_at: Some(first_ready),
+        ready_changed_at: Some(first_ready.into()),
+        watched_run_started_at: Some(at("10:00:00").into()),
+        first_ready_at: Some(first_ready.into()),
         ..ContainerHistory::default()
     };
     type Case = (&'static str, ContainerStatusView, Option<ContainerHistory>, Option<ConditionView>, Option<Timestamp>);
@@ -292,14 +292,14 @@ fn startup_order_cases() {
             "not ready, Pod Ready=False only since 10:20 (it was ready before)",
             running(at("10:00:00"), false),
             None,
-            Some(ConditionView { status: false, since: Some(at("10:20:00")) }),
+            Some(ConditionView { status: false, since: Some(at("10:20:00").into()) }),
             None,
         ),
         (
             "not ready, Pod never Ready",
             running(at("10:00:00"), false),
             None,
-            Some(ConditionView { status: false, since: Some(at("09:59:59")) }),
+            Some(ConditionView { status: false, since: Some(at("09:59:59").into()) }),
             Some(at("10:00:01")),
         ),
         ("terminated", terminated("Completed", 0, at("10:00:00"), at("10:20:00")), None, None, None),
@@ -327,7 +327,7 @@ fn shutdown_order_cases() {
         ("not terminating", false, running(at("10:00:01"), true), false),
     ] {
         let mut view = pod(vec![regular("istio-proxy", stopped.clone()), regular("app", main)]);
-        view.deleting_since = deleting.then(|| at("10:30:28"));
+        view.deleting_since = deleting.then(|| at("10:30:28").into());
         let evaluation = eval(&view, &only("shutdownOrder", ""), now());
         let expected: Vec<_> = fires
             .then(|| (SidecarStoppedBeforeMain, "istio-proxy".to_string(), Firing, Some(at("10:29:29"))))
@@ -433,7 +433,7 @@ fn observed_readiness_flip_gives_since() {
     let not_ready = with_main(native("envoy", running(at("10:00:00"), false)));
     assert_eq!(history.observe(&ready, at("10:00:10")), vec![]);
     assert_eq!(history.observe(&not_ready, at("10:20:00")), vec![]);
-    assert_eq!(history.container("envoy").unwrap().ready_changed_at, Some(at("10:20:00")));
+    assert_eq!(history.container("envoy").unwrap().ready_changed_at, Some(at("10:20:00").into()));
     let evaluation = evaluate(&not_ready, &CompiledPolicy::builtin(), &history, now());
     assert_eq!(
         brief(&evaluation),
@@ -494,7 +494,7 @@ fn first_ready_time_drives_startup_order_and_started_up() {
         history.observe(&ready, at("10:00:10")),
         vec![Observation::StartedUp { container: "envoy".into(), seconds: 8.0 }]
     );
-    assert_eq!(history.container("envoy").unwrap().first_ready_at, Some(at("10:00:10")));
+    assert_eq!(history.container("envoy").unwrap().first_ready_at, Some(at("10:00:10").into()));
     let evaluation = evaluate(&ready, &only("startupOrder", ""), &history, now());
     assert_eq!(brief(&evaluation), vec![(MainStartedBeforeSidecarReady, "envoy".into(), Firing, Some(at("10:00:03")))]);
     // A second flip does not report another start-up.
@@ -552,14 +552,14 @@ fn restarted_operator_computes_the_same_since() {
         v.owned_by_job = true;
         v
     };
-    let not_ready_since = |t: &str| Some(ConditionView { status: false, since: Some(at(t)) });
+    let not_ready_since = |t: &str| Some(ConditionView { status: false, since: Some(at(t).into()) });
     let mut flipped = with_main(native("envoy", running(at("10:00:00"), false)));
     flipped.ready_condition = not_ready_since("10:20:00");
     let mut shutting_down = pod(vec![
         regular("istio-proxy", terminated("Completed", 0, at("10:00:00"), at("10:29:29"))),
         regular("app", running(at("10:00:01"), true)),
     ]);
-    shutting_down.deleting_since = Some(at("10:30:28"));
+    shutting_down.deleting_since = Some(at("10:30:28").into());
     let oom = |count, finished: &str| {
         with_main(native(
             "agent",
@@ -579,7 +579,7 @@ fn restarted_operator_computes_the_same_since() {
                 Some(termination("Error", 143, at("10:00:00"), at(finished))),
             ),
         ));
-        v.started_at = Some(at("10:20:00"));
+        v.started_at = Some(at("10:20:00").into());
         v
     };
     // The crash-loop episode starts at the first restart of the loop, which the API does not

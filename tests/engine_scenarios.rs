@@ -219,7 +219,7 @@ fn i_main_started_before_native_sidecar_was_ready() {
 #[test]
 fn j_sidecar_stopped_before_main_on_shutdown() {
     let view = load_view("shutdown-order.yaml");
-    assert_eq!(view.deleting_since, Some(at("10:30:28")));
+    assert_eq!(view.deleting_since, Some(at("10:30:28").into()));
     assert_scenario(
         "shutdown-order.yaml",
         &builtin(),

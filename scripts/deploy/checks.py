@@ -463,7 +463,7 @@ def cmd_chart_static() -> None:
     for t in sorted((CHART / "templates").glob("*")):
         text = t.read_text()
         if t.suffix == ".yaml" and "{{" not in text:
-            yaml.safe_load_all(text)
+            list(yaml.safe_load_all(text))  # a generator: parsing happens only when consumed
         if text.count("{{") != text.count("}}"):
             fail(f"{rel(t)}: unbalanced {{{{ }}}}")
         for m in re.finditer(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", text):

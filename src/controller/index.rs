@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use crate::api::{PolicyCounts, Severity};
 use crate::engine::{
     evaluate, Alert, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, Observation, PodHistory, PodView,
-    PolicyRef, SidecarType, SpecError,
+    PolicyRef, SidecarType, SpecError, Stamp,
 };
 
 const SEGMENTS: usize = 64;
@@ -59,7 +59,7 @@ pub struct StoredAlert {
     /// Pending or firing.
     pub state: AlertState,
     /// Since when the condition holds.
-    pub since: Option<Timestamp>,
+    pub since: Option<Stamp>,
 }
 
 impl StoredAlert {
@@ -72,7 +72,7 @@ impl StoredAlert {
             container,
             check: alert.check,
             state: alert.state,
-            since: alert.since,
+            since: alert.since.map(Stamp::new),
         }
     }
 
@@ -89,7 +89,7 @@ impl StoredAlert {
             container: self.container_name(view).to_string(),
             check: self.check,
             state: self.state,
-            since: self.since,
+            since: self.since.map(Stamp::timestamp),
             message: String::new(),
         }
     }
@@ -106,6 +106,13 @@ pub struct PolicyResult {
     pub alerts: Vec<StoredAlert>,
 }
 
+impl PolicyResult {
+    /// Whether one of the alerts fires.
+    pub fn is_firing(&self) -> bool {
+        self.alerts.iter().any(|a| a.state == AlertState::Firing)
+    }
+}
+
 /// One tracked Pod.
 #[derive(Clone, Debug)]
 pub struct TrackedPod {
@@ -117,8 +124,6 @@ pub struct TrackedPod {
     pub results: Vec<PolicyResult>,
     /// Sidecar containers under any selecting policy: (index into `view.containers`, type).
     pub sidecars: Vec<(usize, SidecarType)>,
-    /// When the evaluation can change next without a new Pod state.
-    pub next_change: Option<Timestamp>,
 }
 
 /// An alert that started firing or stopped firing: what Events announce.
@@ -289,12 +294,11 @@ impl Segment {
         (entry.or_insert_with(|| Box::new(make())).into_mut(), &mut self.tallies)
     }
 
-    fn remove(&mut self, uid: &str) {
+    fn remove(&mut self, uid: &str) -> Option<Box<TrackedPod>> {
         let hash = self.hash(uid);
-        if let Ok(entry) = self.table.find_entry(hash, |p| p.view.uid == uid) {
-            self.tallies.replace(&entry.get().results, &[]);
-            entry.remove();
-        }
+        let entry = self.table.find_entry(hash, |p| p.view.uid == uid).ok()?;
+        self.tallies.replace(&entry.get().results, &[]);
+        Some(entry.remove().0)
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&TrackedPod) -> bool) {
@@ -460,7 +464,6 @@ impl Index {
         tallies.replace(&pod.results, &results);
         pod.results = results;
         pod.sidecars = sidecars;
-        pod.next_change = next_change;
         Outcome {
             transitions,
             startups: Vec::new(),
@@ -479,7 +482,6 @@ impl Index {
             history: PodHistory::default(),
             results: Vec::new(),
             sidecars: Vec::new(),
-            next_change: None,
         });
         let observations = pod.history.observe(&view, now);
         pod.view = view;
@@ -495,16 +497,25 @@ impl Index {
     }
 
     /// A Pod is gone: forget it and its series (no Events: there is nothing left to fix).
-    pub fn delete_pod(&self, uid: &str) {
-        self.segment(uid).remove(uid);
+    /// Returns whether it had a firing alert (so that its announcements can be forgotten).
+    pub fn delete_pod(&self, uid: &str) -> bool {
+        self.segment(uid).remove(uid).is_some_and(|pod| pod.results.iter().any(PolicyResult::is_firing))
     }
 
     /// After a relist of `namespace` (or of every namespace): forget the Pods not in `seen`.
-    pub fn retain_pods(&self, namespace: Option<&str>, seen: &HashSet<String>) {
+    /// Returns the UIDs forgotten.
+    pub fn retain_pods(&self, namespace: Option<&str>, seen: &HashSet<String>) -> HashSet<String> {
+        let mut gone = HashSet::new();
         for segment in self.segments.iter() {
-            lock(segment)
-                .retain(|pod| seen.contains(&pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns));
+            lock(segment).retain(|pod| {
+                let kept = seen.contains(&pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns);
+                if !kept {
+                    gone.insert(pod.view.uid.clone());
+                }
+                kept
+            });
         }
+        gone
     }
 
     /// UIDs of every tracked Pod.
@@ -635,7 +646,7 @@ impl Index {
         let mut out = Vec::new();
         self.for_each_pod(|pod| {
             for result in &pod.results {
-                if !result.alerts.iter().any(|a| a.state == AlertState::Firing) {
+                if !result.is_firing() {
                     continue;
                 }
                 let Some(policy) = policies.iter().find(|p| p.shared_ref() == result.policy) else { continue };

@@ -120,6 +120,9 @@ fn init_logging(format: LogFormat) {
 /// Runs the operator until SIGTERM or SIGINT.
 pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    if let Err(e) = crate::memory::disable_transparent_huge_pages() {
+        tracing::warn!(error = %e, "cannot opt out of transparent huge pages; RSS may run higher");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(run(args))
 }

@@ -3,7 +3,7 @@
 //! and hands alert transitions to the Event publisher.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -87,7 +87,9 @@ impl Reconciler {
     /// Runs until `inputs` closes or `shutdown` is cancelled.
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>, shutdown: CancellationToken) {
         let mut timers = Timers::default();
-        let mut lists_done = 0usize;
+        // Each watcher's first list counts once: a relist of one must not stand in for
+        // another's first list.
+        let mut lists_done: HashSet<ListSource> = HashSet::new();
         self.index.set_leader(*self.leader.borrow());
         loop {
             let next = timers.next();
@@ -124,14 +126,14 @@ impl Reconciler {
                         Input::Pod { received, .. } | Input::Policy { received, .. } => Some(*received),
                         _ => None,
                     };
-                    let lists_before = lists_done;
+                    let lists_before = lists_done.len();
                     let outcome = self.apply(input, &mut timers, &mut lists_done);
                     self.finish(outcome, &mut timers);
                     self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
                     if let Some(received) = received {
                         self.metrics.detection_latency.observe(received.elapsed().as_secs_f64());
                     }
-                    if lists_before < self.initial_lists && lists_done >= self.initial_lists {
+                    if lists_before < self.initial_lists && lists_done.len() >= self.initial_lists {
                         self.index.set_synced();
                         tracing::info!(pods = self.index.pod_count(), "initial lists done; ready");
                         if self.index.is_leader() {
@@ -159,18 +161,26 @@ impl Reconciler {
         self.status_dirty.notify_one();
     }
 
-    fn apply(&self, input: Input, timers: &mut Timers, lists_done: &mut usize) -> Outcome {
+    fn apply(&self, input: Input, timers: &mut Timers, lists_done: &mut HashSet<ListSource>) -> Outcome {
         let now = Timestamp::now();
         match input {
             Input::Pod { view, .. } => self.index.apply_pod(view, now),
             Input::PodDeleted { uid } => {
                 timers.forget(&uid);
-                self.index.delete_pod(&uid);
+                if self.index.delete_pod(&uid) {
+                    self.events.send(EventCommand::PodsGone(HashSet::from([uid])));
+                }
                 Outcome::default()
             }
             Input::PodsListed { namespace, seen } => {
-                self.index.retain_pods(namespace.as_deref(), &seen);
-                *lists_done += 1;
+                let gone = self.index.retain_pods(namespace.as_deref(), &seen);
+                for uid in &gone {
+                    timers.forget(uid);
+                }
+                if !gone.is_empty() {
+                    self.events.send(EventCommand::PodsGone(gone));
+                }
+                lists_done.insert(ListSource::Pods(namespace));
                 Outcome::default()
             }
             Input::Policy { policy, entry, .. } => {
@@ -187,8 +197,9 @@ impl Reconciler {
             }
             Input::PolicyDeleted(policy) => self.index.delete_policy(&policy, now),
             Input::PoliciesListed { cluster, namespace, seen } => {
-                *lists_done += 1;
-                self.index.retain_policies(cluster, namespace.as_deref(), &seen, now)
+                let outcome = self.index.retain_policies(cluster, namespace.as_deref(), &seen, now);
+                lists_done.insert(ListSource::Policies { cluster, namespace });
+                outcome
             }
             Input::Namespace { name, labels } => self.index.apply_namespace(&name, labels, now),
             Input::NamespaceDeleted(name) => {
@@ -197,7 +208,7 @@ impl Reconciler {
             }
             Input::NamespacesListed(seen) => {
                 self.index.retain_namespaces(&seen);
-                *lists_done += 1;
+                lists_done.insert(ListSource::Namespaces);
                 Outcome::default()
             }
         }
@@ -220,6 +231,17 @@ impl Reconciler {
         // unchanged, so waking it on every change is cheap.
         self.status_dirty.notify_one();
     }
+}
+
+/// A watcher whose lists the operator waits for before it is ready.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum ListSource {
+    /// Pods of a namespace (`None`: all namespaces).
+    Pods(Option<String>),
+    /// SidecarPolicies of a namespace, or ClusterSidecarPolicies.
+    Policies { cluster: bool, namespace: Option<String> },
+    /// Namespaces.
+    Namespaces,
 }
 
 #[cfg(test)]

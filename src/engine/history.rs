@@ -9,6 +9,7 @@ use jiff::Timestamp;
 
 use super::name::Name;
 use super::pod::PodView;
+use super::stamp::Stamp;
 
 /// Restart times kept per container; older restarts are treated as "at Pod start", which
 /// only makes them leave the counting window sooner.
@@ -26,14 +27,14 @@ pub struct ContainerHistory {
     /// `ready` at the last observation.
     pub ready: bool,
     /// When the operator saw `ready` change last (not set by the first observation).
-    pub ready_changed_at: Option<Timestamp>,
+    pub ready_changed_at: Option<Stamp>,
     /// `startedAt` of the run the operator watched from its start (before it was ready).
-    pub watched_run_started_at: Option<Timestamp>,
+    pub watched_run_started_at: Option<Stamp>,
     /// When that run first became ready.
-    pub first_ready_at: Option<Timestamp>,
+    pub first_ready_at: Option<Stamp>,
     /// `startedAt` of the run seen at the last observation (`None` when it was not running),
     /// so that a run seen already ready is not mistaken for a new one when it turns unready.
-    pub run_started_at: Option<Timestamp>,
+    pub run_started_at: Option<Stamp>,
 }
 
 /// Observed history of one Pod, plus the "first seen" clocks of conditions whose start the
@@ -43,7 +44,7 @@ pub struct PodHistory {
     /// Per-container history, in no particular order.
     pub containers: Vec<ContainerHistory>,
     /// When the operator last observed the Pod.
-    pub observed_at: Option<Timestamp>,
+    pub observed_at: Option<Stamp>,
     /// Conditions without an API timestamp: (alert name, container) → first seen.
     pub clocks: Vec<(&'static str, String, Timestamp)>,
 }
@@ -85,17 +86,18 @@ impl PodHistory {
 
     /// Records a new state of the Pod observed at `now`.
     pub fn observe(&mut self, pod: &PodView, now: Timestamp) -> Vec<Observation> {
-        let previous_observation = self.observed_at.unwrap_or(now);
+        let previous_observation = self.observed_at.map_or(now, Stamp::timestamp);
         let mut observations = Vec::new();
         // Plain init containers are neither sidecars nor main containers: no rule reads them.
         for view in pod.containers.iter().filter(|c| c.kind != super::pod::ContainerKind::Init) {
             let Some(status) = &view.status else { continue };
+            let running_since = status.running_since().map(Stamp::new);
             let index = match self.containers.iter().position(|c| c.name == view.name) {
                 Some(i) => i,
                 None => {
                     // First sight: restarts so far have unknown times; a run that is not
                     // ready yet can still be timed until it becomes ready.
-                    let watched_run_started_at = status.running_since().filter(|_| !status.ready);
+                    let watched_run_started_at = running_since.filter(|_| !status.ready);
                     self.containers.push(ContainerHistory {
                         name: view.name.clone(),
                         restart_count: status.restart_count,
@@ -104,7 +106,7 @@ impl PodHistory {
                         ready_changed_at: None,
                         watched_run_started_at,
                         first_ready_at: None,
-                        run_started_at: status.running_since(),
+                        run_started_at: running_since,
                     });
                     continue;
                 }
@@ -114,7 +116,7 @@ impl PodHistory {
             if status.restart_count > history.restart_count {
                 // Only the newest MAX_RECORDED_RESTARTS can be kept, so never loop over more.
                 let added = (status.restart_count - history.restart_count).min(MAX_RECORDED_RESTARTS as u32);
-                let last_finish = status.latest_termination().and_then(|t| t.finished_at);
+                let last_finish = status.latest_termination().and_then(|t| t.finished_at).map(Stamp::timestamp);
                 for i in 0..added {
                     // The newest restart is the last termination; earlier ones in the same
                     // gap happened some time after the previous observation.
@@ -129,22 +131,21 @@ impl PodHistory {
 
             // A new run that is not ready yet is one whose startup we can time. A run already
             // seen (ready) that turns unready is not new: its start-up is long over.
-            if let Some(started) = status.running_since() {
+            if let Some(started) = running_since {
                 let new_run = history.run_started_at != Some(started);
                 if new_run && history.watched_run_started_at != Some(started) && !status.ready {
                     history.watched_run_started_at = Some(started);
                     history.first_ready_at = None;
                 }
             }
-            history.run_started_at = status.running_since();
+            history.run_started_at = running_since;
             if status.ready != history.ready {
                 history.ready = status.ready;
-                history.ready_changed_at = Some(now);
+                history.ready_changed_at = Some(Stamp::new(now));
                 if status.ready && history.first_ready_at.is_none() {
-                    if let Some(started) = history.watched_run_started_at.filter(|s| status.running_since() == Some(*s))
-                    {
-                        history.first_ready_at = Some(now);
-                        let seconds = now.duration_since(started).as_secs_f64().max(0.0);
+                    if let Some(started) = history.watched_run_started_at.filter(|s| running_since == Some(*s)) {
+                        history.first_ready_at = Some(Stamp::new(now));
+                        let seconds = now.duration_since(started.timestamp()).as_secs_f64().max(0.0);
                         observations.push(Observation::StartedUp { container: view.name.to_string(), seconds });
                     }
                 }
@@ -152,7 +153,7 @@ impl PodHistory {
         }
         // Forget containers the Pod no longer has (they cannot come back under the same Pod).
         self.containers.retain(|h| pod.containers.iter().any(|c| c.name == h.name));
-        self.observed_at = Some(now);
+        self.observed_at = Some(Stamp::new(now));
         observations
     }
 }

@@ -28,6 +28,7 @@ pub mod name;
 pub mod pod;
 pub mod policy;
 pub mod rules;
+pub mod stamp;
 
 pub use alert::{Alert, AlertName, AlertState, Check};
 pub use history::{ContainerHistory, Observation, PodHistory};
@@ -35,3 +36,4 @@ pub use name::{label_set, LabelSet, Name};
 pub use pod::{ContainerKind, ContainerView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN};
 pub use rules::{evaluate, Evaluation};
+pub use stamp::Stamp;

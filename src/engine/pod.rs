@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use super::name::{label_set, LabelSet, Name};
+use super::stamp::Stamp;
 use crate::api::{SlimContainer, SlimContainerStatus, SlimPod};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ContainerStateTerminated;
@@ -69,9 +70,9 @@ pub struct Termination {
     /// The process exit code.
     pub exit_code: i32,
     /// When the run started.
-    pub started_at: Option<Timestamp>,
+    pub started_at: Option<Stamp>,
     /// When the run ended.
-    pub finished_at: Option<Timestamp>,
+    pub finished_at: Option<Stamp>,
     /// The termination message, truncated.
     pub message: Option<Box<str>>,
 }
@@ -87,7 +88,7 @@ pub enum ContainerState {
     /// Running since `started_at`.
     Running {
         /// When the current run started.
-        started_at: Option<Timestamp>,
+        started_at: Option<Stamp>,
     },
     /// Ended (boxed: rare, and the largest variant).
     Terminated(Box<Termination>),
@@ -115,7 +116,7 @@ impl ContainerStatusView {
     /// When the current run started, if it is running.
     pub fn running_since(&self) -> Option<Timestamp> {
         match self.state {
-            ContainerState::Running { started_at } => started_at,
+            ContainerState::Running { started_at } => started_at.map(Stamp::timestamp),
             _ => None,
         }
     }
@@ -178,7 +179,7 @@ pub struct ConditionView {
     /// `status == "True"`.
     pub status: bool,
     /// `lastTransitionTime`.
-    pub since: Option<Timestamp>,
+    pub since: Option<Stamp>,
 }
 
 /// Everything the rules read about one Pod.
@@ -195,11 +196,11 @@ pub struct PodView {
     /// Whether an owner reference is a `batch/v1` Job.
     pub owned_by_job: bool,
     /// `metadata.creationTimestamp`.
-    pub created_at: Option<Timestamp>,
+    pub created_at: Option<Stamp>,
     /// `status.startTime`: when the kubelet accepted the Pod.
-    pub started_at: Option<Timestamp>,
+    pub started_at: Option<Stamp>,
     /// `metadata.deletionTimestamp`: the Pod is terminating.
-    pub deleting_since: Option<Timestamp>,
+    pub deleting_since: Option<Stamp>,
     /// The `Ready` condition.
     pub ready_condition: Option<ConditionView>,
     /// Init containers first, in spec order, then regular containers.
@@ -229,11 +230,10 @@ impl PodView {
         }
         mark_port_conflicts(&spec.init_containers, &spec.containers, &mut containers);
 
-        let ready_condition = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| ConditionView { status: c.status == "True", since: c.last_transition_time.as_ref().map(|t| t.0) });
+        let ready_condition = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| ConditionView {
+            status: c.status == "True",
+            since: c.last_transition_time.as_ref().map(|t| Stamp::new(t.0)),
+        });
 
         PodView {
             uid: meta.uid.clone().unwrap_or_default(),
@@ -245,9 +245,9 @@ impl PodView {
                 .iter()
                 .flatten()
                 .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/")),
-            created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
-            started_at: status.start_time.as_ref().map(|t| t.0),
-            deleting_since: meta.deletion_timestamp.as_ref().map(|t| t.0),
+            created_at: meta.creation_timestamp.as_ref().map(|t| Stamp::new(t.0)),
+            started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
+            deleting_since: meta.deletion_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             ready_condition,
             containers,
         }
@@ -255,7 +255,7 @@ impl PodView {
 
     /// When the Pod began running containers (`status.startTime`, else creation).
     pub fn start_time(&self) -> Option<Timestamp> {
-        self.started_at.or(self.created_at)
+        self.started_at.or(self.created_at).map(Stamp::timestamp)
     }
 
     /// `namespace/name`, for messages.
@@ -293,7 +293,7 @@ fn status_view(s: &SlimContainerStatus) -> ContainerStatusView {
     let state = if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
         ContainerState::Waiting { reason: w.reason.as_deref().map(Name::new) }
     } else if let Some(r) = state.and_then(|st| st.running.as_ref()) {
-        ContainerState::Running { started_at: r.started_at.as_ref().map(|t| t.0) }
+        ContainerState::Running { started_at: r.started_at.as_ref().map(|t| Stamp::new(t.0)) }
     } else if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
         ContainerState::Terminated(Box::new(termination(t)))
     } else {
@@ -312,8 +312,8 @@ fn termination(t: &ContainerStateTerminated) -> Termination {
     Termination {
         reason: t.reason.as_deref().map(Name::new),
         exit_code: t.exit_code,
-        started_at: t.started_at.as_ref().map(|x| x.0),
-        finished_at: t.finished_at.as_ref().map(|x| x.0),
+        started_at: t.started_at.as_ref().map(|x| Stamp::new(x.0)),
+        finished_at: t.finished_at.as_ref().map(|x| Stamp::new(x.0)),
         message: t
             .message
             .as_deref()

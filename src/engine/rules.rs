@@ -8,6 +8,7 @@ use super::alert::{Alert, AlertName, AlertState, Check};
 use super::history::PodHistory;
 use super::pod::{ContainerKind, ContainerState, ContainerStatusView, ContainerView, PodView, SpecFlags, Termination};
 use super::policy::{CompiledPolicy, ForRule, SidecarType};
+use super::stamp::Stamp;
 use crate::api::{format_duration, Severity};
 
 /// Consecutive restarts closer than this belong to one crash-loop episode: the kubelet's
@@ -97,7 +98,7 @@ pub fn evaluate(pod: &PodView, policy: &CompiledPolicy, history: &PodHistory, no
             names.len(),
             names.join(", ")
         );
-        let since = ctx.since_or_clock(pod.created_at, AlertName::SidecarMisconfigured, "");
+        let since = ctx.since_or_clock(pod.created_at.map(Stamp::timestamp), AlertName::SidecarMisconfigured, "");
         ctx.fire(
             AlertName::SidecarMisconfigured,
             rules.misconfiguration.severity,
@@ -188,7 +189,7 @@ fn not_ready_since(
     };
     let pod_not_ready = pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since);
     let observed = history.container(&container.name).filter(|h| !h.ready).and_then(|h| h.ready_changed_at);
-    [own, pod_not_ready, observed].into_iter().flatten().max().or_else(|| pod.start_time())
+    [own, pod_not_ready, observed].into_iter().flatten().max().map(Stamp::timestamp).or_else(|| pod.start_time())
 }
 
 fn describe_termination(t: &Termination) -> String {
@@ -242,7 +243,7 @@ fn main_ready_sidecar_not_ready(
         .filter_map(|m| {
             let started = m.status.as_ref().and_then(ContainerStatusView::running_since);
             let observed = ctx.history.container(&m.name).filter(|h| h.ready).and_then(|h| h.ready_changed_at);
-            [started, observed].into_iter().flatten().max()
+            [started, observed.map(Stamp::timestamp)].into_iter().flatten().max()
         })
         .min();
     let sidecar_since = not_ready_since(ctx.pod, ctx.history, sidecar, status);
@@ -272,7 +273,7 @@ fn restart_times(
 ) -> Vec<Timestamp> {
     let mut known: Vec<Timestamp> = history.container(&container.name).map(|h| h.restarts.clone()).unwrap_or_default();
     if status.restart_count > 0 {
-        if let Some(finished) = status.last_termination.as_ref().and_then(|t| t.finished_at) {
+        if let Some(finished) = status.last_termination.as_ref().and_then(|t| t.finished_at).map(Stamp::timestamp) {
             if !known.contains(&finished) {
                 known.push(finished);
             }
@@ -371,7 +372,8 @@ fn oom_killed(ctx: &mut Ctx, policy: &CompiledPolicy, sidecar: &ContainerView, s
     let Some(termination) = status.latest_termination().filter(|t| t.reason.as_deref() == Some("OOMKilled")) else {
         return;
     };
-    let since = ctx.since_or_clock(termination.finished_at, AlertName::SidecarOomKilled, &sidecar.name);
+    let since =
+        ctx.since_or_clock(termination.finished_at.map(Stamp::timestamp), AlertName::SidecarOomKilled, &sidecar.name);
     let until = add(since, rule.window);
     if until <= ctx.now {
         return;
@@ -401,14 +403,17 @@ fn startup_order(
     let sidecar_started = status.running_since();
     let history = ctx.history.container(&sidecar.name);
     let first_ready = history
-        .filter(|h| h.watched_run_started_at.is_some() && h.watched_run_started_at == sidecar_started)
-        .and_then(|h| h.first_ready_at);
+        .filter(|h| {
+            h.watched_run_started_at.is_some() && h.watched_run_started_at.map(Stamp::timestamp) == sidecar_started
+        })
+        .and_then(|h| h.first_ready_at)
+        .map(Stamp::timestamp);
     // Never seen ready: not ready now, no readiness flip observed, and no sign in the API that
     // this run was ready once: the Pod's Ready condition turning False after the run started
     // means it was True, with every container ready, before. A terminated sidecar is not "not
     // yet ready" (it stopped; its readiness says nothing about the start).
     let was_ready_per_api = sidecar_started
-        .zip(ctx.pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since))
+        .zip(ctx.pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since).map(Stamp::timestamp))
         .is_some_and(|(started, not_ready_since)| not_ready_since > started);
     let never_ready = !status.ready
         && status.terminated().is_none()
@@ -451,8 +456,10 @@ fn job_blocked(
     if !ctx.pod.owned_by_job || mains.is_empty() || !status.is_running() || ctx.pod.deleting_since.is_some() {
         return;
     }
-    let finishes: Option<Vec<Option<Timestamp>>> =
-        mains.iter().map(|m| m.status.as_ref().and_then(|s| s.terminated()).map(|t| t.finished_at)).collect();
+    let finishes: Option<Vec<Option<Timestamp>>> = mains
+        .iter()
+        .map(|m| m.status.as_ref().and_then(|s| s.terminated()).map(|t| t.finished_at.map(Stamp::timestamp)))
+        .collect();
     let Some(finishes) = finishes else { return };
     let api = finishes.iter().copied().collect::<Option<Vec<_>>>().and_then(|f| f.into_iter().max());
     let since = ctx.since_or_clock(api, AlertName::JobBlockedBySidecar, &sidecar.name);
@@ -476,10 +483,10 @@ fn shutdown_order(
         return;
     }
     let Some(termination) = status.terminated() else { return };
-    let stopped = termination.finished_at;
+    let stopped = termination.finished_at.map(Stamp::timestamp);
     let outlived_by = mains.iter().find(|m| match m.status.as_ref() {
         Some(s) if s.is_running() => true,
-        Some(s) => match (s.terminated().and_then(|t| t.finished_at), stopped) {
+        Some(s) => match (s.terminated().and_then(|t| t.finished_at).map(Stamp::timestamp), stopped) {
             (Some(main_finished), Some(sidecar_finished)) => main_finished > sidecar_finished,
             _ => false,
         },
@@ -519,7 +526,11 @@ fn misconfiguration(ctx: &mut Ctx, severity: Severity, sidecar: &ContainerView, 
         if !failed {
             continue;
         }
-        let since = ctx.since_or_clock(ctx.pod.created_at, AlertName::SidecarMisconfigured, &sidecar.name);
+        let since = ctx.since_or_clock(
+            ctx.pod.created_at.map(Stamp::timestamp),
+            AlertName::SidecarMisconfigured,
+            &sidecar.name,
+        );
         let message = format!("Sidecar {} in Pod {} {text}", sidecar.name, ctx.pod.key());
         ctx.fire(AlertName::SidecarMisconfigured, severity, &sidecar.name, Some(check), Some(since), message);
     }
