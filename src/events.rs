@@ -305,19 +305,19 @@ fn resolved_for(key: AnnounceKey) -> Transition {
     }
 }
 
-/// Starts the publisher task; returns the sink the reconciler uses.
+/// Starts the publisher task; returns the sink the reconciler uses and the task, which ends
+/// once every sink is dropped and the queued commands are published.
 pub fn spawn_publisher(
     client: Client,
     instance: String,
     metrics: Metrics,
     pods: Arc<crate::controller::index::Index>,
-) -> EventSink {
+) -> (EventSink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let sink = EventSink { tx, metrics: metrics.clone() };
     let recorder =
         Recorders::new(&client, Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(instance) });
-    tokio::spawn(publish_loop(client, recorder, metrics, rx, pods));
-    sink
+    (sink, tokio::spawn(publish_loop(client, recorder, metrics, rx, pods)))
 }
 
 /// kube-runtime's `Recorder` sweeps its whole cache of recent Events (six minutes' worth) on

@@ -24,6 +24,9 @@ use index::Index;
 use leader::{Election, LeaseConfig};
 use shard::Shard;
 
+/// How long SIGTERM waits for queued Events, then for the last status write.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
+
 /// Log output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -182,7 +185,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Election::always_leader()
     };
 
-    let events = crate::events::spawn_publisher(client.clone(), identity.clone(), metrics.clone(), index.clone());
+    let (events, publisher) =
+        crate::events::spawn_publisher(client.clone(), identity.clone(), metrics.clone(), index.clone());
     let status_dirty = Arc::new(Notify::new());
     let status_writer = status::StatusWriter {
         client: client.clone(),
@@ -224,8 +228,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         task.abort();
     }
     let _ = reconcile_task.await;
+    // The reconciler held the only Event sink: the publisher now drains what is queued (as
+    // leader still) and ends. Bounded, so that an unreachable API cannot hold up the exit.
+    if tokio::time::timeout(SHUTDOWN_FLUSH, publisher).await.is_err() {
+        tracing::warn!("queued Events not all published within {SHUTDOWN_FLUSH:?}; the next leader reconciles them");
+    }
     // The status writer flushes once more before it returns.
-    let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
+    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, status_task).await;
     let leader = election.leader.clone();
     index.set_leader(false);
     election.step_down(leader).await;

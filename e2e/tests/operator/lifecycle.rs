@@ -102,3 +102,54 @@ async fn series_and_status_follow_pods_and_policies() {
     })
     .await;
 }
+
+/// Every flag from its environment variable: two namespaces watched (and a third not), JSON
+/// logs, the metrics address, identity, lease namespace and status interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_from_the_environment_with_two_namespaces_and_json_logs() {
+    let c = Cluster::start("env").await;
+    let (ns_a, ns_b, ns_c) = (c.ns.clone(), format!("{}-b", c.ns), format!("{}-c", c.ns));
+    for ns in [&ns_b, &ns_c] {
+        c.env.create_namespace(ns).await.expect("namespace");
+    }
+    let policy = |ns: &str| {
+        json!({
+            "apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
+            "metadata": {"name": "mesh", "namespace": ns},
+            "spec": {"rules": rules(json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}}))},
+        })
+        .to_string()
+    };
+    for ns in [&ns_a, &ns_b, &ns_c] {
+        c.apply_in(ns, &policy(ns)).await;
+    }
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let namespaces = format!("{ns_a},{ns_b}");
+    let vars = [
+        ("SIDECAR_WATCH_METRICS_ADDR", addr.as_str()),
+        ("SIDECAR_WATCH_NAMESPACES", namespaces.as_str()),
+        ("SIDECAR_WATCH_LEASE_NAMESPACE", ns_a.as_str()),
+        ("SIDECAR_WATCH_IDENTITY", "env-op"),
+        ("SIDECAR_WATCH_STATUS_INTERVAL", "1s"),
+        ("SIDECAR_WATCH_LOG_FORMAT", "json"),
+    ];
+    let op = Operator::spawn(&c, "env-op", port, &[], &vars).await;
+    for ns in [&ns_a, &ns_b, &ns_c] {
+        let pod = c.create_pod_in(ns, native_pod("web-1", "web", "app", "istio-proxy")).await;
+        drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
+    }
+    let firing = |ns: &str| alert("SidecarContainerNotReady", "firing", "warning", "mesh", ns, "web-1", "istio-proxy");
+    let scrape = op.wait_alerts("the two watched namespaces alert", vec![firing(&ns_a), firing(&ns_b)]).await;
+    assert_eq!(scrape.value("sidecar_watch_pods_tracked", &[]), Some(2.0), "the third namespace is not watched");
+
+    let log = op.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the operator logged nothing");
+    for line in &lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(entry.get("level").is_some() && entry.get("timestamp").is_some(), "{line}");
+    }
+    assert!(log.contains("\"identity\":\"env-op\""), "the identity came from the environment:\n{log}");
+}

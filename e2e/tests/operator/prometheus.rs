@@ -1,5 +1,5 @@
 //! The real Prometheus: it scrapes the operator, evaluates the shipped rules
-//! (`config/prometheus/prometheusrule.yaml`'s `.spec`), fires and resolves the alert; and
+//! (`config/prometheus/prometheusrule.yaml`'s `.spec`), fires and resolves the alerts; and
 //! `promtool check metrics` accepts what the operator exports.
 
 use std::path::{Path, PathBuf};
@@ -42,10 +42,18 @@ async fn promtool_check_metrics(text: &str) -> (bool, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_fires_and_resolves_the_shipped_alert() {
+async fn prometheus_fires_and_resolves_the_shipped_alerts() {
     let c = Cluster::start("prom").await;
     let ns = c.ns.clone();
-    c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "2s", "severity": "critical"}})).await;
+    c.apply_app_policy(
+        "mesh",
+        "web",
+        json!({
+            "sidecarNotReady": {"for": "2s", "severity": "critical"},
+            "mainReadySidecarNotReady": {"for": "2s", "severity": "warning"},
+        }),
+    )
+    .await;
     let op = Operator::start(&c, "op-0", &[]).await;
     let rule_file = shipped_rules(c.env.dir());
     let prom = Prometheus::start(&rule_file, &format!("127.0.0.1:{}", op.port)).await.expect("prometheus started");
@@ -54,7 +62,10 @@ async fn prometheus_fires_and_resolves_the_shipped_alert() {
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
     op.wait_alerts(
         "firing",
-        vec![alert("SidecarContainerNotReady", "firing", "critical", "mesh", &ns, "web-1", "istio-proxy")],
+        vec![
+            alert("SidecarContainerNotReady", "firing", "critical", "mesh", &ns, "web-1", "istio-proxy"),
+            alert("MainContainerReadyButSidecarNot", "firing", "warning", "mesh", &ns, "web-1", "istio-proxy"),
+        ],
     )
     .await;
 
@@ -87,18 +98,31 @@ async fn prometheus_fires_and_resolves_the_shipped_alert() {
     }
     let description = firing["annotations"]["description"].as_str().unwrap_or_default();
     assert!(description.contains(&format!("{ns}/web-1")) && description.contains("istio-proxy"), "{description}");
-    // Only this sidecar alert fires (the operator's own alerts need minutes of `for`).
-    let names = prom.firing_alerts().await.unwrap();
-    assert_eq!(names, ["SidecarContainerNotReady"], "{names:?}");
+    // Exactly these two sidecar alerts fire (the operator's own alerts need minutes of `for`).
+    let names = wait_until(WAIT, "Prometheus fires both alerts", || async {
+        let mut names = prom.firing_alerts().await.map_err(|e| e.to_string())?;
+        names.sort();
+        if names == ["MainContainerReadyButSidecarNot", "SidecarContainerNotReady"] {
+            Ok(names)
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    let main_ready = prom.alerts().await.unwrap();
+    let main_ready = main_ready.iter().find(|a| a["labels"]["alertname"] == names[0]).expect("alert").clone();
+    assert_eq!(main_ready["labels"]["severity"], "warning", "{main_ready}");
+    assert_eq!(main_ready["labels"]["container"], "istio-proxy", "{main_ready}");
 
     set_ready(&pod, "istio-proxy", true).await;
     op.wait_alerts("resolved", vec![]).await;
-    wait_until(WAIT, "Prometheus resolves SidecarContainerNotReady", || async {
+    wait_until(WAIT, "Prometheus resolves both alerts", || async {
         let alerts = prom.alerts().await.map_err(|e| e.to_string())?;
-        if alerts.iter().any(|a| a["labels"]["alertname"] == "SidecarContainerNotReady") {
-            Err(format!("{alerts:?}"))
-        } else {
+        if !alerts.iter().any(|a| names.iter().any(|n| a["labels"]["alertname"] == n.as_str())) {
             Ok(())
+        } else {
+            Err(format!("{alerts:?}"))
         }
     })
     .await

@@ -219,7 +219,14 @@ async fn job_held_open_by_legacy_sidecar() {
     let job_uid = job.metadata.uid.clone().expect("job uid");
     let op = Operator::start(&c, "op-0", &[]).await;
 
-    let mut manifest = test_pod("report-abcde", &[("app", "report")], &["worker", "log-sidecar"], &[]);
+    // The labels of the Job's generated selector, so that a real Job controller adopts the
+    // Pod instead of releasing it (which would drop the Job owner the rule looks for).
+    let selector_labels = [
+        ("app", "report"),
+        ("batch.kubernetes.io/controller-uid", job_uid.as_str()),
+        ("controller-uid", job_uid.as_str()),
+    ];
+    let mut manifest = test_pod("report-abcde", &selector_labels, &["worker", "log-sidecar"], &[]);
     manifest["metadata"]["ownerReferences"] = json!([{
         "apiVersion": "batch/v1", "kind": "Job", "name": "report", "uid": job_uid,
         "controller": true, "blockOwnerDeletion": true,
@@ -261,6 +268,32 @@ async fn job_held_open_by_legacy_sidecar() {
     let e = the_event(&events, "report-abcde", "JobBlockedBySidecar");
     assert_alert_event(e, "Warning", "JobBlockedBySidecar", "report-abcde", "spec.containers{log-sidecar}", "batch");
     c.wait_status("batch", "job blocked", |s| status_counts(s, 1, 1, json!({"JobBlockedBySidecar": 1}), 0)).await;
+
+    // The sidecar is stopped (as a fixed sidecar would stop itself): the Job can finish,
+    // and the alert resolves: its series goes, a Normal Event says so, the counts follow.
+    pod.update(|_, s| {
+        let sidecar = s.container_statuses.iter_mut().flatten().find(|c| c.name == "log-sidecar").unwrap();
+        sidecar.state = Some(State::terminated("Completed", 0).to_k8s());
+        sidecar.started = Some(false);
+        sidecar.ready = false;
+        set_pod_conditions(s);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    op.wait_alerts("job no longer blocked", vec![]).await;
+    let events = c.wait_events("report-abcde", "Normal", "JobBlockedBySidecarResolved", 1).await;
+    let e = the_event(&events, "report-abcde", "JobBlockedBySidecarResolved");
+    assert_alert_event(
+        e,
+        "Normal",
+        "JobBlockedBySidecarResolved",
+        "report-abcde",
+        "spec.containers{log-sidecar}",
+        "batch",
+    );
+    c.wait_status("batch", "job unblocked", |s| status_counts(s, 1, 0, json!({}), 0)).await;
+    assert_eq!(c.event_count("report-abcde", "Warning", "JobBlockedBySidecar").await, 1, "announced once");
 }
 
 /// Seed 001: a native sidecar without a startupProbe; the main container starts before

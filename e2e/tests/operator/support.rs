@@ -101,8 +101,13 @@ impl Cluster {
 
     /// `kubectl apply --server-side -f -` of a YAML or JSON document in the test namespace.
     pub async fn apply(&self, manifest: &str) -> String {
+        self.apply_in(&self.ns, manifest).await
+    }
+
+    /// `kubectl apply --server-side -f -` of a YAML or JSON document in `namespace`.
+    pub async fn apply_in(&self, namespace: &str, manifest: &str) -> String {
         let mut cmd = self.env.kubectl_command();
-        cmd.args(["apply", "--server-side", "--force-conflicts", "-n", &self.ns, "-f", "-"])
+        cmd.args(["apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -166,11 +171,16 @@ impl Cluster {
 
     /// Creates a Pod (JSON) in the test namespace and returns its driver.
     pub async fn create_pod(&self, pod: Value) -> PodDriver {
+        self.create_pod_in(&self.ns, pod).await
+    }
+
+    /// Creates a Pod (JSON) in `namespace` and returns its driver.
+    pub async fn create_pod_in(&self, namespace: &str, pod: Value) -> PodDriver {
         let name = pod["metadata"]["name"].as_str().expect("pod name").to_string();
-        let api: Api<Pod> = Api::namespaced(self.env.client.clone(), &self.ns);
+        let api: Api<Pod> = Api::namespaced(self.env.client.clone(), namespace);
         let pod: Pod = serde_json::from_value(pod).expect("valid Pod");
         api.create(&PostParams::default(), &pod).await.expect("pod created");
-        PodDriver::new(self.env.client.clone(), &self.ns, &name)
+        PodDriver::new(self.env.client.clone(), namespace, &name)
     }
 
     /// The Pods API of the namespace.
@@ -536,15 +546,24 @@ impl Operator {
     /// (`--namespace <ns> --lease-namespace <ns> --status-interval 1s`) plus `extra`.
     pub async fn start(cluster: &Cluster, identity: &str, extra: &[&str]) -> Self {
         let port = free_port();
+        let mut args: Vec<String> = ["--metrics-addr", &format!("127.0.0.1:{port}")].map(String::from).into();
+        args.extend(
+            ["--namespace", &cluster.ns, "--lease-namespace", &cluster.ns, "--identity", identity].map(String::from),
+        );
+        args.extend(["--status-interval", "1s"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::spawn(cluster, identity, port, &args, &[]).await
+    }
+
+    /// Starts `sidecar-watch run` with exactly `args` and the environment variables `vars`
+    /// (the caller passes the metrics address, by flag or `SIDECAR_WATCH_METRICS_ADDR`).
+    pub async fn spawn(cluster: &Cluster, identity: &str, port: u16, args: &[String], vars: &[(&str, &str)]) -> Self {
         let log = cluster.env.dir().join(format!("operator-{identity}-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidecar-watch"));
         cmd.arg("run")
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["--namespace", &cluster.ns, "--lease-namespace", &cluster.ns, "--identity", identity])
-            .args(["--status-interval", "1s"])
-            .args(extra)
+            .args(args)
+            .envs(vars.iter().copied())
             .env("KUBECONFIG", &cluster.env.kubeconfig)
             .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
             .env_remove("POD_NAME")
