@@ -133,10 +133,16 @@ fn main() {
     time("GET /metrics", 10, || runtime.block_on(get_metrics(port)).expect("scrape"));
     let growth = peak_rss_bytes().saturating_sub(peak);
     println!("peak RSS growth over these scrapes: {:.1} MiB", growth as f64 / 1048576.0);
+    let index_rss = base + points[points.len() - 1].1;
+    let above_index = || (rss_bytes() as f64 - index_rss as f64) / 1048576.0;
     std::thread::sleep(Duration::from_millis(500));
+    println!("RSS after these scrapes: {:.1} MiB above the index", above_index());
+    let started = Instant::now();
+    sidecar_watch::memory::release_freed_memory();
     println!(
-        "RSS after these scrapes: {:.1} MiB above the index",
-        (rss_bytes() as f64 - (base + points[points.len() - 1].1) as f64) / 1048576.0
+        "release_freed_memory: {:.1} ms; RSS then {:.1} MiB above the index",
+        started.elapsed().as_secs_f64() * 1000.0,
+        above_index()
     );
 
     time("policy_stats", 50, || index.policy_stats().len());

@@ -1,7 +1,9 @@
 //! The Kubernetes API access the operator needs, in one place.
 //!
 //! `config/rbac/` and the Helm chart grant exactly these rules; `tests/rbac.rs` fails when
-//! they disagree. Change this list together with the code that makes the calls.
+//! they disagree, and the end-to-end test `rbac::operator_calls_exactly_what_rbac_grants`
+//! fails when the operator's real requests and this list disagree either way. Change this
+//! list together with the code that makes the calls.
 
 /// One RBAC rule: verbs on resources of an API group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,18 +19,18 @@ pub struct PolicyRule {
 /// Cluster-wide rules (ClusterRole).
 pub const CLUSTER_RULES: &[PolicyRule] = &[
     // Watched: Pods (the subject), Namespaces (labels for namespaceSelector).
-    PolicyRule { api_group: "", resources: &["pods", "namespaces"], verbs: &["get", "list", "watch"] },
+    PolicyRule { api_group: "", resources: &["pods", "namespaces"], verbs: &["list", "watch"] },
     // Watched policies.
     PolicyRule {
         api_group: "sidecarwatch.io",
         resources: &["sidecarpolicies", "clustersidecarpolicies"],
-        verbs: &["get", "list", "watch"],
+        verbs: &["list", "watch"],
     },
     // Policy status, written with server-side apply.
     PolicyRule {
         api_group: "sidecarwatch.io",
         resources: &["sidecarpolicies/status", "clustersidecarpolicies/status"],
-        verbs: &["get", "patch"],
+        verbs: &["patch"],
     },
     // Events on Pods and policies: created and patched (series) by the recorder; listed at
     // start-up so that alerts announced before a restart are not announced again.

@@ -97,7 +97,7 @@ fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
     // One minute in: pending, with a wake-up exactly when the 2m rule fires.
     let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), ts("2026-11-22T10:01:00Z"));
     assert!(outcome.transitions.is_empty());
-    assert_eq!(outcome.wakeups, vec![("u1".to_string(), ts("2026-11-22T10:02:00Z"))]);
+    assert_eq!(outcome.wakeups, vec![("u1".to_string(), Some(ts("2026-11-22T10:02:00Z")))]);
     assert_eq!(
         alert_names(&index, AlertState::Pending),
         ["web-1/istio-proxy:MainContainerReadyButSidecarNot", "web-1/istio-proxy:SidecarContainerNotReady"]
@@ -107,7 +107,7 @@ fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
     let outcome = index.reevaluate("u1", ts("2026-11-22T10:02:00Z"));
     let fired: Vec<_> = outcome.transitions.iter().map(|t| (t.kind, t.alert.name)).collect();
     assert_eq!(fired, [(TransitionKind::Fired, AlertName::MainContainerReadyButSidecarNot)]);
-    assert_eq!(outcome.wakeups, vec![("u1".to_string(), ts("2026-11-22T10:05:00Z"))]);
+    assert_eq!(outcome.wakeups, vec![("u1".to_string(), Some(ts("2026-11-22T10:05:00Z")))]);
 
     // Evaluating again without change announces nothing new.
     assert!(index.reevaluate("u1", ts("2026-11-22T10:03:00Z")).transitions.is_empty());
@@ -118,6 +118,8 @@ fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
     assert_eq!(resolved, [(TransitionKind::Resolved, AlertName::MainContainerReadyButSidecarNot)]);
     assert!(alert_names(&index, AlertState::Pending).is_empty());
     assert!(alert_names(&index, AlertState::Firing).is_empty());
+    // Nothing is pending any more: the 10:05 timer is dropped rather than left to fire.
+    assert_eq!(outcome.wakeups, vec![("u1".to_string(), None)]);
 }
 
 #[test]

@@ -679,3 +679,22 @@ fn sidecars_by_pattern_names_and_native() {
     assert_eq!(not_ready(&policy("sidecars: {native: true, pattern: 'envoy-.*'}")), ["agent", "envoy-config"]);
     assert_eq!(not_ready(&policy("sidecars: {native: false, pattern: 'envoy'}")), ["envoy"]);
 }
+
+// ---- misconfiguration boundaries ----
+
+#[test]
+fn sidecar_sprawl_is_reported_from_five_sidecars() {
+    use sidecar_watch::engine::Check;
+    for (sidecars, expected) in [(4usize, 0usize), (5, 1), (6, 1)] {
+        let mut containers: Vec<_> =
+            (0..sidecars).map(|i| native(&format!("agent-{i}"), running(at("10:00:00"), true))).collect();
+        containers.push(regular("app", running(at("10:00:01"), true)));
+        let evaluation = evaluate(&pod(containers), &only("misconfiguration", ""), &PodHistory::default(), now());
+        let sprawl: Vec<_> = evaluation.alerts.iter().filter(|a| a.check == Some(Check::SidecarSprawl)).collect();
+        assert_eq!(sprawl.len(), expected, "{sidecars} sidecars: {:#?}", evaluation.alerts);
+        if let Some(alert) = sprawl.first() {
+            assert_eq!((alert.container.as_str(), alert.state), ("", Firing), "a Pod-level finding");
+            assert!(alert.message.contains(&format!("runs {sidecars} sidecars")), "{}", alert.message);
+        }
+    }
+}

@@ -163,8 +163,10 @@ pub struct Outcome {
     pub transitions: Vec<Transition>,
     /// Startup durations observed (container, seconds) with the Pod's namespace.
     pub startups: Vec<(String, String, f64)>,
-    /// Pods to re-evaluate at a given time: (uid, when).
-    pub wakeups: Vec<(String, Timestamp)>,
+    /// When to re-evaluate each evaluated Pod: (uid, when), or `None` when nothing can change
+    /// without a new Pod state, so that a timer set before (say, for a sidecar that was not
+    /// ready for a moment) is dropped instead of waiting minutes to fire for nothing.
+    pub wakeups: Vec<(String, Option<Timestamp>)>,
 }
 
 impl Outcome {
@@ -464,11 +466,7 @@ impl Index {
         tallies.replace(&pod.results, &results);
         pod.results = results;
         pod.sidecars = sidecars;
-        Outcome {
-            transitions,
-            startups: Vec::new(),
-            wakeups: next_change.map(|t| (pod.view.uid.clone(), t)).into_iter().collect(),
-        }
+        Outcome { transitions, startups: Vec::new(), wakeups: vec![(pod.view.uid.clone(), next_change)] }
     }
 
     /// A new or changed Pod.

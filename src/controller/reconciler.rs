@@ -5,6 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
@@ -36,8 +37,13 @@ impl Timers {
         }
         self.scheduled.insert(uid.clone(), at);
         self.heap.push(Reverse((at, uid)));
+        self.compact();
+    }
+
+    /// Rebuilds the heap from the live timers once superseded or forgotten entries outnumber
+    /// them: O(live timers), at most once per that many changes, so amortized O(1).
+    fn compact(&mut self) {
         if self.heap.len() > 2 * self.scheduled.len() + TIMER_SLACK {
-            // O(live timers), at most once per that many schedules: amortized O(1).
             self.heap = self.scheduled.iter().map(|(uid, at)| Reverse((*at, uid.clone()))).collect();
         }
     }
@@ -63,7 +69,9 @@ impl Timers {
     }
 
     fn forget(&mut self, uid: &str) {
-        self.scheduled.remove(uid);
+        if self.scheduled.remove(uid).is_some() {
+            self.compact();
+        }
     }
 }
 
@@ -90,8 +98,17 @@ impl Reconciler {
         // Each watcher's first list counts once: a relist of one must not stand in for
         // another's first list.
         let mut lists_done: HashSet<ListSource> = HashSet::new();
+        // When work last ended with freed memory not yet handed back (see `memory`).
+        let mut trim = MemoryTrim::default();
         self.index.set_leader(*self.leader.borrow());
         loop {
+            let trim_due = trim.due();
+            let trim_sleep = async {
+                match trim_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let next = timers.next();
             let sleep = async {
                 match next {
@@ -119,8 +136,10 @@ impl Reconciler {
                         self.announce_leadership();
                     }
                 }
+                _ = trim_sleep => trim.run(),
                 input = inputs.recv() => {
                     let Some(input) = input else { break };
+                    trim.worked();
                     let started = Instant::now();
                     let received = match &input {
                         Input::Pod { received, .. } | Input::Policy { received, .. } => Some(*received),
@@ -142,6 +161,7 @@ impl Reconciler {
                     }
                 }
                 _ = sleep => {
+                    trim.worked();
                     let now = Timestamp::now();
                     for (uid, at) in timers.due(now) {
                         let started = Instant::now();
@@ -216,7 +236,10 @@ impl Reconciler {
 
     fn finish(&self, outcome: Outcome, timers: &mut Timers) {
         for (uid, at) in outcome.wakeups {
-            timers.schedule(uid, at);
+            match at {
+                Some(at) => timers.schedule(uid, at),
+                None => timers.forget(&uid),
+            }
         }
         for (namespace, container, seconds) in outcome.startups {
             self.metrics.startup_seconds.with_label_values(&[&namespace, &container]).observe(seconds);
@@ -230,6 +253,39 @@ impl Reconciler {
         // alert going pending): the writer debounces and skips policies whose status is
         // unchanged, so waking it on every change is cheap.
         self.status_dirty.notify_one();
+    }
+}
+
+/// Hands freed memory back to the system once the operator has been idle for a moment after
+/// work (`crate::memory::release_freed_memory`): after the initial list, a burst of updates or
+/// churn, not while a flood goes on, and at most every [`MemoryTrim::MIN_INTERVAL`].
+#[derive(Default)]
+struct MemoryTrim {
+    /// When the last work ended, if memory may have been freed since the last trim.
+    worked_at: Option<Instant>,
+    /// When the last trim ran.
+    last: Option<Instant>,
+}
+
+impl MemoryTrim {
+    /// Idle time after work before trimming.
+    const IDLE: Duration = Duration::from_secs(1);
+    /// Trims at most this often: the walk of the allocator costs a few milliseconds.
+    const MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+    fn worked(&mut self) {
+        self.worked_at = Some(Instant::now());
+    }
+
+    fn due(&self) -> Option<Instant> {
+        let idle = self.worked_at? + Self::IDLE;
+        Some(self.last.map_or(idle, |last| idle.max(last + Self::MIN_INTERVAL)))
+    }
+
+    fn run(&mut self) {
+        crate::memory::release_freed_memory();
+        self.worked_at = None;
+        self.last = Some(Instant::now());
     }
 }
 
@@ -264,6 +320,20 @@ mod tests {
     }
 
     #[test]
+    fn memory_is_trimmed_once_idle_after_work_and_not_too_often() {
+        let mut trim = MemoryTrim::default();
+        assert_eq!(trim.due(), None, "nothing to hand back before any work");
+        trim.worked();
+        let worked = trim.worked_at.expect("work noted");
+        assert_eq!(trim.due(), Some(worked + MemoryTrim::IDLE));
+        trim.run();
+        assert_eq!(trim.due(), None, "idle after a trim: nothing more to do");
+        let last = trim.last.expect("trim noted");
+        trim.worked();
+        assert_eq!(trim.due(), Some(last + MemoryTrim::MIN_INTERVAL), "work right after a trim waits for the interval");
+    }
+
+    #[test]
     fn rescheduling_keeps_the_heap_bounded() {
         let mut timers = Timers::default();
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
@@ -279,5 +349,13 @@ mod tests {
         assert_eq!(due.len(), 10, "each Pod fires once, at its latest schedule");
         assert!(due.iter().all(|(_, at)| *at == last));
         assert_eq!(timers.next(), None);
+
+        // Timers set and dropped again (a sidecar not ready for a moment, many Pods): the
+        // dropped entries do not stay in the heap until they would have come due.
+        for pod in 0..100_000 {
+            timers.schedule(format!("flip-{pod}"), last);
+            timers.forget(&format!("flip-{pod}"));
+        }
+        assert!(timers.heap.len() <= TIMER_SLACK + 1, "heap holds {} dropped timers", timers.heap.len());
     }
 }

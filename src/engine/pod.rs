@@ -386,6 +386,50 @@ mod tests {
         }
     }
 
+    /// A container for [`conflicting`]: (name, section, restartPolicy, [(port, protocol)]).
+    type ContainerSpec<'a> = (&'a str, &'a str, Option<&'a str>, &'a [(i32, &'a str)]);
+
+    /// Which containers get `PORT_CONFLICT`.
+    fn conflicting(containers: &[ContainerSpec]) -> Vec<String> {
+        let mut spec = serde_json::json!({"containers": [], "initContainers": []});
+        for (name, section, restart_policy, ports) in containers {
+            let ports: Vec<_> = ports
+                .iter()
+                .map(|(port, protocol)| serde_json::json!({"containerPort": port, "protocol": protocol}))
+                .collect();
+            let mut c = serde_json::json!({"name": name, "image": "x:1", "ports": ports});
+            if let Some(policy) = restart_policy {
+                c["restartPolicy"] = serde_json::json!(policy);
+            }
+            spec[*section].as_array_mut().expect("list").push(c);
+        }
+        let pod: SlimPod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": spec})).expect("a Pod");
+        let view = PodView::from_pod(&pod);
+        view.containers
+            .iter()
+            .filter(|c| c.flags.contains(SpecFlags::PORT_CONFLICT))
+            .map(|c| c.name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn port_conflicts_need_the_same_port_and_protocol_in_containers_that_run_together() {
+        let tcp: &[(i32, &str)] = &[(15000, "TCP")];
+        let udp: &[(i32, &str)] = &[(15000, "UDP")];
+        // A native sidecar and the main container on the same TCP port: both flagged.
+        assert_eq!(
+            conflicting(&[("proxy", "initContainers", Some("Always"), tcp), ("app", "containers", None, tcp)]),
+            ["proxy", "app"]
+        );
+        // Same number, different protocol: no clash.
+        assert!(conflicting(&[("proxy", "containers", None, tcp), ("app", "containers", None, udp)]).is_empty());
+        // A plain init container has finished before the others start.
+        assert!(conflicting(&[("setup", "initContainers", None, tcp), ("app", "containers", None, tcp)]).is_empty());
+        // One container declaring a port twice (e.g. two names) is not a clash with itself.
+        assert!(conflicting(&[("app", "containers", None, &[(8080, "TCP"), (8080, "TCP")])]).is_empty());
+    }
+
     #[test]
     fn truncates_on_char_boundary() {
         assert_eq!(truncate("héllo", 2), "h…");

@@ -28,7 +28,7 @@ use super::patch::Scope;
 use super::resources::ResourceInfo;
 use super::store::{EventType, StoredEvent, StoredObject};
 use super::table::{self, IncludeObject};
-use super::{discovery, Shared};
+use super::{discovery, ApiCall, Shared};
 
 /// Builds the router serving everything.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -254,6 +254,30 @@ fn route(
     let as_meta = accept_has(headers, "as=PartialObjectMetadata");
     let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    if let Some(user_agent) = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        let verb = match (method.as_str(), target.name.is_some()) {
+            ("GET", false) if watch => "watch",
+            ("GET", false) => "list",
+            ("GET", true) => "get",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", false) => "deletecollection",
+            ("DELETE", true) => "delete",
+            (other, _) => other,
+        };
+        let resource = match &target.sub {
+            Some(sub) => format!("{}/{sub}", target.plural),
+            None => target.plural.clone(),
+        };
+        shared.note_call(ApiCall {
+            user_agent: user_agent.to_string(),
+            verb: verb.to_string(),
+            group: target.group.clone(),
+            resource,
+            namespaced: target.namespace.is_some(),
+        });
+    }
     let render_one = |v: Value| -> Response {
         if as_table {
             let meta = json!({"resourceVersion": v.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});

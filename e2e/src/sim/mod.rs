@@ -79,6 +79,23 @@ pub struct Shared {
     addr: SocketAddr,
     expired_watches: std::sync::atomic::AtomicU64,
     failed_requests: std::sync::atomic::AtomicU64,
+    /// Every distinct kind of resource request served, by user agent.
+    calls: Mutex<std::collections::BTreeSet<ApiCall>>,
+}
+
+/// A kind of resource request, as RBAC sees it: who asked for which verb on what.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiCall {
+    /// The `User-Agent` header.
+    pub user_agent: String,
+    /// The RBAC verb: get, list, watch, create, update, patch, delete, deletecollection.
+    pub verb: String,
+    /// The API group ("" for core).
+    pub group: String,
+    /// The resource, with a subresource as `resource/subresource`.
+    pub resource: String,
+    /// Whether the request named a namespace.
+    pub namespaced: bool,
 }
 
 impl Shared {
@@ -94,6 +111,18 @@ impl Shared {
 
     pub(crate) fn note_expired_watch(&self) {
         self.expired_watches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Every distinct kind of resource request served so far whose user agent starts with
+    /// `user_agent`.
+    pub fn calls_by(&self, user_agent: &str) -> Vec<ApiCall> {
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.iter().filter(|c| c.user_agent.starts_with(user_agent)).cloned().collect()
+    }
+
+    pub(crate) fn note_call(&self, call: ApiCall) {
+        // A set: a client that calls the same way a million times costs one entry.
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).insert(call);
     }
 
     pub(crate) fn note_failed_request(&self) {
@@ -180,6 +209,7 @@ impl Simulator {
             addr,
             expired_watches: Default::default(),
             failed_requests: Default::default(),
+            calls: Default::default(),
         });
         let router = http::router(shared.clone());
         let accept_shared = shared.clone();

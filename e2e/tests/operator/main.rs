@@ -12,6 +12,7 @@ mod leader;
 mod lifecycle;
 mod policies;
 mod prometheus;
+mod rbac;
 mod restart;
 mod scenarios;
 mod sharding;

@@ -271,16 +271,7 @@ async fn job_held_open_by_legacy_sidecar() {
 
     // The sidecar is stopped (as a fixed sidecar would stop itself): the Job can finish,
     // and the alert resolves: its series goes, a Normal Event says so, the counts follow.
-    pod.update(|_, s| {
-        let sidecar = s.container_statuses.iter_mut().flatten().find(|c| c.name == "log-sidecar").unwrap();
-        sidecar.state = Some(State::terminated("Completed", 0).to_k8s());
-        sidecar.started = Some(false);
-        sidecar.ready = false;
-        set_pod_conditions(s);
-        Ok(())
-    })
-    .await
-    .unwrap();
+    pod.set_state("log-sidecar", State::terminated("Completed", 0)).await.unwrap();
     op.wait_alerts("job no longer blocked", vec![]).await;
     let events = c.wait_events("report-abcde", "Normal", "JobBlockedBySidecarResolved", 1).await;
     let e = the_event(&events, "report-abcde", "JobBlockedBySidecarResolved");
