@@ -353,6 +353,7 @@ async fn publish_loop(
     let mut announcer: Option<Announcer> = None;
     let mut invalid_announced: HashMap<PolicyRef, Option<i64>> = HashMap::new();
     while let Some(command) = rx.recv().await {
+        crate::memory::note_activity();
         if !index.is_leader() {
             announcer = None;
             continue;

@@ -40,6 +40,7 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     let render = tokio::task::spawn_blocking(move || {
         // A send fails once the client is gone: rendering stops there.
         state.metrics.render(&state.index, |chunk| tx.blocking_send(chunk).is_ok());
+        crate::memory::note_activity();
     });
     let chunks = futures::stream::unfold((rx, Some(render)), |(mut rx, render)| async move {
         if let Some(chunk) = rx.recv().await {

@@ -208,6 +208,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         shard,
     };
     let status_task = tokio::spawn(status_writer.run(shutdown.clone()));
+    tokio::spawn(crate::memory::trim_when_idle(shutdown.clone()));
 
     let scope = watch::Scope { namespaces: args.namespaces.clone(), shard };
     // Bounded: a flood of Pod updates slows the watchers down instead of growing memory.

@@ -5,7 +5,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
@@ -98,17 +97,8 @@ impl Reconciler {
         // Each watcher's first list counts once: a relist of one must not stand in for
         // another's first list.
         let mut lists_done: HashSet<ListSource> = HashSet::new();
-        // When work last ended with freed memory not yet handed back (see `memory`).
-        let mut trim = MemoryTrim::default();
         self.index.set_leader(*self.leader.borrow());
         loop {
-            let trim_due = trim.due();
-            let trim_sleep = async {
-                match trim_due {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             let next = timers.next();
             let sleep = async {
                 match next {
@@ -136,10 +126,9 @@ impl Reconciler {
                         self.announce_leadership();
                     }
                 }
-                _ = trim_sleep => trim.run(),
                 input = inputs.recv() => {
                     let Some(input) = input else { break };
-                    trim.worked();
+                    crate::memory::note_activity();
                     let started = Instant::now();
                     let received = match &input {
                         Input::Pod { received, .. } | Input::Policy { received, .. } => Some(*received),
@@ -161,7 +150,7 @@ impl Reconciler {
                     }
                 }
                 _ = sleep => {
-                    trim.worked();
+                    crate::memory::note_activity();
                     let now = Timestamp::now();
                     for (uid, at) in timers.due(now) {
                         let started = Instant::now();
@@ -256,39 +245,6 @@ impl Reconciler {
     }
 }
 
-/// Hands freed memory back to the system once the operator has been idle for a moment after
-/// work (`crate::memory::release_freed_memory`): after the initial list, a burst of updates or
-/// churn, not while a flood goes on, and at most every [`MemoryTrim::MIN_INTERVAL`].
-#[derive(Default)]
-struct MemoryTrim {
-    /// When the last work ended, if memory may have been freed since the last trim.
-    worked_at: Option<Instant>,
-    /// When the last trim ran.
-    last: Option<Instant>,
-}
-
-impl MemoryTrim {
-    /// Idle time after work before trimming.
-    const IDLE: Duration = Duration::from_secs(1);
-    /// Trims at most this often: the walk of the allocator costs a few milliseconds.
-    const MIN_INTERVAL: Duration = Duration::from_secs(10);
-
-    fn worked(&mut self) {
-        self.worked_at = Some(Instant::now());
-    }
-
-    fn due(&self) -> Option<Instant> {
-        let idle = self.worked_at? + Self::IDLE;
-        Some(self.last.map_or(idle, |last| idle.max(last + Self::MIN_INTERVAL)))
-    }
-
-    fn run(&mut self) {
-        crate::memory::release_freed_memory();
-        self.worked_at = None;
-        self.last = Some(Instant::now());
-    }
-}
-
 /// A watcher whose lists the operator waits for before it is ready.
 #[derive(Debug, PartialEq, Eq, Hash)]
 enum ListSource {
@@ -317,20 +273,6 @@ mod tests {
         // The superseded t1 entry for "a" is discarded.
         assert_eq!(timers.due(t1), vec![("b".to_string(), t1)]);
         assert_eq!(timers.next(), None);
-    }
-
-    #[test]
-    fn memory_is_trimmed_once_idle_after_work_and_not_too_often() {
-        let mut trim = MemoryTrim::default();
-        assert_eq!(trim.due(), None, "nothing to hand back before any work");
-        trim.worked();
-        let worked = trim.worked_at.expect("work noted");
-        assert_eq!(trim.due(), Some(worked + MemoryTrim::IDLE));
-        trim.run();
-        assert_eq!(trim.due(), None, "idle after a trim: nothing more to do");
-        let last = trim.last.expect("trim noted");
-        trim.worked();
-        assert_eq!(trim.due(), Some(last + MemoryTrim::MIN_INTERVAL), "work right after a trim waits for the interval");
     }
 
     #[test]

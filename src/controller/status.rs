@@ -113,6 +113,7 @@ impl StatusWriter {
                 _ = tokio::time::sleep(self.interval) => {}
             }
             self.write_all(&mut written).await;
+            crate::memory::note_activity();
         }
         self.write_all(&mut written).await;
     }
