@@ -84,18 +84,7 @@ fn main() {
     let spec = PolicySpec::default();
     let policy = PolicyRef::cluster("default");
     let compiled = CompiledPolicy::compile(policy.clone(), &spec).expect("default policy");
-    index.apply_policy(
-        policy,
-        PolicyEntry {
-            generation: Some(1),
-            uid: None,
-            compiled: Ok(Arc::new(compiled)),
-            spec: serde_json::Value::Null,
-            ready_condition: None,
-            shard_statuses: Default::default(),
-        },
-        now,
-    );
+    index.apply_policy(policy, PolicyEntry::new(Ok(compiled), serde_json::Value::Null), now);
     let base = rss_bytes();
     let mut applied = 0usize;
     let mut points = Vec::new();

@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 use crate::controller::index::{Index, TrackedPod};
-use crate::engine::{AlertState, PolicyRef};
+use crate::engine::{AlertState, ContainerView, PolicyRef};
 
 /// The operator's own metrics.
 #[derive(Clone)]
@@ -253,38 +253,43 @@ fn alert_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
 
 /// `sidecar_container_ready`: one sample per sidecar container of the Pod.
 fn ready_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
+    sidecar_samples(pod, out, scratch, "sidecar_container_ready", true, |c| u32::from(c.is_ready()));
+}
+
+/// `sidecar_container_restarts_total`: one sample per sidecar container of the Pod.
+fn restart_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
+    sidecar_samples(pod, out, scratch, "sidecar_container_restarts_total", false, |c| {
+        c.status.as_ref().map_or(0, |s| s.restart_count)
+    });
+}
+
+/// One sample of `metric` per sidecar container of the Pod:
+/// `metric{namespace,pod,container[,sidecar_type]} value`.
+fn sidecar_samples(
+    pod: &TrackedPod,
+    out: &mut String,
+    scratch: &mut Scratch,
+    metric: &str,
+    with_type: bool,
+    value: fn(&ContainerView) -> u32,
+) {
     if pod.sidecars.is_empty() {
         return;
     }
     let pod_labels = pod_labels(&mut scratch.pod, pod);
     for (i, kind) in &pod.sidecars {
         let Some(container) = pod.view.containers.get(*i) else { continue };
-        out.push_str("sidecar_container_ready{");
+        out.push_str(metric);
+        out.push('{');
         out.push_str(pod_labels);
         out.push_str(",container=\"");
         push_escaped(out, &container.name);
-        out.push_str("\",sidecar_type=\"");
-        out.push_str(kind.as_str());
+        if with_type {
+            out.push_str("\",sidecar_type=\"");
+            out.push_str(kind.as_str());
+        }
         out.push_str("\"} ");
-        push_u32(out, u32::from(container.is_ready()));
-        out.push('\n');
-    }
-}
-
-/// `sidecar_container_restarts_total`: one sample per sidecar container of the Pod.
-fn restart_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
-    if pod.sidecars.is_empty() {
-        return;
-    }
-    let pod_labels = pod_labels(&mut scratch.pod, pod);
-    for (i, _) in &pod.sidecars {
-        let Some(container) = pod.view.containers.get(*i) else { continue };
-        out.push_str("sidecar_container_restarts_total{");
-        out.push_str(pod_labels);
-        out.push_str(",container=\"");
-        push_escaped(out, &container.name);
-        out.push_str("\"} ");
-        push_u32(out, container.status.as_ref().map_or(0, |s| s.restart_count));
+        push_u32(out, value(container));
         out.push('\n');
     }
 }

@@ -2,7 +2,6 @@
 //! series and status counts out.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use jiff::Timestamp;
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
@@ -42,17 +41,6 @@ fn web_pod(name: &str, uid: &str, labels: &[(&str, &str)], sidecar_ready: bool) 
     PodView::from_pod(&pod)
 }
 
-fn entry(compiled: Result<CompiledPolicy, sidecar_watch::engine::SpecError>, spec: serde_json::Value) -> PolicyEntry {
-    PolicyEntry {
-        generation: Some(1),
-        uid: Some("policy-uid".into()),
-        compiled: compiled.map(Arc::new),
-        spec,
-        ready_condition: None,
-        shard_statuses: Default::default(),
-    }
-}
-
 /// The policy under test; start-up order is left out (the sidecar here never became ready,
 /// which that rule would report too).
 fn mesh_policy(selector: serde_json::Value) -> (PolicyRef, PolicyEntry) {
@@ -62,7 +50,7 @@ fn mesh_policy(selector: serde_json::Value) -> (PolicyRef, PolicyEntry) {
     .expect("spec");
     let policy = PolicyRef::namespaced("shop", "mesh");
     let compiled = CompiledPolicy::compile(policy.clone(), &spec);
-    (policy, entry(compiled, serde_json::to_value(&spec).expect("json")))
+    (policy, PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
 }
 
 fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
@@ -171,7 +159,7 @@ fn invalid_policy_evaluates_nothing_and_others_keep_working() {
     let compiled = CompiledPolicy::compile(bad.clone(), &bad_spec);
     let error = compiled.as_ref().expect_err("invalid").clone();
     assert_eq!(error.field, "spec.sidecars.pattern");
-    index.apply_policy(bad.clone(), entry(compiled, serde_json::to_value(&bad_spec).expect("json")), now);
+    index.apply_policy(bad.clone(), PolicyEntry::new(compiled, serde_json::to_value(&bad_spec).expect("json")), now);
     let (good, e) = mesh_policy(serde_json::json!({}));
     index.apply_policy(good.clone(), e, now);
     index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), now);
@@ -207,7 +195,7 @@ fn cluster_policy_follows_namespace_labels() {
             .expect("spec");
     let compiled = CompiledPolicy::compile_cluster("platform", &spec);
     let policy = PolicyRef::cluster("platform");
-    index.apply_policy(policy.clone(), entry(compiled, serde_json::to_value(&spec).expect("json")), now);
+    index.apply_policy(policy.clone(), PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")), now);
     index.apply_namespace("shop", BTreeMap::new(), now);
     index.apply_pod(web_pod("web-1", "u1", &[], false), now);
     assert_eq!(index.policy_stats()[&policy].matched_pods, 0);

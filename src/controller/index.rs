@@ -44,6 +44,21 @@ pub struct PolicyEntry {
     pub shard_statuses: BTreeMap<String, crate::api::ShardStatus>,
 }
 
+impl PolicyEntry {
+    /// An entry for a compiled (or rejected) spec, with nothing known of its object yet: no
+    /// generation, UID, condition or shard counts (tools and tests; the watcher fills them).
+    pub fn new(compiled: Result<CompiledPolicy, SpecError>, spec: serde_json::Value) -> Self {
+        PolicyEntry {
+            generation: None,
+            uid: None,
+            compiled: compiled.map(Arc::new),
+            spec,
+            ready_condition: None,
+            shard_statuses: BTreeMap::new(),
+        }
+    }
+}
+
 /// An active alert as the index keeps it: everything but the message, which is most of an
 /// alert's memory and is rebuilt by evaluating again when it is needed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -836,17 +851,6 @@ mod tests {
         PodView::from_pod(&pod)
     }
 
-    fn entry(compiled: Result<CompiledPolicy, SpecError>, spec: serde_json::Value) -> PolicyEntry {
-        PolicyEntry {
-            generation: Some(1),
-            uid: Some("policy-uid".into()),
-            compiled: compiled.map(Arc::new),
-            spec,
-            ready_condition: None,
-            shard_statuses: Default::default(),
-        }
-    }
-
     /// One of a few policies, in one of a few variants: namespaced with changing selectors,
     /// cluster-wide with and without a namespace selector, and invalid.
     fn policy(rng: &mut Rng) -> (PolicyRef, PolicyEntry) {
@@ -862,7 +866,7 @@ mod tests {
                         .expect("spec");
                 let policy = PolicyRef::namespaced(namespace, "mesh");
                 let compiled = CompiledPolicy::compile(policy.clone(), &spec);
-                (policy, entry(compiled, serde_json::to_value(&spec).expect("json")))
+                (policy, PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
             }
             2 => {
                 let spec: ClusterPolicySpec = serde_json::from_value(match rng.below(2) {
@@ -871,7 +875,7 @@ mod tests {
                 })
                 .expect("spec");
                 let compiled = CompiledPolicy::compile_cluster("platform", &spec);
-                (PolicyRef::cluster("platform"), entry(compiled, serde_json::to_value(&spec).expect("json")))
+                (PolicyRef::cluster("platform"), PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
             }
             _ => {
                 let spec: PolicySpec =
@@ -879,7 +883,7 @@ mod tests {
                 let policy = PolicyRef::namespaced("shop", "broken");
                 let compiled = CompiledPolicy::compile(policy.clone(), &spec);
                 assert!(compiled.is_err());
-                (policy, entry(compiled, serde_json::to_value(&spec).expect("json")))
+                (policy, PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
             }
         }
     }
@@ -897,7 +901,7 @@ mod tests {
             // The cluster policy stays in, so that most Pods are selected by something.
             let all: ClusterPolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
             let compiled = CompiledPolicy::compile_cluster("all", &all);
-            index.apply_policy(PolicyRef::cluster("all"), entry(compiled, serde_json::Value::Null), now);
+            index.apply_policy(PolicyRef::cluster("all"), PolicyEntry::new(compiled, serde_json::Value::Null), now);
             for step in 0..400 {
                 now = now.checked_add(jiff::SignedDuration::from_secs(rng.below(90) as i64)).expect("time");
                 let what = match rng.below(14) {
@@ -982,7 +986,7 @@ mod tests {
         let now: Timestamp = "2026-11-22T10:00:00Z".parse().expect("time");
         let spec: ClusterPolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
         let compiled = CompiledPolicy::compile_cluster("all", &spec);
-        index.apply_policy(PolicyRef::cluster("all"), entry(compiled, serde_json::Value::Null), now);
+        index.apply_policy(PolicyRef::cluster("all"), PolicyEntry::new(compiled, serde_json::Value::Null), now);
         for uid in 0..100 {
             index.apply_pod(pod(uid, "shop", "web", Sidecar::NotReady, 0, true, true), now);
         }

@@ -91,7 +91,7 @@ impl PodHistory {
         // Plain init containers are neither sidecars nor main containers: no rule reads them.
         for view in pod.containers.iter().filter(|c| c.kind != super::pod::ContainerKind::Init) {
             let Some(status) = &view.status else { continue };
-            let running_since = status.running_since().map(Stamp::new);
+            let running_since = status.run_start();
             let index = match self.containers.iter().position(|c| c.name == view.name) {
                 Some(i) => i,
                 None => {

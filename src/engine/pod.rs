@@ -115,8 +115,13 @@ pub struct ContainerStatusView {
 impl ContainerStatusView {
     /// When the current run started, if it is running.
     pub fn running_since(&self) -> Option<Timestamp> {
+        self.run_start().map(Stamp::timestamp)
+    }
+
+    /// [`Self::running_since`] as stored, for what is stored beside it (the history).
+    pub fn run_start(&self) -> Option<Stamp> {
         match self.state {
-            ContainerState::Running { started_at } => started_at.map(Stamp::timestamp),
+            ContainerState::Running { started_at } => started_at,
             _ => None,
         }
     }
