@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use sidecar_watch::api::{PolicySpec, SlimPod};
-use sidecar_watch::controller::index::{Index, PolicyEntry};
 use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch::index::{Index, PolicyEntry};
 use sidecar_watch::metrics::Metrics;
 
 // The allocator the binary uses (src/main.rs), so that the figure is the binary's.
@@ -103,8 +103,9 @@ fn main() {
     let (n1, b1) = points[points.len() - 1];
     println!("slope {}..{} pods: {} B per tracked Pod", n0, n1, (b1 - b0) / (n1 - n0) as u64);
 
-    index.set_leader(true);
     let metrics = Metrics::new();
+    let (role_tx, role) = sidecar_watch::role::channel();
+    sidecar_watch::role::set_leader(&role_tx, true);
 
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
@@ -112,6 +113,7 @@ fn main() {
         SocketAddr::from(([127, 0, 0, 1], port)),
         Arc::clone(&index),
         metrics.clone(),
+        role,
         std::future::pending(),
     );
     runtime.spawn(server);
@@ -138,14 +140,14 @@ fn main() {
     time("/metrics", 10, || {
         // Drained into a sink, as the server's stream is: only the byte count stays.
         let mut bytes = 0;
-        metrics.render(&index, |chunk| {
+        metrics.render(&index, true, |chunk| {
             bytes += chunk.len();
             true
         });
         bytes
     });
     let (mut chunks, mut largest) = (0, 0);
-    metrics.render(&index, |chunk| {
+    metrics.render(&index, true, |chunk| {
         chunks += 1;
         largest = largest.max(chunk.len());
         true

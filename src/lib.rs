@@ -1,16 +1,19 @@
 //! sidecar-watch: a Kubernetes operator that watches sidecar containers.
 //!
-//! The crate is layered like a controller should be: [`api`] holds the CRD types, [`engine`]
-//! is the pure rule evaluation on Pod data and time (tested without a cluster), [`audit`]
-//! runs the engine offline on a Pod dump, and [`controller`] is the kube wiring around the
-//! engine, with metrics, events and HTTP serving in their own modules.
+//! Layers, each importing only those below it (`docs/architecture.md` draws them):
+//! [`controller`] wires the kube watches, the reconciler, status, leadership and the tasks
+//! below; [`metrics`], [`events`] and [`server`] read the [`index`], the operator's state,
+//! which evaluates Pods with the [`engine`], pure rule evaluation on the [`api`] types.
+//! [`audit`] runs the engine offline. [`role`] is the one signal of leadership and sync.
 
 pub mod api;
 pub mod audit;
 pub mod controller;
 pub mod engine;
 pub mod events;
+pub mod index;
 pub mod memory;
 pub mod metrics;
 pub mod rbac;
+pub mod role;
 pub mod server;

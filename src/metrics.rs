@@ -12,8 +12,8 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::controller::index::{Index, TrackedPod};
 use crate::engine::{AlertState, ContainerView, PolicyRef};
+use crate::index::{Index, TrackedPod};
 
 /// The operator's own metrics.
 #[derive(Clone)]
@@ -117,11 +117,11 @@ impl Metrics {
     }
 
     /// Renders everything in the Prometheus text format, handing it to `emit` chunk by chunk
-    /// (the registry's metrics, then the per-Pod families a segment at a time); `emit`
-    /// returns false to stop early, when the client went away.
-    pub fn render(&self, index: &Index, mut emit: impl FnMut(String) -> bool) {
+    /// (the registry's metrics, then, on the `leader`, the per-Pod families a segment at a
+    /// time); `emit` returns false to stop early, when the client went away.
+    pub fn render(&self, index: &Index, leader: bool, mut emit: impl FnMut(String) -> bool) {
         self.pods_tracked.set(i64::try_from(index.pod_count()).unwrap_or(i64::MAX));
-        self.leader.set(i64::from(index.is_leader()));
+        self.leader.set(i64::from(leader));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "encoding metrics failed");
@@ -130,7 +130,7 @@ impl Metrics {
             return;
         }
         // A standby would duplicate the leader's alert series; Prometheus sees them once.
-        if index.is_leader() {
+        if leader {
             render_index(index, emit);
         }
     }

@@ -11,22 +11,24 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::controller::index::Index;
+use crate::index::Index;
 use crate::metrics::Metrics;
+use crate::role::RoleReceiver;
 
 #[derive(Clone)]
 struct AppState {
     index: Arc<Index>,
     metrics: Metrics,
+    role: RoleReceiver,
 }
 
 /// Builds the router.
-pub fn router(index: Arc<Index>, metrics: Metrics) -> Router {
+pub fn router(index: Arc<Index>, metrics: Metrics, role: RoleReceiver) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(AppState { index, metrics })
+        .with_state(AppState { index, metrics, role })
 }
 
 /// Chunks rendered ahead of the client: enough to keep the socket busy, few enough that a
@@ -39,8 +41,9 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(CHUNKS_IN_FLIGHT);
     let render = tokio::task::spawn_blocking(move || {
         // A send fails once the client is gone: rendering stops there.
-        state.metrics.render(&state.index, |chunk| tx.blocking_send(chunk).is_ok());
-        crate::memory::note_activity();
+        // A standby would duplicate the leader's per-Pod series: only the leader exports them.
+        let leader = state.role.borrow().leader;
+        state.metrics.render(&state.index, leader, |chunk| tx.blocking_send(chunk).is_ok());
     });
     let chunks = futures::stream::unfold((rx, Some(render)), |(mut rx, render)| async move {
         if let Some(chunk) = rx.recv().await {
@@ -60,7 +63,7 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.index.is_synced() {
+    if state.role.borrow().synced {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "initial lists not done\n")
@@ -72,11 +75,12 @@ pub async fn serve(
     addr: SocketAddr,
     index: Arc<Index>,
     metrics: Metrics,
+    role: RoleReceiver,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-    axum::serve(listener, router(index, metrics)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router(index, metrics, role)).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

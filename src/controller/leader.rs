@@ -1,78 +1,294 @@
-//! Leader election on a `coordination.k8s.io/v1` Lease with kube-lease-manager.
+//! Leader election on a `coordination.k8s.io/v1` Lease with kube-lease-manager, plus the
+//! renew deadline that library lacks.
+//!
+//! kube-lease-manager keeps retrying a failed renewal and never reports that leadership is
+//! gone, so a leader cut off from the API server would go on acting while a standby takes
+//! the expired Lease: two leaders. client-go's election stops leading once it has not
+//! renewed within its renew deadline. This module does the same by timing the Lease writes
+//! themselves: the Lease client carries a layer that notes every successful write, and a
+//! leader whose last one is older than the deadline stops leading at once (the role turns
+//! to standby, so it stops exporting, writing and publishing) and reports the loss, after
+//! which the process exits non-zero, as controller-runtime does.
 
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use kube::Client;
-use kube_lease_manager::LeaseManagerBuilder;
-use tokio::sync::watch;
+use kube::client::ClientBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::role::{self, RoleSender};
 
 /// How to take part in the election.
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
-    /// The Lease's name.
     pub name: String,
-    /// The Lease's namespace.
     pub namespace: String,
     /// This replica's identity (its Pod name).
     pub identity: String,
     /// How long a lease is valid after its last renewal; a standby takes over after it.
     pub duration: Duration,
+    /// A leader that has not renewed for this long stops leading.
+    pub renew_deadline: Duration,
 }
 
-/// A running election: `leader` says whether this replica leads; dropping the receiver
-/// (shutdown) releases the lease.
+/// The timings derived from the lease duration, client-go's proportions (15 s / 10 s / 2 s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseTimings {
+    /// Lease duration in whole seconds (kube-lease-manager's unit).
+    pub duration_secs: u64,
+    /// How long after a renewal the leader renews again.
+    pub retry_secs: u64,
+    /// The renew deadline.
+    pub renew_deadline: Duration,
+}
+
+impl LeaseTimings {
+    /// Checks and derives the timings: the deadline defaults to 10 s, or two thirds of a
+    /// shorter lease; it must be shorter than the lease and longer than the retry period.
+    pub fn new(duration: Duration, renew_deadline: Option<Duration>) -> Result<Self, String> {
+        let duration_secs = duration.as_secs().max(2);
+        let retry_secs = (duration_secs / 7).max(1);
+        let renew_deadline =
+            renew_deadline.unwrap_or_else(|| Duration::from_secs(10).min(Duration::from_secs(duration_secs) * 2 / 3));
+        if renew_deadline >= Duration::from_secs(duration_secs) {
+            return Err(format!(
+                "--lease-renew-deadline ({renew_deadline:?}) must be shorter than --lease-duration ({duration_secs}s)"
+            ));
+        }
+        if renew_deadline <= Duration::from_secs(retry_secs) {
+            return Err(format!(
+                "--lease-renew-deadline ({renew_deadline:?}) must be longer than the renewal period ({retry_secs}s)"
+            ));
+        }
+        Ok(LeaseTimings { duration_secs, retry_secs, renew_deadline })
+    }
+}
+
+/// A running election, which keeps the role's `leader` up to date; [`Election::step_down`]
+/// releases the lease.
 pub struct Election {
-    /// Whether this replica leads.
-    pub leader: watch::Receiver<bool>,
+    /// Stops following the election (the lease manager then releases the lease).
+    stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl Election {
     /// No election: this replica always leads (`--leader-elect=false`).
-    pub fn always_leader() -> Self {
-        let (tx, rx) = watch::channel(true);
-        // Keep the sender alive for the life of the process.
-        let task = tokio::spawn(async move {
-            tx.closed().await;
-        });
-        Election { leader: rx, task: Some(task) }
+    pub fn always_leader(role: &RoleSender) -> Self {
+        role::set_leader(role, true);
+        Election { stop: None, task: None }
     }
 
-    /// Starts competing for the lease.
-    pub async fn start(client: Client, config: LeaseConfig) -> anyhow::Result<Self> {
-        let duration = config.duration.as_secs().max(2);
-        // Renew a third of the duration before expiry, so a slow API server does not cost
-        // the lease.
-        let grace = (duration / 3).max(1);
-        let manager = LeaseManagerBuilder::new(client, &config.name)
-            .with_namespace(&config.namespace)
-            .with_identity(&config.identity)
-            .with_duration(duration)
-            .with_grace(grace)
+    /// Starts competing for the lease with a client built from `config`. `lost` is
+    /// cancelled when this replica led and missed its renew deadline.
+    pub async fn start(
+        config: kube::Config,
+        lease: LeaseConfig,
+        role: RoleSender,
+        lost: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let timings = LeaseTimings::new(lease.duration, Some(lease.renew_deadline)).map_err(anyhow::Error::msg)?;
+        let clock = RenewalClock::default();
+        let client = ClientBuilder::try_from(config)?.with_layer(&clock.clone()).build();
+        // kube-lease-manager checks each setter against the other value, so the grace goes
+        // to 1 s first, then the duration, then the grace that renews every `retry_secs`.
+        let manager = LeaseManagerBuilder::new(client, &lease.name)
+            .with_namespace(&lease.namespace)
+            .with_identity(&lease.identity)
+            .with_grace(1)
+            .with_duration(timings.duration_secs)
+            .with_grace(timings.duration_secs - timings.retry_secs)
             // One field manager per replica: conflicting applies are what keep two replicas
             // from taking a free lease at the same time.
-            .with_field_manager(format!("sidecar-watch-{}", config.identity))
+            .with_field_manager(format!("sidecar-watch-{}", lease.identity))
             .build()
             .await
-            .map_err(|e| anyhow::anyhow!("lease {}/{}: {e}", config.namespace, config.name))?;
-        let (rx, handle) = manager.watch().await;
-        let task = tokio::spawn(async move {
-            match handle.await {
-                Ok(Ok(_)) => tracing::info!("lease released"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "lease manager stopped"),
-                Err(e) => tracing::warn!(error = %e, "lease task failed"),
-            }
-        });
-        Ok(Election { leader: rx, task: Some(task) })
+            .map_err(|e| anyhow::anyhow!("lease {}/{}: {e}", lease.namespace, lease.name))?;
+        let (leader, handle) = manager.watch().await;
+        let (stop, stopped) = oneshot::channel();
+        let follower = Follower { role, clock, deadline: timings.renew_deadline, lost };
+        let task = tokio::spawn(follower.run(leader, handle, stopped));
+        Ok(Election { stop: Some(stop), task: Some(task) })
     }
 
     /// Steps down: releases the lease and waits (briefly) for the release to be written.
-    pub async fn step_down(mut self, leader: watch::Receiver<bool>) {
-        drop(leader);
-        drop(self.leader);
+    pub async fn step_down(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
         }
+    }
+}
+
+/// Copies the lease manager's verdict into the role and enforces the renew deadline.
+struct Follower {
+    role: RoleSender,
+    clock: RenewalClock,
+    deadline: Duration,
+    lost: CancellationToken,
+}
+
+impl Follower {
+    /// Runs until told to stop or the deadline is missed, then drops the receiver (which
+    /// makes the manager release the lease) and, on a clean stop, waits for the release.
+    async fn run(
+        self,
+        mut leader: watch::Receiver<bool>,
+        manager: JoinHandle<Result<LeaseManager, LeaseManagerError>>,
+        mut stopped: oneshot::Receiver<()>,
+    ) {
+        // Checked this often while leading: the role turns to standby within this of the
+        // deadline.
+        let mut check = tokio::time::interval(Duration::from_millis(100));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leading = false;
+        loop {
+            let now_leading = *leader.borrow_and_update();
+            if now_leading && !leading {
+                // The write that took the lease is the first renewal.
+                self.clock.note_if_unset();
+            }
+            leading = now_leading;
+            role::set_leader(&self.role, leading);
+            tokio::select! {
+                _ = &mut stopped => break,
+                changed = leader.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = check.tick(), if leading => {
+                    if self.clock.since_last().is_some_and(|since| since > self.deadline) {
+                        role::set_leader(&self.role, false);
+                        tracing::error!(
+                            deadline = ?self.deadline,
+                            "the Lease was not renewed within the renew deadline; stopped leading"
+                        );
+                        self.lost.cancel();
+                        // Releasing needs the API that just failed: leave the lease to expire.
+                        return;
+                    }
+                }
+            }
+        }
+        role::set_leader(&self.role, false);
+        drop(leader);
+        match manager.await {
+            Ok(Ok(_)) => tracing::info!("lease released"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease manager stopped"),
+            Err(e) => tracing::warn!(error = %e, "lease task failed"),
+        }
+    }
+}
+
+/// When a Lease was last written successfully through the client that carries this layer.
+#[derive(Clone, Debug, Default)]
+pub struct RenewalClock(Arc<Mutex<Option<Instant>>>);
+
+impl RenewalClock {
+    fn note(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    fn note_if_unset(&self) {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        last.get_or_insert_with(Instant::now);
+    }
+
+    /// Time since the last successful Lease write, if there was one.
+    pub fn since_last(&self) -> Option<Duration> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed())
+    }
+}
+
+impl<S> tower::Layer<S> for RenewalClock {
+    type Service = RecordRenewals<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RecordRenewals { inner, clock: self.clone() }
+    }
+}
+
+/// The service [`RenewalClock`] wraps around the Lease client's stack.
+#[derive(Clone, Debug)]
+pub struct RecordRenewals<S> {
+    inner: S,
+    clock: RenewalClock,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RecordRenewals<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let is_lease_write = request.method() != http::Method::GET && request.uri().path().contains("/leases/");
+        let clock = self.clock.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            if is_lease_write && response.status().is_success() {
+                clock.note();
+            }
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_follow_client_go_and_reject_impossible_deadlines() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            LeaseTimings::new(s(15), None),
+            Ok(LeaseTimings { duration_secs: 15, retry_secs: 2, renew_deadline: s(10) })
+        );
+        assert_eq!(
+            LeaseTimings::new(s(3), None),
+            Ok(LeaseTimings { duration_secs: 3, retry_secs: 1, renew_deadline: s(2) })
+        );
+        assert!(LeaseTimings::new(s(15), Some(s(15))).unwrap_err().contains("shorter than --lease-duration"));
+        assert!(LeaseTimings::new(s(15), Some(s(2))).unwrap_err().contains("longer than the renewal period"));
+    }
+
+    #[tokio::test]
+    async fn only_successful_lease_writes_count_as_renewals() {
+        let clock = RenewalClock::default();
+        let mut service = tower::Layer::layer(
+            &clock,
+            tower::service_fn(|request: http::Request<()>| async move {
+                let status = if request.uri().path().ends_with("/refuse") { 409 } else { 200 };
+                Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(()).expect("response"))
+            }),
+        );
+        let mut send = |method: &str, path: &str| {
+            let request = http::Request::builder().method(method).uri(path).body(()).expect("request");
+            tower::Service::call(&mut service, request)
+        };
+        send("GET", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/sw").await.expect("ok");
+        send("PATCH", "/api/v1/namespaces/ns/pods/p").await.expect("ok");
+        send("PATCH", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/refuse").await.expect("ok");
+        assert_eq!(clock.since_last(), None, "reads, other objects and refused writes are no renewals");
+        send("PATCH", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/sw").await.expect("ok");
+        assert!(clock.since_last().is_some_and(|d| d < Duration::from_secs(1)));
     }
 }

@@ -1,13 +1,12 @@
 //! The operator (`sidecar-watch run`): watches, reconcile, timers, status, leadership.
 //!
-//! Layout: [`watch`] turns API events into inputs, [`reconciler`] applies them to the
-//! [`index`] (the pure core) and schedules re-evaluations, [`status`] writes policy status,
-//! [`leader`] runs the election; metrics, Events and HTTP live in their own crate modules.
+//! The wiring: [`watch`] turns API events into inputs, [`reconciler`] applies them to the
+//! [`Index`] and schedules re-evaluations, [`status`] writes policy status, [`leader`] runs
+//! the election. This module starts them with the Event publisher and the HTTP server,
+//! around one [role](crate::role) signal.
 
-pub mod index;
 pub mod leader;
 pub mod reconciler;
-pub mod shard;
 pub mod status;
 pub mod watch;
 
@@ -19,10 +18,10 @@ use anyhow::Context;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::index::shard::{self, Shard};
+use crate::index::Index;
 use crate::metrics::Metrics;
-use index::Index;
 use leader::{Election, LeaseConfig};
-use shard::Shard;
 
 /// How long SIGTERM waits for queued Events, then for the last status write.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
@@ -59,6 +58,11 @@ pub struct RunArgs {
     /// Lease duration: a standby takes over this long after the leader stops renewing.
     #[arg(long, env = "SIDECAR_WATCH_LEASE_DURATION", default_value = "15s", value_parser = parse_duration_arg)]
     pub lease_duration: Duration,
+    /// A leader that has not renewed its Lease for this long stops leading at once and exits
+    /// non-zero, so that two replicas never both lead [default: 10s, or two thirds of a
+    /// shorter --lease-duration].
+    #[arg(long, env = "SIDECAR_WATCH_LEASE_RENEW_DEADLINE", value_parser = parse_duration_arg)]
+    pub lease_renew_deadline: Option<Duration>,
     /// This replica's identity in the election [default: $POD_NAME, else the hostname].
     #[arg(long, env = "SIDECAR_WATCH_IDENTITY")]
     pub identity: Option<String>,
@@ -156,25 +160,32 @@ async fn shutdown_signal() {
 /// suite's RBAC check) can tell the operator's calls apart.
 pub const USER_AGENT: &str = concat!("sidecar-watch/", env!("CARGO_PKG_VERSION"));
 
-/// A client from the kubeconfig or the in-cluster configuration.
-async fn client() -> anyhow::Result<kube::Client> {
+/// The configuration from the kubeconfig or the in-cluster environment.
+async fn kube_config() -> anyhow::Result<kube::Config> {
     let mut config = kube::Config::infer().await.context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
     config.headers.push((axum::http::header::USER_AGENT, axum::http::HeaderValue::from_static(USER_AGENT)));
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    Ok(config)
 }
 
 /// The operator.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = args.identity();
     let shard = args.shard(&identity)?;
-    let client = client().await?;
+    let renew_deadline = leader::LeaseTimings::new(args.lease_duration, args.lease_renew_deadline)
+        .map_err(anyhow::Error::msg)?
+        .renew_deadline;
+    let config = kube_config().await?;
+    let client = kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
 
     let index = Arc::new(Index::new());
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
+    let (role_tx, role) = crate::role::channel();
+    // Cancelled when this replica led and missed its renew deadline: it must exit.
+    let lease_lost = CancellationToken::new();
 
-    let server = tokio::spawn(crate::server::serve(args.metrics_addr, index.clone(), metrics.clone(), {
+    let server = tokio::spawn(crate::server::serve(args.metrics_addr, index.clone(), metrics.clone(), role.clone(), {
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     }));
@@ -187,21 +198,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "default".into());
         let name =
             if shard.count > 1 { format!("{}-{}", args.lease_name, shard.index) } else { args.lease_name.clone() };
-        Election::start(
-            client.clone(),
-            LeaseConfig { name, namespace, identity: identity.clone(), duration: args.lease_duration },
-        )
-        .await?
+        let lease =
+            LeaseConfig { name, namespace, identity: identity.clone(), duration: args.lease_duration, renew_deadline };
+        Election::start(config, lease, role_tx.clone(), lease_lost.clone()).await?
     } else {
-        Election::always_leader()
+        Election::always_leader(&role_tx)
     };
 
     let (events, publisher) =
-        crate::events::spawn_publisher(client.clone(), identity.clone(), metrics.clone(), index.clone());
+        crate::events::spawn_publisher(client.clone(), identity.clone(), metrics.clone(), index.clone(), role.clone());
     let status_dirty = Arc::new(Notify::new());
     let status_writer = status::StatusWriter {
         client: client.clone(),
         index: index.clone(),
+        role: role.clone(),
         metrics: metrics.clone(),
         interval: args.status_interval,
         dirty: status_dirty.clone(),
@@ -219,13 +229,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         events,
         initial_lists: scope.initial_lists(),
-        leader: election.leader.clone(),
+        role: role_tx.clone(),
         status_dirty,
     };
     let reconcile_task = tokio::spawn(reconciler.run(rx, shutdown.clone()));
 
+    let mut lost = false;
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = lease_lost.cancelled() => {
+            tracing::error!("leadership lost without stepping down; exiting so that a restart rejoins the election");
+            lost = true;
+        }
         result = server => {
             shutdown.cancel();
             return match result {
@@ -247,9 +262,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // The status writer flushes once more before it returns.
     let _ = tokio::time::timeout(SHUTDOWN_FLUSH, status_task).await;
-    let leader = election.leader.clone();
-    index.set_leader(false);
-    election.step_down(leader).await;
+    election.step_down().await;
     tracing::info!("stopped");
+    if lost {
+        anyhow::bail!("the Lease was not renewed within the renew deadline ({renew_deadline:?})");
+    }
     Ok(())
 }

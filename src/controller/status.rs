@@ -15,11 +15,12 @@ use kube::Client;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::index::{Index, PolicyEntry};
-use super::shard::Shard;
 use crate::api::{ClusterSidecarPolicy, PolicyCounts, PolicyStatus, ShardStatus, SidecarPolicy};
 use crate::engine::PolicyRef;
+use crate::index::shard::Shard;
+use crate::index::{Index, PolicyEntry};
 use crate::metrics::Metrics;
+use crate::role::RoleReceiver;
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "sidecar-watch";
@@ -76,11 +77,11 @@ fn unsharded_status(entry: &PolicyEntry, stats: &PolicyCounts) -> PolicyStatus {
 
 /// Writes policy status while this replica leads.
 pub struct StatusWriter {
-    /// The client.
     pub client: Client,
-    /// The shared state.
     pub index: Arc<Index>,
-    /// Metrics (failed writes count as reconcile errors).
+    /// Writes only while this replica [acts](crate::role::Role::acts).
+    pub role: RoleReceiver,
+    /// Failed writes count as reconcile errors.
     pub metrics: Metrics,
     /// Minimum time between two writes of the same policy.
     pub interval: Duration,
@@ -101,11 +102,18 @@ impl StatusWriter {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut written: HashMap<PolicyRef, Written> = HashMap::new();
         let mut refresh = tokio::time::interval(REFRESH);
+        let mut role = self.role.clone();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.dirty.notified() => {}
                 _ = refresh.tick() => {}
+                changed = role.changed() => {
+                    if changed.is_err() {
+                        // The role's writers are gone (shutdown): nothing acts any more.
+                        break;
+                    }
+                }
             }
             // Debounce: let a burst of changes settle into one write.
             tokio::select! {
@@ -113,13 +121,12 @@ impl StatusWriter {
                 _ = tokio::time::sleep(self.interval) => {}
             }
             self.write_all(&mut written).await;
-            crate::memory::note_activity();
         }
         self.write_all(&mut written).await;
     }
 
     async fn write_all(&self, written: &mut HashMap<PolicyRef, Written>) {
-        if !self.index.is_leader() || !self.index.is_synced() {
+        if !self.role.borrow().acts() {
             written.clear();
             return;
         }

@@ -16,10 +16,10 @@ use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::index::{Labels, PolicyEntry};
-use super::shard::Shard;
 use crate::api::{decode, ClusterSidecarPolicy, SidecarPolicy, SlimPod};
 use crate::engine::{CompiledPolicy, PodView, PolicyRef, SpecError};
+use crate::index::shard::Shard;
+use crate::index::{Labels, PolicyEntry};
 use crate::metrics::Metrics;
 
 /// One change for the reconciler.

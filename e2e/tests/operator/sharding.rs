@@ -3,7 +3,7 @@
 //! nothing.
 
 use serde_json::json;
-use sidecar_watch::controller::shard::shard_of;
+use sidecar_watch::index::shard::shard_of;
 use sidecar_watch_e2e::harness::wait_until;
 
 use crate::support::*;

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
-use sidecar_watch::controller::index::{Index, PolicyEntry, TransitionKind};
 use sidecar_watch::engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef};
 use sidecar_watch::events::{announced_from_events, Announcer};
+use sidecar_watch::index::{Index, PolicyEntry, TransitionKind};
 
 fn ts(text: &str) -> Timestamp {
     text.parse().expect("timestamp")
@@ -113,7 +113,6 @@ fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
 #[test]
 fn series_follow_pod_and_policy_lifecycle() {
     let index = Index::new();
-    index.set_leader(true);
     let now = ts("2026-11-22T10:10:00Z");
     let (policy, e) = mesh_policy(serde_json::json!({"matchLabels": {"app": "web"}}));
     index.apply_policy(policy.clone(), e, now);
@@ -234,7 +233,7 @@ fn announcements_are_forgotten_when_resolved_or_the_pod_is_gone() {
             assert!(resolved.transitions.iter().all(|t| announcer.should_publish(t)), "each resolution once");
         } else {
             assert!(index.delete_pod(&uid), "the deleted Pod had firing alerts");
-            announcer.forget_pods(&HashSet::from([uid]));
+            announcer.forget_untracked(|uid| index.contains_pod(uid));
         }
     }
     assert_eq!(announcer.len(), 0, "nothing fires any more, nothing is remembered");
@@ -274,8 +273,9 @@ fn restarted_leader_announces_only_what_changed() {
         event("SidecarCrashLooping", "istio-proxy", "2026-11-22T10:04:00.000000Z"),
     ];
     let mut announcer = Announcer::from_announced(announced_from_events(&events));
-    let published = announcer.reconcile(firing, &index.pod_uids());
-    let mut summary: Vec<_> = published.iter().map(|t| (t.kind, t.alert.name)).collect();
+    let published = announcer.reconcile(firing, |uid| index.contains_pod(uid));
+    let mut summary: Vec<_> = published.fire.iter().map(|t| (t.kind, t.alert.name)).collect();
+    summary.extend(published.resolve.iter().map(|key| (TransitionKind::Resolved, key.alert)));
     summary.sort_by_key(|(k, a)| (format!("{k:?}"), *a));
     assert_eq!(
         summary,
@@ -292,7 +292,6 @@ fn restarted_leader_announces_only_what_changed() {
 #[test]
 fn streamed_scrape_keeps_families_whole() {
     let index = Index::new();
-    index.set_leader(true);
     let now = ts("2026-11-22T10:10:00Z");
     let (policy, e) = mesh_policy(serde_json::json!({}));
     index.apply_policy(policy, e, now);
@@ -301,14 +300,14 @@ fn streamed_scrape_keeps_families_whole() {
     }
     let metrics = sidecar_watch::metrics::Metrics::new();
     let mut chunks = Vec::new();
-    metrics.render(&index, |chunk| {
+    metrics.render(&index, true, |chunk| {
         chunks.push(chunk);
         true
     });
     assert!(chunks.len() > 64, "one chunk per segment and family, not {}", chunks.len());
     let text = chunks.concat();
     let mut calls = 0;
-    metrics.render(&index, |_| {
+    metrics.render(&index, true, |_| {
         calls += 1;
         false
     });

@@ -1,0 +1,155 @@
+//! What was announced: which alerts' Warning Events stand, so that a restart or a failover
+//! neither repeats nor loses an announcement.
+
+use std::collections::{HashMap, HashSet};
+
+use jiff::Timestamp;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+
+use super::note::container_of;
+use super::REPORTING_CONTROLLER;
+use crate::engine::{AlertName, Check, PolicyRef};
+use crate::index::{Transition, TransitionKind};
+
+/// What identifies an announced alert: one Warning Event (and its series) per key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AnnounceKey {
+    pub pod_uid: String,
+    pub container: String,
+    pub alert: AlertName,
+    /// The failed check (`SidecarMisconfigured` only).
+    pub check: Option<Check>,
+    pub policy: PolicyRef,
+}
+
+impl AnnounceKey {
+    fn of(t: &Transition) -> Self {
+        AnnounceKey {
+            pod_uid: t.pod_uid.clone(),
+            container: t.alert.container.clone(),
+            alert: t.alert.name,
+            check: t.alert.check,
+            policy: (*t.policy).clone(),
+        }
+    }
+
+    /// The key an Event of this operator stands for, or `None` for an Event that is not an
+    /// alert announcement on a Pod (or names an alert or check this version does not know).
+    fn from_event(event: &K8sEvent) -> Option<(Self, bool)> {
+        let regarding = event.regarding.as_ref()?;
+        let reason = event.reason.as_deref()?;
+        let (alert, firing) = match reason.strip_suffix("Resolved") {
+            Some(alert) => (alert, false),
+            None => (reason, true),
+        };
+        let alert = AlertName::ALL.into_iter().find(|a| a.as_str() == alert)?;
+        if regarding.kind.as_deref() != Some("Pod") {
+            return None;
+        }
+        let related = event.related.as_ref()?;
+        let check = match alert {
+            AlertName::SidecarMisconfigured => Some(Check::from_label(event.action.as_deref()?)?),
+            _ => None,
+        };
+        let policy_name = related.name.clone().unwrap_or_default();
+        let policy = match related.namespace.clone().filter(|ns| !ns.is_empty()) {
+            Some(ns) => PolicyRef::namespaced(ns, policy_name),
+            None => PolicyRef::cluster(policy_name),
+        };
+        let key = AnnounceKey {
+            pod_uid: regarding.uid.clone().unwrap_or_default(),
+            container: container_of(regarding.field_path.as_deref()),
+            alert,
+            check,
+            policy,
+        };
+        Some((key, firing))
+    }
+}
+
+/// What the cluster's Events say was announced last: key → firing (true) or resolved.
+pub fn announced_from_events(events: &[K8sEvent]) -> HashMap<AnnounceKey, bool> {
+    let mut latest: HashMap<AnnounceKey, (Timestamp, bool)> = HashMap::new();
+    for event in events.iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)) {
+        let Some((key, firing)) = AnnounceKey::from_event(event) else { continue };
+        let when = event
+            .series
+            .as_ref()
+            .map(|s| s.last_observed_time.0)
+            .or(event.event_time.as_ref().map(|t| t.0))
+            .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        match latest.get(&key) {
+            Some((t, _)) if *t > when => {}
+            _ => {
+                latest.insert(key, (when, firing));
+            }
+        }
+    }
+    latest.into_iter().map(|(k, (_, firing))| (k, firing)).collect()
+}
+
+/// Decides which transitions to publish, given what was announced.
+///
+/// Only alerts announced as firing are remembered: a resolved or never-announced alert looks
+/// the same, so the memory is bounded by what fires now, not by every alert ever seen.
+#[derive(Debug, Default)]
+pub struct Announcer {
+    firing: HashSet<AnnounceKey>,
+}
+
+/// What a new leader publishes after reading the cluster's Events.
+#[derive(Debug, Default)]
+pub struct Reconciliation {
+    /// Alerts firing now that no standing Warning announces.
+    pub fire: Vec<Transition>,
+    /// Announced alerts of tracked Pods that cleared while nobody watched: their `Resolved`
+    /// Event is due (the Pod's names and the container's kind come from the index).
+    pub resolve: Vec<AnnounceKey>,
+}
+
+impl Announcer {
+    /// Starts from what the cluster's Events say (`true`: the latest Event is the Warning).
+    pub fn from_announced(announced: HashMap<AnnounceKey, bool>) -> Self {
+        Self { firing: announced.into_iter().filter(|(_, firing)| *firing).map(|(key, _)| key).collect() }
+    }
+
+    /// Whether to publish `t`; records it as announced if so.
+    pub fn should_publish(&mut self, t: &Transition) -> bool {
+        let key = AnnounceKey::of(t);
+        match t.kind {
+            TransitionKind::Fired => self.firing.insert(key),
+            TransitionKind::Resolved => self.firing.remove(&key),
+        }
+    }
+
+    /// Forgets the announcements of Pods that are gone (`tracked` is false for them):
+    /// nothing about them can change again.
+    pub fn forget_untracked(&mut self, mut tracked: impl FnMut(&str) -> bool) {
+        self.firing.retain(|k| tracked(&k.pod_uid));
+    }
+
+    /// How many alerts are remembered as announced firing.
+    pub fn len(&self) -> usize {
+        self.firing.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.firing.is_empty()
+    }
+
+    /// Reconciles with the firing set after a (re)start: what to announce as firing, and
+    /// which announced Warnings of tracked Pods (`tracked`) no longer fire.
+    pub fn reconcile(&mut self, firing: Vec<Transition>, mut tracked: impl FnMut(&str) -> bool) -> Reconciliation {
+        let firing_keys: HashSet<AnnounceKey> = firing.iter().map(AnnounceKey::of).collect();
+        let fire = firing.into_iter().filter(|t| self.should_publish(t)).collect();
+        // Announcements of Pods that are gone can never change again.
+        self.firing.retain(|k| tracked(&k.pod_uid));
+        let resolve: Vec<AnnounceKey> = self.firing.iter().filter(|k| !firing_keys.contains(*k)).cloned().collect();
+        for key in &resolve {
+            self.firing.remove(key);
+        }
+        Reconciliation { fire, resolve }
+    }
+}

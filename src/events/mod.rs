@@ -1,0 +1,325 @@
+//! Kubernetes Events (events.k8s.io/v1, reporting controller `sidecar-watch`).
+//!
+//! The reconciler hands [`Transition`]s to an [`EventSink`] without waiting; a publisher task
+//! turns them into Events with kube-runtime's `Recorder` (which folds repeats into a
+//! `series`). The publisher follows the [role](crate::role) itself: when this replica starts
+//! to act as leader it reads the Events already in the cluster and the alerts firing in the
+//! [`Index`], so an alert whose latest Event is its Warning was announced by an earlier
+//! leader (or before a restart) and is not announced again, and a Warning whose alert has
+//! cleared in the meantime gets its `Resolved` Event ([`announce`]). No control message
+//! travels on the Event queue, so a full queue can never cost a leadership term its Events.
+
+pub mod announce;
+pub mod note;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use kube::api::{Api, ListParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Client;
+use tokio::sync::mpsc;
+
+pub use announce::{announced_from_events, AnnounceKey, Announcer, Reconciliation};
+pub use note::{action, field_path, note, reason};
+
+use crate::engine::PolicyRef;
+use crate::index::{Index, Transition, TransitionKind};
+use crate::metrics::Metrics;
+use crate::role::RoleReceiver;
+
+/// The `reportingController` of every Event the operator publishes.
+pub const REPORTING_CONTROLLER: &str = "sidecar-watch";
+/// Transitions waiting for the publisher; beyond this they are dropped and counted.
+const QUEUE: usize = 4096;
+/// How often the publisher forgets the announcements of Pods the index no longer tracks.
+const FORGET_GONE_PODS: Duration = Duration::from_secs(30);
+
+/// An Event to publish.
+#[derive(Debug)]
+pub enum EventCommand {
+    /// An alert fired or resolved.
+    Transition(Transition),
+    /// A policy is invalid (Warning `InvalidSpec` on the policy, once per generation).
+    InvalidPolicy {
+        policy: PolicyRef,
+        uid: Option<String>,
+        generation: Option<i64>,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+}
+
+/// The reconciler's handle: never blocks.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<EventCommand>,
+    metrics: Metrics,
+}
+
+impl EventSink {
+    /// Queues an Event; a full queue drops it (counted as `result="dropped"`).
+    pub fn send(&self, command: EventCommand) {
+        let reason = match &command {
+            EventCommand::Transition(t) => reason(t),
+            EventCommand::InvalidPolicy { .. } => "InvalidSpec".into(),
+        };
+        if self.tx.try_send(command).is_err() {
+            self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
+            tracing::warn!(%reason, "event queue full, Event dropped");
+        }
+    }
+}
+
+/// Starts the publisher task; returns the sink the reconciler uses and the task, which ends
+/// once every sink is dropped and the queued Events are published.
+pub fn spawn_publisher(
+    client: Client,
+    instance: String,
+    metrics: Metrics,
+    index: Arc<Index>,
+    role: RoleReceiver,
+) -> (EventSink, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let sink = EventSink { tx, metrics: metrics.clone() };
+    let recorders =
+        Recorders::new(&client, Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(instance) });
+    let publisher = Publisher {
+        client,
+        recorders,
+        metrics,
+        index,
+        announcer: None,
+        leading: false,
+        invalid_announced: HashMap::new(),
+    };
+    (sink, tokio::spawn(publisher.run(rx, role)))
+}
+
+/// kube-runtime's `Recorder` sweeps its whole cache of recent Events (six minutes' worth) on
+/// every publish, so with one Recorder a burst of E Events (a node pool failing) costs O(E²).
+/// Spreading Events over several Recorders by the object they regard keeps each cache small,
+/// while a repeat of the same Event still meets its predecessor and is folded into its series.
+struct Recorders(Vec<Recorder>);
+
+/// How many Recorders the Events are spread over.
+const RECORDER_CACHES: u32 = 64;
+
+impl Recorders {
+    fn new(client: &Client, reporter: Reporter) -> Self {
+        Self((0..RECORDER_CACHES).map(|_| Recorder::new(client.clone(), reporter.clone())).collect())
+    }
+
+    /// Publishes `event` about `regarding` through the Recorder that owns that object.
+    async fn publish(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
+        let key = regarding.uid.as_deref().or(regarding.name.as_deref()).unwrap_or_default();
+        let slot = crate::index::shard::shard_of(key, RECORDER_CACHES) as usize;
+        self.0[slot % self.0.len()].publish(event, regarding).await
+    }
+}
+
+struct Publisher {
+    client: Client,
+    recorders: Recorders,
+    metrics: Metrics,
+    index: Arc<Index>,
+    /// `Some` while this replica acts as leader and has read the cluster's Events.
+    announcer: Option<Announcer>,
+    /// Whether this replica leads (synced or not): invalid policies are reported from the
+    /// start, they do not wait for the Pods.
+    leading: bool,
+    /// The generation of each invalid policy already announced.
+    invalid_announced: HashMap<PolicyRef, Option<i64>>,
+}
+
+impl Publisher {
+    async fn run(mut self, mut rx: mpsc::Receiver<EventCommand>, mut role: RoleReceiver) {
+        let mut forget = tokio::time::interval(FORGET_GONE_PODS);
+        forget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut role_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                changed = role.changed(), if role_open => {
+                    // Writers gone (shutdown): keep the last role and drain the queue.
+                    role_open = changed.is_ok();
+                    let now = *role.borrow_and_update();
+                    self.leading = now.leader;
+                    match (now.acts(), self.announcer.is_some()) {
+                        (true, false) => self.lead().await,
+                        (false, true) => self.announcer = None,
+                        _ => {}
+                    }
+                }
+                command = rx.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command).await;
+                }
+                _ = forget.tick() => {
+                    let index = &self.index;
+                    if let Some(announcer) = self.announcer.as_mut() {
+                        announcer.forget_untracked(|uid| index.contains_pod(uid));
+                    }
+                }
+            }
+        }
+    }
+
+    /// This replica now acts as leader: reconcile what the cluster's Events announce with what
+    /// fires now, then publish transitions as they come.
+    async fn lead(&mut self) {
+        let announced = match list_own_events(&self.client).await {
+            Ok(events) => announced_from_events(&events),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing Events failed; alerts firing now are announced again");
+                HashMap::new()
+            }
+        };
+        let mut announcer = Announcer::from_announced(announced);
+        let firing = self.index.firing_now(Timestamp::now()).into_iter().filter(|t| t.policy_events).collect();
+        let index = &self.index;
+        let Reconciliation { fire, resolve } = announcer.reconcile(firing, |uid| index.contains_pod(uid));
+        for t in &fire {
+            self.publish(t).await;
+        }
+        for key in resolve {
+            self.publish_resolution(&key).await;
+        }
+        self.announcer = Some(announcer);
+    }
+
+    async fn handle(&mut self, command: EventCommand) {
+        match command {
+            EventCommand::Transition(t) => {
+                let Some(announcer) = self.announcer.as_mut() else { return };
+                if announcer.should_publish(&t) {
+                    self.publish(&t).await;
+                }
+            }
+            EventCommand::InvalidPolicy { policy, uid, generation, message } => {
+                if !self.leading || self.invalid_announced.get(&policy) == Some(&generation) {
+                    return;
+                }
+                self.invalid_announced.insert(policy.clone(), generation);
+                let reference = policy_reference(&policy, uid);
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: "InvalidSpec".into(),
+                    note: Some(format!("{policy} is not evaluated: {message}")),
+                    action: "Validate".into(),
+                    secondary: None,
+                };
+                let result = self.recorders.publish(&event, &reference).await;
+                record(&self.metrics, "InvalidSpec", result);
+            }
+        }
+    }
+
+    async fn publish(&self, t: &Transition) {
+        let reason = reason(t);
+        let pod = pod_reference(&t.namespace, &t.pod, &t.pod_uid, field_path(t.container_kind, &t.alert.container));
+        let event = Event {
+            type_: match t.kind {
+                TransitionKind::Fired => EventType::Warning,
+                TransitionKind::Resolved => EventType::Normal,
+            },
+            reason: reason.clone(),
+            note: Some(note(t, Timestamp::now())),
+            action: action(t),
+            secondary: Some(policy_reference(&t.policy, None)),
+        };
+        let result = self.recorders.publish(&event, &pod).await;
+        record(&self.metrics, &reason, result);
+    }
+
+    /// The `Resolved` Event of an alert that cleared while no leader watched.
+    async fn publish_resolution(&self, key: &AnnounceKey) {
+        let Some((namespace, pod, kind)) = self.index.with_pod(&key.pod_uid, |p| {
+            let kind = p.view.containers.iter().find(|c| c.name == key.container.as_str()).map(|c| c.kind);
+            (p.view.namespace.to_string(), p.view.name.clone(), kind)
+        }) else {
+            return;
+        };
+        let reason = note::reason_of(key.alert, TransitionKind::Resolved);
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.clone(),
+            note: Some(note::resolved_note(key.alert, &key.container, &namespace, &pod, None, &key.policy)),
+            action: note::action_of(key.check.map(|c| c.as_str()), TransitionKind::Resolved),
+            secondary: Some(policy_reference(&key.policy, None)),
+        };
+        let regarding = pod_reference(&namespace, &pod, &key.pod_uid, field_path(kind, &key.container));
+        let result = self.recorders.publish(&event, &regarding).await;
+        record(&self.metrics, &reason, result);
+    }
+}
+
+fn pod_reference(namespace: &str, name: &str, uid: &str, field_path: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        uid: Some(uid.to_string()),
+        field_path,
+        ..Default::default()
+    }
+}
+
+/// The Events this operator published: filtered by the API server on `reportingController`
+/// where it supports that field selector, else listed whole and filtered here.
+async fn list_own_events(client: &Client) -> Result<Vec<K8sEvent>, kube::Error> {
+    let api: Api<K8sEvent> = Api::all(client.clone());
+    let selected = ListParams::default().limit(500).fields(&format!("reportingController={REPORTING_CONTROLLER}"));
+    match list_all(&api, &selected).await {
+        Ok(events) => Ok(events),
+        Err(e) => {
+            tracing::debug!(error = %e, "Event list by reportingController refused; listing every Event");
+            list_all(&api, &ListParams::default().limit(500)).await
+        }
+    }
+}
+
+async fn list_all(api: &Api<K8sEvent>, params: &ListParams) -> Result<Vec<K8sEvent>, kube::Error> {
+    let mut events = Vec::new();
+    let mut continue_token: Option<String> = None;
+    loop {
+        let mut page_params = params.clone();
+        if let Some(token) = continue_token.take() {
+            page_params = page_params.continue_token(&token);
+        }
+        let page = api.list(&page_params).await?;
+        events
+            .extend(page.items.into_iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => continue_token = Some(token),
+            _ => break,
+        }
+    }
+    Ok(events)
+}
+
+fn policy_reference(policy: &PolicyRef, uid: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(format!("{}/{}", crate::api::GROUP, crate::api::VERSION)),
+        kind: Some(policy.kind().into()),
+        name: Some(policy.name.clone()),
+        namespace: policy.namespace.clone(),
+        uid,
+        ..Default::default()
+    }
+}
+
+fn record(metrics: &Metrics, reason: &str, result: Result<(), kube::Error>) {
+    match result {
+        Ok(()) => metrics.events.with_label_values(&[reason, "ok"]).inc(),
+        Err(e) => {
+            metrics.events.with_label_values(&[reason, "error"]).inc();
+            tracing::warn!(%reason, error = %e, "publishing Event failed");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! What an Event says: reason, action, the container's `fieldPath` and the note.
+
+use jiff::Timestamp;
+
+use crate::engine::{AlertName, ContainerKind, PolicyRef};
+use crate::index::{Transition, TransitionKind};
+
+/// Events are at most this long (the API's limit is 1 kB).
+const MAX_NOTE: usize = 1000;
+
+/// The Event reason of a transition: the alert name, or `<alert>Resolved`.
+pub fn reason(t: &Transition) -> String {
+    reason_of(t.alert.name, t.kind)
+}
+
+/// The Event reason for `alert` firing or resolving.
+pub fn reason_of(alert: AlertName, kind: TransitionKind) -> String {
+    match kind {
+        TransitionKind::Fired => alert.as_str().to_string(),
+        TransitionKind::Resolved => format!("{}Resolved", alert.as_str()),
+    }
+}
+
+/// The Event action: the failed check for `SidecarMisconfigured` (so that two checks on one
+/// container are two Events, not one series), else `Alert` or `Resolve`.
+pub fn action(t: &Transition) -> String {
+    action_of(t.alert.check.map(|c| c.as_str()), t.kind)
+}
+
+/// [`action`] from its parts.
+pub fn action_of(check: Option<&str>, kind: TransitionKind) -> String {
+    match (check, kind) {
+        (Some(check), _) => check.to_string(),
+        (None, TransitionKind::Fired) => "Alert".into(),
+        (None, TransitionKind::Resolved) => "Resolve".into(),
+    }
+}
+
+/// The `fieldPath` of a container in an ObjectReference, as the kubelet writes it.
+pub fn field_path(kind: Option<ContainerKind>, container: &str) -> Option<String> {
+    match kind? {
+        ContainerKind::Regular => Some(format!("spec.containers{{{container}}}")),
+        _ => Some(format!("spec.initContainers{{{container}}}")),
+    }
+}
+
+/// The container named in a `fieldPath` written by [`field_path`].
+pub(super) fn container_of(field_path: Option<&str>) -> String {
+    field_path
+        .and_then(|p| p.split_once('{'))
+        .map(|(_, rest)| rest.trim_end_matches('}').to_string())
+        .unwrap_or_default()
+}
+
+/// The Event note: the alert's message and the policy, within the API's size limit.
+pub fn note(t: &Transition, now: Timestamp) -> String {
+    match t.kind {
+        TransitionKind::Fired => truncate(format!("{} (policy {})", t.alert.message, t.policy)),
+        TransitionKind::Resolved => {
+            let held = t.alert.since.map(|s| u64::try_from(now.duration_since(s).as_secs()).unwrap_or(0));
+            resolved_note(t.alert.name, &t.alert.container, &t.namespace, &t.pod, held, &t.policy)
+        }
+    }
+}
+
+/// The note of a `Resolved` Event; `held_secs` is how long the alert had held, when known.
+pub fn resolved_note(
+    alert: AlertName,
+    container: &str,
+    namespace: &str,
+    pod: &str,
+    held_secs: Option<u64>,
+    policy: &PolicyRef,
+) -> String {
+    let held = held_secs
+        .map(|secs| format!(" after {}", crate::api::format_duration(std::time::Duration::from_secs(secs))))
+        .unwrap_or_default();
+    truncate(format!(
+        "{} on container {container} of Pod {namespace}/{pod} resolved{held} (policy {policy})",
+        alert.as_str()
+    ))
+}
+
+fn truncate(mut text: String) -> String {
+    if text.len() > MAX_NOTE {
+        let mut end = MAX_NOTE - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}

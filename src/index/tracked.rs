@@ -1,0 +1,89 @@
+//! What the index keeps per Pod: the compact view, its history, and per policy the alerts of
+//! the last evaluation without their messages.
+
+use std::sync::Arc;
+
+use crate::api::Severity;
+use crate::engine::{Alert, AlertName, AlertState, Check, PodHistory, PodView, PolicyRef, SidecarType, Stamp};
+
+/// An active alert as the index keeps it: everything but the message, which is most of an
+/// alert's memory and is rebuilt by evaluating again when it is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredAlert {
+    /// Which rule.
+    pub name: AlertName,
+    /// Its severity.
+    pub severity: Severity,
+    /// Index into the Pod's `view.containers`; `None` for Pod-level checks.
+    pub container: Option<u16>,
+    /// The failed check, for `SidecarMisconfigured`.
+    pub check: Option<Check>,
+    /// Pending or firing.
+    pub state: AlertState,
+    /// Since when the condition holds.
+    pub since: Option<Stamp>,
+}
+
+impl StoredAlert {
+    pub(super) fn new(view: &PodView, alert: &Alert) -> Self {
+        let container =
+            view.containers.iter().position(|c| c.name == alert.container).and_then(|i| u16::try_from(i).ok());
+        StoredAlert {
+            name: alert.name,
+            severity: alert.severity,
+            container,
+            check: alert.check,
+            state: alert.state,
+            since: alert.since.map(Stamp::new),
+        }
+    }
+
+    /// The container's name ("" for Pod-level checks).
+    pub fn container_name<'a>(&self, view: &'a PodView) -> &'a str {
+        self.container.and_then(|i| view.containers.get(usize::from(i))).map_or("", |c| c.name.as_str())
+    }
+
+    /// The alert without its message.
+    pub(super) fn to_alert(self, view: &PodView) -> Alert {
+        Alert {
+            name: self.name,
+            severity: self.severity,
+            container: self.container_name(view).to_string(),
+            check: self.check,
+            state: self.state,
+            since: self.since.map(Stamp::timestamp),
+            message: String::new(),
+        }
+    }
+}
+
+/// The alerts one policy raised on one Pod.
+#[derive(Clone, Debug)]
+pub struct PolicyResult {
+    /// The policy.
+    pub policy: Arc<PolicyRef>,
+    /// Whether the policy publishes Events.
+    pub events: bool,
+    /// Active alerts, sorted by key.
+    pub alerts: Vec<StoredAlert>,
+}
+
+impl PolicyResult {
+    /// Whether one of the alerts fires.
+    pub fn is_firing(&self) -> bool {
+        self.alerts.iter().any(|a| a.state == AlertState::Firing)
+    }
+}
+
+/// One tracked Pod.
+#[derive(Clone, Debug)]
+pub struct TrackedPod {
+    /// The latest state.
+    pub view: PodView,
+    /// What the operator observed over time.
+    pub history: PodHistory,
+    /// One entry per valid policy that selects the Pod.
+    pub results: Vec<PolicyResult>,
+    /// Sidecar containers under any selecting policy: (index into `view.containers`, type).
+    pub sidecars: Vec<(usize, SidecarType)>,
+}

@@ -1,0 +1,111 @@
+//! Alerts that started or stopped firing between two evaluations of a Pod: what Events
+//! announce, with the rest of what one change did ([`Outcome`]).
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::tracked::PolicyResult;
+use crate::engine::{Alert, AlertName, AlertState, Check, ContainerKind, PodView, PolicyRef};
+
+/// An alert that started firing or stopped firing: what Events announce.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// Fired or resolved.
+    pub kind: TransitionKind,
+    /// The Pod's namespace.
+    pub namespace: String,
+    /// The Pod's name.
+    pub pod: String,
+    /// The Pod's UID.
+    pub pod_uid: String,
+    /// Where the container is declared, for the Event's `fieldPath`.
+    pub container_kind: Option<ContainerKind>,
+    /// The policy.
+    pub policy: Arc<PolicyRef>,
+    /// Whether the policy publishes Events (`spec.events`).
+    pub policy_events: bool,
+    /// The alert (its state and message as of the transition).
+    pub alert: Alert,
+}
+
+/// The direction of a [`Transition`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransitionKind {
+    /// The alert started firing.
+    Fired,
+    /// A firing alert cleared.
+    Resolved,
+}
+
+/// What one change did: transitions to announce, startup timings, and when to look again.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Alerts that started or stopped firing.
+    pub transitions: Vec<Transition>,
+    /// Startup durations observed (container, seconds) with the Pod's namespace.
+    pub startups: Vec<(String, String, f64)>,
+    /// When to re-evaluate each evaluated Pod: (uid, when), or `None` when nothing can change
+    /// without a new Pod state, so that a timer set before (say, for a sidecar that was not
+    /// ready for a moment) is dropped instead of waiting minutes to fire for nothing.
+    pub wakeups: Vec<(String, Option<Timestamp>)>,
+}
+
+impl Outcome {
+    pub(super) fn merge(&mut self, other: Outcome) {
+        self.transitions.extend(other.transitions);
+        self.startups.extend(other.startups);
+        self.wakeups.extend(other.wakeups);
+    }
+}
+
+pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyResult, alert: Alert) -> Transition {
+    Transition {
+        kind,
+        namespace: view.namespace.to_string(),
+        pod: view.name.clone(),
+        pod_uid: view.uid.clone(),
+        container_kind: view.containers.iter().find(|c| c.name == alert.container).map(|c| c.kind),
+        policy: Arc::clone(&result.policy),
+        policy_events: result.events,
+        alert,
+    }
+}
+
+/// Alerts of one policy that started firing or stopped firing between two evaluations of
+/// the same Pod. A policy that newly selects the Pod announces its firing alerts; one that
+/// is deleted or stops selecting the Pod takes its alerts away silently (it is not here).
+pub(super) fn diff(
+    view: &PodView,
+    before: Option<&PolicyResult>,
+    after: &PolicyResult,
+    alerts: Vec<Alert>,
+) -> Vec<Transition> {
+    let was_firing = |alert: &Alert| {
+        before.is_some_and(|b| {
+            b.alerts.iter().any(|s| {
+                s.state == AlertState::Firing
+                    && s.name == alert.name
+                    && s.check == alert.check
+                    && s.container_name(view) == alert.container
+            })
+        })
+    };
+    let mut out = Vec::new();
+    let mut still_firing: Vec<(AlertName, String, Option<Check>)> = Vec::new();
+    for alert in alerts.into_iter().filter(|a| a.state == AlertState::Firing) {
+        still_firing.push((alert.name, alert.container.clone(), alert.check));
+        if !was_firing(&alert) {
+            out.push(transition(TransitionKind::Fired, view, after, alert));
+        }
+    }
+    if let Some(before) = before {
+        for stored in before.alerts.iter().filter(|a| a.state == AlertState::Firing) {
+            let key = (stored.name, stored.container_name(view).to_string(), stored.check);
+            if !still_firing.contains(&key) {
+                out.push(transition(TransitionKind::Resolved, view, after, stored.to_alert(view)));
+            }
+        }
+    }
+    out
+}
