@@ -131,7 +131,10 @@ pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot opt out of transparent huge pages; RSS may run higher");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(run(args))
+    let result = runtime.block_on(run(args));
+    // A render still blocked on a client that does not read must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn shutdown_signal() {
@@ -254,6 +257,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     for task in watchers {
         task.abort();
     }
+    if lost {
+        // A standby already (the role changed before this): nothing may be written, and the
+        // API is unreachable anyway, so there is nothing to flush or release. Exit now.
+        reconcile_task.abort();
+        publisher.abort();
+        status_task.abort();
+        anyhow::bail!("the Lease was not renewed within the renew deadline ({renew_deadline:?})");
+    }
     let _ = reconcile_task.await;
     // The reconciler held the only Event sink: the publisher now drains what is queued (as
     // leader still) and ends. Bounded, so that an unreachable API cannot hold up the exit.
@@ -264,8 +275,5 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(SHUTDOWN_FLUSH, status_task).await;
     election.step_down().await;
     tracing::info!("stopped");
-    if lost {
-        anyhow::bail!("the Lease was not renewed within the renew deadline ({renew_deadline:?})");
-    }
     Ok(())
 }

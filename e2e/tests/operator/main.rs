@@ -13,6 +13,7 @@ mod lifecycle;
 mod policies;
 mod prometheus;
 mod rbac;
+mod renew_deadline;
 mod restart;
 mod scenarios;
 mod sharding;

@@ -561,10 +561,11 @@ impl Operator {
         let log = cluster.env.dir().join(format!("operator-{identity}-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidecar-watch"));
+        // `vars` come last so that a test can point one replica at another kubeconfig.
         cmd.arg("run")
             .args(args)
-            .envs(vars.iter().copied())
             .env("KUBECONFIG", &cluster.env.kubeconfig)
+            .envs(vars.iter().copied())
             .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
@@ -657,6 +658,11 @@ impl Operator {
             .expect("wait");
         assert!(exit.success(), "operator {} exited with {exit} after SIGTERM\n{}", self.identity, self.log());
         assert!(self.log().contains("stopped"), "no clean shutdown in the log:\n{}", self.log());
+    }
+
+    /// The exit status, once the process has ended by itself.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGKILL (no chance to release the lease).
