@@ -98,7 +98,7 @@ async fn a_cut_off_leader_steps_down_and_exits_within_the_renew_deadline() {
     let proxied_path = proxied.to_string_lossy().to_string();
     let mut a = Operator::spawn(&c, "op-a", port_a, &args, &[("KUBECONFIG", &proxied_path)]).await;
     a.wait_scrape("op-a leads", |s| match s.value("sidecar_watch_leader", &[]) {
-        Some(v) if v == 1.0 => Ok(()),
+        Some(1.0) => Ok(()),
         other => Err(format!("leader {other:?}")),
     })
     .await;
