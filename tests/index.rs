@@ -354,3 +354,25 @@ fn streamed_scrape_keeps_families_whole() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Sidecar names per namespace are reported gone once the last Pod running them is deleted
+/// or dropped by a relist, and not while another Pod still runs them.
+#[test]
+fn sidecar_names_go_with_their_last_pod() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    let (policy, e) = mesh_policy(serde_json::json!({}));
+    index.apply_policy(policy, e, now);
+    for i in 0..3 {
+        index.apply_pod(web_pod(&format!("web-{i}"), &format!("u{i}"), &[], true), now);
+    }
+    assert!(index.take_gone_sidecar_names().is_empty());
+    index.delete_pod("u0");
+    index.retain_pods(None, &HashSet::from(["u2".to_string()]));
+    assert!(index.take_gone_sidecar_names().is_empty(), "u2 still runs istio-proxy");
+    index.delete_pod("u2");
+    let gone: Vec<(String, String)> =
+        index.take_gone_sidecar_names().into_iter().map(|(ns, c)| (ns.to_string(), c.to_string())).collect();
+    assert_eq!(gone, [("shop".to_string(), "istio-proxy".to_string())]);
+    assert!(index.take_gone_sidecar_names().is_empty(), "reported once");
+}

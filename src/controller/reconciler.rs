@@ -180,6 +180,11 @@ impl Reconciler {
         for (namespace, container, seconds) in outcome.startups {
             self.metrics.startup_seconds.with_label_values(&[&namespace, &container]).observe(seconds);
         }
+        // Startup series whose name no tracked Pod runs any more: unique names (one per
+        // rollout, say) would otherwise pile up until a restart.
+        for (namespace, container) in self.index.take_gone_sidecar_names() {
+            let _ = self.metrics.startup_seconds.remove_label_values(&[&namespace, &container]);
+        }
         for transition in outcome.transitions {
             if transition.policy_events {
                 self.events.send(EventCommand::Transition(transition));

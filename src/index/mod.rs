@@ -12,6 +12,7 @@
 //! (asked for on every status write and scrape) sums 64 small tables instead of walking
 //! every Pod.
 
+mod census;
 mod policies;
 mod segment;
 pub mod shard;
@@ -27,6 +28,8 @@ use jiff::Timestamp;
 
 use crate::api::PolicyCounts;
 use crate::engine::{evaluate, AlertState, CompiledPolicy, Observation, PodHistory, PodView, PolicyRef, SidecarType};
+use census::Census;
+pub use census::SidecarName;
 pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
 use tallies::{Tallies, Tally};
@@ -41,6 +44,7 @@ pub struct Index {
     segments: Box<[Mutex<Segment>]>,
     policies: RwLock<BTreeMap<PolicyRef, PolicyEntry>>,
     namespaces: RwLock<HashMap<String, Labels>>,
+    census: Census,
 }
 
 impl Default for Index {
@@ -62,6 +66,7 @@ impl Index {
             segments: (0..SEGMENTS).map(|_| Mutex::new(Segment::default())).collect(),
             policies: RwLock::new(BTreeMap::new()),
             namespaces: RwLock::new(HashMap::new()),
+            census: Census::default(),
         }
     }
 
@@ -111,6 +116,7 @@ impl Index {
     /// Evaluates one tracked Pod against every valid policy and records the result, in the
     /// Pod and in its segment's counts.
     fn evaluate_tracked(
+        census: &Census,
         pod: &mut TrackedPod,
         tallies: &mut Tallies,
         policies: &[Arc<CompiledPolicy>],
@@ -149,7 +155,11 @@ impl Index {
         pod.history.set_clocks(clocked, now);
         tallies.replace(&pod.results, &results);
         pod.results = results;
-        pod.sidecars = sidecars;
+        if pod.sidecars != sidecars {
+            let before = pod.sidecar_names();
+            pod.sidecars = sidecars;
+            census.replace(&before, &pod.sidecar_names());
+        }
         Outcome { transitions, startups: Vec::new(), wakeups: vec![(pod.view.uid.clone(), next_change)] }
     }
 
@@ -167,7 +177,7 @@ impl Index {
         });
         let observations = pod.history.observe(&view, now);
         pod.view = view;
-        let mut outcome = Self::evaluate_tracked(pod, tallies, &policies, ns_labels, now);
+        let mut outcome = Self::evaluate_tracked(&self.census, pod, tallies, &policies, ns_labels, now);
         let sidecar_names: HashSet<&str> =
             pod.sidecars.iter().map(|(i, _)| pod.view.containers[*i].name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
@@ -181,7 +191,9 @@ impl Index {
     /// A Pod is gone: forget it and its series (no Events: there is nothing left to fix).
     /// Returns whether it had a firing alert (so that its announcements can be forgotten).
     pub fn delete_pod(&self, uid: &str) -> bool {
-        self.segment(uid).remove(uid).is_some_and(|pod| pod.results.iter().any(PolicyResult::is_firing))
+        let Some(pod) = self.segment(uid).remove(uid) else { return false };
+        self.census.replace(&pod.sidecar_names(), &[]);
+        pod.results.iter().any(PolicyResult::is_firing)
     }
 
     /// After a relist of `namespace` (or of every namespace): forget the Pods not in `seen`.
@@ -193,11 +205,18 @@ impl Index {
                 let kept = seen.contains(&pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns);
                 if !kept {
                     gone.insert(pod.view.uid.clone());
+                    self.census.replace(&pod.sidecar_names(), &[]);
                 }
                 kept
             });
         }
         gone
+    }
+
+    /// Sidecar container names (per namespace) that no tracked Pod runs any more since the
+    /// last call: their per-name series can go.
+    pub fn take_gone_sidecar_names(&self) -> Vec<SidecarName> {
+        self.census.take_gone()
     }
 
     /// Whether the Pod with `uid` is tracked.
@@ -227,7 +246,7 @@ impl Index {
         match segment.get_mut(uid) {
             Some((pod, tallies)) => {
                 let ns_labels = namespaces.get(pod.view.namespace.as_str());
-                Self::evaluate_tracked(pod, tallies, &policies, ns_labels, now)
+                Self::evaluate_tracked(&self.census, pod, tallies, &policies, ns_labels, now)
             }
             None => Outcome::default(),
         }
@@ -243,7 +262,7 @@ impl Index {
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
                 let ns_labels = namespaces.get(pod.view.namespace.as_str());
-                outcome.merge(Self::evaluate_tracked(pod, tallies, &policies, ns_labels, now));
+                outcome.merge(Self::evaluate_tracked(&self.census, pod, tallies, &policies, ns_labels, now));
             }
         }
         outcome

@@ -87,3 +87,14 @@ pub struct TrackedPod {
     /// Sidecar containers under any selecting policy: (index into `view.containers`, type).
     pub sidecars: Vec<(usize, SidecarType)>,
 }
+
+impl TrackedPod {
+    /// The Pod's sidecar container names with its namespace.
+    pub fn sidecar_names(&self) -> Vec<super::SidecarName> {
+        self.sidecars
+            .iter()
+            .filter_map(|(i, _)| self.view.containers.get(*i))
+            .map(|c| (self.view.namespace.clone(), c.name.clone()))
+            .collect()
+    }
+}

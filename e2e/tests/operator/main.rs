@@ -10,6 +10,7 @@
 mod faults;
 mod leader;
 mod lifecycle;
+mod limits;
 mod policies;
 mod prometheus;
 mod rbac;
