@@ -7,18 +7,25 @@
 //! as one response body: a Pod that is deleted or no longer selected simply has no series
 //! at the next scrape.
 
+use std::collections::HashMap;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-use crate::engine::{AlertState, ContainerView, PolicyRef};
+use crate::engine::{AlertState, ContainerView, Name, PolicyRef};
 use crate::index::{Index, TrackedPod};
+
+/// Default of `--max-series-per-namespace`.
+pub const DEFAULT_MAX_SERIES_PER_NAMESPACE: u32 = 10_000;
 
 /// The operator's own metrics.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// `sidecar_alerts` series one namespace may export (`--max-series-per-namespace`).
+    max_series_per_namespace: u32,
     /// `sidecar_startup_seconds{namespace, container}`.
     pub startup_seconds: HistogramVec,
     /// `sidecar_watch_reconcile_duration_seconds`.
@@ -35,6 +42,10 @@ pub struct Metrics {
     pub pods_tracked: IntGauge,
     /// `sidecar_watch_leader`.
     pub leader: IntGauge,
+    /// `sidecar_watch_limited_total{limit}`: times a per-tenant limit cut work short.
+    pub limited: IntCounterVec,
+    /// `sidecar_watch_decode_errors_total{kind}`: objects skipped because they cannot be read.
+    pub decode_errors: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -44,8 +55,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
+    /// Creates and registers every metric, with the default per-namespace series limit.
     pub fn new() -> Self {
+        Self::with_max_series_per_namespace(DEFAULT_MAX_SERIES_PER_NAMESPACE)
+    }
+
+    /// Creates and registers every metric; one namespace exports at most
+    /// `max_series_per_namespace` `sidecar_alerts` series.
+    pub fn with_max_series_per_namespace(max_series_per_namespace: u32) -> Self {
         let registry = Registry::new();
         let latency_buckets = vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
         let startup_seconds = HistogramVec::new(
@@ -86,6 +103,16 @@ impl Metrics {
         .expect("valid metric");
         let pods_tracked = IntGauge::new("sidecar_watch_pods_tracked", "Pods held in memory").expect("valid metric");
         let leader = IntGauge::new("sidecar_watch_leader", "1 when this replica is the leader").expect("valid metric");
+        let limited = IntCounterVec::new(
+            Opts::new("sidecar_watch_limited_total", "Times a per-tenant limit cut work short, by limit"),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let decode_errors = IntCounterVec::new(
+            Opts::new("sidecar_watch_decode_errors_total", "Objects skipped because they cannot be decoded, by kind"),
+            &["kind"],
+        )
+        .expect("valid metric");
         let build_info =
             IntGaugeVec::new(Opts::new("sidecar_watch_build_info", "Build information; always 1"), &["version"])
                 .expect("valid metric");
@@ -99,12 +126,15 @@ impl Metrics {
             Box::new(events.clone()),
             Box::new(pods_tracked.clone()),
             Box::new(leader.clone()),
+            Box::new(limited.clone()),
+            Box::new(decode_errors.clone()),
             Box::new(build_info),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
         Metrics {
             registry,
+            max_series_per_namespace,
             startup_seconds,
             reconcile_duration,
             detection_latency,
@@ -113,6 +143,8 @@ impl Metrics {
             events,
             pods_tracked,
             leader,
+            limited,
+            decode_errors,
         }
     }
 
@@ -130,8 +162,8 @@ impl Metrics {
             return;
         }
         // A standby would duplicate the leader's alert series; Prometheus sees them once.
-        if leader {
-            render_index(index, emit);
+        if leader && render_index(index, self.max_series_per_namespace, emit) {
+            self.limited.with_label_values(&["series-per-namespace"]).inc();
         }
     }
 }
@@ -159,15 +191,16 @@ const POD_FAMILIES: [Family; 3] = [
 ];
 
 /// Renders the per-Pod families and `sidecar_policy_pods` from the index, handing each
-/// chunk to `emit`, which returns false to stop early.
+/// chunk to `emit`, which returns false to stop early. A namespace exports at most
+/// `max_series_per_namespace` `sidecar_alerts` series; returns whether one had more.
 ///
 /// The text format wants every family's samples together, so a family is rendered across
 /// every segment before the next one starts: one chunk per family and segment, rendered
 /// under that segment's lock and handed on after releasing it (a slow client must not
 /// stall evaluation), so that no more than a segment's share of a family is ever held.
-pub fn render_index(index: &Index, mut emit: impl FnMut(String) -> bool) {
+pub fn render_index(index: &Index, max_series_per_namespace: u32, mut emit: impl FnMut(String) -> bool) -> bool {
     let mut chunk = String::new();
-    let mut scratch = Scratch::default();
+    let mut scratch = Scratch { max_series_per_namespace, ..Scratch::default() };
     for family in &POD_FAMILIES {
         chunk.push_str(family.header);
         for segment in 0..index.segment_count() {
@@ -178,13 +211,14 @@ pub fn render_index(index: &Index, mut emit: impl FnMut(String) -> bool) {
             // Segments are about the same size: the next chunk rarely needs to grow.
             let next = String::with_capacity(chunk.len() + chunk.len() / 4);
             if !emit(std::mem::replace(&mut chunk, next)) {
-                return;
+                return scratch.limited;
             }
         }
     }
     chunk.push_str("# HELP sidecar_policy_pods Pods per policy: selected (matched) and with a firing alert (alerting)\n# TYPE sidecar_policy_pods gauge\n");
     policy_samples(index, &mut chunk, &mut scratch);
     emit(chunk);
+    scratch.limited
 }
 
 /// Buffers reused from Pod to Pod for the label pieces that several samples share, escaped
@@ -193,6 +227,11 @@ pub fn render_index(index: &Index, mut emit: impl FnMut(String) -> bool) {
 struct Scratch {
     pod: String,
     policy: String,
+    /// `sidecar_alerts` series written per namespace in this render.
+    series_per_namespace: HashMap<Name, u32>,
+    max_series_per_namespace: u32,
+    /// Whether a namespace had more series than it may export.
+    limited: bool,
 }
 
 /// `namespace="…",pod="…"`, written into `buf`.
@@ -225,10 +264,16 @@ fn alert_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
     if pod.results.iter().all(|r| r.alerts.is_empty()) {
         return;
     }
+    let written = scratch.series_per_namespace.entry(pod.view.namespace.clone()).or_default();
     let pod_labels = pod_labels(&mut scratch.pod, pod);
     for result in pod.results.iter().filter(|r| !r.alerts.is_empty()) {
         let policy_labels = policy_labels(&mut scratch.policy, &result.policy);
         for alert in &result.alerts {
+            if *written >= scratch.max_series_per_namespace {
+                scratch.limited = true;
+                return;
+            }
+            *written += 1;
             out.push_str("sidecar_alerts{alertname=\"");
             out.push_str(alert.name.as_str());
             out.push_str("\",alertstate=\"");

@@ -69,7 +69,7 @@ fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
 /// The per-Pod families as one text, chunks joined.
 fn scrape(index: &Index) -> String {
     let mut text = String::new();
-    sidecar_watch::metrics::render_index(index, |chunk| {
+    sidecar_watch::metrics::render_index(index, u32::MAX, |chunk| {
         text.push_str(&chunk);
         true
     });
@@ -375,4 +375,59 @@ fn sidecar_names_go_with_their_last_pod() {
         index.take_gone_sidecar_names().into_iter().map(|(ns, c)| (ns.to_string(), c.to_string())).collect();
     assert_eq!(gone, [("shop".to_string(), "istio-proxy".to_string())]);
     assert!(index.take_gone_sidecar_names().is_empty(), "reported once");
+}
+
+/// A Pod with more sidecars than the limit: the first ones are evaluated and exported, the
+/// Pod reports sprawl, the outcome counts the limit; a namespace exports at most its share
+/// of alert series while its policy status counts every alert.
+#[test]
+fn one_pod_and_one_namespace_cost_at_most_their_limits() {
+    let index = Index::with_max_sidecars(3);
+    let now = ts("2026-11-22T10:10:00Z");
+    let spec: PolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
+    let policy = PolicyRef::namespaced("flood", "all");
+    index.apply_policy(
+        policy.clone(),
+        PolicyEntry::new(CompiledPolicy::compile(policy.clone(), &spec), serde_json::json!({})),
+        now,
+    );
+    let sidecars: Vec<serde_json::Value> = (0..10)
+        .map(|i| serde_json::json!({"name": format!("s{i}-sidecar"), "image": "busybox", "restartPolicy": "Always"}))
+        .collect();
+    let pod: SlimPod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "flood", "namespace": "flood", "uid": "f1", "creationTimestamp": "2026-11-22T10:00:00Z"},
+        "spec": {"initContainers": sidecars, "containers": [{"name": "app", "image": "busybox"}]}
+    }))
+    .expect("pod");
+    let outcome = index.apply_pod(PodView::from_pod(&pod), now);
+    assert_eq!(outcome.limited_pods, 1);
+    let mut checked = Vec::new();
+    index.for_each_pod(|p| {
+        assert_eq!(p.sidecars.len(), 3);
+        for a in &p.results[0].alerts {
+            checked.push(format!("{}/{}", a.container_name(&p.view), a.check.map_or("", |c| c.as_str())));
+        }
+    });
+    checked.sort();
+    let mut expected: Vec<String> = (0..3)
+        .flat_map(|i| {
+            ["latest-image", "no-readiness-probe", "no-resources", "no-startup-probe"]
+                .map(|c| format!("s{i}-sidecar/{c}"))
+        })
+        .collect();
+    expected.push("/sidecar-sprawl".into());
+    expected.sort();
+    assert_eq!(checked, expected);
+
+    let mut text = String::new();
+    let limited = sidecar_watch::metrics::render_index(&index, 5, |chunk| {
+        text.push_str(&chunk);
+        true
+    });
+    assert!(limited);
+    assert_eq!(text.lines().filter(|l| l.starts_with("sidecar_alerts{")).count(), 5);
+    assert_eq!(
+        index.policy_stats()[&policy].pending_alerts + index.policy_stats()[&policy].firing.values().sum::<u32>(),
+        13
+    );
 }

@@ -72,6 +72,16 @@ pub struct RunArgs {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "SIDECAR_WATCH_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Sidecars evaluated per Pod: a Pod with more is evaluated for the first ones and
+    /// reported as `sidecar-sprawl`, so one tenant's Pod cannot cost more than this many.
+    #[arg(long, env = "SIDECAR_WATCH_MAX_SIDECARS_PER_POD", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_sidecars_per_pod: u32,
+    /// `sidecar_alerts` series one namespace may export; the rest are not exported (policy
+    /// status still counts them), so one tenant cannot flood the scrape.
+    #[arg(long, env = "SIDECAR_WATCH_MAX_SERIES_PER_NAMESPACE", default_value_t = crate::metrics::DEFAULT_MAX_SERIES_PER_NAMESPACE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_series_per_namespace: u32,
     /// Number of shards Pods are split into (one replica, or one leader, per shard).
     #[arg(long, env = "SIDECAR_WATCH_SHARD_COUNT", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub shard_count: u32,
@@ -181,8 +191,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
 
-    let index = Arc::new(Index::new());
-    let metrics = Metrics::new();
+    let index = Arc::new(Index::with_max_sidecars(args.max_sidecars_per_pod as usize));
+    let metrics = Metrics::with_max_series_per_namespace(args.max_series_per_namespace);
     let shutdown = CancellationToken::new();
     let (role_tx, role) = crate::role::channel();
     // Cancelled when this replica led and missed its renew deadline: it must exit.

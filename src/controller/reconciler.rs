@@ -171,6 +171,9 @@ impl Reconciler {
     }
 
     fn finish(&self, outcome: Outcome, timers: &mut Timers) {
+        if outcome.limited_pods > 0 {
+            self.metrics.limited.with_label_values(&["sidecars-per-pod"]).inc_by(u64::from(outcome.limited_pods));
+        }
         for (uid, at) in outcome.wakeups {
             match at {
                 Some(at) => timers.schedule(uid, at),

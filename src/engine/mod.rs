@@ -35,5 +35,5 @@ pub use history::{ContainerHistory, Observation, PodHistory};
 pub use name::{label_set, LabelSet, Name};
 pub use pod::{ContainerKind, ContainerView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN};
-pub use rules::{evaluate, Evaluation};
+pub use rules::{evaluate, evaluate_capped, Evaluation, DEFAULT_MAX_SIDECARS};
 pub use stamp::Stamp;

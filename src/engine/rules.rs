@@ -18,6 +18,9 @@ pub const CRASH_LOOP_GAP: Duration = Duration::from_secs(600);
 pub const CRASH_LOOP_BRIDGE: Duration = Duration::from_secs(300);
 /// Number of sidecars in one Pod from which `sidecar-sprawl` is reported.
 pub const SPRAWL_THRESHOLD: usize = 5;
+/// Sidecars evaluated per Pod unless told otherwise (`--max-sidecars-per-pod`): a Pod with
+/// thousands of them (a hostile or broken tenant) costs what 32 cost, and reports sprawl.
+pub const DEFAULT_MAX_SIDECARS: usize = 32;
 
 /// The result of evaluating one Pod under one policy at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,6 +33,10 @@ pub struct Evaluation {
     /// Conditions that hold but whose start the API does not record; the caller keeps
     /// their first-seen clocks with [`PodHistory::set_clocks`].
     pub clocked: Vec<(&'static str, String)>,
+    /// The sidecars evaluated, as (index into `pod.containers`, type), in container order.
+    pub sidecars: Vec<(usize, SidecarType)>,
+    /// Sidecars beyond the per-Pod limit, not evaluated.
+    pub sidecars_skipped: usize,
 }
 
 /// `t + d`, saturating at the end of time rather than failing on absurd inputs.
@@ -48,18 +55,35 @@ fn elapsed(since: Timestamp, now: Timestamp) -> String {
     format_duration(Duration::from_secs(u64::try_from(d.as_secs()).unwrap_or(0)))
 }
 
-/// Evaluates every enabled rule of `policy` on `pod` at `now`.
+/// Evaluates every enabled rule of `policy` on `pod` at `now`, for at most
+/// [`DEFAULT_MAX_SIDECARS`] sidecars.
 pub fn evaluate(pod: &PodView, policy: &CompiledPolicy, history: &PodHistory, now: Timestamp) -> Evaluation {
-    let sidecars: Vec<(&ContainerView, SidecarType)> =
-        pod.containers.iter().filter_map(|c| policy.sidecar_type(c).map(|t| (c, t))).collect();
-    let mains: Vec<&ContainerView> = pod
-        .containers
-        .iter()
-        .filter(|c| c.kind == ContainerKind::Regular && policy.sidecar_type(c).is_none())
-        .collect();
+    evaluate_capped(pod, policy, history, now, DEFAULT_MAX_SIDECARS)
+}
+
+/// [`evaluate`] for at most `max_sidecars` sidecars (the first ones, in container order);
+/// the rest are counted in [`Evaluation::sidecars_skipped`] and the Pod reports sprawl.
+pub fn evaluate_capped(
+    pod: &PodView,
+    policy: &CompiledPolicy,
+    history: &PodHistory,
+    now: Timestamp,
+    max_sidecars: usize,
+) -> Evaluation {
+    let mut sidecars: Vec<(usize, &ContainerView, SidecarType)> = Vec::new();
+    let mut mains: Vec<&ContainerView> = Vec::new();
+    let mut skipped = 0;
+    for (i, c) in pod.containers.iter().enumerate() {
+        match policy.sidecar_type(c) {
+            Some(kind) if sidecars.len() < max_sidecars => sidecars.push((i, c, kind)),
+            Some(_) => skipped += 1,
+            None if c.kind == ContainerKind::Regular => mains.push(c),
+            None => {}
+        }
+    }
     let mut ctx = Ctx { pod, history, now, out: Evaluation::default() };
     let rules = &policy.rules;
-    for &(sidecar, kind) in &sidecars {
+    for &(_, sidecar, kind) in &sidecars {
         if let Some(status) = &sidecar.status {
             if rules.sidecar_not_ready.enabled {
                 sidecar_not_ready(&mut ctx, rules.sidecar_not_ready, sidecar, status);
@@ -90,14 +114,19 @@ pub fn evaluate(pod: &PodView, policy: &CompiledPolicy, history: &PodHistory, no
             misconfiguration(&mut ctx, rules.misconfiguration.severity, sidecar, kind);
         }
     }
-    if rules.misconfiguration.enabled && sidecars.len() >= SPRAWL_THRESHOLD {
-        let names: Vec<&str> = sidecars.iter().map(|(c, _)| c.name.as_str()).collect();
-        let message = format!(
-            "Pod {} runs {} sidecars ({}); consider consolidating them",
-            pod.key(),
-            names.len(),
-            names.join(", ")
-        );
+    let total = sidecars.len() + skipped;
+    if rules.misconfiguration.enabled && total >= SPRAWL_THRESHOLD {
+        let names: Vec<&str> = sidecars.iter().map(|(_, c, _)| c.name.as_str()).collect();
+        let message = if skipped == 0 {
+            format!("Pod {} runs {total} sidecars ({}); consider consolidating them", pod.key(), names.join(", "))
+        } else {
+            format!(
+                "Pod {} runs {total} sidecars ({}, …); only the first {} are evaluated (--max-sidecars-per-pod)",
+                pod.key(),
+                names.join(", "),
+                names.len()
+            )
+        };
         let since = ctx.since_or_clock(pod.created_at.map(Stamp::timestamp), AlertName::SidecarMisconfigured, "");
         ctx.fire(
             AlertName::SidecarMisconfigured,
@@ -109,6 +138,8 @@ pub fn evaluate(pod: &PodView, policy: &CompiledPolicy, history: &PodHistory, no
         );
     }
     let mut out = ctx.out;
+    out.sidecars = sidecars.iter().map(|(i, _, kind)| (*i, *kind)).collect();
+    out.sidecars_skipped = skipped;
     out.alerts.sort_by(|a, b| (a.name, &a.container, a.check).cmp(&(b.name, &b.container, b.check)));
     out
 }

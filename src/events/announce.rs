@@ -123,6 +123,16 @@ impl Announcer {
         }
     }
 
+    /// Takes back what [`Announcer::should_publish`] recorded for `t`, when it was not
+    /// published after all.
+    pub fn undo(&mut self, t: &Transition) {
+        let key = AnnounceKey::of(t);
+        match t.kind {
+            TransitionKind::Fired => self.firing.remove(&key),
+            TransitionKind::Resolved => self.firing.insert(key),
+        };
+    }
+
     /// Forgets the announcements of Pods that are gone (`tracked` is false for them):
     /// nothing about them can change again.
     pub fn forget_untracked(&mut self, mut tracked: impl FnMut(&str) -> bool) {
@@ -143,7 +153,8 @@ impl Announcer {
     /// which announced Warnings of tracked Pods (`tracked`) no longer fire.
     pub fn reconcile(&mut self, firing: Vec<Transition>, mut tracked: impl FnMut(&str) -> bool) -> Reconciliation {
         let firing_keys: HashSet<AnnounceKey> = firing.iter().map(AnnounceKey::of).collect();
-        let fire = firing.into_iter().filter(|t| self.should_publish(t)).collect();
+        // Recorded when published, like every transition.
+        let fire = firing.into_iter().filter(|t| !self.firing.contains(&AnnounceKey::of(t))).collect();
         // Announcements of Pods that are gone can never change again.
         self.firing.retain(|k| tracked(&k.pod_uid));
         let resolve: Vec<AnnounceKey> = self.firing.iter().filter(|k| !firing_keys.contains(*k)).cloned().collect();

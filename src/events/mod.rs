@@ -10,7 +10,9 @@
 //! travels on the Event queue, so a full queue can never cost a leadership term its Events.
 
 pub mod announce;
+pub mod fair_queue;
 pub mod note;
+pub mod spam_filter;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +24,10 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
 
 pub use announce::{announced_from_events, AnnounceKey, Announcer, Reconciliation};
 pub use note::{action, field_path, note, reason};
@@ -34,7 +39,8 @@ use crate::role::RoleReceiver;
 
 /// The `reportingController` of every Event the operator publishes.
 pub const REPORTING_CONTROLLER: &str = "sidecar-watch";
-/// Transitions waiting for the publisher; beyond this they are dropped and counted.
+/// Events waiting for the publisher; beyond this the namespace holding the most loses one
+/// ([`fair_queue`]), counted as dropped.
 const QUEUE: usize = 4096;
 /// How often the publisher forgets the announcements of Pods the index no longer tracks.
 const FORGET_GONE_PODS: Duration = Duration::from_secs(30);
@@ -54,24 +60,96 @@ pub enum EventCommand {
     },
 }
 
+impl fair_queue::Fair for EventCommand {
+    fn namespace(&self) -> &str {
+        match self {
+            EventCommand::Transition(t) => &t.namespace,
+            EventCommand::InvalidPolicy { policy, .. } => policy.namespace.as_deref().unwrap_or(""),
+        }
+    }
+
+    fn severity(&self) -> crate::api::Severity {
+        match self {
+            EventCommand::Transition(t) => t.alert.severity,
+            EventCommand::InvalidPolicy { .. } => crate::api::Severity::Warning,
+        }
+    }
+}
+
+impl EventCommand {
+    fn reason(&self) -> String {
+        match self {
+            EventCommand::Transition(t) => reason(t),
+            EventCommand::InvalidPolicy { .. } => "InvalidSpec".into(),
+        }
+    }
+}
+
+/// The queue between the sinks and the publisher.
+struct Queue {
+    items: Mutex<fair_queue::FairQueue<EventCommand>>,
+    /// Woken on every push, and when the last sink goes.
+    ready: Notify,
+    /// Every sink is gone: the publisher drains what is queued and ends.
+    closed: AtomicBool,
+}
+
+impl Queue {
+    /// Queues `command`; counts and logs what a full queue drops.
+    fn push(&self, command: EventCommand, metrics: &Metrics) {
+        let dropped = self.items.lock().unwrap_or_else(|p| p.into_inner()).push(command);
+        self.ready.notify_one();
+        if let Some(dropped) = dropped {
+            let reason = dropped.reason();
+            metrics.events.with_label_values(&[&reason, "dropped"]).inc();
+            let namespace = fair_queue::Fair::namespace(&dropped).to_string();
+            tracing::warn!(%reason, %namespace, "event queue full, Event dropped");
+        }
+    }
+
+    fn pop(&self) -> Option<EventCommand> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    /// The next Event, or `None` once every sink is gone and nothing is left.
+    async fn next(&self) -> Option<EventCommand> {
+        loop {
+            if let Some(command) = self.pop() {
+                return Some(command);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                // A push may have raced the close: look once more.
+                return self.pop();
+            }
+            // One consumer: a push before this wait leaves a permit, so none is missed.
+            self.ready.notified().await;
+        }
+    }
+}
+
+/// Closes the queue when the last sink is dropped.
+struct OpenSinks(Arc<Queue>);
+
+impl Drop for OpenSinks {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.ready.notify_one();
+    }
+}
+
 /// The reconciler's handle: never blocks.
 #[derive(Clone)]
 pub struct EventSink {
-    tx: mpsc::Sender<EventCommand>,
+    queue: Arc<Queue>,
+    _open: Arc<OpenSinks>,
     metrics: Metrics,
 }
 
 impl EventSink {
-    /// Queues an Event; a full queue drops it (counted as `result="dropped"`).
+    /// Queues an Event, fairly per namespace; when the queue is full the namespace holding
+    /// the most loses its least severe Event (counted as `result="dropped"`).
     pub fn send(&self, command: EventCommand) {
-        let reason = match &command {
-            EventCommand::Transition(t) => reason(t),
-            EventCommand::InvalidPolicy { .. } => "InvalidSpec".into(),
-        };
-        if self.tx.try_send(command).is_err() {
-            self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
-            tracing::warn!(%reason, "event queue full, Event dropped");
-        }
+        self.queue.push(command, &self.metrics);
     }
 }
 
@@ -84,8 +162,12 @@ pub fn spawn_publisher(
     index: Arc<Index>,
     role: RoleReceiver,
 ) -> (EventSink, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let sink = EventSink { tx, metrics: metrics.clone() };
+    let queue = Arc::new(Queue {
+        items: Mutex::new(fair_queue::FairQueue::new(QUEUE)),
+        ready: Notify::new(),
+        closed: AtomicBool::new(false),
+    });
+    let sink = EventSink { queue: queue.clone(), _open: Arc::new(OpenSinks(queue.clone())), metrics: metrics.clone() };
     let recorders =
         Recorders::new(&client, Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(instance) });
     let publisher = Publisher {
@@ -96,8 +178,9 @@ pub fn spawn_publisher(
         announcer: None,
         leading: false,
         invalid_announced: HashMap::new(),
+        spam: Default::default(),
     };
-    (sink, tokio::spawn(publisher.run(rx, role)))
+    (sink, tokio::spawn(publisher.run(queue, role)))
 }
 
 /// kube-runtime's `Recorder` sweeps its whole cache of recent Events (six minutes' worth) on
@@ -134,10 +217,12 @@ struct Publisher {
     leading: bool,
     /// The generation of each invalid policy already announced.
     invalid_announced: HashMap<PolicyRef, Option<i64>>,
+    /// Events per regarding object.
+    spam: spam_filter::SpamFilter,
 }
 
 impl Publisher {
-    async fn run(mut self, mut rx: mpsc::Receiver<EventCommand>, mut role: RoleReceiver) {
+    async fn run(mut self, queue: Arc<Queue>, mut role: RoleReceiver) {
         let mut forget = tokio::time::interval(FORGET_GONE_PODS);
         forget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut role_open = true;
@@ -150,12 +235,12 @@ impl Publisher {
                     let now = *role.borrow_and_update();
                     self.leading = now.leader;
                     match (now.acts(), self.announcer.is_some()) {
-                        (true, false) => self.lead().await,
+                        (true, false) => self.lead(&queue).await,
                         (false, true) => self.announcer = None,
                         _ => {}
                     }
                 }
-                command = rx.recv() => {
+                command = queue.next() => {
                     let Some(command) = command else { break };
                     self.handle(command).await;
                 }
@@ -171,7 +256,7 @@ impl Publisher {
 
     /// This replica now acts as leader: reconcile what the cluster's Events announce with what
     /// fires now, then publish transitions as they come.
-    async fn lead(&mut self) {
+    async fn lead(&mut self, queue: &Queue) {
         let announced = match list_own_events(&self.client).await {
             Ok(events) => announced_from_events(&events),
             Err(e) => {
@@ -183,25 +268,44 @@ impl Publisher {
         let firing = self.index.firing_now(Timestamp::now()).into_iter().filter(|t| t.policy_events).collect();
         let index = &self.index;
         let Reconciliation { fire, resolve } = announcer.reconcile(firing, |uid| index.contains_pod(uid));
-        for t in &fire {
-            self.publish(t).await;
+        self.announcer = Some(announcer);
+        // The catch-up goes through the queue like any transition: fair per namespace and
+        // limited per Pod, so a tenant with hundreds of firing alerts cannot hold up the rest.
+        for t in fire {
+            queue.push(EventCommand::Transition(t), &self.metrics);
         }
         for key in resolve {
-            self.publish_resolution(&key).await;
+            if self.spam.allow(&key.pod_uid, tokio::time::Instant::now()) {
+                self.publish_resolution(&key).await;
+            } else {
+                let reason = note::reason_of(key.alert, TransitionKind::Resolved);
+                self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
+            }
         }
-        self.announcer = Some(announcer);
     }
 
     async fn handle(&mut self, command: EventCommand) {
         match command {
             EventCommand::Transition(t) => {
                 let Some(announcer) = self.announcer.as_mut() else { return };
-                if announcer.should_publish(&t) {
-                    self.publish(&t).await;
+                if !announcer.should_publish(&t) {
+                    return;
                 }
+                if !self.spam.allow(&t.pod_uid, tokio::time::Instant::now()) {
+                    // Not published, so not announced: a later leader announces it if it
+                    // still fires, and no `Resolved` follows a Warning that never was.
+                    announcer.undo(&t);
+                    self.metrics.events.with_label_values(&[&reason(&t), "dropped"]).inc();
+                    return;
+                }
+                self.publish(&t).await;
             }
             EventCommand::InvalidPolicy { policy, uid, generation, message } => {
                 if !self.leading || self.invalid_announced.get(&policy) == Some(&generation) {
+                    return;
+                }
+                if !self.spam.allow(&policy.to_string(), tokio::time::Instant::now()) {
+                    self.metrics.events.with_label_values(&["InvalidSpec", "dropped"]).inc();
                     return;
                 }
                 self.invalid_announced.insert(policy.clone(), generation);

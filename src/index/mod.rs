@@ -27,7 +27,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use jiff::Timestamp;
 
 use crate::api::PolicyCounts;
-use crate::engine::{evaluate, AlertState, CompiledPolicy, Observation, PodHistory, PodView, PolicyRef, SidecarType};
+use crate::engine::{
+    evaluate, evaluate_capped, AlertState, CompiledPolicy, Observation, PodHistory, PodView, PolicyRef, SidecarType,
+    DEFAULT_MAX_SIDECARS,
+};
 use census::Census;
 pub use census::SidecarName;
 pub use policies::{Labels, PolicyEntry};
@@ -45,6 +48,8 @@ pub struct Index {
     policies: RwLock<BTreeMap<PolicyRef, PolicyEntry>>,
     namespaces: RwLock<HashMap<String, Labels>>,
     census: Census,
+    /// Sidecars evaluated per Pod (`--max-sidecars-per-pod`).
+    max_sidecars: usize,
 }
 
 impl Default for Index {
@@ -60,13 +65,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Index {
-    /// An empty index.
+    /// An empty index that evaluates at most [`DEFAULT_MAX_SIDECARS`] sidecars per Pod.
     pub fn new() -> Self {
+        Self::with_max_sidecars(DEFAULT_MAX_SIDECARS)
+    }
+
+    /// An empty index that evaluates at most `max_sidecars` sidecars per Pod.
+    pub fn with_max_sidecars(max_sidecars: usize) -> Self {
         Self {
             segments: (0..SEGMENTS).map(|_| Mutex::new(Segment::default())).collect(),
             policies: RwLock::new(BTreeMap::new()),
             namespaces: RwLock::new(HashMap::new()),
             census: Census::default(),
+            max_sidecars,
         }
     }
 
@@ -117,6 +128,7 @@ impl Index {
     /// Pod and in its segment's counts.
     fn evaluate_tracked(
         census: &Census,
+        max_sidecars: usize,
         pod: &mut TrackedPod,
         tallies: &mut Tallies,
         policies: &[Arc<CompiledPolicy>],
@@ -128,24 +140,29 @@ impl Index {
         let mut clocked = Vec::new();
         let mut next_change: Option<Timestamp> = None;
         let mut sidecars: Vec<(usize, SidecarType)> = Vec::new();
+        let mut limited = false;
         for policy in policies.iter().filter(|p| p.selects(&pod.view, ns_labels)) {
-            let evaluation = evaluate(&pod.view, policy, &pod.history, now);
+            let evaluation = evaluate_capped(&pod.view, policy, &pod.history, now, max_sidecars);
+            limited |= evaluation.sidecars_skipped > 0;
             clocked.extend(evaluation.clocked);
             next_change = match (next_change, evaluation.next_change) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            for (i, c) in pod.view.containers.iter().enumerate() {
-                if let Some(kind) = policy.sidecar_type(c) {
-                    if !sidecars.iter().any(|(j, _)| *j == i) {
-                        sidecars.push((i, kind));
-                    }
+            // Policies mostly agree on the sidecars: the union stays as small as the cap.
+            for &(i, kind) in &evaluation.sidecars {
+                if !sidecars.iter().any(|(j, _)| *j == i) {
+                    sidecars.push((i, kind));
                 }
             }
             let result = PolicyResult {
                 policy: policy.shared_ref(),
                 events: policy.events,
-                alerts: evaluation.alerts.iter().map(|a| StoredAlert::new(&pod.view, a)).collect(),
+                alerts: evaluation
+                    .alerts
+                    .iter()
+                    .map(|a| StoredAlert::new(&pod.view, &evaluation.sidecars, a))
+                    .collect(),
             };
             let before = pod.results.iter().find(|r| r.policy == result.policy);
             transitions.extend(diff(&pod.view, before, &result, evaluation.alerts));
@@ -160,7 +177,12 @@ impl Index {
             pod.sidecars = sidecars;
             census.replace(&before, &pod.sidecar_names());
         }
-        Outcome { transitions, startups: Vec::new(), wakeups: vec![(pod.view.uid.clone(), next_change)] }
+        Outcome {
+            transitions,
+            startups: Vec::new(),
+            wakeups: vec![(pod.view.uid.clone(), next_change)],
+            limited_pods: u32::from(limited),
+        }
     }
 
     /// A new or changed Pod.
@@ -177,7 +199,8 @@ impl Index {
         });
         let observations = pod.history.observe(&view, now);
         pod.view = view;
-        let mut outcome = Self::evaluate_tracked(&self.census, pod, tallies, &policies, ns_labels, now);
+        let mut outcome =
+            Self::evaluate_tracked(&self.census, self.max_sidecars, pod, tallies, &policies, ns_labels, now);
         let sidecar_names: HashSet<&str> =
             pod.sidecars.iter().map(|(i, _)| pod.view.containers[*i].name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
@@ -246,7 +269,7 @@ impl Index {
         match segment.get_mut(uid) {
             Some((pod, tallies)) => {
                 let ns_labels = namespaces.get(pod.view.namespace.as_str());
-                Self::evaluate_tracked(&self.census, pod, tallies, &policies, ns_labels, now)
+                Self::evaluate_tracked(&self.census, self.max_sidecars, pod, tallies, &policies, ns_labels, now)
             }
             None => Outcome::default(),
         }
@@ -262,7 +285,15 @@ impl Index {
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
                 let ns_labels = namespaces.get(pod.view.namespace.as_str());
-                outcome.merge(Self::evaluate_tracked(&self.census, pod, tallies, &policies, ns_labels, now));
+                outcome.merge(Self::evaluate_tracked(
+                    &self.census,
+                    self.max_sidecars,
+                    pod,
+                    tallies,
+                    &policies,
+                    ns_labels,
+                    now,
+                ));
             }
         }
         outcome

@@ -25,9 +25,15 @@ pub struct StoredAlert {
 }
 
 impl StoredAlert {
-    pub(super) fn new(view: &PodView, alert: &Alert) -> Self {
-        let container =
-            view.containers.iter().position(|c| c.name == alert.container).and_then(|i| u16::try_from(i).ok());
+    /// `alert` as stored; `sidecars` (the evaluated ones) are looked at first, so that a Pod
+    /// with thousands of containers does not cost a scan of them all per alert.
+    pub(super) fn new(view: &PodView, sidecars: &[(usize, SidecarType)], alert: &Alert) -> Self {
+        let position = sidecars
+            .iter()
+            .map(|(i, _)| *i)
+            .find(|i| view.containers.get(*i).is_some_and(|c| c.name == alert.container))
+            .or_else(|| view.containers.iter().position(|c| c.name == alert.container));
+        let container = position.and_then(|i| u16::try_from(i).ok());
         StoredAlert {
             name: alert.name,
             severity: alert.severity,

@@ -49,6 +49,8 @@ pub struct Outcome {
     /// without a new Pod state, so that a timer set before (say, for a sidecar that was not
     /// ready for a moment) is dropped instead of waiting minutes to fire for nothing.
     pub wakeups: Vec<(String, Option<Timestamp>)>,
+    /// Evaluations that met `--max-sidecars-per-pod` and left sidecars out.
+    pub limited_pods: u32,
 }
 
 impl Outcome {
@@ -56,6 +58,7 @@ impl Outcome {
         self.transitions.extend(other.transitions);
         self.startups.extend(other.startups);
         self.wakeups.extend(other.wakeups);
+        self.limited_pods += other.limited_pods;
     }
 }
 

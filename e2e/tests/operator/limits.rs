@@ -1,7 +1,10 @@
 //! What one tenant's Pods cannot do to the operator: leave series behind that grow with
 //! every unique name.
 
+use std::time::Duration;
+
 use serde_json::json;
+use sidecar_watch_e2e::harness::wait_until;
 
 use crate::support::*;
 
@@ -60,4 +63,139 @@ async fn startup_series_go_with_their_last_pod() {
         }
     })
     .await;
+}
+
+/// A never-scheduled Pod with `n` native sidecars `s{i}-sidecar` (busybox, no probes, no
+/// resources: every static check fails on every one of them).
+fn flood_pod(n: usize) -> serde_json::Value {
+    let names: Vec<String> = (0..n).map(|i| format!("s{i}-sidecar")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    sidecar_watch_e2e::kubelet::test_pod("flood", &[("app", "flood")], &["app"], &names)
+}
+
+/// Seed 000: a crash-looping sidecar, as the kubelet reports it.
+async fn crash_loop(pod: &sidecar_watch_e2e::kubelet::PodDriver, container: &str) {
+    use sidecar_watch_e2e::kubelet::State;
+    pod.update(|_, s| {
+        let c = s
+            .init_container_statuses
+            .iter_mut()
+            .flatten()
+            .find(|c| c.name == container)
+            .ok_or_else(|| kube::Error::Service("no such container".into()))?;
+        c.restart_count = 4;
+        c.last_state = Some(State::terminated("Error", 1).to_k8s());
+        c.state = Some(State::waiting("CrashLoopBackOff").to_k8s());
+        c.started = Some(false);
+        c.ready = false;
+        set_pod_conditions(s);
+        Ok(())
+    })
+    .await
+    .expect("status written");
+}
+
+/// The Warning Events in `namespace` as (Pod, reason, action).
+async fn warnings_in(c: &Cluster, namespace: &str) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = c
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.namespace.as_deref()) == Some(namespace))
+        .map(|e| {
+            let pod = e.regarding.and_then(|r| r.name).unwrap_or_default();
+            (pod, e.reason.unwrap_or_default(), e.action.unwrap_or_default())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A tenant's Pod with 5,000 sidecars exists before the operator starts (its Events alone
+/// would overflow the Event queue). Another namespace's crash-looping sidecar, started later,
+/// still gets its Warning within 2 s of firing, none of its Events is dropped, the flood
+/// exports at most the capped series, and the operator stays ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_tenant_neither_blinds_nor_delays_another() {
+    let c = Cluster::start("flood").await;
+    let shop = c.ns.clone();
+    let flood = format!("{shop}-flood");
+    c.env.create_namespace(&flood).await.expect("namespace");
+    c.apply_app_policy("mesh", "web", json!({"crashLoop": {"for": "1s", "severity": "critical"}})).await;
+    c.apply_in(
+        &flood,
+        &json!({"apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
+                "metadata": {"name": "everything", "namespace": flood}, "spec": {}})
+        .to_string(),
+    )
+    .await;
+    c.create_pod_in(&flood, flood_pod(5000)).await;
+
+    let port = free_port();
+    let args: Vec<String> = [
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+        "--namespace",
+        &format!("{shop},{flood}"),
+        "--leader-elect=false",
+        "--status-interval",
+        "1s",
+    ]
+    .map(String::from)
+    .into();
+    let op = Operator::spawn(&c, "op", port, &args, &[]).await;
+    let capped = op
+        .wait_scrape("the flood Pod is evaluated, capped", |s| {
+            let n = s.find("sidecar_alerts", &[("namespace", &flood)]).len();
+            if n > 0 {
+                Ok(())
+            } else {
+                Err("no flood alerts yet".into())
+            }
+        })
+        .await;
+    // 32 sidecars, four static checks each, and the sprawl finding.
+    assert_eq!(capped.find("sidecar_alerts", &[("namespace", &flood)]).len(), 32 * 4 + 1);
+    assert_eq!(capped.find("sidecar_container_ready", &[("namespace", &flood)]).len(), 32);
+    assert!(capped.value("sidecar_watch_limited_total", &[("limit", "sidecars-per-pod")]).unwrap_or(0.0) >= 1.0);
+
+    // Another namespace, after the flood.
+    let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
+    drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
+    crash_loop(&pod, "istio-proxy").await;
+    let (_, fired) = observe_firing(&op, "web-1", "SidecarCrashLooping").await;
+    c.wait_events("web-1", "Warning", "SidecarCrashLooping", 1).await;
+    let took = fired.elapsed();
+    assert!(took <= Duration::from_secs(2), "the shop Warning took {took:?} after firing");
+
+    // Every firing shop alert has its Warning: nothing of shop's was dropped.
+    let scrape = op.scrape().await.expect("scrape");
+    let mut expected: Vec<(String, String, String)> = scrape
+        .find("sidecar_alerts", &[("namespace", &shop), ("alertstate", "firing")])
+        .iter()
+        .map(|s| {
+            let action = match s.labels["check"].as_str() {
+                "" => "Alert".to_string(),
+                check => check.to_string(),
+            };
+            (s.labels["pod"].clone(), s.labels["alertname"].clone(), action)
+        })
+        .collect();
+    expected.sort();
+    let wanted = expected.clone();
+    wait_until(WAIT, "every shop alert announced", || async {
+        let got = warnings_in(&c, &shop).await;
+        if got == wanted {
+            Ok(())
+        } else {
+            Err(format!("got {got:?}\nwanted {wanted:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    // The flood Pod's Events were limited per object: a burst of 25.
+    let flood_events = warnings_in(&c, &flood).await.len();
+    assert!(flood_events <= 25, "{flood_events} flood Warnings");
+    assert_eq!(sidecar_watch_e2e::harness::http_get(op.port, "/readyz").await.expect("GET").0, 200);
 }

@@ -1,0 +1,109 @@
+//! Events per object are rate-limited like client-go's `EventSourceObjectSpamFilter`: a token
+//! bucket per (source, regarding object) with a burst of 25 that refills one token every
+//! 5 minutes. A Pod that flaps or a Pod with hundreds of findings gets its first 25 Events
+//! and then one per 5 minutes; other objects are unaffected.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use lru::LruCache;
+use tokio::time::Instant;
+
+/// Events an object may get at once.
+pub const BURST: u32 = 25;
+/// One more Event per object after this long.
+pub const REFILL: Duration = Duration::from_secs(300);
+/// Objects remembered, the least recently seen forgotten first (client-go keeps 4096). A
+/// forgotten object starts again with a full bucket, as it would after its quiet period.
+const OBJECTS: usize = 4096;
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The token buckets, one per regarding object.
+#[derive(Debug)]
+pub struct SpamFilter {
+    buckets: LruCache<String, Bucket>,
+    burst: u32,
+    refill: Duration,
+}
+
+impl Default for SpamFilter {
+    fn default() -> Self {
+        Self::new(BURST, REFILL, OBJECTS)
+    }
+}
+
+impl SpamFilter {
+    /// A filter with `burst` Events per object, one more per `refill`, for up to `objects`
+    /// objects at a time.
+    pub fn new(burst: u32, refill: Duration, objects: usize) -> Self {
+        let objects = NonZeroUsize::new(objects).unwrap_or(NonZeroUsize::MIN);
+        SpamFilter { buckets: LruCache::new(objects), burst, refill }
+    }
+
+    /// Whether an Event about `object` may be published at `now`; takes a token if so.
+    pub fn allow(&mut self, object: &str, now: Instant) -> bool {
+        let burst = f64::from(self.burst);
+        let refill = self.refill.as_secs_f64();
+        let bucket = match self.buckets.get_mut(object) {
+            Some(bucket) => bucket,
+            None => {
+                self.buckets.put(object.to_string(), Bucket { tokens: burst, at: now });
+                self.buckets.get_mut(object).expect("just inserted")
+            }
+        };
+        let earned = if refill > 0.0 { now.saturating_duration_since(bucket.at).as_secs_f64() / refill } else { burst };
+        bucket.tokens = (bucket.tokens + earned).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How many objects are remembered.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether no object is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_one_per_refill_per_object() {
+        let mut filter = SpamFilter::default();
+        let t0 = Instant::now();
+        let allowed = (0..100).filter(|_| filter.allow("pod-a", t0)).count();
+        assert_eq!(allowed, 25, "the burst");
+        assert!(filter.allow("pod-b", t0), "another object has its own bucket");
+        assert!(!filter.allow("pod-a", t0 + REFILL - Duration::from_secs(1)), "not refilled yet");
+        assert!(filter.allow("pod-a", t0 + REFILL), "one more after the refill period");
+        assert!(!filter.allow("pod-a", t0 + REFILL), "and only one");
+        // A long quiet period refills the whole burst, not more.
+        let later = t0 + REFILL * 1000;
+        assert_eq!((0..100).filter(|_| filter.allow("pod-a", later)).count(), 25);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_objects_remembered() {
+        let mut filter = SpamFilter::new(BURST, REFILL, 100);
+        let t0 = Instant::now();
+        for i in 0..10_000 {
+            assert!(filter.allow(&format!("pod-{i}"), t0), "a new object starts with a full bucket");
+        }
+        assert_eq!(filter.len(), 100);
+    }
+}
