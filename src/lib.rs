@@ -10,6 +10,7 @@ pub mod audit;
 pub mod controller;
 pub mod engine;
 pub mod events;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod rbac;
