@@ -116,6 +116,17 @@ relabelings:
   - action: replace
     targetLabel: job
     replacement: sidecar-watch
+  # The shard of the target ("0" when not sharded): the operator alerts are per shard.
+  - action: replace
+    sourceLabels: [__meta_kubernetes_pod_label_apps_kubernetes_io_pod_index]
+    regex: ""
+    targetLabel: shard
+    replacement: "0"
+  - action: replace
+    sourceLabels: [__meta_kubernetes_pod_label_apps_kubernetes_io_pod_index]
+    regex: (.+)
+    targetLabel: shard
+    replacement: $1
   {{- with .Values.serviceMonitor.relabelings }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
