@@ -89,6 +89,7 @@ dash() {
     && promtool check rules "$WORK/dashboard.rules.yaml"
 }
 run "dashboard" dash
+run "dashboard queries return data on a recorded scrape" $BEHAVIOUR dashboard-data "$WORK/dashboard-data"
 
 section "Helm chart"
 run "chart values/templates (static)" $CHECKS chart-static

@@ -14,9 +14,12 @@ repository root). Each subcommand prints what it checked and exits non-zero nami
                        NetworkPolicy and PodDisruptionBudget
   roles FILE LABEL     the aggregated user ClusterRoles grant exactly what the docs promise
   kustomize-digest     config/default's `images:` pins a digest (tag@digest) when one is set
+  dashboard-data DIR   every dashboard query and variable returns data on the recorded scrape
+                       config/grafana/tests/scrape.prom (promtool test rules, written into DIR)
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -327,11 +330,84 @@ def cmd_kustomize_digest() -> None:
     finish()
 
 
+# -------------------------------------------------------------------------- dashboard-data
+DASH = ROOT / "config/grafana/sidecar-watch-dashboard.json"
+SCRAPE = ROOT / "config/grafana/tests/scrape.prom"
+COUNTER = re.compile(r"^\w+(_total|_bucket|_sum|_count)$")
+
+
+def cmd_dashboard_data(outdir: str) -> None:
+    """Each panel query and variable query (Grafana variables set to All) must return at least
+    one series on the recorded scrape: a renamed metric or label, or a filter that never
+    matches, fails here although the PromQL parses."""
+    import json
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    series = []
+    for line in SCRAPE.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        selector, _, value = line.rpartition(" ")
+        name = selector.split("{", 1)[0]
+        v = float(value)
+        # 11 samples a minute apart; counters grow so that rate()/increase() see them move
+        values = f"{value}+{value}x10" if COUNTER.match(name) and v > 0 else f"{value}x10"
+        series.append({"series": selector, "values": values})
+    dash = json.loads(DASH.read_text())
+    exprs: list[tuple[str, str]] = []
+
+    def walk(panels):
+        for p in panels:
+            for t in p.get("targets", []):
+                if t.get("expr"):
+                    exprs.append((p.get("title", "?"), t["expr"]))
+            walk(p.get("panels", []))
+
+    walk(dash.get("panels", []))
+    for v in dash.get("templating", {}).get("list", []):
+        q = v.get("query")
+        q = q.get("query") if isinstance(q, dict) else q
+        m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", q or "")
+        if m:
+            sel = m.group(1)
+            label = m.group(2)
+            sel = sel[:-1] + f', {label}!=""}}' if sel.endswith("}") else f'{sel}{{{label}!=""}}'
+            exprs.append((f"variable {v['name']}", sel))
+    names = [v["name"] for v in dash.get("templating", {}).get("list", [])]
+    tests = []
+    for title, e in exprs:
+        q = e.replace("$__rate_interval", "2m").replace("${__rate_interval}", "2m")
+        for n in names:
+            q = q.replace("${" + n + "}", ".*").replace("$" + n, ".*")
+        tests.append({"expr": f"count({q}) > bool 0", "eval_time": "10m",
+                      "exp_samples": [{"labels": "{}", "value": 1}], "_title": title})
+    (out / "dashboard-empty.rules.yaml").write_text(yaml.safe_dump({"groups": []}))
+    test = {"rule_files": ["dashboard-empty.rules.yaml"], "evaluation_interval": "1m",
+            "tests": [{"name": f"dashboard queries return data on {SCRAPE.relative_to(ROOT)}", "interval": "1m",
+                       "input_series": series,
+                       "promql_expr_test": [{k: v for k, v in t.items() if k != "_title"} for t in tests]}]}
+    (out / "dashboard-data.test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+    p = subprocess.run(["promtool", "test", "rules", "dashboard-data.test.yaml"], cwd=out, capture_output=True, text=True)
+    if p.returncode != 0:
+        # name the panels whose query came back empty
+        for t in tests:
+            if t["expr"].replace('"', '\\"') in p.stdout + p.stderr:
+                fail(f"{DASH.relative_to(ROOT)}: {t['_title']!r} returns no data on the recorded scrape: {t['expr']}")
+        if not failures:
+            fail(f"promtool test rules: {p.stdout.strip()} {p.stderr.strip()}")
+    else:
+        ok(f"{len(exprs)} dashboard queries (panels and variables, variables = All) return data on "
+           f"{SCRAPE.relative_to(ROOT)} ({len(series)} series)")
+    finish()
+
+
 def main() -> None:
     a = sys.argv[1:]
     cmds = {"schema": lambda: cmd_schema(a[1]), "notes": lambda: cmd_notes(a[1]),
             "chart-render": lambda: cmd_chart_render(a[1]), "secure": lambda: cmd_secure(a[1], a[2]),
-            "roles": lambda: cmd_roles(a[1], a[2]), "kustomize-digest": cmd_kustomize_digest}
+            "roles": lambda: cmd_roles(a[1], a[2]), "kustomize-digest": cmd_kustomize_digest,
+            "dashboard-data": lambda: cmd_dashboard_data(a[1])}
     if not a or a[0] not in cmds:
         print(__doc__)
         sys.exit(2)
