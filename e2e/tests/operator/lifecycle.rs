@@ -153,4 +153,8 @@ async fn flags_from_the_environment_with_two_namespaces_and_json_logs() {
         assert!(entry.get("fields").is_none(), "fields are flat: {line}");
     }
     assert!(log.contains("\"identity\":\"env-op\""), "the identity came from the environment:\n{log}");
+    assert!(
+        log.contains(&format!("\"namespaces\":[\"{ns_a}\",\"{ns_b}\"]")),
+        "the watched namespaces are logged as a JSON array:\n{log}"
+    );
 }
