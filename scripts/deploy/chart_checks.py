@@ -226,6 +226,11 @@ def cmd_secure(path: str, label: str) -> None:
     if not w:
         fail(f"{label}: no single Deployment/StatefulSet")
         finish()
+    pod_labels = w["spec"]["template"]["metadata"].get("labels", {})
+    missing = [k for k in ("name", "instance", "component", "version", "managed-by", "part-of")
+               if f"app.kubernetes.io/{k}" not in pod_labels]
+    if missing:
+        fail(f"{label}: Pod template lacks app.kubernetes.io/{{{','.join(missing)}}} labels: {pod_labels}")
     c = w["spec"]["template"]["spec"]["containers"][0]
     args = c.get("args", [])
     for a in ("--metrics-secure=true", "--metrics-addr=0.0.0.0:8443"):
@@ -274,7 +279,8 @@ def cmd_secure(path: str, label: str) -> None:
             fail(f"{label}: NetworkPolicy ingress must be the https-metrics port")
     if w["spec"].get("replicas", 1) > 1 and not by_kind(docs, "PodDisruptionBudget"):
         fail(f"{label}: no PodDisruptionBudget")
-    ok(f"{label}: /metrics secure on https-metrics 8443 (HTTPS probes, token + TLS scrape, shard relabel), "
+    finish()
+    ok(f"{label}: full app.kubernetes.io/* Pod labels; /metrics secure on https-metrics 8443 (HTTPS probes, token + TLS scrape, shard relabel), "
        f"metrics-reader, token/access review RBAC, NetworkPolicy, PodDisruptionBudget")
     finish()
 
@@ -303,6 +309,7 @@ def cmd_roles(path: str, label: str) -> None:
             fail(f"{label}: aggregated into {role}: extra {sorted(by_role[role] - want)}, missing {sorted(want - by_role[role])}")
     if any(res.startswith("clustersidecarpolicies") and v in write for rs in by_role.values() for (_, res, v) in rs):
         fail(f"{label}: ClusterSidecarPolicies must be writable by cluster admins only")
+    finish()
     ok(f"{label}: view reads (cluster)sidecarpolicies; edit/admin also write sidecarpolicies; "
        f"clustersidecarpolicies writable by cluster-admin only")
     finish()
