@@ -153,3 +153,25 @@ fn missing_context_names_it_in_plain_text() {
     assert!(last.starts_with("sidecar-watch failed: --kubeconfig "), "{stderr}");
     assert!(last.contains("third"), "the error names the context: {stderr}");
 }
+
+#[test]
+fn inferred_config_failure_says_each_cause_once() {
+    // Today's default path: no flags, KUBECONFIG naming a missing file, not in a cluster.
+    let out = binary()
+        .env("KUBECONFIG", "/nonexistent/kc")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args(["run", "--metrics-addr=127.0.0.1:0", "--log-format=json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let errors: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .filter(|v| v["level"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert_eq!(errors[0]["error"], "no Kubernetes configuration (kubeconfig or in-cluster)");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/kc"), "the file is named: {stderr}");
+}
