@@ -26,6 +26,7 @@ START=$(date +%s)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 CHECKS="python3 $ROOT/scripts/deploy/checks.py"
+BEHAVIOUR="python3 $ROOT/scripts/deploy/chart_checks.py"
 FAILED=()
 PASSED=()
 
@@ -56,9 +57,26 @@ kust() {  # kust DIR
   kubectl kustomize "$1" >"$out" 2>"$out.err" || { cat "$out.err"; echo "  FAIL: kubectl kustomize $1"; return 1; }
   $CHECKS validate "$out" "$1"
 }
-for d in config/default config/default-no-prometheus config/sharded config/crd config/rbac config/manager config/prometheus config/samples config/grafana; do
+for d in config/default config/default-no-prometheus config/sharded config/crd config/rbac config/manager config/samples config/grafana; do
   run "kustomize $d" kust "$d"
 done
+# The optional parts are kustomize Components (config/components/*, config/prometheus): they
+# only render inside a Kustomization, as config/default and config/sharded use them.
+components() {
+  local c bad=0
+  for c in config/components/*/ config/prometheus/; do
+    grep -q '^kind: Component$' "$c/kustomization.yaml" || { echo "  FAIL: $c is not a kind: Component"; bad=1; }
+    c="${c%/}"
+    grep -qx "  - \.\./${c#config/}" config/*/kustomization.yaml || { echo "  FAIL: no kustomization uses $c"; bad=1; }
+  done
+  [ "$bad" = 0 ] && echo "  ok: optional parts are Components: $(ls -d config/components/*/ | xargs -n1 basename | tr '\n' ' ')+ prometheus"
+}
+run "kustomize Components" components
+for d in config/default config/sharded; do
+  run "secure /metrics: $d" $BEHAVIOUR secure "$WORK/$(echo "$d" | tr / _).yaml" "$d"
+  run "aggregated user roles: $d" $BEHAVIOUR roles "$WORK/$(echo "$d" | tr / _).yaml" "$d"
+done
+run "kustomize image pinned by digest" $BEHAVIOUR kustomize-digest
 
 section "Prometheus rules"
 run "rule file" $CHECKS rules "$WORK/rules"
@@ -71,9 +89,11 @@ dash() {
     && promtool check rules "$WORK/dashboard.rules.yaml"
 }
 run "dashboard" dash
+run "dashboard queries return data on a recorded scrape" $BEHAVIOUR dashboard-data "$WORK/dashboard-data"
 
 section "Helm chart"
 run "chart values/templates (static)" $CHECKS chart-static
+run "chart README current" python3 scripts/deploy/chart_docs.py --check
 CHART=charts/sidecar-watch
 helm_combo() {  # helm_combo NAME ARGS...: lint + template + validate one value combination
   local name="$1"; shift
@@ -87,6 +107,8 @@ helm_combo() {  # helm_combo NAME ARGS...: lint + template + validate one value 
 }
 if [ -n "$HELM" ]; then
   run "helm defaults" helm_combo defaults
+  run "helm every value set (ci/everything-values.yaml)" helm_combo everything -f "$CHART/ci/everything-values.yaml"
+  run "helm plain metrics (metrics.secure=false)" helm_combo plain --set metrics.secure=false,metrics.port=8080,networkPolicy.enabled=false
   run "helm everything on" helm_combo all --include-crds \
     --set serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true,grafanaDashboard.enabled=true \
     --set 'serviceMonitor.additionalLabels.release=kube-prometheus-stack,prometheusRule.additionalLabels.release=kube-prometheus-stack' \
@@ -101,6 +123,13 @@ if [ -n "$HELM" ]; then
     --set 'watchNamespaces={shop,payments}'
   run "helm sharded StatefulSet" helm_combo sharded --set sharding.enabled=true,replicaCount=3
   run "helm external RBAC/ServiceAccount" helm_combo norbac --set rbac.create=false,serviceAccount.create=false,serviceAccount.name=sw
+  run "values.schema.json accepts every value, rejects typos" $BEHAVIOUR schema "$HELM"
+  run "NOTES.txt (Lease names, metrics access)" $BEHAVIOUR notes "$HELM"
+  run "chart rendering (image, labels, probes, cert-manager, PodMonitor)" $BEHAVIOUR chart-render "$HELM"
+  run "secure /metrics: helm defaults" $BEHAVIOUR secure "$WORK/helm-defaults.yaml" "helm[defaults]"
+  run "secure /metrics: helm all" $BEHAVIOUR secure "$WORK/helm-all.yaml" "helm[all]"
+  run "secure /metrics: helm sharded" $BEHAVIOUR secure "$WORK/helm-sharded.yaml" "helm[sharded]"
+  run "aggregated user roles: helm defaults" $BEHAVIOUR roles "$WORK/helm-defaults.yaml" "helm[defaults]"
   # the chart's rules with default values are exactly config/prometheus/prometheusrule.yaml
   chart_rules() {
     "$HELM" template sw "$CHART" --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml >"$WORK/chart-rule.yaml" \

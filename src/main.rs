@@ -34,13 +34,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => match sidecar_watch::controller::run_blocking(*args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("sidecar-watch: {e:#}");
-                ExitCode::FAILURE
+        Command::Run(args) => {
+            let log_format = args.log_format;
+            match sidecar_watch::controller::run_blocking(*args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    // One line (one JSON object with --log-format json), each cause once.
+                    eprintln!("{}", sidecar_watch::logging::fatal_line(log_format, "sidecar-watch failed", &e));
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Audit(args) => match sidecar_watch::audit::run(&args) {
             Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),
             Err(e) => {

@@ -35,6 +35,10 @@ pub const CLUSTER_RULES: &[PolicyRule] = &[
     // Events on Pods and policies: created and patched (series) by the recorder; listed at
     // start-up so that alerts announced before a restart are not announced again.
     PolicyRule { api_group: "events.k8s.io", resources: &["events"], verbs: &["create", "patch", "list"] },
+    // Secure /metrics (--metrics-secure): who the scraper is (TokenReview) and whether it may
+    // `get` the non-resource URL /metrics (SubjectAccessReview).
+    PolicyRule { api_group: "authentication.k8s.io", resources: &["tokenreviews"], verbs: &["create"] },
+    PolicyRule { api_group: "authorization.k8s.io", resources: &["subjectaccessreviews"], verbs: &["create"] },
 ];
 
 /// Rules in the operator's own namespace (Role): the leader-election Lease.

@@ -69,7 +69,16 @@ fn crds_are_structural_with_status_and_printer_columns() {
             .iter()
             .filter_map(|c| c["name"].as_str())
             .collect();
-        assert_eq!(columns, ["Matched", "Alerting", "Ready", "Age"], "{name}");
+        assert_eq!(columns, ["Matched", "Alerting", "Ready", "Reason", "Pending", "Last Evaluated", "Age"], "{name}");
+        // Pending and Last Evaluated only with `kubectl get -o wide`
+        let wide: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .expect("printer columns")
+            .iter()
+            .filter(|c| c["priority"].as_i64() == Some(1))
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(wide, ["Pending", "Last Evaluated"], "{name}");
     }
 }
 

@@ -180,3 +180,86 @@ async fn kubectl_get_watch() {
     assert!(header.starts_with("NAME") && header.contains("READY"), "{header}");
     child.kill().await.unwrap();
 }
+
+/// Cells of a kubectl table line: columns are separated by at least two spaces (a header like
+/// `LAST EVALUATED` has one inside).
+fn cells(line: &str) -> Vec<String> {
+    line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect()
+}
+
+/// The project's own CRDs (`crds/`): `kubectl get scp` shows Reason; `-o wide` adds the
+/// priority-1 columns Pending and Last Evaluated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_policy_columns() {
+    let env = sim_env().await;
+    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+    env.install_crds(&crds).await.unwrap();
+    let policy = |kind: &str, name: &str| {
+        let path = env.dir().join(format!("{name}.yaml"));
+        let namespace = if kind == "SidecarPolicy" { "  namespace: default\n" } else { "" };
+        std::fs::write(
+            &path,
+            format!("apiVersion: sidecarwatch.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\n{namespace}spec: {{}}\n"),
+        )
+        .unwrap();
+        path
+    };
+    for (kind, name) in [("SidecarPolicy", "mesh"), ("SidecarPolicy", "broken"), ("ClusterSidecarPolicy", "platform")] {
+        env.kubectl(["apply", "--server-side", "-f", policy(kind, name).to_str().unwrap()]).await.unwrap();
+    }
+    let evaluated = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(300)).to_string();
+    let status = |kind: &str, name: &str, status: Value| {
+        let plural = if kind == "SidecarPolicy" { "sidecarpolicies" } else { "clustersidecarpolicies" };
+        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("sidecarwatch.io", "v1alpha1", kind), plural);
+        let api: Api<DynamicObject> = if kind == "SidecarPolicy" {
+            Api::namespaced_with(env.client.clone(), "default", &ar)
+        } else {
+            Api::all_with(env.client.clone(), &ar)
+        };
+        let body = json!({"apiVersion": "sidecarwatch.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "status": status});
+        let name = name.to_string();
+        async move { api.patch_status(&name, &PatchParams::apply("sidecar-watch"), &Patch::Apply(body)).await.unwrap() }
+    };
+    let ready = |s: &str, reason: &str| json!([{"type": "Ready", "status": s, "reason": reason, "message": "", "lastTransitionTime": "2024-01-01T00:00:00Z"}]);
+    status(
+        "SidecarPolicy",
+        "mesh",
+        json!({"matchedPods": 3, "alertingPods": 1, "pendingAlerts": 2,
+        "lastEvaluationTime": evaluated, "conditions": ready("True", "Evaluating")}),
+    )
+    .await;
+    status("SidecarPolicy", "broken", json!({"conditions": ready("False", "InvalidSpec")})).await;
+    status(
+        "ClusterSidecarPolicy",
+        "platform",
+        json!({"matchedPods": 40, "alertingPods": 0, "pendingAlerts": 0,
+        "lastEvaluationTime": evaluated, "conditions": ready("True", "Evaluating")}),
+    )
+    .await;
+
+    let out = env.kubectl(["get", "scp"]).await.unwrap();
+    let lines: Vec<Vec<String>> = out.lines().map(cells).collect();
+    assert_eq!(lines[0], ["NAME", "MATCHED", "ALERTING", "READY", "REASON", "AGE"], "{out}");
+    // sorted by name: broken has no counts yet (empty cells), only its condition
+    assert_eq!(lines[1][..3], ["broken", "False", "InvalidSpec"], "{out}");
+    assert_eq!(lines[1].len(), 4, "no counts, no pending, only the age: {out}");
+    assert_eq!(lines[2][..5], ["mesh", "3", "1", "True", "Evaluating"], "{out}");
+
+    let out = env.kubectl(["get", "scp", "-o", "wide"]).await.unwrap();
+    let lines: Vec<Vec<String>> = out.lines().map(cells).collect();
+    assert_eq!(
+        lines[0],
+        ["NAME", "MATCHED", "ALERTING", "READY", "REASON", "PENDING", "LAST EVALUATED", "AGE"],
+        "{out}"
+    );
+    assert_eq!(lines[2][..7], ["mesh", "3", "1", "True", "Evaluating", "2", "5m"], "{out}");
+
+    let out = env.kubectl(["get", "cscp", "-o", "wide"]).await.unwrap();
+    let lines: Vec<Vec<String>> = out.lines().map(cells).collect();
+    assert_eq!(
+        lines[0],
+        ["NAME", "MATCHED", "ALERTING", "READY", "REASON", "PENDING", "LAST EVALUATED", "AGE"],
+        "{out}"
+    );
+    assert_eq!(lines[1][..7], ["platform", "40", "0", "True", "Evaluating", "0", "5m"], "{out}");
+}

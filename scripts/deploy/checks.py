@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 ROOT = Path.cwd()
 CRD_NAMES = ["sidecarwatch.io_sidecarpolicies.yaml", "sidecarwatch.io_clustersidecarpolicies.yaml"]
 CHART = ROOT / "charts" / "sidecar-watch"
@@ -39,7 +41,7 @@ SIDECAR_ALERTS = [
     "JobBlockedBySidecar", "SidecarStoppedBeforeMain", "SidecarMisconfigured",
 ]
 OPERATOR_ALERTS = ["SidecarWatchDown", "SidecarWatchReconcileErrors", "SidecarWatchNoLeader",
-                   "SidecarWatchEventPublishFailures"]
+                   "SidecarWatchTwoLeaders", "SidecarWatchEventPublishFailures"]
 
 failures: list[str] = []
 
@@ -156,53 +158,8 @@ def structural_to_jsonschema(s: dict) -> dict:
     return s
 
 
-_DURATION = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
-MONITORING_SCHEMAS = {
-    # Minimal schemas for the prometheus-operator kinds we ship (their CRDs are not available
-    # offline): the fields we use, with their types, and no unknown fields at the levels we write.
-    "ServiceMonitor": {
-        "type": "object", "required": ["spec"],
-        "properties": {"spec": {
-            "type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
-            "properties": {
-                "jobLabel": {"type": "string"},
-                "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
-                    "any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}},
-                "selector": {"type": "object", "additionalProperties": False, "properties": {
-                    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "matchExpressions": {"type": "array"}}},
-                "endpoints": {"type": "array", "minItems": 1, "items": {
-                    "type": "object", "additionalProperties": False, "properties": {
-                        "port": {"type": "string"}, "targetPort": {}, "path": {"type": "string"},
-                        "scheme": {"enum": ["http", "https"]},
-                        "interval": {"type": "string", "pattern": _DURATION},
-                        "scrapeTimeout": {"type": "string", "pattern": _DURATION},
-                        "honorLabels": {"type": "boolean"}, "honorTimestamps": {"type": "boolean"},
-                        "relabelings": {"type": "array", "items": {"type": "object", "additionalProperties": False, "properties": {
-                            "action": {"type": "string"}, "sourceLabels": {"type": "array"}, "separator": {"type": "string"},
-                            "targetLabel": {"type": "string"}, "regex": {"type": "string"}, "modulus": {"type": "integer"},
-                            "replacement": {"type": "string"}}}},
-                        "metricRelabelings": {"type": "array"}}}}}}}},
-    "PrometheusRule": {
-        "type": "object", "required": ["spec"],
-        "properties": {"spec": {
-            "type": "object", "required": ["groups"], "additionalProperties": False,
-            "properties": {"groups": {"type": "array", "minItems": 1, "items": {
-                "type": "object", "required": ["name", "rules"], "additionalProperties": False,
-                "properties": {
-                    "name": {"type": "string", "minLength": 1},
-                    "interval": {"type": "string", "pattern": _DURATION},
-                    "rules": {"type": "array", "items": {
-                        "type": "object", "required": ["expr"], "additionalProperties": False,
-                        "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
-                        "properties": {
-                            "alert": {"type": "string"}, "record": {"type": "string"},
-                            "expr": {"type": "string", "minLength": 1},
-                            "for": {"type": "string", "pattern": _DURATION},
-                            "keep_firing_for": {"type": "string", "pattern": _DURATION},
-                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                            "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}}}}},
-}
+from schemas import EXTRA_SCHEMAS  # noqa: E402 - minimal schemas of non-core kinds
+
 
 RESTRICTED_CONTAINER = {
     "runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
@@ -277,14 +234,14 @@ def cmd_validate(path: str, label: str) -> None:
                 if info["scope"] == "Cluster" and ns:
                     fail(f"{where}: cluster-scoped kind with metadata.namespace")
                 how = "project CRD schema"
-            elif group == "monitoring.coreos.com":
-                schema = MONITORING_SCHEMAS.get(kind)
+            elif group in ("monitoring.coreos.com", "cert-manager.io"):
+                schema = EXTRA_SCHEMAS.get((group, kind))
                 if schema is None:
                     fail(f"{where}: no schema for {api} {kind}")
                     continue
                 for e in jsonschema.Draft7Validator(schema).iter_errors(d):
                     fail(f"{where}: {'.'.join(map(str, e.path)) or '<root>'}: {e.message} (minimal {kind} schema)")
-                how = "minimal prometheus-operator schema"
+                how = f"minimal {group} schema"
             elif group == "sidecarwatch.io":
                 fail(f"{where}: no CRD in crds/ defines {api} {kind}")
                 continue

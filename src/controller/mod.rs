@@ -26,18 +26,18 @@ use leader::{Election, LeaseConfig};
 /// How long SIGTERM waits for queued Events, then for the last status write.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 
-/// Log output formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::logging::LogFormat;
 
 /// Arguments of `sidecar-watch run`. Every flag can also be set from its environment variable.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
+    /// Kubeconfig file to connect with [default: $KUBECONFIG, ~/.kube/config, then the
+    /// in-cluster service account].
+    #[arg(long, env = "SIDECAR_WATCH_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context to use [default: the kubeconfig's current-context].
+    #[arg(long, env = "SIDECAR_WATCH_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "SIDECAR_WATCH_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -124,19 +124,9 @@ impl RunArgs {
     }
 }
 
-/// Sets up logging as `--log-format` and `RUST_LOG` say.
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 /// Runs the operator until SIGTERM or SIGINT.
 pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
+    crate::logging::init(args.log_format);
     if let Err(e) = crate::memory::disable_transparent_huge_pages() {
         tracing::warn!(error = %e, "cannot opt out of transparent huge pages; RSS may run higher");
     }
@@ -173,9 +163,26 @@ async fn shutdown_signal() {
 /// suite's RBAC check) can tell the operator's calls apart.
 pub const USER_AGENT: &str = concat!("sidecar-watch/", env!("CARGO_PKG_VERSION"));
 
-/// The configuration from the kubeconfig or the in-cluster environment.
-async fn kube_config() -> anyhow::Result<kube::Config> {
-    let mut config = kube::Config::infer().await.context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
+/// The configuration from `--kubeconfig`/`--context`, else inferred (KUBECONFIG,
+/// ~/.kube/config, in-cluster).
+async fn kube_config(args: &RunArgs) -> anyhow::Result<kube::Config> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let options = KubeConfigOptions { context: args.context.clone(), ..KubeConfigOptions::default() };
+    let mut config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}: cannot read the kubeconfig", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .with_context(|| format!("--kubeconfig {}: unusable", path.display()))?
+        }
+        (None, Some(context)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .with_context(|| format!("--context {context}: not usable from $KUBECONFIG or ~/.kube/config"))?,
+        (None, None) => {
+            kube::Config::infer().await.context("no Kubernetes configuration (kubeconfig or in-cluster)")?
+        }
+    };
     config.headers.push((axum::http::header::USER_AGENT, axum::http::HeaderValue::from_static(USER_AGENT)));
     Ok(config)
 }
@@ -187,7 +194,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let renew_deadline = leader::LeaseTimings::new(args.lease_duration, args.lease_renew_deadline)
         .map_err(anyhow::Error::msg)?
         .renew_deadline;
-    let config = kube_config().await?;
+    let config = kube_config(&args).await?;
     let client = kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
 

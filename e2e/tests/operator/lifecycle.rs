@@ -149,7 +149,12 @@ async fn flags_from_the_environment_with_two_namespaces_and_json_logs() {
     for line in &lines {
         let entry: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        assert!(entry.get("level").is_some() && entry.get("timestamp").is_some(), "{line}");
+        assert!(entry.get("level").is_some() && entry.get("ts").is_some() && entry.get("msg").is_some(), "{line}");
+        assert!(entry.get("fields").is_none(), "fields are flat: {line}");
     }
     assert!(log.contains("\"identity\":\"env-op\""), "the identity came from the environment:\n{log}");
+    assert!(
+        log.contains(&format!("\"namespaces\":[\"{ns_a}\",\"{ns_b}\"]")),
+        "the watched namespaces are logged as a JSON array:\n{log}"
+    );
 }
