@@ -33,17 +33,8 @@ fn peak_rss_bytes() -> u64 {
 /// `GET /metrics` with `Connection: close`, the response read into a small buffer over and
 /// over (so that the client holds no copy); returns the bytes received, framing included.
 async fn get_metrics(port: u16) -> std::io::Result<usize> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
-    let mut buf = vec![0_u8; 1 << 16];
-    let mut total = 0;
-    loop {
-        match stream.read(&mut buf).await? {
-            0 => return Ok(total),
-            n => total += n,
-        }
-    }
+    let response = sidecar_watch_e2e::http::get(port, "/metrics", &Default::default()).await?;
+    Ok(response.body.len())
 }
 
 fn rss_bytes() -> u64 {
@@ -111,6 +102,7 @@ fn main() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let server = sidecar_watch::server::serve(
         SocketAddr::from(([127, 0, 0, 1], port)),
+        sidecar_watch::server::Security::Plain,
         Arc::clone(&index),
         metrics.clone(),
         role,

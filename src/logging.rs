@@ -22,9 +22,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// kube-client logs a whole response body at WARN when it cannot decode it (a list of every
+/// Pod, environment values included). Pods are decoded one at a time now, so that should not
+/// happen; should it, the body stays out of the log whatever `RUST_LOG` says, as this more
+/// specific directive wins over any broader one.
+pub const NO_BODIES: &str = "kube_client::client=error";
+
 /// Installs the global subscriber; a second call (tests, embedding) keeps the first one.
 pub fn init(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info".into())
+        .add_directive(NO_BODIES.parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.event_format(FlatJson).try_init(),

@@ -20,12 +20,62 @@ use crate::index::{Index, TrackedPod};
 /// Default of `--max-series-per-namespace`.
 pub const DEFAULT_MAX_SERIES_PER_NAMESPACE: u32 = 10_000;
 
+/// Which metric families are exported (`--metric-allowlist`/`--metric-denylist`, with
+/// kube-state-metrics' semantics: each entry is a regular expression that must match a
+/// whole family name, and the two lists exclude each other).
+#[derive(Clone, Debug, Default)]
+pub struct FamilyFilter {
+    allow: Option<regex::RegexSet>,
+    deny: Option<regex::RegexSet>,
+}
+
+impl FamilyFilter {
+    /// A filter from the two lists (empty: not set).
+    pub fn new(allow: &[String], deny: &[String]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            allow.is_empty() || deny.is_empty(),
+            "--metric-allowlist and --metric-denylist are mutually exclusive"
+        );
+        let set = |list: &[String], flag: &str| -> anyhow::Result<Option<regex::RegexSet>> {
+            if list.is_empty() {
+                return Ok(None);
+            }
+            for entry in list {
+                regex::Regex::new(entry)
+                    .map_err(|e| anyhow::anyhow!("{flag}: invalid regular expression {entry:?}: {e}"))?;
+            }
+            let anchored = list.iter().map(|entry| format!("^(?:{entry})$"));
+            Ok(Some(regex::RegexSet::new(anchored).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?))
+        };
+        Ok(FamilyFilter { allow: set(allow, "--metric-allowlist")?, deny: set(deny, "--metric-denylist")? })
+    }
+
+    /// Whether the family `name` is exported.
+    pub fn exports(&self, name: &str) -> bool {
+        self.allow.as_ref().is_none_or(|a| a.is_match(name)) && !self.deny.as_ref().is_some_and(|d| d.is_match(name))
+    }
+}
+
+/// What a render of the per-Pod families may export.
+#[derive(Clone, Debug)]
+pub struct RenderOptions {
+    /// `sidecar_alerts` series one namespace may export (`--max-series-per-namespace`).
+    pub max_series_per_namespace: u32,
+    /// Families exported.
+    pub families: FamilyFilter,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions { max_series_per_namespace: DEFAULT_MAX_SERIES_PER_NAMESPACE, families: FamilyFilter::default() }
+    }
+}
+
 /// The operator's own metrics.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `sidecar_alerts` series one namespace may export (`--max-series-per-namespace`).
-    max_series_per_namespace: u32,
+    options: RenderOptions,
     /// `sidecar_startup_seconds{namespace, container}`.
     pub startup_seconds: HistogramVec,
     /// `sidecar_watch_reconcile_duration_seconds`.
@@ -55,14 +105,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers every metric, with the default per-namespace series limit.
+    /// Creates and registers every metric, for shard 0 with the default per-namespace limit.
     pub fn new() -> Self {
-        Self::with_max_series_per_namespace(DEFAULT_MAX_SERIES_PER_NAMESPACE)
+        Self::with_options(0, DEFAULT_MAX_SERIES_PER_NAMESPACE)
     }
 
-    /// Creates and registers every metric; one namespace exports at most
+    /// Creates and registers every metric. `shard` labels the per-replica gauges (so that
+    /// alerts can tell a shard without a leader); one namespace exports at most
     /// `max_series_per_namespace` `sidecar_alerts` series.
-    pub fn with_max_series_per_namespace(max_series_per_namespace: u32) -> Self {
+    pub fn with_options(shard: u32, max_series_per_namespace: u32) -> Self {
+        let shard = shard.to_string();
         let registry = Registry::new();
         let latency_buckets = vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
         let startup_seconds = HistogramVec::new(
@@ -101,8 +153,14 @@ impl Metrics {
             &["reason", "result"],
         )
         .expect("valid metric");
-        let pods_tracked = IntGauge::new("sidecar_watch_pods_tracked", "Pods held in memory").expect("valid metric");
-        let leader = IntGauge::new("sidecar_watch_leader", "1 when this replica is the leader").expect("valid metric");
+        let pods_tracked = IntGauge::with_opts(
+            Opts::new("sidecar_watch_pods_tracked", "Pods held in memory").const_label("shard", &shard),
+        )
+        .expect("valid metric");
+        let leader = IntGauge::with_opts(
+            Opts::new("sidecar_watch_leader", "1 when this replica leads its shard").const_label("shard", &shard),
+        )
+        .expect("valid metric");
         let limited = IntCounterVec::new(
             Opts::new("sidecar_watch_limited_total", "Times a per-tenant limit cut work short, by limit"),
             &["limit"],
@@ -113,10 +171,16 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
-        let build_info =
-            IntGaugeVec::new(Opts::new("sidecar_watch_build_info", "Build information; always 1"), &["version"])
-                .expect("valid metric");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let build_info = IntGaugeVec::new(
+            Opts::new("sidecar_watch_build_info", "Build information; always 1"),
+            &["version", "revision"],
+        )
+        .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("SIDECAR_WATCH_REVISION")]).set(1);
+        #[cfg(target_os = "linux")]
+        if let Err(e) = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())) {
+            tracing::warn!(error = %e, "process metrics unavailable");
+        }
         for collector in [
             Box::new(startup_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
@@ -134,7 +198,7 @@ impl Metrics {
         }
         Metrics {
             registry,
-            max_series_per_namespace,
+            options: RenderOptions { max_series_per_namespace, families: FamilyFilter::default() },
             startup_seconds,
             reconcile_duration,
             detection_latency,
@@ -148,6 +212,12 @@ impl Metrics {
         }
     }
 
+    /// Exports only the families `families` lets through.
+    pub fn with_families(mut self, families: FamilyFilter) -> Self {
+        self.options.families = families;
+        self
+    }
+
     /// Renders everything in the Prometheus text format, handing it to `emit` chunk by chunk
     /// (the registry's metrics, then, on the `leader`, the per-Pod families a segment at a
     /// time); `emit` returns false to stop early, when the client went away.
@@ -155,14 +225,16 @@ impl Metrics {
         self.pods_tracked.set(i64::try_from(index.pod_count()).unwrap_or(i64::MAX));
         self.leader.set(i64::from(leader));
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        let mut families = self.registry.gather();
+        families.retain(|f| self.options.families.exports(f.name()));
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         if !emit(String::from_utf8(out).unwrap_or_default()) {
             return;
         }
         // A standby would duplicate the leader's alert series; Prometheus sees them once.
-        if leader && render_index(index, self.max_series_per_namespace, emit) {
+        if leader && render_index(index, &self.options, emit) {
             self.limited.with_label_values(&["series-per-namespace"]).inc();
         }
     }
@@ -170,6 +242,7 @@ impl Metrics {
 
 /// A per-Pod metric family: its `# HELP`/`# TYPE` lines and the samples of one Pod.
 struct Family {
+    name: &'static str,
     header: &'static str,
     samples: fn(&TrackedPod, &mut String, &mut Scratch),
 }
@@ -177,14 +250,17 @@ struct Family {
 /// The per-Pod families, in the order they are exported.
 const POD_FAMILIES: [Family; 3] = [
     Family {
+        name: "sidecar_alerts",
         header: "# HELP sidecar_alerts Active sidecar alerts, 1 per alert (pending or firing)\n# TYPE sidecar_alerts gauge\n",
         samples: alert_samples,
     },
     Family {
+        name: "sidecar_container_ready",
         header: "# HELP sidecar_container_ready Whether a sidecar container is ready (1) or not (0)\n# TYPE sidecar_container_ready gauge\n",
         samples: ready_samples,
     },
     Family {
+        name: "sidecar_container_restarts_total",
         header: "# HELP sidecar_container_restarts_total Restarts of a sidecar container (the kubelet's restartCount)\n# TYPE sidecar_container_restarts_total counter\n",
         samples: restart_samples,
     },
@@ -198,10 +274,10 @@ const POD_FAMILIES: [Family; 3] = [
 /// every segment before the next one starts: one chunk per family and segment, rendered
 /// under that segment's lock and handed on after releasing it (a slow client must not
 /// stall evaluation), so that no more than a segment's share of a family is ever held.
-pub fn render_index(index: &Index, max_series_per_namespace: u32, mut emit: impl FnMut(String) -> bool) -> bool {
+pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut(String) -> bool) -> bool {
     let mut chunk = String::new();
-    let mut scratch = Scratch { max_series_per_namespace, ..Scratch::default() };
-    for family in &POD_FAMILIES {
+    let mut scratch = Scratch { max_series_per_namespace: options.max_series_per_namespace, ..Scratch::default() };
+    for family in POD_FAMILIES.iter().filter(|f| options.families.exports(f.name)) {
         chunk.push_str(family.header);
         for segment in 0..index.segment_count() {
             index.for_each_pod_in_segment(segment, |pod| (family.samples)(pod, &mut chunk, &mut scratch));
@@ -215,8 +291,10 @@ pub fn render_index(index: &Index, max_series_per_namespace: u32, mut emit: impl
             }
         }
     }
-    chunk.push_str("# HELP sidecar_policy_pods Pods per policy: selected (matched) and with a firing alert (alerting)\n# TYPE sidecar_policy_pods gauge\n");
-    policy_samples(index, &mut chunk, &mut scratch);
+    if options.families.exports("sidecar_policy_pods") {
+        chunk.push_str("# HELP sidecar_policy_pods Pods per policy: selected (matched) and with a firing alert (alerting)\n# TYPE sidecar_policy_pods gauge\n");
+        policy_samples(index, &mut chunk, &mut scratch);
+    }
     emit(chunk);
     scratch.limited
 }

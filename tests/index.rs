@@ -69,7 +69,7 @@ fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
 /// The per-Pod families as one text, chunks joined.
 fn scrape(index: &Index) -> String {
     let mut text = String::new();
-    sidecar_watch::metrics::render_index(index, u32::MAX, |chunk| {
+    sidecar_watch::metrics::render_index(index, &Default::default(), |chunk| {
         text.push_str(&chunk);
         true
     });
@@ -420,7 +420,8 @@ fn one_pod_and_one_namespace_cost_at_most_their_limits() {
     assert_eq!(checked, expected);
 
     let mut text = String::new();
-    let limited = sidecar_watch::metrics::render_index(&index, 5, |chunk| {
+    let options = sidecar_watch::metrics::RenderOptions { max_series_per_namespace: 5, ..Default::default() };
+    let limited = sidecar_watch::metrics::render_index(&index, &options, |chunk| {
         text.push_str(&chunk);
         true
     });

@@ -17,6 +17,7 @@ async fn readyz_waits_for_the_initial_lists_and_standbys_export_no_pod_series() 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(sidecar_watch::server::serve(
         SocketAddr::from(([127, 0, 0, 1], port)),
+        sidecar_watch::server::Security::Plain,
         Arc::clone(&index),
         Metrics::new(),
         role,
@@ -34,11 +35,14 @@ async fn readyz_waits_for_the_initial_lists_and_standbys_export_no_pod_series() 
     // A standby: its own metrics, no policy or Pod families (the leader exports those).
     let (code, body) = http_get(port, "/metrics").await.expect("GET");
     assert_eq!(code, 200);
-    assert!(body.contains("sidecar_watch_leader 0"), "{body}");
+    assert!(body.contains("sidecar_watch_leader{shard=\"0\"} 0"), "{body}");
     assert!(!body.contains("sidecar_policy_pods"), "{body}");
     sidecar_watch::role::set_leader(&role_tx, true);
     let (_, body) = http_get(port, "/metrics").await.expect("GET");
-    assert!(body.contains("sidecar_watch_leader 1") && body.contains("# TYPE sidecar_policy_pods gauge"), "{body}");
+    assert!(
+        body.contains("sidecar_watch_leader{shard=\"0\"} 1") && body.contains("# TYPE sidecar_policy_pods gauge"),
+        "{body}"
+    );
 
     let _ = stop.send(());
     server.await.expect("server task").expect("server stops cleanly");

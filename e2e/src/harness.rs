@@ -15,7 +15,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::sim::{SimConfig, Simulator};
 
@@ -107,8 +106,8 @@ where
     }
 }
 
-/// A minimal HTTP/1.1 GET on 127.0.0.1:`port` (`Connection: close`): (status, body), for the
-/// operator's and Prometheus' HTTP endpoints.
+/// `GET http://127.0.0.1:<port><path>`: (status, body), for the operator's and Prometheus'
+/// HTTP endpoints ([`crate::http::get`] for headers and HTTPS).
 pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let response = http_get_timed(port, path).await?;
     Ok((response.code, response.body))
@@ -117,51 +116,18 @@ pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
 /// A response: status code, body, time to the full body.
 #[derive(Debug)]
 pub struct HttpResponse {
-    /// Status code (0 if unparsable).
+    /// Status code.
     pub code: u16,
-    /// Body (de-chunked).
+    /// Body.
     pub body: String,
     /// Time from connecting to the last byte.
     pub elapsed: Duration,
 }
 
-/// `GET http://127.0.0.1:<port><path>` with `Connection: close`, timed.
+/// `GET http://127.0.0.1:<port><path>`, timed.
 pub async fn http_get_timed(port: u16, path: &str) -> std::io::Result<HttpResponse> {
-    let started = Instant::now();
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::with_capacity(1 << 16);
-    s.read_to_end(&mut buf).await?;
-    let elapsed = started.elapsed();
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(buf.len());
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let body = &buf[(split + 4).min(buf.len())..];
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(body) } else { body.to_vec() };
-    Ok(HttpResponse { code, body: String::from_utf8_lossy(&body).into_owned(), elapsed })
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len());
-    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&body[..eol])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        let end = (start + size).min(body.len());
-        out.extend_from_slice(&body[start..end]);
-        body = &body[(end + 2).min(body.len())..];
-    }
-    out
+    let response = crate::http::get(port, path, &crate::http::Request::default()).await?;
+    Ok(HttpResponse { code: response.status, body: response.text()?, elapsed: response.elapsed })
 }
 
 /// A free loopback port (bound and released, so a race with another process is possible
@@ -370,13 +336,5 @@ pub async fn client_from(path: &Path) -> Result<Client> {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dechunks() {
-        assert_eq!(super::dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
     }
 }

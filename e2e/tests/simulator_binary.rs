@@ -3,18 +3,17 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use sidecar_watch_e2e::http::{get, Request};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Minimal HTTP/1.0 request; returns (status line + headers, body).
+/// A request without a body; returns (status line and headers as text, body).
 async fn http(port: u16, method: &str, path: &str) -> (String, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.to_string(), body.to_string())
+    let response = get(port, path, &Request { method: Some(method), ..Request::default() }).await.unwrap();
+    let mut head = format!("HTTP/1.1 {} \r\n", response.status);
+    for (name, value) in &response.headers {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
+    }
+    (head, response.text().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

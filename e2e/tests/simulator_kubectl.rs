@@ -252,7 +252,9 @@ async fn kubectl_policy_columns() {
         ["NAME", "MATCHED", "ALERTING", "READY", "REASON", "PENDING", "LAST EVALUATED", "AGE"],
         "{out}"
     );
-    assert_eq!(lines[2][..7], ["mesh", "3", "1", "True", "Evaluating", "2", "5m"], "{out}");
+    assert_eq!(lines[2][..6], ["mesh", "3", "1", "True", "Evaluating", "2"], "{out}");
+    // Five minutes ago, give or take the seconds a loaded machine takes to get here.
+    assert!(lines[2][6].starts_with("5m"), "{out}");
 
     let out = env.kubectl(["get", "cscp", "-o", "wide"]).await.unwrap();
     let lines: Vec<Vec<String>> = out.lines().map(cells).collect();
@@ -261,5 +263,6 @@ async fn kubectl_policy_columns() {
         ["NAME", "MATCHED", "ALERTING", "READY", "REASON", "PENDING", "LAST EVALUATED", "AGE"],
         "{out}"
     );
-    assert_eq!(lines[1][..7], ["platform", "40", "0", "True", "Evaluating", "0", "5m"], "{out}");
+    assert_eq!(lines[1][..6], ["platform", "40", "0", "True", "Evaluating", "0"], "{out}");
+    assert!(lines[1][6].starts_with("5m"), "{out}");
 }

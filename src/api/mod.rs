@@ -6,10 +6,12 @@
 //! offending field, so one bad policy never stops the others from being evaluated.
 
 mod duration;
+mod lenient;
 mod pod;
 mod policy;
 
 pub use duration::{format_duration, parse_duration, DurationError, DURATION_PATTERN};
+pub use lenient::{LenientPod, Undecodable};
 pub use pod::*;
 pub use policy::*;
 

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ContainerState, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
@@ -133,7 +133,7 @@ impl<'de> Deserialize<'de> for NonEmpty {
 #[serde(rename_all = "camelCase")]
 pub struct SlimPodStatus {
     /// When the kubelet started the Pod.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "clamped_time")]
     pub start_time: Option<Time>,
     /// Pod conditions (the engine reads `Ready`).
     #[serde(default, deserialize_with = "null_as_default")]
@@ -157,7 +157,7 @@ pub struct SlimCondition {
     #[serde(default, deserialize_with = "null_as_default")]
     pub status: String,
     /// When `status` last changed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "clamped_time")]
     pub last_transition_time: Option<Time>,
 }
 
@@ -179,10 +179,74 @@ pub struct SlimContainerStatus {
     pub restart_count: i32,
     /// The current state.
     #[serde(default)]
-    pub state: Option<ContainerState>,
+    pub state: Option<SlimContainerState>,
     /// The previous state (the last termination).
     #[serde(default)]
-    pub last_state: Option<ContainerState>,
+    pub last_state: Option<SlimContainerState>,
+}
+
+/// A container state: at most one of the three is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimContainerState {
+    #[serde(default)]
+    pub waiting: Option<SlimWaiting>,
+    #[serde(default)]
+    pub running: Option<SlimRunning>,
+    #[serde(default)]
+    pub terminated: Option<SlimTerminated>,
+}
+
+/// `state.waiting`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimWaiting {
+    /// E.g. `CrashLoopBackOff`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `state.running`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimRunning {
+    #[serde(default, deserialize_with = "clamped_time")]
+    pub started_at: Option<Time>,
+}
+
+/// `state.terminated`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimTerminated {
+    #[serde(default)]
+    pub exit_code: i32,
+    /// E.g. `OOMKilled`, `Error`, `Completed`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The container's termination message.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default, deserialize_with = "clamped_time")]
+    pub started_at: Option<Time>,
+    #[serde(default, deserialize_with = "clamped_time")]
+    pub finished_at: Option<Time>,
+}
+
+/// A timestamp, clamped to the representable range: RFC 3339 (and Go) allow years up to
+/// 9999 in full, jiff stops just short of the end of year 9999 (and of year -9999). A Pod
+/// whose kubelet, readiness-gate controller or tenant writes `9999-12-31T23:59:59Z` is read
+/// as the last instant there is, instead of failing its decoding (and with it a whole list).
+fn clamped_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Time>, D::Error> {
+    let Some(text) = Option::<Cow<'de, str>>::deserialize(deserializer)? else { return Ok(None) };
+    match text.parse::<jiff::Timestamp>() {
+        Ok(t) => Ok(Some(Time(t))),
+        Err(e) => {
+            let year: Option<i32> = text.trim_start_matches('+').split('-').next().and_then(|y| y.parse().ok());
+            match year {
+                Some(y) if y >= 9999 => Ok(Some(Time(jiff::Timestamp::MAX))),
+                _ if text.starts_with("-") => Ok(Some(Time(jiff::Timestamp::MIN))),
+                _ => Err(serde::de::Error::custom(format!("invalid timestamp: {e}"))),
+            }
+        }
+    }
 }
 
 /// The metadata fields kept; everything else (`managedFields`, annotations, finalizers) is
@@ -202,9 +266,9 @@ struct SlimMeta {
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     owner_references: Option<Vec<OwnerReference>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "clamped_time")]
     creation_timestamp: Option<Time>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "clamped_time")]
     deletion_timestamp: Option<Time>,
 }
 
@@ -289,6 +353,20 @@ mod tests {
         assert_eq!(app.ports[0].container_port, 8080);
         assert!(pod.spec.init_containers.is_empty() && pod.status.conditions.is_empty());
         assert_eq!(pod.status.container_statuses[0].restart_count, 2);
+    }
+
+    #[test]
+    fn timestamps_beyond_the_range_are_clamped() {
+        let pod: SlimPod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "creationTimestamp": "2026-11-22T10:00:00Z"},
+            "status": {"containerStatuses": [{"name": "app", "lastState": {"terminated": {
+                "exitCode": 1, "startedAt": "2026-11-22T10:00:00Z", "finishedAt": "9999-12-31T23:59:59Z"}}}]}
+        }))
+        .expect("decodes");
+        let last = pod.status.container_statuses[0].last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        assert_eq!(last.and_then(|t| t.finished_at.as_ref()).map(|t| t.0), Some(jiff::Timestamp::MAX));
+        let bad = crate::api::decode::<SlimPod>(serde_json::json!({"status": {"startTime": "yesterday"}}));
+        assert_eq!(bad.expect_err("not a timestamp").path, "status.startTime");
     }
 
     #[test]

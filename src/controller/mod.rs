@@ -41,6 +41,22 @@ pub struct RunArgs {
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "SIDECAR_WATCH_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Serve /metrics over TLS and only to bearer tokens that a TokenReview authenticates and
+    /// a SubjectAccessReview allows to `get` the non-resource URL /metrics (/healthz and
+    /// /readyz stay open). `false`: plain HTTP without authentication, for local runs.
+    #[arg(long, env = "SIDECAR_WATCH_METRICS_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_secure: bool,
+    /// Directory with `tls.crt` and `tls.key` for the metrics listener, reloaded when they
+    /// change [default: a self-signed certificate made at start].
+    #[arg(long, env = "SIDECAR_WATCH_METRICS_CERT_DIR")]
+    pub metrics_cert_dir: Option<std::path::PathBuf>,
+    /// Metric families not to export: comma-separated regular expressions, each matching a
+    /// whole family name (e.g. `sidecar_container_.*`); exclusive with --metric-allowlist.
+    #[arg(long, env = "SIDECAR_WATCH_METRIC_DENYLIST", value_delimiter = ',', conflicts_with = "metric_allowlist")]
+    pub metric_denylist: Vec<String>,
+    /// The only metric families to export (same form as --metric-denylist).
+    #[arg(long, env = "SIDECAR_WATCH_METRIC_ALLOWLIST", value_delimiter = ',')]
+    pub metric_allowlist: Vec<String>,
     /// Namespaces to watch Pods and SidecarPolicies in (repeatable or comma-separated); all
     /// namespaces when absent.
     #[arg(long = "namespace", env = "SIDECAR_WATCH_NAMESPACES", value_delimiter = ',')]
@@ -199,16 +215,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
 
     let index = Arc::new(Index::with_max_sidecars(args.max_sidecars_per_pod as usize));
-    let metrics = Metrics::with_max_series_per_namespace(args.max_series_per_namespace);
+    let families = crate::metrics::FamilyFilter::new(&args.metric_allowlist, &args.metric_denylist)?;
+    let metrics = Metrics::with_options(shard.index, args.max_series_per_namespace).with_families(families);
     let shutdown = CancellationToken::new();
     let (role_tx, role) = crate::role::channel();
     // Cancelled when this replica led and missed its renew deadline: it must exit.
     let lease_lost = CancellationToken::new();
 
-    let server = tokio::spawn(crate::server::serve(args.metrics_addr, index.clone(), metrics.clone(), role.clone(), {
-        let shutdown = shutdown.clone();
-        async move { shutdown.cancelled().await }
-    }));
+    let security = if args.metrics_secure {
+        crate::server::Security::Secure { cert_dir: args.metrics_cert_dir.clone(), client: client.clone() }
+    } else {
+        crate::server::Security::Plain
+    };
+    let server = tokio::spawn(crate::server::serve(
+        args.metrics_addr,
+        security,
+        index.clone(),
+        metrics.clone(),
+        role.clone(),
+        {
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        },
+    ));
 
     let election = if args.leader_elect {
         let namespace = args

@@ -16,7 +16,7 @@ use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::api::{decode, ClusterSidecarPolicy, SidecarPolicy, SlimPod};
+use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, PodView, PolicyRef, SpecError};
 use crate::index::shard::Shard;
 use crate::index::{Labels, PolicyEntry};
@@ -111,8 +111,9 @@ pub fn spawn_watchers(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for namespace in scope.namespace_list() {
-        // Decoded slim: only the fields the engine reads are parsed into memory.
-        let pods: Api<SlimPod> = match &namespace {
+        // Decoded slim (only the fields the engine reads are parsed into memory) and one
+        // object at a time: an unreadable Pod is skipped, not the list it came in.
+        let pods: Api<LenientPod> = match &namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
@@ -190,22 +191,41 @@ async fn forward<K, Q: Eq + std::hash::Hash>(
 }
 
 async fn watch_pods(
-    api: Api<SlimPod>,
+    api: Api<LenientPod>,
     namespace: Option<String>,
     shard: Shard,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
 ) {
-    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "pods", metrics);
+    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "pods", metrics.clone());
+    // Unreadable Pods already reported (by UID), so that each is logged once, not on every
+    // update; bounded, as a tenant can create any number of them.
+    let mut reported: HashSet<String> = HashSet::new();
     forward(
         stream,
         tx,
-        |pod: SlimPod, received| {
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            shard.owns(&uid).then(|| (uid, Input::Pod { view: PodView::from_pod(&pod), received }))
+        |pod: LenientPod, received| {
+            let uid = pod.metadata_uid();
+            if !shard.owns(&uid) {
+                return None;
+            }
+            match pod {
+                LenientPod::Pod(pod) => Some((uid, Input::Pod { view: PodView::from_pod(&pod), received })),
+                LenientPod::Undecodable(bad) => {
+                    metrics.decode_errors.with_label_values(&["Pod"]).inc();
+                    if reported.len() >= 10_000 {
+                        reported.clear();
+                    }
+                    if reported.insert(uid.clone()) {
+                        tracing::warn!(pod = %bad.key(), error = %bad.error, "Pod cannot be decoded; skipped");
+                    }
+                    // Forget what an earlier, readable version of it said.
+                    (!uid.is_empty()).then(|| (uid.clone(), Input::PodDeleted { uid }))
+                }
+            }
         },
         |pod| {
-            let uid = pod.metadata.uid.unwrap_or_default();
+            let uid = pod.metadata_uid();
             (uid.clone(), Input::PodDeleted { uid })
         },
         |seen| Input::PodsListed { namespace: namespace.clone(), seen },

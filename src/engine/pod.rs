@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use super::name::{label_set, LabelSet, Name};
 use super::stamp::Stamp;
+use crate::api::SlimTerminated;
 use crate::api::{SlimContainer, SlimContainerStatus, SlimPod};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ContainerStateTerminated;
 
 /// Termination messages are kept only this long (they can be 4 KiB each in the API).
 const MAX_MESSAGE_LEN: usize = 256;
@@ -313,7 +313,7 @@ fn status_view(s: &SlimContainerStatus) -> ContainerStatusView {
     }
 }
 
-fn termination(t: &ContainerStateTerminated) -> Termination {
+fn termination(t: &SlimTerminated) -> Termination {
     Termination {
         reason: t.reason.as_deref().map(Name::new),
         exit_code: t.exit_code,

@@ -491,7 +491,7 @@ async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row> {
     let addr = format!("127.0.0.1:{port}");
     let op = spawn(
         &args.operator,
-        &["run", "--leader-elect=false", "--metrics-addr", &addr],
+        &["run", "--leader-elect=false", "--metrics-secure=false", "--metrics-addr", &addr],
         &kubeconfig,
         &dir.join("operator.log"),
         Stdio::null(),

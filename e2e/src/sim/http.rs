@@ -210,6 +210,19 @@ fn route(
         },
         _ => return Err(ApiError::no_route(path)),
     };
+    if method == Method::POST && target.name.is_none() && super::authn::is_review(&target.group, &target.plural) {
+        if let Some(user_agent) = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+            shared.note_call(ApiCall {
+                user_agent: user_agent.to_string(),
+                verb: "create".into(),
+                group: target.group.clone(),
+                resource: target.plural.clone(),
+                namespaced: false,
+            });
+        }
+        let answer = shared.reviews().answer(&target.plural, &parse_body(body)?)?;
+        return Ok(json_response(StatusCode::CREATED, &answer));
+    }
     let info = shared
         .state()
         .registry

@@ -5,6 +5,7 @@
 //! through the `/__sim/...` HTTP control endpoints (see [`http`]).
 
 pub mod api;
+pub mod authn;
 pub mod discovery;
 pub mod error;
 pub mod http;
@@ -81,6 +82,8 @@ pub struct Shared {
     failed_requests: std::sync::atomic::AtomicU64,
     /// Every distinct kind of resource request served, by user agent.
     calls: Mutex<std::collections::BTreeSet<ApiCall>>,
+    /// Tokens and grants for TokenReview and SubjectAccessReview.
+    reviews: Mutex<authn::Reviews>,
 }
 
 /// A kind of resource request, as RBAC sees it: who asked for which verb on what.
@@ -118,6 +121,11 @@ impl Shared {
     pub fn calls_by(&self, user_agent: &str) -> Vec<ApiCall> {
         let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
         calls.iter().filter(|c| c.user_agent.starts_with(user_agent)).cloned().collect()
+    }
+
+    /// The TokenReview/SubjectAccessReview tables, for a test to fill.
+    pub fn reviews(&self) -> std::sync::MutexGuard<'_, authn::Reviews> {
+        self.reviews.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn note_call(&self, call: ApiCall) {
@@ -210,6 +218,7 @@ impl Simulator {
             expired_watches: Default::default(),
             failed_requests: Default::default(),
             calls: Default::default(),
+            reviews: Default::default(),
         });
         let router = http::router(shared.clone());
         let accept_shared = shared.clone();

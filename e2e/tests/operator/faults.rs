@@ -117,7 +117,7 @@ async fn operator_recovers_from_api_faults() {
     c.wait_events("p2", "Warning", "SidecarContainerNotReady", 1).await;
     wait_until(Duration::from_secs(5), "fresh operator reconciled Events", || async {
         let s = fresh.scrape().await?;
-        if s.text.contains("sidecar_watch_leader 1") {
+        if s.value("sidecar_watch_leader", &[]) == Some(1.0) {
             Ok(())
         } else {
             Err(s.text)

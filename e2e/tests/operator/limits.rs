@@ -199,3 +199,66 @@ async fn a_flooding_tenant_neither_blinds_nor_delays_another() {
     assert!(flood_events <= 25, "{flood_events} flood Warnings");
     assert_eq!(sidecar_watch_e2e::harness::http_get(op.port, "/readyz").await.expect("GET").0, 200);
 }
+
+/// Pods nobody can read: one with a timestamp past jiff's range (valid RFC 3339, clamped) and
+/// one with a field of the wrong type (skipped), present at start and arriving by watch. The
+/// operator becomes ready, tracks every other Pod, counts the undecodable ones, and no log
+/// line carries a Pod's body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_pods_neither_block_nor_leak() {
+    if !simulator_only("unreadable_pods_neither_block_nor_leak") {
+        return;
+    }
+    let c = Cluster::start("decode").await;
+    c.apply_app_policy("mesh", "web", json!({})).await;
+    // Untyped: the typed client could not read these Pods back either.
+    let resource = kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&());
+    let pods: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(c.env.client.clone(), &c.ns, &resource);
+    // Written as a node or a controller with pods/status can.
+    let raw_status = |name: &'static str, status: serde_json::Value| {
+        let pods = pods.clone();
+        async move {
+            let patch = kube::api::Patch::Merge(json!({"status": status}));
+            pods.patch_status(name, &kube::api::PatchParams::default(), &patch).await.expect("raw status written");
+        }
+    };
+    let far = || {
+        json!({"containerStatuses": [{"name": "app", "ready": true, "restartCount": 1,
+        "image": "busybox", "imageID": "", "lastState": {"terminated": {"exitCode": 1,
+        "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "9999-12-31T23:59:59Z", "message": "SECRET-A"}}}]})
+    };
+    let broken = || {
+        json!({"containerStatuses": [{"name": "app", "ready": true, "restartCount": "SECRET-B",
+        "image": "busybox", "imageID": ""}]})
+    };
+    c.create_pod(native_pod("far-1", "web", "app", "istio-proxy")).await;
+    raw_status("far-1", far()).await;
+    c.create_pod(native_pod("broken-1", "web", "app", "istio-proxy")).await;
+    raw_status("broken-1", broken()).await;
+    c.create_pod(native_pod("fine-1", "web", "app", "istio-proxy")).await;
+
+    let op = Operator::start(&c, "op", &["--leader-elect=false"]).await;
+    // By watch, after the initial list.
+    c.create_pod(native_pod("far-2", "web", "app", "istio-proxy")).await;
+    raw_status("far-2", far()).await;
+    c.create_pod(native_pod("broken-2", "web", "app", "istio-proxy")).await;
+    raw_status("broken-2", broken()).await;
+    c.create_pod(native_pod("fine-2", "web", "app", "istio-proxy")).await;
+    let scrape = op
+        .wait_scrape("every readable Pod tracked, the unreadable ones counted", |s| {
+            let tracked = s.value("sidecar_watch_pods_tracked", &[]);
+            let errors = s.value("sidecar_watch_decode_errors_total", &[("kind", "Pod")]);
+            if tracked == Some(4.0) && errors.is_some_and(|e| e >= 2.0) {
+                Ok(())
+            } else {
+                Err(format!("tracked {tracked:?}, decode errors {errors:?}"))
+            }
+        })
+        .await;
+    let pods_with_series: std::collections::BTreeSet<String> =
+        scrape.find("sidecar_container_ready", &[]).iter().map(|s| s.labels["pod"].clone()).collect();
+    assert_eq!(pods_with_series, ["far-1", "far-2", "fine-1", "fine-2"].map(String::from).into());
+    let log = op.log();
+    assert!(log.contains("broken-1") && log.contains("restartCount"), "the log names the Pod and field:\n{log}");
+    assert!(!log.contains("SECRET"), "a Pod's body reached the log:\n{log}");
+}

@@ -11,6 +11,7 @@ mod faults;
 mod leader;
 mod lifecycle;
 mod limits;
+mod metrics_secure;
 mod policies;
 mod prometheus;
 mod rbac;

@@ -83,17 +83,20 @@ async fn kubectl_get_scp_prints_matched_alerting_ready() {
         drive(&pod, &[("app", true), ("istio-proxy", ready)]).await;
     }
     let _ = op;
-    let expected =
-        vec![vec!["all", "3", "1", "True"], vec!["broken", "0", "0", "False"], vec!["web", "2", "1", "True"]];
+    let expected = vec![
+        vec!["all", "3", "1", "True", "Evaluating"],
+        vec!["broken", "0", "0", "False", "InvalidSpec"],
+        vec!["web", "2", "1", "True", "Evaluating"],
+    ];
     let ns = c.ns.clone();
     wait_until(Duration::from_secs(30), "kubectl get scp", || async {
         let out = c.env.kubectl(["get", "scp", "-n", &ns]).await.map_err(|e| e.to_string())?;
         let mut lines = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>());
         let header = lines.next().unwrap_or_default();
-        if header != ["NAME", "MATCHED", "ALERTING", "READY", "AGE"] {
+        if header != ["NAME", "MATCHED", "ALERTING", "READY", "REASON", "AGE"] {
             return Err(out);
         }
-        let mut rows: Vec<Vec<&str>> = lines.map(|l| l[..l.len().min(4)].to_vec()).collect();
+        let mut rows: Vec<Vec<&str>> = lines.map(|l| l[..l.len().min(5)].to_vec()).collect();
         rows.sort();
         if rows == expected {
             Ok(())
@@ -190,7 +193,9 @@ async fn shipped_samples_apply_and_cluster_policy_follows_namespace_labels() {
                 let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
                 match rows.as_slice() {
                     [header, row]
-                        if header[..] == ["NAME", "MATCHED", "ALERTING", "READY", "AGE"] && row[1] == matched =>
+                        if header[..] == ["NAME", "MATCHED", "ALERTING", "READY", "REASON", "AGE"]
+                            && row[1] == matched
+                            && row[4] == "Evaluating" =>
                     {
                         Ok(())
                     }

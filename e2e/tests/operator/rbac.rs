@@ -34,7 +34,7 @@ async fn operator_calls_exactly_what_rbac_grants() {
     let ns = c.ns.clone();
     // Every kind of work: leading (the Lease), an invalid policy (its status and Warning), a
     // valid one whose alert fires, resolves and fires again (an Event repeated into a
-    // series), status writes, and a shutdown that releases the Lease.
+    // series), status writes, authorised scrapes, and a shutdown that releases the Lease.
     c.apply_policy("broken", json!({"sidecars": {"pattern": "envoy("}})).await;
     // Cluster-scoped (the simulator is this test's own, so the name cannot collide).
     let cluster_policy = json!({
@@ -44,7 +44,14 @@ async fn operator_calls_exactly_what_rbac_grants() {
     });
     c.apply(&cluster_policy.to_string()).await;
     c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})).await;
-    let mut op = Operator::start(&c, "op-0", &[]).await;
+    // /metrics as shipped: TLS, and Prometheus' token reviewed (TokenReview, SubjectAccessReview).
+    {
+        let mut reviews = c.sim().shared().reviews();
+        reviews.add_token("prometheus-token", "system:serviceaccount:monitoring:prometheus", &[]);
+        reviews.allow("system:serviceaccount:monitoring:prometheus", "/metrics");
+    }
+    let mut op = Operator::start_with_env(&c, "op-0", &[], &[("SIDECAR_WATCH_METRICS_SECURE", "true")]).await;
+    op.token = Some("prometheus-token".into());
     let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
     let firing = alert("SidecarContainerNotReady", "firing", "warning", "mesh", &ns, "web-1", "istio-proxy");

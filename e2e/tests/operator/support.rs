@@ -520,8 +520,6 @@ pub fn sorted(mut v: Vec<Labels>) -> Vec<Labels> {
     v
 }
 
-pub use sidecar_watch_e2e::harness::http_get;
-
 // ---------------------------------------------------------------------------------------
 // The operator
 
@@ -538,6 +536,10 @@ pub struct Operator {
     pub identity: String,
     /// The metrics port.
     pub port: u16,
+    /// Whether the metrics listener speaks TLS (`SIDECAR_WATCH_METRICS_SECURE=true`).
+    pub tls: bool,
+    /// The bearer token scrapes send.
+    pub token: Option<String>,
     log: PathBuf,
 }
 
@@ -545,6 +547,12 @@ impl Operator {
     /// Starts `sidecar-watch run` against the cluster with the default test flags
     /// (`--namespace <ns> --lease-namespace <ns> --status-interval 1s`) plus `extra`.
     pub async fn start(cluster: &Cluster, identity: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(cluster, identity, extra, &[]).await
+    }
+
+    /// [`Operator::start`] with environment variables (`SIDECAR_WATCH_METRICS_SECURE=true`
+    /// for TLS and tokens; then set [`Operator::token`] to scrape).
+    pub async fn start_with_env(cluster: &Cluster, identity: &str, extra: &[&str], vars: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut args: Vec<String> = ["--metrics-addr", &format!("127.0.0.1:{port}")].map(String::from).into();
         args.extend(
@@ -552,7 +560,7 @@ impl Operator {
         );
         args.extend(["--status-interval", "1s"].map(String::from));
         args.extend(extra.iter().map(|a| a.to_string()));
-        Self::spawn(cluster, identity, port, &args, &[]).await
+        Self::spawn(cluster, identity, port, &args, vars).await
     }
 
     /// Starts `sidecar-watch run` with exactly `args` and the environment variables `vars`
@@ -565,6 +573,8 @@ impl Operator {
         cmd.arg("run")
             .args(args)
             .env("KUBECONFIG", &cluster.env.kubeconfig)
+            // Plain HTTP unless a test asks for TLS and tokens (metrics_secure.rs).
+            .env("SIDECAR_WATCH_METRICS_SECURE", "false")
             .envs(vars.iter().copied())
             .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
             .env_remove("POD_NAME")
@@ -574,7 +584,8 @@ impl Operator {
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true);
         let child = cmd.spawn().expect("operator started");
-        let mut op = Self { child: Some(child), identity: identity.to_string(), port, log };
+        let tls = vars.iter().any(|(k, v)| *k == "SIDECAR_WATCH_METRICS_SECURE" && *v == "true");
+        let mut op = Self { child: Some(child), identity: identity.to_string(), port, tls, token: None, log };
         op.wait_ready().await;
         op
     }
@@ -586,7 +597,8 @@ impl Operator {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("operator {} exited early ({status})", self.identity);
             }
-            if let Ok((200, _)) = http_get(self.port, "/readyz").await {
+            let request = sidecar_watch_e2e::http::Request { tls: self.tls, ..Default::default() };
+            if sidecar_watch_e2e::http::get(self.port, "/readyz", &request).await.is_ok_and(|r| r.status == 200) {
                 return;
             }
             assert!(start.elapsed() < WAIT, "operator {} not ready within {WAIT:?}", self.identity);
@@ -596,9 +608,11 @@ impl Operator {
 
     /// The raw `/metrics` text.
     pub async fn metrics_text(&self) -> Result<String, String> {
-        match http_get(self.port, "/metrics").await {
-            Ok((200, body)) => Ok(body),
-            Ok((code, body)) => Err(format!("/metrics: {code}: {body}")),
+        let headers = self.token.iter().map(|t| ("authorization", format!("Bearer {t}"))).collect();
+        let request = sidecar_watch_e2e::http::Request { tls: self.tls, headers, ..Default::default() };
+        match sidecar_watch_e2e::http::get(self.port, "/metrics", &request).await {
+            Ok(r) if r.status == 200 => r.text().map_err(|e| format!("/metrics: {e}")),
+            Ok(r) => Err(format!("/metrics: {}: {}", r.status, r.text().unwrap_or_default())),
             Err(e) => Err(format!("/metrics: {e}")),
         }
     }

@@ -1,0 +1,176 @@
+//! `/metrics` as a platform team runs it (simulator only: the test sets the API server's
+//! token and grant tables): TLS, a bearer token reviewed with TokenReview and
+//! SubjectAccessReview, probes open, a renewed certificate served without a restart, gzip,
+//! and family selection.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_e2e::http::{get, Request, Response};
+
+use crate::support::*;
+
+const READER: &str = "system:serviceaccount:monitoring:prometheus";
+
+async fn scrape(op: &Operator, token: Option<&str>, gzip: bool) -> Response {
+    let mut headers = Vec::new();
+    if let Some(token) = token {
+        headers.push(("authorization", format!("Bearer {token}")));
+    }
+    if gzip {
+        headers.push(("accept-encoding", "gzip".to_string()));
+    }
+    get(op.port, "/metrics", &Request { tls: true, headers, ..Default::default() }).await.expect("GET /metrics")
+}
+
+/// The DER of the certificate the listener presents.
+async fn presented_certificate(port: u16) -> Vec<u8> {
+    use std::sync::{Arc, Mutex};
+    #[derive(Debug)]
+    struct Capture(Mutex<Vec<u8>>);
+    impl rustls::client::danger::ServerCertVerifier for Capture {
+        fn verify_server_cert(
+            &self,
+            end_entity: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            *self.0.lock().unwrap() = end_entity.to_vec();
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let capture = Arc::new(Capture(Mutex::new(Vec::new())));
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let _tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await.unwrap();
+    let der = capture.0.lock().unwrap().clone();
+    der
+}
+
+fn write_certificate(dir: &std::path::Path, name: &str) -> Vec<u8> {
+    let c = rcgen::generate_simple_self_signed(vec![name.to_string(), "localhost".into()]).unwrap();
+    // The key first: a reader that sees the new certificate then finds its key.
+    std::fs::write(dir.join("tls.key.tmp"), c.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("tls.crt.tmp"), c.cert.pem()).unwrap();
+    std::fs::rename(dir.join("tls.key.tmp"), dir.join("tls.key")).unwrap();
+    std::fs::rename(dir.join("tls.crt.tmp"), dir.join("tls.crt")).unwrap();
+    c.cert.der().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_an_authorised_token_over_tls() {
+    if !simulator_only("metrics_need_an_authorised_token_over_tls") {
+        return;
+    }
+    let c = Cluster::start("secure").await;
+    {
+        let mut reviews = c.sim().shared().reviews();
+        reviews.add_token("prometheus-token", READER, &["system:serviceaccounts"]);
+        reviews.allow(READER, "/metrics");
+        reviews.add_token("alice-token", "alice", &["system:authenticated"]);
+    }
+    c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})).await;
+    let certs = c.env.dir().join("metrics-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let first = write_certificate(&certs, "first");
+
+    let port = free_port();
+    let cert_dir = certs.to_string_lossy().to_string();
+    let args: Vec<String> = [
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+        "--namespace",
+        &c.ns,
+        "--leader-elect=false",
+        "--metrics-cert-dir",
+        &cert_dir,
+        "--metric-denylist",
+        "sidecar_container_restarts_total,process_.*",
+    ]
+    .map(String::from)
+    .into();
+    let op = Operator::spawn(&c, "op", port, &args, &[("SIDECAR_WATCH_METRICS_SECURE", "true")]).await;
+    let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
+    drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
+
+    // Probes stay open; plain HTTP is not served.
+    let readyz = get(port, "/readyz", &Request { tls: true, ..Default::default() }).await.unwrap();
+    assert_eq!(readyz.status, 200);
+    assert!(
+        !get(port, "/metrics", &Request::default()).await.is_ok_and(|r| r.status == 200),
+        "plain HTTP served /metrics"
+    );
+
+    assert_eq!(scrape(&op, None, false).await.status, 401, "no token");
+    assert_eq!(scrape(&op, Some("forged-token"), false).await.status, 401, "unknown token");
+    assert_eq!(scrape(&op, Some("alice-token"), false).await.status, 403, "authenticated, not authorised");
+
+    let plain = wait_until(WAIT, "the alert in an authorised scrape", || async {
+        let response = scrape(&op, Some("prometheus-token"), false).await;
+        let text = response.text().map_err(|e| e.to_string())?;
+        if response.status == 200 && text.contains("alertname=\"SidecarContainerNotReady\",alertstate=\"firing\"") {
+            Ok(text)
+        } else {
+            Err(format!("{}: {text}", response.status))
+        }
+    })
+    .await
+    .unwrap();
+    // Family selection: exactly the denied families are gone.
+    assert!(plain.contains("# TYPE sidecar_container_ready gauge"), "{plain}");
+    assert!(!plain.contains("sidecar_container_restarts_total"), "{plain}");
+    assert!(!plain.contains("process_"), "{plain}");
+    assert!(plain.contains("sidecar_watch_build_info{"), "{plain}");
+
+    // gzip when asked: the same text, compressed.
+    let zipped = scrape(&op, Some("prometheus-token"), true).await;
+    assert_eq!(zipped.status, 200);
+    assert_eq!(zipped.headers.get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
+    let unzipped = zipped.text().unwrap();
+    let families = |t: &str| t.lines().filter(|l| l.starts_with("# TYPE")).map(String::from).collect::<Vec<_>>();
+    assert_eq!(families(&unzipped), families(&plain));
+    assert!(zipped.body.len() < unzipped.len());
+
+    // A renewed certificate is served without a restart.
+    assert_eq!(presented_certificate(port).await, first);
+    std::thread::sleep(Duration::from_millis(10));
+    let second = write_certificate(&certs, "second");
+    wait_until(WAIT, "the renewed certificate", || async {
+        if presented_certificate(port).await == second {
+            Ok(())
+        } else {
+            Err("still the first certificate".to_string())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(scrape(&op, Some("prometheus-token"), false).await.status, 200);
+}

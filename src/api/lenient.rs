@@ -1,0 +1,157 @@
+//! [`LenientPod`]: a Pod watch item whose decoding never fails, so that one object nobody can
+//! read (a tenant's, a broken controller's) is skipped instead of failing the whole list or
+//! watch — which would leave every other Pod unwatched and the operator never ready.
+
+use std::borrow::Cow;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use super::pod::SlimPod;
+
+/// A Pod, or why it could not be read.
+#[derive(Clone, Debug)]
+pub enum LenientPod {
+    Pod(Box<SlimPod>),
+    Undecodable(Box<Undecodable>),
+}
+
+/// An object that could not be decoded: where it is, and the field at fault, never its body.
+#[derive(Clone, Debug)]
+pub struct Undecodable {
+    /// Name, namespace, UID and resourceVersion when those could be read.
+    pub metadata: ObjectMeta,
+    /// The path of the field at fault and the kind of fault, without the value.
+    pub error: String,
+}
+
+impl LenientPod {
+    /// `metadata.uid`, or "" when it could not be read.
+    pub fn metadata_uid(&self) -> String {
+        kube::Resource::meta(self).uid.clone().unwrap_or_default()
+    }
+}
+
+impl Undecodable {
+    /// `namespace/name` for logs.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.metadata.namespace.as_deref().unwrap_or(""),
+            self.metadata.name.as_deref().unwrap_or("<unnamed>")
+        )
+    }
+}
+
+/// Just the identity, read from an object that failed to decode as a whole.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Identity {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WithIdentity {
+    #[serde(default)]
+    metadata: Option<Identity>,
+}
+
+impl<'de> Deserialize<'de> for LenientPod {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The item's text is kept (not parsed into a tree), then decoded on its own.
+        let raw = <Box<RawValue>>::deserialize(deserializer)?;
+        let mut decoder = serde_json::Deserializer::from_str(raw.get());
+        match serde_path_to_error::deserialize::<_, SlimPod>(&mut decoder) {
+            Ok(pod) => Ok(LenientPod::Pod(Box::new(pod))),
+            Err(e) => {
+                let identity = serde_json::from_str::<WithIdentity>(raw.get()).ok().and_then(|w| w.metadata);
+                let metadata = identity
+                    .map(|i| ObjectMeta {
+                        name: i.name,
+                        namespace: i.namespace,
+                        uid: i.uid,
+                        resource_version: i.resource_version,
+                        ..ObjectMeta::default()
+                    })
+                    .unwrap_or_default();
+                // serde_json's message quotes the offending value: keep only its category.
+                let kind = match e.inner().classify() {
+                    serde_json::error::Category::Data => "a value of the wrong type or out of range",
+                    serde_json::error::Category::Syntax => "malformed JSON",
+                    serde_json::error::Category::Eof => "truncated JSON",
+                    serde_json::error::Category::Io => "an I/O error",
+                };
+                let path = e.path().to_string();
+                Ok(LenientPod::Undecodable(Box::new(Undecodable { metadata, error: format!("{path}: {kind}") })))
+            }
+        }
+    }
+}
+
+/// Served from the same endpoint as the full Pod; only the decoding differs.
+impl kube::Resource for LenientPod {
+    type DynamicType = ();
+    type Scope = <Pod as kube::Resource>::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        <Pod as kube::Resource>::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        <Pod as kube::Resource>::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        <Pod as kube::Resource>::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        <Pod as kube::Resource>::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            LenientPod::Pod(pod) => &pod.metadata,
+            LenientPod::Undecodable(u) => &u.metadata,
+        }
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            LenientPod::Pod(pod) => &mut pod.metadata,
+            LenientPod::Undecodable(u) => &mut u.metadata,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_unreadable_pod_does_not_fail_the_list() {
+        let list = r#"{"items": [
+            {"metadata": {"name": "ok", "namespace": "shop", "uid": "u1"}},
+            {"metadata": {"name": "evil", "namespace": "flood", "uid": "u2", "resourceVersion": "9"},
+             "status": {"containerStatuses": [{"name": "a", "restartCount": "SECRET-VALUE"}]}},
+            {"metadata": {"name": "future", "namespace": "shop", "uid": "u3"},
+             "status": {"startTime": "9999-12-31T23:59:59Z"}}
+        ]}"#;
+        #[derive(Deserialize)]
+        struct List {
+            items: Vec<LenientPod>,
+        }
+        let list: List = serde_json::from_str(list).expect("the list decodes");
+        assert!(matches!(&list.items[0], LenientPod::Pod(p) if p.metadata.name.as_deref() == Some("ok")));
+        let LenientPod::Undecodable(evil) = &list.items[1] else { panic!("{:?}", list.items[1]) };
+        assert_eq!(evil.key(), "flood/evil");
+        assert_eq!(evil.metadata.resource_version.as_deref(), Some("9"));
+        assert_eq!(evil.error, "status.containerStatuses[0].restartCount: a value of the wrong type or out of range");
+        assert!(!format!("{evil:?}").contains("SECRET"), "the body stays out of the error");
+        assert!(matches!(&list.items[2], LenientPod::Pod(_)), "an out-of-range timestamp is clamped, not an error");
+    }
+}
