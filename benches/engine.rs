@@ -19,7 +19,7 @@ const POD: &str = include_str!("../tests/fixtures/two-sidecars.yaml");
 const NOW: &str = "2025-06-03T10:30:00Z";
 
 fn bench(c: &mut Criterion) {
-    let pod: Pod = serde_yaml::from_str(POD).expect("the fixture parses");
+    let pod: Pod = serde_norway::from_str(POD).expect("the fixture parses");
     let json = serde_json::to_vec(&pod).expect("the fixture serializes");
     let slim: SlimPod = serde_json::from_slice(&json).expect("the fixture decodes slim");
     let view = PodView::from_pod(&slim);

@@ -45,7 +45,7 @@ fn rss_bytes() -> u64 {
 
 fn pod(i: usize) -> SlimPod {
     let text = include_str!("../tests/fixtures/two-sidecars.yaml");
-    let mut pod: SlimPod = serde_yaml::from_str(text).expect("fixture parses");
+    let mut pod: SlimPod = serde_norway::from_str(text).expect("fixture parses");
     pod.metadata.name = Some(format!("checkout-84d6c7f9b-{i:06}"));
     pod.metadata.namespace = Some(format!("team-{}", i % 50));
     pod.metadata.uid = Some(format!("6f1c2d3e-{:04x}-4b5a-9c8d-{:012x}", i % 65536, i));

@@ -245,8 +245,8 @@ pub fn parse_objects(file: &str, text: &str) -> Result<Vec<Value>, AuditError> {
     if text.trim_start().starts_with(['{', '[']) {
         documents.push(serde_json::from_str::<Value>(text).map_err(|e| syntax(&e))?);
     } else {
-        for document in serde_yaml::Deserializer::from_str(text) {
-            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document).map_err(|e| syntax(&e))?;
+        for document in serde_norway::Deserializer::from_str(text) {
+            let value = <serde_norway::Value as serde::Deserialize>::deserialize(document).map_err(|e| syntax(&e))?;
             if value.is_null() {
                 continue;
             }

@@ -57,7 +57,7 @@ fn check_structural(schema: &Value, path: &str, errors: &mut Vec<String>) {
 #[test]
 fn crds_are_structural_with_status_and_printer_columns() {
     for (name, yaml) in crd_files().expect("CRDs render") {
-        let crd: Value = serde_yaml::from_str(&yaml).expect("CRD parses");
+        let crd: Value = serde_norway::from_str(&yaml).expect("CRD parses");
         let version = &crd["spec"]["versions"][0];
         let mut errors = Vec::new();
         check_structural(&version["schema"]["openAPIV3Schema"], "", &mut errors);
@@ -90,7 +90,7 @@ fn schema_rejects_what_it_can() {
         .find(|(n, _)| n.contains("_sidecarpolicies"))
         .expect("namespaced CRD")
         .1;
-    let crd: Value = serde_yaml::from_str(&yaml).expect("CRD parses");
+    let crd: Value = serde_norway::from_str(&yaml).expect("CRD parses");
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
     let rules = &spec["rules"]["properties"];
     assert_eq!(rules["restarts"]["properties"]["threshold"]["minimum"].as_f64(), Some(1.0));

@@ -35,7 +35,7 @@ fn code_triples(rules: &[PolicyRule]) -> BTreeSet<Triple> {
 }
 
 /// Triples of a `rules:` list given as YAML (a sequence of PolicyRule objects).
-fn yaml_rule_triples(rules: &serde_yaml::Value, origin: &str) -> BTreeSet<Triple> {
+fn yaml_rule_triples(rules: &serde_norway::Value, origin: &str) -> BTreeSet<Triple> {
     let rules: serde_json::Value = serde_json::to_value(rules).expect("YAML rules convert to JSON");
     let list = rules.as_array().unwrap_or_else(|| panic!("{origin}: `rules` is not a list"));
     let strings = |rule: &serde_json::Value, key: &str| -> Vec<String> {
@@ -67,8 +67,8 @@ fn yaml_rule_triples(rules: &serde_yaml::Value, origin: &str) -> BTreeSet<Triple
 fn object_rules(rel: &str, kind: &str) -> BTreeSet<Triple> {
     let text = read(rel);
     let mut found = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let v = serde_yaml::Value::deserialize(doc).unwrap_or_else(|e| panic!("{rel}: invalid YAML: {e}"));
+    for doc in serde_norway::Deserializer::from_str(&text) {
+        let v = serde_norway::Value::deserialize(doc).unwrap_or_else(|e| panic!("{rel}: invalid YAML: {e}"));
         if v.get("kind").and_then(|k| k.as_str()) == Some(kind) {
             found.push(v);
         }
@@ -93,8 +93,8 @@ fn chart_template_rules(rel: &str, kind: &str) -> BTreeSet<Triple> {
         rest.iter().all(|l| l.trim() == "{{- end }}"),
         "{rel}: the rules block must be static YAML at the end of the template, found after it: {rest:?}"
     );
-    let v: serde_yaml::Value =
-        serde_yaml::from_str(&block.join("\n")).unwrap_or_else(|e| panic!("{rel}: rules block is not YAML: {e}"));
+    let v: serde_norway::Value =
+        serde_norway::from_str(&block.join("\n")).unwrap_or_else(|e| panic!("{rel}: rules block is not YAML: {e}"));
     yaml_rule_triples(v.get("rules").expect("rules key"), rel)
 }
 

@@ -313,7 +313,7 @@ impl TestEnv {
 pub fn read_manifests(path: &Path) -> Result<Vec<Value>> {
     let text = std::fs::read_to_string(path).map_err(|source| HarnessError::Io { path: path.to_path_buf(), source })?;
     let mut docs = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(&text) {
+    for de in serde_norway::Deserializer::from_str(&text) {
         let v: Value = serde::Deserialize::deserialize(de)
             .map_err(|e| HarnessError::Manifest { path: path.to_path_buf(), message: e.to_string() })?;
         if !v.is_null() {

@@ -42,24 +42,24 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Renders both CustomResourceDefinitions as one multi-document YAML stream, the output
 /// of `sidecar-watch crd` and the content of `crds/`.
-pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+pub fn crds_yaml() -> Result<String, serde_norway::Error> {
     let mut out = String::new();
     for (i, crd) in [SidecarPolicy::crd(), ClusterSidecarPolicy::crd()].iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&serde_yaml::to_string(crd)?);
+        out.push_str(&serde_norway::to_string(crd)?);
     }
     Ok(out)
 }
 
 /// Both CRDs with the file name each has in `crds/`.
-pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+pub fn crd_files() -> Result<Vec<(String, String)>, serde_norway::Error> {
     [SidecarPolicy::crd(), ClusterSidecarPolicy::crd()]
         .iter()
         .map(|crd| {
             // controller-gen's naming: <group>_<plural>.yaml
-            Ok((format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural), serde_yaml::to_string(crd)?))
+            Ok((format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural), serde_norway::to_string(crd)?))
         })
         .collect()
 }

@@ -110,7 +110,7 @@ fn managed_fields(owner_uid: &str, main: &str) -> Value {
 impl PodFactory {
     /// Parses the fixtures and makes them healthy templates.
     pub fn new() -> Self {
-        let parse = |text: &str| -> Value { serde_yaml::from_str(text).expect("fixture is valid YAML") };
+        let parse = |text: &str| -> Value { serde_norway::from_str(text).expect("fixture is valid YAML") };
         let mesh = parse(MESH);
         let mut two = parse(TWO);
         // The fixture's log-sidecar fails its readiness probe; the template is healthy.

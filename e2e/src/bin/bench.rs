@@ -146,7 +146,7 @@ fn preload(shared: &sim::Shared, factory: &PodFactory, n: usize) -> Result<Vec<(
     let mut files: Vec<_> = std::fs::read_dir(&crds)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     files.sort();
     for f in files {
-        let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(&f)?)?;
+        let crd: Value = serde_norway::from_str(&std::fs::read_to_string(&f)?)?;
         create(shared, "apiextensions.k8s.io", "v1", "customresourcedefinitions", None, crd)?;
     }
     for i in 0..pods::NAMESPACES {

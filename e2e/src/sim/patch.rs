@@ -25,7 +25,7 @@ pub enum Scope {
 pub fn parse_json_or_yaml(body: &[u8]) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
-        Err(json_err) => serde_yaml::from_slice::<Value>(body)
+        Err(json_err) => serde_norway::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding body as JSON ({json_err}) or YAML ({e})"))),
     }
 }

@@ -125,7 +125,7 @@ async fn shipped_samples_apply_and_cluster_policy_follows_namespace_labels() {
     let rendered = c.env.kubectl(["kustomize", samples]).await.expect("kubectl kustomize config/samples");
     let mut cluster_policy = String::new();
     let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&rendered) {
+    for doc in serde_norway::Deserializer::from_str(&rendered) {
         let mut doc: serde_json::Value = serde::Deserialize::deserialize(doc).expect("rendered YAML");
         match doc["kind"].as_str() {
             // Into the test's namespace, so that tests (and clusters) do not collide.

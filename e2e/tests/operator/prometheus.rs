@@ -19,7 +19,7 @@ use crate::support::*;
 fn shipped_rules(dir: &Path) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/prometheusrule.yaml");
     let text = std::fs::read_to_string(&source).expect("shipped PrometheusRule");
-    let rule: Value = serde_yaml::from_str(&text).expect("PrometheusRule YAML");
+    let rule: Value = serde_norway::from_str(&text).expect("PrometheusRule YAML");
     assert_eq!(rule["kind"], "PrometheusRule");
     let mut spec = rule.get("spec").cloned().expect("spec");
     for group in spec["groups"].as_array_mut().into_iter().flatten() {
@@ -30,7 +30,7 @@ fn shipped_rules(dir: &Path) -> PathBuf {
         }
     }
     let path = dir.join("sidecar-watch-rules.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&spec).unwrap()).unwrap();
+    std::fs::write(&path, serde_norway::to_string(&spec).unwrap()).unwrap();
     path
 }
 
