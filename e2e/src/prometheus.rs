@@ -60,11 +60,23 @@ impl Prometheus {
     /// Starts Prometheus with `rule_file` evaluated every second and `target` (`host:port`,
     /// metrics at `/metrics`) scraped every second, and waits until it is ready.
     pub async fn start(rule_file: &Path, target: &str) -> Result<Self> {
-        Self::start_with_binary(Path::new(PROMETHEUS_BIN), rule_file, target).await
+        Self::start_with_binary(Path::new(PROMETHEUS_BIN), rule_file, target, "").await
     }
 
-    /// Like [`Prometheus::start`] with an explicit binary path.
-    pub async fn start_with_binary(bin: &Path, rule_file: &Path, target: &str) -> Result<Self> {
+    /// Like [`Prometheus::start`], scraping over HTTPS (any certificate: the operator's
+    /// default is self-signed) with the bearer token in `token_file`, as a ServiceMonitor
+    /// with `authorization` and `tlsConfig` makes prometheus-operator configure it.
+    pub async fn start_secure(rule_file: &Path, target: &str, token_file: &Path) -> Result<Self> {
+        let settings = format!(
+            "    scheme: https\n    authorization:\n      credentials_file: {:?}\n    tls_config:\n      insecure_skip_verify: true\n",
+            std::fs::canonicalize(token_file)?.display().to_string()
+        );
+        Self::start_with_binary(Path::new(PROMETHEUS_BIN), rule_file, target, &settings).await
+    }
+
+    /// Like [`Prometheus::start`] with an explicit binary path and extra scrape settings
+    /// (YAML lines indented for the scrape config).
+    pub async fn start_with_binary(bin: &Path, rule_file: &Path, target: &str, scrape_settings: &str) -> Result<Self> {
         if !bin.exists() {
             return Err(PrometheusError::Missing(bin.to_path_buf()));
         }
@@ -72,7 +84,7 @@ impl Prometheus {
         std::fs::create_dir_all(dir.join("data"))?;
         let rules = std::fs::canonicalize(rule_file)?;
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 1s\nrule_files:\n  - {rules:?}\nscrape_configs:\n  - job_name: sidecar-watch\n    static_configs:\n      - targets: [{target:?}]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 1s\nrule_files:\n  - {rules:?}\nscrape_configs:\n  - job_name: sidecar-watch\n{scrape_settings}    static_configs:\n      - targets: [{target:?}]\n",
             rules = rules.display().to_string(),
         );
         let config_path = dir.join("prometheus.yml");
