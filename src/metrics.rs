@@ -452,18 +452,8 @@ fn push_escaped(out: &mut String, value: &str) {
 }
 
 /// Appends a number in decimal without the formatting machinery (it runs per series).
-fn push_u32(out: &mut String, mut n: u32) {
-    let mut digits = [0_u8; 10];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[start..].iter().map(|d| char::from(*d)));
+fn push_u32(out: &mut String, n: u32) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 #[cfg(test)]

@@ -26,39 +26,19 @@ pub enum ContainerKind {
     Regular,
 }
 
-/// Static facts about a container's spec, as bit flags.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct SpecFlags(u8);
-
-impl SpecFlags {
-    /// Has a readiness probe.
-    pub const READINESS_PROBE: SpecFlags = SpecFlags(1);
-    /// Has a startup probe.
-    pub const STARTUP_PROBE: SpecFlags = SpecFlags(1 << 1);
-    /// Has a liveness probe.
-    pub const LIVENESS_PROBE: SpecFlags = SpecFlags(1 << 2);
-    /// Declares resource requests or limits.
-    pub const RESOURCES: SpecFlags = SpecFlags(1 << 3);
-    /// Its image has no tag and no digest, or the tag `latest`.
-    pub const LATEST_IMAGE: SpecFlags = SpecFlags(1 << 4);
-    /// Declares a container port that another container of the Pod declares too.
-    pub const PORT_CONFLICT: SpecFlags = SpecFlags(1 << 5);
-
-    /// Whether every flag in `other` is set.
-    pub fn contains(self, other: SpecFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Sets the flags in `other`.
-    pub fn insert(&mut self, other: SpecFlags) {
-        self.0 |= other.0;
-    }
-}
-
-impl std::ops::BitOr for SpecFlags {
-    type Output = SpecFlags;
-    fn bitor(self, other: SpecFlags) -> SpecFlags {
-        SpecFlags(self.0 | other.0)
+bitflags::bitflags! {
+    /// Static facts about a container's spec.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct SpecFlags: u8 {
+        const READINESS_PROBE = 1;
+        const STARTUP_PROBE = 1 << 1;
+        const LIVENESS_PROBE = 1 << 2;
+        /// Declares resource requests or limits.
+        const RESOURCES = 1 << 3;
+        /// Its image has no tag and no digest, or the tag `latest`.
+        const LATEST_IMAGE = 1 << 4;
+        /// Declares a container port that another container of the Pod declares too.
+        const PORT_CONFLICT = 1 << 5;
     }
 }
 
