@@ -2,9 +2,6 @@
 //! read (a tenant's, a broken controller's) is skipped instead of failing the whole list or
 //! watch — which would leave every other Pod unwatched and the operator never ready.
 
-use std::borrow::Cow;
-
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -97,36 +94,17 @@ impl<'de> Deserialize<'de> for LenientPod {
     }
 }
 
-/// Served from the same endpoint as the full Pod; only the decoding differs.
-impl kube::Resource for LenientPod {
-    type DynamicType = ();
-    type Scope = <Pod as kube::Resource>::Scope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        <Pod as kube::Resource>::kind(dt)
+super::pod::pod_endpoint_resource!(
+    LenientPod,
+    |pod| match pod {
+        LenientPod::Pod(pod) => &pod.metadata,
+        LenientPod::Undecodable(u) => &u.metadata,
+    },
+    |pod| match pod {
+        LenientPod::Pod(pod) => &mut pod.metadata,
+        LenientPod::Undecodable(u) => &mut u.metadata,
     }
-    fn group(dt: &()) -> Cow<'_, str> {
-        <Pod as kube::Resource>::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        <Pod as kube::Resource>::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        <Pod as kube::Resource>::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        match self {
-            LenientPod::Pod(pod) => &pod.metadata,
-            LenientPod::Undecodable(u) => &u.metadata,
-        }
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        match self {
-            LenientPod::Pod(pod) => &mut pod.metadata,
-            LenientPod::Undecodable(u) => &mut u.metadata,
-        }
-    }
-}
+);
 
 #[cfg(test)]
 mod tests {
