@@ -16,8 +16,8 @@ use sidecar_watch::api::{
 };
 use sidecar_watch::engine::pod::{ConditionView, ContainerState, ContainerStatusView, SpecFlags, Termination};
 use sidecar_watch::engine::{
-    evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, PodHistory, PodView,
-    PolicyRef, Stamp,
+    evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, IdentifiedBy, PodHistory,
+    PodView, PolicyRef, Stamp,
 };
 
 const NAMES: [&str; 10] = [
@@ -31,6 +31,18 @@ const NAMES: [&str; 10] = [
     "envoy-config",
     "db-init",
     "x",
+];
+
+/// Images: well-known sidecars' (with registries, tags, digests) and look-alikes that are not.
+const IMAGES: [&str; 8] = [
+    "docker.io/istio/proxyv2:1.22.0",
+    "cr.l5d.io/linkerd/proxy:stable-2.14.10",
+    "envoyproxy/envoy:v1.30.1",
+    "hashicorp/vault:1.16.1",
+    "mycorp/proxy:1.0",
+    "envoyproxy/ratelimit:3",
+    "shop/web@sha256:0123",
+    "proxy",
 ];
 
 /// A time within two hours of 10:30, or none.
@@ -110,13 +122,21 @@ fn pod() -> BoxedStrategy<PodView> {
         .prop_shuffle()
         .prop_flat_map(|names| {
             let n = names.len();
-            (Just(names), prop::collection::vec((kind(), flags(), prop::option::weighted(0.9, status())), n))
+            let image = (prop::option::of(prop::sample::select(IMAGES.to_vec())), any::<bool>());
+            (Just(names), prop::collection::vec((kind(), flags(), prop::option::weighted(0.9, status()), image), n))
         })
         .prop_map(|(names, parts)| {
             names
                 .into_iter()
                 .zip(parts)
-                .map(|(name, (kind, flags, status))| ContainerView { name: name.into(), kind, flags, status })
+                .map(|(name, (kind, flags, status, (image, agent)))| ContainerView {
+                    name: name.into(),
+                    kind,
+                    flags,
+                    catalog: sidecar_watch::engine::catalog::recognise(name, image, agent),
+                    liveness_target: None,
+                    status,
+                })
                 .collect::<Vec<_>>()
         });
     let condition =
@@ -128,6 +148,8 @@ fn pod() -> BoxedStrategy<PodView> {
             name: "web-1".into(),
             labels: Default::default(),
             owned_by_job,
+            owner: None,
+            is_template: false,
             created_at,
             started_at,
             deleting_since: deleting.flatten(),
@@ -186,7 +208,7 @@ fn instant_rule() -> impl Strategy<Value = Option<InstantRuleSpec>> {
 fn policy() -> BoxedStrategy<CompiledPolicy> {
     let sidecars = prop::option::of(
         (
-            any::<bool>(),
+            (any::<bool>(), any::<bool>()),
             prop::sample::subsequence(NAMES.to_vec(), 0..3),
             prop::option::of(prop::sample::select(vec![
                 ".*-sidecar|istio-proxy|envoy",
@@ -196,8 +218,9 @@ fn policy() -> BoxedStrategy<CompiledPolicy> {
                 "[a-z]+-init",
             ])),
         )
-            .prop_map(|(native, names, pattern)| SidecarSelector {
+            .prop_map(|((native, catalog), names, pattern)| SidecarSelector {
                 native,
+                catalog,
                 names: names.into_iter().map(String::from).collect(),
                 pattern: pattern.map(String::from),
             }),
@@ -288,8 +311,17 @@ proptest! {
                 let container = view.containers.iter().find(|c| c.name == alert.container);
                 let container = container.expect("the alert names a container of the Pod");
                 prop_assert_ne!(container.kind, ContainerKind::Init, "{:?}", alert);
-                prop_assert!(policy.sidecar_type(container).is_some(), "not a sidecar: {:?}", alert);
+                prop_assert!(fixtures::sidecar_type(&policy, &view, container).is_some(), "not a sidecar: {:?}", alert);
+                // The catalog names a regular container a sidecar only beside a container it
+                // does not know: a Pod made only of well-known proxies runs them as its mains.
+                if matches!(alert.identified_by, Some(IdentifiedBy::Catalog(_))) && container.kind == ContainerKind::Regular {
+                    prop_assert!(
+                        view.containers.iter().any(|c| c.kind == ContainerKind::Regular && c.catalog.is_none()),
+                        "a lone catalog container became a sidecar: {:?}", alert
+                    );
+                }
             }
+            prop_assert_eq!(alert.identified_by.is_some(), !alert.container.is_empty(), "{:?}", alert);
             prop_assert!(alert.since.is_some(), "{:?}", alert);
             prop_assert!(!alert.message.is_empty());
             prop_assert_eq!(alert.check.is_some(), alert.name == AlertName::SidecarMisconfigured);

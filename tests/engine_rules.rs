@@ -56,7 +56,13 @@ fn for_rules_are_pending_until_exactly_since_plus_for() {
         for (rule_for, settings) in [(default_for as i64, String::new()), (90, "for: 90s".to_string())] {
             let policy = only(key, &settings);
             let due = plus(since, rule_for);
-            let sidecar = view.containers.iter().find(|c| policy.sidecar_type(c).is_some()).unwrap().name.clone();
+            let sidecar = view
+                .containers
+                .iter()
+                .find(|c| fixtures::sidecar_type(&policy, &view, c).is_some())
+                .unwrap()
+                .name
+                .clone();
             for (offset, state, next) in [
                 (-rule_for, Pending, Some(due)), // the condition just started
                 (-1, Pending, Some(due)),
@@ -676,9 +682,15 @@ fn sidecars_by_pattern_names_and_native() {
             .collect()
     };
     assert_eq!(not_ready(&CompiledPolicy::builtin()), ["agent", "envoy", "log-sidecar"]);
-    assert_eq!(not_ready(&policy("sidecars: {native: false, names: [app]}")), ["app"]);
-    assert_eq!(not_ready(&policy("sidecars: {native: true, pattern: 'envoy-.*'}")), ["agent", "envoy-config"]);
-    assert_eq!(not_ready(&policy("sidecars: {native: false, pattern: 'envoy'}")), ["envoy"]);
+    // The catalog (on unless turned off) knows `envoy` whatever else the policy names.
+    assert_eq!(not_ready(&policy("sidecars: {native: false, names: [app]}")), ["app", "envoy"]);
+    assert_eq!(not_ready(&policy("sidecars: {native: false, catalog: false, names: [app]}")), ["app"]);
+    assert_eq!(not_ready(&policy("sidecars: {native: true, pattern: 'envoy-.*'}")), ["agent", "envoy", "envoy-config"]);
+    assert_eq!(
+        not_ready(&policy("sidecars: {native: true, catalog: false, pattern: 'envoy-.*'}")),
+        ["agent", "envoy-config"]
+    );
+    assert_eq!(not_ready(&policy("sidecars: {native: false, catalog: false, pattern: 'envoy'}")), ["envoy"]);
 }
 
 // ---- misconfiguration boundaries ----

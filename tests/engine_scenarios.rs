@@ -122,7 +122,7 @@ fn e_plain_init_containers_are_never_sidecars() {
     let view = load_view("init-container-not-sidecar.yaml");
     for c in &view.containers {
         if c.kind == ContainerKind::Init {
-            assert_eq!(naming.sidecar_type(c), None, "{}", c.name);
+            assert_eq!(fixtures::sidecar_type(&naming, &view, c), None, "{}", c.name);
         }
     }
     assert_scenario("init-container-not-sidecar.yaml", &naming, vec![], None);
@@ -132,7 +132,7 @@ fn e_plain_init_containers_are_never_sidecars() {
 fn f_two_sidecars_one_healthy() {
     let view = load_view("two-sidecars.yaml");
     let types: Vec<(&str, Option<SidecarType>)> =
-        view.containers.iter().map(|c| (c.name.as_str(), builtin().sidecar_type(c))).collect();
+        view.containers.iter().map(|c| (c.name.as_str(), fixtures::sidecar_type(&builtin(), &view, c))).collect();
     assert_eq!(
         types,
         [

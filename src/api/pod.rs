@@ -64,12 +64,104 @@ pub struct SlimContainer {
     /// Whether a startup probe is declared.
     #[serde(default)]
     pub startup_probe: Option<IgnoredAny>,
-    /// Whether a liveness probe is declared.
+    /// The liveness probe's target (the `main-probe-on-sidecar` check reads it).
     #[serde(default)]
-    pub liveness_probe: Option<IgnoredAny>,
+    pub liveness_probe: Option<SlimProbe>,
     /// Whether requests or limits are declared.
     #[serde(default, deserialize_with = "null_as_default")]
     pub resources: SlimResources,
+    /// Whether a `postStart` hook is declared: the kubelet waits for it before starting the
+    /// next container, as it waits for a startup probe.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub lifecycle: SlimLifecycle,
+    /// Whether `command` mentions the word `agent` (see [`MentionsAgent`]).
+    #[serde(default)]
+    pub command: MentionsAgent,
+    /// Whether `args` mentions the word `agent`.
+    #[serde(default)]
+    pub args: MentionsAgent,
+}
+
+/// `lifecycle`: only whether a `postStart` hook exists.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimLifecycle {
+    /// The hook's body is not needed.
+    #[serde(default)]
+    pub post_start: Option<IgnoredAny>,
+}
+
+/// A probe: where it sends its request. Exec probes have no target.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimProbe {
+    /// `httpGet`.
+    #[serde(default)]
+    pub http_get: Option<SlimProbeTarget>,
+    /// `tcpSocket`.
+    #[serde(default)]
+    pub tcp_socket: Option<SlimProbeTarget>,
+    /// `grpc`.
+    #[serde(default)]
+    pub grpc: Option<SlimProbeTarget>,
+}
+
+impl SlimProbe {
+    /// The probe's target, whichever handler it uses.
+    pub fn target(&self) -> Option<&SlimProbeTarget> {
+        self.http_get.as_ref().or(self.tcp_socket.as_ref()).or(self.grpc.as_ref())
+    }
+}
+
+/// A probe handler's port, host and (HTTP) path.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimProbeTarget {
+    /// A number or the name of a declared port; anything else is read as absent.
+    #[serde(default, deserialize_with = "lenient_port")]
+    pub port: Option<PortRef>,
+    /// Another host than the Pod's IP, when set.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The HTTP path.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// A port given by number or by the name of a container port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortRef {
+    /// `port: 15021`.
+    Number(i32),
+    /// `port: http-admin`.
+    Name(String),
+}
+
+/// The API validates probe ports, but a hand-written dump need not be valid: an odd port
+/// makes the probe target unknown rather than the Pod undecodable.
+fn lenient_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PortRef>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()).map(PortRef::Number),
+        serde_json::Value::String(s) => Some(match s.parse::<i32>() {
+            Ok(n) => PortRef::Number(n),
+            Err(_) => PortRef::Name(s),
+        }),
+        _ => None,
+    })
+}
+
+/// Whether a list of strings (`command` or `args`) contains the word `agent` anywhere, e.g.
+/// `vault agent -config=…` inside a shell command. Vault Agent runs Vault's own image, so only
+/// its subcommand tells it from a Vault server. Read without keeping the strings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MentionsAgent(pub bool);
+
+impl<'de> Deserialize<'de> for MentionsAgent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let words = Option::<Vec<Cow<'de, str>>>::deserialize(deserializer)?.unwrap_or_default();
+        Ok(MentionsAgent(
+            words.iter().any(|w| w.split(|c: char| c.is_whitespace() || c == ';' || c == '&').any(|t| t == "agent")),
+        ))
+    }
 }
 
 /// A declared container port.
@@ -79,6 +171,9 @@ pub struct SlimPort {
     /// The port number.
     #[serde(default)]
     pub container_port: i32,
+    /// The port's name, which probes may use instead of the number.
+    #[serde(default)]
+    pub name: Option<String>,
     /// `TCP` when absent.
     #[serde(default)]
     pub protocol: Option<String>,

@@ -92,6 +92,10 @@ pub struct SidecarSelector {
     /// Init containers with `restartPolicy: Always` (native sidecars, Kubernetes 1.29+).
     #[serde(default = "default_true")]
     pub native: bool,
+    /// Well-known sidecars (Istio, Linkerd, Envoy, Vault Agent, ...) recognised by container
+    /// name or image repository from the built-in catalog.
+    #[serde(default = "default_true")]
+    pub catalog: bool,
     /// Exact container names.
     #[serde(default)]
     #[schemars(inner(length(min = 1)))]
@@ -104,7 +108,7 @@ pub struct SidecarSelector {
 
 impl Default for SidecarSelector {
     fn default() -> Self {
-        Self { native: true, names: Vec::new(), pattern: None }
+        Self { native: true, catalog: true, names: Vec::new(), pattern: None }
     }
 }
 

@@ -3,6 +3,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::policy::IdentifiedBy;
 use crate::api::Severity;
 
 /// The alert names, one per rule (the `alertname` label).
@@ -83,11 +84,14 @@ pub enum Check {
     PortConflict,
     /// Five or more sidecars in one Pod (reported on the Pod, container empty).
     SidecarSprawl,
+    /// A main container's liveness probe targets a sidecar's port: a sidecar failure
+    /// restarts the app.
+    MainProbeOnSidecar,
 }
 
 impl Check {
     /// Every check.
-    pub const ALL: [Check; 7] = [
+    pub const ALL: [Check; 8] = [
         Check::NoReadinessProbe,
         Check::NoStartupProbe,
         Check::LegacySidecar,
@@ -95,6 +99,7 @@ impl Check {
         Check::NoResources,
         Check::PortConflict,
         Check::SidecarSprawl,
+        Check::MainProbeOnSidecar,
     ];
 
     /// The check with this label value.
@@ -112,6 +117,7 @@ impl Check {
             Check::NoResources => "no-resources",
             Check::PortConflict => "port-conflict",
             Check::SidecarSprawl => "sidecar-sprawl",
+            Check::MainProbeOnSidecar => "main-probe-on-sidecar",
         }
     }
 }
@@ -153,6 +159,8 @@ pub struct Alert {
     pub since: Option<Timestamp>,
     /// A human explanation, naming the container and the evidence.
     pub message: String,
+    /// How the container was recognised as a sidecar; `None` for Pod-level checks.
+    pub identified_by: Option<IdentifiedBy>,
 }
 
 impl Alert {

@@ -23,17 +23,24 @@
 //! (see [`history::PodHistory::set_clocks`]).
 
 pub mod alert;
+pub mod catalog;
 pub mod history;
 pub mod name;
 pub mod pod;
 pub mod policy;
+pub mod rule_settings;
 pub mod rules;
 pub mod stamp;
+pub mod workload;
 
 pub use alert::{Alert, AlertName, AlertState, Check};
+pub use catalog::{CatalogEntry, CatalogId, CATALOG};
 pub use history::{ContainerHistory, Observation, PodHistory};
 pub use name::{label_set, LabelSet, Name};
 pub use pod::{ContainerKind, ContainerView, PodView};
-pub use policy::{CompiledPolicy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN};
+pub use policy::{
+    CompiledPolicy, Identified, IdentifiedBy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN,
+};
 pub use rules::{evaluate, evaluate_capped, Evaluation, DEFAULT_MAX_SIDECARS};
 pub use stamp::Stamp;
+pub use workload::Workload;

@@ -6,8 +6,10 @@
 
 use std::collections::HashMap;
 
+use super::catalog::{self, CatalogId};
 use super::name::{label_set, LabelSet, Name};
 use super::stamp::Stamp;
+use super::workload::{liveness_targets, workload_of, LivenessTarget, Workload};
 use crate::api::SlimTerminated;
 use crate::api::{SlimContainer, SlimContainerStatus, SlimPod};
 use jiff::Timestamp;
@@ -39,6 +41,8 @@ bitflags::bitflags! {
         const LATEST_IMAGE = 1 << 4;
         /// Declares a container port that another container of the Pod declares too.
         const PORT_CONFLICT = 1 << 5;
+        /// Has a `postStart` hook: the kubelet waits for it before starting the next container.
+        const POST_START = 1 << 6;
     }
 }
 
@@ -142,6 +146,10 @@ pub struct ContainerView {
     pub kind: ContainerKind,
     /// Static spec facts.
     pub flags: SpecFlags,
+    /// The built-in catalog's entry, when its name or image is a well-known sidecar's.
+    pub catalog: Option<CatalogId>,
+    /// The other container whose port this one's liveness probe targets, if any.
+    pub liveness_target: Option<LivenessTarget>,
     /// Its status; `None` until the kubelet reports one.
     pub status: Option<ContainerStatusView>,
 }
@@ -178,8 +186,14 @@ pub struct PodView {
     pub name: String,
     /// `metadata.labels`, shared with every Pod that has the same ones.
     pub labels: LabelSet,
-    /// Whether an owner reference is a `batch/v1` Job.
+    /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a
+    /// Job or CronJob).
     pub owned_by_job: bool,
+    /// The workload that owns the Pod; `None` for a Pod without owner (see [`Self::workload`]).
+    pub owner: Option<Workload>,
+    /// A Pod template of a workload manifest (`audit`), not a Pod: it has no status and no
+    /// clocks, and its name is `<Kind>/<name>`.
+    pub is_template: bool,
     /// `metadata.creationTimestamp`.
     pub created_at: Option<Stamp>,
     /// `status.startTime`: when the kubelet accepted the Pod.
@@ -202,18 +216,24 @@ impl PodView {
         let regular_statuses = statuses_by_name(&status.container_statuses);
 
         let mut containers = Vec::with_capacity(spec.init_containers.len() + spec.containers.len());
-        for c in &spec.init_containers {
-            let kind = if c.restart_policy.as_deref() == Some("Always") {
-                ContainerKind::RestartableInit
-            } else {
-                ContainerKind::Init
-            };
-            containers.push(container_view(c, kind, init_statuses.get(c.name.as_str())));
-        }
-        for c in &spec.containers {
-            containers.push(container_view(c, ContainerKind::Regular, regular_statuses.get(c.name.as_str())));
+        // The API server rejects two containers with one name; a hand-made dump may not. The
+        // first keeps the name, so one container never yields two sets of alerts.
+        let mut declared: Vec<&SlimContainer> = Vec::with_capacity(containers.capacity());
+        for (c, kind) in spec
+            .init_containers
+            .iter()
+            .map(|c| (c, init_kind(c)))
+            .chain(spec.containers.iter().map(|c| (c, ContainerKind::Regular)))
+        {
+            if declared.iter().any(|d| d.name == c.name) {
+                continue;
+            }
+            let statuses = if kind == ContainerKind::Regular { &regular_statuses } else { &init_statuses };
+            containers.push(container_view(c, kind, statuses.get(c.name.as_str())));
+            declared.push(c);
         }
         mark_port_conflicts(&spec.init_containers, &spec.containers, &mut containers);
+        liveness_targets(&declared, &mut containers);
 
         let ready_condition = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| ConditionView {
             status: c.status == "True",
@@ -230,11 +250,37 @@ impl PodView {
                 .iter()
                 .flatten()
                 .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/")),
+            owner: workload_of(meta),
+            is_template: false,
             created_at: meta.creation_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
             deleting_since: meta.deletion_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             ready_condition,
             containers,
+        }
+    }
+
+    /// The view of a workload's Pod template (`spec.template` of a Deployment, a Job…) for
+    /// `audit`: named `<Kind>/<name>`, owned by that workload, without status or clocks.
+    pub fn from_template(template: &SlimPod, kind: &str, name: &str) -> PodView {
+        let mut view = PodView::from_pod(template);
+        view.name = format!("{kind}/{name}");
+        view.uid = format!("{kind}/{}/{name}", view.namespace);
+        view.owner = Some(Workload { kind: Name::new(kind), name: Name::new(name) });
+        view.owned_by_job = matches!(kind, "Job" | "CronJob");
+        view.is_template = true;
+        (view.created_at, view.started_at, view.deleting_since, view.ready_condition) = (None, None, None, None);
+        for c in &mut view.containers {
+            c.status = None;
+        }
+        view
+    }
+
+    /// The workload's kind and name: the owner, or `Pod` and the Pod's own name.
+    pub fn workload(&self) -> (&str, &str) {
+        match &self.owner {
+            Some(w) => (w.kind.as_str(), w.name.as_str()),
+            None => ("Pod", self.name.as_str()),
         }
     }
 
@@ -246,6 +292,14 @@ impl PodView {
     /// `namespace/name`, for messages.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+fn init_kind(c: &SlimContainer) -> ContainerKind {
+    if c.restart_policy.as_deref() == Some("Always") {
+        ContainerKind::RestartableInit
+    } else {
+        ContainerKind::Init
     }
 }
 
@@ -270,7 +324,17 @@ fn container_view(c: &SlimContainer, kind: ContainerKind, status: Option<&&SlimC
     if c.image.as_deref().is_some_and(is_latest_image) {
         flags.insert(SpecFlags::LATEST_IMAGE);
     }
-    ContainerView { name: Name::new(&c.name), kind, flags, status: status.map(|s| status_view(s)) }
+    if c.lifecycle.post_start.is_some() {
+        flags.insert(SpecFlags::POST_START);
+    }
+    ContainerView {
+        name: Name::new(&c.name),
+        kind,
+        flags,
+        catalog: catalog::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0),
+        liveness_target: None,
+        status: status.map(|s| status_view(s)),
+    }
 }
 
 fn status_view(s: &SlimContainerStatus) -> ContainerStatusView {

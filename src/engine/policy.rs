@@ -2,26 +2,19 @@
 //! sidecar matcher and every rule with its defaults filled in.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 use regex::Regex;
 
+use super::catalog::CatalogId;
 use super::pod::{ContainerKind, ContainerView, PodView};
-use crate::api::{
-    parse_duration, ClusterPolicySpec, ClusterSidecarPolicy, DecodeError, ForRuleSpec, InstantRuleSpec, PolicySpec,
-    RestartsRuleSpec, Severity, SidecarPolicy, WindowRuleSpec,
-};
+pub use super::rule_settings::{ForRule, InstantRule, RestartsRule, Rules, WindowRule, MAX_THRESHOLD};
+use crate::api::{ClusterPolicySpec, ClusterSidecarPolicy, DecodeError, PolicySpec, SidecarPolicy};
 
 /// The sidecar name pattern used when a policy does not say which containers are sidecars.
 pub const DEFAULT_SIDECAR_PATTERN: &str = ".*-sidecar|istio-proxy|envoy";
-
-/// The largest restart threshold accepted (the schema says so too).
-pub const MAX_THRESHOLD: u32 = 1000;
-
-/// The longest `for` or `window` accepted; longer ones are almost certainly mistakes.
-const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
 /// A spec field that cannot be used, with the path of the field (`spec.rules.restarts.window`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,94 +97,39 @@ impl SidecarType {
     }
 }
 
-/// A rule that fires after its condition held for `for_`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ForRule {
-    /// Evaluate the rule at all.
-    pub enabled: bool,
-    /// The alert's severity.
-    pub severity: Severity,
-    /// How long the condition must hold.
-    pub for_: Duration,
+/// How a container was recognised as a sidecar (`identified_by` in `audit`). When several
+/// apply, the first in this order is reported: how it is declared, then what the policy
+/// names explicitly, then the catalog, then the catch-all pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdentifiedBy {
+    /// An init container with `restartPolicy: Always`.
+    Native,
+    /// Listed in `spec.sidecars.names`.
+    Names,
+    /// An entry of the built-in catalog.
+    Catalog(CatalogId),
+    /// Matched by `spec.sidecars.pattern`.
+    Pattern,
 }
 
-/// The restart-frequency rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RestartsRule {
-    /// Evaluate the rule at all.
-    pub enabled: bool,
-    /// The alert's severity.
-    pub severity: Severity,
-    /// Restarts in `window` that fire it.
-    pub threshold: u32,
-    /// The counting window.
-    pub window: Duration,
-}
-
-/// A rule about an event that stays relevant for `window`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowRule {
-    /// Evaluate the rule at all.
-    pub enabled: bool,
-    /// The alert's severity.
-    pub severity: Severity,
-    /// How long the event keeps the alert active.
-    pub window: Duration,
-}
-
-/// A rule that fires when its condition is seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InstantRule {
-    /// Evaluate the rule at all.
-    pub enabled: bool,
-    /// The alert's severity.
-    pub severity: Severity,
-}
-
-/// Every rule of a policy with defaults applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rules {
-    /// `SidecarContainerNotReady`.
-    pub sidecar_not_ready: ForRule,
-    /// `MainContainerReadyButSidecarNot`.
-    pub main_ready_sidecar_not_ready: ForRule,
-    /// `SidecarRestartingFrequently`.
-    pub restarts: RestartsRule,
-    /// `SidecarCrashLooping`.
-    pub crash_loop: ForRule,
-    /// `SidecarOOMKilled`.
-    pub oom_killed: WindowRule,
-    /// `MainStartedBeforeSidecarReady`.
-    pub startup_order: InstantRule,
-    /// `JobBlockedBySidecar`.
-    pub job_blocked: ForRule,
-    /// `SidecarStoppedBeforeMain`.
-    pub shutdown_order: InstantRule,
-    /// `SidecarMisconfigured`.
-    pub misconfiguration: InstantRule,
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        let for_rule = |for_secs, severity| ForRule { enabled: true, severity, for_: Duration::from_secs(for_secs) };
-        let instant = |severity| InstantRule { enabled: true, severity };
-        Rules {
-            sidecar_not_ready: for_rule(300, Severity::Warning),
-            main_ready_sidecar_not_ready: for_rule(120, Severity::Warning),
-            restarts: RestartsRule {
-                enabled: true,
-                severity: Severity::Critical,
-                threshold: 3,
-                window: Duration::from_secs(900),
-            },
-            crash_loop: for_rule(300, Severity::Critical),
-            oom_killed: WindowRule { enabled: true, severity: Severity::Warning, window: Duration::from_secs(3600) },
-            startup_order: instant(Severity::Warning),
-            job_blocked: for_rule(300, Severity::Warning),
-            shutdown_order: instant(Severity::Warning),
-            misconfiguration: instant(Severity::Info),
+impl fmt::Display for IdentifiedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentifiedBy::Native => f.write_str("native"),
+            IdentifiedBy::Names => f.write_str("names"),
+            IdentifiedBy::Catalog(id) => write!(f, "catalog:{id}"),
+            IdentifiedBy::Pattern => f.write_str("pattern"),
         }
     }
+}
+
+/// A sidecar: how it is declared and how it was recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Identified {
+    /// Native or legacy.
+    pub kind: SidecarType,
+    /// What recognised it.
+    pub by: IdentifiedBy,
 }
 
 /// A validated policy, ready to select Pods and evaluate them.
@@ -204,6 +142,7 @@ pub struct CompiledPolicy {
     selector: Selector,
     namespace_selector: Option<Selector>,
     native_sidecars: bool,
+    catalog: bool,
     sidecar_names: Vec<String>,
     sidecar_pattern: Option<Regex>,
     /// The rules with defaults applied.
@@ -216,33 +155,28 @@ impl CompiledPolicy {
     /// Compiles a `SidecarPolicy` spec. Errors name the offending field.
     pub fn compile(policy: PolicyRef, spec: &PolicySpec) -> Result<CompiledPolicy, SpecError> {
         let selector = compile_selector(spec.selector.as_ref(), "spec.selector")?;
-        let (native_sidecars, sidecar_names, pattern) = match &spec.sidecars {
-            None => (true, Vec::new(), Some(DEFAULT_SIDECAR_PATTERN.to_string())),
-            Some(s) => (s.native, s.names.clone(), s.pattern.clone()),
+        let (native_sidecars, catalog, sidecar_names, pattern) = match &spec.sidecars {
+            None => (true, true, Vec::new(), Some(DEFAULT_SIDECAR_PATTERN.to_string())),
+            Some(s) => (s.native, s.catalog, s.names.clone(), s.pattern.clone()),
         };
         if let Some(i) = sidecar_names.iter().position(|n| n.is_empty()) {
             return Err(SpecError::new(format!("spec.sidecars.names[{i}]"), "empty container name"));
         }
-        let sidecar_pattern = pattern
-            .map(|p| {
-                Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                    SpecError::new(
-                        "spec.sidecars.pattern",
-                        format!("invalid regular expression {p:?}: {}", first_line(&e.to_string())),
-                    )
-                })
-            })
-            .transpose()?;
-        if !native_sidecars && sidecar_names.is_empty() && sidecar_pattern.is_none() {
-            return Err(SpecError::new("spec.sidecars", "selects no container: set native: true, names or pattern"));
+        let sidecar_pattern = pattern.as_deref().map(anchored_pattern).transpose()?;
+        if !native_sidecars && !catalog && sidecar_names.is_empty() && sidecar_pattern.is_none() {
+            return Err(SpecError::new(
+                "spec.sidecars",
+                "selects no container: set native: true, catalog: true, names or pattern",
+            ));
         }
-        let rules = compile_rules(spec.rules.as_ref())?;
+        let rules = super::rule_settings::compile_rules(spec.rules.as_ref())?;
         Ok(CompiledPolicy {
             shared_ref: std::sync::Arc::new(policy.clone()),
             policy,
             selector,
             namespace_selector: None,
             native_sidecars,
+            catalog,
             sidecar_names,
             sidecar_pattern,
             rules,
@@ -320,19 +254,60 @@ impl CompiledPolicy {
         self.selects_namespace(&pod.namespace, namespace_labels) && self.selects_pod_labels(pod)
     }
 
-    /// Whether the container is a sidecar under this policy, and of which type. Plain init
-    /// containers never are.
-    pub fn sidecar_type(&self, container: &ContainerView) -> Option<SidecarType> {
-        let by_name = || {
-            self.sidecar_names.iter().any(|n| container.name == *n)
-                || self.sidecar_pattern.as_ref().is_some_and(|p| p.is_match(&container.name))
-        };
-        match container.kind {
-            ContainerKind::Init => None,
-            ContainerKind::RestartableInit => (self.native_sidecars || by_name()).then_some(SidecarType::Native),
-            ContainerKind::Regular => by_name().then_some(SidecarType::Legacy),
-        }
+    /// Whether the catalog may name sidecars among the Pod's regular containers: only when
+    /// one of them is not in the catalog, so the proxy of an ingress gateway or a standalone
+    /// Envoy (the Pod's only job) is a main container, not a sidecar of nothing.
+    pub fn catalog_applies(&self, pod: &PodView) -> bool {
+        self.catalog && pod.containers.iter().any(|c| c.kind == ContainerKind::Regular && c.catalog.is_none())
     }
+
+    /// Whether the container is a sidecar under this policy, of which type and recognised how;
+    /// `catalog_applies` comes from [`Self::catalog_applies`] for the container's Pod. Plain
+    /// init containers never are.
+    pub fn identify(&self, container: &ContainerView, catalog_applies: bool) -> Option<Identified> {
+        let kind = match container.kind {
+            ContainerKind::Init => return None,
+            ContainerKind::RestartableInit => SidecarType::Native,
+            ContainerKind::Regular => SidecarType::Legacy,
+        };
+        let by = if kind == SidecarType::Native && self.native_sidecars {
+            IdentifiedBy::Native
+        } else if self.sidecar_names.iter().any(|n| container.name == *n) {
+            IdentifiedBy::Names
+        } else if let Some(id) =
+            container.catalog.filter(|_| self.catalog && (catalog_applies || kind == SidecarType::Native))
+        {
+            IdentifiedBy::Catalog(id)
+        } else if self.sidecar_pattern.as_ref().is_some_and(|p| p.is_match(&container.name)) {
+            IdentifiedBy::Pattern
+        } else {
+            return None;
+        };
+        Some(Identified { kind, by })
+    }
+
+    /// The Pod's sidecars under this policy, in container order: (index, container, how).
+    pub fn sidecars<'a>(
+        &'a self,
+        pod: &'a PodView,
+    ) -> impl Iterator<Item = (usize, &'a ContainerView, Identified)> + 'a {
+        let catalog_applies = self.catalog_applies(pod);
+        pod.containers.iter().enumerate().filter_map(move |(i, c)| Some((i, c, self.identify(c, catalog_applies)?)))
+    }
+}
+
+/// The user's pattern compiled on its own first, so that no pattern can close the anchoring
+/// group early (`x)|(` would otherwise become `^(?:x)|()$`, which matches every name), then
+/// anchored to match whole names.
+fn anchored_pattern(pattern: &str) -> Result<Regex, SpecError> {
+    let invalid = |e: regex::Error| {
+        SpecError::new(
+            "spec.sidecars.pattern",
+            format!("invalid regular expression {pattern:?}: {}", first_line(&e.to_string())),
+        )
+    };
+    Regex::new(pattern).map_err(invalid)?;
+    Regex::new(&format!("^(?:{pattern})$")).map_err(invalid)
 }
 
 fn first_line(text: &str) -> String {
@@ -358,94 +333,11 @@ fn compile_selector(selector: Option<&LabelSelector>, field: &str) -> Result<Sel
     }
 }
 
-fn duration_field(value: Option<&str>, field: &str, default: Duration) -> Result<Duration, SpecError> {
-    let Some(text) = value else { return Ok(default) };
-    let parsed = parse_duration(text).map_err(|e| SpecError::new(field, e.to_string()))?;
-    if parsed > MAX_DURATION {
-        return Err(SpecError::new(field, format!("{text:?} is longer than a year")));
-    }
-    Ok(parsed)
-}
-
-fn compile_for(spec: Option<&ForRuleSpec>, field: &str, default: ForRule) -> Result<ForRule, SpecError> {
-    let Some(spec) = spec else { return Ok(default) };
-    Ok(ForRule {
-        enabled: spec.enabled.unwrap_or(true),
-        severity: spec.severity.unwrap_or(default.severity),
-        for_: duration_field(spec.for_.as_deref(), &format!("{field}.for"), default.for_)?,
-    })
-}
-
-fn compile_instant(spec: Option<&InstantRuleSpec>, default: InstantRule) -> InstantRule {
-    spec.map_or(default, |s| InstantRule {
-        enabled: s.enabled.unwrap_or(true),
-        severity: s.severity.unwrap_or(default.severity),
-    })
-}
-
-fn compile_window(spec: Option<&WindowRuleSpec>, field: &str, default: WindowRule) -> Result<WindowRule, SpecError> {
-    let Some(spec) = spec else { return Ok(default) };
-    let window = duration_field(spec.window.as_deref(), &format!("{field}.window"), default.window)?;
-    if window.is_zero() {
-        return Err(SpecError::new(format!("{field}.window"), "must be longer than 0"));
-    }
-    Ok(WindowRule {
-        enabled: spec.enabled.unwrap_or(true),
-        severity: spec.severity.unwrap_or(default.severity),
-        window,
-    })
-}
-
-fn compile_restarts(spec: Option<&RestartsRuleSpec>, default: RestartsRule) -> Result<RestartsRule, SpecError> {
-    const FIELD: &str = "spec.rules.restarts";
-    let Some(spec) = spec else { return Ok(default) };
-    let threshold = spec.threshold.unwrap_or(default.threshold);
-    if !(1..=MAX_THRESHOLD).contains(&threshold) {
-        return Err(SpecError::new(
-            format!("{FIELD}.threshold"),
-            format!("must be between 1 and {MAX_THRESHOLD}, got {threshold}"),
-        ));
-    }
-    let window = duration_field(spec.window.as_deref(), &format!("{FIELD}.window"), default.window)?;
-    if window.is_zero() {
-        return Err(SpecError::new(format!("{FIELD}.window"), "must be longer than 0"));
-    }
-    Ok(RestartsRule {
-        enabled: spec.enabled.unwrap_or(true),
-        severity: spec.severity.unwrap_or(default.severity),
-        threshold,
-        window,
-    })
-}
-
-fn compile_rules(spec: Option<&crate::api::RulesSpec>) -> Result<Rules, SpecError> {
-    let d = Rules::default();
-    let Some(s) = spec else { return Ok(d) };
-    Ok(Rules {
-        sidecar_not_ready: compile_for(
-            s.sidecar_not_ready.as_ref(),
-            "spec.rules.sidecarNotReady",
-            d.sidecar_not_ready,
-        )?,
-        main_ready_sidecar_not_ready: compile_for(
-            s.main_ready_sidecar_not_ready.as_ref(),
-            "spec.rules.mainReadySidecarNotReady",
-            d.main_ready_sidecar_not_ready,
-        )?,
-        restarts: compile_restarts(s.restarts.as_ref(), d.restarts)?,
-        crash_loop: compile_for(s.crash_loop.as_ref(), "spec.rules.crashLoop", d.crash_loop)?,
-        oom_killed: compile_window(s.oom_killed.as_ref(), "spec.rules.oomKilled", d.oom_killed)?,
-        startup_order: compile_instant(s.startup_order.as_ref(), d.startup_order),
-        job_blocked: compile_for(s.job_blocked.as_ref(), "spec.rules.jobBlocked", d.job_blocked)?,
-        shutdown_order: compile_instant(s.shutdown_order.as_ref(), d.shutdown_order),
-        misconfiguration: compile_instant(s.misconfiguration.as_ref(), d.misconfiguration),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{RulesSpec, SidecarSelector};
+    use crate::api::{ForRuleSpec, RestartsRuleSpec, RulesSpec, SidecarSelector};
+    use std::time::Duration;
 
     fn compile(spec: PolicySpec) -> Result<CompiledPolicy, SpecError> {
         CompiledPolicy::compile(PolicyRef::namespaced("shop", "mesh"), &spec)
@@ -487,7 +379,7 @@ mod tests {
         assert_eq!(compile(bad_for).unwrap_err().field, "spec.rules.crashLoop.for");
 
         let selects_nothing = PolicySpec {
-            sidecars: Some(SidecarSelector { native: false, names: vec![], pattern: None }),
+            sidecars: Some(SidecarSelector { native: false, catalog: false, names: vec![], pattern: None }),
             ..Default::default()
         };
         assert_eq!(compile(selects_nothing).unwrap_err().field, "spec.sidecars");
@@ -503,16 +395,71 @@ mod tests {
         assert_eq!(policy.sidecar_pattern.as_ref().map(Regex::as_str), Some("^(?:.*-sidecar|istio-proxy|envoy)$"));
     }
 
+    fn view(name: &str, kind: ContainerKind) -> ContainerView {
+        ContainerView {
+            name: name.into(),
+            kind,
+            flags: Default::default(),
+            catalog: crate::engine::catalog::recognise(name, None, false),
+            liveness_target: None,
+            status: None,
+        }
+    }
+
+    fn identified_by(policy: &CompiledPolicy, name: &str, kind: ContainerKind) -> Option<String> {
+        policy.identify(&view(name, kind), true).map(|i| i.by.to_string())
+    }
+
     #[test]
     fn pattern_matches_whole_names_only() {
-        let policy = compile(PolicySpec::default()).unwrap();
-        let view =
-            |name: &str, kind| ContainerView { name: name.into(), kind, flags: Default::default(), status: None };
-        assert_eq!(policy.sidecar_type(&view("envoy", ContainerKind::Regular)), Some(SidecarType::Legacy));
-        assert_eq!(policy.sidecar_type(&view("log-sidecar", ContainerKind::Regular)), Some(SidecarType::Legacy));
-        assert_eq!(policy.sidecar_type(&view("envoy-config", ContainerKind::Regular)), None);
-        assert_eq!(policy.sidecar_type(&view("app", ContainerKind::Regular)), None);
-        assert_eq!(policy.sidecar_type(&view("envoy", ContainerKind::Init)), None);
-        assert_eq!(policy.sidecar_type(&view("anything", ContainerKind::RestartableInit)), Some(SidecarType::Native));
+        let policy = compile(PolicySpec { sidecars: None, ..Default::default() }).unwrap();
+        let kind = |name, k| policy.identify(&view(name, k), true).map(|i| i.kind);
+        assert_eq!(kind("envoy", ContainerKind::Regular), Some(SidecarType::Legacy));
+        assert_eq!(kind("log-sidecar", ContainerKind::Regular), Some(SidecarType::Legacy));
+        assert_eq!(kind("envoy-config", ContainerKind::Regular), None);
+        assert_eq!(kind("app", ContainerKind::Regular), None);
+        assert_eq!(kind("envoy", ContainerKind::Init), None);
+        assert_eq!(kind("anything", ContainerKind::RestartableInit), Some(SidecarType::Native));
+    }
+
+    #[test]
+    fn a_pattern_cannot_escape_its_anchors() {
+        for escaping in ["nomatch)|(", "x)|(?:y", ")|("] {
+            let spec = PolicySpec {
+                sidecars: Some(SidecarSelector { pattern: Some(escaping.into()), ..Default::default() }),
+                ..Default::default()
+            };
+            let error = compile(spec).expect_err(escaping);
+            assert_eq!(error.field, "spec.sidecars.pattern", "{escaping}");
+        }
+    }
+
+    #[test]
+    fn identification_reports_declaration_then_names_then_catalog_then_pattern() {
+        let spec = PolicySpec {
+            sidecars: Some(SidecarSelector {
+                names: vec!["istio-proxy".into()],
+                pattern: Some(".*-sidecar|linkerd-proxy".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let policy = compile(spec).unwrap();
+        assert_eq!(identified_by(&policy, "linkerd-proxy", ContainerKind::RestartableInit).as_deref(), Some("native"));
+        assert_eq!(identified_by(&policy, "istio-proxy", ContainerKind::Regular).as_deref(), Some("names"));
+        assert_eq!(identified_by(&policy, "linkerd-proxy", ContainerKind::Regular).as_deref(), Some("catalog:linkerd"));
+        assert_eq!(identified_by(&policy, "log-sidecar", ContainerKind::Regular).as_deref(), Some("pattern"));
+        assert_eq!(identified_by(&policy, "app", ContainerKind::Regular), None);
+        // With the catalog off, only the pattern is left for linkerd-proxy.
+        let no_catalog = compile(PolicySpec {
+            sidecars: Some(SidecarSelector {
+                catalog: false,
+                pattern: Some("linkerd-proxy".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(identified_by(&no_catalog, "linkerd-proxy", ContainerKind::Regular).as_deref(), Some("pattern"));
     }
 }

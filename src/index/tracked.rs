@@ -59,6 +59,7 @@ impl StoredAlert {
             state: self.state,
             since: self.since.map(Stamp::timestamp),
             message: String::new(),
+            identified_by: None,
         }
     }
 }

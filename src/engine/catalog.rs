@@ -1,0 +1,281 @@
+//! The built-in catalog of well-known sidecars: recognised by container name or by image
+//! repository (registry, tag and digest ignored), each with the product's own remediation
+//! advice. One table; a contributor adds a sidecar with one entry here and one fixture test
+//! in `tests/catalog.rs`.
+
+use std::fmt;
+
+/// How an image repository is matched. Paths are compared without registry, tag or digest,
+/// segment by segment, so `mycorp/proxy` is not Linkerd's `linkerd/proxy`.
+#[derive(Clone, Copy, Debug)]
+pub enum ImageRule {
+    /// The last path segment equals this (`*/proxyv2`).
+    Last(&'static str),
+    /// The last path segment starts with this (`*/opentelemetry-collector*`).
+    LastPrefix(&'static str),
+    /// The path ends with these segments (`*/linkerd/proxy`, `envoyproxy/envoy`).
+    Suffix(&'static str),
+}
+
+/// One well-known sidecar.
+#[derive(Debug)]
+pub struct CatalogEntry {
+    /// The id shown as `identified_by: catalog:<id>`.
+    pub id: &'static str,
+    /// The product's name, for messages.
+    pub product: &'static str,
+    /// Container names its injector or documentation uses.
+    pub names: &'static [&'static str],
+    /// Its images.
+    pub images: &'static [ImageRule],
+    /// The image runs other things too: it is this sidecar only when `command` or `args`
+    /// mention `agent` (Vault's image is both server and agent).
+    pub image_needs_agent: bool,
+    /// Ports the sidecar serves whether or not the Pod spec declares them (admin, health).
+    pub ports: &'static [u16],
+    /// How to keep it from holding a Job open (it is declared in `spec.containers`).
+    pub job_remediation: &'static str,
+    /// How to make the app start only once it is ready.
+    pub ordering_remediation: &'static str,
+}
+
+/// An entry's position in [`CATALOG`]; one byte per container in the compact Pod view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CatalogId(u8);
+
+impl CatalogId {
+    /// The entry.
+    pub fn entry(self) -> &'static CatalogEntry {
+        &CATALOG[usize::from(self.0)]
+    }
+}
+
+impl fmt::Display for CatalogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.entry().id)
+    }
+}
+
+/// The advice for any sidecar that the catalog does not know better.
+pub const GENERIC_JOB_REMEDIATION: &str =
+    "declare it in initContainers with restartPolicy: Always (a native sidecar, Kubernetes 1.29+): the kubelet stops it once the main containers have finished";
+/// The start-order advice for any sidecar that the catalog does not know better.
+pub const GENERIC_ORDERING_REMEDIATION: &str =
+    "make it a native sidecar with a startupProbe (or a postStart hook that waits until it is ready): the kubelet then starts the main containers only after it";
+
+/// Every well-known sidecar. Names and images come from each project's injector or
+/// documented manifests.
+pub static CATALOG: &[CatalogEntry] = &[
+    CatalogEntry {
+        id: "istio",
+        product: "Istio",
+        names: &["istio-proxy"],
+        images: &[ImageRule::Last("proxyv2")],
+        image_needs_agent: false,
+        // 15000 admin, 15020 merged metrics and app probes, 15021 health, 15090 Envoy metrics.
+        ports: &[15000, 15020, 15021, 15090],
+        job_remediation: "annotate the Pod template with sidecar.istio.io/nativeSidecar: \"true\" (or set ENABLE_NATIVE_SIDECARS=true mesh-wide) so istio-proxy runs as a native sidecar and stops when the Job's containers finish",
+        ordering_remediation: "set holdApplicationUntilProxyStarts: true (annotation proxy.istio.io/config: '{\"holdApplicationUntilProxyStarts\": true}', or in meshConfig.defaultConfig) so the app starts only once the proxy is ready",
+    },
+    CatalogEntry {
+        id: "linkerd",
+        product: "Linkerd",
+        names: &["linkerd-proxy"],
+        images: &[ImageRule::Suffix("linkerd/proxy")],
+        image_needs_agent: false,
+        // 4191 admin (/live, /ready, /metrics).
+        ports: &[4191],
+        job_remediation: "annotate the Pod template with config.alpha.linkerd.io/proxy-enable-native-sidecar: \"true\" so linkerd-proxy runs as a native sidecar and stops when the Job's containers finish",
+        ordering_remediation: "keep config.linkerd.io/proxy-await: enabled (the default) so the app starts only once the proxy is ready",
+    },
+    CatalogEntry {
+        id: "envoy",
+        product: "Envoy",
+        names: &["envoy"],
+        images: &[
+            ImageRule::Suffix("envoyproxy/envoy"),
+            ImageRule::Suffix("envoyproxy/envoy-distroless"),
+            ImageRule::Suffix("envoyproxy/envoy-contrib"),
+            ImageRule::Suffix("envoyproxy/envoy-dev"),
+        ],
+        image_needs_agent: false,
+        // 9901: the admin listener of Envoy's example configurations.
+        ports: &[9901],
+        job_remediation: GENERIC_JOB_REMEDIATION,
+        ordering_remediation: "make envoy a native sidecar with a startupProbe on its admin /ready endpoint",
+    },
+    CatalogEntry {
+        id: "consul",
+        product: "Consul",
+        names: &["consul-dataplane", "envoy-sidecar"],
+        images: &[ImageRule::Suffix("hashicorp/consul-dataplane")],
+        image_needs_agent: false,
+        ports: &[],
+        job_remediation: "run the dataplane as a native sidecar, or have the Job's container ask the proxy to shut down when it is done (Consul's proxy lifecycle graceful-shutdown endpoint)",
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    },
+    CatalogEntry {
+        id: "kuma",
+        product: "Kuma / Kong Mesh",
+        names: &["kuma-sidecar"],
+        images: &[ImageRule::Last("kuma-dp")],
+        image_needs_agent: false,
+        ports: &[9901],
+        job_remediation: GENERIC_JOB_REMEDIATION,
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    },
+    CatalogEntry {
+        id: "dapr",
+        product: "Dapr",
+        names: &["daprd"],
+        images: &[ImageRule::Last("daprd")],
+        image_needs_agent: false,
+        // 3500 HTTP API, 3501 health, 50001 gRPC API.
+        ports: &[3500, 3501, 50001],
+        job_remediation: "have the Job's container call Dapr's shutdown API (POST http://localhost:3500/v1.0/shutdown) when it is done, or run daprd as a native sidecar",
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    },
+    CatalogEntry {
+        id: "vault-agent",
+        product: "Vault Agent",
+        names: &["vault-agent"],
+        images: &[ImageRule::Suffix("hashicorp/vault")],
+        image_needs_agent: true,
+        ports: &[],
+        job_remediation: "annotate the Pod template with vault.hashicorp.com/agent-pre-populate-only: \"true\" so only the init container renders the secrets and no agent keeps running",
+        ordering_remediation: "keep the agent's init container (vault.hashicorp.com/agent-pre-populate, the default) so the secrets exist before the app starts",
+    },
+    CatalogEntry {
+        id: "cloud-sql-proxy",
+        product: "Cloud SQL Auth Proxy",
+        names: &["cloud-sql-proxy"],
+        images: &[ImageRule::Last("cloud-sql-proxy")],
+        image_needs_agent: false,
+        ports: &[],
+        job_remediation: "run the proxy as a native sidecar, or start it with --quit-urls / --quitquitquit and have the Job's container call it when done",
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    },
+    CatalogEntry {
+        id: "gcsfuse",
+        product: "GKE Cloud Storage FUSE",
+        names: &["gke-gcsfuse-sidecar"],
+        images: &[ImageRule::Last("gcs-fuse-csi-driver-sidecar-mounter")],
+        image_needs_agent: false,
+        ports: &[],
+        job_remediation: "use a GKE version that injects the FUSE sidecar as a native sidecar (1.29 and later)",
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    },
+    CatalogEntry {
+        id: "xray",
+        product: "AWS X-Ray daemon",
+        names: &["xray-daemon"],
+        images: &[ImageRule::Last("aws-xray-daemon")],
+        image_needs_agent: false,
+        ports: &[2000],
+        job_remediation: GENERIC_JOB_REMEDIATION,
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    },
+    CatalogEntry {
+        id: "fluent-bit",
+        product: "Fluent Bit",
+        names: &["fluent-bit"],
+        images: &[ImageRule::Last("fluent-bit")],
+        image_needs_agent: false,
+        // 2020: the built-in HTTP server (health, metrics).
+        ports: &[2020],
+        job_remediation: GENERIC_JOB_REMEDIATION,
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    },
+    CatalogEntry {
+        id: "otel-collector",
+        product: "OpenTelemetry Collector",
+        names: &["otel-collector"],
+        images: &[ImageRule::LastPrefix("opentelemetry-collector")],
+        image_needs_agent: false,
+        // 13133: the health_check extension.
+        ports: &[13133],
+        job_remediation: GENERIC_JOB_REMEDIATION,
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    },
+    CatalogEntry {
+        id: "oauth2-proxy",
+        product: "oauth2-proxy",
+        names: &["oauth2-proxy"],
+        images: &[ImageRule::Last("oauth2-proxy")],
+        image_needs_agent: false,
+        ports: &[4180],
+        job_remediation: GENERIC_JOB_REMEDIATION,
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    },
+];
+
+/// The catalog entry a container is, by name first, then by image.
+pub fn recognise(name: &str, image: Option<&str>, mentions_agent: bool) -> Option<CatalogId> {
+    let by_name = CATALOG.iter().position(|e| e.names.contains(&name));
+    let by_image = || {
+        let path = image.map(repository_path)?;
+        CATALOG
+            .iter()
+            .position(|e| (!e.image_needs_agent || mentions_agent) && e.images.iter().any(|rule| rule.matches(path)))
+    };
+    by_name.or_else(by_image).and_then(|i| u8::try_from(i).ok()).map(CatalogId)
+}
+
+impl ImageRule {
+    /// Whether a repository path (no registry, tag or digest) matches.
+    pub fn matches(self, path: &str) -> bool {
+        let last = path.rsplit('/').next().unwrap_or(path);
+        match self {
+            ImageRule::Last(want) => last == want,
+            ImageRule::LastPrefix(want) => last.starts_with(want),
+            ImageRule::Suffix(want) => path == want || path.strip_suffix(want).is_some_and(|rest| rest.ends_with('/')),
+        }
+    }
+}
+
+/// An image reference's repository path: without digest, tag and registry host
+/// (`gcr.io/istio-release/proxyv2:1.22.0` → `istio-release/proxyv2`).
+pub fn repository_path(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    // A tag follows the last ':' after the last '/' (an earlier ':' is a registry port).
+    let tag_start = without_digest
+        .rfind(':')
+        .filter(|colon| without_digest[colon + 1..].find('/').is_none())
+        .unwrap_or(without_digest.len());
+    let name = &without_digest[..tag_start];
+    // The first segment is a registry when it has a '.' or ':' or is `localhost`, as Docker
+    // decides it.
+    match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+        _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_paths_drop_registry_tag_and_digest() {
+        for (image, path) in [
+            ("docker.io/istio/proxyv2:1.22.0", "istio/proxyv2"),
+            ("gcr.io/istio-release/proxyv2:1.22.0", "istio-release/proxyv2"),
+            ("cr.l5d.io/linkerd/proxy:stable-2.14.10", "linkerd/proxy"),
+            ("envoyproxy/envoy:v1.30.1", "envoyproxy/envoy"),
+            ("registry:5000/envoyproxy/envoy", "envoyproxy/envoy"),
+            ("localhost/daprd@sha256:abcd", "daprd"),
+            ("fluent-bit", "fluent-bit"),
+        ] {
+            assert_eq!(repository_path(image), path, "{image}");
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_and_fit_a_byte() {
+        assert!(CATALOG.len() <= usize::from(u8::MAX));
+        let mut ids: Vec<_> = CATALOG.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), CATALOG.len());
+    }
+}

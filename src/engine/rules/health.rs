@@ -1,0 +1,223 @@
+//! Health rules: readiness, restarts, crash loops and OOM kills of a running sidecar.
+
+use jiff::Timestamp;
+
+use super::{add, describe_termination, elapsed, sub, Ctx, CRASH_LOOP_BRIDGE, CRASH_LOOP_GAP};
+use crate::api::format_duration;
+use crate::engine::alert::AlertName;
+use crate::engine::history::PodHistory;
+use crate::engine::pod::{ContainerState, ContainerStatusView, ContainerView, PodView};
+use crate::engine::policy::{CompiledPolicy, ForRule};
+use crate::engine::stamp::Stamp;
+
+/// Since when a container has not been ready: the latest of its run start (or last
+/// termination when waiting), the Pod's `Ready=False` transition and the readiness flip the
+/// operator observed; with none of them, the Pod's start.
+fn not_ready_since(
+    pod: &PodView,
+    history: &PodHistory,
+    container: &ContainerView,
+    status: &ContainerStatusView,
+) -> Option<Timestamp> {
+    let own = match &status.state {
+        ContainerState::Running { started_at } => *started_at,
+        ContainerState::Terminated(t) => t.finished_at,
+        _ => status.last_termination.as_ref().and_then(|t| t.finished_at),
+    };
+    let pod_not_ready = pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since);
+    let observed = history.container(&container.name).filter(|h| !h.ready).and_then(|h| h.ready_changed_at);
+    [own, pod_not_ready, observed].into_iter().flatten().max().map(Stamp::timestamp).or_else(|| pod.start_time())
+}
+
+pub(super) fn sidecar_not_ready(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView) {
+    let running_or_waiting = status.is_running() || matches!(status.state, ContainerState::Waiting { .. });
+    if status.ready || !running_or_waiting || ctx.pod.deleting_since.is_some() {
+        return;
+    }
+    let api = not_ready_since(ctx.pod, ctx.history, sidecar, status);
+    let since = ctx.since_or_clock(api, AlertName::SidecarContainerNotReady, &sidecar.name);
+    let state = match status.waiting_reason() {
+        Some(reason) => format!("waiting ({reason})"),
+        None if status.is_running() => "running".to_string(),
+        None => "waiting".to_string(),
+    };
+    let mut message = format!(
+        "Sidecar {} in Pod {} is {state} but not ready for {}",
+        sidecar.name,
+        ctx.pod.key(),
+        elapsed(since, ctx.now)
+    );
+    if let Some(t) = status.last_termination.as_ref() {
+        message.push_str(&format!("; {}", describe_termination(t)));
+    }
+    ctx.hold(AlertName::SidecarContainerNotReady, rule, &sidecar.name, since, message);
+}
+
+pub(super) fn main_ready_sidecar_not_ready(
+    ctx: &mut Ctx,
+    rule: ForRule,
+    sidecar: &ContainerView,
+    status: &ContainerStatusView,
+    mains: &[&ContainerView],
+) {
+    if status.ready || ctx.pod.deleting_since.is_some() {
+        return;
+    }
+    // The earliest instant from which some ready main container has been ready.
+    let ready_mains: Vec<&ContainerView> = mains.iter().copied().filter(|m| m.is_ready()).collect();
+    let Some(first_main) = ready_mains.first() else { return };
+    let main_ready_since = ready_mains
+        .iter()
+        .filter_map(|m| {
+            let started = m.status.as_ref().and_then(ContainerStatusView::running_since);
+            let observed = ctx.history.container(&m.name).filter(|h| h.ready).and_then(|h| h.ready_changed_at);
+            [started, observed.map(Stamp::timestamp)].into_iter().flatten().max()
+        })
+        .min();
+    let sidecar_since = not_ready_since(ctx.pod, ctx.history, sidecar, status);
+    let api = match (main_ready_since, sidecar_since) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let since = ctx.since_or_clock(api, AlertName::MainContainerReadyButSidecarNot, &sidecar.name);
+    let message = format!(
+        "Main container {} in Pod {} is ready but sidecar {} is not, for {}",
+        first_main.name,
+        ctx.pod.key(),
+        sidecar.name,
+        elapsed(since, ctx.now)
+    );
+    ctx.hold(AlertName::MainContainerReadyButSidecarNot, rule, &sidecar.name, since, message);
+}
+
+/// The times of every restart of a container, oldest first: those the operator observed,
+/// the last termination, and the rest (times unknown) placed at the Pod's start, the
+/// earliest they can have happened, so they leave any window as early as possible.
+fn restart_times(
+    pod: &PodView,
+    history: &PodHistory,
+    container: &ContainerView,
+    status: &ContainerStatusView,
+) -> Vec<Timestamp> {
+    let mut known: Vec<Timestamp> = history.container(&container.name).map(|h| h.restarts.clone()).unwrap_or_default();
+    if status.restart_count > 0 {
+        if let Some(finished) = status.last_termination.as_ref().and_then(|t| t.finished_at).map(Stamp::timestamp) {
+            if !known.contains(&finished) {
+                known.push(finished);
+            }
+        }
+    }
+    known.sort();
+    let excess = known.len().saturating_sub(status.restart_count as usize);
+    known.drain(..excess);
+    // Restarts beyond this many cannot change any rule (thresholds stop at MAX_THRESHOLD),
+    // and a huge restartCount must not cost a huge allocation.
+    let unknown = (status.restart_count as usize - known.len()).min(crate::engine::policy::MAX_THRESHOLD as usize + 1);
+    match pod.start_time() {
+        Some(start) => {
+            let mut all = vec![start; unknown];
+            all.extend(known);
+            all.sort();
+            all
+        }
+        None => known,
+    }
+}
+
+pub(super) fn restarts(ctx: &mut Ctx, policy: &CompiledPolicy, sidecar: &ContainerView, status: &ContainerStatusView) {
+    let rule = policy.rules.restarts;
+    let window_start = sub(ctx.now, rule.window);
+    let in_window: Vec<Timestamp> = restart_times(ctx.pod, ctx.history, sidecar, status)
+        .into_iter()
+        .filter(|t| *t > window_start && *t <= ctx.now)
+        .collect();
+    let count = in_window.len();
+    let threshold = rule.threshold as usize;
+    if count < threshold {
+        return;
+    }
+    // The alert holds until enough of the counted restarts have left the window.
+    ctx.wake_at(add(in_window[count - threshold], rule.window));
+    let since = in_window[threshold - 1];
+    let mut message = format!(
+        "Sidecar {} in Pod {} restarted {count} times in the last {} (threshold {}; {} restarts in total)",
+        sidecar.name,
+        ctx.pod.key(),
+        format_duration(rule.window),
+        rule.threshold,
+        status.restart_count
+    );
+    if let Some(t) = status.latest_termination() {
+        message.push_str(&format!("; {}", describe_termination(t)));
+    }
+    ctx.fire(AlertName::SidecarRestartingFrequently, rule.severity, &sidecar.name, None, Some(since), message);
+}
+
+pub(super) fn crash_loop(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView) {
+    let times = restart_times(ctx.pod, ctx.history, sidecar, status);
+    // The current episode: the newest run of restarts with no gap longer than CRASH_LOOP_GAP.
+    let mut episode_start = times.len();
+    while episode_start > 0 {
+        let i = episode_start - 1;
+        if i + 1 < times.len() && add(times[i], CRASH_LOOP_GAP) < times[i + 1] {
+            break;
+        }
+        episode_start = i;
+    }
+    let episode = &times[episode_start..];
+    let in_back_off = status.waiting_reason() == Some("CrashLoopBackOff");
+    // A short run between two back-offs of a loop does not end the episode.
+    let bridging_until = status
+        .running_since()
+        .filter(|_| episode.len() >= 2)
+        .filter(|_| episode.last().is_some_and(|last| add(*last, CRASH_LOOP_GAP) >= ctx.now))
+        .map(|started| add(started, CRASH_LOOP_BRIDGE))
+        .filter(|until| *until > ctx.now);
+    if !in_back_off && bridging_until.is_none() {
+        return;
+    }
+    if let Some(until) = bridging_until {
+        ctx.wake_at(until);
+    }
+    let api = episode.first().copied();
+    let since = ctx.since_or_clock(api, AlertName::SidecarCrashLooping, &sidecar.name);
+    let mut message = format!(
+        "Sidecar {} in Pod {} is crash looping ({} restarts in this episode, {} in total) for {}",
+        sidecar.name,
+        ctx.pod.key(),
+        episode.len(),
+        status.restart_count,
+        elapsed(since, ctx.now)
+    );
+    if let Some(t) = status.latest_termination() {
+        message.push_str(&format!("; {}", describe_termination(t)));
+    }
+    ctx.hold(AlertName::SidecarCrashLooping, rule, &sidecar.name, since, message);
+}
+
+pub(super) fn oom_killed(
+    ctx: &mut Ctx,
+    policy: &CompiledPolicy,
+    sidecar: &ContainerView,
+    status: &ContainerStatusView,
+) {
+    let rule = policy.rules.oom_killed;
+    let Some(termination) = status.latest_termination().filter(|t| t.reason.as_deref() == Some("OOMKilled")) else {
+        return;
+    };
+    let since =
+        ctx.since_or_clock(termination.finished_at.map(Stamp::timestamp), AlertName::SidecarOomKilled, &sidecar.name);
+    let until = add(since, rule.window);
+    if until <= ctx.now {
+        return;
+    }
+    ctx.wake_at(until);
+    let message = format!(
+        "Sidecar {} in Pod {} was OOMKilled {} ago (exit code {}); raise its memory limit or find the leak",
+        sidecar.name,
+        ctx.pod.key(),
+        elapsed(since, ctx.now),
+        termination.exit_code
+    );
+    ctx.fire(AlertName::SidecarOomKilled, rule.severity, &sidecar.name, None, Some(since), message);
+}

@@ -1,0 +1,181 @@
+//! Lifecycle rules: the order in which sidecars and main containers start and stop, and Jobs
+//! held open by a sidecar.
+
+use jiff::Timestamp;
+
+use super::{describe_termination, elapsed, Ctx};
+use crate::api::Severity;
+use crate::engine::alert::AlertName;
+use crate::engine::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_ORDERING_REMEDIATION};
+use crate::engine::pod::{ContainerKind, ContainerStatusView, ContainerView, PodView, SpecFlags};
+use crate::engine::policy::{ForRule, Identified, SidecarType};
+use crate::engine::stamp::Stamp;
+
+pub(super) fn startup_order(
+    ctx: &mut Ctx,
+    severity: Severity,
+    sidecar: &ContainerView,
+    status: &ContainerStatusView,
+    mains: &[&ContainerView],
+) {
+    // Only the sidecar's first run says anything about start order.
+    if status.restart_count > 0 || ordered_by_hook(ctx.pod, sidecar) {
+        return;
+    }
+    let sidecar_started = status.running_since();
+    let history = ctx.history.container(&sidecar.name);
+    let first_ready = history
+        .filter(|h| {
+            h.watched_run_started_at.is_some() && h.watched_run_started_at.map(Stamp::timestamp) == sidecar_started
+        })
+        .and_then(|h| h.first_ready_at)
+        .map(Stamp::timestamp);
+    // Never seen ready: not ready now, no readiness flip observed, and no sign in the API that
+    // this run was ready once: the Pod's Ready condition turning False after the run started
+    // means it was True, with every container ready, before. A terminated sidecar is not "not
+    // yet ready" (it stopped; its readiness says nothing about the start).
+    let was_ready_per_api = sidecar_started
+        .zip(ctx.pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since).map(Stamp::timestamp))
+        .is_some_and(|(started, not_ready_since)| not_ready_since > started);
+    let never_ready = !status.ready
+        && status.terminated().is_none()
+        && !was_ready_per_api
+        && history.is_none_or(|h| h.ready_changed_at.is_none());
+    let violation = mains
+        .iter()
+        .filter_map(|m| Some((*m, m.status.as_ref()?.running_since()?)))
+        .filter(|(_, main_started)| {
+            first_ready.is_some_and(|ready| *main_started < ready)
+                || sidecar_started.is_some_and(|s| s > *main_started)
+                || never_ready
+        })
+        .min_by_key(|(_, main_started)| *main_started);
+    let Some((main, main_started)) = violation else { return };
+    let what = match (first_ready, sidecar_started) {
+        (Some(ready), _) => format!("became ready {} later", elapsed(main_started, ready)),
+        (None, Some(s)) if s > main_started => format!("started {} later", elapsed(main_started, s)),
+        _ => "is not ready yet".to_string(),
+    };
+    let mut message = format!(
+        "Main container {} in Pod {} started before sidecar {} was ready: the sidecar {what}",
+        main.name,
+        ctx.pod.key(),
+        sidecar.name
+    );
+    let remediation = match sidecar.catalog {
+        Some(c) if sidecar.kind == ContainerKind::Regular => c.entry().ordering_remediation,
+        _ if sidecar.kind == ContainerKind::Regular => GENERIC_ORDERING_REMEDIATION,
+        _ if !sidecar.flags.intersects(SpecFlags::STARTUP_PROBE | SpecFlags::POST_START) => {
+            "add a startupProbe so the kubelet waits for it"
+        }
+        _ => "",
+    };
+    if !remediation.is_empty() {
+        message.push_str("; ");
+        message.push_str(remediation);
+    }
+    ctx.fire(AlertName::MainStartedBeforeSidecarReady, severity, &sidecar.name, None, Some(main_started), message);
+}
+
+pub(super) fn job_blocked(
+    ctx: &mut Ctx,
+    rule: ForRule,
+    sidecar: &ContainerView,
+    status: &ContainerStatusView,
+    mains: &[&ContainerView],
+) {
+    if !ctx.pod.owned_by_job || mains.is_empty() || !status.is_running() || ctx.pod.deleting_since.is_some() {
+        return;
+    }
+    let finishes: Option<Vec<Option<Timestamp>>> = mains
+        .iter()
+        .map(|m| m.status.as_ref().and_then(|s| s.terminated()).map(|t| t.finished_at.map(Stamp::timestamp)))
+        .collect();
+    let Some(finishes) = finishes else { return };
+    let api = finishes.iter().copied().collect::<Option<Vec<_>>>().and_then(|f| f.into_iter().max());
+    let since = ctx.since_or_clock(api, AlertName::JobBlockedBySidecar, &sidecar.name);
+    let message = format!(
+        "Job Pod {}: every main container finished {} ago but sidecar {} is still running, so the Job cannot complete; {}",
+        ctx.pod.key(),
+        elapsed(since, ctx.now),
+        sidecar.name,
+        job_remediation(sidecar)
+    );
+    ctx.hold(AlertName::JobBlockedBySidecar, rule, &sidecar.name, since, message);
+}
+
+pub(super) fn shutdown_order(
+    ctx: &mut Ctx,
+    severity: Severity,
+    sidecar: &ContainerView,
+    status: &ContainerStatusView,
+    mains: &[&ContainerView],
+) {
+    if ctx.pod.deleting_since.is_none() {
+        return;
+    }
+    let Some(termination) = status.terminated() else { return };
+    let stopped = termination.finished_at.map(Stamp::timestamp);
+    let outlived_by = mains.iter().find(|m| match m.status.as_ref() {
+        Some(s) if s.is_running() => true,
+        Some(s) => match (s.terminated().and_then(|t| t.finished_at).map(Stamp::timestamp), stopped) {
+            (Some(main_finished), Some(sidecar_finished)) => main_finished > sidecar_finished,
+            _ => false,
+        },
+        None => false,
+    });
+    let Some(main) = outlived_by else { return };
+    let since = ctx.since_or_clock(stopped, AlertName::SidecarStoppedBeforeMain, &sidecar.name);
+    let message = format!(
+        "Pod {} is terminating and sidecar {} stopped ({}) while main container {} was still running",
+        ctx.pod.key(),
+        sidecar.name,
+        describe_termination(termination),
+        main.name
+    );
+    ctx.fire(AlertName::SidecarStoppedBeforeMain, severity, &sidecar.name, None, Some(since), message);
+}
+
+/// A legacy sidecar whose `postStart` hook runs before the main containers start: the kubelet
+/// starts containers in order and waits for each hook, so the app cannot start first (Istio's
+/// `holdApplicationUntilProxyStarts`, Linkerd's `proxy-await`). The kubelet's readiness flag
+/// may still lag the proxy's real readiness, so the rule would only report noise here.
+fn ordered_by_hook(pod: &PodView, sidecar: &ContainerView) -> bool {
+    if sidecar.kind != ContainerKind::Regular || !sidecar.flags.contains(SpecFlags::POST_START) {
+        return false;
+    }
+    let mut regular = pod.containers.iter().filter(|c| c.kind == ContainerKind::Regular);
+    // Containers before it in spec.containers start before its hook runs.
+    regular.next().is_some_and(|first| first.name == sidecar.name)
+        || pod
+            .containers
+            .iter()
+            .take_while(|c| c.name != sidecar.name)
+            .filter(|c| c.kind == ContainerKind::Regular)
+            .all(|c| c.flags.contains(SpecFlags::POST_START))
+}
+
+fn job_remediation(sidecar: &ContainerView) -> &'static str {
+    sidecar.catalog.map_or(GENERIC_JOB_REMEDIATION, |c| c.entry().job_remediation)
+}
+
+/// A Job or CronJob template (`audit` of manifests) with a legacy sidecar: every Pod it makes
+/// will keep running after its main containers finish, so the Job never completes.
+pub(super) fn job_template_blocked(
+    ctx: &mut Ctx,
+    severity: Severity,
+    sidecar: &ContainerView,
+    how: Identified,
+    mains: &[&ContainerView],
+) {
+    if !ctx.pod.owned_by_job || how.kind != SidecarType::Legacy || mains.is_empty() {
+        return;
+    }
+    let message = format!(
+        "{} runs sidecar {} in spec.containers: it keeps running after the main containers finish, so the Job will never complete; {}",
+        ctx.pod.name,
+        sidecar.name,
+        job_remediation(sidecar)
+    );
+    ctx.fire(AlertName::JobBlockedBySidecar, severity, &sidecar.name, None, None, message);
+}

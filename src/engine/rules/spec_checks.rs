@@ -1,0 +1,83 @@
+//! `SidecarMisconfigured`: static checks of the Pod spec.
+
+use super::{Ctx, SPRAWL_THRESHOLD};
+use crate::api::Severity;
+use crate::engine::alert::{AlertName, Check};
+use crate::engine::catalog::GENERIC_JOB_REMEDIATION;
+use crate::engine::pod::{ContainerView, SpecFlags};
+use crate::engine::policy::{Identified, SidecarType};
+use crate::engine::stamp::Stamp;
+
+/// Every static check of one sidecar (`index` into the Pod's containers).
+pub(super) fn misconfiguration(
+    ctx: &mut Ctx,
+    severity: Severity,
+    (index, sidecar, how): (usize, &ContainerView, Identified),
+    mains: &[&ContainerView],
+) {
+    let flags = sidecar.flags;
+    let legacy_advice = format!(
+        "is declared in spec.containers: it has no start or stop ordering and keeps Jobs running; {}",
+        sidecar.catalog.map_or(GENERIC_JOB_REMEDIATION, |c| c.entry().job_remediation)
+    );
+    let waits_for_it = flags.intersects(SpecFlags::STARTUP_PROBE | SpecFlags::POST_START);
+    let checks: [(bool, Check, &str); 6] = [
+        (!flags.contains(SpecFlags::READINESS_PROBE), Check::NoReadinessProbe, "has no readinessProbe, so nothing waits for it to be ready"),
+        (
+            how.kind == SidecarType::Native && !waits_for_it,
+            Check::NoStartupProbe,
+            "is a native sidecar with neither a startupProbe nor a postStart hook, so main containers start almost in parallel with it",
+        ),
+        (how.kind == SidecarType::Legacy, Check::LegacySidecar, &legacy_advice),
+        (flags.contains(SpecFlags::LATEST_IMAGE), Check::LatestImage, "uses an unpinned image (no tag, or :latest)"),
+        (!flags.contains(SpecFlags::RESOURCES), Check::NoResources, "declares no resource requests or limits"),
+        (flags.contains(SpecFlags::PORT_CONFLICT), Check::PortConflict, "declares a container port that another container of the Pod declares too"),
+    ];
+    for (failed, check, text) in checks {
+        if failed {
+            let message = format!("Sidecar {} in Pod {} {text}", sidecar.name, ctx.pod.key());
+            report(ctx, severity, &sidecar.name, check, message);
+        }
+    }
+    let index = u16::try_from(index).ok();
+    let prober = mains.iter().find_map(|m| m.liveness_target.filter(|t| Some(t.container) == index).map(|t| (m, t)));
+    if let Some((main, target)) = prober {
+        let message = format!(
+            "Main container {} in Pod {} has a livenessProbe on port {} of sidecar {}: whenever the sidecar fails, the kubelet restarts the app; probe the app's own endpoint and let the sidecar's own probes watch the sidecar",
+            main.name,
+            ctx.pod.key(),
+            target.port,
+            sidecar.name
+        );
+        report(ctx, severity, &sidecar.name, Check::MainProbeOnSidecar, message);
+    }
+}
+
+/// `sidecar-sprawl` on the Pod: `names` were evaluated, `skipped` more were not.
+pub(super) fn sprawl(ctx: &mut Ctx, severity: Severity, names: &[&str], skipped: usize) {
+    let total = names.len() + skipped;
+    if total < SPRAWL_THRESHOLD {
+        return;
+    }
+    let message = if skipped == 0 {
+        format!("Pod {} runs {total} sidecars ({}); consider consolidating them", ctx.pod.key(), names.join(", "))
+    } else {
+        format!(
+            "Pod {} runs {total} sidecars ({}, …); only the first {} are evaluated (--max-sidecars-per-pod)",
+            ctx.pod.key(),
+            names.join(", "),
+            names.len()
+        )
+    };
+    report(ctx, severity, "", Check::SidecarSprawl, message);
+}
+
+/// Fires one check. A spec finding holds since the Pod's creation; a template has no clocks.
+fn report(ctx: &mut Ctx, severity: Severity, container: &str, check: Check, message: String) {
+    let since = if ctx.pod.is_template {
+        None
+    } else {
+        Some(ctx.since_or_clock(ctx.pod.created_at.map(Stamp::timestamp), AlertName::SidecarMisconfigured, container))
+    };
+    ctx.fire(AlertName::SidecarMisconfigured, severity, container, Some(check), since, message);
+}
