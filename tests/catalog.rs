@@ -1,0 +1,217 @@
+//! The built-in sidecar catalog: one fixture per entry with the container its injector or
+//! documented manifest produces (name, image, ports, probes), recognised by name alone, by
+//! image alone, never for look-alikes, and never for a Pod's only container.
+
+use serde_json::{json, Value};
+use sidecar_watch::api::SlimPod;
+use sidecar_watch::engine::{evaluate, Check, CompiledPolicy, PodHistory, PodView, CATALOG};
+
+mod fixtures;
+
+/// One fixture per catalog entry: (entry id, the sidecar container as injected).
+fn injected() -> Vec<(&'static str, Value)> {
+    let http = |path: &str, port: u16| json!({"httpGet": {"path": path, "port": port}});
+    let resources = json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}});
+    vec![
+        (
+            "istio",
+            json!({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.0",
+            "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local"],
+            "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+            "readinessProbe": http("/healthz/ready", 15021), "startupProbe": http("/healthz/ready", 15021),
+            "resources": resources}),
+        ),
+        (
+            "linkerd",
+            json!({"name": "linkerd-proxy", "image": "cr.l5d.io/linkerd/proxy:stable-2.14.10",
+            "ports": [{"containerPort": 4143, "name": "linkerd-proxy"}, {"containerPort": 4191, "name": "linkerd-admin"}],
+            "livenessProbe": http("/live", 4191), "readinessProbe": http("/ready", 4191)}),
+        ),
+        (
+            "envoy",
+            json!({"name": "envoy", "image": "envoyproxy/envoy:v1.30.1",
+            "ports": [{"containerPort": 9901, "name": "admin"}, {"containerPort": 10000}],
+            "readinessProbe": http("/ready", 9901), "resources": resources}),
+        ),
+        (
+            "consul",
+            json!({"name": "consul-dataplane", "image": "hashicorp/consul-dataplane:1.4.1",
+            "args": ["-addresses=consul-server.consul.svc", "-grpc-port=8502", "-proxy-service-id-path=/consul/connect-inject/proxyid"],
+            "readinessProbe": {"tcpSocket": {"port": 20000}}}),
+        ),
+        (
+            "kuma",
+            json!({"name": "kuma-sidecar", "image": "docker.io/kumahq/kuma-dp:2.7.0",
+            "args": ["run", "--log-level=info"], "livenessProbe": http("/ready", 9901),
+            "readinessProbe": http("/ready", 9901)}),
+        ),
+        (
+            "dapr",
+            json!({"name": "daprd", "image": "docker.io/daprio/daprd:1.13.2",
+            "args": ["/daprd", "--mode", "kubernetes", "--dapr-http-port", "3500"],
+            "ports": [{"containerPort": 3500, "name": "dapr-http"}, {"containerPort": 50001, "name": "dapr-grpc"},
+                      {"containerPort": 3501, "name": "dapr-internal"}, {"containerPort": 9090, "name": "dapr-metrics"}],
+            "livenessProbe": http("/v1.0/healthz", 3501), "readinessProbe": http("/v1.0/healthz", 3501)}),
+        ),
+        (
+            "vault-agent",
+            json!({"name": "vault-agent", "image": "hashicorp/vault:1.16.1",
+            "command": ["/bin/sh", "-ec"],
+            "args": ["echo ${VAULT_CONFIG?} | base64 -d > /home/vault/config.json && vault agent -config=/home/vault/config.json"]}),
+        ),
+        (
+            "cloud-sql-proxy",
+            json!({"name": "cloud-sql-proxy",
+            "image": "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.11.0",
+            "args": ["--structured-logs", "--port=5432", "--health-check", "--http-address=0.0.0.0", "my-project:us-central1:db"],
+            "startupProbe": http("/startup", 9090), "livenessProbe": http("/liveness", 9090)}),
+        ),
+        (
+            "gcsfuse",
+            json!({"name": "gke-gcsfuse-sidecar",
+            "image": "gke.gcr.io/gcs-fuse-csi-driver-sidecar-mounter:v1.4.2-gke.0@sha256:0123abcd",
+            "args": ["--v=5"], "restartPolicy": "Always"}),
+        ),
+        (
+            "xray",
+            json!({"name": "xray-daemon", "image": "amazon/aws-xray-daemon:3.3.12",
+            "ports": [{"containerPort": 2000, "protocol": "UDP", "name": "xray-ingest"}]}),
+        ),
+        (
+            "fluent-bit",
+            json!({"name": "fluent-bit", "image": "cr.fluentbit.io/fluent/fluent-bit:3.0.4",
+            "ports": [{"containerPort": 2020, "name": "http"}], "livenessProbe": http("/", 2020),
+            "readinessProbe": http("/api/v1/health", 2020)}),
+        ),
+        (
+            "otel-collector",
+            json!({"name": "otel-collector", "image": "otel/opentelemetry-collector-contrib:0.102.0",
+            "ports": [{"containerPort": 4317, "name": "otlp-grpc"}, {"containerPort": 4318, "name": "otlp-http"}],
+            "livenessProbe": http("/", 13133), "readinessProbe": http("/", 13133)}),
+        ),
+        (
+            "oauth2-proxy",
+            json!({"name": "oauth2-proxy", "image": "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
+            "args": ["--http-address=0.0.0.0:4180", "--upstream=http://127.0.0.1:8080"],
+            "ports": [{"containerPort": 4180, "name": "http"}], "livenessProbe": http("/ping", 4180),
+            "readinessProbe": http("/ready", 4180)}),
+        ),
+    ]
+}
+
+/// A Pod with an app container and `sidecar` (in `containers`, or in `initContainers` when
+/// it has `restartPolicy: Always`).
+fn pod_with(sidecar: Value) -> PodView {
+    let app = json!({"name": "app", "image": "shop/web:1.4.2", "ports": [{"containerPort": 8080}]});
+    let spec = if sidecar.get("restartPolicy").is_some() {
+        json!({"initContainers": [sidecar], "containers": [app]})
+    } else {
+        json!({"containers": [app, sidecar]})
+    };
+    view(json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1"}, "spec": spec}))
+}
+
+/// The same container declared in `spec.containers`.
+fn strip_restart_policy(container: &mut Value) {
+    if let Some(fields) = container.as_object_mut() {
+        fields.remove("restartPolicy");
+    }
+}
+
+fn view(pod: Value) -> PodView {
+    PodView::from_pod(&serde_json::from_value::<SlimPod>(pod).expect("a Pod"))
+}
+
+/// `container -> identified_by` for every sidecar the policy finds.
+fn identified(view: &PodView, policy: &CompiledPolicy) -> Vec<(String, String)> {
+    policy.sidecars(view).map(|(_, c, how)| (c.name.to_string(), how.by.to_string())).collect()
+}
+
+/// The built-in policy with only the catalog (no native, no pattern): what the catalog
+/// recognises on its own.
+fn catalog_only() -> CompiledPolicy {
+    fixtures::policy("sidecars: {native: false, catalog: true}")
+}
+
+#[test]
+fn every_entry_has_a_fixture() {
+    let ids: Vec<&str> = injected().iter().map(|(id, _)| *id).collect();
+    let catalog: Vec<&str> = CATALOG.iter().map(|e| e.id).collect();
+    assert_eq!(ids, catalog, "one fixture per catalog entry, in catalog order");
+}
+
+#[test]
+fn each_entry_is_recognised_as_injected_by_name_alone_and_by_image_alone() {
+    for (id, sidecar) in injected() {
+        let name = sidecar["name"].as_str().expect("a name").to_string();
+        let expected = vec![(name.clone(), format!("catalog:{id}"))];
+        let native = sidecar.get("restartPolicy").is_some();
+        if !native {
+            assert_eq!(identified(&pod_with(sidecar.clone()), &catalog_only()), expected, "{id} as injected");
+        }
+
+        let mut renamed_image = sidecar.clone();
+        renamed_image["image"] = json!("registry.corp.example/mirror/custom-build:7");
+        strip_restart_policy(&mut renamed_image);
+        assert_eq!(identified(&pod_with(renamed_image), &catalog_only()), expected, "{id} by name alone");
+
+        let mut renamed = sidecar.clone();
+        renamed["name"] = json!("platform-helper");
+        strip_restart_policy(&mut renamed);
+        let by_image = identified(&pod_with(renamed), &catalog_only());
+        let image_rules = CATALOG.iter().find(|e| e.id == id).map_or(0, |e| e.images.len());
+        if image_rules > 0 {
+            assert_eq!(by_image, [("platform-helper".to_string(), format!("catalog:{id}"))], "{id} by image alone");
+        } else {
+            assert!(by_image.is_empty(), "{id} has no image rule");
+        }
+    }
+}
+
+#[test]
+fn look_alikes_are_not_sidecars() {
+    for (name, image) in [
+        ("proxy", "mycorp/proxy:1.0"),                         // an app image called proxy
+        ("my-envoy-config", "mycorp/envoy-config:2"),          // an envoy-named helper
+        ("ratelimit", "envoyproxy/ratelimit:3.2"),             // Envoy's org, not Envoy
+        ("init", "cr.l5d.io/linkerd/proxy-init:v2.4.0"),       // Linkerd's init, not its proxy
+        ("vault", "hashicorp/vault:1.16.1"),                   // a Vault server, not the agent
+        ("collector-config", "mycorp/opentelemetry-config:1"), // not the collector
+    ] {
+        let view = pod_with(json!({"name": name, "image": image}));
+        assert!(identified(&view, &catalog_only()).is_empty(), "{name} ({image}) is not a sidecar");
+    }
+    // An init container called my-envoy-config runs to completion: never a sidecar.
+    let init = view(json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": {
+        "initContainers": [{"name": "my-envoy-config", "image": "envoyproxy/envoy:v1.30.1"}],
+        "containers": [{"name": "app", "image": "shop/web:1"}]}}));
+    assert!(identified(&init, &CompiledPolicy::builtin()).is_empty());
+}
+
+#[test]
+fn a_pod_of_only_well_known_proxies_runs_them_as_main_containers() {
+    // An ingress gateway: one istio-proxy container that is the Pod's whole job.
+    let gateway = view(json!({"metadata": {"name": "istio-ingressgateway-1", "namespace": "istio-system"}, "spec": {
+        "containers": [{"name": "gateway", "image": "docker.io/istio/proxyv2:1.22.0", "args": ["proxy", "router"]}]}}));
+    assert!(identified(&gateway, &catalog_only()).is_empty());
+    // Beside an app, the same image is a sidecar.
+    let meshed = pod_with(json!({"name": "gateway", "image": "docker.io/istio/proxyv2:1.22.0"}));
+    assert_eq!(identified(&meshed, &catalog_only()), [("gateway".to_string(), "catalog:istio".to_string())]);
+}
+
+#[test]
+fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
+    let now = fixtures::now();
+    for (id, snippet) in [
+        ("istio", "sidecar.istio.io/nativeSidecar: \"true\""),
+        ("linkerd", "config.alpha.linkerd.io/proxy-enable-native-sidecar: \"true\""),
+        ("vault-agent", "vault.hashicorp.com/agent-pre-populate-only"),
+    ] {
+        let sidecar = injected().into_iter().find(|(i, _)| *i == id).map(|(_, c)| c).expect("a fixture");
+        let view = pod_with(sidecar);
+        let alerts = evaluate(&view, &catalog_only(), &PodHistory::default(), now).alerts;
+        let legacy = alerts.iter().find(|a| a.check == Some(Check::LegacySidecar)).expect("legacy-sidecar");
+        assert!(legacy.message.contains(snippet), "{id}: {}", legacy.message);
+        assert_eq!(legacy.identified_by.map(|i| i.to_string()), Some(format!("catalog:{id}")));
+    }
+}
