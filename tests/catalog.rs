@@ -215,3 +215,16 @@ fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
         assert_eq!(legacy.identified_by.map(|i| i.to_string()), Some(format!("catalog:{id}")));
     }
 }
+
+#[test]
+fn the_runbooks_carry_each_entrys_advice() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbooks");
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).expect("the runbook exists");
+    let (job, ordering) = (read("JobBlockedBySidecar.md"), read("MainStartedBeforeSidecarReady.md"));
+    for entry in CATALOG {
+        let row = format!("| {} (`catalog:{}`) | ", entry.product, entry.id);
+        assert!(job.contains(&row), "JobBlockedBySidecar.md lists {}", entry.id);
+        assert!(job.contains(&format!("| {} |", entry.job_remediation)), "{}: job advice", entry.id);
+        assert!(ordering.contains(&format!("| {} |", entry.ordering_remediation)), "{}: ordering advice", entry.id);
+    }
+}

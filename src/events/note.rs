@@ -52,10 +52,13 @@ pub(super) fn container_of(field_path: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-/// The Event note: the alert's message and the policy, within the API's size limit.
+/// The Event note: the alert's message, the Pod's workload and the policy, within the API's
+/// size limit.
 pub fn note(t: &Transition, now: Timestamp) -> String {
     match t.kind {
-        TransitionKind::Fired => truncate(format!("{} (policy {})", t.alert.message, t.policy)),
+        TransitionKind::Fired => {
+            truncate(format!("{} (workload {}, policy {})", t.alert.message, t.workload, t.policy))
+        }
         TransitionKind::Resolved => {
             let held = t.alert.since.map(|s| u64::try_from(now.duration_since(s).as_secs()).unwrap_or(0));
             resolved_note(t.alert.name, &t.alert.container, &t.namespace, &t.pod, held, &t.policy)

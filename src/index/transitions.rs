@@ -21,6 +21,8 @@ pub struct Transition {
     pub pod_uid: String,
     /// Where the container is declared, for the Event's `fieldPath`.
     pub container_kind: Option<ContainerKind>,
+    /// The Pod's workload as `Kind/name` (`Deployment/web`), named in the Event note.
+    pub workload: String,
     /// The policy.
     pub policy: Arc<PolicyRef>,
     /// Whether the policy publishes Events (`spec.events`).
@@ -69,6 +71,10 @@ pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyRe
         pod: view.name.clone(),
         pod_uid: view.uid.clone(),
         container_kind: view.containers.iter().find(|c| c.name == alert.container).map(|c| c.kind),
+        workload: {
+            let (kind, name) = view.workload();
+            format!("{kind}/{name}")
+        },
         policy: Arc::clone(&result.policy),
         policy_events: result.events,
         alert,

@@ -69,6 +69,8 @@ async fn never_ready_native_sidecar_with_ready_main() {
     assert_alert_event(e, "Warning", "SidecarContainerNotReady", "web-1", "spec.initContainers{istio-proxy}", "mesh");
     let note = e.note.as_deref().unwrap_or_default();
     assert!(note.contains("istio-proxy") && note.contains("mesh"), "note names container and policy: {note}");
+    // A Pod without owner is its own workload.
+    assert!(note.contains("workload Pod/web-1"), "note names the workload: {note}");
     let status = c
         .wait_status("mesh", "both firing", |s| {
             status_counts(s, 1, 1, json!({"MainContainerReadyButSidecarNot": 1, "SidecarContainerNotReady": 1}), 0)?;
