@@ -47,6 +47,38 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    flood(c, &policy, now);
+}
+
+/// A hostile tenant's Pod: 5,000 legacy `s{i}-sidecar` containers (each declaring a port and a
+/// liveness probe on the next one's port), the whole update path from JSON to evaluation. Only
+/// the first `--max-sidecars-per-pod` (32) are evaluated, so what grows with the Pod is the
+/// decoding and the view, both linear; reported per container beside the 3-container Pod.
+fn flood(c: &mut Criterion, policy: &CompiledPolicy, now: Timestamp) {
+    const CONTAINERS: usize = 5000;
+    let containers: Vec<serde_json::Value> = (0..CONTAINERS)
+        .map(|i| {
+            serde_json::json!({"name": format!("s{i}-sidecar"), "image": "busybox:1.36",
+                "ports": [{"containerPort": 10000 + i, "name": format!("p{i}")}],
+                "livenessProbe": {"httpGet": {"path": "/", "port": 10000 + (i + 1) % CONTAINERS}}})
+        })
+        .collect();
+    let json = serde_json::to_vec(&serde_json::json!({
+        "metadata": {"name": "flood", "namespace": "flood", "uid": "f"},
+        "spec": {"containers": containers}
+    }))
+    .expect("serializes");
+    let history = PodHistory::default();
+    let mut group = c.benchmark_group("flood");
+    group.throughput(Throughput::Elements(CONTAINERS as u64));
+    group.bench_function("update_5000_containers", |b| {
+        b.iter(|| {
+            let slim: SlimPod = serde_json::from_slice(black_box(&json)).expect("decodes");
+            let view = PodView::from_pod(&slim);
+            evaluate(&view, policy, &history, now)
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

@@ -4,7 +4,7 @@
 //! what the rules read, with the static spec checks reduced to flags, so the operator's memory
 //! per tracked Pod stays small.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::catalog::{self, CatalogId};
 use super::name::{label_set, LabelSet, Name};
@@ -218,14 +218,16 @@ impl PodView {
         let mut containers = Vec::with_capacity(spec.init_containers.len() + spec.containers.len());
         // The API server rejects two containers with one name; a hand-made dump may not. The
         // first keeps the name, so one container never yields two sets of alerts.
+        // A set, not a scan: a hostile Pod may declare thousands of containers.
         let mut declared: Vec<&SlimContainer> = Vec::with_capacity(containers.capacity());
+        let mut names: HashSet<&str> = HashSet::with_capacity(containers.capacity());
         for (c, kind) in spec
             .init_containers
             .iter()
             .map(|c| (c, init_kind(c)))
             .chain(spec.containers.iter().map(|c| (c, ContainerKind::Regular)))
         {
-            if declared.iter().any(|d| d.name == c.name) {
+            if !names.insert(c.name.as_str()) {
                 continue;
             }
             let statuses = if kind == ContainerKind::Regular { &regular_statuses } else { &init_statuses };

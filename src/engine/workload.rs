@@ -2,6 +2,8 @@
 //! workload that owns it (for the `workload_kind`/`workload` labels) and which other
 //! container a liveness probe targets (for the `main-probe-on-sidecar` check).
 
+use std::collections::HashMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::name::Name;
@@ -55,37 +57,65 @@ const REWRITTEN_PROBE_PREFIX: &str = "/app-health/";
 /// Sets `liveness_target` on every container whose liveness probe targets a port another
 /// container declares, or a port a well-known sidecar serves without declaring it (containers
 /// share the Pod's network, so a probe on the Pod IP reaches whichever container listens).
-/// `declared` and `views` are the same containers in the same order.
+/// `declared` and `views` are the same containers in the same order. Linear in the number of
+/// containers and ports (maps, not scans), since a Pod may declare thousands of them.
 pub fn liveness_targets(declared: &[&SlimContainer], views: &mut [ContainerView]) {
-    for (prober, spec) in declared.iter().enumerate() {
-        let Some(target) = spec.liveness_probe.as_ref().and_then(|p| p.target()) else { continue };
-        if target.host.as_deref().is_some_and(|h| !h.is_empty())
-            || target.path.as_deref().is_some_and(|p| p.starts_with(REWRITTEN_PROBE_PREFIX))
-        {
+    let probers: Vec<usize> = (0..declared.len()).filter(|i| liveness_target_port(declared[*i]).is_some()).collect();
+    if probers.is_empty() {
+        return;
+    }
+    // Who serves which port: declared numbers and names first, then catalog ports; the
+    // first container wins. Plain init containers have finished before probes run.
+    let mut by_number: HashMap<i32, (usize, u16)> = HashMap::new();
+    let mut by_name: HashMap<&str, (usize, u16)> = HashMap::new();
+    for (i, (spec, view)) in declared.iter().zip(views.iter()).enumerate() {
+        if view.kind == ContainerKind::Init {
             continue;
         }
-        let Some(port) = target.port.as_ref() else { continue };
-        // A port the prober declares itself is its own, whoever else declares it.
-        if declared_port(spec, port).is_some() {
-            continue;
-        }
-        let found = declared.iter().zip(views.iter()).enumerate().find_map(|(i, (other, view))| {
-            if i == prober || view.kind == ContainerKind::Init {
-                return None;
+        for port in &spec.ports {
+            let Ok(number) = u16::try_from(port.container_port) else { continue };
+            by_number.entry(port.container_port).or_insert((i, number));
+            if let Some(name) = port.name.as_deref() {
+                by_name.entry(name).or_insert((i, number));
             }
-            let number = declared_port(other, port).or_else(|| match port {
-                PortRef::Number(n) => {
-                    let n = u16::try_from(*n).ok()?;
-                    view.catalog.is_some_and(|c| c.entry().ports.contains(&n)).then_some(n)
-                }
-                PortRef::Name(_) => None,
-            })?;
-            Some(LivenessTarget { container: u16::try_from(i).ok()?, port: number })
-        });
+        }
+    }
+    for (i, view) in views.iter().enumerate() {
+        if view.kind == ContainerKind::Init {
+            continue;
+        }
+        for &port in view.catalog.map(|c| c.entry().ports).unwrap_or_default() {
+            by_number.entry(i32::from(port)).or_insert((i, port));
+        }
+    }
+    for prober in probers {
+        let Some(port) = liveness_target_port(declared[prober]) else { continue };
+        // A port the prober declares itself is its own, whoever else declares it.
+        if declared_port(declared[prober], port).is_some() {
+            continue;
+        }
+        let owner = match port {
+            PortRef::Number(n) => by_number.get(n),
+            PortRef::Name(name) => by_name.get(name.as_str()),
+        };
+        let found = owner
+            .filter(|(i, _)| *i != prober)
+            .and_then(|(i, number)| Some(LivenessTarget { container: u16::try_from(*i).ok()?, port: *number }));
         if let Some(view) = views.get_mut(prober) {
             view.liveness_target = found;
         }
     }
+}
+
+/// The port a container's liveness probe sends to on the Pod's own address, if any.
+fn liveness_target_port(container: &SlimContainer) -> Option<&PortRef> {
+    let target = container.liveness_probe.as_ref()?.target()?;
+    let elsewhere = target.host.as_deref().is_some_and(|h| !h.is_empty());
+    let rewritten = target.path.as_deref().is_some_and(|p| p.starts_with(REWRITTEN_PROBE_PREFIX));
+    if elsewhere || rewritten {
+        return None;
+    }
+    target.port.as_ref()
 }
 
 /// The number of the port `port` refers to, when `container` declares it.
