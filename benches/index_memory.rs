@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use sidecar_watch::api::{PolicySpec, SlimPod};
-use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch::engine::{CompiledPolicy, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry};
 use sidecar_watch::metrics::Metrics;
 
@@ -81,7 +81,7 @@ fn main() {
     let mut points = Vec::new();
     for target in [10_000usize, 50_000, 100_000] {
         while applied < target {
-            index.apply_pod(PodView::from_pod(&pod(applied)), now);
+            index.apply_pod(index.view_of(&pod(applied)), now);
             applied += 1;
         }
         points.push((target, rss_bytes() - base));

@@ -315,13 +315,15 @@ pub fn describe_object(value: &Value, index: usize) -> String {
 pub fn load_pods(path: &Path) -> Result<Inventory, AuditError> {
     let (file, text) = read_input(path)?;
     let mut inventory = Inventory::default();
+    // Replicas share their names and label sets, as in the operator's index.
+    let mut names = crate::engine::Interner::default();
     for (index, object) in parse_objects(&file, &text)?.into_iter().enumerate() {
         let what = describe_object(&object, index);
         let error = |message: String| AuditError::Object { file: file.clone(), object: what.clone(), message };
         match object.get("kind").and_then(Value::as_str) {
             Some("Pod") => {
                 let pod: SlimPod = decode(object).map_err(|e| error(e.to_string()))?;
-                inventory.pods.push(PodView::from_pod(&pod));
+                inventory.pods.push(PodView::from_pod_in(&pod, &mut names));
             }
             Some("Namespace") => {
                 let ns: k8s_openapi::api::core::v1::Namespace = decode(object).map_err(|e| error(e.to_string()))?;

@@ -272,7 +272,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let scope = watch::Scope { namespaces: args.namespaces.clone(), shard };
     // Bounded: a flood of Pod updates slows the watchers down instead of growing memory.
     let (tx, rx) = mpsc::channel(8192);
-    let watchers = watch::spawn_watchers(client.clone(), scope.clone(), tx, metrics.clone());
+    let watchers = watch::spawn_watchers(client.clone(), scope.clone(), tx, metrics.clone(), index.clone());
     let reconciler = reconciler::Reconciler {
         index: index.clone(),
         metrics: metrics.clone(),

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, PodView, PolicyRef, SpecError};
 use crate::index::shard::Shard;
-use crate::index::{Labels, PolicyEntry};
+use crate::index::{Index, Labels, PolicyEntry};
 use crate::metrics::Metrics;
 
 /// One change for the reconciler.
@@ -108,6 +108,7 @@ pub fn spawn_watchers(
     scope: Scope,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
+    index: Arc<Index>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for namespace in scope.namespace_list() {
@@ -117,7 +118,8 @@ pub fn spawn_watchers(
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        tasks.push(tokio::spawn(watch_pods(pods, namespace.clone(), scope.shard, tx.clone(), metrics.clone())));
+        let pod_watch = watch_pods(pods, namespace.clone(), scope.shard, tx.clone(), metrics.clone(), index.clone());
+        tasks.push(tokio::spawn(pod_watch));
         let resource = ApiResource::erase::<SidecarPolicy>(&());
         let policies: Api<DynamicObject> = match &namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
@@ -196,6 +198,7 @@ async fn watch_pods(
     shard: Shard,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
+    index: Arc<Index>,
 ) {
     let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "pods", metrics.clone());
     // Unreadable Pods already reported (by UID), so that each is logged once, not on every
@@ -210,7 +213,7 @@ async fn watch_pods(
                 return None;
             }
             match pod {
-                LenientPod::Pod(pod) => Some((uid, Input::Pod { view: PodView::from_pod(&pod), received })),
+                LenientPod::Pod(pod) => Some((uid, Input::Pod { view: index.view_of(&pod), received })),
                 LenientPod::Undecodable(bad) => {
                     metrics.decode_errors.with_label_values(&["Pod"]).inc();
                     if reported.len() >= 10_000 {

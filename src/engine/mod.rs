@@ -36,7 +36,7 @@ pub mod workload;
 pub use alert::{Alert, AlertName, AlertState, Check};
 pub use catalog::{CatalogEntry, CatalogId, CATALOG};
 pub use history::{ContainerHistory, Observation, PodHistory};
-pub use name::{label_set, LabelSet, Name};
+pub use name::{Interner, LabelSet, Name};
 pub use pod::{ContainerKind, ContainerView, PodView};
 pub use policy::{
     CompiledPolicy, Identified, IdentifiedBy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN,

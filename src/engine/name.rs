@@ -6,7 +6,7 @@ use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::Hash;
 use std::ops::Deref;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 
 /// An immutable, cheaply cloned, interned string.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -15,18 +15,20 @@ pub struct Name(Arc<str>);
 /// A Pod's labels, shared between Pods that have exactly the same ones.
 pub type LabelSet = Arc<BTreeMap<String, String>>;
 
-/// Interns values of one type. Entries that only the interner still holds are swept when
-/// the set has doubled since the last sweep, so it stays proportional to what is in use.
-struct Interner<T: Eq + Hash + ?Sized> {
+/// Interns values of one type. Entries that only the pool still holds are swept when the
+/// set has doubled since the last sweep, so it stays proportional to what is in use.
+struct Pool<T: Eq + Hash + ?Sized> {
     set: HashSet<Arc<T>>,
     sweep_at: usize,
 }
 
-impl<T: Eq + Hash + ?Sized> Interner<T> {
-    fn new() -> Self {
-        Interner { set: HashSet::new(), sweep_at: 1024 }
+impl<T: Eq + Hash + ?Sized> Default for Pool<T> {
+    fn default() -> Self {
+        Pool { set: HashSet::new(), sweep_at: 1024 }
     }
+}
 
+impl<T: Eq + Hash + ?Sized> Pool<T> {
     fn intern<Q>(&mut self, value: &Q, make: impl FnOnce(&Q) -> Arc<T>) -> Arc<T>
     where
         Arc<T>: Borrow<Q>,
@@ -45,26 +47,38 @@ impl<T: Eq + Hash + ?Sized> Interner<T> {
     }
 }
 
-static NAMES: LazyLock<Mutex<Interner<str>>> = LazyLock::new(|| Mutex::new(Interner::new()));
-static LABEL_SETS: LazyLock<Mutex<Interner<BTreeMap<String, String>>>> = LazyLock::new(|| Mutex::new(Interner::new()));
+/// Shares what repeats across Pods (names, whole label sets) between the views built
+/// through it. A plain value with no global state: the operator's index owns one (see
+/// `Index::view_of`), `audit` owns one per run, a one-off view uses a fresh one.
+#[derive(Default)]
+pub struct Interner {
+    names: Pool<str>,
+    label_sets: Pool<BTreeMap<String, String>>,
+}
+
+impl Interner {
+    /// The shared copy of `text`.
+    pub fn name(&mut self, text: &str) -> Name {
+        Name(self.names.intern(text, |t: &str| Arc::from(t)))
+    }
+
+    /// The shared copy of a label set.
+    pub fn label_set(&mut self, labels: BTreeMap<String, String>) -> LabelSet {
+        self.label_sets.intern(&labels, |l| Arc::new(l.clone()))
+    }
+}
 
 impl Name {
-    /// The interned copy of `text`.
+    /// A name of its own, shared with nothing (views built through an [`Interner`] share
+    /// theirs).
     pub fn new(text: &str) -> Name {
-        let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
-        Name(names.intern(text, |t: &str| Arc::from(t)))
+        Name(Arc::from(text))
     }
 
     /// The string.
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// The interned copy of a label set.
-pub fn label_set(labels: BTreeMap<String, String>) -> LabelSet {
-    let mut sets = LABEL_SETS.lock().unwrap_or_else(|p| p.into_inner());
-    sets.intern(&labels, |l| Arc::new(l.clone()))
 }
 
 impl Default for Name {
@@ -175,28 +189,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn equal_names_share_storage() {
-        let a = Name::new("istio-proxy");
-        let b: Name = String::from("istio-proxy").into();
+    fn equal_names_share_storage_through_one_interner() {
+        let mut interner = Interner::default();
+        let a = interner.name("istio-proxy");
+        let b = interner.name(&String::from("istio-proxy"));
         assert!(Arc::ptr_eq(&a.0, &b.0));
         assert_eq!(a, "istio-proxy");
         assert_eq!(String::from("istio-proxy"), a);
+        // Another interner (another process part, another audit run) shares nothing.
+        assert!(!Arc::ptr_eq(&a.0, &Interner::default().name("istio-proxy").0));
     }
 
     #[test]
     fn equal_label_sets_share_storage() {
+        let mut interner = Interner::default();
         let labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
-        let a = label_set(labels.clone());
-        let b = label_set(labels);
+        let a = interner.label_set(labels.clone());
+        let b = interner.label_set(labels);
         assert!(Arc::ptr_eq(&a, &b));
     }
 
     #[test]
     fn unused_entries_are_swept() {
-        let mut interner: Interner<str> = Interner::new();
+        let mut pool: Pool<str> = Pool::default();
         for i in 0..5000 {
-            interner.intern(format!("name-{i}").as_str(), |t: &str| Arc::from(t));
+            pool.intern(format!("name-{i}").as_str(), |t: &str| Arc::from(t));
         }
-        assert!(interner.set.len() < 2100, "{}", interner.set.len());
+        assert!(pool.set.len() < 2100, "{}", pool.set.len());
     }
 }

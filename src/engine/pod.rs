@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::catalog::{self, CatalogId};
-use super::name::{label_set, LabelSet, Name};
+use super::name::{Interner, LabelSet, Name};
 use super::stamp::Stamp;
 use super::workload::{liveness_targets, workload_of, LivenessTarget, Workload};
 use crate::api::SlimTerminated;
@@ -207,9 +207,15 @@ pub struct PodView {
 }
 
 impl PodView {
-    /// Extracts the view from a Pod. Never fails: missing fields are absent in the view (a
-    /// Pending Pod without status is still evaluated).
+    /// Extracts the view from a Pod with names of its own. Never fails: missing fields are
+    /// absent in the view (a Pending Pod without status is still evaluated). For one-off views;
+    /// many Pods share their names through [`Self::from_pod_in`].
     pub fn from_pod(pod: &SlimPod) -> PodView {
+        Self::from_pod_in(pod, &mut Interner::default())
+    }
+
+    /// [`Self::from_pod`], sharing names and label sets with every view built through `names`.
+    pub fn from_pod_in(pod: &SlimPod, names: &mut Interner) -> PodView {
         let meta = &pod.metadata;
         let (spec, status) = (&pod.spec, &pod.status);
         let init_statuses = statuses_by_name(&status.init_container_statuses);
@@ -220,18 +226,18 @@ impl PodView {
         // first keeps the name, so one container never yields two sets of alerts.
         // A set, not a scan: a hostile Pod may declare thousands of containers.
         let mut declared: Vec<&SlimContainer> = Vec::with_capacity(containers.capacity());
-        let mut names: HashSet<&str> = HashSet::with_capacity(containers.capacity());
+        let mut seen: HashSet<&str> = HashSet::with_capacity(containers.capacity());
         for (c, kind) in spec
             .init_containers
             .iter()
             .map(|c| (c, init_kind(c)))
             .chain(spec.containers.iter().map(|c| (c, ContainerKind::Regular)))
         {
-            if !names.insert(c.name.as_str()) {
+            if !seen.insert(c.name.as_str()) {
                 continue;
             }
             let statuses = if kind == ContainerKind::Regular { &regular_statuses } else { &init_statuses };
-            containers.push(container_view(c, kind, statuses.get(c.name.as_str())));
+            containers.push(container_view(c, kind, statuses.get(c.name.as_str()), names));
             declared.push(c);
         }
         mark_port_conflicts(&spec.init_containers, &spec.containers, &mut containers);
@@ -244,15 +250,15 @@ impl PodView {
 
         PodView {
             uid: meta.uid.clone().unwrap_or_default(),
-            namespace: Name::new(meta.namespace.as_deref().unwrap_or_default()),
+            namespace: names.name(meta.namespace.as_deref().unwrap_or_default()),
             name: meta.name.clone().unwrap_or_default(),
-            labels: label_set(meta.labels.clone().unwrap_or_default()),
+            labels: names.label_set(meta.labels.clone().unwrap_or_default()),
             owned_by_job: meta
                 .owner_references
                 .iter()
                 .flatten()
                 .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/")),
-            owner: workload_of(meta),
+            owner: workload_of(meta, names),
             is_template: false,
             created_at: meta.creation_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
@@ -309,7 +315,12 @@ fn statuses_by_name(list: &[SlimContainerStatus]) -> HashMap<&str, &SlimContaine
     list.iter().map(|s| (s.name.as_str(), s)).collect()
 }
 
-fn container_view(c: &SlimContainer, kind: ContainerKind, status: Option<&&SlimContainerStatus>) -> ContainerView {
+fn container_view(
+    c: &SlimContainer,
+    kind: ContainerKind,
+    status: Option<&&SlimContainerStatus>,
+    names: &mut Interner,
+) -> ContainerView {
     let mut flags = SpecFlags::default();
     if c.readiness_probe.is_some() {
         flags.insert(SpecFlags::READINESS_PROBE);
@@ -330,23 +341,23 @@ fn container_view(c: &SlimContainer, kind: ContainerKind, status: Option<&&SlimC
         flags.insert(SpecFlags::POST_START);
     }
     ContainerView {
-        name: Name::new(&c.name),
+        name: names.name(&c.name),
         kind,
         flags,
         catalog: catalog::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0),
         liveness_target: None,
-        status: status.map(|s| status_view(s)),
+        status: status.map(|s| status_view(s, names)),
     }
 }
 
-fn status_view(s: &SlimContainerStatus) -> ContainerStatusView {
+fn status_view(s: &SlimContainerStatus, names: &mut Interner) -> ContainerStatusView {
     let state = s.state.as_ref();
     let state = if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
-        ContainerState::Waiting { reason: w.reason.as_deref().map(Name::new) }
+        ContainerState::Waiting { reason: w.reason.as_deref().map(|r| names.name(r)) }
     } else if let Some(r) = state.and_then(|st| st.running.as_ref()) {
         ContainerState::Running { started_at: r.started_at.as_ref().map(|t| Stamp::new(t.0)) }
     } else if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
-        ContainerState::Terminated(Box::new(termination(t)))
+        ContainerState::Terminated(Box::new(termination(t, names)))
     } else {
         ContainerState::Unknown
     };
@@ -355,13 +366,13 @@ fn status_view(s: &SlimContainerStatus) -> ContainerStatusView {
         started: s.started,
         restart_count: u32::try_from(s.restart_count).unwrap_or(0),
         state,
-        last_termination: s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map(|t| Box::new(termination(t))),
+        last_termination: s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map(|t| Box::new(termination(t, names))),
     }
 }
 
-fn termination(t: &SlimTerminated) -> Termination {
+fn termination(t: &SlimTerminated, names: &mut Interner) -> Termination {
     Termination {
-        reason: t.reason.as_deref().map(Name::new),
+        reason: t.reason.as_deref().map(|r| names.name(r)),
         exit_code: t.exit_code,
         started_at: t.started_at.as_ref().map(|x| Stamp::new(x.0)),
         finished_at: t.finished_at.as_ref().map(|x| Stamp::new(x.0)),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::name::Name;
+use super::name::{Interner, Name};
 use super::pod::{ContainerKind, ContainerView};
 use crate::api::{PortRef, SlimContainer};
 
@@ -25,7 +25,7 @@ pub struct Workload {
 /// The workload of a Pod, without watching anything but the Pod: its controller owner (else
 /// its first owner), except that a ReplicaSet named `<deployment>-<pod-template-hash>` stands
 /// for its Deployment. `None` for a Pod without owner.
-pub fn workload_of(meta: &ObjectMeta) -> Option<Workload> {
+pub fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Workload> {
     let owners = meta.owner_references.as_deref().unwrap_or_default();
     let owner = owners.iter().find(|o| o.controller == Some(true)).or_else(|| owners.first())?;
     if owner.kind == "ReplicaSet" {
@@ -35,10 +35,10 @@ pub fn workload_of(meta: &ObjectMeta) -> Option<Workload> {
             .and_then(|rest| rest.strip_suffix('-'))
             .filter(|d| !d.is_empty());
         if let Some(deployment) = deployment {
-            return Some(Workload { kind: Name::new("Deployment"), name: Name::new(deployment) });
+            return Some(Workload { kind: names.name("Deployment"), name: names.name(deployment) });
         }
     }
-    Some(Workload { kind: Name::new(&owner.kind), name: Name::new(&owner.name) })
+    Some(Workload { kind: names.name(&owner.kind), name: names.name(&owner.name) })
 }
 
 /// Another container of the Pod that a liveness probe reaches.

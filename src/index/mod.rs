@@ -26,9 +26,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use jiff::Timestamp;
 
-use crate::api::PolicyCounts;
+use crate::api::{PolicyCounts, SlimPod};
 use crate::engine::{
-    evaluate, evaluate_capped, AlertState, CompiledPolicy, Observation, PodHistory, PodView, PolicyRef, SidecarType,
+    evaluate, evaluate_capped, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodView, PolicyRef,
+    SidecarType,
     DEFAULT_MAX_SIDECARS,
 };
 use census::Census;
@@ -50,6 +51,10 @@ pub struct Index {
     census: Census,
     /// Sidecars evaluated per Pod (`--max-sidecars-per-pod`).
     max_sidecars: usize,
+    /// What the views of tracked Pods share (names, label sets). Only the Pod watcher builds
+    /// views, so the lock is uncontended; it is here rather than in a static so that the
+    /// engine stays free of process-wide state.
+    names: Mutex<Interner>,
 }
 
 impl Default for Index {
@@ -78,7 +83,13 @@ impl Index {
             namespaces: RwLock::new(HashMap::new()),
             census: Census::default(),
             max_sidecars,
+            names: Mutex::new(Interner::default()),
         }
+    }
+
+    /// The compact view of a Pod, sharing names and label sets with the tracked Pods.
+    pub fn view_of(&self, pod: &SlimPod) -> PodView {
+        PodView::from_pod_in(pod, &mut lock(&self.names))
     }
 
     fn segment(&self, uid: &str) -> MutexGuard<'_, Segment> {
