@@ -4,6 +4,7 @@
 //! in `tests/catalog.rs`.
 
 use std::fmt;
+use std::num::NonZeroU8;
 
 /// How an image repository is matched. Paths are compared without registry, tag or digest,
 /// segment by segment, so `mycorp/proxy` is not Linkerd's `linkerd/proxy`.
@@ -39,14 +40,15 @@ pub struct CatalogEntry {
     pub ordering_remediation: &'static str,
 }
 
-/// An entry's position in [`CATALOG`]; one byte per container in the compact Pod view.
+/// An entry's position in [`CATALOG`], plus one: `Option<CatalogId>` is one byte per
+/// container in the compact Pod view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CatalogId(u8);
+pub struct CatalogId(NonZeroU8);
 
 impl CatalogId {
     /// The entry.
     pub fn entry(self) -> &'static CatalogEntry {
-        &CATALOG[usize::from(self.0)]
+        &CATALOG[usize::from(self.0.get() - 1)]
     }
 }
 
@@ -218,7 +220,7 @@ pub fn recognise(name: &str, image: Option<&str>, mentions_agent: bool) -> Optio
             .iter()
             .position(|e| (!e.image_needs_agent || mentions_agent) && e.images.iter().any(|rule| rule.matches(path)))
     };
-    by_name.or_else(by_image).and_then(|i| u8::try_from(i).ok()).map(CatalogId)
+    by_name.or_else(by_image).and_then(|i| u8::try_from(i + 1).ok()).and_then(NonZeroU8::new).map(CatalogId)
 }
 
 impl ImageRule {
@@ -272,7 +274,7 @@ mod tests {
 
     #[test]
     fn ids_are_unique_and_fit_a_byte() {
-        assert!(CATALOG.len() <= usize::from(u8::MAX));
+        assert!(CATALOG.len() < usize::from(u8::MAX));
         let mut ids: Vec<_> = CATALOG.iter().map(|e| e.id).collect();
         ids.sort_unstable();
         ids.dedup();

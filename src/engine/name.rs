@@ -15,6 +15,15 @@ pub struct Name(Arc<str>);
 /// A Pod's labels, shared between Pods that have exactly the same ones.
 pub type LabelSet = Arc<BTreeMap<String, String>>;
 
+/// The workload a Pod belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Workload {
+    /// `Deployment`, `StatefulSet`, `Job`, …
+    pub kind: Name,
+    /// The workload's name.
+    pub name: Name,
+}
+
 /// Interns values of one type. Entries that only the pool still holds are swept when the
 /// set has doubled since the last sweep, so it stays proportional to what is in use.
 struct Pool<T: Eq + Hash + ?Sized> {
@@ -54,12 +63,19 @@ impl<T: Eq + Hash + ?Sized> Pool<T> {
 pub struct Interner {
     names: Pool<str>,
     label_sets: Pool<BTreeMap<String, String>>,
+    workloads: Pool<Workload>,
 }
 
 impl Interner {
     /// The shared copy of `text`.
     pub fn name(&mut self, text: &str) -> Name {
         Name(self.names.intern(text, |t: &str| Arc::from(t)))
+    }
+
+    /// The shared workload `kind`/`name`.
+    pub fn workload(&mut self, kind: &str, name: &str) -> Arc<Workload> {
+        let wanted = Workload { kind: self.name(kind), name: self.name(name) };
+        self.workloads.intern(&wanted, |w| Arc::new(w.clone()))
     }
 
     /// The shared copy of a label set.

@@ -5,6 +5,7 @@
 //! per tracked Pod stays small.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::catalog::{self, CatalogId};
 use super::name::{Interner, LabelSet, Name};
@@ -189,8 +190,9 @@ pub struct PodView {
     /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a
     /// Job or CronJob).
     pub owned_by_job: bool,
-    /// The workload that owns the Pod; `None` for a Pod without owner (see [`Self::workload`]).
-    pub owner: Option<Workload>,
+    /// The workload that owns the Pod, shared by its replicas; `None` for a Pod without
+    /// owner (see [`Self::workload`]).
+    pub owner: Option<Arc<Workload>>,
     /// A Pod template of a workload manifest (`audit`), not a Pod: it has no status and no
     /// clocks, and its name is `<Kind>/<name>`.
     pub is_template: bool,
@@ -274,7 +276,7 @@ impl PodView {
         let mut view = PodView::from_pod(template);
         view.name = format!("{kind}/{name}");
         view.uid = format!("{kind}/{}/{name}", view.namespace);
-        view.owner = Some(Workload { kind: Name::new(kind), name: Name::new(name) });
+        view.owner = Some(Arc::new(Workload { kind: Name::new(kind), name: Name::new(name) }));
         view.owned_by_job = matches!(kind, "Job" | "CronJob");
         view.is_template = true;
         (view.created_at, view.started_at, view.deleting_since, view.ready_condition) = (None, None, None, None);
@@ -366,7 +368,11 @@ fn status_view(s: &SlimContainerStatus, names: &mut Interner) -> ContainerStatus
         started: s.started,
         restart_count: u32::try_from(s.restart_count).unwrap_or(0),
         state,
-        last_termination: s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map(|t| Box::new(termination(t, names))),
+        last_termination: s
+            .last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .map(|t| Box::new(termination(t, names))),
     }
 }
 

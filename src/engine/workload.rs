@@ -3,29 +3,23 @@
 //! container a liveness probe targets (for the `main-probe-on-sidecar` check).
 
 use std::collections::HashMap;
+use std::num::NonZeroU16;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::name::{Interner, Name};
+use super::name::Interner;
+pub use super::name::Workload;
 use super::pod::{ContainerKind, ContainerView};
 use crate::api::{PortRef, SlimContainer};
 
 /// The label the Deployment controller puts on its ReplicaSets' Pods.
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
-/// The workload a Pod belongs to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Workload {
-    /// `Deployment`, `StatefulSet`, `Job`, …
-    pub kind: Name,
-    /// The workload's name.
-    pub name: Name,
-}
-
 /// The workload of a Pod, without watching anything but the Pod: its controller owner (else
 /// its first owner), except that a ReplicaSet named `<deployment>-<pod-template-hash>` stands
 /// for its Deployment. `None` for a Pod without owner.
-pub fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Workload> {
+pub fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Workload>> {
     let owners = meta.owner_references.as_deref().unwrap_or_default();
     let owner = owners.iter().find(|o| o.controller == Some(true)).or_else(|| owners.first())?;
     if owner.kind == "ReplicaSet" {
@@ -35,19 +29,32 @@ pub fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Workload> 
             .and_then(|rest| rest.strip_suffix('-'))
             .filter(|d| !d.is_empty());
         if let Some(deployment) = deployment {
-            return Some(Workload { kind: names.name("Deployment"), name: names.name(deployment) });
+            return Some(names.workload("Deployment", deployment));
         }
     }
-    Some(Workload { kind: names.name(&owner.kind), name: names.name(&owner.name) })
+    Some(names.workload(&owner.kind, &owner.name))
 }
 
-/// Another container of the Pod that a liveness probe reaches.
+/// Another container of the Pod that a liveness probe reaches. Four bytes as an `Option`
+/// (the index is stored plus one), as every container of every tracked Pod has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LivenessTarget {
-    /// Its index in `PodView::containers`.
-    pub container: u16,
+    container_plus_one: NonZeroU16,
     /// The port probed.
     pub port: u16,
+}
+
+impl LivenessTarget {
+    /// The probe reaches container `container` (an index into `PodView::containers`) on `port`.
+    pub fn new(container: usize, port: u16) -> Option<Self> {
+        let container_plus_one = NonZeroU16::new(u16::try_from(container).ok()?.checked_add(1)?)?;
+        Some(LivenessTarget { container_plus_one, port })
+    }
+
+    /// Its index in `PodView::containers`.
+    pub fn container(self) -> usize {
+        usize::from(self.container_plus_one.get() - 1)
+    }
 }
 
 /// Istio rewrites app probes to its agent's `/app-health/<container>/…` on purpose; the agent
@@ -98,9 +105,7 @@ pub fn liveness_targets(declared: &[&SlimContainer], views: &mut [ContainerView]
             PortRef::Number(n) => by_number.get(n),
             PortRef::Name(name) => by_name.get(name.as_str()),
         };
-        let found = owner
-            .filter(|(i, _)| *i != prober)
-            .and_then(|(i, number)| Some(LivenessTarget { container: u16::try_from(*i).ok()?, port: *number }));
+        let found = owner.filter(|(i, _)| *i != prober).and_then(|(i, number)| LivenessTarget::new(*i, *number));
         if let Some(view) = views.get_mut(prober) {
             view.liveness_target = found;
         }

@@ -29,8 +29,7 @@ use jiff::Timestamp;
 use crate::api::{PolicyCounts, SlimPod};
 use crate::engine::{
     evaluate, evaluate_capped, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodView, PolicyRef,
-    SidecarType,
-    DEFAULT_MAX_SIDECARS,
+    SidecarType, DEFAULT_MAX_SIDECARS,
 };
 use census::Census;
 pub use census::SidecarName;

@@ -39,8 +39,7 @@ pub(super) fn misconfiguration(
             report(ctx, severity, &sidecar.name, check, message);
         }
     }
-    let index = u16::try_from(index).ok();
-    let prober = mains.iter().find_map(|m| m.liveness_target.filter(|t| Some(t.container) == index).map(|t| (m, t)));
+    let prober = mains.iter().find_map(|m| m.liveness_target.filter(|t| t.container() == index).map(|t| (m, t)));
     if let Some((main, target)) = prober {
         let message = format!(
             "Main container {} in Pod {} has a livenessProbe on port {} of sidecar {}: whenever the sidecar fails, the kubelet restarts the app; probe the app's own endpoint and let the sidecar's own probes watch the sidecar",
