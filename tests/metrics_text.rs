@@ -49,12 +49,22 @@ fn index() -> Index {
         let compiled = CompiledPolicy::compile(policy.clone(), &spec);
         index.apply_policy(policy, PolicyEntry::new(compiled, serde_json::Value::Null), now());
     }
-    for name in ["crashlooping-sidecar.yaml", "two-sidecars.yaml", "misconfigured-sidecars.yaml"] {
-        index.apply_pod(PodView::from_pod(&load_slim_pod(name)), now());
+    let pods = ["crashlooping-sidecar.yaml", "two-sidecars.yaml", "misconfigured-sidecars.yaml"].map(load_slim_pod);
+    for (uid, mut pod) in UIDS.into_iter().zip(pods.into_iter().chain([odd_pod()])) {
+        pod.metadata.uid = Some(uid.to_string());
+        index.apply_pod(PodView::from_pod(&pod), now());
     }
-    index.apply_pod(PodView::from_pod(&odd_pod()), now());
+    // Pods of one segment come in no fixed order; segments come in order.
+    for segment in 0..index.segment_count() {
+        let mut pods = 0;
+        index.for_each_pod_in_segment(segment, |_| pods += 1);
+        assert!(pods <= 1, "segment {segment} holds {pods} Pods: pick other UIDS");
+    }
     index
 }
+
+/// UIDs that put each Pod in a segment of its own.
+const UIDS: [&str; 4] = ["uid-a", "uid-b", "uid-c", "uid-d"];
 
 fn render(index: &Index, options: &RenderOptions) -> String {
     let mut text = String::new();
@@ -129,9 +139,6 @@ fn per_pod_families_render_exactly() {
 fn filtered_families_render_exactly_their_part() {
     let families = FamilyFilter::new(&["sidecar_container_.*".to_string()], &[]).expect("valid allowlist");
     let text = render(&index(), &RenderOptions { families, ..Default::default() });
-    let expected: String = GOLDEN
-        .split_inclusive('\n')
-        .filter(|l| l.contains("sidecar_container_"))
-        .collect();
+    let expected: String = GOLDEN.split_inclusive('\n').filter(|l| l.contains("sidecar_container_")).collect();
     assert_eq!(text, expected);
 }
