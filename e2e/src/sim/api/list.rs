@@ -79,11 +79,9 @@ pub struct ListPage {
 /// Compiled selectors of a list/watch request.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Namespace restriction.
+    /// Only objects of this namespace.
     pub namespace: Option<String>,
-    /// Label selector.
     pub labels: LabelSelector,
-    /// Field selector.
     pub fields: FieldSelector,
 }
 

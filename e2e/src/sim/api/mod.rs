@@ -71,9 +71,8 @@ pub struct Caller {
 /// Mutable simulator state: served resources + objects.
 #[derive(Debug)]
 pub struct State {
-    /// Served resources.
     pub registry: Registry,
-    /// Objects and history.
+    /// Objects and their change history.
     pub store: Store,
     terminating: BTreeSet<(ResKey, String, String)>,
 }
@@ -125,7 +124,7 @@ impl State {
         self.stored_object(info, ns, name).cloned()
     }
 
-    /// GET one object.
+    /// GET one object, in served form.
     pub fn get(&self, info: &ResourceInfo, version: &str, ns: Option<&str>, name: &str) -> ApiResult<Value> {
         Ok(to_served(info, version, self.get_stored(info, ns, name)?.value()))
     }

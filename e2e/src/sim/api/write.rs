@@ -28,7 +28,8 @@ fn spec_part(obj: &Value) -> Value {
 }
 
 impl State {
-    /// CREATE.
+    /// CREATE. With `preset_managed` the body's `managedFields` are kept (server-side apply
+    /// computed them) rather than recorded for `caller`.
     pub fn create(
         &mut self,
         info: &ResourceInfo,
