@@ -46,65 +46,44 @@ pub fn to_storage(info: &ResourceInfo, obj: &Value) -> Value {
     out
 }
 
-fn rename(src: &Value, dst: &mut Map<String, Value>, pairs: &[(&str, &str)]) {
-    for (from, to) in pairs {
-        if let Some(v) = src.get(*from) {
-            if !v.is_null() {
-                dst.insert(to.to_string(), v.clone());
-            }
+/// The fields of a core (`v1`) Event, each with its name in an `events.k8s.io/v1` Event.
+const EVENT_FIELDS: [(&str, &str); 15] = [
+    ("metadata", "metadata"),
+    ("eventTime", "eventTime"),
+    ("series", "series"),
+    ("reportingComponent", "reportingController"),
+    ("reportingInstance", "reportingInstance"),
+    ("action", "action"),
+    ("reason", "reason"),
+    ("involvedObject", "regarding"),
+    ("related", "related"),
+    ("message", "note"),
+    ("type", "type"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
+
+/// The non-null [`EVENT_FIELDS`] of `event`, renamed from core to `events.k8s.io` names
+/// (`to_v1`) or back.
+fn rename_event_fields(event: &Value, to_v1: bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (core, v1) in EVENT_FIELDS {
+        let (from, to) = if to_v1 { (core, v1) } else { (v1, core) };
+        if let Some(v) = event.get(from).filter(|v| !v.is_null()) {
+            out.insert(to.to_string(), v.clone());
         }
     }
+    out
 }
 
 fn core_event_to_v1(e: &Value) -> Value {
-    let mut out = Map::new();
-    rename(
-        e,
-        &mut out,
-        &[
-            ("metadata", "metadata"),
-            ("eventTime", "eventTime"),
-            ("series", "series"),
-            ("reportingComponent", "reportingController"),
-            ("reportingInstance", "reportingInstance"),
-            ("action", "action"),
-            ("reason", "reason"),
-            ("involvedObject", "regarding"),
-            ("related", "related"),
-            ("message", "note"),
-            ("type", "type"),
-            ("source", "deprecatedSource"),
-            ("firstTimestamp", "deprecatedFirstTimestamp"),
-            ("lastTimestamp", "deprecatedLastTimestamp"),
-            ("count", "deprecatedCount"),
-        ],
-    );
-    Value::Object(out)
+    Value::Object(rename_event_fields(e, true))
 }
 
 fn v1_event_to_core(e: &Value) -> Value {
-    let mut out = Map::new();
-    rename(
-        e,
-        &mut out,
-        &[
-            ("metadata", "metadata"),
-            ("eventTime", "eventTime"),
-            ("series", "series"),
-            ("reportingController", "reportingComponent"),
-            ("reportingInstance", "reportingInstance"),
-            ("action", "action"),
-            ("reason", "reason"),
-            ("regarding", "involvedObject"),
-            ("related", "related"),
-            ("note", "message"),
-            ("type", "type"),
-            ("deprecatedSource", "source"),
-            ("deprecatedFirstTimestamp", "firstTimestamp"),
-            ("deprecatedLastTimestamp", "lastTimestamp"),
-            ("deprecatedCount", "count"),
-        ],
-    );
+    let mut out = rename_event_fields(e, false);
     if !out.contains_key("source") {
         if let Some(c) = e.get("reportingController") {
             out.insert("source".into(), json!({"component": c}));
