@@ -16,7 +16,7 @@ pub fn is_review(group: &str, plural: &str) -> bool {
     )
 }
 
-/// The review tables.
+/// What TokenReview and SubjectAccessReview answer: known tokens and granted paths.
 #[derive(Debug, Default)]
 pub struct Reviews {
     /// token → (username, groups).

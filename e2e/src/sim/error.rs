@@ -8,11 +8,9 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code} {reason}: {message}")]
 pub struct ApiError {
-    /// HTTP status code.
     pub code: u16,
     /// Machine-readable reason (`NotFound`, `Conflict`, ...).
     pub reason: String,
-    /// Human-readable message.
     pub message: String,
     /// Optional `details` object of the Status.
     pub details: Option<Value>,
@@ -123,5 +121,4 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Result alias for simulator operations.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -33,7 +33,6 @@ pub enum SimError {
     Io(#[from] std::io::Error),
 }
 
-/// Simulator settings.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Address to bind (use port 0 for a free port).
@@ -54,7 +53,7 @@ impl Default for SimConfig {
     }
 }
 
-/// Injected faults.
+/// Faults injected through the handle or the `/__sim/...` endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// Number of upcoming API requests that fail.
@@ -176,17 +175,14 @@ impl Shared {
         self.state().store.compact();
     }
 
-    /// The latest resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.state().store.rv()
     }
 
-    /// Settings.
     pub fn config(&self) -> &SimConfig {
         &self.config
     }
 
-    /// Bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -257,7 +253,6 @@ impl Simulator {
         &self.shared
     }
 
-    /// Bound address.
     pub fn addr(&self) -> SocketAddr {
         self.shared.addr
     }
@@ -297,7 +292,6 @@ impl Simulator {
         self.shared.restart()
     }
 
-    /// The latest resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.resource_version()
     }

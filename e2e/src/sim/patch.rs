@@ -158,7 +158,6 @@ pub fn fields_of(obj: &Value, scope: Scope) -> BTreeSet<FieldPath> {
     out
 }
 
-/// Value of a field path.
 pub fn get_field<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
     let mut cur = obj;
     for seg in path {
@@ -194,17 +193,15 @@ fn remove_field(obj: &mut Value, path: &FieldPath) {
 /// One `managedFields` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagedEntry {
-    /// Field manager name.
     pub manager: String,
     /// `Apply` or `Update`.
     pub operation: String,
     /// apiVersion of the request.
     pub api_version: String,
-    /// Timestamp.
+    /// When the manager last wrote (RFC 3339).
     pub time: String,
     /// `status` or "".
     pub subresource: String,
-    /// Owned fields.
     pub fields: BTreeSet<FieldPath>,
 }
 
@@ -295,7 +292,6 @@ pub fn write_managed(obj: &mut Value, entries: &[ManagedEntry]) {
 /// Identity of the request for field management.
 #[derive(Debug, Clone)]
 pub struct ManagerCtx {
-    /// Field manager.
     pub manager: String,
     /// apiVersion used by the request.
     pub api_version: String,

@@ -11,7 +11,6 @@ pub struct PrinterColumn {
     pub type_: String,
     /// Optional format.
     pub format: String,
-    /// Description.
     pub description: String,
     /// Priority (0 = shown by default, >0 = only with `-o wide`).
     pub priority: i64,

@@ -13,14 +13,10 @@ use tokio::sync::broadcast;
 /// Storage key of a resource: (storage group, plural).
 pub type ResKey = (String, String);
 
-/// Type of a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
-    /// Object created.
     Added,
-    /// Object changed.
     Modified,
-    /// Object removed.
     Deleted,
 }
 
@@ -72,11 +68,9 @@ impl StoredObject {
 pub struct StoredEvent {
     /// resourceVersion of the change.
     pub rv: u64,
-    /// Resource.
     pub key: ResKey,
     /// Namespace ("" for cluster-scoped).
     pub namespace: String,
-    /// Type.
     pub kind: EventType,
     /// Object after the change (shared with the store); for deletions the last state.
     pub object: Arc<StoredObject>,
@@ -84,7 +78,8 @@ pub struct StoredEvent {
     pub old: Option<Arc<StoredObject>>,
 }
 
-/// The object store.
+/// Objects by resource, namespace and name, the cluster-wide resourceVersion, and the recent
+/// changes that watches resume from.
 #[derive(Debug)]
 pub struct Store {
     objects: BTreeMap<ResKey, BTreeMap<(String, String), Arc<StoredObject>>>,
@@ -124,7 +119,6 @@ impl Store {
         self.floor
     }
 
-    /// Gets an object.
     pub fn get(&self, key: &ResKey, ns: &str, name: &str) -> Option<&Value> {
         self.get_object(key, ns, name).map(|o| o.value())
     }

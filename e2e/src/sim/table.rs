@@ -7,16 +7,14 @@ use super::resources::{PrinterColumn, ResourceInfo};
 /// What each row's `object` holds (`includeObject` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncludeObject {
-    /// No object.
     None,
     /// `PartialObjectMetadata` (default).
     Metadata,
-    /// The full object.
     Object,
 }
 
 impl IncludeObject {
-    /// Parses the query parameter value.
+    /// Anything but `None` and `Object` is the default, `Metadata`.
     pub fn parse(s: Option<&str>) -> Self {
         match s {
             Some("None") => Self::None,

@@ -7,15 +7,17 @@
 //! as one response body: a Pod that is deleted or no longer selected simply has no series
 //! at the next scrape.
 
-use std::collections::HashMap;
+mod pods;
+mod writer;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-use crate::engine::{AlertState, ContainerView, Name, PolicyRef};
-use crate::index::{Index, TrackedPod};
+use crate::index::Index;
+
+pub use pods::render_index;
 
 /// Default of `--max-series-per-namespace`.
 pub const DEFAULT_MAX_SERIES_PER_NAMESPACE: u32 = 10_000;
@@ -61,7 +63,6 @@ impl FamilyFilter {
 pub struct RenderOptions {
     /// `sidecar_alerts` series one namespace may export (`--max-series-per-namespace`).
     pub max_series_per_namespace: u32,
-    /// Families exported.
     pub families: FamilyFilter,
 }
 
@@ -71,7 +72,8 @@ impl Default for RenderOptions {
     }
 }
 
-/// The operator's own metrics.
+/// The operator's own metrics (a `prometheus` registry), and what `/metrics` adds to them
+/// from the index.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -237,240 +239,5 @@ impl Metrics {
         if leader && render_index(index, &self.options, emit) {
             self.limited.with_label_values(&["series-per-namespace"]).inc();
         }
-    }
-}
-
-/// A per-Pod metric family: its `# HELP`/`# TYPE` lines and the samples of one Pod.
-struct Family {
-    name: &'static str,
-    header: &'static str,
-    samples: fn(&TrackedPod, &mut String, &mut Scratch),
-}
-
-/// The per-Pod families, in the order they are exported.
-const POD_FAMILIES: [Family; 3] = [
-    Family {
-        name: "sidecar_alerts",
-        header: "# HELP sidecar_alerts Active sidecar alerts, 1 per alert (pending or firing)\n# TYPE sidecar_alerts gauge\n",
-        samples: alert_samples,
-    },
-    Family {
-        name: "sidecar_container_ready",
-        header: "# HELP sidecar_container_ready Whether a sidecar container is ready (1) or not (0)\n# TYPE sidecar_container_ready gauge\n",
-        samples: ready_samples,
-    },
-    Family {
-        name: "sidecar_container_restarts_total",
-        header: "# HELP sidecar_container_restarts_total Restarts of a sidecar container (the kubelet's restartCount)\n# TYPE sidecar_container_restarts_total counter\n",
-        samples: restart_samples,
-    },
-];
-
-/// Renders the per-Pod families and `sidecar_policy_pods` from the index, handing each
-/// chunk to `emit`, which returns false to stop early. A namespace exports at most
-/// `max_series_per_namespace` `sidecar_alerts` series; returns whether one had more.
-///
-/// The text format wants every family's samples together, so a family is rendered across
-/// every segment before the next one starts: one chunk per family and segment, rendered
-/// under that segment's lock and handed on after releasing it (a slow client must not
-/// stall evaluation), so that no more than a segment's share of a family is ever held.
-pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut(String) -> bool) -> bool {
-    let mut chunk = String::new();
-    let mut scratch = Scratch { max_series_per_namespace: options.max_series_per_namespace, ..Scratch::default() };
-    for family in POD_FAMILIES.iter().filter(|f| options.families.exports(f.name)) {
-        chunk.push_str(family.header);
-        for segment in 0..index.segment_count() {
-            index.for_each_pod_in_segment(segment, |pod| (family.samples)(pod, &mut chunk, &mut scratch));
-            if chunk.is_empty() {
-                continue;
-            }
-            // Segments are about the same size: the next chunk rarely needs to grow.
-            let next = String::with_capacity(chunk.len() + chunk.len() / 4);
-            if !emit(std::mem::replace(&mut chunk, next)) {
-                return scratch.limited;
-            }
-        }
-    }
-    if options.families.exports("sidecar_policy_pods") {
-        chunk.push_str("# HELP sidecar_policy_pods Pods per policy: selected (matched) and with a firing alert (alerting)\n# TYPE sidecar_policy_pods gauge\n");
-        policy_samples(index, &mut chunk, &mut scratch);
-    }
-    emit(chunk);
-    scratch.limited
-}
-
-/// Buffers reused from Pod to Pod for the label pieces that several samples share, escaped
-/// once: escaping checks every byte, and this runs for every series on every scrape.
-#[derive(Default)]
-struct Scratch {
-    pod: String,
-    policy: String,
-    /// `sidecar_alerts` series written per namespace in this render.
-    series_per_namespace: HashMap<Name, u32>,
-    max_series_per_namespace: u32,
-    /// Whether a namespace had more series than it may export.
-    limited: bool,
-}
-
-/// `namespace="…",pod="…"`, written into `buf`.
-fn pod_labels<'b>(buf: &'b mut String, pod: &TrackedPod) -> &'b str {
-    buf.clear();
-    buf.push_str("namespace=\"");
-    push_escaped(buf, &pod.view.namespace);
-    buf.push_str("\",pod=\"");
-    push_escaped(buf, &pod.view.name);
-    buf.push('"');
-    buf
-}
-
-/// `policy="…",policy_namespace="…"`, written into `buf`.
-fn policy_labels<'b>(buf: &'b mut String, policy: &PolicyRef) -> &'b str {
-    buf.clear();
-    buf.push_str("policy=\"");
-    push_escaped(buf, &policy.name);
-    buf.push_str("\",policy_namespace=\"");
-    push_escaped(buf, policy.namespace.as_deref().unwrap_or(""));
-    buf.push('"');
-    buf
-}
-
-// The sample writers below append each sample's pieces in order instead of going through
-// `format!`: this runs for every series on every scrape.
-
-/// `sidecar_alerts`: one sample per active alert of the Pod.
-fn alert_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
-    if pod.results.iter().all(|r| r.alerts.is_empty()) {
-        return;
-    }
-    let written = scratch.series_per_namespace.entry(pod.view.namespace.clone()).or_default();
-    let pod_labels = pod_labels(&mut scratch.pod, pod);
-    for result in pod.results.iter().filter(|r| !r.alerts.is_empty()) {
-        let policy_labels = policy_labels(&mut scratch.policy, &result.policy);
-        for alert in &result.alerts {
-            if *written >= scratch.max_series_per_namespace {
-                scratch.limited = true;
-                return;
-            }
-            *written += 1;
-            out.push_str("sidecar_alerts{alertname=\"");
-            out.push_str(alert.name.as_str());
-            out.push_str("\",alertstate=\"");
-            out.push_str(match alert.state {
-                AlertState::Pending => "pending",
-                AlertState::Firing => "firing",
-            });
-            out.push_str("\",severity=\"");
-            out.push_str(alert.severity.as_str());
-            out.push_str("\",");
-            out.push_str(policy_labels);
-            out.push(',');
-            out.push_str(pod_labels);
-            out.push_str(",container=\"");
-            push_escaped(out, alert.container_name(&pod.view));
-            out.push_str("\",check=\"");
-            out.push_str(alert.check.map_or("", |c| c.as_str()));
-            out.push_str("\"} 1\n");
-        }
-    }
-}
-
-/// `sidecar_container_ready`: one sample per sidecar container of the Pod.
-fn ready_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
-    sidecar_samples(pod, out, scratch, "sidecar_container_ready", true, |c| u32::from(c.is_ready()));
-}
-
-/// `sidecar_container_restarts_total`: one sample per sidecar container of the Pod.
-fn restart_samples(pod: &TrackedPod, out: &mut String, scratch: &mut Scratch) {
-    sidecar_samples(pod, out, scratch, "sidecar_container_restarts_total", false, |c| {
-        c.status.as_ref().map_or(0, |s| s.restart_count)
-    });
-}
-
-/// One sample of `metric` per sidecar container of the Pod:
-/// `metric{namespace,pod,container[,sidecar_type]} value`.
-fn sidecar_samples(
-    pod: &TrackedPod,
-    out: &mut String,
-    scratch: &mut Scratch,
-    metric: &str,
-    with_type: bool,
-    value: fn(&ContainerView) -> u32,
-) {
-    if pod.sidecars.is_empty() {
-        return;
-    }
-    let pod_labels = pod_labels(&mut scratch.pod, pod);
-    for (i, kind) in &pod.sidecars {
-        let Some(container) = pod.view.containers.get(*i) else { continue };
-        out.push_str(metric);
-        out.push('{');
-        out.push_str(pod_labels);
-        out.push_str(",container=\"");
-        push_escaped(out, &container.name);
-        if with_type {
-            out.push_str("\",sidecar_type=\"");
-            out.push_str(kind.as_str());
-        }
-        out.push_str("\"} ");
-        push_u32(out, value(container));
-        out.push('\n');
-    }
-}
-
-/// `sidecar_policy_pods`: matched and alerting Pods of every policy.
-fn policy_samples(index: &Index, out: &mut String, scratch: &mut Scratch) {
-    for (policy, stats) in index.policy_stats() {
-        let policy_labels = policy_labels(&mut scratch.policy, &policy);
-        for (state, value) in [("matched", stats.matched_pods), ("alerting", stats.alerting_pods)] {
-            out.push_str("sidecar_policy_pods{");
-            out.push_str(policy_labels);
-            out.push_str(",state=\"");
-            out.push_str(state);
-            out.push_str("\"} ");
-            push_u32(out, value);
-            out.push('\n');
-        }
-    }
-}
-
-/// Appends a label value escaped for the text format.
-fn push_escaped(out: &mut String, value: &str) {
-    // Label values rarely need escaping: copy them whole unless they do. `fold` rather
-    // than `any`: without the early exit, the check is vectorized.
-    if !value.bytes().fold(false, |found, b| found | matches!(b, b'\\' | b'"' | b'\n')) {
-        out.push_str(value);
-        return;
-    }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Appends a number in decimal without the formatting machinery (it runs per series).
-fn push_u32(out: &mut String, n: u32) {
-    out.push_str(itoa::Buffer::new().format(n));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_and_escapes() {
-        let mut out = String::new();
-        for n in [0, 7, 10, 4_294_967_295] {
-            push_u32(&mut out, n);
-            out.push(' ');
-        }
-        assert_eq!(out, "0 7 10 4294967295 ");
-        let mut out = String::new();
-        push_escaped(&mut out, "plain ");
-        push_escaped(&mut out, "back\\slash \"quoted\"\nline");
-        assert_eq!(out, "plain back\\\\slash \\\"quoted\\\"\\nline");
     }
 }

@@ -1,0 +1,180 @@
+//! DELETE and what follows a write: graceful termination of Pods, finalizers, and the
+//! cascades of deleting a namespace or a CustomResourceDefinition.
+
+use serde_json::{json, Value};
+
+use super::{meta_str, now_string, to_served, Caller, Params, State};
+use crate::sim::error::{ApiError, ApiResult};
+use crate::sim::resources::{self, ResourceInfo};
+use crate::sim::store::ResKey;
+
+fn pod_containers_all_terminated(pod: &Value) -> bool {
+    let mut statuses: Vec<&Value> = Vec::new();
+    for k in ["/status/containerStatuses", "/status/initContainerStatuses"] {
+        if let Some(a) = pod.pointer(k).and_then(Value::as_array) {
+            statuses.extend(a.iter());
+        }
+    }
+    statuses.iter().all(|s| s.pointer("/state/terminated").is_some())
+}
+
+fn has_finalizers(obj: &Value) -> bool {
+    obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+}
+
+impl State {
+    pub(super) fn after_write(&mut self, info: &ResourceInfo, stored: &Value, deleted: bool) {
+        if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
+            if deleted {
+                if let (Some(g), Some(p)) = (
+                    stored.pointer("/spec/group").and_then(Value::as_str),
+                    stored.pointer("/spec/names/plural").and_then(Value::as_str),
+                ) {
+                    let key = (g.to_string(), p.to_string());
+                    for (ns, name) in self.store.keys(&key) {
+                        self.store.remove(&key, &ns, &name);
+                    }
+                    self.registry.remove_custom(g, p);
+                }
+            } else if let Ok(ri) = resources::from_crd(stored) {
+                self.registry.upsert_custom(ri);
+            }
+        }
+        if info.group.is_empty() && info.plural == "namespaces" && deleted {
+            let ns = meta_str(stored, "name").unwrap_or("").to_string();
+            let namespaced: Vec<ResKey> =
+                self.registry.resources.iter().filter(|r| r.namespaced).map(|r| r.storage_key()).collect();
+            for key in namespaced {
+                for (ons, name) in self.store.keys(&key) {
+                    if ons == ns {
+                        self.store.remove(&key, &ons, &name);
+                    }
+                }
+            }
+        }
+        if !deleted && stored.pointer("/metadata/deletionTimestamp").is_some() {
+            self.terminating.insert((
+                info.storage_key(),
+                meta_str(stored, "namespace").unwrap_or("").to_string(),
+                meta_str(stored, "name").unwrap_or("").to_string(),
+            ));
+        }
+        self.reap();
+    }
+
+    /// Removes terminating objects whose finalizers are gone and (for Pods) whose containers
+    /// all terminated or whose grace period elapsed.
+    pub fn reap(&mut self) {
+        let now = jiff::Timestamp::now();
+        let pods_key = (String::new(), "pods".to_string());
+        let candidates: Vec<_> = self.terminating.iter().cloned().collect();
+        for entry in candidates {
+            let (key, ns, name) = &entry;
+            let Some(obj) = self.store.get(key, ns, name) else {
+                self.terminating.remove(&entry);
+                continue;
+            };
+            if has_finalizers(obj) {
+                continue;
+            }
+            let gone = if *key == pods_key {
+                let deadline = obj
+                    .pointer("/metadata/deletionTimestamp")
+                    .and_then(Value::as_str)
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                pod_containers_all_terminated(obj) || deadline.is_none_or(|d| now >= d)
+            } else {
+                true
+            };
+            if gone {
+                self.terminating.remove(&entry);
+                if let Some(removed) = self.store.remove(key, ns, name) {
+                    if let Some(info) = self.registry.resources.iter().find(|r| r.storage_key() == *key).cloned() {
+                        self.after_write(&info, removed.value(), true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// DELETE with graceful termination for Pods and finalizer handling.
+    #[allow(clippy::too_many_arguments)]
+    pub fn delete(
+        &mut self,
+        info: &ResourceInfo,
+        version: &str,
+        ns: Option<&str>,
+        name: &str,
+        opts: &Value,
+        q: &Params,
+        caller: &Caller,
+    ) -> ApiResult<Value> {
+        let nsv = if info.namespaced { ns.unwrap_or("") } else { "" };
+        let current = self.stored(info, nsv, name)?.clone();
+        if let Some(rv) = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+            if Some(rv) != meta_str(&current, "resourceVersion") {
+                return Err(ApiError::conflict(&info.qualified(), name));
+            }
+        }
+        if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str) {
+            if Some(uid) != meta_str(&current, "uid") {
+                return Err(ApiError::conflict(&info.qualified(), name));
+            }
+        }
+        if caller.dry_run {
+            return Ok(to_served(info, version, &current));
+        }
+        let grace_param = q
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse::<i64>().ok())
+            .or_else(|| opts.get("gracePeriodSeconds").and_then(Value::as_i64));
+        let is_pod = info.group.is_empty() && info.plural == "pods";
+        let mut grace = 0;
+        if is_pod {
+            let phase = current.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+            let has_statuses =
+                current.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            grace = grace_param
+                .or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .unwrap_or(30);
+            if !has_statuses || phase == "Succeeded" || phase == "Failed" {
+                grace = 0;
+            }
+        }
+        let already = current.pointer("/metadata/deletionTimestamp").is_some();
+        if grace > 0 || has_finalizers(&current) {
+            let deadline = jiff::Timestamp::now().as_second() + grace;
+            let mut next = current.clone();
+            let shorten = current
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_some_and(|old| grace < old);
+            if !already || shorten {
+                let ts = jiff::Timestamp::from_second(deadline)
+                    .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_else(|_| now_string());
+                next["metadata"]["deletionTimestamp"] = json!(ts);
+                next["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                let stored = self.store.put(&info.storage_key(), nsv, name, next);
+                self.after_write(info, stored.value(), false);
+            }
+            return match self.store.get(&info.storage_key(), nsv, name) {
+                Some(latest) => Ok(to_served(info, version, latest)),
+                None => Ok(success_status(info, name, &current)),
+            };
+        }
+        let removed = self
+            .store
+            .remove(&info.storage_key(), nsv, name)
+            .ok_or_else(|| ApiError::not_found(&info.qualified(), name))?;
+        self.after_write(info, removed.value(), true);
+        Ok(to_served(info, version, removed.value()))
+    }
+}
+
+fn success_status(info: &ResourceInfo, name: &str, obj: &Value) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": name, "group": info.group, "kind": info.plural, "uid": meta_str(obj, "uid")}
+    })
+}

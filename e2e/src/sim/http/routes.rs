@@ -1,0 +1,264 @@
+//! From an HTTP request to its handler: discovery and health paths, then resource paths
+//! (`/api/v1/...`, `/apis/<group>/<version>/...`) to the verbs of [`State`](crate::sim::api::State).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::{json_bytes_response, json_response, ok, partial, watch, Form};
+use crate::sim::api::{served_json, to_served, Caller, ListPage, Params};
+use crate::sim::error::{ApiError, ApiResult};
+use crate::sim::patch::Scope;
+use crate::sim::resources::ResourceInfo;
+use crate::sim::{authn, discovery, table, ApiCall, Shared};
+
+/// A parsed resource path.
+#[derive(Debug)]
+struct Target {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+    /// Subresource, e.g. `status`.
+    sub: Option<String>,
+}
+
+impl Target {
+    /// `api/<version>/...` or `apis/<group>/<version>/...`, then an optional
+    /// `namespaces/<ns>`, the resource, an optional name and subresource.
+    fn parse(segs: &[&str]) -> Option<Self> {
+        let (group, version, rest) = match segs {
+            ["api", version, rest @ ..] => ("", *version, rest),
+            ["apis", group, version, rest @ ..] => (*group, *version, rest),
+            _ => return None,
+        };
+        // `/api/v1/namespaces/<ns>/status` and `.../finalize` are subresources of a
+        // Namespace, not resources inside one.
+        let (namespace, plural, tail) = match rest {
+            ["namespaces", ns, plural, tail @ ..]
+                if tail.len() <= 2 && !(group.is_empty() && *plural == "status" || *plural == "finalize") =>
+            {
+                (Some(ns.to_string()), plural, tail)
+            }
+            [plural, tail @ ..] if tail.len() <= 2 => (None, plural, tail),
+            _ => return None,
+        };
+        Some(Target {
+            group: group.to_string(),
+            version: version.to_string(),
+            namespace,
+            plural: plural.to_string(),
+            name: tail.first().map(|s| s.to_string()),
+            sub: tail.get(1).map(|s| s.to_string()),
+        })
+    }
+
+    /// The RBAC view of this request by `verb`.
+    fn call(&self, user_agent: &str, verb: &str) -> ApiCall {
+        ApiCall {
+            user_agent: user_agent.to_string(),
+            verb: verb.to_string(),
+            group: self.group.clone(),
+            resource: match &self.sub {
+                Some(sub) => format!("{}/{sub}", self.plural),
+                None => self.plural.clone(),
+            },
+            namespaced: self.namespace.is_some(),
+        }
+    }
+}
+
+/// The RBAC verb of a resource request.
+fn verb(method: &Method, named: bool, watch: bool) -> &str {
+    match (method.as_str(), named) {
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", false) => "deletecollection",
+        ("DELETE", true) => "delete",
+        (other, _) => other,
+    }
+}
+
+/// Version, health, discovery and OpenAPI paths; None for a resource path.
+fn non_resource(shared: &Shared, segs: &[&str], path: &str) -> Option<ApiResult<Response>> {
+    let found = |doc: Option<Value>| doc.map(|d| ok(&d)).ok_or_else(|| ApiError::no_route(path));
+    Some(match segs {
+        [] => Ok(ok(&json!({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]}))),
+        ["version"] => Ok(ok(&discovery::version())),
+        ["healthz"] | ["readyz"] | ["livez"] => Ok((StatusCode::OK, "ok").into_response()),
+        ["api"] => Ok(ok(&discovery::core_versions(&shared.addr().to_string()))),
+        ["apis"] => Ok(ok(&discovery::group_list(&shared.state().registry))),
+        ["openapi", "v3"] => Ok(ok(&discovery::openapi_v3_root(&shared.state().registry))),
+        ["openapi", "v3", "api", v] => found(discovery::openapi_v3_gv(&shared.state().registry, "", v)),
+        ["openapi", "v3", "apis", g, v] => found(discovery::openapi_v3_gv(&shared.state().registry, g, v)),
+        ["openapi", ..] => Err(ApiError::no_route(path)),
+        ["apis", g] => found(discovery::group(&shared.state().registry, g)),
+        ["api", v] => found(discovery::resource_list(&shared.state().registry, "", v)),
+        ["apis", g, v] => found(discovery::resource_list(&shared.state().registry, g, v)),
+        ["api", ..] | ["apis", ..] => return None,
+        _ => Err(ApiError::no_route(path)),
+    })
+}
+
+/// Serves an API request (faults already applied).
+pub(super) fn route(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    q: &Params,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let Some(response) = non_resource(shared, &segs, path) {
+        return response;
+    }
+    let target = Target::parse(&segs).ok_or_else(|| ApiError::no_route(path))?;
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    if method == Method::POST && target.name.is_none() && authn::is_review(&target.group, &target.plural) {
+        if let Some(user_agent) = user_agent {
+            shared.note_call(ApiCall { namespaced: false, ..target.call(user_agent, "create") });
+        }
+        let answer = shared.reviews().answer(&target.plural, &parse_body(body)?)?;
+        return Ok(json_response(StatusCode::CREATED, &answer));
+    }
+    let info = shared
+        .state()
+        .registry
+        .find(&target.group, &target.version, &target.plural)
+        .cloned()
+        .ok_or_else(|| ApiError::no_route(path))?;
+    if info.namespaced != target.namespace.is_some() && target.name.is_some() {
+        return Err(ApiError::no_route(path));
+    }
+    if !info.namespaced && target.namespace.is_some() {
+        return Err(ApiError::no_route(path));
+    }
+    let scope = match target.sub.as_deref() {
+        None if info.has_status => Scope::Main,
+        None => Scope::All,
+        Some("status") if info.has_status => Scope::Status,
+        Some(_) => return Err(ApiError::no_route(path)),
+    };
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
+            return Err(ApiError::unsupported_media_type(ct));
+        }
+    }
+    let ns = target.namespace.as_deref();
+    let version = target.version.as_str();
+    let field_manager = q.get("fieldManager").cloned();
+    let caller = Caller {
+        manager: field_manager.clone().unwrap_or_else(|| match user_agent {
+            Some(ua) => ua.split('/').next().unwrap_or(ua).to_string(),
+            None => "unknown".into(),
+        }),
+        dry_run: q.get("dryRun").is_some_and(|d| !d.is_empty()),
+    };
+    let form = Form::from_request(headers, q);
+    let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    if let Some(user_agent) = user_agent {
+        shared.note_call(target.call(user_agent, verb(method, target.name.is_some(), watch)));
+    }
+    match (method.as_str(), &target.name) {
+        ("GET", None) if watch => watch::start(shared, &info, version, ns, q, form),
+        ("GET", None) => {
+            // The lock is held only while the page is picked; serving it copies no object.
+            let page = shared.state().list(&info, version, ns, q)?;
+            Ok(match form {
+                Form::Table(include) => {
+                    let items: Vec<Value> = page.items.iter().map(|o| to_served(&info, version, o.value())).collect();
+                    ok(&table::table(&info, &items, include, true, page.meta))
+                }
+                Form::Metadata => {
+                    // Conversions keep `metadata` as it is: take it from the stored objects.
+                    let items: Vec<Value> = page.items.iter().map(|o| partial(o.value())).collect();
+                    ok(
+                        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": page.meta, "items": items}),
+                    )
+                }
+                Form::Object => json_bytes_response(StatusCode::OK, list_body(&info, version, &page)),
+            })
+        }
+        ("GET", Some(name)) if form == Form::Object => {
+            let obj = shared.state().get_stored(&info, ns, name)?;
+            Ok(json_bytes_response(StatusCode::OK, served_json(&info, version, &obj)))
+        }
+        ("GET", Some(name)) => Ok(form.one(&info, shared.state().get(&info, version, ns, name)?)),
+        ("POST", None) => {
+            let v = parse_body(body)?;
+            let created = shared.state().create(&info, version, ns, v, &caller, false)?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        ("PUT", Some(name)) => {
+            let v = parse_body(body)?;
+            Ok(ok(&shared.state().update(&info, version, ns, name, v, scope, &caller)?))
+        }
+        ("PATCH", Some(name)) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let caller = if ct == "application/apply-patch+yaml" {
+                Caller { manager: field_manager.unwrap_or_default(), ..caller }
+            } else {
+                caller
+            };
+            let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
+            let existed = shared.state().get_stored(&info, ns, name).is_ok();
+            let v = shared.state().patch(&info, version, ns, name, &ct, body, scope, &caller, force)?;
+            let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
+            Ok(json_response(code, &v))
+        }
+        ("DELETE", Some(name)) => {
+            let opts = if body.is_empty() { json!({}) } else { parse_body(body)? };
+            Ok(ok(&shared.state().delete(&info, version, ns, name, &opts, q, &caller)?))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({m})"
+        ))),
+    }
+}
+
+fn parse_body(body: &Bytes) -> ApiResult<Value> {
+    let v = crate::sim::patch::parse_json_or_yaml(body)?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the request body must be an object"));
+    }
+    Ok(v)
+}
+
+/// The body of a JSON LIST response: the list envelope around the items' served JSON, which
+/// is concatenated from each object's cached serialization (see [`served_json`]) rather than
+/// built as a `Value` and serialized again.
+fn list_body(info: &ResourceInfo, version: &str, page: &ListPage) -> Vec<u8> {
+    let items: Vec<Bytes> = page.items.iter().map(|o| served_json(info, version, o)).collect();
+    let envelope =
+        json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(version), "metadata": page.meta});
+    let mut body = serde_json::to_vec(&envelope).unwrap_or_default();
+    body.reserve(items.iter().map(|i| i.len() + 1).sum::<usize>() + 16);
+    // The envelope is a non-empty object: reopen it (drop its closing brace) to add `items`.
+    body.pop();
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    body
+}

@@ -1,0 +1,280 @@
+//! WATCH: the initial events (synthetic ADDED or the history since a resourceVersion), then
+//! live changes and bookmarks, each as one JSON line of a chunked response.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::Response;
+use futures::channel::mpsc;
+use futures::SinkExt;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use super::{partial, Form};
+use crate::sim::api::{parse_rv, stored_is_served, to_served, Filter, Params};
+use crate::sim::error::{ApiError, ApiResult};
+use crate::sim::resources::ResourceInfo;
+use crate::sim::store::{EventType, StoredEvent, StoredObject};
+use crate::sim::{table, Shared};
+
+/// One watch: what it serves and how far it got.
+struct WatchCtx {
+    info: ResourceInfo,
+    version: String,
+    filter: Filter,
+    form: Form,
+    /// Whether a Table watch already sent the column definitions.
+    headers_sent: bool,
+    /// resourceVersion of the last change sent: changes up to it are not sent again.
+    last_rv: u64,
+    /// Plain JSON watch whose selectors can be matched on the stored form: events are sent
+    /// from the stored object's shared serialization, without per-watch clones.
+    fast: bool,
+}
+
+impl WatchCtx {
+    fn render(&mut self, etype: &str, obj: &Value) -> Value {
+        let object = match self.form {
+            Form::Table(include) => {
+                let meta =
+                    json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
+                let t = table::table(&self.info, std::slice::from_ref(obj), include, !self.headers_sent, meta);
+                self.headers_sent = true;
+                t
+            }
+            Form::Metadata => partial(obj),
+            Form::Object => obj.clone(),
+        };
+        json!({"type": etype, "object": object})
+    }
+
+    /// Converts a stored change into the event line seen by this watch (None = filtered out).
+    fn translate(&mut self, ev: &StoredEvent) -> Option<Bytes> {
+        if ev.key != self.info.storage_key() {
+            return None;
+        }
+        if self.serves_stored(&ev.object) {
+            // Same decision as below, on the stored objects: label and namespace selectors
+            // see the same metadata in both forms.
+            let new_match = self.filter.matches(ev.object.value());
+            let old_match = ev.old.as_ref().is_some_and(|o| self.filter.matches(o.value()));
+            let etype = Self::event_type(ev.kind, old_match, new_match)?;
+            return Some(event_line(etype, ev.object.json()));
+        }
+        let new = to_served(&self.info, &self.version, ev.object.value());
+        let new_match = self.filter.matches(&new);
+        let old_match = ev.kind == EventType::Modified
+            && ev.old.as_ref().is_some_and(|o| {
+                let mut o = to_served(&self.info, &self.version, o.value());
+                o["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
+                self.filter.matches(&o)
+            });
+        let etype = Self::event_type(ev.kind, old_match, new_match)?;
+        Some(line(&self.render(etype, &new)))
+    }
+
+    /// The event line of a live change (None = already sent or filtered out).
+    fn live(&mut self, ev: &StoredEvent) -> Option<Bytes> {
+        if ev.rv <= self.last_rv {
+            return None;
+        }
+        self.last_rv = ev.rv;
+        self.translate(ev)
+    }
+
+    /// The ADDED event line of an object listed at the start of the watch (None = filtered out).
+    fn initial(&mut self, obj: &StoredObject) -> Option<Bytes> {
+        if self.serves_stored(obj) {
+            return self.filter.matches(obj.value()).then(|| event_line("ADDED", obj.json()));
+        }
+        let served = to_served(&self.info, &self.version, obj.value());
+        if !self.filter.matches(&served) {
+            return None;
+        }
+        Some(line(&self.render("ADDED", &served)))
+    }
+
+    /// Whether this watch can send `obj`'s cached JSON as is.
+    fn serves_stored(&self, obj: &StoredObject) -> bool {
+        self.fast && stored_is_served(&self.info, &self.version, obj.value())
+    }
+
+    /// The event type a watch sees, from whether the old and new objects match its filter.
+    fn event_type(kind: EventType, old_match: bool, new_match: bool) -> Option<&'static str> {
+        match kind {
+            EventType::Added => new_match.then_some("ADDED"),
+            EventType::Deleted => new_match.then_some("DELETED"),
+            EventType::Modified => match (old_match, new_match) {
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
+                (false, false) => None,
+            },
+        }
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        json!({"type": "BOOKMARK", "object": {"kind": self.info.kind, "apiVersion": self.info.api_version(&self.version), "metadata": meta}})
+    }
+}
+
+/// A watch event line around an object's JSON, without parsing or re-serializing it.
+fn event_line(etype: &str, object_json: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(object_json.len() + 40);
+    b.extend_from_slice(b"{\"type\":\"");
+    b.extend_from_slice(etype.as_bytes());
+    b.extend_from_slice(b"\",\"object\":");
+    b.extend_from_slice(object_json);
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
+}
+
+/// The ERROR event line that ends a watch.
+fn error_line(err: &ApiError) -> Bytes {
+    line(&json!({"type": "ERROR", "object": err.to_status()}))
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+/// Starts a watch of `info`'s objects (in `ns`, or all) as `q` asks: `resourceVersion`,
+/// `sendInitialEvents`, `allowWatchBookmarks`, `timeoutSeconds` and selectors.
+pub(super) fn start(
+    shared: &Arc<Shared>,
+    info: &ResourceInfo,
+    version: &str,
+    ns: Option<&str>,
+    q: &Params,
+    form: Form,
+) -> ApiResult<Response> {
+    let filter = Filter::from_params(ns, q)?;
+    let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
+    let send_initial = q.get("sendInitialEvents").map(|s| s == "true" || s == "1");
+    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0);
+    if send_initial.is_some() && q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
+        return Err(ApiError::invalid(
+            "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if send_initial == Some(true) && !bookmarks {
+        return Err(ApiError::invalid(
+            "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
+        ));
+    }
+    let fast = form == Form::Object && filter.fields.0.is_empty() && filter.matches_stored(info);
+    let mut ctx = WatchCtx {
+        info: info.clone(),
+        version: version.to_string(),
+        filter,
+        form,
+        headers_sent: false,
+        last_rv: 0,
+        fast,
+    };
+    let mut first: Vec<Bytes> = Vec::new();
+    let (mut rx, expired) = {
+        let st = shared.state();
+        let cur = st.store.rv();
+        let requested = parse_rv(q.get("resourceVersion"))?;
+        let synthetic =
+            send_initial == Some(true) || (send_initial.is_none() && (rv_param.is_empty() || rv_param == "0"));
+        let mut expired = false;
+        ctx.last_rv = cur;
+        if synthetic {
+            let nsf = if info.namespaced { ns } else { None };
+            first.extend(st.store.list(&info.storage_key(), nsf).into_iter().filter_map(|obj| ctx.initial(obj)));
+            if send_initial == Some(true) {
+                first.push(line(&ctx.bookmark(cur, true)));
+            }
+        } else if let Some(from) = requested {
+            if from < st.store.floor() {
+                expired = true;
+                shared.note_expired_watch();
+                first.push(error_line(&ApiError::expired(format!(
+                    "too old resource version: {from} ({})",
+                    st.store.floor()
+                ))));
+            } else {
+                for ev in st.store.events_since(&info.storage_key(), from) {
+                    if let Some(e) = ctx.translate(&ev) {
+                        first.push(e);
+                    }
+                }
+                ctx.last_rv = cur.max(from);
+            }
+        }
+        (st.store.subscribe(), expired)
+    };
+    let (mut tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let shared = shared.clone();
+    let mut epoch = shared.watch_epoch();
+    let bookmark_interval = shared.config().bookmark_interval;
+    let fell_behind = || error_line(&ApiError::expired("watch fell behind; too old resource version"));
+    tokio::spawn(async move {
+        for b in first {
+            if tx.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+        if expired {
+            return;
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + Duration::from_secs(t));
+        let mut ticker = tokio::time::interval(bookmark_interval);
+        ticker.tick().await;
+        loop {
+            let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+            tokio::select! {
+                _ = tokio::time::sleep_until(sleep_until) => return,
+                _ = epoch.changed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    let cur = shared.resource_version();
+                    // Changes already committed go out before the bookmark that covers them.
+                    loop {
+                        match rx.try_recv() {
+                            Ok(ev) => {
+                                if let Some(e) = ctx.live(&ev) {
+                                    if tx.send(Ok(e)).await.is_err() { return; }
+                                }
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(_) => {
+                                let _ = tx.send(Ok(fell_behind())).await;
+                                return;
+                            }
+                        }
+                    }
+                    ctx.last_rv = cur.max(ctx.last_rv);
+                    if tx.send(Ok(line(&ctx.bookmark(ctx.last_rv, false)))).await.is_err() { return; }
+                }
+                r = rx.recv() => match r {
+                    Ok(ev) => {
+                        if let Some(e) = ctx.live(&ev) {
+                            if tx.send(Ok(e)).await.is_err() { return; }
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        let _ = tx.send(Ok(fell_behind())).await;
+                        return;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(body_rx));
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}

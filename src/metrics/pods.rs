@@ -1,0 +1,178 @@
+//! The per-Pod families (`sidecar_alerts`, `sidecar_container_*`) and `sidecar_policy_pods`,
+//! rendered from the index at scrape time.
+
+use std::collections::HashMap;
+
+use super::writer::{Family, LabelSet, Sample, SampleWriter};
+use super::RenderOptions;
+use crate::engine::{AlertState, ContainerView, Name, PolicyRef};
+use crate::index::{Index, TrackedPod};
+
+const ALERTS: Family =
+    Family { name: "sidecar_alerts", help: "Active sidecar alerts, 1 per alert (pending or firing)", kind: "gauge" };
+
+const READY: Family = Family {
+    name: "sidecar_container_ready",
+    help: "Whether a sidecar container is ready (1) or not (0)",
+    kind: "gauge",
+};
+
+const RESTARTS: Family = Family {
+    name: "sidecar_container_restarts_total",
+    help: "Restarts of a sidecar container (the kubelet's restartCount)",
+    kind: "counter",
+};
+
+const POLICY_PODS: Family = Family {
+    name: "sidecar_policy_pods",
+    help: "Pods per policy: selected (matched) and with a firing alert (alerting)",
+    kind: "gauge",
+};
+
+/// A per-Pod family and how to write the samples of one Pod.
+struct PodFamily {
+    family: Family,
+    samples: fn(&TrackedPod, &mut SampleWriter, &mut Scratch),
+}
+
+/// The per-Pod families, in the order they are exported.
+const POD_FAMILIES: [PodFamily; 3] = [
+    PodFamily { family: ALERTS, samples: alert_samples },
+    PodFamily { family: READY, samples: ready_samples },
+    PodFamily { family: RESTARTS, samples: restart_samples },
+];
+
+/// Renders the per-Pod families and `sidecar_policy_pods` from the index, handing each
+/// chunk to `emit`, which returns false to stop early. A namespace exports at most
+/// `max_series_per_namespace` `sidecar_alerts` series; returns whether one had more.
+///
+/// The text format wants every family's samples together, so a family is rendered across
+/// every segment before the next one starts: one chunk per family and segment, rendered
+/// under that segment's lock and handed on after releasing it (a slow client must not
+/// stall evaluation), so that no more than a segment's share of a family is ever held.
+pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut(String) -> bool) -> bool {
+    let mut out = SampleWriter::default();
+    let mut scratch = Scratch { max_series_per_namespace: options.max_series_per_namespace, ..Scratch::default() };
+    for PodFamily { family, samples } in POD_FAMILIES.iter().filter(|f| options.families.exports(f.family.name)) {
+        out.header(family);
+        for segment in 0..index.segment_count() {
+            index.for_each_pod_in_segment(segment, |pod| samples(pod, &mut out, &mut scratch));
+            if out.is_empty() {
+                continue;
+            }
+            if !emit(out.take()) {
+                return scratch.limited;
+            }
+        }
+    }
+    if options.families.exports(POLICY_PODS.name) {
+        out.header(&POLICY_PODS);
+        policy_samples(index, &mut out, &mut scratch);
+    }
+    emit(out.take());
+    scratch.limited
+}
+
+/// What is reused from Pod to Pod: the label pairs that several samples share, escaped
+/// once, and the per-namespace series count.
+#[derive(Default)]
+struct Scratch {
+    /// `namespace`, `pod`.
+    pod: LabelSet,
+    /// `policy`, `policy_namespace`.
+    policy: LabelSet,
+    /// `sidecar_alerts` series written per namespace in this render.
+    series_per_namespace: HashMap<Name, u32>,
+    max_series_per_namespace: u32,
+    /// Whether a namespace had more series than it may export.
+    limited: bool,
+}
+
+/// The labels that name a Pod.
+fn pod_labels(pod: &TrackedPod) -> [(&str, &str); 2] {
+    [("namespace", &pod.view.namespace), ("pod", &pod.view.name)]
+}
+
+/// The labels that name a policy (`policy_namespace` is empty for a cluster policy).
+fn policy_labels(policy: &PolicyRef) -> [(&str, &str); 2] {
+    [("policy", &policy.name), ("policy_namespace", policy.namespace.as_deref().unwrap_or(""))]
+}
+
+/// `sidecar_alerts`: one sample per active alert of the Pod.
+fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch) {
+    if pod.results.iter().all(|r| r.alerts.is_empty()) {
+        return;
+    }
+    let written = scratch.series_per_namespace.entry(pod.view.namespace.clone()).or_default();
+    scratch.pod.set(&pod_labels(pod));
+    for result in pod.results.iter().filter(|r| !r.alerts.is_empty()) {
+        scratch.policy.set(&policy_labels(&result.policy));
+        for alert in &result.alerts {
+            if *written >= scratch.max_series_per_namespace {
+                scratch.limited = true;
+                return;
+            }
+            *written += 1;
+            let state = match alert.state {
+                AlertState::Pending => "pending",
+                AlertState::Firing => "firing",
+            };
+            out.sample(ALERTS.name)
+                .label("alertname", alert.name.as_str())
+                .label("alertstate", state)
+                .label("severity", alert.severity.as_str())
+                .labels(&scratch.policy)
+                .labels(&scratch.pod)
+                .label("container", alert.container_name(&pod.view))
+                .label("check", alert.check.map_or("", |c| c.as_str()))
+                .value(1u32);
+        }
+    }
+}
+
+/// `sidecar_container_ready`: one sample per sidecar container of the Pod.
+fn ready_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch) {
+    sidecar_samples(pod, out, scratch, &READY, |sample, container, kind| {
+        sample.label("sidecar_type", kind).value(u32::from(container.is_ready()))
+    });
+}
+
+/// `sidecar_container_restarts_total`: one sample per sidecar container of the Pod.
+fn restart_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch) {
+    sidecar_samples(pod, out, scratch, &RESTARTS, |sample, container, _| {
+        sample.value(container.status.as_ref().map_or(0, |s| s.restart_count))
+    });
+}
+
+/// One sample of `family` per sidecar container of the Pod, labelled with the Pod and the
+/// container; `finish` adds the family's own labels and the value.
+fn sidecar_samples(
+    pod: &TrackedPod,
+    out: &mut SampleWriter,
+    scratch: &mut Scratch,
+    family: &Family,
+    finish: impl Fn(Sample<'_>, &ContainerView, &'static str),
+) {
+    if pod.sidecars.is_empty() {
+        return;
+    }
+    scratch.pod.set(&pod_labels(pod));
+    for (i, kind) in &pod.sidecars {
+        let Some(container) = pod.view.containers.get(*i) else { continue };
+        finish(
+            out.sample(family.name).labels(&scratch.pod).label("container", &container.name),
+            container,
+            kind.as_str(),
+        );
+    }
+}
+
+/// `sidecar_policy_pods`: matched and alerting Pods of every policy.
+fn policy_samples(index: &Index, out: &mut SampleWriter, scratch: &mut Scratch) {
+    for (policy, stats) in index.policy_stats() {
+        scratch.policy.set(&policy_labels(&policy));
+        for (state, value) in [("matched", stats.matched_pods), ("alerting", stats.alerting_pods)] {
+            out.sample(POLICY_PODS.name).labels(&scratch.policy).label("state", state).value(value);
+        }
+    }
+}

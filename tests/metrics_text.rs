@@ -1,0 +1,144 @@
+//! The per-Pod families exactly as Prometheus reads them: label order, escaping of label
+//! values (backslash, double quote, newline), numbers, and the `# HELP`/`# TYPE` headers.
+
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+
+use fixtures::{load_slim_pod, now};
+use sidecar_watch::api::{PolicySpec, SlimPod};
+use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch::index::{Index, PolicyEntry};
+use sidecar_watch::metrics::{render_index, FamilyFilter, RenderOptions};
+
+/// A native sidecar, not ready and often restarted, in a namespace and container whose names
+/// need escaping (the API server would refuse them, but nothing in the operator may rely on
+/// that).
+fn odd_pod() -> SlimPod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "odd\"pod", "namespace": "we\"ird\\ns\n2", "uid": "odd-1",
+                     "creationTimestamp": "2025-06-03T10:00:00Z"},
+        "spec": {
+            "initContainers": [{"name": "log\\\"side\ncar", "image": "busybox:1.36", "restartPolicy": "Always",
+                                "readinessProbe": {"exec": {"command": ["true"]}},
+                                "startupProbe": {"exec": {"command": ["true"]}},
+                                "resources": {"requests": {"cpu": "10m"}}}],
+            "containers": [{"name": "app", "image": "shop/web:1.0"}]
+        },
+        "status": {
+            "startTime": "2025-06-03T10:00:00Z",
+            "initContainerStatuses": [
+                {"name": "log\\\"side\ncar", "ready": false, "restartCount": 2147483647, "started": true,
+                 "image": "busybox:1.36", "imageID": "", "state": {"running": {"startedAt": "2025-06-03T10:00:00Z"}}}
+            ],
+            "containerStatuses": [
+                {"name": "app", "ready": true, "restartCount": 0, "image": "shop/web:1.0", "imageID": "",
+                 "state": {"running": {"startedAt": "2025-06-03T10:00:00Z"}}}
+            ]
+        }
+    }))
+    .expect("valid Pod")
+}
+
+/// The built-in policy cluster-wide, a second one in the odd namespace (with an odd name),
+/// and Pods covering native and legacy sidecars, pending and firing alerts, static checks
+/// and restart counts.
+fn index() -> Index {
+    let index = Index::new();
+    let spec = PolicySpec::default();
+    for policy in [PolicyRef::cluster("default"), PolicyRef::namespaced("we\"ird\\ns\n2", "strict\\\"p\"")] {
+        let compiled = CompiledPolicy::compile(policy.clone(), &spec);
+        index.apply_policy(policy, PolicyEntry::new(compiled, serde_json::Value::Null), now());
+    }
+    let pods = ["crashlooping-sidecar.yaml", "two-sidecars.yaml", "misconfigured-sidecars.yaml"].map(load_slim_pod);
+    for (uid, mut pod) in UIDS.into_iter().zip(pods.into_iter().chain([odd_pod()])) {
+        pod.metadata.uid = Some(uid.to_string());
+        index.apply_pod(PodView::from_pod(&pod), now());
+    }
+    // Pods of one segment come in no fixed order; segments come in order.
+    for segment in 0..index.segment_count() {
+        let mut pods = 0;
+        index.for_each_pod_in_segment(segment, |_| pods += 1);
+        assert!(pods <= 1, "segment {segment} holds {pods} Pods: pick other UIDS");
+    }
+    index
+}
+
+/// UIDs that put each Pod in a segment of its own.
+const UIDS: [&str; 4] = ["uid-a", "uid-b", "uid-c", "uid-d"];
+
+fn render(index: &Index, options: &RenderOptions) -> String {
+    let mut text = String::new();
+    render_index(index, options, |chunk| {
+        text.push_str(&chunk);
+        true
+    });
+    text
+}
+
+/// Rendered before the sample writer was factored out; must not change.
+const GOLDEN: &str = r#"# HELP sidecar_alerts Active sidecar alerts, 1 per alert (pending or firing)
+# TYPE sidecar_alerts gauge
+sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="pending",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check=""} 1
+sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check=""} 1
+sidecar_alerts{alertname="MainStartedBeforeSidecarReady",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check=""} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check="legacy-sidecar"} 1
+sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="pending",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",check=""} 1
+sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="pending",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",check=""} 1
+sidecar_alerts{alertname="SidecarRestartingFrequently",alertstate="firing",severity="critical",policy="default",policy_namespace="",namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",check=""} 1
+sidecar_alerts{alertname="SidecarCrashLooping",alertstate="firing",severity="critical",policy="default",policy_namespace="",namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",check=""} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="",check="sidecar-sprawl"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy",check="legacy-sidecar"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy",check="port-conflict"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="log-shipper",check="no-readiness-probe"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="log-shipper",check="no-startup-probe"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="log-shipper",check="latest-image"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",check="legacy-sidecar"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",check="latest-image"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent",check="no-resources"} 1
+sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check=""} 1
+sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check=""} 1
+sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="firing",severity="warning",policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check=""} 1
+sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="firing",severity="warning",policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check=""} 1
+# HELP sidecar_container_ready Whether a sidecar container is ready (1) or not (0)
+# TYPE sidecar_container_ready gauge
+sidecar_container_ready{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="istio-proxy",sidecar_type="native"} 1
+sidecar_container_ready{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",sidecar_type="legacy"} 0
+sidecar_container_ready{namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",sidecar_type="native"} 0
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="log-shipper",sidecar_type="native"} 1
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent",sidecar_type="native"} 1
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="istio-proxy",sidecar_type="native"} 1
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy",sidecar_type="legacy"} 1
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",sidecar_type="legacy"} 1
+sidecar_container_ready{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",sidecar_type="native"} 0
+# HELP sidecar_container_restarts_total Restarts of a sidecar container (the kubelet's restartCount)
+# TYPE sidecar_container_restarts_total counter
+sidecar_container_restarts_total{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="istio-proxy"} 0
+sidecar_container_restarts_total{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar"} 0
+sidecar_container_restarts_total{namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper"} 4
+sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="log-shipper"} 0
+sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent"} 0
+sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="istio-proxy"} 0
+sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy"} 0
+sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar"} 0
+sidecar_container_restarts_total{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar"} 2147483647
+# HELP sidecar_policy_pods Pods per policy: selected (matched) and with a firing alert (alerting)
+# TYPE sidecar_policy_pods gauge
+sidecar_policy_pods{policy="default",policy_namespace="",state="matched"} 4
+sidecar_policy_pods{policy="default",policy_namespace="",state="alerting"} 4
+sidecar_policy_pods{policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",state="matched"} 1
+sidecar_policy_pods{policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",state="alerting"} 1
+"#;
+
+#[test]
+fn per_pod_families_render_exactly() {
+    assert_eq!(render(&index(), &RenderOptions::default()), GOLDEN);
+}
+
+/// Denied families leave no header behind; the allowed ones render as in the full scrape.
+#[test]
+fn filtered_families_render_exactly_their_part() {
+    let families = FamilyFilter::new(&["sidecar_container_.*".to_string()], &[]).expect("valid allowlist");
+    let text = render(&index(), &RenderOptions { families, ..Default::default() });
+    let expected: String = GOLDEN.split_inclusive('\n').filter(|l| l.contains("sidecar_container_")).collect();
+    assert_eq!(text, expected);
+}
