@@ -105,6 +105,7 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
     }
     let written = scratch.series_per_namespace.entry(pod.view.namespace.clone()).or_default();
     scratch.pod.set(&pod_labels(pod));
+    let (workload_kind, workload) = pod.view.workload();
     for result in pod.results.iter().filter(|r| !r.alerts.is_empty()) {
         scratch.policy.set(&policy_labels(&result.policy));
         for alert in &result.alerts {
@@ -125,6 +126,8 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
                 .labels(&scratch.pod)
                 .label("container", alert.container_name(&pod.view))
                 .label("check", alert.check.map_or("", |c| c.as_str()))
+                .label("workload_kind", workload_kind)
+                .label("workload", workload)
                 .value(1u32);
         }
     }

@@ -263,12 +263,18 @@ async fn job_held_open_by_legacy_sidecar() {
     assert_on_time("JobBlockedBySidecar", t0, fired, Duration::from_secs(4));
     op.wait_alerts(
         "job blocked",
-        vec![alert("JobBlockedBySidecar", "firing", "warning", "batch", &ns, "report-abcde", "log-sidecar")],
+        vec![owned_by(
+            alert("JobBlockedBySidecar", "firing", "warning", "batch", &ns, "report-abcde", "log-sidecar"),
+            "Job",
+            "report",
+        )],
     )
     .await;
     let events = c.wait_events("report-abcde", "Warning", "JobBlockedBySidecar", 1).await;
     let e = the_event(&events, "report-abcde", "JobBlockedBySidecar");
     assert_alert_event(e, "Warning", "JobBlockedBySidecar", "report-abcde", "spec.containers{log-sidecar}", "batch");
+    let note = e.note.as_deref().unwrap_or_default();
+    assert!(note.contains("workload Job/report"), "the note names the Job: {note}");
     c.wait_status("batch", "job blocked", |s| status_counts(s, 1, 1, json!({"JobBlockedBySidecar": 1}), 0)).await;
 
     // The sidecar is stopped (as a fixed sidecar would stop itself): the Job can finish,

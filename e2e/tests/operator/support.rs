@@ -508,10 +508,20 @@ pub fn alert(name: &str, state: &str, severity: &str, policy: &str, ns: &str, po
         ("pod", pod),
         ("container", container),
         ("check", ""),
+        // A Pod without owner is its own workload.
+        ("workload_kind", "Pod"),
+        ("workload", pod),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
+}
+
+/// `labels` of a Pod owned by the workload `kind`/`name`.
+pub fn owned_by(mut labels: Labels, kind: &str, name: &str) -> Labels {
+    labels.insert("workload_kind".into(), kind.into());
+    labels.insert("workload".into(), name.into());
+    labels
 }
 
 /// Sorted copy.
