@@ -12,6 +12,7 @@ pub mod controller;
 pub mod engine;
 pub mod events;
 pub mod index;
+pub mod kubeconfig;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

@@ -21,7 +21,8 @@ struct Cli {
 enum Command {
     /// Run the operator against a cluster (kubeconfig or in-cluster config).
     Run(Box<sidecar_watch::controller::RunArgs>),
-    /// Evaluate a Pod dump (`kubectl get pods -A -o json`) against policies, offline.
+    /// Evaluate Pods or workload manifests against policies at one instant: files (`-f`,
+    /// `kubectl get pods -A -o json`, `helm template` output) or the current cluster.
     Audit(sidecar_watch::audit::AuditArgs),
     /// Print the CustomResourceDefinitions as YAML (`crds/` holds this output).
     Crd {

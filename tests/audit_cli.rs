@@ -112,8 +112,30 @@ fn bad_input_exits_2_naming_file_object_and_field() {
         (vec!["-f".into(), "/nonexistent/pods.json".into()], "/nonexistent/pods.json: cannot read"),
         (vec!["-f".into(), scratch("broken.yaml", "kind: Pod\nmetadata: [unclosed\n").display().to_string()], "broken.yaml: not valid JSON or YAML"),
         (
-            vec!["-f".into(), scratch("svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n").display().to_string()],
-            "svc.yaml: Service shop/web: kind Service is not a Pod",
+            vec!["-f".into(), scratch("twice.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec: {containers: [{name: app, image: a:1}, {name: log-sidecar, image: b:1}, {name: log-sidecar, image: b:1}]}\n").display().to_string()],
+            "twice.yaml: Pod shop/web: spec.containers[2].name: duplicate container name \"log-sidecar\"",
+        ),
+        (
+            vec!["-f".into(), scratch("deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {template: {spec: {containers: [{name: app, image: 7}]}}}\n").display().to_string()],
+            "deploy.yaml: Deployment shop/web: spec.template.spec.containers[0].image",
+        ),
+        (
+            vec![
+                "-f".into(),
+                "examples/pods.json".into(),
+                "--policy".into(),
+                scratch("typo.yaml", "apiVersion: sidecarwatch.io/v1alpha1\nkind: SidecarPolicy\nmetadata: {name: mesh, namespace: shop}\nspec: {rules: {restarts: {restartz: 3}}}\n").display().to_string(),
+            ],
+            "typo.yaml: SidecarPolicy shop/mesh: spec.rules.restarts.restartz: unknown field",
+        ),
+        (
+            vec![
+                "-f".into(),
+                "examples/pods.json".into(),
+                "--policy".into(),
+                scratch("escape.yaml", "apiVersion: sidecarwatch.io/v1alpha1\nkind: SidecarPolicy\nmetadata: {name: mesh, namespace: shop}\nspec: {sidecars: {pattern: 'nomatch)|('}}\n").display().to_string(),
+            ],
+            "escape.yaml: SidecarPolicy shop/mesh: spec.sidecars.pattern: invalid regular expression",
         ),
         (
             vec!["-f".into(), scratch("badpod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec: {containers: [{name: 5}]}\n").display().to_string()],

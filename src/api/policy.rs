@@ -35,8 +35,8 @@ pub struct PolicySpec {
     /// Pods the policy applies to, by label. Empty or absent selects every Pod in scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
-    /// Which containers are sidecars (the union of native, names and pattern). Absent means
-    /// native sidecars plus the pattern `.*-sidecar|istio-proxy|envoy`.
+    /// Which containers are sidecars (the union of native, catalog, names and pattern). Absent
+    /// means native sidecars, the built-in catalog and the pattern `.*-sidecar|istio-proxy|envoy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecars: Option<SidecarSelector>,
     /// The alert rules; each rule absent here runs with its defaults.

@@ -175,33 +175,7 @@ async fn shutdown_signal() {
     }
 }
 
-/// The `User-Agent` of every API request, so that API server audit logs (and the e2e
-/// suite's RBAC check) can tell the operator's calls apart.
-pub const USER_AGENT: &str = concat!("sidecar-watch/", env!("CARGO_PKG_VERSION"));
-
-/// The configuration from `--kubeconfig`/`--context`, else inferred (KUBECONFIG,
-/// ~/.kube/config, in-cluster).
-async fn kube_config(args: &RunArgs) -> anyhow::Result<kube::Config> {
-    use kube::config::{KubeConfigOptions, Kubeconfig};
-    let options = KubeConfigOptions { context: args.context.clone(), ..KubeConfigOptions::default() };
-    let mut config = match (&args.kubeconfig, &args.context) {
-        (Some(path), _) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("--kubeconfig {}: cannot read the kubeconfig", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .with_context(|| format!("--kubeconfig {}: unusable", path.display()))?
-        }
-        (None, Some(context)) => kube::Config::from_kubeconfig(&options)
-            .await
-            .with_context(|| format!("--context {context}: not usable from $KUBECONFIG or ~/.kube/config"))?,
-        (None, None) => {
-            kube::Config::infer().await.context("no Kubernetes configuration (kubeconfig or in-cluster)")?
-        }
-    };
-    config.headers.push((axum::http::header::USER_AGENT, axum::http::HeaderValue::from_static(USER_AGENT)));
-    Ok(config)
-}
+pub use crate::kubeconfig::USER_AGENT;
 
 /// The operator.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -210,7 +184,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let renew_deadline = leader::LeaseTimings::new(args.lease_duration, args.lease_renew_deadline)
         .map_err(anyhow::Error::msg)?
         .renew_deadline;
-    let config = kube_config(&args).await?;
+    let config = crate::kubeconfig::client_config(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
     let client = kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
 

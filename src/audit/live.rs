@@ -1,0 +1,149 @@
+//! The live audit: the Pods of the current kubeconfig context, listed in pages and decoded one
+//! at a time, against the cluster's own policies (or the built-in policy where the CRDs are not
+//! installed). Read-only: `list` on pods, sidecarpolicies, clustersidecarpolicies and
+//! namespaces (the last is optional).
+
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::ApiResource;
+use kube::Client;
+
+use super::{AuditArgs, AuditError, Audited, Inventory};
+use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
+use crate::engine::{CompiledPolicy, Interner, PodView};
+
+/// Objects per list request: small enough for a busy API server, large enough for few calls.
+const PAGE: u32 = 500;
+
+/// The Pods (and namespace labels) of the cluster, and its valid policies (none when the
+/// CRDs are not installed: the caller then uses the built-in policy).
+pub(super) fn load(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>), AuditError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AuditError::Cluster(format!("starting the runtime: {e}")))?;
+    runtime.block_on(load_async(args))
+}
+
+fn cluster_error(what: &str) -> impl Fn(kube::Error) -> AuditError + '_ {
+    move |e| AuditError::Cluster(format!("{what}: {e}"))
+}
+
+async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>), AuditError> {
+    let config = crate::kubeconfig::client_config(args.kubeconfig.as_deref(), args.context.as_deref())
+        .await
+        .map_err(|e| AuditError::Cluster(format!("{e:#}")))?;
+    let namespace = (!args.all_namespaces).then(|| args.namespace.clone().unwrap_or(config.default_namespace.clone()));
+    let client = Client::try_from(config).map_err(cluster_error("building the Kubernetes client"))?;
+
+    let mut inventory = Inventory::default();
+    let pods: Api<LenientPod> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut names = Interner::default();
+    for_each_page(&pods, "listing pods", |pod| match pod {
+        LenientPod::Pod(pod) => {
+            inventory.pods.push(Audited { view: PodView::from_pod_in(&pod, &mut names), file: None });
+        }
+        LenientPod::Undecodable(bad) => {
+            let meta = &bad.metadata;
+            eprintln!(
+                "sidecar-watch audit: skipping Pod {}/{}: {}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+                bad.error
+            );
+        }
+    })
+    .await?;
+    namespace_labels(&client, &mut inventory).await;
+    inventory.label_namespaces();
+    let policies = policies(&client, namespace.as_deref()).await?;
+    Ok((inventory, policies))
+}
+
+/// Lists every object in pages of [`PAGE`], handing each over as its page arrives.
+async fn for_each_page<K>(api: &Api<K>, what: &str, mut each: impl FnMut(K)) -> Result<(), AuditError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = ListParams::default().limit(PAGE);
+    loop {
+        let page = api.list(&params).await.map_err(cluster_error(what))?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        page.items.into_iter().for_each(&mut each);
+        match next {
+            Some(token) => params.continue_token = Some(token),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Namespace labels for cluster policies' `namespaceSelector`. Tenants often may not list
+/// namespaces; then only the `kubernetes.io/metadata.name` label is known, and that is said.
+async fn namespace_labels(client: &Client, inventory: &mut Inventory) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let result = for_each_page(&namespaces, "listing namespaces", |ns| {
+        if let Some(name) = ns.metadata.name {
+            inventory.namespaces.insert(name, ns.metadata.labels.unwrap_or_default());
+        }
+    })
+    .await;
+    if let Err(e) = result {
+        eprintln!(
+            "sidecar-watch audit: {e}; cluster policies see only each namespace's kubernetes.io/metadata.name label"
+        );
+    }
+}
+
+/// The cluster's valid policies; an invalid one is skipped with a message naming the field, as
+/// the operator would mark it `InvalidSpec`. No CRDs (404): none, and the built-in policy.
+async fn policies(client: &Client, namespace: Option<&str>) -> Result<Vec<CompiledPolicy>, AuditError> {
+    let namespaced = ApiResource::erase::<SidecarPolicy>(&());
+    let cluster = ApiResource::erase::<ClusterSidecarPolicy>(&());
+    let scoped: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &namespaced),
+        None => Api::all_with(client.clone(), &namespaced),
+    };
+    let mut objects = Vec::new();
+    for (api, kind) in [(scoped, "SidecarPolicy"), (Api::all_with(client.clone(), &cluster), "ClusterSidecarPolicy")] {
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page = match api.list(&params).await {
+                Ok(page) => page,
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    eprintln!("sidecar-watch audit: the {kind} CRD is not installed; using the built-in policy");
+                    break;
+                }
+                Err(e) => return Err(cluster_error("listing policies")(e)),
+            };
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            objects.extend(page.items.into_iter().map(|o| (kind, o)));
+            match next {
+                Some(token) => params.continue_token = Some(token),
+                None => break,
+            }
+        }
+    }
+    let mut compiled = Vec::new();
+    for (kind, object) in objects {
+        let value = serde_json::to_value(&object).map_err(|e| AuditError::Cluster(e.to_string()))?;
+        let result = match kind {
+            "SidecarPolicy" => decode::<SidecarPolicy>(value)
+                .map_err(|e| e.to_string())
+                .and_then(|p| CompiledPolicy::from_sidecar_policy(&p).1.map_err(|e| e.to_string())),
+            _ => decode::<ClusterSidecarPolicy>(value)
+                .map_err(|e| e.to_string())
+                .and_then(|p| CompiledPolicy::from_cluster_policy(&p).1.map_err(|e| e.to_string())),
+        };
+        match result {
+            Ok(policy) => compiled.push(policy),
+            Err(e) => eprintln!(
+                "sidecar-watch audit: skipping {kind} {}{}: {e}",
+                object.metadata.namespace.as_deref().map(|ns| format!("{ns}/")).unwrap_or_default(),
+                object.metadata.name.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+    Ok(compiled)
+}

@@ -1,0 +1,316 @@
+//! `sidecar-watch audit`: evaluate Pods, or the Pod templates of workload manifests, against
+//! policies at one instant, offline or from a live cluster.
+//!
+//! Input is what `kubectl get pods -A -o json|yaml` prints (a `List` or `PodList`), single
+//! objects, multi-document YAML streams, or rendered manifests (`helm template`, `kubectl
+//! kustomize`): Pods get every rule, Deployments, StatefulSets, DaemonSets, ReplicaSets,
+//! Jobs, CronJobs and PodTemplates get the static checks on their Pod template, other kinds
+//! are skipped. Objects are decoded one at a time straight into compact views, so memory
+//! follows the Pods, not the input's size. Namespace objects in the input give cluster
+//! policies their namespace labels; every namespace also has the label the API server puts on
+//! each namespace, `kubernetes.io/metadata.name`. Only the timestamps in the objects are used,
+//! so the result is what a freshly started operator would compute.
+
+mod input;
+mod live;
+mod output;
+mod sarif;
+mod strict;
+mod workloads;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::api::Severity;
+use crate::engine::{evaluate, Alert, AlertState, CompiledPolicy, PodHistory, PodView, PolicyRef};
+
+pub use input::{load_pods, load_policies};
+pub use output::{escape_control, human_age, render_table};
+
+/// Why the input could not be used (exit status 2). Every message names the file and,
+/// where it applies, the object and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is neither JSON nor YAML (or nests deeper than the parsers allow).
+    #[error("{file}: not valid JSON or YAML: {message}")]
+    Syntax {
+        /// The file.
+        file: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// The file holds no object at all (empty, or only comments).
+    #[error("{file}: holds no objects")]
+    Empty {
+        /// The file.
+        file: String,
+    },
+    /// An object in the file is not what was expected or has an invalid field.
+    #[error("{file}: {object}: {message}")]
+    Object {
+        /// The file.
+        file: String,
+        /// `Kind namespace/name` or `document N`.
+        object: String,
+        /// What is wrong, with the field path.
+        message: String,
+    },
+    /// `--now` is not an RFC 3339 timestamp.
+    #[error("--now {0:?}: not an RFC 3339 timestamp (e.g. 2026-11-22T10:00:00Z)")]
+    Now(String),
+    /// The cluster could not be read (live audit).
+    #[error("{0}")]
+    Cluster(String),
+    /// The result could not be written (a full disk; a closed pipe is not an error).
+    #[error("writing the result: {0}")]
+    Write(std::io::Error),
+}
+
+/// The threshold for a non-zero exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 on any firing alert.
+    Info,
+    /// Exit 1 on firing warning or critical alerts.
+    Warning,
+    /// Exit 1 on firing critical alerts.
+    Critical,
+    /// Always exit 0 (unless the input is unusable).
+    None,
+}
+
+impl FailOn {
+    fn threshold(self) -> Option<Severity> {
+        match self {
+            FailOn::Info => Some(Severity::Info),
+            FailOn::Warning => Some(Severity::Warning),
+            FailOn::Critical => Some(Severity::Critical),
+            FailOn::None => None,
+        }
+    }
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// A JSON array for scripts.
+    Json,
+    /// The same data as YAML.
+    Yaml,
+    /// SARIF 2.1.0 for code-scanning tools.
+    Sarif,
+}
+
+/// The arguments of `audit`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Objects to audit (repeatable): `kubectl get pods -o json|yaml` output, single objects,
+    /// multi-document YAML, or rendered manifests (`helm template`, `kubectl kustomize`);
+    /// `-` reads standard input. Without it, the Pods of the current kubeconfig context.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// A file of SidecarPolicy / ClusterSidecarPolicy objects (repeatable), validated
+    /// strictly. Default: the cluster's policies in a live audit, else one built-in cluster
+    /// policy with every default.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// The instant to evaluate at (RFC 3339). Default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: OutputFormat,
+    /// Exit with status 1 when a firing alert has at least this severity.
+    #[arg(long, value_enum, default_value = "warning")]
+    pub fail_on: FailOn,
+    /// Live audit: the kubeconfig file [default: $KUBECONFIG, ~/.kube/config, in-cluster].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Live audit: the kubeconfig context [default: the current context].
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Live audit: the namespace [default: the context's namespace, else `default`].
+    #[arg(short = 'n', long, value_name = "NAMESPACE", conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// Live audit: every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+/// One line of the audit result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    /// The alert name.
+    pub alertname: String,
+    /// info, warning or critical.
+    pub severity: Severity,
+    /// The object's namespace.
+    pub namespace: String,
+    /// The Pod's name, or `<Kind>/<name>` for a workload's Pod template.
+    pub pod: String,
+    /// The container (empty for Pod-level checks).
+    pub container: String,
+    /// `Pod`, or the workload kind whose Pod template was audited.
+    pub kind: String,
+    /// The policy's name.
+    pub policy: String,
+    /// The policy's namespace; empty for cluster policies.
+    pub policy_namespace: String,
+    /// pending or firing.
+    pub state: AlertState,
+    /// Since when the condition holds (RFC 3339), if known.
+    pub since: Option<String>,
+    /// What is wrong, with evidence.
+    pub message: String,
+    /// How the container was recognised as a sidecar: `native`, `names`, `pattern` or
+    /// `catalog:<entry>`; null for Pod-level checks.
+    pub identified_by: Option<String>,
+    /// The failed check, for `SidecarMisconfigured`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// The workload's kind: the Pod's controller owner (a Deployment for its ReplicaSets'
+    /// Pods), `Pod` without owner.
+    pub workload_kind: String,
+    /// The workload's name.
+    pub workload: String,
+    /// The input file the object came from (for SARIF locations); not part of JSON or YAML.
+    #[serde(skip)]
+    pub file: Option<String>,
+}
+
+impl Finding {
+    fn new(audited: &Audited, policy: &PolicyRef, alert: Alert) -> Finding {
+        let pod = &audited.view;
+        let (workload_kind, workload) = pod.workload();
+        Finding {
+            alertname: alert.name.as_str().to_string(),
+            severity: alert.severity,
+            namespace: pod.namespace.to_string(),
+            pod: pod.name.clone(),
+            container: alert.container,
+            kind: if pod.is_template { workload_kind.to_string() } else { "Pod".to_string() },
+            policy: policy.name.clone(),
+            policy_namespace: policy.namespace.clone().unwrap_or_default(),
+            state: alert.state,
+            since: alert.since.map(|t| t.to_string()),
+            message: alert.message,
+            identified_by: alert.identified_by.map(|i| i.to_string()),
+            check: alert.check.map(|c| c.as_str().to_string()),
+            workload_kind: workload_kind.to_string(),
+            workload: workload.to_string(),
+            file: audited.file.clone(),
+        }
+    }
+}
+
+/// A Pod (or Pod template) to audit and where it came from.
+pub struct Audited {
+    /// Its compact view.
+    pub view: PodView,
+    /// The input file, when it came from one (not standard input or a cluster).
+    pub file: Option<String>,
+}
+
+/// The objects read from the input.
+#[derive(Default)]
+pub struct Inventory {
+    /// The Pods and Pod templates, as compact views.
+    pub pods: Vec<Audited>,
+    /// Namespace labels: from Namespace objects in the input, and for every namespace the
+    /// `kubernetes.io/metadata.name` label the API server sets.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The label the API server sets on every namespace to its name.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+impl Inventory {
+    /// Gives every namespace of the inventory the label the API server would.
+    fn label_namespaces(&mut self) {
+        for pod in &self.pods {
+            self.namespaces.entry(pod.view.namespace.to_string()).or_default();
+        }
+        for (name, labels) in &mut self.namespaces {
+            labels.entry(NAMESPACE_NAME_LABEL.to_string()).or_insert_with(|| name.clone());
+        }
+    }
+}
+
+/// Runs the audit; returns the process exit status (0 or 1) after printing the result.
+pub fn run(args: &AuditArgs) -> Result<i32, AuditError> {
+    let now = match &args.now {
+        Some(text) => text.parse::<Timestamp>().map_err(|_| AuditError::Now(text.clone()))?,
+        None => Timestamp::now(),
+    };
+    let mut policies = Vec::new();
+    for file in &args.policies {
+        policies.extend(load_policies(file)?);
+    }
+    let inventory = if args.files.is_empty() {
+        let (inventory, cluster_policies) = live::load(args)?;
+        if policies.is_empty() {
+            policies = cluster_policies;
+        }
+        inventory
+    } else {
+        let mut inventory = Inventory::default();
+        let mut names = crate::engine::Interner::default();
+        for file in &args.files {
+            load_pods(file, &mut inventory, &mut names)?;
+        }
+        inventory
+    };
+    if policies.is_empty() {
+        policies.push(CompiledPolicy::builtin());
+    }
+    let findings = audit(&inventory, &policies, now);
+    let failing = args
+        .fail_on
+        .threshold()
+        .is_some_and(|min| findings.iter().any(|f| f.state == AlertState::Firing && f.severity >= min));
+    let status = i32::from(failing);
+    output::write(&findings, args.output, now).map(|()| status)
+}
+
+/// Evaluates every Pod against every policy that selects it, sorted by severity (highest
+/// first), then namespace, Pod, container and alert name.
+pub fn audit(inventory: &Inventory, policies: &[CompiledPolicy], now: Timestamp) -> Vec<Finding> {
+    let history = PodHistory::default();
+    let mut findings = Vec::new();
+    for audited in &inventory.pods {
+        let pod = &audited.view;
+        let labels = inventory.namespaces.get(pod.namespace.as_str());
+        for policy in policies.iter().filter(|p| p.selects(pod, labels)) {
+            let evaluation = evaluate(pod, policy, &history, now);
+            findings.extend(evaluation.alerts.into_iter().map(|a| Finding::new(audited, &policy.policy, a)));
+        }
+    }
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| {
+                (&a.namespace, &a.pod, &a.container, &a.alertname, &a.check).cmp(&(
+                    &b.namespace,
+                    &b.pod,
+                    &b.container,
+                    &b.alertname,
+                    &b.check,
+                ))
+            })
+            .then_with(|| (&a.policy_namespace, &a.policy).cmp(&(&b.policy_namespace, &b.policy)))
+    });
+    findings
+}

@@ -1,0 +1,208 @@
+//! Writing the result: a table for people (ages like kubectl's, control characters escaped,
+//! colour only on a terminal), JSON and YAML for scripts, SARIF for code scanning. A closed
+//! pipe (`| head`) ends the output quietly; any other write error (a full disk) is reported.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+
+use jiff::Timestamp;
+
+use super::{sarif, AuditError, Finding, OutputFormat};
+use crate::api::Severity;
+use crate::engine::AlertState;
+
+/// Writes `findings` to standard output in `format`.
+pub(super) fn write(findings: &[Finding], format: OutputFormat, now: Timestamp) -> Result<(), AuditError> {
+    let stdout = std::io::stdout();
+    let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = match format {
+        OutputFormat::Table => out.write_all(render_table(findings, now, colour).as_bytes()),
+        OutputFormat::Json => serde_json::to_writer_pretty(&mut out, findings)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n")),
+        OutputFormat::Yaml => write_yaml(&mut out, findings),
+        OutputFormat::Sarif => serde_json::to_writer_pretty(&mut out, &sarif::log(findings))
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n")),
+    }
+    .and_then(|()| out.flush());
+    match written {
+        // The reader has what it wanted (`| head -1`): not an error, and nothing more to say.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(AuditError::Write(e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+fn write_yaml(out: &mut impl Write, findings: &[Finding]) -> std::io::Result<()> {
+    // An empty list as `[]`, like kubectl prints an empty result, rather than nothing.
+    if findings.is_empty() {
+        return out.write_all(b"[]\n");
+    }
+    serde_norway::to_writer(out, findings).map_err(std::io::Error::other)
+}
+
+/// Renders findings as aligned columns, most severe first; `colour` marks the severity.
+pub fn render_table(findings: &[Finding], now: Timestamp, colour: bool) -> String {
+    if findings.is_empty() {
+        return "No alerts.\n".to_string();
+    }
+    let headers = ["POD", "CONTAINER", "ALERT", "SEVERITY", "STATE", "AGE", "MESSAGE"];
+    let rows: Vec<[String; 7]> = findings
+        .iter()
+        .map(|f| {
+            let alert = match &f.check {
+                Some(check) => format!("{}/{check}", f.alertname),
+                None => f.alertname.clone(),
+            };
+            let age = f
+                .since
+                .as_deref()
+                .and_then(|s| s.parse::<Timestamp>().ok())
+                .map_or_else(|| "-".to_string(), |t| human_age(now.duration_since(t).as_secs()));
+            [
+                escape_control(&format!("{}/{}", f.namespace, f.pod)),
+                if f.container.is_empty() { "-".into() } else { escape_control(&f.container) },
+                alert,
+                f.severity.to_string(),
+                f.state.as_str().to_string(),
+                age,
+                escape_control(&f.message),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 7], severity: Option<Severity>| {
+        for (i, cell) in cells.iter().enumerate() {
+            let painted = match (i, severity) {
+                (3, Some(s)) if colour => paint(cell, s),
+                _ => (*cell).to_string(),
+            };
+            if i == cells.len() - 1 {
+                out.push_str(&painted);
+            } else {
+                // Pad by the visible width, not the escape codes'.
+                let pad = widths[i] - cell.chars().count();
+                let _ = write!(out, "{painted}{:pad$}  ", "");
+            }
+        }
+        out.push('\n');
+    };
+    line(headers, None);
+    for (row, finding) in rows.iter().zip(findings) {
+        line(row.each_ref().map(String::as_str), Some(finding.severity));
+    }
+    let firing = findings.iter().filter(|f| f.state == AlertState::Firing).count();
+    let _ = writeln!(out, "\n{} alerts ({firing} firing, {} pending)", findings.len(), findings.len() - firing);
+    out
+}
+
+fn paint(text: &str, severity: Severity) -> String {
+    let code = match severity {
+        Severity::Critical => "31",
+        Severity::Warning => "33",
+        Severity::Info => "36",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// How long ago, the way kubectl prints ages (`k8s.io/apimachinery`'s `HumanDuration`): two
+/// units while they matter (`6m12s`, `5h3m`, `3d4h`), one after (`537d`, `3y`).
+pub fn human_age(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    let seconds = seconds.max(0);
+    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
+    let two = |big: i64, unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{unit}")
+        } else {
+            format!("{big}{unit}{small}{small_unit}")
+        }
+    };
+    if seconds < 120 {
+        format!("{seconds}s")
+    } else if minutes < 10 {
+        two(minutes, "m", seconds % 60, "s")
+    } else if minutes < 180 {
+        format!("{minutes}m")
+    } else if hours < 8 {
+        two(hours, "h", minutes % 60, "m")
+    } else if hours < 48 {
+        format!("{hours}h")
+    } else if hours < 24 * 8 {
+        two(days, "d", hours % 24, "h")
+    } else if hours < 24 * 365 * 2 {
+        format!("{days}d")
+    } else if hours < 24 * 365 * 8 {
+        two(days / 365, "y", days % 365, "d")
+    } else {
+        format!("{}y", days / 365)
+    }
+}
+
+/// `text` with every control character written as an escape (`\x1b`, `\n`), so that a
+/// container's termination message cannot move the cursor, clear the screen or retitle the
+/// terminal of whoever reads the table.
+pub fn escape_control(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        for (seconds, age) in [
+            (-5, "<invalid>"),
+            (0, "0s"),
+            (45, "45s"),
+            (119, "119s"),
+            (372, "6m12s"),
+            (600, "10m"),
+            (3 * 3600 + 1200, "3h20m"),
+            (5 * 3600, "5h"),
+            (20 * 3600, "20h"),
+            (3 * 86_400 + 4 * 3600, "3d4h"),
+            (537 * 86_400 + 3600 + 11 * 60 + 26, "537d"),
+            (3 * 365 * 86_400 + 10 * 86_400, "3y10d"),
+            (9 * 365 * 86_400, "9y"),
+        ] {
+            assert_eq!(human_age(seconds), age, "{seconds}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_control("plain"), "plain");
+        assert_eq!(escape_control("\x1b]0;pwned\x07\x1b[2Jgone\nnext"), "\\x1b]0;pwned\\x07\\x1b[2Jgone\\nnext");
+        assert_eq!(escape_control("c1\u{9b}31m"), "c1\\x9b31m");
+    }
+}

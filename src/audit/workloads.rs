@@ -1,0 +1,98 @@
+//! What each kind of object in the input means to `audit`: a Pod, a workload's Pod template
+//! (shift-left: `helm template`, `kubectl kustomize`), a Namespace's labels, or nothing.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{json, Value};
+
+use crate::api::SlimPod;
+use crate::engine::{Interner, PodView};
+
+/// One object of the input, decoded.
+pub(super) enum Decoded {
+    /// A Pod, or a workload's Pod template, as a compact view.
+    Pod(PodView),
+    /// A Namespace's name and labels.
+    Namespace(String, BTreeMap<String, String>),
+    /// Any other kind (Services, ConfigMaps, …): not audited, not an error.
+    Skipped,
+}
+
+/// Where each workload kind keeps its Pod template.
+const TEMPLATES: [(&str, &str); 7] = [
+    ("Deployment", "/spec/template"),
+    ("StatefulSet", "/spec/template"),
+    ("DaemonSet", "/spec/template"),
+    ("ReplicaSet", "/spec/template"),
+    ("Job", "/spec/template"),
+    ("CronJob", "/spec/jobTemplate/spec/template"),
+    ("PodTemplate", "/template"),
+];
+
+/// Decodes one object; an error names the field (`spec.template.spec.containers[1].name: …`).
+pub(super) fn decode(object: &Value, names: &mut Interner) -> Result<Decoded, String> {
+    let kind = object.get("kind").and_then(Value::as_str).ok_or("kind: missing")?;
+    match kind {
+        "Pod" => {
+            unique_container_names(object.get("spec"), "spec")?;
+            Ok(Decoded::Pod(PodView::from_pod_in(&slim(object, "")?, names)))
+        }
+        "Namespace" => {
+            let namespace: k8s_openapi::api::core::v1::Namespace =
+                crate::api::decode(object.clone()).map_err(|e| e.to_string())?;
+            Ok(Decoded::Namespace(
+                namespace.metadata.name.unwrap_or_default(),
+                namespace.metadata.labels.unwrap_or_default(),
+            ))
+        }
+        _ => match TEMPLATES.iter().find(|(k, _)| *k == kind) {
+            Some((_, pointer)) => template(object, kind, pointer).map(Decoded::Pod),
+            None => Ok(Decoded::Skipped),
+        },
+    }
+}
+
+/// The view of a workload's Pod template, named `<Kind>/<name>` in the workload's namespace.
+fn template(object: &Value, kind: &str, pointer: &str) -> Result<PodView, String> {
+    let field = pointer.trim_start_matches('/').replace('/', ".");
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).ok_or("metadata.name: missing")?;
+    let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+    let template = object.pointer(pointer).ok_or_else(|| format!("{field}: missing"))?;
+    unique_container_names(template.get("spec"), &format!("{field}.spec"))?;
+    let pod = json!({
+        "metadata": {"namespace": namespace, "labels": template.pointer("/metadata/labels")},
+        "spec": template.get("spec"),
+    });
+    let slim = slim(&pod, &field)?;
+    Ok(PodView::from_template(&slim, kind, name))
+}
+
+/// Decodes a Pod (or a template shaped like one); `prefix` is where it sits in the object.
+fn slim(pod: &Value, prefix: &str) -> Result<SlimPod, String> {
+    serde_path_to_error::deserialize(pod).map_err(|e| {
+        let path = e.path().to_string();
+        let path = match (prefix, path.as_str()) {
+            (_, ".") => prefix.to_string(),
+            ("", _) => path,
+            _ => format!("{prefix}.{path}"),
+        };
+        format!("{path}: {}", e.into_inner())
+    })
+}
+
+/// The API server rejects a Pod whose containers share a name; a hand-written manifest may
+/// not be checked yet. Reported once, as invalid, rather than as alerts twice.
+fn unique_container_names(spec: Option<&Value>, field: &str) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for list in ["initContainers", "containers"] {
+        let containers = spec.and_then(|s| s.get(list)).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        for (i, container) in containers.iter().enumerate() {
+            if let Some(name) = container.get("name").and_then(Value::as_str) {
+                if !seen.insert(name) {
+                    return Err(format!("{field}.{list}[{i}].name: duplicate container name {name:?}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
