@@ -258,6 +258,19 @@ pub fn json_size(pod: &Value) -> usize {
     serde_json::to_vec(pod).map_or(0, |v| v.len())
 }
 
+/// Writes `pods` Pods of `factory` the way `kubectl get pods -A -o json` prints them (one
+/// `List`), one Pod at a time, so that a dump of any size costs the writer one Pod of memory.
+pub fn write_list(factory: &PodFactory, pods: usize, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    out.write_all(br#"{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":["#)?;
+    for i in 0..pods {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &factory.pod(i))?;
+    }
+    out.write_all(b"]}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,17 +300,4 @@ mod tests {
         assert_eq!(s["restartCount"], 1);
         assert_eq!(s["lastState"]["terminated"]["reason"], "OOMKilled");
     }
-}
-
-/// Writes `pods` Pods of `factory` the way `kubectl get pods -A -o json` prints them (one
-/// `List`), one Pod at a time, so that a dump of any size costs the writer one Pod of memory.
-pub fn write_list(factory: &PodFactory, pods: usize, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    out.write_all(br#"{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":["#)?;
-    for i in 0..pods {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        serde_json::to_writer(&mut *out, &factory.pod(i))?;
-    }
-    out.write_all(b"]}\n")
 }
