@@ -168,6 +168,21 @@ else
   FAILED+=("helm lint/template")
 fi
 
+section "shift left: sidecar-watch audit on the project's own manifests"
+# What the README recommends to users (`helm template … | sidecar-watch audit -f -`) must
+# pass on this project's own manifests, at the strictest threshold.
+own_audit() {  # own_audit FILE: the rendered manifests audit clean
+  cargo run -q -- audit -f - --fail-on info <"$1" >"$1.audit" 2>&1 \
+    || { cat "$1.audit"; echo "  FAIL: sidecar-watch audit $1"; return 1; }
+  grep -qx 'No alerts.' "$1.audit" || { cat "$1.audit"; return 1; }
+}
+for d in config/default config/sharded; do
+  run "audit kustomize $d" own_audit "$WORK/$(echo "$d" | tr / _).yaml"
+done
+if [ -n "$HELM" ]; then
+  for combo in defaults all sharded; do run "audit helm template ($combo)" own_audit "$WORK/helm-$combo.yaml"; done
+fi
+
 section "Dockerfile"
 run "Dockerfile" $CHECKS dockerfile
 
