@@ -1,0 +1,124 @@
+//! The live `audit` (no `-f`) against the project's API-server simulator: Pods listed in pages,
+//! the built-in policy while the CRDs are absent, the cluster's policies once they exist,
+//! `--policy` over them, `-n` versus `-A`, and nothing but read-only `list` calls.
+
+use std::process::{Command, Output};
+
+use futures::{stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::ApiResource;
+use serde_json::{json, Value};
+use sidecar_watch::api::{ClusterSidecarPolicy, SidecarPolicy};
+use sidecar_watch_e2e::harness::TestEnv;
+use sidecar_watch_e2e::sim::SimConfig;
+
+/// More than two pages of the live audit's 500.
+const PODS: usize = 1100;
+
+fn audit(env: &TestEnv, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sidecar-watch"))
+        .arg("audit")
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(["--now", "2026-01-01T00:00:00Z", "--fail-on", "none", "-o", "json"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("audit runs")
+}
+
+fn findings(out: &Output) -> Vec<Value> {
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn pods_with(findings: &[Value], check: &str) -> std::collections::BTreeSet<String> {
+    findings.iter().filter(|f| f["check"] == check).filter_map(|f| f["pod"].as_str().map(str::to_string)).collect()
+}
+
+fn pod(namespace: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace,
+           "labels": {"app": "web"}, "creationTimestamp": "2025-12-31T23:00:00Z"},
+           "spec": {"containers": [{"name": "app", "image": "shop/web:1"},
+                                   {"name": "log-sidecar", "image": "fluent/fluent-bit:3.0.4",
+                                    "readinessProbe": {"httpGet": {"port": 2020}}, "resources": {"requests": {"cpu": "10m"}}}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_audit_pages_through_pods_and_uses_the_clusters_policies() {
+    let env = TestEnv::start_simulator(SimConfig::default()).await.expect("simulator");
+    for ns in ["shop", "batch"] {
+        env.create_namespace(ns).await.expect("namespace");
+    }
+    let (shop, batch): (Api<Pod>, Api<Pod>) =
+        (Api::namespaced(env.client.clone(), "shop"), Api::namespaced(env.client.clone(), "batch"));
+    stream::iter(0..PODS)
+        .map(|i| {
+            let (api, ns) = if i % 11 == 0 { (&batch, "batch") } else { (&shop, "shop") };
+            let object: Pod = serde_json::from_value(pod(ns, &format!("web-{i:04}"))).expect("a Pod");
+            async move { api.create(&PostParams::default(), &object).await }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("Pods created");
+
+    // No CRDs: the built-in policy, on every Pod of every page.
+    let out = audit(&env, &["-A"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("CRD is not installed; using the built-in policy"), "{stderr}");
+    let all = findings(&out);
+    assert_eq!(pods_with(&all, "legacy-sidecar").len(), PODS, "every Pod, across pages");
+    assert!(all.iter().all(|f| f["policy"] == "default" && f["identified_by"] == "catalog:fluent-bit"));
+
+    // One namespace: the context's default or -n.
+    let batch_only = findings(&audit(&env, &["-n", "batch"]));
+    assert_eq!(pods_with(&batch_only, "legacy-sidecar").len(), PODS.div_ceil(11));
+    assert!(batch_only.iter().all(|f| f["namespace"] == "batch"));
+
+    // With the CRDs and the cluster's own policies: those are used.
+    env.install_crds(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds")).await.expect("CRDs");
+    let cluster = ApiResource::erase::<ClusterSidecarPolicy>(&());
+    let namespaced = ApiResource::erase::<SidecarPolicy>(&());
+    let create = |api: Api<DynamicObject>, object: Value| async move {
+        let object: DynamicObject = serde_json::from_value(object).expect("a policy");
+        api.create(&PostParams::default(), &object).await.expect("created")
+    };
+    create(
+        Api::all_with(env.client.clone(), &cluster),
+        json!({"apiVersion": "sidecarwatch.io/v1alpha1", "kind": "ClusterSidecarPolicy", "metadata": {"name": "platform"},
+               "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "batch"}}}}),
+    )
+    .await;
+    create(
+        Api::namespaced_with(env.client.clone(), "shop", &namespaced),
+        json!({"apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy", "metadata": {"name": "mesh", "namespace": "shop"},
+               "spec": {"rules": {"misconfiguration": {"severity": "warning"}}}}),
+    )
+    .await;
+    let with_policies = findings(&audit(&env, &["-A"]));
+    for f in &with_policies {
+        let expected = if f["namespace"] == "shop" { ("mesh", "warning") } else { ("platform", "info") };
+        assert_eq!((f["policy"].as_str(), f["severity"].as_str()), (Some(expected.0), Some(expected.1)), "{f}");
+    }
+    assert_eq!(pods_with(&with_policies, "legacy-sidecar").len(), PODS);
+
+    // --policy wins over the cluster's.
+    let file = env.dir().join("strict.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: sidecarwatch.io/v1alpha1\nkind: ClusterSidecarPolicy\nmetadata: {name: ci}\nspec: {sidecars: {catalog: false, native: true}}\n",
+    )
+    .expect("write");
+    let overridden = findings(&audit(&env, &["-A", "--policy", file.to_str().expect("utf-8")]));
+    assert!(overridden.is_empty(), "without the catalog no container of these Pods is a sidecar: {overridden:?}");
+
+    // Read-only: every call the audit made was a list.
+    let sim = env.require_sim().expect("simulator");
+    let calls = sim.shared().calls_by(sidecar_watch::kubeconfig::USER_AGENT);
+    let mut listed: Vec<String> = calls.iter().map(|c| format!("{} {}", c.verb, c.resource)).collect();
+    listed.sort();
+    listed.dedup();
+    assert_eq!(listed, ["list clustersidecarpolicies", "list namespaces", "list pods", "list sidecarpolicies"]);
+}
