@@ -262,3 +262,30 @@ fn hostile_nesting_is_refused_at_once() {
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{name} took {:?}", started.elapsed());
     }
 }
+
+/// On a terminal (a pty from util-linux's `script`) severities are coloured, unless
+/// `NO_COLOR` is set; the columns stay aligned either way.
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let command =
+        format!("{} audit -f examples/pods.json --now {NOW} --fail-on none", env!("CARGO_BIN_EXE_sidecar-watch"));
+    let on_tty = |no_color: bool| {
+        let mut script = Command::new("script");
+        script.args(["-qec", &command, "/dev/null"]).current_dir(ROOT).env_remove("NO_COLOR");
+        if no_color {
+            script.env("NO_COLOR", "1");
+        }
+        let out = script.output().expect("script (util-linux) runs");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).replace('\r', "")
+    };
+    let coloured = on_tty(false);
+    assert!(coloured.contains("\u{1b}[31mcritical\u{1b}[0m"), "{coloured:?}");
+    let plain = on_tty(true);
+    assert!(!plain.contains('\u{1b}'), "{plain:?}");
+    // The same columns: colour codes do not count towards the width.
+    let strip = |s: &str| {
+        s.replace("\u{1b}[31m", "").replace("\u{1b}[33m", "").replace("\u{1b}[36m", "").replace("\u{1b}[0m", "")
+    };
+    assert_eq!(strip(&coloured), plain);
+}
