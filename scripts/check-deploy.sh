@@ -72,7 +72,7 @@ components() {
   [ "$bad" = 0 ] && echo "  ok: optional parts are Components: $(ls -d config/components/*/ | xargs -n1 basename | tr '\n' ' ')+ prometheus"
 }
 run "kustomize Components" components
-for d in config/default config/sharded; do
+for d in config/default config/default-no-prometheus config/sharded; do
   run "secure /metrics: $d" $BEHAVIOUR secure "$WORK/$(echo "$d" | tr / _).yaml" "$d"
   run "aggregated user roles: $d" $BEHAVIOUR roles "$WORK/$(echo "$d" | tr / _).yaml" "$d"
 done
@@ -176,7 +176,7 @@ own_audit() {  # own_audit FILE: the rendered manifests audit clean
     || { cat "$1.audit"; echo "  FAIL: sidecar-watch audit $1"; return 1; }
   grep -qx 'No alerts.' "$1.audit" || { cat "$1.audit"; return 1; }
 }
-for d in config/default config/sharded; do
+for d in config/default config/default-no-prometheus config/sharded; do
   run "audit kustomize $d" own_audit "$WORK/$(echo "$d" | tr / _).yaml"
 done
 if [ -n "$HELM" ]; then

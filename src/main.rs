@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         }
         Command::Audit(args) => match sidecar_watch::audit::run(&args) {
             Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),
+            Err(sidecar_watch::audit::AuditError::ClosedPipe) => end_by_sigpipe(),
             Err(e) => {
                 eprintln!("sidecar-watch audit: {e}");
                 ExitCode::from(2)
@@ -61,6 +62,19 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Ends the process the way git and kubectl do when the reader of their output has gone
+/// (`audit | head -1`): silently, killed by SIGPIPE (status 141 in a shell, so that `set -o
+/// pipefail` notices a truncated result). Rust ignores SIGPIPE, so its default is restored first.
+fn end_by_sigpipe() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    // SAFETY: restores a signal's default action and raises it; no Rust state is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    ExitCode::from(141)
 }
 
 fn print_crds(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {

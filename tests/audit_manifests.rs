@@ -3,9 +3,11 @@
 //! a closed pipe or a full disk, hostile text, hostile nesting.
 
 use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use sidecar_watch_e2e::bench::pods::{write_list, PodFactory};
 
 const NOW: &str = "2025-06-03T10:30:00Z";
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -205,23 +207,60 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
 
 #[test]
 fn a_closed_pipe_ends_quietly_and_a_full_disk_is_an_error() {
-    // `audit … | head -1`: the reader closes after one line.
-    let mut child = sidecar_watch()
-        .args(["audit", "-f", "examples/pods.json", "--now", NOW, "--fail-on", "none", "-o", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs");
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("finishes");
-    assert_eq!(out.status.code(), Some(0), "no panic: {}", text(&out.stderr));
-    assert!(out.stderr.is_empty(), "nothing to say: {}", text(&out.stderr));
+    // `audit … | head -1`: the reader has gone before the result is written. As git and
+    // kubectl do, the process ends silently by SIGPIPE (141 in a shell), whatever it found.
+    for (format, fail_on) in [("json", "none"), ("table", "warning"), ("sarif", "info")] {
+        let mut child = sidecar_watch()
+            .args(["audit", "-f", "examples/pods.json", "--now", NOW, "--fail-on", fail_on, "-o", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("finishes");
+        assert_eq!(
+            (out.status.code(), out.status.signal()),
+            (None, Some(libc::SIGPIPE)),
+            "-o {format}, no panic: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "nothing to say: {}", text(&out.stderr));
+    }
+    // Through a shell pipeline whose reader stops after one line, with more output than a pipe
+    // holds (2,000 Pods), so that the write after `head` exits always fails.
+    let dump = std::env::temp_dir().join(format!("audit-pipe-{}.json", std::process::id()));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&dump).expect("create"));
+    write_list(&PodFactory::new(), 2000, &mut file).expect("write the dump");
+    file.flush().expect("flush");
+    drop(file);
+    let pipeline = format!(
+        "set -o pipefail; {} audit -f {} -o yaml --now {NOW} | head -1; echo \"status=$?\"",
+        env!("CARGO_BIN_EXE_sidecar-watch"),
+        dump.display()
+    );
+    let out = Command::new("bash").args(["-c", &pipeline]).current_dir(ROOT).output().expect("bash runs");
+    let _ = std::fs::remove_file(&dump);
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("- alertname: "), "{lines:?}");
+    assert_eq!(lines[1], "status=141", "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
-    let out =
-        sidecar_watch().args(["audit", "-f", "examples/pods.json", "--now", NOW]).stdout(full).output().expect("runs");
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("writing the result: No space left on device"), "{}", text(&out.stderr));
+    // `> /dev/full`: exit 2 and the writer's own error, in every format.
+    for format in ["table", "json", "yaml", "sarif"] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let out = sidecar_watch()
+            .args(["audit", "-f", "examples/pods.json", "--now", NOW, "-o", format])
+            .stdout(full)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "-o {format}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr),
+            "sidecar-watch audit: writing the result: No space left on device (os error 28)\n",
+            "-o {format}"
+        );
+    }
 }
 
 #[test]

@@ -4,17 +4,18 @@
 //! `serde_json::Value` (and cloning `items`) took 3.5 GB for 200 MB. Here a `List`'s `items`
 //! are visited one by one: each item becomes a `Value` of a few KB, is turned into a compact
 //! view by the caller and dropped before the next is read. JSON is read from a buffered reader
-//! (never whole); YAML is parsed document by document (its parser needs the text in memory,
-//! and rejects nesting deeper than 128 levels at once, as serde_json does).
+//! (never whole); YAML is cut into documents and a List's entries (`yaml`), each parsed on its
+//! own. Both parsers reject nesting deeper than 128 levels as soon as they reach it.
 
 use std::cell::RefCell;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::yaml::{self, Piece};
 use super::{strict, workloads, AuditError, Audited, Inventory};
 use crate::api::{decode, ClusterSidecarPolicy, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner};
@@ -44,7 +45,7 @@ fn for_each_object(mut source: Source, each: &mut Each) -> Result<(), AuditError
     let file = source.name.clone();
     let syntax = |message: String| AuditError::Syntax { file: file.clone(), message };
     let read_error = |source: std::io::Error| AuditError::Read { file: file.clone(), source };
-    let first = first_significant_byte(&mut source.reader).map_err(read_error)?;
+    let (first, first_line) = first_significant_byte(&mut source.reader).map_err(read_error)?;
     let stopped = RefCell::new(None);
     let mut position = 0;
     let mut documents = 0;
@@ -61,14 +62,28 @@ fn for_each_object(mut source: Source, each: &mut Each) -> Result<(), AuditError
             }
         }
         Some(_) => {
-            let mut text = String::new();
-            source.reader.read_to_string(&mut text).map_err(read_error)?;
-            for document in serde_norway::Deserializer::from_str(&text) {
-                let seed = TopLevel { each: &mut *each, position: &mut position, stopped: &stopped };
-                let result = seed.deserialize(document);
-                take_stop(&stopped)?;
-                documents += usize::from(result.map_err(|e| syntax(e.to_string()))?);
-            }
+            // Pieces (documents, a List's entries) are parsed one at a time; see `yaml`.
+            let mut piece = |piece: Piece| {
+                let (text, line) = match piece {
+                    Piece::Item { text, line } => {
+                        let object = serde_norway::from_str(text)
+                            .map_err(|e| syntax(yaml::input_lines(&e.to_string(), line)))?;
+                        let at = position;
+                        position += 1;
+                        return each(at, object);
+                    }
+                    Piece::Document { text, line } => (text, line),
+                };
+                for document in serde_norway::Deserializer::from_str(text) {
+                    let seed = TopLevel { each: &mut *each, position: &mut position, stopped: &stopped };
+                    let result = seed.deserialize(document);
+                    take_stop(&stopped)?;
+                    let held = result.map_err(|e| syntax(yaml::input_lines(&e.to_string(), line)))?;
+                    documents += usize::from(held);
+                }
+                Ok(())
+            };
+            yaml::split(&mut source.reader, first_line, &read_error, &mut piece)?;
         }
     }
     if documents == 0 {
@@ -82,24 +97,23 @@ fn take_stop(stopped: &RefCell<Option<AuditError>>) -> Result<(), AuditError> {
     stopped.borrow_mut().take().map_or(Ok(()), Err)
 }
 
-/// Skips whitespace (and a byte-order mark) without consuming what follows.
-fn first_significant_byte(reader: &mut dyn BufRead) -> std::io::Result<Option<u8>> {
+/// Skips whitespace (and a byte-order mark) without consuming what follows; gives the first
+/// byte after it and the number of its line.
+fn first_significant_byte(reader: &mut dyn BufRead) -> std::io::Result<(Option<u8>, usize)> {
+    let mut line = 1;
     loop {
         let buffer = reader.fill_buf()?;
-        let Some(skip) = buffer.iter().position(|b| !b.is_ascii_whitespace()) else {
-            if buffer.is_empty() {
-                return Ok(None);
-            }
-            let all = buffer.len();
-            reader.consume(all);
-            continue;
-        };
-        if buffer[skip..].starts_with(&[0xEF, 0xBB, 0xBF]) {
-            reader.consume(skip + 3);
-            continue;
+        let skip = buffer.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(buffer.len());
+        line += buffer[..skip].iter().filter(|b| **b == b'\n').count();
+        if buffer.is_empty() {
+            return Ok((None, line));
         }
-        reader.consume(skip);
-        return Ok(reader.fill_buf()?.first().copied());
+        let bom = buffer[skip..].starts_with(&[0xEF, 0xBB, 0xBF]);
+        let at_end = skip == buffer.len();
+        reader.consume(skip + if bom { 3 } else { 0 });
+        if !bom && !at_end {
+            return Ok((reader.fill_buf()?.first().copied(), line));
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod output;
 mod sarif;
 mod strict;
 mod workloads;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -72,9 +73,13 @@ pub enum AuditError {
     /// The cluster could not be read (live audit).
     #[error("{0}")]
     Cluster(String),
-    /// The result could not be written (a full disk; a closed pipe is not an error).
+    /// The result could not be written (a full disk).
     #[error("writing the result: {0}")]
     Write(std::io::Error),
+    /// Standard output's reader went away (`| head -1`). Not worth a message: the caller ends
+    /// the process silently by SIGPIPE, as git and kubectl do.
+    #[error("standard output was closed")]
+    ClosedPipe,
 }
 
 /// The threshold for a non-zero exit status.

@@ -1,6 +1,6 @@
 //! Writing the result: a table for people (ages like kubectl's, control characters escaped,
 //! colour only on a terminal), JSON and YAML for scripts, SARIF for code scanning. A closed
-//! pipe (`| head`) ends the output quietly; any other write error (a full disk) is reported.
+//! pipe (`| head`) is told apart from any other write error (a full disk), which is reported.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -28,8 +28,8 @@ pub(super) fn write(findings: &[Finding], format: OutputFormat, now: Timestamp) 
     }
     .and_then(|()| out.flush());
     match written {
-        // The reader has what it wanted (`| head -1`): not an error, and nothing more to say.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        // The reader has what it wanted (`| head -1`): nothing more to say.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(AuditError::ClosedPipe),
         Err(e) => Err(AuditError::Write(e)),
         Ok(()) => Ok(()),
     }
@@ -40,7 +40,34 @@ fn write_yaml(out: &mut impl Write, findings: &[Finding]) -> std::io::Result<()>
     if findings.is_empty() {
         return out.write_all(b"[]\n");
     }
-    serde_norway::to_writer(out, findings).map_err(std::io::Error::other)
+    // The YAML emitter hides the writer's error in its own; kept here, so that a closed pipe
+    // is still told from a full disk.
+    let mut out = KeepError { inner: out, error: None };
+    serde_norway::to_writer(&mut out, findings).map_err(|e| out.error.take().unwrap_or_else(|| std::io::Error::other(e)))
+}
+
+/// A writer that keeps the first error of the writer it wraps.
+struct KeepError<W> {
+    inner: W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> Write for KeepError<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.keep(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().map_err(|e| self.keep(e))
+    }
+}
+
+impl<W> KeepError<W> {
+    fn keep(&mut self, error: std::io::Error) -> std::io::Error {
+        let kind = error.kind();
+        self.error.get_or_insert(error);
+        kind.into()
+    }
 }
 
 /// Renders findings as aligned columns, most severe first; `colour` marks the severity.
