@@ -111,6 +111,11 @@ fn bad_input_exits_2_naming_file_object_and_field() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["-f".into(), "/nonexistent/pods.json".into()], "/nonexistent/pods.json: cannot read"),
         (vec!["-f".into(), scratch("broken.yaml", "kind: Pod\nmetadata: [unclosed\n").display().to_string()], "broken.yaml: not valid JSON or YAML"),
+        // A YAML List's entries are parsed one by one; positions are still the file's.
+        (
+            vec!["-f".into(), scratch("list.yaml", "apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Pod\n  metadata: [name: b\n  spec: {}\nkind: List\n").display().to_string()],
+            "list.yaml: not valid JSON or YAML: did not find expected ',' or ']' at line 9 column 7, while parsing a flow sequence at line 8 column 13",
+        ),
         (
             vec!["-f".into(), scratch("twice.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec: {containers: [{name: app, image: a:1}, {name: log-sidecar, image: b:1}, {name: log-sidecar, image: b:1}]}\n").display().to_string()],
             "twice.yaml: Pod shop/web: spec.containers[2].name: duplicate container name \"log-sidecar\"",

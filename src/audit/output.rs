@@ -43,7 +43,8 @@ fn write_yaml(out: &mut impl Write, findings: &[Finding]) -> std::io::Result<()>
     // The YAML emitter hides the writer's error in its own; kept here, so that a closed pipe
     // is still told from a full disk.
     let mut out = KeepError { inner: out, error: None };
-    serde_norway::to_writer(&mut out, findings).map_err(|e| out.error.take().unwrap_or_else(|| std::io::Error::other(e)))
+    serde_norway::to_writer(&mut out, findings)
+        .map_err(|e| out.error.take().unwrap_or_else(|| std::io::Error::other(e)))
 }
 
 /// A writer that keeps the first error of the writer it wraps.

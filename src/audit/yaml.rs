@@ -199,7 +199,11 @@ mod tests {
         assert_eq!(
             pieces(list),
             [
-                ("item", 3, "  apiVersion: v1\n  kind: Pod\n  data: |\n    - not an entry\n\n    # nor a comment\n".into()),
+                (
+                    "item",
+                    3,
+                    "  apiVersion: v1\n  kind: Pod\n  data: |\n    - not an entry\n\n    # nor a comment\n".into()
+                ),
                 ("item", 9, "  kind: Pod\n  # a comment\n".into()),
                 ("doc", 1, "apiVersion: v1\nitems: []\nkind: List\nmetadata:\n  resourceVersion: \"\"\n".into()),
             ]
@@ -237,7 +241,10 @@ mod tests {
     #[test]
     fn parser_positions_become_the_inputs() {
         assert_eq!(
-            input_lines("did not find expected key at line 2 column 3, while parsing a block mapping at line 1 column 1", 40),
+            input_lines(
+                "did not find expected key at line 2 column 3, while parsing a block mapping at line 1 column 1",
+                40
+            ),
             "did not find expected key at line 41 column 3, while parsing a block mapping at line 40 column 1"
         );
     }
