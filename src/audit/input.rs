@@ -64,6 +64,14 @@ fn for_each_object(mut source: Source, each: &mut Each) -> Result<(), AuditError
         Some(_) => {
             // Pieces (documents, a List's entries) are parsed one at a time; see `yaml`.
             let mut piece = |piece: Piece| {
+                let (Piece::Item { text, line } | Piece::Document { text, line }) = piece;
+                if let Some((at, column)) = yaml::too_deep(text) {
+                    let at = at + line - 1;
+                    return Err(syntax(format!(
+                        "nested deeper than {} levels at line {at} column {column}",
+                        yaml::MAX_DEPTH
+                    )));
+                }
                 let (text, line) = match piece {
                     Piece::Item { text, line } => {
                         let object = serde_norway::from_str(text)

@@ -164,6 +164,77 @@ fn start_item(item: &mut String, line: &str, dash: usize) {
     item.push_str(&line[dash + 1..]);
 }
 
+/// The deepest flow nesting (`[`, `{`) handed to the YAML parser. Its decoder stops at 128
+/// levels, but only after the parser has read the whole piece, and the parser takes quadratic
+/// time on deep flow nesting (100,000 levels in 200 KB: 16 s); block nesting costs it little.
+pub(super) const MAX_DEPTH: usize = 128;
+
+/// Where `text` first nests flow collections deeper than [`MAX_DEPTH`]: `(line, column)`,
+/// 1-based within `text`. A scan of the bytes, not a parse: brackets count where a node may
+/// begin (after `- `, `? `, `: `, an anchor or tag, at a line's start) and inside flow
+/// collections, never in comments, quoted scalars or block scalars (`|`, `>`). A miscount can
+/// only miss nesting, never invent it, so valid documents are never refused here.
+pub(super) fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut depth = 0;
+    let mut quote = None::<u8>;
+    // Lines more indented than this belong to a block scalar.
+    let mut block_scalar = None::<usize>;
+    for (number, line) in text.lines().enumerate() {
+        let bytes = line.as_bytes();
+        let indent = bytes.iter().take_while(|b| **b == b' ').count();
+        if let Some(parent) = block_scalar {
+            if indent > parent || line.trim().is_empty() {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut node_start = depth == 0 && quote.is_none();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let spaced = |at: usize| bytes.get(at).is_none_or(|c| matches!(c, b' ' | b'\t'));
+            if let Some(q) = quote {
+                match b {
+                    b'\\' if q == b'"' => i += 1,
+                    b'\'' if q == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 1,
+                    _ if b == q => quote = None,
+                    _ => {}
+                }
+                i += 1;
+                continue;
+            }
+            match b {
+                b' ' | b'\t' => {}
+                b'#' if i == 0 || matches!(bytes[i - 1], b' ' | b'\t') => break,
+                b'"' | b'\'' if node_start || depth > 0 => quote = Some(b),
+                b'[' | b'{' if node_start || depth > 0 => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some((number + 1, i + 1));
+                    }
+                }
+                b']' | b'}' if depth > 0 => depth -= 1,
+                b'|' | b'>' if node_start && depth == 0 => {
+                    block_scalar = Some(indent);
+                    break;
+                }
+                b'-' | b'?' if node_start && depth == 0 && spaced(i + 1) => {}
+                b':' if depth == 0 && spaced(i + 1) => node_start = true,
+                b'&' | b'!' if node_start => {
+                    while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t') {
+                        i += 1;
+                    }
+                    continue;
+                }
+                _ if depth == 0 => node_start = false,
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
 /// `message` (a YAML parser's, about a piece beginning at input line `first`) with its
 /// `line N` positions made the input's.
 pub(super) fn input_lines(message: &str, first: usize) -> String {
@@ -236,6 +307,22 @@ mod tests {
         assert_eq!(pieces("items: []\n"), [("doc", 1, "items: []\n".into())]);
         assert_eq!(pieces("items:\n  a: 1\n"), [("doc", 1, "items:\n  a: 1\n".into())]);
         assert_eq!(pieces("kind: List\nitems:\n"), [("doc", 1, "kind: List\nitems:\n".into())]);
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_found_without_parsing() {
+        let deep = |open: &str, close: &str, n: usize| format!("{}{}", open.repeat(n), close.repeat(n));
+        assert_eq!(too_deep(&format!("a: {}\n", deep("[", "]", 128))), None);
+        assert_eq!(too_deep(&format!("kind: Pod\na: {}\n", deep("[", "]", 129))), Some((2, 132)));
+        assert_eq!(too_deep(&format!("- &x !!seq {}", deep("{a: ", "}", 200))), Some((1, 11 + 4 * 128 + 1)));
+        assert_eq!(too_deep(&format!("a:\n{}", "  [\n".repeat(129))), Some((130, 3)));
+        // Brackets that are text: in plain scalars, quotes, comments and block scalars.
+        let text = "a: b[[[[\n".repeat(40)
+            + &"c: \"[[[[\\\"[[\n  [[[[\"\nd: '[[''[['\n".repeat(40)
+            + &"# [[[[[[\ne: x # [[[[[[\n".repeat(40)
+            + "f: |\n  [[[[[[\n\n  [[[[[[\n".repeat(40).as_str()
+            + "g: [[[1], \"]]]\"]]\n";
+        assert_eq!(too_deep(&text), None);
     }
 
     #[test]
