@@ -50,8 +50,9 @@ fn bench(c: &mut Criterion) {
     flood(c, &policy, now);
 }
 
-/// A hostile tenant's Pod: 5,000 legacy `s{i}-sidecar` containers (each declaring a port and a
-/// liveness probe on the next one's port), the whole update path from JSON to evaluation. Only
+/// A hostile tenant's Pod: 5,000 legacy `s{i}-sidecar` containers (each declaring a port of
+/// its own and port 9000, which every other declares too, and a liveness probe on the next
+/// one's port), the whole update path from JSON to evaluation. Only
 /// the first `--max-sidecars-per-pod` (32) are evaluated, so what grows with the Pod is the
 /// decoding and the view, both linear; reported per container beside the 3-container Pod.
 fn flood(c: &mut Criterion, policy: &CompiledPolicy, now: Timestamp) {
@@ -59,7 +60,7 @@ fn flood(c: &mut Criterion, policy: &CompiledPolicy, now: Timestamp) {
     let containers: Vec<serde_json::Value> = (0..CONTAINERS)
         .map(|i| {
             serde_json::json!({"name": format!("s{i}-sidecar"), "image": "busybox:1.36",
-                "ports": [{"containerPort": 10000 + i, "name": format!("p{i}")}],
+                "ports": [{"containerPort": 10000 + i, "name": format!("p{i}")}, {"containerPort": 9000}],
                 "livenessProbe": {"httpGet": {"path": "/", "port": 10000 + (i + 1) % CONTAINERS}}})
         })
         .collect();

@@ -28,10 +28,10 @@ pub mod history;
 pub mod name;
 pub mod pod;
 pub mod policy;
+pub mod relations;
 pub mod rule_settings;
 pub mod rules;
 pub mod stamp;
-pub mod workload;
 
 pub use alert::{Alert, AlertName, AlertState, Check};
 pub use catalog::{CatalogEntry, CatalogId, CATALOG};
@@ -41,6 +41,6 @@ pub use pod::{ContainerKind, ContainerView, PodView};
 pub use policy::{
     CompiledPolicy, Identified, IdentifiedBy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN,
 };
+pub use relations::Workload;
 pub use rules::{evaluate, evaluate_capped, Evaluation, DEFAULT_MAX_SIDECARS};
 pub use stamp::Stamp;
-pub use workload::Workload;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::catalog::{self, CatalogId};
 use super::name::{Interner, LabelSet, Name};
+use super::relations::{liveness_targets, port_conflicts, workload_of, Declared, LivenessTarget, Workload};
 use super::stamp::Stamp;
-use super::workload::{liveness_targets, workload_of, LivenessTarget, Workload};
 use crate::api::SlimTerminated;
 use crate::api::{SlimContainer, SlimContainerStatus, SlimPod};
 use jiff::Timestamp;
@@ -242,8 +242,21 @@ impl PodView {
             containers.push(container_view(c, kind, statuses.get(c.name.as_str()), names));
             declared.push(c);
         }
-        mark_port_conflicts(&spec.init_containers, &spec.containers, &mut containers);
-        liveness_targets(&declared, &mut containers);
+        let facts: Vec<Declared> = declared
+            .iter()
+            .zip(&containers)
+            .map(|(spec, view)| Declared {
+                spec,
+                runs_alongside: view.kind != ContainerKind::Init,
+                catalog: view.catalog,
+            })
+            .collect();
+        for (view, conflict) in containers.iter_mut().zip(port_conflicts(&facts)) {
+            view.flags.set(SpecFlags::PORT_CONFLICT, conflict);
+        }
+        for (view, target) in containers.iter_mut().zip(liveness_targets(&facts)) {
+            view.liveness_target = target;
+        }
 
         let ready_condition = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| ConditionView {
             status: c.status == "True",
@@ -412,26 +425,6 @@ pub fn is_latest_image(image: &str) -> bool {
     match last_segment.rsplit_once(':') {
         Some((_, tag)) => tag == "latest",
         None => true,
-    }
-}
-
-/// Flags every container that declares a (port, protocol) another container declares too.
-fn mark_port_conflicts(init: &[SlimContainer], regular: &[SlimContainer], views: &mut [ContainerView]) {
-    // Plain init containers run alone, so their ports cannot clash with anything.
-    let declared = init.iter().filter(|c| c.restart_policy.as_deref() == Some("Always")).chain(regular).flat_map(|c| {
-        c.ports.iter().map(move |p| ((p.container_port, p.protocol.as_deref().unwrap_or("TCP")), c.name.as_str()))
-    });
-    let mut owners: HashMap<(i32, &str), Vec<&str>> = HashMap::new();
-    for (port, name) in declared {
-        let names = owners.entry(port).or_default();
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    for names in owners.values().filter(|n| n.len() > 1) {
-        for view in views.iter_mut().filter(|v| v.kind != ContainerKind::Init && names.contains(&v.name.as_str())) {
-            view.flags.insert(SpecFlags::PORT_CONFLICT);
-        }
     }
 }
 

@@ -10,34 +10,11 @@ use regex::Regex;
 
 use super::catalog::CatalogId;
 use super::pod::{ContainerKind, ContainerView, PodView};
-pub use super::rule_settings::{ForRule, InstantRule, RestartsRule, Rules, WindowRule, MAX_THRESHOLD};
-use crate::api::{ClusterPolicySpec, ClusterSidecarPolicy, DecodeError, PolicySpec, SidecarPolicy};
+pub use super::rule_settings::{ForRule, InstantRule, RestartsRule, Rules, SpecError, WindowRule, MAX_THRESHOLD};
+use crate::api::{ClusterPolicySpec, ClusterSidecarPolicy, PolicySpec, SidecarPolicy};
 
 /// The sidecar name pattern used when a policy does not say which containers are sidecars.
 pub const DEFAULT_SIDECAR_PATTERN: &str = ".*-sidecar|istio-proxy|envoy";
-
-/// A spec field that cannot be used, with the path of the field (`spec.rules.restarts.window`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct SpecError {
-    /// The JSON path of the offending field.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl From<DecodeError> for SpecError {
-    fn from(e: DecodeError) -> Self {
-        SpecError { field: if e.path.is_empty() { "spec".into() } else { e.path }, message: e.message }
-    }
-}
-
-impl SpecError {
-    /// An error about `field`.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
 
 /// Which policy an alert comes from.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

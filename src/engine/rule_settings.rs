@@ -3,8 +3,32 @@
 
 use std::time::Duration;
 
-use super::policy::SpecError;
-use crate::api::{parse_duration, ForRuleSpec, InstantRuleSpec, RestartsRuleSpec, RulesSpec, Severity, WindowRuleSpec};
+use crate::api::{
+    parse_duration, DecodeError, ForRuleSpec, InstantRuleSpec, RestartsRuleSpec, RulesSpec, Severity, WindowRuleSpec,
+};
+
+/// A spec field that cannot be used, with the path of the field (`spec.rules.restarts.window`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// The JSON path of the offending field.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl From<DecodeError> for SpecError {
+    fn from(e: DecodeError) -> Self {
+        SpecError { field: if e.path.is_empty() { "spec".into() } else { e.path }, message: e.message }
+    }
+}
+
+impl SpecError {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
 
 /// The largest restart threshold accepted (the schema says so too).
 pub const MAX_THRESHOLD: u32 = 1000;

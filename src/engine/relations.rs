@@ -1,6 +1,8 @@
-//! What a Pod belongs to and what its containers lean on, read once from the spec: the
-//! workload that owns it (for the `workload_kind`/`workload` labels) and which other
-//! container a liveness probe targets (for the `main-probe-on-sidecar` check).
+//! How a Pod relates to what is around it, read once from the spec: the workload that owns it
+//! (the `workload_kind`/`workload` labels), and how its containers lean on each other: ports
+//! declared twice (`port-conflict`) and liveness probes aimed at another container's port
+//! (`main-probe-on-sidecar`). Linear in containers and ports (maps, never scans of scans): a
+//! hostile Pod may declare thousands of both.
 
 use std::collections::HashMap;
 use std::num::NonZeroU16;
@@ -8,10 +10,46 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::catalog::CatalogId;
 use super::name::Interner;
 pub use super::name::Workload;
-use super::pod::{ContainerKind, ContainerView};
 use crate::api::{PortRef, SlimContainer};
+
+/// A declared container, as the relations between containers need it.
+#[derive(Clone, Copy, Debug)]
+pub struct Declared<'a> {
+    /// Its spec.
+    pub spec: &'a SlimContainer,
+    /// Runs beside the others (a regular container or a native sidecar); a plain init
+    /// container has finished before they start, so its ports and probes meet nobody.
+    pub runs_alongside: bool,
+    /// The catalog entry, for the ports a well-known sidecar serves without declaring them.
+    pub catalog: Option<CatalogId>,
+}
+
+/// Per container: whether it declares a (port, protocol) that another container running
+/// beside it declares too.
+pub fn port_conflicts(declared: &[Declared]) -> Vec<bool> {
+    let mut owners: HashMap<(i32, &str), usize> = HashMap::new();
+    let mut conflicts = vec![false; declared.len()];
+    for (i, container) in declared.iter().enumerate().filter(|(_, c)| c.runs_alongside) {
+        for port in &container.spec.ports {
+            let key = (port.container_port, port.protocol.as_deref().unwrap_or("TCP"));
+            match owners.get(&key) {
+                // One container declaring a port twice is not a clash with itself.
+                Some(first) if *first == i => {}
+                Some(first) => {
+                    conflicts[i] = true;
+                    conflicts[*first] = true;
+                }
+                None => {
+                    owners.insert(key, i);
+                }
+            }
+        }
+    }
+    conflicts
+}
 
 /// The label the Deployment controller puts on its ReplicaSets' Pods.
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -61,25 +99,23 @@ impl LivenessTarget {
 /// forwards them to the app, so they check the app, not the proxy.
 const REWRITTEN_PROBE_PREFIX: &str = "/app-health/";
 
-/// Sets `liveness_target` on every container whose liveness probe targets a port another
-/// container declares, or a port a well-known sidecar serves without declaring it (containers
-/// share the Pod's network, so a probe on the Pod IP reaches whichever container listens).
-/// `declared` and `views` are the same containers in the same order. Linear in the number of
-/// containers and ports (maps, not scans), since a Pod may declare thousands of them.
-pub fn liveness_targets(declared: &[&SlimContainer], views: &mut [ContainerView]) {
-    let probers: Vec<usize> = (0..declared.len()).filter(|i| liveness_target_port(declared[*i]).is_some()).collect();
+/// Per container: the other container its liveness probe reaches, when the probe targets a
+/// port that container declares, or a port a well-known sidecar serves without declaring it
+/// (containers share the Pod's network, so a probe on the Pod IP reaches whoever listens).
+pub fn liveness_targets(declared: &[Declared]) -> Vec<Option<LivenessTarget>> {
+    let mut targets = vec![None; declared.len()];
+    let probers: Vec<usize> = (0..declared.len())
+        .filter(|i| declared[*i].runs_alongside && liveness_target_port(declared[*i].spec).is_some())
+        .collect();
     if probers.is_empty() {
-        return;
+        return targets;
     }
     // Who serves which port: declared numbers and names first, then catalog ports; the
-    // first container wins. Plain init containers have finished before probes run.
+    // first container wins.
     let mut by_number: HashMap<i32, (usize, u16)> = HashMap::new();
     let mut by_name: HashMap<&str, (usize, u16)> = HashMap::new();
-    for (i, (spec, view)) in declared.iter().zip(views.iter()).enumerate() {
-        if view.kind == ContainerKind::Init {
-            continue;
-        }
-        for port in &spec.ports {
+    for (i, container) in declared.iter().enumerate().filter(|(_, c)| c.runs_alongside) {
+        for port in &container.spec.ports {
             let Ok(number) = u16::try_from(port.container_port) else { continue };
             by_number.entry(port.container_port).or_insert((i, number));
             if let Some(name) = port.name.as_deref() {
@@ -87,29 +123,25 @@ pub fn liveness_targets(declared: &[&SlimContainer], views: &mut [ContainerView]
             }
         }
     }
-    for (i, view) in views.iter().enumerate() {
-        if view.kind == ContainerKind::Init {
-            continue;
-        }
-        for &port in view.catalog.map(|c| c.entry().ports).unwrap_or_default() {
+    for (i, container) in declared.iter().enumerate().filter(|(_, c)| c.runs_alongside) {
+        for &port in container.catalog.map(|c| c.entry().ports).unwrap_or_default() {
             by_number.entry(i32::from(port)).or_insert((i, port));
         }
     }
     for prober in probers {
-        let Some(port) = liveness_target_port(declared[prober]) else { continue };
+        let spec = declared[prober].spec;
+        let Some(port) = liveness_target_port(spec) else { continue };
         // A port the prober declares itself is its own, whoever else declares it.
-        if declared_port(declared[prober], port).is_some() {
+        if declared_port(spec, port).is_some() {
             continue;
         }
         let owner = match port {
             PortRef::Number(n) => by_number.get(n),
             PortRef::Name(name) => by_name.get(name.as_str()),
         };
-        let found = owner.filter(|(i, _)| *i != prober).and_then(|(i, number)| LivenessTarget::new(*i, *number));
-        if let Some(view) = views.get_mut(prober) {
-            view.liveness_target = found;
-        }
+        targets[prober] = owner.filter(|(i, _)| *i != prober).and_then(|(i, number)| LivenessTarget::new(*i, *number));
     }
+    targets
 }
 
 /// The port a container's liveness probe sends to on the Pod's own address, if any.
