@@ -102,9 +102,9 @@ impl Args {
 
     /// `--baseline` or `reflector-baseline` beside this executable.
     pub fn baseline(&self) -> PathBuf {
-        self.baseline.clone().unwrap_or_else(|| {
-            std::env::current_exe().unwrap_or_default().with_file_name("reflector-baseline")
-        })
+        self.baseline
+            .clone()
+            .unwrap_or_else(|| std::env::current_exe().unwrap_or_default().with_file_name("reflector-baseline"))
     }
 
     /// `--workdir` or a directory named after this process under the temp dir.

@@ -131,7 +131,8 @@ pub async fn oom_e2e(shared: &Arc<Shared>, kubeconfig: &Path, port: u16, pods: &
         let pod_part = format!("pod=\"{name}\"");
         let alert_part = format!("alertname=\"{OOM_ALERT}\"");
         let (mut watch_at, mut event_at, mut metric_at) = (None, None, None);
-        while t0.elapsed() < Duration::from_secs(15) && (watch_at.is_none() || event_at.is_none() || metric_at.is_none())
+        while t0.elapsed() < Duration::from_secs(15)
+            && (watch_at.is_none() || event_at.is_none() || metric_at.is_none())
         {
             if metric_at.is_none() {
                 if let Ok(r) = scrape(port).await {

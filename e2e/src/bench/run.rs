@@ -147,7 +147,12 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
         s.series_default = end.samples.len();
         s.series_denied =
             serving::denied_series(&args.operator(), &kubeconfig, &dir, &args.denylist, row.store_after).await?;
-        say!("N={n}: series {} by default, {} with --metric-denylist {}", s.series_default, s.series_denied, args.denylist);
+        say!(
+            "N={n}: series {} by default, {} with --metric-denylist {}",
+            s.series_default,
+            s.series_denied,
+            args.denylist
+        );
     }
     row.load = load_average();
     drop(sim);

@@ -102,8 +102,15 @@ pub async fn phase(op: &Operator, clients: usize, hold_s: u64) -> Result<Serving
 
 /// Series of a second operator started with `--metric-denylist denylist` once it tracks
 /// `pods` Pods (run it after the first one stopped).
-pub async fn denied_series(program: &Path, kubeconfig: &Path, dir: &Path, denylist: &str, pods: usize) -> Result<usize> {
-    let op = Operator::spawn(program, kubeconfig, &dir.join("operator-denylist.log"), &["--metric-denylist", denylist])?;
+pub async fn denied_series(
+    program: &Path,
+    kubeconfig: &Path,
+    dir: &Path,
+    denylist: &str,
+    pods: usize,
+) -> Result<usize> {
+    let op =
+        Operator::spawn(program, kubeconfig, &dir.join("operator-denylist.log"), &["--metric-denylist", denylist])?;
     op.wait_ready(Duration::from_secs(600)).await?;
     op.wait_tracked(pods, Duration::from_secs(600)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;

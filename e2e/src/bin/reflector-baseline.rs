@@ -101,10 +101,7 @@ async fn main() -> anyhow::Result<()> {
         let config = watcher::Config::default().any_semantic();
         watcher(api, config).modify(strip).reflect(writer).default_backoff().for_each(report).await;
     } else {
-        reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .for_each(report)
-            .await;
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().for_each(report).await;
     }
     // Keep `reader` (the store) alive for the whole run.
     drop(reader);
