@@ -1,6 +1,43 @@
-//! Support for the `sidecar-watch-bench` binary: realistic Pods ([`pods`]), Prometheus text
-//! parsing with histogram quantiles ([`prom`]) and process/HTTP probes ([`sys`]).
+//! The `sidecar-watch-bench` harness, one module per phase: arguments ([`args`]), the
+//! simulator's preloaded Pods and in-process writes ([`preload`]), the child processes
+//! ([`proc`]), baselines and operator start-up ([`startup`]), sustained update rates
+//! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]),
+//! `/metrics` serving ([`serving`]), churn ([`churn`]), idle CPU ([`idle`]) and the table
+//! ([`report`]); [`run`] strings them together for one N. Support: realistic Pods
+//! ([`pods`]), the Prometheus text parser ([`prom`]) and `/proc` probes ([`sys`]).
 
+/// Progress line on stderr, stamped with the seconds since the benchmark started.
+macro_rules! say {
+    ($($t:tt)*) => { $crate::bench::log(format!($($t)*)) };
+}
+
+pub mod args;
+pub mod churn;
+pub mod hostile;
+pub mod idle;
+pub mod latency;
 pub mod pods;
+pub mod preload;
+pub mod proc;
 pub mod prom;
+pub mod rates;
+pub mod report;
+pub mod run;
+pub mod serving;
+pub mod startup;
 pub mod sys;
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// Prints `line` to stderr with the time since the first call (the benchmark's start).
+pub fn log(line: String) {
+    eprintln!("[bench {:>7.1}s] {line}", START.get_or_init(Instant::now).elapsed().as_secs_f64());
+}
+
+/// `v * scale` with `digits` decimals, or `–` when there is no value.
+pub fn fmt(v: Option<f64>, scale: f64, digits: usize) -> String {
+    v.map_or("–".into(), |x| format!("{:.*}", digits, x * scale))
+}

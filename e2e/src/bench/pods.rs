@@ -253,6 +253,39 @@ pub fn restart(pod: &mut Value, container: &str, reason: &str, exit_code: i32, r
     set_ready(pod, container, ready, now);
 }
 
+/// A Pod's (namespace, name); empty strings where missing.
+pub fn ns_name(pod: &Value) -> (String, String) {
+    let get = |k: &str| pod["metadata"][k].as_str().unwrap_or_default().to_string();
+    (get("namespace"), get("name"))
+}
+
+/// The hostile tenant's namespace.
+pub const FLOOD_NAMESPACE: &str = "flood";
+
+/// The hostile tenant's Pod: `containers` containers named `s{i}-sidecar`, never scheduled
+/// (no status), labelled out of the platform policy's reach so that only the tenant's own
+/// [`flood_policy`] covers it.
+pub fn flood_pod(containers: usize) -> Value {
+    let list: Vec<Value> = (0..containers)
+        .map(|i| json!({"name": format!("s{i}-sidecar"), "image": "registry.example/flood:1.0"}))
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "flood", "namespace": FLOOD_NAMESPACE, "uid": uid(u64::MAX),
+            "labels": {"app": "flood", "logging": "off"}},
+        "spec": {"containers": list}
+    })
+}
+
+/// The tenant's SidecarPolicy in its own namespace: every Pod there, every `*-sidecar`.
+pub fn flood_policy() -> Value {
+    json!({
+        "apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
+        "metadata": {"name": "flood", "namespace": FLOOD_NAMESPACE},
+        "spec": {"sidecars": {"pattern": ".*-sidecar"}}
+    })
+}
+
 /// JSON size of a Pod in bytes.
 pub fn json_size(pod: &Value) -> usize {
     serde_json::to_vec(pod).map_or(0, |v| v.len())

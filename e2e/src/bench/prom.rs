@@ -1,4 +1,156 @@
-//! Minimal Prometheus text-format parsing: sums of samples and histogram quantiles.
+//! The one Prometheus text-format parser of the e2e tests and the benchmark: samples with
+//! their labels ([`Scrape`]), sums over label matches and histogram quantiles ([`Histogram`]).
+
+use std::collections::BTreeMap;
+
+/// Labels of one sample, by name.
+pub type Labels = BTreeMap<String, String>;
+
+/// A line of a scrape that is not a sample of the text format.
+#[derive(Debug, thiserror::Error)]
+#[error("bad Prometheus sample line {line:?}: {why}")]
+pub struct ParseError {
+    /// The offending line.
+    pub line: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// One sample of the text format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Metric name (with its `_bucket`/`_sum`/`_count` suffix for histograms).
+    pub name: String,
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// A parsed scrape.
+#[derive(Clone, Debug)]
+pub struct Scrape {
+    /// The raw text.
+    pub text: String,
+    /// Every sample, in the order of the text.
+    pub samples: Vec<Sample>,
+}
+
+impl Scrape {
+    /// Parses the Prometheus text format (comments and blank lines skipped).
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why| ParseError { line: line.to_string(), why };
+            let (name, labels, rest) = match line.find('{') {
+                Some(open) => {
+                    let close = line.rfind('}').ok_or_else(|| bad("no closing brace"))?;
+                    (&line[..open], parse_labels(&line[open + 1..close]).map_err(bad)?, &line[close + 1..])
+                }
+                None => {
+                    let (name, rest) = line.split_once(' ').ok_or_else(|| bad("no value"))?;
+                    (name, BTreeMap::new(), rest)
+                }
+            };
+            let value = match rest.split_whitespace().next().ok_or_else(|| bad("no value"))? {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().map_err(|_| bad("value is not a number"))?,
+            };
+            samples.push(Sample { name: name.to_string(), labels, value });
+        }
+        Ok(Self { text: text.to_string(), samples })
+    }
+
+    /// Samples of metric `name` whose labels include every pair of `matching`.
+    pub fn find(&self, name: &str, matching: &[(&str, &str)]) -> Vec<&Sample> {
+        self.samples.iter().filter(|s| s.name == name && matches(s, matching)).collect()
+    }
+
+    /// The value of the single sample of `name` with `matching` labels, if exactly one.
+    pub fn value(&self, name: &str, matching: &[(&str, &str)]) -> Option<f64> {
+        match self.find(name, matching).as_slice() {
+            [one] => Some(one.value),
+            _ => None,
+        }
+    }
+
+    /// Sum of every sample of `name` with `matching` labels (0 when there is none).
+    pub fn sum(&self, name: &str, matching: &[(&str, &str)]) -> f64 {
+        self.find(name, matching).iter().map(|s| s.value).sum()
+    }
+
+    /// Number of samples (series) whose labels include every pair of `matching`, any name.
+    pub fn series_with(&self, matching: &[(&str, &str)]) -> usize {
+        self.samples.iter().filter(|s| matches(s, matching)).count()
+    }
+
+    /// The label sets of every `sidecar_alerts` series, sorted.
+    pub fn alerts(&self) -> Vec<Labels> {
+        let mut out: Vec<Labels> = self.find("sidecar_alerts", &[]).into_iter().map(|s| s.labels.clone()).collect();
+        out.sort();
+        out
+    }
+
+    /// The per-Pod families the leader exports (alerts, container series, policy pods), sorted:
+    /// what a second operator must compute identically.
+    pub fn pod_series(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|s| {
+                ["sidecar_alerts", "sidecar_container_ready", "sidecar_container_restarts_total", "sidecar_policy_pods"]
+                    .contains(&s.name.as_str())
+            })
+            .map(|s| format!("{}{:?} {}", s.name, s.labels, s.value))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn matches(s: &Sample, matching: &[(&str, &str)]) -> bool {
+    matching.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+}
+
+fn parse_labels(text: &str) -> Result<Labels, &'static str> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let mut key = String::new();
+        for c in chars.by_ref() {
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+        }
+        if key.is_empty() {
+            break;
+        }
+        if chars.next() != Some('"') {
+            return Err("label without a quoted value");
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim().to_string(), value);
+    }
+    Ok(labels)
+}
 
 /// A cumulative histogram: `(upper bound, cumulative count)`, +Inf last.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -12,25 +164,23 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Reads histogram `name` (without labels besides `le`) from a scrape.
-    pub fn parse(text: &str, name: &str) -> Self {
-        let bucket = format!("{name}_bucket{{");
-        let count = format!("{name}_count");
-        let sum = format!("{name}_sum");
-        let mut h = Histogram::default();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix(&bucket) {
-                let le = rest.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
-                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
-                h.buckets.push((le, value(line)));
-            } else if line.starts_with(&count) && line[count.len()..].starts_with([' ', '{']) {
-                h.count = value(line);
-            } else if line.starts_with(&sum) && line[sum.len()..].starts_with([' ', '{']) {
-                h.sum = value(line);
-            }
+    /// Histogram `name` (without labels besides `le`) of a scrape; empty when absent.
+    pub fn of(scrape: &Scrape, name: &str) -> Self {
+        let mut buckets: Vec<(f64, f64)> = scrape
+            .find(&format!("{name}_bucket"), &[])
+            .into_iter()
+            .filter_map(|s| {
+                let le = s.labels.get("le")?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, s.value))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Histogram {
+            buckets,
+            count: scrape.sum(&format!("{name}_count"), &[]),
+            sum: scrape.sum(&format!("{name}_sum"), &[]),
         }
-        h.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        h
     }
 
     /// `self - earlier`, bucket by bucket (the observations made in between).
@@ -44,6 +194,11 @@ impl Histogram {
             })
             .collect();
         Histogram { buckets, count: self.count - earlier.count, sum: self.sum - earlier.sum }
+    }
+
+    /// Mean observation (`sum / count`); None without observations.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0.0).then(|| self.sum / self.count)
     }
 
     /// The `q` quantile interpolated linearly within its bucket, like Prometheus'
@@ -73,25 +228,6 @@ impl Histogram {
     }
 }
 
-fn value(line: &str) -> f64 {
-    line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0)
-}
-
-/// Sum of every sample of metric `name` whose line contains all of `label_parts`.
-pub fn sum(text: &str, name: &str, label_parts: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])) && label_parts.iter().all(|p| l.contains(p))
-        })
-        .map(value)
-        .sum()
-}
-
-/// Number of samples (non-comment, non-empty lines).
-pub fn series_count(text: &str) -> usize {
-    text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count()
-}
-
 /// The `q` quantile of raw samples (nearest rank); None when empty.
 pub fn sample_quantile(samples: &[f64], q: f64) -> Option<f64> {
     if samples.is_empty() {
@@ -114,22 +250,38 @@ y_total{result=\"dropped\",reason=\"a\"} 2\ny_total{result=\"ok\",reason=\"a\"} 
 
     #[test]
     fn histogram_quantiles_interpolate_within_buckets() {
-        let h = Histogram::parse(TEXT, "x_seconds");
+        let h = Histogram::of(&Scrape::parse(TEXT).unwrap(), "x_seconds");
         assert_eq!(h.count, 100.0);
         assert_eq!(h.buckets.len(), 4);
+        assert_eq!(h.mean(), Some(0.005));
         assert!((h.quantile(0.5).unwrap() - 0.001).abs() < 1e-12);
         // rank 70 is half-way through (0.001, 0.01].
         assert!((h.quantile(0.7).unwrap() - 0.0055).abs() < 1e-12);
         assert!((h.quantile(0.99).unwrap() - 0.091).abs() < 1e-9);
         let d = h.minus(&h);
         assert_eq!(d.quantile(0.5), None);
+        assert_eq!(d.mean(), None);
     }
 
     #[test]
-    fn sums_and_series() {
-        assert_eq!(sum(TEXT, "y_total", &["result=\"dropped\""]), 3.0);
-        assert_eq!(series_count(TEXT), 9);
+    fn sums_series_and_labels() {
+        let s = Scrape::parse(TEXT).unwrap();
+        assert_eq!(s.sum("y_total", &[("result", "dropped")]), 3.0);
+        assert_eq!(s.value("y_total", &[("result", "ok")]), Some(5.0));
+        assert_eq!(s.series_with(&[("reason", "a")]), 2);
+        assert_eq!(s.samples.len(), 9);
         assert_eq!(sample_quantile(&[3.0, 1.0, 2.0, 4.0], 0.5), Some(2.0));
         assert_eq!(sample_quantile(&[3.0, 1.0, 2.0, 4.0], 0.99), Some(4.0));
+    }
+
+    #[test]
+    fn escaped_label_values_and_bad_lines() {
+        let s = Scrape::parse("m{a=\"x\\\"y\",b=\"1\\n2\"} 3\n").unwrap();
+        assert_eq!(s.samples[0].labels["a"], "x\"y");
+        assert_eq!(s.samples[0].labels["b"], "1\n2");
+        let e = Scrape::parse("m{a=x} 1\n").unwrap_err();
+        assert_eq!(e.why, "label without a quoted value");
+        assert_eq!(Scrape::parse("m 1\nlonely\n").unwrap_err().line, "lonely");
+        assert_eq!(Scrape::parse("m abc\n").unwrap_err().why, "value is not a number");
     }
 }

@@ -2,7 +2,6 @@
 //! and a namespace of its own, the operator binary as a child process, `/metrics` scraping
 //! and parsing, Events, policy status and a few Pod helpers.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -358,25 +357,7 @@ pub async fn set_ready(pod: &PodDriver, container: &str, ready: bool) -> Pod {
 // ---------------------------------------------------------------------------------------
 // Metrics
 
-/// One sample of the text format.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    /// Metric name.
-    pub name: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Value.
-    pub value: f64,
-}
-
-/// A parsed scrape.
-#[derive(Clone, Debug)]
-pub struct Scrape {
-    /// The raw text.
-    pub text: String,
-    /// Every sample.
-    pub samples: Vec<Sample>,
-}
+pub use sidecar_watch_e2e::bench::prom::{Labels, Scrape};
 
 /// Checks that the single sample of `name` with `matching` labels has value `want`.
 pub fn has_value(s: &Scrape, name: &str, matching: &[(&str, &str)], want: f64) -> Result<(), String> {
@@ -384,116 +365,6 @@ pub fn has_value(s: &Scrape, name: &str, matching: &[(&str, &str)], want: f64) -
         Some(v) if (v - want).abs() < 1e-9 => Ok(()),
         other => Err(format!("{name}{matching:?} = {other:?}, want {want}")),
     }
-}
-
-/// Labels of an alert series as a map.
-pub type Labels = BTreeMap<String, String>;
-
-impl Scrape {
-    /// Parses the Prometheus text format.
-    pub fn parse(text: &str) -> Self {
-        let mut samples = Vec::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (name, labels, rest) = match line.find('{') {
-                Some(open) => {
-                    let close = line.rfind('}').unwrap_or_else(|| panic!("bad sample line: {line}"));
-                    (&line[..open], parse_labels(&line[open + 1..close]), &line[close + 1..])
-                }
-                None => {
-                    let (name, rest) = line.split_once(' ').unwrap_or_else(|| panic!("bad sample line: {line}"));
-                    (name, BTreeMap::new(), rest)
-                }
-            };
-            let value_text = rest.split_whitespace().next().unwrap_or_else(|| panic!("no value: {line}"));
-            let value = match value_text {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
-            };
-            samples.push(Sample { name: name.to_string(), labels, value });
-        }
-        Self { text: text.to_string(), samples }
-    }
-
-    /// Samples of metric `name` whose labels include every pair of `matching`.
-    pub fn find(&self, name: &str, matching: &[(&str, &str)]) -> Vec<&Sample> {
-        self.samples
-            .iter()
-            .filter(|s| {
-                s.name == name && matching.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .collect()
-    }
-
-    /// The value of the single sample of `name` with `matching` labels, if exactly one.
-    pub fn value(&self, name: &str, matching: &[(&str, &str)]) -> Option<f64> {
-        match self.find(name, matching).as_slice() {
-            [one] => Some(one.value),
-            _ => None,
-        }
-    }
-
-    /// The label sets of every `sidecar_alerts` series, sorted.
-    pub fn alerts(&self) -> Vec<Labels> {
-        let mut out: Vec<Labels> = self.find("sidecar_alerts", &[]).into_iter().map(|s| s.labels.clone()).collect();
-        out.sort();
-        out
-    }
-
-    /// The per-Pod families the leader exports (alerts, container series, policy pods), sorted:
-    /// what a second operator must compute identically.
-    pub fn pod_series(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .samples
-            .iter()
-            .filter(|s| {
-                ["sidecar_alerts", "sidecar_container_ready", "sidecar_container_restarts_total", "sidecar_policy_pods"]
-                    .contains(&s.name.as_str())
-            })
-            .map(|s| format!("{}{:?} {}", s.name, s.labels, s.value))
-            .collect();
-        out.sort();
-        out
-    }
-}
-
-fn parse_labels(text: &str) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let mut key = String::new();
-        for c in chars.by_ref() {
-            if c == '=' {
-                break;
-            }
-            key.push(c);
-        }
-        if key.is_empty() {
-            break;
-        }
-        assert_eq!(chars.next(), Some('"'), "label {key} without a quoted value in {text}");
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(other) => value.push(other),
-                    None => break,
-                },
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        labels.insert(key.trim().to_string(), value);
-    }
-    labels
 }
 
 /// Expected labels of a `sidecar_alerts` series of a namespaced policy in `ns`.
@@ -629,7 +500,7 @@ impl Operator {
 
     /// Scrapes and parses `/metrics`.
     pub async fn scrape(&self) -> Result<Scrape, String> {
-        Ok(Scrape::parse(&self.metrics_text().await?))
+        Scrape::parse(&self.metrics_text().await?).map_err(|e| e.to_string())
     }
 
     /// Waits until the `sidecar_alerts` series equal `expected` (sorted label sets).

@@ -1,0 +1,121 @@
+//! Command line of `sidecar-watch-bench` (clap derive); `--quick` shrinks every phase so
+//! that CI runs the whole harness in a few minutes.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+/// Runs the real operator (`sidecar-watch run`) against the in-process API-server simulator
+/// preloaded with N realistic Pods, for each N, and prints one Markdown table.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sidecar-watch-bench", version)]
+pub struct Args {
+    /// Numbers of Pods, one run each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 50_000, 100_000])]
+    pub pods: Vec<usize>,
+    /// Length of the churn phase (0 skips it).
+    #[arg(long, default_value_t = 300)]
+    pub churn_seconds: u64,
+    /// Churn operations per second.
+    #[arg(long, default_value_t = 200)]
+    pub churn_rate: u64,
+    /// Sustained status-update rates, one phase each (comma-separated, per second).
+    #[arg(long, value_delimiter = ',', default_values_t = [1000u64, 5000])]
+    pub rates: Vec<u64>,
+    /// Length of each rate phase.
+    #[arg(long, default_value_t = 30)]
+    pub rate_seconds: u64,
+    /// Length of the idle-CPU measurement.
+    #[arg(long, default_value_t = 30)]
+    pub idle_seconds: u64,
+    /// OOM kills timed end to end (and crash-looping sidecars in the hostile phase).
+    #[arg(long, default_value_t = 50)]
+    pub e2e_samples: usize,
+    /// The operator binary (default: `target/release/sidecar-watch` of this repository).
+    #[arg(long)]
+    pub operator: Option<PathBuf>,
+    /// The reflector baseline (default: `reflector-baseline` beside this binary).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Also write the table to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Kubeconfigs and child logs (default: a fresh directory under the temp dir).
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// The hostile-tenant phase (`--hostile=false` skips it).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub hostile: bool,
+    /// Containers of the hostile tenant's Pod.
+    #[arg(long, default_value_t = 5000)]
+    pub flood_containers: usize,
+    /// Label-only updates timed (flood Pod vs normal Pod) in the hostile phase.
+    #[arg(long, default_value_t = 50)]
+    pub label_updates: usize,
+    /// Background status-update rate in the other namespaces during the hostile phase.
+    #[arg(long, default_value_t = 1000)]
+    pub hostile_rate: u64,
+    /// The `/metrics` serving phase (`--serving=false` skips it).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub serving: bool,
+    /// Clients that send `GET /metrics` and never read, in the serving phase.
+    #[arg(long, default_value_t = 60)]
+    pub stuck_clients: usize,
+    /// How long the stuck clients are held.
+    #[arg(long, default_value_t = 15)]
+    pub hold_seconds: u64,
+    /// `--metric-denylist` of the second operator whose series per Pod are compared.
+    #[arg(long, default_value = "sidecar_container_.*")]
+    pub denylist: String,
+    /// Small N and short phases (every phase still runs): exercises the harness in CI in
+    /// under 3 minutes. Overrides the sizes and durations above.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+impl Args {
+    /// Parses the command line and applies `--quick`.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let mut a = Args::parse();
+        if a.quick {
+            a.pods = vec![500, 1000];
+            a.rates = vec![500];
+            a.rate_seconds = 3;
+            a.churn_seconds = 5;
+            a.churn_rate = 100;
+            a.idle_seconds = 2;
+            a.e2e_samples = 5;
+            a.label_updates = 10;
+            a.hostile_rate = 200;
+            a.hold_seconds = 3;
+        }
+        if a.pods.is_empty() {
+            anyhow::bail!("--pods is empty");
+        }
+        Ok(a)
+    }
+
+    /// `--operator` or `target/release/sidecar-watch` of this repository.
+    pub fn operator(&self) -> PathBuf {
+        self.operator.clone().unwrap_or_else(|| repo_root().join("target/release/sidecar-watch"))
+    }
+
+    /// `--baseline` or `reflector-baseline` beside this executable.
+    pub fn baseline(&self) -> PathBuf {
+        self.baseline
+            .clone()
+            .unwrap_or_else(|| std::env::current_exe().unwrap_or_default().with_file_name("reflector-baseline"))
+    }
+
+    /// `--workdir` or a directory named after this process under the temp dir.
+    pub fn workdir(&self) -> PathBuf {
+        self.workdir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("sidecar-watch-bench-{}", std::process::id())))
+    }
+}
+
+/// The repository (parent of the e2e crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
+}

@@ -1,0 +1,138 @@
+//! The child processes (operator, baselines): start, RSS, stop, and scraping the operator.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::process::{Child, Command};
+
+use super::prom::Scrape;
+use super::sys;
+
+/// A child process, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub pid: u32,
+    /// When it was spawned.
+    pub started: Instant,
+}
+
+impl Proc {
+    /// Current RSS in KiB (0 once it is gone).
+    pub fn rss(&self) -> u64 {
+        sys::rss_kib(self.pid).unwrap_or(0)
+    }
+
+    /// RSS at rest: the median of five samples a second apart, so that one sample taken
+    /// while the allocator still holds a burst's garbage does not stand for the phase.
+    pub async fn settled_rss(&self) -> u64 {
+        let mut samples = Vec::with_capacity(5);
+        for i in 0..5 {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            samples.push(self.rss());
+        }
+        samples.sort_unstable();
+        samples[samples.len() / 2]
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s.
+    pub async fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Starts `program args` with `KUBECONFIG`, stderr to `log` and `RUST_LOG` from
+/// `BENCH_RUST_LOG` (default `warn`).
+pub fn spawn(program: &Path, args: &[&str], kubeconfig: &Path, log: &Path, stdout: Stdio) -> Result<Proc> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("starting {}", program.display()))?;
+    let pid = child.id().context("child pid")?;
+    Ok(Proc { child, pid, started })
+}
+
+/// `GET /metrics` on the operator's plain-HTTP port; an error unless 200.
+pub async fn scrape(port: u16) -> Result<sys::HttpResponse> {
+    let r = sys::get(port, "/metrics").await?;
+    if r.code != 200 {
+        bail!("/metrics answered {}", r.code);
+    }
+    Ok(r)
+}
+
+/// [`scrape`], parsed.
+pub async fn scrape_parsed(port: u16) -> Result<Scrape> {
+    Ok(Scrape::parse(&scrape(port).await?.body)?)
+}
+
+/// Polls `/metrics` until a line contains all of `parts`; returns seconds since `t0`.
+pub async fn wait_metric(port: u16, parts: &[&str], t0: Instant, timeout: Duration) -> Option<f64> {
+    while t0.elapsed() < timeout {
+        if let Ok(r) = scrape(port).await {
+            if r.body.lines().any(|l| parts.iter().all(|p| l.contains(p))) {
+                return Some(t0.elapsed().as_secs_f64());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// The operator under test, serving plain-HTTP `/metrics` on `port`.
+pub struct Operator {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl Operator {
+    /// Starts `sidecar-watch run` without leader election and with plain `/metrics`,
+    /// plus `extra` flags.
+    pub fn spawn(program: &Path, kubeconfig: &Path, log: &Path, extra: &[&str]) -> Result<Self> {
+        let port = sys::free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let mut args = vec!["run", "--leader-elect=false", "--metrics-secure=false", "--metrics-addr", &addr];
+        args.extend_from_slice(extra);
+        let proc = spawn(program, &args, kubeconfig, log, Stdio::null())?;
+        Ok(Operator { proc, port })
+    }
+
+    /// Waits for `/readyz` 200; returns seconds since the start.
+    pub async fn wait_ready(&self, deadline: Duration) -> Result<f64> {
+        loop {
+            if self.proc.started.elapsed() > deadline {
+                bail!("operator not ready after {deadline:?}");
+            }
+            if sys::get(self.port, "/readyz").await.is_ok_and(|r| r.code == 200) {
+                return Ok(self.proc.started.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until `sidecar_watch_pods_tracked` reaches `n`; returns seconds since the start.
+    pub async fn wait_tracked(&self, n: usize, deadline: Duration) -> Result<f64> {
+        loop {
+            let s = scrape_parsed(self.port).await?;
+            if s.sum("sidecar_watch_pods_tracked", &[]) as usize >= n {
+                return Ok(self.proc.started.elapsed().as_secs_f64());
+            }
+            if self.proc.started.elapsed() > deadline {
+                bail!("operator never tracked {n} Pods");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! One row of results per N and the Markdown table of all rows.
+
+use super::args::Args;
+use super::fmt as f;
+use super::hostile::Hostile;
+use super::latency::E2e;
+use super::prom::sample_quantile;
+use super::rates::RatePhase;
+use super::serving::Serving;
+use super::startup::{Baseline, Startup};
+
+/// Everything measured for one N.
+#[derive(Debug, Default, Clone)]
+pub struct Row {
+    pub n: usize,
+    pub avg_pod_bytes: usize,
+    pub preload_s: f64,
+    /// (a) a reflector of full Pods; (b) the careful user's reflector.
+    pub full: Baseline,
+    pub careful: Baseline,
+    pub startup: Startup,
+    pub rates: Vec<RatePhase>,
+    pub e2e: E2e,
+    pub hostile: Option<Hostile>,
+    pub serving: Option<Serving>,
+    pub churn_ops: u64,
+    pub churn_s: f64,
+    pub rss_churn_kib: u64,
+    pub tracked_after: f64,
+    pub store_after: usize,
+    pub idle_cpu_pct: f64,
+    pub dropped_total: f64,
+    pub restarts_total: f64,
+    pub expired_total: u64,
+    /// `uptime`'s load averages at the end of this N: other work on the machine.
+    pub load: String,
+}
+
+fn mib(k: u64) -> String {
+    format!("{:.1} MiB", k as f64 / 1024.0)
+}
+
+/// Bytes per Pod between consecutive rows of `get` (KiB), `–` for the first.
+fn slope(rows: &[Row], get: impl Fn(&Row) -> u64) -> Vec<String> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| match i.checked_sub(1).map(|p| &rows[p]) {
+            None => "–".to_string(),
+            Some(p) => format!("{:.0} B", (get(r) as f64 - get(p) as f64) * 1024.0 / (r.n as f64 - p.n as f64)),
+        })
+        .collect()
+}
+
+/// Ratio of a baseline's per-Pod slope to the operator's (absolute RSS ratio for the first).
+fn ratio(rows: &[Row], base: impl Fn(&Row) -> u64) -> Vec<String> {
+    let ours = |r: &Row| r.startup.rss_ready_kib;
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| match i.checked_sub(1).map(|p| &rows[p]) {
+            None => format!("{:.1} (absolute)", base(r) as f64 / ours(r).max(1) as f64),
+            Some(p) => {
+                let d = ours(r) as f64 - ours(p) as f64;
+                if d > 0.0 {
+                    format!("{:.1}×", (base(r) as f64 - base(p) as f64) / d)
+                } else {
+                    "–".into()
+                }
+            }
+        })
+        .collect()
+}
+
+/// The Markdown table: one column per N.
+pub fn table(rows: &[Row], args: &Args) -> String {
+    let mut out = String::new();
+    let head: Vec<String> = rows.iter().map(|r| format!("N = {}", r.n)).collect();
+    out.push_str(&format!("| metric | {} |\n|---|{}\n", head.join(" | "), "---:|".repeat(rows.len())));
+    let mut line = |name: &str, cells: Vec<String>| out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
+    let each = |g: &dyn Fn(&Row) -> String| rows.iter().map(g).collect::<Vec<_>>();
+    let q = |v: &[f64], p: f64| f(sample_quantile(v, p), 1e3, 1);
+    line("Pod JSON size (avg)", each(&|r| format!("{} B", r.avg_pod_bytes)));
+    line("operator: start → /readyz 200", each(&|r| format!("{:.2} s", r.startup.ready_s)));
+    line("operator: start → pods_tracked = N", each(&|r| format!("{:.2} s", r.startup.tracked_s)));
+    line(
+        "simulator CPU, operator start → ready (per Pod)",
+        each(&|r| {
+            let s = r.startup.sim_cpu_ready_s;
+            format!("{s:.2} s ({:.1} µs)", s * 1e6 / r.n.max(1) as f64)
+        }),
+    );
+    line("operator: Events published by initial sync (+3 s)", each(&|r| format!("{:.0}", r.startup.startup_events)));
+    line("operator RSS peak during initial sync", each(&|r| mib(r.startup.rss_sync_peak_kib)));
+    line("operator RSS after initial sync (settled)", each(&|r| mib(r.startup.rss_ready_kib)));
+    line("operator RSS per Pod (slope vs previous N), sync", slope(rows, |r| r.startup.rss_ready_kib));
+    line("operator RSS after churn (settled)", each(&|r| mib(r.rss_churn_kib)));
+    line("operator RSS per Pod (slope), after churn", slope(rows, |r| r.rss_churn_kib));
+    for (label, get) in [
+        ("(a) full reflector", (|r: &Row| r.full) as fn(&Row) -> Baseline),
+        ("(b) careful reflector", |r: &Row| r.careful),
+    ] {
+        line(&format!("{label}: time to synced"), each(&|r| format!("{:.2} s", get(r).sync_s)));
+        line(&format!("{label}: RSS after sync"), each(&|r| mib(get(r).rss_kib)));
+        line(&format!("{label}: RSS per Pod (slope)"), slope(rows, |r| get(r).rss_kib));
+        line(&format!("{label} / operator per-Pod ratio"), ratio(rows, |r| get(r).rss_kib));
+    }
+    for (k, rate) in args.rates.iter().enumerate() {
+        let get = |r: &Row| r.rates.get(k).cloned().unwrap_or_default();
+        line(
+            &format!("{rate}/s: updates written (achieved rate)"),
+            each(&|r| format!("{} ({:.0}/s)", get(r).writes, get(r).achieved)),
+        );
+        line(
+            &format!("{rate}/s: detection latency p50 / p99"),
+            each(&|r| format!("{} / {} ms", f(get(r).p50, 1e3, 3), f(get(r).p99, 1e3, 3))),
+        );
+        line(
+            &format!("{rate}/s: Pod inputs seen by operator / written"),
+            each(&|r| format!("{:.0} / {}", get(r).observed, get(r).writes + 1)),
+        );
+        line(&format!("{rate}/s: Events published during phase"), each(&|r| format!("{:.0}", get(r).events_ok)));
+        line(
+            &format!("{rate}/s: last update on /metrics after phase end"),
+            each(&|r| format!("{} s", f(get(r).catch_up, 1.0, 3))),
+        );
+        line(
+            &format!("{rate}/s: dropped Events / watch restarts / 410s"),
+            each(&|r| format!("{} / {} / {}", get(r).dropped, get(r).restarts, get(r).expired)),
+        );
+        line(
+            &format!("{rate}/s: pods_tracked, RSS at phase end"),
+            each(&|r| format!("{:.0}, {}", get(r).tracked, mib(get(r).rss_kib))),
+        );
+    }
+    line(
+        "e2e OOMKilled → bare kube-rs watch p50 / p99",
+        each(&|r| format!("{} / {} ms", q(&r.e2e.watch, 0.5), q(&r.e2e.watch, 0.99))),
+    );
+    line(
+        "e2e OOMKilled → Event at simulator p50 / p99",
+        each(&|r| format!("{} / {} ms", q(&r.e2e.event, 0.5), q(&r.e2e.event, 0.99))),
+    );
+    line(
+        "e2e OOMKilled → alert on /metrics (polled) p50 / p99",
+        each(&|r| format!("{} / {} ms", q(&r.e2e.metrics, 0.5), q(&r.e2e.metrics, 0.99))),
+    );
+    line(
+        "e2e samples (watch / Event / metrics seen)",
+        each(&|r| format!("{} ({}/{}/{})", r.e2e.samples, r.e2e.watch.len(), r.e2e.event.len(), r.e2e.metrics.len())),
+    );
+    line("/metrics scrape time (median of 5, idle)", each(&|r| format!("{:.1} ms", r.startup.metrics_ms)));
+    line(
+        "/metrics scrape time during e2e polling p50 / p99",
+        each(&|r| {
+            let secs: Vec<f64> = r.e2e.scrape_ms.iter().map(|x| x / 1e3).collect();
+            format!("{} / {} ms", q(&secs, 0.5), q(&secs, 0.99))
+        }),
+    );
+    line(
+        "/metrics size, series",
+        each(&|r| format!("{:.1} MiB, {}", r.startup.metrics_bytes as f64 / 1048576.0, r.startup.metrics_series)),
+    );
+    if rows.iter().any(|r| r.hostile.is_some()) {
+        let h = |r: &Row| r.hostile.clone().unwrap_or_default();
+        line("hostile: flood Pod containers", each(&|r| h(r).containers.to_string()));
+        line(
+            "hostile: Event latency elsewhere (OOM kill → Event in store) p50 / p99",
+            each(&|r| format!("{} / {} ms", q(&h(r).event, 0.5), q(&h(r).event, 0.99))),
+        );
+        line(
+            "hostile: samples seen / written; background writes (rate)",
+            each(&|r| {
+                let h = h(r);
+                format!("{} / {}; {} ({:.0}/s)", h.event.len(), h.samples, h.bg_writes, h.bg_achieved)
+            }),
+        );
+        line(
+            "hostile: operator RSS without → with flood Pod (growth)",
+            each(&|r| {
+                let h = h(r);
+                let growth = h.rss_after_kib as i64 - h.rss_before_kib as i64;
+                format!("{} → {} ({:+.1} MiB)", mib(h.rss_before_kib), mib(h.rss_after_kib), growth as f64 / 1024.0)
+            }),
+        );
+        line(
+            "hostile: series with namespace=\"flood\" (first seen after)",
+            each(&|r| format!("{} ({} s)", h(r).flood_series, f(h(r).flood_seen_s, 1.0, 2))),
+        );
+        line(
+            "hostile: label-only update reconcile mean, flood Pod vs 3-container Pod",
+            each(&|r| {
+                let h = h(r);
+                format!(
+                    "{} vs {} ms ({:.0}/{:.0} obs)",
+                    f(h.reconcile_flood.mean(), 1e3, 3),
+                    f(h.reconcile_normal.mean(), 1e3, 3),
+                    h.reconcile_flood.count,
+                    h.reconcile_normal.count
+                )
+            }),
+        );
+    }
+    if rows.iter().any(|r| r.serving.is_some()) {
+        let s = |r: &Row| r.serving.clone().unwrap_or_default();
+        line(
+            "serving: /metrics body, time plain (median of 5)",
+            each(&|r| format!("{:.2} MiB, {:.1} ms", s(r).plain_bytes as f64 / 1048576.0, s(r).plain_ms)),
+        );
+        line(
+            "serving: /metrics body, time gzip (median of 5)",
+            each(&|r| format!("{:.2} MiB, {:.1} ms", s(r).gzip_bytes as f64 / 1048576.0, s(r).gzip_ms)),
+        );
+        line(
+            "serving: RSS before → peak with clients that never read",
+            each(&|r| {
+                let s = s(r);
+                format!(
+                    "{} → {} ({} clients, {} s)",
+                    mib(s.rss_before_kib),
+                    mib(s.rss_stuck_peak_kib),
+                    s.stuck_clients,
+                    s.hold_s
+                )
+            }),
+        );
+        line(
+            "serving: normal scrape meanwhile",
+            each(&|r| s(r).scrape_during_ms.map_or("failed".into(), |ms| format!("ok, {ms:.1} ms"))),
+        );
+        line(
+            &format!("serving: series per Pod, default vs --metric-denylist '{}'", args.denylist),
+            each(&|r| {
+                let s = s(r);
+                let per = |x: usize| x as f64 / s.pods.max(1) as f64;
+                format!("{:.2} vs {:.2}", per(s.series_default), per(s.series_denied))
+            }),
+        );
+    }
+    line(
+        "churn ops (time)",
+        each(&|r| format!("{} ({:.0} s, {:.0}/s)", r.churn_ops, r.churn_s, r.churn_ops as f64 / r.churn_s.max(1e-9))),
+    );
+    line("pods_tracked after churn / Pods in store", each(&|r| format!("{:.0} / {}", r.tracked_after, r.store_after)));
+    line(&format!("idle CPU ({} s, % of one core)", args.idle_seconds), each(&|r| format!("{:.2} %", r.idle_cpu_pct)));
+    line(
+        "whole run: dropped Events / watch restarts / 410s",
+        each(&|r| format!("{} / {} / {}", r.dropped_total, r.restarts_total, r.expired_total)),
+    );
+    line("load average at the end (1/5/15 min)", each(&|r| r.load.clone()));
+    out
+}
