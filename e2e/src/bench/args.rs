@@ -67,6 +67,10 @@ pub struct Args {
     /// `--metric-denylist` of the second operator whose series per Pod are compared.
     #[arg(long, default_value = "sidecar_container_.*")]
     pub denylist: String,
+    /// Instead of the single-operator phases, compare at each N one replica, this many
+    /// shards by Pod UID and this many replicas by namespace (0 or 1: off).
+    #[arg(long, default_value_t = 0)]
+    pub shards: u32,
     /// Small N and short phases (every phase still runs): exercises the harness in CI in
     /// under 3 minutes. Overrides the sizes and durations above.
     #[arg(long)]

@@ -2,8 +2,9 @@
 //! simulator's preloaded Pods and in-process writes ([`preload`]), the child processes
 //! ([`proc`]), baselines and operator start-up ([`startup`]), sustained update rates
 //! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]),
-//! `/metrics` serving ([`serving`]), churn ([`churn`]), idle CPU ([`idle`]) and the table
-//! ([`report`]); [`run`] strings them together for one N. Support: realistic Pods
+//! `/metrics` serving ([`serving`]), churn ([`churn`]), idle CPU ([`idle`]), the operator's
+//! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
+//! table ([`report`]); [`run`] strings them together for one N. Support: realistic Pods
 //! ([`pods`]), the Prometheus text parser ([`prom`]) and `/proc` probes ([`sys`]).
 
 /// Progress line on stderr, stamped with the seconds since the benchmark started.
@@ -11,6 +12,7 @@ macro_rules! say {
     ($($t:tt)*) => { $crate::bench::log(format!($($t)*)) };
 }
 
+pub mod api_cost;
 pub mod args;
 pub mod churn;
 pub mod hostile;
@@ -24,6 +26,7 @@ pub mod rates;
 pub mod report;
 pub mod run;
 pub mod serving;
+pub mod shards;
 pub mod startup;
 pub mod sys;
 

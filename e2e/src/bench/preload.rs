@@ -60,9 +60,10 @@ pub fn preload(shared: &Shared, factory: &PodFactory, n: usize) -> Result<Vec<(S
         let mut pod = factory.pod(i);
         pod["metadata"]["creationTimestamp"] = json!(now);
         let (ns, name) = pods::ns_name(&pod);
-        // Serialized now, while the Pod is in the CPU cache: the first LIST would otherwise
-        // pay for it, reading 100k cold objects (several times slower).
-        shared.state().store.put(&key, &ns, &name, pod).json();
+        // Serialized now, while the Pod is in the CPU cache (the first LIST would otherwise
+        // pay for it, reading 100k cold objects), and kept as JSON only: 400k parsed Pods
+        // would not fit in memory.
+        shared.state().store.put_as_json(&key, &ns, &name, pod);
         names.push((ns, name));
     }
     Ok(names)

@@ -1,5 +1,6 @@
 //! One row of results per N and the Markdown table of all rows.
 
+use super::api_cost::ApiCost;
 use super::args::Args;
 use super::fmt as f;
 use super::hostile::Hostile;
@@ -7,6 +8,7 @@ use super::latency::E2e;
 use super::prom::sample_quantile;
 use super::rates::RatePhase;
 use super::serving::Serving;
+use super::shards::{self, SplitResult};
 use super::startup::{Baseline, Startup};
 
 /// Everything measured for one N.
@@ -20,6 +22,12 @@ pub struct Row {
     pub careful: Baseline,
     pub startup: Startup,
     pub rates: Vec<RatePhase>,
+    /// The operator's API-server cost: start-up, each rate phase, at rest (the idle phase).
+    pub api_start: ApiCost,
+    pub api_rates: Vec<ApiCost>,
+    pub api_rest: ApiCost,
+    /// `--shards`: one replica, shards by UID, replicas by namespace (nothing else is run).
+    pub shards: Vec<SplitResult>,
     pub e2e: E2e,
     pub hostile: Option<Hostile>,
     pub serving: Option<Serving>,
@@ -70,8 +78,20 @@ fn ratio(rows: &[Row], base: impl Fn(&Row) -> u64) -> Vec<String> {
         .collect()
 }
 
-/// The Markdown table: one column per N.
+/// The Markdown table: one column per N (with `--shards`, one table per N, one column per
+/// way of splitting the Pods).
 pub fn table(rows: &[Row], args: &Args) -> String {
+    if args.shards > 1 {
+        let tables: Vec<String> = rows.iter().map(|r| shards::table(r.n, &r.shards)).collect();
+        let loads: Vec<String> = rows.iter().map(|r| format!("N = {}: {}", r.n, r.load)).collect();
+        return format!(
+            "{}
+Load average at the end: {}
+",
+            tables.join("\n"),
+            loads.join("; ")
+        );
+    }
     let mut out = String::new();
     let head: Vec<String> = rows.iter().map(|r| format!("N = {}", r.n)).collect();
     out.push_str(&format!("| metric | {} |\n|---|{}\n", head.join(" | "), "---:|".repeat(rows.len())));
@@ -81,6 +101,7 @@ pub fn table(rows: &[Row], args: &Args) -> String {
     line("Pod JSON size (avg)", each(&|r| format!("{} B", r.avg_pod_bytes)));
     line("operator: start → /readyz 200", each(&|r| format!("{:.2} s", r.startup.ready_s)));
     line("operator: start → pods_tracked = N", each(&|r| format!("{:.2} s", r.startup.tracked_s)));
+    line("operator CPU, start → pods_tracked = N", each(&|r| format!("{:.2} s", r.startup.op_cpu_tracked_s)));
     line(
         "simulator CPU, operator start → ready (per Pod)",
         each(&|r| {
@@ -131,6 +152,14 @@ pub fn table(rows: &[Row], args: &Args) -> String {
             each(&|r| format!("{:.0}, {}", get(r).tracked, mib(get(r).rss_kib))),
         );
     }
+    line("API cost of the start (requests / response bytes)", each(&|r| r.api_start.describe()));
+    for (k, rate) in args.rates.iter().enumerate() {
+        line(
+            &format!("API cost during {rate}/s (requests / response bytes)"),
+            each(&|r| r.api_rates.get(k).map_or("–".into(), ApiCost::describe)),
+        );
+    }
+    line("API cost at rest (idle phase)", each(&|r| format!("{}; {}", r.api_rest.per_minute(), r.api_rest.describe())));
     line(
         "e2e OOMKilled → bare kube-rs watch p50 / p99",
         each(&|r| format!("{} / {} ms", q(&r.e2e.watch, 0.5), q(&r.e2e.watch, 0.99))),

@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use super::api_cost::ApiCost;
 use super::args::Args;
 use super::pods::{self, PodFactory};
 use super::preload::{pods_key, preload};
 use super::proc::scrape_parsed;
 use super::rates::delta;
 use super::report::Row;
+use super::shards::{self, Split};
 use super::{churn, hostile, idle, latency, rates, serving, startup};
 use crate::sim::{SimConfig, Simulator};
 
@@ -45,6 +47,16 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
     row.avg_pod_bytes = (0..50).map(|i| pods::json_size(&factory.pod(i * 97 % n.max(1)))).sum::<usize>() / 50;
     say!("N={n}: preloaded {} Pods (~{} B JSON each) in {:.1}s", names.len(), row.avg_pod_bytes, row.preload_s);
 
+    if args.shards > 1 {
+        let namespaces: Vec<String> = (0..pods::NAMESPACES).map(pods::namespace).collect();
+        for split in [Split::Single, Split::Uid(args.shards), Split::Namespaces(args.shards)] {
+            let result = shards::measure(&split, &args.operator(), &kubeconfig, &dir, &shared, &namespaces, n).await?;
+            row.shards.push(result);
+        }
+        row.load = load_average();
+        return Ok(row);
+    }
+
     // Baselines alone first (no other load).
     let base = args.baseline();
     if base.exists() {
@@ -54,8 +66,12 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
         say!("baseline binary {} missing; skipped", base.display());
     }
 
-    let (op, s) = startup::operator(&args.operator(), &kubeconfig, &dir, n).await?;
+    let traffic = shared.traffic();
+    let (t0, before) = (Instant::now(), traffic.snapshot());
+    let (op, s) = startup::operator(&args.operator(), &kubeconfig, &dir, n, &[]).await?;
     row.startup = s;
+    row.api_start = ApiCost::between(&before, &traffic.snapshot(), t0.elapsed().as_secs_f64());
+    say!("N={n}: API cost of the start (until ready + 3 s + 5 scrapes): {}", row.api_start.describe());
 
     // Pods reserved for end-to-end samples, the hostile phase's crash loops, the catch-up
     // marker and the label updates: never touched by other phases.
@@ -82,6 +98,7 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
     let expired0 = shared.expired_watches();
 
     for &rate in &args.rates {
+        let (t0, before) = (Instant::now(), traffic.snapshot());
         let mut phase = rates::phase(&shared, op.port, &flip_targets, &marker, rate, args.rate_seconds).await?;
         phase.rss_kib = op.proc.rss();
         say!(
@@ -97,6 +114,9 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
             phase.expired,
             phase.rss_kib / 1024
         );
+        let cost = ApiCost::between(&before, &traffic.snapshot(), t0.elapsed().as_secs_f64());
+        say!("N={n}: API cost at {rate}/s: {}", cost.describe());
+        row.api_rates.push(cost);
         row.rates.push(phase);
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -133,8 +153,15 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
         row.store_after
     );
 
+    let (t0, before) = (Instant::now(), traffic.snapshot());
     row.idle_cpu_pct = idle::cpu_percent(op.proc.pid, args.idle_seconds).await;
-    say!("N={n}: idle CPU {:.2}% of a core over {}s", row.idle_cpu_pct, args.idle_seconds);
+    row.api_rest = ApiCost::between(&before, &traffic.snapshot(), t0.elapsed().as_secs_f64());
+    say!(
+        "N={n}: idle CPU {:.2}% of a core over {}s; API cost at rest {}",
+        row.idle_cpu_pct,
+        args.idle_seconds,
+        row.api_rest.per_minute()
+    );
 
     let end = scrape_parsed(op.port).await?;
     row.dropped_total = delta(&before_all, &end, "sidecar_watch_events_total", &[("result", "dropped")]);

@@ -47,6 +47,9 @@ pub struct Startup {
     /// CPU seconds of this process (the simulator, serving the initial list) until ready.
     pub sim_cpu_ready_s: f64,
     pub tracked_s: f64,
+    /// CPU seconds of the operator itself until every Pod is tracked: steadier than wall
+    /// time when other work shares the machine.
+    pub op_cpu_tracked_s: f64,
     /// RSS at rest after the initial sync (see `Proc::settled_rss`).
     pub rss_ready_kib: u64,
     /// The highest RSS seen from ready until then: what the initial list costs at its peak.
@@ -59,12 +62,18 @@ pub struct Startup {
     pub startup_events: f64,
 }
 
-/// Starts the operator and measures its start-up against `n` Pods.
-pub async fn operator(program: &Path, kubeconfig: &Path, dir: &Path, n: usize) -> Result<(Operator, Startup)> {
+/// Starts the operator (with `extra` flags) and measures its start-up against `n` Pods.
+pub async fn operator(
+    program: &Path,
+    kubeconfig: &Path,
+    dir: &Path,
+    n: usize,
+    extra: &[&str],
+) -> Result<(Operator, Startup)> {
     let hz = sys::clock_ticks_per_sec() as f64;
     let sim_cpu = || sys::cpu_ticks(std::process::id()).unwrap_or(0);
     let sim_cpu0 = sim_cpu();
-    let op = Operator::spawn(program, kubeconfig, &dir.join("operator.log"), &[])?;
+    let op = Operator::spawn(program, kubeconfig, &dir.join("operator.log"), extra)?;
     let deadline = Duration::from_secs(600);
     let mut s = Startup { ready_s: op.wait_ready(deadline).await?, ..Startup::default() };
     s.sim_cpu_ready_s = sim_cpu().saturating_sub(sim_cpu0) as f64 / hz;
@@ -77,6 +86,8 @@ pub async fn operator(program: &Path, kubeconfig: &Path, dir: &Path, n: usize) -
         s.sim_cpu_ready_s * 1e6 / n.max(1) as f64
     );
     s.tracked_s = op.wait_tracked(n, deadline).await?;
+    s.op_cpu_tracked_s = sys::cpu_ticks(op.proc.pid).unwrap_or(0) as f64 / hz;
+    say!("N={n}: all tracked in {:.2}s, operator CPU until then {:.2}s", s.tracked_s, s.op_cpu_tracked_s);
     s.rss_sync_peak_kib = s.rss_sync_peak_kib.max(op.proc.rss());
     tokio::time::sleep(Duration::from_secs(3)).await;
     s.rss_ready_kib = op.proc.settled_rss().await;

@@ -14,6 +14,7 @@ pub mod resources;
 pub mod selectors;
 pub mod store;
 pub mod table;
+pub mod traffic;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -83,6 +84,8 @@ pub struct Shared {
     calls: Mutex<std::collections::BTreeSet<ApiCall>>,
     /// Tokens and grants for TokenReview and SubjectAccessReview.
     reviews: Mutex<authn::Reviews>,
+    /// Requests and bytes served, per client, verb and resource.
+    traffic: traffic::Traffic,
 }
 
 /// A kind of resource request, as RBAC sees it: who asked for which verb on what.
@@ -109,6 +112,11 @@ impl Shared {
     /// Number of requests failed by fault injection so far.
     pub fn failed_requests(&self) -> u64 {
         self.failed_requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests and response bytes served so far, per client, verb and resource.
+    pub fn traffic(&self) -> &traffic::Traffic {
+        &self.traffic
     }
 
     pub(crate) fn note_expired_watch(&self) {
@@ -215,6 +223,7 @@ impl Simulator {
             failed_requests: Default::default(),
             calls: Default::default(),
             reviews: Default::default(),
+            traffic: Default::default(),
         });
         let router = http::router(shared.clone());
         let accept_shared = shared.clone();

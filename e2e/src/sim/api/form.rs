@@ -20,16 +20,14 @@ pub fn to_served(info: &ResourceInfo, version: &str, stored: &Value) -> Value {
 /// Whether a stored object already is its served form at `version`: same apiVersion and
 /// kind, and no field conversion (only events.k8s.io renames fields). Then [`to_served`]
 /// would return an equal copy, and the stored object's cached JSON can be served as is.
-pub fn stored_is_served(info: &ResourceInfo, version: &str, stored: &Value) -> bool {
-    info.group != "events.k8s.io"
-        && stored.get("kind").and_then(Value::as_str) == Some(info.kind.as_str())
-        && stored.get("apiVersion").and_then(Value::as_str).is_some_and(|v| info.is_api_version(version, v))
+pub fn stored_is_served(info: &ResourceInfo, version: &str, stored: &StoredObject) -> bool {
+    info.group != "events.k8s.io" && stored.kind() == info.kind && info.is_api_version(version, stored.api_version())
 }
 
 /// The JSON of a stored object in the form served at `version`: the object's cached
 /// serialization when the forms are equal (no copy), else a fresh conversion.
 pub fn served_json(info: &ResourceInfo, version: &str, obj: &StoredObject) -> Bytes {
-    if stored_is_served(info, version, obj.value()) {
+    if stored_is_served(info, version, obj) {
         return obj.json().clone();
     }
     json_bytes(&to_served(info, version, obj.value()))

@@ -101,6 +101,12 @@ impl Filter {
         info.group != "events.k8s.io" && !self.fields.0.iter().any(|(p, _, _)| p == "apiVersion" || p == "kind")
     }
 
+    /// Whether every object matches (no selector; a namespace is matched by the range
+    /// looked up, not per object).
+    pub fn is_everything(&self) -> bool {
+        self.labels.0.is_empty() && self.fields.0.is_empty()
+    }
+
     /// Whether a served object matches.
     pub fn matches(&self, served: &Value) -> bool {
         if let Some(ns) = &self.namespace {

@@ -59,6 +59,20 @@ async fn handle(
     if let Some(ctl) = path.strip_prefix("/__sim/") {
         return control(&shared, ctl, &q);
     }
+    let key = routes::traffic_key(&method, &path, &q, &headers);
+    let response = serve(&shared, &method, &path, &q, &headers, &body).await;
+    shared.traffic().count(key, response)
+}
+
+/// An API request with the injected faults applied.
+async fn serve(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    q: &Params,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     let (latency, fail) = {
         let mut f = shared.faults();
         let fail = if f.fail_remaining > 0 {
@@ -94,7 +108,7 @@ async fn handle(
         )
         .into_response();
     }
-    match routes::route(&shared, &method, &path, &q, &headers, &body) {
+    match routes::route(shared, method, path, q, headers, body) {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }

@@ -13,6 +13,7 @@ use crate::sim::api::{served_json, to_served, Caller, ListPage, Params};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::patch::Scope;
 use crate::sim::resources::ResourceInfo;
+use crate::sim::traffic::TrafficKey;
 use crate::sim::{authn, discovery, table, ApiCall, Shared};
 
 /// A parsed resource path.
@@ -84,6 +85,23 @@ fn verb(method: &Method, named: bool, watch: bool) -> &str {
         ("DELETE", false) => "deletecollection",
         ("DELETE", true) => "delete",
         (other, _) => other,
+    }
+}
+
+/// How [`Traffic`](crate::sim::traffic::Traffic) files a request: its RBAC verb and resource,
+/// or `other` and the path's first segment when it is not a resource path.
+pub(super) fn traffic_key(method: &Method, path: &str, q: &Params, headers: &HeaderMap) -> TrafficKey {
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    match Target::parse(&segs) {
+        Some(target) => {
+            let call = target.call(&user_agent, verb(method, target.name.is_some(), watch));
+            TrafficKey { user_agent, verb: call.verb, resource: call.resource }
+        }
+        None => {
+            TrafficKey { user_agent, verb: "other".into(), resource: segs.first().copied().unwrap_or("").to_string() }
+        }
     }
 }
 

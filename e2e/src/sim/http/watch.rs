@@ -59,8 +59,16 @@ impl WatchCtx {
         if self.serves_stored(&ev.object) {
             // Same decision as below, on the stored objects: label and namespace selectors
             // see the same metadata in both forms.
-            let new_match = self.filter.matches(ev.object.value());
-            let old_match = ev.old.as_ref().is_some_and(|o| self.filter.matches(o.value()));
+            let (new_match, old_match) = if self.filter.is_everything() {
+                // Only the namespace to check: objects kept as JSON are not parsed.
+                let here = self.filter.namespace.as_ref().is_none_or(|ns| *ns == ev.namespace);
+                (here, here && ev.old.is_some())
+            } else {
+                (
+                    self.filter.matches(ev.object.value()),
+                    ev.old.as_ref().is_some_and(|o| self.filter.matches(o.value())),
+                )
+            };
             let etype = Self::event_type(ev.kind, old_match, new_match)?;
             return Some(event_line(etype, ev.object.json()));
         }
@@ -88,7 +96,9 @@ impl WatchCtx {
     /// The ADDED event line of an object listed at the start of the watch (None = filtered out).
     fn initial(&mut self, obj: &StoredObject) -> Option<Bytes> {
         if self.serves_stored(obj) {
-            return self.filter.matches(obj.value()).then(|| event_line("ADDED", obj.json()));
+            // Without selectors the object is not parsed (see `StoredObject::from_json`).
+            let matched = self.filter.is_everything() || self.filter.matches(obj.value());
+            return matched.then(|| event_line("ADDED", obj.json()));
         }
         let served = to_served(&self.info, &self.version, obj.value());
         if !self.filter.matches(&served) {
@@ -99,7 +109,7 @@ impl WatchCtx {
 
     /// Whether this watch can send `obj`'s cached JSON as is.
     fn serves_stored(&self, obj: &StoredObject) -> bool {
-        self.fast && stored_is_served(&self.info, &self.version, obj.value())
+        self.fast && stored_is_served(&self.info, &self.version, obj)
     }
 
     /// The event type a watch sees, from whether the old and new objects match its filter.
