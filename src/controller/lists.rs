@@ -127,23 +127,24 @@ fn config(strategy: Strategy, size: Size) -> watcher::Config {
     }
 }
 
-/// Whether `error` is a server's refusal to serve streaming lists: 422 Invalid for
+/// The server's message when `error` is its refusal to serve streaming lists: 422 Invalid for
 /// `sendInitialEvents` (the WatchList feature gate is off) or for `resourceVersionMatch`
 /// (1.19 to 1.26 forbid it on watches). Anything else (403, 410, 5xx, a failed connection)
-/// is retried as it is, with the same strategy.
-pub fn rejects_streaming(error: &watcher::Error) -> bool {
+/// is `None`: retried as it is, with the same strategy.
+pub fn streaming_rejection(error: &watcher::Error) -> Option<&str> {
     let status = match error {
         watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status,
         watcher::Error::WatchError(status) => status,
-        _ => return false,
+        _ => return None,
     };
     let about_streaming = |text: &str| text.contains("sendInitialEvents") || text.contains("resourceVersionMatch");
-    status.code == 422
+    let rejected = status.code == 422
         && status.reason == "Invalid"
         && match &status.details {
             Some(details) if !details.causes.is_empty() => details.causes.iter().any(|c| about_streaming(&c.field)),
             _ => about_streaming(&status.message),
-        }
+        };
+    rejected.then_some(status.message.as_str())
 }
 
 /// The events of one watcher of `api` (named `what` in logs and metrics), with `strategy`
@@ -171,8 +172,9 @@ where
                 let item = watch.events.next().await?;
                 match &item {
                     Ok(watcher::Event::InitDone) => watch.listed = true,
-                    Err(e) if watch.strategy == Strategy::Streaming && !watch.listed && rejects_streaming(e) => {
-                        tracing::warn!(watch = what, error = %e, "the API server does not serve streaming lists; this watch uses paginated lists from now on");
+                    Err(e) if watch.strategy == Strategy::Streaming && !watch.listed => {
+                        let Some(reason) = streaming_rejection(e) else { return Some((item, watch)) };
+                        tracing::warn!(watch = what, reason, "the API server does not serve streaming lists; this watch uses paginated lists from now on");
                         metrics.initial_list.with_label_values(&[what, Strategy::Streaming.as_str()]).dec();
                         metrics.initial_list.with_label_values(&[what, Strategy::Paginated.as_str()]).inc();
                         watch.strategy = Strategy::Paginated;
@@ -258,17 +260,21 @@ mod tests {
         watcher::Error::WatchStartFailed(kube::Error::Api(Box::new(status)))
     }
 
+    fn is_rejection(error: &watcher::Error) -> bool {
+        streaming_rejection(error).is_some()
+    }
+
     const GATE_OFF: &str = "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled";
     const BEFORE_1_27: &str = "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch";
 
     #[test]
     fn rejections_of_streaming_lists_fall_back() {
-        assert!(rejects_streaming(&start_failed(status(422, "Invalid", GATE_OFF, &["sendInitialEvents"]))));
-        assert!(rejects_streaming(&start_failed(status(422, "Invalid", BEFORE_1_27, &["resourceVersionMatch"]))));
+        assert!(is_rejection(&start_failed(status(422, "Invalid", GATE_OFF, &["sendInitialEvents"]))));
+        assert!(is_rejection(&start_failed(status(422, "Invalid", BEFORE_1_27, &["resourceVersionMatch"]))));
         // A Status without causes is judged by its message.
-        assert!(rejects_streaming(&start_failed(status(422, "Invalid", GATE_OFF, &[]))));
+        assert!(is_rejection(&start_failed(status(422, "Invalid", GATE_OFF, &[]))));
         // The same refusal as an ERROR event of the watch.
-        assert!(rejects_streaming(&watcher::Error::WatchError(Box::new(status(
+        assert!(is_rejection(&watcher::Error::WatchError(Box::new(status(
             422,
             "Invalid",
             GATE_OFF,
@@ -296,7 +302,7 @@ mod tests {
             watcher::Error::NoResourceVersion,
         ];
         for error in keep {
-            assert!(!rejects_streaming(&error), "{error:?}");
+            assert!(!is_rejection(&error), "{error:?}");
         }
     }
 
