@@ -126,3 +126,16 @@ async fn auto_streams_from_kubernetes_1_27_on() {
     assert_eq!(streaming_watches(&current, StreamingWatch::Served), [1, 1, 1, 1]);
     assert_eq!(listed(&current), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_lists_asked_of_a_1_26_server_fall_back_too() {
+    if !simulator_only("streaming_lists_asked_of_a_1_26_server_fall_back_too") {
+        return;
+    }
+    // 1.19 to 1.26 know no sendInitialEvents and reject the resourceVersionMatch sent with it.
+    let c = cluster_with_pods("old-stream", SimConfig { minor_version: 26, ..SimConfig::default() }).await;
+    let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
+    assert_tracks_all_pods(&op, PODS, "paginated").await;
+    assert_eq!(listed(&c), RESOURCES);
+    assert_eq!(watches_logging(&op.log(), FALLBACK), RESOURCES, "{}", op.log());
+}
