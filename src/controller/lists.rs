@@ -163,47 +163,60 @@ where
 {
     tracing::info!(watch = what, initial_list = strategy.as_str(), "starting watch");
     metrics.initial_list.with_label_values(&[what, strategy.as_str()]).inc();
-    let state = Watch { events: start(api.clone(), strategy, size), api, strategy, listed: false };
-    let fallback_metrics = metrics.clone();
-    let events = futures::stream::unfold(state, move |mut watch| {
-        let metrics = fallback_metrics.clone();
-        async move {
-            loop {
-                let item = watch.events.next().await?;
-                match &item {
-                    Ok(watcher::Event::InitDone) => watch.listed = true,
-                    Err(e) if watch.strategy == Strategy::Streaming && !watch.listed => {
-                        let Some(reason) = streaming_rejection(e) else { return Some((item, watch)) };
-                        tracing::warn!(watch = what, reason, "the API server does not serve streaming lists; this watch uses paginated lists from now on");
-                        metrics.initial_list.with_label_values(&[what, Strategy::Streaming.as_str()]).dec();
-                        metrics.initial_list.with_label_values(&[what, Strategy::Paginated.as_str()]).inc();
-                        watch.strategy = Strategy::Paginated;
-                        watch.events = start(watch.api.clone(), Strategy::Paginated, size);
-                        continue;
-                    }
-                    _ => {}
-                }
-                return Some((item, watch));
-            }
-        }
+    let fallback = (strategy == Strategy::Streaming).then(|| {
+        let api = api.clone();
+        let metrics = metrics.clone();
+        let paginated = move || start(api, Strategy::Paginated, size);
+        let report = move |reason: &str| {
+            tracing::warn!(watch = what, reason, "{FALLBACK}");
+            metrics.initial_list.with_label_values(&[what, Strategy::Streaming.as_str()]).dec();
+            metrics.initial_list.with_label_values(&[what, Strategy::Paginated.as_str()]).inc();
+        };
+        (paginated, report)
     });
-    log_errors(events, what, metrics)
+    log_errors(with_fallback(start(api, strategy, size), fallback), what, metrics)
 }
 
-/// One watcher's state for [`watch_events`].
-struct Watch<K: Resource + Clone + 'static> {
-    events: BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
-    api: Api<K>,
-    strategy: Strategy,
-    /// Whether an initial state was complete once (no fall back after that).
-    listed: bool,
+/// The warning of a watcher falling back to paginated lists.
+const FALLBACK: &str = "the API server does not serve streaming lists; this watch uses paginated lists from now on";
+
+type Events<K> = BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
+
+/// `events` until they bring a [streaming-list rejection](streaming_rejection) before their
+/// first complete initial state; from then on the events of `paginated()`, after
+/// `report(server's message)`. Without a `fallback`, `events` as they are.
+fn with_fallback<K, P, R>(
+    events: Events<K>,
+    fallback: Option<(P, R)>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Send + 'static,
+    P: FnOnce() -> Events<K> + Send + 'static,
+    R: FnOnce(&str) + Send + 'static,
+{
+    futures::stream::unfold((events, fallback), |(mut events, mut fallback)| async move {
+        loop {
+            let item = events.next().await?;
+            match &item {
+                // A complete initial state: streaming lists work here.
+                Ok(watcher::Event::InitDone) => fallback = None,
+                Err(e) => {
+                    if let Some(reason) = streaming_rejection(e).filter(|_| fallback.is_some()) {
+                        if let Some((paginated, report)) = fallback.take() {
+                            report(reason);
+                            events = paginated();
+                            continue;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            return Some((item, (events, fallback)));
+        }
+    })
 }
 
-fn start<K>(
-    api: Api<K>,
-    strategy: Strategy,
-    size: Size,
-) -> BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>
+fn start<K>(api: Api<K>, strategy: Strategy, size: Size) -> Events<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -304,6 +317,63 @@ mod tests {
         for error in keep {
             assert!(!is_rejection(&error), "{error:?}");
         }
+    }
+
+    type Item = Result<watcher::Event<String>, watcher::Error>;
+
+    fn gate_off() -> watcher::Error {
+        start_failed(status(422, "Invalid", GATE_OFF, &["sendInitialEvents"]))
+    }
+
+    /// What `with_fallback` yields from `streaming`, falling back to `paginated`: each event
+    /// (errors by their message) and the reasons reported.
+    async fn run_fallback(streaming: Vec<Item>, paginated: Vec<Item>) -> (Vec<String>, Vec<String>) {
+        let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reported = reports.clone();
+        let fallback = Some((
+            move || futures::stream::iter(paginated).boxed(),
+            move |reason: &str| reported.lock().unwrap().push(reason.to_string()),
+        ));
+        let seen = with_fallback(futures::stream::iter(streaming).boxed(), fallback)
+            .map(|item| match item {
+                Ok(watcher::Event::Init) => "Init".to_string(),
+                Ok(watcher::Event::InitApply(o)) => format!("InitApply {o}"),
+                Ok(watcher::Event::InitDone) => "InitDone".to_string(),
+                Ok(watcher::Event::Apply(o)) => format!("Apply {o}"),
+                Ok(watcher::Event::Delete(o)) => format!("Delete {o}"),
+                Err(e) => format!("Err {}", streaming_rejection(&e).map_or("other", |_| "rejection")),
+            })
+            .collect::<Vec<_>>()
+            .await;
+        let reports = reports.lock().unwrap().clone();
+        (seen, reports)
+    }
+
+    fn listing(name: &str) -> Vec<Item> {
+        vec![Ok(watcher::Event::Init), Ok(watcher::Event::InitApply(name.to_string())), Ok(watcher::Event::InitDone)]
+    }
+
+    #[tokio::test]
+    async fn a_rejection_before_the_first_initial_state_switches_once_for_good() {
+        let forbidden = || start_failed(status(403, "Forbidden", "pods is forbidden", &[]));
+        // A 403 is passed on (kube-runtime retries it); the rejection after it switches.
+        let streaming = vec![Err(forbidden()), Err(gate_off()), Ok(watcher::Event::Apply("never".into()))];
+        let mut paginated = listing("a");
+        // A rejection from the paginated watcher is no reason to switch again.
+        paginated.push(Err(gate_off()));
+        let (seen, reports) = run_fallback(streaming, paginated).await;
+        assert_eq!(seen, ["Err other", "Init", "InitApply a", "InitDone", "Err rejection"]);
+        assert_eq!(reports, [GATE_OFF]);
+    }
+
+    #[tokio::test]
+    async fn after_an_initial_state_streaming_lists_stay() {
+        let mut streaming = listing("a");
+        streaming.push(Err(gate_off()));
+        streaming.push(Ok(watcher::Event::Apply("b".into())));
+        let (seen, reports) = run_fallback(streaming, listing("never")).await;
+        assert_eq!(seen, ["Init", "InitApply a", "InitDone", "Err rejection", "Apply b"]);
+        assert!(reports.is_empty(), "{reports:?}");
     }
 
     #[test]
