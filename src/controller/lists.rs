@@ -108,9 +108,10 @@ fn version_of(info: &Info) -> Option<(u32, u32)> {
 ///
 /// Paginated lists of small collections ask for `resourceVersion=0` too, in one page, so that
 /// the watch cache serves them instead of etcd. Pods are listed in pages of 500 read from
-/// etcd (a quorum read): kube sends no `resourceVersion=0` with a page limit, because the watch
-/// cache of many servers ignores the limit and would answer every Pod in one response, which
-/// this process would then hold whole in memory.
+/// etcd (a quorum read), not at `resourceVersion=0`: the watch cache of many servers ignores
+/// the limit there and would answer every Pod in one response, which this process would then
+/// hold whole in memory (and kube sends no `resourceVersion=0` with a page limit at all, so
+/// `any_semantic()` with pages would change nothing).
 ///
 /// The trade-off of `resourceVersion=0` ("any"): with several API servers, the one answering
 /// may lag behind the one that served the previous watch, so a relist can briefly show an
