@@ -609,3 +609,111 @@ async fn served_form_follows_the_requested_version() {
     let events = watch_lines(&env.client, &format!("{path}?watch=true&resourceVersion=0&timeoutSeconds=1")).await;
     assert_eq!(&events[0]["object"], item);
 }
+
+/// `resourceVersion=0` lists ("any": on a real server, served from the watch cache) and
+/// kube-apiserver's checks of `resourceVersionMatch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_resource_version_semantics() {
+    let env = sim_env().await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    for name in ["a", "b", "c"] {
+        pod_from(&pods, test_pod(name, &[], &["app"], &[])).await;
+    }
+    let current = env.require_sim().unwrap().resource_version();
+    let get = |query: String| {
+        let client = env.client.clone();
+        async move { raw(&client, "GET", &format!("/api/v1/namespaces/default/pods?{query}"), &[], None).await }
+    };
+    let names = |list: &Value| -> Vec<String> {
+        list["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect()
+    };
+    // "Any": everything, at the latest version the simulator has.
+    let list = get("resourceVersion=0&resourceVersionMatch=NotOlderThan".into()).await.unwrap();
+    assert_eq!(names(&list), ["a", "b", "c"]);
+    assert_eq!(list["metadata"]["resourceVersion"], json!(current.to_string()));
+    let list = get("resourceVersion=0".into()).await.unwrap();
+    assert_eq!(names(&list), ["a", "b", "c"]);
+    // kube's "any" semantic as the operator sends it (no limit, so kube keeps resourceVersion=0).
+    let listed = pods.list(&ListParams::default().match_any()).await.unwrap();
+    assert_eq!(listed.items.len(), 3);
+    assert_eq!(listed.metadata.resource_version, Some(current.to_string()));
+    // Not older than a version the server has: served at the latest.
+    let list = get(format!("resourceVersion={}&resourceVersionMatch=NotOlderThan", current - 1)).await.unwrap();
+    assert_eq!(list["metadata"]["resourceVersion"], json!(current.to_string()));
+    // Not older than a version the server has not reached: 504 Timeout (asked without kube's
+    // client, which would retry a 504).
+    let port = env.require_sim().unwrap().addr().port();
+    let too_large =
+        format!("/api/v1/namespaces/default/pods?resourceVersion={}&resourceVersionMatch=NotOlderThan", current + 5);
+    let response = sidecar_watch_e2e::http::get(port, &too_large, &Default::default()).await.unwrap();
+    assert_eq!(response.status, 504);
+    let status: Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+    assert_eq!(status["reason"], "Timeout");
+    assert_eq!(status["message"], format!("Too large resource version: {}, current: {current}", current + 5));
+    // resourceVersionMatch needs a resourceVersion, and "Exact" one other than "0".
+    for (query, detail) in [
+        ("resourceVersionMatch=NotOlderThan", "resourceVersionMatch is forbidden unless resourceVersion is provided"),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ),
+    ] {
+        match get(query.into()).await.unwrap_err() {
+            kube::Error::Api(s) => {
+                assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"), "{query}");
+                assert_eq!(
+                    s.message,
+                    format!("ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: {detail}")
+                );
+            }
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+}
+
+/// A streaming list (`sendInitialEvents`) asked of a server without it: rejected with the
+/// Status kube-apiserver sends, with the WatchList feature gate off or before 1.27.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_watch_rejected_like_kube_apiserver() {
+    use sidecar_watch_e2e::harness::TestEnv;
+    use sidecar_watch_e2e::sim::{SimConfig, StreamingWatch};
+
+    let gate_off = TestEnv::start_simulator(SimConfig { watch_list: false, ..SimConfig::default() }).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(gate_off.client.clone(), "default");
+    let status = match pods.watch(&WatchParams::streaming_lists(), "0").await {
+        Err(kube::Error::Api(s)) => s,
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a streaming list was served with the WatchList feature gate off"),
+    };
+    let detail = "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled";
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        format!("ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: {detail}")
+    );
+    let details = status.details.as_ref().expect("details");
+    assert_eq!((details.group.as_str(), details.kind.as_str()), ("meta.k8s.io", "ListOptions"));
+    let causes: Vec<_> =
+        details.causes.iter().map(|c| (c.reason.as_str(), c.field.as_str(), c.message.clone())).collect();
+    assert_eq!(causes, [("FieldValueForbidden", "sendInitialEvents", format!("Forbidden: {detail}"))]);
+    let sim = gate_off.require_sim().unwrap().shared();
+    assert_eq!(sim.streaming_watches("pods", StreamingWatch::Rejected), 1);
+    assert_eq!(sim.streaming_watches("pods", StreamingWatch::Served), 0);
+    // Plain watches are served as before.
+    let _served = pods.watch(&WatchParams::default().timeout(1), "0").await.unwrap();
+
+    let old = TestEnv::start_simulator(SimConfig { minor_version: 26, ..SimConfig::default() }).await.unwrap();
+    assert_eq!(old.client.apiserver_version().await.unwrap().minor, "26");
+    let pods: Api<Pod> = Api::namespaced(old.client.clone(), "default");
+    match pods.watch(&WatchParams::streaming_lists(), "0").await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+            assert_eq!(
+                s.message,
+                "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch"
+            );
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a 1.26 server served a watch with resourceVersionMatch"),
+    }
+}

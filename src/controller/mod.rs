@@ -6,6 +6,7 @@
 //! around one [role](crate::role) signal.
 
 pub mod leader;
+pub mod lists;
 pub mod reconciler;
 pub mod status;
 pub mod watch;
@@ -105,6 +106,13 @@ pub struct RunArgs {
     /// StatefulSet Pod name].
     #[arg(long, env = "SIDECAR_WATCH_SHARD_INDEX")]
     pub shard_index: Option<u32>,
+    /// How watchers get their initial state: `paginated` lists (Pods in pages of 500 read
+    /// from etcd), `streaming` lists (a watch with `sendInitialEvents`, served from the API
+    /// server's watch cache one object at a time: Kubernetes 1.27+ with the WatchList feature
+    /// gate), or `auto` (streaming on servers reporting 1.27 or later). A watcher whose server
+    /// rejects streaming lists falls back to paginated lists.
+    #[arg(long, env = "SIDECAR_WATCH_INITIAL_LIST", value_enum, default_value = "paginated")]
+    pub initial_list: lists::InitialList,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -246,7 +254,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let scope = watch::Scope { namespaces: args.namespaces.clone(), shard };
     // Bounded: a flood of Pod updates slows the watchers down instead of growing memory.
     let (tx, rx) = mpsc::channel(8192);
-    let watchers = watch::spawn_watchers(client.clone(), scope.clone(), tx, metrics.clone(), index.clone());
+    let strategy = lists::resolve(args.initial_list, &client).await;
+    let watchers = watch::spawn_watchers(client.clone(), scope.clone(), strategy, tx, metrics.clone(), index.clone());
     let reconciler = reconciler::Reconciler {
         index: index.clone(),
         metrics: metrics.clone(),

@@ -1,6 +1,7 @@
 //! kube-runtime watchers that turn API events into [`Input`]s for the reconciler.
 //!
-//! Reconnects, bookmarks, `410 Gone` relists and backoff are kube-runtime's; this module only
+//! Reconnects, bookmarks, `410 Gone` relists and backoff are kube-runtime's, the initial list
+//! strategy and its fall back are in [`lists`]; this module only
 //! converts objects (Pods into compact views right away, policies into compiled entries)
 //! and reports relists so the index can forget what disappeared meanwhile.
 
@@ -11,11 +12,12 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, PartialObjectMeta};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::lists::{self, Size, Strategy};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, PodView, PolicyRef, SpecError};
 use crate::index::shard::Shard;
@@ -102,10 +104,12 @@ impl Scope {
     }
 }
 
-/// Starts every watcher; each sends into `tx` until `tx` closes.
+/// Starts every watcher, getting its initial state as `strategy` says; each sends into `tx`
+/// until `tx` closes.
 pub fn spawn_watchers(
     client: Client,
     scope: Scope,
+    strategy: Strategy,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
     index: Arc<Index>,
@@ -118,41 +122,22 @@ pub fn spawn_watchers(
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        let pod_watch = watch_pods(pods, namespace.clone(), scope.shard, tx.clone(), metrics.clone(), index.clone());
+        let pod_watch =
+            watch_pods(pods, strategy, namespace.clone(), scope.shard, tx.clone(), metrics.clone(), index.clone());
         tasks.push(tokio::spawn(pod_watch));
         let resource = ApiResource::erase::<SidecarPolicy>(&());
         let policies: Api<DynamicObject> = match &namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        tasks.push(tokio::spawn(watch_policies(policies, false, namespace, tx.clone(), metrics.clone())));
+        tasks.push(tokio::spawn(watch_policies(policies, strategy, false, namespace, tx.clone(), metrics.clone())));
     }
     let resource = ApiResource::erase::<ClusterSidecarPolicy>(&());
     let cluster_policies: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    tasks.push(tokio::spawn(watch_policies(cluster_policies, true, None, tx.clone(), metrics.clone())));
+    tasks.push(tokio::spawn(watch_policies(cluster_policies, strategy, true, None, tx.clone(), metrics.clone())));
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
-    tasks.push(tokio::spawn(watch_namespaces(namespaces, tx, metrics)));
+    tasks.push(tokio::spawn(watch_namespaces(namespaces, strategy, tx, metrics)));
     tasks
-}
-
-/// Counts and logs watch errors; kube-runtime's backoff retries them.
-fn log_errors<K, S>(stream: S, what: &'static str, metrics: Metrics) -> impl Stream<Item = watcher::Event<K>>
-where
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-{
-    stream.filter_map(move |item| {
-        let metrics = metrics.clone();
-        async move {
-            match item {
-                Ok(event) => Some(event),
-                Err(e) => {
-                    metrics.watch_restarts.inc();
-                    tracing::warn!(watch = what, error = %e, "watch failed; retrying with backoff");
-                    None
-                }
-            }
-        }
-    })
 }
 
 /// Forwards one watch stream to the reconciler: every applied or deleted object as it comes,
@@ -194,13 +179,14 @@ async fn forward<K, Q: Eq + std::hash::Hash>(
 
 async fn watch_pods(
     api: Api<LenientPod>,
+    strategy: Strategy,
     namespace: Option<String>,
     shard: Shard,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
     index: Arc<Index>,
 ) {
-    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "pods", metrics.clone());
+    let stream = lists::watch_events(api, "pods", Size::Large, strategy, metrics.clone());
     // Unreadable Pods already reported (by UID), so that each is logged once, not on every
     // update; bounded, as a tenant can create any number of them.
     let mut reported: HashSet<String> = HashSet::new();
@@ -282,13 +268,14 @@ fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {
 
 async fn watch_policies(
     api: Api<DynamicObject>,
+    strategy: Strategy,
     cluster: bool,
     namespace: Option<String>,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
 ) {
     let what = if cluster { "clustersidecarpolicies" } else { "sidecarpolicies" };
-    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), what, metrics);
+    let stream = lists::watch_events(api, what, Size::Small, strategy, metrics);
     forward(
         stream,
         tx,
@@ -305,8 +292,13 @@ async fn watch_policies(
     .await;
 }
 
-async fn watch_namespaces(api: Api<PartialObjectMeta<Namespace>>, tx: mpsc::Sender<Input>, metrics: Metrics) {
-    let stream = log_errors(watcher(api, watcher::Config::default()).default_backoff(), "namespaces", metrics);
+async fn watch_namespaces(
+    api: Api<PartialObjectMeta<Namespace>>,
+    strategy: Strategy,
+    tx: mpsc::Sender<Input>,
+    metrics: Metrics,
+) {
+    let stream = lists::watch_events(api, "namespaces", Size::Small, strategy, metrics);
     forward(
         stream,
         tx,

@@ -98,6 +98,9 @@ pub struct Metrics {
     pub limited: IntCounterVec,
     /// `sidecar_watch_decode_errors_total{kind}`: objects skipped because they cannot be read.
     pub decode_errors: IntCounterVec,
+    /// `sidecar_watch_initial_list{resource, strategy}`: watchers by how they get their
+    /// initial state (`streaming` or `paginated` lists); shows the fall back to paginated.
+    pub initial_list: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -173,6 +176,14 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let initial_list = IntGaugeVec::new(
+            Opts::new(
+                "sidecar_watch_initial_list",
+                "Watchers by resource and how they get their initial state (streaming or paginated lists)",
+            ),
+            &["resource", "strategy"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("sidecar_watch_build_info", "Build information; always 1"),
             &["version", "revision"],
@@ -194,6 +205,7 @@ impl Metrics {
             Box::new(leader.clone()),
             Box::new(limited.clone()),
             Box::new(decode_errors.clone()),
+            Box::new(initial_list.clone()),
             Box::new(build_info),
         ] {
             registry.register(collector).expect("metric names are unique");
@@ -211,6 +223,7 @@ impl Metrics {
             leader,
             limited,
             decode_errors,
+            initial_list,
         }
     }
 

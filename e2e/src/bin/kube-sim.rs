@@ -1,7 +1,9 @@
 //! `kube-sim`: runs the Kubernetes API-server simulator on a loopback port.
 //!
-//! Usage: `kube-sim [--port N] [--kubeconfig PATH] [--history N] [--bookmark-interval-ms N]`
-//! (port 0 = pick a free port). Prints `listening on http://127.0.0.1:<port>` once ready.
+//! Usage: `kube-sim [--port N] [--kubeconfig PATH] [--history N] [--bookmark-interval-ms N]
+//! [--no-watch-list] [--minor-version N]` (port 0 = pick a free port; `--no-watch-list` rejects
+//! streaming lists as a server with the WatchList feature gate off, `--minor-version` sets the
+//! Kubernetes 1.N that `/version` reports, below 27 with that release's watch checks). Prints `listening on http://127.0.0.1:<port>` once ready.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +12,9 @@ use std::time::Duration;
 use sidecar_watch_e2e::sim::{SimConfig, Simulator};
 
 fn usage() -> ! {
-    eprintln!("usage: kube-sim [--port N] [--kubeconfig PATH] [--history N] [--bookmark-interval-ms N]");
+    eprintln!(
+        "usage: kube-sim [--port N] [--kubeconfig PATH] [--history N] [--bookmark-interval-ms N] [--no-watch-list] [--minor-version N]"
+    );
     std::process::exit(2)
 }
 
@@ -28,6 +32,8 @@ async fn main() -> anyhow::Result<()> {
             "--bookmark-interval-ms" => {
                 config.bookmark_interval = Duration::from_millis(val().parse().unwrap_or_else(|_| usage()))
             }
+            "--no-watch-list" => config.watch_list = false,
+            "--minor-version" => config.minor_version = val().parse().unwrap_or_else(|_| usage()),
             "-h" | "--help" => usage(),
             _ => usage(),
         }

@@ -67,6 +67,23 @@ impl ApiError {
         Self::new(422, "Invalid", message)
     }
 
+    /// 422 Invalid for query parameters, as kube-apiserver reports them: each
+    /// `(field, detail)` a `FieldValueForbidden` cause of a `ListOptions.meta.k8s.io` error.
+    pub fn invalid_list_options(forbidden: &[(&str, String)]) -> Self {
+        let errors: Vec<String> =
+            forbidden.iter().map(|(field, detail)| format!("{field}: Forbidden: {detail}")).collect();
+        let joined = match errors.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let causes: Vec<Value> = forbidden
+            .iter()
+            .map(|(field, detail)| json!({"reason": "FieldValueForbidden", "message": format!("Forbidden: {detail}"), "field": field}))
+            .collect();
+        Self::invalid(format!("ListOptions.meta.k8s.io \"\" is invalid: {joined}"))
+            .with_details(json!({"group": "meta.k8s.io", "kind": "ListOptions", "causes": causes}))
+    }
+
     /// 410 Expired (Gone).
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)

@@ -42,6 +42,12 @@ pub struct SimConfig {
     pub history_limit: usize,
     /// Interval between BOOKMARK events on watches that allow them.
     pub bookmark_interval: Duration,
+    /// Whether the WatchList feature gate is on. Off, a watch with `sendInitialEvents` is
+    /// rejected with 422 Invalid, as kube-apiserver rejects it with the gate off.
+    pub watch_list: bool,
+    /// The minor version `/version` reports. Below 27 (no streaming lists yet), a watch with
+    /// `resourceVersionMatch` is rejected with 422 Invalid, as 1.19 to 1.26 reject it.
+    pub minor_version: u32,
 }
 
 impl Default for SimConfig {
@@ -50,6 +56,8 @@ impl Default for SimConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(1),
+            watch_list: true,
+            minor_version: 33,
         }
     }
 }
@@ -82,6 +90,8 @@ pub struct Shared {
     failed_requests: std::sync::atomic::AtomicU64,
     /// Every distinct kind of resource request served, by user agent.
     calls: Mutex<std::collections::BTreeSet<ApiCall>>,
+    /// Watches asked for initial events (`sendInitialEvents=true`), by resource and outcome.
+    streaming_watches: Mutex<std::collections::BTreeMap<(String, StreamingWatch), u64>>,
     /// Tokens and grants for TokenReview and SubjectAccessReview.
     reviews: Mutex<authn::Reviews>,
     /// Requests and bytes served, per client, verb and resource.
@@ -103,7 +113,28 @@ pub struct ApiCall {
     pub namespaced: bool,
 }
 
+/// What became of a watch that asked for initial events (`sendInitialEvents=true`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StreamingWatch {
+    /// Served: the objects as ADDED events, then the `k8s.io/initial-events-end` bookmark.
+    Served,
+    /// Rejected with 422 Invalid ([`SimConfig::watch_list`] off, or a server before 1.27).
+    Rejected,
+}
+
 impl Shared {
+    /// Number of watches of `resource` (plural, e.g. `pods`) that asked for initial events
+    /// and were served or rejected as `outcome` says.
+    pub fn streaming_watches(&self, resource: &str, outcome: StreamingWatch) -> u64 {
+        let counts = self.streaming_watches.lock().unwrap_or_else(|p| p.into_inner());
+        counts.get(&(resource.to_string(), outcome)).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn note_streaming_watch(&self, resource: &str, outcome: StreamingWatch) {
+        let mut counts = self.streaming_watches.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry((resource.to_string(), outcome)).or_default() += 1;
+    }
+
     /// Number of watches answered with a 410 Expired ERROR event so far.
     pub fn expired_watches(&self) -> u64 {
         self.expired_watches.load(std::sync::atomic::Ordering::Relaxed)
@@ -222,6 +253,7 @@ impl Simulator {
             expired_watches: Default::default(),
             failed_requests: Default::default(),
             calls: Default::default(),
+            streaming_watches: Default::default(),
             reviews: Default::default(),
             traffic: Default::default(),
         });

@@ -8,6 +8,7 @@
 //! `RUST_LOG` (default `info`). Logs are always printed when a test fails.
 
 mod faults;
+mod initial_list;
 mod leader;
 mod lifecycle;
 mod limits;

@@ -14,6 +14,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
 use sidecar_watch_e2e::harness::{wait_until, TestEnv, KUBECONFIG_ENV};
 use sidecar_watch_e2e::kubelet::{set_condition, test_pod, PodDriver, State};
+use sidecar_watch_e2e::sim::SimConfig;
 use tokio::io::AsyncWriteExt;
 
 /// Default deadline of a wait.
@@ -79,7 +80,16 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the environment, installs the CRDs from `crds/` and creates a namespace.
     pub async fn start(prefix: &str) -> Self {
-        let env = TestEnv::start().await.expect("test environment");
+        Self::with_env(prefix, TestEnv::start().await.expect("test environment")).await
+    }
+
+    /// [`Cluster::start`] on a simulator configured as `config` (the caller checked
+    /// [`simulator_only`]).
+    pub async fn start_simulator(prefix: &str, config: SimConfig) -> Self {
+        Self::with_env(prefix, TestEnv::start_simulator(config).await.expect("simulator")).await
+    }
+
+    async fn with_env(prefix: &str, env: TestEnv) -> Self {
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
         let names = env.install_crds(&crds).await.expect("CRDs installed");
         assert_eq!(names.len(), 2, "{names:?}");

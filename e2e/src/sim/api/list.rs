@@ -65,6 +65,39 @@ pub fn parse_rv(s: Option<&String>) -> ApiResult<Option<u64>> {
     }
 }
 
+/// kube-apiserver's checks of `resourceVersionMatch` on a LIST (see "Semantics for get and
+/// list" in the API concepts): it needs a `resourceVersion`, no `continue`, and `Exact` needs
+/// a version other than "0" ("any").
+fn check_list_options(rv: Option<u64>, raw: Option<&str>, rv_match: Option<&str>, continued: bool) -> ApiResult<()> {
+    let Some(rv_match) = rv_match else { return Ok(()) };
+    let mut forbidden: Vec<(&str, String)> = Vec::new();
+    if rv.is_none() {
+        forbidden.push((
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+        ));
+    }
+    if continued {
+        forbidden.push(("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided".into()));
+    }
+    if rv_match == "Exact" && raw == Some("0") {
+        forbidden.push((
+            "resourceVersionMatch",
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
+        ));
+    }
+    if rv_match != "Exact" && rv_match != "NotOlderThan" {
+        return Err(ApiError::invalid(format!(
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"{rv_match}\": supported values: \"Exact\", \"NotOlderThan\""
+        )));
+    }
+    if forbidden.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_list_options(&forbidden))
+    }
+}
+
 /// One page of a LIST.
 #[derive(Debug)]
 pub struct ListPage {
@@ -125,10 +158,26 @@ impl State {
     pub fn list(&self, info: &ResourceInfo, version: &str, ns: Option<&str>, q: &Params) -> ApiResult<ListPage> {
         let filter = Filter::from_params(ns, q)?;
         let rv = parse_rv(q.get("resourceVersion"))?;
-        let exact = q.get("resourceVersionMatch").map(String::as_str) == Some("Exact");
+        let rv_match = q.get("resourceVersionMatch").map(String::as_str).filter(|m| !m.is_empty());
+        let continued = q.get("continue").is_some_and(|c| !c.is_empty());
+        check_list_options(rv, q.get("resourceVersion").map(String::as_str), rv_match, continued)?;
+        let exact = rv_match == Some("Exact");
         if let (Some(rv), true) = (rv, exact) {
             if rv < self.store.floor() {
                 return Err(ApiError::expired(format!("too old resource version: {rv} ({})", self.store.floor())));
+            }
+        }
+        // "Not older than" (the default for a resourceVersion, and `NotOlderThan`) a version
+        // the server has not reached: kube-apiserver waits a few seconds for it, then gives up.
+        // "0" means "any" and never waits: that list is served from the watch cache.
+        if let (Some(rv), false, false) = (rv, exact, continued) {
+            if rv > self.store.rv() {
+                return Err(ApiError::new(
+                    504,
+                    "Timeout",
+                    format!("Too large resource version: {rv}, current: {}", self.store.rv()),
+                )
+                .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})));
             }
         }
         let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);

@@ -110,7 +110,7 @@ fn non_resource(shared: &Shared, segs: &[&str], path: &str) -> Option<ApiResult<
     let found = |doc: Option<Value>| doc.map(|d| ok(&d)).ok_or_else(|| ApiError::no_route(path));
     Some(match segs {
         [] => Ok(ok(&json!({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]}))),
-        ["version"] => Ok(ok(&discovery::version())),
+        ["version"] => Ok(ok(&discovery::version(shared.config().minor_version))),
         ["healthz"] | ["readyz"] | ["livez"] => Ok((StatusCode::OK, "ok").into_response()),
         ["api"] => Ok(ok(&discovery::core_versions(&shared.addr().to_string()))),
         ["apis"] => Ok(ok(&discovery::group_list(&shared.state().registry))),

@@ -18,7 +18,7 @@ use crate::sim::api::{parse_rv, stored_is_served, to_served, Filter, Params};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::resources::ResourceInfo;
 use crate::sim::store::{EventType, StoredEvent, StoredObject};
-use crate::sim::{table, Shared};
+use crate::sim::{table, Shared, SimConfig, StreamingWatch};
 
 /// One watch: what it serves and how far it got.
 struct WatchCtx {
@@ -157,6 +157,43 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(b)
 }
 
+/// kube-apiserver's checks of a watch's query (its `ListOptions` validation): as 1.27 and
+/// later, with or without the WatchList feature gate, or as 1.19 to 1.26, which had no
+/// streaming lists and forbade `resourceVersionMatch` on any watch.
+fn validate(config: &SimConfig, q: &Params, send_initial: Option<bool>, bookmarks: bool) -> ApiResult<()> {
+    let rv_match = q.get("resourceVersionMatch").map(String::as_str).filter(|m| !m.is_empty());
+    let mut forbidden: Vec<(&str, String)> = Vec::new();
+    let mut forbid = |field, detail: &str| forbidden.push((field, detail.to_string()));
+    if config.minor_version < 27 {
+        if rv_match.is_some() {
+            forbid("resourceVersionMatch", "resourceVersionMatch is forbidden for watch");
+        }
+    } else if send_initial.is_some() {
+        if rv_match != Some("NotOlderThan") {
+            forbid("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
+        }
+        if !config.watch_list {
+            forbid(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+            );
+        }
+        if send_initial == Some(true) && !bookmarks {
+            forbid("allowWatchBookmarks", "sendInitialEvents requires setting allowWatchBookmarks to true");
+        }
+    } else if rv_match.is_some() {
+        forbid(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        );
+    }
+    if forbidden.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_list_options(&forbidden))
+    }
+}
+
 /// Starts a watch of `info`'s objects (in `ns`, or all) as `q` asks: `resourceVersion`,
 /// `sendInitialEvents`, `allowWatchBookmarks`, `timeoutSeconds` and selectors.
 pub(super) fn start(
@@ -170,17 +207,19 @@ pub(super) fn start(
     let filter = Filter::from_params(ns, q)?;
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
-    let send_initial = q.get("sendInitialEvents").map(|s| s == "true" || s == "1");
+    let config = shared.config();
+    // Before 1.27 `sendInitialEvents` was no parameter at all: ignored, like any unknown one.
+    let send_initial =
+        q.get("sendInitialEvents").map(|s| s == "true" || s == "1").filter(|_| config.minor_version >= 27);
     let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0);
-    if send_initial.is_some() && q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
-        return Err(ApiError::invalid(
-            "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-        ));
+    if let Err(e) = validate(config, q, send_initial, bookmarks) {
+        if send_initial == Some(true) {
+            shared.note_streaming_watch(&info.plural, StreamingWatch::Rejected);
+        }
+        return Err(e);
     }
-    if send_initial == Some(true) && !bookmarks {
-        return Err(ApiError::invalid(
-            "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
-        ));
+    if send_initial == Some(true) {
+        shared.note_streaming_watch(&info.plural, StreamingWatch::Served);
     }
     let fast = form == Form::Object && filter.fields.0.is_empty() && filter.matches_stored(info);
     let mut ctx = WatchCtx {
