@@ -154,7 +154,7 @@ fn pod() -> BoxedStrategy<PodView> {
             started_at,
             deleting_since: deleting.flatten(),
             ready_condition,
-            containers,
+            containers: containers.into(),
         })
         .boxed()
 }

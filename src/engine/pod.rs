@@ -177,14 +177,18 @@ pub struct ConditionView {
 }
 
 /// Everything the rules read about one Pod.
+///
+/// Strings and lists are boxed slices, not `String`s and `Vec`s: a view is built once and
+/// never grows, so a capacity field and spare capacity would be kept for nothing in every
+/// tracked Pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
     /// `metadata.uid`.
-    pub uid: String,
+    pub uid: Box<str>,
     /// `metadata.namespace`.
     pub namespace: Name,
     /// `metadata.name`.
-    pub name: String,
+    pub name: Box<str>,
     /// `metadata.labels`, shared with every Pod that has the same ones.
     pub labels: LabelSet,
     /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a
@@ -205,7 +209,7 @@ pub struct PodView {
     /// The `Ready` condition.
     pub ready_condition: Option<ConditionView>,
     /// Init containers first, in spec order, then regular containers.
-    pub containers: Vec<ContainerView>,
+    pub containers: Box<[ContainerView]>,
 }
 
 impl PodView {
@@ -264,9 +268,9 @@ impl PodView {
         });
 
         PodView {
-            uid: meta.uid.clone().unwrap_or_default(),
+            uid: meta.uid.as_deref().unwrap_or_default().into(),
             namespace: names.name(meta.namespace.as_deref().unwrap_or_default()),
-            name: meta.name.clone().unwrap_or_default(),
+            name: meta.name.as_deref().unwrap_or_default().into(),
             labels: names.label_set(meta.labels.clone().unwrap_or_default()),
             owned_by_job: meta
                 .owner_references
@@ -279,7 +283,7 @@ impl PodView {
             started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
             deleting_since: meta.deletion_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             ready_condition,
-            containers,
+            containers: containers.into_boxed_slice(),
         }
     }
 
@@ -287,8 +291,8 @@ impl PodView {
     /// `audit`: named `<Kind>/<name>`, owned by that workload, without status or clocks.
     pub fn from_template(template: &SlimPod, kind: &str, name: &str) -> PodView {
         let mut view = PodView::from_pod(template);
-        view.name = format!("{kind}/{name}");
-        view.uid = format!("{kind}/{}/{name}", view.namespace);
+        view.name = format!("{kind}/{name}").into();
+        view.uid = format!("{kind}/{}/{name}", view.namespace).into();
         view.owner = Some(Arc::new(Workload { kind: Name::new(kind), name: Name::new(name) }));
         view.owned_by_job = matches!(kind, "Job" | "CronJob");
         view.is_template = true;
@@ -303,7 +307,7 @@ impl PodView {
     pub fn workload(&self) -> (&str, &str) {
         match &self.owner {
             Some(w) => (w.kind.as_str(), w.name.as_str()),
-            None => ("Pod", self.name.as_str()),
+            None => ("Pod", &self.name),
         }
     }
 

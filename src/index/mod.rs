@@ -102,6 +102,12 @@ impl Index {
         self.segments.iter().map(|s| lock(s).len()).sum()
     }
 
+    /// Buckets of the segments' hash tables, for memory accounting: each costs a pointer and
+    /// a control byte, used or not.
+    pub fn table_buckets(&self) -> usize {
+        self.segments.iter().map(|s| lock(s).buckets()).sum()
+    }
+
     /// Visits every tracked Pod, one segment lock at a time.
     pub fn for_each_pod(&self, mut visit: impl FnMut(&TrackedPod)) {
         for segment in 0..SEGMENTS {
@@ -181,16 +187,16 @@ impl Index {
         sidecars.sort_by_key(|(i, _)| *i);
         pod.history.set_clocks(clocked, now);
         tallies.replace(&pod.results, &results);
-        pod.results = results;
-        if pod.sidecars != sidecars {
+        pod.results = results.into_boxed_slice();
+        if *pod.sidecars != *sidecars {
             let before = pod.sidecar_names();
-            pod.sidecars = sidecars;
+            pod.sidecars = sidecars.into_boxed_slice();
             census.replace(&before, &pod.sidecar_names());
         }
         Outcome {
             transitions,
             startups: Vec::new(),
-            wakeups: vec![(pod.view.uid.clone(), next_change)],
+            wakeups: vec![(pod.view.uid.to_string(), next_change)],
             limited_pods: u32::from(limited),
         }
     }
@@ -204,8 +210,8 @@ impl Index {
         let (pod, tallies) = segment.get_or_insert_with(&view.uid, || TrackedPod {
             view: view.clone(),
             history: PodHistory::default(),
-            results: Vec::new(),
-            sidecars: Vec::new(),
+            results: Box::default(),
+            sidecars: Box::default(),
         });
         let observations = pod.history.observe(&view, now);
         pod.view = view;
@@ -235,9 +241,9 @@ impl Index {
         let mut gone = HashSet::new();
         for segment in self.segments.iter() {
             lock(segment).retain(|pod| {
-                let kept = seen.contains(&pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns);
+                let kept = seen.contains(&*pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns);
                 if !kept {
-                    gone.insert(pod.view.uid.clone());
+                    gone.insert(pod.view.uid.to_string());
                     self.census.replace(&pod.sidecar_names(), &[]);
                 }
                 kept
@@ -266,7 +272,7 @@ impl Index {
     pub fn pod_uids(&self) -> HashSet<String> {
         let mut uids = HashSet::new();
         self.for_each_pod(|p| {
-            uids.insert(p.view.uid.clone());
+            uids.insert(p.view.uid.to_string());
         });
         uids
     }

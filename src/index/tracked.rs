@@ -71,8 +71,9 @@ pub struct PolicyResult {
     pub policy: Arc<PolicyRef>,
     /// Whether the policy publishes Events.
     pub events: bool,
-    /// Active alerts, sorted by key.
-    pub alerts: Vec<StoredAlert>,
+    /// Active alerts, sorted by key (a boxed slice: most results have none, and the rest
+    /// keep no spare capacity).
+    pub alerts: Box<[StoredAlert]>,
 }
 
 impl PolicyResult {
@@ -82,7 +83,8 @@ impl PolicyResult {
     }
 }
 
-/// One tracked Pod.
+/// One tracked Pod. Its lists are boxed slices: they are replaced whole by each evaluation,
+/// and a `Vec` would keep a capacity field and spare capacity (4 entries for 1) per Pod.
 #[derive(Clone, Debug)]
 pub struct TrackedPod {
     /// The latest state.
@@ -90,9 +92,9 @@ pub struct TrackedPod {
     /// What the operator observed over time.
     pub history: PodHistory,
     /// One entry per valid policy that selects the Pod.
-    pub results: Vec<PolicyResult>,
+    pub results: Box<[PolicyResult]>,
     /// Sidecar containers under any selecting policy: (index into `view.containers`, type).
-    pub sidecars: Vec<(usize, SidecarType)>,
+    pub sidecars: Box<[(usize, SidecarType)]>,
 }
 
 impl TrackedPod {

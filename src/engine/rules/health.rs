@@ -99,7 +99,7 @@ fn restart_times(
     container: &ContainerView,
     status: &ContainerStatusView,
 ) -> Vec<Timestamp> {
-    let mut known: Vec<Timestamp> = history.container(&container.name).map(|h| h.restarts.clone()).unwrap_or_default();
+    let mut known: Vec<Timestamp> = history.container(&container.name).map(|h| h.restarts.to_vec()).unwrap_or_default();
     if status.restart_count > 0 {
         if let Some(finished) = status.last_termination.as_ref().and_then(|t| t.finished_at).map(Stamp::timestamp) {
             if !known.contains(&finished) {
