@@ -38,10 +38,27 @@ struct Counting;
 static ASKED: AtomicUsize = AtomicUsize::new(0);
 static USABLE: AtomicUsize = AtomicUsize::new(0);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Live allocations by size asked (the last one: larger).
+static BY_SIZE: [AtomicUsize; 1025] = [const { AtomicUsize::new(0) }; 1025];
 
 fn usable(ptr: *const u8) -> usize {
     // SAFETY: only called with pointers mimalloc returned and that are still live.
     unsafe { libmimalloc_sys::mi_usable_size(ptr.cast()) }
+}
+
+/// Counts a live allocation of `size` bytes at `ptr` in, or out.
+fn count(ptr: *const u8, size: usize, live: bool) {
+    let add = |counter: &AtomicUsize, n: usize| {
+        if live {
+            counter.fetch_add(n, Relaxed)
+        } else {
+            counter.fetch_sub(n, Relaxed)
+        }
+    };
+    add(&ASKED, size);
+    add(&USABLE, usable(ptr));
+    add(&ALLOCATIONS, 1);
+    add(&BY_SIZE[size.min(BY_SIZE.len() - 1)], 1);
 }
 
 // SAFETY: every call is passed on to mimalloc unchanged; the counters only observe it.
@@ -50,9 +67,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let ptr = unsafe { mimalloc::MiMalloc.alloc(layout) };
         if !ptr.is_null() {
-            ASKED.fetch_add(layout.size(), Relaxed);
-            USABLE.fetch_add(usable(ptr), Relaxed);
-            ALLOCATIONS.fetch_add(1, Relaxed);
+            count(ptr, layout.size(), true);
         }
         ptr
     }
@@ -60,30 +75,46 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let ptr = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            ASKED.fetch_add(layout.size(), Relaxed);
-            USABLE.fetch_add(usable(ptr), Relaxed);
-            ALLOCATIONS.fetch_add(1, Relaxed);
+            count(ptr, layout.size(), true);
         }
         ptr
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        ASKED.fetch_sub(layout.size(), Relaxed);
-        USABLE.fetch_sub(usable(ptr), Relaxed);
-        ALLOCATIONS.fetch_sub(1, Relaxed);
+        count(ptr, layout.size(), false);
         unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let before = usable(ptr);
+        count(ptr, layout.size(), false);
         let moved = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
-        if !moved.is_null() {
-            ASKED.fetch_add(new_size, Relaxed);
-            ASKED.fetch_sub(layout.size(), Relaxed);
-            USABLE.fetch_add(usable(moved), Relaxed);
-            USABLE.fetch_sub(before, Relaxed);
+        if moved.is_null() {
+            count(ptr, layout.size(), true);
+        } else {
+            count(moved, new_size, true);
         }
         moved
+    }
+}
+
+/// Live allocations by size asked, now.
+fn by_size() -> Vec<usize> {
+    BY_SIZE.iter().map(|n| n.load(Relaxed)).collect()
+}
+
+/// The allocation sizes that grew by at least 0.05 per Pod from `before` (at `n0` Pods) to
+/// `after` (at `n1`), with mimalloc's size class for each.
+fn print_sizes(before: &[usize], after: &[usize], n0: usize, n1: usize) {
+    println!("allocations per Pod by size asked (-> mimalloc size class):");
+    for (size, (b, a)) in before.iter().zip(after).enumerate() {
+        let per_pod = (*a as f64 - *b as f64) / (n1 - n0) as f64;
+        if per_pod.abs() < 0.05 {
+            continue;
+        }
+        // SAFETY: a pure function of its argument.
+        let class = unsafe { libmimalloc_sys::mi_good_size(size) };
+        let size = if size == BY_SIZE.len() - 1 { "larger".to_string() } else { format!("{size} B") };
+        println!("  {size:>8} -> {class:>5} B  {per_pod:>5.2}");
     }
 }
 
@@ -121,8 +152,8 @@ impl Sample {
     }
 }
 
-/// Bytes the Pods' own parts ask for (their lists are boxed slices: no spare capacity), split by part (the Pods' share of the interned names
-/// and label sets is not in them).
+/// Bytes the Pods' own parts ask for (their lists are boxed slices: no spare capacity), split
+/// by part (the Pods' share of the interned names and label sets is not in them).
 fn parts(index: &Index) -> Vec<(&'static str, usize)> {
     use std::mem::{size_of, size_of_val};
     let mut sums = [0usize; 9];
@@ -243,12 +274,14 @@ fn main() {
     let base = Sample::now();
     let mut applied = 0usize;
     let mut points = Vec::new();
+    let mut sizes = Vec::new();
     for target in [10_000usize, 50_000, 100_000] {
         while applied < target {
             index.apply_pod(make(applied), now);
             applied += 1;
         }
         points.push((target, Sample::now()));
+        sizes.push(by_size());
     }
     println!("{:>8}  {:>12}  {:>10}", "pods", "RSS growth", "per pod");
     for (n, sample) in &points {
@@ -267,6 +300,7 @@ fn main() {
         usable - asked,
         rss - usable
     );
+    print_sizes(&sizes[0], &sizes[sizes.len() - 1], n0, n1);
     let pods = index.pod_count();
     println!("parts (capacity x size, averaged over {pods} Pods):");
     let mut total = 0.0;
