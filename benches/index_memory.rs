@@ -160,7 +160,7 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
     index.for_each_pod(|pod: &TrackedPod| {
         let view = &pod.view;
         sums[0] += size_of::<TrackedPod>();
-        sums[1] += view.uid.len() + view.name.len();
+        sums[1] += view.uid().len() + view.name().len();
         sums[2] += size_of_val(&*view.containers);
         for c in &view.containers {
             let Some(status) = &c.status else { continue };
@@ -173,15 +173,17 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
         let history = &pod.history;
         sums[4] += size_of_val(&*history.containers);
         sums[4] += history.containers.iter().map(|c| size_of_val(&*c.restarts)).sum::<usize>();
-        sums[5] += size_of_val(&*history.clocks);
-        sums[5] += history.clocks.iter().map(|(_, c, _)| c.capacity()).sum::<usize>();
+        if let Some(clocks) = &history.clocks {
+            sums[5] += size_of_val(&**clocks) + clocks.capacity() * size_of::<(&str, String, jiff::Timestamp)>();
+            sums[5] += clocks.iter().map(|(_, c, _)| c.capacity()).sum::<usize>();
+        }
         sums[6] += size_of_val(&*pod.results);
         sums[7] += pod.results.iter().map(|r| size_of_val(&*r.alerts)).sum::<usize>();
         sums[8] += size_of_val(&*pod.sidecars);
     });
     let names = [
         "TrackedPod (boxed)",
-        "uid + name strings",
+        "uid + name (one string)",
         "containers",
         "terminations",
         "history containers + restarts",

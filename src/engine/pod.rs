@@ -30,15 +30,17 @@ pub struct ConditionView {
 ///
 /// Strings and lists are boxed slices, not `String`s and `Vec`s: a view is built once and
 /// never grows, so a capacity field and spare capacity would be kept for nothing in every
-/// tracked Pod.
+/// tracked Pod. The UID and the name share one allocation, and the `Ready` condition is kept
+/// as two fields that pack beside the flags: 16 bytes less per tracked Pod, which brings it
+/// into mimalloc's 160-byte size class.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
-    /// `metadata.uid`.
-    pub uid: Box<str>,
+    /// `metadata.uid` followed by `metadata.name` (see [`Self::uid`], [`Self::name`]).
+    ids: Box<str>,
+    /// Where the name starts in `ids`.
+    name_at: u32,
     /// `metadata.namespace`.
     pub namespace: Name,
-    /// `metadata.name`.
-    pub name: Box<str>,
     /// `metadata.labels`, shared with every Pod that has the same ones.
     pub labels: LabelSet,
     /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a
@@ -56,13 +58,69 @@ pub struct PodView {
     pub started_at: Option<Stamp>,
     /// `metadata.deletionTimestamp`: the Pod is terminating.
     pub deleting_since: Option<Stamp>,
-    /// The `Ready` condition.
-    pub ready_condition: Option<ConditionView>,
+    /// The `Ready` condition's status (see [`Self::ready_condition`]).
+    ready_status: Option<bool>,
+    /// The `Ready` condition's `lastTransitionTime`.
+    ready_since: Option<Stamp>,
     /// Init containers first, in spec order, then regular containers.
     pub containers: Box<[ContainerView]>,
 }
 
 impl PodView {
+    /// A Pod `uid`/`name` with nothing else known: no namespace, labels, owner, clocks or
+    /// containers (for views built field by field).
+    pub fn new(uid: &str, name: &str) -> PodView {
+        let mut view = PodView {
+            ids: Box::default(),
+            name_at: 0,
+            namespace: Name::default(),
+            labels: LabelSet::default(),
+            owned_by_job: false,
+            owner: None,
+            is_template: false,
+            created_at: None,
+            started_at: None,
+            deleting_since: None,
+            ready_status: None,
+            ready_since: None,
+            containers: Box::default(),
+        };
+        view.set_ids(uid, name);
+        view
+    }
+
+    /// `metadata.uid`.
+    pub fn uid(&self) -> &str {
+        self.ids.get(..self.name_at as usize).unwrap_or_default()
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.ids.get(self.name_at as usize..).unwrap_or_default()
+    }
+
+    /// Sets the UID and the name.
+    pub fn set_ids(&mut self, uid: &str, name: &str) {
+        // A UID over 4 GiB cannot come through the API: past that it is cut.
+        let mut end = uid.len().min(u32::MAX as usize);
+        while !uid.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.ids = [&uid[..end], name].concat().into_boxed_str();
+        self.name_at = u32::try_from(end).unwrap_or(0);
+    }
+
+    /// The `Ready` condition.
+    pub fn ready_condition(&self) -> Option<ConditionView> {
+        self.ready_status.map(|status| ConditionView { status, since: self.ready_since })
+    }
+
+    /// Sets the `Ready` condition.
+    pub fn set_ready_condition(&mut self, condition: Option<ConditionView>) {
+        self.ready_status = condition.map(|c| c.status);
+        self.ready_since = condition.and_then(|c| c.since);
+    }
+
     /// Extracts the view from a Pod with names of its own. Never fails: missing fields are
     /// absent in the view (a Pending Pod without status is still evaluated). For one-off views;
     /// many Pods share their names through [`Self::from_pod_in`].
@@ -117,10 +175,10 @@ impl PodView {
             since: c.last_transition_time.as_ref().map(|t| Stamp::new(t.0)),
         });
 
-        PodView {
-            uid: meta.uid.as_deref().unwrap_or_default().into(),
+        let mut view = PodView {
+            ids: Box::default(),
+            name_at: 0,
             namespace: names.name(meta.namespace.as_deref().unwrap_or_default()),
-            name: meta.name.as_deref().unwrap_or_default().into(),
             labels: names.label_set(meta.labels.clone().unwrap_or_default()),
             owned_by_job: meta
                 .owner_references
@@ -132,21 +190,25 @@ impl PodView {
             created_at: meta.creation_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
             deleting_since: meta.deletion_timestamp.as_ref().map(|t| Stamp::new(t.0)),
-            ready_condition,
+            ready_status: None,
+            ready_since: None,
             containers: containers.into_boxed_slice(),
-        }
+        };
+        view.set_ids(meta.uid.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default());
+        view.set_ready_condition(ready_condition);
+        view
     }
 
     /// The view of a workload's Pod template (`spec.template` of a Deployment, a Job…) for
     /// `audit`: named `<Kind>/<name>`, owned by that workload, without status or clocks.
     pub fn from_template(template: &SlimPod, kind: &str, name: &str) -> PodView {
         let mut view = PodView::from_pod(template);
-        view.name = format!("{kind}/{name}").into();
-        view.uid = format!("{kind}/{}/{name}", view.namespace).into();
+        view.set_ids(&format!("{kind}/{}/{name}", view.namespace), &format!("{kind}/{name}"));
         view.owner = Some(Arc::new(Workload { kind: Name::new(kind), name: Name::new(name) }));
         view.owned_by_job = matches!(kind, "Job" | "CronJob");
         view.is_template = true;
-        (view.created_at, view.started_at, view.deleting_since, view.ready_condition) = (None, None, None, None);
+        (view.created_at, view.started_at, view.deleting_since) = (None, None, None);
+        view.set_ready_condition(None);
         for c in &mut view.containers {
             c.status = None;
         }
@@ -157,7 +219,7 @@ impl PodView {
     pub fn workload(&self) -> (&str, &str) {
         match &self.owner {
             Some(w) => (w.kind.as_str(), w.name.as_str()),
-            None => ("Pod", &self.name),
+            None => ("Pod", self.name()),
         }
     }
 
@@ -168,7 +230,7 @@ impl PodView {
 
     /// `namespace/name`, for messages.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+        format!("{}/{}", self.namespace, self.name())
     }
 }
 
@@ -179,6 +241,22 @@ fn statuses_by_name(list: &[SlimContainerStatus]) -> HashMap<&str, &SlimContaine
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uid_and_name_come_back_apart_from_their_one_string() {
+        let mut view = PodView::new("6f1c2d3e-0001-4b5a-9c8d-000000000001", "checkout-84d6c7f9b-vx5jn");
+        assert_eq!(view.uid(), "6f1c2d3e-0001-4b5a-9c8d-000000000001");
+        assert_eq!(view.name(), "checkout-84d6c7f9b-vx5jn");
+        view.set_ids("", "naïve");
+        assert_eq!((view.uid(), view.name()), ("", "naïve"));
+        view.set_ids("Job/shop/é", "");
+        assert_eq!((view.uid(), view.name()), ("Job/shop/é", ""));
+        let condition = ConditionView { status: false, since: Some(Stamp::new(Timestamp::UNIX_EPOCH)) };
+        view.set_ready_condition(Some(condition));
+        assert_eq!(view.ready_condition(), Some(condition));
+        view.set_ready_condition(None);
+        assert_eq!(view.ready_condition(), None);
+    }
 
     /// A container for [`conflicting`]: (name, section, restartPolicy, [(port, protocol)]).
     type ContainerSpec<'a> = (&'a str, &'a str, Option<&'a str>, &'a [(i32, &'a str)]);

@@ -196,7 +196,7 @@ impl Index {
         Outcome {
             transitions,
             startups: Vec::new(),
-            wakeups: vec![(pod.view.uid.to_string(), next_change)],
+            wakeups: vec![(pod.view.uid().to_string(), next_change)],
             limited_pods: u32::from(limited),
         }
     }
@@ -206,8 +206,8 @@ impl Index {
         let policies = self.valid_policies();
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         let ns_labels = namespaces.get(view.namespace.as_str());
-        let mut segment = self.segment(&view.uid);
-        let (pod, tallies) = segment.get_or_insert_with(&view.uid, || TrackedPod {
+        let mut segment = self.segment(view.uid());
+        let (pod, tallies) = segment.get_or_insert_with(view.uid(), || TrackedPod {
             view: view.clone(),
             history: PodHistory::default(),
             results: Box::default(),
@@ -241,9 +241,9 @@ impl Index {
         let mut gone = HashSet::new();
         for segment in self.segments.iter() {
             lock(segment).retain(|pod| {
-                let kept = seen.contains(&*pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns);
+                let kept = seen.contains(pod.view.uid()) || namespace.is_some_and(|ns| pod.view.namespace != ns);
                 if !kept {
-                    gone.insert(pod.view.uid.to_string());
+                    gone.insert(pod.view.uid().to_string());
                     self.census.replace(&pod.sidecar_names(), &[]);
                 }
                 kept
@@ -272,7 +272,7 @@ impl Index {
     pub fn pod_uids(&self) -> HashSet<String> {
         let mut uids = HashSet::new();
         self.for_each_pod(|p| {
-            uids.insert(p.view.uid.to_string());
+            uids.insert(p.view.uid().to_string());
         });
         uids
     }

@@ -24,7 +24,7 @@ fn not_ready_since(
         ContainerState::Terminated(t) => t.finished_at,
         _ => status.last_termination.as_ref().and_then(|t| t.finished_at),
     };
-    let pod_not_ready = pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since);
+    let pod_not_ready = pod.ready_condition().filter(|c| !c.status).and_then(|c| c.since);
     let observed = history.container(&container.name).filter(|h| !h.ready).and_then(|h| h.ready_changed_at);
     [own, pod_not_ready, observed].into_iter().flatten().max().map(Stamp::timestamp).or_else(|| pod.start_time())
 }
