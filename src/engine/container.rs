@@ -144,7 +144,9 @@ pub struct ContainerView {
     pub catalog: Option<CatalogId>,
     /// The other container whose port this one's liveness probe targets, if any.
     pub liveness_target: Option<LivenessTarget>,
-    /// Its status; `None` until the kubelet reports one.
+    /// Its status; `None` until the kubelet reports one, and always for a plain init
+    /// container: no rule, history or metric reads those (they are neither sidecars nor
+    /// main containers), and their finished run would cost a boxed termination per Pod.
     pub status: Option<ContainerStatusView>,
 }
 
@@ -199,7 +201,7 @@ pub(super) fn container_view(
         flags,
         catalog: catalog::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0),
         liveness_target: None,
-        status: status.map(|s| status_view(s, names)),
+        status: status.filter(|_| kind != ContainerKind::Init).map(|s| status_view(s, names)),
     }
 }
 

@@ -155,7 +155,7 @@ impl Index {
         let mut transitions = Vec::new();
         let mut clocked = Vec::new();
         let mut next_change: Option<Timestamp> = None;
-        let mut sidecars: Vec<(usize, SidecarType)> = Vec::new();
+        let mut sidecars: Vec<(u32, SidecarType)> = Vec::new();
         let mut limited = false;
         for policy in policies.iter().filter(|p| p.selects(&pod.view, ns_labels)) {
             let evaluation = evaluate_capped(&pod.view, policy, &pod.history, now, max_sidecars);
@@ -167,6 +167,8 @@ impl Index {
             };
             // Policies mostly agree on the sidecars: the union stays as small as the cap.
             for &(i, kind) in &evaluation.sidecars {
+                // No Pod has 4 billion containers: a view of one would not fit in memory.
+                let Ok(i) = u32::try_from(i) else { continue };
                 if !sidecars.iter().any(|(j, _)| *j == i) {
                     sidecars.push((i, kind));
                 }
@@ -217,8 +219,7 @@ impl Index {
         pod.view = view;
         let mut outcome =
             Self::evaluate_tracked(&self.census, self.max_sidecars, pod, tallies, &policies, ns_labels, now);
-        let sidecar_names: HashSet<&str> =
-            pod.sidecars.iter().map(|(i, _)| pod.view.containers[*i].name.as_str()).collect();
+        let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
             if sidecar_names.contains(container.as_str()) {
                 outcome.startups.push((pod.view.namespace.to_string(), container, seconds));

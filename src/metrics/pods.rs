@@ -160,8 +160,7 @@ fn sidecar_samples(
         return;
     }
     scratch.pod.set(&pod_labels(pod));
-    for (i, kind) in &pod.sidecars {
-        let Some(container) = pod.view.containers.get(*i) else { continue };
+    for (container, kind) in pod.sidecar_containers() {
         finish(
             out.sample(family.name).labels(&scratch.pod).label("container", &container.name),
             container,
