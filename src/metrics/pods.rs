@@ -90,7 +90,7 @@ struct Scratch {
 
 /// The labels that name a Pod.
 fn pod_labels(pod: &TrackedPod) -> [(&str, &str); 2] {
-    [("namespace", &pod.view.namespace), ("pod", &pod.view.name())]
+    [("namespace", &pod.view.namespace), ("pod", pod.view.name())]
 }
 
 /// The labels that name a policy (`policy_namespace` is empty for a cluster policy).
