@@ -7,21 +7,206 @@
 //! from the operator's HTTP server over loopback (the body read into a sink), with how much
 //! the scrapes raised the process's peak RSS (a scrape that held its body whole would show).
 //!
-//! `cargo bench --bench index_memory`
+//! Beside RSS, a counting wrapper around the allocator gives the bytes the index asked for
+//! per Pod, what mimalloc set aside for them (its size classes) and the allocations per Pod,
+//! then a walk over the index splits the asked bytes by part: the gap from asked bytes to RSS
+//! is the allocator's, the gap from the parts to asked bytes is what the Pods share
+//! (interned names, label sets) and the interner's pools.
+//!
+//! `cargo bench --bench index_memory` (the three-container fixture with four alerts each), or
+//! `cargo bench --bench index_memory -- mix` (the full benchmark's Pods and policies:
+//! `sidecar_watch_e2e::bench::pods`, mostly healthy). `-- memory` stops after the memory
+//! figures.
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use sidecar_watch::api::{PolicySpec, SlimPod};
-use sidecar_watch::engine::{CompiledPolicy, PolicyRef};
-use sidecar_watch::index::{Index, PolicyEntry};
+use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
+use sidecar_watch::engine::pod::{ContainerState, Termination};
+use sidecar_watch::engine::{CompiledPolicy, ContainerHistory, ContainerView, PodView, PolicyRef};
+use sidecar_watch::index::{Index, PolicyEntry, PolicyResult, StoredAlert, TrackedPod};
 use sidecar_watch::metrics::Metrics;
 
-// The allocator the binary uses (src/main.rs), so that the figure is the binary's.
+/// The allocator the binary uses (src/main.rs), so that the figure is the binary's, counting
+/// what is live: bytes asked for, bytes mimalloc's size classes gave, allocations.
+struct Counting;
+
+static ASKED: AtomicUsize = AtomicUsize::new(0);
+static USABLE: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Live allocations by size asked (the last one: larger).
+static BY_SIZE: [AtomicUsize; 1025] = [const { AtomicUsize::new(0) }; 1025];
+
+fn usable(ptr: *const u8) -> usize {
+    // SAFETY: only called with pointers mimalloc returned and that are still live.
+    unsafe { libmimalloc_sys::mi_usable_size(ptr.cast()) }
+}
+
+/// Counts a live allocation of `size` bytes at `ptr` in, or out.
+fn count(ptr: *const u8, size: usize, live: bool) {
+    let add = |counter: &AtomicUsize, n: usize| {
+        if live {
+            counter.fetch_add(n, Relaxed)
+        } else {
+            counter.fetch_sub(n, Relaxed)
+        }
+    };
+    add(&ASKED, size);
+    add(&USABLE, usable(ptr));
+    add(&ALLOCATIONS, 1);
+    add(&BY_SIZE[size.min(BY_SIZE.len() - 1)], 1);
+}
+
+// SAFETY: every call is passed on to mimalloc unchanged; the counters only observe it.
+// (A global allocator cannot be written without `unsafe`.)
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        if !ptr.is_null() {
+            count(ptr, layout.size(), true);
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            count(ptr, layout.size(), true);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(ptr, layout.size(), false);
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(ptr, layout.size(), false);
+        let moved = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
+        if moved.is_null() {
+            count(ptr, layout.size(), true);
+        } else {
+            count(moved, new_size, true);
+        }
+        moved
+    }
+}
+
+/// Live allocations by size asked, now.
+fn by_size() -> Vec<usize> {
+    BY_SIZE.iter().map(|n| n.load(Relaxed)).collect()
+}
+
+/// The allocation sizes that grew by at least 0.05 per Pod from `before` (at `n0` Pods) to
+/// `after` (at `n1`), with mimalloc's size class for each.
+fn print_sizes(before: &[usize], after: &[usize], n0: usize, n1: usize) {
+    println!("allocations per Pod by size asked (-> mimalloc size class):");
+    for (size, (b, a)) in before.iter().zip(after).enumerate() {
+        let per_pod = (*a as f64 - *b as f64) / (n1 - n0) as f64;
+        if per_pod.abs() < 0.05 {
+            continue;
+        }
+        // SAFETY: a pure function of its argument.
+        let class = unsafe { libmimalloc_sys::mi_good_size(size) };
+        let size = if size == BY_SIZE.len() - 1 { "larger".to_string() } else { format!("{size} B") };
+        println!("  {size:>8} -> {class:>5} B  {per_pod:>5.2}");
+    }
+}
+
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting;
+
+/// Live memory at one moment: RSS and the allocator's counts.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    rss: u64,
+    asked: u64,
+    usable: u64,
+    allocations: u64,
+}
+
+impl Sample {
+    fn now() -> Sample {
+        Sample {
+            rss: rss_bytes(),
+            asked: ASKED.load(Relaxed) as u64,
+            usable: USABLE.load(Relaxed) as u64,
+            allocations: ALLOCATIONS.load(Relaxed) as u64,
+        }
+    }
+
+    /// Per Pod from `self` (at `n0` Pods) to `later` (at `n1`).
+    fn slope(self, n0: usize, later: Sample, n1: usize) -> [f64; 4] {
+        let per = |a: u64, b: u64| (b as f64 - a as f64) / (n1 - n0) as f64;
+        [
+            per(self.rss, later.rss),
+            per(self.asked, later.asked),
+            per(self.usable, later.usable),
+            per(self.allocations, later.allocations),
+        ]
+    }
+}
+
+/// Bytes the Pods' own parts ask for (their lists are boxed slices: no spare capacity), split
+/// by part (the Pods' share of the interned names and label sets is not in them).
+fn parts(index: &Index) -> Vec<(&'static str, usize)> {
+    use std::mem::{size_of, size_of_val};
+    let mut sums = [0usize; 9];
+    index.for_each_pod(|pod: &TrackedPod| {
+        let view = &pod.view;
+        sums[0] += size_of::<TrackedPod>();
+        sums[1] += view.uid().len() + view.name().len();
+        sums[2] += size_of_val(&*view.containers);
+        for c in &view.containers {
+            let Some(status) = &c.status else { continue };
+            let current = matches!(status.state, ContainerState::Terminated(_));
+            for t in status.last_termination.iter().map(|t| &**t).chain(current.then(|| status.terminated()).flatten())
+            {
+                sums[3] += size_of::<Termination>() + t.message.as_ref().map_or(0, |m| m.len());
+            }
+        }
+        let history = &pod.history;
+        sums[4] += size_of_val(&*history.containers);
+        sums[4] += history.containers.iter().map(|c| size_of_val(&*c.restarts)).sum::<usize>();
+        if let Some(clocks) = &history.clocks {
+            sums[5] += size_of_val(&**clocks) + clocks.capacity() * size_of::<(&str, String, jiff::Timestamp)>();
+            sums[5] += clocks.iter().map(|(_, c, _)| c.capacity()).sum::<usize>();
+        }
+        sums[6] += size_of_val(&*pod.results);
+        sums[7] += pod.results.iter().map(|r| size_of_val(&*r.alerts)).sum::<usize>();
+        sums[8] += size_of_val(&*pod.sidecars);
+    });
+    let names = [
+        "TrackedPod (boxed)",
+        "uid + name (one string)",
+        "containers",
+        "terminations",
+        "history containers + restarts",
+        "history clocks",
+        "results",
+        "alerts",
+        "sidecars",
+    ];
+    names.into_iter().zip(sums).collect()
+}
+
+/// The full benchmark's policies (`sidecar_watch_e2e::bench::pods::policies`).
+fn mix_policies() -> Vec<(PolicyRef, CompiledPolicy)> {
+    sidecar_watch_e2e::bench::pods::policies()
+        .into_iter()
+        .map(|object| {
+            let name = object["metadata"]["name"].as_str().expect("a name").to_string();
+            let spec: ClusterPolicySpec = serde_json::from_value(object["spec"].clone()).expect("a spec");
+            let compiled = CompiledPolicy::compile_cluster(&name, &spec).expect("valid policy");
+            (PolicyRef::cluster(&name), compiled)
+        })
+        .collect()
+}
 
 /// `VmHWM`: the process's peak RSS so far.
 fn peak_rss_bytes() -> u64 {
@@ -70,30 +255,78 @@ fn time(what: &str, runs: usize, mut work: impl FnMut() -> usize) {
 fn main() {
     // As the operator does (src/memory.rs), so that the figure is the binary's.
     sidecar_watch::memory::disable_transparent_huge_pages().expect("prctl");
+    let mix = std::env::args().any(|a| a == "mix");
     let now = Timestamp::now();
     let index = Arc::new(Index::new());
-    let spec = PolicySpec::default();
-    let policy = PolicyRef::cluster("default");
-    let compiled = CompiledPolicy::compile(policy.clone(), &spec).expect("default policy");
-    index.apply_policy(policy, PolicyEntry::new(Ok(compiled), serde_json::Value::Null), now);
-    let base = rss_bytes();
+    let factory = sidecar_watch_e2e::bench::pods::PodFactory::new();
+    let policies = if mix {
+        mix_policies()
+    } else {
+        let policy = PolicyRef::cluster("default");
+        vec![(policy.clone(), CompiledPolicy::compile(policy, &PolicySpec::default()).expect("default policy"))]
+    };
+    for (policy, compiled) in policies {
+        index.apply_policy(policy, PolicyEntry::new(Ok(compiled), serde_json::Value::Null), now);
+    }
+    let make = |i: usize| -> PodView {
+        let pod = if mix { serde_json::from_value(factory.pod(i)).expect("a Pod") } else { pod(i) };
+        index.view_of(&pod)
+    };
+    println!("workload: {}", if mix { "the full benchmark's Pods (mix)" } else { "the two-sidecars fixture" });
+    let base = Sample::now();
     let mut applied = 0usize;
     let mut points = Vec::new();
+    let mut sizes = Vec::new();
     for target in [10_000usize, 50_000, 100_000] {
         while applied < target {
-            index.apply_pod(index.view_of(&pod(applied)), now);
+            index.apply_pod(make(applied), now);
             applied += 1;
         }
-        points.push((target, rss_bytes() - base));
+        points.push((target, Sample::now()));
+        sizes.push(by_size());
     }
     println!("{:>8}  {:>12}  {:>10}", "pods", "RSS growth", "per pod");
-    for (n, bytes) in &points {
-        println!("{n:>8}  {:>9.1} MiB  {:>7} B", *bytes as f64 / 1048576.0, bytes / *n as u64);
+    for (n, sample) in &points {
+        let bytes = sample.rss - base.rss;
+        println!("{n:>8}  {:>9.1} MiB  {:>7} B", bytes as f64 / 1048576.0, bytes / *n as u64);
     }
-    let (n0, b0) = points[0];
-    let (n1, b1) = points[points.len() - 1];
-    println!("slope {}..{} pods: {} B per tracked Pod", n0, n1, (b1 - b0) / (n1 - n0) as u64);
+    let (n0, s0) = points[0];
+    let (n1, s1) = points[points.len() - 1];
+    let [rss, asked, usable, allocations] = s0.slope(n0, s1, n1);
+    println!("slope {n0}..{n1} pods, per tracked Pod:");
+    println!(
+        "  RSS {rss:.0} B; asked {asked:.0} B in {allocations:.1} allocations; mimalloc size classes {usable:.0} B"
+    );
+    println!(
+        "  size-class rounding {:.0} B, pages and fragmentation (RSS - size classes) {:.0} B",
+        usable - asked,
+        rss - usable
+    );
+    print_sizes(&sizes[0], &sizes[sizes.len() - 1], n0, n1);
+    let pods = index.pod_count();
+    println!("parts (capacity x size, averaged over {pods} Pods):");
+    let mut total = 0.0;
+    for (part, bytes) in parts(&index) {
+        let per_pod = bytes as f64 / pods as f64;
+        total += per_pod;
+        println!("  {part:<32} {per_pod:>7.1} B");
+    }
+    let slots = index.table_buckets() as f64 * (std::mem::size_of::<usize>() + 1) as f64 / pods as f64;
+    total += slots;
+    println!("  {:<32} {slots:>7.1} B (load {:.2})", "hash-table buckets", pods as f64 / index.table_buckets() as f64);
+    println!("  {:<32} {total:>7.1} B; the rest of asked, shared or pooled: {:.0} B", "sum", asked - total);
+    println!(
+        "sizes: PodView {} B, ContainerView {} B, ContainerHistory {} B, PolicyResult {} B, StoredAlert {} B",
+        std::mem::size_of::<PodView>(),
+        std::mem::size_of::<ContainerView>(),
+        std::mem::size_of::<ContainerHistory>(),
+        std::mem::size_of::<PolicyResult>(),
+        std::mem::size_of::<StoredAlert>()
+    );
 
+    if std::env::args().any(|a| a == "memory") {
+        return;
+    }
     let metrics = Metrics::new();
     let (role_tx, role) = sidecar_watch::role::channel();
     sidecar_watch::role::set_leader(&role_tx, true);
@@ -116,7 +349,7 @@ fn main() {
     time("GET /metrics", 10, || runtime.block_on(get_metrics(port)).expect("scrape"));
     let growth = peak_rss_bytes().saturating_sub(peak);
     println!("peak RSS growth over these scrapes: {:.1} MiB", growth as f64 / 1048576.0);
-    let index_rss = base + points[points.len() - 1].1;
+    let index_rss = s1.rss;
     let above_index = || (rss_bytes() as f64 - index_rss as f64) / 1048576.0;
     std::thread::sleep(Duration::from_millis(500));
     println!("RSS after these scrapes: {:.1} MiB above the index", above_index());

@@ -142,19 +142,16 @@ fn pod() -> BoxedStrategy<PodView> {
     let condition =
         prop::option::of((any::<bool>(), time()).prop_map(|(status, since)| ConditionView { status, since }));
     (containers, any::<bool>(), time(), time(), prop::option::weighted(0.2, time()), condition)
-        .prop_map(|(containers, owned_by_job, created_at, started_at, deleting, ready_condition)| PodView {
-            uid: "uid".into(),
-            namespace: "shop".into(),
-            name: "web-1".into(),
-            labels: Default::default(),
-            owned_by_job,
-            owner: None,
-            is_template: false,
-            created_at,
-            started_at,
-            deleting_since: deleting.flatten(),
-            ready_condition,
-            containers,
+        .prop_map(|(containers, owned_by_job, created_at, started_at, deleting, ready_condition)| {
+            let mut view = PodView::new("uid", "web-1");
+            view.namespace = "shop".into();
+            view.owned_by_job = owned_by_job;
+            view.created_at = created_at;
+            view.started_at = started_at;
+            view.deleting_since = deleting.flatten();
+            view.set_ready_condition(ready_condition);
+            view.containers = containers.into();
+            view
         })
         .boxed()
 }

@@ -103,13 +103,13 @@ fn restarts_at(times: &[Timestamp]) -> (PodView, PodHistory) {
     view.started_at = Some(at("00:00:00").into());
     view.created_at = Some(at("00:00:00").into());
     let history = PodHistory {
-        containers: vec![ContainerHistory {
+        containers: Box::new([ContainerHistory {
             name: "envoy".into(),
             restart_count: times.len() as u32,
-            restarts: times.to_vec(),
+            restarts: times.into(),
             ready: true,
             ..ContainerHistory::default()
-        }],
+        }]),
         ..PodHistory::default()
     };
     (view, history)
@@ -313,7 +313,7 @@ fn startup_order_cases() {
     ];
     for (case, status, history, condition, since) in cases {
         let mut view = with_main(native("envoy", status));
-        view.ready_condition = condition;
+        view.set_ready_condition(condition);
         let history = PodHistory { containers: history.into_iter().collect(), ..PodHistory::default() };
         let evaluation = evaluate(&view, &only("startupOrder", ""), &history, now);
         let expected: Vec<_> =
@@ -476,7 +476,7 @@ fn observed_restarts_are_recorded_with_finished_at() {
     history.observe(&state(4, Some("10:27:00")), at("10:27:05"));
     let envoy = history.container("envoy").unwrap();
     assert_eq!(envoy.restart_count, 4);
-    assert_eq!(envoy.restarts, vec![at("10:18:00"), at("10:22:00"), at("10:22:05"), at("10:27:00")]);
+    assert_eq!(*envoy.restarts, [at("10:18:00"), at("10:22:00"), at("10:22:05"), at("10:27:00")]);
     let view = state(4, Some("10:27:00"));
     let evaluation = evaluate(&view, &only("restarts", ""), &history, now());
     assert_eq!(brief(&evaluation), vec![(SidecarRestartingFrequently, "envoy".into(), Firing, Some(at("10:22:05")))]);
@@ -546,7 +546,7 @@ fn clocks_keep_first_seen_time_when_the_api_has_none() {
     assert_eq!(history.clock("JobBlockedBySidecar", "log-sidecar"), Some(at("10:10:00")));
     // The condition clears: the clock is dropped, and a new episode starts afresh.
     history.set_clocks(Vec::new(), at("10:16:00"));
-    assert_eq!(history.clocks, vec![]);
+    assert_eq!(history.clocks, None);
     assert_eq!(evaluate(&view, &policy, &history, at("10:20:00")).alerts[0].since, Some(at("10:20:00")));
 }
 
@@ -561,7 +561,7 @@ fn restarted_operator_computes_the_same_since() {
     };
     let not_ready_since = |t: &str| Some(ConditionView { status: false, since: Some(at(t).into()) });
     let mut flipped = with_main(native("envoy", running(at("10:00:00"), false)));
-    flipped.ready_condition = not_ready_since("10:20:00");
+    flipped.set_ready_condition(not_ready_since("10:20:00"));
     let mut shutting_down = pod(vec![
         regular("istio-proxy", terminated("Completed", 0, at("10:00:00"), at("10:29:29"))),
         regular("app", running(at("10:00:01"), true)),

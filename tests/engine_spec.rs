@@ -135,7 +135,7 @@ fn a_job_template_with_a_legacy_sidecar_will_never_complete() {
          "resources": {"requests": {"cpu": "100m"}}}]}}))
     .expect("a template");
     let job = PodView::from_template(&template, "CronJob", "nightly-backup");
-    assert_eq!(job.name, "CronJob/nightly-backup");
+    assert_eq!(job.name(), "CronJob/nightly-backup");
     assert_eq!(job.workload(), ("CronJob", "nightly-backup"));
     let alerts = evaluate(&job, &CompiledPolicy::builtin(), &PodHistory::default(), fixtures::now()).alerts;
     let summary: Vec<_> = alerts.iter().map(|a| (a.name, a.container.as_str(), a.check, a.state, a.since)).collect();

@@ -204,7 +204,7 @@ impl Finding {
             alertname: alert.name.as_str().to_string(),
             severity: alert.severity,
             namespace: pod.namespace.to_string(),
-            pod: pod.name.clone(),
+            pod: pod.name().to_string(),
             container: alert.container,
             kind: if pod.is_template { workload_kind.to_string() } else { "Pod".to_string() },
             policy: policy.name.clone(),

@@ -23,7 +23,7 @@ pub struct ContainerHistory {
     /// `restartCount` at the last observation.
     pub restart_count: u32,
     /// Times of restarts observed after the first observation, oldest first.
-    pub restarts: Vec<Timestamp>,
+    pub restarts: Box<[Timestamp]>,
     /// `ready` at the last observation.
     pub ready: bool,
     /// When the operator saw `ready` change last (not set by the first observation).
@@ -38,16 +38,21 @@ pub struct ContainerHistory {
 }
 
 /// Observed history of one Pod, plus the "first seen" clocks of conditions whose start the
-/// API does not record.
+/// API does not record. Lists are boxed slices (no capacity kept per tracked Pod): they
+/// change only when a container is first seen or a condition starts or ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodHistory {
     /// Per-container history, in no particular order.
-    pub containers: Vec<ContainerHistory>,
+    pub containers: Box<[ContainerHistory]>,
     /// When the operator last observed the Pod.
     pub observed_at: Option<Stamp>,
-    /// Conditions without an API timestamp: (alert name, container) → first seen.
-    pub clocks: Vec<(&'static str, String, Timestamp)>,
+    /// Conditions without an API timestamp: (alert name, container) → first seen. `None`
+    /// when none holds, as for most Pods: a thin pointer takes 8 bytes, a boxed slice 16.
+    pub clocks: Option<Box<Clocks>>,
 }
+
+/// First-seen clocks: (alert name, container, first seen).
+pub type Clocks = Vec<(&'static str, String, Timestamp)>;
 
 /// Something the observation learned that metrics want to know.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,18 +74,23 @@ impl PodHistory {
 
     /// The first-seen time of a condition without API timestamps.
     pub fn clock(&self, alert: &str, container: &str) -> Option<Timestamp> {
-        self.clocks.iter().find(|(a, c, _)| *a == alert && c == container).map(|(_, _, t)| *t)
+        self.clocks.iter().flat_map(|c| c.iter()).find(|(a, c, _)| *a == alert && c == container).map(|(_, _, t)| *t)
     }
 
     /// Keeps exactly the clocks of the conditions that hold now, starting new ones at `now`.
     pub fn set_clocks(&mut self, holding: impl IntoIterator<Item = (&'static str, String)>, now: Timestamp) {
-        let previous = std::mem::take(&mut self.clocks);
+        let previous = self.clocks.take().map(|c| *c).unwrap_or_default();
+        let mut clocks = Clocks::new();
         for (alert, container) in holding {
-            if self.clocks.iter().any(|(a, c, _)| *a == alert && *c == container) {
+            if clocks.iter().any(|(a, c, _)| *a == alert && *c == container) {
                 continue;
             }
             let since = previous.iter().find(|(a, c, _)| *a == alert && *c == container).map_or(now, |(_, _, t)| *t);
-            self.clocks.push((alert, container, since));
+            clocks.push((alert, container, since));
+        }
+        if !clocks.is_empty() {
+            clocks.shrink_to_fit();
+            self.clocks = Some(Box::new(clocks));
         }
     }
 
@@ -88,20 +98,22 @@ impl PodHistory {
     pub fn observe(&mut self, pod: &PodView, now: Timestamp) -> Vec<Observation> {
         let previous_observation = self.observed_at.map_or(now, Stamp::timestamp);
         let mut observations = Vec::new();
+        // Grown here when a container is first seen, boxed again (shrunk to fit) at the end.
+        let mut containers = std::mem::take(&mut self.containers).into_vec();
         // Plain init containers are neither sidecars nor main containers: no rule reads them.
         for view in pod.containers.iter().filter(|c| c.kind != super::pod::ContainerKind::Init) {
             let Some(status) = &view.status else { continue };
             let running_since = status.run_start();
-            let index = match self.containers.iter().position(|c| c.name == view.name) {
+            let index = match containers.iter().position(|c| c.name == view.name) {
                 Some(i) => i,
                 None => {
                     // First sight: restarts so far have unknown times; a run that is not
                     // ready yet can still be timed until it becomes ready.
                     let watched_run_started_at = running_since.filter(|_| !status.ready);
-                    self.containers.push(ContainerHistory {
+                    containers.push(ContainerHistory {
                         name: view.name.clone(),
                         restart_count: status.restart_count,
-                        restarts: Vec::new(),
+                        restarts: Box::default(),
                         ready: status.ready,
                         ready_changed_at: None,
                         watched_run_started_at,
@@ -111,21 +123,23 @@ impl PodHistory {
                     continue;
                 }
             };
-            let history = &mut self.containers[index];
+            let history = &mut containers[index];
 
             if status.restart_count > history.restart_count {
                 // Only the newest MAX_RECORDED_RESTARTS can be kept, so never loop over more.
                 let added = (status.restart_count - history.restart_count).min(MAX_RECORDED_RESTARTS as u32);
                 let last_finish = status.latest_termination().and_then(|t| t.finished_at).map(Stamp::timestamp);
+                let mut restarts = std::mem::take(&mut history.restarts).into_vec();
                 for i in 0..added {
                     // The newest restart is the last termination; earlier ones in the same
                     // gap happened some time after the previous observation.
                     let at = if i + 1 == added { last_finish.unwrap_or(now) } else { previous_observation };
-                    history.restarts.push(at);
+                    restarts.push(at);
                 }
-                history.restarts.sort();
-                let excess = history.restarts.len().saturating_sub(MAX_RECORDED_RESTARTS);
-                history.restarts.drain(..excess);
+                restarts.sort();
+                let excess = restarts.len().saturating_sub(MAX_RECORDED_RESTARTS);
+                restarts.drain(..excess);
+                history.restarts = restarts.into_boxed_slice();
             }
             history.restart_count = status.restart_count;
 
@@ -152,7 +166,8 @@ impl PodHistory {
             }
         }
         // Forget containers the Pod no longer has (they cannot come back under the same Pod).
-        self.containers.retain(|h| pod.containers.iter().any(|c| c.name == h.name));
+        containers.retain(|h| pod.containers.iter().any(|c| c.name == h.name));
+        self.containers = containers.into_boxed_slice();
         self.observed_at = Some(Stamp::new(now));
         observations
     }

@@ -24,6 +24,7 @@
 
 pub mod alert;
 pub mod catalog;
+pub mod container;
 pub mod history;
 pub mod name;
 pub mod pod;

@@ -9,8 +9,13 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 /// An immutable, cheaply cloned, interned string.
+///
+/// A thin pointer (8 bytes, not the 16 of an `Arc<str>`): a tracked Pod holds one per
+/// container, per history entry and per waiting or termination reason, while the few
+/// distinct strings pay the second allocation and the reader one more hop. Its hash and
+/// order are the string's, so a set of names is looked up by `&str`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Name(Arc<str>);
+pub struct Name(Arc<Box<str>>);
 
 /// A Pod's labels, shared between Pods that have exactly the same ones.
 pub type LabelSet = Arc<BTreeMap<String, String>>;
@@ -24,34 +29,51 @@ pub struct Workload {
     pub name: Name,
 }
 
+/// A shared value a [`Pool`] holds, which knows whether anything but the pool holds it too.
+trait Shared: Clone + Eq + Hash {
+    fn in_use(&self) -> bool;
+}
+
+impl<T: Eq + Hash + ?Sized> Shared for Arc<T> {
+    fn in_use(&self) -> bool {
+        Arc::strong_count(self) > 1
+    }
+}
+
+impl Shared for Name {
+    fn in_use(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+}
+
 /// Interns values of one type. Entries that only the pool still holds are swept when the
 /// set has doubled since the last sweep, so it stays proportional to what is in use.
-struct Pool<T: Eq + Hash + ?Sized> {
-    set: HashSet<Arc<T>>,
+struct Pool<T: Shared> {
+    set: HashSet<T>,
     sweep_at: usize,
 }
 
-impl<T: Eq + Hash + ?Sized> Default for Pool<T> {
+impl<T: Shared> Default for Pool<T> {
     fn default() -> Self {
         Pool { set: HashSet::new(), sweep_at: 1024 }
     }
 }
 
-impl<T: Eq + Hash + ?Sized> Pool<T> {
-    fn intern<Q>(&mut self, value: &Q, make: impl FnOnce(&Q) -> Arc<T>) -> Arc<T>
+impl<T: Shared> Pool<T> {
+    fn intern<Q>(&mut self, value: &Q, make: impl FnOnce(&Q) -> T) -> T
     where
-        Arc<T>: Borrow<Q>,
+        T: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
         if let Some(existing) = self.set.get(value) {
-            return Arc::clone(existing);
+            return existing.clone();
         }
         if self.set.len() >= self.sweep_at {
-            self.set.retain(|v| Arc::strong_count(v) > 1);
+            self.set.retain(Shared::in_use);
             self.sweep_at = (self.set.len() * 2).max(1024);
         }
         let fresh = make(value);
-        self.set.insert(Arc::clone(&fresh));
+        self.set.insert(fresh.clone());
         fresh
     }
 }
@@ -61,15 +83,15 @@ impl<T: Eq + Hash + ?Sized> Pool<T> {
 /// `Index::view_of`), `audit` owns one per run, a one-off view uses a fresh one.
 #[derive(Default)]
 pub struct Interner {
-    names: Pool<str>,
-    label_sets: Pool<BTreeMap<String, String>>,
-    workloads: Pool<Workload>,
+    names: Pool<Name>,
+    label_sets: Pool<LabelSet>,
+    workloads: Pool<Arc<Workload>>,
 }
 
 impl Interner {
     /// The shared copy of `text`.
     pub fn name(&mut self, text: &str) -> Name {
-        Name(self.names.intern(text, |t: &str| Arc::from(t)))
+        self.names.intern(text, Name::new)
     }
 
     /// The shared workload `kind`/`name`.
@@ -88,7 +110,7 @@ impl Name {
     /// A name of its own, shared with nothing (views built through an [`Interner`] share
     /// theirs).
     pub fn new(text: &str) -> Name {
-        Name(Arc::from(text))
+        Name(Arc::new(Box::from(text)))
     }
 
     /// The string.
@@ -148,37 +170,37 @@ impl From<Name> for String {
 
 impl PartialEq<str> for Name {
     fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
+        self.as_str() == other
     }
 }
 
 impl PartialEq<&str> for Name {
     fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
+        self.as_str() == *other
     }
 }
 
 impl PartialEq<String> for Name {
     fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
+        self.as_str() == other.as_str()
     }
 }
 
 impl PartialEq<Name> for String {
     fn eq(&self, other: &Name) -> bool {
-        **self == *other.0
+        self.as_str() == other.as_str()
     }
 }
 
 impl PartialEq<Name> for str {
     fn eq(&self, other: &Name) -> bool {
-        *self == *other.0
+        self == other.as_str()
     }
 }
 
 impl PartialEq<Name> for &str {
     fn eq(&self, other: &Name) -> bool {
-        **self == *other.0
+        *self == other.as_str()
     }
 }
 
@@ -227,9 +249,9 @@ mod tests {
 
     #[test]
     fn unused_entries_are_swept() {
-        let mut pool: Pool<str> = Pool::default();
+        let mut pool: Pool<Name> = Pool::default();
         for i in 0..5000 {
-            pool.intern(format!("name-{i}").as_str(), |t: &str| Arc::from(t));
+            pool.intern(format!("name-{i}").as_str(), Name::new);
         }
         assert!(pool.set.len() < 2100, "{}", pool.set.len());
     }

@@ -102,6 +102,12 @@ impl Index {
         self.segments.iter().map(|s| lock(s).len()).sum()
     }
 
+    /// Buckets of the segments' hash tables, for memory accounting: each costs a pointer and
+    /// a control byte, used or not.
+    pub fn table_buckets(&self) -> usize {
+        self.segments.iter().map(|s| lock(s).buckets()).sum()
+    }
+
     /// Visits every tracked Pod, one segment lock at a time.
     pub fn for_each_pod(&self, mut visit: impl FnMut(&TrackedPod)) {
         for segment in 0..SEGMENTS {
@@ -149,7 +155,7 @@ impl Index {
         let mut transitions = Vec::new();
         let mut clocked = Vec::new();
         let mut next_change: Option<Timestamp> = None;
-        let mut sidecars: Vec<(usize, SidecarType)> = Vec::new();
+        let mut sidecars: Vec<(u32, SidecarType)> = Vec::new();
         let mut limited = false;
         for policy in policies.iter().filter(|p| p.selects(&pod.view, ns_labels)) {
             let evaluation = evaluate_capped(&pod.view, policy, &pod.history, now, max_sidecars);
@@ -161,6 +167,8 @@ impl Index {
             };
             // Policies mostly agree on the sidecars: the union stays as small as the cap.
             for &(i, kind) in &evaluation.sidecars {
+                // No Pod has 4 billion containers: a view of one would not fit in memory.
+                let Ok(i) = u32::try_from(i) else { continue };
                 if !sidecars.iter().any(|(j, _)| *j == i) {
                     sidecars.push((i, kind));
                 }
@@ -181,16 +189,16 @@ impl Index {
         sidecars.sort_by_key(|(i, _)| *i);
         pod.history.set_clocks(clocked, now);
         tallies.replace(&pod.results, &results);
-        pod.results = results;
-        if pod.sidecars != sidecars {
+        pod.results = results.into_boxed_slice();
+        if *pod.sidecars != *sidecars {
             let before = pod.sidecar_names();
-            pod.sidecars = sidecars;
+            pod.sidecars = sidecars.into_boxed_slice();
             census.replace(&before, &pod.sidecar_names());
         }
         Outcome {
             transitions,
             startups: Vec::new(),
-            wakeups: vec![(pod.view.uid.clone(), next_change)],
+            wakeups: vec![(pod.view.uid().to_string(), next_change)],
             limited_pods: u32::from(limited),
         }
     }
@@ -200,19 +208,18 @@ impl Index {
         let policies = self.valid_policies();
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         let ns_labels = namespaces.get(view.namespace.as_str());
-        let mut segment = self.segment(&view.uid);
-        let (pod, tallies) = segment.get_or_insert_with(&view.uid, || TrackedPod {
+        let mut segment = self.segment(view.uid());
+        let (pod, tallies) = segment.get_or_insert_with(view.uid(), || TrackedPod {
             view: view.clone(),
             history: PodHistory::default(),
-            results: Vec::new(),
-            sidecars: Vec::new(),
+            results: Box::default(),
+            sidecars: Box::default(),
         });
         let observations = pod.history.observe(&view, now);
         pod.view = view;
         let mut outcome =
             Self::evaluate_tracked(&self.census, self.max_sidecars, pod, tallies, &policies, ns_labels, now);
-        let sidecar_names: HashSet<&str> =
-            pod.sidecars.iter().map(|(i, _)| pod.view.containers[*i].name.as_str()).collect();
+        let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
             if sidecar_names.contains(container.as_str()) {
                 outcome.startups.push((pod.view.namespace.to_string(), container, seconds));
@@ -235,9 +242,9 @@ impl Index {
         let mut gone = HashSet::new();
         for segment in self.segments.iter() {
             lock(segment).retain(|pod| {
-                let kept = seen.contains(&pod.view.uid) || namespace.is_some_and(|ns| pod.view.namespace != ns);
+                let kept = seen.contains(pod.view.uid()) || namespace.is_some_and(|ns| pod.view.namespace != ns);
                 if !kept {
-                    gone.insert(pod.view.uid.clone());
+                    gone.insert(pod.view.uid().to_string());
                     self.census.replace(&pod.sidecar_names(), &[]);
                 }
                 kept
@@ -266,7 +273,7 @@ impl Index {
     pub fn pod_uids(&self) -> HashSet<String> {
         let mut uids = HashSet::new();
         self.for_each_pod(|p| {
-            uids.insert(p.view.uid.clone());
+            uids.insert(p.view.uid().to_string());
         });
         uids
     }

@@ -21,13 +21,13 @@ impl Segment {
     }
 
     pub(super) fn get(&self, uid: &str) -> Option<&TrackedPod> {
-        self.table.find(self.hash(uid), |p| p.view.uid == uid).map(|p| &**p)
+        self.table.find(self.hash(uid), |p| p.view.uid() == uid).map(|p| &**p)
     }
 
     /// The Pod with the segment's counts, which an evaluation of it updates.
     pub(super) fn get_mut(&mut self, uid: &str) -> Option<(&mut TrackedPod, &mut Tallies)> {
         let hash = self.hash(uid);
-        self.table.find_mut(hash, |p| p.view.uid == uid).map(|p| (&mut **p, &mut self.tallies))
+        self.table.find_mut(hash, |p| p.view.uid() == uid).map(|p| (&mut **p, &mut self.tallies))
     }
 
     /// The Pod, inserted without results (so it counts nothing) if new, with the counts.
@@ -40,10 +40,10 @@ impl Segment {
         let hasher = &self.hasher;
         let entry = self.table.entry(
             hash,
-            |p| p.view.uid == uid,
+            |p| p.view.uid() == uid,
             |p| {
                 use std::hash::BuildHasher;
-                hasher.hash_one(p.view.uid.as_str())
+                hasher.hash_one(p.view.uid())
             },
         );
         (entry.or_insert_with(|| Box::new(make())).into_mut(), &mut self.tallies)
@@ -51,7 +51,7 @@ impl Segment {
 
     pub(super) fn remove(&mut self, uid: &str) -> Option<Box<TrackedPod>> {
         let hash = self.hash(uid);
-        let entry = self.table.find_entry(hash, |p| p.view.uid == uid).ok()?;
+        let entry = self.table.find_entry(hash, |p| p.view.uid() == uid).ok()?;
         self.tallies.replace(&entry.get().results, &[]);
         Some(entry.remove().0)
     }
@@ -78,5 +78,15 @@ impl Segment {
 
     pub(super) fn len(&self) -> usize {
         self.table.len()
+    }
+
+    /// Buckets of the hash table (a power of two holding 7/8 as many entries), each a
+    /// pointer and a control byte.
+    pub(super) fn buckets(&self) -> usize {
+        match self.table.capacity() {
+            0 => 0,
+            small @ 1..8 => (small + 1).next_power_of_two(),
+            capacity => (capacity * 8 / 7).next_power_of_two(),
+        }
     }
 }

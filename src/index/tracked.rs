@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use crate::api::Severity;
-use crate::engine::{Alert, AlertName, AlertState, Check, PodHistory, PodView, PolicyRef, SidecarType, Stamp};
+use crate::engine::{
+    Alert, AlertName, AlertState, Check, ContainerView, PodHistory, PodView, PolicyRef, SidecarType, Stamp,
+};
 
 /// An active alert as the index keeps it: everything but the message, which is most of an
 /// alert's memory and is rebuilt by evaluating again when it is needed.
@@ -71,8 +73,9 @@ pub struct PolicyResult {
     pub policy: Arc<PolicyRef>,
     /// Whether the policy publishes Events.
     pub events: bool,
-    /// Active alerts, sorted by key.
-    pub alerts: Vec<StoredAlert>,
+    /// Active alerts, sorted by key (a boxed slice: most results have none, and the rest
+    /// keep no spare capacity).
+    pub alerts: Box<[StoredAlert]>,
 }
 
 impl PolicyResult {
@@ -82,7 +85,8 @@ impl PolicyResult {
     }
 }
 
-/// One tracked Pod.
+/// One tracked Pod. Its lists are boxed slices: they are replaced whole by each evaluation,
+/// and a `Vec` would keep a capacity field and spare capacity (4 entries for 1) per Pod.
 #[derive(Clone, Debug)]
 pub struct TrackedPod {
     /// The latest state.
@@ -90,18 +94,20 @@ pub struct TrackedPod {
     /// What the operator observed over time.
     pub history: PodHistory,
     /// One entry per valid policy that selects the Pod.
-    pub results: Vec<PolicyResult>,
-    /// Sidecar containers under any selecting policy: (index into `view.containers`, type).
-    pub sidecars: Vec<(usize, SidecarType)>,
+    pub results: Box<[PolicyResult]>,
+    /// Sidecar containers under any selecting policy: (index into `view.containers`, type),
+    /// by index; a `u32` index takes 8 bytes per sidecar where a `usize` takes 16.
+    pub sidecars: Box<[(u32, SidecarType)]>,
 }
 
 impl TrackedPod {
+    /// The Pod's sidecar containers with their types, in container order.
+    pub fn sidecar_containers(&self) -> impl Iterator<Item = (&ContainerView, SidecarType)> {
+        self.sidecars.iter().filter_map(|&(i, kind)| Some((self.view.containers.get(usize::try_from(i).ok()?)?, kind)))
+    }
+
     /// The Pod's sidecar container names with its namespace.
     pub fn sidecar_names(&self) -> Vec<super::SidecarName> {
-        self.sidecars
-            .iter()
-            .filter_map(|(i, _)| self.view.containers.get(*i))
-            .map(|c| (self.view.namespace.clone(), c.name.clone()))
-            .collect()
+        self.sidecar_containers().map(|(c, _)| (self.view.namespace.clone(), c.name.clone())).collect()
     }
 }

@@ -68,8 +68,8 @@ pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyRe
     Transition {
         kind,
         namespace: view.namespace.to_string(),
-        pod: view.name.clone(),
-        pod_uid: view.uid.clone(),
+        pod: view.name().to_string(),
+        pod_uid: view.uid().to_string(),
         container_kind: view.containers.iter().find(|c| c.name == alert.container).map(|c| c.kind),
         workload: {
             let (kind, name) = view.workload();

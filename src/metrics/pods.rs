@@ -90,7 +90,7 @@ struct Scratch {
 
 /// The labels that name a Pod.
 fn pod_labels(pod: &TrackedPod) -> [(&str, &str); 2] {
-    [("namespace", &pod.view.namespace), ("pod", &pod.view.name)]
+    [("namespace", &pod.view.namespace), ("pod", pod.view.name())]
 }
 
 /// The labels that name a policy (`policy_namespace` is empty for a cluster policy).
@@ -160,8 +160,7 @@ fn sidecar_samples(
         return;
     }
     scratch.pod.set(&pod_labels(pod));
-    for (i, kind) in &pod.sidecars {
-        let Some(container) = pod.view.containers.get(*i) else { continue };
+    for (container, kind) in pod.sidecar_containers() {
         finish(
             out.sample(family.name).labels(&scratch.pod).label("container", &container.name),
             container,

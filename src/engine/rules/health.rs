@@ -24,7 +24,7 @@ fn not_ready_since(
         ContainerState::Terminated(t) => t.finished_at,
         _ => status.last_termination.as_ref().and_then(|t| t.finished_at),
     };
-    let pod_not_ready = pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since);
+    let pod_not_ready = pod.ready_condition().filter(|c| !c.status).and_then(|c| c.since);
     let observed = history.container(&container.name).filter(|h| !h.ready).and_then(|h| h.ready_changed_at);
     [own, pod_not_ready, observed].into_iter().flatten().max().map(Stamp::timestamp).or_else(|| pod.start_time())
 }
@@ -99,7 +99,7 @@ fn restart_times(
     container: &ContainerView,
     status: &ContainerStatusView,
 ) -> Vec<Timestamp> {
-    let mut known: Vec<Timestamp> = history.container(&container.name).map(|h| h.restarts.clone()).unwrap_or_default();
+    let mut known: Vec<Timestamp> = history.container(&container.name).map(|h| h.restarts.to_vec()).unwrap_or_default();
     if status.restart_count > 0 {
         if let Some(finished) = status.last_termination.as_ref().and_then(|t| t.finished_at).map(Stamp::timestamp) {
             if !known.contains(&finished) {

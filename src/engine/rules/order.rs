@@ -35,7 +35,7 @@ pub(super) fn startup_order(
     // means it was True, with every container ready, before. A terminated sidecar is not "not
     // yet ready" (it stopped; its readiness says nothing about the start).
     let was_ready_per_api = sidecar_started
-        .zip(ctx.pod.ready_condition.filter(|c| !c.status).and_then(|c| c.since).map(Stamp::timestamp))
+        .zip(ctx.pod.ready_condition().filter(|c| !c.status).and_then(|c| c.since).map(Stamp::timestamp))
         .is_some_and(|(started, not_ready_since)| not_ready_since > started);
     let never_ready = !status.ready
         && status.terminated().is_none()
@@ -173,7 +173,7 @@ pub(super) fn job_template_blocked(
     }
     let message = format!(
         "{} runs sidecar {} in spec.containers: it keeps running after the main containers finish, so the Job will never complete; {}",
-        ctx.pod.name,
+        ctx.pod.name(),
         sidecar.name,
         job_remediation(sidecar)
     );

@@ -1,0 +1,295 @@
+//! One container of a [`PodView`](super::pod::PodView): where it is declared, static facts
+//! of its spec, and its status, extracted from a [`SlimContainer`] and its status.
+
+use super::catalog::{self, CatalogId};
+use super::name::{Interner, Name};
+use super::relations::LivenessTarget;
+use super::stamp::Stamp;
+use crate::api::{SlimContainer, SlimContainerStatus, SlimTerminated};
+use jiff::Timestamp;
+
+/// Termination messages are kept only this long (they can be 4 KiB each in the API).
+const MAX_MESSAGE_LEN: usize = 256;
+
+/// Where a container is declared in the Pod spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContainerKind {
+    /// `spec.initContainers` without `restartPolicy: Always`: runs to completion first.
+    Init,
+    /// `spec.initContainers` with `restartPolicy: Always`: a native sidecar.
+    RestartableInit,
+    /// `spec.containers`.
+    Regular,
+}
+
+bitflags::bitflags! {
+    /// Static facts about a container's spec.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct SpecFlags: u8 {
+        const READINESS_PROBE = 1;
+        const STARTUP_PROBE = 1 << 1;
+        const LIVENESS_PROBE = 1 << 2;
+        /// Declares resource requests or limits.
+        const RESOURCES = 1 << 3;
+        /// Its image has no tag and no digest, or the tag `latest`.
+        const LATEST_IMAGE = 1 << 4;
+        /// Declares a container port that another container of the Pod declares too.
+        const PORT_CONFLICT = 1 << 5;
+        /// Has a `postStart` hook: the kubelet waits for it before starting the next container.
+        const POST_START = 1 << 6;
+    }
+}
+
+/// How a container last ended (current or previous run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Termination {
+    /// `reason`, e.g. `OOMKilled`, `Error`, `Completed`.
+    pub reason: Option<Name>,
+    /// The process exit code.
+    pub exit_code: i32,
+    /// When the run started.
+    pub started_at: Option<Stamp>,
+    /// When the run ended.
+    pub finished_at: Option<Stamp>,
+    /// The termination message, truncated.
+    pub message: Option<Box<str>>,
+}
+
+/// The current state of a container as the kubelet reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Not running yet or between restarts; `reason` e.g. `CrashLoopBackOff`.
+    Waiting {
+        /// Why it waits.
+        reason: Option<Name>,
+    },
+    /// Running since `started_at`.
+    Running {
+        /// When the current run started.
+        started_at: Option<Stamp>,
+    },
+    /// Ended (boxed: rare, and the largest variant).
+    Terminated(Box<Termination>),
+    /// No state reported.
+    #[default]
+    Unknown,
+}
+
+/// The status part of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerStatusView {
+    /// The kubelet's `ready`.
+    pub ready: bool,
+    /// The kubelet's `started` (startup probe passed), when reported.
+    pub started: Option<bool>,
+    /// How often the container restarted.
+    pub restart_count: u32,
+    /// The current state.
+    pub state: ContainerState,
+    /// `lastState.terminated`: how the previous run ended (boxed: most containers have none).
+    pub last_termination: Option<Box<Termination>>,
+}
+
+impl ContainerStatusView {
+    /// When the current run started, if it is running.
+    pub fn running_since(&self) -> Option<Timestamp> {
+        self.run_start().map(Stamp::timestamp)
+    }
+
+    /// [`Self::running_since`] as stored, for what is stored beside it (the history).
+    pub fn run_start(&self) -> Option<Stamp> {
+        match self.state {
+            ContainerState::Running { started_at } => started_at,
+            _ => None,
+        }
+    }
+
+    /// Whether the container is running.
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, ContainerState::Running { .. })
+    }
+
+    /// Whether the container is terminated.
+    pub fn terminated(&self) -> Option<&Termination> {
+        match &self.state {
+            ContainerState::Terminated(t) => Some(&**t),
+            _ => None,
+        }
+    }
+
+    /// The `waiting` reason, if waiting.
+    pub fn waiting_reason(&self) -> Option<&str> {
+        match &self.state {
+            ContainerState::Waiting { reason } => reason.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The most recent termination: the current state if terminated, else `lastState`.
+    pub fn latest_termination(&self) -> Option<&Termination> {
+        self.terminated().or(self.last_termination.as_deref())
+    }
+}
+
+/// One container: where it is declared, static spec facts, and its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerView {
+    /// The container name.
+    pub name: Name,
+    /// Where it is declared.
+    pub kind: ContainerKind,
+    /// Static spec facts.
+    pub flags: SpecFlags,
+    /// The built-in catalog's entry, when its name or image is a well-known sidecar's.
+    pub catalog: Option<CatalogId>,
+    /// The other container whose port this one's liveness probe targets, if any.
+    pub liveness_target: Option<LivenessTarget>,
+    /// Its status; `None` until the kubelet reports one, and always for a plain init
+    /// container: no rule, history or metric reads those (they are neither sidecars nor
+    /// main containers), and their finished run would cost a boxed termination per Pod.
+    pub status: Option<ContainerStatusView>,
+}
+
+impl ContainerView {
+    /// Whether the kubelet reports it ready.
+    pub fn is_ready(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.ready)
+    }
+
+    /// Whether it is running.
+    pub fn is_running(&self) -> bool {
+        self.status.as_ref().is_some_and(ContainerStatusView::is_running)
+    }
+}
+
+pub(super) fn init_kind(c: &SlimContainer) -> ContainerKind {
+    if c.restart_policy.as_deref() == Some("Always") {
+        ContainerKind::RestartableInit
+    } else {
+        ContainerKind::Init
+    }
+}
+
+pub(super) fn container_view(
+    c: &SlimContainer,
+    kind: ContainerKind,
+    status: Option<&&SlimContainerStatus>,
+    names: &mut Interner,
+) -> ContainerView {
+    let mut flags = SpecFlags::default();
+    if c.readiness_probe.is_some() {
+        flags.insert(SpecFlags::READINESS_PROBE);
+    }
+    if c.startup_probe.is_some() {
+        flags.insert(SpecFlags::STARTUP_PROBE);
+    }
+    if c.liveness_probe.is_some() {
+        flags.insert(SpecFlags::LIVENESS_PROBE);
+    }
+    if c.resources.requests.0 || c.resources.limits.0 {
+        flags.insert(SpecFlags::RESOURCES);
+    }
+    if c.image.as_deref().is_some_and(is_latest_image) {
+        flags.insert(SpecFlags::LATEST_IMAGE);
+    }
+    if c.lifecycle.post_start.is_some() {
+        flags.insert(SpecFlags::POST_START);
+    }
+    ContainerView {
+        name: names.name(&c.name),
+        kind,
+        flags,
+        catalog: catalog::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0),
+        liveness_target: None,
+        status: status.filter(|_| kind != ContainerKind::Init).map(|s| status_view(s, names)),
+    }
+}
+
+fn status_view(s: &SlimContainerStatus, names: &mut Interner) -> ContainerStatusView {
+    let state = s.state.as_ref();
+    let state = if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
+        ContainerState::Waiting { reason: w.reason.as_deref().map(|r| names.name(r)) }
+    } else if let Some(r) = state.and_then(|st| st.running.as_ref()) {
+        ContainerState::Running { started_at: r.started_at.as_ref().map(|t| Stamp::new(t.0)) }
+    } else if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
+        ContainerState::Terminated(Box::new(termination(t, names)))
+    } else {
+        ContainerState::Unknown
+    };
+    ContainerStatusView {
+        ready: s.ready,
+        started: s.started,
+        restart_count: u32::try_from(s.restart_count).unwrap_or(0),
+        state,
+        last_termination: s
+            .last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .map(|t| Box::new(termination(t, names))),
+    }
+}
+
+fn termination(t: &SlimTerminated, names: &mut Interner) -> Termination {
+    Termination {
+        reason: t.reason.as_deref().map(|r| names.name(r)),
+        exit_code: t.exit_code,
+        started_at: t.started_at.as_ref().map(|x| Stamp::new(x.0)),
+        finished_at: t.finished_at.as_ref().map(|x| Stamp::new(x.0)),
+        message: t
+            .message
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| truncate(m, MAX_MESSAGE_LEN).into()),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// An image runs "latest" when it has no digest and its tag is absent or `latest`.
+pub fn is_latest_image(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    // The tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+    let last_segment = image.rsplit('/').next().unwrap_or(image);
+    match last_segment.rsplit_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_image_detection() {
+        for (image, latest) in [
+            ("envoy", true),
+            ("envoyproxy/envoy:latest", true),
+            ("envoyproxy/envoy:v1.30.1", false),
+            ("registry:5000/envoy", true),
+            ("registry:5000/envoy:1.2", false),
+            ("envoy@sha256:abcd", false),
+            ("gcr.io/istio-release/proxyv2:1.22.0", false),
+        ] {
+            assert_eq!(is_latest_image(image), latest, "{image}");
+        }
+    }
+
+    #[test]
+    fn truncates_on_char_boundary() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("short", 10), "short");
+    }
+}
