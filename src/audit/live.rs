@@ -41,7 +41,7 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
         None => Api::all(client.clone()),
     };
     let mut names = Interner::default();
-    for_each_page(&pods, "listing pods", |pod| match pod {
+    for_each_page(&pods, |pod| match pod {
         LenientPod::Pod(pod) => {
             inventory.pods.push(Audited { view: PodView::from_pod_in(&pod, &mut names), file: None });
         }
@@ -55,7 +55,8 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
             );
         }
     })
-    .await?;
+    .await
+    .map_err(cluster_error("listing pods"))?;
     namespace_labels(&client, &mut inventory).await;
     inventory.label_namespaces();
     let policies = policies(&client, namespace.as_deref()).await?;
@@ -63,13 +64,13 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
 }
 
 /// Lists every object in pages of [`PAGE`], handing each over as its page arrives.
-async fn for_each_page<K>(api: &Api<K>, what: &str, mut each: impl FnMut(K)) -> Result<(), AuditError>
+async fn for_each_page<K>(api: &Api<K>, mut each: impl FnMut(K)) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let mut params = ListParams::default().limit(PAGE);
     loop {
-        let page = api.list(&params).await.map_err(cluster_error(what))?;
+        let page = api.list(&params).await?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
         page.items.into_iter().for_each(&mut each);
         match next {
@@ -83,12 +84,13 @@ where
 /// namespaces; then only the `kubernetes.io/metadata.name` label is known, and that is said.
 async fn namespace_labels(client: &Client, inventory: &mut Inventory) {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let result = for_each_page(&namespaces, "listing namespaces", |ns| {
+    let result = for_each_page(&namespaces, |ns| {
         if let Some(name) = ns.metadata.name {
             inventory.namespaces.insert(name, ns.metadata.labels.unwrap_or_default());
         }
     })
-    .await;
+    .await
+    .map_err(cluster_error("listing namespaces"));
     if let Err(e) = result {
         eprintln!(
             "sidecar-watch audit: {e}; cluster policies see only each namespace's kubernetes.io/metadata.name label"
@@ -107,22 +109,12 @@ async fn policies(client: &Client, namespace: Option<&str>) -> Result<Vec<Compil
     };
     let mut objects = Vec::new();
     for (api, kind) in [(scoped, "SidecarPolicy"), (Api::all_with(client.clone(), &cluster), "ClusterSidecarPolicy")] {
-        let mut params = ListParams::default().limit(PAGE);
-        loop {
-            let page = match api.list(&params).await {
-                Ok(page) => page,
-                Err(kube::Error::Api(status)) if status.code == 404 => {
-                    eprintln!("sidecar-watch audit: the {kind} CRD is not installed; using the built-in policy");
-                    break;
-                }
-                Err(e) => return Err(cluster_error("listing policies")(e)),
-            };
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            objects.extend(page.items.into_iter().map(|o| (kind, o)));
-            match next {
-                Some(token) => params.continue_token = Some(token),
-                None => break,
+        match for_each_page(&api, |object| objects.push((kind, object))).await {
+            Ok(()) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                eprintln!("sidecar-watch audit: the {kind} CRD is not installed; using the built-in policy");
             }
+            Err(e) => return Err(cluster_error("listing policies")(e)),
         }
     }
     let mut compiled = Vec::new();
