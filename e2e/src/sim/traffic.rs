@@ -38,6 +38,30 @@ pub struct TrafficCount {
     pub bytes: u64,
 }
 
+impl std::ops::Add for TrafficCount {
+    type Output = TrafficCount;
+    fn add(self, other: TrafficCount) -> TrafficCount {
+        TrafficCount { requests: self.requests + other.requests, bytes: self.bytes + other.bytes }
+    }
+}
+
+/// What was served between two counts of the same key (never negative).
+impl std::ops::Sub for TrafficCount {
+    type Output = TrafficCount;
+    fn sub(self, earlier: TrafficCount) -> TrafficCount {
+        TrafficCount {
+            requests: self.requests.saturating_sub(earlier.requests),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+        }
+    }
+}
+
+impl std::iter::Sum for TrafficCount {
+    fn sum<I: Iterator<Item = TrafficCount>>(counts: I) -> TrafficCount {
+        counts.fold(TrafficCount::default(), |sum, c| sum + c)
+    }
+}
+
 /// The counters of every key seen; cheap to clone into each request.
 #[derive(Clone, Debug, Default)]
 pub struct Traffic {
@@ -92,14 +116,7 @@ impl TrafficSnapshot {
         TrafficSnapshot(
             self.0
                 .iter()
-                .map(|(k, now)| {
-                    let before = earlier.0.get(k).copied().unwrap_or_default();
-                    let count = TrafficCount {
-                        requests: now.requests.saturating_sub(before.requests),
-                        bytes: now.bytes.saturating_sub(before.bytes),
-                    };
-                    (k.clone(), count)
-                })
+                .map(|(k, now)| (k.clone(), *now - earlier.0.get(k).copied().unwrap_or_default()))
                 .filter(|(_, c)| c.requests > 0 || c.bytes > 0)
                 .collect(),
         )
@@ -108,9 +125,42 @@ impl TrafficSnapshot {
     /// The sum over keys whose user agent starts with `user_agent` and, when given, whose
     /// verb is `verb`.
     pub fn total(&self, user_agent: &str, verb: Option<&str>) -> TrafficCount {
-        self.0.iter().filter(|(k, _)| k.user_agent.starts_with(user_agent) && verb.is_none_or(|v| k.verb == v)).fold(
-            TrafficCount::default(),
-            |sum, (_, c)| TrafficCount { requests: sum.requests + c.requests, bytes: sum.bytes + c.bytes },
-        )
+        self.0
+            .iter()
+            .filter(|(k, _)| k.user_agent.starts_with(user_agent) && verb.is_none_or(|v| k.verb == v))
+            .map(|(_, c)| *c)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(user_agent: &str, verb: &str) -> TrafficKey {
+        TrafficKey { user_agent: user_agent.into(), verb: verb.into(), resource: "pods".into() }
+    }
+
+    async fn serve(traffic: &Traffic, key: TrafficKey, body: &'static str) {
+        let response = traffic.count(key, Response::new(Body::from(body)));
+        let sent = response.into_body().collect().await.expect("the body is read").to_bytes();
+        assert_eq!(sent, body.as_bytes(), "counting leaves the body as it is");
+    }
+
+    #[tokio::test]
+    async fn counts_requests_and_bytes_sent_per_client_and_verb() {
+        let traffic = Traffic::default();
+        serve(&traffic, key("sidecar-watch/0.1.0", "list"), "0123456789").await;
+        let before = traffic.snapshot();
+        serve(&traffic, key("sidecar-watch/0.1.0", "list"), "01234").await;
+        serve(&traffic, key("sidecar-watch/0.1.0", "watch"), "012").await;
+        serve(&traffic, key("kubectl/v1.33", "list"), "0123456").await;
+        let now = traffic.snapshot();
+        assert_eq!(now.total("sidecar-watch/", Some("list")), TrafficCount { requests: 2, bytes: 15 });
+        assert_eq!(now.total("sidecar-watch/", None), TrafficCount { requests: 3, bytes: 18 });
+        let since = now.since(&before);
+        assert_eq!(since.total("sidecar-watch/", Some("list")), TrafficCount { requests: 1, bytes: 5 });
+        assert_eq!(since.total("sidecar-watch/", None), TrafficCount { requests: 2, bytes: 8 });
+        assert_eq!(since.total("", None), TrafficCount { requests: 3, bytes: 15 });
     }
 }

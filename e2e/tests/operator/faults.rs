@@ -18,7 +18,7 @@ fn caller() -> Caller {
 }
 
 /// Deletes a Pod at once in the simulator's state (no HTTP, so no injected fault).
-fn direct_delete_pod(sim: &Simulator, ns: &str, name: &str) {
+pub(crate) fn direct_delete_pod(sim: &Simulator, ns: &str, name: &str) {
     let mut st = sim.shared().state();
     let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
     st.delete(&info, "v1", Some(ns), name, &json!({"gracePeriodSeconds": 0}), &Params::new(), &caller())

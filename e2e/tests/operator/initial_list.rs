@@ -139,3 +139,39 @@ async fn streaming_lists_asked_of_a_1_26_server_fall_back_too() {
     assert_eq!(listed(&c), RESOURCES);
     assert_eq!(watches_logging(&op.log(), FALLBACK), RESOURCES, "{}", op.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_watch_cut_off_streams_its_state_again_and_forgets_what_went() {
+    if !simulator_only("a_streaming_watch_cut_off_streams_its_state_again_and_forgets_what_went") {
+        return;
+    }
+    let c = cluster_with_pods("stream-cut", SimConfig::default()).await;
+    let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
+    assert_tracks_all_pods(&op, PODS, "streaming").await;
+    let sim = c.sim();
+    // The connection drops and stays down (every request fails) while a Pod is deleted and
+    // the history compacted, so resuming gives 410 Gone and a new initial state is needed.
+    let failed_before = sim.shared().failed_requests();
+    sim.fail_next_500(u32::MAX);
+    sim.drop_watches();
+    sidecar_watch_e2e::harness::wait_until(WAIT, "the operator to hit the injected 500s", || async {
+        let n = sim.shared().failed_requests();
+        if n > failed_before + 3 {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    })
+    .await
+    .unwrap();
+    crate::faults::direct_delete_pod(sim, &c.ns, "web-0");
+    sim.compact();
+    sim.fail_next_500(0);
+    sim.restart();
+    // Streamed again, not listed, not fallen back: an outage is no rejection.
+    assert_tracks_all_pods(&op, PODS - 1, "streaming").await;
+    assert!(c.sim().shared().streaming_watches("pods", StreamingWatch::Served) >= 2);
+    assert_eq!(streaming_watches(&c, StreamingWatch::Rejected), [0, 0, 0, 0]);
+    assert_eq!(listed(&c), Vec::<String>::new());
+    assert_eq!(watches_logging(&op.log(), FALLBACK), Vec::<String>::new());
+}
