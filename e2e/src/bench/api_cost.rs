@@ -25,19 +25,13 @@ impl ApiCost {
         let of = |verb| delta.total(OPERATOR_AGENT, Some(verb));
         let all = delta.total(OPERATOR_AGENT, None);
         let (list, watch, get) = (of("list"), of("watch"), of("get"));
-        let write = TrafficCount {
-            requests: all.requests - list.requests - watch.requests - get.requests,
-            bytes: all.bytes - list.bytes - watch.bytes - get.bytes,
-        };
+        let write = all - list - watch - get;
         ApiCost { secs, list, watch, get, write }
     }
 
     /// Everything together.
     pub fn total(&self) -> TrafficCount {
-        [self.list, self.watch, self.get, self.write].iter().fold(TrafficCount::default(), |s, c| TrafficCount {
-            requests: s.requests + c.requests,
-            bytes: s.bytes + c.bytes,
-        })
+        [self.list, self.watch, self.get, self.write].into_iter().sum()
     }
 
     /// `list 201 req / 851.2 MiB; watch …; get …; writes …`.
