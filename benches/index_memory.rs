@@ -18,9 +18,7 @@
 //! `sidecar_watch_e2e::bench::pods`, mostly healthy). `-- memory` stops after the memory
 //! figures.
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,78 +27,8 @@ use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
 use sidecar_watch::engine::pod::{ContainerState, Termination};
 use sidecar_watch::engine::{CompiledPolicy, ContainerHistory, ContainerView, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry, PolicyResult, StoredAlert, TrackedPod};
+use sidecar_watch::memory::{heap_counts, live_by_size, CountingMimalloc};
 use sidecar_watch::metrics::Metrics;
-
-/// The allocator the binary uses (src/main.rs), so that the figure is the binary's, counting
-/// what is live: bytes asked for, bytes mimalloc's size classes gave, allocations.
-struct Counting;
-
-static ASKED: AtomicUsize = AtomicUsize::new(0);
-static USABLE: AtomicUsize = AtomicUsize::new(0);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-/// Live allocations by size asked (the last one: larger).
-static BY_SIZE: [AtomicUsize; 1025] = [const { AtomicUsize::new(0) }; 1025];
-
-fn usable(ptr: *const u8) -> usize {
-    // SAFETY: only called with pointers mimalloc returned and that are still live.
-    unsafe { libmimalloc_sys::mi_usable_size(ptr.cast()) }
-}
-
-/// Counts a live allocation of `size` bytes at `ptr` in, or out.
-fn count(ptr: *const u8, size: usize, live: bool) {
-    let add = |counter: &AtomicUsize, n: usize| {
-        if live {
-            counter.fetch_add(n, Relaxed)
-        } else {
-            counter.fetch_sub(n, Relaxed)
-        }
-    };
-    add(&ASKED, size);
-    add(&USABLE, usable(ptr));
-    add(&ALLOCATIONS, 1);
-    add(&BY_SIZE[size.min(BY_SIZE.len() - 1)], 1);
-}
-
-// SAFETY: every call is passed on to mimalloc unchanged; the counters only observe it.
-// (A global allocator cannot be written without `unsafe`.)
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { mimalloc::MiMalloc.alloc(layout) };
-        if !ptr.is_null() {
-            count(ptr, layout.size(), true);
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            count(ptr, layout.size(), true);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(ptr, layout.size(), false);
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(ptr, layout.size(), false);
-        let moved = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
-        if moved.is_null() {
-            count(ptr, layout.size(), true);
-        } else {
-            count(moved, new_size, true);
-        }
-        moved
-    }
-}
-
-/// Live allocations by size asked, now.
-fn by_size() -> Vec<usize> {
-    BY_SIZE.iter().map(|n| n.load(Relaxed)).collect()
-}
 
 /// The allocation sizes that grew by at least 0.05 per Pod from `before` (at `n0` Pods) to
 /// `after` (at `n1`), with mimalloc's size class for each.
@@ -113,13 +41,15 @@ fn print_sizes(before: &[usize], after: &[usize], n0: usize, n1: usize) {
         }
         // SAFETY: a pure function of its argument.
         let class = unsafe { libmimalloc_sys::mi_good_size(size) };
-        let size = if size == BY_SIZE.len() - 1 { "larger".to_string() } else { format!("{size} B") };
+        let size = if size == after.len() - 1 { "larger".to_string() } else { format!("{size} B") };
         println!("  {size:>8} -> {class:>5} B  {per_pod:>5.2}");
     }
 }
 
+/// The allocator the binary uses (src/main.rs), counting what is live: bytes asked for,
+/// bytes mimalloc's size classes gave, allocations.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingMimalloc = CountingMimalloc;
 
 /// Live memory at one moment: RSS and the allocator's counts.
 #[derive(Clone, Copy, Default)]
@@ -132,11 +62,12 @@ struct Sample {
 
 impl Sample {
     fn now() -> Sample {
+        let heap = heap_counts().unwrap_or_default();
         Sample {
             rss: rss_bytes(),
-            asked: ASKED.load(Relaxed) as u64,
-            usable: USABLE.load(Relaxed) as u64,
-            allocations: ALLOCATIONS.load(Relaxed) as u64,
+            asked: heap.asked as u64,
+            usable: heap.usable as u64,
+            allocations: heap.allocations as u64,
         }
     }
 
@@ -283,7 +214,7 @@ fn main() {
             applied += 1;
         }
         points.push((target, Sample::now()));
-        sizes.push(by_size());
+        sizes.push(live_by_size());
     }
     println!("{:>8}  {:>12}  {:>10}", "pods", "RSS growth", "per pod");
     for (n, sample) in &points {

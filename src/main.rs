@@ -6,8 +6,14 @@ use clap::{Parser, Subcommand};
 
 // mimalloc: no per-allocation header for the many small strings of the index, and freed
 // memory goes back to the OS (glibc keeps it in per-thread arenas after a relist or churn).
+#[cfg(not(feature = "heap-counts"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+// The same allocator, counting what is live (`--features heap-counts`, for measuring).
+#[cfg(feature = "heap-counts")]
+#[global_allocator]
+static GLOBAL: sidecar_watch::memory::CountingMimalloc = sidecar_watch::memory::CountingMimalloc;
 
 /// Watches sidecar containers in Kubernetes and fires alerts on them.
 #[derive(Parser)]

@@ -154,8 +154,14 @@ pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
     if let Err(e) = crate::memory::disable_transparent_huge_pages() {
         tracing::warn!(error = %e, "cannot opt out of transparent huge pages; RSS may run higher");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    let result = runtime.block_on(run(args));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(crate::memory::on_thread_idle)
+        .build()
+        .context("starting the runtime")?;
+    // On a worker, not this thread: workers hand freed memory back when they go idle
+    // (`memory::on_thread_idle`); the thread that blocks on the runtime never does.
+    let result = runtime.block_on(async { tokio::spawn(run(args)).await.context("the operator's task failed")? });
     // A render still blocked on a client that does not read must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result

@@ -1,8 +1,8 @@
 //! Kubernetes Events (events.k8s.io/v1, reporting controller `sidecar-watch`).
 //!
 //! The reconciler hands [`Transition`]s to an [`EventSink`] without waiting; a publisher task
-//! turns them into Events with kube-runtime's `Recorder` (which folds repeats into a
-//! `series`). The publisher follows the [role](crate::role) itself: when this replica starts
+//! turns them into Events with the [`Recorder`](recorder::Recorder) (which folds repeats into
+//! a `series`). The publisher follows the [role](crate::role) itself: when this replica starts
 //! to act as leader it reads the Events already in the cluster and the alerts firing in the
 //! [`Index`], so an alert whose latest Event is its Warning was announced by an earlier
 //! leader (or before a restart) and is not announced again, and a Warning whose alert has
@@ -12,6 +12,7 @@
 pub mod announce;
 pub mod fair_queue;
 pub mod note;
+pub mod recorder;
 pub mod spam_filter;
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{Api, ListParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::Client;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -31,6 +32,7 @@ use tokio::sync::Notify;
 
 pub use announce::{announced_from_events, AnnounceKey, Announcer, Reconciliation};
 pub use note::{action, field_path, note, reason};
+pub use recorder::Recorder;
 
 use crate::engine::PolicyRef;
 use crate::index::{Index, Transition, TransitionKind};
@@ -42,7 +44,8 @@ pub const REPORTING_CONTROLLER: &str = "sidecar-watch";
 /// Events waiting for the publisher; beyond this the namespace holding the most loses one
 /// ([`fair_queue`]), counted as dropped.
 const QUEUE: usize = 4096;
-/// How often the publisher forgets the announcements of Pods the index no longer tracks.
+/// How often the publisher forgets the announcements of Pods the index no longer tracks, and
+/// the Events past their series window.
 const FORGET_GONE_PODS: Duration = Duration::from_secs(30);
 
 /// An Event to publish.
@@ -168,11 +171,10 @@ pub fn spawn_publisher(
         closed: AtomicBool::new(false),
     });
     let sink = EventSink { queue: queue.clone(), _open: Arc::new(OpenSinks(queue.clone())), metrics: metrics.clone() };
-    let recorders =
-        Recorders::new(&client, Reporter { controller: REPORTING_CONTROLLER.into(), instance: Some(instance) });
+    let recorder = Recorder::new(client.clone(), REPORTING_CONTROLLER, instance);
     let publisher = Publisher {
         client,
-        recorders,
+        recorder,
         metrics,
         index,
         announcer: None,
@@ -183,31 +185,9 @@ pub fn spawn_publisher(
     (sink, tokio::spawn(publisher.run(queue, role)))
 }
 
-/// kube-runtime's `Recorder` sweeps its whole cache of recent Events (six minutes' worth) on
-/// every publish, so with one Recorder a burst of E Events (a node pool failing) costs O(E²).
-/// Spreading Events over several Recorders by the object they regard keeps each cache small,
-/// while a repeat of the same Event still meets its predecessor and is folded into its series.
-struct Recorders(Vec<Recorder>);
-
-/// How many Recorders the Events are spread over.
-const RECORDER_CACHES: u32 = 64;
-
-impl Recorders {
-    fn new(client: &Client, reporter: Reporter) -> Self {
-        Self((0..RECORDER_CACHES).map(|_| Recorder::new(client.clone(), reporter.clone())).collect())
-    }
-
-    /// Publishes `event` about `regarding` through the Recorder that owns that object.
-    async fn publish(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
-        let key = regarding.uid.as_deref().or(regarding.name.as_deref()).unwrap_or_default();
-        let slot = crate::index::shard::shard_of(key, RECORDER_CACHES) as usize;
-        self.0[slot % self.0.len()].publish(event, regarding).await
-    }
-}
-
 struct Publisher {
     client: Client,
-    recorders: Recorders,
+    recorder: Recorder,
     metrics: Metrics,
     index: Arc<Index>,
     /// `Some` while this replica acts as leader and has read the cluster's Events.
@@ -245,6 +225,7 @@ impl Publisher {
                     self.handle(command).await;
                 }
                 _ = forget.tick() => {
+                    self.recorder.forget_expired(Timestamp::now());
                     let index = &self.index;
                     if let Some(announcer) = self.announcer.as_mut() {
                         announcer.forget_untracked(|uid| index.contains_pod(uid));
@@ -317,13 +298,13 @@ impl Publisher {
                     action: "Validate".into(),
                     secondary: None,
                 };
-                let result = self.recorders.publish(&event, &reference).await;
+                let result = self.recorder.publish(&event, &reference, Timestamp::now()).await;
                 record(&self.metrics, "InvalidSpec", result);
             }
         }
     }
 
-    async fn publish(&self, t: &Transition) {
+    async fn publish(&mut self, t: &Transition) {
         let reason = reason(t);
         let pod = pod_reference(&t.namespace, &t.pod, &t.pod_uid, field_path(t.container_kind, &t.alert.container));
         let event = Event {
@@ -336,12 +317,12 @@ impl Publisher {
             action: action(t),
             secondary: Some(policy_reference(&t.policy, None)),
         };
-        let result = self.recorders.publish(&event, &pod).await;
+        let result = self.recorder.publish(&event, &pod, Timestamp::now()).await;
         record(&self.metrics, &reason, result);
     }
 
     /// The `Resolved` Event of an alert that cleared while no leader watched.
-    async fn publish_resolution(&self, key: &AnnounceKey) {
+    async fn publish_resolution(&mut self, key: &AnnounceKey) {
         let Some((namespace, pod, kind)) = self.index.with_pod(&key.pod_uid, |p| {
             let kind = p.view.containers.iter().find(|c| c.name == key.container.as_str()).map(|c| c.kind);
             (p.view.namespace.to_string(), p.view.name().to_string(), kind)
@@ -357,7 +338,7 @@ impl Publisher {
             secondary: Some(policy_reference(&key.policy, None)),
         };
         let regarding = pod_reference(&namespace, &pod, &key.pod_uid, field_path(kind, &key.container));
-        let result = self.recorders.publish(&event, &regarding).await;
+        let result = self.recorder.publish(&event, &regarding, Timestamp::now()).await;
         record(&self.metrics, &reason, result);
     }
 }

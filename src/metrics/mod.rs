@@ -101,6 +101,9 @@ pub struct Metrics {
     /// `sidecar_watch_initial_list{resource, strategy}`: watchers by how they get their
     /// initial state (`streaming` or `paginated` lists); shows the fall back to paginated.
     pub initial_list: IntGaugeVec,
+    /// `sidecar_watch_heap_bytes{kind}` and `sidecar_watch_heap_allocations`: the live heap,
+    /// only in a build that counts it (`--features heap-counts`).
+    heap: Option<(IntGaugeVec, IntGauge)>,
 }
 
 impl Default for Metrics {
@@ -190,6 +193,21 @@ impl Metrics {
         )
         .expect("valid metric");
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("SIDECAR_WATCH_REVISION")]).set(1);
+        let heap = crate::memory::heap_counts().map(|_| {
+            let bytes = IntGaugeVec::new(
+                Opts::new(
+                    "sidecar_watch_heap_bytes",
+                    "Live heap bytes: asked for, and given by the allocator's size classes",
+                ),
+                &["kind"],
+            )
+            .expect("valid metric");
+            let allocations =
+                IntGauge::new("sidecar_watch_heap_allocations", "Live heap allocations").expect("valid metric");
+            registry.register(Box::new(bytes.clone())).expect("metric names are unique");
+            registry.register(Box::new(allocations.clone())).expect("metric names are unique");
+            (bytes, allocations)
+        });
         #[cfg(target_os = "linux")]
         if let Err(e) = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())) {
             tracing::warn!(error = %e, "process metrics unavailable");
@@ -224,6 +242,7 @@ impl Metrics {
             limited,
             decode_errors,
             initial_list,
+            heap,
         }
     }
 
@@ -239,6 +258,12 @@ impl Metrics {
     pub fn render(&self, index: &Index, leader: bool, mut emit: impl FnMut(String) -> bool) {
         self.pods_tracked.set(i64::try_from(index.pod_count()).unwrap_or(i64::MAX));
         self.leader.set(i64::from(leader));
+        if let (Some((bytes, allocations)), Some(counts)) = (&self.heap, crate::memory::heap_counts()) {
+            let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            bytes.with_label_values(&["asked"]).set(gauge(counts.asked));
+            bytes.with_label_values(&["usable"]).set(gauge(counts.usable));
+            allocations.set(gauge(counts.allocations));
+        }
         let mut out = Vec::new();
         let mut families = self.registry.gather();
         families.retain(|f| self.options.families.exports(f.name()));

@@ -82,6 +82,20 @@ impl Scrape {
         self.find(name, matching).iter().map(|s| s.value).sum()
     }
 
+    /// The operator's live heap (`sidecar_watch_heap_*`, exported by a `--features
+    /// heap-counts` build) in one line, or `None` from a build that does not count it.
+    pub fn heap(&self) -> Option<String> {
+        let asked = self.value("sidecar_watch_heap_bytes", &[("kind", "asked")])?;
+        let usable = self.value("sidecar_watch_heap_bytes", &[("kind", "usable")]).unwrap_or(0.0);
+        let allocations = self.value("sidecar_watch_heap_allocations", &[]).unwrap_or(0.0);
+        let mib = |b: f64| b / 1048576.0;
+        Some(format!(
+            "heap: {asked:.0} B asked ({:.1} MiB), {usable:.0} B in size classes ({:.1} MiB), {allocations:.0} allocations",
+            mib(asked),
+            mib(usable)
+        ))
+    }
+
     /// Number of samples (series) whose labels include every pair of `matching`, any name.
     pub fn series_with(&self, matching: &[(&str, &str)]) -> usize {
         self.samples.iter().filter(|s| matches(s, matching)).count()

@@ -142,7 +142,11 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     row.rss_churn_kib = op.proc.settled_rss().await;
-    row.tracked_after = scrape_parsed(op.port).await?.sum("sidecar_watch_pods_tracked", &[]);
+    let after = scrape_parsed(op.port).await?;
+    row.tracked_after = after.sum("sidecar_watch_pods_tracked", &[]);
+    if let Some(heap) = after.heap() {
+        say!("N={n}: after churn, {heap}");
+    }
     row.store_after = shared.state().store.count(&pods_key());
     say!(
         "N={n}: churn {} ops in {:.0}s; RSS {} MiB; tracked {} vs {} in the store",

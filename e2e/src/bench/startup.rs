@@ -104,6 +104,9 @@ pub async fn operator(
     s.metrics_series = scrape.samples.len();
     s.metrics_ms = sample_quantile(&times, 0.5).unwrap_or(0.0) * 1000.0;
     s.startup_events = scrape.sum("sidecar_watch_events_total", &[]);
+    if let Some(heap) = scrape.heap() {
+        say!("N={n}: after the initial sync, {heap}");
+    }
     say!(
         "N={n}: /metrics {:.1} ms (median of 5), {} KiB, {} series; RSS {} MiB",
         s.metrics_ms,
