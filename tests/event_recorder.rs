@@ -1,8 +1,8 @@
 //! The operator's Event recorder against an API server (the simulator, or the cluster of
 //! `E2E_KUBECONFIG`): one Event per occurrence outside the series window, a repeat folded
 //! into its predecessor's `series`, one container's Event kept apart from another's, a repeat
-//! whose Event is gone published anew, and a name the API server accepts for the longest Pod
-//! name.
+//! whose Event is gone published anew, a name the API server accepts for the longest Pod
+//! name, and a bounded cache.
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -162,4 +162,29 @@ async fn the_longest_pod_name_still_gives_a_valid_event_name() {
             && !label.ends_with('-')
     });
     assert!(labels_valid, "not a DNS subdomain: {name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cache_publishes_repeats_as_events_of_their_own() {
+    let env = TestEnv::start().await.expect("API server");
+    let ns = "recorder-full";
+    env.create_namespace(ns).await.expect("namespace");
+    let mut recorder = Recorder::new(env.client.clone(), "sidecar-watch", "sidecar-watch-0").remembering_at_most(2);
+    let t0 = Timestamp::now();
+    let e = event("SidecarNotReady", "not ready");
+    for name in ["web-1", "web-2", "web-3"] {
+        recorder.publish(&e, &pod(ns, name, "proxy"), t0).await.expect("created");
+    }
+    assert_eq!(recorder.remembered(), 2);
+    // web-1 is remembered and folded; web-3 is not, so its repeat is a second Event.
+    let later = t0 + SignedDuration::from_secs(30);
+    recorder.publish(&e, &pod(ns, "web-1", "proxy"), later).await.expect("folded");
+    recorder.publish(&e, &pod(ns, "web-3", "proxy"), later).await.expect("created");
+    let all = events(&env, ns).await;
+    let of = |pod: &str| -> Vec<i32> {
+        all.iter().filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod)).map(count).collect()
+    };
+    assert_eq!(of("web-1"), [2]);
+    assert_eq!(of("web-2"), [1]);
+    assert_eq!(of("web-3"), [1, 1]);
 }

@@ -24,6 +24,10 @@ use kube::Client;
 pub const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 /// Expired entries are swept at most this often.
 pub const SWEEP_EVERY: SignedDuration = SignedDuration::from_secs(30);
+/// Recent Events remembered at most by default (~6 MiB with the table): beyond, a repeat is
+/// published as an Event of its own instead of being folded, so a flood of distinct Events
+/// (many tenants' Pods failing at once) cannot grow the cache without bound.
+pub const MAX_REMEMBERED: usize = 100_000;
 /// Longest object name the API server accepts (a DNS subdomain).
 const MAX_NAME: usize = 253;
 
@@ -53,6 +57,8 @@ pub struct Recorder {
     /// no tenant can choose names that collide; an accidental collision among thousands of
     /// 64-bit hashes (~10⁻¹²) would fold one Event's repeat into another's series.
     recent: HashMap<u64, Recent>,
+    /// At most this many entries in `recent`.
+    max_remembered: usize,
     keys: RandomState,
     last_sweep: Timestamp,
     /// The latest creation time given to an Event: two Events about one object published in
@@ -69,6 +75,7 @@ impl Recorder {
             controller: controller.into(),
             instance: instance.into(),
             recent: HashMap::new(),
+            max_remembered: MAX_REMEMBERED,
             keys: RandomState::new(),
             last_sweep: Timestamp::UNIX_EPOCH,
             last_created: Timestamp::UNIX_EPOCH,
@@ -102,8 +109,16 @@ impl Recorder {
         }
         let created = self.unique_creation(now);
         api.create(&PostParams::default(), &self.new_event(event, regarding, now, created)).await?;
-        self.recent.insert(key, Recent { created, count: 1, last_observed: now });
+        if self.recent.len() < self.max_remembered {
+            self.recent.insert(key, Recent { created, count: 1, last_observed: now });
+        }
         Ok(())
+    }
+
+    /// Remembers at most `max` recent Events (default [`MAX_REMEMBERED`]).
+    pub fn remembering_at_most(mut self, max: usize) -> Self {
+        self.max_remembered = max;
+        self
     }
 
     /// Forgets the Events whose window has passed (at most once a [`SWEEP_EVERY`]).
