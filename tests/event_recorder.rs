@@ -40,6 +40,14 @@ fn event(reason: &str, note: &str) -> Event {
     }
 }
 
+/// An API server with the namespace `ns`, and a recorder publishing to it.
+async fn start(ns: &str) -> (TestEnv, Recorder) {
+    let env = TestEnv::start().await.expect("API server");
+    env.create_namespace(ns).await.expect("namespace");
+    let recorder = Recorder::new(env.client.clone(), "sidecar-watch", "sidecar-watch-0");
+    (env, recorder)
+}
+
 /// The Events in `namespace`, oldest first.
 async fn events(env: &TestEnv, namespace: &str) -> Vec<K8sEvent> {
     let api: Api<K8sEvent> = Api::namespaced(env.client.clone(), namespace);
@@ -54,10 +62,8 @@ fn count(e: &K8sEvent) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeats_fold_into_a_series_within_the_window_and_start_anew_after_it() {
-    let env = TestEnv::start().await.expect("API server");
     let ns = "recorder-series";
-    env.create_namespace(ns).await.expect("namespace");
-    let mut recorder = Recorder::new(env.client.clone(), "sidecar-watch", "sidecar-watch-0");
+    let (env, mut recorder) = start(ns).await;
     // Whole microseconds: what an Event's times keep.
     let t0 = Timestamp::from_microsecond(Timestamp::now().as_microsecond()).expect("a time");
     let proxy = pod(ns, "web-1", "istio-proxy");
@@ -115,10 +121,8 @@ async fn repeats_fold_into_a_series_within_the_window_and_start_anew_after_it() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_whose_event_is_gone_is_published_anew() {
-    let env = TestEnv::start().await.expect("API server");
     let ns = "recorder-gone";
-    env.create_namespace(ns).await.expect("namespace");
-    let mut recorder = Recorder::new(env.client.clone(), "sidecar-watch", "sidecar-watch-0");
+    let (env, mut recorder) = start(ns).await;
     let t0 = Timestamp::now();
     let proxy = pod(ns, "web-1", "istio-proxy");
     let e = event("SidecarNotReady", "not ready");
@@ -140,10 +144,8 @@ async fn a_repeat_whose_event_is_gone_is_published_anew() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_longest_pod_name_still_gives_a_valid_event_name() {
-    let env = TestEnv::start().await.expect("API server");
     let ns = "recorder-long";
-    env.create_namespace(ns).await.expect("namespace");
-    let mut recorder = Recorder::new(env.client.clone(), "sidecar-watch", "sidecar-watch-0");
+    let (env, mut recorder) = start(ns).await;
     // 253 characters, a valid DNS subdomain; cut to make room for the 17-character suffix
     // (`.` and 16 hex digits) it would end in '-' without the trim.
     let long = format!("{}-{}", "a".repeat(235), "b".repeat(17));
@@ -166,10 +168,9 @@ async fn the_longest_pod_name_still_gives_a_valid_event_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_cache_publishes_repeats_as_events_of_their_own() {
-    let env = TestEnv::start().await.expect("API server");
     let ns = "recorder-full";
-    env.create_namespace(ns).await.expect("namespace");
-    let mut recorder = Recorder::new(env.client.clone(), "sidecar-watch", "sidecar-watch-0").remembering_at_most(2);
+    let (env, recorder) = start(ns).await;
+    let mut recorder = recorder.remembering_at_most(2);
     let t0 = Timestamp::now();
     let e = event("SidecarNotReady", "not ready");
     for name in ["web-1", "web-2", "web-3"] {
