@@ -109,7 +109,8 @@ impl Recorder {
         }
         let created = self.unique_creation(now);
         api.create(&PostParams::default(), &self.new_event(event, regarding, now, created)).await?;
-        if self.recent.len() < self.max_remembered {
+        // A full cache still replaces this key's expired entry.
+        if self.recent.len() < self.max_remembered || self.recent.contains_key(&key) {
             self.recent.insert(key, Recent { created, count: 1, last_observed: now });
         }
         Ok(())

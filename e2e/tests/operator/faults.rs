@@ -25,6 +25,24 @@ pub(crate) fn direct_delete_pod(sim: &Simulator, ns: &str, name: &str) {
         .expect("direct delete");
 }
 
+/// An outage: every request fails with 500 and every watch ends. Returns once the operator
+/// has hit the fault (a few failed requests); `sim.fail_next_500(0)` ends it.
+pub(crate) async fn outage(sim: &Simulator) {
+    let failed_before = sim.shared().failed_requests();
+    sim.fail_next_500(u32::MAX);
+    sim.drop_watches();
+    wait_until(WAIT, "the operator to hit the injected 500s", || async {
+        let n = sim.shared().failed_requests();
+        if n > failed_before + 3 {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    })
+    .await
+    .unwrap();
+}
+
 /// Changes a Pod's status in the simulator's state (no HTTP, so no injected fault).
 fn direct_pod_status(sim: &Simulator, ns: &str, name: &str, f: impl FnOnce(&mut PodStatus)) {
     let mut st = sim.shared().state();
@@ -56,23 +74,11 @@ async fn operator_recovers_from_api_faults() {
 
     let sim = c.sim();
     let expired_before = sim.shared().expired_watches();
-    let failed_before = sim.shared().failed_requests();
     // Outage: every request fails with 500 and every watch ends; once the operator has hit
     // the fault, p1 is deleted and p2's sidecar stops being ready (directly in the
     // simulator's state, bypassing the failing HTTP API), and the history is compacted so
     // that resuming the watches gives 410 Gone and a relist.
-    sim.fail_next_500(u32::MAX);
-    sim.drop_watches();
-    wait_until(WAIT, "the operator to hit the injected 500s", || async {
-        let n = sim.shared().failed_requests();
-        if n > failed_before + 3 {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
-    .await
-    .unwrap();
+    outage(sim).await;
     direct_delete_pod(sim, &ns, "p1");
     direct_pod_status(sim, &ns, "p2", |s| {
         for cs in s.init_container_statuses.iter_mut().flatten() {

@@ -151,19 +151,7 @@ async fn a_streaming_watch_cut_off_streams_its_state_again_and_forgets_what_went
     let sim = c.sim();
     // The connection drops and stays down (every request fails) while a Pod is deleted and
     // the history compacted, so resuming gives 410 Gone and a new initial state is needed.
-    let failed_before = sim.shared().failed_requests();
-    sim.fail_next_500(u32::MAX);
-    sim.drop_watches();
-    sidecar_watch_e2e::harness::wait_until(WAIT, "the operator to hit the injected 500s", || async {
-        let n = sim.shared().failed_requests();
-        if n > failed_before + 3 {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
-    .await
-    .unwrap();
+    crate::faults::outage(sim).await;
     crate::faults::direct_delete_pod(sim, &c.ns, "web-0");
     sim.compact();
     sim.fail_next_500(0);

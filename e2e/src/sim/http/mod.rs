@@ -59,8 +59,9 @@ async fn handle(
     if let Some(ctl) = path.strip_prefix("/__sim/") {
         return control(&shared, ctl, &q);
     }
-    let key = routes::traffic_key(&method, &path, &q, &headers);
-    let response = serve(&shared, &method, &path, &q, &headers, &body).await;
+    let api_path = routes::ApiPath::parse(&path);
+    let key = routes::traffic_key(&method, &api_path, &q, &headers);
+    let response = serve(&shared, &method, api_path, &q, &headers, &body).await;
     shared.traffic().count(key, response)
 }
 
@@ -68,7 +69,7 @@ async fn handle(
 async fn serve(
     shared: &Arc<Shared>,
     method: &Method,
-    path: &str,
+    path: routes::ApiPath<'_>,
     q: &Params,
     headers: &HeaderMap,
     body: &Bytes,

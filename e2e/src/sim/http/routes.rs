@@ -88,20 +88,37 @@ fn verb(method: &Method, named: bool, watch: bool) -> &str {
     }
 }
 
+/// A request path, split and parsed once for both the traffic count and the route.
+pub(super) struct ApiPath<'a> {
+    text: &'a str,
+    segs: Vec<&'a str>,
+    /// `None` for a path that names no resource (discovery, health, or no route at all).
+    target: Option<Target>,
+}
+
+impl<'a> ApiPath<'a> {
+    pub(super) fn parse(text: &'a str) -> Self {
+        let segs: Vec<&str> = text.split('/').filter(|s| !s.is_empty()).collect();
+        let target = Target::parse(&segs);
+        ApiPath { text, segs, target }
+    }
+}
+
 /// How [`Traffic`](crate::sim::traffic::Traffic) files a request: its RBAC verb and resource,
 /// or `other` and the path's first segment when it is not a resource path.
-pub(super) fn traffic_key(method: &Method, path: &str, q: &Params, headers: &HeaderMap) -> TrafficKey {
+pub(super) fn traffic_key(method: &Method, path: &ApiPath, q: &Params, headers: &HeaderMap) -> TrafficKey {
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
-    match Target::parse(&segs) {
+    match &path.target {
         Some(target) => {
             let call = target.call(&user_agent, verb(method, target.name.is_some(), watch));
             TrafficKey { user_agent, verb: call.verb, resource: call.resource }
         }
-        None => {
-            TrafficKey { user_agent, verb: "other".into(), resource: segs.first().copied().unwrap_or("").to_string() }
-        }
+        None => TrafficKey {
+            user_agent,
+            verb: "other".into(),
+            resource: path.segs.first().copied().unwrap_or("").to_string(),
+        },
     }
 }
 
@@ -130,16 +147,16 @@ fn non_resource(shared: &Shared, segs: &[&str], path: &str) -> Option<ApiResult<
 pub(super) fn route(
     shared: &Arc<Shared>,
     method: &Method,
-    path: &str,
+    path: ApiPath,
     q: &Params,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Response> {
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let ApiPath { text: path, segs, target } = path;
     if let Some(response) = non_resource(shared, &segs, path) {
         return response;
     }
-    let target = Target::parse(&segs).ok_or_else(|| ApiError::no_route(path))?;
+    let target = target.ok_or_else(|| ApiError::no_route(path))?;
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     if method == Method::POST && target.name.is_none() && authn::is_review(&target.group, &target.plural) {
         if let Some(user_agent) = user_agent {
