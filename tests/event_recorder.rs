@@ -2,7 +2,7 @@
 //! `E2E_KUBECONFIG`): one Event per occurrence outside the series window, a repeat folded
 //! into its predecessor's `series`, one container's Event kept apart from another's, a repeat
 //! whose Event is gone published anew, a name the API server accepts for the longest Pod
-//! name, and a bounded cache.
+//! name, a bounded cache, and failed calls (an error; the next occurrence tries again).
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -12,6 +12,7 @@ use kube::runtime::events::{Event, EventType};
 use sidecar_watch::events::recorder::{SERIES_WINDOW, SWEEP_EVERY};
 use sidecar_watch::events::Recorder;
 use sidecar_watch_e2e::harness::TestEnv;
+use sidecar_watch_e2e::sim::SimConfig;
 
 fn pod(namespace: &str, name: &str, container: &str) -> ObjectReference {
     ObjectReference {
@@ -188,4 +189,30 @@ async fn a_full_cache_publishes_repeats_as_events_of_their_own() {
     assert_eq!(of("web-1"), [2]);
     assert_eq!(of("web-2"), [1]);
     assert_eq!(of("web-3"), [1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_is_an_error_and_the_next_occurrence_tries_again() {
+    // Fault injection needs the simulator, whatever `E2E_KUBECONFIG` says.
+    let env = TestEnv::start_simulator(SimConfig::default()).await.expect("simulator");
+    let ns = "recorder-faults";
+    env.create_namespace(ns).await.expect("namespace");
+    let sim = env.require_sim().expect("the simulator");
+    let mut recorder = Recorder::new(env.client.clone(), "sidecar-watch", "sidecar-watch-0");
+    let t0 = Timestamp::now();
+    let proxy = pod(ns, "web-1", "istio-proxy");
+    let e = event("SidecarNotReady", "not ready");
+
+    // The create fails: an error, nothing remembered, so the next occurrence creates.
+    sim.fail_next_500(1);
+    assert!(recorder.publish(&e, &proxy, t0).await.is_err());
+    assert_eq!(recorder.remembered(), 0);
+    recorder.publish(&e, &proxy, t0 + SignedDuration::from_secs(10)).await.expect("created");
+    assert_eq!(events(&env, ns).await.iter().map(count).collect::<Vec<_>>(), [1]);
+
+    // A patch fails: an error, the Event still remembered, so the next repeat patches it.
+    sim.fail_next_500(1);
+    assert!(recorder.publish(&e, &proxy, t0 + SignedDuration::from_secs(20)).await.is_err());
+    recorder.publish(&e, &proxy, t0 + SignedDuration::from_secs(30)).await.expect("folded");
+    assert_eq!(events(&env, ns).await.iter().map(count).collect::<Vec<_>>(), [2]);
 }
