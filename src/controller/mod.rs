@@ -237,7 +237,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             if shard.count > 1 { format!("{}-{}", args.lease_name, shard.index) } else { args.lease_name.clone() };
         let lease =
             LeaseConfig { name, namespace, identity: identity.clone(), duration: args.lease_duration, renew_deadline };
-        Election::start(config, lease, role_tx.clone(), lease_lost.clone()).await?
+        tokio::select! {
+            election = Election::start_retrying(config, lease, role_tx.clone(), lease_lost.clone()) => election?,
+            _ = shutdown_signal() => {
+                tracing::info!("stopped before the Lease was reached");
+                return Ok(());
+            }
+        }
     } else {
         Election::always_leader(&role_tx)
     };
