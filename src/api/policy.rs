@@ -87,7 +87,7 @@ pub struct ClusterPolicySpec {
 /// How sidecar containers are recognised in a Pod.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.native || size(self.names) > 0 || has(self.pattern)").message("sidecars selects nothing: set native: true, names or pattern"))]
+#[x_kube(validation = Rule::new("self.native || self.catalog || size(self.names) > 0 || has(self.pattern)").message("sidecars selects nothing: set native: true, catalog: true, names or pattern"))]
 pub struct SidecarSelector {
     /// Init containers with `restartPolicy: Always` (native sidecars, Kubernetes 1.29+).
     #[serde(default = "default_true")]

@@ -216,3 +216,36 @@ async fn shipped_samples_apply_and_cluster_policy_follows_namespace_labels() {
     expected_table("0").await;
     c.env.kubectl(["delete", "cscp", &cluster_policy, "--wait=false"]).await.expect("cluster policy deleted");
 }
+
+/// What the CRD schema can express, the server itself refuses (kube-apiserver validating the
+/// policy against `crds/`): a malformed duration, a zero threshold, an unknown severity, a
+/// `sidecars` block that selects nothing, an unknown field under `kubectl --validate=strict`.
+/// Each refusal names the field; nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_what_the_schema_forbids() {
+    let c = Cluster::start("schema").await;
+    let cases = [
+        ("bad-duration", json!({"rules": {"crashLoop": {"for": "5 minutes"}}}), "spec.rules.crashLoop.for"),
+        ("zero-threshold", json!({"rules": {"restarts": {"threshold": 0}}}), "spec.rules.restarts.threshold"),
+        ("unknown-severity", json!({"rules": {"oomKilled": {"severity": "page"}}}), "spec.rules.oomKilled.severity"),
+        ("selects-nothing", json!({"sidecars": {"native": false, "catalog": false}}), "spec.sidecars"),
+        ("unknown-field", json!({"rules": {"restarts": {"restartz": 3}}}), "restartz"),
+    ];
+    for (name, spec, field) in cases {
+        let doc = json!({
+            "apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
+            "metadata": {"name": name, "namespace": c.ns}, "spec": spec,
+        });
+        let args = ["apply", "--server-side", "--validate=strict", "-n", &c.ns, "-f", "-"];
+        let refused = c.env.kubectl_stdin(args, &serde_json::to_string(&doc).unwrap()).await;
+        let message = match refused {
+            Err(e) => e.to_string(),
+            Ok(out) => panic!("{name}: the server accepted {doc}: {out}"),
+        };
+        assert!(message.contains(field), "{name}: the refusal names {field}: {message}");
+        let stored = c.env.kubectl(["get", "scp", name, "-n", &c.ns, "--ignore-not-found", "-o", "name"]).await;
+        assert_eq!(stored.expect("kubectl get"), "", "{name} was stored");
+    }
+    // The catalog alone selects sidecars: accepted (the schema's rule once forgot it).
+    c.apply_policy("catalog-only", json!({"sidecars": {"native": false, "catalog": true}})).await;
+}
