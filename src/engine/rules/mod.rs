@@ -8,6 +8,9 @@ mod health;
 mod order;
 mod spec_checks;
 
+pub use order::JOB_NEVER_COMPLETES;
+pub use spec_checks::texts as check_texts;
+
 use super::alert::{Alert, AlertName, AlertState, Check};
 use super::history::PodHistory;
 use super::pod::{ContainerKind, ContainerView, PodView, Termination};

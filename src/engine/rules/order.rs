@@ -159,6 +159,11 @@ fn job_remediation(sidecar: &ContainerView) -> &'static str {
     sidecar.catalog.map_or(GENERIC_JOB_REMEDIATION, |c| c.entry().job_remediation)
 }
 
+/// What a Job or CronJob template with a legacy sidecar is told after "<Kind>/<name> runs
+/// sidecar <name> ", before the remediation; shared with the admission policies.
+pub const JOB_NEVER_COMPLETES: &str =
+    "in spec.containers: it keeps running after the main containers finish, so the Job will never complete; ";
+
 /// A Job or CronJob template (`audit` of manifests) with a legacy sidecar: every Pod it makes
 /// will keep running after its main containers finish, so the Job never completes.
 pub(super) fn job_template_blocked(
@@ -171,11 +176,7 @@ pub(super) fn job_template_blocked(
     if !ctx.pod.owned_by_job || how.kind != SidecarType::Legacy || mains.is_empty() {
         return;
     }
-    let message = format!(
-        "{} runs sidecar {} in spec.containers: it keeps running after the main containers finish, so the Job will never complete; {}",
-        ctx.pod.name(),
-        sidecar.name,
-        job_remediation(sidecar)
-    );
+    let message =
+        format!("{} runs sidecar {} {JOB_NEVER_COMPLETES}{}", ctx.pod.name(), sidecar.name, job_remediation(sidecar));
     ctx.fire(AlertName::JobBlockedBySidecar, severity, &sidecar.name, None, None, message);
 }

@@ -8,6 +8,24 @@ use crate::engine::pod::{ContainerView, SpecFlags};
 use crate::engine::policy::{Identified, SidecarType};
 use crate::engine::stamp::Stamp;
 
+/// What the per-sidecar checks say after "Sidecar <name> in Pod <namespace>/<pod> ": one text
+/// for the engine and for the admission policies (`crate::admission`), which build the same
+/// messages in CEL.
+pub mod texts {
+    /// `no-readiness-probe`.
+    pub const NO_READINESS_PROBE: &str = "has no readinessProbe, so nothing waits for it to be ready";
+    /// `no-startup-probe`.
+    pub const NO_STARTUP_PROBE: &str =
+        "is a native sidecar with neither a startupProbe nor a postStart hook, so main containers start almost in parallel with it";
+    /// `legacy-sidecar`, followed by the sidecar's Job remediation.
+    pub const LEGACY_SIDECAR: &str =
+        "is declared in spec.containers: it has no start or stop ordering and keeps Jobs running; ";
+    /// `latest-image`.
+    pub const LATEST_IMAGE: &str = "uses an unpinned image (no tag, or :latest)";
+    /// `no-resources`.
+    pub const NO_RESOURCES: &str = "declares no resource requests or limits";
+}
+
 /// Every static check of one sidecar (`index` into the Pod's containers).
 pub(super) fn misconfiguration(
     ctx: &mut Ctx,
@@ -17,21 +35,22 @@ pub(super) fn misconfiguration(
 ) {
     let flags = sidecar.flags;
     let legacy_advice = format!(
-        "is declared in spec.containers: it has no start or stop ordering and keeps Jobs running; {}",
+        "{}{}",
+        texts::LEGACY_SIDECAR,
         sidecar.catalog.map_or(GENERIC_JOB_REMEDIATION, |c| c.entry().job_remediation)
     );
     let waits_for_it = flags.intersects(SpecFlags::STARTUP_PROBE | SpecFlags::POST_START);
     let checks: [(bool, Check, &str); 6] = [
-        (!flags.contains(SpecFlags::READINESS_PROBE), Check::NoReadinessProbe, "has no readinessProbe, so nothing waits for it to be ready"),
-        (
-            how.kind == SidecarType::Native && !waits_for_it,
-            Check::NoStartupProbe,
-            "is a native sidecar with neither a startupProbe nor a postStart hook, so main containers start almost in parallel with it",
-        ),
+        (!flags.contains(SpecFlags::READINESS_PROBE), Check::NoReadinessProbe, texts::NO_READINESS_PROBE),
+        (how.kind == SidecarType::Native && !waits_for_it, Check::NoStartupProbe, texts::NO_STARTUP_PROBE),
         (how.kind == SidecarType::Legacy, Check::LegacySidecar, &legacy_advice),
-        (flags.contains(SpecFlags::LATEST_IMAGE), Check::LatestImage, "uses an unpinned image (no tag, or :latest)"),
-        (!flags.contains(SpecFlags::RESOURCES), Check::NoResources, "declares no resource requests or limits"),
-        (flags.contains(SpecFlags::PORT_CONFLICT), Check::PortConflict, "declares a container port that another container of the Pod declares too"),
+        (flags.contains(SpecFlags::LATEST_IMAGE), Check::LatestImage, texts::LATEST_IMAGE),
+        (!flags.contains(SpecFlags::RESOURCES), Check::NoResources, texts::NO_RESOURCES),
+        (
+            flags.contains(SpecFlags::PORT_CONFLICT),
+            Check::PortConflict,
+            "declares a container port that another container of the Pod declares too",
+        ),
     ];
     for (failed, check, text) in checks {
         if failed {
