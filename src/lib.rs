@@ -4,8 +4,10 @@
 //! [`controller`] wires the kube watches, the reconciler, status, leadership and the tasks
 //! below; [`metrics`], [`events`] and [`server`] read the [`index`], the operator's state,
 //! which evaluates Pods with the [`engine`], pure rule evaluation on the [`api`] types.
-//! [`audit`] runs the engine offline. [`role`] is the one signal of leadership and sync.
+//! [`audit`] runs the engine offline; [`admission`] writes its static checks as a
+//! ValidatingAdmissionPolicy for the API server to run. [`role`] is the one signal of leadership and sync.
 
+pub mod admission;
 pub mod api;
 pub mod audit;
 pub mod controller;

@@ -1,4 +1,5 @@
-//! The `sidecar-watch` command: `run` (the operator), `audit` (offline) and `crd`.
+//! The `sidecar-watch` command: `run` (the operator), `audit` (offline), `crd` and
+//! `admission-policy`.
 
 use std::process::ExitCode;
 
@@ -36,6 +37,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Print the sidecar checks as a ValidatingAdmissionPolicy and its binding (YAML): the API
+    /// server then warns at `kubectl apply` as `audit` would report.
+    AdmissionPolicy(sidecar_watch::admission::AdmissionPolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::AdmissionPolicy(args) => match print_admission_policy(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sidecar-watch admission-policy: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -89,6 +100,21 @@ fn print_crds(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
         None => print!("{}", sidecar_watch::api::crds_yaml()?),
         Some(dir) => {
             for (name, yaml) in sidecar_watch::api::crd_files()? {
+                let path = dir.join(name);
+                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_admission_policy(args: &sidecar_watch::admission::AdmissionPolicyArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let options = args.binding_options();
+    match &args.out_dir {
+        None => print!("{}", sidecar_watch::admission::render(&options)?),
+        Some(dir) => {
+            for (name, yaml) in sidecar_watch::admission::files(&options)? {
                 let path = dir.join(name);
                 std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
             }
