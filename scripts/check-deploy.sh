@@ -6,7 +6,8 @@
 #
 #   scripts/check-deploy.sh          check everything, exit non-zero on any failure
 #   scripts/check-deploy.sh --fix    first copy crds/ into config/crd and charts/sidecar-watch/crds,
-#                                    and the PrometheusRule/dashboard into charts/sidecar-watch/files
+#                                    and the PrometheusRule/dashboard/ValidatingAdmissionPolicy
+#                                    into charts/sidecar-watch/files
 #
 # Run from the repository root (or anywhere: it cd's there).
 set -uo pipefail
@@ -57,7 +58,8 @@ kust() {  # kust DIR
   kubectl kustomize "$1" >"$out" 2>"$out.err" || { cat "$out.err"; echo "  FAIL: kubectl kustomize $1"; return 1; }
   $CHECKS validate "$out" "$1"
 }
-for d in config/default config/default-no-prometheus config/sharded config/crd config/rbac config/manager config/samples config/grafana; do
+for d in config/default config/default-no-prometheus config/sharded config/crd config/rbac config/manager config/samples config/grafana \
+    config/admission-policies config/admission-policies-deny; do
   run "kustomize $d" kust "$d"
 done
 # The optional parts are kustomize Components (config/components/*, config/prometheus): they

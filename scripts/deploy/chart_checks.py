@@ -85,6 +85,8 @@ REJECTED = [
     (["--set", "replicaCount=0"], "replicaCount"),
     (["--set", "watchNamespaces={Shop}"], "watchNamespaces"),
     (["--set", "networkPolicy.apiServer.cidrs={10.96.0.1}"], "cidrs"),
+    (["--set", "admissionPolicies.deny=yes"], "deny"),
+    (["--set", "admissionPolicies.excludedNamespaces={Kube_System}"], "excludedNamespaces"),
 ]
 
 

@@ -5,7 +5,8 @@ Each subcommand prints what it checked and exits non-zero with a message naming 
 the problem. Run from the repository root.
 
   copies [--fix]          crds/ == config/crd/ == charts/sidecar-watch/crds/, and the chart's
-                          files/ copies of the PrometheusRule and the dashboard
+                          files/ copies of the PrometheusRule, the dashboard and the
+                          ValidatingAdmissionPolicy
   validate FILE LABEL     validate every object of a rendered multi-document YAML stream
   rules OUTDIR            write the PrometheusRule's .spec + the promtool tests into OUTDIR
   dashboard OUTFILE       wrap every dashboard PromQL expression into a rule file for promtool
@@ -33,6 +34,7 @@ CRD_NAMES = ["sidecarwatch.io_sidecarpolicies.yaml", "sidecarwatch.io_clustersid
 CHART = ROOT / "charts" / "sidecar-watch"
 RULE_SRC = ROOT / "config/prometheus/prometheusrule.yaml"
 DASH_SRC = ROOT / "config/grafana/sidecar-watch-dashboard.json"
+VAP_SRC = ROOT / "config/components/admission-policies/validatingadmissionpolicy.yaml"
 K8S_VERSION = "1.32.0"
 
 SIDECAR_ALERTS = [
@@ -78,7 +80,8 @@ def cmd_copies(fix: bool) -> None:
             continue
         pairs += [(src, ROOT / "config/crd" / name), (src, CHART / "crds" / name)]
     pairs += [(RULE_SRC, CHART / "files/prometheusrule.yaml"),
-              (DASH_SRC, CHART / "files/sidecar-watch-dashboard.json")]
+              (DASH_SRC, CHART / "files/sidecar-watch-dashboard.json"),
+              (VAP_SRC, CHART / "files/validatingadmissionpolicy.yaml")]
     for src, dst in pairs:
         same = dst.is_file() and filecmp.cmp(src, dst, shallow=False)
         if same:
