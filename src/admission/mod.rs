@@ -31,6 +31,14 @@ pub use policy::{validating_admission_policy, MAX_FINDINGS_SHOWN, POLICY_NAME};
 #[cfg(test)]
 mod tests;
 
+/// The `check` labels of the `SidecarMisconfigured` findings the policy reports (it also
+/// reports `JobBlockedBySidecar` for Job and CronJob templates).
+pub fn covered_checks() -> Vec<&'static str> {
+    let mut checks: Vec<&'static str> = policy::sidecar_checks().into_iter().map(|(check, ..)| check).collect();
+    checks.push("sidecar-sprawl");
+    checks
+}
+
 /// The namespace label that turns the policies off for a namespace (`disabled`).
 pub const OPT_OUT_LABEL: &str = "sidecarwatch.io/admission";
 /// The value of [`OPT_OUT_LABEL`] that turns them off.

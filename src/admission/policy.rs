@@ -331,6 +331,10 @@ fn variables() -> Vec<Variable> {
     ]
 }
 
+/// Why `Deny` refuses: `Forbidden` (403, "… is forbidden: …"); the default `Invalid` would
+/// blame the object's syntax.
+const REFUSED: &str = "Forbidden";
+
 /// One validation per finding shown, then the summary of the rest.
 fn validations() -> Vec<Validation> {
     let mut out: Vec<Validation> = (0..MAX_FINDINGS_SHOWN)
@@ -338,14 +342,14 @@ fn validations() -> Vec<Validation> {
             expression: format!("variables.shownCount <= {i}"),
             message_expression: Some(format!("variables.findings[{i}]")),
             message: Some("a sidecar finding (sidecar-watch audit explains it)".to_string()),
-            ..Default::default()
+            reason: Some(REFUSED.to_string()),
         })
         .collect();
     out.push(Validation {
         expression: "variables.shownCount == size(variables.findings)".to_string(),
         message_expression: Some(more_findings_message().to_cel()),
         message: Some("more sidecar findings than one response's warnings can hold".to_string()),
-        ..Default::default()
+        reason: Some(REFUSED.to_string()),
     });
     out
 }
