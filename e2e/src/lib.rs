@@ -2,10 +2,11 @@
 //! their Go modules ([`control_plane`]), a Kubernetes API-server simulator for what a real
 //! server here cannot do ([`sim`]: 100k-Pod benchmarks, exact faults), a test harness
 //! ([`harness`]) with one HTTP client ([`http`]), the operator's shipped RBAC and a token of
-//! its ServiceAccount ([`install`]), a kubelet-like Pod status driver ([`kubelet`]) and a
-//! Prometheus runner ([`prometheus`]).
+//! its ServiceAccount ([`install`]), a kubelet-like Pod status driver ([`kubelet`]), a
+//! Prometheus runner ([`prometheus`]) and the cost of an admission policy ([`cel_cost`]).
 
 pub mod bench;
+pub mod cel_cost;
 pub mod control_plane;
 pub mod harness;
 pub mod http;

@@ -9,6 +9,7 @@
 //! Set `E2E_SHOW_LOGS=1` to print every operator's log, `E2E_OPERATOR_LOG` to change its
 //! `RUST_LOG` (default `info`). Logs are always printed when a test fails.
 
+mod admission;
 mod failover;
 mod faults;
 mod initial_list;

@@ -1,0 +1,301 @@
+// Command cel-cost evaluates a ValidatingAdmissionPolicy on one object the way kube-apiserver
+// does (k8s.io/apiserver's CEL admission library at the version pinned in go.mod, with its
+// cost limits) and prints, as JSON, the runtime cost of each variable and validation, the total
+// against the API server's budget, the messages, and whether every expression also compiles
+// with the CEL library of an older Kubernetes (-compat, default 1.30: the first release of
+// admissionregistration.k8s.io/v1 policies).
+//
+//	cel-cost -policy policy.yaml -object pod.json [-params cscp.yaml] [-namespace-labels k=v,...]
+//
+// The test control plane (e2e/control-plane) says whether the API server admits or warns; this
+// says how much of its budget that took, which the server does not report.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	celgo "github.com/google/cel-go/cel"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/version"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/cel/environment"
+)
+
+// Cost is the cost of one expression, or why it has none.
+type Cost struct {
+	Name  string `json:"name"`
+	Cost  int64  `json:"cost"`
+	Error string `json:"error,omitempty"`
+}
+
+// Report is what the command prints.
+type Report struct {
+	Budget        int64    `json:"budget"`
+	PerCallLimit  int64    `json:"perCallLimit"`
+	Variables     []Cost   `json:"variables"`
+	TotalCost     int64    `json:"totalCost"`
+	Messages      []string `json:"messages"`
+	Errors        []string `json:"errors"`
+	CompatVersion string   `json:"compatVersion"`
+	CompatErrors  []string `json:"compatErrors"`
+}
+
+func main() {
+	policyFile := flag.String("policy", "", "YAML with the ValidatingAdmissionPolicy (other documents are skipped)")
+	objectFile := flag.String("object", "", "the object admitted (YAML or JSON)")
+	paramsFile := flag.String("params", "", "the param object (a ClusterSidecarPolicy), if the binding names one")
+	namespaceLabels := flag.String("namespace-labels", "", "labels of the object's namespace, k=v,...")
+	compat := flag.String("compat", "1.30", "also compile every expression with this Kubernetes version's CEL library")
+	flag.Parse()
+	if *policyFile == "" || *objectFile == "" {
+		fmt.Fprintln(os.Stderr, "usage: cel-cost -policy FILE -object FILE [-params FILE] [-namespace-labels k=v,...] [-compat 1.30]")
+		os.Exit(2)
+	}
+	report, err := run(*policyFile, *objectFile, *paramsFile, *namespaceLabels, *compat)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cel-cost: %v\n", err)
+		os.Exit(2)
+	}
+	out := json.NewEncoder(os.Stdout)
+	out.SetIndent("", "  ")
+	if err := out.Encode(report); err != nil {
+		fmt.Fprintf(os.Stderr, "cel-cost: %v\n", err)
+		os.Exit(2)
+	}
+}
+
+func readObjects(path string) ([]*unstructured.Unstructured, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	decoder := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	var objects []*unstructured.Unstructured
+	for {
+		var raw map[string]interface{}
+		if err := decoder.Decode(&raw); err != nil {
+			if err.Error() == "EOF" {
+				return objects, nil
+			}
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if raw != nil {
+			objects = append(objects, &unstructured.Unstructured{Object: raw})
+		}
+	}
+}
+
+func readPolicy(path string) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
+	objects, err := readObjects(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range objects {
+		if o.GetKind() == "ValidatingAdmissionPolicy" {
+			var policy admissionregistrationv1.ValidatingAdmissionPolicy
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &policy); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			return &policy, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: no ValidatingAdmissionPolicy", path)
+}
+
+var (
+	anyType  = []*celgo.Type{celgo.AnyType}
+	boolType = []*celgo.Type{celgo.BoolType}
+)
+
+type variable struct {
+	v admissionregistrationv1.Variable
+}
+
+func (v variable) GetExpression() string { return v.v.Expression }
+func (v variable) GetName() string       { return v.v.Name }
+func (v variable) ReturnTypes() []*celgo.Type {
+	return anyType
+}
+
+// condition is an expression that must be a bool (validations), or any type (messages, probes).
+type condition struct {
+	expression string
+	anyType    bool
+}
+
+func (c condition) GetExpression() string { return c.expression }
+func (c condition) ReturnTypes() []*celgo.Type {
+	if c.anyType {
+		return anyType
+	}
+	return boolType
+}
+
+// compile compiles the policy's variables, then `probes` (any type) when given, else its
+// validations and their messages; it returns what does not compile.
+func compile(env *environment.EnvSet, mode environment.Type, policy *admissionregistrationv1.ValidatingAdmissionPolicy, probes []string) (plugincel.ConditionEvaluator, plugincel.ConditionEvaluator, []string, error) {
+	compiler, err := plugincel.NewCompositedCompiler(env)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	options := plugincel.OptionalVariableDeclarations{HasParams: policy.Spec.ParamKind != nil, HasAuthorizer: true}
+	var problems []string
+	for _, v := range policy.Spec.Variables {
+		result := compiler.CompileAndStoreVariable(variable{v}, options, mode)
+		if result.Error != nil {
+			problems = append(problems, fmt.Sprintf("variables.%s: %v", v.Name, result.Error))
+		}
+	}
+	var conditions, messages []plugincel.ExpressionAccessor
+	for _, p := range probes {
+		conditions = append(conditions, condition{expression: p, anyType: true})
+	}
+	if probes == nil {
+		for _, v := range policy.Spec.Validations {
+			conditions = append(conditions, condition{expression: v.Expression})
+			if v.MessageExpression == "" {
+				// A placeholder, as in the API server: nothing evaluated, nothing spent.
+				messages = append(messages, nil)
+			} else {
+				messages = append(messages, condition{expression: v.MessageExpression, anyType: true})
+			}
+		}
+	}
+	validations := compiler.CompileCondition(conditions, options, mode)
+	// Messages see no authorizer, as in the API server.
+	messageEvaluator := compiler.CompileCondition(messages, plugincel.OptionalVariableDeclarations{HasParams: options.HasParams}, mode)
+	for _, e := range append(validations.CompilationErrors(), messageEvaluator.CompilationErrors()...) {
+		problems = append(problems, e.Error())
+	}
+	return validations, messageEvaluator, problems, nil
+}
+
+func run(policyFile, objectFile, paramsFile, namespaceLabels, compat string) (*Report, error) {
+	policy, err := readPolicy(policyFile)
+	if err != nil {
+		return nil, err
+	}
+	objects, err := readObjects(objectFile)
+	if err != nil || len(objects) != 1 {
+		return nil, fmt.Errorf("%s: want one object (%v)", objectFile, err)
+	}
+	object := objects[0]
+	var params runtime.Object
+	if paramsFile != "" {
+		p, err := readObjects(paramsFile)
+		if err != nil || len(p) != 1 {
+			return nil, fmt.Errorf("%s: want one object (%v)", paramsFile, err)
+		}
+		params = p[0]
+	}
+	report := &Report{Budget: celconfig.RuntimeCELCostBudget, PerCallLimit: celconfig.PerCallLimit, CompatVersion: compat}
+
+	old, err := version.ParseMajorMinor(compat)
+	if err != nil {
+		return nil, fmt.Errorf("-compat %s: %w", compat, err)
+	}
+	_, _, problems, err := compile(environment.MustBaseEnvSet(old), environment.NewExpressions, policy, nil)
+	if err != nil {
+		return nil, err
+	}
+	report.CompatErrors = append([]string{}, problems...)
+
+	// Each probe forces one variable, in order, so the budget it takes is that variable's own
+	// (the ones it reads were forced before it).
+	var probes []string
+	for _, v := range policy.Spec.Variables {
+		probes = append(probes, fmt.Sprintf("type(variables.%s) == null_type", v.Name))
+	}
+	env := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion())
+	validations, messages, problems, err := compile(env, environment.StoredExpressions, policy, nil)
+	if err != nil {
+		return nil, err
+	}
+	report.Errors = append([]string{}, problems...)
+
+	gvk := object.GroupVersionKind()
+	resource := strings.ToLower(gvk.Kind) + "s"
+	gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resource}
+	attributes := admission.NewAttributesRecord(object, nil, gvk, object.GetNamespace(), object.GetName(), gvr, "",
+		admission.Create, &metav1.CreateOptions{}, false, &user.DefaultInfo{Name: "cel-cost"})
+	versioned := &admission.VersionedAttributes{Attributes: attributes, VersionedKind: gvk, VersionedObject: admission.NewLazyObject(object)}
+	request := plugincel.CreateAdmissionRequest(attributes, metav1.GroupVersionResource(gvr), metav1.GroupVersionKind(gvk))
+	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: object.GetNamespace(), Labels: map[string]string{
+		"kubernetes.io/metadata.name": object.GetNamespace()}}}
+	for _, kv := range strings.Split(namespaceLabels, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			namespace.Labels[k] = v
+		}
+	}
+	namespaceObject := plugincel.CreateNamespaceObject(namespace)
+	bindings := plugincel.OptionalVariableBindings{VersionedParams: params}
+	ctx := context.Background()
+
+	remaining := int64(celconfig.RuntimeCELCostBudget)
+	// Cost per variable: run the probes one more at a time (variables are cached within one
+	// run only), so each run costs the previous one plus the next variable and its probe.
+	previous := int64(0)
+	for i := range probes {
+		probesSoFar, _, _, err := compile(env, environment.StoredExpressions, policy, probes[:i+1])
+		if err != nil {
+			return nil, err
+		}
+		results, left, err := probesSoFar.ForInput(ctx, versioned, request, bindings, namespaceObject, remaining)
+		spent := remaining - left
+		entry := Cost{Name: policy.Spec.Variables[i].Name, Cost: spent - previous}
+		if err != nil {
+			entry.Error = err.Error()
+		} else if i < len(results) && results[i].Error != nil {
+			entry.Error = results[i].Error.Error()
+		}
+		report.Variables = append(report.Variables, entry)
+		previous = spent
+	}
+
+	// The policy as the API server runs it: validations and variables on the budget, then the
+	// messages of the failed validations on what is left.
+	evaluated, left, err := validations.ForInput(ctx, versioned, request, bindings, namespaceObject, remaining)
+	if err != nil {
+		report.Errors = append(report.Errors, err.Error())
+		report.TotalCost = remaining - left
+		return report, nil
+	}
+	texts, leftAfterMessages, err := messages.ForInput(ctx, versioned, request, plugincel.OptionalVariableBindings{VersionedParams: params}, namespaceObject, left)
+	if err != nil {
+		report.Errors = append(report.Errors, err.Error())
+	}
+	report.TotalCost = remaining - leftAfterMessages
+	report.Messages = []string{}
+	for i, result := range evaluated {
+		if result.Error != nil {
+			report.Errors = append(report.Errors, result.Error.Error())
+			continue
+		}
+		if result.EvalResult == nil || result.EvalResult.Value() == true {
+			continue
+		}
+		if i < len(texts) && texts[i].EvalResult != nil {
+			if s, ok := texts[i].EvalResult.Value().(string); ok {
+				report.Messages = append(report.Messages, s)
+				continue
+			}
+		}
+		report.Messages = append(report.Messages, policy.Spec.Validations[i].Message)
+	}
+	return report, nil
+}
