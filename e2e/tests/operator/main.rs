@@ -10,6 +10,7 @@
 //! `RUST_LOG` (default `info`). Logs are always printed when a test fails.
 
 mod admission;
+mod admission_cost;
 mod failover;
 mod faults;
 mod initial_list;

@@ -1,0 +1,75 @@
+//! What the admission policy costs the API server on a 5,000-container Pod, measured with
+//! `e2e/cel-cost` (kube-apiserver's own CEL library, which reports what the server does not):
+//! within the request's budget and every expression's limit, for the suite's hostile Pod and for
+//! Pods of the costliest kinds of container, and every expression compiles with the CEL library
+//! of Kubernetes 1.30. The figures are printed (`-- --nocapture`) and quoted in
+//! docs/admission-policies.md; `admission.rs` checks what the server does with such Pods.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sidecar_watch_e2e::bench::pods::flood_pod;
+use sidecar_watch_e2e::cel_cost;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn the_cost_of_a_5000_container_pod_is_within_the_api_servers_budget() {
+    let policy = Path::new(ROOT).join("config/components/admission-policies/validatingadmissionpolicy.yaml");
+    let dir = std::env::temp_dir().join(format!("sidecar-watch-cel-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let pods = [
+        ("the suite's flood Pod", flood_pod(5000)),
+        ("5,000 plain containers", plain_containers(5000)),
+        ("4,999 native sidecars", native_sidecars(5000)),
+        ("4,999 Vault agents", vault_agents(5000)),
+    ];
+    for (what, pod) in pods {
+        let file = dir.join("pod.json");
+        std::fs::write(&file, pod.to_string()).expect("write");
+        let report = cel_cost::evaluate(&policy, &file, None).expect("cel-cost");
+        assert!(report.errors.is_empty(), "{what}: {:#?}", report.errors);
+        assert!(
+            report.compat_errors.is_empty(),
+            "does not compile on Kubernetes {}: {:#?}",
+            report.compat_version,
+            report.compat_errors
+        );
+        let largest = report.variables.iter().max_by_key(|v| v.cost).expect("variables");
+        eprintln!(
+            "{what}: {} of {} cost units for the request; largest expression {} = {} of {}",
+            report.total_cost, report.budget, largest.name, largest.cost, report.per_call_limit
+        );
+        assert!(report.total_cost < report.budget, "{what}: {report:#?}");
+        assert!(largest.cost < report.per_call_limit, "{what}: {report:#?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Pod of one app and `n - 1` Vault Agent containers (the catalog entry that costs most to
+/// recognise: image and command).
+fn vault_agents(n: usize) -> Value {
+    let mut containers = vec![json!({"name": "app", "image": "example/app:1.0"})];
+    containers.extend((1..n).map(|i| {
+        json!({"name": format!("v{i}"), "image": format!("registry.example.com/hashicorp/vault:1.{i}"),
+               "args": ["agent", "-config=/etc/vault/config.hcl"]})
+    }));
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vault", "namespace": "shop"}, "spec": {"containers": containers}})
+}
+
+/// A Pod of `n` containers none of which is a sidecar, each image looked up in the catalog.
+fn plain_containers(n: usize) -> Value {
+    let containers: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("c{i}"), "image": format!("registry.example.com:5000/team/app-{i}:1.0.{i}")}))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "namespace": "shop"}, "spec": {"containers": containers}})
+}
+
+/// A Pod of one app and `n - 1` native sidecars.
+fn native_sidecars(n: usize) -> Value {
+    let natives: Vec<Value> = (1..n)
+        .map(|i| json!({"name": format!("n{i}"), "image": "envoyproxy/envoy:latest", "restartPolicy": "Always"}))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "natives", "namespace": "shop"},
+           "spec": {"initContainers": natives, "containers": [{"name": "app", "image": "example/app:1.0"}]}})
+}
