@@ -99,8 +99,10 @@ pub struct RunArgs {
     #[arg(long, env = "SIDECAR_WATCH_MAX_SERIES_PER_NAMESPACE", default_value_t = crate::metrics::DEFAULT_MAX_SERIES_PER_NAMESPACE,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_series_per_namespace: u32,
-    /// Number of shards Pods are split into (one replica, or one leader, per shard).
-    #[arg(long, env = "SIDECAR_WATCH_SHARD_COUNT", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Number of shards Pods are split into (one replica, or one leader, per shard); at most
+    /// 1024, the entries the CRD's `status.shards` holds.
+    #[arg(long, env = "SIDECAR_WATCH_SHARD_COUNT", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=crate::api::bounds::MAX_SHARDS as i64))]
     pub shard_count: u32,
     /// This replica's shard [default: the ordinal at the end of the identity, e.g. a
     /// StatefulSet Pod name].
