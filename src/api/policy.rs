@@ -26,7 +26,7 @@ use super::DURATION_PATTERN;
     printcolumn = r#"{"name":"Matched","type":"integer","description":"Pods selected by the policy","jsonPath":".status.matchedPods"}"#,
     printcolumn = r#"{"name":"Alerting","type":"integer","description":"Pods with at least one firing alert","jsonPath":".status.alertingPods"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether the policy is valid and evaluated","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","description":"Why the policy is (not) ready: Evaluating or InvalidSpec","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why the policy is (not) ready: Evaluating, InvalidSpec or TooManyPolicies","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Pending","type":"integer","priority":1,"description":"Alerts whose condition holds but whose `for` has not elapsed yet","jsonPath":".status.pendingAlerts"}"#,
     printcolumn = r#"{"name":"Last Evaluated","type":"date","priority":1,"description":"When the operator last evaluated the policy","jsonPath":".status.lastEvaluationTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -70,7 +70,7 @@ impl Default for PolicySpec {
     printcolumn = r#"{"name":"Matched","type":"integer","description":"Pods selected by the policy","jsonPath":".status.matchedPods"}"#,
     printcolumn = r#"{"name":"Alerting","type":"integer","description":"Pods with at least one firing alert","jsonPath":".status.alertingPods"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether the policy is valid and evaluated","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","description":"Why the policy is (not) ready: Evaluating or InvalidSpec","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why the policy is (not) ready: Evaluating, InvalidSpec or TooManyPolicies","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Pending","type":"integer","priority":1,"description":"Alerts whose condition holds but whose `for` has not elapsed yet","jsonPath":".status.pendingAlerts"}"#,
     printcolumn = r#"{"name":"Last Evaluated","type":"date","priority":1,"description":"When the operator last evaluated the policy","jsonPath":".status.lastEvaluationTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#

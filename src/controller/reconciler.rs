@@ -50,6 +50,13 @@ impl Timers {
         }
     }
 
+    /// Schedules `uid` at `at` unless it is scheduled earlier already.
+    fn schedule_by(&mut self, uid: String, at: Timestamp) {
+        if self.scheduled.get(&uid).is_none_or(|(_, scheduled)| *scheduled > at) {
+            self.schedule(uid, at);
+        }
+    }
+
     /// The next Pod whose timer is due, with the instant it was scheduled for.
     async fn due(&mut self) -> Option<(String, Timestamp)> {
         let expired = std::future::poll_fn(|cx| self.queue.poll_expired(cx)).await?;
@@ -174,11 +181,18 @@ impl Reconciler {
         if outcome.limited_pods > 0 {
             self.metrics.limited.with_label_values(&["sidecars-per-pod"]).inc_by(u64::from(outcome.limited_pods));
         }
+        if outcome.limited_policies > 0 {
+            let limited = self.metrics.limited.with_label_values(&["policies-per-namespace"]);
+            limited.inc_by(u64::from(outcome.limited_policies));
+        }
         for (uid, at) in outcome.wakeups {
             match at {
                 Some(at) => timers.schedule(uid, at),
                 None => timers.forget(&uid),
             }
+        }
+        for (uid, at) in outcome.wake_by {
+            timers.schedule_by(uid, at);
         }
         for (namespace, container, seconds) in outcome.startups {
             self.metrics.startup_seconds.with_label_values(&[&namespace, &container]).observe(seconds);
