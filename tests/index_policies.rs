@@ -185,6 +185,22 @@ fn the_oldest_policies_of_a_namespace_are_evaluated_up_to_the_limit() {
     assert_eq!((matched("shop", "a-middle"), matched("shop", "b-oldest"), matched("shop", "c-newest")), (5, 5, 0));
     assert_eq!((matched("other", "o0"), matched("other", "o1"), matched("other", "o2")), (5, 5, 0));
 
+    // Its status says why, and counts nothing.
+    let newest = PolicyRef::namespaced("shop", "c-newest");
+    let stats = index.policy_stats();
+    let status = sidecar_watch::controller::status::desired_status(
+        &index.policies()[&newest],
+        &stats[&newest],
+        Default::default(),
+    );
+    let ready = &status.conditions[0];
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "TooManyPolicies"));
+    assert_eq!(
+        ready.message,
+        "Not evaluated: the namespace has more than 2 SidecarPolicies (--max-policies-per-namespace); the 2 oldest are evaluated"
+    );
+    assert_eq!(status.counts.matched_pods, 0);
+
     // Editing the held-back policy is counted and evaluates nothing.
     let before = index.evaluations();
     let edit = apply(&index, policy("shop", "c-newest", selecting("web", 9), Some(3)));

@@ -7,6 +7,7 @@
 
 pub mod leader;
 pub mod lists;
+pub mod queue;
 pub mod reconciler;
 pub mod status;
 pub mod watch;

@@ -36,6 +36,8 @@ pub enum Input {
     },
     /// A Pod was deleted.
     PodDeleted {
+        /// Its namespace, whose turn the deletion takes.
+        namespace: String,
         /// Its UID.
         uid: String,
     },
@@ -209,13 +211,15 @@ async fn watch_pods(
                         tracing::warn!(pod = %bad.key(), error = %bad.error, "Pod cannot be decoded; skipped");
                     }
                     // Forget what an earlier, readable version of it said.
-                    (!uid.is_empty()).then(|| (uid.clone(), Input::PodDeleted { uid }))
+                    let namespace = bad.metadata.namespace.clone().unwrap_or_default();
+                    (!uid.is_empty()).then(|| (uid.clone(), Input::PodDeleted { namespace, uid }))
                 }
             }
         },
         |pod| {
             let uid = pod.metadata_uid();
-            (uid.clone(), Input::PodDeleted { uid })
+            let namespace = kube::Resource::meta(&pod).namespace.clone().unwrap_or_default();
+            (uid.clone(), Input::PodDeleted { namespace, uid })
         },
         |seen| Input::PodsListed { namespace: namespace.clone(), seen },
     )
