@@ -123,8 +123,11 @@ impl Reconciler {
             }
             if let Some(work) = pending.pop() {
                 self.work(work, &mut timers, &mut lists_done);
-                // One piece of work at a time, then the other tasks of this worker.
-                tokio::task::consume_budget().await;
+                // Then every other task's turn: a task this one woke (the Event publisher)
+                // waits in this worker's LIFO slot, which no other worker steals, so work
+                // back to back (the coop budget is 128 pieces, 10 ms each under a policy
+                // flood) held the other namespace's Event 0.5-1.7 s at 200 edits/s.
+                tokio::task::yield_now().await;
                 continue;
             }
             if closed {

@@ -272,6 +272,15 @@ impl CompiledPolicy {
         Some(Identified { kind, by })
     }
 
+    /// Whether `other` recognises exactly the same containers as sidecars (only its rules,
+    /// selector or Events differ): an edit of a policy's rules leaves its Pods' sidecars be.
+    pub fn same_sidecars(&self, other: &CompiledPolicy) -> bool {
+        self.native_sidecars == other.native_sidecars
+            && self.catalog == other.catalog
+            && self.sidecar_names == other.sidecar_names
+            && self.sidecar_pattern.as_ref().map(Regex::as_str) == other.sidecar_pattern.as_ref().map(Regex::as_str)
+    }
+
     /// The Pod's sidecars under this policy, in container order: (index, container, how).
     pub fn sidecars<'a>(
         &'a self,

@@ -129,57 +129,78 @@ impl Evaluator<'_> {
         ns_labels: Option<&Labels>,
         now: Timestamp,
     ) -> Outcome {
-        let position = pod.results.iter().position(|r| *r.policy == *change.policy);
+        // Results are kept by policy (both paths insert them in the policy table's order):
+        // a binary search, as a Pod may have a result of each of hundreds of policies.
+        let position = pod.results.binary_search_by(|r| (*r.policy).cmp(change.policy)).ok();
         let selecting = change.after.filter(|p| p.selects(&pod.view, ns_labels));
-        if position.is_none() && selecting.is_none() {
-            return Outcome::default();
-        }
         let mut outcome = Outcome::default();
-        let sidecars_before = match (position, change.before) {
-            (Some(_), Some(before)) => Some(sidecars_of(before, &pod.view, self.max_sidecars)),
-            (Some(_), None) => None,
-            (None, _) => Some(Vec::new()),
-        };
-        let mut results = std::mem::take(&mut pod.results).into_vec();
-        let removed: Vec<PolicyResult> = position.map(|i| results.remove(i)).into_iter().collect();
-        let mut sidecars_after = Vec::new();
-        let mut added = None;
-        if let Some(policy) = selecting {
-            let evaluation = evaluate_capped(&pod.view, policy, &pod.history, now, self.max_sidecars);
-            self.evaluations.fetch_add(1, Ordering::Relaxed);
-            outcome.limited_pods = u32::from(evaluation.sidecars_skipped > 0);
-            pod.history.add_clocks(evaluation.clocked, now);
-            if let Some(at) = evaluation.next_change {
-                outcome.wake_by.push((pod.view.uid().to_string(), at));
+        let (result, sidecars_after) = match selecting {
+            Some(policy) => {
+                let evaluation = evaluate_capped(&pod.view, policy, &pod.history, now, self.max_sidecars);
+                self.evaluations.fetch_add(1, Ordering::Relaxed);
+                outcome.limited_pods = u32::from(evaluation.sidecars_skipped > 0);
+                pod.history.add_clocks(evaluation.clocked, now);
+                if let Some(at) = evaluation.next_change {
+                    outcome.wake_by.push((pod.view.uid().to_string(), at));
+                }
+                let result = PolicyResult {
+                    policy: policy.shared_ref(),
+                    events: policy.events,
+                    alerts: evaluation
+                        .alerts
+                        .iter()
+                        .map(|a| StoredAlert::new(&pod.view, &evaluation.sidecars, a))
+                        .collect(),
+                };
+                // A policy that stops selecting the Pod takes its alerts away silently, as a
+                // deleted one does: only a result that stays is compared.
+                let before = position.map(|i| &pod.results[i]);
+                outcome.transitions = diff(&pod.view, before, &result, evaluation.alerts);
+                (Some(result), evaluation.sidecars)
             }
-            let result = PolicyResult {
-                policy: policy.shared_ref(),
-                events: policy.events,
-                alerts: evaluation
-                    .alerts
-                    .iter()
-                    .map(|a| StoredAlert::new(&pod.view, &evaluation.sidecars, a))
-                    .collect(),
-            };
-            // A policy that stops selecting the Pod takes its alerts away silently, as a
-            // deleted one does: only a result that stays is compared.
-            outcome.transitions = diff(&pod.view, removed.first(), &result, evaluation.alerts);
-            sidecars_after = evaluation.sidecars;
-            let at = results.partition_point(|r| *r.policy < *result.policy);
-            results.insert(at, result);
-            added = Some(at);
+            None if position.is_none() => return outcome,
+            None => (None, Vec::new()),
+        };
+        // Whether the Pod's sidecars may change: most edits change rules, not sidecars.
+        let sidecars_changed = match (position, change.before, selecting) {
+            (None, _, _) => !sidecars_after.is_empty(),
+            (Some(_), Some(before), Some(after)) if after.same_sidecars(before) => false,
+            (Some(_), Some(before), _) => sidecars_of(before, &pod.view, self.max_sidecars) != sidecars_after,
+            // Not known how it was evaluated: name them again.
+            (Some(_), None, _) => true,
+        };
+        match (position, result) {
+            (Some(i), Some(result)) => {
+                // In place, as a Pod may have hundreds of results to shift.
+                let before = std::mem::replace(&mut pod.results[i], result);
+                tallies.replace(std::slice::from_ref(&before), std::slice::from_ref(&pod.results[i]));
+            }
+            (position, result) => {
+                let mut results = std::mem::take(&mut pod.results).into_vec();
+                let removed: Vec<PolicyResult> = position.map(|i| results.remove(i)).into_iter().collect();
+                let added = result.map(|result| {
+                    let at = results.partition_point(|r| *r.policy < *result.policy);
+                    results.insert(at, result);
+                    at
+                });
+                tallies.replace(&removed, added.map(|i| std::slice::from_ref(&results[i])).unwrap_or_default());
+                pod.results = results.into_boxed_slice();
+            }
         }
-        tallies.replace(&removed, added.map(|i| std::slice::from_ref(&results[i])).unwrap_or_default());
-        pod.results = results.into_boxed_slice();
-        if sidecars_before.as_ref() != Some(&sidecars_after) {
-            // The changed policy's sidecars differ: the union is named again from every
-            // policy with a result (identification only, no evaluation).
-            let union = pod.results.iter().filter_map(|r| {
-                let i = policies.binary_search_by(|p| p.policy.cmp(&r.policy)).ok()?;
-                Some(sidecars_of(&policies[i], &pod.view, self.max_sidecars))
-            });
-            self.set_sidecars(pod, compact(union.flatten()));
+        if sidecars_changed {
+            self.name_sidecars_again(pod, policies);
         }
         outcome
+    }
+
+    /// The changed policy's sidecars differ: the union is named again from every policy
+    /// with a result (identification only, no evaluation).
+    fn name_sidecars_again(&self, pod: &mut TrackedPod, policies: &[Arc<CompiledPolicy>]) {
+        let union = pod.results.iter().filter_map(|r| {
+            let i = policies.binary_search_by(|p| p.policy.cmp(&r.policy)).ok()?;
+            Some(sidecars_of(&policies[i], &pod.view, self.max_sidecars))
+        });
+        let union = compact(union.flatten());
+        self.set_sidecars(pod, union);
     }
 }

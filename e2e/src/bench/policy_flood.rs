@@ -20,7 +20,9 @@ use super::latency::EventWatch;
 use super::pods::PodFactory;
 use super::preload::{create, put_pod};
 use super::proc::{scrape_parsed, Operator};
-use super::prom::sample_quantile;
+use super::hostile::RECONCILE;
+use super::prom::{sample_quantile, Histogram};
+use super::rates::DETECTION;
 use super::sys;
 use crate::sim::api::new_uid;
 use crate::sim::Shared;
@@ -50,6 +52,10 @@ pub struct PolicyFlood {
     pub rss_after_kib: u64,
     /// Seconds from the last edit to the next OOM kill's Event (the backlog draining).
     pub drain_s: Option<f64>,
+    /// The operator's own view during the edits: watch event received → applied (every
+    /// input), and the time each piece of work took.
+    pub detection: Histogram,
+    pub reconcile: Histogram,
 }
 
 fn policy_name(i: usize) -> String {
@@ -152,6 +158,7 @@ pub async fn phase(
     f.rss_before_kib = op.proc.settled_rss().await;
     let hz = sys::clock_ticks_per_sec() as f64;
     let cpu0 = sys::cpu_ticks(op.proc.pid).unwrap_or(0);
+    let before = scrape_parsed(op.port).await?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let editor = {
         let (shared, stop, policies) = (shared.clone(), stop.clone(), args.flood_policies);
@@ -177,13 +184,16 @@ pub async fn phase(
     let (edits, secs) = editor.await?;
     f.cpu_cores = sys::cpu_ticks(op.proc.pid).unwrap_or(0).saturating_sub(cpu0) as f64 / hz / secs.max(1e-9);
     f.rss_after_kib = op.proc.rss();
+    let after = scrape_parsed(op.port).await?;
+    f.detection = Histogram::of(&after, DETECTION).minus(&Histogram::of(&before, DETECTION));
+    f.reconcile = Histogram::of(&after, RECONCILE).minus(&Histogram::of(&before, RECONCILE));
     (f.edits, f.achieved) = (edits, edits as f64 / secs.max(1e-9));
     // The edits are over: how long until the operator has worked through them.
     if let Some(pod) = drain.first() {
         f.drain_s = events.oom_kill(shared, pod, Duration::from_secs(300)).await;
     }
     say!(
-        "policy flood at {rate}/s: {} edits ({:.0}/s); Event latency elsewhere p50 {} / p99 {} ms over {}/{} samples; operator {:.2} cores, RSS {} → {} MiB; drained {} s after the last edit",
+        "policy flood at {rate}/s: {} edits ({:.0}/s); Event latency elsewhere p50 {} / p99 {} ms over {}/{} samples; operator {:.2} cores, RSS {} → {} MiB, input received → applied p99 {} ms, work p99 {} ms; drained {} s after the last edit",
         f.edits,
         f.achieved,
         super::fmt(sample_quantile(&f.event, 0.5), 1e3, 2),
@@ -193,6 +203,8 @@ pub async fn phase(
         f.cpu_cores,
         f.rss_before_kib / 1024,
         f.rss_after_kib / 1024,
+        super::fmt(f.detection.quantile(0.99), 1e3, 2),
+        super::fmt(f.reconcile.quantile(0.99), 1e3, 2),
         super::fmt(f.drain_s, 1.0, 2)
     );
     Ok(f)

@@ -259,6 +259,13 @@ Load average at the end: {}
             }),
         );
         line(
+            &format!("policy flood at {rate} edits/s: operator input received → applied p99, work p99"),
+            each(&|r| {
+                let p = p(r);
+                format!("{} ms, {} ms", f(p.detection.quantile(0.99), 1e3, 2), f(p.reconcile.quantile(0.99), 1e3, 2))
+            }),
+        );
+        line(
             &format!("policy flood at {rate} edits/s: operator RSS before → at the end (growth)"),
             each(&|r| {
                 let p = p(r);
