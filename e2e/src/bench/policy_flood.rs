@@ -16,11 +16,11 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::args::Args;
+use super::hostile::RECONCILE;
 use super::latency::EventWatch;
 use super::pods::PodFactory;
 use super::preload::{create, put_pod};
 use super::proc::{scrape_parsed, Operator};
-use super::hostile::RECONCILE;
 use super::prom::{sample_quantile, Histogram};
 use super::rates::DETECTION;
 use super::sys;
