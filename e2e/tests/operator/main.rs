@@ -18,6 +18,7 @@ mod lifecycle;
 mod limits;
 mod metrics_secure;
 mod policies;
+mod policy_flood;
 mod prometheus;
 mod rbac;
 mod real_server;
