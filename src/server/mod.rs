@@ -63,7 +63,9 @@ pub enum Security {
 /// The connection a request came on: who sent it, and how to end the connection.
 #[derive(Clone, Debug)]
 pub struct Connection {
+    /// The client's address: scrapes and reviews are bounded per address.
     pub peer: SocketAddr,
+    /// Cancelling it ends the connection (a stalled scrape is cut off this way).
     pub cut_off: CancellationToken,
 }
 

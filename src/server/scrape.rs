@@ -24,9 +24,10 @@ use crate::role::RoleReceiver;
 /// millisecond at 100k Pods, so a scrape waits for a slot at most a few steps.
 pub const RENDER_SLOTS: usize = 2;
 
-/// The gzip level. Chosen by measurement (`cargo bench --bench index_memory -- gzip`, table
-/// in docs/benchmarks.md): at 100k Pods level 1 compresses 31 MiB to 3.7 MiB in 59 ms
-/// where the default level 6 takes 295 ms for 3.0 MiB; the render alone takes 120 ms.
+/// The gzip level, chosen by measurement (`cargo bench --bench index_memory -- gzip`, table
+/// in docs/benchmarks.md): rendering and compressing at level 1 takes 1.25–1.45× the plain
+/// render at 20k–100k Pods for 1.17–1.21× the default level's size (100k: 31.1 MiB to
+/// 3.97 MiB, 1.30× the render), where the default level 6 takes 3.2–5.1× for 3.41 MiB.
 pub const GZIP_LEVEL: u32 = 1;
 
 /// Compressed output handed on once it reaches this size (a step renders until then).

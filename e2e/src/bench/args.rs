@@ -64,6 +64,12 @@ pub struct Args {
     /// How long the stuck clients are held.
     #[arg(long, default_value_t = 15)]
     pub hold_seconds: u64,
+    /// The made-up-token flood against a secure operator (`--flood=false` skips it).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub flood: bool,
+    /// How long the token flood lasts.
+    #[arg(long, default_value_t = 10)]
+    pub flood_seconds: u64,
     /// `--metric-denylist` of the second operator whose series per Pod are compared.
     #[arg(long, default_value = "sidecar_container_.*")]
     pub denylist: String,
@@ -92,6 +98,7 @@ impl Args {
             a.label_updates = 10;
             a.hostile_rate = 200;
             a.hold_seconds = 3;
+            a.flood_seconds = 3;
         }
         if a.pods.is_empty() {
             anyhow::bail!("--pods is empty");

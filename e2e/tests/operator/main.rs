@@ -12,6 +12,7 @@ mod initial_list;
 mod leader;
 mod lifecycle;
 mod limits;
+mod metrics_available;
 mod metrics_secure;
 mod policies;
 mod prometheus;
