@@ -86,10 +86,16 @@ pub async fn connect(
 }
 
 /// A stream that is plain TCP or TLS on top of it.
-pub type Stream = tokio_util::either::Either<tokio::net::TcpStream, tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+pub type Stream =
+    tokio_util::either::Either<tokio::net::TcpStream, tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 /// [`connect`], then a TLS handshake when `tls` (any certificate accepted).
-pub async fn open(port: u16, tls: bool, source: Option<std::net::IpAddr>, receive_buffer: Option<u32>) -> std::io::Result<Stream> {
+pub async fn open(
+    port: u16,
+    tls: bool,
+    source: Option<std::net::IpAddr>,
+    receive_buffer: Option<u32>,
+) -> std::io::Result<Stream> {
     let stream = connect(port, source, receive_buffer).await?;
     if !tls {
         return Ok(tokio_util::either::Either::Left(stream));
@@ -114,7 +120,8 @@ fn request_to(port: u16, path: &str, request: &Request<'_>) -> std::io::Result<h
 pub async fn get(port: u16, path: &str, request: &Request<'_>) -> std::io::Result<Response> {
     let started = Instant::now();
     let stream = open(port, request.tls, request.source, None).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io_error)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io_error)?;
     tokio::spawn(connection);
     let response = sender.send_request(request_to(port, path, request)?).await.map_err(io_error)?;
     let (parts, body) = response.into_parts();
@@ -133,7 +140,8 @@ pub async fn get_many<'a>(
     request_for: impl Fn(usize) -> Request<'a>,
 ) -> std::io::Result<Vec<Response>> {
     let stream = open(port, tls, source, None).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io_error)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io_error)?;
     tokio::spawn(connection);
     let mut responses = Vec::with_capacity(count);
     for i in 0..count {
@@ -142,7 +150,12 @@ pub async fn get_many<'a>(
         let response = sender.send_request(request_to(port, path, &request_for(i))?).await.map_err(io_error)?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(io_error)?.to_bytes().to_vec();
-        responses.push(Response { status: parts.status.as_u16(), headers: parts.headers, body, elapsed: started.elapsed() });
+        responses.push(Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            elapsed: started.elapsed(),
+        });
     }
     Ok(responses)
 }

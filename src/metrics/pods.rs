@@ -91,6 +91,7 @@ impl IndexRender {
 
     /// The next chunk of text, `None` once everything is rendered. A chunk is never empty.
     pub fn next_chunk(&mut self, index: &Index) -> Option<String> {
+        self.out.reserve();
         while let Some(PodFamily { family, samples }) = self.families.get(self.family).copied() {
             if self.segment == 0 {
                 self.out.header(family);

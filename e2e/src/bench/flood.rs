@@ -119,7 +119,12 @@ pub async fn phase(
                     round += 1;
                     let sent = http::get_many(port, "/metrics", true, source, 50, |i| {
                         let token = format!("made-up-{a}-{round}-{i}-{:x}", fastrand::u64(..));
-                        Request { tls: true, headers: vec![("authorization", format!("Bearer {token}"))], source, ..Request::default() }
+                        Request {
+                            tls: true,
+                            headers: vec![("authorization", format!("Bearer {token}"))],
+                            source,
+                            ..Request::default()
+                        }
                     })
                     .await;
                     match sent {

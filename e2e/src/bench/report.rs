@@ -2,8 +2,8 @@
 
 use super::api_cost::ApiCost;
 use super::args::Args;
-use super::fmt as f;
 use super::flood::Flood;
+use super::fmt as f;
 use super::hostile::Hostile;
 use super::latency::E2e;
 use super::prom::sample_quantile;
