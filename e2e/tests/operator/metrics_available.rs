@@ -195,6 +195,7 @@ async fn stalled_scrapers_hold_up_no_other_scrape() {
     // Was 10 s (503) when stalled clients held the render slots.
     let bound = Duration::from_secs(1) + 2 * alone;
     assert!(took < bound, "a normal scrape beside 60 stalled clients took {took:?} ({alone:?} alone)");
+    eprintln!("a normal gzip scrape of {} B alone: {alone:?}; beside 60 stalled clients: {took:?}", plain.body.len());
 
     // The first address, at its bound with clients stalled for over a second: a new scrape
     // from it cuts one of them off and is served.
@@ -304,6 +305,11 @@ async fn random_tokens_cost_at_most_the_review_budget() {
     let unknown =
         |s: &Scrape| s.sum("sidecar_watch_reviews_total", &[("kind", "TokenReview"), ("result", "unauthenticated")]);
     assert_eq!(unknown(&after) - unknown(&before), unauthorized as f64, "one TokenReview per 401, none per 429");
+    eprintln!(
+        "2,000 made-up tokens in {elapsed:.1} s: {unauthorized} × 401, {throttled} × 429, {reviews} TokenReviews; \
+         Prometheus {} × 200",
+        prometheus.len()
+    );
     let budget = REVIEW_BURST_IN_ALL + REVIEWS_PER_SECOND_IN_ALL * elapsed;
     assert!(reviews <= budget, "{reviews} TokenReviews in {elapsed:.1} s: over the budget of {budget:.0}");
     let limited = |s: &Scrape| {
