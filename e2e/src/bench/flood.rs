@@ -167,7 +167,10 @@ pub async fn phase(
     counts.push((f.seconds, f.token_reviews));
     f.max_reviews_in_a_second = counts
         .iter()
-        .map(|(t0, c0)| counts.iter().filter(|(t, _)| *t <= t0 + 1.0).map(|(_, c)| c - c0).max().unwrap_or(0))
+        .map(|(t0, c0)| {
+            let in_second = counts.iter().filter(|(t, _)| *t >= *t0 && *t <= t0 + 1.0);
+            in_second.map(|(_, c)| c.saturating_sub(*c0)).max().unwrap_or(0)
+        })
         .max()
         .unwrap_or(0);
     op.proc.stop().await;
