@@ -136,22 +136,27 @@ pub async fn phase(
             })
         })
         .collect();
-    // Sample the simulator's count every 100 ms for the busiest second; scrape meanwhile.
+    // Prometheus scrapes every 500 ms meanwhile.
+    let scrapes = tokio::spawn(async move {
+        let (mut times, mut failed) = (Vec::new(), 0);
+        while Instant::now() < until {
+            let t = Instant::now();
+            match tokio::time::timeout(Duration::from_secs(10), http::get(port, "/metrics", &prometheus(true))).await {
+                Ok(Ok(r)) if r.status == 200 => times.push(t.elapsed().as_secs_f64() * 1e3),
+                _ => failed += 1,
+            }
+            tokio::time::sleep_until((t + Duration::from_millis(500)).into()).await;
+        }
+        (times, failed)
+    });
+    // Sample the simulator's count every 100 ms for the busiest second.
     let mut counts = vec![(0.0, 0_u64)];
-    let mut next_scrape = Instant::now();
     while Instant::now() < until {
         counts.push((started.elapsed().as_secs_f64(), shared.reviews().token_reviews() - reviews_before));
         f.rss_peak_kib = f.rss_peak_kib.max(op.proc.rss());
-        if Instant::now() >= next_scrape {
-            next_scrape += Duration::from_millis(500);
-            let t = Instant::now();
-            match tokio::time::timeout(Duration::from_secs(10), http::get(port, "/metrics", &prometheus(true))).await {
-                Ok(Ok(r)) if r.status == 200 => f.scrapes_ms.push(t.elapsed().as_secs_f64() * 1e3),
-                _ => f.scrapes_failed += 1,
-            }
-        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    (f.scrapes_ms, f.scrapes_failed) = scrapes.await?;
     for flood in floods {
         for status in flood.await? {
             f.sent += 1;
