@@ -79,6 +79,12 @@ pub struct Args {
     /// How long the stuck clients are held.
     #[arg(long, default_value_t = 15)]
     pub hold_seconds: u64,
+    /// The made-up-token flood against a secure operator (`--flood=false` skips it).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub flood: bool,
+    /// How long the token flood lasts.
+    #[arg(long, default_value_t = 10)]
+    pub flood_seconds: u64,
     /// `--metric-denylist` of the second operator whose series per Pod are compared.
     #[arg(long, default_value = "sidecar_container_.*")]
     pub denylist: String,
@@ -110,6 +116,7 @@ impl Args {
             a.flood_policies = 30;
             a.flood_pods = 100;
             a.flood_samples = 5;
+            a.flood_seconds = 3;
         }
         if a.pods.is_empty() {
             anyhow::bail!("--pods is empty");

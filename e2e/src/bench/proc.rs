@@ -114,7 +114,7 @@ impl Operator {
     /// Starts `sidecar-watch run` without leader election and with plain `/metrics`,
     /// plus `extra` flags.
     pub fn spawn(program: &Path, kubeconfig: &Path, log: &Path, extra: &[&str]) -> Result<Self> {
-        Self::spawn_with_env(program, kubeconfig, log, extra, &[])
+        Self::spawn_serving(program, kubeconfig, log, false, extra, &[])
     }
 
     /// [`Operator::spawn`] with environment variables, which (unlike flags) an operator
@@ -126,9 +126,23 @@ impl Operator {
         extra: &[&str],
         vars: &[(&str, String)],
     ) -> Result<Self> {
+        Self::spawn_serving(program, kubeconfig, log, false, extra, vars)
+    }
+
+    /// [`Operator::spawn_with_env`], with `/metrics` over TLS and for reviewed tokens when
+    /// `secure` (then [`Operator::wait_ready`] and the scrape helpers here do not apply).
+    pub fn spawn_serving(
+        program: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        secure: bool,
+        extra: &[&str],
+        vars: &[(&str, String)],
+    ) -> Result<Self> {
         let port = sys::free_port()?;
         let addr = format!("127.0.0.1:{port}");
-        let mut args = vec!["run", "--leader-elect=false", "--metrics-secure=false", "--metrics-addr", &addr];
+        let secure = if secure { "--metrics-secure=true" } else { "--metrics-secure=false" };
+        let mut args = vec!["run", "--leader-elect=false", secure, "--metrics-addr", &addr];
         args.extend_from_slice(extra);
         let proc = spawn_with_env(program, &args, kubeconfig, log, Stdio::null(), vars)?;
         Ok(Operator { proc, port })

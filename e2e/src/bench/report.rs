@@ -2,6 +2,7 @@
 
 use super::api_cost::ApiCost;
 use super::args::Args;
+use super::flood::Flood;
 use super::fmt as f;
 use super::hostile::Hostile;
 use super::latency::E2e;
@@ -34,6 +35,7 @@ pub struct Row {
     /// One per `--flood-edit-rates`.
     pub policy_flood: Vec<PolicyFlood>,
     pub serving: Option<Serving>,
+    pub flood: Option<Flood>,
     pub churn_ops: u64,
     pub churn_s: f64,
     pub rss_churn_kib: u64,
@@ -297,10 +299,7 @@ Load average at the end: {}
                 )
             }),
         );
-        line(
-            "serving: normal scrape meanwhile",
-            each(&|r| s(r).scrape_during_ms.map_or("failed".into(), |ms| format!("ok, {ms:.1} ms"))),
-        );
+        line("serving: normal gzip scrapes meanwhile (every 250 ms)", each(&|r| s(r).describe_during()));
         line(
             &format!("serving: series per Pod, default vs --metric-denylist '{}'", args.denylist),
             each(&|r| {
@@ -308,6 +307,22 @@ Load average at the end: {}
                 let per = |x: usize| x as f64 / s.pods.max(1) as f64;
                 format!("{:.2} vs {:.2}", per(s.series_default), per(s.series_denied))
             }),
+        );
+    }
+    if rows.iter().any(|r| r.flood.is_some()) {
+        let f = |r: &Row| r.flood.clone().unwrap_or_default();
+        line(
+            "flood: made-up tokens from 20 addresses (401 / 429 / other)",
+            each(&|r| {
+                let f = f(r);
+                format!("{} in {:.1} s ({} / {} / {})", f.sent, f.seconds, f.unauthorized, f.throttled, f.other)
+            }),
+        );
+        line("flood: TokenReviews at the API server", each(&|r| f(r).describe_reviews()));
+        line("flood: authorised gzip scrapes meanwhile (every 500 ms)", each(&|r| f(r).describe_scrapes()));
+        line(
+            "flood: RSS of the secure operator before → peak",
+            each(&|r| format!("{} → {}", mib(f(r).rss_before_kib), mib(f(r).rss_peak_kib))),
         );
     }
     line(

@@ -13,7 +13,7 @@ use super::proc::scrape_parsed;
 use super::rates::delta;
 use super::report::Row;
 use super::shards::{self, Split};
-use super::{churn, hostile, idle, latency, policy_flood, rates, serving, startup};
+use super::{churn, flood, hostile, idle, latency, policy_flood, rates, serving, startup};
 use crate::sim::{SimConfig, Simulator};
 
 /// `uptime`'s load averages, or why not.
@@ -195,6 +195,10 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
             s.series_denied,
             args.denylist
         );
+    }
+    if args.flood {
+        let pods = row.store_after;
+        row.flood = Some(flood::phase(&args.operator(), &kubeconfig, &dir, &shared, pods, args.flood_seconds).await?);
     }
     row.load = load_average();
     drop(sim);

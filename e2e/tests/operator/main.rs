@@ -16,6 +16,7 @@ mod install_paths;
 mod leader;
 mod lifecycle;
 mod limits;
+mod metrics_available;
 mod metrics_secure;
 mod policies;
 mod policy_flood;
