@@ -59,6 +59,7 @@ pub use recorder::Recorder;
 use crate::engine::PolicyRef;
 use crate::index::{Index, Transition, TransitionKind};
 use crate::metrics::Metrics;
+use crate::paging::for_each_page;
 use crate::role::RoleReceiver;
 
 /// The `reportingController` of every Event the operator publishes.
@@ -381,31 +382,16 @@ fn pod_reference(namespace: &str, name: &str, uid: &str, field_path: Option<Stri
 /// where it supports that field selector, else listed whole and filtered here.
 async fn list_own_events(client: &Client) -> Result<Vec<K8sEvent>, kube::Error> {
     let api: Api<K8sEvent> = Api::all(client.clone());
-    let selected = ListParams::default().limit(500).fields(&format!("reportingController={REPORTING_CONTROLLER}"));
-    match list_all(&api, &selected).await {
-        Ok(events) => Ok(events),
-        Err(e) => {
-            tracing::debug!(error = %e, "Event list by reportingController refused; listing every Event");
-            list_all(&api, &ListParams::default().limit(500)).await
-        }
-    }
-}
-
-async fn list_all(api: &Api<K8sEvent>, params: &ListParams) -> Result<Vec<K8sEvent>, kube::Error> {
     let mut events = Vec::new();
-    let mut continue_token: Option<String> = None;
-    loop {
-        let mut page_params = params.clone();
-        if let Some(token) = continue_token.take() {
-            page_params = page_params.continue_token(&token);
+    let mut own = |e: K8sEvent| {
+        if e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER) {
+            events.push(e);
         }
-        let page = api.list(&page_params).await?;
-        events
-            .extend(page.items.into_iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)));
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => continue_token = Some(token),
-            _ => break,
-        }
+    };
+    let selected = ListParams::default().fields(&format!("reportingController={REPORTING_CONTROLLER}"));
+    if let Err(e) = for_each_page(&api, &selected, &mut own).await {
+        tracing::debug!(error = %e, "Event list by reportingController refused; listing every Event");
+        for_each_page(&api, &ListParams::default(), &mut own).await?;
     }
     Ok(events)
 }
