@@ -32,6 +32,7 @@ on_both_servers!(
     pod_graceful_delete,
     discovery_documents,
     list_resource_version_semantics,
+    streaming_watch_rejected_without_the_watchlist_gate,
 );
 
 fn widget_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
@@ -777,16 +778,12 @@ async fn list_resource_version_semantics(server: Server) {
     }
 }
 
-/// A streaming list (`sendInitialEvents`) asked of a server without it: rejected with the
-/// Status kube-apiserver sends, with the WatchList feature gate off or before 1.27. Counting
-/// the streaming watches and posing as a 1.26 server are controls of the simulator (the
-/// operator's `initial_list` tests use them); `real_server.rs` in the operator suite turns the
-/// gate off on kube-apiserver 1.37.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streaming_watch_rejected_like_kube_apiserver() {
-    use sidecar_watch_e2e::sim::{SimConfig, StreamingWatch};
+/// A streaming list (`sendInitialEvents`) asked of a server with the WatchList feature gate
+/// off: rejected with the Status kube-apiserver sends; plain watches still served.
+async fn streaming_watch_rejected_without_the_watchlist_gate(server: Server) {
+    use sidecar_watch_e2e::sim::StreamingWatch;
 
-    let gate_off = TestEnv::start_simulator(SimConfig { watch_list: false, ..SimConfig::default() }).await.unwrap();
+    let gate_off = server.own_env_with(false).await;
     let pods: Api<Pod> = Api::namespaced(gate_off.client.clone(), "default");
     let status = match pods.watch(&WatchParams::streaming_lists(), "0").await {
         Err(kube::Error::Api(s)) => s,
@@ -804,11 +801,25 @@ async fn streaming_watch_rejected_like_kube_apiserver() {
     let causes: Vec<_> =
         details.causes.iter().map(|c| (c.reason.as_str(), c.field.as_str(), c.message.clone())).collect();
     assert_eq!(causes, [("FieldValueForbidden", "sendInitialEvents", format!("Forbidden: {detail}"))]);
-    let sim = gate_off.require_sim().unwrap().shared();
-    assert_eq!(sim.streaming_watches("pods", StreamingWatch::Rejected), 1);
-    assert_eq!(sim.streaming_watches("pods", StreamingWatch::Served), 0);
-    // Plain watches are served as before.
-    let _served = pods.watch(&WatchParams::default().timeout(1), "0").await.unwrap();
+    // Plain watches are served as before, without the initial-events-end bookmark.
+    let mut stream = pods.watch(&WatchParams::default().timeout(1), "0").await.unwrap().boxed();
+    while let Some(event) = stream.try_next().await.unwrap() {
+        assert!(!matches!(event, WatchEvent::Bookmark(_)), "{event:?}");
+    }
+    // The simulator's count of streaming watches (simulator only: the operator's
+    // `initial_list` tests read it).
+    if let Some(sim) = gate_off.sim() {
+        assert_eq!(sim.shared().streaming_watches("pods", StreamingWatch::Rejected), 1);
+        assert_eq!(sim.shared().streaming_watches("pods", StreamingWatch::Served), 0);
+    }
+}
+
+/// A streaming list asked of a 1.26 server, which had none and forbade `resourceVersionMatch`
+/// on watches: posing as an older release is a control of the simulator alone (the operator's
+/// `initial_list` tests use it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_watch_rejected_like_kube_apiserver_1_26() {
+    use sidecar_watch_e2e::sim::SimConfig;
 
     let old = TestEnv::start_simulator(SimConfig { minor_version: 26, ..SimConfig::default() }).await.unwrap();
     assert_eq!(old.client.apiserver_version().await.unwrap().minor, "26");

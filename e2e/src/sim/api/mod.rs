@@ -128,7 +128,7 @@ impl State {
     }
 }
 
-/// `obj` with the `apiVersion` and `kind` of `info` (a request body's are the URL's).
+/// `obj` with `info`'s `apiVersion` and `kind`: a request body's are replaced by the URL's.
 fn with_type_meta(info: &ResourceInfo, obj: &Value) -> Value {
     let mut out = obj.clone();
     if let Some(m) = out.as_object_mut() {
