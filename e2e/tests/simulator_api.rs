@@ -33,6 +33,7 @@ on_both_servers!(
     discovery_documents,
     list_resource_version_semantics,
     streaming_watch_rejected_without_the_watchlist_gate,
+    events_by_reporting_controller,
 );
 
 fn widget_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
@@ -305,6 +306,51 @@ async fn watch_from_resource_version_with_bookmarks(server: Server) {
         Some(WatchEvent::Bookmark(b)) => {
             assert_eq!(b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true"))
         }
+        other => panic!("{other:?}"),
+    }
+
+    // A watch with a label selector sees an object enter it as ADDED and leave it as DELETED.
+    let from = pods.get("w").await.unwrap().metadata.resource_version.unwrap();
+    let selected = WatchParams::default().labels("step=2").timeout(5);
+    let mut stream = pods.watch(&selected, &from).await.unwrap().boxed();
+    for (step, want) in [("2", "ADDED"), ("3", "DELETED")] {
+        let labels = json!({"metadata": {"labels": {"step": step}}});
+        pods.patch("w", &PatchParams::default(), &Patch::Merge(labels)).await.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap();
+        let (got, name) = match event {
+            Some(WatchEvent::Added(p)) => ("ADDED", p.metadata.name),
+            Some(WatchEvent::Deleted(p)) => ("DELETED", p.metadata.name),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((got, name.as_deref()), (want, Some("w")), "step {step}");
+    }
+}
+
+/// Events as the operator writes and finds them: `events.k8s.io/v1`, listed by
+/// `reportingController` (a field events.k8s.io maps to the core Event's
+/// `reportingComponent`, pkg/apis/events/v1/conversion.go).
+async fn events_by_reporting_controller(server: Server) {
+    let env = server.env().await;
+    let ns = namespace(&env, "events").await;
+    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events");
+    let events: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), &ns, &resource);
+    for (name, controller) in [("a", "sidecar-watch"), ("b", "someone-else")] {
+        let event: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": name},
+            "eventTime": "2025-01-01T00:00:00.000000Z", "reportingController": controller,
+            "reportingInstance": format!("{controller}-0"), "action": "Observe", "reason": "Test",
+            "type": "Warning", "note": "hello",
+            "regarding": {"apiVersion": "v1", "kind": "Pod", "name": "p", "namespace": ns}
+        }))
+        .unwrap();
+        events.create(&PostParams::default(), &event).await.unwrap();
+    }
+    let ours = events.list(&ListParams::default().fields("reportingController=sidecar-watch")).await.unwrap();
+    let names: Vec<_> = ours.items.iter().filter_map(|e| e.metadata.name.clone()).collect();
+    assert_eq!(names, ["a"]);
+    assert_eq!((&ours.items[0].data["note"], &ours.items[0].data["regarding"]["name"]), (&json!("hello"), &json!("p")));
+    match events.list(&ListParams::default().fields("message=hello")).await.unwrap_err() {
+        kube::Error::Api(s) => assert_eq!((s.code, s.message.as_str()), (400, "field label not supported: message")),
         other => panic!("{other:?}"),
     }
 }
