@@ -29,14 +29,15 @@ async fn kubectl_apply_get_delete(server: Server) {
         "{out}"
     );
     let widget = fixtures().join("widget.yaml");
-    wait_until(Duration::from_secs(30), "the widget applied", || async {
+    // kube-apiserver serves the kind once the CRD is Established, a moment after the apply.
+    let out = wait_until(Duration::from_secs(30), "the widget applied", || async {
         env.kubectl(["apply", "--server-side", "-n", &ns, "-f", widget.to_str().unwrap()])
             .await
             .map_err(|e| e.to_string())
     })
     .await
-    .map(|out| assert!(out.contains("widget.e2e.sidecarwatch.io/w1 serverside-applied"), "{out}"))
     .unwrap();
+    assert!(out.contains("widget.e2e.sidecarwatch.io/w1 serverside-applied"), "{out}");
     // re-applying is idempotent
     env.kubectl(["apply", "--server-side", "-n", &ns, "-f", widget.to_str().unwrap()]).await.unwrap();
 
