@@ -121,7 +121,7 @@ fn edit(shared: &Shared, i: usize, for_secs: u64) -> Result<()> {
     let mut body = st.store.get(&key, TENANT, &name).cloned().context("no policy")?;
     body["spec"] = policy(i, for_secs)["spec"].clone();
     let caller = crate::sim::api::Caller { manager: "bench".into(), dry_run: false };
-    st.update(&info, "v1alpha1", Some(TENANT), &name, body, crate::sim::patch::Scope::Main, &caller)
+    st.update(&info, Some(TENANT), &name, body, crate::sim::patch::Scope::Main, &caller)
         .map_err(|e| anyhow::anyhow!("update {name}: {e:?}"))?;
     Ok(())
 }
