@@ -5,11 +5,13 @@
 //! are strings): [`crate::engine::CompiledPolicy::compile`] validates them and names the
 //! offending field, so one bad policy never stops the others from being evaluated.
 
+mod container;
 mod duration;
 mod lenient;
 mod pod;
 mod policy;
 
+pub use container::*;
 pub use duration::{format_duration, parse_duration, DurationError, DURATION_PATTERN};
 pub use lenient::{LenientPod, Undecodable};
 pub use pod::*;

@@ -26,6 +26,7 @@ pub mod alert;
 pub mod catalog;
 pub mod container;
 pub mod history;
+pub mod kubelet;
 pub mod name;
 pub mod pod;
 pub mod policy;
