@@ -384,3 +384,43 @@ fn native_sidecars_the_kubelet_stopped_after_the_job_finished_are_no_finding() {
     assert_eq!(brief(&evaluation), []);
     assert_eq!(evaluation.next_change, None);
 }
+
+// ---- hostile input ----
+
+#[test]
+fn huge_or_malformed_restart_rules_are_bounded_and_name_their_field() {
+    // A tenant's Pod at the API's limits for rules: 200 native sidecars, each with 20 rules
+    // of 255 exit codes, every one restarted by an in-place Pod restart. It is evaluated for the
+    // first 32 sidecars, reports sprawl, and nothing it declares counts as a crash.
+    let codes: Vec<i32> = (0..255).collect();
+    let rule = json!({"action": "RestartAllContainers", "exitCodes": {"operator": "NotIn", "values": codes}});
+    let rules: Vec<Value> = (0..20).map(|_| rule.clone()).collect();
+    let sidecars: Vec<Value> = (0..200)
+        .map(|i| json!({"name": format!("s{i}"), "image": "x:1", "restartPolicy": "Always", "restartPolicyRules": rules}))
+        .collect();
+    let statuses: Vec<Value> =
+        (0..200).map(|i| status(&format!("s{i}"), after_pod_restart("10:20:03", true))).collect();
+    let hostile = pod(
+        false,
+        json!({"initContainers": sidecars, "containers": [{"name": "app", "image": "x:1"}]}),
+        json!({"initContainerStatuses": statuses, "containerStatuses": [status("app", after_pod_restart("10:20:05", true))]}),
+    );
+    let view = view(&hostile);
+    let mut history = PodHistory::default();
+    history.observe(&view, at("10:20:06"));
+    assert!(history.containers.iter().filter(|c| c.name.starts_with('s')).all(|c| c.restarts_by_kubelet == 1));
+    let evaluation = evaluate(&view, &policy("rules: {restarts: {threshold: 1}}"), &history, now());
+    assert_eq!(evaluation.sidecars.len(), 32);
+    assert!(evaluation.alerts.iter().all(|a| a.name == SidecarMisconfigured), "{:?}", brief(&evaluation));
+
+    // A value of the wrong type names the field, as every other one does.
+    let mut broken = pod(
+        false,
+        json!({"containers": [{"name": "app", "image": "x:1", "restartPolicy": "Never",
+        "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": ["forty-two"]}}]}]}),
+        json!({}),
+    );
+    broken["metadata"]["name"] = json!("broken");
+    let error = sidecar_watch::api::decode::<SlimPod>(broken).expect_err("not an exit code");
+    assert_eq!(error.path, "spec.containers[0].restartPolicyRules[0].exitCodes.values[0]", "{error}");
+}

@@ -123,6 +123,7 @@ impl PodHistory {
         let mut observations = Vec::new();
         // Grown here when a container is first seen, boxed again (shrunk to fit) at the end.
         let mut containers = std::mem::take(&mut self.containers).into_vec();
+        let mut trigger = kubelet::RestartTrigger::new(pod);
         // Plain init containers are neither sidecars nor main containers: no rule reads them.
         for (at, view) in pod.containers.iter().enumerate().filter(|(_, c)| c.kind != super::pod::ContainerKind::Init) {
             let Some(status) = &view.status else { continue };
@@ -135,7 +136,8 @@ impl PodHistory {
                     // restart's cause can be read from the Pod.
                     let watched_run_started_at = running_since.filter(|_| !status.ready);
                     let last_by_kubelet =
-                        kubelet::last_restart_by_kubelet(pod, at, view, status, HistoryMarks::empty()).is_some();
+                        kubelet::last_restart_by_kubelet(&mut trigger, at, view, status, HistoryMarks::empty())
+                            .is_some();
                     let mut history = ContainerHistory {
                         name: view.name.clone(),
                         restart_count: status.restart_count,
@@ -161,7 +163,8 @@ impl PodHistory {
                 let added = (status.restart_count - history.restart_count).min(MAX_RECORDED_RESTARTS as u32);
                 // The newest restart's cause is in the Pod (and in what the last observation
                 // marked); earlier ones in the same gap are taken as the container's own.
-                last_by_kubelet = kubelet::last_restart_by_kubelet(pod, at, view, status, history.marks).is_some();
+                last_by_kubelet =
+                    kubelet::last_restart_by_kubelet(&mut trigger, at, view, status, history.marks).is_some();
                 let own = if last_by_kubelet {
                     history.restarts_by_kubelet = history.restarts_by_kubelet.saturating_add(1);
                     added - 1

@@ -153,6 +153,26 @@ pub fn pod_restart_trigger(pod: &PodView) -> Option<usize> {
     })
 }
 
+/// [`pod_restart_trigger`] of one Pod state, found at most once: a history observation asks for
+/// every container, and a hostile Pod may have thousands.
+pub struct RestartTrigger<'a> {
+    pod: &'a PodView,
+    found: Option<Option<usize>>,
+}
+
+impl<'a> RestartTrigger<'a> {
+    /// Not looked for yet.
+    pub fn new(pod: &'a PodView) -> Self {
+        RestartTrigger { pod, found: None }
+    }
+
+    /// The container whose exit restarted the Pod, when one tells.
+    pub fn get(&mut self) -> Option<usize> {
+        let pod = self.pod;
+        *self.found.get_or_insert_with(|| pod_restart_trigger(pod))
+    }
+}
+
 /// Whether the Pod has restarted all its containers in place: it is doing so now, or some
 /// container's last run was ended by it.
 pub fn pod_restarted(pod: &PodView) -> bool {
@@ -170,7 +190,7 @@ pub fn ended_by_pod_restart(status: &ContainerStatusView) -> bool {
 /// (empty for `audit`): only it can tell a resize restart, as the kubelet clears
 /// `PodResizeInProgress` in the same status that shows the restart.
 pub fn last_restart_by_kubelet(
-    pod: &PodView,
+    trigger: &mut RestartTrigger,
     index: usize,
     container: &ContainerView,
     status: &ContainerStatusView,
@@ -179,12 +199,13 @@ pub fn last_restart_by_kubelet(
     if status.restart_count == 0 {
         return None;
     }
+    let pod = trigger.pod;
     if marks.contains(HistoryMarks::RESIZE_PENDING) {
         return Some(KubeletRestart::Resize);
     }
     let last = status.last_termination.as_deref()?;
     if last.reason.as_deref() == Some(RESTARTING_ALL_CONTAINERS) {
-        let triggered = marks.contains(HistoryMarks::TRIGGERED_POD_RESTART) || pod_restart_trigger(pod) == Some(index);
+        let triggered = marks.contains(HistoryMarks::TRIGGERED_POD_RESTART) || trigger.get() == Some(index);
         return (!triggered).then_some(KubeletRestart::PodRestart);
     }
     let during_termination = container.kind == ContainerKind::RestartableInit
@@ -213,7 +234,7 @@ pub fn tally_restarts(
     history: Option<&ContainerHistory>,
 ) -> RestartTally {
     let marks = history.map_or(HistoryMarks::empty(), |h| h.marks);
-    let last = last_restart_by_kubelet(pod, index, container, status, marks);
+    let last = last_restart_by_kubelet(&mut RestartTrigger::new(pod), index, container, status, marks);
     let by_kubelet = match history {
         Some(h) => u32::from(h.restarts_by_kubelet),
         None => u32::from(last.is_some()),
