@@ -1,6 +1,9 @@
-//! The live `audit` (no `-f`) against the project's API-server simulator: Pods listed in pages,
-//! the built-in policy while the CRDs are absent, the cluster's policies once they exist,
-//! `--policy` over them, `-n` versus `-A`, and nothing but read-only `list` calls.
+//! The live `audit` (no `-f`) against a real kube-apiserver (a control plane of the test's
+//! own, so the CRDs start absent) and against the simulator: Pods listed in pages, the
+//! built-in policy while the CRDs are absent, the cluster's policies once they exist,
+//! `--policy` over them, `-n` versus `-A`, and nothing but read-only `list` calls: on the real
+//! server the audit runs as a ServiceAccount holding only the README's `sidecar-watch-auditor`
+//! ClusterRole (any other call is a 403), on the simulator its call log is compared.
 
 use std::process::{Command, Output};
 
@@ -10,17 +13,37 @@ use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::ApiResource;
 use serde_json::{json, Value};
 use sidecar_watch::api::{ClusterSidecarPolicy, SidecarPolicy};
+use sidecar_watch_e2e::control_plane::Options;
 use sidecar_watch_e2e::harness::TestEnv;
 use sidecar_watch_e2e::sim::SimConfig;
 
 /// More than two pages of the live audit's 500.
 const PODS: usize = 1100;
 
-fn audit(env: &TestEnv, args: &[&str]) -> Output {
+/// The README's role for a CI account auditing every namespace.
+const AUDITOR_ROLE: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: sidecar-watch-auditor}
+rules:
+  - {apiGroups: [\"\"], resources: [pods, namespaces], verbs: [list]}
+  - {apiGroups: [sidecarwatch.io], resources: [sidecarpolicies, clustersidecarpolicies], verbs: [list]}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: auditor, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: sidecar-watch-auditor}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sidecar-watch-auditor}
+subjects: [{kind: ServiceAccount, name: auditor, namespace: default}]
+";
+
+fn audit(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sidecar-watch"))
         .arg("audit")
         .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
+        .arg(kubeconfig)
         .args(["--now", "2026-01-01T00:00:00Z", "--fail-on", "none", "-o", "json"])
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -46,8 +69,34 @@ fn pod(namespace: &str, name: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_audit_pages_through_pods_and_uses_the_clusters_policies() {
+async fn live_audit_on_kube_apiserver_as_a_list_only_account() {
+    let env = TestEnv::start_control_plane(Options::default()).await.expect("control plane");
+    env.assert_reached_server().await.expect("/version");
+    env.kubectl_apply(AUDITOR_ROLE).await.expect("auditor role");
+    let kubeconfig = env.dir().join("kubeconfig-auditor");
+    sidecar_watch_e2e::install::service_account_kubeconfig(&env, "default", "auditor", &kubeconfig)
+        .await
+        .expect("auditor token");
+    pages_through_pods_and_uses_the_clusters_policies(&env, &kubeconfig).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_audit_on_the_simulator_makes_only_list_calls() {
     let env = TestEnv::start_simulator(SimConfig::default()).await.expect("simulator");
+    env.assert_reached_server().await.expect("/version");
+    pages_through_pods_and_uses_the_clusters_policies(&env, &env.kubeconfig).await;
+
+    // Read-only: every call the audit made was a list.
+    let sim = env.require_sim().expect("simulator");
+    let calls = sim.shared().calls_by(sidecar_watch::kubeconfig::USER_AGENT);
+    let mut listed: Vec<String> = calls.iter().map(|c| format!("{} {}", c.verb, c.resource)).collect();
+    listed.sort();
+    listed.dedup();
+    assert_eq!(listed, ["list clustersidecarpolicies", "list namespaces", "list pods", "list sidecarpolicies"]);
+}
+
+/// The audit, run with `kubeconfig`, over Pods in two namespaces without and with policies.
+async fn pages_through_pods_and_uses_the_clusters_policies(env: &TestEnv, kubeconfig: &std::path::Path) {
     for ns in ["shop", "batch"] {
         env.create_namespace(ns).await.expect("namespace");
     }
@@ -65,7 +114,7 @@ async fn live_audit_pages_through_pods_and_uses_the_clusters_policies() {
         .expect("Pods created");
 
     // No CRDs: the built-in policy, on every Pod of every page.
-    let out = audit(&env, &["-A"]);
+    let out = audit(kubeconfig, &["-A"]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(stderr.contains("CRD is not installed; using the built-in policy"), "{stderr}");
     let all = findings(&out);
@@ -73,7 +122,7 @@ async fn live_audit_pages_through_pods_and_uses_the_clusters_policies() {
     assert!(all.iter().all(|f| f["policy"] == "default" && f["identified_by"] == "catalog:fluent-bit"));
 
     // One namespace: the context's default or -n.
-    let batch_only = findings(&audit(&env, &["-n", "batch"]));
+    let batch_only = findings(&audit(kubeconfig, &["-n", "batch"]));
     assert_eq!(pods_with(&batch_only, "legacy-sidecar").len(), PODS.div_ceil(11));
     assert!(batch_only.iter().all(|f| f["namespace"] == "batch"));
 
@@ -97,7 +146,7 @@ async fn live_audit_pages_through_pods_and_uses_the_clusters_policies() {
                "spec": {"rules": {"misconfiguration": {"severity": "warning"}}}}),
     )
     .await;
-    let with_policies = findings(&audit(&env, &["-A"]));
+    let with_policies = findings(&audit(kubeconfig, &["-A"]));
     for f in &with_policies {
         let expected = if f["namespace"] == "shop" { ("mesh", "warning") } else { ("platform", "info") };
         assert_eq!((f["policy"].as_str(), f["severity"].as_str()), (Some(expected.0), Some(expected.1)), "{f}");
@@ -111,14 +160,6 @@ async fn live_audit_pages_through_pods_and_uses_the_clusters_policies() {
         "apiVersion: sidecarwatch.io/v1alpha1\nkind: ClusterSidecarPolicy\nmetadata: {name: ci}\nspec: {sidecars: {catalog: false, native: true}}\n",
     )
     .expect("write");
-    let overridden = findings(&audit(&env, &["-A", "--policy", file.to_str().expect("utf-8")]));
+    let overridden = findings(&audit(kubeconfig, &["-A", "--policy", file.to_str().expect("utf-8")]));
     assert!(overridden.is_empty(), "without the catalog no container of these Pods is a sidecar: {overridden:?}");
-
-    // Read-only: every call the audit made was a list.
-    let sim = env.require_sim().expect("simulator");
-    let calls = sim.shared().calls_by(sidecar_watch::kubeconfig::USER_AGENT);
-    let mut listed: Vec<String> = calls.iter().map(|c| format!("{} {}", c.verb, c.resource)).collect();
-    listed.sort();
-    listed.dedup();
-    assert_eq!(listed, ["list clustersidecarpolicies", "list namespaces", "list pods", "list sidecarpolicies"]);
 }

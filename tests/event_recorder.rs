@@ -1,8 +1,9 @@
-//! The operator's Event recorder against an API server (the simulator, or the cluster of
-//! `E2E_KUBECONFIG`): one Event per occurrence outside the series window, a repeat folded
-//! into its predecessor's `series`, one container's Event kept apart from another's, a repeat
-//! whose Event is gone published anew, a name the API server accepts for the longest Pod
-//! name, a bounded cache, and failed calls (an error; the next occurrence tries again).
+//! The operator's Event recorder against kube-apiserver (the test control plane, or the
+//! cluster of `E2E_KUBECONFIG`; the failed-call test on the simulator): one Event per
+//! occurrence outside the series window, a repeat folded into its predecessor's `series`, one
+//! container's Event kept apart from another's, a repeat whose Event is gone published anew,
+//! a name the API server accepts for the longest Pod name, a bounded cache, and failed calls
+//! (an error; the next occurrence tries again).
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -44,6 +45,7 @@ fn event(reason: &str, note: &str) -> Event {
 /// An API server with the namespace `ns`, and a recorder publishing to it.
 async fn start(ns: &str) -> (TestEnv, Recorder) {
     let env = TestEnv::start().await.expect("API server");
+    env.assert_reached_server().await.expect("/version");
     env.create_namespace(ns).await.expect("namespace");
     let recorder = Recorder::new(env.client.clone(), "sidecar-watch", "sidecar-watch-0");
     (env, recorder)

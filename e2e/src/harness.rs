@@ -1,4 +1,5 @@
-//! Test harness: a simulator (or a real cluster from `E2E_KUBECONFIG`), a kube client, a
+//! Test harness: a cluster (the real control plane of [`crate::control_plane`], a real
+//! cluster from `E2E_KUBECONFIG`, or the simulator when a test asks for it), a kube client, a
 //! kubeconfig file, a `kubectl` runner, CRD installation and a deadline-based poller.
 //!
 //! Tests never sleep a fixed time to wait for a condition: use [`wait_until`].
@@ -16,6 +17,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use serde_json::{json, Value};
 
+use crate::control_plane::{self, ControlPlane};
 use crate::sim::{SimConfig, Simulator};
 
 /// Environment variable naming a kubeconfig of a real cluster to run against.
@@ -77,6 +79,9 @@ pub enum HarnessError {
     /// The operation needs the simulator but the tests run against a real cluster.
     #[error("this test needs the simulator ({KUBECONFIG_ENV} points at a real cluster)")]
     NoSimulator,
+    /// The test control plane could not be built, started or driven.
+    #[error(transparent)]
+    ControlPlane(#[from] control_plane::ControlPlaneError),
 }
 
 /// Result alias of the harness.
@@ -147,13 +152,27 @@ fn unique_dir() -> PathBuf {
     ))
 }
 
-/// A cluster to test against: the in-process simulator or a real cluster.
+/// Which server a [`TestEnv`] talks to.
+enum Server {
+    /// The simulator, in this process.
+    Simulator(Simulator),
+    /// The control plane shared by the tests of this process.
+    SharedControlPlane(&'static ControlPlane),
+    /// A control plane of this test's own.
+    OwnControlPlane(Box<ControlPlane>),
+    /// A cluster from `E2E_KUBECONFIG`.
+    External,
+}
+
+/// A cluster to test against: the real control plane (default), a real cluster from
+/// `E2E_KUBECONFIG`, or the in-process simulator.
 pub struct TestEnv {
-    /// Client for the cluster.
+    /// Client for the cluster (as its administrator).
     pub client: Client,
-    /// Kubeconfig file for external clients (kubectl, the operator binary).
+    /// Kubeconfig file for external clients (kubectl; the operator gets its own, see
+    /// [`crate::install`]).
     pub kubeconfig: PathBuf,
-    sim: Option<Simulator>,
+    server: Server,
     dir: PathBuf,
 }
 
@@ -161,18 +180,42 @@ impl std::fmt::Debug for TestEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestEnv")
             .field("kubeconfig", &self.kubeconfig)
-            .field("simulator", &self.sim.as_ref().map(Simulator::url))
+            .field("simulator", &self.sim().map(Simulator::url))
+            .field("control_plane", &self.control_plane().map(|c| c.info().server.clone()))
             .finish()
     }
 }
 
 impl TestEnv {
-    /// Uses the cluster from `E2E_KUBECONFIG` if set, otherwise starts a simulator.
+    /// Uses the cluster from `E2E_KUBECONFIG` if set, otherwise the control plane shared by
+    /// this process' tests (built and started on first use).
     pub async fn start() -> Result<Self> {
         match std::env::var_os(KUBECONFIG_ENV) {
             Some(path) if !path.is_empty() => Self::from_kubeconfig(Path::new(&path)).await,
-            _ => Self::start_simulator(SimConfig::default()).await,
+            _ => {
+                let shared = tokio::task::spawn_blocking(ControlPlane::shared)
+                    .await
+                    .map_err(|e| HarnessError::Manifest { path: PathBuf::new(), message: e.to_string() })??;
+                Self::with_server(shared.kubeconfig(), Server::SharedControlPlane(shared)).await
+            }
         }
+    }
+
+    /// Starts a control plane of this test's own (for faults that would disturb other tests,
+    /// or feature gates).
+    pub async fn start_control_plane(options: control_plane::Options) -> Result<Self> {
+        let own = tokio::task::spawn_blocking(move || ControlPlane::start(&options))
+            .await
+            .map_err(|e| HarnessError::Manifest { path: PathBuf::new(), message: e.to_string() })??;
+        let kubeconfig = own.kubeconfig().to_path_buf();
+        Self::with_server(&kubeconfig, Server::OwnControlPlane(Box::new(own))).await
+    }
+
+    async fn with_server(kubeconfig: &Path, server: Server) -> Result<Self> {
+        let client = client_from(kubeconfig).await?;
+        let dir = unique_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| HarnessError::Io { path: dir.clone(), source })?;
+        Ok(Self { client, kubeconfig: kubeconfig.to_path_buf(), server, dir })
     }
 
     /// Starts an in-process simulator on 127.0.0.1 (port from `config.bind`, 0 = free port)
@@ -183,25 +226,71 @@ impl TestEnv {
         let kubeconfig = dir.join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).map_err(|source| HarnessError::Io { path: kubeconfig.clone(), source })?;
         let client = client_from(&kubeconfig).await?;
-        Ok(Self { client, kubeconfig, sim: Some(sim), dir })
+        Ok(Self { client, kubeconfig, server: Server::Simulator(sim), dir })
     }
 
     /// Uses an existing cluster described by a kubeconfig.
     pub async fn from_kubeconfig(path: &Path) -> Result<Self> {
-        let client = client_from(path).await?;
-        let dir = unique_dir();
-        std::fs::create_dir_all(&dir).map_err(|source| HarnessError::Io { path: dir.clone(), source })?;
-        Ok(Self { client, kubeconfig: path.to_path_buf(), sim: None, dir })
+        Self::with_server(path, Server::External).await
+    }
+
+    /// The real control plane, if the tests run against one of this project's.
+    pub fn control_plane(&self) -> Option<&ControlPlane> {
+        match &self.server {
+            Server::SharedControlPlane(cp) => Some(cp),
+            Server::OwnControlPlane(cp) => Some(cp),
+            _ => None,
+        }
+    }
+
+    /// A control plane of this test's own ([`TestEnv::start_control_plane`]): the only kind
+    /// a test may restart or compact.
+    pub fn own_control_plane(&self) -> Option<&ControlPlane> {
+        match &self.server {
+            Server::OwnControlPlane(cp) => Some(cp),
+            _ => None,
+        }
+    }
+
+    /// The `gitVersion` the server must report: the control plane's pinned kube-apiserver,
+    /// or the simulator's; `None` for a cluster from `E2E_KUBECONFIG` (any version).
+    pub fn expected_version(&self) -> Option<String> {
+        match &self.server {
+            Server::Simulator(sim) => Some(sim.git_version()),
+            Server::SharedControlPlane(cp) => Some(cp.info().versions.kube_api_server.clone()),
+            Server::OwnControlPlane(cp) => Some(cp.info().versions.kube_api_server.clone()),
+            Server::External => None,
+        }
+    }
+
+    /// Asks the server for `/version` and checks that it is the server this environment was
+    /// given, so that no test passes while talking to no server (or another one). Returns
+    /// the `gitVersion`.
+    pub async fn assert_reached_server(&self) -> Result<String> {
+        let version = self.client.apiserver_version().await?.git_version;
+        if let Some(expected) = self.expected_version() {
+            assert_eq!(
+                version,
+                expected,
+                "the server at {} is not the one this test started",
+                self.kubeconfig.display()
+            );
+        }
+        assert!(!version.is_empty(), "the server at {} reported no version", self.kubeconfig.display());
+        Ok(version)
     }
 
     /// The simulator, if the tests run against it.
     pub fn sim(&self) -> Option<&Simulator> {
-        self.sim.as_ref()
+        match &self.server {
+            Server::Simulator(sim) => Some(sim),
+            _ => None,
+        }
     }
 
     /// The simulator, or [`HarnessError::NoSimulator`].
     pub fn require_sim(&self) -> Result<&Simulator> {
-        self.sim.as_ref().ok_or(HarnessError::NoSimulator)
+        self.sim().ok_or(HarnessError::NoSimulator)
     }
 
     /// A scratch directory owned by this environment (removed on drop).
@@ -236,6 +325,41 @@ impl TestEnv {
                 status: out.status.to_string(),
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `kubectl apply --server-side --force-conflicts -f -` of `manifest` (YAML or JSON,
+    /// several documents); returns kubectl's output.
+    pub async fn kubectl_apply(&self, manifest: &str) -> Result<String> {
+        self.kubectl_stdin(["apply", "--server-side", "--force-conflicts", "-f", "-"], manifest).await
+    }
+
+    /// Runs kubectl with `args` and `input` on its standard input; stdout, or an error with
+    /// stderr on a non-zero exit.
+    pub async fn kubectl_stdin<I, S>(&self, args: I, input: &str) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use tokio::io::AsyncWriteExt;
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let shown = args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+        let failed = |status: String, stderr: String| HarnessError::Kubectl { args: shown.clone(), status, stderr };
+        let mut child = self
+            .kubectl_command()
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| failed("not started".into(), e.to_string()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes()).await.map_err(|e| failed("stdin".into(), e.to_string()))?;
+        }
+        let out = child.wait_with_output().await.map_err(|e| failed("not finished".into(), e.to_string()))?;
+        if !out.status.success() {
+            return Err(failed(out.status.to_string(), String::from_utf8_lossy(&out.stderr).into_owned()));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -312,15 +436,53 @@ impl TestEnv {
 /// Parses every YAML document of a manifest file (empty documents are skipped).
 pub fn read_manifests(path: &Path) -> Result<Vec<Value>> {
     let text = std::fs::read_to_string(path).map_err(|source| HarnessError::Io { path: path.to_path_buf(), source })?;
+    read_manifests_str(&text, path)
+}
+
+/// Parses every YAML document of `text` (empty documents are skipped); `origin` names it in
+/// errors.
+pub fn read_manifests_str(text: &str, origin: &Path) -> Result<Vec<Value>> {
     let mut docs = Vec::new();
-    for de in serde_norway::Deserializer::from_str(&text) {
+    for de in serde_norway::Deserializer::from_str(text) {
         let v: Value = serde::Deserialize::deserialize(de)
-            .map_err(|e| HarnessError::Manifest { path: path.to_path_buf(), message: e.to_string() })?;
+            .map_err(|e| HarnessError::Manifest { path: origin.to_path_buf(), message: e.to_string() })?;
         if !v.is_null() {
             docs.push(v);
         }
     }
     Ok(docs)
+}
+
+/// The server URL of a kubeconfig's current context.
+pub fn kubeconfig_server(path: &Path) -> Result<String> {
+    let err = |message: String| HarnessError::Kubeconfig { path: path.to_path_buf(), message };
+    let kc = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    let context = kc.current_context.clone().unwrap_or_default();
+    let cluster = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .ok_or_else(|| err(format!("no context {context:?}")))?;
+    kc.clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .ok_or_else(|| err(format!("no server for cluster {cluster:?}")))
+}
+
+/// Copies the kubeconfig `src` to `dst` with every cluster's server set to `server` (the
+/// same credentials and CA: a proxy in front of the same API server).
+pub fn kubeconfig_via(src: &Path, dst: &Path, server: &str) -> Result<()> {
+    let err = |path: &Path, message: String| HarnessError::Kubeconfig { path: path.to_path_buf(), message };
+    let mut kc = Kubeconfig::read_from(src).map_err(|e| err(src, e.to_string()))?;
+    for cluster in kc.clusters.iter_mut().filter_map(|c| c.cluster.as_mut()) {
+        cluster.server = Some(server.to_string());
+    }
+    let text = serde_norway::to_string(&kc).map_err(|e| err(dst, e.to_string()))?;
+    std::fs::write(dst, text).map_err(|source| HarnessError::Io { path: dst.to_path_buf(), source })
 }
 
 /// Builds a kube client from a kubeconfig file.

@@ -2,25 +2,29 @@
 //!
 //! It only uses normal API calls through a [`kube::Client`] (read the Pod, then `PUT
 //! /status` with the resourceVersion it read, retrying on 409 Conflict), so it works against
-//! the simulator and against a real cluster.
+//! the real control plane, the simulator and any cluster.
 //!
-//! On a real cluster, Pods created by tests must carry `spec.schedulingGates` (see
-//! [`SCHEDULING_GATE`] and [`test_pod`]): a gated Pod is never scheduled, so no scheduler
-//! or kubelet touches it and the status written here stays as written. Note that a real
-//! API server deletes an unscheduled Pod at once, whereas the simulator keeps a Pod with
-//! container statuses until they all terminated or the grace period elapsed.
+//! Test Pods ([`test_pod`]) name a scheduler that does not exist ([`SCHEDULER_NAME`]), so no
+//! scheduler touches them, and the suite binds each to a Node object of its own
+//! ([`NODE_NAME`], [`bind`]) as a scheduler would. Bound, a Pod is deleted as on a real node:
+//! `DELETE` sets `deletionTimestamp` and the Pod stays until the kubelet (here the test)
+//! deletes it with grace period 0; an unbound Pod would be deleted at once.
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
     PodCondition, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 
-/// Scheduling gate put on test Pods so that no scheduler/kubelet acts on them.
-pub const SCHEDULING_GATE: &str = "e2e.sidecarwatch.io/hold";
+/// The `schedulerName` of test Pods: no scheduler serves it, so a Pod stays where the suite
+/// binds it (on a cluster with a scheduler and kubelets too).
+pub const SCHEDULER_NAME: &str = "sidecar-watch-e2e";
+
+/// The Node test Pods are bound to: an object only, no kubelet behind it.
+pub const NODE_NAME: &str = "sidecar-watch-e2e-node";
 
 /// Errors of the Pod status driver.
 #[derive(Debug, thiserror::Error)]
@@ -44,19 +48,38 @@ pub enum KubeletError {
 /// Result alias of the driver.
 pub type Result<T, E = KubeletError> = std::result::Result<T, E>;
 
-/// Builds a test Pod (JSON) gated by [`SCHEDULING_GATE`] with regular containers and native
+/// Builds a test Pod (JSON) for [`SCHEDULER_NAME`] with regular containers and native
 /// sidecars (init containers with `restartPolicy: Always`), all with image `busybox`.
 pub fn test_pod(name: &str, labels: &[(&str, &str)], containers: &[&str], sidecars: &[&str]) -> Value {
     let labels: serde_json::Map<String, Value> = labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let c: Vec<Value> = containers.iter().map(|n| json!({"name": n, "image": "busybox"})).collect();
     let s: Vec<Value> =
         sidecars.iter().map(|n| json!({"name": n, "image": "busybox", "restartPolicy": "Always"})).collect();
-    let mut spec =
-        json!({"schedulingGates": [{"name": SCHEDULING_GATE}], "containers": c, "terminationGracePeriodSeconds": 30});
+    let mut spec = json!({"schedulerName": SCHEDULER_NAME, "containers": c, "terminationGracePeriodSeconds": 30});
     if !s.is_empty() {
         spec["initContainers"] = json!(s);
     }
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec})
+}
+
+/// Creates [`NODE_NAME`] if it does not exist (server-side apply: idempotent).
+pub async fn ensure_node(client: &Client) -> Result<()> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME}});
+    nodes.patch(NODE_NAME, &PatchParams::apply("sidecar-watch-e2e"), &Patch::Apply(&node)).await?;
+    Ok(())
+}
+
+/// Binds Pod `namespace/name` to [`NODE_NAME`] (`pods/binding`, as a scheduler does).
+pub async fn bind(client: &Client, namespace: &str, name: &str) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME},
+    });
+    let _: Value = pods.create_subresource("binding", name, &PostParams::default(), &binding).await?;
+    Ok(())
 }
 
 fn now() -> Time {

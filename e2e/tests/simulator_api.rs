@@ -402,19 +402,32 @@ async fn server_side_apply_conflicts_and_force() {
 async fn pod_graceful_delete() {
     let env = sim_env().await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    // Not on a node: deleted at once, as kube-apiserver does (no kubelet to wait for).
+    pod_from(&pods, test_pod("unbound", &[], &["app"], &[])).await;
+    pods.delete("unbound", &DeleteParams::default()).await.unwrap();
+    assert!(pods.get_opt("unbound").await.unwrap().is_none(), "an unbound Pod stays terminating");
+
+    // On a node: terminating until the kubelet deletes it with grace period 0, however its
+    // containers end and however long ago its grace period ran out.
     pod_from(&pods, test_pod("g", &[], &["app"], &["side"])).await;
+    sidecar_watch_e2e::kubelet::ensure_node(&env.client).await.unwrap();
+    sidecar_watch_e2e::kubelet::bind(&env.client, "default", "g").await.unwrap();
+    let again = sidecar_watch_e2e::kubelet::bind(&env.client, "default", "g").await.unwrap_err();
+    assert!(matches!(again, sidecar_watch_e2e::kubelet::KubeletError::Kube(ref e) if code(e) == 409), "{again:?}");
     let driver = PodDriver::new(env.client.clone(), "default", "g");
     driver.run_all().await.unwrap();
     let rv = pods.get("g").await.unwrap().metadata.resource_version.unwrap();
     let mut events = pods.watch(&WatchParams::default().fields("metadata.name=g"), &rv).await.unwrap().boxed();
 
-    pods.delete("g", &DeleteParams::default()).await.unwrap();
+    pods.delete("g", &DeleteParams::default().grace_period(1)).await.unwrap();
     let p = pods.get("g").await.unwrap();
     assert!(p.metadata.deletion_timestamp.is_some());
-    assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
+    assert_eq!(p.metadata.deletion_grace_period_seconds, Some(1));
     driver.set_state("app", State::terminated("Completed", 0)).await.unwrap();
-    assert!(pods.get("g").await.is_ok(), "sidecar still running");
     driver.set_state("side", State::terminated("Error", 137)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(pods.get("g").await.is_ok(), "gone before its kubelet deleted it");
+    pods.delete("g", &DeleteParams::default().grace_period(0)).await.unwrap();
     wait_until(Duration::from_secs(5), "pod g gone", || async {
         match pods.get_opt("g").await {
             Ok(None) => Ok(()),
@@ -432,20 +445,6 @@ async fn pod_graceful_delete() {
         }
     }
     assert!(saw_deleted);
-
-    // grace period elapses
-    pod_from(&pods, test_pod("h", &[], &["app"], &[])).await;
-    PodDriver::new(env.client.clone(), "default", "h").run_all().await.unwrap();
-    pods.delete("h", &DeleteParams::default().grace_period(1)).await.unwrap();
-    assert!(pods.get("h").await.unwrap().metadata.deletion_timestamp.is_some());
-    wait_until(Duration::from_secs(5), "pod h gone after its grace period", || async {
-        match pods.get_opt("h").await {
-            Ok(None) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await
-    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,6 +86,8 @@ async fn kubectl_apply_get_describe_delete() {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     let pod: Pod = serde_json::from_value(test_pod("web", &[("app", "demo")], &["app"], &["proxy"])).unwrap();
     let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    sidecar_watch_e2e::kubelet::ensure_node(&env.client).await.unwrap();
+    sidecar_watch_e2e::kubelet::bind(&env.client, "default", "web").await.unwrap();
     let ev_ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events");
     let events: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ev_ar);
     let ev: DynamicObject = serde_json::from_value(json!({
@@ -127,6 +129,8 @@ async fn kubectl_apply_get_describe_delete() {
     assert_eq!(rows[0][2], "Terminating");
     driver.set_state("app", State::terminated("Completed", 0)).await.unwrap();
     driver.set_state("proxy", State::terminated("Completed", 0)).await.unwrap();
+    // Its kubelet deletes it once its containers are done.
+    pods.delete("web", &kube::api::DeleteParams::default().grace_period(0)).await.unwrap();
     let out = kubectl_delete.await.unwrap().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("pod \"web\" deleted"));

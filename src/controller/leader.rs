@@ -37,6 +37,11 @@ pub struct LeaseConfig {
     pub renew_deadline: Duration,
 }
 
+/// Lease flags that contradict each other (never retried).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TimingError(String);
+
 /// The timings derived from the lease duration, client-go's proportions (15 s / 10 s / 2 s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseTimings {
@@ -93,7 +98,7 @@ impl Election {
         role: RoleSender,
         lost: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let timings = LeaseTimings::new(lease.duration, Some(lease.renew_deadline)).map_err(anyhow::Error::msg)?;
+        let timings = LeaseTimings::new(lease.duration, Some(lease.renew_deadline)).map_err(TimingError)?;
         let clock = RenewalClock::default();
         let client = ClientBuilder::try_from(config)?.with_layer(&clock.clone()).build();
         // kube-lease-manager checks each setter against the other value, so the grace goes
@@ -115,6 +120,29 @@ impl Election {
         let follower = Follower { role, clock, deadline: timings.renew_deadline, lost };
         let task = tokio::spawn(follower.run(leader, handle, stopped));
         Ok(Election { stop: Some(stop), task: Some(task) })
+    }
+
+    /// [`Election::start`] until it reaches the Lease: an API server that is down or refuses
+    /// (a 403 while RBAC is being applied) when the operator starts is waited for, as
+    /// kube-runtime's watchers wait, with the delay doubling from 1 s to 30 s. A standby
+    /// meanwhile: nothing is exported or written until the Lease is taken.
+    pub async fn start_retrying(
+        config: kube::Config,
+        lease: LeaseConfig,
+        role: RoleSender,
+        lost: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match Self::start(config.clone(), lease.clone(), role.clone(), lost.clone()).await {
+                Ok(election) => return Ok(election),
+                // Flags that can never work are not retried.
+                Err(e) if e.downcast_ref::<TimingError>().is_some() => return Err(e),
+                Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "cannot reach the Lease; retrying"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
     }
 
     /// Steps down: releases the lease and waits (briefly) for the release to be written.

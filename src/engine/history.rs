@@ -117,6 +117,24 @@ impl PodHistory {
         }
     }
 
+    /// Adds the clocks of conditions that hold now (new ones start at `now`) and keeps every
+    /// other: what an evaluation under one policy does, as it cannot tell whether the
+    /// conditions another policy clocked still hold. The next [`Self::set_clocks`] (an
+    /// evaluation under every policy, on the Pod's next change or timer) drops those that
+    /// do not.
+    pub fn add_clocks(&mut self, holding: impl IntoIterator<Item = (&'static str, String)>, now: Timestamp) {
+        let mut clocks = self.clocks.take().map(|c| *c).unwrap_or_default();
+        for (alert, container) in holding {
+            if !clocks.iter().any(|(a, c, _)| *a == alert && *c == container) {
+                clocks.push((alert, container, now));
+            }
+        }
+        if !clocks.is_empty() {
+            clocks.shrink_to_fit();
+            self.clocks = Some(Box::new(clocks));
+        }
+    }
+
     /// Records a new state of the Pod observed at `now`.
     pub fn observe(&mut self, pod: &PodView, now: Timestamp) -> Vec<Observation> {
         let previous_observation = self.observed_at.map_or(now, Stamp::timestamp);

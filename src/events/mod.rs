@@ -8,6 +8,28 @@
 //! leader (or before a restart) and is not announced again, and a Warning whose alert has
 //! cleared in the meantime gets its `Resolved` Event ([`announce`]). No control message
 //! travels on the Event queue, so a full queue can never cost a leadership term its Events.
+//!
+//! # Why was no Event published for this alert?
+//!
+//! An alert's Event passes these stages in order; each is the only place that can drop or
+//! fold it, and each drop is counted or logged where shown.
+//!
+//! | # | stage (code) | drops or folds | seen in |
+//! |---|---|---|---|
+//! | 1 | a transition exists (`index::transitions`) | a pending alert, or one that fires and clears between two evaluations, has none: only crossing its `for` fires, only clearing after firing resolves | `sidecar_alerts{alertstate="pending"}` |
+//! | 2 | the policy publishes Events (`controller::reconciler`) | `spec.events: false` | the policy's spec |
+//! | 3 | the queue ([`fair_queue`], [`EventSink::send`]) | full (4,096): the namespace holding the most loses its least severe, newest Event | `sidecar_watch_events_total{result="dropped"}`, a warning log naming the namespace |
+//! | 4 | this replica leads (the publisher's [role](crate::role)) | a standby publishes nothing; the next leader's reconciliation (below) announces what still fires | `sidecar_watch_leader` |
+//! | 5 | not yet announced ([`Announcer::should_publish`]) | a Warning whose alert already has a standing Warning (from this leader, an earlier one or before a restart); a `Resolved` without a standing Warning | nothing: by design |
+//! | 6 | the object's budget ([`spam_filter`]) | past 25 Events per Pod (or policy), one per 5 minutes; the announcement is taken back, so a later leader announces it if it still fires | `sidecar_watch_events_total{result="dropped"}` |
+//! | 7 | the recorder ([`Recorder`]) | a repeat within six minutes folds into the earlier Event's `series` (one object, `series.count` > 1); a failed create or patch | `sidecar_watch_events_total{result="error"}`, a warning log |
+//!
+//! When a replica starts to lead, [`announce`] reads the operator's Events: alerts firing now
+//! without a standing Warning enter at stage 3; alerts whose Warning stands but that cleared
+//! are resolved at once (stage 6 and 7 only). The Events must still exist: the API server
+//! deletes them after `--event-ttl` (1 h by default), after which a still-firing alert is
+//! announced once more. An invalid policy's `InvalidSpec` Event passes stages 4, 6 and 7,
+//! once per policy generation.
 
 pub mod announce;
 pub mod fair_queue;

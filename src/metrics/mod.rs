@@ -147,9 +147,11 @@ impl Metrics {
             .buckets(latency_buckets),
         )
         .expect("valid metric");
-        let reconcile_errors =
-            IntCounter::new("sidecar_watch_reconcile_errors_total", "Failed status writes and undecodable objects")
-                .expect("valid metric");
+        let reconcile_errors = IntCounter::new(
+            "sidecar_watch_reconcile_errors_total",
+            "Policy status writes that failed (retried at the next status interval)",
+        )
+        .expect("valid metric");
         let watch_restarts =
             IntCounter::new("sidecar_watch_watch_restarts_total", "Watch streams that failed and were restarted")
                 .expect("valid metric");

@@ -1,7 +1,7 @@
 //! The `sidecar-watch-bench` harness, one module per phase: arguments ([`args`]), the
 //! simulator's preloaded Pods and in-process writes ([`preload`]), the child processes
 //! ([`proc`]), baselines and operator start-up ([`startup`]), sustained update rates
-//! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]),
+//! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]), a tenant editing its policies fast ([`policy_flood`]),
 //! `/metrics` serving ([`serving`]), churn ([`churn`]), idle CPU ([`idle`]), the operator's
 //! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
 //! table ([`report`]); [`run`] strings them together for one N. Support: realistic Pods
@@ -19,6 +19,7 @@ pub mod hostile;
 pub mod idle;
 pub mod latency;
 pub mod pods;
+pub mod policy_flood;
 pub mod preload;
 pub mod proc;
 pub mod prom;

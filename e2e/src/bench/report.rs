@@ -5,6 +5,7 @@ use super::args::Args;
 use super::fmt as f;
 use super::hostile::Hostile;
 use super::latency::E2e;
+use super::policy_flood::PolicyFlood;
 use super::prom::sample_quantile;
 use super::rates::RatePhase;
 use super::serving::Serving;
@@ -30,6 +31,8 @@ pub struct Row {
     pub shards: Vec<SplitResult>,
     pub e2e: E2e,
     pub hostile: Option<Hostile>,
+    /// One per `--flood-edit-rates`.
+    pub policy_flood: Vec<PolicyFlood>,
     pub serving: Option<Serving>,
     pub churn_ops: u64,
     pub churn_s: f64,
@@ -225,6 +228,49 @@ Load average at the end: {}
                     h.reconcile_flood.count,
                     h.reconcile_normal.count
                 )
+            }),
+        );
+    }
+    for (i, rate) in args.flood_edit_rates.iter().enumerate() {
+        if rows.iter().all(|r| r.policy_flood.len() <= i) {
+            continue;
+        }
+        let p = |r: &Row| r.policy_flood.get(i).cloned().unwrap_or_default();
+        line(
+            &format!("policy flood at {rate} edits/s: Event latency elsewhere p50 / p99 (seen / written)"),
+            each(&|r| {
+                let p = p(r);
+                format!("{} / {} ms ({} / {})", q(&p.event, 0.5), q(&p.event, 0.99), p.event.len(), p.samples)
+            }),
+        );
+        line(
+            &format!("policy flood at {rate} edits/s: policies × Pods, edits (rate), operator CPU, drain"),
+            each(&|r| {
+                let p = p(r);
+                format!(
+                    "{} × {}, {} ({:.0}/s), {:.2} cores, {} s",
+                    p.policies,
+                    p.pods,
+                    p.edits,
+                    p.achieved,
+                    p.cpu_cores,
+                    f(p.drain_s, 1.0, 2)
+                )
+            }),
+        );
+        line(
+            &format!("policy flood at {rate} edits/s: operator input received → applied p99, work p99"),
+            each(&|r| {
+                let p = p(r);
+                format!("{} ms, {} ms", f(p.detection.quantile(0.99), 1e3, 2), f(p.reconcile.quantile(0.99), 1e3, 2))
+            }),
+        );
+        line(
+            &format!("policy flood at {rate} edits/s: operator RSS before → at the end (growth)"),
+            each(&|r| {
+                let p = p(r);
+                let growth = p.rss_after_kib as i64 - p.rss_before_kib as i64;
+                format!("{} → {} ({:+.1} MiB)", mib(p.rss_before_kib), mib(p.rss_after_kib), growth as f64 / 1024.0)
             }),
         );
     }

@@ -298,6 +298,11 @@ impl Simulator {
         self.shared.addr
     }
 
+    /// The `gitVersion` its `/version` reports.
+    pub fn git_version(&self) -> String {
+        discovery::version(self.shared.config().minor_version)["gitVersion"].as_str().unwrap_or_default().to_string()
+    }
+
     /// Base URL, `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.shared.addr)

@@ -124,6 +124,8 @@ pub fn builtins() -> Vec<ResourceInfo> {
     vec![
         pods,
         builtin("", "v1", "namespaces", "namespace", "Namespace", &["ns"], false, true),
+        // The Node test Pods are bound to (objects only: the simulator runs no kubelet).
+        builtin("", "v1", "nodes", "node", "Node", &["no"], false, true),
         builtin("", "v1", "events", "event", "Event", &["ev"], true, false),
         ev2,
         builtin("coordination.k8s.io", "v1", "leases", "lease", "Lease", &[], true, false),

@@ -9,7 +9,7 @@ use serde_json::json;
 use sidecar_watch_e2e::harness::wait_until;
 use sidecar_watch_e2e::sim::api::{Caller, Params};
 use sidecar_watch_e2e::sim::patch::Scope;
-use sidecar_watch_e2e::sim::Simulator;
+use sidecar_watch_e2e::sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -56,10 +56,7 @@ fn direct_pod_status(sim: &Simulator, ns: &str, name: &str, f: impl FnOnce(&mut 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_recovers_from_api_faults() {
-    if !simulator_only("operator_recovers_from_api_faults") {
-        return;
-    }
-    let c = Cluster::start("faults").await;
+    let c = Cluster::start_simulator("faults", SimConfig::default()).await;
     let ns = c.ns.clone();
     c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "2s", "severity": "warning"}})).await;
     let op = Operator::start(&c, "op-0", &["--lease-duration", "15s"]).await;

@@ -1,6 +1,8 @@
-//! `--initial-list`: streaming lists where the server serves them (no LIST at all), the fall
-//! back to paginated lists where it rejects them (WatchList feature gate off), and `auto`
-//! deciding by the server's version.
+//! `--initial-list` on the simulator, which counts every LIST and streaming watch per client
+//! and can pose as a 1.26 server: streaming lists where the server serves them (no LIST at
+//! all), the fall back to paginated lists where it rejects them (WatchList feature gate off),
+//! and `auto` deciding by the server's version. `real_server.rs` runs the same against
+//! kube-apiserver 1.37 with the gate on and off.
 
 use sidecar_watch_e2e::sim::{SimConfig, StreamingWatch};
 
@@ -72,9 +74,6 @@ fn streaming_watches(c: &Cluster, outcome: StreamingWatch) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_lists_get_the_initial_state_without_a_list() {
-    if !simulator_only("streaming_lists_get_the_initial_state_without_a_list") {
-        return;
-    }
     let c = cluster_with_pods("stream", SimConfig::default()).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
     assert_tracks_all_pods(&op, PODS, "streaming").await;
@@ -90,9 +89,6 @@ async fn streaming_lists_get_the_initial_state_without_a_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists_once() {
-    if !simulator_only("without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists_once") {
-        return;
-    }
     let c = cluster_with_pods("fallback", SimConfig { watch_list: false, ..SimConfig::default() }).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
     let scrape = assert_tracks_all_pods(&op, PODS, "paginated").await;
@@ -109,9 +105,6 @@ async fn without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_streams_from_kubernetes_1_27_on() {
-    if !simulator_only("auto_streams_from_kubernetes_1_27_on") {
-        return;
-    }
     let old = cluster_with_pods("auto-old", SimConfig { minor_version: 26, ..SimConfig::default() }).await;
     let op = Operator::start(&old, "op-0", &["--initial-list", "auto"]).await;
     assert_tracks_all_pods(&op, PODS, "paginated").await;
@@ -129,9 +122,6 @@ async fn auto_streams_from_kubernetes_1_27_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_lists_asked_of_a_1_26_server_fall_back_too() {
-    if !simulator_only("streaming_lists_asked_of_a_1_26_server_fall_back_too") {
-        return;
-    }
     // 1.19 to 1.26 know no sendInitialEvents and reject the resourceVersionMatch sent with it.
     let c = cluster_with_pods("old-stream", SimConfig { minor_version: 26, ..SimConfig::default() }).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
@@ -142,9 +132,6 @@ async fn streaming_lists_asked_of_a_1_26_server_fall_back_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_watch_cut_off_streams_its_state_again_and_forgets_what_went() {
-    if !simulator_only("a_streaming_watch_cut_off_streams_its_state_again_and_forgets_what_went") {
-        return;
-    }
     let c = cluster_with_pods("stream-cut", SimConfig::default()).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
     assert_tracks_all_pods(&op, PODS, "streaming").await;

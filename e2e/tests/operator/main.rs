@@ -1,21 +1,27 @@
-//! End-to-end tests of `sidecar-watch run` against the simulator (or `E2E_KUBECONFIG`).
+//! End-to-end tests of `sidecar-watch run` against a real kube-apiserver and etcd built from
+//! their Go modules (`e2e/control-plane`), or the cluster of `E2E_KUBECONFIG`.
 //!
-//! Every test starts its own simulator (or uses a namespace of its own on the real cluster)
-//! and its own operator process(es), so the tests run in parallel. Fault-injection tests
-//! need the simulator and say "skipped: needs simulator" on a real cluster.
+//! The tests share one control plane, each in a namespace of its own with its own operator
+//! process(es), so they run in parallel; the operator runs as its shipped ServiceAccount.
+//! Tests that break the server (`real_server.rs`) start a control plane of their own; tests
+//! that need exact fault injection or per-client call counts start the simulator in process.
 //!
 //! Set `E2E_SHOW_LOGS=1` to print every operator's log, `E2E_OPERATOR_LOG` to change its
 //! `RUST_LOG` (default `info`). Logs are always printed when a test fails.
 
+mod failover;
 mod faults;
 mod initial_list;
+mod install_paths;
 mod leader;
 mod lifecycle;
 mod limits;
 mod metrics_secure;
 mod policies;
+mod policy_flood;
 mod prometheus;
 mod rbac;
+mod real_server;
 mod renew_deadline;
 mod restart;
 mod scenarios;

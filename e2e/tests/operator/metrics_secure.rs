@@ -1,7 +1,7 @@
-//! `/metrics` as a platform team runs it (simulator only: the test sets the API server's
-//! token and grant tables): TLS, a bearer token reviewed with TokenReview and
-//! SubjectAccessReview, probes open, a renewed certificate served without a restart, gzip,
-//! and family selection.
+//! `/metrics` as a platform team runs it: TLS, a bearer token (a real ServiceAccount token from
+//! the TokenRequest API) reviewed with TokenReview and SubjectAccessReview against the
+//! shipped `sidecar-watch-metrics-reader` role, probes open, a renewed certificate served
+//! without a restart, gzip, and family selection.
 
 use std::time::Duration;
 
@@ -10,8 +10,6 @@ use sidecar_watch_e2e::harness::wait_until;
 use sidecar_watch_e2e::http::{get, Request, Response};
 
 use crate::support::*;
-
-const READER: &str = "system:serviceaccount:monitoring:prometheus";
 
 async fn scrape(op: &Operator, token: Option<&str>, gzip: bool) -> Response {
     let mut headers = Vec::new();
@@ -87,16 +85,8 @@ fn write_certificate(dir: &std::path::Path, name: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_an_authorised_token_over_tls() {
-    if !simulator_only("metrics_need_an_authorised_token_over_tls") {
-        return;
-    }
     let c = Cluster::start("secure").await;
-    {
-        let mut reviews = c.sim().shared().reviews();
-        reviews.add_token("prometheus-token", READER, &["system:serviceaccounts"]);
-        reviews.allow(READER, "/metrics");
-        reviews.add_token("alice-token", "alice", &["system:authenticated"]);
-    }
+    let tokens = sidecar_watch_e2e::install::scrape_tokens(&c.env, &c.ns).await.expect("scrape tokens");
     c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})).await;
     let certs = c.env.dir().join("metrics-certs");
     std::fs::create_dir_all(&certs).unwrap();
@@ -131,10 +121,10 @@ async fn metrics_need_an_authorised_token_over_tls() {
 
     assert_eq!(scrape(&op, None, false).await.status, 401, "no token");
     assert_eq!(scrape(&op, Some("forged-token"), false).await.status, 401, "unknown token");
-    assert_eq!(scrape(&op, Some("alice-token"), false).await.status, 403, "authenticated, not authorised");
+    assert_eq!(scrape(&op, Some(&tokens.unauthorised), false).await.status, 403, "authenticated, not authorised");
 
     let plain = wait_until(WAIT, "the alert in an authorised scrape", || async {
-        let response = scrape(&op, Some("prometheus-token"), false).await;
+        let response = scrape(&op, Some(&tokens.reader), false).await;
         let text = response.text().map_err(|e| e.to_string())?;
         if response.status == 200 && text.contains("alertname=\"SidecarContainerNotReady\",alertstate=\"firing\"") {
             Ok(text)
@@ -153,8 +143,8 @@ async fn metrics_need_an_authorised_token_over_tls() {
     // gzip when asked: the same text, compressed (equal once the operator is idle between
     // the two scrapes), and valid exposition format.
     let (zipped, unzipped) = wait_until(WAIT, "a gzip scrape equal to a plain one", || async {
-        let plain = scrape(&op, Some("prometheus-token"), false).await.text().map_err(|e| e.to_string())?;
-        let zipped = scrape(&op, Some("prometheus-token"), true).await;
+        let plain = scrape(&op, Some(&tokens.reader), false).await.text().map_err(|e| e.to_string())?;
+        let zipped = scrape(&op, Some(&tokens.reader), true).await;
         let unzipped = zipped.text().map_err(|e| e.to_string())?;
         if zipped.headers.get("content-encoding").is_some_and(|v| v == "gzip") && unzipped == plain {
             Ok((zipped, unzipped))
@@ -190,7 +180,7 @@ async fn metrics_need_an_authorised_token_over_tls() {
     })
     .await
     .unwrap();
-    assert_eq!(scrape(&op, Some("prometheus-token"), false).await.status, 200);
+    assert_eq!(scrape(&op, Some(&tokens.reader), false).await.status, 200);
 }
 
 /// The resident memory of a process, from /proc.

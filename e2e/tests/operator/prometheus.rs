@@ -66,26 +66,14 @@ async fn prometheus_fires_and_resolves_the_shipped_alerts() {
     .await;
     let rule_file = shipped_rules(c.env.dir());
     let target = |op: &Operator| format!("127.0.0.1:{}", op.port);
-    // On the simulator, /metrics as shipped: HTTPS and Prometheus' bearer token, reviewed by
-    // TokenReview and SubjectAccessReview (a real cluster would not know the test's token).
-    let (op, prom) = if real_cluster() {
-        let op = Operator::start(&c, "op-0", &[]).await;
-        let prom = Prometheus::start(&rule_file, &target(&op)).await.expect("prometheus started");
-        (op, prom)
-    } else {
-        let reader = "system:serviceaccount:monitoring:prometheus";
-        {
-            let mut reviews = c.sim().shared().reviews();
-            reviews.add_token("prometheus-token", reader, &["system:serviceaccounts"]);
-            reviews.allow(reader, "/metrics");
-        }
-        let mut op = Operator::start_with_env(&c, "op-0", &[], &[("SIDECAR_WATCH_METRICS_SECURE", "true")]).await;
-        op.token = Some("prometheus-token".into());
-        let token_file = c.env.dir().join("prometheus-token");
-        std::fs::write(&token_file, "prometheus-token").unwrap();
-        let prom = Prometheus::start_secure(&rule_file, &target(&op), &token_file).await.expect("prometheus started");
-        (op, prom)
-    };
+    // /metrics as shipped: HTTPS and Prometheus' bearer token (its ServiceAccount's, bound to
+    // the shipped metrics-reader role), reviewed by TokenReview and SubjectAccessReview.
+    let tokens = sidecar_watch_e2e::install::scrape_tokens(&c.env, &c.ns).await.expect("scrape tokens");
+    let mut op = Operator::start_with_env(&c, "op-0", &[], &[("SIDECAR_WATCH_METRICS_SECURE", "true")]).await;
+    op.token = Some(tokens.reader.clone());
+    let token_file = c.env.dir().join("prometheus-token");
+    std::fs::write(&token_file, &tokens.reader).unwrap();
+    let prom = Prometheus::start_secure(&rule_file, &target(&op), &token_file).await.expect("prometheus started");
 
     let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;

@@ -9,6 +9,7 @@ use serde_json::json;
 use sidecar_watch::rbac::{PolicyRule, CLUSTER_RULES, LEASE_RULES};
 
 use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_e2e::sim::SimConfig;
 
 use crate::support::*;
 
@@ -27,10 +28,7 @@ fn granted(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_calls_exactly_what_rbac_grants() {
-    if !simulator_only("operator_calls_exactly_what_rbac_grants") {
-        return;
-    }
-    let c = Cluster::start("rbac").await;
+    let c = Cluster::start_simulator("rbac", SimConfig::default()).await;
     let ns = c.ns.clone();
     // Every kind of work: leading (the Lease), an invalid policy (its status and Warning), a
     // valid one whose alert fires, resolves and fires again (an Event repeated into a

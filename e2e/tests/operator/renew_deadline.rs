@@ -1,5 +1,4 @@
-//! The renew deadline (simulator only): the leader's connection to the API server is cut by
-//! a loopback proxy that stops passing bytes (a hung network, not a refused one). Within the
+//! The renew deadline: the leader's connection to the API server is cut by a loopback proxy that stops passing bytes (a hung network, not a refused one). Within the
 //! renew deadline plus 2 s the cut replica stops exporting the leader families and exits
 //! non-zero; the other replica leads; at no instant do both export them.
 
@@ -8,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sidecar_watch_e2e::harness::{kubeconfig_server, kubeconfig_via};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -75,18 +75,18 @@ fn exports_leader_families(s: &Scrape) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_leader_steps_down_and_exits_within_the_renew_deadline() {
-    if !simulator_only("a_cut_off_leader_steps_down_and_exits_within_the_renew_deadline") {
-        return;
-    }
     let c = Cluster::start("renew").await;
     let ns = c.ns.clone();
     c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})).await;
 
-    // Replica a talks to the API through the proxy and starts first, so that it leads.
-    let upstream = c.sim().url().trim_start_matches("http://").to_string();
+    // Replica a talks to the API through the proxy (TLS passes through it untouched) and
+    // starts first, so that it leads.
+    let server = kubeconfig_server(&c.operator_kubeconfig).expect("the API server's URL");
+    let upstream = server.trim_start_matches("https://").trim_start_matches("http://").to_string();
     let proxy = Proxy::start(upstream.clone()).await;
     let proxied = c.env.dir().join("kubeconfig-proxied");
-    sidecar_watch_e2e::sim::write_kubeconfig(&proxied, &format!("http://127.0.0.1:{}", proxy.port))
+    let scheme = if server.starts_with("https://") { "https" } else { "http" };
+    kubeconfig_via(&c.operator_kubeconfig, &proxied, &format!("{scheme}://127.0.0.1:{}", proxy.port))
         .expect("kubeconfig");
     let deadline = Duration::from_secs(2);
     let lease = ["--leader-elect=true", "--lease-duration", "3s", "--lease-renew-deadline", "2s"];

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use serde_json::{json, Value};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
 use sidecar_watch_e2e::kubelet::{set_condition, test_pod, State};
 
 use crate::support::*;
@@ -354,11 +354,8 @@ async fn sidecar_stopped_before_main_on_shutdown() {
     let ns = c.ns.clone();
     c.apply_app_policy("order", "cart", json!({"shutdownOrder": {"severity": "critical"}})).await;
     let op = Operator::start(&c, "op-0", &[]).await;
-    // A finalizer keeps the Pod while it terminates (a real API server deletes an unscheduled
-    // Pod at once).
-    let mut manifest = native_pod("cart-1", "cart", "app", "istio-proxy");
-    manifest["metadata"]["finalizers"] = json!(["e2e.sidecarwatch.io/hold"]);
-    let pod = c.create_pod(manifest).await;
+    // Bound to a node, the Pod stays while it terminates, until its kubelet deletes it.
+    let pod = c.create_pod(native_pod("cart-1", "cart", "app", "istio-proxy")).await;
     drive(&pod, &[("app", true), ("istio-proxy", true)]).await;
     op.wait_scrape("cart-1 tracked", |s| {
         s.value("sidecar_container_ready", &[("pod", "cart-1")]).map(|_| ()).ok_or_else(|| "no".into())
@@ -388,12 +385,9 @@ async fn sidecar_stopped_before_main_on_shutdown() {
     c.wait_status("order", "shutdown order", |s| status_counts(s, 1, 1, json!({"SidecarStoppedBeforeMain": 1}), 0))
         .await;
 
-    // The app finishes and the Pod goes away: no series left.
+    // The app finishes and the kubelet removes the Pod (grace period 0): no series left.
     pod.set_state("app", State::terminated("Completed", 0)).await.unwrap();
-    c.pods()
-        .patch("cart-1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": Value::Null}})))
-        .await
-        .expect("finalizer removed");
+    c.delete_pod_now("cart-1").await;
     op.wait_scrape("cart-1 gone", |s| {
         let left = s.find("sidecar_container_ready", &[("pod", "cart-1")]).len() + s.alerts().len();
         if left == 0 {

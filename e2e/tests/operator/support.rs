@@ -1,6 +1,7 @@
-//! Support for the operator suite: a cluster (simulator or `E2E_KUBECONFIG`) with the CRDs
-//! and a namespace of its own, the operator binary as a child process, `/metrics` scraping
-//! and parsing, Events, policy status and a few Pod helpers.
+//! Support for the operator suite: a cluster (the real control plane, `E2E_KUBECONFIG`, or
+//! the simulator where a test needs exact faults) with the CRDs, a namespace of its own and
+//! the operator's shipped RBAC, the operator binary as a child process running as its
+//! ServiceAccount, `/metrics` scraping and parsing, Events, policy status and Pod helpers.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,30 +13,16 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
-use sidecar_watch_e2e::harness::{wait_until, TestEnv, KUBECONFIG_ENV};
-use sidecar_watch_e2e::kubelet::{set_condition, test_pod, PodDriver, State};
+use sidecar_watch_e2e::control_plane;
+use sidecar_watch_e2e::harness::{wait_until, TestEnv};
+use sidecar_watch_e2e::install;
+use sidecar_watch_e2e::kubelet::{self, set_condition, test_pod, PodDriver, State};
 use sidecar_watch_e2e::sim::SimConfig;
-use tokio::io::AsyncWriteExt;
 
 /// Default deadline of a wait.
 pub const WAIT: Duration = Duration::from_secs(25);
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// Whether the suite runs against a real cluster (`E2E_KUBECONFIG` set).
-pub fn real_cluster() -> bool {
-    std::env::var_os(KUBECONFIG_ENV).is_some_and(|v| !v.is_empty())
-}
-
-/// Simulator-only tests call this first: on a real cluster they report that they were
-/// skipped (and why) instead of passing silently.
-pub fn simulator_only(test: &str) -> bool {
-    if real_cluster() {
-        eprintln!("{test}: skipped: needs simulator ({KUBECONFIG_ENV} points at a real cluster)");
-        return false;
-    }
-    true
-}
 
 /// The `SidecarPolicy` resource.
 pub fn policy_resource() -> ApiResource {
@@ -69,18 +56,34 @@ pub fn rules(enabled: Value) -> Value {
     Value::Object(out)
 }
 
-/// A test cluster: the environment, its own namespace, and the CRDs installed.
+/// A test cluster: the environment, its own namespace, the CRDs installed, and the
+/// kubeconfig the operator runs with.
 pub struct Cluster {
     /// The environment.
     pub env: TestEnv,
     /// The test's namespace.
     pub ns: String,
+    /// The operator's kubeconfig: a token of the shipped ServiceAccount on a real server,
+    /// the administrator's on the simulator (which has no RBAC).
+    pub operator_kubeconfig: PathBuf,
 }
 
 impl Cluster {
-    /// Starts the environment, installs the CRDs from `crds/` and creates a namespace.
+    /// Starts the environment (the shared control plane, or `E2E_KUBECONFIG`), installs the
+    /// CRDs from `crds/` and the shipped RBAC, and creates a namespace.
     pub async fn start(prefix: &str) -> Self {
         Self::with_env(prefix, TestEnv::start().await.expect("test environment")).await
+    }
+
+    /// [`Cluster::start`] on a control plane of the test's own (to restart or compact it, or
+    /// with feature gates), also when `E2E_KUBECONFIG` names a cluster.
+    pub async fn start_own_control_plane(prefix: &str, options: control_plane::Options) -> Self {
+        Self::with_env(prefix, TestEnv::start_control_plane(options).await.expect("control plane")).await
+    }
+
+    /// The control plane of this test's own ([`Cluster::start_own_control_plane`]).
+    pub fn control_plane(&self) -> &control_plane::ControlPlane {
+        self.env.own_control_plane().expect("a control plane of the test's own")
     }
 
     /// [`Cluster::start`] on a simulator configured as `config` (the caller checked
@@ -90,6 +93,7 @@ impl Cluster {
     }
 
     async fn with_env(prefix: &str, env: TestEnv) -> Self {
+        env.assert_reached_server().await.expect("the server answers /version");
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
         let names = env.install_crds(&crds).await.expect("CRDs installed");
         assert_eq!(names.len(), 2, "{names:?}");
@@ -100,7 +104,22 @@ impl Cluster {
             fastrand_suffix()
         );
         env.create_namespace(&ns).await.expect("namespace");
-        Self { env, ns }
+        kubelet::ensure_node(&env.client).await.expect("the test Node");
+        let operator_kubeconfig = if env.sim().is_some() {
+            env.kubeconfig.clone()
+        } else {
+            install::install_operator_rbac(&env, &ns).await.expect("the shipped RBAC installed");
+            let path = env.dir().join("kubeconfig-operator");
+            install::service_account_kubeconfig(
+                &env,
+                install::OPERATOR_NAMESPACE,
+                install::OPERATOR_SERVICE_ACCOUNT,
+                &path,
+            )
+            .await
+            .expect("a token of the operator's ServiceAccount")
+        };
+        Self { env, ns, operator_kubeconfig }
     }
 
     /// The simulator (the caller checked [`simulator_only`]).
@@ -115,23 +134,11 @@ impl Cluster {
 
     /// `kubectl apply --server-side -f -` of a YAML or JSON document in `namespace`.
     pub async fn apply_in(&self, namespace: &str, manifest: &str) -> String {
-        let mut cmd = self.env.kubectl_command();
-        cmd.args(["apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl started");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(manifest.as_bytes()).await.expect("manifest written");
-        drop(stdin);
-        let out = child.wait_with_output().await.expect("kubectl finished");
-        assert!(
-            out.status.success(),
-            "kubectl apply failed ({}): {}\n{manifest}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let args = ["apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-"];
+        match self.env.kubectl_stdin(args, manifest).await {
+            Ok(out) => out,
+            Err(e) => panic!("{e}\n{manifest}"),
+        }
     }
 
     /// Applies a `SidecarPolicy` named `name` with `spec` (kubectl server-side apply).
@@ -183,12 +190,14 @@ impl Cluster {
         self.create_pod_in(&self.ns, pod).await
     }
 
-    /// Creates a Pod (JSON) in `namespace` and returns its driver.
+    /// Creates a Pod (JSON) in `namespace`, binds it to the test Node as a scheduler would,
+    /// and returns its driver.
     pub async fn create_pod_in(&self, namespace: &str, pod: Value) -> PodDriver {
         let name = pod["metadata"]["name"].as_str().expect("pod name").to_string();
         let api: Api<Pod> = Api::namespaced(self.env.client.clone(), namespace);
         let pod: Pod = serde_json::from_value(pod).expect("valid Pod");
         api.create(&PostParams::default(), &pod).await.expect("pod created");
+        kubelet::bind(&self.env.client, namespace, &name).await.expect("pod bound to the test Node");
         PodDriver::new(self.env.client.clone(), namespace, &name)
     }
 
@@ -444,26 +453,28 @@ impl Operator {
     /// [`Operator::start`] with environment variables (`SIDECAR_WATCH_METRICS_SECURE=true`
     /// for TLS and tokens; then set [`Operator::token`] to scrape).
     pub async fn start_with_env(cluster: &Cluster, identity: &str, extra: &[&str], vars: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let mut args: Vec<String> = ["--metrics-addr", &format!("127.0.0.1:{port}")].map(String::from).into();
-        args.extend(
-            ["--namespace", &cluster.ns, "--lease-namespace", &cluster.ns, "--identity", identity].map(String::from),
-        );
-        args.extend(["--status-interval", "1s"].map(String::from));
-        args.extend(extra.iter().map(|a| a.to_string()));
+        let (port, args) = Self::default_args(cluster, identity, extra);
         Self::spawn(cluster, identity, port, &args, vars).await
     }
 
     /// Starts `sidecar-watch run` with exactly `args` and the environment variables `vars`
-    /// (the caller passes the metrics address, by flag or `SIDECAR_WATCH_METRICS_ADDR`).
+    /// (the caller passes the metrics address, by flag or `SIDECAR_WATCH_METRICS_ADDR`) and
+    /// waits until it is ready.
     pub async fn spawn(cluster: &Cluster, identity: &str, port: u16, args: &[String], vars: &[(&str, &str)]) -> Self {
+        let mut op = Self::launch(cluster, identity, port, args, vars);
+        op.wait_ready().await;
+        op
+    }
+
+    /// [`Operator::spawn`] without waiting for `/readyz`.
+    pub fn launch(cluster: &Cluster, identity: &str, port: u16, args: &[String], vars: &[(&str, &str)]) -> Self {
         let log = cluster.env.dir().join(format!("operator-{identity}-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidecar-watch"));
         // `vars` come last so that a test can point one replica at another kubeconfig.
         cmd.arg("run")
             .args(args)
-            .env("KUBECONFIG", &cluster.env.kubeconfig)
+            .env("KUBECONFIG", &cluster.operator_kubeconfig)
             // Plain HTTP unless a test asks for TLS and tokens (metrics_secure.rs).
             .env("SIDECAR_WATCH_METRICS_SECURE", "false")
             .envs(vars.iter().copied())
@@ -476,9 +487,19 @@ impl Operator {
             .kill_on_drop(true);
         let child = cmd.spawn().expect("operator started");
         let tls = vars.iter().any(|(k, v)| *k == "SIDECAR_WATCH_METRICS_SECURE" && *v == "true");
-        let mut op = Self { child: Some(child), identity: identity.to_string(), port, tls, token: None, log };
-        op.wait_ready().await;
-        op
+        Self { child: Some(child), identity: identity.to_string(), port, tls, token: None, log }
+    }
+
+    /// The default test arguments ([`Operator::start`]) plus `extra`, on a free port.
+    pub fn default_args(cluster: &Cluster, identity: &str, extra: &[&str]) -> (u16, Vec<String>) {
+        let port = free_port();
+        let mut args: Vec<String> = ["--metrics-addr", &format!("127.0.0.1:{port}")].map(String::from).into();
+        args.extend(
+            ["--namespace", &cluster.ns, "--lease-namespace", &cluster.ns, "--identity", identity].map(String::from),
+        );
+        args.extend(["--status-interval", "1s"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        (port, args)
     }
 
     /// Waits for `/readyz` 200.

@@ -8,16 +8,6 @@ use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::resources::{self, ResourceInfo};
 use crate::sim::store::ResKey;
 
-fn pod_containers_all_terminated(pod: &Value) -> bool {
-    let mut statuses: Vec<&Value> = Vec::new();
-    for k in ["/status/containerStatuses", "/status/initContainerStatuses"] {
-        if let Some(a) = pod.pointer(k).and_then(Value::as_array) {
-            statuses.extend(a.iter());
-        }
-    }
-    statuses.iter().all(|s| s.pointer("/state/terminated").is_some())
-}
-
 fn has_finalizers(obj: &Value) -> bool {
     obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
 }
@@ -62,10 +52,10 @@ impl State {
         self.reap();
     }
 
-    /// Removes terminating objects whose finalizers are gone and (for Pods) whose containers
-    /// all terminated or whose grace period elapsed.
+    /// Removes terminating objects whose finalizers are gone, except Pods still in their
+    /// grace period: as on kube-apiserver, a bound Pod stays until its kubelet (here a test)
+    /// deletes it again with grace period 0, however long ago its grace period ended.
     pub fn reap(&mut self) {
-        let now = jiff::Timestamp::now();
         let pods_key = (String::new(), "pods".to_string());
         let candidates: Vec<_> = self.terminating.iter().cloned().collect();
         for entry in candidates {
@@ -77,15 +67,8 @@ impl State {
             if has_finalizers(obj) {
                 continue;
             }
-            let gone = if *key == pods_key {
-                let deadline = obj
-                    .pointer("/metadata/deletionTimestamp")
-                    .and_then(Value::as_str)
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-                pod_containers_all_terminated(obj) || deadline.is_none_or(|d| now >= d)
-            } else {
-                true
-            };
+            let gone = *key != pods_key
+                || obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).is_none_or(|g| g == 0);
             if gone {
                 self.terminating.remove(&entry);
                 if let Some(removed) = self.store.remove(key, ns, name) {
@@ -95,6 +78,34 @@ impl State {
                 }
             }
         }
+    }
+
+    /// `POST pods/<name>/binding`: sets `spec.nodeName`, once, as kube-apiserver's binding
+    /// storage does (409 when the Pod is already on a node, 422 without a node name).
+    pub fn bind_pod(&mut self, info: &ResourceInfo, ns: Option<&str>, name: &str, node: &str) -> ApiResult<()> {
+        let ns = ns.unwrap_or("");
+        if node.is_empty() {
+            return Err(ApiError::invalid(format!("Binding \"{name}\" is invalid: target.name: Required value")));
+        }
+        let mut next = self.stored(info, ns, name)?.clone();
+        if let Some(on) = next.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{on}\""),
+            ));
+        }
+        if next.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+            ));
+        }
+        next["spec"]["nodeName"] = json!(node);
+        let stored = self.store.put(&info.storage_key(), ns, name, next);
+        self.after_write(info, stored.value(), false);
+        Ok(())
     }
 
     /// DELETE with graceful termination for Pods and finalizer handling.
@@ -131,13 +142,14 @@ impl State {
         let is_pod = info.group.is_empty() && info.plural == "pods";
         let mut grace = 0;
         if is_pod {
+            // kube-apiserver's pod strategy (CheckGracefulDelete): a Pod on no node, or one
+            // that has finished, has no kubelet to wait for and goes at once.
             let phase = current.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
-            let has_statuses =
-                current.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let bound = current.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
             grace = grace_param
                 .or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
                 .unwrap_or(30);
-            if !has_statuses || phase == "Succeeded" || phase == "Failed" {
+            if !bound || phase == "Succeeded" || phase == "Failed" {
                 grace = 0;
             }
         }

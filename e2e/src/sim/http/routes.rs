@@ -177,6 +177,16 @@ pub(super) fn route(
     if !info.namespaced && target.namespace.is_some() {
         return Err(ApiError::no_route(path));
     }
+    if target.sub.as_deref() == Some("binding") && info.group.is_empty() && info.plural == "pods" {
+        let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(path))?;
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed(format!("{method} is not allowed on pods/binding")));
+        }
+        let node = parse_body(body)?.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+        shared.state().bind_pod(&info, target.namespace.as_deref(), name, &node)?;
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+        return Ok(json_response(StatusCode::CREATED, &status));
+    }
     let scope = match target.sub.as_deref() {
         None if info.has_status => Scope::Main,
         None => Scope::All,

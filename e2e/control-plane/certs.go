@@ -1,0 +1,137 @@
+package main
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// PKI is the files kube-apiserver and its clients need, made at start in DIR/pki.
+type PKI struct {
+	CACert, ServingCert, ServingKey, AdminCert, AdminKey, ServiceAccountKey string
+}
+
+// makePKI writes a CA, a serving certificate for loopback and the in-cluster names, an admin
+// client certificate (group system:masters, as kubeadm's admin.conf) and the key that signs
+// service-account tokens. Files already there are kept, so a restarted control plane keeps
+// its CA and the tokens it issued stay valid.
+func makePKI(dir string) (PKI, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return PKI{}, err
+	}
+	p := PKI{
+		CACert:            filepath.Join(dir, "ca.crt"),
+		ServingCert:       filepath.Join(dir, "apiserver.crt"),
+		ServingKey:        filepath.Join(dir, "apiserver.key"),
+		AdminCert:         filepath.Join(dir, "admin.crt"),
+		AdminKey:          filepath.Join(dir, "admin.key"),
+		ServiceAccountKey: filepath.Join(dir, "service-account.key"),
+	}
+	if allExist(p.CACert, p.ServingCert, p.ServingKey, p.AdminCert, p.AdminKey, p.ServiceAccountKey) {
+		return p, nil
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return p, err
+	}
+	caTemplate := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "sidecar-watch-e2e-ca"},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := sign(caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	if err != nil {
+		return p, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return p, err
+	}
+	serving := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver"},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc.cluster.local"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP("10.0.0.1")},
+	}
+	admin := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "sidecar-watch-e2e-admin", Organization: []string{"system:masters"}},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if err := writePEM(p.CACert, "CERTIFICATE", caDER); err != nil {
+		return p, err
+	}
+	for _, leaf := range []struct {
+		template  *x509.Certificate
+		cert, key string
+	}{{serving, p.ServingCert, p.ServingKey}, {admin, p.AdminCert, p.AdminKey}} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return p, err
+		}
+		der, err := sign(leaf.template, ca, &key.PublicKey, caKey)
+		if err != nil {
+			return p, err
+		}
+		if err := writePEM(leaf.cert, "CERTIFICATE", der); err != nil {
+			return p, err
+		}
+		if err := writeKey(leaf.key, key); err != nil {
+			return p, err
+		}
+	}
+	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return p, err
+	}
+	return p, writeKey(p.ServiceAccountKey, saKey)
+}
+
+func sign(template, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, err
+	}
+	template.SerialNumber = serial
+	template.NotBefore = time.Now().Add(-time.Hour)
+	template.NotAfter = time.Now().Add(365 * 24 * time.Hour)
+	return x509.CreateCertificate(rand.Reader, template, parent, pub, signer)
+}
+
+func writeKey(path string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return writePEM(path, "EC PRIVATE KEY", der)
+}
+
+func writePEM(path, kind string, der []byte) error {
+	data := pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der})
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func allExist(paths ...string) bool {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	return true
+}
