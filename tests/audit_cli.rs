@@ -59,6 +59,7 @@ fn examples_audit_as_json_with_every_seed_scenario() {
     assert_eq!(
         checks.into_iter().collect::<Vec<_>>(),
         [
+            "init-before-proxy",
             "latest-image",
             "legacy-sidecar",
             "no-readiness-probe",

@@ -6,12 +6,14 @@
 //! offending field, so one bad policy never stops the others from being evaluated.
 
 pub mod bounds;
+mod container;
 mod duration;
 mod lenient;
 mod pod;
 mod policy;
 mod quote;
 
+pub use container::*;
 pub use duration::{format_duration, parse_duration, DurationError, DURATION_PATTERN};
 pub use lenient::{LenientPod, Undecodable};
 pub use pod::*;

@@ -13,6 +13,7 @@ mod failover;
 mod faults;
 mod initial_list;
 mod install_paths;
+mod kubernetes_features;
 mod leader;
 mod lifecycle;
 mod limits;
