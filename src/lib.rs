@@ -5,7 +5,8 @@
 //! below; [`metrics`], [`events`] and [`server`] read the [`index`], the operator's state,
 //! which evaluates Pods with the [`engine`], pure rule evaluation on the [`api`] types.
 //! [`audit`] runs the engine offline; [`admission`] writes its static checks as a
-//! ValidatingAdmissionPolicy for the API server to run. [`role`] is the one signal of leadership and sync.
+//! ValidatingAdmissionPolicy for the API server to run. [`role`] is the one signal of
+//! leadership and sync; [`paging`] the one paginated LIST, beside [`kubeconfig`].
 
 pub mod admission;
 pub mod api;
@@ -18,6 +19,7 @@ pub mod kubeconfig;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod paging;
 pub mod rbac;
 pub mod role;
 pub mod server;
