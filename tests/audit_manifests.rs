@@ -376,3 +376,26 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     };
     assert_eq!(strip(&coloured), plain);
 }
+
+#[test]
+fn init_containers_before_a_mesh_proxy_are_reported_only_where_the_mesh_redirects() {
+    let out = audit(&["-f", "tests/fixtures/manifests/mesh-init-order.yaml", "-o", "json", "--fail-on", "info"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let findings = json(&out);
+    let cut_off: Vec<(&str, &str)> = findings
+        .iter()
+        .map(|f| {
+            let message = f["message"].as_str().unwrap_or_default();
+            (f["pod"].as_str().unwrap_or_default(), message.split(" in Pod ").next().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        cut_off,
+        [
+            ("Deployment/istio-init", "Init container migrate"),
+            ("Deployment/kuma", "Init container seed"),
+            ("Deployment/linkerd-cni", "Init containers wait-for-db, seed"),
+        ],
+        "{findings:#?}"
+    );
+}
