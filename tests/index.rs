@@ -275,7 +275,7 @@ fn restarted_leader_announces_only_what_changed() {
     let mut announcer = Announcer::from_announced(announced_from_events(&events));
     let published = announcer.reconcile(firing, |uid| index.contains_pod(uid));
     let mut summary: Vec<_> = published.fire.iter().map(|t| (t.kind, t.alert.name)).collect();
-    summary.extend(published.resolve.iter().map(|key| (TransitionKind::Resolved, key.alert)));
+    summary.extend(published.resolve.iter().map(|key| (TransitionKind::Resolved, key.alert.name)));
     summary.sort_by_key(|(k, a)| (format!("{k:?}"), *a));
     assert_eq!(
         summary,

@@ -420,7 +420,7 @@ impl Index {
                 let Some(policy) = policies.iter().find(|p| p.shared_ref() == result.policy) else { continue };
                 let evaluation = evaluate(&pod.view, policy, &pod.history, now);
                 for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
-                    let key = (stored.name, stored.container_name(&pod.view), stored.check);
+                    let key = stored.key(&pod.view);
                     let alert = evaluation
                         .alerts
                         .iter()
