@@ -375,25 +375,25 @@ fn job_blocked_needs_a_job_and_every_main_finished() {
 
 // ---- disabled rules and severity overrides, on every scenario ----
 
-const FIXTURES: [&str; 11] = [
-    "never-ready-sidecar.yaml",
-    "crashlooping-sidecar.yaml",
-    "job-blocked-by-sidecar.yaml",
-    "healthy-mesh.yaml",
-    "init-container-not-sidecar.yaml",
-    "two-sidecars.yaml",
-    "two-policies.yaml",
-    "oomkilled-sidecar.yaml",
-    "startup-order.yaml",
-    "shutdown-order.yaml",
-    "misconfigured-sidecars.yaml",
+const FIXTURES: [Scenario; 11] = [
+    Scenario::NeverReadySidecar,
+    Scenario::CrashloopingSidecar,
+    Scenario::JobBlockedBySidecar,
+    Scenario::HealthyMesh,
+    Scenario::InitContainerNotSidecar,
+    Scenario::TwoSidecars,
+    Scenario::TwoPolicies,
+    Scenario::OomkilledSidecar,
+    Scenario::StartupOrder,
+    Scenario::ShutdownOrder,
+    Scenario::MisconfiguredSidecars,
 ];
 
 #[test]
 fn disabling_a_rule_removes_exactly_its_alerts() {
     let mut seen = std::collections::BTreeSet::new();
-    for file in FIXTURES {
-        let view = load_view(file);
+    for scenario in FIXTURES {
+        let (view, file) = (load_view(scenario), scenario.file());
         let all = eval(&view, &CompiledPolicy::builtin(), now());
         seen.extend(all.alerts.iter().map(|a| a.name));
         for (key, name) in RULE_KEYS {
@@ -408,8 +408,8 @@ fn disabling_a_rule_removes_exactly_its_alerts() {
 
 #[test]
 fn severity_overrides_apply_to_their_rule_only() {
-    for file in FIXTURES {
-        let view = load_view(file);
+    for scenario in FIXTURES {
+        let (view, file) = (load_view(scenario), scenario.file());
         let all = eval(&view, &CompiledPolicy::builtin(), now());
         for (key, name) in RULE_KEYS {
             for severity in [Severity::Info, Severity::Warning, Severity::Critical] {

@@ -376,7 +376,7 @@ pub async fn set_ready(pod: &PodDriver, container: &str, ready: bool) -> Pod {
 // ---------------------------------------------------------------------------------------
 // Metrics
 
-pub use sidecar_watch_e2e::bench::prom::{Labels, Scrape};
+pub use sidecar_watch_testkit::prom::{Labels, Scrape};
 
 /// Checks that the single sample of `name` with `matching` labels has value `want`.
 pub fn has_value(s: &Scrape, name: &str, matching: &[(&str, &str)], want: f64) -> Result<(), String> {
