@@ -24,7 +24,16 @@ async fn invalid_policy_is_reported_and_others_keep_evaluating() {
     let pod = c.create_pod(native_pod("web-1", "web", "app", "envoy")).await;
     drive(&pod, &[("app", true), ("envoy", false)]).await;
 
-    let good_alert = alert("SidecarContainerNotReady", "firing", "warning", "good", &ns, "web-1", "envoy");
+    let good_alert = AlertSeries {
+        alert: AlertName::SidecarContainerNotReady,
+        state: AlertState::Firing,
+        severity: Severity::Warning,
+        policy: "good",
+        namespace: &ns,
+        pod: "web-1",
+        container: "envoy",
+    }
+    .labels();
     op.wait_alerts("only the valid policy alerts", vec![good_alert.clone()]).await;
     let status = c
         .wait_status("bad", "InvalidSpec", |s| {
@@ -57,7 +66,19 @@ async fn invalid_policy_is_reported_and_others_keep_evaluating() {
     .await;
     op.wait_alerts(
         "both policies alert",
-        vec![good_alert, alert("SidecarContainerNotReady", "firing", "warning", "bad", &ns, "web-1", "envoy")],
+        vec![
+            good_alert,
+            AlertSeries {
+                alert: AlertName::SidecarContainerNotReady,
+                state: AlertState::Firing,
+                severity: Severity::Warning,
+                policy: "bad",
+                namespace: &ns,
+                pod: "web-1",
+                container: "envoy",
+            }
+            .labels(),
+        ],
     )
     .await;
     c.wait_status("bad", "fixed", |s| {

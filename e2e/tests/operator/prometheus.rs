@@ -80,8 +80,26 @@ async fn prometheus_fires_and_resolves_the_shipped_alerts() {
     op.wait_alerts(
         "firing",
         vec![
-            alert("SidecarContainerNotReady", "firing", "critical", "mesh", &ns, "web-1", "istio-proxy"),
-            alert("MainContainerReadyButSidecarNot", "firing", "warning", "mesh", &ns, "web-1", "istio-proxy"),
+            AlertSeries {
+                alert: AlertName::SidecarContainerNotReady,
+                state: AlertState::Firing,
+                severity: Severity::Critical,
+                policy: "mesh",
+                namespace: &ns,
+                pod: "web-1",
+                container: "istio-proxy",
+            }
+            .labels(),
+            AlertSeries {
+                alert: AlertName::MainContainerReadyButSidecarNot,
+                state: AlertState::Firing,
+                severity: Severity::Warning,
+                policy: "mesh",
+                namespace: &ns,
+                pod: "web-1",
+                container: "istio-proxy",
+            }
+            .labels(),
         ],
     )
     .await;

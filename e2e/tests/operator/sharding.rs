@@ -40,7 +40,16 @@ fn not_ready_alerts(ns: &str, pods: impl Iterator<Item = usize>) -> Vec<Labels> 
     sorted(
         pods.filter(|i| i % 2 == 0)
             .map(|i| {
-                alert("SidecarContainerNotReady", "firing", "warning", "mesh", ns, &format!("web-{i}"), "istio-proxy")
+                AlertSeries {
+                    alert: AlertName::SidecarContainerNotReady,
+                    state: AlertState::Firing,
+                    severity: Severity::Warning,
+                    policy: "mesh",
+                    namespace: ns,
+                    pod: &format!("web-{i}"),
+                    container: "istio-proxy",
+                }
+                .labels()
             })
             .collect(),
     )
