@@ -7,14 +7,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use sidecar_watch_testkit::audit::{json, text, Audit};
+use sidecar_watch_testkit::audit::{json, text};
+
+use crate::SIDECAR_WATCH;
 use sidecar_watch_testkit::factory::{write_list, PodFactory};
 
 const NOW: &str = "2025-06-03T10:30:00Z";
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// The binary under test.
-const SIDECAR_WATCH: Audit = Audit::new(env!("CARGO_BIN_EXE_sidecar-watch"));
 
 fn sidecar_watch() -> Command {
     SIDECAR_WATCH.command()

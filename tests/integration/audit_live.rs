@@ -16,7 +16,9 @@ use sidecar_watch::api::{ClusterSidecarPolicy, SidecarPolicy};
 use sidecar_watch_e2e::control_plane::Options;
 use sidecar_watch_e2e::harness::TestEnv;
 use sidecar_watch_e2e::sim::SimConfig;
-use sidecar_watch_testkit::audit::{json, text, Audit};
+use sidecar_watch_testkit::audit::{json, text};
+
+use crate::SIDECAR_WATCH;
 
 /// More than two pages of the live audit's 500.
 const PODS: usize = 1100;
@@ -39,9 +41,6 @@ metadata: {name: sidecar-watch-auditor}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sidecar-watch-auditor}
 subjects: [{kind: ServiceAccount, name: auditor, namespace: default}]
 ";
-
-/// The binary under test.
-const SIDECAR_WATCH: Audit = Audit::new(env!("CARGO_BIN_EXE_sidecar-watch"));
 
 /// The live audit at a fixed instant, as JSON, `--fail-on none`.
 fn audit(kubeconfig: &std::path::Path, args: &[&str]) -> Output {

@@ -4,10 +4,7 @@
 //! Job's sidecars. Each Pod is written as the API serves it (JSON), decoded as the operator
 //! decodes it, and evaluated at 10:30:00 on the fixtures' day.
 
-#[path = "fixtures/mod.rs"]
-mod fixtures;
-
-use fixtures::*;
+use crate::fixtures::*;
 use serde_json::{json, Value};
 use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::AlertName::{self, *};

@@ -3,10 +3,7 @@
 //! `next_change`, disabled rules, severity overrides, and history-driven cases where
 //! [`PodHistory::observe`] watches a sequence of Pod states.
 
-#[path = "fixtures/mod.rs"]
-mod fixtures;
-
-use fixtures::*;
+use crate::fixtures::*;
 use jiff::Timestamp;
 use sidecar_watch::api::Severity;
 use sidecar_watch::engine::pod::{ConditionView, ContainerStatusView};
@@ -59,7 +56,7 @@ fn for_rules_are_pending_until_exactly_since_plus_for() {
             let sidecar = view
                 .containers
                 .iter()
-                .find(|c| fixtures::sidecar_type(&policy, &view, c).is_some())
+                .find(|c| crate::fixtures::sidecar_type(&policy, &view, c).is_some())
                 .unwrap()
                 .name
                 .clone();

@@ -3,10 +3,7 @@
 //! severity) and the next change at the fixed instant 2025-06-03T10:30:00Z, with the empty
 //! history `audit` and a freshly started operator have.
 
-#[path = "fixtures/mod.rs"]
-mod fixtures;
-
-use fixtures::*;
+use crate::fixtures::*;
 use jiff::Timestamp;
 use sidecar_watch::api::Severity::{Critical, Info, Warning};
 use sidecar_watch::api::SlimPod;
@@ -124,7 +121,7 @@ fn e_plain_init_containers_are_never_sidecars() {
     let view = load_view(Scenario::InitContainerNotSidecar);
     for c in &view.containers {
         if c.kind == ContainerKind::Init {
-            assert_eq!(fixtures::sidecar_type(&naming, &view, c), None, "{}", c.name);
+            assert_eq!(crate::fixtures::sidecar_type(&naming, &view, c), None, "{}", c.name);
         }
     }
     assert_scenario(Scenario::InitContainerNotSidecar, &naming, vec![], None);
@@ -133,8 +130,11 @@ fn e_plain_init_containers_are_never_sidecars() {
 #[test]
 fn f_two_sidecars_one_healthy() {
     let view = load_view(Scenario::TwoSidecars);
-    let types: Vec<(&str, Option<SidecarType>)> =
-        view.containers.iter().map(|c| (c.name.as_str(), fixtures::sidecar_type(&builtin(), &view, c))).collect();
+    let types: Vec<(&str, Option<SidecarType>)> = view
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), crate::fixtures::sidecar_type(&builtin(), &view, c)))
+        .collect();
     assert_eq!(
         types,
         [

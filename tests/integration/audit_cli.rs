@@ -2,12 +2,11 @@
 
 use std::process::Output;
 
-use sidecar_watch_testkit::audit::{text, Audit};
+use sidecar_watch_testkit::audit::text;
+
+use crate::SIDECAR_WATCH;
 
 const NOW: &str = "2025-06-03T10:30:00Z";
-
-/// The binary under test.
-const SIDECAR_WATCH: Audit = Audit::new(env!("CARGO_BIN_EXE_sidecar-watch"));
 
 fn audit(args: &[&str], stdin: Option<&str>) -> Output {
     SIDECAR_WATCH.run(args, stdin.map(str::as_bytes))

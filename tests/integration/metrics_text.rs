@@ -1,10 +1,7 @@
 //! The per-Pod families exactly as Prometheus reads them: label order, escaping of label
 //! values (backslash, double quote, newline), numbers, and the `# HELP`/`# TYPE` headers.
 
-#[path = "fixtures/mod.rs"]
-mod fixtures;
-
-use fixtures::{now, Scenario};
+use crate::fixtures::{now, Scenario};
 use sidecar_watch::api::{PolicySpec, SlimPod};
 use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry};
