@@ -66,13 +66,27 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
 
 /// A rustls client configuration that accepts any server certificate.
 pub fn any_certificate() -> std::io::Result<Arc<rustls::ClientConfig>> {
+    client_config(Arc::new(AnyCertificate::default()))
+}
+
+fn client_config(verifier: Arc<AnyCertificate>) -> std::io::Result<Arc<rustls::ClientConfig>> {
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(io_error)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The certificate (DER) that the TLS listener on `127.0.0.1:<port>` presents.
+pub async fn presented_certificate(port: u16) -> std::io::Result<Vec<u8>> {
+    let verifier = Arc::new(AnyCertificate::default());
+    let stream = connect(port, None, None).await?;
+    let name = ServerName::try_from("localhost").map_err(io_error)?;
+    tokio_rustls::TlsConnector::from(client_config(verifier.clone())?).connect(name, stream).await?;
+    let presented = verifier.presented.lock().map_err(io_error)?.clone();
+    Ok(presented)
 }
 
 /// A TCP connection to `127.0.0.1:<port>` from `source` (the kernel's choice when `None`),
@@ -169,19 +183,25 @@ pub async fn get_many<'a>(
     Ok(responses)
 }
 
-/// Accepts any server certificate: the tests talk to their own operator on loopback.
-#[derive(Debug)]
-struct AnyCertificate;
+/// Accepts any server certificate (the tests talk to their own operator on loopback) and
+/// keeps the last one presented.
+#[derive(Debug, Default)]
+struct AnyCertificate {
+    presented: std::sync::Mutex<Vec<u8>>,
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut presented) = self.presented.lock() {
+            *presented = end_entity.to_vec();
+        }
         Ok(ServerCertVerified::assertion())
     }
 

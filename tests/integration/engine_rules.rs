@@ -372,24 +372,10 @@ fn job_blocked_needs_a_job_and_every_main_finished() {
 
 // ---- disabled rules and severity overrides, on every scenario ----
 
-const FIXTURES: [Scenario; 11] = [
-    Scenario::NeverReadySidecar,
-    Scenario::CrashloopingSidecar,
-    Scenario::JobBlockedBySidecar,
-    Scenario::HealthyMesh,
-    Scenario::InitContainerNotSidecar,
-    Scenario::TwoSidecars,
-    Scenario::TwoPolicies,
-    Scenario::OomkilledSidecar,
-    Scenario::StartupOrder,
-    Scenario::ShutdownOrder,
-    Scenario::MisconfiguredSidecars,
-];
-
 #[test]
 fn disabling_a_rule_removes_exactly_its_alerts() {
     let mut seen = std::collections::BTreeSet::new();
-    for scenario in FIXTURES {
+    for scenario in Scenario::ALL {
         let (view, file) = (load_view(scenario), scenario.file());
         let all = eval(&view, &CompiledPolicy::builtin(), now());
         seen.extend(all.alerts.iter().map(|a| a.name));
@@ -405,7 +391,7 @@ fn disabling_a_rule_removes_exactly_its_alerts() {
 
 #[test]
 fn severity_overrides_apply_to_their_rule_only() {
-    for scenario in FIXTURES {
+    for scenario in Scenario::ALL {
         let (view, file) = (load_view(scenario), scenario.file());
         let all = eval(&view, &CompiledPolicy::builtin(), now());
         for (key, name) in RULE_KEYS {

@@ -206,12 +206,12 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
     let restarts = |pod: &str, container: &str| {
         AlertSeries {
             alert: AlertName::SidecarRestartingFrequently,
-            state: AlertState::Firing,
             severity: Severity::Critical,
             policy: "runtime",
             namespace: &ns,
             pod,
             container,
+            ..MESH_NOT_READY
         }
         .labels()
     };
@@ -221,12 +221,11 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
             owned_by(
                 AlertSeries {
                     alert: AlertName::JobBlockedBySidecar,
-                    state: AlertState::Firing,
-                    severity: Severity::Warning,
                     policy: "runtime",
                     namespace: &ns,
                     pod: "rules-1",
                     container: "log-sidecar",
+                    ..MESH_NOT_READY
                 }
                 .labels(),
                 "Job",
@@ -234,16 +233,8 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
             ),
             restarts("restart-all", "watcher"),
             restarts("crashed", "proxy"),
-            AlertSeries {
-                alert: AlertName::SidecarContainerNotReady,
-                state: AlertState::Firing,
-                severity: Severity::Warning,
-                policy: "runtime",
-                namespace: &ns,
-                pod: "sandbox",
-                container: "proxy",
-            }
-            .labels(),
+            AlertSeries { policy: "runtime", namespace: &ns, pod: "sandbox", container: "proxy", ..MESH_NOT_READY }
+                .labels(),
         ],
     )
     .await;
@@ -307,12 +298,12 @@ async fn init_containers_before_a_mesh_proxy_and_native_pre_stop_hooks_are_repor
     let check = |pod: &str, container: &str, check: &str| {
         let mut labels = AlertSeries {
             alert: AlertName::SidecarMisconfigured,
-            state: AlertState::Firing,
             severity: Severity::Info,
             policy: "static",
             namespace: &ns,
             pod,
             container,
+            ..MESH_NOT_READY
         }
         .labels();
         labels.insert("check".into(), check.into());

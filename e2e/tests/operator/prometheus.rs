@@ -80,24 +80,12 @@ async fn prometheus_fires_and_resolves_the_shipped_alerts() {
     op.wait_alerts(
         "firing",
         vec![
-            AlertSeries {
-                alert: AlertName::SidecarContainerNotReady,
-                state: AlertState::Firing,
-                severity: Severity::Critical,
-                policy: "mesh",
-                namespace: &ns,
-                pod: "web-1",
-                container: "istio-proxy",
-            }
-            .labels(),
+            AlertSeries { severity: Severity::Critical, namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels(),
             AlertSeries {
                 alert: AlertName::MainContainerReadyButSidecarNot,
-                state: AlertState::Firing,
-                severity: Severity::Warning,
-                policy: "mesh",
                 namespace: &ns,
                 pod: "web-1",
-                container: "istio-proxy",
+                ..MESH_NOT_READY
             }
             .labels(),
         ],

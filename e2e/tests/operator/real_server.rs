@@ -13,16 +13,7 @@ use sidecar_watch_e2e::harness::wait_until;
 use crate::support::*;
 
 fn firing(ns: &str, pod: &str) -> Labels {
-    AlertSeries {
-        alert: AlertName::SidecarContainerNotReady,
-        state: AlertState::Firing,
-        severity: Severity::Warning,
-        policy: "mesh",
-        namespace: ns,
-        pod,
-        container: "istio-proxy",
-    }
-    .labels()
+    AlertSeries { namespace: ns, pod, ..MESH_NOT_READY }.labels()
 }
 
 /// A cluster of the test's own with the one policy these tests use and `pods` Pods whose

@@ -20,18 +20,7 @@ async fn pending_alert_fires_on_time_across_a_restart() {
     let b = c.create_pod(native_pod("b", "web", "app", "istio-proxy")).await;
     drive(&a, &[("app", true), ("istio-proxy", false)]).await;
     drive(&b, &[("app", true), ("istio-proxy", true)]).await;
-    let alert_on = |pod: &str, state: AlertState| {
-        AlertSeries {
-            alert: AlertName::SidecarContainerNotReady,
-            state,
-            severity: Severity::Warning,
-            policy: "mesh",
-            namespace: &ns,
-            pod,
-            container: "istio-proxy",
-        }
-        .labels()
-    };
+    let alert_on = |pod: &str, state: AlertState| AlertSeries { state, namespace: &ns, pod, ..MESH_NOT_READY }.labels();
     // a fires and is announced before the restart.
     op1.wait_alerts("a firing", vec![alert_on("a", AlertState::Firing)]).await;
     c.wait_events("a", "Warning", "SidecarContainerNotReady", 1).await;

@@ -34,29 +34,11 @@ async fn never_ready_native_sidecar_with_ready_main() {
     let t0 = Instant::now();
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
 
-    let not_ready = |state: AlertState| {
-        AlertSeries {
-            alert: AlertName::SidecarContainerNotReady,
-            state,
-            severity: Severity::Warning,
-            policy: "mesh",
-            namespace: &ns,
-            pod: "web-1",
-            container: "istio-proxy",
-        }
-        .labels()
-    };
+    let not_ready = |state: AlertState| AlertSeries { state, namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels();
     let main_ready = |state: AlertState| {
-        AlertSeries {
-            alert: AlertName::MainContainerReadyButSidecarNot,
-            state,
-            severity: Severity::Critical,
-            policy: "mesh",
-            namespace: &ns,
-            pod: "web-1",
-            container: "istio-proxy",
-        }
-        .labels()
+        let alert = AlertName::MainContainerReadyButSidecarNot;
+        AlertSeries { alert, state, severity: Severity::Critical, namespace: &ns, pod: "web-1", ..MESH_NOT_READY }
+            .labels()
     };
     let scrape =
         op.wait_alerts("both pending", vec![not_ready(AlertState::Pending), main_ready(AlertState::Pending)]).await;
@@ -171,29 +153,20 @@ async fn liveness_failing_sidecar_restart_loop() {
     // Below the threshold: no restart alert. (Two restarts less than 10 minutes apart with a
     // short run between them already make a crash-loop episode: the engine holds
     // SidecarCrashLooping pending through such a run, see `CRASH_LOOP_BRIDGE`.)
-    let looping_pending = AlertSeries {
-        alert: AlertName::SidecarCrashLooping,
-        state: AlertState::Pending,
+    let fluent_bit = AlertSeries {
         severity: Severity::Critical,
         policy: "logs",
         namespace: &ns,
         pod: "api-1",
         container: "fluent-bit",
-    }
-    .labels();
+        ..MESH_NOT_READY
+    };
+    let looping_pending =
+        AlertSeries { alert: AlertName::SidecarCrashLooping, state: AlertState::Pending, ..fluent_bit }.labels();
     let alerts = op.scrape().await.unwrap().alerts();
     assert!(alerts.iter().all(|a| *a == looping_pending), "{alerts:?}");
     pod.restart("fluent-bit", "Error", 1, false).await.unwrap();
-    let restarting = AlertSeries {
-        alert: AlertName::SidecarRestartingFrequently,
-        state: AlertState::Firing,
-        severity: Severity::Critical,
-        policy: "logs",
-        namespace: &ns,
-        pod: "api-1",
-        container: "fluent-bit",
-    }
-    .labels();
+    let restarting = AlertSeries { alert: AlertName::SidecarRestartingFrequently, ..fluent_bit }.labels();
     op.wait_scrape("restarting at the threshold", |s| {
         let alerts = s.alerts();
         if alerts.contains(&restarting) && alerts.iter().all(|a| *a == restarting || *a == looping_pending) {
@@ -240,19 +213,7 @@ async fn liveness_failing_sidecar_restart_loop() {
     assert_on_time("SidecarCrashLooping", t_first, fired, Duration::from_secs(5));
     op.wait_alerts(
         "restarting and crash looping",
-        vec![
-            restarting,
-            AlertSeries {
-                alert: AlertName::SidecarCrashLooping,
-                state: AlertState::Firing,
-                severity: Severity::Critical,
-                policy: "logs",
-                namespace: &ns,
-                pod: "api-1",
-                container: "fluent-bit",
-            }
-            .labels(),
-        ],
+        vec![restarting, AlertSeries { alert: AlertName::SidecarCrashLooping, ..fluent_bit }.labels()],
     )
     .await;
     c.wait_events("api-1", "Warning", "SidecarCrashLooping", 1).await;
@@ -332,12 +293,11 @@ async fn job_held_open_by_legacy_sidecar() {
         vec![owned_by(
             AlertSeries {
                 alert: AlertName::JobBlockedBySidecar,
-                state: AlertState::Firing,
-                severity: Severity::Warning,
                 policy: "batch",
                 namespace: &ns,
                 pod: "report-abcde",
                 container: "log-sidecar",
+                ..MESH_NOT_READY
             }
             .labels(),
             "Job",
@@ -409,14 +369,14 @@ async fn main_started_before_sidecar_ready() {
     assert!(op.scrape().await.unwrap().alerts().is_empty());
     // … and the main container starts right away.
     pod.set_state("app", State::Running).await.unwrap();
+    let alert = AlertName::MainStartedBeforeSidecarReady;
     let expected = vec![AlertSeries {
-        alert: AlertName::MainStartedBeforeSidecarReady,
-        state: AlertState::Firing,
-        severity: Severity::Warning,
+        alert,
         policy: "order",
         namespace: &ns,
         pod: "shop-1",
         container: "envoy",
+        ..MESH_NOT_READY
     }
     .labels()];
     op.wait_alerts("startup order", expected.clone()).await;
@@ -475,14 +435,14 @@ async fn sidecar_stopped_before_main_on_shutdown() {
     })
     .await
     .unwrap();
+    let (alert, severity) = (AlertName::SidecarStoppedBeforeMain, Severity::Critical);
     let expected = vec![AlertSeries {
-        alert: AlertName::SidecarStoppedBeforeMain,
-        state: AlertState::Firing,
-        severity: Severity::Critical,
+        alert,
+        severity,
         policy: "order",
         namespace: &ns,
         pod: "cart-1",
-        container: "istio-proxy",
+        ..MESH_NOT_READY
     }
     .labels()];
     op.wait_alerts("shutdown order", expected).await;

@@ -39,18 +39,7 @@ fn normalized(scrapes: &[Scrape], ns: &str) -> Vec<String> {
 fn not_ready_alerts(ns: &str, pods: impl Iterator<Item = usize>) -> Vec<Labels> {
     sorted(
         pods.filter(|i| i % 2 == 0)
-            .map(|i| {
-                AlertSeries {
-                    alert: AlertName::SidecarContainerNotReady,
-                    state: AlertState::Firing,
-                    severity: Severity::Warning,
-                    policy: "mesh",
-                    namespace: ns,
-                    pod: &format!("web-{i}"),
-                    container: "istio-proxy",
-                }
-                .labels()
-            })
+            .map(|i| AlertSeries { namespace: ns, pod: &format!("web-{i}"), ..MESH_NOT_READY }.labels())
             .collect(),
     )
 }

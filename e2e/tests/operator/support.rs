@@ -415,6 +415,7 @@ pub fn has_value(s: &Scrape, name: &str, matching: &[(&str, &str)], want: f64) -
 /// The expected labels of a `sidecar_alerts` series of a namespaced policy, on a Pod of the
 /// policy's namespace that has no owner (see [`owned_by`]). A struct literal, so that every
 /// value is named and a state, a severity or an alert put in the wrong place does not compile.
+#[derive(Clone, Copy, Debug)]
 pub struct AlertSeries<'a> {
     /// The alert (`alertname`).
     pub alert: AlertName,
@@ -431,6 +432,19 @@ pub struct AlertSeries<'a> {
     /// The container's name.
     pub container: &'a str,
 }
+
+/// `SidecarContainerNotReady`, firing, warning, of the policy `mesh` on `istio-proxy`: what
+/// most tests provoke ([`native_pod`] with its sidecar not ready). Name the rest:
+/// `AlertSeries { namespace: &ns, pod: "web-1", ..MESH_NOT_READY }`.
+pub const MESH_NOT_READY: AlertSeries<'static> = AlertSeries {
+    alert: AlertName::SidecarContainerNotReady,
+    state: AlertState::Firing,
+    severity: Severity::Warning,
+    policy: "mesh",
+    namespace: "",
+    pod: "",
+    container: "istio-proxy",
+};
 
 impl AlertSeries<'_> {
     /// The series' labels as a scrape shows them (`check` empty).
@@ -535,6 +549,24 @@ impl Operator {
         let child = cmd.spawn().expect("operator started");
         let tls = vars.iter().any(|(k, v)| *k == "SIDECAR_WATCH_METRICS_SECURE" && *v == "true");
         Self { child: Some(child), identity: identity.to_string(), port, tls, token: None, log }
+    }
+
+    /// Starts `sidecar-watch run` without leader election, watching `namespaces` (status
+    /// written every second): a tenant's namespace beside the test's own.
+    pub async fn start_watching(cluster: &Cluster, identity: &str, namespaces: &[&str]) -> Self {
+        let port = free_port();
+        let args: Vec<String> = [
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--namespace",
+            &namespaces.join(","),
+            "--leader-elect=false",
+            "--status-interval",
+            "1s",
+        ]
+        .map(String::from)
+        .into();
+        Self::spawn(cluster, identity, port, &args, &[]).await
     }
 
     /// The default test arguments ([`Operator::start`]) plus `extra`, on a free port.
