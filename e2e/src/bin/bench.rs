@@ -12,9 +12,9 @@
 
 use anyhow::{bail, Result};
 use sidecar_watch_e2e::bench::args::Args;
-use sidecar_watch_e2e::bench::pods::PodFactory;
 use sidecar_watch_e2e::bench::report::table;
 use sidecar_watch_e2e::bench::{log, run};
+use sidecar_watch_testkit::factory::PodFactory;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {

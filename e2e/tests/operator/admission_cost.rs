@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use sidecar_watch_e2e::bench::pods::flood_pod;
 use sidecar_watch_e2e::cel_cost;
+use sidecar_watch_testkit::factory::flood_pod;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 

@@ -13,7 +13,7 @@ use sidecar_watch_e2e::harness::wait_until;
 use crate::support::*;
 
 fn firing(ns: &str, pod: &str) -> Labels {
-    alert("SidecarContainerNotReady", "firing", "warning", "mesh", ns, pod, "istio-proxy")
+    AlertSeries { namespace: ns, pod, ..MESH_NOT_READY }.labels()
 }
 
 /// A cluster of the test's own with the one policy these tests use and `pods` Pods whose

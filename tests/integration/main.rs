@@ -1,0 +1,38 @@
+//! The operator's tests beyond its unit tests, in one test binary: each module was a binary of
+//! its own, and 19 binaries each linking the whole operator cost more build time than their
+//! tests took to run (see `scripts/test`'s figures in docs/benchmarks.md). `cargo test --test
+//! integration engine_` runs a part.
+//!
+//! Two tests keep binaries of their own: `tests/heap_counts.rs` installs a counting global
+//! allocator, and `tests/audit_memory.rs` reads the peak RSS of its children, which another
+//! test's children would raise.
+//!
+//! Support: the test kit (`sidecar_watch_testkit`: Pods, seed scenarios, the audit runner),
+//! [`fixtures`] (the engine tests' views, times and policies) and [`SIDECAR_WATCH`].
+
+#[path = "../fixtures/mod.rs"]
+mod fixtures;
+
+mod audit_cli;
+mod audit_live;
+mod audit_manifests;
+mod catalog;
+mod crd;
+mod engine_kubelet;
+mod engine_properties;
+mod engine_rules;
+mod engine_scenarios;
+mod engine_spec;
+mod event_limits;
+mod event_recorder;
+mod index;
+mod index_policies;
+mod index_properties;
+mod metrics_text;
+mod rbac;
+mod run_cli;
+mod server;
+
+/// The operator's binary, as the audit tests run it.
+const SIDECAR_WATCH: sidecar_watch_testkit::audit::Audit =
+    sidecar_watch_testkit::audit::Audit::new(env!("CARGO_BIN_EXE_sidecar-watch"));
