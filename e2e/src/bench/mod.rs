@@ -5,7 +5,9 @@
 //! `/metrics` serving ([`serving`]), churn ([`churn`]), idle CPU ([`idle`]), the operator's
 //! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
 //! table ([`report`]); [`run`] strings them together for one N. Support: realistic Pods
-//! ([`pods`]), the Prometheus text parser ([`prom`]) and `/proc` probes ([`sys`]).
+//! ([`pods`]), the Prometheus text parser ([`prom`]) and `/proc` probes ([`sys`]). [`ksm`] is
+//! the `--against ksm` mode: kube-state-metrics, Prometheus and the seed's rules beside the
+//! operator on a real API server.
 
 /// Progress line on stderr, stamped with the seconds since the benchmark started.
 macro_rules! say {
@@ -17,6 +19,7 @@ pub mod args;
 pub mod churn;
 pub mod hostile;
 pub mod idle;
+pub mod ksm;
 pub mod latency;
 pub mod pods;
 pub mod preload;
