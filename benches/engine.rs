@@ -1,7 +1,8 @@
 //! Throughput of the rule engine on a realistic Pod: `tests/fixtures/two-sidecars.yaml`
 //! (a main container, a native istio-proxy sidecar and a legacy log-sidecar, with probes and a
 //! full status, plus a plain init container), and the decoding of that Pod's JSON (full
-//! `k8s_openapi` object against the operator's `SlimPod`). Reported as Pods per second:
+//! `k8s_openapi` object against the operator's `SlimPod`), and one policy edit among 300
+//! policies over 1,000 such Pods (`policy_edit`). Reported as Pods (edits) per second:
 //!
 //! ```text
 //! cargo bench --bench engine -- --quick
@@ -13,7 +14,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use sidecar_watch::api::SlimPod;
-use sidecar_watch::engine::{evaluate, CompiledPolicy, PodHistory, PodView};
+use sidecar_watch::engine::{evaluate, CompiledPolicy, PodHistory, PodView, PolicyRef};
+use sidecar_watch::index::{Index, PolicyEntry};
 
 const POD: &str = include_str!("../tests/fixtures/two-sidecars.yaml");
 const NOW: &str = "2025-06-03T10:30:00Z";
@@ -48,6 +50,47 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
     flood(c, &policy, now);
+    policy_edit(c, &json, now);
+}
+
+/// A tenant's 300 SidecarPolicies over its 1,000 Pods (the fixture Pod under 1,000 UIDs),
+/// every policy selecting every Pod: what one edit of one policy costs the reconciler. The
+/// issue's figure: re-evaluating every policy of the namespace made it 300,000 evaluations.
+fn policy_edit(c: &mut Criterion, json: &[u8], now: Timestamp) {
+    const POLICIES: usize = 300;
+    const PODS: usize = 1000;
+    let index = Index::with_limits(32, POLICIES);
+    let policy = |i: usize, for_: u64| {
+        let spec = serde_json::json!({"rules": {"crashLoop": {"for": format!("{for_}s")}}});
+        let policy = PolicyRef::namespaced("shop", format!("p{i:03}"));
+        let parsed = serde_json::from_value(spec.clone()).expect("spec");
+        (policy.clone(), PolicyEntry::new(CompiledPolicy::compile(policy, &parsed), spec))
+    };
+    for i in 0..POLICIES {
+        let (p, e) = policy(i, 300);
+        index.apply_policy(p, e, now);
+    }
+    let pod: serde_json::Value = serde_json::from_slice(json).expect("the fixture");
+    for i in 0..PODS {
+        let mut pod = pod.clone();
+        pod["metadata"]["uid"] = serde_json::json!(format!("uid-{i}"));
+        pod["metadata"]["name"] = serde_json::json!(format!("pod-{i}"));
+        pod["metadata"]["namespace"] = serde_json::json!("shop");
+        let slim: SlimPod = serde_json::from_value(pod).expect("decodes");
+        index.apply_pod(PodView::from_pod(&slim), now);
+    }
+    assert_eq!(index.policy_stats()[&PolicyRef::namespaced("shop", "p000")].matched_pods, PODS as u32);
+    let mut edit = 0u64;
+    let mut group = c.benchmark_group("policy_edit");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("300_policies_1000_pods", |b| {
+        b.iter(|| {
+            edit += 1;
+            let (p, e) = policy(edit as usize % POLICIES, 301 + edit % 600);
+            index.apply_policy(p, e, now)
+        })
+    });
+    group.finish();
 }
 
 /// A hostile tenant's Pod: 5,000 legacy `s{i}-sidecar` containers (each declaring a port of

@@ -16,7 +16,9 @@
 //! `cargo bench --bench index_memory` (the three-container fixture with four alerts each), or
 //! `cargo bench --bench index_memory -- mix` (the full benchmark's Pods and policies:
 //! `sidecar_watch_e2e::bench::pods`, mostly healthy). `-- memory` stops after the memory
-//! figures.
+//! figures. `-- gzip` instead times a render plain and gzip-compressed at levels 1 to 6 at
+//! 20k, 60k and 100k Pods of the full benchmark's mix (how `/metrics`' gzip level was
+//! chosen: src/server/scrape.rs).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -183,9 +185,90 @@ fn time(what: &str, runs: usize, mut work: impl FnMut() -> usize) {
     println!("{what:<14} min {:>9.3} ms  median {:>9.3} ms  ({size})", ms(times[0]), ms(times[runs / 2]));
 }
 
+/// A render drained into `sink` (each chunk, as the server's body hands it on).
+fn render_into(metrics: &Metrics, index: &Index, mut sink: impl FnMut(&[u8])) {
+    metrics.render(index, true, |chunk| {
+        sink(chunk.as_bytes());
+        true
+    });
+}
+
+/// Render time plain and with gzip at levels 1..=6 (median of 5), and the compressed sizes,
+/// at 20k, 60k and 100k Pods of the full benchmark's mix.
+fn gzip_table() {
+    use std::io::Write;
+    let now = Timestamp::now();
+    let index = Index::new();
+    for (policy, compiled) in mix_policies() {
+        index.apply_policy(policy, PolicyEntry::new(Ok(compiled), serde_json::Value::Null), now);
+    }
+    let factory = sidecar_watch_e2e::bench::pods::PodFactory::new();
+    let metrics = Metrics::new();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("| Pods | plain | level | gzip time | × plain | size | × level 6 size |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut applied = 0;
+    for n in [20_000usize, 60_000, 100_000] {
+        while applied < n {
+            let pod: SlimPod = serde_json::from_value(factory.pod(applied)).expect("a Pod");
+            index.apply_pod(index.view_of(&pod), now);
+            applied += 1;
+        }
+        let mut plain_bytes = 0;
+        let plain = median(
+            (0..5)
+                .map(|_| {
+                    let started = Instant::now();
+                    plain_bytes = 0;
+                    render_into(&metrics, &index, |b| plain_bytes += std::hint::black_box(b).len());
+                    started.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        );
+        let mut rows = Vec::new();
+        for level in 1..=6 {
+            let mut size = 0;
+            let ms = median(
+                (0..5)
+                    .map(|_| {
+                        let started = Instant::now();
+                        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+                        size = 0;
+                        render_into(&metrics, &index, |b| {
+                            encoder.write_all(b).expect("into a Vec");
+                            size += encoder.get_ref().len();
+                            encoder.get_mut().clear();
+                        });
+                        size += encoder.finish().expect("into a Vec").len();
+                        started.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect(),
+            );
+            rows.push((level, ms, size));
+        }
+        let default_size = rows[5].2 as f64;
+        for (level, ms, size) in rows {
+            println!(
+                "| {n} | {plain:.0} ms, {:.1} MiB | {level} | {ms:.0} ms | {:.2} | {:.2} MiB | {:.2} |",
+                plain_bytes as f64 / 1048576.0,
+                ms / plain,
+                size as f64 / 1048576.0,
+                size as f64 / default_size
+            );
+        }
+    }
+}
+
 fn main() {
     // As the operator does (src/memory.rs), so that the figure is the binary's.
     sidecar_watch::memory::disable_transparent_huge_pages().expect("prctl");
+    if std::env::args().any(|a| a == "gzip") {
+        gzip_table();
+        return;
+    }
     let mix = std::env::args().any(|a| a == "mix");
     let now = Timestamp::now();
     let index = Arc::new(Index::new());

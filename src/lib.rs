@@ -4,7 +4,8 @@
 //! [`controller`] wires the kube watches, the reconciler, status, leadership and the tasks
 //! below; [`metrics`], [`events`] and [`server`] read the [`index`], the operator's state,
 //! which evaluates Pods with the [`engine`], pure rule evaluation on the [`api`] types.
-//! [`audit`] runs the engine offline. [`role`] is the one signal of leadership and sync.
+//! [`audit`] runs the engine offline. [`role`] is the one signal of leadership and sync;
+//! [`paging`] the one paginated LIST, beside [`kubeconfig`].
 
 pub mod api;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod kubeconfig;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod paging;
 pub mod rbac;
 pub mod role;
 pub mod server;

@@ -59,6 +59,7 @@ fn examples_audit_as_json_with_every_seed_scenario() {
     assert_eq!(
         checks.into_iter().collect::<Vec<_>>(),
         [
+            "init-before-proxy",
             "latest-image",
             "legacy-sidecar",
             "no-readiness-probe",
@@ -184,6 +185,51 @@ fn bad_input_exits_2_naming_file_object_and_field() {
         assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in {stderr:?}");
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
         assert!(out.stdout.is_empty());
+    }
+}
+
+/// A policy file too large for the CRD schema, or invalid and huge: the error names the
+/// field and quotes at most a short prefix of the value, never the value itself.
+#[test]
+fn oversized_policy_values_are_named_and_quoted_short() {
+    let policy = |spec: serde_json::Value| {
+        serde_json::json!({"apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
+                           "metadata": {"name": "mesh", "namespace": "shop"}, "spec": spec})
+        .to_string()
+    };
+    // Invalid and 98 KB: the schema's 1024 would refuse it, so the operator-side bound names
+    // it first; within the bound, an invalid pattern is quoted by its prefix.
+    let invalid_huge = format!("envoy({}", "a".repeat(98_298));
+    let invalid_short = format!("envoy({}", "b".repeat(900));
+    let names: Vec<String> = (0..20_000).map(|i| format!("c{i}")).collect();
+    let cases = [
+        (
+            policy(serde_json::json!({"sidecars": {"pattern": invalid_huge}})),
+            "spec.sidecars.pattern: 98304 characters, at most 1024 allowed".to_string(),
+        ),
+        (
+            policy(serde_json::json!({"sidecars": {"pattern": invalid_short}})),
+            format!(
+                "spec.sidecars.pattern: invalid regular expression \"envoy({}\"… (906 bytes): unclosed group",
+                "b".repeat(58)
+            ),
+        ),
+        (
+            policy(serde_json::json!({"sidecars": {"names": names}})),
+            "spec.sidecars.names: 20000 names, at most 64 allowed".to_string(),
+        ),
+        (
+            policy(serde_json::json!({"rules": {"restarts": {"threshold": "x".repeat(50_000)}}})),
+            "spec.rules.restarts.threshold: invalid type: string \"xxx".to_string(),
+        ),
+    ];
+    for (i, (file, expected)) in cases.iter().enumerate() {
+        let path = scratch(&format!("huge-{i}.json"), file);
+        let out = audit(&["-f", "examples/pods.json", "--policy", &path.display().to_string()], None);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected.as_str()), "expected {expected:?} in {stderr:?}");
+        assert!(stderr.len() < 600, "{} bytes of error: {stderr}", stderr.len());
     }
 }
 

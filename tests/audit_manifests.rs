@@ -96,6 +96,45 @@ fn workload_manifests_get_the_static_checks_and_jobs_the_never_completes_warning
     assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "No alerts.\n".to_string()), "{}", text(&out.stderr));
 }
 
+#[test]
+fn pods_using_kubernetes_1_37_fields_decode_and_get_the_mesh_and_hook_checks() {
+    // Every Pod of the file is accepted by kube-apiserver 1.37.2 (its header lists the gates);
+    // restart rules, resize policies and stop signals never fail the audit.
+    let out = audit(
+        &["-f", "tests/fixtures/manifests/k8s-1.37-features.yaml", "--now", NOW, "-o", "json", "--fail-on", "info"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let findings = json(&out);
+    assert_eq!(
+        summary(&findings),
+        [
+            "init-before-proxy istio-proxy SidecarMisconfigured/init-before-proxy info native Pod/init-before-proxy",
+            "prestop-quit envoy SidecarMisconfigured/native-prestop info native Pod/prestop-quit",
+        ]
+    );
+    let message = findings[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Init container migrate in Pod billing/init-before-proxy runs before native sidecar istio-proxy"
+        ),
+        "{message}"
+    );
+    let sarif = audit(&["-f", "tests/fixtures/manifests/k8s-1.37-features.yaml", "--now", NOW, "-o", "sarif"], None);
+    let sarif: Value = serde_json::from_slice(&sarif.stdout).expect("SARIF");
+    let rules: Vec<&str> = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(
+        rules.contains(&"SidecarMisconfigured/init-before-proxy")
+            && rules.contains(&"SidecarMisconfigured/native-prestop"),
+        "{rules:?}"
+    );
+}
+
 /// The helm binary of the project's tools script (the e2e kit installs it when missing).
 fn helm() -> std::path::PathBuf {
     sidecar_watch_e2e::install::helm().expect("helm")

@@ -96,6 +96,22 @@ fn injected() -> Vec<(&'static str, Value)> {
             "ports": [{"containerPort": 4180, "name": "http"}], "livenessProbe": http("/ping", 4180),
             "readinessProbe": http("/ready", 4180)}),
         ),
+        (
+            // Google's AlloyDB quickstart for GKE (the proxy beside the app, by its command).
+            "alloydb-auth-proxy",
+            json!({"name": "alloydb-proxy", "image": "gcr.io/alloydb-connectors/alloydb-auth-proxy:1.10.1",
+            "command": ["/alloydb-auth-proxy", "projects/p/locations/us-central1/clusters/c/instances/i"],
+            "securityContext": {"runAsNonRoot": true}, "resources": {"requests": {"memory": "2Gi", "cpu": "1"}}}),
+        ),
+        (
+            // Apache Airflow's chart: the DAG-syncing sidecar (its `-init` twin runs once).
+            "git-sync",
+            json!({"name": "git-sync", "image": "registry.k8s.io/git-sync/git-sync:v4.4.0",
+            "env": [{"name": "GITSYNC_REPO", "value": "https://github.com/example/dags.git"},
+                    {"name": "GITSYNC_ROOT", "value": "/git"}, {"name": "GITSYNC_LINK", "value": "repo"},
+                    {"name": "GITSYNC_PERIOD", "value": "5s"}],
+            "securityContext": {"runAsUser": 65533}, "volumeMounts": [{"name": "dags", "mountPath": "/git"}]}),
+        ),
     ]
 }
 
@@ -204,7 +220,9 @@ fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
     let now = fixtures::now();
     for (id, snippet) in [
         ("istio", "sidecar.istio.io/nativeSidecar: \"true\""),
-        ("linkerd", "config.alpha.linkerd.io/proxy-enable-native-sidecar: \"true\""),
+        ("linkerd", "config.linkerd.io/proxy-enable-native-sidecar: \"true\""),
+        ("kuma", "KUMA_EXPERIMENTAL_SIDECAR_CONTAINERS"),
+        ("git-sync", "--one-time"),
         ("vault-agent", "vault.hashicorp.com/agent-pre-populate-only"),
     ] {
         let sidecar = injected().into_iter().find(|(i, _)| *i == id).map(|(_, c)| c).expect("a fixture");
@@ -227,4 +245,25 @@ fn the_runbooks_carry_each_entrys_advice() {
         assert!(job.contains(&format!("| {} |", entry.job_remediation)), "{}: job advice", entry.id);
         assert!(ordering.contains(&format!("| {} |", entry.ordering_remediation)), "{}: ordering advice", entry.id);
     }
+}
+
+#[test]
+fn the_opentelemetry_operators_injected_sidecar_and_the_aws_collector_are_recognised() {
+    // The OpenTelemetry Operator injects `otc-container` (pkg/sidecar/pod.go), natively when
+    // the cluster supports it, with its readiness probe as startup probe.
+    let operator = json!({"name": "otc-container", "image": "ghcr.io/open-telemetry/opentelemetry-collector-releases/opentelemetry-collector:0.130.0",
+        "args": ["--config=env:OTEL_CONFIG"], "restartPolicy": "Always",
+        "ports": [{"containerPort": 8888, "name": "metrics"}, {"containerPort": 4317, "name": "otlp-grpc"}]});
+    let mut legacy = operator.clone();
+    strip_restart_policy(&mut legacy);
+    assert_eq!(
+        identified(&pod_with(legacy), &catalog_only()),
+        [("otc-container".into(), "catalog:otel-collector".into())]
+    );
+    let adot =
+        json!({"name": "aws-otel-collector", "image": "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.1"});
+    assert_eq!(
+        identified(&pod_with(adot), &catalog_only()),
+        [("aws-otel-collector".into(), "catalog:otel-collector".into())]
+    );
 }

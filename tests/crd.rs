@@ -103,3 +103,84 @@ fn schema_rejects_what_it_can() {
     assert!(cel.as_str().is_some_and(|r| r.contains("self.native")), "{cel}");
     assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!(["scp"]));
 }
+
+/// Every string, list and map a tenant writes has a size bound in both CRDs, and the bounds
+/// are the ones the operator checks again (`sidecar_watch::api::bounds`): the API server
+/// refuses what the operator would call invalid, and nothing more.
+#[test]
+fn schema_bounds_every_tenant_field_as_the_operator_does() {
+    use sidecar_watch::api::bounds::*;
+    for (name, yaml) in crd_files().expect("CRDs render") {
+        let crd: Value = serde_norway::from_str(&yaml).expect("CRD parses");
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let spec = &root["properties"]["spec"]["properties"];
+        let at = |path: &str, key: &str| -> Option<u64> {
+            let mut node = &root["properties"]["spec"];
+            for part in path.split('.') {
+                node = match part {
+                    "[]" => &node["items"],
+                    "{}" => &node["additionalProperties"],
+                    _ => &node["properties"][part],
+                };
+            }
+            node.get(key).and_then(Value::as_u64)
+        };
+        let mut selectors = vec!["selector"];
+        if name.contains("cluster") {
+            selectors.push("namespaceSelector");
+        }
+        let mut expected: Vec<(String, &str, usize)> = vec![
+            ("sidecars.pattern".into(), "maxLength", MAX_PATTERN_CHARS),
+            ("sidecars.names".into(), "maxItems", MAX_SIDECAR_NAMES),
+            ("sidecars.names.[]".into(), "maxLength", MAX_CONTAINER_NAME_CHARS),
+            ("rules.crashLoop.for".into(), "maxLength", MAX_DURATION_CHARS),
+            ("rules.restarts.window".into(), "maxLength", MAX_DURATION_CHARS),
+            ("rules.oomKilled.window".into(), "maxLength", MAX_DURATION_CHARS),
+        ];
+        for s in selectors {
+            expected.extend([
+                (format!("{s}.matchLabels"), "maxProperties", MAX_MATCH_LABELS),
+                (format!("{s}.matchLabels.{{}}"), "maxLength", MAX_LABEL_VALUE_CHARS),
+                (format!("{s}.matchExpressions"), "maxItems", MAX_MATCH_EXPRESSIONS),
+                (format!("{s}.matchExpressions.[].key"), "maxLength", MAX_LABEL_KEY_CHARS),
+                (format!("{s}.matchExpressions.[].values"), "maxItems", MAX_EXPRESSION_VALUES),
+                (format!("{s}.matchExpressions.[].values.[]"), "maxLength", MAX_LABEL_VALUE_CHARS),
+            ]);
+            let keys = &spec[s]["properties"]["matchLabels"]["x-kubernetes-validations"][0]["rule"];
+            assert_eq!(
+                keys.as_str(),
+                Some(format!("self.all(k, size(k) <= {MAX_LABEL_KEY_CHARS})").as_str()),
+                "{name}"
+            );
+        }
+        for (path, key, bound) in expected {
+            assert_eq!(at(&path, key), Some(bound as u64), "{name}: spec.{path} {key}");
+        }
+        // Every string and list of the spec has a bound, but booleans, enums and the
+        // duration pattern's own strings (bounded above).
+        let mut unbounded = Vec::new();
+        find_unbounded(&root["properties"]["spec"], "spec", &mut unbounded);
+        assert!(unbounded.is_empty(), "{name}: unbounded {unbounded:?}");
+    }
+}
+
+fn find_unbounded(schema: &Value, path: &str, out: &mut Vec<String>) {
+    let has = |key: &str| schema.get(key).is_some();
+    match schema["type"].as_str() {
+        Some("string") if !has("maxLength") && !has("enum") => out.push(path.to_string()),
+        Some("array") if !has("maxItems") => out.push(path.to_string()),
+        Some("object") if has("additionalProperties") && !has("maxProperties") => out.push(path.to_string()),
+        _ => {}
+    }
+    if let Some(Value::Object(props)) = schema.get("properties") {
+        for (name, prop) in props {
+            find_unbounded(prop, &format!("{path}.{name}"), out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        find_unbounded(items, &format!("{path}[]"), out);
+    }
+    if let Some(values @ Value::Object(_)) = schema.get("additionalProperties") {
+        find_unbounded(values, &format!("{path}{{}}"), out);
+    }
+}

@@ -58,6 +58,7 @@ fn termination() -> BoxedStrategy<Termination> {
             started_at,
             finished_at,
             message: None,
+            verdict: Default::default(),
         })
         .boxed()
 }

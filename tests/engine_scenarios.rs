@@ -262,6 +262,33 @@ fn k_every_misconfiguration_check() {
     assert!(sprawl.message.contains("5 sidecars"), "{}", sprawl.message);
 }
 
+#[test]
+fn l_an_init_container_before_a_native_mesh_proxy_has_no_network() {
+    assert_scenario(
+        "init-before-proxy.yaml",
+        &builtin(),
+        vec![
+            row(SidecarContainerNotReady, "istio-proxy", None, Firing, at("10:02:00"), Warning),
+            row(SidecarMisconfigured, "istio-proxy", Some(Check::InitBeforeProxy), Firing, at("10:02:00"), Info),
+        ],
+        None,
+    );
+    let evaluation = evaluate_fixture("init-before-proxy.yaml", &builtin());
+    let message = &evaluation.alerts[1].message;
+    assert!(
+        message.starts_with(
+            "Init container migrate in Pod billing/billing-6d5f7c9b8-q4w7e runs before native sidecar istio-proxy"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("runAsUser: 1337") && message.contains("traffic.sidecar.istio.io/excludeOutboundIPRanges"),
+        "{message}"
+    );
+    // Istio's own drain hook on the proxy is not a native-prestop finding.
+    assert!(evaluation.alerts.iter().all(|a| a.check != Some(Check::NativePreStop)));
+}
+
 /// Every fixture parses, keeps every container, and evaluates identically through a JSON
 /// round trip of the Pod (what `audit -o json` input and the watch stream look like).
 #[test]
@@ -273,7 +300,7 @@ fn fixtures_round_trip_and_are_complete() {
         .filter(|n| n.ends_with(".yaml") && !n.ends_with("-policy.yaml"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 11, "{files:?}");
+    assert_eq!(files.len(), 12, "{files:?}");
     for file in &files {
         let pod = load_pod(file);
         let spec = pod.spec.as_ref().unwrap();

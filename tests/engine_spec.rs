@@ -1,5 +1,6 @@
-//! What the engine reads from a Pod's spec: `postStart` hooks, liveness probes aimed at a
-//! sidecar, the owning workload, workload templates (`audit` of manifests) and invalid Pods.
+//! What the engine reads from a Pod's spec: `postStart` and `preStop` hooks, liveness probes
+//! aimed at a sidecar, init containers that run before a native mesh proxy, the owning
+//! workload, workload templates (`audit` of manifests) and invalid Pods.
 
 use serde_json::{json, Value};
 use sidecar_watch::api::SlimPod;
@@ -188,4 +189,177 @@ fn a_legacy_proxy_started_first_with_a_waiting_post_start_hook_is_not_a_start_or
     assert_eq!(order(&with_hook(&proxy)), 1, "without the hook the app did start first");
     proxy["lifecycle"] = json!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}});
     assert_eq!(order(&with_hook(&proxy)), 0);
+}
+
+/// The `init-before-proxy` and `native-prestop` findings only, with their containers.
+fn shutdown_and_network_checks(view: &PodView) -> Vec<(String, Check)> {
+    findings(view)
+        .into_iter()
+        .filter_map(|(_, container, check)| Some((container, check?)))
+        .filter(|(_, check)| matches!(check, Check::InitBeforeProxy | Check::NativePreStop))
+        .collect()
+}
+
+fn init(name: &str, extra: Value) -> Value {
+    let mut c = json!({"name": name, "image": format!("shop/{name}:1")});
+    if let (Some(fields), Some(more)) = (c.as_object_mut(), extra.as_object()) {
+        fields.extend(more.clone());
+    }
+    c
+}
+
+/// A mesh proxy as its injector writes it in native mode (name, image, user).
+fn mesh_proxy(name: &str, image: &str, uid: i64) -> Value {
+    json!({"name": name, "image": image, "restartPolicy": "Always", "securityContext": {"runAsUser": uid},
+           "readinessProbe": {"httpGet": {"port": 15021}}, "startupProbe": {"httpGet": {"port": 15021}},
+           "resources": {"requests": {"cpu": "100m"}}})
+}
+
+fn istio_proxy() -> Value {
+    mesh_proxy("istio-proxy", "docker.io/istio/proxyv2:1.27.0", 1337)
+}
+
+#[test]
+fn init_before_proxy_needs_a_redirect_already_in_place_when_the_init_container_runs() {
+    let none = json!({});
+    let on_proxy = |name: &str| vec![(name.to_string(), Check::InitBeforeProxy)];
+    for (case, inits, expected) in [
+        (
+            "after istio-init, before istio-proxy",
+            json!([init("istio-init", none.clone()), init("migrate", none.clone()), istio_proxy()]),
+            on_proxy("istio-proxy"),
+        ),
+        (
+            "before istio-init: the plain network",
+            json!([init("migrate", none.clone()), init("istio-init", none.clone()), istio_proxy()]),
+            vec![],
+        ),
+        (
+            "after istio-proxy, as Istio's injector places it",
+            json!([init("istio-init", none.clone()), istio_proxy(), init("migrate", none.clone())]),
+            vec![],
+        ),
+        (
+            "Istio CNI redirects from the sandbox's creation on",
+            json!([init("migrate", none.clone()), init("istio-validation", none.clone()), istio_proxy()]),
+            on_proxy("istio-proxy"),
+        ),
+        (
+            "running as the proxy's user: its traffic is not redirected",
+            json!([
+                init("istio-init", none.clone()),
+                init("migrate", json!({"securityContext": {"runAsUser": 1337}})),
+                istio_proxy()
+            ]),
+            vec![],
+        ),
+        (
+            "running as another user",
+            json!([
+                init("istio-init", none.clone()),
+                init("migrate", json!({"securityContext": {"runAsUser": 0}})),
+                istio_proxy()
+            ]),
+            on_proxy("istio-proxy"),
+        ),
+        ("no redirection seen: nothing to say", json!([init("migrate", none.clone()), istio_proxy()]), vec![]),
+        (
+            "a native sidecar before the proxy is not an init container that must finish",
+            json!([
+                init("istio-init", none.clone()),
+                init("log-shipper", json!({"restartPolicy": "Always"})),
+                istio_proxy()
+            ]),
+            vec![],
+        ),
+        (
+            "Linkerd",
+            json!([
+                init("linkerd-init", none.clone()),
+                init("wait-for-db", none.clone()),
+                mesh_proxy("linkerd-proxy", "cr.l5d.io/linkerd/proxy:edge-26.8.3", 2102)
+            ]),
+            on_proxy("linkerd-proxy"),
+        ),
+        (
+            "Kuma with its CNI",
+            json!([
+                init("vault-agent-init", none.clone()),
+                init("kuma-validation", none.clone()),
+                mesh_proxy("kuma-sidecar", "docker.io/kumahq/kuma-dp:2.14.0", 5678)
+            ]),
+            on_proxy("kuma-sidecar"),
+        ),
+    ] {
+        let view = view(pod(inits, json!([APP()])));
+        assert_eq!(shutdown_and_network_checks(&view), expected, "{case}");
+    }
+    // The Pod's runAsUser applies to an init container that sets none.
+    let mut shared_user =
+        pod(json!([init("istio-init", none.clone()), init("migrate", none.clone()), istio_proxy()]), json!([APP()]));
+    shared_user["spec"]["securityContext"] = json!({"runAsUser": 1337});
+    assert_eq!(shutdown_and_network_checks(&view(shared_user)), vec![]);
+    // A legacy istio-proxy starts after every init container: nothing runs before it.
+    let mut legacy = istio_proxy();
+    if let Some(fields) = legacy.as_object_mut() {
+        fields.remove("restartPolicy");
+    }
+    let legacy =
+        view(pod(json!([init("istio-init", none.clone()), init("migrate", none.clone())]), json!([APP(), legacy])));
+    assert_eq!(shutdown_and_network_checks(&legacy), vec![]);
+    // Two of them are named in one finding, with Linkerd's own remedy.
+    let two = view(pod(
+        json!([
+            init("linkerd-init", none.clone()),
+            init("wait-for-db", none.clone()),
+            init("fetch-model", none.clone()),
+            mesh_proxy("linkerd-proxy", "cr.l5d.io/linkerd/proxy:edge-26.8.3", 2102)
+        ]),
+        json!([APP()]),
+    ));
+    let message = evaluate(&two, &CompiledPolicy::builtin(), &PodHistory::default(), fixtures::now())
+        .alerts
+        .into_iter()
+        .find(|a| a.check == Some(Check::InitBeforeProxy))
+        .map(|a| a.message)
+        .unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Init containers wait-for-db, fetch-model in Pod shop/web-1 run before native sidecar linkerd-proxy"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("config.linkerd.io/skip-outbound-ports"), "{message}");
+}
+
+#[test]
+fn a_native_sidecars_pre_stop_hook_is_reported_when_it_can_stop_it_and_is_not_its_meshs_drain() {
+    let hook = |handler: Value| json!({"lifecycle": {"preStop": handler}});
+    let quit = json!({"exec": {"command": ["/bin/sh", "-c", "curl -X POST localhost:9901/quitquitquit"]}});
+    let istio_drain = json!({"exec": {"command": ["pilot-agent", "request", "--debug-port=15020", "POST", "drain"]}});
+    let on_envoy = vec![("envoy".to_string(), Check::NativePreStop)];
+    for (case, sidecar, expected) in [
+        ("an exec hook that quits Envoy", envoy(hook(quit.clone())), on_envoy.clone()),
+        ("an HTTP hook", envoy(hook(json!({"httpGet": {"path": "/quitquitquit", "port": 9901}}))), on_envoy.clone()),
+        ("a sleep only waits", envoy(hook(json!({"sleep": {"seconds": 5}}))), vec![]),
+        ("Istio's drain on another proxy is not its mesh's hook", envoy(hook(istio_drain.clone())), on_envoy.clone()),
+        ("no hook", envoy(json!({})), vec![]),
+    ] {
+        let view = view(pod(json!([sidecar]), json!([APP()])));
+        assert_eq!(shutdown_and_network_checks(&view), expected, "{case}");
+    }
+    // The drains the mesh injectors write keep the proxy serving until SIGTERM.
+    let mut istio = istio_proxy();
+    istio["lifecycle"] = json!({"preStop": istio_drain});
+    let mut kuma = mesh_proxy("kuma-sidecar", "docker.io/kumahq/kuma-dp:2.14.0", 5678);
+    kuma["lifecycle"] = json!({"preStop": {"exec": {"command": ["killall", "-USR2", "kuma-dp"]}}});
+    for proxy in [istio, kuma] {
+        assert_eq!(shutdown_and_network_checks(&view(pod(json!([proxy]), json!([APP()])))), vec![]);
+    }
+    // A legacy sidecar's hook runs beside the app's anyway: legacy-sidecar covers it.
+    let mut legacy = envoy(hook(quit));
+    if let Some(fields) = legacy.as_object_mut() {
+        fields.remove("restartPolicy");
+    }
+    assert_eq!(shutdown_and_network_checks(&view(pod(json!([]), json!([APP(), legacy])))), vec![]);
 }

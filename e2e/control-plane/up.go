@@ -46,6 +46,7 @@ func up(args []string) error {
 	runtimeConfig := fs.String("runtime-config", "", "kube-apiserver --runtime-config")
 	timeout := fs.Duration("timeout", time.Minute, "how long etcd and kube-apiserver may take to become ready")
 	exitWithStdin := fs.Bool("exit-with-stdin", false, "stop when standard input closes (the parent ended)")
+	removeDir := fs.Bool("remove-dir", false, "remove --dir (etcd data, certificates, logs) when stopping")
 	var extra repeated
 	fs.Var(&extra, "apiserver-arg", "one more kube-apiserver flag (repeatable), e.g. --apiserver-arg=--v=2")
 	if err := fs.Parse(args); err != nil {
@@ -63,6 +64,10 @@ func up(args []string) error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
+	if *removeDir {
+		// Deferred first, so it runs last: after kube-apiserver and etcd have stopped.
+		defer os.RemoveAll(absDir)
+	}
 
 	pki, err := makePKI(filepath.Join(absDir, "pki"))
 	if err != nil {

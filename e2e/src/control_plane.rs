@@ -128,7 +128,9 @@ impl ControlPlane {
         let binary = binary()?;
         let dir = std::env::temp_dir().join(format!("sidecar-watch-cp-{}-{}", std::process::id(), fastrand::u64(..)));
         let mut cmd = Command::new(&binary);
-        cmd.arg("up").arg("--dir").arg(&dir).arg("--exit-with-stdin");
+        // The shared control plane is a static, never dropped: it removes its directory
+        // itself when the test process ends (its stdin closes).
+        cmd.arg("up").arg("--dir").arg(&dir).arg("--exit-with-stdin").arg("--remove-dir");
         if let Some(gates) = &options.feature_gates {
             cmd.arg("--feature-gates").arg(gates);
         }

@@ -1,6 +1,8 @@
 //! The one HTTP client of the tests and the benchmark: a GET on a loopback port over HTTP or
 //! HTTPS (any certificate accepted: the operator's default is self-signed), with request
-//! headers, giving the status, the headers and the body (gzip decoded on request).
+//! headers, from a chosen loopback address (the operator limits each client address),
+//! giving the status, the headers and the body (gzip decoded on request); or many GETs on
+//! one connection.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +23,8 @@ pub struct Request<'a> {
     pub tls: bool,
     /// Extra request headers.
     pub headers: Vec<(&'a str, String)>,
+    /// The client's address (any of 127.0.0.0/8 on Linux); the kernel's choice when `None`.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// A response.
@@ -52,10 +56,56 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-/// `GET` (or `request.method`) `http(s)://127.0.0.1:<port><path>`, without a body.
-pub async fn get(port: u16, path: &str, request: &Request<'_>) -> std::io::Result<Response> {
-    let started = Instant::now();
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+/// A rustls client configuration that accepts any server certificate.
+pub fn any_certificate() -> std::io::Result<Arc<rustls::ClientConfig>> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(io_error)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A TCP connection to `127.0.0.1:<port>` from `source` (the kernel's choice when `None`),
+/// with a receive buffer of `receive_buffer` bytes when given (a small one keeps a client
+/// that does not read from buffering much of a response).
+pub async fn connect(
+    port: u16,
+    source: Option<std::net::IpAddr>,
+    receive_buffer: Option<u32>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(source) = source {
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+    }
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await
+}
+
+/// A stream that is plain TCP or TLS on top of it.
+pub type Stream =
+    tokio_util::either::Either<tokio::net::TcpStream, tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// [`connect`], then a TLS handshake when `tls` (any certificate accepted).
+pub async fn open(
+    port: u16,
+    tls: bool,
+    source: Option<std::net::IpAddr>,
+    receive_buffer: Option<u32>,
+) -> std::io::Result<Stream> {
+    let stream = connect(port, source, receive_buffer).await?;
+    if !tls {
+        return Ok(tokio_util::either::Either::Left(stream));
+    }
+    let name = ServerName::try_from("localhost").map_err(io_error)?;
+    let tls = tokio_rustls::TlsConnector::from(any_certificate()?).connect(name, stream).await?;
+    Ok(tokio_util::either::Either::Right(tls))
+}
+
+fn request_to(port: u16, path: &str, request: &Request<'_>) -> std::io::Result<hyper::Request<Empty<Bytes>>> {
     let mut builder = hyper::Request::builder()
         .method(request.method.unwrap_or("GET"))
         .uri(path)
@@ -63,32 +113,51 @@ pub async fn get(port: u16, path: &str, request: &Request<'_>) -> std::io::Resul
     for (name, value) in &request.headers {
         builder = builder.header(*name, value);
     }
-    let req = builder.body(Empty::<Bytes>::new()).map_err(io_error)?;
-    let response = if request.tls {
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(io_error)?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate))
-            .with_no_client_auth();
-        let name = ServerName::try_from("localhost").map_err(io_error)?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await?;
-        send(TokioIo::new(tls), req).await?
-    } else {
-        send(TokioIo::new(stream), req).await?
-    };
+    builder.body(Empty::<Bytes>::new()).map_err(io_error)
+}
+
+/// `GET` (or `request.method`) `http(s)://127.0.0.1:<port><path>`, without a body.
+pub async fn get(port: u16, path: &str, request: &Request<'_>) -> std::io::Result<Response> {
+    let started = Instant::now();
+    let stream = open(port, request.tls, request.source, None).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io_error)?;
+    tokio::spawn(connection);
+    let response = sender.send_request(request_to(port, path, request)?).await.map_err(io_error)?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(io_error)?.to_bytes().to_vec();
     Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body, elapsed: started.elapsed() })
 }
 
-async fn send<T>(io: T, req: hyper::Request<Empty<Bytes>>) -> std::io::Result<hyper::Response<hyper::body::Incoming>>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(io_error)?;
+/// `count` GETs one after another on one kept-alive connection, each with the headers
+/// `request_for(i)` gives; the responses, bodies read.
+pub async fn get_many<'a>(
+    port: u16,
+    path: &str,
+    tls: bool,
+    source: Option<std::net::IpAddr>,
+    count: usize,
+    request_for: impl Fn(usize) -> Request<'a>,
+) -> std::io::Result<Vec<Response>> {
+    let stream = open(port, tls, source, None).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io_error)?;
     tokio::spawn(connection);
-    sender.send_request(req).await.map_err(io_error)
+    let mut responses = Vec::with_capacity(count);
+    for i in 0..count {
+        let started = Instant::now();
+        sender.ready().await.map_err(io_error)?;
+        let response = sender.send_request(request_to(port, path, &request_for(i))?).await.map_err(io_error)?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(io_error)?.to_bytes().to_vec();
+        responses.push(Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            elapsed: started.elapsed(),
+        });
+    }
+    Ok(responses)
 }
 
 /// Accepts any server certificate: the tests talk to their own operator on loopback.

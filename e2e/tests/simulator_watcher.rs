@@ -1,6 +1,8 @@
-//! A kube-runtime watcher + reflector over Pods survives every injected fault and ends with
-//! exactly the right set of objects.
+//! A kube-runtime watcher + reflector over Pods survives the server's faults and ends with
+//! exactly the right set of objects: a restart and a compaction on both servers, and on the
+//! simulator the failures only it can inject.
 
+#[macro_use]
 mod sim_common;
 
 use std::collections::BTreeSet;
@@ -14,13 +16,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_e2e::harness::{wait_until, TestEnv};
 use sidecar_watch_e2e::kubelet::test_pod;
 use sidecar_watch_e2e::sim::api::Caller;
 use sidecar_watch_e2e::sim::Simulator;
-use sim_common::sim_env;
+use sim_common::{compact, namespace, Server};
 
-const NS: &str = "faults";
+on_both_servers!(reflector_survives_restarts_and_compaction);
 
 async fn retry<T, F, Fut>(mut f: F) -> T
 where
@@ -63,17 +65,17 @@ async fn delete(api: &Api<Pod>, expected: &mut BTreeSet<String>, name: &str) {
 }
 
 /// Creates a Pod directly in the simulator state, bypassing HTTP (and its injected faults).
-fn create_direct(sim: &Simulator, expected: &mut BTreeSet<String>, name: &str) {
+fn create_direct(sim: &Simulator, ns: &str, expected: &mut BTreeSet<String>, name: &str) {
     let mut st = sim.shared().state();
     let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
     let caller = Caller { manager: "test".into(), dry_run: false };
-    st.create(&info, "v1", Some(NS), test_pod(name, &[("app", "fault")], &["c"], &[]), &caller, false)
+    st.create(&info, Some(ns), test_pod(name, &[("app", "fault")], &["c"], &[]), &caller, false)
         .expect("direct create");
     expected.insert(name.to_string());
 }
 
 async fn converge(store: &Store<Pod>, expected: &BTreeSet<String>, what: &str) {
-    wait_until(Duration::from_secs(30), what, || async {
+    wait_until(Duration::from_secs(60), what, || async {
         let got: BTreeSet<String> = store.state().iter().filter_map(|p| p.metadata.name.clone()).collect();
         if got == *expected {
             Ok(())
@@ -85,64 +87,129 @@ async fn converge(store: &Store<Pod>, expected: &BTreeSet<String>, what: &str) {
     .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reflector_survives_every_fault() {
-    let env = sim_env().await;
-    let sim = env.require_sim().unwrap();
-    env.create_namespace(NS).await.unwrap();
-    let api: Api<Pod> = Api::namespaced(env.client.clone(), NS);
-    let mut expected = BTreeSet::new();
-    for i in 0..5 {
-        create(&api, &mut expected, &format!("p{i}")).await;
-    }
-    // another namespace must never leak into the reflector
-    let other: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    create(&other, &mut BTreeSet::new(), "outsider").await;
+/// A reflector over the Pods of a namespace of its own (five to start with; a Pod in another
+/// namespace must never leak into it), once it has listed them.
+struct Watched {
+    api: Api<Pod>,
+    ns: String,
+    expected: BTreeSet<String>,
+    reader: Store<Pod>,
+    errors: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
 
-    let (reader, writer) = reflector::store::<Pod>();
-    let errors = Arc::new(AtomicUsize::new(0));
-    let errs = errors.clone();
-    let stream = watcher(api.clone(), watcher::Config::default().page_size(2))
-        .default_backoff()
-        .reflect(writer)
-        .for_each(move |ev| {
-            if ev.is_err() {
-                errs.fetch_add(1, Ordering::Relaxed);
-            }
-            async {}
-        });
-    let task = tokio::spawn(stream);
-    converge(&reader, &expected, "initial list").await;
+impl Watched {
+    async fn start(env: &TestEnv) -> Self {
+        let ns = namespace(env, "reflector").await;
+        let api: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+        let mut expected = BTreeSet::new();
+        for i in 0..5 {
+            create(&api, &mut expected, &format!("p{i}")).await;
+        }
+        let outside = namespace(env, "outside").await;
+        create(&Api::namespaced(env.client.clone(), &outside), &mut BTreeSet::new(), "outsider").await;
+        let (reader, writer) = reflector::store::<Pod>();
+        let errors = Arc::new(AtomicUsize::new(0));
+        let errs = errors.clone();
+        let stream = watcher(api.clone(), watcher::Config::default().page_size(2))
+            .default_backoff()
+            .reflect(writer)
+            .for_each(move |ev| {
+                if ev.is_err() {
+                    errs.fetch_add(1, Ordering::Relaxed);
+                }
+                async {}
+            });
+        let task = tokio::spawn(stream);
+        converge(&reader, &expected, "initial list").await;
+        Self { api, ns, expected, reader, errors, task }
+    }
+
+    /// The reflector matches the server exactly.
+    async fn assert_matches_server(self) {
+        let listed: BTreeSet<String> = self
+            .api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        assert_eq!(listed, self.expected);
+        let got: BTreeSet<String> = self.reader.state().iter().filter_map(|p| p.metadata.name.clone()).collect();
+        assert_eq!(got, self.expected);
+        assert!(self.errors.load(Ordering::Relaxed) > 0, "faults were observed by the watcher");
+        self.task.abort();
+    }
+}
+
+/// The server restarts (every connection and watch ends, state kept), then its history is
+/// compacted while the watcher is away, so that resuming gives 410 Gone and a relist.
+async fn reflector_survives_restarts_and_compaction(server: Server) {
+    let env = server.own_env().await;
+    let mut w = Watched::start(&env).await;
+
+    match env.sim() {
+        Some(sim) => sim.restart(),
+        None => env.own_control_plane().unwrap().restart_apiserver().await.expect("kube-apiserver restarted"),
+    }
+    create(&w.api, &mut w.expected, "after-restart").await;
+    delete(&w.api, &mut w.expected, "p0").await;
+    converge(&w.reader, &w.expected, "after restart").await;
+
+    // A write outside the watched namespace puts the watcher's resourceVersion behind the
+    // latest, which the compaction then removes.
+    let outside = namespace(&env, "later").await;
+    create(&Api::namespaced(env.client.clone(), &outside), &mut BTreeSet::new(), "elsewhere").await;
+    compact(&env).await;
+    create(&w.api, &mut w.expected, "after-compaction").await;
+    delete(&w.api, &mut w.expected, "p1").await;
+    converge(&w.reader, &w.expected, "after compaction (410 + relist)").await;
+    if let Some(sim) = env.sim() {
+        assert!(sim.shared().expired_watches() > 0, "the watcher resumed from a compacted resourceVersion");
+    }
+    w.assert_matches_server().await;
+}
+
+/// Failures kube-apiserver has no way to inject, so they run on the simulator alone: watches
+/// dropped, 500s, 429s with `Retry-After`, latency, and an outage during which Pods change and
+/// the history is compacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflector_survives_injected_failures() {
+    let env = Server::Simulator.env().await;
+    let sim = env.require_sim().unwrap();
+    let mut w = Watched::start(&env).await;
 
     // 1. dropped watches
     sim.drop_watches();
-    create(&api, &mut expected, "after-drop").await;
-    delete(&api, &mut expected, "p0").await;
-    converge(&reader, &expected, "after dropping watches").await;
+    create(&w.api, &mut w.expected, "after-drop").await;
+    delete(&w.api, &mut w.expected, "p0").await;
+    converge(&w.reader, &w.expected, "after dropping watches").await;
 
     // 2. HTTP 500s
     sim.fail_next_500(3);
     sim.drop_watches();
-    create(&api, &mut expected, "after-500").await;
-    delete(&api, &mut expected, "p1").await;
-    converge(&reader, &expected, "after 500s").await;
+    create(&w.api, &mut w.expected, "after-500").await;
+    delete(&w.api, &mut w.expected, "p1").await;
+    converge(&w.reader, &w.expected, "after 500s").await;
 
     // 3. HTTP 429 with Retry-After
     sim.fail_next_429(3, 1);
     sim.drop_watches();
-    create(&api, &mut expected, "after-429").await;
-    converge(&reader, &expected, "after 429s").await;
+    create(&w.api, &mut w.expected, "after-429").await;
+    converge(&w.reader, &w.expected, "after 429s").await;
 
     // 4. latency
     sim.set_latency(Duration::from_millis(300));
     sim.drop_watches();
-    create(&api, &mut expected, "slow").await;
-    delete(&api, &mut expected, "p2").await;
-    converge(&reader, &expected, "with latency").await;
+    create(&w.api, &mut w.expected, "slow").await;
+    delete(&w.api, &mut w.expected, "p2").await;
+    converge(&w.reader, &w.expected, "with latency").await;
     sim.set_latency(Duration::ZERO);
 
-    // 5. compaction → 410 Gone: keep the watcher disconnected (all HTTP requests fail),
-    // change state directly, compact, then let it reconnect from its stale resourceVersion.
+    // 5. an outage (all HTTP requests fail) while the state changes directly and the history
+    // is compacted: the watcher reconnects from its stale resourceVersion.
     let failed_before = sim.shared().failed_requests();
     sim.fail_next_500(u32::MAX);
     sim.drop_watches();
@@ -156,25 +223,11 @@ async fn reflector_survives_every_fault() {
     })
     .await
     .unwrap();
-    create_direct(sim, &mut expected, "while-away");
+    create_direct(sim, &w.ns, &mut w.expected, "while-away");
     sim.compact();
     sim.fail_next_500(0);
-    converge(&reader, &expected, "after compaction (410 + relist)").await;
+    converge(&w.reader, &w.expected, "after the outage (410 + relist)").await;
     assert!(sim.shared().expired_watches() > 0, "the watcher resumed from a compacted resourceVersion");
-
-    // 6. restart: connections and watches closed, state and port kept
-    sim.restart();
-    create(&api, &mut expected, "after-restart").await;
-    delete(&api, &mut expected, "p3").await;
-    converge(&reader, &expected, "after restart").await;
-
-    // the reflector matches the server exactly
-    let listed: BTreeSet<String> =
-        api.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|p| p.metadata.name).collect();
-    assert_eq!(listed, expected);
-    let got: BTreeSet<String> = reader.state().iter().filter_map(|p| p.metadata.name.clone()).collect();
-    assert_eq!(got, expected);
-    assert!(errors.load(Ordering::Relaxed) > 0, "faults were observed by the watcher");
     assert!(sim.shared().failed_requests() > 0);
-    task.abort();
+    w.assert_matches_server().await;
 }

@@ -13,10 +13,10 @@ pub enum DurationError {
     #[error("empty duration")]
     Empty,
     /// The string is not of the form `1h30m`.
-    #[error("invalid duration {0:?}: use the Prometheus form, e.g. 30s, 5m, 1h30m")]
+    #[error("invalid duration {}: use the Prometheus form, e.g. 30s, 5m, 1h30m", super::quote(.0))]
     Invalid(String),
     /// The value does not fit in a duration.
-    #[error("duration {0:?} is too large")]
+    #[error("duration {} is too large", super::quote(.0))]
     Overflow(String),
 }
 

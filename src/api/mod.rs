@@ -5,15 +5,20 @@
 //! are strings): [`crate::engine::CompiledPolicy::compile`] validates them and names the
 //! offending field, so one bad policy never stops the others from being evaluated.
 
+pub mod bounds;
+mod container;
 mod duration;
 mod lenient;
 mod pod;
 mod policy;
+mod quote;
 
+pub use container::*;
 pub use duration::{format_duration, parse_duration, DurationError, DURATION_PATTERN};
 pub use lenient::{LenientPod, Undecodable};
 pub use pod::*;
 pub use policy::*;
+pub use quote::{clip, quote};
 
 use kube::CustomResourceExt;
 
@@ -31,7 +36,10 @@ pub struct DecodeError {
 pub fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, DecodeError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        DecodeError { path: if path == "." { String::new() } else { path }, message: e.into_inner().to_string() }
+        // Paths may hold map keys and messages values (serde's `invalid type: string "…"`), both
+        // the tenant's: clipped, as every message that may echo what a tenant wrote.
+        let path = if path == "." { String::new() } else { clip(&path) };
+        DecodeError { path, message: clip(&e.into_inner().to_string()) }
     })
 }
 

@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::Deserializer;
 use serde::Deserialize;
+
+use super::container::{SlimContainer, SlimSecurityContext};
 
 /// A Pod with only what the engine reads: identity, labels, owners, timestamps, the
 /// containers' static facts and their statuses.
@@ -40,187 +42,13 @@ pub struct SlimPodSpec {
     /// `spec.containers`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub containers: Vec<SlimContainer>,
-}
-
-/// One declared container: the facts the misconfiguration checks need.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SlimContainer {
-    /// The container's name.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub name: String,
-    /// The image reference.
-    #[serde(default)]
-    pub image: Option<String>,
-    /// `Always` on a native sidecar.
+    /// `spec.restartPolicy` (`Always` when absent): whether the kubelet restarts a regular
+    /// container that has no `restartPolicy` of its own.
     #[serde(default)]
     pub restart_policy: Option<String>,
-    /// Declared ports.
+    /// `spec.securityContext`: the user containers run as unless they say otherwise.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub ports: Vec<SlimPort>,
-    /// Whether a readiness probe is declared (its body is not needed).
-    #[serde(default)]
-    pub readiness_probe: Option<IgnoredAny>,
-    /// Whether a startup probe is declared.
-    #[serde(default)]
-    pub startup_probe: Option<IgnoredAny>,
-    /// The liveness probe's target (the `main-probe-on-sidecar` check reads it).
-    #[serde(default)]
-    pub liveness_probe: Option<SlimProbe>,
-    /// Whether requests or limits are declared.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub resources: SlimResources,
-    /// Whether a `postStart` hook is declared: the kubelet waits for it before starting the
-    /// next container, as it waits for a startup probe.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub lifecycle: SlimLifecycle,
-    /// Whether `command` mentions the word `agent` (see [`MentionsAgent`]).
-    #[serde(default)]
-    pub command: MentionsAgent,
-    /// Whether `args` mentions the word `agent`.
-    #[serde(default)]
-    pub args: MentionsAgent,
-}
-
-/// `lifecycle`: only whether a `postStart` hook exists.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SlimLifecycle {
-    /// The hook's body is not needed.
-    #[serde(default)]
-    pub post_start: Option<IgnoredAny>,
-}
-
-/// A probe: where it sends its request. Exec probes have no target.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SlimProbe {
-    /// `httpGet`.
-    #[serde(default)]
-    pub http_get: Option<SlimProbeTarget>,
-    /// `tcpSocket`.
-    #[serde(default)]
-    pub tcp_socket: Option<SlimProbeTarget>,
-    /// `grpc`.
-    #[serde(default)]
-    pub grpc: Option<SlimProbeTarget>,
-}
-
-impl SlimProbe {
-    /// The probe's target, whichever handler it uses.
-    pub fn target(&self) -> Option<&SlimProbeTarget> {
-        self.http_get.as_ref().or(self.tcp_socket.as_ref()).or(self.grpc.as_ref())
-    }
-}
-
-/// A probe handler's port, host and (HTTP) path.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct SlimProbeTarget {
-    /// A number or the name of a declared port; anything else is read as absent.
-    #[serde(default, deserialize_with = "lenient_port")]
-    pub port: Option<PortRef>,
-    /// Another host than the Pod's IP, when set.
-    #[serde(default)]
-    pub host: Option<String>,
-    /// The HTTP path.
-    #[serde(default)]
-    pub path: Option<String>,
-}
-
-/// A port given by number or by the name of a container port.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PortRef {
-    /// `port: 15021`.
-    Number(i32),
-    /// `port: http-admin`.
-    Name(String),
-}
-
-/// The API validates probe ports, but a hand-written dump need not be valid: an odd port
-/// makes the probe target unknown rather than the Pod undecodable.
-fn lenient_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PortRef>, D::Error> {
-    Ok(match serde_json::Value::deserialize(deserializer)? {
-        serde_json::Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()).map(PortRef::Number),
-        serde_json::Value::String(s) => Some(match s.parse::<i32>() {
-            Ok(n) => PortRef::Number(n),
-            Err(_) => PortRef::Name(s),
-        }),
-        _ => None,
-    })
-}
-
-/// Whether a list of strings (`command` or `args`) contains the word `agent` anywhere, e.g.
-/// `vault agent -config=…` inside a shell command. Vault Agent runs Vault's own image, so only
-/// its subcommand tells it from a Vault server. Read without keeping the strings.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MentionsAgent(pub bool);
-
-impl<'de> Deserialize<'de> for MentionsAgent {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let words = Option::<Vec<Cow<'de, str>>>::deserialize(deserializer)?.unwrap_or_default();
-        Ok(MentionsAgent(
-            words.iter().any(|w| w.split(|c: char| c.is_whitespace() || c == ';' || c == '&').any(|t| t == "agent")),
-        ))
-    }
-}
-
-/// A declared container port.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SlimPort {
-    /// The port number.
-    #[serde(default)]
-    pub container_port: i32,
-    /// The port's name, which probes may use instead of the number.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// `TCP` when absent.
-    #[serde(default)]
-    pub protocol: Option<String>,
-}
-
-/// `resources`: only whether anything is requested or limited.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct SlimResources {
-    /// `requests` has at least one entry.
-    #[serde(default)]
-    pub requests: NonEmpty,
-    /// `limits` has at least one entry.
-    #[serde(default)]
-    pub limits: NonEmpty,
-}
-
-/// Whether a JSON object has at least one entry; read without allocating its keys.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NonEmpty(pub bool);
-
-impl<'de> Deserialize<'de> for NonEmpty {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = NonEmpty;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object or null")
-            }
-            fn visit_unit<E>(self) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(false))
-            }
-            fn visit_none<E>(self) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(false))
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<NonEmpty, D::Error> {
-                d.deserialize_map(self)
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<NonEmpty, M::Error> {
-                let mut any = false;
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
-                    any = true;
-                }
-                Ok(NonEmpty(any))
-            }
-        }
-        deserializer.deserialize_option(EntriesVisitor)
-    }
+    pub security_context: SlimSecurityContext,
 }
 
 /// `status`: timestamps, conditions and container statuses.
@@ -383,7 +211,9 @@ fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D
 }
 
 /// The API writes `null` for empty lists and objects at times; treat it as absent.
-fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(deserializer: D) -> Result<T, D::Error> {
+pub(super) fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    deserializer: D,
+) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
@@ -434,6 +264,7 @@ pod_endpoint_resource!(SlimPod, |pod| &pod.metadata, |pod| &mut pod.metadata);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::NonEmpty;
 
     #[test]
     fn skips_what_the_engine_does_not_read_and_accepts_nulls() {
@@ -480,5 +311,46 @@ mod tests {
             serde_json::json!({"metadata": {"name": "web"}, "status": {"containerStatuses": [{"restartCount": "x"}]}});
         let error = crate::api::decode::<SlimPod>(value).expect_err("restartCount is not a number");
         assert_eq!(error.path, "status.containerStatuses[0].restartCount", "{error}");
+    }
+
+    #[test]
+    fn fields_of_newer_kubernetes_decode_and_unknown_ones_never_fail_a_pod() {
+        // Kubernetes 1.37: container restart rules (KEP-5307, KEP-5532), resize policy
+        // (KEP-1287), stop signals (KEP-4960), and fields no release has yet.
+        let pod: SlimPod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "trainer", "namespace": "ml"},
+            "spec": {"restartPolicy": "Never", "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
+                "initContainers": [{"name": "watcher", "image": "ml/watcher:1", "restartPolicy": "Always",
+                    "restartPolicyRules": [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [88]}}],
+                    "lifecycle": {"preStop": {"exec": {"command": ["pilot-agent", "request", "POST", "drain"]}},
+                                  "stopSignal": "SIGUSR1"}}],
+                "containers": [{"name": "train", "image": "ml/train:1", "restartPolicy": "Never",
+                    "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "NotIn", "values": [0, 1]}},
+                                           {"action": "RestartOnTuesdays", "exitCodes": {"operator": "Between", "values": [3]},
+                                            "onExit": {"signals": ["SIGKILL"]}}],
+                    "resizePolicy": [{"resourceName": "memory", "restartPolicy": "RestartContainer"}],
+                    "securityContext": {"runAsUser": 1337}, "futureField": {"anything": [1, "two"]}}]},
+            "status": {"conditions": [{"type": "AllContainersRestarting", "status": "True",
+                                       "reason": "RestartAllContainersStarted", "observedGeneration": 3}],
+                       "containerStatuses": [{"name": "train", "stopSignal": "SIGTERM", "restartCount": 0,
+                                              "allocatedResourcesStatus": [], "user": {"linux": {"uid": 1337}}}]}
+        }))
+        .expect("decodes");
+        assert_eq!(
+            (pod.spec.restart_policy.as_deref(), pod.spec.security_context.run_as_user),
+            (Some("Never"), Some(1000))
+        );
+        let (watcher, train) = (&pod.spec.init_containers[0], &pod.spec.containers[0]);
+        assert_eq!(watcher.restart_policy_rules[0].action, "RestartAllContainers");
+        let codes = watcher.restart_policy_rules[0].exit_codes.as_ref().expect("exit codes");
+        assert_eq!((codes.operator.as_str(), codes.values.as_slice()), ("In", &[88][..]));
+        let hook = watcher.lifecycle.pre_stop.as_ref().expect("a preStop hook");
+        assert!(hook.can_act());
+        assert_eq!(hook.exec.as_ref().map(|e| e.command.len()), Some(4));
+        assert_eq!(train.restart_policy_rules.len(), 2, "an action no release has is kept, and matches nothing");
+        assert_eq!(train.restart_policy_rules[1].action, "RestartOnTuesdays");
+        assert_eq!(train.resize_policy[0].restart_policy, "RestartContainer");
+        assert_eq!(train.security_context.run_as_user, Some(1337));
+        assert_eq!(pod.status.conditions[0].type_, "AllContainersRestarting");
     }
 }

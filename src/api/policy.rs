@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
+use super::bounds::*;
 use super::DURATION_PATTERN;
 
 /// Selects Pods in the policy's own namespace and says which of their containers are
@@ -25,7 +26,7 @@ use super::DURATION_PATTERN;
     printcolumn = r#"{"name":"Matched","type":"integer","description":"Pods selected by the policy","jsonPath":".status.matchedPods"}"#,
     printcolumn = r#"{"name":"Alerting","type":"integer","description":"Pods with at least one firing alert","jsonPath":".status.alertingPods"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether the policy is valid and evaluated","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","description":"Why the policy is (not) ready: Evaluating or InvalidSpec","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why the policy is (not) ready: Evaluating, InvalidSpec or TooManyPolicies","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Pending","type":"integer","priority":1,"description":"Alerts whose condition holds but whose `for` has not elapsed yet","jsonPath":".status.pendingAlerts"}"#,
     printcolumn = r#"{"name":"Last Evaluated","type":"date","priority":1,"description":"When the operator last evaluated the policy","jsonPath":".status.lastEvaluationTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -34,6 +35,7 @@ use super::DURATION_PATTERN;
 pub struct PolicySpec {
     /// Pods the policy applies to, by label. Empty or absent selects every Pod in scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "label_selector_schema")]
     pub selector: Option<LabelSelector>,
     /// Which containers are sidecars (the union of native, catalog, names and pattern). Absent
     /// means native sidecars, the built-in catalog and the pattern `.*-sidecar|istio-proxy|envoy`.
@@ -68,7 +70,7 @@ impl Default for PolicySpec {
     printcolumn = r#"{"name":"Matched","type":"integer","description":"Pods selected by the policy","jsonPath":".status.matchedPods"}"#,
     printcolumn = r#"{"name":"Alerting","type":"integer","description":"Pods with at least one firing alert","jsonPath":".status.alertingPods"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether the policy is valid and evaluated","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","description":"Why the policy is (not) ready: Evaluating or InvalidSpec","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why the policy is (not) ready: Evaluating, InvalidSpec or TooManyPolicies","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Pending","type":"integer","priority":1,"description":"Alerts whose condition holds but whose `for` has not elapsed yet","jsonPath":".status.pendingAlerts"}"#,
     printcolumn = r#"{"name":"Last Evaluated","type":"date","priority":1,"description":"When the operator last evaluated the policy","jsonPath":".status.lastEvaluationTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -78,6 +80,7 @@ pub struct ClusterPolicySpec {
     /// Namespaces whose Pods the policy applies to, by label. Empty or absent selects every
     /// namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "label_selector_schema")]
     pub namespace_selector: Option<LabelSelector>,
     /// The policy itself, as in `SidecarPolicy`.
     #[serde(flatten)]
@@ -98,11 +101,11 @@ pub struct SidecarSelector {
     pub catalog: bool,
     /// Exact container names.
     #[serde(default)]
-    #[schemars(inner(length(min = 1)))]
+    #[schemars(length(max = MAX_SIDECAR_NAMES), inner(length(min = 1, max = MAX_CONTAINER_NAME_CHARS)))]
     pub names: Vec<String>,
     /// A regular expression that must match the whole container name (RE2 syntax).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = MAX_PATTERN_CHARS))]
     pub pattern: Option<String>,
 }
 
@@ -148,7 +151,7 @@ impl std::str::FromStr for Severity {
             "info" => Ok(Severity::Info),
             "warning" => Ok(Severity::Warning),
             "critical" => Ok(Severity::Critical),
-            other => Err(format!("unknown severity {other:?} (use info, warning or critical)")),
+            other => Err(format!("unknown severity {} (use info, warning or critical)", super::quote(other))),
         }
     }
 }
@@ -266,10 +269,12 @@ pub struct PolicyStatus {
     /// Per-shard counts when the operator runs sharded (`--shard-count` > 1), keyed by the
     /// shard index; the counts above are their sums.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = MAX_SHARDS))]
     pub shards: BTreeMap<String, ShardStatus>,
     /// `Ready`: the spec is valid and being evaluated (reason `Evaluating`), or not (reason
     /// `InvalidSpec`, with the field in the message).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CONDITIONS))]
     pub conditions: Vec<Condition>,
 }
 
@@ -286,6 +291,7 @@ pub struct PolicyCounts {
     pub alerting_pods: u32,
     /// Firing alerts by alert name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = MAX_FIRING_NAMES))]
     pub firing: BTreeMap<String, u32>,
     /// Pending alerts (condition holds, `for` not yet elapsed).
     #[serde(default)]
@@ -325,7 +331,39 @@ fn duration_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "minLength": 1,
+        "maxLength": MAX_DURATION_CHARS,
         "pattern": DURATION_PATTERN,
         "description": "A duration in the Prometheus form, e.g. 30s, 5m, 1h30m."
     })
+}
+
+/// A label selector (Pods or namespaces) with the sizes of [`super::bounds`]; operators are
+/// the four the API knows. Nullable, as the field is optional.
+fn label_selector_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = LabelSelector::json_schema(generator);
+    schema.insert("nullable".into(), true.into());
+    let mut set = |pointer: &str, key: &str, value: serde_json::Value| {
+        if let Some(object) = schema.pointer_mut(pointer).and_then(serde_json::Value::as_object_mut) {
+            object.insert(key.into(), value);
+        }
+    };
+    set("/properties/matchLabels", "maxProperties", MAX_MATCH_LABELS.into());
+    // Keys of a map cannot have a maxLength in a structural schema: a CEL rule, bounded in
+    // cost by maxProperties (size() is constant time).
+    set(
+        "/properties/matchLabels",
+        "x-kubernetes-validations",
+        serde_json::json!([{
+            "rule": format!("self.all(k, size(k) <= {MAX_LABEL_KEY_CHARS})"),
+            "message": format!("label keys are at most {MAX_LABEL_KEY_CHARS} characters"),
+        }]),
+    );
+    set("/properties/matchLabels/additionalProperties", "maxLength", MAX_LABEL_VALUE_CHARS.into());
+    set("/properties/matchExpressions", "maxItems", MAX_MATCH_EXPRESSIONS.into());
+    let requirement = "/properties/matchExpressions/items/properties";
+    set(&format!("{requirement}/key"), "maxLength", MAX_LABEL_KEY_CHARS.into());
+    set(&format!("{requirement}/operator"), "enum", serde_json::json!(["In", "NotIn", "Exists", "DoesNotExist"]));
+    set(&format!("{requirement}/values"), "maxItems", MAX_EXPRESSION_VALUES.into());
+    set(&format!("{requirement}/values/items"), "maxLength", MAX_LABEL_VALUE_CHARS.into());
+    schema
 }

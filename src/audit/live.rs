@@ -10,9 +10,7 @@ use kube::Client;
 use super::{AuditArgs, AuditError, Audited, Inventory};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner, PodView};
-
-/// Objects per list request: small enough for a busy API server, large enough for few calls.
-const PAGE: u32 = 500;
+use crate::paging::for_each_page;
 
 /// The Pods (and namespace labels) of the cluster, and its valid policies (none when the
 /// CRDs are not installed: the caller then uses the built-in policy).
@@ -41,7 +39,7 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
         None => Api::all(client.clone()),
     };
     let mut names = Interner::default();
-    for_each_page(&pods, |pod| match pod {
+    for_each_page(&pods, &ListParams::default(), |pod| match pod {
         LenientPod::Pod(pod) => {
             inventory.pods.push(Audited { view: PodView::from_pod_in(&pod, &mut names), file: None });
         }
@@ -63,28 +61,11 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
     Ok((inventory, policies))
 }
 
-/// Lists every object in pages of [`PAGE`], handing each over as its page arrives.
-async fn for_each_page<K>(api: &Api<K>, mut each: impl FnMut(K)) -> Result<(), kube::Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let mut params = ListParams::default().limit(PAGE);
-    loop {
-        let page = api.list(&params).await?;
-        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-        page.items.into_iter().for_each(&mut each);
-        match next {
-            Some(token) => params.continue_token = Some(token),
-            None => return Ok(()),
-        }
-    }
-}
-
 /// Namespace labels for cluster policies' `namespaceSelector`. Tenants often may not list
 /// namespaces; then only the `kubernetes.io/metadata.name` label is known, and that is said.
 async fn namespace_labels(client: &Client, inventory: &mut Inventory) {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let result = for_each_page(&namespaces, |ns| {
+    let result = for_each_page(&namespaces, &ListParams::default(), |ns| {
         if let Some(name) = ns.metadata.name {
             inventory.namespaces.insert(name, ns.metadata.labels.unwrap_or_default());
         }
@@ -109,7 +90,7 @@ async fn policies(client: &Client, namespace: Option<&str>) -> Result<Vec<Compil
     };
     let mut objects = Vec::new();
     for (api, kind) in [(scoped, "SidecarPolicy"), (Api::all_with(client.clone(), &cluster), "ClusterSidecarPolicy")] {
-        match for_each_page(&api, |object| objects.push((kind, object))).await {
+        match for_each_page(&api, &ListParams::default(), |object| objects.push((kind, object))).await {
             Ok(()) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 eprintln!("sidecar-watch audit: the {kind} CRD is not installed; using the built-in policy");

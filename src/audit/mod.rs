@@ -68,7 +68,7 @@ pub enum AuditError {
         message: String,
     },
     /// `--now` is not an RFC 3339 timestamp.
-    #[error("--now {0:?}: not an RFC 3339 timestamp (e.g. 2026-11-22T10:00:00Z)")]
+    #[error("--now {}: not an RFC 3339 timestamp (e.g. 2026-11-22T10:00:00Z)", crate::api::quote(.0))]
     Now(String),
     /// The cluster could not be read (live audit).
     #[error("{0}")]

@@ -53,6 +53,10 @@ fn check_summary(check: Check) -> &'static str {
         Check::PortConflict => "A sidecar declares a port another container declares too.",
         Check::SidecarSprawl => "A Pod runs five or more sidecars.",
         Check::MainProbeOnSidecar => "A main container's liveness probe targets a sidecar's port.",
+        Check::InitBeforeProxy => {
+            "An init container runs before a native mesh proxy that already receives its traffic."
+        }
+        Check::NativePreStop => "A native sidecar's preStop hook runs while the main containers still run.",
     }
 }
 

@@ -18,7 +18,8 @@ pub(super) fn check<K: CustomResourceExt>(object: &Value) -> Result<(), String> 
     let schema = crd.spec.versions.first().and_then(|v| v.schema.as_ref()).and_then(|s| s.open_api_v3_schema.as_ref());
     let Some(schema) = schema else { return Ok(()) };
     match unknown_field(object, schema, "") {
-        Some(path) => Err(format!("{path}: unknown field (not in the {} schema)", K::crd_name())),
+        // The path ends in the unknown key, which may be any length.
+        Some(path) => Err(format!("{}: unknown field (not in the {} schema)", crate::api::clip(&path), K::crd_name())),
         None => Ok(()),
     }
 }

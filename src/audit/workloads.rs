@@ -89,7 +89,10 @@ fn unique_container_names(spec: Option<&Value>, field: &str) -> Result<(), Strin
         for (i, container) in containers.iter().enumerate() {
             if let Some(name) = container.get("name").and_then(Value::as_str) {
                 if !seen.insert(name) {
-                    return Err(format!("{field}.{list}[{i}].name: duplicate container name {name:?}"));
+                    return Err(format!(
+                        "{field}.{list}[{i}].name: duplicate container name {}",
+                        crate::api::quote(name)
+                    ));
                 }
             }
         }

@@ -7,6 +7,7 @@
 
 pub mod leader;
 pub mod lists;
+pub mod queue;
 pub mod reconciler;
 pub mod status;
 pub mod watch;
@@ -99,8 +100,16 @@ pub struct RunArgs {
     #[arg(long, env = "SIDECAR_WATCH_MAX_SERIES_PER_NAMESPACE", default_value_t = crate::metrics::DEFAULT_MAX_SERIES_PER_NAMESPACE,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_series_per_namespace: u32,
-    /// Number of shards Pods are split into (one replica, or one leader, per shard).
-    #[arg(long, env = "SIDECAR_WATCH_SHARD_COUNT", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// SidecarPolicies evaluated per namespace: the oldest ones (by creation, then name);
+    /// the rest get `Ready=False`, reason `TooManyPolicies`, and are not evaluated, so one
+    /// tenant cannot make each of its Pod updates cost more than this many evaluations.
+    #[arg(long, env = "SIDECAR_WATCH_MAX_POLICIES_PER_NAMESPACE", default_value_t = crate::index::DEFAULT_MAX_POLICIES_PER_NAMESPACE as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_policies_per_namespace: u32,
+    /// Number of shards Pods are split into (one replica, or one leader, per shard); at most
+    /// 1024, the entries the CRD's `status.shards` holds.
+    #[arg(long, env = "SIDECAR_WATCH_SHARD_COUNT", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=crate::api::bounds::MAX_SHARDS as i64))]
     pub shard_count: u32,
     /// This replica's shard [default: the ordinal at the end of the identity, e.g. a
     /// StatefulSet Pod name].
@@ -202,7 +211,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
 
-    let index = Arc::new(Index::with_max_sidecars(args.max_sidecars_per_pod as usize));
+    let index =
+        Arc::new(Index::with_limits(args.max_sidecars_per_pod as usize, args.max_policies_per_namespace as usize));
     let families = crate::metrics::FamilyFilter::new(&args.metric_allowlist, &args.metric_denylist)?;
     let metrics = Metrics::with_options(shard.index, args.max_series_per_namespace).with_families(families);
     let shutdown = CancellationToken::new();

@@ -1,6 +1,7 @@
 //! The reconciler: the one task that changes the index. It applies watch inputs, re-evaluates
 //! Pods exactly when a pending alert would fire (the engine's next-change time, not a poll),
-//! and hands alert transitions to the Event publisher.
+//! and hands alert transitions to the Event publisher. Inputs and due timers are served
+//! fairly per namespace ([`super::queue`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,9 +13,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{delay_queue, DelayQueue};
 
+use futures::FutureExt;
+
+use super::queue::{Pending, Work};
 use super::watch::Input;
+use crate::engine::PolicyRef;
 use crate::events::{EventCommand, EventSink};
-use crate::index::{Index, Outcome};
+use crate::index::{Index, Outcome, PolicyEntry};
 use crate::metrics::Metrics;
 use crate::role::{self, RoleSender};
 
@@ -47,6 +52,13 @@ impl Timers {
                 let key = self.queue.insert(uid.clone(), wait);
                 self.scheduled.insert(uid, (key, at));
             }
+        }
+    }
+
+    /// Schedules `uid` at `at` unless it is scheduled earlier already.
+    fn schedule_by(&mut self, uid: String, at: Timestamp) {
+        if self.scheduled.get(&uid).is_none_or(|(_, scheduled)| *scheduled > at) {
+            self.schedule(uid, at);
         }
     }
 
@@ -83,51 +95,107 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// Runs until `inputs` closes or `shutdown` is cancelled.
+    /// Runs until `inputs` closes or `shutdown` is cancelled. Inputs and due timers wait in
+    /// [`Pending`], served one namespace at a time; what has arrived is taken in before each
+    /// piece of work, so a change in a quiet namespace is applied after at most one piece of
+    /// each busier namespace.
     pub async fn run(self, mut inputs: mpsc::Receiver<Input>, shutdown: CancellationToken) {
         let mut timers = Timers::default();
+        let mut pending = Pending::default();
         // Each watcher's first list counts once: a relist of one must not stand in for
         // another's first list.
         let mut lists_done: HashSet<ListSource> = HashSet::new();
+        let mut closed = false;
         loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            while pending.accepts() && !closed {
+                match inputs.try_recv() {
+                    Ok(input) => pending.push(input),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
+                }
+            }
+            while pending.accepts() && !timers.is_empty() {
+                let Some(Some((uid, at))) = timers.due().now_or_never() else { break };
+                self.push_timer(&mut pending, uid, at);
+            }
+            if let Some(work) = pending.pop() {
+                self.work(work, &mut timers, &mut lists_done);
+                // Then every other task's turn: a task this one woke (the Event publisher)
+                // waits in this worker's LIFO slot, which no other worker steals, so work
+                // back to back (the coop budget is 128 pieces, 10 ms each under a policy
+                // flood) held the other namespace's Event 0.5-1.7 s at 200 edits/s.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            if closed {
+                break;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                input = inputs.recv() => {
-                    let Some(input) = input else { break };
-                    let started = Instant::now();
-                    let received = match &input {
-                        Input::Pod { received, .. } | Input::Policy { received, .. } => Some(*received),
-                        _ => None,
-                    };
-                    let lists_before = lists_done.len();
-                    let outcome = self.apply(input, &mut timers, &mut lists_done);
-                    self.finish(outcome, &mut timers);
-                    self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-                    if let Some(received) = received {
-                        self.metrics.detection_latency.observe(received.elapsed().as_secs_f64());
-                    }
-                    if lists_before < self.initial_lists && lists_done.len() >= self.initial_lists {
-                        role::set_synced(&self.role);
-                        tracing::info!(pods = self.index.pod_count(), "initial lists done; ready");
-                    }
-                }
-                Some((uid, at)) = timers.due(), if !timers.is_empty() => {
-                    let started = Instant::now();
-                    // Evaluate at least at the scheduled instant, whatever the timer's jitter.
-                    let outcome = self.index.reevaluate(&uid, Timestamp::now().max(at));
-                    self.finish(outcome, &mut timers);
-                    self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-                }
+                input = inputs.recv() => match input {
+                    Some(input) => pending.push(input),
+                    None => closed = true,
+                },
+                Some((uid, at)) = timers.due(), if !timers.is_empty() => self.push_timer(&mut pending, uid, at),
             }
         }
+    }
+
+    fn push_timer(&self, pending: &mut Pending, uid: String, at: Timestamp) {
+        // A Pod deleted meanwhile has nothing to evaluate.
+        if let Some(namespace) = self.index.with_pod(&uid, |p| p.view.namespace.to_string()) {
+            pending.push_timer(namespace, uid, at);
+        }
+    }
+
+    fn work(&self, work: Work, timers: &mut Timers, lists_done: &mut HashSet<ListSource>) {
+        let started = Instant::now();
+        let received = match &work {
+            Work::Input(Input::Pod { received, .. }) => Some(*received),
+            Work::Policy { received, .. } => *received,
+            _ => None,
+        };
+        let lists_before = lists_done.len();
+        let outcome = match work {
+            Work::Input(input) => self.apply(input, timers, lists_done),
+            Work::Policy { policy, entry: Some(entry), .. } => self.apply_policy(policy, entry),
+            Work::Policy { policy, entry: None, .. } => self.index.delete_policy(&policy, Timestamp::now()),
+            // Evaluate at least at the scheduled instant, whatever the timer's jitter.
+            Work::Timer { uid, at, .. } => self.index.reevaluate(&uid, Timestamp::now().max(at)),
+        };
+        self.finish(outcome, timers);
+        self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+        if let Some(received) = received {
+            self.metrics.detection_latency.observe(received.elapsed().as_secs_f64());
+        }
+        if lists_before < self.initial_lists && lists_done.len() >= self.initial_lists {
+            role::set_synced(&self.role);
+            tracing::info!(pods = self.index.pod_count(), "initial lists done; ready");
+        }
+    }
+
+    fn apply_policy(&self, policy: PolicyRef, entry: PolicyEntry) -> Outcome {
+        if let Err(error) = &entry.compiled {
+            tracing::warn!(%policy, %error, "invalid policy; not evaluated");
+            self.events.send(EventCommand::InvalidPolicy {
+                policy: policy.clone(),
+                uid: entry.uid.clone(),
+                generation: entry.generation,
+                message: error.to_string(),
+            });
+        }
+        self.index.apply_policy(policy, entry, Timestamp::now())
     }
 
     fn apply(&self, input: Input, timers: &mut Timers, lists_done: &mut HashSet<ListSource>) -> Outcome {
         let now = Timestamp::now();
         match input {
             Input::Pod { view, .. } => self.index.apply_pod(view, now),
-            Input::PodDeleted { uid } => {
+            Input::PodDeleted { uid, .. } => {
                 timers.forget(&uid);
                 self.index.delete_pod(&uid);
                 Outcome::default()
@@ -139,18 +207,8 @@ impl Reconciler {
                 lists_done.insert(ListSource::Pods(namespace));
                 Outcome::default()
             }
-            Input::Policy { policy, entry, .. } => {
-                if let Err(error) = &entry.compiled {
-                    tracing::warn!(%policy, %error, "invalid policy; not evaluated");
-                    self.events.send(EventCommand::InvalidPolicy {
-                        policy: policy.clone(),
-                        uid: entry.uid.clone(),
-                        generation: entry.generation,
-                        message: error.to_string(),
-                    });
-                }
-                self.index.apply_policy(policy, entry, now)
-            }
+            // Queued as policy work (`Pending` coalesces them), never as inputs.
+            Input::Policy { policy, entry, .. } => self.apply_policy(policy, entry),
             Input::PolicyDeleted(policy) => self.index.delete_policy(&policy, now),
             Input::PoliciesListed { cluster, namespace, seen } => {
                 let outcome = self.index.retain_policies(cluster, namespace.as_deref(), &seen, now);
@@ -174,11 +232,18 @@ impl Reconciler {
         if outcome.limited_pods > 0 {
             self.metrics.limited.with_label_values(&["sidecars-per-pod"]).inc_by(u64::from(outcome.limited_pods));
         }
+        if outcome.limited_policies > 0 {
+            let limited = self.metrics.limited.with_label_values(&["policies-per-namespace"]);
+            limited.inc_by(u64::from(outcome.limited_policies));
+        }
         for (uid, at) in outcome.wakeups {
             match at {
                 Some(at) => timers.schedule(uid, at),
                 None => timers.forget(&uid),
             }
+        }
+        for (uid, at) in outcome.wake_by {
+            timers.schedule_by(uid, at);
         }
         for (namespace, container, seconds) in outcome.startups {
             self.metrics.startup_seconds.with_label_values(&[&namespace, &container]).observe(seconds);

@@ -24,6 +24,8 @@ use crate::role::RoleReceiver;
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "sidecar-watch";
+/// The `Ready=False` reason of a policy beyond `--max-policies-per-namespace`.
+pub const TOO_MANY_POLICIES: &str = "TooManyPolicies";
 /// Even without changes, status is refreshed this often (so `lastEvaluationTime` moves).
 const REFRESH: Duration = Duration::from_secs(300);
 
@@ -46,7 +48,7 @@ pub fn desired_status(entry: &PolicyEntry, stats: &PolicyCounts, shard: Shard) -
     for s in shards.values() {
         status.counts.add(&s.counts);
     }
-    if let Some(condition) = status.conditions.first_mut().filter(|_| entry.compiled.is_ok()) {
+    if let Some(condition) = status.conditions.first_mut().filter(|_| entry.evaluated().is_some()) {
         condition.message = format!("Evaluating {} Pods in {} shards", status.counts.matched_pods, shard.count);
     }
     status.shards = shards;
@@ -54,14 +56,22 @@ pub fn desired_status(entry: &PolicyEntry, stats: &PolicyCounts, shard: Shard) -
 }
 
 fn unsharded_status(entry: &PolicyEntry, stats: &PolicyCounts) -> PolicyStatus {
-    let (status, reason, message) = match &entry.compiled {
-        Ok(_) => ("True", "Evaluating", format!("Evaluating {} Pods", stats.matched_pods)),
-        Err(e) => ("False", "InvalidSpec", format!("Invalid spec: {e}")),
+    let (status, reason, message) = match (&entry.compiled, entry.held_back) {
+        (_, Some(limit)) => (
+            "False",
+            TOO_MANY_POLICIES,
+            format!(
+                "Not evaluated: the namespace has more than {limit} SidecarPolicies \
+                 (--max-policies-per-namespace); the {limit} oldest are evaluated"
+            ),
+        ),
+        (Ok(_), None) => ("True", "Evaluating", format!("Evaluating {} Pods", stats.matched_pods)),
+        (Err(e), None) => ("False", "InvalidSpec", format!("Invalid spec: {e}")),
     };
     PolicyStatus {
         observed_generation: entry.generation,
-        // An invalid policy evaluates nothing, so it counts nothing.
-        counts: if entry.compiled.is_ok() { stats.clone() } else { PolicyCounts::default() },
+        // A policy not evaluated (invalid, held back) counts nothing.
+        counts: if entry.evaluated().is_some() { stats.clone() } else { PolicyCounts::default() },
         last_evaluation_time: None,
         shards: Default::default(),
         conditions: vec![Condition {

@@ -36,6 +36,8 @@ pub enum Input {
     },
     /// A Pod was deleted.
     PodDeleted {
+        /// Its namespace, whose turn the deletion takes.
+        namespace: String,
         /// Its UID.
         uid: String,
     },
@@ -209,13 +211,15 @@ async fn watch_pods(
                         tracing::warn!(pod = %bad.key(), error = %bad.error, "Pod cannot be decoded; skipped");
                     }
                     // Forget what an earlier, readable version of it said.
-                    (!uid.is_empty()).then(|| (uid.clone(), Input::PodDeleted { uid }))
+                    let namespace = bad.metadata.namespace.clone().unwrap_or_default();
+                    (!uid.is_empty()).then(|| (uid.clone(), Input::PodDeleted { namespace, uid }))
                 }
             }
         },
         |pod| {
             let uid = pod.metadata_uid();
-            (uid.clone(), Input::PodDeleted { uid })
+            let namespace = kube::Resource::meta(&pod).namespace.clone().unwrap_or_default();
+            (uid.clone(), Input::PodDeleted { namespace, uid })
         },
         |seen| Input::PodsListed { namespace: namespace.clone(), seen },
     )
@@ -227,6 +231,7 @@ async fn watch_pods(
 pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyEntry) {
     let generation = object.metadata.generation;
     let uid = object.metadata.uid.clone();
+    let created = object.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let name = object.metadata.name.clone().unwrap_or_default();
     let namespace = object.metadata.namespace.clone();
     let spec = object.data.get("spec").cloned().unwrap_or(serde_json::Value::Null);
@@ -255,7 +260,10 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
             Err(e) => (PolicyRef::namespaced(namespace.unwrap_or_default(), name), Err(SpecError::from(e))),
         }
     };
-    (policy, PolicyEntry { generation, uid, compiled: compiled.map(Arc::new), spec, ready_condition, shard_statuses })
+    let compiled = compiled.map(Arc::new);
+    let entry =
+        PolicyEntry { generation, uid, compiled, spec, ready_condition, shard_statuses, created, held_back: None };
+    (policy, entry)
 }
 
 fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {

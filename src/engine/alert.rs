@@ -87,11 +87,17 @@ pub enum Check {
     /// A main container's liveness probe targets a sidecar's port: a sidecar failure
     /// restarts the app.
     MainProbeOnSidecar,
+    /// Plain init containers run before a native mesh proxy while the mesh already redirects
+    /// the Pod's traffic to it: they have no working network.
+    InitBeforeProxy,
+    /// A native sidecar's `preStop` hook can act on it; the kubelet runs it while the main
+    /// containers still run.
+    NativePreStop,
 }
 
 impl Check {
     /// Every check.
-    pub const ALL: [Check; 8] = [
+    pub const ALL: [Check; 10] = [
         Check::NoReadinessProbe,
         Check::NoStartupProbe,
         Check::LegacySidecar,
@@ -100,6 +106,8 @@ impl Check {
         Check::PortConflict,
         Check::SidecarSprawl,
         Check::MainProbeOnSidecar,
+        Check::InitBeforeProxy,
+        Check::NativePreStop,
     ];
 
     /// The check with this label value.
@@ -118,6 +126,8 @@ impl Check {
             Check::PortConflict => "port-conflict",
             Check::SidecarSprawl => "sidecar-sprawl",
             Check::MainProbeOnSidecar => "main-probe-on-sidecar",
+            Check::InitBeforeProxy => "init-before-proxy",
+            Check::NativePreStop => "native-prestop",
         }
     }
 }

@@ -38,6 +38,38 @@ pub struct CatalogEntry {
     pub job_remediation: &'static str,
     /// How to make the app start only once it is ready.
     pub ordering_remediation: &'static str,
+    /// How a mesh redirects the Pod's traffic to this proxy, for meshes that do.
+    pub redirect: Option<Redirect>,
+    /// The `preStop` hook the product's injector gives its native sidecar, as words its `exec`
+    /// command contains in order; empty when it writes none. Such a hook starts a drain that
+    /// keeps the proxy serving until the kubelet sends SIGTERM (after the main containers
+    /// exit), so it is not reported as `native-prestop`.
+    pub drain_hook: &'static [&'static str],
+}
+
+/// How a mesh moves the Pod's traffic to its proxy, and what the mesh advises for init
+/// containers that need the network before the proxy runs.
+#[derive(Debug)]
+pub struct Redirect {
+    /// The init container that installs the iptables rules; init containers before it still
+    /// have the plain network.
+    pub iptables_init: &'static str,
+    /// The init container that checks the rules the mesh's CNI plugin installed when the
+    /// sandbox was created: every init container before the proxy is redirected.
+    pub cni_validator: &'static str,
+    /// The mesh's own remedy for an init container that needs the network.
+    pub remediation: &'static str,
+}
+
+impl CatalogEntry {
+    /// Whether an `exec` command is the drain hook the product's injector writes.
+    pub fn is_drain_hook(&self, command: &[String]) -> bool {
+        if self.drain_hook.is_empty() {
+            return false;
+        }
+        let mut words = command.iter().flat_map(|part| part.split_whitespace());
+        self.drain_hook.iter().all(|want| words.any(|w| w == *want))
+    }
 }
 
 /// An entry's position in [`CATALOG`], plus one: `Option<CatalogId>` is one byte per
@@ -76,8 +108,14 @@ pub static CATALOG: &[CatalogEntry] = &[
         image_needs_agent: false,
         // 15000 admin, 15020 merged metrics and app probes, 15021 health, 15090 Envoy metrics.
         ports: &[15000, 15020, 15021, 15090],
-        job_remediation: "annotate the Pod template with sidecar.istio.io/nativeSidecar: \"true\" (or set ENABLE_NATIVE_SIDECARS=true mesh-wide) so istio-proxy runs as a native sidecar and stops when the Job's containers finish",
+        job_remediation: "annotate the Pod template with sidecar.istio.io/nativeSidecar: \"true\" (or set ENABLE_NATIVE_SIDECARS=true mesh-wide) so istio-proxy runs as a native sidecar and stops when the Job's containers finish; Istio 1.27 and later do this by default once every node runs Kubernetes 1.33 or later, so a legacy istio-proxy there means it was turned off",
         ordering_remediation: "set holdApplicationUntilProxyStarts: true (annotation proxy.istio.io/config: '{\"holdApplicationUntilProxyStarts\": true}', or in meshConfig.defaultConfig) so the app starts only once the proxy is ready",
+        redirect: Some(Redirect {
+            iptables_init: "istio-init",
+            cni_validator: "istio-validation",
+            remediation: "declare it after istio-proxy (Istio's injector puts istio-proxy before the app's init containers, so something placed this one ahead of it), run it as the proxy's user (runAsUser: 1337), or exclude its destinations with the annotation traffic.sidecar.istio.io/excludeOutboundIPRanges or excludeOutboundPorts",
+        }),
+        drain_hook: &["pilot-agent", "request", "POST", "drain"],
     },
     CatalogEntry {
         id: "linkerd",
@@ -87,8 +125,14 @@ pub static CATALOG: &[CatalogEntry] = &[
         image_needs_agent: false,
         // 4191 admin (/live, /ready, /metrics).
         ports: &[4191],
-        job_remediation: "annotate the Pod template with config.alpha.linkerd.io/proxy-enable-native-sidecar: \"true\" so linkerd-proxy runs as a native sidecar and stops when the Job's containers finish",
+        job_remediation: "annotate the Pod template with config.linkerd.io/proxy-enable-native-sidecar: \"true\" so linkerd-proxy runs as a native sidecar and stops when the Job's containers finish; Linkerd 2.20 and later do this by default (proxy.nativeSidecar), so a legacy linkerd-proxy there means it was turned off",
         ordering_remediation: "keep config.linkerd.io/proxy-await: enabled (the default) so the app starts only once the proxy is ready",
+        redirect: Some(Redirect {
+            iptables_init: "linkerd-init",
+            cni_validator: "linkerd-network-validator",
+            remediation: "declare it after linkerd-proxy (Linkerd's injector puts the native proxy right after linkerd-init or linkerd-network-validator, so something placed this one ahead of it), run it as the proxy's user (runAsUser: 2102 by default), or skip its ports with the annotation config.linkerd.io/skip-outbound-ports",
+        }),
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "envoy",
@@ -105,6 +149,8 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[9901],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: "make envoy a native sidecar with a startupProbe on its admin /ready endpoint",
+        redirect: None,
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "consul",
@@ -113,8 +159,10 @@ pub static CATALOG: &[CatalogEntry] = &[
         images: &[ImageRule::Suffix("hashicorp/consul-dataplane")],
         image_needs_agent: false,
         ports: &[],
-        job_remediation: "run the dataplane as a native sidecar, or have the Job's container ask the proxy to shut down when it is done (Consul's proxy lifecycle graceful-shutdown endpoint)",
+        job_remediation: "have the Job's container ask consul-dataplane to shut down when it is done, through Consul's proxy lifecycle graceful-shutdown endpoint (consul-k8s injects it as a regular container; native injection is requested in hashicorp/consul-k8s#3919)",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: None,
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "kuma",
@@ -123,8 +171,14 @@ pub static CATALOG: &[CatalogEntry] = &[
         images: &[ImageRule::Last("kuma-dp")],
         image_needs_agent: false,
         ports: &[9901],
-        job_remediation: GENERIC_JOB_REMEDIATION,
+        job_remediation: "let Kuma inject kuma-sidecar as a native sidecar that stops when the Job's containers finish: Kuma 2.14 and later do by default (KUMA_EXPERIMENTAL_SIDECAR_CONTAINERS), so a legacy kuma-sidecar there means it was turned off",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: Some(Redirect {
+            iptables_init: "kuma-init",
+            cni_validator: "kuma-validation",
+            remediation: "declare it after kuma-sidecar (Kuma's injector prepends the native sidecar to the init containers, so something placed this one ahead of it), run it as the proxy's user (runAsUser: 5678 by default), or exclude its ports with the annotation traffic.kuma.io/exclude-outbound-ports",
+        }),
+        drain_hook: &["killall", "-USR2", "kuma-dp"],
     },
     CatalogEntry {
         id: "dapr",
@@ -134,8 +188,10 @@ pub static CATALOG: &[CatalogEntry] = &[
         image_needs_agent: false,
         // 3500 HTTP API, 3501 health, 50001 gRPC API.
         ports: &[3500, 3501, 50001],
-        job_remediation: "have the Job's container call Dapr's shutdown API (POST http://localhost:3500/v1.0/shutdown) when it is done, or run daprd as a native sidecar",
+        job_remediation: "have the Job's container call Dapr's shutdown API (POST http://localhost:3500/v1.0/shutdown) when it is done (Dapr's injector adds daprd as a regular container; native injection is requested in dapr/dapr#9422)",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: None,
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "vault-agent",
@@ -146,6 +202,8 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[],
         job_remediation: "annotate the Pod template with vault.hashicorp.com/agent-pre-populate-only: \"true\" so only the init container renders the secrets and no agent keeps running",
         ordering_remediation: "keep the agent's init container (vault.hashicorp.com/agent-pre-populate, the default) so the secrets exist before the app starts",
+        redirect: None,
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "cloud-sql-proxy",
@@ -156,6 +214,8 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[],
         job_remediation: "run the proxy as a native sidecar, or start it with --quit-urls / --quitquitquit and have the Job's container call it when done",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: None,
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "gcsfuse",
@@ -166,6 +226,8 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[],
         job_remediation: "use a GKE version that injects the FUSE sidecar as a native sidecar (1.29 and later)",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: None,
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "xray",
@@ -176,6 +238,8 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[2000],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: None,
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "fluent-bit",
@@ -187,17 +251,23 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[2020],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: None,
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "otel-collector",
         product: "OpenTelemetry Collector",
-        names: &["otel-collector"],
-        images: &[ImageRule::LastPrefix("opentelemetry-collector")],
+        // otc-container: the OpenTelemetry Operator's injected sidecar; aws-otel-collector: the
+        // AWS Distro for OpenTelemetry build of the collector.
+        names: &["otel-collector", "otc-container"],
+        images: &[ImageRule::LastPrefix("opentelemetry-collector"), ImageRule::Last("aws-otel-collector")],
         image_needs_agent: false,
         // 13133: the health_check extension.
         ports: &[13133],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: None,
+        drain_hook: &[],
     },
     CatalogEntry {
         id: "oauth2-proxy",
@@ -208,6 +278,33 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[4180],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: None,
+        drain_hook: &[],
+    },
+    CatalogEntry {
+        id: "alloydb-auth-proxy",
+        product: "AlloyDB Auth Proxy",
+        // alloydb-proxy: the container name of Google's AlloyDB quickstart for GKE.
+        names: &["alloydb-auth-proxy", "alloydb-proxy"],
+        images: &[ImageRule::Last("alloydb-auth-proxy")],
+        image_needs_agent: false,
+        ports: &[],
+        job_remediation: "run the proxy as a native sidecar, or start it with --quitquitquit and have the Job's container POST to its /quitquitquit endpoint when done",
+        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        redirect: None,
+        drain_hook: &[],
+    },
+    CatalogEntry {
+        id: "git-sync",
+        product: "git-sync",
+        names: &["git-sync"],
+        images: &[ImageRule::Last("git-sync")],
+        image_needs_agent: false,
+        ports: &[],
+        job_remediation: "when the Job needs the repository only once, run git-sync as a plain init container with --one-time (GITSYNC_ONE_TIME=true) instead; otherwise declare it in initContainers with restartPolicy: Always",
+        ordering_remediation: "run a --one-time git-sync init container before it (as Apache Airflow's chart does) so the repository exists before the app starts",
+        redirect: None,
+        drain_hook: &[],
     },
 ];
 

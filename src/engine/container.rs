@@ -2,6 +2,7 @@
 //! of its spec, and its status, extracted from a [`SlimContainer`] and its status.
 
 use super::catalog::{self, CatalogId};
+use super::kubelet::{self, ExitVerdict};
 use super::name::{Interner, Name};
 use super::relations::LivenessTarget;
 use super::stamp::Stamp;
@@ -25,7 +26,7 @@ pub enum ContainerKind {
 bitflags::bitflags! {
     /// Static facts about a container's spec.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-    pub struct SpecFlags: u8 {
+    pub struct SpecFlags: u16 {
         const READINESS_PROBE = 1;
         const STARTUP_PROBE = 1 << 1;
         const LIVENESS_PROBE = 1 << 2;
@@ -37,6 +38,16 @@ bitflags::bitflags! {
         const PORT_CONFLICT = 1 << 5;
         /// Has a `postStart` hook: the kubelet waits for it before starting the next container.
         const POST_START = 1 << 6;
+        /// Has a `preStop` hook that can act on the container (`exec` or `httpGet`), other than
+        /// the drain hook its mesh's injector writes (see `CatalogEntry::drain_hook`).
+        const ACTING_PRE_STOP = 1 << 7;
+        /// A resize of one of its resources restarts it (`resizePolicy` `RestartContainer`).
+        const RESIZE_RESTARTS = 1 << 8;
+        /// Declares a `restartPolicyRules` rule with action `RestartAllContainers`.
+        const RESTARTS_POD = 1 << 9;
+        /// A plain init container that runs while the Pod's traffic is already redirected to a
+        /// native mesh proxy declared after it: it has no working network (`init-before-proxy`).
+        const NO_NETWORK = 1 << 10;
     }
 }
 
@@ -53,6 +64,8 @@ pub struct Termination {
     pub finished_at: Option<Stamp>,
     /// The termination message, truncated.
     pub message: Option<Box<str>>,
+    /// What the kubelet does after this exit (restart rules, the restart policies).
+    pub verdict: ExitVerdict,
 }
 
 /// The current state of a container as the kubelet reports it.
@@ -170,10 +183,12 @@ pub(super) fn init_kind(c: &SlimContainer) -> ContainerKind {
     }
 }
 
+/// A container's view; `pod_restart_policy` is the Pod's `spec.restartPolicy`.
 pub(super) fn container_view(
     c: &SlimContainer,
     kind: ContainerKind,
     status: Option<&&SlimContainerStatus>,
+    pod_restart_policy: Option<&str>,
     names: &mut Interner,
 ) -> ContainerView {
     let mut flags = SpecFlags::default();
@@ -195,24 +210,38 @@ pub(super) fn container_view(
     if c.lifecycle.post_start.is_some() {
         flags.insert(SpecFlags::POST_START);
     }
+    let catalog = catalog::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0);
+    if let Some(hook) = c.lifecycle.pre_stop.as_ref().filter(|h| h.can_act()) {
+        let command = hook.exec.as_ref().map(|e| e.command.as_slice()).unwrap_or_default();
+        if !catalog.is_some_and(|id| id.entry().is_drain_hook(command)) {
+            flags.insert(SpecFlags::ACTING_PRE_STOP);
+        }
+    }
+    flags.set(SpecFlags::RESIZE_RESTARTS, kubelet::resize_restarts(c));
+    flags.set(SpecFlags::RESTARTS_POD, kubelet::declares_pod_restart(c));
+    let verdict = |t: &SlimTerminated| kubelet::exit_verdict(pod_restart_policy, c, t.exit_code, t.reason.as_deref());
     ContainerView {
         name: names.name(&c.name),
         kind,
         flags,
-        catalog: catalog::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0),
+        catalog,
         liveness_target: None,
-        status: status.filter(|_| kind != ContainerKind::Init).map(|s| status_view(s, names)),
+        status: status.filter(|_| kind != ContainerKind::Init).map(|s| status_view(s, &verdict, names)),
     }
 }
 
-fn status_view(s: &SlimContainerStatus, names: &mut Interner) -> ContainerStatusView {
+fn status_view(
+    s: &SlimContainerStatus,
+    verdict: &dyn Fn(&SlimTerminated) -> ExitVerdict,
+    names: &mut Interner,
+) -> ContainerStatusView {
     let state = s.state.as_ref();
     let state = if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
         ContainerState::Waiting { reason: w.reason.as_deref().map(|r| names.name(r)) }
     } else if let Some(r) = state.and_then(|st| st.running.as_ref()) {
         ContainerState::Running { started_at: r.started_at.as_ref().map(|t| Stamp::new(t.0)) }
     } else if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
-        ContainerState::Terminated(Box::new(termination(t, names)))
+        ContainerState::Terminated(Box::new(termination(t, verdict(t), names)))
     } else {
         ContainerState::Unknown
     };
@@ -225,11 +254,11 @@ fn status_view(s: &SlimContainerStatus, names: &mut Interner) -> ContainerStatus
             .last_state
             .as_ref()
             .and_then(|l| l.terminated.as_ref())
-            .map(|t| Box::new(termination(t, names))),
+            .map(|t| Box::new(termination(t, verdict(t), names))),
     }
 }
 
-fn termination(t: &SlimTerminated, names: &mut Interner) -> Termination {
+fn termination(t: &SlimTerminated, verdict: ExitVerdict, names: &mut Interner) -> Termination {
     Termination {
         reason: t.reason.as_deref().map(|r| names.name(r)),
         exit_code: t.exit_code,
@@ -241,6 +270,7 @@ fn termination(t: &SlimTerminated, names: &mut Interner) -> Termination {
             .map(str::trim)
             .filter(|m| !m.is_empty())
             .map(|m| truncate(m, MAX_MESSAGE_LEN).into()),
+        verdict,
     }
 }
 

@@ -7,13 +7,30 @@
 
 use jiff::Timestamp;
 
+use super::kubelet::{self, ExitVerdict};
 use super::name::Name;
-use super::pod::PodView;
+use super::pod::{PodConditions, PodView, SpecFlags};
 use super::stamp::Stamp;
 
 /// Restart times kept per container; older restarts are treated as "at Pod start", which
 /// only makes them leave the counting window sooner.
 pub const MAX_RECORDED_RESTARTS: usize = 32;
+
+bitflags::bitflags! {
+    /// What one observation of a container leaves for the next (see [`kubelet`]).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct HistoryMarks: u8 {
+        /// The Pod had `PodResizeInProgress` and a resize restarts this container: its next
+        /// restart is the resize's. The kubelet clears the condition in the same status that
+        /// shows the restart, so only an earlier observation can tell.
+        const RESIZE_PENDING = 1;
+        /// Its exit matched its `RestartAllContainers` rule: the in-place Pod restart that
+        /// follows is its own doing, not something done to it.
+        const TRIGGERED_POD_RESTART = 1 << 1;
+        /// The kubelet made its most recent restart itself.
+        const LAST_BY_KUBELET = 1 << 2;
+    }
+}
 
 /// Observed history of one container (by name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,6 +39,12 @@ pub struct ContainerHistory {
     pub name: Name,
     /// `restartCount` at the last observation.
     pub restart_count: u32,
+    /// How many of the restarts the kubelet made itself (in-place Pod restarts of another
+    /// container's doing, resizes, restarts during termination): not the container's failures.
+    /// Packs beside `restart_count` and `ready`, so the history stays 64 bytes.
+    pub restarts_by_kubelet: u16,
+    /// What the last observation left for the next.
+    pub marks: HistoryMarks,
     /// Times of restarts observed after the first observation, oldest first.
     pub restarts: Box<[Timestamp]>,
     /// `ready` at the last observation.
@@ -94,46 +117,85 @@ impl PodHistory {
         }
     }
 
+    /// Adds the clocks of conditions that hold now (new ones start at `now`) and keeps every
+    /// other: what an evaluation under one policy does, as it cannot tell whether the
+    /// conditions another policy clocked still hold. The next [`Self::set_clocks`] (an
+    /// evaluation under every policy, on the Pod's next change or timer) drops those that
+    /// do not.
+    pub fn add_clocks(&mut self, holding: impl IntoIterator<Item = (&'static str, String)>, now: Timestamp) {
+        let mut clocks = self.clocks.take().map(|c| *c).unwrap_or_default();
+        for (alert, container) in holding {
+            if !clocks.iter().any(|(a, c, _)| *a == alert && *c == container) {
+                clocks.push((alert, container, now));
+            }
+        }
+        if !clocks.is_empty() {
+            clocks.shrink_to_fit();
+            self.clocks = Some(Box::new(clocks));
+        }
+    }
+
     /// Records a new state of the Pod observed at `now`.
     pub fn observe(&mut self, pod: &PodView, now: Timestamp) -> Vec<Observation> {
         let previous_observation = self.observed_at.map_or(now, Stamp::timestamp);
         let mut observations = Vec::new();
         // Grown here when a container is first seen, boxed again (shrunk to fit) at the end.
         let mut containers = std::mem::take(&mut self.containers).into_vec();
+        let mut trigger = kubelet::RestartTrigger::new(pod);
         // Plain init containers are neither sidecars nor main containers: no rule reads them.
-        for view in pod.containers.iter().filter(|c| c.kind != super::pod::ContainerKind::Init) {
+        for (at, view) in pod.containers.iter().enumerate().filter(|(_, c)| c.kind != super::pod::ContainerKind::Init) {
             let Some(status) = &view.status else { continue };
             let running_since = status.run_start();
             let index = match containers.iter().position(|c| c.name == view.name) {
                 Some(i) => i,
                 None => {
                     // First sight: restarts so far have unknown times; a run that is not
-                    // ready yet can still be timed until it becomes ready.
+                    // ready yet can still be timed until it becomes ready. Only the last
+                    // restart's cause can be read from the Pod.
                     let watched_run_started_at = running_since.filter(|_| !status.ready);
-                    containers.push(ContainerHistory {
+                    let last_by_kubelet =
+                        kubelet::last_restart_by_kubelet(&mut trigger, at, view, status, HistoryMarks::empty())
+                            .is_some();
+                    let mut history = ContainerHistory {
                         name: view.name.clone(),
                         restart_count: status.restart_count,
+                        restarts_by_kubelet: u16::from(last_by_kubelet),
+                        marks: HistoryMarks::empty(),
                         restarts: Box::default(),
                         ready: status.ready,
                         ready_changed_at: None,
                         watched_run_started_at,
                         first_ready_at: None,
                         run_started_at: running_since,
-                    });
+                    };
+                    history.marks = next_marks(pod, view, status, last_by_kubelet);
+                    containers.push(history);
                     continue;
                 }
             };
             let history = &mut containers[index];
 
+            let mut last_by_kubelet = history.marks.contains(HistoryMarks::LAST_BY_KUBELET);
             if status.restart_count > history.restart_count {
                 // Only the newest MAX_RECORDED_RESTARTS can be kept, so never loop over more.
                 let added = (status.restart_count - history.restart_count).min(MAX_RECORDED_RESTARTS as u32);
+                // The newest restart's cause is in the Pod (and in what the last observation
+                // marked); earlier ones in the same gap are taken as the container's own.
+                last_by_kubelet =
+                    kubelet::last_restart_by_kubelet(&mut trigger, at, view, status, history.marks).is_some();
+                let own = if last_by_kubelet {
+                    history.restarts_by_kubelet = history.restarts_by_kubelet.saturating_add(1);
+                    added - 1
+                } else {
+                    added
+                };
                 let last_finish = status.latest_termination().and_then(|t| t.finished_at).map(Stamp::timestamp);
                 let mut restarts = std::mem::take(&mut history.restarts).into_vec();
-                for i in 0..added {
-                    // The newest restart is the last termination; earlier ones in the same
+                for i in 0..own {
+                    // The newest own restart is the last termination; earlier ones in the same
                     // gap happened some time after the previous observation.
-                    let at = if i + 1 == added { last_finish.unwrap_or(now) } else { previous_observation };
+                    let newest = i + 1 == own && !last_by_kubelet;
+                    let at = if newest { last_finish.unwrap_or(now) } else { previous_observation };
                     restarts.push(at);
                 }
                 restarts.sort();
@@ -142,6 +204,7 @@ impl PodHistory {
                 history.restarts = restarts.into_boxed_slice();
             }
             history.restart_count = status.restart_count;
+            history.marks = next_marks(pod, view, status, last_by_kubelet);
 
             // A new run that is not ready yet is one whose startup we can time. A run already
             // seen (ready) that turns unready is not new: its start-up is long over.
@@ -171,4 +234,24 @@ impl PodHistory {
         self.observed_at = Some(Stamp::new(now));
         observations
     }
+}
+
+/// The marks one observation leaves for the next.
+fn next_marks(
+    pod: &PodView,
+    view: &super::pod::ContainerView,
+    status: &super::pod::ContainerStatusView,
+    last_by_kubelet: bool,
+) -> HistoryMarks {
+    let mut marks = HistoryMarks::empty();
+    marks.set(HistoryMarks::LAST_BY_KUBELET, last_by_kubelet);
+    marks.set(
+        HistoryMarks::RESIZE_PENDING,
+        pod.conditions.contains(PodConditions::RESIZE_IN_PROGRESS) && view.flags.contains(SpecFlags::RESIZE_RESTARTS),
+    );
+    marks.set(
+        HistoryMarks::TRIGGERED_POD_RESTART,
+        status.terminated().is_some_and(|t| t.verdict.contains(ExitVerdict::RESTARTS_POD)),
+    );
+    marks
 }

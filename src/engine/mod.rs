@@ -11,7 +11,7 @@
 //! | --- | --- |
 //! | `SidecarContainerNotReady` | latest of: the sidecar's `running.startedAt` (or, when waiting, `lastState.terminated.finishedAt`), the Pod `Ready=False` `lastTransitionTime`, and the readiness flip the operator observed; else the Pod's `startTime` |
 //! | `MainContainerReadyButSidecarNot` | the later of the sidecar's not-ready time (above) and the earliest time a ready main container has been ready (its `startedAt`, or the observed flip) |
-//! | `SidecarRestartingFrequently` | the restart that brought the count in the window to the threshold; restarts are the observed `restartCount` increments, `lastState.terminated.finishedAt`, and the rest placed at the Pod's `startTime` (the earliest they can be) |
+//! | `SidecarRestartingFrequently` | the restart that brought the count in the window to the threshold; restarts are the observed `restartCount` increments, `lastState.terminated.finishedAt`, and the rest placed at the Pod's `startTime` (the earliest they can be); restarts the kubelet made itself are left out ([`kubelet`]) |
 //! | `SidecarCrashLooping` | the first restart of the current episode: restarts (as above) no more than 10 minutes apart; a run shorter than 5 minutes between back-offs keeps the episode going |
 //! | `SidecarOOMKilled` | the OOM kill's `finishedAt`; active for `window` after it |
 //! | `MainStartedBeforeSidecarReady` | the main container's `running.startedAt` |
@@ -26,6 +26,7 @@ pub mod alert;
 pub mod catalog;
 pub mod container;
 pub mod history;
+pub mod kubelet;
 pub mod name;
 pub mod pod;
 pub mod policy;

@@ -12,10 +12,27 @@ pub use super::container::{
     is_latest_image, ContainerKind, ContainerState, ContainerStatusView, ContainerView, SpecFlags, Termination,
 };
 use super::name::{Interner, LabelSet, Name};
-use super::relations::{liveness_targets, port_conflicts, workload_of, Declared, Workload};
+use super::relations::{inits_without_network, liveness_targets, port_conflicts, workload_of, Declared, Workload};
 use super::stamp::Stamp;
 use crate::api::{SlimContainer, SlimContainerStatus, SlimPod};
 use jiff::Timestamp;
+
+bitflags::bitflags! {
+    /// Pod conditions that change how the rules read the containers (one byte: it packs
+    /// beside the other small fields of [`PodView`]).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct PodConditions: u8 {
+        /// `PodReadyToStartContainers=False` (KEP-3085, GA 1.37): the sandbox or its network
+        /// is not ready, so no container can run yet, whatever it is.
+        const SANDBOX_NOT_READY = 1;
+        /// `AllContainersRestarting=True` (KEP-5532): the kubelet is killing and removing every
+        /// container to start the Pod again in place.
+        const ALL_CONTAINERS_RESTARTING = 1 << 1;
+        /// `PodResizeInProgress` (KEP-1287): the kubelet is applying a resize, which restarts
+        /// containers whose `resizePolicy` says `RestartContainer`.
+        const RESIZE_IN_PROGRESS = 1 << 2;
+    }
+}
 
 /// A Pod condition: its truth and when it last changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +75,8 @@ pub struct PodView {
     pub started_at: Option<Stamp>,
     /// `metadata.deletionTimestamp`: the Pod is terminating.
     pub deleting_since: Option<Stamp>,
+    /// The conditions of newer Kubernetes releases the rules read.
+    pub conditions: PodConditions,
     /// The `Ready` condition's status (see [`Self::ready_condition`]).
     ready_status: Option<bool>,
     /// The `Ready` condition's `lastTransitionTime`.
@@ -81,6 +100,7 @@ impl PodView {
             created_at: None,
             started_at: None,
             deleting_since: None,
+            conditions: PodConditions::empty(),
             ready_status: None,
             ready_since: None,
             containers: Box::default(),
@@ -151,16 +171,19 @@ impl PodView {
                 continue;
             }
             let statuses = if kind == ContainerKind::Regular { &regular_statuses } else { &init_statuses };
-            containers.push(container_view(c, kind, statuses.get(c.name.as_str()), names));
+            let restart_policy = spec.restart_policy.as_deref();
+            containers.push(container_view(c, kind, statuses.get(c.name.as_str()), restart_policy, names));
             declared.push(c);
         }
         let facts: Vec<Declared> = declared
             .iter()
             .zip(&containers)
-            .map(|(spec, view)| Declared {
-                spec,
+            .map(|(container, view)| Declared {
+                spec: container,
+                kind: view.kind,
                 runs_alongside: view.kind != ContainerKind::Init,
                 catalog: view.catalog,
+                run_as_user: container.security_context.run_as_user.or(spec.security_context.run_as_user),
             })
             .collect();
         for (view, conflict) in containers.iter_mut().zip(port_conflicts(&facts)) {
@@ -169,11 +192,23 @@ impl PodView {
         for (view, target) in containers.iter_mut().zip(liveness_targets(&facts)) {
             view.liveness_target = target;
         }
+        for (view, blackholed) in containers.iter_mut().zip(inits_without_network(&facts)) {
+            view.flags.set(SpecFlags::NO_NETWORK, blackholed);
+        }
 
         let ready_condition = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| ConditionView {
             status: c.status == "True",
             since: c.last_transition_time.as_ref().map(|t| Stamp::new(t.0)),
         });
+        let mut conditions = PodConditions::empty();
+        for c in &status.conditions {
+            match (c.type_.as_str(), c.status.as_str()) {
+                ("PodReadyToStartContainers", "False") => conditions.insert(PodConditions::SANDBOX_NOT_READY),
+                ("AllContainersRestarting", "True") => conditions.insert(PodConditions::ALL_CONTAINERS_RESTARTING),
+                ("PodResizeInProgress", "True") => conditions.insert(PodConditions::RESIZE_IN_PROGRESS),
+                _ => {}
+            }
+        }
 
         let mut view = PodView {
             ids: Box::default(),
@@ -190,6 +225,7 @@ impl PodView {
             created_at: meta.creation_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
             deleting_since: meta.deletion_timestamp.as_ref().map(|t| Stamp::new(t.0)),
+            conditions,
             ready_status: None,
             ready_since: None,
             containers: containers.into_boxed_slice(),
@@ -208,6 +244,7 @@ impl PodView {
         view.owned_by_job = matches!(kind, "Job" | "CronJob");
         view.is_template = true;
         (view.created_at, view.started_at, view.deleting_since) = (None, None, None);
+        view.conditions = PodConditions::empty();
         view.set_ready_condition(None);
         for c in &mut view.containers {
             c.status = None;

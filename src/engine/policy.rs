@@ -11,7 +11,8 @@ use regex::Regex;
 use super::catalog::CatalogId;
 use super::pod::{ContainerKind, ContainerView, PodView};
 pub use super::rule_settings::{ForRule, InstantRule, RestartsRule, Rules, SpecError, WindowRule, MAX_THRESHOLD};
-use crate::api::{ClusterPolicySpec, ClusterSidecarPolicy, PolicySpec, SidecarPolicy};
+use crate::api::bounds::*;
+use crate::api::{quote, ClusterPolicySpec, ClusterSidecarPolicy, PolicySpec, SidecarPolicy};
 
 /// The sidecar name pattern used when a policy does not say which containers are sidecars.
 pub const DEFAULT_SIDECAR_PATTERN: &str = ".*-sidecar|istio-proxy|envoy";
@@ -136,8 +137,16 @@ impl CompiledPolicy {
             None => (true, true, Vec::new(), Some(DEFAULT_SIDECAR_PATTERN.to_string())),
             Some(s) => (s.native, s.catalog, s.names.clone(), s.pattern.clone()),
         };
-        if let Some(i) = sidecar_names.iter().position(|n| n.is_empty()) {
-            return Err(SpecError::new(format!("spec.sidecars.names[{i}]"), "empty container name"));
+        SpecError::check_size("spec.sidecars.names", "names", sidecar_names.len(), MAX_SIDECAR_NAMES)?;
+        for (i, name) in sidecar_names.iter().enumerate() {
+            let field = format!("spec.sidecars.names[{i}]");
+            if name.is_empty() {
+                return Err(SpecError::new(field, "empty container name"));
+            }
+            SpecError::check_size(&field, "characters", name.chars().count(), MAX_CONTAINER_NAME_CHARS)?;
+        }
+        if let Some(pattern) = &pattern {
+            SpecError::check_size("spec.sidecars.pattern", "characters", pattern.chars().count(), MAX_PATTERN_CHARS)?;
         }
         let sidecar_pattern = pattern.as_deref().map(anchored_pattern).transpose()?;
         if !native_sidecars && !catalog && sidecar_names.is_empty() && sidecar_pattern.is_none() {
@@ -263,6 +272,15 @@ impl CompiledPolicy {
         Some(Identified { kind, by })
     }
 
+    /// Whether `other` recognises exactly the same containers as sidecars (only its rules,
+    /// selector or Events differ): an edit of a policy's rules leaves its Pods' sidecars be.
+    pub fn same_sidecars(&self, other: &CompiledPolicy) -> bool {
+        self.native_sidecars == other.native_sidecars
+            && self.catalog == other.catalog
+            && self.sidecar_names == other.sidecar_names
+            && self.sidecar_pattern.as_ref().map(Regex::as_str) == other.sidecar_pattern.as_ref().map(Regex::as_str)
+    }
+
     /// The Pod's sidecars under this policy, in container order: (index, container, how).
     pub fn sidecars<'a>(
         &'a self,
@@ -280,21 +298,29 @@ fn anchored_pattern(pattern: &str) -> Result<Regex, SpecError> {
     let invalid = |e: regex::Error| {
         SpecError::new(
             "spec.sidecars.pattern",
-            format!("invalid regular expression {pattern:?}: {}", first_line(&e.to_string())),
+            format!("invalid regular expression {}: {}", quote(pattern), reason(&e)),
         )
     };
     Regex::new(pattern).map_err(invalid)?;
     Regex::new(&format!("^(?:{pattern})$")).map_err(invalid)
 }
 
-fn first_line(text: &str) -> String {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+/// What is wrong with a pattern, without the pattern: the regex crate's syntax errors print
+/// it whole with a caret under the fault, then the reason on a line `error: …` of their own
+/// (the pattern's lines are indented, so a pattern cannot forge that line).
+fn reason(error: &regex::Error) -> String {
+    let text = error.to_string();
+    match text.lines().rev().find_map(|l| l.strip_prefix("error: ")) {
+        Some(reason) => reason.trim().to_string(),
+        None => text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "),
+    }
 }
 
 fn compile_selector(selector: Option<&LabelSelector>, field: &str) -> Result<Selector, SpecError> {
     match selector {
         None => Ok(Selector::default()),
         Some(s) => {
+            check_selector_bounds(s, field)?;
             for (i, expr) in s.match_expressions.iter().flatten().enumerate() {
                 let needs_values = matches!(expr.operator.as_str(), "In" | "NotIn");
                 let values = expr.values.as_ref().map_or(0, Vec::len);
@@ -308,6 +334,44 @@ fn compile_selector(selector: Option<&LabelSelector>, field: &str) -> Result<Sel
             Selector::try_from(s.clone()).map_err(|e| SpecError::new(field, e.to_string()))
         }
     }
+}
+
+/// The selector sizes the CRD schema declares ([`crate::api::bounds`]).
+fn check_selector_bounds(selector: &LabelSelector, field: &str) -> Result<(), SpecError> {
+    let key_chars = |field: &str, key: &str| {
+        if key.chars().count() <= MAX_LABEL_KEY_CHARS {
+            return Ok(());
+        }
+        Err(SpecError::new(field, format!("label key {} longer than {MAX_LABEL_KEY_CHARS} characters", quote(key))))
+    };
+    let value_chars = |field: &str, value: &str| {
+        SpecError::check_size(field, "characters", value.chars().count(), MAX_LABEL_VALUE_CHARS)
+    };
+    if let Some(labels) = &selector.match_labels {
+        let field = format!("{field}.matchLabels");
+        SpecError::check_size(&field, "labels", labels.len(), MAX_MATCH_LABELS)?;
+        for (key, value) in labels {
+            key_chars(&field, key)?;
+            value_chars(&format!("{field}[{}]", quote(key)), value)?;
+        }
+    }
+    let expressions = selector.match_expressions.as_deref().unwrap_or_default();
+    SpecError::check_size(
+        &format!("{field}.matchExpressions"),
+        "expressions",
+        expressions.len(),
+        MAX_MATCH_EXPRESSIONS,
+    )?;
+    for (i, expression) in expressions.iter().enumerate() {
+        let field = format!("{field}.matchExpressions[{i}]");
+        key_chars(&format!("{field}.key"), &expression.key)?;
+        let values = expression.values.as_deref().unwrap_or_default();
+        SpecError::check_size(&format!("{field}.values"), "values", values.len(), MAX_EXPRESSION_VALUES)?;
+        for (j, value) in values.iter().enumerate() {
+            value_chars(&format!("{field}.values[{j}]"), value)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -360,6 +424,82 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(compile(selects_nothing).unwrap_err().field, "spec.sidecars");
+    }
+
+    /// Beyond the CRD schema's bounds, a policy is invalid naming the field, and no error
+    /// carries more than a short prefix of what the tenant wrote.
+    #[test]
+    fn oversized_specs_name_the_field_and_quote_a_prefix() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        let sidecars = |names: Vec<String>, pattern: Option<String>| PolicySpec {
+            sidecars: Some(SidecarSelector { names, pattern, ..Default::default() }),
+            ..Default::default()
+        };
+        let selector = |selector: LabelSelector| PolicySpec { selector: Some(selector), ..Default::default() };
+        let many = |n: usize, width: usize| -> Vec<String> { (0..n).map(|i| format!("{i:0width$}")).collect() };
+        let long_key = "k".repeat(MAX_LABEL_KEY_CHARS + 1);
+        let cases: Vec<(PolicySpec, &str, String)> = vec![
+            (
+                sidecars(vec![], Some("a".repeat(1_500_000))),
+                "spec.sidecars.pattern",
+                "1500000 characters, at most 1024".into(),
+            ),
+            (sidecars(many(20_000, 1), None), "spec.sidecars.names", "20000 names, at most 64".into()),
+            (sidecars(many(2, 64), None), "spec.sidecars.names[0]", "64 characters, at most 63".into()),
+            (
+                selector(LabelSelector {
+                    match_labels: Some(many(33, 2).into_iter().map(|k| (k, "v".into())).collect()),
+                    ..Default::default()
+                }),
+                "spec.selector.matchLabels",
+                "33 labels, at most 32".into(),
+            ),
+            (
+                selector(LabelSelector {
+                    match_labels: Some([(long_key.clone(), "v".to_string())].into()),
+                    ..Default::default()
+                }),
+                "spec.selector.matchLabels",
+                format!("label key \"{}\"… (318 bytes) longer than 317 characters", "k".repeat(64)),
+            ),
+            (
+                selector(LabelSelector {
+                    match_expressions: Some(vec![LabelSelectorRequirement {
+                        key: "tier".into(),
+                        operator: "In".into(),
+                        values: Some(many(65, 1)),
+                    }]),
+                    ..Default::default()
+                }),
+                "spec.selector.matchExpressions[0].values",
+                "65 values, at most 64".into(),
+            ),
+            (
+                PolicySpec {
+                    rules: Some(RulesSpec {
+                        crash_loop: Some(ForRuleSpec { for_: Some("1".repeat(40)), ..Default::default() }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "spec.rules.crashLoop.for",
+                "40 characters, at most 32".into(),
+            ),
+        ];
+        for (spec, field, message) in cases {
+            let error = compile(spec).expect_err(field);
+            assert_eq!((error.field.as_str(), error.message.starts_with(&message)), (field, true), "{error}");
+        }
+        // An invalid pattern within the bound: a prefix of it and the reason, not the pattern.
+        let invalid = format!("envoy({}", "a".repeat(1000));
+        let error = compile(sidecars(vec![], Some(invalid))).expect_err("unclosed group");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "spec.sidecars.pattern: invalid regular expression \"envoy({}\"… (1006 bytes): unclosed group",
+                "a".repeat(58)
+            )
+        );
     }
 
     #[test]

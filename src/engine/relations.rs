@@ -1,8 +1,9 @@
 //! How a Pod relates to what is around it, read once from the spec: the workload that owns it
 //! (the `workload_kind`/`workload` labels), and how its containers lean on each other: ports
 //! declared twice (`port-conflict`) and liveness probes aimed at another container's port
-//! (`main-probe-on-sidecar`). Linear in containers and ports (maps, never scans of scans): a
-//! hostile Pod may declare thousands of both.
+//! (`main-probe-on-sidecar`), and plain init containers that run while a mesh already redirects
+//! the Pod's traffic to a proxy that has not started (`init-before-proxy`). Linear in containers
+//! and ports (maps, never scans of scans): a hostile Pod may declare thousands of both.
 
 use std::collections::HashMap;
 use std::num::NonZeroU16;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::catalog::CatalogId;
+use super::container::ContainerKind;
 use super::name::Interner;
 pub use super::name::Workload;
 use crate::api::{PortRef, SlimContainer};
@@ -20,11 +22,15 @@ use crate::api::{PortRef, SlimContainer};
 pub struct Declared<'a> {
     /// Its spec.
     pub spec: &'a SlimContainer,
+    /// Where it is declared.
+    pub kind: ContainerKind,
     /// Runs beside the others (a regular container or a native sidecar); a plain init
     /// container has finished before they start, so its ports and probes meet nobody.
     pub runs_alongside: bool,
     /// The catalog entry, for the ports a well-known sidecar serves without declaring them.
     pub catalog: Option<CatalogId>,
+    /// The user it runs as: its own `securityContext.runAsUser`, else the Pod's.
+    pub run_as_user: Option<i64>,
 }
 
 /// Per container: whether it declares a (port, protocol) that another container running
@@ -165,4 +171,38 @@ fn declared_port(container: &SlimContainer, port: &PortRef) -> Option<u16> {
             PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
         })
         .and_then(|p| u16::try_from(p.container_port).ok())
+}
+
+/// Per container: whether it is a plain init container that runs with no working network
+/// because a mesh redirects the Pod's traffic to a native proxy declared after it. The kubelet
+/// runs init containers in order and a native sidecar only starts at its own turn (KEP-753),
+/// while the redirection starts earlier: at the mesh's iptables init container (`istio-init`,
+/// `linkerd-init`, `kuma-init`; init containers before it still have the network), or when the
+/// sandbox is created, with the mesh's CNI plugin (seen by its validation init container:
+/// `istio-validation`, `linkerd-network-validator`, `kuma-validation`). The redirection spares
+/// the proxy's own user, so an init container running as that user keeps its network.
+pub fn inits_without_network(declared: &[Declared]) -> Vec<bool> {
+    let mut blackholed = vec![false; declared.len()];
+    // The first native mesh proxy only: a Pod has one mesh, and one scan keeps a hostile Pod
+    // with thousands of proxy-looking containers linear.
+    let proxy = declared.iter().enumerate().find_map(|(at, c)| {
+        let redirect = c.catalog?.entry().redirect.as_ref()?;
+        (c.kind == ContainerKind::RestartableInit).then_some((at, c, redirect))
+    });
+    let Some((proxy_at, proxy, redirect)) = proxy else { return blackholed };
+    let before = &declared[..proxy_at];
+    let position = |name: &str| before.iter().position(|c| c.kind == ContainerKind::Init && c.spec.name == name);
+    let from = match (position(redirect.cni_validator), position(redirect.iptables_init)) {
+        (Some(_), _) => 0,
+        (None, Some(init)) => init + 1,
+        (None, None) => return blackholed,
+    };
+    for (i, c) in before.iter().enumerate().skip(from) {
+        let mesh_own = c.spec.name == redirect.iptables_init || c.spec.name == redirect.cni_validator;
+        let proxy_user = c.run_as_user.is_some() && c.run_as_user == proxy.run_as_user;
+        if c.kind == ContainerKind::Init && !mesh_own && !proxy_user {
+            blackholed[i] = true;
+        }
+    }
+    blackholed
 }

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use crate::api::bounds::MAX_DURATION_CHARS;
 use crate::api::{
-    parse_duration, DecodeError, ForRuleSpec, InstantRuleSpec, RestartsRuleSpec, RulesSpec, Severity, WindowRuleSpec,
+    clip, parse_duration, quote, DecodeError, ForRuleSpec, InstantRuleSpec, RestartsRuleSpec, RulesSpec, Severity,
+    WindowRuleSpec,
 };
 
 /// A spec field that cannot be used, with the path of the field (`spec.rules.restarts.window`).
@@ -19,14 +21,26 @@ pub struct SpecError {
 
 impl From<DecodeError> for SpecError {
     fn from(e: DecodeError) -> Self {
-        SpecError { field: if e.path.is_empty() { "spec".into() } else { e.path }, message: e.message }
+        SpecError::new(if e.path.is_empty() { "spec".into() } else { e.path }, e.message)
     }
 }
 
 impl SpecError {
-    /// An error about `field`.
+    /// An error about `field`. Both are clipped ([`clip`]): a message that quotes a value
+    /// should already do so with [`quote`], but one from another library may embed it whole,
+    /// and every status condition, Event and log line shows this error.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self { field: clip(&field.into()), message: clip(&message.into()) }
+    }
+
+    /// `field` holds `count` items or characters (`what`) where at most `max` are allowed:
+    /// the bounds of [`crate::api::bounds`], checked here for a policy that arrives without
+    /// the CRD schema that declares them.
+    pub fn check_size(field: &str, what: &str, count: usize, max: usize) -> Result<(), SpecError> {
+        if count <= max {
+            return Ok(());
+        }
+        Err(SpecError::new(field, format!("{count} {what}, at most {max} allowed")))
     }
 }
 
@@ -128,9 +142,10 @@ impl Default for Rules {
 
 fn duration_field(value: Option<&str>, field: &str, default: Duration) -> Result<Duration, SpecError> {
     let Some(text) = value else { return Ok(default) };
+    SpecError::check_size(field, "characters", text.chars().count(), MAX_DURATION_CHARS)?;
     let parsed = parse_duration(text).map_err(|e| SpecError::new(field, e.to_string()))?;
     if parsed > MAX_DURATION {
-        return Err(SpecError::new(field, format!("{text:?} is longer than a year")));
+        return Err(SpecError::new(field, format!("{} is longer than a year", quote(text))));
     }
     Ok(parsed)
 }

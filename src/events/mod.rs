@@ -8,6 +8,28 @@
 //! leader (or before a restart) and is not announced again, and a Warning whose alert has
 //! cleared in the meantime gets its `Resolved` Event ([`announce`]). No control message
 //! travels on the Event queue, so a full queue can never cost a leadership term its Events.
+//!
+//! # Why was no Event published for this alert?
+//!
+//! An alert's Event passes these stages in order; each is the only place that can drop or
+//! fold it, and each drop is counted or logged where shown.
+//!
+//! | # | stage (code) | drops or folds | seen in |
+//! |---|---|---|---|
+//! | 1 | a transition exists (`index::transitions`) | a pending alert, or one that fires and clears between two evaluations, has none: only crossing its `for` fires, only clearing after firing resolves | `sidecar_alerts{alertstate="pending"}` |
+//! | 2 | the policy publishes Events (`controller::reconciler`) | `spec.events: false` | the policy's spec |
+//! | 3 | the queue ([`fair_queue`], [`EventSink::send`]) | full (4,096): the namespace holding the most loses its least severe, newest Event | `sidecar_watch_events_total{result="dropped"}`, a warning log naming the namespace |
+//! | 4 | this replica leads (the publisher's [role](crate::role)) | a standby publishes nothing; the next leader's reconciliation (below) announces what still fires | `sidecar_watch_leader` |
+//! | 5 | not yet announced ([`Announcer::should_publish`]) | a Warning whose alert already has a standing Warning (from this leader, an earlier one or before a restart); a `Resolved` without a standing Warning | nothing: by design |
+//! | 6 | the object's budget ([`spam_filter`]) | past 25 Events per Pod (or policy), one per 5 minutes; the announcement is taken back, so a later leader announces it if it still fires | `sidecar_watch_events_total{result="dropped"}` |
+//! | 7 | the recorder ([`Recorder`]) | a repeat within six minutes folds into the earlier Event's `series` (one object, `series.count` > 1); a failed create or patch | `sidecar_watch_events_total{result="error"}`, a warning log |
+//!
+//! When a replica starts to lead, [`announce`] reads the operator's Events: alerts firing now
+//! without a standing Warning enter at stage 3; alerts whose Warning stands but that cleared
+//! are resolved at once (stage 6 and 7 only). The Events must still exist: the API server
+//! deletes them after `--event-ttl` (1 h by default), after which a still-firing alert is
+//! announced once more. An invalid policy's `InvalidSpec` Event passes stages 4, 6 and 7,
+//! once per policy generation.
 
 pub mod announce;
 pub mod fair_queue;
@@ -37,6 +59,7 @@ pub use recorder::Recorder;
 use crate::engine::PolicyRef;
 use crate::index::{Index, Transition, TransitionKind};
 use crate::metrics::Metrics;
+use crate::paging::for_each_page;
 use crate::role::RoleReceiver;
 
 /// The `reportingController` of every Event the operator publishes.
@@ -359,31 +382,16 @@ fn pod_reference(namespace: &str, name: &str, uid: &str, field_path: Option<Stri
 /// where it supports that field selector, else listed whole and filtered here.
 async fn list_own_events(client: &Client) -> Result<Vec<K8sEvent>, kube::Error> {
     let api: Api<K8sEvent> = Api::all(client.clone());
-    let selected = ListParams::default().limit(500).fields(&format!("reportingController={REPORTING_CONTROLLER}"));
-    match list_all(&api, &selected).await {
-        Ok(events) => Ok(events),
-        Err(e) => {
-            tracing::debug!(error = %e, "Event list by reportingController refused; listing every Event");
-            list_all(&api, &ListParams::default().limit(500)).await
-        }
-    }
-}
-
-async fn list_all(api: &Api<K8sEvent>, params: &ListParams) -> Result<Vec<K8sEvent>, kube::Error> {
     let mut events = Vec::new();
-    let mut continue_token: Option<String> = None;
-    loop {
-        let mut page_params = params.clone();
-        if let Some(token) = continue_token.take() {
-            page_params = page_params.continue_token(&token);
+    let mut own = |e: K8sEvent| {
+        if e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER) {
+            events.push(e);
         }
-        let page = api.list(&page_params).await?;
-        events
-            .extend(page.items.into_iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)));
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => continue_token = Some(token),
-            _ => break,
-        }
+    };
+    let selected = ListParams::default().fields(&format!("reportingController={REPORTING_CONTROLLER}"));
+    if let Err(e) = for_each_page(&api, &selected, &mut own).await {
+        tracing::debug!(error = %e, "Event list by reportingController refused; listing every Event");
+        for_each_page(&api, &ListParams::default(), &mut own).await?;
     }
     Ok(events)
 }

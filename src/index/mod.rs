@@ -13,6 +13,7 @@
 //! every Pod.
 
 mod census;
+mod evaluate;
 mod policies;
 mod segment;
 pub mod shard;
@@ -22,25 +23,31 @@ mod transitions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use jiff::Timestamp;
 
 use crate::api::{PolicyCounts, SlimPod};
 use crate::engine::{
-    evaluate, evaluate_capped, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodView, PolicyRef,
-    SidecarType, DEFAULT_MAX_SIDECARS,
+    evaluate, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
 use census::Census;
 pub use census::SidecarName;
+use evaluate::{Evaluator, PolicyChange};
 pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
-use tallies::{Tallies, Tally};
+use tallies::Tally;
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
-use transitions::{diff, transition};
+use transitions::transition;
 pub use transitions::{Outcome, Transition, TransitionKind};
 
 const SEGMENTS: usize = 64;
+
+/// SidecarPolicies evaluated per namespace unless told otherwise
+/// (`--max-policies-per-namespace`): far more than a team writes, few enough that one
+/// namespace's Pod update costs at most this many evaluations.
+pub const DEFAULT_MAX_POLICIES_PER_NAMESPACE: usize = 100;
 
 /// The shared state of the operator.
 pub struct Index {
@@ -50,6 +57,10 @@ pub struct Index {
     census: Census,
     /// Sidecars evaluated per Pod (`--max-sidecars-per-pod`).
     max_sidecars: usize,
+    /// SidecarPolicies evaluated per namespace (`--max-policies-per-namespace`).
+    max_policies: usize,
+    /// Evaluations of one Pod under one policy so far.
+    evaluations: AtomicU64,
     /// What the views of tracked Pods share (names, label sets). Only the Pod watcher builds
     /// views, so the lock is uncontended; it is here rather than in a static so that the
     /// engine stays free of process-wide state.
@@ -76,12 +87,20 @@ impl Index {
 
     /// An empty index that evaluates at most `max_sidecars` sidecars per Pod.
     pub fn with_max_sidecars(max_sidecars: usize) -> Self {
+        Self::with_limits(max_sidecars, DEFAULT_MAX_POLICIES_PER_NAMESPACE)
+    }
+
+    /// An empty index that evaluates at most `max_sidecars` sidecars per Pod and the
+    /// `max_policies` oldest SidecarPolicies of each namespace.
+    pub fn with_limits(max_sidecars: usize, max_policies: usize) -> Self {
         Self {
             segments: (0..SEGMENTS).map(|_| Mutex::new(Segment::default())).collect(),
             policies: RwLock::new(BTreeMap::new()),
             namespaces: RwLock::new(HashMap::new()),
             census: Census::default(),
             max_sidecars,
+            max_policies: max_policies.max(1),
+            evaluations: AtomicU64::new(0),
             names: Mutex::new(Interner::default()),
         }
     }
@@ -135,72 +154,20 @@ impl Index {
         self.policies.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Every evaluated policy (valid, not held back), by reference.
     fn valid_policies(&self) -> Vec<Arc<CompiledPolicy>> {
         let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
-        table.values().filter_map(|e| e.compiled.as_ref().ok().cloned()).collect()
+        table.values().filter_map(|e| e.evaluated().cloned()).collect()
     }
 
-    /// Evaluates one tracked Pod against every valid policy and records the result, in the
-    /// Pod and in its segment's counts.
-    fn evaluate_tracked(
-        census: &Census,
-        max_sidecars: usize,
-        pod: &mut TrackedPod,
-        tallies: &mut Tallies,
-        policies: &[Arc<CompiledPolicy>],
-        ns_labels: Option<&Labels>,
-        now: Timestamp,
-    ) -> Outcome {
-        let mut results = Vec::new();
-        let mut transitions = Vec::new();
-        let mut clocked = Vec::new();
-        let mut next_change: Option<Timestamp> = None;
-        let mut sidecars: Vec<(u32, SidecarType)> = Vec::new();
-        let mut limited = false;
-        for policy in policies.iter().filter(|p| p.selects(&pod.view, ns_labels)) {
-            let evaluation = evaluate_capped(&pod.view, policy, &pod.history, now, max_sidecars);
-            limited |= evaluation.sidecars_skipped > 0;
-            clocked.extend(evaluation.clocked);
-            next_change = match (next_change, evaluation.next_change) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            // Policies mostly agree on the sidecars: the union stays as small as the cap.
-            for &(i, kind) in &evaluation.sidecars {
-                // No Pod has 4 billion containers: a view of one would not fit in memory.
-                let Ok(i) = u32::try_from(i) else { continue };
-                if !sidecars.iter().any(|(j, _)| *j == i) {
-                    sidecars.push((i, kind));
-                }
-            }
-            let result = PolicyResult {
-                policy: policy.shared_ref(),
-                events: policy.events,
-                alerts: evaluation
-                    .alerts
-                    .iter()
-                    .map(|a| StoredAlert::new(&pod.view, &evaluation.sidecars, a))
-                    .collect(),
-            };
-            let before = pod.results.iter().find(|r| r.policy == result.policy);
-            transitions.extend(diff(&pod.view, before, &result, evaluation.alerts));
-            results.push(result);
-        }
-        sidecars.sort_by_key(|(i, _)| *i);
-        pod.history.set_clocks(clocked, now);
-        tallies.replace(&pod.results, &results);
-        pod.results = results.into_boxed_slice();
-        if *pod.sidecars != *sidecars {
-            let before = pod.sidecar_names();
-            pod.sidecars = sidecars.into_boxed_slice();
-            census.replace(&before, &pod.sidecar_names());
-        }
-        Outcome {
-            transitions,
-            startups: Vec::new(),
-            wakeups: vec![(pod.view.uid().to_string(), next_change)],
-            limited_pods: u32::from(limited),
-        }
+    fn evaluator(&self) -> Evaluator<'_> {
+        Evaluator { census: &self.census, max_sidecars: self.max_sidecars, evaluations: &self.evaluations }
+    }
+
+    /// Evaluations of one Pod under one policy so far: what a change cost, for tests and
+    /// benchmarks.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations.load(Ordering::Relaxed)
     }
 
     /// A new or changed Pod.
@@ -217,8 +184,7 @@ impl Index {
         });
         let observations = pod.history.observe(&view, now);
         pod.view = view;
-        let mut outcome =
-            Self::evaluate_tracked(&self.census, self.max_sidecars, pod, tallies, &policies, ns_labels, now);
+        let mut outcome = self.evaluator().all(pod, tallies, &policies, ns_labels, now);
         let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
             if sidecar_names.contains(container.as_str()) {
@@ -286,7 +252,7 @@ impl Index {
         match segment.get_mut(uid) {
             Some((pod, tallies)) => {
                 let ns_labels = namespaces.get(pod.view.namespace.as_str());
-                Self::evaluate_tracked(&self.census, self.max_sidecars, pod, tallies, &policies, ns_labels, now)
+                self.evaluator().all(pod, tallies, &policies, ns_labels, now)
             }
             None => Outcome::default(),
         }
@@ -302,42 +268,73 @@ impl Index {
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
                 let ns_labels = namespaces.get(pod.view.namespace.as_str());
-                outcome.merge(Self::evaluate_tracked(
-                    &self.census,
-                    self.max_sidecars,
-                    pod,
-                    tallies,
-                    &policies,
-                    ns_labels,
-                    now,
-                ));
+                outcome.merge(self.evaluator().all(pod, tallies, &policies, ns_labels, now));
             }
         }
         outcome
     }
 
-    /// A new or changed policy: re-evaluates the Pods in its scope.
+    /// A new or changed policy: re-evaluates the Pods in its scope under this policy only
+    /// (and under the policies of its namespace that the limit admits or holds back now).
     /// Status-only updates (the operator's own status writes among them) change nothing.
-    pub fn apply_policy(&self, policy: PolicyRef, entry: PolicyEntry, now: Timestamp) -> Outcome {
-        let spec_changed = {
-            let mut table = self.policies.write().unwrap_or_else(|p| p.into_inner());
-            let unchanged = table.get(&policy).is_some_and(|old| old.spec == entry.spec && old.uid == entry.uid);
-            table.insert(policy.clone(), entry);
-            !unchanged
-        };
-        if !spec_changed {
+    pub fn apply_policy(&self, policy: PolicyRef, mut entry: PolicyEntry, now: Timestamp) -> Outcome {
+        let mut table = self.policies.write().unwrap_or_else(|p| p.into_inner());
+        let old = table.get(&policy);
+        let unchanged = old.is_some_and(|old| old.spec == entry.spec && old.uid == entry.uid);
+        let before = old.and_then(PolicyEntry::evaluated).cloned();
+        // The limit's decision is the index's; a status-only update keeps it.
+        entry.held_back = old.and_then(|o| o.held_back);
+        table.insert(policy.clone(), entry);
+        if unchanged {
             return Outcome::default();
         }
-        self.reevaluate_policy_scope(&policy, now)
+        let mut outcome = self.policy_changed(table, &policy, before, now);
+        let held_back = self.policies.read().unwrap_or_else(|p| p.into_inner()).get(&policy).and_then(|e| e.held_back);
+        outcome.limited_policies += u32::from(held_back.is_some());
+        outcome
     }
 
-    /// A deleted policy: re-evaluates the Pods it covered.
+    /// A deleted policy: its results go from the Pods it covered, and a policy of its
+    /// namespace that the limit held back may be evaluated now.
     pub fn delete_policy(&self, policy: &PolicyRef, now: Timestamp) -> Outcome {
-        let removed = self.policies.write().unwrap_or_else(|p| p.into_inner()).remove(policy).is_some();
-        if !removed {
-            return Outcome::default();
+        let mut table = self.policies.write().unwrap_or_else(|p| p.into_inner());
+        let Some(old) = table.remove(policy) else { return Outcome::default() };
+        self.policy_changed(table, policy, old.evaluated().cloned(), now)
+    }
+
+    /// After `policy` changed in `table` (it was evaluated as `before`): decides the limit
+    /// of its namespace again and re-evaluates every policy whose evaluation changed, each
+    /// under itself only.
+    fn policy_changed(
+        &self,
+        mut table: std::sync::RwLockWriteGuard<'_, BTreeMap<PolicyRef, PolicyEntry>>,
+        policy: &PolicyRef,
+        before: Option<Arc<CompiledPolicy>>,
+        now: Timestamp,
+    ) -> Outcome {
+        let mut changes = vec![(policy.clone(), before)];
+        if let Some(namespace) = policy.namespace.clone() {
+            for other in policies::admit(&mut table, &namespace, self.max_policies) {
+                if other == *policy {
+                    continue;
+                }
+                let Some(entry) = table.get(&other) else { continue };
+                // Held back now: it was evaluated before, as it is compiled.
+                let before = entry.held_back.and(entry.compiled.as_ref().ok().cloned());
+                changes.push((other, before));
+            }
         }
-        self.reevaluate_policy_scope(policy, now)
+        let after: Vec<Option<Arc<CompiledPolicy>>> =
+            changes.iter().map(|(p, _)| table.get(p).and_then(PolicyEntry::evaluated).cloned()).collect();
+        let newly_held_back = changes[1..].iter().filter(|(p, _)| table.get(p).is_some_and(|e| e.held_back.is_some()));
+        let held_back = u32::try_from(newly_held_back.count()).unwrap_or(u32::MAX);
+        drop(table);
+        let mut outcome = Outcome { limited_policies: held_back, ..Outcome::default() };
+        for ((policy, before), after) in changes.iter().zip(&after) {
+            let change = PolicyChange { policy, before: before.as_deref(), after: after.as_deref() };
+            outcome.merge(self.reevaluate_for_policy(&change, now));
+        }
+        outcome
     }
 
     /// After a relist of one policy kind: drops the policies of that kind not in `seen`.
@@ -365,13 +362,25 @@ impl Index {
         outcome
     }
 
-    fn reevaluate_policy_scope(&self, policy: &PolicyRef, now: Timestamp) -> Outcome {
-        // A policy's scope is its namespace (or everything); Pods it covered before are in
-        // that scope too, so one namespace filter catches selector changes both ways.
-        match &policy.namespace {
-            Some(ns) => self.reevaluate_where(now, |p| &p.view.namespace == ns),
-            None => self.reevaluate_where(now, |_| true),
+    /// Re-evaluates, under the changed policy only, the Pods in its scope: its namespace (or
+    /// everything), where the Pods it covered before are too, so that one namespace filter
+    /// catches selector changes both ways.
+    fn reevaluate_for_policy(&self, change: &PolicyChange<'_>, now: Timestamp) -> Outcome {
+        let policies = self.valid_policies();
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let evaluator = self.evaluator();
+        let mut outcome = Outcome::default();
+        for segment in self.segments.iter() {
+            let mut segment = lock(segment);
+            let (pods, tallies) = segment.values_mut();
+            let in_scope =
+                |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| p.view.namespace == *ns);
+            for pod in pods.filter(in_scope) {
+                let ns_labels = namespaces.get(pod.view.namespace.as_str());
+                outcome.merge(evaluator.one(pod, tallies, change, &policies, ns_labels, now));
+            }
         }
+        outcome
     }
 
     /// Namespace labels changed: re-evaluates its Pods if a cluster policy looks at labels.

@@ -1,9 +1,12 @@
-//! The policy table's entries and namespace labels, as the watchers deliver them.
+//! The policy table's entries and namespace labels, as the watchers deliver them, and which
+//! of a namespace's policies are evaluated under `--max-policies-per-namespace`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::engine::{CompiledPolicy, SpecError};
+use jiff::Timestamp;
+
+use crate::engine::{CompiledPolicy, PolicyRef, SpecError};
 
 /// Labels of a namespace.
 pub type Labels = BTreeMap<String, String>;
@@ -23,6 +26,12 @@ pub struct PolicyEntry {
     pub ready_condition: Option<(String, String)>,
     /// Per-shard counts already on the object (sharded operation).
     pub shard_statuses: BTreeMap<String, crate::api::ShardStatus>,
+    /// `metadata.creationTimestamp`: the oldest policies of a namespace are the ones
+    /// evaluated under the limit.
+    pub created: Option<Timestamp>,
+    /// Set by the index (the watcher leaves it `None`): `Some(limit)` when the policy is
+    /// beyond its namespace's `--max-policies-per-namespace` and is not evaluated.
+    pub held_back: Option<usize>,
 }
 
 impl PolicyEntry {
@@ -36,6 +45,37 @@ impl PolicyEntry {
             spec,
             ready_condition: None,
             shard_statuses: BTreeMap::new(),
+            created: None,
+            held_back: None,
         }
     }
+
+    /// The compiled policy when it is evaluated: valid and not held back.
+    pub fn evaluated(&self) -> Option<&Arc<CompiledPolicy>> {
+        self.compiled.as_ref().ok().filter(|_| self.held_back.is_none())
+    }
+}
+
+/// Decides which policies of `namespace` are evaluated: the `limit` oldest (by creation,
+/// then name, so the choice never flaps), valid or not; the rest are held back. Returns the
+/// policies whose decision changed.
+pub(super) fn admit(table: &mut BTreeMap<PolicyRef, PolicyEntry>, namespace: &str, limit: usize) -> Vec<PolicyRef> {
+    let start = PolicyRef::namespaced(namespace, "");
+    let mut order: Vec<(Timestamp, PolicyRef)> = table
+        .range(start..)
+        .take_while(|(p, _)| p.namespace.as_deref() == Some(namespace))
+        // Without a creation time (tools, tests): after every dated policy.
+        .map(|(p, e)| (e.created.unwrap_or(Timestamp::MAX), p.clone()))
+        .collect();
+    order.sort();
+    let mut changed = Vec::new();
+    for (rank, (_, policy)) in order.into_iter().enumerate() {
+        let Some(entry) = table.get_mut(&policy) else { continue };
+        let held_back = (rank >= limit).then_some(limit);
+        if entry.held_back.is_some() != held_back.is_some() {
+            changed.push(policy);
+        }
+        entry.held_back = held_back;
+    }
+    changed
 }

@@ -51,8 +51,13 @@ pub struct Outcome {
     /// without a new Pod state, so that a timer set before (say, for a sidecar that was not
     /// ready for a moment) is dropped instead of waiting minutes to fire for nothing.
     pub wakeups: Vec<(String, Option<Timestamp>)>,
+    /// Re-evaluate each of these Pods no later than then (an evaluation under one policy
+    /// knows its own next change, not the other policies'): an earlier timer stays.
+    pub wake_by: Vec<(String, Timestamp)>,
     /// Evaluations that met `--max-sidecars-per-pod` and left sidecars out.
     pub limited_pods: u32,
+    /// Policy changes held back by `--max-policies-per-namespace` (not evaluated).
+    pub limited_policies: u32,
 }
 
 impl Outcome {
@@ -60,7 +65,9 @@ impl Outcome {
         self.transitions.extend(other.transitions);
         self.startups.extend(other.startups);
         self.wakeups.extend(other.wakeups);
+        self.wake_by.extend(other.wake_by);
         self.limited_pods += other.limited_pods;
+        self.limited_policies += other.limited_policies;
     }
 }
 

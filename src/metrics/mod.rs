@@ -17,7 +17,7 @@ use prometheus::{
 
 use crate::index::Index;
 
-pub use pods::render_index;
+pub use pods::{render_index, IndexRender};
 
 /// Default of `--max-series-per-namespace`.
 pub const DEFAULT_MAX_SERIES_PER_NAMESPACE: u32 = 10_000;
@@ -94,8 +94,12 @@ pub struct Metrics {
     pub pods_tracked: IntGauge,
     /// `sidecar_watch_leader`.
     pub leader: IntGauge,
-    /// `sidecar_watch_limited_total{limit}`: times a per-tenant limit cut work short.
+    /// `sidecar_watch_limited_total{limit}`: times a per-tenant or per-client limit cut work
+    /// short or refused a request.
     pub limited: IntCounterVec,
+    /// `sidecar_watch_reviews_total{kind, result}`: TokenReviews and SubjectAccessReviews
+    /// sent to the API server for `/metrics` clients.
+    pub reviews: IntCounterVec,
     /// `sidecar_watch_decode_errors_total{kind}`: objects skipped because they cannot be read.
     pub decode_errors: IntCounterVec,
     /// `sidecar_watch_initial_list{resource, strategy}`: watchers by how they get their
@@ -147,9 +151,11 @@ impl Metrics {
             .buckets(latency_buckets),
         )
         .expect("valid metric");
-        let reconcile_errors =
-            IntCounter::new("sidecar_watch_reconcile_errors_total", "Policy status writes that failed (retried at the next status interval)")
-                .expect("valid metric");
+        let reconcile_errors = IntCounter::new(
+            "sidecar_watch_reconcile_errors_total",
+            "Policy status writes that failed (retried at the next status interval)",
+        )
+        .expect("valid metric");
         let watch_restarts =
             IntCounter::new("sidecar_watch_watch_restarts_total", "Watch streams that failed and were restarted")
                 .expect("valid metric");
@@ -170,8 +176,19 @@ impl Metrics {
         )
         .expect("valid metric");
         let limited = IntCounterVec::new(
-            Opts::new("sidecar_watch_limited_total", "Times a per-tenant limit cut work short, by limit"),
+            Opts::new(
+                "sidecar_watch_limited_total",
+                "Times a per-tenant or per-client limit cut work short or refused a request, by limit",
+            ),
             &["limit"],
+        )
+        .expect("valid metric");
+        let reviews = IntCounterVec::new(
+            Opts::new(
+                "sidecar_watch_reviews_total",
+                "TokenReviews and SubjectAccessReviews sent for /metrics clients, by kind and result",
+            ),
+            &["kind", "result"],
         )
         .expect("valid metric");
         let decode_errors = IntCounterVec::new(
@@ -222,6 +239,7 @@ impl Metrics {
             Box::new(pods_tracked.clone()),
             Box::new(leader.clone()),
             Box::new(limited.clone()),
+            Box::new(reviews.clone()),
             Box::new(decode_errors.clone()),
             Box::new(initial_list.clone()),
             Box::new(build_info),
@@ -240,6 +258,7 @@ impl Metrics {
             pods_tracked,
             leader,
             limited,
+            reviews,
             decode_errors,
             initial_list,
             heap,
@@ -253,9 +272,38 @@ impl Metrics {
     }
 
     /// Renders everything in the Prometheus text format, handing it to `emit` chunk by chunk
-    /// (the registry's metrics, then, on the `leader`, the per-Pod families a segment at a
-    /// time); `emit` returns false to stop early, when the client went away.
+    /// (see [`Metrics::start_render`]); `emit` returns false to stop early, when the client
+    /// went away.
     pub fn render(&self, index: &Index, leader: bool, mut emit: impl FnMut(String) -> bool) {
+        let mut render = self.start_render(index, leader);
+        while let Some(chunk) = render.next_chunk(index) {
+            if !emit(chunk) {
+                return;
+            }
+        }
+    }
+
+    /// A render that goes one chunk at a time ([`Render::next_chunk`]): the registry's
+    /// metrics (gathered now), then, on the `leader`, the per-Pod families a segment at a
+    /// time. It holds nothing of the index between chunks.
+    pub fn start_render(&self, index: &Index, leader: bool) -> Render {
+        self.refresh_gauges(index, leader);
+        let mut out = Vec::new();
+        let mut families = self.registry.gather();
+        families.retain(|f| self.options.families.exports(f.name()));
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        Render {
+            registry: Some(String::from_utf8(out).unwrap_or_default()),
+            // A standby would duplicate the leader's alert series; Prometheus sees them once.
+            index: leader.then(|| IndexRender::new(&self.options)),
+            limited: self.limited.clone(),
+        }
+    }
+
+    /// Sets the gauges that describe the index and the process, before a render.
+    fn refresh_gauges(&self, index: &Index, leader: bool) {
         self.pods_tracked.set(i64::try_from(index.pod_count()).unwrap_or(i64::MAX));
         self.leader.set(i64::from(leader));
         if let (Some((bytes, allocations)), Some(counts)) = (&self.heap, crate::memory::heap_counts()) {
@@ -264,17 +312,32 @@ impl Metrics {
             bytes.with_label_values(&["usable"]).set(gauge(counts.usable));
             allocations.set(gauge(counts.allocations));
         }
-        let mut out = Vec::new();
-        let mut families = self.registry.gather();
-        families.retain(|f| self.options.families.exports(f.name()));
-        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
-            tracing::warn!(error = %e, "encoding metrics failed");
+    }
+}
+
+/// A `/metrics` render in progress (from [`Metrics::start_render`]).
+pub struct Render {
+    /// The registry's text, until handed out.
+    registry: Option<String>,
+    /// The per-Pod families (the leader only).
+    index: Option<IndexRender>,
+    /// `sidecar_watch_limited_total`, counted once the render is dropped.
+    limited: IntCounterVec,
+}
+
+impl Render {
+    /// The next chunk of text, `None` once everything is rendered.
+    pub fn next_chunk(&mut self, index: &Index) -> Option<String> {
+        if let Some(text) = self.registry.take() {
+            return Some(text);
         }
-        if !emit(String::from_utf8(out).unwrap_or_default()) {
-            return;
-        }
-        // A standby would duplicate the leader's alert series; Prometheus sees them once.
-        if leader && render_index(index, &self.options, emit) {
+        self.index.as_mut()?.next_chunk(index)
+    }
+}
+
+impl Drop for Render {
+    fn drop(&mut self) {
+        if self.index.as_ref().is_some_and(IndexRender::limited) {
             self.limited.with_label_values(&["series-per-namespace"]).inc();
         }
     }

@@ -45,32 +45,83 @@ const POD_FAMILIES: [PodFamily; 3] = [
 /// Renders the per-Pod families and `sidecar_policy_pods` from the index, handing each
 /// chunk to `emit`, which returns false to stop early. A namespace exports at most
 /// `max_series_per_namespace` `sidecar_alerts` series; returns whether one had more.
+pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut(String) -> bool) -> bool {
+    let mut render = IndexRender::new(options);
+    while let Some(chunk) = render.next_chunk(index) {
+        if !emit(chunk) {
+            break;
+        }
+    }
+    render.limited()
+}
+
+/// A render of the per-Pod families and `sidecar_policy_pods` that goes one chunk at a time
+/// and can wait between chunks as long as its client does: it holds no lock and no render
+/// slot in between, only where it is and what the next chunk needs (the per-namespace
+/// series counts).
 ///
 /// The text format wants every family's samples together, so a family is rendered across
 /// every segment before the next one starts: one chunk per family and segment, rendered
 /// under that segment's lock and handed on after releasing it (a slow client must not
 /// stall evaluation), so that no more than a segment's share of a family is ever held.
-pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut(String) -> bool) -> bool {
-    let mut out = SampleWriter::default();
-    let mut scratch = Scratch { max_series_per_namespace: options.max_series_per_namespace, ..Scratch::default() };
-    for PodFamily { family, samples } in POD_FAMILIES.iter().filter(|f| options.families.exports(f.family.name)) {
-        out.header(family);
-        for segment in 0..index.segment_count() {
-            index.for_each_pod_in_segment(segment, |pod| samples(pod, &mut out, &mut scratch));
-            if out.is_empty() {
-                continue;
-            }
-            if !emit(out.take()) {
-                return scratch.limited;
-            }
+pub struct IndexRender {
+    families: Vec<&'static PodFamily>,
+    /// The family being rendered (an index into `families`), `families.len()` for
+    /// `sidecar_policy_pods`, past that when done.
+    family: usize,
+    /// The next segment of that family.
+    segment: usize,
+    policy_pods: bool,
+    out: SampleWriter,
+    scratch: Scratch,
+}
+
+impl IndexRender {
+    /// A render at its start, exporting what `options` allow.
+    pub fn new(options: &RenderOptions) -> Self {
+        IndexRender {
+            families: POD_FAMILIES.iter().filter(|f| options.families.exports(f.family.name)).collect(),
+            family: 0,
+            segment: 0,
+            policy_pods: options.families.exports(POLICY_PODS.name),
+            out: SampleWriter::default(),
+            scratch: Scratch { max_series_per_namespace: options.max_series_per_namespace, ..Scratch::default() },
         }
     }
-    if options.families.exports(POLICY_PODS.name) {
-        out.header(&POLICY_PODS);
-        policy_samples(index, &mut out, &mut scratch);
+
+    /// The next chunk of text, `None` once everything is rendered. A chunk is never empty.
+    pub fn next_chunk(&mut self, index: &Index) -> Option<String> {
+        self.out.reserve();
+        while let Some(PodFamily { family, samples }) = self.families.get(self.family).copied() {
+            if self.segment == 0 {
+                self.out.header(family);
+            }
+            let segment = self.segment;
+            let (out, scratch) = (&mut self.out, &mut self.scratch);
+            index.for_each_pod_in_segment(segment, |pod| samples(pod, out, scratch));
+            self.segment += 1;
+            if self.segment >= index.segment_count() {
+                self.family += 1;
+                self.segment = 0;
+            }
+            if !self.out.is_empty() {
+                return Some(self.out.take());
+            }
+        }
+        if self.family == self.families.len() {
+            self.family += 1;
+            if self.policy_pods {
+                self.out.header(&POLICY_PODS);
+                policy_samples(index, &mut self.out, &mut self.scratch);
+            }
+        }
+        (!self.out.is_empty()).then(|| self.out.take())
     }
-    emit(out.take());
-    scratch.limited
+
+    /// Whether a namespace had more `sidecar_alerts` series than it may export.
+    pub fn limited(&self) -> bool {
+        self.scratch.limited
+    }
 }
 
 /// What is reused from Pod to Pod: the label pairs that several samples share, escaped

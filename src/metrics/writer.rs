@@ -18,6 +18,8 @@ pub(super) struct Family {
 #[derive(Default)]
 pub(super) struct SampleWriter {
     text: String,
+    /// The length of the last text handed over: what the next is sized for.
+    last: usize,
 }
 
 impl SampleWriter {
@@ -44,11 +46,17 @@ impl SampleWriter {
         self.text.is_empty()
     }
 
-    /// Hands over the text written so far and starts again with room for as much and a
-    /// quarter more (the per-segment chunks are about the same size: the next rarely grows).
+    /// Hands over the text written so far. The next text is given room when it starts
+    /// ([`SampleWriter::reserve`]), not now: a render waiting for its client holds nothing.
     pub fn take(&mut self) -> String {
-        let next = String::with_capacity(self.text.len() + self.text.len() / 4);
-        std::mem::replace(&mut self.text, next)
+        self.last = self.text.len();
+        std::mem::take(&mut self.text)
+    }
+
+    /// Makes room for as much as the last text and a quarter more (the per-segment chunks
+    /// are about the same size: the next rarely grows).
+    pub fn reserve(&mut self) {
+        self.text.reserve(self.last + self.last / 4);
     }
 }
 

@@ -2,11 +2,21 @@
 //! initial lists are done), over TLS with authentication ([`Security::Secure`]) or plain.
 //!
 //! `/healthz` and `/readyz` are always open (the kubelet probes them). `/metrics` is
-//! streamed from the index, gzip-compressed when the client accepts it, and bounded
-//! whatever the clients do: chunks have a byte cap, a client that stops reading is cut off
-//! after [`WRITE_TIMEOUT`], and at most [`MAX_RENDERS`] renders run at once.
+//! available and bounded whatever the clients do:
+//! - a scrape is rendered a chunk at a time, each chunk under one of [`scrape::RENDER_SLOTS`]
+//!   given back before the chunk is sent, so a client that does not read holds no slot
+//!   ([`scrape`]);
+//! - at most [`admission::OPEN_PER_CLIENT`] scrapes per client address and
+//!   [`admission::OPEN_IN_ALL`] in all are open; the excess is refused at once (429, 503),
+//!   a client that has not read for a second gives its place up to a new scrape, and one
+//!   that has not read for [`admission::WRITE_TIMEOUT`] is cut off ([`admission`]);
+//! - with TLS, tokens are reviewed within a budget per client and in all, answered 429 when
+//!   it is spent ([`auth`], [`budget`]).
 
+pub mod admission;
 pub mod auth;
+pub mod budget;
+pub mod scrape;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -14,33 +24,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use tokio::sync::Semaphore;
-use tower_http::compression::CompressionLayer;
+use tokio_util::sync::CancellationToken;
 
 use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::role::RoleReceiver;
+use admission::Admission;
 use auth::{Authorizer, Decision, KubeReviewer};
+use budget::ReviewBudget;
 use tls::CertResolver;
 
-/// Renders running at once; more scrapes wait up to [`RENDER_WAIT`], then get 503.
-pub const MAX_RENDERS: usize = 4;
-/// How long a scrape waits for a render slot.
-const RENDER_WAIT: Duration = Duration::from_secs(10);
-/// A client that has not taken the next chunk within this is cut off.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest chunk handed to the connection: what one slow client can hold of a render.
-pub const CHUNK_CAP: usize = 64 * 1024;
-/// Chunks rendered ahead of the client: enough to keep the socket busy.
-const CHUNKS_IN_FLIGHT: usize = 4;
-/// A TLS handshake that takes longer than this is dropped.
+/// A request head (or a TLS handshake) that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// hyper stops asking a response body for more once this much is queued for the socket, so
+/// that a client that does not read holds at most this and one chunk (hyper's default is
+/// about 400 KiB; request heads are far smaller).
+const CONNECTION_BUFFER: usize = 64 * 1024;
 
 /// How the listener is protected.
 pub enum Security {
@@ -55,19 +60,26 @@ pub enum Security {
     },
 }
 
+/// The connection a request came on: who sent it, and how to end the connection.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// The client's address: scrapes and reviews are bounded per address.
+    pub peer: SocketAddr,
+    /// Cancelling it ends the connection (a stalled scrape is cut off this way).
+    pub cut_off: CancellationToken,
+}
+
 #[derive(Clone)]
 struct AppState {
-    index: Arc<Index>,
-    metrics: Metrics,
-    role: RoleReceiver,
+    source: scrape::Source,
     auth: Option<Arc<Authorizer<KubeReviewer>>>,
-    renders: Arc<Semaphore>,
+    admission: Arc<Admission>,
+    slots: Arc<Semaphore>,
 }
 
 fn router(state: AppState) -> Router {
-    let metrics = Router::new().route("/metrics", get(metrics_handler)).layer(CompressionLayer::new().gzip(true));
     Router::new()
-        .merge(metrics)
+        .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -77,19 +89,39 @@ fn plain_response(status: StatusCode, text: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
-async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `status` with `Retry-After` in whole seconds (at least 1).
+fn retry_later(status: StatusCode, text: &'static str, after: Duration) -> Response {
+    let mut response = plain_response(status, text);
+    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
+}
+
+async fn metrics_handler(
+    State(state): State<AppState>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+) -> Response {
+    let client = connection.peer.ip();
     if let Some(auth) = &state.auth {
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        match auth.decide(authorization, "/metrics").await {
+        match auth.decide(authorization, "/metrics", client).await {
             Ok(Decision::Allowed) => {}
             Ok(Decision::Unauthenticated) => {
                 let mut response = plain_response(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
             Ok(Decision::Forbidden { user }) => {
                 tracing::debug!(%user, "/metrics refused: no get on the non-resource URL /metrics");
                 return plain_response(StatusCode::FORBIDDEN, "Forbidden: the user may not get /metrics\n");
+            }
+            Ok(Decision::Throttled { retry_after }) => {
+                return retry_later(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many unknown tokens: token reviews are rate limited\n",
+                    retry_after,
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reviewing a /metrics token failed");
@@ -97,65 +129,42 @@ async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> R
             }
         }
     }
-    let Ok(Ok(permit)) = tokio::time::timeout(RENDER_WAIT, state.renders.clone().acquire_owned()).await else {
-        return plain_response(StatusCode::SERVICE_UNAVAILABLE, "too many scrapes at once\n");
-    };
-    // Rendering walks the whole index: keep it off the async workers, and stream it chunk
-    // by chunk so that no copy of every series piles up in the response.
-    let (tx, rx) = tokio::sync::mpsc::channel::<String>(CHUNKS_IN_FLIGHT);
-    let runtime = tokio::runtime::Handle::current();
-    let render = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        // A standby would duplicate the leader's per-Pod series: only the leader exports them.
-        let leader = state.role.borrow().leader;
-        state.metrics.render(&state.index, leader, |chunk| {
-            // A client gone or not reading for WRITE_TIMEOUT: rendering stops there.
-            split_at_lines(chunk, CHUNK_CAP)
-                .into_iter()
-                .all(|piece| runtime.block_on(tx.send_timeout(piece, WRITE_TIMEOUT)).is_ok())
-        });
-    });
-    let chunks = futures::stream::unfold((rx, Some(render)), |(mut rx, render)| async move {
-        if let Some(chunk) = rx.recv().await {
-            return Some((Ok(chunk), (rx, render)));
-        }
-        // The channel closes when rendering ends. If it panicked, fail the body so that the
-        // scrape fails instead of looking complete with series missing.
-        match render?.await {
-            Ok(()) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "rendering metrics failed");
-                Some((Err(e), (rx, None)))
+    let limited = &state.source.metrics.limited;
+    let ticket = match state.admission.admit(client, connection.cut_off.clone()) {
+        Ok((ticket, evicted)) => {
+            if evicted > 0 {
+                limited.with_label_values(&["stalled-scrapes"]).inc_by(evicted as u64);
             }
+            ticket
         }
-    });
-    // Fused: the gzip encoder polls the body once more after its end.
-    let chunks = futures::StreamExt::fuse(chunks);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], Body::from_stream(chunks)).into_response()
-}
-
-/// `text` in pieces of at most `cap` bytes, cut after a newline where there is one.
-fn split_at_lines(text: String, cap: usize) -> Vec<String> {
-    if text.len() <= cap {
-        return vec![text];
-    }
-    let mut pieces = Vec::with_capacity(text.len() / cap + 1);
-    let mut rest = text.as_str();
-    while rest.len() > cap {
-        let mut end = rest[..cap].rfind('\n').map_or(cap, |i| i + 1);
-        while !rest.is_char_boundary(end) {
-            end -= 1;
+        Err(refused) => {
+            limited.with_label_values(&[refused.limit()]).inc();
+            return match refused {
+                admission::Refused::Client => retry_later(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many scrapes open from this client\n",
+                    admission::STALLED_AFTER,
+                ),
+                admission::Refused::All => {
+                    retry_later(StatusCode::SERVICE_UNAVAILABLE, "too many scrapes open\n", admission::STALLED_AFTER)
+                }
+            };
         }
-        let (piece, tail) = rest.split_at(end.max(1));
-        pieces.push(piece.to_string());
-        rest = tail;
+    };
+    let gzip = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(scrape::accepts_gzip);
+    let body = scrape::body(state.source.clone(), gzip, state.slots.clone(), ticket);
+    let mut response = Response::new(body);
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    pieces.push(rest.to_string());
-    pieces
+    response
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.role.borrow().synced {
+    if state.source.role.borrow().synced {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "initial lists not done\n")
@@ -176,30 +185,45 @@ pub async fn serve(
         Security::Secure { cert_dir, client } => {
             let resolver = Arc::new(CertResolver::new(cert_dir.as_deref())?);
             let config = resolver.server_config()?;
-            (
-                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
-                Some(Arc::new(Authorizer::new(KubeReviewer(client)))),
-            )
+            let authorizer = Authorizer::new(KubeReviewer(client), ReviewBudget::default(), &metrics);
+            (Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))), Some(Arc::new(authorizer)))
         }
     };
-    let state = AppState { index, metrics, role, auth, renders: Arc::new(Semaphore::new(MAX_RENDERS)) };
+    let admission = Arc::new(Admission::default());
+    let state = AppState {
+        source: scrape::Source { index, metrics: metrics.clone(), role },
+        auth,
+        admission: admission.clone(),
+        slots: Arc::new(Semaphore::new(scrape::RENDER_SLOTS)),
+    };
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let app = router(state);
-    let Some(acceptor) = tls else {
+    if tls.is_some() {
+        tracing::info!(%addr, "serving /metrics (TLS, bearer token), /healthz, /readyz");
+    } else {
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz over plain HTTP without authentication");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-        return Ok(());
-    };
-    tracing::info!(%addr, "serving /metrics (TLS, bearer token), /healthz, /readyz");
+    }
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let cut = admission.cut_off_stalled();
+            if cut > 0 {
+                metrics.limited.with_label_values(&["stalled-scrapes"]).inc_by(cut as u64);
+            }
+        }
+    });
     let shutdown = std::pin::pin!(shutdown);
-    serve_tls(listener, acceptor, app, shutdown).await;
+    accept(listener, tls, router(state), shutdown).await;
+    sweeper.abort();
     Ok(())
 }
 
-async fn serve_tls(
+/// Accepts connections until `shutdown`, each served on a task of its own (after a TLS
+/// handshake with `tls`), its requests carrying their [`Connection`].
+async fn accept(
     listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     mut shutdown: std::pin::Pin<&mut (impl std::future::Future<Output = ()> + Send)>,
 ) {
@@ -215,41 +239,47 @@ async fn serve_tls(
                 }
             },
         };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
+        let (tls, app) = (tls.clone(), app.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
+            let connection = Connection { peer, cut_off: CancellationToken::new() };
+            let served = match tls {
+                None => serve_connection(stream, app, connection).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, app, connection).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                },
             };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-            if let Err(e) = connection.await {
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
             }
         });
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_are_cut_at_lines_within_the_cap() {
-        let text: String = (0..100).map(|i| format!("series_{i} 1\n")).collect();
-        let pieces = split_at_lines(text.clone(), 40);
-        assert!(pieces.iter().all(|p| p.len() <= 40 && p.ends_with('\n')), "{pieces:?}");
-        assert_eq!(pieces.concat(), text);
-        assert_eq!(split_at_lines("short\n".into(), 40), ["short\n"]);
-        let long_line = "x".repeat(100);
-        assert_eq!(split_at_lines(long_line.clone(), 40).concat(), long_line);
+/// Serves HTTP/1.1 on one connection until it closes or [`Connection::cut_off`] fires.
+async fn serve_connection<S>(stream: S, app: Router, connection: Connection) -> Result<(), hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let cut_off = connection.cut_off.clone();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(connection.clone());
+        tower::Service::call(&mut app.clone(), request)
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .max_buf_size(CONNECTION_BUFFER)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::select! {
+        served = served => served,
+        _ = cut_off.cancelled() => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests;

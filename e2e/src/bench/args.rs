@@ -66,6 +66,21 @@ pub struct Args {
     /// Background status-update rate in the other namespaces during the hostile phase.
     #[arg(long, default_value_t = 1000)]
     pub hostile_rate: u64,
+    /// The policy-flood phase (`--policy-flood=false` skips it).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub policy_flood: bool,
+    /// SidecarPolicies of the policy-flood tenant, each selecting all of its Pods.
+    #[arg(long, default_value_t = 300)]
+    pub flood_policies: usize,
+    /// Pods of the policy-flood tenant.
+    #[arg(long, default_value_t = 1000)]
+    pub flood_pods: usize,
+    /// Policy edit rates of the policy-flood tenant, one phase each (per second).
+    #[arg(long, value_delimiter = ',', default_values_t = [20u64, 200])]
+    pub flood_edit_rates: Vec<u64>,
+    /// OOM kills in other namespaces timed per edit rate.
+    #[arg(long, default_value_t = 30)]
+    pub flood_samples: usize,
     /// The `/metrics` serving phase (`--serving=false` skips it).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub serving: bool,
@@ -75,6 +90,12 @@ pub struct Args {
     /// How long the stuck clients are held.
     #[arg(long, default_value_t = 15)]
     pub hold_seconds: u64,
+    /// The made-up-token flood against a secure operator (`--flood=false` skips it).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub flood: bool,
+    /// How long the token flood lasts.
+    #[arg(long, default_value_t = 10)]
+    pub flood_seconds: u64,
     /// `--metric-denylist` of the second operator whose series per Pod are compared.
     #[arg(long, default_value = "sidecar_container_.*")]
     pub denylist: String,
@@ -138,6 +159,10 @@ impl Args {
             a.ksm_pods = vec![300];
             a.update_seconds = 5;
             a.time_scale = 10;
+            a.flood_policies = 30;
+            a.flood_pods = 100;
+            a.flood_samples = 5;
+            a.flood_seconds = 3;
         }
         if a.pods.is_empty() || a.ksm_pods.is_empty() {
             anyhow::bail!("--pods and --ksm-pods need at least one count");

@@ -54,7 +54,7 @@ impl EventWatch {
                         let at = Instant::now();
                         let event = ev.object.value();
                         let text = |p: &str| event.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-                        if tx.send((text("/involvedObject/name"), text("/reason"), at)).is_err() {
+                        if tx.send((text("/regarding/name"), text("/reason"), at)).is_err() {
                             return;
                         }
                     }

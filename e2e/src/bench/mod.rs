@@ -1,8 +1,9 @@
 //! The `sidecar-watch-bench` harness, one module per phase: arguments ([`args`]), the
 //! simulator's preloaded Pods and in-process writes ([`preload`]), the child processes
 //! ([`proc`]), baselines and operator start-up ([`startup`]), sustained update rates
-//! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]),
-//! `/metrics` serving ([`serving`]), churn ([`churn`]), idle CPU ([`idle`]), the operator's
+//! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]), a
+//! tenant editing its policies fast ([`policy_flood`]), `/metrics` serving ([`serving`]), a
+//! flood of made-up tokens ([`flood`]), churn ([`churn`]), idle CPU ([`idle`]), the operator's
 //! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
 //! table ([`report`]); [`run`] strings them together for one N. Support: realistic Pods
 //! ([`pods`]), the Prometheus text parser ([`prom`]) and `/proc` probes ([`sys`]). [`ksm`] is
@@ -17,11 +18,13 @@ macro_rules! say {
 pub mod api_cost;
 pub mod args;
 pub mod churn;
+pub mod flood;
 pub mod hostile;
 pub mod idle;
 pub mod ksm;
 pub mod latency;
 pub mod pods;
+pub mod policy_flood;
 pub mod preload;
 pub mod proc;
 pub mod prom;

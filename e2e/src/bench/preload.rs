@@ -26,7 +26,7 @@ pub fn create(shared: &Shared, group: &str, version: &str, plural: &str, ns: Opt
     let mut st = shared.state();
     let info =
         st.registry.find(group, version, plural).cloned().with_context(|| format!("no resource {group}/{plural}"))?;
-    st.create(&info, version, ns, obj, &caller(), false).map_err(|e| anyhow::anyhow!("create {plural}: {e:?}"))?;
+    st.create(&info, ns, obj, &caller(), false).map_err(|e| anyhow::anyhow!("create {plural}: {e:?}"))?;
     Ok(())
 }
 
@@ -85,7 +85,7 @@ pub fn delete_pod(shared: &Shared, ns: &str, name: &str) -> bool {
     let mut st = shared.state();
     let Some(info) = st.registry.find("", "v1", "pods").cloned() else { return false };
     let q: Params = [("gracePeriodSeconds".to_string(), "0".to_string())].into_iter().collect();
-    st.delete(&info, "v1", Some(ns), name, &json!({}), &q, &caller()).is_ok()
+    st.delete(&info, Some(ns), name, &json!({}), &q, &caller()).is_ok()
 }
 
 /// Stores `pod` (created now); returns its (namespace, name).

@@ -50,8 +50,21 @@ impl Proc {
 /// Starts `program args` with `KUBECONFIG`, stderr to `log` and `RUST_LOG` from
 /// `BENCH_RUST_LOG` (default `warn`).
 pub fn spawn(program: &Path, args: &[&str], kubeconfig: &Path, log: &Path, stdout: Stdio) -> Result<Proc> {
+    spawn_with_env(program, args, kubeconfig, log, stdout, &[])
+}
+
+/// [`spawn`] with more environment variables.
+pub fn spawn_with_env(
+    program: &Path,
+    args: &[&str],
+    kubeconfig: &Path,
+    log: &Path,
+    stdout: Stdio,
+    vars: &[(&str, String)],
+) -> Result<Proc> {
     let mut cmd = Command::new(program);
     cmd.args(args)
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
@@ -101,11 +114,37 @@ impl Operator {
     /// Starts `sidecar-watch run` without leader election and with plain `/metrics`,
     /// plus `extra` flags.
     pub fn spawn(program: &Path, kubeconfig: &Path, log: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn_serving(program, kubeconfig, log, false, extra, &[])
+    }
+
+    /// [`Operator::spawn`] with environment variables, which (unlike flags) an operator
+    /// binary that does not know them ignores: the same benchmark runs against older builds.
+    pub fn spawn_with_env(
+        program: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        extra: &[&str],
+        vars: &[(&str, String)],
+    ) -> Result<Self> {
+        Self::spawn_serving(program, kubeconfig, log, false, extra, vars)
+    }
+
+    /// [`Operator::spawn_with_env`], with `/metrics` over TLS and for reviewed tokens when
+    /// `secure` (then [`Operator::wait_ready`] and the scrape helpers here do not apply).
+    pub fn spawn_serving(
+        program: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        secure: bool,
+        extra: &[&str],
+        vars: &[(&str, String)],
+    ) -> Result<Self> {
         let port = sys::free_port()?;
         let addr = format!("127.0.0.1:{port}");
-        let mut args = vec!["run", "--leader-elect=false", "--metrics-secure=false", "--metrics-addr", &addr];
+        let secure = if secure { "--metrics-secure=true" } else { "--metrics-secure=false" };
+        let mut args = vec!["run", "--leader-elect=false", secure, "--metrics-addr", &addr];
         args.extend_from_slice(extra);
-        let proc = spawn(program, &args, kubeconfig, log, Stdio::null())?;
+        let proc = spawn_with_env(program, &args, kubeconfig, log, Stdio::null(), vars)?;
         Ok(Operator { proc, port })
     }
 

@@ -2,9 +2,11 @@
 
 use super::api_cost::ApiCost;
 use super::args::Args;
+use super::flood::Flood;
 use super::fmt as f;
 use super::hostile::Hostile;
 use super::latency::E2e;
+use super::policy_flood::PolicyFlood;
 use super::prom::sample_quantile;
 use super::rates::RatePhase;
 use super::serving::Serving;
@@ -30,7 +32,10 @@ pub struct Row {
     pub shards: Vec<SplitResult>,
     pub e2e: E2e,
     pub hostile: Option<Hostile>,
+    /// One per `--flood-edit-rates`.
+    pub policy_flood: Vec<PolicyFlood>,
     pub serving: Option<Serving>,
+    pub flood: Option<Flood>,
     pub churn_ops: u64,
     pub churn_s: f64,
     pub rss_churn_kib: u64,
@@ -228,6 +233,49 @@ Load average at the end: {}
             }),
         );
     }
+    for (i, rate) in args.flood_edit_rates.iter().enumerate() {
+        if rows.iter().all(|r| r.policy_flood.len() <= i) {
+            continue;
+        }
+        let p = |r: &Row| r.policy_flood.get(i).cloned().unwrap_or_default();
+        line(
+            &format!("policy flood at {rate} edits/s: Event latency elsewhere p50 / p99 (seen / written)"),
+            each(&|r| {
+                let p = p(r);
+                format!("{} / {} ms ({} / {})", q(&p.event, 0.5), q(&p.event, 0.99), p.event.len(), p.samples)
+            }),
+        );
+        line(
+            &format!("policy flood at {rate} edits/s: policies × Pods, edits (rate), operator CPU, drain"),
+            each(&|r| {
+                let p = p(r);
+                format!(
+                    "{} × {}, {} ({:.0}/s), {:.2} cores, {} s",
+                    p.policies,
+                    p.pods,
+                    p.edits,
+                    p.achieved,
+                    p.cpu_cores,
+                    f(p.drain_s, 1.0, 2)
+                )
+            }),
+        );
+        line(
+            &format!("policy flood at {rate} edits/s: operator input received → applied p99, work p99"),
+            each(&|r| {
+                let p = p(r);
+                format!("{} ms, {} ms", f(p.detection.quantile(0.99), 1e3, 2), f(p.reconcile.quantile(0.99), 1e3, 2))
+            }),
+        );
+        line(
+            &format!("policy flood at {rate} edits/s: operator RSS before → at the end (growth)"),
+            each(&|r| {
+                let p = p(r);
+                let growth = p.rss_after_kib as i64 - p.rss_before_kib as i64;
+                format!("{} → {} ({:+.1} MiB)", mib(p.rss_before_kib), mib(p.rss_after_kib), growth as f64 / 1024.0)
+            }),
+        );
+    }
     if rows.iter().any(|r| r.serving.is_some()) {
         let s = |r: &Row| r.serving.clone().unwrap_or_default();
         line(
@@ -251,10 +299,7 @@ Load average at the end: {}
                 )
             }),
         );
-        line(
-            "serving: normal scrape meanwhile",
-            each(&|r| s(r).scrape_during_ms.map_or("failed".into(), |ms| format!("ok, {ms:.1} ms"))),
-        );
+        line("serving: normal gzip scrapes meanwhile (every 250 ms)", each(&|r| s(r).describe_during()));
         line(
             &format!("serving: series per Pod, default vs --metric-denylist '{}'", args.denylist),
             each(&|r| {
@@ -262,6 +307,22 @@ Load average at the end: {}
                 let per = |x: usize| x as f64 / s.pods.max(1) as f64;
                 format!("{:.2} vs {:.2}", per(s.series_default), per(s.series_denied))
             }),
+        );
+    }
+    if rows.iter().any(|r| r.flood.is_some()) {
+        let f = |r: &Row| r.flood.clone().unwrap_or_default();
+        line(
+            "flood: made-up tokens from 20 addresses (401 / 429 / other)",
+            each(&|r| {
+                let f = f(r);
+                format!("{} in {:.1} s ({} / {} / {})", f.sent, f.seconds, f.unauthorized, f.throttled, f.other)
+            }),
+        );
+        line("flood: TokenReviews at the API server", each(&|r| f(r).describe_reviews()));
+        line("flood: authorised gzip scrapes meanwhile (every 500 ms)", each(&|r| f(r).describe_scrapes()));
+        line(
+            "flood: RSS of the secure operator before → peak",
+            each(&|r| format!("{} → {}", mib(f(r).rss_before_kib), mib(f(r).rss_peak_kib))),
         );
     }
     line(

@@ -13,7 +13,7 @@ use super::proc::scrape_parsed;
 use super::rates::delta;
 use super::report::Row;
 use super::shards::{self, Split};
-use super::{churn, hostile, idle, latency, rates, serving, startup};
+use super::{churn, flood, hostile, idle, latency, policy_flood, rates, serving, startup};
 use crate::sim::{SimConfig, Simulator};
 
 /// `uptime`'s load averages, or why not.
@@ -68,7 +68,8 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
 
     let traffic = shared.traffic();
     let (t0, before) = (Instant::now(), traffic.snapshot());
-    let (op, s) = startup::operator(&args.operator(), &kubeconfig, &dir, n, &[]).await?;
+    let limit = [(policy_flood::LIMIT_ENV, args.flood_policies.to_string())];
+    let (op, s) = startup::operator(&args.operator(), &kubeconfig, &dir, n, &[], &limit).await?;
     row.startup = s;
     row.api_start = ApiCost::between(&before, &traffic.snapshot(), t0.elapsed().as_secs_f64());
     say!("N={n}: API cost of the start (until ready + 3 s + 5 scrapes): {}", row.api_start.describe());
@@ -76,9 +77,11 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
     // Pods reserved for end-to-end samples, the hostile phase's crash loops, the catch-up
     // marker and the label updates: never touched by other phases.
     let healthy = |i: &usize| i % 100 >= 10;
+    let flood_crash = if args.policy_flood { args.flood_edit_rates.len() * (args.flood_samples + 1) } else { 0 };
     let reserved: Vec<(String, String)> =
-        (0..n).filter(healthy).take(2 * args.e2e_samples + 1).map(|i| names[i].clone()).collect();
-    let (e2e_pods, rest) = reserved.split_at(args.e2e_samples.min(reserved.len()));
+        (0..n).filter(healthy).take(2 * args.e2e_samples + 1 + flood_crash).map(|i| names[i].clone()).collect();
+    let (flood_crash_pods, reserved_rest) = reserved.split_at(flood_crash.min(reserved.len()));
+    let (e2e_pods, rest) = reserved_rest.split_at(args.e2e_samples.min(reserved_rest.len()));
     let (crash_pods, marker) = rest.split_at(rest.len().saturating_sub(1));
     let marker = marker.first().cloned().context("too few Pods for the reserved ones")?;
     let normal_i = (reserved.len()..n)
@@ -125,6 +128,14 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
 
     if args.hostile {
         row.hostile = Some(hostile::phase(args, &shared, &op, crash_pods, &flip_targets, &normal).await?);
+    }
+    if args.policy_flood {
+        policy_flood::setup(args, &shared, &op, factory).await?;
+        for (i, &rate) in args.flood_edit_rates.iter().enumerate() {
+            let crash = flood_crash_pods.chunks(args.flood_samples + 1).nth(i).unwrap_or_default();
+            row.policy_flood.push(policy_flood::phase(args, &shared, &op, rate, crash).await?);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
     }
     if args.serving {
         row.serving = Some(serving::phase(&op, args.stuck_clients, args.hold_seconds).await?);
@@ -184,6 +195,10 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
             s.series_denied,
             args.denylist
         );
+    }
+    if args.flood {
+        let pods = row.store_after;
+        row.flood = Some(flood::phase(&args.operator(), &kubeconfig, &dir, &shared, pods, args.flood_seconds).await?);
     }
     row.load = load_average();
     drop(sim);

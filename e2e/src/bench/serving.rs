@@ -1,6 +1,7 @@
 //! Serving `/metrics`: body size and time plain and gzip, memory while clients ask and never
-//! read (and whether a normal scrape gets through meanwhile), and series per Pod with the
-//! default families against a `--metric-denylist`.
+//! read (from addresses of their own, four each: the operator's bound per address) and how
+//! long normal gzip scrapes take meanwhile, and series per Pod with the default families
+//! against a `--metric-denylist`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,8 +26,10 @@ pub struct Serving {
     pub rss_before_kib: u64,
     /// The highest RSS sampled while the stuck clients were held.
     pub rss_stuck_peak_kib: u64,
-    /// A normal scrape during the hold: time, or None if it failed.
-    pub scrape_during_ms: Option<f64>,
+    /// Normal gzip scrapes during the hold, one every 250 ms: times of those that succeeded,
+    /// and how many failed.
+    pub during_ms: Vec<f64>,
+    pub during_failed: usize,
     /// Series per Pod, default families and with the denylist (second operator).
     pub series_default: usize,
     pub series_denied: usize,
@@ -72,32 +75,56 @@ pub async fn phase(op: &Operator, clients: usize, hold_s: u64) -> Result<Serving
     );
     s.rss_before_kib = op.proc.settled_rss().await;
     let mut stuck = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", op.port)).await?;
+    for i in 0..clients {
+        // 127.0.0.2 and up, four clients each.
+        let source = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(127, 0, 0, 2)) + (i / 4) as u32);
+        let mut conn = http::connect(op.port, Some(source.into()), None).await?;
         conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n").await?;
         stuck.push(conn);
     }
     let held = Instant::now();
     let port = op.port;
     let normal = tokio::spawn(async move {
+        let (mut times, mut failed) = (Vec::new(), 0);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let t = Instant::now();
-        let ok = tokio::time::timeout(Duration::from_secs(30), scrape_parsed(port)).await;
-        matches!(ok, Ok(Ok(_))).then(|| t.elapsed().as_secs_f64() * 1e3)
+        while held.elapsed() + Duration::from_millis(500) < Duration::from_secs(hold_s) {
+            let scraped = tokio::time::timeout(Duration::from_secs(30), timed(port, true)).await;
+            match scraped {
+                Ok(Ok((_, ms))) => times.push(ms),
+                _ => failed += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        (times, failed)
     });
     while held.elapsed() < Duration::from_secs(hold_s) {
         s.rss_stuck_peak_kib = s.rss_stuck_peak_kib.max(op.proc.rss());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    s.scrape_during_ms = normal.await?;
+    (s.during_ms, s.during_failed) = normal.await?;
     drop(stuck);
     say!(
-        "serving: {clients} clients that never read for {hold_s} s: RSS {} → peak {} MiB; a normal scrape meanwhile: {}",
+        "serving: {clients} clients that never read for {hold_s} s: RSS {} → peak {} MiB; normal gzip scrapes meanwhile: {}",
         s.rss_before_kib / 1024,
         s.rss_stuck_peak_kib / 1024,
-        s.scrape_during_ms.map_or("failed".to_string(), |ms| format!("{ms:.1} ms"))
+        s.describe_during()
     );
     Ok(s)
+}
+
+impl Serving {
+    /// The normal scrapes during the hold: p50 / p99 / max and failures.
+    pub fn describe_during(&self) -> String {
+        let q = |p| super::fmt(sample_quantile(&self.during_ms, p), 1.0, 1);
+        format!(
+            "p50 {} / p99 {} / max {} ms over {} scrapes, {} failed",
+            q(0.5),
+            q(0.99),
+            q(1.0),
+            self.during_ms.len(),
+            self.during_failed
+        )
+    }
 }
 
 /// Series of a second operator started with `--metric-denylist denylist` once it tracks

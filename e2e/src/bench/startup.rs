@@ -62,18 +62,20 @@ pub struct Startup {
     pub startup_events: f64,
 }
 
-/// Starts the operator (with `extra` flags) and measures its start-up against `n` Pods.
+/// Starts the operator (with `extra` flags and environment variables `vars`) and measures
+/// its start-up against `n` Pods.
 pub async fn operator(
     program: &Path,
     kubeconfig: &Path,
     dir: &Path,
     n: usize,
     extra: &[&str],
+    vars: &[(&str, String)],
 ) -> Result<(Operator, Startup)> {
     let hz = sys::clock_ticks_per_sec() as f64;
     let sim_cpu = || sys::cpu_ticks(std::process::id()).unwrap_or(0);
     let sim_cpu0 = sim_cpu();
-    let op = Operator::spawn(program, kubeconfig, &dir.join("operator.log"), extra)?;
+    let op = Operator::spawn_with_env(program, kubeconfig, &dir.join("operator.log"), extra, vars)?;
     let deadline = Duration::from_secs(600);
     let mut s = Startup { ready_s: op.wait_ready(deadline).await?, ..Startup::default() };
     s.sim_cpu_ready_s = sim_cpu().saturating_sub(sim_cpu0) as f64 / hz;

@@ -23,6 +23,8 @@ pub struct Reviews {
     tokens: HashMap<String, (String, Vec<String>)>,
     /// (username, non-resource path) allowed `get`.
     allowed: BTreeSet<(String, String)>,
+    /// TokenReviews and SubjectAccessReviews answered so far.
+    answered: (u64, u64),
 }
 
 impl Reviews {
@@ -37,11 +39,27 @@ impl Reviews {
     }
 
     /// The answer to a review `create` (`plural` as [`is_review`] accepted it).
-    pub fn answer(&self, plural: &str, body: &Value) -> ApiResult<Value> {
+    pub fn answer(&mut self, plural: &str, body: &Value) -> ApiResult<Value> {
         match plural {
-            "tokenreviews" => self.token_review(body),
-            _ => self.access_review(body),
+            "tokenreviews" => {
+                self.answered.0 += 1;
+                self.token_review(body)
+            }
+            _ => {
+                self.answered.1 += 1;
+                self.access_review(body)
+            }
         }
+    }
+
+    /// TokenReviews answered so far (valid or not).
+    pub fn token_reviews(&self) -> u64 {
+        self.answered.0
+    }
+
+    /// SubjectAccessReviews answered so far (valid or not).
+    pub fn access_reviews(&self) -> u64 {
+        self.answered.1
     }
 
     fn token_review(&self, body: &Value) -> ApiResult<Value> {

@@ -49,7 +49,7 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
         return None;
     }
     let mut resources = Vec::new();
-    for r in reg.resources.iter().filter(|r| r.group == group && r.versions.iter().any(|v| v == version)) {
+    for r in reg.resources.iter().filter(|r| r.group == group && r.version == version) {
         let mut d = json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
             "verbs": r.verbs(),
@@ -57,14 +57,16 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
         if !r.short_names.is_empty() {
             d["shortNames"] = json!(r.short_names);
         }
-        if !r.categories.is_empty() {
-            d["categories"] = json!(r.categories);
-        }
         resources.push(d);
         if r.has_status {
             resources.push(json!({
                 "name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
                 "kind": r.kind, "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if r.group.is_empty() && r.plural == "pods" {
+            resources.push(json!({
+                "name": "pods/binding", "singularName": "", "namespaced": true, "kind": "Binding", "verbs": ["create"],
             }));
         }
     }
@@ -97,7 +99,7 @@ pub fn openapi_v3_gv(reg: &Registry, group: &str, version: &str) -> Option<Value
         return None;
     }
     let mut paths = serde_json::Map::new();
-    for r in reg.resources.iter().filter(|r| r.group == group && r.versions.iter().any(|v| v == version)) {
+    for r in reg.resources.iter().filter(|r| r.group == group && r.version == version) {
         let base = gv_path(group, version);
         let p = if r.namespaced {
             format!("/{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)

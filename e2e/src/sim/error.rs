@@ -94,9 +94,11 @@ impl ApiError {
         Self::new(405, "MethodNotAllowed", message)
     }
 
-    /// 415 UnsupportedMediaType.
-    pub fn unsupported_media_type(ct: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"))
+    /// 415 UnsupportedMediaType, naming the patch types the simulator serves (`strategic`:
+    /// strategic merge patches too, for built-in kinds).
+    pub fn unsupported_media_type(ct: &str, strategic: bool) -> Self {
+        let smp = if strategic { ", application/strategic-merge-patch+json" } else { "" };
+        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/apply-patch+yaml{smp} (got {ct:?})"))
     }
 
     /// 500 InternalError.
@@ -112,9 +114,12 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        // An error with no reason (`StatusReasonUnknown`) has none in the Status.
+        if !self.reason.is_empty() {
+            v["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             v["details"] = d.clone();
         }

@@ -13,7 +13,6 @@ pub mod patch;
 pub mod resources;
 pub mod selectors;
 pub mod store;
-pub mod table;
 pub mod traffic;
 
 use std::net::SocketAddr;
@@ -57,7 +56,7 @@ impl Default for SimConfig {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(1),
             watch_list: true,
-            minor_version: 33,
+            minor_version: 37,
         }
     }
 }

@@ -1,5 +1,11 @@
-//! Patch handling (merge, JSON, strategic merge) and a simplified server-side apply
-//! with whole-top-level-field ownership tracked in `metadata.managedFields`.
+//! Merge patches and server-side apply, with field ownership tracked in
+//! `metadata.managedFields` as kube-apiserver tracks it (structured-merge-diff): per field
+//! down to the leaves, each object on the way a field of its own (the `"."` of `fieldsV1`),
+//! conflicts only where a value would change. Without schemas, every list is atomic (one
+//! field, as `x-kubernetes-list-type: atomic`) and every object a map. Strategic merge
+//! patches of built-in kinds (kube-lease-manager sends them for Leases) know the Pod's list
+//! merge keys. JSON patches are not served (415): nothing that runs on the simulator sends
+//! them.
 
 use std::collections::BTreeSet;
 
@@ -7,7 +13,8 @@ use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 
-/// A field path owned by a manager: `["spec"]`, `["metadata","labels","app"]`.
+/// A field path owned by a manager: `["spec"]`, `["spec","size"]`,
+/// `["metadata","labels","app"]`.
 pub type FieldPath = Vec<String>;
 
 /// Which part of an object a request may change.
@@ -35,22 +42,11 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
-/// RFC 6902 JSON patch.
-pub fn json_patch(target: &mut Value, patch: &Value) -> ApiResult<()> {
-    let p: json_patch::Patch =
-        serde_json::from_value(patch.clone()).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &p)
-        .map_err(|e| ApiError::invalid(format!("the server rejected our request due to an error in our request: {e}")))
-}
-
 fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
         "containers"
         | "initContainers"
         | "ephemeralContainers"
-        | "containerStatuses"
-        | "initContainerStatuses"
-        | "ephemeralContainerStatuses"
         | "volumes"
         | "env"
         | "imagePullSecrets"
@@ -59,15 +55,15 @@ fn merge_key(field: &str) -> Option<&'static str> {
         "conditions" => "type",
         "ports" => "containerPort",
         "volumeMounts" => "mountPath",
-        "readinessGates" => "conditionType",
         "ownerReferences" => "uid",
         _ => return None,
     })
 }
 
-/// Strategic merge patch with the Pod's list merge keys (`name` for containers and their
-/// statuses, `type` for conditions, ...). Supports `$patch: delete` / `$patch: replace`
-/// and ignores other `$` directives.
+/// Strategic merge patch with the `patchMergeKey`s of k8s.io/api's Pod, Node, Namespace and
+/// ObjectMeta lists (`name` for containers, `type` for conditions, ...); other lists are
+/// replaced (container statuses are `+listType=atomic`). Supports `$patch: delete` /
+/// `$patch: replace` and ignores other `$` directives.
 pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
     let Some(pobj) = patch.as_object() else {
         *target = patch.clone();
@@ -126,67 +122,86 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// The fields of `obj` within `scope`: top-level keys other than apiVersion/kind/metadata,
-/// plus individual `metadata.labels` / `metadata.annotations` keys.
+/// Adds `value` at `path` and every field below it.
+fn collect(value: &Value, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+    out.insert(path.clone());
+    if let Value::Object(map) = value {
+        for (key, child) in map {
+            path.push(key.clone());
+            collect(child, path, out);
+            path.pop();
+        }
+    }
+}
+
+/// The fields of `obj` within `scope`: everything under its top-level fields other than
+/// apiVersion, kind and metadata, and `metadata.labels` and `metadata.annotations` with each
+/// of their keys (the rest of metadata is the server's).
 pub fn fields_of(obj: &Value, scope: Scope) -> BTreeSet<FieldPath> {
     let mut out = BTreeSet::new();
     let Some(map) = obj.as_object() else {
         return out;
     };
-    for (k, _) in map {
+    for (k, v) in map {
         if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
             continue;
         }
-        let is_status = k == "status";
-        match scope {
-            Scope::All => {}
-            Scope::Main if is_status => continue,
-            Scope::Status if !is_status => continue,
-            _ => {}
+        let in_scope = match scope {
+            Scope::All => true,
+            Scope::Main => k != "status",
+            Scope::Status => k == "status",
+        };
+        if in_scope {
+            collect(v, &mut vec![k.clone()], &mut out);
         }
-        out.insert(vec![k.clone()]);
     }
     if scope != Scope::Status {
         for sub in ["labels", "annotations"] {
-            if let Some(m) = obj.pointer(&format!("/metadata/{sub}")).and_then(Value::as_object) {
-                for key in m.keys() {
-                    out.insert(vec!["metadata".into(), sub.into(), key.clone()]);
-                }
+            if let Some(m) = obj.get("metadata").and_then(|m| m.get(sub)).filter(|m| m.is_object()) {
+                collect(m, &mut vec!["metadata".into(), sub.into()], &mut out);
             }
         }
     }
     out
 }
 
+/// The value at `path`.
 pub fn get_field<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
-    let mut cur = obj;
-    for seg in path {
-        cur = cur.get(seg)?;
-    }
-    Some(cur)
+    path.iter().try_fold(obj, |cur, seg| cur.get(seg))
 }
 
 fn set_field(obj: &mut Value, path: &FieldPath, value: Value) {
+    let Some((last, parents)) = path.split_last() else { return };
     let mut cur = obj;
-    for seg in &path[..path.len() - 1] {
+    for seg in parents {
         if !cur.get(seg).is_some_and(Value::is_object) {
             cur[seg.as_str()] = json!({});
         }
         cur = &mut cur[seg.as_str()];
     }
-    cur[path[path.len() - 1].as_str()] = value;
+    cur[last.as_str()] = value;
 }
 
 fn remove_field(obj: &mut Value, path: &FieldPath) {
+    let Some((last, parents)) = path.split_last() else { return };
     let mut cur = obj;
-    for seg in &path[..path.len() - 1] {
+    for seg in parents {
         match cur.get_mut(seg) {
             Some(next) => cur = next,
             None => return,
         }
     }
     if let Some(m) = cur.as_object_mut() {
-        m.remove(&path[path.len() - 1]);
+        m.remove(last);
+    }
+}
+
+/// Whether a write of `new` over `old` at one field changes it: objects change through their
+/// own fields, so only a value of another type, or another scalar or list, is a change.
+fn changes(old: Option<&Value>, new: Option<&Value>) -> bool {
+    match (old, new) {
+        (Some(Value::Object(_)), Some(Value::Object(_))) => false,
+        (old, new) => old != new,
     }
 }
 
@@ -205,14 +220,13 @@ pub struct ManagedEntry {
     pub fields: BTreeSet<FieldPath>,
 }
 
-fn fields_from_v1(v: &Value, prefix: &mut Vec<String>, out: &mut BTreeSet<FieldPath>) {
+/// Reads a `fieldsV1` tree: a field with no `f:` children is owned, one with children only
+/// when it also holds `"."`.
+fn fields_from_v1(v: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
     let Some(m) = v.as_object() else { return };
     let children: Vec<_> = m.iter().filter(|(k, _)| k.starts_with("f:")).collect();
-    if children.is_empty() {
-        if !prefix.is_empty() {
-            out.insert(prefix.clone());
-        }
-        return;
+    if !prefix.is_empty() && (children.is_empty() || m.contains_key(".")) {
+        out.insert(prefix.clone());
     }
     for (k, child) in children {
         prefix.push(k[2..].to_string());
@@ -221,9 +235,11 @@ fn fields_from_v1(v: &Value, prefix: &mut Vec<String>, out: &mut BTreeSet<FieldP
     }
 }
 
+/// Writes a set of fields as a `fieldsV1` tree.
 fn fields_to_v1(fields: &BTreeSet<FieldPath>) -> Value {
     let mut root = json!({});
-    for f in fields {
+    let mut sorted = fields.iter().peekable();
+    while let Some(f) = sorted.next() {
         let mut cur = &mut root;
         for seg in f {
             let key = format!("f:{seg}");
@@ -231,6 +247,10 @@ fn fields_to_v1(fields: &BTreeSet<FieldPath>) -> Value {
                 cur[key.as_str()] = json!({});
             }
             cur = &mut cur[key.as_str()];
+        }
+        // Sorted, a field's own fields follow it.
+        if sorted.peek().is_some_and(|next| next.len() > f.len() && next.starts_with(f)) {
+            cur["."] = json!({});
         }
     }
     root
@@ -318,7 +338,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, scope: Scope, ctx: &M
     let mut candidates = fields_of(old_v, scope);
     candidates.extend(fields_of(new, scope));
     let changed: BTreeSet<FieldPath> =
-        candidates.into_iter().filter(|f| get_field(old_v, f) != get_field(new, f)).collect();
+        candidates.into_iter().filter(|f| changes(get_field(old_v, f), get_field(new, f))).collect();
     if changed.is_empty() {
         write_managed(new, &entries);
         return;
@@ -345,19 +365,33 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, scope: Scope, ctx: &M
     write_managed(new, &entries);
 }
 
-/// Whether applying `applied` over `current` changes a value that is present: filling in
-/// absent (or null) sub-fields of an object is not an overwrite.
-fn overwrites(current: Option<&Value>, applied: Option<&Value>) -> bool {
-    match (current, applied) {
-        (None | Some(Value::Null), _) | (_, None) => false,
-        (Some(Value::Object(c)), Some(Value::Object(a))) => a.iter().any(|(k, v)| overwrites(c.get(k), Some(v))),
-        (Some(c), Some(a)) => c != a,
-    }
+/// The 409 of an apply that would change fields other managers own, worded as
+/// structured-merge-diff words it (`merge/conflict.go`).
+fn conflict_error(conflicts: &[(String, FieldPath)]) -> ApiError {
+    let field = |f: &FieldPath| format!(".{}", f.join("."));
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": field(f)}))
+        .collect();
+    let detail = match conflicts {
+        [(m, f)] => format!("conflict with \"{m}\": {}", field(f)),
+        _ => {
+            let managers: BTreeSet<&String> = conflicts.iter().map(|(m, _)| m).collect();
+            let mut lines = Vec::new();
+            for m in managers {
+                lines.push(format!("conflicts with \"{m}\":"));
+                lines.extend(conflicts.iter().filter(|(cm, _)| cm == m).map(|(_, f)| format!("- {}", field(f))));
+            }
+            lines.join("\n")
+        }
+    };
+    let plural = if conflicts.len() == 1 { "" } else { "s" };
+    ApiError::new(409, "Conflict", format!("Apply failed with {} conflict{plural}: {detail}", conflicts.len()))
+        .with_details(json!({"causes": causes}))
 }
 
 /// Server-side apply of `applied` onto `current` (None = create). Returns the new object;
-/// 409 Conflict if a field with a different value is owned by another manager and
-/// `force` is false.
+/// 409 Conflict if a value owned by another manager would change and `force` is false.
 pub fn apply(
     current: Option<&Value>,
     applied: &Value,
@@ -367,6 +401,7 @@ pub fn apply(
 ) -> ApiResult<Value> {
     let applied_fields = fields_of(applied, scope);
     let sub = subresource_of(scope);
+    let mine = |e: &ManagedEntry| e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub;
     let Some(current) = current else {
         let mut obj = applied.clone();
         if scope == Scope::Main {
@@ -391,60 +426,45 @@ pub fn apply(
     let mut entries = read_managed(current);
     let mut conflicts: Vec<(String, FieldPath)> = Vec::new();
     for f in &applied_fields {
-        // Ownership is tracked per top-level field; sub-fields that are absent now have no
-        // owner, so only overwriting a present value can conflict (as with per-field
-        // ownership on a real API server).
-        if !overwrites(get_field(current, f), get_field(applied, f)) {
+        // A field not set yet has no value to take from anyone.
+        let now = get_field(current, f).filter(|v| !v.is_null());
+        if now.is_none() || !changes(now, get_field(applied, f)) {
             continue;
         }
-        for e in &entries {
-            let same = e.manager == ctx.manager && e.operation == "Apply";
-            if !same && e.fields.contains(f) {
-                conflicts.push((e.manager.clone(), f.clone()));
-            }
-        }
+        conflicts.extend(
+            entries.iter().filter(|e| !mine(e) && e.fields.contains(f)).map(|e| (e.manager.clone(), f.clone())),
+        );
     }
     if !conflicts.is_empty() && !force {
-        let causes: Vec<Value> = conflicts
-            .iter()
-            .map(|(m, f)| {
-                json!({"type": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": format!(".{}", f.join("."))})
-            })
-            .collect();
-        let list: Vec<String> =
-            conflicts.iter().map(|(m, f)| format!("- conflict with \"{m}\": .{}", f.join("."))).collect();
-        let msg = format!(
-            "Apply failed with {} conflict{}: {}",
-            conflicts.len(),
-            if conflicts.len() == 1 { "" } else { "s" },
-            list.join("\n")
-        );
-        return Err(ApiError::new(409, "Conflict", msg).with_details(json!({"causes": causes})));
+        return Err(conflict_error(&conflicts));
     }
     let forced: BTreeSet<FieldPath> = conflicts.into_iter().map(|(_, f)| f).collect();
     let mut obj = current.clone();
+    // Sorted, an object comes before its fields: it is created (or kept) first.
     for f in &applied_fields {
-        if let Some(v) = get_field(applied, f) {
-            set_field(&mut obj, f, v.clone());
+        match get_field(applied, f) {
+            Some(Value::Object(_)) if get_field(&obj, f).is_some_and(Value::is_object) => {}
+            Some(Value::Object(_)) => set_field(&mut obj, f, json!({})),
+            Some(v) => set_field(&mut obj, f, v.clone()),
+            None => {}
         }
     }
-    let previously: BTreeSet<FieldPath> = entries
-        .iter()
-        .filter(|e| e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub)
-        .flat_map(|e| e.fields.iter().cloned())
-        .collect();
-    for f in previously.difference(&applied_fields) {
-        let owned_by_other = entries.iter().any(|e| {
-            !(e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub) && e.fields.contains(f)
-        });
-        if !owned_by_other {
+    // What this manager applied before and no longer does goes, unless someone else owns
+    // it (deepest first: an object only once nothing is left in it).
+    let previously: BTreeSet<FieldPath> =
+        entries.iter().filter(|e| mine(e)).flat_map(|e| e.fields.iter().cloned()).collect();
+    let dropped: Vec<&FieldPath> = previously.difference(&applied_fields).collect();
+    for f in dropped.into_iter().rev() {
+        let owned_by_other = entries.iter().any(|e| !mine(e) && e.fields.contains(f));
+        let emptied = get_field(&obj, f).is_none_or(|v| v.as_object().is_none_or(|m| m.is_empty()));
+        if !owned_by_other && emptied {
             remove_field(&mut obj, f);
         }
     }
     for e in entries.iter_mut() {
         e.fields.retain(|f| !forced.contains(f));
     }
-    match entries.iter_mut().find(|e| e.manager == ctx.manager && e.operation == "Apply" && e.subresource == sub) {
+    match entries.iter_mut().find(|e| mine(e)) {
         Some(e) => {
             e.fields = applied_fields;
             e.time = ctx.now.clone();
@@ -477,24 +497,33 @@ mod tests {
     }
 
     #[test]
-    fn strategic_merges_by_name() {
-        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}});
-        strategic_merge_patch(&mut pod, &json!({"spec": {"containers": [{"name": "b", "image": "z"}, {"name": "c"}]}}));
-        assert_eq!(pod["spec"]["containers"].as_array().unwrap().len(), 3);
-        assert_eq!(pod["spec"]["containers"][1]["image"], "z");
-    }
-
-    #[test]
     fn apply_conflicts_and_force() {
         let a =
             apply(None, &json!({"metadata": {"name": "x"}, "spec": {"a": 1}}), Scope::All, false, &ctx("m1")).unwrap();
         let err = apply(Some(&a), &json!({"spec": {"a": 2}}), Scope::All, false, &ctx("m2")).unwrap_err();
         assert_eq!(err.code, 409);
+        assert_eq!(err.message, "Apply failed with 1 conflict: conflict with \"m1\": .spec.a");
         let same = apply(Some(&a), &json!({"spec": {"a": 1}}), Scope::All, false, &ctx("m2")).unwrap();
         assert_eq!(read_managed(&same).len(), 2);
+        // Another field of the same object is no conflict.
+        let beside = apply(Some(&a), &json!({"spec": {"b": 1}}), Scope::All, false, &ctx("m2")).unwrap();
+        assert_eq!(beside["spec"], json!({"a": 1, "b": 1}));
         let forced = apply(Some(&a), &json!({"spec": {"a": 2}}), Scope::All, true, &ctx("m2")).unwrap();
         let m = read_managed(&forced);
-        assert_eq!(m.len(), 1);
-        assert_eq!(m[0].manager, "m2");
+        // m1 keeps `spec` itself, m2 owns `spec.a` (as kube-apiserver records it).
+        assert_eq!(m[0].manager, "m1");
+        assert_eq!(m[0].fields, BTreeSet::from([vec!["spec".to_string()]]));
+        assert_eq!(forced["metadata"]["managedFields"][1]["fieldsV1"], json!({"f:spec": {".": {}, "f:a": {}}}));
+        assert_eq!(forced["metadata"]["managedFields"][0]["fieldsV1"], json!({"f:spec": {}}));
+    }
+
+    #[test]
+    fn a_field_no_longer_applied_goes_unless_another_manager_owns_it() {
+        let a =
+            apply(None, &json!({"metadata": {"name": "x"}, "spec": {"a": 1, "b": 2}}), Scope::All, false, &ctx("m1"))
+                .unwrap();
+        let shared = apply(Some(&a), &json!({"spec": {"b": 2}}), Scope::All, false, &ctx("m2")).unwrap();
+        let after = apply(Some(&shared), &json!({}), Scope::All, false, &ctx("m1")).unwrap();
+        assert_eq!(after["spec"], json!({"b": 2}));
     }
 }

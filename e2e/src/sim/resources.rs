@@ -1,30 +1,15 @@
-//! The registry of served resources: built-in kinds plus kinds defined by CRDs.
+//! The registry of served resources: built-in kinds plus kinds defined by CRDs, each served
+//! at one version (a CRD's storage version), in the form it is stored.
 
 use serde_json::{json, Value};
-
-/// An `additionalPrinterColumns` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PrinterColumn {
-    /// Column header.
-    pub name: String,
-    /// OpenAPI type (`string`, `integer`, `number`, `boolean`, `date`).
-    pub type_: String,
-    /// Optional format.
-    pub format: String,
-    pub description: String,
-    /// Priority (0 = shown by default, >0 = only with `-o wide`).
-    pub priority: i64,
-    /// Simple JSONPath evaluated against the object.
-    pub json_path: String,
-}
 
 /// A resource type served by the simulator.
 #[derive(Debug, Clone)]
 pub struct ResourceInfo {
     /// API group ("" for core).
     pub group: String,
-    /// Served versions; the first is the preferred one.
-    pub versions: Vec<String>,
+    /// The version served (for a CRD, its storage version: the simulator converts nothing).
+    pub version: String,
     /// Plural resource name (`pods`).
     pub plural: String,
     /// Singular name (`pod`).
@@ -33,36 +18,21 @@ pub struct ResourceInfo {
     pub kind: String,
     /// Short names (`po`).
     pub short_names: Vec<String>,
-    /// Categories (`all`).
-    pub categories: Vec<String>,
     /// Whether objects live in namespaces.
     pub namespaced: bool,
     /// Whether a `status` subresource exists.
     pub has_status: bool,
-    /// Printer columns for CRD-defined kinds (None = built-in printing).
-    pub printer_columns: Option<Vec<PrinterColumn>>,
-    /// Group whose storage backs this resource (events.k8s.io events share core storage).
-    pub storage_group: String,
     /// Whether this kind was defined by a CRD.
     pub is_custom: bool,
 }
 
 impl ResourceInfo {
-    /// `group/version` string for a version (`v1` for core).
-    pub fn api_version(&self, version: &str) -> String {
+    /// The `apiVersion` of its objects (`v1` for core).
+    pub fn api_version(&self) -> String {
         if self.group.is_empty() {
-            version.to_string()
+            self.version.clone()
         } else {
-            format!("{}/{}", self.group, version)
-        }
-    }
-
-    /// Whether `candidate` is [`ResourceInfo::api_version`] of `version` (without building it).
-    pub fn is_api_version(&self, version: &str, candidate: &str) -> bool {
-        if self.group.is_empty() {
-            candidate == version
-        } else {
-            candidate.strip_prefix(self.group.as_str()).and_then(|rest| rest.strip_prefix('/')) == Some(version)
+            format!("{}/{}", self.group, self.version)
         }
     }
 
@@ -77,64 +47,94 @@ impl ResourceInfo {
 
     /// Storage key of objects of this resource.
     pub fn storage_key(&self) -> (String, String) {
-        (self.storage_group.clone(), self.plural.clone())
+        (self.group.clone(), self.plural.clone())
     }
 
     /// Verbs advertised in discovery.
     pub fn verbs(&self) -> Vec<&'static str> {
         vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
     }
+
+    /// Whether a field selector may name `label`; otherwise the message kube-apiserver refuses
+    /// it with (400). Each kind's list is its field label conversion function's: for built-in
+    /// kinds in `pkg/apis/<group>/v1/conversion.go` of Kubernetes, for CRD-defined kinds in
+    /// apiextensions-apiserver's `pkg/apiserver/conversion/converter.go` (no `selectableFields`
+    /// here), and apimachinery's `DefaultMetaV1FieldSelectorConversion` for the rest.
+    pub fn check_field_label(&self, label: &str) -> Result<(), String> {
+        let supported: &[&str] = match (self.group.as_str(), self.plural.as_str()) {
+            ("", "pods") => &[
+                "metadata.name",
+                "metadata.namespace",
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+                "status.podIPs",
+                "status.nominatedNodeName",
+            ],
+            ("", "nodes") => &["metadata.name", "spec.unschedulable"],
+            ("", "namespaces") => &["metadata.name", "status.phase"],
+            ("events.k8s.io", "events") => &[
+                "metadata.name",
+                "metadata.namespace",
+                "reason",
+                "regarding.kind",
+                "regarding.namespace",
+                "regarding.name",
+                "regarding.uid",
+                "regarding.apiVersion",
+                "regarding.resourceVersion",
+                "regarding.fieldPath",
+                "reportingController",
+                "type",
+            ],
+            _ if self.is_custom => &["metadata.name", "metadata.namespace"],
+            _ => {
+                return match label {
+                    "metadata.name" | "metadata.namespace" => Ok(()),
+                    _ => Err(format!(
+                        "\"{label}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    )),
+                }
+            }
+        };
+        match supported.contains(&label) {
+            true => Ok(()),
+            false => Err(format!("field label not supported: {label}")),
+        }
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn builtin(
-    group: &str,
-    version: &str,
-    plural: &str,
-    singular: &str,
-    kind: &str,
-    short: &[&str],
-    namespaced: bool,
-    has_status: bool,
-) -> ResourceInfo {
+fn builtin(group: &str, plural: &str, kind: &str, short: &[&str], namespaced: bool, has_status: bool) -> ResourceInfo {
     ResourceInfo {
         group: group.into(),
-        versions: vec![version.into()],
+        version: "v1".into(),
         plural: plural.into(),
-        singular: singular.into(),
+        singular: kind.to_lowercase(),
         kind: kind.into(),
         short_names: short.iter().map(|s| s.to_string()).collect(),
-        categories: vec![],
         namespaced,
         has_status,
-        printer_columns: None,
-        storage_group: group.into(),
         is_custom: false,
     }
 }
 
-/// The built-in resources served from start-up.
+/// The built-in resources served from start-up: what the operator, its audit and the tests
+/// use (Events only as `events.k8s.io/v1`, the API the operator writes).
 pub fn builtins() -> Vec<ResourceInfo> {
-    let mut pods = builtin("", "v1", "pods", "pod", "Pod", &["po"], true, true);
-    pods.categories = vec!["all".into()];
-    let mut jobs = builtin("batch", "v1", "jobs", "job", "Job", &[], true, true);
-    jobs.categories = vec!["all".into()];
-    let mut ev2 = builtin("events.k8s.io", "v1", "events", "event", "Event", &[], true, false);
-    ev2.storage_group = String::new();
     vec![
-        pods,
-        builtin("", "v1", "namespaces", "namespace", "Namespace", &["ns"], false, true),
+        builtin("", "pods", "Pod", &["po"], true, true),
+        builtin("", "namespaces", "Namespace", &["ns"], false, true),
         // The Node test Pods are bound to (objects only: the simulator runs no kubelet).
-        builtin("", "v1", "nodes", "node", "Node", &["no"], false, true),
-        builtin("", "v1", "events", "event", "Event", &["ev"], true, false),
-        ev2,
-        builtin("coordination.k8s.io", "v1", "leases", "lease", "Lease", &[], true, false),
-        jobs,
+        builtin("", "nodes", "Node", &["no"], false, true),
+        builtin("events.k8s.io", "events", "Event", &["ev"], true, false),
+        builtin("coordination.k8s.io", "leases", "Lease", &[], true, false),
         builtin(
             "apiextensions.k8s.io",
-            "v1",
             "customresourcedefinitions",
-            "customresourcedefinition",
             "CustomResourceDefinition",
             &["crd", "crds"],
             false,
@@ -152,68 +152,27 @@ pub fn from_crd(crd: &Value) -> Result<ResourceInfo, String> {
     let kind = names.get("kind").and_then(Value::as_str).ok_or("spec.names.kind is required")?;
     let singular =
         names.get("singular").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
-    let strs = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
-    };
-    let short_names = strs(names.get("shortNames"));
-    let categories = strs(names.get("categories"));
+    let short_names = names
+        .get("shortNames")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
     let namespaced = spec.get("scope").and_then(Value::as_str).unwrap_or("Namespaced") == "Namespaced";
     let versions = spec.get("versions").and_then(Value::as_array).ok_or("spec.versions is required")?;
-    let mut served: Vec<(bool, String, &Value)> = versions
+    let storage = versions
         .iter()
-        .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(true))
-        .filter_map(|v| {
-            let name = v.get("name")?.as_str()?.to_string();
-            let storage = v.get("storage").and_then(Value::as_bool).unwrap_or(false);
-            Some((storage, name, v))
-        })
-        .collect();
-    if served.is_empty() {
-        return Err("spec.versions must contain a served version".into());
-    }
-    // storage version first
-    served.sort_by_key(|(storage, _, _)| !*storage);
-    let first = served[0].2;
-    let has_status = first.pointer("/subresources/status").is_some();
-    let printer_columns = first
-        .get("additionalPrinterColumns")
-        .and_then(Value::as_array)
-        .map(|cols| {
-            cols.iter()
-                .map(|c| PrinterColumn {
-                    name: c.get("name").and_then(Value::as_str).unwrap_or("").into(),
-                    type_: c.get("type").and_then(Value::as_str).unwrap_or("string").into(),
-                    format: c.get("format").and_then(Value::as_str).unwrap_or("").into(),
-                    description: c.get("description").and_then(Value::as_str).unwrap_or("").into(),
-                    priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
-                    json_path: c.get("jsonPath").and_then(Value::as_str).unwrap_or("").into(),
-                })
-                .collect()
-        })
-        .unwrap_or_else(|| {
-            vec![PrinterColumn {
-                name: "Age".into(),
-                type_: "date".into(),
-                format: String::new(),
-                description: String::new(),
-                priority: 0,
-                json_path: ".metadata.creationTimestamp".into(),
-            }]
-        });
+        .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .ok_or("spec.versions must have exactly one version marked as storage version")?;
+    let version = storage.get("name").and_then(Value::as_str).ok_or("spec.versions[].name is required")?;
     Ok(ResourceInfo {
         group: group.into(),
-        versions: served.into_iter().map(|(_, n, _)| n).collect(),
+        version: version.into(),
         plural: plural.into(),
         singular,
         kind: kind.into(),
         short_names,
-        categories,
         namespaced,
-        has_status,
-        printer_columns: Some(printer_columns),
-        storage_group: group.into(),
+        has_status: storage.pointer("/subresources/status").is_some(),
         is_custom: true,
     })
 }
@@ -257,14 +216,12 @@ impl Default for Registry {
 impl Registry {
     /// Finds the resource served at `group/version` with the given plural.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
-        self.resources
-            .iter()
-            .find(|r| r.group == group && r.plural == plural && r.versions.iter().any(|v| v == version))
+        self.resources.iter().find(|r| r.group == group && r.plural == plural && r.version == version)
     }
 
     /// Whether any resource is served in the group/version.
     pub fn serves_group_version(&self, group: &str, version: &str) -> bool {
-        self.resources.iter().any(|r| r.group == group && r.versions.iter().any(|v| v == version))
+        self.resources.iter().any(|r| r.group == group && r.version == version)
     }
 
     /// Adds or replaces the CRD-defined resource (keyed by group + plural).
@@ -281,22 +238,11 @@ impl Registry {
     /// Groups in discovery order with their versions (preferred first).
     pub fn groups(&self) -> Vec<(String, Vec<String>)> {
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for r in &self.resources {
-            if r.group.is_empty() {
-                continue;
-            }
-            let entry = match out.iter_mut().find(|(g, _)| *g == r.group) {
-                Some(e) => e,
-                None => {
-                    out.push((r.group.clone(), Vec::new()));
-                    let last = out.len() - 1;
-                    &mut out[last]
-                }
-            };
-            for v in &r.versions {
-                if !entry.1.contains(v) {
-                    entry.1.push(v.clone());
-                }
+        for r in self.resources.iter().filter(|r| !r.group.is_empty()) {
+            match out.iter_mut().find(|(g, _)| *g == r.group) {
+                Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version.clone()),
+                Some(_) => {}
+                None => out.push((r.group.clone(), vec![r.version.clone()])),
             }
         }
         out

@@ -1,7 +1,7 @@
 //! Object storage with a cluster-wide resourceVersion and a bounded event history.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
@@ -88,6 +88,24 @@ impl StoredObject {
         &self.type_meta.1
     }
 
+    /// A copy with `metadata.resourceVersion` set to `rv`, kept as JSON only when this one is
+    /// (parsing it does not make this one keep its parsed form).
+    fn with_resource_version(&self, rv: u64) -> Self {
+        match self.value.get() {
+            Some(value) => {
+                let mut copy = value.clone();
+                set_resource_version(&mut copy, rv);
+                Self::new(copy)
+            }
+            None => {
+                let mut copy: Value =
+                    self.json.get().and_then(|j| serde_json::from_slice(j).ok()).unwrap_or(Value::Null);
+                set_resource_version(&mut copy, rv);
+                Self::from_json(&copy)
+            }
+        }
+    }
+
     /// The object, without a copy when nothing else shares it.
     fn into_value(this: Arc<Self>) -> Value {
         match Arc::try_unwrap(this) {
@@ -108,11 +126,17 @@ pub struct StoredEvent {
     pub key: ResKey,
     /// Namespace ("" for cluster-scoped).
     pub namespace: String,
+    /// Name of the object.
+    pub name: String,
     pub kind: EventType,
-    /// Object after the change (shared with the store); for deletions the last state.
+    /// Object after the change (shared with the store); for deletions the last state, with
+    /// the resourceVersion of the deletion.
     pub object: Arc<StoredObject>,
     /// Object before the change (None for additions and deletions).
     pub old: Option<Arc<StoredObject>>,
+    /// For deletions, the resourceVersion the object had (to rebuild it at a snapshot); 0
+    /// otherwise (`old` has it).
+    pub previous_rv: u64,
 }
 
 /// Objects by resource, namespace and name, the cluster-wide resourceVersion, and the recent
@@ -120,9 +144,6 @@ pub struct StoredEvent {
 #[derive(Debug)]
 pub struct Store {
     objects: BTreeMap<ResKey, BTreeMap<(String, String), Arc<StoredObject>>>,
-    /// Per resource, the resourceVersion of the last creation or removal (see
-    /// [`Store::keys_changed_at`]).
-    keys_changed: HashMap<ResKey, u64>,
     rv: u64,
     history: VecDeque<Arc<StoredEvent>>,
     history_limit: usize,
@@ -137,7 +158,6 @@ impl Store {
         let (tx, _) = broadcast::channel(history_limit.clamp(1024, 1 << 16));
         Self {
             objects: BTreeMap::new(),
-            keys_changed: HashMap::new(),
             rv: 1,
             history: VecDeque::new(),
             history_limit: history_limit.max(1),
@@ -178,25 +198,27 @@ impl Store {
         key: &ResKey,
         ns: Option<&'a str>,
         after: Option<&(String, String)>,
-    ) -> impl Iterator<Item = (&'a (String, String), &'a Arc<StoredObject>)> + 'a {
-        let lower = match (after, ns) {
-            (Some(a), Some(n)) if a.0.as_str() >= n => Bound::Excluded(a.clone()),
-            (_, Some(n)) => Bound::Included((n.to_string(), String::new())),
-            (Some(a), None) => Bound::Excluded(a.clone()),
-            (None, None) => Bound::Unbounded,
-        };
-        self.objects
-            .get(key)
-            .into_iter()
-            .flat_map(move |m| m.range((lower.clone(), Bound::Unbounded)))
-            .take_while(move |((n, _), _)| ns.is_none_or(|want| want == n))
+    ) -> impl Iterator<Item = (&'a (String, String), &'a Arc<StoredObject>)> + use<'a> {
+        let after = after.cloned();
+        self.objects.get(key).into_iter().flat_map(move |m| range_in(m, ns, after.as_ref()))
     }
 
-    /// resourceVersion of the last creation or removal of an object of a resource (0 if
-    /// none): while it is not newer than some resourceVersion, the resource holds the same
-    /// (namespace, name) keys as then, so counts of them taken then still hold.
-    pub fn keys_changed_at(&self, key: &ResKey) -> u64 {
-        self.keys_changed.get(key).copied().unwrap_or(0)
+    /// The objects of a resource as they were at `rv`, which must not be older than
+    /// [`Store::floor`]: the current ones with every later change undone from the history,
+    /// as etcd serves a list at a past revision. Costs O(changes since `rv`).
+    pub fn snapshot(&self, key: &ResKey, rv: u64) -> Snapshot {
+        let mut undone = BTreeMap::new();
+        // Back in time from the latest change: the last one seen per object, the first after
+        // `rv`, tells what it was at `rv`.
+        for ev in self.history.iter().rev().take_while(|e| e.rv > rv).filter(|e| e.key == *key) {
+            let then = match ev.kind {
+                EventType::Added => None,
+                EventType::Modified => ev.old.clone().map(Then::Stored),
+                EventType::Deleted => Some(Then::Deleted(ev.clone())),
+            };
+            undone.insert((ev.namespace.clone(), ev.name.clone()), then);
+        }
+        Snapshot { key: key.clone(), undone }
     }
 
     /// Number of objects of a resource.
@@ -234,10 +256,9 @@ impl Store {
         let map = self.objects.entry(key.clone()).or_default();
         let old = map.insert((ns.to_string(), name.to_string()), obj.clone());
         let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
-        if kind == EventType::Added {
-            self.note_keys_changed(key);
-        }
-        self.record(key, ns, kind, obj.clone(), old);
+        let (namespace, name) = (ns.to_string(), name.to_string());
+        let object = obj.clone();
+        self.record(StoredEvent { rv: self.rv, key: key.clone(), namespace, name, kind, object, old, previous_rv: 0 });
         obj
     }
 
@@ -245,27 +266,27 @@ impl Store {
     pub fn remove(&mut self, key: &ResKey, ns: &str, name: &str) -> Option<Arc<StoredObject>> {
         let last = self.objects.get_mut(key)?.remove(&(ns.to_string(), name.to_string()))?;
         self.rv += 1;
-        self.note_keys_changed(key);
+        let previous_rv = resource_version(last.value());
         let mut obj = StoredObject::into_value(last);
         set_resource_version(&mut obj, self.rv);
         let obj = Arc::new(StoredObject::new(obj));
-        self.record(key, ns, EventType::Deleted, obj.clone(), None);
+        let ev = StoredEvent {
+            rv: self.rv,
+            key: key.clone(),
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            kind: EventType::Deleted,
+            object: obj.clone(),
+            old: None,
+            previous_rv,
+        };
+        self.record(ev);
         Some(obj)
     }
 
-    fn note_keys_changed(&mut self, key: &ResKey) {
-        *self.keys_changed.entry(key.clone()).or_default() = self.rv;
-    }
-
-    fn record(
-        &mut self,
-        key: &ResKey,
-        ns: &str,
-        kind: EventType,
-        object: Arc<StoredObject>,
-        old: Option<Arc<StoredObject>>,
-    ) {
-        let ev = Arc::new(StoredEvent { rv: self.rv, key: key.clone(), namespace: ns.to_string(), kind, object, old });
+    /// Keeps a change in the history and sends it to the watches.
+    fn record(&mut self, ev: StoredEvent) {
+        let ev = Arc::new(ev);
         self.history.push_back(ev.clone());
         while self.history.len() > self.history_limit {
             if let Some(old) = self.history.pop_front() {
@@ -311,6 +332,77 @@ pub fn json_bytes(value: &Value) -> Bytes {
     })
 }
 
+/// What an object was at a snapshot.
+#[derive(Debug)]
+enum Then {
+    /// This version, still in the history.
+    Stored(Arc<StoredObject>),
+    /// The object its deletion removed (rebuilt only when served).
+    Deleted(Arc<StoredEvent>),
+}
+
+/// The objects of one resource at a past resourceVersion ([`Store::snapshot`]).
+#[derive(Debug)]
+pub struct Snapshot {
+    key: ResKey,
+    /// Every object changed since, with what it was then (None: not created yet).
+    undone: BTreeMap<(String, String), Option<Then>>,
+}
+
+impl Snapshot {
+    /// [`Store::range_after`] at the snapshot.
+    pub fn range_after<'a>(
+        &'a self,
+        store: &'a Store,
+        ns: Option<&'a str>,
+        after: Option<&(String, String)>,
+    ) -> impl Iterator<Item = (&'a (String, String), Arc<StoredObject>)> + use<'a> {
+        let mut current = store.range_after(&self.key, ns, after).peekable();
+        let mut undone = range_in(&self.undone, ns, after).peekable();
+        std::iter::from_fn(move || loop {
+            let next_undone = match (current.peek(), undone.peek()) {
+                (None, None) => return None,
+                (Some((c, _)), Some((u, _))) => u <= c,
+                (c, _) => c.is_none(),
+            };
+            if !next_undone {
+                return current.next().map(|(k, o)| (k, o.clone()));
+            }
+            let (key, then) = undone.next()?;
+            if current.peek().is_some_and(|(c, _)| *c == key) {
+                current.next();
+            }
+            match then {
+                None => continue,
+                Some(Then::Stored(o)) => return Some((key, o.clone())),
+                Some(Then::Deleted(ev)) => {
+                    return Some((key, Arc::new(ev.object.with_resource_version(ev.previous_rv))));
+                }
+            }
+        })
+    }
+}
+
+/// The entries of `map` (keyed by namespace and name) in namespace `ns` (or all) after `after`.
+fn range_in<'a, V>(
+    map: &'a BTreeMap<(String, String), V>,
+    ns: Option<&'a str>,
+    after: Option<&(String, String)>,
+) -> impl Iterator<Item = (&'a (String, String), &'a V)> + use<'a, V> {
+    let lower = match (after, ns) {
+        (Some(a), Some(n)) if a.0.as_str() >= n => Bound::Excluded(a.clone()),
+        (_, Some(n)) => Bound::Included((n.to_string(), String::new())),
+        (Some(a), None) => Bound::Excluded(a.clone()),
+        (None, None) => Bound::Unbounded,
+    };
+    map.range((lower, Bound::Unbounded)).take_while(move |((n, _), _)| ns.is_none_or(|want| want == n))
+}
+
+/// `metadata.resourceVersion` as a number (0 when absent).
+fn resource_version(obj: &Value) -> u64 {
+    obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|rv| rv.parse().ok()).unwrap_or(0)
+}
+
 /// Sets `metadata.resourceVersion` (objects without metadata are stored as they are).
 fn set_resource_version(obj: &mut Value, rv: u64) {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -341,5 +433,35 @@ mod tests {
         let removed = store.remove(&key, "n", "a").expect("stored");
         assert_eq!(removed.value()["metadata"]["name"], "a");
         assert_eq!(removed.value()["metadata"]["resourceVersion"], "4");
+    }
+
+    #[test]
+    fn a_snapshot_undoes_every_later_change() {
+        let mut store = Store::new(10);
+        let key: ResKey = (String::new(), "pods".into());
+        let pod =
+            |name: &str, v: u32| json!({"metadata": {"name": name, "namespace": "n", "labels": {"v": v.to_string()}}});
+        store.put_as_json(&key, "n", "a", pod("a", 1));
+        store.put(&key, "n", "b", pod("b", 1));
+        store.put(&key, "n", "d", pod("d", 1));
+        let at = store.rv();
+        store.put(&key, "n", "b", pod("b", 2));
+        store.remove(&key, "n", "a");
+        store.put(&key, "n", "c", pod("c", 1));
+        store.remove(&key, "n", "d");
+        let snapshot = store.snapshot(&key, at);
+        let then: Vec<(String, String, String)> = snapshot
+            .range_after(&store, Some("n"), None)
+            .map(|((_, name), o)| {
+                let meta = &o.value()["metadata"];
+                (name.clone(), meta["labels"]["v"].to_string(), meta["resourceVersion"].to_string())
+            })
+            .collect();
+        let want = |n: &str, rv: &str| (n.to_string(), "\"1\"".to_string(), format!("\"{rv}\""));
+        assert_eq!(then, [want("a", "2"), want("b", "3"), want("d", "4")]);
+        let after_a = ("n".to_string(), "a".to_string());
+        let rest: Vec<String> =
+            snapshot.range_after(&store, None, Some(&after_a)).map(|((_, n), _)| n.clone()).collect();
+        assert_eq!(rest, ["b", "d"]);
     }
 }

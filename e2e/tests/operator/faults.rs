@@ -21,7 +21,7 @@ fn caller() -> Caller {
 pub(crate) fn direct_delete_pod(sim: &Simulator, ns: &str, name: &str) {
     let mut st = sim.shared().state();
     let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
-    st.delete(&info, "v1", Some(ns), name, &json!({"gracePeriodSeconds": 0}), &Params::new(), &caller())
+    st.delete(&info, Some(ns), name, &json!({"gracePeriodSeconds": 0}), &Params::new(), &caller())
         .expect("direct delete");
 }
 
@@ -47,11 +47,11 @@ pub(crate) async fn outage(sim: &Simulator) {
 fn direct_pod_status(sim: &Simulator, ns: &str, name: &str, f: impl FnOnce(&mut PodStatus)) {
     let mut st = sim.shared().state();
     let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
-    let current = st.get(&info, "v1", Some(ns), name).expect("pod");
+    let current = st.get(&info, Some(ns), name).expect("pod");
     let mut pod: Pod = serde_json::from_value(current).expect("a Pod");
     f(pod.status.get_or_insert_with(Default::default));
     let body = serde_json::to_value(&pod).unwrap();
-    st.update(&info, "v1", Some(ns), name, body, Scope::Status, &caller()).expect("direct status update");
+    st.update(&info, Some(ns), name, body, Scope::Status, &caller()).expect("direct status update");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

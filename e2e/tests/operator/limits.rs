@@ -75,7 +75,7 @@ fn flood_pod(n: usize) -> serde_json::Value {
 }
 
 /// Seed 000: a crash-looping sidecar, as the kubelet reports it.
-async fn crash_loop(pod: &sidecar_watch_e2e::kubelet::PodDriver, container: &str) {
+pub(crate) async fn crash_loop(pod: &sidecar_watch_e2e::kubelet::PodDriver, container: &str) {
     use sidecar_watch_e2e::kubelet::State;
     pod.update(|_, s| {
         let c = s

@@ -1,14 +1,131 @@
-//! Helpers shared by the simulator tests.
+//! Helpers shared by the simulator's tests, which run each behaviour against both servers:
+//! the simulator and kube-apiserver (the control plane of `e2e/control-plane`), so that the
+//! simulator claims nothing kube-apiserver does not do. [`on_both_servers!`] makes the two
+//! test functions of each behaviour.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use serde_json::Value;
+use sidecar_watch_e2e::control_plane::Options;
+use sidecar_watch_e2e::harness::TestEnv;
+use sidecar_watch_e2e::sim::SimConfig;
 
 /// Directory of the test fixtures.
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+}
+
+/// The server a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// The in-process simulator (a fresh one per test).
+    Simulator,
+    /// kube-apiserver and etcd.
+    KubeApiserver,
+}
+
+impl Server {
+    /// A server the test may share with the other tests of its binary, working in namespaces
+    /// of its own ([`namespace`]): a fresh simulator, or the shared control plane (or the
+    /// cluster of `E2E_KUBECONFIG`).
+    pub async fn env(self) -> TestEnv {
+        let env = match self {
+            Server::Simulator => TestEnv::start_simulator(Default::default()).await.expect("simulator starts"),
+            Server::KubeApiserver => TestEnv::start().await.expect("the shared control plane starts"),
+        };
+        env.assert_reached_server().await.expect("the server answers /version");
+        env
+    }
+
+    /// A server of this test's own, for what would disturb other tests (compacting etcd,
+    /// restarting kube-apiserver, deleting a CRD).
+    pub async fn own_env(self) -> TestEnv {
+        self.own_env_with(true).await
+    }
+
+    /// [`Server::own_env`] with the WatchList feature gate on or off (streaming lists served
+    /// or refused).
+    pub async fn own_env_with(self, watch_list: bool) -> TestEnv {
+        let env = match self {
+            Server::Simulator => {
+                let config = SimConfig { watch_list, ..SimConfig::default() };
+                TestEnv::start_simulator(config).await.expect("simulator starts")
+            }
+            Server::KubeApiserver => {
+                let feature_gates = (!watch_list).then(|| "WatchList=false".to_string());
+                let options = Options { feature_gates, ..Options::default() };
+                TestEnv::start_control_plane(options).await.expect("a control plane of its own starts")
+            }
+        };
+        env.assert_reached_server().await.expect("the server answers /version");
+        env
+    }
+}
+
+/// Makes the two test functions `<name>::simulator` and `<name>::kube_apiserver` of each
+/// `async fn <name>(server: Server)` (the test file declares `#[macro_use] mod sim_common;`).
+#[allow(unused_macros)] // not every test file uses it
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn simulator() {
+                super::$name($crate::sim_common::Server::Simulator).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kube_apiserver() {
+                super::$name($crate::sim_common::Server::KubeApiserver).await
+            }
+        }
+    )*};
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Creates a namespace of the test's own: `<prefix>-<pid>-<n>` (unique on a shared server).
+pub async fn namespace(env: &TestEnv, prefix: &str) -> String {
+    let name = format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    env.create_namespace(&name).await.expect("namespace created");
+    name
+}
+
+/// Compacts the history and ends every watch, so that resuming from any resourceVersion seen
+/// so far gives 410 Gone: etcd is compacted at its current revision and kube-apiserver started
+/// again, since its watch cache would otherwise still serve the older versions; the simulator
+/// drops its history and its watches. `env` must be the test's own ([`Server::own_env`]).
+pub async fn compact(env: &TestEnv) {
+    if let Some(sim) = env.sim() {
+        sim.compact();
+        sim.drop_watches();
+        return;
+    }
+    let cp = env.own_control_plane().expect("compaction needs a server of the test's own");
+    cp.compact_etcd().await.expect("etcd compacted");
+    cp.restart_apiserver().await.expect("kube-apiserver started again");
+}
+
+/// The resourceVersion a consistent list of Pods in `ns` reports: the server's latest, not
+/// older than any write made before.
+pub async fn latest_resource_version(client: &Client, ns: &str) -> u64 {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods.list(&ListParams::default().limit(1)).await.expect("pods listed");
+    list.metadata.resource_version.expect("a list has a resourceVersion").parse().expect("a number")
+}
+
+/// A client of `env` that does not retry (kube's default client retries 429, 503 and 504).
+pub async fn client_without_retries(env: &TestEnv) -> Client {
+    let kubeconfig = Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
+    config.default_retry = false;
+    Client::try_from(config).expect("client")
 }
 
 /// A raw request through the kube client; returns the JSON body or the API error.
@@ -36,9 +153,4 @@ pub fn code(e: &kube::Error) -> u16 {
         kube::Error::Api(s) => s.code,
         other => panic!("expected an API error, got {other:?}"),
     }
-}
-
-/// The simulator tests run only against the simulator.
-pub async fn sim_env() -> sidecar_watch_e2e::harness::TestEnv {
-    sidecar_watch_e2e::harness::TestEnv::start_simulator(Default::default()).await.expect("simulator starts")
 }

@@ -6,7 +6,8 @@ use super::{add, describe_termination, elapsed, sub, Ctx, CRASH_LOOP_BRIDGE, CRA
 use crate::api::format_duration;
 use crate::engine::alert::AlertName;
 use crate::engine::history::PodHistory;
-use crate::engine::pod::{ContainerState, ContainerStatusView, ContainerView, PodView};
+use crate::engine::kubelet::{self, RestartTally};
+use crate::engine::pod::{ContainerState, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
 use crate::engine::policy::{CompiledPolicy, ForRule};
 use crate::engine::stamp::Stamp;
 
@@ -29,9 +30,15 @@ fn not_ready_since(
     [own, pod_not_ready, observed].into_iter().flatten().max().map(Stamp::timestamp).or_else(|| pod.start_time())
 }
 
+/// Whether the kubelet cannot start any container yet: `PodReadyToStartContainers=False`
+/// (KEP-3085) says the sandbox or its network is not ready, which is no sidecar's failure.
+fn sandbox_not_ready(pod: &PodView) -> bool {
+    pod.conditions.contains(PodConditions::SANDBOX_NOT_READY)
+}
+
 pub(super) fn sidecar_not_ready(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView) {
     let running_or_waiting = status.is_running() || matches!(status.state, ContainerState::Waiting { .. });
-    if status.ready || !running_or_waiting || ctx.pod.deleting_since.is_some() {
+    if status.ready || !running_or_waiting || ctx.pod.deleting_since.is_some() || sandbox_not_ready(ctx.pod) {
         return;
     }
     let api = not_ready_since(ctx.pod, ctx.history, sidecar, status);
@@ -60,7 +67,7 @@ pub(super) fn main_ready_sidecar_not_ready(
     status: &ContainerStatusView,
     mains: &[&ContainerView],
 ) {
-    if status.ready || ctx.pod.deleting_since.is_some() {
+    if status.ready || ctx.pod.deleting_since.is_some() || sandbox_not_ready(ctx.pod) {
         return;
     }
     // The earliest instant from which some ready main container has been ready.
@@ -90,17 +97,21 @@ pub(super) fn main_ready_sidecar_not_ready(
     ctx.hold(AlertName::MainContainerReadyButSidecarNot, rule, &sidecar.name, since, message);
 }
 
-/// The times of every restart of a container, oldest first: those the operator observed,
-/// the last termination, and the rest (times unknown) placed at the Pod's start, the
-/// earliest they can have happened, so they leave any window as early as possible.
+/// The times of a container's own restarts, oldest first, and how its restarts split between
+/// it and the kubelet (see [`kubelet::tally_restarts`]: restarts the kubelet made itself are
+/// not the sidecar's failures). Own restarts are those the operator observed, the last
+/// termination, and the rest (times unknown) placed at the Pod's start, the earliest they can
+/// have happened, so they leave any window as early as possible.
 fn restart_times(
     pod: &PodView,
     history: &PodHistory,
-    container: &ContainerView,
+    (index, container): (usize, &ContainerView),
     status: &ContainerStatusView,
-) -> Vec<Timestamp> {
-    let mut known: Vec<Timestamp> = history.container(&container.name).map(|h| h.restarts.to_vec()).unwrap_or_default();
-    if status.restart_count > 0 {
+) -> (Vec<Timestamp>, RestartTally) {
+    let observed = history.container(&container.name);
+    let tally = kubelet::tally_restarts(pod, index, container, status, observed);
+    let mut known: Vec<Timestamp> = observed.map(|h| h.restarts.to_vec()).unwrap_or_default();
+    if tally.own > 0 && tally.last_by_kubelet.is_none() {
         if let Some(finished) = status.last_termination.as_ref().and_then(|t| t.finished_at).map(Stamp::timestamp) {
             if !known.contains(&finished) {
                 known.push(finished);
@@ -108,12 +119,12 @@ fn restart_times(
         }
     }
     known.sort();
-    let excess = known.len().saturating_sub(status.restart_count as usize);
+    let excess = known.len().saturating_sub(tally.own as usize);
     known.drain(..excess);
     // Restarts beyond this many cannot change any rule (thresholds stop at MAX_THRESHOLD),
     // and a huge restartCount must not cost a huge allocation.
-    let unknown = (status.restart_count as usize - known.len()).min(crate::engine::policy::MAX_THRESHOLD as usize + 1);
-    match pod.start_time() {
+    let unknown = (tally.own as usize - known.len()).min(crate::engine::policy::MAX_THRESHOLD as usize + 1);
+    let times = match pod.start_time() {
         Some(start) => {
             let mut all = vec![start; unknown];
             all.extend(known);
@@ -121,16 +132,40 @@ fn restart_times(
             all
         }
         None => known,
-    }
+    };
+    (times, tally)
 }
 
-pub(super) fn restarts(ctx: &mut Ctx, policy: &CompiledPolicy, sidecar: &ContainerView, status: &ContainerStatusView) {
+/// What the restart messages add about restarts that are not the sidecar's failures, and about
+/// a sidecar whose exits restart the whole Pod.
+fn kubelet_restarts_note(pod: &PodView, index: usize, sidecar: &ContainerView, tally: RestartTally) -> String {
+    let mut note = String::new();
+    if tally.by_kubelet > 0 {
+        note.push_str(&format!(
+            "; {} of the {} were made by the kubelet itself (in-place Pod restarts, resizes or restarts during termination) and are not counted",
+            tally.by_kubelet,
+            tally.own + tally.by_kubelet
+        ));
+    }
+    if sidecar.flags.contains(SpecFlags::RESTARTS_POD)
+        && kubelet::pod_restarted(pod)
+        && kubelet::pod_restart_trigger(pod) == Some(index)
+    {
+        note.push_str("; its exits match its restartPolicyRules action RestartAllContainers, so each one restarted every container of the Pod");
+    }
+    note
+}
+
+pub(super) fn restarts(
+    ctx: &mut Ctx,
+    policy: &CompiledPolicy,
+    (index, sidecar): (usize, &ContainerView),
+    status: &ContainerStatusView,
+) {
     let rule = policy.rules.restarts;
     let window_start = sub(ctx.now, rule.window);
-    let in_window: Vec<Timestamp> = restart_times(ctx.pod, ctx.history, sidecar, status)
-        .into_iter()
-        .filter(|t| *t > window_start && *t <= ctx.now)
-        .collect();
+    let (times, tally) = restart_times(ctx.pod, ctx.history, (index, sidecar), status);
+    let in_window: Vec<Timestamp> = times.into_iter().filter(|t| *t > window_start && *t <= ctx.now).collect();
     let count = in_window.len();
     let threshold = rule.threshold as usize;
     if count < threshold {
@@ -147,14 +182,20 @@ pub(super) fn restarts(ctx: &mut Ctx, policy: &CompiledPolicy, sidecar: &Contain
         rule.threshold,
         status.restart_count
     );
+    message.push_str(&kubelet_restarts_note(ctx.pod, index, sidecar, tally));
     if let Some(t) = status.latest_termination() {
         message.push_str(&format!("; {}", describe_termination(t)));
     }
     ctx.fire(AlertName::SidecarRestartingFrequently, rule.severity, &sidecar.name, None, Some(since), message);
 }
 
-pub(super) fn crash_loop(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView) {
-    let times = restart_times(ctx.pod, ctx.history, sidecar, status);
+pub(super) fn crash_loop(
+    ctx: &mut Ctx,
+    rule: ForRule,
+    (index, sidecar): (usize, &ContainerView),
+    status: &ContainerStatusView,
+) {
+    let (times, tally) = restart_times(ctx.pod, ctx.history, (index, sidecar), status);
     // The current episode: the newest run of restarts with no gap longer than CRASH_LOOP_GAP.
     let mut episode_start = times.len();
     while episode_start > 0 {
@@ -189,6 +230,7 @@ pub(super) fn crash_loop(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, 
         status.restart_count,
         elapsed(since, ctx.now)
     );
+    message.push_str(&kubelet_restarts_note(ctx.pod, index, sidecar, tally));
     if let Some(t) = status.latest_termination() {
         message.push_str(&format!("; {}", describe_termination(t)));
     }

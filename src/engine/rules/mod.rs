@@ -102,10 +102,10 @@ pub fn evaluate_capped(
                 );
             }
             if rules.restarts.enabled {
-                health::restarts(&mut ctx, policy, sidecar, status);
+                health::restarts(&mut ctx, policy, (index, sidecar), status);
             }
             if rules.crash_loop.enabled {
-                health::crash_loop(&mut ctx, rules.crash_loop, sidecar, status);
+                health::crash_loop(&mut ctx, rules.crash_loop, (index, sidecar), status);
             }
             if rules.oom_killed.enabled {
                 health::oom_killed(&mut ctx, policy, sidecar, status);

@@ -7,7 +7,8 @@ use super::{describe_termination, elapsed, Ctx};
 use crate::api::Severity;
 use crate::engine::alert::AlertName;
 use crate::engine::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_ORDERING_REMEDIATION};
-use crate::engine::pod::{ContainerKind, ContainerStatusView, ContainerView, PodView, SpecFlags};
+use crate::engine::kubelet::{self, ExitVerdict};
+use crate::engine::pod::{ContainerKind, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
 use crate::engine::policy::{ForRule, Identified, SidecarType};
 use crate::engine::stamp::Stamp;
 
@@ -18,8 +19,15 @@ pub(super) fn startup_order(
     status: &ContainerStatusView,
     mains: &[&ContainerView],
 ) {
-    // Only the sidecar's first run says anything about start order.
-    if status.restart_count > 0 || ordered_by_hook(ctx.pod, sidecar) {
+    // Only a run that began with the Pod says anything about start order: the sidecar's first,
+    // or the first after an in-place Pod restart (KEP-5532), which starts the Pod again from
+    // its first init container. While the kubelet is still removing the containers for such a
+    // restart, nothing says anything about order.
+    let restarted_with_pod = status.restart_count > 0 && kubelet::ended_by_pod_restart(status);
+    if (status.restart_count > 0 && !restarted_with_pod)
+        || ctx.pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING)
+        || ordered_by_hook(ctx.pod, sidecar)
+    {
         return;
     }
     let sidecar_started = status.running_since();
@@ -62,6 +70,12 @@ pub(super) fn startup_order(
         ctx.pod.key(),
         sidecar.name
     );
+    if restarted_with_pod {
+        message.push_str(" after the Pod restarted all its containers in place");
+        if let Some(trigger) = kubelet::pod_restart_trigger(ctx.pod).and_then(|i| ctx.pod.containers.get(i)) {
+            message.push_str(&format!(" (the exit of {} did it)", trigger.name));
+        }
+    }
     let remediation = match sidecar.catalog {
         Some(c) if sidecar.kind == ContainerKind::Regular => c.entry().ordering_remediation,
         _ if sidecar.kind == ContainerKind::Regular => GENERIC_ORDERING_REMEDIATION,
@@ -84,12 +98,23 @@ pub(super) fn job_blocked(
     status: &ContainerStatusView,
     mains: &[&ContainerView],
 ) {
-    if !ctx.pod.owned_by_job || mains.is_empty() || !status.is_running() || ctx.pod.deleting_since.is_some() {
+    let restarting = ctx.pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING);
+    if !ctx.pod.owned_by_job
+        || mains.is_empty()
+        || !status.is_running()
+        || ctx.pod.deleting_since.is_some()
+        || restarting
+    {
         return;
     }
+    // A main container is finished when it terminated with an exit the kubelet does not restart
+    // it for: its restartPolicyRules (KEP-5307), its restartPolicy, or the Pod's.
     let finishes: Option<Vec<Option<Timestamp>>> = mains
         .iter()
-        .map(|m| m.status.as_ref().and_then(|s| s.terminated()).map(|t| t.finished_at.map(Stamp::timestamp)))
+        .map(|m| {
+            let done = m.status.as_ref()?.terminated().filter(|t| !t.verdict.contains(ExitVerdict::RESTARTS))?;
+            Some(done.finished_at.map(Stamp::timestamp))
+        })
         .collect();
     let Some(finishes) = finishes else { return };
     let api = finishes.iter().copied().collect::<Option<Vec<_>>>().and_then(|f| f.into_iter().max());
@@ -111,11 +136,19 @@ pub(super) fn shutdown_order(
     status: &ContainerStatusView,
     mains: &[&ContainerView],
 ) {
-    if ctx.pod.deleting_since.is_none() {
-        return;
-    }
-    let Some(termination) = status.terminated() else { return };
+    let Some(deleting) = ctx.pod.deleting_since else { return };
+    // The stop: the sidecar is terminated now, or it exited during the termination and the
+    // kubelet started it again (KEP-4438, restartable sidecars during Pod termination): its
+    // last termination ended after the deletion began.
+    let restarted = status
+        .last_termination
+        .as_deref()
+        .filter(|_| sidecar.kind == ContainerKind::RestartableInit && status.terminated().is_none())
+        .filter(|t| t.finished_at.is_some_and(|f| f >= deleting));
+    let Some(termination) = status.terminated().or(restarted) else { return };
     let stopped = termination.finished_at.map(Stamp::timestamp);
+    // During termination the kubelet restarts no main container, whatever its rules say, so a
+    // terminated main container is done.
     let outlived_by = mains.iter().find(|m| match m.status.as_ref() {
         Some(s) if s.is_running() => true,
         Some(s) => match (s.terminated().and_then(|t| t.finished_at).map(Stamp::timestamp), stopped) {
@@ -126,13 +159,16 @@ pub(super) fn shutdown_order(
     });
     let Some(main) = outlived_by else { return };
     let since = ctx.since_or_clock(stopped, AlertName::SidecarStoppedBeforeMain, &sidecar.name);
-    let message = format!(
+    let mut message = format!(
         "Pod {} is terminating and sidecar {} stopped ({}) while main container {} was still running",
         ctx.pod.key(),
         sidecar.name,
         describe_termination(termination),
         main.name
     );
+    if restarted.is_some() {
+        message.push_str("; the kubelet started it again, but it was down meanwhile");
+    }
     ctx.fire(AlertName::SidecarStoppedBeforeMain, severity, &sidecar.name, None, Some(since), message);
 }
 

@@ -4,7 +4,7 @@ use super::{Ctx, SPRAWL_THRESHOLD};
 use crate::api::Severity;
 use crate::engine::alert::{AlertName, Check};
 use crate::engine::catalog::GENERIC_JOB_REMEDIATION;
-use crate::engine::pod::{ContainerView, SpecFlags};
+use crate::engine::pod::{ContainerKind, ContainerView, SpecFlags};
 use crate::engine::policy::{Identified, SidecarType};
 use crate::engine::stamp::Stamp;
 
@@ -50,6 +50,41 @@ pub(super) fn misconfiguration(
         );
         report(ctx, severity, &sidecar.name, Check::MainProbeOnSidecar, message);
     }
+    if how.kind == SidecarType::Native {
+        init_before_proxy(ctx, severity, index, sidecar);
+        if flags.contains(SpecFlags::ACTING_PRE_STOP) {
+            let message = format!(
+                "Sidecar {} in Pod {} is a native sidecar with a preStop hook: the kubelet runs it as soon as the Pod starts terminating, while the main containers still run, and sends the sidecar SIGTERM only after they have exited; a hook that stops or drains the sidecar cuts them off during their own shutdown, so let the hook only wait (or remove it: the kubelet already stops native sidecars last)",
+                sidecar.name,
+                ctx.pod.key()
+            );
+            report(ctx, severity, &sidecar.name, Check::NativePreStop, message);
+        }
+    }
+}
+
+/// `init-before-proxy` on a native mesh proxy: the plain init containers declared before it that
+/// run with the Pod's traffic already redirected to it (see `relations::inits_without_network`).
+fn init_before_proxy(ctx: &mut Ctx, severity: Severity, index: usize, proxy: &ContainerView) {
+    let Some(redirect) = proxy.catalog.and_then(|c| c.entry().redirect.as_ref()) else { return };
+    let blackholed: Vec<&str> = ctx.pod.containers[..index]
+        .iter()
+        .filter(|c| c.kind == ContainerKind::Init && c.flags.contains(SpecFlags::NO_NETWORK))
+        .map(|c| c.name.as_str())
+        .collect();
+    if blackholed.is_empty() {
+        return;
+    }
+    let (them, run) = if blackholed.len() == 1 { ("it", "runs") } else { ("they", "run") };
+    let message = format!(
+        "Init container{} {} in Pod {} {run} before native sidecar {}, while the mesh already redirects the Pod's traffic to it: {them} {run} with no working network, as connections go to a proxy that has not started; {}",
+        if blackholed.len() == 1 { "" } else { "s" },
+        blackholed.join(", "),
+        ctx.pod.key(),
+        proxy.name,
+        redirect.remediation
+    );
+    report(ctx, severity, &proxy.name, Check::InitBeforeProxy, message);
 }
 
 /// `sidecar-sprawl` on the Pod: `names` were evaluated, `skipped` more were not.

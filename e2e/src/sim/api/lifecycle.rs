@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{meta_str, now_string, to_served, Caller, Params, State};
+use super::{meta_str, now_string, Caller, Params, State};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::resources::{self, ResourceInfo};
 use crate::sim::store::ResKey;
@@ -80,8 +80,10 @@ impl State {
         }
     }
 
-    /// `POST pods/<name>/binding`: sets `spec.nodeName`, once, as kube-apiserver's binding
-    /// storage does (409 when the Pod is already on a node, 422 without a node name).
+    /// `POST pods/<name>/binding`: sets `spec.nodeName`, once, and the `PodScheduled`
+    /// condition, as kube-apiserver's binding storage does (`pkg/registry/core/pod/storage`,
+    /// setPodNodeAndMetadata: 409 when the Pod is on a node, being deleted or gated; 422
+    /// without a node name).
     pub fn bind_pod(&mut self, info: &ResourceInfo, ns: Option<&str>, name: &str, node: &str) -> ApiResult<()> {
         let ns = ns.unwrap_or("");
         if node.is_empty() {
@@ -102,7 +104,15 @@ impl State {
                 format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
             ));
         }
+        if next.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty()) {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} has non-empty .spec.schedulingGates"),
+            ));
+        }
         next["spec"]["nodeName"] = json!(node);
+        set_condition_true(&mut next, "PodScheduled");
         let stored = self.store.put(&info.storage_key(), ns, name, next);
         self.after_write(info, stored.value(), false);
         Ok(())
@@ -113,7 +123,6 @@ impl State {
     pub fn delete(
         &mut self,
         info: &ResourceInfo,
-        version: &str,
         ns: Option<&str>,
         name: &str,
         opts: &Value,
@@ -133,7 +142,7 @@ impl State {
             }
         }
         if caller.dry_run {
-            return Ok(to_served(info, version, &current));
+            return Ok(current);
         }
         let grace_param = q
             .get("gracePeriodSeconds")
@@ -171,7 +180,7 @@ impl State {
                 self.after_write(info, stored.value(), false);
             }
             return match self.store.get(&info.storage_key(), nsv, name) {
-                Some(latest) => Ok(to_served(info, version, latest)),
+                Some(latest) => Ok(latest.clone()),
                 None => Ok(success_status(info, name, &current)),
             };
         }
@@ -180,7 +189,7 @@ impl State {
             .remove(&info.storage_key(), nsv, name)
             .ok_or_else(|| ApiError::not_found(&info.qualified(), name))?;
         self.after_write(info, removed.value(), true);
-        Ok(to_served(info, version, removed.value()))
+        Ok(removed.value().clone())
     }
 }
 
@@ -189,4 +198,22 @@ fn success_status(info: &ResourceInfo, name: &str, obj: &Value) -> Value {
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
         "details": {"name": name, "group": info.group, "kind": info.plural, "uid": meta_str(obj, "uid")}
     })
+}
+
+/// Sets the Pod condition `type_` to `True` (`lastTransitionTime` when it changes).
+fn set_condition_true(pod: &mut Value, type_: &str) {
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    if !pod["status"].get("conditions").is_some_and(Value::is_array) {
+        pod["status"]["conditions"] = json!([]);
+    }
+    let fresh = json!({"type": type_, "status": "True", "lastProbeTime": null, "lastTransitionTime": now_string()});
+    if let Some(conditions) = pod["status"]["conditions"].as_array_mut() {
+        match conditions.iter_mut().find(|c| c["type"] == type_) {
+            Some(c) if c["status"] == "True" => {}
+            Some(c) => *c = fresh,
+            None => conditions.push(fresh),
+        }
+    }
 }

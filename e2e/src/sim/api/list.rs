@@ -1,10 +1,11 @@
-//! LIST: label, field and namespace filtering, pagination and continue tokens.
+//! LIST: label, field and namespace filtering, pagination and continue tokens. Every page of
+//! a list is cut from one snapshot, at the list's resourceVersion, as etcd serves them.
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{meta_str, to_served, Params, State};
+use super::{meta_str, Params, State};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::resources::ResourceInfo;
 use crate::sim::selectors::{FieldSelector, LabelSelector};
@@ -19,8 +20,8 @@ struct Continue {
     ns: String,
     /// Name of the last object served.
     name: String,
-    /// For lists without selectors, the number of objects after (`ns`, `name`) when the
-    /// token was issued (its `remainingItemCount`).
+    /// For lists without selectors, the number of objects after (`ns`, `name`) at the
+    /// snapshot (its `remainingItemCount`).
     left: Option<usize>,
 }
 
@@ -65,47 +66,52 @@ pub fn parse_rv(s: Option<&String>) -> ApiResult<Option<u64>> {
     }
 }
 
-/// kube-apiserver's checks of `resourceVersionMatch` on a LIST (see "Semantics for get and
-/// list" in the API concepts): it needs a `resourceVersion`, no `continue`, and `Exact` needs
-/// a version other than "0" ("any").
-fn check_list_options(rv: Option<u64>, raw: Option<&str>, rv_match: Option<&str>, continued: bool) -> ApiResult<()> {
-    let Some(rv_match) = rv_match else { return Ok(()) };
+/// kube-apiserver's checks of a LIST's options (apimachinery
+/// `pkg/apis/meta/internalversion/validation`, ValidateListOptions): `resourceVersionMatch`
+/// needs a `resourceVersion` and no `continue`, `Exact` a version other than "0" ("any"), and
+/// `sendInitialEvents` is for watches.
+fn check_list_options(q: &Params, rv: Option<u64>) -> ApiResult<()> {
+    let rv_match = q.get("resourceVersionMatch").map(String::as_str).filter(|m| !m.is_empty());
     let mut forbidden: Vec<(&str, String)> = Vec::new();
-    if rv.is_none() {
-        forbidden.push((
-            "resourceVersionMatch",
-            "resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
-        ));
+    if let Some(rv_match) = rv_match {
+        if rv_match != "Exact" && rv_match != "NotOlderThan" {
+            return Err(ApiError::invalid(format!(
+                "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"{rv_match}\": supported values: \"Exact\", \"NotOlderThan\", \"\""
+            )));
+        }
+        if rv.is_none() {
+            forbidden.push((
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+            ));
+        }
+        if q.get("continue").is_some_and(|c| !c.is_empty()) {
+            forbidden
+                .push(("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided".into()));
+        }
+        if rv_match == "Exact" && q.get("resourceVersion").map(String::as_str) == Some("0") {
+            forbidden.push((
+                "resourceVersionMatch",
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
+            ));
+        }
     }
-    if continued {
-        forbidden.push(("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided".into()));
+    if q.contains_key("sendInitialEvents") {
+        forbidden.push(("sendInitialEvents", "sendInitialEvents is forbidden for list".into()));
     }
-    if rv_match == "Exact" && raw == Some("0") {
-        forbidden.push((
-            "resourceVersionMatch",
-            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
-        ));
-    }
-    if rv_match != "Exact" && rv_match != "NotOlderThan" {
-        return Err(ApiError::invalid(format!(
-            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"{rv_match}\": supported values: \"Exact\", \"NotOlderThan\""
-        )));
-    }
-    if forbidden.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_list_options(&forbidden))
+    match forbidden.is_empty() {
+        true => Ok(()),
+        false => Err(ApiError::invalid_list_options(&forbidden)),
     }
 }
 
 /// One page of a LIST.
 #[derive(Debug)]
 pub struct ListPage {
-    /// The page's stored objects, in order (shared with the store, not copied); serve them
-    /// with [`served_json`] or [`to_served`].
+    /// The page's stored objects, in order (shared with the store, not copied).
     pub items: Vec<Arc<StoredObject>>,
-    /// The list's `metadata`: `resourceVersion`, and `continue` + `remainingItemCount` when
-    /// more items follow.
+    /// The list's `metadata`: `resourceVersion`, and `continue` (+ `remainingItemCount`
+    /// without selectors) when more items follow.
     pub meta: Value,
 }
 
@@ -119,19 +125,18 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Builds the filter from query parameters.
-    pub fn from_params(ns: Option<&str>, q: &Params) -> ApiResult<Self> {
+    /// Builds the filter from query parameters; a field `info`'s kind does not index is a
+    /// 400, as kube-apiserver's field label conversion refuses it.
+    pub fn from_params(info: &ResourceInfo, ns: Option<&str>, q: &Params) -> ApiResult<Self> {
+        let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
+        for (label, _, _) in &fields.0 {
+            info.check_field_label(label).map_err(ApiError::bad_request)?;
+        }
         Ok(Self {
             namespace: ns.map(str::to_string),
             labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?,
-            fields: FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))?,
+            fields,
         })
-    }
-
-    /// Whether matching the stored form of `info`'s objects gives the same answer as
-    /// matching the served form (no events.k8s.io conversion, no apiVersion/kind selector).
-    pub fn matches_stored(&self, info: &ResourceInfo) -> bool {
-        info.group != "events.k8s.io" && !self.fields.0.iter().any(|(p, _, _)| p == "apiVersion" || p == "kind")
     }
 
     /// Whether every object matches (no selector; a namespace is matched by the range
@@ -140,109 +145,90 @@ impl Filter {
         self.labels.0.is_empty() && self.fields.0.is_empty()
     }
 
-    /// Whether a served object matches.
-    pub fn matches(&self, served: &Value) -> bool {
+    /// Whether an object matches.
+    pub fn matches(&self, obj: &Value) -> bool {
         if let Some(ns) = &self.namespace {
-            if meta_str(served, "namespace").unwrap_or("") != ns {
+            if meta_str(obj, "namespace").unwrap_or("") != ns {
                 return false;
             }
         }
-        self.labels.matches(served.pointer("/metadata/labels").and_then(Value::as_object))
-            && self.fields.matches(served)
+        self.labels.matches(obj.pointer("/metadata/labels").and_then(Value::as_object)) && self.fields.matches(obj)
     }
 }
 
+/// The 504 of a version the server has not reached: kube-apiserver waits 3 s for it first
+/// (apiserver `pkg/storage/cacher/watch_cache.go`, waitUntilFreshAndBlock), the simulator
+/// does not.
+pub fn too_large(rv: u64, current: u64) -> ApiError {
+    ApiError::new(504, "Timeout", format!("Timeout: Too large resource version: {rv}, current: {current}")).with_details(
+        json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+    )
+}
+
 impl State {
-    /// LIST (with selectors and pagination). Costs O(page) conversions: the items are the
-    /// stored objects themselves, and selectors are matched on the stored form when possible.
-    pub fn list(&self, info: &ResourceInfo, version: &str, ns: Option<&str>, q: &Params) -> ApiResult<ListPage> {
-        let filter = Filter::from_params(ns, q)?;
+    /// LIST (with selectors and pagination). Costs O(page), plus the changes since the list's
+    /// snapshot when it is not the latest: the items are the stored objects themselves.
+    pub fn list(&self, info: &ResourceInfo, ns: Option<&str>, q: &Params) -> ApiResult<ListPage> {
+        let filter = Filter::from_params(info, ns, q)?;
         let rv = parse_rv(q.get("resourceVersion"))?;
-        let rv_match = q.get("resourceVersionMatch").map(String::as_str).filter(|m| !m.is_empty());
-        let continued = q.get("continue").is_some_and(|c| !c.is_empty());
-        check_list_options(rv, q.get("resourceVersion").map(String::as_str), rv_match, continued)?;
-        let exact = rv_match == Some("Exact");
-        if let (Some(rv), true) = (rv, exact) {
-            if rv < self.store.floor() {
-                return Err(ApiError::expired(format!("too old resource version: {rv} ({})", self.store.floor())));
-            }
-        }
-        // "Not older than" (the default for a resourceVersion, and `NotOlderThan`) a version
-        // the server has not reached: kube-apiserver waits a few seconds for it, then gives up.
-        // "0" means "any" and never waits: that list is served from the watch cache.
-        if let (Some(rv), false, false) = (rv, exact, continued) {
-            if rv > self.store.rv() {
-                return Err(ApiError::new(
-                    504,
-                    "Timeout",
-                    format!("Too large resource version: {rv}, current: {}", self.store.rv()),
-                )
-                .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})));
-            }
-        }
-        let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+        check_list_options(q, rv)?;
+        let exact = q.get("resourceVersionMatch").is_some_and(|m| m == "Exact");
+        let (current, floor) = (self.store.rv(), self.store.floor());
+        // The watch cache ignores the limit of a list at "0" (apiserver
+        // pkg/storage/cacher/cacher.go, computeListLimit): one page of everything.
+        let any = q.get("resourceVersion").is_some_and(|rv| rv == "0") && !q.contains_key("continue");
+        let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0 && !any);
         let (list_rv, start, known_left) = match q.get("continue").filter(|c| !c.is_empty()) {
             Some(tok) => {
                 let tok = Continue::decode(tok)?;
-                if tok.rv < self.store.floor() {
+                if tok.rv < floor {
                     return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results."));
                 }
                 (tok.rv, Some((tok.ns, tok.name)), tok.left)
             }
-            None => (self.store.rv(), None, None),
+            // "0" is "any": served at the latest, as the watch cache serves it.
+            None => match rv.filter(|rv| *rv > 0) {
+                Some(rv) if rv > current => return Err(too_large(rv, current)),
+                Some(rv) if exact && rv < floor => {
+                    return Err(ApiError::expired(format!("too old resource version: {rv} ({floor})")))
+                }
+                Some(rv) if exact => (rv, None, None),
+                _ => (current, None, None),
+            },
         };
-        let mut items = Vec::new();
-        let mut cont = None;
-        let mut remaining = 0usize;
-        let res_key = info.storage_key();
+        let key = info.storage_key();
         let ns_filter = if info.namespaced { ns } else { None };
-        // The served form differs from the stored one only in apiVersion/kind (except for
-        // events.k8s.io, which renames fields), so selectors can be matched on the stored
-        // object without converting it.
-        let match_stored = filter.matches_stored(info);
+        let snapshot = self.store.snapshot(&key, list_rv);
+        let mut range = snapshot.range_after(&self.store, ns_filter, start.as_ref());
         // Without selectors every object in the range matches (the range already restricts
-        // the namespace): no per-object matching, and the objects after the page are counted
-        // without matching, or not at all while the count reported with the previous page
-        // still holds (no object created or removed since the list began): counting them on
-        // every page would make a paginated list cost O(N²).
-        let everything =
-            filter.labels.0.is_empty() && filter.fields.0.is_empty() && (info.namespaced || filter.namespace.is_none());
-        let known_left = known_left.filter(|_| everything && self.store.keys_changed_at(&res_key) <= list_rv);
-        let mut range = self.store.range_after(&res_key, ns_filter, start.as_ref());
-        while let Some((key, obj)) = range.next() {
-            let matched = everything
-                || if match_stored {
-                    filter.matches(obj.value())
-                } else {
-                    filter.matches(&to_served(info, version, obj.value()))
-                };
-            if !matched {
+        // the namespace), and the count left after a page is the previous page's count less
+        // this page: counting on every page would make a paginated list cost O(N²).
+        let everything = filter.is_everything() && (info.namespaced || filter.namespace.is_none());
+        let mut items = Vec::new();
+        let mut last_key = None;
+        let mut more = false;
+        for (k, obj) in range.by_ref() {
+            if !everything && !filter.matches(obj.value()) {
                 continue;
             }
-            if let Some(l) = limit {
-                if items.len() >= l {
-                    if everything {
-                        remaining = match known_left {
-                            Some(left) if left > l => left - l,
-                            _ => 1 + range.count(),
-                        };
-                        break;
-                    }
-                    remaining += 1;
-                    continue;
-                }
-                if items.len() + 1 == l {
-                    cont = Some(key.clone());
-                }
+            if limit.is_some_and(|l| items.len() >= l) {
+                more = true;
+                break;
             }
-            items.push(obj.clone());
+            last_key = Some(k.clone());
+            items.push(obj);
         }
         let mut meta = json!({"resourceVersion": list_rv.to_string()});
-        if remaining > 0 {
-            if let Some((ns, name)) = cont {
-                let left = everything.then_some(remaining);
-                meta["continue"] = json!(Continue { rv: list_rv, ns, name, left }.encode());
-                meta["remainingItemCount"] = json!(remaining);
+        if let (true, Some((ns, name))) = (more, last_key) {
+            // Only without selectors: a count of what is left would count objects that do not
+            // match (apiserver pkg/storage/continue.go, PrepareContinueToken).
+            let left = everything.then(|| match known_left {
+                Some(left) => left.saturating_sub(items.len()),
+                None => 1 + range.count(),
+            });
+            meta["continue"] = json!(Continue { rv: list_rv, ns, name, left }.encode());
+            if let Some(left) = left {
+                meta["remainingItemCount"] = json!(left);
             }
         }
         Ok(ListPage { items, meta })

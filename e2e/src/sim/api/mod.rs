@@ -1,10 +1,9 @@
 //! Kubernetes REST semantics over the store: create, get, list, update, patch, delete.
 //!
-//! Objects are kept in their storage form; [`form`] converts them to and from what a client
-//! sees at a given API version. [`list`] pages and filters, [`write`] creates and changes
-//! objects, [`lifecycle`] deletes them (graceful termination, finalizers, cascades).
+//! Objects are stored in the form they are served (each resource has one version): [`list`]
+//! pages and filters, [`write`] creates and changes objects, [`lifecycle`] deletes them
+//! (graceful termination, finalizers, cascades).
 
-mod form;
 mod lifecycle;
 mod list;
 mod write;
@@ -18,7 +17,6 @@ use super::error::{ApiError, ApiResult};
 use super::resources::{Registry, ResourceInfo};
 use super::store::{ResKey, Store, StoredObject};
 
-pub use form::{served_json, stored_is_served, to_served, to_storage};
 pub use list::{parse_rv, Filter, ListPage};
 
 /// Query parameters of a request.
@@ -118,14 +116,24 @@ impl State {
         self.stored_object(info, ns, name).map(|o| o.value())
     }
 
-    /// GET one object, as stored (serve it with [`served_json`] or [`to_served`]).
+    /// GET one object, with its cached JSON.
     pub fn get_stored(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Arc<StoredObject>> {
         let ns = if info.namespaced { ns.unwrap_or("") } else { "" };
         self.stored_object(info, ns, name).cloned()
     }
 
-    /// GET one object, in served form.
-    pub fn get(&self, info: &ResourceInfo, version: &str, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-        Ok(to_served(info, version, self.get_stored(info, ns, name)?.value()))
+    /// GET one object.
+    pub fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        Ok(self.get_stored(info, ns, name)?.value().clone())
     }
+}
+
+/// `obj` with `info`'s `apiVersion` and `kind`: a request body's are replaced by the URL's.
+fn with_type_meta(info: &ResourceInfo, obj: &Value) -> Value {
+    let mut out = obj.clone();
+    if let Some(m) = out.as_object_mut() {
+        m.insert("apiVersion".into(), json!(info.api_version()));
+        m.insert("kind".into(), json!(info.kind));
+    }
+    out
 }

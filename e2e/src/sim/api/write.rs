@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{meta_mut, meta_str, new_uid, now_string, rand_suffix, to_served, to_storage, Caller, State};
+use super::{meta_mut, meta_str, new_uid, now_string, rand_suffix, with_type_meta, Caller, State};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::patch::{self, ManagerCtx, Scope};
 use crate::sim::resources::{self, ResourceInfo};
@@ -33,24 +33,30 @@ impl State {
     pub fn create(
         &mut self,
         info: &ResourceInfo,
-        version: &str,
         ns: Option<&str>,
         body: Value,
         caller: &Caller,
         preset_managed: bool,
     ) -> ApiResult<Value> {
+        // The handler checks the body's namespace before admission looks for the namespace
+        // (apiserver pkg/endpoints/handlers/create.go; NamespaceLifecycle).
+        let body_ns = meta_str(&body, "namespace").filter(|n| !n.is_empty());
+        if info.namespaced && body_ns.is_some_and(|b| Some(b) != ns) {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
         let ns = self.check_namespace(info, ns)?;
-        let mut obj = to_storage(info, &body);
+        // etcd3's store refuses it before it looks for the key (apiserver
+        // pkg/storage/etcd3/store.go, Create), an error kube-apiserver does not wrap in a
+        // Status: a 500 with no reason.
+        if !preset_managed && meta_str(&body, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+            return Err(ApiError::new(500, "", "resourceVersion should not be set on objects to be created"));
+        }
+        let mut obj = with_type_meta(info, &body);
         let now = now_string();
         let name = {
             let meta = meta_mut(&mut obj)?;
-            if let Some(bns) = meta.get("namespace").and_then(Value::as_str) {
-                if info.namespaced && !bns.is_empty() && bns != ns {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-            }
             let name = match meta.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
                 Some(n) => n.to_string(),
                 None => match meta.get("generateName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
@@ -81,7 +87,21 @@ impl State {
             name
         };
         if self.store.get(&info.storage_key(), &ns, &name).is_some() {
-            return Err(ApiError::already_exists(&info.qualified(), &name));
+            // A generated name that exists: kube-apiserver says so (apiserver
+            // pkg/registry/rest/create.go, CheckGeneratedNameError).
+            let generated = meta_str(&obj, "generateName").is_some_and(|g| !g.is_empty());
+            return Err(match generated {
+                true => ApiError::new(
+                    409,
+                    "AlreadyExists",
+                    format!(
+                        "{} \"{name}\" already exists, the server was not able to generate a unique name for the object",
+                        info.qualified()
+                    ),
+                )
+                .with_details(json!({"name": name, "group": info.group, "kind": info.plural, "retryAfterSeconds": 1})),
+                false => ApiError::already_exists(&info.qualified(), &name),
+            });
         }
         match (info.group.as_str(), info.plural.as_str()) {
             ("", "pods") => {
@@ -118,24 +138,24 @@ impl State {
         if !preset_managed {
             let ctx = ManagerCtx {
                 manager: caller.manager.clone(),
-                api_version: info.api_version(version),
+                api_version: info.api_version(),
                 now,
                 subresource: String::new(),
             };
             patch::record_update(None, &mut obj, Scope::All, &ctx);
         }
         if caller.dry_run {
-            return Ok(to_served(info, version, &obj));
+            return Ok(obj);
         }
         let stored = self.store.put(&info.storage_key(), &ns, &name, obj);
         self.after_write(info, stored.value(), false);
-        Ok(to_served(info, version, stored.value()))
+        Ok(stored.value().clone())
     }
 
-    /// Turns a candidate (served form) into the next stored version of `current`, applying
+    /// Turns a candidate into the next stored version of `current`, applying
     /// status-subresource rules, preserving immutable metadata and bumping generation.
     fn next_version(&self, info: &ResourceInfo, current: &Value, candidate: &Value, scope: Scope) -> ApiResult<Value> {
-        let cand = to_storage(info, candidate);
+        let cand = with_type_meta(info, candidate);
         if !cand.is_object() {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
@@ -204,7 +224,6 @@ impl State {
     fn commit_update(
         &mut self,
         info: &ResourceInfo,
-        version: &str,
         current: &Value,
         mut next: Value,
         caller: &Caller,
@@ -213,7 +232,7 @@ impl State {
             && next.pointer("/metadata/managedFields").map(|m| m.as_array().map(|a| a.len()))
                 == current.pointer("/metadata/managedFields").map(|m| m.as_array().map(|a| a.len()))
         {
-            return Ok(to_served(info, version, current));
+            return Ok(current.clone());
         }
         if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert(
@@ -222,16 +241,13 @@ impl State {
             );
         }
         if caller.dry_run {
-            return Ok(to_served(info, version, &next));
+            return Ok(next);
         }
         let ns = meta_str(current, "namespace").unwrap_or("").to_string();
         let name = meta_str(current, "name").unwrap_or("").to_string();
         let stored = self.store.put(&info.storage_key(), &ns, &name, next);
         self.after_write(info, stored.value(), false);
-        Ok(match self.store.get(&info.storage_key(), &ns, &name) {
-            Some(latest) => to_served(info, version, latest),
-            None => to_served(info, version, stored.value()),
-        })
+        Ok(self.store.get(&info.storage_key(), &ns, &name).unwrap_or(stored.value()).clone())
     }
 
     fn check_rv_precondition(info: &ResourceInfo, current: &Value, candidate: &Value) -> ApiResult<()> {
@@ -243,21 +259,19 @@ impl State {
         Ok(())
     }
 
-    fn ctx(info: &ResourceInfo, version: &str, caller: &Caller, scope: Scope) -> ManagerCtx {
+    fn ctx(info: &ResourceInfo, caller: &Caller, scope: Scope) -> ManagerCtx {
         ManagerCtx {
             manager: caller.manager.clone(),
-            api_version: info.api_version(version),
+            api_version: info.api_version(),
             now: now_string(),
             subresource: if scope == Scope::Status { "status".into() } else { String::new() },
         }
     }
 
     /// UPDATE (PUT) of the main resource or of `/status`.
-    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         info: &ResourceInfo,
-        version: &str,
         ns: Option<&str>,
         name: &str,
         body: Value,
@@ -281,16 +295,17 @@ impl State {
         }
         Self::check_rv_precondition(info, &current, &body)?;
         let mut next = self.next_version(info, &current, &body, scope)?;
-        patch::record_update(Some(&current), &mut next, scope, &Self::ctx(info, version, caller, scope));
-        self.commit_update(info, version, &current, next, caller)
+        patch::record_update(Some(&current), &mut next, scope, &Self::ctx(info, caller, scope));
+        self.commit_update(info, &current, next, caller)
     }
 
-    /// PATCH with the given content type; `application/apply-patch+yaml` is server-side apply.
+    /// PATCH with the given content type: `application/merge-patch+json`,
+    /// `application/strategic-merge-patch+json` (built-in kinds) or
+    /// `application/apply-patch+yaml` (server-side apply); JSON patches get 415.
     #[allow(clippy::too_many_arguments)]
     pub fn patch(
         &mut self,
         info: &ResourceInfo,
-        version: &str,
         ns: Option<&str>,
         name: &str,
         content_type: &str,
@@ -301,7 +316,7 @@ impl State {
     ) -> ApiResult<Value> {
         let nsv = if info.namespaced { ns.unwrap_or("") } else { "" };
         let existing = self.store.get(&info.storage_key(), nsv, name).cloned();
-        let ctx = Self::ctx(info, version, caller, scope);
+        let ctx = Self::ctx(info, caller, scope);
         if content_type == "application/apply-patch+yaml" {
             if caller.manager.is_empty() {
                 return Err(ApiError::invalid(
@@ -333,42 +348,36 @@ impl State {
                         force,
                         &ctx,
                     )?;
-                    self.create(info, version, ns, obj, caller, true)
+                    self.create(info, ns, obj, caller, true)
                 }
                 Some(current) => {
-                    let served = to_served(info, version, &current);
                     Self::check_rv_precondition(info, &current, &applied)?;
-                    let merged = patch::apply(Some(&served), &applied, scope, force, &ctx)?;
+                    let merged = patch::apply(Some(&current), &applied, scope, force, &ctx)?;
                     let mut next = self.next_version(info, &current, &merged, scope)?;
                     if let Some(mf) = merged.pointer("/metadata/managedFields") {
                         next["metadata"]["managedFields"] = mf.clone();
                     } else if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
                         m.remove("managedFields");
                     }
-                    self.commit_update(info, version, &current, next, caller)
+                    self.commit_update(info, &current, next, caller)
                 }
             };
         }
+        let strategic = content_type == "application/strategic-merge-patch+json" && !info.is_custom;
+        if content_type != "application/merge-patch+json" && !strategic {
+            return Err(ApiError::unsupported_media_type(content_type, !info.is_custom));
+        }
         let current = existing.ok_or_else(|| ApiError::not_found(&info.qualified(), name))?;
-        let served = to_served(info, version, &current);
         let patch_doc: Value =
             serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-        let mut candidate = served.clone();
-        match content_type {
-            "application/merge-patch+json" => patch::merge_patch(&mut candidate, &patch_doc),
-            "application/json-patch+json" => patch::json_patch(&mut candidate, &patch_doc)?,
-            "application/strategic-merge-patch+json" => {
-                if info.is_custom {
-                    patch::merge_patch(&mut candidate, &patch_doc)
-                } else {
-                    patch::strategic_merge_patch(&mut candidate, &patch_doc)
-                }
-            }
-            other => return Err(ApiError::unsupported_media_type(other)),
+        let mut candidate = current.clone();
+        match strategic {
+            true => patch::strategic_merge_patch(&mut candidate, &patch_doc),
+            false => patch::merge_patch(&mut candidate, &patch_doc),
         }
         Self::check_rv_precondition(info, &current, &candidate)?;
         let mut next = self.next_version(info, &current, &candidate, scope)?;
-        patch::record_update(Some(&served), &mut next, scope, &ctx);
-        self.commit_update(info, version, &current, next, caller)
+        patch::record_update(Some(&current), &mut next, scope, &ctx);
+        self.commit_update(info, &current, next, caller)
     }
 }

@@ -25,8 +25,7 @@ use serde_json::{json, Value};
 
 use super::api::Params;
 use super::error::ApiError;
-use super::resources::ResourceInfo;
-use super::table::{self, IncludeObject};
+use super::store::{json_bytes, StoredObject};
 use super::Shared;
 
 /// Builds the router serving everything.
@@ -139,44 +138,55 @@ fn control(shared: &Arc<Shared>, ctl: &str, q: &Params) -> Response {
     ok(&json!({"ok": true, "resourceVersion": shared.resource_version().to_string()}))
 }
 
-/// How the client asked to see objects (its `Accept` header and `includeObject`).
+/// How the client asked to see objects: the first form of its `Accept` header the simulator
+/// serves. It serves no `Table`s: a client that accepts nothing else gets 406 Not Acceptable
+/// (kubectl asks for a Table, then for `application/json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
     /// As they are.
     Object,
-    /// As a `meta.k8s.io` Table (`as=Table`).
-    Table(IncludeObject),
-    /// Their metadata only (`as=PartialObjectMetadata`).
+    /// Their metadata only (`as=PartialObjectMetadata`, what kube's metadata watchers ask).
     Metadata,
 }
 
 impl Form {
-    fn from_request(headers: &HeaderMap, q: &Params) -> Self {
-        let accepts =
-            |needle: &str| headers.get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains(needle)));
-        if accepts("as=Table") {
-            Form::Table(IncludeObject::parse(q.get("includeObject").map(String::as_str)))
-        } else if accepts("as=PartialObjectMetadata") {
-            Form::Metadata
-        } else {
-            Form::Object
+    fn from_request(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let mut asked = false;
+        for range in headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
+            asked = true;
+            let mut parts = range.split(';').map(str::trim);
+            if !matches!(parts.next(), Some("application/json" | "application/*" | "*/*")) {
+                continue;
+            }
+            match parts.find_map(|p| p.strip_prefix("as=")) {
+                None => return Ok(Form::Object),
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList") => return Ok(Form::Metadata),
+                Some(_) => {}
+            }
         }
+        if !asked {
+            return Ok(Form::Object);
+        }
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Err(ApiError::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "the simulator serves objects and their metadata as application/json, no Tables (Accept: {accept})"
+            ),
+        ))
     }
 
-    /// One object (in served form) as the client asked to see it.
-    fn one(self, info: &ResourceInfo, v: Value) -> Response {
+    /// An object's JSON as the client asked to see it.
+    fn json(self, obj: &StoredObject) -> Bytes {
         match self {
-            Form::Table(include) => {
-                let meta =
-                    json!({"resourceVersion": v.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
-                ok(&table::table(info, &[v], include, true, meta))
-            }
-            Form::Metadata => ok(&partial(&v)),
-            Form::Object => ok(&v),
+            Form::Object => obj.json().clone(),
+            Form::Metadata => json_bytes(&partial(obj.value().get("metadata").cloned().unwrap_or(json!({})))),
         }
     }
 }
 
-fn partial(v: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": v.get("metadata").cloned().unwrap_or(json!({}))})
+/// A `meta.k8s.io/v1` `PartialObjectMetadata` of `metadata`.
+fn partial(metadata: Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
 }

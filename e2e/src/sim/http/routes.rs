@@ -8,13 +8,13 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::{json_bytes_response, json_response, ok, partial, watch, Form};
-use crate::sim::api::{served_json, to_served, Caller, ListPage, Params};
+use super::{json_bytes_response, json_response, ok, watch, Form};
+use crate::sim::api::{Caller, ListPage, Params};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::patch::Scope;
 use crate::sim::resources::ResourceInfo;
 use crate::sim::traffic::TrafficKey;
-use crate::sim::{authn, discovery, table, ApiCall, Shared};
+use crate::sim::{authn, discovery, ApiCall, Shared};
 
 /// A parsed resource path.
 #[derive(Debug)]
@@ -195,11 +195,10 @@ pub(super) fn route(
     };
     if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
-            return Err(ApiError::unsupported_media_type(ct));
+            return Err(ApiError::unsupported_media_type(ct, !info.is_custom));
         }
     }
     let ns = target.namespace.as_deref();
-    let version = target.version.as_str();
     let field_manager = q.get("fieldManager").cloned();
     let caller = Caller {
         manager: field_manager.clone().unwrap_or_else(|| match user_agent {
@@ -208,44 +207,30 @@ pub(super) fn route(
         }),
         dry_run: q.get("dryRun").is_some_and(|d| !d.is_empty()),
     };
-    let form = Form::from_request(headers, q);
+    let form = Form::from_request(headers)?;
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     if let Some(user_agent) = user_agent {
         shared.note_call(target.call(user_agent, verb(method, target.name.is_some(), watch)));
     }
     match (method.as_str(), &target.name) {
-        ("GET", None) if watch => watch::start(shared, &info, version, ns, q, form),
+        ("GET", None) if watch => watch::start(shared, &info, ns, q, form),
         ("GET", None) => {
             // The lock is held only while the page is picked; serving it copies no object.
-            let page = shared.state().list(&info, version, ns, q)?;
-            Ok(match form {
-                Form::Table(include) => {
-                    let items: Vec<Value> = page.items.iter().map(|o| to_served(&info, version, o.value())).collect();
-                    ok(&table::table(&info, &items, include, true, page.meta))
-                }
-                Form::Metadata => {
-                    // Conversions keep `metadata` as it is: take it from the stored objects.
-                    let items: Vec<Value> = page.items.iter().map(|o| partial(o.value())).collect();
-                    ok(
-                        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": page.meta, "items": items}),
-                    )
-                }
-                Form::Object => json_bytes_response(StatusCode::OK, list_body(&info, version, &page)),
-            })
+            let page = shared.state().list(&info, ns, q)?;
+            Ok(json_bytes_response(StatusCode::OK, list_body(&info, &page, form)))
         }
-        ("GET", Some(name)) if form == Form::Object => {
+        ("GET", Some(name)) => {
             let obj = shared.state().get_stored(&info, ns, name)?;
-            Ok(json_bytes_response(StatusCode::OK, served_json(&info, version, &obj)))
+            Ok(json_bytes_response(StatusCode::OK, form.json(&obj)))
         }
-        ("GET", Some(name)) => Ok(form.one(&info, shared.state().get(&info, version, ns, name)?)),
         ("POST", None) => {
             let v = parse_body(body)?;
-            let created = shared.state().create(&info, version, ns, v, &caller, false)?;
+            let created = shared.state().create(&info, ns, v, &caller, false)?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
         ("PUT", Some(name)) => {
             let v = parse_body(body)?;
-            Ok(ok(&shared.state().update(&info, version, ns, name, v, scope, &caller)?))
+            Ok(ok(&shared.state().update(&info, ns, name, v, scope, &caller)?))
         }
         ("PATCH", Some(name)) => {
             let ct = headers
@@ -264,13 +249,13 @@ pub(super) fn route(
             };
             let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
             let existed = shared.state().get_stored(&info, ns, name).is_ok();
-            let v = shared.state().patch(&info, version, ns, name, &ct, body, scope, &caller, force)?;
+            let v = shared.state().patch(&info, ns, name, &ct, body, scope, &caller, force)?;
             let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
             Ok(json_response(code, &v))
         }
         ("DELETE", Some(name)) => {
             let opts = if body.is_empty() { json!({}) } else { parse_body(body)? };
-            Ok(ok(&shared.state().delete(&info, version, ns, name, &opts, q, &caller)?))
+            Ok(ok(&shared.state().delete(&info, ns, name, &opts, q, &caller)?))
         }
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({m})"
@@ -287,12 +272,18 @@ fn parse_body(body: &Bytes) -> ApiResult<Value> {
 }
 
 /// The body of a JSON LIST response: the list envelope around the items' served JSON, which
-/// is concatenated from each object's cached serialization (see [`served_json`]) rather than
+/// is concatenated from each object's cached serialization rather than
 /// built as a `Value` and serialized again.
-fn list_body(info: &ResourceInfo, version: &str, page: &ListPage) -> Vec<u8> {
-    let items: Vec<Bytes> = page.items.iter().map(|o| served_json(info, version, o)).collect();
-    let envelope =
-        json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(version), "metadata": page.meta});
+fn list_body(info: &ResourceInfo, page: &ListPage, form: Form) -> Vec<u8> {
+    let items: Vec<Bytes> = page.items.iter().map(|o| form.json(o)).collect();
+    let envelope = match form {
+        Form::Object => {
+            json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": page.meta})
+        }
+        Form::Metadata => {
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": page.meta})
+        }
+    };
     let mut body = serde_json::to_vec(&envelope).unwrap_or_default();
     body.reserve(items.iter().map(|i| i.len() + 1).sum::<usize>() + 16);
     // The envelope is a non-empty object: reopen it (drop its closing brace) to add `items`.

@@ -14,74 +14,51 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::{partial, Form};
-use crate::sim::api::{parse_rv, stored_is_served, to_served, Filter, Params};
+use crate::sim::api::{parse_rv, Filter, Params};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::resources::ResourceInfo;
 use crate::sim::store::{EventType, StoredEvent, StoredObject};
-use crate::sim::{table, Shared, SimConfig, StreamingWatch};
+use crate::sim::{Shared, SimConfig, StreamingWatch};
 
 /// One watch: what it serves and how far it got.
 struct WatchCtx {
     info: ResourceInfo,
-    version: String,
     filter: Filter,
     form: Form,
-    /// Whether a Table watch already sent the column definitions.
-    headers_sent: bool,
-    /// resourceVersion of the last change sent: changes up to it are not sent again.
+    /// resourceVersion of the last change seen: changes up to it are not sent again.
     last_rv: u64,
-    /// Plain JSON watch whose selectors can be matched on the stored form: events are sent
-    /// from the stored object's shared serialization, without per-watch clones.
-    fast: bool,
+    /// resourceVersion of the last event or bookmark sent: a bookmark goes out only with a
+    /// later one, as kube-apiserver's cacheWatcher sends it (apiserver
+    /// `pkg/storage/cacher/cache_watcher.go`, process).
+    sent_rv: u64,
 }
 
 impl WatchCtx {
-    fn render(&mut self, etype: &str, obj: &Value) -> Value {
-        let object = match self.form {
-            Form::Table(include) => {
-                let meta =
-                    json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
-                let t = table::table(&self.info, std::slice::from_ref(obj), include, !self.headers_sent, meta);
-                self.headers_sent = true;
-                t
-            }
-            Form::Metadata => partial(obj),
-            Form::Object => obj.clone(),
-        };
-        json!({"type": etype, "object": object})
-    }
-
     /// Converts a stored change into the event line seen by this watch (None = filtered out).
+    /// Label and namespace selectors see the stored objects as served.
     fn translate(&mut self, ev: &StoredEvent) -> Option<Bytes> {
         if ev.key != self.info.storage_key() {
             return None;
         }
-        if self.serves_stored(&ev.object) {
-            // Same decision as below, on the stored objects: label and namespace selectors
-            // see the same metadata in both forms.
-            let (new_match, old_match) = if self.filter.is_everything() {
-                // Only the namespace to check: objects kept as JSON are not parsed.
-                let here = self.filter.namespace.as_ref().is_none_or(|ns| *ns == ev.namespace);
-                (here, here && ev.old.is_some())
-            } else {
-                (
-                    self.filter.matches(ev.object.value()),
-                    ev.old.as_ref().is_some_and(|o| self.filter.matches(o.value())),
-                )
-            };
-            let etype = Self::event_type(ev.kind, old_match, new_match)?;
-            return Some(event_line(etype, ev.object.json()));
-        }
-        let new = to_served(&self.info, &self.version, ev.object.value());
-        let new_match = self.filter.matches(&new);
-        let old_match = ev.kind == EventType::Modified
-            && ev.old.as_ref().is_some_and(|o| {
-                let mut o = to_served(&self.info, &self.version, o.value());
-                o["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
-                self.filter.matches(&o)
-            });
-        let etype = Self::event_type(ev.kind, old_match, new_match)?;
-        Some(line(&self.render(etype, &new)))
+        let (new_match, old_match) = if self.filter.is_everything() {
+            // Only the namespace to check: objects kept as JSON are not parsed.
+            let here = self.filter.namespace.as_ref().is_none_or(|ns| *ns == ev.namespace);
+            (here, here && ev.old.is_some())
+        } else {
+            (self.filter.matches(ev.object.value()), ev.old.as_ref().is_some_and(|o| self.filter.matches(o.value())))
+        };
+        let etype = match ev.kind {
+            EventType::Added => new_match.then_some("ADDED"),
+            EventType::Deleted => new_match.then_some("DELETED"),
+            EventType::Modified => match (old_match, new_match) {
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
+                (false, false) => None,
+            },
+        }?;
+        self.sent_rv = ev.rv;
+        Some(event_line(etype, &self.form.json(&ev.object)))
     }
 
     /// The event line of a live change (None = already sent or filtered out).
@@ -94,44 +71,23 @@ impl WatchCtx {
     }
 
     /// The ADDED event line of an object listed at the start of the watch (None = filtered out).
-    fn initial(&mut self, obj: &StoredObject) -> Option<Bytes> {
-        if self.serves_stored(obj) {
-            // Without selectors the object is not parsed (see `StoredObject::from_json`).
-            let matched = self.filter.is_everything() || self.filter.matches(obj.value());
-            return matched.then(|| event_line("ADDED", obj.json()));
-        }
-        let served = to_served(&self.info, &self.version, obj.value());
-        if !self.filter.matches(&served) {
-            return None;
-        }
-        Some(line(&self.render("ADDED", &served)))
+    fn initial(&self, obj: &StoredObject) -> Option<Bytes> {
+        // Without selectors the object is not parsed (see `StoredObject::from_json`).
+        let matched = self.filter.is_everything() || self.filter.matches(obj.value());
+        matched.then(|| event_line("ADDED", &self.form.json(obj)))
     }
 
-    /// Whether this watch can send `obj`'s cached JSON as is.
-    fn serves_stored(&self, obj: &StoredObject) -> bool {
-        self.fast && stored_is_served(&self.info, &self.version, obj)
-    }
-
-    /// The event type a watch sees, from whether the old and new objects match its filter.
-    fn event_type(kind: EventType, old_match: bool, new_match: bool) -> Option<&'static str> {
-        match kind {
-            EventType::Added => new_match.then_some("ADDED"),
-            EventType::Deleted => new_match.then_some("DELETED"),
-            EventType::Modified => match (old_match, new_match) {
-                (true, true) => Some("MODIFIED"),
-                (false, true) => Some("ADDED"),
-                (true, false) => Some("DELETED"),
-                (false, false) => None,
-            },
-        }
-    }
-
-    fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
+    fn bookmark(&mut self, rv: u64, initial_end: bool) -> Bytes {
+        self.sent_rv = rv;
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        json!({"type": "BOOKMARK", "object": {"kind": self.info.kind, "apiVersion": self.info.api_version(&self.version), "metadata": meta}})
+        let object = match self.form {
+            Form::Object => json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta}),
+            Form::Metadata => partial(meta),
+        };
+        line(&json!({"type": "BOOKMARK", "object": object}))
     }
 }
 
@@ -157,10 +113,11 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(b)
 }
 
-/// kube-apiserver's checks of a watch's query (its `ListOptions` validation): as 1.27 and
-/// later, with or without the WatchList feature gate, or as 1.19 to 1.26, which had no
-/// streaming lists and forbade `resourceVersionMatch` on any watch.
-fn validate(config: &SimConfig, q: &Params, send_initial: Option<bool>, bookmarks: bool) -> ApiResult<()> {
+/// kube-apiserver's checks of a watch's query (apimachinery
+/// `pkg/apis/meta/internalversion/validation`, validateWatchOptions): as 1.37, with or without
+/// the WatchList feature gate, or as 1.19 to 1.26, which had no streaming lists and forbade
+/// `resourceVersionMatch` on any watch.
+fn validate(config: &SimConfig, q: &Params, send_initial: Option<bool>) -> ApiResult<()> {
     let rv_match = q.get("resourceVersionMatch").map(String::as_str).filter(|m| !m.is_empty());
     let mut forbidden: Vec<(&str, String)> = Vec::new();
     let mut forbid = |field, detail: &str| forbidden.push((field, detail.to_string()));
@@ -177,9 +134,6 @@ fn validate(config: &SimConfig, q: &Params, send_initial: Option<bool>, bookmark
                 "sendInitialEvents",
                 "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
             );
-        }
-        if send_initial == Some(true) && !bookmarks {
-            forbid("allowWatchBookmarks", "sendInitialEvents requires setting allowWatchBookmarks to true");
         }
     } else if rv_match.is_some() {
         forbid(
@@ -199,12 +153,11 @@ fn validate(config: &SimConfig, q: &Params, send_initial: Option<bool>, bookmark
 pub(super) fn start(
     shared: &Arc<Shared>,
     info: &ResourceInfo,
-    version: &str,
     ns: Option<&str>,
     q: &Params,
     form: Form,
 ) -> ApiResult<Response> {
-    let filter = Filter::from_params(ns, q)?;
+    let filter = Filter::from_params(info, ns, q)?;
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
     let config = shared.config();
@@ -212,7 +165,7 @@ pub(super) fn start(
     let send_initial =
         q.get("sendInitialEvents").map(|s| s == "true" || s == "1").filter(|_| config.minor_version >= 27);
     let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0);
-    if let Err(e) = validate(config, q, send_initial, bookmarks) {
+    if let Err(e) = validate(config, q, send_initial) {
         if send_initial == Some(true) {
             shared.note_streaming_watch(&info.plural, StreamingWatch::Rejected);
         }
@@ -221,30 +174,31 @@ pub(super) fn start(
     if send_initial == Some(true) {
         shared.note_streaming_watch(&info.plural, StreamingWatch::Served);
     }
-    let fast = form == Form::Object && filter.fields.0.is_empty() && filter.matches_stored(info);
-    let mut ctx = WatchCtx {
-        info: info.clone(),
-        version: version.to_string(),
-        filter,
-        form,
-        headers_sent: false,
-        last_rv: 0,
-        fast,
-    };
+    // With the WatchList feature gate on, a watch from "" or "0" that says nothing of initial
+    // events is a streaming list (apimachinery `pkg/apis/meta/internalversion/defaults.go`,
+    // SetListOptionsDefaults): its initial events end with a bookmark too.
+    let legacy_start = rv_param.is_empty() || rv_param == "0";
+    let streams = config.watch_list && config.minor_version >= 27 && q.get("resourceVersionMatch").is_none();
+    let send_initial = send_initial.or((streams && legacy_start).then_some(true));
+    let mut ctx = WatchCtx { info: info.clone(), filter, form, last_rv: 0, sent_rv: 0 };
     let mut first: Vec<Bytes> = Vec::new();
     let (mut rx, expired) = {
         let st = shared.state();
         let cur = st.store.rv();
         let requested = parse_rv(q.get("resourceVersion"))?;
-        let synthetic =
-            send_initial == Some(true) || (send_initial.is_none() && (rv_param.is_empty() || rv_param == "0"));
+        let synthetic = send_initial == Some(true) || (send_initial.is_none() && legacy_start);
         let mut expired = false;
         ctx.last_rv = cur;
+        // The watch starts at `cur`, or at the version it resumes from.
+        ctx.sent_rv = match (synthetic, requested) {
+            (false, Some(from)) if from > 0 => from,
+            _ => cur,
+        };
         if synthetic {
             let nsf = if info.namespaced { ns } else { None };
             first.extend(st.store.list(&info.storage_key(), nsf).into_iter().filter_map(|obj| ctx.initial(obj)));
-            if send_initial == Some(true) {
-                first.push(line(&ctx.bookmark(cur, true)));
+            if send_initial == Some(true) && bookmarks {
+                first.push(ctx.bookmark(cur, true));
             }
         } else if let Some(from) = requested {
             if from < st.store.floor() {
@@ -305,7 +259,10 @@ pub(super) fn start(
                         }
                     }
                     ctx.last_rv = cur.max(ctx.last_rv);
-                    if tx.send(Ok(line(&ctx.bookmark(ctx.last_rv, false)))).await.is_err() { return; }
+                    if ctx.last_rv > ctx.sent_rv {
+                        let bookmark = ctx.bookmark(ctx.last_rv, false);
+                        if tx.send(Ok(bookmark)).await.is_err() { return; }
+                    }
                 }
                 r = rx.recv() => match r {
                     Ok(ev) => {

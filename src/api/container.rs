@@ -1,0 +1,290 @@
+//! [`SlimContainer`]: one declared container of a [`SlimPod`](super::SlimPod), decoded with only
+//! the facts the rules read: probes, ports, resources, hooks, and how the kubelet restarts it
+//! (`restartPolicy`, `restartPolicyRules`, `resizePolicy`). Fields the engine does not use
+//! (`lifecycle.stopSignal`, `env`, volume mounts, …) are skipped by the parser, so a field a
+//! newer Kubernetes adds never fails a Pod.
+
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::pod::null_as_default;
+
+/// One declared container: the facts the misconfiguration checks need.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimContainer {
+    /// The container's name.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    /// The image reference.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// `Always` on a native sidecar; on a regular container (KEP-5307) it only says when the
+    /// kubelet restarts it, and never makes it a sidecar.
+    #[serde(default)]
+    pub restart_policy: Option<String>,
+    /// Declared ports.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ports: Vec<SlimPort>,
+    /// Whether a readiness probe is declared (its body is not needed).
+    #[serde(default)]
+    pub readiness_probe: Option<IgnoredAny>,
+    /// Whether a startup probe is declared.
+    #[serde(default)]
+    pub startup_probe: Option<IgnoredAny>,
+    /// The liveness probe's target (the `main-probe-on-sidecar` check reads it).
+    #[serde(default)]
+    pub liveness_probe: Option<SlimProbe>,
+    /// Whether requests or limits are declared.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resources: SlimResources,
+    /// Whether a `postStart` hook is declared: the kubelet waits for it before starting the
+    /// next container, as it waits for a startup probe.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub lifecycle: SlimLifecycle,
+    /// `restartPolicyRules` (KEP-5307, KEP-5532): exit codes on which the kubelet restarts the
+    /// container, or every container of the Pod, whatever `restartPolicy` says.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub restart_policy_rules: Vec<SlimRestartRule>,
+    /// `resizePolicy` (KEP-1287): which resources the kubelet applies by restarting it.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resize_policy: Vec<SlimResizePolicy>,
+    /// `securityContext.runAsUser`: a mesh's traffic redirection spares its proxy's user.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub security_context: SlimSecurityContext,
+    /// Whether `command` mentions the word `agent` (see [`MentionsAgent`]).
+    #[serde(default)]
+    pub command: MentionsAgent,
+    /// Whether `args` mentions the word `agent`.
+    #[serde(default)]
+    pub args: MentionsAgent,
+}
+
+/// `lifecycle`: whether a `postStart` hook exists, and what the `preStop` hook does.
+/// `stopSignal` (KEP-4960) is not read: no rule depends on which signal stops a container.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimLifecycle {
+    /// The hook's body is not needed.
+    #[serde(default)]
+    pub post_start: Option<IgnoredAny>,
+    /// The `preStop` hook: the kubelet runs a native sidecar's as soon as the Pod starts
+    /// terminating, while the main containers still run.
+    #[serde(default)]
+    pub pre_stop: Option<SlimHandler>,
+}
+
+/// A lifecycle handler: which kind it is, and an `exec` hook's command (to recognise the hooks
+/// mesh injectors write).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimHandler {
+    /// `exec`.
+    #[serde(default)]
+    pub exec: Option<SlimExec>,
+    /// `httpGet`.
+    #[serde(default)]
+    pub http_get: Option<IgnoredAny>,
+    /// `tcpSocket` (accepted by the API, never run by the kubelet).
+    #[serde(default)]
+    pub tcp_socket: Option<IgnoredAny>,
+    /// `sleep`: only waits, never touches the container's process.
+    #[serde(default)]
+    pub sleep: Option<IgnoredAny>,
+}
+
+impl SlimHandler {
+    /// Whether running the hook can act on the container (stop, drain or reconfigure it): an
+    /// `exec` or `httpGet` handler can, a `sleep` only delays, and the kubelet does not run
+    /// `tcpSocket` hooks at all.
+    pub fn can_act(&self) -> bool {
+        self.exec.is_some() || self.http_get.is_some()
+    }
+}
+
+/// `exec`: the command run in the container.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimExec {
+    /// The command and its arguments.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub command: Vec<String>,
+}
+
+/// One of `restartPolicyRules`. Action and operator are kept as text: a value a newer
+/// Kubernetes adds matches nothing here, as the kubelet skips rules it does not know.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimRestartRule {
+    /// `Restart` or `RestartAllContainers`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub action: String,
+    /// The exit codes the rule applies to.
+    #[serde(default)]
+    pub exit_codes: Option<SlimExitCodes>,
+}
+
+/// `exitCodes`: `operator` `In` or `NotIn` over `values`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimExitCodes {
+    /// `In` or `NotIn`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub operator: String,
+    /// The exit codes.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub values: Vec<i32>,
+}
+
+/// One of `resizePolicy`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimResizePolicy {
+    /// `cpu` or `memory`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resource_name: String,
+    /// `NotRequired` (the default) or `RestartContainer`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub restart_policy: String,
+}
+
+/// A container's or the Pod's `securityContext`: only the user it runs as.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimSecurityContext {
+    /// `runAsUser`.
+    #[serde(default)]
+    pub run_as_user: Option<i64>,
+}
+
+/// A probe: where it sends its request. Exec probes have no target.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimProbe {
+    /// `httpGet`.
+    #[serde(default)]
+    pub http_get: Option<SlimProbeTarget>,
+    /// `tcpSocket`.
+    #[serde(default)]
+    pub tcp_socket: Option<SlimProbeTarget>,
+    /// `grpc`.
+    #[serde(default)]
+    pub grpc: Option<SlimProbeTarget>,
+}
+
+impl SlimProbe {
+    /// The probe's target, whichever handler it uses.
+    pub fn target(&self) -> Option<&SlimProbeTarget> {
+        self.http_get.as_ref().or(self.tcp_socket.as_ref()).or(self.grpc.as_ref())
+    }
+}
+
+/// A probe handler's port, host and (HTTP) path.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimProbeTarget {
+    /// A number or the name of a declared port; anything else is read as absent.
+    #[serde(default, deserialize_with = "lenient_port")]
+    pub port: Option<PortRef>,
+    /// Another host than the Pod's IP, when set.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The HTTP path.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// A port given by number or by the name of a container port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortRef {
+    /// `port: 15021`.
+    Number(i32),
+    /// `port: http-admin`.
+    Name(String),
+}
+
+/// The API validates probe ports, but a hand-written dump need not be valid: an odd port
+/// makes the probe target unknown rather than the Pod undecodable.
+fn lenient_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PortRef>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()).map(PortRef::Number),
+        serde_json::Value::String(s) => Some(match s.parse::<i32>() {
+            Ok(n) => PortRef::Number(n),
+            Err(_) => PortRef::Name(s),
+        }),
+        _ => None,
+    })
+}
+
+/// Whether a list of strings (`command` or `args`) contains the word `agent` anywhere, e.g.
+/// `vault agent -config=…` inside a shell command. Vault Agent runs Vault's own image, so only
+/// its subcommand tells it from a Vault server. Read without keeping the strings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MentionsAgent(pub bool);
+
+impl<'de> Deserialize<'de> for MentionsAgent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let words = Option::<Vec<Cow<'de, str>>>::deserialize(deserializer)?.unwrap_or_default();
+        Ok(MentionsAgent(
+            words.iter().any(|w| w.split(|c: char| c.is_whitespace() || c == ';' || c == '&').any(|t| t == "agent")),
+        ))
+    }
+}
+
+/// A declared container port.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimPort {
+    /// The port number.
+    #[serde(default)]
+    pub container_port: i32,
+    /// The port's name, which probes may use instead of the number.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `TCP` when absent.
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// `resources`: only whether anything is requested or limited.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimResources {
+    /// `requests` has at least one entry.
+    #[serde(default)]
+    pub requests: NonEmpty,
+    /// `limits` has at least one entry.
+    #[serde(default)]
+    pub limits: NonEmpty,
+}
+
+/// Whether a JSON object has at least one entry; read without allocating its keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NonEmpty(pub bool);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = NonEmpty;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object or null")
+            }
+            fn visit_unit<E>(self) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(false))
+            }
+            fn visit_none<E>(self) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(false))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<NonEmpty, D::Error> {
+                d.deserialize_map(self)
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<NonEmpty, M::Error> {
+                let mut any = false;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+                    any = true;
+                }
+                Ok(NonEmpty(any))
+            }
+        }
+        deserializer.deserialize_option(EntriesVisitor)
+    }
+}

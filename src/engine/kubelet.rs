@@ -1,0 +1,299 @@
+//! What the kubelet does to containers on its own, as Kubernetes 1.33–1.37 runs it, so that the
+//! rules tell a sidecar's own failures from the kubelet's deliberate restarts. Every decision
+//! here mirrors a function of the kubelet (k8s.io/kubernetes v1.37.2) or a KEP; the runbooks
+//! (`docs/runbooks/SidecarRestartingFrequently.md`) cite them for users.
+//!
+//! - **Restart rules** (KEP-5307, `ContainerRestartRules`, beta 1.35): [`exit_verdict`] is
+//!   `ContainerShouldRestart` and `FindMatchingContainerRestartRule` of `pkg/api/v1/pod/util.go`:
+//!   the container's `restartPolicyRules` in order, then its own `restartPolicy`, then the Pod's.
+//!   A container-level `restartPolicy` on a regular container never makes it a sidecar
+//!   (`IsRestartableInitContainer` looks at init containers only).
+//! - **In-place Pod restart** (KEP-5532, `RestartAllContainersOnContainerExits`, beta 1.36): a
+//!   rule with action `RestartAllContainers` that matches an exit makes the kubelet kill and
+//!   remove every container (condition `AllContainersRestarting=True`), then start the Pod
+//!   again from its first init container. Every container's `restartCount` goes up by one and
+//!   its `lastState.terminated` becomes reason `RestartingAllContainers`, exit code 137, the
+//!   exiting container's included (`kubelet_pods.go` `convertToAPIContainerStatuses`).
+//! - **Sidecars restarted during Pod termination** (KEP-4438): a sidecar that exits before its
+//!   turn while the Pod terminates is started again, and "each mid-termination restart
+//!   increments the container's RestartCount" (the KEP's alpha limitations).
+//! - **Resize** (KEP-1287): a resize of a resource whose `resizePolicy` is `RestartContainer`
+//!   kills and starts the container (`computePodResizeAction`, "resize requires restart"), while
+//!   the Pod has the condition `PodResizeInProgress`.
+
+use super::container::{ContainerKind, ContainerStatusView, ContainerView};
+use super::history::{ContainerHistory, HistoryMarks};
+use super::pod::{PodConditions, PodView, SpecFlags};
+use crate::api::SlimContainer;
+
+/// The reason the kubelet gives every container it removed for an in-place Pod restart.
+pub const RESTARTING_ALL_CONTAINERS: &str = "RestartingAllContainers";
+
+bitflags::bitflags! {
+    /// What the kubelet does after one exit of a container.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct ExitVerdict: u8 {
+        /// The kubelet starts the container again: the exit does not finish it.
+        const RESTARTS = 1;
+        /// The exit matched a `RestartAllContainers` rule: every container of the Pod restarts.
+        const RESTARTS_POD = 1 << 1;
+    }
+}
+
+/// What the kubelet does after `container` exited with `exit_code` (and `reason`), in a Pod
+/// whose `spec.restartPolicy` is `pod_restart_policy` (`Always` when absent).
+pub fn exit_verdict(
+    pod_restart_policy: Option<&str>,
+    container: &SlimContainer,
+    exit_code: i32,
+    reason: Option<&str>,
+) -> ExitVerdict {
+    // A container removed for an in-place Pod restart is started again with the Pod; it is
+    // not the one whose exit caused it (kubelet_pods.go getPhase treats it as restartable).
+    if reason == Some(RESTARTING_ALL_CONTAINERS) {
+        return ExitVerdict::RESTARTS;
+    }
+    if let Some(own_policy) = container.restart_policy.as_deref() {
+        // Rules count only beside a container-level policy (the API requires one).
+        if let Some(rule) = matching_rule(container, exit_code) {
+            match rule {
+                "Restart" => return ExitVerdict::RESTARTS,
+                "RestartAllContainers" => return ExitVerdict::RESTARTS | ExitVerdict::RESTARTS_POD,
+                // An action this version does not know: the container's policy decides.
+                _ => {}
+            }
+        }
+        match own_policy {
+            "Always" => return ExitVerdict::RESTARTS,
+            "OnFailure" => return restarts_if(exit_code != 0),
+            "Never" => return ExitVerdict::empty(),
+            _ => {}
+        }
+    }
+    match pod_restart_policy {
+        Some("OnFailure") => restarts_if(exit_code != 0),
+        Some("Never") => ExitVerdict::empty(),
+        _ => ExitVerdict::RESTARTS,
+    }
+}
+
+fn restarts_if(restarts: bool) -> ExitVerdict {
+    if restarts {
+        ExitVerdict::RESTARTS
+    } else {
+        ExitVerdict::empty()
+    }
+}
+
+/// The action of the first rule whose exit codes match, as the kubelet evaluates them.
+fn matching_rule(container: &SlimContainer, exit_code: i32) -> Option<&str> {
+    container.restart_policy_rules.iter().find_map(|rule| {
+        let codes = rule.exit_codes.as_ref()?;
+        let listed = codes.values.contains(&exit_code);
+        let matches = match codes.operator.as_str() {
+            "In" => listed,
+            "NotIn" => !listed,
+            _ => false,
+        };
+        matches.then_some(rule.action.as_str())
+    })
+}
+
+/// Whether the container declares a rule that restarts every container of the Pod.
+pub fn declares_pod_restart(container: &SlimContainer) -> bool {
+    container.restart_policy_rules.iter().any(|r| r.action == "RestartAllContainers")
+}
+
+/// Whether a resize of one of the container's resources restarts it.
+pub fn resize_restarts(container: &SlimContainer) -> bool {
+    container.resize_policy.iter().any(|p| p.restart_policy == "RestartContainer")
+}
+
+/// Why the kubelet restarted a container itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KubeletRestart {
+    /// Another container's exit restarted every container of the Pod (KEP-5532).
+    PodRestart,
+    /// The sidecar exited while the Pod terminated and was started again (KEP-4438); its stop
+    /// is reported by `SidecarStoppedBeforeMain`.
+    DuringTermination,
+    /// A resize with `RestartContainer` (KEP-1287).
+    Resize,
+}
+
+impl KubeletRestart {
+    /// For messages: what restarted it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KubeletRestart::PodRestart => "in-place Pod restarts",
+            KubeletRestart::DuringTermination => "restarts during Pod termination",
+            KubeletRestart::Resize => "in-place resizes",
+        }
+    }
+}
+
+/// The container whose exit restarted every container of the Pod (an index into
+/// `pod.containers`): the one whose current exit matches its `RestartAllContainers` rule, else
+/// the only container that declares such a rule (the kubelet restarts a Pod for no other
+/// reason). `None` when neither tells.
+pub fn pod_restart_trigger(pod: &PodView) -> Option<usize> {
+    let exited = pod.containers.iter().position(|c| {
+        c.status
+            .as_ref()
+            .and_then(ContainerStatusView::terminated)
+            .is_some_and(|t| t.verdict.contains(ExitVerdict::RESTARTS_POD))
+    });
+    exited.or_else(|| {
+        let mut declaring =
+            pod.containers.iter().enumerate().filter(|(_, c)| c.flags.contains(SpecFlags::RESTARTS_POD));
+        match (declaring.next(), declaring.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    })
+}
+
+/// [`pod_restart_trigger`] of one Pod state, found at most once: a history observation asks for
+/// every container, and a hostile Pod may have thousands.
+pub struct RestartTrigger<'a> {
+    pod: &'a PodView,
+    found: Option<Option<usize>>,
+}
+
+impl<'a> RestartTrigger<'a> {
+    /// Not looked for yet.
+    pub fn new(pod: &'a PodView) -> Self {
+        RestartTrigger { pod, found: None }
+    }
+
+    /// The container whose exit restarted the Pod, when one tells.
+    pub fn get(&mut self) -> Option<usize> {
+        let pod = self.pod;
+        *self.found.get_or_insert_with(|| pod_restart_trigger(pod))
+    }
+}
+
+/// Whether the Pod has restarted all its containers in place: it is doing so now, or some
+/// container's last run was ended by it.
+pub fn pod_restarted(pod: &PodView) -> bool {
+    pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING)
+        || pod.containers.iter().filter_map(|c| c.status.as_ref()).any(ended_by_pod_restart)
+}
+
+/// Whether the container's current run began with an in-place restart of the whole Pod.
+pub fn ended_by_pod_restart(status: &ContainerStatusView) -> bool {
+    status.last_termination.as_ref().and_then(|t| t.reason.as_deref()) == Some(RESTARTING_ALL_CONTAINERS)
+}
+
+/// Whether the kubelet made the container's most recent restart itself, and why; `None` for the
+/// container's own exit (or no restart at all). `marks` are what the operator saw before
+/// (empty for `audit`): only it can tell a resize restart, as the kubelet clears
+/// `PodResizeInProgress` in the same status that shows the restart.
+pub fn last_restart_by_kubelet(
+    trigger: &mut RestartTrigger,
+    index: usize,
+    container: &ContainerView,
+    status: &ContainerStatusView,
+    marks: HistoryMarks,
+) -> Option<KubeletRestart> {
+    if status.restart_count == 0 {
+        return None;
+    }
+    let pod = trigger.pod;
+    if marks.contains(HistoryMarks::RESIZE_PENDING) {
+        return Some(KubeletRestart::Resize);
+    }
+    let last = status.last_termination.as_deref()?;
+    if last.reason.as_deref() == Some(RESTARTING_ALL_CONTAINERS) {
+        let triggered = marks.contains(HistoryMarks::TRIGGERED_POD_RESTART) || trigger.get() == Some(index);
+        return (!triggered).then_some(KubeletRestart::PodRestart);
+    }
+    let during_termination = container.kind == ContainerKind::RestartableInit
+        && matches!((pod.deleting_since, last.finished_at), (Some(deleting), Some(finished)) if finished >= deleting);
+    during_termination.then_some(KubeletRestart::DuringTermination)
+}
+
+/// A container's restarts, split into its own and the kubelet's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestartTally {
+    /// Restarts after the container's own exits.
+    pub own: u32,
+    /// Restarts the kubelet made itself (not counted by the restart rules).
+    pub by_kubelet: u32,
+    /// Why the kubelet made the most recent one, when it did.
+    pub last_by_kubelet: Option<KubeletRestart>,
+}
+
+/// Splits a container's `restartCount`: what the operator observed (`history`) where it has, else
+/// the classification of the last restart alone; earlier restarts of unknown cause are its own.
+pub fn tally_restarts(
+    pod: &PodView,
+    index: usize,
+    container: &ContainerView,
+    status: &ContainerStatusView,
+    history: Option<&ContainerHistory>,
+) -> RestartTally {
+    let marks = history.map_or(HistoryMarks::empty(), |h| h.marks);
+    let last = last_restart_by_kubelet(&mut RestartTrigger::new(pod), index, container, status, marks);
+    let by_kubelet = match history {
+        Some(h) => u32::from(h.restarts_by_kubelet),
+        None => u32::from(last.is_some()),
+    }
+    .min(status.restart_count);
+    // The history decided the last restart when it saw it; trust that over a guess now.
+    let last_by_kubelet = match history {
+        Some(h) if h.marks.contains(HistoryMarks::LAST_BY_KUBELET) => last.or(Some(KubeletRestart::PodRestart)),
+        Some(_) => None,
+        None => last,
+    };
+    RestartTally { own: status.restart_count - by_kubelet, by_kubelet, last_by_kubelet }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(spec: serde_json::Value) -> SlimContainer {
+        serde_json::from_value(spec).expect("a container")
+    }
+
+    #[test]
+    fn the_verdict_follows_rules_then_the_containers_policy_then_the_pods() {
+        let rules = container(serde_json::json!({"name": "train", "restartPolicy": "Never", "restartPolicyRules": [
+            {"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}},
+            {"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [88]}},
+            {"action": "Teleport", "exitCodes": {"operator": "In", "values": [7]}},
+            {"action": "Restart", "exitCodes": {"operator": "Sometimes", "values": [9]}}]}));
+        let none = ExitVerdict::empty();
+        let restarts = ExitVerdict::RESTARTS;
+        for (code, pod_policy, expected) in [
+            (42, Some("Never"), restarts),
+            (88, Some("Never"), ExitVerdict::RESTARTS | ExitVerdict::RESTARTS_POD),
+            (7, Some("Always"), none), // unknown action: the container's Never decides
+            (9, Some("Always"), none), // unknown operator: no match
+            (1, Some("Always"), none), // no rule: the container's Never, not the Pod's Always
+        ] {
+            assert_eq!(exit_verdict(pod_policy, &rules, code, Some("Error")), expected, "exit {code}");
+        }
+        let not_in = container(serde_json::json!({"name": "a", "restartPolicy": "Never", "restartPolicyRules": [
+            {"action": "Restart", "exitCodes": {"operator": "NotIn", "values": [0]}}]}));
+        assert_eq!((exit_verdict(None, &not_in, 0, None), exit_verdict(None, &not_in, 3, None)), (none, restarts));
+        let on_failure = container(serde_json::json!({"name": "a", "restartPolicy": "OnFailure"}));
+        assert_eq!(
+            (exit_verdict(Some("Never"), &on_failure, 0, None), exit_verdict(Some("Never"), &on_failure, 2, None)),
+            (none, restarts)
+        );
+        // Rules without a container-level policy are not applied (the API rejects them).
+        let no_policy = container(serde_json::json!({"name": "a", "restartPolicyRules": [
+            {"action": "Restart", "exitCodes": {"operator": "In", "values": [1]}}]}));
+        assert_eq!(exit_verdict(Some("Never"), &no_policy, 1, None), none);
+        // The Pod's policy, Always when absent.
+        let plain = container(serde_json::json!({"name": "a"}));
+        assert_eq!(
+            [None, Some("Always"), Some("OnFailure"), Some("Never")].map(|p| exit_verdict(p, &plain, 0, None)),
+            [restarts, restarts, none, none]
+        );
+        // A container removed by an in-place Pod restart starts again with the Pod.
+        assert_eq!(exit_verdict(Some("Never"), &plain, 137, Some(RESTARTING_ALL_CONTAINERS)), restarts);
+    }
+}
