@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::cluster::Cluster;
-use super::exporter::Ksm;
+use super::exporter::{GoMemory, Ksm};
 use super::load::{self, Updates};
 use super::server::{ServerCost, Snapshot};
 use crate::bench::args::Args;
@@ -63,6 +63,11 @@ pub struct SystemCost {
     pub update_server: ServerCost,
     /// sidecar-watch only: samples with `--metric-denylist 'sidecar_container_.*'`.
     pub series_denylisted: Option<usize>,
+    /// kube-state-metrics only: Go's memory statistics at rest.
+    pub go_memory: Option<GoMemory>,
+    /// kube-state-metrics only: the top of its heap profile at rest (`go tool pprof -top`),
+    /// for where its memory goes.
+    pub heap_top: Option<String>,
 }
 
 /// The status-update load with no client watching: what the writes alone cost the server.
@@ -220,6 +225,14 @@ pub async fn alone(
         cost.rss_settled_kib / 1024,
         cost.start.describe()
     );
+    if let Running::Ksm(k) = &running {
+        cost.go_memory = k.go_memory().await.ok();
+        match k.heap_profile(&dir.join("ksm.heap.pb.gz"), 22).await {
+            Ok(top) => cost.heap_top = Some(top),
+            Err(e) => say!("N={n}: no heap profile of kube-state-metrics: {e:#}"),
+        }
+        say!("N={n}: kube-state-metrics {:?}; heap:\n{}", cost.go_memory, cost.heap_top.as_deref().unwrap_or(""));
+    }
     let mut times = Vec::new();
     for _ in 0..3 {
         let r = running.scrape().await?;

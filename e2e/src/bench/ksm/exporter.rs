@@ -58,8 +58,21 @@ pub fn version(binary: &Path) -> String {
 /// A running kube-state-metrics.
 pub struct Ksm {
     pub proc: Proc,
-    /// Its `/metrics` port (the telemetry port is another).
+    /// Its `/metrics` port.
     pub port: u16,
+    /// Its own metrics and `/debug/pprof`.
+    pub telemetry: u16,
+}
+
+/// Go's account of kube-state-metrics' memory (`go_memstats_*` of its telemetry port), bytes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GoMemory {
+    /// Live objects (`heap_alloc`).
+    pub heap_live: f64,
+    /// Heap spans in use, garbage not yet collected included (`heap_inuse`).
+    pub heap_inuse: f64,
+    /// Everything obtained from the OS (`sys`).
+    pub sys: f64,
 }
 
 impl Ksm {
@@ -77,7 +90,43 @@ impl Ksm {
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let proc = spawn(binary, &args, kubeconfig, log, Stdio::null())?;
-        Ok(Self { proc, port })
+        Ok(Self { proc, port, telemetry })
+    }
+
+    /// Go's memory statistics.
+    pub async fn go_memory(&self) -> Result<GoMemory> {
+        let r = sys::get(self.telemetry, "/metrics").await?;
+        let value = |name: &str| {
+            r.body
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(GoMemory {
+            heap_live: value("go_memstats_heap_alloc_bytes"),
+            heap_inuse: value("go_memstats_heap_inuse_bytes"),
+            sys: value("go_memstats_sys_bytes"),
+        })
+    }
+
+    /// Saves its heap profile (`/debug/pprof/heap`) to `path` and returns the first `lines`
+    /// of `go tool pprof -top` by space in use (or why not).
+    pub async fn heap_profile(&self, path: &Path, lines: usize) -> Result<String> {
+        let r = crate::http::get(self.telemetry, "/debug/pprof/heap", &Default::default()).await?;
+        if r.status != 200 {
+            bail!("/debug/pprof/heap answered {}", r.status);
+        }
+        std::fs::write(path, &r.body)?;
+        let out = Command::new("go")
+            .args(["tool", "pprof", "-top", "-sample_index=inuse_space", "-nodecount=12"])
+            .arg(path)
+            .output()
+            .context("go tool pprof")?;
+        if !out.status.success() {
+            bail!("go tool pprof {}: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.lines().take(lines).collect::<Vec<_>>().join("\n"))
     }
 
     /// `GET /metrics`: the body and how long it took.

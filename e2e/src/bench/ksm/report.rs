@@ -78,6 +78,15 @@ pub fn cost_table(steps: &[Step], setup: &Setup) -> String {
     row(&mut t, "RSS settled", &|_, c| kib_mib(c.rss_settled_kib), &|s| {
         format!("{:.1}×", s.ksm.rss_settled_kib as f64 / s.operator.rss_settled_kib.max(1) as f64)
     });
+    row(
+        &mut t,
+        "Go heap: live / in use / from the OS",
+        &|_, c| {
+            c.go_memory
+                .map_or(String::new(), |g| format!("{} / {} / {}", mib(g.heap_live), mib(g.heap_inuse), mib(g.sys)))
+        },
+        &none,
+    );
     row(&mut t, "RSS per Pod (settled / N)", &|s, c| format!("{:.0} B", per_pod(s, c)), &none);
     let slope = |i: usize, pick: fn(&Step) -> &SystemCost| -> String {
         i.checked_sub(1).map_or("–".into(), |p| {
@@ -268,6 +277,9 @@ pub fn all(steps: &[Step], setup: &Setup) -> String {
     if let Some(last) = steps.last() {
         out.push_str(&format!("\n### Series by family at N = {}\n\n", last.n));
         out.push_str(&family_table(last));
+        if let Some(top) = &last.ksm.heap_top {
+            out.push_str(&format!("\n### kube-state-metrics' heap at N = {} (`go tool pprof -top -sample_index=inuse_space`)\n\n```text\n{top}\n```\n", last.n));
+        }
     }
     out.push_str("\n### Memory of every process, both systems and Prometheus running\n\n");
     out.push_str(&memory_table(steps));

@@ -295,8 +295,38 @@ pub async fn set_up(client: &Client, scenario: Scenario, sidecar: Sidecar, job_u
     Ok(driver)
 }
 
-/// Applies one step to the scenario's Pod.
+/// Applies one step to the scenario's Pod, again after a broken connection but not after an
+/// answer from the server. kube-apiserver closes connections idle for 90 s (its
+/// `IdleTimeout`), about as long as the client keeps one pooled, so a timeline that waited
+/// that long can send on a connection the server is closing: seen once in a 10k run.
 pub async fn apply(
+    client: &Client,
+    driver: &PodDriver,
+    scenario: Scenario,
+    sidecar: Sidecar,
+    step: Step,
+) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match apply_once(client, driver, scenario, sidecar, step).await {
+            Err(e) if attempt < 3 && e.chain().any(is_transport_error) => {
+                attempt += 1;
+                say!("scenarios: {step:?} on Pod {} again after: {e:#}", scenario.pod_name(sidecar));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_transport_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let kube_error = e.downcast_ref::<kube::Error>().or_else(|| match e.downcast_ref::<kubelet::KubeletError>() {
+        Some(kubelet::KubeletError::Kube(k)) => Some(k),
+        _ => None,
+    });
+    matches!(kube_error, Some(kube::Error::HyperError(_) | kube::Error::Service(_)))
+}
+
+async fn apply_once(
     client: &Client,
     driver: &PodDriver,
     scenario: Scenario,
