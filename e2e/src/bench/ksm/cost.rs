@@ -65,6 +65,15 @@ pub struct SystemCost {
     pub series_denylisted: Option<usize>,
     /// kube-state-metrics only: Go's memory statistics at rest.
     pub go_memory: Option<GoMemory>,
+    /// RSS (KiB) at rest: [`REST`] after the settled reading, kube-state-metrics after a
+    /// forced garbage collection. Both hold memory freed after the initial list for a while:
+    /// Go collects at twice the live heap or every 2 minutes (at 10k Pods kube-state-metrics'
+    /// RSS fell from 312 to 114 MiB about 90 s after its start, nothing forcing it), and
+    /// sidecar-watch's trims purge what mimalloc freed (at 30k: 84 MiB settled, 57 MiB 20 s
+    /// later).
+    pub rss_rest_kib: u64,
+    /// kube-state-metrics only: Go's memory statistics at rest.
+    pub go_memory_rest: Option<GoMemory>,
     /// kube-state-metrics only: the top of its heap profile at rest (`go tool pprof -top`),
     /// for where its memory goes.
     pub heap_top: Option<String>,
@@ -152,6 +161,11 @@ pub fn families(text: &str) -> Vec<(String, usize)> {
 
 const SYNC_DEADLINE: Duration = Duration::from_secs(1800);
 
+/// How long after the settled reading (and kube-state-metrics' forced GC) RSS is read at
+/// rest: each system's freed memory was back with the OS within one 20 s sample (`smaps`
+/// every 20 s at 10k and 30k Pods).
+pub const REST: Duration = Duration::from_secs(30);
+
 /// A fresh kubeconfig of the system's ServiceAccount (a TokenRequest: made before the
 /// snapshot that starts a phase, so that it is not counted as the system's).
 async fn kubeconfig(system: System, cluster: &Cluster) -> Result<PathBuf> {
@@ -231,7 +245,21 @@ pub async fn alone(
             Ok(top) => cost.heap_top = Some(top),
             Err(e) => say!("N={n}: no heap profile of kube-state-metrics: {e:#}"),
         }
-        say!("N={n}: kube-state-metrics {:?}; heap:\n{}", cost.go_memory, cost.heap_top.as_deref().unwrap_or(""));
+        tokio::time::sleep(REST).await;
+        cost.rss_rest_kib = k.proc.settled_rss().await;
+        cost.go_memory_rest = k.go_memory().await.ok();
+        say!(
+            "N={n}: kube-state-metrics {:?}; at rest after a GC: RSS {} MiB, {:?}; heap:\n{}",
+            cost.go_memory,
+            cost.rss_rest_kib / 1024,
+            cost.go_memory_rest,
+            cost.heap_top.as_deref().unwrap_or("")
+        );
+    }
+    if let Running::Operator(o) = &running {
+        tokio::time::sleep(REST).await;
+        cost.rss_rest_kib = o.proc.settled_rss().await;
+        say!("N={n}: sidecar-watch at rest: RSS {} MiB", cost.rss_rest_kib / 1024);
     }
     let mut times = Vec::new();
     for _ in 0..3 {

@@ -109,10 +109,11 @@ impl Ksm {
         })
     }
 
-    /// Saves its heap profile (`/debug/pprof/heap`) to `path` and returns the first `lines`
-    /// of `go tool pprof -top` by space in use (or why not).
+    /// Collects its garbage (`/debug/pprof/heap?gc=1` runs `runtime.GC()` first), saves the
+    /// heap profile to `path` and returns the first `lines` of `go tool pprof -top` by space
+    /// in use (or why not): what stays, not the initial list's garbage.
     pub async fn heap_profile(&self, path: &Path, lines: usize) -> Result<String> {
-        let r = crate::http::get(self.telemetry, "/debug/pprof/heap", &Default::default()).await?;
+        let r = crate::http::get(self.telemetry, "/debug/pprof/heap?gc=1", &Default::default()).await?;
         if r.status != 200 {
             bail!("/debug/pprof/heap answered {}", r.status);
         }

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 
 use super::cluster::Creation;
-use super::cost::SystemCost;
+use super::cost::{SystemCost, REST};
+use super::exporter::GoMemory;
 use super::load::Updates;
 use super::server::{mib, ServerCost};
 use super::together::{AlertRow, Together};
@@ -45,7 +46,11 @@ fn kib_mib(k: u64) -> String {
 
 fn secs(s: Option<f64>, wait: f64) -> String {
     match s {
-        Some(s) if s.abs() >= 60.0 => format!("{}m{:04.1}s", (s / 60.0).floor() as i64, s - 60.0 * (s / 60.0).floor()),
+        // Rounded to the tenth first, so that 119.98 s reads 2m00.0s, not 1m60.0s.
+        Some(s) if s >= 59.95 => {
+            let tenths = (s * 10.0).round() as i64;
+            format!("{}m{:04.1}s", tenths / 600, (tenths % 600) as f64 / 10.0)
+        }
         Some(s) => format!("{s:.1}s"),
         None => format!("never ({wait:.0}s)"),
     }
@@ -78,26 +83,39 @@ pub fn cost_table(steps: &[Step], setup: &Setup) -> String {
     row(&mut t, "RSS settled", &|_, c| kib_mib(c.rss_settled_kib), &|s| {
         format!("{:.1}×", s.ksm.rss_settled_kib as f64 / s.operator.rss_settled_kib.max(1) as f64)
     });
+    let go = |g: Option<GoMemory>| {
+        g.map_or(String::new(), |g| format!("{} / {} / {}", mib(g.heap_live), mib(g.heap_inuse), mib(g.sys)))
+    };
+    row(&mut t, "Go heap: live / in use / from the OS", &|_, c| go(c.go_memory), &none);
+    row(&mut t, "RSS per Pod (settled / N)", &|s, c| format!("{:.0} B", per_pod(s, c)), &none);
     row(
         &mut t,
-        "Go heap: live / in use / from the OS",
-        &|_, c| {
-            c.go_memory
-                .map_or(String::new(), |g| format!("{} / {} / {}", mib(g.heap_live), mib(g.heap_inuse), mib(g.sys)))
-        },
+        &format!("RSS at rest ({} s later; KSM after a forced GC)", REST.as_secs()),
+        &|_, c| kib_mib(c.rss_rest_kib),
+        &|s| format!("{:.1}×", s.ksm.rss_rest_kib as f64 / s.operator.rss_rest_kib.max(1) as f64),
+    );
+    row(&mut t, "… Go heap then: live / in use / from the OS", &|_, c| go(c.go_memory_rest), &none);
+    row(
+        &mut t,
+        "RSS per Pod at rest (/ N)",
+        &|s, c| format!("{:.0} B", c.rss_rest_kib as f64 * 1024.0 / s.n.max(1) as f64),
         &none,
     );
-    row(&mut t, "RSS per Pod (settled / N)", &|s, c| format!("{:.0} B", per_pod(s, c)), &none);
-    let slope = |i: usize, pick: fn(&Step) -> &SystemCost| -> String {
-        i.checked_sub(1).map_or("–".into(), |p| {
-            let (a, b) = (&steps[p], &steps[i]);
-            let d = pick(b).rss_settled_kib as f64 - pick(a).rss_settled_kib as f64;
-            format!("{:.0} B", d * 1024.0 / (b.n as f64 - a.n as f64))
-        })
+    // What one more Pod costs, without the fixed part: at rest, from the previous N.
+    let slope = |i: usize, pick: fn(&Step) -> &SystemCost| -> Option<f64> {
+        let (a, b) = (&steps[i.checked_sub(1)?], &steps[i]);
+        let d = pick(b).rss_rest_kib as f64 - pick(a).rss_rest_kib as f64;
+        Some(d * 1024.0 / (b.n as f64 - a.n as f64))
     };
-    let cells: Vec<String> =
-        (0..steps.len()).map(|i| format!("{} | {} | ", slope(i, |s| &s.ksm), slope(i, |s| &s.operator))).collect();
-    let _ = writeln!(t, "| RSS per Pod (slope from the previous N) | {} |", cells.join(" | "));
+    let bytes = |b: Option<f64>| b.map_or("–".into(), |b| format!("{b:.0} B"));
+    let cells: Vec<String> = (0..steps.len())
+        .map(|i| {
+            let (k, o) = (slope(i, |s| &s.ksm), slope(i, |s| &s.operator));
+            let ratio = k.zip(o).map_or(String::new(), |(k, o)| format!("{:.1}×", k / o));
+            format!("{} | {} | {ratio}", bytes(k), bytes(o))
+        })
+        .collect();
+    let _ = writeln!(t, "| RSS per Pod at rest (slope from the previous N) | {} |", cells.join(" | "));
     row(
         &mut t,
         "`/metrics` bytes (per Pod)",
@@ -278,7 +296,7 @@ pub fn all(steps: &[Step], setup: &Setup) -> String {
         out.push_str(&format!("\n### Series by family at N = {}\n\n", last.n));
         out.push_str(&family_table(last));
         if let Some(top) = &last.ksm.heap_top {
-            out.push_str(&format!("\n### kube-state-metrics' heap at N = {} (`go tool pprof -top -sample_index=inuse_space`)\n\n```text\n{top}\n```\n", last.n));
+            out.push_str(&format!("\n### kube-state-metrics' heap at N = {} after a forced GC (`go tool pprof -top -sample_index=inuse_space`)\n\n```text\n{top}\n```\n", last.n));
         }
     }
     out.push_str("\n### Memory of every process, both systems and Prometheus running\n\n");
@@ -291,4 +309,19 @@ pub fn all(steps: &[Step], setup: &Setup) -> String {
         out.push_str(&alert_table(&first.together));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_to_the_tenth_before_minutes() {
+        assert_eq!(secs(Some(119.98), 480.0), "2m00.0s");
+        assert_eq!(secs(Some(299.97), 480.0), "5m00.0s");
+        assert_eq!(secs(Some(166.24), 480.0), "2m46.2s");
+        assert_eq!(secs(Some(59.9), 480.0), "59.9s");
+        assert_eq!(secs(Some(-0.02), 480.0), "-0.0s");
+        assert_eq!(secs(None, 480.0), "never (480s)");
+    }
 }
