@@ -63,19 +63,15 @@ pub struct SystemCost {
     pub update_server: ServerCost,
     /// sidecar-watch only: samples with `--metric-denylist 'sidecar_container_.*'`.
     pub series_denylisted: Option<usize>,
-    /// kube-state-metrics only: Go's memory statistics at rest.
+    /// kube-state-metrics only: Go's memory statistics right after the settled reading.
     pub go_memory: Option<GoMemory>,
-    /// RSS (KiB) at rest: [`REST`] after the settled reading, kube-state-metrics after a
-    /// forced garbage collection. Both hold memory freed after the initial list for a while:
-    /// Go collects at twice the live heap or every 2 minutes (at 10k Pods kube-state-metrics'
-    /// RSS fell from 312 to 114 MiB about 90 s after its start, nothing forcing it), and
-    /// sidecar-watch's trims purge what mimalloc freed (at 30k: 84 MiB settled, 57 MiB 20 s
-    /// later).
+    /// RSS (KiB) [`REST`] after the settled reading, kube-state-metrics after a forced
+    /// garbage collection: what each returns to the OS soon after its initial list.
     pub rss_rest_kib: u64,
-    /// kube-state-metrics only: Go's memory statistics at rest.
+    /// kube-state-metrics only: Go's memory statistics at that reading.
     pub go_memory_rest: Option<GoMemory>,
-    /// kube-state-metrics only: the top of its heap profile at rest (`go tool pprof -top`),
-    /// for where its memory goes.
+    /// kube-state-metrics only: the top of its heap profile after the forced collection
+    /// (`go tool pprof -top`), for where its memory goes.
     pub heap_top: Option<String>,
 }
 
@@ -161,9 +157,12 @@ pub fn families(text: &str) -> Vec<(String, usize)> {
 
 const SYNC_DEADLINE: Duration = Duration::from_secs(1800);
 
-/// How long after the settled reading (and kube-state-metrics' forced GC) RSS is read at
-/// rest: each system's freed memory was back with the OS within one 20 s sample (`smaps`
-/// every 20 s at 10k and 30k Pods).
+/// How long after the settled reading RSS is read again. sidecar-watch's trims purge what
+/// mimalloc freed after the initial list within one 20 s `smaps` sample (30k Pods: 84.8 MiB
+/// settled, 54.9-57.8 MiB from 20 s later). Go's scavenger is slower: at 10k Pods
+/// kube-state-metrics' RSS was still 391 MiB 30 s after a forced collection (live heap
+/// 32 MB), and fell from 312 to 114 MiB about 100 s after its start when left alone; its
+/// RSS at rest is the side-by-side phase's after the scenarios (10 minutes at full scale).
 pub const REST: Duration = Duration::from_secs(30);
 
 /// A fresh kubeconfig of the system's ServiceAccount (a TokenRequest: made before the
@@ -249,7 +248,7 @@ pub async fn alone(
         cost.rss_rest_kib = k.proc.settled_rss().await;
         cost.go_memory_rest = k.go_memory().await.ok();
         say!(
-            "N={n}: kube-state-metrics {:?}; at rest after a GC: RSS {} MiB, {:?}; heap:\n{}",
+            "N={n}: kube-state-metrics {:?}; 30 s after a forced GC: RSS {} MiB, {:?}; heap:\n{}",
             cost.go_memory,
             cost.rss_rest_kib / 1024,
             cost.go_memory_rest,
@@ -259,7 +258,7 @@ pub async fn alone(
     if let Running::Operator(o) = &running {
         tokio::time::sleep(REST).await;
         cost.rss_rest_kib = o.proc.settled_rss().await;
-        say!("N={n}: sidecar-watch at rest: RSS {} MiB", cost.rss_rest_kib / 1024);
+        say!("N={n}: sidecar-watch 30 s later: RSS {} MiB", cost.rss_rest_kib / 1024);
     }
     let mut times = Vec::new();
     for _ in 0..3 {

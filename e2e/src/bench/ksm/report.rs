@@ -90,18 +90,18 @@ pub fn cost_table(steps: &[Step], setup: &Setup) -> String {
     row(&mut t, "RSS per Pod (settled / N)", &|s, c| format!("{:.0} B", per_pod(s, c)), &none);
     row(
         &mut t,
-        &format!("RSS at rest ({} s later; KSM after a forced GC)", REST.as_secs()),
+        &format!("RSS {} s later (KSM after a forced GC)", REST.as_secs()),
         &|_, c| kib_mib(c.rss_rest_kib),
         &|s| format!("{:.1}×", s.ksm.rss_rest_kib as f64 / s.operator.rss_rest_kib.max(1) as f64),
     );
     row(&mut t, "… Go heap then: live / in use / from the OS", &|_, c| go(c.go_memory_rest), &none);
     row(
         &mut t,
-        "RSS per Pod at rest (/ N)",
+        "RSS per Pod then (/ N)",
         &|s, c| format!("{:.0} B", c.rss_rest_kib as f64 * 1024.0 / s.n.max(1) as f64),
         &none,
     );
-    // What one more Pod costs, without the fixed part: at rest, from the previous N.
+    // What one more Pod costs, without the fixed part: from the previous N.
     let slope = |i: usize, pick: fn(&Step) -> &SystemCost| -> Option<f64> {
         let (a, b) = (&steps[i.checked_sub(1)?], &steps[i]);
         let d = pick(b).rss_rest_kib as f64 - pick(a).rss_rest_kib as f64;
@@ -115,7 +115,7 @@ pub fn cost_table(steps: &[Step], setup: &Setup) -> String {
             format!("{} | {} | {ratio}", bytes(k), bytes(o))
         })
         .collect();
-    let _ = writeln!(t, "| RSS per Pod at rest (slope from the previous N) | {} |", cells.join(" | "));
+    let _ = writeln!(t, "| RSS per Pod then (slope from the previous N) | {} |", cells.join(" | "));
     row(
         &mut t,
         "`/metrics` bytes (per Pod)",
