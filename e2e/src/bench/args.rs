@@ -3,7 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// What the operator is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Against {
+    /// The in-process API-server simulator preloaded with N Pods, beside two kube-rs
+    /// reflector baselines.
+    Simulator,
+    /// kube-state-metrics + Prometheus + the seed's PrometheusRule (and the same rules fixed
+    /// for native sidecars), beside the operator, on a real kube-apiserver and etcd.
+    Ksm,
+}
 
 /// Runs the real operator (`sidecar-watch run`) against the in-process API-server simulator
 /// preloaded with N realistic Pods, for each N, and prints one Markdown table.
@@ -92,8 +103,40 @@ pub struct Args {
     /// shards by Pod UID and this many replicas by namespace (0 or 1: off).
     #[arg(long, default_value_t = 0)]
     pub shards: u32,
+    /// What to measure against (`ksm`: see the `--ksm-*` options).
+    #[arg(long, value_enum, default_value = "simulator")]
+    pub against: Against,
+    /// `--against ksm`: Pods created in the real API server, one cost measurement at each
+    /// count (comma-separated, ascending); the alert scenarios run at the first.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize])]
+    pub ksm_pods: Vec<usize>,
+    /// `--against ksm`: the kube-state-metrics binary (default: `e2e/ksm/build.sh` builds it).
+    #[arg(long)]
+    pub ksm: Option<PathBuf>,
+    /// `--against ksm`: Prometheus' scrape and rule-evaluation interval, seconds (the seed's
+    /// rule group says 30s).
+    #[arg(long, default_value_t = 30)]
+    pub scrape_interval: u64,
+    /// `--against ksm`: status updates per second while CPU is measured.
+    #[arg(long, default_value_t = 100)]
+    pub update_rate: u64,
+    /// `--against ksm`: how long CPU is measured under `--update-rate`.
+    #[arg(long, default_value_t = 60)]
+    pub update_seconds: u64,
+    /// `--against ksm`: seconds after its status write a scenario waits for an alert before
+    /// it reports "never".
+    #[arg(long, default_value_t = 480)]
+    pub never_after: u64,
+    /// `--against ksm`: divides every duration of the alert scenarios by this (the rules'
+    /// `for` and windows, Prometheus' intervals, back-offs, the wait); 1 is the real thing.
+    #[arg(long, default_value_t = 1)]
+    pub time_scale: u32,
+    /// `--against ksm`: Pods created concurrently through the API server.
+    #[arg(long, default_value_t = 48)]
+    pub create_concurrency: usize,
     /// Small N and short phases (every phase still runs): exercises the harness in CI in
-    /// under 3 minutes. Overrides the sizes and durations above.
+    /// a few minutes (about 3, `--against ksm` 3 to 4). Overrides the sizes and durations above; with `--against ksm`, 300
+    /// Pods and every scenario duration divided by 10.
     #[arg(long)]
     pub quick: bool,
 }
@@ -113,13 +156,19 @@ impl Args {
             a.label_updates = 10;
             a.hostile_rate = 200;
             a.hold_seconds = 3;
+            a.ksm_pods = vec![300];
+            a.update_seconds = 5;
+            a.time_scale = 10;
             a.flood_policies = 30;
             a.flood_pods = 100;
             a.flood_samples = 5;
             a.flood_seconds = 3;
         }
-        if a.pods.is_empty() {
-            anyhow::bail!("--pods is empty");
+        if a.pods.is_empty() || a.ksm_pods.is_empty() {
+            anyhow::bail!("--pods and --ksm-pods need at least one count");
+        }
+        if a.time_scale == 0 {
+            anyhow::bail!("--time-scale must be at least 1");
         }
         Ok(a)
     }

@@ -7,7 +7,8 @@
 //! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
 //! table ([`report`]); [`run`] strings them together for one N. Support: `/proc` probes
 //! ([`sys`]); the realistic Pods ([`pods`]) and the Prometheus text parser ([`prom`]) are the
-//! test kit's (`testkit/`), which the tests share.
+//! test kit's (`testkit/`), which the tests share. [`ksm`] is the `--against ksm` mode:
+//! kube-state-metrics, Prometheus and the seed's rules beside the operator on a real API server.
 
 /// Progress line on stderr, stamped with the seconds since the benchmark started.
 macro_rules! say {
@@ -20,6 +21,7 @@ pub mod churn;
 pub mod flood;
 pub mod hostile;
 pub mod idle;
+pub mod ksm;
 pub mod latency;
 pub mod policy_flood;
 pub mod preload;

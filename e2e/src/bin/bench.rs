@@ -11,15 +11,23 @@
 //! ```
 
 use anyhow::{bail, Result};
-use sidecar_watch_e2e::bench::args::Args;
+use sidecar_watch_e2e::bench::args::{Against, Args};
 use sidecar_watch_e2e::bench::report::table;
-use sidecar_watch_e2e::bench::{log, run};
+use sidecar_watch_e2e::bench::{ksm, log, run};
 use sidecar_watch_testkit::factory::PodFactory;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::from_env()?;
     log(format!("args: {args:?}; load average {}", run::load_average()));
+    if args.against == Against::Ksm {
+        let text = ksm::run(&args).await?;
+        println!("{text}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &text)?;
+        }
+        return Ok(());
+    }
     if !args.operator().exists() {
         bail!("operator binary {} not found (cargo build --release -p sidecar-watch)", args.operator().display());
     }
