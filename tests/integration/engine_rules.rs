@@ -505,6 +505,19 @@ fn first_ready_time_drives_startup_order_and_started_up() {
     let mut history = PodHistory::default();
     assert_eq!(history.observe(&good, at("10:05:00")), vec![]);
     assert_eq!(history.container("envoy").unwrap().watched_run_started_at, None);
+
+    // First seen mid-run while briefly unready (an operator restart or a relist), the Pod
+    // Ready=False only since 10:20, after the run started: its start-up is long over. Once
+    // ready again: no start-up timed, no startup-order alert.
+    let mut unready = pod(vec![sidecar(false), app("10:00:03")]);
+    unready.set_ready_condition(Some(ConditionView { status: false, since: Some(at("10:20:00").into()) }));
+    let mut history = PodHistory::default();
+    assert_eq!(history.observe(&unready, at("10:20:01")), vec![]);
+    assert_eq!(history.container("envoy").unwrap().watched_run_started_at, None);
+    let mut ready = pod(vec![sidecar(true), app("10:00:03")]);
+    ready.set_ready_condition(Some(ConditionView { status: true, since: Some(at("10:20:02").into()) }));
+    assert_eq!(history.observe(&ready, at("10:20:02")), vec![]);
+    assert!(evaluate(&ready, &only("startupOrder", ""), &history, now()).alerts.is_empty());
 }
 
 #[test]
