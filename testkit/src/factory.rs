@@ -47,6 +47,11 @@ pub fn policies() -> Vec<Value> {
     ]
 }
 
+/// Whether [`PodFactory::pod`]`(i)` is healthy: every container ready, never restarted.
+pub fn healthy(i: usize) -> bool {
+    i % 100 >= 3
+}
+
 /// Builds Pods.
 #[derive(Debug, Clone)]
 pub struct PodFactory {

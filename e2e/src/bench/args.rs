@@ -2,6 +2,7 @@
 //! that CI runs the whole harness in a few minutes.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -134,6 +135,33 @@ pub struct Args {
     /// `--against ksm`: Pods created concurrently through the API server.
     #[arg(long, default_value_t = 48)]
     pub create_concurrency: usize,
+    /// The soak phase's length, e.g. `30m` (0: skipped): Pod writes with churn and policy
+    /// edits against the first operator, after the idle phase.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub soak: Duration,
+    /// Pod writes per second during the soak.
+    #[arg(long, default_value_t = 200)]
+    pub soak_rate: u64,
+    /// `oomKilled.window` of the cluster policies during the soak (OOM alerts resolve after it).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub soak_oom_window: Duration,
+    /// One policy edit this often during the soak.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub soak_edit_every: Duration,
+    /// One watch disruption by the server (every watch gets 410 Gone: the operator relists)
+    /// this often
+    /// during the soak (0: none).
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub soak_disrupt_every: Duration,
+    /// One sample of RSS, fds, threads and tasks this often during the soak.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub soak_sample_every: Duration,
+    /// Samples before this (at most half the soak) are left out of the slopes. The default
+    /// covers the soak's longest memory: a Pod is restarted at most once per 11 min, and the
+    /// Pods turn over in ~6 min at 30 deletions/s of 10,000 (the first 30-min soak rose
+    /// 36 → 50 MiB for 15 min, then stayed at 46-51 MiB).
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    pub soak_warmup: Duration,
     /// Small N and short phases (every phase still runs): exercises the harness in CI in
     /// a few minutes (about 3, `--against ksm` 3 to 4). Overrides the sizes and durations above; with `--against ksm`, 300
     /// Pods and every scenario duration divided by 10.
@@ -163,6 +191,12 @@ impl Args {
             a.flood_pods = 100;
             a.flood_samples = 5;
             a.flood_seconds = 3;
+            a.soak = Duration::from_secs(12);
+            a.soak_oom_window = Duration::from_secs(5);
+            a.soak_edit_every = Duration::from_secs(1);
+            a.soak_disrupt_every = Duration::from_secs(6);
+            a.soak_sample_every = Duration::from_secs(1);
+            a.soak_warmup = Duration::from_secs(3);
         }
         if a.pods.is_empty() || a.ksm_pods.is_empty() {
             anyhow::bail!("--pods and --ksm-pods need at least one count");
@@ -191,6 +225,12 @@ impl Args {
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join(format!("sidecar-watch-bench-{}", std::process::id())))
     }
+}
+
+/// A duration as `30m`, `90s`, `1h 30m` or ISO 8601 (`PT30M`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let signed: jiff::SignedDuration = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    Duration::try_from(signed).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// The repository (parent of the e2e crate).

@@ -3,7 +3,8 @@
 //! ([`proc`]), baselines and operator start-up ([`startup`]), sustained update rates
 //! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]), a
 //! tenant editing its policies fast ([`policy_flood`]), `/metrics` serving ([`serving`]), a
-//! flood of made-up tokens ([`flood`]), churn ([`churn`]), idle CPU ([`idle`]), the operator's
+//! flood of made-up tokens ([`flood`]), churn ([`churn`]), idle CPU ([`idle`]), a soak with its
+//! writes ([`soak`], [`soak_load`]), the operator's
 //! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
 //! table ([`report`]); [`run`] strings them together for one N. Support: `/proc` probes
 //! ([`sys`]); the realistic Pods ([`pods`]) and the Prometheus text parser ([`prom`]) are the
@@ -31,6 +32,8 @@ pub mod report;
 pub mod run;
 pub mod serving;
 pub mod shards;
+pub mod soak;
+pub mod soak_load;
 pub mod startup;
 pub mod sys;
 
