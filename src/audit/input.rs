@@ -23,13 +23,13 @@ use crate::engine::{CompiledPolicy, Interner};
 /// What the caller does with each object: `(position in the input, object)`.
 type Each<'a> = dyn FnMut(usize, Value) -> Result<(), AuditError> + 'a;
 
-/// An input: a file or standard input, buffered.
-struct Source {
+/// An input: a file, standard input or bytes in memory, buffered.
+struct Source<'r> {
     name: String,
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + 'r>,
 }
 
-fn open(path: &Path) -> Result<Source, AuditError> {
+fn open(path: &Path) -> Result<Source<'static>, AuditError> {
     if path == Path::new("-") {
         return Ok(Source { name: "<stdin>".into(), reader: Box::new(BufReader::new(std::io::stdin())) });
     }
@@ -246,8 +246,28 @@ pub(super) fn describe_object(value: &Value, position: usize) -> String {
 /// share names through `names`.
 pub fn load_pods(path: &Path, inventory: &mut Inventory, names: &mut Interner) -> Result<(), AuditError> {
     let source = open(path)?;
+    let origin = (path != Path::new("-")).then(|| source.name.clone());
+    pods_of(source, origin, inventory, names)
+}
+
+/// [`load_pods`] of an input already open, named `name` in messages (no file in SARIF
+/// locations): for inputs that are not files, and for the fuzz targets (`fuzz/`).
+pub fn read_pods(
+    name: &str,
+    reader: &mut dyn BufRead,
+    inventory: &mut Inventory,
+    names: &mut Interner,
+) -> Result<(), AuditError> {
+    pods_of(Source { name: name.to_string(), reader: Box::new(reader) }, None, inventory, names)
+}
+
+fn pods_of(
+    source: Source,
+    origin: Option<String>,
+    inventory: &mut Inventory,
+    names: &mut Interner,
+) -> Result<(), AuditError> {
     let file = source.name.clone();
-    let origin = (path != Path::new("-")).then(|| file.clone());
     for_each_object(source, &mut |position, object| {
         let error = |message: String| AuditError::Object {
             file: file.clone(),
@@ -269,7 +289,16 @@ pub fn load_pods(path: &Path, inventory: &mut Inventory, names: &mut Interner) -
 
 /// Reads and compiles the policies in a file, strictly: an unknown field is an error.
 pub fn load_policies(path: &Path) -> Result<Vec<CompiledPolicy>, AuditError> {
-    let source = open(path)?;
+    policies_of(open(path)?)
+}
+
+/// [`load_policies`] of an input already open, named `name` in messages: for inputs that are
+/// not files, and for the fuzz targets (`fuzz/`).
+pub fn read_policies(name: &str, reader: &mut dyn BufRead) -> Result<Vec<CompiledPolicy>, AuditError> {
+    policies_of(Source { name: name.to_string(), reader: Box::new(reader) })
+}
+
+fn policies_of(source: Source) -> Result<Vec<CompiledPolicy>, AuditError> {
     let file = source.name.clone();
     let mut policies = Vec::new();
     for_each_object(source, &mut |position, object| {
