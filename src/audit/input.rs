@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::yaml::{self, Piece};
 use super::{strict, workloads, AuditError, Audited, Inventory};
-use crate::api::{decode, ClusterSidecarPolicy, SidecarPolicy};
+use crate::api::{clip, decode, mention, ClusterSidecarPolicy, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner};
 
 /// What the caller does with each object: `(position in the input, object)`.
@@ -43,7 +43,8 @@ fn open(path: &Path) -> Result<Source<'static>, AuditError> {
 /// is not.
 fn for_each_object(mut source: Source, each: &mut Each) -> Result<(), AuditError> {
     let file = source.name.clone();
-    let syntax = |message: String| AuditError::Syntax { file: file.clone(), message };
+    // A parser's message may quote the input (serde's `invalid type: string "…"`).
+    let syntax = |message: String| AuditError::Syntax { file: file.clone(), message: clip(&message) };
     let read_error = |source: std::io::Error| AuditError::Read { file: file.clone(), source };
     let (first, first_line) = first_significant_byte(&mut source.reader).map_err(read_error)?;
     let stopped = RefCell::new(None);
@@ -229,12 +230,13 @@ impl<'de> Visitor<'de> for Items<'_, '_, '_> {
     }
 }
 
-/// `Kind namespace/name`, for error messages.
+/// `Kind namespace/name`, for error messages; each [`mention`]ed (an input no API server
+/// checked may hold any name).
 pub(super) fn describe_object(value: &Value, position: usize) -> String {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("object");
+    let kind = value.get("kind").and_then(Value::as_str).map_or("object".into(), mention);
     let meta = value.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
-    let namespace = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str);
+    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).map(mention);
+    let namespace = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).map(mention);
     match (namespace, name) {
         (Some(ns), Some(n)) => format!("{kind} {ns}/{n}"),
         (None, Some(n)) => format!("{kind} {n}"),
@@ -318,7 +320,9 @@ fn policies_of(source: Source) -> Result<Vec<CompiledPolicy>, AuditError> {
                 let policy: ClusterSidecarPolicy = decode(object.clone()).map_err(|e| error(e.to_string()))?;
                 CompiledPolicy::from_cluster_policy(&policy).1
             }
-            Some(kind) => return Err(error(format!("kind {kind} is not a SidecarPolicy or ClusterSidecarPolicy"))),
+            Some(kind) => {
+                return Err(error(format!("kind {} is not a SidecarPolicy or ClusterSidecarPolicy", mention(kind))))
+            }
             None => return Err(error("kind: missing".into())),
         };
         policies.push(compiled.map_err(|e| error(e.to_string()))?);
