@@ -168,3 +168,16 @@ fn one_huge_name_does_not_pad_every_row_of_the_table() {
     assert_eq!(lines[2].find("envoy"), Some(column), "{}", lines[2]);
     assert_eq!(&lines[2][..column], "shop/web-00  ");
 }
+
+/// audit_input, crash-a2465481 (the YAML reader against the same YAML parsed whole): a
+/// fixture in which a quoted string ran on over lines at column 0 that read `items:` and `- …`.
+/// The reader cut a List out of the string. Reduced: a List whose only "Pod" is text inside
+/// its note was audited, findings and all, for a Pod the YAML does not hold.
+#[test]
+fn a_list_inside_a_quoted_string_is_text() {
+    let yaml = "kind: List\nmetadata:\n  note: 'x\nitems:\n- kind: Pod\n  metadata: {name: ghost, namespace: shop}\n  \
+                spec: {containers: [{name: envoy, image: \"envoy:latest\"}, {name: app, image: \"a:1\"}]}\nother: y'\n";
+    let mut inventory = Inventory::default();
+    read_pods("input", &mut yaml.as_bytes(), &mut inventory, &mut Interner::default()).expect("valid YAML");
+    assert_eq!(inventory.pods.len(), 0, "a List without items");
+}

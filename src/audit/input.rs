@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::yaml::{self, Piece};
+use super::yaml::{self, Piece, Text};
 use super::{strict, workloads, AuditError, Audited, Inventory};
 use crate::api::{clip, decode, mention, ClusterSidecarPolicy, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner};
@@ -65,23 +65,22 @@ fn for_each_object(mut source: Source, each: &mut Each) -> Result<(), AuditError
         Some(_) => {
             // Pieces (documents, a List's entries) are parsed one at a time; see `yaml`.
             let mut piece = |piece: Piece| {
-                let (Piece::Item { text, line } | Piece::Document { text, line }) = piece;
-                if let Some((at, column)) = yaml::too_deep(text) {
-                    let at = at + line - 1;
+                let (Piece::Item(Text { too_deep, .. }) | Piece::Document(Text { too_deep, .. })) = piece;
+                if let Some((at, column)) = too_deep {
                     return Err(syntax(format!(
                         "nested deeper than {} levels at line {at} column {column}",
                         yaml::MAX_DEPTH
                     )));
                 }
-                let (text, line) = match piece {
-                    Piece::Item { text, line } => {
+                let Text { text, line, .. } = match piece {
+                    Piece::Item(Text { text, line, .. }) => {
                         let object = serde_norway::from_str(text)
                             .map_err(|e| syntax(yaml::input_lines(&e.to_string(), line)))?;
                         let at = position;
                         position += 1;
                         return each(at, object);
                     }
-                    Piece::Document { text, line } => (text, line),
+                    Piece::Document(text) => text,
                 };
                 for document in serde_norway::Deserializer::from_str(text) {
                     let seed = TopLevel { each: &mut *each, position: &mut position, stopped: &stopped };
