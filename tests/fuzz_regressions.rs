@@ -181,3 +181,26 @@ fn a_list_inside_a_quoted_string_is_text() {
     read_pods("input", &mut yaml.as_bytes(), &mut inventory, &mut Interner::default()).expect("valid YAML");
     assert_eq!(inventory.pods.len(), 0, "a List without items");
 }
+
+/// audit_input, crash-b5acffd1 (reduced by `cargo fuzz tmin` to ` items:\n ::`): the reader
+/// skipped the blanks before the first byte of the input, so a first line indented like the
+/// rest (a heredoc, a snippet pasted from a document) lost its indentation alone and meant
+/// something else: a List whose `items` are null became one whose `items` are a mapping,
+/// refused; a whole indented manifest was refused.
+#[test]
+fn an_input_indented_as_a_whole_keeps_its_first_line_indented() {
+    let read = |yaml: &str| {
+        let mut inventory = Inventory::default();
+        read_pods("input", &mut yaml.as_bytes(), &mut inventory, &mut Interner::default()).map(|()| inventory)
+    };
+    let found = read(" items:\n ::").expect("a List without items");
+    assert_eq!(found.pods.len(), 0);
+    let manifest = "\n\n  apiVersion: v1\n  kind: Pod\n  metadata: {name: indented, namespace: shop}\n  \
+                    spec: {containers: [{name: app, image: \"a:1\"}]}\n";
+    let found = read(manifest).expect("an indented Pod");
+    assert_eq!(found.pods.len(), 1);
+    assert_eq!(found.pods[0].view.name(), "indented");
+    // Line numbers in messages still count the blank lines.
+    let error = read("\n\n  kind: Pod\n  spec: [\n").map(|_| ()).expect_err("unclosed");
+    assert!(error.to_string().contains("line 5"), "{error}");
+}

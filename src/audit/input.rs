@@ -105,22 +105,30 @@ fn take_stop(stopped: &RefCell<Option<AuditError>>) -> Result<(), AuditError> {
     stopped.borrow_mut().take().map_or(Ok(()), Err)
 }
 
-/// Skips whitespace (and a byte-order mark) without consuming what follows; gives the first
-/// byte after it and the number of its line.
+/// Skips blank lines (and a byte-order mark); gives the first byte that is not blank and the
+/// number of its line. The blanks that begin that line stay: they are YAML's indentation (a
+/// manifest indented as a whole, as in a heredoc, read unindented on its first line only
+/// and was refused or, as the fuzz target audit_input found, read as another document).
 fn first_significant_byte(reader: &mut dyn BufRead) -> std::io::Result<(Option<u8>, usize)> {
     let mut line = 1;
     loop {
         let buffer = reader.fill_buf()?;
-        let skip = buffer.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(buffer.len());
-        line += buffer[..skip].iter().filter(|b| **b == b'\n').count();
         if buffer.is_empty() {
             return Ok((None, line));
         }
-        let bom = buffer[skip..].starts_with(&[0xEF, 0xBB, 0xBF]);
-        let at_end = skip == buffer.len();
-        reader.consume(skip + if bom { 3 } else { 0 });
-        if !bom && !at_end {
-            return Ok((reader.fill_buf()?.first().copied(), line));
+        let skip = buffer.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(buffer.len());
+        let blank_lines = buffer[..skip].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        line += buffer[..blank_lines].iter().filter(|b| **b == b'\n').count();
+        if buffer[skip..].starts_with(&[0xEF, 0xBB, 0xBF]) {
+            reader.consume(skip + 3);
+        } else if skip < buffer.len() {
+            let first = buffer[skip];
+            reader.consume(blank_lines);
+            return Ok((Some(first), line));
+        } else {
+            // Only blanks in the buffer: the line's indentation, if it goes on past the buffer
+            // (a pipe's first read was "  "), is lost; a buffer is at least one pipe write.
+            reader.consume(if blank_lines == 0 { skip } else { blank_lines });
         }
     }
 }
