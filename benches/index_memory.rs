@@ -15,7 +15,7 @@
 //!
 //! `cargo bench --bench index_memory` (the three-container fixture with four alerts each), or
 //! `cargo bench --bench index_memory -- mix` (the full benchmark's Pods and policies:
-//! `sidecar_watch_e2e::bench::pods`, mostly healthy). `-- memory` stops after the memory
+//! `sidecar_watch_testkit::factory`, mostly healthy). `-- memory` stops after the memory
 //! figures. `-- gzip` instead times a render plain and gzip-compressed at levels 1 to 6 at
 //! 20k, 60k and 100k Pods of the full benchmark's mix (how `/metrics`' gzip level was
 //! chosen: src/server/scrape.rs).
@@ -31,6 +31,7 @@ use sidecar_watch::engine::{CompiledPolicy, ContainerHistory, ContainerView, Pod
 use sidecar_watch::index::{Index, PolicyEntry, PolicyResult, StoredAlert, TrackedPod};
 use sidecar_watch::memory::{heap_counts, live_by_size, CountingMimalloc};
 use sidecar_watch::metrics::Metrics;
+use sidecar_watch_testkit::scenario::Scenario;
 
 /// The allocation sizes that grew by at least 0.05 per Pod from `before` (at `n0` Pods) to
 /// `after` (at `n1`), with mimalloc's size class for each.
@@ -128,9 +129,9 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
     names.into_iter().zip(sums).collect()
 }
 
-/// The full benchmark's policies (`sidecar_watch_e2e::bench::pods::policies`).
+/// The full benchmark's policies (`sidecar_watch_testkit::factory::policies`).
 fn mix_policies() -> Vec<(PolicyRef, CompiledPolicy)> {
-    sidecar_watch_e2e::bench::pods::policies()
+    sidecar_watch_testkit::factory::policies()
         .into_iter()
         .map(|object| {
             let name = object["metadata"]["name"].as_str().expect("a name").to_string();
@@ -162,8 +163,7 @@ fn rss_bytes() -> u64 {
 }
 
 fn pod(i: usize) -> SlimPod {
-    let text = include_str!("../tests/fixtures/two-sidecars.yaml");
-    let mut pod: SlimPod = serde_norway::from_str(text).expect("fixture parses");
+    let mut pod: SlimPod = Scenario::TwoSidecars.decode();
     pod.metadata.name = Some(format!("checkout-84d6c7f9b-{i:06}"));
     pod.metadata.namespace = Some(format!("team-{}", i % 50));
     pod.metadata.uid = Some(format!("6f1c2d3e-{:04x}-4b5a-9c8d-{:012x}", i % 65536, i));
@@ -202,7 +202,7 @@ fn gzip_table() {
     for (policy, compiled) in mix_policies() {
         index.apply_policy(policy, PolicyEntry::new(Ok(compiled), serde_json::Value::Null), now);
     }
-    let factory = sidecar_watch_e2e::bench::pods::PodFactory::new();
+    let factory = sidecar_watch_testkit::factory::PodFactory::new();
     let metrics = Metrics::new();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -272,7 +272,7 @@ fn main() {
     let mix = std::env::args().any(|a| a == "mix");
     let now = Timestamp::now();
     let index = Arc::new(Index::new());
-    let factory = sidecar_watch_e2e::bench::pods::PodFactory::new();
+    let factory = sidecar_watch_testkit::factory::PodFactory::new();
     let policies = if mix {
         mix_policies()
     } else {

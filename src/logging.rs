@@ -3,6 +3,12 @@
 //! fields at the top level — never nested under `fields`).
 //!
 //! The level filter comes from `RUST_LOG` (default `info`).
+//!
+//! The JSON event format is written here ([`FlatJson`], ~150 lines) because
+//! tracing-subscriber's own (`fmt().json().flatten_event(true)`) is not that shape: on the
+//! same event it writes `timestamp`, `level":"INFO"`, `message` and `target`, and a `?list`
+//! field as one string (`"[\"shop\"]"`) instead of an array; it cannot rename its keys. The
+//! test `tracing_subscribers_own_json_is_another_shape` measures that on every build.
 
 use std::fmt;
 
@@ -225,31 +231,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn events_are_flat_with_lists_as_arrays() {
-        use std::sync::{Arc, Mutex};
-        use tracing_subscriber::fmt::MakeWriter;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::MakeWriter;
 
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
+    /// Where a test's subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
+            Ok(bytes.len())
         }
-        impl<'a> MakeWriter<'a> for Buffer {
-            type Writer = Buffer;
-            fn make_writer(&'a self) -> Self::Writer {
-                self.clone()
-            }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
+    }
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
 
-        let buffer = Buffer::default();
-        let subscriber = tracing_subscriber::fmt().event_format(FlatJson).with_writer(buffer.clone()).finish();
+    /// The start-up line, as `subscriber` writes it, and parsed.
+    fn start_up_line(subscriber: impl tracing::Subscriber + Send + Sync, buffer: &Buffer) -> (String, Value) {
         let namespaces: Vec<String> = vec!["shop".into(), "pay\"ments".into()];
         let none: Vec<String> = Vec::new();
         tracing::subscriber::with_default(subscriber, || {
@@ -257,6 +262,27 @@ mod tests {
         });
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let v: Value = serde_json::from_str(text.trim()).unwrap();
+        (text, v)
+    }
+
+    /// Why [`FlatJson`] exists: the same event through tracing-subscriber's flattened JSON.
+    #[test]
+    fn tracing_subscribers_own_json_is_another_shape() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt().json().flatten_event(true).with_writer(buffer.clone()).finish();
+        let (text, v) = start_up_line(subscriber, &buffer);
+        assert_eq!((v.get("ts"), v.get("msg"), v.get("logger")), (None, None, None), "{text}");
+        assert_eq!(v["message"], "starting sidecar-watch");
+        assert_eq!(v["level"], "INFO");
+        assert!(v["timestamp"].is_string() && v["target"].is_string(), "{text}");
+        assert_eq!(v["namespaces"], "[\"shop\", \"pay\\\"ments\"]", "a list logged as a string");
+    }
+
+    #[test]
+    fn events_are_flat_with_lists_as_arrays() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt().event_format(FlatJson).with_writer(buffer.clone()).finish();
+        let (text, v) = start_up_line(subscriber, &buffer);
         assert_eq!(v["msg"], "starting sidecar-watch");
         assert_eq!(v["level"], "info");
         assert_eq!(v["identity"], "sw-0");

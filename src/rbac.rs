@@ -1,6 +1,6 @@
 //! The Kubernetes API access the operator needs, in one place.
 //!
-//! `config/rbac/` and the Helm chart grant exactly these rules; `tests/rbac.rs` fails when
+//! `config/rbac/` and the Helm chart grant exactly these rules; `tests/integration/rbac.rs` fails when
 //! they disagree, and the end-to-end test `rbac::operator_calls_exactly_what_rbac_grants`
 //! fails when the operator's real requests and this list disagree either way. Change this
 //! list together with the code that makes the calls.

@@ -5,9 +5,12 @@
 //! `getrusage(RUSAGE_CHILDREN)` is that of these children alone.
 
 use std::io::{BufWriter, Write};
-use std::process::Command;
 
-use sidecar_watch_e2e::bench::pods::{write_list, PodFactory};
+use sidecar_watch_testkit::audit::{json, text, Audit};
+use sidecar_watch_testkit::factory::{write_list, PodFactory};
+
+/// The binary under test.
+const SIDECAR_WATCH: Audit = Audit::new(env!("CARGO_BIN_EXE_sidecar-watch"));
 
 const PODS: usize = 20_000;
 /// The ceiling: the compact views (~1.5 KB a Pod), findings and the parser's buffers. Parsing
@@ -41,16 +44,22 @@ fn write_yaml_dump(path: &std::path::Path, pods: usize) -> u64 {
     std::fs::metadata(path).expect("the dump").len()
 }
 
-/// Audits `path`; returns the findings.
+/// Audits `path` (and removes it); returns the findings.
 fn audit(path: &std::path::Path) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_sidecar-watch"))
-        .args(["audit", "--fail-on", "none", "-o", "json", "--now", "2026-01-01T00:00:00Z", "-f"])
-        .arg(path)
-        .output()
-        .expect("audit runs");
+    let args = [
+        "--fail-on".as_ref(),
+        "none".as_ref(),
+        "-o".as_ref(),
+        "json".as_ref(),
+        "--now".as_ref(),
+        "2026-01-01T00:00:00Z".as_ref(),
+        "-f".as_ref(),
+        path.as_os_str(),
+    ];
+    let out = SIDECAR_WATCH.run(&args, None);
     let _ = std::fs::remove_file(path);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    json(&out)
 }
 
 /// The Pods that have findings.

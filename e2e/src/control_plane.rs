@@ -137,12 +137,13 @@ impl ControlPlane {
         for arg in &options.apiserver_args {
             cmd.arg(format!("--apiserver-arg={arg}"));
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| ControlPlaneError::Start(format!("cannot run {}: {e}", binary.display())))?;
+        let mut child =
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().map_err(|e| {
+                ControlPlaneError::Start(format!(
+                    "cannot run {} ({BINARY_ENV}, or unset it to build with e2e/control-plane/build.sh): {e}",
+                    binary.display()
+                ))
+            })?;
         let stdin = child.stdin.take().ok_or_else(|| ControlPlaneError::Start("no stdin".into()))?;
         let stdout = child.stdout.take().ok_or_else(|| ControlPlaneError::Start("no stdout".into()))?;
         let mut ready = None;

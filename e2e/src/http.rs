@@ -3,6 +3,14 @@
 //! headers, from a chosen loopback address (the operator limits each client address),
 //! giving the status, the headers and the body (gzip decoded on request); or many GETs on
 //! one connection.
+//!
+//! The HTTP is hyper's; what is written here is the connection around it, which the tests
+//! need to control: the source address, the receive buffer, several requests kept on one
+//! connection ([`get_many`]), streams that never read ([`open`]). Not `reqwest`: its pool
+//! decides which connection a request takes, and reqwest 0.13 (`rustls-no-provider`,
+//! `gzip`) would add 32 crates this workspace does not build (`url`, `idna` and 20 of ICU's,
+//! `async-compression`, …): measured by `cargo generate-lockfile` of a crate depending on
+//! it, its crates compared with this workspace's `Cargo.lock` (2026-11-23).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,13 +66,27 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
 
 /// A rustls client configuration that accepts any server certificate.
 pub fn any_certificate() -> std::io::Result<Arc<rustls::ClientConfig>> {
+    client_config(Arc::new(AnyCertificate::default()))
+}
+
+fn client_config(verifier: Arc<AnyCertificate>) -> std::io::Result<Arc<rustls::ClientConfig>> {
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(io_error)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The certificate (DER) that the TLS listener on `127.0.0.1:<port>` presents.
+pub async fn presented_certificate(port: u16) -> std::io::Result<Vec<u8>> {
+    let verifier = Arc::new(AnyCertificate::default());
+    let stream = connect(port, None, None).await?;
+    let name = ServerName::try_from("localhost").map_err(io_error)?;
+    tokio_rustls::TlsConnector::from(client_config(verifier.clone())?).connect(name, stream).await?;
+    let presented = verifier.presented.lock().map_err(io_error)?.clone();
+    Ok(presented)
 }
 
 /// A TCP connection to `127.0.0.1:<port>` from `source` (the kernel's choice when `None`),
@@ -123,7 +145,16 @@ pub async fn get(port: u16, path: &str, request: &Request<'_>) -> std::io::Resul
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io_error)?;
     tokio::spawn(connection);
-    let response = sender.send_request(request_to(port, path, request)?).await.map_err(io_error)?;
+    send(&mut sender, request_to(port, path, request)?, started).await
+}
+
+/// Sends `request` on a connection, reads the whole response; `elapsed` counts from `started`.
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    request: hyper::Request<Empty<Bytes>>,
+    started: Instant,
+) -> std::io::Result<Response> {
+    let response = sender.send_request(request).await.map_err(io_error)?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(io_error)?.to_bytes().to_vec();
     Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body, elapsed: started.elapsed() })
@@ -147,32 +178,30 @@ pub async fn get_many<'a>(
     for i in 0..count {
         let started = Instant::now();
         sender.ready().await.map_err(io_error)?;
-        let response = sender.send_request(request_to(port, path, &request_for(i))?).await.map_err(io_error)?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(io_error)?.to_bytes().to_vec();
-        responses.push(Response {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-            elapsed: started.elapsed(),
-        });
+        responses.push(send(&mut sender, request_to(port, path, &request_for(i))?, started).await?);
     }
     Ok(responses)
 }
 
-/// Accepts any server certificate: the tests talk to their own operator on loopback.
-#[derive(Debug)]
-struct AnyCertificate;
+/// Accepts any server certificate (the tests talk to their own operator on loopback) and
+/// keeps the last one presented.
+#[derive(Debug, Default)]
+struct AnyCertificate {
+    presented: std::sync::Mutex<Vec<u8>>,
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut presented) = self.presented.lock() {
+            *presented = end_entity.to_vec();
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -182,8 +211,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &ring_algorithms())
     }
 
     fn verify_tls13_signature(
@@ -192,11 +220,15 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &ring_algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+        ring_algorithms().supported_schemes()
     }
+}
+
+/// The signature algorithms of ring, the provider the operator and kube use.
+fn ring_algorithms() -> rustls::crypto::WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
 }

@@ -1,5 +1,6 @@
 //! Runs Debian's `/usr/bin/prometheus` on a free loopback port with a rule file and one
-//! scrape target (1 s scrape and evaluation interval) and queries its HTTP API.
+//! scrape target (1 s scrape and evaluation interval), or with a configuration of the
+//! caller's (the benchmark's 30 s intervals and several targets), and queries its HTTP API.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -77,16 +78,22 @@ impl Prometheus {
     /// Like [`Prometheus::start`] with an explicit binary path and extra scrape settings
     /// (YAML lines indented for the scrape config).
     pub async fn start_with_binary(bin: &Path, rule_file: &Path, target: &str, scrape_settings: &str) -> Result<Self> {
-        if !bin.exists() {
-            return Err(PrometheusError::Missing(bin.to_path_buf()));
-        }
-        let dir = std::env::temp_dir().join(format!("sidecar-watch-prom-{}-{}", std::process::id(), fastrand::u32(..)));
-        std::fs::create_dir_all(dir.join("data"))?;
         let rules = std::fs::canonicalize(rule_file)?;
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 1s\nrule_files:\n  - {rules:?}\nscrape_configs:\n  - job_name: sidecar-watch\n{scrape_settings}    static_configs:\n      - targets: [{target:?}]\n",
             rules = rules.display().to_string(),
         );
+        Self::start_with_config(bin, &config).await
+    }
+
+    /// Starts `bin` with a whole configuration file's text (`prometheus.yml`: intervals,
+    /// rule files by absolute path, scrape jobs) and waits until it is ready.
+    pub async fn start_with_config(bin: &Path, config: &str) -> Result<Self> {
+        if !bin.exists() {
+            return Err(PrometheusError::Missing(bin.to_path_buf()));
+        }
+        let dir = std::env::temp_dir().join(format!("sidecar-watch-prom-{}-{}", std::process::id(), fastrand::u32(..)));
+        std::fs::create_dir_all(dir.join("data"))?;
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config)?;
         let port = free_port()?;
@@ -161,6 +168,17 @@ impl Prometheus {
     /// `GET /api/v1/query?query=...`: the `data` object (`resultType`, `result`).
     pub async fn query(&self, promql: &str) -> Result<Value> {
         self.api(&format!("/api/v1/query?query={}", encode(promql))).await
+    }
+
+    /// `GET /api/v1/rules?type=alert`: the `data` object (rule groups, each with its `file`,
+    /// and every alerting rule's active alerts with their `state`).
+    pub async fn alerting_rules(&self) -> Result<Value> {
+        self.api("/api/v1/rules?type=alert").await
+    }
+
+    /// The process id (for its RSS and CPU).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// `GET /api/v1/targets`: the `data` object (active targets with health).

@@ -47,6 +47,16 @@ async fn pod_from(api: &Api<Pod>, v: Value) -> Pod {
     api.create(&PostParams::default(), &pod).await.expect("pod created")
 }
 
+/// Creates the Pod `w` and labels it once; returns the resourceVersion of its creation.
+async fn created_then_labelled(pods: &Api<Pod>) -> String {
+    let p = pod_from(pods, test_pod("w", &[("app", "w")], &["c"], &[])).await;
+    let rv0 = p.metadata.resource_version.clone().expect("a resourceVersion");
+    pods.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"step": "1"}}})))
+        .await
+        .expect("labelled");
+    rv0
+}
+
 fn rv_of(pod: &Pod) -> u64 {
     pod.metadata.resource_version.as_deref().expect("a resourceVersion").parse().expect("a number")
 }
@@ -255,11 +265,7 @@ async fn watch_from_resource_version_with_bookmarks(server: Server) {
     let env = server.env().await;
     let ns = namespace(&env, "watch").await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
-    let p = pod_from(&pods, test_pod("w", &[("app", "w")], &["c"], &[])).await;
-    let rv0 = p.metadata.resource_version.clone().unwrap();
-    pods.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"step": "1"}}})))
-        .await
-        .unwrap();
+    let rv0 = created_then_labelled(&pods).await;
 
     // A watch from rv0 replays the modification. A bookmark follows once the server has
     // moved past it (here a Pod elsewhere), before the watch times out.
@@ -361,11 +367,7 @@ async fn compacted_resource_versions_expire(server: Server) {
     let env = server.own_env().await;
     let ns = namespace(&env, "expiry").await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
-    let p = pod_from(&pods, test_pod("w", &[("app", "w")], &["c"], &[])).await;
-    let rv0 = p.metadata.resource_version.clone().unwrap();
-    pods.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"step": "1"}}})))
-        .await
-        .unwrap();
+    let rv0 = created_then_labelled(&pods).await;
     compact(&env).await;
     let mut stream = pods.watch(&WatchParams::default(), &rv0).await.unwrap().boxed();
     match stream.try_next().await.unwrap() {

@@ -173,8 +173,8 @@ async fn reflector_survives_restarts_and_compaction(server: Server) {
 }
 
 /// Failures kube-apiserver has no way to inject, so they run on the simulator alone: watches
-/// dropped, 500s, 429s with `Retry-After`, latency, and an outage during which Pods change and
-/// the history is compacted.
+/// dropped, 500s, 429s with `Retry-After`, latency, a watch expired mid-stream, and an outage
+/// during which Pods change and the history is compacted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflector_survives_injected_failures() {
     let env = Server::Simulator.env().await;
@@ -208,7 +208,16 @@ async fn reflector_survives_injected_failures() {
     converge(&w.reader, &w.expected, "with latency").await;
     sim.set_latency(Duration::ZERO);
 
-    // 5. an outage (all HTTP requests fail) while the state changes directly and the history
+    // 5. the open watch expired in its stream (410 Gone, as kube-apiserver's watch cache
+    // sends): the watcher lists again.
+    let expired = sim.shared().expired_watches();
+    sim.expire_watches();
+    create(&w.api, &mut w.expected, "after-expiry").await;
+    delete(&w.api, &mut w.expected, "p3").await;
+    converge(&w.reader, &w.expected, "after the watch expired (410 + relist)").await;
+    assert_eq!(sim.shared().expired_watches(), expired + 1, "one open watch, one 410");
+
+    // 6. an outage (all HTTP requests fail) while the state changes directly and the history
     // is compacted: the watcher reconnects from its stale resourceVersion.
     let failed_before = sim.shared().failed_requests();
     sim.fail_next_500(u32::MAX);

@@ -114,6 +114,26 @@ pub fn job_remediations() -> String {
     format!("{{{}}}", entries.join(",\n  "))
 }
 
+/// A CEL map literal from the id of each catalog entry whose mesh redirects the Pod's traffic
+/// to its proxy to that redirection: `{'iptablesInit', 'cniValidator', 'remediation'}`
+/// ([`crate::engine::catalog::Redirect`]).
+pub fn redirects() -> String {
+    let entries: Vec<String> = CATALOG
+        .iter()
+        .filter_map(|e| {
+            let r = e.redirect.as_ref()?;
+            Some(format!(
+                "{}: {{'iptablesInit': {}, 'cniValidator': {}, 'remediation': {}}}",
+                string(e.id),
+                string(r.iptables_init),
+                string(r.cni_validator),
+                string(r.remediation)
+            ))
+        })
+        .collect();
+    format!("{{{}}}", entries.join(",\n  "))
+}
+
 /// The characters that separate words of a `command` or `args` entry for the engine: Unicode
 /// whitespace (Rust's `char::is_whitespace`, which RE2's `\s` is not), `;` and `&`.
 const WORD_SEPARATORS: &str =

@@ -128,9 +128,104 @@ pub fn sidecar_checks() -> Vec<(&'static str, &'static str, String, Message)> {
                 .to_string(),
             sidecar_message(check_texts::NO_RESOURCES),
         ),
-        // init-before-proxy (the engine's check on branch k8s137, not on main yet) belongs here:
-        // a native mesh proxy of `variables.nativesShown` whose catalog entry redirects traffic,
-        // and the plain init containers of `variables.inits` declared before it.
+        (
+            "init-before-proxy",
+            "variables.nativesShown",
+            format!("{} in variables.redirects && size(variables.blackholed) > 0", cel::catalog_id("s.container")),
+            init_before_proxy_message(),
+        ),
+    ]
+}
+
+/// The plain init containers a native mesh proxy's traffic redirection reaches are looked for
+/// among the first this many init containers: what a hostile Pod may cost the API server stays
+/// constant, and an injected Pod has a handful (Istio: 2). A proxy declared after more is not
+/// reported at admission; `audit` and the operator, linear in containers, read them all.
+pub const INIT_BEFORE_PROXY_SCAN: usize = 64;
+
+/// `init-before-proxy` on native mesh proxy `s`: "Init container(s) <names> in Pod <key> run(s)
+/// before native sidecar <s>, while the mesh …; <the mesh's remedy>".
+pub fn init_before_proxy_message() -> Message {
+    let one = "size(variables.blackholed) == 1";
+    Message::default()
+        .text("Init container")
+        .cel(&format!("({one} ? '' : 's')"))
+        .text(" ")
+        .cel("variables.blackholed.join(', ')")
+        .text(" in Pod ")
+        .cel("variables.podKey")
+        .text(" ")
+        .cel(&format!("({one} ? 'runs' : 'run')"))
+        .text(check_texts::INIT_BEFORE_PROXY)
+        .cel("s.container.name")
+        .text(check_texts::PROXY_REDIRECTS)
+        .cel(&format!("({one} ? 'it runs' : 'they run')"))
+        .text(check_texts::NO_NETWORK)
+        .cel(&format!("variables.redirects[{}].remediation", cel::catalog_id("s.container")))
+}
+
+/// The variables of `init-before-proxy`, as `crate::engine::relations::inits_without_network`
+/// decides it: the first native mesh proxy among the scanned init containers, and the plain init
+/// containers before it that run after the mesh's iptables init (or all of them when the mesh's
+/// CNI validator runs: the rules were installed with the sandbox), except the mesh's own and
+/// those running as the proxy's user.
+fn init_before_proxy_variables() -> Vec<Variable> {
+    let user = |c: &str| format!("{c}.?securityContext.?runAsUser.orValue(variables.podRunAsUser)");
+    vec![
+        variable("redirects", "the meshes that redirect the Pod's traffic to their proxy, by catalog id", cel::redirects()),
+        variable(
+            "initsScanned",
+            &format!("the positions of the first {INIT_BEFORE_PROXY_SCAN} init containers"),
+            format!("{}.filter(i, i < size(variables.inits))", indices(INIT_BEFORE_PROXY_SCAN)),
+        ),
+        variable(
+            "proxyPositions",
+            "the positions of native mesh proxies among them",
+            format!(
+                "variables.initsScanned.filter(i, variables.inits[i].?restartPolicy.orValue('') == 'Always' && {} in variables.redirects)",
+                cel::catalog_id("variables.inits[i]")
+            ),
+        ),
+        variable(
+            "proxyAt",
+            "the first native mesh proxy's position (-1: none)",
+            "size(variables.proxyPositions) == 0 ? -1 : variables.proxyPositions[0]",
+        ),
+        variable(
+            "redirect",
+            "how its mesh redirects the traffic",
+            format!(
+                "variables.proxyAt < 0 ? {{'iptablesInit': '', 'cniValidator': '', 'remediation': ''}} : variables.redirects[{}]",
+                cel::catalog_id("variables.inits[variables.proxyAt]")
+            ),
+        ),
+        variable(
+            "plainBeforeProxy",
+            "the positions of the plain init containers declared before it",
+            "variables.initsScanned.filter(i, i < variables.proxyAt && variables.inits[i].?restartPolicy.orValue('') != 'Always')",
+        ),
+        variable(
+            "redirectFrom",
+            "where the redirection starts: 0 with the mesh's CNI validator, after its iptables init otherwise (-1: neither)",
+            "variables.plainBeforeProxy.exists(i, variables.inits[i].name == variables.redirect.cniValidator) ? 0 : \
+             [variables.plainBeforeProxy.filter(i, variables.inits[i].name == variables.redirect.iptablesInit)].map(l, size(l) == 0 ? -1 : l[0] + 1)[0]",
+        ),
+        variable(
+            "podRunAsUser",
+            "the Pod's runAsUser (-1: none)",
+            "variables.template.spec.?securityContext.?runAsUser.orValue(-1)",
+        ),
+        variable(
+            "blackholed",
+            "the plain init containers that run with the traffic redirected to a proxy not started yet",
+            format!(
+                "variables.redirectFrom < 0 ? [] : variables.plainBeforeProxy.filter(i, i >= variables.redirectFrom && \
+                 !(variables.inits[i].name in [variables.redirect.iptablesInit, variables.redirect.cniValidator]) && \
+                 !({u} >= 0 && {u} == {p})).map(i, variables.inits[i].name)",
+                u = user("variables.inits[i]"),
+                p = user("variables.inits[variables.proxyAt]")
+            ),
+        ),
     ]
 }
 
@@ -287,6 +382,10 @@ fn variables() -> Vec<Variable> {
             ),
         ),
         variable("sidecarsShown", "every sidecar evaluated", "variables.nativesShown + variables.legaciesShown"),
+    ]
+    .into_iter()
+    .chain(init_before_proxy_variables())
+    .chain([
         variable("sidecarCount", "every sidecar", "size(variables.natives) + size(variables.legacies)"),
         variable(
             "jobFindings",
@@ -328,7 +427,8 @@ fn variables() -> Vec<Variable> {
                 all = indices(MAX_FINDINGS_SHOWN)
             ),
         ),
-    ]
+    ])
+    .collect()
 }
 
 /// Why `Deny` refuses: `Forbidden` (403, "… is forbidden: …"); the default `Invalid` would

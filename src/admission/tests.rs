@@ -6,8 +6,8 @@
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use super::cel::Message;
-use super::policy::{job_message, sidecar_checks, sprawl_messages, JOB_REMEDIATION};
+use super::cel::{self, Message};
+use super::policy::{init_before_proxy_message, job_message, sidecar_checks, sprawl_messages, JOB_REMEDIATION};
 use super::*;
 use crate::api::SlimPod;
 use crate::engine::catalog::{CATALOG, GENERIC_JOB_REMEDIATION};
@@ -163,4 +163,50 @@ fn out_dir_files_are_the_printed_stream() {
     assert_eq!(names, ["validatingadmissionpolicy.yaml", "validatingadmissionpolicybinding.yaml"]);
     let joined = files(&options).expect("files").into_iter().map(|(_, y)| y).collect::<Vec<_>>().join("---\n");
     assert_eq!(joined, render(&options).expect("renders"));
+}
+
+#[test]
+fn init_before_proxy_is_worded_as_the_engine_words_it() {
+    let istio = CATALOG.iter().find(|e| e.id == "istio").expect("istio in the catalog");
+    let remediation = istio.redirect.as_ref().expect("Istio redirects").remediation;
+    let proxy = "docker.io/istio/proxyv2:1.22.0";
+    let message = |inits: Value| {
+        engine_messages(inits, json!([{"name": "main", "image": "example/main:1"}]), 32)
+            .into_iter()
+            .find(|(_, check, ..)| *check == Some(Check::InitBeforeProxy))
+            .map(|f| f.3)
+            .expect("init-before-proxy")
+    };
+    let one = "size(variables.blackholed) == 1";
+    let (plural, runs, they) = (
+        format!("({one} ? '' : 's')"),
+        format!("({one} ? 'runs' : 'run')"),
+        format!("({one} ? 'it runs' : 'they run')"),
+    );
+    let remedy = format!("variables.redirects[{}].remediation", cel::catalog_id("s.container"));
+    let ours = |names: &str, n: usize| {
+        let (s, run, it) = if n == 1 { ("", "runs", "it runs") } else { ("s", "run", "they run") };
+        init_before_proxy_message().fill(&[
+            (&plural, s),
+            ("variables.blackholed.join(', ')", names),
+            ("variables.podKey", "batch/Job/report"),
+            (&runs, run),
+            ("s.container.name", "istio-proxy"),
+            (&they, it),
+            (&remedy, remediation),
+        ])
+    };
+    let two = message(json!([
+        {"name": "istio-init", "image": proxy},
+        {"name": "fetch-config", "image": "example/fetch:1"},
+        {"name": "migrate", "image": "example/migrate:1"},
+        {"name": "istio-proxy", "image": proxy, "restartPolicy": "Always"},
+    ]));
+    assert_eq!(ours("fetch-config, migrate", 2), two);
+    let one = message(json!([
+        {"name": "istio-init", "image": proxy},
+        {"name": "fetch-config", "image": "example/fetch:1"},
+        {"name": "istio-proxy", "image": proxy, "restartPolicy": "Always"},
+    ]));
+    assert_eq!(ours("fetch-config", 1), one);
 }

@@ -1,4 +1,7 @@
-//! Alerts: what a rule reports for one container of one Pod.
+//! Alerts: what a rule reports for one container of one Pod, and what identifies one
+//! ([`AlertKey`]) from one evaluation to the next.
+
+use std::borrow::Cow;
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -175,7 +178,33 @@ pub struct Alert {
 
 impl Alert {
     /// What identifies this alert within one Pod and policy.
-    pub fn key(&self) -> (AlertName, &str, Option<Check>) {
-        (self.name, &self.container, self.check)
+    pub fn key(&self) -> AlertKey<'_> {
+        AlertKey { name: self.name, container: Cow::Borrowed(&self.container), check: self.check }
+    }
+}
+
+/// What identifies an alert within one Pod and one policy: the rule, the container and the
+/// failed check. Two evaluations that report the same key report the same alert (its state,
+/// `since` and message may differ). Every layer compares alerts by this key: the engine
+/// orders a Pod's alerts by it, the index finds what started or stopped firing with it
+/// (`index::StoredAlert::key`), and the Event path remembers what it announced by it
+/// (`events::AnnounceKey`, which adds the Pod and the policy).
+///
+/// The container is borrowed where a key is only compared ([`Alert::key`]) and owned where
+/// one is kept ([`AlertKey::into_owned`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AlertKey<'a> {
+    /// Which rule.
+    pub name: AlertName,
+    /// The container's name; empty for Pod-level checks (`sidecar-sprawl`).
+    pub container: Cow<'a, str>,
+    /// The failed check, for `SidecarMisconfigured`.
+    pub check: Option<Check>,
+}
+
+impl AlertKey<'_> {
+    /// The key with its container's name owned, to be kept.
+    pub fn into_owned(self) -> AlertKey<'static> {
+        AlertKey { name: self.name, container: Cow::Owned(self.container.into_owned()), check: self.check }
     }
 }

@@ -1,7 +1,7 @@
 //! The built-in catalog of well-known sidecars: recognised by container name or by image
 //! repository (registry, tag and digest ignored), each with the product's own remediation
 //! advice. One table; a contributor adds a sidecar with one entry here and one fixture test
-//! in `tests/catalog.rs`.
+//! in `tests/integration/catalog.rs`.
 
 use std::fmt;
 use std::num::NonZeroU8;

@@ -150,9 +150,14 @@ impl PodHistory {
                 Some(i) => i,
                 None => {
                     // First sight: restarts so far have unknown times; a run that is not
-                    // ready yet can still be timed until it becomes ready. Only the last
-                    // restart's cause can be read from the Pod.
-                    let watched_run_started_at = running_since.filter(|_| !status.ready);
+                    // ready yet can still be timed until it becomes ready, unless the Pod's
+                    // Ready condition says it was ready once (the operator came in mid-run:
+                    // a restart or a relist while the sidecar was briefly unready; timing it
+                    // would report a start-up as long as the run and a false
+                    // MainStartedBeforeSidecarReady). Only the last restart's cause can be
+                    // read from the Pod.
+                    let watched_run_started_at =
+                        running_since.filter(|started| !status.ready && !pod.ready_lost_after(started.timestamp()));
                     let last_by_kubelet =
                         kubelet::last_restart_by_kubelet(&mut trigger, at, view, status, HistoryMarks::empty())
                             .is_some();

@@ -35,7 +35,7 @@ pub mod rule_settings;
 pub mod rules;
 pub mod stamp;
 
-pub use alert::{Alert, AlertName, AlertState, Check};
+pub use alert::{Alert, AlertKey, AlertName, AlertState, Check};
 pub use catalog::{CatalogEntry, CatalogId, CATALOG};
 pub use history::{ContainerHistory, Observation, PodHistory};
 pub use name::{Interner, LabelSet, Name};

@@ -135,6 +135,16 @@ impl PodView {
         self.ready_status.map(|status| ConditionView { status, since: self.ready_since })
     }
 
+    /// Whether the Pod's `Ready` condition turned False after `started`: the Pod was Ready,
+    /// every container with it, at some point after then, so a container running since
+    /// `started` was ready once in that run.
+    pub fn ready_lost_after(&self, started: Timestamp) -> bool {
+        self.ready_condition()
+            .filter(|c| !c.status)
+            .and_then(|c| c.since)
+            .is_some_and(|not_ready_since| not_ready_since.timestamp() > started)
+    }
+
     /// Sets the `Ready` condition.
     pub fn set_ready_condition(&mut self, condition: Option<ConditionView>) {
         self.ready_status = condition.map(|c| c.status);

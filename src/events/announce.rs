@@ -8,29 +8,24 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 
 use super::note::container_of;
 use super::REPORTING_CONTROLLER;
-use crate::engine::{AlertName, Check, PolicyRef};
+use crate::engine::{AlertKey, AlertName, Check, PolicyRef};
 use crate::index::{Transition, TransitionKind};
 
-/// What identifies an announced alert: one Warning Event (and its series) per key.
+/// What identifies an announced alert: one Warning Event (and its series) per key. It is
+/// the alert's own key ([`AlertKey`]) on one Pod under one policy.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AnnounceKey {
+    /// The Pod's UID: a Pod of the same name made again is another Pod.
     pub pod_uid: String,
-    pub container: String,
-    pub alert: AlertName,
-    /// The failed check (`SidecarMisconfigured` only).
-    pub check: Option<Check>,
+    /// The policy that raised the alert.
     pub policy: PolicyRef,
+    /// The alert within that Pod and policy.
+    pub alert: AlertKey<'static>,
 }
 
 impl AnnounceKey {
     fn of(t: &Transition) -> Self {
-        AnnounceKey {
-            pod_uid: t.pod_uid.clone(),
-            container: t.alert.container.clone(),
-            alert: t.alert.name,
-            check: t.alert.check,
-            policy: (*t.policy).clone(),
-        }
+        AnnounceKey { pod_uid: t.pod_uid.clone(), policy: (*t.policy).clone(), alert: t.alert.key().into_owned() }
     }
 
     /// The key an Event of this operator stands for, or `None` for an Event that is not an
@@ -58,10 +53,8 @@ impl AnnounceKey {
         };
         let key = AnnounceKey {
             pod_uid: regarding.uid.clone().unwrap_or_default(),
-            container: container_of(regarding.field_path.as_deref()),
-            alert,
-            check,
             policy,
+            alert: AlertKey { name: alert, container: container_of(regarding.field_path.as_deref()).into(), check },
         };
         Some((key, firing))
     }

@@ -12,7 +12,10 @@
 //! # Why was no Event published for this alert?
 //!
 //! An alert's Event passes these stages in order; each is the only place that can drop or
-//! fold it, and each drop is counted or logged where shown.
+//! fold it, and each drop is counted or logged where shown. One key names the alert at every
+//! stage: [`AlertKey`](crate::engine::AlertKey) (rule, container, check) compares it between
+//! evaluations (stage 1), and [`AnnounceKey`] (that key on one Pod under one policy) is what
+//! stage 5 remembers and what a new leader reads back from the cluster's Events.
 //!
 //! | # | stage (code) | drops or folds | seen in |
 //! |---|---|---|---|
@@ -282,7 +285,7 @@ impl Publisher {
             if self.spam.allow(&key.pod_uid, tokio::time::Instant::now()) {
                 self.publish_resolution(&key).await;
             } else {
-                let reason = note::reason_of(key.alert, TransitionKind::Resolved);
+                let reason = note::reason_of(key.alert.name, TransitionKind::Resolved);
                 self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
             }
         }
@@ -347,20 +350,20 @@ impl Publisher {
     /// The `Resolved` Event of an alert that cleared while no leader watched.
     async fn publish_resolution(&mut self, key: &AnnounceKey) {
         let Some((namespace, pod, kind)) = self.index.with_pod(&key.pod_uid, |p| {
-            let kind = p.view.containers.iter().find(|c| c.name == key.container.as_str()).map(|c| c.kind);
+            let kind = p.view.containers.iter().find(|c| c.name == *key.alert.container).map(|c| c.kind);
             (p.view.namespace.to_string(), p.view.name().to_string(), kind)
         }) else {
             return;
         };
-        let reason = note::reason_of(key.alert, TransitionKind::Resolved);
+        let reason = note::reason_of(key.alert.name, TransitionKind::Resolved);
         let event = Event {
             type_: EventType::Normal,
             reason: reason.clone(),
-            note: Some(note::resolved_note(key.alert, &key.container, &namespace, &pod, None, &key.policy)),
-            action: note::action_of(key.check.map(|c| c.as_str()), TransitionKind::Resolved),
+            note: Some(note::resolved_note(key.alert.name, &key.alert.container, &namespace, &pod, None, &key.policy)),
+            action: note::action_of(key.alert.check.map(|c| c.as_str()), TransitionKind::Resolved),
             secondary: Some(policy_reference(&key.policy, None)),
         };
-        let regarding = pod_reference(&namespace, &pod, &key.pod_uid, field_path(kind, &key.container));
+        let regarding = pod_reference(&namespace, &pod, &key.pod_uid, field_path(kind, &key.alert.container));
         let result = self.recorder.publish(&event, &regarding, Timestamp::now()).await;
         record(&self.metrics, &reason, result);
     }

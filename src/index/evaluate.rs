@@ -18,7 +18,7 @@ use super::tallies::Tallies;
 use super::tracked::{PolicyResult, StoredAlert, TrackedPod};
 use super::transitions::diff;
 use super::{Labels, Outcome};
-use crate::engine::{evaluate_capped, CompiledPolicy, PodView, PolicyRef, SidecarType};
+use crate::engine::{evaluate_capped, Alert, CompiledPolicy, PodView, PolicyRef, SidecarType};
 
 /// What evaluations share: the sidecar census, the per-Pod cap, and a count of them.
 pub(super) struct Evaluator<'a> {
@@ -91,15 +91,7 @@ impl Evaluator<'_> {
             };
             // Policies mostly agree on the sidecars: the union stays as small as the cap.
             sidecars.extend(evaluation.sidecars.iter().copied());
-            let result = PolicyResult {
-                policy: policy.shared_ref(),
-                events: policy.events,
-                alerts: evaluation
-                    .alerts
-                    .iter()
-                    .map(|a| StoredAlert::new(&pod.view, &evaluation.sidecars, a))
-                    .collect(),
-            };
+            let result = result_of(policy, &pod.view, &evaluation.alerts, &evaluation.sidecars);
             let before = pod.results.iter().find(|r| r.policy == result.policy);
             transitions.extend(diff(&pod.view, before, &result, evaluation.alerts));
             results.push(result);
@@ -143,15 +135,7 @@ impl Evaluator<'_> {
                 if let Some(at) = evaluation.next_change {
                     outcome.wake_by.push((pod.view.uid().to_string(), at));
                 }
-                let result = PolicyResult {
-                    policy: policy.shared_ref(),
-                    events: policy.events,
-                    alerts: evaluation
-                        .alerts
-                        .iter()
-                        .map(|a| StoredAlert::new(&pod.view, &evaluation.sidecars, a))
-                        .collect(),
-                };
+                let result = result_of(policy, &pod.view, &evaluation.alerts, &evaluation.sidecars);
                 // A policy that stops selecting the Pod takes its alerts away silently, as a
                 // deleted one does: only a result that stays is compared.
                 let before = position.map(|i| &pod.results[i]);
@@ -202,5 +186,20 @@ impl Evaluator<'_> {
         });
         let union = compact(union.flatten());
         self.set_sidecars(pod, union);
+    }
+}
+
+/// What the index keeps of `policy`'s evaluation of the Pod `view`: its `alerts` without
+/// their messages (`sidecars`, the evaluated ones, find their containers).
+fn result_of(
+    policy: &CompiledPolicy,
+    view: &PodView,
+    alerts: &[Alert],
+    sidecars: &[(usize, SidecarType)],
+) -> PolicyResult {
+    PolicyResult {
+        policy: policy.shared_ref(),
+        events: policy.events,
+        alerts: alerts.iter().map(|a| StoredAlert::new(view, sidecars, a)).collect(),
     }
 }

@@ -420,7 +420,7 @@ impl Index {
                 let Some(policy) = policies.iter().find(|p| p.shared_ref() == result.policy) else { continue };
                 let evaluation = evaluate(&pod.view, policy, &pod.history, now);
                 for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
-                    let key = (stored.name, stored.container_name(&pod.view), stored.check);
+                    let key = stored.key(&pod.view);
                     let alert = evaluation
                         .alerts
                         .iter()
@@ -457,28 +457,22 @@ impl Index {
 mod tests {
     use super::*;
     use crate::api::{ClusterPolicySpec, SlimPod};
+    use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
     fn pod(uid: usize) -> PodView {
-        let pod: SlimPod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("pod-{uid}"), "namespace": "shop", "uid": format!("u{uid}"),
-                         "labels": {"app": "web"}, "creationTimestamp": "2026-11-22T10:00:00Z"},
-            "spec": {"containers": [{"name": "app", "image": "shop/web:1.0"},
-                                    {"name": "log-sidecar", "image": "fluent/fluent-bit:3.0"}]},
-            "status": {"containerStatuses": [
-                {"name": "app", "ready": true, "restartCount": 0, "image": "", "imageID": "",
-                 "state": {"running": {"startedAt": "2026-11-22T10:00:00Z"}}},
-                {"name": "log-sidecar", "ready": false, "restartCount": 0, "image": "", "imageID": "",
-                 "state": {"running": {"startedAt": "2026-11-22T10:00:00Z"}}}]}
-        }))
-        .expect("valid Pod");
-        PodView::from_pod(&pod)
+        let pod = PodBuilder::new("shop", &format!("pod-{uid}"))
+            .uid(format!("u{uid}"))
+            .label("app", "web")
+            .container(Container::new("app", "shop/web:1.0"))
+            .container(Container::new("log-sidecar", "fluent/fluent-bit:3.0").ready(false));
+        PodView::from_pod(&pod.decode::<SlimPod>())
     }
 
     /// Deleted Pods and policies leave no counts behind in the segments.
     #[test]
     fn counts_go_with_their_pods() {
         let index = Index::new();
-        let now: Timestamp = "2026-11-22T10:00:00Z".parse().expect("time");
+        let now: Timestamp = sidecar_watch_testkit::pod::CREATED.parse().expect("time");
         let spec: ClusterPolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
         let compiled = CompiledPolicy::compile_cluster("all", &spec);
         index.apply_policy(PolicyRef::cluster("all"), PolicyEntry::new(compiled, serde_json::Value::Null), now);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::tracked::PolicyResult;
-use crate::engine::{Alert, AlertName, AlertState, Check, ContainerKind, PodView, PolicyRef};
+use crate::engine::{Alert, AlertKey, AlertState, ContainerKind, PodView, PolicyRef};
 
 /// An alert that started firing or stopped firing: what Events announce.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,31 +97,23 @@ pub(super) fn diff(
     after: &PolicyResult,
     alerts: Vec<Alert>,
 ) -> Vec<Transition> {
-    let was_firing = |alert: &Alert| {
-        before.is_some_and(|b| {
-            b.alerts.iter().any(|s| {
-                s.state == AlertState::Firing
-                    && s.name == alert.name
-                    && s.check == alert.check
-                    && s.container_name(view) == alert.container
-            })
-        })
-    };
-    let mut out = Vec::new();
-    let mut still_firing: Vec<(AlertName, String, Option<Check>)> = Vec::new();
-    for alert in alerts.into_iter().filter(|a| a.state == AlertState::Firing) {
-        still_firing.push((alert.name, alert.container.clone(), alert.check));
-        if !was_firing(&alert) {
-            out.push(transition(TransitionKind::Fired, view, after, alert));
-        }
-    }
-    if let Some(before) = before {
-        for stored in before.alerts.iter().filter(|a| a.state == AlertState::Firing) {
-            let key = (stored.name, stored.container_name(view).to_string(), stored.check);
-            if !still_firing.contains(&key) {
-                out.push(transition(TransitionKind::Resolved, view, after, stored.to_alert(view)));
-            }
-        }
-    }
+    let firing_before: Vec<AlertKey<'_>> = before
+        .map(|b| b.alerts.iter().filter(|s| s.state == AlertState::Firing).map(|s| s.key(view)).collect())
+        .unwrap_or_default();
+    let firing_now: Vec<AlertKey<'_>> =
+        alerts.iter().filter(|a| a.state == AlertState::Firing).map(Alert::key).collect();
+    let resolved: Vec<Transition> = before
+        .iter()
+        .flat_map(|b| b.alerts.iter())
+        .filter(|s| s.state == AlertState::Firing && !firing_now.contains(&s.key(view)))
+        .map(|s| transition(TransitionKind::Resolved, view, after, s.to_alert(view)))
+        .collect();
+    drop(firing_now);
+    let mut out: Vec<Transition> = alerts
+        .into_iter()
+        .filter(|a| a.state == AlertState::Firing && !firing_before.contains(&a.key()))
+        .map(|a| transition(TransitionKind::Fired, view, after, a))
+        .collect();
+    out.extend(resolved);
     out
 }

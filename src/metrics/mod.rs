@@ -94,6 +94,9 @@ pub struct Metrics {
     pub pods_tracked: IntGauge,
     /// `sidecar_watch_leader`.
     pub leader: IntGauge,
+    /// `sidecar_watch_runtime_tasks`: tokio tasks alive in the operator's runtime, so that a
+    /// task leak (a watch, connection or timer task that never ends) shows as a slope.
+    runtime_tasks: IntGauge,
     /// `sidecar_watch_limited_total{limit}`: times a per-tenant or per-client limit cut work
     /// short or refused a request.
     pub limited: IntCounterVec,
@@ -175,6 +178,11 @@ impl Metrics {
             Opts::new("sidecar_watch_leader", "1 when this replica leads its shard").const_label("shard", &shard),
         )
         .expect("valid metric");
+        let runtime_tasks = IntGauge::new(
+            "sidecar_watch_runtime_tasks",
+            "Tokio tasks alive in the operator's runtime (spawned and not yet finished)",
+        )
+        .expect("valid metric");
         let limited = IntCounterVec::new(
             Opts::new(
                 "sidecar_watch_limited_total",
@@ -238,6 +246,7 @@ impl Metrics {
             Box::new(events.clone()),
             Box::new(pods_tracked.clone()),
             Box::new(leader.clone()),
+            Box::new(runtime_tasks.clone()),
             Box::new(limited.clone()),
             Box::new(reviews.clone()),
             Box::new(decode_errors.clone()),
@@ -257,6 +266,7 @@ impl Metrics {
             events,
             pods_tracked,
             leader,
+            runtime_tasks,
             limited,
             reviews,
             decode_errors,
@@ -306,6 +316,11 @@ impl Metrics {
     fn refresh_gauges(&self, index: &Index, leader: bool) {
         self.pods_tracked.set(i64::try_from(index.pod_count()).unwrap_or(i64::MAX));
         self.leader.set(i64::from(leader));
+        // One atomic load (tokio's stable runtime metrics); no runtime outside the operator's
+        // own (a unit test rendering without one) leaves the gauge at 0.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks.set(i64::try_from(runtime.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
         if let (Some((bytes, allocations)), Some(counts)) = (&self.heap, crate::memory::heap_counts()) {
             let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             bytes.with_label_values(&["asked"]).set(gauge(counts.asked));
@@ -340,5 +355,39 @@ impl Drop for Render {
         if self.index.as_ref().is_some_and(IndexRender::limited) {
             self.limited.with_label_values(&["series-per-namespace"]).inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge(text: &str, name: &str) -> Option<String> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_string))
+    }
+
+    /// The tasks gauge counts what the runtime holds now: three tasks that never finish, then
+    /// none once they are aborted.
+    #[test]
+    fn runtime_tasks_counts_the_tasks_alive_at_the_scrape() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let (metrics, index) = (Metrics::new(), Index::new());
+        let scrape = || {
+            let mut text = String::new();
+            metrics.render(&index, false, |chunk| {
+                text.push_str(&chunk);
+                true
+            });
+            text
+        };
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..3).map(|_| tokio::spawn(std::future::pending::<()>())).collect();
+            assert_eq!(gauge(&scrape(), "sidecar_watch_runtime_tasks").as_deref(), Some("3"));
+            for task in tasks {
+                task.abort();
+                let _ = task.await;
+            }
+            assert_eq!(gauge(&scrape(), "sidecar_watch_runtime_tasks").as_deref(), Some("0"));
+        });
     }
 }

@@ -221,6 +221,14 @@ pub async fn serve(
 
 /// Accepts connections until `shutdown`, each served on a task of its own (after a TLS
 /// handshake with `tls`), its requests carrying their [`Connection`].
+///
+/// Hand-written over hyper rather than `axum-server` (0.9, `tls-rustls-no-provider`, which
+/// would add 4 crates: itself, `arc-swap`, `fs-err`, `h2`): what this loop does beyond
+/// accepting is [`Connection::cut_off`], by which the sweeper ends one stalled scrape's
+/// connection, and axum-server can only shut every connection down at once (its `Handle`);
+/// one connection's end would need a custom `Accept` wrapping each stream's reads and
+/// writes, more code than these 40 lines. Crates counted with `cargo generate-lockfile` of a
+/// crate depending on it against this workspace's `Cargo.lock` (2026-11-23).
 async fn accept(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,

@@ -25,7 +25,7 @@ use crate::role::RoleReceiver;
 pub const RENDER_SLOTS: usize = 2;
 
 /// The gzip level, chosen by measurement (`cargo bench --bench index_memory -- gzip`, table
-/// in docs/benchmarks.md): rendering and compressing at level 1 takes 1.25–1.45× the plain
+/// in docs/benchmarks-history.md): rendering and compressing at level 1 takes 1.25–1.45× the plain
 /// render at 20k–100k Pods for 1.17–1.21× the default level's size (100k: 31.1 MiB to
 /// 3.97 MiB, 1.30× the render), where the default level 6 takes 3.2–5.1× for 3.41 MiB.
 pub const GZIP_LEVEL: u32 = 1;

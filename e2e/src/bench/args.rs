@@ -2,8 +2,20 @@
 //! that CI runs the whole harness in a few minutes.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// What the operator is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Against {
+    /// The in-process API-server simulator preloaded with N Pods, beside two kube-rs
+    /// reflector baselines.
+    Simulator,
+    /// kube-state-metrics + Prometheus + the seed's PrometheusRule (and the same rules fixed
+    /// for native sidecars), beside the operator, on a real kube-apiserver and etcd.
+    Ksm,
+}
 
 /// Runs the real operator (`sidecar-watch run`) against the in-process API-server simulator
 /// preloaded with N realistic Pods, for each N, and prints one Markdown table.
@@ -92,8 +104,67 @@ pub struct Args {
     /// shards by Pod UID and this many replicas by namespace (0 or 1: off).
     #[arg(long, default_value_t = 0)]
     pub shards: u32,
+    /// What to measure against (`ksm`: see the `--ksm-*` options).
+    #[arg(long, value_enum, default_value = "simulator")]
+    pub against: Against,
+    /// `--against ksm`: Pods created in the real API server, one cost measurement at each
+    /// count (comma-separated, ascending); the alert scenarios run at the first.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize])]
+    pub ksm_pods: Vec<usize>,
+    /// `--against ksm`: the kube-state-metrics binary (default: `e2e/ksm/build.sh` builds it).
+    #[arg(long)]
+    pub ksm: Option<PathBuf>,
+    /// `--against ksm`: Prometheus' scrape and rule-evaluation interval, seconds (the seed's
+    /// rule group says 30s).
+    #[arg(long, default_value_t = 30)]
+    pub scrape_interval: u64,
+    /// `--against ksm`: status updates per second while CPU is measured.
+    #[arg(long, default_value_t = 100)]
+    pub update_rate: u64,
+    /// `--against ksm`: how long CPU is measured under `--update-rate`.
+    #[arg(long, default_value_t = 60)]
+    pub update_seconds: u64,
+    /// `--against ksm`: seconds after its status write a scenario waits for an alert before
+    /// it reports "never".
+    #[arg(long, default_value_t = 480)]
+    pub never_after: u64,
+    /// `--against ksm`: divides every duration of the alert scenarios by this (the rules'
+    /// `for` and windows, Prometheus' intervals, back-offs, the wait); 1 is the real thing.
+    #[arg(long, default_value_t = 1)]
+    pub time_scale: u32,
+    /// `--against ksm`: Pods created concurrently through the API server.
+    #[arg(long, default_value_t = 48)]
+    pub create_concurrency: usize,
+    /// The soak phase's length, e.g. `30m` (0: skipped): Pod writes with churn and policy
+    /// edits against the first operator, after the idle phase.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub soak: Duration,
+    /// Pod writes per second during the soak.
+    #[arg(long, default_value_t = 200)]
+    pub soak_rate: u64,
+    /// `oomKilled.window` of the cluster policies during the soak (OOM alerts resolve after it).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub soak_oom_window: Duration,
+    /// One policy edit this often during the soak.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub soak_edit_every: Duration,
+    /// One watch disruption by the server (every watch gets 410 Gone: the operator relists)
+    /// this often
+    /// during the soak (0: none).
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub soak_disrupt_every: Duration,
+    /// One sample of RSS, fds, threads and tasks this often during the soak.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub soak_sample_every: Duration,
+    /// Samples before this (at most half the soak) are left out of the slopes. The default
+    /// covers the soak's longest memory: a Pod is restarted at most once per 11 min, and the
+    /// Pods turn over in ~6 min at 30 deletions/s of 10,000 (the first 30-min soak rose
+    /// 36 → 50 MiB for 15 min, then stayed at 46-51 MiB).
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    pub soak_warmup: Duration,
     /// Small N and short phases (every phase still runs): exercises the harness in CI in
-    /// under 3 minutes. Overrides the sizes and durations above.
+    /// a few minutes (about 3, `--against ksm` 3 to 4). Overrides the sizes and durations above; with `--against ksm`, 300
+    /// Pods and every scenario duration divided by 10.
     #[arg(long)]
     pub quick: bool,
 }
@@ -113,13 +184,25 @@ impl Args {
             a.label_updates = 10;
             a.hostile_rate = 200;
             a.hold_seconds = 3;
+            a.ksm_pods = vec![300];
+            a.update_seconds = 5;
+            a.time_scale = 10;
             a.flood_policies = 30;
             a.flood_pods = 100;
             a.flood_samples = 5;
             a.flood_seconds = 3;
+            a.soak = Duration::from_secs(12);
+            a.soak_oom_window = Duration::from_secs(5);
+            a.soak_edit_every = Duration::from_secs(1);
+            a.soak_disrupt_every = Duration::from_secs(6);
+            a.soak_sample_every = Duration::from_secs(1);
+            a.soak_warmup = Duration::from_secs(3);
         }
-        if a.pods.is_empty() {
-            anyhow::bail!("--pods is empty");
+        if a.pods.is_empty() || a.ksm_pods.is_empty() {
+            anyhow::bail!("--pods and --ksm-pods need at least one count");
+        }
+        if a.time_scale == 0 {
+            anyhow::bail!("--time-scale must be at least 1");
         }
         Ok(a)
     }
@@ -142,6 +225,12 @@ impl Args {
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join(format!("sidecar-watch-bench-{}", std::process::id())))
     }
+}
+
+/// A duration as `30m`, `90s`, `1h 30m` or ISO 8601 (`PT30M`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let signed: jiff::SignedDuration = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    Duration::try_from(signed).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// The repository (parent of the e2e crate).

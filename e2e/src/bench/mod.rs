@@ -3,10 +3,13 @@
 //! ([`proc`]), baselines and operator start-up ([`startup`]), sustained update rates
 //! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]), a
 //! tenant editing its policies fast ([`policy_flood`]), `/metrics` serving ([`serving`]), a
-//! flood of made-up tokens ([`flood`]), churn ([`churn`]), idle CPU ([`idle`]), the operator's
+//! flood of made-up tokens ([`flood`]), churn ([`churn`]), idle CPU ([`idle`]), a soak with its
+//! writes ([`soak`], [`soak_load`]), the operator's
 //! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
-//! table ([`report`]); [`run`] strings them together for one N. Support: realistic Pods
-//! ([`pods`]), the Prometheus text parser ([`prom`]) and `/proc` probes ([`sys`]).
+//! table ([`report`]); [`run`] strings them together for one N. Support: `/proc` probes
+//! ([`sys`]); the realistic Pods ([`pods`]) and the Prometheus text parser ([`prom`]) are the
+//! test kit's (`testkit/`), which the tests share. [`ksm`] is the `--against ksm` mode:
+//! kube-state-metrics, Prometheus and the seed's rules beside the operator on a real API server.
 
 /// Progress line on stderr, stamped with the seconds since the benchmark started.
 macro_rules! say {
@@ -19,19 +22,23 @@ pub mod churn;
 pub mod flood;
 pub mod hostile;
 pub mod idle;
+pub mod ksm;
 pub mod latency;
-pub mod pods;
 pub mod policy_flood;
 pub mod preload;
 pub mod proc;
-pub mod prom;
 pub mod rates;
 pub mod report;
 pub mod run;
 pub mod serving;
 pub mod shards;
+pub mod soak;
+pub mod soak_load;
 pub mod startup;
 pub mod sys;
+
+/// The test kit's Pod factory and Prometheus parser, under the names the phases use.
+pub use sidecar_watch_testkit::{factory as pods, prom};
 
 use std::sync::OnceLock;
 use std::time::Instant;

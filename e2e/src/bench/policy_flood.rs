@@ -12,14 +12,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use super::args::Args;
 use super::hostile::RECONCILE;
 use super::latency::EventWatch;
 use super::pods::PodFactory;
-use super::preload::{create, put_pod};
+use super::preload::{create, put_pod, update_spec, SIDECAR_POLICIES};
 use super::proc::{scrape_parsed, Operator};
 use super::prom::{sample_quantile, Histogram};
 use super::rates::DETECTION;
@@ -114,16 +114,8 @@ pub async fn setup(args: &Args, shared: &Arc<Shared>, op: &Operator, factory: &P
 
 /// Edits policy `i` (one spec change, through the API's update: a new generation).
 fn edit(shared: &Shared, i: usize, for_secs: u64) -> Result<()> {
-    let mut st = shared.state();
-    let info = st.registry.find("sidecarwatch.io", "v1alpha1", "sidecarpolicies").cloned().context("no CRD")?;
-    let key = ("sidecarwatch.io".to_string(), "sidecarpolicies".to_string());
-    let name = policy_name(i);
-    let mut body = st.store.get(&key, TENANT, &name).cloned().context("no policy")?;
-    body["spec"] = policy(i, for_secs)["spec"].clone();
-    let caller = crate::sim::api::Caller { manager: "bench".into(), dry_run: false };
-    st.update(&info, Some(TENANT), &name, body, crate::sim::patch::Scope::Main, &caller)
-        .map_err(|e| anyhow::anyhow!("update {name}: {e:?}"))?;
-    Ok(())
+    let spec = policy(i, for_secs)["spec"].clone();
+    update_spec(shared, SIDECAR_POLICIES, Some(TENANT), &policy_name(i), spec)
 }
 
 /// Edits at `rate` per second until `stop`; returns (edits, seconds).

@@ -17,6 +17,11 @@ pub fn pods_key() -> (String, String) {
     (String::new(), "pods".to_string())
 }
 
+/// Group, version and plural of SidecarPolicies.
+pub const SIDECAR_POLICIES: (&str, &str, &str) = ("sidecarwatch.io", "v1alpha1", "sidecarpolicies");
+/// Group, version and plural of ClusterSidecarPolicies.
+pub const CLUSTER_SIDECAR_POLICIES: (&str, &str, &str) = ("sidecarwatch.io", "v1alpha1", "clustersidecarpolicies");
+
 fn caller() -> Caller {
     Caller { manager: "bench".into(), dry_run: false }
 }
@@ -27,6 +32,27 @@ pub fn create(shared: &Shared, group: &str, version: &str, plural: &str, ns: Opt
     let info =
         st.registry.find(group, version, plural).cloned().with_context(|| format!("no resource {group}/{plural}"))?;
     st.create(&info, ns, obj, &caller(), false).map_err(|e| anyhow::anyhow!("create {plural}: {e:?}"))?;
+    Ok(())
+}
+
+/// Replaces the `spec` of the `group`/`plural` object `name` (in `ns`) through the API's
+/// update, as `kubectl apply` would: a new generation.
+pub fn update_spec(
+    shared: &Shared,
+    (group, version, plural): (&str, &str, &str),
+    ns: Option<&str>,
+    name: &str,
+    spec: Value,
+) -> Result<()> {
+    let mut st = shared.state();
+    let info =
+        st.registry.find(group, version, plural).cloned().with_context(|| format!("no resource {group}/{plural}"))?;
+    let key = (group.to_string(), plural.to_string());
+    let mut body =
+        st.store.get(&key, ns.unwrap_or(""), name).cloned().with_context(|| format!("no {plural} {name}"))?;
+    body["spec"] = spec;
+    st.update(&info, ns, name, body, crate::sim::patch::Scope::Main, &caller())
+        .map_err(|e| anyhow::anyhow!("update {plural} {name}: {e:?}"))?;
     Ok(())
 }
 

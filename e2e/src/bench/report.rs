@@ -11,6 +11,7 @@ use super::prom::sample_quantile;
 use super::rates::RatePhase;
 use super::serving::Serving;
 use super::shards::{self, SplitResult};
+use super::soak::Soak;
 use super::startup::{Baseline, Startup};
 
 /// Everything measured for one N.
@@ -36,6 +37,7 @@ pub struct Row {
     pub policy_flood: Vec<PolicyFlood>,
     pub serving: Option<Serving>,
     pub flood: Option<Flood>,
+    pub soak: Option<Soak>,
     pub churn_ops: u64,
     pub churn_s: f64,
     pub rss_churn_kib: u64,
@@ -331,6 +333,49 @@ Load average at the end: {}
     );
     line("pods_tracked after churn / Pods in store", each(&|r| format!("{:.0} / {}", r.tracked_after, r.store_after)));
     line(&format!("idle CPU ({} s, % of one core)", args.idle_seconds), each(&|r| format!("{:.2} %", r.idle_cpu_pct)));
+    if rows.iter().any(|r| r.soak.is_some()) {
+        let s = |r: &Row| r.soak.clone().unwrap_or_default();
+        line(
+            "soak: Pod writes (rate); Pods at start → end",
+            each(&|r| {
+                let s = s(r);
+                let o = &s.ops;
+                format!(
+                    "{} in {:.0} s ({:.0}/s: {} flips + {} undone, {} OOM kills, {} other restarts, {} deletions, {} creations); {} → {}",
+                    o.pod_writes(),
+                    o.seconds,
+                    o.pod_writes() as f64 / o.seconds.max(1e-9),
+                    o.flips,
+                    o.undos,
+                    o.oom_kills,
+                    o.error_restarts,
+                    o.deletions,
+                    o.creations,
+                    s.pods_start,
+                    s.pods_end
+                )
+            }),
+        );
+        line(
+            "soak: policy edits, watch disruptions by the server",
+            each(&|r| format!("{}, {}", s(r).ops.edits, s(r).ops.disruptions)),
+        );
+        let trend =
+            |t: Option<super::soak::Trend>, scale: f64, unit: &str| t.map_or("–".into(), |t| t.describe(scale, unit));
+        line("soak: RSS after warm-up", each(&|r| trend(s(r).rss, 1.0 / 1024.0, " MiB")));
+        line("soak: open fds after warm-up", each(&|r| trend(s(r).fds, 1.0, "")));
+        line("soak: tokio tasks after warm-up", each(&|r| trend(s(r).tasks, 1.0, "")));
+        line("soak: OS threads after warm-up", each(&|r| trend(s(r).threads, 1.0, "")));
+        if rows.iter().any(|r| s(r).heap.is_some()) {
+            line(
+                "soak: live heap after warm-up (heap-counts build)",
+                each(&|r| trend(s(r).heap, 1.0 / 1024.0, " MiB")),
+            );
+        }
+        line("soak: Events owed vs at the server", each(&|r| s(r).describe_events()));
+        line("soak: watch restarts vs 410s", each(&|r| s(r).describe_restarts()));
+        line("soak: API cost", each(&|r| format!("{}; {}", s(r).api.per_minute(), s(r).api.describe())));
+    }
     line(
         "whole run: dropped Events / watch restarts / 410s",
         each(&|r| format!("{} / {} / {}", r.dropped_total, r.restarts_total, r.expired_total)),

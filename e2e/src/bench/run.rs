@@ -13,7 +13,7 @@ use super::proc::scrape_parsed;
 use super::rates::delta;
 use super::report::Row;
 use super::shards::{self, Split};
-use super::{churn, flood, hostile, idle, latency, policy_flood, rates, serving, startup};
+use super::{churn, flood, hostile, idle, latency, policy_flood, rates, serving, soak, startup};
 use crate::sim::{SimConfig, Simulator};
 
 /// `uptime`'s load averages, or why not.
@@ -178,6 +178,13 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
         row.api_rest.per_minute()
     );
 
+    if !args.soak.is_zero() {
+        let log = dir.join("operator.log");
+        row.soak = Some(soak::phase(args, &shared, &op, &log, factory, n + 3_000_000).await?);
+    }
+    // The soak deletes and creates Pods: what the later operators must track.
+    let pods_now = shared.state().store.count(&pods_key());
+
     let end = scrape_parsed(op.port).await?;
     row.dropped_total = delta(&before_all, &end, "sidecar_watch_events_total", &[("result", "dropped")]);
     row.restarts_total = delta(&before_all, &end, "sidecar_watch_watch_restarts_total", &[]);
@@ -185,10 +192,9 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
     op.proc.stop().await;
 
     if let Some(s) = row.serving.as_mut() {
-        s.pods = row.store_after;
+        s.pods = pods_now;
         s.series_default = end.samples.len();
-        s.series_denied =
-            serving::denied_series(&args.operator(), &kubeconfig, &dir, &args.denylist, row.store_after).await?;
+        s.series_denied = serving::denied_series(&args.operator(), &kubeconfig, &dir, &args.denylist, pods_now).await?;
         say!(
             "N={n}: series {} by default, {} with --metric-denylist {}",
             s.series_default,
@@ -197,8 +203,8 @@ pub async fn bench_n(args: &Args, factory: &PodFactory, n: usize) -> Result<Row>
         );
     }
     if args.flood {
-        let pods = row.store_after;
-        row.flood = Some(flood::phase(&args.operator(), &kubeconfig, &dir, &shared, pods, args.flood_seconds).await?);
+        row.flood =
+            Some(flood::phase(&args.operator(), &kubeconfig, &dir, &shared, pods_now, args.flood_seconds).await?);
     }
     row.load = load_average();
     drop(sim);

@@ -6,6 +6,17 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     text.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Open file descriptors of a process (entries of `/proc/<pid>/fd`).
+pub fn open_fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// OS threads of a process (`Threads` of `/proc/<pid>/status`).
+pub fn threads(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find(|l| l.starts_with("Threads:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// User + system CPU time of a process in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -38,5 +49,7 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
         assert!(cpu_ticks(pid).is_some());
+        assert!(open_fds(pid).unwrap() >= 3, "stdin, stdout, stderr");
+        assert!(threads(pid).unwrap() >= 1);
     }
 }

@@ -2,7 +2,7 @@
 //! simulator preloaded with N realistic Pods, for each N, and prints one table: memory (and
 //! the slope per Pod, beside two kube-rs reflector baselines), time to ready, detection
 //! latency under sustained status-update rates, end-to-end alert latency, a hostile tenant,
-//! `/metrics` serving, churn and idle CPU. Loopback only; everything is bounded in time and
+//! `/metrics` serving, churn, idle CPU and a soak. Loopback only; everything is bounded in time and
 //! children are killed at the end. The phases live in `sidecar_watch_e2e::bench`.
 //!
 //! ```sh
@@ -11,15 +11,23 @@
 //! ```
 
 use anyhow::{bail, Result};
-use sidecar_watch_e2e::bench::args::Args;
-use sidecar_watch_e2e::bench::pods::PodFactory;
+use sidecar_watch_e2e::bench::args::{Against, Args};
 use sidecar_watch_e2e::bench::report::table;
-use sidecar_watch_e2e::bench::{log, run};
+use sidecar_watch_e2e::bench::{ksm, log, run};
+use sidecar_watch_testkit::factory::PodFactory;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::from_env()?;
     log(format!("args: {args:?}; load average {}", run::load_average()));
+    if args.against == Against::Ksm {
+        let text = ksm::run(&args).await?;
+        println!("{text}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &text)?;
+        }
+        return Ok(());
+    }
     if !args.operator().exists() {
         bail!("operator binary {} not found (cargo build --release -p sidecar-watch)", args.operator().display());
     }
@@ -34,6 +42,13 @@ async fn main() -> Result<()> {
     println!("{text}");
     if let Some(out) = &args.out {
         std::fs::write(out, &text)?;
+    }
+    let failures: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.soak.iter().flat_map(|s| s.failures()).map(move |f| format!("N={}: {f}", r.n)))
+        .collect();
+    if !failures.is_empty() {
+        bail!("soak failed: {}", failures.join("; "));
     }
     Ok(())
 }

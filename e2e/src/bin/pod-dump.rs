@@ -9,7 +9,7 @@
 use std::io::Write;
 
 use clap::Parser;
-use sidecar_watch_e2e::bench::pods::{write_list, PodFactory};
+use sidecar_watch_testkit::factory::{write_list, PodFactory};
 
 /// Writes a Pod dump to standard output.
 #[derive(Parser)]

@@ -81,6 +81,8 @@ pub struct Shared {
     faults: Mutex<Faults>,
     /// Bumped to end every open watch.
     watch_epoch: watch::Sender<u64>,
+    /// Bumped to expire every open watch (a 410 ERROR event, then the end).
+    expire_epoch: watch::Sender<u64>,
     /// Bumped to close every connection.
     conn_epoch: watch::Sender<u64>,
     config: SimConfig,
@@ -189,6 +191,13 @@ impl Shared {
         self.watch_epoch.send_modify(|e| *e += 1);
     }
 
+    /// Expires every open watch: each gets a 410 Expired ERROR event ("too old resource
+    /// version") and ends, as kube-apiserver ends a watch its cache can no longer serve; the
+    /// client must list again. Counted in [`Shared::expired_watches`].
+    pub fn expire_watches(&self) {
+        self.expire_epoch.send_modify(|e| *e += 1);
+    }
+
     /// Closes all connections and watches; state and port are kept.
     pub fn restart(&self) {
         self.drop_watches();
@@ -228,6 +237,10 @@ impl Shared {
     pub(crate) fn watch_epoch(&self) -> watch::Receiver<u64> {
         self.watch_epoch.subscribe()
     }
+
+    pub(crate) fn expire_epoch(&self) -> watch::Receiver<u64> {
+        self.expire_epoch.subscribe()
+    }
 }
 
 /// Handle to a running simulator; dropping it stops the server.
@@ -246,6 +259,7 @@ impl Simulator {
             state: Mutex::new(api::State::new(config.history_limit)),
             faults: Mutex::new(Faults::default()),
             watch_epoch: watch::channel(0).0,
+            expire_epoch: watch::channel(0).0,
             conn_epoch: watch::channel(0).0,
             config,
             addr,
@@ -310,6 +324,11 @@ impl Simulator {
     /// Ends every open watch stream.
     pub fn drop_watches(&self) {
         self.shared.drop_watches()
+    }
+
+    /// Expires every open watch (a 410 ERROR event, then the end); see [`Shared::expire_watches`].
+    pub fn expire_watches(&self) {
+        self.shared.expire_watches()
     }
 
     /// Makes the next `count` API requests fail with HTTP 500.

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sidecar_watch::admission::covered_checks;
-use sidecar_watch_e2e::bench::pods::flood_pod;
 use sidecar_watch_e2e::cel_cost;
 use sidecar_watch_e2e::control_plane::Options;
 use sidecar_watch_e2e::harness::{read_manifests, read_manifests_str, wait_until, TestEnv};
 use sidecar_watch_e2e::install;
+use sidecar_watch_testkit::factory::flood_pod;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SIDECAR_WATCH: &str = env!("CARGO_BIN_EXE_sidecar-watch");

@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use sidecar_watch_e2e::bench::pods::flood_pod;
 use sidecar_watch_e2e::cel_cost;
+use sidecar_watch_testkit::factory::flood_pod;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -23,6 +23,7 @@ fn the_cost_of_a_5000_container_pod_is_within_the_api_servers_budget() {
         ("5,000 plain containers", plain_containers(5000)),
         ("4,999 native sidecars", native_sidecars(5000)),
         ("4,999 Vault agents", vault_agents(5000)),
+        ("4,997 init containers before istio-proxy", inits_before_a_mesh_proxy(5000)),
     ];
     for (what, pod) in pods {
         let file = dir.join("pod.json");
@@ -72,4 +73,17 @@ fn native_sidecars(n: usize) -> Value {
         .collect();
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "natives", "namespace": "shop"},
            "spec": {"initContainers": natives, "containers": [{"name": "app", "image": "example/app:1.0"}]}})
+}
+
+/// A Pod of Istio's CNI validator, `n - 3` plain init containers, a native istio-proxy and an
+/// app: `init-before-proxy` at its costliest (it scans the first 64 init containers).
+fn inits_before_a_mesh_proxy(n: usize) -> Value {
+    let proxy = "docker.io/istio/proxyv2:1.27.0";
+    let mut inits = vec![json!({"name": "istio-validation", "image": proxy})];
+    inits.extend(
+        (3..n).map(|i| json!({"name": format!("i{i}"), "image": format!("registry.example.com/team/init-{i}:1")})),
+    );
+    inits.push(json!({"name": "istio-proxy", "image": proxy, "restartPolicy": "Always"}));
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mesh", "namespace": "shop"},
+           "spec": {"initContainers": inits, "containers": [{"name": "app", "image": "example/app:1.0"}]}})
 }

@@ -64,7 +64,7 @@ async fn operator_recovers_from_api_faults() {
         let pod = c.create_pod(native_pod(name, "web", "app", "istio-proxy")).await;
         drive(&pod, &[("app", true), ("istio-proxy", ready)]).await;
     }
-    let firing = |pod: &str| alert("SidecarContainerNotReady", "firing", "warning", "mesh", &ns, pod, "istio-proxy");
+    let firing = |pod: &str| AlertSeries { namespace: &ns, pod, ..MESH_NOT_READY }.labels();
     op.wait_alerts("p1 firing", vec![firing("p1")]).await;
     c.wait_events("p1", "Warning", "SidecarContainerNotReady", 1).await;
     c.wait_status("mesh", "p1 alerting", |s| status_counts(s, 3, 1, json!({"SidecarContainerNotReady": 1}), 0)).await;

@@ -69,7 +69,7 @@ async fn installed_operator_alerts(env: TestEnv, account: &str, lease_name: &str
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
     op.wait_alerts(
         "the installed operator alerts",
-        vec![alert("SidecarContainerNotReady", "firing", "warning", "mesh", &ns, "web-1", "istio-proxy")],
+        vec![AlertSeries { namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels()],
     )
     .await;
     c.wait_events("web-1", "Warning", "SidecarContainerNotReady", 1).await;

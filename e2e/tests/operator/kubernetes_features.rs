@@ -204,19 +204,37 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
     }
 
     let restarts = |pod: &str, container: &str| {
-        alert("SidecarRestartingFrequently", "firing", "critical", "runtime", &ns, pod, container)
+        AlertSeries {
+            alert: AlertName::SidecarRestartingFrequently,
+            severity: Severity::Critical,
+            policy: "runtime",
+            namespace: &ns,
+            pod,
+            container,
+            ..MESH_NOT_READY
+        }
+        .labels()
     };
     op.wait_alerts(
         "each control fires, no subject does",
         vec![
             owned_by(
-                alert("JobBlockedBySidecar", "firing", "warning", "runtime", &ns, "rules-1", "log-sidecar"),
+                AlertSeries {
+                    alert: AlertName::JobBlockedBySidecar,
+                    policy: "runtime",
+                    namespace: &ns,
+                    pod: "rules-1",
+                    container: "log-sidecar",
+                    ..MESH_NOT_READY
+                }
+                .labels(),
                 "Job",
                 "train",
             ),
             restarts("restart-all", "watcher"),
             restarts("crashed", "proxy"),
-            alert("SidecarContainerNotReady", "firing", "warning", "runtime", &ns, "sandbox", "proxy"),
+            AlertSeries { policy: "runtime", namespace: &ns, pod: "sandbox", container: "proxy", ..MESH_NOT_READY }
+                .labels(),
         ],
     )
     .await;
@@ -278,7 +296,16 @@ async fn init_containers_before_a_mesh_proxy_and_native_pre_stop_hooks_are_repor
     )
     .await;
     let check = |pod: &str, container: &str, check: &str| {
-        let mut labels = alert("SidecarMisconfigured", "firing", "info", "static", &ns, pod, container);
+        let mut labels = AlertSeries {
+            alert: AlertName::SidecarMisconfigured,
+            severity: Severity::Info,
+            policy: "static",
+            namespace: &ns,
+            pod,
+            container,
+            ..MESH_NOT_READY
+        }
+        .labels();
         labels.insert("check".into(), check.into());
         labels
     };

@@ -22,7 +22,7 @@ async fn standby_takes_over_when_the_leader_dies() {
     let mut ops = vec![Operator::start(&c, "op-a", &args).await, Operator::start(&c, "op-b", &args).await];
     let x = c.create_pod(native_pod("x", "web", "app", "istio-proxy")).await;
     drive(&x, &[("app", true), ("istio-proxy", false)]).await;
-    let firing = |pod: &str| alert("SidecarContainerNotReady", "firing", "warning", "mesh", &ns, pod, "istio-proxy");
+    let firing = |pod: &str| AlertSeries { namespace: &ns, pod, ..MESH_NOT_READY }.labels();
 
     let leader = wait_until(WAIT, "exactly one leader exporting the alert", || async {
         let a = ops[0].scrape().await?;

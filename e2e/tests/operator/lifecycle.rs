@@ -21,7 +21,7 @@ async fn series_and_status_follow_pods_and_policies() {
     };
     c.apply_policy("mesh", spec("web")).await;
     let op = Operator::start(&c, "op-0", &[]).await;
-    let firing = |pod: &str| alert("SidecarContainerNotReady", "firing", "warning", "mesh", &ns, pod, "istio-proxy");
+    let firing = |pod: &str| AlertSeries { namespace: &ns, pod, ..MESH_NOT_READY }.labels();
     for (name, ready) in [("a", false), ("b", false), ("c", true)] {
         let pod = c.create_pod(native_pod(name, "web", "app", "istio-proxy")).await;
         drive(&pod, &[("app", true), ("istio-proxy", ready)]).await;
@@ -139,7 +139,7 @@ async fn flags_from_the_environment_with_two_namespaces_and_json_logs() {
         let pod = c.create_pod_in(ns, native_pod("web-1", "web", "app", "istio-proxy")).await;
         drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
     }
-    let firing = |ns: &str| alert("SidecarContainerNotReady", "firing", "warning", "mesh", ns, "web-1", "istio-proxy");
+    let firing = |ns: &str| AlertSeries { namespace: ns, pod: "web-1", ..MESH_NOT_READY }.labels();
     let scrape = op.wait_alerts("the two watched namespaces alert", vec![firing(&ns_a), firing(&ns_b)]).await;
     assert_eq!(scrape.value("sidecar_watch_pods_tracked", &[]), Some(2.0), "the third namespace is not watched");
 

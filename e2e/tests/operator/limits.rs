@@ -133,19 +133,7 @@ async fn a_flooding_tenant_neither_blinds_nor_delays_another() {
     .await;
     c.create_pod_in(&flood, flood_pod(5000)).await;
 
-    let port = free_port();
-    let args: Vec<String> = [
-        "--metrics-addr",
-        &format!("127.0.0.1:{port}"),
-        "--namespace",
-        &format!("{shop},{flood}"),
-        "--leader-elect=false",
-        "--status-interval",
-        "1s",
-    ]
-    .map(String::from)
-    .into();
-    let op = Operator::spawn(&c, "op", port, &args, &[]).await;
+    let op = Operator::start_watching(&c, "op", &[&shop, &flood]).await;
     let capped = op
         .wait_scrape("the flood Pod is evaluated, capped", |s| {
             let n = s.find("sidecar_alerts", &[("namespace", &flood)]).len();

@@ -70,19 +70,7 @@ async fn a_tenant_editing_its_policies_does_not_delay_another_namespace() {
         c.create_pod_in(&tenant, pod).await;
     }
 
-    let port = free_port();
-    let args: Vec<String> = [
-        "--metrics-addr",
-        &format!("127.0.0.1:{port}"),
-        "--namespace",
-        &format!("{shop},{tenant}"),
-        "--leader-elect=false",
-        "--status-interval",
-        "1s",
-    ]
-    .map(String::from)
-    .into();
-    let op = Operator::spawn(&c, "op", port, &args, &[]).await;
+    let op = Operator::start_watching(&c, "op", &[&shop, &tenant]).await;
     let want = (POLICIES * PODS) as f64;
     wait_until(Duration::from_secs(120), "every tenant policy matches every tenant Pod", || async {
         let matched =

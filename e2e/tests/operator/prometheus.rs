@@ -80,8 +80,14 @@ async fn prometheus_fires_and_resolves_the_shipped_alerts() {
     op.wait_alerts(
         "firing",
         vec![
-            alert("SidecarContainerNotReady", "firing", "critical", "mesh", &ns, "web-1", "istio-proxy"),
-            alert("MainContainerReadyButSidecarNot", "firing", "warning", "mesh", &ns, "web-1", "istio-proxy"),
+            AlertSeries { severity: Severity::Critical, namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels(),
+            AlertSeries {
+                alert: AlertName::MainContainerReadyButSidecarNot,
+                namespace: &ns,
+                pod: "web-1",
+                ..MESH_NOT_READY
+            }
+            .labels(),
         ],
     )
     .await;

@@ -52,7 +52,7 @@ async fn operator_calls_exactly_what_rbac_grants() {
     op.token = Some("prometheus-token".into());
     let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
-    let firing = alert("SidecarContainerNotReady", "firing", "warning", "mesh", &ns, "web-1", "istio-proxy");
+    let firing = AlertSeries { namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels();
     op.wait_alerts("firing", vec![firing.clone()]).await;
     c.wait_events("web-1", "Warning", "SidecarContainerNotReady", 1).await;
     set_ready(&pod, "istio-proxy", true).await;

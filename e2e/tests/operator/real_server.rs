@@ -13,7 +13,7 @@ use sidecar_watch_e2e::harness::wait_until;
 use crate::support::*;
 
 fn firing(ns: &str, pod: &str) -> Labels {
-    alert("SidecarContainerNotReady", "firing", "warning", "mesh", ns, pod, "istio-proxy")
+    AlertSeries { namespace: ns, pod, ..MESH_NOT_READY }.labels()
 }
 
 /// A cluster of the test's own with the one policy these tests use and `pods` Pods whose
@@ -153,4 +153,42 @@ async fn streaming_lists_and_their_fall_back_on_kube_apiserver() {
     })
     .await;
     assert!(fell_back.is_ok(), "{}", op.log());
+}
+
+/// Runs `sidecar-watch-control-plane up` with `args`; its exit status and standard error,
+/// or a panic if it neither ends nor becomes ready within a minute (a hang).
+fn control_plane_up_fails(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::process::{Command, Stdio};
+    let binary = sidecar_watch_e2e::control_plane::binary().expect("control plane binary");
+    let dir = std::env::temp_dir().join(format!("sidecar-watch-cp-fails-{}-{}", std::process::id(), args.len()));
+    let mut child = Command::new(binary)
+        .args(["up", "--remove-dir", "--dir"])
+        .arg(&dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the control plane");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "control plane up {args:?} neither failed nor ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(out.stdout.is_empty(), "it said ready: {}", String::from_utf8_lossy(&out.stdout));
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_control_plane_that_cannot_start_says_which_step_and_does_not_hang() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port().to_string();
+    let (status, stderr) = control_plane_up_fails(&["--port", &port]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("step 'ports'") && stderr.contains(&port), "port in use: {stderr}");
+
+    let (status, stderr) = control_plane_up_fails(&["--timeout", "1ms"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not ready within 1ms"), "not healthy in time: {stderr}");
 }

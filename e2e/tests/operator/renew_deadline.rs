@@ -106,7 +106,7 @@ async fn a_cut_off_leader_steps_down_and_exits_within_the_renew_deadline() {
 
     let x = c.create_pod(native_pod("x", "web", "app", "istio-proxy")).await;
     drive(&x, &[("app", true), ("istio-proxy", false)]).await;
-    let firing = alert("SidecarContainerNotReady", "firing", "warning", "mesh", &ns, "x", "istio-proxy");
+    let firing = AlertSeries { namespace: &ns, pod: "x", ..MESH_NOT_READY }.labels();
     a.wait_alerts("the leader exports x's alert", vec![firing.clone()]).await;
     let standby = b.scrape().await.expect("scrape b");
     assert!(!exports_leader_families(&standby), "the standby exports leader families:\n{}", standby.text);

@@ -20,16 +20,15 @@ async fn pending_alert_fires_on_time_across_a_restart() {
     let b = c.create_pod(native_pod("b", "web", "app", "istio-proxy")).await;
     drive(&a, &[("app", true), ("istio-proxy", false)]).await;
     drive(&b, &[("app", true), ("istio-proxy", true)]).await;
-    let alert_on =
-        |pod: &str, state: &str| alert("SidecarContainerNotReady", state, "warning", "mesh", &ns, pod, "istio-proxy");
+    let alert_on = |pod: &str, state: AlertState| AlertSeries { state, namespace: &ns, pod, ..MESH_NOT_READY }.labels();
     // a fires and is announced before the restart.
-    op1.wait_alerts("a firing", vec![alert_on("a", "firing")]).await;
+    op1.wait_alerts("a firing", vec![alert_on("a", AlertState::Firing)]).await;
     c.wait_events("a", "Warning", "SidecarContainerNotReady", 1).await;
 
     // b's sidecar stops being ready; its alert is pending when the operator stops.
     let t_b = Instant::now();
     set_ready(&b, "istio-proxy", false).await;
-    op1.wait_alerts("b pending", vec![alert_on("a", "firing"), alert_on("b", "pending")]).await;
+    op1.wait_alerts("b pending", vec![alert_on("a", AlertState::Firing), alert_on("b", AlertState::Pending)]).await;
     // Position the restart in the middle of b's `for` (this sleep is not a wait for a
     // condition: it makes a clock restarted by the restart observable).
     tokio::time::sleep((t_b + Duration::from_secs(3)).saturating_duration_since(Instant::now())).await;
@@ -42,7 +41,7 @@ async fn pending_alert_fires_on_time_across_a_restart() {
     assert!(took + Duration::from_millis(1500) >= for_, "b fired too early after {took:?}");
     // A clock restarted with the operator would fire at least 3 s + start-up later.
     assert!(took <= for_ + Duration::from_millis(2500), "b fired late, after {took:?}: the restart reset its clock");
-    op2.wait_alerts("both firing", vec![alert_on("a", "firing"), alert_on("b", "firing")]).await;
+    op2.wait_alerts("both firing", vec![alert_on("a", AlertState::Firing), alert_on("b", AlertState::Firing)]).await;
     c.wait_events("b", "Warning", "SidecarContainerNotReady", 1).await;
     // a was announced before the restart and is not announced again.
     let events = c.events().await;

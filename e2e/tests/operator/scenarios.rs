@@ -34,11 +34,14 @@ async fn never_ready_native_sidecar_with_ready_main() {
     let t0 = Instant::now();
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
 
-    let not_ready =
-        |state: &str| alert("SidecarContainerNotReady", state, "warning", "mesh", &ns, "web-1", "istio-proxy");
-    let main_ready =
-        |state: &str| alert("MainContainerReadyButSidecarNot", state, "critical", "mesh", &ns, "web-1", "istio-proxy");
-    let scrape = op.wait_alerts("both pending", vec![not_ready("pending"), main_ready("pending")]).await;
+    let not_ready = |state: AlertState| AlertSeries { state, namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels();
+    let main_ready = |state: AlertState| {
+        let alert = AlertName::MainContainerReadyButSidecarNot;
+        AlertSeries { alert, state, severity: Severity::Critical, namespace: &ns, pod: "web-1", ..MESH_NOT_READY }
+            .labels()
+    };
+    let scrape =
+        op.wait_alerts("both pending", vec![not_ready(AlertState::Pending), main_ready(AlertState::Pending)]).await;
     assert_eq!(
         scrape.value("sidecar_container_ready", &[("pod", "web-1"), ("container", "istio-proxy")]),
         Some(0.0),
@@ -59,14 +62,22 @@ async fn never_ready_native_sidecar_with_ready_main() {
     assert_on_time("MainContainerReadyButSidecarNot", t0, fired, Duration::from_secs(3));
     let (_, fired) = observe_firing(&op, "web-1", "SidecarContainerNotReady").await;
     assert_on_time("SidecarContainerNotReady", t0, fired, Duration::from_secs(5));
-    let scrape = op.wait_alerts("both firing", vec![not_ready("firing"), main_ready("firing")]).await;
+    let scrape =
+        op.wait_alerts("both firing", vec![not_ready(AlertState::Firing), main_ready(AlertState::Firing)]).await;
     assert_eq!(scrape.value("sidecar_policy_pods", &[("policy", "mesh"), ("state", "matched")]), Some(1.0));
     assert_eq!(scrape.value("sidecar_policy_pods", &[("policy", "mesh"), ("state", "alerting")]), Some(1.0));
 
     let events = c.wait_events("web-1", "Warning", "SidecarContainerNotReady", 1).await;
     c.wait_events("web-1", "Warning", "MainContainerReadyButSidecarNot", 1).await;
     let e = the_event(&events, "web-1", "SidecarContainerNotReady");
-    assert_alert_event(e, "Warning", "SidecarContainerNotReady", "web-1", "spec.initContainers{istio-proxy}", "mesh");
+    AlertEvent {
+        alert: AlertName::SidecarContainerNotReady,
+        transition: TransitionKind::Fired,
+        pod: "web-1",
+        field_path: "spec.initContainers{istio-proxy}",
+        policy: "mesh",
+    }
+    .assert_matches(e);
     let note = e.note.as_deref().unwrap_or_default();
     assert!(note.contains("istio-proxy") && note.contains("mesh"), "note names container and policy: {note}");
     // A Pod without owner is its own workload.
@@ -87,14 +98,14 @@ async fn never_ready_native_sidecar_with_ready_main() {
     c.wait_events("web-1", "Normal", "SidecarContainerNotReadyResolved", 1).await;
     let events = c.wait_events("web-1", "Normal", "MainContainerReadyButSidecarNotResolved", 1).await;
     let e = the_event(&events, "web-1", "MainContainerReadyButSidecarNotResolved");
-    assert_alert_event(
-        e,
-        "Normal",
-        "MainContainerReadyButSidecarNotResolved",
-        "web-1",
-        "spec.initContainers{istio-proxy}",
-        "mesh",
-    );
+    AlertEvent {
+        alert: AlertName::MainContainerReadyButSidecarNot,
+        transition: TransitionKind::Resolved,
+        pod: "web-1",
+        field_path: "spec.initContainers{istio-proxy}",
+        policy: "mesh",
+    }
+    .assert_matches(e);
     c.wait_status("mesh", "resolved", |s| status_counts(s, 1, 0, json!({}), 0)).await;
     // Still exactly one Warning each.
     let events = c.events().await;
@@ -142,11 +153,20 @@ async fn liveness_failing_sidecar_restart_loop() {
     // Below the threshold: no restart alert. (Two restarts less than 10 minutes apart with a
     // short run between them already make a crash-loop episode: the engine holds
     // SidecarCrashLooping pending through such a run, see `CRASH_LOOP_BRIDGE`.)
-    let looping_pending = alert("SidecarCrashLooping", "pending", "critical", "logs", &ns, "api-1", "fluent-bit");
+    let fluent_bit = AlertSeries {
+        severity: Severity::Critical,
+        policy: "logs",
+        namespace: &ns,
+        pod: "api-1",
+        container: "fluent-bit",
+        ..MESH_NOT_READY
+    };
+    let looping_pending =
+        AlertSeries { alert: AlertName::SidecarCrashLooping, state: AlertState::Pending, ..fluent_bit }.labels();
     let alerts = op.scrape().await.unwrap().alerts();
     assert!(alerts.iter().all(|a| *a == looping_pending), "{alerts:?}");
     pod.restart("fluent-bit", "Error", 1, false).await.unwrap();
-    let restarting = alert("SidecarRestartingFrequently", "firing", "critical", "logs", &ns, "api-1", "fluent-bit");
+    let restarting = AlertSeries { alert: AlertName::SidecarRestartingFrequently, ..fluent_bit }.labels();
     op.wait_scrape("restarting at the threshold", |s| {
         let alerts = s.alerts();
         if alerts.contains(&restarting) && alerts.iter().all(|a| *a == restarting || *a == looping_pending) {
@@ -158,7 +178,14 @@ async fn liveness_failing_sidecar_restart_loop() {
     .await;
     let events = c.wait_events("api-1", "Warning", "SidecarRestartingFrequently", 1).await;
     let e = the_event(&events, "api-1", "SidecarRestartingFrequently");
-    assert_alert_event(e, "Warning", "SidecarRestartingFrequently", "api-1", "spec.initContainers{fluent-bit}", "logs");
+    AlertEvent {
+        alert: AlertName::SidecarRestartingFrequently,
+        transition: TransitionKind::Fired,
+        pod: "api-1",
+        field_path: "spec.initContainers{fluent-bit}",
+        policy: "logs",
+    }
+    .assert_matches(e);
     let note = e.note.as_deref().unwrap_or_default();
     assert!(note.contains("Error") && note.contains("exit code 1"), "note names the termination: {note}");
 
@@ -186,7 +213,7 @@ async fn liveness_failing_sidecar_restart_loop() {
     assert_on_time("SidecarCrashLooping", t_first, fired, Duration::from_secs(5));
     op.wait_alerts(
         "restarting and crash looping",
-        vec![restarting, alert("SidecarCrashLooping", "firing", "critical", "logs", &ns, "api-1", "fluent-bit")],
+        vec![restarting, AlertSeries { alert: AlertName::SidecarCrashLooping, ..fluent_bit }.labels()],
     )
     .await;
     c.wait_events("api-1", "Warning", "SidecarCrashLooping", 1).await;
@@ -264,7 +291,15 @@ async fn job_held_open_by_legacy_sidecar() {
     op.wait_alerts(
         "job blocked",
         vec![owned_by(
-            alert("JobBlockedBySidecar", "firing", "warning", "batch", &ns, "report-abcde", "log-sidecar"),
+            AlertSeries {
+                alert: AlertName::JobBlockedBySidecar,
+                policy: "batch",
+                namespace: &ns,
+                pod: "report-abcde",
+                container: "log-sidecar",
+                ..MESH_NOT_READY
+            }
+            .labels(),
             "Job",
             "report",
         )],
@@ -272,7 +307,14 @@ async fn job_held_open_by_legacy_sidecar() {
     .await;
     let events = c.wait_events("report-abcde", "Warning", "JobBlockedBySidecar", 1).await;
     let e = the_event(&events, "report-abcde", "JobBlockedBySidecar");
-    assert_alert_event(e, "Warning", "JobBlockedBySidecar", "report-abcde", "spec.containers{log-sidecar}", "batch");
+    AlertEvent {
+        alert: AlertName::JobBlockedBySidecar,
+        transition: TransitionKind::Fired,
+        pod: "report-abcde",
+        field_path: "spec.containers{log-sidecar}",
+        policy: "batch",
+    }
+    .assert_matches(e);
     let note = e.note.as_deref().unwrap_or_default();
     assert!(note.contains("workload Job/report"), "the note names the Job: {note}");
     c.wait_status("batch", "job blocked", |s| status_counts(s, 1, 1, json!({"JobBlockedBySidecar": 1}), 0)).await;
@@ -283,14 +325,14 @@ async fn job_held_open_by_legacy_sidecar() {
     op.wait_alerts("job no longer blocked", vec![]).await;
     let events = c.wait_events("report-abcde", "Normal", "JobBlockedBySidecarResolved", 1).await;
     let e = the_event(&events, "report-abcde", "JobBlockedBySidecarResolved");
-    assert_alert_event(
-        e,
-        "Normal",
-        "JobBlockedBySidecarResolved",
-        "report-abcde",
-        "spec.containers{log-sidecar}",
-        "batch",
-    );
+    AlertEvent {
+        alert: AlertName::JobBlockedBySidecar,
+        transition: TransitionKind::Resolved,
+        pod: "report-abcde",
+        field_path: "spec.containers{log-sidecar}",
+        policy: "batch",
+    }
+    .assert_matches(e);
     c.wait_status("batch", "job unblocked", |s| status_counts(s, 1, 0, json!({}), 0)).await;
     assert_eq!(c.event_count("report-abcde", "Warning", "JobBlockedBySidecar").await, 1, "announced once");
 }
@@ -327,11 +369,27 @@ async fn main_started_before_sidecar_ready() {
     assert!(op.scrape().await.unwrap().alerts().is_empty());
     // … and the main container starts right away.
     pod.set_state("app", State::Running).await.unwrap();
-    let expected = vec![alert("MainStartedBeforeSidecarReady", "firing", "warning", "order", &ns, "shop-1", "envoy")];
+    let alert = AlertName::MainStartedBeforeSidecarReady;
+    let expected = vec![AlertSeries {
+        alert,
+        policy: "order",
+        namespace: &ns,
+        pod: "shop-1",
+        container: "envoy",
+        ..MESH_NOT_READY
+    }
+    .labels()];
     op.wait_alerts("startup order", expected.clone()).await;
     let events = c.wait_events("shop-1", "Warning", "MainStartedBeforeSidecarReady", 1).await;
     let e = the_event(&events, "shop-1", "MainStartedBeforeSidecarReady");
-    assert_alert_event(e, "Warning", "MainStartedBeforeSidecarReady", "shop-1", "spec.initContainers{envoy}", "order");
+    AlertEvent {
+        alert: AlertName::MainStartedBeforeSidecarReady,
+        transition: TransitionKind::Fired,
+        pod: "shop-1",
+        field_path: "spec.initContainers{envoy}",
+        policy: "order",
+    }
+    .assert_matches(e);
     let note = e.note.as_deref().unwrap_or_default();
     assert!(note.contains("startupProbe"), "note suggests a startupProbe: {note}");
     c.wait_status("order", "startup order", |s| status_counts(s, 1, 1, json!({"MainStartedBeforeSidecarReady": 1}), 0))
@@ -377,11 +435,27 @@ async fn sidecar_stopped_before_main_on_shutdown() {
     })
     .await
     .unwrap();
-    let expected = vec![alert("SidecarStoppedBeforeMain", "firing", "critical", "order", &ns, "cart-1", "istio-proxy")];
+    let (alert, severity) = (AlertName::SidecarStoppedBeforeMain, Severity::Critical);
+    let expected = vec![AlertSeries {
+        alert,
+        severity,
+        policy: "order",
+        namespace: &ns,
+        pod: "cart-1",
+        ..MESH_NOT_READY
+    }
+    .labels()];
     op.wait_alerts("shutdown order", expected).await;
     let events = c.wait_events("cart-1", "Warning", "SidecarStoppedBeforeMain", 1).await;
     let e = the_event(&events, "cart-1", "SidecarStoppedBeforeMain");
-    assert_alert_event(e, "Warning", "SidecarStoppedBeforeMain", "cart-1", "spec.initContainers{istio-proxy}", "order");
+    AlertEvent {
+        alert: AlertName::SidecarStoppedBeforeMain,
+        transition: TransitionKind::Fired,
+        pod: "cart-1",
+        field_path: "spec.initContainers{istio-proxy}",
+        policy: "order",
+    }
+    .assert_matches(e);
     c.wait_status("order", "shutdown order", |s| status_counts(s, 1, 1, json!({"SidecarStoppedBeforeMain": 1}), 0))
         .await;
 

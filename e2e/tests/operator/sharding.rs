@@ -39,9 +39,7 @@ fn normalized(scrapes: &[Scrape], ns: &str) -> Vec<String> {
 fn not_ready_alerts(ns: &str, pods: impl Iterator<Item = usize>) -> Vec<Labels> {
     sorted(
         pods.filter(|i| i % 2 == 0)
-            .map(|i| {
-                alert("SidecarContainerNotReady", "firing", "warning", "mesh", ns, &format!("web-{i}"), "istio-proxy")
-            })
+            .map(|i| AlertSeries { namespace: ns, pod: &format!("web-{i}"), ..MESH_NOT_READY }.labels())
             .collect(),
     )
 }

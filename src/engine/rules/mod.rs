@@ -140,7 +140,7 @@ pub fn evaluate_capped(
     }
     out.sidecars = sidecars.iter().map(|(i, _, how)| (*i, how.kind)).collect();
     out.sidecars_skipped = skipped;
-    out.alerts.sort_by(|a, b| (a.name, &a.container, a.check).cmp(&(b.name, &b.container, b.check)));
+    out.alerts.sort_by(|a, b| a.key().cmp(&b.key()));
     out
 }
 

@@ -42,9 +42,7 @@ pub(super) fn startup_order(
     // this run was ready once: the Pod's Ready condition turning False after the run started
     // means it was True, with every container ready, before. A terminated sidecar is not "not
     // yet ready" (it stopped; its readiness says nothing about the start).
-    let was_ready_per_api = sidecar_started
-        .zip(ctx.pod.ready_condition().filter(|c| !c.status).and_then(|c| c.since).map(Stamp::timestamp))
-        .is_some_and(|(started, not_ready_since)| not_ready_since > started);
+    let was_ready_per_api = sidecar_started.is_some_and(|started| ctx.pod.ready_lost_after(started));
     let never_ready = !status.ready
         && status.terminated().is_none()
         && !was_ready_per_api

@@ -24,6 +24,12 @@ pub mod texts {
     pub const LATEST_IMAGE: &str = "uses an unpinned image (no tag, or :latest)";
     /// `no-resources`.
     pub const NO_RESOURCES: &str = "declares no resource requests or limits";
+    /// `init-before-proxy`, between "… in Pod <key> run(s)" and the proxy's name.
+    pub const INIT_BEFORE_PROXY: &str = " before native sidecar ";
+    /// `init-before-proxy`, after the proxy's name and before "it runs" or "they run".
+    pub const PROXY_REDIRECTS: &str = ", while the mesh already redirects the Pod's traffic to it: ";
+    /// `init-before-proxy`, before the mesh's remedy.
+    pub const NO_NETWORK: &str = " with no working network, as connections go to a proxy that has not started; ";
 }
 
 /// Every static check of one sidecar (`index` into the Pod's containers).
@@ -96,11 +102,14 @@ fn init_before_proxy(ctx: &mut Ctx, severity: Severity, index: usize, proxy: &Co
     }
     let (them, run) = if blackholed.len() == 1 { ("it", "runs") } else { ("they", "run") };
     let message = format!(
-        "Init container{} {} in Pod {} {run} before native sidecar {}, while the mesh already redirects the Pod's traffic to it: {them} {run} with no working network, as connections go to a proxy that has not started; {}",
+        "Init container{} {} in Pod {} {run}{}{}{}{them} {run}{}{}",
         if blackholed.len() == 1 { "" } else { "s" },
         blackholed.join(", "),
         ctx.pod.key(),
+        texts::INIT_BEFORE_PROXY,
         proxy.name,
+        texts::PROXY_REDIRECTS,
+        texts::NO_NETWORK,
         redirect.remediation
     );
     report(ctx, severity, &proxy.name, Check::InitBeforeProxy, message);

@@ -222,6 +222,7 @@ pub(super) fn start(
     let (mut tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let shared = shared.clone();
     let mut epoch = shared.watch_epoch();
+    let mut expire = shared.expire_epoch();
     let bookmark_interval = shared.config().bookmark_interval;
     let fell_behind = || error_line(&ApiError::expired("watch fell behind; too old resource version"));
     tokio::spawn(async move {
@@ -241,6 +242,11 @@ pub(super) fn start(
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep_until) => return,
                 _ = epoch.changed() => return,
+                _ = expire.changed() => {
+                    shared.note_expired_watch();
+                    let _ = tx.send(Ok(error_line(&ApiError::expired("too old resource version")))).await;
+                    return;
+                }
                 _ = ticker.tick(), if bookmarks => {
                     let cur = shared.resource_version();
                     // Changes already committed go out before the bookmark that covers them.
@@ -253,6 +259,7 @@ pub(super) fn start(
                             }
                             Err(TryRecvError::Empty) => break,
                             Err(_) => {
+                                shared.note_expired_watch();
                                 let _ = tx.send(Ok(fell_behind())).await;
                                 return;
                             }
@@ -271,6 +278,7 @@ pub(super) fn start(
                         }
                     }
                     Err(RecvError::Lagged(_)) => {
+                        shared.note_expired_watch();
                         let _ = tx.send(Ok(fell_behind())).await;
                         return;
                     }

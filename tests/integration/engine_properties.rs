@@ -3,12 +3,9 @@
 //! container), and its `next_change` is in the future and no later than any pending alert's
 //! due time.
 
-#[path = "fixtures/mod.rs"]
-mod fixtures;
-
 use std::time::Duration;
 
-use fixtures::{at, plus};
+use crate::fixtures::{at, plus};
 use jiff::Timestamp;
 use proptest::prelude::*;
 use sidecar_watch::api::{
@@ -309,7 +306,7 @@ proptest! {
                 let container = view.containers.iter().find(|c| c.name == alert.container);
                 let container = container.expect("the alert names a container of the Pod");
                 prop_assert_ne!(container.kind, ContainerKind::Init, "{:?}", alert);
-                prop_assert!(fixtures::sidecar_type(&policy, &view, container).is_some(), "not a sidecar: {:?}", alert);
+                prop_assert!(crate::fixtures::sidecar_type(&policy, &view, container).is_some(), "not a sidecar: {:?}", alert);
                 // The catalog names a regular container a sidecar only beside a container it
                 // does not know: a Pod made only of well-known proxies runs them as its mains.
                 if matches!(alert.identified_by, Some(IdentifiedBy::Catalog(_))) && container.kind == ContainerKind::Regular {

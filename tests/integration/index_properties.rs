@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use sidecar_watch::api::{ClusterPolicySpec, PolicyCounts, PolicySpec, SlimPod};
 use sidecar_watch::engine::{AlertState, CompiledPolicy, PodView, PolicyRef};
 use sidecar_watch::index::{Index, Labels, PolicyEntry};
+use sidecar_watch_testkit::pod::{Container, PodBuilder, Probes, Run};
 
 const NAMESPACES: [&str; 3] = ["shop", "ops", "batch"];
 const APPS: [&str; 3] = ["web", "api", "batch"];
@@ -38,42 +39,20 @@ struct PodSpec {
 impl PodSpec {
     fn view(&self) -> PodView {
         let ready = matches!(self.sidecar, Sidecar::Ready);
-        let running = serde_json::json!({"running": {"startedAt": "2026-11-22T10:00:00Z"}});
-        let status = |name: &str, ready: bool, restarts: u32, state: &serde_json::Value| {
-            serde_json::json!({"name": name, "ready": ready, "restartCount": restarts, "started": true,
-                               "image": "", "imageID": "", "state": state})
-        };
-        let proxy_state = match self.sidecar {
-            Sidecar::CrashLooping => serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}),
-            _ => running.clone(),
-        };
-        let mut proxy = serde_json::json!({"name": "istio-proxy", "image": "istio/proxyv2:1.22.0",
-                                           "restartPolicy": "Always", "resources": {"requests": {"cpu": "10m"}}});
-        if self.probes {
-            proxy["readinessProbe"] = serde_json::json!({"httpGet": {"path": "/healthz/ready", "port": 15021}});
-            proxy["startupProbe"] = serde_json::json!({"httpGet": {"path": "/healthz/ready", "port": 15021}});
-        }
-        let mut containers = vec![serde_json::json!({"name": "app", "image": "shop/web:1.0"})];
-        let mut statuses = vec![status("app", true, 0, &running)];
+        let run = if matches!(self.sidecar, Sidecar::CrashLooping) { Run::CrashLooping } else { Run::Running };
+        let probes =
+            if self.probes { Probes::Http { path: "/healthz/ready".into(), port: 15021 } } else { Probes::None };
+        let proxy = Container::istio_proxy().probes(probes).ready(ready).restarts(self.restarts).run(run);
+        let mut pod = PodBuilder::new(NAMESPACES[self.uid % NAMESPACES.len()], &format!("pod-{}", self.uid))
+            .uid(format!("u{}", self.uid))
+            .label("app", self.app)
+            .created("2026-11-22T10:00:00Z")
+            .native_sidecar(proxy)
+            .container(Container::new("app", "shop/web:1.0"));
         if self.legacy {
-            containers.push(serde_json::json!({"name": "log-sidecar", "image": "fluent/fluent-bit:3.0"}));
-            statuses.push(status("log-sidecar", ready, 0, &running));
+            pod = pod.container(Container::new("log-sidecar", "fluent/fluent-bit:3.0").ready(ready));
         }
-        let pod: SlimPod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("pod-{}", self.uid), "namespace": NAMESPACES[self.uid % NAMESPACES.len()],
-                         "uid": format!("u{}", self.uid), "labels": {"app": self.app},
-                         "creationTimestamp": "2026-11-22T10:00:00Z"},
-            "spec": {"initContainers": [proxy], "containers": containers},
-            "status": {
-                "startTime": "2026-11-22T10:00:00Z",
-                "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
-                                "lastTransitionTime": "2026-11-22T10:00:00Z"}],
-                "initContainerStatuses": [status("istio-proxy", ready, self.restarts, &proxy_state)],
-                "containerStatuses": statuses
-            }
-        }))
-        .expect("valid Pod");
-        PodView::from_pod(&pod)
+        PodView::from_pod(&pod.decode::<SlimPod>())
     }
 }
 

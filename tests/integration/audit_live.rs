@@ -5,7 +5,7 @@
 //! server the audit runs as a ServiceAccount holding only the README's `sidecar-watch-auditor`
 //! ClusterRole (any other call is a 403), on the simulator its call log is compared.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use futures::{stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
@@ -16,6 +16,9 @@ use sidecar_watch::api::{ClusterSidecarPolicy, SidecarPolicy};
 use sidecar_watch_e2e::control_plane::Options;
 use sidecar_watch_e2e::harness::TestEnv;
 use sidecar_watch_e2e::sim::SimConfig;
+use sidecar_watch_testkit::audit::{json, text};
+
+use crate::SIDECAR_WATCH;
 
 /// More than two pages of the live audit's 500.
 const PODS: usize = 1100;
@@ -39,21 +42,16 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sidecar-
 subjects: [{kind: ServiceAccount, name: auditor, namespace: default}]
 ";
 
+/// The live audit at a fixed instant, as JSON, `--fail-on none`.
 fn audit(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sidecar-watch"))
-        .arg("audit")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--now", "2026-01-01T00:00:00Z", "--fail-on", "none", "-o", "json"])
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("audit runs")
+    let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
+    let fixed = ["--kubeconfig", kubeconfig, "--now", "2026-01-01T00:00:00Z", "--fail-on", "none", "-o", "json"];
+    SIDECAR_WATCH.run(&[&fixed[..], args].concat(), None)
 }
 
 fn findings(out: &Output) -> Vec<Value> {
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    json(out)
 }
 
 fn pods_with(findings: &[Value], check: &str) -> std::collections::BTreeSet<String> {
@@ -115,7 +113,7 @@ async fn pages_through_pods_and_uses_the_clusters_policies(env: &TestEnv, kubeco
 
     // No CRDs: the built-in policy, on every Pod of every page.
     let out = audit(kubeconfig, &["-A"]);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stderr = text(&out.stderr);
     assert!(stderr.contains("CRD is not installed; using the built-in policy"), "{stderr}");
     let all = findings(&out);
     assert_eq!(pods_with(&all, "legacy-sidecar").len(), PODS, "every Pod, across pages");

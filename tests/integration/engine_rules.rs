@@ -3,10 +3,7 @@
 //! `next_change`, disabled rules, severity overrides, and history-driven cases where
 //! [`PodHistory::observe`] watches a sequence of Pod states.
 
-#[path = "fixtures/mod.rs"]
-mod fixtures;
-
-use fixtures::*;
+use crate::fixtures::*;
 use jiff::Timestamp;
 use sidecar_watch::api::Severity;
 use sidecar_watch::engine::pod::{ConditionView, ContainerStatusView};
@@ -59,7 +56,7 @@ fn for_rules_are_pending_until_exactly_since_plus_for() {
             let sidecar = view
                 .containers
                 .iter()
-                .find(|c| fixtures::sidecar_type(&policy, &view, c).is_some())
+                .find(|c| crate::fixtures::sidecar_type(&policy, &view, c).is_some())
                 .unwrap()
                 .name
                 .clone();
@@ -375,25 +372,11 @@ fn job_blocked_needs_a_job_and_every_main_finished() {
 
 // ---- disabled rules and severity overrides, on every scenario ----
 
-const FIXTURES: [&str; 11] = [
-    "never-ready-sidecar.yaml",
-    "crashlooping-sidecar.yaml",
-    "job-blocked-by-sidecar.yaml",
-    "healthy-mesh.yaml",
-    "init-container-not-sidecar.yaml",
-    "two-sidecars.yaml",
-    "two-policies.yaml",
-    "oomkilled-sidecar.yaml",
-    "startup-order.yaml",
-    "shutdown-order.yaml",
-    "misconfigured-sidecars.yaml",
-];
-
 #[test]
 fn disabling_a_rule_removes_exactly_its_alerts() {
     let mut seen = std::collections::BTreeSet::new();
-    for file in FIXTURES {
-        let view = load_view(file);
+    for scenario in Scenario::ALL {
+        let (view, file) = (load_view(scenario), scenario.file());
         let all = eval(&view, &CompiledPolicy::builtin(), now());
         seen.extend(all.alerts.iter().map(|a| a.name));
         for (key, name) in RULE_KEYS {
@@ -408,8 +391,8 @@ fn disabling_a_rule_removes_exactly_its_alerts() {
 
 #[test]
 fn severity_overrides_apply_to_their_rule_only() {
-    for file in FIXTURES {
-        let view = load_view(file);
+    for scenario in Scenario::ALL {
+        let (view, file) = (load_view(scenario), scenario.file());
         let all = eval(&view, &CompiledPolicy::builtin(), now());
         for (key, name) in RULE_KEYS {
             for severity in [Severity::Info, Severity::Warning, Severity::Critical] {
@@ -522,6 +505,19 @@ fn first_ready_time_drives_startup_order_and_started_up() {
     let mut history = PodHistory::default();
     assert_eq!(history.observe(&good, at("10:05:00")), vec![]);
     assert_eq!(history.container("envoy").unwrap().watched_run_started_at, None);
+
+    // First seen mid-run while briefly unready (an operator restart or a relist), the Pod
+    // Ready=False only since 10:20, after the run started: its start-up is long over. Once
+    // ready again: no start-up timed, no startup-order alert.
+    let mut unready = pod(vec![sidecar(false), app("10:00:03")]);
+    unready.set_ready_condition(Some(ConditionView { status: false, since: Some(at("10:20:00").into()) }));
+    let mut history = PodHistory::default();
+    assert_eq!(history.observe(&unready, at("10:20:01")), vec![]);
+    assert_eq!(history.container("envoy").unwrap().watched_run_started_at, None);
+    let mut ready = pod(vec![sidecar(true), app("10:00:03")]);
+    ready.set_ready_condition(Some(ConditionView { status: true, since: Some(at("10:20:02").into()) }));
+    assert_eq!(history.observe(&ready, at("10:20:02")), vec![]);
+    assert!(evaluate(&ready, &only("startupOrder", ""), &history, now()).alerts.is_empty());
 }
 
 #[test]

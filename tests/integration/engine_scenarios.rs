@@ -3,10 +3,7 @@
 //! severity) and the next change at the fixed instant 2025-06-03T10:30:00Z, with the empty
 //! history `audit` and a freshly started operator have.
 
-#[path = "fixtures/mod.rs"]
-mod fixtures;
-
-use fixtures::*;
+use crate::fixtures::*;
 use jiff::Timestamp;
 use sidecar_watch::api::Severity::{Critical, Info, Warning};
 use sidecar_watch::api::SlimPod;
@@ -14,8 +11,9 @@ use sidecar_watch::engine::{
     AlertName::*, AlertState::*, Check, CompiledPolicy, ContainerKind, Evaluation, PodView, PolicyRef, SidecarType,
 };
 
-fn evaluate_fixture(file: &str, policy: &CompiledPolicy) -> Evaluation {
-    let view = load_view(file);
+fn evaluate_fixture(scenario: Scenario, policy: &CompiledPolicy) -> Evaluation {
+    let view = load_view(scenario);
+    let file = scenario.file();
     let evaluation = eval(&view, policy, now());
     // Every alert explains itself and names its container.
     for alert in &evaluation.alerts {
@@ -26,8 +24,9 @@ fn evaluate_fixture(file: &str, policy: &CompiledPolicy) -> Evaluation {
     evaluation
 }
 
-fn assert_scenario(file: &str, policy: &CompiledPolicy, expected: Vec<Row>, next_change: Option<Timestamp>) {
-    let evaluation = evaluate_fixture(file, policy);
+fn assert_scenario(scenario: Scenario, policy: &CompiledPolicy, expected: Vec<Row>, next_change: Option<Timestamp>) {
+    let evaluation = evaluate_fixture(scenario, policy);
+    let file = scenario.file();
     assert_eq!(rows(&evaluation), expected, "{file}: alerts");
     assert_eq!(evaluation.next_change, next_change, "{file}: next_change");
     // Every `since` here comes from the API's timestamps: nothing needs an operator clock.
@@ -40,11 +39,11 @@ fn builtin() -> CompiledPolicy {
 
 #[test]
 fn a_never_ready_native_sidecar_with_a_ready_main() {
-    let view = load_view("never-ready-sidecar.yaml");
+    let view = load_view(Scenario::NeverReadySidecar);
     let ready: Vec<bool> = view.containers.iter().map(|c| c.is_ready()).collect();
     assert_eq!(ready, [false, true], "1/2 Running");
     assert_scenario(
-        "never-ready-sidecar.yaml",
+        Scenario::NeverReadySidecar,
         &builtin(),
         vec![
             row(SidecarContainerNotReady, "nginx", None, Firing, at("10:00:02"), Warning),
@@ -58,12 +57,12 @@ fn a_never_ready_native_sidecar_with_a_ready_main() {
 
 #[test]
 fn b_liveness_failing_sidecar_crash_looping() {
-    let view = load_view("crashlooping-sidecar.yaml");
+    let view = load_view(Scenario::CrashloopingSidecar);
     let status = view.containers[0].status.as_ref().unwrap();
     assert_eq!((status.restart_count, status.waiting_reason()), (4, Some("CrashLoopBackOff")));
     // Without history the three earlier restarts count as happening at the Pod's start.
     assert_scenario(
-        "crashlooping-sidecar.yaml",
+        Scenario::CrashloopingSidecar,
         &builtin(),
         vec![
             row(SidecarContainerNotReady, "log-shipper", None, Pending, at("10:29:20"), Warning),
@@ -73,17 +72,17 @@ fn b_liveness_failing_sidecar_crash_looping() {
         ],
         Some(at("10:31:20")),
     );
-    let evaluation = evaluate_fixture("crashlooping-sidecar.yaml", &builtin());
+    let evaluation = evaluate_fixture(Scenario::CrashloopingSidecar, &builtin());
     let restarts = evaluation.alerts.iter().find(|a| a.name == SidecarRestartingFrequently).unwrap();
     assert!(restarts.message.contains("reason Error (exit code 143)"), "{}", restarts.message);
 }
 
 #[test]
 fn c_job_blocked_by_a_legacy_sidecar() {
-    let view = load_view("job-blocked-by-sidecar.yaml");
+    let view = load_view(Scenario::JobBlockedBySidecar);
     assert!(view.owned_by_job);
     assert_scenario(
-        "job-blocked-by-sidecar.yaml",
+        Scenario::JobBlockedBySidecar,
         &builtin(),
         vec![
             row(JobBlockedBySidecar, "istio-proxy", None, Firing, at("10:12:30"), Warning),
@@ -99,7 +98,7 @@ fn c_job_blocked_by_a_legacy_sidecar() {
 
 #[test]
 fn d_healthy_mesh_pod_has_no_alerts() {
-    let view = load_view("healthy-mesh.yaml");
+    let view = load_view(Scenario::HealthyMesh);
     let kinds: Vec<(&str, ContainerKind)> = view.containers.iter().map(|c| (c.name.as_str(), c.kind)).collect();
     assert_eq!(
         kinds,
@@ -109,30 +108,33 @@ fn d_healthy_mesh_pod_has_no_alerts() {
             ("frontend", ContainerKind::Regular)
         ]
     );
-    assert_scenario("healthy-mesh.yaml", &builtin(), vec![], None);
+    assert_scenario(Scenario::HealthyMesh, &builtin(), vec![], None);
     let quiet = eval(&view, &builtin(), now());
     assert_eq!((quiet.alerts, quiet.next_change, quiet.clocked), (vec![], None, vec![]));
 }
 
 #[test]
 fn e_plain_init_containers_are_never_sidecars() {
-    assert_scenario("init-container-not-sidecar.yaml", &builtin(), vec![], None);
+    assert_scenario(Scenario::InitContainerNotSidecar, &builtin(), vec![], None);
     // Not even when a policy names them explicitly.
     let naming = policy("sidecars: {native: true, names: [init-sidecar, wait-for-db], pattern: 'init-.*|wait-.*'}");
-    let view = load_view("init-container-not-sidecar.yaml");
+    let view = load_view(Scenario::InitContainerNotSidecar);
     for c in &view.containers {
         if c.kind == ContainerKind::Init {
-            assert_eq!(fixtures::sidecar_type(&naming, &view, c), None, "{}", c.name);
+            assert_eq!(crate::fixtures::sidecar_type(&naming, &view, c), None, "{}", c.name);
         }
     }
-    assert_scenario("init-container-not-sidecar.yaml", &naming, vec![], None);
+    assert_scenario(Scenario::InitContainerNotSidecar, &naming, vec![], None);
 }
 
 #[test]
 fn f_two_sidecars_one_healthy() {
-    let view = load_view("two-sidecars.yaml");
-    let types: Vec<(&str, Option<SidecarType>)> =
-        view.containers.iter().map(|c| (c.name.as_str(), fixtures::sidecar_type(&builtin(), &view, c))).collect();
+    let view = load_view(Scenario::TwoSidecars);
+    let types: Vec<(&str, Option<SidecarType>)> = view
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), crate::fixtures::sidecar_type(&builtin(), &view, c)))
+        .collect();
     assert_eq!(
         types,
         [
@@ -143,7 +145,7 @@ fn f_two_sidecars_one_healthy() {
         ]
     );
     assert_scenario(
-        "two-sidecars.yaml",
+        Scenario::TwoSidecars,
         &builtin(),
         vec![
             row(SidecarContainerNotReady, "log-sidecar", None, Pending, at("10:26:00"), Warning),
@@ -157,14 +159,14 @@ fn f_two_sidecars_one_healthy() {
 
 #[test]
 fn g_a_pod_matched_by_two_policies() {
-    let view = load_view("two-policies.yaml");
+    let view = load_view(Scenario::TwoPolicies);
     let mesh = load_policy("two-policies-policy.yaml");
     assert_eq!(mesh.policy, PolicyRef::namespaced("shop", "mesh"));
     assert!(mesh.selects(&view, None), "the namespaced policy selects the Pod");
     assert!(builtin().selects(&view, None), "the built-in policy selects every Pod");
 
     assert_scenario(
-        "two-policies.yaml",
+        Scenario::TwoPolicies,
         &builtin(),
         vec![
             row(SidecarContainerNotReady, "envoy", None, Pending, at("10:27:00"), Warning),
@@ -173,7 +175,7 @@ fn g_a_pod_matched_by_two_policies() {
         Some(at("10:32:00")),
     );
     assert_scenario(
-        "two-policies.yaml",
+        Scenario::TwoPolicies,
         &mesh,
         vec![
             row(SidecarContainerNotReady, "envoy", None, Firing, at("10:27:00"), Critical),
@@ -190,22 +192,22 @@ fn g_a_pod_matched_by_two_policies() {
 #[test]
 fn h_oom_killed_sidecar() {
     assert_scenario(
-        "oomkilled-sidecar.yaml",
+        Scenario::OomkilledSidecar,
         &builtin(),
         vec![row(SidecarOomKilled, "otel-agent", None, Firing, at("10:14:10"), Warning)],
         Some(at("11:14:10")),
     );
-    let evaluation = evaluate_fixture("oomkilled-sidecar.yaml", &builtin());
+    let evaluation = evaluate_fixture(Scenario::OomkilledSidecar, &builtin());
     assert!(evaluation.alerts[0].message.contains("exit code 137"), "{}", evaluation.alerts[0].message);
     // One hour after the kill the alert is gone.
-    let view = load_view("oomkilled-sidecar.yaml");
+    let view = load_view(Scenario::OomkilledSidecar);
     assert_eq!(eval(&view, &builtin(), at("11:14:10")).alerts, vec![]);
 }
 
 #[test]
 fn i_main_started_before_native_sidecar_was_ready() {
     assert_scenario(
-        "startup-order.yaml",
+        Scenario::StartupOrder,
         &builtin(),
         vec![
             row(SidecarContainerNotReady, "envoy", None, Pending, at("10:29:42"), Warning),
@@ -219,10 +221,10 @@ fn i_main_started_before_native_sidecar_was_ready() {
 
 #[test]
 fn j_sidecar_stopped_before_main_on_shutdown() {
-    let view = load_view("shutdown-order.yaml");
+    let view = load_view(Scenario::ShutdownOrder);
     assert_eq!(view.deleting_since, Some(at("10:30:28").into()));
     assert_scenario(
-        "shutdown-order.yaml",
+        Scenario::ShutdownOrder,
         &builtin(),
         vec![
             row(SidecarStoppedBeforeMain, "istio-proxy", None, Firing, at("10:29:29"), Warning),
@@ -230,7 +232,7 @@ fn j_sidecar_stopped_before_main_on_shutdown() {
         ],
         None,
     );
-    let evaluation = evaluate_fixture("shutdown-order.yaml", &builtin());
+    let evaluation = evaluate_fixture(Scenario::ShutdownOrder, &builtin());
     assert!(evaluation.alerts[0].message.contains("payments"), "{}", evaluation.alerts[0].message);
 }
 
@@ -239,7 +241,7 @@ fn k_every_misconfiguration_check() {
     let misconfigured =
         |container: &str, check: Check| row(SidecarMisconfigured, container, Some(check), Firing, at("10:00:00"), Info);
     assert_scenario(
-        "misconfigured-sidecars.yaml",
+        Scenario::MisconfiguredSidecars,
         &builtin(),
         vec![
             misconfigured("", Check::SidecarSprawl),
@@ -254,7 +256,7 @@ fn k_every_misconfiguration_check() {
         ],
         None,
     );
-    let evaluation = evaluate_fixture("misconfigured-sidecars.yaml", &builtin());
+    let evaluation = evaluate_fixture(Scenario::MisconfiguredSidecars, &builtin());
     let checks: std::collections::BTreeSet<&str> =
         evaluation.alerts.iter().filter_map(|a| a.check).map(Check::as_str).collect();
     assert_eq!(checks.len(), 7, "all seven checks: {checks:?}");
@@ -265,7 +267,7 @@ fn k_every_misconfiguration_check() {
 #[test]
 fn l_an_init_container_before_a_native_mesh_proxy_has_no_network() {
     assert_scenario(
-        "init-before-proxy.yaml",
+        Scenario::InitBeforeProxy,
         &builtin(),
         vec![
             row(SidecarContainerNotReady, "istio-proxy", None, Firing, at("10:02:00"), Warning),
@@ -273,7 +275,7 @@ fn l_an_init_container_before_a_native_mesh_proxy_has_no_network() {
         ],
         None,
     );
-    let evaluation = evaluate_fixture("init-before-proxy.yaml", &builtin());
+    let evaluation = evaluate_fixture(Scenario::InitBeforeProxy, &builtin());
     let message = &evaluation.alerts[1].message;
     assert!(
         message.starts_with(
@@ -300,9 +302,12 @@ fn fixtures_round_trip_and_are_complete() {
         .filter(|n| n.ends_with(".yaml") && !n.ends_with("-policy.yaml"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 12, "{files:?}");
-    for file in &files {
-        let pod = load_pod(file);
+    let mut named: Vec<String> = Scenario::ALL.iter().map(|s| s.file().to_string()).collect();
+    named.sort();
+    assert_eq!(files, named, "every Pod fixture is a Scenario of the test kit");
+    for scenario in Scenario::ALL {
+        let file = scenario.file();
+        let pod: k8s_openapi::api::core::v1::Pod = scenario.decode();
         let spec = pod.spec.as_ref().unwrap();
         let status = pod.status.as_ref().unwrap();
         let declared = spec.containers.len() + spec.init_containers.as_ref().map_or(0, Vec::len);
@@ -310,7 +315,7 @@ fn fixtures_round_trip_and_are_complete() {
             + status.init_container_statuses.as_ref().map_or(0, Vec::len);
         assert_eq!(declared, reported, "{file}: every container has a status");
         assert!(status.start_time.is_some() && pod.metadata.creation_timestamp.is_some(), "{file}");
-        let view = load_view(file);
+        let view = load_view(scenario);
         // Every status is kept but those of plain init containers, which nothing reads.
         assert!(view.containers.iter().all(|c| c.status.is_some() == (c.kind != ContainerKind::Init)), "{file}");
         // The slim decode of the YAML and of the full object's JSON evaluate the same.

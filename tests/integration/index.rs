@@ -8,6 +8,7 @@ use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
 use sidecar_watch::engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef};
 use sidecar_watch::events::{announced_from_events, Announcer};
 use sidecar_watch::index::{Index, PolicyEntry, TransitionKind};
+use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
 fn ts(text: &str) -> Timestamp {
     text.parse().expect("timestamp")
@@ -15,31 +16,15 @@ fn ts(text: &str) -> Timestamp {
 
 /// A web Pod with a native `istio-proxy` sidecar; `sidecar_ready` toggles its readiness.
 fn web_pod(name: &str, uid: &str, labels: &[(&str, &str)], sidecar_ready: bool) -> PodView {
-    let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let pod: SlimPod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": "shop", "uid": uid, "labels": labels,
-                     "creationTimestamp": "2026-11-22T10:00:00Z"},
-        "spec": {
-            "initContainers": [{"name": "istio-proxy", "image": "istio/proxyv2:1.22.0", "restartPolicy": "Always",
-                                "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}},
-                                "startupProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}},
-                                "resources": {"requests": {"cpu": "10m"}}}],
-            "containers": [{"name": "app", "image": "shop/web:1.0"}]
-        },
-        "status": {
-            "startTime": "2026-11-22T10:00:00Z",
-            "conditions": [{"type": "Ready", "status": if sidecar_ready {"True"} else {"False"},
-                            "lastTransitionTime": "2026-11-22T10:00:00Z"}],
-            "initContainerStatuses": [{"name": "istio-proxy", "ready": sidecar_ready, "restartCount": 0, "started": true,
-                                       "image": "istio/proxyv2:1.22.0", "imageID": "",
-                                       "state": {"running": {"startedAt": "2026-11-22T10:00:00Z"}}}],
-            "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "shop/web:1.0", "imageID": "",
-                                   "state": {"running": {"startedAt": "2026-11-22T10:00:00Z"}}}]
-        }
-    }))
-    .expect("valid Pod");
-    PodView::from_pod(&pod)
+    let pod = labels.iter().fold(PodBuilder::new("shop", name).uid(uid).created(CREATED), |p, (k, v)| p.label(k, v));
+    let pod = pod
+        .native_sidecar(Container::istio_proxy().ready(sidecar_ready))
+        .container(Container::new("app", "shop/web:1.0"));
+    PodView::from_pod(&pod.decode::<SlimPod>())
 }
+
+/// When every Pod here was created.
+const CREATED: &str = "2026-11-22T10:00:00Z";
 
 /// The policy under test; start-up order is left out (the sidecar here never became ready,
 /// which that rule would report too).
@@ -275,7 +260,7 @@ fn restarted_leader_announces_only_what_changed() {
     let mut announcer = Announcer::from_announced(announced_from_events(&events));
     let published = announcer.reconcile(firing, |uid| index.contains_pod(uid));
     let mut summary: Vec<_> = published.fire.iter().map(|t| (t.kind, t.alert.name)).collect();
-    summary.extend(published.resolve.iter().map(|key| (TransitionKind::Resolved, key.alert)));
+    summary.extend(published.resolve.iter().map(|key| (TransitionKind::Resolved, key.alert.name)));
     summary.sort_by_key(|(k, a)| (format!("{k:?}"), *a));
     assert_eq!(
         summary,

@@ -1,5 +1,5 @@
-//! Realistic Pods for the benchmark, built from the repository's fixtures
-//! (`tests/fixtures/healthy-mesh.yaml`, `tests/fixtures/two-sidecars.yaml`), and the status
+//! Realistic Pods for the benchmark and the tests of scale, built from two seed scenarios
+//! ([`Scenario::HealthyMesh`], [`Scenario::TwoSidecars`]), and the status
 //! changes the benchmark makes to them (kubelet-like: readiness flips, restarts, OOM kills).
 //!
 //! Layout: "deployments" of [`REPLICAS`] Pods sharing `app` and `pod-template-hash`, spread
@@ -10,15 +10,14 @@
 
 use serde_json::{json, Value};
 
+use crate::scenario::Scenario;
+
 /// Namespaces the Pods are spread over.
 pub const NAMESPACES: usize = 50;
 /// Pods per deployment.
 pub const REPLICAS: usize = 20;
 /// The native sidecar every Pod has.
 pub const MESH_SIDECAR: &str = "istio-proxy";
-
-const MESH: &str = include_str!("../../../tests/fixtures/healthy-mesh.yaml");
-const TWO: &str = include_str!("../../../tests/fixtures/two-sidecars.yaml");
 
 /// Name of benchmark namespace `i`.
 pub fn namespace(i: usize) -> String {
@@ -46,6 +45,11 @@ pub fn policies() -> Vec<Value> {
             }
         }),
     ]
+}
+
+/// Whether [`PodFactory::pod`]`(i)` is healthy: every container ready, never restarted.
+pub fn healthy(i: usize) -> bool {
+    i % 100 >= 3
 }
 
 /// Builds Pods.
@@ -110,9 +114,8 @@ fn managed_fields(owner_uid: &str, main: &str) -> Value {
 impl PodFactory {
     /// Parses the fixtures and makes them healthy templates.
     pub fn new() -> Self {
-        let parse = |text: &str| -> Value { serde_norway::from_str(text).expect("fixture is valid YAML") };
-        let mesh = parse(MESH);
-        let mut two = parse(TWO);
+        let mesh = Scenario::HealthyMesh.pod();
+        let mut two = Scenario::TwoSidecars.pod();
         // The fixture's log-sidecar fails its readiness probe; the template is healthy.
         set_ready(&mut two, "log-sidecar", true, "2025-06-03T10:00:12Z");
         Self { mesh, two }

@@ -1,29 +1,15 @@
 //! `sidecar-watch audit` as a user runs it: exit statuses, output formats, bad input.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use sidecar_watch_testkit::audit::text;
+
+use crate::SIDECAR_WATCH;
 
 const NOW: &str = "2025-06-03T10:30:00Z";
 
 fn audit(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sidecar-watch"))
-        .arg("audit")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("binary finishes")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    SIDECAR_WATCH.run(args, stdin.map(str::as_bytes))
 }
 
 fn scratch(name: &str, content: &str) -> std::path::PathBuf {

@@ -1,42 +1,28 @@
 //! The per-Pod families exactly as Prometheus reads them: label order, escaping of label
 //! values (backslash, double quote, newline), numbers, and the `# HELP`/`# TYPE` headers.
 
-#[path = "fixtures/mod.rs"]
-mod fixtures;
-
-use fixtures::{load_slim_pod, now};
+use crate::fixtures::{now, Scenario};
 use sidecar_watch::api::{PolicySpec, SlimPod};
 use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry};
 use sidecar_watch::metrics::{render_index, FamilyFilter, RenderOptions};
+use sidecar_watch_testkit::pod::{Container, PodBuilder, Probes};
 
 /// A native sidecar, not ready and often restarted, in a namespace and container whose names
 /// need escaping (the API server would refuse them, but nothing in the operator may rely on
 /// that).
 fn odd_pod() -> SlimPod {
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "odd\"pod", "namespace": "we\"ird\\ns\n2", "uid": "odd-1",
-                     "creationTimestamp": "2025-06-03T10:00:00Z"},
-        "spec": {
-            "initContainers": [{"name": "log\\\"side\ncar", "image": "busybox:1.36", "restartPolicy": "Always",
-                                "readinessProbe": {"exec": {"command": ["true"]}},
-                                "startupProbe": {"exec": {"command": ["true"]}},
-                                "resources": {"requests": {"cpu": "10m"}}}],
-            "containers": [{"name": "app", "image": "shop/web:1.0"}]
-        },
-        "status": {
-            "startTime": "2025-06-03T10:00:00Z",
-            "initContainerStatuses": [
-                {"name": "log\\\"side\ncar", "ready": false, "restartCount": 2147483647, "started": true,
-                 "image": "busybox:1.36", "imageID": "", "state": {"running": {"startedAt": "2025-06-03T10:00:00Z"}}}
-            ],
-            "containerStatuses": [
-                {"name": "app", "ready": true, "restartCount": 0, "image": "shop/web:1.0", "imageID": "",
-                 "state": {"running": {"startedAt": "2025-06-03T10:00:00Z"}}}
-            ]
-        }
-    }))
-    .expect("valid Pod")
+    PodBuilder::new("we\"ird\\ns\n2", "odd\"pod")
+        .uid("odd-1")
+        .native_sidecar(
+            Container::new("log\\\"side\ncar", "busybox:1.36")
+                .probes(Probes::Exec)
+                .cpu_request("10m")
+                .ready(false)
+                .restarts(2147483647),
+        )
+        .container(Container::new("app", "shop/web:1.0"))
+        .decode()
 }
 
 /// The built-in policy cluster-wide, a second one in the odd namespace (with an odd name),
@@ -49,7 +35,8 @@ fn index() -> Index {
         let compiled = CompiledPolicy::compile(policy.clone(), &spec);
         index.apply_policy(policy, PolicyEntry::new(compiled, serde_json::Value::Null), now());
     }
-    let pods = ["crashlooping-sidecar.yaml", "two-sidecars.yaml", "misconfigured-sidecars.yaml"].map(load_slim_pod);
+    let pods = [Scenario::CrashloopingSidecar, Scenario::TwoSidecars, Scenario::MisconfiguredSidecars]
+        .map(Scenario::decode::<SlimPod>);
     for (uid, mut pod) in UIDS.into_iter().zip(pods.into_iter().chain([odd_pod()])) {
         pod.metadata.uid = Some(uid.to_string());
         index.apply_pod(PodView::from_pod(&pod), now());

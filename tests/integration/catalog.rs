@@ -6,8 +6,6 @@ use serde_json::{json, Value};
 use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::{evaluate, Check, CompiledPolicy, PodHistory, PodView, CATALOG};
 
-mod fixtures;
-
 /// One fixture per catalog entry: (entry id, the sidecar container as injected).
 fn injected() -> Vec<(&'static str, Value)> {
     let http = |path: &str, port: u16| json!({"httpGet": {"path": path, "port": port}});
@@ -146,7 +144,7 @@ fn identified(view: &PodView, policy: &CompiledPolicy) -> Vec<(String, String)> 
 /// The built-in policy with only the catalog (no native, no pattern): what the catalog
 /// recognises on its own.
 fn catalog_only() -> CompiledPolicy {
-    fixtures::policy("sidecars: {native: false, catalog: true}")
+    crate::fixtures::policy("sidecars: {native: false, catalog: true}")
 }
 
 #[test]
@@ -217,7 +215,7 @@ fn a_pod_of_only_well_known_proxies_runs_them_as_main_containers() {
 
 #[test]
 fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
-    let now = fixtures::now();
+    let now = crate::fixtures::now();
     for (id, snippet) in [
         ("istio", "sidecar.istio.io/nativeSidecar: \"true\""),
         ("linkerd", "config.linkerd.io/proxy-enable-native-sidecar: \"true\""),

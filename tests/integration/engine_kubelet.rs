@@ -4,10 +4,7 @@
 //! Job's sidecars. Each Pod is written as the API serves it (JSON), decoded as the operator
 //! decodes it, and evaluated at 10:30:00 on the fixtures' day.
 
-#[path = "fixtures/mod.rs"]
-mod fixtures;
-
-use fixtures::*;
+use crate::fixtures::*;
 use serde_json::{json, Value};
 use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::AlertName::{self, *};
@@ -168,6 +165,14 @@ fn after_pod_restart(started: &str, ready: bool) -> Value {
                                         "message": "The container is removed because RestartAllContainers in place"}}})
 }
 
+/// The statuses after the in-place restart: proxy, watcher and train started again at 10:20:03,
+/// :04 and :05; `ready` says whether proxy and train are ready yet (watcher is).
+fn restarted_statuses(ready: bool) -> Value {
+    json!({"initContainerStatuses": [status("proxy", after_pod_restart("10:20:03", ready)),
+                                     status("watcher", after_pod_restart("10:20:04", true))],
+           "containerStatuses": [status("train", after_pod_restart("10:20:05", ready))]})
+}
+
 #[test]
 fn while_the_kubelet_restarts_every_container_nothing_is_finished_or_out_of_order() {
     let restarting = pod(
@@ -187,14 +192,10 @@ fn while_the_kubelet_restarts_every_container_nothing_is_finished_or_out_of_orde
 
 #[test]
 fn after_an_in_place_pod_restart_only_the_sidecar_whose_exit_did_it_counts_the_restart() {
-    let restarted = pod(
-        true,
-        restart_all_spec(),
-        json!({"conditions": [{"type": "AllContainersRestarting", "status": "False", "lastTransitionTime": t("10:20:02")}],
-               "initContainerStatuses": [status("proxy", after_pod_restart("10:20:03", true)),
-                                         status("watcher", after_pod_restart("10:20:04", true))],
-               "containerStatuses": [status("train", after_pod_restart("10:20:05", true))]}),
-    );
+    let mut statuses = restarted_statuses(true);
+    statuses["conditions"] =
+        json!([{"type": "AllContainersRestarting", "status": "False", "lastTransitionTime": t("10:20:02")}]);
+    let restarted = pod(true, restart_all_spec(), statuses);
     let mut view = view(&restarted);
     // The restart's time is unknown without history: placed at the Pod's start, inside the window.
     view.started_at = Some(at("10:18:00").into());
@@ -208,32 +209,14 @@ fn after_an_in_place_pod_restart_only_the_sidecar_whose_exit_did_it_counts_the_r
 #[test]
 fn restarted_main_containers_are_out_of_order_only_when_they_really_started_first() {
     let spec = restart_all_spec();
-    let in_order = pod(
-        true,
-        spec.clone(),
-        json!({"initContainerStatuses": [status("proxy", after_pod_restart("10:20:03", true)),
-                                         status("watcher", after_pod_restart("10:20:04", true))],
-               "containerStatuses": [status("train", after_pod_restart("10:20:05", true))]}),
-    );
+    let in_order = pod(true, spec.clone(), restarted_statuses(true));
     let order = policy("rules: {startupOrder: {}, restarts: {enabled: false}, misconfiguration: {enabled: false}}");
     assert_eq!(brief(&eval(&view(&in_order), &order, now())), []);
 
     // The operator watched the new run of proxy start at 10:20:03 and become ready at 10:20:09,
     // while train started at 10:20:05: it really started first.
-    let starting = pod(
-        true,
-        spec.clone(),
-        json!({"initContainerStatuses": [status("proxy", after_pod_restart("10:20:03", false)),
-                                         status("watcher", after_pod_restart("10:20:04", true))],
-               "containerStatuses": [status("train", after_pod_restart("10:20:05", false))]}),
-    );
-    let ready = pod(
-        true,
-        spec,
-        json!({"initContainerStatuses": [status("proxy", after_pod_restart("10:20:03", true)),
-                                         status("watcher", after_pod_restart("10:20:04", true))],
-               "containerStatuses": [status("train", after_pod_restart("10:20:05", true))]}),
-    );
+    let starting = pod(true, spec.clone(), restarted_statuses(false));
+    let ready = pod(true, spec, restarted_statuses(true));
     let mut history = PodHistory::default();
     history.observe(&view(&starting), at("10:20:06"));
     history.observe(&view(&ready), at("10:20:09"));
@@ -270,13 +253,7 @@ fn the_operator_counts_the_kubelets_pod_restarts_apart_from_a_sidecars_own_exits
                    status("watcher", json!({"ready": false, "restartCount": 0, "state": terminated("Error", 88, "10:00:02", "10:20:00")}))],
                "containerStatuses": [status("train", running("10:00:05", true))]}),
     );
-    let after = pod(
-        true,
-        spec,
-        json!({"initContainerStatuses": [status("proxy", after_pod_restart("10:20:03", true)),
-                                         status("watcher", after_pod_restart("10:20:04", true))],
-               "containerStatuses": [status("train", after_pod_restart("10:20:05", true))]}),
-    );
+    let after = pod(true, spec, restarted_statuses(true));
     let mut history = PodHistory::default();
     history.observe(&view(&before), at("10:10:00"));
     history.observe(&view(&exiting), at("10:20:00"));

@@ -7,41 +7,20 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use sidecar_watch_e2e::bench::pods::{write_list, PodFactory};
+use sidecar_watch_testkit::audit::{json, text};
+
+use crate::SIDECAR_WATCH;
+use sidecar_watch_testkit::factory::{write_list, PodFactory};
 
 const NOW: &str = "2025-06-03T10:30:00Z";
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn sidecar_watch() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar-watch"));
-    command.current_dir(ROOT).env_remove("NO_COLOR");
-    command
+    SIDECAR_WATCH.command()
 }
 
 fn audit(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = sidecar_watch()
-        .arg("audit")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(bytes) = stdin {
-        // Refused input may close the pipe before it is all written; the outcome says more.
-        let _ = input.write_all(bytes);
-    }
-    drop(input);
-    child.wait_with_output().expect("binary finishes")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &Output) -> Vec<Value> {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&out.stdout)))
+    SIDECAR_WATCH.run(args, stdin)
 }
 
 /// `(pod, container, alertname/check, severity, identified_by, workload_kind/workload)`.
@@ -242,14 +221,16 @@ fn a_closed_pipe_ends_quietly_and_a_full_disk_is_an_error() {
     // `audit … | head -1`: the reader has gone before the result is written. As git and
     // kubectl do, the process ends silently by SIGPIPE (141 in a shell), whatever it found.
     for (format, fail_on) in [("json", "none"), ("table", "warning"), ("sarif", "info")] {
-        let mut child = sidecar_watch()
+        // The reader is gone before the process starts: with a pipe read only after the
+        // spawn, a busy machine let the whole (small) result fit in the pipe first.
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = sidecar_watch()
             .args(["audit", "-f", "examples/pods.json", "--now", NOW, "--fail-on", fail_on, "-o", format])
-            .stdout(Stdio::piped())
+            .stdout(writer)
             .stderr(Stdio::piped())
-            .spawn()
+            .output()
             .expect("runs");
-        drop(child.stdout.take());
-        let out = child.wait_with_output().expect("finishes");
         assert_eq!(
             (out.status.code(), out.status.signal()),
             (None, Some(libc::SIGPIPE)),
@@ -375,4 +356,27 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
         s.replace("\u{1b}[31m", "").replace("\u{1b}[33m", "").replace("\u{1b}[36m", "").replace("\u{1b}[0m", "")
     };
     assert_eq!(strip(&coloured), plain);
+}
+
+#[test]
+fn init_containers_before_a_mesh_proxy_are_reported_only_where_the_mesh_redirects() {
+    let out = audit(&["-f", "tests/fixtures/manifests/mesh-init-order.yaml", "-o", "json", "--fail-on", "info"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let findings = json(&out);
+    let cut_off: Vec<(&str, &str)> = findings
+        .iter()
+        .map(|f| {
+            let message = f["message"].as_str().unwrap_or_default();
+            (f["pod"].as_str().unwrap_or_default(), message.split(" in Pod ").next().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        cut_off,
+        [
+            ("Deployment/istio-init", "Init container migrate"),
+            ("Deployment/kuma", "Init container seed"),
+            ("Deployment/linkerd-cni", "Init containers wait-for-db, seed"),
+        ],
+        "{findings:#?}"
+    );
 }

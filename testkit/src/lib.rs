@@ -1,0 +1,25 @@
+//! What the tests, the end-to-end suite and the benchmark share, in one place:
+//!
+//! - [`pod`]: Pods built in code with a typed builder ([`pod::PodBuilder`]), for tests that
+//!   need a Pod the seed scenarios do not have;
+//! - [`scenario`]: the seed scenarios (`tests/fixtures/*.yaml`), one named constant each;
+//! - [`factory`]: the benchmark's realistic Pods, by the hundred thousand, and the kubelet-like
+//!   status changes it makes to them;
+//! - [`prom`]: the Prometheus text-format parser (samples, label matches, histograms);
+//! - [`audit`]: `sidecar-watch audit` run as a user runs it.
+//!
+//! It depends on no crate of the workspace and speaks JSON (`serde_json::Value`) and the
+//! API's own wire format, which each user decodes into its types (`SlimPod`, `Pod`): so the
+//! operator's unit tests can use it as well as the integration tests, the e2e crate and the
+//! benchmark, and imports run one way (operator tests → e2e → testkit).
+
+pub mod audit;
+pub mod factory;
+pub mod pod;
+pub mod prom;
+pub mod scenario;
+
+/// The workspace's root directory (where `tests/fixtures/` and `examples/` are).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(std::path::Path::to_path_buf).unwrap_or_default()
+}

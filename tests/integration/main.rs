@@ -1,0 +1,40 @@
+//! The operator's tests beyond its unit tests, in one test binary: each module was a binary of
+//! its own, and each of those 19 linked the whole operator. Measured (docs/benchmarks.md,
+//! "How long do the tests take"): after `touch src/lib.rs`, `cargo test --workspace --no-run`
+//! took 54-144 s with them and takes 17-29 s now; their tests ran 41.5 s one binary after
+//! another and run 23.5 s here. `cargo test --test integration engine_` runs a part.
+//!
+//! Two tests keep binaries of their own: `tests/heap_counts.rs` installs a counting global
+//! allocator, and `tests/audit_memory.rs` reads the peak RSS of its children, which another
+//! test's children would raise.
+//!
+//! Support: the test kit (`sidecar_watch_testkit`: Pods, seed scenarios, the audit runner),
+//! [`fixtures`] (the engine tests' views, times and policies) and [`SIDECAR_WATCH`].
+
+#[path = "../fixtures/mod.rs"]
+mod fixtures;
+
+mod audit_cli;
+mod audit_live;
+mod audit_manifests;
+mod catalog;
+mod crd;
+mod engine_kubelet;
+mod engine_properties;
+mod engine_rules;
+mod engine_scenarios;
+mod engine_spec;
+mod event_limits;
+mod event_recorder;
+mod fuzz_regressions;
+mod index;
+mod index_policies;
+mod index_properties;
+mod metrics_text;
+mod rbac;
+mod run_cli;
+mod server;
+
+/// The operator's binary, as the audit tests run it.
+const SIDECAR_WATCH: sidecar_watch_testkit::audit::Audit =
+    sidecar_watch_testkit::audit::Audit::new(env!("CARGO_BIN_EXE_sidecar-watch"));
