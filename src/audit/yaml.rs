@@ -96,6 +96,14 @@ pub(super) fn split<E>(
         line.clear();
         let end = reader.read_line(&mut line).map_err(read_error)? == 0;
         number += 1;
+        // The YAML parser skips a byte-order mark that starts a line outside a scalar and
+        // counts it as one column (libyaml's `yaml_parser_scan_to_next_token`): a blank in
+        // its place means the same to the parser and keeps this splitter's columns in bytes.
+        // Kept, the mark made an indented line look like column 0 and end the `items` entry
+        // (the fuzz target audit_input, crash-b5acffd1).
+        if !scan.inside() && line.starts_with('\u{FEFF}') {
+            line.replace_range(..'\u{FEFF}'.len_utf8(), " ");
+        }
         let marker = end || is_marker(&line, "---") || is_marker(&line, "...");
         // A line that begins inside a quoted scalar or a flow collection goes on with it:
         // an `items:` or a dash at its start is text (the fuzz target audit_input cut a List

@@ -204,3 +204,18 @@ fn an_input_indented_as_a_whole_keeps_its_first_line_indented() {
     let error = read("\n\n  kind: Pod\n  spec: [\n").map(|_| ()).expect_err("unclosed");
     assert!(error.to_string().contains("line 5"), "{error}");
 }
+
+/// audit_input, crash-b5acffd1 (the input whole): a byte-order mark at the start of a line
+/// inside a List entry. The YAML parser skips it and counts it as one column; the List
+/// splitter took the line for column 0, ended the entry there and refused the rest, which
+/// `kubectl` reads as one Pod.
+#[test]
+fn a_byte_order_mark_starting_a_line_counts_as_one_column() {
+    let yaml = "apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    labels:\n      \
+                app: web\n\u{FEFF}     hash: x\n    name: marked\n    namespace: shop\n  spec:\n    \
+                containers:\n    - name: app\n      image: \"a:1\"\nkind: List\n";
+    let mut inventory = Inventory::default();
+    read_pods("input", &mut yaml.as_bytes(), &mut inventory, &mut Interner::default()).expect("one Pod");
+    assert_eq!(inventory.pods.len(), 1);
+    assert_eq!(inventory.pods[0].view.name(), "marked");
+}
