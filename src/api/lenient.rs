@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::pod::SlimPod;
+use super::quote::{clip, mention};
 
 /// A Pod, or why it could not be read.
 #[derive(Clone, Debug)]
@@ -32,12 +33,13 @@ impl LenientPod {
 }
 
 impl Undecodable {
-    /// `namespace/name` for logs.
+    /// `namespace/name` for logs, each [`mention`]ed: an object nobody could decode may carry
+    /// names no API server would admit.
     pub fn key(&self) -> String {
         format!(
             "{}/{}",
-            self.metadata.namespace.as_deref().unwrap_or(""),
-            self.metadata.name.as_deref().unwrap_or("<unnamed>")
+            mention(self.metadata.namespace.as_deref().unwrap_or("")),
+            mention(self.metadata.name.as_deref().unwrap_or("<unnamed>"))
         )
     }
 }
@@ -94,7 +96,8 @@ impl<'de> Deserialize<'de> for LenientPod {
                     serde_json::error::Category::Eof => "truncated JSON",
                     serde_json::error::Category::Io => "an I/O error",
                 };
-                let path = e.path().to_string();
+                // The path holds map keys (`metadata.labels.<key>`), the tenant's.
+                let path = clip(&e.path().to_string());
                 Ok(LenientPod::Undecodable(Box::new(Undecodable { metadata, error: format!("{path}: {kind}") })))
             }
         }

@@ -18,7 +18,7 @@ pub use duration::{format_duration, parse_duration, DurationError, DURATION_PATT
 pub use lenient::{LenientPod, Undecodable};
 pub use pod::*;
 pub use policy::*;
-pub use quote::{clip, quote};
+pub use quote::{clip, escape_control, mention, quote};
 
 use kube::CustomResourceExt;
 

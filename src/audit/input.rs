@@ -15,21 +15,21 @@ use std::path::Path;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::yaml::{self, Piece};
+use super::yaml::{self, Piece, Text};
 use super::{strict, workloads, AuditError, Audited, Inventory};
-use crate::api::{decode, ClusterSidecarPolicy, SidecarPolicy};
+use crate::api::{clip, decode, mention, ClusterSidecarPolicy, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner};
 
 /// What the caller does with each object: `(position in the input, object)`.
 type Each<'a> = dyn FnMut(usize, Value) -> Result<(), AuditError> + 'a;
 
-/// An input: a file or standard input, buffered.
-struct Source {
+/// An input: a file, standard input or bytes in memory, buffered.
+struct Source<'r> {
     name: String,
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + 'r>,
 }
 
-fn open(path: &Path) -> Result<Source, AuditError> {
+fn open(path: &Path) -> Result<Source<'static>, AuditError> {
     if path == Path::new("-") {
         return Ok(Source { name: "<stdin>".into(), reader: Box::new(BufReader::new(std::io::stdin())) });
     }
@@ -43,7 +43,8 @@ fn open(path: &Path) -> Result<Source, AuditError> {
 /// is not.
 fn for_each_object(mut source: Source, each: &mut Each) -> Result<(), AuditError> {
     let file = source.name.clone();
-    let syntax = |message: String| AuditError::Syntax { file: file.clone(), message };
+    // A parser's message may quote the input (serde's `invalid type: string "…"`).
+    let syntax = |message: String| AuditError::Syntax { file: file.clone(), message: clip(&message) };
     let read_error = |source: std::io::Error| AuditError::Read { file: file.clone(), source };
     let (first, first_line) = first_significant_byte(&mut source.reader).map_err(read_error)?;
     let stopped = RefCell::new(None);
@@ -64,23 +65,22 @@ fn for_each_object(mut source: Source, each: &mut Each) -> Result<(), AuditError
         Some(_) => {
             // Pieces (documents, a List's entries) are parsed one at a time; see `yaml`.
             let mut piece = |piece: Piece| {
-                let (Piece::Item { text, line } | Piece::Document { text, line }) = piece;
-                if let Some((at, column)) = yaml::too_deep(text) {
-                    let at = at + line - 1;
+                let (Piece::Item(Text { too_deep, .. }) | Piece::Document(Text { too_deep, .. })) = piece;
+                if let Some((at, column)) = too_deep {
                     return Err(syntax(format!(
                         "nested deeper than {} levels at line {at} column {column}",
                         yaml::MAX_DEPTH
                     )));
                 }
-                let (text, line) = match piece {
-                    Piece::Item { text, line } => {
+                let Text { text, line, .. } = match piece {
+                    Piece::Item(Text { text, line, .. }) => {
                         let object = serde_norway::from_str(text)
                             .map_err(|e| syntax(yaml::input_lines(&e.to_string(), line)))?;
                         let at = position;
                         position += 1;
                         return each(at, object);
                     }
-                    Piece::Document { text, line } => (text, line),
+                    Piece::Document(text) => text,
                 };
                 for document in serde_norway::Deserializer::from_str(text) {
                     let seed = TopLevel { each: &mut *each, position: &mut position, stopped: &stopped };
@@ -105,22 +105,30 @@ fn take_stop(stopped: &RefCell<Option<AuditError>>) -> Result<(), AuditError> {
     stopped.borrow_mut().take().map_or(Ok(()), Err)
 }
 
-/// Skips whitespace (and a byte-order mark) without consuming what follows; gives the first
-/// byte after it and the number of its line.
+/// Skips blank lines (and a byte-order mark); gives the first byte that is not blank and the
+/// number of its line. The blanks that begin that line stay: they are YAML's indentation (a
+/// manifest indented as a whole, as in a heredoc, read unindented on its first line only
+/// and was refused or, as the fuzz target audit_input found, read as another document).
 fn first_significant_byte(reader: &mut dyn BufRead) -> std::io::Result<(Option<u8>, usize)> {
     let mut line = 1;
     loop {
         let buffer = reader.fill_buf()?;
-        let skip = buffer.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(buffer.len());
-        line += buffer[..skip].iter().filter(|b| **b == b'\n').count();
         if buffer.is_empty() {
             return Ok((None, line));
         }
-        let bom = buffer[skip..].starts_with(&[0xEF, 0xBB, 0xBF]);
-        let at_end = skip == buffer.len();
-        reader.consume(skip + if bom { 3 } else { 0 });
-        if !bom && !at_end {
-            return Ok((reader.fill_buf()?.first().copied(), line));
+        let skip = buffer.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(buffer.len());
+        let blank_lines = buffer[..skip].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        line += buffer[..blank_lines].iter().filter(|b| **b == b'\n').count();
+        if buffer[skip..].starts_with(&[0xEF, 0xBB, 0xBF]) {
+            reader.consume(skip + 3);
+        } else if skip < buffer.len() {
+            let first = buffer[skip];
+            reader.consume(blank_lines);
+            return Ok((Some(first), line));
+        } else {
+            // Only blanks in the buffer: the line's indentation, if it goes on past the buffer
+            // (a pipe's first read was "  "), is lost; a buffer is at least one pipe write.
+            reader.consume(if blank_lines == 0 { skip } else { blank_lines });
         }
     }
 }
@@ -229,12 +237,13 @@ impl<'de> Visitor<'de> for Items<'_, '_, '_> {
     }
 }
 
-/// `Kind namespace/name`, for error messages.
+/// `Kind namespace/name`, for error messages; each [`mention`]ed (an input no API server
+/// checked may hold any name).
 pub(super) fn describe_object(value: &Value, position: usize) -> String {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("object");
+    let kind = value.get("kind").and_then(Value::as_str).map_or("object".into(), mention);
     let meta = value.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
-    let namespace = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str);
+    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).map(mention);
+    let namespace = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).map(mention);
     match (namespace, name) {
         (Some(ns), Some(n)) => format!("{kind} {ns}/{n}"),
         (None, Some(n)) => format!("{kind} {n}"),
@@ -246,8 +255,28 @@ pub(super) fn describe_object(value: &Value, position: usize) -> String {
 /// share names through `names`.
 pub fn load_pods(path: &Path, inventory: &mut Inventory, names: &mut Interner) -> Result<(), AuditError> {
     let source = open(path)?;
+    let origin = (path != Path::new("-")).then(|| source.name.clone());
+    pods_of(source, origin, inventory, names)
+}
+
+/// [`load_pods`] of an input already open, named `name` in messages (no file in SARIF
+/// locations): for inputs that are not files, and for the fuzz targets (`fuzz/`).
+pub fn read_pods(
+    name: &str,
+    reader: &mut dyn BufRead,
+    inventory: &mut Inventory,
+    names: &mut Interner,
+) -> Result<(), AuditError> {
+    pods_of(Source { name: name.to_string(), reader: Box::new(reader) }, None, inventory, names)
+}
+
+fn pods_of(
+    source: Source,
+    origin: Option<String>,
+    inventory: &mut Inventory,
+    names: &mut Interner,
+) -> Result<(), AuditError> {
     let file = source.name.clone();
-    let origin = (path != Path::new("-")).then(|| file.clone());
     for_each_object(source, &mut |position, object| {
         let error = |message: String| AuditError::Object {
             file: file.clone(),
@@ -269,7 +298,16 @@ pub fn load_pods(path: &Path, inventory: &mut Inventory, names: &mut Interner) -
 
 /// Reads and compiles the policies in a file, strictly: an unknown field is an error.
 pub fn load_policies(path: &Path) -> Result<Vec<CompiledPolicy>, AuditError> {
-    let source = open(path)?;
+    policies_of(open(path)?)
+}
+
+/// [`load_policies`] of an input already open, named `name` in messages: for inputs that are
+/// not files, and for the fuzz targets (`fuzz/`).
+pub fn read_policies(name: &str, reader: &mut dyn BufRead) -> Result<Vec<CompiledPolicy>, AuditError> {
+    policies_of(Source { name: name.to_string(), reader: Box::new(reader) })
+}
+
+fn policies_of(source: Source) -> Result<Vec<CompiledPolicy>, AuditError> {
     let file = source.name.clone();
     let mut policies = Vec::new();
     for_each_object(source, &mut |position, object| {
@@ -289,7 +327,9 @@ pub fn load_policies(path: &Path) -> Result<Vec<CompiledPolicy>, AuditError> {
                 let policy: ClusterSidecarPolicy = decode(object.clone()).map_err(|e| error(e.to_string()))?;
                 CompiledPolicy::from_cluster_policy(&policy).1
             }
-            Some(kind) => return Err(error(format!("kind {kind} is not a SidecarPolicy or ClusterSidecarPolicy"))),
+            Some(kind) => {
+                return Err(error(format!("kind {} is not a SidecarPolicy or ClusterSidecarPolicy", mention(kind))))
+            }
             None => return Err(error("kind: missing".into())),
         };
         policies.push(compiled.map_err(|e| error(e.to_string()))?);

@@ -28,8 +28,10 @@ use serde::Serialize;
 use crate::api::Severity;
 use crate::engine::{evaluate, Alert, AlertState, CompiledPolicy, PodHistory, PodView, PolicyRef};
 
-pub use input::{load_pods, load_policies};
-pub use output::{escape_control, human_age, render_table};
+pub use crate::api::escape_control;
+pub use input::{load_pods, load_policies, read_pods, read_policies};
+pub use output::{human_age, render_table};
+pub use sarif::log as sarif_log;
 
 /// Why the input could not be used (exit status 2). Every message names the file and,
 /// where it applies, the object and the field.

@@ -81,8 +81,8 @@ fn level(severity: Severity) -> &'static str {
     }
 }
 
-/// The SARIF log of `findings`.
-pub(super) fn log(findings: &[Finding]) -> Value {
+/// The SARIF log of `findings` (`audit -o sarif`).
+pub fn log(findings: &[Finding]) -> Value {
     let rules = rules();
     let descriptors: Vec<Value> = rules
         .iter()

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{json, Value};
 
-use crate::api::SlimPod;
+use crate::api::{clip, SlimPod};
 use crate::engine::{Interner, PodView};
 
 /// One object of the input, decoded.
@@ -68,6 +68,8 @@ fn template(object: &Value, kind: &str, pointer: &str) -> Result<PodView, String
 }
 
 /// Decodes a Pod (or a template shaped like one); `prefix` is where it sits in the object.
+/// The path (which holds map keys) and serde's message (which quotes the value) are both
+/// the input's, so both are clipped.
 fn slim(pod: &Value, prefix: &str) -> Result<SlimPod, String> {
     serde_path_to_error::deserialize(pod).map_err(|e| {
         let path = e.path().to_string();
@@ -76,7 +78,7 @@ fn slim(pod: &Value, prefix: &str) -> Result<SlimPod, String> {
             ("", _) => path,
             _ => format!("{prefix}.{path}"),
         };
-        format!("{path}: {}", e.into_inner())
+        format!("{}: {}", clip(&path), clip(&e.into_inner().to_string()))
     })
 }
 

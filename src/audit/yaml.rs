@@ -15,19 +15,55 @@ use regex::{Captures, Regex};
 pub(super) enum Piece<'t> {
     /// A document; where its `items` entries were cut out, it keeps `items: []`, so that its
     /// envelope (`kind: List`, `metadata`) still reads as a List, not as an object to audit.
-    Document {
-        /// Its text.
-        text: &'t str,
-        /// The input's line its text begins at (1-based).
-        line: usize,
-    },
+    Document(Text<'t>),
     /// One entry of a top-level `items:` sequence, its dash blanked out.
-    Item {
-        /// Its text.
-        text: &'t str,
-        /// The input's line its text begins at (1-based).
-        line: usize,
-    },
+    Item(Text<'t>),
+}
+
+/// A piece's text and where it is in the input.
+pub(super) struct Text<'t> {
+    /// The text.
+    pub text: &'t str,
+    /// The input's line it begins at (1-based).
+    pub line: usize,
+    /// Where it first nests flow collections deeper than [`MAX_DEPTH`]: the input's line and
+    /// the column (1-based), found while splitting, before any parser reads it.
+    pub too_deep: Option<(usize, usize)>,
+}
+
+/// A piece being gathered.
+#[derive(Default)]
+struct Gathered {
+    text: String,
+    line: usize,
+    too_deep: Option<(usize, usize)>,
+}
+
+impl Gathered {
+    /// Adds a line; `too_deep` is where it passes [`MAX_DEPTH`], if it does.
+    fn push(&mut self, line: &str, too_deep: Option<(usize, usize)>) {
+        self.text.push_str(line);
+        self.too_deep = self.too_deep.or(too_deep);
+    }
+
+    /// Begins an entry with its first line, the dash replaced by a space so that the entry's
+    /// content keeps its columns and parses as a document of its own.
+    fn start_item(&mut self, line: &str, number: usize, dash: usize, too_deep: Option<(usize, usize)>) {
+        self.text.push_str(&line[..dash]);
+        self.text.push(' ');
+        self.text.push_str(&line[dash + 1..]);
+        self.line = number;
+        self.too_deep = too_deep;
+    }
+
+    fn piece(&self) -> Text<'_> {
+        Text { text: &self.text, line: self.line, too_deep: self.too_deep }
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.too_deep = None;
+    }
 }
 
 /// Where the splitter is within a document.
@@ -51,31 +87,45 @@ pub(super) fn split<E>(
 ) -> Result<(), E> {
     let mut line = String::new();
     let mut number = first_line - 1;
-    let mut document = String::new();
-    let mut document_line = first_line;
+    let mut document = Gathered { line: first_line, ..Gathered::default() };
     let mut mapping = None::<bool>;
-    let mut item = String::new();
-    let mut item_line = 0;
+    let mut item = Gathered::default();
     let mut state = State::Document;
+    let mut scan = FlowScan::default();
     loop {
         line.clear();
         let end = reader.read_line(&mut line).map_err(read_error)? == 0;
         number += 1;
+        // The YAML parser skips a byte-order mark that starts a line outside a scalar and
+        // counts it as one column (libyaml's `yaml_parser_scan_to_next_token`): a blank in
+        // its place means the same to the parser and keeps this splitter's columns in bytes.
+        // Kept, the mark made an indented line look like column 0 and end the `items` entry
+        // (the fuzz target audit_input, crash-b5acffd1).
+        if !scan.inside() && line.starts_with('\u{FEFF}') {
+            line.replace_range(..'\u{FEFF}'.len_utf8(), " ");
+        }
         let marker = end || is_marker(&line, "---") || is_marker(&line, "...");
+        // A line that begins inside a quoted scalar or a flow collection goes on with it:
+        // an `items:` or a dash at its start is text (the fuzz target audit_input cut a List
+        // out of a quoted string, and audited a Pod the YAML did not hold).
+        let continued = !marker && scan.inside();
+        if marker {
+            scan = FlowScan::default();
+        }
+        let too_deep = scan.line(&line).map(|column| (number, column));
         if let State::Items(dash) = state {
             let indent = indent(&line);
             let blank = line.trim().is_empty() || line.trim_start().starts_with('#');
-            if !marker && (indent > dash || blank) {
-                item.push_str(&line);
+            if !marker && (continued || indent > dash || blank) {
+                item.push(&line, too_deep);
                 continue;
             }
-            if !item.is_empty() {
-                each(Piece::Item { text: &item, line: item_line })?;
+            if !item.text.is_empty() {
+                each(Piece::Item(item.piece()))?;
                 item.clear();
             }
             if !marker && is_entry(&line, dash) {
-                start_item(&mut item, &line, dash);
-                item_line = number;
+                item.start_item(&line, number, dash, too_deep);
                 continue;
             }
             state = State::Document;
@@ -84,39 +134,38 @@ pub(super) fn split<E>(
             let dash = indent(&line);
             if is_entry(&line, dash) {
                 state = State::Items(dash);
-                document.push_str("items: []\n");
-                start_item(&mut item, &line, dash);
-                item_line = number;
+                document.push("items: []\n", None);
+                item.start_item(&line, number, dash, too_deep);
                 continue;
             }
-            document.push_str("items:\n");
+            document.push("items:\n", None);
             state = State::Document;
         }
         if marker {
             if state == State::ItemsStart {
-                document.push_str("items:\n");
+                document.push("items:\n", None);
             }
             // `---` starts the next document; `...` ends this one.
             let ends_here = !end && line.starts_with("...");
             if ends_here {
-                document.push_str(&line);
+                document.push(&line, too_deep);
             }
-            if !document.is_empty() {
-                each(Piece::Document { text: &document, line: document_line })?;
+            if !document.text.is_empty() {
+                each(Piece::Document(document.piece()))?;
             }
             document.clear();
             state = State::Document;
             // Content on the marker's line (`--- {…}`) is not a block mapping.
             let rest = line.get(3..).unwrap_or_default().trim();
             mapping = (line.starts_with("---") && !rest.is_empty() && !rest.starts_with('#')).then_some(false);
-            document_line = number;
+            document.line = number;
             if end {
                 return Ok(());
             }
             if ends_here {
-                document_line += 1;
+                document.line += 1;
             } else {
-                document.push_str(&line);
+                document.push(&line, too_deep);
             }
             continue;
         }
@@ -124,11 +173,11 @@ pub(super) fn split<E>(
             // Only a block mapping at column 0 has top-level keys to recognise by their text.
             mapping = Some(!line.starts_with([' ', '-', '[', '{', '"', '\'', '!', '&', '*', '?', '|', '>']));
         }
-        if mapping == Some(true) && state == State::Document && is_items_key(&line) {
+        if mapping == Some(true) && state == State::Document && !continued && is_items_key(&line) {
             state = State::ItemsStart;
             continue;
         }
-        document.push_str(&line);
+        document.push(&line, too_deep);
     }
 }
 
@@ -156,48 +205,64 @@ fn is_entry(line: &str, dash: usize) -> bool {
         && line[dash..].strip_prefix('-').is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\r', '\n']))
 }
 
-/// Begins an item's text with its first line, the dash replaced by a space so that the entry's
-/// content keeps its columns and parses as a document of its own.
-fn start_item(item: &mut String, line: &str, dash: usize) {
-    item.push_str(&line[..dash]);
-    item.push(' ');
-    item.push_str(&line[dash + 1..]);
-}
-
 /// The deepest flow nesting (`[`, `{`) handed to the YAML parser. Its decoder stops at 128
 /// levels, but only after the parser has read the whole piece, and the parser takes quadratic
 /// time on deep flow nesting (100,000 levels in 200 KB: 16 s); block nesting costs it little.
 pub(super) const MAX_DEPTH: usize = 128;
 
 /// Where `text` first nests flow collections deeper than [`MAX_DEPTH`]: `(line, column)`,
-/// 1-based within `text`. A scan of the bytes, not a parse: brackets count where a node may
-/// begin (after `- `, `? `, `: `, an anchor or tag, at a line's start) and inside flow
-/// collections, never in comments, quoted scalars or block scalars (`|`, `>`). A miscount can
-/// only miss nesting, never invent it, so valid documents are never refused here.
-pub(super) fn too_deep(text: &str) -> Option<(usize, usize)> {
-    let mut depth = 0;
-    let mut quote = None::<u8>;
-    // Lines more indented than this belong to a block scalar.
-    let mut block_scalar = None::<usize>;
-    for (number, line) in text.lines().enumerate() {
+/// 1-based within `text`, as [`split`] finds it.
+#[cfg(test)]
+fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut scan = FlowScan::default();
+    text.lines().enumerate().find_map(|(number, line)| Some((number + 1, scan.line(line)?)))
+}
+
+/// What of the flow context one line leaves to the next: open quoted scalars and flow
+/// collections (both may span lines) and the block scalar (`|`, `>`) being read. A scan of
+/// the bytes, not a parse: brackets and quotes count where a node may begin (after `- `,
+/// `? `, `: `, an anchor or tag, at a line's start) and inside flow collections, never in
+/// comments, quoted scalars or block scalars. A miscount can only miss nesting, or see a
+/// quote where a plain scalar has one, never invent nesting or end a quote early: valid
+/// documents are never refused, and the splitter at worst leaves a List whole.
+#[derive(Default)]
+struct FlowScan {
+    depth: usize,
+    quote: Option<u8>,
+    /// Lines more indented than this belong to a block scalar.
+    block_scalar: Option<usize>,
+}
+
+impl FlowScan {
+    /// Whether the next line begins inside a quoted scalar or a flow collection, where a
+    /// key, an entry's dash or a comment at column 0 is text, not structure.
+    fn inside(&self) -> bool {
+        self.depth > 0 || self.quote.is_some()
+    }
+
+    /// Scans one line (its end of line, if any, is ignored); gives the 1-based column where
+    /// flow nesting first passes [`MAX_DEPTH`] on it.
+    fn line(&mut self, line: &str) -> Option<usize> {
+        let line = line.trim_end_matches(['\n', '\r']);
         let bytes = line.as_bytes();
         let indent = bytes.iter().take_while(|b| **b == b' ').count();
-        if let Some(parent) = block_scalar {
+        if let Some(parent) = self.block_scalar {
             if indent > parent || line.trim().is_empty() {
-                continue;
+                return None;
             }
-            block_scalar = None;
+            self.block_scalar = None;
         }
-        let mut node_start = depth == 0 && quote.is_none();
+        let mut node_start = self.depth == 0 && self.quote.is_none();
+        let mut too_deep = None;
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
             let spaced = |at: usize| bytes.get(at).is_none_or(|c| matches!(c, b' ' | b'\t'));
-            if let Some(q) = quote {
+            if let Some(q) = self.quote {
                 match b {
                     b'\\' if q == b'"' => i += 1,
                     b'\'' if q == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 1,
-                    _ if b == q => quote = None,
+                    _ if b == q => self.quote = None,
                     _ => {}
                 }
                 i += 1;
@@ -206,33 +271,33 @@ pub(super) fn too_deep(text: &str) -> Option<(usize, usize)> {
             match b {
                 b' ' | b'\t' => {}
                 b'#' if i == 0 || matches!(bytes[i - 1], b' ' | b'\t') => break,
-                b'"' | b'\'' if node_start || depth > 0 => quote = Some(b),
-                b'[' | b'{' if node_start || depth > 0 => {
-                    depth += 1;
-                    if depth > MAX_DEPTH {
-                        return Some((number + 1, i + 1));
+                b'"' | b'\'' if node_start || self.depth > 0 => self.quote = Some(b),
+                b'[' | b'{' if node_start || self.depth > 0 => {
+                    self.depth += 1;
+                    if self.depth > MAX_DEPTH && too_deep.is_none() {
+                        too_deep = Some(i + 1);
                     }
                 }
-                b']' | b'}' if depth > 0 => depth -= 1,
-                b'|' | b'>' if node_start && depth == 0 => {
-                    block_scalar = Some(indent);
+                b']' | b'}' if self.depth > 0 => self.depth -= 1,
+                b'|' | b'>' if node_start && self.depth == 0 => {
+                    self.block_scalar = Some(indent);
                     break;
                 }
-                b'-' | b'?' if node_start && depth == 0 && spaced(i + 1) => {}
-                b':' if depth == 0 && spaced(i + 1) => node_start = true,
+                b'-' | b'?' if node_start && self.depth == 0 && spaced(i + 1) => {}
+                b':' if self.depth == 0 && spaced(i + 1) => node_start = true,
                 b'&' | b'!' if node_start => {
                     while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t') {
                         i += 1;
                     }
                     continue;
                 }
-                _ if depth == 0 => node_start = false,
+                _ if self.depth == 0 => node_start = false,
                 _ => {}
             }
             i += 1;
         }
+        too_deep
     }
-    None
 }
 
 /// `message` (a YAML parser's, about a piece beginning at input line `first`) with its
@@ -255,8 +320,8 @@ mod tests {
         let mut out = Vec::new();
         split::<std::io::Error>(&mut input.as_bytes(), 1, &|e| e, &mut |piece| {
             out.push(match piece {
-                Piece::Document { text, line } => ("doc", line, text.to_string()),
-                Piece::Item { text, line } => ("item", line, text.to_string()),
+                Piece::Document(t) => ("doc", t.line, t.text.to_string()),
+                Piece::Item(t) => ("item", t.line, t.text.to_string()),
             });
             Ok(())
         })
@@ -307,6 +372,28 @@ mod tests {
         assert_eq!(pieces("items: []\n"), [("doc", 1, "items: []\n".into())]);
         assert_eq!(pieces("items:\n  a: 1\n"), [("doc", 1, "items:\n  a: 1\n".into())]);
         assert_eq!(pieces("kind: List\nitems:\n"), [("doc", 1, "kind: List\nitems:\n".into())]);
+    }
+
+    #[test]
+    fn lines_inside_a_quoted_scalar_or_a_flow_collection_are_text() {
+        // `items:` and its entries at column 0, inside a multi-line quoted string.
+        let quoted = "kind: List\nmetadata:\n  note: 'x\nitems:\n- kind: Pod\nother: y'\n";
+        assert_eq!(pieces(quoted), [("doc", 1, quoted.into())]);
+        let double = "kind: List\nnote: \"a \\\" b\nitems:\n- kind: Pod\"\n";
+        assert_eq!(pieces(double), [("doc", 1, double.into())]);
+        // An entry's quoted string going on at the dash's column stays in the entry.
+        assert_eq!(
+            pieces("items:\n- a: 'x\n- y'\n- b: 1\n"),
+            [("item", 2, "  a: 'x\n- y'\n".into()), ("item", 4, "  b: 1\n".into()), ("doc", 1, "items: []\n".into())]
+        );
+        // A flow collection over several lines.
+        let flow = "kind: List\nnote: [1,\nitems: 2]\n";
+        assert_eq!(pieces(flow), [("doc", 1, flow.into())]);
+        // Apostrophes in plain scalars open nothing.
+        assert_eq!(
+            pieces("note: it's\nitems:\n- kind: Pod\n"),
+            [("item", 3, "  kind: Pod\n".into()), ("doc", 1, "note: it's\nitems: []\n".into())]
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod engine_scenarios;
 mod engine_spec;
 mod event_limits;
 mod event_recorder;
+mod fuzz_regressions;
 mod index;
 mod index_policies;
 mod index_properties;
