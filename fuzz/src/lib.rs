@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use jiff::Timestamp;
 use sidecar_watch::api::SlimPod;
 use sidecar_watch::audit::Finding;
+use sidecar_watch_testkit::prom::Scrape;
 
 /// The instant the fixtures describe (tests/fixtures/mod.rs).
 pub const NOW: &str = "2025-06-03T10:30:00Z";
@@ -39,66 +40,11 @@ fn clip_for_panic(text: &str) -> String {
     text.chars().take(400).collect()
 }
 
-/// Panics unless `text` is valid Prometheus text exposition: `# HELP`/`# TYPE` lines and
-/// samples `name{label="value",…} number`, label values escaped (`\\`, `\"`, `\n`).
+/// Panics unless `text` is valid Prometheus text exposition, read by the test kit's strict
+/// parser (the one the tests and the benchmark read scrapes with).
 pub fn assert_exposition(text: &str) {
-    for line in text.lines() {
-        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line.is_empty() {
-            continue;
-        }
-        if let Err(e) = sample(line) {
-            panic!("invalid exposition line ({e}): {:?}", clip_for_panic(line));
-        }
-    }
-}
-
-fn sample(line: &str) -> Result<(), &'static str> {
-    let name_end = line.find(['{', ' ']).ok_or("no value")?;
-    metric_name(&line[..name_end])?;
-    let mut rest = &line[name_end..];
-    if let Some(labels) = rest.strip_prefix('{') {
-        rest = label_pairs(labels)?;
-    }
-    let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
-    let value = value.split(' ').next().unwrap_or_default();
-    if value.parse::<f64>().is_err() && !matches!(value, "NaN" | "+Inf" | "-Inf") {
-        return Err("value is not a number");
-    }
-    Ok(())
-}
-
-fn metric_name(name: &str) -> Result<(), &'static str> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
-    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-        return Err("invalid metric or label name");
-    }
-    Ok(())
-}
-
-/// Reads `k="v",…}`; returns what follows the `}`.
-fn label_pairs(mut rest: &str) -> Result<&str, &'static str> {
-    loop {
-        if let Some(after) = rest.strip_prefix('}') {
-            return Ok(after);
-        }
-        let eq = rest.find('=').ok_or("label without =")?;
-        metric_name(&rest[..eq])?;
-        rest = rest[eq + 1..].strip_prefix('"').ok_or("label value not quoted")?;
-        let mut chars = rest.char_indices();
-        let end = loop {
-            match chars.next().ok_or("unterminated label value")? {
-                (_, '\\') => match chars.next() {
-                    Some((_, '\\' | '"' | 'n')) => {}
-                    _ => return Err("invalid escape in a label value"),
-                },
-                (i, '"') => break i,
-                (_, '\n') => return Err("raw newline in a label value"),
-                _ => {}
-            }
-        };
-        rest = &rest[end + 1..];
-        rest = rest.strip_prefix(',').unwrap_or(rest);
+    if let Err(e) = Scrape::parse(text) {
+        panic!("invalid exposition: {}: {:?}", e.why, clip_for_panic(&e.line));
     }
 }
 
@@ -146,13 +92,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exposition_checker_tells_valid_from_invalid() {
-        assert!(sample(r#"a_b{x="1",y="q\"\\\n"} 3"#).is_ok());
-        assert!(sample("up 1").is_ok());
-        assert!(sample(r#"a{x="1"} x"#).is_err());
-        assert!(sample(r#"a{x="1} 1"#).is_err());
-        assert!(sample(r#"a{x="\q"} 1"#).is_err());
-        assert!(sample(r#"a{1x="1"} 1"#).is_err());
+    fn the_fixtures_decode() {
         assert_eq!(fixture_pods().len(), 6);
     }
 }

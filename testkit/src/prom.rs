@@ -46,7 +46,10 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    /// Parses the Prometheus text format (comments and blank lines skipped).
+    /// Parses the Prometheus text format (comments and blank lines skipped). Strict, so that
+    /// a test (and the fuzz target `pod_view`, which checks every scrape with it) fails naming
+    /// the line where the operator writes what Prometheus would refuse: metric and label
+    /// names, label values quoted with only the `\\`, `\"` and `\n` escapes, a number.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let mut samples = Vec::new();
         for line in text.lines() {
@@ -54,23 +57,7 @@ impl Scrape {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |why| ParseError { line: line.to_string(), why };
-            let (name, labels, rest) = match line.find('{') {
-                Some(open) => {
-                    let close = line.rfind('}').ok_or_else(|| bad("no closing brace"))?;
-                    (&line[..open], parse_labels(&line[open + 1..close]).map_err(bad)?, &line[close + 1..])
-                }
-                None => {
-                    let (name, rest) = line.split_once(' ').ok_or_else(|| bad("no value"))?;
-                    (name, BTreeMap::new(), rest)
-                }
-            };
-            let value = match rest.split_whitespace().next().ok_or_else(|| bad("no value"))? {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().map_err(|_| bad("value is not a number"))?,
-            };
-            samples.push(Sample { name: name.to_string(), labels, value });
+            samples.push(parse_sample(line).map_err(|why| ParseError { line: line.to_string(), why })?);
         }
         Ok(Self { text: text.to_string(), samples })
     }
@@ -140,41 +127,61 @@ fn matches(s: &Sample, matching: &[(&str, &str)]) -> bool {
     matching.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
 }
 
-fn parse_labels(text: &str) -> Result<Labels, &'static str> {
-    let mut labels = BTreeMap::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let mut key = String::new();
-        for c in chars.by_ref() {
-            if c == '=' {
-                break;
-            }
-            key.push(c);
-        }
-        if key.is_empty() {
-            break;
-        }
-        if chars.next() != Some('"') {
-            return Err("label without a quoted value");
-        }
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(other) => value.push(other),
-                    None => break,
-                },
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        labels.insert(key.trim().to_string(), value);
+/// One sample line: `name{label="value",…} value [timestamp]`.
+fn parse_sample(line: &str) -> Result<Sample, &'static str> {
+    let name_end = line.find(['{', ' ', '\t']).ok_or("no value")?;
+    let name = valid_name(&line[..name_end])?;
+    let mut rest = &line[name_end..];
+    let mut labels = Labels::new();
+    if let Some(inside) = rest.strip_prefix('{') {
+        rest = parse_labels(inside, &mut labels)?;
     }
-    Ok(labels)
+    let value = match rest.split_whitespace().next().ok_or("no value")? {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().map_err(|_| "value is not a number")?,
+    };
+    Ok(Sample { name: name.to_string(), labels, value })
+}
+
+/// Reads `name="value",…}` into `labels` (blanks and a trailing comma allowed); gives what
+/// follows the `}`.
+fn parse_labels<'l>(mut rest: &'l str, labels: &mut Labels) -> Result<&'l str, &'static str> {
+    loop {
+        rest = rest.trim_start_matches([',', ' ', '\t']);
+        if let Some(after) = rest.strip_prefix('}') {
+            return Ok(after);
+        }
+        let (key, after_key) = rest.split_once('=').ok_or("label without a quoted value")?;
+        let key = valid_name(key.trim())?;
+        let quoted = after_key.strip_prefix('"').ok_or("label without a quoted value")?;
+        let mut value = String::new();
+        let mut chars = quoted.char_indices();
+        let end = loop {
+            match chars.next().ok_or("unterminated label value")? {
+                (_, '\\') => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c @ ('\\' | '"'))) => value.push(c),
+                    _ => return Err("invalid escape in a label value"),
+                },
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(key.to_string(), value);
+        rest = &quoted[end + 1..];
+    }
+}
+
+/// `name` when it is a valid metric or label name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
+fn valid_name(name: &str) -> Result<&str, &'static str> {
+    let mut chars = name.chars();
+    let first = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
+    if first && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+        Ok(name)
+    } else {
+        Err("invalid metric or label name")
+    }
 }
 
 /// A cumulative histogram: `(upper bound, cumulative count)`, +Inf last.
@@ -310,5 +317,14 @@ y_total{result=\"dropped\",reason=\"a\"} 2\ny_total{result=\"ok\",reason=\"a\"} 
         assert_eq!(e.why, "label without a quoted value");
         assert_eq!(Scrape::parse("m 1\nlonely\n").unwrap_err().line, "lonely");
         assert_eq!(Scrape::parse("m abc\n").unwrap_err().why, "value is not a number");
+        let why = |line: &str| Scrape::parse(line).unwrap_err().why;
+        assert_eq!(why("m{x=\"1} 1"), "unterminated label value");
+        assert_eq!(why("m{x=\"\\q\"} 1"), "invalid escape in a label value");
+        assert_eq!(why("m{1x=\"1\"} 1"), "invalid metric or label name");
+        assert_eq!(why("m-x 1"), "invalid metric or label name");
+        assert_eq!(why("m{x=\"1\"} x"), "value is not a number");
+        let ok = Scrape::parse("a_b{x=\"1\", y=\"q\\\"\\\\\\n\",} 3 1700000000\nup NaN\n").unwrap();
+        assert_eq!(ok.samples[0].labels["y"], "q\"\\\n");
+        assert!(ok.samples[1].value.is_nan());
     }
 }
