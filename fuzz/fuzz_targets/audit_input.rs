@@ -59,13 +59,18 @@ fn read_findings(data: &[u8], policies: &[CompiledPolicy]) -> Result<Vec<Finding
 }
 
 /// The objects of a YAML input parsed the plain way, every document whole, Lists flattened
-/// as the reader does; `None` when the input is JSON, not parseable whole, or uses anchors
-/// (which the reader does not resolve across a List's entries, as documented).
+/// as the reader does; `None` when the input is JSON, not parseable whole, uses anchors
+/// (which the reader does not resolve across a List's entries, as documented), or repeats a
+/// key (which the reader refuses and serde_json's `Value` would keep the last of).
 fn parsed_whole(data: &[u8]) -> Option<Vec<Value>> {
     let text = std::str::from_utf8(data).ok()?;
     let first = text.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\u{feff}').chars().next();
     if matches!(first, Some('{' | '[')) || text.contains(['&', '*']) {
         return None;
+    }
+    // serde_norway's own `Value` refuses a repeated key.
+    for document in serde_norway::Deserializer::from_str(text) {
+        serde_norway::Value::deserialize(document).ok()?;
     }
     let mut objects = Vec::new();
     for document in serde_norway::Deserializer::from_str(text) {

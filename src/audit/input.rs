@@ -15,6 +15,7 @@ use std::path::Path;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::unique::{duplicate, UniqueKeys};
 use super::yaml::{self, Piece, Text};
 use super::{strict, workloads, AuditError, Audited, Inventory};
 use crate::api::{clip, decode, mention, ClusterSidecarPolicy, SidecarPolicy};
@@ -74,7 +75,7 @@ fn for_each_object(mut source: Source, each: &mut Each) -> Result<(), AuditError
                 }
                 let Text { text, line, .. } = match piece {
                     Piece::Item(Text { text, line, .. }) => {
-                        let object = serde_norway::from_str(text)
+                        let UniqueKeys(object) = serde_norway::from_str(text)
                             .map_err(|e| syntax(yaml::input_lines(&e.to_string(), line)))?;
                         let at = position;
                         position += 1;
@@ -176,7 +177,7 @@ impl<'de> Visitor<'de> for TopLevel<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<bool, A::Error> {
-        while let Some(object) = seq.next_element::<Value>()? {
+        while let Some(UniqueKeys(object)) = seq.next_element()? {
             self.emit(object)?;
         }
         Ok(true)
@@ -186,12 +187,15 @@ impl<'de> Visitor<'de> for TopLevel<'_, '_> {
         let mut fields = Map::new();
         let mut listed = false;
         while let Some(key) = map.next_key::<String>()? {
+            if (key == "items" && listed) || fields.contains_key(&key) {
+                return Err(serde::de::Error::custom(duplicate(&key)));
+            }
             if key == "items" {
                 // A List: its items are streamed, never held together.
                 listed = true;
                 map.next_value_seed(Items { top: &mut self })?;
             } else {
-                let value: Value = map.next_value()?;
+                let UniqueKeys(value) = map.next_value()?;
                 fields.insert(key, value);
             }
         }
@@ -230,7 +234,7 @@ impl<'de> Visitor<'de> for Items<'_, '_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(object) = seq.next_element::<Value>()? {
+        while let Some(UniqueKeys(object)) = seq.next_element()? {
             self.top.emit(object)?;
         }
         Ok(())

@@ -16,6 +16,7 @@ mod live;
 mod output;
 mod sarif;
 mod strict;
+mod unique;
 mod workloads;
 mod yaml;
 

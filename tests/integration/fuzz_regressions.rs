@@ -219,3 +219,34 @@ fn a_byte_order_mark_starting_a_line_counts_as_one_column() {
     assert_eq!(inventory.pods.len(), 1);
     assert_eq!(inventory.pods[0].view.name(), "marked");
 }
+
+/// audit_input, crash-c272d9ff: a List with `items:` twice. The List splitter read the
+/// entries of both; a whole parse keeps only the second (serde_json's `Value` keeps the last
+/// of two equal keys), so the two disagreed about what the file holds. A repeated key is now
+/// refused wherever it is, as `kubectl apply --validate=strict` refuses duplicate fields: a
+/// container's `image:` twice was audited on the second.
+#[test]
+fn a_repeated_key_is_refused_naming_it() {
+    let list = "apiVersion: v1\nkind: List\nitems:\n- kind: Pod\n  metadata: {name: a, namespace: shop}\n  \
+                spec: {containers: [{name: app, image: \"a:1\"}]}\nitems:\n- kind: Pod\n  metadata: {name: b, \
+                namespace: shop}\n  spec: {containers: [{name: app, image: \"a:1\"}]}\n";
+    let error = audit_error(list);
+    assert!(error.contains("duplicate key \"items\""), "{error}");
+    assert_one_short_line(&error);
+
+    let image_twice = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: shop}\nspec:\n  containers:\n  \
+                       - name: app\n    image: \"a:1\"\n    image: \"b:2\"\n";
+    let error = audit_error(image_twice);
+    assert!(error.contains("spec.containers[0]: duplicate key \"image\" at line 6"), "{error}");
+
+    let json = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "name": "b"}, "spec": {}}"#;
+    let error = audit_error(json);
+    assert!(error.contains("duplicate key \"name\""), "{error}");
+
+    // A key repeated in another object is no repetition.
+    let mut inventory = Inventory::default();
+    let two = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: shop}\nspec: {containers: [{name: app, \
+               image: \"a:1\"}, {name: proxy, image: \"p:1\"}]}\n";
+    read_pods("input", &mut two.as_bytes(), &mut inventory, &mut Interner::default()).expect("valid");
+    assert_eq!(inventory.pods.len(), 1);
+}
