@@ -60,17 +60,22 @@ fn read_findings(data: &[u8], policies: &[CompiledPolicy]) -> Result<Vec<Finding
 
 /// The objects of a YAML input parsed the plain way, every document whole, Lists flattened
 /// as the reader does; `None` when the input is JSON, not parseable whole, uses anchors
-/// (which the reader does not resolve across a List's entries, as documented), or repeats a
-/// key (which the reader refuses and serde_json's `Value` would keep the last of).
+/// (which the reader does not resolve across a List's entries, as documented), repeats a
+/// key (which the reader refuses and serde_json's `Value` would keep the last of), or holds
+/// a document that is a scalar.
 fn parsed_whole(data: &[u8]) -> Option<Vec<Value>> {
     let text = std::str::from_utf8(data).ok()?;
     let first = text.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\u{feff}').chars().next();
     if matches!(first, Some('{' | '[')) || text.contains(['&', '*']) {
         return None;
     }
-    // serde_norway's own `Value` refuses a repeated key.
+    // serde_norway's own `Value` refuses a repeated key, and tells a scalar document (which
+    // the reader refuses) from an empty one: serde_json's `Value` makes `.nan` a null.
     for document in serde_norway::Deserializer::from_str(text) {
-        serde_norway::Value::deserialize(document).ok()?;
+        match serde_norway::Value::deserialize(document).ok()? {
+            serde_norway::Value::Null | serde_norway::Value::Sequence(_) | serde_norway::Value::Mapping(_) => {}
+            _ => return None,
+        }
     }
     let mut objects = Vec::new();
     for document in serde_norway::Deserializer::from_str(text) {

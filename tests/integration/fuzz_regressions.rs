@@ -250,3 +250,13 @@ fn a_repeated_key_is_refused_naming_it() {
     read_pods("input", &mut two.as_bytes(), &mut inventory, &mut Interner::default()).expect("valid");
     assert_eq!(inventory.pods.len(), 1);
 }
+
+/// audit_input, crash-e2b6488b: a document that is the float `.NAN` (the oracle's whole
+/// parse made it a null, an empty document). A document that is not an object, a List or an
+/// array is refused, saying what was expected.
+#[test]
+fn a_document_that_is_a_number_is_refused() {
+    let error = audit_error(".NAN");
+    assert!(error.contains("expected a Kubernetes object, a List, or an array of objects"), "{error}");
+    assert_one_short_line(&error);
+}
