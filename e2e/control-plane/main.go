@@ -1,24 +1,47 @@
-// Command sidecar-watch-control-plane runs a real Kubernetes control plane for the tests of
-// sidecar-watch: etcd (embedded, from go.etcd.io/etcd/server/v3) and kube-apiserver (from
-// k8s.io/kubernetes, in a child process of this same binary) on loopback, with what envtest
-// gives a controller author: serving and client certificates made at start, an admin
-// kubeconfig, RBAC authorization and service-account token signing.
+// Command sidecar-watch-control-plane runs a real Kubernetes cluster for the tests of
+// sidecar-watch, from the pinned k8s.io/kubernetes module: either a control plane alone
+// (etcd embedded from go.etcd.io/etcd/server/v3 and kube-apiserver, on loopback, with what
+// envtest gives a controller author: certificates made at start, an admin kubeconfig, RBAC
+// and service-account token signing), or a whole single-node cluster (that control plane
+// plus kube-controller-manager, kube-scheduler, kube-proxy, containerd and a kubelet, with
+// a Pod network of its own; node.go).
 //
 //	sidecar-watch-control-plane up --dir DIR [--feature-gates G] [--runtime-config R]
+//	sidecar-watch-control-plane cluster up --dir DIR [--image TARBALL]...
+//	sidecar-watch-control-plane cluster down --dir DIR
 //	sidecar-watch-control-plane version
 //
-// `up` prints one line `ready {json}` on standard output once kube-apiserver answers
-// /readyz, then serves a control API on loopback (see control.go) until SIGINT/SIGTERM or,
-// with --exit-with-stdin, until its standard input closes (the test process ended).
+// `up` and `cluster up` print one line `ready {json}` on standard output once the cluster is
+// ready, then serve a control API on loopback (see control.go) until SIGINT/SIGTERM or, with
+// --exit-with-stdin, until their standard input closes (the test process ended). Each
+// Kubernetes component runs in a child process of this same binary (the commands below), as
+// hyperkube once did, so that a test can kill and start it again.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 
-	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"github.com/spf13/cobra"
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
+
+// components are the Kubernetes commands this binary runs as its own children.
+var components = map[string]func() *cobra.Command{
+	"apiserver":               apiserver.NewAPIServerCommand,
+	"kube-controller-manager": controllermanager.NewControllerManagerCommand,
+	"kube-scheduler":          func() *cobra.Command { return scheduler.NewSchedulerCommand() },
+	"kube-proxy":              proxy.NewProxyCommand,
+	"kubelet":                 func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) },
+}
 
 func main() {
 	if len(os.Args) < 2 {
@@ -30,23 +53,28 @@ func main() {
 			fmt.Fprintf(os.Stderr, "sidecar-watch-control-plane: %v\n", err)
 			os.Exit(1)
 		}
-	case "apiserver":
-		// The child process: kube-apiserver's own command with the flags `up` chose.
-		cmd := app.NewAPIServerCommand()
-		cmd.SetArgs(os.Args[2:])
-		if err := cmd.Execute(); err != nil {
+	case "cluster":
+		if err := cluster(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "sidecar-watch-control-plane cluster: %v\n", err)
 			os.Exit(1)
 		}
 	case "version":
 		out, _ := json.MarshalIndent(versions(), "", "  ")
 		fmt.Println(string(out))
 	default:
-		usage()
+		// A child process: the component's own command with the flags its parent chose.
+		newCommand, ok := components[os.Args[1]]
+		if !ok {
+			usage()
+		}
+		cmd := newCommand()
+		cmd.SetArgs(os.Args[2:])
+		os.Exit(cli.Run(cmd))
 	}
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: sidecar-watch-control-plane up --dir DIR [flags] | version\n"+
-		"  up --help lists the flags")
+	fmt.Fprintln(os.Stderr, "usage: sidecar-watch-control-plane up --dir DIR [flags] | cluster up|down --dir DIR [flags] | version\n"+
+		"  up --help and cluster up --help list the flags")
 	os.Exit(2)
 }

@@ -88,14 +88,14 @@ func up(args []string) error {
 	defer etcd.Close()
 	apiPort := ports["kube-apiserver --port"]
 	flags := apiServerFlags(pki, etcd.URL, apiPort, *featureGates, *runtimeConfig, extra)
-	api, err := newAPIServer(pki, flags, apiPort, filepath.Join(absDir, "kube-apiserver.log"), *timeout)
+	api, err := newAPIServer(pki, flags, "127.0.0.1", apiPort, filepath.Join(absDir, "kube-apiserver.log"), *timeout)
 	if err != nil {
 		return fmt.Errorf("step 'kube-apiserver': %w", err)
 	}
 	if err := api.Start(ctx); err != nil {
 		return fmt.Errorf("step 'kube-apiserver': %w", err)
 	}
-	defer func() { _ = api.Stop() }()
+	defer func() { _ = api.Stop(0) }()
 
 	kubeconfig := filepath.Join(absDir, "kubeconfig")
 	if err := writeKubeconfig(kubeconfig, api.URL(), pki); err != nil {
@@ -109,7 +109,9 @@ func up(args []string) error {
 	if err := os.WriteFile(filepath.Join(absDir, "control-plane.json"), line, 0o644); err != nil {
 		return fmt.Errorf("step 'info': %w", err)
 	}
-	go func() { _ = http.Serve(control, controlAPI(ctx, info, api, etcd)) }()
+	go func() {
+		_ = http.Serve(control, controlAPI(ctx, info, etcd, map[string]controlled{"apiserver": {api.Process, 0}}))
+	}()
 	fmt.Printf("ready %s\n", line)
 	fmt.Fprintf(os.Stderr, "kube-apiserver %s and etcd %s (%s) on %s; kubeconfig %s\n",
 		info.Versions.KubeAPIServer, info.Versions.Etcd, info.Versions.Go, info.Server, kubeconfig)

