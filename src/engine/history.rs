@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use super::kubelet::{self, ExitVerdict};
 use super::name::Name;
-use super::pod::{PodConditions, PodView, SpecFlags};
+use super::pod::{ContainerKind, PodConditions, PodView, SpecFlags};
 use super::stamp::Stamp;
 
 /// Restart times kept per container; older restarts are treated as "at Pod start", which
@@ -29,7 +29,36 @@ bitflags::bitflags! {
         const TRIGGERED_POD_RESTART = 1 << 1;
         /// The kubelet made its most recent restart itself.
         const LAST_BY_KUBELET = 1 << 2;
+        /// Start order (see [`Self::START_ORDER`]): in its current run, before the operator saw it
+        /// ready, one Pod status showed it running and not ready while another container of
+        /// `spec.containers` was running.
+        const UNREADY_BESIDE_RUNNING = 1 << 3;
+        /// Start order: a container of `spec.containers` whose current run was running in a
+        /// Pod status that showed a native sidecar's run running, not ready, and never seen
+        /// ready before.
+        const RAN_BESIDE_UNREADY_NATIVE = 1 << 4;
+        /// Start order: the same, beside another container of `spec.containers`.
+        const RAN_BESIDE_UNREADY_REGULAR = 1 << 5;
     }
+}
+
+impl HistoryMarks {
+    /// The marks that record start order. They hold for the container's run (cleared when
+    /// it changes) and outlive the sidecar's readiness, which is the point: the Pod keeps
+    /// only the latest state.
+    ///
+    /// The kubelet records start order in single Pod statuses: a main container running
+    /// while a sidecar's run, not ready yet, is running and not ready. The history does not
+    /// know which containers a policy calls sidecars, so each side keeps its half, the
+    /// not-ready run ([`Self::UNREADY_BESIDE_RUNNING`]) and the container that ran beside it
+    /// ([`Self::RAN_BESIDE_UNREADY_NATIVE`] beside a native sidecar's,
+    /// [`Self::RAN_BESIDE_UNREADY_REGULAR`] beside another regular container's), and the rule
+    /// pairs them. Halves from two different statuses pair only when two containers of the
+    /// sidecar's kind each had such a start-up. No clock of the operator's is kept: when it
+    /// saw a status says nothing about when the kubelet started a container or found it ready.
+    pub const START_ORDER: HistoryMarks = HistoryMarks::UNREADY_BESIDE_RUNNING
+        .union(HistoryMarks::RAN_BESIDE_UNREADY_NATIVE)
+        .union(HistoryMarks::RAN_BESIDE_UNREADY_REGULAR);
 }
 
 /// Observed history of one container (by name).
@@ -53,7 +82,10 @@ pub struct ContainerHistory {
     pub ready_changed_at: Option<Stamp>,
     /// `startedAt` of the run the operator watched from its start (before it was ready).
     pub watched_run_started_at: Option<Stamp>,
-    /// When that run first became ready.
+    /// When the operator saw that run become ready. The operator's clock, not the kubelet's:
+    /// it times start-ups for the metrics and says the run was seen ready, and is never
+    /// compared with a kubelet timestamp (a status write can report `ready` well after the
+    /// kubelet acted on it).
     pub first_ready_at: Option<Stamp>,
     /// `startedAt` of the run seen at the last observation (`None` when it was not running),
     /// so that a run seen already ready is not mistaken for a new one when it turns unready.
@@ -87,6 +119,18 @@ pub enum Observation {
         /// Seconds from `startedAt` to first ready.
         seconds: f64,
     },
+}
+
+impl ContainerHistory {
+    /// Whether, as the last observation left it, the container is running a run that was
+    /// not ready yet as far as the operator can tell: watched from its start (or first seen
+    /// not ready with nothing in the Pod saying it was ready once) and never seen ready.
+    pub fn unready_start(&self) -> bool {
+        self.run_started_at.is_some()
+            && !self.ready
+            && self.watched_run_started_at == self.run_started_at
+            && self.first_ready_at.is_none()
+    }
 }
 
 impl PodHistory {
@@ -142,8 +186,9 @@ impl PodHistory {
         // Grown here when a container is first seen, boxed again (shrunk to fit) at the end.
         let mut containers = std::mem::take(&mut self.containers).into_vec();
         let mut trigger = kubelet::RestartTrigger::new(pod);
+        let mut order = OrderTally::default();
         // Plain init containers are neither sidecars nor main containers: no rule reads them.
-        for (at, view) in pod.containers.iter().enumerate().filter(|(_, c)| c.kind != super::pod::ContainerKind::Init) {
+        for (at, view) in pod.containers.iter().enumerate().filter(|(_, c)| c.kind != ContainerKind::Init) {
             let Some(status) = &view.status else { continue };
             let running_since = status.run_start();
             let index = match containers.iter().position(|c| c.name == view.name) {
@@ -174,6 +219,7 @@ impl PodHistory {
                         run_started_at: running_since,
                     };
                     history.marks = next_marks(pod, view, status, last_by_kubelet);
+                    order.count(view.kind, &history);
                     containers.push(history);
                     continue;
                 }
@@ -209,6 +255,7 @@ impl PodHistory {
                 history.restarts = restarts.into_boxed_slice();
             }
             history.restart_count = status.restart_count;
+            let order_marks = history.marks.intersection(HistoryMarks::START_ORDER);
             history.marks = next_marks(pod, view, status, last_by_kubelet);
 
             // A new run that is not ready yet is one whose startup we can time. A run already
@@ -219,6 +266,10 @@ impl PodHistory {
                     history.watched_run_started_at = Some(started);
                     history.first_ready_at = None;
                 }
+            }
+            // The start-order marks hold for the run they were seen in.
+            if history.run_started_at == running_since {
+                history.marks.insert(order_marks);
             }
             history.run_started_at = running_since;
             if status.ready != history.ready {
@@ -232,12 +283,67 @@ impl PodHistory {
                     }
                 }
             }
+            order.count(view.kind, history);
         }
+        order.mark(pod, &mut containers);
         // Forget containers the Pod no longer has (they cannot come back under the same Pod).
         containers.retain(|h| pod.containers.iter().any(|c| c.name == h.name));
         self.containers = containers.into_boxed_slice();
         self.observed_at = Some(Stamp::new(now));
         observations
+    }
+}
+
+/// What one Pod status says about start order, counted while observing it.
+#[derive(Default)]
+struct OrderTally {
+    /// Containers of `spec.containers` running.
+    running_regular: usize,
+    /// Native sidecars in an unready start ([`ContainerHistory::unready_start`]).
+    unready_native: usize,
+    /// Containers of `spec.containers` in an unready start.
+    unready_regular: usize,
+}
+
+impl OrderTally {
+    fn count(&mut self, kind: ContainerKind, history: &ContainerHistory) {
+        let unready = history.unready_start();
+        match kind {
+            ContainerKind::Regular => {
+                self.running_regular += usize::from(history.run_started_at.is_some());
+                self.unready_regular += usize::from(unready);
+            }
+            ContainerKind::RestartableInit => self.unready_native += usize::from(unready),
+            ContainerKind::Init => {}
+        }
+    }
+
+    /// Sets the start-order marks this status shows: on each container in an unready start
+    /// beside another running container of `spec.containers`, and on each of those running
+    /// beside another container's unready start. Nothing to do (and no second pass) unless
+    /// both exist, as in most statuses.
+    fn mark(&self, pod: &PodView, containers: &mut [ContainerHistory]) {
+        if self.running_regular == 0 || self.unready_native + self.unready_regular == 0 {
+            return;
+        }
+        for view in pod.containers.iter().filter(|c| c.kind != ContainerKind::Init && c.status.is_some()) {
+            let Some(history) = containers.iter_mut().find(|h| h.name == view.name) else { continue };
+            let unready = history.unready_start();
+            let regular = view.kind == ContainerKind::Regular;
+            let running = history.run_started_at.is_some();
+            let others_running = self.running_regular.saturating_sub(usize::from(regular && running));
+            if unready && others_running > 0 {
+                history.marks.insert(HistoryMarks::UNREADY_BESIDE_RUNNING);
+            }
+            if regular && running {
+                if self.unready_native > 0 {
+                    history.marks.insert(HistoryMarks::RAN_BESIDE_UNREADY_NATIVE);
+                }
+                if self.unready_regular.saturating_sub(usize::from(unready)) > 0 {
+                    history.marks.insert(HistoryMarks::RAN_BESIDE_UNREADY_REGULAR);
+                }
+            }
+        }
     }
 }
 
@@ -259,4 +365,12 @@ fn next_marks(
         status.terminated().is_some_and(|t| t.verdict.contains(ExitVerdict::RESTARTS_POD)),
     );
     marks
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_start_order_marks_keep_a_container_history_at_64_bytes() {
+        assert_eq!(std::mem::size_of::<super::ContainerHistory>(), 64);
+    }
 }

@@ -208,13 +208,16 @@ fn after_an_in_place_pod_restart_only_the_sidecar_whose_exit_did_it_counts_the_r
 
 #[test]
 fn restarted_main_containers_are_out_of_order_only_when_they_really_started_first() {
-    let spec = restart_all_spec();
+    // proxy with a readiness probe only: nothing makes the kubelet wait for it.
+    let mut spec = restart_all_spec();
+    spec["initContainers"][0]["readinessProbe"] = spec["initContainers"][0]["startupProbe"].take();
     let in_order = pod(true, spec.clone(), restarted_statuses(true));
     let order = policy("rules: {startupOrder: {}, restarts: {enabled: false}, misconfiguration: {enabled: false}}");
     assert_eq!(brief(&eval(&view(&in_order), &order, now())), []);
 
-    // The operator watched the new run of proxy start at 10:20:03 and become ready at 10:20:09,
-    // while train started at 10:20:05: it really started first.
+    // The operator saw the new run of proxy (10:20:03) not ready while train's new run
+    // (10:20:05) was running: train really started first, and it stays reported once proxy is
+    // ready.
     let starting = pod(true, spec.clone(), restarted_statuses(false));
     let ready = pod(true, spec, restarted_statuses(true));
     let mut history = PodHistory::default();
@@ -225,10 +228,23 @@ fn restarted_main_containers_are_out_of_order_only_when_they_really_started_firs
     let text = message(&evaluation, MainStartedBeforeSidecarReady);
     assert!(
         text.contains(
-            "became ready 4s later after the Pod restarted all its containers in place (the exit of watcher did it)"
+            "was reported not ready while train was running after the Pod restarted all its containers in place \
+             (the exit of watcher did it)"
         ),
         "{text}"
     );
+
+    // With its startupProbe the kubelet starts train only once proxy has started, after the
+    // in-place restart as at first: the same statuses are no finding.
+    let (starting, ready) = (
+        pod(true, restart_all_spec(), restarted_statuses(false)),
+        pod(true, restart_all_spec(), restarted_statuses(true)),
+    );
+    let (order, mut history) = (only("startupOrder", ""), PodHistory::default());
+    history.observe(&view(&starting), at("10:20:06"));
+    assert_eq!(brief(&evaluate(&view(&starting), &order, &history, now())), []);
+    history.observe(&view(&ready), at("10:20:09"));
+    assert_eq!(brief(&evaluate(&view(&ready), &order, &history, now())), []);
 }
 
 #[test]

@@ -267,9 +267,31 @@ fn for_of(policy: &CompiledPolicy, name: AlertName) -> Duration {
     }
 }
 
+/// A Pod whose native sidecars each have a `startupProbe`, a `postStart` hook or both: the
+/// kubelet starts the main containers only once they have started.
+fn gated_pod() -> BoxedStrategy<PodView> {
+    (pod(), prop::collection::vec(1u8..4, NAMES.len()))
+        .prop_map(|(mut view, gates)| {
+            let mut containers = view.containers.to_vec();
+            for (c, gate) in containers.iter_mut().zip(gates).filter(|(c, _)| c.kind == ContainerKind::RestartableInit)
+            {
+                c.flags.set(SpecFlags::STARTUP_PROBE, gate & 1 != 0);
+                c.flags.set(SpecFlags::POST_START, gate & 2 != 0);
+            }
+            view.containers = containers.into();
+            view
+        })
+        .boxed()
+}
+
 /// A Pod, a history built by observing it through a few states, the last state, a policy and `now`.
 fn case() -> impl Strategy<Value = (PodView, PodHistory, CompiledPolicy, Timestamp)> {
-    (pod(), policy(), -3600i64..3600)
+    case_of(pod())
+}
+
+/// [`case`] with Pods from `pods`.
+fn case_of(pods: BoxedStrategy<PodView>) -> impl Strategy<Value = (PodView, PodHistory, CompiledPolicy, Timestamp)> {
+    (pods, policy(), -3600i64..3600)
         .prop_flat_map(|(first, policy, offset)| {
             let steps = states_of(first.clone());
             (Just(first), steps, Just(policy), Just(offset))
@@ -343,6 +365,17 @@ proptest! {
                 evaluation.alerts.iter().any(|a| a.name.as_str() == *name && a.container == *container),
                 "clocked {} {} without an alert", name, container
             );
+        }
+    }
+
+    /// A native sidecar the kubelet waits for (a `startupProbe` or a `postStart` hook) is never
+    /// reported out of start order, whatever statuses the operator saw.
+    #[test]
+    fn a_gated_native_sidecar_is_never_out_of_order((view, history, policy, now) in case_of(gated_pod())) {
+        let evaluation = evaluate(&view, &policy, &history, now);
+        for alert in evaluation.alerts.iter().filter(|a| a.name == AlertName::MainStartedBeforeSidecarReady) {
+            let sidecar = view.containers.iter().find(|c| c.name == alert.container).expect("a container");
+            prop_assert_ne!(sidecar.kind, ContainerKind::RestartableInit, "{:?}", alert);
         }
     }
 

@@ -7,11 +7,29 @@ use super::{describe_termination, elapsed, Ctx};
 use crate::api::Severity;
 use crate::engine::alert::AlertName;
 use crate::engine::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_ORDERING_REMEDIATION};
+use crate::engine::history::HistoryMarks;
 use crate::engine::kubelet::{self, ExitVerdict};
 use crate::engine::pod::{ContainerKind, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
 use crate::engine::policy::{ForRule, Identified, SidecarType};
 use crate::engine::stamp::Stamp;
 
+/// `MainStartedBeforeSidecarReady`, judged only from what the kubelet recorded: a main
+/// container running while the sidecar was not ready yet.
+///
+/// The evidence, for a main container running now (its `startedAt` is the alert's `since`):
+/// - the sidecar's `startedAt` is later than the main container's (equal seconds say nothing
+///   about order);
+/// - the sidecar is not ready now and nothing says its run was ready once;
+/// - one Pod status the operator observed showed the main container's run running while the
+///   sidecar's run, never seen ready, was running and not ready (the history's start-order
+///   marks, [`HistoryMarks::START_ORDER`]): what keeps the finding once the sidecar is ready.
+///
+/// The moment the operator saw the sidecar's readiness flip is never compared with the main
+/// container's `startedAt`: the kubelet may report `ready: true` in a status written after it
+/// started the main container, even when it made that container wait for the sidecar. After
+/// an operator restart (or a relist that lost the history) only the Pod is left: a sidecar
+/// ready by then with no later `startedAt` than the main container's leaves no evidence, and
+/// nothing fires; a restart must not invent a finding.
 pub(super) fn startup_order(
     ctx: &mut Ctx,
     severity: Severity,
@@ -27,41 +45,53 @@ pub(super) fn startup_order(
     if (status.restart_count > 0 && !restarted_with_pod)
         || ctx.pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING)
         || ordered_by_hook(ctx.pod, sidecar)
+        || ordered_by_probe_or_hook(sidecar)
     {
         return;
     }
     let sidecar_started = status.running_since();
     let history = ctx.history.container(&sidecar.name);
-    let first_ready = history
-        .filter(|h| {
-            h.watched_run_started_at.is_some() && h.watched_run_started_at.map(Stamp::timestamp) == sidecar_started
-        })
-        .and_then(|h| h.first_ready_at)
-        .map(Stamp::timestamp);
-    // Never seen ready: not ready now, no readiness flip observed, and no sign in the API that
-    // this run was ready once: the Pod's Ready condition turning False after the run started
-    // means it was True, with every container ready, before. A terminated sidecar is not "not
-    // yet ready" (it stopped; its readiness says nothing about the start).
+    // Not ready now, and no sign that this run was ready once: no readiness flip observed,
+    // and not the Pod's Ready condition turning False after the run started (it was True,
+    // with every container ready, before). A terminated sidecar is not "not yet ready" (it
+    // stopped; its readiness says nothing about the start).
     let was_ready_per_api = sidecar_started.is_some_and(|started| ctx.pod.ready_lost_after(started));
     let never_ready = !status.ready
         && status.terminated().is_none()
         && !was_ready_per_api
         && history.is_none_or(|h| h.ready_changed_at.is_none());
+    // The observed status: this run of the sidecar, and the main container's current run.
+    let seen_unready = history.is_some_and(|h| {
+        h.marks.contains(HistoryMarks::UNREADY_BESIDE_RUNNING)
+            && h.run_started_at.is_some()
+            && h.run_started_at == status.run_start()
+    });
+    let beside = if sidecar.kind == ContainerKind::RestartableInit {
+        HistoryMarks::RAN_BESIDE_UNREADY_NATIVE
+    } else {
+        HistoryMarks::RAN_BESIDE_UNREADY_REGULAR
+    };
+    let ran_beside = |main: &ContainerView, main_status: &ContainerStatusView| {
+        seen_unready
+            && ctx.history.container(&main.name).is_some_and(|h| {
+                h.marks.contains(beside) && h.run_started_at.is_some() && h.run_started_at == main_status.run_start()
+            })
+    };
     let violation = mains
         .iter()
-        .filter_map(|m| Some((*m, m.status.as_ref()?.running_since()?)))
-        .filter(|(_, main_started)| {
-            first_ready.is_some_and(|ready| *main_started < ready)
-                || sidecar_started.is_some_and(|s| s > *main_started)
-                || never_ready
+        .filter_map(|m| {
+            let main_status = m.status.as_ref()?;
+            let main_started = main_status.running_since()?;
+            let what = match sidecar_started {
+                Some(s) if s > main_started => format!("started {} later", elapsed(main_started, s)),
+                _ if never_ready => "is not ready yet".to_string(),
+                _ if ran_beside(m, main_status) => format!("was reported not ready while {} was running", m.name),
+                _ => return None,
+            };
+            Some((*m, main_started, what))
         })
-        .min_by_key(|(_, main_started)| *main_started);
-    let Some((main, main_started)) = violation else { return };
-    let what = match (first_ready, sidecar_started) {
-        (Some(ready), _) => format!("became ready {} later", elapsed(main_started, ready)),
-        (None, Some(s)) if s > main_started => format!("started {} later", elapsed(main_started, s)),
-        _ => "is not ready yet".to_string(),
-    };
+        .min_by_key(|(_, main_started, _)| *main_started);
+    let Some((main, main_started, what)) = violation else { return };
     let mut message = format!(
         "Main container {} in Pod {} started before sidecar {} was ready: the sidecar {what}",
         main.name,
@@ -77,15 +107,10 @@ pub(super) fn startup_order(
     let remediation = match sidecar.catalog {
         Some(c) if sidecar.kind == ContainerKind::Regular => c.entry().ordering_remediation,
         _ if sidecar.kind == ContainerKind::Regular => GENERIC_ORDERING_REMEDIATION,
-        _ if !sidecar.flags.intersects(SpecFlags::STARTUP_PROBE | SpecFlags::POST_START) => {
-            "add a startupProbe so the kubelet waits for it"
-        }
-        _ => "",
+        _ => "add a startupProbe so the kubelet waits for it",
     };
-    if !remediation.is_empty() {
-        message.push_str("; ");
-        message.push_str(remediation);
-    }
+    message.push_str("; ");
+    message.push_str(remediation);
     ctx.fire(AlertName::MainStartedBeforeSidecarReady, severity, &sidecar.name, None, Some(main_started), message);
 }
 
@@ -168,6 +193,16 @@ pub(super) fn shutdown_order(
         message.push_str("; the kubelet started it again, but it was down meanwhile");
     }
     ctx.fire(AlertName::SidecarStoppedBeforeMain, severity, &sidecar.name, None, Some(since), message);
+}
+
+/// A native sidecar with a `startupProbe` or a `postStart` hook: the kubelet starts the next
+/// container only once the sidecar's `started` is true, which needs the probe to pass and the
+/// hook to return, so the main containers wait for it. Its `ready` may still reach the API in
+/// a later status write than the main container's start, which says nothing about order. On a
+/// regular container a `startupProbe` holds nothing back.
+fn ordered_by_probe_or_hook(sidecar: &ContainerView) -> bool {
+    sidecar.kind == ContainerKind::RestartableInit
+        && sidecar.flags.intersects(SpecFlags::STARTUP_PROBE | SpecFlags::POST_START)
 }
 
 /// A legacy sidecar whose `postStart` hook runs before the main containers start: the kubelet
