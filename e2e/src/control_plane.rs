@@ -113,6 +113,22 @@ pub fn binary() -> Result<PathBuf, ControlPlaneError> {
         .map_err(ControlPlaneError::Build)
 }
 
+/// POSTs `path` to the control API of a control plane or cluster on `port` and returns its
+/// JSON answer; an error answer or no answer within `timeout` is an error naming the request.
+pub(crate) async fn control(port: u16, path: &str, timeout: Duration) -> Result<serde_json::Value, ControlPlaneError> {
+    let err = |message: String| ControlPlaneError::Control { what: path.to_string(), message };
+    let request = crate::http::Request { method: Some("POST"), ..Default::default() };
+    let response = tokio::time::timeout(timeout, crate::http::get(port, path, &request))
+        .await
+        .map_err(|_| err(format!("no answer within {timeout:?}")))?
+        .map_err(|e| err(e.to_string()))?;
+    let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| err(e.to_string()))?;
+    if response.status != 200 {
+        return Err(err(body["error"].as_str().unwrap_or("failed").to_string()));
+    }
+    Ok(body)
+}
+
 impl ControlPlane {
     /// The control plane shared by the tests of this process, started on first use.
     pub fn shared() -> Result<&'static ControlPlane, ControlPlaneError> {
@@ -193,19 +209,8 @@ impl ControlPlane {
     }
 
     async fn control(&self, path: &str) -> Result<serde_json::Value, ControlPlaneError> {
-        let err = |message: String| ControlPlaneError::Control { what: path.to_string(), message };
-        let request = crate::http::Request { method: Some("POST"), ..Default::default() };
         // Starting kube-apiserver again takes a few seconds; the binary bounds it at 60 s.
-        let response =
-            tokio::time::timeout(Duration::from_secs(90), crate::http::get(self.control_port, path, &request))
-                .await
-                .map_err(|_| err("no answer within 90 s".into()))?
-                .map_err(|e| err(e.to_string()))?;
-        let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| err(e.to_string()))?;
-        if response.status != 200 {
-            return Err(err(body["error"].as_str().unwrap_or("failed").to_string()));
-        }
-        Ok(body)
+        control(self.control_port, path, Duration::from_secs(90)).await
     }
 
     /// Kills kube-apiserver (SIGKILL: connections and watches break).

