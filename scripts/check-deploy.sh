@@ -126,7 +126,8 @@ if [ -n "$HELM" ]; then
   run "helm sharded StatefulSet" helm_combo sharded --set sharding.enabled=true,replicaCount=3
   run "helm external RBAC/ServiceAccount" helm_combo norbac --set rbac.create=false,serviceAccount.create=false,serviceAccount.name=sw
   run "values.schema.json accepts every value, rejects typos" $BEHAVIOUR schema "$HELM"
-  run "NOTES.txt (Lease names, metrics access)" $BEHAVIOUR notes "$HELM"
+  run "NOTES.txt (Lease names, metrics access, default policy)" $BEHAVIOUR notes "$HELM"
+  run "default ClusterSidecarPolicy (chart and kustomize; on by default, off when disabled)" $BEHAVIOUR default-policy "$HELM"
   run "chart rendering (image, labels, probes, cert-manager, PodMonitor)" $BEHAVIOUR chart-render "$HELM"
   run "secure /metrics: helm defaults" $BEHAVIOUR secure "$WORK/helm-defaults.yaml" "helm[defaults]"
   run "secure /metrics: helm all" $BEHAVIOUR secure "$WORK/helm-all.yaml" "helm[all]"

@@ -14,6 +14,11 @@ repository root). Each subcommand prints what it checked and exits non-zero nami
                        NetworkPolicy and PodDisruptionBudget
   roles FILE LABEL     the aggregated user ClusterRoles grant exactly what the docs promise
   kustomize-digest     config/default's `images:` pins a digest (tag@digest) when one is set
+  default-policy HELM  the default ClusterSidecarPolicy: rendered by default (chart and the
+                       kustomize overlays), cluster-scoped, the built-in policy (no spec but
+                       the namespace selector), every namespace but kube-system and the
+                       operator's own; absent with defaultPolicy.enabled=false or an overlay's
+                       delete patch (docs/install.md)
   dashboard-data DIR   every dashboard query and variable returns data on the recorded scrape
                        config/grafana/tests/scrape.prom (promtool test rules, written into DIR)
 """
@@ -135,6 +140,10 @@ def cmd_notes(helm_bin: str) -> None:
          ["Leader election is off"], ["get lease"]),
         ("plain metrics", ["--set", "metrics.secure=false,metrics.port=8080"], ["curl -s localhost:8080/metrics"], ["Bearer"]),
         ("secure metrics", [], ["https://localhost:8443/metrics", "--clusterrole=sw-sidecar-watch-metrics-reader"], []),
+        ("default policy", [], ["ClusterSidecarPolicy sw-sidecar-watch-default evaluates", "but kube-system, sidecar-watch-system "],
+         ["defaultPolicy.enabled=false"]),
+        ("no default policy", ["--set", "defaultPolicy.enabled=false"], ["defaultPolicy.enabled=false: nothing is evaluated"],
+         ["sw-sidecar-watch-default"]),
     ]
     for name, args, must, must_not in cases:
         notes = rendered_notes(helm_bin, *args)
@@ -411,12 +420,83 @@ def cmd_dashboard_data(outdir: str) -> None:
     finish()
 
 
+# -------------------------------------------------------------------------- default-policy
+def default_policies(docs: list[dict], where: str, namespace: str, name: str) -> None:
+    """Exactly one ClusterSidecarPolicy `name`, as the default policy must be."""
+    found = by_kind(docs, "ClusterSidecarPolicy")
+    if [p.get("metadata", {}).get("name") for p in found] != [name]:
+        fail(f"{where}: want one ClusterSidecarPolicy {name}, got {[p.get('metadata', {}).get('name') for p in found]}")
+        return
+    p = found[0]
+    if "namespace" in p["metadata"]:
+        fail(f"{where}: the ClusterSidecarPolicy is cluster-scoped but has metadata.namespace {p['metadata']['namespace']}")
+    spec = p.get("spec") or {}
+    if set(spec) != {"namespaceSelector"}:
+        fail(f"{where}: the default policy must be the built-in one (only a namespaceSelector), has {sorted(spec)}")
+    want = {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                  "values": ["kube-system", namespace]}]}
+    if spec.get("namespaceSelector") != want:
+        fail(f"{where}: namespaceSelector {spec.get('namespaceSelector')}, want every namespace but kube-system "
+             f"and {namespace}: {want}")
+
+
+def kustomize(path: Path) -> list[dict]:
+    p = subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True)
+    if p.returncode != 0 or p.stderr.strip():
+        fail(f"kubectl kustomize {path}: {p.stderr.strip()}")
+        return []
+    return [d for d in yaml.safe_load_all(p.stdout) if d]
+
+
+def cmd_default_policy(helm_bin: str) -> None:
+    default_policies(template(helm_bin), "helm defaults", NS, "sw-sidecar-watch-default")
+    docs = template(helm_bin, "--set", "fullnameOverride=sidecar-watch", "--namespace", "monitoring")
+    default_policies(docs, "helm --namespace monitoring", "monitoring", "sidecar-watch-default")
+    docs = template(helm_bin, "--set", "defaultPolicy.enabled=false")
+    if by_kind(docs, "ClusterSidecarPolicy"):
+        fail("helm defaultPolicy.enabled=false still renders a ClusterSidecarPolicy")
+    ok("helm: the default policy by default (every namespace but kube-system and the release's), none when disabled")
+    for d in ("config/default", "config/default-no-prometheus", "config/sharded"):
+        default_policies(kustomize(ROOT / d), d, NS, "sidecar-watch-default")
+    with tempfile.TemporaryDirectory() as tmp:
+        # A user's overlays, beside a copy of config/ (kustomize loads bases by relative path).
+        subprocess.run(["cp", "-r", str(ROOT / "config"), tmp], check=True)
+        off = Path(tmp) / "config/without-default-policy"
+        off.mkdir()
+        (off / "kustomization.yaml").write_text(INSTALL_DOC_OVERLAY)
+        docs = kustomize(off)
+        if not docs or by_kind(docs, "ClusterSidecarPolicy"):
+            fail("the overlay of docs/install.md does not leave the default policy out")
+        if not by_kind(docs, "Deployment"):
+            fail("the overlay of docs/install.md lost the Deployment")
+    doc = (ROOT / "docs/install.md").read_text()
+    if INSTALL_DOC_OVERLAY.replace("../default", "https://github.com/sidecar-watch/sidecar-watch//config/default?ref=v0.1.0") not in doc:
+        fail("docs/install.md does not show the overlay that leaves the default policy out (scripts/deploy/chart_checks.py)")
+    ok("kustomize: the default policy in config/default, -no-prometheus and sharded; the documented overlay leaves it out")
+    finish()
+
+
+# The overlay docs/install.md shows (with its remote base) to leave the default policy out.
+INSTALL_DOC_OVERLAY = """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../default
+patches:
+  - patch: |-
+      $patch: delete
+      apiVersion: sidecarwatch.io/v1alpha1
+      kind: ClusterSidecarPolicy
+      metadata:
+        name: sidecar-watch-default
+"""
+
+
 def main() -> None:
     a = sys.argv[1:]
     cmds = {"schema": lambda: cmd_schema(a[1]), "notes": lambda: cmd_notes(a[1]),
             "chart-render": lambda: cmd_chart_render(a[1]), "secure": lambda: cmd_secure(a[1], a[2]),
             "roles": lambda: cmd_roles(a[1], a[2]), "kustomize-digest": cmd_kustomize_digest,
-            "dashboard-data": lambda: cmd_dashboard_data(a[1])}
+            "dashboard-data": lambda: cmd_dashboard_data(a[1]), "default-policy": lambda: cmd_default_policy(a[1])}
     if not a or a[0] not in cmds:
         print(__doc__)
         sys.exit(2)

@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use crate::engine::catalog::{ImageRule, CATALOG, GENERIC_JOB_REMEDIATION};
+use crate::engine::catalog::{ImageRule, CATALOG, GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 
 /// A CEL string literal (single-quoted) of `text`.
 pub fn string(text: &str) -> String {
@@ -111,6 +111,14 @@ pub fn catalog_names() -> String {
 pub fn job_remediations() -> String {
     let mut entries = vec![format!("'': {}", string(GENERIC_JOB_REMEDIATION))];
     entries.extend(CATALOG.iter().map(|e| format!("{}: {}", string(e.id), string(e.job_remediation))));
+    format!("{{{}}}", entries.join(",\n  "))
+}
+
+/// A CEL map literal from each catalog id to the advice for making it a native sidecar (a
+/// legacy sidecar outside a Job), plus `''` for a sidecar the catalog does not know.
+pub fn native_remediations() -> String {
+    let mut entries = vec![format!("'': {}", string(GENERIC_NATIVE_REMEDIATION))];
+    entries.extend(CATALOG.iter().map(|e| format!("{}: {}", string(e.id), string(e.native_remediation))));
     format!("{{{}}}", entries.join(",\n  "))
 }
 

@@ -79,6 +79,20 @@ fn sidecar_message(text: &str) -> Message {
 /// The remediation for a Job held open by sidecar `s`: its catalog entry's, or the generic one.
 pub const JOB_REMEDIATION: &str = "variables.jobRemediations[s.catalog]";
 
+/// What `legacy-sidecar` says after "Sidecar <name> in Pod <key> ", as the engine words it for
+/// the object's workload: a Job's Pod (or a Job or CronJob) never completes, any other Pod's
+/// sidecar starts and stops in no guaranteed order.
+pub fn legacy_sidecar_text() -> String {
+    format!(
+        "(variables.inJob ? {} + {JOB_REMEDIATION} : {} + {NATIVE_REMEDIATION})",
+        cel::string(check_texts::LEGACY_SIDECAR_IN_JOB),
+        cel::string(check_texts::LEGACY_SIDECAR)
+    )
+}
+
+/// How to make sidecar `s` native: its catalog entry's advice, or the generic one.
+pub const NATIVE_REMEDIATION: &str = "variables.nativeRemediations[s.catalog]";
+
 /// The message of a legacy sidecar in a Job or CronJob template (`JobBlockedBySidecar`).
 pub fn job_message() -> Message {
     Message::default()
@@ -112,7 +126,7 @@ pub fn sidecar_checks() -> Vec<(&'static str, &'static str, String, Message)> {
             "legacy-sidecar",
             "variables.legaciesShown",
             "true".to_string(),
-            sidecar_message(check_texts::LEGACY_SIDECAR).cel(JOB_REMEDIATION),
+            sidecar_message("").cel(&legacy_sidecar_text()),
         ),
         (
             "latest-image",
@@ -287,6 +301,12 @@ fn variables() -> Vec<Variable> {
         ),
         variable("podKey", "<namespace>/<podName>, as in audit's messages", "request.namespace + '/' + variables.podName"),
         variable(
+            "inJob",
+            "a Job or CronJob, or a Pod a batch Job owns: a legacy sidecar holds it open",
+            "request.kind.kind in ['Job', 'CronJob'] || request.kind.kind == 'Pod' && \
+             object.metadata.?ownerReferences.orValue([]).exists(o, o.kind == 'Job' && o.apiVersion.startsWith('batch/'))",
+        ),
+        variable(
             "template",
             "the Pod, or the workload's Pod template",
             "request.kind.kind == 'Pod' ? object : request.kind.kind == 'CronJob' ? object.spec.jobTemplate.spec.template : object.spec.template",
@@ -337,6 +357,11 @@ fn variables() -> Vec<Variable> {
         ),
         variable("catalogNames", "the catalog's container names and their entries", cel::catalog_names()),
         variable("jobRemediations", "how to keep each catalog sidecar from holding a Job open", cel::job_remediations()),
+        variable(
+            "nativeRemediations",
+            "how to make each catalog sidecar a native one (a legacy sidecar outside a Job)",
+            cel::native_remediations(),
+        ),
         variable(
             "catalogImages",
             "the last segments of the catalog's image repositories, and the entry each decides ('' where the rest of the image does)",

@@ -7,7 +7,9 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use super::cel::{self, Message};
-use super::policy::{init_before_proxy_message, job_message, sidecar_checks, sprawl_messages, JOB_REMEDIATION};
+use super::policy::{
+    init_before_proxy_message, job_message, legacy_sidecar_text, sidecar_checks, sprawl_messages, JOB_REMEDIATION,
+};
 use super::*;
 use crate::api::SlimPod;
 use crate::engine::catalog::{CATALOG, GENERIC_JOB_REMEDIATION};
@@ -31,7 +33,10 @@ fn engine_messages(
 /// A message filled with the values the API server would have for sidecar `container` of
 /// `batch/Job/report`, whose catalog remediation is `remediation`.
 fn filled(message: &Message, container: &str, remediation: &str, count: &str, names: &str, shown: &str) -> String {
+    // `batch/Job/report` is a Job: the legacy-sidecar text is the Job's.
+    let legacy = format!("{}{remediation}", crate::engine::rules::check_texts::LEGACY_SIDECAR_IN_JOB);
     message.fill(&[
+        (legacy_sidecar_text().as_str(), legacy.as_str()),
         ("s.container.name", container),
         ("variables.podKey", "batch/Job/report"),
         ("variables.podName", "Job/report"),

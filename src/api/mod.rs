@@ -20,6 +20,7 @@ pub use pod::*;
 pub use policy::*;
 pub use quote::{clip, escape_control, mention, quote};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// An object that does not deserialize into its type, with the path of the failing field.
@@ -48,11 +49,104 @@ pub const GROUP: &str = "sidecarwatch.io";
 /// The API version of every kind this operator serves.
 pub const VERSION: &str = "v1alpha1";
 
+/// The formats kube-apiserver recognises in a CRD schema (apiextensions-apiserver
+/// `pkg/apiserver/validation/formats.go`, and `int32`, `int64`, `float`, `double` on numbers):
+/// any other is stored but warned about at every `kubectl apply` of the CRD ("unrecognized
+/// format"), and validates nothing.
+pub const RECOGNISED_FORMATS: &[&str] = &[
+    "bsonobjectid",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+    "uuid3",
+    "uuid4",
+    "uuid5",
+    "isbn",
+    "isbn10",
+    "isbn13",
+    "creditcard",
+    "ssn",
+    "hexcolor",
+    "rgbcolor",
+    "byte",
+    "password",
+    "date",
+    "duration",
+    "datetime",
+    "date-time",
+    "int32",
+    "int64",
+    "float",
+    "double",
+];
+
+/// Both CustomResourceDefinitions as the API server should store them: schemars writes the
+/// Rust width of unsigned integers as their `format` (`uint32`), which Kubernetes does not
+/// know; each becomes a format it knows with the type's range as bounds (`u32`: `int64`,
+/// `0..=4294967295`), so the CRDs apply without a warning.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    [SidecarPolicy::crd(), ClusterSidecarPolicy::crd()]
+        .into_iter()
+        .map(|crd| {
+            let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+            recognised_formats(&mut value);
+            serde_json::from_value(value).expect("a CRD with known formats deserializes")
+        })
+        .collect()
+}
+
+/// Rewrites every unsigned-integer `format` under `value` (a schema or anything holding one)
+/// into one Kubernetes recognises, keeping the range as `minimum`/`maximum`.
+fn recognised_formats(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            let integer = object.get("type").and_then(|t| t.as_str()) == Some("integer");
+            let format = object.get("format").and_then(|f| f.as_str()).map(str::to_string);
+            if let (true, Some(format)) = (integer, format) {
+                let (known, max) = match format.as_str() {
+                    "uint8" => (Some("int32"), Some(u8::MAX as u64)),
+                    "uint16" => (Some("int32"), Some(u16::MAX as u64)),
+                    "int8" | "int16" => (Some("int32"), None),
+                    "uint32" => (Some("int64"), Some(u32::MAX as u64)),
+                    // No Kubernetes format holds every u64: the bound below is all there is.
+                    "uint64" | "uint" | "uint128" | "int128" => (None, None),
+                    _ => (Some(format.as_str()), None),
+                };
+                let unsigned = format.starts_with("uint");
+                match known {
+                    Some(known) => {
+                        object.insert("format".into(), known.into());
+                    }
+                    None => {
+                        object.remove("format");
+                    }
+                }
+                if let Some(max) = max {
+                    object.entry("maximum").or_insert_with(|| serde_json::json!(max as f64));
+                }
+                if unsigned {
+                    object.entry("minimum").or_insert_with(|| serde_json::json!(0.0));
+                }
+            }
+            for child in object.values_mut() {
+                recognised_formats(child);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(recognised_formats),
+        _ => {}
+    }
+}
+
 /// Renders both CustomResourceDefinitions as one multi-document YAML stream, the output
 /// of `sidecar-watch crd` and the content of `crds/`.
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {
     let mut out = String::new();
-    for (i, crd) in [SidecarPolicy::crd(), ClusterSidecarPolicy::crd()].iter().enumerate() {
+    for (i, crd) in crds().iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
@@ -63,7 +157,7 @@ pub fn crds_yaml() -> Result<String, serde_norway::Error> {
 
 /// Both CRDs with the file name each has in `crds/`.
 pub fn crd_files() -> Result<Vec<(String, String)>, serde_norway::Error> {
-    [SidecarPolicy::crd(), ClusterSidecarPolicy::crd()]
+    crds()
         .iter()
         .map(|crd| {
             // controller-gen's naming: <group>_<plural>.yaml

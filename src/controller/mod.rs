@@ -207,6 +207,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let renew_deadline = leader::LeaseTimings::new(args.lease_duration, args.lease_renew_deadline)
         .map_err(anyhow::Error::msg)?
         .renew_deadline;
+    // Bound first, so that the first line logged says where /metrics is (the bound port of
+    // `--metrics-addr 127.0.0.1:0`) and how to read it.
+    let listener = crate::server::bind(args.metrics_addr).await?;
+    let bound = listener.local_addr().context("the metrics listener has no address")?;
+    tracing::info!(metrics_addr = %bound, "{}", crate::server::how_to_read(bound, args.metrics_secure));
     let config = crate::kubeconfig::client_config(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
     let client = kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
@@ -225,17 +230,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         crate::server::Security::Plain
     };
-    let server = tokio::spawn(crate::server::serve(
-        args.metrics_addr,
-        security,
-        index.clone(),
-        metrics.clone(),
-        role.clone(),
-        {
+    let server =
+        tokio::spawn(crate::server::serve_on(listener, security, index.clone(), metrics.clone(), role.clone(), {
             let shutdown = shutdown.clone();
             async move { shutdown.cancelled().await }
-        },
-    ));
+        }));
 
     let election = if args.leader_elect {
         let namespace = args

@@ -38,6 +38,9 @@ pub struct CatalogEntry {
     pub job_remediation: &'static str,
     /// How to make the app start only once it is ready.
     pub ordering_remediation: &'static str,
+    /// How to make it a native sidecar, started before the main containers and stopped after
+    /// them (a legacy sidecar outside a Job: `legacy-sidecar`).
+    pub native_remediation: &'static str,
     /// How a mesh redirects the Pod's traffic to this proxy, for meshes that do.
     pub redirect: Option<Redirect>,
     /// The `preStop` hook the product's injector gives its native sidecar, as words its `exec`
@@ -93,6 +96,8 @@ impl fmt::Display for CatalogId {
 /// The advice for any sidecar that the catalog does not know better.
 pub const GENERIC_JOB_REMEDIATION: &str =
     "declare it in initContainers with restartPolicy: Always (a native sidecar, Kubernetes 1.29+): the kubelet stops it once the main containers have finished";
+/// How to make any sidecar that the catalog does not know better a native one.
+pub const GENERIC_NATIVE_REMEDIATION: &str = "make it a native sidecar (in initContainers with restartPolicy: Always, Kubernetes 1.29+, or through its injector's native-sidecar setting): the kubelet then starts it before the main containers and stops it after them";
 /// The start-order advice for any sidecar that the catalog does not know better.
 pub const GENERIC_ORDERING_REMEDIATION: &str =
     "make it a native sidecar with a startupProbe (or a postStart hook that waits until it is ready): the kubelet then starts the main containers only after it";
@@ -110,6 +115,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[15000, 15020, 15021, 15090],
         job_remediation: "annotate the Pod template with sidecar.istio.io/nativeSidecar: \"true\" (or set ENABLE_NATIVE_SIDECARS=true mesh-wide) so istio-proxy runs as a native sidecar and stops when the Job's containers finish; Istio 1.27 and later do this by default once every node runs Kubernetes 1.33 or later, so a legacy istio-proxy there means it was turned off",
         ordering_remediation: "set holdApplicationUntilProxyStarts: true (annotation proxy.istio.io/config: '{\"holdApplicationUntilProxyStarts\": true}', or in meshConfig.defaultConfig) so the app starts only once the proxy is ready",
+        native_remediation: "annotate the Pod template with sidecar.istio.io/nativeSidecar: \"true\" (or set ENABLE_NATIVE_SIDECARS=true mesh-wide) so istio-proxy runs as a native sidecar, started before the app and stopped after it; Istio 1.27 and later do this by default once every node runs Kubernetes 1.33 or later, so a legacy istio-proxy there means it was turned off",
         redirect: Some(Redirect {
             iptables_init: "istio-init",
             cni_validator: "istio-validation",
@@ -127,6 +133,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[4191],
         job_remediation: "annotate the Pod template with config.linkerd.io/proxy-enable-native-sidecar: \"true\" so linkerd-proxy runs as a native sidecar and stops when the Job's containers finish; Linkerd 2.20 and later do this by default (proxy.nativeSidecar), so a legacy linkerd-proxy there means it was turned off",
         ordering_remediation: "keep config.linkerd.io/proxy-await: enabled (the default) so the app starts only once the proxy is ready",
+        native_remediation: "annotate the Pod template with config.linkerd.io/proxy-enable-native-sidecar: \"true\" so linkerd-proxy runs as a native sidecar, started before the app and stopped after it; Linkerd 2.20 and later do this by default (proxy.nativeSidecar), so a legacy linkerd-proxy there means it was turned off",
         redirect: Some(Redirect {
             iptables_init: "linkerd-init",
             cni_validator: "linkerd-network-validator",
@@ -149,6 +156,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[9901],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: "make envoy a native sidecar with a startupProbe on its admin /ready endpoint",
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -161,6 +169,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[],
         job_remediation: "have the Job's container ask consul-dataplane to shut down when it is done, through Consul's proxy lifecycle graceful-shutdown endpoint (consul-k8s injects it as a regular container; native injection is requested in hashicorp/consul-k8s#3919)",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -173,6 +182,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[9901],
         job_remediation: "let Kuma inject kuma-sidecar as a native sidecar that stops when the Job's containers finish: Kuma 2.14 and later do by default (KUMA_EXPERIMENTAL_SIDECAR_CONTAINERS), so a legacy kuma-sidecar there means it was turned off",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: "let Kuma inject kuma-sidecar as a native sidecar, started before the app and stopped after it: Kuma 2.14 and later do by default (KUMA_EXPERIMENTAL_SIDECAR_CONTAINERS), so a legacy kuma-sidecar there means it was turned off",
         redirect: Some(Redirect {
             iptables_init: "kuma-init",
             cni_validator: "kuma-validation",
@@ -190,6 +200,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[3500, 3501, 50001],
         job_remediation: "have the Job's container call Dapr's shutdown API (POST http://localhost:3500/v1.0/shutdown) when it is done (Dapr's injector adds daprd as a regular container; native injection is requested in dapr/dapr#9422)",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -202,6 +213,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[],
         job_remediation: "annotate the Pod template with vault.hashicorp.com/agent-pre-populate-only: \"true\" so only the init container renders the secrets and no agent keeps running",
         ordering_remediation: "keep the agent's init container (vault.hashicorp.com/agent-pre-populate, the default) so the secrets exist before the app starts",
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -214,6 +226,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[],
         job_remediation: "run the proxy as a native sidecar, or start it with --quit-urls / --quitquitquit and have the Job's container call it when done",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -226,6 +239,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[],
         job_remediation: "use a GKE version that injects the FUSE sidecar as a native sidecar (1.29 and later)",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: "use a GKE version that injects the FUSE sidecar as a native sidecar (1.29 and later)",
         redirect: None,
         drain_hook: &[],
     },
@@ -238,6 +252,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[2000],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -251,6 +266,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[2020],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -266,6 +282,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[13133],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -278,6 +295,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[4180],
         job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -291,6 +309,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[],
         job_remediation: "run the proxy as a native sidecar, or start it with --quitquitquit and have the Job's container POST to its /quitquitquit endpoint when done",
         ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },
@@ -303,6 +322,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         ports: &[],
         job_remediation: "when the Job needs the repository only once, run git-sync as a plain init container with --one-time (GITSYNC_ONE_TIME=true) instead; otherwise declare it in initContainers with restartPolicy: Always",
         ordering_remediation: "run a --one-time git-sync init container before it (as Apache Airflow's chart does) so the repository exists before the app starts",
+        native_remediation: GENERIC_NATIVE_REMEDIATION,
         redirect: None,
         drain_hook: &[],
     },

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 /// Scrapes one client address may have open.
 pub const OPEN_PER_CLIENT: usize = 4;
 /// Scrapes open in all. Each holds at most a chunk of its render and a connection's
-/// buffers (about 0.5 MiB at 100k Pods: see the README's Security section).
+/// buffers (about 0.5 MiB at 100k Pods: see docs/metrics.md, Security).
 pub const OPEN_IN_ALL: usize = 64;
 /// A scrape whose client has not taken output for this long may be cut off for another.
 pub const STALLED_AFTER: Duration = Duration::from_secs(1);

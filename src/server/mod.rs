@@ -47,6 +47,65 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// about 400 KiB; request heads are far smaller).
 const CONNECTION_BUFFER: usize = 64 * 1024;
 
+/// The ClusterRole a scraper's account needs (`config/rbac/metrics_reader_role.yaml`; the
+/// chart prefixes it with the release name).
+pub const METRICS_READER_ROLE: &str = "sidecar-watch-metrics-reader";
+
+/// The answer to a request without a token the API server knows: what to send instead.
+pub const UNAUTHORIZED: &str = "Unauthorized: send a bearer token of a ServiceAccount bound to the ClusterRole \
+     sidecar-watch-metrics-reader (Authorization: Bearer $(kubectl create token NAME -n NAMESPACE)), \
+     or run sidecar-watch with --metrics-secure=false for plain HTTP on a local run\n";
+
+/// The answer to a token whose user may not read `/metrics`: which role grants it.
+pub const FORBIDDEN: &str =
+    "Forbidden: the user may not get /metrics; bind its ServiceAccount to the ClusterRole sidecar-watch-metrics-reader\n";
+
+/// The answer to plain HTTP on the TLS listener (`curl http://…`, which would otherwise print
+/// only "Received HTTP/0.9 when not allowed"), as Go's servers answer it: a plain 400 that
+/// says what to do.
+pub const PLAIN_HTTP_ON_TLS: &str = "Client sent an HTTP request to an HTTPS server: /metrics is served over TLS \
+     to bearer tokens (curl -k -H \"Authorization: Bearer $(kubectl create token NAME -n NAMESPACE)\" https://…/metrics, \
+     for a ServiceAccount bound to the ClusterRole sidecar-watch-metrics-reader), \
+     or run sidecar-watch with --metrics-secure=false for plain HTTP on a local run\n";
+
+/// Where `/metrics` is on `bound` and how to read it: the first line `sidecar-watch run`
+/// logs. A wildcard address is read on the loopback address of its family.
+pub fn how_to_read(bound: SocketAddr, secure: bool) -> String {
+    let host = match bound.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    let port = bound.port();
+    if secure {
+        format!(
+            "/metrics on https://{host}:{port}/metrics (listening on {bound}; TLS, bearer token): \
+             curl -k -H \"Authorization: Bearer $(kubectl create token NAME -n NAMESPACE)\" https://{host}:{port}/metrics \
+             with a ServiceAccount bound to the ClusterRole {METRICS_READER_ROLE} \
+             (kubectl create clusterrolebinding NAME --clusterrole={METRICS_READER_ROLE} --serviceaccount=NAMESPACE:NAME); \
+             --metrics-secure=false serves plain HTTP for a local run; /healthz and /readyz are open"
+        )
+    } else {
+        format!(
+            "/metrics on http://{host}:{port}/metrics (listening on {bound}; plain HTTP, no authentication): \
+             curl http://{host}:{port}/metrics; /healthz and /readyz too"
+        )
+    }
+}
+
+/// Binds the listener of [`serve_on`], naming the address when it cannot.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (another process listens there: pass --metrics-addr 127.0.0.1:0 for any free port)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot listen on {addr} for /metrics{hint}: {e}")
+    })
+}
+
 /// How the listener is protected.
 pub enum Security {
     /// Plain HTTP, no authentication (`--metrics-secure=false`: local runs, tests).
@@ -108,13 +167,13 @@ async fn metrics_handler(
         match auth.decide(authorization, "/metrics", client).await {
             Ok(Decision::Allowed) => {}
             Ok(Decision::Unauthenticated) => {
-                let mut response = plain_response(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+                let mut response = plain_response(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
             Ok(Decision::Forbidden { user }) => {
                 tracing::debug!(%user, "/metrics refused: no get on the non-resource URL /metrics");
-                return plain_response(StatusCode::FORBIDDEN, "Forbidden: the user may not get /metrics\n");
+                return plain_response(StatusCode::FORBIDDEN, FORBIDDEN);
             }
             Ok(Decision::Throttled { retry_after }) => {
                 return retry_later(
@@ -171,9 +230,21 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Binds `addr` and serves until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
+    security: Security,
+    index: Arc<Index>,
+    metrics: Metrics,
+    role: RoleReceiver,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_on(bind(addr).await?, security, index, metrics, role, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
     security: Security,
     index: Arc<Index>,
     metrics: Metrics,
@@ -196,12 +267,11 @@ pub async fn serve(
         admission: admission.clone(),
         slots: Arc::new(Semaphore::new(scrape::RENDER_SLOTS)),
     };
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| anyhow::anyhow!("the metrics listener has no address: {e}"))?;
     if tls.is_some() {
-        tracing::info!(%addr, "serving /metrics (TLS, bearer token), /healthz, /readyz");
+        tracing::debug!(%addr, "serving /metrics (TLS, bearer token), /healthz, /readyz");
     } else {
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz over plain HTTP without authentication");
+        tracing::debug!(%addr, "serving /metrics, /healthz, /readyz over plain HTTP without authentication");
     }
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -252,12 +322,16 @@ async fn accept(
             let connection = Connection { peer, cut_off: CancellationToken::new() };
             let served = match tls {
                 None => serve_connection(stream, app, connection).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, app, connection).await,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, plain_http(&stream)).await {
+                    Ok(true) => return refuse_plain_http(stream).await,
+                    Ok(false) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, connection).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    },
                     Err(_) => return,
                 },
             };
@@ -266,6 +340,27 @@ async fn accept(
             }
         });
     }
+}
+
+/// Whether a connection to the TLS listener starts with plain HTTP (an ASCII method) rather
+/// than a TLS record (0x16, a handshake): looked at without consuming it.
+async fn plain_http(stream: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
+}
+
+/// Answers plain HTTP on the TLS listener with [`PLAIN_HTTP_ON_TLS`] and closes.
+async fn refuse_plain_http(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PLAIN_HTTP_ON_TLS}",
+        PLAIN_HTTP_ON_TLS.len()
+    );
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// Serves HTTP/1.1 on one connection until it closes or [`Connection::cut_off`] fires.

@@ -2,7 +2,7 @@
 //! own, so the CRDs start absent) and against the simulator: Pods listed in pages, the
 //! built-in policy while the CRDs are absent, the cluster's policies once they exist,
 //! `--policy` over them, `-n` versus `-A`, and nothing but read-only `list` calls: on the real
-//! server the audit runs as a ServiceAccount holding only the README's `sidecar-watch-auditor`
+//! server the audit runs as a ServiceAccount holding only docs/audit.md's `sidecar-watch-auditor`
 //! ClusterRole (any other call is a 403), on the simulator its call log is compared.
 
 use std::process::Output;
@@ -23,7 +23,7 @@ use crate::SIDECAR_WATCH;
 /// More than two pages of the live audit's 500.
 const PODS: usize = 1100;
 
-/// The README's role for a CI account auditing every namespace.
+/// docs/audit.md's role for a CI account auditing every namespace.
 const AUDITOR_ROLE: &str = "apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: sidecar-watch-auditor}

@@ -224,12 +224,60 @@ fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
         ("vault-agent", "vault.hashicorp.com/agent-pre-populate-only"),
     ] {
         let sidecar = injected().into_iter().find(|(i, _)| *i == id).map(|(_, c)| c).expect("a fixture");
-        let view = pod_with(sidecar);
+        // In a Job's Pod, where a legacy sidecar holds the Job open.
+        let mut view = pod_with(sidecar);
+        view.owned_by_job = true;
         let alerts = evaluate(&view, &catalog_only(), &PodHistory::default(), now).alerts;
         let legacy = alerts.iter().find(|a| a.check == Some(Check::LegacySidecar)).expect("legacy-sidecar");
         assert!(legacy.message.contains(snippet), "{id}: {}", legacy.message);
+        assert!(legacy.message.contains("so the Job never completes"), "{id}: {}", legacy.message);
         assert_eq!(legacy.identified_by.map(|i| i.to_string()), Some(format!("catalog:{id}")));
     }
+}
+
+/// `legacy-sidecar` says what goes wrong for the Pod's workload: a Job's Pod never completes;
+/// a Deployment's (or any other) Pod is never held open, but its sidecar is started and
+/// stopped in no guaranteed order.
+#[test]
+fn legacy_sidecar_findings_fit_the_workload_kind() {
+    let now = crate::fixtures::now();
+    let pod = |owner: &str| {
+        let (kind, api, name) = match owner {
+            "Job" => ("Job", "batch/v1", "report-29148600"),
+            _ => ("ReplicaSet", "apps/v1", "web-7c9f8d6b5"),
+        };
+        view(json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
+            "ownerReferences": [{"apiVersion": api, "kind": kind, "name": name, "uid": "o1", "controller": true}]},
+            "spec": {"containers": [{"name": "app", "image": "shop/web:1.4.2"},
+                                    {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.0"}]}}))
+    };
+    let message = |view: &PodView| {
+        let alerts = evaluate(view, &catalog_only(), &PodHistory::default(), now).alerts;
+        alerts.into_iter().find(|a| a.check == Some(Check::LegacySidecar)).expect("legacy-sidecar").message
+    };
+    let istio = CATALOG.iter().find(|e| e.id == "istio").expect("istio");
+    assert_eq!(
+        message(&pod("Job")),
+        format!(
+            "Sidecar istio-proxy in Pod shop/web-1 is declared in spec.containers: it keeps running after the main containers finish, so the Job never completes; {}",
+            istio.job_remediation
+        )
+    );
+    assert_eq!(
+        message(&pod("Deployment")),
+        "Sidecar istio-proxy in Pod shop/web-1 is declared in spec.containers: the kubelet starts and stops it alongside the main containers in no guaranteed order, so the app can start before it is ready and lose it while still shutting down; annotate the Pod template with sidecar.istio.io/nativeSidecar: \"true\" (or set ENABLE_NATIVE_SIDECARS=true mesh-wide) so istio-proxy runs as a native sidecar, started before the app and stopped after it; Istio 1.27 and later do this by default once every node runs Kubernetes 1.33 or later, so a legacy istio-proxy there means it was turned off"
+    );
+    // A sidecar the catalog does not know: the generic advice, and never "Job" outside one.
+    let policy = crate::fixtures::policy("sidecars: {native: false, catalog: false, names: [log-shipper]}");
+    let shipper = view(json!({"metadata": {"name": "web-2", "namespace": "shop", "uid": "u2"},
+        "spec": {"containers": [{"name": "app", "image": "shop/web:1.4.2"}, {"name": "log-shipper", "image": "example/ship:1"}]}}));
+    let alerts = evaluate(&shipper, &policy, &PodHistory::default(), now).alerts;
+    let legacy = alerts.into_iter().find(|a| a.check == Some(Check::LegacySidecar)).expect("legacy-sidecar").message;
+    assert_eq!(
+        legacy,
+        "Sidecar log-shipper in Pod shop/web-2 is declared in spec.containers: the kubelet starts and stops it alongside the main containers in no guaranteed order, so the app can start before it is ready and lose it while still shutting down; make it a native sidecar (in initContainers with restartPolicy: Always, Kubernetes 1.29+, or through its injector's native-sidecar setting): the kubelet then starts it before the main containers and stops it after them"
+    );
+    assert!(!legacy.contains("Job"), "{legacy}");
 }
 
 #[test]

@@ -184,3 +184,41 @@ fn find_unbounded(schema: &Value, path: &str, out: &mut Vec<String>) {
         find_unbounded(values, &format!("{path}{{}}"), out);
     }
 }
+
+/// Every `format` in a CRD schema, with its path.
+fn formats(schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match schema {
+        Value::Object(object) => {
+            if let Some(Value::String(format)) = object.get("format") {
+                out.push((path.to_string(), format.clone()));
+            }
+            for (key, child) in object {
+                formats(child, &format!("{path}.{key}"), out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| formats(item, &format!("{path}[]"), out)),
+        _ => {}
+    }
+}
+
+/// kube-apiserver warns at every apply of a CRD whose schema has a format it does not know
+/// (`Warning: unrecognized format "uint32"`); the generated CRDs use only known ones, and
+/// the unsigned counts keep their range as bounds. The e2e suite applies them to the real
+/// server and fails on any warning (`install_paths::the_crds_apply_without_a_warning`).
+#[test]
+fn crds_use_only_formats_kubernetes_recognises() {
+    for (name, yaml) in crd_files().expect("CRDs render") {
+        let crd: Value = serde_norway::from_str(&yaml).expect("CRD parses");
+        let mut found = Vec::new();
+        formats(&crd["spec"], "spec", &mut found);
+        assert!(found.iter().any(|(_, f)| f == "int64"), "{name}: the counts have a format: {found:?}");
+        let unknown: Vec<_> =
+            found.iter().filter(|(_, f)| !sidecar_watch::api::RECOGNISED_FORMATS.contains(&f.as_str())).collect();
+        assert!(unknown.is_empty(), "{name}: formats kube-apiserver does not recognise: {unknown:?}");
+        let matched = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+            ["matchedPods"];
+        assert_eq!(matched["format"], "int64", "{name}: {matched}");
+        assert_eq!(matched["minimum"], 0.0, "{name}: {matched}");
+        assert_eq!(matched["maximum"], u32::MAX as f64, "{name}: {matched}");
+    }
+}

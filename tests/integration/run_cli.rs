@@ -175,3 +175,111 @@ fn inferred_config_failure_says_each_cause_once() {
     assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
     assert!(stderr.contains("/nonexistent/kc"), "the file is named: {stderr}");
 }
+
+/// Starts `run` with `args` against a kubeconfig whose server never answers, and returns the
+/// child and its first log line.
+fn first_log_line(name: &str, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let api = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = temp_dir(name);
+    let port = api.local_addr().unwrap().port();
+    let kubeconfig = two_context_kubeconfig(&dir, port, port);
+    let mut child = binary()
+        .env("NO_COLOR", "1")
+        .args(["run", "--leader-elect=false", "--log-format=text"])
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    // Keep draining, so that the operator never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    std::mem::forget(api);
+    (child, line)
+}
+
+/// The port of `http(s)://127.0.0.1:<port>/metrics` in `line`.
+fn metrics_port(line: &str, scheme: &str) -> u16 {
+    let prefix = format!("{scheme}://127.0.0.1:");
+    let at = line.find(&prefix).unwrap_or_else(|| panic!("no {prefix} in {line}")) + prefix.len();
+    line[at..].split('/').next().unwrap().parse().unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// One plain HTTP/1.1 GET, the whole answer as text.
+fn plain_get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+/// `--metrics-addr 127.0.0.1:0` on a laptop: the first line logged names the port the kernel
+/// gave (never 0) and the command that reads /metrics there, and that command works.
+#[test]
+fn the_first_line_says_where_plain_metrics_are_and_how_to_read_them() {
+    let (mut child, line) =
+        first_log_line("plain-first-line", &["--metrics-addr=127.0.0.1:0", "--metrics-secure=false"]);
+    let port = metrics_port(&line, "http");
+    assert_ne!(port, 0, "{line}");
+    let bound = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let expected = sidecar_watch::server::how_to_read(bound, false);
+    assert_eq!(
+        expected,
+        format!(
+            "/metrics on http://127.0.0.1:{port}/metrics (listening on 127.0.0.1:{port}; plain HTTP, no authentication): \
+             curl http://127.0.0.1:{port}/metrics; /healthz and /readyz too"
+        )
+    );
+    assert!(line.contains(&expected), "the first line is the hint:\n{line}");
+    assert!(line.contains(&format!("metrics_addr=127.0.0.1:{port}")), "{line}");
+    let answer = plain_get(port, "/metrics");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("sidecar_watch_build_info"), "{answer}");
+}
+
+/// The default, TLS with tokens: the first line gives the curl command with a token of a
+/// ServiceAccount bound to sidecar-watch-metrics-reader, and plain HTTP sent to that port (the
+/// newcomer's `curl http://…`) is answered with what to do, not a TLS alert.
+#[test]
+fn the_first_line_says_how_to_read_secure_metrics_and_plain_http_is_told_what_to_do() {
+    let (mut child, line) = first_log_line("secure-first-line", &["--metrics-addr=127.0.0.1:0"]);
+    let port = metrics_port(&line, "https");
+    let bound = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let expected = sidecar_watch::server::how_to_read(bound, true);
+    assert_eq!(
+        expected,
+        format!(
+            "/metrics on https://127.0.0.1:{port}/metrics (listening on 127.0.0.1:{port}; TLS, bearer token): \
+             curl -k -H \"Authorization: Bearer $(kubectl create token NAME -n NAMESPACE)\" https://127.0.0.1:{port}/metrics \
+             with a ServiceAccount bound to the ClusterRole sidecar-watch-metrics-reader \
+             (kubectl create clusterrolebinding NAME --clusterrole=sidecar-watch-metrics-reader --serviceaccount=NAMESPACE:NAME); \
+             --metrics-secure=false serves plain HTTP for a local run; /healthz and /readyz are open"
+        )
+    );
+    assert!(line.contains(&expected), "the first line is the hint:\n{line}");
+    let answer = plain_get(port, "/metrics");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    assert!(answer.ends_with(sidecar_watch::server::PLAIN_HTTP_ON_TLS), "{answer}");
+    assert!(answer.contains("--metrics-secure=false"), "{answer}");
+}
+
+/// A wildcard address is read on the loopback address of its family.
+#[test]
+fn the_hint_for_a_wildcard_address_names_loopback() {
+    let hint = sidecar_watch::server::how_to_read("0.0.0.0:8080".parse().unwrap(), false);
+    assert!(hint.starts_with("/metrics on http://127.0.0.1:8080/metrics (listening on 0.0.0.0:8080;"), "{hint}");
+    let hint = sidecar_watch::server::how_to_read("[::]:8443".parse().unwrap(), true);
+    assert!(hint.starts_with("/metrics on https://[::1]:8443/metrics (listening on [::]:8443;"), "{hint}");
+}

@@ -384,7 +384,7 @@ async fn every_fixture_gets_audits_findings_with_the_builtin_policy_and_a_cluste
                                 {"name": "audit-probe", "image": "example/audit:1.0", "readinessProbe": {"exec": {"command": ["true"]}},
                                  "resources": {"requests": {"cpu": "10m"}}}]}
     });
-    let legacy = "Sidecar audit-probe in Pod default/named is declared in spec.containers: it has no start or stop ordering and keeps Jobs running; declare it in initContainers with restartPolicy: Always (a native sidecar, Kubernetes 1.29+): the kubelet stops it once the main containers have finished";
+    let legacy = "Sidecar audit-probe in Pod default/named is declared in spec.containers: the kubelet starts and stops it alongside the main containers in no guaranteed order, so the app can start before it is ready and lose it while still shutting down; make it a native sidecar (in initContainers with restartPolicy: Always, Kubernetes 1.29+, or through its injector's native-sidecar setting): the kubelet then starts it before the main containers and stops it after them";
     wait_for_warning(&env, named, legacy).await;
     let with_policy = assert_agreement(&env, Some(&policy_file)).await;
     assert!(with_policy > 0 && with_policy != builtin, "the ClusterSidecarPolicy changed nothing: {with_policy}");

@@ -142,6 +142,9 @@ async fn shipped_samples_apply_and_cluster_policy_follows_namespace_labels() {
                 doc["metadata"]["name"] = json!(cluster_policy);
                 doc["spec"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] = json!(ns);
             }
+            // The samples' own namespaces (shop, payments, batch) and Pods: this test uses its
+            // own namespace and Pod.
+            Some("Namespace" | "Pod") => continue,
             other => panic!("unexpected kind in config/samples: {other:?}"),
         }
         docs.push(serde_norway::to_string(&doc).expect("YAML"));
@@ -189,7 +192,7 @@ async fn shipped_samples_apply_and_cluster_policy_follows_namespace_labels() {
     matched(&cluster_policy, "", 0.0).await;
 
     // The namespace opts in: the cluster policy re-evaluates it and selects the Pod.
-    c.env.kubectl(["label", "namespace", &ns, "sidecar-watch.io/enabled=true"]).await.expect("namespace labelled");
+    c.env.kubectl(["label", "namespace", &ns, "sidecarwatch.io/platform=true"]).await.expect("namespace labelled");
     matched(&cluster_policy, "", 1.0).await;
     let expected_table = |matched: &'static str| {
         let (c, cluster_policy) = (&c, cluster_policy.clone());
@@ -215,7 +218,7 @@ async fn shipped_samples_apply_and_cluster_policy_follows_namespace_labels() {
     expected_table("1").await;
 
     // And opts out again.
-    c.env.kubectl(["label", "namespace", &ns, "sidecar-watch.io/enabled-"]).await.expect("label removed");
+    c.env.kubectl(["label", "namespace", &ns, "sidecarwatch.io/platform-"]).await.expect("label removed");
     matched(&cluster_policy, "", 0.0).await;
     expected_table("0").await;
     c.env.kubectl(["delete", "cscp", &cluster_policy, "--wait=false"]).await.expect("cluster policy deleted");

@@ -3,7 +3,7 @@
 use super::{Ctx, SPRAWL_THRESHOLD};
 use crate::api::Severity;
 use crate::engine::alert::{AlertName, Check};
-use crate::engine::catalog::GENERIC_JOB_REMEDIATION;
+use crate::engine::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 use crate::engine::pod::{ContainerKind, ContainerView, SpecFlags};
 use crate::engine::policy::{Identified, SidecarType};
 use crate::engine::stamp::Stamp;
@@ -17,9 +17,14 @@ pub mod texts {
     /// `no-startup-probe`.
     pub const NO_STARTUP_PROBE: &str =
         "is a native sidecar with neither a startupProbe nor a postStart hook, so main containers start almost in parallel with it";
-    /// `legacy-sidecar`, followed by the sidecar's Job remediation.
-    pub const LEGACY_SIDECAR: &str =
-        "is declared in spec.containers: it has no start or stop ordering and keeps Jobs running; ";
+    /// `legacy-sidecar` in a Job's Pod (or a Job or CronJob template), followed by the
+    /// sidecar's Job remediation.
+    pub const LEGACY_SIDECAR_IN_JOB: &str =
+        "is declared in spec.containers: it keeps running after the main containers finish, so the Job never completes; ";
+    /// `legacy-sidecar` in any other Pod (a Deployment's, a StatefulSet's, a DaemonSet's, a
+    /// bare Pod), followed by the sidecar's native remediation: such a Pod is never held
+    /// open, what goes wrong is the order of start and stop.
+    pub const LEGACY_SIDECAR: &str = "is declared in spec.containers: the kubelet starts and stops it alongside the main containers in no guaranteed order, so the app can start before it is ready and lose it while still shutting down; ";
     /// `latest-image`.
     pub const LATEST_IMAGE: &str = "uses an unpinned image (no tag, or :latest)";
     /// `no-resources`.
@@ -40,11 +45,20 @@ pub(super) fn misconfiguration(
     mains: &[&ContainerView],
 ) {
     let flags = sidecar.flags;
-    let legacy_advice = format!(
-        "{}{}",
-        texts::LEGACY_SIDECAR,
-        sidecar.catalog.map_or(GENERIC_JOB_REMEDIATION, |c| c.entry().job_remediation)
-    );
+    // A legacy sidecar holds a Job's Pod open; any other Pod it only leaves unordered.
+    let legacy_advice = if ctx.pod.owned_by_job {
+        format!(
+            "{}{}",
+            texts::LEGACY_SIDECAR_IN_JOB,
+            sidecar.catalog.map_or(GENERIC_JOB_REMEDIATION, |c| c.entry().job_remediation)
+        )
+    } else {
+        format!(
+            "{}{}",
+            texts::LEGACY_SIDECAR,
+            sidecar.catalog.map_or(GENERIC_NATIVE_REMEDIATION, |c| c.entry().native_remediation)
+        )
+    };
     let waits_for_it = flags.intersects(SpecFlags::STARTUP_PROBE | SpecFlags::POST_START);
     let checks: [(bool, Check, &str); 6] = [
         (!flags.contains(SpecFlags::READINESS_PROBE), Check::NoReadinessProbe, texts::NO_READINESS_PROBE),
