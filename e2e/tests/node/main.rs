@@ -10,6 +10,7 @@
 //! its own.
 
 mod chart;
+mod faults;
 mod scenarios;
 mod start_order;
 mod support;

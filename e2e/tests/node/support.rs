@@ -1,7 +1,7 @@
 //! Support for the node suite: the one cluster, the operator installed by its chart once,
 //! a namespace and policy per test, and the operator's Events read back from the server.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -13,6 +13,11 @@ use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use sidecar_watch_e2e::harness::{wait_until, TestEnv};
 use sidecar_watch_e2e::node::{Node, OPERATOR_IMAGE};
+
+/// Tests that restart the node's components or the operator take this exclusively; every
+/// other test holds it shared ([`Scenario::start`]), so that no fault lands in the middle of
+/// another test's expectations.
+pub static FAULTS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// The namespace the chart is installed into.
 pub const RELEASE_NAMESPACE: &str = "sidecar-watch-system";
@@ -116,6 +121,13 @@ pub struct Scenario {
     pub env: TestEnv,
     /// The namespace.
     pub ns: String,
+    _faults: Faults,
+}
+
+/// This test's hold on [`FAULTS`].
+enum Faults {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
 }
 
 /// The policy every scenario namespace gets.
@@ -124,6 +136,15 @@ pub const POLICY: &str = "seed";
 impl Scenario {
     /// Creates namespace `<prefix>-<n>` and its policy.
     pub async fn start(prefix: &str) -> Self {
+        Self::with(prefix, Faults::Shared(FAULTS.read().await)).await
+    }
+
+    /// Like [`Scenario::start`] for a test that restarts components: it runs alone.
+    pub async fn exclusive(prefix: &str) -> Self {
+        Self::with(prefix, Faults::Exclusive(FAULTS.write().await)).await
+    }
+
+    async fn with(prefix: &str, faults: Faults) -> Self {
         let node = tokio::task::spawn_blocking(node).await.expect("node");
         let env = TestEnv::from_kubeconfig(node.kubeconfig()).await.expect("client");
         let nanos =
@@ -143,7 +164,7 @@ impl Scenario {
             }},
         });
         env.kubectl_apply(&policy.to_string()).await.expect("policy applied");
-        Self { env, ns }
+        Self { env, ns, _faults: faults }
     }
 
     /// Creates an object (JSON) in the namespace.
@@ -168,6 +189,52 @@ impl Scenario {
                 )
             })
             .collect()
+    }
+
+    /// How many times each Event was published (Event objects, counting `series.count`):
+    /// (type, reason, Pod, container field path) → count.
+    pub async fn event_counts(&self) -> BTreeMap<(String, String, String, String), i32> {
+        let mut counts = BTreeMap::new();
+        for e in self.events().await {
+            let regarding = e.regarding.clone().unwrap_or_default();
+            let key = (
+                e.type_.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+                regarding.name.unwrap_or_default(),
+                regarding.field_path.unwrap_or_default(),
+            );
+            *counts.entry(key).or_insert(0) += e.series.as_ref().map_or(1, |s| s.count.max(1));
+        }
+        counts
+    }
+
+    /// Seconds from `since` (a kubelet timestamp: the moment the condition began) to the
+    /// `eventTime` of the operator's Event `reason` on `pod`: the time to alert.
+    pub async fn time_to_alert(&self, reason: &str, pod: &str, since: &k8s_openapi::jiff::Timestamp) -> f64 {
+        let events = self.events().await;
+        let e = events
+            .iter()
+            .find(|e| {
+                e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod)
+            })
+            .unwrap_or_else(|| panic!("no {reason} Event on {pod}"));
+        let at = e.event_time.as_ref().expect("eventTime").0;
+        let seconds = at.duration_since(*since).as_secs_f64();
+        eprintln!("time to alert: {reason} on {}/{pod}: {seconds:.2} s after the kubelet's timestamp", self.ns);
+        seconds
+    }
+
+    /// The status of container `name` of Pod `pod` (init or regular).
+    pub async fn container_status(&self, pod: &str, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+        let pods: Api<Pod> = Api::namespaced(self.env.client.clone(), &self.ns);
+        let status = pods.get(pod).await.expect("pod").status.unwrap_or_default();
+        status
+            .init_container_statuses
+            .into_iter()
+            .flatten()
+            .chain(status.container_statuses.into_iter().flatten())
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no status of {name} in {pod}"))
     }
 
     /// Every Event the operator published for this namespace's policy.
