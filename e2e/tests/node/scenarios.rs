@@ -256,3 +256,33 @@ async fn stop_order_on_deletion() {
     }
     s.expect_warnings(MINUTE, SETTLE, &[("SidecarStoppedBeforeMain", "legacy", "spec.containers{log-sidecar}")]).await;
 }
+
+/// KEP-5307 on the real kubelet: in a Job (`restartPolicy: Never`) the main container's own
+/// rule restarts it on exit code 42. Its first run exits 42 (the kubelet starts it again: it
+/// is not finished, and a container-level `restartPolicy` does not make it a sidecar), its
+/// second exits 0 after 3 s; only then is the Job held open by the legacy log shipper, and the
+/// `for` counts from that second exit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_rule_keeps_the_main_container_unfinished() {
+    let s = Scenario::start("node-restart-rule").await;
+    let script = "if [ ! -e /state/once ]; then touch /state/once; exit 42; fi; sleep 3; exit 0";
+    let app = container(
+        "app",
+        script,
+        json!({
+            "restartPolicy": "Never",
+            "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}],
+            "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+        }),
+    );
+    let mut j = job("report", vec![], vec![container("log-sidecar", "exec sleep 3600", json!({})), app]);
+    j["spec"]["template"]["spec"]["volumes"] = json!([{"name": "state", "emptyDir": {}}]);
+    s.apply(j).await;
+    let pod = job_pod(&s, "report").await;
+    s.expect_warnings(2 * MINUTE, SETTLE, &[("JobBlockedBySidecar", &pod, "spec.containers{log-sidecar}")]).await;
+    let app = s.container_status(&pod, "app").await;
+    assert_eq!(app.restart_count, 1, "the kubelet restarted it once, for exit code 42");
+    let finished = app.state.and_then(|st| st.terminated).and_then(|t| t.finished_at);
+    let seconds = s.time_to_alert("JobBlockedBySidecar", &pod, &finished.expect("finishedAt").0).await;
+    assert!((9.0..=15.0).contains(&seconds), "10 s for from the final exit: {seconds:.2} s");
+}
