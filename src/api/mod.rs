@@ -8,6 +8,7 @@
 pub mod bounds;
 mod container;
 mod duration;
+mod field_decoders;
 mod lenient;
 mod pod;
 mod policy;
