@@ -7,7 +7,8 @@
 
 use jiff::Timestamp;
 
-use super::kubelet::{self, ExitVerdict};
+use super::exit_rules::ExitVerdict;
+use super::kubelet;
 use super::name::Name;
 use super::pod::{ContainerKind, PodConditions, PodView, SpecFlags};
 use super::stamp::Stamp;

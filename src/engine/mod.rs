@@ -25,6 +25,7 @@
 pub mod alert;
 pub mod catalog;
 pub mod container;
+pub mod exit_rules;
 pub mod history;
 pub mod kubelet;
 pub mod name;
