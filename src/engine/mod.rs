@@ -35,6 +35,7 @@ pub mod relations;
 pub mod restart_causes;
 pub mod rule_settings;
 pub mod rules;
+pub mod sidecar_matcher;
 pub mod stamp;
 
 pub use alert::{Alert, AlertKey, AlertName, AlertState, Check};
@@ -43,9 +44,8 @@ pub use history::{ContainerHistory, PodHistory};
 pub use name::{Interner, LabelSet, Name};
 pub use observation::Observation;
 pub use pod::{ContainerKind, ContainerView, PodView};
-pub use policy::{
-    CompiledPolicy, Identified, IdentifiedBy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN,
-};
+pub use policy::{CompiledPolicy, PolicyRef, SpecError};
 pub use relations::Workload;
 pub use rules::{evaluate, evaluate_capped, Evaluation, DEFAULT_MAX_SIDECARS};
+pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
 pub use stamp::Stamp;

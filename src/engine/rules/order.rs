@@ -10,8 +10,9 @@ use crate::engine::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_ORDERING_REMEDIATI
 use crate::engine::exit_rules::ExitVerdict;
 use crate::engine::history::HistoryMarks;
 use crate::engine::pod::{ContainerKind, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
-use crate::engine::policy::{ForRule, Identified, SidecarType};
+use crate::engine::policy::ForRule;
 use crate::engine::restart_causes;
+use crate::engine::sidecar_matcher::{Identified, SidecarType};
 use crate::engine::stamp::Stamp;
 
 /// `MainStartedBeforeSidecarReady`, judged only from what the kubelet recorded: a main
