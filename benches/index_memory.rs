@@ -342,8 +342,8 @@ fn main() {
         return;
     }
     let metrics = Metrics::new();
-    let (role_tx, role) = sidecar_watch::role::channel();
-    sidecar_watch::role::set_leader(&role_tx, true);
+    let (role_tx, role) = sidecar_watch::leadership::channel();
+    sidecar_watch::leadership::set_leader(&role_tx, true);
 
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();

@@ -5,7 +5,7 @@
 //! below; [`metrics`], [`events`] and [`server`] read the [`index`], the operator's state,
 //! which evaluates Pods with the [`engine`], pure rule evaluation on the [`api`] types.
 //! [`audit`] runs the engine offline; [`admission`] writes its static checks as a
-//! ValidatingAdmissionPolicy for the API server to run. [`role`] is the one signal of
+//! ValidatingAdmissionPolicy for the API server to run. [`leadership`] is the one signal of
 //! leadership and sync; [`paging`] the one paginated LIST, beside [`kubeconfig`].
 
 pub mod admission;
@@ -16,10 +16,15 @@ pub mod engine;
 pub mod events;
 pub mod index;
 pub mod kubeconfig;
+pub mod leadership;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod paging;
 pub mod rbac;
-pub mod role;
 pub mod server;
+
+/// [`leadership`] under its former name, for `controller`, which still imports it so; goes
+/// when `controller` imports `leadership`.
+#[doc(hidden)]
+pub use self::leadership as role;

@@ -11,8 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::cel::{self, Message};
 use super::labels;
 use crate::api::{ClusterSidecarPolicy, GROUP, VERSION};
-use crate::engine::policy::DEFAULT_SIDECAR_PATTERN;
 use crate::engine::rules::{check_texts, DEFAULT_MAX_SIDECARS, JOB_NEVER_COMPLETES, SPRAWL_THRESHOLD};
+use crate::engine::sidecar_matcher::DEFAULT_SIDECAR_PATTERN;
 
 /// The policy's name (its binding has the same name).
 pub const POLICY_NAME: &str = "sidecar-watch";

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::pod::null_as_default;
+use super::field_decoders::null_as_default;
 
 /// One declared container: the facts the misconfiguration checks need.
 #[derive(Clone, Debug, Default, Deserialize)]

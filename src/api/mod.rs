@@ -1,4 +1,7 @@
-//! The `sidecarwatch.io/v1alpha1` API: `SidecarPolicy` and `ClusterSidecarPolicy`.
+//! The API objects as the operator reads and serves them.
+//!
+//! Its own kinds, `SidecarPolicy` and `ClusterSidecarPolicy` (`sidecarwatch.io/v1alpha1`), and
+//! Pods decoded slim ([`SlimPod`], [`LenientPod`]).
 //!
 //! Both kinds share [`PolicySpec`]; the cluster-scoped kind adds a namespace selector.
 //! The types are deliberately lenient where the API server cannot help (regex, durations
@@ -8,6 +11,7 @@
 pub mod bounds;
 mod container;
 mod duration;
+mod field_decoders;
 mod lenient;
 mod pod;
 mod policy;

@@ -7,7 +7,6 @@
 //! a fraction of the CPU and no transient copy of every full object. It is the same JSON,
 //! so a full [`Pod`] converts into it losslessly for what the engine needs.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -16,6 +15,7 @@ use serde::de::Deserializer;
 use serde::Deserialize;
 
 use super::container::{SlimContainer, SlimSecurityContext};
+use super::field_decoders::{clamped_time, null_as_default};
 
 /// A Pod with only what the engine reads: identity, labels, owners, timestamps, the
 /// containers' static facts and their statuses.
@@ -153,25 +153,6 @@ pub struct SlimTerminated {
     pub finished_at: Option<Time>,
 }
 
-/// A timestamp, clamped to the representable range: RFC 3339 (and Go) allow years up to
-/// 9999 in full, jiff stops just short of the end of year 9999 (and of year -9999). A Pod
-/// whose kubelet, readiness-gate controller or tenant writes `9999-12-31T23:59:59Z` is read
-/// as the last instant there is, instead of failing its decoding (and with it a whole list).
-fn clamped_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Time>, D::Error> {
-    let Some(text) = Option::<Cow<'de, str>>::deserialize(deserializer)? else { return Ok(None) };
-    match text.parse::<jiff::Timestamp>() {
-        Ok(t) => Ok(Some(Time(t))),
-        Err(e) => {
-            let year: Option<i32> = text.trim_start_matches('+').split('-').next().and_then(|y| y.parse().ok());
-            match year {
-                Some(y) if y >= 9999 => Ok(Some(Time(jiff::Timestamp::MAX))),
-                _ if text.starts_with("-") => Ok(Some(Time(jiff::Timestamp::MIN))),
-                _ => Err(serde::de::Error::custom(format!("invalid timestamp: {e}"))),
-            }
-        }
-    }
-}
-
 /// The metadata fields kept; everything else (`managedFields`, annotations, finalizers) is
 /// skipped while parsing.
 #[derive(Deserialize)]
@@ -208,13 +189,6 @@ fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D
         deletion_timestamp: meta.deletion_timestamp,
         ..ObjectMeta::default()
     })
-}
-
-/// The API writes `null` for empty lists and objects at times; treat it as absent.
-pub(super) fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
-    deserializer: D,
-) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl TryFrom<&Pod> for SlimPod {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::policy::IdentifiedBy;
+use super::sidecar_matcher::IdentifiedBy;
 use crate::api::Severity;
 
 /// The alert names, one per rule (the `alertname` label).

@@ -1,10 +1,11 @@
 //! One container of a [`PodView`](super::pod::PodView): where it is declared, static facts
 //! of its spec, and its status, extracted from a [`SlimContainer`] and its status.
 
+use std::num::NonZeroU16;
+
 use super::catalog::{self, CatalogId};
-use super::kubelet::{self, ExitVerdict};
+use super::exit_rules::{self, ExitVerdict};
 use super::name::{Interner, Name};
-use super::relations::LivenessTarget;
 use super::stamp::Stamp;
 use crate::api::{SlimContainer, SlimContainerStatus, SlimTerminated};
 use jiff::Timestamp;
@@ -175,6 +176,28 @@ impl ContainerView {
     }
 }
 
+/// Another container of the Pod that a liveness probe reaches. Four bytes as an `Option`
+/// (the index is stored plus one), as every container of every tracked Pod has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LivenessTarget {
+    container_plus_one: NonZeroU16,
+    /// The port probed.
+    pub port: u16,
+}
+
+impl LivenessTarget {
+    /// The probe reaches container `container` (an index into `PodView::containers`) on `port`.
+    pub fn new(container: usize, port: u16) -> Option<Self> {
+        let container_plus_one = NonZeroU16::new(u16::try_from(container).ok()?.checked_add(1)?)?;
+        Some(LivenessTarget { container_plus_one, port })
+    }
+
+    /// Its index in `PodView::containers`.
+    pub fn container(self) -> usize {
+        usize::from(self.container_plus_one.get() - 1)
+    }
+}
+
 pub(super) fn init_kind(c: &SlimContainer) -> ContainerKind {
     if c.restart_policy.as_deref() == Some("Always") {
         ContainerKind::RestartableInit
@@ -217,9 +240,10 @@ pub(super) fn container_view(
             flags.insert(SpecFlags::ACTING_PRE_STOP);
         }
     }
-    flags.set(SpecFlags::RESIZE_RESTARTS, kubelet::resize_restarts(c));
-    flags.set(SpecFlags::RESTARTS_POD, kubelet::declares_pod_restart(c));
-    let verdict = |t: &SlimTerminated| kubelet::exit_verdict(pod_restart_policy, c, t.exit_code, t.reason.as_deref());
+    flags.set(SpecFlags::RESIZE_RESTARTS, exit_rules::resize_restarts(c));
+    flags.set(SpecFlags::RESTARTS_POD, exit_rules::declares_pod_restart(c));
+    let verdict =
+        |t: &SlimTerminated| exit_rules::exit_verdict(pod_restart_policy, c, t.exit_code, t.reason.as_deref());
     ContainerView {
         name: names.name(&c.name),
         kind,

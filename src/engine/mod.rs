@@ -11,7 +11,7 @@
 //! | --- | --- |
 //! | `SidecarContainerNotReady` | latest of: the sidecar's `running.startedAt` (or, when waiting, `lastState.terminated.finishedAt`), the Pod `Ready=False` `lastTransitionTime`, and the readiness flip the operator observed; else the Pod's `startTime` |
 //! | `MainContainerReadyButSidecarNot` | the later of the sidecar's not-ready time (above) and the earliest time a ready main container has been ready (its `startedAt`, or the observed flip) |
-//! | `SidecarRestartingFrequently` | the restart that brought the count in the window to the threshold; restarts are the observed `restartCount` increments, `lastState.terminated.finishedAt`, and the rest placed at the Pod's `startTime` (the earliest they can be); restarts the kubelet made itself are left out ([`kubelet`]) |
+//! | `SidecarRestartingFrequently` | the restart that brought the count in the window to the threshold; restarts are the observed `restartCount` increments, `lastState.terminated.finishedAt`, and the rest placed at the Pod's `startTime` (the earliest they can be); restarts the kubelet made itself are left out ([`restart_causes`]) |
 //! | `SidecarCrashLooping` | the first restart of the current episode: restarts (as above) no more than 10 minutes apart; a run shorter than 5 minutes between back-offs keeps the episode going |
 //! | `SidecarOOMKilled` | the OOM kill's `finishedAt`; active for `window` after it |
 //! | `MainStartedBeforeSidecarReady` | the main container's `running.startedAt` |
@@ -25,24 +25,27 @@
 pub mod alert;
 pub mod catalog;
 pub mod container;
+pub mod exit_rules;
 pub mod history;
-pub mod kubelet;
 pub mod name;
+pub mod observation;
 pub mod pod;
 pub mod policy;
 pub mod relations;
+pub mod restart_causes;
 pub mod rule_settings;
 pub mod rules;
+pub mod sidecar_matcher;
 pub mod stamp;
 
 pub use alert::{Alert, AlertKey, AlertName, AlertState, Check};
 pub use catalog::{CatalogEntry, CatalogId, CATALOG};
-pub use history::{ContainerHistory, Observation, PodHistory};
+pub use history::{ContainerHistory, PodHistory};
 pub use name::{Interner, LabelSet, Name};
+pub use observation::Observation;
 pub use pod::{ContainerKind, ContainerView, PodView};
-pub use policy::{
-    CompiledPolicy, Identified, IdentifiedBy, PolicyRef, SidecarType, SpecError, DEFAULT_SIDECAR_PATTERN,
-};
+pub use policy::{CompiledPolicy, PolicyRef, SpecError};
 pub use relations::Workload;
 pub use rules::{evaluate, evaluate_capped, Evaluation, DEFAULT_MAX_SIDECARS};
+pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
 pub use stamp::Stamp;

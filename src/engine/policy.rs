@@ -2,20 +2,15 @@
 //! sidecar matcher and every rule with its defaults filled in.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
-use regex::Regex;
 
-use super::catalog::CatalogId;
-use super::pod::{ContainerKind, ContainerView, PodView};
+use super::pod::{ContainerView, PodView};
 pub use super::rule_settings::{ForRule, InstantRule, RestartsRule, Rules, SpecError, WindowRule, MAX_THRESHOLD};
+use super::sidecar_matcher::{Identified, SidecarMatcher};
 use crate::api::bounds::*;
 use crate::api::{quote, ClusterPolicySpec, ClusterSidecarPolicy, PolicySpec, SidecarPolicy};
-
-/// The sidecar name pattern used when a policy does not say which containers are sidecars.
-pub const DEFAULT_SIDECAR_PATTERN: &str = ".*-sidecar|istio-proxy|envoy";
 
 /// Which policy an alert comes from.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,60 +51,6 @@ impl std::fmt::Display for PolicyRef {
     }
 }
 
-/// How a sidecar is declared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SidecarType {
-    /// An init container with `restartPolicy: Always`.
-    Native,
-    /// A regular container recognised by name or pattern.
-    Legacy,
-}
-
-impl SidecarType {
-    /// The value of the `sidecar_type` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SidecarType::Native => "native",
-            SidecarType::Legacy => "legacy",
-        }
-    }
-}
-
-/// How a container was recognised as a sidecar (`identified_by` in `audit`). When several
-/// apply, the first in this order is reported: how it is declared, then what the policy
-/// names explicitly, then the catalog, then the catch-all pattern.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IdentifiedBy {
-    /// An init container with `restartPolicy: Always`.
-    Native,
-    /// Listed in `spec.sidecars.names`.
-    Names,
-    /// An entry of the built-in catalog.
-    Catalog(CatalogId),
-    /// Matched by `spec.sidecars.pattern`.
-    Pattern,
-}
-
-impl fmt::Display for IdentifiedBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IdentifiedBy::Native => f.write_str("native"),
-            IdentifiedBy::Names => f.write_str("names"),
-            IdentifiedBy::Catalog(id) => write!(f, "catalog:{id}"),
-            IdentifiedBy::Pattern => f.write_str("pattern"),
-        }
-    }
-}
-
-/// A sidecar: how it is declared and how it was recognised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Identified {
-    /// Native or legacy.
-    pub kind: SidecarType,
-    /// What recognised it.
-    pub by: IdentifiedBy,
-}
-
 /// A validated policy, ready to select Pods and evaluate them.
 #[derive(Clone, Debug)]
 pub struct CompiledPolicy {
@@ -119,10 +60,8 @@ pub struct CompiledPolicy {
     shared_ref: std::sync::Arc<PolicyRef>,
     selector: Selector,
     namespace_selector: Option<Selector>,
-    native_sidecars: bool,
-    catalog: bool,
-    sidecar_names: Vec<String>,
-    sidecar_pattern: Option<Regex>,
+    /// Which containers are sidecars.
+    sidecar_matcher: SidecarMatcher,
     /// The rules with defaults applied.
     pub rules: Rules,
     /// Whether Events are published for this policy's alerts.
@@ -133,38 +72,14 @@ impl CompiledPolicy {
     /// Compiles a `SidecarPolicy` spec. Errors name the offending field.
     pub fn compile(policy: PolicyRef, spec: &PolicySpec) -> Result<CompiledPolicy, SpecError> {
         let selector = compile_selector(spec.selector.as_ref(), "spec.selector")?;
-        let (native_sidecars, catalog, sidecar_names, pattern) = match &spec.sidecars {
-            None => (true, true, Vec::new(), Some(DEFAULT_SIDECAR_PATTERN.to_string())),
-            Some(s) => (s.native, s.catalog, s.names.clone(), s.pattern.clone()),
-        };
-        SpecError::check_size("spec.sidecars.names", "names", sidecar_names.len(), MAX_SIDECAR_NAMES)?;
-        for (i, name) in sidecar_names.iter().enumerate() {
-            let field = format!("spec.sidecars.names[{i}]");
-            if name.is_empty() {
-                return Err(SpecError::new(field, "empty container name"));
-            }
-            SpecError::check_size(&field, "characters", name.chars().count(), MAX_CONTAINER_NAME_CHARS)?;
-        }
-        if let Some(pattern) = &pattern {
-            SpecError::check_size("spec.sidecars.pattern", "characters", pattern.chars().count(), MAX_PATTERN_CHARS)?;
-        }
-        let sidecar_pattern = pattern.as_deref().map(anchored_pattern).transpose()?;
-        if !native_sidecars && !catalog && sidecar_names.is_empty() && sidecar_pattern.is_none() {
-            return Err(SpecError::new(
-                "spec.sidecars",
-                "selects no container: set native: true, catalog: true, names or pattern",
-            ));
-        }
+        let sidecar_matcher = SidecarMatcher::compile(spec.sidecars.as_ref())?;
         let rules = super::rule_settings::compile_rules(spec.rules.as_ref())?;
         Ok(CompiledPolicy {
             shared_ref: std::sync::Arc::new(policy.clone()),
             policy,
             selector,
             namespace_selector: None,
-            native_sidecars,
-            catalog,
-            sidecar_names,
-            sidecar_pattern,
+            sidecar_matcher,
             rules,
             events: spec.events,
         })
@@ -240,45 +155,21 @@ impl CompiledPolicy {
         self.selects_namespace(&pod.namespace, namespace_labels) && self.selects_pod_labels(pod)
     }
 
-    /// Whether the catalog may name sidecars among the Pod's regular containers: only when
-    /// one of them is not in the catalog, so the proxy of an ingress gateway or a standalone
-    /// Envoy (the Pod's only job) is a main container, not a sidecar of nothing.
+    /// Whether the catalog may name sidecars among the Pod's regular containers
+    /// ([`SidecarMatcher::catalog_applies`]).
     pub fn catalog_applies(&self, pod: &PodView) -> bool {
-        self.catalog && pod.containers.iter().any(|c| c.kind == ContainerKind::Regular && c.catalog.is_none())
+        self.sidecar_matcher.catalog_applies(pod)
     }
 
-    /// Whether the container is a sidecar under this policy, of which type and recognised how;
-    /// `catalog_applies` comes from [`Self::catalog_applies`] for the container's Pod. Plain
-    /// init containers never are.
+    /// Whether the container is a sidecar under this policy ([`SidecarMatcher::identify`]).
     pub fn identify(&self, container: &ContainerView, catalog_applies: bool) -> Option<Identified> {
-        let kind = match container.kind {
-            ContainerKind::Init => return None,
-            ContainerKind::RestartableInit => SidecarType::Native,
-            ContainerKind::Regular => SidecarType::Legacy,
-        };
-        let by = if kind == SidecarType::Native && self.native_sidecars {
-            IdentifiedBy::Native
-        } else if self.sidecar_names.iter().any(|n| container.name == *n) {
-            IdentifiedBy::Names
-        } else if let Some(id) =
-            container.catalog.filter(|_| self.catalog && (catalog_applies || kind == SidecarType::Native))
-        {
-            IdentifiedBy::Catalog(id)
-        } else if self.sidecar_pattern.as_ref().is_some_and(|p| p.is_match(&container.name)) {
-            IdentifiedBy::Pattern
-        } else {
-            return None;
-        };
-        Some(Identified { kind, by })
+        self.sidecar_matcher.identify(container, catalog_applies)
     }
 
     /// Whether `other` recognises exactly the same containers as sidecars (only its rules,
     /// selector or Events differ): an edit of a policy's rules leaves its Pods' sidecars be.
     pub fn same_sidecars(&self, other: &CompiledPolicy) -> bool {
-        self.native_sidecars == other.native_sidecars
-            && self.catalog == other.catalog
-            && self.sidecar_names == other.sidecar_names
-            && self.sidecar_pattern.as_ref().map(Regex::as_str) == other.sidecar_pattern.as_ref().map(Regex::as_str)
+        self.sidecar_matcher.same_as(&other.sidecar_matcher)
     }
 
     /// The Pod's sidecars under this policy, in container order: (index, container, how).
@@ -286,33 +177,7 @@ impl CompiledPolicy {
         &'a self,
         pod: &'a PodView,
     ) -> impl Iterator<Item = (usize, &'a ContainerView, Identified)> + 'a {
-        let catalog_applies = self.catalog_applies(pod);
-        pod.containers.iter().enumerate().filter_map(move |(i, c)| Some((i, c, self.identify(c, catalog_applies)?)))
-    }
-}
-
-/// The user's pattern compiled on its own first, so that no pattern can close the anchoring
-/// group early (`x)|(` would otherwise become `^(?:x)|()$`, which matches every name), then
-/// anchored to match whole names.
-fn anchored_pattern(pattern: &str) -> Result<Regex, SpecError> {
-    let invalid = |e: regex::Error| {
-        SpecError::new(
-            "spec.sidecars.pattern",
-            format!("invalid regular expression {}: {}", quote(pattern), reason(&e)),
-        )
-    };
-    Regex::new(pattern).map_err(invalid)?;
-    Regex::new(&format!("^(?:{pattern})$")).map_err(invalid)
-}
-
-/// What is wrong with a pattern, without the pattern: the regex crate's syntax errors print
-/// it whole with a caret under the fault, then the reason on a line `error: …` of their own
-/// (the pattern's lines are indented, so a pattern cannot forge that line).
-fn reason(error: &regex::Error) -> String {
-    let text = error.to_string();
-    match text.lines().rev().find_map(|l| l.strip_prefix("error: ")) {
-        Some(reason) => reason.trim().to_string(),
-        None => text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "),
+        self.sidecar_matcher.sidecars(pod)
     }
 }
 
@@ -508,75 +373,5 @@ mod tests {
         assert_eq!(policy.rules, Rules::default());
         assert_eq!(policy.rules.restarts.threshold, 3);
         assert_eq!(policy.rules.sidecar_not_ready.for_, Duration::from_secs(300));
-        assert!(policy.native_sidecars);
-        assert_eq!(policy.sidecar_pattern.as_ref().map(Regex::as_str), Some("^(?:.*-sidecar|istio-proxy|envoy)$"));
-    }
-
-    fn view(name: &str, kind: ContainerKind) -> ContainerView {
-        ContainerView {
-            name: name.into(),
-            kind,
-            flags: Default::default(),
-            catalog: crate::engine::catalog::recognise(name, None, false),
-            liveness_target: None,
-            status: None,
-        }
-    }
-
-    fn identified_by(policy: &CompiledPolicy, name: &str, kind: ContainerKind) -> Option<String> {
-        policy.identify(&view(name, kind), true).map(|i| i.by.to_string())
-    }
-
-    #[test]
-    fn pattern_matches_whole_names_only() {
-        let policy = compile(PolicySpec { sidecars: None, ..Default::default() }).unwrap();
-        let kind = |name, k| policy.identify(&view(name, k), true).map(|i| i.kind);
-        assert_eq!(kind("envoy", ContainerKind::Regular), Some(SidecarType::Legacy));
-        assert_eq!(kind("log-sidecar", ContainerKind::Regular), Some(SidecarType::Legacy));
-        assert_eq!(kind("envoy-config", ContainerKind::Regular), None);
-        assert_eq!(kind("app", ContainerKind::Regular), None);
-        assert_eq!(kind("envoy", ContainerKind::Init), None);
-        assert_eq!(kind("anything", ContainerKind::RestartableInit), Some(SidecarType::Native));
-    }
-
-    #[test]
-    fn a_pattern_cannot_escape_its_anchors() {
-        for escaping in ["nomatch)|(", "x)|(?:y", ")|("] {
-            let spec = PolicySpec {
-                sidecars: Some(SidecarSelector { pattern: Some(escaping.into()), ..Default::default() }),
-                ..Default::default()
-            };
-            let error = compile(spec).expect_err(escaping);
-            assert_eq!(error.field, "spec.sidecars.pattern", "{escaping}");
-        }
-    }
-
-    #[test]
-    fn identification_reports_declaration_then_names_then_catalog_then_pattern() {
-        let spec = PolicySpec {
-            sidecars: Some(SidecarSelector {
-                names: vec!["istio-proxy".into()],
-                pattern: Some(".*-sidecar|linkerd-proxy".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let policy = compile(spec).unwrap();
-        assert_eq!(identified_by(&policy, "linkerd-proxy", ContainerKind::RestartableInit).as_deref(), Some("native"));
-        assert_eq!(identified_by(&policy, "istio-proxy", ContainerKind::Regular).as_deref(), Some("names"));
-        assert_eq!(identified_by(&policy, "linkerd-proxy", ContainerKind::Regular).as_deref(), Some("catalog:linkerd"));
-        assert_eq!(identified_by(&policy, "log-sidecar", ContainerKind::Regular).as_deref(), Some("pattern"));
-        assert_eq!(identified_by(&policy, "app", ContainerKind::Regular), None);
-        // With the catalog off, only the pattern is left for linkerd-proxy.
-        let no_catalog = compile(PolicySpec {
-            sidecars: Some(SidecarSelector {
-                catalog: false,
-                pattern: Some("linkerd-proxy".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(identified_by(&no_catalog, "linkerd-proxy", ContainerKind::Regular).as_deref(), Some("pattern"));
     }
 }

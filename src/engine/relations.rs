@@ -6,13 +6,12 @@
 //! and ports (maps, never scans of scans): a hostile Pod may declare thousands of both.
 
 use std::collections::HashMap;
-use std::num::NonZeroU16;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::catalog::CatalogId;
-use super::container::ContainerKind;
+use super::container::{ContainerKind, LivenessTarget};
 use super::name::Interner;
 pub use super::name::Workload;
 use crate::api::{PortRef, SlimContainer};
@@ -77,28 +76,6 @@ pub fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Worklo
         }
     }
     Some(names.workload(&owner.kind, &owner.name))
-}
-
-/// Another container of the Pod that a liveness probe reaches. Four bytes as an `Option`
-/// (the index is stored plus one), as every container of every tracked Pod has one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LivenessTarget {
-    container_plus_one: NonZeroU16,
-    /// The port probed.
-    pub port: u16,
-}
-
-impl LivenessTarget {
-    /// The probe reaches container `container` (an index into `PodView::containers`) on `port`.
-    pub fn new(container: usize, port: u16) -> Option<Self> {
-        let container_plus_one = NonZeroU16::new(u16::try_from(container).ok()?.checked_add(1)?)?;
-        Some(LivenessTarget { container_plus_one, port })
-    }
-
-    /// Its index in `PodView::containers`.
-    pub fn container(self) -> usize {
-        usize::from(self.container_plus_one.get() - 1)
-    }
 }
 
 /// Istio rewrites app probes to its agent's `/app-health/<container>/…` on purpose; the agent

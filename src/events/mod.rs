@@ -2,7 +2,7 @@
 //!
 //! The reconciler hands [`Transition`]s to an [`EventSink`] without waiting; a publisher task
 //! turns them into Events with the [`Recorder`](recorder::Recorder) (which folds repeats into
-//! a `series`). The publisher follows the [role](crate::role) itself: when this replica starts
+//! a `series`). The publisher follows the [role](crate::leadership) itself: when this replica starts
 //! to act as leader it reads the Events already in the cluster and the alerts firing in the
 //! [`Index`], so an alert whose latest Event is its Warning was announced by an earlier
 //! leader (or before a restart) and is not announced again, and a Warning whose alert has
@@ -22,7 +22,7 @@
 //! | 1 | a transition exists (`index::transitions`) | a pending alert, or one that fires and clears between two evaluations, has none: only crossing its `for` fires, only clearing after firing resolves | `sidecar_alerts{alertstate="pending"}` |
 //! | 2 | the policy publishes Events (`controller::reconciler`) | `spec.events: false` | the policy's spec |
 //! | 3 | the queue ([`fair_queue`], [`EventSink::send`]) | full (4,096): the namespace holding the most loses its least severe, newest Event | `sidecar_watch_events_total{result="dropped"}`, a warning log naming the namespace |
-//! | 4 | this replica leads (the publisher's [role](crate::role)) | a standby publishes nothing; the next leader's reconciliation (below) announces what still fires | `sidecar_watch_leader` |
+//! | 4 | this replica leads (the publisher's [role](crate::leadership)) | a standby publishes nothing; the next leader's reconciliation (below) announces what still fires | `sidecar_watch_leader` |
 //! | 5 | not yet announced ([`Announcer::should_publish`]) | a Warning whose alert already has a standing Warning (from this leader, an earlier one or before a restart); a `Resolved` without a standing Warning | nothing: by design |
 //! | 6 | the object's budget ([`spam_filter`]) | past 25 Events per Pod (or policy), one per 5 minutes; the announcement is taken back, so a later leader announces it if it still fires | `sidecar_watch_events_total{result="dropped"}` |
 //! | 7 | the recorder ([`Recorder`]) | a repeat within six minutes folds into the earlier Event's `series` (one object, `series.count` > 1); a failed create or patch | `sidecar_watch_events_total{result="error"}`, a warning log |
@@ -61,9 +61,9 @@ pub use recorder::Recorder;
 
 use crate::engine::PolicyRef;
 use crate::index::{Index, Transition, TransitionKind};
+use crate::leadership::RoleReceiver;
 use crate::metrics::Metrics;
 use crate::paging::for_each_page;
-use crate::role::RoleReceiver;
 
 /// The `reportingController` of every Event the operator publishes.
 pub const REPORTING_CONTROLLER: &str = "sidecar-watch";

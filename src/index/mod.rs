@@ -3,7 +3,8 @@
 //! Pods are kept as compact [`PodView`]s with their observed [`PodHistory`] and the alerts
 //! of the last evaluation, in segments keyed by UID hash so that a scrape or a status
 //! computation locks one small segment at a time and never stalls evaluation for long.
-//! Only the reconciler task writes; scrapes, Events and the status writer read. The index
+//! Only the reconciler task writes Pods, policies and namespaces (the Pod watcher adds names
+//! to the interner as it builds views); scrapes, Events and the status writer read. The index
 //! knows nothing of clients, leadership or the process: it is what Linkerd's
 //! policy-controller calls its index.
 //!

@@ -6,16 +6,16 @@
 //! - a scrape is rendered a chunk at a time, each chunk under one of [`scrape::RENDER_SLOTS`]
 //!   given back before the chunk is sent, so a client that does not read holds no slot
 //!   ([`scrape`]);
-//! - at most [`admission::OPEN_PER_CLIENT`] scrapes per client address and
-//!   [`admission::OPEN_IN_ALL`] in all are open; the excess is refused at once (429, 503),
+//! - at most [`open_scrapes::OPEN_PER_CLIENT`] scrapes per client address and
+//!   [`open_scrapes::OPEN_IN_ALL`] in all are open; the excess is refused at once (429, 503),
 //!   a client that has not read for a second gives its place up to a new scrape, and one
-//!   that has not read for [`admission::WRITE_TIMEOUT`] is cut off ([`admission`]);
+//!   that has not read for [`open_scrapes::WRITE_TIMEOUT`] is cut off ([`open_scrapes`]);
 //! - with TLS, tokens are reviewed within a budget per client and in all, answered 429 when
 //!   it is spent ([`auth`], [`budget`]).
 
-pub mod admission;
 pub mod auth;
 pub mod budget;
+pub mod open_scrapes;
 pub mod scrape;
 pub mod tls;
 
@@ -33,11 +33,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::index::Index;
+use crate::leadership::RoleReceiver;
 use crate::metrics::Metrics;
-use crate::role::RoleReceiver;
-use admission::Admission;
 use auth::{Authorizer, Decision, KubeReviewer};
 use budget::ReviewBudget;
+use open_scrapes::OpenScrapes;
 use tls::CertResolver;
 
 /// A request head (or a TLS handshake) that takes longer than this is dropped.
@@ -132,7 +132,7 @@ pub struct Connection {
 struct AppState {
     source: scrape::Source,
     auth: Option<Arc<Authorizer<KubeReviewer>>>,
-    admission: Arc<Admission>,
+    open_scrapes: Arc<OpenScrapes>,
     slots: Arc<Semaphore>,
 }
 
@@ -189,7 +189,7 @@ async fn metrics_handler(
         }
     }
     let limited = &state.source.metrics.limited;
-    let ticket = match state.admission.admit(client, connection.cut_off.clone()) {
+    let ticket = match state.open_scrapes.admit(client, connection.cut_off.clone()) {
         Ok((ticket, evicted)) => {
             if evicted > 0 {
                 limited.with_label_values(&["stalled-scrapes"]).inc_by(evicted as u64);
@@ -199,13 +199,13 @@ async fn metrics_handler(
         Err(refused) => {
             limited.with_label_values(&[refused.limit()]).inc();
             return match refused {
-                admission::Refused::Client => retry_later(
+                open_scrapes::Refused::Client => retry_later(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too many scrapes open from this client\n",
-                    admission::STALLED_AFTER,
+                    open_scrapes::STALLED_AFTER,
                 ),
-                admission::Refused::All => {
-                    retry_later(StatusCode::SERVICE_UNAVAILABLE, "too many scrapes open\n", admission::STALLED_AFTER)
+                open_scrapes::Refused::All => {
+                    retry_later(StatusCode::SERVICE_UNAVAILABLE, "too many scrapes open\n", open_scrapes::STALLED_AFTER)
                 }
             };
         }
@@ -260,11 +260,11 @@ pub async fn serve_on(
             (Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))), Some(Arc::new(authorizer)))
         }
     };
-    let admission = Arc::new(Admission::default());
+    let open_scrapes = Arc::new(OpenScrapes::default());
     let state = AppState {
         source: scrape::Source { index, metrics: metrics.clone(), role },
         auth,
-        admission: admission.clone(),
+        open_scrapes: open_scrapes.clone(),
         slots: Arc::new(Semaphore::new(scrape::RENDER_SLOTS)),
     };
     let addr = listener.local_addr().map_err(|e| anyhow::anyhow!("the metrics listener has no address: {e}"))?;
@@ -277,7 +277,7 @@ pub async fn serve_on(
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let cut = admission.cut_off_stalled();
+            let cut = open_scrapes.cut_off_stalled();
             if cut > 0 {
                 metrics.limited.with_label_values(&["stalled-scrapes"]).inc_by(cut as u64);
             }

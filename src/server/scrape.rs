@@ -1,7 +1,7 @@
 //! One `/metrics` response body: rendered a chunk at a time, only when the client has taken
 //! the previous one, each chunk under a render slot that is given back as soon as the
 //! chunk exists. A client that stops reading therefore holds no slot and no lock, only its
-//! place in [`super::admission`] and one chunk; everyone else's scrapes go on.
+//! place in [`super::open_scrapes`] and one chunk; everyone else's scrapes go on.
 //!
 //! gzip (when the client accepts it: Prometheus always does) is done in the same step as
 //! the render, under the same slot, off the async workers, at [`GZIP_LEVEL`].
@@ -14,10 +14,10 @@ use axum::body::Bytes;
 use flate2::write::GzEncoder;
 use tokio::sync::Semaphore;
 
-use super::admission::Ticket;
+use super::open_scrapes::Ticket;
 use crate::index::Index;
+use crate::leadership::RoleReceiver;
 use crate::metrics::{Metrics, Render};
-use crate::role::RoleReceiver;
 
 /// Render steps running at once (each a blocking thread): the CPU a burst of scrapes may
 /// take. A step renders one family across one index segment (and compresses it), about a

@@ -3,8 +3,9 @@
 //! image alone, never for look-alikes, and never for a Pod's only container.
 
 use serde_json::{json, Value};
-use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::{evaluate, Check, CompiledPolicy, PodHistory, PodView, CATALOG};
+
+use crate::fixtures::view;
 
 /// One fixture per catalog entry: (entry id, the sidecar container as injected).
 fn injected() -> Vec<(&'static str, Value)> {
@@ -122,7 +123,7 @@ fn pod_with(sidecar: Value) -> PodView {
     } else {
         json!({"containers": [app, sidecar]})
     };
-    view(json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1"}, "spec": spec}))
+    view(&json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1"}, "spec": spec}))
 }
 
 /// The same container declared in `spec.containers`.
@@ -130,10 +131,6 @@ fn strip_restart_policy(container: &mut Value) {
     if let Some(fields) = container.as_object_mut() {
         fields.remove("restartPolicy");
     }
-}
-
-fn view(pod: Value) -> PodView {
-    PodView::from_pod(&serde_json::from_value::<SlimPod>(pod).expect("a Pod"))
 }
 
 /// `container -> identified_by` for every sidecar the policy finds.
@@ -196,7 +193,7 @@ fn look_alikes_are_not_sidecars() {
         assert!(identified(&view, &catalog_only()).is_empty(), "{name} ({image}) is not a sidecar");
     }
     // An init container called my-envoy-config runs to completion: never a sidecar.
-    let init = view(json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": {
+    let init = view(&json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": {
         "initContainers": [{"name": "my-envoy-config", "image": "envoyproxy/envoy:v1.30.1"}],
         "containers": [{"name": "app", "image": "shop/web:1"}]}}));
     assert!(identified(&init, &CompiledPolicy::builtin()).is_empty());
@@ -205,7 +202,7 @@ fn look_alikes_are_not_sidecars() {
 #[test]
 fn a_pod_of_only_well_known_proxies_runs_them_as_main_containers() {
     // An ingress gateway: one istio-proxy container that is the Pod's whole job.
-    let gateway = view(json!({"metadata": {"name": "istio-ingressgateway-1", "namespace": "istio-system"}, "spec": {
+    let gateway = view(&json!({"metadata": {"name": "istio-ingressgateway-1", "namespace": "istio-system"}, "spec": {
         "containers": [{"name": "gateway", "image": "docker.io/istio/proxyv2:1.22.0", "args": ["proxy", "router"]}]}}));
     assert!(identified(&gateway, &catalog_only()).is_empty());
     // Beside an app, the same image is a sidecar.
@@ -246,7 +243,7 @@ fn legacy_sidecar_findings_fit_the_workload_kind() {
             "Job" => ("Job", "batch/v1", "report-29148600"),
             _ => ("ReplicaSet", "apps/v1", "web-7c9f8d6b5"),
         };
-        view(json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
+        view(&json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
             "ownerReferences": [{"apiVersion": api, "kind": kind, "name": name, "uid": "o1", "controller": true}]},
             "spec": {"containers": [{"name": "app", "image": "shop/web:1.4.2"},
                                     {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.0"}]}}))
@@ -269,7 +266,7 @@ fn legacy_sidecar_findings_fit_the_workload_kind() {
     );
     // A sidecar the catalog does not know: the generic advice, and never "Job" outside one.
     let policy = crate::fixtures::policy("sidecars: {native: false, catalog: false, names: [log-shipper]}");
-    let shipper = view(json!({"metadata": {"name": "web-2", "namespace": "shop", "uid": "u2"},
+    let shipper = view(&json!({"metadata": {"name": "web-2", "namespace": "shop", "uid": "u2"},
         "spec": {"containers": [{"name": "app", "image": "shop/web:1.4.2"}, {"name": "log-shipper", "image": "example/ship:1"}]}}));
     let alerts = evaluate(&shipper, &policy, &PodHistory::default(), now).alerts;
     let legacy = alerts.into_iter().find(|a| a.check == Some(Check::LegacySidecar)).expect("legacy-sidecar").message;

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::AlertName::{self, *};
 use sidecar_watch::engine::AlertState::{self, *};
-use sidecar_watch::engine::{evaluate, CompiledPolicy, Evaluation, PodHistory, PodView};
+use sidecar_watch::engine::{evaluate, CompiledPolicy, Evaluation, PodHistory};
 
 /// `2025-06-03THH:MM:SSZ`.
 fn t(hms: &str) -> String {
@@ -28,10 +28,6 @@ fn pod(job: bool, spec: Value, status: Value) -> Value {
     let mut status = status;
     status["startTime"] = json!(t("10:00:00"));
     json!({"metadata": metadata, "spec": spec, "status": status})
-}
-
-fn view(pod: &Value) -> PodView {
-    PodView::from_pod(&serde_json::from_value::<SlimPod>(pod.clone()).expect("a Pod"))
 }
 
 /// (alert, container, state) of every alert.

@@ -6,9 +6,7 @@ use serde_json::{json, Value};
 use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::{evaluate, AlertName, AlertState, Check, CompiledPolicy, PodHistory, PodView};
 
-fn view(pod: Value) -> PodView {
-    PodView::from_pod(&serde_json::from_value::<SlimPod>(pod).expect("a Pod"))
-}
+use crate::fixtures::view;
 
 fn pod(init: Value, containers: Value) -> Value {
     json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1", "creationTimestamp": "2025-06-03T10:00:00Z"},
@@ -45,7 +43,7 @@ fn envoy(extra: Value) -> Value {
 
 #[test]
 fn a_post_start_hook_on_a_native_sidecar_makes_the_kubelet_wait_like_a_startup_probe() {
-    let without = view(pod(json!([envoy(json!({}))]), json!([APP()])));
+    let without = view(&pod(json!([envoy(json!({}))]), json!([APP()])));
     assert_eq!(checks_on(&without, "envoy"), [Check::NoStartupProbe]);
     let message = evaluate(&without, &CompiledPolicy::builtin(), &PodHistory::default(), crate::fixtures::now()).alerts
         [0]
@@ -54,7 +52,7 @@ fn a_post_start_hook_on_a_native_sidecar_makes_the_kubelet_wait_like_a_startup_p
     assert!(message.contains("neither a startupProbe nor a postStart hook"), "{message}");
 
     let hook = json!({"lifecycle": {"postStart": {"exec": {"command": ["/bin/sh", "-c", "until wget -qO- localhost:9901/ready; do sleep 1; done"]}}}});
-    let with_hook = view(pod(json!([envoy(hook)]), json!([APP()])));
+    let with_hook = view(&pod(json!([envoy(hook)]), json!([APP()])));
     assert_eq!(checks_on(&with_hook, "envoy"), Vec::<Check>::new());
 }
 
@@ -63,7 +61,7 @@ fn a_main_liveness_probe_on_a_sidecar_port_is_reported_on_the_sidecar() {
     let probing = |probe: Value| {
         let mut app = APP();
         app["livenessProbe"] = probe;
-        view(pod(json!([envoy(json!({"startupProbe": {"httpGet": {"path": "/ready", "port": 9901}}}))]), json!([app])))
+        view(&pod(json!([envoy(json!({"startupProbe": {"httpGet": {"path": "/ready", "port": 9901}}}))]), json!([app])))
     };
     // By number and by the sidecar's port name, over HTTP and TCP.
     for probe in [
@@ -89,7 +87,7 @@ fn a_main_liveness_probe_on_a_sidecar_port_is_reported_on_the_sidecar() {
     let istio = |path: &str, port: u16| {
         let mut app = APP();
         app["livenessProbe"] = json!({"httpGet": {"path": path, "port": port}});
-        view(pod(
+        view(&pod(
             json!([{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.0", "restartPolicy": "Always",
                     "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}},
                     "startupProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}},
@@ -107,7 +105,7 @@ fn the_workload_is_the_controller_owner_and_a_deployment_stands_for_its_replica_
         let mut p = pod(json!([]), json!([APP()]));
         p["metadata"]["ownerReferences"] = owners;
         p["metadata"]["labels"] = labels;
-        let v = view(p);
+        let v = view(&p);
         let (kind, name) = v.workload();
         (kind.to_string(), name.to_string())
     };
@@ -159,7 +157,7 @@ fn a_job_template_with_a_legacy_sidecar_will_never_complete() {
 #[test]
 fn two_containers_with_one_name_yield_one_set_of_alerts() {
     let sidecar = json!({"name": "log-sidecar", "image": "fluent/fluent-bit:3.0"});
-    let twice = view(pod(json!([]), json!([APP(), sidecar.clone(), sidecar])));
+    let twice = view(&pod(json!([]), json!([APP(), sidecar.clone(), sidecar])));
     assert_eq!(twice.containers.len(), 2);
     let keys = findings(&twice);
     let mut unique = keys.clone();
@@ -180,7 +178,7 @@ fn a_legacy_proxy_started_first_with_a_waiting_post_start_hook_is_not_a_start_or
         p["spec"]["containers"] = json!([proxy, APP()]);
         p["status"] = json!({"containerStatuses": [status("istio-proxy", "2025-06-03T10:00:00Z", false),
                                                    status("app", "2025-06-03T10:00:01Z", true)]});
-        view(p)
+        view(&p)
     };
     let order = |v: &PodView| {
         findings(v).into_iter().filter(|(n, _, _)| *n == AlertName::MainStartedBeforeSidecarReady).count()
@@ -290,24 +288,24 @@ fn init_before_proxy_needs_a_redirect_already_in_place_when_the_init_container_r
             on_proxy("kuma-sidecar"),
         ),
     ] {
-        let view = view(pod(inits, json!([APP()])));
+        let view = view(&pod(inits, json!([APP()])));
         assert_eq!(shutdown_and_network_checks(&view), expected, "{case}");
     }
     // The Pod's runAsUser applies to an init container that sets none.
     let mut shared_user =
         pod(json!([init("istio-init", none.clone()), init("migrate", none.clone()), istio_proxy()]), json!([APP()]));
     shared_user["spec"]["securityContext"] = json!({"runAsUser": 1337});
-    assert_eq!(shutdown_and_network_checks(&view(shared_user)), vec![]);
+    assert_eq!(shutdown_and_network_checks(&view(&shared_user)), vec![]);
     // A legacy istio-proxy starts after every init container: nothing runs before it.
     let mut legacy = istio_proxy();
     if let Some(fields) = legacy.as_object_mut() {
         fields.remove("restartPolicy");
     }
     let legacy =
-        view(pod(json!([init("istio-init", none.clone()), init("migrate", none.clone())]), json!([APP(), legacy])));
+        view(&pod(json!([init("istio-init", none.clone()), init("migrate", none.clone())]), json!([APP(), legacy])));
     assert_eq!(shutdown_and_network_checks(&legacy), vec![]);
     // Two of them are named in one finding, with Linkerd's own remedy.
-    let two = view(pod(
+    let two = view(&pod(
         json!([
             init("linkerd-init", none.clone()),
             init("wait-for-db", none.clone()),
@@ -344,7 +342,7 @@ fn a_native_sidecars_pre_stop_hook_is_reported_when_it_can_stop_it_and_is_not_it
         ("Istio's drain on another proxy is not its mesh's hook", envoy(hook(istio_drain.clone())), on_envoy.clone()),
         ("no hook", envoy(json!({})), vec![]),
     ] {
-        let view = view(pod(json!([sidecar]), json!([APP()])));
+        let view = view(&pod(json!([sidecar]), json!([APP()])));
         assert_eq!(shutdown_and_network_checks(&view), expected, "{case}");
     }
     // The drains the mesh injectors write keep the proxy serving until SIGTERM.
@@ -353,12 +351,12 @@ fn a_native_sidecars_pre_stop_hook_is_reported_when_it_can_stop_it_and_is_not_it
     let mut kuma = mesh_proxy("kuma-sidecar", "docker.io/kumahq/kuma-dp:2.14.0", 5678);
     kuma["lifecycle"] = json!({"preStop": {"exec": {"command": ["killall", "-USR2", "kuma-dp"]}}});
     for proxy in [istio, kuma] {
-        assert_eq!(shutdown_and_network_checks(&view(pod(json!([proxy]), json!([APP()])))), vec![]);
+        assert_eq!(shutdown_and_network_checks(&view(&pod(json!([proxy]), json!([APP()])))), vec![]);
     }
     // A legacy sidecar's hook runs beside the app's anyway: legacy-sidecar covers it.
     let mut legacy = envoy(hook(quit));
     if let Some(fields) = legacy.as_object_mut() {
         fields.remove("restartPolicy");
     }
-    assert_eq!(shutdown_and_network_checks(&view(pod(json!([]), json!([APP(), legacy])))), vec![]);
+    assert_eq!(shutdown_and_network_checks(&view(&pod(json!([]), json!([APP(), legacy])))), vec![]);
 }

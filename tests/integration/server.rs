@@ -12,7 +12,7 @@ use sidecar_watch_e2e::harness::{free_port, http_get, wait_until};
 #[tokio::test]
 async fn readyz_waits_for_the_initial_lists_and_standbys_export_no_pod_series() {
     let index = Arc::new(Index::new());
-    let (role_tx, role) = sidecar_watch::role::channel();
+    let (role_tx, role) = sidecar_watch::leadership::channel();
     let port = free_port().expect("a free port");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(sidecar_watch::server::serve(
@@ -29,7 +29,7 @@ async fn readyz_waits_for_the_initial_lists_and_standbys_export_no_pod_series() 
 
     assert_eq!(http_get(port, "/healthz").await.expect("GET"), (200, "ok\n".to_string()));
     assert_eq!(http_get(port, "/readyz").await.expect("GET"), (503, "initial lists not done\n".to_string()));
-    sidecar_watch::role::set_synced(&role_tx);
+    sidecar_watch::leadership::set_synced(&role_tx);
     assert_eq!(http_get(port, "/readyz").await.expect("GET"), (200, "ok\n".to_string()));
 
     // A standby: its own metrics, no policy or Pod families (the leader exports those).
@@ -37,7 +37,7 @@ async fn readyz_waits_for_the_initial_lists_and_standbys_export_no_pod_series() 
     assert_eq!(code, 200);
     assert!(body.contains("sidecar_watch_leader{shard=\"0\"} 0"), "{body}");
     assert!(!body.contains("sidecar_policy_pods"), "{body}");
-    sidecar_watch::role::set_leader(&role_tx, true);
+    sidecar_watch::leadership::set_leader(&role_tx, true);
     let (_, body) = http_get(port, "/metrics").await.expect("GET");
     assert!(
         body.contains("sidecar_watch_leader{shard=\"0\"} 1") && body.contains("# TYPE sidecar_policy_pods gauge"),

@@ -1,7 +1,7 @@
 //! The RBAC the project ships against the calls the operator really makes: the simulator
 //! logs every kind of request by user agent, and the operator's (`sidecar-watch/<version>`)
 //! must be exactly what `src/rbac.rs` lists (and so what `config/rbac` and the chart grant,
-//! which `tests/rbac.rs` checks): nothing called without a grant, nothing granted unused.
+//! which `tests/integration/rbac.rs` checks): no call without a grant, no grant unused.
 
 use std::collections::BTreeSet;
 

@@ -6,9 +6,9 @@ use super::{add, describe_termination, elapsed, sub, Ctx, CRASH_LOOP_BRIDGE, CRA
 use crate::api::format_duration;
 use crate::engine::alert::AlertName;
 use crate::engine::history::PodHistory;
-use crate::engine::kubelet::{self, RestartTally};
 use crate::engine::pod::{ContainerState, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
 use crate::engine::policy::{CompiledPolicy, ForRule};
+use crate::engine::restart_causes::{self, RestartTally};
 use crate::engine::stamp::Stamp;
 
 /// Since when a container has not been ready: the latest of its run start (or last
@@ -98,7 +98,7 @@ pub(super) fn main_ready_sidecar_not_ready(
 }
 
 /// The times of a container's own restarts, oldest first, and how its restarts split between
-/// it and the kubelet (see [`kubelet::tally_restarts`]: restarts the kubelet made itself are
+/// it and the kubelet (see [`restart_causes::tally_restarts`]: restarts the kubelet made itself are
 /// not the sidecar's failures). Own restarts are those the operator observed, the last
 /// termination, and the rest (times unknown) placed at the Pod's start, the earliest they can
 /// have happened, so they leave any window as early as possible.
@@ -109,7 +109,7 @@ fn restart_times(
     status: &ContainerStatusView,
 ) -> (Vec<Timestamp>, RestartTally) {
     let observed = history.container(&container.name);
-    let tally = kubelet::tally_restarts(pod, index, container, status, observed);
+    let tally = restart_causes::tally_restarts(pod, index, container, status, observed);
     let mut known: Vec<Timestamp> = observed.map(|h| h.restarts.to_vec()).unwrap_or_default();
     if tally.own > 0 && tally.last_by_kubelet.is_none() {
         if let Some(finished) = status.last_termination.as_ref().and_then(|t| t.finished_at).map(Stamp::timestamp) {
@@ -148,8 +148,8 @@ fn kubelet_restarts_note(pod: &PodView, index: usize, sidecar: &ContainerView, t
         ));
     }
     if sidecar.flags.contains(SpecFlags::RESTARTS_POD)
-        && kubelet::pod_restarted(pod)
-        && kubelet::pod_restart_trigger(pod) == Some(index)
+        && restart_causes::pod_restarted(pod)
+        && restart_causes::pod_restart_trigger(pod) == Some(index)
     {
         note.push_str("; its exits match its restartPolicyRules action RestartAllContainers, so each one restarted every container of the Pod");
     }

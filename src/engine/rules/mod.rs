@@ -14,7 +14,8 @@ pub use spec_checks::texts as check_texts;
 use super::alert::{Alert, AlertName, AlertState, Check};
 use super::history::PodHistory;
 use super::pod::{ContainerKind, ContainerView, PodView, Termination};
-use super::policy::{CompiledPolicy, ForRule, Identified, SidecarType};
+use super::policy::{CompiledPolicy, ForRule};
+use super::sidecar_matcher::{Identified, SidecarType};
 use crate::api::{format_duration, Severity};
 
 /// Consecutive restarts closer than this belong to one crash-loop episode: the kubelet's

@@ -7,10 +7,12 @@ use super::{describe_termination, elapsed, Ctx};
 use crate::api::Severity;
 use crate::engine::alert::AlertName;
 use crate::engine::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_ORDERING_REMEDIATION};
+use crate::engine::exit_rules::ExitVerdict;
 use crate::engine::history::HistoryMarks;
-use crate::engine::kubelet::{self, ExitVerdict};
 use crate::engine::pod::{ContainerKind, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
-use crate::engine::policy::{ForRule, Identified, SidecarType};
+use crate::engine::policy::ForRule;
+use crate::engine::restart_causes;
+use crate::engine::sidecar_matcher::{Identified, SidecarType};
 use crate::engine::stamp::Stamp;
 
 /// `MainStartedBeforeSidecarReady`, judged only from what the kubelet recorded: a main
@@ -41,7 +43,7 @@ pub(super) fn startup_order(
     // or the first after an in-place Pod restart (KEP-5532), which starts the Pod again from
     // its first init container. While the kubelet is still removing the containers for such a
     // restart, nothing says anything about order.
-    let restarted_with_pod = status.restart_count > 0 && kubelet::ended_by_pod_restart(status);
+    let restarted_with_pod = status.restart_count > 0 && restart_causes::ended_by_pod_restart(status);
     if (status.restart_count > 0 && !restarted_with_pod)
         || ctx.pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING)
         || ordered_by_hook(ctx.pod, sidecar)
@@ -100,7 +102,7 @@ pub(super) fn startup_order(
     );
     if restarted_with_pod {
         message.push_str(" after the Pod restarted all its containers in place");
-        if let Some(trigger) = kubelet::pod_restart_trigger(ctx.pod).and_then(|i| ctx.pod.containers.get(i)) {
+        if let Some(trigger) = restart_causes::pod_restart_trigger(ctx.pod).and_then(|i| ctx.pod.containers.get(i)) {
             message.push_str(&format!(" (the exit of {} did it)", trigger.name));
         }
     }

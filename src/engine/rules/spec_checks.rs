@@ -5,7 +5,7 @@ use crate::api::Severity;
 use crate::engine::alert::{AlertName, Check};
 use crate::engine::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 use crate::engine::pod::{ContainerKind, ContainerView, SpecFlags};
-use crate::engine::policy::{Identified, SidecarType};
+use crate::engine::sidecar_matcher::{Identified, SidecarType};
 use crate::engine::stamp::Stamp;
 
 /// What the per-sidecar checks say after "Sidecar <name> in Pod <namespace>/<pod> ": one text

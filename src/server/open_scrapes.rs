@@ -7,7 +7,7 @@
 //! scrape that would be refused cuts the longest-stalled one of the same bound off instead,
 //! so that clients that never read cannot hold the bounds against anyone (nor against the
 //! same client's next, working, scrape). Every stalled scrape is cut off after
-//! [`WRITE_TIMEOUT`] regardless ([`Admission::cut_off_stalled`]).
+//! [`WRITE_TIMEOUT`] regardless ([`OpenScrapes::cut_off_stalled`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -46,7 +46,7 @@ impl Refused {
     }
 }
 
-/// Whether a scrape's client is keeping up, shared by the scrape's body and [`Admission`].
+/// Whether a scrape's client is keeping up, shared by the scrape's body and [`OpenScrapes`].
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Since when the body has waited for the client to take its output; `None` while the
@@ -80,14 +80,14 @@ struct Open {
 
 /// The open scrapes.
 #[derive(Default)]
-pub struct Admission {
+pub struct OpenScrapes {
     open: Mutex<(u64, HashMap<u64, Open>)>,
 }
 
 /// An admitted scrape; dropping it (the response is done or the connection gone) frees its
 /// place.
 pub struct Ticket {
-    admission: Arc<Admission>,
+    open_scrapes: Arc<OpenScrapes>,
     id: u64,
     /// For the scrape's body to report its client's progress.
     pub progress: Arc<Progress>,
@@ -95,7 +95,7 @@ pub struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.admission.open.lock().unwrap_or_else(|p| p.into_inner()).1.remove(&self.id);
+        self.open_scrapes.open.lock().unwrap_or_else(|p| p.into_inner()).1.remove(&self.id);
     }
 }
 
@@ -108,7 +108,7 @@ fn most_stalled<'a>(candidates: impl Iterator<Item = (&'a u64, &'a Open)>, now: 
         .map(|(_, id)| id)
 }
 
-impl Admission {
+impl OpenScrapes {
     /// Admits a scrape from `client` whose connection `cut_off` ends, cutting off a stalled
     /// scrape to make room if it must; `Ok(n)` with the number cut off (0 or 1).
     pub fn admit(self: &Arc<Self>, client: IpAddr, cut_off: CancellationToken) -> Result<(Ticket, usize), Refused> {
@@ -129,7 +129,7 @@ impl Admission {
         *next_id += 1;
         let progress = Arc::new(Progress::default());
         open.insert(*next_id, Open { client, progress: progress.clone(), cut_off });
-        Ok((Ticket { admission: self.clone(), id: *next_id, progress }, evicted))
+        Ok((Ticket { open_scrapes: self.clone(), id: *next_id, progress }, evicted))
     }
 
     /// Cuts off every scrape whose client has not taken output for [`WRITE_TIMEOUT`];
@@ -144,7 +144,7 @@ impl Admission {
     }
 
     /// Scrapes open.
-    pub fn open(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).1.len()
     }
 }
@@ -169,60 +169,60 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bounds_per_client_and_in_all_refuse_at_once() {
-        let admission = Arc::new(Admission::default());
+        let open_scrapes = Arc::new(OpenScrapes::default());
         let mut tickets = Vec::new();
         for _ in 0..OPEN_PER_CLIENT {
-            tickets.push(admission.admit(client(1), CancellationToken::new()).expect("within the bound").0);
+            tickets.push(open_scrapes.admit(client(1), CancellationToken::new()).expect("within the bound").0);
         }
-        assert_eq!(admission.admit(client(1), CancellationToken::new()).err(), Some(Refused::Client));
+        assert_eq!(open_scrapes.admit(client(1), CancellationToken::new()).err(), Some(Refused::Client));
         for c in 2..=(OPEN_IN_ALL - OPEN_PER_CLIENT + 1) as u32 {
-            tickets.push(admission.admit(client(c), CancellationToken::new()).expect("within the bound").0);
+            tickets.push(open_scrapes.admit(client(c), CancellationToken::new()).expect("within the bound").0);
         }
-        assert_eq!(admission.open(), OPEN_IN_ALL);
-        assert_eq!(admission.admit(client(999), CancellationToken::new()).err(), Some(Refused::All));
+        assert_eq!(open_scrapes.count(), OPEN_IN_ALL);
+        assert_eq!(open_scrapes.admit(client(999), CancellationToken::new()).err(), Some(Refused::All));
         tickets.pop();
-        assert!(admission.admit(client(999), CancellationToken::new()).is_ok(), "a finished scrape frees its place");
+        assert!(open_scrapes.admit(client(999), CancellationToken::new()).is_ok(), "a finished scrape frees its place");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_scrape_is_cut_off_for_a_new_one_and_after_the_write_timeout() {
-        let admission = Arc::new(Admission::default());
+        let open_scrapes = Arc::new(OpenScrapes::default());
         let mut stalled = Vec::new();
         for _ in 0..OPEN_PER_CLIENT {
             let cut_off = CancellationToken::new();
-            let (ticket, _) = admission.admit(client(1), cut_off.clone()).expect("admitted");
+            let (ticket, _) = open_scrapes.admit(client(1), cut_off.clone()).expect("admitted");
             ticket.progress.handed_over();
             stalled.push((ticket, cut_off));
         }
         // A scrape the server is still rendering is never cut off.
         stalled[0].0.progress.asked();
         tokio::time::advance(STALLED_AFTER - Duration::from_millis(1)).await;
-        assert_eq!(admission.admit(client(1), CancellationToken::new()).err(), Some(Refused::Client));
+        assert_eq!(open_scrapes.admit(client(1), CancellationToken::new()).err(), Some(Refused::Client));
         tokio::time::advance(Duration::from_millis(1)).await;
-        let (_new, evicted) = admission.admit(client(1), CancellationToken::new()).expect("room made");
+        let (_new, evicted) = open_scrapes.admit(client(1), CancellationToken::new()).expect("room made");
         assert_eq!(evicted, 1);
         assert_eq!(stalled.iter().filter(|(_, c)| c.is_cancelled()).count(), 1);
         assert!(!stalled[0].1.is_cancelled(), "the busy one stays");
 
         // The write timeout cuts off whoever still does not read, and nobody else.
         tokio::time::advance(WRITE_TIMEOUT).await;
-        assert_eq!(admission.cut_off_stalled(), 2);
+        assert_eq!(open_scrapes.cut_off_stalled(), 2);
         assert_eq!(stalled.iter().filter(|(_, c)| c.is_cancelled()).count(), 3);
-        assert_eq!(admission.open(), 2, "the busy one and the new one");
+        assert_eq!(open_scrapes.count(), 2, "the busy one and the new one");
     }
 
     #[tokio::test(start_paused = true)]
     async fn stalled_clients_cannot_hold_every_place() {
-        let admission = Arc::new(Admission::default());
+        let open_scrapes = Arc::new(OpenScrapes::default());
         let mut held = Vec::new();
         for c in 0..OPEN_IN_ALL as u32 {
-            let (ticket, _) = admission.admit(client(c), CancellationToken::new()).expect("admitted");
+            let (ticket, _) = open_scrapes.admit(client(c), CancellationToken::new()).expect("admitted");
             ticket.progress.handed_over();
             held.push(ticket);
         }
         tokio::time::advance(STALLED_AFTER).await;
-        let (_prometheus, evicted) = admission.admit(client(1000), CancellationToken::new()).expect("admitted");
+        let (_prometheus, evicted) = open_scrapes.admit(client(1000), CancellationToken::new()).expect("admitted");
         assert_eq!(evicted, 1);
-        assert_eq!(admission.open(), OPEN_IN_ALL);
+        assert_eq!(open_scrapes.count(), OPEN_IN_ALL);
     }
 }

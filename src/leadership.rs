@@ -1,5 +1,7 @@
-//! The replica's role, as one signal every part reads: whether it leads its shard and
-//! whether its initial lists are done.
+//! Whether this replica leads and is synced, as one signal every part reads.
+//!
+//! The signal is a [`Role`]: whether the replica leads its shard and whether its initial
+//! lists are done.
 //!
 //! The election and the reconciler write it; the reconciler, the status writer, the Event
 //! publisher and the HTTP server read it. Only a replica that [`Role::acts`] exports the
