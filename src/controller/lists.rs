@@ -27,8 +27,8 @@ use crate::metrics::Metrics;
 /// `--initial-list`: how watchers get their initial state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum InitialList {
-    /// Streaming lists unless the server reports a Kubernetes version before 1.27; a watcher
-    /// whose server rejects them falls back to paginated lists.
+    /// The default: streaming lists unless the server reports a Kubernetes version before
+    /// 1.27; a watcher whose server rejects them falls back to paginated lists.
     Auto,
     /// Streaming lists whatever the server's version; a watcher whose server rejects them
     /// falls back to paginated lists.
@@ -430,6 +430,21 @@ mod tests {
         assert_eq!(auto(Some((1, 19))), Strategy::Paginated);
         // Not known (the server was down, or its version unparsable): asked; a refusal falls back.
         assert_eq!(auto(None), Strategy::Streaming);
+    }
+
+    #[test]
+    fn the_default_is_auto() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: crate::controller::RunArgs,
+        }
+        // The declared default, whatever SIDECAR_WATCH_INITIAL_LIST the test runs with.
+        let command = Cli::command();
+        let arg = command.get_arguments().find(|a| a.get_id() == "initial_list").expect("--initial-list");
+        assert_eq!(arg.get_default_values(), ["auto"]);
+        assert_eq!(<InitialList as clap::ValueEnum>::from_str("auto", false), Ok(InitialList::Auto));
     }
 
     #[test]
