@@ -123,11 +123,14 @@ fn version_of(info: &Info) -> Option<(u32, u32)> {
 /// The watcher configuration of a strategy and collection size.
 ///
 /// Streaming lists are served from the API server's watch cache (`resourceVersion=0`,
-/// `NotOlderThan`) and hold one object at a time here: cheap on both sides.
+/// `NotOlderThan`) and hold one object at a time here. They are not cheaper for every API
+/// server: kube-apiserver 1.37.2 spent about twice the CPU on a streamed start of 10k Pods as
+/// on pages, which it too serves from its cache (docs/benchmarks.md).
 ///
 /// Paginated lists of small collections ask for `resourceVersion=0` too, in one page, so that
-/// the watch cache serves them instead of etcd. Pods are listed in pages of 500 read from
-/// etcd (a quorum read), not at `resourceVersion=0`: the watch cache of many servers ignores
+/// the watch cache serves them instead of etcd. Pods are listed in pages of 500 at the most
+/// recent version (a quorum read from etcd before 1.34; 1.34 and later serve the pages from
+/// their watch cache's snapshots), not at `resourceVersion=0`: the watch cache of many servers ignores
 /// the limit there and would answer every Pod in one response, which this process would then
 /// hold whole in memory (and kube sends no `resourceVersion=0` with a page limit at all, so
 /// `any_semantic()` with pages would change nothing).
