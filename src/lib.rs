@@ -23,8 +23,3 @@ pub mod metrics;
 pub mod paging;
 pub mod rbac;
 pub mod server;
-
-/// [`leadership`] under its former name, for `controller`, which still imports it so; goes
-/// when `controller` imports `leadership`.
-#[doc(hidden)]
-pub use self::leadership as role;

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::role::{self, RoleSender};
+use crate::leadership::{self, RoleSender};
 
 /// How to take part in the election.
 #[derive(Clone, Debug)]
@@ -86,7 +86,7 @@ pub struct Election {
 impl Election {
     /// No election: this replica always leads (`--leader-elect=false`).
     pub fn always_leader(role: &RoleSender) -> Self {
-        role::set_leader(role, true);
+        leadership::set_leader(role, true);
         Election { stop: None, task: None }
     }
 
@@ -185,7 +185,7 @@ impl Follower {
                 self.clock.note_if_unset();
             }
             leading = now_leading;
-            role::set_leader(&self.role, leading);
+            leadership::set_leader(&self.role, leading);
             tokio::select! {
                 _ = &mut stopped => break,
                 changed = leader.changed() => {
@@ -195,7 +195,7 @@ impl Follower {
                 }
                 _ = check.tick(), if leading => {
                     if self.clock.since_last().is_some_and(|since| since > self.deadline) {
-                        role::set_leader(&self.role, false);
+                        leadership::set_leader(&self.role, false);
                         tracing::error!(
                             deadline = ?self.deadline,
                             "the Lease was not renewed within the renew deadline; stopped leading"
@@ -207,7 +207,7 @@ impl Follower {
                 }
             }
         }
-        role::set_leader(&self.role, false);
+        leadership::set_leader(&self.role, false);
         drop(leader);
         match manager.await {
             Ok(Ok(_)) => tracing::info!("lease released"),

@@ -7,8 +7,10 @@
 //! list reads pages of objects, then watches from the list's resourceVersion.
 //!
 //! A server that cannot stream rejects that watch with 422 Invalid, and kube-runtime's watcher
-//! would retry it with backoff forever, never becoming ready: [`watch_events`] switches such a
-//! watcher to paginated lists for good instead.
+//! would retry it with backoff forever, never getting (again) a state: [`watch_events`]
+//! switches such a watcher to paginated lists for good instead, whether the rejection comes
+//! at the start or at a later relist (after a `410 Gone`, once the control plane was changed
+//! to one with the WatchList feature gate off, as an upgrade from 1.32 to 1.33 does).
 
 use std::fmt::Debug;
 
@@ -25,9 +27,11 @@ use crate::metrics::Metrics;
 /// `--initial-list`: how watchers get their initial state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum InitialList {
-    /// Streaming lists on servers that report Kubernetes 1.27 or later, paginated below.
+    /// The default: streaming lists unless the server reports a Kubernetes version before
+    /// 1.27; a watcher whose server rejects them falls back to paginated lists.
     Auto,
-    /// Streaming lists; a watcher whose server rejects them falls back to paginated lists.
+    /// Streaming lists whatever the server's version; a watcher whose server rejects them
+    /// falls back to paginated lists.
     Streaming,
     /// Paginated lists.
     Paginated,
@@ -66,32 +70,47 @@ const STREAMING_SINCE: (u32, u32) = (1, 27);
 
 /// Decides `auto` from the server's version; the explicit choices stand as they are.
 ///
-/// `auto` asks for streaming lists from 1.27 on, where a server with the WatchList feature gate
-/// off rejects them and [`watch_events`] falls back. Before 1.27 they are not asked for at all:
-/// such a server does not know `sendInitialEvents` (1.19 to 1.26 reject the watch for its
-/// `resourceVersionMatch`, which falls back too; older ones would ignore both and never end
-/// the initial state).
+/// `auto` is [`auto`] of the version `/version` reports.
 pub async fn resolve(choice: InitialList, client: &Client) -> Strategy {
     match choice {
         InitialList::Streaming => Strategy::Streaming,
         InitialList::Paginated => Strategy::Paginated,
-        InitialList::Auto => match client.apiserver_version().await {
-            Ok(info) => match version_of(&info) {
-                Some(version) if version >= STREAMING_SINCE => Strategy::Streaming,
-                Some(_) => {
-                    tracing::info!(version = %info.git_version, "the API server predates streaming lists (1.27); using paginated lists");
-                    Strategy::Paginated
+        InitialList::Auto => {
+            let version = client.apiserver_version().await;
+            let strategy = auto(version.as_ref().ok().and_then(version_of));
+            match &version {
+                Ok(info) if strategy == Strategy::Paginated => {
+                    tracing::info!(version = %info.git_version, "the API server predates streaming lists (1.27); using paginated lists")
                 }
-                None => {
-                    tracing::warn!(major = %info.major, minor = %info.minor, "unreadable API server version; using paginated lists");
-                    Strategy::Paginated
+                Ok(info) if version_of(info).is_none() => {
+                    tracing::info!(major = %info.major, minor = %info.minor, "unreadable API server version; asking for streaming lists (a rejection falls back to paginated lists)")
                 }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the API server version; using paginated lists");
-                Strategy::Paginated
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(error = %e, "cannot read the API server version; asking for streaming lists (a rejection falls back to paginated lists)")
+                }
             }
-        },
+            strategy
+        }
+    }
+}
+
+/// `auto` for a server reporting `version` (`None`: it could not be read).
+///
+/// Streaming lists from 1.27 on, where a server with the WatchList feature gate off (the
+/// default of 1.27 to 1.31 and of 1.33) rejects them and [`watch_events`] falls back. Before
+/// 1.27 they are not asked for at all, to spare one rejected request per watcher: such a
+/// server does not know `sendInitialEvents` (1.19 to 1.26 reject the watch for its
+/// `resourceVersionMatch`, which falls back too). A version that cannot be read (the server
+/// is down when the operator starts, a vendor's unparsable one) asks for streaming lists
+/// too: every server this operator supports either serves them or rejects them, and
+/// deciding on paginated lists for good because of one failed request would make the
+/// gentlest start depend on the server being up first. (Servers before 1.19, which would
+/// ignore both parameters and never end the initial state, are not supported.)
+fn auto(version: Option<(u32, u32)>) -> Strategy {
+    match version {
+        Some(version) if version < STREAMING_SINCE => Strategy::Paginated,
+        _ => Strategy::Streaming,
     }
 }
 
@@ -104,11 +123,14 @@ fn version_of(info: &Info) -> Option<(u32, u32)> {
 /// The watcher configuration of a strategy and collection size.
 ///
 /// Streaming lists are served from the API server's watch cache (`resourceVersion=0`,
-/// `NotOlderThan`) and hold one object at a time here: cheap on both sides.
+/// `NotOlderThan`) and hold one object at a time here. They are not cheaper for every API
+/// server: kube-apiserver 1.37.2 spent about twice the CPU on a streamed start of 10k Pods as
+/// on pages, which it too serves from its cache (docs/benchmarks.md).
 ///
 /// Paginated lists of small collections ask for `resourceVersion=0` too, in one page, so that
-/// the watch cache serves them instead of etcd. Pods are listed in pages of 500 read from
-/// etcd (a quorum read), not at `resourceVersion=0`: the watch cache of many servers ignores
+/// the watch cache serves them instead of etcd. Pods are listed in pages of 500 at the most
+/// recent version (a quorum read from etcd before 1.34; 1.34 and later serve the pages from
+/// their watch cache's snapshots), not at `resourceVersion=0`: the watch cache of many servers ignores
 /// the limit there and would answer every Pod in one response, which this process would then
 /// hold whole in memory (and kube sends no `resourceVersion=0` with a page limit at all, so
 /// `any_semantic()` with pages would change nothing).
@@ -150,7 +172,7 @@ pub fn streaming_rejection(error: &watcher::Error) -> Option<&str> {
 
 /// The events of one watcher of `api` (named `what` in logs and metrics), with `strategy`
 /// and kube-runtime's reconnects and backoff. Errors are counted and logged, not returned;
-/// a rejected streaming list before the first complete initial state switches this watcher
+/// a rejected streaming list, at the start or at a later relist, switches this watcher
 /// to paginated lists, once, with a warning.
 pub fn watch_events<K>(
     api: Api<K>,
@@ -183,9 +205,17 @@ const FALLBACK: &str = "the API server does not serve streaming lists; this watc
 
 type Events<K> = BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
-/// `events` until they bring a [streaming-list rejection](streaming_rejection) before their
-/// first complete initial state; from then on the events of `paginated()`, after
-/// `report(server's message)`. Without a `fallback`, `events` as they are.
+/// `events` until they bring a [streaming-list rejection](streaming_rejection), whenever it
+/// comes (at the start, or at a relist after a complete initial state); from then on the
+/// events of `paginated()`, after `report(server's message)`. Without a `fallback`, `events`
+/// as they are.
+///
+/// The paginated watcher starts with a list of its own (`Init` … `InitDone`), so a switch at
+/// a relist forgets what went meanwhile just as the relist would have. A later relist during
+/// a rolling change of the control plane might have reached a server that streams again;
+/// switching for good costs at most paginated lists until the operator restarts, where
+/// retrying the rejection would leave the watcher without a state for as long as the
+/// control plane keeps the gate off.
 fn with_fallback<K, P, R>(
     events: Events<K>,
     fallback: Option<(P, R)>,
@@ -198,19 +228,12 @@ where
     futures::stream::unfold((events, fallback), |(mut events, mut fallback)| async move {
         loop {
             let item = events.next().await?;
-            match &item {
-                // A complete initial state: streaming lists work here.
-                Ok(watcher::Event::InitDone) => fallback = None,
-                Err(e) => {
-                    if let Some(reason) = streaming_rejection(e).filter(|_| fallback.is_some()) {
-                        if let Some((paginated, report)) = fallback.take() {
-                            report(reason);
-                            events = paginated();
-                            continue;
-                        }
-                    }
+            if let Some(reason) = item.as_ref().err().and_then(streaming_rejection) {
+                if let Some((paginated, report)) = fallback.take() {
+                    report(reason);
+                    events = paginated();
+                    continue;
                 }
-                _ => {}
             }
             return Some((item, (events, fallback)));
         }
@@ -368,13 +391,63 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn after_an_initial_state_streaming_lists_stay() {
+    async fn a_rejection_at_a_later_relist_switches_too() {
+        // Streamed once; then the control plane is changed to one with the gate off (1.32 to
+        // 1.33), the watch falls behind (410) and its relist is rejected: the watcher lists
+        // instead of retrying the rejection forever without a state.
         let mut streaming = listing("a");
-        streaming.push(Err(gate_off()));
         streaming.push(Ok(watcher::Event::Apply("b".into())));
-        let (seen, reports) = run_fallback(streaming, listing("never")).await;
-        assert_eq!(seen, ["Init", "InitApply a", "InitDone", "Err rejection", "Apply b"]);
-        assert!(reports.is_empty(), "{reports:?}");
+        streaming.push(Err(watcher::Error::WatchError(Box::new(status(
+            410,
+            "Expired",
+            "too old resource version",
+            &[],
+        )))));
+        streaming.push(Err(gate_off()));
+        streaming.push(Ok(watcher::Event::Apply("never".into())));
+        let (seen, reports) = run_fallback(streaming, listing("c")).await;
+        assert_eq!(
+            seen,
+            ["Init", "InitApply a", "InitDone", "Apply b", "Err other", "Init", "InitApply c", "InitDone"]
+        );
+        assert_eq!(reports, [GATE_OFF]);
+    }
+
+    #[tokio::test]
+    async fn without_a_fallback_rejections_pass_as_they_are() {
+        let streaming = vec![Err(gate_off()), Ok(watcher::Event::Apply("a".into()))];
+        type Fallback = (fn() -> Events<String>, fn(&str));
+        let fallback: Option<Fallback> = None;
+        let seen: Vec<bool> =
+            with_fallback(futures::stream::iter(streaming).boxed(), fallback).map(|item| item.is_ok()).collect().await;
+        assert_eq!(seen, [false, true]);
+    }
+
+    #[test]
+    fn auto_streams_unless_the_server_reports_a_version_before_1_27() {
+        assert_eq!(auto(Some((1, 37))), Strategy::Streaming);
+        assert_eq!(auto(Some((1, 33))), Strategy::Streaming, "gate off by default there: the rejection falls back");
+        assert_eq!(auto(Some((1, 27))), Strategy::Streaming);
+        assert_eq!(auto(Some((2, 0))), Strategy::Streaming);
+        assert_eq!(auto(Some((1, 26))), Strategy::Paginated);
+        assert_eq!(auto(Some((1, 19))), Strategy::Paginated);
+        // Not known (the server was down, or its version unparsable): asked; a refusal falls back.
+        assert_eq!(auto(None), Strategy::Streaming);
+    }
+
+    #[test]
+    fn the_default_is_auto() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: crate::controller::RunArgs,
+        }
+        // The declared default, whatever SIDECAR_WATCH_INITIAL_LIST the test runs with.
+        let command = Cli::command();
+        let arg = command.get_arguments().find(|a| a.get_id() == "initial_list").expect("--initial-list");
+        assert_eq!(arg.get_default_values(), ["auto"]);
+        assert_eq!(<InitialList as clap::ValueEnum>::from_str("auto", false), Ok(InitialList::Auto));
     }
 
     #[test]

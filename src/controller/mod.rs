@@ -3,7 +3,7 @@
 //! The wiring: [`watch`] turns API events into inputs, [`reconciler`] applies them to the
 //! [`Index`] and schedules re-evaluations, [`status`] writes policy status, [`leader`] runs
 //! the election. This module starts them with the Event publisher and the HTTP server,
-//! around one [role](crate::role) signal.
+//! around one [role](crate::leadership) signal.
 
 pub mod leader;
 pub mod lists;
@@ -115,12 +115,13 @@ pub struct RunArgs {
     /// StatefulSet Pod name].
     #[arg(long, env = "SIDECAR_WATCH_SHARD_INDEX")]
     pub shard_index: Option<u32>,
-    /// How watchers get their initial state: `paginated` lists (Pods in pages of 500 read
-    /// from etcd), `streaming` lists (a watch with `sendInitialEvents`, served from the API
-    /// server's watch cache one object at a time: Kubernetes 1.27+ with the WatchList feature
-    /// gate), or `auto` (streaming on servers reporting 1.27 or later). A watcher whose server
-    /// rejects streaming lists falls back to paginated lists.
-    #[arg(long, env = "SIDECAR_WATCH_INITIAL_LIST", value_enum, default_value = "paginated")]
+    /// How watchers get their initial state: `streaming` lists (a watch with
+    /// `sendInitialEvents`, served from the API server's watch cache one object at a time:
+    /// Kubernetes 1.27+ with the WatchList feature gate, on by default from 1.34),
+    /// `paginated` lists (Pods in pages of 500 read from etcd), or `auto` (streaming unless
+    /// the server reports a version before 1.27). A watcher whose server rejects streaming
+    /// lists falls back to paginated lists.
+    #[arg(long, env = "SIDECAR_WATCH_INITIAL_LIST", value_enum, default_value = "auto")]
     pub initial_list: lists::InitialList,
 }
 
@@ -221,7 +222,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let families = crate::metrics::FamilyFilter::new(&args.metric_allowlist, &args.metric_denylist)?;
     let metrics = Metrics::with_options(shard.index, args.max_series_per_namespace).with_families(families);
     let shutdown = CancellationToken::new();
-    let (role_tx, role) = crate::role::channel();
+    let (role_tx, role) = crate::leadership::channel();
     // Cancelled when this replica led and missed its renew deadline: it must exit.
     let lease_lost = CancellationToken::new();
 

@@ -20,8 +20,8 @@ use super::watch::Input;
 use crate::engine::PolicyRef;
 use crate::events::{EventCommand, EventSink};
 use crate::index::{Index, Outcome, PolicyEntry};
+use crate::leadership::{self, RoleSender};
 use crate::metrics::Metrics;
-use crate::role::{self, RoleSender};
 
 /// Pending re-evaluations: one per Pod (its latest schedule), on tokio-util's timer wheel.
 ///
@@ -173,7 +173,7 @@ impl Reconciler {
             self.metrics.detection_latency.observe(received.elapsed().as_secs_f64());
         }
         if lists_before < self.initial_lists && lists_done.len() >= self.initial_lists {
-            role::set_synced(&self.role);
+            leadership::set_synced(&self.role);
             tracing::info!(pods = self.index.pod_count(), "initial lists done; ready");
         }
     }

@@ -19,8 +19,8 @@ use crate::api::{ClusterSidecarPolicy, PolicyCounts, PolicyStatus, ShardStatus, 
 use crate::engine::PolicyRef;
 use crate::index::shard::Shard;
 use crate::index::{Index, PolicyEntry};
+use crate::leadership::RoleReceiver;
 use crate::metrics::Metrics;
-use crate::role::RoleReceiver;
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "sidecar-watch";
@@ -89,7 +89,7 @@ fn unsharded_status(entry: &PolicyEntry, stats: &PolicyCounts) -> PolicyStatus {
 pub struct StatusWriter {
     pub client: Client,
     pub index: Arc<Index>,
-    /// Writes only while this replica [acts](crate::role::Role::acts).
+    /// Writes only while this replica [acts](crate::leadership::Role::acts).
     pub role: RoleReceiver,
     /// Failed writes count as reconcile errors.
     pub metrics: Metrics,

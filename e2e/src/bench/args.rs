@@ -132,6 +132,13 @@ pub struct Args {
     /// `for` and windows, Prometheus' intervals, back-offs, the wait); 1 is the real thing.
     #[arg(long, default_value_t = 1)]
     pub time_scale: u32,
+    /// `--against ksm`: only sidecar-watch's start, alone, once per `--initial-list` given
+    /// (comma-separated, e.g. `paginated,streaming`) at each of `--ksm-pods`, after one
+    /// unmeasured start that publishes the Events: its time to every Pod tracked, CPU, RSS
+    /// peak, and what the start costs kube-apiserver and etcd. Skips every other phase
+    /// (no kube-state-metrics, no Prometheus).
+    #[arg(long, value_delimiter = ',')]
+    pub start_only: Vec<String>,
     /// `--against ksm`: Pods created concurrently through the API server.
     #[arg(long, default_value_t = 48)]
     pub create_concurrency: usize,

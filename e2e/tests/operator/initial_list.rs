@@ -1,9 +1,14 @@
 //! `--initial-list` on the simulator, which counts every LIST and streaming watch per client
 //! and can pose as a 1.26 server: streaming lists where the server serves them (no LIST at
 //! all), the fall back to paginated lists where it rejects them (WatchList feature gate off),
-//! and `auto` deciding by the server's version. `real_server.rs` runs the same against
-//! kube-apiserver 1.37 with the gate on and off.
+//! and `auto` deciding by the server's version. Then the default (`auto`) on kube-apiserver
+//! 1.37 of a control plane of the test's own, with the gate on (as 1.37 ships it) and off:
+//! which way each watcher went, what kube-apiserver says it served, and the alerts and
+//! Events after the start. `real_server.rs` runs `--initial-list streaming` there too.
 
+use serde_json::json;
+use sidecar_watch_e2e::control_plane::Options;
+use sidecar_watch_e2e::harness::wait_until;
 use sidecar_watch_e2e::sim::{SimConfig, StreamingWatch};
 
 use crate::support::*;
@@ -149,4 +154,130 @@ async fn a_streaming_watch_cut_off_streams_its_state_again_and_forgets_what_went
     assert_eq!(streaming_watches(&c, StreamingWatch::Rejected), [0, 0, 0, 0]);
     assert_eq!(listed(&c), Vec::<String>::new());
     assert_eq!(watches_logging(&op.log(), FALLBACK), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_asks_a_server_before_1_27_for_no_streaming_list() {
+    let c = cluster_with_pods("default-old", SimConfig { minor_version: 26, ..SimConfig::default() }).await;
+    let op = Operator::start(&c, "op-0", &[]).await;
+    assert_tracks_all_pods(&op, PODS, "paginated").await;
+    assert_eq!(streaming_watches(&c, StreamingWatch::Rejected), [0, 0, 0, 0]);
+    assert_eq!(streaming_watches(&c, StreamingWatch::Served), [0, 0, 0, 0]);
+    assert_eq!(listed(&c), RESOURCES);
+}
+
+// ---------------------------------------------------------------------------------------
+// The default on kube-apiserver 1.37
+
+/// What kube-apiserver says it served for Pods, from its own `/metrics`: streaming lists it
+/// completed (`apiserver_watch_list_duration_seconds`, observed when it sends the bookmark
+/// that ends the initial events) and LIST requests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ServedPods {
+    streamed: f64,
+    listed: f64,
+}
+
+async fn served_pods(c: &Cluster) -> ServedPods {
+    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let text = c.env.client.request_text(request).await.expect("kube-apiserver /metrics");
+    let families = ["apiserver_watch_list_duration_seconds_count{", "apiserver_request_total{"];
+    let lines: Vec<&str> = text.lines().filter(|l| families.iter().any(|f| l.starts_with(f))).collect();
+    let scrape = Scrape::parse(&lines.join("\n")).expect("kube-apiserver's metrics parse");
+    ServedPods {
+        streamed: scrape.sum("apiserver_watch_list_duration_seconds_count", &[("resource", "pods")]),
+        listed: scrape.sum("apiserver_request_total", &[("verb", "LIST"), ("resource", "pods")]),
+    }
+}
+
+fn firing(ns: &str, pod: &str) -> Labels {
+    AlertSeries { namespace: ns, pod, ..MESH_NOT_READY }.labels()
+}
+
+/// Starts the operator with the default `--initial-list` against a control plane of the
+/// test's own (`options`) holding the policy `mesh` (`sidecarNotReady` after 1 s) and two
+/// Pods, p1 with its sidecar not ready and p2 ready; checks that every watcher got its initial
+/// state by `strategy` (exactly one watcher each, none the other way), what kube-apiserver
+/// served, the fall back warnings, and the alerts, status and Events of the start and of
+/// changes after it.
+async fn default_start(prefix: &str, options: Options, strategy: &str) {
+    let c = Cluster::start_own_control_plane(prefix, options).await;
+    let ns = c.ns.clone();
+    c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})).await;
+    for (name, ready) in [("p1", false), ("p2", true)] {
+        let pod = c.create_pod(native_pod(name, "web", "app", "istio-proxy")).await;
+        drive(&pod, &[("app", true), ("istio-proxy", ready)]).await;
+    }
+    let before = served_pods(&c).await;
+    let op = Operator::start(&c, "op-0", &["--log-format", "json"]).await;
+    let scrape = assert_tracks_all_pods(&op, 2, strategy).await;
+    for resource in RESOURCES {
+        let other = |s: &str| scrape.value("sidecar_watch_initial_list", &[("resource", resource), ("strategy", s)]);
+        match strategy {
+            // Never counted as paginated: no series at all.
+            "streaming" => assert_eq!(other("paginated"), None, "{resource}\n{}", scrape.text),
+            // Counted as streaming, then moved over: 0.
+            _ => assert_eq!(other("streaming"), Some(0.0), "{resource}\n{}", scrape.text),
+        }
+    }
+    let fell_back = if strategy == "streaming" { Vec::new() } else { RESOURCES.map(String::from).to_vec() };
+    assert_eq!(watches_logging(&op.log(), FALLBACK), fell_back, "{}", op.log());
+    // A fall back is no failed watch, and streaming needs no retry either.
+    assert_eq!(scrape.value("sidecar_watch_watch_restarts_total", &[]), Some(0.0), "{}", op.log());
+
+    // kube-apiserver's side: the Pods came as a streaming list and not one LIST, or the
+    // other way round.
+    let served = wait_until(WAIT, "kube-apiserver's count of the operator's start", || async {
+        let now = served_pods(&c).await;
+        let delta = ServedPods { streamed: now.streamed - before.streamed, listed: now.listed - before.listed };
+        let expected = if strategy == "streaming" { delta.streamed >= 1.0 } else { delta.listed >= 1.0 };
+        if expected {
+            Ok(delta)
+        } else {
+            Err(delta)
+        }
+    })
+    .await;
+    let served = served.expect("kube-apiserver served the operator's initial Pods");
+    match strategy {
+        "streaming" => assert_eq!(served.listed, 0.0, "the operator listed Pods: {served:?}"),
+        _ => assert_eq!(served.streamed, 0.0, "a streaming list was served with WatchList off: {served:?}"),
+    }
+
+    // The start's alerts, status and Events.
+    op.wait_alerts("p1 firing", vec![firing(&ns, "p1")]).await;
+    c.wait_events("p1", "Warning", "SidecarContainerNotReady", 1).await;
+    c.wait_status("mesh", "p1 alerting", |s| status_counts(s, 2, 1, json!({"SidecarContainerNotReady": 1}), 0)).await;
+
+    // Changes after the initial state come on the same watches.
+    let p3 = c.create_pod(native_pod("p3", "web", "app", "istio-proxy")).await;
+    drive(&p3, &[("app", true), ("istio-proxy", false)]).await;
+    let p1 = sidecar_watch_e2e::kubelet::PodDriver::new(c.env.client.clone(), &ns, "p1");
+    set_ready(&p1, "istio-proxy", true).await;
+    op.wait_alerts("p3 firing, p1 resolved", vec![firing(&ns, "p3")]).await;
+    c.wait_events("p1", "Normal", "SidecarContainerNotReadyResolved", 1).await;
+    c.wait_events("p3", "Warning", "SidecarContainerNotReady", 1).await;
+    c.wait_status("mesh", "p3 alerting", |s| status_counts(s, 3, 1, json!({"SidecarContainerNotReady": 1}), 0)).await;
+    let events = c.events().await;
+    for (pod, warnings) in [("p1", 1), ("p2", 0), ("p3", 1)] {
+        let n = count_events(&events, pod, "Warning", "SidecarContainerNotReady");
+        assert_eq!(n, warnings, "{pod}: {}", describe_events(&events));
+    }
+    let scrape = assert_tracks_all_pods(&op, 3, strategy).await;
+    assert_eq!(scrape.value("sidecar_watch_watch_restarts_total", &[]), Some(0.0), "{}", op.log());
+}
+
+/// The default on kube-apiserver 1.37 (WatchList on, as it ships): streaming lists for every
+/// watcher, no LIST of Pods, and the same alerts and Events as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_kube_apiserver_streams_the_initial_state() {
+    default_start("default-watchlist", Options::default(), "streaming").await;
+}
+
+/// The default on kube-apiserver 1.37 with `--feature-gates=WatchList=false`: each watcher is
+/// refused once, falls back to paginated lists, and the start is as correct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists() {
+    let gate_off = Options { feature_gates: Some("WatchList=false".into()), ..Options::default() };
+    default_start("default-no-watchlist", gate_off, "paginated").await;
 }

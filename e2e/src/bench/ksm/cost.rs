@@ -85,13 +85,13 @@ pub async fn writes_alone(cluster: &Cluster, factory: &PodFactory, args: &Args) 
 }
 
 /// Samples a process' RSS every 100 ms until dropped; the highest value seen.
-struct PeakRss {
+pub(super) struct PeakRss {
     peak: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl PeakRss {
-    fn start(pid: u32) -> Self {
+    pub(super) fn start(pid: u32) -> Self {
         let peak = Arc::new(AtomicU64::new(0));
         let p = peak.clone();
         let task = tokio::spawn(async move {
@@ -103,7 +103,7 @@ impl PeakRss {
         Self { peak, task }
     }
 
-    fn stop(self) -> u64 {
+    pub(super) fn stop(self) -> u64 {
         self.task.abort();
         self.peak.load(Ordering::Relaxed)
     }

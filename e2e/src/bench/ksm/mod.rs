@@ -18,6 +18,7 @@ pub mod report;
 pub mod rules;
 pub mod scenarios;
 pub mod server;
+pub mod start;
 pub mod together;
 
 use anyhow::{bail, Result};
@@ -50,6 +51,9 @@ fn prometheus_version() -> String {
 pub async fn run(args: &Args) -> Result<String> {
     if !args.operator().exists() {
         bail!("operator binary {} not found (cargo build --release -p sidecar-watch)", args.operator().display());
+    }
+    if !args.start_only.is_empty() {
+        return start::run(args).await;
     }
     let ksm_bin = exporter::binary(args.ksm.as_deref())?;
     let dir = args.workdir().join("ksm");
