@@ -644,6 +644,17 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log lines that report a call the API server refused for lack of a grant: its
+    /// RBAC message (`… is forbidden: User "…" cannot …`) or a status `code: 403`. A bare
+    /// "403" would also match timestamps and ports.
+    pub fn forbidden_calls(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("is forbidden: User") || l.contains("code: 403"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().and_then(|c| c.id()).expect("operator running")
