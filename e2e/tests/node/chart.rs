@@ -17,21 +17,9 @@ use sidecar_watch_e2e::prometheus::{Prometheus, PROMETHEUS_BIN};
 use sidecar_watch_testkit::prom::Scrape;
 
 use crate::support::{
-    container, helm, image_values, native, node, pod, probe, run, Scenario, PROMETHEUS_SA, RELEASE_NAMESPACE,
+    container, helm, image_values, native, node, pod, probe, run, scrape_metrics, Scenario, PROMETHEUS_SA,
+    RELEASE_NAMESPACE,
 };
-
-/// GETs `https://<ip>:8443/metrics` with `token` (none: no header); status and body.
-fn scrape(ip: &str, token: Option<&str>) -> (u16, String) {
-    let mut args = vec!["-sk".to_string(), "-w".into(), "\n%{http_code}".into(), "--max-time".into(), "5".into()];
-    if let Some(t) = token {
-        args.extend(["-H".into(), format!("Authorization: Bearer {t}")]);
-    }
-    args.push(format!("https://{ip}:8443/metrics"));
-    let out = std::process::Command::new("curl").args(&args).output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_runs_the_operator_from_its_image_and_prometheus_fires_its_rules() {
@@ -61,8 +49,8 @@ async fn the_chart_runs_the_operator_from_its_image_and_prometheus_fires_its_rul
     let mut leaders = Vec::new();
     for p in &operators.items {
         let ip = p.status.as_ref().and_then(|st| st.pod_ip.clone()).expect("Pod IP");
-        assert_eq!(scrape(&ip, None).0, 401, "/metrics without a token");
-        let (code, body) = scrape(&ip, Some(token));
+        assert_eq!(scrape_metrics(&ip, None).0, 401, "/metrics without a token");
+        let (code, body) = scrape_metrics(&ip, Some(token));
         assert_eq!(code, 200, "/metrics with the metrics-reader token: {body}");
         let metrics = Scrape::parse(&body).expect("valid exposition");
         if metrics.value("sidecar_watch_leader", &[("shard", "0")]) == Some(1.0) {

@@ -11,6 +11,8 @@
 
 mod chart;
 mod faults;
+mod kubernetes_features;
+mod kustomize;
 mod scenarios;
 mod start_order;
 mod support;

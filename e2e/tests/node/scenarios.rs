@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::Api;
-use serde_json::{json, Value};
+use serde_json::json;
 use sidecar_watch_e2e::harness::wait_until;
 
-use crate::support::{container, native, pod, probe, Scenario};
+use crate::support::{container, job, job_pod, native, pod, probe, Scenario, MINUTE};
 
-const MINUTE: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(10);
 
 /// A sidecar whose readiness probe always fails, beside a ready main container: not ready,
@@ -95,32 +94,6 @@ async fn oom_killed_sidecar() {
         s.container_status("web", "proxy").await.last_state.and_then(|st| st.terminated).and_then(|t| t.finished_at);
     let seconds = s.time_to_alert("SidecarOOMKilled", "web", &killed.expect("finishedAt").0).await;
     assert!((-1.0..=5.0).contains(&seconds), "no `for`: {seconds:.2} s");
-}
-
-fn job(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
-    let template = pod(name, init, containers);
-    json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never",
-            "initContainers": template["spec"]["initContainers"],
-            "containers": template["spec"]["containers"],
-            "terminationGracePeriodSeconds": 2,
-        }}},
-    })
-}
-
-async fn job_pod(s: &Scenario, job: &str) -> String {
-    wait_until(MINUTE, &format!("a Pod of Job {job}"), || async {
-        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(s.env.client.clone(), &s.ns);
-        let list = pods.list(&kube::api::ListParams::default().labels(&format!("job-name={job}"))).await;
-        list.ok()
-            .and_then(|l| l.items.first().and_then(|p| p.metadata.name.clone()))
-            .ok_or_else(|| "none yet".to_string())
-    })
-    .await
-    .unwrap()
 }
 
 /// A Job whose log shipper is a regular container: the main container exits 0 after 2 s, the
@@ -255,34 +228,4 @@ async fn stop_order_on_deletion() {
         pods.delete(name, &Default::default()).await.expect("deleted");
     }
     s.expect_warnings(MINUTE, SETTLE, &[("SidecarStoppedBeforeMain", "legacy", "spec.containers{log-sidecar}")]).await;
-}
-
-/// KEP-5307 on the real kubelet: in a Job (`restartPolicy: Never`) the main container's own
-/// rule restarts it on exit code 42. Its first run exits 42 (the kubelet starts it again: it
-/// is not finished, and a container-level `restartPolicy` does not make it a sidecar), its
-/// second exits 0 after 3 s; only then is the Job held open by the legacy log shipper, and the
-/// `for` counts from that second exit.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_restart_rule_keeps_the_main_container_unfinished() {
-    let s = Scenario::start("node-restart-rule").await;
-    let script = "if [ ! -e /state/once ]; then touch /state/once; exit 42; fi; sleep 3; exit 0";
-    let app = container(
-        "app",
-        script,
-        json!({
-            "restartPolicy": "Never",
-            "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}],
-            "volumeMounts": [{"name": "state", "mountPath": "/state"}],
-        }),
-    );
-    let mut j = job("report", vec![], vec![container("log-sidecar", "exec sleep 3600", json!({})), app]);
-    j["spec"]["template"]["spec"]["volumes"] = json!([{"name": "state", "emptyDir": {}}]);
-    s.apply(j).await;
-    let pod = job_pod(&s, "report").await;
-    s.expect_warnings(2 * MINUTE, SETTLE, &[("JobBlockedBySidecar", &pod, "spec.containers{log-sidecar}")]).await;
-    let app = s.container_status(&pod, "app").await;
-    assert_eq!(app.restart_count, 1, "the kubelet restarted it once, for exit code 42");
-    let finished = app.state.and_then(|st| st.terminated).and_then(|t| t.finished_at);
-    let seconds = s.time_to_alert("JobBlockedBySidecar", &pod, &finished.expect("finishedAt").0).await;
-    assert!((9.0..=15.0).contains(&seconds), "10 s for from the final exit: {seconds:.2} s");
 }

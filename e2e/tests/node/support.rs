@@ -19,6 +19,9 @@ use sidecar_watch_e2e::node::{Node, OPERATOR_IMAGE};
 /// another test's expectations.
 pub static FAULTS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+/// How long the slower steps of a scenario may take.
+pub const MINUTE: Duration = Duration::from_secs(60);
+
 /// The namespace the chart is installed into.
 pub const RELEASE_NAMESPACE: &str = "sidecar-watch-system";
 /// Prometheus' namespace and ServiceAccount, bound to the chart's metrics-reader role.
@@ -410,4 +413,45 @@ pub fn native(name: &str, script: &str, mut extra: Value) -> Value {
 /// An exec probe running `script`, every second.
 pub fn probe(script: &str) -> Value {
     json!({"exec": {"command": ["sh", "-c", script]}, "periodSeconds": 1, "timeoutSeconds": 5})
+}
+
+/// A Job (`backoffLimit: 0`, Pods `restartPolicy: Never`) of [`pod`]'s containers.
+pub fn job(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
+    let template = pod(name, init, containers);
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "initContainers": template["spec"]["initContainers"],
+            "containers": template["spec"]["containers"],
+            "terminationGracePeriodSeconds": 2,
+        }}},
+    })
+}
+
+/// The name of Job `job`'s Pod, once it exists.
+pub async fn job_pod(s: &Scenario, job: &str) -> String {
+    wait_until(MINUTE, &format!("a Pod of Job {job}"), || async {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(s.env.client.clone(), &s.ns);
+        let list = pods.list(&kube::api::ListParams::default().labels(&format!("job-name={job}"))).await;
+        list.ok()
+            .and_then(|l| l.items.first().and_then(|p| p.metadata.name.clone()))
+            .ok_or_else(|| "none yet".to_string())
+    })
+    .await
+    .unwrap()
+}
+
+/// GETs an operator Pod's `https://<ip>:8443/metrics` with `token` (none: no header); status and body.
+pub fn scrape_metrics(ip: &str, token: Option<&str>) -> (u16, String) {
+    let mut args = vec!["-sk".to_string(), "-w".into(), "\n%{http_code}".into(), "--max-time".into(), "5".into()];
+    if let Some(t) = token {
+        args.extend(["-H".into(), format!("Authorization: Bearer {t}")]);
+    }
+    args.push(format!("https://{ip}:8443/metrics"));
+    let out = std::process::Command::new("curl").args(&args).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
