@@ -41,12 +41,17 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
 async fn render(s: &Scenario) -> Vec<Value> {
     let dir = s.env.dir().join("kustomize");
     std::fs::create_dir_all(&dir).expect("overlay dir");
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let base = root.join("config/default");
+    // An overlay that changes `namespace:` lists the default policy's transformers again
+    // (docs/install.md), so that the policy leaves out the overlay's namespace.
+    let transformers = root.join("config/components/default-policy/transformers");
     let (name, tag) = OPERATOR_IMAGE.rsplit_once(':').expect("image:tag");
     let overlay = json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [relative(&dir, &base)],
         "namespace": NAMESPACE, "namePrefix": PREFIX,
+        "transformers": [relative(&dir, &transformers)],
         "images": [{"name": "ghcr.io/sidecar-watch/sidecar-watch", "newName": name, "newTag": tag}],
         "patches": [{"target": {"kind": "Deployment"}, "patch": json!([
             {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": format!("--namespace={}", s.ns)},
@@ -78,6 +83,12 @@ async fn the_kustomize_installation_runs_the_operator_from_its_image() {
     let objects = render(&s).await;
     let deployment = objects.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
     assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], OPERATOR_IMAGE);
+    let policy = objects.iter().find(|d| d["kind"] == "ClusterSidecarPolicy").expect("the default policy");
+    assert_eq!(
+        policy["spec"]["namespaceSelector"]["matchExpressions"][0]["values"],
+        json!(["kube-system", NAMESPACE]),
+        "the default policy leaves out the installation's namespace"
+    );
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string();
     let file = s.env.dir().join("kustomize/rendered.json");
     std::fs::write(&file, &list).expect("rendered.json");
