@@ -4,11 +4,13 @@
 // envtest gives a controller author: certificates made at start, an admin kubeconfig, RBAC
 // and service-account token signing), or a whole single-node cluster (that control plane
 // plus kube-controller-manager, kube-scheduler, kube-proxy, containerd and a kubelet, with
-// a Pod network of its own; node.go).
+// a Pod network of its own; node.go). It also measures what a ValidatingAdmissionPolicy costs
+// kube-apiserver's CEL library on one object (cel-cost, celcost.go), in-process.
 //
 //	sidecar-watch-control-plane up --dir DIR [--feature-gates G] [--runtime-config R]
 //	sidecar-watch-control-plane cluster up --dir DIR [--image TARBALL]...
 //	sidecar-watch-control-plane cluster down --dir DIR
+//	sidecar-watch-control-plane cel-cost -policy FILE -object FILE [-params FILE] [-namespace-labels k=v,...]
 //	sidecar-watch-control-plane version
 //
 // `up` and `cluster up` print one line `ready {json}` on standard output once the cluster is
@@ -58,6 +60,11 @@ func main() {
 			fmt.Fprintf(os.Stderr, "sidecar-watch-control-plane cluster: %v\n", err)
 			os.Exit(1)
 		}
+	case "cel-cost":
+		if err := celCost(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "sidecar-watch-control-plane cel-cost: %v\n", err)
+			os.Exit(2)
+		}
 	case "version":
 		out, _ := json.MarshalIndent(versions(), "", "  ")
 		fmt.Println(string(out))
@@ -74,7 +81,8 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: sidecar-watch-control-plane up --dir DIR [flags] | cluster up|down --dir DIR [flags] | version\n"+
-		"  up --help and cluster up --help list the flags")
+	fmt.Fprintln(os.Stderr, "usage: sidecar-watch-control-plane up --dir DIR [flags] | cluster up|down --dir DIR [flags] |\n"+
+		"  cel-cost -policy FILE -object FILE [flags] | version\n"+
+		"  up --help, cluster up --help and cel-cost --help list the flags")
 	os.Exit(2)
 }

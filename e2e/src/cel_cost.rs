@@ -1,16 +1,17 @@
-//! What a ValidatingAdmissionPolicy costs the API server: `e2e/cel-cost` evaluates a policy on
-//! one object with kube-apiserver's own CEL admission library (the version the test control
-//! plane runs) and reports the runtime cost of each variable and the total, which the server
-//! itself never reports, and whether every expression compiles with the CEL library of
-//! Kubernetes 1.30. Built once per process with `go build` (Go's build cache shares the
-//! control plane's modules, so a build takes seconds).
+//! What a ValidatingAdmissionPolicy costs the API server: the `cel-cost` command of the test
+//! control plane's binary (`e2e/control-plane/celcost.go`) evaluates a policy on one object
+//! with kube-apiserver's own CEL admission library (the module the control plane's API server
+//! is built from) and reports the runtime cost of each variable and the total, which the
+//! server itself never reports, and whether every expression compiles with the CEL library of
+//! Kubernetes 1.30. It runs in-process: no control plane is started. The binary is the one
+//! [`crate::control_plane::binary`] finds or builds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use crate::control_plane;
 use crate::harness::{HarnessError, Result};
 
 /// The cost of one variable of the policy.
@@ -25,7 +26,7 @@ pub struct VariableCost {
     pub error: String,
 }
 
-/// What `cel-cost` reports.
+/// What `sidecar-watch-control-plane cel-cost` reports.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CostReport {
@@ -51,53 +52,40 @@ pub struct CostReport {
     pub compat_errors: Vec<String>,
 }
 
-fn tool_error(message: String) -> HarnessError {
-    HarnessError::Manifest { path: PathBuf::from("e2e/cel-cost"), message }
+fn tool_error(policy: &Path, message: String) -> HarnessError {
+    HarnessError::Manifest { path: policy.to_path_buf(), message }
 }
 
-/// Builds `cel-cost` (once per process) into `<target>/cel-cost/`.
+/// The binary whose `cel-cost` command this runs: the test control plane's
+/// ([`crate::control_plane::binary`]: `E2E_CONTROL_PLANE_BIN`, or built once per process by
+/// `e2e/control-plane/build.sh`).
 pub fn binary() -> Result<PathBuf> {
-    static BINARY: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("cel-cost");
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-            let out = target.join("cel-cost/cel-cost");
-            let built = Command::new("go")
-                .args(["build", "-o"])
-                .arg(&out)
-                .arg(".")
-                .current_dir(&source)
-                .env("GOTOOLCHAIN", "local")
-                .env("GOFLAGS", "-mod=mod")
-                .output()
-                .map_err(|e| {
-                    format!(
-                        "cannot run go ({e}): Go 1.26 or newer is needed to build e2e/cel-cost (https://go.dev/dl/)"
-                    )
-                })?;
-            if !built.status.success() {
-                return Err(format!("go build in e2e/cel-cost failed: {}", String::from_utf8_lossy(&built.stderr)));
-            }
-            Ok(out)
-        })
-        .clone()
-        .map_err(tool_error)
+    Ok(control_plane::binary()?)
 }
 
 /// Evaluates the ValidatingAdmissionPolicy of `policy` (a YAML file) on `object`, with
 /// `params` (a ClusterSidecarPolicy file) when given.
 pub fn evaluate(policy: &Path, object: &Path, params: Option<&Path>) -> Result<CostReport> {
-    let mut command = Command::new(binary()?);
-    command.arg("-policy").arg(policy).arg("-object").arg(object);
+    let binary = binary()?;
+    let mut command = Command::new(&binary);
+    command.arg("cel-cost").arg("-policy").arg(policy).arg("-object").arg(object);
     if let Some(params) = params {
         command.arg("-params").arg(params);
     }
-    let out = command.output().map_err(|e| tool_error(format!("cannot run cel-cost: {e}")))?;
+    let shown = format!("{} cel-cost", binary.display());
+    let out = command.output().map_err(|e| tool_error(policy, format!("cannot run {shown}: {e}")))?;
     if !out.status.success() {
-        return Err(tool_error(format!("cel-cost failed: {}", String::from_utf8_lossy(&out.stderr))));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A binary from before cel-cost joined it knows no such command and prints its usage.
+        let hint = if stderr.starts_with("usage:") && !stderr.contains("cel-cost") {
+            format!(
+                " (a control-plane binary without cel-cost: rebuild it with e2e/control-plane/build.sh or unset {})",
+                control_plane::BINARY_ENV
+            )
+        } else {
+            String::new()
+        };
+        return Err(tool_error(policy, format!("{shown} failed{hint}: {stderr}")));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| tool_error(format!("cel-cost printed no report: {e}")))
+    serde_json::from_slice(&out.stdout).map_err(|e| tool_error(policy, format!("{shown} printed no report: {e}")))
 }

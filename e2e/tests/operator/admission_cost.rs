@@ -1,9 +1,10 @@
 //! What the admission policy costs the API server on a 5,000-container Pod, measured with
-//! `e2e/cel-cost` (kube-apiserver's own CEL library, which reports what the server does not):
-//! within the request's budget and every expression's limit, for the suite's hostile Pod and for
-//! Pods of the costliest kinds of container, and every expression compiles with the CEL library
-//! of Kubernetes 1.30. The figures are printed (`-- --nocapture`) and quoted in
-//! docs/admission-policies.md; `admission.rs` checks what the server does with such Pods.
+//! `sidecar-watch-control-plane cel-cost` (`e2e/control-plane/celcost.go`: kube-apiserver's own
+//! CEL library, which reports what the server does not): within the request's budget and every
+//! expression's limit, for the suite's hostile Pod and for Pods of the costliest kinds of
+//! container, and every expression compiles with the CEL library of Kubernetes 1.30. The
+//! figures are printed (`-- --nocapture`) and quoted in docs/admission-policies.md;
+//! `admission.rs` checks what the server does with such Pods.
 
 use std::path::Path;
 

@@ -1,19 +1,21 @@
-// Command cel-cost evaluates a ValidatingAdmissionPolicy on one object the way kube-apiserver
-// does (k8s.io/apiserver's CEL admission library at the version pinned in go.mod, with its
-// cost limits) and prints, as JSON, the runtime cost of each variable and validation, the total
-// against the API server's budget, the messages, and whether every expression also compiles
-// with the CEL library of an older Kubernetes (-compat, default 1.30: the first release of
-// admissionregistration.k8s.io/v1 policies).
+// The cel-cost command evaluates a ValidatingAdmissionPolicy on one object the way
+// kube-apiserver does (k8s.io/apiserver's CEL admission library, the same module as the API
+// server this binary runs, with its cost limits) and prints, as JSON, the runtime cost of each
+// variable and validation, the total against the API server's budget, the messages, and
+// whether every expression also compiles with the CEL library of an older Kubernetes
+// (-compat, default 1.30: the first release of admissionregistration.k8s.io/v1 policies).
 //
-//	cel-cost -policy policy.yaml -object pod.json [-params cscp.yaml] [-namespace-labels k=v,...]
+//	sidecar-watch-control-plane cel-cost -policy policy.yaml -object pod.json [-params cscp.yaml] [-namespace-labels k=v,...]
 //
-// The test control plane (e2e/control-plane) says whether the API server admits or warns; this
-// says how much of its budget that took, which the server does not report.
+// `up` says whether the API server admits or warns; this says how much of its budget that
+// took, which the server does not report. It runs in-process: no control plane is started.
+
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -35,47 +37,47 @@ import (
 	"k8s.io/apiserver/pkg/cel/environment"
 )
 
-// Cost is the cost of one expression, or why it has none.
-type Cost struct {
+// ExpressionCost is the cost of one expression, or why it has none.
+type ExpressionCost struct {
 	Name  string `json:"name"`
 	Cost  int64  `json:"cost"`
 	Error string `json:"error,omitempty"`
 }
 
-// Report is what the command prints.
-type Report struct {
-	Budget        int64    `json:"budget"`
-	PerCallLimit  int64    `json:"perCallLimit"`
-	Variables     []Cost   `json:"variables"`
-	TotalCost     int64    `json:"totalCost"`
-	Messages      []string `json:"messages"`
-	Errors        []string `json:"errors"`
-	CompatVersion string   `json:"compatVersion"`
-	CompatErrors  []string `json:"compatErrors"`
+// CostReport is what cel-cost prints.
+type CostReport struct {
+	Budget        int64            `json:"budget"`
+	PerCallLimit  int64            `json:"perCallLimit"`
+	Variables     []ExpressionCost `json:"variables"`
+	TotalCost     int64            `json:"totalCost"`
+	Messages      []string         `json:"messages"`
+	Errors        []string         `json:"errors"`
+	CompatVersion string           `json:"compatVersion"`
+	CompatErrors  []string         `json:"compatErrors"`
 }
 
-func main() {
-	policyFile := flag.String("policy", "", "YAML with the ValidatingAdmissionPolicy (other documents are skipped)")
-	objectFile := flag.String("object", "", "the object admitted (YAML or JSON)")
-	paramsFile := flag.String("params", "", "the param object (a ClusterSidecarPolicy), if the binding names one")
-	namespaceLabels := flag.String("namespace-labels", "", "labels of the object's namespace, k=v,...")
-	compat := flag.String("compat", "1.30", "also compile every expression with this Kubernetes version's CEL library")
-	flag.Parse()
-	if *policyFile == "" || *objectFile == "" {
-		fmt.Fprintln(os.Stderr, "usage: cel-cost -policy FILE -object FILE [-params FILE] [-namespace-labels k=v,...] [-compat 1.30]")
-		os.Exit(2)
+// celCost is the cel-cost command: the report on standard output, an error for a bad flag,
+// an unreadable file or a policy that cannot be compiled at all.
+func celCost(args []string) error {
+	fs := flag.NewFlagSet("cel-cost", flag.ContinueOnError)
+	policyFile := fs.String("policy", "", "YAML with the ValidatingAdmissionPolicy (other documents are skipped)")
+	objectFile := fs.String("object", "", "the object admitted (YAML or JSON)")
+	paramsFile := fs.String("params", "", "the param object (a ClusterSidecarPolicy), if the binding names one")
+	namespaceLabels := fs.String("namespace-labels", "", "labels of the object's namespace, k=v,...")
+	compat := fs.String("compat", "1.30", "also compile every expression with this Kubernetes version's CEL library")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	report, err := run(*policyFile, *objectFile, *paramsFile, *namespaceLabels, *compat)
+	if *policyFile == "" || *objectFile == "" {
+		return errors.New("usage: cel-cost -policy FILE -object FILE [-params FILE] [-namespace-labels k=v,...] [-compat 1.30]")
+	}
+	report, err := evaluatePolicy(*policyFile, *objectFile, *paramsFile, *namespaceLabels, *compat)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "cel-cost: %v\n", err)
-		os.Exit(2)
+		return err
 	}
 	out := json.NewEncoder(os.Stdout)
 	out.SetIndent("", "  ")
-	if err := out.Encode(report); err != nil {
-		fmt.Fprintf(os.Stderr, "cel-cost: %v\n", err)
-		os.Exit(2)
-	}
+	return out.Encode(report)
 }
 
 func readObjects(path string) ([]*unstructured.Unstructured, error) {
@@ -118,37 +120,37 @@ func readPolicy(path string) (*admissionregistrationv1.ValidatingAdmissionPolicy
 }
 
 var (
-	anyType  = []*celgo.Type{celgo.AnyType}
-	boolType = []*celgo.Type{celgo.BoolType}
+	celAnyType  = []*celgo.Type{celgo.AnyType}
+	celBoolType = []*celgo.Type{celgo.BoolType}
 )
 
-type variable struct {
+type policyVariable struct {
 	v admissionregistrationv1.Variable
 }
 
-func (v variable) GetExpression() string { return v.v.Expression }
-func (v variable) GetName() string       { return v.v.Name }
-func (v variable) ReturnTypes() []*celgo.Type {
-	return anyType
+func (v policyVariable) GetExpression() string { return v.v.Expression }
+func (v policyVariable) GetName() string       { return v.v.Name }
+func (v policyVariable) ReturnTypes() []*celgo.Type {
+	return celAnyType
 }
 
-// condition is an expression that must be a bool (validations), or any type (messages, probes).
-type condition struct {
+// policyCondition is an expression that must be a bool (validations), or any type (messages, probes).
+type policyCondition struct {
 	expression string
 	anyType    bool
 }
 
-func (c condition) GetExpression() string { return c.expression }
-func (c condition) ReturnTypes() []*celgo.Type {
+func (c policyCondition) GetExpression() string { return c.expression }
+func (c policyCondition) ReturnTypes() []*celgo.Type {
 	if c.anyType {
-		return anyType
+		return celAnyType
 	}
-	return boolType
+	return celBoolType
 }
 
-// compile compiles the policy's variables, then `probes` (any type) when given, else its
+// compilePolicy compiles the policy's variables, then `probes` (any type) when given, else its
 // validations and their messages; it returns what does not compile.
-func compile(env *environment.EnvSet, mode environment.Type, policy *admissionregistrationv1.ValidatingAdmissionPolicy, probes []string) (plugincel.ConditionEvaluator, plugincel.ConditionEvaluator, []string, error) {
+func compilePolicy(env *environment.EnvSet, mode environment.Type, policy *admissionregistrationv1.ValidatingAdmissionPolicy, probes []string) (plugincel.ConditionEvaluator, plugincel.ConditionEvaluator, []string, error) {
 	compiler, err := plugincel.NewCompositedCompiler(env)
 	if err != nil {
 		return nil, nil, nil, err
@@ -156,23 +158,23 @@ func compile(env *environment.EnvSet, mode environment.Type, policy *admissionre
 	options := plugincel.OptionalVariableDeclarations{HasParams: policy.Spec.ParamKind != nil, HasAuthorizer: true}
 	var problems []string
 	for _, v := range policy.Spec.Variables {
-		result := compiler.CompileAndStoreVariable(variable{v}, options, mode)
+		result := compiler.CompileAndStoreVariable(policyVariable{v}, options, mode)
 		if result.Error != nil {
 			problems = append(problems, fmt.Sprintf("variables.%s: %v", v.Name, result.Error))
 		}
 	}
 	var conditions, messages []plugincel.ExpressionAccessor
 	for _, p := range probes {
-		conditions = append(conditions, condition{expression: p, anyType: true})
+		conditions = append(conditions, policyCondition{expression: p, anyType: true})
 	}
 	if probes == nil {
 		for _, v := range policy.Spec.Validations {
-			conditions = append(conditions, condition{expression: v.Expression})
+			conditions = append(conditions, policyCondition{expression: v.Expression})
 			if v.MessageExpression == "" {
 				// A placeholder, as in the API server: nothing evaluated, nothing spent.
 				messages = append(messages, nil)
 			} else {
-				messages = append(messages, condition{expression: v.MessageExpression, anyType: true})
+				messages = append(messages, policyCondition{expression: v.MessageExpression, anyType: true})
 			}
 		}
 	}
@@ -185,7 +187,7 @@ func compile(env *environment.EnvSet, mode environment.Type, policy *admissionre
 	return validations, messageEvaluator, problems, nil
 }
 
-func run(policyFile, objectFile, paramsFile, namespaceLabels, compat string) (*Report, error) {
+func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, compat string) (*CostReport, error) {
 	policy, err := readPolicy(policyFile)
 	if err != nil {
 		return nil, err
@@ -203,13 +205,13 @@ func run(policyFile, objectFile, paramsFile, namespaceLabels, compat string) (*R
 		}
 		params = p[0]
 	}
-	report := &Report{Budget: celconfig.RuntimeCELCostBudget, PerCallLimit: celconfig.PerCallLimit, CompatVersion: compat}
+	report := &CostReport{Budget: celconfig.RuntimeCELCostBudget, PerCallLimit: celconfig.PerCallLimit, CompatVersion: compat}
 
 	old, err := version.ParseMajorMinor(compat)
 	if err != nil {
 		return nil, fmt.Errorf("-compat %s: %w", compat, err)
 	}
-	_, _, problems, err := compile(environment.MustBaseEnvSet(old), environment.NewExpressions, policy, nil)
+	_, _, problems, err := compilePolicy(environment.MustBaseEnvSet(old), environment.NewExpressions, policy, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +224,7 @@ func run(policyFile, objectFile, paramsFile, namespaceLabels, compat string) (*R
 		probes = append(probes, fmt.Sprintf("type(variables.%s) == null_type", v.Name))
 	}
 	env := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion())
-	validations, messages, problems, err := compile(env, environment.StoredExpressions, policy, nil)
+	validations, messages, problems, err := compilePolicy(env, environment.StoredExpressions, policy, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -251,13 +253,13 @@ func run(policyFile, objectFile, paramsFile, namespaceLabels, compat string) (*R
 	// run only), so each run costs the previous one plus the next variable and its probe.
 	previous := int64(0)
 	for i := range probes {
-		probesSoFar, _, _, err := compile(env, environment.StoredExpressions, policy, probes[:i+1])
+		probesSoFar, _, _, err := compilePolicy(env, environment.StoredExpressions, policy, probes[:i+1])
 		if err != nil {
 			return nil, err
 		}
 		results, left, err := probesSoFar.ForInput(ctx, versioned, request, bindings, namespaceObject, remaining)
 		spent := remaining - left
-		entry := Cost{Name: policy.Spec.Variables[i].Name, Cost: spent - previous}
+		entry := ExpressionCost{Name: policy.Spec.Variables[i].Name, Cost: spent - previous}
 		if err != nil {
 			entry.Error = err.Error()
 		} else if i < len(results) && results[i].Error != nil {
