@@ -9,6 +9,7 @@
 //! Debian packages. One cluster serves the whole process; each test works in a namespace of
 //! its own.
 
+mod beside_ksm;
 mod chart;
 mod faults;
 mod kubernetes_features;
