@@ -96,11 +96,14 @@ where
     Fut: Future<Output = std::result::Result<T, E>>,
 {
     let start = Instant::now();
+    let mut last = String::new();
     loop {
         let remaining = timeout.saturating_sub(start.elapsed());
-        let last = match tokio::time::timeout(remaining.max(Duration::from_millis(10)), check()).await {
+        last = match tokio::time::timeout(remaining.max(Duration::from_millis(10)), check()).await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => format!("{e:?}"),
+            // The deadline cut a check short: what the one before it saw is the news.
+            Err(_) if !last.is_empty() => format!("{last} (the next check did not complete before the deadline)"),
             Err(_) => "check did not complete before the deadline".to_string(),
         };
         if start.elapsed() >= timeout {

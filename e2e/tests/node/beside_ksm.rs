@@ -103,6 +103,7 @@ async fn the_seed_rules_on_kube_state_metrics_miss_the_native_sidecar() {
             ("MainStartedBeforeSidecarReady", "native", &native_proxy),
             (NOT_READY, "legacy", &legacy_proxy),
             (MAIN_READY, "legacy", &legacy_proxy),
+            ("MainStartedBeforeSidecarReady", "legacy", &legacy_proxy),
         ],
     )
     .await;
