@@ -9,13 +9,24 @@
 //! ([`NODE_NAME`], [`bind`]) as a scheduler would. Bound, a Pod is deleted as on a real node:
 //! `DELETE` sets `deletionTimestamp` and the Pod stays until the kubelet (here the test)
 //! deletes it with grace period 0; an unbound Pod would be deleted at once.
+//!
+//! The test says what each container does and when; the driver writes it the way kubelet
+//! 1.37.2 does (recorded on a real node, e2e/README.md "The simulated kubelet and the real
+//! one"): every write also carries what the kubelet derives from the container statuses in
+//! that same write — the phase, the conditions `PodReadyToStartContainers`, `Initialized`,
+//! `Ready` and `ContainersReady` (their `lastTransitionTime` moves only when their status
+//! does), `startTime` — and the container fields that go with a state (`started`, `ready`,
+//! `restartCount`, `lastState`). [`PodDriver::update_raw`] writes what no kubelet would.
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
     PodCondition, PodSpec, PodStatus,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject};
 use kube::Client;
 use serde_json::{json, Value};
 
@@ -120,32 +131,43 @@ impl State {
         State::Terminated { reason: reason.into(), exit_code, message: None }
     }
 
-    /// The Kubernetes representation.
+    /// The Kubernetes representation, as of now (a terminated state without `startedAt`: the
+    /// driver's own writes carry the run's start, see [`PodDriver::set_state`]).
     pub fn to_k8s(&self) -> ContainerState {
+        self.at(&now())
+    }
+
+    fn at(&self, at: &Time) -> ContainerState {
         match self {
             State::Waiting { reason, message } => ContainerState {
                 waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: message.clone() }),
                 ..Default::default()
             },
             State::Running => ContainerState {
-                running: Some(ContainerStateRunning { started_at: Some(now()) }),
+                running: Some(ContainerStateRunning { started_at: Some(at.clone()) }),
                 ..Default::default()
             },
             State::Terminated { reason, exit_code, message } => ContainerState {
-                terminated: Some(terminated(reason, *exit_code, message.clone())),
+                terminated: Some(terminated(reason, *exit_code, message.clone(), None, at)),
                 ..Default::default()
             },
         }
     }
 }
 
-fn terminated(reason: &str, exit_code: i32, message: Option<String>) -> ContainerStateTerminated {
+fn terminated(
+    reason: &str,
+    exit_code: i32,
+    message: Option<String>,
+    started_at: Option<Time>,
+    finished_at: &Time,
+) -> ContainerStateTerminated {
     ContainerStateTerminated {
         reason: Some(reason.into()),
         exit_code,
         message,
-        finished_at: Some(now()),
-        started_at: None,
+        finished_at: Some(finished_at.clone()),
+        started_at,
         ..Default::default()
     }
 }
@@ -154,6 +176,7 @@ fn terminated(reason: &str, exit_code: i32, message: Option<String>) -> Containe
 #[derive(Clone)]
 pub struct PodDriver {
     api: Api<Pod>,
+    raw: Api<DynamicObject>,
     name: String,
 }
 
@@ -163,7 +186,161 @@ impl std::fmt::Debug for PodDriver {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// What the kubelet reads in the spec
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A regular init container: runs to completion before the others.
+    Init,
+    /// An init container with `restartPolicy: Always`: a native sidecar.
+    Sidecar,
+    /// A container of `spec.containers`.
+    Regular,
+}
+
+/// A `restartPolicyRules` entry (KEP-5307): `action` on exit codes `In`/`NotIn` `values`.
+#[derive(Debug, Clone)]
+struct RestartRule {
+    action: String,
+    not_in: bool,
+    values: Vec<i32>,
+}
+
+#[derive(Debug)]
+struct Declared {
+    name: String,
+    kind: Kind,
+    startup_probe: bool,
+    readiness_probe: bool,
+    restart_policy: Option<String>,
+    rules: Vec<RestartRule>,
+}
+
+/// The Pod as far as the kubelet's status follows from it.
+#[derive(Debug)]
+struct Facts {
+    containers: Vec<Declared>,
+    restart_policy: String,
+    readiness_gates: Vec<String>,
+    deleting: bool,
+    /// `name_namespace(uid)`, as the kubelet names a Pod in its messages.
+    pod: String,
+}
+
+impl Facts {
+    fn new(meta: &ObjectMeta, spec: &PodSpec, raw_spec: &Value) -> Self {
+        let rules = |list: &str, name: &str| -> Vec<RestartRule> {
+            let container = raw_spec[list].as_array().into_iter().flatten().find(|c| c["name"] == name);
+            let rules = container.and_then(|c| c["restartPolicyRules"].as_array()).cloned().unwrap_or_default();
+            rules
+                .iter()
+                .map(|r| RestartRule {
+                    action: r["action"].as_str().unwrap_or_default().to_string(),
+                    not_in: r["exitCodes"]["operator"] == "NotIn",
+                    values: r["exitCodes"]["values"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_i64)
+                        .filter_map(|v| i32::try_from(v).ok())
+                        .collect(),
+                })
+                .collect()
+        };
+        let declared = |c: &k8s_openapi::api::core::v1::Container, kind: Kind, list: &str| Declared {
+            name: c.name.clone(),
+            kind,
+            startup_probe: c.startup_probe.is_some(),
+            readiness_probe: c.readiness_probe.is_some(),
+            restart_policy: c.restart_policy.clone(),
+            rules: rules(list, &c.name),
+        };
+        let mut containers: Vec<Declared> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| {
+                let kind = if c.restart_policy.as_deref() == Some("Always") { Kind::Sidecar } else { Kind::Init };
+                declared(c, kind, "initContainers")
+            })
+            .collect();
+        containers.extend(spec.containers.iter().map(|c| declared(c, Kind::Regular, "containers")));
+        Facts {
+            containers,
+            restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+            readiness_gates: spec.readiness_gates.iter().flatten().map(|g| g.condition_type.clone()).collect(),
+            deleting: meta.deletion_timestamp.is_some(),
+            pod: format!(
+                "{}_{}({})",
+                meta.name.as_deref().unwrap_or_default(),
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.uid.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+
+    fn declared(&self, name: &str) -> Option<&Declared> {
+        self.containers.iter().find(|d| d.name == name)
+    }
+
+    /// `podutil.ContainerShouldRestart`: the container's rules, then its own restart policy,
+    /// then the Pod's.
+    fn should_restart(&self, d: &Declared, exit_code: i32) -> bool {
+        if let Some(policy) = &d.restart_policy {
+            let matching = d.rules.iter().find(|r| r.values.contains(&exit_code) != r.not_in);
+            if matching.is_some_and(|r| r.action == "Restart") {
+                return true;
+            }
+            return match policy.as_str() {
+                "Always" => true,
+                "OnFailure" => exit_code != 0,
+                _ => false,
+            };
+        }
+        match self.restart_policy.as_str() {
+            "Always" => true,
+            "OnFailure" => exit_code != 0,
+            _ => false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What the kubelet derives on every write
+
+fn find<'a>(s: &'a PodStatus, name: &str) -> Option<&'a ContainerStatus> {
+    s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()).find(|c| c.name == name)
+}
+
+fn find_mut<'a>(s: &'a mut PodStatus, name: &str) -> Option<&'a mut ContainerStatus> {
+    s.init_container_statuses
+        .iter_mut()
+        .flatten()
+        .chain(s.container_statuses.iter_mut().flatten())
+        .find(|c| c.name == name)
+}
+
+fn running(c: &ContainerStatus) -> bool {
+    c.state.as_ref().is_some_and(|s| s.running.is_some())
+}
+
+fn terminated_state(c: &ContainerStatus) -> Option<&ContainerStateTerminated> {
+    c.state.as_ref().and_then(|s| s.terminated.as_ref())
+}
+
+fn last_terminated(c: &ContainerStatus) -> Option<&ContainerStateTerminated> {
+    c.last_state.as_ref().and_then(|s| s.terminated.as_ref())
+}
+
+/// The kubelet's first status for a container: waiting, `PodInitializing` in a Pod with init
+/// containers, `ContainerCreating` otherwise (recorded), not started, not ready.
 fn ensure_statuses(spec: &PodSpec, status: &mut PodStatus) {
+    let reason = if spec.init_containers.as_ref().is_some_and(|l| !l.is_empty()) {
+        "PodInitializing"
+    } else {
+        "ContainerCreating"
+    };
     let fill = |specs: Vec<(&str, &str)>, list: &mut Option<Vec<ContainerStatus>>| {
         if specs.is_empty() {
             return;
@@ -178,7 +355,7 @@ fn ensure_statuses(spec: &PodSpec, status: &mut PodStatus) {
                     ready: false,
                     restart_count: 0,
                     started: Some(false),
-                    state: Some(State::waiting("ContainerCreating").to_k8s()),
+                    state: Some(State::waiting(reason).to_k8s()),
                     ..Default::default()
                 });
             }
@@ -192,10 +369,352 @@ fn ensure_statuses(spec: &PodSpec, status: &mut PodStatus) {
     fill(init, &mut status.init_container_statuses);
 }
 
+/// `HasAnyRegularContainerStarted`: a regular container runs or ran.
+fn any_regular_started(facts: &Facts, s: &PodStatus) -> bool {
+    facts.containers.iter().filter(|d| d.kind == Kind::Regular).any(|d| {
+        find(s, &d.name)
+            .is_some_and(|c| c.state.as_ref().is_some_and(|st| st.running.is_some() || st.terminated.is_some()))
+    })
+}
+
+/// The kubelet's `getPhase` (`kubelet_pods.go`, with `ContainerRestartRules` on, as in 1.37).
+fn phase(facts: &Facts, s: &PodStatus, pod_is_terminal: bool) -> &'static str {
+    let restartable = |d: &Declared, t: &ContainerStateTerminated| {
+        facts.should_restart(d, t.exit_code) || t.reason.as_deref() == Some("RestartingAllContainers")
+    };
+    let (mut pending_init, mut pending_sidecars, mut failed_init) = (0, 0, 0);
+    let (mut unknown, mut running_n, mut waiting, mut stopped, mut stopped_for_good, mut succeeded) =
+        (0, 0, 0, 0, 0, 0);
+    for d in &facts.containers {
+        let Some(c) = find(s, &d.name) else {
+            match d.kind {
+                Kind::Init => pending_init += 1,
+                Kind::Sidecar | Kind::Regular => unknown += 1,
+            }
+            continue;
+        };
+        let state = c.state.clone().unwrap_or_default();
+        match d.kind {
+            Kind::Init => match (&state.running, &state.terminated, &state.waiting, last_terminated(c)) {
+                (Some(_), _, _, _) => pending_init += 1,
+                (_, Some(t), _, _) | (_, _, Some(_), Some(t)) => {
+                    if t.exit_code != 0 && !restartable(d, t) {
+                        failed_init += 1;
+                    }
+                }
+                _ => pending_init += 1,
+            },
+            Kind::Sidecar => match (&state.running, &state.terminated, &state.waiting) {
+                (Some(_), _, _) => {
+                    if c.started != Some(true) {
+                        pending_sidecars += 1;
+                    }
+                    running_n += 1;
+                }
+                (_, Some(_), _) => {}
+                (_, _, Some(_)) => {
+                    if last_terminated(c).is_none() {
+                        pending_sidecars += 1;
+                        waiting += 1;
+                    }
+                }
+                _ => {
+                    pending_sidecars += 1;
+                    unknown += 1;
+                }
+            },
+            Kind::Regular => match (&state.running, &state.terminated, &state.waiting, last_terminated(c)) {
+                (Some(_), _, _, _) => running_n += 1,
+                (_, Some(t), _, _) => {
+                    stopped += 1;
+                    if !restartable(d, t) {
+                        stopped_for_good += 1;
+                    }
+                    if t.exit_code == 0 {
+                        succeeded += 1;
+                    }
+                }
+                (_, _, Some(_), Some(t)) => {
+                    stopped += 1;
+                    if !restartable(d, t) {
+                        stopped_for_good += 1;
+                    }
+                }
+                (_, _, Some(_), None) => waiting += 1,
+                _ => unknown += 1,
+            },
+        }
+    }
+    if failed_init > 0 {
+        return "Failed";
+    }
+    if pending_init > 0 || (pending_sidecars > 0 && !any_regular_started(facts, s)) || waiting > 0 {
+        return "Pending";
+    }
+    if running_n > 0 && unknown == 0 {
+        return "Running";
+    }
+    if running_n == 0 && stopped > 0 && unknown == 0 {
+        if pod_is_terminal || stopped == stopped_for_good {
+            return if stopped == succeeded { "Succeeded" } else { "Failed" };
+        }
+        return "Running";
+    }
+    "Pending"
+}
+
+fn terminal(phase: Option<&str>) -> bool {
+    matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// A condition as the kubelet generates it: status, reason, message.
+type Generated = (bool, Option<&'static str>, Option<String>);
+
+/// Go's `fmt.Sprintf("%s", []string{...})`: `[a b]`.
+fn go_list(names: &[&str]) -> String {
+    format!("[{}]", names.join(" "))
+}
+
+/// `GeneratePodInitializedCondition` (`pkg/kubelet/status/generate.go`).
+fn initialized(facts: &Facts, s: &PodStatus, phase: &str) -> Generated {
+    let inits: Vec<&Declared> = facts.containers.iter().filter(|d| d.kind != Kind::Regular).collect();
+    let (mut unknown, mut incomplete) = (Vec::new(), Vec::new());
+    for d in &inits {
+        match find(s, &d.name) {
+            None => unknown.push(d.name.as_str()),
+            Some(c) if d.kind == Kind::Sidecar && c.started != Some(true) => incomplete.push(d.name.as_str()),
+            Some(c) if d.kind == Kind::Init && !c.ready => incomplete.push(d.name.as_str()),
+            Some(_) => {}
+        }
+    }
+    if phase == "Succeeded" && unknown.is_empty() {
+        return (true, Some("PodCompleted"), None);
+    }
+    if any_regular_started(facts, s) {
+        return (true, None, None);
+    }
+    let mut messages = Vec::new();
+    if !unknown.is_empty() {
+        messages.push(format!("containers with unknown status: {}", go_list(&unknown)));
+    }
+    if !incomplete.is_empty() {
+        messages.push(format!("containers with incomplete status: {}", go_list(&incomplete)));
+    }
+    if messages.is_empty() {
+        (true, None, None)
+    } else {
+        (false, Some("ContainersNotInitialized"), Some(messages.join(", ")))
+    }
+}
+
+/// `GenerateContainersReadyCondition`: every sidecar and regular container ready.
+fn containers_ready(facts: &Facts, s: &PodStatus, phase: &str) -> Generated {
+    let (mut unknown, mut unready) = (Vec::new(), Vec::new());
+    for d in facts.containers.iter().filter(|d| d.kind != Kind::Init) {
+        match find(s, &d.name) {
+            None => unknown.push(d.name.as_str()),
+            Some(c) if !c.ready => unready.push(d.name.as_str()),
+            Some(_) => {}
+        }
+    }
+    if phase == "Succeeded" && unknown.is_empty() {
+        return (false, Some("PodCompleted"), None);
+    }
+    if phase == "Failed" {
+        return (false, Some("PodFailed"), None);
+    }
+    let mut messages = Vec::new();
+    if !unknown.is_empty() {
+        messages.push(format!("containers with unknown status: {}", go_list(&unknown)));
+    }
+    if !unready.is_empty() {
+        messages.push(format!("containers with unready status: {}", go_list(&unready)));
+    }
+    if messages.is_empty() {
+        (true, None, None)
+    } else {
+        (false, Some("ContainersNotReady"), Some(messages.join(", ")))
+    }
+}
+
+/// `GeneratePodReadyCondition`: `ContainersReady` and every readiness gate.
+fn pod_ready(facts: &Facts, conditions: &[PodCondition], containers: &Generated) -> Generated {
+    if !containers.0 {
+        return containers.clone();
+    }
+    let mut messages = Vec::new();
+    for gate in &facts.readiness_gates {
+        match conditions.iter().find(|c| &c.type_ == gate) {
+            None => messages.push(format!("corresponding condition of pod readiness gate {gate:?} does not exist.")),
+            Some(c) if c.status != "True" => {
+                messages.push(format!("the status of pod readiness gate {gate:?} is not \"True\", but {}", c.status))
+            }
+            Some(_) => {}
+        }
+    }
+    if messages.is_empty() {
+        (true, None, None)
+    } else {
+        (false, Some("ReadinessGatesNotReady"), Some(messages.join(", ")))
+    }
+}
+
+/// The conditions the kubelet owns, in the order it writes them (`generateAPIPodStatus`;
+/// recorded: `PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled`).
+/// The conditions of other writers come first, in their order.
+const KUBELET_ORDER: [&str; 8] = [
+    "PodResizePending",
+    "PodResizeInProgress",
+    "PodReadyToStartContainers",
+    "Initialized",
+    "Ready",
+    "ContainersReady",
+    "PodScheduled",
+    "AllContainersRestarting",
+];
+
+/// Sets a condition, keeping `lastTransitionTime` when the status is unchanged.
+fn put_condition(conditions: &mut Vec<PodCondition>, type_: &str, generated: Generated, at: &Time) {
+    let (status, reason, message) = generated;
+    let value = if status { "True" } else { "False" };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != value {
+                c.last_transition_time = Some(at.clone());
+            }
+            c.status = value.into();
+            c.reason = reason.map(str::to_string);
+            c.message = message;
+        }
+        None => conditions.push(PodCondition {
+            type_: type_.into(),
+            status: value.into(),
+            reason: reason.map(str::to_string),
+            message,
+            last_transition_time: Some(at.clone()),
+            ..Default::default()
+        }),
+    }
+}
+
+/// What the kubelet writes beside the container statuses in every status it writes
+/// (`generateAPIPodStatus`): container fields a state implies, `startTime`, the phase and the
+/// kubelet's conditions. A terminal phase reached while the Pod is not being deleted is held
+/// back (`held` is true) when `hold_terminal` says so: the kubelet writes it in a status of
+/// its own once it has stopped the sandbox (recorded: a Job's last container ends with
+/// `PodReadyToStartContainers=False`, `Succeeded` follows in the next write).
+fn sync(facts: &Facts, s: &mut PodStatus, at: &Time, hold_terminal: bool) -> bool {
+    // The probe manager: a container not running is neither started nor ready, except a
+    // regular init container that completed, which is ready; an unstarted one is not ready.
+    for d in &facts.containers {
+        if let Some(c) = find_mut(s, &d.name) {
+            if !running(c) {
+                c.started = Some(false);
+                c.ready = d.kind == Kind::Init && terminated_state(c).is_some_and(|t| t.exit_code == 0);
+            } else if c.started == Some(false) {
+                c.ready = false;
+            }
+        }
+    }
+    if s.start_time.is_none() {
+        s.start_time = Some(at.clone());
+    }
+    let any_running =
+        s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()).any(running);
+    let was = s.phase.clone();
+    let computed = if terminal(was.as_deref()) {
+        was.clone().unwrap_or_default()
+    } else {
+        phase(facts, s, facts.deleting && !any_running).to_string()
+    };
+    let finished = terminal(Some(&computed));
+    let held = finished && !terminal(was.as_deref()) && hold_terminal && !facts.deleting;
+    s.phase = Some(if held { was.unwrap_or_else(|| "Pending".into()) } else { computed.clone() });
+
+    let mut conditions = s.conditions.take().unwrap_or_default();
+    // The sandbox: up while anything runs, torn down once the Pod is finished; otherwise as
+    // it was (False until the test says it is up: `PodDriver::sandbox_ready`).
+    let sandbox_was = conditions.iter().any(|c| c.type_ == "PodReadyToStartContainers" && c.status == "True");
+    let sandbox = !finished && (any_running || sandbox_was);
+    put_condition(&mut conditions, "PodReadyToStartContainers", (sandbox, None, None), at);
+    put_condition(&mut conditions, "Initialized", initialized(facts, s, &computed), at);
+    let containers = containers_ready(facts, s, &computed);
+    let ready = pod_ready(facts, &conditions, &containers);
+    put_condition(&mut conditions, "Ready", ready, at);
+    put_condition(&mut conditions, "ContainersReady", containers, at);
+    if !conditions.iter().any(|c| c.type_ == "PodScheduled") {
+        put_condition(&mut conditions, "PodScheduled", (true, None, None), at);
+    }
+    let rank = |c: &PodCondition| KUBELET_ORDER.iter().position(|t| *t == c.type_).map_or(0, |i| i + 1);
+    conditions.sort_by_key(rank);
+    s.conditions = Some(conditions);
+    held
+}
+
+/// The kubelet's back-off before it starts a crashed container again: 10 s after the second
+/// exit, doubling, at most 5 minutes (the first exit is restarted at once; recorded).
+fn back_off(restart_count: i32) -> String {
+    let seconds = 10u64.saturating_mul(1 << restart_count.clamp(1, 6).saturating_sub(1)).min(300);
+    let (m, s) = (seconds / 60, seconds % 60);
+    if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// A container moves to `state` the way the kubelet reports it.
+fn transition(facts: &Facts, d: &Declared, c: &mut ContainerStatus, state: &State, at: &Time) {
+    let current = c.state.clone().unwrap_or_default();
+    match state {
+        State::Running => {
+            if current.running.is_some() {
+                return;
+            }
+            // A new instance after an exit: the exit becomes `lastState`, the count goes up.
+            if let Some(t) = current.terminated {
+                c.last_state = Some(ContainerState { terminated: Some(t), ..Default::default() });
+                c.restart_count += 1;
+            } else if current.waiting.is_some() && last_terminated(c).is_some() {
+                c.restart_count += 1;
+            }
+            c.state = Some(State::Running.at(at));
+            c.started = Some(!d.startup_probe);
+            c.ready = !d.startup_probe && !d.readiness_probe;
+        }
+        State::Terminated { reason, exit_code, message } => {
+            let started_at = current.running.and_then(|r| r.started_at);
+            c.state = Some(ContainerState {
+                terminated: Some(terminated(reason, *exit_code, message.clone(), started_at, at)),
+                ..Default::default()
+            });
+        }
+        State::Waiting { reason, message } => {
+            if let Some(t) = current.terminated {
+                c.last_state = Some(ContainerState { terminated: Some(t), ..Default::default() });
+            }
+            let message = match (message, reason.as_str()) {
+                (None, "CrashLoopBackOff") => Some(format!(
+                    "back-off {} restarting failed container={} pod={}",
+                    back_off(c.restart_count),
+                    c.name,
+                    facts.pod
+                )),
+                (m, _) => m.clone(),
+            };
+            c.state = Some(State::Waiting { reason: reason.clone(), message }.at(at));
+        }
+    }
+}
+
 impl PodDriver {
     /// Driver for Pod `name` in `namespace`.
     pub fn new(client: Client, namespace: &str, name: &str) -> Self {
-        Self { api: Api::namespaced(client, namespace), name: name.into() }
+        Self {
+            api: Api::namespaced(client.clone(), namespace),
+            raw: Api::namespaced_with(client, namespace, &ApiResource::erase::<Pod>(&())),
+            name: name.into(),
+        }
     }
 
     /// The Pod's current state.
@@ -203,18 +722,66 @@ impl PodDriver {
         Ok(self.api.get(&self.name).await?)
     }
 
+    /// The Pod, and what the kubelet reads in its spec (including fields newer than the
+    /// crate's Kubernetes types, such as `restartPolicyRules`).
+    async fn read(&self) -> Result<(Pod, Facts)> {
+        let raw = serde_json::to_value(self.raw.get(&self.name).await?).map_err(kube::Error::SerdeError)?;
+        let pod: Pod = serde_json::from_value(raw.clone()).map_err(kube::Error::SerdeError)?;
+        let facts = Facts::new(&pod.metadata, pod.spec.as_ref().unwrap_or(&PodSpec::default()), &raw["spec"]);
+        Ok((pod, facts))
+    }
+
     /// Read-modify-write of the Pod status (`PUT /status`), retried on 409 Conflict.
-    /// Status entries for every container in the spec are created on first use.
+    /// Status entries for every container in the spec are created on first use (the
+    /// kubelet's first status); after `f`, what the kubelet derives from the container
+    /// statuses is written with them (see the module's documentation). A Pod that finishes
+    /// (`Succeeded`, `Failed`) without being deleted gets its phase in a second write, as from
+    /// the kubelet.
     pub async fn update<F>(&self, mut f: F) -> Result<Pod>
+    where
+        F: FnMut(&PodSpec, &mut PodStatus) -> Result<()>,
+    {
+        let (pod, held) = self.write(true, |_, spec, status, _| f(spec, status)).await?;
+        if held {
+            return Ok(self.write(false, |_, _, _, _| Ok(())).await?.0);
+        }
+        Ok(pod)
+    }
+
+    /// One kubelet write: `f` gets the facts, the spec, the status and the instant of the
+    /// write. Returns the Pod written and whether a terminal phase was held back.
+    async fn write<F>(&self, hold_terminal: bool, mut f: F) -> Result<(Pod, bool)>
+    where
+        F: FnMut(&Facts, &PodSpec, &mut PodStatus, &Time) -> Result<()>,
+    {
+        for _ in 0..20 {
+            let (mut pod, facts) = self.read().await?;
+            let at = now();
+            let spec = pod.spec.clone().unwrap_or_default();
+            let status = pod.status.get_or_insert_with(Default::default);
+            ensure_statuses(&spec, status);
+            f(&facts, &spec, status, &at)?;
+            let held = sync(&facts, status, &at, hold_terminal);
+            match self.api.replace_status(&self.name, &PostParams::default(), &pod).await {
+                Ok(p) => return Ok((p, held)),
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KubeletError::Conflicts(self.name.clone()))
+    }
+
+    /// Read-modify-write of the Pod status with nothing derived: what another writer than
+    /// the kubelet sets (the node lifecycle controller, a readiness gate's controller), or a
+    /// status no kubelet would write.
+    pub async fn update_raw<F>(&self, mut f: F) -> Result<Pod>
     where
         F: FnMut(&PodSpec, &mut PodStatus) -> Result<()>,
     {
         for _ in 0..20 {
             let mut pod = self.api.get(&self.name).await?;
             let spec = pod.spec.clone().unwrap_or_default();
-            let status = pod.status.get_or_insert_with(Default::default);
-            ensure_statuses(&spec, status);
-            f(&spec, status)?;
+            f(&spec, pod.status.get_or_insert_with(Default::default))?;
             match self.api.replace_status(&self.name, &PostParams::default(), &pod).await {
                 Ok(p) => return Ok(p),
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
@@ -224,50 +791,77 @@ impl PodDriver {
         Err(KubeletError::Conflicts(self.name.clone()))
     }
 
-    /// Modifies the status of container `name` (regular or init container).
+    /// One kubelet write changing container `name` (regular or init container) with `f`,
+    /// which also gets what the spec declares and the instant of the write.
+    async fn with_container<F>(&self, name: &str, mut f: F) -> Result<Pod>
+    where
+        F: FnMut(&Facts, &Declared, &mut ContainerStatus, &Time),
+    {
+        let pod_name = self.name.clone();
+        let no_such = || KubeletError::NoSuchContainer { pod: pod_name.clone(), container: name.into() };
+        let (pod, held) = self
+            .write(true, |facts, _, status, at| {
+                let d = facts.declared(name).ok_or_else(no_such)?;
+                let c = find_mut(status, name).ok_or_else(no_such)?;
+                f(facts, d, c, at);
+                Ok(())
+            })
+            .await?;
+        if held {
+            return Ok(self.write(false, |_, _, _, _| Ok(())).await?.0);
+        }
+        Ok(pod)
+    }
+
+    /// Modifies the status of container `name` (regular or init container); the kubelet's
+    /// derivations follow as in [`Self::update`].
     pub async fn container<F>(&self, name: &str, mut f: F) -> Result<Pod>
     where
         F: FnMut(&mut ContainerStatus),
     {
-        let pod_name = self.name.clone();
-        self.update(|_, status| {
-            let found = status
-                .container_statuses
-                .iter_mut()
-                .flatten()
-                .chain(status.init_container_statuses.iter_mut().flatten())
-                .find(|c| c.name == name);
-            match found {
-                Some(c) => {
-                    f(c);
-                    Ok(())
-                }
-                None => Err(KubeletError::NoSuchContainer { pod: pod_name.clone(), container: name.into() }),
-            }
+        self.with_container(name, |_, _, c, _| f(c)).await
+    }
+
+    /// The kubelet's first status of the Pod: every container waiting (`PodInitializing` or
+    /// `ContainerCreating`), phase `Pending`, `startTime`, and its conditions False but
+    /// `Initialized` of a Pod without init containers.
+    pub async fn admit(&self) -> Result<Pod> {
+        self.update(|_, _| Ok(())).await
+    }
+
+    /// The sandbox is up (`PodReadyToStartContainers=True`), no container runs yet: the
+    /// kubelet's second status (recorded 0.5–1 s after its first).
+    pub async fn sandbox_ready(&self) -> Result<Pod> {
+        self.update(|_, s| {
+            set_condition(s, "PodReadyToStartContainers", true, None);
+            Ok(())
         })
         .await
     }
 
-    /// Sets the state of a container; `Running` marks it started, others not started/not ready.
+    /// Container `container` moves to `state`, in one write, as the kubelet reports it:
+    /// - `Running`: started, and ready, unless the spec has a startup probe (not started yet,
+    ///   see [`Self::set_started`]) or a readiness probe (not ready yet, [`Self::set_ready`]).
+    ///   After an exit (terminated, or waiting with a `lastState`), a new instance: the exit
+    ///   becomes `lastState.terminated` and `restartCount` goes up by one. Already running:
+    ///   nothing changes.
+    /// - `Terminated`: finished now, `startedAt` the run's start; not started, not ready (a
+    ///   regular init container that completed is ready); `restartCount` unchanged.
+    /// - `Waiting`: after an exit, the exit moves to `lastState` (a `CrashLoopBackOff` without
+    ///   a message gets the kubelet's `back-off 10s restarting failed container=…`).
     pub async fn set_state(&self, container: &str, state: State) -> Result<Pod> {
-        self.container(container, |c| {
-            c.started = Some(state == State::Running);
-            if state != State::Running {
-                c.ready = false;
-            }
-            c.state = Some(state.to_k8s());
-        })
-        .await
+        self.with_container(container, |facts, d, c, at| transition(facts, d, c, &state, at)).await
     }
 
-    /// Sets `ready` of a container.
+    /// A readiness probe result: `ready` of a running, started container (the kubelet takes
+    /// no readiness from a container that does not run, or has not started).
     pub async fn set_ready(&self, container: &str, ready: bool) -> Result<Pod> {
-        self.container(container, |c| c.ready = ready).await
+        self.with_container(container, |_, _, c, _| c.ready = ready && running(c) && c.started == Some(true)).await
     }
 
-    /// Sets `started` of a container.
+    /// A startup probe result: `started` of a running container (not started: not ready).
     pub async fn set_started(&self, container: &str, started: bool) -> Result<Pod> {
-        self.container(container, |c| c.started = Some(started)).await
+        self.with_container(container, |_, _, c, _| c.started = Some(started && running(c))).await
     }
 
     /// Sets `restartCount` of a container.
@@ -275,7 +869,7 @@ impl PodDriver {
         self.container(container, |c| c.restart_count = count).await
     }
 
-    /// Sets `lastState.terminated` of a container.
+    /// Sets `lastState.terminated` of a container (finished now, no `startedAt`).
     pub async fn set_last_terminated(
         &self,
         container: &str,
@@ -283,66 +877,158 @@ impl PodDriver {
         exit_code: i32,
         message: Option<&str>,
     ) -> Result<Pod> {
-        self.container(container, |c| {
+        self.with_container(container, |_, _, c, at| {
             c.last_state = Some(ContainerState {
-                terminated: Some(terminated(reason, exit_code, message.map(str::to_string))),
+                terminated: Some(terminated(reason, exit_code, message.map(str::to_string), None, at)),
                 ..Default::default()
             })
         })
         .await
     }
 
-    /// Simulates a container crash and restart: `lastState.terminated` gets the exit,
-    /// `restartCount` is incremented and the container runs again (started, ready as given).
+    /// The container is killed and started again in one write, as the kubelet does when no
+    /// back-off holds it (a failed liveness probe: `Error`, 137): `lastState.terminated` gets
+    /// the exit (`startedAt` the run's start, finished now), `restartCount` goes up by one
+    /// and a new run starts now — started unless the spec has a startup probe, `ready` as
+    /// given once started.
     pub async fn restart(&self, container: &str, reason: &str, exit_code: i32, ready: bool) -> Result<Pod> {
-        self.container(container, |c| {
-            c.last_state =
-                Some(ContainerState { terminated: Some(terminated(reason, exit_code, None)), ..Default::default() });
+        self.with_container(container, |_, d, c, at| {
+            let current = c.state.clone().unwrap_or_default();
+            let started_at =
+                current.running.and_then(|r| r.started_at).or(current.terminated.and_then(|t| t.started_at));
+            c.last_state = Some(ContainerState {
+                terminated: Some(terminated(reason, exit_code, None, started_at, at)),
+                ..Default::default()
+            });
             c.restart_count += 1;
-            c.state = Some(State::Running.to_k8s());
-            c.started = Some(true);
-            c.ready = ready;
+            c.state = Some(State::Running.at(at));
+            c.started = Some(!d.startup_probe);
+            c.ready = ready && !d.startup_probe;
         })
         .await
     }
 
-    /// Sets the Pod phase.
+    /// The container exits (`reason`, `exit_code`) and waits in `CrashLoopBackOff`, in one
+    /// write, as the kubelet writes a liveness kill under back-off: the exit is
+    /// `lastState.terminated`, `restartCount` unchanged (it goes up when the next run starts:
+    /// `set_state(.., State::Running)`), not started, not ready.
+    pub async fn crash_loop(&self, container: &str, reason: &str, exit_code: i32) -> Result<Pod> {
+        self.with_container(container, |facts, d, c, at| {
+            let current = c.state.clone().unwrap_or_default();
+            let started_at =
+                current.running.and_then(|r| r.started_at).or(current.terminated.and_then(|t| t.started_at));
+            c.state = Some(ContainerState {
+                terminated: Some(terminated(reason, exit_code, None, started_at, at)),
+                ..Default::default()
+            });
+            transition(facts, d, c, &State::waiting("CrashLoopBackOff"), at);
+        })
+        .await
+    }
+
+    /// The kubelet's one write at the end of a Pod's termination (it writes nothing while it
+    /// stops the containers; recorded): each container of `stops` terminated with its state
+    /// `ago` before this write, every other still running one `Completed` (0) now; then the
+    /// phase (`Succeeded`, or `Failed` if a regular container failed), the sandbox down. The
+    /// kubelet then deletes the Pod with grace period 0 (the test's part).
+    pub async fn stop(&self, stops: &[(&str, State, Duration)]) -> Result<Pod> {
+        let pod_name = self.name.clone();
+        let (pod, held) = self
+            .write(true, |facts, _, status, at| {
+                for (name, state, ago) in stops {
+                    let no_such =
+                        || KubeletError::NoSuchContainer { pod: pod_name.clone(), container: name.to_string() };
+                    let d = facts.declared(name).ok_or_else(no_such)?;
+                    let c = find_mut(status, name).ok_or_else(no_such)?;
+                    let ago = jiff::SignedDuration::try_from(*ago).unwrap_or_default();
+                    let finished = Time(at.0.checked_sub(ago).unwrap_or(at.0));
+                    transition(facts, d, c, state, &finished);
+                }
+                for d in &facts.containers {
+                    if let Some(c) = find_mut(status, &d.name).filter(|c| running(c)) {
+                        transition(facts, d, c, &State::terminated("Completed", 0), at);
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        if held {
+            return Ok(self.write(false, |_, _, _, _| Ok(())).await?.0);
+        }
+        Ok(pod)
+    }
+
+    /// What the node lifecycle controller writes when the Node goes `NotReady`: `Ready=False`
+    /// and nothing else (recorded: `ContainersReady` and the containers' `ready` stay True
+    /// until the kubelet is back).
+    pub async fn node_not_ready(&self) -> Result<Pod> {
+        self.update_raw(|_, s| {
+            let at = now();
+            if let Some(c) = s.conditions.iter_mut().flatten().find(|c| c.type_ == "Ready" && c.status != "False") {
+                c.status = "False".into();
+                c.last_transition_time = Some(at);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets the Pod phase (a raw write: the kubelet derives the phase from the containers).
     pub async fn set_phase(&self, phase: &str) -> Result<Pod> {
-        self.update(|_, s| {
+        self.update_raw(|_, s| {
             s.phase = Some(phase.into());
             Ok(())
         })
         .await
     }
 
-    /// Sets a Pod condition; `lastTransitionTime` changes only when the status changes.
+    /// Sets a Pod condition as another writer would (a raw write: a readiness gate, a resize
+    /// condition); `lastTransitionTime` changes only when the status changes.
     pub async fn set_condition(&self, type_: &str, status: bool, reason: Option<&str>) -> Result<Pod> {
-        self.update(|_, s| {
+        self.update_raw(|_, s| {
             set_condition(s, type_, status, reason);
             Ok(())
         })
         .await
     }
 
-    /// Makes the Pod fully running: every container and sidecar running, started and ready,
-    /// phase `Running`, conditions Initialized/ContainersReady/Ready/PodScheduled true.
+    /// Makes the Pod fully running: regular init containers completed, every container and
+    /// sidecar running, started and ready (probes passed), phase `Running`, every condition
+    /// True.
     pub async fn run_all(&self) -> Result<Pod> {
-        self.update(|_, s| {
-            for c in s.container_statuses.iter_mut().flatten().chain(s.init_container_statuses.iter_mut().flatten()) {
-                if c.state.as_ref().and_then(|st| st.running.as_ref()).is_none() {
-                    c.state = Some(State::Running.to_k8s());
+        self.write(true, |facts, _, s, at| {
+            for d in &facts.containers {
+                let Some(c) = find_mut(s, &d.name) else { continue };
+                if d.kind == Kind::Init {
+                    if terminated_state(c).is_none_or(|t| t.exit_code != 0) {
+                        c.state = Some(ContainerState {
+                            terminated: Some(terminated("Completed", 0, None, Some(at.clone()), at)),
+                            ..Default::default()
+                        });
+                    }
+                    continue;
                 }
+                transition(facts, d, c, &State::Running, at);
                 c.started = Some(true);
                 c.ready = true;
-            }
-            s.phase = Some("Running".into());
-            for t in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
-                set_condition(s, t, true, None);
             }
             Ok(())
         })
         .await
+        .map(|(pod, _)| pod)
     }
+}
+
+/// What the kubelet writes beside the container statuses (see the module's documentation),
+/// for a status written without the driver (into the simulator's state, directly): one
+/// write, the terminal phase included.
+pub fn derive_status(pod: &mut Pod) {
+    let raw = serde_json::to_value(&pod.spec).unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let facts = Facts::new(&pod.metadata, &spec, &raw);
+    let status = pod.status.get_or_insert_with(Default::default);
+    ensure_statuses(&spec, status);
+    sync(&facts, status, &now(), false);
 }
 
 /// Sets a condition in a status, keeping `lastTransitionTime` when the status is unchanged.
@@ -364,5 +1050,184 @@ pub fn set_condition(s: &mut PodStatus, type_: &str, status: bool, reason: Optio
             last_transition_time: Some(now()),
             ..Default::default()
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(spec: Value) -> (Facts, PodSpec) {
+        let meta = ObjectMeta { name: Some("web".into()), namespace: Some("ns".into()), ..Default::default() };
+        let typed: PodSpec = serde_json::from_value(spec.clone()).unwrap();
+        (Facts::new(&meta, &typed, &spec), typed)
+    }
+
+    fn conditions(s: &PodStatus) -> Vec<String> {
+        s.conditions.iter().flatten().map(|c| format!("{}={}", c.type_, c.status)).collect()
+    }
+
+    fn native() -> Value {
+        json!({"initContainers": [{"name": "proxy", "image": "busybox", "restartPolicy": "Always"}],
+               "containers": [{"name": "app", "image": "busybox"}]})
+    }
+
+    fn at(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn the_first_status_is_the_kubelets() {
+        let (f, spec) = facts(native());
+        let mut s = PodStatus::default();
+        ensure_statuses(&spec, &mut s);
+        assert!(!sync(&f, &mut s, &at("2026-01-01T00:00:00Z"), true));
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(
+            conditions(&s),
+            [
+                "PodReadyToStartContainers=False",
+                "Initialized=False",
+                "Ready=False",
+                "ContainersReady=False",
+                "PodScheduled=True"
+            ]
+        );
+        let waiting = |c: &ContainerStatus| c.state.clone().unwrap().waiting.unwrap().reason.unwrap();
+        assert_eq!(waiting(&s.container_statuses.as_ref().unwrap()[0]), "PodInitializing");
+        let message = s.conditions.as_ref().unwrap()[1].message.clone().unwrap();
+        assert_eq!(message, "containers with incomplete status: [proxy]");
+
+        let (f, spec) = facts(json!({"containers": [{"name": "app", "image": "busybox"}]}));
+        let mut s = PodStatus::default();
+        ensure_statuses(&spec, &mut s);
+        sync(&f, &mut s, &at("2026-01-01T00:00:00Z"), true);
+        assert_eq!(waiting(&s.container_statuses.as_ref().unwrap()[0]), "ContainerCreating");
+        assert_eq!(conditions(&s)[1], "Initialized=True");
+    }
+
+    #[test]
+    fn a_crash_is_an_exit_then_a_new_run() {
+        let (f, spec) = facts(native());
+        let mut s = PodStatus::default();
+        ensure_statuses(&spec, &mut s);
+        let t0 = at("2026-01-01T00:00:00Z");
+        for name in ["proxy", "app"] {
+            let c = find_mut(&mut s, name).unwrap();
+            transition(&f, f.declared(name).unwrap(), c, &State::Running, &t0);
+        }
+        sync(&f, &mut s, &t0, true);
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert!(conditions(&s).iter().all(|c| c.ends_with("=True")), "{:?}", conditions(&s));
+
+        let t1 = at("2026-01-01T00:00:05Z");
+        let proxy = f.declared("proxy").unwrap();
+        transition(&f, proxy, find_mut(&mut s, "proxy").unwrap(), &State::terminated("Error", 1), &t1);
+        sync(&f, &mut s, &t1, true);
+        let c = find(&s, "proxy").unwrap();
+        let t = c.state.clone().unwrap().terminated.unwrap();
+        assert_eq!((t.started_at, t.finished_at), (Some(t0.clone()), Some(t1.clone())));
+        assert_eq!((c.started, c.ready, c.restart_count), (Some(false), false, 0));
+        let ready = s.conditions.iter().flatten().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.last_transition_time.clone()), ("False", Some(t1.clone())));
+        assert_eq!(ready.message.as_deref(), Some("containers with unready status: [proxy]"));
+        assert_eq!(conditions(&s)[1], "Initialized=True", "a regular container ran");
+
+        let t2 = at("2026-01-01T00:00:06Z");
+        transition(&f, proxy, find_mut(&mut s, "proxy").unwrap(), &State::waiting("CrashLoopBackOff"), &t2);
+        let c = find(&s, "proxy").unwrap();
+        assert_eq!(c.restart_count, 0);
+        assert_eq!(last_terminated(c).unwrap().finished_at, Some(t1.clone()));
+        let message = c.state.clone().unwrap().waiting.unwrap().message.unwrap();
+        assert_eq!(message, "back-off 10s restarting failed container=proxy pod=web_ns()");
+
+        transition(&f, proxy, find_mut(&mut s, "proxy").unwrap(), &State::Running, &t2);
+        sync(&f, &mut s, &t2, true);
+        let c = find(&s, "proxy").unwrap();
+        assert_eq!((c.started, c.ready, c.restart_count), (Some(true), true, 1));
+        assert_eq!(last_terminated(c).unwrap().started_at, Some(t0));
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn probes_hold_started_and_ready() {
+        let (f, spec) = facts(json!({"initContainers": [{"name": "proxy", "image": "b", "restartPolicy": "Always",
+            "startupProbe": {"exec": {"command": ["true"]}}, "readinessProbe": {"exec": {"command": ["true"]}}}],
+            "containers": [{"name": "app", "image": "b"}]}));
+        let mut s = PodStatus::default();
+        ensure_statuses(&spec, &mut s);
+        let t0 = at("2026-01-01T00:00:00Z");
+        transition(&f, f.declared("proxy").unwrap(), find_mut(&mut s, "proxy").unwrap(), &State::Running, &t0);
+        sync(&f, &mut s, &t0, true);
+        let c = find(&s, "proxy").unwrap();
+        assert_eq!((c.started, c.ready), (Some(false), false));
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(conditions(&s)[..2], ["PodReadyToStartContainers=True", "Initialized=False"]);
+    }
+
+    #[test]
+    fn a_job_ends_in_two_writes_a_deletion_in_one() {
+        let mut spec = native();
+        spec["restartPolicy"] = json!("Never");
+        let (mut f, mut s) = {
+            let (f, spec) = facts(spec);
+            let mut s = PodStatus::default();
+            ensure_statuses(&spec, &mut s);
+            (f, s)
+        };
+        let t0 = at("2026-01-01T00:00:00Z");
+        for name in ["proxy", "app"] {
+            transition(&f, f.declared(name).unwrap(), find_mut(&mut s, name).unwrap(), &State::Running, &t0);
+        }
+        sync(&f, &mut s, &t0, true);
+        let t1 = at("2026-01-01T00:00:03Z");
+        let app = f.declared("app").unwrap();
+        transition(&f, app, find_mut(&mut s, "app").unwrap(), &State::terminated("Completed", 0), &t1);
+        assert!(!sync(&f, &mut s, &t1, true), "the sidecar still runs");
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        let proxy = f.declared("proxy").unwrap();
+        transition(&f, proxy, find_mut(&mut s, "proxy").unwrap(), &State::terminated("Error", 137), &t1);
+        let mut second = s.clone();
+        assert!(sync(&f, &mut s, &t1, true), "the phase waits for a write of its own");
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(conditions(&s)[0], "PodReadyToStartContainers=False");
+        assert!(!sync(&f, &mut second, &t1, false));
+        assert_eq!(second.phase.as_deref(), Some("Succeeded"), "a native sidecar's 137 does not fail the Pod");
+
+        f.deleting = true;
+        let mut deleted = s.clone();
+        deleted.phase = Some("Running".into());
+        assert!(!sync(&f, &mut deleted, &t1, true));
+        assert_eq!(deleted.phase.as_deref(), Some("Succeeded"));
+        let ready = deleted.conditions.iter().flatten().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
+    }
+
+    #[test]
+    fn restart_rules_keep_a_never_container_running() {
+        let spec = json!({"restartPolicy": "Never", "containers": [{"name": "train", "image": "b",
+            "restartPolicy": "Never",
+            "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]}]});
+        let (f, typed) = facts(spec);
+        let mut s = PodStatus::default();
+        ensure_statuses(&typed, &mut s);
+        let t0 = at("2026-01-01T00:00:00Z");
+        let train = f.declared("train").unwrap();
+        transition(&f, train, find_mut(&mut s, "train").unwrap(), &State::Running, &t0);
+        transition(&f, train, find_mut(&mut s, "train").unwrap(), &State::terminated("Error", 42), &t0);
+        assert!(!sync(&f, &mut s, &t0, true));
+        assert_eq!(s.phase.as_deref(), Some("Running"), "exit 42 is restarted");
+        let mut failed = s.clone();
+        transition(&f, train, find_mut(&mut failed, "train").unwrap(), &State::Running, &t0);
+        transition(&f, train, find_mut(&mut failed, "train").unwrap(), &State::terminated("Error", 1), &t0);
+        assert!(!sync(&f, &mut failed, &t0, false));
+        assert_eq!(failed.phase.as_deref(), Some("Failed"), "exit 1 is not");
+        assert_eq!(find(&failed, "train").unwrap().restart_count, 1);
+    }
+
+    #[test]
+    fn back_off_doubles_to_five_minutes() {
+        let got: Vec<String> = [0, 1, 2, 3, 4, 5, 6, 9].into_iter().map(back_off).collect();
+        assert_eq!(got, ["10s", "10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s"]);
     }
 }
