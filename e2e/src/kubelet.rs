@@ -334,7 +334,8 @@ fn last_terminated(c: &ContainerStatus) -> Option<&ContainerStateTerminated> {
 }
 
 /// The kubelet's first status for a container: waiting, `PodInitializing` in a Pod with init
-/// containers, `ContainerCreating` otherwise (recorded), not started, not ready.
+/// containers, `ContainerCreating` otherwise (recorded), not started, not ready; the lists in
+/// the kubelet's order.
 fn ensure_statuses(spec: &PodSpec, status: &mut PodStatus) {
     let reason = if spec.init_containers.as_ref().is_some_and(|l| !l.is_empty()) {
         "PodInitializing"
@@ -367,6 +368,15 @@ fn ensure_statuses(spec: &PodSpec, status: &mut PodStatus) {
     let init: Vec<(&str, &str)> =
         spec.init_containers.iter().flatten().map(|c| (c.name.as_str(), c.image.as_deref().unwrap_or(""))).collect();
     fill(init, &mut status.init_container_statuses);
+    // The kubelet lists regular containers by name, init containers in the spec's order
+    // (`SortedContainerStatuses`, `SortInitContainerStatuses`; recorded).
+    if let Some(l) = status.container_statuses.as_mut() {
+        l.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    if let Some(l) = status.init_container_statuses.as_mut() {
+        let at = |name: &str| spec.init_containers.iter().flatten().position(|c| c.name == name);
+        l.sort_by_key(|c| at(&c.name));
+    }
 }
 
 /// `HasAnyRegularContainerStarted`: a regular container runs or ran.
@@ -597,15 +607,10 @@ fn put_condition(conditions: &mut Vec<PodCondition>, type_: &str, generated: Gen
     }
 }
 
-/// What the kubelet writes beside the container statuses in every status it writes
-/// (`generateAPIPodStatus`): container fields a state implies, `startTime`, the phase and the
-/// kubelet's conditions. A terminal phase reached while the Pod is not being deleted is held
-/// back (`held` is true) when `hold_terminal` says so: the kubelet writes it in a status of
-/// its own once it has stopped the sandbox (recorded: a Job's last container ends with
-/// `PodReadyToStartContainers=False`, `Succeeded` follows in the next write).
-fn sync(facts: &Facts, s: &mut PodStatus, at: &Time, hold_terminal: bool) -> bool {
-    // The probe manager: a container not running is neither started nor ready, except a
-    // regular init container that completed, which is ready; an unstarted one is not ready.
+/// The probe manager's rules (`UpdatePodStatus`), on every status: a container that does not
+/// run is neither started nor ready (except a regular init container that completed: ready);
+/// one not started is not ready.
+fn probe_invariants(facts: &Facts, s: &mut PodStatus) {
     for d in &facts.containers {
         if let Some(c) = find_mut(s, &d.name) {
             if !running(c) {
@@ -616,6 +621,21 @@ fn sync(facts: &Facts, s: &mut PodStatus, at: &Time, hold_terminal: bool) -> boo
             }
         }
     }
+}
+
+fn sort_conditions(conditions: &mut [PodCondition]) {
+    let rank = |c: &PodCondition| KUBELET_ORDER.iter().position(|t| *t == c.type_).map_or(0, |i| i + 1);
+    conditions.sort_by_key(rank);
+}
+
+/// What the kubelet writes beside the container statuses in a pod sync
+/// (`generateAPIPodStatus`): the probe manager's rules, `startTime`, the phase and the
+/// kubelet's conditions. A terminal phase reached while the Pod is not being deleted is held
+/// back (`held` is true) when `hold_terminal` says so: the kubelet writes it in a status of
+/// its own once it has stopped the sandbox (recorded: a Job's last container ends with
+/// `PodReadyToStartContainers=False`, `Succeeded` follows in the next write).
+fn sync(facts: &Facts, s: &mut PodStatus, at: &Time, hold_terminal: bool) -> bool {
+    probe_invariants(facts, s);
     if s.start_time.is_none() {
         s.start_time = Some(at.clone());
     }
@@ -645,10 +665,63 @@ fn sync(facts: &Facts, s: &mut PodStatus, at: &Time, hold_terminal: bool) -> boo
     if !conditions.iter().any(|c| c.type_ == "PodScheduled") {
         put_condition(&mut conditions, "PodScheduled", (true, None, None), at);
     }
-    let rank = |c: &PodCondition| KUBELET_ORDER.iter().position(|t| *t == c.type_).map_or(0, |i| i + 1);
-    conditions.sort_by_key(rank);
+    sort_conditions(&mut conditions);
     s.conditions = Some(conditions);
     held
+}
+
+/// What a readiness probe result writes (`SetContainerReadiness`): the container's `ready`,
+/// `Ready` and `ContainersReady`, nothing else (recorded: `Initialized` and the phase wait for
+/// the next pod sync).
+fn readiness(facts: &Facts, s: &mut PodStatus, at: &Time) {
+    probe_invariants(facts, s);
+    let phase = s.phase.clone().unwrap_or_else(|| "Pending".into());
+    let mut conditions = s.conditions.take().unwrap_or_default();
+    let containers = containers_ready(facts, s, &phase);
+    let ready = pod_ready(facts, &conditions, &containers);
+    put_condition(&mut conditions, "Ready", ready, at);
+    put_condition(&mut conditions, "ContainersReady", containers, at);
+    sort_conditions(&mut conditions);
+    s.conditions = Some(conditions);
+}
+
+/// What a write derives besides what its step changes: which kind of kubelet write it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Derive {
+    /// A pod sync (`generateAPIPodStatus`): everything; a terminal phase reached without a
+    /// deletion waits for a write of its own ([`Derive::Final`]).
+    Sync,
+    /// The pod sync that writes the terminal phase a [`Derive::Sync`] held back.
+    Final,
+    /// A readiness probe result: `ready`, `Ready`, `ContainersReady`.
+    Readiness,
+    /// A startup probe result (`SetContainerStartup`): `started` alone; a pod sync follows
+    /// (recorded: `Initialized=True` comes in the next write).
+    Startup,
+    /// Not the kubelet's write: nothing derived.
+    Nothing,
+}
+
+impl Derive {
+    /// Derives into `s`; returns the kind of the kubelet's next write, when it makes one.
+    fn apply(self, facts: &Facts, s: &mut PodStatus, at: &Time) -> Option<Derive> {
+        match self {
+            Derive::Sync => sync(facts, s, at, true).then_some(Derive::Final),
+            Derive::Final => {
+                sync(facts, s, at, false);
+                None
+            }
+            Derive::Readiness => {
+                readiness(facts, s, at);
+                None
+            }
+            Derive::Startup => {
+                probe_invariants(facts, s);
+                Some(Derive::Sync)
+            }
+            Derive::Nothing => None,
+        }
+    }
 }
 
 /// The kubelet's back-off before it starts a crashed container again: 10 s after the second
@@ -661,6 +734,12 @@ fn back_off(restart_count: i32) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// The start of the container's current or last run.
+fn run_start(c: &ContainerStatus) -> Option<Time> {
+    let state = c.state.as_ref()?;
+    state.running.as_ref().and_then(|r| r.started_at.clone()).or(state.terminated.as_ref()?.started_at.clone())
 }
 
 /// A container moves to `state` the way the kubelet reports it.
@@ -707,6 +786,132 @@ fn transition(facts: &Facts, d: &Declared, c: &mut ContainerStatus, state: &Stat
     }
 }
 
+/// One thing the kubelet does to a Pod's status (each [`PodDriver`] method but the raw ones).
+#[derive(Debug, Clone)]
+enum Step {
+    /// The first status.
+    Admit,
+    /// `PodReadyToStartContainers=True`.
+    SandboxReady,
+    /// Containers' states, in one write (the kubelet starts or finds stopped several
+    /// containers in one pod sync).
+    States(Vec<(String, State)>),
+    /// A readiness probe result.
+    Ready(String, bool),
+    /// A startup probe result.
+    Started(String, bool),
+    /// Killed and started again in one write.
+    Restart { container: String, reason: String, exit_code: i32, ready: bool },
+    /// Exited and waiting in `CrashLoopBackOff`, in one write.
+    CrashLoop { container: String, reason: String, exit_code: i32 },
+    /// The end of a termination: containers' states with how long ago they were reached.
+    Stop(Vec<(String, State, Duration)>),
+    /// Everything running and ready.
+    RunAll,
+    /// The node lifecycle controller's `Ready=False`.
+    NodeNotReady,
+    /// `restartCount` set.
+    RestartCount(String, i32),
+    /// `lastState.terminated` set.
+    LastTerminated { container: String, reason: String, exit_code: i32, message: Option<String> },
+}
+
+impl Step {
+    fn derive(&self) -> Derive {
+        match self {
+            Step::Ready(..) => Derive::Readiness,
+            Step::Started(..) => Derive::Startup,
+            Step::NodeNotReady => Derive::Nothing,
+            _ => Derive::Sync,
+        }
+    }
+
+    /// Applies the step; `Err` names a container the Pod does not have.
+    fn apply(&self, facts: &Facts, s: &mut PodStatus, at: &Time) -> Result<(), String> {
+        let mut one = |name: &str, f: &mut dyn FnMut(&Declared, &mut ContainerStatus)| {
+            let d = facts.declared(name).ok_or_else(|| name.to_string())?;
+            f(d, find_mut(s, name).ok_or_else(|| name.to_string())?);
+            Ok::<(), String>(())
+        };
+        match self {
+            Step::Admit => {}
+            Step::SandboxReady => put_condition(
+                s.conditions.get_or_insert_with(Vec::new),
+                "PodReadyToStartContainers",
+                (true, None, None),
+                at,
+            ),
+            Step::States(states) => {
+                for (name, state) in states {
+                    one(name, &mut |d, c| transition(facts, d, c, state, at))?;
+                }
+            }
+            Step::Ready(name, ready) => one(name, &mut |_, c| c.ready = *ready && running(c))?,
+            Step::Started(name, started) => one(name, &mut |_, c| c.started = Some(*started && running(c)))?,
+            Step::Restart { container, reason, exit_code, ready } => one(container, &mut |d, c| {
+                c.last_state = Some(ContainerState {
+                    terminated: Some(terminated(reason, *exit_code, None, run_start(c), at)),
+                    ..Default::default()
+                });
+                c.restart_count += 1;
+                c.state = Some(State::Running.at(at));
+                c.started = Some(!d.startup_probe);
+                c.ready = *ready && !d.startup_probe;
+            })?,
+            Step::CrashLoop { container, reason, exit_code } => one(container, &mut |d, c| {
+                c.state = Some(ContainerState {
+                    terminated: Some(terminated(reason, *exit_code, None, run_start(c), at)),
+                    ..Default::default()
+                });
+                transition(facts, d, c, &State::waiting("CrashLoopBackOff"), at);
+            })?,
+            Step::Stop(stops) => {
+                for (name, state, ago) in stops {
+                    let ago = jiff::SignedDuration::try_from(*ago).unwrap_or_default();
+                    let finished = Time(at.0.checked_sub(ago).unwrap_or(at.0));
+                    one(name, &mut |d, c| transition(facts, d, c, state, &finished))?;
+                }
+                for d in &facts.containers {
+                    if let Some(c) = find_mut(s, &d.name).filter(|c| running(c)) {
+                        transition(facts, d, c, &State::terminated("Completed", 0), at);
+                    }
+                }
+            }
+            Step::RunAll => {
+                for d in &facts.containers {
+                    let Some(c) = find_mut(s, &d.name) else { continue };
+                    if d.kind == Kind::Init {
+                        if terminated_state(c).is_none_or(|t| t.exit_code != 0) {
+                            c.state = Some(ContainerState {
+                                terminated: Some(terminated("Completed", 0, None, Some(at.clone()), at)),
+                                ..Default::default()
+                            });
+                        }
+                        continue;
+                    }
+                    transition(facts, d, c, &State::Running, at);
+                    c.started = Some(true);
+                    c.ready = true;
+                }
+            }
+            Step::NodeNotReady => {
+                if let Some(c) = s.conditions.iter_mut().flatten().find(|c| c.type_ == "Ready" && c.status != "False") {
+                    c.status = "False".into();
+                    c.last_transition_time = Some(at.clone());
+                }
+            }
+            Step::RestartCount(name, count) => one(name, &mut |_, c| c.restart_count = *count)?,
+            Step::LastTerminated { container, reason, exit_code, message } => one(container, &mut |_, c| {
+                c.last_state = Some(ContainerState {
+                    terminated: Some(terminated(reason, *exit_code, message.clone(), None, at)),
+                    ..Default::default()
+                })
+            })?,
+        }
+        Ok(())
+    }
+}
+
 impl PodDriver {
     /// Driver for Pod `name` in `namespace`.
     pub fn new(client: Client, namespace: &str, name: &str) -> Self {
@@ -731,44 +936,69 @@ impl PodDriver {
         Ok((pod, facts))
     }
 
-    /// Read-modify-write of the Pod status (`PUT /status`), retried on 409 Conflict.
-    /// Status entries for every container in the spec are created on first use (the
-    /// kubelet's first status); after `f`, what the kubelet derives from the container
-    /// statuses is written with them (see the module's documentation). A Pod that finishes
-    /// (`Succeeded`, `Failed`) without being deleted gets its phase in a second write, as from
-    /// the kubelet.
-    pub async fn update<F>(&self, mut f: F) -> Result<Pod>
+    /// The kubelet's writes for one change: `f` changes the status read, `derive` says what
+    /// the write derives, and the kubelet's follow-up writes come after (a held-back terminal
+    /// phase, the pod sync after a startup probe result). Returns the Pod last written.
+    async fn write<F>(&self, derive: Derive, mut f: F) -> Result<Pod>
     where
-        F: FnMut(&PodSpec, &mut PodStatus) -> Result<()>,
+        F: FnMut(&Facts, &PodSpec, &mut PodStatus, &Time) -> Result<()>,
     {
-        let (pod, held) = self.write(true, |_, spec, status, _| f(spec, status)).await?;
-        if held {
-            return Ok(self.write(false, |_, _, _, _| Ok(())).await?.0);
+        let (mut pod, mut next) = self.put(derive, &mut f, false).await?;
+        while let Some(d) = next {
+            (pod, next) = self.put(d, &mut |_: &Facts, _: &PodSpec, _: &mut PodStatus, _: &Time| Ok(()), true).await?;
         }
         Ok(pod)
     }
 
-    /// One kubelet write: `f` gets the facts, the spec, the status and the instant of the
-    /// write. Returns the Pod written and whether a terminal phase was held back.
-    async fn write<F>(&self, hold_terminal: bool, mut f: F) -> Result<(Pod, bool)>
+    /// One read-modify-write (`PUT /status` with the resourceVersion read), retried on 409
+    /// Conflict; a follow-up that changes nothing is not written.
+    async fn put<F>(&self, derive: Derive, f: &mut F, follow_up: bool) -> Result<(Pod, Option<Derive>)>
     where
         F: FnMut(&Facts, &PodSpec, &mut PodStatus, &Time) -> Result<()>,
     {
         for _ in 0..20 {
             let (mut pod, facts) = self.read().await?;
+            let before = pod.status.clone();
             let at = now();
             let spec = pod.spec.clone().unwrap_or_default();
             let status = pod.status.get_or_insert_with(Default::default);
-            ensure_statuses(&spec, status);
+            if derive != Derive::Nothing {
+                ensure_statuses(&spec, status);
+            }
             f(&facts, &spec, status, &at)?;
-            let held = sync(&facts, status, &at, hold_terminal);
+            let next = derive.apply(&facts, status, &at);
+            if follow_up && pod.status == before {
+                return Ok((pod, next));
+            }
             match self.api.replace_status(&self.name, &PostParams::default(), &pod).await {
-                Ok(p) => return Ok((p, held)),
+                Ok(p) => return Ok((p, next)),
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(KubeletError::Conflicts(self.name.clone()))
+    }
+
+    async fn step(&self, step: Step) -> Result<Pod> {
+        let pod = self.name.clone();
+        self.write(step.derive(), |facts, _, status, at| {
+            step.apply(facts, status, at)
+                .map_err(|container| KubeletError::NoSuchContainer { pod: pod.clone(), container })
+        })
+        .await
+    }
+
+    /// Read-modify-write of the Pod status (`PUT /status`), retried on 409 Conflict.
+    /// Status entries for every container in the spec are created on first use (the
+    /// kubelet's first status); after `f`, what the kubelet derives from the container
+    /// statuses in a pod sync is written with them (see the module's documentation). A Pod
+    /// that finishes (`Succeeded`, `Failed`) without being deleted gets its phase in a second
+    /// write, as from the kubelet.
+    pub async fn update<F>(&self, mut f: F) -> Result<Pod>
+    where
+        F: FnMut(&PodSpec, &mut PodStatus) -> Result<()>,
+    {
+        self.write(Derive::Sync, |_, spec, status, _| f(spec, status)).await
     }
 
     /// Read-modify-write of the Pod status with nothing derived: what another writer than
@@ -778,39 +1008,7 @@ impl PodDriver {
     where
         F: FnMut(&PodSpec, &mut PodStatus) -> Result<()>,
     {
-        for _ in 0..20 {
-            let mut pod = self.api.get(&self.name).await?;
-            let spec = pod.spec.clone().unwrap_or_default();
-            f(&spec, pod.status.get_or_insert_with(Default::default))?;
-            match self.api.replace_status(&self.name, &PostParams::default(), &pod).await {
-                Ok(p) => return Ok(p),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(KubeletError::Conflicts(self.name.clone()))
-    }
-
-    /// One kubelet write changing container `name` (regular or init container) with `f`,
-    /// which also gets what the spec declares and the instant of the write.
-    async fn with_container<F>(&self, name: &str, mut f: F) -> Result<Pod>
-    where
-        F: FnMut(&Facts, &Declared, &mut ContainerStatus, &Time),
-    {
-        let pod_name = self.name.clone();
-        let no_such = || KubeletError::NoSuchContainer { pod: pod_name.clone(), container: name.into() };
-        let (pod, held) = self
-            .write(true, |facts, _, status, at| {
-                let d = facts.declared(name).ok_or_else(no_such)?;
-                let c = find_mut(status, name).ok_or_else(no_such)?;
-                f(facts, d, c, at);
-                Ok(())
-            })
-            .await?;
-        if held {
-            return Ok(self.write(false, |_, _, _, _| Ok(())).await?.0);
-        }
-        Ok(pod)
+        self.write(Derive::Nothing, |_, spec, status, _| f(spec, status)).await
     }
 
     /// Modifies the status of container `name` (regular or init container); the kubelet's
@@ -819,24 +1017,28 @@ impl PodDriver {
     where
         F: FnMut(&mut ContainerStatus),
     {
-        self.with_container(name, |_, _, c, _| f(c)).await
+        let pod = self.name.clone();
+        self.update(|_, status| match find_mut(status, name) {
+            Some(c) => {
+                f(c);
+                Ok(())
+            }
+            None => Err(KubeletError::NoSuchContainer { pod: pod.clone(), container: name.into() }),
+        })
+        .await
     }
 
     /// The kubelet's first status of the Pod: every container waiting (`PodInitializing` or
     /// `ContainerCreating`), phase `Pending`, `startTime`, and its conditions False but
     /// `Initialized` of a Pod without init containers.
     pub async fn admit(&self) -> Result<Pod> {
-        self.update(|_, _| Ok(())).await
+        self.step(Step::Admit).await
     }
 
     /// The sandbox is up (`PodReadyToStartContainers=True`), no container runs yet: the
     /// kubelet's second status (recorded 0.5–1 s after its first).
     pub async fn sandbox_ready(&self) -> Result<Pod> {
-        self.update(|_, s| {
-            set_condition(s, "PodReadyToStartContainers", true, None);
-            Ok(())
-        })
-        .await
+        self.step(Step::SandboxReady).await
     }
 
     /// Container `container` moves to `state`, in one write, as the kubelet reports it:
@@ -850,23 +1052,31 @@ impl PodDriver {
     /// - `Waiting`: after an exit, the exit moves to `lastState` (a `CrashLoopBackOff` without
     ///   a message gets the kubelet's `back-off 10s restarting failed container=…`).
     pub async fn set_state(&self, container: &str, state: State) -> Result<Pod> {
-        self.with_container(container, |facts, d, c, at| transition(facts, d, c, &state, at)).await
+        self.step(Step::States(vec![(container.into(), state)])).await
+    }
+
+    /// Several containers move to their states in one write, each as in [`Self::set_state`]
+    /// (recorded: the kubelet starts a Pod's regular containers in one pod sync).
+    pub async fn set_states(&self, states: &[(&str, State)]) -> Result<Pod> {
+        self.step(Step::States(states.iter().map(|(c, s)| (c.to_string(), s.clone())).collect())).await
     }
 
     /// A readiness probe result: `ready` of a running, started container (the kubelet takes
-    /// no readiness from a container that does not run, or has not started).
+    /// none from a container that does not run or has not started), with `Ready` and
+    /// `ContainersReady` in the same write and nothing else.
     pub async fn set_ready(&self, container: &str, ready: bool) -> Result<Pod> {
-        self.with_container(container, |_, _, c, _| c.ready = ready && running(c) && c.started == Some(true)).await
+        self.step(Step::Ready(container.into(), ready)).await
     }
 
-    /// A startup probe result: `started` of a running container (not started: not ready).
+    /// A startup probe result: `started` of a running container, alone in its write (not
+    /// started: not ready); the pod sync that follows writes what it implies (`Initialized`).
     pub async fn set_started(&self, container: &str, started: bool) -> Result<Pod> {
-        self.with_container(container, |_, _, c, _| c.started = Some(started && running(c))).await
+        self.step(Step::Started(container.into(), started)).await
     }
 
     /// Sets `restartCount` of a container.
     pub async fn set_restart_count(&self, container: &str, count: i32) -> Result<Pod> {
-        self.container(container, |c| c.restart_count = count).await
+        self.step(Step::RestartCount(container.into(), count)).await
     }
 
     /// Sets `lastState.terminated` of a container (finished now, no `startedAt`).
@@ -877,11 +1087,11 @@ impl PodDriver {
         exit_code: i32,
         message: Option<&str>,
     ) -> Result<Pod> {
-        self.with_container(container, |_, _, c, at| {
-            c.last_state = Some(ContainerState {
-                terminated: Some(terminated(reason, exit_code, message.map(str::to_string), None, at)),
-                ..Default::default()
-            })
+        self.step(Step::LastTerminated {
+            container: container.into(),
+            reason: reason.into(),
+            exit_code,
+            message: message.map(str::to_string),
         })
         .await
     }
@@ -892,20 +1102,7 @@ impl PodDriver {
     /// and a new run starts now — started unless the spec has a startup probe, `ready` as
     /// given once started.
     pub async fn restart(&self, container: &str, reason: &str, exit_code: i32, ready: bool) -> Result<Pod> {
-        self.with_container(container, |_, d, c, at| {
-            let current = c.state.clone().unwrap_or_default();
-            let started_at =
-                current.running.and_then(|r| r.started_at).or(current.terminated.and_then(|t| t.started_at));
-            c.last_state = Some(ContainerState {
-                terminated: Some(terminated(reason, exit_code, None, started_at, at)),
-                ..Default::default()
-            });
-            c.restart_count += 1;
-            c.state = Some(State::Running.at(at));
-            c.started = Some(!d.startup_probe);
-            c.ready = ready && !d.startup_probe;
-        })
-        .await
+        self.step(Step::Restart { container: container.into(), reason: reason.into(), exit_code, ready }).await
     }
 
     /// The container exits (`reason`, `exit_code`) and waits in `CrashLoopBackOff`, in one
@@ -913,64 +1110,23 @@ impl PodDriver {
     /// `lastState.terminated`, `restartCount` unchanged (it goes up when the next run starts:
     /// `set_state(.., State::Running)`), not started, not ready.
     pub async fn crash_loop(&self, container: &str, reason: &str, exit_code: i32) -> Result<Pod> {
-        self.with_container(container, |facts, d, c, at| {
-            let current = c.state.clone().unwrap_or_default();
-            let started_at =
-                current.running.and_then(|r| r.started_at).or(current.terminated.and_then(|t| t.started_at));
-            c.state = Some(ContainerState {
-                terminated: Some(terminated(reason, exit_code, None, started_at, at)),
-                ..Default::default()
-            });
-            transition(facts, d, c, &State::waiting("CrashLoopBackOff"), at);
-        })
-        .await
+        self.step(Step::CrashLoop { container: container.into(), reason: reason.into(), exit_code }).await
     }
 
     /// The kubelet's one write at the end of a Pod's termination (it writes nothing while it
-    /// stops the containers; recorded): each container of `stops` terminated with its state
-    /// `ago` before this write, every other still running one `Completed` (0) now; then the
-    /// phase (`Succeeded`, or `Failed` if a regular container failed), the sandbox down. The
-    /// kubelet then deletes the Pod with grace period 0 (the test's part).
+    /// stops the containers; recorded): each container of `stops` in its state reached `ago`
+    /// before this write, every other still running one `Completed` (0) now; then the phase
+    /// (`Succeeded`, or `Failed` if a regular container failed), the sandbox down. The kubelet
+    /// then deletes the Pod with grace period 0 (the test's part).
     pub async fn stop(&self, stops: &[(&str, State, Duration)]) -> Result<Pod> {
-        let pod_name = self.name.clone();
-        let (pod, held) = self
-            .write(true, |facts, _, status, at| {
-                for (name, state, ago) in stops {
-                    let no_such =
-                        || KubeletError::NoSuchContainer { pod: pod_name.clone(), container: name.to_string() };
-                    let d = facts.declared(name).ok_or_else(no_such)?;
-                    let c = find_mut(status, name).ok_or_else(no_such)?;
-                    let ago = jiff::SignedDuration::try_from(*ago).unwrap_or_default();
-                    let finished = Time(at.0.checked_sub(ago).unwrap_or(at.0));
-                    transition(facts, d, c, state, &finished);
-                }
-                for d in &facts.containers {
-                    if let Some(c) = find_mut(status, &d.name).filter(|c| running(c)) {
-                        transition(facts, d, c, &State::terminated("Completed", 0), at);
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-        if held {
-            return Ok(self.write(false, |_, _, _, _| Ok(())).await?.0);
-        }
-        Ok(pod)
+        self.step(Step::Stop(stops.iter().map(|(n, s, ago)| (n.to_string(), s.clone(), *ago)).collect())).await
     }
 
     /// What the node lifecycle controller writes when the Node goes `NotReady`: `Ready=False`
     /// and nothing else (recorded: `ContainersReady` and the containers' `ready` stay True
     /// until the kubelet is back).
     pub async fn node_not_ready(&self) -> Result<Pod> {
-        self.update_raw(|_, s| {
-            let at = now();
-            if let Some(c) = s.conditions.iter_mut().flatten().find(|c| c.type_ == "Ready" && c.status != "False") {
-                c.status = "False".into();
-                c.last_transition_time = Some(at);
-            }
-            Ok(())
-        })
-        .await
+        self.step(Step::NodeNotReady).await
     }
 
     /// Sets the Pod phase (a raw write: the kubelet derives the phase from the containers).
@@ -996,32 +1152,13 @@ impl PodDriver {
     /// sidecar running, started and ready (probes passed), phase `Running`, every condition
     /// True.
     pub async fn run_all(&self) -> Result<Pod> {
-        self.write(true, |facts, _, s, at| {
-            for d in &facts.containers {
-                let Some(c) = find_mut(s, &d.name) else { continue };
-                if d.kind == Kind::Init {
-                    if terminated_state(c).is_none_or(|t| t.exit_code != 0) {
-                        c.state = Some(ContainerState {
-                            terminated: Some(terminated("Completed", 0, None, Some(at.clone()), at)),
-                            ..Default::default()
-                        });
-                    }
-                    continue;
-                }
-                transition(facts, d, c, &State::Running, at);
-                c.started = Some(true);
-                c.ready = true;
-            }
-            Ok(())
-        })
-        .await
-        .map(|(pod, _)| pod)
+        self.step(Step::RunAll).await
     }
 }
 
-/// What the kubelet writes beside the container statuses (see the module's documentation),
-/// for a status written without the driver (into the simulator's state, directly): one
-/// write, the terminal phase included.
+/// What the kubelet writes beside the container statuses in a pod sync (see the module's
+/// documentation), for a status written without the driver (into the simulator's state,
+/// directly): one write, the terminal phase included.
 pub fn derive_status(pod: &mut Pod) {
     let raw = serde_json::to_value(&pod.spec).unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -1052,6 +1189,9 @@ pub fn set_condition(s: &mut PodStatus, type_: &str, status: bool, reason: Optio
         }),
     }
 }
+
+#[cfg(test)]
+mod recorded;
 
 #[cfg(test)]
 mod tests {
