@@ -698,8 +698,6 @@ enum Derive {
     /// A startup probe result (`SetContainerStartup`): `started` alone; a pod sync follows
     /// (recorded: `Initialized=True` comes in the next write).
     Startup,
-    /// Not the kubelet's write: nothing derived.
-    Nothing,
 }
 
 impl Derive {
@@ -719,7 +717,6 @@ impl Derive {
                 probe_invariants(facts, s);
                 Some(Derive::Sync)
             }
-            Derive::Nothing => None,
         }
     }
 }
@@ -793,9 +790,8 @@ enum Step {
     Admit,
     /// `PodReadyToStartContainers=True`.
     SandboxReady,
-    /// Containers' states, in one write (the kubelet starts or finds stopped several
-    /// containers in one pod sync).
-    States(Vec<(String, State)>),
+    /// A container's new state.
+    State(String, State),
     /// A readiness probe result.
     Ready(String, bool),
     /// A startup probe result.
@@ -808,12 +804,6 @@ enum Step {
     Stop(Vec<(String, State, Duration)>),
     /// Everything running and ready.
     RunAll,
-    /// The node lifecycle controller's `Ready=False`.
-    NodeNotReady,
-    /// `restartCount` set.
-    RestartCount(String, i32),
-    /// `lastState.terminated` set.
-    LastTerminated { container: String, reason: String, exit_code: i32, message: Option<String> },
 }
 
 impl Step {
@@ -821,7 +811,6 @@ impl Step {
         match self {
             Step::Ready(..) => Derive::Readiness,
             Step::Started(..) => Derive::Startup,
-            Step::NodeNotReady => Derive::Nothing,
             _ => Derive::Sync,
         }
     }
@@ -841,11 +830,7 @@ impl Step {
                 (true, None, None),
                 at,
             ),
-            Step::States(states) => {
-                for (name, state) in states {
-                    one(name, &mut |d, c| transition(facts, d, c, state, at))?;
-                }
-            }
+            Step::State(name, state) => one(name, &mut |d, c| transition(facts, d, c, state, at))?,
             Step::Ready(name, ready) => one(name, &mut |_, c| c.ready = *ready && running(c))?,
             Step::Started(name, started) => one(name, &mut |_, c| c.started = Some(*started && running(c)))?,
             Step::Restart { container, reason, exit_code, ready } => one(container, &mut |d, c| {
@@ -894,19 +879,6 @@ impl Step {
                     c.ready = true;
                 }
             }
-            Step::NodeNotReady => {
-                if let Some(c) = s.conditions.iter_mut().flatten().find(|c| c.type_ == "Ready" && c.status != "False") {
-                    c.status = "False".into();
-                    c.last_transition_time = Some(at.clone());
-                }
-            }
-            Step::RestartCount(name, count) => one(name, &mut |_, c| c.restart_count = *count)?,
-            Step::LastTerminated { container, reason, exit_code, message } => one(container, &mut |_, c| {
-                c.last_state = Some(ContainerState {
-                    terminated: Some(terminated(reason, *exit_code, message.clone(), None, at)),
-                    ..Default::default()
-                })
-            })?,
         }
         Ok(())
     }
@@ -962,9 +934,7 @@ impl PodDriver {
             let at = now();
             let spec = pod.spec.clone().unwrap_or_default();
             let status = pod.status.get_or_insert_with(Default::default);
-            if derive != Derive::Nothing {
-                ensure_statuses(&spec, status);
-            }
+            ensure_statuses(&spec, status);
             f(&facts, &spec, status, &at)?;
             let next = derive.apply(&facts, status, &at);
             if follow_up && pod.status == before {
@@ -1001,33 +971,6 @@ impl PodDriver {
         self.write(Derive::Sync, |_, spec, status, _| f(spec, status)).await
     }
 
-    /// Read-modify-write of the Pod status with nothing derived: what another writer than
-    /// the kubelet sets (the node lifecycle controller, a readiness gate's controller), or a
-    /// status no kubelet would write.
-    pub async fn update_raw<F>(&self, mut f: F) -> Result<Pod>
-    where
-        F: FnMut(&PodSpec, &mut PodStatus) -> Result<()>,
-    {
-        self.write(Derive::Nothing, |_, spec, status, _| f(spec, status)).await
-    }
-
-    /// Modifies the status of container `name` (regular or init container); the kubelet's
-    /// derivations follow as in [`Self::update`].
-    pub async fn container<F>(&self, name: &str, mut f: F) -> Result<Pod>
-    where
-        F: FnMut(&mut ContainerStatus),
-    {
-        let pod = self.name.clone();
-        self.update(|_, status| match find_mut(status, name) {
-            Some(c) => {
-                f(c);
-                Ok(())
-            }
-            None => Err(KubeletError::NoSuchContainer { pod: pod.clone(), container: name.into() }),
-        })
-        .await
-    }
-
     /// The kubelet's first status of the Pod: every container waiting (`PodInitializing` or
     /// `ContainerCreating`), phase `Pending`, `startTime`, and its conditions False but
     /// `Initialized` of a Pod without init containers.
@@ -1052,13 +995,7 @@ impl PodDriver {
     /// - `Waiting`: after an exit, the exit moves to `lastState` (a `CrashLoopBackOff` without
     ///   a message gets the kubelet's `back-off 10s restarting failed container=…`).
     pub async fn set_state(&self, container: &str, state: State) -> Result<Pod> {
-        self.step(Step::States(vec![(container.into(), state)])).await
-    }
-
-    /// Several containers move to their states in one write, each as in [`Self::set_state`]
-    /// (recorded: the kubelet starts a Pod's regular containers in one pod sync).
-    pub async fn set_states(&self, states: &[(&str, State)]) -> Result<Pod> {
-        self.step(Step::States(states.iter().map(|(c, s)| (c.to_string(), s.clone())).collect())).await
+        self.step(Step::State(container.into(), state)).await
     }
 
     /// A readiness probe result: `ready` of a running, started container (the kubelet takes
@@ -1072,28 +1009,6 @@ impl PodDriver {
     /// started: not ready); the pod sync that follows writes what it implies (`Initialized`).
     pub async fn set_started(&self, container: &str, started: bool) -> Result<Pod> {
         self.step(Step::Started(container.into(), started)).await
-    }
-
-    /// Sets `restartCount` of a container.
-    pub async fn set_restart_count(&self, container: &str, count: i32) -> Result<Pod> {
-        self.step(Step::RestartCount(container.into(), count)).await
-    }
-
-    /// Sets `lastState.terminated` of a container (finished now, no `startedAt`).
-    pub async fn set_last_terminated(
-        &self,
-        container: &str,
-        reason: &str,
-        exit_code: i32,
-        message: Option<&str>,
-    ) -> Result<Pod> {
-        self.step(Step::LastTerminated {
-            container: container.into(),
-            reason: reason.into(),
-            exit_code,
-            message: message.map(str::to_string),
-        })
-        .await
     }
 
     /// The container is killed and started again in one write, as the kubelet does when no
@@ -1122,26 +1037,10 @@ impl PodDriver {
         self.step(Step::Stop(stops.iter().map(|(n, s, ago)| (n.to_string(), s.clone(), *ago)).collect())).await
     }
 
-    /// What the node lifecycle controller writes when the Node goes `NotReady`: `Ready=False`
-    /// and nothing else (recorded: `ContainersReady` and the containers' `ready` stay True
-    /// until the kubelet is back).
-    pub async fn node_not_ready(&self) -> Result<Pod> {
-        self.step(Step::NodeNotReady).await
-    }
-
-    /// Sets the Pod phase (a raw write: the kubelet derives the phase from the containers).
-    pub async fn set_phase(&self, phase: &str) -> Result<Pod> {
-        self.update_raw(|_, s| {
-            s.phase = Some(phase.into());
-            Ok(())
-        })
-        .await
-    }
-
-    /// Sets a Pod condition as another writer would (a raw write: a readiness gate, a resize
-    /// condition); `lastTransitionTime` changes only when the status changes.
+    /// Sets a Pod condition in a pod sync (one the kubelet writes beside its own, such as
+    /// `PodResizeInProgress`); `lastTransitionTime` changes only when the status changes.
     pub async fn set_condition(&self, type_: &str, status: bool, reason: Option<&str>) -> Result<Pod> {
-        self.update_raw(|_, s| {
+        self.update(|_, s| {
             set_condition(s, type_, status, reason);
             Ok(())
         })
