@@ -115,8 +115,6 @@ pub enum State {
         reason: String,
         /// Exit code.
         exit_code: i32,
-        /// Message.
-        message: Option<String>,
     },
 }
 
@@ -128,7 +126,7 @@ impl State {
 
     /// Terminated with `reason` and `exit_code`.
     pub fn terminated(reason: &str, exit_code: i32) -> Self {
-        State::Terminated { reason: reason.into(), exit_code, message: None }
+        State::Terminated { reason: reason.into(), exit_code }
     }
 
     /// The Kubernetes representation, as of now (a terminated state without `startedAt`: the
@@ -147,25 +145,17 @@ impl State {
                 running: Some(ContainerStateRunning { started_at: Some(at.clone()) }),
                 ..Default::default()
             },
-            State::Terminated { reason, exit_code, message } => ContainerState {
-                terminated: Some(terminated(reason, *exit_code, message.clone(), None, at)),
-                ..Default::default()
-            },
+            State::Terminated { reason, exit_code } => {
+                ContainerState { terminated: Some(terminated(reason, *exit_code, None, at)), ..Default::default() }
+            }
         }
     }
 }
 
-fn terminated(
-    reason: &str,
-    exit_code: i32,
-    message: Option<String>,
-    started_at: Option<Time>,
-    finished_at: &Time,
-) -> ContainerStateTerminated {
+fn terminated(reason: &str, exit_code: i32, started_at: Option<Time>, finished_at: &Time) -> ContainerStateTerminated {
     ContainerStateTerminated {
         reason: Some(reason.into()),
         exit_code,
-        message,
         finished_at: Some(finished_at.clone()),
         started_at,
         ..Default::default()
@@ -222,10 +212,7 @@ struct Declared {
 struct Facts {
     containers: Vec<Declared>,
     restart_policy: String,
-    readiness_gates: Vec<String>,
     deleting: bool,
-    /// `name_namespace(uid)`, as the kubelet names a Pod in its messages.
-    pod: String,
 }
 
 impl Facts {
@@ -269,14 +256,7 @@ impl Facts {
         Facts {
             containers,
             restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
-            readiness_gates: spec.readiness_gates.iter().flatten().map(|g| g.condition_type.clone()).collect(),
             deleting: meta.deletion_timestamp.is_some(),
-            pod: format!(
-                "{}_{}({})",
-                meta.name.as_deref().unwrap_or_default(),
-                meta.namespace.as_deref().unwrap_or_default(),
-                meta.uid.as_deref().unwrap_or_default()
-            ),
         }
     }
 
@@ -388,21 +368,16 @@ fn any_regular_started(facts: &Facts, s: &PodStatus) -> bool {
 }
 
 /// The kubelet's `getPhase` (`kubelet_pods.go`, with `ContainerRestartRules` on, as in 1.37).
+/// Every container has a status here (`ensure_statuses`), so the kubelet's count of unknown
+/// ones is 0; a state with nothing in it counts as waiting, which gives `Pending` as unknown
+/// would.
 fn phase(facts: &Facts, s: &PodStatus, pod_is_terminal: bool) -> &'static str {
     let restartable = |d: &Declared, t: &ContainerStateTerminated| {
         facts.should_restart(d, t.exit_code) || t.reason.as_deref() == Some("RestartingAllContainers")
     };
     let (mut pending_init, mut pending_sidecars, mut failed_init) = (0, 0, 0);
-    let (mut unknown, mut running_n, mut waiting, mut stopped, mut stopped_for_good, mut succeeded) =
-        (0, 0, 0, 0, 0, 0);
-    for d in &facts.containers {
-        let Some(c) = find(s, &d.name) else {
-            match d.kind {
-                Kind::Init => pending_init += 1,
-                Kind::Sidecar | Kind::Regular => unknown += 1,
-            }
-            continue;
-        };
+    let (mut running_n, mut waiting, mut stopped, mut stopped_for_good, mut succeeded) = (0, 0, 0, 0, 0);
+    for (d, c) in facts.containers.iter().filter_map(|d| Some((d, find(s, &d.name)?))) {
         let state = c.state.clone().unwrap_or_default();
         match d.kind {
             Kind::Init => match (&state.running, &state.terminated, &state.waiting, last_terminated(c)) {
@@ -422,15 +397,10 @@ fn phase(facts: &Facts, s: &PodStatus, pod_is_terminal: bool) -> &'static str {
                     running_n += 1;
                 }
                 (_, Some(_), _) => {}
-                (_, _, Some(_)) => {
-                    if last_terminated(c).is_none() {
-                        pending_sidecars += 1;
-                        waiting += 1;
-                    }
-                }
+                (_, _, Some(_)) if last_terminated(c).is_some() => {}
                 _ => {
                     pending_sidecars += 1;
-                    unknown += 1;
+                    waiting += 1;
                 }
             },
             Kind::Regular => match (&state.running, &state.terminated, &state.waiting, last_terminated(c)) {
@@ -450,8 +420,7 @@ fn phase(facts: &Facts, s: &PodStatus, pod_is_terminal: bool) -> &'static str {
                         stopped_for_good += 1;
                     }
                 }
-                (_, _, Some(_), None) => waiting += 1,
-                _ => unknown += 1,
+                _ => waiting += 1,
             },
         }
     }
@@ -461,10 +430,10 @@ fn phase(facts: &Facts, s: &PodStatus, pod_is_terminal: bool) -> &'static str {
     if pending_init > 0 || (pending_sidecars > 0 && !any_regular_started(facts, s)) || waiting > 0 {
         return "Pending";
     }
-    if running_n > 0 && unknown == 0 {
+    if running_n > 0 {
         return "Running";
     }
-    if running_n == 0 && stopped > 0 && unknown == 0 {
+    if stopped > 0 {
         if pod_is_terminal || stopped == stopped_for_good {
             return if stopped == succeeded { "Succeeded" } else { "Failed" };
         }
@@ -477,95 +446,44 @@ fn terminal(phase: Option<&str>) -> bool {
     matches!(phase, Some("Succeeded" | "Failed"))
 }
 
-/// A condition as the kubelet generates it: status, reason, message.
-type Generated = (bool, Option<&'static str>, Option<String>);
+/// A condition as the kubelet generates it: status and reason. No message: the operator
+/// reads none and the recordings hold none (e2e/README.md).
+type Generated = (bool, Option<&'static str>);
 
-/// Go's `fmt.Sprintf("%s", []string{...})`: `[a b]`.
-fn go_list(names: &[&str]) -> String {
-    format!("[{}]", names.join(" "))
-}
-
-/// `GeneratePodInitializedCondition` (`pkg/kubelet/status/generate.go`).
+/// `GeneratePodInitializedCondition` (`pkg/kubelet/status/generate.go`): every sidecar
+/// started and every regular init container completed, or a regular container ran.
 fn initialized(facts: &Facts, s: &PodStatus, phase: &str) -> Generated {
-    let inits: Vec<&Declared> = facts.containers.iter().filter(|d| d.kind != Kind::Regular).collect();
-    let (mut unknown, mut incomplete) = (Vec::new(), Vec::new());
-    for d in &inits {
-        match find(s, &d.name) {
-            None => unknown.push(d.name.as_str()),
-            Some(c) if d.kind == Kind::Sidecar && c.started != Some(true) => incomplete.push(d.name.as_str()),
-            Some(c) if d.kind == Kind::Init && !c.ready => incomplete.push(d.name.as_str()),
-            Some(_) => {}
-        }
+    if phase == "Succeeded" {
+        return (true, Some("PodCompleted"));
     }
-    if phase == "Succeeded" && unknown.is_empty() {
-        return (true, Some("PodCompleted"), None);
-    }
-    if any_regular_started(facts, s) {
-        return (true, None, None);
-    }
-    let mut messages = Vec::new();
-    if !unknown.is_empty() {
-        messages.push(format!("containers with unknown status: {}", go_list(&unknown)));
-    }
-    if !incomplete.is_empty() {
-        messages.push(format!("containers with incomplete status: {}", go_list(&incomplete)));
-    }
-    if messages.is_empty() {
-        (true, None, None)
+    let incomplete = facts.containers.iter().any(|d| {
+        find(s, &d.name).is_some_and(|c| match d.kind {
+            Kind::Sidecar => c.started != Some(true),
+            Kind::Init => !c.ready,
+            Kind::Regular => false,
+        })
+    });
+    if incomplete && !any_regular_started(facts, s) {
+        (false, Some("ContainersNotInitialized"))
     } else {
-        (false, Some("ContainersNotInitialized"), Some(messages.join(", ")))
+        (true, None)
     }
 }
 
-/// `GenerateContainersReadyCondition`: every sidecar and regular container ready.
+/// `GenerateContainersReadyCondition`: every sidecar and regular container ready. It is also
+/// `Ready`'s (`GeneratePodReadyCondition`): no test Pod has readiness gates.
 fn containers_ready(facts: &Facts, s: &PodStatus, phase: &str) -> Generated {
-    let (mut unknown, mut unready) = (Vec::new(), Vec::new());
-    for d in facts.containers.iter().filter(|d| d.kind != Kind::Init) {
-        match find(s, &d.name) {
-            None => unknown.push(d.name.as_str()),
-            Some(c) if !c.ready => unready.push(d.name.as_str()),
-            Some(_) => {}
-        }
+    match phase {
+        "Succeeded" => return (false, Some("PodCompleted")),
+        "Failed" => return (false, Some("PodFailed")),
+        _ => {}
     }
-    if phase == "Succeeded" && unknown.is_empty() {
-        return (false, Some("PodCompleted"), None);
-    }
-    if phase == "Failed" {
-        return (false, Some("PodFailed"), None);
-    }
-    let mut messages = Vec::new();
-    if !unknown.is_empty() {
-        messages.push(format!("containers with unknown status: {}", go_list(&unknown)));
-    }
-    if !unready.is_empty() {
-        messages.push(format!("containers with unready status: {}", go_list(&unready)));
-    }
-    if messages.is_empty() {
-        (true, None, None)
+    let ready =
+        facts.containers.iter().filter(|d| d.kind != Kind::Init).all(|d| find(s, &d.name).is_some_and(|c| c.ready));
+    if ready {
+        (true, None)
     } else {
-        (false, Some("ContainersNotReady"), Some(messages.join(", ")))
-    }
-}
-
-/// `GeneratePodReadyCondition`: `ContainersReady` and every readiness gate.
-fn pod_ready(facts: &Facts, conditions: &[PodCondition], containers: &Generated) -> Generated {
-    if !containers.0 {
-        return containers.clone();
-    }
-    let mut messages = Vec::new();
-    for gate in &facts.readiness_gates {
-        match conditions.iter().find(|c| &c.type_ == gate) {
-            None => messages.push(format!("corresponding condition of pod readiness gate {gate:?} does not exist.")),
-            Some(c) if c.status != "True" => {
-                messages.push(format!("the status of pod readiness gate {gate:?} is not \"True\", but {}", c.status))
-            }
-            Some(_) => {}
-        }
-    }
-    if messages.is_empty() {
-        (true, None, None)
-    } else {
-        (false, Some("ReadinessGatesNotReady"), Some(messages.join(", ")))
+        (false, Some("ContainersNotReady"))
     }
 }
 
@@ -585,7 +503,7 @@ const KUBELET_ORDER: [&str; 8] = [
 
 /// Sets a condition, keeping `lastTransitionTime` when the status is unchanged.
 fn put_condition(conditions: &mut Vec<PodCondition>, type_: &str, generated: Generated, at: &Time) {
-    let (status, reason, message) = generated;
+    let (status, reason) = generated;
     let value = if status { "True" } else { "False" };
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
@@ -594,13 +512,11 @@ fn put_condition(conditions: &mut Vec<PodCondition>, type_: &str, generated: Gen
             }
             c.status = value.into();
             c.reason = reason.map(str::to_string);
-            c.message = message;
         }
         None => conditions.push(PodCondition {
             type_: type_.into(),
             status: value.into(),
             reason: reason.map(str::to_string),
-            message,
             last_transition_time: Some(at.clone()),
             ..Default::default()
         }),
@@ -656,14 +572,13 @@ fn sync(facts: &Facts, s: &mut PodStatus, at: &Time, hold_terminal: bool) -> boo
     // it was (False until the test says it is up: `PodDriver::sandbox_ready`).
     let sandbox_was = conditions.iter().any(|c| c.type_ == "PodReadyToStartContainers" && c.status == "True");
     let sandbox = !finished && (any_running || sandbox_was);
-    put_condition(&mut conditions, "PodReadyToStartContainers", (sandbox, None, None), at);
+    put_condition(&mut conditions, "PodReadyToStartContainers", (sandbox, None), at);
     put_condition(&mut conditions, "Initialized", initialized(facts, s, &computed), at);
     let containers = containers_ready(facts, s, &computed);
-    let ready = pod_ready(facts, &conditions, &containers);
-    put_condition(&mut conditions, "Ready", ready, at);
+    put_condition(&mut conditions, "Ready", containers, at);
     put_condition(&mut conditions, "ContainersReady", containers, at);
     if !conditions.iter().any(|c| c.type_ == "PodScheduled") {
-        put_condition(&mut conditions, "PodScheduled", (true, None, None), at);
+        put_condition(&mut conditions, "PodScheduled", (true, None), at);
     }
     sort_conditions(&mut conditions);
     s.conditions = Some(conditions);
@@ -678,8 +593,7 @@ fn readiness(facts: &Facts, s: &mut PodStatus, at: &Time) {
     let phase = s.phase.clone().unwrap_or_else(|| "Pending".into());
     let mut conditions = s.conditions.take().unwrap_or_default();
     let containers = containers_ready(facts, s, &phase);
-    let ready = pod_ready(facts, &conditions, &containers);
-    put_condition(&mut conditions, "Ready", ready, at);
+    put_condition(&mut conditions, "Ready", containers, at);
     put_condition(&mut conditions, "ContainersReady", containers, at);
     sort_conditions(&mut conditions);
     s.conditions = Some(conditions);
@@ -721,18 +635,6 @@ impl Derive {
     }
 }
 
-/// The kubelet's back-off before it starts a crashed container again: 10 s after the second
-/// exit, doubling, at most 5 minutes (the first exit is restarted at once; recorded).
-fn back_off(restart_count: i32) -> String {
-    let seconds = 10u64.saturating_mul(1 << restart_count.clamp(1, 6).saturating_sub(1)).min(300);
-    let (m, s) = (seconds / 60, seconds % 60);
-    if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
 /// The start of the container's current or last run.
 fn run_start(c: &ContainerStatus) -> Option<Time> {
     let state = c.state.as_ref()?;
@@ -740,7 +642,7 @@ fn run_start(c: &ContainerStatus) -> Option<Time> {
 }
 
 /// A container moves to `state` the way the kubelet reports it.
-fn transition(facts: &Facts, d: &Declared, c: &mut ContainerStatus, state: &State, at: &Time) {
+fn transition(d: &Declared, c: &mut ContainerStatus, state: &State, at: &Time) {
     let current = c.state.clone().unwrap_or_default();
     match state {
         State::Running => {
@@ -758,10 +660,10 @@ fn transition(facts: &Facts, d: &Declared, c: &mut ContainerStatus, state: &Stat
             c.started = Some(!d.startup_probe);
             c.ready = !d.startup_probe && !d.readiness_probe;
         }
-        State::Terminated { reason, exit_code, message } => {
+        State::Terminated { reason, exit_code } => {
             let started_at = current.running.and_then(|r| r.started_at);
             c.state = Some(ContainerState {
-                terminated: Some(terminated(reason, *exit_code, message.clone(), started_at, at)),
+                terminated: Some(terminated(reason, *exit_code, started_at, at)),
                 ..Default::default()
             });
         }
@@ -769,16 +671,7 @@ fn transition(facts: &Facts, d: &Declared, c: &mut ContainerStatus, state: &Stat
             if let Some(t) = current.terminated {
                 c.last_state = Some(ContainerState { terminated: Some(t), ..Default::default() });
             }
-            let message = match (message, reason.as_str()) {
-                (None, "CrashLoopBackOff") => Some(format!(
-                    "back-off {} restarting failed container={} pod={}",
-                    back_off(c.restart_count),
-                    c.name,
-                    facts.pod
-                )),
-                (m, _) => m.clone(),
-            };
-            c.state = Some(State::Waiting { reason: reason.clone(), message }.at(at));
+            c.state = Some(State::Waiting { reason: reason.clone(), message: message.clone() }.at(at));
         }
     }
 }
@@ -824,18 +717,15 @@ impl Step {
         };
         match self {
             Step::Admit => {}
-            Step::SandboxReady => put_condition(
-                s.conditions.get_or_insert_with(Vec::new),
-                "PodReadyToStartContainers",
-                (true, None, None),
-                at,
-            ),
-            Step::State(name, state) => one(name, &mut |d, c| transition(facts, d, c, state, at))?,
+            Step::SandboxReady => {
+                put_condition(s.conditions.get_or_insert_with(Vec::new), "PodReadyToStartContainers", (true, None), at)
+            }
+            Step::State(name, state) => one(name, &mut |d, c| transition(d, c, state, at))?,
             Step::Ready(name, ready) => one(name, &mut |_, c| c.ready = *ready && running(c))?,
             Step::Started(name, started) => one(name, &mut |_, c| c.started = Some(*started && running(c)))?,
             Step::Restart { container, reason, exit_code, ready } => one(container, &mut |d, c| {
                 c.last_state = Some(ContainerState {
-                    terminated: Some(terminated(reason, *exit_code, None, run_start(c), at)),
+                    terminated: Some(terminated(reason, *exit_code, run_start(c), at)),
                     ..Default::default()
                 });
                 c.restart_count += 1;
@@ -845,20 +735,20 @@ impl Step {
             })?,
             Step::CrashLoop { container, reason, exit_code } => one(container, &mut |d, c| {
                 c.state = Some(ContainerState {
-                    terminated: Some(terminated(reason, *exit_code, None, run_start(c), at)),
+                    terminated: Some(terminated(reason, *exit_code, run_start(c), at)),
                     ..Default::default()
                 });
-                transition(facts, d, c, &State::waiting("CrashLoopBackOff"), at);
+                transition(d, c, &State::waiting("CrashLoopBackOff"), at);
             })?,
             Step::Stop(stops) => {
                 for (name, state, ago) in stops {
                     let ago = jiff::SignedDuration::try_from(*ago).unwrap_or_default();
                     let finished = Time(at.0.checked_sub(ago).unwrap_or(at.0));
-                    one(name, &mut |d, c| transition(facts, d, c, state, &finished))?;
+                    one(name, &mut |d, c| transition(d, c, state, &finished))?;
                 }
                 for d in &facts.containers {
                     if let Some(c) = find_mut(s, &d.name).filter(|c| running(c)) {
-                        transition(facts, d, c, &State::terminated("Completed", 0), at);
+                        transition(d, c, &State::terminated("Completed", 0), at);
                     }
                 }
             }
@@ -868,13 +758,13 @@ impl Step {
                     if d.kind == Kind::Init {
                         if terminated_state(c).is_none_or(|t| t.exit_code != 0) {
                             c.state = Some(ContainerState {
-                                terminated: Some(terminated("Completed", 0, None, Some(at.clone()), at)),
+                                terminated: Some(terminated("Completed", 0, Some(at.clone()), at)),
                                 ..Default::default()
                             });
                         }
                         continue;
                     }
-                    transition(facts, d, c, &State::Running, at);
+                    transition(d, c, &State::Running, at);
                     c.started = Some(true);
                     c.ready = true;
                 }
@@ -992,8 +882,7 @@ impl PodDriver {
     ///   nothing changes.
     /// - `Terminated`: finished now, `startedAt` the run's start; not started, not ready (a
     ///   regular init container that completed is ready); `restartCount` unchanged.
-    /// - `Waiting`: after an exit, the exit moves to `lastState` (a `CrashLoopBackOff` without
-    ///   a message gets the kubelet's `back-off 10s restarting failed container=…`).
+    /// - `Waiting`: after an exit, the exit moves to `lastState`; `restartCount` unchanged.
     pub async fn set_state(&self, container: &str, state: State) -> Result<Pod> {
         self.step(Step::State(container.into(), state)).await
     }
@@ -1096,177 +985,24 @@ mod recorded;
 mod tests {
     use super::*;
 
-    fn facts(spec: Value) -> (Facts, PodSpec) {
-        let meta = ObjectMeta { name: Some("web".into()), namespace: Some("ns".into()), ..Default::default() };
-        let typed: PodSpec = serde_json::from_value(spec.clone()).unwrap();
-        (Facts::new(&meta, &typed, &spec), typed)
-    }
-
-    fn conditions(s: &PodStatus) -> Vec<String> {
-        s.conditions.iter().flatten().map(|c| format!("{}={}", c.type_, c.status)).collect()
-    }
-
-    fn native() -> Value {
-        json!({"initContainers": [{"name": "proxy", "image": "busybox", "restartPolicy": "Always"}],
-               "containers": [{"name": "app", "image": "busybox"}]})
-    }
-
-    fn at(s: &str) -> Time {
-        Time(s.parse().unwrap())
-    }
-
+    /// The recordings hold one restart rule's exit (42, restarted); the other way, an exit
+    /// the rules do not restart ends a `Never` container and fails the Pod.
     #[test]
-    fn the_first_status_is_the_kubelets() {
-        let (f, spec) = facts(native());
-        let mut s = PodStatus::default();
-        ensure_statuses(&spec, &mut s);
-        assert!(!sync(&f, &mut s, &at("2026-01-01T00:00:00Z"), true));
-        assert_eq!(s.phase.as_deref(), Some("Pending"));
-        assert_eq!(
-            conditions(&s),
-            [
-                "PodReadyToStartContainers=False",
-                "Initialized=False",
-                "Ready=False",
-                "ContainersReady=False",
-                "PodScheduled=True"
-            ]
-        );
-        let waiting = |c: &ContainerStatus| c.state.clone().unwrap().waiting.unwrap().reason.unwrap();
-        assert_eq!(waiting(&s.container_statuses.as_ref().unwrap()[0]), "PodInitializing");
-        let message = s.conditions.as_ref().unwrap()[1].message.clone().unwrap();
-        assert_eq!(message, "containers with incomplete status: [proxy]");
-
-        let (f, spec) = facts(json!({"containers": [{"name": "app", "image": "busybox"}]}));
-        let mut s = PodStatus::default();
-        ensure_statuses(&spec, &mut s);
-        sync(&f, &mut s, &at("2026-01-01T00:00:00Z"), true);
-        assert_eq!(waiting(&s.container_statuses.as_ref().unwrap()[0]), "ContainerCreating");
-        assert_eq!(conditions(&s)[1], "Initialized=True");
-    }
-
-    #[test]
-    fn a_crash_is_an_exit_then_a_new_run() {
-        let (f, spec) = facts(native());
-        let mut s = PodStatus::default();
-        ensure_statuses(&spec, &mut s);
-        let t0 = at("2026-01-01T00:00:00Z");
-        for name in ["proxy", "app"] {
-            let c = find_mut(&mut s, name).unwrap();
-            transition(&f, f.declared(name).unwrap(), c, &State::Running, &t0);
-        }
-        sync(&f, &mut s, &t0, true);
-        assert_eq!(s.phase.as_deref(), Some("Running"));
-        assert!(conditions(&s).iter().all(|c| c.ends_with("=True")), "{:?}", conditions(&s));
-
-        let t1 = at("2026-01-01T00:00:05Z");
-        let proxy = f.declared("proxy").unwrap();
-        transition(&f, proxy, find_mut(&mut s, "proxy").unwrap(), &State::terminated("Error", 1), &t1);
-        sync(&f, &mut s, &t1, true);
-        let c = find(&s, "proxy").unwrap();
-        let t = c.state.clone().unwrap().terminated.unwrap();
-        assert_eq!((t.started_at, t.finished_at), (Some(t0.clone()), Some(t1.clone())));
-        assert_eq!((c.started, c.ready, c.restart_count), (Some(false), false, 0));
-        let ready = s.conditions.iter().flatten().find(|c| c.type_ == "Ready").unwrap();
-        assert_eq!((ready.status.as_str(), ready.last_transition_time.clone()), ("False", Some(t1.clone())));
-        assert_eq!(ready.message.as_deref(), Some("containers with unready status: [proxy]"));
-        assert_eq!(conditions(&s)[1], "Initialized=True", "a regular container ran");
-
-        let t2 = at("2026-01-01T00:00:06Z");
-        transition(&f, proxy, find_mut(&mut s, "proxy").unwrap(), &State::waiting("CrashLoopBackOff"), &t2);
-        let c = find(&s, "proxy").unwrap();
-        assert_eq!(c.restart_count, 0);
-        assert_eq!(last_terminated(c).unwrap().finished_at, Some(t1.clone()));
-        let message = c.state.clone().unwrap().waiting.unwrap().message.unwrap();
-        assert_eq!(message, "back-off 10s restarting failed container=proxy pod=web_ns()");
-
-        transition(&f, proxy, find_mut(&mut s, "proxy").unwrap(), &State::Running, &t2);
-        sync(&f, &mut s, &t2, true);
-        let c = find(&s, "proxy").unwrap();
-        assert_eq!((c.started, c.ready, c.restart_count), (Some(true), true, 1));
-        assert_eq!(last_terminated(c).unwrap().started_at, Some(t0));
-        assert_eq!(s.phase.as_deref(), Some("Running"));
-    }
-
-    #[test]
-    fn probes_hold_started_and_ready() {
-        let (f, spec) = facts(json!({"initContainers": [{"name": "proxy", "image": "b", "restartPolicy": "Always",
-            "startupProbe": {"exec": {"command": ["true"]}}, "readinessProbe": {"exec": {"command": ["true"]}}}],
-            "containers": [{"name": "app", "image": "b"}]}));
-        let mut s = PodStatus::default();
-        ensure_statuses(&spec, &mut s);
-        let t0 = at("2026-01-01T00:00:00Z");
-        transition(&f, f.declared("proxy").unwrap(), find_mut(&mut s, "proxy").unwrap(), &State::Running, &t0);
-        sync(&f, &mut s, &t0, true);
-        let c = find(&s, "proxy").unwrap();
-        assert_eq!((c.started, c.ready), (Some(false), false));
-        assert_eq!(s.phase.as_deref(), Some("Pending"));
-        assert_eq!(conditions(&s)[..2], ["PodReadyToStartContainers=True", "Initialized=False"]);
-    }
-
-    #[test]
-    fn a_job_ends_in_two_writes_a_deletion_in_one() {
-        let mut spec = native();
-        spec["restartPolicy"] = json!("Never");
-        let (mut f, mut s) = {
-            let (f, spec) = facts(spec);
-            let mut s = PodStatus::default();
-            ensure_statuses(&spec, &mut s);
-            (f, s)
-        };
-        let t0 = at("2026-01-01T00:00:00Z");
-        for name in ["proxy", "app"] {
-            transition(&f, f.declared(name).unwrap(), find_mut(&mut s, name).unwrap(), &State::Running, &t0);
-        }
-        sync(&f, &mut s, &t0, true);
-        let t1 = at("2026-01-01T00:00:03Z");
-        let app = f.declared("app").unwrap();
-        transition(&f, app, find_mut(&mut s, "app").unwrap(), &State::terminated("Completed", 0), &t1);
-        assert!(!sync(&f, &mut s, &t1, true), "the sidecar still runs");
-        assert_eq!(s.phase.as_deref(), Some("Running"));
-        let proxy = f.declared("proxy").unwrap();
-        transition(&f, proxy, find_mut(&mut s, "proxy").unwrap(), &State::terminated("Error", 137), &t1);
-        let mut second = s.clone();
-        assert!(sync(&f, &mut s, &t1, true), "the phase waits for a write of its own");
-        assert_eq!(s.phase.as_deref(), Some("Running"));
-        assert_eq!(conditions(&s)[0], "PodReadyToStartContainers=False");
-        assert!(!sync(&f, &mut second, &t1, false));
-        assert_eq!(second.phase.as_deref(), Some("Succeeded"), "a native sidecar's 137 does not fail the Pod");
-
-        f.deleting = true;
-        let mut deleted = s.clone();
-        deleted.phase = Some("Running".into());
-        assert!(!sync(&f, &mut deleted, &t1, true));
-        assert_eq!(deleted.phase.as_deref(), Some("Succeeded"));
-        let ready = deleted.conditions.iter().flatten().find(|c| c.type_ == "Ready").unwrap();
-        assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
-    }
-
-    #[test]
-    fn restart_rules_keep_a_never_container_running() {
+    fn an_exit_no_rule_restarts_ends_a_never_container() {
         let spec = json!({"restartPolicy": "Never", "containers": [{"name": "train", "image": "b",
             "restartPolicy": "Never",
             "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]}]});
-        let (f, typed) = facts(spec);
+        let typed: PodSpec = serde_json::from_value(spec.clone()).unwrap();
+        let facts = Facts::new(&ObjectMeta::default(), &typed, &spec);
+        let train = facts.declared("train").unwrap();
+        let at = Time("2026-01-01T00:00:00Z".parse().unwrap());
         let mut s = PodStatus::default();
         ensure_statuses(&typed, &mut s);
-        let t0 = at("2026-01-01T00:00:00Z");
-        let train = f.declared("train").unwrap();
-        transition(&f, train, find_mut(&mut s, "train").unwrap(), &State::Running, &t0);
-        transition(&f, train, find_mut(&mut s, "train").unwrap(), &State::terminated("Error", 42), &t0);
-        assert!(!sync(&f, &mut s, &t0, true));
-        assert_eq!(s.phase.as_deref(), Some("Running"), "exit 42 is restarted");
-        let mut failed = s.clone();
-        transition(&f, train, find_mut(&mut failed, "train").unwrap(), &State::Running, &t0);
-        transition(&f, train, find_mut(&mut failed, "train").unwrap(), &State::terminated("Error", 1), &t0);
-        assert!(!sync(&f, &mut failed, &t0, false));
-        assert_eq!(failed.phase.as_deref(), Some("Failed"), "exit 1 is not");
-        assert_eq!(find(&failed, "train").unwrap().restart_count, 1);
-    }
-
-    #[test]
-    fn back_off_doubles_to_five_minutes() {
-        let got: Vec<String> = [0, 1, 2, 3, 4, 5, 6, 9].into_iter().map(back_off).collect();
-        assert_eq!(got, ["10s", "10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s"]);
+        for (code, phase) in [(42, "Running"), (1, "Failed")] {
+            transition(train, find_mut(&mut s, "train").unwrap(), &State::Running, &at);
+            transition(train, find_mut(&mut s, "train").unwrap(), &State::terminated("Error", code), &at);
+            assert!(!sync(&facts, &mut s, &at, false));
+            assert_eq!(s.phase.as_deref(), Some(phase), "exit {code}");
+        }
     }
 }

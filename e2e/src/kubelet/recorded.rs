@@ -415,7 +415,7 @@ fn replay(played: &Played, recorded: &[Value]) -> Vec<Value> {
                 continue;
             }
             Bound => {
-                put_condition(status.conditions.get_or_insert_with(Vec::new), "PodScheduled", (true, None, None), &at);
+                put_condition(status.conditions.get_or_insert_with(Vec::new), "PodScheduled", (true, None), &at);
                 out.push(summary(&status, facts.deleting));
                 continue;
             }
