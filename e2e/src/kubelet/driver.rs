@@ -123,7 +123,7 @@ impl PodDriver {
     }
 
     /// The sandbox is up (`PodReadyToStartContainers=True`), no container runs yet: the
-    /// kubelet's second status (recorded 0.5–1 s after its first).
+    /// kubelet's second status (recorded 0.5–1.5 s after its first).
     pub async fn sandbox_ready(&self) -> Result<Pod> {
         self.step(Step::SandboxReady).await
     }
@@ -157,10 +157,11 @@ impl PodDriver {
     /// The container is killed and started again in one write, as the kubelet does when no
     /// back-off holds it (a failed liveness probe: `Error`, 137): `lastState.terminated` gets
     /// the exit (`startedAt` the run's start, finished now), `restartCount` goes up by one
-    /// and a new run starts now — started unless the spec has a startup probe, `ready` as
-    /// given once started.
-    pub async fn restart(&self, container: &str, reason: &str, exit_code: i32, ready: bool) -> Result<Pod> {
-        self.step(Step::Restart { container: container.into(), reason: reason.into(), exit_code, ready }).await
+    /// and a new run starts now, started and ready as in [`Self::set_state`]. (A container
+    /// that exits by itself is reported exited first: `set_state` with `Terminated`, then
+    /// with `Running`.)
+    pub async fn restart(&self, container: &str, reason: &str, exit_code: i32) -> Result<Pod> {
+        self.step(Step::Restart { container: container.into(), reason: reason.into(), exit_code }).await
     }
 
     /// The container exits (`reason`, `exit_code`) and waits in `CrashLoopBackOff`, in one

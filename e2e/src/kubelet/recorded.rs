@@ -62,7 +62,7 @@ fn started(c: &str) -> Action {
 }
 
 fn restart(c: &str, reason: &str, code: i32) -> Action {
-    Do(Step::Restart { container: c.into(), reason: reason.into(), exit_code: code, ready: true })
+    Do(Step::Restart { container: c.into(), reason: reason.into(), exit_code: code })
 }
 
 fn crash_loop(c: &str, reason: &str, code: i32) -> Action {

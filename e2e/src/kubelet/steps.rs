@@ -88,6 +88,14 @@ fn run_start(c: &ContainerStatus) -> Option<Time> {
     state.running.as_ref().and_then(|r| r.started_at.clone()).or(state.terminated.as_ref()?.started_at.clone())
 }
 
+/// A new run of the container from `at`: started unless a startup probe has yet to pass,
+/// ready unless a startup or readiness probe has (recorded: without probes both at once).
+fn new_run(d: &Declared, c: &mut ContainerStatus, at: &Time) {
+    c.state = Some(State::Running.at(at));
+    c.started = Some(!d.startup_probe);
+    c.ready = !d.startup_probe && !d.readiness_probe;
+}
+
 /// A container moves to `state` the way the kubelet reports it.
 pub(super) fn transition(d: &Declared, c: &mut ContainerStatus, state: &State, at: &Time) {
     let current = c.state.clone().unwrap_or_default();
@@ -103,9 +111,7 @@ pub(super) fn transition(d: &Declared, c: &mut ContainerStatus, state: &State, a
             } else if current.waiting.is_some() && last_terminated(c).is_some() {
                 c.restart_count += 1;
             }
-            c.state = Some(State::Running.at(at));
-            c.started = Some(!d.startup_probe);
-            c.ready = !d.startup_probe && !d.readiness_probe;
+            new_run(d, c, at);
         }
         State::Terminated { reason, exit_code } => {
             let started_at = current.running.and_then(|r| r.started_at);
@@ -138,7 +144,7 @@ pub(super) enum Step {
     /// A startup probe result.
     Started(String, bool),
     /// Killed and started again in one write.
-    Restart { container: String, reason: String, exit_code: i32, ready: bool },
+    Restart { container: String, reason: String, exit_code: i32 },
     /// Exited and waiting in `CrashLoopBackOff`, in one write.
     CrashLoop { container: String, reason: String, exit_code: i32 },
     /// The end of a termination: containers' states with how long ago they were reached.
@@ -172,15 +178,13 @@ impl Step {
             Step::State(name, state) => one(name, &mut |d, c| transition(d, c, state, at))?,
             Step::Ready(name, ready) => one(name, &mut |_, c| c.ready = *ready && running(c))?,
             Step::Started(name, started) => one(name, &mut |_, c| c.started = Some(*started && running(c)))?,
-            Step::Restart { container, reason, exit_code, ready } => one(container, &mut |d, c| {
+            Step::Restart { container, reason, exit_code } => one(container, &mut |d, c| {
                 c.last_state = Some(ContainerState {
                     terminated: Some(terminated(reason, *exit_code, run_start(c), at)),
                     ..Default::default()
                 });
                 c.restart_count += 1;
-                c.state = Some(State::Running.at(at));
-                c.started = Some(!d.startup_probe);
-                c.ready = *ready && !d.startup_probe;
+                new_run(d, c, at);
             })?,
             Step::CrashLoop { container, reason, exit_code } => one(container, &mut |d, c| {
                 c.state = Some(ContainerState {

@@ -114,8 +114,8 @@ async fn never_ready_native_sidecar_with_ready_main() {
 }
 
 /// Seed 000/002: a liveness-failing sidecar restarts again and again: restarts with
-/// `lastState.terminated` Error → `SidecarRestartingFrequently` at the threshold; then
-/// `CrashLoopBackOff` → `SidecarCrashLooping` pending → firing.
+/// `lastState.terminated` Error (137: the kubelet kills it) → `SidecarRestartingFrequently` at
+/// the threshold; then `CrashLoopBackOff` → `SidecarCrashLooping` pending → firing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn liveness_failing_sidecar_restart_loop() {
     let c = Cluster::start("crashloop").await;
@@ -130,7 +130,13 @@ async fn liveness_failing_sidecar_restart_loop() {
     )
     .await;
     let op = Operator::start(&c, "op-0", &[]).await;
-    let pod = c.create_pod(native_pod("api-1", "api", "app", "fluent-bit")).await;
+    // Its readiness probe holds each new run unready, as the kubelet reports it until the
+    // probe passes (without one, a restarted container is ready at once).
+    let mut manifest = native_pod("api-1", "api", "app", "fluent-bit");
+    let probe = json!({"httpGet": {"path": "/api/v1/health", "port": 2020}});
+    manifest["spec"]["initContainers"][0]["livenessProbe"] = probe.clone();
+    manifest["spec"]["initContainers"][0]["readinessProbe"] = probe;
+    let pod = c.create_pod(manifest).await;
     drive(&pod, &[("app", true), ("fluent-bit", true)]).await;
     op.wait_scrape("fluent-bit tracked", |s| {
         has_value(s, "sidecar_container_ready", &[("pod", "api-1"), ("container", "fluent-bit")], 1.0)
@@ -139,7 +145,7 @@ async fn liveness_failing_sidecar_restart_loop() {
 
     let t_first = Instant::now();
     for n in 1..=2 {
-        pod.restart("fluent-bit", "Error", 1, false).await.unwrap();
+        pod.restart("fluent-bit", "Error", 137).await.unwrap();
         op.wait_scrape(&format!("{n} restarts"), |s| {
             has_value(
                 s,
@@ -165,7 +171,7 @@ async fn liveness_failing_sidecar_restart_loop() {
         AlertSeries { alert: AlertName::SidecarCrashLooping, state: AlertState::Pending, ..fluent_bit }.labels();
     let alerts = op.scrape().await.unwrap().alerts();
     assert!(alerts.iter().all(|a| *a == looping_pending), "{alerts:?}");
-    pod.restart("fluent-bit", "Error", 1, false).await.unwrap();
+    pod.restart("fluent-bit", "Error", 137).await.unwrap();
     let restarting = AlertSeries { alert: AlertName::SidecarRestartingFrequently, ..fluent_bit }.labels();
     op.wait_scrape("restarting at the threshold", |s| {
         let alerts = s.alerts();
@@ -187,11 +193,11 @@ async fn liveness_failing_sidecar_restart_loop() {
     }
     .assert_matches(e);
     let note = e.note.as_deref().unwrap_or_default();
-    assert!(note.contains("Error") && note.contains("exit code 1"), "note names the termination: {note}");
+    assert!(note.contains("Error") && note.contains("exit code 137"), "note names the termination: {note}");
 
     // The liveness probe kills it again; the kubelet backs off (one write: the exit in
     // `lastState`, waiting in CrashLoopBackOff, the restart count unchanged).
-    pod.crash_loop("fluent-bit", "Error", 1).await.unwrap();
+    pod.crash_loop("fluent-bit", "Error", 137).await.unwrap();
     let (pending, fired) = observe_firing(&op, "api-1", "SidecarCrashLooping").await;
     assert!(pending.is_some(), "SidecarCrashLooping was never pending");
     // The episode starts at the first restarts of the loop.
