@@ -490,7 +490,13 @@ async fn merge_strategic_and_apply_patches(server: Server) {
     assert_eq!(ready, [("app".to_string(), false)]);
     let mut conditions: Vec<_> = st.conditions.unwrap().into_iter().map(|c| (c.type_, c.status)).collect();
     conditions.sort();
-    let want = [("ContainersReady", "True"), ("Initialized", "True"), ("PodScheduled", "True"), ("Ready", "False")];
+    let want = [
+        ("ContainersReady", "True"),
+        ("Initialized", "True"),
+        ("PodReadyToStartContainers", "True"),
+        ("PodScheduled", "True"),
+        ("Ready", "False"),
+    ];
     assert_eq!(conditions, want.map(|(t, s)| (t.to_string(), s.to_string())));
     assert_eq!(st.init_container_statuses.unwrap().len(), 1);
 

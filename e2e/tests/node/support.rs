@@ -130,7 +130,7 @@ pub struct Scenario {
 
 /// Records every status the kubelet writes for the namespace's Pods, one JSON line each, to
 /// `<target tmp>/node-transitions/<namespace>.jsonl`: what the simulated kubelet
-/// (`e2e/src/kubelet.rs`) is compared with (e2e/README.md).
+/// (`e2e/src/kubelet/`) is compared with (e2e/README.md).
 struct Recorder(tokio::task::JoinHandle<()>);
 
 impl Drop for Recorder {

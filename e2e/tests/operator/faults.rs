@@ -43,13 +43,15 @@ pub(crate) async fn outage(sim: &Simulator) {
     .unwrap();
 }
 
-/// Changes a Pod's status in the simulator's state (no HTTP, so no injected fault).
+/// Changes a Pod's status in the simulator's state (no HTTP, so no injected fault), the
+/// kubelet's derivations with it.
 fn direct_pod_status(sim: &Simulator, ns: &str, name: &str, f: impl FnOnce(&mut PodStatus)) {
     let mut st = sim.shared().state();
     let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
     let current = st.get(&info, Some(ns), name).expect("pod");
     let mut pod: Pod = serde_json::from_value(current).expect("a Pod");
     f(pod.status.get_or_insert_with(Default::default));
+    sidecar_watch_e2e::kubelet::derive_status(&mut pod);
     let body = serde_json::to_value(&pod).unwrap();
     st.update(&info, Some(ns), name, body, Scope::Status, &caller()).expect("direct status update");
 }
@@ -81,7 +83,6 @@ async fn operator_recovers_from_api_faults() {
         for cs in s.init_container_statuses.iter_mut().flatten() {
             cs.ready = false;
         }
-        set_pod_conditions(s);
     });
     sim.compact();
     // Then 429s with Retry-After, and the API server restarts (connections closed).

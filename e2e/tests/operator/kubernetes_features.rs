@@ -142,18 +142,10 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
     for p in [&rules_42, &rules_1, &restart_all, &resized, &crashed] {
         p.run_all().await.expect("running");
     }
-    for (p, ready) in [(&no_sandbox, "False"), (&sandbox, "True")] {
-        p.update(|_, s| {
-            for c in s.init_container_statuses.iter_mut().flatten().chain(s.container_statuses.iter_mut().flatten()) {
-                c.state = Some(State::waiting("ContainerCreating").to_k8s());
-            }
-            set_condition(s, "PodReadyToStartContainers", ready == "True", None);
-            set_condition(s, "Ready", false, Some("ContainersNotReady"));
-            Ok(())
-        })
-        .await
-        .expect("waiting");
-    }
+    // The kubelet's first status (every container waiting, the sandbox not ready), and its
+    // second (the sandbox ready, nothing started yet).
+    no_sandbox.admit().await.expect("waiting for the sandbox");
+    sandbox.sandbox_ready().await.expect("waiting for the sidecar");
     op.wait_scrape("every Pod tracked", |s| {
         let tracked = s.find("sidecar_container_ready", &[]).len();
         if tracked >= 8 {
@@ -183,6 +175,7 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
                 c.last_state = Some(removed_for_pod_restart());
                 c.restart_count += 1;
                 c.state = Some(State::Running.to_k8s());
+                c.started = Some(true);
                 c.ready = true;
             }
             Ok(())

@@ -89,7 +89,6 @@ pub(crate) async fn crash_loop(pod: &sidecar_watch_e2e::kubelet::PodDriver, cont
         c.state = Some(State::waiting("CrashLoopBackOff").to_k8s());
         c.started = Some(false);
         c.ready = false;
-        set_pod_conditions(s);
         Ok(())
     })
     .await

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
-use sidecar_watch_e2e::kubelet::{set_condition, test_pod, State};
+use sidecar_watch_e2e::kubelet::{test_pod, State};
 
 use crate::support::*;
 
@@ -114,8 +114,8 @@ async fn never_ready_native_sidecar_with_ready_main() {
 }
 
 /// Seed 000/002: a liveness-failing sidecar restarts again and again: restarts with
-/// `lastState.terminated` Error → `SidecarRestartingFrequently` at the threshold; then
-/// `CrashLoopBackOff` → `SidecarCrashLooping` pending → firing.
+/// `lastState.terminated` Error (137: the kubelet kills it) → `SidecarRestartingFrequently` at
+/// the threshold; then `CrashLoopBackOff` → `SidecarCrashLooping` pending → firing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn liveness_failing_sidecar_restart_loop() {
     let c = Cluster::start("crashloop").await;
@@ -130,7 +130,13 @@ async fn liveness_failing_sidecar_restart_loop() {
     )
     .await;
     let op = Operator::start(&c, "op-0", &[]).await;
-    let pod = c.create_pod(native_pod("api-1", "api", "app", "fluent-bit")).await;
+    // Its readiness probe holds each new run unready, as the kubelet reports it until the
+    // probe passes (without one, a restarted container is ready at once).
+    let mut manifest = native_pod("api-1", "api", "app", "fluent-bit");
+    let probe = json!({"httpGet": {"path": "/api/v1/health", "port": 2020}});
+    manifest["spec"]["initContainers"][0]["livenessProbe"] = probe.clone();
+    manifest["spec"]["initContainers"][0]["readinessProbe"] = probe;
+    let pod = c.create_pod(manifest).await;
     drive(&pod, &[("app", true), ("fluent-bit", true)]).await;
     op.wait_scrape("fluent-bit tracked", |s| {
         has_value(s, "sidecar_container_ready", &[("pod", "api-1"), ("container", "fluent-bit")], 1.0)
@@ -139,7 +145,7 @@ async fn liveness_failing_sidecar_restart_loop() {
 
     let t_first = Instant::now();
     for n in 1..=2 {
-        pod.restart("fluent-bit", "Error", 1, false).await.unwrap();
+        pod.restart("fluent-bit", "Error", 137).await.unwrap();
         op.wait_scrape(&format!("{n} restarts"), |s| {
             has_value(
                 s,
@@ -165,7 +171,7 @@ async fn liveness_failing_sidecar_restart_loop() {
         AlertSeries { alert: AlertName::SidecarCrashLooping, state: AlertState::Pending, ..fluent_bit }.labels();
     let alerts = op.scrape().await.unwrap().alerts();
     assert!(alerts.iter().all(|a| *a == looping_pending), "{alerts:?}");
-    pod.restart("fluent-bit", "Error", 1, false).await.unwrap();
+    pod.restart("fluent-bit", "Error", 137).await.unwrap();
     let restarting = AlertSeries { alert: AlertName::SidecarRestartingFrequently, ..fluent_bit }.labels();
     op.wait_scrape("restarting at the threshold", |s| {
         let alerts = s.alerts();
@@ -187,26 +193,11 @@ async fn liveness_failing_sidecar_restart_loop() {
     }
     .assert_matches(e);
     let note = e.note.as_deref().unwrap_or_default();
-    assert!(note.contains("Error") && note.contains("exit code 1"), "note names the termination: {note}");
+    assert!(note.contains("Error") && note.contains("exit code 137"), "note names the termination: {note}");
 
-    // The liveness probe kills it again; the kubelet backs off.
-    pod.update(|_, s| {
-        let c = s.init_container_statuses.iter_mut().flatten().find(|c| c.name == "fluent-bit").unwrap();
-        c.last_state = Some(State::terminated("Error", 1).to_k8s());
-        c.state = Some(
-            State::Waiting {
-                reason: "CrashLoopBackOff".into(),
-                message: Some("back-off 40s restarting failed container".into()),
-            }
-            .to_k8s(),
-        );
-        c.started = Some(false);
-        c.ready = false;
-        set_pod_conditions(s);
-        Ok(())
-    })
-    .await
-    .unwrap();
+    // The liveness probe kills it again; the kubelet backs off (one write: the exit in
+    // `lastState`, waiting in CrashLoopBackOff, the restart count unchanged).
+    pod.crash_loop("fluent-bit", "Error", 137).await.unwrap();
     let (pending, fired) = observe_firing(&op, "api-1", "SidecarCrashLooping").await;
     assert!(pending.is_some(), "SidecarCrashLooping was never pending");
     // The episode starts at the first restarts of the loop.
@@ -275,16 +266,7 @@ async fn job_held_open_by_legacy_sidecar() {
     assert!(scrape.alerts().is_empty(), "{:?}", scrape.alerts());
 
     let t0 = Instant::now();
-    pod.update(|_, s| {
-        let w = s.container_statuses.iter_mut().flatten().find(|c| c.name == "worker").unwrap();
-        w.state = Some(State::terminated("Completed", 0).to_k8s());
-        w.started = Some(false);
-        w.ready = false;
-        set_pod_conditions(s);
-        Ok(())
-    })
-    .await
-    .unwrap();
+    pod.set_state("worker", State::terminated("Completed", 0)).await.unwrap();
     let (pending, fired) = observe_firing(&op, "report-abcde", "JobBlockedBySidecar").await;
     assert!(pending.is_some(), "JobBlockedBySidecar was never pending");
     assert_on_time("JobBlockedBySidecar", t0, fired, Duration::from_secs(4));
@@ -345,21 +327,15 @@ async fn main_started_before_sidecar_ready() {
     let ns = c.ns.clone();
     c.apply_app_policy("order", "shop", json!({"startupOrder": {"severity": "warning"}})).await;
     let op = Operator::start(&c, "op-0", &[]).await;
-    let pod = c.create_pod(native_pod("shop-1", "shop", "app", "envoy")).await;
+    // A readiness probe and no startup probe: the kubelet reports it started at once and
+    // ready only once the probe passes.
+    let mut manifest = native_pod("shop-1", "shop", "app", "envoy");
+    manifest["spec"]["initContainers"][0]["readinessProbe"] = json!({"httpGet": {"path": "/ready", "port": 15021}});
+    let pod = c.create_pod(manifest).await;
     // The sidecar starts (not ready yet: no startupProbe holds the main container back) …
-    pod.update(|_, s| {
-        let e = s.init_container_statuses.iter_mut().flatten().find(|c| c.name == "envoy").unwrap();
-        e.state = Some(State::Running.to_k8s());
-        e.started = Some(true);
-        e.ready = false;
-        set_condition(s, "PodScheduled", true, None);
-        set_condition(s, "Initialized", true, None);
-        set_condition(s, "Ready", false, Some("ContainersNotReady"));
-        s.phase = Some("Pending".into());
-        Ok(())
-    })
-    .await
-    .unwrap();
+    let started = pod.set_state("envoy", State::Running).await.unwrap();
+    let envoy = &started.status.as_ref().unwrap().init_container_statuses.as_ref().unwrap()[0];
+    assert_eq!((envoy.started, envoy.ready), (Some(true), false), "{envoy:?}");
     op.wait_scrape("envoy tracked", |s| {
         s.value("sidecar_container_ready", &[("pod", "shop-1"), ("container", "envoy")])
             .map(|_| ())
@@ -424,17 +400,18 @@ async fn sidecar_stopped_before_main_on_shutdown() {
     c.pods().delete("cart-1", &DeleteParams::default().grace_period(30)).await.expect("graceful delete");
     let terminating = pod.get().await.unwrap();
     assert!(terminating.metadata.deletion_timestamp.is_some(), "{:?}", terminating.metadata);
-    // The sidecar gets SIGTERM and exits at once; the app keeps draining.
-    pod.update(|_, s| {
-        let p = s.init_container_statuses.iter_mut().flatten().find(|c| c.name == "istio-proxy").unwrap();
-        p.state = Some(State::terminated("Error", 137).to_k8s());
-        p.started = Some(false);
-        p.ready = false;
-        set_pod_conditions(s);
-        Ok(())
-    })
-    .await
-    .unwrap();
+    // The sidecar dies a second into the termination while the app drains for another
+    // second. The kubelet writes nothing while it stops the containers: one status once all
+    // have stopped, each with its own finishedAt (as recorded on the real node).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped = pod
+        .stop(&[
+            ("istio-proxy", State::terminated("Error", 137), Duration::from_secs(1)),
+            ("app", State::terminated("Completed", 0), Duration::ZERO),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stopped.status.and_then(|s| s.phase).as_deref(), Some("Succeeded"));
     let (alert, severity) = (AlertName::SidecarStoppedBeforeMain, Severity::Critical);
     let expected = vec![AlertSeries {
         alert,
@@ -459,8 +436,7 @@ async fn sidecar_stopped_before_main_on_shutdown() {
     c.wait_status("order", "shutdown order", |s| status_counts(s, 1, 1, json!({"SidecarStoppedBeforeMain": 1}), 0))
         .await;
 
-    // The app finishes and the kubelet removes the Pod (grace period 0): no series left.
-    pod.set_state("app", State::terminated("Completed", 0)).await.unwrap();
+    // The kubelet removes the Pod (grace period 0): no series left.
     c.delete_pod_now("cart-1").await;
     op.wait_scrape("cart-1 gone", |s| {
         let left = s.find("sidecar_container_ready", &[("pod", "cart-1")]).len() + s.alerts().len();

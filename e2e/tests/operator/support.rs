@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sidecar_watch_e2e::control_plane;
 use sidecar_watch_e2e::harness::{wait_until, TestEnv};
 use sidecar_watch_e2e::install;
-use sidecar_watch_e2e::kubelet::{self, set_condition, test_pod, PodDriver, State};
+use sidecar_watch_e2e::kubelet::{self, test_pod, PodDriver, State};
 use sidecar_watch_e2e::sim::SimConfig;
 
 /// Default deadline of a wait.
@@ -347,8 +347,9 @@ pub fn native_pod(name: &str, app: &str, main: &str, sidecar: &str) -> Value {
     test_pod(name, &[("app", app)], &[main], &[sidecar])
 }
 
-/// Brings every container of the Pod to running; `ready` says which are ready. Pod phase
-/// Running, conditions set accordingly (Ready only when all are ready). One status write.
+/// Brings every container of the Pod to running and started; `ready` says which are ready.
+/// One status write; the driver derives the phase and the conditions as the kubelet does
+/// (`Ready` only when all are ready).
 pub async fn drive(pod: &PodDriver, ready: &[(&str, bool)]) -> Pod {
     pod.update(|_, s| {
         for c in s.container_statuses.iter_mut().flatten().chain(s.init_container_statuses.iter_mut().flatten()) {
@@ -360,40 +361,16 @@ pub async fn drive(pod: &PodDriver, ready: &[(&str, bool)]) -> Pod {
                 c.ready = *r;
             }
         }
-        set_pod_conditions(s);
         Ok(())
     })
     .await
     .expect("pod status written")
 }
 
-/// Sets phase Running and the Pod conditions from the container statuses.
-pub fn set_pod_conditions(s: &mut PodStatus) {
-    let all_ready =
-        s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).all(|c| c.ready);
-    s.phase = Some("Running".into());
-    if s.start_time.is_none() {
-        s.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
-    }
-    set_condition(s, "PodScheduled", true, None);
-    set_condition(s, "Initialized", true, None);
-    set_condition(s, "ContainersReady", all_ready, None);
-    set_condition(s, "Ready", all_ready, if all_ready { None } else { Some("ContainersNotReady") });
-}
-
-/// Sets `ready` of one container and the Pod conditions accordingly.
+/// Sets `ready` of one container (a readiness probe's result); the driver updates the Pod
+/// conditions in the same write, as the kubelet does.
 pub async fn set_ready(pod: &PodDriver, container: &str, ready: bool) -> Pod {
-    pod.update(|_, s| {
-        for c in s.container_statuses.iter_mut().flatten().chain(s.init_container_statuses.iter_mut().flatten()) {
-            if c.name == container {
-                c.ready = ready;
-            }
-        }
-        set_pod_conditions(s);
-        Ok(())
-    })
-    .await
-    .expect("pod status written")
+    pod.set_ready(container, ready).await.expect("pod status written")
 }
 
 // ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
 use serde_json::json;
 
-use crate::kubelet::{self, set_condition, test_pod, PodDriver, State};
+use crate::kubelet::{self, test_pod, PodDriver, State};
 
 /// The namespace of the scenario Pods.
 pub const NAMESPACE: &str = "ksm-scenarios";
@@ -253,16 +253,6 @@ fn find<'a>(s: &'a mut PodStatus, name: &str) -> Option<&'a mut ContainerStatus>
         .find(|c| c.name == name)
 }
 
-/// `Ready`/`ContainersReady` as the kubelet derives them: every container ready.
-fn set_pod_conditions(s: &mut PodStatus) {
-    let ready =
-        s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).all(|c| c.ready);
-    set_condition(s, "PodScheduled", true, None);
-    set_condition(s, "Initialized", true, None);
-    set_condition(s, "ContainersReady", ready, (!ready).then_some("ContainersNotReady"));
-    set_condition(s, "Ready", ready, (!ready).then_some("ContainersNotReady"));
-}
-
 /// Creates and binds the scenario's Pod and writes its status before the timeline: nothing
 /// for the never-ready Pod (its first status is the causing write), the sidecar started and
 /// not ready for the start-order one, everything running and ready for the others.
@@ -282,8 +272,6 @@ pub async fn set_up(client: &Client, scenario: Scenario, sidecar: Sidecar, job_u
                         c.state = Some(State::Running.to_k8s());
                         c.started = Some(true);
                     }
-                    set_pod_conditions(s);
-                    s.phase = Some("Pending".into());
                     Ok(())
                 })
                 .await?;
@@ -358,7 +346,6 @@ async fn apply_once(
                             c.ready = ready;
                         }
                     }
-                    s.phase = Some("Running".into());
                 }
                 Step::Crash => {
                     if let Some(c) = find(s, SIDECAR) {
@@ -403,7 +390,6 @@ async fn apply_once(
                         c.started = Some(true);
                         c.ready = false;
                     }
-                    s.phase = Some("Running".into());
                 }
                 Step::MainCompleted | Step::SidecarCompleted => {
                     let who = if step == Step::MainCompleted { main } else { SIDECAR };
@@ -415,7 +401,6 @@ async fn apply_once(
                 }
                 Step::Delete | Step::Remove => {}
             }
-            set_pod_conditions(s);
             Ok(())
         })
         .await

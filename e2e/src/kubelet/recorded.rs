@@ -1,0 +1,498 @@
+//! The driver against the real kubelet: each scenario the node suite recorded
+//! (`e2e/node-transitions/`, one line per status change the kubelet 1.37.2 wrote, see
+//! e2e/README.md "The simulated kubelet and the real one") is played again through the
+//! driver's own steps, offline, and every status it would write is compared with the
+//! recorded one: phase, conditions in order, each container's state, `ready`, `started`,
+//! `restartCount` and `lastState`, and which timestamps each write moved (a condition's
+//! `lastTransitionTime`, a run's `startedAt`, where a `lastState` comes from). One step of
+//! a test is one recorded write, or the few the kubelet makes for it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde_json::{json, Value};
+
+use super::spec::Facts;
+use super::status::{ensure_statuses, last_terminated, put_condition, Derive};
+use super::steps::Step;
+use super::State;
+
+/// What happens to a Pod between two recorded lines.
+#[derive(Debug, Clone)]
+enum Action {
+    /// Created (the API server's `phase: Pending`).
+    Created,
+    /// Bound by the scheduler (`PodScheduled=True`).
+    Bound,
+    /// Deleted (`deletionTimestamp` set by the API server).
+    Deleted,
+    /// The node lifecycle controller's write when the Node goes `NotReady`: `Ready=False` and
+    /// nothing else (`ContainersReady` and the containers' `ready` stay until the kubelet is
+    /// back). Not the kubelet's, so not the driver's: no test of the operator needs it.
+    NodeNotReady,
+    /// A driver step, with the kubelet's follow-up writes.
+    Do(Step),
+    /// One write of the given kind and no follow-up: how the replay orders a race the
+    /// kubelet lost one way in one run (`not-ready`).
+    Only(Step, Derive),
+}
+
+use Action::{Bound, Created, Deleted, Do, NodeNotReady, Only};
+
+fn run(c: &str) -> Action {
+    Do(Step::State(c.into(), State::Running))
+}
+
+fn exit(c: &str, reason: &str, code: i32) -> Action {
+    Do(Step::State(c.into(), State::terminated(reason, code)))
+}
+
+fn back_off(c: &str) -> Action {
+    Do(Step::State(c.into(), State::waiting("CrashLoopBackOff")))
+}
+
+fn ready(c: &str, ready: bool) -> Action {
+    Do(Step::Ready(c.into(), ready))
+}
+
+fn started(c: &str) -> Action {
+    Do(Step::Started(c.into(), true))
+}
+
+fn restart(c: &str, reason: &str, code: i32) -> Action {
+    Do(Step::Restart { container: c.into(), reason: reason.into(), exit_code: code })
+}
+
+fn crash_loop(c: &str, reason: &str, code: i32) -> Action {
+    Do(Step::CrashLoop { container: c.into(), reason: reason.into(), exit_code: code })
+}
+
+fn stop(stops: &[(&str, u64)]) -> Action {
+    Do(Step::Stop(
+        stops
+            .iter()
+            .map(|(c, ago)| (c.to_string(), State::terminated("Completed", 0), Duration::from_secs(*ago)))
+            .collect(),
+    ))
+}
+
+/// Created, bound, the kubelet's first status, the sandbox up; then `more`.
+fn admitted(more: impl IntoIterator<Item = Action>) -> Vec<Action> {
+    let mut actions = vec![Created, Bound, Do(Step::Admit), Do(Step::SandboxReady)];
+    actions.extend(more);
+    actions
+}
+
+fn probe() -> Value {
+    json!({"exec": {"command": ["sh", "-c", "true"]}})
+}
+
+/// A container of the node suite (`e2e/tests/node/support.rs`) with `extra` fields.
+fn container(name: &str, extra: Value) -> Value {
+    let mut c = json!({"name": name, "image": "sidecar-watch.test/busybox:1"});
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+        c.extend(extra.clone());
+    }
+    c
+}
+
+fn native(name: &str, mut extra: Value) -> Value {
+    extra["restartPolicy"] = json!("Always");
+    container(name, extra)
+}
+
+fn pod(init: Vec<Value>, containers: Vec<Value>) -> Value {
+    json!({"initContainers": init, "containers": containers})
+}
+
+fn job(init: Vec<Value>, containers: Vec<Value>) -> Value {
+    let mut spec = pod(init, containers);
+    spec["restartPolicy"] = json!("Never");
+    spec
+}
+
+/// The Pod of a scenario: its spec and what happens to it.
+struct Played {
+    pod: String,
+    spec: Value,
+    actions: Vec<Action>,
+}
+
+fn scenarios() -> Vec<(&'static str, Vec<Played>)> {
+    let plain = || native("proxy", json!({}));
+    let app = || container("app", json!({}));
+    let unready = || native("proxy", json!({"readinessProbe": probe()}));
+    let healthy = || native("proxy", json!({"startupProbe": probe(), "readinessProbe": probe()}));
+    let never_ready = |name: &str| Played {
+        pod: name.into(),
+        spec: pod(vec![unready()], vec![app()]),
+        actions: admitted([run("proxy"), run("app")]),
+    };
+    let healthy_start = || admitted([run("proxy"), started("proxy"), ready("proxy", true), run("app")]);
+    let mut flapping = admitted([run("proxy"), started("proxy"), ready("proxy", true), run("app")]);
+    for _ in 0..6 {
+        flapping.extend([ready("proxy", false), ready("proxy", true)]);
+    }
+    let crash = || [exit("proxy", "Error", 1), back_off("proxy"), run("proxy")];
+    let restart_rule = json!({"restartPolicy": "Never",
+        "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]});
+    let mut start_order = Vec::new();
+    for run_n in ["1", "2"] {
+        let name = |row: &str| format!("{row}-{run_n}");
+        start_order.extend([
+            Played {
+                pod: name("readiness"),
+                spec: pod(vec![unready()], vec![app()]),
+                actions: admitted([run("proxy"), run("app"), ready("proxy", true)]),
+            },
+            Played {
+                pod: name("liveness"),
+                spec: pod(vec![native("proxy", json!({"livenessProbe": probe()}))], vec![app()]),
+                actions: admitted([run("proxy"), run("app")]),
+            },
+            Played { pod: name("startup"), spec: pod(vec![healthy()], vec![app()]), actions: healthy_start() },
+            Played {
+                pod: name("poststart"),
+                spec: pod(
+                    vec![native(
+                        "proxy",
+                        json!({"readinessProbe": probe(),
+                        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "sleep 3"]}}}}),
+                    )],
+                    vec![app()],
+                ),
+                // The hook holds the write: the run is reported 3 s after its startedAt.
+                actions: admitted([run("proxy"), ready("proxy", true), run("app")]),
+            },
+        ]);
+    }
+    vec![
+        ("chart", vec![never_ready("web")]),
+        ("never-ready", vec![never_ready("web")]),
+        (
+            "crash-loop",
+            vec![Played {
+                pod: "web".into(),
+                spec: pod(vec![plain()], vec![app()]),
+                // The first exit is restarted at once, the next ones after a back-off.
+                actions: admitted(
+                    [run("proxy"), run("app"), exit("proxy", "Error", 1), run("proxy")]
+                        .into_iter()
+                        .chain(crash())
+                        .chain(crash())
+                        .chain(crash())
+                        .chain([exit("proxy", "Error", 1)]),
+                ),
+            }],
+        ),
+        (
+            "liveness",
+            vec![Played {
+                pod: "web".into(),
+                spec: pod(vec![native("proxy", json!({"livenessProbe": probe()}))], vec![app()]),
+                actions: admitted([
+                    run("proxy"),
+                    run("app"),
+                    restart("proxy", "Error", 137),
+                    restart("proxy", "Error", 137),
+                    crash_loop("proxy", "Error", 137),
+                    run("proxy"),
+                    crash_loop("proxy", "Error", 137),
+                    run("proxy"),
+                    crash_loop("proxy", "Error", 137),
+                ]),
+            }],
+        ),
+        (
+            "oom",
+            vec![Played {
+                pod: "web".into(),
+                spec: pod(vec![plain()], vec![app()]),
+                actions: admitted([run("proxy"), run("app"), exit("proxy", "OOMKilled", 137), run("proxy")]),
+            }],
+        ),
+        ("flapping", vec![Played { pod: "web".into(), spec: pod(vec![healthy()], vec![app()]), actions: flapping }]),
+        (
+            "job-blocked",
+            vec![Played {
+                pod: "report-p9rcp".into(),
+                spec: job(vec![], vec![container("log-sidecar", json!({})), app()]),
+                actions: admitted([Do(Step::RunAll), exit("app", "Completed", 0)]),
+            }],
+        ),
+        (
+            "job-native",
+            vec![Played {
+                pod: "report-ct62b".into(),
+                spec: job(vec![native("log-sidecar", json!({}))], vec![app()]),
+                // The sidecar is killed after the app (137 past the 2 s grace period); the
+                // phase comes in a write of its own.
+                actions: admitted([
+                    run("log-sidecar"),
+                    run("app"),
+                    exit("app", "Completed", 0),
+                    exit("log-sidecar", "Error", 137),
+                ]),
+            }],
+        ),
+        (
+            "restart-rule",
+            vec![Played {
+                pod: "report-9d8zt".into(),
+                spec: job(vec![], vec![container("log-sidecar", json!({})), container("app", restart_rule)]),
+                actions: admitted([
+                    Do(Step::RunAll),
+                    exit("app", "Error", 42),
+                    run("app"),
+                    exit("app", "Completed", 0),
+                ]),
+            }],
+        ),
+        (
+            "stop-order",
+            vec![
+                Played {
+                    pod: "legacy".into(),
+                    spec: pod(vec![], vec![container("log-sidecar", json!({})), app()]),
+                    // Nothing is written while the containers stop: one status at the end.
+                    actions: admitted([Do(Step::RunAll), Deleted, stop(&[("log-sidecar", 5), ("app", 0)])]),
+                },
+                Played {
+                    pod: "native".into(),
+                    spec: pod(vec![native("log-sidecar", json!({}))], vec![app()]),
+                    actions: admitted([
+                        run("log-sidecar"),
+                        run("app"),
+                        Deleted,
+                        stop(&[("app", 0), ("log-sidecar", 0)]),
+                    ]),
+                },
+            ],
+        ),
+        (
+            "faults",
+            // Restarting the kubelet and containerd changed no status.
+            vec![
+                never_ready("broken"),
+                Played { pod: "fine".into(), spec: pod(vec![healthy()], vec![app()]), actions: healthy_start() },
+                never_ready("broken-later"),
+            ],
+        ),
+        (
+            "not-ready",
+            vec![Played {
+                pod: "fine".into(),
+                spec: pod(vec![healthy()], vec![app()]),
+                actions: admitted([
+                    run("proxy"),
+                    // The readiness result came before the pod sync the startup result
+                    // triggers, unlike in every other recording.
+                    Only(Step::Started("proxy".into(), true), Derive::Startup),
+                    ready("proxy", true),
+                    Only(Step::Admit, Derive::Sync),
+                    run("app"),
+                    // The node lifecycle controller; then the kubelet is back and
+                    // probes the sidecar again before it counts it ready.
+                    NodeNotReady,
+                    ready("proxy", false),
+                    ready("proxy", true),
+                ]),
+            }],
+        ),
+        ("start-order", start_order),
+    ]
+}
+
+/// The recorder's summary of a status (`e2e/tests/node/support.rs`), from the driver's.
+fn summary(s: &PodStatus, deleting: bool) -> Value {
+    let time = |t: &Time| jiff::Timestamp::from_second(t.0.as_second()).unwrap_or_default().to_string();
+    let containers = |list: &Option<Vec<ContainerStatus>>| -> Vec<Value> {
+        list.iter()
+            .flatten()
+            .map(|c| {
+                let state = c.state.clone().unwrap_or_default();
+                json!({
+                    "name": c.name, "ready": c.ready, "started": c.started, "restarts": c.restart_count,
+                    "running": state.running.and_then(|r| r.started_at).map(|t| time(&t)),
+                    "waiting": state.waiting.and_then(|w| w.reason),
+                    "terminated": state.terminated.map(|t| json!({"reason": t.reason, "exit": t.exit_code,
+                        "startedAt": t.started_at.map(|x| time(&x)), "finishedAt": t.finished_at.map(|x| time(&x))})),
+                    "last": last_terminated(c).map(|t| json!({"reason": t.reason, "exit": t.exit_code,
+                        "finishedAt": t.finished_at.as_ref().map(time)})),
+                })
+            })
+            .collect()
+    };
+    json!({
+        "deleting": deleting,
+        "phase": s.phase,
+        "conditions": s.conditions.iter().flatten()
+            .map(|c| format!("{}={}@{}", c.type_, c.status, c.last_transition_time.as_ref().map(time).unwrap_or_default()))
+            .collect::<Vec<_>>(),
+        "init": containers(&s.init_container_statuses),
+        "containers": containers(&s.container_statuses),
+    })
+}
+
+/// A Pod's summaries with times turned into what each write did to them: `~` marks a
+/// condition whose `lastTransitionTime` moved and a run whose `startedAt` is new; a
+/// terminated state says whether it started when the run did; a `lastState` whether it is
+/// the exit last seen as the state (`=exit`), the one before (unchanged) or new (`~`). The
+/// times themselves are noise the replay tolerates: the driver stamps a write with the
+/// instant the recorder saw the kubelet's, later than the kubelet's clock by the watch's
+/// delay, and a postStart hook has the run reported seconds after its `startedAt`.
+fn relations(lines: &[Value]) -> Vec<Value> {
+    let mut condition_times: HashMap<String, String> = HashMap::new();
+    let mut runs: HashMap<String, String> = HashMap::new();
+    let mut exits: HashMap<String, String> = HashMap::new();
+    let mut lasts: HashMap<String, String> = HashMap::new();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    lines
+        .iter()
+        .map(|line| {
+            let conditions: Vec<String> = line["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    let (kind, at) = c.as_str().unwrap_or_default().split_once('@').unwrap_or_default();
+                    let type_ = kind.split('=').next().unwrap_or_default().to_string();
+                    let moved = condition_times.insert(type_, at.to_string()).as_deref() != Some(at);
+                    format!("{kind}{}", if moved { "~" } else { "" })
+                })
+                .collect();
+            let mut containers = Vec::new();
+            for list in ["init", "containers"] {
+                for c in line[list].as_array().into_iter().flatten() {
+                    let name = format!("{list}/{}", text(&c["name"]));
+                    let state = if let Some(at) = c["running"].as_str() {
+                        let new = runs.insert(name.clone(), at.to_string()).as_deref() != Some(at);
+                        format!("running{}", if new { "~" } else { "" })
+                    } else if let Some(reason) = c["waiting"].as_str() {
+                        format!("waiting:{reason}")
+                    } else if c["terminated"].is_object() {
+                        let t = &c["terminated"];
+                        let same_run = runs.get(&name).is_some_and(|r| *r == text(&t["startedAt"]));
+                        exits.insert(name.clone(), text(&t["finishedAt"]));
+                        format!("terminated:{}/{}{}", text(&t["reason"]), t["exit"], if same_run { "" } else { "(?)" })
+                    } else {
+                        "none".into()
+                    };
+                    let last = match c["last"].as_object() {
+                        None => Value::Null,
+                        Some(l) => {
+                            let finished = text(&l["finishedAt"]);
+                            let origin = if lasts.get(&name) == Some(&finished) {
+                                ""
+                            } else if exits.get(&name) == Some(&finished) {
+                                "=exit"
+                            } else {
+                                "~"
+                            };
+                            lasts.insert(name.clone(), finished);
+                            json!(format!("{}/{}{origin}", text(&l["reason"]), l["exit"]))
+                        }
+                    };
+                    containers.push(json!({"name": name, "state": state, "ready": c["ready"],
+                        "started": c["started"], "restarts": c["restarts"], "last": last}));
+                }
+            }
+            json!({"phase": line["phase"], "deleting": line["deleting"], "conditions": conditions,
+                   "containers": containers})
+        })
+        .collect()
+}
+
+/// The driver's writes for `played`, each at the time of the recorded line it stands for.
+fn replay(played: &Played, recorded: &[Value]) -> Vec<Value> {
+    let meta = ObjectMeta { name: Some(played.pod.clone()), namespace: Some("ns".into()), ..Default::default() };
+    let spec: PodSpec = serde_json::from_value(played.spec.clone()).expect("a Pod spec");
+    let mut facts = Facts::new(&meta, &spec, &played.spec);
+    let mut status = PodStatus::default();
+    let mut out = Vec::new();
+    for action in &played.actions {
+        let at = recorded.get(out.len()).and_then(|l| l["at"].as_str()).unwrap_or("2026-01-01T00:00:00Z");
+        let at = Time(at.parse().expect("a timestamp"));
+        let (step, derive, follow) = match action {
+            Created => {
+                status.phase = Some("Pending".into());
+                out.push(summary(&status, facts.deleting));
+                continue;
+            }
+            Bound => {
+                put_condition(status.conditions.get_or_insert_with(Vec::new), "PodScheduled", (true, None), &at);
+                out.push(summary(&status, facts.deleting));
+                continue;
+            }
+            Deleted => {
+                facts.deleting = true;
+                out.push(summary(&status, facts.deleting));
+                continue;
+            }
+            NodeNotReady => {
+                let ready = status.conditions.iter_mut().flatten().find(|c| c.type_ == "Ready");
+                if let Some(c) = ready.filter(|c| c.status != "False") {
+                    c.status = "False".into();
+                    c.last_transition_time = Some(at);
+                }
+                out.push(summary(&status, facts.deleting));
+                continue;
+            }
+            Do(step) => (step, step.derive(), true),
+            Only(step, derive) => (step, *derive, false),
+        };
+        ensure_statuses(&spec, &mut status);
+        step.apply(&facts, &mut status, &at).expect("the containers of the spec");
+        let mut next = derive.apply(&facts, &mut status, &at);
+        out.push(summary(&status, facts.deleting));
+        while let Some(d) = next.filter(|_| follow) {
+            let before = status.clone();
+            next = d.apply(&facts, &mut status, &at);
+            if status != before {
+                out.push(summary(&status, facts.deleting));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_driver_writes_what_the_real_kubelet_wrote() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node-transitions");
+    let scenarios = scenarios();
+    let mut recorded: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|f| f.ok()?.file_name().to_str()?.strip_suffix(".jsonl").map(str::to_string))
+        .collect();
+    recorded.sort();
+    let mut played: Vec<String> = scenarios.iter().map(|(s, _)| s.to_string()).collect();
+    played.sort();
+    assert_eq!(played, recorded, "every recording is played, and only those");
+    let mut failures = Vec::new();
+    for (scenario, pods) in scenarios {
+        let path = dir.join(format!("{scenario}.jsonl"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+        let mut seen = 0;
+        for played in &pods {
+            let recorded: Vec<Value> = lines.iter().filter(|l| l["pod"] == *played.pod).cloned().collect();
+            seen += recorded.len();
+            let (want, got) = (relations(&recorded), relations(&replay(played, &recorded)));
+            if want != got {
+                // The first write that differs, or the first one only one side made.
+                let i = want.iter().zip(&got).position(|(w, g)| w != g).unwrap_or(want.len().min(got.len()));
+                let at = |writes: &[Value]| writes.get(i).map_or("(no write)".into(), Value::to_string);
+                let (pod, n, m) = (&played.pod, want.len(), got.len());
+                failures.push(format!(
+                    "{scenario}/{pod} write {i} ({n} recorded, {m} from the driver):\n  kubelet {}\n  driver  {}",
+                    at(&want),
+                    at(&got)
+                ));
+            }
+        }
+        assert_eq!(seen, lines.len(), "{scenario}: a Pod of the recording is not played");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
