@@ -45,18 +45,25 @@ fn expected(set: &[(RuleSet, &str, &str)]) -> BTreeSet<(RuleSet, String, String)
     set.iter().map(|(s, a, p)| (*s, a.to_string(), p.to_string())).collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_seed_rules_on_kube_state_metrics_miss_the_native_sidecar() {
-    let s = Scenario::start("node-ksm").await;
-    let node = node();
+/// kube-state-metrics on the node's API server, and Prometheus scraping it with both rule
+/// sets; stopped when dropped.
+async fn alternative(s: &Scenario) -> (Ksm, Prometheus) {
     let dir = s.env.dir().to_path_buf();
     let binary = exporter::binary(None).expect("kube-state-metrics (e2e/ksm/build.sh; scripts/test builds it)");
-    let ksm = Ksm::spawn(&binary, node.kubeconfig(), &dir.join("kube-state-metrics.log")).expect("kube-state-metrics");
+    let ksm =
+        Ksm::spawn(&binary, node().kubeconfig(), &dir.join("kube-state-metrics.log")).expect("kube-state-metrics");
     let rule_files = rules::write_rule_files(&dir, SCALE).expect("rule files");
     let config =
         rules::prometheus_config(1000, &rule_files, &[("kube-state-metrics", format!("127.0.0.1:{}", ksm.port))]);
     let prometheus =
         Prometheus::start_with_config(Path::new(PROMETHEUS_BIN), &config).await.expect("prometheus started");
+    (ksm, prometheus)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_rules_on_kube_state_metrics_miss_the_native_sidecar() {
+    let s = Scenario::start("node-ksm").await;
+    let (_ksm, prometheus) = alternative(&s).await;
 
     let not_ready = || json!({"readinessProbe": probe("false")});
     let app = || container("app", "sleep 3600", json!({}));
@@ -131,4 +138,52 @@ async fn the_seed_rules_on_kube_state_metrics_miss_the_native_sidecar() {
         assert!((29.0..=35.0).contains(&ours), "sidecar-watch's 30 s for on {pod}: {ours:.2} s");
     }
     eprintln!("{NOT_READY}, for 30 s, time to alert from the kubelet's startedAt:\n  {}", lines.join("\n  "));
+}
+
+/// A sidecar that exits 1 after 5 s, declared both ways, under the kubelet's real back-off
+/// (10 s, 20 s, 40 s… up to 5 minutes): the seed's `PodRestartingFrequently`
+/// (`rate(…restarts_total[15m]) > 0.1`, 90 s at this scale) asks for a restart every 10 s,
+/// which CrashLoopBackOff never allows, so neither rule set fires it (unscaled: at most about
+/// 7 restarts in 15 minutes, 0.008/s); sidecar-watch reports the restarts (3 in 15 minutes,
+/// the policy's threshold) and the crash loop on both Pods.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_restart_rule_cannot_fire_under_the_kubelets_back_off() {
+    let s = Scenario::start("node-ksm-restarts").await;
+    let (_ksm, prometheus) = alternative(&s).await;
+    let crash = "sleep 5; exit 1";
+    let app = || container("app", "sleep 3600", json!({}));
+    s.apply(pod("native", vec![native(SIDECAR, crash, json!({}))], vec![app()])).await;
+    s.apply(pod("legacy", vec![], vec![app(), container(SIDECAR, crash, json!({}))])).await;
+
+    let reported = |warnings: &BTreeSet<(String, String, String)>, pod: &str| {
+        ["SidecarRestartingFrequently", "SidecarCrashLooping"]
+            .iter()
+            .all(|reason| warnings.iter().any(|(r, p, _)| r == reason && p == pod))
+    };
+    let mut restart_alerts = BTreeSet::new();
+    let watch_rules = |alerts: BTreeSet<(RuleSet, String, String)>, into: &mut BTreeSet<_>| {
+        into.extend(alerts.into_iter().filter(|(_, name, _)| name == "PodRestartingFrequently"));
+    };
+    let deadline = std::time::Instant::now() + 4 * MINUTE;
+    loop {
+        watch_rules(firing(&prometheus, &s.ns).await.unwrap_or_default(), &mut restart_alerts);
+        let warnings = s.warnings().await;
+        if reported(&warnings, "native") && reported(&warnings, "legacy") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sidecar-watch's Events {warnings:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The rules' 30 s `for` once more, still under back-off.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < until {
+        watch_rules(firing(&prometheus, &s.ns).await.unwrap_or_default(), &mut restart_alerts);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut counts = Vec::new();
+    for pod in ["native", "legacy"] {
+        counts.push(format!("{pod} {}", s.container_status(pod, SIDECAR).await.restart_count));
+    }
+    eprintln!("restarts when sidecar-watch had reported both and 30 s later: {}", counts.join(", "));
+    assert_eq!(restart_alerts, BTreeSet::new(), "PodRestartingFrequently under CrashLoopBackOff");
 }
