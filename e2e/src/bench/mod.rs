@@ -7,9 +7,10 @@
 //! writes ([`soak`], [`soak_load`]), the operator's
 //! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
 //! table ([`report`]); [`run`] strings them together for one N. Support: `/proc` probes
-//! ([`sys`]); the realistic Pods ([`pods`]) and the Prometheus text parser ([`prom`]) are the
-//! test kit's (`testkit/`), which the tests share. [`ksm`] is the `--against ksm` mode:
-//! kube-state-metrics, Prometheus and the seed's rules beside the operator on a real API server.
+//! ([`crate::process`]); the realistic Pods ([`pods`]) and the Prometheus text parser
+//! ([`prom`]) are the test kit's (`testkit/`), which the tests share. [`ksm`] is the
+//! `--against ksm` mode: kube-state-metrics, Prometheus and the seed's rules beside the
+//! operator on a real API server.
 
 /// Progress line on stderr, stamped with the seconds since the benchmark started.
 macro_rules! say {
@@ -35,7 +36,6 @@ pub mod shards;
 pub mod soak;
 pub mod soak_load;
 pub mod startup;
-pub mod sys;
 
 /// The test kit's Pod factory and Prometheus parser, under the names the phases use.
 pub use sidecar_watch_testkit::{factory as pods, prom};

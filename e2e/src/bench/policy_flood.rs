@@ -23,7 +23,7 @@ use super::preload::{create, put_pod, update_spec, SIDECAR_POLICIES};
 use super::proc::{scrape_parsed, Operator};
 use super::prom::{sample_quantile, Histogram};
 use super::rates::DETECTION;
-use super::sys;
+use crate::process;
 use crate::sim::api::new_uid;
 use crate::sim::Shared;
 
@@ -148,8 +148,8 @@ pub async fn phase(
 ) -> Result<PolicyFlood> {
     let mut f = PolicyFlood { policies: args.flood_policies, pods: args.flood_pods, rate, ..Default::default() };
     f.rss_before_kib = op.proc.settled_rss().await;
-    let hz = sys::clock_ticks_per_sec() as f64;
-    let cpu0 = sys::cpu_ticks(op.proc.pid).unwrap_or(0);
+    let hz = process::clock_ticks_per_sec() as f64;
+    let cpu0 = process::cpu_ticks(op.proc.pid).unwrap_or(0);
     let before = scrape_parsed(op.port).await?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let editor = {
@@ -174,7 +174,7 @@ pub async fn phase(
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (edits, secs) = editor.await?;
-    f.cpu_cores = sys::cpu_ticks(op.proc.pid).unwrap_or(0).saturating_sub(cpu0) as f64 / hz / secs.max(1e-9);
+    f.cpu_cores = process::cpu_ticks(op.proc.pid).unwrap_or(0).saturating_sub(cpu0) as f64 / hz / secs.max(1e-9);
     f.rss_after_kib = op.proc.rss();
     let after = scrape_parsed(op.port).await?;
     f.detection = Histogram::of(&after, DETECTION).minus(&Histogram::of(&before, DETECTION));

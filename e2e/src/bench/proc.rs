@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use tokio::process::{Child, Command};
 
 use super::prom::Scrape;
-use super::sys;
+use crate::harness::{free_port, http_get_timed, HttpResponse};
+use crate::process;
 
 /// A child process, killed when dropped.
 pub struct Proc {
@@ -21,7 +22,7 @@ pub struct Proc {
 impl Proc {
     /// Current RSS in KiB (0 once it is gone).
     pub fn rss(&self) -> u64 {
-        sys::rss_kib(self.pid).unwrap_or(0)
+        process::rss_kib(self.pid).unwrap_or(0)
     }
 
     /// RSS at rest: the median of five samples a second apart, so that one sample taken
@@ -78,8 +79,8 @@ pub fn spawn_with_env(
 }
 
 /// `GET /metrics` on the operator's plain-HTTP port; an error unless 200.
-pub async fn scrape(port: u16) -> Result<sys::HttpResponse> {
-    let r = sys::get(port, "/metrics").await?;
+pub async fn scrape(port: u16) -> Result<HttpResponse> {
+    let r = http_get_timed(port, "/metrics").await?;
     if r.code != 200 {
         bail!("/metrics answered {}", r.code);
     }
@@ -139,7 +140,7 @@ impl Operator {
         extra: &[&str],
         vars: &[(&str, String)],
     ) -> Result<Self> {
-        let port = sys::free_port()?;
+        let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let secure = if secure { "--metrics-secure=true" } else { "--metrics-secure=false" };
         let mut args = vec!["run", "--leader-elect=false", secure, "--metrics-addr", &addr];
@@ -154,7 +155,7 @@ impl Operator {
             if self.proc.started.elapsed() > deadline {
                 bail!("operator not ready after {deadline:?}");
             }
-            if sys::get(self.port, "/readyz").await.is_ok_and(|r| r.code == 200) {
+            if http_get_timed(self.port, "/readyz").await.is_ok_and(|r| r.code == 200) {
                 return Ok(self.proc.started.elapsed().as_secs_f64());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

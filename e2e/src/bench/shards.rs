@@ -13,6 +13,7 @@ use anyhow::{bail, Result};
 use super::api_cost::{bytes, ApiCost};
 use super::proc::{scrape, scrape_parsed, Operator};
 use super::prom::sample_quantile;
+use crate::harness::http_get_timed;
 use crate::sim::Shared;
 
 /// How the Pods are split between replicas.
@@ -107,7 +108,7 @@ pub async fn measure(
                 bail!("{}: replica {i} exited; see its log in {}", split.label(), dir.display());
             }
             r.rss_peak_kib = r.rss_peak_kib.max(rss);
-            if r.ready_s == 0.0 && super::sys::get(op.port, "/readyz").await.is_ok_and(|h| h.code == 200) {
+            if r.ready_s == 0.0 && http_get_timed(op.port, "/readyz").await.is_ok_and(|h| h.code == 200) {
                 r.ready_s = op.proc.started.elapsed().as_secs_f64();
             }
             if r.ready_s > 0.0 {

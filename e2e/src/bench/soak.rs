@@ -29,7 +29,7 @@ use super::preload::{create, pods_key, CLUSTER_SIDECAR_POLICIES, SIDECAR_POLICIE
 use super::proc::{scrape, scrape_parsed, Operator};
 use super::rates::delta;
 use super::soak_load::{self, compare, occurrences, Edited, LoadConfig, Margins, Ops, PodKey};
-use super::sys;
+use crate::process;
 use crate::sim::Shared;
 
 /// The operator's gauge of live tokio tasks.
@@ -281,9 +281,9 @@ async fn sample(op: &Operator, t: f64) -> Sample {
     let body = scrape(op.port).await.map(|r| r.body).unwrap_or_default();
     Sample {
         t,
-        rss_kib: sys::rss_kib(pid).unwrap_or(0),
-        fds: sys::open_fds(pid).unwrap_or(0),
-        threads: sys::threads(pid).unwrap_or(0),
+        rss_kib: process::rss_kib(pid).unwrap_or(0),
+        fds: process::open_fds(pid).unwrap_or(0),
+        threads: process::threads(pid).unwrap_or(0),
         tasks: gauge(&body, TASKS),
         heap_kib: gauge(&body, "sidecar_watch_heap_bytes{kind=\"usable\"}").map(|b| b / 1024),
     }

@@ -11,7 +11,7 @@ use tokio::io::AsyncBufReadExt;
 
 use super::proc::{scrape, spawn, Operator};
 use super::prom::{sample_quantile, Scrape};
-use super::sys;
+use crate::process;
 
 /// A baseline's time to synced and RSS 2 s later; zero when it did not sync.
 #[derive(Debug, Default, Clone, Copy)]
@@ -72,8 +72,8 @@ pub async fn operator(
     extra: &[&str],
     vars: &[(&str, String)],
 ) -> Result<(Operator, Startup)> {
-    let hz = sys::clock_ticks_per_sec() as f64;
-    let sim_cpu = || sys::cpu_ticks(std::process::id()).unwrap_or(0);
+    let hz = process::clock_ticks_per_sec() as f64;
+    let sim_cpu = || process::cpu_ticks(std::process::id()).unwrap_or(0);
     let sim_cpu0 = sim_cpu();
     let op = Operator::spawn_with_env(program, kubeconfig, &dir.join("operator.log"), extra, vars)?;
     let deadline = Duration::from_secs(600);
@@ -88,7 +88,7 @@ pub async fn operator(
         s.sim_cpu_ready_s * 1e6 / n.max(1) as f64
     );
     s.tracked_s = op.wait_tracked(n, deadline).await?;
-    s.op_cpu_tracked_s = sys::cpu_ticks(op.proc.pid).unwrap_or(0) as f64 / hz;
+    s.op_cpu_tracked_s = process::cpu_ticks(op.proc.pid).unwrap_or(0) as f64 / hz;
     say!("N={n}: all tracked in {:.2}s, operator CPU until then {:.2}s", s.tracked_s, s.op_cpu_tracked_s);
     s.rss_sync_peak_kib = s.rss_sync_peak_kib.max(op.proc.rss());
     tokio::time::sleep(Duration::from_secs(3)).await;

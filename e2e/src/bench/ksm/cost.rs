@@ -18,7 +18,8 @@ use crate::bench::args::Args;
 use crate::bench::pods::PodFactory;
 use crate::bench::proc::{self, Operator, Proc};
 use crate::bench::prom::sample_quantile;
-use crate::bench::sys;
+use crate::harness::HttpResponse;
+use crate::process;
 
 /// The two systems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +97,7 @@ impl PeakRss {
         let p = peak.clone();
         let task = tokio::spawn(async move {
             loop {
-                p.fetch_max(sys::rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+                p.fetch_max(process::rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
@@ -123,7 +124,7 @@ impl Running {
         }
     }
 
-    async fn scrape(&self) -> Result<sys::HttpResponse> {
+    async fn scrape(&self) -> Result<HttpResponse> {
         match self {
             Running::Ksm(k) => k.scrape().await,
             Running::Operator(o) => proc::scrape(o.port).await,
@@ -214,7 +215,7 @@ pub async fn alone(
     dir: &Path,
 ) -> Result<SystemCost> {
     let n = cluster.pods;
-    let hz = sys::clock_ticks_per_sec() as f64;
+    let hz = process::clock_ticks_per_sec() as f64;
     let config = kubeconfig(system, cluster).await?;
     let before = Snapshot::take(cluster.client(), cluster.apiserver_pid, cluster.etcd_pid).await?;
     let running = spawn(system, &config, args, ksm_bin, dir, &[])?;
@@ -223,7 +224,7 @@ pub async fn alone(
     running.wait_synced(cluster).await?;
     let mut cost = SystemCost {
         sync_s: running.proc().started.elapsed().as_secs_f64(),
-        cpu_sync_s: sys::cpu_ticks(pid).unwrap_or(0) as f64 / hz,
+        cpu_sync_s: process::cpu_ticks(pid).unwrap_or(0) as f64 / hz,
         ..SystemCost::default()
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -280,12 +281,12 @@ pub async fn alone(
 
     let targets = cluster.update_targets(factory);
     let snap = Snapshot::take(cluster.client(), cluster.apiserver_pid, cluster.etcd_pid).await?;
-    let cpu0 = sys::cpu_ticks(pid).unwrap_or(0);
+    let cpu0 = process::cpu_ticks(pid).unwrap_or(0);
     cost.updates = load::run(cluster.client(), factory, &targets, args.update_rate, args.update_seconds as f64).await;
     // The last updates reach the watch within milliseconds; a second for the client to
     // process them is part of the phase.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let cpu_s = sys::cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / hz;
+    let cpu_s = process::cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / hz;
     cost.update_server = Snapshot::take(cluster.client(), cluster.apiserver_pid, cluster.etcd_pid).await?.since(&snap);
     cost.cpu_updates_pct = cpu_s * 100.0 / cost.update_server.secs.max(1e-9);
     if let Some(e) = &cost.updates.first_error {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::bench::args::repo_root;
 use crate::bench::proc::{spawn, Proc};
-use crate::bench::sys;
+use crate::harness::{free_port, http_get_timed, HttpResponse};
 
 /// Environment variable naming a prebuilt kube-state-metrics (skips the build).
 pub const BINARY_ENV: &str = "E2E_KSM_BIN";
@@ -78,7 +78,7 @@ pub struct GoMemory {
 impl Ksm {
     /// Starts it on loopback with `kubeconfig`, its log in `log`.
     pub fn spawn(binary: &Path, kubeconfig: &Path, log: &Path) -> Result<Self> {
-        let (port, telemetry) = (sys::free_port()?, sys::free_port()?);
+        let (port, telemetry) = (free_port()?, free_port()?);
         let args = [
             format!("--kubeconfig={}", kubeconfig.display()),
             "--resources=pods".to_string(),
@@ -95,7 +95,7 @@ impl Ksm {
 
     /// Go's memory statistics.
     pub async fn go_memory(&self) -> Result<GoMemory> {
-        let r = sys::get(self.telemetry, "/metrics").await?;
+        let r = http_get_timed(self.telemetry, "/metrics").await?;
         let value = |name: &str| {
             r.body
                 .lines()
@@ -131,8 +131,8 @@ impl Ksm {
     }
 
     /// `GET /metrics`: the body and how long it took.
-    pub async fn scrape(&self) -> Result<sys::HttpResponse> {
-        let r = sys::get(self.port, "/metrics").await?;
+    pub async fn scrape(&self) -> Result<HttpResponse> {
+        let r = http_get_timed(self.port, "/metrics").await?;
         if r.code != 200 {
             bail!("kube-state-metrics /metrics answered {}", r.code);
         }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use kube::Client;
 
 use crate::bench::prom::Scrape;
-use crate::bench::sys;
+use crate::process;
 
 /// The families read (the rest of the ~2 MB page is skipped before parsing).
 const FAMILIES: [&str; 5] = [
@@ -68,10 +68,10 @@ impl Snapshot {
         Ok(Self {
             at: Instant::now(),
             metrics: Scrape::parse(&kept)?,
-            apiserver_ticks: sys::cpu_ticks(apiserver_pid).unwrap_or(0),
-            etcd_ticks: sys::cpu_ticks(etcd_pid).unwrap_or(0),
-            apiserver_rss_kib: sys::rss_kib(apiserver_pid).unwrap_or(0),
-            etcd_rss_kib: sys::rss_kib(etcd_pid).unwrap_or(0),
+            apiserver_ticks: process::cpu_ticks(apiserver_pid).unwrap_or(0),
+            etcd_ticks: process::cpu_ticks(etcd_pid).unwrap_or(0),
+            apiserver_rss_kib: process::rss_kib(apiserver_pid).unwrap_or(0),
+            etcd_rss_kib: process::rss_kib(etcd_pid).unwrap_or(0),
         })
     }
 
@@ -83,7 +83,7 @@ impl Snapshot {
     pub fn since(&self, before: &Snapshot) -> ServerCost {
         let d = |name: &str, matching: &[(&str, &str)]| self.sum(name, matching) - before.sum(name, matching);
         let requests = "apiserver_request_total";
-        let hz = sys::clock_ticks_per_sec() as f64;
+        let hz = process::clock_ticks_per_sec() as f64;
         let mut writes = BTreeMap::new();
         let mut load_patches = 0.0;
         for s in self.metrics.find(requests, &[]) {

@@ -18,7 +18,7 @@ use super::server::{ServerCost, Snapshot};
 use crate::bench::args::Args;
 use crate::bench::pods::PodFactory;
 use crate::bench::proc::{scrape_parsed, Operator};
-use crate::bench::sys;
+use crate::process;
 
 const SYNC_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -49,7 +49,7 @@ async fn start(
     let peak = PeakRss::start(op.proc.pid);
     let ready_s = op.wait_ready(SYNC_DEADLINE).await?;
     let tracked_s = op.wait_tracked(cluster.pods, SYNC_DEADLINE).await?;
-    let cpu_s = sys::cpu_ticks(op.proc.pid).unwrap_or(0) as f64 / sys::clock_ticks_per_sec() as f64;
+    let cpu_s = process::cpu_ticks(op.proc.pid).unwrap_or(0) as f64 / process::clock_ticks_per_sec() as f64;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let server = Snapshot::take(cluster.client(), cluster.apiserver_pid, cluster.etcd_pid).await?.since(&before);
     let scrape = scrape_parsed(op.port).await?;

@@ -16,7 +16,7 @@ use super::observe::{target_health, Seen, Sightings, Watchers};
 use super::rules::{self, RuleSet};
 use super::scenarios::{self, Scenario, Sidecar, NAMESPACE};
 use crate::bench::args::Args;
-use crate::bench::sys;
+use crate::process;
 use crate::prometheus::{Prometheus, PROMETHEUS_BIN};
 
 /// One sidecar-watch alert of one scenario and when each path saw something, in seconds
@@ -175,11 +175,11 @@ pub async fn run(cluster: &Cluster, args: &Args, ksm_bin: &Path, dir: &Path, sce
     }
 
     out.rss = vec![
-        ("etcd", sys::rss_kib(cluster.etcd_pid).unwrap_or(0)),
-        ("kube-apiserver", sys::rss_kib(cluster.apiserver_pid).unwrap_or(0)),
+        ("etcd", process::rss_kib(cluster.etcd_pid).unwrap_or(0)),
+        ("kube-apiserver", process::rss_kib(cluster.apiserver_pid).unwrap_or(0)),
         ("kube-state-metrics", ksm.proc.settled_rss().await),
         ("sidecar-watch", op.proc.settled_rss().await),
-        ("Prometheus", prom.pid().and_then(sys::rss_kib).unwrap_or(0)),
+        ("Prometheus", prom.pid().and_then(process::rss_kib).unwrap_or(0)),
     ];
     ksm.proc.stop().await;
     op.proc.stop().await;

@@ -1,4 +1,5 @@
-//! Process probes from `/proc`; the HTTP client is the harness's.
+//! Probes of a child process (the operator, kube-state-metrics, a baseline) from `/proc`: RSS,
+//! CPU time, threads, open file descriptors.
 
 /// Resident set size of a process in KiB (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
@@ -37,8 +38,6 @@ pub fn clock_ticks_per_sec() -> u64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100)
 }
-
-pub use crate::harness::{free_port, http_get_timed as get, HttpResponse};
 
 #[cfg(test)]
 mod tests {
