@@ -1,5 +1,80 @@
-//! Probes of a child process (the operator, kube-state-metrics, a baseline) from `/proc`: RSS,
-//! CPU time, threads, open file descriptors.
+//! Child processes of the benchmark and the tests (the operator, kube-state-metrics,
+//! baselines): started with a kubeconfig and a log, killed when dropped, and measured from
+//! `/proc` (RSS, CPU time, threads, file descriptors).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::process::{Child, Command};
+
+/// A child process, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub pid: u32,
+    /// When it was spawned.
+    pub started: Instant,
+}
+
+impl Proc {
+    /// Current RSS in KiB (0 once it is gone).
+    pub fn rss(&self) -> u64 {
+        rss_kib(self.pid).unwrap_or(0)
+    }
+
+    /// RSS at rest: the median of five samples a second apart, so that one sample taken
+    /// while the allocator still holds a burst's garbage does not stand for the phase.
+    pub async fn settled_rss(&self) -> u64 {
+        let mut samples = Vec::with_capacity(5);
+        for i in 0..5 {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            samples.push(self.rss());
+        }
+        samples.sort_unstable();
+        samples[samples.len() / 2]
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s.
+    pub async fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Starts `program args` with `KUBECONFIG`, stderr to `log` and `RUST_LOG` from
+/// `BENCH_RUST_LOG` (default `warn`).
+pub fn spawn(program: &Path, args: &[&str], kubeconfig: &Path, log: &Path, stdout: Stdio) -> Result<Proc> {
+    spawn_with_env(program, args, kubeconfig, log, stdout, &[])
+}
+
+/// [`spawn`] with more environment variables.
+pub fn spawn_with_env(
+    program: &Path,
+    args: &[&str],
+    kubeconfig: &Path,
+    log: &Path,
+    stdout: Stdio,
+    vars: &[(&str, String)],
+) -> Result<Proc> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("starting {}", program.display()))?;
+    let pid = child.id().context("child pid")?;
+    Ok(Proc { child, pid, started })
+}
 
 /// Resident set size of a process in KiB (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_kib(pid: u32) -> Option<u64> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::proc::Operator;
+use super::operator::Operator;
 use super::prom::{sample_quantile, Scrape};
 use crate::http::{self, Request};
 use crate::sim::Shared;

@@ -12,9 +12,9 @@ use serde_json::json;
 
 use super::args::Args;
 use super::latency::EventWatch;
+use super::operator::{scrape_parsed, wait_metric, Operator};
 use super::pods::{self, FLOOD_NAMESPACE};
 use super::preload::{create, delete_pod, put_pod, write_pod};
-use super::proc::{scrape_parsed, wait_metric, Operator};
 use super::prom::{sample_quantile, Histogram};
 use super::rates::run_rate;
 use crate::sim::Shared;

@@ -14,9 +14,9 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
+use super::operator::scrape;
 use super::pods::{self, MESH_SIDECAR};
 use super::preload::write_pod;
-use super::proc::scrape;
 use super::prom::sample_quantile;
 use crate::sim::api::now_string;
 use crate::sim::store::EventType;

@@ -1,15 +1,15 @@
 //! The `sidecar-watch-bench` harness, one module per phase: arguments ([`args`]), the
-//! simulator's preloaded Pods and in-process writes ([`preload`]), the child processes
-//! ([`proc`]), baselines and operator start-up ([`startup`]), sustained update rates
+//! simulator's preloaded Pods and in-process writes ([`preload`]), the operator under test
+//! ([`operator`]), baselines and operator start-up ([`startup`]), sustained update rates
 //! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]), a
 //! tenant editing its policies fast ([`policy_flood`]), `/metrics` serving ([`serving`]), a
 //! flood of made-up tokens ([`flood`]), churn ([`churn`]), idle CPU ([`idle`]), a soak with its
 //! writes ([`soak`], [`soak_load`]), the operator's
 //! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
-//! table ([`report`]); [`run`] strings them together for one N. Support: `/proc` probes
-//! ([`crate::process`]); the realistic Pods ([`pods`]) and the Prometheus text parser
-//! ([`prom`]) are the test kit's (`testkit/`), which the tests share. [`ksm`] is the
-//! `--against ksm` mode: kube-state-metrics, Prometheus and the seed's rules beside the
+//! table ([`report`]); [`run`] strings them together for one N. Support: child processes and
+//! their `/proc` probes ([`crate::process`]); the realistic Pods ([`pods`]) and the Prometheus
+//! text parser ([`prom`]) are the test kit's (`testkit/`), which the tests share. [`ksm`] is
+//! the `--against ksm` mode: kube-state-metrics, Prometheus and the seed's rules beside the
 //! operator on a real API server.
 
 /// Progress line on stderr, stamped with the seconds since the benchmark started.
@@ -25,9 +25,9 @@ pub mod hostile;
 pub mod idle;
 pub mod ksm;
 pub mod latency;
+pub mod operator;
 pub mod policy_flood;
 pub mod preload;
-pub mod proc;
 pub mod rates;
 pub mod report;
 pub mod run;

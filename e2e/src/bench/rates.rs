@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::operator::{scrape_parsed, wait_metric};
 use super::pods::{self, MESH_SIDECAR};
 use super::preload::write_pod;
-use super::proc::{scrape_parsed, wait_metric};
 use super::prom::{Histogram, Scrape};
 use crate::sim::api::now_string;
 use crate::sim::Shared;

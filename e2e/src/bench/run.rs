@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use super::api_cost::ApiCost;
 use super::args::Args;
+use super::operator::scrape_parsed;
 use super::pods::{self, PodFactory};
 use super::preload::{pods_key, preload};
-use super::proc::scrape_parsed;
 use super::rates::delta;
 use super::report::Row;
 use super::shards::{self, Split};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio::io::AsyncWriteExt;
 
-use super::proc::{scrape_parsed, Operator};
+use super::operator::{scrape_parsed, Operator};
 use super::prom::sample_quantile;
 use crate::http::{self, Request};
 

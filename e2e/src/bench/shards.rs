@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use super::api_cost::{bytes, ApiCost};
-use super::proc::{scrape, scrape_parsed, Operator};
+use super::operator::{scrape, scrape_parsed, Operator};
 use super::prom::sample_quantile;
 use crate::harness::http_get_timed;
 use crate::sim::Shared;

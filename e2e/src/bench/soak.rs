@@ -24,9 +24,9 @@ use serde_json::json;
 
 use super::api_cost::ApiCost;
 use super::args::Args;
+use super::operator::{scrape, scrape_parsed, Operator};
 use super::pods::{self, PodFactory};
 use super::preload::{create, pods_key, CLUSTER_SIDECAR_POLICIES, SIDECAR_POLICIES};
-use super::proc::{scrape, scrape_parsed, Operator};
 use super::rates::delta;
 use super::soak_load::{self, compare, occurrences, Edited, LoadConfig, Margins, Ops, PodKey};
 use crate::process;

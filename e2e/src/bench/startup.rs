@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::io::AsyncBufReadExt;
 
-use super::proc::{scrape, spawn, Operator};
+use super::operator::{scrape, Operator};
 use super::prom::{sample_quantile, Scrape};
-use crate::process;
+use crate::process::{self, spawn};
 
 /// A baseline's time to synced and RSS 2 s later; zero when it did not sync.
 #[derive(Debug, Default, Clone, Copy)]

@@ -11,15 +11,15 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::cluster::Cluster;
-use super::exporter::{GoMemory, Ksm};
 use super::load::{self, Updates};
 use super::server::{ServerCost, Snapshot};
 use crate::bench::args::Args;
+use crate::bench::operator::{self, Operator};
 use crate::bench::pods::PodFactory;
-use crate::bench::proc::{self, Operator, Proc};
 use crate::bench::prom::sample_quantile;
 use crate::harness::HttpResponse;
-use crate::process;
+use crate::ksm::exporter::{GoMemory, Ksm};
+use crate::process::{self, Proc};
 
 /// The two systems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +127,7 @@ impl Running {
     async fn scrape(&self) -> Result<HttpResponse> {
         match self {
             Running::Ksm(k) => k.scrape().await,
-            Running::Operator(o) => proc::scrape(o.port).await,
+            Running::Operator(o) => operator::scrape(o.port).await,
         }
     }
 

@@ -2,20 +2,18 @@
 //! the same Pods of the same real API server, in one run. kube-state-metrics (built from its
 //! pinned Go module and run as a careful user runs it, [`exporter`]) feeds a real Prometheus
 //! evaluating the seed's PrometheusRule as written and the same rules fixed for native
-//! sidecars ([`rules`]); sidecar-watch runs with the benchmark's policies. Per N ([`cluster`]
-//! creates the Pods): the status writes alone, each system alone ([`cost`]: start, memory,
-//! `/metrics`, CPU under status updates, and what it costs kube-apiserver and etcd,
-//! [`server`]), then both with Prometheus ([`together`]), at the first N with the seed's
+//! sidecars ([`rules`](crate::ksm::rules)); sidecar-watch runs with the benchmark's policies.
+//! Per N ([`cluster`] creates the Pods): the status writes alone, each system alone ([`cost`]:
+//! start, memory, `/metrics`, CPU under status updates, and what it costs kube-apiserver and
+//! etcd, [`server`]), then both with Prometheus ([`together`]), at the first N with the seed's
 //! scenarios played by a kubelet ([`scenarios`]) and watched along every path ([`observe`]).
 //! [`report`] prints the tables.
 
 pub mod cluster;
 pub mod cost;
-pub mod exporter;
 pub mod load;
 pub mod observe;
 pub mod report;
-pub mod rules;
 pub mod scenarios;
 pub mod server;
 pub mod start;
@@ -29,6 +27,7 @@ use self::report::{Setup, Step};
 use super::args::Args;
 use super::pods::PodFactory;
 use super::run::load_average;
+use crate::ksm::exporter;
 
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

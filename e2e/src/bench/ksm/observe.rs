@@ -15,10 +15,10 @@ use kube::Client;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use super::rules::RuleSet;
 use super::scenarios::NAMESPACE;
-use crate::bench::proc::scrape;
+use crate::bench::operator::scrape;
 use crate::bench::prom::Scrape;
+use crate::ksm::rules::RuleSet;
 use crate::prometheus::Prometheus;
 
 /// Something seen about a scenario Pod.

@@ -5,10 +5,10 @@ use std::fmt::Write;
 
 use super::cluster::Creation;
 use super::cost::{SystemCost, REST};
-use super::exporter::GoMemory;
 use super::load::Updates;
 use super::server::{mib, ServerCost};
 use super::together::{AlertRow, Together};
+use crate::ksm::exporter::GoMemory;
 
 /// Everything measured at one N.
 #[derive(Debug, Default, Clone)]

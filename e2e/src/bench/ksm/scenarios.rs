@@ -220,7 +220,7 @@ fn manifest(scenario: Scenario, sidecar: Sidecar, job_uid: &str) -> serde_json::
 
 /// The scenarios' policy: every rule at its default, durations divided by `scale`.
 pub fn policy(scale: u32) -> serde_json::Value {
-    let d = |text: &str| super::rules::scale_duration(text, scale).unwrap_or_else(|| text.to_string());
+    let d = |text: &str| crate::ksm::rules::scale_duration(text, scale).unwrap_or_else(|| text.to_string());
     json!({
         "apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
         "metadata": {"name": "scenarios", "namespace": NAMESPACE},

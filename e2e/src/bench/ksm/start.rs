@@ -16,8 +16,8 @@ use super::cluster::Cluster;
 use super::cost::PeakRss;
 use super::server::{ServerCost, Snapshot};
 use crate::bench::args::Args;
+use crate::bench::operator::{scrape_parsed, Operator};
 use crate::bench::pods::PodFactory;
-use crate::bench::proc::{scrape_parsed, Operator};
 use crate::process;
 
 const SYNC_DEADLINE: Duration = Duration::from_secs(600);

@@ -13,9 +13,9 @@ use kube::api::Api;
 use super::cluster::Cluster;
 use super::cost;
 use super::observe::{target_health, Seen, Sightings, Watchers};
-use super::rules::{self, RuleSet};
 use super::scenarios::{self, Scenario, Sidecar, NAMESPACE};
 use crate::bench::args::Args;
+use crate::ksm::rules::{self, RuleSet};
 use crate::process;
 use crate::prometheus::{Prometheus, PROMETHEUS_BIN};
 

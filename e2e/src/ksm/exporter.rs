@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench::args::repo_root;
-use crate::bench::proc::{spawn, Proc};
 use crate::harness::{free_port, http_get_timed, HttpResponse};
+use crate::process::{spawn, Proc};
 
 /// Environment variable naming a prebuilt kube-state-metrics (skips the build).
 pub const BINARY_ENV: &str = "E2E_KSM_BIN";
@@ -24,8 +23,8 @@ pub const ALLOWLIST: [&str; 5] = [
     "kube_pod_init_container_info",
 ];
 
-/// `--ksm`, else `E2E_KSM_BIN`, else what `e2e/ksm/build.sh` builds (once; Go's build cache
-/// makes it about a second after the first time).
+/// `explicit` (the benchmark's `--ksm`), else `E2E_KSM_BIN`, else what `e2e/ksm/build.sh` builds
+/// (once; Go's build cache makes it about a second after the first time).
 pub fn binary(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os(BINARY_ENV).map(PathBuf::from)) {
         if !path.is_file() {
@@ -33,7 +32,7 @@ pub fn binary(explicit: Option<&Path>) -> Result<PathBuf> {
         }
         return Ok(path);
     }
-    let script = repo_root().join("e2e/ksm/build.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ksm/build.sh");
     let out = Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())

@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::bench::args::repo_root;
-
 /// Which rule set a Prometheus alert came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RuleSet {
@@ -25,9 +23,9 @@ impl RuleSet {
 
     /// The PrometheusRule in the repository.
     pub fn source(self) -> PathBuf {
-        repo_root().join(match self {
-            RuleSet::Seed => "e2e/ksm/seed-rules.yaml",
-            RuleSet::Careful => "e2e/ksm/careful-rules.yaml",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(match self {
+            RuleSet::Seed => "ksm/seed-rules.yaml",
+            RuleSet::Careful => "ksm/careful-rules.yaml",
         })
     }
 
