@@ -10,7 +10,6 @@
 //! runner ([`prometheus`]), kube-state-metrics and the seed's rules ([`ksm`]) and the cost of
 //! an admission policy ([`cel_cost`]).
 
-pub mod bench;
 pub mod cel_cost;
 pub mod control_plane;
 pub mod harness;
