@@ -1,16 +1,21 @@
-//! The `sidecar-watch-bench` harness, one module per phase: arguments ([`args`]), the
-//! simulator's preloaded Pods and in-process writes ([`preload`]), the operator under test
-//! ([`operator`]), baselines and operator start-up ([`startup`]), sustained update rates
-//! ([`rates`]), end-to-end alert latency ([`latency`]), a hostile tenant ([`hostile`]), a
-//! tenant editing its policies fast ([`policy_flood`]), `/metrics` serving ([`serving`]), a
-//! flood of made-up tokens ([`flood`]), churn ([`churn`]), idle CPU ([`idle`]), a soak with its
-//! writes ([`soak`], [`soak_load`]), the operator's
-//! cost to the API server per phase ([`api_cost`]), sharded replicas ([`shards`]) and the
-//! table ([`report`]); [`run`] strings them together for one N. Support: child processes and
-//! their `/proc` probes ([`sidecar_watch_e2e::process`]); the realistic Pods ([`pods`]) and the
-//! Prometheus text parser ([`prom`]) are the test kit's (`testkit/`), which the tests share. [`ksm`] is
-//! the `--against ksm` mode: kube-state-metrics, Prometheus and the seed's rules beside the
-//! operator on a real API server.
+//! The benchmark of sidecar-watch, `sidecar-watch-bench`: what the operator costs and how
+//! fast it alerts, at 100k Pods and beside kube-state-metrics.
+//!
+//! One module per phase: arguments ([`args`]), the simulator's preloaded Pods and in-process
+//! writes ([`preload`]), the operator under test ([`operator`]), baselines and operator
+//! start-up ([`startup`]), sustained update rates ([`rates`]), end-to-end alert latency
+//! ([`latency`]), a hostile tenant ([`hostile`]), a tenant editing its policies fast
+//! ([`policy_flood`]), `/metrics` serving ([`serving`]), a flood of made-up tokens
+//! ([`flood`]), churn ([`churn`]), idle CPU ([`idle`]), a soak with its writes ([`soak`],
+//! [`soak_load`]), the operator's cost to the API server per phase ([`api_cost`]), sharded
+//! replicas ([`shards`]) and the table ([`report`]); [`run`] strings them together for one N.
+//! [`ksm`] is the `--against ksm` mode: kube-state-metrics, Prometheus and the seed's rules
+//! beside the operator on a real API server.
+//!
+//! What it runs against is the end-to-end crate's (`sidecar_watch_e2e`, `e2e/`): the
+//! simulator, the real control plane, the kubelet driver, Prometheus, kube-state-metrics and
+//! its rules, child processes and their `/proc` probes. The realistic Pods ([`pods`]) and the
+//! Prometheus text parser ([`prom`]) are the test kit's (`testkit/`), which the tests share.
 
 /// Progress line on stderr, stamped with the seconds since the benchmark started.
 macro_rules! say {
