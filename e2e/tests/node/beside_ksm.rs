@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
-use sidecar_watch_e2e::bench::ksm::exporter::{self, Ksm};
-use sidecar_watch_e2e::bench::ksm::rules::{self, RuleSet};
+use sidecar_watch_e2e::ksm::exporter::{self, Ksm};
+use sidecar_watch_e2e::ksm::rules::{self, RuleSet};
 use sidecar_watch_e2e::prometheus::{Prometheus, PROMETHEUS_BIN};
 
 use crate::support::{container, native, node, pod, probe, Scenario, MINUTE};

@@ -1,0 +1,146 @@
+//! `sidecar-watch-bench --against ksm --start-only paginated,streaming`: only sidecar-watch's
+//! start, alone on the real API server, once per `--initial-list` given, at each of
+//! `--ksm-pods`: its time to every Pod tracked, its CPU and RSS peak, how each watcher got
+//! its initial state (`sidecar_watch_initial_list`), and what the start cost kube-apiserver
+//! and etcd ([`server`](super::server)). No kube-state-metrics, no Prometheus, no other phase.
+//!
+//! Before the measured starts, one unmeasured start (the default `--initial-list`) publishes
+//! the Warning Events of the Pods that alert, so that no measured start pays for them and the
+//! strategies are compared on their lists alone.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sidecar_watch_e2e::process;
+
+use super::cluster::Cluster;
+use super::cost::PeakRss;
+use super::server::{ServerCost, Snapshot};
+use crate::args::Args;
+use crate::operator::{scrape_parsed, Operator};
+use crate::pods::PodFactory;
+
+const SYNC_DEADLINE: Duration = Duration::from_secs(600);
+
+/// One measured start.
+struct Start {
+    initial_list: String,
+    /// `sidecar_watch_initial_list` as scraped after the sync: `resource=strategy` per watcher.
+    strategies: String,
+    ready_s: f64,
+    tracked_s: f64,
+    cpu_s: f64,
+    rss_peak_kib: u64,
+    server: ServerCost,
+}
+
+/// Starts the operator with `extra` flags, waits until every Pod is tracked, reads what the
+/// start cost (until then and 5 s more) and stops it.
+async fn start(
+    cluster: &Cluster,
+    args: &Args,
+    log: &std::path::Path,
+    initial_list: &str,
+    extra: &[&str],
+) -> Result<Start> {
+    let kubeconfig = cluster.operator_kubeconfig().await?;
+    let before = Snapshot::take(cluster.client(), cluster.apiserver_pid, cluster.etcd_pid).await?;
+    let op = Operator::spawn(&args.operator(), &kubeconfig, log, extra)?;
+    let peak = PeakRss::start(op.proc.pid);
+    let ready_s = op.wait_ready(SYNC_DEADLINE).await?;
+    let tracked_s = op.wait_tracked(cluster.pods, SYNC_DEADLINE).await?;
+    let cpu_s = process::cpu_ticks(op.proc.pid).unwrap_or(0) as f64 / process::clock_ticks_per_sec() as f64;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let server = Snapshot::take(cluster.client(), cluster.apiserver_pid, cluster.etcd_pid).await?.since(&before);
+    let scrape = scrape_parsed(op.port).await?;
+    let mut strategies: Vec<String> = scrape
+        .find("sidecar_watch_initial_list", &[])
+        .into_iter()
+        .filter(|s| s.value > 0.0)
+        .map(|s| {
+            let label = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+            format!("{}={} ({})", label("resource"), label("strategy"), s.value)
+        })
+        .collect();
+    strategies.sort();
+    let rss_peak_kib = peak.stop();
+    op.proc.stop().await;
+    Ok(Start {
+        initial_list: initial_list.to_string(),
+        strategies: strategies.join(", "),
+        ready_s,
+        tracked_s,
+        cpu_s,
+        rss_peak_kib,
+        server,
+    })
+}
+
+/// Runs the starts at each N; returns the report.
+pub async fn run(args: &Args) -> Result<String> {
+    let dir = args.workdir().join("start");
+    std::fs::create_dir_all(&dir)?;
+    let mut cluster = Cluster::start(&dir).await?;
+    let apiserver = cluster.env.control_plane().map(|c| c.info().versions.kube_api_server.clone()).unwrap_or_default();
+    let factory = PodFactory::new();
+    let mut out = String::new();
+    for &n in &args.ksm_pods {
+        let creation = cluster.grow_to(&factory, n, args.create_concurrency).await?;
+        say!("N={n}: {} Pods created in {:.0} s", creation.pods, creation.secs);
+        let log = dir.join(format!("operator-n{n}-warm-up.log"));
+        let warm = start(&cluster, args, &log, "(default)", &[]).await.context("the warm-up start")?;
+        say!("N={n}: warm-up start (default --initial-list; publishes the Events): {}", warm.server.describe());
+        let mut rows = Vec::new();
+        for initial_list in &args.start_only {
+            let log = dir.join(format!("operator-n{n}-{initial_list}.log"));
+            let s = start(&cluster, args, &log, initial_list, &["--initial-list", initial_list])
+                .await
+                .with_context(|| format!("the start with --initial-list {initial_list}"))?;
+            say!(
+                "N={n} --initial-list {initial_list}: ready {:.2} s, every Pod tracked {:.2} s ({:.2} s CPU), RSS peak {} MiB; watchers: {}; API server: {}",
+                s.ready_s,
+                s.tracked_s,
+                s.cpu_s,
+                s.rss_peak_kib / 1024,
+                s.strategies,
+                s.server.describe()
+            );
+            rows.push(s);
+        }
+        out.push_str(&table(n, &apiserver, &rows));
+    }
+    Ok(out)
+}
+
+fn table(n: usize, apiserver: &str, rows: &[Start]) -> String {
+    let mut t = format!("\n### sidecar-watch's start alone, N = {n} Pods (kube-apiserver {apiserver})\n\n| |");
+    for r in rows {
+        t.push_str(&format!(" `--initial-list {}` |", r.initial_list));
+    }
+    t.push_str("\n|---|");
+    t.push_str(&"---:|".repeat(rows.len()));
+    t.push('\n');
+    let mib = |b: f64| format!("{:.1} MiB", b / 1048576.0);
+    let line = |t: &mut String, what: &str, f: &dyn Fn(&Start) -> String| {
+        t.push_str(&format!("| {what} |"));
+        for r in rows {
+            t.push_str(&format!(" {} |", f(r)));
+        }
+        t.push('\n');
+    };
+    line(&mut t, "watchers (`sidecar_watch_initial_list`)", &|r| r.strategies.clone());
+    line(&mut t, "start → /readyz 200, every Pod tracked", &|r| format!("{:.2} s, {:.2} s", r.ready_s, r.tracked_s));
+    line(&mut t, "operator CPU until every Pod is tracked", &|r| format!("{:.2} s", r.cpu_s));
+    line(&mut t, "operator RSS peak", &|r| format!("{:.1} MiB", r.rss_peak_kib as f64 / 1024.0));
+    line(&mut t, "**kube-apiserver CPU** (start until tracked + 5 s)", &|r| {
+        format!("**{:.2} s**", r.server.apiserver_cpu_s)
+    });
+    line(&mut t, "etcd CPU", &|r| format!("{:.2} s", r.server.etcd_cpu_s));
+    line(&mut t, "LIST requests (bytes)", &|r| format!("{:.0} ({})", r.server.lists, mib(r.server.list_bytes)));
+    line(&mut t, "Pod watch events (bytes)", &|r| {
+        format!("{:.0} ({})", r.server.watch_events, mib(r.server.watch_bytes))
+    });
+    line(&mut t, "writes", &|r| format!("{:.0}", r.server.write_count()));
+    line(&mut t, "phase length", &|r| format!("{:.1} s", r.server.secs));
+    t
+}
