@@ -75,6 +75,11 @@ func cluster(args []string) error {
 		if err != nil {
 			return err
 		}
+		lock, err := lockNode(abs)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
 		return teardown(abs, *bridge, nil)
 	default:
 		return fmt.Errorf("unknown cluster command %q: up or down", args[0])
@@ -88,6 +93,30 @@ const (
 	defaultPodSubnet = "10.209.0.0/24"
 	serviceSubnet    = "10.0.0.0/24"
 )
+
+// nodeLockPath is locked by the one cluster a machine runs: kube-proxy's iptables chains, the
+// kubepods cgroups and the Pod network's routes are the host's, so a second `cluster up` (or a
+// `down`) would tear down the running one's on its way in.
+const nodeLockPath = "/run/sidecar-watch-node.lock"
+
+// lockNode takes the machine's node lock for this process's lifetime, or names the cluster
+// holding it.
+func lockNode(dir string) (*os.File, error) {
+	f, err := os.OpenFile(nodeLockPath, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("step 'node lock': %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(nodeLockPath)
+		_ = f.Close()
+		return nil, fmt.Errorf("a cluster is already running on this machine (%s): one node per machine, since it shares the host's iptables chains, cgroups and routes; stop that one first (Ctrl-C, or kill its process)",
+			strings.TrimSpace(string(holder)))
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = fmt.Fprintf(f, "pid %d, --dir %s", os.Getpid(), dir)
+	}
+	return f, nil
+}
 
 func clusterUp(args []string) error {
 	fs := flag.NewFlagSet("cluster up", flag.ContinueOnError)
@@ -123,6 +152,11 @@ func clusterUp(args []string) error {
 	if err := preflight(); err != nil {
 		return err
 	}
+	lock, err := lockNode(absDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	// What an earlier run left (it was killed before its teardown) goes first.
