@@ -2,8 +2,10 @@
 //!
 //! `config/rbac/` and the Helm chart grant exactly these rules; `tests/integration/rbac.rs` fails when
 //! they disagree, and the end-to-end test `rbac::operator_calls_exactly_what_rbac_grants`
-//! fails when the operator's real requests and this list disagree either way. Change this
-//! list together with the code that makes the calls.
+//! fails when the operator's requests, as kube-apiserver's audit log records them, and this
+//! list disagree either way. Change this list together with the code that makes the calls.
+//! (The one non-resource request, `GET /version` for `--initial-list auto`, is granted to
+//! every client by kube-apiserver's default `system:public-info-viewer` role.)
 
 /// One RBAC rule: verbs on resources of an API group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //! namespaces of its own); [`ControlPlane::start`] gives a test one of its own, for faults
 //! that would disturb the others (a restarted API server, a compacted etcd) or feature gates.
 //! The binary is built once by `e2e/control-plane/build.sh` (Go's build cache makes later
-//! builds a few seconds) unless `E2E_CONTROL_PLANE_BIN` names one.
+//! builds a few seconds) unless `E2E_CONTROL_PLANE_BIN` names one. [`AuditLog`] has
+//! kube-apiserver record every request, for tests of which calls a client makes.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -244,6 +245,119 @@ impl ControlPlane {
         let text = std::fs::read_to_string(self.info.dir.join("kube-apiserver.log")).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// kube-apiserver's audit log, to see which requests a client really made: give a control
+/// plane [`AuditLog::apiserver_args`] (a policy recording every request at level `Metadata`,
+/// without the `RequestReceived` stage) and read [`AuditLog::requests_by`]. Its directory
+/// is removed on drop.
+#[derive(Debug)]
+pub struct AuditLog {
+    dir: PathBuf,
+}
+
+/// One request as kube-apiserver's audit log records it (once, however many stages it
+/// logged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditedRequest {
+    /// The `User-Agent` header.
+    pub user_agent: String,
+    /// Who kube-apiserver authenticated.
+    pub user: String,
+    /// The RBAC verb (`get`, `list`, `watch`, `create`, `patch`, …).
+    pub verb: String,
+    /// The API group ("" for core and for non-resource requests).
+    pub api_group: String,
+    /// The resource, with a subresource as `resource/subresource`; "" for a non-resource
+    /// request (discovery, `/version`, …: see `request_uri`).
+    pub resource: String,
+    /// The namespace the request named, if any.
+    pub namespace: Option<String>,
+    /// The path and query.
+    pub request_uri: String,
+    /// The response code (a watch still open when read: its `ResponseStarted` code, 200).
+    pub code: Option<u16>,
+}
+
+impl AuditLog {
+    /// Writes the audit policy into a fresh directory of its own.
+    pub fn new() -> std::io::Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("sidecar-watch-audit-{}-{}", std::process::id(), fastrand::u64(..)));
+        std::fs::create_dir_all(&dir)?;
+        let policy =
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n";
+        std::fs::write(dir.join("audit-policy.yaml"), policy)?;
+        Ok(Self { dir })
+    }
+
+    /// The log file (JSON lines).
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    /// The kube-apiserver flags that write the log ([`Options::apiserver_args`]); blocking,
+    /// so that a request is in the log once its client has the response.
+    pub fn apiserver_args(&self) -> Vec<String> {
+        vec![
+            format!("--audit-policy-file={}", self.dir.join("audit-policy.yaml").display()),
+            format!("--audit-log-path={}", self.path().display()),
+            "--audit-log-format=json".into(),
+            "--audit-log-mode=blocking".into(),
+        ]
+    }
+
+    /// The requests so far whose `User-Agent` starts with `user_agent`, each once, in the
+    /// order they were logged. A missing log is no request yet; an unreadable line is an
+    /// error.
+    pub fn requests_by(&self, user_agent: &str) -> Result<Vec<AuditedRequest>, String> {
+        let path = self.path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let mut order: Vec<String> = Vec::new();
+        let mut by_id: std::collections::HashMap<String, AuditedRequest> = std::collections::HashMap::new();
+        // The last line may be half written.
+        for line in text.lines().filter(|l| l.ends_with('}')) {
+            let event: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("{}: {e}: {line}", path.display()))?;
+            let text = |pointer: &str| event.pointer(pointer).and_then(serde_json::Value::as_str).unwrap_or_default();
+            if !text("/userAgent").starts_with(user_agent) {
+                continue;
+            }
+            let id = text("/auditID").to_string();
+            let final_stage = matches!(text("/stage"), "ResponseComplete" | "Panic");
+            if by_id.contains_key(&id) && !final_stage {
+                continue;
+            }
+            let resource = match (text("/objectRef/resource"), text("/objectRef/subresource")) {
+                (resource, "") => resource.to_string(),
+                (resource, sub) => format!("{resource}/{sub}"),
+            };
+            let request = AuditedRequest {
+                user_agent: text("/userAgent").to_string(),
+                user: text("/user/username").to_string(),
+                verb: text("/verb").to_string(),
+                api_group: text("/objectRef/apiGroup").to_string(),
+                resource,
+                namespace: Some(text("/objectRef/namespace")).filter(|n| !n.is_empty()).map(str::to_string),
+                request_uri: text("/requestURI").to_string(),
+                code: event.pointer("/responseStatus/code").and_then(serde_json::Value::as_u64).map(|c| c as u16),
+            };
+            if by_id.insert(id.clone(), request).is_none() {
+                order.push(id);
+            }
+        }
+        Ok(order.into_iter().filter_map(|id| by_id.remove(&id)).collect())
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
