@@ -99,19 +99,17 @@ pub struct Shared {
     traffic: traffic::Traffic,
 }
 
-/// A kind of resource request, as RBAC sees it: who asked for which verb on what.
+/// A kind of resource request: who asked for which verb on which resource (by plural; the
+/// RBAC view, group and namespace, is taken from kube-apiserver's audit log instead:
+/// `e2e/tests/operator/rbac.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ApiCall {
     /// The `User-Agent` header.
     pub user_agent: String,
     /// The RBAC verb: get, list, watch, create, update, patch, delete, deletecollection.
     pub verb: String,
-    /// The API group ("" for core).
-    pub group: String,
     /// The resource, with a subresource as `resource/subresource`.
     pub resource: String,
-    /// Whether the request named a namespace.
-    pub namespaced: bool,
 }
 
 /// What became of a watch that asked for initial events (`sendInitialEvents=true`).

@@ -63,12 +63,10 @@ impl Target {
         ApiCall {
             user_agent: user_agent.to_string(),
             verb: verb.to_string(),
-            group: self.group.clone(),
             resource: match &self.sub {
                 Some(sub) => format!("{}/{sub}", self.plural),
                 None => self.plural.clone(),
             },
-            namespaced: self.namespace.is_some(),
         }
     }
 }
@@ -160,7 +158,7 @@ pub(super) fn route(
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     if method == Method::POST && target.name.is_none() && authn::is_review(&target.group, &target.plural) {
         if let Some(user_agent) = user_agent {
-            shared.note_call(ApiCall { namespaced: false, ..target.call(user_agent, "create") });
+            shared.note_call(target.call(user_agent, "create"));
         }
         let answer = shared.reviews().answer(&target.plural, &parse_body(body)?)?;
         return Ok(json_response(StatusCode::CREATED, &answer));
