@@ -176,3 +176,10 @@ pub fn helm() -> Result<PathBuf> {
     .clone()
     .map_err(|message| HarnessError::Manifest { path: PathBuf::from("scripts/deploy/install-tools.sh"), message })
 }
+
+/// The lines of an operator's log that report a call the API server refused for lack of a
+/// grant: its RBAC message (`… is forbidden: User "…" cannot …`) or a Status `code: 403`. A
+/// bare "403" would also match timestamps and ports.
+pub fn refused_calls(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains("is forbidden: User") || l.contains("code: 403")).collect()
+}

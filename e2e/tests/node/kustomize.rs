@@ -187,7 +187,6 @@ async fn the_kustomize_installation_runs_the_operator_from_its_image() {
         &["-n", NAMESPACE, "logs", "-l", "app.kubernetes.io/name=sidecar-watch", "--tail=-1", "--prefix"],
     )
     .expect("logs");
-    let refused: Vec<&str> =
-        logs.lines().filter(|l| l.contains("is forbidden: User") || l.contains("code: 403")).collect();
+    let refused = install::refused_calls(&logs);
     assert!(refused.is_empty(), "calls refused under the installation's RBAC: {refused:?}");
 }

@@ -6,7 +6,7 @@
 //! policies are cluster-wide.
 //!
 //! kubectl prints the API server's warnings on stderr (`Warning: …`), which the harness'
-//! `kubectl` helpers drop: [`run_kubectl`] keeps them.
+//! `kubectl` helpers drop: `run_kubectl` (the suite's support) keeps them.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,46 +20,18 @@ use sidecar_watch_e2e::harness::{read_manifests, read_manifests_str, wait_until,
 use sidecar_watch_e2e::install;
 use sidecar_watch_testkit::factory::flood_pod;
 
+use crate::support::{run_kubectl, Kubectl};
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SIDECAR_WATCH: &str = env!("CARGO_BIN_EXE_sidecar-watch");
 /// What kubectl prints before each of the policy's messages.
 const WARNING: &str =
     "Warning: Validation failed for ValidatingAdmissionPolicy 'sidecar-watch' with binding 'sidecar-watch': ";
 
-/// What one kubectl run printed.
-#[derive(Debug)]
-struct Kubectl {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
 impl Kubectl {
     /// The policy's messages, in the order kubectl printed them.
     fn warnings(&self) -> Vec<String> {
         self.stderr.lines().filter_map(|l| l.strip_prefix(WARNING)).map(str::to_string).collect()
-    }
-}
-
-/// Runs kubectl with `args` and `input` on standard input, keeping standard error.
-async fn run_kubectl(env: &TestEnv, args: &[&str], input: &str) -> Kubectl {
-    use tokio::io::AsyncWriteExt;
-    let mut child = env
-        .kubectl_command()
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).await.expect("kubectl reads its input");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("kubectl ends");
-    Kubectl {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

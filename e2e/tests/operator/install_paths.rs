@@ -40,30 +40,6 @@ async fn apply_rendered(env: &TestEnv, rendered: &str, expected: &[&str]) {
     }
 }
 
-/// `kubectl` with `args` (and `input` on stdin): its exit status, stdout and stderr, whatever
-/// they are, for tests of what a user sees (warnings included).
-async fn kubectl_seen(env: &TestEnv, args: &[&str], input: Option<&str>) -> (bool, String, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut child = env
-        .kubectl_command()
-        .args(args)
-        .current_dir(ROOT)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.unwrap_or_default().as_bytes()).await.expect("stdin written");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("kubectl ends");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The default ClusterSidecarPolicy of the installation (`default_policy`) alerts on first
 /// install, before anyone wrote a policy: on a Pod of an unlabelled namespace, not on one in
 /// kube-system; `kubectl get cscp` shows it. Then the operator, as the installed
@@ -168,7 +144,7 @@ async fn wait_alerts_including(op: &Operator, what: &str, expected: &[Labels]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_crds_apply_without_a_warning() {
     let env = TestEnv::start_control_plane(Options::default()).await.expect("control plane");
-    let (ok, out, err) = kubectl_seen(&env, &["apply", "-k", "config/crd"], None).await;
+    let Kubectl { success: ok, stdout: out, stderr: err } = run_kubectl(&env, &["apply", "-k", "config/crd"], "").await;
     assert!(ok, "kubectl apply -k config/crd failed: {out}{err}");
     assert_eq!(err, "", "kubectl apply -k config/crd printed warnings (stdout: {out})");
     for crd in ["sidecarpolicies", "clustersidecarpolicies"] {
@@ -177,9 +153,11 @@ async fn the_crds_apply_without_a_warning() {
     }
     let wait = ["wait", "--for=condition=Established", "--timeout=30s"];
     let crds = ["crd/sidecarpolicies.sidecarwatch.io", "crd/clustersidecarpolicies.sidecarwatch.io"];
-    let (ok, out, err) = kubectl_seen(&env, &[&wait[..], &crds[..]].concat(), None).await;
+    let Kubectl { success: ok, stdout: out, stderr: err } =
+        run_kubectl(&env, &[&wait[..], &crds[..]].concat(), "").await;
     assert!(ok && err.is_empty(), "{out}{err}");
-    let (ok, out, err) = kubectl_seen(&env, &["apply", "--server-side", "-f", "crds/"], None).await;
+    let Kubectl { success: ok, stdout: out, stderr: err } =
+        run_kubectl(&env, &["apply", "--server-side", "-f", "crds/"], "").await;
     assert!(ok, "kubectl apply --server-side -f crds/ failed: {out}{err}");
     assert_eq!(err, "", "kubectl apply --server-side -f crds/ printed warnings (stdout: {out})");
 
@@ -190,7 +168,8 @@ async fn the_crds_apply_without_a_warning() {
                  "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
                  "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
                      "type": "object", "properties": {"count": {"type": "integer", "format": "uint32"}}}}}]}}"#;
-    let (ok, out, err) = kubectl_seen(&env, &["create", "--dry-run=server", "-f", "-"], Some(unknown)).await;
+    let Kubectl { success: ok, stdout: out, stderr: err } =
+        run_kubectl(&env, &["create", "--dry-run=server", "-f", "-"], unknown).await;
     assert!(ok, "{out}{err}");
     assert!(err.contains("Warning: unrecognized format \"uint32\""), "the server no longer warns: {err}");
 }
@@ -202,7 +181,8 @@ async fn the_crds_apply_without_a_warning() {
 async fn the_samples_apply_to_a_fresh_cluster() {
     let env = TestEnv::start_control_plane(Options::default()).await.expect("control plane");
     env.install_crds(&Path::new(ROOT).join("crds")).await.expect("CRDs");
-    let (ok, out, err) = kubectl_seen(&env, &["apply", "-k", "config/samples"], None).await;
+    let Kubectl { success: ok, stdout: out, stderr: err } =
+        run_kubectl(&env, &["apply", "-k", "config/samples"], "").await;
     assert!(ok, "kubectl apply -k config/samples failed:\n{out}{err}");
     assert_eq!(err, "", "warnings (stdout: {out})");
     for object in [
@@ -219,7 +199,8 @@ async fn the_samples_apply_to_a_fresh_cluster() {
         assert!(out.contains(object), "{object} not in:\n{out}");
     }
     // Again, as a user re-running the quick start: unchanged, still no warning.
-    let (ok, out, err) = kubectl_seen(&env, &["apply", "-k", "config/samples"], None).await;
+    let Kubectl { success: ok, stdout: out, stderr: err } =
+        run_kubectl(&env, &["apply", "-k", "config/samples"], "").await;
     assert!(ok && err.is_empty(), "{out}{err}");
 }
 
@@ -312,7 +293,8 @@ async fn the_readme_quick_start_with_the_chart_alerts_on_the_sample_pods() {
         &["deployment.apps/sidecar-watch", "clustersidecarpolicy.sidecarwatch.io/sidecar-watch-default"],
     )
     .await;
-    let (ok, out, err) = kubectl_seen(&env, &["apply", "-k", "config/samples"], None).await;
+    let Kubectl { success: ok, stdout: out, stderr: err } =
+        run_kubectl(&env, &["apply", "-k", "config/samples"], "").await;
     assert!(ok && err.is_empty(), "kubectl apply -k config/samples:\n{out}{err}");
 
     let path = env.dir().join("kubeconfig-installed");

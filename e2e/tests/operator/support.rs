@@ -621,15 +621,9 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The log lines that report a call the API server refused for lack of a grant: its
-    /// RBAC message (`… is forbidden: User "…" cannot …`) or a status `code: 403`. A bare
-    /// "403" would also match timestamps and ports.
+    /// The log lines that report a call the API server refused ([`install::refused_calls`]).
     pub fn forbidden_calls(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains("is forbidden: User") || l.contains("code: 403"))
-            .map(str::to_owned)
-            .collect()
+        install::refused_calls(&self.log()).into_iter().map(str::to_owned).collect()
     }
 
     /// The process id.
@@ -748,5 +742,38 @@ pub fn status_ready(status: &Value, value: &str, reason: &str) -> Result<(), Str
         Ok(())
     } else {
         Err(format!("Ready = {c}, want {value}/{reason}"))
+    }
+}
+
+/// What one kubectl run printed, its standard error (the API server's warnings) included,
+/// whatever its exit status: what a user sees.
+#[derive(Debug)]
+pub struct Kubectl {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs kubectl with `args` in the repository and `input` on standard input, keeping
+/// standard error (the harness' `kubectl` helpers drop it).
+pub async fn run_kubectl(env: &TestEnv, args: &[&str], input: &str) -> Kubectl {
+    use tokio::io::AsyncWriteExt;
+    let mut child = env
+        .kubectl_command()
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("kubectl reads its input");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("kubectl ends");
+    Kubectl {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
