@@ -1,38 +1,28 @@
-//! Faults (simulator only): watches dropped, history compacted (410 → relist), requests
-//! failing with 500 and 429, the API server restarting, Pods changing meanwhile. Afterwards
+//! Faults on the operator's way to kube-apiserver (a control plane of the test's own, the
+//! operator's connection through the fault proxy): every request failing with 500 while Pods
+//! change, etcd compacted and kube-apiserver restarted (resuming a watch gives 410 Gone, so a
+//! new initial state), then 429s with `Retry-After` and every connection dropped. Afterwards
 //! the operator agrees with a freshly started one and no alert was announced twice.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use serde_json::json;
+use sidecar_watch_e2e::control_plane::{AuditLog, Options};
+use sidecar_watch_e2e::fault_proxy::FaultProxy;
 use sidecar_watch_e2e::harness::wait_until;
-use sidecar_watch_e2e::sim::api::{Caller, Params};
-use sidecar_watch_e2e::sim::patch::Scope;
-use sidecar_watch_e2e::sim::{SimConfig, Simulator};
+use sidecar_watch_e2e::kubelet::PodDriver;
 
+use crate::initial_list::initial_states;
 use crate::support::*;
 
-fn caller() -> Caller {
-    Caller { manager: "e2e-kubelet".into(), dry_run: false }
-}
-
-/// Deletes a Pod at once in the simulator's state (no HTTP, so no injected fault).
-pub(crate) fn direct_delete_pod(sim: &Simulator, ns: &str, name: &str) {
-    let mut st = sim.shared().state();
-    let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
-    st.delete(&info, Some(ns), name, &json!({"gracePeriodSeconds": 0}), &Params::new(), &caller())
-        .expect("direct delete");
-}
-
-/// An outage: every request fails with 500 and every watch ends. Returns once the operator
-/// has hit the fault (a few failed requests); `sim.fail_next_500(0)` ends it.
-pub(crate) async fn outage(sim: &Simulator) {
-    let failed_before = sim.shared().failed_requests();
-    sim.fail_next_500(u32::MAX);
-    sim.drop_watches();
+/// An outage: every request of the operator fails with 500 and every connection closes.
+/// Returns once the operator has hit the fault (a few failed requests); `proxy.heal()` ends it.
+pub(crate) async fn outage(proxy: &FaultProxy) {
+    let failed_before = proxy.injected();
+    proxy.fail_next(u32::MAX, 500, 0);
+    proxy.drop_connections();
     wait_until(WAIT, "the operator to hit the injected 500s", || async {
-        let n = sim.shared().failed_requests();
+        let n = proxy.injected();
         if n > failed_before + 3 {
             Ok(())
         } else {
@@ -43,22 +33,22 @@ pub(crate) async fn outage(sim: &Simulator) {
     .unwrap();
 }
 
-/// Changes a Pod's status in the simulator's state (no HTTP, so no injected fault), the
-/// kubelet's derivations with it.
-fn direct_pod_status(sim: &Simulator, ns: &str, name: &str, f: impl FnOnce(&mut PodStatus)) {
-    let mut st = sim.shared().state();
-    let info = st.registry.find("", "v1", "pods").cloned().expect("pods served");
-    let current = st.get(&info, Some(ns), name).expect("pod");
-    let mut pod: Pod = serde_json::from_value(current).expect("a Pod");
-    f(pod.status.get_or_insert_with(Default::default));
-    sidecar_watch_e2e::kubelet::derive_status(&mut pod);
-    let body = serde_json::to_value(&pod).unwrap();
-    st.update(&info, Some(ns), name, body, Scope::Status, &caller()).expect("direct status update");
+/// Forgets every resourceVersion handed out so far, as a long outage does: etcd compacted and
+/// kube-apiserver restarted (its watch cache would still serve the older versions).
+pub(crate) async fn compact_history(c: &Cluster) {
+    let cp = c.control_plane();
+    cp.compact_etcd().await.expect("etcd compacted");
+    cp.restart_apiserver().await.expect("kube-apiserver started again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_recovers_from_api_faults() {
-    let c = Cluster::start_simulator("faults", SimConfig::default()).await;
+    let audit = AuditLog::new().expect("an audit policy");
+    let (c, proxy) = Cluster::start_behind_fault_proxy(
+        "faults",
+        Options { apiserver_args: audit.apiserver_args(), ..Options::default() },
+    )
+    .await;
     let ns = c.ns.clone();
     c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "2s", "severity": "warning"}})).await;
     let op = Operator::start(&c, "op-0", &["--lease-duration", "15s"]).await;
@@ -70,37 +60,35 @@ async fn operator_recovers_from_api_faults() {
     op.wait_alerts("p1 firing", vec![firing("p1")]).await;
     c.wait_events("p1", "Warning", "SidecarContainerNotReady", 1).await;
     c.wait_status("mesh", "p1 alerting", |s| status_counts(s, 3, 1, json!({"SidecarContainerNotReady": 1}), 0)).await;
+    let pods_before = initial_states(&audit, "pods");
 
-    let sim = c.sim();
-    let expired_before = sim.shared().expired_watches();
-    // Outage: every request fails with 500 and every watch ends; once the operator has hit
-    // the fault, p1 is deleted and p2's sidecar stops being ready (directly in the
-    // simulator's state, bypassing the failing HTTP API), and the history is compacted so
-    // that resuming the watches gives 410 Gone and a relist.
-    outage(sim).await;
-    direct_delete_pod(sim, &ns, "p1");
-    direct_pod_status(sim, &ns, "p2", |s| {
-        for cs in s.init_container_statuses.iter_mut().flatten() {
-            cs.ready = false;
-        }
-    });
-    sim.compact();
-    // Then 429s with Retry-After, and the API server restarts (connections closed).
-    sim.fail_next_429(10, 1);
-    sim.restart();
+    // Outage: every request of the operator fails with 500 and every connection closes; once
+    // the operator has hit the fault, p1 is deleted and p2's sidecar stops being ready (the
+    // test's client reaches kube-apiserver directly), and the history is compacted so that
+    // resuming the watches gives 410 Gone and a new initial state.
+    outage(&proxy).await;
+    c.delete_pod_now("p1").await;
+    set_ready(&PodDriver::new(c.env.client.clone(), &ns, "p2"), "istio-proxy", false).await;
+    compact_history(&c).await;
+    // Then 429s with Retry-After, and every connection dropped once more.
+    proxy.fail_next(10, 429, 1);
+    proxy.drop_connections();
     let s = op.wait_alerts("after the outage: p2 firing, p1 gone", vec![firing("p2")]).await;
     assert!(
         s.find("sidecar_container_ready", &[("pod", "p1")]).is_empty(),
         "stale series of the deleted p1:\n{}",
         s.text
     );
-    assert!(sim.shared().failed_requests() > 0, "no request failed");
+    assert!(proxy.injected() > 0, "no request failed");
+    assert!(s.value("sidecar_watch_watch_restarts_total", &[]).unwrap_or(0.0) >= 1.0, "{}", s.text);
+    // The Pods' watch could not resume into the compacted history: the operator asked for
+    // their whole state again.
+    let pods_after = initial_states(&audit, "pods");
     assert!(
-        sim.shared().expired_watches() > expired_before,
-        "no watch resumed into the compacted history (410)\n{}",
+        pods_after.requests() > pods_before.requests(),
+        "no new initial state of the Pods after the compaction: {pods_before:?} → {pods_after:?}\n{}",
         op.log()
     );
-    assert!(s.value("sidecar_watch_watch_restarts_total", &[]).unwrap_or(0.0) >= 1.0, "{}", s.text);
     c.wait_status("mesh", "after the outage", |s| status_counts(s, 2, 1, json!({"SidecarContainerNotReady": 1}), 0))
         .await;
 

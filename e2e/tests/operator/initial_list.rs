@@ -1,16 +1,20 @@
-//! `--initial-list` on the simulator, which counts every LIST and streaming watch per client
-//! and can pose as a 1.26 server: streaming lists where the server serves them (no LIST at
-//! all), the fall back to paginated lists where it rejects them (WatchList feature gate off),
-//! and `auto` deciding by the server's version. Then the default (`auto`) on kube-apiserver
-//! 1.37 of a control plane of the test's own, with the gate on (as 1.37 ships it) and off:
-//! which way each watcher went, what kube-apiserver says it served, and the alerts and
-//! Events after the start. `real_server.rs` runs `--initial-list streaming` there too.
+//! `--initial-list` on kube-apiserver 1.37, each test on a control plane of its own whose
+//! audit log tells which way each watcher asked for its initial state: streaming lists where
+//! the server serves them (no LIST at all), the fall back to paginated lists where it refuses
+//! them (WatchList feature gate off), `auto` (the default) asking a server that reports 1.26
+//! for none (the fault proxy poses as one), and a streaming watch cut off by an outage
+//! streaming again. Then the default with the gate on (as 1.37 ships it) and off: which way
+//! each watcher went, what kube-apiserver says it served, and the alerts and Events after the
+//! start. `real_server.rs` runs `--initial-list streaming` on the shared control plane too.
+//! (A real 1.26 refuses streaming lists with 422 Invalid on `resourceVersionMatch`, where
+//! 1.37 without the gate names `sendInitialEvents`: the same fall back, whose recognition of
+//! both messages `controller::lists`' unit tests check.)
 
 use serde_json::json;
-use sidecar_watch_e2e::control_plane::Options;
+use sidecar_watch_e2e::control_plane::{AuditLog, Options};
 use sidecar_watch_e2e::harness::wait_until;
-use sidecar_watch_e2e::sim::{SimConfig, StreamingWatch};
 
+use crate::faults::{compact_history, outage};
 use crate::support::*;
 
 /// Pods in the test namespace before the operator starts.
@@ -21,12 +25,78 @@ const RESOURCES: [&str; 4] = ["clustersidecarpolicies", "namespaces", "pods", "s
 
 const FALLBACK: &str = "the API server does not serve streaming lists; this watch uses paginated lists from now on";
 
-async fn cluster_with_pods(prefix: &str, config: SimConfig) -> Cluster {
-    let c = Cluster::start_simulator(prefix, config).await;
+/// How the operator asked kube-apiserver for one resource's initial state, by its audit log.
+/// A request answered otherwise (429 while a new CRD's watch cache starts, say) is retried by
+/// the watcher; its code is kept for messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InitialStates {
+    /// Streaming watches (`sendInitialEvents=true`) served.
+    pub streamed: u64,
+    /// Streaming watches refused (422 Invalid: WatchList off or before 1.27).
+    pub refused: u64,
+    /// LIST requests served (pages included).
+    pub listed: u64,
+    /// The codes of the other answers to either.
+    pub retried: Vec<u16>,
+}
+
+impl InitialStates {
+    /// Every request for an initial state, answered or not.
+    pub fn requests(&self) -> u64 {
+        self.streamed + self.refused + self.listed + self.retried.len() as u64
+    }
+
+    /// Streamed, refused and listed: what a test expects whatever was retried.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.streamed, self.refused, self.listed)
+    }
+}
+
+/// The operator's requests for the initial state of `resource` so far.
+pub(crate) fn initial_states(audit: &AuditLog, resource: &str) -> InitialStates {
+    let requests = audit.requests_by("sidecar-watch/").expect("kube-apiserver's audit log");
+    let mut states = InitialStates::default();
+    for request in requests.iter().filter(|r| r.resource == resource) {
+        let streaming = request.verb == "watch" && request.request_uri.contains("sendInitialEvents=true");
+        if request.verb != "list" && !streaming {
+            continue;
+        }
+        match (streaming, request.code.unwrap_or(0)) {
+            (true, 200..=299) => states.streamed += 1,
+            (true, 422) => states.refused += 1,
+            (false, 200..=299) => states.listed += 1,
+            (_, code) => states.retried.push(code),
+        }
+    }
+    states
+}
+
+/// Streamed, refused and listed per resource ([`InitialStates::counts`]), in
+/// [`RESOURCES`]' order, and the whole record for messages.
+fn every_initial_state(audit: &AuditLog) -> (Vec<(u64, u64, u64)>, String) {
+    let states: Vec<InitialStates> = RESOURCES.iter().map(|r| initial_states(audit, r)).collect();
+    (states.iter().map(InitialStates::counts).collect(), format!("{states:?}"))
+}
+
+/// Each resource's (streamed, refused, listed) as `one`.
+fn each(one: (u64, u64, u64)) -> Vec<(u64, u64, u64)> {
+    vec![one; RESOURCES.len()]
+}
+
+/// A control plane of the test's own with an audit log (`watch_list`: the WatchList feature
+/// gate), the operator's connection through the fault proxy, and [`PODS`] Pods.
+async fn cluster_with_pods(
+    prefix: &str,
+    watch_list: bool,
+) -> (Cluster, AuditLog, sidecar_watch_e2e::fault_proxy::FaultProxy) {
+    let audit = AuditLog::new().expect("an audit policy");
+    let feature_gates = (!watch_list).then(|| "WatchList=false".to_string());
+    let options = Options { feature_gates, apiserver_args: audit.apiserver_args() };
+    let (c, proxy) = Cluster::start_behind_fault_proxy(prefix, options).await;
     for i in 0..PODS {
         c.create_pod(native_pod(&format!("web-{i}"), "web", "app", "istio-proxy")).await;
     }
-    c
+    (c, audit, proxy)
 }
 
 /// The `watch` field of every line of a JSON log whose `msg` is `message`, sorted.
@@ -58,49 +128,31 @@ async fn assert_tracks_all_pods(op: &Operator, pods: usize, strategy: &str) -> S
     .await
 }
 
-/// Which of the operator's calls were LISTs, as `resource` names.
-fn listed(c: &Cluster) -> Vec<String> {
-    let mut listed: Vec<String> = c
-        .sim()
-        .shared()
-        .calls_by("sidecar-watch/")
-        .into_iter()
-        .filter(|call| call.verb == "list" && RESOURCES.contains(&call.resource.as_str()))
-        .map(|call| call.resource)
-        .collect();
-    listed.sort();
-    listed.dedup();
-    listed
-}
-
-fn streaming_watches(c: &Cluster, outcome: StreamingWatch) -> Vec<u64> {
-    RESOURCES.iter().map(|r| c.sim().shared().streaming_watches(r, outcome)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_lists_get_the_initial_state_without_a_list() {
-    let c = cluster_with_pods("stream", SimConfig::default()).await;
+    let (c, audit, _proxy) = cluster_with_pods("stream", true).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
     assert_tracks_all_pods(&op, PODS, "streaming").await;
     // One streaming watch per resource, served; not one LIST.
-    assert_eq!(streaming_watches(&c, StreamingWatch::Served), [1, 1, 1, 1]);
-    assert_eq!(streaming_watches(&c, StreamingWatch::Rejected), [0, 0, 0, 0]);
-    assert_eq!(listed(&c), Vec::<String>::new());
+    let (counts, record) = every_initial_state(&audit);
+    assert_eq!(counts, each((1, 0, 0)), "{record}");
     // After the initial state, the same watch carries the changes.
     c.create_pod(native_pod("web-late", "web", "app", "istio-proxy")).await;
     op.wait_scrape("the new Pod tracked", |s| has_value(s, "sidecar_watch_pods_tracked", &[], (PODS + 1) as f64)).await;
+    let (counts, record) = every_initial_state(&audit);
+    assert_eq!(counts, each((1, 0, 0)), "{record}");
     assert_eq!(watches_logging(&op.log(), FALLBACK), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists_once() {
-    let c = cluster_with_pods("fallback", SimConfig { watch_list: false, ..SimConfig::default() }).await;
+    let (c, audit, _proxy) = cluster_with_pods("fallback", false).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
     let scrape = assert_tracks_all_pods(&op, PODS, "paginated").await;
-    // Each watcher asked once, was refused, and listed instead: no retrying of the refusal.
-    assert_eq!(streaming_watches(&c, StreamingWatch::Rejected), [1, 1, 1, 1]);
-    assert_eq!(streaming_watches(&c, StreamingWatch::Served), [0, 0, 0, 0]);
-    assert_eq!(listed(&c), RESOURCES);
+    // Each watcher asked once, was refused, and listed (one page) instead: no retrying of
+    // the refusal.
+    let (counts, record) = every_initial_state(&audit);
+    assert_eq!(counts, each((0, 1, 1)), "{record}");
     assert_eq!(watches_logging(&op.log(), FALLBACK), RESOURCES, "{}", op.log());
     // A fall back is no failed watch.
     assert_eq!(scrape.value("sidecar_watch_watch_restarts_total", &[]), Some(0.0));
@@ -109,61 +161,38 @@ async fn without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auto_streams_from_kubernetes_1_27_on() {
-    let old = cluster_with_pods("auto-old", SimConfig { minor_version: 26, ..SimConfig::default() }).await;
-    let op = Operator::start(&old, "op-0", &["--initial-list", "auto"]).await;
+async fn the_default_asks_a_server_before_1_27_for_no_streaming_list() {
+    // kube-apiserver 1.37 would serve streaming lists; posing as 1.26, it is not asked.
+    let (c, audit, proxy) = cluster_with_pods("default-old", true).await;
+    proxy.pose_as_minor(26);
+    let op = Operator::start(&c, "op-0", &[]).await;
     assert_tracks_all_pods(&op, PODS, "paginated").await;
-    // Not even asked: a 1.26 server does not know streaming lists.
-    assert_eq!(streaming_watches(&old, StreamingWatch::Rejected), [0, 0, 0, 0]);
-    assert_eq!(streaming_watches(&old, StreamingWatch::Served), [0, 0, 0, 0]);
+    let (counts, record) = every_initial_state(&audit);
+    assert_eq!(counts, each((0, 0, 1)), "{record}");
     assert!(op.log().contains("the API server predates streaming lists (1.27); using paginated lists"), "{}", op.log());
-
-    let current = cluster_with_pods("auto-new", SimConfig::default()).await;
-    let op = Operator::start(&current, "op-0", &["--initial-list", "auto"]).await;
-    assert_tracks_all_pods(&op, PODS, "streaming").await;
-    assert_eq!(streaming_watches(&current, StreamingWatch::Served), [1, 1, 1, 1]);
-    assert_eq!(listed(&current), Vec::<String>::new());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streaming_lists_asked_of_a_1_26_server_fall_back_too() {
-    // 1.19 to 1.26 know no sendInitialEvents and reject the resourceVersionMatch sent with it.
-    let c = cluster_with_pods("old-stream", SimConfig { minor_version: 26, ..SimConfig::default() }).await;
-    let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
-    assert_tracks_all_pods(&op, PODS, "paginated").await;
-    assert_eq!(listed(&c), RESOURCES);
-    assert_eq!(watches_logging(&op.log(), FALLBACK), RESOURCES, "{}", op.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_watch_cut_off_streams_its_state_again_and_forgets_what_went() {
-    let c = cluster_with_pods("stream-cut", SimConfig::default()).await;
+    let (c, audit, proxy) = cluster_with_pods("stream-cut", true).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
     assert_tracks_all_pods(&op, PODS, "streaming").await;
-    let sim = c.sim();
     // The connection drops and stays down (every request fails) while a Pod is deleted and
     // the history compacted, so resuming gives 410 Gone and a new initial state is needed.
-    crate::faults::outage(sim).await;
-    crate::faults::direct_delete_pod(sim, &c.ns, "web-0");
-    sim.compact();
-    sim.fail_next_500(0);
-    sim.restart();
-    // Streamed again, not listed, not fallen back: an outage is no rejection.
+    outage(&proxy).await;
+    c.delete_pod_now("web-0").await;
+    compact_history(&c).await;
+    proxy.heal();
+    proxy.drop_connections();
+    // Streamed again, not listed, not fallen back: an outage is no refusal.
     assert_tracks_all_pods(&op, PODS - 1, "streaming").await;
-    assert!(c.sim().shared().streaming_watches("pods", StreamingWatch::Served) >= 2);
-    assert_eq!(streaming_watches(&c, StreamingWatch::Rejected), [0, 0, 0, 0]);
-    assert_eq!(listed(&c), Vec::<String>::new());
+    let pods = initial_states(&audit, "pods");
+    assert!(pods.streamed >= 2, "{pods:?}");
+    for resource in RESOURCES {
+        let states = initial_states(&audit, resource);
+        assert_eq!((states.refused, states.listed), (0, 0), "{resource}: {states:?}");
+    }
     assert_eq!(watches_logging(&op.log(), FALLBACK), Vec::<String>::new());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_default_asks_a_server_before_1_27_for_no_streaming_list() {
-    let c = cluster_with_pods("default-old", SimConfig { minor_version: 26, ..SimConfig::default() }).await;
-    let op = Operator::start(&c, "op-0", &[]).await;
-    assert_tracks_all_pods(&op, PODS, "paginated").await;
-    assert_eq!(streaming_watches(&c, StreamingWatch::Rejected), [0, 0, 0, 0]);
-    assert_eq!(streaming_watches(&c, StreamingWatch::Served), [0, 0, 0, 0]);
-    assert_eq!(listed(&c), RESOURCES);
 }
 
 // ---------------------------------------------------------------------------------------

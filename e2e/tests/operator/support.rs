@@ -14,6 +14,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
 use sidecar_watch_e2e::control_plane;
+use sidecar_watch_e2e::fault_proxy::FaultProxy;
 use sidecar_watch_e2e::harness::{wait_until, TestEnv};
 use sidecar_watch_e2e::install;
 use sidecar_watch_e2e::kubelet::{self, test_pod, PodDriver, State};
@@ -79,6 +80,17 @@ impl Cluster {
     /// with feature gates), also when `E2E_KUBECONFIG` names a cluster.
     pub async fn start_own_control_plane(prefix: &str, options: control_plane::Options) -> Self {
         Self::with_env(prefix, TestEnv::start_control_plane(options).await.expect("control plane")).await
+    }
+
+    /// [`Cluster::start_own_control_plane`] with the operator's connection through a
+    /// [`FaultProxy`] (the test's own client still goes straight to kube-apiserver).
+    pub async fn start_behind_fault_proxy(prefix: &str, options: control_plane::Options) -> (Self, FaultProxy) {
+        let mut c = Self::start_own_control_plane(prefix, options).await;
+        let proxy = FaultProxy::start(&c.env.kubeconfig).await.expect("the fault proxy starts");
+        let path = c.env.dir().join("kubeconfig-operator-via-proxy");
+        proxy.kubeconfig(&c.operator_kubeconfig, &path).expect("the operator's kubeconfig via the proxy");
+        c.operator_kubeconfig = path;
+        (c, proxy)
     }
 
     /// The control plane of this test's own ([`Cluster::start_own_control_plane`]).
