@@ -1,9 +1,9 @@
 //! The operator's Event recorder against kube-apiserver (the test control plane, or the
-//! cluster of `E2E_KUBECONFIG`; the failed-call test on the simulator): one Event per
-//! occurrence outside the series window, a repeat folded into its predecessor's `series`, one
-//! container's Event kept apart from another's, a repeat whose Event is gone published anew,
-//! a name the API server accepts for the longest Pod name, a bounded cache, and failed calls
-//! (an error; the next occurrence tries again).
+//! cluster of `E2E_KUBECONFIG`; the failed-call test on a control plane of its own, whose
+//! kube-apiserver it stops): one Event per occurrence outside the series window, a repeat
+//! folded into its predecessor's `series`, one container's Event kept apart from another's, a
+//! repeat whose Event is gone published anew, a name the API server accepts for the longest
+//! Pod name, a bounded cache, and failed calls (an error; the next occurrence tries again).
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -12,8 +12,11 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::events::{Event, EventType};
 use sidecar_watch::events::recorder::{SERIES_WINDOW, SWEEP_EVERY};
 use sidecar_watch::events::Recorder;
+use sidecar_watch_e2e::control_plane::Options;
 use sidecar_watch_e2e::harness::TestEnv;
-use sidecar_watch_e2e::sim::SimConfig;
+
+/// A call to a stopped kube-apiserver is refused: it fails at once, well within this.
+const REFUSED_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn pod(namespace: &str, name: &str, container: &str) -> ObjectReference {
     ObjectReference {
@@ -195,26 +198,34 @@ async fn a_full_cache_publishes_repeats_as_events_of_their_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_call_is_an_error_and_the_next_occurrence_tries_again() {
-    // Fault injection needs the simulator, whatever `E2E_KUBECONFIG` says.
-    let env = TestEnv::start_simulator(SimConfig::default()).await.expect("simulator");
+    // A control plane of the test's own, whatever `E2E_KUBECONFIG` says: the calls fail for
+    // real, kube-apiserver stopped (killed: its port refuses connections).
+    let env = TestEnv::start_control_plane(Options::default()).await.expect("control plane");
+    env.assert_reached_server().await.expect("/version");
     let ns = "recorder-faults";
     env.create_namespace(ns).await.expect("namespace");
-    let sim = env.require_sim().expect("the simulator");
+    let control_plane = env.own_control_plane().expect("the test's own control plane");
     let mut recorder = Recorder::new(env.client.clone(), "sidecar-watch", "sidecar-watch-0");
     let t0 = Timestamp::now();
     let proxy = pod(ns, "web-1", "istio-proxy");
     let e = event("SidecarNotReady", "not ready");
 
     // The create fails: an error, nothing remembered, so the next occurrence creates.
-    sim.fail_next_500(1);
-    assert!(recorder.publish(&e, &proxy, t0).await.is_err());
+    control_plane.stop_apiserver().await.expect("kube-apiserver stopped");
+    let failed = tokio::time::timeout(REFUSED_WITHIN, recorder.publish(&e, &proxy, t0)).await;
+    assert!(failed.expect("a refused create fails at once").is_err());
     assert_eq!(recorder.remembered(), 0);
+    control_plane.start_apiserver().await.expect("kube-apiserver started");
     recorder.publish(&e, &proxy, t0 + SignedDuration::from_secs(10)).await.expect("created");
     assert_eq!(events(&env, ns).await.iter().map(count).collect::<Vec<_>>(), [1]);
 
     // A patch fails: an error, the Event still remembered, so the next repeat patches it.
-    sim.fail_next_500(1);
-    assert!(recorder.publish(&e, &proxy, t0 + SignedDuration::from_secs(20)).await.is_err());
+    control_plane.stop_apiserver().await.expect("kube-apiserver stopped");
+    let failed =
+        tokio::time::timeout(REFUSED_WITHIN, recorder.publish(&e, &proxy, t0 + SignedDuration::from_secs(20))).await;
+    assert!(failed.expect("a refused patch fails at once").is_err());
+    assert_eq!(recorder.remembered(), 1);
+    control_plane.start_apiserver().await.expect("kube-apiserver started");
     recorder.publish(&e, &proxy, t0 + SignedDuration::from_secs(30)).await.expect("folded");
     assert_eq!(events(&env, ns).await.iter().map(count).collect::<Vec<_>>(), [2]);
 }
