@@ -16,7 +16,7 @@ use kube::api::{
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{Discovery, Scope};
 use serde_json::{json, Value};
-use sidecar_watch_e2e::harness::{wait_until, TestEnv};
+use sidecar_watch_e2e::harness::wait_until;
 use sidecar_watch_e2e::kubelet::{test_pod, PodDriver, State};
 use sim_common::{client_without_retries, code, compact, fixtures, latest_resource_version, namespace, raw, Server};
 
@@ -32,7 +32,6 @@ on_both_servers!(
     pod_graceful_delete,
     discovery_documents,
     list_resource_version_semantics,
-    streaming_watch_rejected_without_the_watchlist_gate,
     events_by_reporting_controller,
 );
 
@@ -829,64 +828,5 @@ async fn list_resource_version_semantics(server: Server) {
             }
             other => panic!("{query}: {other:?}"),
         }
-    }
-}
-
-/// A streaming list (`sendInitialEvents`) asked of a server with the WatchList feature gate
-/// off: rejected with the Status kube-apiserver sends; plain watches still served.
-async fn streaming_watch_rejected_without_the_watchlist_gate(server: Server) {
-    use sidecar_watch_e2e::sim::StreamingWatch;
-
-    let gate_off = server.own_env_with(false).await;
-    let pods: Api<Pod> = Api::namespaced(gate_off.client.clone(), "default");
-    let status = match pods.watch(&WatchParams::streaming_lists(), "0").await {
-        Err(kube::Error::Api(s)) => s,
-        Err(other) => panic!("{other:?}"),
-        Ok(_) => panic!("a streaming list was served with the WatchList feature gate off"),
-    };
-    let detail = "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled";
-    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
-    assert_eq!(
-        status.message,
-        format!("ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: {detail}")
-    );
-    let details = status.details.as_ref().expect("details");
-    assert_eq!((details.group.as_str(), details.kind.as_str()), ("meta.k8s.io", "ListOptions"));
-    let causes: Vec<_> =
-        details.causes.iter().map(|c| (c.reason.as_str(), c.field.as_str(), c.message.clone())).collect();
-    assert_eq!(causes, [("FieldValueForbidden", "sendInitialEvents", format!("Forbidden: {detail}"))]);
-    // Plain watches are served as before, without the initial-events-end bookmark.
-    let mut stream = pods.watch(&WatchParams::default().timeout(1), "0").await.unwrap().boxed();
-    while let Some(event) = stream.try_next().await.unwrap() {
-        assert!(!matches!(event, WatchEvent::Bookmark(_)), "{event:?}");
-    }
-    // The simulator's count of streaming watches (simulator only: the operator's
-    // `initial_list` tests read it).
-    if let Some(sim) = gate_off.sim() {
-        assert_eq!(sim.shared().streaming_watches("pods", StreamingWatch::Rejected), 1);
-        assert_eq!(sim.shared().streaming_watches("pods", StreamingWatch::Served), 0);
-    }
-}
-
-/// A streaming list asked of a 1.26 server, which had none and forbade `resourceVersionMatch`
-/// on watches: posing as an older release is a control of the simulator alone (the operator's
-/// `initial_list` tests use it).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streaming_watch_rejected_like_kube_apiserver_1_26() {
-    use sidecar_watch_e2e::sim::SimConfig;
-
-    let old = TestEnv::start_simulator(SimConfig { minor_version: 26, ..SimConfig::default() }).await.unwrap();
-    assert_eq!(old.client.apiserver_version().await.unwrap().minor, "26");
-    let pods: Api<Pod> = Api::namespaced(old.client.clone(), "default");
-    match pods.watch(&WatchParams::streaming_lists(), "0").await {
-        Err(kube::Error::Api(s)) => {
-            assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
-            assert_eq!(
-                s.message,
-                "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch"
-            );
-        }
-        Err(other) => panic!("{other:?}"),
-        Ok(_) => panic!("a 1.26 server served a watch with resourceVersionMatch"),
     }
 }

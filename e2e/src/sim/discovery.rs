@@ -4,10 +4,10 @@ use serde_json::{json, Value};
 
 use super::resources::Registry;
 
-/// `/version` of Kubernetes 1.`minor`.
-pub fn version(minor: u32) -> Value {
+/// `/version`: the release whose behaviour the simulator follows (kube-apiserver 1.37).
+pub fn version() -> Value {
     json!({
-        "major": "1", "minor": minor.to_string(), "gitVersion": format!("v1.{minor}.0-sidecar-watch-sim"),
+        "major": "1", "minor": "37", "gitVersion": "v1.37.0-sidecar-watch-sim",
         "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
         "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"
     })

@@ -1,8 +1,9 @@
 //! An in-memory Kubernetes API-server simulator speaking plain HTTP.
 //!
 //! Start it with [`Simulator::start`]; point clients at [`Simulator::url`] or the kubeconfig
-//! written by [`Simulator::write_kubeconfig`]. Faults are injected through the handle or
-//! through the `/__sim/...` HTTP control endpoints (see [`http`]).
+//! written by [`Simulator::write_kubeconfig`]. The handle ends, expires and cuts watches and
+//! compacts the history, for the benchmarks' churn; the faults of the operator's tests are
+//! injected in front of a real kube-apiserver (`fault_proxy`).
 
 pub mod api;
 pub mod authn;
@@ -41,12 +42,6 @@ pub struct SimConfig {
     pub history_limit: usize,
     /// Interval between BOOKMARK events on watches that allow them.
     pub bookmark_interval: Duration,
-    /// Whether the WatchList feature gate is on. Off, a watch with `sendInitialEvents` is
-    /// rejected with 422 Invalid, as kube-apiserver rejects it with the gate off.
-    pub watch_list: bool,
-    /// The minor version `/version` reports. Below 27 (no streaming lists yet), a watch with
-    /// `resourceVersionMatch` is rejected with 422 Invalid, as 1.19 to 1.26 reject it.
-    pub minor_version: u32,
 }
 
 impl Default for SimConfig {
@@ -55,30 +50,14 @@ impl Default for SimConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(1),
-            watch_list: true,
-            minor_version: 37,
         }
     }
-}
-
-/// Faults injected through the handle or the `/__sim/...` endpoints.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    /// Number of upcoming API requests that fail.
-    pub fail_remaining: u32,
-    /// HTTP code of the failures (500 or 429).
-    pub fail_code: u16,
-    /// `Retry-After` seconds for 429 failures.
-    pub retry_after_secs: u64,
-    /// Added latency per API request.
-    pub latency: Duration,
 }
 
 /// State shared by the server tasks and the handle.
 #[derive(Debug)]
 pub struct Shared {
     state: Mutex<api::State>,
-    faults: Mutex<Faults>,
     /// Bumped to end every open watch.
     watch_epoch: watch::Sender<u64>,
     /// Bumped to expire every open watch (a 410 ERROR event, then the end).
@@ -88,60 +67,16 @@ pub struct Shared {
     config: SimConfig,
     addr: SocketAddr,
     expired_watches: std::sync::atomic::AtomicU64,
-    failed_requests: std::sync::atomic::AtomicU64,
-    /// Every distinct kind of resource request served, by user agent.
-    calls: Mutex<std::collections::BTreeSet<ApiCall>>,
-    /// Watches asked for initial events (`sendInitialEvents=true`), by resource and outcome.
-    streaming_watches: Mutex<std::collections::BTreeMap<(String, StreamingWatch), u64>>,
     /// Tokens and grants for TokenReview and SubjectAccessReview.
     reviews: Mutex<authn::Reviews>,
     /// Requests and bytes served, per client, verb and resource.
     traffic: traffic::Traffic,
 }
 
-/// A kind of resource request: who asked for which verb on which resource (by plural; the
-/// RBAC view, group and namespace, is taken from kube-apiserver's audit log instead:
-/// `e2e/tests/operator/rbac.rs`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ApiCall {
-    /// The `User-Agent` header.
-    pub user_agent: String,
-    /// The RBAC verb: get, list, watch, create, update, patch, delete, deletecollection.
-    pub verb: String,
-    /// The resource, with a subresource as `resource/subresource`.
-    pub resource: String,
-}
-
-/// What became of a watch that asked for initial events (`sendInitialEvents=true`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StreamingWatch {
-    /// Served: the objects as ADDED events, then the `k8s.io/initial-events-end` bookmark.
-    Served,
-    /// Rejected with 422 Invalid ([`SimConfig::watch_list`] off, or a server before 1.27).
-    Rejected,
-}
-
 impl Shared {
-    /// Number of watches of `resource` (plural, e.g. `pods`) that asked for initial events
-    /// and were served or rejected as `outcome` says.
-    pub fn streaming_watches(&self, resource: &str, outcome: StreamingWatch) -> u64 {
-        let counts = self.streaming_watches.lock().unwrap_or_else(|p| p.into_inner());
-        counts.get(&(resource.to_string(), outcome)).copied().unwrap_or(0)
-    }
-
-    pub(crate) fn note_streaming_watch(&self, resource: &str, outcome: StreamingWatch) {
-        let mut counts = self.streaming_watches.lock().unwrap_or_else(|p| p.into_inner());
-        *counts.entry((resource.to_string(), outcome)).or_default() += 1;
-    }
-
     /// Number of watches answered with a 410 Expired ERROR event so far.
     pub fn expired_watches(&self) -> u64 {
         self.expired_watches.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Number of requests failed by fault injection so far.
-    pub fn failed_requests(&self) -> u64 {
-        self.failed_requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests and response bytes served so far, per client, verb and resource.
@@ -153,35 +88,14 @@ impl Shared {
         self.expired_watches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Every distinct kind of resource request served so far whose user agent starts with
-    /// `user_agent`.
-    pub fn calls_by(&self, user_agent: &str) -> Vec<ApiCall> {
-        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        calls.iter().filter(|c| c.user_agent.starts_with(user_agent)).cloned().collect()
-    }
-
     /// The TokenReview/SubjectAccessReview tables, for a test to fill.
     pub fn reviews(&self) -> std::sync::MutexGuard<'_, authn::Reviews> {
         self.reviews.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn note_call(&self, call: ApiCall) {
-        // A set: a client that calls the same way a million times costs one entry.
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).insert(call);
-    }
-
-    pub(crate) fn note_failed_request(&self) {
-        self.failed_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
     /// Locks the object state (recovering from poisoning).
     pub fn state(&self) -> MutexGuard<'_, api::State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Locks the fault settings.
-    pub fn faults(&self) -> MutexGuard<'_, Faults> {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ends every open watch stream.
@@ -200,19 +114,6 @@ impl Shared {
     pub fn restart(&self) {
         self.drop_watches();
         self.conn_epoch.send_modify(|e| *e += 1);
-    }
-
-    /// Makes the next `count` API requests fail with `code` (500 or 429).
-    pub fn fail_next(&self, count: u32, code: u16, retry_after_secs: u64) {
-        let mut f = self.faults();
-        f.fail_remaining = count;
-        f.fail_code = code;
-        f.retry_after_secs = retry_after_secs;
-    }
-
-    /// Sets the latency added to every API request.
-    pub fn set_latency(&self, latency: Duration) {
-        self.faults().latency = latency;
     }
 
     /// Drops the watch history: resuming from any older resourceVersion yields 410.
@@ -255,16 +156,12 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(api::State::new(config.history_limit)),
-            faults: Mutex::new(Faults::default()),
             watch_epoch: watch::channel(0).0,
             expire_epoch: watch::channel(0).0,
             conn_epoch: watch::channel(0).0,
             config,
             addr,
             expired_watches: Default::default(),
-            failed_requests: Default::default(),
-            calls: Default::default(),
-            streaming_watches: Default::default(),
             reviews: Default::default(),
             traffic: Default::default(),
         });
@@ -300,7 +197,7 @@ impl Simulator {
         Ok(Self { shared, tasks: vec![accept, reaper] })
     }
 
-    /// Shared state (fault injection, state inspection).
+    /// Shared state (watch controls, state inspection, traffic).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -311,7 +208,7 @@ impl Simulator {
 
     /// The `gitVersion` its `/version` reports.
     pub fn git_version(&self) -> String {
-        discovery::version(self.shared.config().minor_version)["gitVersion"].as_str().unwrap_or_default().to_string()
+        discovery::version()["gitVersion"].as_str().unwrap_or_default().to_string()
     }
 
     /// Base URL, `http://127.0.0.1:<port>`.
@@ -327,21 +224,6 @@ impl Simulator {
     /// Expires every open watch (a 410 ERROR event, then the end); see [`Shared::expire_watches`].
     pub fn expire_watches(&self) {
         self.shared.expire_watches()
-    }
-
-    /// Makes the next `count` API requests fail with HTTP 500.
-    pub fn fail_next_500(&self, count: u32) {
-        self.shared.fail_next(count, 500, 0)
-    }
-
-    /// Makes the next `count` API requests fail with HTTP 429 and `Retry-After`.
-    pub fn fail_next_429(&self, count: u32, retry_after_secs: u64) {
-        self.shared.fail_next(count, 429, retry_after_secs)
-    }
-
-    /// Sets the latency added to every API request.
-    pub fn set_latency(&self, latency: Duration) {
-        self.shared.set_latency(latency)
     }
 
     /// Drops the watch history (old resourceVersions give 410 Expired).

@@ -3,8 +3,10 @@
 //!
 //! The tests share one control plane, each in a namespace of its own with its own operator
 //! process(es), so they run in parallel; the operator runs as its shipped ServiceAccount.
-//! Tests that break the server (`real_server.rs`) start a control plane of their own; tests
-//! that need exact fault injection or per-client call counts start the simulator in process.
+//! Tests that break, restart or compact the server, or read its audit log, start a control
+//! plane of their own (`real_server.rs`, `faults.rs`, `initial_list.rs`, `rbac.rs`); injected
+//! 500s, 429s and dropped connections come from the fault proxy in front of it. Only a Pod no
+//! real server would store runs on the simulator (`limits.rs`).
 //!
 //! Set `E2E_SHOW_LOGS=1` to print every operator's log, `E2E_OPERATOR_LOG` to change its
 //! `RUST_LOG` (default `info`). Logs are always printed when a test fails.

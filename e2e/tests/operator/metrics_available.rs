@@ -223,7 +223,6 @@ async fn random_tokens_cost_at_most_the_review_budget() {
             .await;
     op.token = Some(token.clone());
     let before = op.scrape().await.expect("an authorised scrape");
-    let simulator_before = c.env.sim().map(|sim| sim.shared().reviews().token_reviews());
 
     // 2,000 requests with made-up tokens from 20 addresses, 100 each on one connection,
     // while Prometheus keeps scraping from 127.0.0.1.
@@ -275,10 +274,6 @@ async fn random_tokens_cost_at_most_the_review_budget() {
             + s.sum("sidecar_watch_limited_total", &[("limit", "reviews-per-client")])
     };
     assert_eq!(limited(&after) - limited(&before), throttled as f64);
-    if let Some(simulator_before) = simulator_before {
-        let at_simulator = c.sim().shared().reviews().token_reviews() - simulator_before;
-        assert_eq!(at_simulator as f64, reviews, "the simulator answered as many TokenReviews");
-    }
 }
 
 /// A few random characters, so that no two runs share made-up tokens.

@@ -98,8 +98,8 @@ impl Cluster {
         self.env.own_control_plane().expect("a control plane of the test's own")
     }
 
-    /// [`Cluster::start`] on a simulator configured as `config` (the caller checked
-    /// [`simulator_only`]).
+    /// [`Cluster::start`] on a simulator configured as `config`, for what no real server
+    /// serves (a Pod kube-apiserver would have refused to store: `limits.rs`).
     pub async fn start_simulator(prefix: &str, config: SimConfig) -> Self {
         Self::with_env(prefix, TestEnv::start_simulator(config).await.expect("simulator")).await
     }
@@ -132,11 +132,6 @@ impl Cluster {
             .expect("a token of the operator's ServiceAccount")
         };
         Self { env, ns, operator_kubeconfig }
-    }
-
-    /// The simulator (the caller checked [`simulator_only`]).
-    pub fn sim(&self) -> &sidecar_watch_e2e::sim::Simulator {
-        self.env.require_sim().expect("simulator")
     }
 
     /// `kubectl apply --server-side -f -` of a YAML or JSON document in the test namespace.

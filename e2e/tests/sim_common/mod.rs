@@ -46,21 +46,10 @@ impl Server {
     /// A server of this test's own, for what would disturb other tests (compacting etcd,
     /// restarting kube-apiserver, deleting a CRD).
     pub async fn own_env(self) -> TestEnv {
-        self.own_env_with(true).await
-    }
-
-    /// [`Server::own_env`] with the WatchList feature gate on or off (streaming lists served
-    /// or refused).
-    pub async fn own_env_with(self, watch_list: bool) -> TestEnv {
         let env = match self {
-            Server::Simulator => {
-                let config = SimConfig { watch_list, ..SimConfig::default() };
-                TestEnv::start_simulator(config).await.expect("simulator starts")
-            }
+            Server::Simulator => TestEnv::start_simulator(SimConfig::default()).await.expect("simulator starts"),
             Server::KubeApiserver => {
-                let feature_gates = (!watch_list).then(|| "WatchList=false".to_string());
-                let options = Options { feature_gates, ..Options::default() };
-                TestEnv::start_control_plane(options).await.expect("a control plane of its own starts")
+                TestEnv::start_control_plane(Options::default()).await.expect("a control plane of its own starts")
             }
         };
         env.assert_reached_server().await.expect("the server answers /version");

@@ -1,20 +1,9 @@
-//! HTTP routing: the Kubernetes REST API, discovery and the `/__sim/...` control endpoints.
-//!
-//! Control endpoints (all `POST`, no body needed; `GET /__sim/state` reports the latest
-//! resourceVersion):
-//! - `/__sim/drop-watches` — end every open watch;
-//! - `/__sim/fail?count=N&code=500|429&retryAfter=S` — fail the next N API requests;
-//! - `/__sim/latency?ms=N` — add N ms to every API request;
-//! - `/__sim/compact` — drop the watch history (older resourceVersions give 410);
-//! - `/__sim/restart` — close all connections and watches, keep state and port.
-//!
-//! [`routes`] maps a request to its handler, [`watch`] streams watch events.
+//! HTTP routing: the Kubernetes REST API and discovery. [`routes`] maps a request to its handler, [`watch`] streams watch events.
 
 mod routes;
 mod watch;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -55,17 +44,14 @@ async fn handle(
 ) -> Response {
     let q: Params = Query::<Params>::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
     let path = uri.path().trim_end_matches('/').to_string();
-    if let Some(ctl) = path.strip_prefix("/__sim/") {
-        return control(&shared, ctl, &q);
-    }
     let api_path = routes::ApiPath::parse(&path);
     let key = routes::traffic_key(&method, &api_path, &q, &headers);
-    let response = serve(&shared, &method, api_path, &q, &headers, &body).await;
+    let response = serve(&shared, &method, api_path, &q, &headers, &body);
     shared.traffic().count(key, response)
 }
 
-/// An API request with the injected faults applied.
-async fn serve(
+/// An API request's response.
+fn serve(
     shared: &Arc<Shared>,
     method: &Method,
     path: routes::ApiPath<'_>,
@@ -73,69 +59,10 @@ async fn serve(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    let (latency, fail) = {
-        let mut f = shared.faults();
-        let fail = if f.fail_remaining > 0 {
-            f.fail_remaining -= 1;
-            Some((f.fail_code, f.retry_after_secs))
-        } else {
-            None
-        };
-        (f.latency, fail)
-    };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some((code, retry)) = fail {
-        shared.note_failed_request();
-        if code == 429 {
-            let mut r = ApiError::new(
-                429,
-                "TooManyRequests",
-                "the server has received too many requests and has asked us to try again later (injected)",
-            )
-            .with_details(json!({"retryAfterSeconds": retry}))
-            .into_response();
-            if let Ok(v) = retry.to_string().parse() {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return r;
-        }
-        return ApiError::new(
-            code,
-            "InternalError",
-            "an error on the server (\"injected fault\") has prevented the request from succeeding",
-        )
-        .into_response();
-    }
     match routes::route(shared, method, path, q, headers, body) {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
-}
-
-fn control(shared: &Arc<Shared>, ctl: &str, q: &Params) -> Response {
-    let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
-    match ctl {
-        "drop-watches" => shared.drop_watches(),
-        "fail" => {
-            let code = num("code").unwrap_or(500) as u16;
-            shared.fail_next(num("count").unwrap_or(1) as u32, code, num("retryAfter").unwrap_or(1));
-        }
-        "latency" => shared.set_latency(Duration::from_millis(num("ms").unwrap_or(0))),
-        "compact" => shared.compact(),
-        "restart" => {
-            // Respond first, then close connections.
-            let s = shared.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                s.restart();
-            });
-        }
-        "state" => {}
-        _ => return ApiError::no_route(ctl).into_response(),
-    }
-    ok(&json!({"ok": true, "resourceVersion": shared.resource_version().to_string()}))
 }
 
 /// How the client asked to see objects: the first form of its `Accept` header the simulator

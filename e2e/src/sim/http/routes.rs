@@ -14,7 +14,7 @@ use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::patch::Scope;
 use crate::sim::resources::ResourceInfo;
 use crate::sim::traffic::TrafficKey;
-use crate::sim::{authn, discovery, ApiCall, Shared};
+use crate::sim::{authn, discovery, Shared};
 
 /// A parsed resource path.
 #[derive(Debug)]
@@ -58,15 +58,11 @@ impl Target {
         })
     }
 
-    /// The RBAC view of this request by `verb`.
-    fn call(&self, user_agent: &str, verb: &str) -> ApiCall {
-        ApiCall {
-            user_agent: user_agent.to_string(),
-            verb: verb.to_string(),
-            resource: match &self.sub {
-                Some(sub) => format!("{}/{sub}", self.plural),
-                None => self.plural.clone(),
-            },
+    /// The resource as RBAC names it, a subresource as `resource/subresource`.
+    fn rbac_resource(&self) -> String {
+        match &self.sub {
+            Some(sub) => format!("{}/{sub}", self.plural),
+            None => self.plural.clone(),
         }
     }
 }
@@ -109,8 +105,8 @@ pub(super) fn traffic_key(method: &Method, path: &ApiPath, q: &Params, headers: 
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     match &path.target {
         Some(target) => {
-            let call = target.call(&user_agent, verb(method, target.name.is_some(), watch));
-            TrafficKey { user_agent, verb: call.verb, resource: call.resource }
+            let verb = verb(method, target.name.is_some(), watch).to_string();
+            TrafficKey { user_agent, verb, resource: target.rbac_resource() }
         }
         None => TrafficKey {
             user_agent,
@@ -125,7 +121,7 @@ fn non_resource(shared: &Shared, segs: &[&str], path: &str) -> Option<ApiResult<
     let found = |doc: Option<Value>| doc.map(|d| ok(&d)).ok_or_else(|| ApiError::no_route(path));
     Some(match segs {
         [] => Ok(ok(&json!({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]}))),
-        ["version"] => Ok(ok(&discovery::version(shared.config().minor_version))),
+        ["version"] => Ok(ok(&discovery::version())),
         ["healthz"] | ["readyz"] | ["livez"] => Ok((StatusCode::OK, "ok").into_response()),
         ["api"] => Ok(ok(&discovery::core_versions(&shared.addr().to_string()))),
         ["apis"] => Ok(ok(&discovery::group_list(&shared.state().registry))),
@@ -157,9 +153,6 @@ pub(super) fn route(
     let target = target.ok_or_else(|| ApiError::no_route(path))?;
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     if method == Method::POST && target.name.is_none() && authn::is_review(&target.group, &target.plural) {
-        if let Some(user_agent) = user_agent {
-            shared.note_call(target.call(user_agent, "create"));
-        }
         let answer = shared.reviews().answer(&target.plural, &parse_body(body)?)?;
         return Ok(json_response(StatusCode::CREATED, &answer));
     }
@@ -207,9 +200,6 @@ pub(super) fn route(
     };
     let form = Form::from_request(headers)?;
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
-    if let Some(user_agent) = user_agent {
-        shared.note_call(target.call(user_agent, verb(method, target.name.is_some(), watch)));
-    }
     match (method.as_str(), &target.name) {
         ("GET", None) if watch => watch::start(shared, &info, ns, q, form),
         ("GET", None) => {

@@ -18,7 +18,7 @@ use crate::sim::api::{parse_rv, Filter, Params};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::resources::ResourceInfo;
 use crate::sim::store::{EventType, StoredEvent, StoredObject};
-use crate::sim::{Shared, SimConfig, StreamingWatch};
+use crate::sim::Shared;
 
 /// One watch: what it serves and how far it got.
 struct WatchCtx {
@@ -114,26 +114,15 @@ fn line(v: &Value) -> Bytes {
 }
 
 /// kube-apiserver's checks of a watch's query (apimachinery
-/// `pkg/apis/meta/internalversion/validation`, validateWatchOptions): as 1.37, with or without
-/// the WatchList feature gate, or as 1.19 to 1.26, which had no streaming lists and forbade
-/// `resourceVersionMatch` on any watch.
-fn validate(config: &SimConfig, q: &Params, send_initial: Option<bool>) -> ApiResult<()> {
+/// `pkg/apis/meta/internalversion/validation`, validateWatchOptions) as 1.37 makes them with
+/// the WatchList feature gate on, as it ships.
+fn validate(q: &Params, send_initial: Option<bool>) -> ApiResult<()> {
     let rv_match = q.get("resourceVersionMatch").map(String::as_str).filter(|m| !m.is_empty());
     let mut forbidden: Vec<(&str, String)> = Vec::new();
     let mut forbid = |field, detail: &str| forbidden.push((field, detail.to_string()));
-    if config.minor_version < 27 {
-        if rv_match.is_some() {
-            forbid("resourceVersionMatch", "resourceVersionMatch is forbidden for watch");
-        }
-    } else if send_initial.is_some() {
+    if send_initial.is_some() {
         if rv_match != Some("NotOlderThan") {
             forbid("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
-        }
-        if !config.watch_list {
-            forbid(
-                "sendInitialEvents",
-                "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
-            );
         }
     } else if rv_match.is_some() {
         forbid(
@@ -160,25 +149,14 @@ pub(super) fn start(
     let filter = Filter::from_params(info, ns, q)?;
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
-    let config = shared.config();
-    // Before 1.27 `sendInitialEvents` was no parameter at all: ignored, like any unknown one.
-    let send_initial =
-        q.get("sendInitialEvents").map(|s| s == "true" || s == "1").filter(|_| config.minor_version >= 27);
+    let send_initial = q.get("sendInitialEvents").map(|s| s == "true" || s == "1");
     let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0);
-    if let Err(e) = validate(config, q, send_initial) {
-        if send_initial == Some(true) {
-            shared.note_streaming_watch(&info.plural, StreamingWatch::Rejected);
-        }
-        return Err(e);
-    }
-    if send_initial == Some(true) {
-        shared.note_streaming_watch(&info.plural, StreamingWatch::Served);
-    }
-    // With the WatchList feature gate on, a watch from "" or "0" that says nothing of initial
+    validate(q, send_initial)?;
+    // With the WatchList feature gate on (as 1.37 ships it), a watch from "" or "0" that says nothing of initial
     // events is a streaming list (apimachinery `pkg/apis/meta/internalversion/defaults.go`,
     // SetListOptionsDefaults): its initial events end with a bookmark too.
     let legacy_start = rv_param.is_empty() || rv_param == "0";
-    let streams = config.watch_list && config.minor_version >= 27 && q.get("resourceVersionMatch").is_none();
+    let streams = q.get("resourceVersionMatch").is_none();
     let send_initial = send_initial.or((streams && legacy_start).then_some(true));
     let mut ctx = WatchCtx { info: info.clone(), filter, form, last_rv: 0, sent_rv: 0 };
     let mut first: Vec<Bytes> = Vec::new();
