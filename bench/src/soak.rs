@@ -34,7 +34,7 @@ use super::soak_load::{self, compare, occurrences, Edited, LoadConfig, Margins, 
 
 /// The operator's gauge of live tokio tasks.
 pub const TASKS: &str = "sidecar_watch_runtime_tasks";
-/// What the operator logs when a watch fails and is restarted (`src/controller/lists.rs`).
+/// What the operator logs when a watch fails and is restarted (`src/controller/initial_list.rs`).
 const WATCH_RESTART_LOG: &str = "watch failed; retrying with backoff";
 /// Namespaces that get a soak SidecarPolicy.
 const POLICY_NAMESPACES: usize = 5;

@@ -5,8 +5,8 @@
 //! the election. This module starts them with the Event publisher and the HTTP server,
 //! around one [role](crate::leadership) signal.
 
+pub mod initial_list;
 pub mod leader;
-pub mod lists;
 pub mod queue;
 pub mod reconciler;
 pub mod status;
@@ -122,7 +122,7 @@ pub struct RunArgs {
     /// the server reports a version before 1.27). A watcher whose server rejects streaming
     /// lists falls back to paginated lists.
     #[arg(long, env = "SIDECAR_WATCH_INITIAL_LIST", value_enum, default_value = "auto")]
-    pub initial_list: lists::InitialList,
+    pub initial_list: initial_list::InitialList,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -276,7 +276,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let scope = watch::Scope { namespaces: args.namespaces.clone(), shard };
     // Bounded: a flood of Pod updates slows the watchers down instead of growing memory.
     let (tx, rx) = mpsc::channel(8192);
-    let strategy = lists::resolve(args.initial_list, &client).await;
+    let strategy = initial_list::resolve(args.initial_list, &client).await;
     let watchers = watch::spawn_watchers(client.clone(), scope.clone(), strategy, tx, metrics.clone(), index.clone());
     let reconciler = reconciler::Reconciler {
         index: index.clone(),

@@ -17,7 +17,7 @@ use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::lists::{self, Size, Strategy};
+use super::initial_list::{self, Size, Strategy};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, PodView, PolicyRef, SpecError};
 use crate::index::shard::Shard;
@@ -188,7 +188,7 @@ async fn watch_pods(
     metrics: Metrics,
     index: Arc<Index>,
 ) {
-    let stream = lists::watch_events(api, "pods", Size::Large, strategy, metrics.clone());
+    let stream = initial_list::watch_events(api, "pods", Size::Large, strategy, metrics.clone());
     // Unreadable Pods already reported (by UID), so that each is logged once, not on every
     // update; bounded, as a tenant can create any number of them.
     let mut reported: HashSet<String> = HashSet::new();
@@ -283,7 +283,7 @@ async fn watch_policies(
     metrics: Metrics,
 ) {
     let what = if cluster { "clustersidecarpolicies" } else { "sidecarpolicies" };
-    let stream = lists::watch_events(api, what, Size::Small, strategy, metrics);
+    let stream = initial_list::watch_events(api, what, Size::Small, strategy, metrics);
     forward(
         stream,
         tx,
@@ -306,7 +306,7 @@ async fn watch_namespaces(
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
 ) {
-    let stream = lists::watch_events(api, "namespaces", Size::Small, strategy, metrics);
+    let stream = initial_list::watch_events(api, "namespaces", Size::Small, strategy, metrics);
     forward(
         stream,
         tx,

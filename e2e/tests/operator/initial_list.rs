@@ -8,7 +8,7 @@
 //! start. `real_server.rs` runs `--initial-list streaming` on the shared control plane too.
 //! (A real 1.26 refuses streaming lists with 422 Invalid on `resourceVersionMatch`, where
 //! 1.37 without the gate names `sendInitialEvents`: the same fall back, whose recognition of
-//! both messages `controller::lists`' unit tests check.)
+//! both messages `controller::initial_list`'s unit tests check.)
 
 use serde_json::json;
 use sidecar_watch_e2e::control_plane::{AuditLog, Options};
