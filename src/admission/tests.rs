@@ -1,7 +1,7 @@
 //! The generator's own tests: the policy's messages are the engine's, word for word; the
 //! binding never stands in the way unless told to; the output is two YAML objects. Whether
 //! the API server runs the policy as intended is tested against kube-apiserver in
-//! `e2e/tests/operator/admission.rs`.
+//! `tests/e2e_operator/admission.rs`.
 
 use jiff::Timestamp;
 use serde_json::{json, Value};

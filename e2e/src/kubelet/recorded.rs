@@ -89,7 +89,7 @@ fn probe() -> Value {
     json!({"exec": {"command": ["sh", "-c", "true"]}})
 }
 
-/// A container of the node suite (`e2e/tests/node/support.rs`) with `extra` fields.
+/// A container of the node suite (`tests/e2e_node/support.rs`) with `extra` fields.
 fn container(name: &str, extra: Value) -> Value {
     let mut c = json!({"name": name, "image": "sidecar-watch.test/busybox:1"});
     if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
@@ -305,7 +305,7 @@ fn scenarios() -> Vec<(&'static str, Vec<Played>)> {
     ]
 }
 
-/// The recorder's summary of a status (`e2e/tests/node/support.rs`), from the driver's.
+/// The recorder's summary of a status (`tests/e2e_node/support.rs`), from the driver's.
 fn summary(s: &PodStatus, deleting: bool) -> Value {
     let time = |t: &Time| jiff::Timestamp::from_second(t.0.as_second()).unwrap_or_default().to_string();
     let containers = |list: &Option<Vec<ContainerStatus>>| -> Vec<Value> {
