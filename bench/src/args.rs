@@ -111,6 +111,14 @@ pub struct Args {
     /// count (comma-separated, ascending); the alert scenarios run at the first.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize])]
     pub ksm_pods: Vec<usize>,
+    /// `--against ksm`: each system is measured alone this many times at each N, one after
+    /// the other; the cost table shows each figure's median, and the range of the RSS at rest.
+    #[arg(long, default_value_t = 1)]
+    pub ksm_repeats: usize,
+    /// `--against ksm`: only each system alone at each N (the cost table); no side-by-side
+    /// phase with Prometheus and the scenarios.
+    #[arg(long)]
+    pub ksm_cost_only: bool,
     /// `--against ksm`: the kube-state-metrics binary (default: `e2e/ksm/build.sh` builds it).
     #[arg(long)]
     pub ksm: Option<PathBuf>,
@@ -207,6 +215,9 @@ impl Args {
         }
         if a.pods.is_empty() || a.ksm_pods.is_empty() {
             anyhow::bail!("--pods and --ksm-pods need at least one count");
+        }
+        if a.ksm_repeats == 0 {
+            anyhow::bail!("--ksm-repeats must be at least 1");
         }
         if a.time_scale == 0 {
             anyhow::bail!("--time-scale must be at least 1");

@@ -74,6 +74,53 @@ pub struct SystemCost {
     /// kube-state-metrics only: the top of its heap profile after the forced collection
     /// (`go tool pprof -top`), for where its memory goes.
     pub heap_top: Option<String>,
+    /// With `--ksm-repeats` above 1: how many runs this is the median of, and the lowest and
+    /// highest RSS at rest among them (KiB).
+    pub runs: usize,
+    pub rss_rest_range_kib: Option<(u64, u64)>,
+}
+
+/// The median of several runs of one system at one N: the run whose RSS at rest is the
+/// median (its families, Go statistics and heap profile), with every figure the cost table
+/// shows replaced by that figure's own median, and the range of the RSS at rest.
+pub fn median(mut runs: Vec<SystemCost>) -> SystemCost {
+    let count = runs.len();
+    if count < 2 {
+        return runs.pop().map(|r| SystemCost { runs: 1, ..r }).unwrap_or_default();
+    }
+    let mid = |values: Vec<f64>| sample_quantile(&values, 0.5).unwrap_or(0.0);
+    let of = |f: &dyn Fn(&SystemCost) -> f64| mid(runs.iter().map(f).collect());
+    let kib = |f: fn(&SystemCost) -> u64| of(&|r| f(r) as f64).round() as u64;
+    let (sync_s, cpu_sync_s, metrics_ms, cpu_updates_pct) =
+        (of(&|r| r.sync_s), of(&|r| r.cpu_sync_s), of(&|r| r.metrics_ms), of(&|r| r.cpu_updates_pct));
+    let (rss_peak_kib, rss_settled_kib, rss_rest_kib) =
+        (kib(|r| r.rss_peak_kib), kib(|r| r.rss_settled_kib), kib(|r| r.rss_rest_kib));
+    let start_apiserver = of(&|r| r.start.apiserver_cpu_s);
+    let start_etcd = of(&|r| r.start.etcd_cpu_s);
+    let start_list_bytes = of(&|r| r.start.list_bytes);
+    let start_watch_bytes = of(&|r| r.start.watch_bytes);
+    let update_apiserver = of(&|r| r.update_server.apiserver_cpu_s);
+    let update_etcd = of(&|r| r.update_server.etcd_cpu_s);
+    let low = runs.iter().map(|r| r.rss_rest_kib).min().unwrap_or(0);
+    let high = runs.iter().map(|r| r.rss_rest_kib).max().unwrap_or(0);
+    runs.sort_by_key(|r| r.rss_rest_kib);
+    let mut m = runs.swap_remove(count / 2);
+    m.sync_s = sync_s;
+    m.cpu_sync_s = cpu_sync_s;
+    m.metrics_ms = metrics_ms;
+    m.cpu_updates_pct = cpu_updates_pct;
+    m.rss_peak_kib = rss_peak_kib;
+    m.rss_settled_kib = rss_settled_kib;
+    m.rss_rest_kib = rss_rest_kib;
+    m.start.apiserver_cpu_s = start_apiserver;
+    m.start.etcd_cpu_s = start_etcd;
+    m.start.list_bytes = start_list_bytes;
+    m.start.watch_bytes = start_watch_bytes;
+    m.update_server.apiserver_cpu_s = update_apiserver;
+    m.update_server.etcd_cpu_s = update_etcd;
+    m.runs = count;
+    m.rss_rest_range_kib = Some((low, high));
+    m
 }
 
 /// The status-update load with no client watching: what the writes alone cost the server.
@@ -325,5 +372,29 @@ pub async fn start_both(cluster: &Cluster, args: &Args, ksm_bin: &Path, dir: &Pa
     match (ksm, op) {
         (Running::Ksm(ksm), Running::Operator(op)) => Ok((ksm, op)),
         _ => anyhow::bail!("started the wrong systems"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rss_rest_kib: u64, sync_s: f64, series: usize) -> SystemCost {
+        SystemCost { rss_rest_kib, sync_s, series, ..SystemCost::default() }
+    }
+
+    #[test]
+    fn the_median_of_three_runs_takes_each_figure_s_median_and_the_rss_range() {
+        let m = median(vec![run(50 * 1024, 1.0, 5), run(40 * 1024, 3.0, 4), run(60 * 1024, 2.0, 6)]);
+        assert_eq!((m.rss_rest_kib, m.sync_s, m.runs), (50 * 1024, 2.0, 3));
+        assert_eq!(m.rss_rest_range_kib, Some((40 * 1024, 60 * 1024)));
+        // What is not a median comes from the run whose RSS at rest is the median.
+        assert_eq!(m.series, 5);
+    }
+
+    #[test]
+    fn one_run_is_its_own_median_without_a_range() {
+        let m = median(vec![run(40 * 1024, 3.0, 4)]);
+        assert_eq!((m.rss_rest_kib, m.runs, m.rss_rest_range_kib), (40 * 1024, 1, None));
     }
 }

@@ -95,9 +95,20 @@ pub async fn run(args: &Args) -> Result<String> {
         };
         step.writes_alone = cost::writes_alone(&cluster, &factory, args).await?;
         say!("N={n}: the status writes alone: {}", step.writes_alone.1.describe());
-        step.ksm = cost::alone(System::Ksm, &cluster, &factory, args, &ksm_bin, &step_dir).await?;
-        step.operator = cost::alone(System::SidecarWatch, &cluster, &factory, args, &ksm_bin, &step_dir).await?;
-        step.together = together::run(&cluster, args, &ksm_bin, &step_dir, i == 0).await?;
+        for system in [System::Ksm, System::SidecarWatch] {
+            let mut runs = Vec::with_capacity(args.ksm_repeats);
+            for _ in 0..args.ksm_repeats {
+                runs.push(cost::alone(system, &cluster, &factory, args, &ksm_bin, &step_dir).await?);
+            }
+            let cost = cost::median(runs);
+            match system {
+                System::Ksm => step.ksm = cost,
+                System::SidecarWatch => step.operator = cost,
+            }
+        }
+        if !args.ksm_cost_only {
+            step.together = together::run(&cluster, args, &ksm_bin, &step_dir, i == 0).await?;
+        }
         step.load = load_average();
         steps.push(step);
         say!("partial report:\n{}", report::all(&steps, &setup));

@@ -92,7 +92,16 @@ pub fn cost_table(steps: &[Step], setup: &Setup) -> String {
     row(
         &mut t,
         &format!("RSS {} s later (KSM after a forced GC)", REST.as_secs()),
-        &|_, c| kib_mib(c.rss_rest_kib),
+        &|_, c| match c.rss_rest_range_kib {
+            Some((low, high)) => format!(
+                "{} ({:.1}–{:.1}, {} runs)",
+                kib_mib(c.rss_rest_kib),
+                low as f64 / 1024.0,
+                high as f64 / 1024.0,
+                c.runs
+            ),
+            None => kib_mib(c.rss_rest_kib),
+        },
         &|s| format!("{:.1}×", s.ksm.rss_rest_kib as f64 / s.operator.rss_rest_kib.max(1) as f64),
     );
     row(&mut t, "… Go heap then: live / in use / from the OS", &|_, c| go(c.go_memory_rest), &none);
@@ -300,8 +309,10 @@ pub fn all(steps: &[Step], setup: &Setup) -> String {
             out.push_str(&format!("\n### kube-state-metrics' heap at N = {} after a forced GC (`go tool pprof -top -sample_index=inuse_space`)\n\n```text\n{top}\n```\n", last.n));
         }
     }
-    out.push_str("\n### Memory of every process, both systems and Prometheus running\n\n");
-    out.push_str(&memory_table(steps));
+    if steps.iter().any(|s| !s.together.rss.is_empty()) {
+        out.push_str("\n### Memory of every process, both systems and Prometheus running\n\n");
+        out.push_str(&memory_table(steps));
+    }
     if let Some(first) = steps.first().filter(|s| !s.together.rows.is_empty()) {
         out.push_str(&format!(
             "\n### Time to alert at N = {} (Prometheus scrape and evaluation every {:.0} s; \"never\" = nothing within {:.0} s of the causing write)\n\n",
