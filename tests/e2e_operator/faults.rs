@@ -8,38 +8,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use sidecar_watch_e2e::control_plane::{AuditLog, Options};
-use sidecar_watch_e2e::fault_proxy::FaultProxy;
 use sidecar_watch_e2e::harness::wait_until;
 use sidecar_watch_e2e::kubelet::PodDriver;
 
-use crate::initial_list::initial_states;
+use crate::server_side::{compact_history, initial_states, outage};
 use crate::support::*;
-
-/// An outage: every request of the operator fails with 500 and every connection closes.
-/// Returns once the operator has hit the fault (a few failed requests); `proxy.heal()` ends it.
-pub(crate) async fn outage(proxy: &FaultProxy) {
-    let failed_before = proxy.injected();
-    proxy.fail_next(u32::MAX, 500, 0);
-    proxy.drop_connections();
-    wait_until(WAIT, "the operator to hit the injected 500s", || async {
-        let n = proxy.injected();
-        if n > failed_before + 3 {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
-    .await
-    .unwrap();
-}
-
-/// Forgets every resourceVersion handed out so far, as a long outage does: etcd compacted and
-/// kube-apiserver restarted (its watch cache would still serve the older versions).
-pub(crate) async fn compact_history(c: &Cluster) {
-    let cp = c.control_plane();
-    cp.compact_etcd().await.expect("etcd compacted");
-    cp.restart_apiserver().await.expect("kube-apiserver started again");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_recovers_from_api_faults() {

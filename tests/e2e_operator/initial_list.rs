@@ -14,7 +14,7 @@ use serde_json::json;
 use sidecar_watch_e2e::control_plane::{AuditLog, Options};
 use sidecar_watch_e2e::harness::wait_until;
 
-use crate::faults::{compact_history, outage};
+use crate::server_side::{compact_history, initial_states, outage, InitialStates};
 use crate::support::*;
 
 /// Pods in the test namespace before the operator starts.
@@ -24,52 +24,6 @@ const PODS: usize = 25;
 const RESOURCES: [&str; 4] = ["clustersidecarpolicies", "namespaces", "pods", "sidecarpolicies"];
 
 const FALLBACK: &str = "the API server does not serve streaming lists; this watch uses paginated lists from now on";
-
-/// How the operator asked kube-apiserver for one resource's initial state, by its audit log.
-/// A request answered otherwise (429 while a new CRD's watch cache starts, say) is retried by
-/// the watcher; its code is kept for messages.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct InitialStates {
-    /// Streaming watches (`sendInitialEvents=true`) served.
-    pub streamed: u64,
-    /// Streaming watches refused (422 Invalid: WatchList off or before 1.27).
-    pub refused: u64,
-    /// LIST requests served (pages included).
-    pub listed: u64,
-    /// The codes of the other answers to either.
-    pub retried: Vec<u16>,
-}
-
-impl InitialStates {
-    /// Every request for an initial state, answered or not.
-    pub fn requests(&self) -> u64 {
-        self.streamed + self.refused + self.listed + self.retried.len() as u64
-    }
-
-    /// Streamed, refused and listed: what a test expects whatever was retried.
-    pub fn counts(&self) -> (u64, u64, u64) {
-        (self.streamed, self.refused, self.listed)
-    }
-}
-
-/// The operator's requests for the initial state of `resource` so far.
-pub(crate) fn initial_states(audit: &AuditLog, resource: &str) -> InitialStates {
-    let requests = audit.requests_by("sidecar-watch/").expect("kube-apiserver's audit log");
-    let mut states = InitialStates::default();
-    for request in requests.iter().filter(|r| r.resource == resource) {
-        let streaming = request.verb == "watch" && request.request_uri.contains("sendInitialEvents=true");
-        if request.verb != "list" && !streaming {
-            continue;
-        }
-        match (streaming, request.code.unwrap_or(0)) {
-            (true, 200..=299) => states.streamed += 1,
-            (true, 422) => states.refused += 1,
-            (false, 200..=299) => states.listed += 1,
-            (_, code) => states.retried.push(code),
-        }
-    }
-    states
-}
 
 /// Streamed, refused and listed per resource ([`InitialStates::counts`]), in
 /// [`RESOURCES`]' order, and the whole record for messages.

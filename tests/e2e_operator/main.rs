@@ -31,5 +31,6 @@ mod real_server;
 mod renew_deadline;
 mod restart;
 mod scenarios;
+mod server_side;
 mod sharding;
 mod support;
