@@ -6,6 +6,8 @@
 //!
 //! - `pod_view`: every Pod of `tests/fixtures` and `examples/pods.json` as one JSON object
 //!   (a watch item), and one Pod's states in a row.
+//! - `pod_protobuf`: kube-apiserver's answers of `tests/fixtures/protobuf` (lists, a Status, a
+//!   watch stream) as they are, and each frame of the stream alone.
 //! - `policy_spec`: the policy files as they are, each policy as JSON (the operator's watch
 //!   sees JSON), and the durations of the README.
 //! - `audit_input`: every fixture and manifest as it is, and a part of `examples/pods.json`
@@ -70,6 +72,24 @@ fn main() -> Result<()> {
         }
         let stream = format!("{}\n{}\n", serde_json::to_string(pod)?, serde_json::to_string(&later)?);
         seeds.write("pod_view", &format!("{name}-states"), stream.as_bytes())?;
+    }
+
+    for entry in std::fs::read_dir(root.join("tests/fixtures/protobuf")).context("reading tests/fixtures/protobuf")? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "pb") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        seeds.write("pod_protobuf", &stem(&path), &bytes)?;
+        // The watch stream's frames one by one: 4 bytes of length, then the event.
+        let mut rest = if stem(&path) == "watch" { &bytes[..] } else { &[][..] };
+        let mut i = 0;
+        while let Some(length) = rest.get(..4).map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize) {
+            let Some(frame) = rest.get(..4 + length) else { break };
+            seeds.write("pod_protobuf", &format!("watch-frame-{i}"), frame)?;
+            rest = &rest[4 + length..];
+            i += 1;
+        }
     }
 
     policy_seeds(&mut seeds, "examples-policies", &read(&root.join("examples/policies.yaml"))?)?;

@@ -141,7 +141,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub time_scale: u32,
     /// `--against ksm`: only sidecar-watch's start, alone, once per `--initial-list` given
-    /// (comma-separated, e.g. `paginated,streaming`) at each of `--ksm-pods`, after one
+    /// (comma-separated, e.g. `paginated,streaming`; `streaming/json` adds `--pod-encoding
+    /// json`) at each of `--ksm-pods`, after one
     /// unmeasured start that publishes the Events: its time to every Pod tracked, CPU, RSS
     /// peak, and what the start costs kube-apiserver and etcd. Skips every other phase
     /// (no kube-state-metrics, no Prometheus).

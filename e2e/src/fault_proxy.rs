@@ -4,6 +4,8 @@
 //! `/version` posing as an older minor release. Everything else reaches kube-apiserver as it
 //! was sent: the client's bearer token, `User-Agent`, query and body, and the answer streams
 //! back unchanged (watches included), so kube-apiserver's audit log sees the client's calls.
+//! It notes the media types of every exchange passed on ([`FaultProxy::media_types`]), which
+//! the audit log does not record.
 //!
 //! Clients speak plain HTTP to it on loopback; it speaks TLS to kube-apiserver. A client
 //! certificate cannot pass through a proxy, so its clients authenticate with tokens (the
@@ -42,7 +44,22 @@ struct State {
     faults: Mutex<Faults>,
     connections: Mutex<Vec<AbortHandle>>,
     injected: AtomicU64,
+    media_types: Mutex<Vec<MediaTypes>>,
 }
+
+/// What one request passed on asked for and got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaTypes {
+    /// `GET /api/v1/namespaces/a/pods`, without the query.
+    pub request: String,
+    /// The request's `Accept` ("" when none).
+    pub accept: String,
+    /// The answer's `Content-Type` ("" when none).
+    pub content_type: String,
+}
+
+/// Exchanges noted at most, so that a long test's proxy does not grow without bound.
+const MEDIA_TYPES_KEPT: usize = 100_000;
 
 #[derive(Default)]
 struct Faults {
@@ -72,6 +89,7 @@ impl FaultProxy {
             faults: Mutex::default(),
             connections: Mutex::default(),
             injected: AtomicU64::new(0),
+            media_types: Mutex::default(),
         });
         let accepting = state.clone();
         let accept = tokio::spawn(async move {
@@ -133,6 +151,11 @@ impl FaultProxy {
         }
     }
 
+    /// The media types of the exchanges passed on so far (the first 100,000), in order.
+    pub fn media_types(&self) -> Vec<MediaTypes> {
+        self.state.media_types.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     /// Answers `GET /version` as a 1.`minor` server would (the rest as kube-apiserver does).
     pub fn pose_as_minor(&self, minor: u32) {
         self.state.faults().minor_version = Some(minor);
@@ -176,12 +199,25 @@ impl State {
         parts.headers.remove(header::HOST);
         let is_version = parts.uri.path() == "/version";
         let forwarded = Request::from_parts(parts, kube::client::Body::from(body));
+        let request = format!("{} {}", forwarded.method(), forwarded.uri().path());
+        let accept = text(forwarded.headers().get(header::ACCEPT));
         let response = self.upstream.send(forwarded).await.map_err(std::io::Error::other)?;
+        let content_type = text(response.headers().get(header::CONTENT_TYPE));
+        {
+            let mut noted = self.media_types.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if noted.len() < MEDIA_TYPES_KEPT {
+                noted.push(MediaTypes { request, accept, content_type });
+            }
+        }
         match minor {
             Some(minor) if is_version && response.status().is_success() => posing(response, minor).await,
             _ => Ok(response.map(|body| body.map_err(std::io::Error::other).boxed_unsync())),
         }
     }
+}
+
+fn text(value: Option<&header::HeaderValue>) -> String {
+    value.and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
 fn full(body: Vec<u8>) -> ProxyBody {

@@ -58,6 +58,18 @@ struct Identity {
     resource_version: Option<String>,
 }
 
+impl Identity {
+    fn into_meta(self) -> ObjectMeta {
+        ObjectMeta {
+            name: self.name,
+            namespace: self.namespace,
+            uid: self.uid,
+            resource_version: self.resource_version,
+            ..ObjectMeta::default()
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct WithIdentity {
     #[serde(default)]
@@ -70,6 +82,9 @@ impl<'de> Deserialize<'de> for LenientPod {
         // then decoded on its own. kube-client decodes lists and watch lines from `&str`,
         // which lends out its text.
         let raw = <&RawValue>::deserialize(deserializer)?;
+        if raw.get().strip_prefix("{\"").is_some_and(|rest| rest.starts_with(super::protobuf::UNDECODABLE_KEY)) {
+            return Ok(LenientPod::Undecodable(Box::new(undecodable_protobuf(raw.get()))));
+        }
         // Decoded plainly first: tracking the path of every field costs ~2× the decoding of
         // the initial list (`perf`, 100k Pods), and only a broken Pod needs the path.
         if let Ok(pod) = serde_json::from_str::<SlimPod>(raw.get()) {
@@ -80,15 +95,7 @@ impl<'de> Deserialize<'de> for LenientPod {
             Ok(pod) => Ok(LenientPod::Pod(Box::new(pod))),
             Err(e) => {
                 let identity = serde_json::from_str::<WithIdentity>(raw.get()).ok().and_then(|w| w.metadata);
-                let metadata = identity
-                    .map(|i| ObjectMeta {
-                        name: i.name,
-                        namespace: i.namespace,
-                        uid: i.uid,
-                        resource_version: i.resource_version,
-                        ..ObjectMeta::default()
-                    })
-                    .unwrap_or_default();
+                let metadata = identity.map(Identity::into_meta).unwrap_or_default();
                 // serde_json's message quotes the offending value: keep only its category.
                 let kind = match e.inner().classify() {
                     serde_json::error::Category::Data => "a value of the wrong type or out of range",
@@ -102,6 +109,20 @@ impl<'de> Deserialize<'de> for LenientPod {
             }
         }
     }
+}
+
+/// A Pod the protobuf reader could not decode: its identity and the reader's reason.
+fn undecodable_protobuf(text: &str) -> Undecodable {
+    #[derive(Deserialize)]
+    struct Marked {
+        #[serde(rename = "sidecarWatchUndecodable", default)]
+        why: String,
+        #[serde(default)]
+        metadata: Option<Identity>,
+    }
+    let marked = serde_json::from_str::<Marked>(text).ok();
+    let (why, identity) = marked.map(|m| (m.why, m.metadata)).unwrap_or_default();
+    Undecodable { metadata: identity.map(Identity::into_meta).unwrap_or_default(), error: clip(&why) }
 }
 
 super::pod::pod_endpoint_resource!(

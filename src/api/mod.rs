@@ -15,6 +15,7 @@ mod field_decoders;
 mod lenient;
 mod pod;
 mod policy;
+pub mod protobuf;
 mod quote;
 
 pub use container::*;

@@ -10,8 +10,11 @@
 //! 1.37 without the gate names `sendInitialEvents`: the same fall back, whose recognition of
 //! both messages `controller::initial_list`'s unit tests check.)
 
+use std::collections::BTreeSet;
+
 use serde_json::json;
 use sidecar_watch_e2e::control_plane::{AuditLog, Options};
+use sidecar_watch_e2e::fault_proxy::{FaultProxy, MediaTypes};
 use sidecar_watch_e2e::harness::wait_until;
 
 use crate::server_side::{compact_history, initial_states, outage, InitialStates};
@@ -39,10 +42,7 @@ fn each(one: (u64, u64, u64)) -> Vec<(u64, u64, u64)> {
 
 /// A control plane of the test's own with an audit log (`watch_list`: the WatchList feature
 /// gate), the operator's connection through the fault proxy, and [`PODS`] Pods.
-async fn cluster_with_pods(
-    prefix: &str,
-    watch_list: bool,
-) -> (Cluster, AuditLog, sidecar_watch_e2e::fault_proxy::FaultProxy) {
+async fn cluster_with_pods(prefix: &str, watch_list: bool) -> (Cluster, AuditLog, FaultProxy) {
     let audit = AuditLog::new().expect("an audit policy");
     let feature_gates = (!watch_list).then(|| "WatchList=false".to_string());
     let options = Options { feature_gates, apiserver_args: audit.apiserver_args() };
@@ -82,9 +82,30 @@ async fn assert_tracks_all_pods(op: &Operator, pods: usize, strategy: &str) -> S
     .await
 }
 
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// The distinct `Content-Type`s of the answers to the operator's Pod reads, and whether it
+/// asked anything else of kube-apiserver in protobuf (it must not: only the Pod watch's
+/// client reads protobuf).
+fn pod_media_types(proxy: &FaultProxy) -> (BTreeSet<String>, Vec<MediaTypes>) {
+    let is_pod_read = |m: &MediaTypes| {
+        let parts: Vec<&str> = m.request.trim_start_matches("GET /").split('/').collect();
+        m.request.starts_with("GET ")
+            && matches!(parts.as_slice(), ["api", "v1", "pods"] | ["api", "v1", "namespaces", _, "pods"])
+    };
+    let all = proxy.media_types();
+    let pods = all.iter().filter(|m| is_pod_read(m));
+    for m in pods.clone() {
+        assert_eq!(m.accept, format!("{PROTOBUF}, application/json"), "{m:?}");
+    }
+    let others =
+        all.iter().filter(|m| !is_pod_read(m) && (m.accept.contains(PROTOBUF) || m.content_type.contains(PROTOBUF)));
+    (pods.map(|m| m.content_type.clone()).collect(), others.cloned().collect())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_lists_get_the_initial_state_without_a_list() {
-    let (c, audit, _proxy) = cluster_with_pods("stream", true).await;
+    let (c, audit, proxy) = cluster_with_pods("stream", true).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
     assert_tracks_all_pods(&op, PODS, "streaming").await;
     // One streaming watch per resource, served; not one LIST.
@@ -96,13 +117,21 @@ async fn streaming_lists_get_the_initial_state_without_a_list() {
     let (counts, record) = every_initial_state(&audit);
     assert_eq!(counts, each((1, 0, 0)), "{record}");
     assert_eq!(watches_logging(&op.log(), FALLBACK), Vec::<String>::new());
+    // Pods were streamed as protobuf, nothing else was.
+    let (pods, others) = pod_media_types(&proxy);
+    assert_eq!(pods, BTreeSet::from([format!("{PROTOBUF};stream=watch")]));
+    assert_eq!(others, []);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists_once() {
-    let (c, audit, _proxy) = cluster_with_pods("fallback", false).await;
+    let (c, audit, proxy) = cluster_with_pods("fallback", false).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
     let scrape = assert_tracks_all_pods(&op, PODS, "paginated").await;
+    // The refusal (a Status) and the pages came as protobuf: the refusal was read as one.
+    let (pods, others) = pod_media_types(&proxy);
+    assert_eq!(pods, BTreeSet::from([PROTOBUF.to_string(), format!("{PROTOBUF};stream=watch")]));
+    assert_eq!(others, []);
     // Each watcher asked once, was refused, and listed (one page) instead: no retrying of
     // the refusal.
     let (counts, record) = every_initial_state(&audit);
@@ -112,6 +141,20 @@ async fn without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists_o
     assert_eq!(scrape.value("sidecar_watch_watch_restarts_total", &[]), Some(0.0));
     c.create_pod(native_pod("web-late", "web", "app", "istio-proxy")).await;
     op.wait_scrape("the new Pod tracked", |s| has_value(s, "sidecar_watch_pods_tracked", &[], (PODS + 1) as f64)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_read_as_json_when_asked() {
+    let (c, _audit, proxy) = cluster_with_pods("json", true).await;
+    let op = Operator::start(&c, "op-0", &["--pod-encoding", "json"]).await;
+    assert_tracks_all_pods(&op, PODS, "streaming").await;
+    c.create_pod(native_pod("web-late", "web", "app", "istio-proxy")).await;
+    op.wait_scrape("the new Pod tracked", |s| has_value(s, "sidecar_watch_pods_tracked", &[], (PODS + 1) as f64)).await;
+    let json: Vec<_> = proxy.media_types().into_iter().filter(|m| m.request.ends_with("/pods")).collect();
+    assert!(
+        !json.is_empty() && json.iter().all(|m| m.accept.is_empty() && m.content_type == "application/json"),
+        "{json:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
-//! `sidecar-watch-bench --against ksm --start-only paginated,streaming`: only sidecar-watch's
-//! start, alone on the real API server, once per `--initial-list` given, at each of
+//! `sidecar-watch-bench --against ksm --start-only paginated,streaming/json`: only
+//! sidecar-watch's start, alone on the real API server, once per `--initial-list` given (with
+//! `/json` or `/protobuf`, the `--pod-encoding` too), at each of
 //! `--ksm-pods`: its time to every Pod tracked, its CPU and RSS peak, how each watcher got
 //! its initial state (`sidecar_watch_initial_list`), and what the start cost kube-apiserver
 //! and etcd ([`server`](super::server)). No kube-state-metrics, no Prometheus, no other phase.
@@ -91,13 +92,20 @@ pub async fn run(args: &Args) -> Result<String> {
         let warm = start(&cluster, args, &log, "(default)", &[]).await.context("the warm-up start")?;
         say!("N={n}: warm-up start (default --initial-list; publishes the Events): {}", warm.server.describe());
         let mut rows = Vec::new();
-        for initial_list in &args.start_only {
-            let log = dir.join(format!("operator-n{n}-{initial_list}.log"));
-            let s = start(&cluster, args, &log, initial_list, &["--initial-list", initial_list])
+        for variant in &args.start_only {
+            // `streaming` or `streaming/json`: the initial list, and the Pods' encoding.
+            let (initial_list, encoding) = match variant.split_once('/') {
+                Some((list, encoding)) => (list, Some(encoding)),
+                None => (variant.as_str(), None),
+            };
+            let mut flags = vec!["--initial-list", initial_list];
+            flags.extend(encoding.iter().flat_map(|e| ["--pod-encoding", *e]));
+            let log = dir.join(format!("operator-n{n}-{}.log", variant.replace('/', "-")));
+            let s = start(&cluster, args, &log, variant, &flags)
                 .await
-                .with_context(|| format!("the start with --initial-list {initial_list}"))?;
+                .with_context(|| format!("the start with {}", flags.join(" ")))?;
             say!(
-                "N={n} --initial-list {initial_list}: ready {:.2} s, every Pod tracked {:.2} s ({:.2} s CPU), RSS peak {} MiB; watchers: {}; API server: {}",
+                "N={n} {variant}: ready {:.2} s, every Pod tracked {:.2} s ({:.2} s CPU), RSS peak {} MiB; watchers: {}; API server: {}",
                 s.ready_s,
                 s.tracked_s,
                 s.cpu_s,
@@ -115,7 +123,7 @@ pub async fn run(args: &Args) -> Result<String> {
 fn table(n: usize, apiserver: &str, rows: &[Start]) -> String {
     let mut t = format!("\n### sidecar-watch's start alone, N = {n} Pods (kube-apiserver {apiserver})\n\n| |");
     for r in rows {
-        t.push_str(&format!(" `--initial-list {}` |", r.initial_list));
+        t.push_str(&format!(" `{}` |", r.initial_list));
     }
     t.push_str("\n|---|");
     t.push_str(&"---:|".repeat(rows.len()));
