@@ -111,8 +111,10 @@ pub struct Args {
     /// count (comma-separated, ascending); the alert scenarios run at the first.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize])]
     pub ksm_pods: Vec<usize>,
-    /// `--against ksm`: each system is measured alone this many times at each N, one after
-    /// the other; the cost table shows each figure's median, and the range of the RSS at rest.
+    /// `--against ksm`: each system is measured alone this many times at each N, taking turns
+    /// (after one unmeasured start of sidecar-watch that publishes its Events, and each start
+    /// once kube-apiserver is quiet); the cost table shows each figure's median, and the range
+    /// of the RSS at rest.
     #[arg(long, default_value_t = 1)]
     pub ksm_repeats: usize,
     /// `--against ksm`: only each system alone at each N (the cost table); no side-by-side

@@ -264,6 +264,8 @@ pub async fn alone(
     let n = cluster.pods;
     let hz = process::clock_ticks_per_sec() as f64;
     let config = kubeconfig(system, cluster).await?;
+    let quiet_s = super::server::wait_quiet(cluster.apiserver_pid).await;
+    say!("N={n}: kube-apiserver quiet after {quiet_s:.0} s; starting {}", system.name());
     let before = Snapshot::take(cluster.client(), cluster.apiserver_pid, cluster.etcd_pid).await?;
     let running = spawn(system, &config, args, ksm_bin, dir, &[])?;
     let pid = running.proc().pid;
