@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
+use sidecar_watch::api::protobuf::take_frame;
 
 fn main() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("fuzz/ has a parent")?.to_path_buf();
@@ -81,14 +82,15 @@ fn main() -> Result<()> {
         }
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         seeds.write("pod_protobuf", &stem(&path), &bytes)?;
-        // The watch stream's frames one by one: 4 bytes of length, then the event.
-        let mut rest = if stem(&path) == "watch" { &bytes[..] } else { &[][..] };
-        let mut i = 0;
-        while let Some(length) = rest.get(..4).map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize) {
-            let Some(frame) = rest.get(..4 + length) else { break };
-            seeds.write("pod_protobuf", &format!("watch-frame-{i}"), frame)?;
-            rest = &rest[4 + length..];
-            i += 1;
+        // The watch stream's frames one by one, each with its 4-byte length.
+        if stem(&path) == "watch" {
+            let mut pending = bytes::BytesMut::from(&bytes[..]);
+            let mut i = 0;
+            while let Some(frame) = take_frame(&mut pending)? {
+                let length = u32::try_from(frame.len())?.to_be_bytes();
+                seeds.write("pod_protobuf", &format!("watch-frame-{i}"), &[&length[..], &frame].concat())?;
+                i += 1;
+            }
         }
     }
 

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sidecar_watch::api::protobuf::{list_to_json, watch_event_to_json};
+use sidecar_watch::api::protobuf::{list_to_json, take_frame, watch_event_to_json};
 use sidecar_watch::api::LenientPod;
 use sidecar_watch_fuzz::assert_one_bounded_line;
 
@@ -37,17 +37,9 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("{e}: the list written is no list: {}", String::from_utf8_lossy(&json)));
         list.items.iter().for_each(check);
     }
-    let mut rest = body;
+    let mut pending = bytes::BytesMut::from(data);
     for _ in 0..MAX_FRAMES {
-        if rest.len() < 4 {
-            break;
-        }
-        let length = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if rest.len() - 4 < length {
-            break;
-        }
-        let frame = rest.slice(4..4 + length);
-        rest = rest.slice(4 + length..);
+        let Ok(Some(frame)) = take_frame(&mut pending) else { break };
         let mut line = Vec::new();
         if watch_event_to_json(frame, &mut line).is_ok() {
             assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "one event, one line");

@@ -13,23 +13,19 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyDataStream, BodyExt, StreamBody};
 
-use crate::api::protobuf::{list_to_json, watch_event_to_json, TranscodeError, MEDIA_TYPE};
+use crate::api::protobuf::{list_to_json, take_frame, watch_event_to_json, TranscodeError, MEDIA_TYPE};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body as the layer hands it to kube: transcoded or passed on.
 pub type PodBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// No object kube-apiserver stores exceeds etcd's request limit (1.5 MiB by default), so a
-/// watch frame's length beyond this is a broken stream, not a Pod to buffer.
-const MAX_FRAME_BYTES: usize = 16 << 20;
 
 /// `--pod-encoding`: how Pods travel from kube-apiserver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -157,17 +153,9 @@ where
 
 /// Transcodes every complete frame at the front of `pending` into `lines`.
 fn complete_frames(pending: &mut BytesMut, lines: &mut Vec<u8>) -> Result<(), BoxError> {
-    while pending.len() >= 4 {
-        let length = u32::from_be_bytes([pending[0], pending[1], pending[2], pending[3]]) as usize;
-        if length > MAX_FRAME_BYTES {
-            return Err(format!("a Pod watch event of {length} bytes (at most {MAX_FRAME_BYTES})").into());
-        }
-        if pending.len() < 4 + length {
-            break;
-        }
-        pending.advance(4);
-        let frame = pending.split_to(length).freeze();
-        watch_event_to_json(frame, lines).map_err(|e: TranscodeError| format!("reading a Pod watch event: {e}"))?;
+    let reading = |e: TranscodeError| format!("reading a Pod watch event: {e}");
+    while let Some(frame) = take_frame(pending).map_err(reading)? {
+        watch_event_to_json(frame, lines).map_err(reading)?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@
 
 mod wire;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
 use serde::Serialize;
 
@@ -33,6 +33,25 @@ pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 /// The key that [`LenientPod`](super::LenientPod) finds first in the JSON of a Pod whose
 /// protobuf could not be decoded; its value says why.
 pub const UNDECODABLE_KEY: &str = "sidecarWatchUndecodable";
+
+/// No object kube-apiserver stores exceeds etcd's request limit (1.5 MiB by default), so a
+/// watch frame's length beyond this is a broken stream, not a Pod to buffer.
+pub const MAX_FRAME_BYTES: usize = 16 << 20;
+
+/// Takes the first frame of a protobuf watch stream (a 4-byte big-endian length, then a
+/// `WatchEvent`) off the front of `pending`, without its length; `None` until it is complete.
+pub fn take_frame(pending: &mut BytesMut) -> Result<Option<Bytes>, TranscodeError> {
+    let Some(prefix) = pending.first_chunk::<4>() else { return Ok(None) };
+    let length = u32::from_be_bytes(*prefix) as usize;
+    if length > MAX_FRAME_BYTES {
+        return Err(TranscodeError::FrameTooLarge(length));
+    }
+    if pending.len() < 4 + length {
+        return Ok(None);
+    }
+    pending.advance(4);
+    Ok(Some(pending.split_to(length).freeze()))
+}
 
 /// Why a response could not be turned into JSON.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +73,9 @@ pub enum TranscodeError {
     /// A watch event kube-apiserver does not send for Pods: its type and its object's kind.
     #[error("unexpected watch event {0:?} of a {1:?} in a Pod watch")]
     UnexpectedEvent(String, String),
+    /// A watch frame longer than [`MAX_FRAME_BYTES`].
+    #[error("a Pod watch event of {0} bytes (at most {MAX_FRAME_BYTES})")]
+    FrameTooLarge(usize),
     /// A watch event without its object.
     #[error("a watch event of type {0:?} has no object")]
     NoObject(String),

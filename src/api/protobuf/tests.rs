@@ -23,14 +23,8 @@ fn transcoded_list(body: &[u8]) -> List {
 }
 
 fn frames(stream: &[u8]) -> Vec<Bytes> {
-    let mut rest = Bytes::copy_from_slice(stream);
-    let mut frames = Vec::new();
-    while !rest.is_empty() {
-        let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        frames.push(rest.slice(4..4 + len));
-        rest = rest.slice(4 + len..);
-    }
-    frames
+    let mut pending = BytesMut::from(stream);
+    std::iter::from_fn(|| take_frame(&mut pending).expect("a frame of a sane length")).collect()
 }
 
 #[test]
