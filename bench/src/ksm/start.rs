@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use sidecar_watch_e2e::process;
 
 use super::cluster::Cluster;
-use super::cost::PeakRss;
+use super::cost::{PeakRss, REST};
 use super::server::{ServerCost, Snapshot};
 use crate::args::Args;
 use crate::operator::{scrape_parsed, Operator};
@@ -32,11 +32,16 @@ struct Start {
     tracked_s: f64,
     cpu_s: f64,
     rss_peak_kib: u64,
+    /// RSS [`REST`] after the start's readings, KiB.
+    rss_rest_kib: u64,
+    /// The live heap then (`--features heap-counts` builds only): asked bytes, bytes in the
+    /// allocator's size classes, allocations.
+    heap_rest: Option<(f64, f64, f64)>,
     server: ServerCost,
 }
 
 /// Starts the operator with `extra` flags, waits until every Pod is tracked, reads what the
-/// start cost (until then and 5 s more) and stops it.
+/// start cost (until then and 5 s more), then its memory at rest [`REST`] later, and stops it.
 async fn start(
     cluster: &Cluster,
     args: &Args,
@@ -65,6 +70,12 @@ async fn start(
         .collect();
     strategies.sort();
     let rss_peak_kib = peak.stop();
+    tokio::time::sleep(REST).await;
+    let rss_rest_kib = op.proc.settled_rss().await;
+    let at_rest = scrape_parsed(op.port).await?;
+    let heap = |kind: &str| at_rest.value("sidecar_watch_heap_bytes", &[("kind", kind)]);
+    let allocations = at_rest.value("sidecar_watch_heap_allocations", &[]);
+    let heap_rest = heap("asked").zip(heap("usable")).zip(allocations).map(|((a, u), n)| (a, u, n));
     op.proc.stop().await;
     Ok(Start {
         initial_list: initial_list.to_string(),
@@ -73,6 +84,8 @@ async fn start(
         tracked_s,
         cpu_s,
         rss_peak_kib,
+        rss_rest_kib,
+        heap_rest,
         server,
     })
 }
@@ -105,11 +118,13 @@ pub async fn run(args: &Args) -> Result<String> {
                 .await
                 .with_context(|| format!("the start with {}", flags.join(" ")))?;
             say!(
-                "N={n} {variant}: ready {:.2} s, every Pod tracked {:.2} s ({:.2} s CPU), RSS peak {} MiB; watchers: {}; API server: {}",
+                "N={n} {variant}: ready {:.2} s, every Pod tracked {:.2} s ({:.2} s CPU), RSS peak {} MiB, at rest {} KiB, heap at rest {:?}; watchers: {}; API server: {}",
                 s.ready_s,
                 s.tracked_s,
                 s.cpu_s,
                 s.rss_peak_kib / 1024,
+                s.rss_rest_kib,
+                s.heap_rest,
                 s.strategies,
                 s.server.describe()
             );
@@ -140,6 +155,10 @@ fn table(n: usize, apiserver: &str, rows: &[Start]) -> String {
     line(&mut t, "start → /readyz 200, every Pod tracked", &|r| format!("{:.2} s, {:.2} s", r.ready_s, r.tracked_s));
     line(&mut t, "operator CPU until every Pod is tracked", &|r| format!("{:.2} s", r.cpu_s));
     line(&mut t, "operator RSS peak", &|r| format!("{:.1} MiB", r.rss_peak_kib as f64 / 1024.0));
+    line(&mut t, "operator RSS at rest (30 s later)", &|r| format!("{:.1} MiB", r.rss_rest_kib as f64 / 1024.0));
+    line(&mut t, "live heap at rest: asked, size classes, allocations (`heap-counts` builds)", &|r| {
+        r.heap_rest.map_or("–".to_string(), |(a, u, n)| format!("{} / {} / {n:.0}", mib(a), mib(u)))
+    });
     line(&mut t, "**kube-apiserver CPU** (start until tracked + 5 s)", &|r| {
         format!("**{:.2} s**", r.server.apiserver_cpu_s)
     });
