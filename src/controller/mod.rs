@@ -170,6 +170,7 @@ pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
     if let Err(e) = crate::memory::disable_transparent_huge_pages() {
         tracing::warn!(error = %e, "cannot opt out of transparent huge pages; RSS may run higher");
     }
+    crate::memory::purge_freed_pages_at_once();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(crate::memory::on_thread_idle)
