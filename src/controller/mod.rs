@@ -129,7 +129,18 @@ pub struct RunArgs {
     /// JSON) or `json`.
     #[arg(long, env = "SIDECAR_WATCH_POD_ENCODING", value_enum, default_value = "protobuf")]
     pub pod_encoding: pod_protobuf::PodEncoding,
+    /// Runtime worker threads. Not one per core of the node: every figure of
+    /// docs/benchmarks.md (5,000 Pod updates/s, a `/metrics` render beside them) was measured
+    /// on two, and each more worker holds ~145 KiB of its own allocator pages and stack
+    /// (eight workers: +0.8 MiB at 1,000 and 10,000 Pods; tokio's default on a 64-core node
+    /// would be 64).
+    #[arg(long, env = "SIDECAR_WATCH_WORKER_THREADS", default_value_t = DEFAULT_WORKER_THREADS,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
 }
+
+/// [`RunArgs::worker_threads`]' default.
+pub const DEFAULT_WORKER_THREADS: u16 = 2;
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     crate::api::parse_duration(text).map_err(|e| e.to_string())
@@ -172,6 +183,7 @@ pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
     }
     crate::memory::purge_freed_pages_at_once();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.worker_threads))
         .enable_all()
         .on_thread_park(crate::memory::on_thread_idle)
         .build()

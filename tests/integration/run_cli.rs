@@ -283,3 +283,28 @@ fn the_hint_for_a_wildcard_address_names_loopback() {
     let hint = sidecar_watch::server::how_to_read("[::]:8443".parse().unwrap(), true);
     assert!(hint.starts_with("/metrics on https://[::1]:8443/metrics (listening on [::]:8443;"), "{hint}");
 }
+
+/// Threads of process `pid` named as tokio's runtime names its workers (and blocking threads).
+fn runtime_threads(pid: u32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("tokio-rt-worker"))
+        .count()
+}
+
+/// The runtime has the workers `--worker-threads` asks for, whatever the machine's cores;
+/// none is refused with the flag's name.
+#[test]
+fn worker_threads_are_what_the_flag_says() {
+    let (mut child, line) = first_log_line("workers", &["--metrics-addr=127.0.0.1:0", "--worker-threads=5"]);
+    let workers = runtime_threads(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(workers >= 5, "{workers} runtime threads; first line: {line}");
+
+    let refused = binary().args(["run", "--worker-threads=0"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--worker-threads"), "{stderr}");
+}
