@@ -132,7 +132,7 @@ pub struct RunArgs {
     /// Runtime worker threads. Not one per core of the node: every figure of
     /// docs/benchmarks.md (5,000 Pod updates/s, a `/metrics` render beside them) was measured
     /// on two, and each more worker holds ~145 KiB of its own allocator pages and stack
-    /// (eight workers: +0.8 MiB at 1,000 and 10,000 Pods; tokio's default on a 64-core node
+    /// (eight workers: +0.8-0.9 MiB at 1,000 and 10,000 Pods; tokio's default on a 64-core node
     /// would be 64).
     #[arg(long, env = "SIDECAR_WATCH_WORKER_THREADS", default_value_t = DEFAULT_WORKER_THREADS,
           value_parser = clap::value_parser!(u16).range(1..=256))]
