@@ -80,12 +80,19 @@ impl Scrape {
         self.find(name, matching).iter().map(|s| s.value).sum()
     }
 
-    /// The operator's live heap (`sidecar_watch_heap_*`, exported by a `--features
-    /// heap-counts` build) in one line, or `None` from a build that does not count it.
-    pub fn heap(&self) -> Option<String> {
+    /// The operator's live heap as numbers: bytes asked, bytes in the allocator's size classes
+    /// (0 when not exported), allocations (0 likewise); `None` from a build that does not count.
+    pub fn heap_counts(&self) -> Option<(f64, f64, f64)> {
         let asked = self.value("sidecar_watch_heap_bytes", &[("kind", "asked")])?;
         let usable = self.value("sidecar_watch_heap_bytes", &[("kind", "usable")]).unwrap_or(0.0);
         let allocations = self.value("sidecar_watch_heap_allocations", &[]).unwrap_or(0.0);
+        Some((asked, usable, allocations))
+    }
+
+    /// The operator's live heap (`sidecar_watch_heap_*`, exported by a `--features
+    /// heap-counts` build) in one line, or `None` from a build that does not count it.
+    pub fn heap(&self) -> Option<String> {
+        let (asked, usable, allocations) = self.heap_counts()?;
         let mib = |b: f64| b / 1048576.0;
         Some(format!(
             "heap: {asked:.0} B asked ({:.1} MiB), {usable:.0} B in size classes ({:.1} MiB), {allocations:.0} allocations",

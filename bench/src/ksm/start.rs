@@ -72,10 +72,7 @@ async fn start(
     let rss_peak_kib = peak.stop();
     tokio::time::sleep(REST).await;
     let rss_rest_kib = op.proc.settled_rss().await;
-    let at_rest = scrape_parsed(op.port).await?;
-    let heap = |kind: &str| at_rest.value("sidecar_watch_heap_bytes", &[("kind", kind)]);
-    let allocations = at_rest.value("sidecar_watch_heap_allocations", &[]);
-    let heap_rest = heap("asked").zip(heap("usable")).zip(allocations).map(|((a, u), n)| (a, u, n));
+    let heap_rest = scrape_parsed(op.port).await?.heap_counts();
     op.proc.stop().await;
     Ok(Start {
         initial_list: initial_list.to_string(),
