@@ -233,8 +233,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let bound = listener.local_addr().context("the metrics listener has no address")?;
     tracing::info!(metrics_addr = %bound, "{}", crate::server::how_to_read(bound, args.metrics_secure));
     let config = crate::kubeconfig::client_config(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-    let client = kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
-    let pod_client = args.pod_encoding.client(config.clone(), &client).context("building the Pod watch's client")?;
+    let client = args.pod_encoding.client(config.clone()).context("building the Kubernetes client")?;
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
 
     let index =
@@ -297,8 +296,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Bounded: a flood of Pod updates slows the watchers down instead of growing memory.
     let (tx, rx) = mpsc::channel(8192);
     let strategy = initial_list::resolve(args.initial_list, &client).await;
-    let clients = watch::Clients { pods: pod_client, others: client.clone() };
-    let watchers = watch::spawn_watchers(clients, scope.clone(), strategy, tx, metrics.clone(), index.clone());
+    let watchers = watch::spawn_watchers(client.clone(), scope.clone(), strategy, tx, metrics.clone(), index.clone());
     let reconciler = reconciler::Reconciler {
         index: index.clone(),
         metrics: metrics.clone(),

@@ -106,20 +106,10 @@ impl Scope {
     }
 }
 
-/// The clients the watchers use: the Pod watch's may read protobuf
-/// ([`super::pod_protobuf::PodEncoding`]).
-#[derive(Clone)]
-pub struct Clients {
-    /// For the Pod watch.
-    pub pods: Client,
-    /// For policies and namespaces.
-    pub others: Client,
-}
-
 /// Starts every watcher, getting its initial state as `strategy` says; each sends into `tx`
 /// until `tx` closes.
 pub fn spawn_watchers(
-    clients: Clients,
+    client: Client,
     scope: Scope,
     strategy: Strategy,
     tx: mpsc::Sender<Input>,
@@ -131,10 +121,9 @@ pub fn spawn_watchers(
         // Decoded slim (only the fields the engine reads are parsed into memory) and one
         // object at a time: an unreadable Pod is skipped, not the list it came in.
         let pods: Api<LenientPod> = match &namespace {
-            Some(ns) => Api::namespaced(clients.pods.clone(), ns),
-            None => Api::all(clients.pods.clone()),
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
         };
-        let client = &clients.others;
         let pod_watch =
             watch_pods(pods, strategy, namespace.clone(), scope.shard, tx.clone(), metrics.clone(), index.clone());
         tasks.push(tokio::spawn(pod_watch));
@@ -146,9 +135,9 @@ pub fn spawn_watchers(
         tasks.push(tokio::spawn(watch_policies(policies, strategy, false, namespace, tx.clone(), metrics.clone())));
     }
     let resource = ApiResource::erase::<ClusterSidecarPolicy>(&());
-    let cluster_policies: Api<DynamicObject> = Api::all_with(clients.others.clone(), &resource);
+    let cluster_policies: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     tasks.push(tokio::spawn(watch_policies(cluster_policies, strategy, true, None, tx.clone(), metrics.clone())));
-    let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(clients.others);
+    let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
     tasks.push(tokio::spawn(watch_namespaces(namespaces, strategy, tx, metrics)));
     tasks
 }
