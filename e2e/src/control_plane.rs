@@ -134,7 +134,15 @@ impl ControlPlane {
     /// The control plane shared by the tests of this process, started on first use.
     pub fn shared() -> Result<&'static ControlPlane, ControlPlaneError> {
         static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-        SHARED.get_or_init(|| Self::start(&Options::default()).map_err(|e| e.to_string())).as_ref().map_err(|e| {
+        // Once more when a port the binary picked was taken before kube-apiserver or etcd bound
+        // it (another test's process, seen in CI): otherwise every test of the process fails.
+        let start = || {
+            Self::start(&Options::default()).or_else(|e| match e.to_string().contains("address already in use") {
+                true => Self::start(&Options::default()),
+                false => Err(e),
+            })
+        };
+        SHARED.get_or_init(|| start().map_err(|e| e.to_string())).as_ref().map_err(|e| {
             ControlPlaneError::Start(format!("the shared control plane did not start (first attempt): {e}"))
         })
     }
