@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 // mimalloc: no per-allocation header for the many small strings of the index, and freed
-// memory goes back to the OS (glibc keeps it in per-thread arenas after a relist or churn).
+// memory goes back to the OS (glibc keeps it in per-thread arenas after a relist or churn);
+// through a wrapper that keeps each block in its size class (`memory::Mimalloc`).
 #[cfg(not(feature = "heap-counts"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sidecar_watch::memory::Mimalloc = sidecar_watch::memory::Mimalloc;
 
 // The same allocator, counting what is live (`--features heap-counts`, for measuring).
 #[cfg(feature = "heap-counts")]

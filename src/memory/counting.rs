@@ -1,4 +1,4 @@
-//! An allocator that counts what is live: mimalloc underneath, three counters beside it.
+//! An allocator that counts what is live: [`super::Mimalloc`] underneath, three counters beside it.
 //!
 //! RSS says how much memory the process holds, not why. With this allocator installed (the
 //! `heap-counts` build of the operator, `benches/index_memory.rs`) the gap between the bytes
@@ -77,7 +77,7 @@ fn count(ptr: *const u8, size: usize, live: bool) {
 unsafe impl GlobalAlloc for CountingMimalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract is passed on unchanged.
-        let ptr = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        let ptr = unsafe { super::Mimalloc.alloc(layout) };
         if !ptr.is_null() {
             count(ptr, layout.size(), true);
         }
@@ -86,7 +86,7 @@ unsafe impl GlobalAlloc for CountingMimalloc {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as in `alloc`.
-        let ptr = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+        let ptr = unsafe { super::Mimalloc.alloc_zeroed(layout) };
         if !ptr.is_null() {
             count(ptr, layout.size(), true);
         }
@@ -96,13 +96,13 @@ unsafe impl GlobalAlloc for CountingMimalloc {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         count(ptr, layout.size(), false);
         // SAFETY: as in `alloc`.
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        unsafe { super::Mimalloc.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count(ptr, layout.size(), false);
         // SAFETY: as in `alloc`.
-        let moved = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
+        let moved = unsafe { super::Mimalloc.realloc(ptr, layout, new_size) };
         if moved.is_null() {
             count(ptr, layout.size(), true);
         } else {

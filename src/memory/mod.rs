@@ -1,6 +1,7 @@
 //! Process-wide memory settings for the operator, which runs on mimalloc (`src/main.rs`),
 //! and an allocator that counts live bytes for measuring them ([`counting`]).
 
+mod allocator;
 mod counting;
 
 use std::cell::Cell;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use allocator::Mimalloc;
 pub use counting::{heap_counts, live_by_size, live_large_bytes, CountingMimalloc, HeapCounts};
 
 /// Opts the process out of transparent huge pages (Linux; a no-op elsewhere).
