@@ -63,8 +63,9 @@ unsafe impl GlobalAlloc for Mimalloc {
         // contract); a moved shrink copies `new_size < layout.size()` bytes into a fresh block
         // of at least `new_size` before the old one is freed.
         unsafe {
-            let smaller_class = mi::mi_good_size(new_size) < mi::mi_usable_size(ptr.cast::<c_void>());
-            if new_size < layout.size() && smaller_class {
+            // Growing reallocs (every `Vec::push` past capacity) skip the size-class lookups.
+            let shrink = new_size < layout.size();
+            if shrink && mi::mi_good_size(new_size) < mi::mi_usable_size(ptr.cast::<c_void>()) {
                 let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
                 let moved = self.alloc(new_layout);
                 if !moved.is_null() {
