@@ -3,6 +3,7 @@
 //! start-up times, and the marks one observation leaves for the next.
 
 use jiff::Timestamp;
+use thin_vec::ThinVec;
 
 use super::exit_rules::ExitVerdict;
 use super::history::{ContainerHistory, HistoryMarks, PodHistory, MAX_RECORDED_RESTARTS};
@@ -25,7 +26,7 @@ pub enum Observation {
 impl PodHistory {
     /// Records a new state of the Pod observed at `now`.
     pub fn observe(&mut self, pod: &PodView, now: Timestamp) -> Vec<Observation> {
-        let previous_observation = self.observed_at.map_or(now, Stamp::timestamp);
+        let previous_observation = self.observed_at.unwrap_or(Stamp::new(now));
         let mut observations = Vec::new();
         // Grown here when a container is first seen, boxed again (shrunk to fit) at the end.
         let mut containers = std::mem::take(&mut self.containers).into_vec();
@@ -54,11 +55,10 @@ impl PodHistory {
                         restart_count: status.restart_count,
                         restarts_by_kubelet: u16::from(last_by_kubelet),
                         marks: HistoryMarks::empty(),
-                        restarts: Box::default(),
+                        restarts: ThinVec::new(),
                         ready: status.ready,
                         ready_changed_at: None,
                         watched_run_started_at,
-                        first_ready_at: None,
                         run_started_at: running_since,
                     };
                     history.marks = next_marks(pod, view, status, last_by_kubelet);
@@ -82,23 +82,24 @@ impl PodHistory {
                 } else {
                     added
                 };
-                let last_finish = status.latest_termination().and_then(|t| t.finished_at).map(Stamp::timestamp);
-                let mut restarts = std::mem::take(&mut history.restarts).into_vec();
+                let last_finish = status.latest_termination().and_then(|t| t.finished_at);
+                let restarts = &mut history.restarts;
                 for i in 0..own {
                     // The newest own restart is the last termination; earlier ones in the same
                     // gap happened some time after the previous observation.
                     let newest = i + 1 == own && !last_by_kubelet;
-                    let at = if newest { last_finish.unwrap_or(now) } else { previous_observation };
+                    let at = if newest { last_finish.unwrap_or(Stamp::new(now)) } else { previous_observation };
                     restarts.push(at);
                 }
                 restarts.sort();
                 let excess = restarts.len().saturating_sub(MAX_RECORDED_RESTARTS);
                 restarts.drain(..excess);
-                history.restarts = restarts.into_boxed_slice();
+                restarts.shrink_to_fit();
             }
             history.restart_count = status.restart_count;
             let order_marks = history.marks.intersection(HistoryMarks::START_ORDER);
-            history.marks = next_marks(pod, view, status, last_by_kubelet);
+            let seen_ready = history.marks.intersection(HistoryMarks::WATCHED_RUN_SEEN_READY);
+            history.marks = next_marks(pod, view, status, last_by_kubelet).union(seen_ready);
 
             // A new run that is not ready yet is one whose startup we can time. A run already
             // seen (ready) that turns unready is not new: its start-up is long over.
@@ -106,7 +107,7 @@ impl PodHistory {
                 let new_run = history.run_started_at != Some(started);
                 if new_run && history.watched_run_started_at != Some(started) && !status.ready {
                     history.watched_run_started_at = Some(started);
-                    history.first_ready_at = None;
+                    history.marks.remove(HistoryMarks::WATCHED_RUN_SEEN_READY);
                 }
             }
             // The start-order marks hold for the run they were seen in.
@@ -117,9 +118,9 @@ impl PodHistory {
             if status.ready != history.ready {
                 history.ready = status.ready;
                 history.ready_changed_at = Some(Stamp::new(now));
-                if status.ready && history.first_ready_at.is_none() {
+                if status.ready && !history.watched_run_seen_ready() {
                     if let Some(started) = history.watched_run_started_at.filter(|s| running_since == Some(*s)) {
-                        history.first_ready_at = Some(Stamp::new(now));
+                        history.marks.insert(HistoryMarks::WATCHED_RUN_SEEN_READY);
                         let seconds = now.duration_since(started.timestamp()).as_secs_f64().max(0.0);
                         observations.push(Observation::StartedUp { container: view.name.to_string(), seconds });
                     }

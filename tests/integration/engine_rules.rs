@@ -10,7 +10,7 @@ use sidecar_watch::engine::history::HistoryMarks;
 use sidecar_watch::engine::pod::{ConditionView, ContainerStatusView, SpecFlags};
 use sidecar_watch::engine::{
     evaluate, AlertName, AlertName::*, AlertState, AlertState::*, CompiledPolicy, ContainerHistory, Evaluation,
-    Observation, PodHistory, PodView,
+    Observation, PodHistory, PodView, Stamp,
 };
 
 /// The (name, container, state, since) of every alert.
@@ -104,7 +104,7 @@ fn restarts_at(times: &[Timestamp]) -> (PodView, PodHistory) {
         containers: Box::new([ContainerHistory {
             name: "envoy".into(),
             restart_count: times.len() as u32,
-            restarts: times.into(),
+            restarts: times.iter().copied().map(Stamp::new).collect(),
             ready: true,
             ..ContainerHistory::default()
         }]),
@@ -284,9 +284,8 @@ fn startup_order_cases() {
         ready: true,
         ready_changed_at: first_ready_at.map(|t| at(t).into()),
         watched_run_started_at: Some(at(run).into()),
-        first_ready_at: first_ready_at.map(|t| at(t).into()),
         run_started_at: Some(at(run).into()),
-        marks,
+        marks: if first_ready_at.is_some() { marks | HistoryMarks::WATCHED_RUN_SEEN_READY } else { marks },
         ..ContainerHistory::default()
     };
     // One observed status showed app running beside envoy's run, not ready yet.
@@ -496,7 +495,7 @@ fn observed_readiness_flip_gives_since() {
     // Ready again: everything resolves, and the run seen ready at 10:00:10 is not mistaken
     // for a new one whose start-up took 31 minutes.
     assert_eq!(history.observe(&ready, at("10:31:00")), vec![]);
-    assert_eq!(history.container("envoy").unwrap().first_ready_at, None);
+    assert!(!history.container("envoy").unwrap().watched_run_seen_ready());
     let quiet = evaluate(&ready, &CompiledPolicy::builtin(), &history, at("10:31:00"));
     assert_eq!((quiet.alerts, quiet.next_change, quiet.clocked), (vec![], None, vec![]));
 }
@@ -515,14 +514,15 @@ fn observed_restarts_are_recorded_with_finished_at() {
     history.observe(&state(4, Some("10:27:00")), at("10:27:05"));
     let envoy = history.container("envoy").unwrap();
     assert_eq!(envoy.restart_count, 4);
-    assert_eq!(*envoy.restarts, [at("10:18:00"), at("10:22:00"), at("10:22:05"), at("10:27:00")]);
+    let restarts: Vec<Timestamp> = envoy.restarts.iter().map(|s| s.timestamp()).collect();
+    assert_eq!(restarts, [at("10:18:00"), at("10:22:00"), at("10:22:05"), at("10:27:00")]);
     let view = state(4, Some("10:27:00"));
     let evaluation = evaluate(&view, &only("restarts", ""), &history, now());
     assert_eq!(brief(&evaluation), vec![(SidecarRestartingFrequently, "envoy".into(), Firing, Some(at("10:22:05")))]);
     assert_eq!(evaluation.next_change, Some(at("10:37:00")), "when the second-oldest leaves the 15m window");
     // Without a finishedAt the observation time is used.
     history.observe(&state(5, None), at("10:29:00"));
-    assert_eq!(history.container("envoy").unwrap().restarts.last(), Some(&at("10:29:00")));
+    assert_eq!(history.container("envoy").unwrap().restarts.last().map(|s| s.timestamp()), Some(at("10:29:00")));
 }
 
 #[test]
@@ -542,7 +542,7 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
         history.observe(&ready, at("10:00:10")),
         vec![Observation::StartedUp { container: "envoy".into(), seconds: 8.0 }]
     );
-    assert_eq!(history.container("envoy").unwrap().first_ready_at, Some(at("10:00:10").into()));
+    assert!(history.container("envoy").unwrap().watched_run_seen_ready());
     let evaluation = evaluate(&ready, &only("startupOrder", ""), &history, now());
     assert_eq!(brief(&evaluation), vec![(MainStartedBeforeSidecarReady, "envoy".into(), Firing, Some(at("10:00:03")))]);
     assert_eq!(
@@ -748,7 +748,7 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
         let mut history = PodHistory::default();
         history.observe(&starting.view(flags), at("13:47:15"));
         history.observe(&ready.view(flags), at(seen));
-        assert_eq!(history.container("envoy").unwrap().first_ready_at, Some(at(seen).into()));
+        assert!(history.container("envoy").unwrap().watched_run_seen_ready(), "seen at {seen}");
         assert_eq!(brief(&evaluate(&ready.view(flags), &order, &history, at("13:50:00"))), [], "seen at {seen}");
     }
 }

@@ -110,7 +110,8 @@ fn restart_times(
 ) -> (Vec<Timestamp>, RestartTally) {
     let observed = history.container(&container.name);
     let tally = restart_causes::tally_restarts(pod, index, container, status, observed);
-    let mut known: Vec<Timestamp> = observed.map(|h| h.restarts.to_vec()).unwrap_or_default();
+    let mut known: Vec<Timestamp> =
+        observed.map(|h| h.restarts.iter().map(|s| s.timestamp()).collect()).unwrap_or_default();
     if tally.own > 0 && tally.last_by_kubelet.is_none() {
         if let Some(finished) = status.last_termination.as_ref().and_then(|t| t.finished_at).map(Stamp::timestamp) {
             if !known.contains(&finished) {
