@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
 use sidecar_watch::engine::pod::{ContainerState, Termination};
-use sidecar_watch::engine::{CompiledPolicy, ContainerHistory, ContainerView, PodView, PolicyRef};
+use sidecar_watch::engine::{CompiledPolicy, ContainerHistory, ContainerView, PodUid, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry, PolicyResult, StoredAlert, TrackedPod};
 use sidecar_watch::memory::{heap_counts, live_by_size, CountingMimalloc};
 use sidecar_watch::metrics::Metrics;
@@ -94,7 +94,11 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
     index.for_each_pod(|pod: &TrackedPod| {
         let view = &pod.view;
         sums[0] += size_of::<TrackedPod>();
-        sums[1] += view.uid().len() + view.name().len();
+        let uid_len = match view.uid() {
+            PodUid::Uuid(bytes) => bytes.len(),
+            PodUid::Text(text) => text.len(),
+        };
+        sums[1] += uid_len + view.name().len();
         sums[2] += size_of_val(&*view.containers);
         for c in &view.containers {
             let Some(status) = &c.status else { continue };

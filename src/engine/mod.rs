@@ -37,6 +37,7 @@ pub mod rule_settings;
 pub mod rules;
 pub mod sidecar_matcher;
 pub mod stamp;
+pub mod uid;
 
 pub use alert::{Alert, AlertKey, AlertName, AlertState, Check};
 pub use catalog::{CatalogEntry, CatalogId, CATALOG};
@@ -49,3 +50,4 @@ pub use relations::Workload;
 pub use rules::{evaluate, evaluate_capped, Evaluation, DEFAULT_MAX_SIDECARS};
 pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
 pub use stamp::Stamp;
+pub use uid::PodUid;

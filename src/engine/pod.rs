@@ -14,6 +14,7 @@ pub use super::container::{
 use super::name::{Interner, LabelSet, Name};
 use super::relations::{inits_without_network, liveness_targets, port_conflicts, workload_of, Declared, Workload};
 use super::stamp::Stamp;
+use super::uid::PodUid;
 use crate::api::{SlimContainer, SlimContainerStatus, SlimPod};
 use jiff::Timestamp;
 
@@ -43,6 +44,9 @@ pub struct ConditionView {
     pub since: Option<Stamp>,
 }
 
+/// Set in [`PodView`]'s `name_at` when the UID is kept as the 16 bytes of a UUID.
+const UID_AS_BYTES: u32 = 1 << 31;
+
 /// Everything the rules read about one Pod.
 ///
 /// Strings and lists are boxed slices, not `String`s and `Vec`s: a view is built once and
@@ -52,9 +56,10 @@ pub struct ConditionView {
 /// into mimalloc's 160-byte size class.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
-    /// `metadata.uid` followed by `metadata.name` (see [`Self::uid`], [`Self::name`]).
-    ids: Box<str>,
-    /// Where the name starts in `ids`.
+    /// `metadata.uid` followed by `metadata.name` (see [`Self::uid`], [`Self::name`]): the
+    /// UID as 16 bytes when it is a canonical UUID ([`PodUid`]), else as text.
+    ids: Box<[u8]>,
+    /// Where the name starts in `ids`, with [`UID_AS_BYTES`] set when the UID is 16 bytes.
     name_at: u32,
     /// `metadata.namespace`.
     pub namespace: Name,
@@ -110,24 +115,44 @@ impl PodView {
     }
 
     /// `metadata.uid`.
-    pub fn uid(&self) -> &str {
-        self.ids.get(..self.name_at as usize).unwrap_or_default()
+    pub fn uid(&self) -> PodUid<'_> {
+        let end = self.name_start();
+        match self.ids.get(..end) {
+            Some(bytes) if self.name_at & UID_AS_BYTES != 0 => bytes.try_into().map_or(PodUid::Text(""), PodUid::Uuid),
+            Some(text) => PodUid::Text(std::str::from_utf8(text).unwrap_or_default()),
+            None => PodUid::Text(""),
+        }
     }
 
     /// `metadata.name`.
     pub fn name(&self) -> &str {
-        self.ids.get(self.name_at as usize..).unwrap_or_default()
+        // Checked again on each call (a few nanoseconds for a name) rather than trusted: it
+        // was a `&str` when it was stored, so this never fails.
+        self.ids.get(self.name_start()..).and_then(|name| std::str::from_utf8(name).ok()).unwrap_or_default()
+    }
+
+    fn name_start(&self) -> usize {
+        (self.name_at & !UID_AS_BYTES) as usize
     }
 
     /// Sets the UID and the name.
     pub fn set_ids(&mut self, uid: &str, name: &str) {
-        // A UID over 4 GiB cannot come through the API: past that it is cut.
-        let mut end = uid.len().min(u32::MAX as usize);
-        while !uid.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.ids = [&uid[..end], name].concat().into_boxed_str();
-        self.name_at = u32::try_from(end).unwrap_or(0);
+        let ids = match PodUid::parse(uid) {
+            PodUid::Uuid(bytes) => {
+                self.name_at = bytes.len() as u32 | UID_AS_BYTES;
+                [&bytes[..], name.as_bytes()].concat()
+            }
+            PodUid::Text(text) => {
+                // A UID of 2 GiB cannot come through the API: past that it is cut.
+                let mut end = text.len().min((UID_AS_BYTES - 1) as usize);
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                self.name_at = u32::try_from(end).unwrap_or(0);
+                [&text.as_bytes()[..end], name.as_bytes()].concat()
+            }
+        };
+        self.ids = ids.into_boxed_slice();
     }
 
     /// The `Ready` condition.
@@ -295,9 +320,13 @@ mod tests {
         assert_eq!(view.uid(), "6f1c2d3e-0001-4b5a-9c8d-000000000001");
         assert_eq!(view.name(), "checkout-84d6c7f9b-vx5jn");
         view.set_ids("", "naïve");
-        assert_eq!((view.uid(), view.name()), ("", "naïve"));
+        assert_eq!((view.uid().to_string(), view.name()), (String::new(), "naïve"));
         view.set_ids("Job/shop/é", "");
-        assert_eq!((view.uid(), view.name()), ("Job/shop/é", ""));
+        assert_eq!((view.uid().to_string(), view.name()), ("Job/shop/é".to_string(), ""));
+        // A UUID kept as its 16 bytes beside a name that is not ASCII.
+        view.set_ids("6f1c2d3e-0001-4b5a-9c8d-00000000000f", "naïve");
+        assert!(matches!(view.uid(), PodUid::Uuid(_)));
+        assert_eq!((view.uid().to_string().as_str(), view.name()), ("6f1c2d3e-0001-4b5a-9c8d-00000000000f", "naïve"));
         let condition = ConditionView { status: false, since: Some(Stamp::new(Timestamp::UNIX_EPOCH)) };
         view.set_ready_condition(Some(condition));
         assert_eq!(view.ready_condition(), Some(condition));

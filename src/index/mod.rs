@@ -31,7 +31,8 @@ use jiff::Timestamp;
 
 use crate::api::{PolicyCounts, SlimPod};
 use crate::engine::{
-    evaluate, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
+    evaluate, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodUid, PodView, PolicyRef,
+    DEFAULT_MAX_SIDECARS,
 };
 use census::Census;
 pub use census::SidecarName;
@@ -111,7 +112,7 @@ impl Index {
         PodView::from_pod_in(pod, &mut lock(&self.names))
     }
 
-    fn segment(&self, uid: &str) -> MutexGuard<'_, Segment> {
+    fn segment(&self, uid: PodUid<'_>) -> MutexGuard<'_, Segment> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         uid.hash(&mut hasher);
         lock(&self.segments[(hasher.finish() as usize) % SEGMENTS])
@@ -176,8 +177,9 @@ impl Index {
         let policies = self.valid_policies();
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         let ns_labels = namespaces.get(view.namespace.as_str());
-        let mut segment = self.segment(view.uid());
-        let (pod, tallies) = segment.get_or_insert_with(view.uid(), || TrackedPod {
+        let uid = view.uid();
+        let mut segment = self.segment(uid);
+        let (pod, tallies) = segment.get_or_insert_with(uid, || TrackedPod {
             view: view.clone(),
             history: PodHistory::default(),
             results: Box::default(),
@@ -198,6 +200,7 @@ impl Index {
     /// A Pod is gone: forget it and its series (no Events: there is nothing left to fix).
     /// Returns whether it had a firing alert (so that its announcements can be forgotten).
     pub fn delete_pod(&self, uid: &str) -> bool {
+        let uid = PodUid::parse(uid);
         let Some(pod) = self.segment(uid).remove(uid) else { return false };
         self.census.replace(&pod.sidecar_names(), &[]);
         pod.results.iter().any(PolicyResult::is_firing)
@@ -206,10 +209,11 @@ impl Index {
     /// After a relist of `namespace` (or of every namespace): forget the Pods not in `seen`.
     /// Returns the UIDs forgotten.
     pub fn retain_pods(&self, namespace: Option<&str>, seen: &HashSet<String>) -> HashSet<String> {
+        let seen: HashSet<PodUid<'_>> = seen.iter().map(|uid| PodUid::parse(uid)).collect();
         let mut gone = HashSet::new();
         for segment in self.segments.iter() {
             lock(segment).retain(|pod| {
-                let kept = seen.contains(pod.view.uid()) || namespace.is_some_and(|ns| pod.view.namespace != ns);
+                let kept = seen.contains(&pod.view.uid()) || namespace.is_some_and(|ns| pod.view.namespace != ns);
                 if !kept {
                     gone.insert(pod.view.uid().to_string());
                     self.census.replace(&pod.sidecar_names(), &[]);
@@ -233,6 +237,7 @@ impl Index {
 
     /// Reads one tracked Pod under its segment's lock.
     pub fn with_pod<R>(&self, uid: &str, read: impl FnOnce(&TrackedPod) -> R) -> Option<R> {
+        let uid = PodUid::parse(uid);
         self.segment(uid).get(uid).map(read)
     }
 
@@ -249,6 +254,7 @@ impl Index {
     pub fn reevaluate(&self, uid: &str, now: Timestamp) -> Outcome {
         let policies = self.valid_policies();
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let uid = PodUid::parse(uid);
         let mut segment = self.segment(uid);
         match segment.get_mut(uid) {
             Some((pod, tallies)) => {

@@ -2,6 +2,7 @@
 
 use super::tallies::Tallies;
 use super::tracked::TrackedPod;
+use crate::engine::PodUid;
 
 /// One segment of tracked Pods, keyed by the UID inside each Pod's view: no second copy of
 /// the UID as a key, and one pointer per slot, so spare capacity costs little.
@@ -15,17 +16,17 @@ pub(super) struct Segment {
 }
 
 impl Segment {
-    fn hash(&self, uid: &str) -> u64 {
+    fn hash(&self, uid: PodUid<'_>) -> u64 {
         use std::hash::BuildHasher;
         self.hasher.hash_one(uid)
     }
 
-    pub(super) fn get(&self, uid: &str) -> Option<&TrackedPod> {
+    pub(super) fn get(&self, uid: PodUid<'_>) -> Option<&TrackedPod> {
         self.table.find(self.hash(uid), |p| p.view.uid() == uid).map(|p| &**p)
     }
 
     /// The Pod with the segment's counts, which an evaluation of it updates.
-    pub(super) fn get_mut(&mut self, uid: &str) -> Option<(&mut TrackedPod, &mut Tallies)> {
+    pub(super) fn get_mut(&mut self, uid: PodUid<'_>) -> Option<(&mut TrackedPod, &mut Tallies)> {
         let hash = self.hash(uid);
         self.table.find_mut(hash, |p| p.view.uid() == uid).map(|p| (&mut **p, &mut self.tallies))
     }
@@ -33,7 +34,7 @@ impl Segment {
     /// The Pod, inserted without results (so it counts nothing) if new, with the counts.
     pub(super) fn get_or_insert_with(
         &mut self,
-        uid: &str,
+        uid: PodUid<'_>,
         make: impl FnOnce() -> TrackedPod,
     ) -> (&mut TrackedPod, &mut Tallies) {
         let hash = self.hash(uid);
@@ -49,7 +50,7 @@ impl Segment {
         (entry.or_insert_with(|| Box::new(make())).into_mut(), &mut self.tallies)
     }
 
-    pub(super) fn remove(&mut self, uid: &str) -> Option<Box<TrackedPod>> {
+    pub(super) fn remove(&mut self, uid: PodUid<'_>) -> Option<Box<TrackedPod>> {
         let hash = self.hash(uid);
         let entry = self.table.find_entry(hash, |p| p.view.uid() == uid).ok()?;
         self.tallies.replace(&entry.get().results, &[]);

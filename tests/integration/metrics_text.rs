@@ -65,14 +65,18 @@ fn render(index: &Index, options: &RenderOptions) -> String {
 /// Rendered before the sample writer was factored out; must not change.
 const GOLDEN: &str = r#"# HELP sidecar_alerts Active sidecar alerts, 1 per alert (pending or firing)
 # TYPE sidecar_alerts gauge
-sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="pending",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check="",workload_kind="Deployment",workload="checkout"} 1
-sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check="",workload_kind="Deployment",workload="checkout"} 1
-sidecar_alerts{alertname="MainStartedBeforeSidecarReady",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check="",workload_kind="Deployment",workload="checkout"} 1
-sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check="legacy-sidecar",workload_kind="Deployment",workload="checkout"} 1
+sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check="",workload_kind="Pod",workload="odd\"pod"} 1
+sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check="",workload_kind="Pod",workload="odd\"pod"} 1
+sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="firing",severity="warning",policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check="",workload_kind="Pod",workload="odd\"pod"} 1
+sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="firing",severity="warning",policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check="",workload_kind="Pod",workload="odd\"pod"} 1
 sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="pending",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",check="",workload_kind="Deployment",workload="web"} 1
 sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="pending",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",check="",workload_kind="Deployment",workload="web"} 1
 sidecar_alerts{alertname="SidecarRestartingFrequently",alertstate="firing",severity="critical",policy="default",policy_namespace="",namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",check="",workload_kind="Deployment",workload="web"} 1
 sidecar_alerts{alertname="SidecarCrashLooping",alertstate="firing",severity="critical",policy="default",policy_namespace="",namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",check="",workload_kind="Deployment",workload="web"} 1
+sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="pending",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check="",workload_kind="Deployment",workload="checkout"} 1
+sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check="",workload_kind="Deployment",workload="checkout"} 1
+sidecar_alerts{alertname="MainStartedBeforeSidecarReady",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check="",workload_kind="Deployment",workload="checkout"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",check="legacy-sidecar",workload_kind="Deployment",workload="checkout"} 1
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="",check="sidecar-sprawl",workload_kind="Deployment",workload="legacy-shop"} 1
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy",check="legacy-sidecar",workload_kind="Deployment",workload="legacy-shop"} 1
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy",check="port-conflict",workload_kind="Deployment",workload="legacy-shop"} 1
@@ -82,32 +86,28 @@ sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="in
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",check="legacy-sidecar",workload_kind="Deployment",workload="legacy-shop"} 1
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",check="latest-image",workload_kind="Deployment",workload="legacy-shop"} 1
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent",check="no-resources",workload_kind="Deployment",workload="legacy-shop"} 1
-sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check="",workload_kind="Pod",workload="odd\"pod"} 1
-sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check="",workload_kind="Pod",workload="odd\"pod"} 1
-sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="firing",severity="warning",policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check="",workload_kind="Pod",workload="odd\"pod"} 1
-sidecar_alerts{alertname="MainContainerReadyButSidecarNot",alertstate="firing",severity="warning",policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check="",workload_kind="Pod",workload="odd\"pod"} 1
 # HELP sidecar_container_ready Whether a sidecar container is ready (1) or not (0)
 # TYPE sidecar_container_ready gauge
+sidecar_container_ready{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",sidecar_type="native"} 0
+sidecar_container_ready{namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",sidecar_type="native"} 0
 sidecar_container_ready{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="istio-proxy",sidecar_type="native"} 1
 sidecar_container_ready{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",sidecar_type="legacy"} 0
-sidecar_container_ready{namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",sidecar_type="native"} 0
 sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="log-shipper",sidecar_type="native"} 1
 sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent",sidecar_type="native"} 1
 sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="istio-proxy",sidecar_type="native"} 1
 sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy",sidecar_type="legacy"} 1
 sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",sidecar_type="legacy"} 1
-sidecar_container_ready{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",sidecar_type="native"} 0
 # HELP sidecar_container_restarts_total Restarts of a sidecar container (the kubelet's restartCount)
 # TYPE sidecar_container_restarts_total counter
+sidecar_container_restarts_total{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar"} 2147483647
+sidecar_container_restarts_total{namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper"} 4
 sidecar_container_restarts_total{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="istio-proxy"} 0
 sidecar_container_restarts_total{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar"} 0
-sidecar_container_restarts_total{namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper"} 4
 sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="log-shipper"} 0
 sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent"} 0
 sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="istio-proxy"} 0
 sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy"} 0
 sidecar_container_restarts_total{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar"} 0
-sidecar_container_restarts_total{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar"} 2147483647
 # HELP sidecar_policy_pods Pods per policy: selected (matched) and with a firing alert (alerting)
 # TYPE sidecar_policy_pods gauge
 sidecar_policy_pods{policy="default",policy_namespace="",state="matched"} 4
