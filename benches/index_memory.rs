@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
-use sidecar_watch::engine::pod::{ContainerState, Termination};
+use sidecar_watch::engine::pod::Termination;
 use sidecar_watch::engine::{CompiledPolicy, ContainerHistory, ContainerView, PodUid, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry, PolicyResult, StoredAlert, TrackedPod};
 use sidecar_watch::memory::{heap_counts, live_by_size, CountingMimalloc};
@@ -102,9 +102,7 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
         sums[2] += size_of_val(&*view.containers);
         for c in &view.containers {
             let Some(status) = &c.status else { continue };
-            let current = matches!(status.state, ContainerState::Terminated(_));
-            for t in status.last_termination.iter().map(|t| &**t).chain(current.then(|| status.terminated()).flatten())
-            {
+            for t in status.last_termination.as_deref().into_iter().chain(status.terminated()) {
                 sums[3] += size_of::<Termination>() + t.message.as_ref().map_or(0, |m| m.len());
             }
         }

@@ -47,16 +47,16 @@ impl PodHistory {
                     // MainStartedBeforeSidecarReady). Only the last restart's cause can be
                     // read from the Pod.
                     let watched_run_started_at =
-                        running_since.filter(|started| !status.ready && !pod.ready_lost_after(started.timestamp()));
+                        running_since.filter(|started| !status.ready() && !pod.ready_lost_after(started.timestamp()));
                     let last_by_kubelet =
                         last_restart_by_kubelet(&mut trigger, at, view, status, HistoryMarks::empty()).is_some();
                     let mut history = ContainerHistory {
                         name: view.name.clone(),
-                        restart_count: status.restart_count,
+                        restart_count: status.restart_count(),
                         restarts_by_kubelet: u16::from(last_by_kubelet),
                         marks: HistoryMarks::empty(),
                         restarts: ThinVec::new(),
-                        ready: status.ready,
+                        ready: status.ready(),
                         ready_changed_at: None,
                         watched_run_started_at,
                         run_started_at: running_since,
@@ -70,9 +70,9 @@ impl PodHistory {
             let history = &mut containers[index];
 
             let mut last_by_kubelet = history.marks.contains(HistoryMarks::LAST_BY_KUBELET);
-            if status.restart_count > history.restart_count {
+            if status.restart_count() > history.restart_count {
                 // Only the newest MAX_RECORDED_RESTARTS can be kept, so never loop over more.
-                let added = (status.restart_count - history.restart_count).min(MAX_RECORDED_RESTARTS as u32);
+                let added = (status.restart_count() - history.restart_count).min(MAX_RECORDED_RESTARTS as u32);
                 // The newest restart's cause is in the Pod (and in what the last observation
                 // marked); earlier ones in the same gap are taken as the container's own.
                 last_by_kubelet = last_restart_by_kubelet(&mut trigger, at, view, status, history.marks).is_some();
@@ -96,7 +96,7 @@ impl PodHistory {
                 restarts.drain(..excess);
                 restarts.shrink_to_fit();
             }
-            history.restart_count = status.restart_count;
+            history.restart_count = status.restart_count();
             let order_marks = history.marks.intersection(HistoryMarks::START_ORDER);
             let seen_ready = history.marks.intersection(HistoryMarks::WATCHED_RUN_SEEN_READY);
             history.marks = next_marks(pod, view, status, last_by_kubelet).union(seen_ready);
@@ -105,7 +105,7 @@ impl PodHistory {
             // seen (ready) that turns unready is not new: its start-up is long over.
             if let Some(started) = running_since {
                 let new_run = history.run_started_at != Some(started);
-                if new_run && history.watched_run_started_at != Some(started) && !status.ready {
+                if new_run && history.watched_run_started_at != Some(started) && !status.ready() {
                     history.watched_run_started_at = Some(started);
                     history.marks.remove(HistoryMarks::WATCHED_RUN_SEEN_READY);
                 }
@@ -115,10 +115,10 @@ impl PodHistory {
                 history.marks.insert(order_marks);
             }
             history.run_started_at = running_since;
-            if status.ready != history.ready {
-                history.ready = status.ready;
+            if status.ready() != history.ready {
+                history.ready = status.ready();
                 history.ready_changed_at = Some(Stamp::new(now));
-                if status.ready && !history.watched_run_seen_ready() {
+                if status.ready() && !history.watched_run_seen_ready() {
                     if let Some(started) = history.watched_run_started_at.filter(|s| running_since == Some(*s)) {
                         history.marks.insert(HistoryMarks::WATCHED_RUN_SEEN_READY);
                         let seconds = now.duration_since(started.timestamp()).as_secs_f64().max(0.0);

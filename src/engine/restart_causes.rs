@@ -108,7 +108,7 @@ pub fn last_restart_by_kubelet(
     status: &ContainerStatusView,
     marks: HistoryMarks,
 ) -> Option<KubeletRestart> {
-    if status.restart_count == 0 {
+    if status.restart_count() == 0 {
         return None;
     }
     let pod = trigger.pod;
@@ -151,12 +151,12 @@ pub fn tally_restarts(
         Some(h) => u32::from(h.restarts_by_kubelet),
         None => u32::from(last.is_some()),
     }
-    .min(status.restart_count);
+    .min(status.restart_count());
     // The history decided the last restart when it saw it; trust that over a guess now.
     let last_by_kubelet = match history {
         Some(h) if h.marks.contains(HistoryMarks::LAST_BY_KUBELET) => last.or(Some(KubeletRestart::PodRestart)),
         Some(_) => None,
         None => last,
     };
-    RestartTally { own: status.restart_count - by_kubelet, by_kubelet, last_by_kubelet }
+    RestartTally { own: status.restart_count() - by_kubelet, by_kubelet, last_by_kubelet }
 }

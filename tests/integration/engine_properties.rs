@@ -80,12 +80,10 @@ fn status() -> BoxedStrategy<ContainerStatusView> {
         state(),
         prop::option::of(termination()),
     )
-        .prop_map(|(ready, started, restart_count, state, last_termination)| ContainerStatusView {
-            ready,
-            started,
-            restart_count,
-            state,
-            last_termination: last_termination.map(Box::new),
+        .prop_map(|(ready, started, restart_count, state, last_termination)| {
+            let mut status = ContainerStatusView::new(ready, started, restart_count, state);
+            status.last_termination = last_termination.map(Box::new);
+            status
         })
         .boxed()
 }

@@ -230,8 +230,13 @@ fn crash_loop_episode_and_bridging() {
     let crash = |times: &[Timestamp], state: ContainerStatusView| {
         let (mut view, history) = restarts_at(times);
         let status = view.containers[0].status.as_mut().unwrap();
-        status.state = state.state;
-        status.ready = false;
+        // `state` is not ready: it keeps the rest of the status (started, restarts, last exit).
+        assert!(!state.ready());
+        let mut replaced = state;
+        replaced.set_started(status.started());
+        replaced.set_restart_count(status.restart_count());
+        replaced.last_termination = status.last_termination.take();
+        *status = replaced;
         (view, history)
     };
     // Restarts 10 minutes or less apart are one episode; a longer gap starts a new one.
@@ -599,7 +604,9 @@ impl Written {
     /// since then until every container is ready.
     fn view(self, flags: SpecFlags) -> PodView {
         let envoy = if self.envoy_running {
-            ContainerStatusView { started: Some(self.envoy_started), ..running(at("13:47:14"), self.envoy_ready) }
+            let mut envoy = running(at("13:47:14"), self.envoy_ready);
+            envoy.set_started(Some(self.envoy_started));
+            envoy
         } else {
             waiting("PodInitializing")
         };
@@ -804,7 +811,7 @@ fn a_sidecar_with_only_a_liveness_probe_has_no_start_order() {
 fn clocks_keep_first_seen_time_when_the_api_has_none() {
     // A Job whose main container's finishedAt is missing: the condition has no API start.
     let mut main = terminated("Completed", 0, at("10:00:01"), at("10:05:00"));
-    if let sidecar_watch::engine::pod::ContainerState::Terminated(t) = &mut main.state {
+    if let Some(t) = main.terminated_mut() {
         t.finished_at = None;
     }
     let mut view = pod(vec![regular("migrate", main), regular("log-sidecar", running(at("10:00:00"), true))]);

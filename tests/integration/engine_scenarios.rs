@@ -59,7 +59,7 @@ fn a_never_ready_native_sidecar_with_a_ready_main() {
 fn b_liveness_failing_sidecar_crash_looping() {
     let view = load_view(Scenario::CrashloopingSidecar);
     let status = view.containers[0].status.as_ref().unwrap();
-    assert_eq!((status.restart_count, status.waiting_reason()), (4, Some("CrashLoopBackOff")));
+    assert_eq!((status.restart_count(), status.waiting_reason()), (4, Some("CrashLoopBackOff")));
     // Without history the three earlier restarts count as happening at the Pod's start.
     assert_scenario(
         Scenario::CrashloopingSidecar,

@@ -6,7 +6,7 @@ use super::{add, describe_termination, elapsed, sub, Ctx, CRASH_LOOP_BRIDGE, CRA
 use crate::api::format_duration;
 use crate::engine::alert::AlertName;
 use crate::engine::history::PodHistory;
-use crate::engine::pod::{ContainerState, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
+use crate::engine::pod::{ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
 use crate::engine::policy::{CompiledPolicy, ForRule};
 use crate::engine::restart_causes::{self, RestartTally};
 use crate::engine::stamp::Stamp;
@@ -20,11 +20,8 @@ fn not_ready_since(
     container: &ContainerView,
     status: &ContainerStatusView,
 ) -> Option<Timestamp> {
-    let own = match &status.state {
-        ContainerState::Running { started_at } => *started_at,
-        ContainerState::Terminated(t) => t.finished_at,
-        _ => status.last_termination.as_ref().and_then(|t| t.finished_at),
-    };
+    let own =
+        if status.is_running() { status.run_start() } else { status.latest_termination().and_then(|t| t.finished_at) };
     let pod_not_ready = pod.ready_condition().filter(|c| !c.status).and_then(|c| c.since);
     let observed = history.container(&container.name).filter(|h| !h.ready).and_then(|h| h.ready_changed_at);
     [own, pod_not_ready, observed].into_iter().flatten().max().map(Stamp::timestamp).or_else(|| pod.start_time())
@@ -37,8 +34,8 @@ fn sandbox_not_ready(pod: &PodView) -> bool {
 }
 
 pub(super) fn sidecar_not_ready(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView) {
-    let running_or_waiting = status.is_running() || matches!(status.state, ContainerState::Waiting { .. });
-    if status.ready || !running_or_waiting || ctx.pod.deleting_since.is_some() || sandbox_not_ready(ctx.pod) {
+    let running_or_waiting = status.is_running() || status.is_waiting();
+    if status.ready() || !running_or_waiting || ctx.pod.deleting_since.is_some() || sandbox_not_ready(ctx.pod) {
         return;
     }
     let api = not_ready_since(ctx.pod, ctx.history, sidecar, status);
@@ -67,7 +64,7 @@ pub(super) fn main_ready_sidecar_not_ready(
     status: &ContainerStatusView,
     mains: &[&ContainerView],
 ) {
-    if status.ready || ctx.pod.deleting_since.is_some() || sandbox_not_ready(ctx.pod) {
+    if status.ready() || ctx.pod.deleting_since.is_some() || sandbox_not_ready(ctx.pod) {
         return;
     }
     // The earliest instant from which some ready main container has been ready.
@@ -181,7 +178,7 @@ pub(super) fn restarts(
         ctx.pod.key(),
         format_duration(rule.window),
         rule.threshold,
-        status.restart_count
+        status.restart_count()
     );
     message.push_str(&kubelet_restarts_note(ctx.pod, index, sidecar, tally));
     if let Some(t) = status.latest_termination() {
@@ -228,7 +225,7 @@ pub(super) fn crash_loop(
         sidecar.name,
         ctx.pod.key(),
         episode.len(),
-        status.restart_count,
+        status.restart_count(),
         elapsed(since, ctx.now)
     );
     message.push_str(&kubelet_restarts_note(ctx.pod, index, sidecar, tally));

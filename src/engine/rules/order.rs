@@ -43,8 +43,8 @@ pub(super) fn startup_order(
     // or the first after an in-place Pod restart (KEP-5532), which starts the Pod again from
     // its first init container. While the kubelet is still removing the containers for such a
     // restart, nothing says anything about order.
-    let restarted_with_pod = status.restart_count > 0 && restart_causes::ended_by_pod_restart(status);
-    if (status.restart_count > 0 && !restarted_with_pod)
+    let restarted_with_pod = status.restart_count() > 0 && restart_causes::ended_by_pod_restart(status);
+    if (status.restart_count() > 0 && !restarted_with_pod)
         || ctx.pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING)
         || ordered_by_hook(ctx.pod, sidecar)
         || ordered_by_probe_or_hook(sidecar)
@@ -58,7 +58,7 @@ pub(super) fn startup_order(
     // with every container ready, before). A terminated sidecar is not "not yet ready" (it
     // stopped; its readiness says nothing about the start).
     let was_ready_per_api = sidecar_started.is_some_and(|started| ctx.pod.ready_lost_after(started));
-    let never_ready = !status.ready
+    let never_ready = !status.ready()
         && status.terminated().is_none()
         && !was_ready_per_api
         && history.is_none_or(|h| h.ready_changed_at.is_none());
