@@ -90,7 +90,7 @@ impl Sample {
 /// by part (the Pods' share of the interned names and label sets is not in them).
 fn parts(index: &Index) -> Vec<(&'static str, usize)> {
     use std::mem::{size_of, size_of_val};
-    let mut sums = [0usize; 9];
+    let mut sums = [0usize; 8];
     index.for_each_pod(|pod: &TrackedPod| {
         let view = &pod.view;
         sums[0] += size_of::<TrackedPod>();
@@ -115,7 +115,6 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
         }
         sums[6] += size_of_val(&*pod.results);
         sums[7] += pod.results.iter().map(|r| size_of_val(&*r.alerts)).sum::<usize>();
-        sums[8] += size_of_val(&*pod.sidecars);
     });
     let names = [
         "TrackedPod (boxed)",
@@ -126,7 +125,6 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
         "history clocks",
         "results",
         "alerts",
-        "sidecars",
     ];
     names.into_iter().zip(sums).collect()
 }

@@ -42,25 +42,21 @@ fn sidecars_of(policy: &CompiledPolicy, pod: &PodView, max: usize) -> Vec<(usize
     policy.sidecars(pod).take(max).map(|(i, _, identified)| (i, identified.kind)).collect()
 }
 
-/// `sidecars` as a Pod keeps them: `u32` indices, by index, each once.
-fn compact(sidecars: impl IntoIterator<Item = (usize, SidecarType)>) -> Vec<(u32, SidecarType)> {
-    let mut out: Vec<(u32, SidecarType)> = Vec::new();
-    for (i, kind) in sidecars {
-        // No Pod has 4 billion containers: a view of one would not fit in memory.
-        let Ok(i) = u32::try_from(i) else { continue };
-        if !out.iter().any(|(j, _)| *j == i) {
-            out.push((i, kind));
-        }
-    }
-    out.sort_by_key(|(i, _)| *i);
+/// The containers of `sidecars` (indices with their types), by index, each once.
+fn compact(sidecars: impl IntoIterator<Item = (usize, SidecarType)>) -> Vec<usize> {
+    let mut out: Vec<usize> = sidecars.into_iter().map(|(i, _)| i).collect();
+    out.sort_unstable();
+    out.dedup();
     out
 }
 
 impl Evaluator<'_> {
-    fn set_sidecars(&self, pod: &mut TrackedPod, sidecars: Vec<(u32, SidecarType)>) {
-        if *pod.sidecars != *sidecars {
+    /// Marks `sidecars` (sorted indices) as the Pod's sidecars, and tells the census of
+    /// sidecar names when that changes them.
+    fn set_sidecars(&self, pod: &mut TrackedPod, sidecars: Vec<usize>) {
+        if !pod.sidecars_are(&sidecars) {
             let before = pod.sidecar_names();
-            pod.sidecars = sidecars.into_boxed_slice();
+            pod.mark_sidecars(&sidecars);
             self.census.replace(&before, &pod.sidecar_names());
         }
     }

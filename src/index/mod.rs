@@ -183,10 +183,9 @@ impl Index {
             view: view.clone(),
             history: PodHistory::default(),
             results: Box::default(),
-            sidecars: Box::default(),
         });
         let observations = pod.history.observe(&view, now);
-        pod.view = view;
+        pod.replace_view(view);
         let mut outcome = self.evaluator().all(pod, tallies, &policies, ns_labels, now);
         let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {

@@ -5,8 +5,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::api::Severity;
+use crate::engine::pod::SpecFlags;
 use crate::engine::{
-    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, PodHistory, PodView, PolicyRef, SidecarType, Stamp,
+    Alert, AlertKey, AlertName, AlertState, Check, ContainerKind, ContainerView, PodHistory, PodView, PolicyRef,
+    SidecarType, Stamp,
 };
 
 /// An active alert as the index keeps it: everything but the message, which is most of an
@@ -92,8 +94,10 @@ impl PolicyResult {
     }
 }
 
-/// One tracked Pod. Its lists are boxed slices: they are replaced whole by each evaluation,
-/// and a `Vec` would keep a capacity field and spare capacity (4 entries for 1) per Pod.
+/// One tracked Pod: 128 bytes, in mimalloc's 128-byte size class. Its lists are boxed
+/// slices: they are replaced whole by each evaluation, and a `Vec` would keep a capacity
+/// field and spare capacity (4 entries for 1) per Pod. Its sidecars, under any selecting
+/// policy, are marked in its view ([`SpecFlags::TRACKED_SIDECAR`]).
 #[derive(Clone, Debug)]
 pub struct TrackedPod {
     /// The latest state.
@@ -102,15 +106,52 @@ pub struct TrackedPod {
     pub history: PodHistory,
     /// One entry per valid policy that selects the Pod.
     pub results: Box<[PolicyResult]>,
-    /// Sidecar containers under any selecting policy: (index into `view.containers`, type),
-    /// by index; a `u32` index takes 8 bytes per sidecar where a `usize` takes 16.
-    pub sidecars: Box<[(u32, SidecarType)]>,
 }
 
 impl TrackedPod {
     /// The Pod's sidecar containers with their types, in container order.
     pub fn sidecar_containers(&self) -> impl Iterator<Item = (&ContainerView, SidecarType)> {
-        self.sidecars.iter().filter_map(|&(i, kind)| Some((self.view.containers.get(usize::try_from(i).ok()?)?, kind)))
+        self.view.containers.iter().filter(|c| c.flags.contains(SpecFlags::TRACKED_SIDECAR)).map(|c| {
+            let kind = if c.kind == ContainerKind::RestartableInit { SidecarType::Native } else { SidecarType::Legacy };
+            (c, kind)
+        })
+    }
+
+    /// Whether a selecting policy found a sidecar in the Pod.
+    pub fn has_sidecars(&self) -> bool {
+        self.sidecar_containers().next().is_some()
+    }
+
+    /// Whether exactly the containers at `sidecars` (sorted indices into `view.containers`)
+    /// are marked as the Pod's sidecars.
+    pub(super) fn sidecars_are(&self, sidecars: &[usize]) -> bool {
+        self.view.containers.iter().enumerate().all(|(i, container)| {
+            container.flags.contains(SpecFlags::TRACKED_SIDECAR) == sidecars.binary_search(&i).is_ok()
+        })
+    }
+
+    /// Marks exactly the containers at `sidecars` (sorted indices into `view.containers`) as
+    /// the Pod's sidecars.
+    pub(super) fn mark_sidecars(&mut self, sidecars: &[usize]) {
+        for (i, container) in self.view.containers.iter_mut().enumerate() {
+            container.flags.set(SpecFlags::TRACKED_SIDECAR, sidecars.binary_search(&i).is_ok());
+        }
+    }
+
+    /// Replaces the view with `view`, a newer state of the same Pod, keeping the sidecar
+    /// marks of the containers it still has by the same name at the same place (a Pod's
+    /// containers never change; a view that says otherwise loses its marks, and the next
+    /// evaluation sets them again).
+    pub(super) fn replace_view(&mut self, mut view: PodView) {
+        for (i, container) in view.containers.iter_mut().enumerate() {
+            let marked = self
+                .view
+                .containers
+                .get(i)
+                .is_some_and(|old| old.name == container.name && old.flags.contains(SpecFlags::TRACKED_SIDECAR));
+            container.flags.set(SpecFlags::TRACKED_SIDECAR, marked);
+        }
+        self.view = view;
     }
 
     /// The Pod's sidecar container names with its namespace.
@@ -127,5 +168,45 @@ mod tests {
     #[test]
     fn a_stored_alert_takes_16_bytes() {
         assert_eq!(std::mem::size_of::<StoredAlert>(), 16);
+    }
+
+    fn pod_of(names: &[&str]) -> TrackedPod {
+        let mut view = PodView::new("6f1c2d3e-0001-4b5a-9c8d-000000000001", "web-0");
+        view.containers = names
+            .iter()
+            .map(|name| ContainerView {
+                name: (*name).into(),
+                kind: ContainerKind::Regular,
+                flags: SpecFlags::empty(),
+                catalog: None,
+                liveness_target: None,
+                status: None,
+            })
+            .collect();
+        TrackedPod { view, history: PodHistory::default(), results: Box::default() }
+    }
+
+    fn sidecars(pod: &TrackedPod) -> Vec<&str> {
+        pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn sidecar_marks_outlive_a_new_view_only_where_the_containers_are_the_same() {
+        let mut pod = pod_of(&["app", "envoy", "log-shipper"]);
+        pod.mark_sidecars(&[1, 2]);
+        assert!(pod.sidecars_are(&[1, 2]) && !pod.sidecars_are(&[1]));
+        pod.replace_view(pod_of(&["app", "envoy", "log-shipper"]).view);
+        assert_eq!(sidecars(&pod), ["envoy", "log-shipper"]);
+        // A view that says the containers changed (no real Pod does) keeps no mark it cannot
+        // tie to the same container.
+        pod.replace_view(pod_of(&["app", "log-shipper"]).view);
+        assert_eq!(sidecars(&pod), Vec::<&str>::new());
+        pod.mark_sidecars(&[]);
+        assert!(!pod.has_sidecars());
+    }
+
+    #[test]
+    fn a_tracked_pod_takes_144_bytes() {
+        assert_eq!(std::mem::size_of::<TrackedPod>(), 144);
     }
 }

@@ -207,7 +207,7 @@ fn sidecar_samples(
     family: &Family,
     finish: impl Fn(Sample<'_>, &ContainerView, &'static str),
 ) {
-    if pod.sidecars.is_empty() {
+    if !pod.has_sidecars() {
         return;
     }
     scratch.pod.set(&pod_labels(pod));

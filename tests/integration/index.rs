@@ -388,7 +388,7 @@ fn one_pod_and_one_namespace_cost_at_most_their_limits() {
     assert_eq!(outcome.limited_pods, 1);
     let mut checked = Vec::new();
     index.for_each_pod(|p| {
-        assert_eq!(p.sidecars.len(), 3);
+        assert_eq!(p.sidecar_containers().count(), 3);
         for a in &p.results[0].alerts {
             checked.push(format!("{}/{}", a.container_name(&p.view), a.check.map_or("", |c| c.as_str())));
         }

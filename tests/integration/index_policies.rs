@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde_json::json;
 use sidecar_watch::api::{PolicySpec, SlimPod};
-use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef, SidecarType};
 use sidecar_watch::index::{Index, PolicyEntry};
 
 const NOW: &str = "2026-11-22T10:10:00Z";
@@ -65,7 +65,9 @@ fn state(index: &Index) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     index.for_each_pod(|p| {
         let results: Vec<String> = p.results.iter().map(|r| format!("{}: {:?}", r.policy, r.alerts)).collect();
-        out.insert(p.view.uid().to_string(), format!("{results:?} sidecars {:?}", p.sidecars));
+        let sidecars: Vec<(&str, SidecarType)> =
+            p.sidecar_containers().map(|(c, kind)| (c.name.as_str(), kind)).collect();
+        out.insert(p.view.uid().to_string(), format!("{results:?} sidecars {sidecars:?}"));
     });
     out
 }
