@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
 fn try_on_fixtures(policy: &CompiledPolicy) {
     for pod in fixture_pods() {
         let view = PodView::from_pod(pod);
-        let labels = [("kubernetes.io/metadata.name".to_string(), view.namespace.to_string())].into();
+        let labels = [("kubernetes.io/metadata.name".to_string(), view.namespace().to_string())].into();
         if policy.selects(&view, Some(&labels)) {
             for alert in evaluate(&view, policy, &PodHistory::default(), now()).alerts {
                 assert!(!alert.message.is_empty());

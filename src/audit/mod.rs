@@ -206,7 +206,7 @@ impl Finding {
         Finding {
             alertname: alert.name.as_str().to_string(),
             severity: alert.severity,
-            namespace: pod.namespace.to_string(),
+            namespace: pod.namespace().to_string(),
             pod: pod.name().to_string(),
             container: alert.container,
             kind: if pod.is_template { workload_kind.to_string() } else { "Pod".to_string() },
@@ -249,7 +249,7 @@ impl Inventory {
     /// Gives every namespace of the inventory the label the API server would.
     fn label_namespaces(&mut self) {
         for pod in &self.pods {
-            self.namespaces.entry(pod.view.namespace.to_string()).or_default();
+            self.namespaces.entry(pod.view.namespace().to_string()).or_default();
         }
         for (name, labels) in &mut self.namespaces {
             labels.entry(NAMESPACE_NAME_LABEL.to_string()).or_insert_with(|| name.clone());
@@ -300,7 +300,7 @@ pub fn audit(inventory: &Inventory, policies: &[CompiledPolicy], now: Timestamp)
     let mut findings = Vec::new();
     for audited in &inventory.pods {
         let pod = &audited.view;
-        let labels = inventory.namespaces.get(pod.namespace.as_str());
+        let labels = inventory.namespaces.get(pod.namespace().as_str());
         for policy in policies.iter().filter(|p| p.selects(pod, labels)) {
             let evaluation = evaluate(pod, policy, &history, now);
             findings.extend(evaluation.alerts.into_iter().map(|a| Finding::new(audited, &policy.policy, a)));

@@ -65,7 +65,7 @@ enum Queued {
 impl Fair for Queued {
     fn namespace(&self) -> &str {
         match self {
-            Queued::Input(Input::Pod { view, .. }) => view.namespace.as_str(),
+            Queued::Input(Input::Pod { view, .. }) => view.namespace().as_str(),
             Queued::Input(Input::PodDeleted { namespace, .. }) | Queued::Timer { namespace, .. } => namespace,
             Queued::Input(Input::Namespace { name, .. } | Input::NamespaceDeleted(name)) => name,
             Queued::Policy(policy) => policy.namespace.as_deref().unwrap_or(""),
@@ -166,7 +166,7 @@ mod tests {
             }))
             .expect("Pod"),
         );
-        view.namespace = namespace.into();
+        view.group_mut().namespace = namespace.into();
         Input::Pod { view, received: tokio::time::Instant::now() }
     }
 
@@ -182,7 +182,7 @@ mod tests {
     fn drain(pending: &mut Pending) -> Vec<(String, String)> {
         std::iter::from_fn(|| pending.pop())
             .map(|work| match work {
-                Work::Input(Input::Pod { view, .. }) => (view.namespace.to_string(), format!("pod {}", view.name())),
+                Work::Input(Input::Pod { view, .. }) => (view.namespace().to_string(), format!("pod {}", view.name())),
                 Work::Input(Input::PodsListed { .. }) => (String::new(), "relist".into()),
                 Work::Input(other) => (String::new(), format!("{other:?}")),
                 Work::Policy { policy, entry, .. } => (

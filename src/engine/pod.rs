@@ -11,7 +11,7 @@ use super::container::{container_view, init_kind};
 pub use super::container::{
     is_latest_image, ContainerKind, ContainerState, ContainerStatusView, ContainerView, SpecFlags, Termination,
 };
-use super::name::{Interner, LabelSet, Name};
+use super::name::{Interner, LabelSet, Name, PodGroup};
 use super::relations::{inits_without_network, liveness_targets, port_conflicts, workload_of, Declared, Workload};
 use super::stamp::Stamp;
 use super::uid::PodUid;
@@ -51,9 +51,9 @@ const UID_AS_BYTES: u32 = 1 << 31;
 ///
 /// Strings and lists are boxed slices, not `String`s and `Vec`s: a view is built once and
 /// never grows, so a capacity field and spare capacity would be kept for nothing in every
-/// tracked Pod. The UID and the name share one allocation, and the `Ready` condition is kept
-/// as two fields that pack beside the flags: 16 bytes less per tracked Pod, which brings it
-/// into mimalloc's 160-byte size class.
+/// tracked Pod. The UID and the name share one allocation, what replicas share is one
+/// pointer ([`PodGroup`]), and the `Ready` condition is kept as two fields that pack beside
+/// the flags: 80 bytes, which bring a tracked Pod into mimalloc's 128-byte size class.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
     /// `metadata.uid` followed by `metadata.name` (see [`Self::uid`], [`Self::name`]): the
@@ -61,16 +61,9 @@ pub struct PodView {
     ids: Box<[u8]>,
     /// Where the name starts in `ids`, with [`UID_AS_BYTES`] set when the UID is 16 bytes.
     name_at: u32,
-    /// `metadata.namespace`.
-    pub namespace: Name,
-    /// `metadata.labels`, shared with every Pod that has the same ones.
-    pub labels: LabelSet,
-    /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a
-    /// Job or CronJob).
-    pub owned_by_job: bool,
-    /// The workload that owns the Pod, shared by its replicas; `None` for a Pod without
-    /// owner (see [`Self::workload`]).
-    pub owner: Option<Arc<Workload>>,
+    /// Namespace, labels and owner, shared with the Pod's replicas (see [`Self::namespace`],
+    /// [`Self::labels`], [`Self::owner`], [`Self::owned_by_job`]).
+    group: Arc<PodGroup>,
     /// A Pod template of a workload manifest (`audit`), not a Pod: it has no status and no
     /// clocks, and its name is `<Kind>/<name>`.
     pub is_template: bool,
@@ -97,10 +90,7 @@ impl PodView {
         let mut view = PodView {
             ids: Box::default(),
             name_at: 0,
-            namespace: Name::default(),
-            labels: LabelSet::default(),
-            owned_by_job: false,
-            owner: None,
+            group: Arc::default(),
             is_template: false,
             created_at: None,
             started_at: None,
@@ -248,14 +238,7 @@ impl PodView {
         let mut view = PodView {
             ids: Box::default(),
             name_at: 0,
-            namespace: names.name(meta.namespace.as_deref().unwrap_or_default()),
-            labels: names.label_set(meta.labels.clone().unwrap_or_default()),
-            owned_by_job: meta
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/")),
-            owner: workload_of(meta, names),
+            group: Arc::default(),
             is_template: false,
             created_at: meta.creation_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
@@ -267,16 +250,55 @@ impl PodView {
         };
         view.set_ids(meta.uid.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default());
         view.set_ready_condition(ready_condition);
+        let group = PodGroup {
+            namespace: names.name(meta.namespace.as_deref().unwrap_or_default()),
+            labels: names.label_set(meta.labels.clone().unwrap_or_default()),
+            owner: workload_of(meta, names),
+            owned_by_job: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/")),
+        };
+        view.group = names.pod_group(group);
         view
+    }
+
+    /// `metadata.namespace`.
+    pub fn namespace(&self) -> &Name {
+        &self.group.namespace
+    }
+
+    /// `metadata.labels`, shared with every Pod that has the same ones.
+    pub fn labels(&self) -> &LabelSet {
+        &self.group.labels
+    }
+
+    /// The workload that owns the Pod, shared by its replicas; `None` for a Pod without
+    /// owner (see [`Self::workload`]).
+    pub fn owner(&self) -> Option<&Arc<Workload>> {
+        self.group.owner.as_ref()
+    }
+
+    /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a
+    /// Job or CronJob).
+    pub fn owned_by_job(&self) -> bool {
+        self.group.owned_by_job
+    }
+
+    /// The group the view shares with its replicas, to change (copied first if shared).
+    pub fn group_mut(&mut self) -> &mut PodGroup {
+        Arc::make_mut(&mut self.group)
     }
 
     /// The view of a workload's Pod template (`spec.template` of a Deployment, a Job…) for
     /// `audit`: named `<Kind>/<name>`, owned by that workload, without status or clocks.
     pub fn from_template(template: &SlimPod, kind: &str, name: &str) -> PodView {
         let mut view = PodView::from_pod(template);
-        view.set_ids(&format!("{kind}/{}/{name}", view.namespace), &format!("{kind}/{name}"));
-        view.owner = Some(Arc::new(Workload { kind: Name::new(kind), name: Name::new(name) }));
-        view.owned_by_job = matches!(kind, "Job" | "CronJob");
+        view.set_ids(&format!("{kind}/{}/{name}", view.namespace()), &format!("{kind}/{name}"));
+        let group = view.group_mut();
+        group.owner = Some(Arc::new(Workload { kind: Name::new(kind), name: Name::new(name) }));
+        group.owned_by_job = matches!(kind, "Job" | "CronJob");
         view.is_template = true;
         (view.created_at, view.started_at, view.deleting_since) = (None, None, None);
         view.conditions = PodConditions::empty();
@@ -289,7 +311,7 @@ impl PodView {
 
     /// The workload's kind and name: the owner, or `Pod` and the Pod's own name.
     pub fn workload(&self) -> (&str, &str) {
-        match &self.owner {
+        match self.owner() {
             Some(w) => (w.kind.as_str(), w.name.as_str()),
             None => ("Pod", self.name()),
         }
@@ -302,7 +324,7 @@ impl PodView {
 
     /// `namespace/name`, for messages.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name())
+        format!("{}/{}", self.namespace(), self.name())
     }
 }
 
@@ -313,6 +335,32 @@ fn statuses_by_name(list: &[SlimContainerStatus]) -> HashMap<&str, &SlimContaine
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_view_takes_80_bytes() {
+        assert_eq!(std::mem::size_of::<PodView>(), 80);
+    }
+
+    #[test]
+    fn replicas_share_their_group_until_one_is_changed() {
+        let replica = |uid: &str| {
+            serde_json::from_value::<SlimPod>(serde_json::json!({
+                "metadata": {"name": format!("web-{uid}"), "namespace": "shop", "uid": uid,
+                    "labels": {"app": "web"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "r"}]},
+                "spec": {"containers": [{"name": "app"}]}
+            }))
+            .expect("a Pod")
+        };
+        let mut names = Interner::default();
+        let (a, mut b) =
+            (PodView::from_pod_in(&replica("a"), &mut names), PodView::from_pod_in(&replica("b"), &mut names));
+        assert!(Arc::ptr_eq(&a.group, &b.group));
+        assert_eq!((a.namespace().as_str(), a.workload()), ("shop", ("ReplicaSet", "web-1")));
+        b.group_mut().owned_by_job = true;
+        assert!(b.owned_by_job() && !a.owned_by_job());
+        assert_eq!(b.labels(), a.labels());
+    }
 
     #[test]
     fn uid_and_name_come_back_apart_from_their_one_string() {

@@ -147,12 +147,12 @@ impl CompiledPolicy {
 
     /// Whether the policy selects the Pod by labels (the namespace is checked separately).
     pub fn selects_pod_labels(&self, pod: &PodView) -> bool {
-        self.selector.matches(&pod.labels)
+        self.selector.matches(pod.labels())
     }
 
     /// Whether the policy selects the Pod, given its namespace's labels.
     pub fn selects(&self, pod: &PodView, namespace_labels: Option<&BTreeMap<String, String>>) -> bool {
-        self.selects_namespace(&pod.namespace, namespace_labels) && self.selects_pod_labels(pod)
+        self.selects_namespace(pod.namespace(), namespace_labels) && self.selects_pod_labels(pod)
     }
 
     /// Whether the catalog may name sidecars among the Pod's regular containers

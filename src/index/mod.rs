@@ -176,7 +176,7 @@ impl Index {
     pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
         let policies = self.valid_policies();
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        let ns_labels = namespaces.get(view.namespace.as_str());
+        let ns_labels = namespaces.get(view.namespace().as_str());
         let uid = view.uid();
         let mut segment = self.segment(uid);
         let (pod, tallies) = segment.get_or_insert_with(uid, || TrackedPod {
@@ -190,7 +190,7 @@ impl Index {
         let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
             if sidecar_names.contains(container.as_str()) {
-                outcome.startups.push((pod.view.namespace.to_string(), container, seconds));
+                outcome.startups.push((pod.view.namespace().to_string(), container, seconds));
             }
         }
         outcome
@@ -212,7 +212,7 @@ impl Index {
         let mut gone = HashSet::new();
         for segment in self.segments.iter() {
             lock(segment).retain(|pod| {
-                let kept = seen.contains(&pod.view.uid()) || namespace.is_some_and(|ns| pod.view.namespace != ns);
+                let kept = seen.contains(&pod.view.uid()) || namespace.is_some_and(|ns| pod.view.namespace() != ns);
                 if !kept {
                     gone.insert(pod.view.uid().to_string());
                     self.census.replace(&pod.sidecar_names(), &[]);
@@ -257,7 +257,7 @@ impl Index {
         let mut segment = self.segment(uid);
         match segment.get_mut(uid) {
             Some((pod, tallies)) => {
-                let ns_labels = namespaces.get(pod.view.namespace.as_str());
+                let ns_labels = namespaces.get(pod.view.namespace().as_str());
                 self.evaluator().all(pod, tallies, &policies, ns_labels, now)
             }
             None => Outcome::default(),
@@ -273,7 +273,7 @@ impl Index {
             let mut segment = lock(segment);
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
-                let ns_labels = namespaces.get(pod.view.namespace.as_str());
+                let ns_labels = namespaces.get(pod.view.namespace().as_str());
                 outcome.merge(self.evaluator().all(pod, tallies, &policies, ns_labels, now));
             }
         }
@@ -380,9 +380,9 @@ impl Index {
             let mut segment = lock(segment);
             let (pods, tallies) = segment.values_mut();
             let in_scope =
-                |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| p.view.namespace == *ns);
+                |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view.namespace() == *ns);
             for pod in pods.filter(in_scope) {
-                let ns_labels = namespaces.get(pod.view.namespace.as_str());
+                let ns_labels = namespaces.get(pod.view.namespace().as_str());
                 outcome.merge(evaluator.one(pod, tallies, change, &policies, ns_labels, now));
             }
         }
@@ -399,7 +399,7 @@ impl Index {
         if !changed || !label_sensitive {
             return Outcome::default();
         }
-        self.reevaluate_where(now, |p| p.view.namespace == name)
+        self.reevaluate_where(now, |p| p.view.namespace() == name)
     }
 
     /// A namespace is gone.

@@ -156,7 +156,7 @@ impl TrackedPod {
 
     /// The Pod's sidecar container names with its namespace.
     pub fn sidecar_names(&self) -> Vec<super::SidecarName> {
-        self.sidecar_containers().map(|(c, _)| (self.view.namespace.clone(), c.name.clone())).collect()
+        self.sidecar_containers().map(|(c, _)| (self.view.namespace().clone(), c.name.clone())).collect()
     }
 }
 
@@ -206,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tracked_pod_takes_144_bytes() {
-        assert_eq!(std::mem::size_of::<TrackedPod>(), 144);
+    fn a_tracked_pod_takes_128_bytes() {
+        assert_eq!(std::mem::size_of::<TrackedPod>(), 128);
     }
 }

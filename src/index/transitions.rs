@@ -74,7 +74,7 @@ impl Outcome {
 pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyResult, alert: Alert) -> Transition {
     Transition {
         kind,
-        namespace: view.namespace.to_string(),
+        namespace: view.namespace().to_string(),
         pod: view.name().to_string(),
         pod_uid: view.uid().to_string(),
         container_kind: view.containers.iter().find(|c| c.name == alert.container).map(|c| c.kind),

@@ -141,7 +141,7 @@ struct Scratch {
 
 /// The labels that name a Pod.
 fn pod_labels(pod: &TrackedPod) -> [(&str, &str); 2] {
-    [("namespace", &pod.view.namespace), ("pod", pod.view.name())]
+    [("namespace", pod.view.namespace()), ("pod", pod.view.name())]
 }
 
 /// The labels that name a policy (`policy_namespace` is empty for a cluster policy).
@@ -154,7 +154,7 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
     if pod.results.iter().all(|r| r.alerts.is_empty()) {
         return;
     }
-    let written = scratch.series_per_namespace.entry(pod.view.namespace.clone()).or_default();
+    let written = scratch.series_per_namespace.entry(pod.view.namespace().clone()).or_default();
     scratch.pod.set(&pod_labels(pod));
     let (workload_kind, workload) = pod.view.workload();
     for result in pod.results.iter().filter(|r| !r.alerts.is_empty()) {

@@ -223,7 +223,7 @@ fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
         let sidecar = injected().into_iter().find(|(i, _)| *i == id).map(|(_, c)| c).expect("a fixture");
         // In a Job's Pod, where a legacy sidecar holds the Job open.
         let mut view = pod_with(sidecar);
-        view.owned_by_job = true;
+        view.group_mut().owned_by_job = true;
         let alerts = evaluate(&view, &catalog_only(), &PodHistory::default(), now).alerts;
         let legacy = alerts.iter().find(|a| a.check == Some(Check::LegacySidecar)).expect("legacy-sidecar");
         assert!(legacy.message.contains(snippet), "{id}: {}", legacy.message);

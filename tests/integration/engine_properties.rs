@@ -140,8 +140,8 @@ fn pod() -> BoxedStrategy<PodView> {
     (containers, any::<bool>(), time(), time(), prop::option::weighted(0.2, time()), condition)
         .prop_map(|(containers, owned_by_job, created_at, started_at, deleting, ready_condition)| {
             let mut view = PodView::new("uid", "web-1");
-            view.namespace = "shop".into();
-            view.owned_by_job = owned_by_job;
+            view.group_mut().namespace = "shop".into();
+            view.group_mut().owned_by_job = owned_by_job;
             view.created_at = created_at;
             view.started_at = started_at;
             view.deleting_since = deleting.flatten();

@@ -39,7 +39,7 @@ fn for_rule_cases() -> Vec<(&'static str, AlertName, u64, PodView, Timestamp)> {
         regular("migrate", terminated("Completed", 0, at("10:00:01"), at("10:05:00"))),
         regular("log-sidecar", running(at("10:00:00"), true)),
     ]);
-    job.owned_by_job = true;
+    job.group_mut().owned_by_job = true;
     vec![
         ("sidecarNotReady", SidecarContainerNotReady, 300, not_ready.clone(), at("10:00:00")),
         ("mainReadySidecarNotReady", MainContainerReadyButSidecarNot, 120, not_ready, at("10:00:01")),
@@ -422,7 +422,7 @@ fn job_blocked_needs_a_job_and_every_main_finished() {
         let mut containers = mains;
         containers.push(regular("log-sidecar", running(at("10:00:00"), true)));
         let mut view = pod(containers);
-        view.owned_by_job = job;
+        view.group_mut().owned_by_job = job;
         let evaluation = eval(&view, &only("jobBlocked", ""), now());
         let expected: Vec<_> =
             fires.map(|s| (JobBlockedBySidecar, "log-sidecar".to_string(), Firing, Some(s))).into_iter().collect();
@@ -815,7 +815,7 @@ fn clocks_keep_first_seen_time_when_the_api_has_none() {
         t.finished_at = None;
     }
     let mut view = pod(vec![regular("migrate", main), regular("log-sidecar", running(at("10:00:00"), true))]);
-    view.owned_by_job = true;
+    view.group_mut().owned_by_job = true;
     let policy = only("jobBlocked", "");
     let mut history = PodHistory::default();
     let first = evaluate(&view, &policy, &history, at("10:10:00"));
@@ -839,7 +839,7 @@ fn clocks_keep_first_seen_time_when_the_api_has_none() {
 fn restarted_operator_computes_the_same_since() {
     // A sequence of Pod states and the instants the watching operator saw them.
     let job = |mut v: PodView| {
-        v.owned_by_job = true;
+        v.group_mut().owned_by_job = true;
         v
     };
     let not_ready_since = |t: &str| Some(ConditionView { status: false, since: Some(at(t).into()) });

@@ -80,7 +80,7 @@ fn b_liveness_failing_sidecar_crash_looping() {
 #[test]
 fn c_job_blocked_by_a_legacy_sidecar() {
     let view = load_view(Scenario::JobBlockedBySidecar);
-    assert!(view.owned_by_job);
+    assert!(view.owned_by_job());
     assert_scenario(
         Scenario::JobBlockedBySidecar,
         &builtin(),
@@ -185,7 +185,7 @@ fn g_a_pod_matched_by_two_policies() {
     );
     // The policy of another namespace does not select it.
     let mut elsewhere = view.clone();
-    elsewhere.namespace = "other".into();
+    elsewhere.group_mut().namespace = "other".into();
     assert!(!mesh.selects(&elsewhere, None));
 }
 

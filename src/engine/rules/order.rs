@@ -124,7 +124,7 @@ pub(super) fn job_blocked(
     mains: &[&ContainerView],
 ) {
     let restarting = ctx.pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING);
-    if !ctx.pod.owned_by_job
+    if !ctx.pod.owned_by_job()
         || mains.is_empty()
         || !status.is_running()
         || ctx.pod.deleting_since.is_some()
@@ -244,7 +244,7 @@ pub(super) fn job_template_blocked(
     how: Identified,
     mains: &[&ContainerView],
 ) {
-    if !ctx.pod.owned_by_job || how.kind != SidecarType::Legacy || mains.is_empty() {
+    if !ctx.pod.owned_by_job() || how.kind != SidecarType::Legacy || mains.is_empty() {
         return;
     }
     let message =

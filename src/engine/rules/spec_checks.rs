@@ -46,7 +46,7 @@ pub(super) fn misconfiguration(
 ) {
     let flags = sidecar.flags;
     // A legacy sidecar holds a Job's Pod open; any other Pod it only leaves unordered.
-    let legacy_advice = if ctx.pod.owned_by_job {
+    let legacy_advice = if ctx.pod.owned_by_job() {
         format!(
             "{}{}",
             texts::LEGACY_SIDECAR_IN_JOB,
