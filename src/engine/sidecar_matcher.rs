@@ -24,6 +24,16 @@ pub enum SidecarType {
 }
 
 impl SidecarType {
+    /// The type a sidecar declared as `kind` has; `None` for a plain init container, which
+    /// never is one.
+    pub fn of(kind: ContainerKind) -> Option<SidecarType> {
+        match kind {
+            ContainerKind::Init => None,
+            ContainerKind::RestartableInit => Some(SidecarType::Native),
+            ContainerKind::Regular => Some(SidecarType::Legacy),
+        }
+    }
+
     /// The value of the `sidecar_type` label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -121,11 +131,7 @@ impl SidecarMatcher {
     /// comes from [`Self::catalog_applies`] for the container's Pod. Plain init containers
     /// never are.
     pub fn identify(&self, container: &ContainerView, catalog_applies: bool) -> Option<Identified> {
-        let kind = match container.kind {
-            ContainerKind::Init => return None,
-            ContainerKind::RestartableInit => SidecarType::Native,
-            ContainerKind::Regular => SidecarType::Legacy,
-        };
+        let kind = SidecarType::of(container.kind)?;
         let by = if kind == SidecarType::Native && self.native {
             IdentifiedBy::Native
         } else if self.names.iter().any(|n| container.name == *n) {

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use crate::api::Severity;
 use crate::engine::pod::SpecFlags;
 use crate::engine::{
-    Alert, AlertKey, AlertName, AlertState, Check, ContainerKind, ContainerView, PodHistory, PodView, PolicyRef,
-    SidecarType, Stamp,
+    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, PodHistory, PodView, PolicyRef, SidecarType, Stamp,
 };
 
 /// An active alert as the index keeps it: everything but the message, which is most of an
@@ -111,10 +110,11 @@ pub struct TrackedPod {
 impl TrackedPod {
     /// The Pod's sidecar containers with their types, in container order.
     pub fn sidecar_containers(&self) -> impl Iterator<Item = (&ContainerView, SidecarType)> {
-        self.view.containers.iter().filter(|c| c.flags.contains(SpecFlags::TRACKED_SIDECAR)).map(|c| {
-            let kind = if c.kind == ContainerKind::RestartableInit { SidecarType::Native } else { SidecarType::Legacy };
-            (c, kind)
-        })
+        self.view
+            .containers
+            .iter()
+            .filter(|c| c.flags.contains(SpecFlags::TRACKED_SIDECAR))
+            .filter_map(|c| Some((c, SidecarType::of(c.kind)?)))
     }
 
     /// Whether a selecting policy found a sidecar in the Pod.
@@ -163,6 +163,7 @@ impl TrackedPod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ContainerKind;
 
     /// Every alert of every tracked Pod is one of these: 16 bytes (`index_memory` counts them).
     #[test]
