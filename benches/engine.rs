@@ -28,7 +28,7 @@ fn bench(c: &mut Criterion) {
     let policy = CompiledPolicy::builtin();
     let now: Timestamp = NOW.parse().expect("valid time");
     let mut history = PodHistory::default();
-    history.observe(&view, now);
+    history.observe(None, &view, now);
     assert_eq!(evaluate(&view, &policy, &history, now).alerts.len(), 4, "the benchmark Pod alerts");
 
     let mut group = c.benchmark_group("engine");
@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("observe+evaluate", |b| {
         b.iter(|| {
             let mut history = history.clone();
-            history.observe(black_box(&view), now);
+            history.observe(Some(&view), black_box(&view), now);
             evaluate(&view, &policy, &history, now)
         })
     });

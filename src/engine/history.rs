@@ -1,14 +1,16 @@
 //! What the operator has observed of a Pod over time, beyond what one Pod object says.
 //!
-//! The API keeps only the latest state of each container. The controller feeds every new
-//! Pod view to [`PodHistory::observe`] (`observation.rs`), which records readiness flips,
-//! first-ready times and restart increments with their times here. `audit` evaluates with an
-//! empty history, so every rule must also work from the API's timestamps alone.
+//! The API keeps only the latest state of each container. The index feeds every new Pod view,
+//! with the one before it, to [`PodHistory::observe`] (`observation.rs`), which records
+//! readiness flips, first-ready times and restart increments with their times here. `audit`
+//! evaluates with an empty history, so every rule must also work from the API's timestamps
+//! alone.
 
 use jiff::Timestamp;
 use thin_vec::ThinVec;
 
-use super::name::Name;
+use super::container::ContainerStatusView;
+use super::pod::PodView;
 use super::stamp::Stamp;
 
 /// Restart times kept per container; older restarts are treated as "at Pod start", which
@@ -64,16 +66,16 @@ impl HistoryMarks {
         .union(HistoryMarks::RAN_BESIDE_UNREADY_REGULAR);
 }
 
-/// Observed history of one container (by name).
+/// Observed history of one container, beyond what the Pod's current state says: what it was
+/// at the last observation is that state itself (the index keeps the view it observed), so
+/// only what no single state holds is kept here, in 32 bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerHistory {
-    /// The container name.
-    pub name: Name,
-    /// `restartCount` at the last observation.
-    pub restart_count: u32,
+    /// The container's position in the Pod's `containers` (`PodView::containers`), which
+    /// never changes for a Pod: the API server keeps a Pod's containers as they were created.
+    pub at: u32,
     /// How many of the restarts the kubelet made itself (in-place Pod restarts of another
     /// container's doing, resizes, restarts during termination): not the container's failures.
-    /// Packs beside `restart_count` and `ready`, so the history stays 48 bytes.
     pub restarts_by_kubelet: u16,
     /// What the last observation left for the next.
     pub marks: HistoryMarks,
@@ -81,8 +83,6 @@ pub struct ContainerHistory {
     /// 8 bytes and no allocation for the container that never restarted (most of them),
     /// where a boxed slice takes 16.
     pub restarts: ThinVec<Stamp>,
-    /// `ready` at the last observation.
-    pub ready: bool,
     /// When the operator saw `ready` change last (not set by the first observation).
     pub ready_changed_at: Option<Stamp>,
     /// `startedAt` of the run the operator watched from its start (before it was ready);
@@ -91,9 +91,6 @@ pub struct ContainerHistory {
     /// kubelet timestamp (a status write can report `ready` well after the kubelet acted on
     /// it), and the start-up it times is reported when it is seen.
     pub watched_run_started_at: Option<Stamp>,
-    /// `startedAt` of the run seen at the last observation (`None` when it was not running),
-    /// so that a run seen already ready is not mistaken for a new one when it turns unready.
-    pub run_started_at: Option<Stamp>,
 }
 
 /// Observed history of one Pod, plus the "first seen" clocks of conditions whose start the
@@ -101,7 +98,8 @@ pub struct ContainerHistory {
 /// change only when a container is first seen or a condition starts or ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodHistory {
-    /// Per-container history, in no particular order.
+    /// Per-container history: one for each container that is not a plain init container and
+    /// had a status in the last observed state, in the order of `at`.
     pub containers: Box<[ContainerHistory]>,
     /// When the operator last observed the Pod.
     pub observed_at: Option<Stamp>,
@@ -114,14 +112,12 @@ pub struct PodHistory {
 pub type Clocks = Vec<(&'static str, String, Timestamp)>;
 
 impl ContainerHistory {
-    /// Whether, as the last observation left it, the container is running a run that was
-    /// not ready yet as far as the operator can tell: watched from its start (or first seen
-    /// not ready with nothing in the Pod saying it was ready once) and never seen ready.
-    pub fn unready_start(&self) -> bool {
-        self.run_started_at.is_some()
-            && !self.ready
-            && self.watched_run_started_at == self.run_started_at
-            && !self.watched_run_seen_ready()
+    /// Whether the container, in `status` (the state last observed), is running a run that
+    /// was not ready yet as far as the operator can tell: watched from its start (or first
+    /// seen not ready with nothing in the Pod saying it was ready once) and never seen ready.
+    pub fn unready_start(&self, status: &ContainerStatusView) -> bool {
+        let run = status.run_start();
+        run.is_some() && !status.ready() && self.watched_run_started_at == run && !self.watched_run_seen_ready()
     }
 
     /// Whether the run watched from its start was seen ready.
@@ -131,9 +127,15 @@ impl ContainerHistory {
 }
 
 impl PodHistory {
-    /// The history of a container, if any.
-    pub fn container(&self, name: &str) -> Option<&ContainerHistory> {
-        self.containers.iter().find(|c| c.name == name)
+    /// The history of the container at `at` in the Pod's `containers`, if any.
+    pub fn container_at(&self, at: usize) -> Option<&ContainerHistory> {
+        let at = u32::try_from(at).ok()?;
+        self.containers.binary_search_by_key(&at, |c| c.at).ok().map(|i| &self.containers[i])
+    }
+
+    /// The history of the container named `name` in `pod` (the state last observed), if any.
+    pub fn container(&self, pod: &PodView, name: &str) -> Option<&ContainerHistory> {
+        self.container_at(pod.containers.iter().position(|c| c.name == name)?)
     }
 
     /// The first-seen time of a condition without API timestamps.
@@ -180,7 +182,7 @@ impl PodHistory {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_container_history_takes_48_bytes() {
-        assert_eq!(std::mem::size_of::<super::ContainerHistory>(), 48);
+    fn a_container_history_takes_32_bytes() {
+        assert_eq!(std::mem::size_of::<super::ContainerHistory>(), 32);
     }
 }

@@ -24,55 +24,37 @@ pub enum Observation {
 }
 
 impl PodHistory {
-    /// Records a new state of the Pod observed at `now`.
-    pub fn observe(&mut self, pod: &PodView, now: Timestamp) -> Vec<Observation> {
+    /// Records `pod`, a new state of the Pod observed at `now`. `previous` is the state the
+    /// last observation recorded (`None` for the first): what a container was then (its
+    /// `restartCount`, readiness and run) is read there rather than kept twice. A `previous`
+    /// with other containers than `pod` (which the API server never lets a Pod have) counts
+    /// as none, and so does a history that was not observed from it.
+    pub fn observe(&mut self, previous: Option<&PodView>, pod: &PodView, now: Timestamp) -> Vec<Observation> {
+        let previous = previous.filter(|p| self.observed_at.is_some() && same_containers(p, pod));
         let previous_observation = self.observed_at.unwrap_or(Stamp::new(now));
         let mut observations = Vec::new();
-        // Grown here when a container is first seen, boxed again (shrunk to fit) at the end.
-        let mut containers = std::mem::take(&mut self.containers).into_vec();
+        let mut old = std::mem::take(&mut self.containers).into_vec().into_iter().peekable();
+        let mut containers = Vec::new();
         let mut trigger = RestartTrigger::new(pod);
         let mut order = OrderTally::default();
-        // Plain init containers are neither sidecars nor main containers: no rule reads them.
-        for (at, view) in pod.containers.iter().enumerate().filter(|(_, c)| c.kind != ContainerKind::Init) {
-            let Some(status) = &view.status else { continue };
-            let running_since = status.run_start();
-            let index = match containers.iter().position(|c| c.name == view.name) {
-                Some(i) => i,
-                None => {
-                    // First sight: restarts so far have unknown times; a run that is not
-                    // ready yet can still be timed until it becomes ready, unless the Pod's
-                    // Ready condition says it was ready once (the operator came in mid-run:
-                    // a restart or a relist while the sidecar was briefly unready; timing it
-                    // would report a start-up as long as the run and a false
-                    // MainStartedBeforeSidecarReady). Only the last restart's cause can be
-                    // read from the Pod.
-                    let watched_run_started_at =
-                        running_since.filter(|started| !status.ready() && !pod.ready_lost_after(started.timestamp()));
-                    let last_by_kubelet =
-                        last_restart_by_kubelet(&mut trigger, at, view, status, HistoryMarks::empty()).is_some();
-                    let mut history = ContainerHistory {
-                        name: view.name.clone(),
-                        restart_count: status.restart_count(),
-                        restarts_by_kubelet: u16::from(last_by_kubelet),
-                        marks: HistoryMarks::empty(),
-                        restarts: ThinVec::new(),
-                        ready: status.ready(),
-                        ready_changed_at: None,
-                        watched_run_started_at,
-                        run_started_at: running_since,
-                    };
-                    history.marks = next_marks(pod, view, status, last_by_kubelet);
-                    order.count(view.kind, &history);
-                    containers.push(history);
-                    continue;
-                }
+        for (at, view, status) in observed_containers(pod) {
+            let Ok(position) = u32::try_from(at) else { break };
+            // Both lists run in container order: skip the histories of containers that have
+            // no status now (they start again as first seen if one comes back).
+            while old.next_if(|h| h.at < position).is_some() {}
+            let last = previous.and_then(|p| p.containers.get(at)).and_then(|c| c.status.as_ref());
+            let kept = old.next_if(|h| h.at == position).filter(|_| last.is_some());
+            let (Some(mut history), Some(last)) = (kept, last) else {
+                let history = first_sight(pod, &mut trigger, (at, position), view, status);
+                order.count(view.kind, &history, status);
+                containers.push(history);
+                continue;
             };
-            let history = &mut containers[index];
 
             let mut last_by_kubelet = history.marks.contains(HistoryMarks::LAST_BY_KUBELET);
-            if status.restart_count() > history.restart_count {
+            if status.restart_count() > last.restart_count() {
                 // Only the newest MAX_RECORDED_RESTARTS can be kept, so never loop over more.
-                let added = (status.restart_count() - history.restart_count).min(MAX_RECORDED_RESTARTS as u32);
+                let added = (status.restart_count() - last.restart_count()).min(MAX_RECORDED_RESTARTS as u32);
                 // The newest restart's cause is in the Pod (and in what the last observation
                 // marked); earlier ones in the same gap are taken as the container's own.
                 last_by_kubelet = last_restart_by_kubelet(&mut trigger, at, view, status, history.marks).is_some();
@@ -96,27 +78,25 @@ impl PodHistory {
                 restarts.drain(..excess);
                 restarts.shrink_to_fit();
             }
-            history.restart_count = status.restart_count();
             let order_marks = history.marks.intersection(HistoryMarks::START_ORDER);
             let seen_ready = history.marks.intersection(HistoryMarks::WATCHED_RUN_SEEN_READY);
             history.marks = next_marks(pod, view, status, last_by_kubelet).union(seen_ready);
 
             // A new run that is not ready yet is one whose startup we can time. A run already
             // seen (ready) that turns unready is not new: its start-up is long over.
+            let running_since = status.run_start();
             if let Some(started) = running_since {
-                let new_run = history.run_started_at != Some(started);
+                let new_run = last.run_start() != Some(started);
                 if new_run && history.watched_run_started_at != Some(started) && !status.ready() {
                     history.watched_run_started_at = Some(started);
                     history.marks.remove(HistoryMarks::WATCHED_RUN_SEEN_READY);
                 }
             }
             // The start-order marks hold for the run they were seen in.
-            if history.run_started_at == running_since {
+            if last.run_start() == running_since {
                 history.marks.insert(order_marks);
             }
-            history.run_started_at = running_since;
-            if status.ready() != history.ready {
-                history.ready = status.ready();
+            if status.ready() != last.ready() {
                 history.ready_changed_at = Some(Stamp::new(now));
                 if status.ready() && !history.watched_run_seen_ready() {
                     if let Some(started) = history.watched_run_started_at.filter(|s| running_since == Some(*s)) {
@@ -126,14 +106,56 @@ impl PodHistory {
                     }
                 }
             }
-            order.count(view.kind, history);
+            order.count(view.kind, &history, status);
+            containers.push(history);
         }
         order.mark(pod, &mut containers);
-        // Forget containers the Pod no longer has (they cannot come back under the same Pod).
-        containers.retain(|h| pod.containers.iter().any(|c| c.name == h.name));
         self.containers = containers.into_boxed_slice();
         self.observed_at = Some(Stamp::new(now));
         observations
+    }
+}
+
+/// The containers a history is kept for, with their positions and statuses: plain init
+/// containers are neither sidecars nor main containers (no rule reads them), and a container
+/// without a status has nothing to observe.
+fn observed_containers(pod: &PodView) -> impl Iterator<Item = (usize, &ContainerView, &ContainerStatusView)> {
+    pod.containers
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.kind != ContainerKind::Init)
+        .filter_map(|(at, c)| Some((at, c, c.status.as_ref()?)))
+}
+
+/// Whether two states of a Pod have the same containers in the same places.
+fn same_containers(a: &PodView, b: &PodView) -> bool {
+    a.containers.len() == b.containers.len()
+        && a.containers.iter().zip(b.containers.iter()).all(|(a, b)| a.name == b.name)
+}
+
+/// The history of a container first seen (at `at` in the Pod, `position` as stored): restarts
+/// so far have unknown times; a run that is not ready yet can still be timed until it becomes
+/// ready, unless the Pod's Ready condition says it was ready once (the operator came in
+/// mid-run: a restart or a relist while the sidecar was briefly unready; timing it would
+/// report a start-up as long as the run and a false MainStartedBeforeSidecarReady). Only the
+/// last restart's cause can be read from the Pod.
+fn first_sight(
+    pod: &PodView,
+    trigger: &mut RestartTrigger,
+    (at, position): (usize, u32),
+    view: &ContainerView,
+    status: &ContainerStatusView,
+) -> ContainerHistory {
+    let watched_run_started_at =
+        status.run_start().filter(|started| !status.ready() && !pod.ready_lost_after(started.timestamp()));
+    let last_by_kubelet = last_restart_by_kubelet(trigger, at, view, status, HistoryMarks::empty()).is_some();
+    ContainerHistory {
+        at: position,
+        restarts_by_kubelet: u16::from(last_by_kubelet),
+        marks: next_marks(pod, view, status, last_by_kubelet),
+        restarts: ThinVec::new(),
+        ready_changed_at: None,
+        watched_run_started_at,
     }
 }
 
@@ -149,11 +171,11 @@ struct OrderTally {
 }
 
 impl OrderTally {
-    fn count(&mut self, kind: ContainerKind, history: &ContainerHistory) {
-        let unready = history.unready_start();
+    fn count(&mut self, kind: ContainerKind, history: &ContainerHistory, status: &ContainerStatusView) {
+        let unready = history.unready_start(status);
         match kind {
             ContainerKind::Regular => {
-                self.running_regular += usize::from(history.run_started_at.is_some());
+                self.running_regular += usize::from(status.run_start().is_some());
                 self.unready_regular += usize::from(unready);
             }
             ContainerKind::RestartableInit => self.unready_native += usize::from(unready),
@@ -169,11 +191,11 @@ impl OrderTally {
         if self.running_regular == 0 || self.unready_native + self.unready_regular == 0 {
             return;
         }
-        for view in pod.containers.iter().filter(|c| c.kind != ContainerKind::Init && c.status.is_some()) {
-            let Some(history) = containers.iter_mut().find(|h| h.name == view.name) else { continue };
-            let unready = history.unready_start();
+        // `containers` holds one history per observed container, in the same order.
+        for ((_, view, status), history) in observed_containers(pod).zip(containers.iter_mut()) {
+            let unready = history.unready_start(status);
             let regular = view.kind == ContainerKind::Regular;
-            let running = history.run_started_at.is_some();
+            let running = status.run_start().is_some();
             let others_running = self.running_regular.saturating_sub(usize::from(regular && running));
             if unready && others_running > 0 {
                 history.marks.insert(HistoryMarks::UNREADY_BESIDE_RUNNING);

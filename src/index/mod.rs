@@ -184,7 +184,8 @@ impl Index {
             history: PodHistory::default(),
             results: Box::default(),
         });
-        let observations = pod.history.observe(&view, now);
+        // A Pod just inserted has no observation yet, which `observe` tells by its history.
+        let observations = pod.history.observe(Some(&pod.view), &view, now);
         pod.replace_view(view);
         let mut outcome = self.evaluator().all(pod, tallies, &policies, ns_labels, now);
         let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::AlertName::{self, *};
 use sidecar_watch::engine::AlertState::{self, *};
-use sidecar_watch::engine::{evaluate, CompiledPolicy, Evaluation, PodHistory};
+use sidecar_watch::engine::{evaluate, CompiledPolicy, Evaluation};
 
 /// `2025-06-03THH:MM:SSZ`.
 fn t(hms: &str) -> String {
@@ -216,7 +216,7 @@ fn restarted_main_containers_are_out_of_order_only_when_they_really_started_firs
     // ready.
     let starting = pod(true, spec.clone(), restarted_statuses(false));
     let ready = pod(true, spec, restarted_statuses(true));
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     history.observe(&view(&starting), at("10:20:06"));
     history.observe(&view(&ready), at("10:20:09"));
     let evaluation = evaluate(&view(&ready), &order, &history, now());
@@ -236,7 +236,7 @@ fn restarted_main_containers_are_out_of_order_only_when_they_really_started_firs
         pod(true, restart_all_spec(), restarted_statuses(false)),
         pod(true, restart_all_spec(), restarted_statuses(true)),
     );
-    let (order, mut history) = (only("startupOrder", ""), PodHistory::default());
+    let (order, mut history) = (only("startupOrder", ""), Observer::default());
     history.observe(&view(&starting), at("10:20:06"));
     assert_eq!(brief(&evaluate(&view(&starting), &order, &history, now())), []);
     history.observe(&view(&ready), at("10:20:09"));
@@ -266,7 +266,7 @@ fn the_operator_counts_the_kubelets_pod_restarts_apart_from_a_sidecars_own_exits
                "containerStatuses": [status("train", running("10:00:05", true))]}),
     );
     let after = pod(true, spec, restarted_statuses(true));
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     history.observe(&view(&before), at("10:10:00"));
     history.observe(&view(&exiting), at("10:20:00"));
     history.observe(&view(&after), at("10:20:05"));
@@ -308,7 +308,7 @@ fn resizing(restarts: u32, resize_in_progress: bool, restart_policy: &str) -> Va
 fn a_restart_to_apply_a_resize_is_not_counted_when_the_operator_saw_the_resize() {
     let policy = runtime_rules();
     for (restart_policy, counted) in [("RestartContainer", false), ("NotRequired", true)] {
-        let mut history = PodHistory::default();
+        let mut history = Observer::default();
         history.observe(&view(&resizing(0, false, restart_policy)), at("10:10:00"));
         history.observe(&view(&resizing(0, true, restart_policy)), at("10:19:51"));
         let restarted = view(&resizing(1, false, restart_policy));
@@ -395,9 +395,12 @@ fn huge_or_malformed_restart_rules_are_bounded_and_name_their_field() {
         json!({"initContainerStatuses": statuses, "containerStatuses": [status("app", after_pod_restart("10:20:05", true))]}),
     );
     let view = view(&hostile);
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     history.observe(&view, at("10:20:06"));
-    assert!(history.containers.iter().filter(|c| c.name.starts_with('s')).all(|c| c.restarts_by_kubelet == 1));
+    let sidecar_histories: Vec<_> =
+        history.containers.iter().filter(|c| view.containers[c.at as usize].name.starts_with('s')).collect();
+    assert_eq!(sidecar_histories.len(), 200);
+    assert!(sidecar_histories.iter().all(|c| c.restarts_by_kubelet == 1));
     let evaluation = evaluate(&view, &policy("rules: {restarts: {threshold: 1}}"), &history, now());
     assert_eq!(evaluation.sidecars.len(), 32);
     assert!(evaluation.alerts.iter().all(|a| a.name == SidecarMisconfigured), "{:?}", brief(&evaluation));

@@ -101,11 +101,10 @@ fn restarts_at(times: &[Timestamp]) -> (PodView, PodHistory) {
     view.started_at = Some(at("00:00:00").into());
     view.created_at = Some(at("00:00:00").into());
     let history = PodHistory {
+        // envoy, the native sidecar, comes first in the view.
         containers: Box::new([ContainerHistory {
-            name: "envoy".into(),
-            restart_count: times.len() as u32,
+            at: 0,
             restarts: times.iter().copied().map(Stamp::new).collect(),
-            ready: true,
             ..ContainerHistory::default()
         }]),
         ..PodHistory::default()
@@ -284,20 +283,19 @@ fn unordered_native(name: &str, status: ContainerStatusView) -> sidecar_watch::e
 fn startup_order_cases() {
     let now = now();
     // The histories of envoy (this run since 10:00:00) and app (since 10:00:01).
-    let seen = |name: &str, run: &str, marks: HistoryMarks, first_ready_at: Option<&str>| ContainerHistory {
-        name: name.into(),
-        ready: true,
+    // envoy, the native sidecar, comes first in the view, app second.
+    let seen = |at_: u32, run: &str, marks: HistoryMarks, first_ready_at: Option<&str>| ContainerHistory {
+        at: at_,
         ready_changed_at: first_ready_at.map(|t| at(t).into()),
         watched_run_started_at: Some(at(run).into()),
-        run_started_at: Some(at(run).into()),
         marks: if first_ready_at.is_some() { marks | HistoryMarks::WATCHED_RUN_SEEN_READY } else { marks },
         ..ContainerHistory::default()
     };
     // One observed status showed app running beside envoy's run, not ready yet.
     let beside = || {
         vec![
-            seen("envoy", "10:00:00", HistoryMarks::UNREADY_BESIDE_RUNNING, Some("10:00:05")),
-            seen("app", "10:00:01", HistoryMarks::RAN_BESIDE_UNREADY_NATIVE, None),
+            seen(0, "10:00:00", HistoryMarks::UNREADY_BESIDE_RUNNING, Some("10:00:05")),
+            seen(1, "10:00:01", HistoryMarks::RAN_BESIDE_UNREADY_NATIVE, None),
         ]
     };
     // (case, sidecar status, histories, Pod Ready condition, expected since)
@@ -306,7 +304,7 @@ fn startup_order_cases() {
         (
             "seen ready by the operator only after main started (its own clock says nothing)",
             running(at("10:00:00"), true),
-            vec![seen("envoy", "10:00:00", HistoryMarks::empty(), Some("10:00:05"))],
+            vec![seen(0, "10:00:00", HistoryMarks::empty(), Some("10:00:05"))],
             None,
             None,
         ),
@@ -316,17 +314,6 @@ fn startup_order_cases() {
             beside(),
             None,
             Some(at("10:00:01")),
-        ),
-        (
-            "that status was of an earlier run of the sidecar",
-            running(at("10:00:00"), true),
-            {
-                let mut h = beside();
-                h[0].run_started_at = Some(at("09:59:00").into());
-                h
-            },
-            None,
-            None,
         ),
         (
             "main ran beside another container's unready run, not a native sidecar's",
@@ -476,8 +463,47 @@ fn severity_overrides_apply_to_their_rule_only() {
 // ---- history-driven ----
 
 #[test]
-fn observed_readiness_flip_gives_since() {
+fn a_previous_state_with_other_containers_counts_as_none() {
+    let first = with_main(native("envoy", running(at("10:00:00"), true)));
     let mut history = PodHistory::default();
+    history.observe(None, &first, at("10:00:02"));
+    // envoy restarted twice and turned unready, but the state said to come before names other
+    // containers in those places (no Pod can change its containers): every container is seen
+    // for the first time, no restart time or readiness flip is made up from the mismatch.
+    let last = termination("Error", 1, at("10:00:00"), at("10:04:59"));
+    let now_state = with_main(native("envoy", restarted(running(at("10:05:00"), false), 2, Some(last))));
+    let other =
+        pod(vec![regular("app", running(at("10:00:01"), true)), native("envoy", running(at("10:00:00"), true))]);
+    history.observe(Some(&other), &now_state, at("10:05:01"));
+    let envoy = history.container(&now_state, "envoy").unwrap();
+    assert_eq!((envoy.restarts.len(), envoy.ready_changed_at), (0, None));
+    // The same with the right previous state records both.
+    let mut history = PodHistory::default();
+    history.observe(None, &first, at("10:00:02"));
+    history.observe(Some(&first), &now_state, at("10:05:01"));
+    let envoy = history.container(&now_state, "envoy").unwrap();
+    assert_eq!((envoy.restarts.len(), envoy.ready_changed_at), (2, Some(at("10:05:01").into())));
+}
+
+#[test]
+fn start_order_marks_hold_for_the_run_they_were_seen_in() {
+    let mut history = Observer::default();
+    history.observe(&with_main(unordered_native("envoy", running(at("10:00:00"), false))), at("10:00:02"));
+    assert!(history.container("envoy").unwrap().marks.contains(HistoryMarks::UNREADY_BESIDE_RUNNING));
+    assert!(history.container("app").unwrap().marks.contains(HistoryMarks::RAN_BESIDE_UNREADY_NATIVE));
+    // envoy's next run, ready: what was seen of the first run is not this run's.
+    let last = termination("Error", 1, at("10:00:00"), at("10:04:59"));
+    let next_run = with_main(unordered_native("envoy", restarted(running(at("10:05:00"), true), 1, Some(last))));
+    history.observe(&next_run, at("10:05:01"));
+    assert!(!history.container("envoy").unwrap().marks.intersects(HistoryMarks::START_ORDER));
+    // app's run is the same: its half stays, but alone it pairs with nothing.
+    assert!(history.container("app").unwrap().marks.contains(HistoryMarks::RAN_BESIDE_UNREADY_NATIVE));
+    assert_eq!(brief(&evaluate(&next_run, &only("startupOrder", ""), &history, now())), []);
+}
+
+#[test]
+fn observed_readiness_flip_gives_since() {
+    let mut history = Observer::default();
     let ready = with_main(native("envoy", running(at("10:00:00"), true)));
     let not_ready = with_main(native("envoy", running(at("10:00:00"), false)));
     assert_eq!(history.observe(&ready, at("10:00:10")), vec![]);
@@ -507,7 +533,7 @@ fn observed_readiness_flip_gives_since() {
 
 #[test]
 fn observed_restarts_are_recorded_with_finished_at() {
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     let state = |count: u32, finished: Option<&str>| {
         let last = finished.map(|f| termination("Error", 137, plus(at(f), -30), at(f)));
         with_main(native("envoy", restarted(running(at("10:00:00"), true), count, last)))
@@ -518,7 +544,6 @@ fn observed_restarts_are_recorded_with_finished_at() {
     // Two restarts in one gap: the newest at its finishedAt, the other at the previous observation.
     history.observe(&state(4, Some("10:27:00")), at("10:27:05"));
     let envoy = history.container("envoy").unwrap();
-    assert_eq!(envoy.restart_count, 4);
     let restarts: Vec<Timestamp> = envoy.restarts.iter().map(|s| s.timestamp()).collect();
     assert_eq!(restarts, [at("10:18:00"), at("10:22:00"), at("10:22:05"), at("10:27:00")]);
     let view = state(4, Some("10:27:00"));
@@ -539,7 +564,7 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
     // Main starts one second after the sidecar, which becomes ready 8s later: the start-up is
     // timed (the operator's clock, for the metric), and the status of 10:00:03 showed app
     // running beside envoy not ready yet, which stays the finding once envoy is ready.
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     assert_eq!(history.observe(&pod(vec![sidecar(false), app_waiting.clone()]), at("10:00:02")), vec![]);
     assert_eq!(history.observe(&pod(vec![sidecar(false), app("10:00:03")]), at("10:00:03")), vec![]);
     let ready = pod(vec![sidecar(true), app("10:00:03")]);
@@ -561,7 +586,7 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
     assert_eq!(evaluate(&ready, &only("startupOrder", ""), &history, now()).alerts.len(), 1);
 
     // Ready before the main container started: no alert.
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     history.observe(&pod(vec![sidecar(false), app_waiting.clone()]), at("10:00:02"));
     let started = history.observe(&pod(vec![sidecar(true), app_waiting]), at("10:00:07"));
     assert_eq!(started, vec![Observation::StartedUp { container: "envoy".into(), seconds: 5.0 }]);
@@ -570,7 +595,7 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
     assert!(evaluate(&good, &only("startupOrder", ""), &history, now()).alerts.is_empty());
 
     // First seen already ready: no start-up to time.
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     assert_eq!(history.observe(&good, at("10:05:00")), vec![]);
     assert_eq!(history.container("envoy").unwrap().watched_run_started_at, None);
 
@@ -579,7 +604,7 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
     // ready again: no start-up timed, no startup-order alert.
     let mut unready = pod(vec![sidecar(false), app("10:00:03")]);
     unready.set_ready_condition(Some(ConditionView { status: false, since: Some(at("10:20:00").into()) }));
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     assert_eq!(history.observe(&unready, at("10:20:01")), vec![]);
     assert_eq!(history.container("envoy").unwrap().watched_run_started_at, None);
     let mut ready = pod(vec![sidecar(true), app("10:00:03")]);
@@ -676,7 +701,7 @@ fn a_native_sidecar_the_kubelet_waits_for_is_never_out_of_order() {
     for writes in &sequences {
         for first in 0..writes.len() {
             for gate in gates {
-                let mut history = PodHistory::default();
+                let mut history = Observer::default();
                 for (i, written) in writes.iter().enumerate().skip(first) {
                     let view = written.view(gate);
                     // Seen one write a second from 13:47:22 on: the operator sees envoy's
@@ -689,7 +714,7 @@ fn a_native_sidecar_the_kubelet_waits_for_is_never_out_of_order() {
             // Without the gate (a readinessProbe only), exactly the sequences with a status
             // that showed app running while envoy was not ready are reported, from that status
             // on, even if the operator saw nothing before it.
-            let mut history = PodHistory::default();
+            let mut history = Observer::default();
             let mut shown = false;
             for (i, written) in writes.iter().enumerate().skip(first) {
                 let view = written.view(SpecFlags::READINESS_PROBE);
@@ -716,7 +741,7 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
     let message = |evaluation: &Evaluation| evaluation.alerts.iter().map(|a| a.message.clone()).collect::<Vec<_>>();
 
     // Seen: app running while envoy is not ready yet (the seed article "Start Sidecar First").
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     history.observe(&starting.view(flags), at("13:47:15"));
     history.observe(&app_runs.view(flags), at("13:47:23"));
     let evaluation = evaluate(&app_runs.view(flags), &order, &history, at("13:47:23"));
@@ -740,10 +765,10 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
     // evidence is in the status and it fires; once envoy is ready nothing the kubelet recorded
     // is left (envoy started before app, and is ready), so it does not: a restart must not
     // invent a finding, and cannot recover the one it lost.
-    let mut restarted = PodHistory::default();
+    let mut restarted = Observer::default();
     restarted.observe(&app_runs.view(flags), at("13:47:30"));
     assert_eq!(evaluate(&app_runs.view(flags), &order, &restarted, at("13:47:30")).alerts.len(), 1);
-    let mut restarted = PodHistory::default();
+    let mut restarted = Observer::default();
     restarted.observe(&ready.view(flags), at("13:48:00"));
     assert_eq!(brief(&evaluate(&ready.view(flags), &order, &restarted, at("13:50:00"))), []);
     assert_eq!(brief(&eval(&ready.view(flags), &order, at("13:50:00"))), []);
@@ -752,7 +777,7 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
     // beside envoy not ready, and the moment the operator saw the flip (the same second as
     // app's startedAt, or later) says nothing about the kubelet's order.
     for seen in ["13:47:22", "13:47:23", "13:48:00"] {
-        let mut history = PodHistory::default();
+        let mut history = Observer::default();
         history.observe(&starting.view(flags), at("13:47:15"));
         history.observe(&ready.view(flags), at(seen));
         assert!(history.container("envoy").unwrap().watched_run_seen_ready(), "seen at {seen}");
@@ -768,7 +793,7 @@ fn equal_start_seconds_say_nothing_about_order() {
         pod(vec![regular("app", running(at("10:00:03"), true)), regular("log-sidecar", running(at(started), true))])
     };
     assert_eq!(brief(&eval(&legacy("10:00:03"), &order, now())), []);
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     history.observe(&legacy("10:00:03"), at("10:00:03"));
     assert_eq!(brief(&evaluate(&legacy("10:00:03"), &order, &history, now())), []);
     // A second later it did start after the app.
@@ -792,7 +817,7 @@ fn a_sidecar_with_only_a_liveness_probe_has_no_start_order() {
     let runs = Written { envoy_running: true, envoy_started: true, envoy_ready: true, ..Written::default() };
     let app_runs = Written { app_running: true, ..runs };
     let app_ready = Written { app_ready: true, ..app_runs };
-    let mut history = PodHistory::default();
+    let mut history = Observer::default();
     for (written, seen) in
         [(Written::default(), "13:47:13"), (runs, "13:47:15"), (app_runs, "13:47:23"), (app_ready, "13:47:30")]
     {
@@ -929,7 +954,7 @@ fn restarted_operator_computes_the_same_since() {
     ];
     for (case, states) in sequences {
         let policy = policy("rules: {crashLoop: {enabled: false}}");
-        let mut watched = PodHistory::default();
+        let mut watched = Observer::default();
         for (view, seen) in &states {
             watched.observe(view, *seen);
         }
@@ -940,7 +965,7 @@ fn restarted_operator_computes_the_same_since() {
         assert_eq!(rows(&with_history), rows(&restarted), "{case}");
         assert_eq!(with_history.next_change, restarted.next_change, "{case}");
         // The restarted operator then watches on: nothing changes on the next identical state.
-        let mut fresh = PodHistory::default();
+        let mut fresh = Observer::default();
         fresh.observe(last, now());
         assert_eq!(rows(&evaluate(last, &policy, &fresh, now())), rows(&restarted), "{case} after one observation");
     }

@@ -23,7 +23,8 @@ fn not_ready_since(
     let own =
         if status.is_running() { status.run_start() } else { status.latest_termination().and_then(|t| t.finished_at) };
     let pod_not_ready = pod.ready_condition().filter(|c| !c.status).and_then(|c| c.since);
-    let observed = history.container(&container.name).filter(|h| !h.ready).and_then(|h| h.ready_changed_at);
+    // Not ready now, so the last flip the operator saw made it unready.
+    let observed = history.container(pod, &container.name).and_then(|h| h.ready_changed_at);
     [own, pod_not_ready, observed].into_iter().flatten().max().map(Stamp::timestamp).or_else(|| pod.start_time())
 }
 
@@ -74,7 +75,7 @@ pub(super) fn main_ready_sidecar_not_ready(
         .iter()
         .filter_map(|m| {
             let started = m.status.as_ref().and_then(ContainerStatusView::running_since);
-            let observed = ctx.history.container(&m.name).filter(|h| h.ready).and_then(|h| h.ready_changed_at);
+            let observed = ctx.history.container(ctx.pod, &m.name).and_then(|h| h.ready_changed_at);
             [started, observed.map(Stamp::timestamp)].into_iter().flatten().max()
         })
         .min();
@@ -105,7 +106,7 @@ fn restart_times(
     (index, container): (usize, &ContainerView),
     status: &ContainerStatusView,
 ) -> (Vec<Timestamp>, RestartTally) {
-    let observed = history.container(&container.name);
+    let observed = history.container_at(index);
     let tally = restart_causes::tally_restarts(pod, index, container, status, observed);
     let mut known: Vec<Timestamp> =
         observed.map(|h| h.restarts.iter().map(|s| s.timestamp()).collect()).unwrap_or_default();

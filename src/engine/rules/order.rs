@@ -52,7 +52,7 @@ pub(super) fn startup_order(
         return;
     }
     let sidecar_started = status.running_since();
-    let history = ctx.history.container(&sidecar.name);
+    let history = ctx.history.container(ctx.pod, &sidecar.name);
     // Not ready now, and no sign that this run was ready once: no readiness flip observed,
     // and not the Pod's Ready condition turning False after the run started (it was True,
     // with every container ready, before). A terminated sidecar is not "not yet ready" (it
@@ -63,11 +63,10 @@ pub(super) fn startup_order(
         && !was_ready_per_api
         && history.is_none_or(|h| h.ready_changed_at.is_none());
     // The observed status: this run of the sidecar, and the main container's current run.
-    let seen_unready = history.is_some_and(|h| {
-        h.marks.contains(HistoryMarks::UNREADY_BESIDE_RUNNING)
-            && h.run_started_at.is_some()
-            && h.run_started_at == status.run_start()
-    });
+    // The marks hold for the run they were seen in (`observation.rs` drops them when the run
+    // changes), which is the current one.
+    let seen_unready =
+        status.run_start().is_some() && history.is_some_and(|h| h.marks.contains(HistoryMarks::UNREADY_BESIDE_RUNNING));
     let beside = if sidecar.kind == ContainerKind::RestartableInit {
         HistoryMarks::RAN_BESIDE_UNREADY_NATIVE
     } else {
@@ -75,9 +74,8 @@ pub(super) fn startup_order(
     };
     let ran_beside = |main: &ContainerView, main_status: &ContainerStatusView| {
         seen_unready
-            && ctx.history.container(&main.name).is_some_and(|h| {
-                h.marks.contains(beside) && h.run_started_at.is_some() && h.run_started_at == main_status.run_start()
-            })
+            && main_status.run_start().is_some()
+            && ctx.history.container(ctx.pod, &main.name).is_some_and(|h| h.marks.contains(beside))
     };
     let violation = mains
         .iter()
