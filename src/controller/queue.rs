@@ -35,8 +35,8 @@ pub enum Work {
     Policy {
         /// Which policy.
         policy: PolicyRef,
-        /// The entry, or `None` when it was deleted.
-        entry: Option<PolicyEntry>,
+        /// The entry, or `None` when it was deleted (boxed as it came from the watch).
+        entry: Option<Box<PolicyEntry>>,
         /// When its newest watch event arrived.
         received: Option<tokio::time::Instant>,
     },
@@ -89,7 +89,7 @@ impl Fair for Queued {
 pub struct Pending {
     queue: FairQueue<Queued>,
     /// The newest version of each queued policy (`None`: deleted), with when it arrived.
-    policies: HashMap<PolicyRef, (Option<PolicyEntry>, Option<tokio::time::Instant>)>,
+    policies: HashMap<PolicyRef, (Option<Box<PolicyEntry>>, Option<tokio::time::Instant>)>,
     /// A relist received: applied once the queue is empty, and nothing is taken in before.
     barrier: Option<Input>,
 }
@@ -126,7 +126,12 @@ impl Pending {
         }
     }
 
-    fn push_policy(&mut self, policy: PolicyRef, entry: Option<PolicyEntry>, received: Option<tokio::time::Instant>) {
+    fn push_policy(
+        &mut self,
+        policy: PolicyRef,
+        entry: Option<Box<PolicyEntry>>,
+        received: Option<tokio::time::Instant>,
+    ) {
         if self.policies.insert(policy.clone(), (entry, received)).is_none() {
             self.queue.push(Queued::Policy(policy));
         }
@@ -175,7 +180,7 @@ mod tests {
         let compiled = CompiledPolicy::compile(policy.clone(), &Default::default());
         let mut entry = PolicyEntry::new(compiled, serde_json::Value::Null);
         entry.generation = Some(generation);
-        Input::Policy { policy, entry, received: tokio::time::Instant::now() }
+        Input::Policy { policy, entry: Box::new(entry), received: tokio::time::Instant::now() }
     }
 
     /// (namespace, what) of each piece of work, in the order served.

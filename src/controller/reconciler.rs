@@ -162,7 +162,7 @@ impl Reconciler {
         let lists_before = lists_done.len();
         let outcome = match work {
             Work::Input(input) => self.apply(input, timers, lists_done),
-            Work::Policy { policy, entry: Some(entry), .. } => self.apply_policy(policy, entry),
+            Work::Policy { policy, entry: Some(entry), .. } => self.apply_policy(policy, *entry),
             Work::Policy { policy, entry: None, .. } => self.index.delete_policy(&policy, Timestamp::now()),
             // Evaluate at least at the scheduled instant, whatever the timer's jitter.
             Work::Timer { uid, at, .. } => self.index.reevaluate(&uid, Timestamp::now().max(at)),
@@ -208,7 +208,7 @@ impl Reconciler {
                 Outcome::default()
             }
             // Queued as policy work (`Pending` coalesces them), never as inputs.
-            Input::Policy { policy, entry, .. } => self.apply_policy(policy, entry),
+            Input::Policy { policy, entry, .. } => self.apply_policy(policy, *entry),
             Input::PolicyDeleted(policy) => self.index.delete_policy(&policy, now),
             Input::PoliciesListed { cluster, namespace, seen } => {
                 let outcome = self.index.retain_policies(cluster, namespace.as_deref(), &seen, now);

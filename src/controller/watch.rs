@@ -52,8 +52,9 @@ pub enum Input {
     Policy {
         /// Which policy.
         policy: PolicyRef,
-        /// Compiled or invalid.
-        entry: PolicyEntry,
+        /// Compiled or invalid; boxed, as policy changes are rare and an input in the
+        /// queue would otherwise take its ~300 bytes, not a Pod's ~80.
+        entry: Box<PolicyEntry>,
         /// When the watch event arrived.
         received: Instant,
     },
@@ -289,7 +290,7 @@ async fn watch_policies(
         tx,
         |object, received| {
             let (policy, entry) = policy_entry(object, cluster);
-            Some((policy.clone(), Input::Policy { policy, entry, received }))
+            Some((policy.clone(), Input::Policy { policy, entry: Box::new(entry), received }))
         },
         |object| {
             let policy = policy_ref(&object, cluster);

@@ -121,7 +121,7 @@ pub fn last_restart_by_kubelet(
         return (!triggered).then_some(KubeletRestart::PodRestart);
     }
     let during_termination = container.kind == ContainerKind::RestartableInit
-        && matches!((pod.deleting_since, last.finished_at), (Some(deleting), Some(finished)) if finished >= deleting);
+        && matches!((pod.deleting_since, last.finished_at), (Some(deleting), Some(finished)) if finished >= deleting.into());
     during_termination.then_some(KubeletRestart::DuringTermination)
 }
 

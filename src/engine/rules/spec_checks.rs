@@ -6,7 +6,7 @@ use crate::engine::alert::{AlertName, Check};
 use crate::engine::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 use crate::engine::pod::{ContainerKind, ContainerView, SpecFlags};
 use crate::engine::sidecar_matcher::{Identified, SidecarType};
-use crate::engine::stamp::Stamp;
+use crate::engine::stamp::ApiTime;
 
 /// What the per-sidecar checks say after "Sidecar <name> in Pod <namespace>/<pod> ": one text
 /// for the engine and for the admission policies (`crate::admission`), which build the same
@@ -153,7 +153,7 @@ fn report(ctx: &mut Ctx, severity: Severity, container: &str, check: Check, mess
     let since = if ctx.pod.is_template {
         None
     } else {
-        Some(ctx.since_or_clock(ctx.pod.created_at.map(Stamp::timestamp), AlertName::SidecarMisconfigured, container))
+        Some(ctx.since_or_clock(ctx.pod.created_at.map(ApiTime::timestamp), AlertName::SidecarMisconfigured, container))
     };
     ctx.fire(AlertName::SidecarMisconfigured, severity, container, Some(check), since, message);
 }
