@@ -33,8 +33,10 @@ impl PodHistory {
         let previous = previous.filter(|p| self.observed_at.is_some() && same_containers(p, pod));
         let previous_observation = self.observed_at.unwrap_or(Stamp::new(now));
         let mut observations = Vec::new();
+        // Sized as the old list: a Pod's observed containers rarely change, so the list is
+        // boxed at the end without a shrink.
+        let mut containers = Vec::with_capacity(self.containers.len());
         let mut old = std::mem::take(&mut self.containers).into_vec().into_iter().peekable();
-        let mut containers = Vec::new();
         let mut trigger = RestartTrigger::new(pod);
         let mut order = OrderTally::default();
         for (at, view, status) in observed_containers(pod) {
