@@ -34,6 +34,8 @@ struct Start {
     rss_peak_kib: u64,
     /// RSS [`REST`] after the start's readings, KiB.
     rss_rest_kib: u64,
+    /// Its anonymous part then (`RssAnon`), KiB.
+    anon_rest_kib: u64,
     /// The live heap then (`--features heap-counts` builds only): asked bytes, bytes in the
     /// allocator's size classes, allocations.
     heap_rest: Option<(f64, f64, f64)>,
@@ -72,6 +74,7 @@ async fn start(
     let rss_peak_kib = peak.stop();
     tokio::time::sleep(REST).await;
     let rss_rest_kib = op.proc.settled_rss().await;
+    let anon_rest_kib = process::anon_rss_kib(op.proc.pid).unwrap_or(0);
     let heap_rest = scrape_parsed(op.port).await?.heap_counts();
     op.proc.stop().await;
     Ok(Start {
@@ -82,6 +85,7 @@ async fn start(
         cpu_s,
         rss_peak_kib,
         rss_rest_kib,
+        anon_rest_kib,
         heap_rest,
         server,
     })
@@ -115,12 +119,13 @@ pub async fn run(args: &Args) -> Result<String> {
                 .await
                 .with_context(|| format!("the start with {}", flags.join(" ")))?;
             say!(
-                "N={n} {variant}: ready {:.2} s, every Pod tracked {:.2} s ({:.2} s CPU), RSS peak {} MiB, at rest {} KiB, heap at rest {:?}; watchers: {}; API server: {}",
+                "N={n} {variant}: ready {:.2} s, every Pod tracked {:.2} s ({:.2} s CPU), RSS peak {} MiB, at rest {} KiB ({} KiB anonymous), heap at rest {:?}; watchers: {}; API server: {}",
                 s.ready_s,
                 s.tracked_s,
                 s.cpu_s,
                 s.rss_peak_kib / 1024,
                 s.rss_rest_kib,
+                s.anon_rest_kib,
                 s.heap_rest,
                 s.strategies,
                 s.server.describe()
@@ -153,6 +158,9 @@ fn table(n: usize, apiserver: &str, rows: &[Start]) -> String {
     line(&mut t, "operator CPU until every Pod is tracked", &|r| format!("{:.2} s", r.cpu_s));
     line(&mut t, "operator RSS peak", &|r| format!("{:.1} MiB", r.rss_peak_kib as f64 / 1024.0));
     line(&mut t, "operator RSS at rest (30 s later)", &|r| format!("{:.1} MiB", r.rss_rest_kib as f64 / 1024.0));
+    line(&mut t, "its anonymous part (`RssAnon`: without the binary's text)", &|r| {
+        format!("{:.1} MiB", r.anon_rest_kib as f64 / 1024.0)
+    });
     line(&mut t, "live heap at rest: asked, size classes, allocations (`heap-counts` builds)", &|r| {
         r.heap_rest.map_or("–".to_string(), |(a, u, n)| format!("{} / {} / {n:.0}", mib(a), mib(u)))
     });
