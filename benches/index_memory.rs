@@ -101,7 +101,7 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
         sums[1] += uid_len + view.name().len();
         sums[2] += size_of_val(&*view.containers);
         for c in &view.containers {
-            let Some(status) = &c.status else { continue };
+            let Some(status) = c.status() else { continue };
             for t in status.last_termination.as_deref().into_iter().chain(status.terminated()) {
                 sums[3] += size_of::<Termination>() + t.message.as_ref().map_or(0, |m| m.len());
             }

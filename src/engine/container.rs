@@ -2,10 +2,12 @@
 //! of its spec, and its status, extracted from a [`SlimContainer`] and its status.
 
 use std::num::NonZeroU16;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use super::catalog::{self, CatalogId};
 use super::exit_rules::{self, ExitVerdict};
-use super::name::{Interner, Name};
+use super::name::{Name, NamePool};
 use super::stamp::Stamp;
 use crate::api::{SlimContainer, SlimContainerStatus, SlimTerminated};
 use jiff::Timestamp;
@@ -49,11 +51,20 @@ bitflags::bitflags! {
         /// A plain init container that runs while the Pod's traffic is already redirected to a
         /// native mesh proxy declared after it: it has no working network (`init-before-proxy`).
         const NO_NETWORK = 1 << 10;
-        /// Not a spec fact: a sidecar under one of the policies that select the Pod, as the
-        /// operator's index last found (`audit` never sets it). Kept in a spare bit here
-        /// rather than in a list beside the view, which took 16 bytes of every tracked Pod
-        /// and an allocation of 8 or 16 more (`cargo bench --bench index_memory -- mix`).
-        const TRACKED_SIDECAR = 1 << 15;
+    }
+}
+
+bitflags::bitflags! {
+    /// What a [`ContainerView`] keeps of itself beside its status, in the status' spare byte.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    struct SlotBits: u8 {
+        /// The kubelet has reported no status (the view's status is `None`).
+        const UNREPORTED = 1;
+        /// A sidecar under one of the policies that select the Pod, as the operator's index
+        /// last found (`audit` never sets it). Kept in a spare byte rather than in a list
+        /// beside the view, which took 16 bytes of every tracked Pod and an allocation of 8
+        /// or 16 more (`cargo bench --bench index_memory -- mix`).
+        const TRACKED_SIDECAR = 1 << 1;
     }
 }
 
@@ -108,16 +119,28 @@ pub struct ContainerStatusView {
     pub last_termination: Option<Box<Termination>>,
 }
 
-/// What a container status has whatever its state. Packed (6 bytes, alignment 1), so that
-/// it fits between a [`CurrentState`]'s tag and its 8-byte payload: the state stays 16 bytes.
-/// Its fields are only ever copied, never borrowed, as a packed struct requires.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a container status has whatever its state, and the bits its [`ContainerView`]
+/// keeps there. Packed (7 bytes, alignment 1), so that it fits between a [`CurrentState`]'s
+/// tag and its 8-byte payload: the state stays 16 bytes. Its fields are only ever copied,
+/// never borrowed, as a packed struct requires.
+#[derive(Clone, Copy, Debug, Default)]
 #[repr(Rust, packed)]
 struct Basics {
     restart_count: u32,
     ready: bool,
     started: Option<bool>,
+    /// The view's, not the status': equality ignores them.
+    slot: SlotBits,
 }
+
+impl PartialEq for Basics {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (*self, *other);
+        (a.restart_count, a.ready, a.started) == (b.restart_count, b.ready, b.started)
+    }
+}
+
+impl Eq for Basics {}
 
 /// [`ContainerState`] as a status keeps it, each variant with the status' [`Basics`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,7 +160,7 @@ impl Default for CurrentState {
 impl ContainerStatusView {
     /// A status in `state`, without a previous termination.
     pub fn new(ready: bool, started: Option<bool>, restart_count: u32, state: ContainerState) -> Self {
-        let basics = Basics { restart_count, ready, started };
+        let basics = Basics { restart_count, ready, started, slot: SlotBits::empty() };
         let current = match state {
             ContainerState::Waiting { reason } => CurrentState::Waiting(reason, basics),
             ContainerState::Running { started_at } => CurrentState::Running(started_at, basics),
@@ -243,9 +266,10 @@ impl ContainerStatusView {
     }
 }
 
-/// One container: where it is declared, static spec facts, and its status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerView {
+/// What a container's spec says, shared by every Pod with the same container (replicas of
+/// a workload): 16 bytes, held by each view through one pointer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContainerSpec {
     /// The container name.
     pub name: Name,
     /// Where it is declared.
@@ -256,27 +280,121 @@ pub struct ContainerView {
     pub catalog: Option<CatalogId>,
     /// The other container whose port this one's liveness probe targets, if any.
     pub liveness_target: Option<LivenessTarget>,
-    /// Its status; `None` until the kubelet reports one, and always for a plain init
-    /// container: no rule, history or metric reads those (they are neither sidecars nor
-    /// main containers), and their finished run would cost a boxed termination per Pod.
-    pub status: Option<ContainerStatusView>,
+}
+
+/// One container: its spec (read through `Deref`: `view.name`, `view.kind`…) and its status.
+///
+/// 32 bytes: the spec is shared ([`ContainerSpec`]), so a view holds a pointer where the
+/// spec's fields took 16 bytes, and whether a status was reported and whether the container
+/// is a tracked sidecar live in the status' spare byte. At 40 bytes the three or four
+/// containers of a typical Pod took mimalloc's 128- or 160-byte size classes, at 32 the 96-
+/// or 128-byte ones (`cargo bench --bench index_memory -- mix`).
+#[derive(Clone)]
+pub struct ContainerView {
+    spec: Arc<ContainerSpec>,
+    /// The status, or a default one marked [`SlotBits::UNREPORTED`].
+    slot: ContainerStatusView,
+}
+
+impl PartialEq for ContainerView {
+    fn eq(&self, other: &Self) -> bool {
+        // The status' equality leaves out the slot's bits.
+        self.spec == other.spec && self.slot_bits() == other.slot_bits() && self.slot == other.slot
+    }
+}
+
+impl Eq for ContainerView {}
+
+impl std::fmt::Debug for ContainerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerView")
+            .field("spec", &*self.spec)
+            .field("status", &self.status())
+            .field("tracked_sidecar", &self.is_tracked_sidecar())
+            .finish()
+    }
+}
+
+impl Deref for ContainerView {
+    type Target = ContainerSpec;
+    fn deref(&self) -> &ContainerSpec {
+        &self.spec
+    }
 }
 
 impl ContainerView {
+    /// A container with a spec of its own (views of many Pods share theirs, see
+    /// [`Self::with_spec`] and `Interner::container_spec`) and `status`, `None` until the kubelet reports one, and always
+    /// for a plain init container: no rule, history or metric reads those (they are neither
+    /// sidecars nor main containers), and their finished run would cost a boxed termination
+    /// per Pod.
+    pub fn new(spec: ContainerSpec, status: Option<ContainerStatusView>) -> Self {
+        Self::with_spec(Arc::new(spec), status)
+    }
+
+    /// [`Self::new`] with a spec that may be shared.
+    pub fn with_spec(spec: Arc<ContainerSpec>, status: Option<ContainerStatusView>) -> Self {
+        let mut view = ContainerView { spec, slot: ContainerStatusView::default() };
+        view.set_status(status);
+        view
+    }
+
+    fn slot_bits(&self) -> SlotBits {
+        self.slot.basics().slot
+    }
+
+    fn set_slot_bit(&mut self, bit: SlotBits, on: bool) {
+        let basics = self.slot.basics_mut();
+        let mut bits = basics.slot;
+        bits.set(bit, on);
+        basics.slot = bits;
+    }
+
+    /// Its status; `None` until the kubelet reports one, and always for a plain init
+    /// container.
+    pub fn status(&self) -> Option<&ContainerStatusView> {
+        (!self.slot_bits().contains(SlotBits::UNREPORTED)).then_some(&self.slot)
+    }
+
+    /// Replaces the status, keeping whether the container is a tracked sidecar.
+    pub fn set_status(&mut self, status: Option<ContainerStatusView>) {
+        let mut bits = SlotBits::empty();
+        bits.set(SlotBits::UNREPORTED, status.is_none());
+        bits.set(SlotBits::TRACKED_SIDECAR, self.is_tracked_sidecar());
+        self.slot = status.unwrap_or_default();
+        self.slot.basics_mut().slot = bits;
+    }
+
+    /// The spec, to change (copied first if shared).
+    pub fn spec_mut(&mut self) -> &mut ContainerSpec {
+        Arc::make_mut(&mut self.spec)
+    }
+
+    /// Whether a policy that selects the Pod found it to be a sidecar, as the operator's
+    /// index last evaluated (`audit` never marks one).
+    pub fn is_tracked_sidecar(&self) -> bool {
+        self.slot_bits().contains(SlotBits::TRACKED_SIDECAR)
+    }
+
+    /// Marks it as a tracked sidecar, or not.
+    pub fn set_tracked_sidecar(&mut self, tracked: bool) {
+        self.set_slot_bit(SlotBits::TRACKED_SIDECAR, tracked);
+    }
+
     /// Whether the kubelet reports it ready.
     pub fn is_ready(&self) -> bool {
-        self.status.as_ref().is_some_and(|s| s.ready())
+        self.status().is_some_and(ContainerStatusView::ready)
     }
 
     /// Whether it is running.
     pub fn is_running(&self) -> bool {
-        self.status.as_ref().is_some_and(ContainerStatusView::is_running)
+        self.status().is_some_and(ContainerStatusView::is_running)
     }
 }
 
 /// Another container of the Pod that a liveness probe reaches. Four bytes as an `Option`
 /// (the index is stored plus one), as every container of every tracked Pod has one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LivenessTarget {
     container_plus_one: NonZeroU16,
     /// The port probed.
@@ -304,14 +422,15 @@ pub(super) fn init_kind(c: &SlimContainer) -> ContainerKind {
     }
 }
 
-/// A container's view; `pod_restart_policy` is the Pod's `spec.restartPolicy`.
-pub(super) fn container_view(
+/// A container's spec, without what only the Pod's other containers tell, and its status;
+/// `pod_restart_policy` is the Pod's `spec.restartPolicy`.
+pub(super) fn container_parts(
     c: &SlimContainer,
     kind: ContainerKind,
     status: Option<&&SlimContainerStatus>,
     pod_restart_policy: Option<&str>,
-    names: &mut Interner,
-) -> ContainerView {
+    names: &mut NamePool,
+) -> (ContainerSpec, Option<ContainerStatusView>) {
     let mut flags = SpecFlags::default();
     if c.readiness_probe.is_some() {
         flags.insert(SpecFlags::READINESS_PROBE);
@@ -342,20 +461,14 @@ pub(super) fn container_view(
     flags.set(SpecFlags::RESTARTS_POD, exit_rules::declares_pod_restart(c));
     let verdict =
         |t: &SlimTerminated| exit_rules::exit_verdict(pod_restart_policy, c, t.exit_code, t.reason.as_deref());
-    ContainerView {
-        name: names.name(&c.name),
-        kind,
-        flags,
-        catalog,
-        liveness_target: None,
-        status: status.filter(|_| kind != ContainerKind::Init).map(|s| status_view(s, &verdict, names)),
-    }
+    let spec = ContainerSpec { name: names.name(&c.name), kind, flags, catalog, liveness_target: None };
+    (spec, status.filter(|_| kind != ContainerKind::Init).map(|s| status_view(s, &verdict, names)))
 }
 
 fn status_view(
     s: &SlimContainerStatus,
     verdict: &dyn Fn(&SlimTerminated) -> ExitVerdict,
-    names: &mut Interner,
+    names: &mut NamePool,
 ) -> ContainerStatusView {
     let state = s.state.as_ref();
     let state = if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
@@ -373,7 +486,7 @@ fn status_view(
     view
 }
 
-fn termination(t: &SlimTerminated, verdict: ExitVerdict, names: &mut Interner) -> Termination {
+fn termination(t: &SlimTerminated, verdict: ExitVerdict, names: &mut NamePool) -> Termination {
     Termination {
         reason: t.reason.as_deref().map(|r| names.name(r)),
         exit_code: t.exit_code,
@@ -419,9 +532,33 @@ mod tests {
 
     /// Every container of every tracked Pod is one.
     #[test]
-    fn a_container_view_takes_40_bytes() {
+    fn a_container_view_takes_32_bytes() {
         assert_eq!(std::mem::size_of::<ContainerStatusView>(), 24);
-        assert_eq!(std::mem::size_of::<ContainerView>(), 40);
+        assert_eq!(std::mem::size_of::<ContainerView>(), 32);
+        assert_eq!(std::mem::size_of::<ContainerSpec>(), 16);
+    }
+
+    #[test]
+    fn a_view_keeps_its_sidecar_mark_and_whether_a_status_was_reported() {
+        let spec = ContainerSpec {
+            name: Name::new("envoy"),
+            kind: ContainerKind::RestartableInit,
+            flags: SpecFlags::empty(),
+            catalog: None,
+            liveness_target: None,
+        };
+        let mut view = ContainerView::new(spec.clone(), None);
+        assert_eq!((view.status(), view.is_tracked_sidecar()), (None, false));
+        // A default status is a reported one, unlike none at all.
+        assert_ne!(view, ContainerView::new(spec.clone(), Some(ContainerStatusView::default())));
+        view.set_tracked_sidecar(true);
+        let running = ContainerStatusView::new(true, None, 3, ContainerState::Unknown);
+        view.set_status(Some(running.clone()));
+        assert_eq!((view.status(), view.is_tracked_sidecar()), (Some(&running), true));
+        view.set_status(None);
+        assert_eq!((view.status(), view.is_tracked_sidecar()), (None, true));
+        view.set_tracked_sidecar(false);
+        assert_eq!(view, ContainerView::new(spec, None));
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! Interned strings for what repeats across Pods: namespaces, container names, reasons and
-//! whole label sets. Replicas of one workload share them, so a tracked Pod holds a pointer
-//! instead of a copy, which is most of the difference between ~4 KiB and under 1 KiB per Pod
-//! (866 B measured at 100k Pods: docs/benchmarks.md).
+//! Interned values for what repeats across Pods: namespaces, container names, reasons and
+//! whole label sets (the pools; [`Interner`](super::interner::Interner) holds them). Replicas of one workload share them, so a tracked Pod
+//! holds a pointer instead of a copy, which is most of the difference between ~4 KiB and
+//! under 1 KiB per Pod (866 B measured at 100k Pods: docs/benchmarks.md).
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet};
@@ -31,7 +31,7 @@ pub struct Workload {
 }
 
 /// A shared value a [`Pool`] holds, which knows whether anything but the pool holds it too.
-trait Shared: Clone + Eq + Hash {
+pub(super) trait Shared: Clone + Eq + Hash {
     fn in_use(&self) -> bool;
 }
 
@@ -49,7 +49,7 @@ impl Shared for Name {
 
 /// Interns values of one type. Entries that only the pool still holds are swept when the
 /// set has doubled since the last sweep, so it stays proportional to what is in use.
-struct Pool<T: Shared> {
+pub(super) struct Pool<T: Shared> {
     set: HashSet<T>,
     sweep_at: usize,
 }
@@ -61,7 +61,7 @@ impl<T: Shared> Default for Pool<T> {
 }
 
 impl<T: Shared> Pool<T> {
-    fn intern<Q>(&mut self, value: &Q, make: impl FnOnce(&Q) -> T) -> T
+    pub(super) fn intern<Q>(&mut self, value: &Q, make: impl FnOnce(&Q) -> T) -> T
     where
         T: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
@@ -97,37 +97,15 @@ pub struct PodGroup {
     pub owned_by_job: bool,
 }
 
-/// Shares what repeats across Pods (names, whole label sets) between the views built
-/// through it. A plain value with no global state: the operator's index owns one (see
-/// `Index::view_of`), `audit` owns one per run, a one-off view uses a fresh one.
+/// Interns strings. The [`Interner`](super::interner::Interner) holds one beside its other
+/// pools; what builds only strings (a container's view) takes this one alone.
 #[derive(Default)]
-pub struct Interner {
-    names: Pool<Name>,
-    label_sets: Pool<LabelSet>,
-    workloads: Pool<Arc<Workload>>,
-    groups: Pool<Arc<PodGroup>>,
-}
+pub struct NamePool(Pool<Name>);
 
-impl Interner {
+impl NamePool {
     /// The shared copy of `text`.
     pub fn name(&mut self, text: &str) -> Name {
-        self.names.intern(text, Name::new)
-    }
-
-    /// The shared workload `kind`/`name`.
-    pub fn workload(&mut self, kind: &str, name: &str) -> Arc<Workload> {
-        let wanted = Workload { kind: self.name(kind), name: self.name(name) };
-        self.workloads.intern(&wanted, |w| Arc::new(w.clone()))
-    }
-
-    /// The shared copy of `group`.
-    pub fn pod_group(&mut self, group: PodGroup) -> Arc<PodGroup> {
-        self.groups.intern(&group, |g| Arc::new(g.clone()))
-    }
-
-    /// The shared copy of a label set.
-    pub fn label_set(&mut self, labels: BTreeMap<String, String>) -> LabelSet {
-        self.label_sets.intern(&labels, |l| Arc::new(l.clone()))
+        self.0.intern(text, Name::new)
     }
 }
 
@@ -250,27 +228,6 @@ impl serde::Serialize for Name {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn equal_names_share_storage_through_one_interner() {
-        let mut interner = Interner::default();
-        let a = interner.name("istio-proxy");
-        let b = interner.name(&String::from("istio-proxy"));
-        assert!(Arc::ptr_eq(&a.0, &b.0));
-        assert_eq!(a, "istio-proxy");
-        assert_eq!(String::from("istio-proxy"), a);
-        // Another interner (another process part, another audit run) shares nothing.
-        assert!(!Arc::ptr_eq(&a.0, &Interner::default().name("istio-proxy").0));
-    }
-
-    #[test]
-    fn equal_label_sets_share_storage() {
-        let mut interner = Interner::default();
-        let labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
-        let a = interner.label_set(labels.clone());
-        let b = interner.label_set(labels);
-        assert!(Arc::ptr_eq(&a, &b));
-    }
 
     #[test]
     fn unused_entries_are_swept() {

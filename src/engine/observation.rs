@@ -44,7 +44,7 @@ impl PodHistory {
             // Both lists run in container order: skip the histories of containers that have
             // no status now (they start again as first seen if one comes back).
             while old.next_if(|h| h.at < position).is_some() {}
-            let last = previous.and_then(|p| p.containers.get(at)).and_then(|c| c.status.as_ref());
+            let last = previous.and_then(|p| p.containers.get(at)).and_then(|c| c.status());
             let kept = old.next_if(|h| h.at == position).filter(|_| last.is_some());
             let (Some(mut history), Some(last)) = (kept, last) else {
                 let history = first_sight(pod, &mut trigger, (at, position), view, status);
@@ -126,7 +126,7 @@ fn observed_containers(pod: &PodView) -> impl Iterator<Item = (usize, &Container
         .iter()
         .enumerate()
         .filter(|(_, c)| c.kind != ContainerKind::Init)
-        .filter_map(|(at, c)| Some((at, c, c.status.as_ref()?)))
+        .filter_map(|(at, c)| Some((at, c, c.status()?)))
 }
 
 /// Whether two states of a Pod have the same containers in the same places.

@@ -7,11 +7,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::container::{container_view, init_kind};
+use super::container::{container_parts, init_kind};
 pub use super::container::{
-    is_latest_image, ContainerKind, ContainerState, ContainerStatusView, ContainerView, SpecFlags, Termination,
+    is_latest_image, ContainerKind, ContainerSpec, ContainerState, ContainerStatusView, ContainerView, SpecFlags,
+    Termination,
 };
-use super::name::{Interner, LabelSet, Name, PodGroup};
+use super::interner::Interner;
+use super::name::{LabelSet, Name, PodGroup};
 use super::relations::{inits_without_network, liveness_targets, port_conflicts, workload_of, Declared, Workload};
 use super::stamp::{ApiTime, Stamp};
 use super::uid::PodUid;
@@ -181,12 +183,12 @@ impl PodView {
         let init_statuses = statuses_by_name(&status.init_container_statuses);
         let regular_statuses = statuses_by_name(&status.container_statuses);
 
-        let mut containers = Vec::with_capacity(spec.init_containers.len() + spec.containers.len());
+        let mut parts = Vec::with_capacity(spec.init_containers.len() + spec.containers.len());
         // The API server rejects two containers with one name; a hand-made dump may not. The
         // first keeps the name, so one container never yields two sets of alerts.
         // A set, not a scan: a hostile Pod may declare thousands of containers.
-        let mut declared: Vec<&SlimContainer> = Vec::with_capacity(containers.capacity());
-        let mut seen: HashSet<&str> = HashSet::with_capacity(containers.capacity());
+        let mut declared: Vec<&SlimContainer> = Vec::with_capacity(parts.capacity());
+        let mut seen: HashSet<&str> = HashSet::with_capacity(parts.capacity());
         for (c, kind) in spec
             .init_containers
             .iter()
@@ -198,28 +200,30 @@ impl PodView {
             }
             let statuses = if kind == ContainerKind::Regular { &regular_statuses } else { &init_statuses };
             let restart_policy = spec.restart_policy.as_deref();
-            containers.push(container_view(c, kind, statuses.get(c.name.as_str()), restart_policy, names));
+            parts.push(container_parts(c, kind, statuses.get(c.name.as_str()), restart_policy, names.names()));
             declared.push(c);
         }
         let facts: Vec<Declared> = declared
             .iter()
-            .zip(&containers)
-            .map(|(container, view)| Declared {
+            .zip(&parts)
+            .map(|(container, (parts, _))| Declared {
                 spec: container,
-                kind: view.kind,
-                runs_alongside: view.kind != ContainerKind::Init,
-                catalog: view.catalog,
+                kind: parts.kind,
+                runs_alongside: parts.kind != ContainerKind::Init,
+                catalog: parts.catalog,
                 run_as_user: container.security_context.run_as_user.or(spec.security_context.run_as_user),
             })
             .collect();
-        for (view, conflict) in containers.iter_mut().zip(port_conflicts(&facts)) {
-            view.flags.set(SpecFlags::PORT_CONFLICT, conflict);
-        }
-        for (view, target) in containers.iter_mut().zip(liveness_targets(&facts)) {
-            view.liveness_target = target;
-        }
-        for (view, blackholed) in containers.iter_mut().zip(inits_without_network(&facts)) {
-            view.flags.set(SpecFlags::NO_NETWORK, blackholed);
+        let (conflicts, targets) = (port_conflicts(&facts), liveness_targets(&facts));
+        let blackholed = inits_without_network(&facts);
+        let mut containers = Vec::with_capacity(parts.len());
+        for ((((mut spec, status), conflict), target), blackholed) in
+            parts.into_iter().zip(conflicts).zip(targets).zip(blackholed)
+        {
+            spec.flags.set(SpecFlags::PORT_CONFLICT, conflict);
+            spec.flags.set(SpecFlags::NO_NETWORK, blackholed);
+            spec.liveness_target = target;
+            containers.push(ContainerView::with_spec(names.container_spec(&spec), status));
         }
 
         let ready_condition = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| ConditionView {
@@ -305,7 +309,7 @@ impl PodView {
         view.conditions = PodConditions::empty();
         view.set_ready_condition(None);
         for c in &mut view.containers {
-            c.status = None;
+            c.set_status(None);
         }
         view
     }

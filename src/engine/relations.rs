@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::catalog::CatalogId;
 use super::container::{ContainerKind, LivenessTarget};
-use super::name::Interner;
+use super::interner::Interner;
 pub use super::name::Workload;
 use crate::api::{PortRef, SlimContainer};
 

@@ -50,8 +50,7 @@ impl KubeletRestart {
 /// reason). `None` when neither tells.
 pub fn pod_restart_trigger(pod: &PodView) -> Option<usize> {
     let exited = pod.containers.iter().position(|c| {
-        c.status
-            .as_ref()
+        c.status()
             .and_then(ContainerStatusView::terminated)
             .is_some_and(|t| t.verdict.contains(ExitVerdict::RESTARTS_POD))
     });
@@ -89,7 +88,7 @@ impl<'a> RestartTrigger<'a> {
 /// container's last run was ended by it.
 pub fn pod_restarted(pod: &PodView) -> bool {
     pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING)
-        || pod.containers.iter().filter_map(|c| c.status.as_ref()).any(ended_by_pod_restart)
+        || pod.containers.iter().filter_map(|c| c.status()).any(ended_by_pod_restart)
 }
 
 /// Whether the container's current run began with an in-place restart of the whole Pod.

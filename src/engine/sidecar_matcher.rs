@@ -194,20 +194,16 @@ fn reason(error: &regex::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::container::ContainerSpec;
 
     fn compile(sidecars: SidecarSelector) -> Result<SidecarMatcher, SpecError> {
         SidecarMatcher::compile(Some(&sidecars))
     }
 
     fn view(name: &str, kind: ContainerKind) -> ContainerView {
-        ContainerView {
-            name: name.into(),
-            kind,
-            flags: Default::default(),
-            catalog: crate::engine::catalog::recognise(name, None, false),
-            liveness_target: None,
-            status: None,
-        }
+        let catalog = crate::engine::catalog::recognise(name, None, false);
+        let spec = ContainerSpec { name: name.into(), kind, flags: Default::default(), catalog, liveness_target: None };
+        ContainerView::new(spec, None)
     }
 
     fn identified_by(matcher: &SidecarMatcher, name: &str, kind: ContainerKind) -> Option<String> {

@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::api::Severity;
-use crate::engine::pod::SpecFlags;
 use crate::engine::{
     Alert, AlertKey, AlertName, AlertState, Check, ContainerView, PodHistory, PodView, PolicyRef, SidecarType, Stamp,
 };
@@ -96,7 +95,7 @@ impl PolicyResult {
 /// One tracked Pod: 112 bytes, in mimalloc's 112-byte size class. Its lists are boxed
 /// slices: they are replaced whole by each evaluation, and a `Vec` would keep a capacity
 /// field and spare capacity (4 entries for 1) per Pod. Its sidecars, under any selecting
-/// policy, are marked in its view ([`SpecFlags::TRACKED_SIDECAR`]).
+/// policy, are marked in its view ([`ContainerView::is_tracked_sidecar`]).
 #[derive(Clone, Debug)]
 pub struct TrackedPod {
     /// The latest state.
@@ -113,7 +112,7 @@ impl TrackedPod {
         self.view
             .containers
             .iter()
-            .filter(|c| c.flags.contains(SpecFlags::TRACKED_SIDECAR))
+            .filter(|c| c.is_tracked_sidecar())
             .filter_map(|c| Some((c, SidecarType::of(c.kind)?)))
     }
 
@@ -125,16 +124,18 @@ impl TrackedPod {
     /// Whether exactly the containers at `sidecars` (sorted indices into `view.containers`)
     /// are marked as the Pod's sidecars.
     pub(super) fn sidecars_are(&self, sidecars: &[usize]) -> bool {
-        self.view.containers.iter().enumerate().all(|(i, container)| {
-            container.flags.contains(SpecFlags::TRACKED_SIDECAR) == sidecars.binary_search(&i).is_ok()
-        })
+        self.view
+            .containers
+            .iter()
+            .enumerate()
+            .all(|(i, container)| container.is_tracked_sidecar() == sidecars.binary_search(&i).is_ok())
     }
 
     /// Marks exactly the containers at `sidecars` (sorted indices into `view.containers`) as
     /// the Pod's sidecars.
     pub(super) fn mark_sidecars(&mut self, sidecars: &[usize]) {
         for (i, container) in self.view.containers.iter_mut().enumerate() {
-            container.flags.set(SpecFlags::TRACKED_SIDECAR, sidecars.binary_search(&i).is_ok());
+            container.set_tracked_sidecar(sidecars.binary_search(&i).is_ok());
         }
     }
 
@@ -144,12 +145,9 @@ impl TrackedPod {
     /// evaluation sets them again).
     pub(super) fn replace_view(&mut self, mut view: PodView) {
         for (i, container) in view.containers.iter_mut().enumerate() {
-            let marked = self
-                .view
-                .containers
-                .get(i)
-                .is_some_and(|old| old.name == container.name && old.flags.contains(SpecFlags::TRACKED_SIDECAR));
-            container.flags.set(SpecFlags::TRACKED_SIDECAR, marked);
+            let marked =
+                self.view.containers.get(i).is_some_and(|old| old.name == container.name && old.is_tracked_sidecar());
+            container.set_tracked_sidecar(marked);
         }
         self.view = view;
     }
@@ -163,6 +161,7 @@ impl TrackedPod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::container::{ContainerSpec, SpecFlags};
     use crate::engine::ContainerKind;
 
     /// Every alert of every tracked Pod is one of these: 16 bytes (`index_memory` counts them).
@@ -175,13 +174,15 @@ mod tests {
         let mut view = PodView::new("6f1c2d3e-0001-4b5a-9c8d-000000000001", "web-0");
         view.containers = names
             .iter()
-            .map(|name| ContainerView {
-                name: (*name).into(),
-                kind: ContainerKind::Regular,
-                flags: SpecFlags::empty(),
-                catalog: None,
-                liveness_target: None,
-                status: None,
+            .map(|name| {
+                let spec = ContainerSpec {
+                    name: (*name).into(),
+                    kind: ContainerKind::Regular,
+                    flags: SpecFlags::empty(),
+                    catalog: None,
+                    liveness_target: None,
+                };
+                ContainerView::new(spec, None)
             })
             .collect();
         TrackedPod { view, history: PodHistory::default(), results: Box::default() }

@@ -194,7 +194,7 @@ fn ready_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
 /// `sidecar_container_restarts_total`: one sample per sidecar container of the Pod.
 fn restart_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch) {
     sidecar_samples(pod, out, scratch, &RESTARTS, |sample, container, _| {
-        sample.value(container.status.as_ref().map_or(0, |s| s.restart_count()))
+        sample.value(container.status().map_or(0, |s| s.restart_count()))
     });
 }
 

@@ -11,7 +11,9 @@ use proptest::prelude::*;
 use sidecar_watch::api::{
     ForRuleSpec, InstantRuleSpec, PolicySpec, RestartsRuleSpec, RulesSpec, Severity, SidecarSelector, WindowRuleSpec,
 };
-use sidecar_watch::engine::pod::{ConditionView, ContainerState, ContainerStatusView, SpecFlags, Termination};
+use sidecar_watch::engine::pod::{
+    ConditionView, ContainerSpec, ContainerState, ContainerStatusView, SpecFlags, Termination,
+};
 use sidecar_watch::engine::{
     evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, IdentifiedBy, PodView,
     PolicyRef, Stamp,
@@ -125,13 +127,10 @@ fn pod() -> BoxedStrategy<PodView> {
             names
                 .into_iter()
                 .zip(parts)
-                .map(|(name, (kind, flags, status, (image, agent)))| ContainerView {
-                    name: name.into(),
-                    kind,
-                    flags,
-                    catalog: sidecar_watch::engine::catalog::recognise(name, image, agent),
-                    liveness_target: None,
-                    status,
+                .map(|(name, (kind, flags, status, (image, agent)))| {
+                    let catalog = sidecar_watch::engine::catalog::recognise(name, image, agent);
+                    let spec = ContainerSpec { name: name.into(), kind, flags, catalog, liveness_target: None };
+                    ContainerView::new(spec, status)
                 })
                 .collect::<Vec<_>>()
         });
@@ -162,7 +161,7 @@ fn states_of(view: PodView) -> impl Strategy<Value = Vec<(PodView, i64)>> {
                 .map(|(statuses, gap)| {
                     let mut next = view.clone();
                     for (c, s) in next.containers.iter_mut().zip(statuses) {
-                        c.status = s;
+                        c.set_status(s);
                     }
                     (next, gap)
                 })
@@ -273,8 +272,8 @@ fn gated_pod() -> BoxedStrategy<PodView> {
             let mut containers = view.containers.to_vec();
             for (c, gate) in containers.iter_mut().zip(gates).filter(|(c, _)| c.kind == ContainerKind::RestartableInit)
             {
-                c.flags.set(SpecFlags::STARTUP_PROBE, gate & 1 != 0);
-                c.flags.set(SpecFlags::POST_START, gate & 2 != 0);
+                c.spec_mut().flags.set(SpecFlags::STARTUP_PROBE, gate & 1 != 0);
+                c.spec_mut().flags.set(SpecFlags::POST_START, gate & 2 != 0);
             }
             view.containers = containers.into();
             view
@@ -385,7 +384,7 @@ proptest! {
         history.observe(&view, now);
         prop_assert!(history.containers.iter().all(|h| h.restarts.len() <= sidecar_watch::engine::history::MAX_RECORDED_RESTARTS));
         let observed: Vec<u32> = view.containers.iter().enumerate()
-            .filter(|(_, c)| c.kind != ContainerKind::Init && c.status.is_some())
+            .filter(|(_, c)| c.kind != ContainerKind::Init && c.status().is_some())
             .map(|(at, _)| at as u32)
             .collect();
         let kept: Vec<u32> = history.containers.iter().map(|h| h.at).collect();

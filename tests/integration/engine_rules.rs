@@ -228,14 +228,14 @@ fn crash_loop_episode_and_bridging() {
     let now = now();
     let crash = |times: &[Timestamp], state: ContainerStatusView| {
         let (mut view, history) = restarts_at(times);
-        let status = view.containers[0].status.as_mut().unwrap();
+        let status = view.containers[0].status().unwrap();
         // `state` is not ready: it keeps the rest of the status (started, restarts, last exit).
         assert!(!state.ready());
         let mut replaced = state;
         replaced.set_started(status.started());
         replaced.set_restart_count(status.restart_count());
-        replaced.last_termination = status.last_termination.take();
-        *status = replaced;
+        replaced.last_termination = status.last_termination.clone();
+        view.containers[0].set_status(Some(replaced));
         (view, history)
     };
     // Restarts 10 minutes or less apart are one episode; a longer gap starts a new one.
@@ -275,7 +275,7 @@ fn crash_loop_episode_and_bridging() {
 /// `startupProbe`, no `postStart` hook): the main containers start as soon as it runs.
 fn unordered_native(name: &str, status: ContainerStatusView) -> sidecar_watch::engine::ContainerView {
     let mut sidecar = native(name, status);
-    sidecar.flags.remove(SpecFlags::STARTUP_PROBE);
+    sidecar.spec_mut().flags.remove(SpecFlags::STARTUP_PROBE);
     sidecar
 }
 
@@ -359,7 +359,7 @@ fn startup_order_cases() {
         // With a startupProbe or a postStart hook the kubelet made app wait: never reported.
         for gate in [SpecFlags::STARTUP_PROBE, SpecFlags::POST_START] {
             let (mut gated, mut containers) = (view.clone(), view.containers.to_vec());
-            containers[0].flags.insert(gate);
+            containers[0].spec_mut().flags.insert(gate);
             gated.containers = containers.into();
             let evaluation = evaluate(&gated, &only("startupOrder", ""), &history, now);
             assert_eq!(brief(&evaluation), [], "{case} with {gate:?}");
@@ -637,7 +637,7 @@ impl Written {
         };
         let app = if self.app_running { running(at("13:47:22"), self.app_ready) } else { waiting("PodInitializing") };
         let mut sidecar = native("envoy", envoy);
-        sidecar.flags = flags;
+        sidecar.spec_mut().flags = flags;
         let mut view = pod(vec![sidecar, regular("app", app)]);
         (view.created_at, view.started_at) = (Some(at("13:47:12").into()), Some(at("13:47:12").into()));
         let ready = self.envoy_ready && self.app_ready;

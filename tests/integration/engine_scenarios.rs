@@ -58,7 +58,7 @@ fn a_never_ready_native_sidecar_with_a_ready_main() {
 #[test]
 fn b_liveness_failing_sidecar_crash_looping() {
     let view = load_view(Scenario::CrashloopingSidecar);
-    let status = view.containers[0].status.as_ref().unwrap();
+    let status = view.containers[0].status().unwrap();
     assert_eq!((status.restart_count(), status.waiting_reason()), (4, Some("CrashLoopBackOff")));
     // Without history the three earlier restarts count as happening at the Pod's start.
     assert_scenario(
@@ -317,7 +317,7 @@ fn fixtures_round_trip_and_are_complete() {
         assert!(status.start_time.is_some() && pod.metadata.creation_timestamp.is_some(), "{file}");
         let view = load_view(scenario);
         // Every status is kept but those of plain init containers, which nothing reads.
-        assert!(view.containers.iter().all(|c| c.status.is_some() == (c.kind != ContainerKind::Init)), "{file}");
+        assert!(view.containers.iter().all(|c| c.status().is_some() == (c.kind != ContainerKind::Init)), "{file}");
         // The slim decode of the YAML and of the full object's JSON evaluate the same.
         let again = SlimPod::try_from(&pod).unwrap();
         let policy = builtin();

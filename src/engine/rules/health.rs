@@ -74,7 +74,7 @@ pub(super) fn main_ready_sidecar_not_ready(
     let main_ready_since = ready_mains
         .iter()
         .filter_map(|m| {
-            let started = m.status.as_ref().and_then(ContainerStatusView::running_since);
+            let started = m.status().and_then(ContainerStatusView::running_since);
             let observed = ctx.history.container(ctx.pod, &m.name).and_then(|h| h.ready_changed_at);
             [started, observed.map(Stamp::timestamp)].into_iter().flatten().max()
         })

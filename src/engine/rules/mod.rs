@@ -92,7 +92,7 @@ pub fn evaluate_capped(
     let mut ctx = Ctx { pod, history, now, out: Evaluation::default() };
     let rules = &policy.rules;
     for &(index, sidecar, how) in &sidecars {
-        if let Some(status) = &sidecar.status {
+        if let Some(status) = sidecar.status() {
             if rules.sidecar_not_ready.enabled {
                 health::sidecar_not_ready(&mut ctx, rules.sidecar_not_ready, sidecar, status);
             }

@@ -80,7 +80,7 @@ pub(super) fn startup_order(
     let violation = mains
         .iter()
         .filter_map(|m| {
-            let main_status = m.status.as_ref()?;
+            let main_status = m.status()?;
             let main_started = main_status.running_since()?;
             let what = match sidecar_started {
                 Some(s) if s > main_started => format!("started {} later", elapsed(main_started, s)),
@@ -135,7 +135,7 @@ pub(super) fn job_blocked(
     let finishes: Option<Vec<Option<Timestamp>>> = mains
         .iter()
         .map(|m| {
-            let done = m.status.as_ref()?.terminated().filter(|t| !t.verdict.contains(ExitVerdict::RESTARTS))?;
+            let done = m.status()?.terminated().filter(|t| !t.verdict.contains(ExitVerdict::RESTARTS))?;
             Some(done.finished_at.map(Stamp::timestamp))
         })
         .collect();
@@ -172,7 +172,7 @@ pub(super) fn shutdown_order(
     let stopped = termination.finished_at.map(Stamp::timestamp);
     // During termination the kubelet restarts no main container, whatever its rules say, so a
     // terminated main container is done.
-    let outlived_by = mains.iter().find(|m| match m.status.as_ref() {
+    let outlived_by = mains.iter().find(|m| match m.status() {
         Some(s) if s.is_running() => true,
         Some(s) => match (s.terminated().and_then(|t| t.finished_at).map(Stamp::timestamp), stopped) {
             (Some(main_finished), Some(sidecar_finished)) => main_finished > sidecar_finished,
