@@ -342,7 +342,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_view_takes_80_bytes() {
+    fn a_view_takes_64_bytes() {
         assert_eq!(std::mem::size_of::<PodView>(), 64);
     }
 
