@@ -55,6 +55,10 @@ pub struct SlimPodSpec {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimPodStatus {
+    /// `Pending`, `Running`, `Succeeded` or `Failed`: in the last two the kubelet starts no
+    /// container of the Pod again.
+    #[serde(default)]
+    pub phase: Option<String>,
     /// When the kubelet started the Pod.
     #[serde(default, deserialize_with = "clamped_time")]
     pub start_time: Option<Time>,

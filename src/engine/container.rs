@@ -85,6 +85,22 @@ pub struct Termination {
     pub verdict: ExitVerdict,
 }
 
+impl Termination {
+    /// Whether the container's memory limit ended this run: `OOMKilled`, or an OOM kill while
+    /// the runtime started it, which the kubelet reports as `StartError` with exit code 128
+    /// and the runtime's message (runc: "container init was OOM-killed (memory limit too
+    /// low?)"), a reason no rule keyed on `OOMKilled` sees.
+    pub fn memory_killed(&self) -> bool {
+        match self.reason.as_deref() {
+            Some("OOMKilled") => true,
+            Some("StartError") if self.exit_code == 128 => {
+                self.message.as_deref().is_some_and(|m| m.contains("OOM") || m.contains("out of memory"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The current state of a container as the kubelet reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ContainerState {

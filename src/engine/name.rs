@@ -95,6 +95,9 @@ pub struct PodGroup {
     /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a
     /// Job or CronJob).
     pub owned_by_job: bool,
+    /// Whether `spec.restartPolicy` is `Never` or `OnFailure`: the Pod runs to completion,
+    /// whoever owns it (a Job, an Argo Workflow, a Tekton TaskRun, nobody).
+    pub runs_to_completion: bool,
 }
 
 /// Interns strings. The [`Interner`](super::interner::Interner) holds one beside its other

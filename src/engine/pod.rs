@@ -34,6 +34,9 @@ bitflags::bitflags! {
         /// `PodResizeInProgress` (KEP-1287): the kubelet is applying a resize, which restarts
         /// containers whose `resizePolicy` says `RestartContainer`.
         const RESIZE_IN_PROGRESS = 1 << 2;
+        /// `status.phase` is `Succeeded` or `Failed` (a condition in all but name): the kubelet
+        /// starts none of the Pod's containers again, sidecars included.
+        const FINISHED = 1 << 3;
     }
 }
 
@@ -231,6 +234,9 @@ impl PodView {
             since: c.last_transition_time.as_ref().map(|t| Stamp::new(t.0)),
         });
         let mut conditions = PodConditions::empty();
+        if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+            conditions.insert(PodConditions::FINISHED);
+        }
         for c in &status.conditions {
             match (c.type_.as_str(), c.status.as_str()) {
                 ("PodReadyToStartContainers", "False") => conditions.insert(PodConditions::SANDBOX_NOT_READY),
@@ -264,6 +270,7 @@ impl PodView {
                 .iter()
                 .flatten()
                 .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/")),
+            runs_to_completion: matches!(spec.restart_policy.as_deref(), Some("Never" | "OnFailure")),
         };
         view.group = names.pod_group(group);
         view
@@ -289,6 +296,11 @@ impl PodView {
     /// Job or CronJob).
     pub fn owned_by_job(&self) -> bool {
         self.group.owned_by_job
+    }
+
+    /// Whether the Pod runs to completion (`restartPolicy` `Never` or `OnFailure`).
+    pub fn runs_to_completion(&self) -> bool {
+        self.group.runs_to_completion
     }
 
     /// The group the view shares with its replicas, to change (copied first if shared).

@@ -12,6 +12,7 @@
 mod beside_ksm;
 mod chart;
 mod faults;
+mod kubelet_states;
 mod kubernetes_features;
 mod kustomize;
 mod scenarios;

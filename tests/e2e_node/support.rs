@@ -305,6 +305,13 @@ impl Scenario {
         seconds
     }
 
+    /// `status.startTime` of Pod `pod`: when the kubelet accepted it.
+    pub async fn pod_start_time(&self, pod: &str) -> k8s_openapi::jiff::Timestamp {
+        let pods: Api<Pod> = Api::namespaced(self.env.client.clone(), &self.ns);
+        let status = pods.get(pod).await.expect("pod").status.unwrap_or_default();
+        status.start_time.expect("a started Pod").0
+    }
+
     /// The status of container `name` of Pod `pod` (init or regular).
     pub async fn container_status(&self, pod: &str, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
         let pods: Api<Pod> = Api::namespaced(self.env.client.clone(), &self.ns);

@@ -963,7 +963,13 @@ fn restarted_operator_computes_the_same_since() {
         let restarted = evaluate(last, &policy, &PodHistory::default(), now());
         assert!(!with_history.alerts.is_empty(), "{case}: the case produces alerts");
         assert_eq!(rows(&with_history), rows(&restarted), "{case}");
-        assert_eq!(with_history.next_change, restarted.next_change, "{case}");
+        // Restart times the API does not keep only move a wake-up, never a row: a restarted
+        // operator places them at the Pod's start and wakes no later than a watching one.
+        if case.starts_with("three restarts") {
+            assert!(restarted.next_change <= with_history.next_change, "{case}");
+        } else {
+            assert_eq!(with_history.next_change, restarted.next_change, "{case}");
+        }
         // The restarted operator then watches on: nothing changes on the next identical state.
         let mut fresh = Observer::default();
         fresh.observe(last, now());

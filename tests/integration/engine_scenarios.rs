@@ -60,17 +60,19 @@ fn b_liveness_failing_sidecar_crash_looping() {
     let view = load_view(Scenario::CrashloopingSidecar);
     let status = view.containers[0].status().unwrap();
     assert_eq!((status.restart_count(), status.waiting_reason()), (4, Some("CrashLoopBackOff")));
-    // Without history the three earlier restarts count as happening at the Pod's start.
+    // Without history the three earlier restarts count as happening at the Pod's start. Not
+    // ready since the Pod's Ready condition turned False (10:21:10) with the main container
+    // ready: the sidecar has not been ready since, whichever run it is in.
     assert_scenario(
         Scenario::CrashloopingSidecar,
         &builtin(),
         vec![
-            row(SidecarContainerNotReady, "log-shipper", None, Pending, at("10:29:20"), Warning),
-            row(MainContainerReadyButSidecarNot, "log-shipper", None, Pending, at("10:29:20"), Warning),
+            row(SidecarContainerNotReady, "log-shipper", None, Firing, at("10:21:10"), Warning),
+            row(MainContainerReadyButSidecarNot, "log-shipper", None, Firing, at("10:21:10"), Warning),
             row(SidecarRestartingFrequently, "log-shipper", None, Firing, at("10:20:00"), Critical),
             row(SidecarCrashLooping, "log-shipper", None, Firing, at("10:20:00"), Critical),
         ],
-        Some(at("10:31:20")),
+        Some(at("10:35:00")),
     );
     let evaluation = evaluate_fixture(Scenario::CrashloopingSidecar, &builtin());
     let restarts = evaluation.alerts.iter().find(|a| a.name == SidecarRestartingFrequently).unwrap();
@@ -269,14 +271,13 @@ fn l_an_init_container_before_a_native_mesh_proxy_has_no_network() {
     assert_scenario(
         Scenario::InitBeforeProxy,
         &builtin(),
-        vec![
-            row(SidecarContainerNotReady, "istio-proxy", None, Firing, at("10:02:00"), Warning),
-            row(SidecarMisconfigured, "istio-proxy", Some(Check::InitBeforeProxy), Firing, at("10:02:00"), Info),
-        ],
+        // The proxy waits in PodInitializing behind `migrate`: not started by design, so not
+        // reported not ready; the init container is the finding.
+        vec![row(SidecarMisconfigured, "istio-proxy", Some(Check::InitBeforeProxy), Firing, at("10:02:00"), Info)],
         None,
     );
     let evaluation = evaluate_fixture(Scenario::InitBeforeProxy, &builtin());
-    let message = &evaluation.alerts[1].message;
+    let message = &evaluation.alerts[0].message;
     assert!(
         message.starts_with(
             "Init container migrate in Pod billing/billing-6d5f7c9b8-q4w7e runs before native sidecar istio-proxy"

@@ -167,7 +167,9 @@ impl PodDriver {
     /// The container exits (`reason`, `exit_code`) and waits in `CrashLoopBackOff`, in one
     /// write, as the kubelet writes a liveness kill under back-off: the exit is
     /// `lastState.terminated`, `restartCount` unchanged (it goes up when the next run starts:
-    /// `set_state(.., State::Running)`), not started, not ready.
+    /// `set_state(.., State::Running)`), not started, not ready. A native sidecar that exited
+    /// 0 stays `terminated` (`Completed`) instead, as kubelet 1.34 and 1.37 leave it for its
+    /// whole back-off.
     pub async fn crash_loop(&self, container: &str, reason: &str, exit_code: i32) -> Result<Pod> {
         self.step(Step::CrashLoop { container: container.into(), reason: reason.into(), exit_code }).await
     }

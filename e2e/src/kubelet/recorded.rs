@@ -188,6 +188,27 @@ fn scenarios() -> Vec<(&'static str, Vec<Played>)> {
             }],
         ),
         (
+            "exit-zero",
+            vec![Played {
+                pod: "web".into(),
+                spec: pod(vec![native("proxy", json!({"startupProbe": probe()}))], vec![app()]),
+                // Killed by its startup probe, it exits 0: the first two kills restart it at
+                // once, then it stays terminated (0/Completed) for each back-off, never
+                // waiting in CrashLoopBackOff.
+                actions: admitted([
+                    run("proxy"),
+                    restart("proxy", "Completed", 0),
+                    restart("proxy", "Completed", 0),
+                    crash_loop("proxy", "Completed", 0),
+                    run("proxy"),
+                    crash_loop("proxy", "Completed", 0),
+                    run("proxy"),
+                    crash_loop("proxy", "Completed", 0),
+                    run("proxy"),
+                ]),
+            }],
+        ),
+        (
             "liveness",
             vec![Played {
                 pod: "web".into(),

@@ -85,7 +85,8 @@ fn terminated(reason: &str, exit_code: i32, started_at: Option<Time>, finished_a
 /// The start of the container's current or last run.
 fn run_start(c: &ContainerStatus) -> Option<Time> {
     let state = c.state.as_ref()?;
-    state.running.as_ref().and_then(|r| r.started_at.clone()).or(state.terminated.as_ref()?.started_at.clone())
+    // `or_else`: an eager `terminated?` would return `None` for every running container.
+    state.running.as_ref().and_then(|r| r.started_at.clone()).or_else(|| state.terminated.as_ref()?.started_at.clone())
 }
 
 /// A new run of the container from `at`: started unless a startup probe has yet to pass,
@@ -145,7 +146,8 @@ pub(super) enum Step {
     Started(String, bool),
     /// Killed and started again in one write.
     Restart { container: String, reason: String, exit_code: i32 },
-    /// Exited and waiting in `CrashLoopBackOff`, in one write.
+    /// Exited and waiting in `CrashLoopBackOff`, in one write (a native sidecar that exited
+    /// 0 stays terminated instead).
     CrashLoop { container: String, reason: String, exit_code: i32 },
     /// The end of a termination: containers' states with how long ago they were reached.
     Stop(Vec<(String, State, Duration)>),
@@ -191,7 +193,11 @@ impl Step {
                     terminated: Some(terminated(reason, *exit_code, run_start(c), at)),
                     ..Default::default()
                 });
-                transition(d, c, &State::waiting("CrashLoopBackOff"), at);
+                // Kubelet 1.34 and 1.37 leave a native sidecar that exited 0 terminated
+                // (`Completed`) for its whole back-off: no `CrashLoopBackOff` is written.
+                if !(d.kind == Kind::Sidecar && *exit_code == 0) {
+                    transition(d, c, &State::waiting("CrashLoopBackOff"), at);
+                }
             })?,
             Step::Stop(stops) => {
                 for (name, state, ago) in stops {

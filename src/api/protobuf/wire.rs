@@ -362,6 +362,9 @@ pub struct Exec {
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "is_empty")]
+    pub phase: String,
     #[prost(message, repeated, tag = "2")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

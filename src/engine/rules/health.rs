@@ -5,27 +5,50 @@ use jiff::Timestamp;
 use super::{add, describe_termination, elapsed, sub, Ctx, CRASH_LOOP_BRIDGE, CRASH_LOOP_GAP};
 use crate::api::format_duration;
 use crate::engine::alert::AlertName;
+use crate::engine::exit_rules::ExitVerdict;
 use crate::engine::history::PodHistory;
-use crate::engine::pod::{ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
+use crate::engine::pod::{ContainerKind, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
 use crate::engine::policy::{CompiledPolicy, ForRule};
 use crate::engine::restart_causes::{self, RestartTally};
 use crate::engine::stamp::Stamp;
 
-/// Since when a container has not been ready: the latest of its run start (or last
-/// termination when waiting), the Pod's `Ready=False` transition and the readiness flip the
-/// operator observed; with none of them, the Pod's start.
+/// Since when a container has not been ready: the last time it was, as far as anything tells
+/// (the readiness flip the operator observed, the Pod's `Ready=False` transition), and never
+/// before the kubelet could have started it (its first run, or the end of the plain init
+/// containers declared before it). Not the start of its current run: a sidecar that crash
+/// loops without ever becoming ready has been not ready since long before its latest run.
+/// With nothing known, the Pod's start.
 fn not_ready_since(
     pod: &PodView,
     history: &PodHistory,
     container: &ContainerView,
     status: &ContainerStatusView,
 ) -> Option<Timestamp> {
-    let own =
-        if status.is_running() { status.run_start() } else { status.latest_termination().and_then(|t| t.finished_at) };
-    let pod_not_ready = pod.ready_condition().filter(|c| !c.status).and_then(|c| c.since);
     // Not ready now, so the last flip the operator saw made it unready.
     let observed = history.container(pod, &container.name).and_then(|h| h.ready_changed_at);
-    [own, pod_not_ready, observed].into_iter().flatten().max().map(Stamp::timestamp).or_else(|| pod.start_time())
+    let pod_not_ready = pod.ready_condition().filter(|c| !c.status).and_then(|c| c.since);
+    let first_run = if status.restart_count() == 0 {
+        status.run_start().or_else(|| status.terminated().and_then(|t| t.started_at))
+    } else {
+        None
+    };
+    [observed, pod_not_ready, first_run, startable_since(pod, container)]
+        .into_iter()
+        .flatten()
+        .max()
+        .map(Stamp::timestamp)
+        .or_else(|| pod.start_time())
+}
+
+/// When the last plain init container declared before `container` finished: the kubelet
+/// starts no later container before then.
+fn startable_since(pod: &PodView, container: &ContainerView) -> Option<Stamp> {
+    pod.containers
+        .iter()
+        .take_while(|c| c.name != container.name)
+        .filter(|c| c.kind == ContainerKind::Init)
+        .filter_map(|c| c.status()?.latest_termination()?.finished_at)
+        .max()
 }
 
 /// Whether the kubelet cannot start any container yet: `PodReadyToStartContainers=False`
@@ -34,17 +57,53 @@ fn sandbox_not_ready(pod: &PodView) -> bool {
     pod.conditions.contains(PodConditions::SANDBOX_NOT_READY)
 }
 
+/// Whether the container waits for the kubelet to start it the first time, after the init
+/// containers before it (`PodInitializing`): not started by design, which is no failure of
+/// its own.
+fn not_started_by_design(status: &ContainerStatusView) -> bool {
+    status.waiting_reason() == Some("PodInitializing")
+}
+
+/// Whether the container is down between two runs: terminated with an exit the kubelet
+/// restarts it for, in a Pod that is neither finished nor deleting and whose regular
+/// containers have not all finished (the kubelet then stops the sidecars for good, KEP-753).
+/// A native sidecar spends its whole back-off so after exiting 0 (kubelet 1.34 and 1.37 never
+/// show `CrashLoopBackOff` for it), and 10–14 s of each back-off after exiting non-zero.
+fn awaiting_restart(pod: &PodView, status: &ContainerStatusView) -> bool {
+    let Some(termination) = status.terminated() else { return false };
+    if !termination.verdict.contains(ExitVerdict::RESTARTS)
+        || pod.deleting_since.is_some()
+        || pod.conditions.contains(PodConditions::FINISHED)
+    {
+        return false;
+    }
+    let mut regular = pod.containers.iter().filter(|c| c.kind == ContainerKind::Regular).peekable();
+    let all_finished = regular.peek().is_some()
+        && regular.all(|c| {
+            c.status()
+                .and_then(ContainerStatusView::terminated)
+                .is_some_and(|t| !t.verdict.contains(ExitVerdict::RESTARTS))
+        });
+    !all_finished
+}
+
 pub(super) fn sidecar_not_ready(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView) {
-    let running_or_waiting = status.is_running() || status.is_waiting();
-    if status.ready() || !running_or_waiting || ctx.pod.deleting_since.is_some() || sandbox_not_ready(ctx.pod) {
+    let down = awaiting_restart(ctx.pod, status);
+    let counts = status.is_running() || (status.is_waiting() && !not_started_by_design(status)) || down;
+    if status.ready() || !counts || ctx.pod.deleting_since.is_some() || sandbox_not_ready(ctx.pod) {
         return;
     }
     let api = not_ready_since(ctx.pod, ctx.history, sidecar, status);
     let since = ctx.since_or_clock(api, AlertName::SidecarContainerNotReady, &sidecar.name);
-    let state = match status.waiting_reason() {
-        Some(reason) => format!("waiting ({reason})"),
-        None if status.is_running() => "running".to_string(),
-        None => "waiting".to_string(),
+    let state = match (status.waiting_reason(), status.terminated()) {
+        (Some(reason), _) => format!("waiting ({reason})"),
+        (None, Some(t)) if down => format!(
+            "terminated ({}, exit code {}) until the kubelet restarts it",
+            t.reason.as_deref().unwrap_or("unknown"),
+            t.exit_code
+        ),
+        _ if status.is_running() => "running".to_string(),
+        _ => "waiting".to_string(),
     };
     let mut message = format!(
         "Sidecar {} in Pod {} is {state} but not ready for {}",
@@ -205,7 +264,12 @@ pub(super) fn crash_loop(
         episode_start = i;
     }
     let episode = &times[episode_start..];
-    let in_back_off = status.waiting_reason() == Some("CrashLoopBackOff");
+    // In back-off: `CrashLoopBackOff`, or down again soon after its last restart and about to
+    // be restarted (a native sidecar's back-off, see [`awaiting_restart`]).
+    let down_again = status.terminated().and_then(|t| t.finished_at).map_or(ctx.now, Stamp::timestamp);
+    let in_back_off = status.waiting_reason() == Some("CrashLoopBackOff")
+        || (awaiting_restart(ctx.pod, status)
+            && episode.last().is_some_and(|last| add(*last, CRASH_LOOP_GAP) >= down_again));
     // A short run between two back-offs of a loop does not end the episode.
     let bridging_until = status
         .running_since()
@@ -243,7 +307,7 @@ pub(super) fn oom_killed(
     status: &ContainerStatusView,
 ) {
     let rule = policy.rules.oom_killed;
-    let Some(termination) = status.latest_termination().filter(|t| t.reason.as_deref() == Some("OOMKilled")) else {
+    let Some(termination) = status.latest_termination().filter(|t| t.memory_killed()) else {
         return;
     };
     let since =
@@ -253,8 +317,16 @@ pub(super) fn oom_killed(
         return;
     }
     ctx.wake_at(until);
+    let how = match termination.reason.as_deref() {
+        Some("OOMKilled") => "was OOMKilled".to_string(),
+        _ => format!(
+            "was killed by its memory limit while it started (reason {}: {})",
+            termination.reason.as_deref().unwrap_or("unknown"),
+            termination.message.as_deref().unwrap_or_default()
+        ),
+    };
     let message = format!(
-        "Sidecar {} in Pod {} was OOMKilled {} ago (exit code {}); raise its memory limit or find the leak",
+        "Sidecar {} in Pod {} {how} {} ago (exit code {}); raise its memory limit or find the leak",
         sidecar.name,
         ctx.pod.key(),
         elapsed(since, ctx.now),
@@ -262,3 +334,6 @@ pub(super) fn oom_killed(
     );
     ctx.fire(AlertName::SidecarOomKilled, rule.severity, &sidecar.name, None, Some(since), message);
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,102 @@
+//! Kubelet states the rules once misread, replayed by real containers (after Kubernetes' own
+//! `test/e2e_node/container_lifecycle_test.go`): a native sidecar between its runs, and one the
+//! kubelet has not started yet.
+//!
+//! - A sidecar that handles SIGTERM and exits 0, killed again and again by its startup probe:
+//!   the kubelet shows it `terminated (0/Completed)` for its whole back-off, never
+//!   `CrashLoopBackOff`. It is not ready and crash looping through every back-off: neither
+//!   alert resolves while it is down.
+//! - A sidecar declared after a plain init container waits in `PodInitializing` until that
+//!   container finishes: not started by design, so nothing is reported while a 45 s init step
+//!   runs, nor while an init step crash loops.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sidecar_watch_e2e::harness::wait_until;
+
+use crate::support::{container, native, pod, probe, Scenario, MINUTE};
+
+/// Stops at once on SIGTERM with exit 0, as Envoy, Fluent Bit and the mesh proxies do.
+const CLEAN_EXIT: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_exiting_0_stays_not_ready_and_crash_looping_through_its_back_off() {
+    let s = Scenario::start("node-exit-zero").await;
+    let mut startup = probe("false");
+    startup["failureThreshold"] = json!(1);
+    s.apply(pod(
+        "web",
+        vec![native("proxy", CLEAN_EXIT, json!({"startupProbe": startup}))],
+        vec![container("app", "exec sleep 3600", json!({}))],
+    ))
+    .await;
+    let proxy = "spec.initContainers{proxy}";
+    s.expect_warnings(
+        3 * MINUTE,
+        Duration::from_secs(5),
+        &[
+            ("SidecarContainerNotReady", "web", proxy),
+            ("SidecarCrashLooping", "web", proxy),
+            ("SidecarRestartingFrequently", "web", proxy),
+        ],
+    )
+    .await;
+    // What the kubelet showed: the exits are 0/Completed and no back-off is ever a wait.
+    let status = s.container_status("web", "proxy").await;
+    let last = status.last_state.and_then(|st| st.terminated).expect("a previous run");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (0, Some("Completed")));
+    // Two more back-offs (40 s and 80 s by now): neither alert resolves while the sidecar is
+    // down between runs.
+    let restarts = status.restart_count;
+    wait_until(3 * MINUTE, "two more restarts", || async {
+        let now = s.container_status("web", "proxy").await;
+        let waiting = now.state.as_ref().and_then(|st| st.waiting.as_ref()).and_then(|w| w.reason.clone());
+        assert_ne!(waiting.as_deref(), Some("CrashLoopBackOff"), "kubelet wrote CrashLoopBackOff for an exit 0");
+        if now.restart_count >= restarts + 2 {
+            Ok(())
+        } else {
+            Err(format!("{} restarts", now.restart_count))
+        }
+    })
+    .await
+    .unwrap();
+    let resolved: Vec<String> =
+        s.events().await.into_iter().filter_map(|e| e.reason).filter(|r| r.ends_with("Resolved")).collect();
+    assert_eq!(resolved, Vec::<String>::new(), "nothing resolves during the crash loop");
+    // Never ready since the Pod started: the 30 s `for` runs from there, not from a run.
+    let started = s.pod_start_time("web").await;
+    let seconds = s.time_to_alert("SidecarContainerNotReady", "web", &started).await;
+    assert!((29.0..=36.0).contains(&seconds), "30 s for from the Pod's start: {seconds:.2} s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_behind_an_init_step_is_not_blamed_for_waiting() {
+    let s = Scenario::start("node-init-step").await;
+    // Healthy and gated: the kubelet starts `app` once the sidecar has started.
+    let ready = json!({"startupProbe": probe("true"), "readinessProbe": probe("true")});
+    let plain = |name: &str, script: &str| container(name, script, json!({}));
+    s.apply(pod(
+        "migrate",
+        vec![plain("migrate", "sleep 45"), native("sidecar-2", "exec sleep 3600", ready.clone())],
+        vec![container("app", "exec sleep 3600", json!({}))],
+    ))
+    .await;
+    s.apply(pod(
+        "broken-migrate",
+        vec![plain("migrate", "sleep 2; exit 1"), native("sidecar-2", "exec sleep 3600", ready)],
+        vec![container("app", "exec sleep 3600", json!({}))],
+    ))
+    .await;
+    // The 45 s step is longer than the 30 s `for`; the broken one crash loops all along.
+    wait_until(2 * MINUTE, "migrate's app running", || async {
+        let app = s.container_status("migrate", "app").await;
+        app.state.and_then(|st| st.running).map(|_| ()).ok_or_else(|| "not yet".to_string())
+    })
+    .await
+    .unwrap();
+    s.expect_warnings(Duration::from_secs(5), Duration::from_secs(15), &[]).await;
+    let waiting = s.container_status("broken-migrate", "sidecar-2").await;
+    let reason = waiting.state.and_then(|st| st.waiting).and_then(|w| w.reason);
+    assert_eq!(reason.as_deref(), Some("PodInitializing"), "the sidecar behind the broken step never started");
+}
