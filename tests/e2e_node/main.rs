@@ -10,6 +10,7 @@
 //! its own.
 
 mod beside_ksm;
+mod beyond_jobs;
 mod chart;
 mod faults;
 mod kubelet_states;

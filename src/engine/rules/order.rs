@@ -122,7 +122,7 @@ pub(super) fn job_blocked(
     mains: &[&ContainerView],
 ) {
     let restarting = ctx.pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING);
-    if !ctx.pod.owned_by_job()
+    if !(ctx.pod.runs_to_completion() || ctx.pod.owned_by_job())
         || mains.is_empty()
         || !status.is_running()
         || ctx.pod.deleting_since.is_some()
@@ -142,8 +142,13 @@ pub(super) fn job_blocked(
     let Some(finishes) = finishes else { return };
     let api = finishes.iter().copied().collect::<Option<Vec<_>>>().and_then(|f| f.into_iter().max());
     let since = ctx.since_or_clock(api, AlertName::JobBlockedBySidecar, &sidecar.name);
+    let (held, kept_waiting) = match ctx.pod.owner() {
+        _ if ctx.pod.owned_by_job() => ("Job Pod".to_string(), "the Job cannot complete".to_string()),
+        Some(owner) => (format!("{} Pod", owner.kind), format!("the Pod never completes and its {} waits", owner.kind)),
+        None => ("Pod".to_string(), "the Pod (restartPolicy Never or OnFailure, no owner) never completes".to_string()),
+    };
     let message = format!(
-        "Job Pod {}: every main container finished {} ago but sidecar {} is still running, so the Job cannot complete; {}",
+        "{held} {}: every main container finished {} ago but sidecar {} is still running, so {kept_waiting}; {}",
         ctx.pod.key(),
         elapsed(since, ctx.now),
         sidecar.name,
@@ -249,3 +254,6 @@ pub(super) fn job_template_blocked(
         format!("{} runs sidecar {} {JOB_NEVER_COMPLETES}{}", ctx.pod.name(), sidecar.name, job_remediation(sidecar));
     ctx.fire(AlertName::JobBlockedBySidecar, severity, &sidecar.name, None, None, message);
 }
+
+#[cfg(test)]
+mod tests;
