@@ -9,12 +9,9 @@
 //! leadership and sync; [`paging`] the one paginated LIST, beside [`kubeconfig`].
 
 pub mod admission;
-pub mod api;
 pub mod audit;
 pub mod controller;
-pub mod engine;
 pub mod events;
-pub mod index;
 pub mod kubeconfig;
 pub mod leadership;
 pub mod logging;
@@ -23,3 +20,10 @@ pub mod metrics;
 pub mod paging;
 pub mod rbac;
 pub mod server;
+
+// The pure layers are crates of their own, so that the compiler keeps their imports one way
+// (api <- engine <- index <- this crate) and `unsafe` out of them; re-exported under the
+// names the rest of this crate and the tests use.
+pub use sidecar_watch_api as api;
+pub use sidecar_watch_engine as engine;
+pub use sidecar_watch_index as index;

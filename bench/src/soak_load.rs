@@ -43,7 +43,7 @@ pub type Occurrences = HashMap<(String, String, String), u64>;
 /// The reason of the Event that resolves [`OOM_ALERT`].
 pub const OOM_RESOLVED: &str = "SidecarOOMKilledResolved";
 
-/// The engine's crash-loop gap (`CRASH_LOOP_GAP`, 10 min, `src/engine/rules/mod.rs`) plus a
+/// The engine's crash-loop gap (`CRASH_LOOP_GAP`, 10 min, `crates/engine/src/rules/mod.rs`) plus a
 /// minute: restarts of one Pod this far apart are separate episodes of one restart each, and
 /// at most two fall in the restart rule's default window (3 restarts in 15 min). Mirrored,
 /// not imported: the benchmark does not link the operator.

@@ -24,7 +24,7 @@ pub fn now() -> Timestamp {
 
 /// The longest message that may quote tenant input: a file name, an object, a field path
 /// and a reason, each quoting at most `QUOTED_CHARS`, or one message of another library
-/// clipped to `CLIPPED_CHARS` (src/api/quote.rs).
+/// clipped to `CLIPPED_CHARS` (crates/api/src/quote.rs).
 pub const MAX_MESSAGE_CHARS: usize = 1024;
 
 /// Panics unless `message` is one line of at most [`MAX_MESSAGE_CHARS`] characters without

@@ -1,0 +1,210 @@
+//! Alerts: what a rule reports for one container of one Pod, and what identifies one
+//! ([`AlertKey`]) from one evaluation to the next.
+
+use std::borrow::Cow;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::sidecar_matcher::IdentifiedBy;
+use sidecar_watch_api::Severity;
+
+/// The alert names, one per rule (the `alertname` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum AlertName {
+    /// A sidecar is running or waiting but not ready.
+    SidecarContainerNotReady,
+    /// A main container is ready while a sidecar is not.
+    MainContainerReadyButSidecarNot,
+    /// A sidecar restarted at least `threshold` times within `window`.
+    SidecarRestartingFrequently,
+    /// A sidecar is in `CrashLoopBackOff`.
+    SidecarCrashLooping,
+    /// A sidecar was OOM-killed within `window`.
+    #[serde(rename = "SidecarOOMKilled")]
+    SidecarOomKilled,
+    /// A main container started while a sidecar was not yet ready.
+    MainStartedBeforeSidecarReady,
+    /// A Job's main containers finished while a sidecar keeps the Pod running.
+    JobBlockedBySidecar,
+    /// On shutdown a sidecar stopped while a main container still ran.
+    SidecarStoppedBeforeMain,
+    /// A static check of the Pod spec failed.
+    SidecarMisconfigured,
+}
+
+impl AlertName {
+    /// Every alert name, in rule order.
+    pub const ALL: [AlertName; 9] = [
+        AlertName::SidecarContainerNotReady,
+        AlertName::MainContainerReadyButSidecarNot,
+        AlertName::SidecarRestartingFrequently,
+        AlertName::SidecarCrashLooping,
+        AlertName::SidecarOomKilled,
+        AlertName::MainStartedBeforeSidecarReady,
+        AlertName::JobBlockedBySidecar,
+        AlertName::SidecarStoppedBeforeMain,
+        AlertName::SidecarMisconfigured,
+    ];
+
+    /// The name as it appears in labels, Events and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertName::SidecarContainerNotReady => "SidecarContainerNotReady",
+            AlertName::MainContainerReadyButSidecarNot => "MainContainerReadyButSidecarNot",
+            AlertName::SidecarRestartingFrequently => "SidecarRestartingFrequently",
+            AlertName::SidecarCrashLooping => "SidecarCrashLooping",
+            AlertName::SidecarOomKilled => "SidecarOOMKilled",
+            AlertName::MainStartedBeforeSidecarReady => "MainStartedBeforeSidecarReady",
+            AlertName::JobBlockedBySidecar => "JobBlockedBySidecar",
+            AlertName::SidecarStoppedBeforeMain => "SidecarStoppedBeforeMain",
+            AlertName::SidecarMisconfigured => "SidecarMisconfigured",
+        }
+    }
+}
+
+impl std::fmt::Display for AlertName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The static checks of `SidecarMisconfigured` (the `check` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// A sidecar without a readiness probe: nobody knows when it can serve.
+    NoReadinessProbe,
+    /// A native sidecar without a startup probe: main containers start almost in parallel.
+    NoStartupProbe,
+    /// A sidecar declared in `spec.containers`: no start/stop ordering, blocks Jobs.
+    LegacySidecar,
+    /// A sidecar image without a pinned tag or digest.
+    LatestImage,
+    /// A sidecar without resource requests or limits.
+    NoResources,
+    /// A sidecar declares a port another container of the Pod declares too.
+    PortConflict,
+    /// Five or more sidecars in one Pod (reported on the Pod, container empty).
+    SidecarSprawl,
+    /// A main container's liveness probe targets a sidecar's port: a sidecar failure
+    /// restarts the app.
+    MainProbeOnSidecar,
+    /// Plain init containers run before a native mesh proxy while the mesh already redirects
+    /// the Pod's traffic to it: they have no working network.
+    InitBeforeProxy,
+    /// A native sidecar's `preStop` hook can act on it; the kubelet runs it while the main
+    /// containers still run.
+    NativePreStop,
+}
+
+impl Check {
+    /// Every check.
+    pub const ALL: [Check; 10] = [
+        Check::NoReadinessProbe,
+        Check::NoStartupProbe,
+        Check::LegacySidecar,
+        Check::LatestImage,
+        Check::NoResources,
+        Check::PortConflict,
+        Check::SidecarSprawl,
+        Check::MainProbeOnSidecar,
+        Check::InitBeforeProxy,
+        Check::NativePreStop,
+    ];
+
+    /// The check with this label value.
+    pub fn from_label(label: &str) -> Option<Check> {
+        Check::ALL.into_iter().find(|c| c.as_str() == label)
+    }
+
+    /// The value of the `check` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::NoReadinessProbe => "no-readiness-probe",
+            Check::NoStartupProbe => "no-startup-probe",
+            Check::LegacySidecar => "legacy-sidecar",
+            Check::LatestImage => "latest-image",
+            Check::NoResources => "no-resources",
+            Check::PortConflict => "port-conflict",
+            Check::SidecarSprawl => "sidecar-sprawl",
+            Check::MainProbeOnSidecar => "main-probe-on-sidecar",
+            Check::InitBeforeProxy => "init-before-proxy",
+            Check::NativePreStop => "native-prestop",
+        }
+    }
+}
+
+/// Prometheus alert states: the condition holds, but not yet for long enough, or it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// The condition holds for less than the rule's `for`.
+    Pending,
+    /// The condition holds for at least the rule's `for`.
+    Firing,
+}
+
+impl AlertState {
+    /// The value of the `alertstate` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+        }
+    }
+}
+
+/// One active alert on one container (or the Pod, for `sidecar-sprawl`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// Which rule.
+    pub name: AlertName,
+    /// Its severity under the policy.
+    pub severity: Severity,
+    /// The container; empty for Pod-level checks.
+    pub container: String,
+    /// The failed check, for `SidecarMisconfigured`.
+    pub check: Option<Check>,
+    /// Pending or firing.
+    pub state: AlertState,
+    /// Since when the condition holds, when known.
+    pub since: Option<Timestamp>,
+    /// A human explanation, naming the container and the evidence.
+    pub message: String,
+    /// How the container was recognised as a sidecar; `None` for Pod-level checks.
+    pub identified_by: Option<IdentifiedBy>,
+}
+
+impl Alert {
+    /// What identifies this alert within one Pod and policy.
+    pub fn key(&self) -> AlertKey<'_> {
+        AlertKey { name: self.name, container: Cow::Borrowed(&self.container), check: self.check }
+    }
+}
+
+/// What identifies an alert within one Pod and one policy: the rule, the container and the
+/// failed check. Two evaluations that report the same key report the same alert (its state,
+/// `since` and message may differ). Every layer compares alerts by this key: the engine
+/// orders a Pod's alerts by it, the index finds what started or stopped firing with it
+/// (`index::StoredAlert::key`), and the Event path remembers what it announced by it
+/// (`events::AnnounceKey`, which adds the Pod and the policy).
+///
+/// The container is borrowed where a key is only compared ([`Alert::key`]) and owned where
+/// one is kept ([`AlertKey::into_owned`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AlertKey<'a> {
+    /// Which rule.
+    pub name: AlertName,
+    /// The container's name; empty for Pod-level checks (`sidecar-sprawl`).
+    pub container: Cow<'a, str>,
+    /// The failed check, for `SidecarMisconfigured`.
+    pub check: Option<Check>,
+}
+
+impl AlertKey<'_> {
+    /// The key with its container's name owned, to be kept.
+    pub fn into_owned(self) -> AlertKey<'static> {
+        AlertKey { name: self.name, container: Cow::Owned(self.container.into_owned()), check: self.check }
+    }
+}

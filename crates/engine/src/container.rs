@@ -1,0 +1,617 @@
+//! One container of a [`PodView`](super::pod::PodView): where it is declared, static facts
+//! of its spec, and its status, extracted from a [`SlimContainer`] and its status.
+
+use std::num::NonZeroU16;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use super::catalog::{self, CatalogId};
+use super::exit_rules::{self, ExitVerdict};
+use super::name::{Name, NamePool};
+use super::stamp::Stamp;
+use sidecar_watch_api::{SlimContainer, SlimContainerStatus, SlimTerminated};
+use jiff::Timestamp;
+
+/// Termination messages are kept only this long (they can be 4 KiB each in the API).
+const MAX_MESSAGE_LEN: usize = 256;
+
+/// Where a container is declared in the Pod spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContainerKind {
+    /// `spec.initContainers` without `restartPolicy: Always`: runs to completion first.
+    Init,
+    /// `spec.initContainers` with `restartPolicy: Always`: a native sidecar.
+    RestartableInit,
+    /// `spec.containers`.
+    Regular,
+}
+
+bitflags::bitflags! {
+    /// Static facts about a container's spec.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct SpecFlags: u16 {
+        const READINESS_PROBE = 1;
+        const STARTUP_PROBE = 1 << 1;
+        const LIVENESS_PROBE = 1 << 2;
+        /// Declares resource requests or limits.
+        const RESOURCES = 1 << 3;
+        /// Its image has no tag and no digest, or the tag `latest`.
+        const LATEST_IMAGE = 1 << 4;
+        /// Declares a container port that another container of the Pod declares too.
+        const PORT_CONFLICT = 1 << 5;
+        /// Has a `postStart` hook: the kubelet waits for it before starting the next container.
+        const POST_START = 1 << 6;
+        /// Has a `preStop` hook that can act on the container (`exec` or `httpGet`), other than
+        /// the drain hook its mesh's injector writes (see `CatalogEntry::drain_hook`).
+        const ACTING_PRE_STOP = 1 << 7;
+        /// A resize of one of its resources restarts it (`resizePolicy` `RestartContainer`).
+        const RESIZE_RESTARTS = 1 << 8;
+        /// Declares a `restartPolicyRules` rule with action `RestartAllContainers`.
+        const RESTARTS_POD = 1 << 9;
+        /// A plain init container that runs while the Pod's traffic is already redirected to a
+        /// native mesh proxy declared after it: it has no working network (`init-before-proxy`).
+        const NO_NETWORK = 1 << 10;
+    }
+}
+
+bitflags::bitflags! {
+    /// What a [`ContainerView`] keeps of itself beside its status, in the status' spare byte.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    struct SlotBits: u8 {
+        /// The kubelet has reported no status (the view's status is `None`).
+        const UNREPORTED = 1;
+        /// A sidecar under one of the policies that select the Pod, as the operator's index
+        /// last found (`audit` never sets it). Kept in a spare byte rather than in a list
+        /// beside the view, which took 16 bytes of every tracked Pod and an allocation of 8
+        /// or 16 more (`cargo bench --bench index_memory -- mix`).
+        const TRACKED_SIDECAR = 1 << 1;
+    }
+}
+
+/// How a container last ended (current or previous run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Termination {
+    /// `reason`, e.g. `OOMKilled`, `Error`, `Completed`.
+    pub reason: Option<Name>,
+    /// The process exit code.
+    pub exit_code: i32,
+    /// When the run started.
+    pub started_at: Option<Stamp>,
+    /// When the run ended.
+    pub finished_at: Option<Stamp>,
+    /// The termination message, truncated.
+    pub message: Option<Box<str>>,
+    /// What the kubelet does after this exit (restart rules, the restart policies).
+    pub verdict: ExitVerdict,
+}
+
+impl Termination {
+    /// Whether the container's memory limit ended this run: `OOMKilled`, or an OOM kill while
+    /// the runtime started it, which the kubelet reports as `StartError` with exit code 128
+    /// and the runtime's message (runc: "container init was OOM-killed (memory limit too
+    /// low?)"), a reason no rule keyed on `OOMKilled` sees.
+    pub fn memory_killed(&self) -> bool {
+        match self.reason.as_deref() {
+            Some("OOMKilled") => true,
+            Some("StartError") if self.exit_code == 128 => {
+                self.message.as_deref().is_some_and(|m| m.contains("OOM") || m.contains("out of memory"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The current state of a container as the kubelet reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Not running yet or between restarts; `reason` e.g. `CrashLoopBackOff`.
+    Waiting {
+        /// Why it waits.
+        reason: Option<Name>,
+    },
+    /// Running since `started_at`.
+    Running {
+        /// When the current run started.
+        started_at: Option<Stamp>,
+    },
+    /// Ended (boxed: rare, and the largest variant).
+    Terminated(Box<Termination>),
+    /// No state reported.
+    #[default]
+    Unknown,
+}
+
+/// The status part of a container.
+///
+/// 24 bytes: the readiness, `started` and restart count are kept inside the state, in the
+/// bytes its tag leaves free (see [`Basics`]); as separate fields they took 32, and a
+/// [`ContainerView`] 8 bytes more than its 32 (a size class higher for the three or four
+/// containers of a typical Pod).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerStatusView {
+    /// The current state, with what every state has.
+    current: CurrentState,
+    /// `lastState.terminated`: how the previous run ended (boxed: most containers have none).
+    pub last_termination: Option<Box<Termination>>,
+}
+
+/// What a container status has whatever its state, and the bits its [`ContainerView`]
+/// keeps there. Packed (7 bytes, alignment 1), so that it fits between a [`CurrentState`]'s
+/// tag and its 8-byte payload: the state stays 16 bytes. Its fields are only ever copied,
+/// never borrowed, as a packed struct requires.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(Rust, packed)]
+struct Basics {
+    restart_count: u32,
+    ready: bool,
+    started: Option<bool>,
+    /// The view's, not the status': equality ignores them.
+    slot: SlotBits,
+}
+
+impl PartialEq for Basics {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (*self, *other);
+        (a.restart_count, a.ready, a.started) == (b.restart_count, b.ready, b.started)
+    }
+}
+
+impl Eq for Basics {}
+
+/// [`ContainerState`] as a status keeps it, each variant with the status' [`Basics`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum CurrentState {
+    Waiting(Option<Name>, Basics),
+    Running(Option<Stamp>, Basics),
+    Terminated(Box<Termination>, Basics),
+    Unknown(Basics),
+}
+
+impl Default for CurrentState {
+    fn default() -> Self {
+        CurrentState::Unknown(Basics::default())
+    }
+}
+
+impl ContainerStatusView {
+    /// A status in `state`, without a previous termination.
+    pub fn new(ready: bool, started: Option<bool>, restart_count: u32, state: ContainerState) -> Self {
+        let basics = Basics { restart_count, ready, started, slot: SlotBits::empty() };
+        let current = match state {
+            ContainerState::Waiting { reason } => CurrentState::Waiting(reason, basics),
+            ContainerState::Running { started_at } => CurrentState::Running(started_at, basics),
+            ContainerState::Terminated(termination) => CurrentState::Terminated(termination, basics),
+            ContainerState::Unknown => CurrentState::Unknown(basics),
+        };
+        ContainerStatusView { current, last_termination: None }
+    }
+
+    fn basics(&self) -> Basics {
+        match &self.current {
+            CurrentState::Waiting(_, b)
+            | CurrentState::Running(_, b)
+            | CurrentState::Terminated(_, b)
+            | CurrentState::Unknown(b) => *b,
+        }
+    }
+
+    fn basics_mut(&mut self) -> &mut Basics {
+        match &mut self.current {
+            CurrentState::Waiting(_, b)
+            | CurrentState::Running(_, b)
+            | CurrentState::Terminated(_, b)
+            | CurrentState::Unknown(b) => b,
+        }
+    }
+
+    /// The kubelet's `ready`.
+    pub fn ready(&self) -> bool {
+        self.basics().ready
+    }
+
+    /// The kubelet's `started` (startup probe passed), when reported.
+    pub fn started(&self) -> Option<bool> {
+        self.basics().started
+    }
+
+    /// How often the container restarted.
+    pub fn restart_count(&self) -> u32 {
+        self.basics().restart_count
+    }
+
+    /// Sets `started`.
+    pub fn set_started(&mut self, started: Option<bool>) {
+        self.basics_mut().started = started;
+    }
+
+    /// Sets the restart count.
+    pub fn set_restart_count(&mut self, restart_count: u32) {
+        self.basics_mut().restart_count = restart_count;
+    }
+
+    /// When the current run started, if it is running.
+    pub fn running_since(&self) -> Option<Timestamp> {
+        self.run_start().map(Stamp::timestamp)
+    }
+
+    /// [`Self::running_since`] as stored, for what is stored beside it (the history).
+    pub fn run_start(&self) -> Option<Stamp> {
+        match self.current {
+            CurrentState::Running(started_at, _) => started_at,
+            _ => None,
+        }
+    }
+
+    /// Whether the container is running.
+    pub fn is_running(&self) -> bool {
+        matches!(self.current, CurrentState::Running(..))
+    }
+
+    /// Whether the container is waiting.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.current, CurrentState::Waiting(..))
+    }
+
+    /// Whether the container is terminated.
+    pub fn terminated(&self) -> Option<&Termination> {
+        match &self.current {
+            CurrentState::Terminated(t, _) => Some(&**t),
+            _ => None,
+        }
+    }
+
+    /// The current termination, to change it (tests build statuses field by field).
+    pub fn terminated_mut(&mut self) -> Option<&mut Termination> {
+        match &mut self.current {
+            CurrentState::Terminated(t, _) => Some(&mut **t),
+            _ => None,
+        }
+    }
+
+    /// The `waiting` reason, if waiting.
+    pub fn waiting_reason(&self) -> Option<&str> {
+        match &self.current {
+            CurrentState::Waiting(reason, _) => reason.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The most recent termination: the current state if terminated, else `lastState`.
+    pub fn latest_termination(&self) -> Option<&Termination> {
+        self.terminated().or(self.last_termination.as_deref())
+    }
+}
+
+/// What a container's spec says, shared by every Pod with the same container (replicas of
+/// a workload): 16 bytes, held by each view through one pointer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContainerSpec {
+    /// The container name.
+    pub name: Name,
+    /// Where it is declared.
+    pub kind: ContainerKind,
+    /// Static spec facts.
+    pub flags: SpecFlags,
+    /// The built-in catalog's entry, when its name or image is a well-known sidecar's.
+    pub catalog: Option<CatalogId>,
+    /// The other container whose port this one's liveness probe targets, if any.
+    pub liveness_target: Option<LivenessTarget>,
+}
+
+/// One container: its spec (read through `Deref`: `view.name`, `view.kind`…) and its status.
+///
+/// 32 bytes: the spec is shared ([`ContainerSpec`]), so a view holds a pointer where the
+/// spec's fields took 16 bytes, and whether a status was reported and whether the container
+/// is a tracked sidecar live in the status' spare byte. At 40 bytes the three or four
+/// containers of a typical Pod took mimalloc's 128- or 160-byte size classes, at 32 the 96-
+/// or 128-byte ones (`cargo bench --bench index_memory -- mix`).
+#[derive(Clone)]
+pub struct ContainerView {
+    spec: Arc<ContainerSpec>,
+    /// The status, or a default one marked [`SlotBits::UNREPORTED`].
+    slot: ContainerStatusView,
+}
+
+impl PartialEq for ContainerView {
+    fn eq(&self, other: &Self) -> bool {
+        // The status' equality leaves out the slot's bits.
+        self.spec == other.spec && self.slot_bits() == other.slot_bits() && self.slot == other.slot
+    }
+}
+
+impl Eq for ContainerView {}
+
+impl std::fmt::Debug for ContainerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerView")
+            .field("spec", &*self.spec)
+            .field("status", &self.status())
+            .field("tracked_sidecar", &self.is_tracked_sidecar())
+            .finish()
+    }
+}
+
+impl Deref for ContainerView {
+    type Target = ContainerSpec;
+    fn deref(&self) -> &ContainerSpec {
+        &self.spec
+    }
+}
+
+impl ContainerView {
+    /// A container with a spec of its own (views of many Pods share theirs, see
+    /// [`Self::with_spec`] and `Interner::container_spec`) and `status`, `None` until the kubelet reports one, and always
+    /// for a plain init container: no rule, history or metric reads those (they are neither
+    /// sidecars nor main containers), and their finished run would cost a boxed termination
+    /// per Pod.
+    pub fn new(spec: ContainerSpec, status: Option<ContainerStatusView>) -> Self {
+        Self::with_spec(Arc::new(spec), status)
+    }
+
+    /// [`Self::new`] with a spec that may be shared.
+    pub fn with_spec(spec: Arc<ContainerSpec>, status: Option<ContainerStatusView>) -> Self {
+        let mut view = ContainerView { spec, slot: ContainerStatusView::default() };
+        view.set_status(status);
+        view
+    }
+
+    fn slot_bits(&self) -> SlotBits {
+        self.slot.basics().slot
+    }
+
+    fn set_slot_bit(&mut self, bit: SlotBits, on: bool) {
+        let basics = self.slot.basics_mut();
+        let mut bits = basics.slot;
+        bits.set(bit, on);
+        basics.slot = bits;
+    }
+
+    /// Its status; `None` until the kubelet reports one, and always for a plain init
+    /// container.
+    pub fn status(&self) -> Option<&ContainerStatusView> {
+        (!self.slot_bits().contains(SlotBits::UNREPORTED)).then_some(&self.slot)
+    }
+
+    /// Replaces the status, keeping whether the container is a tracked sidecar.
+    pub fn set_status(&mut self, status: Option<ContainerStatusView>) {
+        let mut bits = SlotBits::empty();
+        bits.set(SlotBits::UNREPORTED, status.is_none());
+        bits.set(SlotBits::TRACKED_SIDECAR, self.is_tracked_sidecar());
+        self.slot = status.unwrap_or_default();
+        self.slot.basics_mut().slot = bits;
+    }
+
+    /// The spec, to change (copied first if shared).
+    pub fn spec_mut(&mut self) -> &mut ContainerSpec {
+        Arc::make_mut(&mut self.spec)
+    }
+
+    /// Whether a policy that selects the Pod found it to be a sidecar, as the operator's
+    /// index last evaluated (`audit` never marks one).
+    pub fn is_tracked_sidecar(&self) -> bool {
+        self.slot_bits().contains(SlotBits::TRACKED_SIDECAR)
+    }
+
+    /// Marks it as a tracked sidecar, or not.
+    pub fn set_tracked_sidecar(&mut self, tracked: bool) {
+        self.set_slot_bit(SlotBits::TRACKED_SIDECAR, tracked);
+    }
+
+    /// Whether the kubelet reports it ready.
+    pub fn is_ready(&self) -> bool {
+        self.status().is_some_and(ContainerStatusView::ready)
+    }
+
+    /// Whether it is running.
+    pub fn is_running(&self) -> bool {
+        self.status().is_some_and(ContainerStatusView::is_running)
+    }
+}
+
+/// Another container of the Pod that a liveness probe reaches. Four bytes as an `Option`
+/// (the index is stored plus one), as every container of every tracked Pod has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LivenessTarget {
+    container_plus_one: NonZeroU16,
+    /// The port probed.
+    pub port: u16,
+}
+
+impl LivenessTarget {
+    /// The probe reaches container `container` (an index into `PodView::containers`) on `port`.
+    pub fn new(container: usize, port: u16) -> Option<Self> {
+        let container_plus_one = NonZeroU16::new(u16::try_from(container).ok()?.checked_add(1)?)?;
+        Some(LivenessTarget { container_plus_one, port })
+    }
+
+    /// Its index in `PodView::containers`.
+    pub fn container(self) -> usize {
+        usize::from(self.container_plus_one.get() - 1)
+    }
+}
+
+pub(super) fn init_kind(c: &SlimContainer) -> ContainerKind {
+    if c.restart_policy.as_deref() == Some("Always") {
+        ContainerKind::RestartableInit
+    } else {
+        ContainerKind::Init
+    }
+}
+
+/// A container's spec, without what only the Pod's other containers tell, and its status;
+/// `pod_restart_policy` is the Pod's `spec.restartPolicy`.
+pub(super) fn container_parts(
+    c: &SlimContainer,
+    kind: ContainerKind,
+    status: Option<&&SlimContainerStatus>,
+    pod_restart_policy: Option<&str>,
+    names: &mut NamePool,
+) -> (ContainerSpec, Option<ContainerStatusView>) {
+    let mut flags = SpecFlags::default();
+    if c.readiness_probe.is_some() {
+        flags.insert(SpecFlags::READINESS_PROBE);
+    }
+    if c.startup_probe.is_some() {
+        flags.insert(SpecFlags::STARTUP_PROBE);
+    }
+    if c.liveness_probe.is_some() {
+        flags.insert(SpecFlags::LIVENESS_PROBE);
+    }
+    if c.resources.requests.0 || c.resources.limits.0 {
+        flags.insert(SpecFlags::RESOURCES);
+    }
+    if c.image.as_deref().is_some_and(is_latest_image) {
+        flags.insert(SpecFlags::LATEST_IMAGE);
+    }
+    if c.lifecycle.post_start.is_some() {
+        flags.insert(SpecFlags::POST_START);
+    }
+    let catalog = catalog::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0);
+    if let Some(hook) = c.lifecycle.pre_stop.as_ref().filter(|h| h.can_act()) {
+        let command = hook.exec.as_ref().map(|e| e.command.as_slice()).unwrap_or_default();
+        if !catalog.is_some_and(|id| id.entry().is_drain_hook(command)) {
+            flags.insert(SpecFlags::ACTING_PRE_STOP);
+        }
+    }
+    flags.set(SpecFlags::RESIZE_RESTARTS, exit_rules::resize_restarts(c));
+    flags.set(SpecFlags::RESTARTS_POD, exit_rules::declares_pod_restart(c));
+    let verdict =
+        |t: &SlimTerminated| exit_rules::exit_verdict(pod_restart_policy, c, t.exit_code, t.reason.as_deref());
+    let spec = ContainerSpec { name: names.name(&c.name), kind, flags, catalog, liveness_target: None };
+    (spec, status.filter(|_| kind != ContainerKind::Init).map(|s| status_view(s, &verdict, names)))
+}
+
+fn status_view(
+    s: &SlimContainerStatus,
+    verdict: &dyn Fn(&SlimTerminated) -> ExitVerdict,
+    names: &mut NamePool,
+) -> ContainerStatusView {
+    let state = s.state.as_ref();
+    let state = if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
+        ContainerState::Waiting { reason: w.reason.as_deref().map(|r| names.name(r)) }
+    } else if let Some(r) = state.and_then(|st| st.running.as_ref()) {
+        ContainerState::Running { started_at: r.started_at.as_ref().map(|t| Stamp::new(t.0)) }
+    } else if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
+        ContainerState::Terminated(Box::new(termination(t, verdict(t), names)))
+    } else {
+        ContainerState::Unknown
+    };
+    let mut view = ContainerStatusView::new(s.ready, s.started, u32::try_from(s.restart_count).unwrap_or(0), state);
+    view.last_termination =
+        s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map(|t| Box::new(termination(t, verdict(t), names)));
+    view
+}
+
+fn termination(t: &SlimTerminated, verdict: ExitVerdict, names: &mut NamePool) -> Termination {
+    Termination {
+        reason: t.reason.as_deref().map(|r| names.name(r)),
+        exit_code: t.exit_code,
+        started_at: t.started_at.as_ref().map(|x| Stamp::new(x.0)),
+        finished_at: t.finished_at.as_ref().map(|x| Stamp::new(x.0)),
+        message: t
+            .message
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| truncate(m, MAX_MESSAGE_LEN).into()),
+        verdict,
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// An image runs "latest" when it has no digest and its tag is absent or `latest`.
+pub fn is_latest_image(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    // The tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+    let last_segment = image.rsplit('/').next().unwrap_or(image);
+    match last_segment.rsplit_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every container of every tracked Pod is one.
+    #[test]
+    fn a_container_view_takes_32_bytes() {
+        assert_eq!(std::mem::size_of::<ContainerStatusView>(), 24);
+        assert_eq!(std::mem::size_of::<ContainerView>(), 32);
+        assert_eq!(std::mem::size_of::<ContainerSpec>(), 16);
+    }
+
+    #[test]
+    fn a_view_keeps_its_sidecar_mark_and_whether_a_status_was_reported() {
+        let spec = ContainerSpec {
+            name: Name::new("envoy"),
+            kind: ContainerKind::RestartableInit,
+            flags: SpecFlags::empty(),
+            catalog: None,
+            liveness_target: None,
+        };
+        let mut view = ContainerView::new(spec.clone(), None);
+        assert_eq!((view.status(), view.is_tracked_sidecar()), (None, false));
+        // A default status is a reported one, unlike none at all.
+        assert_ne!(view, ContainerView::new(spec.clone(), Some(ContainerStatusView::default())));
+        view.set_tracked_sidecar(true);
+        let running = ContainerStatusView::new(true, None, 3, ContainerState::Unknown);
+        view.set_status(Some(running.clone()));
+        assert_eq!((view.status(), view.is_tracked_sidecar()), (Some(&running), true));
+        view.set_status(None);
+        assert_eq!((view.status(), view.is_tracked_sidecar()), (None, true));
+        view.set_tracked_sidecar(false);
+        assert_eq!(view, ContainerView::new(spec, None));
+    }
+
+    #[test]
+    fn the_basics_travel_with_every_state() {
+        let states = [
+            ContainerState::Waiting { reason: Some(Name::new("CrashLoopBackOff")) },
+            ContainerState::Running { started_at: Some(Stamp::new(Timestamp::UNIX_EPOCH)) },
+            ContainerState::Terminated(Box::default()),
+            ContainerState::Unknown,
+        ];
+        for state in states {
+            let mut status = ContainerStatusView::new(true, Some(false), u32::MAX, state);
+            assert_eq!((status.ready(), status.started(), status.restart_count()), (true, Some(false), u32::MAX));
+            status.set_started(None);
+            status.set_restart_count(7);
+            assert_eq!((status.ready(), status.started(), status.restart_count()), (true, None, 7));
+        }
+    }
+
+    #[test]
+    fn latest_image_detection() {
+        for (image, latest) in [
+            ("envoy", true),
+            ("envoyproxy/envoy:latest", true),
+            ("envoyproxy/envoy:v1.30.1", false),
+            ("registry:5000/envoy", true),
+            ("registry:5000/envoy:1.2", false),
+            ("envoy@sha256:abcd", false),
+            ("gcr.io/istio-release/proxyv2:1.22.0", false),
+        ] {
+            assert_eq!(is_latest_image(image), latest, "{image}");
+        }
+    }
+
+    #[test]
+    fn truncates_on_char_boundary() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("short", 10), "short");
+    }
+}

@@ -1,0 +1,56 @@
+#![forbid(unsafe_code)]
+//! The rule engine: pure functions from a Pod's compact view, a compiled policy, the
+//! observed history and the current time to alerts. No I/O, no clock of its own; the
+//! controller and `audit` both call [`evaluate`].
+//!
+//! # Where each alert's `since` comes from
+//!
+//! The API's own timestamps are preferred, so that a restarted operator (or `audit`, which
+//! has no history at all) computes the same `for` clocks:
+//!
+//! | alert | `since` |
+//! | --- | --- |
+//! | `SidecarContainerNotReady` | the last time it was ready: latest of the readiness flip the operator observed and the Pod `Ready=False` `lastTransitionTime`, never before the kubelet could start it (its first run's `startedAt`, the `finishedAt` of the plain init containers before it); else the Pod's `startTime`. Not its current run's start: a sidecar crash looping without ever being ready is not ready since long before |
+//! | `MainContainerReadyButSidecarNot` | the later of the sidecar's not-ready time (above) and the earliest time a ready main container has been ready (its `startedAt`, or the observed flip) |
+//! | `SidecarRestartingFrequently` | the restart that brought the count in the window to the threshold; restarts are the observed `restartCount` increments, `lastState.terminated.finishedAt`, and the rest placed at the Pod's `startTime` (the earliest they can be); restarts the kubelet made itself are left out ([`restart_causes`]) |
+//! | `SidecarCrashLooping` | the first restart of the current episode: restarts (as above) no more than 10 minutes apart; a run shorter than 5 minutes between back-offs keeps the episode going, and so does a terminated state the kubelet will restart from |
+//! | `SidecarOOMKilled` | the OOM kill's `finishedAt`; active for `window` after it |
+//! | `MainStartedBeforeSidecarReady` | the main container's `running.startedAt` |
+//! | `JobBlockedBySidecar` | the last main container's `terminated.finishedAt` |
+//! | `SidecarStoppedBeforeMain` | the sidecar's `terminated.finishedAt` |
+//! | `SidecarMisconfigured` | the Pod's `creationTimestamp` |
+//!
+//! Where none of these exists, the operator's first-seen clock for the condition is used
+//! (see [`history::PodHistory::set_clocks`]).
+
+pub mod alert;
+pub mod catalog;
+pub mod container;
+pub mod exit_rules;
+pub mod history;
+pub mod interner;
+pub mod name;
+pub mod observation;
+pub mod pod;
+pub mod policy;
+pub mod relations;
+pub mod restart_causes;
+pub mod rule_settings;
+pub mod rules;
+pub mod sidecar_matcher;
+pub mod stamp;
+pub mod uid;
+
+pub use alert::{Alert, AlertKey, AlertName, AlertState, Check};
+pub use catalog::{CatalogEntry, CatalogId, CATALOG};
+pub use history::{ContainerHistory, PodHistory};
+pub use interner::Interner;
+pub use name::{LabelSet, Name};
+pub use observation::Observation;
+pub use pod::{ContainerKind, ContainerView, PodView};
+pub use policy::{CompiledPolicy, PolicyRef, SpecError};
+pub use relations::Workload;
+pub use rules::{evaluate, evaluate_capped, Evaluation, DEFAULT_MAX_SIDECARS};
+pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
+pub use stamp::{ApiTime, Stamp};
+pub use uid::PodUid;

@@ -1,0 +1,501 @@
+#![forbid(unsafe_code)]
+//! The operator's in-memory state and the pure logic around it, tested without a cluster.
+//!
+//! Pods are kept as compact [`PodView`]s with their observed [`PodHistory`] and the alerts
+//! of the last evaluation, in segments keyed by UID hash so that a scrape or a status
+//! computation locks one small segment at a time and never stalls evaluation for long.
+//! Only the reconciler task writes Pods, policies and namespaces (the Pod watcher adds names
+//! to the interner as it builds views); scrapes, Events and the status writer read. The index
+//! knows nothing of clients, leadership or the process: it is what Linkerd's
+//! policy-controller calls its index.
+//!
+//! Each segment also keeps per-policy counts of its Pods' results ([`tallies`]), updated
+//! under the same lock whenever a Pod's results change, so that [`Index::policy_stats`]
+//! (asked for on every status write and scrape) sums 64 small tables instead of walking
+//! every Pod.
+
+mod census;
+mod evaluate;
+mod policies;
+mod segment;
+pub mod shard;
+mod tallies;
+mod tracked;
+mod transitions;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use jiff::Timestamp;
+
+use sidecar_watch_api::{PolicyCounts, SlimPod};
+use sidecar_watch_engine::{
+    evaluate, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodUid, PodView, PolicyRef,
+    DEFAULT_MAX_SIDECARS,
+};
+use census::Census;
+pub use census::SidecarName;
+use evaluate::{Evaluator, PolicyChange};
+pub use policies::{Labels, PolicyEntry};
+use segment::Segment;
+use tallies::Tally;
+pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
+use transitions::transition;
+pub use transitions::{Outcome, Transition, TransitionKind};
+
+const SEGMENTS: usize = 64;
+
+/// SidecarPolicies evaluated per namespace unless told otherwise
+/// (`--max-policies-per-namespace`): far more than a team writes, few enough that one
+/// namespace's Pod update costs at most this many evaluations.
+pub const DEFAULT_MAX_POLICIES_PER_NAMESPACE: usize = 100;
+
+/// The shared state of the operator.
+pub struct Index {
+    segments: Box<[Mutex<Segment>]>,
+    policies: RwLock<BTreeMap<PolicyRef, PolicyEntry>>,
+    namespaces: RwLock<HashMap<String, Labels>>,
+    census: Census,
+    /// Sidecars evaluated per Pod (`--max-sidecars-per-pod`).
+    max_sidecars: usize,
+    /// SidecarPolicies evaluated per namespace (`--max-policies-per-namespace`).
+    max_policies: usize,
+    /// Evaluations of one Pod under one policy so far.
+    evaluations: AtomicU64,
+    /// What the views of tracked Pods share (names, label sets). Only the Pod watcher builds
+    /// views, so the lock is uncontended; it is here rather than in a static so that the
+    /// engine stays free of process-wide state.
+    names: Mutex<Interner>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves consistent data (every write is one insert or
+    // remove), so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Index {
+    /// An empty index that evaluates at most [`DEFAULT_MAX_SIDECARS`] sidecars per Pod.
+    pub fn new() -> Self {
+        Self::with_max_sidecars(DEFAULT_MAX_SIDECARS)
+    }
+
+    /// An empty index that evaluates at most `max_sidecars` sidecars per Pod.
+    pub fn with_max_sidecars(max_sidecars: usize) -> Self {
+        Self::with_limits(max_sidecars, DEFAULT_MAX_POLICIES_PER_NAMESPACE)
+    }
+
+    /// An empty index that evaluates at most `max_sidecars` sidecars per Pod and the
+    /// `max_policies` oldest SidecarPolicies of each namespace.
+    pub fn with_limits(max_sidecars: usize, max_policies: usize) -> Self {
+        Self {
+            segments: (0..SEGMENTS).map(|_| Mutex::new(Segment::default())).collect(),
+            policies: RwLock::new(BTreeMap::new()),
+            namespaces: RwLock::new(HashMap::new()),
+            census: Census::default(),
+            max_sidecars,
+            max_policies: max_policies.max(1),
+            evaluations: AtomicU64::new(0),
+            names: Mutex::new(Interner::default()),
+        }
+    }
+
+    /// The compact view of a Pod, sharing names and label sets with the tracked Pods.
+    pub fn view_of(&self, pod: &SlimPod) -> PodView {
+        PodView::from_pod_in(pod, &mut lock(&self.names))
+    }
+
+    fn segment(&self, uid: PodUid<'_>) -> MutexGuard<'_, Segment> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        uid.hash(&mut hasher);
+        lock(&self.segments[(hasher.finish() as usize) % SEGMENTS])
+    }
+
+    /// Number of tracked Pods.
+    pub fn pod_count(&self) -> usize {
+        self.segments.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// Buckets of the segments' hash tables, for memory accounting: each costs a pointer and
+    /// a control byte, used or not.
+    pub fn table_buckets(&self) -> usize {
+        self.segments.iter().map(|s| lock(s).buckets()).sum()
+    }
+
+    /// Visits every tracked Pod, one segment lock at a time.
+    pub fn for_each_pod(&self, mut visit: impl FnMut(&TrackedPod)) {
+        for segment in 0..SEGMENTS {
+            self.for_each_pod_in_segment(segment, &mut visit);
+        }
+    }
+
+    /// How many segments there are, for callers that work one segment at a time.
+    pub fn segment_count(&self) -> usize {
+        SEGMENTS
+    }
+
+    /// Visits the Pods of one segment (`0..segment_count()`, others have none) under that
+    /// segment's lock only: keep `visit` short, evaluation waits for it.
+    pub fn for_each_pod_in_segment(&self, segment: usize, mut visit: impl FnMut(&TrackedPod)) {
+        if let Some(segment) = self.segments.get(segment) {
+            for pod in lock(segment).values() {
+                visit(pod);
+            }
+        }
+    }
+
+    /// A copy of the policy table.
+    pub fn policies(&self) -> BTreeMap<PolicyRef, PolicyEntry> {
+        self.policies.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every evaluated policy (valid, not held back), by reference.
+    fn valid_policies(&self) -> Vec<Arc<CompiledPolicy>> {
+        let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
+        table.values().filter_map(|e| e.evaluated().cloned()).collect()
+    }
+
+    fn evaluator(&self) -> Evaluator<'_> {
+        Evaluator { census: &self.census, max_sidecars: self.max_sidecars, evaluations: &self.evaluations }
+    }
+
+    /// Evaluations of one Pod under one policy so far: what a change cost, for tests and
+    /// benchmarks.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations.load(Ordering::Relaxed)
+    }
+
+    /// A new or changed Pod.
+    pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
+        let policies = self.valid_policies();
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let ns_labels = namespaces.get(view.namespace().as_str());
+        let uid = view.uid();
+        let mut segment = self.segment(uid);
+        let (pod, tallies) = segment.get_or_insert_with(uid, || TrackedPod {
+            view: view.clone(),
+            history: PodHistory::default(),
+            results: Box::default(),
+        });
+        // A Pod just inserted has no observation yet, which `observe` tells by its history.
+        let observations = pod.history.observe(Some(&pod.view), &view, now);
+        pod.replace_view(view);
+        let mut outcome = self.evaluator().all(pod, tallies, &policies, ns_labels, now);
+        let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
+        for Observation::StartedUp { container, seconds } in observations {
+            if sidecar_names.contains(container.as_str()) {
+                outcome.startups.push((pod.view.namespace().to_string(), container, seconds));
+            }
+        }
+        outcome
+    }
+
+    /// A Pod is gone: forget it and its series (no Events: there is nothing left to fix).
+    /// Returns whether it had a firing alert (so that its announcements can be forgotten).
+    pub fn delete_pod(&self, uid: &str) -> bool {
+        let uid = PodUid::parse(uid);
+        let Some(pod) = self.segment(uid).remove(uid) else { return false };
+        self.census.replace(&pod.sidecar_names(), &[]);
+        pod.results.iter().any(PolicyResult::is_firing)
+    }
+
+    /// After a relist of `namespace` (or of every namespace): forget the Pods not in `seen`.
+    /// Returns the UIDs forgotten.
+    pub fn retain_pods(&self, namespace: Option<&str>, seen: &HashSet<String>) -> HashSet<String> {
+        let seen: HashSet<PodUid<'_>> = seen.iter().map(|uid| PodUid::parse(uid)).collect();
+        let mut gone = HashSet::new();
+        for segment in self.segments.iter() {
+            lock(segment).retain(|pod| {
+                let kept = seen.contains(&pod.view.uid()) || namespace.is_some_and(|ns| pod.view.namespace() != ns);
+                if !kept {
+                    gone.insert(pod.view.uid().to_string());
+                    self.census.replace(&pod.sidecar_names(), &[]);
+                }
+                kept
+            });
+        }
+        gone
+    }
+
+    /// Sidecar container names (per namespace) that no tracked Pod runs any more since the
+    /// last call: their per-name series can go.
+    pub fn take_gone_sidecar_names(&self) -> Vec<SidecarName> {
+        self.census.take_gone()
+    }
+
+    /// Whether the Pod with `uid` is tracked.
+    pub fn contains_pod(&self, uid: &str) -> bool {
+        self.with_pod(uid, |_| ()).is_some()
+    }
+
+    /// Reads one tracked Pod under its segment's lock.
+    pub fn with_pod<R>(&self, uid: &str, read: impl FnOnce(&TrackedPod) -> R) -> Option<R> {
+        let uid = PodUid::parse(uid);
+        self.segment(uid).get(uid).map(read)
+    }
+
+    /// UIDs of every tracked Pod.
+    pub fn pod_uids(&self) -> HashSet<String> {
+        let mut uids = HashSet::new();
+        self.for_each_pod(|p| {
+            uids.insert(p.view.uid().to_string());
+        });
+        uids
+    }
+
+    /// Re-evaluates one Pod whose timer is due (no new state).
+    pub fn reevaluate(&self, uid: &str, now: Timestamp) -> Outcome {
+        let policies = self.valid_policies();
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let uid = PodUid::parse(uid);
+        let mut segment = self.segment(uid);
+        match segment.get_mut(uid) {
+            Some((pod, tallies)) => {
+                let ns_labels = namespaces.get(pod.view.namespace().as_str());
+                self.evaluator().all(pod, tallies, &policies, ns_labels, now)
+            }
+            None => Outcome::default(),
+        }
+    }
+
+    /// Re-evaluates every Pod for which `affected` is true.
+    fn reevaluate_where(&self, now: Timestamp, affected: impl Fn(&TrackedPod) -> bool) -> Outcome {
+        let policies = self.valid_policies();
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let mut outcome = Outcome::default();
+        for segment in self.segments.iter() {
+            let mut segment = lock(segment);
+            let (pods, tallies) = segment.values_mut();
+            for pod in pods.filter(|p| affected(p)) {
+                let ns_labels = namespaces.get(pod.view.namespace().as_str());
+                outcome.merge(self.evaluator().all(pod, tallies, &policies, ns_labels, now));
+            }
+        }
+        outcome
+    }
+
+    /// A new or changed policy: re-evaluates the Pods in its scope under this policy only
+    /// (and under the policies of its namespace that the limit admits or holds back now).
+    /// Status-only updates (the operator's own status writes among them) change nothing.
+    pub fn apply_policy(&self, policy: PolicyRef, mut entry: PolicyEntry, now: Timestamp) -> Outcome {
+        let mut table = self.policies.write().unwrap_or_else(|p| p.into_inner());
+        let old = table.get(&policy);
+        let unchanged = old.is_some_and(|old| old.spec == entry.spec && old.uid == entry.uid);
+        let before = old.and_then(PolicyEntry::evaluated).cloned();
+        // The limit's decision is the index's; a status-only update keeps it.
+        entry.held_back = old.and_then(|o| o.held_back);
+        table.insert(policy.clone(), entry);
+        if unchanged {
+            return Outcome::default();
+        }
+        let mut outcome = self.policy_changed(table, &policy, before, now);
+        let held_back = self.policies.read().unwrap_or_else(|p| p.into_inner()).get(&policy).and_then(|e| e.held_back);
+        outcome.limited_policies += u32::from(held_back.is_some());
+        outcome
+    }
+
+    /// A deleted policy: its results go from the Pods it covered, and a policy of its
+    /// namespace that the limit held back may be evaluated now.
+    pub fn delete_policy(&self, policy: &PolicyRef, now: Timestamp) -> Outcome {
+        let mut table = self.policies.write().unwrap_or_else(|p| p.into_inner());
+        let Some(old) = table.remove(policy) else { return Outcome::default() };
+        self.policy_changed(table, policy, old.evaluated().cloned(), now)
+    }
+
+    /// After `policy` changed in `table` (it was evaluated as `before`): decides the limit
+    /// of its namespace again and re-evaluates every policy whose evaluation changed, each
+    /// under itself only.
+    fn policy_changed(
+        &self,
+        mut table: std::sync::RwLockWriteGuard<'_, BTreeMap<PolicyRef, PolicyEntry>>,
+        policy: &PolicyRef,
+        before: Option<Arc<CompiledPolicy>>,
+        now: Timestamp,
+    ) -> Outcome {
+        let mut changes = vec![(policy.clone(), before)];
+        if let Some(namespace) = policy.namespace.clone() {
+            for other in policies::admit(&mut table, &namespace, self.max_policies) {
+                if other == *policy {
+                    continue;
+                }
+                let Some(entry) = table.get(&other) else { continue };
+                // Held back now: it was evaluated before, as it is compiled.
+                let before = entry.held_back.and(entry.compiled.as_ref().ok().cloned());
+                changes.push((other, before));
+            }
+        }
+        let after: Vec<Option<Arc<CompiledPolicy>>> =
+            changes.iter().map(|(p, _)| table.get(p).and_then(PolicyEntry::evaluated).cloned()).collect();
+        let newly_held_back = changes[1..].iter().filter(|(p, _)| table.get(p).is_some_and(|e| e.held_back.is_some()));
+        let held_back = u32::try_from(newly_held_back.count()).unwrap_or(u32::MAX);
+        drop(table);
+        let mut outcome = Outcome { limited_policies: held_back, ..Outcome::default() };
+        for ((policy, before), after) in changes.iter().zip(&after) {
+            let change = PolicyChange { policy, before: before.as_deref(), after: after.as_deref() };
+            outcome.merge(self.reevaluate_for_policy(&change, now));
+        }
+        outcome
+    }
+
+    /// After a relist of one policy kind: drops the policies of that kind not in `seen`.
+    /// `namespace` limits the relist to one namespace (namespaced kind only).
+    pub fn retain_policies(
+        &self,
+        cluster: bool,
+        namespace: Option<&str>,
+        seen: &HashSet<PolicyRef>,
+        now: Timestamp,
+    ) -> Outcome {
+        let gone: Vec<PolicyRef> = {
+            let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
+            table
+                .keys()
+                .filter(|p| p.namespace.is_none() == cluster && !seen.contains(p))
+                .filter(|p| namespace.is_none() || p.namespace.as_deref() == namespace)
+                .cloned()
+                .collect()
+        };
+        let mut outcome = Outcome::default();
+        for policy in gone {
+            outcome.merge(self.delete_policy(&policy, now));
+        }
+        outcome
+    }
+
+    /// Re-evaluates, under the changed policy only, the Pods in its scope: its namespace (or
+    /// everything), where the Pods it covered before are too, so that one namespace filter
+    /// catches selector changes both ways.
+    fn reevaluate_for_policy(&self, change: &PolicyChange<'_>, now: Timestamp) -> Outcome {
+        let policies = self.valid_policies();
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let evaluator = self.evaluator();
+        let mut outcome = Outcome::default();
+        for segment in self.segments.iter() {
+            let mut segment = lock(segment);
+            let (pods, tallies) = segment.values_mut();
+            let in_scope =
+                |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view.namespace() == *ns);
+            for pod in pods.filter(in_scope) {
+                let ns_labels = namespaces.get(pod.view.namespace().as_str());
+                outcome.merge(evaluator.one(pod, tallies, change, &policies, ns_labels, now));
+            }
+        }
+        outcome
+    }
+
+    /// Namespace labels changed: re-evaluates its Pods if a cluster policy looks at labels.
+    pub fn apply_namespace(&self, name: &str, labels: Labels, now: Timestamp) -> Outcome {
+        let changed = {
+            let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+            namespaces.insert(name.to_string(), labels.clone()) != Some(labels)
+        };
+        let label_sensitive = self.valid_policies().iter().any(|p| p.needs_namespace_labels());
+        if !changed || !label_sensitive {
+            return Outcome::default();
+        }
+        self.reevaluate_where(now, |p| p.view.namespace() == name)
+    }
+
+    /// A namespace is gone.
+    pub fn delete_namespace(&self, name: &str) {
+        self.namespaces.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+    }
+
+    /// After a relist of namespaces: drops those not in `seen`.
+    pub fn retain_namespaces(&self, seen: &HashSet<String>) {
+        self.namespaces.write().unwrap_or_else(|p| p.into_inner()).retain(|n, _| seen.contains(n));
+    }
+
+    /// Every firing alert now, as `Fired` transitions with their messages: what a new leader
+    /// reconciles the Events already in the cluster against. Pods with firing alerts are
+    /// evaluated again (at their last evaluation's state) to rebuild the messages.
+    pub fn firing_now(&self, now: Timestamp) -> Vec<Transition> {
+        let policies = self.valid_policies();
+        let mut out = Vec::new();
+        self.for_each_pod(|pod| {
+            for result in &pod.results {
+                if !result.is_firing() {
+                    continue;
+                }
+                let Some(policy) = policies.iter().find(|p| p.shared_ref() == result.policy) else { continue };
+                let evaluation = evaluate(&pod.view, policy, &pod.history, now);
+                for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
+                    let key = stored.key(&pod.view);
+                    let alert = evaluation
+                        .alerts
+                        .iter()
+                        .find(|a| a.key() == key)
+                        .cloned()
+                        .unwrap_or_else(|| stored.to_alert(&pod.view));
+                    out.push(transition(TransitionKind::Fired, &pod.view, result, alert));
+                }
+            }
+        });
+        out
+    }
+
+    /// Counts per policy (every policy in the table, invalid ones with zeros), for status and
+    /// metrics: the sums of the segments' counts, one segment lock at a time, so each
+    /// segment's share is as consistent as a walk over its Pods would be.
+    pub fn policy_stats(&self) -> BTreeMap<PolicyRef, PolicyCounts> {
+        let mut sums: BTreeMap<PolicyRef, Tally> = {
+            let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
+            table.keys().map(|p| (p.clone(), Tally::default())).collect()
+        };
+        for segment in self.segments.iter() {
+            for (policy, tally) in lock(segment).tallies.iter() {
+                // Results of a policy just deleted, until its Pods are evaluated again.
+                let Some(sum) = sums.get_mut(policy) else { continue };
+                sum.add(tally);
+            }
+        }
+        sums.into_iter().map(|(policy, sum)| (policy, sum.to_counts())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sidecar_watch_api::{ClusterPolicySpec, SlimPod};
+    use sidecar_watch_testkit::pod::{Container, PodBuilder};
+
+    fn pod(uid: usize) -> PodView {
+        let pod = PodBuilder::new("shop", &format!("pod-{uid}"))
+            .uid(format!("u{uid}"))
+            .label("app", "web")
+            .container(Container::new("app", "shop/web:1.0"))
+            .container(Container::new("log-sidecar", "fluent/fluent-bit:3.0").ready(false));
+        PodView::from_pod(&pod.decode::<SlimPod>())
+    }
+
+    /// Deleted Pods and policies leave no counts behind in the segments.
+    #[test]
+    fn counts_go_with_their_pods() {
+        let index = Index::new();
+        let now: Timestamp = sidecar_watch_testkit::pod::CREATED.parse().expect("time");
+        let spec: ClusterPolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
+        let compiled = CompiledPolicy::compile_cluster("all", &spec);
+        index.apply_policy(PolicyRef::cluster("all"), PolicyEntry::new(compiled, serde_json::Value::Null), now);
+        for uid in 0..100 {
+            index.apply_pod(pod(uid), now);
+        }
+        assert_eq!(index.policy_stats()[&PolicyRef::cluster("all")].matched_pods, 100);
+        for uid in 0..50 {
+            index.delete_pod(&format!("u{uid}"));
+        }
+        index.retain_pods(Some("shop"), &HashSet::new());
+        assert!(index.segments.iter().all(|s| lock(s).tallies.is_empty()));
+        index.apply_pod(pod(1), now);
+        index.delete_policy(&PolicyRef::cluster("all"), now);
+        assert!(index.segments.iter().all(|s| lock(s).tallies.is_empty()));
+        assert!(index.policy_stats().is_empty());
+    }
+}

@@ -1,0 +1,214 @@
+//! What the index keeps per Pod: the compact view, its history, and per policy the alerts of
+//! the last evaluation without their messages.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use sidecar_watch_api::Severity;
+use sidecar_watch_engine::{
+    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, PodHistory, PodView, PolicyRef, SidecarType, Stamp,
+};
+
+/// An active alert as the index keeps it: everything but the message, which is most of an
+/// alert's memory and is rebuilt by evaluating again when it is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredAlert {
+    /// Which rule.
+    pub name: AlertName,
+    /// Its severity.
+    pub severity: Severity,
+    /// Index into the Pod's `view.containers`; `None` for Pod-level checks.
+    pub container: Option<u16>,
+    /// The failed check, for `SidecarMisconfigured`.
+    pub check: Option<Check>,
+    /// Pending or firing.
+    pub state: AlertState,
+    /// Since when the condition holds.
+    pub since: Option<Stamp>,
+}
+
+impl StoredAlert {
+    /// `alert` as stored; `sidecars` (the evaluated ones) are looked at first, so that a Pod
+    /// with thousands of containers does not cost a scan of them all per alert.
+    pub(super) fn new(view: &PodView, sidecars: &[(usize, SidecarType)], alert: &Alert) -> Self {
+        let position = sidecars
+            .iter()
+            .map(|(i, _)| *i)
+            .find(|i| view.containers.get(*i).is_some_and(|c| c.name == alert.container))
+            .or_else(|| view.containers.iter().position(|c| c.name == alert.container));
+        let container = position.and_then(|i| u16::try_from(i).ok());
+        StoredAlert {
+            name: alert.name,
+            severity: alert.severity,
+            container,
+            check: alert.check,
+            state: alert.state,
+            since: alert.since.map(Stamp::new),
+        }
+    }
+
+    /// The container's name ("" for Pod-level checks).
+    pub fn container_name<'a>(&self, view: &'a PodView) -> &'a str {
+        self.container.and_then(|i| view.containers.get(usize::from(i))).map_or("", |c| c.name.as_str())
+    }
+
+    /// What identifies the alert ([`Alert::key`]): its container's name comes from `view`,
+    /// the Pod's view it was stored with.
+    pub fn key<'a>(&self, view: &'a PodView) -> AlertKey<'a> {
+        AlertKey { name: self.name, container: Cow::Borrowed(self.container_name(view)), check: self.check }
+    }
+
+    /// The alert without its message.
+    pub(super) fn to_alert(self, view: &PodView) -> Alert {
+        Alert {
+            name: self.name,
+            severity: self.severity,
+            container: self.container_name(view).to_string(),
+            check: self.check,
+            state: self.state,
+            since: self.since.map(Stamp::timestamp),
+            message: String::new(),
+            identified_by: None,
+        }
+    }
+}
+
+/// The alerts one policy raised on one Pod.
+#[derive(Clone, Debug)]
+pub struct PolicyResult {
+    /// The policy.
+    pub policy: Arc<PolicyRef>,
+    /// Whether the policy publishes Events.
+    pub events: bool,
+    /// Active alerts, sorted by key (a boxed slice: most results have none, and the rest
+    /// keep no spare capacity).
+    pub alerts: Box<[StoredAlert]>,
+}
+
+impl PolicyResult {
+    /// Whether one of the alerts fires.
+    pub fn is_firing(&self) -> bool {
+        self.alerts.iter().any(|a| a.state == AlertState::Firing)
+    }
+}
+
+/// One tracked Pod: 112 bytes, in mimalloc's 112-byte size class. Its lists are boxed
+/// slices: they are replaced whole by each evaluation, and a `Vec` would keep a capacity
+/// field and spare capacity (4 entries for 1) per Pod. Its sidecars, under any selecting
+/// policy, are marked in its view ([`ContainerView::is_tracked_sidecar`]).
+#[derive(Clone, Debug)]
+pub struct TrackedPod {
+    /// The latest state.
+    pub view: PodView,
+    /// What the operator observed over time.
+    pub history: PodHistory,
+    /// One entry per valid policy that selects the Pod.
+    pub results: Box<[PolicyResult]>,
+}
+
+impl TrackedPod {
+    /// The Pod's sidecar containers with their types, in container order.
+    pub fn sidecar_containers(&self) -> impl Iterator<Item = (&ContainerView, SidecarType)> {
+        self.view
+            .containers
+            .iter()
+            .filter(|c| c.is_tracked_sidecar())
+            .filter_map(|c| Some((c, SidecarType::of(c.kind)?)))
+    }
+
+    /// Whether a selecting policy found a sidecar in the Pod.
+    pub fn has_sidecars(&self) -> bool {
+        self.sidecar_containers().next().is_some()
+    }
+
+    /// Whether exactly the containers at `sidecars` (sorted indices into `view.containers`)
+    /// are marked as the Pod's sidecars.
+    pub(super) fn sidecars_are(&self, sidecars: &[usize]) -> bool {
+        self.view
+            .containers
+            .iter()
+            .enumerate()
+            .all(|(i, container)| container.is_tracked_sidecar() == sidecars.binary_search(&i).is_ok())
+    }
+
+    /// Marks exactly the containers at `sidecars` (sorted indices into `view.containers`) as
+    /// the Pod's sidecars.
+    pub(super) fn mark_sidecars(&mut self, sidecars: &[usize]) {
+        for (i, container) in self.view.containers.iter_mut().enumerate() {
+            container.set_tracked_sidecar(sidecars.binary_search(&i).is_ok());
+        }
+    }
+
+    /// Replaces the view with `view`, a newer state of the same Pod, keeping the sidecar
+    /// marks of the containers it still has by the same name at the same place (a Pod's
+    /// containers never change; a view that says otherwise loses its marks, and the next
+    /// evaluation sets them again).
+    pub(super) fn replace_view(&mut self, mut view: PodView) {
+        for (i, container) in view.containers.iter_mut().enumerate() {
+            let marked =
+                self.view.containers.get(i).is_some_and(|old| old.name == container.name && old.is_tracked_sidecar());
+            container.set_tracked_sidecar(marked);
+        }
+        self.view = view;
+    }
+
+    /// The Pod's sidecar container names with its namespace.
+    pub fn sidecar_names(&self) -> Vec<super::SidecarName> {
+        self.sidecar_containers().map(|(c, _)| (self.view.namespace().clone(), c.name.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sidecar_watch_engine::container::{ContainerSpec, SpecFlags};
+    use sidecar_watch_engine::ContainerKind;
+
+    /// Every alert of every tracked Pod is one of these: 16 bytes (`index_memory` counts them).
+    #[test]
+    fn a_stored_alert_takes_16_bytes() {
+        assert_eq!(std::mem::size_of::<StoredAlert>(), 16);
+    }
+
+    fn pod_of(names: &[&str]) -> TrackedPod {
+        let mut view = PodView::new("6f1c2d3e-0001-4b5a-9c8d-000000000001", "web-0");
+        view.containers = names
+            .iter()
+            .map(|name| {
+                let spec = ContainerSpec {
+                    name: (*name).into(),
+                    kind: ContainerKind::Regular,
+                    flags: SpecFlags::empty(),
+                    catalog: None,
+                    liveness_target: None,
+                };
+                ContainerView::new(spec, None)
+            })
+            .collect();
+        TrackedPod { view, history: PodHistory::default(), results: Box::default() }
+    }
+
+    fn sidecars(pod: &TrackedPod) -> Vec<&str> {
+        pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn sidecar_marks_outlive_a_new_view_only_where_the_containers_are_the_same() {
+        let mut pod = pod_of(&["app", "envoy", "log-shipper"]);
+        pod.mark_sidecars(&[1, 2]);
+        assert!(pod.sidecars_are(&[1, 2]) && !pod.sidecars_are(&[1]));
+        pod.replace_view(pod_of(&["app", "envoy", "log-shipper"]).view);
+        assert_eq!(sidecars(&pod), ["envoy", "log-shipper"]);
+        // A view that says the containers changed (no real Pod does) keeps no mark it cannot
+        // tie to the same container.
+        pod.replace_view(pod_of(&["app", "log-shipper"]).view);
+        assert_eq!(sidecars(&pod), Vec::<&str>::new());
+        pod.mark_sidecars(&[]);
+        assert!(!pod.has_sidecars());
+    }
+
+    #[test]
+    fn a_tracked_pod_takes_112_bytes() {
+        assert_eq!(std::mem::size_of::<TrackedPod>(), 112);
+    }
+}

@@ -1,0 +1,119 @@
+//! Alerts that started or stopped firing between two evaluations of a Pod: what Events
+//! announce, with the rest of what one change did ([`Outcome`]).
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::tracked::PolicyResult;
+use sidecar_watch_engine::{Alert, AlertKey, AlertState, ContainerKind, PodView, PolicyRef};
+
+/// An alert that started firing or stopped firing: what Events announce.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// Fired or resolved.
+    pub kind: TransitionKind,
+    /// The Pod's namespace.
+    pub namespace: String,
+    /// The Pod's name.
+    pub pod: String,
+    /// The Pod's UID.
+    pub pod_uid: String,
+    /// Where the container is declared, for the Event's `fieldPath`.
+    pub container_kind: Option<ContainerKind>,
+    /// The Pod's workload as `Kind/name` (`Deployment/web`), named in the Event note.
+    pub workload: String,
+    /// The policy.
+    pub policy: Arc<PolicyRef>,
+    /// Whether the policy publishes Events (`spec.events`).
+    pub policy_events: bool,
+    /// The alert (its state and message as of the transition).
+    pub alert: Alert,
+}
+
+/// The direction of a [`Transition`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransitionKind {
+    /// The alert started firing.
+    Fired,
+    /// A firing alert cleared.
+    Resolved,
+}
+
+/// What one change did: transitions to announce, startup timings, and when to look again.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Alerts that started or stopped firing.
+    pub transitions: Vec<Transition>,
+    /// Startup durations observed (container, seconds) with the Pod's namespace.
+    pub startups: Vec<(String, String, f64)>,
+    /// When to re-evaluate each evaluated Pod: (uid, when), or `None` when nothing can change
+    /// without a new Pod state, so that a timer set before (say, for a sidecar that was not
+    /// ready for a moment) is dropped instead of waiting minutes to fire for nothing.
+    pub wakeups: Vec<(String, Option<Timestamp>)>,
+    /// Re-evaluate each of these Pods no later than then (an evaluation under one policy
+    /// knows its own next change, not the other policies'): an earlier timer stays.
+    pub wake_by: Vec<(String, Timestamp)>,
+    /// Evaluations that met `--max-sidecars-per-pod` and left sidecars out.
+    pub limited_pods: u32,
+    /// Policy changes held back by `--max-policies-per-namespace` (not evaluated).
+    pub limited_policies: u32,
+}
+
+impl Outcome {
+    pub(super) fn merge(&mut self, other: Outcome) {
+        self.transitions.extend(other.transitions);
+        self.startups.extend(other.startups);
+        self.wakeups.extend(other.wakeups);
+        self.wake_by.extend(other.wake_by);
+        self.limited_pods += other.limited_pods;
+        self.limited_policies += other.limited_policies;
+    }
+}
+
+pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyResult, alert: Alert) -> Transition {
+    Transition {
+        kind,
+        namespace: view.namespace().to_string(),
+        pod: view.name().to_string(),
+        pod_uid: view.uid().to_string(),
+        container_kind: view.containers.iter().find(|c| c.name == alert.container).map(|c| c.kind),
+        workload: {
+            let (kind, name) = view.workload();
+            format!("{kind}/{name}")
+        },
+        policy: Arc::clone(&result.policy),
+        policy_events: result.events,
+        alert,
+    }
+}
+
+/// Alerts of one policy that started firing or stopped firing between two evaluations of
+/// the same Pod. A policy that newly selects the Pod announces its firing alerts; one that
+/// is deleted or stops selecting the Pod takes its alerts away silently (it is not here).
+pub(super) fn diff(
+    view: &PodView,
+    before: Option<&PolicyResult>,
+    after: &PolicyResult,
+    alerts: Vec<Alert>,
+) -> Vec<Transition> {
+    let firing_before: Vec<AlertKey<'_>> = before
+        .map(|b| b.alerts.iter().filter(|s| s.state == AlertState::Firing).map(|s| s.key(view)).collect())
+        .unwrap_or_default();
+    let firing_now: Vec<AlertKey<'_>> =
+        alerts.iter().filter(|a| a.state == AlertState::Firing).map(Alert::key).collect();
+    let resolved: Vec<Transition> = before
+        .iter()
+        .flat_map(|b| b.alerts.iter())
+        .filter(|s| s.state == AlertState::Firing && !firing_now.contains(&s.key(view)))
+        .map(|s| transition(TransitionKind::Resolved, view, after, s.to_alert(view)))
+        .collect();
+    drop(firing_now);
+    let mut out: Vec<Transition> = alerts
+        .into_iter()
+        .filter(|a| a.state == AlertState::Firing && !firing_before.contains(&a.key()))
+        .map(|a| transition(TransitionKind::Fired, view, after, a))
+        .collect();
+    out.extend(resolved);
+    out
+}
