@@ -1,7 +1,8 @@
 //! A fault-injecting HTTP proxy in front of kube-apiserver, for the failures a real server
 //! gives only by chance: the next N requests answered 500 or 429 (with `Retry-After`), every
 //! connection closed at once (a restart or a dropped link, as the client sees it), and
-//! `/version` posing as an older minor release. Everything else reaches kube-apiserver as it
+//! `/version` posing as an older minor release, and streaming lists whose `sendInitialEvents`
+//! is dropped on the way (a proxy or server that ignores it). Everything else reaches kube-apiserver as it
 //! was sent: the client's bearer token, `User-Agent`, query and body, and the answer streams
 //! back unchanged (watches included), so kube-apiserver's audit log sees the client's calls.
 //! It notes the media types of every exchange passed on ([`FaultProxy::media_types`]), which
@@ -67,6 +68,7 @@ struct Faults {
     fail_code: u16,
     retry_after_secs: u64,
     minor_version: Option<u32>,
+    drop_send_initial_events: bool,
 }
 
 impl FaultProxy {
@@ -156,6 +158,15 @@ impl FaultProxy {
         self.state.media_types.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    /// Passes on every streaming list without `sendInitialEvents`, the `resourceVersionMatch`
+    /// that goes with it and `allowWatchBookmarks`, as a proxy or server that knows none of
+    /// them does: kube-apiserver then answers a plain watch from the latest state, the objects
+    /// as `ADDED` events and never the bookmark that ends an initial state. (Asked for
+    /// bookmarks, kube-apiserver 1.37 ends the initial state of a plain watch too.)
+    pub fn drop_send_initial_events(&self) {
+        self.state.faults().drop_send_initial_events = true;
+    }
+
     /// Answers `GET /version` as a 1.`minor` server would (the rest as kube-apiserver does).
     pub fn pose_as_minor(&self, minor: u32) {
         self.state.faults().minor_version = Some(minor);
@@ -181,13 +192,13 @@ impl State {
     /// An injected failure, or kube-apiserver's answer. An unreachable kube-apiserver is an
     /// error, which closes the client's connection: what a client connected directly sees.
     async fn answer(&self, request: Request<Incoming>) -> std::io::Result<Response<ProxyBody>> {
-        let (failure, minor) = {
+        let (failure, minor, drop_initial_events) = {
             let mut faults = self.faults();
             let failure = (faults.fail_remaining > 0).then(|| {
                 faults.fail_remaining -= 1;
                 (faults.fail_code, faults.retry_after_secs)
             });
-            (failure, faults.minor_version)
+            (failure, faults.minor_version, faults.drop_send_initial_events)
         };
         if let Some((code, retry_after_secs)) = failure {
             self.injected.fetch_add(1, Ordering::SeqCst);
@@ -197,6 +208,9 @@ impl State {
         let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
         // kube's client sets the scheme and authority of kube-apiserver.
         parts.headers.remove(header::HOST);
+        if drop_initial_events {
+            parts.uri = without_initial_events(&parts.uri);
+        }
         let is_version = parts.uri.path() == "/version";
         let forwarded = Request::from_parts(parts, kube::client::Body::from(body));
         let request = format!("{} {}", forwarded.method(), forwarded.uri().path());
@@ -214,6 +228,19 @@ impl State {
             _ => Ok(response.map(|body| body.map_err(std::io::Error::other).boxed_unsync())),
         }
     }
+}
+
+/// `uri` without `sendInitialEvents`, `resourceVersionMatch` and `allowWatchBookmarks` when it
+/// asks for initial events; as it is otherwise.
+fn without_initial_events(uri: &http::Uri) -> http::Uri {
+    let Some(query) = uri.query().filter(|q| q.split('&').any(|p| p == "sendInitialEvents=true")) else {
+        return uri.clone();
+    };
+    let dropped = ["sendInitialEvents=", "resourceVersionMatch=", "allowWatchBookmarks="];
+    let kept: Vec<&str> = query.split('&').filter(|p| !dropped.iter().any(|d| p.starts_with(d))).collect();
+    let path_and_query =
+        if kept.is_empty() { uri.path().to_string() } else { format!("{}?{}", uri.path(), kept.join("&")) };
+    http::Uri::builder().path_and_query(path_and_query).build().unwrap_or_else(|_| uri.clone())
 }
 
 fn text(value: Option<&header::HeaderValue>) -> String {

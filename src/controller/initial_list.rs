@@ -13,6 +13,7 @@
 //! to one with the WatchList feature gate off, as an upgrade from 1.32 to 1.33 does).
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
@@ -54,6 +55,16 @@ impl Strategy {
             Strategy::Paginated => "paginated",
         }
     }
+}
+
+/// How every watcher gets its initial state: the strategy, and how long a streaming list may
+/// go without ending its initial state before the watcher falls back to paginated lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Streaming or paginated lists.
+    pub strategy: Strategy,
+    /// `--initial-state-deadline`.
+    pub deadline: Duration,
 }
 
 /// How large a collection can grow, which decides how a paginated list reads it.
@@ -170,20 +181,22 @@ pub fn streaming_rejection(error: &watcher::Error) -> Option<&str> {
     rejected.then_some(status.message.as_str())
 }
 
-/// The events of one watcher of `api` (named `what` in logs and metrics), with `strategy`
-/// and kube-runtime's reconnects and backoff. Errors are counted and logged, not returned;
-/// a rejected streaming list, at the start or at a later relist, switches this watcher
-/// to paginated lists, once, with a warning.
+/// The events of one watcher of `api` (named `what` in logs and metrics), as `plan` says,
+/// with kube-runtime's reconnects and backoff. Errors are counted and logged, not returned;
+/// a rejected streaming list, at the start or at a later relist, or one that has not ended its
+/// initial state by `plan.deadline`, switches this watcher to paginated lists, once, with a
+/// warning.
 pub fn watch_events<K>(
     api: Api<K>,
     what: &'static str,
     size: Size,
-    strategy: Strategy,
+    plan: Plan,
     metrics: Metrics,
 ) -> impl Stream<Item = watcher::Event<K>> + Send
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
+    let strategy = plan.strategy;
     tracing::info!(watch = what, initial_list = strategy.as_str(), "starting watch");
     metrics.initial_list.with_label_values(&[what, strategy.as_str()]).inc();
     let fallback = (strategy == Strategy::Streaming).then(|| {
@@ -195,7 +208,7 @@ where
             metrics.initial_list.with_label_values(&[what, Strategy::Streaming.as_str()]).dec();
             metrics.initial_list.with_label_values(&[what, Strategy::Paginated.as_str()]).inc();
         };
-        (paginated, report)
+        Fallback { paginated, report, deadline: plan.deadline }
     });
     log_errors(with_fallback(start(api, strategy, size), fallback), what, metrics)
 }
@@ -205,39 +218,79 @@ const FALLBACK: &str = "the API server does not serve streaming lists; this watc
 
 type Events<K> = BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
+/// What a streaming watcher falls back to: `paginated()` after `report(why)`, once a streaming
+/// list is refused or has not ended its initial state `deadline` after it began.
+struct Fallback<P, R> {
+    paginated: P,
+    report: R,
+    deadline: Duration,
+}
+
 /// `events` until they bring a [streaming-list rejection](streaming_rejection), whenever it
-/// comes (at the start, or at a relist after a complete initial state); from then on the
-/// events of `paginated()`, after `report(server's message)`. Without a `fallback`, `events`
-/// as they are.
+/// comes (at the start, or at a relist after a complete initial state), or until an initial
+/// state (`Init`) goes without its end (`InitDone`) for the fallback's deadline; from then on
+/// the events of `paginated()`, after `report(why)`. Without a `fallback`, `events` as they are.
 ///
 /// The paginated watcher starts with a list of its own (`Init` … `InitDone`), so a switch at
 /// a relist forgets what went meanwhile just as the relist would have. A later relist during
 /// a rolling change of the control plane might have reached a server that streams again;
 /// switching for good costs at most paginated lists until the operator restarts, where
 /// retrying the rejection would leave the watcher without a state for as long as the
-/// control plane keeps the gate off.
+/// control plane keeps the gate off. A server that accepts the watch but ignores
+/// `sendInitialEvents` (an older server, or a proxy in front of one that drops the parameter)
+/// sends the objects as a plain watch does and never the bookmark that ends the initial
+/// state: without the deadline the operator would wait for it, not ready, without a word.
 fn with_fallback<K, P, R>(
     events: Events<K>,
-    fallback: Option<(P, R)>,
+    fallback: Option<Fallback<P, R>>,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
 where
     K: Send + 'static,
     P: FnOnce() -> Events<K> + Send + 'static,
     R: FnOnce(&str) + Send + 'static,
 {
-    futures::stream::unfold((events, fallback), |(mut events, mut fallback)| async move {
-        loop {
-            let item = events.next().await?;
-            if let Some(reason) = item.as_ref().err().and_then(streaming_rejection) {
-                if let Some((paginated, report)) = fallback.take() {
-                    report(reason);
-                    events = paginated();
-                    continue;
+    let initial_since: Option<tokio::time::Instant> = None;
+    futures::stream::unfold(
+        (events, fallback, initial_since),
+        |(mut events, mut fallback, mut initial_since)| async move {
+            loop {
+                let deadline = fallback.as_ref().zip(initial_since).map(|(f, since)| since + f.deadline);
+                let next = match deadline {
+                    Some(at) => match tokio::time::timeout_at(at, events.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            if let Some(Fallback { paginated, report, deadline }) = fallback.take() {
+                                report(&format!(
+                                    "the initial state of a streaming list did not end within {}: the API server (or a \
+                                     proxy in front of it) accepted the watch but ignores sendInitialEvents",
+                                    crate::api::format_duration(deadline)
+                                ));
+                                events = paginated();
+                            }
+                            initial_since = None;
+                            continue;
+                        }
+                    },
+                    None => events.next().await,
+                };
+                let item = next?;
+                match &item {
+                    Ok(watcher::Event::Init) => initial_since = Some(tokio::time::Instant::now()),
+                    Ok(watcher::Event::InitDone) => initial_since = None,
+                    _ => {}
                 }
+                if let Some(reason) = item.as_ref().err().and_then(streaming_rejection) {
+                    if let Some(Fallback { paginated, report, .. }) = fallback.take() {
+                        report(reason);
+                        events = paginated();
+                        initial_since = None;
+                        continue;
+                    }
+                }
+                return Some((item, (events, fallback, initial_since)));
             }
-            return Some((item, (events, fallback)));
-        }
-    })
+        },
+    )
 }
 
 fn start<K>(api: Api<K>, strategy: Strategy, size: Size) -> Events<K>
@@ -268,206 +321,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use kube::core::response::{StatusCause, StatusDetails};
-    use kube::core::Status;
-
-    use super::*;
-
-    fn status(code: u16, reason: &str, message: &str, fields: &[&str]) -> Status {
-        let details = (!fields.is_empty()).then(|| StatusDetails {
-            name: String::new(),
-            group: "meta.k8s.io".into(),
-            kind: "ListOptions".into(),
-            uid: String::new(),
-            causes: fields
-                .iter()
-                .map(|f| StatusCause {
-                    reason: "FieldValueForbidden".into(),
-                    message: message.into(),
-                    field: f.to_string(),
-                })
-                .collect(),
-            retry_after_seconds: 0,
-        });
-        Status { code, reason: reason.into(), message: message.into(), details, ..Status::default() }
-    }
-
-    fn start_failed(status: Status) -> watcher::Error {
-        watcher::Error::WatchStartFailed(kube::Error::Api(Box::new(status)))
-    }
-
-    fn is_rejection(error: &watcher::Error) -> bool {
-        streaming_rejection(error).is_some()
-    }
-
-    const GATE_OFF: &str = "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled";
-    const BEFORE_1_27: &str = "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch";
-
-    #[test]
-    fn rejections_of_streaming_lists_fall_back() {
-        assert!(is_rejection(&start_failed(status(422, "Invalid", GATE_OFF, &["sendInitialEvents"]))));
-        assert!(is_rejection(&start_failed(status(422, "Invalid", BEFORE_1_27, &["resourceVersionMatch"]))));
-        // A Status without causes is judged by its message.
-        assert!(is_rejection(&start_failed(status(422, "Invalid", GATE_OFF, &[]))));
-        // The same refusal as an ERROR event of the watch.
-        assert!(is_rejection(&watcher::Error::WatchError(Box::new(status(
-            422,
-            "Invalid",
-            GATE_OFF,
-            &["sendInitialEvents"]
-        )))));
-    }
-
-    #[test]
-    fn other_errors_keep_the_strategy() {
-        let keep = [
-            start_failed(status(403, "Forbidden", "pods is forbidden: User \"x\" cannot watch resource \"pods\"", &[])),
-            start_failed(status(500, "InternalError", "sendInitialEvents: etcd timed out", &[])),
-            start_failed(status(503, "ServiceUnavailable", "", &[])),
-            start_failed(status(429, "TooManyRequests", "", &[])),
-            watcher::Error::WatchError(Box::new(status(410, "Expired", "too old resource version: 1 (5)", &[]))),
-            // Invalid, but for another parameter.
-            start_failed(status(422, "Invalid", "labelSelector: Invalid value", &["labelSelector"])),
-            // A LIST is no streaming list.
-            watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status(
-                422,
-                "Invalid",
-                GATE_OFF,
-                &["sendInitialEvents"],
-            )))),
-            watcher::Error::NoResourceVersion,
-        ];
-        for error in keep {
-            assert!(!is_rejection(&error), "{error:?}");
-        }
-    }
-
-    type Item = Result<watcher::Event<String>, watcher::Error>;
-
-    fn gate_off() -> watcher::Error {
-        start_failed(status(422, "Invalid", GATE_OFF, &["sendInitialEvents"]))
-    }
-
-    /// What `with_fallback` yields from `streaming`, falling back to `paginated`: each event
-    /// (errors by their message) and the reasons reported.
-    async fn run_fallback(streaming: Vec<Item>, paginated: Vec<Item>) -> (Vec<String>, Vec<String>) {
-        let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let reported = reports.clone();
-        let fallback = Some((
-            move || futures::stream::iter(paginated).boxed(),
-            move |reason: &str| reported.lock().unwrap().push(reason.to_string()),
-        ));
-        let seen = with_fallback(futures::stream::iter(streaming).boxed(), fallback)
-            .map(|item| match item {
-                Ok(watcher::Event::Init) => "Init".to_string(),
-                Ok(watcher::Event::InitApply(o)) => format!("InitApply {o}"),
-                Ok(watcher::Event::InitDone) => "InitDone".to_string(),
-                Ok(watcher::Event::Apply(o)) => format!("Apply {o}"),
-                Ok(watcher::Event::Delete(o)) => format!("Delete {o}"),
-                Err(e) => format!("Err {}", streaming_rejection(&e).map_or("other", |_| "rejection")),
-            })
-            .collect::<Vec<_>>()
-            .await;
-        let reports = reports.lock().unwrap().clone();
-        (seen, reports)
-    }
-
-    fn listing(name: &str) -> Vec<Item> {
-        vec![Ok(watcher::Event::Init), Ok(watcher::Event::InitApply(name.to_string())), Ok(watcher::Event::InitDone)]
-    }
-
-    #[tokio::test]
-    async fn a_rejection_before_the_first_initial_state_switches_once_for_good() {
-        let forbidden = || start_failed(status(403, "Forbidden", "pods is forbidden", &[]));
-        // A 403 is passed on (kube-runtime retries it); the rejection after it switches.
-        let streaming = vec![Err(forbidden()), Err(gate_off()), Ok(watcher::Event::Apply("never".into()))];
-        let mut paginated = listing("a");
-        // A rejection from the paginated watcher is no reason to switch again.
-        paginated.push(Err(gate_off()));
-        let (seen, reports) = run_fallback(streaming, paginated).await;
-        assert_eq!(seen, ["Err other", "Init", "InitApply a", "InitDone", "Err rejection"]);
-        assert_eq!(reports, [GATE_OFF]);
-    }
-
-    #[tokio::test]
-    async fn a_rejection_at_a_later_relist_switches_too() {
-        // Streamed once; then the control plane is changed to one with the gate off (1.32 to
-        // 1.33), the watch falls behind (410) and its relist is rejected: the watcher lists
-        // instead of retrying the rejection forever without a state.
-        let mut streaming = listing("a");
-        streaming.push(Ok(watcher::Event::Apply("b".into())));
-        streaming.push(Err(watcher::Error::WatchError(Box::new(status(
-            410,
-            "Expired",
-            "too old resource version",
-            &[],
-        )))));
-        streaming.push(Err(gate_off()));
-        streaming.push(Ok(watcher::Event::Apply("never".into())));
-        let (seen, reports) = run_fallback(streaming, listing("c")).await;
-        assert_eq!(
-            seen,
-            ["Init", "InitApply a", "InitDone", "Apply b", "Err other", "Init", "InitApply c", "InitDone"]
-        );
-        assert_eq!(reports, [GATE_OFF]);
-    }
-
-    #[tokio::test]
-    async fn without_a_fallback_rejections_pass_as_they_are() {
-        let streaming = vec![Err(gate_off()), Ok(watcher::Event::Apply("a".into()))];
-        type Fallback = (fn() -> Events<String>, fn(&str));
-        let fallback: Option<Fallback> = None;
-        let seen: Vec<bool> =
-            with_fallback(futures::stream::iter(streaming).boxed(), fallback).map(|item| item.is_ok()).collect().await;
-        assert_eq!(seen, [false, true]);
-    }
-
-    #[test]
-    fn auto_streams_unless_the_server_reports_a_version_before_1_27() {
-        assert_eq!(auto(Some((1, 37))), Strategy::Streaming);
-        assert_eq!(auto(Some((1, 33))), Strategy::Streaming, "gate off by default there: the rejection falls back");
-        assert_eq!(auto(Some((1, 27))), Strategy::Streaming);
-        assert_eq!(auto(Some((2, 0))), Strategy::Streaming);
-        assert_eq!(auto(Some((1, 26))), Strategy::Paginated);
-        assert_eq!(auto(Some((1, 19))), Strategy::Paginated);
-        // Not known (the server was down, or its version unparsable): asked; a refusal falls back.
-        assert_eq!(auto(None), Strategy::Streaming);
-    }
-
-    #[test]
-    fn the_default_is_auto() {
-        use clap::CommandFactory;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            run: crate::controller::RunArgs,
-        }
-        // The declared default, whatever SIDECAR_WATCH_INITIAL_LIST the test runs with.
-        let command = Cli::command();
-        let arg = command.get_arguments().find(|a| a.get_id() == "initial_list").expect("--initial-list");
-        assert_eq!(arg.get_default_values(), ["auto"]);
-        assert_eq!(<InitialList as clap::ValueEnum>::from_str("auto", false), Ok(InitialList::Auto));
-    }
-
-    #[test]
-    fn versions_with_vendor_suffixes() {
-        let info = |major: &str, minor: &str| Info { major: major.into(), minor: minor.into(), ..Info::default() };
-        assert_eq!(version_of(&info("1", "27")), Some((1, 27)));
-        assert_eq!(version_of(&info("1", "26+")), Some((1, 26)));
-        assert_eq!(version_of(&info("1", "")), None);
-        assert!(version_of(&info("1", "27+")).unwrap() >= STREAMING_SINCE);
-        assert!(version_of(&info("1", "26")).unwrap() < STREAMING_SINCE);
-    }
-
-    #[test]
-    fn pods_are_never_listed_unpaginated() {
-        assert_eq!(config(Strategy::Paginated, Size::Large).page_size, Some(500));
-        assert_eq!(config(Strategy::Paginated, Size::Small).page_size, None);
-        assert_eq!(config(Strategy::Paginated, Size::Small).list_semantic, watcher::ListSemantic::Any);
-        assert_eq!(
-            config(Strategy::Streaming, Size::Large).initial_list_strategy,
-            watcher::InitialListStrategy::StreamingList
-        );
-    }
-}
+mod tests;

@@ -124,6 +124,12 @@ pub struct RunArgs {
     /// lists falls back to paginated lists.
     #[arg(long, env = "SIDECAR_WATCH_INITIAL_LIST", value_enum, default_value = "auto")]
     pub initial_list: initial_list::InitialList,
+    /// How long a streaming list may take to end its initial state before the watcher gives
+    /// up on it and lists in pages: a server or proxy that accepts the watch but ignores
+    /// `sendInitialEvents` never ends it. The default is ten times the slowest start measured
+    /// (docs/benchmarks.md, 400,000 Pods).
+    #[arg(long, env = "SIDECAR_WATCH_INITIAL_STATE_DEADLINE", default_value = "5m", value_parser = parse_duration_arg)]
+    pub initial_state_deadline: Duration,
     /// How Pods are read: `protobuf` (kube-apiserver's own encoding, about a third of the API
     /// server's CPU for a start that JSON costs it; a server that answers in JSON is read as
     /// JSON) or `json`.
@@ -296,7 +302,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Bounded: a flood of Pod updates slows the watchers down instead of growing memory.
     let (tx, rx) = mpsc::channel(8192);
     let strategy = initial_list::resolve(args.initial_list, &client).await;
-    let watchers = watch::spawn_watchers(client.clone(), scope.clone(), strategy, tx, metrics.clone(), index.clone());
+    let plan = initial_list::Plan { strategy, deadline: args.initial_state_deadline };
+    let watchers = watch::spawn_watchers(client.clone(), scope.clone(), plan, tx, metrics.clone(), index.clone());
     let reconciler = reconciler::Reconciler {
         index: index.clone(),
         metrics: metrics.clone(),

@@ -17,7 +17,7 @@ use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::initial_list::{self, Size, Strategy};
+use super::initial_list::{self, Plan, Size};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, PodView, PolicyRef, SpecError};
 use crate::index::shard::Shard;
@@ -107,12 +107,12 @@ impl Scope {
     }
 }
 
-/// Starts every watcher, getting its initial state as `strategy` says; each sends into `tx`
+/// Starts every watcher, getting its initial state as `plan` says; each sends into `tx`
 /// until `tx` closes.
 pub fn spawn_watchers(
     client: Client,
     scope: Scope,
-    strategy: Strategy,
+    plan: Plan,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
     index: Arc<Index>,
@@ -126,20 +126,20 @@ pub fn spawn_watchers(
             None => Api::all(client.clone()),
         };
         let pod_watch =
-            watch_pods(pods, strategy, namespace.clone(), scope.shard, tx.clone(), metrics.clone(), index.clone());
+            watch_pods(pods, plan, namespace.clone(), scope.shard, tx.clone(), metrics.clone(), index.clone());
         tasks.push(tokio::spawn(pod_watch));
         let resource = ApiResource::erase::<SidecarPolicy>(&());
         let policies: Api<DynamicObject> = match &namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        tasks.push(tokio::spawn(watch_policies(policies, strategy, false, namespace, tx.clone(), metrics.clone())));
+        tasks.push(tokio::spawn(watch_policies(policies, plan, false, namespace, tx.clone(), metrics.clone())));
     }
     let resource = ApiResource::erase::<ClusterSidecarPolicy>(&());
     let cluster_policies: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    tasks.push(tokio::spawn(watch_policies(cluster_policies, strategy, true, None, tx.clone(), metrics.clone())));
+    tasks.push(tokio::spawn(watch_policies(cluster_policies, plan, true, None, tx.clone(), metrics.clone())));
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
-    tasks.push(tokio::spawn(watch_namespaces(namespaces, strategy, tx, metrics)));
+    tasks.push(tokio::spawn(watch_namespaces(namespaces, plan, tx, metrics)));
     tasks
 }
 
@@ -182,14 +182,14 @@ async fn forward<K, Q: Eq + std::hash::Hash>(
 
 async fn watch_pods(
     api: Api<LenientPod>,
-    strategy: Strategy,
+    plan: Plan,
     namespace: Option<String>,
     shard: Shard,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
     index: Arc<Index>,
 ) {
-    let stream = initial_list::watch_events(api, "pods", Size::Large, strategy, metrics.clone());
+    let stream = initial_list::watch_events(api, "pods", Size::Large, plan, metrics.clone());
     // Unreadable Pods already reported (by UID), so that each is logged once, not on every
     // update; bounded, as a tenant can create any number of them.
     let mut reported: HashSet<String> = HashSet::new();
@@ -277,14 +277,14 @@ fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {
 
 async fn watch_policies(
     api: Api<DynamicObject>,
-    strategy: Strategy,
+    plan: Plan,
     cluster: bool,
     namespace: Option<String>,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
 ) {
     let what = if cluster { "clustersidecarpolicies" } else { "sidecarpolicies" };
-    let stream = initial_list::watch_events(api, what, Size::Small, strategy, metrics);
+    let stream = initial_list::watch_events(api, what, Size::Small, plan, metrics);
     forward(
         stream,
         tx,
@@ -303,11 +303,11 @@ async fn watch_policies(
 
 async fn watch_namespaces(
     api: Api<PartialObjectMeta<Namespace>>,
-    strategy: Strategy,
+    plan: Plan,
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
 ) {
-    let stream = initial_list::watch_events(api, "namespaces", Size::Small, strategy, metrics);
+    let stream = initial_list::watch_events(api, "namespaces", Size::Small, plan, metrics);
     forward(
         stream,
         tx,

@@ -143,6 +143,27 @@ async fn without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists_o
     op.wait_scrape("the new Pod tracked", |s| has_value(s, "sidecar_watch_pods_tracked", &[], (PODS + 1) as f64)).await;
 }
 
+/// A proxy in front of kube-apiserver that drops `sendInitialEvents` (as one that does not
+/// know it would): kube-apiserver answers each streaming list as a plain watch, the objects
+/// and never the bookmark that ends the initial state. At the deadline each watcher says so and
+/// lists in pages instead; the operator is ready then, and changes keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_state_that_never_ends_falls_back_to_paginated_lists_at_the_deadline() {
+    let (c, _audit, proxy) = cluster_with_pods("never-ends", true).await;
+    proxy.drop_send_initial_events();
+    let started = std::time::Instant::now();
+    let args = ["--initial-list", "streaming", "--initial-state-deadline", "10s", "--log-format", "json"];
+    let op = Operator::start(&c, "op-0", &args).await;
+    assert_tracks_all_pods(&op, PODS, "paginated").await;
+    assert!(started.elapsed() >= std::time::Duration::from_secs(10), "ready before the deadline");
+    assert_eq!(watches_logging(&op.log(), FALLBACK), RESOURCES, "{}", op.log());
+    let reason = "the initial state of a streaming list did not end within 10s: the API server (or a proxy in front \
+                  of it) accepted the watch but ignores sendInitialEvents";
+    assert!(op.log().contains(reason), "{}", op.log());
+    c.create_pod(native_pod("web-late", "web", "app", "istio-proxy")).await;
+    op.wait_scrape("the new Pod tracked", |s| has_value(s, "sidecar_watch_pods_tracked", &[], (PODS + 1) as f64)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_are_read_as_json_when_asked() {
     let (c, _audit, proxy) = cluster_with_pods("json", true).await;

@@ -9,8 +9,8 @@ use super::catalog::{self, CatalogId};
 use super::exit_rules::{self, ExitVerdict};
 use super::name::{Name, NamePool};
 use super::stamp::Stamp;
-use sidecar_watch_api::{SlimContainer, SlimContainerStatus, SlimTerminated};
 use jiff::Timestamp;
+use sidecar_watch_api::{SlimContainer, SlimContainerStatus, SlimTerminated};
 
 /// Termination messages are kept only this long (they can be 4 KiB each in the API).
 const MAX_MESSAGE_LEN: usize = 256;

@@ -17,8 +17,8 @@ use super::name::{LabelSet, Name, PodGroup};
 use super::relations::{inits_without_network, liveness_targets, port_conflicts, workload_of, Declared, Workload};
 use super::stamp::{ApiTime, Stamp};
 use super::uid::PodUid;
-use sidecar_watch_api::{SlimContainer, SlimContainerStatus, SlimPod};
 use jiff::Timestamp;
+use sidecar_watch_api::{SlimContainer, SlimContainerStatus, SlimPod};
 
 bitflags::bitflags! {
     /// Pod conditions that change how the rules read the containers (one byte: it packs

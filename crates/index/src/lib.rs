@@ -30,16 +30,16 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use jiff::Timestamp;
 
-use sidecar_watch_api::{PolicyCounts, SlimPod};
-use sidecar_watch_engine::{
-    evaluate, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodUid, PodView, PolicyRef,
-    DEFAULT_MAX_SIDECARS,
-};
 use census::Census;
 pub use census::SidecarName;
 use evaluate::{Evaluator, PolicyChange};
 pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
+use sidecar_watch_api::{PolicyCounts, SlimPod};
+use sidecar_watch_engine::{
+    evaluate, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodUid, PodView, PolicyRef,
+    DEFAULT_MAX_SIDECARS,
+};
 use tallies::Tally;
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
 use transitions::transition;

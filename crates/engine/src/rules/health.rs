@@ -3,7 +3,6 @@
 use jiff::Timestamp;
 
 use super::{add, describe_termination, elapsed, sub, Ctx, CRASH_LOOP_BRIDGE, CRASH_LOOP_GAP};
-use sidecar_watch_api::format_duration;
 use crate::alert::AlertName;
 use crate::exit_rules::ExitVerdict;
 use crate::history::PodHistory;
@@ -11,6 +10,7 @@ use crate::pod::{ContainerKind, ContainerStatusView, ContainerView, PodCondition
 use crate::policy::{CompiledPolicy, ForRule};
 use crate::restart_causes::{self, RestartTally};
 use crate::stamp::Stamp;
+use sidecar_watch_api::format_duration;
 
 /// Since when a container has not been ready: the last time it was, as far as anything tells
 /// (the readiness flip the operator observed, the Pod's `Ready=False` transition), and never

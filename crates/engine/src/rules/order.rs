@@ -4,7 +4,6 @@
 use jiff::Timestamp;
 
 use super::{describe_termination, elapsed, Ctx};
-use sidecar_watch_api::Severity;
 use crate::alert::AlertName;
 use crate::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_ORDERING_REMEDIATION};
 use crate::exit_rules::ExitVerdict;
@@ -14,6 +13,7 @@ use crate::policy::ForRule;
 use crate::restart_causes;
 use crate::sidecar_matcher::{Identified, SidecarType};
 use crate::stamp::Stamp;
+use sidecar_watch_api::Severity;
 
 /// `MainStartedBeforeSidecarReady`, judged only from what the kubelet recorded: a main
 /// container running while the sidecar was not ready yet.

@@ -1,12 +1,12 @@
 //! `SidecarMisconfigured`: static checks of the Pod spec.
 
 use super::{Ctx, SPRAWL_THRESHOLD};
-use sidecar_watch_api::Severity;
 use crate::alert::{AlertName, Check};
 use crate::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 use crate::pod::{ContainerKind, ContainerView, SpecFlags};
 use crate::sidecar_matcher::{Identified, SidecarType};
 use crate::stamp::ApiTime;
+use sidecar_watch_api::Severity;
 
 /// What the per-sidecar checks say after "Sidecar <name> in Pod <namespace>/<pod> ": one text
 /// for the engine and for the admission policies (`sidecar-watch`'s `admission`), which build the same

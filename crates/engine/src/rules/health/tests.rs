@@ -6,13 +6,13 @@
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use sidecar_watch_api::{PolicySpec, SlimPod};
 use crate::alert::{AlertName, AlertState};
 use crate::history::PodHistory;
 use crate::pod::PodView;
 use crate::policy::CompiledPolicy;
 use crate::rules::evaluate;
 use crate::PolicyRef;
+use sidecar_watch_api::{PolicySpec, SlimPod};
 
 fn t(hms: &str) -> String {
     format!("2025-06-03T{hms}Z")

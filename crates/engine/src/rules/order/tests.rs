@@ -3,13 +3,13 @@
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use sidecar_watch_api::{PolicySpec, SlimPod};
 use crate::alert::{AlertName, AlertState};
 use crate::history::PodHistory;
 use crate::pod::PodView;
 use crate::policy::CompiledPolicy;
 use crate::rules::evaluate;
 use crate::PolicyRef;
+use sidecar_watch_api::{PolicySpec, SlimPod};
 
 /// `ci/step-1`, started at 10:00: `step` completed at 10:20, the legacy sidecar
 /// `log-sidecar` still runs; `owner` is its owner reference, if any.
