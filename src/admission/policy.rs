@@ -27,12 +27,12 @@ pub const MAX_FINDINGS_SHOWN: usize = 25;
 /// warning arrives whole.
 const WARNING_BUDGET: usize = 4096;
 
-/// The text before each message in a warning: "Validation failed for ValidatingAdmissionPolicy
-/// '<policy>' with binding '<binding>': ", counted for names of up to 63 characters each, so a
+/// The text before each message in a warning: `"Validation failed for ValidatingAdmissionPolicy
+/// '<policy>' with binding '<binding>': "`, counted for names of up to 63 characters each, so a
 /// renamed copy (kustomize `namePrefix`) still fits.
 const WARNING_PREFIX: usize = "Validation failed for ValidatingAdmissionPolicy '' with binding '': ".len() + 2 * 63;
 
-/// The summary for findings that do not fit, after "Pod <namespace>/<name> has <n>".
+/// The summary for findings that do not fit, after `"Pod <namespace>/<name> has <n>"`.
 const MORE_FINDINGS: &str =
     " more sidecar findings than one response's warnings can hold (4 KiB); sidecar-watch audit lists them all";
 

@@ -13,6 +13,7 @@
 
 mod admission;
 mod admission_cost;
+mod docs_drift;
 mod failover;
 mod faults;
 mod initial_list;

@@ -19,6 +19,7 @@ mod audit_live;
 mod audit_manifests;
 mod catalog;
 mod crd;
+mod docs_drift;
 mod engine_kubelet;
 mod engine_properties;
 mod engine_rules;

@@ -113,7 +113,7 @@ impl NamePool {
 }
 
 impl Name {
-    /// A name of its own, shared with nothing (views built through an [`Interner`] share
+    /// A name of its own, shared with nothing (views built through an [`Interner`](crate::Interner) share
     /// theirs).
     pub fn new(text: &str) -> Name {
         Name(Arc::new(Box::from(text)))
