@@ -1,0 +1,72 @@
+//! The container view's layout and what it keeps of a container's spec and status.
+use super::extract::truncate;
+use super::*;
+
+/// Every container of every tracked Pod is one.
+#[test]
+fn a_container_view_takes_32_bytes() {
+    assert_eq!(std::mem::size_of::<ContainerStatusView>(), 24);
+    assert_eq!(std::mem::size_of::<ContainerView>(), 32);
+    assert_eq!(std::mem::size_of::<ContainerSpec>(), 16);
+}
+
+#[test]
+fn a_view_keeps_its_sidecar_mark_and_whether_a_status_was_reported() {
+    let spec = ContainerSpec {
+        name: Name::new("envoy"),
+        kind: ContainerKind::RestartableInit,
+        flags: SpecFlags::empty(),
+        catalog: None,
+        liveness_target: None,
+    };
+    let mut view = ContainerView::new(spec.clone(), None);
+    assert_eq!((view.status(), view.is_tracked_sidecar()), (None, false));
+    // A default status is a reported one, unlike none at all.
+    assert_ne!(view, ContainerView::new(spec.clone(), Some(ContainerStatusView::default())));
+    view.set_tracked_sidecar(true);
+    let running = ContainerStatusView::new(true, None, 3, ContainerState::Unknown);
+    view.set_status(Some(running.clone()));
+    assert_eq!((view.status(), view.is_tracked_sidecar()), (Some(&running), true));
+    view.set_status(None);
+    assert_eq!((view.status(), view.is_tracked_sidecar()), (None, true));
+    view.set_tracked_sidecar(false);
+    assert_eq!(view, ContainerView::new(spec, None));
+}
+
+#[test]
+fn the_basics_travel_with_every_state() {
+    let states = [
+        ContainerState::Waiting { reason: Some(Name::new("CrashLoopBackOff")) },
+        ContainerState::Running { started_at: Some(Stamp::new(Timestamp::UNIX_EPOCH)) },
+        ContainerState::Terminated(Box::default()),
+        ContainerState::Unknown,
+    ];
+    for state in states {
+        let mut status = ContainerStatusView::new(true, Some(false), u32::MAX, state);
+        assert_eq!((status.ready(), status.started(), status.restart_count()), (true, Some(false), u32::MAX));
+        status.set_started(None);
+        status.set_restart_count(7);
+        assert_eq!((status.ready(), status.started(), status.restart_count()), (true, None, 7));
+    }
+}
+
+#[test]
+fn latest_image_detection() {
+    for (image, latest) in [
+        ("envoy", true),
+        ("envoyproxy/envoy:latest", true),
+        ("envoyproxy/envoy:v1.30.1", false),
+        ("registry:5000/envoy", true),
+        ("registry:5000/envoy:1.2", false),
+        ("envoy@sha256:abcd", false),
+        ("gcr.io/istio-release/proxyv2:1.22.0", false),
+    ] {
+        assert_eq!(is_latest_image(image), latest, "{image}");
+    }
+}
+
+#[test]
+fn truncates_on_char_boundary() {
+    assert_eq!(truncate("héllo", 2), "h…");
+    assert_eq!(truncate("short", 10), "short");
+}
