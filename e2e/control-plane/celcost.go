@@ -211,7 +211,7 @@ func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, compat 
 	if err != nil {
 		return nil, fmt.Errorf("-compat %s: %w", compat, err)
 	}
-	_, _, problems, err := compilePolicy(environment.MustBaseEnvSet(old), environment.NewExpressions, policy, nil)
+	_, _, problems, err := compilePolicy(baseEnvSet(old), environment.NewExpressions, policy, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +223,7 @@ func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, compat 
 	for _, v := range policy.Spec.Variables {
 		probes = append(probes, fmt.Sprintf("type(variables.%s) == null_type", v.Name))
 	}
-	env := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion())
+	env := baseEnvSet(environment.DefaultCompatibilityVersion())
 	validations, messages, problems, err := compilePolicy(env, environment.StoredExpressions, policy, nil)
 	if err != nil {
 		return nil, err
@@ -235,7 +235,7 @@ func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, compat 
 	gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resource}
 	attributes := admission.NewAttributesRecord(object, nil, gvk, object.GetNamespace(), object.GetName(), gvr, "",
 		admission.Create, &metav1.CreateOptions{}, false, &user.DefaultInfo{Name: "cel-cost"})
-	versioned := &admission.VersionedAttributes{Attributes: attributes, VersionedKind: gvk, VersionedObject: admission.NewLazyObject(object)}
+	versioned := versionedAttributes(attributes, gvk, object)
 	request := plugincel.CreateAdmissionRequest(attributes, metav1.GroupVersionResource(gvr), metav1.GroupVersionKind(gvk))
 	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: object.GetNamespace(), Labels: map[string]string{
 		"kubernetes.io/metadata.name": object.GetNamespace()}}}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -277,8 +278,9 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// nodeVersions asks the host's packages for theirs.
-func nodeVersions() ClusterVersions {
+// nodeVersions asks the host's packages for theirs, and kubeletBin (when set) for its
+// Kubernetes module.
+func nodeVersions(kubeletBin string) ClusterVersions {
 	first := func(name string, args ...string) string {
 		out, err := exec.Command(name, args...).CombinedOutput()
 		if err != nil {
@@ -288,8 +290,16 @@ func nodeVersions() ClusterVersions {
 		return line
 	}
 	mode, _ := cgroupMode()
+	kubelet := versions().KubernetesModule
+	if kubeletBin != "" {
+		kubelet = "unknown"
+		var v Versions
+		if out, err := exec.Command(kubeletBin, "version").Output(); err == nil && json.Unmarshal(out, &v) == nil {
+			kubelet = v.KubernetesModule
+		}
+	}
 	return ClusterVersions{
-		Kubelet:    versions().KubernetesModule,
+		Kubelet:    kubelet,
 		Containerd: first("containerd", "--version"),
 		Runc:       first("runc", "--version"),
 		CNIPlugins: first(filepath.Join(cniBinDir, "bridge"), "--version"),

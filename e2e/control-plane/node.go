@@ -52,6 +52,9 @@ type nodeOptions struct {
 	images            []string
 	featureGates      string
 	timeout           time.Duration
+	// kubeletBin, when set, is another build of this program whose `kubelet` command runs the
+	// node's kubelet: a kubelet older than the control plane (version skew).
+	kubeletBin string
 }
 
 func cluster(args []string) error {
@@ -128,6 +131,7 @@ func clusterUp(args []string) error {
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long the cluster may take to become ready")
 	exitWithStdin := fs.Bool("exit-with-stdin", false, "stop when standard input closes (the parent ended)")
 	keep := fs.Bool("keep-dir", false, "keep --dir when stopping (logs, etcd data); the node's mounts are removed anyway")
+	kubeletBin := fs.String("kubelet-bin", "", "another build of sidecar-watch-control-plane (build.sh --kubernetes-version) whose kubelet runs the node, e.g. a v1.34 kubelet under this control plane")
 	var images repeated
 	fs.Var(&images, "image", "a docker-archive tarball to import into containerd (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -140,6 +144,14 @@ func clusterUp(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *kubeletBin != "" {
+		if *kubeletBin, err = filepath.Abs(*kubeletBin); err != nil {
+			return err
+		}
+		if _, err := os.Stat(*kubeletBin); err != nil {
+			return fmt.Errorf("--kubelet-bin: %w (build it with e2e/control-plane/build.sh --kubernetes-version VERSION)", err)
+		}
+	}
 	_, ipnet, err := net.ParseCIDR(*subnet)
 	if err != nil {
 		return fmt.Errorf("--pod-subnet %q: %w", *subnet, err)
@@ -148,7 +160,7 @@ func clusterUp(args []string) error {
 	copy(gateway, ipnet.IP.To4())
 	gateway[3]++
 	o := nodeOptions{dir: absDir, node: *node, bridge: *bridge, subnet: ipnet, gateway: gateway,
-		images: images, featureGates: *featureGates, timeout: *timeout}
+		images: images, featureGates: *featureGates, timeout: *timeout, kubeletBin: *kubeletBin}
 	if err := preflight(); err != nil {
 		return err
 	}
@@ -304,6 +316,9 @@ func startCluster(ctx context.Context, o nodeOptions, c *clusterProcesses) (Clus
 		if err != nil {
 			return info, fmt.Errorf("step '%s': %w", comp.name, err)
 		}
+		if comp.name == "kubelet" && o.kubeletBin != "" {
+			p.path = o.kubeletBin
+		}
 		// Their health ports are off; one that refuses its flags exits within a second.
 		p.ready = aliveFor(2 * time.Second)
 		if err := p.Start(ctx); err != nil {
@@ -318,7 +333,7 @@ func startCluster(ctx context.Context, o nodeOptions, c *clusterProcesses) (Clus
 		Info: Info{Kubeconfig: kubeconfig, Server: c.apiserver.URL(), Etcd: c.etcd.URL, Dir: o.dir,
 			PID: os.Getpid(), Versions: versions()},
 		Node: o.node, NodeIP: o.gateway.String(), PodSubnet: o.subnet.String(),
-		Containerd: containerdSocket(o.dir), Images: o.images, NodeVersions: nodeVersions(),
+		Containerd: containerdSocket(o.dir), Images: o.images, NodeVersions: nodeVersions(o.kubeletBin),
 	}
 	return info, nil
 }

@@ -24,6 +24,9 @@ pub const OPERATOR_IMAGE: &str = "sidecar-watch.test/sidecar-watch:dev";
 /// Environment variable naming the operator binary put in its image (default: the one the
 /// test names, see [`Node::shared`]); `scripts/test` sets the release build.
 pub const OPERATOR_BINARY_ENV: &str = "E2E_OPERATOR_IMAGE_BIN";
+/// Another build of the control-plane binary (`e2e/control-plane/build.sh
+/// --kubernetes-version VERSION`) whose kubelet runs the node: `cluster up --kubelet-bin`.
+pub const KUBELET_BINARY_ENV: &str = "E2E_KUBELET_BIN";
 
 /// What the node runs: the kubelet from the pinned module, the runtime from the host.
 #[derive(Clone, Debug, Deserialize)]
@@ -121,6 +124,10 @@ impl Node {
         cmd.args(["cluster", "up", "--exit-with-stdin", "--dir"]).arg(&dir);
         for image in &images {
             cmd.arg("--image").arg(image);
+        }
+        // A kubelet from another build (version skew: an older kubelet under this control plane).
+        if let Some(kubelet) = std::env::var_os(KUBELET_BINARY_ENV).filter(|p| !p.is_empty()) {
+            cmd.arg("--kubelet-bin").arg(kubelet);
         }
         let mut child = cmd
             .stdin(Stdio::piped())

@@ -1,0 +1,155 @@
+//! A kubelet restart under the built-in default rules: healthy Pods with native sidecars stay
+//! quiet. No Warning Event, no firing alert, no restart counted.
+//!
+//! Before Kubernetes 1.35 a restarted kubelet set every container's `ready` (and `started`)
+//! false until its probes passed again; KEP-4781 (1.35) keeps them as they were. So on an
+//! older kubelet (`E2E_KUBELET_BIN`, e.g. a v1.34 one under the 1.37 control plane) every
+//! sidecar looks unready for a moment after the restart, which the default `for`s must
+//! absorb. The test prints what it saw ("kubelet restart: ...").
+//!
+//! Observed (2026-11-26, 1.37.2 control plane, this cgroup-v1 host), see
+//! docs/runbooks/kubernetes-versions.md "Tested versions":
+//! - kubelet v1.37.2: see the table (OBSERVED_1_37).
+//! - kubelet v1.34.12: see the table (OBSERVED_1_34).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_testkit::prom::Scrape;
+
+use crate::support::{
+    container, native, node, pod, probe, run, scrape_metrics, Scenario, MINUTE, POLICY, PROMETHEUS_SA,
+    RELEASE_NAMESPACE,
+};
+
+fn healthy(name: &str) -> serde_json::Value {
+    pod(
+        name,
+        vec![native(
+            "proxy",
+            "exec sleep 3600",
+            json!({"startupProbe": probe("true"), "readinessProbe": probe("true")}),
+        )],
+        vec![container("app", "exec sleep 3600", json!({}))],
+    )
+}
+
+/// (containers, ready containers, started containers, restarts) over the namespace's Pods.
+async fn counts(pods: &Api<Pod>) -> (usize, usize, usize, i32) {
+    let list = pods.list(&ListParams::default()).await.expect("pods");
+    let mut out = (0, 0, 0, 0);
+    for p in list.items {
+        let status = p.status.unwrap_or_default();
+        for c in status.init_container_statuses.into_iter().flatten().chain(status.container_statuses.into_iter().flatten())
+        {
+            out.0 += 1;
+            out.1 += usize::from(c.ready);
+            out.2 += usize::from(c.started == Some(true));
+            out.3 += c.restart_count;
+        }
+    }
+    out
+}
+
+/// The leading operator's `/metrics`.
+async fn leader_metrics(s: &Scenario) -> Scrape {
+    let node = node();
+    let token = run(node, "kubectl", &["-n", PROMETHEUS_SA.0, "create", "token", PROMETHEUS_SA.1]).expect("token");
+    let pods: Api<Pod> = Api::namespaced(s.env.client.clone(), RELEASE_NAMESPACE);
+    wait_until(MINUTE, "the leader's /metrics", || async {
+        let operators = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=sidecar-watch"))
+            .await
+            .map_err(|e| e.to_string())?;
+        for p in &operators.items {
+            let Some(ip) = p.status.as_ref().and_then(|st| st.pod_ip.clone()) else { continue };
+            let (code, body) = scrape_metrics(&ip, Some(token.trim()));
+            let Ok(metrics) = Scrape::parse(&body) else { continue };
+            if code == 200 && metrics.value("sidecar_watch_leader", &[("shard", "0")]) == Some(1.0) {
+                return Ok(metrics);
+            }
+        }
+        Err("no leader answered".to_string())
+    })
+    .await
+    .unwrap()
+}
+
+/// (restarts counted, alerts pending or firing, firing alerts) of the namespace.
+fn alert_counts(m: &Scrape, ns: &str) -> (f64, f64, f64) {
+    (
+        m.sum("sidecar_container_restarts_total", &[("namespace", ns)]),
+        m.sum("sidecar_alerts", &[("namespace", ns)]),
+        m.sum("sidecar_alerts", &[("namespace", ns), ("alertstate", "firing")]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubelet_restart_under_default_rules_alerts_nothing() {
+    let s = Scenario::exclusive("kubelet-restart").await;
+    let node = node();
+    // The namespace's policy with the built-in rules (no `for` of the seed's): only the static
+    // checks stay off, as in every scenario (they judge specs, not a restart).
+    let policy = json!({
+        "apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
+        "metadata": {"name": POLICY, "namespace": s.ns},
+        "spec": {"selector": {}, "rules": {"misconfiguration": {"enabled": false}}},
+    });
+    s.env.kubectl_apply(&policy.to_string()).await.expect("default-rules policy");
+    s.apply(healthy("first")).await;
+    s.apply(healthy("second")).await;
+    let pods: Api<Pod> = Api::namespaced(s.env.client.clone(), &s.ns);
+    wait_until(2 * MINUTE, "every container ready", || async {
+        let (all, ready, _, _) = counts(&pods).await;
+        if all == 4 && ready == 4 {
+            Ok(())
+        } else {
+            Err(s.describe_pods().await)
+        }
+    })
+    .await
+    .unwrap();
+    s.expect_warnings(MINUTE, Duration::from_secs(5), &[]).await;
+    let before = counts(&pods).await;
+    let metrics_before = alert_counts(&leader_metrics(&s).await, &s.ns);
+    assert_eq!(metrics_before.1, 0.0, "no alert before the restart: {metrics_before:?}");
+
+    let restarted = Instant::now();
+    node.restart("kubelet").await.expect("kubelet restarted");
+    // What the restarted kubelet reports, until every container is ready again and the
+    // kubelet has been up for 20 s (a late reset would show by then).
+    let (mut min_ready, mut min_started, mut back) = (before.1, before.2, None);
+    let mut max_alerts = 0.0_f64;
+    while restarted.elapsed() < 2 * MINUTE {
+        let (all, ready, started, _) = counts(&pods).await;
+        min_ready = min_ready.min(ready);
+        min_started = min_started.min(started);
+        if all == 4 && ready == 4 && back.is_none() && min_ready < 4 {
+            back = Some(restarted.elapsed());
+        }
+        let (_, alerts, firing) = alert_counts(&leader_metrics(&s).await, &s.ns);
+        max_alerts = max_alerts.max(alerts);
+        assert_eq!(firing, 0.0, "no alert fires after the kubelet's restart; pods: {}", s.describe_pods().await);
+        if all == 4 && ready == 4 && restarted.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "kubelet restart: kubelet {}: fewest ready containers {min_ready}/4, fewest started {min_started}/4, \
+         all ready again after {back:?} (None: never unready), most alerts pending {max_alerts}",
+        node.info().node_versions.kubelet
+    );
+    let after = counts(&pods).await;
+    assert_eq!((after.0, after.1), (4, 4), "every container ready again: {}", s.describe_pods().await);
+    assert_eq!(after.3, before.3, "no container restarted: {}", s.describe_pods().await);
+    // Settle: the default `for`s are longer than any reset seen; nothing may come late.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    s.expect_warnings(Duration::from_secs(5), Duration::from_secs(1), &[]).await;
+    let metrics_after = alert_counts(&leader_metrics(&s).await, &s.ns);
+    assert_eq!(metrics_after.0, metrics_before.0, "sidecar_container_restarts_total unchanged");
+    assert_eq!(metrics_after.1, 0.0, "no alert pending or firing after the restart: {metrics_after:?}");
+}
