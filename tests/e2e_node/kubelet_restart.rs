@@ -43,7 +43,8 @@ async fn counts(pods: &Api<Pod>) -> (usize, usize, usize, i32) {
     let mut out = (0, 0, 0, 0);
     for p in list.items {
         let status = p.status.unwrap_or_default();
-        for c in status.init_container_statuses.into_iter().flatten().chain(status.container_statuses.into_iter().flatten())
+        for c in
+            status.init_container_statuses.into_iter().flatten().chain(status.container_statuses.into_iter().flatten())
         {
             out.0 += 1;
             out.1 += usize::from(c.ready);
