@@ -2,15 +2,24 @@
 //! quiet. No Warning Event, no firing alert, no restart counted.
 //!
 //! Before Kubernetes 1.35 a restarted kubelet set every container's `ready` (and `started`)
-//! false until its probes passed again; KEP-4781 (1.35) keeps them as they were. So on an
-//! older kubelet (`E2E_KUBELET_BIN`, e.g. a v1.34 one under the 1.37 control plane) every
-//! sidecar looks unready for a moment after the restart, which the default `for`s must
-//! absorb. The test prints what it saw ("kubelet restart: ...").
+//! false until its probes passed again; KEP-4781 (1.35: the gate
+//! `ChangeContainerStatusOnKubeletRestart` deprecated and off) keeps them as they were. An
+//! older kubelet (`E2E_KUBELET_BIN`, e.g. a v1.34 one under the 1.37 control plane) shows
+//! every sidecar unready for a moment after the restart, which the default `for`s must
+//! absorb. The test prints what it saw ("kubelet restart: ..." with `--nocapture`).
 //!
-//! Observed (2026-11-26, 1.37.2 control plane, this cgroup-v1 host), see
-//! docs/runbooks/kubernetes-versions.md "Tested versions":
-//! - kubelet v1.37.2: see the table (OBSERVED_1_37).
-//! - kubelet v1.34.12: see the table (OBSERVED_1_34).
+//! Observed (2026-11-26, 1.37.2 control plane, cgroup-v1 host; the Pods' transitions are in
+//! `target/tmp/node-transitions/kubelet-restart-*.jsonl`):
+//! - kubelet v1.37.2: passed. The restarted kubelet still wrote each native sidecar's `ready`
+//!   and `started` false (Pod `Ready=False`), for about 1.8 s, until its startup and readiness
+//!   probes passed again; the main containers (no probes) stayed ready. Up to 8 alerts went
+//!   pending, none fired, no Warning Event, no restart counted.
+//! - kubelet v1.34.12 (`E2E_KUBELET_BIN`): passed, the same: each sidecar `ready`/`started`
+//!   false for about 1.8 s after the restart, then true; nothing fired.
+//!
+//! So on this host the 1.37 kubelet still resets a native sidecar with a startup probe after
+//! its restart, as the 1.34 one does (KEP-4781's kept status did not show for a restartable
+//! init container): the default `for`s are what keeps the restart quiet on both.
 
 use std::time::{Duration, Instant};
 
@@ -79,12 +88,22 @@ async fn leader_metrics(s: &Scenario) -> Scrape {
     .unwrap()
 }
 
-/// (restarts counted, alerts pending or firing, firing alerts) of the namespace.
-fn alert_counts(m: &Scrape, ns: &str) -> (f64, f64, f64) {
+/// (restarts counted, runtime alerts pending or firing, firing ones, their labels) of the
+/// namespace, from every policy (the chart's cluster-wide default one too). The static
+/// `SidecarMisconfigured` findings (the test's Pods set no resources) are not the restart's.
+fn alert_counts(m: &Scrape, ns: &str) -> (f64, f64, f64, Vec<String>) {
+    let alerts: Vec<_> = m
+        .alerts()
+        .into_iter()
+        .filter(|l| l.get("namespace").map(String::as_str) == Some(ns))
+        .filter(|l| l.get("alertname").map(String::as_str) != Some("SidecarMisconfigured"))
+        .collect();
+    let firing = alerts.iter().filter(|l| l.get("alertstate").map(String::as_str) == Some("firing")).count();
     (
         m.sum("sidecar_container_restarts_total", &[("namespace", ns)]),
-        m.sum("sidecar_alerts", &[("namespace", ns)]),
-        m.sum("sidecar_alerts", &[("namespace", ns), ("alertstate", "firing")]),
+        alerts.len() as f64,
+        firing as f64,
+        alerts.iter().map(|l| format!("{l:?}")).collect(),
     )
 }
 
@@ -131,9 +150,14 @@ async fn a_kubelet_restart_under_default_rules_alerts_nothing() {
         if all == 4 && ready == 4 && back.is_none() && min_ready < 4 {
             back = Some(restarted.elapsed());
         }
-        let (_, alerts, firing) = alert_counts(&leader_metrics(&s).await, &s.ns);
+        let (_, alerts, firing, labels) = alert_counts(&leader_metrics(&s).await, &s.ns);
         max_alerts = max_alerts.max(alerts);
-        assert_eq!(firing, 0.0, "no alert fires after the kubelet's restart; pods: {}", s.describe_pods().await);
+        assert_eq!(
+            firing,
+            0.0,
+            "no alert fires after the kubelet's restart: {labels:?}; pods: {}",
+            s.describe_pods().await
+        );
         if all == 4 && ready == 4 && restarted.elapsed() > Duration::from_secs(20) {
             break;
         }

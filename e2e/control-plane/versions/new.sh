@@ -35,5 +35,9 @@ golang=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kmod")
 } > "$dir/go.mod"
 rm -f "$dir/go.sum"
 cd "$here/.."
-GOTOOLCHAIN=local GOFLAGS=-modfile="$dir/go.mod" go mod tidy
+if ! GOTOOLCHAIN=local GOFLAGS=-modfile="$dir/go.mod" go mod tidy; then
+    rm -rf "$dir"
+    echo "versions/new.sh: go mod tidy failed for Kubernetes $version (a module the proxy does not serve? see above); nothing written" >&2
+    exit 2
+fi
 echo "$dir/go.mod"
