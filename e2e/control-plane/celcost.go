@@ -1,3 +1,5 @@
+//go:build !kube_1_29 && !kube_1_30
+
 // The cel-cost command evaluates a ValidatingAdmissionPolicy on one object the way
 // kube-apiserver does (k8s.io/apiserver's CEL admission library, the same module as the API
 // server this binary runs, with its cost limits) and prints, as JSON, the runtime cost of each

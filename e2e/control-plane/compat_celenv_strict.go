@@ -1,4 +1,4 @@
-//go:build kube_1_29 || kube_1_30 || kube_1_31 || kube_1_32 || kube_1_33 || kube_1_34 || kube_1_35
+//go:build kube_1_30 || kube_1_31 || kube_1_32 || kube_1_33 || kube_1_34
 
 package main
 
@@ -8,7 +8,8 @@ import (
 )
 
 // baseEnvSet is kube-apiserver's CEL environment at compatibility version ver, with strict
-// cost enforcement as a ValidatingAdmissionPolicy gets it (before 1.36 it is an argument).
+// cost enforcement as a ValidatingAdmissionPolicy gets it (1.30 to 1.34 take it as an
+// argument; 1.29 has neither this nor cel-cost, see celcost_unsupported.go).
 func baseEnvSet(ver *version.Version) *environment.EnvSet {
 	return environment.MustBaseEnvSet(ver, true)
 }

@@ -103,7 +103,7 @@ func criClient(socket string) (runtimeapi.RuntimeServiceClient, func(), error) {
 	if _, err := os.Stat(socket); err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := newGRPCClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 		}))

@@ -20,6 +20,11 @@ kmod=$(cd "$(mktemp -d)" && GOFLAGS= GOTOOLCHAIN=local go mod download -json "k8
     sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
 [ -n "$kmod" ] || { echo "versions/new.sh: cannot download k8s.io/kubernetes@v$version from $(go env GOPROXY)" >&2; exit 2; }
 golang=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kmod")
+# At least Go 1.22: the control API's ServeMux patterns ("POST /etcd/compact") need its
+# GODEBUG defaults, which follow this go line (1.29 says go 1.21).
+if [ "$(printf '%s\n%s\n' "$golang" 1.22.0 | sort -V | head -1)" != 1.22.0 ]; then
+    golang=1.22.0
+fi
 {
     echo "module sidecarwatch.io/e2e/control-plane"
     echo
