@@ -57,11 +57,19 @@ fn sandbox_not_ready(pod: &PodView) -> bool {
     pod.conditions.contains(PodConditions::SANDBOX_NOT_READY)
 }
 
-/// Whether the container waits for the kubelet to start it the first time, after the init
-/// containers before it (`PodInitializing`): not started by design, which is no failure of
-/// its own.
-fn not_started_by_design(status: &ContainerStatusView) -> bool {
-    status.waiting_reason() == Some("PodInitializing")
+/// Whether the container waits (`PodInitializing`) because a container declared before it
+/// holds it back: a plain init container that has not completed, or a native sidecar that has
+/// not started. Not started by design, which is no failure of its own. The first container
+/// has nothing to wait for, so its `PodInitializing` in a ready sandbox is still reported.
+fn not_started_by_design(pod: &PodView, container: &ContainerView, status: &ContainerStatusView) -> bool {
+    if status.waiting_reason() != Some("PodInitializing") {
+        return false;
+    }
+    pod.containers.iter().take_while(|c| c.name != container.name).any(|c| match c.kind {
+        ContainerKind::Init => c.status().and_then(ContainerStatusView::terminated).is_none_or(|t| t.exit_code != 0),
+        ContainerKind::RestartableInit => c.status().and_then(ContainerStatusView::started) != Some(true),
+        ContainerKind::Regular => false,
+    })
 }
 
 /// Whether the container is down between two runs: terminated with an exit the kubelet
@@ -89,7 +97,8 @@ fn awaiting_restart(pod: &PodView, status: &ContainerStatusView) -> bool {
 
 pub(super) fn sidecar_not_ready(ctx: &mut Ctx, rule: ForRule, sidecar: &ContainerView, status: &ContainerStatusView) {
     let down = awaiting_restart(ctx.pod, status);
-    let counts = status.is_running() || (status.is_waiting() && !not_started_by_design(status)) || down;
+    let counts =
+        status.is_running() || (status.is_waiting() && !not_started_by_design(ctx.pod, sidecar, status)) || down;
     if status.ready() || !counts || ctx.pod.deleting_since.is_some() || sandbox_not_ready(ctx.pod) {
         return;
     }

@@ -232,6 +232,20 @@ fn a_sidecar_the_kubelet_has_not_started_yet_is_not_blamed() {
 }
 
 #[test]
+fn a_first_sidecar_left_waiting_in_a_ready_sandbox_is_reported() {
+    // Nothing is declared before it: nothing holds it back.
+    let mut pod = behind_init_step(json!({"running": {"startedAt": t("10:00:01")}}), json!({}));
+    let init = pod["spec"]["initContainers"].as_array_mut().expect("init containers");
+    init.remove(0);
+    pod["status"]["initContainerStatuses"] = json!([{"name": "sidecar-2", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "PodInitializing"}}}]);
+    assert_eq!(
+        alerts(&pod),
+        [(AlertName::SidecarContainerNotReady, "sidecar-2".into(), AlertState::Firing, t("10:00:00"))]
+    );
+}
+
+#[test]
 fn a_sidecar_started_after_an_init_step_is_not_ready_since_the_kubelet_could_start_it() {
     // The migration ended at 10:27:00; the sidecar started at 10:27:01 and is not ready.
     let pod = behind_init_step(
