@@ -11,7 +11,7 @@ use kube::api::Api;
 use serde_json::json;
 use sidecar_watch_e2e::harness::wait_until;
 
-use crate::support::{container, native, node, pod, probe, Scenario, RELEASE_NAMESPACE};
+use crate::support::{container, healthy, native, node, pod, probe, Scenario, RELEASE_NAMESPACE};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -19,18 +19,6 @@ fn never_ready(name: &str) -> serde_json::Value {
     pod(
         name,
         vec![native("proxy", "exec sleep 3600", json!({"readinessProbe": probe("false")}))],
-        vec![container("app", "exec sleep 3600", json!({}))],
-    )
-}
-
-fn healthy(name: &str) -> serde_json::Value {
-    pod(
-        name,
-        vec![native(
-            "proxy",
-            "exec sleep 3600",
-            json!({"startupProbe": probe("true"), "readinessProbe": probe("true")}),
-        )],
         vec![container("app", "exec sleep 3600", json!({}))],
     )
 }

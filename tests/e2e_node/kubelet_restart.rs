@@ -29,22 +29,7 @@ use serde_json::json;
 use sidecar_watch_e2e::harness::wait_until;
 use sidecar_watch_testkit::prom::Scrape;
 
-use crate::support::{
-    container, native, node, pod, probe, run, scrape_metrics, Scenario, MINUTE, POLICY, PROMETHEUS_SA,
-    RELEASE_NAMESPACE,
-};
-
-fn healthy(name: &str) -> serde_json::Value {
-    pod(
-        name,
-        vec![native(
-            "proxy",
-            "exec sleep 3600",
-            json!({"startupProbe": probe("true"), "readinessProbe": probe("true")}),
-        )],
-        vec![container("app", "exec sleep 3600", json!({}))],
-    )
-}
+use crate::support::{healthy, node, run, scrape_metrics, Scenario, MINUTE, POLICY, PROMETHEUS_SA, RELEASE_NAMESPACE};
 
 /// (containers, ready containers, started containers, restarts) over the namespace's Pods.
 async fn counts(pods: &Api<Pod>) -> (usize, usize, usize, i32) {

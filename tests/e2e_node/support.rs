@@ -417,6 +417,20 @@ pub fn native(name: &str, script: &str, mut extra: Value) -> Value {
     container(name, script, extra)
 }
 
+/// A Pod whose native sidecar starts and becomes ready at once (startup and readiness probes
+/// that pass) beside a main container.
+pub fn healthy(name: &str) -> Value {
+    pod(
+        name,
+        vec![native(
+            "proxy",
+            "exec sleep 3600",
+            json!({"startupProbe": probe("true"), "readinessProbe": probe("true")}),
+        )],
+        vec![container("app", "exec sleep 3600", json!({}))],
+    )
+}
+
 /// An exec probe running `script`, every second.
 pub fn probe(script: &str) -> Value {
     json!({"exec": {"command": ["sh", "-c", script]}, "periodSeconds": 1, "timeoutSeconds": 5})
