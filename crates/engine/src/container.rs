@@ -402,6 +402,14 @@ impl ContainerView {
         self.status().is_some_and(ContainerStatusView::ready)
     }
 
+    /// Whether the container terminated with an exit the kubelet does not restart it for (its
+    /// `restartPolicyRules`, its `restartPolicy`, or the Pod's): it is done for good.
+    pub fn finished(&self) -> bool {
+        self.status()
+            .and_then(ContainerStatusView::terminated)
+            .is_some_and(|t| !t.verdict.contains(ExitVerdict::RESTARTS))
+    }
+
     /// Whether it is running.
     pub fn is_running(&self) -> bool {
         self.status().is_some_and(ContainerStatusView::is_running)

@@ -86,12 +86,7 @@ fn awaiting_restart(pod: &PodView, status: &ContainerStatusView) -> bool {
         return false;
     }
     let mut regular = pod.containers.iter().filter(|c| c.kind == ContainerKind::Regular).peekable();
-    let all_finished = regular.peek().is_some()
-        && regular.all(|c| {
-            c.status()
-                .and_then(ContainerStatusView::terminated)
-                .is_some_and(|t| !t.verdict.contains(ExitVerdict::RESTARTS))
-        });
+    let all_finished = regular.peek().is_some() && regular.all(ContainerView::finished);
     !all_finished
 }
 

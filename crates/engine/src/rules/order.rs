@@ -6,7 +6,6 @@ use jiff::Timestamp;
 use super::{describe_termination, elapsed, Ctx};
 use crate::alert::AlertName;
 use crate::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_ORDERING_REMEDIATION};
-use crate::exit_rules::ExitVerdict;
 use crate::history::HistoryMarks;
 use crate::pod::{ContainerKind, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
 use crate::policy::ForRule;
@@ -130,12 +129,12 @@ pub(super) fn job_blocked(
     {
         return;
     }
-    // A main container is finished when it terminated with an exit the kubelet does not restart
-    // it for: its restartPolicyRules (KEP-5307), its restartPolicy, or the Pod's.
+    // Every main container finished (`ContainerView::finished`: restart rules of KEP-5307
+    // included), and when.
     let finishes: Option<Vec<Option<Timestamp>>> = mains
         .iter()
         .map(|m| {
-            let done = m.status()?.terminated().filter(|t| !t.verdict.contains(ExitVerdict::RESTARTS))?;
+            let done = m.status()?.terminated().filter(|_| m.finished())?;
             Some(done.finished_at.map(Stamp::timestamp))
         })
         .collect();
