@@ -289,8 +289,8 @@ fn pods_of(
         };
         match workloads::decode(&object, names).map_err(error)? {
             workloads::Decoded::Pod(view) => inventory.pods.push(Audited { view, file: origin.clone() }),
-            workloads::Decoded::Namespace(name, labels) => {
-                inventory.namespaces.insert(name, labels);
+            workloads::Decoded::Namespace(name, meta) => {
+                inventory.namespaces.insert(name, meta);
             }
             workloads::Decoded::Skipped => {}
         }

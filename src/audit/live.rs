@@ -9,7 +9,7 @@ use kube::Client;
 
 use super::{AuditArgs, AuditError, Audited, Inventory};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
-use crate::engine::{CompiledPolicy, Interner, PodView};
+use crate::engine::{CompiledPolicy, Interner, NamespaceMeta, PodView};
 use crate::paging::for_each_page;
 
 /// The Pods (and namespace labels) of the cluster, and its valid policies (none when the
@@ -61,20 +61,25 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
     Ok((inventory, policies))
 }
 
-/// Namespace labels for cluster policies' `namespaceSelector`. Tenants often may not list
-/// namespaces; then only the `kubernetes.io/metadata.name` label is known, and that is said.
+/// Namespace labels for cluster policies' `namespaceSelector`, and the labels and annotations
+/// injectors read (`SidecarMissing`). Tenants often may not list namespaces; then only the
+/// `kubernetes.io/metadata.name` label is known, and that is said.
 async fn namespace_labels(client: &Client, inventory: &mut Inventory) {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let result = for_each_page(&namespaces, &ListParams::default(), |ns| {
         if let Some(name) = ns.metadata.name {
-            inventory.namespaces.insert(name, ns.metadata.labels.unwrap_or_default());
+            let meta = NamespaceMeta::new(
+                ns.metadata.labels.unwrap_or_default(),
+                &ns.metadata.annotations.unwrap_or_default(),
+            );
+            inventory.namespaces.insert(name, meta);
         }
     })
     .await
     .map_err(cluster_error("listing namespaces"));
     if let Err(e) = result {
         eprintln!(
-            "sidecar-watch audit: {e}; cluster policies see only each namespace's kubernetes.io/metadata.name label"
+            "sidecar-watch audit: {e}; cluster policies see only each namespace's kubernetes.io/metadata.name label, and no namespace's injection markers count"
         );
     }
 }

@@ -27,7 +27,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::api::Severity;
-use crate::engine::{evaluate, Alert, AlertState, CompiledPolicy, PodHistory, PodView, PolicyRef};
+use crate::engine::{
+    evaluate_in, Alert, AlertState, CompiledPolicy, NamespaceMeta, PodHistory, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
+};
 
 pub use crate::api::escape_control;
 pub use input::{load_pods, load_policies, read_pods, read_policies};
@@ -237,9 +239,9 @@ pub struct Audited {
 pub struct Inventory {
     /// The Pods and Pod templates, as compact views.
     pub pods: Vec<Audited>,
-    /// Namespace labels: from Namespace objects in the input, and for every namespace the
-    /// `kubernetes.io/metadata.name` label the API server sets.
-    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Namespace labels and injection annotations: from Namespace objects in the input, and
+    /// for every namespace the `kubernetes.io/metadata.name` label the API server sets.
+    pub namespaces: BTreeMap<String, NamespaceMeta>,
 }
 
 /// The label the API server sets on every namespace to its name.
@@ -251,8 +253,8 @@ impl Inventory {
         for pod in &self.pods {
             self.namespaces.entry(pod.view.namespace().to_string()).or_default();
         }
-        for (name, labels) in &mut self.namespaces {
-            labels.entry(NAMESPACE_NAME_LABEL.to_string()).or_insert_with(|| name.clone());
+        for (name, meta) in &mut self.namespaces {
+            meta.labels.entry(NAMESPACE_NAME_LABEL.to_string()).or_insert_with(|| name.clone());
         }
     }
 }
@@ -300,9 +302,9 @@ pub fn audit(inventory: &Inventory, policies: &[CompiledPolicy], now: Timestamp)
     let mut findings = Vec::new();
     for audited in &inventory.pods {
         let pod = &audited.view;
-        let labels = inventory.namespaces.get(pod.namespace().as_str());
-        for policy in policies.iter().filter(|p| p.selects(pod, labels)) {
-            let evaluation = evaluate(pod, policy, &history, now);
+        let namespace = inventory.namespaces.get(pod.namespace().as_str());
+        for policy in policies.iter().filter(|p| p.selects(pod, namespace.map(|ns| &ns.labels))) {
+            let evaluation = evaluate_in(namespace, pod, policy, &history, now, DEFAULT_MAX_SIDECARS);
             findings.extend(evaluation.alerts.into_iter().map(|a| Finding::new(audited, &policy.policy, a)));
         }
     }

@@ -23,6 +23,7 @@ fn runbook(alert: AlertName) -> &'static str {
         }
         AlertName::JobBlockedBySidecar => include_str!("../../docs/runbooks/JobBlockedBySidecar.md"),
         AlertName::SidecarStoppedBeforeMain => include_str!("../../docs/runbooks/SidecarStoppedBeforeMain.md"),
+        AlertName::SidecarMissing => include_str!("../../docs/runbooks/SidecarMissing.md"),
         AlertName::SidecarMisconfigured => include_str!("../../docs/runbooks/SidecarMisconfigured.md"),
     }
 }
@@ -38,6 +39,7 @@ fn summary(alert: AlertName) -> &'static str {
         AlertName::MainStartedBeforeSidecarReady => "A main container started before a sidecar was ready.",
         AlertName::JobBlockedBySidecar => "A sidecar keeps a Job's Pod running after its main containers finished.",
         AlertName::SidecarStoppedBeforeMain => "On shutdown a sidecar stopped while a main container still ran.",
+        AlertName::SidecarMissing => "A Pod lacks a sidecar that its injector's markers or the policy ask for.",
         AlertName::SidecarMisconfigured => "A static check of the Pod spec failed.",
     }
 }

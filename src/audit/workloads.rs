@@ -1,19 +1,19 @@
 //! What each kind of object in the input means to `audit`: a Pod, a workload's Pod template
 //! (shift-left: `helm template`, `kubectl kustomize`), a Namespace's labels, or nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
 use crate::api::{clip, SlimPod};
-use crate::engine::{Interner, PodView};
+use crate::engine::{Interner, NamespaceMeta, PodView};
 
 /// One object of the input, decoded.
 pub(super) enum Decoded {
     /// A Pod, or a workload's Pod template, as a compact view.
     Pod(PodView),
-    /// A Namespace's name and labels.
-    Namespace(String, BTreeMap<String, String>),
+    /// A Namespace's name, labels and injection annotations.
+    Namespace(String, NamespaceMeta),
     /// Any other kind (Services, ConfigMaps, …): not audited, not an error.
     Skipped,
 }
@@ -40,10 +40,11 @@ pub(super) fn decode(object: &Value, names: &mut Interner) -> Result<Decoded, St
         "Namespace" => {
             let namespace: k8s_openapi::api::core::v1::Namespace =
                 crate::api::decode(object.clone()).map_err(|e| e.to_string())?;
-            Ok(Decoded::Namespace(
-                namespace.metadata.name.unwrap_or_default(),
+            let meta = NamespaceMeta::new(
                 namespace.metadata.labels.unwrap_or_default(),
-            ))
+                &namespace.metadata.annotations.unwrap_or_default(),
+            );
+            Ok(Decoded::Namespace(namespace.metadata.name.unwrap_or_default(), meta))
         }
         _ => match TEMPLATES.iter().find(|(k, _)| *k == kind) {
             Some((_, pointer)) => template(object, kind, pointer).map(Decoded::Pod),

@@ -215,7 +215,7 @@ impl Reconciler {
                 lists_done.insert(ListSource::Policies { cluster, namespace });
                 outcome
             }
-            Input::Namespace { name, labels } => self.index.apply_namespace(&name, labels, now),
+            Input::Namespace { name, meta } => self.index.apply_namespace(&name, meta, now),
             Input::NamespaceDeleted(name) => {
                 self.index.delete_namespace(&name);
                 Outcome::default()

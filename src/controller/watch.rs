@@ -19,9 +19,9 @@ use tokio::time::Instant;
 
 use super::initial_list::{self, Plan, Size};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
-use crate::engine::{CompiledPolicy, PodView, PolicyRef, SpecError};
+use crate::engine::{CompiledPolicy, NamespaceMeta, PodView, PolicyRef, SpecError};
 use crate::index::shard::Shard;
-use crate::index::{Index, Labels, PolicyEntry};
+use crate::index::{Index, PolicyEntry};
 use crate::metrics::Metrics;
 
 /// One change for the reconciler.
@@ -69,12 +69,12 @@ pub enum Input {
         /// Policies listed.
         seen: HashSet<PolicyRef>,
     },
-    /// A namespace's labels.
+    /// A namespace's labels and the annotations injectors read.
     Namespace {
         /// Its name.
         name: String,
-        /// Its labels.
-        labels: Labels,
+        /// What the engine reads of it.
+        meta: NamespaceMeta,
     },
     /// A namespace was deleted.
     NamespaceDeleted(String),
@@ -313,7 +313,11 @@ async fn watch_namespaces(
         tx,
         |ns: PartialObjectMeta<Namespace>, _| {
             let name = ns.metadata.name.unwrap_or_default();
-            Some((name.clone(), Input::Namespace { name, labels: ns.metadata.labels.unwrap_or_default() }))
+            let meta = NamespaceMeta::new(
+                ns.metadata.labels.unwrap_or_default(),
+                &ns.metadata.annotations.unwrap_or_default(),
+            );
+            Some((name.clone(), Input::Namespace { name, meta }))
         },
         |ns| {
             let name = ns.metadata.name.unwrap_or_default();

@@ -33,6 +33,8 @@ pub enum Scenario {
     MisconfiguredSidecars,
     /// An init container that needs the network runs before a native mesh proxy.
     InitBeforeProxy,
+    /// (l) A Pod annotated for Linkerd's injection that runs without `linkerd-proxy`.
+    MissingSidecar,
 }
 
 impl Scenario {
@@ -40,7 +42,7 @@ impl Scenario {
     pub const NOW: &'static str = "2025-06-03T10:30:00Z";
 
     /// Every scenario, in the order of the seed's letters.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::NeverReadySidecar,
         Scenario::CrashloopingSidecar,
         Scenario::JobBlockedBySidecar,
@@ -53,6 +55,7 @@ impl Scenario {
         Scenario::ShutdownOrder,
         Scenario::MisconfiguredSidecars,
         Scenario::InitBeforeProxy,
+        Scenario::MissingSidecar,
     ];
 
     /// The fixture's file name in `tests/fixtures/`.
@@ -70,6 +73,7 @@ impl Scenario {
             Scenario::ShutdownOrder => "shutdown-order.yaml",
             Scenario::MisconfiguredSidecars => "misconfigured-sidecars.yaml",
             Scenario::InitBeforeProxy => "init-before-proxy.yaml",
+            Scenario::MissingSidecar => "missing-sidecar.yaml",
         }
     }
 
@@ -93,6 +97,7 @@ impl Scenario {
             Scenario::ShutdownOrder => include_str!("../../tests/fixtures/shutdown-order.yaml"),
             Scenario::MisconfiguredSidecars => include_str!("../../tests/fixtures/misconfigured-sidecars.yaml"),
             Scenario::InitBeforeProxy => include_str!("../../tests/fixtures/init-before-proxy.yaml"),
+            Scenario::MissingSidecar => include_str!("../../tests/fixtures/missing-sidecar.yaml"),
         }
     }
 

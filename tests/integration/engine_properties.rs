@@ -215,6 +215,7 @@ fn policy() -> BoxedStrategy<CompiledPolicy> {
                 catalog,
                 names: names.into_iter().map(String::from).collect(),
                 pattern: pattern.map(String::from),
+                required: Vec::new(),
             }),
     );
     let restarts = prop::option::of(
@@ -229,9 +230,9 @@ fn policy() -> BoxedStrategy<CompiledPolicy> {
     let rules = prop::option::of(
         (
             (for_rule(), for_rule(), restarts, for_rule(), oom),
-            (instant_rule(), for_rule(), instant_rule(), instant_rule()),
+            (instant_rule(), for_rule(), instant_rule(), instant_rule(), instant_rule()),
         )
-            .prop_map(|((a, b, c, d, e), (f, g, h, i))| RulesSpec {
+            .prop_map(|((a, b, c, d, e), (f, g, h, i, j))| RulesSpec {
                 sidecar_not_ready: a,
                 main_ready_sidecar_not_ready: b,
                 restarts: c,
@@ -241,6 +242,7 @@ fn policy() -> BoxedStrategy<CompiledPolicy> {
                 job_blocked: g,
                 shutdown_order: h,
                 misconfiguration: i,
+                sidecar_missing: j,
             }),
     );
     (sidecars, rules)

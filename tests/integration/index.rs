@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
-use sidecar_watch::engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch::engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
 use sidecar_watch::events::{announced_from_events, Announcer};
 use sidecar_watch::index::{Index, PolicyEntry, TransitionKind};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
@@ -180,13 +180,52 @@ fn cluster_policy_follows_namespace_labels() {
     let compiled = CompiledPolicy::compile_cluster("platform", &spec);
     let policy = PolicyRef::cluster("platform");
     index.apply_policy(policy.clone(), PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")), now);
-    index.apply_namespace("shop", BTreeMap::new(), now);
+    index.apply_namespace("shop", NamespaceMeta::default(), now);
     index.apply_pod(web_pod("web-1", "u1", &[], false), now);
     assert_eq!(index.policy_stats()[&policy].matched_pods, 0);
 
-    let outcome = index.apply_namespace("shop", BTreeMap::from([("mesh".to_string(), "on".to_string())]), now);
+    let labels = BTreeMap::from([("mesh".to_string(), "on".to_string())]);
+    let outcome = index.apply_namespace("shop", NamespaceMeta::new(labels, &BTreeMap::new()), now);
     assert_eq!(index.policy_stats()[&policy].matched_pods, 1);
     assert!(!outcome.transitions.is_empty(), "newly selected firing alerts are announced");
+}
+
+/// A namespace labelled for injection after its Pods were created: they run without the
+/// proxy, and say so at once; the label taken away, the alert resolves.
+#[test]
+fn a_namespace_labelled_for_injection_after_its_pods_reports_them_missing() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    index.apply_policy(
+        PolicyRef::cluster("all"),
+        PolicyEntry::new(
+            CompiledPolicy::compile_cluster("all", &ClusterPolicySpec::default()),
+            serde_json::Value::Null,
+        ),
+        now,
+    );
+    index.apply_namespace("shop", NamespaceMeta::default(), now);
+    let without_proxy =
+        PodBuilder::new("shop", "web-1").uid("u1").created(CREATED).container(Container::new("app", "shop/web:1.0"));
+    index.apply_pod(PodView::from_pod(&without_proxy.decode::<SlimPod>()), now);
+    let missing = |outcome: &sidecar_watch::index::Outcome| {
+        outcome
+            .transitions
+            .iter()
+            .filter(|t| t.alert.name == AlertName::SidecarMissing)
+            .map(|t| t.kind)
+            .collect::<Vec<_>>()
+    };
+    // A label that no injector reads changes nothing.
+    let team = BTreeMap::from([("team".to_string(), "a".to_string())]);
+    let outcome = index.apply_namespace("shop", NamespaceMeta::new(team.clone(), &BTreeMap::new()), now);
+    assert!(outcome.transitions.is_empty() && outcome.wakeups.is_empty(), "{outcome:?}");
+    let mut labelled = team.clone();
+    labelled.insert("istio-injection".into(), "enabled".into());
+    let outcome = index.apply_namespace("shop", NamespaceMeta::new(labelled, &BTreeMap::new()), now);
+    assert_eq!(missing(&outcome), [TransitionKind::Fired]);
+    let outcome = index.apply_namespace("shop", NamespaceMeta::new(team, &BTreeMap::new()), now);
+    assert_eq!(missing(&outcome), [TransitionKind::Resolved]);
 }
 
 #[test]

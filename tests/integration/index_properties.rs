@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use sidecar_watch::api::{ClusterPolicySpec, PolicyCounts, PolicySpec, SlimPod};
-use sidecar_watch::engine::{AlertState, CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch::engine::{AlertState, CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
 use sidecar_watch::index::{Index, Labels, PolicyEntry};
 use sidecar_watch_testkit::pod::{Container, PodBuilder, Probes, Run};
 
@@ -216,7 +216,7 @@ fn apply(index: &Index, change: &Change, now: Timestamp) {
         }
         Change::NamespaceLabels { namespace, mesh } => {
             let labels = if *mesh { Labels::from([("mesh".to_string(), "on".to_string())]) } else { Labels::new() };
-            index.apply_namespace(namespace, labels, now);
+            index.apply_namespace(namespace, NamespaceMeta::new(labels, &Labels::new()), now);
         }
         Change::RelistPods { namespace, keep } => {
             let seen: HashSet<String> = (0..PODS).filter(|uid| keep[*uid]).map(|uid| format!("u{uid}")).collect();

@@ -14,6 +14,7 @@ mod container;
 mod duration;
 mod field_decoders;
 mod lenient;
+mod markers;
 mod pod;
 mod policy;
 pub mod protobuf;
@@ -22,6 +23,9 @@ mod quote;
 pub use container::*;
 pub use duration::{format_duration, parse_duration, DurationError, DURATION_PATTERN};
 pub use lenient::{LenientPod, Undecodable};
+pub use markers::{
+    injection_annotations, is_injection_annotation, marker_value, INJECTION_ANNOTATIONS, MAX_MARKER_VALUE_BYTES,
+};
 pub use pod::*;
 pub use policy::*;
 pub use quote::{clip, escape_control, mention, quote};

@@ -21,7 +21,9 @@ use super::field_decoders::{clamped_time, null_as_default};
 /// containers' static facts and their statuses.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct SlimPod {
-    /// Identity, labels, owners and timestamps; `managedFields` and annotations are skipped.
+    /// Identity, labels, owners, timestamps and the annotations injectors read
+    /// ([`INJECTION_ANNOTATIONS`](crate::INJECTION_ANNOTATIONS)); `managedFields` and every
+    /// other annotation are skipped.
     #[serde(default, deserialize_with = "slim_meta")]
     pub metadata: ObjectMeta,
     /// The containers as declared.
@@ -49,6 +51,9 @@ pub struct SlimPodSpec {
     /// `spec.securityContext`: the user containers run as unless they say otherwise.
     #[serde(default, deserialize_with = "null_as_default")]
     pub security_context: SlimSecurityContext,
+    /// `spec.hostNetwork`: most mesh injectors skip such Pods.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub host_network: bool,
 }
 
 /// `status`: timestamps, conditions and container statuses.
@@ -157,8 +162,8 @@ pub struct SlimTerminated {
     pub finished_at: Option<Time>,
 }
 
-/// The metadata fields kept; everything else (`managedFields`, annotations, finalizers) is
-/// skipped while parsing.
+/// The metadata fields kept; everything else (`managedFields`, finalizers, the annotations
+/// no injector reads) is skipped while parsing.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SlimMeta {
@@ -172,6 +177,8 @@ struct SlimMeta {
     resource_version: Option<String>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "super::markers::deserialize_injection_annotations")]
+    annotations: Option<BTreeMap<String, String>>,
     #[serde(default)]
     owner_references: Option<Vec<OwnerReference>>,
     #[serde(default, deserialize_with = "clamped_time")]
@@ -188,6 +195,7 @@ fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D
         uid: meta.uid,
         resource_version: meta.resource_version,
         labels: meta.labels,
+        annotations: meta.annotations,
         owner_references: meta.owner_references,
         creation_timestamp: meta.creation_timestamp,
         deletion_timestamp: meta.deletion_timestamp,

@@ -107,11 +107,16 @@ pub struct SidecarSelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = MAX_PATTERN_CHARS))]
     pub pattern: Option<String>,
+    /// Catalog ids (`istio`, `linkerd`, …) or container names that every selected Pod must
+    /// run; a running or pending Pod without one is `SidecarMissing`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_SIDECAR_NAMES), inner(length(min = 1, max = MAX_CONTAINER_NAME_CHARS)))]
+    pub required: Vec<String>,
 }
 
 impl Default for SidecarSelector {
     fn default() -> Self {
-        Self { native: true, catalog: true, names: Vec::new(), pattern: None }
+        Self { native: true, catalog: true, names: Vec::new(), pattern: None, required: Vec::new() }
     }
 }
 
@@ -184,6 +189,10 @@ pub struct RulesSpec {
     /// `SidecarStoppedBeforeMain`: on shutdown a sidecar stopped while a main container ran (default warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_order: Option<InstantRuleSpec>,
+    /// `SidecarMissing`: a running or pending Pod lacks a sidecar that its injector's markers
+    /// or `spec.sidecars.required` ask for (default warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar_missing: Option<InstantRuleSpec>,
     /// `SidecarMisconfigured`: static checks of the Pod spec (default info).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misconfiguration: Option<InstantRuleSpec>,

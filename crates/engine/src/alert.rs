@@ -29,13 +29,15 @@ pub enum AlertName {
     JobBlockedBySidecar,
     /// On shutdown a sidecar stopped while a main container still ran.
     SidecarStoppedBeforeMain,
+    /// A sidecar that an injector's markers or the policy ask for is not in the Pod.
+    SidecarMissing,
     /// A static check of the Pod spec failed.
     SidecarMisconfigured,
 }
 
 impl AlertName {
     /// Every alert name, in rule order.
-    pub const ALL: [AlertName; 9] = [
+    pub const ALL: [AlertName; 10] = [
         AlertName::SidecarContainerNotReady,
         AlertName::MainContainerReadyButSidecarNot,
         AlertName::SidecarRestartingFrequently,
@@ -44,6 +46,7 @@ impl AlertName {
         AlertName::MainStartedBeforeSidecarReady,
         AlertName::JobBlockedBySidecar,
         AlertName::SidecarStoppedBeforeMain,
+        AlertName::SidecarMissing,
         AlertName::SidecarMisconfigured,
     ];
 
@@ -58,6 +61,7 @@ impl AlertName {
             AlertName::MainStartedBeforeSidecarReady => "MainStartedBeforeSidecarReady",
             AlertName::JobBlockedBySidecar => "JobBlockedBySidecar",
             AlertName::SidecarStoppedBeforeMain => "SidecarStoppedBeforeMain",
+            AlertName::SidecarMissing => "SidecarMissing",
             AlertName::SidecarMisconfigured => "SidecarMisconfigured",
         }
     }

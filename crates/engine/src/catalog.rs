@@ -328,6 +328,12 @@ pub static CATALOG: &[CatalogEntry] = &[
     },
 ];
 
+/// The entry whose id is `id`.
+pub fn by_id(id: &str) -> Option<CatalogId> {
+    let i = CATALOG.iter().position(|e| e.id == id)?;
+    u8::try_from(i + 1).ok().and_then(NonZeroU8::new).map(CatalogId)
+}
+
 /// The catalog entry a container is, by name first, then by image.
 pub fn recognise(name: &str, image: Option<&str>, mentions_agent: bool) -> Option<CatalogId> {
     let by_name = CATALOG.iter().position(|e| e.names.contains(&name));

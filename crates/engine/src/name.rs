@@ -90,6 +90,11 @@ pub struct PodGroup {
     pub namespace: Name,
     /// `metadata.labels`.
     pub labels: LabelSet,
+    /// The annotations injectors read ([`sidecar_watch_api::INJECTION_ANNOTATIONS`]); empty
+    /// for most Pods, and shared like labels.
+    pub injection_annotations: LabelSet,
+    /// `spec.hostNetwork`.
+    pub host_network: bool,
     /// The workload that owns the Pod; `None` for a Pod without owner.
     pub owner: Option<Arc<Workload>>,
     /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a

@@ -264,6 +264,9 @@ impl PodView {
         let group = PodGroup {
             namespace: names.name(meta.namespace.as_deref().unwrap_or_default()),
             labels: names.label_set(meta.labels.clone().unwrap_or_default()),
+            injection_annotations: names
+                .label_set(meta.annotations.as_ref().map(sidecar_watch_api::injection_annotations).unwrap_or_default()),
+            host_network: spec.host_network,
             owner: workload_of(meta, names),
             owned_by_job: meta
                 .owner_references
@@ -284,6 +287,21 @@ impl PodView {
     /// `metadata.labels`, shared with every Pod that has the same ones.
     pub fn labels(&self) -> &LabelSet {
         &self.group.labels
+    }
+
+    /// The annotations injectors read (see [`crate::injection`]).
+    pub fn injection_annotations(&self) -> &LabelSet {
+        &self.group.injection_annotations
+    }
+
+    /// `spec.hostNetwork`.
+    pub fn host_network(&self) -> bool {
+        self.group.host_network
+    }
+
+    /// Whether the Pod's phase is `Succeeded` or `Failed`.
+    pub fn finished(&self) -> bool {
+        self.conditions.contains(PodConditions::FINISHED)
     }
 
     /// The workload that owns the Pod, shared by its replicas; `None` for a Pod without

@@ -85,6 +85,12 @@ impl CompiledPolicy {
         })
     }
 
+    /// Catalog ids or container names every Pod the policy selects must run
+    /// (`spec.sidecars.required`).
+    pub fn required_sidecars(&self) -> &[String] {
+        self.sidecar_matcher.required()
+    }
+
     /// Compiles a `ClusterSidecarPolicy` spec.
     pub fn compile_cluster(name: &str, spec: &ClusterPolicySpec) -> Result<CompiledPolicy, SpecError> {
         let mut compiled = Self::compile(PolicyRef::cluster(name), &spec.policy)?;
@@ -285,7 +291,7 @@ mod tests {
         assert_eq!(compile(bad_for).unwrap_err().field, "spec.rules.crashLoop.for");
 
         let selects_nothing = PolicySpec {
-            sidecars: Some(SidecarSelector { native: false, catalog: false, names: vec![], pattern: None }),
+            sidecars: Some(SidecarSelector { native: false, catalog: false, ..Default::default() }),
             ..Default::default()
         };
         assert_eq!(compile(selects_nothing).unwrap_err().field, "spec.sidecars");

@@ -113,6 +113,8 @@ pub struct Rules {
     pub job_blocked: ForRule,
     /// `SidecarStoppedBeforeMain`.
     pub shutdown_order: InstantRule,
+    /// `SidecarMissing`.
+    pub sidecar_missing: InstantRule,
     /// `SidecarMisconfigured`.
     pub misconfiguration: InstantRule,
 }
@@ -135,6 +137,7 @@ impl Default for Rules {
             startup_order: instant(Severity::Warning),
             job_blocked: for_rule(300, Severity::Warning),
             shutdown_order: instant(Severity::Warning),
+            sidecar_missing: instant(Severity::Warning),
             misconfiguration: instant(Severity::Info),
         }
     }
@@ -222,6 +225,7 @@ pub fn compile_rules(spec: Option<&RulesSpec>) -> Result<Rules, SpecError> {
         startup_order: compile_instant(s.startup_order.as_ref(), d.startup_order),
         job_blocked: compile_for(s.job_blocked.as_ref(), "spec.rules.jobBlocked", d.job_blocked)?,
         shutdown_order: compile_instant(s.shutdown_order.as_ref(), d.shutdown_order),
+        sidecar_missing: compile_instant(s.sidecar_missing.as_ref(), d.sidecar_missing),
         misconfiguration: compile_instant(s.misconfiguration.as_ref(), d.misconfiguration),
     })
 }

@@ -89,23 +89,27 @@ pub struct SidecarMatcher {
     names: Vec<String>,
     /// Containers whose whole name this matches are.
     pattern: Option<Regex>,
+    /// Catalog ids or container names every selected Pod must run (`SidecarMissing`).
+    required: Vec<String>,
 }
 
 impl SidecarMatcher {
     /// Compiles `spec.sidecars`; every default (native, catalog, [`DEFAULT_SIDECAR_PATTERN`])
     /// when the policy does not say. Errors name the offending field.
     pub fn compile(spec: Option<&SidecarSelector>) -> Result<SidecarMatcher, SpecError> {
-        let (native, catalog, names, pattern) = match spec {
-            None => (true, true, Vec::new(), Some(DEFAULT_SIDECAR_PATTERN.to_string())),
-            Some(s) => (s.native, s.catalog, s.names.clone(), s.pattern.clone()),
+        let (native, catalog, names, pattern, required) = match spec {
+            None => (true, true, Vec::new(), Some(DEFAULT_SIDECAR_PATTERN.to_string()), Vec::new()),
+            Some(s) => (s.native, s.catalog, s.names.clone(), s.pattern.clone(), s.required.clone()),
         };
-        SpecError::check_size("spec.sidecars.names", "names", names.len(), MAX_SIDECAR_NAMES)?;
-        for (i, name) in names.iter().enumerate() {
-            let field = format!("spec.sidecars.names[{i}]");
-            if name.is_empty() {
-                return Err(SpecError::new(field, "empty container name"));
+        for (field, list) in [("spec.sidecars.names", &names), ("spec.sidecars.required", &required)] {
+            SpecError::check_size(field, "names", list.len(), MAX_SIDECAR_NAMES)?;
+            for (i, name) in list.iter().enumerate() {
+                let field = format!("{field}[{i}]");
+                if name.is_empty() {
+                    return Err(SpecError::new(field, "empty container name"));
+                }
+                SpecError::check_size(&field, "characters", name.chars().count(), MAX_CONTAINER_NAME_CHARS)?;
             }
-            SpecError::check_size(&field, "characters", name.chars().count(), MAX_CONTAINER_NAME_CHARS)?;
         }
         if let Some(pattern) = &pattern {
             SpecError::check_size("spec.sidecars.pattern", "characters", pattern.chars().count(), MAX_PATTERN_CHARS)?;
@@ -117,7 +121,7 @@ impl SidecarMatcher {
                 "selects no container: set native: true, catalog: true, names or pattern",
             ));
         }
-        Ok(SidecarMatcher { native, catalog, names, pattern })
+        Ok(SidecarMatcher { native, catalog, names, pattern, required })
     }
 
     /// Whether the catalog may name sidecars among the Pod's regular containers: only when
@@ -146,6 +150,11 @@ impl SidecarMatcher {
             return None;
         };
         Some(Identified { kind, by })
+    }
+
+    /// Catalog ids or container names every selected Pod must run.
+    pub fn required(&self) -> &[String] {
+        &self.required
     }
 
     /// Whether `other` recognises exactly the same containers.

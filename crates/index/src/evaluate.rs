@@ -17,8 +17,8 @@ use super::census::Census;
 use super::tallies::Tallies;
 use super::tracked::{PolicyResult, StoredAlert, TrackedPod};
 use super::transitions::diff;
-use super::{Labels, Outcome};
-use sidecar_watch_engine::{evaluate_capped, Alert, CompiledPolicy, PodView, PolicyRef, SidecarType};
+use super::Outcome;
+use sidecar_watch_engine::{evaluate_in, Alert, CompiledPolicy, NamespaceMeta, PodView, PolicyRef, SidecarType};
 
 /// What evaluations share: the sidecar census, the per-Pod cap, and a count of them.
 pub(super) struct Evaluator<'a> {
@@ -37,7 +37,7 @@ pub(super) struct PolicyChange<'a> {
 }
 
 /// The sidecars `policy` evaluates in `pod`: the first `max` it identifies, in container
-/// order, as [`evaluate_capped`] takes them.
+/// order, as [`evaluate_in`] takes them.
 fn sidecars_of(policy: &CompiledPolicy, pod: &PodView, max: usize) -> Vec<(usize, SidecarType)> {
     policy.sidecars(pod).take(max).map(|(i, _, identified)| (i, identified.kind)).collect()
 }
@@ -67,7 +67,7 @@ impl Evaluator<'_> {
         pod: &mut TrackedPod,
         tallies: &mut Tallies,
         policies: &[Arc<CompiledPolicy>],
-        ns_labels: Option<&Labels>,
+        namespace: Option<&NamespaceMeta>,
         now: Timestamp,
     ) -> Outcome {
         let mut results = Vec::new();
@@ -76,8 +76,9 @@ impl Evaluator<'_> {
         let mut next_change: Option<Timestamp> = None;
         let mut sidecars = Vec::new();
         let mut limited = false;
+        let ns_labels = namespace.map(|ns| &ns.labels);
         for policy in policies.iter().filter(|p| p.selects(&pod.view, ns_labels)) {
-            let evaluation = evaluate_capped(&pod.view, policy, &pod.history, now, self.max_sidecars);
+            let evaluation = evaluate_in(namespace, &pod.view, policy, &pod.history, now, self.max_sidecars);
             self.evaluations.fetch_add(1, Ordering::Relaxed);
             limited |= evaluation.sidecars_skipped > 0;
             clocked.extend(evaluation.clocked);
@@ -114,17 +115,17 @@ impl Evaluator<'_> {
         tallies: &mut Tallies,
         change: &PolicyChange<'_>,
         policies: &[Arc<CompiledPolicy>],
-        ns_labels: Option<&Labels>,
+        namespace: Option<&NamespaceMeta>,
         now: Timestamp,
     ) -> Outcome {
         // Results are kept by policy (both paths insert them in the policy table's order):
         // a binary search, as a Pod may have a result of each of hundreds of policies.
         let position = pod.results.binary_search_by(|r| (*r.policy).cmp(change.policy)).ok();
-        let selecting = change.after.filter(|p| p.selects(&pod.view, ns_labels));
+        let selecting = change.after.filter(|p| p.selects(&pod.view, namespace.map(|ns| &ns.labels)));
         let mut outcome = Outcome::default();
         let (result, sidecars_after) = match selecting {
             Some(policy) => {
-                let evaluation = evaluate_capped(&pod.view, policy, &pod.history, now, self.max_sidecars);
+                let evaluation = evaluate_in(namespace, &pod.view, policy, &pod.history, now, self.max_sidecars);
                 self.evaluations.fetch_add(1, Ordering::Relaxed);
                 outcome.limited_pods = u32::from(evaluation.sidecars_skipped > 0);
                 pod.history.add_clocks(evaluation.clocked, now);

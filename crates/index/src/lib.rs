@@ -37,8 +37,8 @@ pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
 use sidecar_watch_api::{PolicyCounts, SlimPod};
 use sidecar_watch_engine::{
-    evaluate, AlertState, CompiledPolicy, Interner, Observation, PodHistory, PodUid, PodView, PolicyRef,
-    DEFAULT_MAX_SIDECARS,
+    evaluate_in, injection, AlertState, CompiledPolicy, Interner, NamespaceMeta, Observation, PodHistory, PodUid,
+    PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
 use tallies::Tally;
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
@@ -56,7 +56,7 @@ pub const DEFAULT_MAX_POLICIES_PER_NAMESPACE: usize = 100;
 pub struct Index {
     segments: Box<[Mutex<Segment>]>,
     policies: RwLock<BTreeMap<PolicyRef, PolicyEntry>>,
-    namespaces: RwLock<HashMap<String, Labels>>,
+    namespaces: RwLock<HashMap<String, NamespaceMeta>>,
     census: Census,
     /// Sidecars evaluated per Pod (`--max-sidecars-per-pod`).
     max_sidecars: usize,
@@ -177,7 +177,7 @@ impl Index {
     pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
         let policies = self.valid_policies();
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        let ns_labels = namespaces.get(view.namespace().as_str());
+        let namespace = namespaces.get(view.namespace().as_str());
         let uid = view.uid();
         let mut segment = self.segment(uid);
         let (pod, tallies) = segment.get_or_insert_with(uid, || TrackedPod {
@@ -188,7 +188,7 @@ impl Index {
         // A Pod just inserted has no observation yet, which `observe` tells by its history.
         let observations = pod.history.observe(Some(&pod.view), &view, now);
         pod.replace_view(view);
-        let mut outcome = self.evaluator().all(pod, tallies, &policies, ns_labels, now);
+        let mut outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
         let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
         for Observation::StartedUp { container, seconds } in observations {
             if sidecar_names.contains(container.as_str()) {
@@ -259,8 +259,8 @@ impl Index {
         let mut segment = self.segment(uid);
         match segment.get_mut(uid) {
             Some((pod, tallies)) => {
-                let ns_labels = namespaces.get(pod.view.namespace().as_str());
-                self.evaluator().all(pod, tallies, &policies, ns_labels, now)
+                let namespace = namespaces.get(pod.view.namespace().as_str());
+                self.evaluator().all(pod, tallies, &policies, namespace, now)
             }
             None => Outcome::default(),
         }
@@ -275,8 +275,8 @@ impl Index {
             let mut segment = lock(segment);
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
-                let ns_labels = namespaces.get(pod.view.namespace().as_str());
-                outcome.merge(self.evaluator().all(pod, tallies, &policies, ns_labels, now));
+                let namespace = namespaces.get(pod.view.namespace().as_str());
+                outcome.merge(self.evaluator().all(pod, tallies, &policies, namespace, now));
             }
         }
         outcome
@@ -384,21 +384,23 @@ impl Index {
             let in_scope =
                 |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view.namespace() == *ns);
             for pod in pods.filter(in_scope) {
-                let ns_labels = namespaces.get(pod.view.namespace().as_str());
-                outcome.merge(evaluator.one(pod, tallies, change, &policies, ns_labels, now));
+                let namespace = namespaces.get(pod.view.namespace().as_str());
+                outcome.merge(evaluator.one(pod, tallies, change, &policies, namespace, now));
             }
         }
         outcome
     }
 
-    /// Namespace labels changed: re-evaluates its Pods if a cluster policy looks at labels.
-    pub fn apply_namespace(&self, name: &str, labels: Labels, now: Timestamp) -> Outcome {
-        let changed = {
+    /// A new or changed namespace: re-evaluates its Pods if a cluster policy looks at its
+    /// labels, or if what injectors read of it changed (`SidecarMissing`).
+    pub fn apply_namespace(&self, name: &str, meta: NamespaceMeta, now: Timestamp) -> Outcome {
+        let before = {
             let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-            namespaces.insert(name.to_string(), labels.clone()) != Some(labels)
+            namespaces.insert(name.to_string(), meta.clone())
         };
-        let label_sensitive = self.valid_policies().iter().any(|p| p.needs_namespace_labels());
-        if !changed || !label_sensitive {
+        let labels_changed = before.as_ref().map(|b| &b.labels) != Some(&meta.labels);
+        let label_sensitive = labels_changed && self.valid_policies().iter().any(|p| p.needs_namespace_labels());
+        if !label_sensitive && !injection::markers_differ(before.as_ref(), &meta) {
             return Outcome::default();
         }
         self.reevaluate_where(now, |p| p.view.namespace() == name)
@@ -419,6 +421,7 @@ impl Index {
     /// evaluated again (at their last evaluation's state) to rebuild the messages.
     pub fn firing_now(&self, now: Timestamp) -> Vec<Transition> {
         let policies = self.valid_policies();
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         self.for_each_pod(|pod| {
             for result in &pod.results {
@@ -426,7 +429,8 @@ impl Index {
                     continue;
                 }
                 let Some(policy) = policies.iter().find(|p| p.shared_ref() == result.policy) else { continue };
-                let evaluation = evaluate(&pod.view, policy, &pod.history, now);
+                let namespace = namespaces.get(pod.view.namespace().as_str());
+                let evaluation = evaluate_in(namespace, &pod.view, policy, &pod.history, now, self.max_sidecars);
                 for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
                     let key = stored.key(&pod.view);
                     let alert = evaluation

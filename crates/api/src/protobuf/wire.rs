@@ -25,7 +25,8 @@ fn is_empty(text: &str) -> bool {
 #[derive(Clone, Copy, PartialEq, prost::Message, Serialize)]
 pub struct Present {}
 
-/// `metav1.ObjectMeta`, without annotations and `managedFields`.
+/// `metav1.ObjectMeta`, without `managedFields`; of the annotations only those injectors read
+/// are written on.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
@@ -50,6 +51,11 @@ pub struct ObjectMeta {
     #[prost(btree_map = "string, string", tag = "11")]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Decoded whole (prost has no filter; the map lives for one event), written on cut to
+    /// [`INJECTION_ANNOTATIONS`](crate::INJECTION_ANNOTATIONS).
+    #[prost(btree_map = "string, string", tag = "12")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", serialize_with = "injection_annotations")]
+    pub annotations: BTreeMap<String, String>,
     #[prost(message, repeated, tag = "13")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub owner_references: Vec<OwnerReference>,
@@ -126,6 +132,9 @@ pub struct PodSpec {
     #[prost(message, optional, tag = "14")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security_context: Option<RunAs>,
+    #[prost(bool, tag = "11")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub host_network: bool,
 }
 
 /// `securityContext` (Pod's or container's): only `runAsUser`, tag 2 in the Pod's.
@@ -373,6 +382,18 @@ fn time<S: Serializer>(encoded: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok
         Err(_) if seconds < 0 => serializer.serialize_str("-9999-01-01T00:00:00Z"),
         Err(_) => serializer.serialize_str("9999-12-31T23:59:59Z"),
     }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// The annotations injectors read, values cut.
+fn injection_annotations<S: Serializer>(
+    annotations: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(crate::injection_annotations(annotations))
 }
 
 /// A map read only for whether it has entries: written as an object with one entry.

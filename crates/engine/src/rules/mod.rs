@@ -5,6 +5,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 mod health;
+mod missing;
 mod order;
 mod spec_checks;
 
@@ -13,6 +14,7 @@ pub use spec_checks::texts as check_texts;
 
 use super::alert::{Alert, AlertName, AlertState, Check};
 use super::history::PodHistory;
+use super::injection::NamespaceMeta;
 use super::pod::{ContainerKind, ContainerView, PodView, Termination};
 use super::policy::{CompiledPolicy, ForRule};
 use super::sidecar_matcher::{Identified, SidecarType};
@@ -63,7 +65,8 @@ pub(crate) fn elapsed(since: Timestamp, now: Timestamp) -> String {
 }
 
 /// Evaluates every enabled rule of `policy` on `pod` at `now`, for at most
-/// [`DEFAULT_MAX_SIDECARS`] sidecars.
+/// [`DEFAULT_MAX_SIDECARS`] sidecars, with nothing known of the Pod's namespace (so no
+/// injector's namespace marker counts for `SidecarMissing`).
 pub fn evaluate(pod: &PodView, policy: &CompiledPolicy, history: &PodHistory, now: Timestamp) -> Evaluation {
     evaluate_capped(pod, policy, history, now, DEFAULT_MAX_SIDECARS)
 }
@@ -71,6 +74,19 @@ pub fn evaluate(pod: &PodView, policy: &CompiledPolicy, history: &PodHistory, no
 /// [`evaluate`] for at most `max_sidecars` sidecars (the first ones, in container order);
 /// the rest are counted in [`Evaluation::sidecars_skipped`] and the Pod reports sprawl.
 pub fn evaluate_capped(
+    pod: &PodView,
+    policy: &CompiledPolicy,
+    history: &PodHistory,
+    now: Timestamp,
+    max_sidecars: usize,
+) -> Evaluation {
+    evaluate_in(None, pod, policy, history, now, max_sidecars)
+}
+
+/// [`evaluate_capped`] for a Pod in `namespace`: its labels and annotations are what
+/// injectors read for `SidecarMissing`. The index and `audit` evaluate this way.
+pub fn evaluate_in(
+    namespace: Option<&NamespaceMeta>,
     pod: &PodView,
     policy: &CompiledPolicy,
     history: &PodHistory,
@@ -129,6 +145,9 @@ pub fn evaluate_capped(
         if rules.misconfiguration.enabled {
             spec_checks::misconfiguration(&mut ctx, rules.misconfiguration.severity, (index, sidecar, how), &mains);
         }
+    }
+    if rules.sidecar_missing.enabled {
+        missing::sidecar_missing(&mut ctx, rules.sidecar_missing.severity, policy, namespace);
     }
     if rules.misconfiguration.enabled {
         let names: Vec<&str> = sidecars.iter().map(|(_, c, _)| c.name.as_str()).collect();
