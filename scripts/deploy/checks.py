@@ -40,7 +40,7 @@ K8S_VERSION = "1.32.0"
 SIDECAR_ALERTS = [
     "SidecarContainerNotReady", "MainContainerReadyButSidecarNot", "SidecarRestartingFrequently",
     "SidecarCrashLooping", "SidecarOOMKilled", "MainStartedBeforeSidecarReady",
-    "JobBlockedBySidecar", "SidecarStoppedBeforeMain", "SidecarMisconfigured",
+    "JobBlockedBySidecar", "SidecarStoppedBeforeMain", "SidecarMissing", "SidecarMisconfigured",
 ]
 OPERATOR_ALERTS = ["SidecarWatchDown", "SidecarWatchReconcileErrors", "SidecarWatchNoLeader",
                    "SidecarWatchTwoLeaders", "SidecarWatchEventPublishFailures"]
