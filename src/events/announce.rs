@@ -46,6 +46,11 @@ impl AnnounceKey {
             AlertName::SidecarMisconfigured => Some(Check::from_label(event.action.as_deref()?)?),
             _ => None,
         };
+        let container = match alert {
+            // Its container does not exist: the action names it (`note::action`).
+            AlertName::SidecarMissing => event.action.clone().unwrap_or_default(),
+            _ => container_of(regarding.field_path.as_deref()),
+        };
         let policy_name = related.name.clone().unwrap_or_default();
         let policy = match related.namespace.clone().filter(|ns| !ns.is_empty()) {
             Some(ns) => PolicyRef::namespaced(ns, policy_name),
@@ -54,7 +59,7 @@ impl AnnounceKey {
         let key = AnnounceKey {
             pod_uid: regarding.uid.clone().unwrap_or_default(),
             policy,
-            alert: AlertKey { name: alert, container: container_of(regarding.field_path.as_deref()).into(), check },
+            alert: AlertKey { name: alert, container: container.into(), check },
         };
         Some((key, firing))
     }

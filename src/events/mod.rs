@@ -360,7 +360,12 @@ impl Publisher {
             type_: EventType::Normal,
             reason: reason.clone(),
             note: Some(note::resolved_note(key.alert.name, &key.alert.container, &namespace, &pod, None, &key.policy)),
-            action: note::action_of(key.alert.check.map(|c| c.as_str()), TransitionKind::Resolved),
+            action: note::action_of(
+                key.alert.name,
+                &key.alert.container,
+                key.alert.check.map(|c| c.as_str()),
+                TransitionKind::Resolved,
+            ),
             secondary: Some(policy_reference(&key.policy, None)),
         };
         let regarding = pod_reference(&namespace, &pod, &key.pod_uid, field_path(kind, &key.alert.container));

@@ -22,15 +22,18 @@ pub fn reason_of(alert: AlertName, kind: TransitionKind) -> String {
 }
 
 /// The Event action: the failed check for `SidecarMisconfigured` (so that two checks on one
-/// container are two Events, not one series), else `Alert` or `Resolve`.
+/// container are two Events, not one series), the missing container's name for
+/// `SidecarMissing` (no `fieldPath` can name a container the Pod does not have), else `Alert`
+/// or `Resolve`.
 pub fn action(t: &Transition) -> String {
-    action_of(t.alert.check.map(|c| c.as_str()), t.kind)
+    action_of(t.alert.name, &t.alert.container, t.alert.check.map(|c| c.as_str()), t.kind)
 }
 
 /// [`action`] from its parts.
-pub fn action_of(check: Option<&str>, kind: TransitionKind) -> String {
+pub fn action_of(alert: AlertName, container: &str, check: Option<&str>, kind: TransitionKind) -> String {
     match (check, kind) {
         (Some(check), _) => check.to_string(),
+        (None, _) if alert == AlertName::SidecarMissing => container.to_string(),
         (None, TransitionKind::Fired) => "Alert".into(),
         (None, TransitionKind::Resolved) => "Resolve".into(),
     }

@@ -224,6 +224,22 @@ fn a_namespace_labelled_for_injection_after_its_pods_reports_them_missing() {
     labelled.insert("istio-injection".into(), "enabled".into());
     let outcome = index.apply_namespace("shop", NamespaceMeta::new(labelled, &BTreeMap::new()), now);
     assert_eq!(missing(&outcome), [TransitionKind::Fired]);
+    // The Event names the missing container in its action (it has no fieldPath to name):
+    // a new leader reads it back and publishes nothing again.
+    let fired = outcome.transitions.iter().find(|t| t.alert.name == AlertName::SidecarMissing).expect("fired");
+    assert_eq!(sidecar_watch::events::action(fired), "istio-proxy");
+    let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "e-missing", "namespace": "shop"}, "eventTime": "2026-11-22T10:10:00.000000Z",
+        "reason": "SidecarMissing", "type": "Warning", "reportingController": "sidecar-watch",
+        "reportingInstance": "old-leader", "action": "istio-proxy",
+        "regarding": {"kind": "Pod", "apiVersion": "v1", "name": "web-1", "namespace": "shop", "uid": "u1"},
+        "related": {"kind": "ClusterSidecarPolicy", "apiVersion": "sidecarwatch.io/v1alpha1", "name": "all"}
+    }))
+    .expect("an Event");
+    let mut announcer = Announcer::from_announced(announced_from_events(&[event]));
+    let published = announcer.reconcile(index.firing_now(now), |uid| index.contains_pod(uid));
+    assert!(published.fire.iter().all(|t| t.alert.name != AlertName::SidecarMissing), "{:?}", published.fire);
+    assert!(published.resolve.is_empty());
     let outcome = index.apply_namespace("shop", NamespaceMeta::new(team, &BTreeMap::new()), now);
     assert_eq!(missing(&outcome), [TransitionKind::Resolved]);
 }
