@@ -17,6 +17,7 @@ mod kubelet_restart;
 mod kubelet_states;
 mod kubernetes_features;
 mod kustomize;
+mod missing_sidecars;
 mod scenarios;
 mod start_order;
 mod support;

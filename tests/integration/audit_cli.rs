@@ -281,3 +281,40 @@ fn reads_pod_lists_and_single_json_pods() {
     let none = audit(&["-f", "-", "--now", NOW], Some(&empty.to_string()));
     assert_eq!((none.status.code(), text(&none.stdout)), (Some(0), "No alerts.\n".to_string()), "an empty namespace");
 }
+
+/// `kubectl get ns,pods -A -o json`: a namespace labelled for Istio's injection and a Pod in it
+/// without the proxy. The same Pod without its Namespace object, and a Deployment's template
+/// in that namespace (written before injection), report nothing.
+#[test]
+fn namespace_objects_in_the_input_supply_the_injectors_markers() {
+    let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}});
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1", "creationTimestamp": "2025-06-03T10:00:00Z"},
+        "spec": {"containers": [{"name": "app", "image": "shop/web:1"}]},
+        "status": {"phase": "Running", "startTime": "2025-06-03T10:00:00Z"}});
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/web:1"}]}}}});
+    let list = |items: Vec<&serde_json::Value>| {
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+    };
+    let missing = |input: String| -> Vec<(String, String, String)> {
+        let out = audit(&["-f", "-", "--now", NOW, "-o", "json", "--fail-on", "none"], Some(&input));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON array");
+        findings
+            .iter()
+            .filter(|f| f["alertname"] == "SidecarMissing")
+            .map(|f| {
+                let field = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+                (field("pod"), field("container"), field("state"))
+            })
+            .collect()
+    };
+    assert_eq!(
+        missing(list(vec![&namespace, &pod, &deployment])),
+        [("web-1".to_string(), "istio-proxy".to_string(), "firing".to_string())]
+    );
+    assert!(missing(list(vec![&pod, &deployment])).is_empty(), "no Namespace object, no namespace marker");
+}
