@@ -129,7 +129,8 @@ fn pod() -> BoxedStrategy<PodView> {
                 .zip(parts)
                 .map(|(name, (kind, flags, status, (image, agent)))| {
                     let catalog = sidecar_watch::engine::catalog::recognise(name, image, agent);
-                    let spec = ContainerSpec { name: name.into(), kind, flags, catalog, liveness_target: None };
+                    let spec =
+                        ContainerSpec { name: name.into(), kind, flags, catalog, liveness_target: None, version: None };
                     ContainerView::new(spec, status)
                 })
                 .collect::<Vec<_>>()

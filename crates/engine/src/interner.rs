@@ -88,6 +88,7 @@ mod tests {
             flags,
             catalog: None,
             liveness_target: None,
+            version: None,
         };
         let a = interner.container_spec(&spec(SpecFlags::READINESS_PROBE));
         assert!(Arc::ptr_eq(&a, &interner.container_spec(&spec(SpecFlags::READINESS_PROBE))));

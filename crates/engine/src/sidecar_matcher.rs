@@ -211,7 +211,14 @@ mod tests {
 
     fn view(name: &str, kind: ContainerKind) -> ContainerView {
         let catalog = crate::catalog::recognise(name, None, false);
-        let spec = ContainerSpec { name: name.into(), kind, flags: Default::default(), catalog, liveness_target: None };
+        let spec = ContainerSpec {
+            name: name.into(),
+            kind,
+            flags: Default::default(),
+            catalog,
+            liveness_target: None,
+            version: None,
+        };
         ContainerView::new(spec, None)
     }
 

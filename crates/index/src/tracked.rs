@@ -193,6 +193,7 @@ mod tests {
                     flags: SpecFlags::empty(),
                     catalog: None,
                     liveness_target: None,
+                    version: None,
                 };
                 ContainerView::new(spec, None)
             })

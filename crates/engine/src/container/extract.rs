@@ -52,7 +52,8 @@ pub(crate) fn container_parts(
     flags.set(SpecFlags::RESTARTS_POD, exit_rules::declares_pod_restart(c));
     let verdict =
         |t: &SlimTerminated| exit_rules::exit_verdict(pod_restart_policy, c, t.exit_code, t.reason.as_deref());
-    let spec = ContainerSpec { name: names.name(&c.name), kind, flags, catalog, liveness_target: None };
+    let version = c.image.as_deref().map(|image| names.name(image_version(image)));
+    let spec = ContainerSpec { name: names.name(&c.name), kind, flags, catalog, liveness_target: None, version };
     (spec, status.filter(|_| kind != ContainerKind::Init).map(|s| status_view(s, &verdict, names)))
 }
 
@@ -102,6 +103,25 @@ pub(super) fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+/// Versions longer than this are cut: an OCI tag has at most 128 characters, a digest fewer.
+const MAX_VERSION_CHARS: usize = 128;
+
+/// An image's version as people name it: its tag (`1.24.0` of `istio/proxyv2:1.24.0`), else
+/// its digest (`sha256:…`), else `latest` (what an image without either runs).
+pub fn image_version(image: &str) -> &str {
+    let (name, digest) = image.split_once('@').map_or((image, None), |(name, digest)| (name, Some(digest)));
+    // The tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+    let last_segment = name.rsplit('/').next().unwrap_or(name);
+    let version = match last_segment.rsplit_once(':') {
+        Some((_, tag)) if !tag.is_empty() => tag,
+        _ => digest.filter(|d| !d.is_empty()).unwrap_or("latest"),
+    };
+    match version.char_indices().nth(MAX_VERSION_CHARS) {
+        Some((cut, _)) => &version[..cut],
+        None => version,
+    }
 }
 
 /// An image runs "latest" when it has no digest and its tag is absent or `latest`.

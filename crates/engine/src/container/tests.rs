@@ -2,12 +2,13 @@
 use super::extract::truncate;
 use super::*;
 
-/// Every container of every tracked Pod is one.
+/// Every container of every tracked Pod is one; its spec is shared by every replica that
+/// declares the same container (24 bytes since it keeps the image's version).
 #[test]
 fn a_container_view_takes_32_bytes() {
     assert_eq!(std::mem::size_of::<ContainerStatusView>(), 24);
     assert_eq!(std::mem::size_of::<ContainerView>(), 32);
-    assert_eq!(std::mem::size_of::<ContainerSpec>(), 16);
+    assert_eq!(std::mem::size_of::<ContainerSpec>(), 24);
 }
 
 #[test]
@@ -18,6 +19,7 @@ fn a_view_keeps_its_sidecar_mark_and_whether_a_status_was_reported() {
         flags: SpecFlags::empty(),
         catalog: None,
         liveness_target: None,
+        version: None,
     };
     let mut view = ContainerView::new(spec.clone(), None);
     assert_eq!((view.status(), view.is_tracked_sidecar()), (None, false));
@@ -69,4 +71,23 @@ fn latest_image_detection() {
 fn truncates_on_char_boundary() {
     assert_eq!(truncate("héllo", 2), "h…");
     assert_eq!(truncate("short", 10), "short");
+}
+
+#[test]
+fn an_images_version_is_its_tag_else_its_digest_else_latest() {
+    use super::image_version;
+    let digest = "sha256:8f3e1a0c2b7d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f";
+    let cases = [
+        ("docker.io/istio/proxyv2:1.24.0", "1.24.0"),
+        ("registry:5000/linkerd/proxy:edge-25.1.1", "edge-25.1.1"),
+        ("registry:5000/linkerd/proxy", "latest"),
+        ("fluent/fluent-bit:3.0@sha256:8f3e1a0c2b7d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f", "3.0"),
+        ("fluent/fluent-bit", "latest"),
+        ("envoy:", "latest"),
+    ];
+    for (image, version) in cases {
+        assert_eq!(image_version(image), version, "{image}");
+    }
+    assert_eq!(image_version(&format!("otel/collector@{digest}")), digest);
+    assert_eq!(image_version(&format!("x:{}", "9".repeat(10_000))).len(), 128, "cut");
 }
