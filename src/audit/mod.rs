@@ -12,6 +12,7 @@
 //! so the result is what a freshly started operator would compute.
 
 mod input;
+pub mod inventory;
 mod live;
 mod output;
 mod sarif;
@@ -122,6 +123,10 @@ pub enum OutputFormat {
     Yaml,
     /// SARIF 2.1.0 for code-scanning tools.
     Sarif,
+    /// One row per workload and sidecar: product, versions with their Pod counts, alerts.
+    Inventory,
+    /// The inventory as a JSON array.
+    InventoryJson,
 }
 
 /// The arguments of `audit`.
@@ -292,6 +297,10 @@ pub fn run(args: &AuditArgs) -> Result<i32, AuditError> {
         .threshold()
         .is_some_and(|min| findings.iter().any(|f| f.state == AlertState::Firing && f.severity >= min));
     let status = i32::from(failing);
+    if matches!(args.output, OutputFormat::Inventory | OutputFormat::InventoryJson) {
+        let rows = inventory::rows(&inventory, &policies, &findings);
+        return output::write_inventory(&rows, args.output).map(|()| status);
+    }
     output::write(&findings, args.output, now).map(|()| status)
 }
 

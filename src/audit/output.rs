@@ -7,6 +7,7 @@ use std::io::{IsTerminal, Write};
 
 use jiff::Timestamp;
 
+use super::inventory::{self, InventoryRow};
 use super::{sarif, AuditError, Finding, OutputFormat};
 use crate::api::{escape_control, Severity};
 use crate::engine::AlertState;
@@ -25,8 +26,28 @@ pub(super) fn write(findings: &[Finding], format: OutputFormat, now: Timestamp) 
         OutputFormat::Sarif => serde_json::to_writer_pretty(&mut out, &sarif::log(findings))
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n")),
+        OutputFormat::Inventory | OutputFormat::InventoryJson => {
+            return Err(AuditError::Write(std::io::Error::other("the inventory is written by write_inventory")))
+        }
     }
     .and_then(|()| out.flush());
+    outcome(written)
+}
+
+/// Writes the inventory's `rows` as a table or JSON.
+pub(super) fn write_inventory(rows: &[InventoryRow], format: OutputFormat) -> Result<(), AuditError> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match format {
+        OutputFormat::InventoryJson => serde_json::to_writer_pretty(&mut out, rows)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n")),
+        _ => out.write_all(inventory::render(rows).as_bytes()),
+    }
+    .and_then(|()| out.flush());
+    outcome(written)
+}
+
+fn outcome(written: std::io::Result<()>) -> Result<(), AuditError> {
     match written {
         // The reader has what it wanted (`| head -1`): nothing more to say.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(AuditError::ClosedPipe),

@@ -15,6 +15,7 @@
 mod fixtures;
 
 mod audit_cli;
+mod audit_inventory;
 mod audit_live;
 mod audit_manifests;
 mod catalog;

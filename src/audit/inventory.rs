@@ -1,0 +1,149 @@
+//! `audit -o inventory`: one row per workload and sidecar — its product, how it was
+//! identified, the versions its Pods run with their counts, and the alerts firing on it. The
+//! answer to "which workloads still run the old proxy" after a mesh upgrade or a CVE fix.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Finding, Inventory};
+use crate::api::escape_control;
+use crate::engine::{catalog, AlertName, AlertState, CompiledPolicy, IdentifiedBy};
+
+/// One workload's sidecar.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct InventoryRow {
+    /// The workload's namespace.
+    pub namespace: String,
+    /// The workload's kind (`Deployment`…; `Pod` for a Pod without owner).
+    pub workload_kind: String,
+    /// The workload's name.
+    pub workload: String,
+    /// The sidecar container's name.
+    pub container: String,
+    /// The catalog id, or how the sidecar was identified when the catalog does not know it.
+    pub product: String,
+    /// How the sidecar was identified: `native`, `names`, `catalog:<id>` or `pattern`; `missing`
+    /// for a sidecar the workload's Pods lack (`SidecarMissing`, `pods` 0).
+    pub identified_by: String,
+    /// Pods of the workload that run this sidecar.
+    pub pods: usize,
+    /// Image version (tag, else digest, else `latest`) → Pods that run it.
+    pub versions: BTreeMap<String, usize>,
+    /// Alert name → Pods of the workload where it fires on this sidecar.
+    pub alerts: BTreeMap<String, usize>,
+}
+
+type RowKey = (String, String, String, String);
+
+/// The rows of `inventory`'s Pods (templates are not running anything) under the first
+/// policy that selects each Pod and identifies the sidecar, with the firing `findings`.
+pub fn rows(inventory: &Inventory, policies: &[CompiledPolicy], findings: &[Finding]) -> Vec<InventoryRow> {
+    let mut rows: BTreeMap<RowKey, InventoryRow> = BTreeMap::new();
+    for pod in inventory.pods.iter().map(|a| &a.view).filter(|v| !v.is_template) {
+        let namespace = inventory.namespaces.get(pod.namespace().as_str());
+        let mut seen: Vec<usize> = Vec::new();
+        for policy in policies.iter().filter(|p| p.selects(pod, namespace.map(|ns| &ns.labels))) {
+            for (index, container, identified) in policy.sidecars(pod) {
+                if seen.contains(&index) {
+                    continue;
+                }
+                seen.push(index);
+                let (kind, workload) = pod.workload();
+                let key =
+                    (pod.namespace().to_string(), kind.to_string(), workload.to_string(), container.name.to_string());
+                let row = rows.entry(key).or_insert_with(|| InventoryRow {
+                    namespace: pod.namespace().to_string(),
+                    workload_kind: kind.to_string(),
+                    workload: workload.to_string(),
+                    container: container.name.to_string(),
+                    product: match (container.catalog, identified.by) {
+                        (Some(id), _) | (None, IdentifiedBy::Catalog(id)) => id.to_string(),
+                        (None, by) => by.to_string(),
+                    },
+                    identified_by: identified.by.to_string(),
+                    ..InventoryRow::default()
+                });
+                row.pods += 1;
+                let version = container.version.as_ref().map_or("(no image)", |v| v.as_str());
+                *row.versions.entry(version.to_string()).or_default() += 1;
+            }
+        }
+    }
+    // An alert counts once per Pod (a Pod fails several checks of one sidecar).
+    let mut counted: std::collections::HashSet<(&str, &str, &str, &str)> = std::collections::HashSet::new();
+    for finding in findings.iter().filter(|f| f.state == AlertState::Firing && f.kind == "Pod") {
+        let once =
+            (finding.namespace.as_str(), finding.pod.as_str(), finding.container.as_str(), finding.alertname.as_str());
+        if !counted.insert(once) {
+            continue;
+        }
+        let key = (
+            finding.namespace.clone(),
+            finding.workload_kind.clone(),
+            finding.workload.clone(),
+            finding.container.clone(),
+        );
+        // A sidecar the Pods lack has a row of its own: no Pod runs it, the alert says why.
+        let missing = finding.alertname == AlertName::SidecarMissing.as_str();
+        let row = match rows.get_mut(&key) {
+            Some(row) => row,
+            None if missing => rows.entry(key).or_insert_with(|| InventoryRow {
+                namespace: finding.namespace.clone(),
+                workload_kind: finding.workload_kind.clone(),
+                workload: finding.workload.clone(),
+                container: finding.container.clone(),
+                product: catalog::recognise(&finding.container, None, false)
+                    .map_or_else(|| "required".to_string(), |id| id.to_string()),
+                identified_by: "missing".into(),
+                ..InventoryRow::default()
+            }),
+            None => continue,
+        };
+        *row.alerts.entry(finding.alertname.clone()).or_default() += 1;
+    }
+    rows.into_values().collect()
+}
+
+/// The rows as a table: versions and alerts as `name×count`, most Pods first.
+pub fn render(rows: &[InventoryRow]) -> String {
+    let counted = |map: &BTreeMap<String, usize>| -> String {
+        if map.is_empty() {
+            return "-".into();
+        }
+        let mut items: Vec<(&String, &usize)> = map.iter().collect();
+        items.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        items.iter().map(|(name, n)| format!("{}×{n}", escape_control(name))).collect::<Vec<_>>().join(", ")
+    };
+    let table: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                escape_control(&r.namespace).into_owned(),
+                escape_control(&format!("{}/{}", r.workload_kind, r.workload)).into_owned(),
+                escape_control(&r.container).into_owned(),
+                escape_control(&r.product).into_owned(),
+                r.pods.to_string(),
+                counted(&r.versions),
+                counted(&r.alerts),
+            ]
+        })
+        .collect();
+    let header = ["NAMESPACE", "WORKLOAD", "SIDECAR", "PRODUCT", "PODS", "VERSIONS", "ALERTS"].map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&table) {
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    let workloads: std::collections::BTreeSet<(&str, &str, &str)> =
+        rows.iter().map(|r| (r.namespace.as_str(), r.workload_kind.as_str(), r.workload.as_str())).collect();
+    let _ = writeln!(out, "{} sidecars in {} workloads", rows.len(), workloads.len());
+    out
+}
