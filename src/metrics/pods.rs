@@ -1,5 +1,5 @@
-//! The per-Pod families (`sidecar_alerts`, `sidecar_container_*`) and `sidecar_policy_pods`,
-//! rendered from the index at scrape time.
+//! The per-Pod families (`sidecar_alerts`, `sidecar_container_*`), `sidecar_policy_pods` and
+//! `sidecar_info` (per workload), rendered from the index at scrape time.
 
 use std::collections::HashMap;
 
@@ -21,6 +21,12 @@ const RESTARTS: Family = Family {
     name: "sidecar_container_restarts_total",
     help: "Restarts of a sidecar container (the kubelet's restartCount)",
     kind: "counter",
+};
+
+const SIDECAR_INFO: Family = Family {
+    name: "sidecar_info",
+    help: "Pods per workload that run a sidecar container of one product and version",
+    kind: "gauge",
 };
 
 const POLICY_PODS: Family = Family {
@@ -67,11 +73,12 @@ pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut
 pub struct IndexRender {
     families: Vec<&'static PodFamily>,
     /// The family being rendered (an index into `families`), `families.len()` for
-    /// `sidecar_policy_pods`, past that when done.
+    /// `sidecar_policy_pods`, one more for `sidecar_info`, past that when done.
     family: usize,
     /// The next segment of that family.
     segment: usize,
     policy_pods: bool,
+    sidecar_info: bool,
     out: SampleWriter,
     scratch: Scratch,
 }
@@ -84,6 +91,7 @@ impl IndexRender {
             family: 0,
             segment: 0,
             policy_pods: options.families.exports(POLICY_PODS.name),
+            sidecar_info: options.families.exports(SIDECAR_INFO.name),
             out: SampleWriter::default(),
             scratch: Scratch { max_series_per_namespace: options.max_series_per_namespace, ..Scratch::default() },
         }
@@ -115,6 +123,13 @@ impl IndexRender {
                 policy_samples(index, &mut self.out, &mut self.scratch);
             }
         }
+        if self.family == self.families.len() + 1 {
+            self.family += 1;
+            if self.sidecar_info {
+                self.out.header(&SIDECAR_INFO);
+                info_samples(index, &mut self.out, &mut self.scratch);
+            }
+        }
         (!self.out.is_empty()).then(|| self.out.take())
     }
 
@@ -134,6 +149,8 @@ struct Scratch {
     policy: LabelSet,
     /// `sidecar_alerts` series written per namespace in this render.
     series_per_namespace: HashMap<Name, u32>,
+    /// `sidecar_info` series written per namespace in this render (the same limit, apart).
+    info_series_per_namespace: HashMap<Name, u32>,
     max_series_per_namespace: u32,
     /// Whether a namespace had more series than it may export.
     limited: bool,
@@ -227,5 +244,48 @@ fn policy_samples(index: &Index, out: &mut SampleWriter, scratch: &mut Scratch) 
         for (state, value) in [("matched", stats.matched_pods), ("alerting", stats.alerting_pods)] {
             out.sample(POLICY_PODS.name).labels(&scratch.policy).label("state", state).value(value);
         }
+    }
+}
+
+/// One `sidecar_info` series: namespace, workload kind and name, container, product, version.
+type InfoKey = (Name, String, String, Name, &'static str, Option<Name>);
+
+/// `sidecar_info`: Pods per workload, sidecar container, product and version. Summed over
+/// every segment first (a workload's Pods are spread over them): what a render holds is one
+/// count per distinct series, at most the Pods' sidecars.
+fn info_samples(index: &Index, out: &mut SampleWriter, scratch: &mut Scratch) {
+    let mut counts: std::collections::BTreeMap<InfoKey, u32> = std::collections::BTreeMap::new();
+    for segment in 0..index.segment_count() {
+        index.for_each_pod_in_segment(segment, |pod| {
+            let (kind, workload) = pod.view.workload();
+            for (container, _) in pod.sidecar_containers() {
+                let product = container.catalog.map_or("unknown", |id| id.entry().id);
+                let key = (
+                    pod.view.namespace().clone(),
+                    kind.to_string(),
+                    workload.to_string(),
+                    container.name.clone(),
+                    product,
+                    container.version.clone(),
+                );
+                *counts.entry(key).or_default() += 1;
+            }
+        });
+    }
+    for ((namespace, kind, workload, container, product, version), pods) in counts {
+        let written = scratch.info_series_per_namespace.entry(namespace.clone()).or_default();
+        if *written >= scratch.max_series_per_namespace {
+            scratch.limited = true;
+            continue;
+        }
+        *written += 1;
+        out.sample(SIDECAR_INFO.name)
+            .label("namespace", &namespace)
+            .label("workload_kind", &kind)
+            .label("workload", &workload)
+            .label("container", &container)
+            .label("product", product)
+            .label("version", version.as_ref().map_or("", |v| v.as_str()))
+            .value(pods);
     }
 }

@@ -114,6 +114,17 @@ sidecar_policy_pods{policy="default",policy_namespace="",state="matched"} 4
 sidecar_policy_pods{policy="default",policy_namespace="",state="alerting"} 4
 sidecar_policy_pods{policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",state="matched"} 1
 sidecar_policy_pods{policy="strict\\\"p\"",policy_namespace="we\"ird\\ns\n2",state="alerting"} 1
+# HELP sidecar_info Pods per workload that run a sidecar container of one product and version
+# TYPE sidecar_info gauge
+sidecar_info{namespace="legacy",workload_kind="Deployment",workload="legacy-shop",container="envoy",product="envoy",version="v1.32.3"} 1
+sidecar_info{namespace="legacy",workload_kind="Deployment",workload="legacy-shop",container="istio-proxy",product="istio",version="1.24.2"} 1
+sidecar_info{namespace="legacy",workload_kind="Deployment",workload="legacy-shop",container="log-shipper",product="fluent-bit",version="latest"} 1
+sidecar_info{namespace="legacy",workload_kind="Deployment",workload="legacy-shop",container="metrics-sidecar",product="unknown",version="latest"} 1
+sidecar_info{namespace="legacy",workload_kind="Deployment",workload="legacy-shop",container="vault-agent",product="vault-agent",version="1.18.3"} 1
+sidecar_info{namespace="shop",workload_kind="Deployment",workload="checkout",container="istio-proxy",product="istio",version="1.24.2"} 1
+sidecar_info{namespace="shop",workload_kind="Deployment",workload="checkout",container="log-sidecar",product="fluent-bit",version="3.2.4"} 1
+sidecar_info{namespace="shop",workload_kind="Deployment",workload="web",container="log-shipper",product="fluent-bit",version="3.2.4"} 1
+sidecar_info{namespace="we\"ird\\ns\n2",workload_kind="Pod",workload="odd\"pod",container="log\\\"side\ncar",product="unknown",version="1.36"} 1
 "#;
 
 #[test]
@@ -128,4 +139,43 @@ fn filtered_families_render_exactly_their_part() {
     let text = render(&index(), &RenderOptions { families, ..Default::default() });
     let expected: String = GOLDEN.split_inclusive('\n').filter(|l| l.contains("sidecar_container_")).collect();
     assert_eq!(text, expected);
+}
+
+/// A tenant whose Pods run thousands of distinct sidecar versions gets at most its
+/// namespace's series in `sidecar_info` (and says so); replicas of one version are one series
+/// whatever their number, and other namespaces keep theirs.
+#[test]
+fn sidecar_info_is_per_workload_and_capped_per_namespace() {
+    let index = Index::new();
+    let compiled = CompiledPolicy::compile(PolicyRef::cluster("default"), &PolicySpec::default());
+    index.apply_policy(PolicyRef::cluster("default"), PolicyEntry::new(compiled, serde_json::Value::Null), now());
+    let replica = |ns: &str, name: &str, version: &str| {
+        let pod = PodBuilder::new(ns, name)
+            .uid(format!("{ns}-{name}"))
+            .owner("ReplicaSet", "web-7d9")
+            .label("pod-template-hash", "7d9")
+            .native_sidecar(Container::new("istio-proxy", &format!("istio/proxyv2:{version}")))
+            .container(Container::new("app", "shop/web:1"));
+        PodView::from_pod(&pod.decode::<SlimPod>())
+    };
+    for i in 0..2_000 {
+        index.apply_pod(replica("noisy", &format!("web-{i}"), &format!("1.{i}.0")), now());
+    }
+    for i in 0..50 {
+        index.apply_pod(replica("shop", &format!("web-{i}"), "1.24.0"), now());
+    }
+    let options = RenderOptions { max_series_per_namespace: 100, ..Default::default() };
+    let mut text = String::new();
+    let limited = render_index(&index, &options, |chunk| {
+        text.push_str(&chunk);
+        true
+    });
+    let info: Vec<&str> = text.lines().filter(|l| l.starts_with("sidecar_info{")).collect();
+    assert_eq!(info.iter().filter(|l| l.contains("namespace=\"noisy\"")).count(), 100);
+    let shop: Vec<&&str> = info.iter().filter(|l| l.contains("namespace=\"shop\"")).collect();
+    assert_eq!(
+        shop,
+        [&"sidecar_info{namespace=\"shop\",workload_kind=\"Deployment\",workload=\"web\",container=\"istio-proxy\",product=\"istio\",version=\"1.24.0\"} 50"]
+    );
+    assert!(limited, "the cut is reported");
 }
