@@ -40,7 +40,8 @@ K8S_VERSION = "1.32.0"
 SIDECAR_ALERTS = [
     "SidecarContainerNotReady", "MainContainerReadyButSidecarNot", "SidecarRestartingFrequently",
     "SidecarCrashLooping", "SidecarOOMKilled", "MainStartedBeforeSidecarReady",
-    "JobBlockedBySidecar", "SidecarStoppedBeforeMain", "SidecarMissing", "SidecarMisconfigured",
+    "JobBlockedBySidecar", "SidecarStoppedBeforeMain", "SidecarMissing", "SidecarVersionDrift",
+    "SidecarMisconfigured",
 ]
 OPERATOR_ALERTS = ["SidecarWatchDown", "SidecarWatchReconcileErrors", "SidecarWatchNoLeader",
                    "SidecarWatchTwoLeaders", "SidecarWatchEventPublishFailures"]

@@ -24,6 +24,7 @@ fn runbook(alert: AlertName) -> &'static str {
         AlertName::JobBlockedBySidecar => include_str!("../../docs/runbooks/JobBlockedBySidecar.md"),
         AlertName::SidecarStoppedBeforeMain => include_str!("../../docs/runbooks/SidecarStoppedBeforeMain.md"),
         AlertName::SidecarMissing => include_str!("../../docs/runbooks/SidecarMissing.md"),
+        AlertName::SidecarVersionDrift => include_str!("../../docs/runbooks/SidecarVersionDrift.md"),
         AlertName::SidecarMisconfigured => include_str!("../../docs/runbooks/SidecarMisconfigured.md"),
     }
 }
@@ -40,6 +41,7 @@ fn summary(alert: AlertName) -> &'static str {
         AlertName::JobBlockedBySidecar => "A sidecar keeps a Job's Pod running after its main containers finished.",
         AlertName::SidecarStoppedBeforeMain => "On shutdown a sidecar stopped while a main container still ran.",
         AlertName::SidecarMissing => "A Pod lacks a sidecar that its injector's markers or the policy ask for.",
+        AlertName::SidecarVersionDrift => "A sidecar runs a release older than the policy's minimum for it.",
         AlertName::SidecarMisconfigured => "A static check of the Pod spec failed.",
     }
 }

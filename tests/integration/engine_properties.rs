@@ -217,6 +217,7 @@ fn policy() -> BoxedStrategy<CompiledPolicy> {
                 names: names.into_iter().map(String::from).collect(),
                 pattern: pattern.map(String::from),
                 required: Vec::new(),
+                minimum_versions: Default::default(),
             }),
     );
     let restarts = prop::option::of(
@@ -231,9 +232,9 @@ fn policy() -> BoxedStrategy<CompiledPolicy> {
     let rules = prop::option::of(
         (
             (for_rule(), for_rule(), restarts, for_rule(), oom),
-            (instant_rule(), for_rule(), instant_rule(), instant_rule(), instant_rule()),
+            (instant_rule(), for_rule(), instant_rule(), instant_rule(), instant_rule(), for_rule()),
         )
-            .prop_map(|((a, b, c, d, e), (f, g, h, i, j))| RulesSpec {
+            .prop_map(|((a, b, c, d, e), (f, g, h, i, j, k))| RulesSpec {
                 sidecar_not_ready: a,
                 main_ready_sidecar_not_ready: b,
                 restarts: c,
@@ -244,6 +245,7 @@ fn policy() -> BoxedStrategy<CompiledPolicy> {
                 shutdown_order: h,
                 misconfiguration: i,
                 sidecar_missing: j,
+                version_drift: k,
             }),
     );
     (sidecars, rules)

@@ -433,7 +433,9 @@ fn disabling_a_rule_removes_exactly_its_alerts() {
             assert_eq!(rows(&evaluation), expected, "{file} without {key}");
         }
     }
-    assert_eq!(seen.len(), AlertName::ALL.len(), "the fixtures exercise every rule: {seen:?}");
+    // SidecarVersionDrift needs a policy's minimumVersions, which the built-in policy has none
+    // of: its rule is exercised beside its code (crates/engine/src/rules/drift/tests.rs).
+    assert_eq!(seen.len(), AlertName::ALL.len() - 1, "the fixtures exercise every other rule: {seen:?}");
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub const MAX_SIDECAR_NAMES: usize = 64;
 pub const MAX_CONTAINER_NAME_CHARS: usize = 63;
 /// A `for` or `window` duration (`1h30m`).
 pub const MAX_DURATION_CHARS: usize = 32;
+/// Characters of a release in `spec.sidecars.minimumVersions` (`1.25.2`).
+pub const MAX_RELEASE_CHARS: usize = 32;
 /// `matchLabels` entries of a selector.
 pub const MAX_MATCH_LABELS: usize = 32;
 /// `matchExpressions` entries of a selector.

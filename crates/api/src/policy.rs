@@ -112,11 +112,24 @@ pub struct SidecarSelector {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_SIDECAR_NAMES), inner(length(min = 1, max = MAX_CONTAINER_NAME_CHARS)))]
     pub required: Vec<String>,
+    /// Per catalog id or container name, the oldest version allowed (`{istio: "1.25"}`): a
+    /// sidecar whose image tag names an older release is `SidecarVersionDrift`; a tag that
+    /// names no release (`latest`, a digest) is unknown, never older.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "minimum_versions_schema")]
+    pub minimum_versions: BTreeMap<String, String>,
 }
 
 impl Default for SidecarSelector {
     fn default() -> Self {
-        Self { native: true, catalog: true, names: Vec::new(), pattern: None, required: Vec::new() }
+        Self {
+            native: true,
+            catalog: true,
+            names: Vec::new(),
+            pattern: None,
+            required: Vec::new(),
+            minimum_versions: BTreeMap::new(),
+        }
     }
 }
 
@@ -193,6 +206,10 @@ pub struct RulesSpec {
     /// or `spec.sidecars.required` ask for (default warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecar_missing: Option<InstantRuleSpec>,
+    /// `SidecarVersionDrift`: a sidecar runs a release older than `spec.sidecars.minimumVersions`
+    /// (default for 1h, warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_drift: Option<ForRuleSpec>,
     /// `SidecarMisconfigured`: static checks of the Pod spec (default info).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misconfiguration: Option<InstantRuleSpec>,
@@ -334,6 +351,15 @@ pub struct ShardStatus {
 
 fn default_true() -> bool {
     true
+}
+
+fn minimum_versions_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": MAX_SIDECAR_NAMES,
+        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": MAX_RELEASE_CHARS},
+        "description": "Per catalog id or container name, the oldest release allowed, e.g. {istio: \"1.25\"}."
+    })
 }
 
 fn duration_schema(_: &mut SchemaGenerator) -> Schema {

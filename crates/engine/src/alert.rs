@@ -31,13 +31,15 @@ pub enum AlertName {
     SidecarStoppedBeforeMain,
     /// A sidecar that an injector's markers or the policy ask for is not in the Pod.
     SidecarMissing,
+    /// A sidecar runs a release older than the policy's minimum.
+    SidecarVersionDrift,
     /// A static check of the Pod spec failed.
     SidecarMisconfigured,
 }
 
 impl AlertName {
     /// Every alert name, in rule order.
-    pub const ALL: [AlertName; 10] = [
+    pub const ALL: [AlertName; 11] = [
         AlertName::SidecarContainerNotReady,
         AlertName::MainContainerReadyButSidecarNot,
         AlertName::SidecarRestartingFrequently,
@@ -47,6 +49,7 @@ impl AlertName {
         AlertName::JobBlockedBySidecar,
         AlertName::SidecarStoppedBeforeMain,
         AlertName::SidecarMissing,
+        AlertName::SidecarVersionDrift,
         AlertName::SidecarMisconfigured,
     ];
 
@@ -62,6 +65,7 @@ impl AlertName {
             AlertName::JobBlockedBySidecar => "JobBlockedBySidecar",
             AlertName::SidecarStoppedBeforeMain => "SidecarStoppedBeforeMain",
             AlertName::SidecarMissing => "SidecarMissing",
+            AlertName::SidecarVersionDrift => "SidecarVersionDrift",
             AlertName::SidecarMisconfigured => "SidecarMisconfigured",
         }
     }

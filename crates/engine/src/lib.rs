@@ -41,6 +41,7 @@ pub mod rules;
 pub mod sidecar_matcher;
 pub mod stamp;
 pub mod uid;
+pub mod version;
 
 pub use alert::{Alert, AlertKey, AlertName, AlertState, Check};
 pub use catalog::{CatalogEntry, CatalogId, CATALOG};

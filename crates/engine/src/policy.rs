@@ -9,6 +9,7 @@ use kube::core::{Selector, SelectorExt};
 use super::pod::{ContainerView, PodView};
 pub use super::rule_settings::{ForRule, InstantRule, RestartsRule, Rules, SpecError, WindowRule, MAX_THRESHOLD};
 use super::sidecar_matcher::{Identified, SidecarMatcher};
+use super::version::Release;
 use sidecar_watch_api::bounds::*;
 use sidecar_watch_api::{quote, ClusterPolicySpec, ClusterSidecarPolicy, PolicySpec, SidecarPolicy};
 
@@ -89,6 +90,12 @@ impl CompiledPolicy {
     /// (`spec.sidecars.required`).
     pub fn required_sidecars(&self) -> &[String] {
         self.sidecar_matcher.required()
+    }
+
+    /// The oldest release allowed for this sidecar (`spec.sidecars.minimumVersions`), with
+    /// the key that set it.
+    pub fn minimum_version(&self, container: &ContainerView) -> Option<(&str, Release)> {
+        self.sidecar_matcher.minimum_version(container)
     }
 
     /// Compiles a `ClusterSidecarPolicy` spec.

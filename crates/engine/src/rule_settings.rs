@@ -115,6 +115,8 @@ pub struct Rules {
     pub shutdown_order: InstantRule,
     /// `SidecarMissing`.
     pub sidecar_missing: InstantRule,
+    /// `SidecarVersionDrift`.
+    pub version_drift: ForRule,
     /// `SidecarMisconfigured`.
     pub misconfiguration: InstantRule,
 }
@@ -138,6 +140,7 @@ impl Default for Rules {
             job_blocked: for_rule(300, Severity::Warning),
             shutdown_order: instant(Severity::Warning),
             sidecar_missing: instant(Severity::Warning),
+            version_drift: for_rule(3600, Severity::Warning),
             misconfiguration: instant(Severity::Info),
         }
     }
@@ -226,6 +229,7 @@ pub fn compile_rules(spec: Option<&RulesSpec>) -> Result<Rules, SpecError> {
         job_blocked: compile_for(s.job_blocked.as_ref(), "spec.rules.jobBlocked", d.job_blocked)?,
         shutdown_order: compile_instant(s.shutdown_order.as_ref(), d.shutdown_order),
         sidecar_missing: compile_instant(s.sidecar_missing.as_ref(), d.sidecar_missing),
+        version_drift: compile_for(s.version_drift.as_ref(), "spec.rules.versionDrift", d.version_drift)?,
         misconfiguration: compile_instant(s.misconfiguration.as_ref(), d.misconfiguration),
     })
 }

@@ -8,6 +8,7 @@ use regex::Regex;
 use super::catalog::CatalogId;
 use super::pod::{ContainerKind, ContainerView, PodView};
 use super::rule_settings::SpecError;
+use super::version::Release;
 use sidecar_watch_api::bounds::{MAX_CONTAINER_NAME_CHARS, MAX_PATTERN_CHARS, MAX_SIDECAR_NAMES};
 use sidecar_watch_api::{quote, SidecarSelector};
 
@@ -91,6 +92,28 @@ pub struct SidecarMatcher {
     pattern: Option<Regex>,
     /// Catalog ids or container names every selected Pod must run (`SidecarMissing`).
     required: Vec<String>,
+    /// Per catalog id or container name, the oldest release allowed (`SidecarVersionDrift`).
+    minimum_versions: Vec<(String, Release)>,
+}
+
+/// `spec.sidecars.minimumVersions`, each a release ([`Release::parse`]); errors name the key.
+fn compile_minimum_versions(spec: Option<&SidecarSelector>) -> Result<Vec<(String, Release)>, SpecError> {
+    const FIELD: &str = "spec.sidecars.minimumVersions";
+    let Some(versions) = spec.map(|s| &s.minimum_versions) else { return Ok(Vec::new()) };
+    SpecError::check_size(FIELD, "entries", versions.len(), MAX_SIDECAR_NAMES)?;
+    let mut compiled = Vec::with_capacity(versions.len());
+    for (key, version) in versions {
+        if key.is_empty() {
+            return Err(SpecError::new(FIELD, "an empty catalog id or container name"));
+        }
+        let field = format!("{FIELD}.{}", sidecar_watch_api::clip(key));
+        SpecError::check_size(&field, "characters", key.chars().count(), MAX_CONTAINER_NAME_CHARS)?;
+        let release = Release::parse(version).ok_or_else(|| {
+            SpecError::new(&field, format!("{} is not a release such as 1.25 or 1.25.2", quote(version)))
+        })?;
+        compiled.push((key.clone(), release));
+    }
+    Ok(compiled)
 }
 
 impl SidecarMatcher {
@@ -101,6 +124,7 @@ impl SidecarMatcher {
             None => (true, true, Vec::new(), Some(DEFAULT_SIDECAR_PATTERN.to_string()), Vec::new()),
             Some(s) => (s.native, s.catalog, s.names.clone(), s.pattern.clone(), s.required.clone()),
         };
+        let minimum_versions = compile_minimum_versions(spec)?;
         for (field, list) in [("spec.sidecars.names", &names), ("spec.sidecars.required", &required)] {
             SpecError::check_size(field, "names", list.len(), MAX_SIDECAR_NAMES)?;
             for (i, name) in list.iter().enumerate() {
@@ -121,7 +145,7 @@ impl SidecarMatcher {
                 "selects no container: set native: true, catalog: true, names or pattern",
             ));
         }
-        Ok(SidecarMatcher { native, catalog, names, pattern, required })
+        Ok(SidecarMatcher { native, catalog, names, pattern, required, minimum_versions })
     }
 
     /// Whether the catalog may name sidecars among the Pod's regular containers: only when
@@ -155,6 +179,15 @@ impl SidecarMatcher {
     /// Catalog ids or container names every selected Pod must run.
     pub fn required(&self) -> &[String] {
         &self.required
+    }
+
+    /// The oldest release allowed for a sidecar of this catalog id or container name, with the
+    /// key that set it.
+    pub fn minimum_version(&self, container: &ContainerView) -> Option<(&str, Release)> {
+        self.minimum_versions
+            .iter()
+            .find(|(key, _)| container.catalog.is_some_and(|id| id.entry().id == key) || container.name == **key)
+            .map(|(key, release)| (key.as_str(), *release))
     }
 
     /// Whether `other` recognises exactly the same containers.

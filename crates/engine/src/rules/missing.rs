@@ -77,7 +77,7 @@ fn describe(found: &Found<'_>, pod: &PodView) -> String {
 }
 
 /// How to get the sidecar in: a new Pod (injection happens only at creation).
-fn replace_pod(pod: &PodView) -> String {
+pub(super) fn replace_pod(pod: &PodView) -> String {
     let ns = pod.namespace();
     match pod.workload() {
         (kind @ ("Deployment" | "StatefulSet" | "DaemonSet"), name) => {

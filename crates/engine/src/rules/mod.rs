@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+mod drift;
 mod health;
 mod missing;
 mod order;
@@ -141,6 +142,9 @@ pub fn evaluate_in(
             }
         } else if pod.is_template && rules.job_blocked.enabled {
             order::job_template_blocked(&mut ctx, rules.job_blocked.severity, sidecar, how, &mains);
+        }
+        if rules.version_drift.enabled {
+            drift::older_than_minimum(&mut ctx, rules.version_drift, policy, sidecar);
         }
         if rules.misconfiguration.enabled {
             spec_checks::misconfiguration(&mut ctx, rules.misconfiguration.severity, (index, sidecar, how), &mains);
