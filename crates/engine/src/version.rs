@@ -15,14 +15,12 @@ impl Release {
         let tag = tag.strip_prefix(['v', 'V']).unwrap_or(tag);
         let core = tag.split(['-', '+', '_']).next().unwrap_or(tag);
         let mut parts = [0u64; 3];
-        let mut count = 0;
-        for part in core.split('.') {
-            let slot = parts.get_mut(count)?;
+        for (i, part) in core.split('.').enumerate() {
+            let slot = parts.get_mut(i)?;
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
             *slot = part.parse().ok()?;
-            count += 1;
         }
         Some(Release(parts))
     }
