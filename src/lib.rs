@@ -12,6 +12,7 @@ pub mod admission;
 pub mod audit;
 pub mod controller;
 pub mod events;
+pub mod fair_queue;
 pub mod kubeconfig;
 pub mod leadership;
 pub mod logging;

@@ -17,9 +17,8 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 
 use super::watch::Input;
-use crate::api::Severity;
 use crate::engine::PolicyRef;
-use crate::events::fair_queue::{Fair, FairQueue};
+use crate::fair_queue::{Fair, FairQueue, Rank};
 use crate::index::PolicyEntry;
 
 /// Items waiting at most; beyond it the reconciler takes no more inputs (the watchers wait
@@ -76,10 +75,10 @@ impl Fair for Queued {
 
     /// Pod changes and timers first: they are what alerts are about. Policy and namespace
     /// work next: it re-evaluates many Pods for a change their owners made themselves.
-    fn severity(&self) -> Severity {
+    fn rank(&self) -> Rank {
         match self {
-            Queued::Input(Input::Pod { .. } | Input::PodDeleted { .. }) | Queued::Timer { .. } => Severity::Critical,
-            _ => Severity::Warning,
+            Queued::Input(Input::Pod { .. } | Input::PodDeleted { .. }) | Queued::Timer { .. } => Rank::Urgent,
+            _ => Rank::Normal,
         }
     }
 }

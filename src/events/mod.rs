@@ -35,7 +35,6 @@
 //! once per policy generation.
 
 pub mod announce;
-pub mod fair_queue;
 pub mod note;
 pub mod recorder;
 pub mod spam_filter;
@@ -50,6 +49,8 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType};
 use kube::Client;
+
+use crate::fair_queue;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -97,10 +98,16 @@ impl fair_queue::Fair for EventCommand {
         }
     }
 
-    fn severity(&self) -> crate::api::Severity {
-        match self {
+    /// The alert's severity: critical first, info dropped first.
+    fn rank(&self) -> fair_queue::Rank {
+        let severity = match self {
             EventCommand::Transition(t) => t.alert.severity,
             EventCommand::InvalidPolicy { .. } => crate::api::Severity::Warning,
+        };
+        match severity {
+            crate::api::Severity::Critical => fair_queue::Rank::Urgent,
+            crate::api::Severity::Warning => fair_queue::Rank::Normal,
+            crate::api::Severity::Info => fair_queue::Rank::Deferred,
         }
     }
 }

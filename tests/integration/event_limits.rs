@@ -6,14 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sidecar_watch::api::Severity;
-use sidecar_watch::events::fair_queue::{Fair, FairQueue};
 use sidecar_watch::events::spam_filter::{SpamFilter, BURST, REFILL};
+use sidecar_watch::fair_queue::{Fair, FairQueue, Rank};
 
 #[derive(Clone, Debug)]
 struct Item {
     namespace: &'static str,
-    severity: Severity,
+    severity: Rank,
     id: u32,
 }
 
@@ -21,20 +20,20 @@ impl Fair for Item {
     fn namespace(&self) -> &str {
         self.namespace
     }
-    fn severity(&self) -> Severity {
+    fn rank(&self) -> Rank {
         self.severity
     }
 }
 
 #[derive(Clone, Debug)]
 enum Op {
-    Flood(Severity),
-    Shop(Severity),
+    Flood(Rank),
+    Shop(Rank),
     Pop,
 }
 
-fn severity() -> impl Strategy<Value = Severity> {
-    prop_oneof![Just(Severity::Critical), Just(Severity::Warning), Just(Severity::Info)]
+fn severity() -> impl Strategy<Value = Rank> {
+    prop_oneof![Just(Rank::Urgent), Just(Rank::Normal), Just(Rank::Deferred)]
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -1,28 +1,38 @@
-//! The Event queue between the reconciler and the publisher, fair per namespace.
+//! A bounded queue fair per namespace: the reconciler's work queue (`controller::queue`) and
+//! the Event queue between the reconciler and the publisher (`events`) are each one.
 //!
-//! One FIFO would let a namespace that produces thousands of Events (a node pool failing, a
-//! hostile Pod) delay or push out everyone else's. Here every namespace has its own queue;
-//! the publisher takes one Event from each waiting namespace in turn, and within a
-//! namespace the most severe first. When the queue is full, the namespace holding the most
-//! gives up its least severe, newest Event; a namespace with little queued loses nothing
-//! to a flood elsewhere.
+//! One FIFO would let a namespace that produces thousands of items (a node pool failing, a
+//! hostile Pod, a tenant editing its policies in a loop) delay or push out everyone else's.
+//! Here every namespace has its own queue; the consumer takes one item from each waiting
+//! namespace in turn, and within a namespace the most urgent first. When the queue is full,
+//! the namespace holding the most gives up its least urgent, newest item; a namespace with
+//! little queued loses nothing to a flood elsewhere.
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::api::Severity;
+/// How soon an item is served within its namespace, and which goes first when room is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rank {
+    /// Served first, dropped last.
+    Urgent,
+    /// Between the two.
+    Normal,
+    /// Served last, dropped first.
+    Deferred,
+}
 
-/// An item with the namespace it is fair within and its priority.
+/// An item with the namespace it is fair within and its rank.
 pub trait Fair {
     /// The namespace whose share it counts against.
     fn namespace(&self) -> &str;
-    /// Critical first, then warning, then info.
-    fn severity(&self) -> Severity;
+    /// How soon it is served within its namespace.
+    fn rank(&self) -> Rank;
 }
 
-/// A bounded queue, fair per namespace, most severe first within one.
+/// A bounded queue, fair per namespace, most urgent first within one.
 #[derive(Debug)]
 pub struct FairQueue<T> {
-    /// Per namespace: one FIFO per severity, most severe first.
+    /// Per namespace: one FIFO per rank, most urgent first.
     queues: HashMap<String, [VecDeque<T>; 3]>,
     /// Namespaces with something queued, in the order they are served.
     turns: VecDeque<String>,
@@ -30,11 +40,11 @@ pub struct FairQueue<T> {
     capacity: usize,
 }
 
-fn rank(severity: Severity) -> usize {
-    match severity {
-        Severity::Critical => 0,
-        Severity::Warning => 1,
-        Severity::Info => 2,
+fn slot(rank: Rank) -> usize {
+    match rank {
+        Rank::Urgent => 0,
+        Rank::Normal => 1,
+        Rank::Deferred => 2,
     }
 }
 
@@ -54,9 +64,9 @@ impl<T: Fair> FairQueue<T> {
         self.len == 0
     }
 
-    /// Queues `item`; returns what had to go to make room: the least severe, newest item of
+    /// Queues `item`; returns what had to go to make room: the least urgent, newest item of
     /// the namespace holding the most, or `item` itself when that is its own namespace and
-    /// nothing queued there is less severe.
+    /// nothing queued there is less urgent.
     pub fn push(&mut self, item: T) -> Option<T> {
         if self.len < self.capacity {
             self.insert(item);
@@ -76,7 +86,7 @@ impl<T: Fair> FairQueue<T> {
         if queues.iter().all(VecDeque::is_empty) {
             self.turns.push_back(item.namespace().to_string());
         }
-        queues[rank(item.severity())].push_back(item);
+        queues[slot(item.rank())].push_back(item);
         self.len += 1;
     }
 
@@ -95,7 +105,7 @@ impl<T: Fair> FairQueue<T> {
         let victim = if own_len >= largest_len { own.to_string() } else { largest.to_string() };
         let queues = self.queues.get_mut(&victim)?;
         let worst = (0..3).rev().find(|r| !queues[*r].is_empty())?;
-        if victim == own && rank(incoming.severity()) >= worst {
+        if victim == own && slot(incoming.rank()) >= worst {
             return None;
         }
         let dropped = queues[worst].pop_back()?;
@@ -127,13 +137,13 @@ mod tests {
     use super::*;
 
     #[derive(Clone, Debug, PartialEq)]
-    struct Item(&'static str, Severity, u32);
+    struct Item(&'static str, Rank, u32);
 
     impl Fair for Item {
         fn namespace(&self) -> &str {
             self.0
         }
-        fn severity(&self) -> Severity {
+        fn rank(&self) -> Rank {
             self.1
         }
     }
@@ -146,11 +156,11 @@ mod tests {
     fn namespaces_take_turns_and_the_most_severe_goes_first() {
         let mut q = FairQueue::new(100);
         for i in 0..5 {
-            assert_eq!(q.push(Item("flood", Severity::Info, i)), None);
+            assert_eq!(q.push(Item("flood", Rank::Deferred, i)), None);
         }
-        q.push(Item("flood", Severity::Critical, 9));
-        q.push(Item("shop", Severity::Warning, 0));
-        q.push(Item("shop", Severity::Critical, 1));
+        q.push(Item("flood", Rank::Urgent, 9));
+        q.push(Item("shop", Rank::Normal, 0));
+        q.push(Item("shop", Rank::Urgent, 1));
         let order: Vec<(&str, u32)> = drain(&mut q).iter().map(|i| (i.0, i.2)).collect();
         assert_eq!(
             order,
@@ -172,16 +182,16 @@ mod tests {
     fn a_full_queue_drops_from_the_namespace_holding_the_most() {
         let mut q = FairQueue::new(10);
         for i in 0..10 {
-            assert_eq!(q.push(Item("flood", Severity::Info, i)), None);
+            assert_eq!(q.push(Item("flood", Rank::Deferred, i)), None);
         }
         // Another namespace's Event displaces the flood's newest, least severe one.
-        assert_eq!(q.push(Item("shop", Severity::Info, 0)), Some(Item("flood", Severity::Info, 9)));
+        assert_eq!(q.push(Item("shop", Rank::Deferred, 0)), Some(Item("flood", Rank::Deferred, 9)));
         // The flood's next Event is dropped itself: nothing of its own is less severe.
-        assert_eq!(q.push(Item("flood", Severity::Info, 10)), Some(Item("flood", Severity::Info, 10)));
+        assert_eq!(q.push(Item("flood", Rank::Deferred, 10)), Some(Item("flood", Rank::Deferred, 10)));
         // A more severe flood Event displaces one of its own info Events.
-        assert_eq!(q.push(Item("flood", Severity::Warning, 11)), Some(Item("flood", Severity::Info, 8)));
+        assert_eq!(q.push(Item("flood", Rank::Normal, 11)), Some(Item("flood", Rank::Deferred, 8)));
         assert_eq!(q.len(), 10);
         let shop: Vec<Item> = drain(&mut q).into_iter().filter(|i| i.0 == "shop").collect();
-        assert_eq!(shop, [Item("shop", Severity::Info, 0)]);
+        assert_eq!(shop, [Item("shop", Rank::Deferred, 0)]);
     }
 }
