@@ -309,7 +309,8 @@ fn fixtures() -> Vec<PathBuf> {
 /// ContainerRestartRules: not in the API before 1.34, dropped by its alpha gate in 1.34, beta
 /// from 1.35) and, on an init container,
 /// KEP-5532's `RestartAllContainers` rules (from 1.36; 1.35 forbids rules on a native
-/// sidecar). Returns whether it removed any.
+/// sidecar), and `lifecycle.stopSignal` (KEP-4960, in the API from 1.33). Returns whether it
+/// removed any.
 fn remove_unserved_fields(value: &mut Value, minor: u32) -> bool {
     let mut removed = false;
     match value {
@@ -323,6 +324,10 @@ fn remove_unserved_fields(value: &mut Value, minor: u32) -> bool {
                     removed |= c.remove("restartPolicyRules").is_some();
                     if list == "containers" {
                         removed |= c.remove("restartPolicy").is_some();
+                    }
+                    if minor < 33 {
+                        let lifecycle = c.get_mut("lifecycle").and_then(Value::as_object_mut);
+                        removed |= lifecycle.is_some_and(|l| l.remove("stopSignal").is_some());
                     }
                 }
             }
