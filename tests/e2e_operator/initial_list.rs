@@ -9,6 +9,11 @@
 //! (A real 1.26 refuses streaming lists with 422 Invalid on `resourceVersionMatch`, where
 //! 1.37 without the gate names `sendInitialEvents`: the same fall back, whose recognition of
 //! both messages `controller::initial_list`'s unit tests check.)
+//!
+//! On a release whose WatchList gate is off by default ([`streams_by_default`]: 1.33, which CI
+//! runs too, and 1.27-1.31) the tests that count on streaming lists assert what that server
+//! really does instead: it refuses them with the same message as 1.37 without the gate, and
+//! each watcher falls back to paginated lists once, with the designed warning.
 
 use std::collections::BTreeSet;
 
@@ -103,10 +108,33 @@ fn pod_media_types(proxy: &FaultProxy) -> (BTreeSet<String>, Vec<MediaTypes>) {
     (pods.map(|m| m.content_type.clone()).collect(), others.cloned().collect())
 }
 
+/// Each watcher asked once, was refused, and listed (one page) instead, logging the fall back;
+/// no retrying of the refusal, and a fall back is no failed watch. What a server without
+/// streaming lists answers `--initial-list streaming` with.
+async fn assert_fell_back_once(op: &Operator, audit: &AuditLog) -> Scrape {
+    let scrape = assert_tracks_all_pods(op, PODS, "paginated").await;
+    let (counts, record) = every_initial_state(audit);
+    assert_eq!(counts, each((0, 1, 1)), "{record}");
+    assert_eq!(watches_logging(&op.log(), FALLBACK), RESOURCES, "{}", op.log());
+    assert_eq!(scrape.value("sidecar_watch_watch_restarts_total", &[]), Some(0.0));
+    scrape
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_lists_get_the_initial_state_without_a_list() {
     let (c, audit, proxy) = cluster_with_pods("stream", true).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
+    if !streams_by_default(server_minor(&c.env).await) {
+        // 1.33 (WatchList off by default): refused, and paginated lists instead, as designed;
+        // the changes still come on the watch.
+        assert_fell_back_once(&op, &audit).await;
+        c.create_pod(native_pod("web-late", "web", "app", "istio-proxy")).await;
+        op.wait_scrape("the new Pod tracked", |s| has_value(s, "sidecar_watch_pods_tracked", &[], (PODS + 1) as f64))
+            .await;
+        let (counts, record) = every_initial_state(&audit);
+        assert_eq!(counts, each((0, 1, 1)), "{record}");
+        return;
+    }
     assert_tracks_all_pods(&op, PODS, "streaming").await;
     // One streaming watch per resource, served; not one LIST.
     let (counts, record) = every_initial_state(&audit);
@@ -127,18 +155,11 @@ async fn streaming_lists_get_the_initial_state_without_a_list() {
 async fn without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists_once() {
     let (c, audit, proxy) = cluster_with_pods("fallback", false).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
-    let scrape = assert_tracks_all_pods(&op, PODS, "paginated").await;
+    assert_fell_back_once(&op, &audit).await;
     // The refusal (a Status) and the pages came as protobuf: the refusal was read as one.
     let (pods, others) = pod_media_types(&proxy);
     assert_eq!(pods, BTreeSet::from([PROTOBUF.to_string(), format!("{PROTOBUF};stream=watch")]));
     assert_eq!(others, []);
-    // Each watcher asked once, was refused, and listed (one page) instead: no retrying of
-    // the refusal.
-    let (counts, record) = every_initial_state(&audit);
-    assert_eq!(counts, each((0, 1, 1)), "{record}");
-    assert_eq!(watches_logging(&op.log(), FALLBACK), RESOURCES, "{}", op.log());
-    // A fall back is no failed watch.
-    assert_eq!(scrape.value("sidecar_watch_watch_restarts_total", &[]), Some(0.0));
     c.create_pod(native_pod("web-late", "web", "app", "istio-proxy")).await;
     op.wait_scrape("the new Pod tracked", |s| has_value(s, "sidecar_watch_pods_tracked", &[], (PODS + 1) as f64)).await;
 }
@@ -168,7 +189,9 @@ async fn an_initial_state_that_never_ends_falls_back_to_paginated_lists_at_the_d
 async fn pods_are_read_as_json_when_asked() {
     let (c, _audit, proxy) = cluster_with_pods("json", true).await;
     let op = Operator::start(&c, "op-0", &["--pod-encoding", "json"]).await;
-    assert_tracks_all_pods(&op, PODS, "streaming").await;
+    // The default `auto`: streaming lists, or on 1.33 the refusal and paginated lists, all JSON.
+    let strategy = if streams_by_default(server_minor(&c.env).await) { "streaming" } else { "paginated" };
+    assert_tracks_all_pods(&op, PODS, strategy).await;
     c.create_pod(native_pod("web-late", "web", "app", "istio-proxy")).await;
     op.wait_scrape("the new Pod tracked", |s| has_value(s, "sidecar_watch_pods_tracked", &[], (PODS + 1) as f64)).await;
     let json: Vec<_> = proxy.media_types().into_iter().filter(|m| m.request.ends_with("/pods")).collect();
@@ -194,6 +217,33 @@ async fn the_default_asks_a_server_before_1_27_for_no_streaming_list() {
 async fn a_streaming_watch_cut_off_streams_its_state_again_and_forgets_what_went() {
     let (c, audit, proxy) = cluster_with_pods("stream-cut", true).await;
     let op = Operator::start(&c, "op-0", &["--initial-list", "streaming", "--log-format", "json"]).await;
+    if !streams_by_default(server_minor(&c.env).await) {
+        // 1.33 (WatchList off by default): each watcher fell back once; after the outage and a
+        // 410 Gone it lists again in pages and does not ask for a streaming list again.
+        assert_fell_back_once(&op, &audit).await;
+        outage(&proxy).await;
+        c.delete_pod_now("web-0").await;
+        compact_history(&c).await;
+        proxy.heal();
+        proxy.drop_connections();
+        wait_until(WAIT, "the Pods listed again", || async {
+            let pods = initial_states(&audit, "pods");
+            if pods.listed >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{pods:?}"))
+            }
+        })
+        .await
+        .expect("a second paginated list of Pods");
+        assert_tracks_all_pods(&op, PODS - 1, "paginated").await;
+        for resource in RESOURCES {
+            let states = initial_states(&audit, resource);
+            assert_eq!((states.streamed, states.refused), (0, 1), "{resource}: {states:?}");
+        }
+        assert_eq!(watches_logging(&op.log(), FALLBACK), RESOURCES, "{}", op.log());
+        return;
+    }
     assert_tracks_all_pods(&op, PODS, "streaming").await;
     // The connection drops and stays down (every request fails) while a Pod is deleted and
     // the history compacted, so resuming gives 410 Gone and a new initial state is needed.
@@ -244,11 +294,13 @@ fn firing(ns: &str, pod: &str) -> Labels {
 /// Starts the operator with the default `--initial-list` against a control plane of the
 /// test's own (`options`) holding the policy `mesh` (`sidecarNotReady` after 1 s) and two
 /// Pods, p1 with its sidecar not ready and p2 ready; checks that every watcher got its initial
-/// state by `strategy` (exactly one watcher each, none the other way), what kube-apiserver
-/// served, the fall back warnings, and the alerts, status and Events of the start and of
-/// changes after it.
-async fn default_start(prefix: &str, options: Options, strategy: &str) {
+/// state by streaming lists where the server serves them (`gate_off` false and the release's
+/// default on: [`streams_by_default`]), by paginated lists otherwise (exactly one watcher
+/// each, none the other way), what kube-apiserver served, the fall back warnings, and the
+/// alerts, status and Events of the start and of changes after it.
+async fn default_start(prefix: &str, options: Options, gate_off: bool) {
     let c = Cluster::start_own_control_plane(prefix, options).await;
+    let strategy = if !gate_off && streams_by_default(server_minor(&c.env).await) { "streaming" } else { "paginated" };
     let ns = c.ns.clone();
     c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})).await;
     for (name, ready) in [("p1", false), ("p2", true)] {
@@ -315,10 +367,12 @@ async fn default_start(prefix: &str, options: Options, strategy: &str) {
 }
 
 /// The default on kube-apiserver 1.37 (WatchList on, as it ships): streaming lists for every
-/// watcher, no LIST of Pods, and the same alerts and Events as ever.
+/// watcher, no LIST of Pods, and the same alerts and Events as ever. On 1.33, as it ships
+/// (WatchList off), what most clusters of that release do: each watcher is refused once and
+/// falls back to paginated lists, and the start is as correct.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_kube_apiserver_streams_the_initial_state() {
-    default_start("default-watchlist", Options::default(), "streaming").await;
+    default_start("default-watchlist", Options::default(), false).await;
 }
 
 /// The default on kube-apiserver 1.37 with `--feature-gates=WatchList=false`: each watcher is
@@ -326,5 +380,5 @@ async fn by_default_kube_apiserver_streams_the_initial_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_without_the_watchlist_gate_each_watcher_falls_back_to_paginated_lists() {
     let gate_off = Options { feature_gates: Some("WatchList=false".into()), ..Options::default() };
-    default_start("default-no-watchlist", gate_off, "paginated").await;
+    default_start("default-no-watchlist", gate_off, true).await;
 }

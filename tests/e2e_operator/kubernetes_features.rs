@@ -7,6 +7,15 @@
 //! Each subject Pod has a control Pod that differs only in what the feature changes: when the
 //! control's alert fires, the operator has seen the subject too, so its silence is an outcome,
 //! not a race.
+//!
+//! On a release without restart rules (CI runs this suite on 1.33.13 too; KEP-5307's
+//! `restartPolicyRules` are in the API from 1.34 and on by default from 1.35, KEP-5532's
+//! `RestartAllContainers` from 1.36) those fields do not exist: the Pods are created as that
+//! release's users write them, without the fields (1.33 refuses them as unknown, which
+//! `admission::every_fixture_gets_audits_findings_with_the_builtin_policy_and_a_cluster_policy`
+//! asserts), the test writes what that release's kubelet writes, and it asserts what follows
+//! from their absence: a `Never` container's exit is final whatever its code, and a sidecar
+//! restarts alone.
 
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, PodStatus};
 use serde_json::{json, Value};
@@ -44,15 +53,19 @@ fn pod(name: &str, feature: &str, spec: Value) -> Value {
 }
 
 /// A Job Pod whose main container `train` is restarted by its rules on exit code 42, beside a
-/// legacy log shipper.
-fn job_with_restart_rules(name: &str) -> Value {
+/// legacy log shipper; without `rules` (a release without KEP-5307), the same Pod as its users
+/// write it, no restart rule and no container `restartPolicy`.
+fn job_with_restart_rules(name: &str, rules: bool) -> Value {
+    let train = if rules {
+        json!({"name": "train", "image": "busybox", "restartPolicy": "Never",
+               "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]})
+    } else {
+        json!({"name": "train", "image": "busybox"})
+    };
     let mut p = pod(
         name,
         "runtime",
-        json!({"restartPolicy": "Never", "containers": [
-            {"name": "train", "image": "busybox", "restartPolicy": "Never",
-             "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]},
-            {"name": "log-sidecar", "image": "busybox"}]}),
+        json!({"restartPolicy": "Never", "containers": [train, {"name": "log-sidecar", "image": "busybox"}]}),
     );
     p["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "train",
         "uid": "5307a5f1-0000-4000-8000-000000000001", "controller": true}]);
@@ -95,21 +108,30 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
     )
     .await;
     let op = Operator::start(&c, "op-0", &[]).await;
+    let minor = server_minor(&c.env).await;
+    let (restart_rules, restart_all_rules) = (minor >= 35, minor >= 36);
+    // KEP-1287's in-place resize is on by default from 1.33; before, the server drops
+    // `resizePolicy` (alpha gate off), so nothing tells a resize restart from a crash.
+    let resize = minor >= 33;
 
     // KEP-5307: exit 42 is restarted by the rules (not finished), exit 1 finishes the Job.
-    let rules_42 = create_raw(&c, job_with_restart_rules("rules-42")).await;
-    let rules_1 = create_raw(&c, job_with_restart_rules("rules-1")).await;
-    // KEP-5532: watcher's exit 88 restarts every container of the Pod.
+    // Without the rules, exit 42 finishes it as well.
+    let rules_42 = create_raw(&c, job_with_restart_rules("rules-42", restart_rules)).await;
+    let rules_1 = create_raw(&c, job_with_restart_rules("rules-1", restart_rules)).await;
+    // KEP-5532: watcher's exit 88 restarts every container of the Pod; without the rule, the
+    // kubelet restarts the sidecar alone.
+    let mut watcher = json!({"name": "watcher", "image": "busybox", "restartPolicy": "Always"});
+    if restart_all_rules {
+        watcher["restartPolicyRules"] =
+            json!([{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [88]}}]);
+    }
     let restart_all = create_raw(
         &c,
         pod(
             "restart-all",
             "runtime",
             json!({"restartPolicy": "Never",
-                "initContainers": [
-                    {"name": "proxy", "image": "busybox", "restartPolicy": "Always"},
-                    {"name": "watcher", "image": "busybox", "restartPolicy": "Always",
-                     "restartPolicyRules": [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [88]}}]}],
+                "initContainers": [{"name": "proxy", "image": "busybox", "restartPolicy": "Always"}, watcher],
                 "containers": [{"name": "train", "image": "busybox"}]}),
         ),
     )
@@ -160,7 +182,9 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
     rules_1.set_state("train", State::terminated("Error", 1)).await.expect("exit 1");
     restart_all
         .update(|_, s| {
-            set_condition(s, "AllContainersRestarting", true, Some("RestartAllContainersStarted"));
+            if restart_all_rules {
+                set_condition(s, "AllContainersRestarting", true, Some("RestartAllContainersStarted"));
+            }
             let watcher = s.init_container_statuses.iter_mut().flatten().find(|c| c.name == "watcher").unwrap();
             watcher.state = Some(State::terminated("Error", 88).to_k8s());
             watcher.ready = false;
@@ -168,20 +192,38 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
         })
         .await
         .expect("watcher exits with 88");
-    restart_all
-        .update(|_, s| {
-            set_condition(s, "AllContainersRestarting", false, None);
-            for c in s.init_container_statuses.iter_mut().flatten().chain(s.container_statuses.iter_mut().flatten()) {
-                c.last_state = Some(removed_for_pod_restart());
-                c.restart_count += 1;
-                c.state = Some(State::Running.to_k8s());
-                c.started = Some(true);
-                c.ready = true;
-            }
-            Ok(())
-        })
-        .await
-        .expect("every container started again");
+    if !restart_all_rules {
+        // Before 1.36 the kubelet restarts the sidecar alone: no condition, no record of the
+        // other containers.
+        restart_all
+            .update(|_, s| {
+                let watcher = s.init_container_statuses.iter_mut().flatten().find(|c| c.name == "watcher").unwrap();
+                watcher.last_state = Some(State::terminated("Error", 88).to_k8s());
+                watcher.restart_count += 1;
+                watcher.state = Some(State::Running.to_k8s());
+                watcher.started = Some(true);
+                watcher.ready = true;
+                Ok(())
+            })
+            .await
+            .expect("watcher started again");
+    } else {
+        restart_all
+            .update(|_, s| {
+                set_condition(s, "AllContainersRestarting", false, None);
+                for c in s.init_container_statuses.iter_mut().flatten().chain(s.container_statuses.iter_mut().flatten())
+                {
+                    c.last_state = Some(removed_for_pod_restart());
+                    c.restart_count += 1;
+                    c.state = Some(State::Running.to_k8s());
+                    c.started = Some(true);
+                    c.ready = true;
+                }
+                Ok(())
+            })
+            .await
+            .expect("every container started again");
+    }
     resized.set_condition("PodResizeInProgress", true, None).await.expect("resize in progress");
     for p in [&resized, &crashed] {
         p.update(|_, s| {
@@ -208,36 +250,50 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
         }
         .labels()
     };
-    op.wait_alerts(
-        "each control fires, no subject does",
-        vec![
-            owned_by(
-                AlertSeries {
-                    alert: AlertName::JobBlockedBySidecar,
-                    policy: "runtime",
-                    namespace: &ns,
-                    pod: "rules-1",
-                    container: "log-sidecar",
-                    ..MESH_NOT_READY
-                }
-                .labels(),
-                "Job",
-                "train",
-            ),
-            restarts("restart-all", "watcher"),
-            restarts("crashed", "proxy"),
-            AlertSeries { policy: "runtime", namespace: &ns, pod: "sandbox", container: "proxy", ..MESH_NOT_READY }
-                .labels(),
-        ],
-    )
-    .await;
+    let blocked = |pod: &str| {
+        owned_by(
+            AlertSeries {
+                alert: AlertName::JobBlockedBySidecar,
+                policy: "runtime",
+                namespace: &ns,
+                pod,
+                container: "log-sidecar",
+                ..MESH_NOT_READY
+            }
+            .labels(),
+            "Job",
+            "train",
+        )
+    };
+    let mut expected = vec![
+        blocked("rules-1"),
+        restarts("restart-all", "watcher"),
+        restarts("crashed", "proxy"),
+        AlertSeries { policy: "runtime", namespace: &ns, pod: "sandbox", container: "proxy", ..MESH_NOT_READY }
+            .labels(),
+    ];
+    if !restart_rules {
+        // No rule restarts `train` on exit 42: it finished, and the Job is blocked as well.
+        expected.push(blocked("rules-42"));
+    }
+    if !resize {
+        // No resize policy: the resized sidecar's restart counts as the crashed one's does.
+        expected.push(restarts("resized", "proxy"));
+    }
+    op.wait_alerts("each control fires, no subject does", expected).await;
     let events = c.wait_events("restart-all", "Warning", "SidecarRestartingFrequently", 1).await;
     let note = the_event(&events, "restart-all", "SidecarRestartingFrequently").note.clone().unwrap_or_default();
-    assert!(note.contains("Sidecar watcher") && note.contains("RestartAllContainers"), "{note}");
+    assert!(note.contains("Sidecar watcher"), "{note}");
+    assert_eq!(note.contains("RestartAllContainers"), restart_all_rules, "{note}");
 
     // The server enforces what the engine assumed: a `Never` container runs again only on an
-    // exit its rules restart.
-    rules_42.set_state("train", State::Running).await.expect("exit 42 is restarted");
+    // exit its rules restart (and, without rules, on none).
+    let again = rules_42.set_state("train", State::Running).await;
+    if restart_rules {
+        again.expect("exit 42 is restarted");
+    } else {
+        assert!(again.is_err(), "the server refuses to run again a container that finished on 42: {again:?}");
+    }
     let refused = rules_1.set_state("train", State::Running).await;
     assert!(refused.is_err(), "the server refuses to run again a container that finished: {refused:?}");
 }

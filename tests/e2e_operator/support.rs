@@ -25,6 +25,23 @@ pub const WAIT: Duration = Duration::from_secs(25);
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// The minor release of the server `env` talks to, from its `/version` (`"33"`, or `"33+"` as
+/// some managed clusters write it), for the tests that assert what each release does: the
+/// operator suite runs on the 1.37.2 control plane and, in CI, on 1.33.13 too
+/// (docs/development.md, "Other Kubernetes versions").
+pub async fn server_minor(env: &TestEnv) -> u32 {
+    let info = env.client.apiserver_version().await.expect("the server answers /version");
+    let minor = info.minor.trim_end_matches('+');
+    minor.parse().unwrap_or_else(|_| panic!("/version: minor {:?} is not a number", info.minor))
+}
+
+/// Whether kube-apiserver 1.`minor` serves streaming lists without a flag: the WatchList
+/// feature gate is on by default in 1.32 and from 1.34, off in 1.27-1.31 and again in 1.33
+/// (and streaming lists do not exist before 1.27).
+pub fn streams_by_default(minor: u32) -> bool {
+    minor == 32 || minor >= 34
+}
+
 /// The `SidecarPolicy` resource.
 pub fn policy_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
