@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -44,10 +45,16 @@ impl Server {
     }
 
     /// A server of this test's own, for what would disturb other tests (compacting etcd,
-    /// restarting kube-apiserver, deleting a CRD).
+    /// restarting kube-apiserver, deleting a CRD). Its simulator sends periodic bookmarks once
+    /// an hour, not every second: a bookmark between a write and a compaction would carry a
+    /// watcher to the latest resourceVersion, and its resume would then not expire (the race
+    /// that failed CI once). kube-apiserver sends them about once a minute.
     pub async fn own_env(self) -> TestEnv {
         let env = match self {
-            Server::Simulator => TestEnv::start_simulator(SimConfig::default()).await.expect("simulator starts"),
+            Server::Simulator => {
+                let config = SimConfig { bookmark_interval: Duration::from_secs(3600), ..SimConfig::default() };
+                TestEnv::start_simulator(config).await.expect("simulator starts")
+            }
             Server::KubeApiserver => {
                 TestEnv::start_control_plane(Options::default()).await.expect("a control plane of its own starts")
             }
