@@ -7,7 +7,7 @@
 // whether every expression also compiles with the CEL library of an older Kubernetes
 // (-compat, default 1.30: the first release of admissionregistration.k8s.io/v1 policies).
 //
-//	sidecar-watch-control-plane cel-cost -policy policy.yaml -object pod.json [-params cscp.yaml] [-namespace-labels k=v,...]
+//	sidecar-watch-control-plane cel-cost -policy policy.yaml -object pod.json [-params cscp.yaml] [-namespace-labels k=v,...] [-namespace-annotations k=v,...]
 //
 // `up` says whether the API server admits or warns; this says how much of its budget that
 // took, which the server does not report. It runs in-process: no control plane is started.
@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	celgo "github.com/google/cel-go/cel"
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -66,14 +67,15 @@ func celCost(args []string) error {
 	objectFile := fs.String("object", "", "the object admitted (YAML or JSON)")
 	paramsFile := fs.String("params", "", "the param object (a ClusterSidecarPolicy), if the binding names one")
 	namespaceLabels := fs.String("namespace-labels", "", "labels of the object's namespace, k=v,...")
+	namespaceAnnotations := fs.String("namespace-annotations", "", "annotations of the object's namespace, k=v,...")
 	compat := fs.String("compat", "1.30", "also compile every expression with this Kubernetes version's CEL library")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *policyFile == "" || *objectFile == "" {
-		return errors.New("usage: cel-cost -policy FILE -object FILE [-params FILE] [-namespace-labels k=v,...] [-compat 1.30]")
+		return errors.New("usage: cel-cost -policy FILE -object FILE [-params FILE] [-namespace-labels k=v,...] [-namespace-annotations k=v,...] [-compat 1.30]")
 	}
-	report, err := evaluatePolicy(*policyFile, *objectFile, *paramsFile, *namespaceLabels, *compat)
+	report, err := evaluatePolicy(*policyFile, *objectFile, *paramsFile, *namespaceLabels, *namespaceAnnotations, *compat)
 	if err != nil {
 		return err
 	}
@@ -189,7 +191,7 @@ func compilePolicy(env *environment.EnvSet, mode environment.Type, policy *admis
 	return validations, messageEvaluator, problems, nil
 }
 
-func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, compat string) (*CostReport, error) {
+func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, namespaceAnnotations, compat string) (*CostReport, error) {
 	policy, err := readPolicy(policyFile)
 	if err != nil {
 		return nil, err
@@ -232,21 +234,7 @@ func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, compat 
 	}
 	report.Errors = append([]string{}, problems...)
 
-	gvk := object.GroupVersionKind()
-	resource := strings.ToLower(gvk.Kind) + "s"
-	gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resource}
-	attributes := admission.NewAttributesRecord(object, nil, gvk, object.GetNamespace(), object.GetName(), gvr, "",
-		admission.Create, &metav1.CreateOptions{}, false, &user.DefaultInfo{Name: "cel-cost"})
-	versioned := versionedAttributes(attributes, gvk, object)
-	request := plugincel.CreateAdmissionRequest(attributes, metav1.GroupVersionResource(gvr), metav1.GroupVersionKind(gvk))
-	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: object.GetNamespace(), Labels: map[string]string{
-		"kubernetes.io/metadata.name": object.GetNamespace()}}}
-	for _, kv := range strings.Split(namespaceLabels, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			namespace.Labels[k] = v
-		}
-	}
-	namespaceObject := plugincel.CreateNamespaceObject(namespace)
+	versioned, request, namespaceObject := admissionInput(object, pairs(namespaceLabels), pairs(namespaceAnnotations))
 	bindings := plugincel.OptionalVariableBindings{VersionedParams: params}
 	ctx := context.Background()
 
@@ -271,23 +259,49 @@ func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, compat 
 		previous = spent
 	}
 
-	// The policy as the API server runs it: validations and variables on the budget, then the
-	// messages of the failed validations on what is left.
-	evaluated, left, err := validations.ForInput(ctx, versioned, request, bindings, namespaceObject, remaining)
-	if err != nil {
-		report.Errors = append(report.Errors, err.Error())
-		report.TotalCost = remaining - left
-		return report, nil
+	report.Messages, report.TotalCost = failedMessages(ctx, validations, messages, policy, versioned, request, bindings,
+		namespaceObject, remaining, &report.Errors)
+	return report, nil
+}
+
+// admissionInput is what the API server hands a policy when `object` is created in a namespace
+// with these labels (besides kubernetes.io/metadata.name) and annotations.
+func admissionInput(object *unstructured.Unstructured, labels, annotations map[string]string) (*admission.VersionedAttributes, *admissionv1.AdmissionRequest, *corev1.Namespace) {
+	gvk := object.GroupVersionKind()
+	resource := strings.ToLower(gvk.Kind) + "s"
+	gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resource}
+	attributes := admission.NewAttributesRecord(object, nil, gvk, object.GetNamespace(), object.GetName(), gvr, "",
+		admission.Create, &metav1.CreateOptions{}, false, &user.DefaultInfo{Name: "cel-cost"})
+	versioned := versionedAttributes(attributes, gvk, object)
+	request := plugincel.CreateAdmissionRequest(attributes, metav1.GroupVersionResource(gvr), metav1.GroupVersionKind(gvk))
+	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: object.GetNamespace(), Labels: map[string]string{
+		"kubernetes.io/metadata.name": object.GetNamespace()}, Annotations: annotations}}
+	for k, v := range labels {
+		namespace.Labels[k] = v
 	}
-	texts, leftAfterMessages, err := messages.ForInput(ctx, versioned, request, plugincel.OptionalVariableBindings{VersionedParams: params}, namespaceObject, left)
+	return versioned, request, plugincel.CreateNamespaceObject(namespace)
+}
+
+// failedMessages runs the policy as the API server does: validations and variables on the
+// budget, then the messages of the failed validations on what is left. It returns those
+// messages and the cost spent, and appends what failed to evaluate to errs.
+func failedMessages(ctx context.Context, validations, messages plugincel.ConditionEvaluator,
+	policy *admissionregistrationv1.ValidatingAdmissionPolicy, versioned *admission.VersionedAttributes,
+	request *admissionv1.AdmissionRequest, bindings plugincel.OptionalVariableBindings, namespaceObject *corev1.Namespace,
+	budget int64, errs *[]string) ([]string, int64) {
+	evaluated, left, err := validations.ForInput(ctx, versioned, request, bindings, namespaceObject, budget)
 	if err != nil {
-		report.Errors = append(report.Errors, err.Error())
+		*errs = append(*errs, err.Error())
+		return []string{}, budget - left
 	}
-	report.TotalCost = remaining - leftAfterMessages
-	report.Messages = []string{}
+	texts, leftAfterMessages, err := messages.ForInput(ctx, versioned, request, bindings, namespaceObject, left)
+	if err != nil {
+		*errs = append(*errs, err.Error())
+	}
+	out := []string{}
 	for i, result := range evaluated {
 		if result.Error != nil {
-			report.Errors = append(report.Errors, result.Error.Error())
+			*errs = append(*errs, result.Error.Error())
 			continue
 		}
 		if result.EvalResult == nil || result.EvalResult.Value() == true {
@@ -295,11 +309,25 @@ func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, compat 
 		}
 		if i < len(texts) && texts[i].EvalResult != nil {
 			if s, ok := texts[i].EvalResult.Value().(string); ok {
-				report.Messages = append(report.Messages, s)
+				out = append(out, s)
 				continue
 			}
 		}
-		report.Messages = append(report.Messages, policy.Spec.Validations[i].Message)
+		out = append(out, policy.Spec.Validations[i].Message)
 	}
-	return report, nil
+	return out, budget - leftAfterMessages
+}
+
+// pairs reads "k=v,..." into a map (nil for none).
+func pairs(text string) map[string]string {
+	var m map[string]string
+	for _, kv := range strings.Split(text, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[k] = v
+		}
+	}
+	return m
 }

@@ -11,6 +11,7 @@
 //	sidecar-watch-control-plane cluster up --dir DIR [--image TARBALL]...
 //	sidecar-watch-control-plane cluster down --dir DIR
 //	sidecar-watch-control-plane cel-cost -policy FILE -object FILE [-params FILE] [-namespace-labels k=v,...]
+//	sidecar-watch-control-plane cel-messages -policy FILE -cases FILE [-params FILE]
 //	sidecar-watch-control-plane version
 //
 // `up` and `cluster up` print one line `ready {json}` on standard output once the cluster is
@@ -63,6 +64,11 @@ func main() {
 			fmt.Fprintf(os.Stderr, "sidecar-watch-control-plane cel-cost: %v\n", err)
 			os.Exit(2)
 		}
+	case "cel-messages":
+		if err := celMessages(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "sidecar-watch-control-plane cel-messages: %v\n", err)
+			os.Exit(2)
+		}
 	case "version":
 		out, _ := json.MarshalIndent(versions(), "", "  ")
 		fmt.Println(string(out))
@@ -80,7 +86,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: sidecar-watch-control-plane up --dir DIR [flags] | cluster up|down --dir DIR [flags] |\n"+
-		"  cel-cost -policy FILE -object FILE [flags] | version\n"+
+		"  cel-cost -policy FILE -object FILE [flags] | cel-messages -policy FILE -cases FILE [flags] | version\n"+
 		"  up --help, cluster up --help and cel-cost --help list the flags")
 	os.Exit(2)
 }

@@ -89,3 +89,63 @@ pub fn evaluate(policy: &Path, object: &Path, params: Option<&Path>) -> Result<C
     }
     serde_json::from_slice(&out.stdout).map_err(|e| tool_error(policy, format!("{shown} printed no report: {e}")))
 }
+
+/// One object for [`messages`], created in a namespace with these labels and annotations.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionCase {
+    /// The object created.
+    pub object: serde_json::Value,
+    /// Its namespace's labels (`kubernetes.io/metadata.name` is always set).
+    pub namespace_labels: std::collections::BTreeMap<String, String>,
+    /// Its namespace's annotations.
+    pub namespace_annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// What the policy says of one [`AdmissionCase`].
+#[derive(Clone, Debug, Deserialize)]
+pub struct CaseMessages {
+    /// The messages of the failed validations: the warnings `kubectl` would print.
+    #[serde(default)]
+    pub messages: Vec<String>,
+    /// Expressions that did not compile or evaluate.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+/// The messages of the ValidatingAdmissionPolicy of `policy` on each case, in order: the
+/// control plane binary's `cel-messages` command (`e2e/control-plane/celmessages.go`), which
+/// compiles the policy once for all of them.
+pub fn messages(
+    policy: &Path,
+    cases: &[AdmissionCase],
+    params: Option<&Path>,
+    scratch: &Path,
+) -> Result<Vec<CaseMessages>> {
+    let binary = binary()?;
+    let file = scratch.join("cel-messages-cases.json");
+    let body = serde_json::to_vec(cases).map_err(|e| tool_error(policy, format!("cases: {e}")))?;
+    std::fs::write(&file, body).map_err(|e| tool_error(&file, e.to_string()))?;
+    let mut command = Command::new(&binary);
+    command.arg("cel-messages").arg("-policy").arg(policy).arg("-cases").arg(&file);
+    if let Some(params) = params {
+        command.arg("-params").arg(params);
+    }
+    let shown = format!("{} cel-messages", binary.display());
+    let out = command.output().map_err(|e| tool_error(policy, format!("cannot run {shown}: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(tool_error(
+            policy,
+            format!(
+                "{shown} failed (rebuild with e2e/control-plane/build.sh if it does not know the command): {stderr}"
+            ),
+        ));
+    }
+    let results: Vec<CaseMessages> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| tool_error(policy, format!("{shown} printed no report: {e}")))?;
+    if results.len() != cases.len() {
+        return Err(tool_error(policy, format!("{shown} answered {} of {} cases", results.len(), cases.len())));
+    }
+    Ok(results)
+}

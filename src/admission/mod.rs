@@ -4,7 +4,9 @@
 //! The policy is generated from the engine's catalog and check messages, so it recognises the
 //! same sidecars and says the same as `audit` on the same object: a legacy sidecar in a Job or
 //! CronJob template (`JobBlockedBySidecar`) and the checks `no-readiness-probe`,
-//! `no-startup-probe`, `legacy-sidecar`, `latest-image`, `no-resources` and `sidecar-sprawl`.
+//! `no-startup-probe`, `legacy-sidecar`, `latest-image`, `no-resources` and `sidecar-sprawl`;
+//! and a Pod created without the sidecar its injector's markers or `spec.sidecars.required` ask
+//! for (`SidecarMissing`, `missing.rs`).
 //! `port-conflict` and `main-probe-on-sidecar` compare every pair of containers (named ports,
 //! the catalog's undeclared ones); they stay with `audit` and the operator.
 //!
@@ -16,6 +18,7 @@
 //! Beside `audit` in the layers: it reads the engine and the API types, nothing above.
 
 mod cel;
+mod missing;
 mod policy;
 
 use std::collections::BTreeMap;

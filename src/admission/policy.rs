@@ -410,6 +410,7 @@ fn variables() -> Vec<Variable> {
     ]
     .into_iter()
     .chain(init_before_proxy_variables())
+    .chain(super::missing::variables().into_iter().map(|(name, comment, expression)| variable(name, &comment, expression)))
     .chain([
         variable("sidecarCount", "every sidecar", "size(variables.natives) + size(variables.legacies)"),
         variable(
@@ -434,7 +435,7 @@ fn variables() -> Vec<Variable> {
         variable(
             "findings",
             "every finding's message",
-            "!variables.selected ? [] : variables.jobFindings + (variables.misconfiguration ? variables.misconfigurations : [])",
+            "!variables.selected ? [] : variables.jobFindings + (variables.misconfiguration ? variables.misconfigurations : []) + variables.missingFindings",
         ),
         variable(
             "sizes",

@@ -20,6 +20,7 @@ use sidecar_watch_e2e::harness::{read_manifests, read_manifests_str, wait_until,
 use sidecar_watch_e2e::install;
 use sidecar_watch_testkit::factory::flood_pod;
 
+use crate::served_fields::remove_unserved_fields;
 use crate::support::{run_kubectl, server_minor, Kubectl};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -36,8 +37,9 @@ impl Kubectl {
 }
 
 /// `audit`'s messages on `file` for the findings the policy covers: the covered
-/// `SidecarMisconfigured` checks, and `JobBlockedBySidecar` on Job and CronJob templates (on a
-/// Pod it is a finding of the Pod's status, which admission does not see).
+/// `SidecarMisconfigured` checks, `JobBlockedBySidecar` on Job and CronJob templates (on a
+/// Pod it is a finding of the Pod's status, which admission does not see), and
+/// `SidecarMissing` on Pods (the fixtures' Pods with markers run or pend).
 fn audit_findings(file: &Path, policy: Option<&Path>) -> Vec<String> {
     let mut command = std::process::Command::new(SIDECAR_WATCH);
     command.arg("audit").arg("-f").arg(file).args(["-o", "json", "--fail-on", "none"]);
@@ -53,6 +55,7 @@ fn audit_findings(file: &Path, policy: Option<&Path>) -> Vec<String> {
         .filter(|f| match (f["alertname"].as_str(), f["check"].as_str(), f["kind"].as_str()) {
             (Some("SidecarMisconfigured"), Some(check), _) => covered.contains(&check),
             (Some("JobBlockedBySidecar"), _, Some(kind)) => matches!(kind, "Job" | "CronJob"),
+            (Some("SidecarMissing"), _, Some("Pod")) => true,
             _ => false,
         })
         .filter_map(|f| f["message"].as_str().map(str::to_string))
@@ -247,6 +250,22 @@ async fn kubectl_apply_warns_each_finding_once_and_creates_every_object() {
         assert_eq!(out.warnings(), Vec::<String>::new(), "the policy ran in {namespace}");
     }
 
+    // A namespace whose label asks Istio for its proxy, and no injector to add it (its webhook
+    // failed open): the Pod is created, with audit's SidecarMissing word for word.
+    let meshed = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "meshed", "labels": {"istio-injection": "enabled"}}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orders", "namespace": "meshed"},
+        "spec": {"containers": [{"name": "app", "image": "example/app:1.0"}]}});
+    env.kubectl_apply(&as_yaml(std::slice::from_ref(&meshed))).await.expect("the meshed namespace");
+    let created = run_kubectl(&env, &["create", "-f", "-"], &as_yaml(std::slice::from_ref(&pod))).await;
+    assert!(created.success && created.stdout.contains("pod/orders created"), "{}", created.stderr);
+    let both = env.dir().join("meshed.yaml");
+    std::fs::write(&both, as_yaml(&[meshed, pod])).expect("write the namespace and the Pod");
+    let missing = audit_findings(&both, None);
+    assert_eq!(created.warnings(), missing, "{}", created.stderr);
+    assert_eq!(missing.len(), 1, "{missing:#?}");
+    assert!(missing[0].starts_with("Pod meshed/orders runs no istio-proxy (Istio), which the label istio-injection=\"enabled\" on namespace meshed asks for: "), "{missing:#?}");
+
     // The hostile tenant's 5,000-container Pod: admitted, with what fits in the warnings.
     let flood = flood_pod(5000);
     env.create_namespace("flood").await.expect("namespace");
@@ -302,47 +321,6 @@ fn fixtures() -> Vec<PathBuf> {
     }
     files.sort();
     files
-}
-
-/// Removes from `value` (an object, or any part of one) the container fields a 1.`minor` server
-/// does not take: `restartPolicyRules` and a regular container's `restartPolicy` (KEP-5307,
-/// ContainerRestartRules: not in the API before 1.34, dropped by its alpha gate in 1.34, beta
-/// from 1.35) and, on an init container,
-/// KEP-5532's `RestartAllContainers` rules (from 1.36; 1.35 forbids rules on a native
-/// sidecar), and `lifecycle.stopSignal` (KEP-4960, in the API from 1.33). Returns whether it
-/// removed any.
-fn remove_unserved_fields(value: &mut Value, minor: u32) -> bool {
-    let mut removed = false;
-    match value {
-        Value::Object(map) => {
-            for (list, since) in [("containers", 35), ("initContainers", 36)] {
-                if minor >= since {
-                    continue;
-                }
-                for container in map.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
-                    let Some(c) = container.as_object_mut() else { continue };
-                    removed |= c.remove("restartPolicyRules").is_some();
-                    if list == "containers" {
-                        removed |= c.remove("restartPolicy").is_some();
-                    }
-                    if minor < 33 {
-                        let lifecycle = c.get_mut("lifecycle").and_then(Value::as_object_mut);
-                        removed |= lifecycle.is_some_and(|l| l.remove("stopSignal").is_some());
-                    }
-                }
-            }
-            for child in map.values_mut() {
-                removed |= remove_unserved_fields(child, minor);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                removed |= remove_unserved_fields(item, minor);
-            }
-        }
-        _ => {}
-    }
-    removed
 }
 
 /// For every fixture: the warnings of a server-side dry run are exactly audit's covered findings.

@@ -25,6 +25,7 @@ fn the_cost_of_a_5000_container_pod_is_within_the_api_servers_budget() {
         ("4,999 native sidecars", native_sidecars(5000)),
         ("4,999 Vault agents", vault_agents(5000)),
         ("4,997 init containers before istio-proxy", inits_before_a_mesh_proxy(5000)),
+        ("5,000 plain containers that every injector is asked for", asks_every_injector(plain_containers(5000))),
     ];
     for (what, pod) in pods {
         let file = dir.join("pod.json");
@@ -65,6 +66,25 @@ fn plain_containers(n: usize) -> Value {
         .map(|i| json!({"name": format!("c{i}"), "image": format!("registry.example.com:5000/team/app-{i}:1.0.{i}")}))
         .collect();
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "namespace": "shop"}, "spec": {"containers": containers}})
+}
+
+/// `pod` with the Pod marker of every injector that has one asking for its sidecar, none of
+/// which it runs: `SidecarMissing` at its costliest (each expected sidecar looked for among
+/// every container).
+fn asks_every_injector(mut pod: Value) -> Value {
+    use sidecar_watch::engine::injection::{Inject, Place, INJECTORS};
+    for marker in INJECTORS.iter().flat_map(|i| i.pod) {
+        let value = match marker.inject {
+            Inject::Never => continue,
+            Inject::Any => "yes",
+            Inject::Of(values) => values[0],
+        };
+        let place = if marker.place == Place::Label { "labels" } else { "annotations" };
+        pod["metadata"][place][marker.key] = json!(value);
+    }
+    pod["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "plain", "uid": "u", "controller": true}]);
+    pod
 }
 
 /// A Pod of one app and `n - 1` native sidecars.

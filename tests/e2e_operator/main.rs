@@ -13,6 +13,7 @@
 
 mod admission;
 mod admission_cost;
+mod admission_missing;
 mod docs_drift;
 mod failover;
 mod faults;
@@ -32,6 +33,7 @@ mod real_server;
 mod renew_deadline;
 mod restart;
 mod scenarios;
+mod served_fields;
 mod server_side;
 mod sharding;
 mod support;

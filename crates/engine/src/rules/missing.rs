@@ -10,6 +10,19 @@ use crate::policy::CompiledPolicy;
 use crate::stamp::ApiTime;
 use sidecar_watch_api::{quote, Severity};
 
+use texts::{INJECTION_FAILED, REQUIRED, RESTARTABLE_KINDS};
+
+/// The wording `SidecarMissing` shares with the admission policy, which says the same.
+pub mod texts {
+    /// Why an injector's sidecar is absent, said once for every injector.
+    pub const INJECTION_FAILED: &str = "its injector did not add it — the injector was down or unreachable while its webhook fails open (failurePolicy: Ignore), or the marker came after the Pod was created — so the Pod runs without it";
+    /// The workload kinds whose Pods `kubectl rollout restart` replaces.
+    pub const RESTARTABLE_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
+    /// After "which <policy> " when `spec.sidecars.required` names an absent sidecar.
+    pub const REQUIRED: &str =
+        "requires (spec.sidecars.required): add it to the workload's template, or the markers of its injector, then ";
+}
+
 /// Every expected sidecar the Pod lacks: by an injector's markers first, then by the policy's
 /// `spec.sidecars.required` (a requirement an injector already reported is not reported twice).
 pub(super) fn sidecar_missing(
@@ -54,7 +67,7 @@ pub(super) fn sidecar_missing(
             None => (required.as_str(), String::new()),
         };
         let message = format!(
-            "Pod {} runs no {container}{product}, which {} requires (spec.sidecars.required): add it to the workload's template, or the markers of its injector, then {}",
+            "Pod {} runs no {container}{product}, which {} {REQUIRED}{}",
             pod.key(),
             policy.policy,
             replace_pod(pod),
@@ -62,9 +75,6 @@ pub(super) fn sidecar_missing(
         ctx.fire(AlertName::SidecarMissing, severity, container, None, since, message);
     }
 }
-
-/// Why an injector's sidecar is absent, said once for every injector.
-const INJECTION_FAILED: &str = "its injector did not add it — the injector was down or unreachable while its webhook fails open (failurePolicy: Ignore), or the marker came after the Pod was created — so the Pod runs without it";
 
 /// "the label istio-injection=enabled on namespace shop".
 fn describe(found: &Found<'_>, pod: &PodView) -> String {
@@ -80,7 +90,7 @@ fn describe(found: &Found<'_>, pod: &PodView) -> String {
 pub(super) fn replace_pod(pod: &PodView) -> String {
     let ns = pod.namespace();
     match pod.workload() {
-        (kind @ ("Deployment" | "StatefulSet" | "DaemonSet"), name) => {
+        (kind, name) if RESTARTABLE_KINDS.contains(&kind) => {
             format!("restart the workload: kubectl rollout restart {}/{name} -n {ns}", kind.to_lowercase())
         }
         ("Pod", name) => format!("create the Pod again: kubectl replace --force -f <its manifest> (Pod {ns}/{name})"),

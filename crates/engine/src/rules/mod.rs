@@ -10,6 +10,7 @@ mod missing;
 mod order;
 mod spec_checks;
 
+pub use missing::texts as missing_texts;
 pub use order::JOB_NEVER_COMPLETES;
 pub use spec_checks::texts as check_texts;
 
