@@ -37,12 +37,17 @@ impl StoredAlert {
     /// with thousands of containers does not cost a scan of them all per alert.
     pub(super) fn new(view: &PodView, sidecars: &[(usize, SidecarType)], alert: &Alert) -> Self {
         let absent = (alert.name == AlertName::SidecarMissing).then(|| Name::new(&alert.container));
-        let position = sidecars
-            .iter()
-            .map(|(i, _)| *i)
-            .find(|i| view.containers.get(*i).is_some_and(|c| c.name == alert.container))
-            .or_else(|| view.containers.iter().position(|c| c.name == alert.container));
-        let container = position.filter(|_| absent.is_none()).and_then(|i| u16::try_from(i).ok());
+        // A `SidecarMissing` alert names a container the Pod lacks: there is no position to find.
+        let container = if absent.is_some() {
+            None
+        } else {
+            sidecars
+                .iter()
+                .map(|(i, _)| *i)
+                .find(|i| view.containers.get(*i).is_some_and(|c| c.name == alert.container))
+                .or_else(|| view.containers.iter().position(|c| c.name == alert.container))
+                .and_then(|i| u16::try_from(i).ok())
+        };
         StoredAlert {
             name: alert.name,
             severity: alert.severity,
