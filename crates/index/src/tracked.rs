@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use sidecar_watch_api::Severity;
 use sidecar_watch_engine::{
-    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, Name, PodHistory, PodView, PolicyRef, SidecarType,
-    Stamp,
+    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, Identified, Name, PodHistory, PodView, PolicyRef,
+    SidecarType, Stamp,
 };
 
 /// An active alert as the index keeps it: everything but the message, which is most of an
@@ -35,7 +35,7 @@ pub struct StoredAlert {
 impl StoredAlert {
     /// `alert` as stored; `sidecars` (the evaluated ones) are looked at first, so that a Pod
     /// with thousands of containers does not cost a scan of them all per alert.
-    pub(super) fn new(view: &PodView, sidecars: &[(usize, SidecarType)], alert: &Alert) -> Self {
+    pub(super) fn new(view: &PodView, sidecars: &[(usize, Identified)], alert: &Alert) -> Self {
         let absent = (alert.name == AlertName::SidecarMissing).then(|| Name::new(&alert.container));
         // A `SidecarMissing` alert names a container the Pod lacks: there is no position to find.
         let container = if absent.is_some() {
