@@ -35,6 +35,7 @@ use crate::engine::{
 
 pub use crate::api::escape_control;
 pub use input::{load_pods, load_policies, read_pods, read_policies};
+use output::Report;
 pub use output::{human_age, render_table};
 pub use sarif::log as sarif_log;
 
@@ -292,18 +293,21 @@ pub fn run(args: &AuditArgs) -> Result<i32, AuditError> {
     if policies.is_empty() {
         policies.push(CompiledPolicy::builtin());
     }
-    let inventory_output = matches!(args.output, OutputFormat::Inventory | OutputFormat::InventoryJson);
-    let (findings, sidecars) = evaluate_all(&inventory, &policies, now, inventory_output);
+    let report = Report::of(args.output);
+    let keep_sidecars = matches!(report, Report::Inventory(_));
+    let (findings, sidecars) = evaluate_all(&inventory, &policies, now, keep_sidecars);
     let failing = args
         .fail_on
         .threshold()
         .is_some_and(|min| findings.iter().any(|f| f.state == AlertState::Firing && f.severity >= min));
     let status = i32::from(failing);
-    if inventory_output {
-        let rows = inventory::rows(&inventory, &sidecars, &findings);
-        return output::write_inventory(&rows, args.output).map(|()| status);
+    match report {
+        Report::Findings(format) => output::write(&findings, format, now),
+        Report::Inventory(format) => {
+            output::write_inventory(&inventory::rows(&inventory, &sidecars, &findings), format)
+        }
     }
-    output::write(&findings, args.output, now).map(|()| status)
+    .map(|()| status)
 }
 
 /// A Pod's sidecars under the policies that select it, as the evaluations identified them:
