@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Finding, Inventory};
+use super::{Finding, Inventory, PodSidecars};
 use crate::api::escape_control;
-use crate::engine::{catalog, AlertName, AlertState, CompiledPolicy, IdentifiedBy};
+use crate::engine::{catalog, AlertName, AlertState, IdentifiedBy};
 
 /// One workload's sidecar.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -39,36 +39,30 @@ type RowKey = (String, String, String, String);
 
 /// The rows of `inventory`'s Pods (templates are not running anything) under the first
 /// policy that selects each Pod and identifies the sidecar, with the firing `findings`.
-pub fn rows(inventory: &Inventory, policies: &[CompiledPolicy], findings: &[Finding]) -> Vec<InventoryRow> {
+/// `sidecars` are what [`super::audit`] identified per Pod, in `inventory.pods` order.
+pub fn rows(inventory: &Inventory, sidecars: &[PodSidecars], findings: &[Finding]) -> Vec<InventoryRow> {
     let mut rows: BTreeMap<RowKey, InventoryRow> = BTreeMap::new();
-    for pod in inventory.pods.iter().map(|a| &a.view).filter(|v| !v.is_template) {
-        let namespace = inventory.namespaces.get(pod.namespace().as_str());
-        let mut seen: Vec<usize> = Vec::new();
-        for policy in policies.iter().filter(|p| p.selects(pod, namespace.map(|ns| &ns.labels))) {
-            for (index, container, identified) in policy.sidecars(pod) {
-                if seen.contains(&index) {
-                    continue;
-                }
-                seen.push(index);
-                let (kind, workload) = pod.workload();
-                let key =
-                    (pod.namespace().to_string(), kind.to_string(), workload.to_string(), container.name.to_string());
-                let row = rows.entry(key).or_insert_with(|| InventoryRow {
-                    namespace: pod.namespace().to_string(),
-                    workload_kind: kind.to_string(),
-                    workload: workload.to_string(),
-                    container: container.name.to_string(),
-                    product: match (container.catalog, identified.by) {
-                        (Some(id), _) | (None, IdentifiedBy::Catalog(id)) => id.to_string(),
-                        (None, by) => by.to_string(),
-                    },
-                    identified_by: identified.by.to_string(),
-                    ..InventoryRow::default()
-                });
-                row.pods += 1;
-                let version = container.version.as_ref().map_or("(no image)", |v| v.as_str());
-                *row.versions.entry(version.to_string()).or_default() += 1;
-            }
+    let pods = inventory.pods.iter().map(|a| &a.view).zip(sidecars).filter(|(v, _)| !v.is_template);
+    for (pod, pod_sidecars) in pods {
+        for &(index, by) in pod_sidecars {
+            let Some(container) = pod.containers.get(index) else { continue };
+            let (kind, workload) = pod.workload();
+            let key = (pod.namespace().to_string(), kind.to_string(), workload.to_string(), container.name.to_string());
+            let row = rows.entry(key).or_insert_with(|| InventoryRow {
+                namespace: pod.namespace().to_string(),
+                workload_kind: kind.to_string(),
+                workload: workload.to_string(),
+                container: container.name.to_string(),
+                product: match (container.catalog, by) {
+                    (Some(id), _) | (None, IdentifiedBy::Catalog(id)) => id.to_string(),
+                    (None, by) => by.to_string(),
+                },
+                identified_by: by.to_string(),
+                ..InventoryRow::default()
+            });
+            row.pods += 1;
+            let version = container.version.as_ref().map_or("(no image)", |v| v.as_str());
+            *row.versions.entry(version.to_string()).or_default() += 1;
         }
     }
     // An alert counts once per Pod (a Pod fails several checks of one sidecar).

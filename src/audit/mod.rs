@@ -29,11 +29,13 @@ use serde::Serialize;
 
 use crate::api::Severity;
 use crate::engine::{
-    evaluate_in, Alert, AlertState, CompiledPolicy, NamespaceMeta, PodHistory, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
+    evaluate_in, Alert, AlertState, CompiledPolicy, IdentifiedBy, NamespaceMeta, PodHistory, PodView, PolicyRef,
+    DEFAULT_MAX_SIDECARS,
 };
 
 pub use crate::api::escape_control;
 pub use input::{load_pods, load_policies, read_pods, read_policies};
+use output::Report;
 pub use output::{human_age, render_table};
 pub use sarif::log as sarif_log;
 
@@ -291,30 +293,67 @@ pub fn run(args: &AuditArgs) -> Result<i32, AuditError> {
     if policies.is_empty() {
         policies.push(CompiledPolicy::builtin());
     }
-    let findings = audit(&inventory, &policies, now);
+    let report = Report::of(args.output);
+    let keep_sidecars = matches!(report, Report::Inventory(_));
+    let (findings, sidecars) = evaluate_all(&inventory, &policies, now, keep_sidecars);
     let failing = args
         .fail_on
         .threshold()
         .is_some_and(|min| findings.iter().any(|f| f.state == AlertState::Firing && f.severity >= min));
     let status = i32::from(failing);
-    if matches!(args.output, OutputFormat::Inventory | OutputFormat::InventoryJson) {
-        let rows = inventory::rows(&inventory, &policies, &findings);
-        return output::write_inventory(&rows, args.output).map(|()| status);
+    match report {
+        Report::Findings(format) => output::write(&findings, format, now),
+        Report::Inventory(format) => {
+            output::write_inventory(&inventory::rows(&inventory, &sidecars, &findings), format)
+        }
     }
-    output::write(&findings, args.output, now).map(|()| status)
+    .map(|()| status)
 }
+
+/// A Pod's sidecars under the policies that select it, as the evaluations identified them:
+/// (index into its `view.containers`, how), each container once, under the first policy
+/// that identifies it, in policy then container order.
+pub type PodSidecars = Vec<(usize, IdentifiedBy)>;
 
 /// Evaluates every Pod against every policy that selects it, sorted by severity (highest
 /// first), then namespace, Pod, container and alert name.
 pub fn audit(inventory: &Inventory, policies: &[CompiledPolicy], now: Timestamp) -> Vec<Finding> {
+    evaluate_all(inventory, policies, now, false).0
+}
+
+/// [`audit`], and with `keep_sidecars` each Pod's sidecars (in `inventory.pods` order; none
+/// for templates), so that the inventory does not select and identify again.
+fn evaluate_all(
+    inventory: &Inventory,
+    policies: &[CompiledPolicy],
+    now: Timestamp,
+    keep_sidecars: bool,
+) -> (Vec<Finding>, Vec<PodSidecars>) {
     let history = PodHistory::default();
     let mut findings = Vec::new();
+    let mut sidecars = Vec::new();
     for audited in &inventory.pods {
         let pod = &audited.view;
         let namespace = inventory.namespaces.get(pod.namespace().as_str());
+        let mut pod_sidecars = PodSidecars::new();
         for policy in policies.iter().filter(|p| p.selects(pod, namespace.map(|ns| &ns.labels))) {
             let evaluation = evaluate_in(namespace, pod, policy, &history, now, DEFAULT_MAX_SIDECARS);
+            if keep_sidecars && !pod.is_template {
+                // Past the cap the evaluation skipped sidecars the inventory still lists: the
+                // rest of what the policy identifies, after the evaluated ones.
+                let beyond_cap = (evaluation.sidecars_skipped > 0)
+                    .then(|| policy.sidecars(pod).skip(evaluation.sidecars.len()).map(|(i, _, how)| (i, how.by)));
+                let identified = evaluation.sidecars.iter().map(|&(i, how)| (i, how.by));
+                for (index, by) in identified.chain(beyond_cap.into_iter().flatten()) {
+                    if !pod_sidecars.iter().any(|(seen, _)| *seen == index) {
+                        pod_sidecars.push((index, by));
+                    }
+                }
+            }
             findings.extend(evaluation.alerts.into_iter().map(|a| Finding::new(audited, &policy.policy, a)));
+        }
+        if keep_sidecars {
+            sidecars.push(pod_sidecars);
         }
     }
     findings.sort_by(|a, b| {
@@ -331,5 +370,5 @@ pub fn audit(inventory: &Inventory, policies: &[CompiledPolicy], now: Timestamp)
             })
             .then_with(|| (&a.policy_namespace, &a.policy).cmp(&(&b.policy_namespace, &b.policy)))
     });
-    findings
+    (findings, sidecars)
 }

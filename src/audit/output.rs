@@ -12,36 +12,72 @@ use super::{sarif, AuditError, Finding, OutputFormat};
 use crate::api::{escape_control, Severity};
 use crate::engine::AlertState;
 
+/// What `-o` writes: the findings in one format, or the inventory built from them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Report {
+    /// `table`, `json`, `yaml`, `sarif`.
+    Findings(FindingsFormat),
+    /// `inventory`, `inventory-json`: `audit` keeps each Pod's sidecars for it.
+    Inventory(InventoryFormat),
+}
+
+/// The formats of the findings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FindingsFormat {
+    Table,
+    Json,
+    Yaml,
+    Sarif,
+}
+
+/// The formats of the inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum InventoryFormat {
+    Table,
+    Json,
+}
+
+impl Report {
+    /// The report `-o format` asks for: the one place that tells the two apart.
+    pub(super) fn of(format: OutputFormat) -> Report {
+        match format {
+            OutputFormat::Table => Report::Findings(FindingsFormat::Table),
+            OutputFormat::Json => Report::Findings(FindingsFormat::Json),
+            OutputFormat::Yaml => Report::Findings(FindingsFormat::Yaml),
+            OutputFormat::Sarif => Report::Findings(FindingsFormat::Sarif),
+            OutputFormat::Inventory => Report::Inventory(InventoryFormat::Table),
+            OutputFormat::InventoryJson => Report::Inventory(InventoryFormat::Json),
+        }
+    }
+}
+
 /// Writes `findings` to standard output in `format`.
-pub(super) fn write(findings: &[Finding], format: OutputFormat, now: Timestamp) -> Result<(), AuditError> {
+pub(super) fn write(findings: &[Finding], format: FindingsFormat, now: Timestamp) -> Result<(), AuditError> {
     let stdout = std::io::stdout();
     let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut out = std::io::BufWriter::new(stdout.lock());
     let written = match format {
-        OutputFormat::Table => out.write_all(render_table(findings, now, colour).as_bytes()),
-        OutputFormat::Json => serde_json::to_writer_pretty(&mut out, findings)
+        FindingsFormat::Table => out.write_all(render_table(findings, now, colour).as_bytes()),
+        FindingsFormat::Json => serde_json::to_writer_pretty(&mut out, findings)
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n")),
-        OutputFormat::Yaml => write_yaml(&mut out, findings),
-        OutputFormat::Sarif => serde_json::to_writer_pretty(&mut out, &sarif::log(findings))
+        FindingsFormat::Yaml => write_yaml(&mut out, findings),
+        FindingsFormat::Sarif => serde_json::to_writer_pretty(&mut out, &sarif::log(findings))
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n")),
-        OutputFormat::Inventory | OutputFormat::InventoryJson => {
-            return Err(AuditError::Write(std::io::Error::other("the inventory is written by write_inventory")))
-        }
     }
     .and_then(|()| out.flush());
     outcome(written)
 }
 
 /// Writes the inventory's `rows` as a table or JSON.
-pub(super) fn write_inventory(rows: &[InventoryRow], format: OutputFormat) -> Result<(), AuditError> {
+pub(super) fn write_inventory(rows: &[InventoryRow], format: InventoryFormat) -> Result<(), AuditError> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = match format {
-        OutputFormat::InventoryJson => serde_json::to_writer_pretty(&mut out, rows)
+        InventoryFormat::Json => serde_json::to_writer_pretty(&mut out, rows)
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n")),
-        _ => out.write_all(inventory::render(rows).as_bytes()),
+        InventoryFormat::Table => out.write_all(inventory::render(rows).as_bytes()),
     }
     .and_then(|()| out.flush());
     outcome(written)

@@ -1,11 +1,13 @@
 //! The per-Pod families (`sidecar_alerts`, `sidecar_container_*`), `sidecar_policy_pods` and
 //! `sidecar_info` (per workload), rendered from the index at scrape time.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::writer::{Family, LabelSet, Sample, SampleWriter};
 use super::RenderOptions;
-use crate::engine::{AlertState, ContainerView, Name, PolicyRef};
+use crate::engine::{AlertState, ContainerView, Name, PodView, PolicyRef, Workload};
 use crate::index::{Index, TrackedPod};
 
 const ALERTS: Family =
@@ -247,23 +249,73 @@ fn policy_samples(index: &Index, out: &mut SampleWriter, scratch: &mut Scratch) 
     }
 }
 
-/// One `sidecar_info` series: namespace, workload kind and name, container, product, version.
-type InfoKey = (Name, String, String, Name, &'static str, Option<Name>);
+/// The workload of a `sidecar_info` series: the owner its replicas share, held by pointer
+/// so that grouping them copies no names, or the Pod's own name for a Pod without owner
+/// (its own series: one copy per series, as the map's node is).
+#[derive(Clone, Debug)]
+enum InfoWorkload {
+    Owner(Arc<Workload>),
+    Pod(Arc<str>),
+}
+
+impl InfoWorkload {
+    fn of(view: &PodView) -> Self {
+        match view.owner() {
+            Some(owner) => InfoWorkload::Owner(Arc::clone(owner)),
+            None => InfoWorkload::Pod(view.name().into()),
+        }
+    }
+
+    /// Kind and name, as [`PodView::workload`] gives them.
+    fn kind_and_name(&self) -> (&str, &str) {
+        match self {
+            InfoWorkload::Owner(owner) => (owner.kind.as_str(), owner.name.as_str()),
+            InfoWorkload::Pod(name) => ("Pod", name),
+        }
+    }
+}
+
+// Compared by kind and name, not by pointer or variant: series are grouped and ordered by
+// their label values, so that the text is the same whichever `Arc` a Pod holds.
+impl PartialEq for InfoWorkload {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind_and_name() == other.kind_and_name()
+    }
+}
+
+impl Eq for InfoWorkload {}
+
+impl PartialOrd for InfoWorkload {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InfoWorkload {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.kind_and_name().cmp(&other.kind_and_name())
+    }
+}
+
+/// One `sidecar_info` series: namespace, workload, container, product, version.
+type InfoKey = (Name, InfoWorkload, Name, &'static str, Option<Name>);
 
 /// `sidecar_info`: Pods per workload, sidecar container, product and version. Summed over
 /// every segment first (a workload's Pods are spread over them): what a render holds is one
 /// count per distinct series, at most the Pods' sidecars.
 fn info_samples(index: &Index, out: &mut SampleWriter, scratch: &mut Scratch) {
-    let mut counts: std::collections::BTreeMap<InfoKey, u32> = std::collections::BTreeMap::new();
+    let mut counts: BTreeMap<InfoKey, u32> = BTreeMap::new();
     for segment in 0..index.segment_count() {
         index.for_each_pod_in_segment(segment, |pod| {
-            let (kind, workload) = pod.view.workload();
+            if !pod.has_sidecars() {
+                return;
+            }
+            let workload = InfoWorkload::of(&pod.view);
             for (container, _) in pod.sidecar_containers() {
                 let product = container.catalog.map_or("unknown", |id| id.entry().id);
                 let key = (
                     pod.view.namespace().clone(),
-                    kind.to_string(),
-                    workload.to_string(),
+                    workload.clone(),
                     container.name.clone(),
                     product,
                     container.version.clone(),
@@ -272,17 +324,18 @@ fn info_samples(index: &Index, out: &mut SampleWriter, scratch: &mut Scratch) {
             }
         });
     }
-    for ((namespace, kind, workload, container, product, version), pods) in counts {
+    for ((namespace, workload, container, product, version), pods) in counts {
         let written = scratch.info_series_per_namespace.entry(namespace.clone()).or_default();
         if *written >= scratch.max_series_per_namespace {
             scratch.limited = true;
             continue;
         }
         *written += 1;
+        let (kind, name) = workload.kind_and_name();
         out.sample(SIDECAR_INFO.name)
             .label("namespace", &namespace)
-            .label("workload_kind", &kind)
-            .label("workload", &workload)
+            .label("workload_kind", kind)
+            .label("workload", name)
             .label("container", &container)
             .label("product", product)
             .label("version", version.as_ref().map_or("", |v| v.as_str()))

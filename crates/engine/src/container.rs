@@ -135,6 +135,10 @@ pub struct ContainerStatusView {
     pub last_termination: Option<Box<Termination>>,
 }
 
+// Inside each `ContainerView`, which it keeps at 32 (docs/architecture.md, "What a tracked Pod is made of").
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<ContainerStatusView>() == 24);
+
 /// What a container status has whatever its state, and the bits its [`ContainerView`]
 /// keeps there. Packed (7 bytes, alignment 1), so that it fits between a [`CurrentState`]'s
 /// tag and its 8-byte payload: the state stays 16 bytes. Its fields are only ever copied,
@@ -283,7 +287,7 @@ impl ContainerStatusView {
 }
 
 /// What a container's spec says, shared by every Pod with the same container (replicas of
-/// a workload): 16 bytes, held by each view through one pointer.
+/// a workload): 24 bytes, held by each view through one pointer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ContainerSpec {
     /// The container name.
@@ -301,6 +305,10 @@ pub struct ContainerSpec {
     pub version: Option<Name>,
 }
 
+// One per distinct container (replicas share it) (docs/architecture.md, "What a tracked Pod is made of").
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<ContainerSpec>() == 24);
+
 /// One container: its spec (read through `Deref`: `view.name`, `view.kind`…) and its status.
 ///
 /// 32 bytes: the spec is shared ([`ContainerSpec`]), so a view holds a pointer where the
@@ -314,6 +322,10 @@ pub struct ContainerView {
     /// The status, or a default one marked [`SlotBits::UNREPORTED`].
     slot: ContainerStatusView,
 }
+
+// One per container of each tracked Pod; 40 costs a size class (docs/architecture.md, "What a tracked Pod is made of").
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<ContainerView>() == 32);
 
 impl PartialEq for ContainerView {
     fn eq(&self, other: &Self) -> bool {

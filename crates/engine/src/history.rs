@@ -93,6 +93,10 @@ pub struct ContainerHistory {
     pub watched_run_started_at: Option<Stamp>,
 }
 
+// One per container of every tracked Pod (docs/architecture.md, "What a tracked Pod is made of").
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<ContainerHistory>() == 32);
+
 /// Observed history of one Pod, plus the "first seen" clocks of conditions whose start the
 /// API does not record. Lists are boxed slices (no capacity kept per tracked Pod): they
 /// change only when a container is first seen or a condition starts or ends.
@@ -176,13 +180,5 @@ impl PodHistory {
             clocks.shrink_to_fit();
             self.clocks = Some(Box::new(clocks));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_container_history_takes_32_bytes() {
-        assert_eq!(std::mem::size_of::<super::ContainerHistory>(), 32);
     }
 }

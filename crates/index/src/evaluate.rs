@@ -18,7 +18,9 @@ use super::tallies::Tallies;
 use super::tracked::{PolicyResult, StoredAlert, TrackedPod};
 use super::transitions::diff;
 use super::Outcome;
-use sidecar_watch_engine::{evaluate_in, Alert, CompiledPolicy, NamespaceMeta, PodView, PolicyRef, SidecarType};
+use sidecar_watch_engine::{
+    evaluate_in, Alert, CompiledPolicy, Identified, NamespaceMeta, PodView, PolicyRef, SidecarType,
+};
 
 /// What evaluations share: the sidecar census, the per-Pod cap, and a count of them.
 pub(super) struct Evaluator<'a> {
@@ -40,6 +42,12 @@ pub(super) struct PolicyChange<'a> {
 /// order, as [`evaluate_in`] takes them.
 fn sidecars_of(policy: &CompiledPolicy, pod: &PodView, max: usize) -> Vec<(usize, SidecarType)> {
     policy.sidecars(pod).take(max).map(|(i, _, identified)| (i, identified.kind)).collect()
+}
+
+/// An evaluation's `sidecars` as [`sidecars_of`] gives them: what the index keeps of how a
+/// sidecar was identified is its type.
+fn kinds(sidecars: &[(usize, Identified)]) -> impl Iterator<Item = (usize, SidecarType)> + '_ {
+    sidecars.iter().map(|&(i, how)| (i, how.kind))
 }
 
 /// The containers of `sidecars` (indices with their types), by index, each once.
@@ -87,7 +95,7 @@ impl Evaluator<'_> {
                 (a, b) => a.or(b),
             };
             // Policies mostly agree on the sidecars: the union stays as small as the cap.
-            sidecars.extend(evaluation.sidecars.iter().copied());
+            sidecars.extend(kinds(&evaluation.sidecars));
             let result = result_of(policy, &pod.view, &evaluation.alerts, &evaluation.sidecars);
             let before = pod.results.iter().find(|r| r.policy == result.policy);
             transitions.extend(diff(&pod.view, before, &result, evaluation.alerts));
@@ -146,7 +154,9 @@ impl Evaluator<'_> {
         let sidecars_changed = match (position, change.before, selecting) {
             (None, _, _) => !sidecars_after.is_empty(),
             (Some(_), Some(before), Some(after)) if after.same_sidecars(before) => false,
-            (Some(_), Some(before), _) => sidecars_of(before, &pod.view, self.max_sidecars) != sidecars_after,
+            (Some(_), Some(before), _) => {
+                !sidecars_of(before, &pod.view, self.max_sidecars).into_iter().eq(kinds(&sidecars_after))
+            }
             // Not known how it was evaluated: name them again.
             (Some(_), None, _) => true,
         };
@@ -192,7 +202,7 @@ fn result_of(
     policy: &CompiledPolicy,
     view: &PodView,
     alerts: &[Alert],
-    sidecars: &[(usize, SidecarType)],
+    sidecars: &[(usize, Identified)],
 ) -> PolicyResult {
     PolicyResult {
         policy: policy.shared_ref(),

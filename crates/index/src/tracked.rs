@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use sidecar_watch_api::Severity;
 use sidecar_watch_engine::{
-    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, Name, PodHistory, PodView, PolicyRef, SidecarType,
-    Stamp,
+    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, Identified, Name, PodHistory, PodView, PolicyRef,
+    SidecarType, Stamp,
 };
 
 /// An active alert as the index keeps it: everything but the message, which is most of an
@@ -32,17 +32,26 @@ pub struct StoredAlert {
     pub since: Option<Stamp>,
 }
 
+// One per alert of every tracked Pod (docs/architecture.md, "What a tracked Pod is made of").
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<StoredAlert>() == 24);
+
 impl StoredAlert {
     /// `alert` as stored; `sidecars` (the evaluated ones) are looked at first, so that a Pod
     /// with thousands of containers does not cost a scan of them all per alert.
-    pub(super) fn new(view: &PodView, sidecars: &[(usize, SidecarType)], alert: &Alert) -> Self {
+    pub(super) fn new(view: &PodView, sidecars: &[(usize, Identified)], alert: &Alert) -> Self {
         let absent = (alert.name == AlertName::SidecarMissing).then(|| Name::new(&alert.container));
-        let position = sidecars
-            .iter()
-            .map(|(i, _)| *i)
-            .find(|i| view.containers.get(*i).is_some_and(|c| c.name == alert.container))
-            .or_else(|| view.containers.iter().position(|c| c.name == alert.container));
-        let container = position.filter(|_| absent.is_none()).and_then(|i| u16::try_from(i).ok());
+        // A `SidecarMissing` alert names a container the Pod lacks: there is no position to find.
+        let container = if absent.is_some() {
+            None
+        } else {
+            sidecars
+                .iter()
+                .map(|(i, _)| *i)
+                .find(|i| view.containers.get(*i).is_some_and(|c| c.name == alert.container))
+                .or_else(|| view.containers.iter().position(|c| c.name == alert.container))
+                .and_then(|i| u16::try_from(i).ok())
+        };
         StoredAlert {
             name: alert.name,
             severity: alert.severity,
@@ -117,6 +126,10 @@ pub struct TrackedPod {
     pub results: Box<[PolicyResult]>,
 }
 
+// One per Pod, boxed: 112 bytes is a mimalloc size class (docs/architecture.md, "What a tracked Pod is made of").
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<TrackedPod>() == 112);
+
 impl TrackedPod {
     /// The Pod's sidecar containers with their types, in container order.
     pub fn sidecar_containers(&self) -> impl Iterator<Item = (&ContainerView, SidecarType)> {
@@ -175,13 +188,6 @@ mod tests {
     use sidecar_watch_engine::container::{ContainerSpec, SpecFlags};
     use sidecar_watch_engine::ContainerKind;
 
-    /// Every alert of every tracked Pod is one of these: 24 bytes (`index_memory` counts them),
-    /// 8 more than an index alone for the name of a container the Pod lacks.
-    #[test]
-    fn a_stored_alert_takes_24_bytes() {
-        assert_eq!(std::mem::size_of::<StoredAlert>(), 24);
-    }
-
     fn pod_of(names: &[&str]) -> TrackedPod {
         let mut view = PodView::new("6f1c2d3e-0001-4b5a-9c8d-000000000001", "web-0");
         view.containers = names
@@ -218,10 +224,5 @@ mod tests {
         assert_eq!(sidecars(&pod), Vec::<&str>::new());
         pod.mark_sidecars(&[]);
         assert!(!pod.has_sidecars());
-    }
-
-    #[test]
-    fn a_tracked_pod_takes_112_bytes() {
-        assert_eq!(std::mem::size_of::<TrackedPod>(), 112);
     }
 }

@@ -2,15 +2,6 @@
 use super::extract::truncate;
 use super::*;
 
-/// Every container of every tracked Pod is one; its spec is shared by every replica that
-/// declares the same container (24 bytes since it keeps the image's version).
-#[test]
-fn a_container_view_takes_32_bytes() {
-    assert_eq!(std::mem::size_of::<ContainerStatusView>(), 24);
-    assert_eq!(std::mem::size_of::<ContainerView>(), 32);
-    assert_eq!(std::mem::size_of::<ContainerSpec>(), 24);
-}
-
 #[test]
 fn a_view_keeps_its_sidecar_mark_and_whether_a_status_was_reported() {
     let spec = ContainerSpec {

@@ -19,7 +19,7 @@ use super::history::PodHistory;
 use super::injection::NamespaceMeta;
 use super::pod::{ContainerKind, ContainerView, PodView, Termination};
 use super::policy::{CompiledPolicy, ForRule};
-use super::sidecar_matcher::{Identified, SidecarType};
+use super::sidecar_matcher::Identified;
 use sidecar_watch_api::{format_duration, Severity};
 
 /// Consecutive restarts closer than this belong to one crash-loop episode: the kubelet's
@@ -44,8 +44,9 @@ pub struct Evaluation {
     /// Conditions that hold but whose start the API does not record; the caller keeps
     /// their first-seen clocks with [`PodHistory::set_clocks`].
     pub clocked: Vec<(&'static str, String)>,
-    /// The sidecars evaluated, as (index into `pod.containers`, type), in container order.
-    pub sidecars: Vec<(usize, SidecarType)>,
+    /// The sidecars evaluated, as (index into `pod.containers`, how it was identified), in
+    /// container order: the first ones the policy identifies, up to the cap.
+    pub sidecars: Vec<(usize, Identified)>,
     /// Sidecars beyond the per-Pod limit, not evaluated.
     pub sidecars_skipped: usize,
 }
@@ -163,7 +164,7 @@ pub fn evaluate_in(
         alert.identified_by =
             sidecars.iter().find(|(_, c, _)| !alert.container.is_empty() && c.name == alert.container).map(|s| s.2.by);
     }
-    out.sidecars = sidecars.iter().map(|(i, _, how)| (*i, how.kind)).collect();
+    out.sidecars = sidecars.iter().map(|(i, _, how)| (*i, *how)).collect();
     out.sidecars_skipped = skipped;
     out.alerts.sort_by(|a, b| a.key().cmp(&b.key()));
     out
