@@ -9,6 +9,8 @@
 //! - A sidecar declared after a plain init container waits in `PodInitializing` until that
 //!   container finishes: not started by design, so nothing is reported while a 45 s init step
 //!   runs, nor while an init step crash loops.
+//! - A sidecar whose memory limit is too low for the runtime to start it: `StartError`, never
+//!   `OOMKilled`, and an OOM alert all the same.
 
 use std::time::Duration;
 
@@ -102,4 +104,39 @@ async fn a_sidecar_behind_an_init_step_is_not_blamed_for_waiting() {
     let waiting = s.container_status("broken-migrate", "sidecar-2").await;
     let reason = waiting.state.and_then(|st| st.waiting).and_then(|w| w.reason);
     assert_eq!(reason.as_deref(), Some("PodInitializing"), "the sidecar behind the broken step never started");
+}
+
+/// A native sidecar whose memory limit is below what the runtime needs to start it. On this
+/// node (cgroup v1, runc 1.1.5) runc cannot set a 2 MiB limit under its own init's 2.1 MB and
+/// the kubelet reports `StartError` (exit 128, "unable to set memory limit to 2097152 (current
+/// usage: …)"); on cgroup v2 runc's init is OOM-killed instead ("container init was OOM-killed
+/// (memory limit too low?)", GoogleCloudPlatform/gcs-fuse-csi-driver#314, a unit test of the
+/// engine). Either way no `OOMKilled` is ever shown, and either way it is the memory limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_whose_memory_limit_stops_its_start_is_reported_as_such() {
+    let s = Scenario::start("node-start-oom").await;
+    let limits = json!({"resources": {"limits": {"memory": "2Mi"}, "requests": {"memory": "2Mi"}}});
+    let sidecar = native("proxy", "exec sleep 3600", limits);
+    s.apply(pod("web", vec![sidecar], vec![container("app", "sleep 3600", json!({}))])).await;
+    let proxy = "spec.initContainers{proxy}";
+    let expected = [
+        ("SidecarOOMKilled", "web", proxy),
+        ("SidecarCrashLooping", "web", proxy),
+        ("SidecarContainerNotReady", "web", proxy),
+        ("SidecarRestartingFrequently", "web", proxy),
+    ];
+    s.expect_warnings(3 * MINUTE, Duration::from_secs(10), &expected).await;
+    let status = s.container_status("web", "proxy").await;
+    let ended = status.last_state.and_then(|st| st.terminated).expect("the last start failed");
+    assert_eq!((ended.reason.as_deref(), ended.exit_code), (Some("StartError"), 128));
+    let said = ended.message.unwrap_or_default();
+    assert!(said.contains("unable to set memory limit to 2097152"), "{said}");
+    let events = s.events().await;
+    let oom = events.iter().find(|e| e.reason.as_deref() == Some("SidecarOOMKilled")).expect("the OOM Event");
+    let note = oom.note.clone().unwrap_or_default();
+    let expected = format!(
+        "Sidecar proxy in Pod {}/web could not start: its memory limit is below what the runtime uses to start it (reason StartError: failed to create containerd task",
+        s.ns
+    );
+    assert!(note.starts_with(&expected), "{note}");
 }

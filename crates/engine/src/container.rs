@@ -86,19 +86,40 @@ pub struct Termination {
 }
 
 impl Termination {
-    /// Whether the container's memory limit ended this run: `OOMKilled`, or an OOM kill while
-    /// the runtime started it, which the kubelet reports as `StartError` with exit code 128
-    /// and the runtime's message (runc: "container init was OOM-killed (memory limit too
-    /// low?)"), a reason no rule keyed on `OOMKilled` sees.
-    pub fn memory_killed(&self) -> bool {
+    /// How the container's memory limit ended this run, if it did: `OOMKilled`, or a start
+    /// the runtime could not complete under the limit, which the kubelet reports as
+    /// `StartError` with exit code 128 and the runtime's message — a reason no rule keyed on
+    /// `OOMKilled` sees.
+    pub fn memory_end(&self) -> Option<MemoryEnd> {
         match self.reason.as_deref() {
-            Some("OOMKilled") => true,
+            Some("OOMKilled") => Some(MemoryEnd::OomKilled),
             Some("StartError") if self.exit_code == 128 => {
-                self.message.as_deref().is_some_and(|m| m.contains("OOM") || m.contains("out of memory"))
+                let message = self.message.as_deref().unwrap_or_default();
+                if message.contains("OOM") || message.contains("out of memory") {
+                    Some(MemoryEnd::KilledWhileStarting)
+                } else if message.contains("unable to set memory limit") {
+                    Some(MemoryEnd::BelowStartingUsage)
+                } else {
+                    None
+                }
             }
-            _ => false,
+            _ => None,
         }
     }
+}
+
+/// How a memory limit ended a container's run ([`Termination::memory_end`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryEnd {
+    /// The kernel killed it while it ran (`OOMKilled`, exit code 137).
+    OomKilled,
+    /// The kernel killed the runtime's init while it started the container (cgroup v2; runc:
+    /// "container init was OOM-killed (memory limit too low?)").
+    KilledWhileStarting,
+    /// The limit is below what the runtime's init already uses, so it could not be set (cgroup
+    /// v1; runc: "unable to set memory limit to N (current usage: M, …)"), measured on this
+    /// project's node with runc 1.1.5: 2Mi fails so, 2300Ki starts busybox.
+    BelowStartingUsage,
 }
 
 /// The current state of a container as the kubelet reports it.

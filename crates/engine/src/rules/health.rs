@@ -4,6 +4,7 @@ use jiff::Timestamp;
 
 use super::{add, describe_termination, elapsed, sub, Ctx, CRASH_LOOP_BRIDGE, CRASH_LOOP_GAP};
 use crate::alert::AlertName;
+use crate::container::MemoryEnd;
 use crate::exit_rules::ExitVerdict;
 use crate::history::PodHistory;
 use crate::pod::{ContainerKind, ContainerStatusView, ContainerView, PodConditions, PodView, SpecFlags};
@@ -311,7 +312,7 @@ pub(super) fn oom_killed(
     status: &ContainerStatusView,
 ) {
     let rule = policy.rules.oom_killed;
-    let Some(termination) = status.latest_termination().filter(|t| t.memory_killed()) else {
+    let Some((termination, end)) = status.latest_termination().and_then(|t| Some((t, t.memory_end()?))) else {
         return;
     };
     let since =
@@ -321,12 +322,15 @@ pub(super) fn oom_killed(
         return;
     }
     ctx.wake_at(until);
-    let how = match termination.reason.as_deref() {
-        Some("OOMKilled") => "was OOMKilled".to_string(),
-        _ => format!(
-            "was killed by its memory limit while it started (reason {}: {})",
-            termination.reason.as_deref().unwrap_or("unknown"),
-            termination.message.as_deref().unwrap_or_default()
+    let reason = termination.reason.as_deref().unwrap_or("unknown");
+    let said = termination.message.as_deref().unwrap_or_default();
+    let how = match end {
+        MemoryEnd::OomKilled => "was OOMKilled".to_string(),
+        MemoryEnd::KilledWhileStarting => {
+            format!("was killed by its memory limit while it started (reason {reason}: {said})")
+        }
+        MemoryEnd::BelowStartingUsage => format!(
+            "could not start: its memory limit is below what the runtime uses to start it (reason {reason}: {said})"
         ),
     };
     let message = format!(

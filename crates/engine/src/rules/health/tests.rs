@@ -278,6 +278,20 @@ fn an_oom_kill_while_the_container_started_is_an_oom_kill() {
              {runc}) 20s ago (exit code 128); raise its memory limit or find the leak"
         )
     );
+    // cgroup v1: a limit below what runc's init already uses cannot be set (recorded on this
+    // project's node, tests/e2e_node/kubelet_states.rs).
+    let below = "failed to create containerd task: failed to create shim task: OCI runtime create failed: runc \
+                 create failed: unable to start container process: error during container init: error setting \
+                 cgroup config for procHooks process: unable to set memory limit to 2097152 (current usage: \
+                 2170880, peak usage: 2248704): unknown";
+    assert_eq!(
+        message(&started("StartError", 128, below), AlertName::SidecarOomKilled),
+        format!(
+            "Sidecar proxy in Pod shop/web-1 could not start: its memory limit is below what the runtime uses to \
+             start it (reason StartError: {}…) 20s ago (exit code 128); raise its memory limit or find the leak",
+            &below[..256]
+        )
+    );
     // Another start failure, or another exit code, is not an OOM kill.
     assert_eq!(oom(&started("StartError", 128, "exec: \"envoy\": executable file not found in $PATH")), 0);
     assert_eq!(oom(&started("StartError", 1, runc)), 0);
