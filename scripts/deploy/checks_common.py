@@ -1,0 +1,46 @@
+"""Paths, alert names and the failure report the checks.py subcommands share."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path.cwd()
+CRD_NAMES = ["sidecarwatch.io_sidecarpolicies.yaml", "sidecarwatch.io_clustersidecarpolicies.yaml"]
+CHART = ROOT / "charts" / "sidecar-watch"
+RULE_SRC = ROOT / "config/prometheus/prometheusrule.yaml"
+DASH_SRC = ROOT / "config/grafana/sidecar-watch-dashboard.json"
+VAP_SRC = ROOT / "config/components/admission-policies/validatingadmissionpolicy.yaml"
+K8S_VERSION = "1.32.0"
+
+SIDECAR_ALERTS = [
+    "SidecarContainerNotReady", "MainContainerReadyButSidecarNot", "SidecarRestartingFrequently",
+    "SidecarCrashLooping", "SidecarOOMKilled", "MainStartedBeforeSidecarReady",
+    "JobBlockedBySidecar", "SidecarStoppedBeforeMain", "SidecarMissing", "SidecarVersionDrift",
+    "SidecarMisconfigured",
+]
+OPERATOR_ALERTS = ["SidecarWatchDown", "SidecarWatchReconcileErrors", "SidecarWatchNoLeader",
+                   "SidecarWatchTwoLeaders", "SidecarWatchEventPublishFailures"]
+
+failures: list[str] = []
+
+
+def fail(msg: str) -> None:
+    failures.append(msg)
+    print(f"  FAIL: {msg}")
+
+
+def ok(msg: str) -> None:
+    print(f"  ok: {msg}")
+
+
+def finish() -> None:
+    if failures:
+        print(f"{len(failures)} problem(s)")
+        sys.exit(1)
+
+
+def rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
