@@ -18,7 +18,7 @@ pub mod texts {
     pub const INJECTION_FAILED: &str = "its injector did not add it — the injector was down or unreachable while its webhook fails open (failurePolicy: Ignore), or the marker came after the Pod was created — so the Pod runs without it";
     /// The workload kinds whose Pods `kubectl rollout restart` replaces.
     pub const RESTARTABLE_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
-    /// After "which <policy> " when `spec.sidecars.required` names an absent sidecar.
+    /// After "which `<policy>` " when `spec.sidecars.required` names an absent sidecar.
     pub const REQUIRED: &str =
         "requires (spec.sidecars.required): add it to the workload's template, or the markers of its injector, then ";
 }
