@@ -4,9 +4,11 @@
 //! The tests share one control plane, each in a namespace of its own with its own operator
 //! process(es), so they run in parallel; the operator runs as its shipped ServiceAccount.
 //! Tests that break, restart or compact the server, or read its audit log, start a control
-//! plane of their own (`real_server.rs`, `faults.rs`, `initial_list.rs`, `rbac.rs`); injected
-//! 500s, 429s and dropped connections come from the fault proxy in front of it. Only a Pod no
-//! real server would store runs on the simulator (`limits.rs`).
+//! plane of their own (`real_server.rs`, `faults.rs`, `initial_list.rs`, `rbac.rs`,
+//! `audit_live.rs`, the failed-call test of `event_recorder.rs`); injected 500s, 429s and
+//! dropped connections come from the fault proxy in front of it. Only a Pod no real server
+//! would store runs on the simulator (`limits.rs`). Anything that needs kube-apiserver goes
+//! here, not in `tests/integration/`, which runs without a cluster or a control-plane binary.
 //!
 //! Set `E2E_SHOW_LOGS=1` to print every operator's log, `E2E_OPERATOR_LOG` to change its
 //! `RUST_LOG` (default `info`). Logs are always printed when a test fails.
@@ -14,7 +16,9 @@
 mod admission;
 mod admission_cost;
 mod admission_missing;
+mod audit_live;
 mod docs_drift;
+mod event_recorder;
 mod failover;
 mod faults;
 mod initial_list;

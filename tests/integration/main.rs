@@ -8,6 +8,11 @@
 //! allocator, and `tests/audit_memory.rs` reads the peak RSS of its children, which another
 //! test's children would raise.
 //!
+//! No test here needs a cluster, kube-apiserver or the control-plane binary
+//! (`E2E_CONTROL_PLANE_BIN`): a test against kube-apiserver is a module of
+//! `tests/e2e_operator/` (the live `audit` and the Event recorder are, `audit_live.rs` and
+//! `event_recorder.rs`).
+//!
 //! Support: the test kit (`sidecar_watch_testkit`: Pods, seed scenarios, the audit runner),
 //! [`fixtures`] (the engine tests' views, times and policies) and [`SIDECAR_WATCH`].
 
@@ -16,7 +21,6 @@ mod fixtures;
 
 mod audit_cli;
 mod audit_inventory;
-mod audit_live;
 mod audit_manifests;
 mod catalog;
 mod crd;
@@ -27,7 +31,6 @@ mod engine_rules;
 mod engine_scenarios;
 mod engine_spec;
 mod event_limits;
-mod event_recorder;
 mod fuzz_regressions;
 mod index;
 mod index_policies;

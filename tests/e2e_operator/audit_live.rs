@@ -16,9 +16,10 @@ use sidecar_watch::api::{ClusterSidecarPolicy, SidecarPolicy};
 use sidecar_watch::kubeconfig::USER_AGENT;
 use sidecar_watch_e2e::control_plane::{AuditLog, Options};
 use sidecar_watch_e2e::harness::TestEnv;
-use sidecar_watch_testkit::audit::{json, text};
+use sidecar_watch_testkit::audit::{json, text, Audit};
 
-use crate::SIDECAR_WATCH;
+/// The operator's binary, as the audit runs it.
+const SIDECAR_WATCH: Audit = Audit::new(env!("CARGO_BIN_EXE_sidecar-watch"));
 
 /// More than two pages of the live audit's 500.
 const PODS: usize = 1100;
