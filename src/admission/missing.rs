@@ -5,7 +5,7 @@
 //! webhook fail closed.
 //!
 //! The CEL is generated from the engine's injector table ([`INJECTORS`]) and words each finding
-//! as the engine does ([`missing_texts`]). Only Pods are checked, only when they are created:
+//! as the engine does ([`missing_texts`](crate::engine::rules::missing_texts)). Only Pods are checked, only when they are created:
 //! templates are written before injection, and a Pod's containers never change.
 
 use super::cel::{self, Message};
