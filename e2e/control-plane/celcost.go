@@ -7,7 +7,7 @@
 // whether every expression also compiles with the CEL library of an older Kubernetes
 // (-compat, default 1.30: the first release of admissionregistration.k8s.io/v1 policies).
 //
-//	sidecar-watch-control-plane cel-cost -policy policy.yaml -object pod.json [-params cscp.yaml] [-namespace-labels k=v,...] [-namespace-annotations k=v,...]
+//	sidecar-watch-control-plane cel-cost -policy policy.yaml -object pod.json [-params cscp.yaml] [-namespace-labels k=v,...]
 //
 // `up` says whether the API server admits or warns; this says how much of its budget that
 // took, which the server does not report. It runs in-process: no control plane is started.
@@ -67,15 +67,14 @@ func celCost(args []string) error {
 	objectFile := fs.String("object", "", "the object admitted (YAML or JSON)")
 	paramsFile := fs.String("params", "", "the param object (a ClusterSidecarPolicy), if the binding names one")
 	namespaceLabels := fs.String("namespace-labels", "", "labels of the object's namespace, k=v,...")
-	namespaceAnnotations := fs.String("namespace-annotations", "", "annotations of the object's namespace, k=v,...")
 	compat := fs.String("compat", "1.30", "also compile every expression with this Kubernetes version's CEL library")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *policyFile == "" || *objectFile == "" {
-		return errors.New("usage: cel-cost -policy FILE -object FILE [-params FILE] [-namespace-labels k=v,...] [-namespace-annotations k=v,...] [-compat 1.30]")
+		return errors.New("usage: cel-cost -policy FILE -object FILE [-params FILE] [-namespace-labels k=v,...] [-compat 1.30]")
 	}
-	report, err := evaluatePolicy(*policyFile, *objectFile, *paramsFile, *namespaceLabels, *namespaceAnnotations, *compat)
+	report, err := evaluatePolicy(*policyFile, *objectFile, *paramsFile, *namespaceLabels, *compat)
 	if err != nil {
 		return err
 	}
@@ -104,6 +103,18 @@ func readObjects(path string) ([]*unstructured.Unstructured, error) {
 			objects = append(objects, &unstructured.Unstructured{Object: raw})
 		}
 	}
+}
+
+// readParams reads a binding's param object (a ClusterSidecarPolicy); nil without a file.
+func readParams(path string) (runtime.Object, error) {
+	if path == "" {
+		return nil, nil
+	}
+	p, err := readObjects(path)
+	if err != nil || len(p) != 1 {
+		return nil, fmt.Errorf("%s: want one object (%v)", path, err)
+	}
+	return p[0], nil
 }
 
 func readPolicy(path string) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
@@ -191,7 +202,7 @@ func compilePolicy(env *environment.EnvSet, mode environment.Type, policy *admis
 	return validations, messageEvaluator, problems, nil
 }
 
-func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, namespaceAnnotations, compat string) (*CostReport, error) {
+func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, compat string) (*CostReport, error) {
 	policy, err := readPolicy(policyFile)
 	if err != nil {
 		return nil, err
@@ -201,13 +212,9 @@ func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, namespa
 		return nil, fmt.Errorf("%s: want one object (%v)", objectFile, err)
 	}
 	object := objects[0]
-	var params runtime.Object
-	if paramsFile != "" {
-		p, err := readObjects(paramsFile)
-		if err != nil || len(p) != 1 {
-			return nil, fmt.Errorf("%s: want one object (%v)", paramsFile, err)
-		}
-		params = p[0]
+	params, err := readParams(paramsFile)
+	if err != nil {
+		return nil, err
 	}
 	report := &CostReport{Budget: celconfig.RuntimeCELCostBudget, PerCallLimit: celconfig.PerCallLimit, CompatVersion: compat}
 
@@ -234,7 +241,7 @@ func evaluatePolicy(policyFile, objectFile, paramsFile, namespaceLabels, namespa
 	}
 	report.Errors = append([]string{}, problems...)
 
-	versioned, request, namespaceObject := admissionInput(object, pairs(namespaceLabels), pairs(namespaceAnnotations))
+	versioned, request, namespaceObject := admissionInput(object, pairs(namespaceLabels), nil)
 	bindings := plugincel.OptionalVariableBindings{VersionedParams: params}
 	ctx := context.Background()
 

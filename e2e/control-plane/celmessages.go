@@ -64,14 +64,11 @@ func celMessages(args []string) error {
 	if err := json.Unmarshal(raw, &cases); err != nil {
 		return fmt.Errorf("%s: %w", *casesFile, err)
 	}
-	bindings := plugincel.OptionalVariableBindings{}
-	if *paramsFile != "" {
-		p, err := readObjects(*paramsFile)
-		if err != nil || len(p) != 1 {
-			return fmt.Errorf("%s: want one object (%v)", *paramsFile, err)
-		}
-		bindings.VersionedParams = p[0]
+	params, err := readParams(*paramsFile)
+	if err != nil {
+		return err
 	}
+	bindings := plugincel.OptionalVariableBindings{VersionedParams: params}
 	env := baseEnvSet(environment.DefaultCompatibilityVersion())
 	validations, messages, problems, err := compilePolicy(env, environment.StoredExpressions, policy, nil)
 	if err != nil {

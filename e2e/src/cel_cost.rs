@@ -6,6 +6,7 @@
 //! Kubernetes 1.30. It runs in-process: no control plane is started. The binary is the one
 //! [`crate::control_plane::binary`] finds or builds.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -66,20 +67,31 @@ pub fn binary() -> Result<PathBuf> {
 /// Evaluates the ValidatingAdmissionPolicy of `policy` (a YAML file) on `object`, with
 /// `params` (a ClusterSidecarPolicy file) when given.
 pub fn evaluate(policy: &Path, object: &Path, params: Option<&Path>) -> Result<CostReport> {
+    run("cel-cost", policy, &[OsStr::new("-object"), object.as_os_str()], params)
+}
+
+/// Runs `command` of the control-plane binary on `policy` with `args` (and `-params`), and
+/// reads the JSON it prints.
+fn run<T: serde::de::DeserializeOwned>(
+    command: &str,
+    policy: &Path,
+    args: &[&OsStr],
+    params: Option<&Path>,
+) -> Result<T> {
     let binary = binary()?;
-    let mut command = Command::new(&binary);
-    command.arg("cel-cost").arg("-policy").arg(policy).arg("-object").arg(object);
+    let mut process = Command::new(&binary);
+    process.arg(command).arg("-policy").arg(policy).args(args);
     if let Some(params) = params {
-        command.arg("-params").arg(params);
+        process.arg("-params").arg(params);
     }
-    let shown = format!("{} cel-cost", binary.display());
-    let out = command.output().map_err(|e| tool_error(policy, format!("cannot run {shown}: {e}")))?;
+    let shown = format!("{} {command}", binary.display());
+    let out = process.output().map_err(|e| tool_error(policy, format!("cannot run {shown}: {e}")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        // A binary from before cel-cost joined it knows no such command and prints its usage.
-        let hint = if stderr.starts_with("usage:") && !stderr.contains("cel-cost") {
+        // A binary from before the command joined it knows no such command and prints its usage.
+        let hint = if stderr.starts_with("usage:") && !stderr.contains(command) {
             format!(
-                " (a control-plane binary without cel-cost: rebuild it with e2e/control-plane/build.sh or unset {})",
+                " (a control-plane binary without {command}: rebuild it with e2e/control-plane/build.sh or unset {})",
                 control_plane::BINARY_ENV
             )
         } else {
@@ -122,30 +134,13 @@ pub fn messages(
     params: Option<&Path>,
     scratch: &Path,
 ) -> Result<Vec<CaseMessages>> {
-    let binary = binary()?;
     let file = scratch.join("cel-messages-cases.json");
     let body = serde_json::to_vec(cases).map_err(|e| tool_error(policy, format!("cases: {e}")))?;
     std::fs::write(&file, body).map_err(|e| tool_error(&file, e.to_string()))?;
-    let mut command = Command::new(&binary);
-    command.arg("cel-messages").arg("-policy").arg(policy).arg("-cases").arg(&file);
-    if let Some(params) = params {
-        command.arg("-params").arg(params);
-    }
-    let shown = format!("{} cel-messages", binary.display());
-    let out = command.output().map_err(|e| tool_error(policy, format!("cannot run {shown}: {e}")))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(tool_error(
-            policy,
-            format!(
-                "{shown} failed (rebuild with e2e/control-plane/build.sh if it does not know the command): {stderr}"
-            ),
-        ));
-    }
-    let results: Vec<CaseMessages> = serde_json::from_slice(&out.stdout)
-        .map_err(|e| tool_error(policy, format!("{shown} printed no report: {e}")))?;
+    let results: Vec<CaseMessages> = run("cel-messages", policy, &[OsStr::new("-cases"), file.as_os_str()], params)?;
     if results.len() != cases.len() {
-        return Err(tool_error(policy, format!("{shown} answered {} of {} cases", results.len(), cases.len())));
+        let answered = format!("cel-messages answered {} of {} cases", results.len(), cases.len());
+        return Err(tool_error(policy, answered));
     }
     Ok(results)
 }

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from checks_common import dashboard_exprs
 from chart_common import NS, ROOT, by_kind, fail, failures, finish, ok, template, workload
 from chart_install import cmd_roles, cmd_secure
 from chart_render import cmd_chart_render, cmd_notes, cmd_schema
@@ -84,16 +85,7 @@ def cmd_dashboard_data(outdir: str) -> None:
         values = f"{value}+{value}x10" if COUNTER.match(name) and v > 0 else f"{value}x10"
         series.append({"series": selector, "values": values})
     dash = json.loads(DASH.read_text())
-    exprs: list[tuple[str, str]] = []
-
-    def walk(panels):
-        for p in panels:
-            for t in p.get("targets", []):
-                if t.get("expr"):
-                    exprs.append((p.get("title", "?"), t["expr"]))
-            walk(p.get("panels", []))
-
-    walk(dash.get("panels", []))
+    exprs = dashboard_exprs(dash)
     for v in dash.get("templating", {}).get("list", []):
         q = v.get("query")
         q = q.get("query") if isinstance(q, dict) else q

@@ -1,31 +1,15 @@
-"""Paths, the failure report and the helm helpers the chart_checks.py subcommands share."""
+"""The helm helpers the chart_checks.py subcommands share, with the paths and failure report of
+checks_common.py."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path.cwd()
-CHART = ROOT / "charts" / "sidecar-watch"
+from checks_common import CHART, ROOT, fail, failures, finish, ok  # noqa: F401  (re-exported)
+
 NS = "sidecar-watch-system"
-failures: list[str] = []
-
-
-def fail(msg: str) -> None:
-    failures.append(msg)
-    print(f"  FAIL: {msg}")
-
-
-def ok(msg: str) -> None:
-    print(f"  ok: {msg}")
-
-
-def finish() -> None:
-    if failures:
-        print(f"{len(failures)} problem(s)")
-        sys.exit(1)
 
 
 def helm(helm_bin: str, *args: str, chart: Path = CHART) -> subprocess.CompletedProcess:

@@ -44,3 +44,18 @@ def rel(p: Path) -> str:
         return str(p.relative_to(ROOT))
     except ValueError:
         return str(p)
+
+
+def dashboard_exprs(dash: dict) -> list[tuple[str, str]]:
+    """Every (panel title, PromQL expression) of a Grafana dashboard, nested rows included."""
+    exprs: list[tuple[str, str]] = []
+
+    def walk(panels):
+        for p in panels:
+            for t in p.get("targets", []):
+                if t.get("expr"):
+                    exprs.append((p.get("title", "?"), t["expr"]))
+            walk(p.get("panels", []))
+
+    walk(dash.get("panels", []))
+    return exprs

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from checks_common import (
+    dashboard_exprs,
     DASH_SRC,
     OPERATOR_ALERTS,
     ROOT,
@@ -104,16 +105,7 @@ GRAFANA_VARS = {
 
 def cmd_dashboard(outfile: str) -> None:
     dash = json.loads(DASH_SRC.read_text())
-    exprs: list[tuple[str, str]] = []
-
-    def walk(panels):
-        for p in panels:
-            for t in p.get("targets", []):
-                if t.get("expr"):
-                    exprs.append((p.get("title", "?"), t["expr"]))
-            walk(p.get("panels", []))
-
-    walk(dash.get("panels", []))
+    exprs = dashboard_exprs(dash)
     var_queries = []
     for v in dash.get("templating", {}).get("list", []):
         q = v.get("query")

@@ -9,6 +9,8 @@
 
 use std::fmt::Write;
 
+use k8s_openapi::api::admissionregistration::v1::Variable;
+
 use crate::engine::catalog::{ImageRule, CATALOG, GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 
 /// A CEL string literal (single-quoted) of `text`.
@@ -30,6 +32,11 @@ pub fn string(text: &str) -> String {
     }
     out.push('\'');
     out
+}
+
+/// A policy variable whose CEL starts with a comment saying what it is.
+pub fn variable(name: &str, comment: &str, expression: impl Into<String>) -> Variable {
+    Variable { name: name.to_string(), expression: format!("// {comment}\n{}", expression.into()) }
 }
 
 /// One piece of a [`Message`].

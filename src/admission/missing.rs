@@ -8,7 +8,9 @@
 //! as the engine does ([`missing_texts`](crate::engine::rules::missing_texts)). Only Pods are checked, only when they are created:
 //! templates are written before injection, and a Pod's containers never change.
 
-use super::cel::{self, Message};
+use k8s_openapi::api::admissionregistration::v1::Variable;
+
+use super::cel::{self, variable, Message};
 use crate::engine::catalog::CATALOG;
 use crate::engine::injection::{Inject, Injector, Marker, OptOut, Place, INJECTORS};
 use crate::engine::rules::missing_texts::{INJECTION_FAILED, REQUIRED, RESTARTABLE_KINDS};
@@ -154,8 +156,8 @@ fn required_message() -> Message {
 }
 
 /// The variables of the check, after the policy's own (`policy`, `labels`, `namespaceLabels`,
-/// `inits`, `containers`, `podKey`, `catalogNames`, `catalogImages`): (name, comment, CEL).
-pub fn variables() -> Vec<(&'static str, String, String)> {
+/// `inits`, `containers`, `podKey`, `catalogNames`, `catalogImages`).
+pub fn variables() -> Vec<Variable> {
     let entries: Vec<String> =
         CATALOG.iter().map(|e| format!("{}: {}", cel::string(e.id), list(&[e.names[0], e.product]))).collect();
     let selections: Vec<String> = INJECTORS
@@ -163,51 +165,50 @@ pub fn variables() -> Vec<(&'static str, String, String)> {
         .map(|i| format!("// {}\n{{'id': {}, 'by': {}}}", i.catalog_id, cel::string(i.catalog_id), selects(i)))
         .collect();
     vec![
-        (
+        variable(
             "sidecarMissing",
-            "spec.rules.sidecarMissing.enabled (default true); only Pods, when they are created".to_string(),
-            "request.kind.kind == 'Pod' && variables.policy.?rules.?sidecarMissing.?enabled.orValue(true)".to_string(),
+            "spec.rules.sidecarMissing.enabled (default true); only Pods, when they are created",
+            "request.kind.kind == 'Pod' && variables.policy.?rules.?sidecarMissing.?enabled.orValue(true)",
         ),
-        ("annotations", "the Pod's annotations".to_string(), "object.metadata.?annotations.orValue({})".to_string()),
-        (
+        variable("annotations", "the Pod's annotations", "object.metadata.?annotations.orValue({})"),
+        variable(
             "namespaceAnnotations",
-            "the namespace's annotations".to_string(),
-            "namespaceObject == null ? {} : namespaceObject.metadata.?annotations.orValue({})".to_string(),
+            "the namespace's annotations",
+            "namespaceObject == null ? {} : namespaceObject.metadata.?annotations.orValue({})",
         ),
-        ("owners", "the Pod's owner references".to_string(), "object.metadata.?ownerReferences.orValue([])".to_string()),
-        (
+        variable("owners", "the Pod's owner references", "object.metadata.?ownerReferences.orValue([])"),
+        variable(
             "workload",
-            "the Pod's workload: its controller owner (else its first), a ReplicaSet <deployment>-<pod-template-hash> standing for its Deployment".to_string(),
+            "the Pod's workload: its controller owner (else its first), a ReplicaSet <deployment>-<pod-template-hash> standing for its Deployment",
             "size(variables.owners) == 0 ? {'kind': 'Pod', 'name': string(object.metadata.name)} : \
              [(variables.owners.filter(o, o.?controller.orValue(false)) + variables.owners)[0]].map(o, \
              ['pod-template-hash' in variables.labels ? variables.labels['pod-template-hash'] : ''].map(h, \
              o.kind == 'ReplicaSet' && h != '' && o.name.endsWith('-' + h) && size(o.name) > size(h) + 1 ? \
-             {'kind': 'Deployment', 'name': string(o.name).substring(0, size(o.name) - size(h) - 1)} : {'kind': string(o.kind), 'name': string(o.name)})[0])[0]"
-                .to_string(),
+             {'kind': 'Deployment', 'name': string(o.name).substring(0, size(o.name) - size(h) - 1)} : {'kind': string(o.kind), 'name': string(o.name)})[0])[0]",
         ),
-        (
+        variable(
             "catalogEntries",
-            "each catalog id's first container name and product".to_string(),
+            "each catalog id's first container name and product",
             format!("{{{}}}", entries.join(", ")),
         ),
-        (
+        variable(
             "selections",
-            "each injector and the words naming the marker that selects the Pod ('' when none does)".to_string(),
+            "each injector and the words naming the marker that selects the Pod ('' when none does)",
             format!("[{}].filter(s, s.by != '')", selections.join(",\n")),
         ),
-        (
+        variable(
             "required",
-            "spec.sidecars.required of the bound ClusterSidecarPolicy".to_string(),
-            "variables.policy.?sidecars.?required.orValue([])".to_string(),
+            "spec.sidecars.required of the bound ClusterSidecarPolicy",
+            "variables.policy.?sidecars.?required.orValue([])",
         ),
-        (
+        variable(
             "runningIds",
-            "the catalog ids of the Pod's containers, read only when a sidecar is expected".to_string(),
+            "the catalog ids of the Pod's containers, read only when a sidecar is expected",
             format!("(variables.inits + variables.containers).map(c, {})", cel::catalog_id("c")),
         ),
-        (
+        variable(
             "missingFindings",
-            "SidecarMissing: by an injector's markers first, then by spec.sidecars.required (an entry an injector reported is not reported twice)".to_string(),
+            "SidecarMissing: by an injector's markers first, then by spec.sidecars.required (an entry an injector reported is not reported twice)",
             format!(
                 "!variables.sidecarMissing || size(variables.selections) + size(variables.required) == 0 ? [] : \
                  variables.selections.filter(s, !(s.id in variables.runningIds)).map(s, {injected})\n\

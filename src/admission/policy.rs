@@ -8,7 +8,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::cel::{self, Message};
+use super::cel::{self, variable, Message};
 use super::labels;
 use crate::api::{ClusterSidecarPolicy, GROUP, VERSION};
 use crate::engine::rules::{check_texts, DEFAULT_MAX_SIDECARS, JOB_NEVER_COMPLETES, SPRAWL_THRESHOLD};
@@ -272,10 +272,6 @@ fn more_findings_message() -> Message {
         .text(MORE_FINDINGS)
 }
 
-fn variable(name: &str, comment: &str, expression: impl Into<String>) -> Variable {
-    Variable { name: name.to_string(), expression: format!("// {comment}\n{}", expression.into()) }
-}
-
 /// The policy's variables, each computed once per request and only when a validation needs
 /// it (so an object the parameters do not select costs almost nothing).
 fn variables() -> Vec<Variable> {
@@ -410,7 +406,7 @@ fn variables() -> Vec<Variable> {
     ]
     .into_iter()
     .chain(init_before_proxy_variables())
-    .chain(super::missing::variables().into_iter().map(|(name, comment, expression)| variable(name, &comment, expression)))
+    .chain(super::missing::variables())
     .chain([
         variable("sidecarCount", "every sidecar", "size(variables.natives) + size(variables.legacies)"),
         variable(
