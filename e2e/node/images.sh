@@ -4,6 +4,8 @@
 # manifest (the layout `docker save` writes and `ctr images import` reads).
 #
 #   sidecar-watch.test/busybox:1   Debian's static busybox, for the test Pods
+#   sidecar-watch.test/proxy:1.0.0, :1.1.0
+#                                  the same busybox as two releases of a sidecar
 #   sidecar-watch.test/pause:1     the same busybox sleeping: the Pod sandbox containerd needs
 #   sidecar-watch.test/sidecar-watch:dev
 #                                  the operator: the release binary at /sidecar-watch, user
@@ -59,6 +61,10 @@ chmod 1777 "$root/busybox/tmp"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$root/busybox/etc/passwd"
 printf 'root:x:0:\nnobody:x:65534:\n' > "$root/busybox/etc/group"
 image sidecar-watch.test/busybox:1 "$root/busybox" '{"Env":["PATH=/bin"],"Cmd":["sh"]}'
+# Two releases of a "sidecar" (the same busybox): a workload rolled from one to the other.
+for release in 1.0.0 1.1.0; do
+  image "sidecar-watch.test/proxy:$release" "$root/busybox" '{"Env":["PATH=/bin"],"Cmd":["sh"]}'
+done
 # The sandbox only holds the Pod's namespaces; containerd kills it with SIGKILL.
 image sidecar-watch.test/pause:1 "$root/busybox" '{"Env":["PATH=/bin"],"Entrypoint":["/bin/sleep","2147483647"]}'
 

@@ -28,9 +28,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::api::Severity;
+use crate::engine::rollout::Rollouts;
 use crate::engine::{
-    evaluate_in, Alert, AlertState, CompiledPolicy, IdentifiedBy, NamespaceMeta, PodHistory, PodView, PolicyRef,
-    DEFAULT_MAX_SIDECARS,
+    evaluate_among, Alert, AlertState, Around, CompiledPolicy, ContainerView, IdentifiedBy, NamespaceMeta, PodHistory,
+    PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
 
 pub use crate::api::escape_control;
@@ -321,6 +322,16 @@ pub fn audit(inventory: &Inventory, policies: &[CompiledPolicy], now: Timestamp)
     evaluate_all(inventory, policies, now, false).0
 }
 
+/// The policies of `policies` that select `pod`.
+fn selecting<'a>(
+    inventory: &'a Inventory,
+    policies: &'a [CompiledPolicy],
+    pod: &'a PodView,
+) -> impl Iterator<Item = &'a CompiledPolicy> + 'a {
+    let namespace = inventory.namespaces.get(pod.namespace().as_str());
+    policies.iter().filter(move |p| p.selects(pod, namespace.map(|ns| &ns.labels)))
+}
+
 /// [`audit`], and with `keep_sidecars` each Pod's sidecars (in `inventory.pods` order; none
 /// for templates), so that the inventory does not select and identify again.
 fn evaluate_all(
@@ -332,12 +343,26 @@ fn evaluate_all(
     let history = PodHistory::default();
     let mut findings = Vec::new();
     let mut sidecars = Vec::new();
+    let selecting = |pod| selecting(inventory, policies, pod);
+    // The sidecars the index would count: each selecting policy's first ones, up to the cap.
+    let rollouts = Rollouts::of_pods(inventory.pods.iter().map(|a| &a.view), |pod| {
+        let mut found: Vec<&ContainerView> = Vec::new();
+        for policy in selecting(pod) {
+            for (_, container, _) in policy.sidecars(pod).take(DEFAULT_MAX_SIDECARS) {
+                if !found.iter().any(|c| std::ptr::eq(*c, container)) {
+                    found.push(container);
+                }
+            }
+        }
+        found
+    });
     for audited in &inventory.pods {
         let pod = &audited.view;
-        let namespace = inventory.namespaces.get(pod.namespace().as_str());
+        let newest = rollouts.newest_of(pod);
+        let around = Around { namespace: inventory.namespaces.get(pod.namespace().as_str()), newest: &newest };
         let mut pod_sidecars = PodSidecars::new();
-        for policy in policies.iter().filter(|p| p.selects(pod, namespace.map(|ns| &ns.labels))) {
-            let evaluation = evaluate_in(namespace, pod, policy, &history, now, DEFAULT_MAX_SIDECARS);
+        for policy in selecting(pod) {
+            let evaluation = evaluate_among(around, pod, policy, &history, now, DEFAULT_MAX_SIDECARS);
             if keep_sidecars && !pod.is_template {
                 // Past the cap the evaluation skipped sidecars the inventory still lists: the
                 // rest of what the policy identifies, after the evaluated ones.

@@ -197,15 +197,15 @@ impl Reconciler {
             Input::Pod { view, .. } => self.index.apply_pod(view, now),
             Input::PodDeleted { uid, .. } => {
                 timers.forget(&uid);
-                self.index.delete_pod(&uid);
-                Outcome::default()
+                self.index.delete_pod(&uid, now)
             }
             Input::PodsListed { namespace, seen } => {
-                for uid in &self.index.retain_pods(namespace.as_deref(), &seen) {
+                let (gone, outcome) = self.index.retain_pods(namespace.as_deref(), &seen, now);
+                for uid in &gone {
                     timers.forget(uid);
                 }
                 lists_done.insert(ListSource::Pods(namespace));
-                Outcome::default()
+                outcome
             }
             // Queued as policy work (`Pending` coalesces them), never as inputs.
             Input::Policy { policy, entry, .. } => self.apply_policy(policy, *entry),

@@ -21,3 +21,4 @@ mod missing_sidecars;
 mod scenarios;
 mod start_order;
 mod support;
+mod version_drift;

@@ -49,3 +49,26 @@ fn one_row_per_workload_and_sidecar_with_versions_counted() {
          2 sidecars in 2 workloads\n"
     );
 }
+
+/// The workload half of `SidecarVersionDrift` from a dump: the Pod behind the workload's
+/// newer Pods, pending within `for` of the first Pod on the newest version, firing after.
+#[test]
+fn a_pod_behind_its_workload_is_found_in_a_dump() {
+    let mut newer = replica("web-7d9-b", "docker.io/istio/proxyv2:1.24.0");
+    newer["metadata"]["creationTimestamp"] = serde_json::json!("2025-06-03T10:20:00Z");
+    let items = [replica("web-7d9-a", "docker.io/istio/proxyv2:1.23.2"), newer];
+    let input = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+    let drift = |now: &str| {
+        let args = ["-f", "-", "--now", now, "-o", "json", "--fail-on", "none"];
+        let out = SIDECAR_WATCH.run(&args, Some(input.as_bytes()));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let findings: Vec<serde_json::Value> = serde_json::from_str(&text(&out.stdout)).expect("JSON");
+        findings
+            .into_iter()
+            .filter(|f| f["alertname"] == "SidecarVersionDrift")
+            .map(|f| (f["pod"].as_str().unwrap_or("").to_string(), f["state"].as_str().unwrap_or("").to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(drift("2025-06-03T11:00:00Z"), [("web-7d9-a".to_string(), "pending".to_string())]);
+    assert_eq!(drift("2025-06-03T11:20:00Z"), [("web-7d9-a".to_string(), "firing".to_string())]);
+}

@@ -128,8 +128,8 @@ fn series_follow_pod_and_policy_lifecycle() {
     assert!(alert_names(&index, AlertState::Firing).is_empty());
 
     // A deleted Pod is forgotten.
-    index.delete_pod("u1");
-    index.delete_pod("u2");
+    index.delete_pod("u1", now);
+    index.delete_pod("u2", now);
     assert_eq!(index.pod_count(), 0);
 }
 
@@ -250,7 +250,7 @@ fn relist_forgets_pods_that_vanished() {
     let now = ts("2026-11-22T10:10:00Z");
     index.apply_pod(web_pod("a", "u1", &[], true), now);
     index.apply_pod(web_pod("b", "u2", &[], true), now);
-    let gone = index.retain_pods(None, &HashSet::from(["u2".to_string()]));
+    let (gone, _) = index.retain_pods(None, &HashSet::from(["u2".to_string()]), now);
     assert_eq!(gone, HashSet::from(["u1".to_string()]));
     assert_eq!(index.pod_uids(), HashSet::from(["u2".to_string()]));
 }
@@ -272,7 +272,7 @@ fn announcements_are_forgotten_when_resolved_or_the_pod_is_gone() {
             let resolved = index.apply_pod(web_pod(&format!("web-{i}"), &uid, &[], true), ts("2026-11-22T10:11:00Z"));
             assert!(resolved.transitions.iter().all(|t| announcer.should_publish(t)), "each resolution once");
         } else {
-            assert!(index.delete_pod(&uid), "the deleted Pod had firing alerts");
+            index.delete_pod(&uid, ts("2026-11-22T10:11:00Z"));
             announcer.forget_untracked(|uid| index.contains_pod(uid));
         }
     }
@@ -407,10 +407,10 @@ fn sidecar_names_go_with_their_last_pod() {
         index.apply_pod(web_pod(&format!("web-{i}"), &format!("u{i}"), &[], true), now);
     }
     assert!(index.take_gone_sidecar_names().is_empty());
-    index.delete_pod("u0");
-    index.retain_pods(None, &HashSet::from(["u2".to_string()]));
+    index.delete_pod("u0", now);
+    index.retain_pods(None, &HashSet::from(["u2".to_string()]), now);
     assert!(index.take_gone_sidecar_names().is_empty(), "u2 still runs istio-proxy");
-    index.delete_pod("u2");
+    index.delete_pod("u2", now);
     let gone: Vec<(String, String)> =
         index.take_gone_sidecar_names().into_iter().map(|(ns, c)| (ns.to_string(), c.to_string())).collect();
     assert_eq!(gone, [("shop".to_string(), "istio-proxy".to_string())]);

@@ -205,7 +205,7 @@ fn apply(index: &Index, change: &Change, now: Timestamp) {
             index.reevaluate(&format!("u{uid}"), now);
         }
         Change::DeletePod(uid) => {
-            index.delete_pod(&format!("u{uid}"));
+            index.delete_pod(&format!("u{uid}"), now);
         }
         Change::ApplyPolicy(kind) => {
             let (policy, entry) = kind.entry();
@@ -220,7 +220,7 @@ fn apply(index: &Index, change: &Change, now: Timestamp) {
         }
         Change::RelistPods { namespace, keep } => {
             let seen: HashSet<String> = (0..PODS).filter(|uid| keep[*uid]).map(|uid| format!("u{uid}")).collect();
-            index.retain_pods(*namespace, &seen);
+            index.retain_pods(*namespace, &seen, now);
         }
         Change::RelistPolicies { cluster, keep } => {
             let seen: HashSet<PolicyRef> = index

@@ -206,8 +206,8 @@ pub struct RulesSpec {
     /// or `spec.sidecars.required` ask for (default warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecar_missing: Option<InstantRuleSpec>,
-    /// `SidecarVersionDrift`: a sidecar runs a release older than `spec.sidecars.minimumVersions`
-    /// (default for 1h, warning).
+    /// `SidecarVersionDrift`: a sidecar runs a release older than `spec.sidecars.minimumVersions`,
+    /// or an older version than the newer Pods of its workload (default for 1h, warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_drift: Option<ForRuleSpec>,
     /// `SidecarMisconfigured`: static checks of the Pod spec (default info).

@@ -19,6 +19,7 @@
 //! | `JobBlockedBySidecar` | the last main container's `terminated.finishedAt` |
 //! | `SidecarStoppedBeforeMain` | the sidecar's `terminated.finishedAt` |
 //! | `SidecarMisconfigured` | the Pod's `creationTimestamp` |
+//! | `SidecarVersionDrift` | older than the policy's minimum: the Pod's `creationTimestamp`; behind its workload: the `creationTimestamp` of the workload's first Pod on the newest version ([`rollout`]) |
 //!
 //! Where none of these exists, the operator's first-seen clock for the condition is used
 //! (see [`history::PodHistory::set_clocks`]).
@@ -36,6 +37,7 @@ pub mod pod;
 pub mod policy;
 pub mod relations;
 pub mod restart_causes;
+pub mod rollout;
 pub mod rule_settings;
 pub mod rules;
 pub mod sidecar_matcher;
@@ -53,7 +55,7 @@ pub use observation::Observation;
 pub use pod::{ContainerKind, ContainerView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef, SpecError};
 pub use relations::Workload;
-pub use rules::{evaluate, evaluate_capped, evaluate_in, Evaluation, DEFAULT_MAX_SIDECARS};
+pub use rules::{evaluate, evaluate_among, evaluate_capped, evaluate_in, Around, Evaluation, DEFAULT_MAX_SIDECARS};
 pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
 pub use stamp::{ApiTime, Stamp};
 pub use uid::PodUid;

@@ -9,7 +9,7 @@
 //! costs 1,000.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 
@@ -17,14 +17,17 @@ use super::census::Census;
 use super::tallies::Tallies;
 use super::tracked::{PolicyResult, StoredAlert, TrackedPod};
 use super::transitions::diff;
-use super::Outcome;
+use super::{lock, Outcome};
+use sidecar_watch_engine::rollout::{counted, Rollouts};
 use sidecar_watch_engine::{
-    evaluate_in, Alert, CompiledPolicy, Identified, NamespaceMeta, PodView, PolicyRef, SidecarType,
+    evaluate_among, Alert, Around, CompiledPolicy, Identified, NamespaceMeta, PodView, PolicyRef, SidecarType,
 };
 
-/// What evaluations share: the sidecar census, the per-Pod cap, and a count of them.
+/// What evaluations share: the sidecar census, the workloads' sidecar versions, the per-Pod
+/// cap, and a count of them.
 pub(super) struct Evaluator<'a> {
     pub census: &'a Census,
+    pub rollouts: &'a Mutex<Rollouts>,
     pub max_sidecars: usize,
     pub evaluations: &'a AtomicU64,
 }
@@ -39,7 +42,7 @@ pub(super) struct PolicyChange<'a> {
 }
 
 /// The sidecars `policy` evaluates in `pod`: the first `max` it identifies, in container
-/// order, as [`evaluate_in`] takes them.
+/// order, as [`evaluate_among`] takes them.
 fn sidecars_of(policy: &CompiledPolicy, pod: &PodView, max: usize) -> Vec<(usize, SidecarType)> {
     policy.sidecars(pod).take(max).map(|(i, _, identified)| (i, identified.kind)).collect()
 }
@@ -60,12 +63,13 @@ fn compact(sidecars: impl IntoIterator<Item = (usize, SidecarType)>) -> Vec<usiz
 
 impl Evaluator<'_> {
     /// Marks `sidecars` (sorted indices) as the Pod's sidecars, and tells the census of
-    /// sidecar names when that changes them.
+    /// sidecar names and the workloads' version counts when that changes them.
     fn set_sidecars(&self, pod: &mut TrackedPod, sidecars: Vec<usize>) {
         if !pod.sidecars_are(&sidecars) {
-            let before = pod.sidecar_names();
+            let before = (pod.sidecar_names(), counted_sidecars(pod));
             pod.mark_sidecars(&sidecars);
-            self.census.replace(&before, &pod.sidecar_names());
+            self.census.replace(&before.0, &pod.sidecar_names());
+            lock(self.rollouts).replace(&before.1, &counted_sidecars(pod));
         }
     }
 
@@ -85,8 +89,10 @@ impl Evaluator<'_> {
         let mut sidecars = Vec::new();
         let mut limited = false;
         let ns_labels = namespace.map(|ns| &ns.labels);
+        let newest = lock(self.rollouts).newest_of(&pod.view);
+        let around = Around { namespace, newest: &newest };
         for policy in policies.iter().filter(|p| p.selects(&pod.view, ns_labels)) {
-            let evaluation = evaluate_in(namespace, &pod.view, policy, &pod.history, now, self.max_sidecars);
+            let evaluation = evaluate_among(around, &pod.view, policy, &pod.history, now, self.max_sidecars);
             self.evaluations.fetch_add(1, Ordering::Relaxed);
             limited |= evaluation.sidecars_skipped > 0;
             clocked.extend(evaluation.clocked);
@@ -133,7 +139,9 @@ impl Evaluator<'_> {
         let mut outcome = Outcome::default();
         let (result, sidecars_after) = match selecting {
             Some(policy) => {
-                let evaluation = evaluate_in(namespace, &pod.view, policy, &pod.history, now, self.max_sidecars);
+                let newest = lock(self.rollouts).newest_of(&pod.view);
+                let around = Around { namespace, newest: &newest };
+                let evaluation = evaluate_among(around, &pod.view, policy, &pod.history, now, self.max_sidecars);
                 self.evaluations.fetch_add(1, Ordering::Relaxed);
                 outcome.limited_pods = u32::from(evaluation.sidecars_skipped > 0);
                 pod.history.add_clocks(evaluation.clocked, now);
@@ -194,6 +202,11 @@ impl Evaluator<'_> {
         let union = compact(union.flatten());
         self.set_sidecars(pod, union);
     }
+}
+
+/// What the Pod's tracked sidecars add to its workload's version counts.
+pub(super) fn counted_sidecars(pod: &TrackedPod) -> Vec<sidecar_watch_engine::rollout::Counted> {
+    counted(&pod.view, pod.sidecar_containers().map(|(c, _)| c))
 }
 
 /// What the index keeps of `policy`'s evaluation of the Pod `view`: its `alerts` without

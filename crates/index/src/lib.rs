@@ -13,10 +13,15 @@
 //! under the same lock whenever a Pod's results change, so that [`Index::policy_stats`]
 //! (asked for on every status write and scrape) sums 64 small tables instead of walking
 //! every Pod.
+//!
+//! It also counts the versions each workload's Pods run of each sidecar ([`Rollouts`]):
+//! when a workload's newest version changes (a rollout starts or ends), every one of its
+//! Pods is evaluated again, as each public change does before it returns.
 
 mod census;
 mod evaluate;
 mod policies;
+mod readout;
 mod segment;
 pub mod shard;
 mod tallies;
@@ -35,14 +40,13 @@ pub use census::SidecarName;
 use evaluate::{Evaluator, PolicyChange};
 pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
-use sidecar_watch_api::{PolicyCounts, SlimPod};
+use sidecar_watch_api::SlimPod;
+use sidecar_watch_engine::rollout::{Rollouts, WorkloadKey};
 use sidecar_watch_engine::{
-    evaluate_in, injection, AlertState, CompiledPolicy, Interner, NamespaceMeta, Observation, PodHistory, PodUid,
-    PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
+    injection, CompiledPolicy, Interner, NamespaceMeta, Observation, PodHistory, PodUid, PodView, PolicyRef,
+    DEFAULT_MAX_SIDECARS,
 };
-use tallies::Tally;
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
-use transitions::transition;
 pub use transitions::{Outcome, Transition, TransitionKind};
 
 const SEGMENTS: usize = 64;
@@ -58,6 +62,8 @@ pub struct Index {
     policies: RwLock<BTreeMap<PolicyRef, PolicyEntry>>,
     namespaces: RwLock<HashMap<String, NamespaceMeta>>,
     census: Census,
+    /// The versions each workload's Pods run of each sidecar (`SidecarVersionDrift`).
+    rollouts: Mutex<Rollouts>,
     /// Sidecars evaluated per Pod (`--max-sidecars-per-pod`).
     max_sidecars: usize,
     /// SidecarPolicies evaluated per namespace (`--max-policies-per-namespace`).
@@ -101,6 +107,7 @@ impl Index {
             policies: RwLock::new(BTreeMap::new()),
             namespaces: RwLock::new(HashMap::new()),
             census: Census::default(),
+            rollouts: Mutex::new(Rollouts::default()),
             max_sidecars,
             max_policies: max_policies.max(1),
             evaluations: AtomicU64::new(0),
@@ -164,7 +171,12 @@ impl Index {
     }
 
     fn evaluator(&self) -> Evaluator<'_> {
-        Evaluator { census: &self.census, max_sidecars: self.max_sidecars, evaluations: &self.evaluations }
+        Evaluator {
+            census: &self.census,
+            rollouts: &self.rollouts,
+            max_sidecars: self.max_sidecars,
+            evaluations: &self.evaluations,
+        }
     }
 
     /// Evaluations of one Pod under one policy so far: what a change cost, for tests and
@@ -175,41 +187,55 @@ impl Index {
 
     /// A new or changed Pod.
     pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
-        let policies = self.valid_policies();
-        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        let namespace = namespaces.get(view.namespace().as_str());
-        let uid = view.uid();
-        let mut segment = self.segment(uid);
-        let (pod, tallies) = segment.get_or_insert_with(uid, || TrackedPod {
-            view: view.clone(),
-            history: PodHistory::default(),
-            results: Box::default(),
-        });
-        // A Pod just inserted has no observation yet, which `observe` tells by its history.
-        let observations = pod.history.observe(Some(&pod.view), &view, now);
-        pod.replace_view(view);
-        let mut outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
-        let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
-        for Observation::StartedUp { container, seconds } in observations {
-            if sidecar_names.contains(container.as_str()) {
-                outcome.startups.push((pod.view.namespace().to_string(), container, seconds));
+        let mut outcome = {
+            let policies = self.valid_policies();
+            let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+            let namespace = namespaces.get(view.namespace().as_str());
+            let uid = view.uid();
+            let mut segment = self.segment(uid);
+            let counted_before = segment.get(uid).map(evaluate::counted_sidecars).unwrap_or_default();
+            let (pod, tallies) = segment.get_or_insert_with(uid, || TrackedPod {
+                view: view.clone(),
+                history: PodHistory::default(),
+                results: Box::default(),
+            });
+            // A Pod just inserted has no observation yet, which `observe` tells by its history.
+            let observations = pod.history.observe(Some(&pod.view), &view, now);
+            pod.replace_view(view);
+            lock(&self.rollouts).replace(&counted_before, &evaluate::counted_sidecars(pod));
+            let mut outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
+            let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
+            for Observation::StartedUp { container, seconds } in observations {
+                if sidecar_names.contains(container.as_str()) {
+                    outcome.startups.push((pod.view.namespace().to_string(), container, seconds));
+                }
             }
-        }
+            outcome
+        };
+        self.settle_rollouts(now, &mut outcome);
         outcome
     }
 
     /// A Pod is gone: forget it and its series (no Events: there is nothing left to fix).
-    /// Returns whether it had a firing alert (so that its announcements can be forgotten).
-    pub fn delete_pod(&self, uid: &str) -> bool {
+    /// The other Pods of its workload are evaluated again if it changes their newest sidecar
+    /// versions.
+    pub fn delete_pod(&self, uid: &str, now: Timestamp) -> Outcome {
         let uid = PodUid::parse(uid);
-        let Some(pod) = self.segment(uid).remove(uid) else { return false };
-        self.census.replace(&pod.sidecar_names(), &[]);
-        pod.results.iter().any(PolicyResult::is_firing)
+        let Some(pod) = self.segment(uid).remove(uid) else { return Outcome::default() };
+        self.forget(&pod);
+        let mut outcome = Outcome::default();
+        self.settle_rollouts(now, &mut outcome);
+        outcome
     }
 
     /// After a relist of `namespace` (or of every namespace): forget the Pods not in `seen`.
-    /// Returns the UIDs forgotten.
-    pub fn retain_pods(&self, namespace: Option<&str>, seen: &HashSet<String>) -> HashSet<String> {
+    /// Returns the UIDs forgotten, and what evaluating their workloads' other Pods again did.
+    pub fn retain_pods(
+        &self,
+        namespace: Option<&str>,
+        seen: &HashSet<String>,
+        now: Timestamp,
+    ) -> (HashSet<String>, Outcome) {
         let seen: HashSet<PodUid<'_>> = seen.iter().map(|uid| PodUid::parse(uid)).collect();
         let mut gone = HashSet::new();
         for segment in self.segments.iter() {
@@ -217,12 +243,35 @@ impl Index {
                 let kept = seen.contains(&pod.view.uid()) || namespace.is_some_and(|ns| pod.view.namespace() != ns);
                 if !kept {
                     gone.insert(pod.view.uid().to_string());
-                    self.census.replace(&pod.sidecar_names(), &[]);
+                    self.forget(pod);
                 }
                 kept
             });
         }
-        gone
+        let mut outcome = Outcome::default();
+        self.settle_rollouts(now, &mut outcome);
+        (gone, outcome)
+    }
+
+    /// Takes a Pod that is no longer tracked out of the census and the version counts.
+    fn forget(&self, pod: &TrackedPod) {
+        self.census.replace(&pod.sidecar_names(), &[]);
+        lock(&self.rollouts).replace(&evaluate::counted_sidecars(pod), &[]);
+    }
+
+    /// Evaluates again every Pod of each workload whose newest version of a sidecar changed,
+    /// so that its Pods are compared with the new one. One round is enough (evaluating
+    /// again changes no Pod's sidecars), the second one a guard.
+    fn settle_rollouts(&self, now: Timestamp, outcome: &mut Outcome) {
+        for _ in 0..2 {
+            let changed: Vec<WorkloadKey> = lock(&self.rollouts).take_changed();
+            if changed.is_empty() {
+                return;
+            }
+            outcome.merge(self.reevaluate_where(now, |p| {
+                p.view.owner().is_some_and(|w| changed.iter().any(|(ns, cw)| cw == w && ns == p.view.namespace()))
+            }));
+        }
     }
 
     /// Sidecar container names (per namespace) that no tracked Pod runs any more since the
@@ -253,17 +302,21 @@ impl Index {
 
     /// Re-evaluates one Pod whose timer is due (no new state).
     pub fn reevaluate(&self, uid: &str, now: Timestamp) -> Outcome {
-        let policies = self.valid_policies();
-        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        let uid = PodUid::parse(uid);
-        let mut segment = self.segment(uid);
-        match segment.get_mut(uid) {
-            Some((pod, tallies)) => {
-                let namespace = namespaces.get(pod.view.namespace().as_str());
-                self.evaluator().all(pod, tallies, &policies, namespace, now)
+        let mut outcome = {
+            let policies = self.valid_policies();
+            let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+            let uid = PodUid::parse(uid);
+            let mut segment = self.segment(uid);
+            match segment.get_mut(uid) {
+                Some((pod, tallies)) => {
+                    let namespace = namespaces.get(pod.view.namespace().as_str());
+                    self.evaluator().all(pod, tallies, &policies, namespace, now)
+                }
+                None => return Outcome::default(),
             }
-            None => Outcome::default(),
-        }
+        };
+        self.settle_rollouts(now, &mut outcome);
+        outcome
     }
 
     /// Re-evaluates every Pod for which `affected` is true.
@@ -342,6 +395,8 @@ impl Index {
             let change = PolicyChange { policy, before: before.as_deref(), after: after.as_deref() };
             outcome.merge(self.reevaluate_for_policy(&change, now));
         }
+        // A policy that finds other sidecars changes what the workloads' versions count.
+        self.settle_rollouts(now, &mut outcome);
         outcome
     }
 
@@ -403,7 +458,9 @@ impl Index {
         if !label_sensitive && !injection::markers_differ(before.as_ref(), &meta) {
             return Outcome::default();
         }
-        self.reevaluate_where(now, |p| p.view.namespace() == name)
+        let mut outcome = self.reevaluate_where(now, |p| p.view.namespace() == name);
+        self.settle_rollouts(now, &mut outcome);
+        outcome
     }
 
     /// A namespace is gone.
@@ -414,54 +471,6 @@ impl Index {
     /// After a relist of namespaces: drops those not in `seen`.
     pub fn retain_namespaces(&self, seen: &HashSet<String>) {
         self.namespaces.write().unwrap_or_else(|p| p.into_inner()).retain(|n, _| seen.contains(n));
-    }
-
-    /// Every firing alert now, as `Fired` transitions with their messages: what a new leader
-    /// reconciles the Events already in the cluster against. Pods with firing alerts are
-    /// evaluated again (at their last evaluation's state) to rebuild the messages.
-    pub fn firing_now(&self, now: Timestamp) -> Vec<Transition> {
-        let policies = self.valid_policies();
-        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        let mut out = Vec::new();
-        self.for_each_pod(|pod| {
-            for result in &pod.results {
-                if !result.is_firing() {
-                    continue;
-                }
-                let Some(policy) = policies.iter().find(|p| p.shared_ref() == result.policy) else { continue };
-                let namespace = namespaces.get(pod.view.namespace().as_str());
-                let evaluation = evaluate_in(namespace, &pod.view, policy, &pod.history, now, self.max_sidecars);
-                for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
-                    let key = stored.key(&pod.view);
-                    let alert = evaluation
-                        .alerts
-                        .iter()
-                        .find(|a| a.key() == key)
-                        .cloned()
-                        .unwrap_or_else(|| stored.to_alert(&pod.view));
-                    out.push(transition(TransitionKind::Fired, &pod.view, result, alert));
-                }
-            }
-        });
-        out
-    }
-
-    /// Counts per policy (every policy in the table, invalid ones with zeros), for status and
-    /// metrics: the sums of the segments' counts, one segment lock at a time, so each
-    /// segment's share is as consistent as a walk over its Pods would be.
-    pub fn policy_stats(&self) -> BTreeMap<PolicyRef, PolicyCounts> {
-        let mut sums: BTreeMap<PolicyRef, Tally> = {
-            let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
-            table.keys().map(|p| (p.clone(), Tally::default())).collect()
-        };
-        for segment in self.segments.iter() {
-            for (policy, tally) in lock(segment).tallies.iter() {
-                // Results of a policy just deleted, until its Pods are evaluated again.
-                let Some(sum) = sums.get_mut(policy) else { continue };
-                sum.add(tally);
-            }
-        }
-        sums.into_iter().map(|(policy, sum)| (policy, sum.to_counts())).collect()
     }
 }
 

@@ -17,8 +17,10 @@ pub use spec_checks::texts as check_texts;
 use super::alert::{Alert, AlertName, AlertState, Check};
 use super::history::PodHistory;
 use super::injection::NamespaceMeta;
+use super::name::Name;
 use super::pod::{ContainerKind, ContainerView, PodView, Termination};
 use super::policy::{CompiledPolicy, ForRule};
+use super::rollout::Newest;
 use super::sidecar_matcher::Identified;
 use sidecar_watch_api::{format_duration, Severity};
 
@@ -87,7 +89,7 @@ pub fn evaluate_capped(
 }
 
 /// [`evaluate_capped`] for a Pod in `namespace`: its labels and annotations are what
-/// injectors read for `SidecarMissing`. The index and `audit` evaluate this way.
+/// injectors read for `SidecarMissing`. Nothing is known of the Pod's workload.
 pub fn evaluate_in(
     namespace: Option<&NamespaceMeta>,
     pod: &PodView,
@@ -96,6 +98,31 @@ pub fn evaluate_in(
     now: Timestamp,
     max_sidecars: usize,
 ) -> Evaluation {
+    evaluate_among(Around { namespace, newest: &[] }, pod, policy, history, now, max_sidecars)
+}
+
+/// What a Pod's evaluation reads beyond the Pod itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Around<'a> {
+    /// The Pod's namespace: its labels and annotations are what injectors read for
+    /// `SidecarMissing`.
+    pub namespace: Option<&'a NamespaceMeta>,
+    /// The newest version of each sidecar the Pod's workload runs more than one version of
+    /// ([`Rollouts::newest_of`](crate::rollout::Rollouts::newest_of)), for `SidecarVersionDrift`.
+    pub newest: &'a [(Name, Newest)],
+}
+
+/// [`evaluate_capped`] for a Pod with what surrounds it. The index and `audit` evaluate
+/// this way.
+pub fn evaluate_among(
+    around: Around<'_>,
+    pod: &PodView,
+    policy: &CompiledPolicy,
+    history: &PodHistory,
+    now: Timestamp,
+    max_sidecars: usize,
+) -> Evaluation {
+    let namespace = around.namespace;
     let mut sidecars: Vec<(usize, &ContainerView, Identified)> = Vec::new();
     let mut skipped = 0;
     let catalog_applies = policy.catalog_applies(pod);
@@ -145,8 +172,8 @@ pub fn evaluate_in(
         } else if pod.is_template && rules.job_blocked.enabled {
             order::job_template_blocked(&mut ctx, rules.job_blocked.severity, sidecar, how, &mains);
         }
-        if rules.version_drift.enabled {
-            drift::older_than_minimum(&mut ctx, rules.version_drift, policy, sidecar);
+        if rules.version_drift.enabled && !drift::older_than_minimum(&mut ctx, rules.version_drift, policy, sidecar) {
+            drift::behind_its_workload(&mut ctx, rules.version_drift, sidecar, around.newest);
         }
         if rules.misconfiguration.enabled {
             spec_checks::misconfiguration(&mut ctx, rules.misconfiguration.severity, (index, sidecar, how), &mains);

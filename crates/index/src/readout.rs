@@ -1,0 +1,64 @@
+//! What the index's readers ask of all of it: the alerts firing now (a new leader's
+//! reconciliation) and the counts per policy (status and metrics).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+use super::tallies::Tally;
+use super::transitions::transition;
+use super::{lock, Index, Transition, TransitionKind};
+use sidecar_watch_api::PolicyCounts;
+use sidecar_watch_engine::{evaluate_among, AlertState, Around, PolicyRef};
+
+impl Index {
+    /// Every firing alert now, as `Fired` transitions with their messages: what a new leader
+    /// reconciles the Events already in the cluster against. Pods with firing alerts are
+    /// evaluated again (at their last evaluation's state) to rebuild the messages.
+    pub fn firing_now(&self, now: Timestamp) -> Vec<Transition> {
+        let policies = self.valid_policies();
+        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        self.for_each_pod(|pod| {
+            for result in &pod.results {
+                if !result.is_firing() {
+                    continue;
+                }
+                let Some(policy) = policies.iter().find(|p| p.shared_ref() == result.policy) else { continue };
+                // The segment's lock is held: the counts' lock is taken after it, as everywhere.
+                let newest = lock(&self.rollouts).newest_of(&pod.view);
+                let around = Around { namespace: namespaces.get(pod.view.namespace().as_str()), newest: &newest };
+                let evaluation = evaluate_among(around, &pod.view, policy, &pod.history, now, self.max_sidecars);
+                for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
+                    let key = stored.key(&pod.view);
+                    let alert = evaluation
+                        .alerts
+                        .iter()
+                        .find(|a| a.key() == key)
+                        .cloned()
+                        .unwrap_or_else(|| stored.to_alert(&pod.view));
+                    out.push(transition(TransitionKind::Fired, &pod.view, result, alert));
+                }
+            }
+        });
+        out
+    }
+
+    /// Counts per policy (every policy in the table, invalid ones with zeros), for status and
+    /// metrics: the sums of the segments' counts, one segment lock at a time, so each
+    /// segment's share is as consistent as a walk over its Pods would be.
+    pub fn policy_stats(&self) -> BTreeMap<PolicyRef, PolicyCounts> {
+        let mut sums: BTreeMap<PolicyRef, Tally> = {
+            let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
+            table.keys().map(|p| (p.clone(), Tally::default())).collect()
+        };
+        for segment in self.segments.iter() {
+            for (policy, tally) in lock(segment).tallies.iter() {
+                // Results of a policy just deleted, until its Pods are evaluated again.
+                let Some(sum) = sums.get_mut(policy) else { continue };
+                sum.add(tally);
+            }
+        }
+        sums.into_iter().map(|(policy, sum)| (policy, sum.to_counts())).collect()
+    }
+}
