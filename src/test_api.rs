@@ -15,16 +15,18 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::channel::mpsc;
 use http::header::CONTENT_TYPE;
 use http::{Request, Response};
+use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, StreamBody};
 use kube::client::Body;
 use tower_test::mock::{self, Handle, SendResponse};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// An answer's body.
+/// An answer's body: whole, or streamed a chunk at a time ([`Call::respond_stream`]).
 pub type MockBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The service a test puts under a `kube::Client`, alone ([`client`]) or under the layer the
@@ -135,6 +137,15 @@ impl Call {
             "message": format!("{reason} (mock)"), "reason": reason, "code": code,
         });
         self.respond_json(code, &status);
+    }
+
+    /// Answers with a body the test streams a chunk at a time, or fails midway with an
+    /// error, through the sender; dropping the sender ends the body.
+    pub fn respond_stream(self, status: u16, content_type: &str) -> mpsc::UnboundedSender<Result<Bytes, BoxError>> {
+        let (sender, chunks) = mpsc::unbounded::<Result<Bytes, BoxError>>();
+        let frames = futures::StreamExt::map(chunks, |chunk| chunk.map(Frame::data));
+        self.respond_body(status, content_type, StreamBody::new(frames).boxed_unsync());
+        sender
     }
 
     /// Fails the request as a connection reset before any answer does.
