@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod paging;
 pub mod rbac;
 pub mod server;
+#[cfg(test)]
+mod test_api;
 
 // The pure layers are crates of their own, so that the compiler keeps their imports one way
 // (api <- engine <- index <- this crate) and `unsafe` out of them; re-exported under the

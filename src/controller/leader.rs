@@ -101,6 +101,19 @@ impl Election {
         let timings = LeaseTimings::new(lease.duration, Some(lease.renew_deadline)).map_err(TimingError)?;
         let clock = RenewalClock::default();
         let client = ClientBuilder::try_from(config)?.with_layer(&clock.clone()).build();
+        Self::start_on(client, clock, lease, timings, role, lost).await
+    }
+
+    /// [`Election::start`] on a client that already carries `clock` (the unit tests give one
+    /// on an in-process API).
+    async fn start_on(
+        client: kube::Client,
+        clock: RenewalClock,
+        lease: LeaseConfig,
+        timings: LeaseTimings,
+        role: RoleSender,
+        lost: CancellationToken,
+    ) -> anyhow::Result<Self> {
         // kube-lease-manager checks each setter against the other value, so the grace goes
         // to 1 s first, then the duration, then the grace that renews every `retry_secs`.
         let manager = LeaseManagerBuilder::new(client, &lease.name)
@@ -201,7 +214,8 @@ impl Follower {
                             "the Lease was not renewed within the renew deadline; stopped leading"
                         );
                         self.lost.cancel();
-                        // Releasing needs the API that just failed: leave the lease to expire.
+                        // Releasing needs the API that just failed: the manager tries it once
+                        // the receiver is dropped, unawaited; failing that, the lease expires.
                         return;
                     }
                 }
@@ -280,43 +294,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timings_follow_client_go_and_reject_impossible_deadlines() {
-        let s = Duration::from_secs;
-        assert_eq!(
-            LeaseTimings::new(s(15), None),
-            Ok(LeaseTimings { duration_secs: 15, retry_secs: 2, renew_deadline: s(10) })
-        );
-        assert_eq!(
-            LeaseTimings::new(s(3), None),
-            Ok(LeaseTimings { duration_secs: 3, retry_secs: 1, renew_deadline: s(2) })
-        );
-        assert!(LeaseTimings::new(s(15), Some(s(15))).unwrap_err().contains("shorter than --lease-duration"));
-        assert!(LeaseTimings::new(s(15), Some(s(2))).unwrap_err().contains("longer than the renewal period"));
-    }
-
-    #[tokio::test]
-    async fn only_successful_lease_writes_count_as_renewals() {
-        let clock = RenewalClock::default();
-        let mut service = tower::Layer::layer(
-            &clock,
-            tower::service_fn(|request: http::Request<()>| async move {
-                let status = if request.uri().path().ends_with("/refuse") { 409 } else { 200 };
-                Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(()).expect("response"))
-            }),
-        );
-        let mut send = |method: &str, path: &str| {
-            let request = http::Request::builder().method(method).uri(path).body(()).expect("request");
-            tower::Service::call(&mut service, request)
-        };
-        send("GET", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/sw").await.expect("ok");
-        send("PATCH", "/api/v1/namespaces/ns/pods/p").await.expect("ok");
-        send("PATCH", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/refuse").await.expect("ok");
-        assert_eq!(clock.since_last(), None, "reads, other objects and refused writes are no renewals");
-        send("PATCH", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/sw").await.expect("ok");
-        assert!(clock.since_last().is_some_and(|d| d < Duration::from_secs(1)));
-    }
-}
+mod tests;

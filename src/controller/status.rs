@@ -214,3 +214,6 @@ impl StatusWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

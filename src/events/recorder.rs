@@ -212,3 +212,6 @@ fn hash_reference(reference: &ObjectReference, hasher: &mut impl Hasher) {
     reference.namespace.hash(hasher);
     reference.uid.hash(hasher);
 }
+
+#[cfg(test)]
+mod tests;
