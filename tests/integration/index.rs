@@ -1,5 +1,6 @@
-//! The operator's core without a cluster: Pods and policies in, alerts, transitions,
-//! series and status counts out.
+//! The operator's core without a cluster: Pods and policies in the index, and what the
+//! operator makes of it out: series (`/metrics`), Events announced once across leaders, and
+//! policy status. The index on its own is tested in its crate, `crates/index/tests/index/`.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -60,41 +61,6 @@ fn scrape(index: &Index) -> String {
     });
     text
 }
-
-#[test]
-fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
-    let index = Index::new();
-    let (policy, e) = mesh_policy(serde_json::json!({"matchLabels": {"app": "web"}}));
-    index.apply_policy(policy, e, ts("2026-11-22T10:00:00Z"));
-
-    // One minute in: pending, with a wake-up exactly when the 2m rule fires.
-    let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), ts("2026-11-22T10:01:00Z"));
-    assert!(outcome.transitions.is_empty());
-    assert_eq!(outcome.wakeups, vec![("u1".to_string(), Some(ts("2026-11-22T10:02:00Z")))]);
-    assert_eq!(
-        alert_names(&index, AlertState::Pending),
-        ["web-1/istio-proxy:MainContainerReadyButSidecarNot", "web-1/istio-proxy:SidecarContainerNotReady"]
-    );
-
-    // At the wake-up, MainContainerReadyButSidecarNot fires: one Fired transition.
-    let outcome = index.reevaluate("u1", ts("2026-11-22T10:02:00Z"));
-    let fired: Vec<_> = outcome.transitions.iter().map(|t| (t.kind, t.alert.name)).collect();
-    assert_eq!(fired, [(TransitionKind::Fired, AlertName::MainContainerReadyButSidecarNot)]);
-    assert_eq!(outcome.wakeups, vec![("u1".to_string(), Some(ts("2026-11-22T10:05:00Z")))]);
-
-    // Evaluating again without change announces nothing new.
-    assert!(index.reevaluate("u1", ts("2026-11-22T10:03:00Z")).transitions.is_empty());
-
-    // The sidecar becomes ready: the firing alert resolves, the pending one just goes.
-    let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], true), ts("2026-11-22T10:04:00Z"));
-    let resolved: Vec<_> = outcome.transitions.iter().map(|t| (t.kind, t.alert.name)).collect();
-    assert_eq!(resolved, [(TransitionKind::Resolved, AlertName::MainContainerReadyButSidecarNot)]);
-    assert!(alert_names(&index, AlertState::Pending).is_empty());
-    assert!(alert_names(&index, AlertState::Firing).is_empty());
-    // Nothing is pending any more: the 10:05 timer is dropped rather than left to fire.
-    assert_eq!(outcome.wakeups, vec![("u1".to_string(), None)]);
-}
-
 #[test]
 fn series_follow_pod_and_policy_lifecycle() {
     let index = Index::new();
@@ -158,38 +124,6 @@ fn invalid_policy_evaluates_nothing_and_others_keep_working() {
     assert!(status.conditions[0].message.contains("spec.sidecars.pattern"), "{}", status.conditions[0].message);
 }
 
-#[test]
-fn status_only_policy_updates_do_not_reevaluate() {
-    let index = Index::new();
-    let now = ts("2026-11-22T10:10:00Z");
-    let (policy, e) = mesh_policy(serde_json::json!({}));
-    index.apply_policy(policy.clone(), e.clone(), now);
-    index.apply_pod(web_pod("web-1", "u1", &[], false), now);
-    // The same spec again (our own status write coming back through the watch).
-    let outcome = index.apply_policy(policy, e, ts("2026-11-22T10:20:00Z"));
-    assert!(outcome.wakeups.is_empty() && outcome.transitions.is_empty());
-}
-
-#[test]
-fn cluster_policy_follows_namespace_labels() {
-    let index = Index::new();
-    let now = ts("2026-11-22T10:10:00Z");
-    let spec: ClusterPolicySpec =
-        serde_json::from_value(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}))
-            .expect("spec");
-    let compiled = CompiledPolicy::compile_cluster("platform", &spec);
-    let policy = PolicyRef::cluster("platform");
-    index.apply_policy(policy.clone(), PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")), now);
-    index.apply_namespace("shop", NamespaceMeta::default(), now);
-    index.apply_pod(web_pod("web-1", "u1", &[], false), now);
-    assert_eq!(index.policy_stats()[&policy].matched_pods, 0);
-
-    let labels = BTreeMap::from([("mesh".to_string(), "on".to_string())]);
-    let outcome = index.apply_namespace("shop", NamespaceMeta::new(labels, &BTreeMap::new()), now);
-    assert_eq!(index.policy_stats()[&policy].matched_pods, 1);
-    assert!(!outcome.transitions.is_empty(), "newly selected firing alerts are announced");
-}
-
 /// A namespace labelled for injection after its Pods were created: they run without the
 /// proxy, and say so at once; the label taken away, the alert resolves.
 #[test]
@@ -242,17 +176,6 @@ fn a_namespace_labelled_for_injection_after_its_pods_reports_them_missing() {
     assert!(published.resolve.is_empty());
     let outcome = index.apply_namespace("shop", NamespaceMeta::new(team, &BTreeMap::new()), now);
     assert_eq!(missing(&outcome), [TransitionKind::Resolved]);
-}
-
-#[test]
-fn relist_forgets_pods_that_vanished() {
-    let index = Index::new();
-    let now = ts("2026-11-22T10:10:00Z");
-    index.apply_pod(web_pod("a", "u1", &[], true), now);
-    index.apply_pod(web_pod("b", "u2", &[], true), now);
-    let (gone, _) = index.retain_pods(None, &HashSet::from(["u2".to_string()]), now);
-    assert_eq!(gone, HashSet::from(["u1".to_string()]));
-    assert_eq!(index.pod_uids(), HashSet::from(["u2".to_string()]));
 }
 
 /// A long-lived leader remembers only what fires now: resolved alerts and deleted Pods
@@ -393,28 +316,6 @@ fn streamed_scrape_keeps_families_whole() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// Sidecar names per namespace are reported gone once the last Pod running them is deleted
-/// or dropped by a relist, and not while another Pod still runs them.
-#[test]
-fn sidecar_names_go_with_their_last_pod() {
-    let index = Index::new();
-    let now = ts("2026-11-22T10:10:00Z");
-    let (policy, e) = mesh_policy(serde_json::json!({}));
-    index.apply_policy(policy, e, now);
-    for i in 0..3 {
-        index.apply_pod(web_pod(&format!("web-{i}"), &format!("u{i}"), &[], true), now);
-    }
-    assert!(index.take_gone_sidecar_names().is_empty());
-    index.delete_pod("u0", now);
-    index.retain_pods(None, &HashSet::from(["u2".to_string()]), now);
-    assert!(index.take_gone_sidecar_names().is_empty(), "u2 still runs istio-proxy");
-    index.delete_pod("u2", now);
-    let gone: Vec<(String, String)> =
-        index.take_gone_sidecar_names().into_iter().map(|(ns, c)| (ns.to_string(), c.to_string())).collect();
-    assert_eq!(gone, [("shop".to_string(), "istio-proxy".to_string())]);
-    assert!(index.take_gone_sidecar_names().is_empty(), "reported once");
 }
 
 /// A Pod with more sidecars than the limit: the first ones are evaluated and exported, the

@@ -2,7 +2,15 @@
 //! its own, and each of those 19 linked the whole operator. Measured (docs/benchmarks.md,
 //! "How long do the tests take"): after `touch src/lib.rs`, `cargo test --workspace --no-run`
 //! took 54-144 s with them and takes 17-29 s now; their tests ran 41.5 s one binary after
-//! another and run 23.5 s here. `cargo test --test integration engine_` runs a part.
+//! another and run 23.5 s here. `cargo test --test integration audit_` runs a part.
+//!
+//! The pure tests of the engine and the index (rules on Pod views and seed scenarios, their
+//! properties, the index's transitions and counts) are their crates' own, beside their code:
+//! `crates/engine/tests/engine/` and `crates/index/tests/index/`, one binary each, which links
+//! neither the operator nor this suite (`cargo test -p sidecar-watch-engine -p
+//! sidecar-watch-index`). What stays here needs the operator: its binary, or its library
+//! beyond the engine and the index (`/metrics`, Events, policy status, the audit); only
+//! `catalog.rs` reads the engine alone, and could go to its crate too.
 //!
 //! Two tests keep binaries of their own: `tests/heap_counts.rs` installs a counting global
 //! allocator, and `tests/audit_memory.rs` reads the peak RSS of its children, which another
@@ -14,9 +22,10 @@
 //! `event_recorder.rs`).
 //!
 //! Support: the test kit (`sidecar_watch_testkit`: Pods, seed scenarios, the audit runner),
-//! [`fixtures`] (the engine tests' views, times and policies) and [`SIDECAR_WATCH`].
+//! [`fixtures`] (the engine tests' views, times and policies, a module of the engine's test
+//! binary included here by path) and [`SIDECAR_WATCH`].
 
-#[path = "../fixtures/mod.rs"]
+#[path = "../../crates/engine/tests/engine/fixtures.rs"]
 mod fixtures;
 
 mod audit_cli;
@@ -25,17 +34,11 @@ mod audit_manifests;
 mod catalog;
 mod crd;
 mod docs_drift;
-mod engine_kubelet;
-mod engine_properties;
-mod engine_rules;
-mod engine_scenarios;
-mod engine_spec;
 mod event_limits;
 mod fuzz_regressions;
 mod index;
-mod index_policies;
-mod index_properties;
 mod metrics_text;
+mod policy_limits;
 mod rbac;
 mod run_cli;
 mod server;

@@ -6,10 +6,10 @@
 
 use crate::fixtures::*;
 use serde_json::{json, Value};
-use sidecar_watch::api::SlimPod;
-use sidecar_watch::engine::AlertName::{self, *};
-use sidecar_watch::engine::AlertState::{self, *};
-use sidecar_watch::engine::{evaluate, CompiledPolicy, Evaluation};
+use sidecar_watch_api::SlimPod;
+use sidecar_watch_engine::AlertName::{self, *};
+use sidecar_watch_engine::AlertState::{self, *};
+use sidecar_watch_engine::{evaluate, CompiledPolicy, Evaluation};
 
 /// `2025-06-03THH:MM:SSZ`.
 fn t(hms: &str) -> String {
@@ -413,6 +413,6 @@ fn huge_or_malformed_restart_rules_are_bounded_and_name_their_field() {
         json!({}),
     );
     broken["metadata"]["name"] = json!("broken");
-    let error = sidecar_watch::api::decode::<SlimPod>(broken).expect_err("not an exit code");
+    let error = sidecar_watch_api::decode::<SlimPod>(broken).expect_err("not an exit code");
     assert_eq!(error.path, "spec.containers[0].restartPolicyRules[0].exitCodes.values[0]", "{error}");
 }

@@ -3,8 +3,8 @@
 //! workload, workload templates (`audit` of manifests) and invalid Pods.
 
 use serde_json::{json, Value};
-use sidecar_watch::api::SlimPod;
-use sidecar_watch::engine::{evaluate, AlertName, AlertState, Check, CompiledPolicy, PodHistory, PodView};
+use sidecar_watch_api::SlimPod;
+use sidecar_watch_engine::{evaluate, AlertName, AlertState, Check, CompiledPolicy, PodHistory, PodView};
 
 use crate::fixtures::view;
 
@@ -144,7 +144,7 @@ fn a_job_template_with_a_legacy_sidecar_will_never_complete() {
             (AlertName::SidecarMisconfigured, "istio-proxy", Some(Check::LegacySidecar), AlertState::Firing, None),
         ]
     );
-    assert_eq!(alerts[0].severity, sidecar_watch::api::Severity::Warning);
+    assert_eq!(alerts[0].severity, sidecar_watch_api::Severity::Warning);
     assert!(alerts[0].message.contains("the Job will never complete"), "{}", alerts[0].message);
     assert!(alerts[0].message.contains("sidecar.istio.io/nativeSidecar"), "{}", alerts[0].message);
 

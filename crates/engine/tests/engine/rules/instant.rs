@@ -3,7 +3,7 @@
 
 use super::brief;
 use crate::fixtures::*;
-use sidecar_watch::engine::{evaluate, AlertName::*, AlertState::*, CompiledPolicy, PodHistory};
+use sidecar_watch_engine::{evaluate, AlertName::*, AlertState::*, CompiledPolicy, PodHistory};
 
 #[test]
 fn shutdown_order_cases() {
@@ -58,7 +58,7 @@ fn job_blocked_needs_a_job_and_every_main_finished() {
 #[test]
 fn sidecars_by_pattern_names_and_native() {
     let view = pod(vec![
-        container("envoy-config", sidecar_watch::engine::ContainerKind::Init, running(at("10:00:00"), false)),
+        container("envoy-config", sidecar_watch_engine::ContainerKind::Init, running(at("10:00:00"), false)),
         native("agent", running(at("10:00:00"), false)),
         regular("envoy", running(at("10:00:00"), false)),
         regular("envoy-config", running(at("10:00:00"), false)),
@@ -89,7 +89,7 @@ fn sidecars_by_pattern_names_and_native() {
 
 #[test]
 fn sidecar_sprawl_is_reported_from_five_sidecars() {
-    use sidecar_watch::engine::Check;
+    use sidecar_watch_engine::Check;
     for (sidecars, expected) in [(4usize, 0usize), (5, 1), (6, 1)] {
         let mut containers: Vec<_> =
             (0..sidecars).map(|i| native(&format!("agent-{i}"), running(at("10:00:00"), true))).collect();

@@ -5,9 +5,9 @@
 use super::{brief, unordered_native, with_main};
 use crate::fixtures::*;
 use jiff::Timestamp;
-use sidecar_watch::engine::history::HistoryMarks;
-use sidecar_watch::engine::pod::ConditionView;
-use sidecar_watch::engine::{evaluate, AlertName::*, AlertState::*, CompiledPolicy, Observation, PodHistory, PodView};
+use sidecar_watch_engine::history::HistoryMarks;
+use sidecar_watch_engine::pod::ConditionView;
+use sidecar_watch_engine::{evaluate, AlertName::*, AlertState::*, CompiledPolicy, Observation, PodHistory, PodView};
 
 #[test]
 fn a_previous_state_with_other_containers_counts_as_none() {

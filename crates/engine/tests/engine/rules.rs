@@ -7,8 +7,8 @@
 
 use crate::fixtures::*;
 use jiff::Timestamp;
-use sidecar_watch::engine::pod::{ContainerStatusView, SpecFlags};
-use sidecar_watch::engine::{AlertName, AlertState, Evaluation, PodView};
+use sidecar_watch_engine::pod::{ContainerStatusView, SpecFlags};
+use sidecar_watch_engine::{AlertName, AlertState, Evaluation, PodView};
 
 /// The (name, container, state, since) of every alert.
 fn brief(evaluation: &Evaluation) -> Vec<(AlertName, String, AlertState, Option<Timestamp>)> {
@@ -16,13 +16,13 @@ fn brief(evaluation: &Evaluation) -> Vec<(AlertName, String, AlertState, Option<
 }
 
 /// A Pod with a ready main container `app` (running since 10:00:01) and the sidecar `sidecar`.
-fn with_main(sidecar: sidecar_watch::engine::ContainerView) -> PodView {
+fn with_main(sidecar: sidecar_watch_engine::ContainerView) -> PodView {
     pod(vec![sidecar, regular("app", running(at("10:00:01"), true))])
 }
 
 /// A native sidecar with a readiness probe and nothing that makes the kubelet wait for it (no
 /// `startupProbe`, no `postStart` hook): the main containers start as soon as it runs.
-fn unordered_native(name: &str, status: ContainerStatusView) -> sidecar_watch::engine::ContainerView {
+fn unordered_native(name: &str, status: ContainerStatusView) -> sidecar_watch_engine::ContainerView {
     let mut sidecar = native(name, status);
     sidecar.spec_mut().flags.remove(SpecFlags::STARTUP_PROBE);
     sidecar

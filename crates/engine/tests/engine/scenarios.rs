@@ -5,9 +5,9 @@
 
 use crate::fixtures::*;
 use jiff::Timestamp;
-use sidecar_watch::api::Severity::{Critical, Info, Warning};
-use sidecar_watch::api::SlimPod;
-use sidecar_watch::engine::{
+use sidecar_watch_api::Severity::{Critical, Info, Warning};
+use sidecar_watch_api::SlimPod;
+use sidecar_watch_engine::{
     AlertName::*, AlertState::*, Check, CompiledPolicy, ContainerKind, Evaluation, PodView, PolicyRef, SidecarType,
 };
 

@@ -4,9 +4,9 @@
 use super::{brief, unordered_native, with_main};
 use crate::fixtures::*;
 use jiff::Timestamp;
-use sidecar_watch::engine::history::HistoryMarks;
-use sidecar_watch::engine::pod::{ConditionView, ContainerStatusView, SpecFlags};
-use sidecar_watch::engine::{
+use sidecar_watch_engine::history::HistoryMarks;
+use sidecar_watch_engine::pod::{ConditionView, ContainerStatusView, SpecFlags};
+use sidecar_watch_engine::{
     evaluate, AlertName::*, AlertState::*, CompiledPolicy, ContainerHistory, Evaluation, PodHistory, PodView,
 };
 
@@ -311,7 +311,7 @@ fn a_sidecar_with_only_a_liveness_probe_has_no_start_order() {
         let findings: Vec<_> = evaluation.alerts.iter().map(|a| (a.name, a.check)).collect();
         assert!(findings.iter().all(|(name, _)| *name != MainStartedBeforeSidecarReady), "{seen}: {findings:?}");
         assert!(
-            findings.contains(&(SidecarMisconfigured, Some(sidecar_watch::engine::Check::NoStartupProbe))),
+            findings.contains(&(SidecarMisconfigured, Some(sidecar_watch_engine::Check::NoStartupProbe))),
             "{seen}: {findings:?}"
         );
     }

@@ -2,8 +2,8 @@
 //! own rule's alerts.
 
 use crate::fixtures::*;
-use sidecar_watch::api::Severity;
-use sidecar_watch::engine::{AlertName, CompiledPolicy};
+use sidecar_watch_api::Severity;
+use sidecar_watch_engine::{AlertName, CompiledPolicy};
 
 #[test]
 fn disabling_a_rule_removes_exactly_its_alerts() {

@@ -5,9 +5,9 @@
 use super::{brief, with_main};
 use crate::fixtures::*;
 use jiff::Timestamp;
-use sidecar_watch::api::Severity;
-use sidecar_watch::engine::pod::ContainerStatusView;
-use sidecar_watch::engine::{
+use sidecar_watch_api::Severity;
+use sidecar_watch_engine::pod::ContainerStatusView;
+use sidecar_watch_engine::{
     evaluate, AlertName, AlertName::*, AlertState::*, ContainerHistory, PodHistory, PodView, Stamp,
 };
 

@@ -8,13 +8,13 @@ use std::time::Duration;
 use crate::fixtures::{at, plus, Observer};
 use jiff::Timestamp;
 use proptest::prelude::*;
-use sidecar_watch::api::{
+use sidecar_watch_api::{
     ForRuleSpec, InstantRuleSpec, PolicySpec, RestartsRuleSpec, RulesSpec, Severity, SidecarSelector, WindowRuleSpec,
 };
-use sidecar_watch::engine::pod::{
+use sidecar_watch_engine::pod::{
     ConditionView, ContainerSpec, ContainerState, ContainerStatusView, SpecFlags, Termination,
 };
-use sidecar_watch::engine::{
+use sidecar_watch_engine::{
     evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, IdentifiedBy, PodView,
     PolicyRef, Stamp,
 };
@@ -128,7 +128,7 @@ fn pod() -> BoxedStrategy<PodView> {
                 .into_iter()
                 .zip(parts)
                 .map(|(name, (kind, flags, status, (image, agent)))| {
-                    let catalog = sidecar_watch::engine::catalog::recognise(name, image, agent);
+                    let catalog = sidecar_watch_engine::catalog::recognise(name, image, agent);
                     let spec =
                         ContainerSpec { name: name.into(), kind, flags, catalog, liveness_target: None, version: None };
                     ContainerView::new(spec, status)
@@ -346,7 +346,7 @@ proptest! {
             prop_assert_eq!(alert.check.is_some(), alert.name == AlertName::SidecarMisconfigured);
             // Pending alerts are due at since+for, and the evaluation wakes up no later.
             if alert.state == AlertState::Pending {
-                let due = sidecar_watch::engine::rules::add(alert.since.unwrap(), for_of(&policy, alert.name));
+                let due = sidecar_watch_engine::rules::add(alert.since.unwrap(), for_of(&policy, alert.name));
                 prop_assert!(due > now, "{:?} pending past its due time {}", alert, due);
                 let next = evaluation.next_change.expect("a pending alert sets next_change");
                 prop_assert!(next <= due, "next_change {} after {:?} is due at {}", next, alert, due);
@@ -387,7 +387,7 @@ proptest! {
     #[test]
     fn observe_keeps_history_bounded((view, mut history, _policy, now) in case()) {
         history.observe(&view, now);
-        prop_assert!(history.containers.iter().all(|h| h.restarts.len() <= sidecar_watch::engine::history::MAX_RECORDED_RESTARTS));
+        prop_assert!(history.containers.iter().all(|h| h.restarts.len() <= sidecar_watch_engine::history::MAX_RECORDED_RESTARTS));
         let observed: Vec<u32> = view.containers.iter().enumerate()
             .filter(|(_, c)| c.kind != ContainerKind::Init && c.status().is_some())
             .map(|(at, _)| at as u32)

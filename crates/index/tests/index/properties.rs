@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use sidecar_watch::api::{ClusterPolicySpec, PolicyCounts, PolicySpec, SlimPod};
-use sidecar_watch::engine::{AlertState, CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
-use sidecar_watch::index::{Index, Labels, PolicyEntry};
+use sidecar_watch_api::{ClusterPolicySpec, PolicyCounts, PolicySpec, SlimPod};
+use sidecar_watch_engine::{AlertState, CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
+use sidecar_watch_index::{Index, Labels, PolicyEntry};
 use sidecar_watch_testkit::pod::{Container, PodBuilder, Probes, Run};
 
 const NAMESPACES: [&str; 3] = ["shop", "ops", "batch"];

@@ -1,0 +1,151 @@
+//! The index on its own: Pods, policies and namespace labels in, alerts going pending,
+//! firing and resolving, transitions, wake-ups and counts out. What the operator makes of
+//! them (`/metrics`, Events, policy status) is tested in its `tests/integration/index.rs`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use jiff::Timestamp;
+use sidecar_watch_api::{ClusterPolicySpec, PolicySpec, SlimPod};
+use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
+use sidecar_watch_index::{Index, PolicyEntry, TransitionKind};
+use sidecar_watch_testkit::pod::{Container, PodBuilder};
+
+fn ts(text: &str) -> Timestamp {
+    text.parse().expect("timestamp")
+}
+
+/// A web Pod with a native `istio-proxy` sidecar; `sidecar_ready` toggles its readiness.
+fn web_pod(name: &str, uid: &str, labels: &[(&str, &str)], sidecar_ready: bool) -> PodView {
+    let pod = labels.iter().fold(PodBuilder::new("shop", name).uid(uid).created(CREATED), |p, (k, v)| p.label(k, v));
+    let pod = pod
+        .native_sidecar(Container::istio_proxy().ready(sidecar_ready))
+        .container(Container::new("app", "shop/web:1.0"));
+    PodView::from_pod(&pod.decode::<SlimPod>())
+}
+
+/// When every Pod here was created.
+const CREATED: &str = "2026-11-22T10:00:00Z";
+
+/// The policy under test; start-up order is left out (the sidecar here never became ready,
+/// which that rule would report too).
+fn mesh_policy(selector: serde_json::Value) -> (PolicyRef, PolicyEntry) {
+    let spec: PolicySpec = serde_json::from_value(
+        serde_json::json!({"selector": selector, "rules": {"startupOrder": {"enabled": false}}}),
+    )
+    .expect("spec");
+    let policy = PolicyRef::namespaced("shop", "mesh");
+    let compiled = CompiledPolicy::compile(policy.clone(), &spec);
+    (policy, PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
+}
+
+fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
+    let mut names = Vec::new();
+    index.for_each_pod(|p| {
+        for r in &p.results {
+            for a in r.alerts.iter().filter(|a| a.state == state && a.check.is_none()) {
+                names.push(format!("{}/{}:{}", p.view.name(), a.container_name(&p.view), a.name));
+            }
+        }
+    });
+    names.sort();
+    names
+}
+
+#[test]
+fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
+    let index = Index::new();
+    let (policy, e) = mesh_policy(serde_json::json!({"matchLabels": {"app": "web"}}));
+    index.apply_policy(policy, e, ts("2026-11-22T10:00:00Z"));
+
+    // One minute in: pending, with a wake-up exactly when the 2m rule fires.
+    let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), ts("2026-11-22T10:01:00Z"));
+    assert!(outcome.transitions.is_empty());
+    assert_eq!(outcome.wakeups, vec![("u1".to_string(), Some(ts("2026-11-22T10:02:00Z")))]);
+    assert_eq!(
+        alert_names(&index, AlertState::Pending),
+        ["web-1/istio-proxy:MainContainerReadyButSidecarNot", "web-1/istio-proxy:SidecarContainerNotReady"]
+    );
+
+    // At the wake-up, MainContainerReadyButSidecarNot fires: one Fired transition.
+    let outcome = index.reevaluate("u1", ts("2026-11-22T10:02:00Z"));
+    let fired: Vec<_> = outcome.transitions.iter().map(|t| (t.kind, t.alert.name)).collect();
+    assert_eq!(fired, [(TransitionKind::Fired, AlertName::MainContainerReadyButSidecarNot)]);
+    assert_eq!(outcome.wakeups, vec![("u1".to_string(), Some(ts("2026-11-22T10:05:00Z")))]);
+
+    // Evaluating again without change announces nothing new.
+    assert!(index.reevaluate("u1", ts("2026-11-22T10:03:00Z")).transitions.is_empty());
+
+    // The sidecar becomes ready: the firing alert resolves, the pending one just goes.
+    let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], true), ts("2026-11-22T10:04:00Z"));
+    let resolved: Vec<_> = outcome.transitions.iter().map(|t| (t.kind, t.alert.name)).collect();
+    assert_eq!(resolved, [(TransitionKind::Resolved, AlertName::MainContainerReadyButSidecarNot)]);
+    assert!(alert_names(&index, AlertState::Pending).is_empty());
+    assert!(alert_names(&index, AlertState::Firing).is_empty());
+    // Nothing is pending any more: the 10:05 timer is dropped rather than left to fire.
+    assert_eq!(outcome.wakeups, vec![("u1".to_string(), None)]);
+}
+
+#[test]
+fn status_only_policy_updates_do_not_reevaluate() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    let (policy, e) = mesh_policy(serde_json::json!({}));
+    index.apply_policy(policy.clone(), e.clone(), now);
+    index.apply_pod(web_pod("web-1", "u1", &[], false), now);
+    // The same spec again (our own status write coming back through the watch).
+    let outcome = index.apply_policy(policy, e, ts("2026-11-22T10:20:00Z"));
+    assert!(outcome.wakeups.is_empty() && outcome.transitions.is_empty());
+}
+
+#[test]
+fn cluster_policy_follows_namespace_labels() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    let spec: ClusterPolicySpec =
+        serde_json::from_value(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}))
+            .expect("spec");
+    let compiled = CompiledPolicy::compile_cluster("platform", &spec);
+    let policy = PolicyRef::cluster("platform");
+    index.apply_policy(policy.clone(), PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")), now);
+    index.apply_namespace("shop", NamespaceMeta::default(), now);
+    index.apply_pod(web_pod("web-1", "u1", &[], false), now);
+    assert_eq!(index.policy_stats()[&policy].matched_pods, 0);
+
+    let labels = BTreeMap::from([("mesh".to_string(), "on".to_string())]);
+    let outcome = index.apply_namespace("shop", NamespaceMeta::new(labels, &BTreeMap::new()), now);
+    assert_eq!(index.policy_stats()[&policy].matched_pods, 1);
+    assert!(!outcome.transitions.is_empty(), "newly selected firing alerts are announced");
+}
+
+#[test]
+fn relist_forgets_pods_that_vanished() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    index.apply_pod(web_pod("a", "u1", &[], true), now);
+    index.apply_pod(web_pod("b", "u2", &[], true), now);
+    let (gone, _) = index.retain_pods(None, &HashSet::from(["u2".to_string()]), now);
+    assert_eq!(gone, HashSet::from(["u1".to_string()]));
+    assert_eq!(index.pod_uids(), HashSet::from(["u2".to_string()]));
+}
+
+/// Sidecar names per namespace are reported gone once the last Pod running them is deleted
+/// or dropped by a relist, and not while another Pod still runs them.
+#[test]
+fn sidecar_names_go_with_their_last_pod() {
+    let index = Index::new();
+    let now = ts("2026-11-22T10:10:00Z");
+    let (policy, e) = mesh_policy(serde_json::json!({}));
+    index.apply_policy(policy, e, now);
+    for i in 0..3 {
+        index.apply_pod(web_pod(&format!("web-{i}"), &format!("u{i}"), &[], true), now);
+    }
+    assert!(index.take_gone_sidecar_names().is_empty());
+    index.delete_pod("u0", now);
+    index.retain_pods(None, &HashSet::from(["u2".to_string()]), now);
+    assert!(index.take_gone_sidecar_names().is_empty(), "u2 still runs istio-proxy");
+    index.delete_pod("u2", now);
+    let gone: Vec<(String, String)> =
+        index.take_gone_sidecar_names().into_iter().map(|(ns, c)| (ns.to_string(), c.to_string())).collect();
+    assert_eq!(gone, [("shop".to_string(), "istio-proxy".to_string())]);
+    assert!(index.take_gone_sidecar_names().is_empty(), "reported once");
+}
