@@ -2,7 +2,9 @@
 //! (a main container, a native istio-proxy sidecar and a legacy log-sidecar, with probes and a
 //! full status, plus a plain init container), and the decoding of that Pod's JSON (full
 //! `k8s_openapi` object against the operator's `SlimPod`), and one policy edit among 300
-//! policies over 1,000 such Pods (`policy_edit`). Reported as Pods (edits) per second:
+//! policies over 1,000 such Pods (`policy_edit`), and a status update of one of 1,000 Pods of
+//! ten Deployments each running two versions of istio-proxy through the index, beside the
+//! version bookkeeping alone (`workload_update`). Reported as Pods (edits) per second:
 //!
 //! ```text
 //! cargo bench --bench engine -- --quick
@@ -14,6 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use sidecar_watch::api::SlimPod;
+use sidecar_watch::engine::rollout::{counted, Rollouts};
 use sidecar_watch::engine::{evaluate, CompiledPolicy, PodHistory, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry};
 
@@ -51,6 +54,57 @@ fn bench(c: &mut Criterion) {
     group.finish();
     flood(c, &policy, now);
     policy_edit(c, &json, now);
+    workload_update(c, &json, now);
+}
+
+/// What `SidecarVersionDrift`'s per-workload counts add to a Pod's status update: the
+/// index's whole update of one of 1,000 Pods in ten Deployments that each run two versions
+/// of istio-proxy (so every Pod is compared with its workload's newest), beside the
+/// counting alone (what the Pod adds before and after, and the newest it is compared with).
+fn workload_update(c: &mut Criterion, json: &[u8], now: Timestamp) {
+    const PODS: usize = 1000;
+    let index = Index::new();
+    let spec = serde_json::from_value(serde_json::json!({})).expect("spec");
+    let all = PolicyEntry::new(CompiledPolicy::compile_cluster("all", &spec), serde_json::Value::Null);
+    index.apply_policy(PolicyRef::cluster("all"), all, now);
+    let fixture = String::from_utf8_lossy(json).into_owned();
+    let views: Vec<PodView> = (0..PODS)
+        .map(|i| {
+            let tag = if i % 2 == 0 { "1.24.2" } else { "1.25.0" };
+            let text = fixture.replace("proxyv2:1.24.2", &format!("proxyv2:{tag}"));
+            let mut pod: serde_json::Value = serde_json::from_str(&text).expect("the fixture");
+            pod["metadata"]["uid"] = serde_json::json!(format!("uid-{i}"));
+            pod["metadata"]["name"] = serde_json::json!(format!("pod-{i}"));
+            pod["metadata"]["ownerReferences"][0]["name"] = serde_json::json!(format!("w{}-84d6c7f9b", i % 10));
+            PodView::from_pod(&serde_json::from_value::<SlimPod>(pod).expect("decodes"))
+        })
+        .collect();
+    for view in &views {
+        index.apply_pod(view.clone(), now);
+    }
+    let rollouts = Rollouts::of_pods(views.iter(), |p| p.containers.iter());
+    assert_eq!(rollouts.newest_of(&views[0]).len(), 1, "istio-proxy runs two versions in each workload");
+    let mut group = c.benchmark_group("workload_update");
+    group.throughput(Throughput::Elements(1));
+    let mut next = 0;
+    group.bench_function("index_apply_pod", |b| {
+        b.iter(|| {
+            next = (next + 1) % PODS;
+            index.apply_pod(views[next].clone(), now)
+        })
+    });
+    let mut rollouts = rollouts;
+    group.bench_function("version_counts_alone", |b| {
+        b.iter(|| {
+            next = (next + 1) % PODS;
+            let view = &views[next];
+            let before = counted(view, view.containers.iter());
+            let after = counted(view, view.containers.iter());
+            rollouts.replace(&before, &after);
+            rollouts.newest_of(black_box(view))
+        })
+    });
+    group.finish();
 }
 
 /// A tenant's 300 SidecarPolicies over its 1,000 Pods (the fixture Pod under 1,000 UIDs),

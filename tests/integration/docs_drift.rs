@@ -45,3 +45,69 @@ fn the_run_flags_in_the_operations_guide_are_the_binarys() {
         "docs/operations.md's flag list lacks {undocumented:?} and names flags `run` does not have: {unknown:?}"
     );
 }
+
+/// The files under `dir` (recursively) whose name ends with `.rs`.
+fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// docs/development.md's "where does my test go" table is true of the tree: every path it
+/// names exists, the suites it says need no cluster start none, and the engine's and the
+/// index's own tests import their crates, not the operator.
+#[test]
+fn the_test_table_in_the_development_guide_is_true_of_the_tree() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/development.md")).expect("the guide");
+    let table = guide.lines().skip_while(|l| !l.starts_with("| what it tests")).take_while(|l| l.starts_with('|'));
+    let mut named = BTreeSet::new();
+    for line in table {
+        for (i, token) in line.split('`').enumerate() {
+            let is_path = token.contains('/') && !token.starts_with('/') && !token.contains(' ');
+            if i % 2 == 1 && is_path {
+                named.insert(token.to_string());
+            }
+        }
+    }
+    assert!(named.len() > 10, "the table names its paths: {named:?}");
+    let missing: Vec<&String> = named
+        .iter()
+        .filter(|path| match path.split_once("/*/") {
+            // `crates/*/src/`: some directory of `crates/` has it.
+            Some((parent, rest)) => !std::fs::read_dir(root.join(parent))
+                .map(|dirs| dirs.flatten().any(|d| d.path().join(rest).exists()))
+                .unwrap_or(false),
+            None => !root.join(path).exists(),
+        })
+        .collect();
+    assert_eq!(missing, Vec::<&String>::new(), "named in docs/development.md's test table, not in the tree");
+
+    let cluster_markers = ["E2E_CONTROL_PLANE_BIN", "control_plane::", "TestEnv", "Node::shared"];
+    for suite in ["tests/integration", "crates/engine/tests", "crates/index/tests"] {
+        for file in rust_files(&root.join(suite)) {
+            let text = std::fs::read_to_string(&file).expect("readable");
+            // Code, not comments; this file names the markers to look for them.
+            let code: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+            if file.ends_with("docs_drift.rs") {
+                continue;
+            }
+            for marker in cluster_markers {
+                assert!(!code.contains(marker), "{} needs no cluster, yet names {marker}", file.display());
+            }
+            if !suite.starts_with("tests/") {
+                assert!(!code.contains("sidecar_watch::"), "{} imports the operator", file.display());
+            }
+        }
+    }
+}

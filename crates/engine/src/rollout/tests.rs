@@ -176,3 +176,23 @@ fn a_workload_on_more_versions_than_any_rollout_runs_is_not_compared() {
     rollouts.replace(&[], &proxy(&another));
     assert_eq!(rollouts.take_changed(), Vec::new(), "not compared: nothing to evaluate again");
 }
+
+#[test]
+fn a_workload_of_the_same_name_in_another_namespace_is_another_workload() {
+    let names = &mut Interner::default();
+    let ours = running(names, "web-a", "aaa", "1.24.2", 0);
+    let json = json!({
+        "metadata": {"name": "web-b", "namespace": "tenant", "uid": "u-t", "creationTimestamp": "2025-06-03T10:30:00Z",
+            "labels": {"pod-template-hash": "bbb"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-bbb", "uid": "t",
+                                 "controller": true}]},
+        "spec": {"initContainers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.99.0",
+                                     "restartPolicy": "Always"}],
+                 "containers": [{"name": "app", "image": "shop/web:1"}]},
+        "status": {"phase": "Running"}
+    });
+    let theirs = PodView::from_pod_in(&serde_json::from_value::<SlimPod>(json).expect("a Pod"), names);
+    let rollouts = Rollouts::of_pods([&ours, &theirs], |p| p.containers.iter());
+    assert_eq!(newest(&rollouts, &ours), None, "another namespace's Deployment web is not ours");
+    assert_eq!(newest(&rollouts, &theirs), None);
+}
