@@ -49,7 +49,7 @@ func makePKI(dir string, servingIPs ...net.IP) (PKI, error) {
 			return p, err
 		}
 		caTemplate := &x509.Certificate{
-			Subject:               pkix.Name{CommonName: "sidecar-watch-e2e-ca"},
+			Subject:               pkix.Name{CommonName: "sidecar-watch-harness-ca"},
 			IsCA:                  true,
 			BasicConstraintsValid: true,
 			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
@@ -76,7 +76,7 @@ func makePKI(dir string, servingIPs ...net.IP) (PKI, error) {
 	if err := p.issue(p.ServingCert, p.ServingKey, serving); err != nil {
 		return p, err
 	}
-	admin := clientCert("sidecar-watch-e2e-admin", "system:masters")
+	admin := clientCert("sidecar-watch-harness-admin", "system:masters")
 	if err := p.issue(p.AdminCert, p.AdminKey, admin); err != nil {
 		return p, err
 	}

@@ -23,7 +23,7 @@ type Etcd struct {
 // startEtcd starts a single-member etcd with its data in dir, listening on loopback.
 func startEtcd(dir string, clientPort, peerPort int, timeout time.Duration) (*Etcd, error) {
 	cfg := embed.NewConfig()
-	cfg.Name = "sidecar-watch-e2e"
+	cfg.Name = "sidecar-watch-harness"
 	cfg.Dir = filepath.Join(dir, "etcd")
 	cfg.LogLevel = "error"
 	cfg.LogOutputs = []string{filepath.Join(dir, "etcd.log")}

@@ -150,9 +150,9 @@ func choosePorts(asked map[string]int) (map[string]int, error) {
 func writeKubeconfig(path, server string, p PKI) error {
 	read := func(f string) []byte { b, _ := os.ReadFile(f); return b }
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["sidecar-watch-e2e"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: read(p.CACert)}
+	cfg.Clusters["sidecar-watch-harness"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: read(p.CACert)}
 	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: read(p.AdminCert), ClientKeyData: read(p.AdminKey)}
-	cfg.Contexts["sidecar-watch-e2e"] = &clientcmdapi.Context{Cluster: "sidecar-watch-e2e", AuthInfo: "admin"}
-	cfg.CurrentContext = "sidecar-watch-e2e"
+	cfg.Contexts["sidecar-watch-harness"] = &clientcmdapi.Context{Cluster: "sidecar-watch-harness", AuthInfo: "admin"}
+	cfg.CurrentContext = "sidecar-watch-harness"
 	return clientcmd.WriteToFile(*cfg, path)
 }

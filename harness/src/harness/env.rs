@@ -21,7 +21,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn unique_dir() -> PathBuf {
     std::env::temp_dir().join(format!(
-        "sidecar-watch-e2e-{}-{}-{}",
+        "sidecar-watch-harness-{}-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
         fastrand::u32(..)

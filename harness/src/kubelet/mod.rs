@@ -43,10 +43,10 @@ pub use steps::State;
 
 /// The `schedulerName` of test Pods: no scheduler serves it, so a Pod stays where the suite
 /// binds it (on a cluster with a scheduler and kubelets too).
-pub const SCHEDULER_NAME: &str = "sidecar-watch-e2e";
+pub const SCHEDULER_NAME: &str = "sidecar-watch-harness";
 
 /// The Node test Pods are bound to: an object only, no kubelet behind it.
-pub const NODE_NAME: &str = "sidecar-watch-e2e-node";
+pub const NODE_NAME: &str = "sidecar-watch-harness-node";
 
 /// Errors of the Pod status driver.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +88,7 @@ pub fn test_pod(name: &str, labels: &[(&str, &str)], containers: &[&str], sideca
 pub async fn ensure_node(client: &Client) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME}});
-    nodes.patch(NODE_NAME, &PatchParams::apply("sidecar-watch-e2e"), &Patch::Apply(&node)).await?;
+    nodes.patch(NODE_NAME, &PatchParams::apply("sidecar-watch-harness"), &Patch::Apply(&node)).await?;
     Ok(())
 }
 
