@@ -22,7 +22,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add ${RUST_TARGET}
 WORKDIR /src
-# The whole workspace (root package + bench, e2e and testkit members + benches), minus what
+# The whole workspace (root package + bench, harness and testkit members + benches), minus what
 # .dockerignore drops.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

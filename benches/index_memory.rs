@@ -152,7 +152,7 @@ fn peak_rss_bytes() -> u64 {
 /// `GET /metrics` with `Connection: close`, the response read into a small buffer over and
 /// over (so that the client holds no copy); returns the bytes received, framing included.
 async fn get_metrics(port: u16) -> std::io::Result<usize> {
-    let response = sidecar_watch_e2e::http::get(port, "/metrics", &Default::default()).await?;
+    let response = sidecar_watch_harness::http::get(port, "/metrics", &Default::default()).await?;
     Ok(response.body.len())
 }
 

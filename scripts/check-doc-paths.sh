@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Docs that are true: every repository path that README.md, e2e/README.md and docs/ name
-# (src/..., crates/*/src/..., crates/*/tests/..., tests/..., testkit/..., bench/..., config/..., a glob such as config/*/kustomization.yaml)
+# Docs that are true: every repository path that README.md, harness/README.md and docs/ name
+# (src/..., crates/*/src/..., crates/*/tests/..., harness/..., tests/..., testkit/..., bench/..., config/..., a glob such as config/*/kustomization.yaml)
 # must exist.
 # Run by .ci/run; exits 1 listing each path that does not, with where it is named.
 set -euo pipefail
@@ -13,6 +13,6 @@ while IFS=: read -r file line path; do
         echo "$file:$line: names $path, which does not exist"
         status=1
     fi
-done < <(grep -onE '(crates/[a-z]+/(src|tests)|src|e2e|tests|testkit|bench|benches|config|charts|scripts|docs|crds|examples|fuzz)/[A-Za-z0-9_./*{}-]+' \
-    README.md e2e/README.md docs/*.md docs/*/*.md | sort -u)
+done < <(grep -onE '(crates/[a-z]+/(src|tests)|src|harness|tests|testkit|bench|benches|config|charts|scripts|docs|crds|examples|fuzz)/[A-Za-z0-9_./*{}-]+' \
+    README.md harness/README.md docs/*.md docs/*/*.md | sort -u)
 exit $status

@@ -1,7 +1,7 @@
 //! What the operator costs the API server in one phase: requests and response bytes the
 //! simulator served to clients whose `User-Agent` is the operator's, by kind of call.
 
-use sidecar_watch_e2e::sim::traffic::{TrafficCount, TrafficSnapshot};
+use sidecar_watch_harness::sim::traffic::{TrafficCount, TrafficSnapshot};
 
 /// The operator's `User-Agent` prefix (`sidecar-watch/<version>`).
 pub const OPERATOR_AGENT: &str = "sidecar-watch/";

@@ -121,7 +121,7 @@ pub struct Args {
     /// phase with Prometheus and the scenarios.
     #[arg(long)]
     pub ksm_cost_only: bool,
-    /// `--against ksm`: the kube-state-metrics binary (default: `e2e/ksm/build.sh` builds it).
+    /// `--against ksm`: the kube-state-metrics binary (default: `harness/ksm/build.sh` builds it).
     #[arg(long)]
     pub ksm: Option<PathBuf>,
     /// `--against ksm`: Prometheus' scrape and rule-evaluation interval, seconds (the seed's

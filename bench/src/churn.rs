@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sidecar_watch_e2e::sim::api::now_string;
-use sidecar_watch_e2e::sim::Shared;
+use sidecar_watch_harness::sim::api::now_string;
+use sidecar_watch_harness::sim::Shared;
 
 use super::pods::{self, PodFactory, MESH_SIDECAR};
 use super::preload::{delete_pod, put_pod, write_pod};

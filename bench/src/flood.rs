@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use sidecar_watch_e2e::http::{self, Request};
-use sidecar_watch_e2e::sim::Shared;
+use sidecar_watch_harness::http::{self, Request};
+use sidecar_watch_harness::sim::Shared;
 
 use super::operator::Operator;
 use super::prom::{sample_quantile, Scrape};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::json;
-use sidecar_watch_e2e::sim::Shared;
+use sidecar_watch_harness::sim::Shared;
 
 use super::args::Args;
 use super::latency::EventWatch;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use sidecar_watch_e2e::process;
+use sidecar_watch_harness::process;
 
 /// CPU of `pid` over `secs` of wall time, in % of one core.
 pub async fn cpu_percent(pid: u32, secs: u64) -> f64 {

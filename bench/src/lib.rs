@@ -12,7 +12,7 @@
 //! [`ksm`] is the `--against ksm` mode: kube-state-metrics, Prometheus and the seed's rules
 //! beside the operator on a real API server.
 //!
-//! What it runs against is the end-to-end crate's (`sidecar_watch_e2e`, `e2e/`): the
+//! What it runs against is the test harness crate's (`sidecar_watch_harness`, `harness/`): the
 //! simulator, the real control plane, the kubelet driver, Prometheus, kube-state-metrics and
 //! its rules, child processes and their `/proc` probes. The realistic Pods ([`pods`]) and the
 //! Prometheus text parser ([`prom`]) are the test kit's (`testkit/`), which the tests share.

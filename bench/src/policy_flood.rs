@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
-use sidecar_watch_e2e::process;
-use sidecar_watch_e2e::sim::api::new_uid;
-use sidecar_watch_e2e::sim::Shared;
+use sidecar_watch_harness::process;
+use sidecar_watch_harness::sim::api::new_uid;
+use sidecar_watch_harness::sim::Shared;
 
 use super::args::Args;
 use super::hostile::RECONCILE;

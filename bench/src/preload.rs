@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use sidecar_watch_e2e::sim::api::{now_string, Caller, Params};
-use sidecar_watch_e2e::sim::Shared;
+use sidecar_watch_harness::sim::api::{now_string, Caller, Params};
+use sidecar_watch_harness::sim::Shared;
 
 use super::args::repo_root;
 use super::pods::{self, PodFactory};
@@ -51,7 +51,7 @@ pub fn update_spec(
     let mut body =
         st.store.get(&key, ns.unwrap_or(""), name).cloned().with_context(|| format!("no {plural} {name}"))?;
     body["spec"] = spec;
-    st.update(&info, ns, name, body, sidecar_watch_e2e::sim::patch::Scope::Main, &caller())
+    st.update(&info, ns, name, body, sidecar_watch_harness::sim::patch::Scope::Main, &caller())
         .map_err(|e| anyhow::anyhow!("update {plural} {name}: {e:?}"))?;
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use sidecar_watch_e2e::sim::api::now_string;
-use sidecar_watch_e2e::sim::Shared;
+use sidecar_watch_harness::sim::api::now_string;
+use sidecar_watch_harness::sim::Shared;
 
 use super::operator::{scrape_parsed, wait_metric};
 use super::pods::{self, MESH_SIDECAR};

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use sidecar_watch_e2e::sim::{SimConfig, Simulator};
+use sidecar_watch_harness::sim::{SimConfig, Simulator};
 
 use super::api_cost::ApiCost;
 use super::args::Args;

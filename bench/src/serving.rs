@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use sidecar_watch_e2e::http::{self, Request};
+use sidecar_watch_harness::http::{self, Request};
 use tokio::io::AsyncWriteExt;
 
 use super::operator::{scrape_parsed, Operator};

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use sidecar_watch_e2e::harness::http_get_timed;
-use sidecar_watch_e2e::sim::Shared;
+use sidecar_watch_harness::harness::http_get_timed;
+use sidecar_watch_harness::sim::Shared;
 
 use super::api_cost::{bytes, ApiCost};
 use super::operator::{scrape, scrape_parsed, Operator};

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde::Deserialize;
 use serde_json::json;
-use sidecar_watch_e2e::process;
-use sidecar_watch_e2e::sim::Shared;
+use sidecar_watch_harness::process;
+use sidecar_watch_harness::sim::Shared;
 
 use super::api_cost::ApiCost;
 use super::args::Args;

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::{json, Value};
-use sidecar_watch_e2e::sim::api::now_string;
-use sidecar_watch_e2e::sim::Shared;
+use sidecar_watch_harness::sim::api::now_string;
+use sidecar_watch_harness::sim::Shared;
 
 use super::latency::OOM_ALERT;
 use super::pods::{self, PodFactory, MESH_SIDECAR};

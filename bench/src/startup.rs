@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sidecar_watch_e2e::process::{self, spawn};
+use sidecar_watch_harness::process::{self, spawn};
 use tokio::io::AsyncBufReadExt;
 
 use super::operator::{scrape, Operator};

@@ -8,7 +8,7 @@
 #                       network access beyond the package registry is needed). Installed to
 #                       $SIDECAR_WATCH_TOOLS (default ~/.cache/sidecar-watch-tools/bin).
 #   node                containerd, runc, the CNI plugins, iptables, iproute2 and a static
-#                       busybox (Debian packages): what a real node needs (e2e/node/)
+#                       busybox (Debian packages): what a real node needs (harness/node/)
 set -euo pipefail
 
 TOOLS="${SIDECAR_WATCH_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/sidecar-watch-tools}"

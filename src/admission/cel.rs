@@ -265,7 +265,7 @@ pub fn catalog_images() -> String {
 /// The id of the catalog entry container `c` is by its image (`''` for none), as
 /// [`crate::engine::catalog::recognise`] decides it: most images are settled by one lookup of
 /// their last segment (86 cost units per container of a 5,000-container Pod, measured with
-/// `e2e/control-plane/celcost.go`; a Vault image, whose command is read too, 178).
+/// `harness/control-plane/celcost.go`; a Vault image, whose command is read too, 178).
 fn catalog_id_by_image(c: &str) -> String {
     let mut checks = String::new();
     for key in image_keys() {

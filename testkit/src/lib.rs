@@ -10,8 +10,8 @@
 //!
 //! It depends on no crate of the workspace and speaks JSON (`serde_json::Value`) and the
 //! API's own wire format, which each user decodes into its types (`SlimPod`, `Pod`): so the
-//! operator's unit tests can use it as well as the integration tests, the e2e crate and the
-//! benchmark, and imports run one way (operator tests → e2e → testkit).
+//! operator's unit tests can use it as well as the integration tests, the harness crate and the
+//! benchmark, and imports run one way (operator tests → harness → testkit).
 
 pub mod audit;
 pub mod factory;

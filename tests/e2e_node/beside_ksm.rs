@@ -1,7 +1,7 @@
 //! The user's alternative on the real kubelet: kube-state-metrics as a careful user runs it
 //! (`sidecar-watch-bench --against ksm`'s exporter: Pods only, the rules' families only)
 //! feeding Debian's Prometheus the seed article's PrometheusRule as written and as fixed for
-//! native sidecars (`e2e/ksm/`, every duration divided by 10 as the benchmark's `--quick`
+//! native sidecars (`harness/ksm/`, every duration divided by 10 as the benchmark's `--quick`
 //! does: `for: 5m` becomes 30 s, the policy's `for`), beside the chart's operator, on one
 //! never-ready `istio-proxy` declared both ways. README's claim is made here on real status:
 //! the seed's rules never see the native sidecar; sidecar-watch reports both.
@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
-use sidecar_watch_e2e::ksm::exporter::{self, Ksm};
-use sidecar_watch_e2e::ksm::rules::{self, RuleSet};
-use sidecar_watch_e2e::prometheus::{Prometheus, PROMETHEUS_BIN};
+use sidecar_watch_harness::ksm::exporter::{self, Ksm};
+use sidecar_watch_harness::ksm::rules::{self, RuleSet};
+use sidecar_watch_harness::prometheus::{Prometheus, PROMETHEUS_BIN};
 
 use crate::support::{container, native, node, pod, probe, Scenario, MINUTE};
 
@@ -49,7 +49,7 @@ fn expected(set: &[(RuleSet, &str, &str)]) -> BTreeSet<(RuleSet, String, String)
 /// sets; stopped when dropped.
 async fn alternative(s: &Scenario) -> (Ksm, Prometheus) {
     let dir = s.env.dir().to_path_buf();
-    let binary = exporter::binary(None).expect("kube-state-metrics (e2e/ksm/build.sh; scripts/test builds it)");
+    let binary = exporter::binary(None).expect("kube-state-metrics (harness/ksm/build.sh; scripts/test builds it)");
     let ksm =
         Ksm::spawn(&binary, node().kubeconfig(), &dir.join("kube-state-metrics.log")).expect("kube-state-metrics");
     let rule_files = rules::write_rule_files(&dir, SCALE).expect("rule files");

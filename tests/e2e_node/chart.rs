@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
-use sidecar_watch_e2e::harness::{read_manifests_str, wait_until};
-use sidecar_watch_e2e::prometheus::{Prometheus, PROMETHEUS_BIN};
+use sidecar_watch_harness::harness::{read_manifests_str, wait_until};
+use sidecar_watch_harness::prometheus::{Prometheus, PROMETHEUS_BIN};
 use sidecar_watch_testkit::prom::Scrape;
 
 use crate::support::{
@@ -31,7 +31,7 @@ async fn the_chart_runs_the_operator_from_its_image_and_prometheus_fires_its_rul
     assert_eq!(operators.items.len(), 2, "the chart's two replicas");
     for p in &operators.items {
         let spec = p.spec.clone().unwrap_or_default();
-        assert_eq!(spec.containers[0].image.as_deref(), Some(sidecar_watch_e2e::node::OPERATOR_IMAGE));
+        assert_eq!(spec.containers[0].image.as_deref(), Some(sidecar_watch_harness::node::OPERATOR_IMAGE));
         let ready =
             p.status.as_ref().and_then(|st| st.container_statuses.as_ref()).is_some_and(|c| c.iter().all(|c| c.ready));
         assert!(ready, "operator Pod {:?} ready (its probes pass)", p.metadata.name);

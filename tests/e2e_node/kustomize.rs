@@ -14,9 +14,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
-use sidecar_watch_e2e::harness::{read_manifests_str, wait_until};
-use sidecar_watch_e2e::install;
-use sidecar_watch_e2e::node::OPERATOR_IMAGE;
+use sidecar_watch_harness::harness::{read_manifests_str, wait_until};
+use sidecar_watch_harness::install;
+use sidecar_watch_harness::node::OPERATOR_IMAGE;
 use sidecar_watch_testkit::prom::Scrape;
 
 use crate::support::{container, native, node, pod, probe, run, scrape_metrics, Scenario, MINUTE, PROMETHEUS_SA};

@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
-use sidecar_watch_e2e::harness::{wait_until, TestEnv};
-use sidecar_watch_e2e::node::{Node, OPERATOR_IMAGE};
+use sidecar_watch_harness::harness::{wait_until, TestEnv};
+use sidecar_watch_harness::node::{Node, OPERATOR_IMAGE};
 
 /// Tests that restart the node's components or the operator take this exclusively; every
 /// other test holds it shared ([`Scenario::start`]), so that no fault lands in the middle of
@@ -130,7 +130,7 @@ pub struct Scenario {
 
 /// Records every status the kubelet writes for the namespace's Pods, one JSON line each, to
 /// `<target tmp>/node-transitions/<namespace>.jsonl`: what the simulated kubelet
-/// (`e2e/src/kubelet/`) is compared with (e2e/README.md).
+/// (`harness/src/kubelet/`) is compared with (harness/README.md).
 struct Recorder(tokio::task::JoinHandle<()>);
 
 impl Drop for Recorder {
@@ -404,7 +404,8 @@ pub fn pod(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
 
 /// A container of the test image running `script` with `sh -c`, plus `extra` fields.
 pub fn container(name: &str, script: &str, extra: Value) -> Value {
-    let mut c = json!({"name": name, "image": sidecar_watch_e2e::node::BUSYBOX_IMAGE, "command": ["sh", "-c", script]});
+    let mut c =
+        json!({"name": name, "image": sidecar_watch_harness::node::BUSYBOX_IMAGE, "command": ["sh", "-c", script]});
     if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
         c.extend(extra.clone());
     }

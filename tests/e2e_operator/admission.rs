@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sidecar_watch::admission::covered_checks;
-use sidecar_watch_e2e::cel_cost;
-use sidecar_watch_e2e::control_plane::Options;
-use sidecar_watch_e2e::harness::{read_manifests, read_manifests_str, wait_until, TestEnv};
-use sidecar_watch_e2e::install;
+use sidecar_watch_harness::cel_cost;
+use sidecar_watch_harness::control_plane::Options;
+use sidecar_watch_harness::harness::{read_manifests, read_manifests_str, wait_until, TestEnv};
+use sidecar_watch_harness::install;
 use sidecar_watch_testkit::factory::flood_pod;
 
 use crate::served_fields::remove_unserved_fields;

@@ -1,5 +1,5 @@
 //! What the admission policy costs the API server on a 5,000-container Pod, measured with
-//! `sidecar-watch-control-plane cel-cost` (`e2e/control-plane/celcost.go`: kube-apiserver's own
+//! `sidecar-watch-control-plane cel-cost` (`harness/control-plane/celcost.go`: kube-apiserver's own
 //! CEL library, which reports what the server does not): within the request's budget and every
 //! expression's limit, for the suite's hostile Pod and for Pods of the costliest kinds of
 //! container, and every expression compiles with the CEL library of Kubernetes 1.30. The
@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use sidecar_watch_e2e::cel_cost;
+use sidecar_watch_harness::cel_cost;
 use sidecar_watch_testkit::factory::flood_pod;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -6,7 +6,7 @@
 //! `spec.sidecars.required` of a bound ClusterSidecarPolicy.
 //!
 //! The policy runs in kube-apiserver's own CEL admission library (`cel-messages`, see
-//! [`sidecar_watch_e2e::cel_cost::messages`]), with each namespace's labels and annotations as
+//! [`sidecar_watch_harness::cel_cost::messages`]), with each namespace's labels and annotations as
 //! `namespaceObject`; `audit` reads the same Pods and Namespaces from one file.
 //! `admission.rs` checks the same policy on a real kube-apiserver.
 
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use sidecar_watch::engine::catalog;
 use sidecar_watch::engine::injection::{Inject, Marker, OptOut, Place, INJECTORS};
-use sidecar_watch_e2e::cel_cost::{self, AdmissionCase};
+use sidecar_watch_harness::cel_cost::{self, AdmissionCase};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SIDECAR_WATCH: &str = env!("CARGO_BIN_EXE_sidecar-watch");

@@ -14,8 +14,8 @@ use kube::core::ApiResource;
 use serde_json::{json, Value};
 use sidecar_watch::api::{ClusterSidecarPolicy, SidecarPolicy};
 use sidecar_watch::kubeconfig::USER_AGENT;
-use sidecar_watch_e2e::control_plane::{AuditLog, Options};
-use sidecar_watch_e2e::harness::TestEnv;
+use sidecar_watch_harness::control_plane::{AuditLog, Options};
+use sidecar_watch_harness::harness::TestEnv;
 use sidecar_watch_testkit::audit::{json, text, Audit};
 
 /// The operator's binary, as the audit runs it.
@@ -75,7 +75,7 @@ async fn live_audit_as_a_list_only_account_reads_only_lists() {
     env.assert_reached_server().await.expect("/version");
     env.kubectl_apply(AUDITOR_ROLE).await.expect("auditor role");
     let kubeconfig = env.dir().join("kubeconfig-auditor");
-    sidecar_watch_e2e::install::service_account_kubeconfig(&env, "default", "auditor", &kubeconfig)
+    sidecar_watch_harness::install::service_account_kubeconfig(&env, "default", "auditor", &kubeconfig)
         .await
         .expect("auditor token");
     pages_through_pods_and_uses_the_clusters_policies(&env, &kubeconfig).await;

@@ -12,8 +12,8 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::events::{Event, EventType};
 use sidecar_watch::events::recorder::{SERIES_WINDOW, SWEEP_EVERY};
 use sidecar_watch::events::Recorder;
-use sidecar_watch_e2e::control_plane::Options;
-use sidecar_watch_e2e::harness::TestEnv;
+use sidecar_watch_harness::control_plane::Options;
+use sidecar_watch_harness::harness::TestEnv;
 
 /// A call to a stopped kube-apiserver is refused: it fails at once, well within this.
 const REFUSED_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sidecar_watch_e2e::kubelet::PodDriver;
+use sidecar_watch_harness::kubelet::PodDriver;
 
 use crate::support::*;
 

@@ -18,9 +18,9 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
-use sidecar_watch_e2e::control_plane::{AuditLog, Options};
-use sidecar_watch_e2e::fault_proxy::{FaultProxy, MediaTypes};
-use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_harness::control_plane::{AuditLog, Options};
+use sidecar_watch_harness::fault_proxy::{FaultProxy, MediaTypes};
+use sidecar_watch_harness::harness::wait_until;
 
 use crate::server_side::{compact_history, initial_states, outage, InitialStates};
 use crate::support::*;
@@ -351,7 +351,7 @@ async fn default_start(prefix: &str, options: Options, gate_off: bool) {
     // Changes after the initial state come on the same watches.
     let p3 = c.create_pod(native_pod("p3", "web", "app", "istio-proxy")).await;
     drive(&p3, &[("app", true), ("istio-proxy", false)]).await;
-    let p1 = sidecar_watch_e2e::kubelet::PodDriver::new(c.env.client.clone(), &ns, "p1");
+    let p1 = sidecar_watch_harness::kubelet::PodDriver::new(c.env.client.clone(), &ns, "p1");
     set_ready(&p1, "istio-proxy", true).await;
     op.wait_alerts("p3 firing, p1 resolved", vec![firing(&ns, "p3")]).await;
     c.wait_events("p1", "Normal", "SidecarContainerNotReadyResolved", 1).await;

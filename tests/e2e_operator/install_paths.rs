@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use serde_json::json;
-use sidecar_watch_e2e::control_plane::Options;
-use sidecar_watch_e2e::harness::{wait_until, TestEnv};
-use sidecar_watch_e2e::install;
+use sidecar_watch_harness::control_plane::Options;
+use sidecar_watch_harness::harness::{wait_until, TestEnv};
+use sidecar_watch_harness::install;
 
 use crate::support::*;
 
@@ -47,7 +47,7 @@ async fn apply_rendered(env: &TestEnv, rendered: &str, expected: &[&str]) {
 async fn installed_operator_alerts(env: TestEnv, account: &str, lease_name: &str, default_policy: &str) {
     let ns = "shop".to_string();
     env.create_namespace(&ns).await.expect("namespace");
-    sidecar_watch_e2e::kubelet::ensure_node(&env.client).await.expect("node");
+    sidecar_watch_harness::kubelet::ensure_node(&env.client).await.expect("node");
     let path = env.dir().join("kubeconfig-installed");
     let operator_kubeconfig = install::service_account_kubeconfig(&env, install::OPERATOR_NAMESPACE, account, &path)
         .await

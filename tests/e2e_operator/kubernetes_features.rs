@@ -19,7 +19,7 @@
 
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, PodStatus};
 use serde_json::{json, Value};
-use sidecar_watch_e2e::kubelet::{self, set_condition, PodDriver, State, SCHEDULER_NAME};
+use sidecar_watch_harness::kubelet::{self, set_condition, PodDriver, State, SCHEDULER_NAME};
 
 use crate::support::*;
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar_watch_e2e::harness::wait_until;
-use sidecar_watch_e2e::sim::SimConfig;
+use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::sim::SimConfig;
 
 use crate::support::*;
 
@@ -71,12 +71,12 @@ async fn startup_series_go_with_their_last_pod() {
 fn flood_pod(n: usize) -> serde_json::Value {
     let names: Vec<String> = (0..n).map(|i| format!("s{i}-sidecar")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    sidecar_watch_e2e::kubelet::test_pod("flood", &[("app", "flood")], &["app"], &names)
+    sidecar_watch_harness::kubelet::test_pod("flood", &[("app", "flood")], &["app"], &names)
 }
 
 /// Seed 000: a crash-looping sidecar, as the kubelet reports it.
-pub(crate) async fn crash_loop(pod: &sidecar_watch_e2e::kubelet::PodDriver, container: &str) {
-    use sidecar_watch_e2e::kubelet::State;
+pub(crate) async fn crash_loop(pod: &sidecar_watch_harness::kubelet::PodDriver, container: &str) {
+    use sidecar_watch_harness::kubelet::State;
     pod.update(|_, s| {
         let c = s
             .init_container_statuses
@@ -185,7 +185,7 @@ async fn a_flooding_tenant_neither_blinds_nor_delays_another() {
     // The flood Pod's Events were limited per object: a burst of 25.
     let flood_events = warnings_in(&c, &flood).await.len();
     assert!(flood_events <= 25, "{flood_events} flood Warnings");
-    assert_eq!(sidecar_watch_e2e::harness::http_get(op.port, "/readyz").await.expect("GET").0, 200);
+    assert_eq!(sidecar_watch_harness::harness::http_get(op.port, "/readyz").await.expect("GET").0, 200);
 }
 
 /// Pods nobody can read: one with a timestamp past jiff's range (valid RFC 3339, clamped) and

@@ -1,5 +1,5 @@
 //! End-to-end tests of `sidecar-watch run` against a real kube-apiserver and etcd built from
-//! their Go modules (`e2e/control-plane`), or the cluster of `E2E_KUBECONFIG`.
+//! their Go modules (`harness/control-plane`), or the cluster of `E2E_KUBECONFIG`.
 //!
 //! The tests share one control plane, each in a namespace of its own with its own operator
 //! process(es), so they run in parallel; the operator runs as its shipped ServiceAccount.

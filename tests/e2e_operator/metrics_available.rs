@@ -13,8 +13,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sidecar_watch_e2e::harness::wait_until;
-use sidecar_watch_e2e::http::{self, Request, Response};
+use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::http::{self, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
@@ -25,9 +25,9 @@ const REVIEW_BURST_IN_ALL: f64 = 5.0;
 const REVIEWS_PER_SECOND_IN_ALL: f64 = 5.0;
 
 /// A bearer token that may `get /metrics`: the shipped metrics-reader role's, real on a
-/// real server ([`sidecar_watch_e2e::install::scrape_tokens`]).
+/// real server ([`sidecar_watch_harness::install::scrape_tokens`]).
 async fn reader_token(c: &Cluster) -> String {
-    sidecar_watch_e2e::install::scrape_tokens(&c.env, &c.ns).await.expect("a reader token").reader
+    sidecar_watch_harness::install::scrape_tokens(&c.env, &c.ns).await.expect("a reader token").reader
 }
 
 /// The `n`th client address other than 127.0.0.1.
@@ -82,7 +82,7 @@ fn wide_pod(i: usize) -> serde_json::Value {
     let name = format!("stall-{i:03}-{}", "p".repeat(90));
     let sidecars: Vec<String> = (0..250).map(|s| format!("s{s:03}-{}", "c".repeat(58))).collect();
     let sidecars: Vec<&str> = sidecars.iter().map(String::as_str).collect();
-    sidecar_watch_e2e::kubelet::test_pod(&name, &[("app", "web")], &["app"], &sidecars)
+    sidecar_watch_harness::kubelet::test_pod(&name, &[("app", "web")], &["app"], &sidecars)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

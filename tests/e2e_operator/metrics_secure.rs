@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar_watch_e2e::harness::wait_until;
-use sidecar_watch_e2e::http::{get, Request, Response};
+use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::http::{get, Request, Response};
 
 use crate::support::*;
 
@@ -24,7 +24,7 @@ async fn scrape(op: &Operator, token: Option<&str>, gzip: bool) -> Response {
 
 /// The DER of the certificate the listener presents.
 async fn presented_certificate(port: u16) -> Vec<u8> {
-    sidecar_watch_e2e::http::presented_certificate(port).await.expect("a TLS handshake")
+    sidecar_watch_harness::http::presented_certificate(port).await.expect("a TLS handshake")
 }
 
 fn write_certificate(dir: &std::path::Path, name: &str) -> Vec<u8> {
@@ -40,7 +40,7 @@ fn write_certificate(dir: &std::path::Path, name: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_an_authorised_token_over_tls() {
     let c = Cluster::start("secure").await;
-    let tokens = sidecar_watch_e2e::install::scrape_tokens(&c.env, &c.ns).await.expect("scrape tokens");
+    let tokens = sidecar_watch_harness::install::scrape_tokens(&c.env, &c.ns).await.expect("scrape tokens");
     c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})).await;
     let certs = c.env.dir().join("metrics-certs");
     std::fs::create_dir_all(&certs).unwrap();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_harness::harness::wait_until;
 
 use crate::support::*;
 
@@ -82,7 +82,7 @@ async fn kubectl_get_scp_prints_matched_alerting_ready() {
     let op = Operator::start(&c, "op-0", &[]).await;
     for (name, tier, ready) in [("w1", "web", false), ("w2", "web", true), ("d1", "db", true)] {
         let pod = c
-            .create_pod(sidecar_watch_e2e::kubelet::test_pod(name, &[("tier", tier)], &["app"], &["istio-proxy"]))
+            .create_pod(sidecar_watch_harness::kubelet::test_pod(name, &[("tier", tier)], &["app"], &["istio-proxy"]))
             .await;
         drive(&pod, &[("app", true), ("istio-proxy", ready)]).await;
     }
@@ -158,7 +158,7 @@ async fn shipped_samples_apply_and_cluster_policy_follows_namespace_labels() {
 
     let op = Operator::start(&c, "op-0", &[]).await;
     let pod = c
-        .create_pod(sidecar_watch_e2e::kubelet::test_pod("web-1", &[("app", "web")], &["app"], &["istio-proxy"]))
+        .create_pod(sidecar_watch_harness::kubelet::test_pod("web-1", &[("app", "web")], &["app"], &["istio-proxy"]))
         .await;
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
-use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_harness::harness::wait_until;
 
 use crate::limits::crash_loop;
 use crate::support::*;
@@ -65,8 +65,12 @@ async fn a_tenant_editing_its_policies_does_not_delay_another_namespace() {
         policies.create(&PostParams::default(), &tenant_policy(&tenant, i)).await.expect("policy created");
     }
     for i in 0..PODS {
-        let pod =
-            sidecar_watch_e2e::kubelet::test_pod(&format!("t{i:03}"), &[("app", "tenant")], &["app"], &["istio-proxy"]);
+        let pod = sidecar_watch_harness::kubelet::test_pod(
+            &format!("t{i:03}"),
+            &[("app", "tenant")],
+            &["app"],
+            &["istio-proxy"],
+        );
         c.create_pod_in(&tenant, pod).await;
     }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::{json, Value};
-use sidecar_watch_e2e::harness::wait_until;
-use sidecar_watch_e2e::prometheus::Prometheus;
+use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::prometheus::Prometheus;
 use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
@@ -68,7 +68,7 @@ async fn prometheus_fires_and_resolves_the_shipped_alerts() {
     let target = |op: &Operator| format!("127.0.0.1:{}", op.port);
     // /metrics as shipped: HTTPS and Prometheus' bearer token (its ServiceAccount's, bound to
     // the shipped metrics-reader role), reviewed by TokenReview and SubjectAccessReview.
-    let tokens = sidecar_watch_e2e::install::scrape_tokens(&c.env, &c.ns).await.expect("scrape tokens");
+    let tokens = sidecar_watch_harness::install::scrape_tokens(&c.env, &c.ns).await.expect("scrape tokens");
     let mut op = Operator::start_with_env(&c, "op-0", &[], &[("SIDECAR_WATCH_METRICS_SECURE", "true")]).await;
     op.token = Some(tokens.reader.clone());
     let token_file = c.env.dir().join("prometheus-token");

@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use sidecar_watch::rbac::{PolicyRule, CLUSTER_RULES, LEASE_RULES};
 
-use sidecar_watch_e2e::control_plane::{AuditLog, AuditedRequest, Options};
-use sidecar_watch_e2e::harness::wait_until;
-use sidecar_watch_e2e::install::{self, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
+use sidecar_watch_harness::control_plane::{AuditLog, AuditedRequest, Options};
+use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::install::{self, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
 
 use crate::support::*;
 

@@ -1,5 +1,5 @@
 //! What only a real kube-apiserver and etcd can show: each test runs a control plane of its
-//! own (`e2e/control-plane`) and breaks it as production does: kube-apiserver killed and
+//! own (`harness/control-plane`) and breaks it as production does: kube-apiserver killed and
 //! started again (every watch drops), etcd compacted under it (resuming watches get 410 Gone),
 //! the API server down when the operator starts, and the WatchList feature gate on and off
 //! for streaming lists. Afterwards every alert was announced exactly once.
@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar_watch_e2e::control_plane::Options;
-use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_harness::control_plane::Options;
+use sidecar_watch_harness::harness::wait_until;
 
 use crate::support::*;
 
@@ -43,7 +43,7 @@ async fn an_api_server_restart_loses_nothing_and_repeats_nothing() {
     // After the restart: a new alerting Pod, and p1's sidecar recovers.
     let p2 = c.create_pod(native_pod("p2", "web", "app", "istio-proxy")).await;
     drive(&p2, &[("app", true), ("istio-proxy", false)]).await;
-    let p1 = sidecar_watch_e2e::kubelet::PodDriver::new(c.env.client.clone(), &ns, "p1");
+    let p1 = sidecar_watch_harness::kubelet::PodDriver::new(c.env.client.clone(), &ns, "p1");
     set_ready(&p1, "istio-proxy", true).await;
     op.wait_alerts("p2 firing, p1 resolved", vec![firing(&ns, "p2")]).await;
     c.wait_events("p1", "Normal", "SidecarContainerNotReadyResolved", 1).await;
@@ -75,7 +75,7 @@ async fn a_compacted_etcd_makes_the_operator_list_again() {
     cp.start_apiserver().await.expect("kube-apiserver started");
     // While the operator reconnects: p2 goes, p1 recovers.
     c.delete_pod_now("p2").await;
-    let p1 = sidecar_watch_e2e::kubelet::PodDriver::new(c.env.client.clone(), &ns, "p1");
+    let p1 = sidecar_watch_harness::kubelet::PodDriver::new(c.env.client.clone(), &ns, "p1");
     set_ready(&p1, "istio-proxy", true).await;
     op.wait_alerts("nothing firing", vec![]).await;
     c.wait_events("p1", "Normal", "SidecarContainerNotReadyResolved", 1).await;
@@ -104,7 +104,7 @@ async fn an_api_server_down_at_start_is_waited_for() {
     let mut op = Operator::launch(&c, "op-0", port, &args, &[]);
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(op.exit_status().is_none(), "the operator exited while the API server was down:\n{}", op.log());
-    let readyz = sidecar_watch_e2e::harness::http_get(port, "/readyz").await;
+    let readyz = sidecar_watch_harness::harness::http_get(port, "/readyz").await;
     assert!(!readyz.as_ref().is_ok_and(|(code, _)| *code == 200), "ready without an API server: {readyz:?}");
 
     c.control_plane().start_apiserver().await.expect("kube-apiserver started");
@@ -171,7 +171,7 @@ async fn streaming_lists_and_their_fall_back_on_kube_apiserver() {
 /// or a panic if it neither ends nor becomes ready within a minute (a hang).
 fn control_plane_up_fails(args: &[&str]) -> (std::process::ExitStatus, String) {
     use std::process::{Command, Stdio};
-    let binary = sidecar_watch_e2e::control_plane::binary().expect("control plane binary");
+    let binary = sidecar_watch_harness::control_plane::binary().expect("control plane binary");
     let dir = std::env::temp_dir().join(format!("sidecar-watch-cp-fails-{}-{}", std::process::id(), args.len()));
     let mut child = Command::new(binary)
         .args(["up", "--remove-dir", "--dir"])

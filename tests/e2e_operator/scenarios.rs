@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
-use sidecar_watch_e2e::kubelet::{test_pod, State};
+use sidecar_watch_harness::kubelet::{test_pod, State};
 
 use crate::support::*;
 

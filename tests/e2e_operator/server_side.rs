@@ -2,9 +2,9 @@
 //! control plane of their own: an outage through the fault proxy, a compacted history, and
 //! the operator's requests for initial states as kube-apiserver's audit log records them.
 
-use sidecar_watch_e2e::control_plane::AuditLog;
-use sidecar_watch_e2e::fault_proxy::FaultProxy;
-use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_harness::control_plane::AuditLog;
+use sidecar_watch_harness::fault_proxy::FaultProxy;
+use sidecar_watch_harness::harness::wait_until;
 
 use crate::support::{Cluster, WAIT};
 

@@ -4,14 +4,14 @@
 
 use serde_json::json;
 use sidecar_watch::index::shard::shard_of;
-use sidecar_watch_e2e::harness::wait_until;
+use sidecar_watch_harness::harness::wait_until;
 
 use crate::support::*;
 
 const PODS: usize = 9;
 
 /// Nine Pods, every other one with a sidecar that is not ready.
-async fn scenario(c: &Cluster) -> Vec<(String, sidecar_watch_e2e::kubelet::PodDriver)> {
+async fn scenario(c: &Cluster) -> Vec<(String, sidecar_watch_harness::kubelet::PodDriver)> {
     c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}})).await;
     let mut pods = Vec::new();
     for i in 0..PODS {

@@ -114,9 +114,9 @@ fn pods_using_kubernetes_1_37_fields_decode_and_get_the_mesh_and_hook_checks() {
     );
 }
 
-/// The helm binary of the project's tools script (the e2e kit installs it when missing).
+/// The helm binary of the project's tools script (the harness installs it when missing).
 fn helm() -> std::path::PathBuf {
-    sidecar_watch_e2e::install::helm().expect("helm")
+    sidecar_watch_harness::install::helm().expect("helm")
 }
 
 #[test]

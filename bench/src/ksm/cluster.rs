@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
-use sidecar_watch_e2e::control_plane::Options;
-use sidecar_watch_e2e::harness::TestEnv;
-use sidecar_watch_e2e::install;
-use sidecar_watch_e2e::kubelet::{self, NODE_NAME, SCHEDULER_NAME};
+use sidecar_watch_harness::control_plane::Options;
+use sidecar_watch_harness::harness::TestEnv;
+use sidecar_watch_harness::install;
+use sidecar_watch_harness::kubelet::{self, NODE_NAME, SCHEDULER_NAME};
 
 use crate::args::repo_root;
 use crate::pods::{self, PodFactory};

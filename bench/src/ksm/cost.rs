@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use sidecar_watch_e2e::harness::HttpResponse;
-use sidecar_watch_e2e::ksm::exporter::{GoMemory, Ksm};
-use sidecar_watch_e2e::process::{self, Proc};
+use sidecar_watch_harness::harness::HttpResponse;
+use sidecar_watch_harness::ksm::exporter::{GoMemory, Ksm};
+use sidecar_watch_harness::process::{self, Proc};
 
 use super::cluster::Cluster;
 use super::load::{self, Updates};

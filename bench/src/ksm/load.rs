@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use sidecar_watch_e2e::kubelet::NODE_NAME;
+use sidecar_watch_harness::kubelet::NODE_NAME;
 use tokio::sync::Semaphore;
 
 use super::cluster::patch_status;

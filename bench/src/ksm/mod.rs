@@ -2,7 +2,7 @@
 //! the same Pods of the same real API server, in one run. kube-state-metrics (built from its
 //! pinned Go module and run as a careful user runs it, [`exporter`]) feeds a real Prometheus
 //! evaluating the seed's PrometheusRule as written and the same rules fixed for native
-//! sidecars ([`rules`](sidecar_watch_e2e::ksm::rules)); sidecar-watch runs with the
+//! sidecars ([`rules`](sidecar_watch_harness::ksm::rules)); sidecar-watch runs with the
 //! benchmark's policies. Per N ([`cluster`] creates the Pods): the status writes alone, each
 //! system alone ([`cost`]: start, memory, `/metrics`, CPU under status updates, and what it
 //! costs kube-apiserver and etcd, [`server`]), then both with Prometheus ([`together`]), at
@@ -20,7 +20,7 @@ pub mod start;
 pub mod together;
 
 use anyhow::{bail, Result};
-use sidecar_watch_e2e::ksm::exporter;
+use sidecar_watch_harness::ksm::exporter;
 
 use self::cluster::Cluster;
 use self::cost::System;
@@ -39,7 +39,7 @@ fn machine() -> String {
 }
 
 fn prometheus_version() -> String {
-    std::process::Command::new(sidecar_watch_e2e::prometheus::PROMETHEUS_BIN)
+    std::process::Command::new(sidecar_watch_harness::prometheus::PROMETHEUS_BIN)
         .arg("--version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string())

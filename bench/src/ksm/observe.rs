@@ -13,8 +13,8 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use kube::Client;
 use serde_json::Value;
-use sidecar_watch_e2e::ksm::rules::RuleSet;
-use sidecar_watch_e2e::prometheus::Prometheus;
+use sidecar_watch_harness::ksm::rules::RuleSet;
+use sidecar_watch_harness::prometheus::Prometheus;
 use tokio::task::JoinSet;
 
 use super::scenarios::NAMESPACE;

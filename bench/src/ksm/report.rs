@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use sidecar_watch_e2e::ksm::exporter::GoMemory;
+use sidecar_watch_harness::ksm::exporter::GoMemory;
 
 use super::cluster::Creation;
 use super::cost::{SystemCost, REST};

@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
 use serde_json::json;
 
-use sidecar_watch_e2e::kubelet::{self, test_pod, PodDriver, State};
+use sidecar_watch_harness::kubelet::{self, test_pod, PodDriver, State};
 
 /// The namespace of the scenario Pods.
 pub const NAMESPACE: &str = "ksm-scenarios";
@@ -220,7 +220,8 @@ fn manifest(scenario: Scenario, sidecar: Sidecar, job_uid: &str) -> serde_json::
 
 /// The scenarios' policy: every rule at its default, durations divided by `scale`.
 pub fn policy(scale: u32) -> serde_json::Value {
-    let d = |text: &str| sidecar_watch_e2e::ksm::rules::scale_duration(text, scale).unwrap_or_else(|| text.to_string());
+    let d =
+        |text: &str| sidecar_watch_harness::ksm::rules::scale_duration(text, scale).unwrap_or_else(|| text.to_string());
     json!({
         "apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
         "metadata": {"name": "scenarios", "namespace": NAMESPACE},

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use kube::Client;
-use sidecar_watch_e2e::process;
+use sidecar_watch_harness::process;
 
 use crate::prom::Scrape;
 

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sidecar_watch_e2e::process;
+use sidecar_watch_harness::process;
 
 use super::cluster::Cluster;
 use super::cost::{PeakRss, REST};

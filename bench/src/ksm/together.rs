@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::Api;
-use sidecar_watch_e2e::ksm::rules::{self, RuleSet};
-use sidecar_watch_e2e::process;
-use sidecar_watch_e2e::prometheus::{Prometheus, PROMETHEUS_BIN};
+use sidecar_watch_harness::ksm::rules::{self, RuleSet};
+use sidecar_watch_harness::process;
+use sidecar_watch_harness::prometheus::{Prometheus, PROMETHEUS_BIN};
 
 use super::cluster::Cluster;
 use super::cost;
@@ -75,7 +75,7 @@ async fn play(
     client: kube::Client,
     scenario: Scenario,
     sidecar: Sidecar,
-    driver: sidecar_watch_e2e::kubelet::PodDriver,
+    driver: sidecar_watch_harness::kubelet::PodDriver,
     t0_wall: SystemTime,
     scale: f64,
     until: f64,

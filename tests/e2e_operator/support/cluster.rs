@@ -8,12 +8,12 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use sidecar_watch_e2e::control_plane;
-use sidecar_watch_e2e::fault_proxy::FaultProxy;
-use sidecar_watch_e2e::harness::{wait_until, TestEnv};
-use sidecar_watch_e2e::install;
-use sidecar_watch_e2e::kubelet::{self, PodDriver};
-use sidecar_watch_e2e::sim::SimConfig;
+use sidecar_watch_harness::control_plane;
+use sidecar_watch_harness::fault_proxy::FaultProxy;
+use sidecar_watch_harness::harness::{wait_until, TestEnv};
+use sidecar_watch_harness::install;
+use sidecar_watch_harness::kubelet::{self, PodDriver};
+use sidecar_watch_harness::sim::SimConfig;
 
 use super::*;
 

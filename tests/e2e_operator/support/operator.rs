@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use sidecar_watch_e2e::harness::wait_until;
-use sidecar_watch_e2e::install;
+use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::install;
 
 use super::*;
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    sidecar_watch_e2e::harness::free_port().expect("a free loopback port")
+    sidecar_watch_harness::harness::free_port().expect("a free loopback port")
 }
 
 /// `sidecar-watch run` as a child process (killed on drop; its log printed if the test
@@ -114,8 +114,8 @@ impl Operator {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("operator {} exited early ({status})", self.identity);
             }
-            let request = sidecar_watch_e2e::http::Request { tls: self.tls, ..Default::default() };
-            if sidecar_watch_e2e::http::get(self.port, "/readyz", &request).await.is_ok_and(|r| r.status == 200) {
+            let request = sidecar_watch_harness::http::Request { tls: self.tls, ..Default::default() };
+            if sidecar_watch_harness::http::get(self.port, "/readyz", &request).await.is_ok_and(|r| r.status == 200) {
                 return;
             }
             assert!(start.elapsed() < WAIT, "operator {} not ready within {WAIT:?}", self.identity);
@@ -126,8 +126,8 @@ impl Operator {
     /// The raw `/metrics` text.
     pub async fn metrics_text(&self) -> Result<String, String> {
         let headers = self.token.iter().map(|t| ("authorization", format!("Bearer {t}"))).collect();
-        let request = sidecar_watch_e2e::http::Request { tls: self.tls, headers, ..Default::default() };
-        match sidecar_watch_e2e::http::get(self.port, "/metrics", &request).await {
+        let request = sidecar_watch_harness::http::Request { tls: self.tls, headers, ..Default::default() };
+        match sidecar_watch_harness::http::get(self.port, "/metrics", &request).await {
             Ok(r) if r.status == 200 => r.text().map_err(|e| format!("/metrics: {e}")),
             Ok(r) => Err(format!("/metrics: {}: {}", r.status, r.text().unwrap_or_default())),
             Err(e) => Err(format!("/metrics: {e}")),

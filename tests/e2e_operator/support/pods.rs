@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
-use sidecar_watch_e2e::kubelet::{test_pod, PodDriver, State};
+use sidecar_watch_harness::kubelet::{test_pod, PodDriver, State};
 
 /// A test Pod with a native sidecar (`initContainers`, `restartPolicy: Always`).
 pub fn native_pod(name: &str, app: &str, main: &str, sidecar: &str) -> Value {

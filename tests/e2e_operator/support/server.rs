@@ -3,7 +3,7 @@
 
 use std::process::Stdio;
 
-use sidecar_watch_e2e::harness::TestEnv;
+use sidecar_watch_harness::harness::TestEnv;
 
 /// The minor release of the server `env` talks to, from its `/version` (`"33"`, or `"33+"` as
 /// some managed clusters write it), for the tests that assert what each release does: the
