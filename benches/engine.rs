@@ -70,7 +70,7 @@ fn workload_update(c: &mut Criterion, json: &[u8], now: Timestamp) {
     let fixture = String::from_utf8_lossy(json).into_owned();
     let views: Vec<PodView> = (0..PODS)
         .map(|i| {
-            let tag = if i % 2 == 0 { "1.24.2" } else { "1.25.0" };
+            let tag = if (i / 10) % 2 == 0 { "1.24.2" } else { "1.25.0" };
             let text = fixture.replace("proxyv2:1.24.2", &format!("proxyv2:{tag}"));
             let mut pod: serde_json::Value = serde_json::from_str(&text).expect("the fixture");
             pod["metadata"]["uid"] = serde_json::json!(format!("uid-{i}"));
@@ -83,7 +83,11 @@ fn workload_update(c: &mut Criterion, json: &[u8], now: Timestamp) {
         index.apply_pod(view.clone(), now);
     }
     let rollouts = Rollouts::of_pods(views.iter(), |p| p.containers.iter());
-    assert_eq!(rollouts.newest_of(&views[0]).len(), 1, "istio-proxy runs two versions in each workload");
+    let compared = rollouts.newest_of(&views[0]);
+    assert!(
+        compared.iter().any(|(c, _)| c.as_str() == "istio-proxy"),
+        "istio-proxy runs two versions in each workload"
+    );
     let mut group = c.benchmark_group("workload_update");
     group.throughput(Throughput::Elements(1));
     let mut next = 0;
