@@ -92,7 +92,7 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
     use std::mem::{size_of, size_of_val};
     let mut sums = [0usize; 8];
     index.for_each_pod(|pod: &TrackedPod| {
-        let view = &pod.view;
+        let view = pod.view();
         sums[0] += size_of::<TrackedPod>();
         let uid_len = match view.uid() {
             PodUid::Uuid(bytes) => bytes.len(),
@@ -106,7 +106,7 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
                 sums[3] += size_of::<Termination>() + t.message.as_ref().map_or(0, |m| m.len());
             }
         }
-        let history = &pod.history;
+        let history = pod.history();
         sums[4] += size_of_val(&*history.containers);
         sums[4] += history.containers.iter().map(|c| size_of_val(&*c.restarts)).sum::<usize>();
         if let Some(clocks) = &history.clocks {

@@ -147,7 +147,7 @@ impl Reconciler {
 
     fn push_timer(&self, pending: &mut Pending, uid: String, at: Timestamp) {
         // A Pod deleted meanwhile has nothing to evaluate.
-        if let Some(namespace) = self.index.with_pod(&uid, |p| p.view.namespace().to_string()) {
+        if let Some(namespace) = self.index.with_pod(&uid, |p| p.view().namespace().to_string()) {
             pending.push_timer(namespace, uid, at);
         }
     }

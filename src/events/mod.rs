@@ -357,8 +357,8 @@ impl Publisher {
     /// The `Resolved` Event of an alert that cleared while no leader watched.
     async fn publish_resolution(&mut self, key: &AnnounceKey) {
         let Some((namespace, pod, kind)) = self.index.with_pod(&key.pod_uid, |p| {
-            let kind = p.view.containers.iter().find(|c| c.name == *key.alert.container).map(|c| c.kind);
-            (p.view.namespace().to_string(), p.view.name().to_string(), kind)
+            let kind = p.view().containers.iter().find(|c| c.name == *key.alert.container).map(|c| c.kind);
+            (p.view().namespace().to_string(), p.view().name().to_string(), kind)
         }) else {
             return;
         };

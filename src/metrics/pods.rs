@@ -160,7 +160,7 @@ struct Scratch {
 
 /// The labels that name a Pod.
 fn pod_labels(pod: &TrackedPod) -> [(&str, &str); 2] {
-    [("namespace", pod.view.namespace()), ("pod", pod.view.name())]
+    [("namespace", pod.view().namespace()), ("pod", pod.view().name())]
 }
 
 /// The labels that name a policy (`policy_namespace` is empty for a cluster policy).
@@ -173,9 +173,9 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
     if pod.results.iter().all(|r| r.alerts.is_empty()) {
         return;
     }
-    let written = scratch.series_per_namespace.entry(pod.view.namespace().clone()).or_default();
+    let written = scratch.series_per_namespace.entry(pod.view().namespace().clone()).or_default();
     scratch.pod.set(&pod_labels(pod));
-    let (workload_kind, workload) = pod.view.workload();
+    let (workload_kind, workload) = pod.view().workload();
     for result in pod.results.iter().filter(|r| !r.alerts.is_empty()) {
         scratch.policy.set(&policy_labels(&result.policy));
         for alert in &result.alerts {
@@ -194,7 +194,7 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
                 .label("severity", alert.severity.as_str())
                 .labels(&scratch.policy)
                 .labels(&scratch.pod)
-                .label("container", alert.container_name(&pod.view))
+                .label("container", alert.container_name(pod.view()))
                 .label("check", alert.check.map_or("", |c| c.as_str()))
                 .label("workload_kind", workload_kind)
                 .label("workload", workload)
@@ -310,11 +310,11 @@ fn info_samples(index: &Index, out: &mut SampleWriter, scratch: &mut Scratch) {
             if !pod.has_sidecars() {
                 return;
             }
-            let workload = InfoWorkload::of(&pod.view);
+            let workload = InfoWorkload::of(pod.view());
             for (container, _) in pod.sidecar_containers() {
                 let product = container.catalog.map_or("unknown", |id| id.entry().id);
                 let key = (
-                    pod.view.namespace().clone(),
+                    pod.view().namespace().clone(),
                     workload.clone(),
                     container.name.clone(),
                     product,

@@ -44,7 +44,7 @@ fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
     index.for_each_pod(|p| {
         for r in &p.results {
             for a in r.alerts.iter().filter(|a| a.state == state && a.check.is_none()) {
-                names.push(format!("{}/{}:{}", p.view.name(), a.container_name(&p.view), a.name));
+                names.push(format!("{}/{}:{}", p.view().name(), a.container_name(p.view()), a.name));
             }
         }
     });
@@ -346,7 +346,7 @@ fn one_pod_and_one_namespace_cost_at_most_their_limits() {
     index.for_each_pod(|p| {
         assert_eq!(p.sidecar_containers().count(), 3);
         for a in &p.results[0].alerts {
-            checked.push(format!("{}/{}", a.container_name(&p.view), a.check.map_or("", |c| c.as_str())));
+            checked.push(format!("{}/{}", a.container_name(p.view()), a.check.map_or("", |c| c.as_str())));
         }
     });
     checked.sort();

@@ -1,10 +1,11 @@
 //! What the operator has observed of a Pod over time, beyond what one Pod object says.
 //!
-//! The API keeps only the latest state of each container. The index feeds every new Pod view,
-//! with the one before it, to [`PodHistory::observe`] (`observation.rs`), which records
-//! readiness flips, first-ready times and restart increments with their times here. `audit`
-//! evaluates with an empty history, so every rule must also work from the API's timestamps
-//! alone.
+//! The API keeps only the latest state of each container. Every new Pod view goes, with the
+//! one before it, to `PodHistory::observe` (`observation.rs`), which records readiness flips,
+//! first-ready times and restart increments with their times here. The only way in is
+//! [`ObservedPod::observe`](crate::ObservedPod::observe): an `ObservedPod` keeps the history
+//! with the view it last observed, so that no caller can pair them wrongly. `audit` evaluates
+//! with an empty history, so every rule must also work from the API's timestamps alone.
 
 use jiff::Timestamp;
 use thin_vec::ThinVec;
@@ -67,8 +68,9 @@ impl HistoryMarks {
 }
 
 /// Observed history of one container, beyond what the Pod's current state says: what it was
-/// at the last observation is that state itself (the index keeps the view it observed), so
-/// only what no single state holds is kept here, in 32 bytes.
+/// at the last observation is that state itself (kept beside the history, in an
+/// [`ObservedPod`](crate::ObservedPod)), so only what no single state holds is kept here, in
+/// 32 bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerHistory {
     /// The container's position in the Pod's `containers` (`PodView::containers`), which
@@ -137,8 +139,9 @@ impl PodHistory {
         self.containers.binary_search_by_key(&at, |c| c.at).ok().map(|i| &self.containers[i])
     }
 
-    /// The history of the container named `name` in `pod` (the state last observed), if any.
-    pub fn container(&self, pod: &PodView, name: &str) -> Option<&ContainerHistory> {
+    /// The history of the container named `name` in `pod`, which must be the state last
+    /// observed: [`ObservedPod::container`](crate::ObservedPod::container) pairs them.
+    pub(crate) fn container(&self, pod: &PodView, name: &str) -> Option<&ContainerHistory> {
         self.container_at(pod.containers.iter().position(|c| c.name == name)?)
     }
 

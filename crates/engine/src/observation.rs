@@ -1,6 +1,7 @@
 //! How each new state of a Pod updates what the operator remembers of it
-//! ([`PodHistory::observe`]): restart increments with their times and causes, readiness flips,
-//! start-up times, and the marks one observation leaves for the next.
+//! (`PodHistory::observe`, called by [`ObservedPod::observe`](crate::ObservedPod::observe)):
+//! restart increments with their times and causes, readiness flips, start-up times, and the
+//! marks one observation leaves for the next.
 
 use jiff::Timestamp;
 use thin_vec::ThinVec;
@@ -28,8 +29,10 @@ impl PodHistory {
     /// last observation recorded (`None` for the first): what a container was then (its
     /// `restartCount`, readiness and run) is read there rather than kept twice. A `previous`
     /// with other containers than `pod` (which the API server never lets a Pod have) counts
-    /// as none, and so does a history that was not observed from it.
-    pub fn observe(&mut self, previous: Option<&PodView>, pod: &PodView, now: Timestamp) -> Vec<Observation> {
+    /// as none, and so does a history that was not observed from it. Only
+    /// [`ObservedPod`](crate::ObservedPod), which keeps the history with the state it last
+    /// observed, passes them.
+    pub(crate) fn observe(&mut self, previous: Option<&PodView>, pod: &PodView, now: Timestamp) -> Vec<Observation> {
         let previous = previous.filter(|p| self.observed_at.is_some() && same_containers(p, pod));
         let previous_observation = self.observed_at.unwrap_or(Stamp::new(now));
         let mut observations = Vec::new();

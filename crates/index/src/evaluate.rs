@@ -89,10 +89,10 @@ impl Evaluator<'_> {
         let mut sidecars = Vec::new();
         let mut limited = false;
         let ns_labels = namespace.map(|ns| &ns.labels);
-        let newest = lock(self.rollouts).newest_of(&pod.view);
+        let newest = lock(self.rollouts).newest_of(pod.view());
         let around = Around { namespace, newest: &newest };
-        for policy in policies.iter().filter(|p| p.selects(&pod.view, ns_labels)) {
-            let evaluation = evaluate_among(around, &pod.view, policy, &pod.history, now, self.max_sidecars);
+        for policy in policies.iter().filter(|p| p.selects(pod.view(), ns_labels)) {
+            let evaluation = evaluate_among(around, pod.view(), policy, pod.history(), now, self.max_sidecars);
             self.evaluations.fetch_add(1, Ordering::Relaxed);
             limited |= evaluation.sidecars_skipped > 0;
             clocked.extend(evaluation.clocked);
@@ -102,18 +102,18 @@ impl Evaluator<'_> {
             };
             // Policies mostly agree on the sidecars: the union stays as small as the cap.
             sidecars.extend(kinds(&evaluation.sidecars));
-            let result = result_of(policy, &pod.view, &evaluation.alerts, &evaluation.sidecars);
+            let result = result_of(policy, pod.view(), &evaluation.alerts, &evaluation.sidecars);
             let before = pod.results.iter().find(|r| r.policy == result.policy);
-            transitions.extend(diff(&pod.view, before, &result, evaluation.alerts));
+            transitions.extend(diff(pod.view(), before, &result, evaluation.alerts));
             results.push(result);
         }
-        pod.history.set_clocks(clocked, now);
+        pod.observed.set_clocks(clocked, now);
         tallies.replace(&pod.results, &results);
         pod.results = results.into_boxed_slice();
         self.set_sidecars(pod, compact(sidecars));
         Outcome {
             transitions,
-            wakeups: vec![(pod.view.uid().to_string(), next_change)],
+            wakeups: vec![(pod.view().uid().to_string(), next_change)],
             limited_pods: u32::from(limited),
             ..Outcome::default()
         }
@@ -135,24 +135,24 @@ impl Evaluator<'_> {
         // Results are kept by policy (both paths insert them in the policy table's order):
         // a binary search, as a Pod may have a result of each of hundreds of policies.
         let position = pod.results.binary_search_by(|r| (*r.policy).cmp(change.policy)).ok();
-        let selecting = change.after.filter(|p| p.selects(&pod.view, namespace.map(|ns| &ns.labels)));
+        let selecting = change.after.filter(|p| p.selects(pod.view(), namespace.map(|ns| &ns.labels)));
         let mut outcome = Outcome::default();
         let (result, sidecars_after) = match selecting {
             Some(policy) => {
-                let newest = lock(self.rollouts).newest_of(&pod.view);
+                let newest = lock(self.rollouts).newest_of(pod.view());
                 let around = Around { namespace, newest: &newest };
-                let evaluation = evaluate_among(around, &pod.view, policy, &pod.history, now, self.max_sidecars);
+                let evaluation = evaluate_among(around, pod.view(), policy, pod.history(), now, self.max_sidecars);
                 self.evaluations.fetch_add(1, Ordering::Relaxed);
                 outcome.limited_pods = u32::from(evaluation.sidecars_skipped > 0);
-                pod.history.add_clocks(evaluation.clocked, now);
+                pod.observed.add_clocks(evaluation.clocked, now);
                 if let Some(at) = evaluation.next_change {
-                    outcome.wake_by.push((pod.view.uid().to_string(), at));
+                    outcome.wake_by.push((pod.view().uid().to_string(), at));
                 }
-                let result = result_of(policy, &pod.view, &evaluation.alerts, &evaluation.sidecars);
+                let result = result_of(policy, pod.view(), &evaluation.alerts, &evaluation.sidecars);
                 // A policy that stops selecting the Pod takes its alerts away silently, as a
                 // deleted one does: only a result that stays is compared.
                 let before = position.map(|i| &pod.results[i]);
-                outcome.transitions = diff(&pod.view, before, &result, evaluation.alerts);
+                outcome.transitions = diff(pod.view(), before, &result, evaluation.alerts);
                 (Some(result), evaluation.sidecars)
             }
             None if position.is_none() => return outcome,
@@ -163,7 +163,7 @@ impl Evaluator<'_> {
             (None, _, _) => !sidecars_after.is_empty(),
             (Some(_), Some(before), Some(after)) if after.same_sidecars(before) => false,
             (Some(_), Some(before), _) => {
-                !sidecars_of(before, &pod.view, self.max_sidecars).into_iter().eq(kinds(&sidecars_after))
+                !sidecars_of(before, pod.view(), self.max_sidecars).into_iter().eq(kinds(&sidecars_after))
             }
             // Not known how it was evaluated: name them again.
             (Some(_), None, _) => true,
@@ -197,7 +197,7 @@ impl Evaluator<'_> {
     fn name_sidecars_again(&self, pod: &mut TrackedPod, policies: &[Arc<CompiledPolicy>]) {
         let union = pod.results.iter().filter_map(|r| {
             let i = policies.binary_search_by(|p| p.policy.cmp(&r.policy)).ok()?;
-            Some(sidecars_of(&policies[i], &pod.view, self.max_sidecars))
+            Some(sidecars_of(&policies[i], pod.view(), self.max_sidecars))
         });
         let union = compact(union.flatten());
         self.set_sidecars(pod, union);
@@ -206,7 +206,7 @@ impl Evaluator<'_> {
 
 /// What the Pod's tracked sidecars add to its workload's version counts.
 pub(super) fn counted_sidecars(pod: &TrackedPod) -> Vec<sidecar_watch_engine::rollout::Counted> {
-    counted(&pod.view, pod.sidecar_containers().map(|(c, _)| c))
+    counted(pod.view(), pod.sidecar_containers().map(|(c, _)| c))
 }
 
 /// What the index keeps of `policy`'s evaluation of the Pod `view`: its `alerts` without

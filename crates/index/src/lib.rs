@@ -1,9 +1,10 @@
 #![forbid(unsafe_code)]
 //! The operator's in-memory state and the pure logic around it, tested without a cluster.
 //!
-//! Pods are kept as compact [`PodView`]s with their observed [`PodHistory`] and the alerts
-//! of the last evaluation, in segments keyed by UID hash so that a scrape or a status
-//! computation locks one small segment at a time and never stalls evaluation for long.
+//! Pods are kept as [`ObservedPod`]s (the compact [`PodView`] last observed with its
+//! [`PodHistory`](sidecar_watch_engine::PodHistory)) with the alerts of the last evaluation,
+//! in segments keyed by UID hash so that a scrape or a status computation locks one small
+//! segment at a time and never stalls evaluation for long.
 //! Only the reconciler task writes Pods, policies and namespaces (the Pod watcher adds names
 //! to the interner as it builds views); scrapes, Events and the status writer read. The index
 //! knows nothing of clients, leadership or the process: it is what Linkerd's
@@ -43,7 +44,7 @@ use segment::Segment;
 use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::rollout::{Rollouts, WorkloadKey};
 use sidecar_watch_engine::{
-    injection, CompiledPolicy, Interner, NamespaceMeta, Observation, PodHistory, PodUid, PodView, PolicyRef,
+    injection, CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodView, PolicyRef,
     DEFAULT_MAX_SIDECARS,
 };
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
@@ -194,20 +195,20 @@ impl Index {
             let uid = view.uid();
             let mut segment = self.segment(uid);
             let counted_before = segment.get(uid).map(evaluate::counted_sidecars).unwrap_or_default();
-            let (pod, tallies) = segment.get_or_insert_with(uid, || TrackedPod {
-                view: view.clone(),
-                history: PodHistory::default(),
-                results: Box::default(),
+            // A Pod first seen is observed for the first time as it is inserted (which
+            // reports nothing); one already tracked observes the view after the last.
+            let mut inserted = false;
+            let (pod, tallies) = segment.get_or_insert_with(uid, || {
+                inserted = true;
+                TrackedPod::new(ObservedPod::new(view.clone(), now))
             });
-            // A Pod just inserted has no observation yet, which `observe` tells by its history.
-            let observations = pod.history.observe(Some(&pod.view), &view, now);
-            pod.replace_view(view);
+            let observations = if inserted { Vec::new() } else { pod.observe(view, now) };
             lock(&self.rollouts).replace(&counted_before, &evaluate::counted_sidecars(pod));
             let mut outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
             let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
             for Observation::StartedUp { container, seconds } in observations {
                 if sidecar_names.contains(container.as_str()) {
-                    outcome.startups.push((pod.view.namespace().to_string(), container, seconds));
+                    outcome.startups.push((pod.view().namespace().to_string(), container, seconds));
                 }
             }
             outcome
@@ -240,9 +241,9 @@ impl Index {
         let mut gone = HashSet::new();
         for segment in self.segments.iter() {
             lock(segment).retain(|pod| {
-                let kept = seen.contains(&pod.view.uid()) || namespace.is_some_and(|ns| pod.view.namespace() != ns);
+                let kept = seen.contains(&pod.view().uid()) || namespace.is_some_and(|ns| pod.view().namespace() != ns);
                 if !kept {
-                    gone.insert(pod.view.uid().to_string());
+                    gone.insert(pod.view().uid().to_string());
                     self.forget(pod);
                 }
                 kept
@@ -269,7 +270,7 @@ impl Index {
                 return;
             }
             outcome.merge(self.reevaluate_where(now, |p| {
-                p.view.owner().is_some_and(|w| changed.iter().any(|(ns, cw)| cw == w && ns == p.view.namespace()))
+                p.view().owner().is_some_and(|w| changed.iter().any(|(ns, cw)| cw == w && ns == p.view().namespace()))
             }));
         }
     }
@@ -295,7 +296,7 @@ impl Index {
     pub fn pod_uids(&self) -> HashSet<String> {
         let mut uids = HashSet::new();
         self.for_each_pod(|p| {
-            uids.insert(p.view.uid().to_string());
+            uids.insert(p.view().uid().to_string());
         });
         uids
     }
@@ -309,7 +310,7 @@ impl Index {
             let mut segment = self.segment(uid);
             match segment.get_mut(uid) {
                 Some((pod, tallies)) => {
-                    let namespace = namespaces.get(pod.view.namespace().as_str());
+                    let namespace = namespaces.get(pod.view().namespace().as_str());
                     self.evaluator().all(pod, tallies, &policies, namespace, now)
                 }
                 None => return Outcome::default(),
@@ -328,7 +329,7 @@ impl Index {
             let mut segment = lock(segment);
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
-                let namespace = namespaces.get(pod.view.namespace().as_str());
+                let namespace = namespaces.get(pod.view().namespace().as_str());
                 outcome.merge(self.evaluator().all(pod, tallies, &policies, namespace, now));
             }
         }
@@ -437,9 +438,9 @@ impl Index {
             let mut segment = lock(segment);
             let (pods, tallies) = segment.values_mut();
             let in_scope =
-                |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view.namespace() == *ns);
+                |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view().namespace() == *ns);
             for pod in pods.filter(in_scope) {
-                let namespace = namespaces.get(pod.view.namespace().as_str());
+                let namespace = namespaces.get(pod.view().namespace().as_str());
                 outcome.merge(evaluator.one(pod, tallies, change, &policies, namespace, now));
             }
         }
@@ -458,7 +459,7 @@ impl Index {
         if !label_sensitive && !injection::markers_differ(before.as_ref(), &meta) {
             return Outcome::default();
         }
-        let mut outcome = self.reevaluate_where(now, |p| p.view.namespace() == name);
+        let mut outcome = self.reevaluate_where(now, |p| p.view().namespace() == name);
         self.settle_rollouts(now, &mut outcome);
         outcome
     }

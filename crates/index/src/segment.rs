@@ -22,13 +22,13 @@ impl Segment {
     }
 
     pub(super) fn get(&self, uid: PodUid<'_>) -> Option<&TrackedPod> {
-        self.table.find(self.hash(uid), |p| p.view.uid() == uid).map(|p| &**p)
+        self.table.find(self.hash(uid), |p| p.view().uid() == uid).map(|p| &**p)
     }
 
     /// The Pod with the segment's counts, which an evaluation of it updates.
     pub(super) fn get_mut(&mut self, uid: PodUid<'_>) -> Option<(&mut TrackedPod, &mut Tallies)> {
         let hash = self.hash(uid);
-        self.table.find_mut(hash, |p| p.view.uid() == uid).map(|p| (&mut **p, &mut self.tallies))
+        self.table.find_mut(hash, |p| p.view().uid() == uid).map(|p| (&mut **p, &mut self.tallies))
     }
 
     /// The Pod, inserted without results (so it counts nothing) if new, with the counts.
@@ -41,10 +41,10 @@ impl Segment {
         let hasher = &self.hasher;
         let entry = self.table.entry(
             hash,
-            |p| p.view.uid() == uid,
+            |p| p.view().uid() == uid,
             |p| {
                 use std::hash::BuildHasher;
-                hasher.hash_one(p.view.uid())
+                hasher.hash_one(p.view().uid())
             },
         );
         (entry.or_insert_with(|| Box::new(make())).into_mut(), &mut self.tallies)
@@ -52,7 +52,7 @@ impl Segment {
 
     pub(super) fn remove(&mut self, uid: PodUid<'_>) -> Option<Box<TrackedPod>> {
         let hash = self.hash(uid);
-        let entry = self.table.find_entry(hash, |p| p.view.uid() == uid).ok()?;
+        let entry = self.table.find_entry(hash, |p| p.view().uid() == uid).ok()?;
         self.tallies.replace(&entry.get().results, &[]);
         Some(entry.remove().0)
     }

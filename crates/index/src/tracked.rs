@@ -1,13 +1,14 @@
-//! What the index keeps per Pod: the compact view, its history, and per policy the alerts of
-//! the last evaluation without their messages.
+//! What the index keeps per Pod: the compact view last observed with its history (an
+//! [`ObservedPod`]), and per policy the alerts of the last evaluation without their messages.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use sidecar_watch_api::Severity;
 use sidecar_watch_engine::{
-    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, Identified, Name, PodHistory, PodView, PolicyRef,
-    SidecarType, Stamp,
+    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, Identified, Name, Observation, ObservedPod,
+    PodHistory, PodView, PolicyRef, SidecarType, Stamp,
 };
 
 /// An active alert as the index keeps it: everything but the message, which is most of an
@@ -118,10 +119,9 @@ impl PolicyResult {
 /// policy, are marked in its view ([`ContainerView::is_tracked_sidecar`]).
 #[derive(Clone, Debug)]
 pub struct TrackedPod {
-    /// The latest state.
-    pub view: PodView,
-    /// What the operator observed over time.
-    pub history: PodHistory,
+    /// The latest state with what the operator observed over time: the view and the history
+    /// change only together ([`TrackedPod::observe`]).
+    pub(crate) observed: ObservedPod,
     /// One entry per valid policy that selects the Pod.
     pub results: Box<[PolicyResult]>,
 }
@@ -131,9 +131,24 @@ pub struct TrackedPod {
 const _: () = assert!(std::mem::size_of::<TrackedPod>() == 112);
 
 impl TrackedPod {
+    /// A Pod first observed as `observed`, with no results yet.
+    pub(super) fn new(observed: ObservedPod) -> Self {
+        TrackedPod { observed, results: Box::default() }
+    }
+
+    /// The latest state.
+    pub fn view(&self) -> &PodView {
+        self.observed.view()
+    }
+
+    /// What the operator observed over time, up to [`Self::view`].
+    pub fn history(&self) -> &PodHistory {
+        self.observed.history()
+    }
+
     /// The Pod's sidecar containers with their types, in container order.
     pub fn sidecar_containers(&self) -> impl Iterator<Item = (&ContainerView, SidecarType)> {
-        self.view
+        self.view()
             .containers
             .iter()
             .filter(|c| c.is_tracked_sidecar())
@@ -148,7 +163,7 @@ impl TrackedPod {
     /// Whether exactly the containers at `sidecars` (sorted indices into `view.containers`)
     /// are marked as the Pod's sidecars.
     pub(super) fn sidecars_are(&self, sidecars: &[usize]) -> bool {
-        self.view
+        self.view()
             .containers
             .iter()
             .enumerate()
@@ -158,27 +173,25 @@ impl TrackedPod {
     /// Marks exactly the containers at `sidecars` (sorted indices into `view.containers`) as
     /// the Pod's sidecars.
     pub(super) fn mark_sidecars(&mut self, sidecars: &[usize]) {
-        for (i, container) in self.view.containers.iter_mut().enumerate() {
-            container.set_tracked_sidecar(sidecars.binary_search(&i).is_ok());
-        }
+        self.observed.mark_tracked_sidecars(|i| sidecars.binary_search(&i).is_ok());
     }
 
-    /// Replaces the view with `view`, a newer state of the same Pod, keeping the sidecar
-    /// marks of the containers it still has by the same name at the same place (a Pod's
-    /// containers never change; a view that says otherwise loses its marks, and the next
-    /// evaluation sets them again).
-    pub(super) fn replace_view(&mut self, mut view: PodView) {
+    /// Observes `view`, a newer state of the same Pod, at `now` ([`ObservedPod::observe`]),
+    /// keeping the sidecar marks of the containers it still has by the same name at the same
+    /// place (a Pod's containers never change; a view that says otherwise loses its marks,
+    /// and the next evaluation sets them again).
+    pub(super) fn observe(&mut self, mut view: PodView, now: Timestamp) -> Vec<Observation> {
+        let old = &self.observed.view().containers;
         for (i, container) in view.containers.iter_mut().enumerate() {
-            let marked =
-                self.view.containers.get(i).is_some_and(|old| old.name == container.name && old.is_tracked_sidecar());
+            let marked = old.get(i).is_some_and(|old| old.name == container.name && old.is_tracked_sidecar());
             container.set_tracked_sidecar(marked);
         }
-        self.view = view;
+        self.observed.observe(view, now)
     }
 
     /// The Pod's sidecar container names with its namespace.
     pub fn sidecar_names(&self) -> Vec<super::SidecarName> {
-        self.sidecar_containers().map(|(c, _)| (self.view.namespace().clone(), c.name.clone())).collect()
+        self.sidecar_containers().map(|(c, _)| (self.view().namespace().clone(), c.name.clone())).collect()
     }
 }
 
@@ -188,7 +201,7 @@ mod tests {
     use sidecar_watch_engine::container::{ContainerSpec, SpecFlags};
     use sidecar_watch_engine::ContainerKind;
 
-    fn pod_of(names: &[&str]) -> TrackedPod {
+    fn view_of(names: &[&str]) -> PodView {
         let mut view = PodView::new("6f1c2d3e-0001-4b5a-9c8d-000000000001", "web-0");
         view.containers = names
             .iter()
@@ -204,7 +217,11 @@ mod tests {
                 ContainerView::new(spec, None)
             })
             .collect();
-        TrackedPod { view, history: PodHistory::default(), results: Box::default() }
+        view
+    }
+
+    fn now() -> Timestamp {
+        "2025-06-03T10:30:00Z".parse().expect("a time")
     }
 
     fn sidecars(pod: &TrackedPod) -> Vec<&str> {
@@ -213,14 +230,14 @@ mod tests {
 
     #[test]
     fn sidecar_marks_outlive_a_new_view_only_where_the_containers_are_the_same() {
-        let mut pod = pod_of(&["app", "envoy", "log-shipper"]);
+        let mut pod = TrackedPod::new(ObservedPod::new(view_of(&["app", "envoy", "log-shipper"]), now()));
         pod.mark_sidecars(&[1, 2]);
         assert!(pod.sidecars_are(&[1, 2]) && !pod.sidecars_are(&[1]));
-        pod.replace_view(pod_of(&["app", "envoy", "log-shipper"]).view);
+        pod.observe(view_of(&["app", "envoy", "log-shipper"]), now());
         assert_eq!(sidecars(&pod), ["envoy", "log-shipper"]);
         // A view that says the containers changed (no real Pod does) keeps no mark it cannot
         // tie to the same container.
-        pod.replace_view(pod_of(&["app", "log-shipper"]).view);
+        pod.observe(view_of(&["app", "log-shipper"]), now());
         assert_eq!(sidecars(&pod), Vec::<&str>::new());
         pod.mark_sidecars(&[]);
         assert!(!pod.has_sidecars());

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::fixtures::{at, plus, Observer};
+use crate::fixtures::{at, plus};
 use jiff::Timestamp;
 use proptest::prelude::*;
 use sidecar_watch_api::{
@@ -15,8 +15,8 @@ use sidecar_watch_engine::pod::{
     ConditionView, ContainerSpec, ContainerState, ContainerStatusView, SpecFlags, Termination,
 };
 use sidecar_watch_engine::{
-    evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, IdentifiedBy, PodView,
-    PolicyRef, Stamp,
+    evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, IdentifiedBy, ObservedPod,
+    PodView, PolicyRef, Stamp,
 };
 
 const NAMES: [&str; 10] = [
@@ -287,25 +287,24 @@ fn gated_pod() -> BoxedStrategy<PodView> {
 }
 
 /// A Pod, a history built by observing it through a few states, the last state, a policy and `now`.
-fn case() -> impl Strategy<Value = (PodView, Observer, CompiledPolicy, Timestamp)> {
+fn case() -> impl Strategy<Value = (PodView, ObservedPod, CompiledPolicy, Timestamp)> {
     case_of(pod())
 }
 
 /// [`case`] with Pods from `pods`.
-fn case_of(pods: BoxedStrategy<PodView>) -> impl Strategy<Value = (PodView, Observer, CompiledPolicy, Timestamp)> {
+fn case_of(pods: BoxedStrategy<PodView>) -> impl Strategy<Value = (PodView, ObservedPod, CompiledPolicy, Timestamp)> {
     (pods, policy(), -3600i64..3600)
         .prop_flat_map(|(first, policy, offset)| {
             let steps = states_of(first.clone());
             (Just(first), steps, Just(policy), Just(offset))
         })
         .prop_map(|(first, steps, policy, offset)| {
-            let mut history = Observer::default();
             let mut seen = at("10:00:00");
-            history.observe(&first, seen);
+            let mut history = ObservedPod::new(first.clone(), seen);
             let mut last = first;
             for (view, gap) in steps {
                 seen = plus(seen, gap);
-                history.observe(&view, seen);
+                history.observe(view.clone(), seen);
                 last = view;
             }
             (last, history, policy, plus(at("10:30:00"), offset))
@@ -317,10 +316,10 @@ proptest! {
 
     #[test]
     fn evaluation_is_sound((view, history, policy, now) in case()) {
-        let evaluation = evaluate(&view, &policy, &history, now);
+        let evaluation = evaluate(&view, &policy, history.history(), now);
 
         // Deterministic: the same input gives the same output, with or without history clones.
-        prop_assert_eq!(&evaluate(&view, &policy, &history.clone(), now), &evaluation);
+        prop_assert_eq!(&evaluate(&view, &policy, &history.history().clone(), now), &evaluation);
 
         for alert in &evaluation.alerts {
             // Only sidecars: never a main container or a plain init container.
@@ -374,7 +373,7 @@ proptest! {
     /// reported out of start order, whatever statuses the operator saw.
     #[test]
     fn a_gated_native_sidecar_is_never_out_of_order((view, history, policy, now) in case_of(gated_pod())) {
-        let evaluation = evaluate(&view, &policy, &history, now);
+        let evaluation = evaluate(&view, &policy, history.history(), now);
         for alert in evaluation.alerts.iter().filter(|a| a.name == AlertName::MainStartedBeforeSidecarReady) {
             let sidecar = view.containers.iter().find(|c| c.name == alert.container).expect("a container");
             prop_assert_ne!(sidecar.kind, ContainerKind::RestartableInit, "{:?}", alert);
@@ -386,13 +385,13 @@ proptest! {
     /// restart times each.
     #[test]
     fn observe_keeps_history_bounded((view, mut history, _policy, now) in case()) {
-        history.observe(&view, now);
-        prop_assert!(history.containers.iter().all(|h| h.restarts.len() <= sidecar_watch_engine::history::MAX_RECORDED_RESTARTS));
+        history.observe(view.clone(), now);
+        prop_assert!(history.history().containers.iter().all(|h| h.restarts.len() <= sidecar_watch_engine::history::MAX_RECORDED_RESTARTS));
         let observed: Vec<u32> = view.containers.iter().enumerate()
             .filter(|(_, c)| c.kind != ContainerKind::Init && c.status().is_some())
             .map(|(at, _)| at as u32)
             .collect();
-        let kept: Vec<u32> = history.containers.iter().map(|h| h.at).collect();
+        let kept: Vec<u32> = history.history().containers.iter().map(|h| h.at).collect();
         prop_assert_eq!(kept, observed);
     }
 }

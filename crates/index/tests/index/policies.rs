@@ -68,7 +68,7 @@ fn state(index: &Index) -> BTreeMap<String, String> {
         let results: Vec<String> = p.results.iter().map(|r| format!("{}: {:?}", r.policy, r.alerts)).collect();
         let sidecars: Vec<(&str, SidecarType)> =
             p.sidecar_containers().map(|(c, kind)| (c.name.as_str(), kind)).collect();
-        out.insert(p.view.uid().to_string(), format!("{results:?} sidecars {sidecars:?}"));
+        out.insert(p.view().uid().to_string(), format!("{results:?} sidecars {sidecars:?}"));
     });
     out
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::alert::{AlertName, AlertState};
 use crate::history::PodHistory;
+use crate::observed::ObservedPod;
 use crate::pod::PodView;
 use crate::policy::CompiledPolicy;
 use crate::rules::evaluate;
@@ -100,7 +101,7 @@ fn watched_crash_loop() -> Vec<Seen> {
     let start: Timestamp = t("10:00:00").parse().expect("a time");
     let at = |secs: i64| start + jiff::SignedDuration::from_secs(secs);
     let hms = |ts: Timestamp| ts.strftime("%H:%M:%S").to_string();
-    let (mut history, mut previous) = (PodHistory::default(), None::<PodView>);
+    let mut observed: Option<ObservedPod> = None;
     let mut seen = Vec::new();
     let (mut run_start, mut back_off) = (1_i64, 10_i64);
     let mut last: Option<(i64, i64)> = None;
@@ -121,10 +122,15 @@ fn watched_crash_loop() -> Vec<Seen> {
                 None => pod["status"]["initContainerStatuses"][0]["lastState"] = json!({}),
             }
             let view = PodView::from_pod(&serde_json::from_value::<SlimPod>(pod).expect("a Pod"));
-            history.observe(previous.as_ref(), &view, at(now));
-            let evaluation = evaluate(&view, &policy(), &history, at(now));
+            let pod = match observed.take() {
+                Some(mut pod) => {
+                    pod.observe(view, at(now));
+                    observed.insert(pod)
+                }
+                None => observed.insert(ObservedPod::new(view, at(now))),
+            };
+            let evaluation = evaluate(pod.view(), &policy(), pod.history(), at(now));
             seen.push((at(now), running, evaluation.alerts.iter().map(|a| (a.name, a.state)).collect()));
-            previous = Some(view);
         }
         last = Some((run_start, exit));
         // The first exit is restarted at once; later ones after the back-off.

@@ -1,4 +1,4 @@
-//! History-driven cases: [`PodHistory::observe`] watches a sequence of Pod states, and what
+//! History-driven cases: [`ObservedPod::observe`] watches a sequence of Pod states, and what
 //! it records (readiness flips, restarts, start-ups, start-order marks) gives `since`; a
 //! restarted operator computes the same `since` as one that watched.
 
@@ -7,56 +7,56 @@ use crate::fixtures::*;
 use jiff::Timestamp;
 use sidecar_watch_engine::history::HistoryMarks;
 use sidecar_watch_engine::pod::ConditionView;
-use sidecar_watch_engine::{evaluate, AlertName::*, AlertState::*, CompiledPolicy, Observation, PodHistory, PodView};
+use sidecar_watch_engine::{
+    evaluate, AlertName::*, AlertState::*, CompiledPolicy, Observation, ObservedPod, PodHistory, PodView,
+};
 
 #[test]
 fn a_previous_state_with_other_containers_counts_as_none() {
     let first = with_main(native("envoy", running(at("10:00:00"), true)));
-    let mut history = PodHistory::default();
-    history.observe(None, &first, at("10:00:02"));
-    // envoy restarted twice and turned unready, but the state said to come before names other
+    let mut history = ObservedPod::new(first.clone(), at("10:00:02"));
+    // envoy restarted twice and turned unready, but the state observed before names other
     // containers in those places (no Pod can change its containers): every container is seen
     // for the first time, no restart time or readiness flip is made up from the mismatch.
     let last = termination("Error", 1, at("10:00:00"), at("10:04:59"));
     let now_state = with_main(native("envoy", restarted(running(at("10:05:00"), false), 2, Some(last))));
     let other =
         pod(vec![regular("app", running(at("10:00:01"), true)), native("envoy", running(at("10:00:00"), true))]);
-    history.observe(Some(&other), &now_state, at("10:05:01"));
-    let envoy = history.container(&now_state, "envoy").unwrap();
+    history.observe(other, at("10:05:00"));
+    history.observe(now_state.clone(), at("10:05:01"));
+    let envoy = history.container("envoy").unwrap();
     assert_eq!((envoy.restarts.len(), envoy.ready_changed_at), (0, None));
-    // The same with the right previous state records both.
-    let mut history = PodHistory::default();
-    history.observe(None, &first, at("10:00:02"));
-    history.observe(Some(&first), &now_state, at("10:05:01"));
-    let envoy = history.container(&now_state, "envoy").unwrap();
+    // The same after the state before it records both.
+    let mut history = ObservedPod::new(first, at("10:00:02"));
+    history.observe(now_state, at("10:05:01"));
+    let envoy = history.container("envoy").unwrap();
     assert_eq!((envoy.restarts.len(), envoy.ready_changed_at), (2, Some(at("10:05:01").into())));
 }
 
 #[test]
 fn start_order_marks_hold_for_the_run_they_were_seen_in() {
-    let mut history = Observer::default();
-    history.observe(&with_main(unordered_native("envoy", running(at("10:00:00"), false))), at("10:00:02"));
+    let mut history =
+        ObservedPod::new(with_main(unordered_native("envoy", running(at("10:00:00"), false))), at("10:00:02"));
     assert!(history.container("envoy").unwrap().marks.contains(HistoryMarks::UNREADY_BESIDE_RUNNING));
     assert!(history.container("app").unwrap().marks.contains(HistoryMarks::RAN_BESIDE_UNREADY_NATIVE));
     // envoy's next run, ready: what was seen of the first run is not this run's.
     let last = termination("Error", 1, at("10:00:00"), at("10:04:59"));
     let next_run = with_main(unordered_native("envoy", restarted(running(at("10:05:00"), true), 1, Some(last))));
-    history.observe(&next_run, at("10:05:01"));
+    history.observe(next_run.clone(), at("10:05:01"));
     assert!(!history.container("envoy").unwrap().marks.intersects(HistoryMarks::START_ORDER));
     // app's run is the same: its half stays, but alone it pairs with nothing.
     assert!(history.container("app").unwrap().marks.contains(HistoryMarks::RAN_BESIDE_UNREADY_NATIVE));
-    assert_eq!(brief(&evaluate(&next_run, &only("startupOrder", ""), &history, now())), []);
+    assert_eq!(brief(&evaluate(&next_run, &only("startupOrder", ""), history.history(), now())), []);
 }
 
 #[test]
 fn observed_readiness_flip_gives_since() {
-    let mut history = Observer::default();
     let ready = with_main(native("envoy", running(at("10:00:00"), true)));
     let not_ready = with_main(native("envoy", running(at("10:00:00"), false)));
-    assert_eq!(history.observe(&ready, at("10:00:10")), vec![]);
-    assert_eq!(history.observe(&not_ready, at("10:20:00")), vec![]);
+    let mut history = ObservedPod::new(ready.clone(), at("10:00:10"));
+    assert_eq!(history.observe(not_ready.clone(), at("10:20:00")), vec![]);
     assert_eq!(history.container("envoy").unwrap().ready_changed_at, Some(at("10:20:00").into()));
-    let evaluation = evaluate(&not_ready, &CompiledPolicy::builtin(), &history, now());
+    let evaluation = evaluate(&not_ready, &CompiledPolicy::builtin(), history.history(), now());
     assert_eq!(
         brief(&evaluation),
         vec![
@@ -66,39 +66,38 @@ fn observed_readiness_flip_gives_since() {
         "no MainStartedBeforeSidecarReady: the sidecar was seen ready"
     );
     // Not yet 5 minutes: pending until exactly 10:25:00.
-    let early = evaluate(&not_ready, &CompiledPolicy::builtin(), &history, at("10:24:59"));
+    let early = evaluate(&not_ready, &CompiledPolicy::builtin(), history.history(), at("10:24:59"));
     assert_eq!(early.alerts[0].state, Pending);
     assert_eq!(early.alerts[1].state, Firing, "mainReadySidecarNotReady fired at 10:22:00");
     assert_eq!(early.next_change, Some(at("10:25:00")));
     // Ready again: everything resolves, and the run seen ready at 10:00:10 is not mistaken
     // for a new one whose start-up took 31 minutes.
-    assert_eq!(history.observe(&ready, at("10:31:00")), vec![]);
+    assert_eq!(history.observe(ready.clone(), at("10:31:00")), vec![]);
     assert!(!history.container("envoy").unwrap().watched_run_seen_ready());
-    let quiet = evaluate(&ready, &CompiledPolicy::builtin(), &history, at("10:31:00"));
+    let quiet = evaluate(&ready, &CompiledPolicy::builtin(), history.history(), at("10:31:00"));
     assert_eq!((quiet.alerts, quiet.next_change, quiet.clocked), (vec![], None, vec![]));
 }
 
 #[test]
 fn observed_restarts_are_recorded_with_finished_at() {
-    let mut history = Observer::default();
     let state = |count: u32, finished: Option<&str>| {
         let last = finished.map(|f| termination("Error", 137, plus(at(f), -30), at(f)));
         with_main(native("envoy", restarted(running(at("10:00:00"), true), count, last)))
     };
-    history.observe(&state(0, None), at("10:00:00"));
-    history.observe(&state(1, Some("10:18:00")), at("10:18:05"));
-    history.observe(&state(2, Some("10:22:00")), at("10:22:05"));
+    let mut history = ObservedPod::new(state(0, None), at("10:00:00"));
+    history.observe(state(1, Some("10:18:00")), at("10:18:05"));
+    history.observe(state(2, Some("10:22:00")), at("10:22:05"));
     // Two restarts in one gap: the newest at its finishedAt, the other at the previous observation.
-    history.observe(&state(4, Some("10:27:00")), at("10:27:05"));
+    history.observe(state(4, Some("10:27:00")), at("10:27:05"));
     let envoy = history.container("envoy").unwrap();
     let restarts: Vec<Timestamp> = envoy.restarts.iter().map(|s| s.timestamp()).collect();
     assert_eq!(restarts, [at("10:18:00"), at("10:22:00"), at("10:22:05"), at("10:27:00")]);
     let view = state(4, Some("10:27:00"));
-    let evaluation = evaluate(&view, &only("restarts", ""), &history, now());
+    let evaluation = evaluate(&view, &only("restarts", ""), history.history(), now());
     assert_eq!(brief(&evaluation), vec![(SidecarRestartingFrequently, "envoy".into(), Firing, Some(at("10:22:05")))]);
     assert_eq!(evaluation.next_change, Some(at("10:37:00")), "when the second-oldest leaves the 15m window");
     // Without a finishedAt the observation time is used.
-    history.observe(&state(5, None), at("10:29:00"));
+    history.observe(state(5, None), at("10:29:00"));
     assert_eq!(history.container("envoy").unwrap().restarts.last().map(|s| s.timestamp()), Some(at("10:29:00")));
 }
 
@@ -111,16 +110,15 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
     // Main starts one second after the sidecar, which becomes ready 8s later: the start-up is
     // timed (the operator's clock, for the metric), and the status of 10:00:03 showed app
     // running beside envoy not ready yet, which stays the finding once envoy is ready.
-    let mut history = Observer::default();
-    assert_eq!(history.observe(&pod(vec![sidecar(false), app_waiting.clone()]), at("10:00:02")), vec![]);
-    assert_eq!(history.observe(&pod(vec![sidecar(false), app("10:00:03")]), at("10:00:03")), vec![]);
+    let mut history = ObservedPod::new(pod(vec![sidecar(false), app_waiting.clone()]), at("10:00:02"));
+    assert_eq!(history.observe(pod(vec![sidecar(false), app("10:00:03")]), at("10:00:03")), vec![]);
     let ready = pod(vec![sidecar(true), app("10:00:03")]);
     assert_eq!(
-        history.observe(&ready, at("10:00:10")),
+        history.observe(ready.clone(), at("10:00:10")),
         vec![Observation::StartedUp { container: "envoy".into(), seconds: 8.0 }]
     );
     assert!(history.container("envoy").unwrap().watched_run_seen_ready());
-    let evaluation = evaluate(&ready, &only("startupOrder", ""), &history, now());
+    let evaluation = evaluate(&ready, &only("startupOrder", ""), history.history(), now());
     assert_eq!(brief(&evaluation), vec![(MainStartedBeforeSidecarReady, "envoy".into(), Firing, Some(at("10:00:03")))]);
     assert_eq!(
         evaluation.alerts[0].message,
@@ -128,22 +126,20 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
          ready while app was running; add a startupProbe so the kubelet waits for it"
     );
     // A second flip does not report another start-up.
-    history.observe(&pod(vec![sidecar(false), app("10:00:03")]), at("10:10:00"));
-    assert_eq!(history.observe(&ready, at("10:11:00")), vec![]);
-    assert_eq!(evaluate(&ready, &only("startupOrder", ""), &history, now()).alerts.len(), 1);
+    history.observe(pod(vec![sidecar(false), app("10:00:03")]), at("10:10:00"));
+    assert_eq!(history.observe(ready.clone(), at("10:11:00")), vec![]);
+    assert_eq!(evaluate(&ready, &only("startupOrder", ""), history.history(), now()).alerts.len(), 1);
 
     // Ready before the main container started: no alert.
-    let mut history = Observer::default();
-    history.observe(&pod(vec![sidecar(false), app_waiting.clone()]), at("10:00:02"));
-    let started = history.observe(&pod(vec![sidecar(true), app_waiting]), at("10:00:07"));
+    let mut history = ObservedPod::new(pod(vec![sidecar(false), app_waiting.clone()]), at("10:00:02"));
+    let started = history.observe(pod(vec![sidecar(true), app_waiting]), at("10:00:07"));
     assert_eq!(started, vec![Observation::StartedUp { container: "envoy".into(), seconds: 5.0 }]);
     let good = pod(vec![sidecar(true), app("10:00:08")]);
-    history.observe(&good, at("10:00:08"));
-    assert!(evaluate(&good, &only("startupOrder", ""), &history, now()).alerts.is_empty());
+    history.observe(good.clone(), at("10:00:08"));
+    assert!(evaluate(&good, &only("startupOrder", ""), history.history(), now()).alerts.is_empty());
 
     // First seen already ready: no start-up to time.
-    let mut history = Observer::default();
-    assert_eq!(history.observe(&good, at("10:05:00")), vec![]);
+    let history = ObservedPod::new(good.clone(), at("10:05:00"));
     assert_eq!(history.container("envoy").unwrap().watched_run_started_at, None);
 
     // First seen mid-run while briefly unready (an operator restart or a relist), the Pod
@@ -151,13 +147,12 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
     // ready again: no start-up timed, no startup-order alert.
     let mut unready = pod(vec![sidecar(false), app("10:00:03")]);
     unready.set_ready_condition(Some(ConditionView { status: false, since: Some(at("10:20:00").into()) }));
-    let mut history = Observer::default();
-    assert_eq!(history.observe(&unready, at("10:20:01")), vec![]);
+    let mut history = ObservedPod::new(unready.clone(), at("10:20:01"));
     assert_eq!(history.container("envoy").unwrap().watched_run_started_at, None);
     let mut ready = pod(vec![sidecar(true), app("10:00:03")]);
     ready.set_ready_condition(Some(ConditionView { status: true, since: Some(at("10:20:02").into()) }));
-    assert_eq!(history.observe(&ready, at("10:20:02")), vec![]);
-    assert!(evaluate(&ready, &only("startupOrder", ""), &history, now()).alerts.is_empty());
+    assert_eq!(history.observe(ready.clone(), at("10:20:02")), vec![]);
+    assert!(evaluate(&ready, &only("startupOrder", ""), history.history(), now()).alerts.is_empty());
 }
 
 /// A restarted operator (empty history) computes the same `since` as one that watched the
@@ -256,12 +251,13 @@ fn restarted_operator_computes_the_same_since() {
     ];
     for (case, states) in sequences {
         let policy = policy("rules: {crashLoop: {enabled: false}}");
-        let mut watched = Observer::default();
-        for (view, seen) in &states {
-            watched.observe(view, *seen);
+        let ((first, first_seen), later) = states.split_first().unwrap();
+        let mut watched = ObservedPod::new(first.clone(), *first_seen);
+        for (view, seen) in later {
+            watched.observe(view.clone(), *seen);
         }
         let (last, _) = states.last().unwrap();
-        let with_history = evaluate(last, &policy, &watched, now());
+        let with_history = evaluate(last, &policy, watched.history(), now());
         let restarted = evaluate(last, &policy, &PodHistory::default(), now());
         assert!(!with_history.alerts.is_empty(), "{case}: the case produces alerts");
         assert_eq!(rows(&with_history), rows(&restarted), "{case}");
@@ -273,8 +269,11 @@ fn restarted_operator_computes_the_same_since() {
             assert_eq!(with_history.next_change, restarted.next_change, "{case}");
         }
         // The restarted operator then watches on: nothing changes on the next identical state.
-        let mut fresh = Observer::default();
-        fresh.observe(last, now());
-        assert_eq!(rows(&evaluate(last, &policy, &fresh, now())), rows(&restarted), "{case} after one observation");
+        let fresh = ObservedPod::new(last.clone(), now());
+        assert_eq!(
+            rows(&evaluate(last, &policy, fresh.history(), now())),
+            rows(&restarted),
+            "{case} after one observation"
+        );
     }
 }

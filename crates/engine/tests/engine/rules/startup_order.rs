@@ -7,7 +7,8 @@ use jiff::Timestamp;
 use sidecar_watch_engine::history::HistoryMarks;
 use sidecar_watch_engine::pod::{ConditionView, ContainerStatusView, SpecFlags};
 use sidecar_watch_engine::{
-    evaluate, AlertName::*, AlertState::*, CompiledPolicy, ContainerHistory, Evaluation, PodHistory, PodView,
+    evaluate, AlertName::*, AlertState::*, CompiledPolicy, ContainerHistory, Evaluation, ObservedPod, PodHistory,
+    PodView,
 };
 
 #[test]
@@ -186,30 +187,29 @@ fn a_native_sidecar_the_kubelet_waits_for_is_never_out_of_order() {
     for writes in &sequences {
         for first in 0..writes.len() {
             for gate in gates {
-                let mut history = Observer::default();
+                let mut observed = None;
                 for (i, written) in writes.iter().enumerate().skip(first) {
                     let view = written.view(gate);
                     // Seen one write a second from 13:47:22 on: the operator sees envoy's
                     // ready flip at or after app's startedAt, whenever the kubelet wrote it.
-                    history.observe(&view, plus(at("13:47:22"), i as i64));
-                    let evaluation = evaluate(&view, &order, &history, at("13:50:00"));
+                    let history = observe_into(&mut observed, view.clone(), plus(at("13:47:22"), i as i64));
+                    let evaluation = evaluate(&view, &order, history.history(), at("13:50:00"));
                     assert_eq!(brief(&evaluation), [], "{gate:?} {writes:?} seen from write {first} to {i}");
                 }
             }
             // Without the gate (a readinessProbe only), exactly the sequences with a status
             // that showed app running while envoy was not ready are reported, from that status
             // on, even if the operator saw nothing before it.
-            let mut history = Observer::default();
-            let mut shown = false;
+            let (mut observed, mut shown) = (None, false);
             for (i, written) in writes.iter().enumerate().skip(first) {
                 let view = written.view(SpecFlags::READINESS_PROBE);
-                history.observe(&view, plus(at("13:47:22"), i as i64));
+                let history = observe_into(&mut observed, view.clone(), plus(at("13:47:22"), i as i64));
                 shown |= written.app_running && !written.envoy_ready;
                 let expected: Vec<_> = shown
                     .then(|| (MainStartedBeforeSidecarReady, "envoy".to_string(), Firing, Some(at("13:47:22"))))
                     .into_iter()
                     .collect();
-                let evaluation = evaluate(&view, &order, &history, at("13:50:00"));
+                let evaluation = evaluate(&view, &order, history.history(), at("13:50:00"));
                 assert_eq!(brief(&evaluation), expected, "{writes:?} seen from write {first} to {i}");
             }
         }
@@ -226,10 +226,9 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
     let message = |evaluation: &Evaluation| evaluation.alerts.iter().map(|a| a.message.clone()).collect::<Vec<_>>();
 
     // Seen: app running while envoy is not ready yet (the seed article "Start Sidecar First").
-    let mut history = Observer::default();
-    history.observe(&starting.view(flags), at("13:47:15"));
-    history.observe(&app_runs.view(flags), at("13:47:23"));
-    let evaluation = evaluate(&app_runs.view(flags), &order, &history, at("13:47:23"));
+    let mut history = ObservedPod::new(starting.view(flags), at("13:47:15"));
+    history.observe(app_runs.view(flags), at("13:47:23"));
+    let evaluation = evaluate(&app_runs.view(flags), &order, history.history(), at("13:47:23"));
     assert_eq!(brief(&evaluation), [(MainStartedBeforeSidecarReady, "envoy".into(), Firing, Some(at("13:47:22")))]);
     assert_eq!(
         message(&evaluation),
@@ -237,8 +236,8 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
           add a startupProbe so the kubelet waits for it"]
     );
     // Once envoy is ready the finding stays, from what that status showed.
-    history.observe(&ready.view(flags), at("13:47:40"));
-    let evaluation = evaluate(&ready.view(flags), &order, &history, at("13:50:00"));
+    history.observe(ready.view(flags), at("13:47:40"));
+    let evaluation = evaluate(&ready.view(flags), &order, history.history(), at("13:50:00"));
     assert_eq!(brief(&evaluation), [(MainStartedBeforeSidecarReady, "envoy".into(), Firing, Some(at("13:47:22")))]);
     assert_eq!(
         message(&evaluation),
@@ -250,23 +249,24 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
     // evidence is in the status and it fires; once envoy is ready nothing the kubelet recorded
     // is left (envoy started before app, and is ready), so it does not: a restart must not
     // invent a finding, and cannot recover the one it lost.
-    let mut restarted = Observer::default();
-    restarted.observe(&app_runs.view(flags), at("13:47:30"));
-    assert_eq!(evaluate(&app_runs.view(flags), &order, &restarted, at("13:47:30")).alerts.len(), 1);
-    let mut restarted = Observer::default();
-    restarted.observe(&ready.view(flags), at("13:48:00"));
-    assert_eq!(brief(&evaluate(&ready.view(flags), &order, &restarted, at("13:50:00"))), []);
+    let restarted = ObservedPod::new(app_runs.view(flags), at("13:47:30"));
+    assert_eq!(evaluate(&app_runs.view(flags), &order, restarted.history(), at("13:47:30")).alerts.len(), 1);
+    let restarted = ObservedPod::new(ready.view(flags), at("13:48:00"));
+    assert_eq!(brief(&evaluate(&ready.view(flags), &order, restarted.history(), at("13:50:00"))), []);
     assert_eq!(brief(&eval(&ready.view(flags), &order, at("13:50:00"))), []);
 
     // envoy's ready flip and app's start in one status write: no status showed app running
     // beside envoy not ready, and the moment the operator saw the flip (the same second as
     // app's startedAt, or later) says nothing about the kubelet's order.
     for seen in ["13:47:22", "13:47:23", "13:48:00"] {
-        let mut history = Observer::default();
-        history.observe(&starting.view(flags), at("13:47:15"));
-        history.observe(&ready.view(flags), at(seen));
+        let mut history = ObservedPod::new(starting.view(flags), at("13:47:15"));
+        history.observe(ready.view(flags), at(seen));
         assert!(history.container("envoy").unwrap().watched_run_seen_ready(), "seen at {seen}");
-        assert_eq!(brief(&evaluate(&ready.view(flags), &order, &history, at("13:50:00"))), [], "seen at {seen}");
+        assert_eq!(
+            brief(&evaluate(&ready.view(flags), &order, history.history(), at("13:50:00"))),
+            [],
+            "seen at {seen}"
+        );
     }
 }
 
@@ -278,9 +278,8 @@ fn equal_start_seconds_say_nothing_about_order() {
         pod(vec![regular("app", running(at("10:00:03"), true)), regular("log-sidecar", running(at(started), true))])
     };
     assert_eq!(brief(&eval(&legacy("10:00:03"), &order, now())), []);
-    let mut history = Observer::default();
-    history.observe(&legacy("10:00:03"), at("10:00:03"));
-    assert_eq!(brief(&evaluate(&legacy("10:00:03"), &order, &history, now())), []);
+    let history = ObservedPod::new(legacy("10:00:03"), at("10:00:03"));
+    assert_eq!(brief(&evaluate(&legacy("10:00:03"), &order, history.history(), now())), []);
     // A second later it did start after the app.
     let evaluation = eval(&legacy("10:00:04"), &order, now());
     assert_eq!(
@@ -302,17 +301,28 @@ fn a_sidecar_with_only_a_liveness_probe_has_no_start_order() {
     let runs = Written { envoy_running: true, envoy_started: true, envoy_ready: true, ..Written::default() };
     let app_runs = Written { app_running: true, ..runs };
     let app_ready = Written { app_ready: true, ..app_runs };
-    let mut history = Observer::default();
+    let mut observed = None;
     for (written, seen) in
         [(Written::default(), "13:47:13"), (runs, "13:47:15"), (app_runs, "13:47:23"), (app_ready, "13:47:30")]
     {
-        history.observe(&written.view(flags), at(seen));
-        let evaluation = evaluate(&written.view(flags), &CompiledPolicy::builtin(), &history, at("13:50:00"));
+        let history = observe_into(&mut observed, written.view(flags), at(seen));
+        let evaluation = evaluate(&written.view(flags), &CompiledPolicy::builtin(), history.history(), at("13:50:00"));
         let findings: Vec<_> = evaluation.alerts.iter().map(|a| (a.name, a.check)).collect();
         assert!(findings.iter().all(|(name, _)| *name != MainStartedBeforeSidecarReady), "{seen}: {findings:?}");
         assert!(
             findings.contains(&(SidecarMisconfigured, Some(sidecar_watch_engine::Check::NoStartupProbe))),
             "{seen}: {findings:?}"
         );
+    }
+}
+
+/// Observes `view` at `now` in `observed`: the Pod's first observation when there was none.
+fn observe_into(observed: &mut Option<ObservedPod>, view: PodView, now: Timestamp) -> &ObservedPod {
+    match observed.take() {
+        Some(mut pod) => {
+            pod.observe(view, now);
+            observed.insert(pod)
+        }
+        None => observed.insert(ObservedPod::new(view, now)),
     }
 }
