@@ -32,7 +32,7 @@ pub struct Counted {
 /// The version a workload's newer Pods run of one sidecar, when its Pods run more than one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Newest {
-    /// The image tag or digest ([`ContainerView::version`]).
+    /// The image tag or digest ([`ContainerSpec::version`](crate::pod::ContainerSpec::version)).
     pub version: Name,
     /// The creation of the first Pod seen on it: since then the workload runs two versions.
     pub since: Timestamp,
