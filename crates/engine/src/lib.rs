@@ -59,5 +59,5 @@ pub use policy::{CompiledPolicy, PolicyRef, SpecError};
 pub use relations::Workload;
 pub use rules::{evaluate, evaluate_among, evaluate_capped, evaluate_in, Around, Evaluation, DEFAULT_MAX_SIDECARS};
 pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
-pub use stamp::{ApiTime, Stamp};
+pub use stamp::Stamp;
 pub use uid::PodUid;

@@ -15,7 +15,7 @@ pub use super::container::{
 use super::interner::Interner;
 use super::name::{LabelSet, Name, PodGroup};
 use super::relations::{inits_without_network, liveness_targets, port_conflicts, workload_of, Declared, Workload};
-use super::stamp::{ApiTime, Stamp};
+use super::stamp::Stamp;
 use super::uid::PodUid;
 use jiff::Timestamp;
 use sidecar_watch_api::{SlimContainer, SlimContainerStatus, SlimPod};
@@ -57,9 +57,9 @@ const UID_AS_BYTES: u32 = 1 << 31;
 /// Strings and lists are boxed slices, not `String`s and `Vec`s: a view is built once and
 /// never grows, so a capacity field and spare capacity would be kept for nothing in every
 /// tracked Pod. The UID and the name share one allocation, what replicas share is one
-/// pointer ([`PodGroup`]), the Pod's own times are 4-byte [`ApiTime`]s, and the `Ready`
-/// condition is kept as two fields that pack beside the flags: 64 bytes, which bring a
-/// tracked Pod into mimalloc's 112-byte size class.
+/// pointer ([`PodGroup`]), the Pod's own times are 8-byte [`Stamp`]s like every other
+/// instant kept, and the `Ready` condition is kept as two fields that pack beside the flags:
+/// 80 bytes, which bring a tracked Pod into mimalloc's 128-byte size class.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
     /// `metadata.uid` followed by `metadata.name` (see [`Self::uid`], [`Self::name`]): the
@@ -74,24 +74,24 @@ pub struct PodView {
     /// clocks, and its name is `<Kind>/<name>`.
     pub is_template: bool,
     /// `metadata.creationTimestamp`.
-    pub created_at: Option<ApiTime>,
+    pub created_at: Option<Stamp>,
     /// `status.startTime`: when the kubelet accepted the Pod.
-    pub started_at: Option<ApiTime>,
+    pub started_at: Option<Stamp>,
     /// `metadata.deletionTimestamp`: the Pod is terminating.
-    pub deleting_since: Option<ApiTime>,
+    pub deleting_since: Option<Stamp>,
     /// The conditions of newer Kubernetes releases the rules read.
     pub conditions: PodConditions,
     /// The `Ready` condition's status (see [`Self::ready_condition`]).
     ready_status: Option<bool>,
     /// The `Ready` condition's `lastTransitionTime`.
-    ready_since: Option<ApiTime>,
+    ready_since: Option<Stamp>,
     /// Init containers first, in spec order, then regular containers.
     pub containers: Box<[ContainerView]>,
 }
 
-// One per tracked Pod; 64 bytes keep `TrackedPod` at 112 (docs/architecture.md, "What a tracked Pod is made of").
+// One per tracked Pod; 80 bytes keep `TrackedPod` at 128 (docs/architecture.md, "What a tracked Pod is made of").
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<PodView>() == 64);
+const _: () = assert!(std::mem::size_of::<PodView>() == 80);
 
 impl PodView {
     /// A Pod `uid`/`name` with nothing else known: no namespace, labels, owner, clocks or
@@ -157,7 +157,7 @@ impl PodView {
 
     /// The `Ready` condition.
     pub fn ready_condition(&self) -> Option<ConditionView> {
-        self.ready_status.map(|status| ConditionView { status, since: self.ready_since.map(Stamp::from) })
+        self.ready_status.map(|status| ConditionView { status, since: self.ready_since })
     }
 
     /// Whether the Pod's `Ready` condition turned False after `started`: the Pod was Ready,
@@ -173,7 +173,7 @@ impl PodView {
     /// Sets the `Ready` condition.
     pub fn set_ready_condition(&mut self, condition: Option<ConditionView>) {
         self.ready_status = condition.map(|c| c.status);
-        self.ready_since = condition.and_then(|c| c.since).map(|since| ApiTime::new(since.timestamp()));
+        self.ready_since = condition.and_then(|c| c.since);
     }
 
     /// Extracts the view from a Pod with names of its own. Never fails: missing fields are
@@ -255,9 +255,9 @@ impl PodView {
             name_at: 0,
             group: Arc::default(),
             is_template: false,
-            created_at: meta.creation_timestamp.as_ref().map(|t| ApiTime::new(t.0)),
-            started_at: status.start_time.as_ref().map(|t| ApiTime::new(t.0)),
-            deleting_since: meta.deletion_timestamp.as_ref().map(|t| ApiTime::new(t.0)),
+            created_at: meta.creation_timestamp.as_ref().map(|t| Stamp::new(t.0)),
+            started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
+            deleting_since: meta.deletion_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             conditions,
             ready_status: None,
             ready_since: None,
@@ -358,7 +358,7 @@ impl PodView {
 
     /// When the Pod began running containers (`status.startTime`, else creation).
     pub fn start_time(&self) -> Option<Timestamp> {
-        self.started_at.or(self.created_at).map(ApiTime::timestamp)
+        self.started_at.or(self.created_at).map(Stamp::timestamp)
     }
 
     /// `namespace/name`, for messages.

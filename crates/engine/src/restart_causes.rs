@@ -120,7 +120,7 @@ pub fn last_restart_by_kubelet(
         return (!triggered).then_some(KubeletRestart::PodRestart);
     }
     let during_termination = container.kind == ContainerKind::RestartableInit
-        && matches!((pod.deleting_since, last.finished_at), (Some(deleting), Some(finished)) if finished >= deleting.into());
+        && matches!((pod.deleting_since, last.finished_at), (Some(deleting), Some(finished)) if finished >= deleting);
     during_termination.then_some(KubeletRestart::DuringTermination)
 }
 

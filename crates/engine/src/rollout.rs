@@ -16,7 +16,6 @@ use jiff::Timestamp;
 
 use crate::name::{Name, Workload};
 use crate::pod::{ContainerView, PodView};
-use crate::stamp::ApiTime;
 use crate::version::Release;
 
 /// A workload in a namespace.
@@ -72,7 +71,7 @@ pub fn counted<'a>(pod: &PodView, sidecars: impl IntoIterator<Item = &'a Contain
                 workload: workload.clone(),
                 container: c.name.clone(),
                 version: c.version.clone()?,
-                created: ApiTime::timestamp(created),
+                created: created.timestamp(),
             })
         })
         .collect()

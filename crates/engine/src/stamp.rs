@@ -1,18 +1,25 @@
 //! Compact instants for what the index keeps per Pod.
 
 use std::fmt;
-use std::num::{NonZeroU32, NonZeroU64};
+use std::num::NonZeroU64;
 
 use jiff::Timestamp;
 
-/// An instant in 8 bytes, with nanosecond precision.
+/// An instant in 8 bytes, with nanosecond precision: the one instant type of what the index keeps.
 ///
 /// jiff's `Timestamp` takes 16 bytes and `Option<Timestamp>` 24, and a tracked Pod keeps
-/// some twenty of them (per container: the running start, four history clocks). `Stamp`
+/// some twenty of them (per container: the running start, four history clocks; per Pod: creation,
+/// start, deletion, the `Ready` condition's transition). `Stamp`
 /// holds the nanoseconds since the Unix epoch in an offset-binary `u64` that is never zero,
 /// so `Option<Stamp>` is 8 bytes as well and the derived order is the order in time.
 /// Instants outside 1677–2262 (the range of an `i64` of nanoseconds) are clamped to it;
 /// no Kubernetes timestamp comes near either end.
+///
+/// The API serves a Pod's own times in whole seconds (`metav1.Time` has no fraction, in JSON
+/// or protobuf); a `Stamp` holds them exactly and prints them as served (`2025-06-03T10:20:00Z`).
+/// A 4-byte type of whole seconds for those four once kept a `PodView` at 64 bytes and a tracked
+/// Pod at 112, not 80 and 128; one instant type is worth more than those bytes
+/// (docs/benchmarks.md, "a Pod's own times").
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Stamp(NonZeroU64);
 
@@ -64,60 +71,6 @@ impl fmt::Display for Stamp {
     }
 }
 
-/// A Pod's own time as the API serves it, in 4 bytes: whole seconds since the Unix epoch.
-///
-/// `metav1.Time` has no fraction of a second: JSON writes RFC 3339 seconds, and apimachinery's
-/// protobuf drops `nanos` both ways (`time_proto.go`, k8s.io/apimachinery v0.37.2), so no
-/// time kube-apiserver serves loses anything here. A Pod view keeps four (creation, start,
-/// deletion, the `Ready` condition's transition); as [`Stamp`]s they made it 80 bytes and a
-/// tracked Pod 128, as these 64 and 112, one mimalloc size class lower. `Option<ApiTime>` is
-/// 4 bytes too. Instants before 1970 or after 2106-02-07 are clamped to that range, and a
-/// fraction of a second (only code, never the API, makes one) is cut.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ApiTime(NonZeroU32);
-
-// Four keep a `PodView` at 64; no pointer, so on any target (docs/architecture.md, "What a tracked Pod is made of").
-const _: () = assert!(std::mem::size_of::<Option<ApiTime>>() == 4);
-
-impl ApiTime {
-    /// The instant `t`, in whole seconds (clamped to 1970–2106).
-    pub fn new(t: Timestamp) -> ApiTime {
-        // Stored plus one, so that zero stays free for `None`.
-        let seconds = t.as_second().clamp(0, i64::from(u32::MAX) - 1);
-        let stored = u32::try_from(seconds + 1).unwrap_or(u32::MAX);
-        ApiTime(NonZeroU32::new(stored).unwrap_or(NonZeroU32::MIN))
-    }
-
-    /// The instant as a `Timestamp`.
-    pub fn timestamp(self) -> Timestamp {
-        Timestamp::from_second(i64::from(self.0.get()) - 1).unwrap_or(Timestamp::UNIX_EPOCH)
-    }
-}
-
-impl From<Timestamp> for ApiTime {
-    fn from(t: Timestamp) -> ApiTime {
-        ApiTime::new(t)
-    }
-}
-
-impl From<ApiTime> for Stamp {
-    fn from(t: ApiTime) -> Stamp {
-        Stamp::new(t.timestamp())
-    }
-}
-
-impl fmt::Debug for ApiTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.timestamp(), f)
-    }
-}
-
-impl fmt::Display for ApiTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.timestamp(), f)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,15 +106,13 @@ mod tests {
 
     #[test]
     fn api_times_keep_whole_seconds() {
-        for t in ["1970-01-01T00:00:00Z", "2025-06-03T10:00:00Z", "2106-02-07T06:28:14Z"] {
-            let t: Timestamp = t.parse().expect("timestamp");
-            assert_eq!(ApiTime::new(t).timestamp(), t);
-            assert_eq!(Stamp::from(ApiTime::new(t)), Stamp::new(t));
+        // kube-apiserver serves whole seconds; they come back as they went in, and print without a fraction.
+        for t in ["1970-01-01T00:00:00Z", "2025-06-03T10:20:00Z", "2106-02-07T06:28:14Z"] {
+            let stamp = Stamp::new(t.parse().expect("timestamp"));
+            assert_eq!(stamp.to_string(), t);
+            assert_eq!(format!("{stamp:?}"), t);
         }
-        let at = |t: &str| ApiTime::new(t.parse().expect("timestamp"));
+        let at = |t: &str| Stamp::new(t.parse().expect("timestamp"));
         assert!(at("2025-06-03T10:00:00Z") < at("2025-06-03T10:00:01Z"));
-        assert_eq!(at("2025-06-03T10:00:00.999Z"), at("2025-06-03T10:00:00Z"));
-        assert_eq!(at("1900-01-01T00:00:00Z").to_string(), "1970-01-01T00:00:00Z");
-        assert_eq!(at("9000-01-01T00:00:00Z").to_string(), "2106-02-07T06:28:14Z");
     }
 }

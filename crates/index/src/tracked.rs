@@ -113,7 +113,7 @@ impl PolicyResult {
     }
 }
 
-/// One tracked Pod: 112 bytes, in mimalloc's 112-byte size class. Its lists are boxed
+/// One tracked Pod: 128 bytes, in mimalloc's 128-byte size class. Its lists are boxed
 /// slices: they are replaced whole by each evaluation, and a `Vec` would keep a capacity
 /// field and spare capacity (4 entries for 1) per Pod. Its sidecars, under any selecting
 /// policy, are marked in its view ([`ContainerView::is_tracked_sidecar`]).
@@ -126,9 +126,9 @@ pub struct TrackedPod {
     pub results: Box<[PolicyResult]>,
 }
 
-// One per Pod, boxed: 112 bytes is a mimalloc size class (docs/architecture.md, "What a tracked Pod is made of").
+// One per Pod, boxed: 128 bytes is a mimalloc size class (docs/architecture.md, "What a tracked Pod is made of").
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<TrackedPod>() == 112);
+const _: () = assert!(std::mem::size_of::<TrackedPod>() == 128);
 
 impl TrackedPod {
     /// A Pod first observed as `observed`, with no results yet.

@@ -11,7 +11,7 @@ use crate::container::ContainerView;
 use crate::name::Name;
 use crate::policy::{CompiledPolicy, ForRule};
 use crate::rollout::Newest;
-use crate::stamp::ApiTime;
+use crate::stamp::Stamp;
 
 /// The sidecar's version against the policy's minimum for it, if the policy sets one and the
 /// version names a release (a tag that does not is unknown, never older). Returns whether
@@ -40,7 +40,7 @@ pub(super) fn older_than_minimum(
         ctx.fire(AlertName::SidecarVersionDrift, rule.severity, &sidecar.name, None, None, message);
         return true;
     }
-    let since = ctx.pod.created_at.map(ApiTime::timestamp).unwrap_or(ctx.now);
+    let since = ctx.pod.created_at.map(Stamp::timestamp).unwrap_or(ctx.now);
     ctx.hold(AlertName::SidecarVersionDrift, rule, &sidecar.name, since, message);
     true
 }

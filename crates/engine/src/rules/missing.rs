@@ -7,7 +7,7 @@ use crate::catalog::{self, CatalogId};
 use crate::injection::{self, Found, NamespaceMeta, Place};
 use crate::pod::PodView;
 use crate::policy::CompiledPolicy;
-use crate::stamp::ApiTime;
+use crate::stamp::Stamp;
 use sidecar_watch_api::{quote, Severity};
 
 use texts::{INJECTION_FAILED, REQUIRED, RESTARTABLE_KINDS};
@@ -36,7 +36,7 @@ pub(super) fn sidecar_missing(
     if pod.is_template || pod.finished() || pod.deleting_since.is_some() {
         return;
     }
-    let since = pod.created_at.map(ApiTime::timestamp);
+    let since = pod.created_at.map(Stamp::timestamp);
     let runs = |id: CatalogId| pod.containers.iter().any(|c| c.catalog == Some(id));
     let mut reported: Vec<CatalogId> = Vec::new();
     for selection in injection::selecting(pod, namespace) {

@@ -163,7 +163,7 @@ pub(super) fn shutdown_order(
     status: &ContainerStatusView,
     mains: &[&ContainerView],
 ) {
-    let Some(deleting) = ctx.pod.deleting_since.map(Stamp::from) else { return };
+    let Some(deleting) = ctx.pod.deleting_since else { return };
     // The stop: the sidecar is terminated now, or it exited during the termination and the
     // kubelet started it again (KEP-4438, restartable sidecars during Pod termination): its
     // last termination ended after the deletion began.

@@ -5,7 +5,7 @@ use crate::alert::{AlertName, Check};
 use crate::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 use crate::pod::{ContainerKind, ContainerView, SpecFlags};
 use crate::sidecar_matcher::{Identified, SidecarType};
-use crate::stamp::ApiTime;
+use crate::stamp::Stamp;
 use sidecar_watch_api::Severity;
 
 /// What the per-sidecar checks say after "Sidecar <name> in Pod <namespace>/<pod> ": one text
@@ -153,7 +153,7 @@ fn report(ctx: &mut Ctx, severity: Severity, container: &str, check: Check, mess
     let since = if ctx.pod.is_template {
         None
     } else {
-        Some(ctx.since_or_clock(ctx.pod.created_at.map(ApiTime::timestamp), AlertName::SidecarMisconfigured, container))
+        Some(ctx.since_or_clock(ctx.pod.created_at.map(Stamp::timestamp), AlertName::SidecarMisconfigured, container))
     };
     ctx.fire(AlertName::SidecarMisconfigured, severity, container, Some(check), since, message);
 }

@@ -142,9 +142,9 @@ fn pod() -> BoxedStrategy<PodView> {
             let mut view = PodView::new("uid", "web-1");
             view.group_mut().namespace = "shop".into();
             view.group_mut().owned_by_job = owned_by_job;
-            view.created_at = created_at.map(|t: Stamp| t.timestamp().into());
-            view.started_at = started_at.map(|t: Stamp| t.timestamp().into());
-            view.deleting_since = deleting.flatten().map(|t: Stamp| t.timestamp().into());
+            view.created_at = created_at;
+            view.started_at = started_at;
+            view.deleting_since = deleting.flatten();
             view.set_ready_condition(ready_condition);
             view.containers = containers.into();
             view
