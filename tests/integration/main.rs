@@ -27,6 +27,8 @@
 
 #[path = "../../crates/engine/tests/engine/fixtures.rs"]
 mod fixtures;
+#[path = "../../crates/index/tests/index/support.rs"]
+mod index_support;
 
 mod audit_cli;
 mod audit_inventory;

@@ -3,55 +3,11 @@
 //! why. What one policy's change costs the index is tested in its crate,
 //! `crates/index/tests/index/policies.rs`.
 
-use jiff::Timestamp;
 use serde_json::json;
-use sidecar_watch::api::{PolicySpec, SlimPod};
-use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
-use sidecar_watch::index::{Index, PolicyEntry};
+use sidecar_watch::engine::PolicyRef;
+use sidecar_watch::index::Index;
 
-const NOW: &str = "2026-11-22T10:10:00Z";
-
-fn now() -> Timestamp {
-    NOW.parse().expect("timestamp")
-}
-
-/// A Pod with a native `istio-proxy` that is not ready and a legacy `log-agent`.
-fn pod(namespace: &str, name: &str, app: &str) -> PodView {
-    let pod: SlimPod = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}-{name}"),
-                     "labels": {"app": app}, "creationTimestamp": "2026-11-22T10:00:00Z"},
-        "spec": {
-            "initContainers": [{"name": "istio-proxy", "image": "istio/proxyv2:1.22.0", "restartPolicy": "Always"}],
-            "containers": [{"name": "app", "image": "shop/web:1.0"}, {"name": "log-agent", "image": "corp/agent:2"}]
-        },
-        "status": {
-            "startTime": "2026-11-22T10:00:00Z",
-            "initContainerStatuses": [{"name": "istio-proxy", "ready": false, "restartCount": 0, "started": true,
-                                       "image": "", "imageID": "", "state": {"running": {"startedAt": "2026-11-22T10:00:00Z"}}}],
-            "containerStatuses": [
-                {"name": "app", "ready": true, "restartCount": 0, "image": "", "imageID": "",
-                 "state": {"running": {"startedAt": "2026-11-22T10:00:00Z"}}},
-                {"name": "log-agent", "ready": false, "restartCount": 0, "image": "", "imageID": "",
-                 "state": {"running": {"startedAt": "2026-11-22T10:00:00Z"}}}]
-        }
-    }))
-    .expect("valid Pod");
-    PodView::from_pod(&pod)
-}
-
-/// A SidecarPolicy `namespace/name` with `spec`, created at minute `created` (if any).
-fn policy(namespace: &str, name: &str, spec: serde_json::Value, created: Option<i64>) -> (PolicyRef, PolicyEntry) {
-    let parsed: PolicySpec = serde_json::from_value(spec.clone()).expect("spec");
-    let policy = PolicyRef::namespaced(namespace, name);
-    let mut entry = PolicyEntry::new(CompiledPolicy::compile(policy.clone(), &parsed), spec);
-    entry.created =
-        created.map(|m| "2026-11-22T09:00:00Z".parse::<Timestamp>().expect("t") + jiff::SignedDuration::from_mins(m));
-    (policy, entry)
-}
-
-fn apply(index: &Index, (policy, entry): (PolicyRef, PolicyEntry)) -> sidecar_watch::index::Outcome {
-    index.apply_policy(policy, entry, now())
-}
+use crate::index_support::{apply, now, pod, policy};
 
 /// A policy selecting `app`, with the not-ready rule's `for` set to `minutes`.
 fn selecting(app: &str, minutes: u32) -> serde_json::Value {

@@ -4,52 +4,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use jiff::Timestamp;
-use sidecar_watch_api::{ClusterPolicySpec, PolicySpec, SlimPod};
-use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
+use sidecar_watch_api::ClusterPolicySpec;
+use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PolicyRef};
 use sidecar_watch_index::{Index, PolicyEntry, TransitionKind};
-use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
-fn ts(text: &str) -> Timestamp {
-    text.parse().expect("timestamp")
-}
-
-/// A web Pod with a native `istio-proxy` sidecar; `sidecar_ready` toggles its readiness.
-fn web_pod(name: &str, uid: &str, labels: &[(&str, &str)], sidecar_ready: bool) -> PodView {
-    let pod = labels.iter().fold(PodBuilder::new("shop", name).uid(uid).created(CREATED), |p, (k, v)| p.label(k, v));
-    let pod = pod
-        .native_sidecar(Container::istio_proxy().ready(sidecar_ready))
-        .container(Container::new("app", "shop/web:1.0"));
-    PodView::from_pod(&pod.decode::<SlimPod>())
-}
-
-/// When every Pod here was created.
-const CREATED: &str = "2026-11-22T10:00:00Z";
-
-/// The policy under test; start-up order is left out (the sidecar here never became ready,
-/// which that rule would report too).
-fn mesh_policy(selector: serde_json::Value) -> (PolicyRef, PolicyEntry) {
-    let spec: PolicySpec = serde_json::from_value(
-        serde_json::json!({"selector": selector, "rules": {"startupOrder": {"enabled": false}}}),
-    )
-    .expect("spec");
-    let policy = PolicyRef::namespaced("shop", "mesh");
-    let compiled = CompiledPolicy::compile(policy.clone(), &spec);
-    (policy, PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
-}
-
-fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
-    let mut names = Vec::new();
-    index.for_each_pod(|p| {
-        for r in &p.results {
-            for a in r.alerts.iter().filter(|a| a.state == state && a.check.is_none()) {
-                names.push(format!("{}/{}:{}", p.view().name(), a.container_name(p.view()), a.name));
-            }
-        }
-    });
-    names.sort();
-    names
-}
+use crate::support::{alert_names, mesh_policy, ts, web_pod};
 
 #[test]
 fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
