@@ -187,11 +187,6 @@ impl Rollouts {
         out
     }
 
-    /// Workload-sidecar pairs counted, for memory accounting and tests.
-    pub fn len(&self) -> usize {
-        self.counts.len()
-    }
-
     /// Whether nothing is counted.
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
