@@ -177,7 +177,7 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
     scratch.pod.set(&pod_labels(pod));
     let (workload_kind, workload) = pod.view().workload();
     for result in pod.results.iter().filter(|r| !r.alerts.is_empty()) {
-        scratch.policy.set(&policy_labels(&result.policy));
+        scratch.policy.set(&policy_labels(result.policy_ref()));
         for alert in &result.alerts {
             if *written >= scratch.max_series_per_namespace {
                 scratch.limited = true;
@@ -194,7 +194,7 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
                 .label("severity", alert.severity.as_str())
                 .labels(&scratch.policy)
                 .labels(&scratch.pod)
-                .label("container", alert.container_name(pod.view()))
+                .label("container", result.container_name(alert, pod.view()))
                 .label("check", alert.check.map_or("", |c| c.as_str()))
                 .label("workload_kind", workload_kind)
                 .label("workload", workload)

@@ -306,7 +306,11 @@ fn one_pod_and_one_namespace_cost_at_most_their_limits() {
     index.for_each_pod(|p| {
         assert_eq!(p.sidecar_containers().count(), 3);
         for a in &p.results[0].alerts {
-            checked.push(format!("{}/{}", a.container_name(p.view()), a.check.map_or("", |c| c.as_str())));
+            checked.push(format!(
+                "{}/{}",
+                p.results[0].container_name(a, p.view()),
+                a.check.map_or("", |c| c.as_str())
+            ));
         }
     });
     checked.sort();

@@ -81,6 +81,11 @@ impl CatalogEntry {
 pub struct CatalogId(NonZeroU8);
 
 impl CatalogId {
+    /// The id of `CATALOG[i]`.
+    fn at(i: usize) -> Option<CatalogId> {
+        u8::try_from(i + 1).ok().and_then(NonZeroU8::new).map(CatalogId)
+    }
+
     /// The entry.
     pub fn entry(self) -> &'static CatalogEntry {
         &CATALOG[usize::from(self.0.get() - 1)]
@@ -330,8 +335,13 @@ pub static CATALOG: &[CatalogEntry] = &[
 
 /// The entry whose id is `id`.
 pub fn by_id(id: &str) -> Option<CatalogId> {
-    let i = CATALOG.iter().position(|e| e.id == id)?;
-    u8::try_from(i + 1).ok().and_then(NonZeroU8::new).map(CatalogId)
+    CatalogId::at(CATALOG.iter().position(|e| e.id == id)?)
+}
+
+/// The entry whose first name is `name`: the name `SidecarMissing` gives the sidecar of an
+/// entry that a Pod lacks.
+pub fn by_first_name(name: &str) -> Option<CatalogId> {
+    CatalogId::at(CATALOG.iter().position(|e| e.names.first() == Some(&name))?)
 }
 
 /// The catalog entry a container is, by name first, then by image.
@@ -343,7 +353,7 @@ pub fn recognise(name: &str, image: Option<&str>, mentions_agent: bool) -> Optio
             .iter()
             .position(|e| (!e.image_needs_agent || mentions_agent) && e.images.iter().any(|rule| rule.matches(path)))
     };
-    by_name.or_else(by_image).and_then(|i| u8::try_from(i + 1).ok()).and_then(NonZeroU8::new).map(CatalogId)
+    by_name.or_else(by_image).and_then(CatalogId::at)
 }
 
 impl ImageRule {

@@ -38,7 +38,7 @@ pub(super) struct PolicyChange<'a> {
     /// The policy as it was evaluated before (`None`: it was not: new, invalid or held back).
     pub before: Option<&'a CompiledPolicy>,
     /// The policy as it is evaluated now (`None`: it is not any more).
-    pub after: Option<&'a CompiledPolicy>,
+    pub after: Option<&'a Arc<CompiledPolicy>>,
 }
 
 /// The sidecars `policy` evaluates in `pod`: the first `max` it identifies, in container
@@ -103,7 +103,7 @@ impl Evaluator<'_> {
             // Policies mostly agree on the sidecars: the union stays as small as the cap.
             sidecars.extend(kinds(&evaluation.sidecars));
             let result = result_of(policy, pod.view(), &evaluation.alerts, &evaluation.sidecars);
-            let before = pod.results.iter().find(|r| r.policy == result.policy);
+            let before = pod.results.iter().find(|r| r.policy_ref() == result.policy_ref());
             transitions.extend(diff(pod.view(), before, &result, evaluation.alerts));
             results.push(result);
         }
@@ -134,7 +134,7 @@ impl Evaluator<'_> {
     ) -> Outcome {
         // Results are kept by policy (both paths insert them in the policy table's order):
         // a binary search, as a Pod may have a result of each of hundreds of policies.
-        let position = pod.results.binary_search_by(|r| (*r.policy).cmp(change.policy)).ok();
+        let position = pod.results.binary_search_by(|r| r.policy_ref().cmp(change.policy)).ok();
         let selecting = change.after.filter(|p| p.selects(pod.view(), namespace.map(|ns| &ns.labels)));
         let mut outcome = Outcome::default();
         let (result, sidecars_after) = match selecting {
@@ -178,7 +178,7 @@ impl Evaluator<'_> {
                 let mut results = std::mem::take(&mut pod.results).into_vec();
                 let removed: Vec<PolicyResult> = position.map(|i| results.remove(i)).into_iter().collect();
                 let added = result.map(|result| {
-                    let at = results.partition_point(|r| *r.policy < *result.policy);
+                    let at = results.partition_point(|r| r.policy_ref() < result.policy_ref());
                     results.insert(at, result);
                     at
                 });
@@ -196,7 +196,7 @@ impl Evaluator<'_> {
     /// with a result (identification only, no evaluation).
     fn name_sidecars_again(&self, pod: &mut TrackedPod, policies: &[Arc<CompiledPolicy>]) {
         let union = pod.results.iter().filter_map(|r| {
-            let i = policies.binary_search_by(|p| p.policy.cmp(&r.policy)).ok()?;
+            let i = policies.binary_search_by(|p| p.policy.cmp(r.policy_ref())).ok()?;
             Some(sidecars_of(&policies[i], pod.view(), self.max_sidecars))
         });
         let union = compact(union.flatten());
@@ -212,14 +212,13 @@ pub(super) fn counted_sidecars(pod: &TrackedPod) -> Vec<sidecar_watch_engine::ro
 /// What the index keeps of `policy`'s evaluation of the Pod `view`: its `alerts` without
 /// their messages (`sidecars`, the evaluated ones, find their containers).
 fn result_of(
-    policy: &CompiledPolicy,
+    policy: &Arc<CompiledPolicy>,
     view: &PodView,
     alerts: &[Alert],
     sidecars: &[(usize, Identified)],
 ) -> PolicyResult {
     PolicyResult {
-        policy: policy.shared_ref(),
-        events: policy.events,
-        alerts: alerts.iter().map(|a| StoredAlert::new(view, sidecars, a)).collect(),
+        policy: Arc::clone(policy),
+        alerts: alerts.iter().map(|a| StoredAlert::new(view, sidecars, policy, a)).collect(),
     }
 }

@@ -393,7 +393,7 @@ impl Index {
         drop(table);
         let mut outcome = Outcome { limited_policies: held_back, ..Outcome::default() };
         for ((policy, before), after) in changes.iter().zip(&after) {
-            let change = PolicyChange { policy, before: before.as_deref(), after: after.as_deref() };
+            let change = PolicyChange { policy, before: before.as_deref(), after: after.as_ref() };
             outcome.merge(self.reevaluate_for_policy(&change, now));
         }
         // A policy that finds other sidecars changes what the workloads' versions count.

@@ -24,19 +24,19 @@ impl Index {
                 if !result.is_firing() {
                     continue;
                 }
-                let Some(policy) = policies.iter().find(|p| p.shared_ref() == result.policy) else { continue };
+                let Some(policy) = policies.iter().find(|p| p.policy == *result.policy_ref()) else { continue };
                 // The segment's lock is held: the counts' lock is taken after it, as everywhere.
                 let newest = lock(&self.rollouts).newest_of(pod.view());
                 let around = Around { namespace: namespaces.get(pod.view().namespace().as_str()), newest: &newest };
                 let evaluation = evaluate_among(around, pod.view(), policy, pod.history(), now, self.max_sidecars);
                 for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
-                    let key = stored.key(pod.view());
+                    let key = stored.key(pod.view(), &result.policy);
                     let alert = evaluation
                         .alerts
                         .iter()
                         .find(|a| a.key() == key)
                         .cloned()
-                        .unwrap_or_else(|| stored.to_alert(pod.view()));
+                        .unwrap_or_else(|| stored.to_alert(pod.view(), &result.policy));
                     out.push(transition(TransitionKind::Fired, pod.view(), result, alert));
                 }
             }

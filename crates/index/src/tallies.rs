@@ -75,15 +75,15 @@ impl Tallies {
     /// one comes. Called under the segment lock with every change of `results`.
     pub(super) fn replace(&mut self, before: &[PolicyResult], after: &[PolicyResult]) {
         for result in before {
-            if let Some(tally) = self.0.get_mut(&*result.policy) {
+            if let Some(tally) = self.0.get_mut(result.policy_ref()) {
                 tally.subtract(&Tally::of(result));
                 if tally.matched_pods == 0 {
-                    self.0.remove(&*result.policy);
+                    self.0.remove(result.policy_ref());
                 }
             }
         }
         for result in after {
-            self.0.entry(Arc::clone(&result.policy)).or_default().add(&Tally::of(result));
+            self.0.entry(result.policy.shared_ref()).or_default().add(&Tally::of(result));
         }
     }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use sidecar_watch_api::Severity;
+use sidecar_watch_engine::catalog::{self, CatalogId};
 use sidecar_watch_engine::{
-    Alert, AlertKey, AlertName, AlertState, Check, ContainerView, Identified, Name, Observation, ObservedPod,
+    Alert, AlertKey, AlertName, AlertState, Check, CompiledPolicy, ContainerView, Identified, Observation, ObservedPod,
     PodHistory, PodView, PolicyRef, SidecarType, Stamp,
 };
 
@@ -19,12 +20,8 @@ pub struct StoredAlert {
     pub name: AlertName,
     /// Its severity.
     pub severity: Severity,
-    /// Index into the Pod's `view.containers`; `None` for Pod-level checks and absent
-    /// containers.
-    pub container: Option<u16>,
-    /// The name of a container the Pod lacks (`SidecarMissing`): kept apart from `container`
-    /// so that the enum of the two does not take 16 bytes (a stored alert 24 bytes, not 32).
-    pub absent: Option<Name>,
+    /// Which container, present or absent, by position rather than by name.
+    pub container: AlertContainer,
     /// The failed check, for `SidecarMisconfigured`.
     pub check: Option<Check>,
     /// Pending or firing.
@@ -35,56 +32,96 @@ pub struct StoredAlert {
 
 // One per alert of every tracked Pod (docs/architecture.md, "What a tracked Pod is made of").
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<StoredAlert>() == 24);
+const _: () = assert!(std::mem::size_of::<StoredAlert>() == 16);
+
+/// The container a stored alert is about, in 4 bytes: its name is read from the Pod's view,
+/// the catalog, or the policy that raised the alert, never kept per alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertContainer {
+    /// A Pod-level check.
+    Pod,
+    /// The container at this index of the Pod's `view.containers`.
+    Present(u16),
+    /// A catalog sidecar the Pod lacks (`SidecarMissing`), named by the entry's first name.
+    AbsentFromCatalog(CatalogId),
+    /// The entry at this index of the raising policy's `spec.sidecars.required`, which the
+    /// Pod lacks (`SidecarMissing`).
+    AbsentRequired(u16),
+}
+
+const _: () = assert!(std::mem::size_of::<AlertContainer>() == 4);
+
+impl AlertContainer {
+    /// Where `alert`'s container is, present in `view` or absent; `sidecars` (the evaluated
+    /// ones) are looked at first, so that a Pod with thousands of containers does not cost a
+    /// scan of them all per alert.
+    fn of(view: &PodView, sidecars: &[(usize, Identified)], policy: &CompiledPolicy, alert: &Alert) -> Self {
+        if alert.name == AlertName::SidecarMissing {
+            // The two names the rule gives an absent sidecar: a catalog entry's first name, or
+            // an entry of the policy's `spec.sidecars.required` as written.
+            let catalog = catalog::by_first_name(&alert.container).map(AlertContainer::AbsentFromCatalog);
+            let required = || {
+                let i = policy.required_sidecars().iter().position(|r| *r == alert.container)?;
+                u16::try_from(i).ok().map(AlertContainer::AbsentRequired)
+            };
+            return catalog.or_else(required).unwrap_or(AlertContainer::Pod);
+        }
+        if alert.container.is_empty() {
+            return AlertContainer::Pod;
+        }
+        sidecars
+            .iter()
+            .map(|(i, _)| *i)
+            .find(|i| view.containers.get(*i).is_some_and(|c| c.name == alert.container))
+            .or_else(|| view.containers.iter().position(|c| c.name == alert.container))
+            .and_then(|i| u16::try_from(i).ok())
+            .map_or(AlertContainer::Pod, AlertContainer::Present)
+    }
+
+    /// The container's name ("" for Pod-level checks): `view` is the Pod's view and `policy`
+    /// the policy the alert was stored with.
+    pub fn name<'a>(self, view: &'a PodView, policy: &'a CompiledPolicy) -> &'a str {
+        match self {
+            AlertContainer::Pod => "",
+            AlertContainer::Present(i) => view.containers.get(usize::from(i)).map_or("", |c| c.name.as_str()),
+            AlertContainer::AbsentFromCatalog(id) => id.entry().names[0],
+            AlertContainer::AbsentRequired(i) => {
+                policy.required_sidecars().get(usize::from(i)).map_or("", String::as_str)
+            }
+        }
+    }
+}
 
 impl StoredAlert {
-    /// `alert` as stored; `sidecars` (the evaluated ones) are looked at first, so that a Pod
-    /// with thousands of containers does not cost a scan of them all per alert.
-    pub(super) fn new(view: &PodView, sidecars: &[(usize, Identified)], alert: &Alert) -> Self {
-        let absent = (alert.name == AlertName::SidecarMissing).then(|| Name::new(&alert.container));
-        // A `SidecarMissing` alert names a container the Pod lacks: there is no position to find.
-        let container = if absent.is_some() {
-            None
-        } else {
-            sidecars
-                .iter()
-                .map(|(i, _)| *i)
-                .find(|i| view.containers.get(*i).is_some_and(|c| c.name == alert.container))
-                .or_else(|| view.containers.iter().position(|c| c.name == alert.container))
-                .and_then(|i| u16::try_from(i).ok())
-        };
+    /// `alert`, raised by `policy` on the Pod `view`, as stored ([`AlertContainer::of`]).
+    pub(super) fn new(
+        view: &PodView,
+        sidecars: &[(usize, Identified)],
+        policy: &CompiledPolicy,
+        alert: &Alert,
+    ) -> Self {
         StoredAlert {
             name: alert.name,
             severity: alert.severity,
-            container,
-            absent,
+            container: AlertContainer::of(view, sidecars, policy, alert),
             check: alert.check,
             state: alert.state,
             since: alert.since.map(Stamp::new),
         }
     }
 
-    /// The container's name ("" for Pod-level checks).
-    pub fn container_name<'a>(&'a self, view: &'a PodView) -> &'a str {
-        match (&self.absent, self.container) {
-            (Some(name), _) => name.as_str(),
-            (None, Some(i)) => view.containers.get(usize::from(i)).map_or("", |c| c.name.as_str()),
-            (None, None) => "",
-        }
-    }
-
-    /// What identifies the alert ([`Alert::key`]): its container's name comes from `view`,
-    /// the Pod's view it was stored with.
-    pub fn key<'a>(&'a self, view: &'a PodView) -> AlertKey<'a> {
-        AlertKey { name: self.name, container: Cow::Borrowed(self.container_name(view)), check: self.check }
+    /// What identifies the alert ([`Alert::key`]): `view` and `policy` are the Pod's view
+    /// and the policy it was stored with.
+    pub fn key<'a>(&self, view: &'a PodView, policy: &'a CompiledPolicy) -> AlertKey<'a> {
+        AlertKey { name: self.name, container: Cow::Borrowed(self.container.name(view, policy)), check: self.check }
     }
 
     /// The alert without its message.
-    pub(super) fn to_alert(&self, view: &PodView) -> Alert {
+    pub(super) fn to_alert(&self, view: &PodView, policy: &CompiledPolicy) -> Alert {
         Alert {
             name: self.name,
             severity: self.severity,
-            container: self.container_name(view).to_string(),
+            container: self.container.name(view, policy).to_string(),
             check: self.check,
             state: self.state,
             since: self.since.map(Stamp::timestamp),
@@ -97,19 +134,33 @@ impl StoredAlert {
 /// The alerts one policy raised on one Pod.
 #[derive(Clone, Debug)]
 pub struct PolicyResult {
-    /// The policy.
-    pub policy: Arc<PolicyRef>,
-    /// Whether the policy publishes Events.
-    pub events: bool,
+    /// The policy as it raised them (so that what its alerts refer to in it, such as an
+    /// entry of `spec.sidecars.required`, stays what it was until the Pod is evaluated again).
+    pub policy: Arc<CompiledPolicy>,
     /// Active alerts, sorted by key (a boxed slice: most results have none, and the rest
     /// keep no spare capacity).
     pub alerts: Box<[StoredAlert]>,
 }
 
+// One per Pod and selecting policy (docs/architecture.md, "What a tracked Pod is made of").
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<PolicyResult>() == 24);
+
 impl PolicyResult {
+    /// Which policy.
+    pub fn policy_ref(&self) -> &PolicyRef {
+        &self.policy.policy
+    }
+
     /// Whether one of the alerts fires.
     pub fn is_firing(&self) -> bool {
         self.alerts.iter().any(|a| a.state == AlertState::Firing)
+    }
+
+    /// The name of `alert`'s container, one of this result's ("" for Pod-level checks);
+    /// `view` is the Pod's.
+    pub fn container_name<'a>(&'a self, alert: &StoredAlert, view: &'a PodView) -> &'a str {
+        alert.container.name(view, &self.policy)
     }
 }
 

@@ -82,8 +82,8 @@ pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyRe
             let (kind, name) = view.workload();
             format!("{kind}/{name}")
         },
-        policy: Arc::clone(&result.policy),
-        policy_events: result.events,
+        policy: result.policy.shared_ref(),
+        policy_events: result.policy.events,
         alert,
     }
 }
@@ -98,15 +98,15 @@ pub(super) fn diff(
     alerts: Vec<Alert>,
 ) -> Vec<Transition> {
     let firing_before: Vec<AlertKey<'_>> = before
-        .map(|b| b.alerts.iter().filter(|s| s.state == AlertState::Firing).map(|s| s.key(view)).collect())
+        .map(|b| b.alerts.iter().filter(|s| s.state == AlertState::Firing).map(|s| s.key(view, &b.policy)).collect())
         .unwrap_or_default();
     let firing_now: Vec<AlertKey<'_>> =
         alerts.iter().filter(|a| a.state == AlertState::Firing).map(Alert::key).collect();
     let resolved: Vec<Transition> = before
         .iter()
-        .flat_map(|b| b.alerts.iter())
-        .filter(|s| s.state == AlertState::Firing && !firing_now.contains(&s.key(view)))
-        .map(|s| transition(TransitionKind::Resolved, view, after, s.to_alert(view)))
+        .flat_map(|b| b.alerts.iter().map(move |s| (s, &*b.policy)))
+        .filter(|(s, policy)| s.state == AlertState::Firing && !firing_now.contains(&s.key(view, policy)))
+        .map(|(s, policy)| transition(TransitionKind::Resolved, view, after, s.to_alert(view, policy)))
         .collect();
     drop(firing_now);
     let mut out: Vec<Transition> = alerts

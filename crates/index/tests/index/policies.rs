@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde_json::json;
-use sidecar_watch_engine::{PolicyRef, SidecarType};
-use sidecar_watch_index::{Index, PolicyEntry};
+use sidecar_watch_engine::{AlertName, AlertState, PolicyRef, SidecarType};
+use sidecar_watch_index::{Index, PolicyEntry, TransitionKind};
 
 use crate::support::{apply, now, pod, policy};
 
@@ -22,7 +22,7 @@ fn selecting(app: &str, minutes: u32) -> serde_json::Value {
 fn state(index: &Index) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     index.for_each_pod(|p| {
-        let results: Vec<String> = p.results.iter().map(|r| format!("{}: {:?}", r.policy, r.alerts)).collect();
+        let results: Vec<String> = p.results.iter().map(|r| format!("{}: {:?}", r.policy_ref(), r.alerts)).collect();
         let sidecars: Vec<(&str, SidecarType)> =
             p.sidecar_containers().map(|(c, kind)| (c.name.as_str(), kind)).collect();
         out.insert(p.view().uid().to_string(), format!("{results:?} sidecars {sidecars:?}"));
@@ -119,4 +119,46 @@ fn sidecars_follow_the_policy_that_names_them() {
     assert_eq!(sidecars(), Some(vec!["istio-proxy".to_string(), "log-agent".to_string()]));
     index.delete_policy(&PolicyRef::namespaced("shop", "agents"), now());
     assert_eq!(sidecars(), Some(vec!["istio-proxy".to_string()]));
+}
+
+/// The names of the Pods' firing `SidecarMissing` alerts and what `kind` of transitions
+/// `outcome` holds for them, as `pod/container`.
+fn missing(index: &Index, outcome: &sidecar_watch_index::Outcome, kind: TransitionKind) -> (Vec<String>, Vec<String>) {
+    let firing = crate::support::alert_names(index, AlertState::Firing)
+        .into_iter()
+        .filter(|n| n.ends_with(":SidecarMissing"))
+        .collect();
+    let mut moved: Vec<String> = outcome
+        .transitions
+        .iter()
+        .filter(|t| t.kind == kind && t.alert.name == AlertName::SidecarMissing)
+        .map(|t| format!("{}/{}", t.pod, t.alert.container))
+        .collect();
+    moved.sort();
+    (firing, moved)
+}
+
+/// A stored `SidecarMissing` keeps no name of its own: the absent sidecar is a catalog entry
+/// or a position in the raising policy's `spec.sidecars.required`. An edit that reorders that
+/// list and swaps one entry names every alert as before, fires only the new requirement and
+/// resolves only the dropped one: the old results are read through the policy they were
+/// raised by, the new ones through the edit.
+#[test]
+fn a_missing_sidecar_keeps_its_name_through_an_edit_of_the_required_list() {
+    let index = Index::new();
+    let required =
+        |names: &[&str]| json!({"selector": {"matchLabels": {"app": "web"}}, "sidecars": {"required": names}});
+    let outcome = apply(&index, policy("shop", "mandate", required(&["vector", "linkerd", "istio"]), Some(0)));
+    assert!(outcome.transitions.is_empty());
+    let outcome = index.apply_pod(pod("shop", "web-0", "web"), now());
+    // The Pod runs istio-proxy (catalog id `istio`): only the other two are missing.
+    let (firing, fired) = missing(&index, &outcome, TransitionKind::Fired);
+    assert_eq!(firing, ["web-0/linkerd-proxy:SidecarMissing", "web-0/vector:SidecarMissing"]);
+    assert_eq!(fired, ["web-0/linkerd-proxy", "web-0/vector"]);
+
+    let outcome = apply(&index, policy("shop", "mandate", required(&["audit-agent", "istio", "vector"]), Some(0)));
+    let (firing, fired) = missing(&index, &outcome, TransitionKind::Fired);
+    assert_eq!(firing, ["web-0/audit-agent:SidecarMissing", "web-0/vector:SidecarMissing"]);
+    assert_eq!(fired, ["web-0/audit-agent"]);
+    assert_eq!(missing(&index, &outcome, TransitionKind::Resolved).1, ["web-0/linkerd-proxy"]);
 }

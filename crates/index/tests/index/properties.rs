@@ -168,7 +168,7 @@ fn stats_by_walk(index: &Index) -> BTreeMap<PolicyRef, PolicyCounts> {
         index.policies().into_keys().map(|p| (p, PolicyCounts::default())).collect();
     index.for_each_pod(|pod| {
         for result in &pod.results {
-            let Some(entry) = stats.get_mut(&result.policy) else { continue };
+            let Some(entry) = stats.get_mut(result.policy_ref()) else { continue };
             entry.matched_pods += 1;
             let mut alerting = false;
             for alert in &result.alerts {

@@ -43,7 +43,7 @@ pub fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
     index.for_each_pod(|p| {
         for r in &p.results {
             for a in r.alerts.iter().filter(|a| a.state == state && a.check.is_none()) {
-                names.push(format!("{}/{}:{}", p.view().name(), a.container_name(p.view()), a.name));
+                names.push(format!("{}/{}:{}", p.view().name(), r.container_name(a, p.view()), a.name));
             }
         }
     });
