@@ -54,20 +54,6 @@ bitflags::bitflags! {
     }
 }
 
-bitflags::bitflags! {
-    /// What a [`ContainerView`] keeps of itself beside its status, in the status' spare byte.
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    struct SlotBits: u8 {
-        /// The kubelet has reported no status (the view's status is `None`).
-        const UNREPORTED = 1;
-        /// A sidecar under one of the policies that select the Pod, as the operator's index
-        /// last found (`audit` never sets it). Kept in a spare byte rather than in a list
-        /// beside the view, which took 16 bytes of every tracked Pod and an allocation of 8
-        /// or 16 more (`cargo bench --bench index_memory -- mix`).
-        const TRACKED_SIDECAR = 1 << 1;
-    }
-}
-
 /// How a container last ended (current or previous run).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Termination {
@@ -142,116 +128,52 @@ pub enum ContainerState {
     Unknown,
 }
 
-/// The status part of a container.
-///
-/// 24 bytes: the readiness, `started` and restart count are kept inside the state, in the
-/// bytes its tag leaves free (see [`Basics`]); as separate fields they took 32, and a
-/// [`ContainerView`] 8 bytes more than its 32 (a size class higher for the three or four
-/// containers of a typical Pod).
+/// The status part of a container: the kubelet's `state`, `lastState.terminated`, `ready`,
+/// `started` and `restartCount`, as plain fields (32 bytes; a [`ContainerView`] is 40).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerStatusView {
-    /// The current state, with what every state has.
-    current: CurrentState,
+    /// The current state.
+    state: ContainerState,
     /// `lastState.terminated`: how the previous run ended (boxed: most containers have none).
     pub last_termination: Option<Box<Termination>>,
-}
-
-// Inside each `ContainerView`, which it keeps at 32 (docs/architecture.md, "What a tracked Pod is made of").
-#[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<ContainerStatusView>() == 24);
-
-/// What a container status has whatever its state, and the bits its [`ContainerView`]
-/// keeps there. Packed (7 bytes, alignment 1), so that it fits between a [`CurrentState`]'s
-/// tag and its 8-byte payload: the state stays 16 bytes. Its fields are only ever copied,
-/// never borrowed, as a packed struct requires.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(Rust, packed)]
-struct Basics {
     restart_count: u32,
     ready: bool,
     started: Option<bool>,
-    /// The view's, not the status': equality ignores them.
-    slot: SlotBits,
 }
 
-impl PartialEq for Basics {
-    fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (*self, *other);
-        (a.restart_count, a.ready, a.started) == (b.restart_count, b.ready, b.started)
-    }
-}
-
-impl Eq for Basics {}
-
-/// [`ContainerState`] as a status keeps it, each variant with the status' [`Basics`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum CurrentState {
-    Waiting(Option<Name>, Basics),
-    Running(Option<Stamp>, Basics),
-    Terminated(Box<Termination>, Basics),
-    Unknown(Basics),
-}
-
-impl Default for CurrentState {
-    fn default() -> Self {
-        CurrentState::Unknown(Basics::default())
-    }
-}
+// Inside each `ContainerView` (docs/architecture.md, "What a tracked Pod is made of").
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<ContainerStatusView>() == 32);
 
 impl ContainerStatusView {
     /// A status in `state`, without a previous termination.
     pub fn new(ready: bool, started: Option<bool>, restart_count: u32, state: ContainerState) -> Self {
-        let basics = Basics { restart_count, ready, started, slot: SlotBits::empty() };
-        let current = match state {
-            ContainerState::Waiting { reason } => CurrentState::Waiting(reason, basics),
-            ContainerState::Running { started_at } => CurrentState::Running(started_at, basics),
-            ContainerState::Terminated(termination) => CurrentState::Terminated(termination, basics),
-            ContainerState::Unknown => CurrentState::Unknown(basics),
-        };
-        ContainerStatusView { current, last_termination: None }
-    }
-
-    fn basics(&self) -> Basics {
-        match &self.current {
-            CurrentState::Waiting(_, b)
-            | CurrentState::Running(_, b)
-            | CurrentState::Terminated(_, b)
-            | CurrentState::Unknown(b) => *b,
-        }
-    }
-
-    fn basics_mut(&mut self) -> &mut Basics {
-        match &mut self.current {
-            CurrentState::Waiting(_, b)
-            | CurrentState::Running(_, b)
-            | CurrentState::Terminated(_, b)
-            | CurrentState::Unknown(b) => b,
-        }
+        ContainerStatusView { state, last_termination: None, restart_count, ready, started }
     }
 
     /// The kubelet's `ready`.
     pub fn ready(&self) -> bool {
-        self.basics().ready
+        self.ready
     }
 
     /// The kubelet's `started` (startup probe passed), when reported.
     pub fn started(&self) -> Option<bool> {
-        self.basics().started
+        self.started
     }
 
     /// How often the container restarted.
     pub fn restart_count(&self) -> u32 {
-        self.basics().restart_count
+        self.restart_count
     }
 
     /// Sets `started`.
     pub fn set_started(&mut self, started: Option<bool>) {
-        self.basics_mut().started = started;
+        self.started = started;
     }
 
     /// Sets the restart count.
     pub fn set_restart_count(&mut self, restart_count: u32) {
-        self.basics_mut().restart_count = restart_count;
+        self.restart_count = restart_count;
     }
 
     /// When the current run started, if it is running.
@@ -261,42 +183,42 @@ impl ContainerStatusView {
 
     /// [`Self::running_since`] as stored, for what is stored beside it (the history).
     pub fn run_start(&self) -> Option<Stamp> {
-        match self.current {
-            CurrentState::Running(started_at, _) => started_at,
+        match self.state {
+            ContainerState::Running { started_at } => started_at,
             _ => None,
         }
     }
 
     /// Whether the container is running.
     pub fn is_running(&self) -> bool {
-        matches!(self.current, CurrentState::Running(..))
+        matches!(self.state, ContainerState::Running { .. })
     }
 
     /// Whether the container is waiting.
     pub fn is_waiting(&self) -> bool {
-        matches!(self.current, CurrentState::Waiting(..))
+        matches!(self.state, ContainerState::Waiting { .. })
     }
 
     /// Whether the container is terminated.
     pub fn terminated(&self) -> Option<&Termination> {
-        match &self.current {
-            CurrentState::Terminated(t, _) => Some(&**t),
+        match &self.state {
+            ContainerState::Terminated(t) => Some(&**t),
             _ => None,
         }
     }
 
     /// The current termination, to change it (tests build statuses field by field).
     pub fn terminated_mut(&mut self) -> Option<&mut Termination> {
-        match &mut self.current {
-            CurrentState::Terminated(t, _) => Some(&mut **t),
+        match &mut self.state {
+            ContainerState::Terminated(t) => Some(&mut **t),
             _ => None,
         }
     }
 
     /// The `waiting` reason, if waiting.
     pub fn waiting_reason(&self) -> Option<&str> {
-        match &self.current {
-            CurrentState::Waiting(reason, _) => reason.as_deref(),
+        match &self.state {
+            ContainerState::Waiting { reason } => reason.as_deref(),
             _ => None,
         }
     }
@@ -332,40 +254,18 @@ const _: () = assert!(std::mem::size_of::<ContainerSpec>() == 24);
 
 /// One container: its spec (read through `Deref`: `view.name`, `view.kind`…) and its status.
 ///
-/// 32 bytes: the spec is shared ([`ContainerSpec`]), so a view holds a pointer where the
-/// spec's fields took 16 bytes, and whether a status was reported and whether the container
-/// is a tracked sidecar live in the status' spare byte. At 40 bytes the three or four
-/// containers of a typical Pod took mimalloc's 128- or 160-byte size classes, at 32 the 96-
-/// or 128-byte ones (`cargo bench --bench index_memory -- mix`).
-#[derive(Clone)]
+/// 40 bytes: the spec is shared ([`ContainerSpec`]), so a view holds a pointer where the
+/// spec's fields took 16 bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerView {
     spec: Arc<ContainerSpec>,
-    /// The status, or a default one marked [`SlotBits::UNREPORTED`].
-    slot: ContainerStatusView,
+    /// `None` until the kubelet reports one, and always for a plain init container.
+    status: Option<ContainerStatusView>,
 }
 
-// One per container of each tracked Pod; 40 costs a size class (docs/architecture.md, "What a tracked Pod is made of").
+// One per container of each tracked Pod (docs/architecture.md, "What a tracked Pod is made of").
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<ContainerView>() == 32);
-
-impl PartialEq for ContainerView {
-    fn eq(&self, other: &Self) -> bool {
-        // The status' equality leaves out the slot's bits.
-        self.spec == other.spec && self.slot_bits() == other.slot_bits() && self.slot == other.slot
-    }
-}
-
-impl Eq for ContainerView {}
-
-impl std::fmt::Debug for ContainerView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ContainerView")
-            .field("spec", &*self.spec)
-            .field("status", &self.status())
-            .field("tracked_sidecar", &self.is_tracked_sidecar())
-            .finish()
-    }
-}
+const _: () = assert!(std::mem::size_of::<ContainerView>() == 40);
 
 impl Deref for ContainerView {
     type Target = ContainerSpec;
@@ -386,51 +286,23 @@ impl ContainerView {
 
     /// [`Self::new`] with a spec that may be shared.
     pub fn with_spec(spec: Arc<ContainerSpec>, status: Option<ContainerStatusView>) -> Self {
-        let mut view = ContainerView { spec, slot: ContainerStatusView::default() };
-        view.set_status(status);
-        view
-    }
-
-    fn slot_bits(&self) -> SlotBits {
-        self.slot.basics().slot
-    }
-
-    fn set_slot_bit(&mut self, bit: SlotBits, on: bool) {
-        let basics = self.slot.basics_mut();
-        let mut bits = basics.slot;
-        bits.set(bit, on);
-        basics.slot = bits;
+        ContainerView { spec, status }
     }
 
     /// Its status; `None` until the kubelet reports one, and always for a plain init
     /// container.
     pub fn status(&self) -> Option<&ContainerStatusView> {
-        (!self.slot_bits().contains(SlotBits::UNREPORTED)).then_some(&self.slot)
+        self.status.as_ref()
     }
 
-    /// Replaces the status, keeping whether the container is a tracked sidecar.
+    /// Replaces the status.
     pub fn set_status(&mut self, status: Option<ContainerStatusView>) {
-        let mut bits = SlotBits::empty();
-        bits.set(SlotBits::UNREPORTED, status.is_none());
-        bits.set(SlotBits::TRACKED_SIDECAR, self.is_tracked_sidecar());
-        self.slot = status.unwrap_or_default();
-        self.slot.basics_mut().slot = bits;
+        self.status = status;
     }
 
     /// The spec, to change (copied first if shared).
     pub fn spec_mut(&mut self) -> &mut ContainerSpec {
         Arc::make_mut(&mut self.spec)
-    }
-
-    /// Whether a policy that selects the Pod found it to be a sidecar, as the operator's
-    /// index last evaluated (`audit` never marks one).
-    pub fn is_tracked_sidecar(&self) -> bool {
-        self.slot_bits().contains(SlotBits::TRACKED_SIDECAR)
-    }
-
-    /// Marks it as a tracked sidecar, or not.
-    pub fn set_tracked_sidecar(&mut self, tracked: bool) {
-        self.set_slot_bit(SlotBits::TRACKED_SIDECAR, tracked);
     }
 
     /// Whether the kubelet reports it ready.

@@ -71,16 +71,6 @@ impl ObservedPod {
     pub fn add_clocks(&mut self, holding: impl IntoIterator<Item = (&'static str, String)>, now: Timestamp) {
         self.history.add_clocks(holding, now);
     }
-
-    /// Marks each container of the view as a tracked sidecar or not, as `tracked` says of its
-    /// position in `containers`
-    /// ([`ContainerView::set_tracked_sidecar`](crate::ContainerView::set_tracked_sidecar)): the
-    /// one thing of the view that is not the Pod's state, and that no observation reads.
-    pub fn mark_tracked_sidecars(&mut self, tracked: impl Fn(usize) -> bool) {
-        for (i, container) in self.view.containers.iter_mut().enumerate() {
-            container.set_tracked_sidecar(tracked(i));
-        }
-    }
 }
 
 // One per tracked Pod, inside the index's `TrackedPod` (docs/architecture.md, "What a tracked

@@ -164,10 +164,9 @@ impl PolicyResult {
     }
 }
 
-/// One tracked Pod: 128 bytes, in mimalloc's 128-byte size class. Its lists are boxed
-/// slices: they are replaced whole by each evaluation, and a `Vec` would keep a capacity
-/// field and spare capacity (4 entries for 1) per Pod. Its sidecars, under any selecting
-/// policy, are marked in its view ([`ContainerView::is_tracked_sidecar`]).
+/// One tracked Pod, boxed. Its lists are boxed slices: they are replaced whole by each
+/// evaluation, and a `Vec` would keep a capacity field and spare capacity (4 entries for 1)
+/// per Pod.
 #[derive(Clone, Debug)]
 pub struct TrackedPod {
     /// The latest state with what the operator observed over time: the view and the history
@@ -175,16 +174,19 @@ pub struct TrackedPod {
     pub(crate) observed: ObservedPod,
     /// One entry per valid policy that selects the Pod.
     pub results: Box<[PolicyResult]>,
+    /// Where the Pod's sidecars are in `view.containers`, under any selecting policy as the
+    /// last evaluation found them (sorted; none allocated for a Pod without any).
+    sidecars: Box<[u32]>,
 }
 
-// One per Pod, boxed: 128 bytes is a mimalloc size class (docs/architecture.md, "What a tracked Pod is made of").
+// One per Pod, in mimalloc's 160-byte size class (docs/architecture.md, "What a tracked Pod is made of").
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<TrackedPod>() == 128);
+const _: () = assert!(std::mem::size_of::<TrackedPod>() == 144);
 
 impl TrackedPod {
     /// A Pod first observed as `observed`, with no results yet.
     pub(super) fn new(observed: ObservedPod) -> Self {
-        TrackedPod { observed, results: Box::default() }
+        TrackedPod { observed, results: Box::default(), sidecars: Box::default() }
     }
 
     /// The latest state.
@@ -199,10 +201,10 @@ impl TrackedPod {
 
     /// The Pod's sidecar containers with their types, in container order.
     pub fn sidecar_containers(&self) -> impl Iterator<Item = (&ContainerView, SidecarType)> {
-        self.view()
-            .containers
+        let containers = &self.view().containers;
+        self.sidecars
             .iter()
-            .filter(|c| c.is_tracked_sidecar())
+            .filter_map(|i| containers.get(usize::try_from(*i).ok()?))
             .filter_map(|c| Some((c, SidecarType::of(c.kind)?)))
     }
 
@@ -212,30 +214,31 @@ impl TrackedPod {
     }
 
     /// Whether exactly the containers at `sidecars` (sorted indices into `view.containers`)
-    /// are marked as the Pod's sidecars.
+    /// are the Pod's sidecars.
     pub(super) fn sidecars_are(&self, sidecars: &[usize]) -> bool {
-        self.view()
-            .containers
-            .iter()
-            .enumerate()
-            .all(|(i, container)| container.is_tracked_sidecar() == sidecars.binary_search(&i).is_ok())
+        self.sidecars.iter().map(|i| usize::try_from(*i).ok()).eq(sidecars.iter().map(|i| Some(*i)))
     }
 
-    /// Marks exactly the containers at `sidecars` (sorted indices into `view.containers`) as
-    /// the Pod's sidecars.
+    /// Makes exactly the containers at `sidecars` (sorted indices into `view.containers`) the
+    /// Pod's sidecars.
     pub(super) fn mark_sidecars(&mut self, sidecars: &[usize]) {
-        self.observed.mark_tracked_sidecars(|i| sidecars.binary_search(&i).is_ok());
+        self.sidecars = sidecars.iter().filter_map(|i| u32::try_from(*i).ok()).collect();
     }
 
     /// Observes `view`, a newer state of the same Pod, at `now` ([`ObservedPod::observe`]),
-    /// keeping the sidecar marks of the containers it still has by the same name at the same
-    /// place (a Pod's containers never change; a view that says otherwise loses its marks,
-    /// and the next evaluation sets them again).
-    pub(super) fn observe(&mut self, mut view: PodView, now: Timestamp) -> Vec<Observation> {
+    /// keeping the sidecars it still has by the same name at the same place (a Pod's
+    /// containers never change; a view that says otherwise loses those, and the next
+    /// evaluation finds them again).
+    pub(super) fn observe(&mut self, view: PodView, now: Timestamp) -> Vec<Observation> {
         let old = &self.observed.view().containers;
-        for (i, container) in view.containers.iter_mut().enumerate() {
-            let marked = old.get(i).is_some_and(|old| old.name == container.name && old.is_tracked_sidecar());
-            container.set_tracked_sidecar(marked);
+        let same = |i: &u32| {
+            let i = usize::try_from(*i).ok();
+            let old = i.and_then(|i| old.get(i));
+            let new = i.and_then(|i| view.containers.get(i));
+            old.zip(new).is_some_and(|(old, new)| old.name == new.name)
+        };
+        if !self.sidecars.iter().all(same) {
+            self.sidecars = self.sidecars.iter().copied().filter(same).collect();
         }
         self.observed.observe(view, now)
     }

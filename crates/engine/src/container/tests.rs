@@ -3,7 +3,7 @@ use super::extract::truncate;
 use super::*;
 
 #[test]
-fn a_view_keeps_its_sidecar_mark_and_whether_a_status_was_reported() {
+fn a_view_tells_an_unreported_status_from_a_default_one() {
     let spec = ContainerSpec {
         name: Name::new("envoy"),
         kind: ContainerKind::RestartableInit,
@@ -13,16 +13,13 @@ fn a_view_keeps_its_sidecar_mark_and_whether_a_status_was_reported() {
         version: None,
     };
     let mut view = ContainerView::new(spec.clone(), None);
-    assert_eq!((view.status(), view.is_tracked_sidecar()), (None, false));
+    assert_eq!(view.status(), None);
     // A default status is a reported one, unlike none at all.
     assert_ne!(view, ContainerView::new(spec.clone(), Some(ContainerStatusView::default())));
-    view.set_tracked_sidecar(true);
     let running = ContainerStatusView::new(true, None, 3, ContainerState::Unknown);
     view.set_status(Some(running.clone()));
-    assert_eq!((view.status(), view.is_tracked_sidecar()), (Some(&running), true));
+    assert_eq!(view.status(), Some(&running));
     view.set_status(None);
-    assert_eq!((view.status(), view.is_tracked_sidecar()), (None, true));
-    view.set_tracked_sidecar(false);
     assert_eq!(view, ContainerView::new(spec, None));
 }
 
