@@ -6,7 +6,7 @@ use kube::api::{Api, ListParams};
 
 /// Objects per list request unless the caller's `params` set `limit`: small enough for a busy
 /// API server, large enough for few calls (kubectl and client-go's informers use 500).
-pub(crate) const PAGE: u32 = 500;
+const PAGE: u32 = 500;
 
 /// Lists every object `params` select, in pages, calling `each` for every object.
 pub(crate) async fn for_each_page<K>(

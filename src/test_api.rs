@@ -27,11 +27,11 @@ use tower_test::mock::{self, Handle, SendResponse};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An answer's body: whole, or streamed a chunk at a time ([`Call::respond_stream`]).
-pub(crate) type MockBody = UnsyncBoxBody<Bytes, BoxError>;
+type MockBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The service a test puts under a `kube::Client`, alone ([`client`]) or under the layer the
 /// product adds to its client ([`service`]).
-pub(crate) type MockService = mock::Mock<Request<Body>, Response<MockBody>>;
+type MockService = mock::Mock<Request<Body>, Response<MockBody>>;
 
 /// How long [`ApiServer::next`] waits for a request: under paused time this passes as soon as
 /// every task is idle, so it only decides how a missing request fails.
@@ -76,7 +76,7 @@ impl ApiServer {
 /// connection would; keeping it unanswered is a hung connection.
 pub(crate) struct Call {
     pub(crate) parts: http::request::Parts,
-    pub(crate) body: Bytes,
+    body: Bytes,
     respond: SendResponse<Response<MockBody>>,
 }
 

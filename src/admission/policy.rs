@@ -91,7 +91,7 @@ pub(crate) fn legacy_sidecar_text() -> String {
 }
 
 /// How to make sidecar `s` native: its catalog entry's advice, or the generic one.
-pub(crate) const NATIVE_REMEDIATION: &str = "variables.nativeRemediations[s.catalog]";
+const NATIVE_REMEDIATION: &str = "variables.nativeRemediations[s.catalog]";
 
 /// The message of a legacy sidecar in a Job or CronJob template (`JobBlockedBySidecar`).
 pub(crate) fn job_message() -> Message {
@@ -155,7 +155,7 @@ pub(crate) fn sidecar_checks() -> Vec<(&'static str, &'static str, String, Messa
 /// among the first this many init containers: what a hostile Pod may cost the API server stays
 /// constant, and an injected Pod has a handful (Istio: 2). A proxy declared after more is not
 /// reported at admission; `audit` and the operator, linear in containers, read them all.
-pub(crate) const INIT_BEFORE_PROXY_SCAN: usize = 64;
+const INIT_BEFORE_PROXY_SCAN: usize = 64;
 
 /// `init-before-proxy` on native mesh proxy `s`: "Init container(s) <names> in Pod <key> run(s)
 /// before native sidecar <s>, while the mesh …; <the mesh's remedy>".

@@ -15,24 +15,24 @@ use crate::engine::{catalog, AlertName, AlertState, IdentifiedBy};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct InventoryRow {
     /// The workload's namespace.
-    pub(crate) namespace: String,
+    namespace: String,
     /// The workload's kind (`Deployment`…; `Pod` for a Pod without owner).
-    pub(crate) workload_kind: String,
+    workload_kind: String,
     /// The workload's name.
-    pub(crate) workload: String,
+    workload: String,
     /// The sidecar container's name.
-    pub(crate) container: String,
+    container: String,
     /// The catalog id, or how the sidecar was identified when the catalog does not know it.
-    pub(crate) product: String,
+    product: String,
     /// How the sidecar was identified: `native`, `names`, `catalog:<id>` or `pattern`; `missing`
     /// for a sidecar the workload's Pods lack (`SidecarMissing`, `pods` 0).
-    pub(crate) identified_by: String,
+    identified_by: String,
     /// Pods of the workload that run this sidecar.
-    pub(crate) pods: usize,
+    pods: usize,
     /// Image version (tag, else digest, else `latest`) → Pods that run it.
-    pub(crate) versions: BTreeMap<String, usize>,
+    versions: BTreeMap<String, usize>,
     /// Alert name → Pods of the workload where it fires on this sidecar.
-    pub(crate) alerts: BTreeMap<String, usize>,
+    alerts: BTreeMap<String, usize>,
 }
 
 type RowKey = (String, String, String, String);

@@ -49,7 +49,7 @@ pub(crate) enum Strategy {
 
 impl Strategy {
     /// The `strategy` label of `sidecar_watch_initial_list`.
-    pub(crate) fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Strategy::Streaming => "streaming",
             Strategy::Paginated => "paginated",
@@ -165,7 +165,7 @@ fn config(strategy: Strategy, size: Size) -> watcher::Config {
 /// `sendInitialEvents` (the WatchList feature gate is off) or for `resourceVersionMatch`
 /// (1.19 to 1.26 forbid it on watches). Anything else (403, 410, 5xx, a failed connection)
 /// is `None`: retried as it is, with the same strategy.
-pub(crate) fn streaming_rejection(error: &watcher::Error) -> Option<&str> {
+fn streaming_rejection(error: &watcher::Error) -> Option<&str> {
     let status = match error {
         watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status,
         watcher::Error::WatchError(status) => status,

@@ -40,15 +40,15 @@ pub(crate) struct LeaseConfig {
 /// Lease flags that contradict each other (never retried).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct TimingError(String);
+struct TimingError(String);
 
 /// The timings derived from the lease duration, client-go's proportions (15 s / 10 s / 2 s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LeaseTimings {
     /// Lease duration in whole seconds (kube-lease-manager's unit).
-    pub(crate) duration_secs: u64,
+    duration_secs: u64,
     /// How long after a renewal the leader renews again.
-    pub(crate) retry_secs: u64,
+    retry_secs: u64,
     /// The renew deadline.
     pub(crate) renew_deadline: Duration,
 }
@@ -92,7 +92,7 @@ impl Election {
 
     /// Starts competing for the lease with a client built from `config`. `lost` is
     /// cancelled when this replica led and missed its renew deadline.
-    pub(crate) async fn start(
+    async fn start(
         config: kube::Config,
         lease: LeaseConfig,
         role: RoleSender,
@@ -233,7 +233,7 @@ impl Follower {
 
 /// When a Lease was last written successfully through the client that carries this layer.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct RenewalClock(Arc<Mutex<Option<Instant>>>);
+struct RenewalClock(Arc<Mutex<Option<Instant>>>);
 
 impl RenewalClock {
     fn note(&self) {
@@ -246,7 +246,7 @@ impl RenewalClock {
     }
 
     /// Time since the last successful Lease write, if there was one.
-    pub(crate) fn since_last(&self) -> Option<Duration> {
+    fn since_last(&self) -> Option<Duration> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed())
     }
 }
@@ -261,7 +261,7 @@ impl<S> tower::Layer<S> for RenewalClock {
 
 /// The service [`RenewalClock`] wraps around the Lease client's stack.
 #[derive(Clone, Debug)]
-pub(crate) struct RecordRenewals<S> {
+struct RecordRenewals<S> {
     inner: S,
     clock: RenewalClock,
 }

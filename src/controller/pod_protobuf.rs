@@ -25,7 +25,7 @@ use crate::api::protobuf::{list_to_json, take_frame, watch_event_to_json, Transc
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body as the layer hands it to kube: transcoded or passed on.
-pub(crate) type PodBody = UnsyncBoxBody<Bytes, BoxError>;
+type PodBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// `--pod-encoding`: how Pods travel from kube-apiserver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -52,7 +52,7 @@ impl PodEncoding {
 
 /// The layer for the client of the Pod watch: see the module's documentation.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct PodsAsProtobuf;
+struct PodsAsProtobuf;
 
 impl<S> tower::Layer<S> for PodsAsProtobuf {
     type Service = AskForProtobuf<S>;
@@ -64,7 +64,7 @@ impl<S> tower::Layer<S> for PodsAsProtobuf {
 
 /// The service [`PodsAsProtobuf`] wraps around the client's stack.
 #[derive(Clone, Debug)]
-pub(crate) struct AskForProtobuf<S> {
+struct AskForProtobuf<S> {
     inner: S,
 }
 

@@ -23,7 +23,7 @@ use crate::index::PolicyEntry;
 
 /// Items waiting at most; beyond it the reconciler takes no more inputs (the watchers wait
 /// on the bounded channel) and no more timers until some are applied.
-pub(crate) const MAX_PENDING: usize = 4096;
+const MAX_PENDING: usize = 4096;
 
 /// One piece of work for the reconciler.
 #[derive(Debug)]
@@ -106,7 +106,7 @@ impl Pending {
 
     /// Whether nothing waits.
     #[cfg(test)]
-    pub(crate) fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.queue.is_empty() && self.barrier.is_none()
     }
 

@@ -23,9 +23,9 @@ use crate::leadership::RoleReceiver;
 use crate::metrics::Metrics;
 
 /// The field manager of every status write.
-pub(crate) const FIELD_MANAGER: &str = "sidecar-watch";
+const FIELD_MANAGER: &str = "sidecar-watch";
 /// The `Ready=False` reason of a policy beyond `--max-policies-per-namespace`.
-pub(crate) const TOO_MANY_POLICIES: &str = "TooManyPolicies";
+const TOO_MANY_POLICIES: &str = "TooManyPolicies";
 /// Even without changes, status is refreshed this often (so `lastEvaluationTime` moves).
 const REFRESH: Duration = Duration::from_secs(300);
 

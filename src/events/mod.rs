@@ -34,7 +34,7 @@
 //! announced once more. An invalid policy's `InvalidSpec` Event passes stages 4, 6 and 7,
 //! once per policy generation.
 
-pub(crate) mod announce;
+mod announce;
 pub mod note;
 pub mod recorder;
 pub mod spam_filter;
@@ -68,7 +68,7 @@ use crate::metrics::Metrics;
 use crate::paging::for_each_page;
 
 /// The `reportingController` of every Event the operator publishes.
-pub(crate) const REPORTING_CONTROLLER: &str = "sidecar-watch";
+const REPORTING_CONTROLLER: &str = "sidecar-watch";
 /// Events waiting for the publisher; beyond this the namespace holding the most loses one
 /// ([`fair_queue`]), counted as dropped.
 const QUEUE: usize = 4096;

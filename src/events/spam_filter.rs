@@ -69,7 +69,7 @@ impl SpamFilter {
 
     /// How many objects are remembered.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.buckets.len()
     }
 }

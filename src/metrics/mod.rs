@@ -54,7 +54,7 @@ impl FamilyFilter {
     }
 
     /// Whether the family `name` is exported.
-    pub(crate) fn exports(&self, name: &str) -> bool {
+    fn exports(&self, name: &str) -> bool {
         self.allow.as_ref().is_none_or(|a| a.is_match(name)) && !self.deny.as_ref().is_some_and(|d| d.is_match(name))
     }
 }
@@ -92,9 +92,9 @@ pub struct Metrics {
     /// `sidecar_watch_events_total{reason, result}`.
     pub(crate) events: IntCounterVec,
     /// `sidecar_watch_pods_tracked`.
-    pub(crate) pods_tracked: IntGauge,
+    pods_tracked: IntGauge,
     /// `sidecar_watch_leader`.
-    pub(crate) leader: IntGauge,
+    leader: IntGauge,
     /// `sidecar_watch_runtime_tasks`: tokio tasks alive in the operator's runtime, so that a
     /// task leak (a watch, connection or timer task that never ends) shows as a slope.
     runtime_tasks: IntGauge,

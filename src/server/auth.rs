@@ -39,10 +39,10 @@ pub(crate) enum Decision {
 /// An authenticated user, as a `TokenReview` returns it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct User {
-    pub(crate) name: String,
-    pub(crate) uid: Option<String>,
-    pub(crate) groups: Vec<String>,
-    pub(crate) extra: BTreeMap<String, Vec<String>>,
+    name: String,
+    uid: Option<String>,
+    groups: Vec<String>,
+    extra: BTreeMap<String, Vec<String>>,
 }
 
 /// Asks the API server; a trait so that the cache and the HTTP handling are tested without one.
@@ -230,7 +230,7 @@ impl<R: Reviewer> Authorizer<R> {
 
     /// Tokens remembered: (allowed, refused).
     #[cfg(test)]
-    pub(crate) fn cached(&self) -> (usize, usize) {
+    fn cached(&self) -> (usize, usize) {
         (locked(&self.allowed).len(), locked(&self.refused).len())
     }
 }

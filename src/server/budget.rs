@@ -26,10 +26,10 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 /// Reviews one client address may cause: a burst of 3, then one per second.
-pub(crate) const PER_CLIENT: Quota = Quota::per_second(nonzero(1)).allow_burst(nonzero(3));
+const PER_CLIENT: Quota = Quota::per_second(nonzero(1)).allow_burst(nonzero(3));
 /// Reviews all clients together may cause: a burst of 5, then five per second (so at most
 /// 10 in any second).
-pub(crate) const IN_ALL: Quota = Quota::per_second(nonzero(5)).allow_burst(nonzero(5));
+const IN_ALL: Quota = Quota::per_second(nonzero(5)).allow_burst(nonzero(5));
 /// Client addresses whose budget is remembered. Past this, addresses whose budget is full
 /// again are forgotten; if every one is still in use (thousands of addresses within a few
 /// seconds), all are forgotten: the budget for all clients still holds.
@@ -44,7 +44,7 @@ const fn nonzero(n: u32) -> NonZeroU32 {
 
 /// `governor`'s clock on tokio's time (paused and advanced in tests).
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct TokioClock;
+struct TokioClock;
 
 impl Clock for TokioClock {
     type Instant = std::time::Instant;
@@ -126,7 +126,7 @@ impl ReviewBudget {
 
     /// Client addresses remembered.
     #[cfg(test)]
-    pub(crate) fn clients(&self) -> usize {
+    fn clients(&self) -> usize {
         self.per_client.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

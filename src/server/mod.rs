@@ -13,11 +13,11 @@
 //! - with TLS, tokens are reviewed within a budget per client and in all, answered 429 when
 //!   it is spent ([`auth`], [`budget`]).
 
-pub(crate) mod auth;
-pub(crate) mod budget;
-pub(crate) mod open_scrapes;
-pub(crate) mod scrape;
-pub(crate) mod tls;
+mod auth;
+mod budget;
+mod open_scrapes;
+mod scrape;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,15 +49,15 @@ const CONNECTION_BUFFER: usize = 64 * 1024;
 
 /// The ClusterRole a scraper's account needs (`config/rbac/metrics_reader_role.yaml`; the
 /// chart prefixes it with the release name).
-pub(crate) const METRICS_READER_ROLE: &str = "sidecar-watch-metrics-reader";
+const METRICS_READER_ROLE: &str = "sidecar-watch-metrics-reader";
 
 /// The answer to a request without a token the API server knows: what to send instead.
-pub(crate) const UNAUTHORIZED: &str = "Unauthorized: send a bearer token of a ServiceAccount bound to the ClusterRole \
+const UNAUTHORIZED: &str = "Unauthorized: send a bearer token of a ServiceAccount bound to the ClusterRole \
      sidecar-watch-metrics-reader (Authorization: Bearer $(kubectl create token NAME -n NAMESPACE)), \
      or run sidecar-watch with --metrics-secure=false for plain HTTP on a local run\n";
 
 /// The answer to a token whose user may not read `/metrics`: which role grants it.
-pub(crate) const FORBIDDEN: &str =
+const FORBIDDEN: &str =
     "Forbidden: the user may not get /metrics; bind its ServiceAccount to the ClusterRole sidecar-watch-metrics-reader\n";
 
 /// The answer to plain HTTP on the TLS listener (`curl http://…`, which would otherwise print
@@ -121,11 +121,11 @@ pub enum Security {
 
 /// The connection a request came on: who sent it, and how to end the connection.
 #[derive(Clone, Debug)]
-pub(crate) struct Connection {
+struct Connection {
     /// The client's address: scrapes and reviews are bounded per address.
-    pub(crate) peer: SocketAddr,
+    peer: SocketAddr,
     /// Cancelling it ends the connection (a stalled scrape is cut off this way).
-    pub(crate) cut_off: CancellationToken,
+    cut_off: CancellationToken,
 }
 
 #[derive(Clone)]

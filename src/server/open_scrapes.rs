@@ -18,14 +18,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Scrapes one client address may have open.
-pub(crate) const OPEN_PER_CLIENT: usize = 4;
+pub(super) const OPEN_PER_CLIENT: usize = 4;
 /// Scrapes open in all. Each holds at most a chunk of its render and a connection's
 /// buffers (about 0.5 MiB at 100k Pods: see docs/metrics.md, Security).
-pub(crate) const OPEN_IN_ALL: usize = 64;
+pub(super) const OPEN_IN_ALL: usize = 64;
 /// A scrape whose client has not taken output for this long may be cut off for another.
 pub(crate) const STALLED_AFTER: Duration = Duration::from_secs(1);
 /// A scrape whose client has not taken output for this long is cut off.
-pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a scrape was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

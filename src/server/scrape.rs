@@ -28,7 +28,7 @@ pub(crate) const RENDER_SLOTS: usize = 2;
 /// in docs/benchmarks-history.md): rendering and compressing at level 1 takes 1.25–1.45× the plain
 /// render at 20k–100k Pods for 1.17–1.21× the default level's size (100k: 31.1 MiB to
 /// 3.97 MiB, 1.30× the render), where the default level 6 takes 3.2–5.1× for 3.41 MiB.
-pub(crate) const GZIP_LEVEL: u32 = 1;
+const GZIP_LEVEL: u32 = 1;
 
 /// Compressed output handed on once it reaches this size (a step renders until then).
 const GZIP_CHUNK: usize = 32 * 1024;

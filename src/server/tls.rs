@@ -99,7 +99,7 @@ impl CertResolver {
 
     /// The certificate to serve now, reloaded first if the files changed (a failed reload
     /// keeps the previous certificate and says so in the log).
-    pub(crate) fn current(&self) -> Arc<CertifiedKey> {
+    fn current(&self) -> Arc<CertifiedKey> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Source::Dir { cert, key } = &self.source {
             if state.checked.elapsed() >= RELOAD_CHECK {
