@@ -11,7 +11,7 @@ use anyhow::Context;
 pub const USER_AGENT: &str = concat!("sidecar-watch/", env!("CARGO_PKG_VERSION"));
 
 /// The client configuration for `kubeconfig`/`context`, else inferred.
-pub async fn client_config(kubeconfig: Option<&Path>, context: Option<&str>) -> anyhow::Result<kube::Config> {
+pub(crate) async fn client_config(kubeconfig: Option<&Path>, context: Option<&str>) -> anyhow::Result<kube::Config> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let options = KubeConfigOptions { context: context.map(str::to_string), ..KubeConfigOptions::default() };
     let mut config = match (kubeconfig, context) {

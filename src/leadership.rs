@@ -13,14 +13,14 @@ use tokio::sync::watch;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Role {
     /// Holds (and keeps renewing) its shard's Lease, or runs without election.
-    pub leader: bool,
+    pub(crate) leader: bool,
     /// Every watcher's first list has been applied to the index.
-    pub synced: bool,
+    pub(crate) synced: bool,
 }
 
 impl Role {
     /// Leads with a complete picture: may publish Events and write status.
-    pub fn acts(&self) -> bool {
+    pub(crate) fn acts(&self) -> bool {
         self.leader && self.synced
     }
 }

@@ -32,10 +32,10 @@ pub enum LogFormat {
 /// Pod, environment values included). Pods are decoded one at a time now, so that should not
 /// happen; should it, the body stays out of the log whatever `RUST_LOG` says, as this more
 /// specific directive wins over any broader one.
-pub const NO_BODIES: &str = "kube_client::client=error";
+const NO_BODIES: &str = "kube_client::client=error";
 
 /// Installs the global subscriber; a second call (tests, embedding) keeps the first one.
-pub fn init(format: LogFormat) {
+pub(crate) fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info".into())
         .add_directive(NO_BODIES.parse().expect("a valid directive"));
@@ -69,7 +69,7 @@ pub fn fatal_line(format: LogFormat, msg: &str, error: &anyhow::Error) -> String
 /// message in their own (`"reading x: No such file or directory"` above
 /// `"No such file or directory"`), and a chain that says the same thing three times hides
 /// what went wrong.
-pub fn error_chain(error: &anyhow::Error) -> Vec<String> {
+fn error_chain(error: &anyhow::Error) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for cause in error.chain() {
         let text = cause.to_string();

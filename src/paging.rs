@@ -6,10 +6,14 @@ use kube::api::{Api, ListParams};
 
 /// Objects per list request unless the caller's `params` set `limit`: small enough for a busy
 /// API server, large enough for few calls (kubectl and client-go's informers use 500).
-pub const PAGE: u32 = 500;
+const PAGE: u32 = 500;
 
 /// Lists every object `params` select, in pages, calling `each` for every object.
-pub async fn for_each_page<K>(api: &Api<K>, params: &ListParams, mut each: impl FnMut(K)) -> Result<(), kube::Error>
+pub(crate) async fn for_each_page<K>(
+    api: &Api<K>,
+    params: &ListParams,
+    mut each: impl FnMut(K),
+) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

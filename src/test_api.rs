@@ -27,34 +27,34 @@ use tower_test::mock::{self, Handle, SendResponse};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An answer's body: whole, or streamed a chunk at a time ([`Call::respond_stream`]).
-pub type MockBody = UnsyncBoxBody<Bytes, BoxError>;
+type MockBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The service a test puts under a `kube::Client`, alone ([`client`]) or under the layer the
 /// product adds to its client ([`service`]).
-pub type MockService = mock::Mock<Request<Body>, Response<MockBody>>;
+type MockService = mock::Mock<Request<Body>, Response<MockBody>>;
 
 /// How long [`ApiServer::next`] waits for a request: under paused time this passes as soon as
 /// every task is idle, so it only decides how a missing request fails.
-pub const PATIENCE: Duration = Duration::from_secs(3600);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(3600);
 
 /// The test's side of the mock: the requests the client sends, in order.
-pub struct ApiServer(Handle<Request<Body>, Response<MockBody>>);
+pub(crate) struct ApiServer(Handle<Request<Body>, Response<MockBody>>);
 
 /// The mock service and its API server, for a client built around a layer of the product.
-pub fn service() -> (MockService, ApiServer) {
+pub(crate) fn service() -> (MockService, ApiServer) {
     let (service, handle) = mock::pair();
     (service, ApiServer(handle))
 }
 
 /// A client on the mock, with the default namespace `default`.
-pub fn client() -> (kube::Client, ApiServer) {
+pub(crate) fn client() -> (kube::Client, ApiServer) {
     let (service, server) = service();
     (kube::Client::new(service, "default"), server)
 }
 
 impl ApiServer {
     /// The next request, its body read whole.
-    pub async fn next(&mut self) -> Call {
+    pub(crate) async fn next(&mut self) -> Call {
         let (request, respond) = tokio::time::timeout(PATIENCE, self.0.next_request())
             .await
             .expect("the client sends another request")
@@ -65,7 +65,7 @@ impl ApiServer {
     }
 
     /// Asserts that the client sends nothing for `quiet` (paused time: no real wait).
-    pub async fn expect_silence(&mut self, quiet: Duration) {
+    pub(crate) async fn expect_silence(&mut self, quiet: Duration) {
         if let Ok(Some((request, _))) = tokio::time::timeout(quiet, self.0.next_request()).await {
             panic!("expected no request for {quiet:?}, got {} {}", request.method(), request.uri());
         }
@@ -74,9 +74,9 @@ impl ApiServer {
 
 /// One request, waiting for its answer. Dropping it unanswered fails the request as a closed
 /// connection would; keeping it unanswered is a hung connection.
-pub struct Call {
-    pub parts: http::request::Parts,
-    pub body: Bytes,
+pub(crate) struct Call {
+    pub(crate) parts: http::request::Parts,
+    body: Bytes,
     respond: SendResponse<Response<MockBody>>,
 }
 
@@ -84,7 +84,7 @@ impl Call {
     /// Asserts the method, the path and the query parameters, in any order (kube writes
     /// `?&force=true&fieldManager=…`; the order means nothing to the API server).
     #[track_caller]
-    pub fn expect(&self, method: &str, path: &str, query: &[(&str, &str)]) -> &Self {
+    pub(crate) fn expect(&self, method: &str, path: &str, query: &[(&str, &str)]) -> &Self {
         let uri = &self.parts.uri;
         // kube's parameters here are plain words: no percent-decoding needed.
         let mut sent: Vec<(&str, &str)> = uri
@@ -107,31 +107,31 @@ impl Call {
     }
 
     /// A request header, `""` when absent.
-    pub fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
     /// The body as JSON.
     #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("the request body is JSON")
     }
 
     /// Answers with `body` as JSON.
-    pub fn respond_json(self, status: u16, body: &serde_json::Value) {
+    pub(crate) fn respond_json(self, status: u16, body: &serde_json::Value) {
         let bytes = serde_json::to_vec(body).expect("JSON");
         self.respond_bytes(status, "application/json", bytes);
     }
 
     /// Answers with `body` as it is, in `content_type`.
-    pub fn respond_bytes(self, status: u16, content_type: &str, body: impl Into<Bytes>) {
+    pub(crate) fn respond_bytes(self, status: u16, content_type: &str, body: impl Into<Bytes>) {
         let body = http_body_util::Full::new(body.into()).map_err(|never| match never {}).boxed_unsync();
         self.respond_body(status, content_type, body);
     }
 
     /// Fails the request with a `Status` as kube-apiserver writes it (`reason` such as
     /// `NotFound`, `Conflict`, `AlreadyExists`, `TooManyRequests`, `InternalError`).
-    pub fn respond_status(self, code: u16, reason: &str) {
+    pub(crate) fn respond_status(self, code: u16, reason: &str) {
         let status = serde_json::json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": format!("{reason} (mock)"), "reason": reason, "code": code,
@@ -141,7 +141,11 @@ impl Call {
 
     /// Answers with a body the test streams a chunk at a time, or fails midway with an
     /// error, through the sender; dropping the sender ends the body.
-    pub fn respond_stream(self, status: u16, content_type: &str) -> mpsc::UnboundedSender<Result<Bytes, BoxError>> {
+    pub(crate) fn respond_stream(
+        self,
+        status: u16,
+        content_type: &str,
+    ) -> mpsc::UnboundedSender<Result<Bytes, BoxError>> {
         let (sender, chunks) = mpsc::unbounded::<Result<Bytes, BoxError>>();
         let frames = futures::StreamExt::map(chunks, |chunk| chunk.map(Frame::data));
         self.respond_body(status, content_type, StreamBody::new(frames).boxed_unsync());
@@ -149,7 +153,7 @@ impl Call {
     }
 
     /// Fails the request as a connection reset before any answer does.
-    pub fn drop_connection(self) {
+    pub(crate) fn drop_connection(self) {
         self.respond.send_error(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
     }
 

@@ -14,7 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::Variable;
 use crate::engine::catalog::{ImageRule, CATALOG, GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 
 /// A CEL string literal (single-quoted) of `text`.
-pub fn string(text: &str) -> String {
+pub(crate) fn string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('\'');
     for ch in text.chars() {
@@ -35,7 +35,7 @@ pub fn string(text: &str) -> String {
 }
 
 /// A policy variable whose CEL starts with a comment saying what it is.
-pub fn variable(name: &str, comment: &str, expression: impl Into<String>) -> Variable {
+pub(crate) fn variable(name: &str, comment: &str, expression: impl Into<String>) -> Variable {
     Variable { name: name.to_string(), expression: format!("// {comment}\n{}", expression.into()) }
 }
 
@@ -51,11 +51,11 @@ enum Part {
 /// A message as the engine writes it, with its variable parts as CEL expressions: rendered
 /// as one CEL string concatenation, or filled in Rust to compare with the engine's own text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Message(Vec<Part>);
+pub(crate) struct Message(Vec<Part>);
 
 impl Message {
     /// Appends literal text.
-    pub fn text(mut self, text: &str) -> Self {
+    pub(crate) fn text(mut self, text: &str) -> Self {
         match self.0.last_mut() {
             Some(Part::Text(last)) => last.push_str(text),
             _ => self.0.push(Part::Text(text.to_string())),
@@ -64,13 +64,13 @@ impl Message {
     }
 
     /// Appends the value of a CEL expression of type string.
-    pub fn cel(mut self, expression: &str) -> Self {
+    pub(crate) fn cel(mut self, expression: &str) -> Self {
         self.0.push(Part::Cel(expression.to_string()));
         self
     }
 
     /// The CEL expression that builds the message.
-    pub fn to_cel(&self) -> String {
+    pub(crate) fn to_cel(&self) -> String {
         let parts: Vec<String> = self
             .0
             .iter()
@@ -85,7 +85,7 @@ impl Message {
     /// The message with each CEL expression replaced by its value in `values` (for tests: what
     /// the API server prints, given those values). An expression without a value is kept as is.
     #[cfg(test)]
-    pub fn fill(&self, values: &[(&str, &str)]) -> String {
+    pub(crate) fn fill(&self, values: &[(&str, &str)]) -> String {
         self.0
             .iter()
             .map(|p| match p {
@@ -98,7 +98,7 @@ impl Message {
 
 /// A CEL map literal from every catalog container name to its entry's id; the first entry
 /// naming a container wins, as in [`crate::engine::catalog::recognise`].
-pub fn catalog_names() -> String {
+pub(crate) fn catalog_names() -> String {
     let mut seen = Vec::new();
     let mut entries = Vec::new();
     for entry in CATALOG {
@@ -115,7 +115,7 @@ pub fn catalog_names() -> String {
 
 /// A CEL map literal from each catalog id to the advice for a Job it holds open, plus `''`
 /// for a sidecar the catalog does not know.
-pub fn job_remediations() -> String {
+pub(crate) fn job_remediations() -> String {
     let mut entries = vec![format!("'': {}", string(GENERIC_JOB_REMEDIATION))];
     entries.extend(CATALOG.iter().map(|e| format!("{}: {}", string(e.id), string(e.job_remediation))));
     format!("{{{}}}", entries.join(",\n  "))
@@ -123,7 +123,7 @@ pub fn job_remediations() -> String {
 
 /// A CEL map literal from each catalog id to the advice for making it a native sidecar (a
 /// legacy sidecar outside a Job), plus `''` for a sidecar the catalog does not know.
-pub fn native_remediations() -> String {
+pub(crate) fn native_remediations() -> String {
     let mut entries = vec![format!("'': {}", string(GENERIC_NATIVE_REMEDIATION))];
     entries.extend(CATALOG.iter().map(|e| format!("{}: {}", string(e.id), string(e.native_remediation))));
     format!("{{{}}}", entries.join(",\n  "))
@@ -132,7 +132,7 @@ pub fn native_remediations() -> String {
 /// A CEL map literal from the id of each catalog entry whose mesh redirects the Pod's traffic
 /// to its proxy to that redirection: `{'iptablesInit', 'cniValidator', 'remediation'}`
 /// ([`crate::engine::catalog::Redirect`]).
-pub fn redirects() -> String {
+pub(crate) fn redirects() -> String {
     let entries: Vec<String> = CATALOG
         .iter()
         .filter_map(|e| {
@@ -251,7 +251,7 @@ fn image_keys() -> Vec<&'static str> {
 /// A CEL map literal from each last segment the catalog's image rules name to the entry it
 /// decides, or `''` where the rest of the image (or the command) decides. An image whose last
 /// segment is none of them is matched against the prefix rules only.
-pub fn catalog_images() -> String {
+pub(crate) fn catalog_images() -> String {
     let entries: Vec<String> = image_keys()
         .iter()
         .map(|k| match first_entry("c", Some(k)) {
@@ -288,13 +288,13 @@ fn catalog_id_by_image(c: &str) -> String {
 /// The id of the catalog entry container `c` is (`''` for none): by name
 /// (`variables.catalogNames`, see [`catalog_names`]), then by image (`variables.catalogImages`,
 /// see [`catalog_images`]), as [`crate::engine::catalog::recognise`] decides it.
-pub fn catalog_id(c: &str) -> String {
+pub(crate) fn catalog_id(c: &str) -> String {
     format!("({c}.name in variables.catalogNames ? variables.catalogNames[{c}.name] : {})", catalog_id_by_image(c))
 }
 
 /// Whether image reference `image` is unpinned: no digest, and no tag or the tag `latest`
 /// ([`crate::engine::container::is_latest_image`]).
-pub fn latest_image(image: &str) -> String {
+pub(crate) fn latest_image(image: &str) -> String {
     format!(
         "!{image}.contains('@') && [{image}.substring({image}.lastIndexOf('/') + 1)].all(s, !s.contains(':') || s.endsWith(':latest'))"
     )
@@ -303,7 +303,7 @@ pub fn latest_image(image: &str) -> String {
 /// Whether the label selector `selector` (a `LabelSelector`, or `{}`) selects `labels`, as
 /// Kubernetes decides it. An `In` or `NotIn` requirement without values makes the policy invalid
 /// for the engine, which then evaluates nothing: here it selects nothing.
-pub fn selector_matches(selector: &str, labels: &str) -> String {
+pub(crate) fn selector_matches(selector: &str, labels: &str) -> String {
     format!(
         "{selector}.?matchLabels.orValue({{}}).all(k, k in {labels} && {labels}[k] == {selector}.matchLabels[k]) && \
          {selector}.?matchExpressions.orValue([]).all(e, \

@@ -157,7 +157,7 @@ fn required_message() -> Message {
 
 /// The variables of the check, after the policy's own (`policy`, `labels`, `namespaceLabels`,
 /// `inits`, `containers`, `podKey`, `catalogNames`, `catalogImages`).
-pub fn variables() -> Vec<Variable> {
+pub(crate) fn variables() -> Vec<Variable> {
     let entries: Vec<String> =
         CATALOG.iter().map(|e| format!("{}: {}", cel::string(e.id), list(&[e.names[0], e.product]))).collect();
     let selections: Vec<String> = INJECTORS

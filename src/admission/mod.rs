@@ -29,7 +29,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 
-pub use policy::{validating_admission_policy, MAX_FINDINGS_SHOWN, POLICY_NAME};
+pub(crate) use policy::{validating_admission_policy, POLICY_NAME};
 
 #[cfg(test)]
 mod tests;
@@ -43,21 +43,21 @@ pub fn covered_checks() -> Vec<&'static str> {
 }
 
 /// The namespace label that turns the policies off for a namespace (`disabled`).
-pub const OPT_OUT_LABEL: &str = "sidecarwatch.io/admission";
+const OPT_OUT_LABEL: &str = "sidecarwatch.io/admission";
 /// The value of [`OPT_OUT_LABEL`] that turns them off.
-pub const OPT_OUT_VALUE: &str = "disabled";
+const OPT_OUT_VALUE: &str = "disabled";
 /// Namespaces excluded unless told otherwise: the control plane's and the operator's.
-pub const DEFAULT_EXCLUDED_NAMESPACES: [&str; 2] = ["kube-system", "sidecar-watch-system"];
+const DEFAULT_EXCLUDED_NAMESPACES: [&str; 2] = ["kube-system", "sidecar-watch-system"];
 
 /// How the binding applies the policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BindingOptions {
     /// Refuse objects with findings (`Deny` and `Audit`) instead of warning (`Warn` and `Audit`).
-    pub deny: bool,
+    deny: bool,
     /// Namespaces never checked (by their `kubernetes.io/metadata.name` label).
-    pub excluded_namespaces: Vec<String>,
+    excluded_namespaces: Vec<String>,
     /// The `ClusterSidecarPolicy` whose parameters apply; `None` for the built-in policy.
-    pub cluster_sidecar_policy: Option<String>,
+    cluster_sidecar_policy: Option<String>,
 }
 
 impl Default for BindingOptions {
@@ -79,7 +79,7 @@ fn labels() -> BTreeMap<String, String> {
 }
 
 /// The binding: the policy for every namespace but the excluded and opted-out ones.
-pub fn binding(options: &BindingOptions) -> ValidatingAdmissionPolicyBinding {
+fn binding(options: &BindingOptions) -> ValidatingAdmissionPolicyBinding {
     let not_in = |key: &str, values: Vec<String>| LabelSelectorRequirement {
         key: key.to_string(),
         operator: "NotIn".to_string(),
@@ -137,16 +137,16 @@ pub fn render(options: &BindingOptions) -> Result<String, serde_norway::Error> {
 pub struct AdmissionPolicyArgs {
     /// Refuse objects with findings (`Deny` and `Audit`) instead of only warning.
     #[arg(long)]
-    pub deny: bool,
+    deny: bool,
     /// A namespace never checked (repeatable; replaces the default kube-system and
     /// sidecar-watch-system). Any namespace labelled sidecarwatch.io/admission=disabled is
     /// skipped too.
     #[arg(long = "exclude-namespace", value_name = "NAMESPACE")]
-    pub excluded_namespaces: Vec<String>,
+    excluded_namespaces: Vec<String>,
     /// Take sidecars, selectors and rule switches from this ClusterSidecarPolicy (the built-in
     /// policy without it).
     #[arg(long, value_name = "NAME")]
-    pub cluster_sidecar_policy: Option<String>,
+    cluster_sidecar_policy: Option<String>,
     /// Write validatingadmissionpolicy.yaml and validatingadmissionpolicybinding.yaml into this
     /// directory instead of printing them.
     #[arg(long, value_name = "DIR")]

@@ -15,11 +15,11 @@ use crate::engine::rules::{check_texts, DEFAULT_MAX_SIDECARS, JOB_NEVER_COMPLETE
 use crate::engine::sidecar_matcher::DEFAULT_SIDECAR_PATTERN;
 
 /// The policy's name (its binding has the same name).
-pub const POLICY_NAME: &str = "sidecar-watch";
+pub(crate) const POLICY_NAME: &str = "sidecar-watch";
 
 /// Findings shown one per warning: as many as the API server's warning budget can hold at
 /// the shortest message (4,096 characters / (prefix + 65) ≈ 25); more are summed up in one.
-pub const MAX_FINDINGS_SHOWN: usize = 25;
+pub(crate) const MAX_FINDINGS_SHOWN: usize = 25;
 
 /// The API server writes at most this many characters of warnings per response; past it, it
 /// cuts every warning to 256 characters and drops the rest (k8s.io/apiserver
@@ -77,12 +77,12 @@ fn sidecar_message(text: &str) -> Message {
 }
 
 /// The remediation for a Job held open by sidecar `s`: its catalog entry's, or the generic one.
-pub const JOB_REMEDIATION: &str = "variables.jobRemediations[s.catalog]";
+pub(crate) const JOB_REMEDIATION: &str = "variables.jobRemediations[s.catalog]";
 
 /// What `legacy-sidecar` says after "Sidecar <name> in Pod <key> ", as the engine words it for
 /// the object's workload: a Job's Pod (or a Job or CronJob) never completes, any other Pod's
 /// sidecar starts and stops in no guaranteed order.
-pub fn legacy_sidecar_text() -> String {
+pub(crate) fn legacy_sidecar_text() -> String {
     format!(
         "(variables.inJob ? {} + {JOB_REMEDIATION} : {} + {NATIVE_REMEDIATION})",
         cel::string(check_texts::LEGACY_SIDECAR_IN_JOB),
@@ -91,10 +91,10 @@ pub fn legacy_sidecar_text() -> String {
 }
 
 /// How to make sidecar `s` native: its catalog entry's advice, or the generic one.
-pub const NATIVE_REMEDIATION: &str = "variables.nativeRemediations[s.catalog]";
+const NATIVE_REMEDIATION: &str = "variables.nativeRemediations[s.catalog]";
 
 /// The message of a legacy sidecar in a Job or CronJob template (`JobBlockedBySidecar`).
-pub fn job_message() -> Message {
+pub(crate) fn job_message() -> Message {
     Message::default()
         .cel("variables.podName")
         .text(" runs sidecar ")
@@ -107,7 +107,7 @@ pub fn job_message() -> Message {
 /// The per-sidecar checks the policy reports, in the engine's order: (check label, the list of
 /// sidecars it looks at, the CEL condition on sidecar `s`, the message). A sidecar is a record
 /// `{'container': <the container>, 'catalog': <its catalog id, '' for none>}`.
-pub fn sidecar_checks() -> Vec<(&'static str, &'static str, String, Message)> {
+pub(crate) fn sidecar_checks() -> Vec<(&'static str, &'static str, String, Message)> {
     vec![
         (
             "no-readiness-probe",
@@ -155,11 +155,11 @@ pub fn sidecar_checks() -> Vec<(&'static str, &'static str, String, Message)> {
 /// among the first this many init containers: what a hostile Pod may cost the API server stays
 /// constant, and an injected Pod has a handful (Istio: 2). A proxy declared after more is not
 /// reported at admission; `audit` and the operator, linear in containers, read them all.
-pub const INIT_BEFORE_PROXY_SCAN: usize = 64;
+const INIT_BEFORE_PROXY_SCAN: usize = 64;
 
 /// `init-before-proxy` on native mesh proxy `s`: "Init container(s) <names> in Pod <key> run(s)
 /// before native sidecar <s>, while the mesh …; <the mesh's remedy>".
-pub fn init_before_proxy_message() -> Message {
+pub(crate) fn init_before_proxy_message() -> Message {
     let one = "size(variables.blackholed) == 1";
     Message::default()
         .text("Init container")
@@ -244,7 +244,7 @@ fn init_before_proxy_variables() -> Vec<Variable> {
 }
 
 /// `sidecar-sprawl` on the Pod, as the engine words it with and without sidecars left out.
-pub fn sprawl_messages() -> (Message, Message) {
+pub(crate) fn sprawl_messages() -> (Message, Message) {
     let start = || {
         Message::default()
             .text("Pod ")
@@ -477,7 +477,7 @@ fn validations() -> Vec<Validation> {
 }
 
 /// The ValidatingAdmissionPolicy.
-pub fn validating_admission_policy() -> ValidatingAdmissionPolicy {
+pub(crate) fn validating_admission_policy() -> ValidatingAdmissionPolicy {
     ValidatingAdmissionPolicy {
         metadata: ObjectMeta { name: Some(POLICY_NAME.to_string()), labels: Some(labels()), ..Default::default() },
         spec: Some(ValidatingAdmissionPolicySpec {

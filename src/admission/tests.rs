@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::cel::{self, Message};
 use super::policy::{
     init_before_proxy_message, job_message, legacy_sidecar_text, sidecar_checks, sprawl_messages, JOB_REMEDIATION,
+    MAX_FINDINGS_SHOWN,
 };
 use super::*;
 use crate::api::SlimPod;

@@ -257,7 +257,7 @@ pub(super) fn describe_object(value: &Value, position: usize) -> String {
 
 /// Reads the Pods, Pod templates and Namespace labels of one input into `inventory`; views
 /// share names through `names`.
-pub fn load_pods(path: &Path, inventory: &mut Inventory, names: &mut Interner) -> Result<(), AuditError> {
+pub(crate) fn load_pods(path: &Path, inventory: &mut Inventory, names: &mut Interner) -> Result<(), AuditError> {
     let source = open(path)?;
     let origin = (path != Path::new("-")).then(|| source.name.clone());
     pods_of(source, origin, inventory, names)
@@ -301,7 +301,7 @@ fn pods_of(
 }
 
 /// Reads and compiles the policies in a file, strictly: an unknown field is an error.
-pub fn load_policies(path: &Path) -> Result<Vec<CompiledPolicy>, AuditError> {
+pub(crate) fn load_policies(path: &Path) -> Result<Vec<CompiledPolicy>, AuditError> {
     policies_of(open(path)?)
 }
 

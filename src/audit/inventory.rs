@@ -13,26 +13,26 @@ use crate::engine::{catalog, AlertName, AlertState, IdentifiedBy};
 
 /// One workload's sidecar.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct InventoryRow {
+pub(crate) struct InventoryRow {
     /// The workload's namespace.
-    pub namespace: String,
+    namespace: String,
     /// The workload's kind (`Deployment`…; `Pod` for a Pod without owner).
-    pub workload_kind: String,
+    workload_kind: String,
     /// The workload's name.
-    pub workload: String,
+    workload: String,
     /// The sidecar container's name.
-    pub container: String,
+    container: String,
     /// The catalog id, or how the sidecar was identified when the catalog does not know it.
-    pub product: String,
+    product: String,
     /// How the sidecar was identified: `native`, `names`, `catalog:<id>` or `pattern`; `missing`
     /// for a sidecar the workload's Pods lack (`SidecarMissing`, `pods` 0).
-    pub identified_by: String,
+    identified_by: String,
     /// Pods of the workload that run this sidecar.
-    pub pods: usize,
+    pods: usize,
     /// Image version (tag, else digest, else `latest`) → Pods that run it.
-    pub versions: BTreeMap<String, usize>,
+    versions: BTreeMap<String, usize>,
     /// Alert name → Pods of the workload where it fires on this sidecar.
-    pub alerts: BTreeMap<String, usize>,
+    alerts: BTreeMap<String, usize>,
 }
 
 type RowKey = (String, String, String, String);
@@ -40,7 +40,7 @@ type RowKey = (String, String, String, String);
 /// The rows of `inventory`'s Pods (templates are not running anything) under the first
 /// policy that selects each Pod and identifies the sidecar, with the firing `findings`.
 /// `sidecars` are what [`super::audit`] identified per Pod, in `inventory.pods` order.
-pub fn rows(inventory: &Inventory, sidecars: &[PodSidecars], findings: &[Finding]) -> Vec<InventoryRow> {
+pub(crate) fn rows(inventory: &Inventory, sidecars: &[PodSidecars], findings: &[Finding]) -> Vec<InventoryRow> {
     let mut rows: BTreeMap<RowKey, InventoryRow> = BTreeMap::new();
     let pods = inventory.pods.iter().map(|a| &a.view).zip(sidecars).filter(|(v, _)| !v.is_template);
     for (pod, pod_sidecars) in pods {
@@ -101,7 +101,7 @@ pub fn rows(inventory: &Inventory, sidecars: &[PodSidecars], findings: &[Finding
 }
 
 /// The rows as a table: versions and alerts as `name×count`, most Pods first.
-pub fn render(rows: &[InventoryRow]) -> String {
+pub(crate) fn render(rows: &[InventoryRow]) -> String {
     let counted = |map: &BTreeMap<String, usize>| -> String {
         if map.is_empty() {
             return "-".into();

@@ -12,7 +12,7 @@
 //! so the result is what a freshly started operator would compute.
 
 mod input;
-pub mod inventory;
+mod inventory;
 mod live;
 mod output;
 mod sarif;
@@ -34,10 +34,10 @@ use crate::engine::{
     PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
 
-pub use crate::api::escape_control;
-pub use input::{load_pods, load_policies, read_pods, read_policies};
+pub(crate) use input::{load_pods, load_policies};
+pub use input::{read_pods, read_policies};
+pub use output::render_table;
 use output::Report;
-pub use output::{human_age, render_table};
 pub use sarif::log as sarif_log;
 
 /// Why the input could not be used (exit status 2). Every message names the file and,
@@ -93,7 +93,7 @@ pub enum AuditError {
 
 /// The threshold for a non-zero exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FailOn {
+enum FailOn {
     /// Exit 1 on any firing alert.
     Info,
     /// Exit 1 on firing warning or critical alerts.
@@ -117,7 +117,7 @@ impl FailOn {
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
+enum OutputFormat {
     /// Aligned columns for people.
     Table,
     /// A JSON array for scripts.
@@ -139,33 +139,33 @@ pub struct AuditArgs {
     /// multi-document YAML, or rendered manifests (`helm template`, `kubectl kustomize`);
     /// `-` reads standard input. Without it, the Pods of the current kubeconfig context.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    files: Vec<PathBuf>,
     /// A file of SidecarPolicy / ClusterSidecarPolicy objects (repeatable), validated
     /// strictly. Default: the cluster's policies in a live audit, else one built-in cluster
     /// policy with every default.
     #[arg(long = "policy", value_name = "FILE")]
-    pub policies: Vec<PathBuf>,
+    policies: Vec<PathBuf>,
     /// The instant to evaluate at (RFC 3339). Default: now.
     #[arg(long, value_name = "RFC3339")]
-    pub now: Option<String>,
+    now: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub output: OutputFormat,
+    output: OutputFormat,
     /// Exit with status 1 when a firing alert has at least this severity.
     #[arg(long, value_enum, default_value = "warning")]
-    pub fail_on: FailOn,
+    fail_on: FailOn,
     /// Live audit: the kubeconfig file [default: $KUBECONFIG, ~/.kube/config, in-cluster].
     #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
     /// Live audit: the kubeconfig context [default: the current context].
     #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
+    context: Option<String>,
     /// Live audit: the namespace [default: the context's namespace, else `default`].
     #[arg(short = 'n', long, value_name = "NAMESPACE", conflicts_with = "all_namespaces")]
-    pub namespace: Option<String>,
+    namespace: Option<String>,
     /// Live audit: every namespace.
     #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
+    all_namespaces: bool,
 }
 
 /// One line of the audit result.
@@ -239,7 +239,7 @@ pub struct Audited {
     /// Its compact view.
     pub view: PodView,
     /// The input file, when it came from one (not standard input or a cluster).
-    pub file: Option<String>,
+    file: Option<String>,
 }
 
 /// The objects read from the input.
@@ -249,7 +249,7 @@ pub struct Inventory {
     pub pods: Vec<Audited>,
     /// Namespace labels and injection annotations: from Namespace objects in the input, and
     /// for every namespace the `kubernetes.io/metadata.name` label the API server sets.
-    pub namespaces: BTreeMap<String, NamespaceMeta>,
+    namespaces: BTreeMap<String, NamespaceMeta>,
 }
 
 /// The label the API server sets on every namespace to its name.
@@ -314,7 +314,7 @@ pub fn run(args: &AuditArgs) -> Result<i32, AuditError> {
 /// A Pod's sidecars under the policies that select it, as the evaluations identified them:
 /// (index into its `view.containers`, how), each container once, under the first policy
 /// that identifies it, in policy then container order.
-pub type PodSidecars = Vec<(usize, IdentifiedBy)>;
+type PodSidecars = Vec<(usize, IdentifiedBy)>;
 
 /// Evaluates every Pod against every policy that selects it, sorted by severity (highest
 /// first), then namespace, Pod, container and alert name.

@@ -209,7 +209,7 @@ fn paint(text: &str, severity: Severity) -> String {
 
 /// How long ago, the way kubectl prints ages (`k8s.io/apimachinery`'s `HumanDuration`): two
 /// units while they matter (`6m12s`, `5h3m`, `3d4h`), one after (`537d`, `3y`).
-pub fn human_age(seconds: i64) -> String {
+fn human_age(seconds: i64) -> String {
     if seconds < -1 {
         return "<invalid>".into();
     }

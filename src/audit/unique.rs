@@ -16,7 +16,7 @@ use serde_json::{Map, Number, Value};
 use crate::api::quote;
 
 /// A `Value` in which no mapping repeats a key; reading one that does is an error naming it.
-pub(super) struct UniqueKeys(pub Value);
+pub(super) struct UniqueKeys(pub(crate) Value);
 
 impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

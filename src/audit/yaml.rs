@@ -23,12 +23,12 @@ pub(super) enum Piece<'t> {
 /// A piece's text and where it is in the input.
 pub(super) struct Text<'t> {
     /// The text.
-    pub text: &'t str,
+    pub(crate) text: &'t str,
     /// The input's line it begins at (1-based).
-    pub line: usize,
+    pub(crate) line: usize,
     /// Where it first nests flow collections deeper than [`MAX_DEPTH`]: the input's line and
     /// the column (1-based), found while splitting, before any parser reads it.
-    pub too_deep: Option<(usize, usize)>,
+    pub(crate) too_deep: Option<(usize, usize)>,
 }
 
 /// A piece being gathered.

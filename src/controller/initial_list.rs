@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 
 /// `--initial-list`: how watchers get their initial state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum InitialList {
+pub(crate) enum InitialList {
     /// The default: streaming lists unless the server reports a Kubernetes version before
     /// 1.27; a watcher whose server rejects them falls back to paginated lists.
     Auto,
@@ -40,7 +40,7 @@ pub enum InitialList {
 
 /// How one watcher gets its initial state: [`InitialList`] with `auto` decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Strategy {
+pub(crate) enum Strategy {
     /// A WATCH with `sendInitialEvents`.
     Streaming,
     /// LIST, then WATCH from the list's resourceVersion.
@@ -49,7 +49,7 @@ pub enum Strategy {
 
 impl Strategy {
     /// The `strategy` label of `sidecar_watch_initial_list`.
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Strategy::Streaming => "streaming",
             Strategy::Paginated => "paginated",
@@ -60,16 +60,16 @@ impl Strategy {
 /// How every watcher gets its initial state: the strategy, and how long a streaming list may
 /// go without ending its initial state before the watcher falls back to paginated lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Streaming or paginated lists.
-    pub strategy: Strategy,
+    pub(crate) strategy: Strategy,
     /// `--initial-state-deadline`.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
 }
 
 /// How large a collection can grow, which decides how a paginated list reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Size {
+pub(crate) enum Size {
     /// Pods: one per workload replica, up to 100k and more.
     Large,
     /// Namespaces and policies: at most a few thousand small objects.
@@ -82,7 +82,7 @@ const STREAMING_SINCE: (u32, u32) = (1, 27);
 /// Decides `auto` from the server's version; the explicit choices stand as they are.
 ///
 /// `auto` is [`auto`] of the version `/version` reports.
-pub async fn resolve(choice: InitialList, client: &Client) -> Strategy {
+pub(crate) async fn resolve(choice: InitialList, client: &Client) -> Strategy {
     match choice {
         InitialList::Streaming => Strategy::Streaming,
         InitialList::Paginated => Strategy::Paginated,
@@ -165,7 +165,7 @@ fn config(strategy: Strategy, size: Size) -> watcher::Config {
 /// `sendInitialEvents` (the WatchList feature gate is off) or for `resourceVersionMatch`
 /// (1.19 to 1.26 forbid it on watches). Anything else (403, 410, 5xx, a failed connection)
 /// is `None`: retried as it is, with the same strategy.
-pub fn streaming_rejection(error: &watcher::Error) -> Option<&str> {
+fn streaming_rejection(error: &watcher::Error) -> Option<&str> {
     let status = match error {
         watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status,
         watcher::Error::WatchError(status) => status,
@@ -186,7 +186,7 @@ pub fn streaming_rejection(error: &watcher::Error) -> Option<&str> {
 /// a rejected streaming list, at the start or at a later relist, or one that has not ended its
 /// initial state by `plan.deadline`, switches this watcher to paginated lists, once, with a
 /// warning.
-pub fn watch_events<K>(
+pub(crate) fn watch_events<K>(
     api: Api<K>,
     what: &'static str,
     size: Size,

@@ -26,37 +26,37 @@ use crate::leadership::{self, RoleSender};
 
 /// How to take part in the election.
 #[derive(Clone, Debug)]
-pub struct LeaseConfig {
-    pub name: String,
-    pub namespace: String,
+pub(crate) struct LeaseConfig {
+    pub(crate) name: String,
+    pub(crate) namespace: String,
     /// This replica's identity (its Pod name).
-    pub identity: String,
+    pub(crate) identity: String,
     /// How long a lease is valid after its last renewal; a standby takes over after it.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// A leader that has not renewed for this long stops leading.
-    pub renew_deadline: Duration,
+    pub(crate) renew_deadline: Duration,
 }
 
 /// Lease flags that contradict each other (never retried).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct TimingError(String);
+struct TimingError(String);
 
 /// The timings derived from the lease duration, client-go's proportions (15 s / 10 s / 2 s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaseTimings {
+pub(crate) struct LeaseTimings {
     /// Lease duration in whole seconds (kube-lease-manager's unit).
-    pub duration_secs: u64,
+    duration_secs: u64,
     /// How long after a renewal the leader renews again.
-    pub retry_secs: u64,
+    retry_secs: u64,
     /// The renew deadline.
-    pub renew_deadline: Duration,
+    pub(crate) renew_deadline: Duration,
 }
 
 impl LeaseTimings {
     /// Checks and derives the timings: the deadline defaults to 10 s, or two thirds of a
     /// shorter lease; it must be shorter than the lease and longer than the retry period.
-    pub fn new(duration: Duration, renew_deadline: Option<Duration>) -> Result<Self, String> {
+    pub(crate) fn new(duration: Duration, renew_deadline: Option<Duration>) -> Result<Self, String> {
         let duration_secs = duration.as_secs().max(2);
         let retry_secs = (duration_secs / 7).max(1);
         let renew_deadline =
@@ -77,7 +77,7 @@ impl LeaseTimings {
 
 /// A running election, which keeps the role's `leader` up to date; [`Election::step_down`]
 /// releases the lease.
-pub struct Election {
+pub(crate) struct Election {
     /// Stops following the election (the lease manager then releases the lease).
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -85,14 +85,14 @@ pub struct Election {
 
 impl Election {
     /// No election: this replica always leads (`--leader-elect=false`).
-    pub fn always_leader(role: &RoleSender) -> Self {
+    pub(crate) fn always_leader(role: &RoleSender) -> Self {
         leadership::set_leader(role, true);
         Election { stop: None, task: None }
     }
 
     /// Starts competing for the lease with a client built from `config`. `lost` is
     /// cancelled when this replica led and missed its renew deadline.
-    pub async fn start(
+    async fn start(
         config: kube::Config,
         lease: LeaseConfig,
         role: RoleSender,
@@ -139,7 +139,7 @@ impl Election {
     /// (a 403 while RBAC is being applied) when the operator starts is waited for, as
     /// kube-runtime's watchers wait, with the delay doubling from 1 s to 30 s. A standby
     /// meanwhile: nothing is exported or written until the Lease is taken.
-    pub async fn start_retrying(
+    pub(crate) async fn start_retrying(
         config: kube::Config,
         lease: LeaseConfig,
         role: RoleSender,
@@ -159,7 +159,7 @@ impl Election {
     }
 
     /// Steps down: releases the lease and waits (briefly) for the release to be written.
-    pub async fn step_down(mut self) {
+    pub(crate) async fn step_down(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -233,7 +233,7 @@ impl Follower {
 
 /// When a Lease was last written successfully through the client that carries this layer.
 #[derive(Clone, Debug, Default)]
-pub struct RenewalClock(Arc<Mutex<Option<Instant>>>);
+struct RenewalClock(Arc<Mutex<Option<Instant>>>);
 
 impl RenewalClock {
     fn note(&self) {
@@ -246,7 +246,7 @@ impl RenewalClock {
     }
 
     /// Time since the last successful Lease write, if there was one.
-    pub fn since_last(&self) -> Option<Duration> {
+    fn since_last(&self) -> Option<Duration> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed())
     }
 }
@@ -261,7 +261,7 @@ impl<S> tower::Layer<S> for RenewalClock {
 
 /// The service [`RenewalClock`] wraps around the Lease client's stack.
 #[derive(Clone, Debug)]
-pub struct RecordRenewals<S> {
+struct RecordRenewals<S> {
     inner: S,
     clock: RenewalClock,
 }

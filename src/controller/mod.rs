@@ -5,11 +5,11 @@
 //! the election. This module starts them with the Event publisher and the HTTP server,
 //! around one [role](crate::leadership) signal.
 
-pub mod initial_list;
-pub mod leader;
-pub mod pod_protobuf;
-pub mod queue;
-pub mod reconciler;
+mod initial_list;
+mod leader;
+mod pod_protobuf;
+mod queue;
+mod reconciler;
 pub mod status;
 pub mod watch;
 
@@ -29,7 +29,7 @@ use leader::{Election, LeaseConfig};
 /// How long SIGTERM waits for queued Events, then for the last status write.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 
-pub use crate::logging::LogFormat;
+use crate::logging::LogFormat;
 
 /// Arguments of `sidecar-watch run`. Every flag can also be set from its environment variable.
 #[derive(Clone, Debug, clap::Args)]
@@ -37,57 +37,57 @@ pub struct RunArgs {
     /// Kubeconfig file to connect with [default: $KUBECONFIG, ~/.kube/config, then the
     /// in-cluster service account].
     #[arg(long, env = "SIDECAR_WATCH_KUBECONFIG", value_name = "FILE")]
-    pub kubeconfig: Option<std::path::PathBuf>,
+    kubeconfig: Option<std::path::PathBuf>,
     /// Kubeconfig context to use [default: the kubeconfig's current-context].
     #[arg(long, env = "SIDECAR_WATCH_CONTEXT", value_name = "NAME")]
-    pub context: Option<String>,
+    context: Option<String>,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "SIDECAR_WATCH_METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
+    metrics_addr: SocketAddr,
     /// Serve /metrics over TLS and only to bearer tokens that a TokenReview authenticates and
     /// a SubjectAccessReview allows to `get` the non-resource URL /metrics (/healthz and
     /// /readyz stay open). `false`: plain HTTP without authentication, for local runs.
     #[arg(long, env = "SIDECAR_WATCH_METRICS_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub metrics_secure: bool,
+    metrics_secure: bool,
     /// Directory with `tls.crt` and `tls.key` for the metrics listener, reloaded when they
     /// change [default: a self-signed certificate made at start].
     #[arg(long, env = "SIDECAR_WATCH_METRICS_CERT_DIR")]
-    pub metrics_cert_dir: Option<std::path::PathBuf>,
+    metrics_cert_dir: Option<std::path::PathBuf>,
     /// Metric families not to export: comma-separated regular expressions, each matching a
     /// whole family name (e.g. `sidecar_container_.*`); exclusive with --metric-allowlist.
     #[arg(long, env = "SIDECAR_WATCH_METRIC_DENYLIST", value_delimiter = ',', conflicts_with = "metric_allowlist")]
-    pub metric_denylist: Vec<String>,
+    metric_denylist: Vec<String>,
     /// The only metric families to export (same form as --metric-denylist).
     #[arg(long, env = "SIDECAR_WATCH_METRIC_ALLOWLIST", value_delimiter = ',')]
-    pub metric_allowlist: Vec<String>,
+    metric_allowlist: Vec<String>,
     /// Namespaces to watch Pods and SidecarPolicies in (repeatable or comma-separated); all
     /// namespaces when absent.
     #[arg(long = "namespace", env = "SIDECAR_WATCH_NAMESPACES", value_delimiter = ',')]
-    pub namespaces: Vec<String>,
+    namespaces: Vec<String>,
     /// Elect a leader among replicas on a Lease; only the leader publishes Events and status
     /// and exports alert series.
     #[arg(long, env = "SIDECAR_WATCH_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_elect: bool,
+    leader_elect: bool,
     /// Name of the Lease (a shard suffix `-N` is added when sharded).
     #[arg(long, env = "SIDECAR_WATCH_LEASE_NAME", default_value = "sidecar-watch")]
-    pub lease_name: String,
+    lease_name: String,
     /// Namespace of the Lease [default: $POD_NAMESPACE, else "default"].
     #[arg(long, env = "SIDECAR_WATCH_LEASE_NAMESPACE")]
-    pub lease_namespace: Option<String>,
+    lease_namespace: Option<String>,
     /// Lease duration: a standby takes over this long after the leader stops renewing.
     #[arg(long, env = "SIDECAR_WATCH_LEASE_DURATION", default_value = "15s", value_parser = parse_duration_arg)]
-    pub lease_duration: Duration,
+    lease_duration: Duration,
     /// A leader that has not renewed its Lease for this long stops leading at once and exits
     /// non-zero, so that two replicas never both lead [default: 10s, or two thirds of a
     /// shorter --lease-duration].
     #[arg(long, env = "SIDECAR_WATCH_LEASE_RENEW_DEADLINE", value_parser = parse_duration_arg)]
-    pub lease_renew_deadline: Option<Duration>,
+    lease_renew_deadline: Option<Duration>,
     /// This replica's identity in the election [default: $POD_NAME, else the hostname].
     #[arg(long, env = "SIDECAR_WATCH_IDENTITY")]
-    pub identity: Option<String>,
+    identity: Option<String>,
     /// Minimum time between two status writes of one policy.
     #[arg(long, env = "SIDECAR_WATCH_STATUS_INTERVAL", default_value = "5s", value_parser = parse_duration_arg)]
-    pub status_interval: Duration,
+    status_interval: Duration,
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "SIDECAR_WATCH_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -95,27 +95,27 @@ pub struct RunArgs {
     /// reported as `sidecar-sprawl`, so one tenant's Pod cannot cost more than this many.
     #[arg(long, env = "SIDECAR_WATCH_MAX_SIDECARS_PER_POD", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub max_sidecars_per_pod: u32,
+    max_sidecars_per_pod: u32,
     /// `sidecar_alerts` series one namespace may export; the rest are not exported (policy
     /// status still counts them), so one tenant cannot flood the scrape.
     #[arg(long, env = "SIDECAR_WATCH_MAX_SERIES_PER_NAMESPACE", default_value_t = crate::metrics::DEFAULT_MAX_SERIES_PER_NAMESPACE,
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_series_per_namespace: u32,
+    max_series_per_namespace: u32,
     /// SidecarPolicies evaluated per namespace: the oldest ones (by creation, then name);
     /// the rest get `Ready=False`, reason `TooManyPolicies`, and are not evaluated, so one
     /// tenant cannot make each of its Pod updates cost more than this many evaluations.
     #[arg(long, env = "SIDECAR_WATCH_MAX_POLICIES_PER_NAMESPACE", default_value_t = crate::index::DEFAULT_MAX_POLICIES_PER_NAMESPACE as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_policies_per_namespace: u32,
+    max_policies_per_namespace: u32,
     /// Number of shards Pods are split into (one replica, or one leader, per shard); at most
     /// 1024, the entries the CRD's `status.shards` holds.
     #[arg(long, env = "SIDECAR_WATCH_SHARD_COUNT", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=crate::api::bounds::MAX_SHARDS as i64))]
-    pub shard_count: u32,
+    shard_count: u32,
     /// This replica's shard [default: the ordinal at the end of the identity, e.g. a
     /// StatefulSet Pod name].
     #[arg(long, env = "SIDECAR_WATCH_SHARD_INDEX")]
-    pub shard_index: Option<u32>,
+    shard_index: Option<u32>,
     /// How watchers get their initial state: `streaming` lists (a watch with
     /// `sendInitialEvents`, served from the API server's watch cache one object at a time:
     /// Kubernetes 1.27+ with the WatchList feature gate, on by default from 1.34),
@@ -123,18 +123,18 @@ pub struct RunArgs {
     /// the server reports a version before 1.27). A watcher whose server rejects streaming
     /// lists falls back to paginated lists.
     #[arg(long, env = "SIDECAR_WATCH_INITIAL_LIST", value_enum, default_value = "auto")]
-    pub initial_list: initial_list::InitialList,
+    pub(crate) initial_list: initial_list::InitialList,
     /// How long a streaming list may take to end its initial state before the watcher gives
     /// up on it and lists in pages: a server or proxy that accepts the watch but ignores
     /// `sendInitialEvents` never ends it. The default is ten times the slowest start measured
     /// (docs/benchmarks.md, 400,000 Pods).
     #[arg(long, env = "SIDECAR_WATCH_INITIAL_STATE_DEADLINE", default_value = "5m", value_parser = parse_duration_arg)]
-    pub initial_state_deadline: Duration,
+    initial_state_deadline: Duration,
     /// How Pods are read: `protobuf` (kube-apiserver's own encoding, about a third of the API
     /// server's CPU for a start that JSON costs it; a server that answers in JSON is read as
     /// JSON) or `json`.
     #[arg(long, env = "SIDECAR_WATCH_POD_ENCODING", value_enum, default_value = "protobuf")]
-    pub pod_encoding: pod_protobuf::PodEncoding,
+    pub(crate) pod_encoding: pod_protobuf::PodEncoding,
     /// Runtime worker threads. Not one per core of the node: every figure of
     /// docs/benchmarks.md (5,000 Pod updates/s, a `/metrics` render beside them) was measured
     /// on two, and each more worker holds ~145 KiB of its own allocator pages and stack
@@ -142,11 +142,11 @@ pub struct RunArgs {
     /// would be 64).
     #[arg(long, env = "SIDECAR_WATCH_WORKER_THREADS", default_value_t = DEFAULT_WORKER_THREADS,
           value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub worker_threads: u16,
+    worker_threads: u16,
 }
 
 /// [`RunArgs::worker_threads`]' default.
-pub const DEFAULT_WORKER_THREADS: u16 = 2;
+const DEFAULT_WORKER_THREADS: u16 = 2;
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     crate::api::parse_duration(text).map_err(|e| e.to_string())
@@ -224,10 +224,8 @@ async fn shutdown_signal() {
     }
 }
 
-pub use crate::kubeconfig::USER_AGENT;
-
 /// The operator.
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = args.identity();
     let shard = args.shard(&identity)?;
     let renew_deadline = leader::LeaseTimings::new(args.lease_duration, args.lease_renew_deadline)

@@ -25,11 +25,11 @@ use crate::api::protobuf::{list_to_json, take_frame, watch_event_to_json, Transc
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body as the layer hands it to kube: transcoded or passed on.
-pub type PodBody = UnsyncBoxBody<Bytes, BoxError>;
+type PodBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// `--pod-encoding`: how Pods travel from kube-apiserver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PodEncoding {
+pub(crate) enum PodEncoding {
     /// Protobuf, the cheapest for kube-apiserver to write (JSON where a server answers so).
     Protobuf,
     /// JSON, as every other request.
@@ -41,7 +41,7 @@ impl PodEncoding {
     /// only GETs of Pod collections, which only the Pod watch makes, so every other request
     /// passes through it as it came. A second client for the watch alone cost 108 KB of code
     /// and 26 allocations; the live heap at 1,000 Pods was the same within its 0.2 MiB spread.
-    pub fn client(self, config: kube::Config) -> Result<kube::Client, kube::Error> {
+    pub(crate) fn client(self, config: kube::Config) -> Result<kube::Client, kube::Error> {
         let builder = kube::client::ClientBuilder::try_from(config)?;
         Ok(match self {
             PodEncoding::Json => builder.build(),
@@ -52,7 +52,7 @@ impl PodEncoding {
 
 /// The layer for the client of the Pod watch: see the module's documentation.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PodsAsProtobuf;
+struct PodsAsProtobuf;
 
 impl<S> tower::Layer<S> for PodsAsProtobuf {
     type Service = AskForProtobuf<S>;
@@ -64,7 +64,7 @@ impl<S> tower::Layer<S> for PodsAsProtobuf {
 
 /// The service [`PodsAsProtobuf`] wraps around the client's stack.
 #[derive(Clone, Debug)]
-pub struct AskForProtobuf<S> {
+struct AskForProtobuf<S> {
     inner: S,
 }
 

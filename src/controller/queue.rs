@@ -23,11 +23,11 @@ use crate::index::PolicyEntry;
 
 /// Items waiting at most; beyond it the reconciler takes no more inputs (the watchers wait
 /// on the bounded channel) and no more timers until some are applied.
-pub const MAX_PENDING: usize = 4096;
+const MAX_PENDING: usize = 4096;
 
 /// One piece of work for the reconciler.
 #[derive(Debug)]
-pub enum Work {
+pub(crate) enum Work {
     /// A watch input, as received (a relist is one only when everything before it is done).
     Input(Input),
     /// The newest version of a policy, or its deletion (`None`).
@@ -41,8 +41,6 @@ pub enum Work {
     },
     /// A Pod's timer is due: a pending alert may fire now.
     Timer {
-        /// The Pod's namespace.
-        namespace: String,
         /// The Pod.
         uid: String,
         /// The instant it was scheduled for.
@@ -85,7 +83,7 @@ impl Fair for Queued {
 
 /// What the reconciler has received and not applied yet.
 #[derive(Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     queue: FairQueue<Queued>,
     /// The newest version of each queued policy (`None`: deleted), with when it arrived.
     policies: HashMap<PolicyRef, (Option<Box<PolicyEntry>>, Option<tokio::time::Instant>)>,
@@ -102,17 +100,18 @@ impl Default for Pending {
 
 impl Pending {
     /// Whether another input or timer may be taken in now.
-    pub fn accepts(&self) -> bool {
+    pub(crate) fn accepts(&self) -> bool {
         self.barrier.is_none() && self.queue.len() < MAX_PENDING
     }
 
     /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.queue.is_empty() && self.barrier.is_none()
     }
 
     /// Takes in a watch input (call only while [`Self::accepts`]).
-    pub fn push(&mut self, input: Input) {
+    pub(crate) fn push(&mut self, input: Input) {
         match input {
             Input::Policy { policy, entry, received } => self.push_policy(policy, Some(entry), Some(received)),
             Input::PolicyDeleted(policy) => self.push_policy(policy, None, None),
@@ -137,16 +136,16 @@ impl Pending {
     }
 
     /// Takes in a due timer of a Pod in `namespace` (call only while [`Self::accepts`]).
-    pub fn push_timer(&mut self, namespace: String, uid: String, at: Timestamp) {
+    pub(crate) fn push_timer(&mut self, namespace: String, uid: String, at: Timestamp) {
         self.queue.push(Queued::Timer { namespace, uid, at });
     }
 
     /// The next piece of work: the next namespace's turn, or the relist once nothing
     /// received before it is left.
-    pub fn pop(&mut self) -> Option<Work> {
+    pub(crate) fn pop(&mut self) -> Option<Work> {
         match self.queue.pop() {
             Some(Queued::Input(input)) => Some(Work::Input(input)),
-            Some(Queued::Timer { namespace, uid, at }) => Some(Work::Timer { namespace, uid, at }),
+            Some(Queued::Timer { uid, at, .. }) => Some(Work::Timer { uid, at }),
             Some(Queued::Policy(policy)) => {
                 let (entry, received) = self.policies.remove(&policy).unwrap_or((None, None));
                 Some(Work::Policy { policy, entry, received })
@@ -193,7 +192,10 @@ mod tests {
                     policy.namespace.clone().unwrap_or_default(),
                     format!("policy {} gen {:?}", policy.name, entry.and_then(|e| e.generation)),
                 ),
-                Work::Timer { namespace, uid, .. } => (namespace, format!("timer {uid}")),
+                // A timer's uid is `namespace/name` in these tests.
+                Work::Timer { uid, .. } => {
+                    (uid.split('/').next().unwrap_or_default().to_string(), format!("timer {uid}"))
+                }
             })
             .collect()
     }

@@ -82,16 +82,16 @@ impl Timers {
 }
 
 /// Everything the reconciler talks to.
-pub struct Reconciler {
-    pub index: Arc<Index>,
-    pub metrics: Metrics,
-    pub events: EventSink,
+pub(crate) struct Reconciler {
+    pub(crate) index: Arc<Index>,
+    pub(crate) metrics: Metrics,
+    pub(crate) events: EventSink,
     /// How many initial lists must finish before the operator is ready.
-    pub initial_lists: usize,
+    pub(crate) initial_lists: usize,
     /// Marked synced once the initial lists are applied.
-    pub role: RoleSender,
+    pub(crate) role: RoleSender,
     /// Wakes the status writer when policy counts may have changed.
-    pub status_dirty: Arc<tokio::sync::Notify>,
+    pub(crate) status_dirty: Arc<tokio::sync::Notify>,
 }
 
 impl Reconciler {
@@ -99,7 +99,7 @@ impl Reconciler {
     /// [`Pending`], served one namespace at a time; what has arrived is taken in before each
     /// piece of work, so a change in a quiet namespace is applied after at most one piece of
     /// each busier namespace.
-    pub async fn run(self, mut inputs: mpsc::Receiver<Input>, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, mut inputs: mpsc::Receiver<Input>, shutdown: CancellationToken) {
         let mut timers = Timers::default();
         let mut pending = Pending::default();
         // Each watcher's first list counts once: a relist of one must not stand in for

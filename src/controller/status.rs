@@ -23,9 +23,9 @@ use crate::leadership::RoleReceiver;
 use crate::metrics::Metrics;
 
 /// The field manager of every status write.
-pub const FIELD_MANAGER: &str = "sidecar-watch";
+const FIELD_MANAGER: &str = "sidecar-watch";
 /// The `Ready=False` reason of a policy beyond `--max-policies-per-namespace`.
-pub const TOO_MANY_POLICIES: &str = "TooManyPolicies";
+const TOO_MANY_POLICIES: &str = "TooManyPolicies";
 /// Even without changes, status is refreshed this often (so `lastEvaluationTime` moves).
 const REFRESH: Duration = Duration::from_secs(300);
 
@@ -86,20 +86,20 @@ fn unsharded_status(entry: &PolicyEntry, stats: &PolicyCounts) -> PolicyStatus {
 }
 
 /// Writes policy status while this replica leads.
-pub struct StatusWriter {
-    pub client: Client,
-    pub index: Arc<Index>,
+pub(crate) struct StatusWriter {
+    pub(crate) client: Client,
+    pub(crate) index: Arc<Index>,
     /// Writes only while this replica [acts](crate::leadership::Role::acts).
-    pub role: RoleReceiver,
+    pub(crate) role: RoleReceiver,
     /// Failed writes count as reconcile errors.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Minimum time between two writes of the same policy.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Woken by the reconciler when counts may have changed.
-    pub dirty: Arc<Notify>,
+    pub(crate) dirty: Arc<Notify>,
     /// This replica's shard: sharded, each shard writes its own entry under `status.shards`
     /// and the sums, with merge patches that never conflict.
-    pub shard: Shard,
+    pub(crate) shard: Shard,
 }
 
 struct Written {
@@ -109,7 +109,7 @@ struct Written {
 
 impl StatusWriter {
     /// Runs until `shutdown`, then writes once more (a final flush).
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
         let mut written: HashMap<PolicyRef, Written> = HashMap::new();
         let mut refresh = tokio::time::interval(REFRESH);
         let mut role = self.role.clone();

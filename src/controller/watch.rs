@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 
 /// One change for the reconciler.
 #[derive(Debug)]
-pub enum Input {
+pub(crate) enum Input {
     /// A Pod was created or changed.
     Pod {
         /// The compact view.
@@ -84,11 +84,11 @@ pub enum Input {
 
 /// What the operator watches.
 #[derive(Clone, Debug)]
-pub struct Scope {
+pub(crate) struct Scope {
     /// Namespaces to watch Pods and SidecarPolicies in; empty means all.
-    pub namespaces: Vec<String>,
+    pub(crate) namespaces: Vec<String>,
     /// This replica's shard.
-    pub shard: Shard,
+    pub(crate) shard: Shard,
 }
 
 impl Scope {
@@ -101,7 +101,7 @@ impl Scope {
     }
 
     /// How many initial lists must finish before the operator is ready.
-    pub fn initial_lists(&self) -> usize {
+    pub(crate) fn initial_lists(&self) -> usize {
         // Pods and SidecarPolicies per namespace, ClusterSidecarPolicies, Namespaces.
         2 * self.namespace_list().len() + 2
     }
@@ -109,7 +109,7 @@ impl Scope {
 
 /// Starts every watcher, getting its initial state as `plan` says; each sends into `tx`
 /// until `tx` closes.
-pub fn spawn_watchers(
+pub(crate) fn spawn_watchers(
     client: Client,
     scope: Scope,
     plan: Plan,

@@ -16,9 +16,9 @@ use crate::index::{Transition, TransitionKind};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AnnounceKey {
     /// The Pod's UID: a Pod of the same name made again is another Pod.
-    pub pod_uid: String,
+    pub(crate) pod_uid: String,
     /// The policy that raised the alert.
-    pub policy: PolicyRef,
+    pub(crate) policy: PolicyRef,
     /// The alert within that Pod and policy.
     pub alert: AlertKey<'static>,
 }
@@ -123,7 +123,7 @@ impl Announcer {
 
     /// Takes back what [`Announcer::should_publish`] recorded for `t`, when it was not
     /// published after all.
-    pub fn undo(&mut self, t: &Transition) {
+    pub(crate) fn undo(&mut self, t: &Transition) {
         let key = AnnounceKey::of(t);
         match t.kind {
             TransitionKind::Fired => self.firing.remove(&key),

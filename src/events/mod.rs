@@ -34,7 +34,7 @@
 //! announced once more. An invalid policy's `InvalidSpec` Event passes stages 4, 6 and 7,
 //! once per policy generation.
 
-pub mod announce;
+mod announce;
 pub mod note;
 pub mod recorder;
 pub mod spam_filter;
@@ -57,7 +57,8 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 pub use announce::{announced_from_events, AnnounceKey, Announcer, Reconciliation};
-pub use note::{action, field_path, note, reason};
+pub use note::{action, note};
+pub(crate) use note::{field_path, reason};
 pub use recorder::Recorder;
 
 use crate::engine::PolicyRef;
@@ -67,7 +68,7 @@ use crate::metrics::Metrics;
 use crate::paging::for_each_page;
 
 /// The `reportingController` of every Event the operator publishes.
-pub const REPORTING_CONTROLLER: &str = "sidecar-watch";
+const REPORTING_CONTROLLER: &str = "sidecar-watch";
 /// Events waiting for the publisher; beyond this the namespace holding the most loses one
 /// ([`fair_queue`]), counted as dropped.
 const QUEUE: usize = 4096;
@@ -77,7 +78,7 @@ const FORGET_GONE_PODS: Duration = Duration::from_secs(30);
 
 /// An Event to publish.
 #[derive(Debug)]
-pub enum EventCommand {
+pub(crate) enum EventCommand {
     /// An alert fired or resolved.
     Transition(Transition),
     /// A policy is invalid (Warning `InvalidSpec` on the policy, once per generation).
@@ -175,7 +176,7 @@ impl Drop for OpenSinks {
 
 /// The reconciler's handle: never blocks.
 #[derive(Clone)]
-pub struct EventSink {
+pub(crate) struct EventSink {
     queue: Arc<Queue>,
     _open: Arc<OpenSinks>,
     metrics: Metrics,
@@ -184,14 +185,14 @@ pub struct EventSink {
 impl EventSink {
     /// Queues an Event, fairly per namespace; when the queue is full the namespace holding
     /// the most loses its least severe Event (counted as `result="dropped"`).
-    pub fn send(&self, command: EventCommand) {
+    pub(crate) fn send(&self, command: EventCommand) {
         self.queue.push(command, &self.metrics);
     }
 }
 
 /// Starts the publisher task; returns the sink the reconciler uses and the task, which ends
 /// once every sink is dropped and the queued Events are published.
-pub fn spawn_publisher(
+pub(crate) fn spawn_publisher(
     client: Client,
     instance: String,
     metrics: Metrics,

@@ -9,12 +9,12 @@ use crate::index::{Transition, TransitionKind};
 const MAX_NOTE: usize = 1000;
 
 /// The Event reason of a transition: the alert name, or `<alert>Resolved`.
-pub fn reason(t: &Transition) -> String {
+pub(crate) fn reason(t: &Transition) -> String {
     reason_of(t.alert.name, t.kind)
 }
 
 /// The Event reason for `alert` firing or resolving.
-pub fn reason_of(alert: AlertName, kind: TransitionKind) -> String {
+pub(crate) fn reason_of(alert: AlertName, kind: TransitionKind) -> String {
     match kind {
         TransitionKind::Fired => alert.as_str().to_string(),
         TransitionKind::Resolved => format!("{}Resolved", alert.as_str()),
@@ -30,7 +30,7 @@ pub fn action(t: &Transition) -> String {
 }
 
 /// [`action`] from its parts.
-pub fn action_of(alert: AlertName, container: &str, check: Option<&str>, kind: TransitionKind) -> String {
+pub(crate) fn action_of(alert: AlertName, container: &str, check: Option<&str>, kind: TransitionKind) -> String {
     match (check, kind) {
         (Some(check), _) => check.to_string(),
         (None, _) if alert == AlertName::SidecarMissing => container.to_string(),
@@ -40,7 +40,7 @@ pub fn action_of(alert: AlertName, container: &str, check: Option<&str>, kind: T
 }
 
 /// The `fieldPath` of a container in an ObjectReference, as the kubelet writes it.
-pub fn field_path(kind: Option<ContainerKind>, container: &str) -> Option<String> {
+pub(crate) fn field_path(kind: Option<ContainerKind>, container: &str) -> Option<String> {
     match kind? {
         ContainerKind::Regular => Some(format!("spec.containers{{{container}}}")),
         _ => Some(format!("spec.initContainers{{{container}}}")),
@@ -70,7 +70,7 @@ pub fn note(t: &Transition, now: Timestamp) -> String {
 }
 
 /// The note of a `Resolved` Event; `held_secs` is how long the alert had held, when known.
-pub fn resolved_note(
+pub(crate) fn resolved_note(
     alert: AlertName,
     container: &str,
     namespace: &str,

@@ -27,7 +27,7 @@ pub const SWEEP_EVERY: SignedDuration = SignedDuration::from_secs(30);
 /// Recent Events remembered at most by default (~6 MiB with the table): beyond, a repeat is
 /// published as an Event of its own instead of being folded, so a flood of distinct Events
 /// (many tenants' Pods failing at once) cannot grow the cache without bound.
-pub const MAX_REMEMBERED: usize = 100_000;
+const MAX_REMEMBERED: usize = 100_000;
 /// Longest object name the API server accepts (a DNS subdomain).
 const MAX_NAME: usize = 253;
 

@@ -68,13 +68,9 @@ impl SpamFilter {
     }
 
     /// How many objects are remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.buckets.len()
-    }
-
-    /// Whether no object is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
     }
 }
 

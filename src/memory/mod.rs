@@ -44,7 +44,7 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// per added Pod for 837 B of live size classes), 31.2 MiB without the delay (883 B per
 /// Pod), its CPU for the sync unchanged within noise (0.29 vs 0.31 s;
 /// `sidecar-watch-bench --against ksm --start-only`, docs/benchmarks.md).
-pub fn purge_freed_pages_at_once() {
+pub(crate) fn purge_freed_pages_at_once() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
@@ -87,7 +87,7 @@ thread_local! {
 /// against 113 MiB after churn (same Pods, same live heap, `--features heap-counts`). Pages
 /// that a thread's heap keeps empty for reuse are handed back only here, even with
 /// [`purge_freed_pages_at_once`]. Checking a counter on each park costs one atomic load.
-pub fn on_thread_idle() {
+pub(crate) fn on_thread_idle() {
     if trim_due_on_this_thread() {
         release_freed_memory();
     }
@@ -179,7 +179,7 @@ impl IdleTracker {
 ///
 /// Self-timed: it reads the process's own CPU time twice a second (one syscall), so no part
 /// of the operator has to report its activity. Ends with `shutdown`.
-pub async fn trim_when_idle(shutdown: CancellationToken) {
+pub(crate) async fn trim_when_idle(shutdown: CancellationToken) {
     if process_cpu_time().is_none() {
         return;
     }

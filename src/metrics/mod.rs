@@ -17,10 +17,11 @@ use prometheus::{
 
 use crate::index::Index;
 
-pub use pods::{render_index, IndexRender};
+pub use pods::render_index;
+pub(crate) use pods::IndexRender;
 
 /// Default of `--max-series-per-namespace`.
-pub const DEFAULT_MAX_SERIES_PER_NAMESPACE: u32 = 10_000;
+pub(crate) const DEFAULT_MAX_SERIES_PER_NAMESPACE: u32 = 10_000;
 
 /// Which metric families are exported (`--metric-allowlist`/`--metric-denylist`, with
 /// kube-state-metrics' semantics: each entry is a regular expression that must match a
@@ -53,7 +54,7 @@ impl FamilyFilter {
     }
 
     /// Whether the family `name` is exported.
-    pub fn exports(&self, name: &str) -> bool {
+    fn exports(&self, name: &str) -> bool {
         self.allow.as_ref().is_none_or(|a| a.is_match(name)) && !self.deny.as_ref().is_some_and(|d| d.is_match(name))
     }
 }
@@ -79,35 +80,35 @@ pub struct Metrics {
     registry: Registry,
     options: RenderOptions,
     /// `sidecar_startup_seconds{namespace, container}`.
-    pub startup_seconds: HistogramVec,
+    pub(crate) startup_seconds: HistogramVec,
     /// `sidecar_watch_reconcile_duration_seconds`.
-    pub reconcile_duration: Histogram,
+    pub(crate) reconcile_duration: Histogram,
     /// `sidecar_watch_detection_latency_seconds`.
-    pub detection_latency: Histogram,
+    pub(crate) detection_latency: Histogram,
     /// `sidecar_watch_reconcile_errors_total`.
-    pub reconcile_errors: IntCounter,
+    pub(crate) reconcile_errors: IntCounter,
     /// `sidecar_watch_watch_restarts_total`.
-    pub watch_restarts: IntCounter,
+    pub(crate) watch_restarts: IntCounter,
     /// `sidecar_watch_events_total{reason, result}`.
-    pub events: IntCounterVec,
+    pub(crate) events: IntCounterVec,
     /// `sidecar_watch_pods_tracked`.
-    pub pods_tracked: IntGauge,
+    pods_tracked: IntGauge,
     /// `sidecar_watch_leader`.
-    pub leader: IntGauge,
+    leader: IntGauge,
     /// `sidecar_watch_runtime_tasks`: tokio tasks alive in the operator's runtime, so that a
     /// task leak (a watch, connection or timer task that never ends) shows as a slope.
     runtime_tasks: IntGauge,
     /// `sidecar_watch_limited_total{limit}`: times a per-tenant or per-client limit cut work
     /// short or refused a request.
-    pub limited: IntCounterVec,
+    pub(crate) limited: IntCounterVec,
     /// `sidecar_watch_reviews_total{kind, result}`: TokenReviews and SubjectAccessReviews
     /// sent to the API server for `/metrics` clients.
-    pub reviews: IntCounterVec,
+    pub(crate) reviews: IntCounterVec,
     /// `sidecar_watch_decode_errors_total{kind}`: objects skipped because they cannot be read.
-    pub decode_errors: IntCounterVec,
+    pub(crate) decode_errors: IntCounterVec,
     /// `sidecar_watch_initial_list{resource, strategy}`: watchers by how they get their
     /// initial state (`streaming` or `paginated` lists); shows the fall back to paginated.
-    pub initial_list: IntGaugeVec,
+    pub(crate) initial_list: IntGaugeVec,
     /// `sidecar_watch_heap_bytes{kind}` and `sidecar_watch_heap_allocations`: the live heap,
     /// only in a build that counts it (`--features heap-counts`).
     heap: Option<(IntGaugeVec, IntGauge)>,
@@ -128,7 +129,7 @@ impl Metrics {
     /// Creates and registers every metric. `shard` labels the per-replica gauges (so that
     /// alerts can tell a shard without a leader); one namespace exports at most
     /// `max_series_per_namespace` `sidecar_alerts` series.
-    pub fn with_options(shard: u32, max_series_per_namespace: u32) -> Self {
+    pub(crate) fn with_options(shard: u32, max_series_per_namespace: u32) -> Self {
         let shard = shard.to_string();
         let registry = Registry::new();
         let latency_buckets = vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
@@ -276,7 +277,7 @@ impl Metrics {
     }
 
     /// Exports only the families `families` lets through.
-    pub fn with_families(mut self, families: FamilyFilter) -> Self {
+    pub(crate) fn with_families(mut self, families: FamilyFilter) -> Self {
         self.options.families = families;
         self
     }
@@ -296,7 +297,7 @@ impl Metrics {
     /// A render that goes one chunk at a time ([`Render::next_chunk`]): the registry's
     /// metrics (gathered now), then, on the `leader`, the per-Pod families a segment at a
     /// time. It holds nothing of the index between chunks.
-    pub fn start_render(&self, index: &Index, leader: bool) -> Render {
+    pub(crate) fn start_render(&self, index: &Index, leader: bool) -> Render {
         self.refresh_gauges(index, leader);
         let mut out = Vec::new();
         let mut families = self.registry.gather();
@@ -331,7 +332,7 @@ impl Metrics {
 }
 
 /// A `/metrics` render in progress (from [`Metrics::start_render`]).
-pub struct Render {
+pub(crate) struct Render {
     /// The registry's text, until handed out.
     registry: Option<String>,
     /// The per-Pod families (the leader only).
@@ -342,7 +343,7 @@ pub struct Render {
 
 impl Render {
     /// The next chunk of text, `None` once everything is rendered.
-    pub fn next_chunk(&mut self, index: &Index) -> Option<String> {
+    pub(crate) fn next_chunk(&mut self, index: &Index) -> Option<String> {
         if let Some(text) = self.registry.take() {
             return Some(text);
         }

@@ -72,7 +72,7 @@ pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut
 /// every segment before the next one starts: one chunk per family and segment, rendered
 /// under that segment's lock and handed on after releasing it (a slow client must not
 /// stall evaluation), so that no more than a segment's share of a family is ever held.
-pub struct IndexRender {
+pub(crate) struct IndexRender {
     families: Vec<&'static PodFamily>,
     /// The family being rendered (an index into `families`), `families.len()` for
     /// `sidecar_policy_pods`, one more for `sidecar_info`, past that when done.
@@ -87,7 +87,7 @@ pub struct IndexRender {
 
 impl IndexRender {
     /// A render at its start, exporting what `options` allow.
-    pub fn new(options: &RenderOptions) -> Self {
+    pub(crate) fn new(options: &RenderOptions) -> Self {
         IndexRender {
             families: POD_FAMILIES.iter().filter(|f| options.families.exports(f.family.name)).collect(),
             family: 0,
@@ -100,7 +100,7 @@ impl IndexRender {
     }
 
     /// The next chunk of text, `None` once everything is rendered. A chunk is never empty.
-    pub fn next_chunk(&mut self, index: &Index) -> Option<String> {
+    pub(crate) fn next_chunk(&mut self, index: &Index) -> Option<String> {
         self.out.reserve();
         while let Some(PodFamily { family, samples }) = self.families.get(self.family).copied() {
             if self.segment == 0 {
@@ -136,7 +136,7 @@ impl IndexRender {
     }
 
     /// Whether a namespace had more `sidecar_alerts` series than it may export.
-    pub fn limited(&self) -> bool {
+    pub(crate) fn limited(&self) -> bool {
         self.scratch.limited
     }
 }

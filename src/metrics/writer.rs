@@ -7,11 +7,11 @@
 
 /// A metric family: what its `# HELP` and `# TYPE` lines say.
 pub(super) struct Family {
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// A constant: it is written as is, so it holds no backslash and no newline.
-    pub help: &'static str,
+    pub(crate) help: &'static str,
     /// `gauge` or `counter`.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
 }
 
 /// Text in the Prometheus format, built family by family and sample by sample.
@@ -24,7 +24,7 @@ pub(super) struct SampleWriter {
 
 impl SampleWriter {
     /// Starts `family`: its `# HELP` and `# TYPE` lines. Its samples must follow, all together.
-    pub fn header(&mut self, family: &Family) {
+    pub(crate) fn header(&mut self, family: &Family) {
         for (line, tail) in [("# HELP ", family.help), ("# TYPE ", family.kind)] {
             self.text.push_str(line);
             self.text.push_str(family.name);
@@ -35,27 +35,27 @@ impl SampleWriter {
     }
 
     /// Starts a sample of `family`: add its labels, then finish it with [`Sample::value`].
-    pub fn sample(&mut self, family: &str) -> Sample<'_> {
+    pub(crate) fn sample(&mut self, family: &str) -> Sample<'_> {
         self.text.push_str(family);
         self.text.push('{');
         Sample { out: &mut self.text, first: true }
     }
 
     /// Whether nothing was written since the last [`SampleWriter::take`].
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.text.is_empty()
     }
 
     /// Hands over the text written so far. The next text is given room when it starts
     /// ([`SampleWriter::reserve`]), not now: a render waiting for its client holds nothing.
-    pub fn take(&mut self) -> String {
+    pub(crate) fn take(&mut self) -> String {
         self.last = self.text.len();
         std::mem::take(&mut self.text)
     }
 
     /// Makes room for as much as the last text and a quarter more (the per-segment chunks
     /// are about the same size: the next rarely grows).
-    pub fn reserve(&mut self) {
+    pub(crate) fn reserve(&mut self) {
         self.text.reserve(self.last + self.last / 4);
     }
 }
@@ -69,14 +69,14 @@ pub(super) struct Sample<'w> {
 
 impl Sample<'_> {
     /// Adds `name="value"`, the value escaped.
-    pub fn label(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn label(mut self, name: &str, value: &str) -> Self {
         self.separate();
         push_pair(self.out, name, value);
         self
     }
 
     /// Adds the pairs of `set`.
-    pub fn labels(mut self, set: &LabelSet) -> Self {
+    pub(crate) fn labels(mut self, set: &LabelSet) -> Self {
         if !set.text.is_empty() {
             self.separate();
             self.out.push_str(&set.text);
@@ -85,7 +85,7 @@ impl Sample<'_> {
     }
 
     /// Writes the value and ends the sample.
-    pub fn value(self, value: impl itoa::Integer) {
+    pub(crate) fn value(self, value: impl itoa::Integer) {
         self.out.push_str("} ");
         self.out.push_str(itoa::Buffer::new().format(value));
         self.out.push('\n');
@@ -108,7 +108,7 @@ pub(super) struct LabelSet {
 
 impl LabelSet {
     /// Replaces the pairs with `pairs`, in order.
-    pub fn set(&mut self, pairs: &[(&str, &str)]) {
+    pub(crate) fn set(&mut self, pairs: &[(&str, &str)]) {
         self.text.clear();
         for (i, (name, value)) in pairs.iter().enumerate() {
             if i > 0 {

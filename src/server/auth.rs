@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 
 /// The outcome for one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// 200: the user may read `/metrics`.
     Allowed,
     /// 401: no token, or the API server does not know it.
@@ -38,15 +38,15 @@ pub enum Decision {
 
 /// An authenticated user, as a `TokenReview` returns it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: Option<String>,
-    pub groups: Vec<String>,
-    pub extra: BTreeMap<String, Vec<String>>,
+pub(crate) struct User {
+    name: String,
+    uid: Option<String>,
+    groups: Vec<String>,
+    extra: BTreeMap<String, Vec<String>>,
 }
 
 /// Asks the API server; a trait so that the cache and the HTTP handling are tested without one.
-pub trait Reviewer: Send + Sync + 'static {
+pub(crate) trait Reviewer: Send + Sync + 'static {
     /// The user a token belongs to, `None` for an unknown token.
     fn authenticate(&self, token: &str) -> impl std::future::Future<Output = Result<Option<User>, kube::Error>> + Send;
     /// Whether `user` may `get` the non-resource URL `path`.
@@ -56,7 +56,7 @@ pub trait Reviewer: Send + Sync + 'static {
 
 /// The API server's `TokenReview` and `SubjectAccessReview`.
 #[derive(Clone)]
-pub struct KubeReviewer(pub kube::Client);
+pub(crate) struct KubeReviewer(pub(crate) kube::Client);
 
 impl Reviewer for KubeReviewer {
     async fn authenticate(&self, token: &str) -> Result<Option<User>, kube::Error> {
@@ -117,7 +117,7 @@ type Key = [u8; 32];
 
 /// Authenticates and authorises requests, caching decisions and keeping the reviews it
 /// sends within a [`ReviewBudget`].
-pub struct Authorizer<R> {
+pub(crate) struct Authorizer<R> {
     reviewer: R,
     /// Allowed tokens, and when they were reviewed.
     allowed: Mutex<LruCache<Key, Instant>>,
@@ -136,7 +136,7 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl<R: Reviewer> Authorizer<R> {
     /// An authorizer asking `reviewer` within `budget`, counting in `metrics`.
-    pub fn new(reviewer: R, budget: ReviewBudget, metrics: &Metrics) -> Self {
+    pub(crate) fn new(reviewer: R, budget: ReviewBudget, metrics: &Metrics) -> Self {
         let size = NonZeroUsize::new(CACHED_TOKENS).unwrap_or(NonZeroUsize::MIN);
         Authorizer {
             reviewer,
@@ -151,7 +151,7 @@ impl<R: Reviewer> Authorizer<R> {
     /// The decision for a request from `client` with this `Authorization` header value (if
     /// any) on `path`. An API error is returned as such (the caller answers 503) and not
     /// cached.
-    pub async fn decide(
+    pub(crate) async fn decide(
         &self,
         authorization: Option<&str>,
         path: &str,
@@ -229,7 +229,8 @@ impl<R: Reviewer> Authorizer<R> {
     }
 
     /// Tokens remembered: (allowed, refused).
-    pub fn cached(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn cached(&self) -> (usize, usize) {
         (locked(&self.allowed).len(), locked(&self.refused).len())
     }
 }

@@ -26,10 +26,10 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 /// Reviews one client address may cause: a burst of 3, then one per second.
-pub const PER_CLIENT: Quota = Quota::per_second(nonzero(1)).allow_burst(nonzero(3));
+const PER_CLIENT: Quota = Quota::per_second(nonzero(1)).allow_burst(nonzero(3));
 /// Reviews all clients together may cause: a burst of 5, then five per second (so at most
 /// 10 in any second).
-pub const IN_ALL: Quota = Quota::per_second(nonzero(5)).allow_burst(nonzero(5));
+const IN_ALL: Quota = Quota::per_second(nonzero(5)).allow_burst(nonzero(5));
 /// Client addresses whose budget is remembered. Past this, addresses whose budget is full
 /// again are forgotten; if every one is still in use (thousands of addresses within a few
 /// seconds), all are forgotten: the budget for all clients still holds.
@@ -44,7 +44,7 @@ const fn nonzero(n: u32) -> NonZeroU32 {
 
 /// `governor`'s clock on tokio's time (paused and advanced in tests).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TokioClock;
+struct TokioClock;
 
 impl Clock for TokioClock {
     type Instant = std::time::Instant;
@@ -59,7 +59,7 @@ type InAll = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std
 
 /// Which budget is spent, and when the next review may be tried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Spent {
+pub(crate) enum Spent {
     /// This client's.
     Client { retry_after: Duration },
     /// Everyone's.
@@ -68,14 +68,14 @@ pub enum Spent {
 
 impl Spent {
     /// The wait to announce in `Retry-After`.
-    pub fn retry_after(self) -> Duration {
+    pub(crate) fn retry_after(self) -> Duration {
         match self {
             Spent::Client { retry_after } | Spent::All { retry_after } => retry_after,
         }
     }
 
     /// The `limit` label of `sidecar_watch_limited_total`.
-    pub fn limit(self) -> &'static str {
+    pub(crate) fn limit(self) -> &'static str {
         match self {
             Spent::Client { .. } => "reviews-per-client",
             Spent::All { .. } => "reviews",
@@ -84,7 +84,7 @@ impl Spent {
 }
 
 /// The review budgets: per client address and for all clients together.
-pub struct ReviewBudget {
+pub(crate) struct ReviewBudget {
     /// Replaced by an empty one when too many addresses are in use at once.
     per_client: Mutex<PerClient>,
     per_client_quota: Quota,
@@ -99,7 +99,7 @@ impl Default for ReviewBudget {
 
 impl ReviewBudget {
     /// Budgets of `per_client` for each address and `in_all` for everyone.
-    pub fn new(per_client: Quota, in_all: Quota) -> Self {
+    pub(crate) fn new(per_client: Quota, in_all: Quota) -> Self {
         ReviewBudget {
             per_client: Mutex::new(RateLimiter::hashmap_with_clock(per_client, TokioClock)),
             per_client_quota: per_client,
@@ -108,7 +108,7 @@ impl ReviewBudget {
     }
 
     /// Takes one review from `client`'s budget and from everyone's, or says which is spent.
-    pub fn take(&self, client: IpAddr) -> Result<(), Spent> {
+    pub(crate) fn take(&self, client: IpAddr) -> Result<(), Spent> {
         let client = client.to_canonical();
         let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
         if per_client.len() >= REMEMBERED_CLIENTS {
@@ -125,7 +125,8 @@ impl ReviewBudget {
     }
 
     /// Client addresses remembered.
-    pub fn clients(&self) -> usize {
+    #[cfg(test)]
+    fn clients(&self) -> usize {
         self.per_client.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

@@ -13,11 +13,11 @@
 //! - with TLS, tokens are reviewed within a budget per client and in all, answered 429 when
 //!   it is spent ([`auth`], [`budget`]).
 
-pub mod auth;
-pub mod budget;
-pub mod open_scrapes;
-pub mod scrape;
-pub mod tls;
+mod auth;
+mod budget;
+mod open_scrapes;
+mod scrape;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,15 +49,15 @@ const CONNECTION_BUFFER: usize = 64 * 1024;
 
 /// The ClusterRole a scraper's account needs (`config/rbac/metrics_reader_role.yaml`; the
 /// chart prefixes it with the release name).
-pub const METRICS_READER_ROLE: &str = "sidecar-watch-metrics-reader";
+const METRICS_READER_ROLE: &str = "sidecar-watch-metrics-reader";
 
 /// The answer to a request without a token the API server knows: what to send instead.
-pub const UNAUTHORIZED: &str = "Unauthorized: send a bearer token of a ServiceAccount bound to the ClusterRole \
+const UNAUTHORIZED: &str = "Unauthorized: send a bearer token of a ServiceAccount bound to the ClusterRole \
      sidecar-watch-metrics-reader (Authorization: Bearer $(kubectl create token NAME -n NAMESPACE)), \
      or run sidecar-watch with --metrics-secure=false for plain HTTP on a local run\n";
 
 /// The answer to a token whose user may not read `/metrics`: which role grants it.
-pub const FORBIDDEN: &str =
+const FORBIDDEN: &str =
     "Forbidden: the user may not get /metrics; bind its ServiceAccount to the ClusterRole sidecar-watch-metrics-reader\n";
 
 /// The answer to plain HTTP on the TLS listener (`curl http://…`, which would otherwise print
@@ -95,7 +95,7 @@ pub fn how_to_read(bound: SocketAddr, secure: bool) -> String {
 }
 
 /// Binds the listener of [`serve_on`], naming the address when it cannot.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
             " (another process listens there: pass --metrics-addr 127.0.0.1:0 for any free port)"
@@ -121,11 +121,11 @@ pub enum Security {
 
 /// The connection a request came on: who sent it, and how to end the connection.
 #[derive(Clone, Debug)]
-pub struct Connection {
+struct Connection {
     /// The client's address: scrapes and reviews are bounded per address.
-    pub peer: SocketAddr,
+    peer: SocketAddr,
     /// Cancelling it ends the connection (a stalled scrape is cut off this way).
-    pub cut_off: CancellationToken,
+    cut_off: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -243,7 +243,7 @@ pub async fn serve(
 }
 
 /// Serves on `listener` until `shutdown` resolves.
-pub async fn serve_on(
+pub(crate) async fn serve_on(
     listener: tokio::net::TcpListener,
     security: Security,
     index: Arc<Index>,

@@ -18,18 +18,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Scrapes one client address may have open.
-pub const OPEN_PER_CLIENT: usize = 4;
+pub(super) const OPEN_PER_CLIENT: usize = 4;
 /// Scrapes open in all. Each holds at most a chunk of its render and a connection's
 /// buffers (about 0.5 MiB at 100k Pods: see docs/metrics.md, Security).
-pub const OPEN_IN_ALL: usize = 64;
+pub(super) const OPEN_IN_ALL: usize = 64;
 /// A scrape whose client has not taken output for this long may be cut off for another.
-pub const STALLED_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const STALLED_AFTER: Duration = Duration::from_secs(1);
 /// A scrape whose client has not taken output for this long is cut off.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a scrape was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The client has [`OPEN_PER_CLIENT`] scrapes open, none stalled: 429.
     Client,
     /// [`OPEN_IN_ALL`] scrapes are open, none stalled: 503.
@@ -38,7 +38,7 @@ pub enum Refused {
 
 impl Refused {
     /// The `limit` label of `sidecar_watch_limited_total`.
-    pub fn limit(self) -> &'static str {
+    pub(crate) fn limit(self) -> &'static str {
         match self {
             Refused::Client => "scrapes-per-client",
             Refused::All => "scrapes",
@@ -48,7 +48,7 @@ impl Refused {
 
 /// Whether a scrape's client is keeping up, shared by the scrape's body and [`OpenScrapes`].
 #[derive(Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Since when the body has waited for the client to take its output; `None` while the
     /// client waits for the body (rendering, or waiting for a render slot).
     waiting_since: Mutex<Option<Instant>>,
@@ -56,12 +56,12 @@ pub struct Progress {
 
 impl Progress {
     /// The client asked for more: it is not stalled.
-    pub fn asked(&self) {
+    pub(crate) fn asked(&self) {
         *self.waiting_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Output was handed over: the client has to take it.
-    pub fn handed_over(&self) {
+    pub(crate) fn handed_over(&self) {
         self.waiting_since.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
     }
 
@@ -80,17 +80,17 @@ struct Open {
 
 /// The open scrapes.
 #[derive(Default)]
-pub struct OpenScrapes {
+pub(crate) struct OpenScrapes {
     open: Mutex<(u64, HashMap<u64, Open>)>,
 }
 
 /// An admitted scrape; dropping it (the response is done or the connection gone) frees its
 /// place.
-pub struct Ticket {
+pub(crate) struct Ticket {
     open_scrapes: Arc<OpenScrapes>,
     id: u64,
     /// For the scrape's body to report its client's progress.
-    pub progress: Arc<Progress>,
+    pub(crate) progress: Arc<Progress>,
 }
 
 impl Drop for Ticket {
@@ -111,7 +111,11 @@ fn most_stalled<'a>(candidates: impl Iterator<Item = (&'a u64, &'a Open)>, now: 
 impl OpenScrapes {
     /// Admits a scrape from `client` whose connection `cut_off` ends, cutting off a stalled
     /// scrape to make room if it must; `Ok(n)` with the number cut off (0 or 1).
-    pub fn admit(self: &Arc<Self>, client: IpAddr, cut_off: CancellationToken) -> Result<(Ticket, usize), Refused> {
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        client: IpAddr,
+        cut_off: CancellationToken,
+    ) -> Result<(Ticket, usize), Refused> {
         let client = client.to_canonical();
         let now = Instant::now();
         let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,7 +138,7 @@ impl OpenScrapes {
 
     /// Cuts off every scrape whose client has not taken output for [`WRITE_TIMEOUT`];
     /// returns how many.
-    pub fn cut_off_stalled(&self) -> usize {
+    pub(crate) fn cut_off_stalled(&self) -> usize {
         let now = Instant::now();
         let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let open = &mut guard.1;
@@ -144,7 +148,8 @@ impl OpenScrapes {
     }
 
     /// Scrapes open.
-    pub fn count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).1.len()
     }
 }

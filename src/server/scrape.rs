@@ -22,23 +22,23 @@ use crate::metrics::{Metrics, Render};
 /// Render steps running at once (each a blocking thread): the CPU a burst of scrapes may
 /// take. A step renders one family across one index segment (and compresses it), about a
 /// millisecond at 100k Pods, so a scrape waits for a slot at most a few steps.
-pub const RENDER_SLOTS: usize = 2;
+pub(crate) const RENDER_SLOTS: usize = 2;
 
 /// The gzip level, chosen by measurement (`cargo bench --bench index_memory -- gzip`, table
 /// in docs/benchmarks-history.md): rendering and compressing at level 1 takes 1.25–1.45× the plain
 /// render at 20k–100k Pods for 1.17–1.21× the default level's size (100k: 31.1 MiB to
 /// 3.97 MiB, 1.30× the render), where the default level 6 takes 3.2–5.1× for 3.41 MiB.
-pub const GZIP_LEVEL: u32 = 1;
+const GZIP_LEVEL: u32 = 1;
 
 /// Compressed output handed on once it reaches this size (a step renders until then).
 const GZIP_CHUNK: usize = 32 * 1024;
 
 /// What a scrape renders from.
 #[derive(Clone)]
-pub struct Source {
-    pub index: Arc<Index>,
-    pub metrics: Metrics,
-    pub role: RoleReceiver,
+pub(crate) struct Source {
+    pub(crate) index: Arc<Index>,
+    pub(crate) metrics: Metrics,
+    pub(crate) role: RoleReceiver,
 }
 
 /// A render and its encoding, moved into a blocking thread for each step.
@@ -87,7 +87,7 @@ impl Job {
 
 /// Whether an `Accept-Encoding` header value accepts gzip (`gzip` or `*`, with a non-zero
 /// quality; an explicit `gzip;q=0` refuses it even beside `*`).
-pub fn accepts_gzip(accept_encoding: &str) -> bool {
+pub(crate) fn accepts_gzip(accept_encoding: &str) -> bool {
     let mut star = false;
     for entry in accept_encoding.split(',') {
         let mut parts = entry.split(';');
@@ -107,7 +107,7 @@ pub fn accepts_gzip(accept_encoding: &str) -> bool {
 /// The body of one admitted scrape: each step waits for one of `slots`, renders (and with
 /// `gzip` compresses) the next chunk in a blocking thread, and gives the slot back before
 /// the chunk is handed to the connection.
-pub fn body(source: Source, gzip: bool, slots: Arc<Semaphore>, ticket: Ticket) -> Body {
+pub(crate) fn body(source: Source, gzip: bool, slots: Arc<Semaphore>, ticket: Ticket) -> Body {
     let gzip = gzip.then(|| GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL)));
     let job = Job { source, render: None, gzip, finished: false };
     let stream = futures::stream::unfold(Some((job, ticket)), move |state| {

@@ -14,7 +14,7 @@ use rustls::sign::CertifiedKey;
 
 /// Why a certificate cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("generating the self-signed certificate: {0}")]
@@ -35,7 +35,7 @@ enum Source {
 
 /// Serves the current certificate; with a directory, reloads it when the files change.
 #[derive(Debug)]
-pub struct CertResolver {
+pub(crate) struct CertResolver {
     source: Source,
     state: Mutex<Loaded>,
 }
@@ -81,7 +81,7 @@ fn self_signed() -> Result<Arc<CertifiedKey>, TlsError> {
 impl CertResolver {
     /// A resolver for `tls.crt`/`tls.key` in `dir`, or a fresh self-signed certificate
     /// (names `sidecar-watch`, `localhost`, `127.0.0.1`) when `dir` is `None`.
-    pub fn new(dir: Option<&Path>) -> Result<Self, TlsError> {
+    pub(crate) fn new(dir: Option<&Path>) -> Result<Self, TlsError> {
         let (source, key) = match dir {
             None => (Source::SelfSigned, self_signed()?),
             Some(dir) => {
@@ -99,7 +99,7 @@ impl CertResolver {
 
     /// The certificate to serve now, reloaded first if the files changed (a failed reload
     /// keeps the previous certificate and says so in the log).
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    fn current(&self) -> Arc<CertifiedKey> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Source::Dir { cert, key } = &self.source {
             if state.checked.elapsed() >= RELOAD_CHECK {
@@ -123,7 +123,7 @@ impl CertResolver {
     }
 
     /// A rustls server configuration that asks this resolver on every handshake.
-    pub fn server_config(self: Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
+    pub(crate) fn server_config(self: Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
