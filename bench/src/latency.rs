@@ -107,7 +107,7 @@ impl Drop for EventWatch {
 /// OOM kills of `pods` one after the other: latency to a bare kube-rs watch, to the Event in
 /// the store and to the alert on `/metrics` (polled).
 pub async fn oom_e2e(shared: &Arc<Shared>, kubeconfig: &Path, port: u16, pods: &[(String, String)]) -> Result<E2e> {
-    let client = sidecar_watch_harness::harness::client_from(kubeconfig).await?;
+    let client = sidecar_watch_harness::env::client_from(kubeconfig).await?;
     let api: Api<Pod> = Api::all(client);
     let rv = shared.resource_version().to_string();
     let stream = api.watch(&WatchParams::default().timeout(290), &rv).await?;

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use sidecar_watch_harness::harness::{free_port, http_get_timed, HttpResponse};
+use sidecar_watch_harness::env::{free_port, http_get_timed, HttpResponse};
 use sidecar_watch_harness::process::{spawn_with_env, Proc};
 
 use super::prom::Scrape;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use sidecar_watch_harness::harness::http_get_timed;
+use sidecar_watch_harness::env::http_get_timed;
 use sidecar_watch_harness::sim::Shared;
 
 use super::api_cost::{bytes, ApiCost};

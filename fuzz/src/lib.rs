@@ -14,7 +14,7 @@ use sidecar_watch::api::SlimPod;
 use sidecar_watch::audit::Finding;
 use sidecar_watch_testkit::prom::Scrape;
 
-/// The instant the fixtures describe (`Scenario::NOW`, crates/engine/tests/engine/fixtures.rs).
+/// The instant the fixtures describe (`Scenario::NOW`, testkit/src/scenario.rs).
 pub const NOW: &str = "2025-06-03T10:30:00Z";
 
 /// [`NOW`] as a timestamp.

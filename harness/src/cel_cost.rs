@@ -13,7 +13,7 @@ use std::process::Command;
 use serde::Deserialize;
 
 use crate::control_plane;
-use crate::harness::{HarnessError, Result};
+use crate::env::{HarnessError, Result};
 
 /// The cost of one variable of the policy.
 #[derive(Clone, Debug, Deserialize)]

@@ -27,7 +27,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::net::TcpListener;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::harness::{kubeconfig_via, HarnessError, Result};
+use crate::env::{kubeconfig_via, HarnessError, Result};
 
 // A concrete error type: with a boxed `dyn Error`, the compiler cannot prove the connection's
 // future `Send` for every lifetime hyper's bounds ask about.

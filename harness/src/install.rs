@@ -13,7 +13,7 @@ use kube::api::{Api, PostParams};
 use kube::config::{AuthInfo, Kubeconfig, NamedAuthInfo};
 use serde_json::Value;
 
-use crate::harness::{read_manifests_str, HarnessError, Result, TestEnv};
+use crate::env::{read_manifests_str, HarnessError, Result, TestEnv};
 
 /// The namespace the shipped manifests install the operator into.
 pub const OPERATOR_NAMESPACE: &str = "sidecar-watch-system";

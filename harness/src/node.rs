@@ -6,6 +6,14 @@
 //! One cluster per test process ([`Node::shared`]): it needs root, and the Pod network's
 //! bridge has one name. The cluster tears itself down (Pods, mounts, cgroups, iptables
 //! rules, the bridge) when the test process ends and its standard input closes.
+//!
+//! What the node suite (`tests/e2e_node/`) runs on it: the operator's chart ([`chart`]), Pods
+//! of the test image ([`pods`]) and a recorder of the statuses the kubelet writes
+//! ([`recorder`]).
+
+pub mod chart;
+pub mod pods;
+pub mod recorder;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{free_port, http_get};
+use crate::env::{free_port, http_get};
 use serde_json::Value;
 
 /// Default location of the Prometheus binary (Debian package `prometheus`).

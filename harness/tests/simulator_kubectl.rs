@@ -3,18 +3,16 @@
 //! termination. (The simulator serves no `Table`s: `kubectl get`'s columns are
 //! kube-apiserver's, checked for the project's CRDs by `kubectl_policy_columns`.)
 
-#[macro_use]
-mod sim_common;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::both_servers::{fixtures, namespace, Server};
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::kubelet::{test_pod, PodDriver, State};
-use sim_common::{fixtures, namespace, Server};
+use sidecar_watch_harness::on_both_servers;
 
 on_both_servers!(kubectl_apply_get_delete);
 

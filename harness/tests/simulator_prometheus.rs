@@ -1,16 +1,14 @@
 //! The Prometheus runner scrapes a target every second and evaluates alert rules.
 
-mod sim_common;
-
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::both_servers::fixtures;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::prometheus::Prometheus;
-use sim_common::fixtures;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_and_fires_alerts() {

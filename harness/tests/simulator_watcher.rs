@@ -2,9 +2,6 @@
 //! exactly the right set of objects: a restart and a compaction on both servers, and on the
 //! simulator the watch disruptions the benchmarks use.
 
-#[macro_use]
-mod sim_common;
-
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,9 +13,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use sidecar_watch_harness::harness::{wait_until, TestEnv};
+use sidecar_watch_harness::both_servers::{compact, namespace, Server};
+use sidecar_watch_harness::env::{wait_until, TestEnv};
 use sidecar_watch_harness::kubelet::test_pod;
-use sim_common::{compact, namespace, Server};
+use sidecar_watch_harness::on_both_servers;
 
 on_both_servers!(reflector_survives_restarts_and_compaction);
 

@@ -267,6 +267,20 @@ impl Histogram {
     }
 }
 
+/// Checks that the single sample of `name` with `matching` labels has value `want`.
+pub fn has_value(s: &Scrape, name: &str, matching: &[(&str, &str)], want: f64) -> Result<(), String> {
+    match s.value(name, matching) {
+        Some(v) if (v - want).abs() < 1e-9 => Ok(()),
+        other => Err(format!("{name}{matching:?} = {other:?}, want {want}")),
+    }
+}
+
+/// Label sets, sorted (to compare with [`Scrape::alerts`]).
+pub fn sorted(mut v: Vec<Labels>) -> Vec<Labels> {
+    v.sort();
+    v
+}
+
 /// The `q` quantile of raw samples (nearest rank); None when empty.
 pub fn sample_quantile(samples: &[f64], q: f64) -> Option<f64> {
     if samples.is_empty() {

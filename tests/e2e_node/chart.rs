@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
-use sidecar_watch_harness::harness::{read_manifests_str, wait_until};
+use sidecar_watch_harness::env::{read_manifests_str, wait_until};
 use sidecar_watch_harness::prometheus::{Prometheus, PROMETHEUS_BIN};
 use sidecar_watch_testkit::prom::Scrape;
 

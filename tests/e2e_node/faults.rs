@@ -9,7 +9,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node as NodeObject, Pod};
 use kube::api::Api;
 use serde_json::json;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 
 use crate::support::{container, healthy, native, node, pod, probe, Scenario, RELEASE_NAMESPACE};
 

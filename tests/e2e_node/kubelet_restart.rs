@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::json;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_testkit::prom::Scrape;
 
 use crate::support::{healthy, node, run, scrape_metrics, Scenario, MINUTE, POLICY, PROMETHEUS_SA, RELEASE_NAMESPACE};

@@ -14,7 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
-use sidecar_watch_harness::harness::{read_manifests_str, wait_until};
+use sidecar_watch_harness::env::{read_manifests_str, wait_until};
 use sidecar_watch_harness::install;
 use sidecar_watch_harness::node::OPERATOR_IMAGE;
 use sidecar_watch_testkit::prom::Scrape;

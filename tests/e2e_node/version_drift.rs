@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sidecar_watch::admission::covered_checks;
 use sidecar_watch_harness::cel_cost;
 use sidecar_watch_harness::control_plane::Options;
-use sidecar_watch_harness::harness::{read_manifests, read_manifests_str, wait_until, TestEnv};
+use sidecar_watch_harness::env::{read_manifests, read_manifests_str, wait_until, TestEnv};
 use sidecar_watch_harness::install;
 use sidecar_watch_testkit::factory::flood_pod;
 
@@ -29,8 +29,13 @@ const SIDECAR_WATCH: &str = env!("CARGO_BIN_EXE_sidecar-watch");
 const WARNING: &str =
     "Warning: Validation failed for ValidatingAdmissionPolicy 'sidecar-watch' with binding 'sidecar-watch': ";
 
-impl Kubectl {
+/// The policy's messages in a kubectl run (`Kubectl` is the harness').
+trait PolicyWarnings {
     /// The policy's messages, in the order kubectl printed them.
+    fn warnings(&self) -> Vec<String>;
+}
+
+impl PolicyWarnings for Kubectl {
     fn warnings(&self) -> Vec<String> {
         self.stderr.lines().filter_map(|l| l.strip_prefix(WARNING)).map(str::to_string).collect()
     }

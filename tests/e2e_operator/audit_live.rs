@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sidecar_watch::api::{ClusterSidecarPolicy, SidecarPolicy};
 use sidecar_watch::kubeconfig::USER_AGENT;
 use sidecar_watch_harness::control_plane::{AuditLog, Options};
-use sidecar_watch_harness::harness::TestEnv;
+use sidecar_watch_harness::env::TestEnv;
 use sidecar_watch_testkit::audit::{json, text, Audit};
 
 /// The operator's binary, as the audit runs it.

@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType};
 use sidecar_watch::events::recorder::{SERIES_WINDOW, SWEEP_EVERY};
 use sidecar_watch::events::Recorder;
 use sidecar_watch_harness::control_plane::Options;
-use sidecar_watch_harness::harness::TestEnv;
+use sidecar_watch_harness::env::TestEnv;
 
 /// A call to a stopped kube-apiserver is refused: it fails at once, well within this.
 const REFUSED_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);

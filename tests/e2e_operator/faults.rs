@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sidecar_watch_harness::control_plane::{AuditLog, Options};
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::kubelet::PodDriver;
 
 use crate::server_side::{compact_history, initial_states, outage};

@@ -19,8 +19,8 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use sidecar_watch_harness::control_plane::{AuditLog, Options};
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::fault_proxy::{FaultProxy, MediaTypes};
-use sidecar_watch_harness::harness::wait_until;
 
 use crate::server_side::{compact_history, initial_states, outage, InitialStates};
 use crate::support::*;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::json;
 use sidecar_watch_harness::control_plane::Options;
-use sidecar_watch_harness::harness::{wait_until, TestEnv};
+use sidecar_watch_harness::env::{wait_until, TestEnv};
 use sidecar_watch_harness::install;
 
 use crate::support::*;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::sim::SimConfig;
 
 use crate::support::*;
@@ -185,7 +185,7 @@ async fn a_flooding_tenant_neither_blinds_nor_delays_another() {
     // The flood Pod's Events were limited per object: a burst of 25.
     let flood_events = warnings_in(&c, &flood).await.len();
     assert!(flood_events <= 25, "{flood_events} flood Warnings");
-    assert_eq!(sidecar_watch_harness::harness::http_get(op.port, "/readyz").await.expect("GET").0, 200);
+    assert_eq!(sidecar_watch_harness::env::http_get(op.port, "/readyz").await.expect("GET").0, 200);
 }
 
 /// Pods nobody can read: one with a timestamp past jiff's range (valid RFC 3339, clamped) and

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::http::{get, Request, Response};
 
 use crate::support::*;

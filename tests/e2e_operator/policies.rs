@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 
 use crate::support::*;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 
 use crate::limits::crash_loop;
 use crate::support::*;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::{json, Value};
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::prometheus::Prometheus;
 use tokio::io::AsyncWriteExt;
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use sidecar_watch::rbac::{PolicyRule, CLUSTER_RULES, LEASE_RULES};
 
 use sidecar_watch_harness::control_plane::{AuditLog, AuditedRequest, Options};
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::install::{self, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
 
 use crate::support::*;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sidecar_watch_harness::control_plane::Options;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 
 use crate::support::*;
 
@@ -104,7 +104,7 @@ async fn an_api_server_down_at_start_is_waited_for() {
     let mut op = Operator::launch(&c, "op-0", port, &args, &[]);
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(op.exit_status().is_none(), "the operator exited while the API server was down:\n{}", op.log());
-    let readyz = sidecar_watch_harness::harness::http_get(port, "/readyz").await;
+    let readyz = sidecar_watch_harness::env::http_get(port, "/readyz").await;
     assert!(!readyz.as_ref().is_ok_and(|(code, _)| *code == 200), "ready without an API server: {readyz:?}");
 
     c.control_plane().start_apiserver().await.expect("kube-apiserver started");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sidecar_watch_harness::harness::{kubeconfig_server, kubeconfig_via};
+use sidecar_watch_harness::env::{kubeconfig_server, kubeconfig_via};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 

@@ -3,8 +3,8 @@
 //! the operator's requests for initial states as kube-apiserver's audit log records them.
 
 use sidecar_watch_harness::control_plane::AuditLog;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::fault_proxy::FaultProxy;
-use sidecar_watch_harness::harness::wait_until;
 
 use crate::support::{Cluster, WAIT};
 

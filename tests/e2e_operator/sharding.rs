@@ -4,7 +4,7 @@
 
 use serde_json::json;
 use sidecar_watch::index::shard::shard_of;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 
 use crate::support::*;
 

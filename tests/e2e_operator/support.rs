@@ -1,28 +1,23 @@
-//! Support for the operator suite: a cluster (the real control plane, `E2E_KUBECONFIG`, or
-//! the simulator where a test needs exact faults) with the CRDs, a namespace of its own and
-//! the operator's shipped RBAC, the operator binary as a child process running as its
-//! ServiceAccount, `/metrics` scraping and parsing, Events, policy status and Pod helpers.
+//! The operator suite's own glue, over the harness: the operator binary of this package as a
+//! child process (`operator`: it runs `CARGO_BIN_EXE_sidecar-watch`, which only this
+//! package's test targets have) and what the operator is expected to publish, in its own
+//! types (`alerts`: `sidecar_alerts` series and alert Events).
 //!
-//! One module per concern, all re-exported here: tests `use crate::support::*` (or name
-//! an item) as before.
+//! Everything else is the harness crate's and is re-exported here, so tests
+//! `use crate::support::*` (or name an item): the cluster with the CRDs, a namespace of its
+//! own and the shipped RBAC (`sidecar_watch_harness::cluster`), Events
+//! (`sidecar_watch_harness::events`), policy JSON and status checks
+//! (`sidecar_watch_harness::policy`), Pod shorthands (`sidecar_watch_harness::kubelet`), the
+//! server's release and kubectl runs (`sidecar_watch_harness::env`) and the scrape parser
+//! (`sidecar_watch_testkit::prom`).
 
-use std::time::Duration;
-
-mod cluster;
-mod events;
-mod metrics;
+mod alerts;
 mod operator;
-mod pods;
-mod policy;
-mod server;
 
-pub use cluster::*;
-pub use events::*;
-pub use metrics::*;
+pub use alerts::*;
 pub use operator::*;
-pub use pods::*;
-pub use policy::*;
-pub use server::*;
-
-/// Default deadline of a wait.
-pub const WAIT: Duration = Duration::from_secs(25);
+pub use sidecar_watch_harness::cluster::{Cluster, WAIT};
+pub use sidecar_watch_harness::env::{run_kubectl, server_minor, streams_by_default, Kubectl};
+pub use sidecar_watch_harness::events::{count_events, describe_events, the_event};
+pub use sidecar_watch_harness::kubelet::{drive, native_pod, set_ready};
+pub use sidecar_watch_harness::policy::{condition, policy_resource, rules, status_counts, status_ready};

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use sidecar_watch::engine::{evaluate, Check, CompiledPolicy, PodHistory, PodView, CATALOG};
 
-use crate::fixtures::view;
+use sidecar_watch_testkit::engine::view;
 
 /// One fixture per catalog entry: (entry id, the sidecar container as injected).
 fn injected() -> Vec<(&'static str, Value)> {
@@ -141,7 +141,7 @@ fn identified(view: &PodView, policy: &CompiledPolicy) -> Vec<(String, String)> 
 /// The built-in policy with only the catalog (no native, no pattern): what the catalog
 /// recognises on its own.
 fn catalog_only() -> CompiledPolicy {
-    crate::fixtures::policy("sidecars: {native: false, catalog: true}")
+    sidecar_watch_testkit::engine::policy("sidecars: {native: false, catalog: true}")
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn a_pod_of_only_well_known_proxies_runs_them_as_main_containers() {
 
 #[test]
 fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
-    let now = crate::fixtures::now();
+    let now = sidecar_watch_testkit::engine::now();
     for (id, snippet) in [
         ("istio", "sidecar.istio.io/nativeSidecar: \"true\""),
         ("linkerd", "config.linkerd.io/proxy-enable-native-sidecar: \"true\""),
@@ -237,7 +237,7 @@ fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
 /// stopped in no guaranteed order.
 #[test]
 fn legacy_sidecar_findings_fit_the_workload_kind() {
-    let now = crate::fixtures::now();
+    let now = sidecar_watch_testkit::engine::now();
     let pod = |owner: &str| {
         let (kind, api, name) = match owner {
             "Job" => ("Job", "batch/v1", "report-29148600"),
@@ -265,7 +265,8 @@ fn legacy_sidecar_findings_fit_the_workload_kind() {
         "Sidecar istio-proxy in Pod shop/web-1 is declared in spec.containers: the kubelet starts and stops it alongside the main containers in no guaranteed order, so the app can start before it is ready and lose it while still shutting down; annotate the Pod template with sidecar.istio.io/nativeSidecar: \"true\" (or set ENABLE_NATIVE_SIDECARS=true mesh-wide) so istio-proxy runs as a native sidecar, started before the app and stopped after it; Istio 1.27 and later do this by default once every node runs Kubernetes 1.33 or later, so a legacy istio-proxy there means it was turned off"
     );
     // A sidecar the catalog does not know: the generic advice, and never "Job" outside one.
-    let policy = crate::fixtures::policy("sidecars: {native: false, catalog: false, names: [log-shipper]}");
+    let policy =
+        sidecar_watch_testkit::engine::policy("sidecars: {native: false, catalog: false, names: [log-shipper]}");
     let shipper = view(&json!({"metadata": {"name": "web-2", "namespace": "shop", "uid": "u2"},
         "spec": {"containers": [{"name": "app", "image": "shop/web:1.4.2"}, {"name": "log-shipper", "image": "example/ship:1"}]}}));
     let alerts = evaluate(&shipper, &policy, &PodHistory::default(), now).alerts;

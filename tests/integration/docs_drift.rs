@@ -64,8 +64,10 @@ fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// docs/development.md's "where does my test go" table is true of the tree: every path it
-/// names exists, the suites it says need no cluster start none, and the engine's and the
-/// index's own tests import their crates, not the operator.
+/// names exists, the suites it says need no cluster start none, the engine's and the index's
+/// own tests and the test kit's fixtures they share import their crates, not the operator,
+/// and no test shares code by `#[path]` (test support has one home: the test kit and the
+/// harness).
 #[test]
 fn the_test_table_in_the_development_guide_is_true_of_the_tree() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -94,7 +96,7 @@ fn the_test_table_in_the_development_guide_is_true_of_the_tree() {
     assert_eq!(missing, Vec::<&String>::new(), "named in docs/development.md's test table, not in the tree");
 
     let cluster_markers = ["E2E_CONTROL_PLANE_BIN", "control_plane::", "TestEnv", "Node::shared"];
-    for suite in ["tests/integration", "crates/engine/tests", "crates/index/tests"] {
+    for suite in ["tests/integration", "crates/engine/tests", "crates/index/tests", "testkit/src"] {
         for file in rust_files(&root.join(suite)) {
             let text = std::fs::read_to_string(&file).expect("readable");
             // Code, not comments; this file names the markers to look for them.
@@ -108,6 +110,14 @@ fn the_test_table_in_the_development_guide_is_true_of_the_tree() {
             if !suite.starts_with("tests/") {
                 assert!(!code.contains("sidecar_watch::"), "{} imports the operator", file.display());
             }
+        }
+    }
+
+    for suite in ["tests", "crates/engine/tests", "crates/index/tests", "harness/tests"] {
+        for file in rust_files(&root.join(suite)) {
+            let text = std::fs::read_to_string(&file).expect("readable");
+            let includes = text.lines().any(|l| l.trim_start().starts_with("#[path"));
+            assert!(!includes, "{} includes a file by #[path]: share it through testkit/ or harness/", file.display());
         }
     }
 }

@@ -10,7 +10,7 @@ use sidecar_watch::events::{announced_from_events, Announcer};
 use sidecar_watch::index::{Index, PolicyEntry, TransitionKind};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
-use crate::index_support::{alert_names, mesh_policy, ts, web_pod, CREATED};
+use sidecar_watch_testkit::index::{alert_names, mesh_policy, ts, web_pod, CREATED};
 
 /// The per-Pod families as one text, chunks joined.
 fn scrape(index: &Index) -> String {

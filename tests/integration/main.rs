@@ -21,14 +21,9 @@
 //! `tests/e2e_operator/` (the live `audit` and the Event recorder are, `audit_live.rs` and
 //! `event_recorder.rs`).
 //!
-//! Support: the test kit (`sidecar_watch_testkit`: Pods, seed scenarios, the audit runner),
-//! [`fixtures`] (the engine tests' views, times and policies, a module of the engine's test
-//! binary included here by path) and [`SIDECAR_WATCH`].
-
-#[path = "../../crates/engine/tests/engine/fixtures.rs"]
-mod fixtures;
-#[path = "../../crates/index/tests/index/support.rs"]
-mod index_support;
+//! Support: the test kit (`sidecar_watch_testkit`: Pods, seed scenarios, the audit runner, and
+//! with its features `engine` and `index` the views, times, policies and index fixtures the
+//! engine's and the index's test binaries use too) and [`SIDECAR_WATCH`].
 
 mod audit_cli;
 mod audit_inventory;

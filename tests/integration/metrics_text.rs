@@ -1,11 +1,11 @@
 //! The per-Pod families exactly as Prometheus reads them: label order, escaping of label
 //! values (backslash, double quote, newline), numbers, and the `# HELP`/`# TYPE` headers.
 
-use crate::fixtures::{now, Scenario};
 use sidecar_watch::api::{PolicySpec, SlimPod};
 use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry};
 use sidecar_watch::metrics::{render_index, FamilyFilter, RenderOptions};
+use sidecar_watch_testkit::engine::{now, Scenario};
 use sidecar_watch_testkit::pod::{Container, PodBuilder, Probes};
 
 /// A native sidecar, not ready and often restarted, in a namespace and container whose names

@@ -7,7 +7,7 @@ use serde_json::json;
 use sidecar_watch::engine::PolicyRef;
 use sidecar_watch::index::Index;
 
-use crate::index_support::{apply, now, pod, policy};
+use sidecar_watch_testkit::index::{apply, now, pod, policy};
 
 /// A policy selecting `app`, with the not-ready rule's `for` set to `minutes`.
 fn selecting(app: &str, minutes: u32) -> serde_json::Value {

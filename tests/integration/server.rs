@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sidecar_watch::index::Index;
 use sidecar_watch::metrics::Metrics;
-use sidecar_watch_harness::harness::{free_port, http_get, wait_until};
+use sidecar_watch_harness::env::{free_port, http_get, wait_until};
 
 #[tokio::test]
 async fn readyz_waits_for_the_initial_lists_and_standbys_export_no_pod_series() {

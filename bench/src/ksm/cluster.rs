@@ -15,7 +15,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use kube::Client;
 use serde_json::{json, Value};
 use sidecar_watch_harness::control_plane::Options;
-use sidecar_watch_harness::harness::TestEnv;
+use sidecar_watch_harness::env::TestEnv;
 use sidecar_watch_harness::install;
 use sidecar_watch_harness::kubelet::{self, NODE_NAME, SCHEDULER_NAME};
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use sidecar_watch_harness::harness::HttpResponse;
+use sidecar_watch_harness::env::HttpResponse;
 use sidecar_watch_harness::ksm::exporter::{GoMemory, Ksm};
 use sidecar_watch_harness::process::{self, Proc};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::harness::{free_port, http_get_timed, HttpResponse};
+use crate::env::{free_port, http_get_timed, HttpResponse};
 use crate::process::{spawn, Proc};
 
 /// Environment variable naming a prebuilt kube-state-metrics (skips the build).

@@ -22,9 +22,11 @@
 //! One idea per file: [`PodDriver`] writes through the API server (`driver.rs`); the steps
 //! and container states it writes (`steps.rs`); what the kubelet derives in each write
 //! (`status.rs`) from what it reads in the spec (`spec.rs`); the replay of the recordings
-//! (`recorded.rs`).
+//! (`recorded.rs`); shorthands of the operator suite ([`native_pod`], [`drive`],
+//! [`set_ready`]: `pods.rs`).
 
 mod driver;
+mod pods;
 #[cfg(test)]
 mod recorded;
 mod spec;
@@ -38,6 +40,7 @@ use kube::Client;
 use serde_json::{json, Value};
 
 pub use driver::PodDriver;
+pub use pods::{drive, native_pod, set_ready};
 pub use status::derive_status;
 pub use steps::State;
 

@@ -5,9 +5,9 @@ use std::time::Duration;
 use kube::api::{Api, DeleteParams};
 use kube::discovery::{Discovery, Scope};
 use serde_json::json;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 
-use crate::sim_common::{code, fixtures, raw, Server};
+use sidecar_watch_harness::both_servers::{code, fixtures, raw, Server};
 
 /// Discovery of built-in and CRD-defined kinds; deleting the CRD stops serving its kind.
 pub(crate) async fn discovery_documents(server: Server) {

@@ -10,11 +10,11 @@ use kube::api::{
 };
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::kubelet::test_pod;
 
 use crate::pod_from;
-use crate::sim_common::{client_without_retries, latest_resource_version, namespace, raw, Server};
+use sidecar_watch_harness::both_servers::{client_without_retries, latest_resource_version, namespace, raw, Server};
 
 /// Pages are cut from one snapshot: the resourceVersion of the first page, as etcd serves
 /// them (apiserver pkg/storage/etcd3/store.go, GetList: a continue token carries the revision).

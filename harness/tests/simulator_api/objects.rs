@@ -9,11 +9,11 @@ use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use serde_json::json;
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::kubelet::{test_pod, PodDriver, State};
 
-use crate::sim_common::{code, fixtures, namespace, raw, Server};
 use crate::{pod_from, rv_of, widget_api};
+use sidecar_watch_harness::both_servers::{code, fixtures, namespace, raw, Server};
 
 pub(crate) async fn crud_and_stale_resource_version_conflict(server: Server) {
     let env = server.env().await;

@@ -6,8 +6,8 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 use sidecar_watch_harness::kubelet::{test_pod, PodDriver};
 
-use crate::sim_common::{code, fixtures, namespace, Server};
 use crate::{pod_from, widget_api};
+use sidecar_watch_harness::both_servers::{code, fixtures, namespace, Server};
 
 /// Merge patches, strategic merge patches and server-side apply: the patch types the
 /// operator, kube-lease-manager (strategic, on Leases), kubectl apply `--server-side` and the

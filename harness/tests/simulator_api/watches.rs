@@ -9,8 +9,8 @@ use kube::api::{Api, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::json;
 use sidecar_watch_harness::kubelet::test_pod;
 
-use crate::sim_common::{code, compact, namespace, raw, Server};
 use crate::{created_then_labelled, pod_from, rv_of};
+use sidecar_watch_harness::both_servers::{code, compact, namespace, raw, Server};
 
 /// A watch from a resourceVersion replays what changed since, then bookmarks (kube-apiserver
 /// sends one 2 s before `timeoutSeconds` ends, apiserver pkg/storage/cacher/cache_watcher.go,

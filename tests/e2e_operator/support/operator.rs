@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use sidecar_watch_harness::harness::wait_until;
+use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::install;
 
 use super::*;
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    sidecar_watch_harness::harness::free_port().expect("a free loopback port")
+    sidecar_watch_harness::env::free_port().expect("a free loopback port")
 }
 
 /// `sidecar-watch run` as a child process (killed on drop; its log printed if the test

@@ -4,12 +4,12 @@
 //! Job's sidecars. Each Pod is written as the API serves it (JSON), decoded as the operator
 //! decodes it, and evaluated at 10:30:00 on the fixtures' day.
 
-use crate::fixtures::*;
 use serde_json::{json, Value};
 use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::AlertName::{self, *};
 use sidecar_watch_engine::AlertState::{self, *};
 use sidecar_watch_engine::{evaluate, CompiledPolicy, Evaluation, ObservedPod};
+use sidecar_watch_testkit::engine::*;
 
 /// `2025-06-03THH:MM:SSZ`.
 fn t(hms: &str) -> String {

@@ -8,10 +8,10 @@
 //! runs them (`kubelet`), what the engine reads from a Pod's spec (`spec`), and properties of
 //! `evaluate` over arbitrary views, histories and policies (`properties`).
 //!
-//! Support: the test kit (`sidecar_watch_testkit`: the seed scenarios) and [`fixtures`] (views,
-//! times and policies; the operator's `tests/integration/main.rs` includes it too).
+//! Support: the test kit, `sidecar_watch_testkit` (its `scenario` module: the seed scenarios;
+//! its `engine` module, feature `engine`: views, times and policies, which the operator's
+//! `tests/integration/` uses too).
 
-mod fixtures;
 mod kubelet;
 mod properties;
 mod rules;

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use crate::fixtures::{at, plus};
 use jiff::Timestamp;
 use proptest::prelude::*;
 use sidecar_watch_api::{
@@ -18,6 +17,7 @@ use sidecar_watch_engine::{
     evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, IdentifiedBy, ObservedPod,
     PodView, PolicyRef, Stamp,
 };
+use sidecar_watch_testkit::engine::{at, plus};
 
 const NAMES: [&str; 10] = [
     "app",
@@ -329,7 +329,7 @@ proptest! {
                 let container = view.containers.iter().find(|c| c.name == alert.container);
                 let container = container.expect("the alert names a container of the Pod");
                 prop_assert_ne!(container.kind, ContainerKind::Init, "{:?}", alert);
-                prop_assert!(crate::fixtures::sidecar_type(&policy, &view, container).is_some(), "not a sidecar: {:?}", alert);
+                prop_assert!(sidecar_watch_testkit::engine::sidecar_type(&policy, &view, container).is_some(), "not a sidecar: {:?}", alert);
                 // The catalog names a regular container a sidecar only beside a container it
                 // does not know: a Pod made only of well-known proxies runs them as its mains.
                 if matches!(alert.identified_by, Some(IdentifiedBy::Catalog(_))) && container.kind == ContainerKind::Regular {

@@ -3,13 +3,13 @@
 //! severity) and the next change at the fixed instant 2025-06-03T10:30:00Z, with the empty
 //! history `audit` and a freshly started operator have.
 
-use crate::fixtures::*;
 use jiff::Timestamp;
 use sidecar_watch_api::Severity::{Critical, Info, Warning};
 use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::{
     AlertName::*, AlertState::*, Check, CompiledPolicy, ContainerKind, Evaluation, PodView, PolicyRef, SidecarType,
 };
+use sidecar_watch_testkit::engine::*;
 
 fn evaluate_fixture(scenario: Scenario, policy: &CompiledPolicy) -> Evaluation {
     let view = load_view(scenario);
@@ -123,7 +123,7 @@ fn e_plain_init_containers_are_never_sidecars() {
     let view = load_view(Scenario::InitContainerNotSidecar);
     for c in &view.containers {
         if c.kind == ContainerKind::Init {
-            assert_eq!(crate::fixtures::sidecar_type(&naming, &view, c), None, "{}", c.name);
+            assert_eq!(sidecar_watch_testkit::engine::sidecar_type(&naming, &view, c), None, "{}", c.name);
         }
     }
     assert_scenario(Scenario::InitContainerNotSidecar, &naming, vec![], None);
@@ -135,7 +135,7 @@ fn f_two_sidecars_one_healthy() {
     let types: Vec<(&str, Option<SidecarType>)> = view
         .containers
         .iter()
-        .map(|c| (c.name.as_str(), crate::fixtures::sidecar_type(&builtin(), &view, c)))
+        .map(|c| (c.name.as_str(), sidecar_watch_testkit::engine::sidecar_type(&builtin(), &view, c)))
         .collect();
     assert_eq!(
         types,

@@ -8,7 +8,7 @@ use sidecar_watch_api::ClusterPolicySpec;
 use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PolicyRef};
 use sidecar_watch_index::{Index, PolicyEntry, TransitionKind};
 
-use crate::support::{alert_names, mesh_policy, ts, web_pod};
+use sidecar_watch_testkit::index::{alert_names, mesh_policy, ts, web_pod};
 
 #[test]
 fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {

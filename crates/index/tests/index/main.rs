@@ -10,10 +10,10 @@
 //! Events, policy status, the per-namespace policy limit) is tested in its
 //! `tests/integration/index.rs` and `policy_limits.rs`.
 //!
-//! Support: the test kit (`sidecar_watch_testkit`: the Pod builder) and [`support`] (Pods,
-//! policies and alert names, shared with the operator's tests of the index).
+//! Support: the test kit, `sidecar_watch_testkit` (its Pod builder, and its `index` module,
+//! feature `index`: Pods, policies and alert names, shared with the operator's tests of the
+//! index).
 
 mod lifecycle;
 mod policies;
 mod properties;
-mod support;

@@ -3,13 +3,13 @@
 //! restarted operator computes the same `since` as one that watched.
 
 use super::{brief, unordered_native, with_main};
-use crate::fixtures::*;
 use jiff::Timestamp;
 use sidecar_watch_engine::history::HistoryMarks;
 use sidecar_watch_engine::pod::ConditionView;
 use sidecar_watch_engine::{
     evaluate, AlertName::*, AlertState::*, CompiledPolicy, Observation, ObservedPod, PodHistory, PodView,
 };
+use sidecar_watch_testkit::engine::*;
 
 #[test]
 fn a_previous_state_with_other_containers_counts_as_none() {

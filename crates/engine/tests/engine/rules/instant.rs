@@ -2,8 +2,8 @@
 //! sidecars (native, names, pattern, catalog), and the sidecar-sprawl misconfiguration.
 
 use super::brief;
-use crate::fixtures::*;
 use sidecar_watch_engine::{evaluate, AlertName::*, AlertState::*, CompiledPolicy, PodHistory};
+use sidecar_watch_testkit::engine::*;
 
 #[test]
 fn shutdown_order_cases() {

@@ -1,9 +1,9 @@
 //! Disabled rules and severity overrides, on every seed scenario: each changes exactly its
 //! own rule's alerts.
 
-use crate::fixtures::*;
 use sidecar_watch_api::Severity;
 use sidecar_watch_engine::{AlertName, CompiledPolicy};
+use sidecar_watch_testkit::engine::*;
 
 #[test]
 fn disabling_a_rule_removes_exactly_its_alerts() {

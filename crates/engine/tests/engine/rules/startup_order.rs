@@ -2,7 +2,6 @@
 //! say about the order, and every sequence of status writes a kubelet can make.
 
 use super::{brief, unordered_native, with_main};
-use crate::fixtures::*;
 use jiff::Timestamp;
 use sidecar_watch_engine::history::HistoryMarks;
 use sidecar_watch_engine::pod::{ConditionView, ContainerStatusView, SpecFlags};
@@ -10,6 +9,7 @@ use sidecar_watch_engine::{
     evaluate, AlertName::*, AlertState::*, CompiledPolicy, ContainerHistory, Evaluation, ObservedPod, PodHistory,
     PodView,
 };
+use sidecar_watch_testkit::engine::*;
 
 #[test]
 fn startup_order_cases() {

@@ -3,13 +3,13 @@
 //! first-seen clock of a condition the API gives no start for.
 
 use super::{brief, with_main};
-use crate::fixtures::*;
 use jiff::Timestamp;
 use sidecar_watch_api::Severity;
 use sidecar_watch_engine::pod::ContainerStatusView;
 use sidecar_watch_engine::{
     evaluate, AlertName, AlertName::*, AlertState::*, ContainerHistory, PodHistory, PodView, Stamp,
 };
+use sidecar_watch_testkit::engine::*;
 
 // ---- `for` boundaries ----
 
@@ -45,7 +45,7 @@ fn for_rules_are_pending_until_exactly_since_plus_for() {
             let sidecar = view
                 .containers
                 .iter()
-                .find(|c| crate::fixtures::sidecar_type(&policy, &view, c).is_some())
+                .find(|c| sidecar_watch_testkit::engine::sidecar_type(&policy, &view, c).is_some())
                 .unwrap()
                 .name
                 .clone();

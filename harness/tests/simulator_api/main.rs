@@ -6,25 +6,18 @@
 //! One module per API area; the behaviours are listed here, so that each test keeps its
 //! name (`<behaviour>::simulator`, `<behaviour>::kube_apiserver`).
 
-#[macro_use]
-mod sim_common;
-
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
+use sidecar_watch_harness::both_servers::{raw, Server};
 use sidecar_watch_harness::kubelet::test_pod;
-use sim_common::{raw, Server};
+use sidecar_watch_harness::on_both_servers;
 
-#[path = "simulator_api/discovery.rs"]
 mod discovery;
-#[path = "simulator_api/lists.rs"]
 mod lists;
-#[path = "simulator_api/objects.rs"]
 mod objects;
-#[path = "simulator_api/patches.rs"]
 mod patches;
-#[path = "simulator_api/watches.rs"]
 mod watches;
 
 use discovery::discovery_documents;

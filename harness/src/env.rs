@@ -1,11 +1,11 @@
-//! Test harness: a cluster (the real control plane of [`crate::control_plane`], a real
-//! cluster from `E2E_KUBECONFIG`, or the simulator when a test asks for it), a kube client, a
-//! kubeconfig file, a `kubectl` runner, CRD installation and a deadline-based poller.
+//! The test environment: a cluster (the real control plane of [`crate::control_plane`], a
+//! real cluster from `E2E_KUBECONFIG`, or the simulator when a test asks for it), a kube
+//! client, a kubeconfig file, a `kubectl` runner, CRD installation and a deadline-based poller.
 //!
 //! Tests never sleep a fixed time to wait for a condition: use [`wait_until`].
 //!
-//! [`TestEnv`] is in `env`, the manifest and kubeconfig helpers in `files`; both are
-//! re-exported here.
+//! [`TestEnv`] is in `test_env`, the manifest and kubeconfig helpers in `files`, the server's
+//! release and kubectl runs that keep standard error in `server`; all are re-exported here.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use crate::control_plane;
 
-mod env;
 mod files;
+mod server;
+mod test_env;
 
-pub use env::*;
 pub use files::*;
+pub use server::*;
+pub use test_env::*;
 
 /// Environment variable naming a kubeconfig of a real cluster to run against.
 pub const KUBECONFIG_ENV: &str = "E2E_KUBECONFIG";

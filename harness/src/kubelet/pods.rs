@@ -1,9 +1,10 @@
-//! Pods: a test Pod with a native sidecar, and status writes that run and ready its
-//! containers.
+//! Shorthands of the operator suite: a test Pod with a native sidecar, and status writes
+//! that run and ready its containers (they panic when the write fails: test helpers).
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
-use sidecar_watch_harness::kubelet::{test_pod, PodDriver, State};
+
+use super::{test_pod, PodDriver, State};
 
 /// A test Pod with a native sidecar (`initContainers`, `restartPolicy: Always`).
 pub fn native_pod(name: &str, app: &str, main: &str, sidecar: &str) -> Value {

@@ -1,21 +1,29 @@
-//! [`Cluster`]: the environment, the test's own namespace, the CRDs and the shipped RBAC
-//! installed, and the operator's kubeconfig; applying manifests and policies, Pods, Events.
+//! [`Cluster`], the operator suite's cluster (`tests/e2e_operator/`): the environment, the
+//! test's own namespace, the CRDs and the shipped RBAC installed, and the operator's
+//! kubeconfig; applying manifests and policies, Pods, Events.
+//!
+//! Test helpers: they panic, with what failed, when the cluster does not do what they need.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use sidecar_watch_harness::control_plane;
-use sidecar_watch_harness::fault_proxy::FaultProxy;
-use sidecar_watch_harness::harness::{wait_until, TestEnv};
-use sidecar_watch_harness::install;
-use sidecar_watch_harness::kubelet::{self, PodDriver};
-use sidecar_watch_harness::sim::SimConfig;
 
-use super::*;
+use crate::control_plane;
+use crate::env::{wait_until, TestEnv};
+use crate::events::{count_events, describe_events};
+use crate::fault_proxy::FaultProxy;
+use crate::install;
+use crate::kubelet::{self, PodDriver};
+use crate::policy::{policy_resource, rules};
+use crate::sim::SimConfig;
+
+/// Default deadline of a wait.
+pub const WAIT: Duration = Duration::from_secs(25);
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -68,7 +76,7 @@ impl Cluster {
 
     async fn with_env(prefix: &str, env: TestEnv) -> Self {
         env.assert_reached_server().await.expect("the server answers /version");
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let crds = sidecar_watch_testkit::workspace_root().join("crds");
         let names = env.install_crds(&crds).await.expect("CRDs installed");
         assert_eq!(names.len(), 2, "{names:?}");
         let ns = format!(
@@ -118,7 +126,7 @@ impl Cluster {
             "metadata": {"name": name, "namespace": self.ns},
             "spec": spec,
         });
-        let out = self.apply(&serde_json::to_string_pretty(&doc).unwrap()).await;
+        let out = self.apply(&serde_json::to_string_pretty(&doc).expect("JSON prints")).await;
         assert!(out.contains(&format!("sidecarpolicy.sidecarwatch.io/{name} serverside-applied")), "{out}");
     }
 
@@ -139,7 +147,7 @@ impl Cluster {
     /// The policy as JSON.
     pub async fn policy(&self, name: &str) -> Value {
         let api: Api<DynamicObject> = Api::namespaced_with(self.env.client.clone(), &self.ns, &policy_resource());
-        serde_json::to_value(api.get(name).await.expect("policy")).unwrap()
+        serde_json::to_value(api.get(name).await.expect("policy")).expect("a policy as JSON")
     }
 
     /// Waits until `check` accepts the policy's `status`.
@@ -151,7 +159,7 @@ impl Cluster {
             Ok::<_, String>(status)
         })
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Creates a Pod (JSON) in the test namespace and returns its driver.
@@ -218,7 +226,7 @@ impl Cluster {
             }
         })
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

@@ -1,9 +1,10 @@
 //! The server and kubectl: the server's minor release and what it serves by default, and
-//! kubectl runs that keep what they print to standard error.
+//! kubectl runs that keep what they print to standard error (test helpers: they panic when
+//! the server or kubectl cannot be reached).
 
 use std::process::Stdio;
 
-use sidecar_watch_harness::harness::TestEnv;
+use super::TestEnv;
 
 /// The minor release of the server `env` talks to, from its `/version` (`"33"`, or `"33+"` as
 /// some managed clusters write it), for the tests that assert what each release does: the
@@ -22,22 +23,25 @@ pub fn streams_by_default(minor: u32) -> bool {
     minor == 32 || minor >= 34
 }
 
-/// whatever its exit status: what a user sees.
+/// A kubectl run, whatever its exit status: what a user sees.
 #[derive(Debug)]
 pub struct Kubectl {
+    /// Whether it exited with status 0.
     pub success: bool,
+    /// Standard output.
     pub stdout: String,
+    /// Standard error.
     pub stderr: String,
 }
 
-/// Runs kubectl with `args` in the repository and `input` on standard input, keeping
-/// standard error (the harness' `kubectl` helpers drop it).
+/// Runs kubectl with `args` in the repository (the workspace's root) and `input` on standard
+/// input, keeping standard error (the [`TestEnv`] `kubectl` helpers drop it).
 pub async fn run_kubectl(env: &TestEnv, args: &[&str], input: &str) -> Kubectl {
     use tokio::io::AsyncWriteExt;
     let mut child = env
         .kubectl_command()
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(sidecar_watch_testkit::workspace_root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,15 +1,17 @@
-//! What the index's tests share with the operator's tests of what it makes of the index
-//! (`tests/integration/index.rs` and `policy_limits.rs` include this file by path): Pods,
-//! policies and the alerts they raise.
-#![allow(dead_code)]
+//! Index fixtures (feature `index`): Pods, policies and the alerts they raise, for the
+//! index's test binary (`crates/index/tests/index/`) and the operator's tests of what it makes
+//! of the index (`tests/integration/index.rs` and `policy_limits.rs`).
+//!
+//! Test fixtures: they panic, naming what, on a Pod or policy that does not parse.
 
+use crate::pod::{Container, PodBuilder};
 use jiff::Timestamp;
 use serde_json::json;
 use sidecar_watch_api::{PolicySpec, SlimPod};
 use sidecar_watch_engine::{AlertState, CompiledPolicy, PodView, PolicyRef};
 use sidecar_watch_index::{Index, Outcome, PolicyEntry};
-use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
+/// `text` (RFC 3339) as a timestamp.
 pub fn ts(text: &str) -> Timestamp {
     text.parse().expect("timestamp")
 }
@@ -38,6 +40,8 @@ pub fn mesh_policy(selector: serde_json::Value) -> (PolicyRef, PolicyEntry) {
     (policy, PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
 }
 
+/// The alerts in `state` of every Pod of `index` (rule alerts, not static checks) as
+/// `pod/container:alert`, sorted.
 pub fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
     let mut names = Vec::new();
     index.for_each_pod(|p| {
@@ -51,8 +55,10 @@ pub fn alert_names(index: &Index, state: AlertState) -> Vec<String> {
     names
 }
 
+/// The instant the index tests evaluate at (ten minutes after [`CREATED`]).
 pub const NOW: &str = "2026-11-22T10:10:00Z";
 
+/// [`NOW`] as a timestamp.
 pub fn now() -> Timestamp {
     NOW.parse().expect("timestamp")
 }
@@ -91,6 +97,7 @@ pub fn policy(namespace: &str, name: &str, spec: serde_json::Value, created: Opt
     (policy, entry)
 }
 
+/// Applies a policy to `index` at [`NOW`].
 pub fn apply(index: &Index, (policy, entry): (PolicyRef, PolicyEntry)) -> Outcome {
     index.apply_policy(policy, entry, now())
 }

@@ -1,21 +1,22 @@
-//! Helpers shared by the simulator's tests, which run each behaviour against both servers:
-//! the simulator and kube-apiserver (the control plane of `harness/control-plane`), so that the
-//! simulator claims nothing kube-apiserver does not do. [`on_both_servers!`] makes the two
-//! test functions of each behaviour.
-#![allow(dead_code)]
+//! What the simulator's own tests (`harness/tests/simulator_*`) share: they run each
+//! behaviour against both servers, the simulator and kube-apiserver (the control plane of
+//! `harness/control-plane`), so that the simulator claims nothing kube-apiserver does not do.
+//! [`on_both_servers!`](crate::on_both_servers) makes the two test functions of each behaviour.
+//!
+//! Test helpers: they panic, with what failed, when the server does not do what they need.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::control_plane::Options;
+use crate::env::TestEnv;
+use crate::sim::SimConfig;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use serde_json::Value;
-use sidecar_watch_harness::control_plane::Options;
-use sidecar_watch_harness::harness::TestEnv;
-use sidecar_watch_harness::sim::SimConfig;
 
 /// Directory of the test fixtures.
 pub fn fixtures() -> PathBuf {
@@ -65,19 +66,20 @@ impl Server {
 }
 
 /// Makes the two test functions `<name>::simulator` and `<name>::kube_apiserver` of each
-/// `async fn <name>(server: Server)` (the test file declares `#[macro_use] mod sim_common;`).
-#[allow(unused_macros)] // not every test file uses it
+/// `async fn <name>(server: Server)` (the test file imports it:
+/// `use sidecar_watch_harness::on_both_servers;`).
+#[macro_export]
 macro_rules! on_both_servers {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn simulator() {
-                super::$name($crate::sim_common::Server::Simulator).await
+                super::$name($crate::both_servers::Server::Simulator).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn kube_apiserver() {
-                super::$name($crate::sim_common::Server::KubeApiserver).await
+                super::$name($crate::both_servers::Server::KubeApiserver).await
             }
         }
     )*};

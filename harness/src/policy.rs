@@ -1,5 +1,5 @@
-//! SidecarPolicy helpers: the resource, the `rules` object with exactly the given rules
-//! enabled, and checks of a policy's status (counts, conditions).
+//! SidecarPolicy helpers, as JSON: the resource, the `rules` object with exactly the given
+//! rules enabled, and checks of a policy's status (counts, conditions).
 
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
