@@ -124,7 +124,7 @@ fn sidecars_follow_the_policy_that_names_them() {
 /// The names of the Pods' firing `SidecarMissing` alerts and what `kind` of transitions
 /// `outcome` holds for them, as `pod/container`.
 fn missing(index: &Index, outcome: &sidecar_watch_index::Outcome, kind: TransitionKind) -> (Vec<String>, Vec<String>) {
-    let firing = crate::support::alert_names(index, AlertState::Firing)
+    let firing = sidecar_watch_testkit::index::alert_names(index, AlertState::Firing)
         .into_iter()
         .filter(|n| n.ends_with(":SidecarMissing"))
         .collect();
