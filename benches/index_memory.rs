@@ -95,7 +95,7 @@ fn parts(index: &Index) -> Vec<(&'static str, usize)> {
         let view = pod.view();
         sums[0] += size_of::<TrackedPod>();
         let uid_len = match view.uid() {
-            PodUid::Uuid(bytes) => bytes.len(),
+            PodUid::Uuid(uuid) => uuid.as_bytes().len(),
             PodUid::Text(text) => text.len(),
         };
         sums[1] += uid_len + view.name().len();

@@ -118,7 +118,9 @@ impl PodView {
     pub fn uid(&self) -> PodUid<'_> {
         let end = self.name_start();
         match self.ids.get(..end) {
-            Some(bytes) if self.name_at & UID_AS_BYTES != 0 => bytes.try_into().map_or(PodUid::Text(""), PodUid::Uuid),
+            Some(bytes) if self.name_at & UID_AS_BYTES != 0 => {
+                uuid::Uuid::from_slice(bytes).map_or(PodUid::Text(""), PodUid::Uuid)
+            }
             Some(text) => PodUid::Text(std::str::from_utf8(text).unwrap_or_default()),
             None => PodUid::Text(""),
         }
@@ -138,9 +140,9 @@ impl PodView {
     /// Sets the UID and the name.
     pub fn set_ids(&mut self, uid: &str, name: &str) {
         let ids = match PodUid::parse(uid) {
-            PodUid::Uuid(bytes) => {
-                self.name_at = bytes.len() as u32 | UID_AS_BYTES;
-                [&bytes[..], name.as_bytes()].concat()
+            PodUid::Uuid(uuid) => {
+                self.name_at = uuid.as_bytes().len() as u32 | UID_AS_BYTES;
+                [&uuid.as_bytes()[..], name.as_bytes()].concat()
             }
             PodUid::Text(text) => {
                 // A UID of 2 GiB cannot come through the API: past that it is cut.

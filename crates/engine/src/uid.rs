@@ -2,47 +2,34 @@
 
 use std::fmt;
 
-/// A Pod's `metadata.uid`: the 16 bytes of a UUID written the way kube-apiserver writes the
-/// UIDs it assigns (lowercase, hyphenated), or the text of any other.
+use uuid::Uuid;
+
+/// A Pod's `metadata.uid`: a [`Uuid`] when written the way kube-apiserver writes the UIDs it
+/// assigns (lowercase, hyphenated), or the text of any other.
 ///
 /// A tracked Pod keeps its UID beside its name in one allocation; as 16 bytes instead of 36
 /// characters it brings the mix's names from mimalloc's 64-byte size class to 40
-/// (`cargo bench --bench index_memory -- mix`). Only the exact canonical text is kept as
-/// bytes, so every UID is written back exactly as it came, and two UIDs are equal exactly
+/// (`cargo bench --bench index_memory -- mix`). Only the exact canonical text is kept as a
+/// UUID, so every UID is written back exactly as it came, and two UIDs are equal exactly
 /// when their texts are.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PodUid<'a> {
     /// A UUID in canonical text.
-    Uuid([u8; 16]),
+    Uuid(Uuid),
     /// Any other UID, as it came.
     Text(&'a str),
 }
 
-/// Length of a UUID's canonical text, and where its hyphens are.
-const UUID_TEXT_LEN: usize = 36;
-const HYPHENS: [usize; 4] = [8, 13, 18, 23];
-
 impl<'a> PodUid<'a> {
-    /// `text` as a UID: its bytes when it is a UUID in canonical lowercase text.
+    /// `text` as a UID: a UUID when it is one in canonical lowercase text.
     pub fn parse(text: &'a str) -> PodUid<'a> {
-        Self::uuid_bytes(text).map_or(PodUid::Text(text), PodUid::Uuid)
-    }
-
-    fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
-        let text = text.as_bytes();
-        if text.len() != UUID_TEXT_LEN || HYPHENS.iter().any(|&at| text[at] != b'-') {
-            return None;
+        // `Uuid::try_parse` also takes upper case, braces, URNs and no hyphens: only the text
+        // it writes back unchanged is kept as a UUID.
+        let canonical = |uuid: &Uuid| uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == text;
+        match Uuid::try_parse(text) {
+            Ok(uuid) if canonical(&uuid) => PodUid::Uuid(uuid),
+            _ => PodUid::Text(text),
         }
-        let mut digits = text.iter().enumerate().filter(|(at, _)| !HYPHENS.contains(at)).map(|(_, d)| match d {
-            b'0'..=b'9' => Some(d - b'0'),
-            b'a'..=b'f' => Some(d - b'a' + 10),
-            _ => None,
-        });
-        let mut bytes = [0u8; 16];
-        for byte in &mut bytes {
-            *byte = (digits.next()?? << 4) | digits.next()??;
-        }
-        Some(bytes)
     }
 }
 
@@ -50,18 +37,7 @@ impl fmt::Display for PodUid<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PodUid::Text(text) => f.write_str(text),
-            PodUid::Uuid(bytes) => {
-                // Written into one buffer: the index turns UIDs into text for every wake-up
-                // and transition, and a `write!` per byte is sixteen formatter calls.
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let mut text = [b'-'; UUID_TEXT_LEN];
-                let positions = (0..UUID_TEXT_LEN).filter(|at| !HYPHENS.contains(at));
-                let nibbles = bytes.iter().flat_map(|byte| [byte >> 4, byte & 0xf]);
-                for (at, nibble) in positions.zip(nibbles) {
-                    text[at] = HEX[usize::from(nibble)];
-                }
-                f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
-            }
+            PodUid::Uuid(uuid) => fmt::Display::fmt(&uuid.hyphenated(), f),
         }
     }
 }
