@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
 use crate::control_plane;
 use crate::env::{wait_until, TestEnv};
-use crate::events::{count_events, describe_events};
+use crate::events::{count_events, describe_events, operator_events};
 use crate::fault_proxy::FaultProxy;
 use crate::install;
 use crate::kubelet::{self, PodDriver};
@@ -198,14 +198,7 @@ impl Cluster {
 
     /// Every Event of the operator (`reportingController: sidecar-watch`) in the namespace.
     pub async fn events(&self) -> Vec<Event> {
-        let api: Api<Event> = Api::namespaced(self.env.client.clone(), &self.ns);
-        api.list(&ListParams::default())
-            .await
-            .expect("events listed")
-            .items
-            .into_iter()
-            .filter(|e| e.reporting_controller.as_deref() == Some("sidecar-watch"))
-            .collect()
+        operator_events(&self.env.client, &self.ns).await
     }
 
     /// Occurrences (Event objects, counting `series.count`) of `type_`/`reason` regarding

@@ -1,6 +1,23 @@
 //! Events (`events.k8s.io/v1`): counting, describing and finding them in a list.
 
 use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use kube::Client;
+
+/// Every Event the operator published (`reportingController: sidecar-watch`) in namespace `ns`.
+///
+/// # Panics
+/// When the list fails: a test cannot go on without it.
+pub async fn operator_events(client: &Client, ns: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("events listed")
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("sidecar-watch"))
+        .collect()
+}
 
 /// Occurrences of an Event (counting `series.count`).
 pub fn count_events(events: &[Event], object: &str, type_: &str, reason: &str) -> u32 {

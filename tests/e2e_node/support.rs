@@ -19,6 +19,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use sidecar_watch_harness::env::{wait_until, TestEnv};
+use sidecar_watch_harness::events::operator_events;
 use sidecar_watch_harness::node::chart::install_chart;
 use sidecar_watch_harness::node::recorder::{record, Recorder};
 use sidecar_watch_harness::node::Node;
@@ -183,13 +184,9 @@ impl Scenario {
 
     /// Every Event the operator published for this namespace's policy.
     pub async fn events(&self) -> Vec<Event> {
-        let api: Api<Event> = Api::namespaced(self.env.client.clone(), &self.ns);
-        api.list(&ListParams::default())
+        operator_events(&self.env.client, &self.ns)
             .await
-            .expect("events listed")
-            .items
             .into_iter()
-            .filter(|e| e.reporting_controller.as_deref() == Some("sidecar-watch"))
             .filter(|e| e.related.as_ref().and_then(|r| r.name.as_deref()) == Some(POLICY))
             .collect()
     }

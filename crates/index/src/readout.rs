@@ -16,7 +16,6 @@ impl Index {
     /// reconciles the Events already in the cluster against. Pods with firing alerts are
     /// evaluated again (at their last evaluation's state) to rebuild the messages.
     pub fn firing_now(&self, now: Timestamp) -> Vec<Transition> {
-        let policies = self.valid_policies();
         let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         self.for_each_pod(|pod| {
@@ -24,7 +23,9 @@ impl Index {
                 if !result.is_firing() {
                     continue;
                 }
-                let Some(policy) = policies.iter().find(|p| p.policy == *result.policy_ref()) else { continue };
+                // The policy that raised the stored alerts: every change of a policy
+                // replaces its results before the change returns.
+                let policy = &result.policy;
                 // The segment's lock is held: the counts' lock is taken after it, as everywhere.
                 let newest = lock(&self.rollouts).newest_of(pod.view());
                 let around = Around { namespace: namespaces.get(pod.view().namespace().as_str()), newest: &newest };
