@@ -1,6 +1,6 @@
 //! Soak (`--soak 30m`, issue 22): the operator under a steady mix of Pod writes
 //! (`--soak-rate`, 200/s: readiness flips, restarts and OOM kills, deletions, creations; see
-//! [`soak_load`](super::soak_load)), a policy edit every `--soak-edit-every` and a watch
+//! [`soak_load`]), a policy edit every `--soak-edit-every` and a watch
 //! disruption by the server every `--soak-disrupt-every`, for as long as asked. Measured:
 //! - RSS, open file descriptors, OS threads and tokio tasks (the operator's
 //!   `sidecar_watch_runtime_tasks`; and the live heap with a `heap-counts` build), sampled

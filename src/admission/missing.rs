@@ -123,7 +123,7 @@ fn replace_pod() -> String {
     )
 }
 
-/// "Pod <key> runs no <container> (<product>), which <marker> asks for: …", for selection `s`
+/// `"Pod <key> runs no <container> (<product>), which <marker> asks for: …"`, for selection `s`
 /// of `variables.selections`.
 fn injected_message() -> Message {
     Message::default()

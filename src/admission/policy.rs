@@ -65,7 +65,7 @@ fn indices(n: usize) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// "Sidecar <name> in Pod <namespace>/<pod> <text>": every per-sidecar check's message.
+/// `"Sidecar <name> in Pod <namespace>/<pod> <text>"`: every per-sidecar check's message.
 fn sidecar_message(text: &str) -> Message {
     Message::default()
         .text("Sidecar ")
@@ -79,7 +79,7 @@ fn sidecar_message(text: &str) -> Message {
 /// The remediation for a Job held open by sidecar `s`: its catalog entry's, or the generic one.
 pub(crate) const JOB_REMEDIATION: &str = "variables.jobRemediations[s.catalog]";
 
-/// What `legacy-sidecar` says after "Sidecar <name> in Pod <key> ", as the engine words it for
+/// What `legacy-sidecar` says after `"Sidecar <name> in Pod <key> "`, as the engine words it for
 /// the object's workload: a Job's Pod (or a Job or CronJob) never completes, any other Pod's
 /// sidecar starts and stops in no guaranteed order.
 pub(crate) fn legacy_sidecar_text() -> String {
@@ -157,8 +157,8 @@ pub(crate) fn sidecar_checks() -> Vec<(&'static str, &'static str, String, Messa
 /// reported at admission; `audit` and the operator, linear in containers, read them all.
 const INIT_BEFORE_PROXY_SCAN: usize = 64;
 
-/// `init-before-proxy` on native mesh proxy `s`: "Init container(s) <names> in Pod <key> run(s)
-/// before native sidecar <s>, while the mesh …; <the mesh's remedy>".
+/// `init-before-proxy` on native mesh proxy `s`: `"Init container(s) <names> in Pod <key> run(s)
+/// before native sidecar <s>, while the mesh …; <the mesh's remedy>"`.
 pub(crate) fn init_before_proxy_message() -> Message {
     let one = "size(variables.blackholed) == 1";
     Message::default()

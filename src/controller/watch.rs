@@ -1,7 +1,7 @@
 //! kube-runtime watchers that turn API events into [`Input`]s for the reconciler.
 //!
 //! Reconnects, bookmarks, `410 Gone` relists and backoff are kube-runtime's, the initial list
-//! strategy and its fall back are in [`initial_list`](super::initial_list); this module only
+//! strategy and its fall back are in [`initial_list`]; this module only
 //! converts objects (Pods into compact views right away, policies into compiled entries)
 //! and reports relists so the index can forget what disappeared meanwhile.
 

@@ -1,7 +1,7 @@
 //! Kubernetes Events (events.k8s.io/v1, reporting controller `sidecar-watch`).
 //!
 //! The reconciler hands [`Transition`]s to an [`EventSink`] without waiting; a publisher task
-//! turns them into Events with the [`Recorder`](recorder::Recorder) (which folds repeats into
+//! turns them into Events with the [`Recorder`] (which folds repeats into
 //! a `series`). The publisher follows the [role](crate::leadership) itself: when this replica starts
 //! to act as leader it reads the Events already in the cluster and the alerts firing in the
 //! [`Index`], so an alert whose latest Event is its Warning was announced by an earlier

@@ -19,7 +19,8 @@ use super::server::{ServerCost, Snapshot};
 use crate::args::Args;
 use crate::operator::{self, Operator};
 use crate::pods::PodFactory;
-use crate::prom::sample_quantile;
+use crate::prom::{sample_quantile, Histogram, Scrape};
+use crate::rates::DETECTION;
 
 /// The two systems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,8 @@ pub struct SystemCost {
     pub updates: Updates,
     pub cpu_updates_pct: f64,
     pub update_server: ServerCost,
+    /// sidecar-watch only: its detection latency over the status-update phase.
+    pub detection: Option<Detection>,
     /// sidecar-watch only: samples with `--metric-denylist 'sidecar_container_.*'`.
     pub series_denylisted: Option<usize>,
     /// kube-state-metrics only: Go's memory statistics right after the settled reading.
@@ -78,6 +81,30 @@ pub struct SystemCost {
     /// highest RSS at rest among them (KiB).
     pub runs: usize,
     pub rss_rest_range_kib: Option<(u64, u64)>,
+}
+
+/// The operator's detection latency (watch event received → evaluated, its own histogram)
+/// over one phase: the figure the simulator's rate phases report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Detection {
+    /// Pod inputs evaluated in the phase.
+    pub observed: f64,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Detection {
+    /// `p50 / p99 (inputs)` in milliseconds, for logs and tables.
+    pub fn describe(&self) -> String {
+        let ms = |q: Option<f64>| q.map_or_else(|| "–".to_string(), |s| format!("{:.3} ms", s * 1e3));
+        format!("{} / {} ({:.0} inputs)", ms(self.p50), ms(self.p99), self.observed)
+    }
+
+    /// What the histogram gained between two scrapes.
+    pub fn between(before: &Scrape, after: &Scrape) -> Self {
+        let h = Histogram::of(after, DETECTION).minus(&Histogram::of(before, DETECTION));
+        Detection { observed: h.count, p50: h.quantile(0.5), p99: h.quantile(0.99) }
+    }
 }
 
 /// The median of several runs of one system at one N: the run whose RSS at rest is the
@@ -101,6 +128,11 @@ pub fn median(mut runs: Vec<SystemCost>) -> SystemCost {
     let start_watch_bytes = of(&|r| r.start.watch_bytes);
     let update_apiserver = of(&|r| r.update_server.apiserver_cpu_s);
     let update_etcd = of(&|r| r.update_server.etcd_cpu_s);
+    let detection = |q: fn(&Detection) -> Option<f64>| {
+        let values: Vec<f64> = runs.iter().filter_map(|r| r.detection.as_ref().and_then(q)).collect();
+        sample_quantile(&values, 0.5)
+    };
+    let (p50, p99) = (detection(|d| d.p50), detection(|d| d.p99));
     let low = runs.iter().map(|r| r.rss_rest_kib).min().unwrap_or(0);
     let high = runs.iter().map(|r| r.rss_rest_kib).max().unwrap_or(0);
     runs.sort_by_key(|r| r.rss_rest_kib);
@@ -118,6 +150,9 @@ pub fn median(mut runs: Vec<SystemCost>) -> SystemCost {
     m.start.watch_bytes = start_watch_bytes;
     m.update_server.apiserver_cpu_s = update_apiserver;
     m.update_server.etcd_cpu_s = update_etcd;
+    if let Some(d) = m.detection.as_mut() {
+        (d.p50, d.p99) = (p50, p99);
+    }
     m.runs = count;
     m.rss_rest_range_kib = Some((low, high));
     m
@@ -175,6 +210,15 @@ impl Running {
         match self {
             Running::Ksm(k) => k.scrape().await,
             Running::Operator(o) => operator::scrape(o.port).await,
+        }
+    }
+
+    /// sidecar-watch's `/metrics`, parsed, for its detection histogram; kube-state-metrics
+    /// has none.
+    async fn detection_scrape(&self) -> Result<Option<Scrape>> {
+        match self {
+            Running::Ksm(_) => Ok(None),
+            Running::Operator(o) => operator::scrape_parsed(o.port).await.map(Some),
         }
     }
 
@@ -329,6 +373,8 @@ pub async fn alone(
     );
 
     let targets = cluster.update_targets(factory);
+    // Scrapes outside the CPU window: at 100,000 Pods a render costs the operator ~0.1 s.
+    let histogram_before = running.detection_scrape().await?;
     let snap = Snapshot::take(cluster.client(), cluster.apiserver_pid, cluster.etcd_pid).await?;
     let cpu0 = process::cpu_ticks(pid).unwrap_or(0);
     cost.updates = load::run(cluster.client(), factory, &targets, args.update_rate, args.update_seconds as f64).await;
@@ -337,18 +383,22 @@ pub async fn alone(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cpu_s = process::cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / hz;
     cost.update_server = Snapshot::take(cluster.client(), cluster.apiserver_pid, cluster.etcd_pid).await?.since(&snap);
+    if let (Some(before), Some(after)) = (histogram_before, running.detection_scrape().await?) {
+        cost.detection = Some(Detection::between(&before, &after));
+    }
     cost.cpu_updates_pct = cpu_s * 100.0 / cost.update_server.secs.max(1e-9);
     if let Some(e) = &cost.updates.first_error {
         say!("N={n}: a status write failed: {e}");
     }
     say!(
-        "N={n}: {} at {:.0} updates/s ({} writes, {} errors): CPU {:.2} % of a core; API server: {}",
+        "N={n}: {} at {:.0} updates/s ({} writes, {} errors): CPU {:.2} % of a core; API server: {}; detection {}",
         system.name(),
         cost.updates.achieved,
         cost.updates.writes,
         cost.updates.errors,
         cost.cpu_updates_pct,
-        cost.update_server.describe()
+        cost.update_server.describe(),
+        cost.detection.map_or_else(|| "–".to_string(), |d| d.describe())
     );
     running.stop().await;
 
@@ -392,6 +442,18 @@ mod tests {
         assert_eq!(m.rss_rest_range_kib, Some((40 * 1024, 60 * 1024)));
         // What is not a median comes from the run whose RSS at rest is the median.
         assert_eq!(m.series, 5);
+    }
+
+    #[test]
+    fn the_median_of_three_runs_takes_each_detection_quantile_s_median() {
+        let with = |p50: f64, p99: f64| SystemCost {
+            detection: Some(Detection { observed: 10.0, p50: Some(p50), p99: Some(p99) }),
+            ..run(40 * 1024, 1.0, 4)
+        };
+        let m = median(vec![with(0.3, 9.0), with(0.1, 30.0), with(0.2, 20.0)]);
+        let d = m.detection.expect("sidecar-watch's runs keep their detection latency");
+        assert_eq!((d.p50, d.p99), (Some(0.2), Some(20.0)));
+        assert_eq!(d.describe(), "200.000 ms / 20000.000 ms (10 inputs)");
     }
 
     #[test]

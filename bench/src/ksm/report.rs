@@ -157,6 +157,12 @@ pub fn cost_table(steps: &[Step], setup: &Setup) -> String {
     );
     row(
         &mut t,
+        "detection latency at the update rate: p50 / p99 (Pod inputs)",
+        &|_, c| c.detection.map_or(String::new(), |d| d.describe()),
+        &none,
+    );
+    row(
+        &mut t,
         "API server, initial state: LISTs (bytes); watch events (bytes)",
         &|_, c| {
             format!(

@@ -232,8 +232,8 @@ fn job_remediation(sidecar: &ContainerView) -> &'static str {
     sidecar.catalog.map_or(GENERIC_JOB_REMEDIATION, |c| c.entry().job_remediation)
 }
 
-/// What a Job or CronJob template with a legacy sidecar is told after "<Kind>/<name> runs
-/// sidecar <name> ", before the remediation; shared with the admission policies.
+/// What a Job or CronJob template with a legacy sidecar is told after `"<Kind>/<name> runs
+/// sidecar <name> "`, before the remediation; shared with the admission policies.
 pub const JOB_NEVER_COMPLETES: &str =
     "in spec.containers: it keeps running after the main containers finish, so the Job will never complete; ";
 

@@ -8,7 +8,7 @@ use crate::sidecar_matcher::{Identified, SidecarType};
 use crate::stamp::Stamp;
 use sidecar_watch_api::Severity;
 
-/// What the per-sidecar checks say after "Sidecar <name> in Pod <namespace>/<pod> ": one text
+/// What the per-sidecar checks say after `"Sidecar <name> in Pod <namespace>/<pod> "`: one text
 /// for the engine and for the admission policies (`sidecar-watch`'s `admission`), which build the same
 /// messages in CEL.
 pub mod texts {
@@ -29,7 +29,7 @@ pub mod texts {
     pub const LATEST_IMAGE: &str = "uses an unpinned image (no tag, or :latest)";
     /// `no-resources`.
     pub const NO_RESOURCES: &str = "declares no resource requests or limits";
-    /// `init-before-proxy`, between "… in Pod <key> run(s)" and the proxy's name.
+    /// `init-before-proxy`, between `"… in Pod <key> run(s)"` and the proxy's name.
     pub const INIT_BEFORE_PROXY: &str = " before native sidecar ";
     /// `init-before-proxy`, after the proxy's name and before "it runs" or "they run".
     pub const PROXY_REDIRECTS: &str = ", while the mesh already redirects the Pod's traffic to it: ";

@@ -1,7 +1,7 @@
 //! Kubernetes REST semantics over the store: create, get, list, update, patch, delete.
 //!
 //! Objects are stored in the form they are served (each resource has one version): [`list`]
-//! pages and filters, [`write`] creates and changes objects, [`lifecycle`] deletes them
+//! pages and filters, [`write`](mod@write) creates and changes objects, [`lifecycle`] deletes them
 //! (graceful termination, finalizers, cascades).
 
 mod lifecycle;
