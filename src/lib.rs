@@ -11,9 +11,6 @@
 //! Items are `pub(crate)` unless the binary (`src/main.rs`), the tests, the benchmarks or the
 //! fuzz targets use them: `unreachable_pub` flags a `pub` that nothing outside can reach.
 #![warn(unreachable_pub)]
-// This crate's documentation is built with `--document-private-items` (`.ci/run`), where links
-// from its few public items into the `pub(crate)` ones resolve.
-#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod admission;
 pub mod audit;

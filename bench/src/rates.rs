@@ -17,6 +17,30 @@ use super::prom::{Histogram, Scrape};
 /// The operator's histogram from watch event received to evaluated.
 pub const DETECTION: &str = "sidecar_watch_detection_latency_seconds";
 
+/// The operator's detection latency (watch event received → evaluated, its own histogram)
+/// over one phase: what the simulator's rate phases and `--against ksm` report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Detection {
+    /// Pod inputs evaluated in the phase.
+    pub observed: f64,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Detection {
+    /// `p50 / p99 (inputs)` in milliseconds, for logs and tables.
+    pub fn describe(&self) -> String {
+        let ms = |q: Option<f64>| q.map_or_else(|| "–".to_string(), |s| format!("{:.3} ms", s * 1e3));
+        format!("{} / {} ({:.0} inputs)", ms(self.p50), ms(self.p99), self.observed)
+    }
+
+    /// What the histogram gained between two scrapes.
+    pub fn between(before: &Scrape, after: &Scrape) -> Self {
+        let h = Histogram::of(after, DETECTION).minus(&Histogram::of(before, DETECTION));
+        Detection { observed: h.count, p50: h.quantile(0.5), p99: h.quantile(0.99) }
+    }
+}
+
 /// One rate phase.
 #[derive(Debug, Default, Clone)]
 pub struct RatePhase {
@@ -109,16 +133,16 @@ pub async fn phase(
     let catch_up = wait_metric(port, &["sidecar_container_ready{", &ready0, "} 0"], t0, Duration::from_secs(60)).await;
     let after = scrape_parsed(port).await?;
     write_pod(shared, &marker.0, &marker.1, |p| pods::set_ready(p, MESH_SIDECAR, true, &now_string()));
-    let h = Histogram::of(&after, DETECTION).minus(&Histogram::of(&before, DETECTION));
+    let detection = Detection::between(&before, &after);
     let events = "sidecar_watch_events_total";
     Ok(RatePhase {
         rate,
         events_ok: delta(&before, &after, events, &[("result", "ok")]),
         achieved,
         writes,
-        observed: h.count,
-        p50: h.quantile(0.5),
-        p99: h.quantile(0.99),
+        observed: detection.observed,
+        p50: detection.p50,
+        p99: detection.p99,
         catch_up,
         dropped: delta(&before, &after, events, &[("result", "dropped")]),
         restarts: delta(&before, &after, "sidecar_watch_watch_restarts_total", &[]),

@@ -14,9 +14,6 @@
 //! driver ([`kubelet`]), child processes measured from `/proc` ([`process`]), a Prometheus
 //! runner ([`prometheus`]), kube-state-metrics and the seed's rules ([`ksm`]) and the cost of
 //! an admission policy ([`cel_cost`]).
-// Documentation is built with `--document-private-items` (`.ci/run`), where links from
-// public items into private ones resolve.
-#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod both_servers;
 pub mod cel_cost;

@@ -19,8 +19,8 @@ use super::server::{ServerCost, Snapshot};
 use crate::args::Args;
 use crate::operator::{self, Operator};
 use crate::pods::PodFactory;
-use crate::prom::{sample_quantile, Histogram, Scrape};
-use crate::rates::DETECTION;
+use crate::prom::{sample_quantile, Scrape};
+use crate::rates::Detection;
 
 /// The two systems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,30 +81,6 @@ pub struct SystemCost {
     /// highest RSS at rest among them (KiB).
     pub runs: usize,
     pub rss_rest_range_kib: Option<(u64, u64)>,
-}
-
-/// The operator's detection latency (watch event received → evaluated, its own histogram)
-/// over one phase: the figure the simulator's rate phases report.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Detection {
-    /// Pod inputs evaluated in the phase.
-    pub observed: f64,
-    pub p50: Option<f64>,
-    pub p99: Option<f64>,
-}
-
-impl Detection {
-    /// `p50 / p99 (inputs)` in milliseconds, for logs and tables.
-    pub fn describe(&self) -> String {
-        let ms = |q: Option<f64>| q.map_or_else(|| "–".to_string(), |s| format!("{:.3} ms", s * 1e3));
-        format!("{} / {} ({:.0} inputs)", ms(self.p50), ms(self.p99), self.observed)
-    }
-
-    /// What the histogram gained between two scrapes.
-    pub fn between(before: &Scrape, after: &Scrape) -> Self {
-        let h = Histogram::of(after, DETECTION).minus(&Histogram::of(before, DETECTION));
-        Detection { observed: h.count, p50: h.quantile(0.5), p99: h.quantile(0.99) }
-    }
 }
 
 /// The median of several runs of one system at one N: the run whose RSS at rest is the

@@ -1,7 +1,4 @@
 #![forbid(unsafe_code)]
-// Documentation is built with `--document-private-items` (`.ci/run`), where links from
-// public items into private ones resolve.
-#![allow(rustdoc::private_intra_doc_links)]
 //! The API objects as the operator reads and serves them.
 //!
 //! Its own kinds, `SidecarPolicy` and `ClusterSidecarPolicy` (`sidecarwatch.io/v1alpha1`), and

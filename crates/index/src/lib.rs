@@ -1,7 +1,4 @@
 #![forbid(unsafe_code)]
-// Documentation is built with `--document-private-items` (`.ci/run`), where links from
-// public items into private ones resolve.
-#![allow(rustdoc::private_intra_doc_links)]
 //! The operator's in-memory state and the pure logic around it, tested without a cluster.
 //!
 //! Pods are kept as [`ObservedPod`]s (the compact [`PodView`] last observed with its
