@@ -7,6 +7,7 @@
 //! as one response body: a Pod that is deleted or no longer selected simply has no series
 //! at the next scrape.
 
+mod info;
 mod pods;
 mod writer;
 

@@ -1,13 +1,12 @@
 //! The per-Pod families (`sidecar_alerts`, `sidecar_container_*`), `sidecar_policy_pods` and
-//! `sidecar_info` (per workload), rendered from the index at scrape time.
+//! `sidecar_info` (per workload, [`super::info`]), rendered from the index at scrape time.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
 
+use super::info::{InfoCounts, HELD_SERIES, SIDECAR_INFO};
 use super::writer::{Family, LabelSet, Sample, SampleWriter};
 use super::RenderOptions;
-use crate::engine::{AlertState, ContainerView, Name, PodView, PolicyRef, Workload};
+use crate::engine::{AlertState, ContainerView, Name, PolicyRef};
 use crate::index::{Index, TrackedPod};
 
 const ALERTS: Family =
@@ -25,12 +24,6 @@ const RESTARTS: Family = Family {
     kind: "counter",
 };
 
-const SIDECAR_INFO: Family = Family {
-    name: "sidecar_info",
-    help: "Pods per workload that run a sidecar container of one product and version",
-    kind: "gauge",
-};
-
 const POLICY_PODS: Family = Family {
     name: "sidecar_policy_pods",
     help: "Pods per policy: selected (matched) and with a firing alert (alerting)",
@@ -41,13 +34,15 @@ const POLICY_PODS: Family = Family {
 struct PodFamily {
     family: Family,
     samples: fn(&TrackedPod, &mut SampleWriter, &mut Scratch),
+    /// Whether it reads every sidecar container of every Pod, as `sidecar_info` does.
+    walks_sidecars: bool,
 }
 
 /// The per-Pod families, in the order they are exported.
 const POD_FAMILIES: [PodFamily; 3] = [
-    PodFamily { family: ALERTS, samples: alert_samples },
-    PodFamily { family: READY, samples: ready_samples },
-    PodFamily { family: RESTARTS, samples: restart_samples },
+    PodFamily { family: ALERTS, samples: alert_samples, walks_sidecars: false },
+    PodFamily { family: READY, samples: ready_samples, walks_sidecars: true },
+    PodFamily { family: RESTARTS, samples: restart_samples, walks_sidecars: true },
 ];
 
 /// Renders the per-Pod families and `sidecar_policy_pods` from the index, handing each
@@ -63,15 +58,20 @@ pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut
     render.limited()
 }
 
-/// A render of the per-Pod families and `sidecar_policy_pods` that goes one chunk at a time
-/// and can wait between chunks as long as its client does: it holds no lock and no render
-/// slot in between, only where it is and what the next chunk needs (the per-namespace
-/// series counts).
+/// A render of the per-Pod families, `sidecar_policy_pods` and `sidecar_info` that goes one
+/// chunk at a time and can wait between chunks as long as its client does: it holds no lock
+/// and no render slot in between, only where it is and what the next chunk needs (the
+/// per-namespace series counts, the `sidecar_info` counts so far).
 ///
 /// The text format wants every family's samples together, so a family is rendered across
 /// every segment before the next one starts: one chunk per family and segment, rendered
 /// under that segment's lock and handed on after releasing it (a slow client must not
 /// stall evaluation), so that no more than a segment's share of a family is ever held.
+///
+/// `sidecar_info` is counted during the first family that walks every Pod's sidecars, not
+/// in a walk of its own (unless its counts outgrow [`HELD_SERIES`]): a walk over the Pods'
+/// sidecars is bound by the memory it reads, not by the text it writes (docs/benchmarks.md,
+/// "What does `/metrics` cost, and can clients hold it up?").
 pub(crate) struct IndexRender {
     families: Vec<&'static PodFamily>,
     /// The family being rendered (an index into `families`), `families.len()` for
@@ -80,7 +80,11 @@ pub(crate) struct IndexRender {
     /// The next segment of that family.
     segment: usize,
     policy_pods: bool,
-    sidecar_info: bool,
+    /// The `sidecar_info` counts, `None` when it is not exported.
+    info: Option<InfoCounts>,
+    /// The family (an index into `families`) during which `info` is counted; `None` counts
+    /// it in a walk of its own.
+    info_counted_in: Option<usize>,
     out: SampleWriter,
     scratch: Scratch,
 }
@@ -88,12 +92,15 @@ pub(crate) struct IndexRender {
 impl IndexRender {
     /// A render at its start, exporting what `options` allow.
     pub(crate) fn new(options: &RenderOptions) -> Self {
+        let families: Vec<&PodFamily> =
+            POD_FAMILIES.iter().filter(|f| options.families.exports(f.family.name)).collect();
         IndexRender {
-            families: POD_FAMILIES.iter().filter(|f| options.families.exports(f.family.name)).collect(),
+            info_counted_in: families.iter().position(|f| f.walks_sidecars),
+            families,
             family: 0,
             segment: 0,
             policy_pods: options.families.exports(POLICY_PODS.name),
-            sidecar_info: options.families.exports(SIDECAR_INFO.name),
+            info: options.families.exports(SIDECAR_INFO.name).then(InfoCounts::default),
             out: SampleWriter::default(),
             scratch: Scratch { max_series_per_namespace: options.max_series_per_namespace, ..Scratch::default() },
         }
@@ -102,13 +109,23 @@ impl IndexRender {
     /// The next chunk of text, `None` once everything is rendered. A chunk is never empty.
     pub(crate) fn next_chunk(&mut self, index: &Index) -> Option<String> {
         self.out.reserve();
-        while let Some(PodFamily { family, samples }) = self.families.get(self.family).copied() {
+        while let Some(PodFamily { family, samples, .. }) = self.families.get(self.family).copied() {
             if self.segment == 0 {
                 self.out.header(family);
             }
             let segment = self.segment;
             let (out, scratch) = (&mut self.out, &mut self.scratch);
-            index.for_each_pod_in_segment(segment, |pod| samples(pod, out, scratch));
+            let mut info = self.info.as_mut().filter(|_| self.info_counted_in == Some(self.family));
+            index.for_each_pod_in_segment(segment, |pod| {
+                samples(pod, out, scratch);
+                if let Some(info) = info.as_mut() {
+                    info.count(pod);
+                }
+            });
+            if self.info.as_ref().is_some_and(|info| info.series() > HELD_SERIES) {
+                self.info = Some(InfoCounts::default());
+                self.info_counted_in = None;
+            }
             self.segment += 1;
             if self.segment >= index.segment_count() {
                 self.family += 1;
@@ -127,9 +144,12 @@ impl IndexRender {
         }
         if self.family == self.families.len() + 1 {
             self.family += 1;
-            if self.sidecar_info {
+            if let Some(mut info) = self.info.take() {
+                if self.info_counted_in.is_none() {
+                    index.for_each_pod(|pod| info.count(pod));
+                }
                 self.out.header(&SIDECAR_INFO);
-                info_samples(index, &mut self.out, &mut self.scratch);
+                self.scratch.limited |= info.write(&mut self.out, self.scratch.max_series_per_namespace);
             }
         }
         (!self.out.is_empty()).then(|| self.out.take())
@@ -151,8 +171,6 @@ struct Scratch {
     policy: LabelSet,
     /// `sidecar_alerts` series written per namespace in this render.
     series_per_namespace: HashMap<Name, u32>,
-    /// `sidecar_info` series written per namespace in this render (the same limit, apart).
-    info_series_per_namespace: HashMap<Name, u32>,
     max_series_per_namespace: u32,
     /// Whether a namespace had more series than it may export.
     limited: bool,
@@ -246,99 +264,5 @@ fn policy_samples(index: &Index, out: &mut SampleWriter, scratch: &mut Scratch) 
         for (state, value) in [("matched", stats.matched_pods), ("alerting", stats.alerting_pods)] {
             out.sample(POLICY_PODS.name).labels(&scratch.policy).label("state", state).value(value);
         }
-    }
-}
-
-/// The workload of a `sidecar_info` series: the owner its replicas share, held by pointer
-/// so that grouping them copies no names, or the Pod's own name for a Pod without owner
-/// (its own series: one copy per series, as the map's node is).
-#[derive(Clone, Debug)]
-enum InfoWorkload {
-    Owner(Arc<Workload>),
-    Pod(Arc<str>),
-}
-
-impl InfoWorkload {
-    fn of(view: &PodView) -> Self {
-        match view.owner() {
-            Some(owner) => InfoWorkload::Owner(Arc::clone(owner)),
-            None => InfoWorkload::Pod(view.name().into()),
-        }
-    }
-
-    /// Kind and name, as [`PodView::workload`] gives them.
-    fn kind_and_name(&self) -> (&str, &str) {
-        match self {
-            InfoWorkload::Owner(owner) => (owner.kind.as_str(), owner.name.as_str()),
-            InfoWorkload::Pod(name) => ("Pod", name),
-        }
-    }
-}
-
-// Compared by kind and name, not by pointer or variant: series are grouped and ordered by
-// their label values, so that the text is the same whichever `Arc` a Pod holds.
-impl PartialEq for InfoWorkload {
-    fn eq(&self, other: &Self) -> bool {
-        self.kind_and_name() == other.kind_and_name()
-    }
-}
-
-impl Eq for InfoWorkload {}
-
-impl PartialOrd for InfoWorkload {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for InfoWorkload {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.kind_and_name().cmp(&other.kind_and_name())
-    }
-}
-
-/// One `sidecar_info` series: namespace, workload, container, product, version.
-type InfoKey = (Name, InfoWorkload, Name, &'static str, Option<Name>);
-
-/// `sidecar_info`: Pods per workload, sidecar container, product and version. Summed over
-/// every segment first (a workload's Pods are spread over them): what a render holds is one
-/// count per distinct series, at most the Pods' sidecars.
-fn info_samples(index: &Index, out: &mut SampleWriter, scratch: &mut Scratch) {
-    let mut counts: BTreeMap<InfoKey, u32> = BTreeMap::new();
-    for segment in 0..index.segment_count() {
-        index.for_each_pod_in_segment(segment, |pod| {
-            if !pod.has_sidecars() {
-                return;
-            }
-            let workload = InfoWorkload::of(pod.view());
-            for (container, _) in pod.sidecar_containers() {
-                let product = container.catalog.map_or("unknown", |id| id.entry().id);
-                let key = (
-                    pod.view().namespace().clone(),
-                    workload.clone(),
-                    container.name.clone(),
-                    product,
-                    container.version.clone(),
-                );
-                *counts.entry(key).or_default() += 1;
-            }
-        });
-    }
-    for ((namespace, workload, container, product, version), pods) in counts {
-        let written = scratch.info_series_per_namespace.entry(namespace.clone()).or_default();
-        if *written >= scratch.max_series_per_namespace {
-            scratch.limited = true;
-            continue;
-        }
-        *written += 1;
-        let (kind, name) = workload.kind_and_name();
-        out.sample(SIDECAR_INFO.name)
-            .label("namespace", &namespace)
-            .label("workload_kind", kind)
-            .label("workload", name)
-            .label("container", &container)
-            .label("product", product)
-            .label("version", version.as_ref().map_or("", |v| v.as_str()))
-            .value(pods);
     }
 }

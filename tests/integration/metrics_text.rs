@@ -179,3 +179,55 @@ fn sidecar_info_is_per_workload_and_capped_per_namespace() {
     );
     assert!(limited, "the cut is reported");
 }
+
+/// The `sidecar_info` lines of a render with `options`.
+fn info_lines(index: &Index, options: RenderOptions) -> Vec<String> {
+    render(index, &options).lines().filter(|l| l.starts_with("sidecar_info{")).map(str::to_string).collect()
+}
+
+/// `sidecar_info` is counted while `sidecar_container_ready` (else `_restarts_total`) walks
+/// the Pods' sidecars, or in a walk of its own when neither is exported: the series are the
+/// same each way.
+#[test]
+fn sidecar_info_is_the_same_whichever_walk_counts_it() {
+    let index = index();
+    let only = |families: &str| RenderOptions {
+        families: FamilyFilter::new(&[families.to_string()], &[]).expect("valid allowlist"),
+        ..Default::default()
+    };
+    let expected: Vec<String> = GOLDEN.lines().filter(|l| l.starts_with("sidecar_info{")).map(str::to_string).collect();
+    assert_eq!(expected.len(), 9);
+    assert_eq!(info_lines(&index, RenderOptions::default()), expected);
+    assert_eq!(info_lines(&index, only("sidecar_info")), expected);
+    assert_eq!(info_lines(&index, only("sidecar_container_restarts_total|sidecar_info")), expected);
+}
+
+/// More series than a render holds while its client reads (4,096): 2,100 Pods without an
+/// owner, each its own workload with two sidecars, are counted again at the render's end,
+/// and every series is still there, once.
+#[test]
+fn sidecar_info_past_what_a_render_holds_is_counted_at_its_end() {
+    let index = Index::new();
+    let compiled = CompiledPolicy::compile(PolicyRef::cluster("default"), &PolicySpec::default());
+    index.apply_policy(PolicyRef::cluster("default"), PolicyEntry::new(compiled, serde_json::Value::Null), now());
+    for i in 0..2_100 {
+        let pod = PodBuilder::new(&format!("ns-{}", i % 3), &format!("job-{i}"))
+            .uid(format!("uid-{i}"))
+            .native_sidecar(Container::new("istio-proxy", "istio/proxyv2:1.24.0"))
+            .native_sidecar(Container::new("log-shipper", "fluent/fluent-bit:3.2.4"))
+            .container(Container::new("app", "shop/batch:1"));
+        index.apply_pod(PodView::from_pod(&pod.decode::<SlimPod>()), now());
+    }
+    let options = || RenderOptions { max_series_per_namespace: 10_000, ..Default::default() };
+    let counted_during_ready = info_lines(&index, options());
+    assert_eq!(counted_during_ready.len(), 4_200);
+    assert!(counted_during_ready.iter().all(|l| l.ends_with("} 1")));
+    assert!(counted_during_ready.contains(
+        &"sidecar_info{namespace=\"ns-2\",workload_kind=\"Pod\",workload=\"job-2099\",container=\"log-shipper\",product=\"fluent-bit\",version=\"3.2.4\"} 1".to_string()
+    ));
+    let own_walk = RenderOptions {
+        families: FamilyFilter::new(&["sidecar_info".to_string()], &[]).expect("valid allowlist"),
+        ..options()
+    };
+    assert_eq!(info_lines(&index, own_walk), counted_during_ready);
+}

@@ -289,6 +289,12 @@ impl ContainerView {
         ContainerView { spec, status }
     }
 
+    /// The spec as shared with other views of the same container: views built by one
+    /// `Interner` that declare the same container hold one allocation.
+    pub fn shared_spec(&self) -> &Arc<ContainerSpec> {
+        &self.spec
+    }
+
     /// Its status; `None` until the kubelet reports one, and always for a plain init
     /// container.
     pub fn status(&self) -> Option<&ContainerStatusView> {
