@@ -4,7 +4,6 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use super::writer::{Family, SampleWriter};
@@ -63,24 +62,19 @@ impl Ord for InfoWorkload {
 type InfoKey = (Name, InfoWorkload, Name, &'static str, Option<Name>);
 
 /// What the replicas of a workload share for one sidecar: the namespace, the owner and the
-/// container's spec (which holds its name, catalog entry and version). Compared by address,
-/// so counting a replica hashes three pointers and copies nothing; two keys of equal values
-/// at different addresses are merged by value when the series are written. Holding the
-/// values keeps their addresses from being reused by others while the render lasts.
+/// container's spec (which holds its name, catalog entry and version). Counted by their
+/// addresses, so counting a replica hashes three pointers and copies nothing; two keys of
+/// equal values at different addresses are merged by value when the series are written.
+/// Holding the values keeps their addresses from being reused by others while the render
+/// lasts.
 struct SharedKey {
     namespace: Name,
     owner: Arc<Workload>,
     spec: Arc<ContainerSpec>,
 }
 
-impl SharedKey {
-    fn addresses(namespace: &Name, owner: &Arc<Workload>, spec: &Arc<ContainerSpec>) -> [usize; 3] {
-        [namespace.as_str().as_ptr().addr(), Arc::as_ptr(owner).addr(), Arc::as_ptr(spec).addr()]
-    }
-}
-
 /// The `sidecar_info` series a render holds counted while its client reads: an entry takes
-/// 32 B when counted by shared values, under 150 B for a Pod without owner (its name
+/// 56 B when counted by shared values, under 150 B for a Pod without owner (its name
 /// copied), so at most about 0.6 MiB, the order of the chunk it holds (docs/metrics.md,
 /// "Security"). A render whose counts grow past this drops them and counts in a walk of its
 /// own at its end, which holds them only while it writes them.
@@ -89,9 +83,8 @@ pub(super) const HELD_SERIES: usize = 4096;
 /// The `sidecar_info` counts of one render.
 #[derive(Default)]
 pub(super) struct InfoCounts {
-    /// Pods with an owner, by [`SharedKey`].
-    shared: hashbrown::HashTable<(SharedKey, u32)>,
-    hasher: hashbrown::DefaultHashBuilder,
+    /// Pods with an owner, by the addresses of their [`SharedKey`].
+    shared: hashbrown::HashMap<[usize; 3], (SharedKey, u32)>,
     /// Pods without an owner, each a workload of its own.
     own: BTreeMap<InfoKey, u32>,
 }
@@ -119,22 +112,11 @@ impl InfoCounts {
         };
         for (container, _) in pod.sidecar_containers() {
             let spec = container.shared_spec();
-            let addresses = SharedKey::addresses(namespace, owner, spec);
-            let hash = self.hasher.hash_one(addresses);
-            let hasher = &self.hasher;
-            let entry = self.shared.entry(
-                hash,
-                |(key, _)| SharedKey::addresses(&key.namespace, &key.owner, &key.spec) == addresses,
-                |(key, _)| hasher.hash_one(SharedKey::addresses(&key.namespace, &key.owner, &key.spec)),
-            );
-            entry
-                .or_insert_with(|| {
-                    let key =
-                        SharedKey { namespace: namespace.clone(), owner: Arc::clone(owner), spec: Arc::clone(spec) };
-                    (key, 0)
-                })
-                .into_mut()
-                .1 += 1;
+            let addresses = [namespace.as_str().as_ptr().addr(), Arc::as_ptr(owner).addr(), Arc::as_ptr(spec).addr()];
+            let (_, pods) = self.shared.entry(addresses).or_insert_with(|| {
+                (SharedKey { namespace: namespace.clone(), owner: Arc::clone(owner), spec: Arc::clone(spec) }, 0)
+            });
+            *pods += 1;
         }
     }
 
@@ -147,8 +129,7 @@ impl InfoCounts {
     /// namespace had more.
     pub(super) fn write(self, out: &mut SampleWriter, max_series_per_namespace: u32) -> bool {
         let mut counts = self.own;
-        for (key, pods) in self.shared {
-            let SharedKey { namespace, owner, spec } = key;
+        for (SharedKey { namespace, owner, spec }, pods) in self.shared.into_values() {
             let series =
                 (namespace, InfoWorkload::Owner(owner), spec.name.clone(), product(&spec), spec.version.clone());
             *counts.entry(series).or_default() += pods;
