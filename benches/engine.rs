@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::rollout::{counted, Rollouts};
-use sidecar_watch::engine::{evaluate, CompiledPolicy, ObservedPod, PodHistory, PodView, PolicyRef};
+use sidecar_watch::engine::{evaluate, Around, CompiledPolicy, ObservedPod, PodHistory, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry};
 
 const POD: &str = include_str!("../tests/fixtures/two-sidecars.yaml");
@@ -32,12 +32,12 @@ fn bench(c: &mut Criterion) {
     let now: Timestamp = NOW.parse().expect("valid time");
     let observed = ObservedPod::new(view.clone(), now);
     let history = observed.history();
-    assert_eq!(evaluate(&view, &policy, history, now).alerts.len(), 4, "the benchmark Pod alerts");
+    assert_eq!(evaluate(&view, &policy, history, now, Around::default()).alerts.len(), 4, "the benchmark Pod alerts");
 
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(1));
     group.bench_function("evaluate", |b| {
-        b.iter(|| evaluate(black_box(&view), black_box(&policy), black_box(history), black_box(now)))
+        b.iter(|| evaluate(black_box(&view), black_box(&policy), black_box(history), black_box(now), Around::default()))
     });
     group.bench_function("from_pod", |b| b.iter(|| PodView::from_pod(black_box(&slim))));
     // What a watch event costs before the view exists: the operator decodes `SlimPod`;
@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
             || (observed.clone(), view.clone()),
             |(mut observed, view)| {
                 observed.observe(black_box(view), now);
-                let evaluation = evaluate(observed.view(), &policy, observed.history(), now);
+                let evaluation = evaluate(observed.view(), &policy, observed.history(), now, Around::default());
                 (observed, evaluation)
             },
             BatchSize::SmallInput,
@@ -72,7 +72,7 @@ fn workload_update(c: &mut Criterion, json: &[u8], now: Timestamp) {
     const PODS: usize = 1000;
     let index = Index::new();
     let spec = serde_json::from_value(serde_json::json!({})).expect("spec");
-    let all = PolicyEntry::new(CompiledPolicy::compile_cluster("all", &spec), serde_json::Value::Null);
+    let all = PolicyEntry::new(CompiledPolicy::compile_cluster("all", &spec));
     index.apply_policy(PolicyRef::cluster("all"), all, now);
     let fixture = String::from_utf8_lossy(json).into_owned();
     let views: Vec<PodView> = (0..PODS)
@@ -129,7 +129,7 @@ fn policy_edit(c: &mut Criterion, json: &[u8], now: Timestamp) {
         let spec = serde_json::json!({"rules": {"crashLoop": {"for": format!("{for_}s")}}});
         let policy = PolicyRef::namespaced("shop", format!("p{i:03}"));
         let parsed = serde_json::from_value(spec.clone()).expect("spec");
-        (policy.clone(), PolicyEntry::new(CompiledPolicy::compile(policy, &parsed), spec))
+        (policy.clone(), PolicyEntry::new(CompiledPolicy::compile(policy, &parsed)))
     };
     for i in 0..POLICIES {
         let (p, e) = policy(i, 300);
@@ -184,7 +184,7 @@ fn flood(c: &mut Criterion, policy: &CompiledPolicy, now: Timestamp) {
         b.iter(|| {
             let slim: SlimPod = serde_json::from_slice(black_box(&json)).expect("decodes");
             let view = PodView::from_pod(&slim);
-            evaluate(&view, policy, &history, now)
+            evaluate(&view, policy, &history, now, Around::default())
         })
     });
     group.finish();

@@ -200,7 +200,7 @@ fn gzip_table() {
     let now = Timestamp::now();
     let index = Index::new();
     for (policy, compiled) in mix_policies() {
-        index.apply_policy(policy, PolicyEntry::new(Ok(compiled), serde_json::Value::Null), now);
+        index.apply_policy(policy, PolicyEntry::new(Ok(compiled)), now);
     }
     let factory = sidecar_watch_testkit::factory::PodFactory::new();
     let metrics = Metrics::new();
@@ -280,7 +280,7 @@ fn main() {
         vec![(policy.clone(), CompiledPolicy::compile(policy, &PolicySpec::default()).expect("default policy"))]
     };
     for (policy, compiled) in policies {
-        index.apply_policy(policy, PolicyEntry::new(Ok(compiled), serde_json::Value::Null), now);
+        index.apply_policy(policy, PolicyEntry::new(Ok(compiled)), now);
     }
     let make = |i: usize| -> PodView {
         let pod = if mix { serde_json::from_value(factory.pod(i)).expect("a Pod") } else { pod(i) };

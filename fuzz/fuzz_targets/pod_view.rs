@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let index = Index::new();
     let mut at = now();
     for policy in POLICIES.iter() {
-        index.apply_policy(policy.policy.clone(), PolicyEntry::new(Ok(policy.clone()), serde_json::Value::Null), at);
+        index.apply_policy(policy.policy.clone(), PolicyEntry::new(Ok(policy.clone())), at);
     }
     let items = serde_json::Deserializer::from_str(text).into_iter::<LenientPod>();
     for item in items.take(MAX_STATES) {

@@ -19,7 +19,7 @@ use sidecar_watch::api::bounds::MAX_DURATION_CHARS;
 use sidecar_watch::api::{parse_duration, DurationError, DURATION_PATTERN};
 use sidecar_watch::audit::read_policies;
 use sidecar_watch::controller::watch::policy_entry;
-use sidecar_watch::engine::{evaluate, CompiledPolicy, PodHistory, PodView};
+use sidecar_watch::engine::{evaluate, Around, CompiledPolicy, PodHistory, PodView};
 use sidecar_watch::events::note::note;
 use sidecar_watch::index::Index;
 use sidecar_watch_fuzz::{assert_one_bounded_line, fixture_pods, now};
@@ -53,7 +53,7 @@ fn try_on_fixtures(policy: &CompiledPolicy) {
         let view = PodView::from_pod(pod);
         let labels = [("kubernetes.io/metadata.name".to_string(), view.namespace().to_string())].into();
         if policy.selects(&view, Some(&labels)) {
-            for alert in evaluate(&view, policy, &PodHistory::default(), now()).alerts {
+            for alert in evaluate(&view, policy, &PodHistory::default(), now(), Around::default()).alerts {
                 assert!(!alert.message.is_empty());
             }
         }

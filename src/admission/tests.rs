@@ -14,7 +14,7 @@ use super::policy::{
 use super::*;
 use crate::api::SlimPod;
 use crate::engine::catalog::{CATALOG, GENERIC_JOB_REMEDIATION};
-use crate::engine::{evaluate_capped, AlertName, Check, CompiledPolicy, PodHistory, PodView};
+use crate::engine::{evaluate, AlertName, Around, Check, CompiledPolicy, PodHistory, PodView};
 
 /// The engine's findings on a Job template in namespace `batch` with these containers.
 fn engine_messages(
@@ -26,8 +26,13 @@ fn engine_messages(
         serde_json::from_value(json!({"metadata": {"namespace": "batch"}, "spec": {"initContainers": init_containers, "containers": containers}}))
             .expect("a Pod template");
     let view = PodView::from_template(&template, "Job", "report");
-    let evaluation =
-        evaluate_capped(&view, &CompiledPolicy::builtin(), &PodHistory::default(), Timestamp::UNIX_EPOCH, max_sidecars);
+    let evaluation = evaluate(
+        &view,
+        &CompiledPolicy::builtin(),
+        &PodHistory::default(),
+        Timestamp::UNIX_EPOCH,
+        Around { max_sidecars, ..Around::default() },
+    );
     evaluation.alerts.into_iter().map(|a| (a.name, a.check, a.container, a.message)).collect()
 }
 

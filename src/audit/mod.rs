@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::api::Severity;
 use crate::engine::rollout::Rollouts;
 use crate::engine::{
-    evaluate_among, Alert, AlertState, Around, CompiledPolicy, ContainerView, IdentifiedBy, NamespaceMeta, PodHistory,
+    evaluate, Alert, AlertState, Around, CompiledPolicy, ContainerView, IdentifiedBy, NamespaceMeta, PodHistory,
     PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
 
@@ -359,10 +359,14 @@ fn evaluate_all(
     for audited in &inventory.pods {
         let pod = &audited.view;
         let newest = rollouts.newest_of(pod);
-        let around = Around { namespace: inventory.namespaces.get(pod.namespace().as_str()), newest: &newest };
+        let around = Around {
+            namespace: inventory.namespaces.get(pod.namespace().as_str()),
+            newest: &newest,
+            ..Around::default()
+        };
         let mut pod_sidecars = PodSidecars::new();
         for policy in selecting(pod) {
-            let evaluation = evaluate_among(around, pod, policy, &history, now, DEFAULT_MAX_SIDECARS);
+            let evaluation = evaluate(pod, policy, &history, now, around);
             if keep_sidecars && !pod.is_template {
                 // Past the cap the evaluation skipped sidecars the inventory still lists: the
                 // rest of what the policy identifies, after the evaluated ones.

@@ -176,7 +176,7 @@ mod tests {
     fn policy(namespace: &str, name: &str, generation: i64) -> Input {
         let policy = PolicyRef::namespaced(namespace, name);
         let compiled = CompiledPolicy::compile(policy.clone(), &Default::default());
-        let mut entry = PolicyEntry::new(compiled, serde_json::Value::Null);
+        let mut entry = PolicyEntry::new(compiled);
         entry.generation = Some(generation);
         Input::Policy { policy, entry: Box::new(entry), received: tokio::time::Instant::now() }
     }

@@ -235,7 +235,6 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
     let created = object.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let name = object.metadata.name.clone().unwrap_or_default();
     let namespace = object.metadata.namespace.clone();
-    let spec = object.data.get("spec").cloned().unwrap_or(serde_json::Value::Null);
     let ready_condition = object
         .data
         .pointer("/status/conditions")
@@ -262,8 +261,7 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
         }
     };
     let compiled = compiled.map(Arc::new);
-    let entry =
-        PolicyEntry { generation, uid, compiled, spec, ready_condition, shard_statuses, created, held_back: None };
+    let entry = PolicyEntry { generation, uid, compiled, ready_condition, shard_statuses, created, held_back: None };
     (policy, entry)
 }
 

@@ -17,7 +17,7 @@ fn source(pods: usize) -> (scrape::Source, crate::leadership::RoleSender) {
     let now = jiff::Timestamp::now();
     let policy = PolicyRef::cluster("default");
     let compiled = CompiledPolicy::compile(policy.clone(), &PolicySpec::default());
-    index.apply_policy(policy, PolicyEntry::new(compiled, serde_json::Value::Null), now);
+    index.apply_policy(policy, PolicyEntry::new(compiled), now);
     for i in 0..pods {
         let pod: SlimPod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("web-{i}"), "namespace": "shop", "uid": format!("uid-{i}")},

@@ -37,7 +37,7 @@ pub fn mesh_policy(selector: serde_json::Value) -> (PolicyRef, PolicyEntry) {
     .expect("spec");
     let policy = PolicyRef::namespaced("shop", "mesh");
     let compiled = CompiledPolicy::compile(policy.clone(), &spec);
-    (policy, PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
+    (policy, PolicyEntry::new(compiled))
 }
 
 /// The alerts in `state` of every Pod of `index` (rule alerts, not static checks) as
@@ -91,7 +91,7 @@ pub fn pod(namespace: &str, name: &str, app: &str) -> PodView {
 pub fn policy(namespace: &str, name: &str, spec: serde_json::Value, created: Option<i64>) -> (PolicyRef, PolicyEntry) {
     let parsed: PolicySpec = serde_json::from_value(spec.clone()).expect("spec");
     let policy = PolicyRef::namespaced(namespace, name);
-    let mut entry = PolicyEntry::new(CompiledPolicy::compile(policy.clone(), &parsed), spec);
+    let mut entry = PolicyEntry::new(CompiledPolicy::compile(policy.clone(), &parsed));
     entry.created =
         created.map(|m| "2026-11-22T09:00:00Z".parse::<Timestamp>().expect("t") + jiff::SignedDuration::from_mins(m));
     (policy, entry)

@@ -3,7 +3,7 @@
 //! image alone, never for look-alikes, and never for a Pod's only container.
 
 use serde_json::{json, Value};
-use sidecar_watch::engine::{evaluate, Check, CompiledPolicy, PodHistory, PodView, CATALOG};
+use sidecar_watch::engine::{evaluate, Around, Check, CompiledPolicy, PodHistory, PodView, CATALOG};
 
 use sidecar_watch_testkit::engine::view;
 
@@ -224,7 +224,7 @@ fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
         // In a Job's Pod, where a legacy sidecar holds the Job open.
         let mut view = pod_with(sidecar);
         view.group_mut().owned_by_job = true;
-        let alerts = evaluate(&view, &catalog_only(), &PodHistory::default(), now).alerts;
+        let alerts = evaluate(&view, &catalog_only(), &PodHistory::default(), now, Around::default()).alerts;
         let legacy = alerts.iter().find(|a| a.check == Some(Check::LegacySidecar)).expect("legacy-sidecar");
         assert!(legacy.message.contains(snippet), "{id}: {}", legacy.message);
         assert!(legacy.message.contains("so the Job never completes"), "{id}: {}", legacy.message);
@@ -249,7 +249,7 @@ fn legacy_sidecar_findings_fit_the_workload_kind() {
                                     {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.0"}]}}))
     };
     let message = |view: &PodView| {
-        let alerts = evaluate(view, &catalog_only(), &PodHistory::default(), now).alerts;
+        let alerts = evaluate(view, &catalog_only(), &PodHistory::default(), now, Around::default()).alerts;
         alerts.into_iter().find(|a| a.check == Some(Check::LegacySidecar)).expect("legacy-sidecar").message
     };
     let istio = CATALOG.iter().find(|e| e.id == "istio").expect("istio");
@@ -269,7 +269,7 @@ fn legacy_sidecar_findings_fit_the_workload_kind() {
         sidecar_watch_testkit::engine::policy("sidecars: {native: false, catalog: false, names: [log-shipper]}");
     let shipper = view(&json!({"metadata": {"name": "web-2", "namespace": "shop", "uid": "u2"},
         "spec": {"containers": [{"name": "app", "image": "shop/web:1.4.2"}, {"name": "log-shipper", "image": "example/ship:1"}]}}));
-    let alerts = evaluate(&shipper, &policy, &PodHistory::default(), now).alerts;
+    let alerts = evaluate(&shipper, &policy, &PodHistory::default(), now, Around::default()).alerts;
     let legacy = alerts.into_iter().find(|a| a.check == Some(Check::LegacySidecar)).expect("legacy-sidecar").message;
     assert_eq!(
         legacy,

@@ -69,7 +69,7 @@ fn invalid_policy_evaluates_nothing_and_others_keep_working() {
     let compiled = CompiledPolicy::compile(bad.clone(), &bad_spec);
     let error = compiled.as_ref().expect_err("invalid").clone();
     assert_eq!(error.field, "spec.sidecars.pattern");
-    index.apply_policy(bad.clone(), PolicyEntry::new(compiled, serde_json::to_value(&bad_spec).expect("json")), now);
+    index.apply_policy(bad.clone(), PolicyEntry::new(compiled), now);
     let (good, e) = mesh_policy(serde_json::json!({}));
     index.apply_policy(good.clone(), e, now);
     index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), now);
@@ -92,10 +92,7 @@ fn a_namespace_labelled_for_injection_after_its_pods_reports_them_missing() {
     let now = ts("2026-11-22T10:10:00Z");
     index.apply_policy(
         PolicyRef::cluster("all"),
-        PolicyEntry::new(
-            CompiledPolicy::compile_cluster("all", &ClusterPolicySpec::default()),
-            serde_json::Value::Null,
-        ),
+        PolicyEntry::new(CompiledPolicy::compile_cluster("all", &ClusterPolicySpec::default())),
         now,
     );
     index.apply_namespace("shop", NamespaceMeta::default(), now);
@@ -287,11 +284,7 @@ fn one_pod_and_one_namespace_cost_at_most_their_limits() {
     let now = ts("2026-11-22T10:10:00Z");
     let spec: PolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
     let policy = PolicyRef::namespaced("flood", "all");
-    index.apply_policy(
-        policy.clone(),
-        PolicyEntry::new(CompiledPolicy::compile(policy.clone(), &spec), serde_json::json!({})),
-        now,
-    );
+    index.apply_policy(policy.clone(), PolicyEntry::new(CompiledPolicy::compile(policy.clone(), &spec)), now);
     let sidecars: Vec<serde_json::Value> = (0..10)
         .map(|i| serde_json::json!({"name": format!("s{i}-sidecar"), "image": "busybox", "restartPolicy": "Always"}))
         .collect();

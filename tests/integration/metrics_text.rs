@@ -33,7 +33,7 @@ fn index() -> Index {
     let spec = PolicySpec::default();
     for policy in [PolicyRef::cluster("default"), PolicyRef::namespaced("we\"ird\\ns\n2", "strict\\\"p\"")] {
         let compiled = CompiledPolicy::compile(policy.clone(), &spec);
-        index.apply_policy(policy, PolicyEntry::new(compiled, serde_json::Value::Null), now());
+        index.apply_policy(policy, PolicyEntry::new(compiled), now());
     }
     let pods = [Scenario::CrashloopingSidecar, Scenario::TwoSidecars, Scenario::MisconfiguredSidecars]
         .map(Scenario::decode::<SlimPod>);
@@ -148,7 +148,7 @@ fn filtered_families_render_exactly_their_part() {
 fn sidecar_info_is_per_workload_and_capped_per_namespace() {
     let index = Index::new();
     let compiled = CompiledPolicy::compile(PolicyRef::cluster("default"), &PolicySpec::default());
-    index.apply_policy(PolicyRef::cluster("default"), PolicyEntry::new(compiled, serde_json::Value::Null), now());
+    index.apply_policy(PolicyRef::cluster("default"), PolicyEntry::new(compiled), now());
     let replica = |ns: &str, name: &str, version: &str| {
         let pod = PodBuilder::new(ns, name)
             .uid(format!("{ns}-{name}"))
@@ -209,7 +209,7 @@ fn sidecar_info_is_the_same_whichever_walk_counts_it() {
 fn sidecar_info_past_what_a_render_holds_is_counted_at_its_end() {
     let index = Index::new();
     let compiled = CompiledPolicy::compile(PolicyRef::cluster("default"), &PolicySpec::default());
-    index.apply_policy(PolicyRef::cluster("default"), PolicyEntry::new(compiled, serde_json::Value::Null), now());
+    index.apply_policy(PolicyRef::cluster("default"), PolicyEntry::new(compiled), now());
     for i in 0..2_100 {
         let pod = PodBuilder::new(&format!("ns-{}", i % 3), &format!("job-{i}"))
             .uid(format!("uid-{i}"))

@@ -57,7 +57,7 @@ pub use observed::ObservedPod;
 pub use pod::{ContainerKind, ContainerView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef, SpecError};
 pub use relations::Workload;
-pub use rules::{evaluate, evaluate_among, evaluate_capped, evaluate_in, Around, Evaluation, DEFAULT_MAX_SIDECARS};
+pub use rules::{evaluate, Around, Evaluation, DEFAULT_MAX_SIDECARS};
 pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
 pub use stamp::Stamp;
 pub use uid::PodUid;

@@ -20,7 +20,7 @@ use super::transitions::diff;
 use super::{lock, Outcome};
 use sidecar_watch_engine::rollout::{counted, Rollouts};
 use sidecar_watch_engine::{
-    evaluate_among, Alert, Around, CompiledPolicy, Identified, NamespaceMeta, PodView, PolicyRef, SidecarType,
+    evaluate, Alert, Around, CompiledPolicy, Identified, NamespaceMeta, PodView, PolicyRef, SidecarType,
 };
 
 /// What evaluations share: the sidecar census, the workloads' sidecar versions, the per-Pod
@@ -42,7 +42,7 @@ pub(super) struct PolicyChange<'a> {
 }
 
 /// The sidecars `policy` evaluates in `pod`: the first `max` it identifies, in container
-/// order, as [`evaluate_among`] takes them.
+/// order, as [`evaluate`] takes them.
 fn sidecars_of(policy: &CompiledPolicy, pod: &PodView, max: usize) -> Vec<(usize, SidecarType)> {
     policy.sidecars(pod).take(max).map(|(i, _, identified)| (i, identified.kind)).collect()
 }
@@ -90,9 +90,9 @@ impl Evaluator<'_> {
         let mut limited = false;
         let ns_labels = namespace.map(|ns| &ns.labels);
         let newest = lock(self.rollouts).newest_of(pod.view());
-        let around = Around { namespace, newest: &newest };
+        let around = Around { namespace, newest: &newest, max_sidecars: self.max_sidecars };
         for policy in policies.iter().filter(|p| p.selects(pod.view(), ns_labels)) {
-            let evaluation = evaluate_among(around, pod.view(), policy, pod.history(), now, self.max_sidecars);
+            let evaluation = evaluate(pod.view(), policy, pod.history(), now, around);
             self.evaluations.fetch_add(1, Ordering::Relaxed);
             limited |= evaluation.sidecars_skipped > 0;
             clocked.extend(evaluation.clocked);
@@ -140,8 +140,8 @@ impl Evaluator<'_> {
         let (result, sidecars_after) = match selecting {
             Some(policy) => {
                 let newest = lock(self.rollouts).newest_of(pod.view());
-                let around = Around { namespace, newest: &newest };
-                let evaluation = evaluate_among(around, pod.view(), policy, pod.history(), now, self.max_sidecars);
+                let around = Around { namespace, newest: &newest, max_sidecars: self.max_sidecars };
+                let evaluation = evaluate(pod.view(), policy, pod.history(), now, around);
                 self.evaluations.fetch_add(1, Ordering::Relaxed);
                 outcome.limited_pods = u32::from(evaluation.sidecars_skipped > 0);
                 pod.observed.add_clocks(evaluation.clocked, now);

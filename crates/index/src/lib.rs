@@ -342,7 +342,7 @@ impl Index {
     pub fn apply_policy(&self, policy: PolicyRef, mut entry: PolicyEntry, now: Timestamp) -> Outcome {
         let mut table = self.policies.write().unwrap_or_else(|p| p.into_inner());
         let old = table.get(&policy);
-        let unchanged = old.is_some_and(|old| old.spec == entry.spec && old.uid == entry.uid);
+        let unchanged = old.is_some_and(|old| entry.same_spec_as(old));
         let before = old.and_then(PolicyEntry::evaluated).cloned();
         // The limit's decision is the index's; a status-only update keeps it.
         entry.held_back = old.and_then(|o| o.held_back);

@@ -14,14 +14,14 @@ pub type Labels = BTreeMap<String, String>;
 /// A policy as the index knows it: valid and compiled, or invalid with the reason.
 #[derive(Clone, Debug)]
 pub struct PolicyEntry {
-    /// `metadata.generation` of the object the entry was built from.
+    /// `metadata.generation` of the object the entry was built from: the API server
+    /// bumps it on every change of `spec` and never on a status write (the CRDs have the
+    /// status subresource), so it is what tells a spec change from a status-only update.
     pub generation: Option<i64>,
     /// `metadata.uid`, for Event references.
     pub uid: Option<String>,
     /// The compiled policy, or why it cannot be compiled.
     pub compiled: Result<Arc<CompiledPolicy>, SpecError>,
-    /// The object's `spec` as received, to tell spec changes from status-only updates.
-    pub spec: serde_json::Value,
     /// The `Ready` condition already on the object: (status, lastTransitionTime).
     pub ready_condition: Option<(String, String)>,
     /// Per-shard counts already on the object (sharded operation).
@@ -37,17 +37,22 @@ pub struct PolicyEntry {
 impl PolicyEntry {
     /// An entry for a compiled (or rejected) spec, with nothing known of its object yet: no
     /// generation, UID, condition or shard counts (tools and tests; the watcher fills them).
-    pub fn new(compiled: Result<CompiledPolicy, SpecError>, spec: serde_json::Value) -> Self {
+    pub fn new(compiled: Result<CompiledPolicy, SpecError>) -> Self {
         PolicyEntry {
             generation: None,
             uid: None,
             compiled: compiled.map(Arc::new),
-            spec,
             ready_condition: None,
             shard_statuses: BTreeMap::new(),
             created: None,
             held_back: None,
         }
+    }
+
+    /// Whether `self` is the same object at the same spec as `earlier`: same UID and the
+    /// same known generation. Without a generation (tools and tests) every entry is a change.
+    pub fn same_spec_as(&self, earlier: &PolicyEntry) -> bool {
+        self.uid == earlier.uid && self.generation.is_some() && self.generation == earlier.generation
     }
 
     /// The compiled policy when it is evaluated: valid and not held back.

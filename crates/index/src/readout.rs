@@ -9,7 +9,7 @@ use super::tallies::Tally;
 use super::transitions::transition;
 use super::{lock, Index, Transition, TransitionKind};
 use sidecar_watch_api::PolicyCounts;
-use sidecar_watch_engine::{evaluate_among, AlertState, Around, PolicyRef};
+use sidecar_watch_engine::{evaluate, AlertState, Around, PolicyRef};
 
 impl Index {
     /// Every firing alert now, as `Fired` transitions with their messages: what a new leader
@@ -28,8 +28,12 @@ impl Index {
                 let policy = &result.policy;
                 // The segment's lock is held: the counts' lock is taken after it, as everywhere.
                 let newest = lock(&self.rollouts).newest_of(pod.view());
-                let around = Around { namespace: namespaces.get(pod.view().namespace().as_str()), newest: &newest };
-                let evaluation = evaluate_among(around, pod.view(), policy, pod.history(), now, self.max_sidecars);
+                let around = Around {
+                    namespace: namespaces.get(pod.view().namespace().as_str()),
+                    newest: &newest,
+                    max_sidecars: self.max_sidecars,
+                };
+                let evaluation = evaluate(pod.view(), policy, pod.history(), now, around);
                 for stored in result.alerts.iter().filter(|a| a.state == AlertState::Firing) {
                     let key = stored.key(pod.view(), &result.policy);
                     let alert = evaluation

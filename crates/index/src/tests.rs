@@ -19,7 +19,7 @@ fn counts_go_with_their_pods() {
     let now: Timestamp = sidecar_watch_testkit::pod::CREATED.parse().expect("time");
     let spec: ClusterPolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
     let compiled = CompiledPolicy::compile_cluster("all", &spec);
-    index.apply_policy(PolicyRef::cluster("all"), PolicyEntry::new(compiled, serde_json::Value::Null), now);
+    index.apply_policy(PolicyRef::cluster("all"), PolicyEntry::new(compiled), now);
     for uid in 0..100 {
         index.apply_pod(pod(uid), now);
     }
@@ -61,7 +61,7 @@ fn pods_behind_their_workloads_newest_sidecar_fire_and_resolve_with_it() {
     let index = Index::new();
     let at = |t: &str| -> Timestamp { t.parse().expect("time") };
     let spec: ClusterPolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
-    let all = PolicyEntry::new(CompiledPolicy::compile_cluster("all", &spec), serde_json::Value::Null);
+    let all = PolicyEntry::new(CompiledPolicy::compile_cluster("all", &spec));
     index.apply_policy(PolicyRef::cluster("all"), all, at("2025-06-03T10:00:00Z"));
     for name in ["db-0", "db-1"] {
         let outcome = index.apply_pod(db_pod(name, "1.24.2", "2025-06-03T10:00:00Z"), at("2025-06-03T10:05:00Z"));

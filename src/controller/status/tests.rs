@@ -15,7 +15,7 @@ const CLUSTER_POLICIES: &str = "/apis/sidecarwatch.io/v1alpha1/clustersidecarpol
 
 fn entry(policy: &PolicyRef, generation: i64) -> PolicyEntry {
     let compiled = CompiledPolicy::compile(policy.clone(), &PolicySpec::default());
-    let mut entry = PolicyEntry::new(compiled, serde_json::Value::Null);
+    let mut entry = PolicyEntry::new(compiled);
     entry.generation = Some(generation);
     entry
 }

@@ -8,7 +8,7 @@ use crate::alert::{AlertName, AlertState};
 use crate::history::PodHistory;
 use crate::pod::PodView;
 use crate::policy::CompiledPolicy;
-use crate::rules::{evaluate_among, Around, DEFAULT_MAX_SIDECARS};
+use crate::rules::{evaluate, Around};
 use crate::{Interner, PolicyRef};
 use sidecar_watch_api::{PolicySpec, SlimPod};
 
@@ -113,9 +113,9 @@ fn policy(spec: &str) -> CompiledPolicy {
 fn drift(pods: &[&PodView], view: &PodView, policy: &CompiledPolicy, minute: u32) -> Vec<(AlertState, String)> {
     let rollouts = Rollouts::of_pods(pods.iter().copied(), |p| p.containers.iter());
     let newest = rollouts.newest_of(view);
-    let around = Around { namespace: None, newest: &newest };
+    let around = Around { newest: &newest, ..Around::default() };
     let now: Timestamp = format!("2025-06-03T11:{minute:02}:00Z").parse().expect("a time");
-    let evaluation = evaluate_among(around, view, policy, &PodHistory::default(), now, DEFAULT_MAX_SIDECARS);
+    let evaluation = evaluate(view, policy, &PodHistory::default(), now, around);
     evaluation
         .alerts
         .into_iter()

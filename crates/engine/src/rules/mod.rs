@@ -69,59 +69,38 @@ pub(crate) fn elapsed(since: Timestamp, now: Timestamp) -> String {
     format_duration(Duration::from_secs(u64::try_from(d.as_secs()).unwrap_or(0)))
 }
 
-/// Evaluates every enabled rule of `policy` on `pod` at `now`, for at most
-/// [`DEFAULT_MAX_SIDECARS`] sidecars, with nothing known of the Pod's namespace (so no
-/// injector's namespace marker counts for `SidecarMissing`).
-pub fn evaluate(pod: &PodView, policy: &CompiledPolicy, history: &PodHistory, now: Timestamp) -> Evaluation {
-    evaluate_capped(pod, policy, history, now, DEFAULT_MAX_SIDECARS)
-}
-
-/// [`evaluate`] for at most `max_sidecars` sidecars (the first ones, in container order);
-/// the rest are counted in [`Evaluation::sidecars_skipped`] and the Pod reports sprawl.
-pub fn evaluate_capped(
-    pod: &PodView,
-    policy: &CompiledPolicy,
-    history: &PodHistory,
-    now: Timestamp,
-    max_sidecars: usize,
-) -> Evaluation {
-    evaluate_in(None, pod, policy, history, now, max_sidecars)
-}
-
-/// [`evaluate_capped`] for a Pod in `namespace`: its labels and annotations are what
-/// injectors read for `SidecarMissing`. Nothing is known of the Pod's workload.
-pub fn evaluate_in(
-    namespace: Option<&NamespaceMeta>,
-    pod: &PodView,
-    policy: &CompiledPolicy,
-    history: &PodHistory,
-    now: Timestamp,
-    max_sidecars: usize,
-) -> Evaluation {
-    evaluate_among(Around { namespace, newest: &[] }, pod, policy, history, now, max_sidecars)
-}
-
-/// What a Pod's evaluation reads beyond the Pod itself.
-#[derive(Clone, Copy, Debug, Default)]
+/// What a Pod's evaluation reads beyond the Pod itself, and how many of its sidecars it
+/// evaluates. The default knows nothing around the Pod and evaluates
+/// [`DEFAULT_MAX_SIDECARS`].
+#[derive(Clone, Copy, Debug)]
 pub struct Around<'a> {
     /// The Pod's namespace: its labels and annotations are what injectors read for
-    /// `SidecarMissing`.
+    /// `SidecarMissing`. Without it, no injector's namespace marker counts.
     pub namespace: Option<&'a NamespaceMeta>,
     /// The newest version of each sidecar the Pod's workload runs more than one version of
     /// ([`Rollouts::newest_of`](crate::rollout::Rollouts::newest_of)), for `SidecarVersionDrift`.
     pub newest: &'a [(Name, Newest)],
+    /// Sidecars evaluated at most: the first ones, in container order; the rest are counted
+    /// in [`Evaluation::sidecars_skipped`] and the Pod reports sprawl.
+    pub max_sidecars: usize,
 }
 
-/// [`evaluate_capped`] for a Pod with what surrounds it. The index and `audit` evaluate
-/// this way.
-pub fn evaluate_among(
-    around: Around<'_>,
+impl Default for Around<'_> {
+    fn default() -> Self {
+        Around { namespace: None, newest: &[], max_sidecars: DEFAULT_MAX_SIDECARS }
+    }
+}
+
+/// Evaluates every enabled rule of `policy` on `pod` at `now`, with the Pod's history and
+/// what is known `around` it. The index, `audit` and the tests all evaluate this way.
+pub fn evaluate(
     pod: &PodView,
     policy: &CompiledPolicy,
     history: &PodHistory,
     now: Timestamp,
-    max_sidecars: usize,
+    around: Around<'_>,
 ) -> Evaluation {
+    let max_sidecars = around.max_sidecars;
     let namespace = around.namespace;
     let mut sidecars: Vec<(usize, &ContainerView, Identified)> = Vec::new();
     let mut skipped = 0;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::AlertName::{self, *};
 use sidecar_watch_engine::AlertState::{self, *};
-use sidecar_watch_engine::{evaluate, CompiledPolicy, Evaluation, ObservedPod};
+use sidecar_watch_engine::{evaluate, Around, CompiledPolicy, Evaluation, ObservedPod};
 use sidecar_watch_testkit::engine::*;
 
 /// `2025-06-03THH:MM:SSZ`.
@@ -218,7 +218,7 @@ fn restarted_main_containers_are_out_of_order_only_when_they_really_started_firs
     let ready = pod(true, spec, restarted_statuses(true));
     let mut history = ObservedPod::new(view(&starting), at("10:20:06"));
     history.observe(view(&ready), at("10:20:09"));
-    let evaluation = evaluate(&view(&ready), &order, history.history(), now());
+    let evaluation = evaluate(&view(&ready), &order, history.history(), now(), Around::default());
     assert_eq!(brief(&evaluation), [(MainStartedBeforeSidecarReady, "proxy".to_string(), Firing)]);
     let text = message(&evaluation, MainStartedBeforeSidecarReady);
     assert!(
@@ -236,9 +236,9 @@ fn restarted_main_containers_are_out_of_order_only_when_they_really_started_firs
         pod(true, restart_all_spec(), restarted_statuses(true)),
     );
     let (order, mut history) = (only("startupOrder", ""), ObservedPod::new(view(&starting), at("10:20:06")));
-    assert_eq!(brief(&evaluate(&view(&starting), &order, history.history(), now())), []);
+    assert_eq!(brief(&evaluate(&view(&starting), &order, history.history(), now(), Around::default())), []);
     history.observe(view(&ready), at("10:20:09"));
-    assert_eq!(brief(&evaluate(&view(&ready), &order, history.history(), now())), []);
+    assert_eq!(brief(&evaluate(&view(&ready), &order, history.history(), now(), Around::default())), []);
 }
 
 #[test]
@@ -270,7 +270,7 @@ fn the_operator_counts_the_kubelets_pod_restarts_apart_from_a_sidecars_own_exits
     let (proxy, watcher) = (history.container("proxy").unwrap(), history.container("watcher").unwrap());
     assert_eq!((proxy.restarts_by_kubelet, proxy.restarts.len()), (1, 0), "proxy was restarted with the Pod");
     assert_eq!((watcher.restarts_by_kubelet, watcher.restarts.len()), (0, 1), "watcher's own exit");
-    let evaluation = evaluate(&view(&after), &runtime_rules(), history.history(), now());
+    let evaluation = evaluate(&view(&after), &runtime_rules(), history.history(), now(), Around::default());
     assert_eq!(brief(&evaluation), [(SidecarRestartingFrequently, "watcher".to_string(), Firing)]);
     assert_eq!(evaluation.alerts[0].since, Some(at("10:20:05")), "when the operator saw the restart");
 }
@@ -309,7 +309,7 @@ fn a_restart_to_apply_a_resize_is_not_counted_when_the_operator_saw_the_resize()
         history.observe(view(&resizing(0, true, restart_policy)), at("10:19:51"));
         let restarted = view(&resizing(1, false, restart_policy));
         history.observe(restarted.clone(), at("10:20:02"));
-        let evaluation = evaluate(&restarted, &policy, history.history(), now());
+        let evaluation = evaluate(&restarted, &policy, history.history(), now(), Around::default());
         let expected = if counted { vec![(SidecarRestartingFrequently, "proxy".to_string(), Firing)] } else { vec![] };
         assert_eq!(brief(&evaluation), expected, "resizePolicy {restart_policy}");
     }
@@ -396,7 +396,8 @@ fn huge_or_malformed_restart_rules_are_bounded_and_name_their_field() {
         history.history().containers.iter().filter(|c| view.containers[c.at as usize].name.starts_with('s')).collect();
     assert_eq!(sidecar_histories.len(), 200);
     assert!(sidecar_histories.iter().all(|c| c.restarts_by_kubelet == 1));
-    let evaluation = evaluate(&view, &policy("rules: {restarts: {threshold: 1}}"), history.history(), now());
+    let evaluation =
+        evaluate(&view, &policy("rules: {restarts: {threshold: 1}}"), history.history(), now(), Around::default());
     assert_eq!(evaluation.sidecars.len(), 32);
     assert!(evaluation.alerts.iter().all(|a| a.name == SidecarMisconfigured), "{:?}", brief(&evaluation));
 

@@ -14,8 +14,8 @@ use sidecar_watch_engine::pod::{
     ConditionView, ContainerSpec, ContainerState, ContainerStatusView, SpecFlags, Termination,
 };
 use sidecar_watch_engine::{
-    evaluate, AlertName, AlertState, Check, CompiledPolicy, ContainerKind, ContainerView, IdentifiedBy, ObservedPod,
-    PodView, PolicyRef, Stamp,
+    evaluate, AlertName, AlertState, Around, Check, CompiledPolicy, ContainerKind, ContainerView, IdentifiedBy,
+    ObservedPod, PodView, PolicyRef, Stamp,
 };
 use sidecar_watch_testkit::engine::{at, plus};
 
@@ -316,10 +316,10 @@ proptest! {
 
     #[test]
     fn evaluation_is_sound((view, history, policy, now) in case()) {
-        let evaluation = evaluate(&view, &policy, history.history(), now);
+        let evaluation = evaluate(&view, &policy, history.history(), now, Around::default());
 
         // Deterministic: the same input gives the same output, with or without history clones.
-        prop_assert_eq!(&evaluate(&view, &policy, &history.history().clone(), now), &evaluation);
+        prop_assert_eq!(&evaluate(&view, &policy, &history.history().clone(), now, Around::default()), &evaluation);
 
         for alert in &evaluation.alerts {
             // Only sidecars: never a main container or a plain init container.
@@ -373,7 +373,7 @@ proptest! {
     /// reported out of start order, whatever statuses the operator saw.
     #[test]
     fn a_gated_native_sidecar_is_never_out_of_order((view, history, policy, now) in case_of(gated_pod())) {
-        let evaluation = evaluate(&view, &policy, history.history(), now);
+        let evaluation = evaluate(&view, &policy, history.history(), now, Around::default());
         for alert in evaluation.alerts.iter().filter(|a| a.name == AlertName::MainStartedBeforeSidecarReady) {
             let sidecar = view.containers.iter().find(|c| c.name == alert.container).expect("a container");
             prop_assert_ne!(sidecar.kind, ContainerKind::RestartableInit, "{:?}", alert);

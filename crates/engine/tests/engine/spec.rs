@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use sidecar_watch_api::SlimPod;
-use sidecar_watch_engine::{evaluate, AlertName, AlertState, Check, CompiledPolicy, PodHistory, PodView};
+use sidecar_watch_engine::{evaluate, AlertName, AlertState, Around, Check, CompiledPolicy, PodHistory, PodView};
 
 use sidecar_watch_testkit::engine::view;
 
@@ -15,11 +15,17 @@ fn pod(init: Value, containers: Value) -> Value {
 
 /// `(alert, container, check)` of every alert under the built-in policy.
 fn findings(view: &PodView) -> Vec<(AlertName, String, Option<Check>)> {
-    evaluate(view, &CompiledPolicy::builtin(), &PodHistory::default(), sidecar_watch_testkit::engine::now())
-        .alerts
-        .into_iter()
-        .map(|a| (a.name, a.container, a.check))
-        .collect()
+    evaluate(
+        view,
+        &CompiledPolicy::builtin(),
+        &PodHistory::default(),
+        sidecar_watch_testkit::engine::now(),
+        Around::default(),
+    )
+    .alerts
+    .into_iter()
+    .map(|a| (a.name, a.container, a.check))
+    .collect()
 }
 
 fn checks_on(view: &PodView, container: &str) -> Vec<Check> {
@@ -45,11 +51,16 @@ fn envoy(extra: Value) -> Value {
 fn a_post_start_hook_on_a_native_sidecar_makes_the_kubelet_wait_like_a_startup_probe() {
     let without = view(&pod(json!([envoy(json!({}))]), json!([APP()])));
     assert_eq!(checks_on(&without, "envoy"), [Check::NoStartupProbe]);
-    let message =
-        evaluate(&without, &CompiledPolicy::builtin(), &PodHistory::default(), sidecar_watch_testkit::engine::now())
-            .alerts[0]
-            .message
-            .clone();
+    let message = evaluate(
+        &without,
+        &CompiledPolicy::builtin(),
+        &PodHistory::default(),
+        sidecar_watch_testkit::engine::now(),
+        Around::default(),
+    )
+    .alerts[0]
+        .message
+        .clone();
     assert!(message.contains("neither a startupProbe nor a postStart hook"), "{message}");
 
     let hook = json!({"lifecycle": {"postStart": {"exec": {"command": ["/bin/sh", "-c", "until wget -qO- localhost:9901/ready; do sleep 1; done"]}}}});
@@ -72,9 +83,14 @@ fn a_main_liveness_probe_on_a_sidecar_port_is_reported_on_the_sidecar() {
     ] {
         let view = probing(probe.clone());
         assert_eq!(checks_on(&view, "envoy"), [Check::MainProbeOnSidecar], "{probe}");
-        let alerts =
-            evaluate(&view, &CompiledPolicy::builtin(), &PodHistory::default(), sidecar_watch_testkit::engine::now())
-                .alerts;
+        let alerts = evaluate(
+            &view,
+            &CompiledPolicy::builtin(),
+            &PodHistory::default(),
+            sidecar_watch_testkit::engine::now(),
+            Around::default(),
+        )
+        .alerts;
         let message = &alerts[0].message;
         assert!(message.contains("Main container app") && message.contains("port 9901 of sidecar envoy"), "{message}");
     }
@@ -138,8 +154,14 @@ fn a_job_template_with_a_legacy_sidecar_will_never_complete() {
     let job = PodView::from_template(&template, "CronJob", "nightly-backup");
     assert_eq!(job.name(), "CronJob/nightly-backup");
     assert_eq!(job.workload(), ("CronJob", "nightly-backup"));
-    let alerts =
-        evaluate(&job, &CompiledPolicy::builtin(), &PodHistory::default(), sidecar_watch_testkit::engine::now()).alerts;
+    let alerts = evaluate(
+        &job,
+        &CompiledPolicy::builtin(),
+        &PodHistory::default(),
+        sidecar_watch_testkit::engine::now(),
+        Around::default(),
+    )
+    .alerts;
     let summary: Vec<_> = alerts.iter().map(|a| (a.name, a.container.as_str(), a.check, a.state, a.since)).collect();
     assert_eq!(
         summary,
@@ -318,13 +340,18 @@ fn init_before_proxy_needs_a_redirect_already_in_place_when_the_init_container_r
         ]),
         json!([APP()]),
     ));
-    let message =
-        evaluate(&two, &CompiledPolicy::builtin(), &PodHistory::default(), sidecar_watch_testkit::engine::now())
-            .alerts
-            .into_iter()
-            .find(|a| a.check == Some(Check::InitBeforeProxy))
-            .map(|a| a.message)
-            .unwrap_or_default();
+    let message = evaluate(
+        &two,
+        &CompiledPolicy::builtin(),
+        &PodHistory::default(),
+        sidecar_watch_testkit::engine::now(),
+        Around::default(),
+    )
+    .alerts
+    .into_iter()
+    .find(|a| a.check == Some(Check::InitBeforeProxy))
+    .map(|a| a.message)
+    .unwrap_or_default();
     assert!(
         message.starts_with(
             "Init containers wait-for-db, fetch-model in Pod shop/web-1 run before native sidecar linkerd-proxy"

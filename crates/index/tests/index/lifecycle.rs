@@ -65,7 +65,7 @@ fn cluster_policy_follows_namespace_labels() {
             .expect("spec");
     let compiled = CompiledPolicy::compile_cluster("platform", &spec);
     let policy = PolicyRef::cluster("platform");
-    index.apply_policy(policy.clone(), PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")), now);
+    index.apply_policy(policy.clone(), PolicyEntry::new(compiled), now);
     index.apply_namespace("shop", NamespaceMeta::default(), now);
     index.apply_pod(web_pod("web-1", "u1", &[], false), now);
     assert_eq!(index.policy_stats()[&policy].matched_pods, 0);

@@ -82,8 +82,16 @@ fn a_policy_edit_evaluates_only_its_own_pods_under_itself() {
     assert_eq!(cost(&|| drop(index.delete_policy(&PolicyRef::namespaced("shop", "edited"), now()))), 0);
     policies.pop();
     assert_eq!(state(&index), fresh(&policies));
-    // A status-only update (same spec) costs nothing.
-    assert_eq!(cost(&|| drop(apply(&index, policy("shop", "p00", selecting("web", 5), Some(0))))), 0);
+    // A status-only update (same UID and generation: the API server bumps the generation on
+    // every spec change) costs nothing; a new generation is evaluated again.
+    let at_generation = |generation| {
+        let (policy, mut entry) = policy("shop", "p00", selecting("web", 5), Some(0));
+        (entry.generation, entry.uid) = (Some(generation), Some("p00-uid".into()));
+        (policy, entry)
+    };
+    assert_eq!(cost(&|| drop(apply(&index, at_generation(2)))), 10);
+    assert_eq!(cost(&|| drop(apply(&index, at_generation(2)))), 0);
+    assert_eq!(cost(&|| drop(apply(&index, at_generation(3)))), 10);
 }
 
 /// An edit knows when its own alerts go firing, not when the other policies' do: it asks

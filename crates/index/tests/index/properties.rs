@@ -79,7 +79,7 @@ impl PolicyKind {
                     serde_json::from_value(serde_json::json!({"selector": selector, "events": events})).expect("spec");
                 let policy = PolicyRef::namespaced(*namespace, "mesh");
                 let compiled = CompiledPolicy::compile(policy.clone(), &spec);
-                (policy, PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
+                (policy, PolicyEntry::new(compiled))
             }
             PolicyKind::Cluster { namespace_selector } => {
                 let spec: ClusterPolicySpec = serde_json::from_value(if *namespace_selector {
@@ -89,7 +89,7 @@ impl PolicyKind {
                 })
                 .expect("spec");
                 let compiled = CompiledPolicy::compile_cluster("platform", &spec);
-                (PolicyRef::cluster("platform"), PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
+                (PolicyRef::cluster("platform"), PolicyEntry::new(compiled))
             }
             PolicyKind::Invalid => {
                 let spec: PolicySpec =
@@ -97,7 +97,7 @@ impl PolicyKind {
                 let policy = PolicyRef::namespaced("shop", "broken");
                 let compiled = CompiledPolicy::compile(policy.clone(), &spec);
                 assert!(compiled.is_err());
-                (policy, PolicyEntry::new(compiled, serde_json::to_value(&spec).expect("json")))
+                (policy, PolicyEntry::new(compiled))
             }
         }
     }
@@ -191,7 +191,7 @@ fn fresh_index() -> (Index, Timestamp) {
     let index = Index::new();
     let now: Timestamp = "2026-11-22T10:00:00Z".parse().expect("time");
     let all: ClusterPolicySpec = serde_json::from_value(serde_json::json!({})).expect("spec");
-    let entry = PolicyEntry::new(CompiledPolicy::compile_cluster("all", &all), serde_json::Value::Null);
+    let entry = PolicyEntry::new(CompiledPolicy::compile_cluster("all", &all));
     index.apply_policy(PolicyRef::cluster("all"), entry, now);
     (index, now)
 }

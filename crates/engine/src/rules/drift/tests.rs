@@ -7,7 +7,7 @@ use crate::alert::{Alert, AlertName, AlertState};
 use crate::history::PodHistory;
 use crate::pod::PodView;
 use crate::policy::CompiledPolicy;
-use crate::rules::evaluate;
+use crate::rules::{evaluate, Around};
 use crate::PolicyRef;
 use sidecar_watch_api::{PolicySpec, SlimPod};
 
@@ -29,7 +29,7 @@ fn policy(spec: &str) -> Result<CompiledPolicy, String> {
 
 fn drift(view: &PodView, policy: &CompiledPolicy) -> Vec<Alert> {
     let now: Timestamp = "2025-06-03T12:00:00Z".parse().expect("a time");
-    let evaluation = evaluate(view, policy, &PodHistory::default(), now);
+    let evaluation = evaluate(view, policy, &PodHistory::default(), now, Around::default());
     evaluation.alerts.into_iter().filter(|a| a.name == AlertName::SidecarVersionDrift).collect()
 }
 

@@ -11,7 +11,7 @@ use crate::history::PodHistory;
 use crate::observed::ObservedPod;
 use crate::pod::PodView;
 use crate::policy::CompiledPolicy;
-use crate::rules::evaluate;
+use crate::rules::{evaluate, Around};
 use crate::PolicyRef;
 use sidecar_watch_api::{PolicySpec, SlimPod};
 
@@ -31,7 +31,7 @@ fn policy() -> CompiledPolicy {
 /// (alert, container, state, since) of every alert of `pod` at 10:30:00.
 fn alerts(pod: &Value) -> Vec<(AlertName, String, AlertState, String)> {
     let view = PodView::from_pod(&serde_json::from_value::<SlimPod>(pod.clone()).expect("a Pod"));
-    let evaluation = evaluate(&view, &policy(), &PodHistory::default(), now());
+    let evaluation = evaluate(&view, &policy(), &PodHistory::default(), now(), Around::default());
     evaluation
         .alerts
         .iter()
@@ -41,7 +41,7 @@ fn alerts(pod: &Value) -> Vec<(AlertName, String, AlertState, String)> {
 
 fn message(pod: &Value, name: AlertName) -> String {
     let view = PodView::from_pod(&serde_json::from_value::<SlimPod>(pod.clone()).expect("a Pod"));
-    let evaluation = evaluate(&view, &policy(), &PodHistory::default(), now());
+    let evaluation = evaluate(&view, &policy(), &PodHistory::default(), now(), Around::default());
     evaluation.alerts.into_iter().find(|a| a.name == name).map(|a| a.message).unwrap_or_default()
 }
 
@@ -129,7 +129,7 @@ fn watched_crash_loop() -> Vec<Seen> {
                 }
                 None => observed.insert(ObservedPod::new(view, at(now))),
             };
-            let evaluation = evaluate(pod.view(), &policy(), pod.history(), at(now));
+            let evaluation = evaluate(pod.view(), &policy(), pod.history(), at(now), Around::default());
             seen.push((at(now), running, evaluation.alerts.iter().map(|a| (a.name, a.state)).collect()));
         }
         last = Some((run_start, exit));

@@ -11,7 +11,7 @@ use crate::history::PodHistory;
 use crate::injection::NamespaceMeta;
 use crate::pod::PodView;
 use crate::policy::CompiledPolicy;
-use crate::rules::{evaluate_in, DEFAULT_MAX_SIDECARS};
+use crate::rules::{evaluate, Around};
 use crate::PolicyRef;
 use sidecar_watch_api::{PolicySpec, SlimPod};
 
@@ -37,7 +37,8 @@ fn policy(spec: &str) -> CompiledPolicy {
 fn missing(pod: &Value, ns: Option<&NamespaceMeta>, policy: &CompiledPolicy) -> Vec<Alert> {
     let view = PodView::from_pod(&serde_json::from_value::<SlimPod>(pod.clone()).expect("a Pod"));
     let now: Timestamp = "2025-06-03T10:30:00Z".parse().expect("a time");
-    let evaluation = evaluate_in(ns, &view, policy, &PodHistory::default(), now, DEFAULT_MAX_SIDECARS);
+    let evaluation =
+        evaluate(&view, policy, &PodHistory::default(), now, Around { namespace: ns, ..Around::default() });
     evaluation.alerts.into_iter().filter(|a| a.name == AlertName::SidecarMissing).collect()
 }
 
@@ -82,7 +83,8 @@ fn never_for_a_finished_deleting_or_template_pod_nor_when_disabled() {
     let slim: SlimPod = serde_json::from_value(web("Running", json!([]))).expect("a Pod");
     let template = PodView::from_template(&slim, "Deployment", "web");
     let now: Timestamp = "2025-06-03T10:30:00Z".parse().expect("a time");
-    let evaluation = evaluate_in(Some(&ns), &template, &quiet, &PodHistory::default(), now, DEFAULT_MAX_SIDECARS);
+    let evaluation =
+        evaluate(&template, &quiet, &PodHistory::default(), now, Around { namespace: Some(&ns), ..Around::default() });
     assert!(evaluation.alerts.iter().all(|a| a.name != AlertName::SidecarMissing));
     let off = policy("rules: {misconfiguration: {enabled: false}, sidecarMissing: {enabled: false}}");
     assert!(missing(&web("Running", json!([])), Some(&ns), &off).is_empty());

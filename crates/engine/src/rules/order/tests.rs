@@ -7,7 +7,7 @@ use crate::alert::{AlertName, AlertState};
 use crate::history::PodHistory;
 use crate::pod::PodView;
 use crate::policy::CompiledPolicy;
-use crate::rules::evaluate;
+use crate::rules::{evaluate, Around};
 use crate::PolicyRef;
 use sidecar_watch_api::{PolicySpec, SlimPod};
 
@@ -36,7 +36,7 @@ fn blocked(pod: Value) -> Option<(AlertState, String)> {
     let policy = CompiledPolicy::compile(PolicyRef::namespaced("ci", "test"), &spec).expect("compiles");
     let view = PodView::from_pod(&serde_json::from_value::<SlimPod>(pod).expect("a Pod"));
     let now: Timestamp = "2025-06-03T10:30:00Z".parse().expect("a time");
-    let evaluation = evaluate(&view, &policy, &PodHistory::default(), now);
+    let evaluation = evaluate(&view, &policy, &PodHistory::default(), now, Around::default());
     evaluation.alerts.into_iter().find(|a| a.name == AlertName::JobBlockedBySidecar).map(|a| (a.state, a.message))
 }
 

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use sidecar_watch_engine::history::HistoryMarks;
 use sidecar_watch_engine::pod::ConditionView;
 use sidecar_watch_engine::{
-    evaluate, AlertName::*, AlertState::*, CompiledPolicy, Observation, ObservedPod, PodHistory, PodView,
+    evaluate, AlertName::*, AlertState::*, Around, CompiledPolicy, Observation, ObservedPod, PodHistory, PodView,
 };
 use sidecar_watch_testkit::engine::*;
 
@@ -46,7 +46,7 @@ fn start_order_marks_hold_for_the_run_they_were_seen_in() {
     assert!(!history.container("envoy").unwrap().marks.intersects(HistoryMarks::START_ORDER));
     // app's run is the same: its half stays, but alone it pairs with nothing.
     assert!(history.container("app").unwrap().marks.contains(HistoryMarks::RAN_BESIDE_UNREADY_NATIVE));
-    assert_eq!(brief(&evaluate(&next_run, &only("startupOrder", ""), history.history(), now())), []);
+    assert_eq!(brief(&evaluate(&next_run, &only("startupOrder", ""), history.history(), now(), Around::default())), []);
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn observed_readiness_flip_gives_since() {
     let mut history = ObservedPod::new(ready.clone(), at("10:00:10"));
     assert_eq!(history.observe(not_ready.clone(), at("10:20:00")), vec![]);
     assert_eq!(history.container("envoy").unwrap().ready_changed_at, Some(at("10:20:00").into()));
-    let evaluation = evaluate(&not_ready, &CompiledPolicy::builtin(), history.history(), now());
+    let evaluation = evaluate(&not_ready, &CompiledPolicy::builtin(), history.history(), now(), Around::default());
     assert_eq!(
         brief(&evaluation),
         vec![
@@ -66,7 +66,7 @@ fn observed_readiness_flip_gives_since() {
         "no MainStartedBeforeSidecarReady: the sidecar was seen ready"
     );
     // Not yet 5 minutes: pending until exactly 10:25:00.
-    let early = evaluate(&not_ready, &CompiledPolicy::builtin(), history.history(), at("10:24:59"));
+    let early = evaluate(&not_ready, &CompiledPolicy::builtin(), history.history(), at("10:24:59"), Around::default());
     assert_eq!(early.alerts[0].state, Pending);
     assert_eq!(early.alerts[1].state, Firing, "mainReadySidecarNotReady fired at 10:22:00");
     assert_eq!(early.next_change, Some(at("10:25:00")));
@@ -74,7 +74,7 @@ fn observed_readiness_flip_gives_since() {
     // for a new one whose start-up took 31 minutes.
     assert_eq!(history.observe(ready.clone(), at("10:31:00")), vec![]);
     assert!(!history.container("envoy").unwrap().watched_run_seen_ready());
-    let quiet = evaluate(&ready, &CompiledPolicy::builtin(), history.history(), at("10:31:00"));
+    let quiet = evaluate(&ready, &CompiledPolicy::builtin(), history.history(), at("10:31:00"), Around::default());
     assert_eq!((quiet.alerts, quiet.next_change, quiet.clocked), (vec![], None, vec![]));
 }
 
@@ -93,7 +93,7 @@ fn observed_restarts_are_recorded_with_finished_at() {
     let restarts: Vec<Timestamp> = envoy.restarts.iter().map(|s| s.timestamp()).collect();
     assert_eq!(restarts, [at("10:18:00"), at("10:22:00"), at("10:22:05"), at("10:27:00")]);
     let view = state(4, Some("10:27:00"));
-    let evaluation = evaluate(&view, &only("restarts", ""), history.history(), now());
+    let evaluation = evaluate(&view, &only("restarts", ""), history.history(), now(), Around::default());
     assert_eq!(brief(&evaluation), vec![(SidecarRestartingFrequently, "envoy".into(), Firing, Some(at("10:22:05")))]);
     assert_eq!(evaluation.next_change, Some(at("10:37:00")), "when the second-oldest leaves the 15m window");
     // Without a finishedAt the observation time is used.
@@ -118,7 +118,7 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
         vec![Observation::StartedUp { container: "envoy".into(), seconds: 8.0 }]
     );
     assert!(history.container("envoy").unwrap().watched_run_seen_ready());
-    let evaluation = evaluate(&ready, &only("startupOrder", ""), history.history(), now());
+    let evaluation = evaluate(&ready, &only("startupOrder", ""), history.history(), now(), Around::default());
     assert_eq!(brief(&evaluation), vec![(MainStartedBeforeSidecarReady, "envoy".into(), Firing, Some(at("10:00:03")))]);
     assert_eq!(
         evaluation.alerts[0].message,
@@ -128,7 +128,10 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
     // A second flip does not report another start-up.
     history.observe(pod(vec![sidecar(false), app("10:00:03")]), at("10:10:00"));
     assert_eq!(history.observe(ready.clone(), at("10:11:00")), vec![]);
-    assert_eq!(evaluate(&ready, &only("startupOrder", ""), history.history(), now()).alerts.len(), 1);
+    assert_eq!(
+        evaluate(&ready, &only("startupOrder", ""), history.history(), now(), Around::default()).alerts.len(),
+        1
+    );
 
     // Ready before the main container started: no alert.
     let mut history = ObservedPod::new(pod(vec![sidecar(false), app_waiting.clone()]), at("10:00:02"));
@@ -136,7 +139,7 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
     assert_eq!(started, vec![Observation::StartedUp { container: "envoy".into(), seconds: 5.0 }]);
     let good = pod(vec![sidecar(true), app("10:00:08")]);
     history.observe(good.clone(), at("10:00:08"));
-    assert!(evaluate(&good, &only("startupOrder", ""), history.history(), now()).alerts.is_empty());
+    assert!(evaluate(&good, &only("startupOrder", ""), history.history(), now(), Around::default()).alerts.is_empty());
 
     // First seen already ready: no start-up to time.
     let history = ObservedPod::new(good.clone(), at("10:05:00"));
@@ -152,7 +155,7 @@ fn observed_start_ups_are_timed_and_start_order_kept_from_the_status_that_showed
     let mut ready = pod(vec![sidecar(true), app("10:00:03")]);
     ready.set_ready_condition(Some(ConditionView { status: true, since: Some(at("10:20:02").into()) }));
     assert_eq!(history.observe(ready.clone(), at("10:20:02")), vec![]);
-    assert!(evaluate(&ready, &only("startupOrder", ""), history.history(), now()).alerts.is_empty());
+    assert!(evaluate(&ready, &only("startupOrder", ""), history.history(), now(), Around::default()).alerts.is_empty());
 }
 
 /// A restarted operator (empty history) computes the same `since` as one that watched the
@@ -257,8 +260,8 @@ fn restarted_operator_computes_the_same_since() {
             watched.observe(view.clone(), *seen);
         }
         let (last, _) = states.last().unwrap();
-        let with_history = evaluate(last, &policy, watched.history(), now());
-        let restarted = evaluate(last, &policy, &PodHistory::default(), now());
+        let with_history = evaluate(last, &policy, watched.history(), now(), Around::default());
+        let restarted = evaluate(last, &policy, &PodHistory::default(), now(), Around::default());
         assert!(!with_history.alerts.is_empty(), "{case}: the case produces alerts");
         assert_eq!(rows(&with_history), rows(&restarted), "{case}");
         // Restart times the API does not keep only move a wake-up, never a row: a restarted
@@ -271,7 +274,7 @@ fn restarted_operator_computes_the_same_since() {
         // The restarted operator then watches on: nothing changes on the next identical state.
         let fresh = ObservedPod::new(last.clone(), now());
         assert_eq!(
-            rows(&evaluate(last, &policy, fresh.history(), now())),
+            rows(&evaluate(last, &policy, fresh.history(), now(), Around::default())),
             rows(&restarted),
             "{case} after one observation"
         );

@@ -2,7 +2,7 @@
 //! sidecars (native, names, pattern, catalog), and the sidecar-sprawl misconfiguration.
 
 use super::brief;
-use sidecar_watch_engine::{evaluate, AlertName::*, AlertState::*, CompiledPolicy, PodHistory};
+use sidecar_watch_engine::{evaluate, AlertName::*, AlertState::*, Around, CompiledPolicy, PodHistory};
 use sidecar_watch_testkit::engine::*;
 
 #[test]
@@ -94,7 +94,8 @@ fn sidecar_sprawl_is_reported_from_five_sidecars() {
         let mut containers: Vec<_> =
             (0..sidecars).map(|i| native(&format!("agent-{i}"), running(at("10:00:00"), true))).collect();
         containers.push(regular("app", running(at("10:00:01"), true)));
-        let evaluation = evaluate(&pod(containers), &only("misconfiguration", ""), &PodHistory::default(), now());
+        let evaluation =
+            evaluate(&pod(containers), &only("misconfiguration", ""), &PodHistory::default(), now(), Around::default());
         let sprawl: Vec<_> = evaluation.alerts.iter().filter(|a| a.check == Some(Check::SidecarSprawl)).collect();
         assert_eq!(sprawl.len(), expected, "{sidecars} sidecars: {:#?}", evaluation.alerts);
         if let Some(alert) = sprawl.first() {

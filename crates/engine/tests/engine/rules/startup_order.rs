@@ -6,8 +6,8 @@ use jiff::Timestamp;
 use sidecar_watch_engine::history::HistoryMarks;
 use sidecar_watch_engine::pod::{ConditionView, ContainerStatusView, SpecFlags};
 use sidecar_watch_engine::{
-    evaluate, AlertName::*, AlertState::*, CompiledPolicy, ContainerHistory, Evaluation, ObservedPod, PodHistory,
-    PodView,
+    evaluate, AlertName::*, AlertState::*, Around, CompiledPolicy, ContainerHistory, Evaluation, ObservedPod,
+    PodHistory, PodView,
 };
 use sidecar_watch_testkit::engine::*;
 
@@ -83,7 +83,7 @@ fn startup_order_cases() {
         let history = PodHistory { containers: histories.into(), ..PodHistory::default() };
         let mut view = with_main(unordered_native("envoy", status));
         view.set_ready_condition(condition);
-        let evaluation = evaluate(&view, &only("startupOrder", ""), &history, now);
+        let evaluation = evaluate(&view, &only("startupOrder", ""), &history, now, Around::default());
         let expected: Vec<_> =
             since.map(|s| (MainStartedBeforeSidecarReady, "envoy".to_string(), Firing, Some(s))).into_iter().collect();
         assert_eq!(brief(&evaluation), expected, "{case}");
@@ -93,7 +93,7 @@ fn startup_order_cases() {
             let (mut gated, mut containers) = (view.clone(), view.containers.to_vec());
             containers[0].spec_mut().flags.insert(gate);
             gated.containers = containers.into();
-            let evaluation = evaluate(&gated, &only("startupOrder", ""), &history, now);
+            let evaluation = evaluate(&gated, &only("startupOrder", ""), &history, now, Around::default());
             assert_eq!(brief(&evaluation), [], "{case} with {gate:?}");
         }
     }
@@ -193,7 +193,7 @@ fn a_native_sidecar_the_kubelet_waits_for_is_never_out_of_order() {
                     // Seen one write a second from 13:47:22 on: the operator sees envoy's
                     // ready flip at or after app's startedAt, whenever the kubelet wrote it.
                     let history = observe_into(&mut observed, view.clone(), plus(at("13:47:22"), i as i64));
-                    let evaluation = evaluate(&view, &order, history.history(), at("13:50:00"));
+                    let evaluation = evaluate(&view, &order, history.history(), at("13:50:00"), Around::default());
                     assert_eq!(brief(&evaluation), [], "{gate:?} {writes:?} seen from write {first} to {i}");
                 }
             }
@@ -209,7 +209,7 @@ fn a_native_sidecar_the_kubelet_waits_for_is_never_out_of_order() {
                     .then(|| (MainStartedBeforeSidecarReady, "envoy".to_string(), Firing, Some(at("13:47:22"))))
                     .into_iter()
                     .collect();
-                let evaluation = evaluate(&view, &order, history.history(), at("13:50:00"));
+                let evaluation = evaluate(&view, &order, history.history(), at("13:50:00"), Around::default());
                 assert_eq!(brief(&evaluation), expected, "{writes:?} seen from write {first} to {i}");
             }
         }
@@ -228,7 +228,7 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
     // Seen: app running while envoy is not ready yet (the seed article "Start Sidecar First").
     let mut history = ObservedPod::new(starting.view(flags), at("13:47:15"));
     history.observe(app_runs.view(flags), at("13:47:23"));
-    let evaluation = evaluate(&app_runs.view(flags), &order, history.history(), at("13:47:23"));
+    let evaluation = evaluate(&app_runs.view(flags), &order, history.history(), at("13:47:23"), Around::default());
     assert_eq!(brief(&evaluation), [(MainStartedBeforeSidecarReady, "envoy".into(), Firing, Some(at("13:47:22")))]);
     assert_eq!(
         message(&evaluation),
@@ -237,7 +237,7 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
     );
     // Once envoy is ready the finding stays, from what that status showed.
     history.observe(ready.view(flags), at("13:47:40"));
-    let evaluation = evaluate(&ready.view(flags), &order, history.history(), at("13:50:00"));
+    let evaluation = evaluate(&ready.view(flags), &order, history.history(), at("13:50:00"), Around::default());
     assert_eq!(brief(&evaluation), [(MainStartedBeforeSidecarReady, "envoy".into(), Firing, Some(at("13:47:22")))]);
     assert_eq!(
         message(&evaluation),
@@ -250,9 +250,15 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
     // is left (envoy started before app, and is ready), so it does not: a restart must not
     // invent a finding, and cannot recover the one it lost.
     let restarted = ObservedPod::new(app_runs.view(flags), at("13:47:30"));
-    assert_eq!(evaluate(&app_runs.view(flags), &order, restarted.history(), at("13:47:30")).alerts.len(), 1);
+    assert_eq!(
+        evaluate(&app_runs.view(flags), &order, restarted.history(), at("13:47:30"), Around::default()).alerts.len(),
+        1
+    );
     let restarted = ObservedPod::new(ready.view(flags), at("13:48:00"));
-    assert_eq!(brief(&evaluate(&ready.view(flags), &order, restarted.history(), at("13:50:00"))), []);
+    assert_eq!(
+        brief(&evaluate(&ready.view(flags), &order, restarted.history(), at("13:50:00"), Around::default())),
+        []
+    );
     assert_eq!(brief(&eval(&ready.view(flags), &order, at("13:50:00"))), []);
 
     // envoy's ready flip and app's start in one status write: no status showed app running
@@ -263,7 +269,7 @@ fn a_sidecar_with_only_a_readiness_probe_is_reported_from_the_kubelets_record() 
         history.observe(ready.view(flags), at(seen));
         assert!(history.container("envoy").unwrap().watched_run_seen_ready(), "seen at {seen}");
         assert_eq!(
-            brief(&evaluate(&ready.view(flags), &order, history.history(), at("13:50:00"))),
+            brief(&evaluate(&ready.view(flags), &order, history.history(), at("13:50:00"), Around::default())),
             [],
             "seen at {seen}"
         );
@@ -279,7 +285,7 @@ fn equal_start_seconds_say_nothing_about_order() {
     };
     assert_eq!(brief(&eval(&legacy("10:00:03"), &order, now())), []);
     let history = ObservedPod::new(legacy("10:00:03"), at("10:00:03"));
-    assert_eq!(brief(&evaluate(&legacy("10:00:03"), &order, history.history(), now())), []);
+    assert_eq!(brief(&evaluate(&legacy("10:00:03"), &order, history.history(), now(), Around::default())), []);
     // A second later it did start after the app.
     let evaluation = eval(&legacy("10:00:04"), &order, now());
     assert_eq!(
@@ -306,7 +312,13 @@ fn a_sidecar_with_only_a_liveness_probe_has_no_start_order() {
         [(Written::default(), "13:47:13"), (runs, "13:47:15"), (app_runs, "13:47:23"), (app_ready, "13:47:30")]
     {
         let history = observe_into(&mut observed, written.view(flags), at(seen));
-        let evaluation = evaluate(&written.view(flags), &CompiledPolicy::builtin(), history.history(), at("13:50:00"));
+        let evaluation = evaluate(
+            &written.view(flags),
+            &CompiledPolicy::builtin(),
+            history.history(),
+            at("13:50:00"),
+            Around::default(),
+        );
         let findings: Vec<_> = evaluation.alerts.iter().map(|a| (a.name, a.check)).collect();
         assert!(findings.iter().all(|(name, _)| *name != MainStartedBeforeSidecarReady), "{seen}: {findings:?}");
         assert!(

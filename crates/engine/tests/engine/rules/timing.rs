@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use sidecar_watch_api::Severity;
 use sidecar_watch_engine::pod::ContainerStatusView;
 use sidecar_watch_engine::{
-    evaluate, AlertName, AlertName::*, AlertState::*, ContainerHistory, PodHistory, PodView, Stamp,
+    evaluate, AlertName, AlertName::*, AlertState::*, Around, ContainerHistory, PodHistory, PodView, Stamp,
 };
 use sidecar_watch_testkit::engine::*;
 
@@ -124,7 +124,7 @@ fn restart_threshold_and_window_boundaries() {
     ];
     for (case, times, since, next) in cases {
         let (view, history) = restarts_at(&times);
-        let evaluation = evaluate(&view, &only("restarts", ""), &history, now);
+        let evaluation = evaluate(&view, &only("restarts", ""), &history, now, Around::default());
         let expected: Vec<_> =
             since.map(|s| (SidecarRestartingFrequently, "envoy".to_string(), Firing, Some(s))).into_iter().collect();
         assert_eq!(brief(&evaluation), expected, "{case}");
@@ -133,11 +133,13 @@ fn restart_threshold_and_window_boundaries() {
         if let Some(next) = next {
             if times.len() == 3 {
                 assert!(
-                    evaluate(&view, &only("restarts", ""), &history, next).alerts.is_empty(),
+                    evaluate(&view, &only("restarts", ""), &history, next, Around::default()).alerts.is_empty(),
                     "{case} at next_change"
                 );
                 assert!(
-                    !evaluate(&view, &only("restarts", ""), &history, plus(next, -1)).alerts.is_empty(),
+                    !evaluate(&view, &only("restarts", ""), &history, plus(next, -1), Around::default())
+                        .alerts
+                        .is_empty(),
                     "{case} just before next_change"
                 );
             }
@@ -150,12 +152,12 @@ fn restart_threshold_and_window_are_configurable() {
     let now = now();
     let (view, history) = restarts_at(&[plus(now, -3500), plus(now, -100)]);
     let policy = only("restarts", "threshold: 2, window: 1h, severity: warning");
-    let evaluation = evaluate(&view, &policy, &history, now);
+    let evaluation = evaluate(&view, &policy, &history, now, Around::default());
     assert_eq!(brief(&evaluation), vec![(SidecarRestartingFrequently, "envoy".into(), Firing, Some(plus(now, -100)))]);
     assert_eq!(evaluation.alerts[0].severity, Severity::Warning);
     assert_eq!(evaluation.next_change, Some(plus(now, 100)));
     let one = only("restarts", "threshold: 1");
-    assert_eq!(evaluate(&view, &one, &history, now).alerts[0].since, Some(plus(now, -100)));
+    assert_eq!(evaluate(&view, &one, &history, now, Around::default()).alerts[0].since, Some(plus(now, -100)));
 }
 
 #[test]
@@ -229,32 +231,35 @@ fn crash_loop_episode_and_bridging() {
     // Restarts 10 minutes or less apart are one episode; a longer gap starts a new one.
     let times = [plus(now, -3000), plus(now, -900), plus(now, -400), plus(now, -100)];
     let (view, history) = crash(&times, waiting("CrashLoopBackOff"));
-    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, now);
+    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, now, Around::default());
     assert_eq!(brief(&evaluation), vec![(SidecarCrashLooping, "envoy".into(), Firing, Some(plus(now, -900)))]);
     // Exactly 10 minutes apart still belongs to the episode.
     let times = [plus(now, -700), plus(now, -100)];
     let (view, history) = crash(&times, waiting("CrashLoopBackOff"));
-    assert_eq!(evaluate(&view, &only("crashLoop", ""), &history, now).alerts[0].since, Some(plus(now, -700)));
+    assert_eq!(
+        evaluate(&view, &only("crashLoop", ""), &history, now, Around::default()).alerts[0].since,
+        Some(plus(now, -700))
+    );
     let times = [plus(now, -701), plus(now, -100)];
     let (view, history) = crash(&times, waiting("CrashLoopBackOff"));
-    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, now);
+    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, now, Around::default());
     assert_eq!(brief(&evaluation), vec![(SidecarCrashLooping, "envoy".into(), Pending, Some(plus(now, -100)))]);
     assert_eq!(evaluation.next_change, Some(plus(now, 200)));
 
     // A short run between back-offs keeps the episode (bridging) until startedAt + 5m.
     let times = [plus(now, -400), plus(now, -100)];
     let (view, history) = crash(&times, running(plus(now, -90), false));
-    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, plus(now, -150));
+    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, plus(now, -150), Around::default());
     assert_eq!(brief(&evaluation), vec![(SidecarCrashLooping, "envoy".into(), Pending, Some(plus(now, -400)))]);
     assert_eq!(evaluation.next_change, Some(plus(now, -100)), "fires at since+5m, before the bridge ends");
-    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, now);
+    let evaluation = evaluate(&view, &only("crashLoop", ""), &history, now, Around::default());
     assert_eq!(brief(&evaluation), vec![(SidecarCrashLooping, "envoy".into(), Firing, Some(plus(now, -400)))]);
     assert_eq!(evaluation.next_change, Some(plus(now, 210)), "the bridge ends 5m after the run started");
-    assert!(!evaluate(&view, &only("crashLoop", ""), &history, plus(now, 209)).alerts.is_empty());
-    assert!(evaluate(&view, &only("crashLoop", ""), &history, plus(now, 210)).alerts.is_empty());
+    assert!(!evaluate(&view, &only("crashLoop", ""), &history, plus(now, 209), Around::default()).alerts.is_empty());
+    assert!(evaluate(&view, &only("crashLoop", ""), &history, plus(now, 210), Around::default()).alerts.is_empty());
     // One restart and running: not a loop.
     let (view, history) = crash(&[plus(now, -100)], running(plus(now, -90), false));
-    assert!(evaluate(&view, &only("crashLoop", ""), &history, now).alerts.is_empty());
+    assert!(evaluate(&view, &only("crashLoop", ""), &history, now, Around::default()).alerts.is_empty());
 }
 
 #[test]
@@ -268,17 +273,20 @@ fn clocks_keep_first_seen_time_when_the_api_has_none() {
     view.group_mut().owned_by_job = true;
     let policy = only("jobBlocked", "");
     let mut history = PodHistory::default();
-    let first = evaluate(&view, &policy, &history, at("10:10:00"));
+    let first = evaluate(&view, &policy, &history, at("10:10:00"), Around::default());
     assert_eq!(first.clocked, vec![("JobBlockedBySidecar", "log-sidecar".to_string())]);
     assert_eq!(brief(&first), vec![(JobBlockedBySidecar, "log-sidecar".into(), Pending, Some(at("10:10:00")))]);
     assert_eq!(first.next_change, Some(at("10:15:00")));
     history.set_clocks(first.clocked.clone(), at("10:10:00"));
-    let later = evaluate(&view, &policy, &history, at("10:15:00"));
+    let later = evaluate(&view, &policy, &history, at("10:15:00"), Around::default());
     assert_eq!(brief(&later), vec![(JobBlockedBySidecar, "log-sidecar".into(), Firing, Some(at("10:10:00")))]);
     history.set_clocks(later.clocked.clone(), at("10:15:00"));
     assert_eq!(history.clock("JobBlockedBySidecar", "log-sidecar"), Some(at("10:10:00")));
     // The condition clears: the clock is dropped, and a new episode starts afresh.
     history.set_clocks(Vec::new(), at("10:16:00"));
     assert_eq!(history.clocks, None);
-    assert_eq!(evaluate(&view, &policy, &history, at("10:20:00")).alerts[0].since, Some(at("10:20:00")));
+    assert_eq!(
+        evaluate(&view, &policy, &history, at("10:20:00"), Around::default()).alerts[0].since,
+        Some(at("10:20:00"))
+    );
 }
