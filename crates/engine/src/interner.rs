@@ -83,7 +83,7 @@ mod tests {
     fn equal_container_specs_share_storage() {
         let mut interner = Interner::default();
         let spec = |flags| ContainerSpec {
-            name: Name::new("envoy"),
+            name: Name::from("envoy"),
             kind: ContainerKind::RestartableInit,
             flags,
             catalog: None,

@@ -6,17 +6,13 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::Hash;
-use std::ops::Deref;
 use std::sync::Arc;
 
-/// An immutable, cheaply cloned, interned string.
-///
-/// A thin pointer (8 bytes, not the 16 of an `Arc<str>`): a tracked Pod holds one per
-/// container, per history entry and per waiting or termination reason, while the few
-/// distinct strings pay the second allocation and the reader one more hop. Its hash and
-/// order are the string's, so a set of names is looked up by `&str`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Name(Arc<Box<str>>);
+/// An immutable, cheaply cloned, interned string: a thin pointer (8 bytes, not the 16 of an
+/// `Arc<str>`) to one allocation that holds the count, the length and the text. A tracked Pod
+/// holds one per container, per history entry and per waiting or termination reason. Its
+/// hash and order are the string's, so a set of names is looked up by `&str`.
+pub type Name = arcstr::ArcStr;
 
 /// A Pod's labels, shared between Pods that have exactly the same ones.
 pub type LabelSet = Arc<BTreeMap<String, String>>;
@@ -43,7 +39,8 @@ impl<T: Eq + Hash + ?Sized> Shared for Arc<T> {
 
 impl Shared for Name {
     fn in_use(&self) -> bool {
-        Arc::strong_count(&self.0) > 1
+        // `None`: a literal, which no pool frees.
+        Name::strong_count(self).is_none_or(|count| count > 1)
     }
 }
 
@@ -113,123 +110,7 @@ pub struct NamePool(Pool<Name>);
 impl NamePool {
     /// The shared copy of `text`.
     pub fn name(&mut self, text: &str) -> Name {
-        self.0.intern(text, Name::new)
-    }
-}
-
-impl Name {
-    /// A name of its own, shared with nothing (views built through an [`Interner`](crate::Interner) share
-    /// theirs).
-    pub fn new(text: &str) -> Name {
-        Name(Arc::new(Box::from(text)))
-    }
-
-    /// The string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for Name {
-    fn default() -> Name {
-        Name::new("")
-    }
-}
-
-impl Deref for Name {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Name {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for Name {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Name {
-    fn from(text: &str) -> Name {
-        Name::new(text)
-    }
-}
-
-impl From<String> for Name {
-    fn from(text: String) -> Name {
-        Name::new(&text)
-    }
-}
-
-impl From<&String> for Name {
-    fn from(text: &String) -> Name {
-        Name::new(text)
-    }
-}
-
-impl From<Name> for String {
-    fn from(name: Name) -> String {
-        name.0.to_string()
-    }
-}
-
-impl PartialEq<str> for Name {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Name {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for Name {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl PartialEq<Name> for String {
-    fn eq(&self, other: &Name) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl PartialEq<Name> for str {
-    fn eq(&self, other: &Name) -> bool {
-        self == other.as_str()
-    }
-}
-
-impl PartialEq<Name> for &str {
-    fn eq(&self, other: &Name) -> bool {
-        *self == other.as_str()
-    }
-}
-
-impl std::fmt::Display for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::fmt::Debug for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl serde::Serialize for Name {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        self.0.intern(text, |text: &str| Name::from(text))
     }
 }
 
@@ -241,7 +122,7 @@ mod tests {
     fn unused_entries_are_swept() {
         let mut pool: Pool<Name> = Pool::default();
         for i in 0..5000 {
-            pool.intern(format!("name-{i}").as_str(), Name::new);
+            pool.intern(format!("name-{i}").as_str(), |text: &str| Name::from(text));
         }
         assert!(pool.set.len() < 2100, "{}", pool.set.len());
     }

@@ -338,7 +338,7 @@ impl PodView {
         let mut view = PodView::from_pod(template);
         view.set_ids(&format!("{kind}/{}/{name}", view.namespace()), &format!("{kind}/{name}"));
         let group = view.group_mut();
-        group.owner = Some(Arc::new(Workload { kind: Name::new(kind), name: Name::new(name) }));
+        group.owner = Some(Arc::new(Workload { kind: Name::from(kind), name: Name::from(name) }));
         group.owned_by_job = matches!(kind, "Job" | "CronJob");
         view.is_template = true;
         (view.created_at, view.started_at, view.deleting_since) = (None, None, None);

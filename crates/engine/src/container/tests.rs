@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn a_view_tells_an_unreported_status_from_a_default_one() {
     let spec = ContainerSpec {
-        name: Name::new("envoy"),
+        name: Name::from("envoy"),
         kind: ContainerKind::RestartableInit,
         flags: SpecFlags::empty(),
         catalog: None,
@@ -26,7 +26,7 @@ fn a_view_tells_an_unreported_status_from_a_default_one() {
 #[test]
 fn the_basics_travel_with_every_state() {
     let states = [
-        ContainerState::Waiting { reason: Some(Name::new("CrashLoopBackOff")) },
+        ContainerState::Waiting { reason: Some(Name::from("CrashLoopBackOff")) },
         ContainerState::Running { started_at: Some(Stamp::new(Timestamp::UNIX_EPOCH)) },
         ContainerState::Terminated(Box::default()),
         ContainerState::Unknown,
