@@ -61,10 +61,12 @@ pub(crate) fn purge_freed_pages_at_once() {
 /// thread's pages: see [`on_thread_idle`]. Without mimalloc as the global allocator (tests,
 /// other binaries) it does nothing.
 pub fn release_freed_memory() {
-    // Twice: a forced collect purges each segment before it frees the segment's empty pages,
-    // and freeing a page only schedules its purge for when the segment is next used (never,
-    // in an idle operator); the second pass purges what the first freed. mimalloc 2.3's
-    // `mi_heap_collect_ex` (heap.c) and `mi_segment_schedule_purge` (segment.c).
+    // Twice, as first written for mimalloc 2, whose forced collect purged each segment before
+    // it freed the segment's empty pages (so only a second pass purged those). The mimalloc 3
+    // this build links (libmimalloc-sys's v3/) frees the thread's empty pages to their arenas
+    // and then purges the arenas in one call (`mi_theap_collect_ex`, theap.c;
+    // `_mi_arenas_collect`, arena.c): its second pass finds little, for one more walk of the
+    // thread's pages per trim.
     for _ in 0..2 {
         // SAFETY: mi_collect takes a flag and walks only the allocator's own structures.
         unsafe { libmimalloc_sys::mi_collect(true) }
@@ -265,7 +267,7 @@ mod tests {
     fn the_purge_delay_option_is_mimalloc_3s() {
         // SAFETY: reads an option value.
         let delay = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-        // mimalloc 3 (src/options.c) delays purges by 1000 ms; no other of its options
+        // mimalloc 3 (its options.c) delays purges by 1000 ms; no other of its options
         // defaults to 1000. Nothing in the library's tests sets it.
         assert_eq!(delay, 1000, "option {PURGE_DELAY} is not mimalloc 3's purge_delay");
     }

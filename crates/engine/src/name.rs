@@ -80,10 +80,11 @@ impl<T: Shared> Pool<T> {
 }
 
 /// What a Pod shares with the other replicas of its workload: its namespace, its labels and
-/// its owner. A view holds it behind one pointer, 8 bytes where the three took 24, which
-/// brings a tracked Pod into mimalloc's 128-byte size class (`cargo bench --bench
-/// index_memory -- mix`). A Pod whose labels are its own (a StatefulSet's carry its name)
-/// pays for a group of its own: 48 bytes, beside the label set it already paid for.
+/// its owner. A view holds it behind one pointer where the three took three, so that a
+/// tracked Pod falls into a smaller size class of the allocator (what it saved:
+/// docs/benchmarks.md#smaller-parts-per-pod-real-control-plane-2026-11-25). A Pod whose
+/// labels are its own (a StatefulSet's carry its name) pays for a group of its own, beside
+/// the label set it already paid for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PodGroup {
     /// `metadata.namespace`.
