@@ -3,7 +3,7 @@
 # (src/..., crates/*/src/..., crates/*/tests/..., harness/..., tests/..., testkit/..., bench/..., config/..., a glob such as config/*/kustomization.yaml)
 # must exist; so must every such path a comment (`//`, `///`, `//!`) of a tracked .rs file
 # names, from the repository's root or from the root of the file's own package (fuzz/'s
-# `src/lib.rs` is fuzz/src/lib.rs).
+# `src/lib.rs` is fuzz/src/lib.rs), and every heading such a comment links (`docs/x.md#anchor`).
 # Run by .ci/run; exits 1 listing each path that does not, with where it is named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,4 +42,16 @@ done < <(git ls-files -z -- '*.rs' | xargs -0 perl -ne '
     BEGIN { $pattern = shift @ARGV }
     if (m{(?:^\s*|\s)//(.*)}) { my $comment = $1; print "$ARGV:$.:$&\n" while $comment =~ m{$pattern}g }
     close ARGV if eof;' "$pattern" | sort -u)
+
+# A comment's link into a guide (`docs/benchmarks.md#what-does-metrics-cost`) names a heading
+# that exists: the anchor GitHub makes of it (lower case, punctuation dropped, blanks as '-').
+while IFS=: read -r file line doc anchor; do
+    # shellcheck disable=SC2016 # $found and $_ are perl's
+    if ! ANCHOR=$anchor perl -CSD -ne 'if (s/^#+\s+//) { chomp; $_ = lc; s/[^\w\- ]//g; s/ /-/g; $found = 1 if $_ eq $ENV{ANCHOR} } END { exit !$found }' "$doc"; then
+        echo "$file:$line: a comment links $doc#$anchor, a heading $doc does not have"
+        status=1
+    fi
+done < <(git ls-files -z -- '*.rs' | xargs -0 perl -ne '
+    if (m{(?:^\s*|\s)//(.*)}) { my $comment = $1; print "$ARGV:$.:$1:$2\n" while $comment =~ m{(?<![A-Za-z0-9_/-])(docs/[A-Za-z0-9_/-]+\.md)#([A-Za-z0-9_-]+)}g }
+    close ARGV if eof;' | sort -u)
 exit $status
