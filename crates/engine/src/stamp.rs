@@ -24,7 +24,7 @@ use jiff::Timestamp;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Stamp(NonZeroU64);
 
-// Some twenty per tracked Pod; no pointer, so on any target (docs/architecture.md, "What a tracked Pod is made of").
+// Some twenty per tracked Pod; no pointer, so on any target (docs/architecture.md#what-a-tracked-pod-is-made-of).
 const _: () = assert!(std::mem::size_of::<Option<Stamp>>() == 8);
 
 /// The offset that maps `i64` nanoseconds onto `u64` in order (`i64::MIN` maps to 0).
