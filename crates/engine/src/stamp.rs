@@ -17,10 +17,11 @@ use jiff::Timestamp;
 ///
 /// The API serves a Pod's own times in whole seconds (`metav1.Time` has no fraction, in JSON
 /// or protobuf); a `Stamp` holds them exactly and prints them as served (`2025-06-03T10:20:00Z`).
-/// A 4-byte type of whole seconds for those four once kept a `PodView` and a tracked Pod
-/// 16 bytes smaller; one instant type is worth more than those bytes (what they were, and
-/// the undoing: docs/benchmarks.md#smaller-parts-per-pod-real-control-plane-2026-11-25,
-/// "a Pod's own times").
+/// A 4-byte type of whole seconds for those four once kept a [`PodView`](crate::PodView) and a
+/// tracked Pod 16 bytes smaller; one instant type is worth more than those bytes (what they
+/// were, and the undoing:
+/// docs/benchmarks.md#smaller-parts-per-pod-real-control-plane-2026-11-25, "a Pod's own
+/// times").
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Stamp(NonZeroU64);
 
