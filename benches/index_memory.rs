@@ -263,7 +263,7 @@ fn gzip_table() {
 }
 
 fn main() {
-    // As the operator does (src/memory.rs), so that the figure is the binary's.
+    // As the operator does (src/memory/mod.rs), so that the figure is the binary's.
     sidecar_watch::memory::disable_transparent_huge_pages().expect("prctl");
     if std::env::args().any(|a| a == "gzip") {
         gzip_table();

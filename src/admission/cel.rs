@@ -166,9 +166,8 @@ fn mentions_agent(c: &str) -> String {
 
 /// The last segment of image reference `image`'s repository path, without tag or digest
 /// (`gcr.io/istio-release/proxyv2:1.22.0@sha256:…` → `proxyv2`), the segment every image rule of
-/// the catalog starts from. Three short regular expressions cost less than splitting the
-/// reference into its repository path (measured: 154 cost units per container for the path,
-/// 26 for this).
+/// the catalog starts from. Three short regular expressions cost a fraction of splitting the
+/// reference into its repository path (docs/benchmarks.md#figures-the-codes-comments-cite).
 fn image_last_segment(image: &str) -> String {
     format!("{image}.find('^[^@]*').find('[^/]*$').find('^[^:]*')")
 }
@@ -264,8 +263,8 @@ pub(crate) fn catalog_images() -> String {
 
 /// The id of the catalog entry container `c` is by its image (`''` for none), as
 /// [`crate::engine::catalog::recognise`] decides it: most images are settled by one lookup of
-/// their last segment (86 cost units per container of a 5,000-container Pod, measured with
-/// `harness/control-plane/celcost.go`; a Vault image, whose command is read too, 178).
+/// their last segment (what it costs per container, and a Vault image, whose command is read
+/// too: docs/admission-policies.md#cost, measured with `harness/control-plane/celcost.go`).
 fn catalog_id_by_image(c: &str) -> String {
     let mut checks = String::new();
     for key in image_keys() {

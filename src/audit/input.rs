@@ -1,7 +1,8 @@
 //! Reading the input one object at a time.
 //!
 //! A `kubectl get pods -A -o json` dump of 100,000 Pods is ~0.9 GB; parsing it into one
-//! `serde_json::Value` (and cloning `items`) took 3.5 GB for 200 MB. Here a `List`'s `items`
+//! [`serde_json::Value`] (and cloning `items`) took many times the input
+//! (docs/benchmarks.md#figures-the-codes-comments-cite). Here a `List`'s `items`
 //! are visited one by one: each item becomes a `Value` of a few KB, is turned into a compact
 //! view by the caller and dropped before the next is read. JSON is read from a buffered reader
 //! (never whole); YAML is cut into documents and a List's entries (`yaml`), each parsed on its

@@ -30,7 +30,7 @@ type Schemas = HashMap<&'static str, Option<Arc<JSONSchemaProps>>>;
 
 /// The structural schema of `K`'s CRD, generated once per kind: generating it (schemars, then
 /// kube's structural rewrite) for every object cost more than decoding and compiling the
-/// policy (38% of the `policy_spec` fuzz target's time, `perf`).
+/// policy (docs/benchmarks.md#figures-the-codes-comments-cite).
 fn schema<K: CustomResourceExt>() -> Option<Arc<JSONSchemaProps>> {
     static SCHEMAS: LazyLock<Mutex<Schemas>> = LazyLock::new(Mutex::default);
     let mut schemas = SCHEMAS.lock().unwrap_or_else(PoisonError::into_inner);

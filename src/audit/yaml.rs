@@ -1,6 +1,7 @@
 //! YAML read a piece at a time. `kubectl get pods -A -o yaml` prints one document, a `List`
 //! whose `items` hold every Pod; the YAML parser loads a whole document's events before
-//! decoding it (5,000 Pods, 55 MB, took 890 MB that way). So the input is read line by line,
+//! decoding it (many times the input: docs/benchmarks.md#figures-the-codes-comments-cite).
+//! So the input is read line by line,
 //! split into documents at their markers (`---`, `...`), and the entries of a top-level
 //! block-style `items:` sequence are cut out and parsed one by one, each re-indented as a
 //! document of its own. That is exact for what kubectl, helm and kustomize print; anchors
@@ -207,7 +208,8 @@ fn is_entry(line: &str, dash: usize) -> bool {
 
 /// The deepest flow nesting (`[`, `{`) handed to the YAML parser. Its decoder stops at 128
 /// levels, but only after the parser has read the whole piece, and the parser takes quadratic
-/// time on deep flow nesting (100,000 levels in 200 KB: 16 s); block nesting costs it little.
+/// time on deep flow nesting (docs/benchmarks.md#figures-the-codes-comments-cite);
+/// block nesting costs it little.
 pub(super) const MAX_DEPTH: usize = 128;
 
 /// Where `text` first nests flow collections deeper than [`MAX_DEPTH`]: `(line, column)`,

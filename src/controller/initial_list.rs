@@ -135,8 +135,9 @@ fn version_of(info: &Info) -> Option<(u32, u32)> {
 ///
 /// Streaming lists are served from the API server's watch cache (`resourceVersion=0`,
 /// `NotOlderThan`) and hold one object at a time here. They are not cheaper for every API
-/// server: kube-apiserver 1.37.2 spent about twice the CPU on a streamed start of 10k Pods as
-/// on pages, which it too serves from its cache (docs/benchmarks.md).
+/// server: kube-apiserver 1.37.2 spent more CPU on a streamed start of 30k Pods than on pages,
+/// which it too serves from its cache
+/// (docs/benchmarks.md#what-does-the-operator-cost-the-api-server).
 ///
 /// Paginated lists of small collections ask for `resourceVersion=0` too, in one page, so that
 /// the watch cache serves them instead of etcd. Pods are listed in pages of 500 at the most

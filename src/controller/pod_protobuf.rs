@@ -7,8 +7,8 @@
 //! watcher (relists, bookmarks, `410 Gone`, backoff) runs unchanged. An answer in any other
 //! media type (a server or proxy that does not speak protobuf) is passed on as it came.
 //!
-//! Measured at 30,000 Pods (`docs/benchmarks.md`): kube-apiserver spent 7.05 s of CPU
-//! encoding the streamed start as JSON, 2.55 s for kube-state-metrics' protobuf.
+//! Protobuf is kube-apiserver's cheap encoding; what it saves the API server and the
+//! operator at a start: docs/benchmarks.md#what-does-the-operator-cost-the-api-server.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -39,8 +39,9 @@ pub(crate) enum PodEncoding {
 impl PodEncoding {
     /// The operator's one client, carrying [`PodsAsProtobuf`] for protobuf. The layer rewrites
     /// only GETs of Pod collections, which only the Pod watch makes, so every other request
-    /// passes through it as it came. A second client for the watch alone cost 108 KB of code
-    /// and 26 allocations; the live heap at 1,000 Pods was the same within its 0.2 MiB spread.
+    /// passes through it as it came. A second client for the watch alone cost code and
+    /// allocations for nothing the live heap showed ("One client" in
+    /// docs/benchmarks.md#the-fixed-footprint-fat-lto-in-one-codegen-unit-real-control-plane-2026-11-25).
     pub(crate) fn client(self, config: kube::Config) -> Result<kube::Client, kube::Error> {
         let builder = kube::client::ClientBuilder::try_from(config)?;
         Ok(match self {

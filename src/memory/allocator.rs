@@ -2,16 +2,18 @@
 //! mostly long-lived small objects (the index: several per tracked Pod).
 //!
 //! - **Word-aligned requests go to `mi_malloc`.** The `mimalloc` crate sends every request to
-//!   `mi_malloc_aligned`. In mimalloc 3.3, when the size class's current page has no free
-//!   block at hand, that path over-allocates by `align - 1` bytes, which lands in the next
-//!   size class, and the class's own page is then never refilled: of 100,000 boxes of 160
-//!   bytes, 99,998 took 192-byte blocks (`cargo bench --bench index_memory`, which prints
-//!   the usable size per part). Every mimalloc block is a multiple of 8 bytes from a 16-byte
-//!   aligned page start, so `mi_malloc` meets any alignment up to 8, as mimalloc's own
-//!   `mi_realloc_aligned` assumes.
+//!   `mi_malloc_aligned`. In mimalloc 3.3, when the size class's current page has no free block
+//!   at hand, that path over-allocates by `align - 1` bytes, which lands in the next size class,
+//!   and the class's own page is then never refilled: nearly every boxed
+//!   [`TrackedPod`](crate::index::TrackedPod) took a block of the next class (`cargo bench
+//!   --bench index_memory`, which prints the usable size per part; "Each block in its size
+//!   class" in
+//!   docs/benchmarks.md#what-a-real-pod-costs-and-where-the-rest-went-real-control-plane-2026-11-25).
+//!   Every mimalloc block is a multiple of 8 bytes from a 16-byte aligned page start, so
+//!   `mi_malloc` meets any alignment up to 8, as mimalloc's own `mi_realloc_aligned` assumes.
 //! - **Shrinking moves to the smaller size class.** mimalloc keeps a block in place when it
 //!   shrinks to at least half its size, so a `Vec` grown to 4 entries and boxed at 2 keeps the
-//!   4-entry block: every Pod's container history sat in 256-byte blocks for 128 bytes.
+//!   4-entry block: every Pod's container history sat in a block twice its size.
 //!   Shrinks happen where a value is boxed to keep (`into_boxed_slice`, `shrink_to_fit`),
 //!   so copying them costs little and keeps what the index holds at its size class.
 

@@ -18,8 +18,9 @@ pub use counting::{heap_counts, live_by_size, live_large_bytes, CountingMimalloc
 /// The index is many small objects spread over the allocator's arenas. Backed by 2 MiB huge
 /// pages, a region counts whole in RSS while any of it is in use, and memory freed after a
 /// scrape or an update burst cannot be returned in 4 KiB pages: in `cargo bench --bench
-/// index_memory` a scrape left 22.8 MiB behind with huge pages and 9.0 MiB without. Scrapes
-/// get ~15 % slower (more TLB misses); a predictable footprint is worth more here.
+/// index_memory` scrapes left far more behind with huge pages. Scrapes get slower
+/// (more TLB misses); a predictable footprint is worth more here
+/// (docs/benchmarks.md#figures-the-codes-comments-cite).
 pub fn disable_transparent_huge_pages() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
@@ -40,10 +41,8 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// unless `MIMALLOC_PURGE_DELAY` is set (mimalloc reads it at start).
 ///
 /// With mimalloc 3's delay, the pages freed by the initial list stayed resident at rest, trims
-/// or not: 30 s after the sync the operator held 36.0 MiB at 10,000 real Pods (1,280 B of RSS
-/// per added Pod for 837 B of live size classes), 31.2 MiB without the delay (883 B per
-/// Pod), its CPU for the sync unchanged within noise (0.29 vs 0.31 s;
-/// `sidecar-watch-bench --against ksm --start-only`, docs/benchmarks.md).
+/// or not: RSS per added real Pod was well above what it is without the delay, for the same
+/// CPU (docs/benchmarks.md#what-a-real-pod-costs-and-where-the-rest-went-real-control-plane-2026-11-25).
 pub(crate) fn purge_freed_pages_at_once() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
@@ -61,10 +60,12 @@ pub(crate) fn purge_freed_pages_at_once() {
 /// thread's pages: see [`on_thread_idle`]. Without mimalloc as the global allocator (tests,
 /// other binaries) it does nothing.
 pub fn release_freed_memory() {
-    // Twice: a forced collect purges each segment before it frees the segment's empty pages,
-    // and freeing a page only schedules its purge for when the segment is next used (never,
-    // in an idle operator); the second pass purges what the first freed. mimalloc 2.3's
-    // `mi_heap_collect_ex` (heap.c) and `mi_segment_schedule_purge` (segment.c).
+    // Twice, as first written for mimalloc 2, whose forced collect purged each segment before
+    // it freed the segment's empty pages (so only a second pass purged those). The mimalloc 3
+    // this build links (libmimalloc-sys's v3/) frees the thread's empty pages to their arenas
+    // and then purges the arenas in one call (`mi_theap_collect_ex`, theap.c;
+    // `_mi_arenas_collect`, arena.c): its second pass finds little, for one more walk of the
+    // thread's pages per trim.
     for _ in 0..2 {
         // SAFETY: mi_collect takes a flag and walks only the allocator's own structures.
         unsafe { libmimalloc_sys::mi_collect(true) }
@@ -83,8 +84,8 @@ thread_local! {
 ///
 /// mimalloc purges the pages a thread freed only on that thread, the next time it calls the
 /// allocator. A trim on the trimmer's thread alone left the other worker's share of the
-/// initial list resident while the operator sat idle: at 100k Pods RSS after sync was 141 MiB
-/// against 113 MiB after churn (same Pods, same live heap, `--features heap-counts`). Pages
+/// initial list resident while the operator sat idle, more RSS after the sync than after
+/// churn for the same live heap (docs/benchmarks.md#figures-the-codes-comments-cite). Pages
 /// that a thread's heap keeps empty for reuse are handed back only here, even with
 /// [`purge_freed_pages_at_once`]. Checking a counter on each park costs one atomic load.
 pub(crate) fn on_thread_idle() {
@@ -112,8 +113,9 @@ fn trim_every_thread() {
 
 /// How often the trimmer looks at the process's CPU time.
 const TICK: Duration = Duration::from_millis(500);
-/// CPU time per tick below which the process counts as idle (the idle operator uses ~0.1 %
-/// of a core, i.e. ~0.7 ms per tick; any burst, scrape or Event flush uses far more).
+/// CPU time per tick below which the process counts as idle: well above what the idle
+/// operator uses (docs/benchmarks.md#what-does-the-operator-cost-at-rest), far below any
+/// burst, scrape or Event flush.
 const IDLE_CPU_PER_TICK: Duration = Duration::from_millis(5);
 /// Time without activity after which freed memory is handed back.
 const IDLE: Duration = Duration::from_secs(1);
@@ -265,7 +267,7 @@ mod tests {
     fn the_purge_delay_option_is_mimalloc_3s() {
         // SAFETY: reads an option value.
         let delay = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-        // mimalloc 3 (src/options.c) delays purges by 1000 ms; no other of its options
+        // mimalloc 3 (its options.c) delays purges by 1000 ms; no other of its options
         // defaults to 1000. Nothing in the library's tests sets it.
         assert_eq!(delay, 1000, "option {PURGE_DELAY} is not mimalloc 3's purge_delay");
     }

@@ -24,10 +24,10 @@ use crate::metrics::{Metrics, Render};
 /// millisecond at 100k Pods, so a scrape waits for a slot at most a few steps.
 pub(crate) const RENDER_SLOTS: usize = 2;
 
-/// The gzip level, chosen by measurement (`cargo bench --bench index_memory -- gzip`, table
-/// in docs/benchmarks-history.md): rendering and compressing at level 1 takes 1.25–1.45× the plain
-/// render at 20k–100k Pods for 1.17–1.21× the default level's size (100k: 31.1 MiB to
-/// 3.97 MiB, 1.30× the render), where the default level 6 takes 3.2–5.1× for 3.41 MiB.
+/// The gzip level, chosen by measurement (`cargo bench --bench index_memory -- gzip`): level
+/// 1 adds a fraction of the plain render's time for a body a little larger than the default
+/// level's, which takes several times the render
+/// (docs/benchmarks.md#what-does-metrics-cost-and-can-clients-hold-it-up).
 const GZIP_LEVEL: u32 = 1;
 
 /// Compressed output handed on once it reaches this size (a step renders until then).

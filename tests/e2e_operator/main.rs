@@ -17,7 +17,6 @@ mod admission;
 mod admission_cost;
 mod admission_missing;
 mod audit_live;
-mod docs_drift;
 mod event_recorder;
 mod failover;
 mod faults;

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-/// The operator's limits (src/server/admission.rs, src/server/budget.rs).
+/// The operator's limits (src/server/open_scrapes.rs, src/server/budget.rs).
 const OPEN_PER_CLIENT: usize = 4;
 const REVIEW_BURST_IN_ALL: f64 = 5.0;
 const REVIEWS_PER_SECOND_IN_ALL: f64 = 5.0;

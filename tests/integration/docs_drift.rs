@@ -121,3 +121,103 @@ fn the_test_table_in_the_development_guide_is_true_of_the_tree() {
         }
     }
 }
+
+/// The backticked metric names in the first column of docs/metrics.md's table "The metric
+/// families" (`name{label,…}` names the family `name`; `process_*` every family so named).
+fn documented_families(guide: &str) -> BTreeSet<String> {
+    let section = guide
+        .split("\n## ")
+        .find(|s| s.starts_with("The metric families"))
+        .expect("docs/metrics.md has a section \"The metric families\"");
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(" | ").next())
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .map(|quoted| quoted.split('{').next().unwrap_or_default())
+        .filter(|name| {
+            (name.starts_with("sidecar_") || name.starts_with("process_"))
+                && name.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '*')
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// The families the operator's code defines: each `"sidecar_…"` literal in src/metrics/ given
+/// to a metric's constructor (`Opts::new(`, `IntCounter::new(`, …) or as a per-Pod
+/// `Family`'s `name:`. A labelled family has no sample, so no line in a render, until
+/// something counts in it (an Event sent, a limit reached); its definition is always there.
+fn defined_families(root: &std::path::Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for file in rust_files(&root.join("src/metrics")) {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut rest = code;
+        while let Some(at) = rest.find("\"sidecar_") {
+            let before = rest[..at].trim_end();
+            let literal = &rest[at + 1..];
+            let end = literal.find('"').unwrap_or(literal.len());
+            if before.ends_with("new(") || before.ends_with("name:") {
+                found.insert(literal[..end].to_string());
+            }
+            rest = &literal[end..];
+        }
+    }
+    found
+}
+
+/// A metric family missing from docs/metrics.md fails here, without a cluster: every family
+/// a leader's `/metrics` renders in process (the per-Pod ones from an index with the seed
+/// scenarios, the registry's, `process_*`) and every family src/metrics/ defines is in the
+/// guide's table, and every family the table names is one of them.
+#[test]
+fn every_metric_family_is_in_the_metrics_guide() {
+    use sidecar_watch::api::{PolicySpec, SlimPod};
+    use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
+    use sidecar_watch::index::{Index, PolicyEntry};
+    use sidecar_watch_testkit::engine::{now, Scenario};
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let index = Index::new();
+    let policy = PolicyRef::cluster("default");
+    let compiled = CompiledPolicy::compile(policy.clone(), &PolicySpec::default());
+    index.apply_policy(policy, PolicyEntry::new(compiled, serde_json::Value::Null), now());
+    for (i, scenario) in Scenario::ALL.into_iter().enumerate() {
+        let mut pod: SlimPod = scenario.decode();
+        pod.metadata.uid = Some(format!("uid-{i}"));
+        index.apply_pod(PodView::from_pod(&pod), now());
+    }
+    let mut text = String::new();
+    sidecar_watch::metrics::Metrics::new().render(&index, true, |chunk| {
+        text.push_str(&chunk);
+        true
+    });
+    let rendered: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(String::from)
+        .collect();
+    let defined = defined_families(root);
+    let blind: Vec<&String> = rendered.iter().filter(|f| f.starts_with("sidecar_") && !defined.contains(*f)).collect();
+    assert_eq!(blind, Vec::<&String>::new(), "rendered, yet not found in src/metrics/ by defined_families: teach it");
+    for family in ["sidecar_alerts", "sidecar_info", "sidecar_watch_build_info", "sidecar_watch_events_total"] {
+        assert!(rendered.contains(family) || defined.contains(family), "{family} is neither rendered nor defined");
+    }
+
+    let guide = std::fs::read_to_string(root.join("docs/metrics.md")).expect("docs/metrics.md");
+    let documented = documented_families(&guide);
+    let covered = |family: &String| {
+        documented.contains(family)
+            || documented.iter().any(|d| d.strip_suffix('*').is_some_and(|prefix| family.starts_with(prefix)))
+    };
+    let every: BTreeSet<String> = rendered.union(&defined).cloned().collect();
+    let undocumented: Vec<&String> = every.iter().filter(|f| !covered(f)).collect();
+    assert_eq!(
+        undocumented,
+        Vec::<&String>::new(),
+        "the operator has these families; add them to docs/metrics.md's table"
+    );
+    let unknown: Vec<&String> = documented.iter().filter(|d| !d.ends_with('*') && !every.contains(*d)).collect();
+    assert_eq!(unknown, Vec::<&String>::new(), "docs/metrics.md's table names families the operator does not have");
+}

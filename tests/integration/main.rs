@@ -37,6 +37,7 @@ mod index;
 mod metrics_text;
 mod policy_limits;
 mod rbac;
+mod readme_example;
 mod run_cli;
 mod server;
 

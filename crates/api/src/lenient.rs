@@ -85,8 +85,9 @@ impl<'de> Deserialize<'de> for LenientPod {
         if raw.get().strip_prefix("{\"").is_some_and(|rest| rest.starts_with(super::protobuf::UNDECODABLE_KEY)) {
             return Ok(LenientPod::Undecodable(Box::new(undecodable_protobuf(raw.get()))));
         }
-        // Decoded plainly first: tracking the path of every field costs ~2× the decoding of
-        // the initial list (`perf`, 100k Pods), and only a broken Pod needs the path.
+        // Decoded plainly first: tracking the path of every field costs more than the
+        // decoding itself, and only a broken Pod needs the path
+        // (docs/benchmarks.md#figures-the-codes-comments-cite).
         if let Ok(pod) = serde_json::from_str::<SlimPod>(raw.get()) {
             return Ok(LenientPod::Pod(Box::new(pod)));
         }

@@ -1,11 +1,12 @@
 //! [`SlimPod`]: a core/v1 Pod decoded with only the fields sidecar-watch reads.
 //!
-//! Decoding a full `k8s_openapi` Pod costs ~46 µs for a typical 9 KB object, most of it
-//! spent on what the rules never look at (`managedFields`, annotations, volumes, env, probe
-//! bodies, image IDs). The operator's Pod watch decodes this type instead: unknown fields
-//! are skipped by the parser without being allocated, so an initial list of 100k Pods costs
-//! a fraction of the CPU and no transient copy of every full object. It is the same JSON,
-//! so a full [`Pod`] converts into it losslessly for what the engine needs.
+//! Decoding a full `k8s_openapi` Pod spends most of its time on what the rules never look at
+//! (`managedFields`, annotations, volumes, env, probe bodies, image IDs;
+//! docs/benchmarks.md#figures-the-codes-comments-cite). The operator's Pod watch decodes this
+//! type instead: unknown fields are skipped by the parser without being allocated, so an
+//! initial list of 100k Pods costs a fraction of the CPU and no transient copy of every full
+//! object. It is the same JSON, so a full [`Pod`] converts into it losslessly for what the
+//! engine needs.
 
 use std::collections::BTreeMap;
 

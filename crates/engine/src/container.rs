@@ -141,7 +141,7 @@ pub struct ContainerStatusView {
     started: Option<bool>,
 }
 
-// Inside each `ContainerView` (docs/architecture.md, "What a tracked Pod is made of").
+// Inside each `ContainerView` (docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<ContainerStatusView>() == 32);
 
@@ -248,7 +248,7 @@ pub struct ContainerSpec {
     pub version: Option<Name>,
 }
 
-// One per distinct container (replicas share it) (docs/architecture.md, "What a tracked Pod is made of").
+// One per distinct container (replicas share it) (docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<ContainerSpec>() == 24);
 
@@ -263,7 +263,7 @@ pub struct ContainerView {
     status: Option<ContainerStatusView>,
 }
 
-// One per container of each tracked Pod (docs/architecture.md, "What a tracked Pod is made of").
+// One per container of each tracked Pod (docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<ContainerView>() == 40);
 

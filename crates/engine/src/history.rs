@@ -95,7 +95,7 @@ pub struct ContainerHistory {
     pub watched_run_started_at: Option<Stamp>,
 }
 
-// One per container of every tracked Pod (docs/architecture.md, "What a tracked Pod is made of").
+// One per container of every tracked Pod (docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<ContainerHistory>() == 32);
 

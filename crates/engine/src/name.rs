@@ -1,7 +1,7 @@
 //! Interned values for what repeats across Pods: namespaces, container names, reasons and
 //! whole label sets (the pools; [`Interner`](super::interner::Interner) holds them). Replicas of one workload share them, so a tracked Pod
-//! holds a pointer instead of a copy, which is most of the difference between ~4 KiB and
-//! under 1 KiB per Pod (866 B measured at 100k Pods: docs/benchmarks.md).
+//! holds a pointer instead of a copy, which is most of what keeps a tracked Pod far smaller
+//! than the object it was read from (docs/benchmarks.md#how-much-memory-does-a-tracked-pod-cost).
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet};
@@ -77,10 +77,11 @@ impl<T: Shared> Pool<T> {
 }
 
 /// What a Pod shares with the other replicas of its workload: its namespace, its labels and
-/// its owner. A view holds it behind one pointer, 8 bytes where the three took 24, which
-/// brings a tracked Pod into mimalloc's 128-byte size class (`cargo bench --bench
-/// index_memory -- mix`). A Pod whose labels are its own (a StatefulSet's carry its name)
-/// pays for a group of its own: 48 bytes, beside the label set it already paid for.
+/// its owner. A view holds it behind one pointer where the three took three, so that a
+/// tracked Pod falls into a smaller size class of the allocator (what it saved:
+/// docs/benchmarks.md#smaller-parts-per-pod-real-control-plane-2026-11-25). A Pod whose
+/// labels are its own (a StatefulSet's carry its name) pays for a group of its own, beside
+/// the label set it already paid for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PodGroup {
     /// `metadata.namespace`.

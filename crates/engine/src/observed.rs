@@ -73,8 +73,9 @@ impl ObservedPod {
     }
 }
 
-// One per tracked Pod, inside the index's `TrackedPod` (docs/architecture.md, "What a tracked
-// Pod is made of"): the view and the history side by side, not a byte more.
+// One per tracked Pod, inside the index's `TrackedPod`
+// (docs/architecture.md#what-a-tracked-pod-is-made-of): the view and the history side by
+// side, not a byte more.
 #[cfg(target_pointer_width = "64")]
 const _: () =
     assert!(std::mem::size_of::<ObservedPod>() == std::mem::size_of::<PodView>() + std::mem::size_of::<PodHistory>());

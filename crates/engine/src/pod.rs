@@ -58,8 +58,8 @@ const UID_AS_BYTES: u32 = 1 << 31;
 /// never grows, so a capacity field and spare capacity would be kept for nothing in every
 /// tracked Pod. The UID and the name share one allocation, what replicas share is one
 /// pointer ([`PodGroup`]), the Pod's own times are 8-byte [`Stamp`]s like every other
-/// instant kept, and the `Ready` condition is kept as two fields that pack beside the flags:
-/// 80 bytes (a tracked Pod is 144, in mimalloc's 160-byte size class).
+/// instant kept, and the `Ready` condition is kept as two fields that pack beside the flags
+/// (its size, pinned below, and a tracked Pod's: docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
     /// `metadata.uid` followed by `metadata.name` (see [`Self::uid`], [`Self::name`]): the
@@ -89,7 +89,7 @@ pub struct PodView {
     pub containers: Box<[ContainerView]>,
 }
 
-// One per tracked Pod; 80 bytes keep `TrackedPod` at 128 (docs/architecture.md, "What a tracked Pod is made of").
+// One per tracked Pod, inside `TrackedPod` (docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<PodView>() == 80);
 

@@ -7,7 +7,7 @@
 //! of the first Pod seen on it, so that a Pod's change costs a few hash-map operations and
 //! the Pods of a workload are evaluated again only when what they are compared with (the
 //! workload's [`Newest`] version) changes: twice per rollout, not once per Pod (what it
-//! costs: docs/benchmarks.md, "What does comparing a workload's sidecar versions cost?").
+//! costs: docs/benchmarks.md#what-does-comparing-a-workloads-sidecar-versions-cost).
 
 use std::collections::HashMap;
 use std::sync::Arc;

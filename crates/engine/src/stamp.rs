@@ -17,13 +17,15 @@ use jiff::Timestamp;
 ///
 /// The API serves a Pod's own times in whole seconds (`metav1.Time` has no fraction, in JSON
 /// or protobuf); a `Stamp` holds them exactly and prints them as served (`2025-06-03T10:20:00Z`).
-/// A 4-byte type of whole seconds for those four once kept a `PodView` at 64 bytes and a tracked
-/// Pod at 112, not 80 and 128; one instant type is worth more than those bytes
-/// (docs/benchmarks.md, "a Pod's own times").
+/// A 4-byte type of whole seconds for those four once kept a [`PodView`](crate::PodView) and a
+/// tracked Pod 16 bytes smaller; one instant type is worth more than those bytes (what they
+/// were, and the undoing:
+/// docs/benchmarks.md#smaller-parts-per-pod-real-control-plane-2026-11-25, "a Pod's own
+/// times").
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Stamp(NonZeroU64);
 
-// Some twenty per tracked Pod; no pointer, so on any target (docs/architecture.md, "What a tracked Pod is made of").
+// Some twenty per tracked Pod; no pointer, so on any target (docs/architecture.md#what-a-tracked-pod-is-made-of).
 const _: () = assert!(std::mem::size_of::<Option<Stamp>>() == 8);
 
 /// The offset that maps `i64` nanoseconds onto `u64` in order (`i64::MIN` maps to 0).

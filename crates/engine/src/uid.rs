@@ -8,10 +8,11 @@ use uuid::Uuid;
 /// assigns (lowercase, hyphenated), or the text of any other.
 ///
 /// A tracked Pod keeps its UID beside its name in one allocation; as 16 bytes instead of 36
-/// characters it brings the mix's names from mimalloc's 64-byte size class to 40
-/// (`cargo bench --bench index_memory -- mix`). Only the exact canonical text is kept as a
-/// UUID, so every UID is written back exactly as it came, and two UIDs are equal exactly
-/// when their texts are.
+/// characters it puts most Pods' UID and name in a smaller size class of the allocator
+/// (`cargo bench --bench index_memory -- mix`;
+/// docs/benchmarks.md#smaller-parts-per-pod-real-control-plane-2026-11-25). Only the exact
+/// canonical text is kept as a UUID, so every UID is written back exactly as it came, and
+/// two UIDs are equal exactly when their texts are.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PodUid<'a> {
     /// A UUID in canonical text.

@@ -30,7 +30,7 @@ pub struct StoredAlert {
     pub since: Option<Stamp>,
 }
 
-// One per alert of every tracked Pod (docs/architecture.md, "What a tracked Pod is made of").
+// One per alert of every tracked Pod (docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<StoredAlert>() == 16);
 
@@ -142,7 +142,7 @@ pub struct PolicyResult {
     pub alerts: Box<[StoredAlert]>,
 }
 
-// One per Pod and selecting policy (docs/architecture.md, "What a tracked Pod is made of").
+// One per Pod and selecting policy (docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<PolicyResult>() == 24);
 
@@ -179,7 +179,7 @@ pub struct TrackedPod {
     sidecars: Box<[u32]>,
 }
 
-// One per Pod, in mimalloc's 160-byte size class (docs/architecture.md, "What a tracked Pod is made of").
+// One per Pod, in mimalloc's 160-byte size class (docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<TrackedPod>() == 144);
 

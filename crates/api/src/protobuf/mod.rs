@@ -1,10 +1,10 @@
 //! Pods read as protobuf and handed on as the JSON of the fields [`SlimPod`] reads.
 //!
-//! kube-apiserver spends most of a start encoding Pods: 2.3–2.8× the CPU for JSON that
-//! kube-state-metrics' protobuf costs it for the same streamed 30,000 Pods (353 vs 253 MiB,
-//! `docs/benchmarks.md`). kube-rs speaks JSON only, so the Pod watch asks for protobuf
-//! (`controller::protobuf`) and this module turns each list page, watch event and Status into
-//! the JSON kube-rs expects, cut to what [`SlimPod`] reads (a 9 KB Pod becomes ~1 KB).
+//! kube-apiserver spends most of a start encoding Pods, and protobuf is its cheap encoding
+//! (what it saves: docs/benchmarks.md#what-does-the-operator-cost-the-api-server). kube-rs
+//! speaks JSON only, so the Pod watch asks for protobuf (the operator's client layer,
+//! `src/controller/pod_protobuf.rs`) and this module turns each list page, watch event and
+//! Status into the JSON kube-rs expects, cut to what [`SlimPod`] reads.
 //!
 //! The messages (`wire`) are written by hand for the fields read rather than taken from a
 //! crate of generated types (`k8s-pb`): decoding skips everything else unallocated, as the
