@@ -181,7 +181,7 @@ fn every_metric_family_is_in_the_metrics_guide() {
     let index = Index::new();
     let policy = PolicyRef::cluster("default");
     let compiled = CompiledPolicy::compile(policy.clone(), &PolicySpec::default());
-    index.apply_policy(policy, PolicyEntry::new(compiled, serde_json::Value::Null), now());
+    index.apply_policy(policy, PolicyEntry::new(compiled), now());
     for (i, scenario) in Scenario::ALL.into_iter().enumerate() {
         let mut pod: SlimPod = scenario.decode();
         pod.metadata.uid = Some(format!("uid-{i}"));
