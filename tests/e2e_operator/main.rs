@@ -41,3 +41,4 @@ mod served_fields;
 mod server_side;
 mod sharding;
 mod support;
+mod workload_events;

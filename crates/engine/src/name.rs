@@ -83,7 +83,7 @@ impl<T: Shared> Pool<T> {
 /// its owner. A view holds it behind one pointer, 8 bytes where the three took 24, which
 /// brings a tracked Pod into mimalloc's 128-byte size class (`cargo bench --bench
 /// index_memory -- mix`). A Pod whose labels are its own (a StatefulSet's carry its name)
-/// pays for a group of its own: 48 bytes, beside the label set it already paid for.
+/// pays for a group of its own: 56 bytes, beside the label set it already paid for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PodGroup {
     /// `metadata.namespace`.
@@ -97,6 +97,10 @@ pub struct PodGroup {
     pub host_network: bool,
     /// The workload that owns the Pod; `None` for a Pod without owner.
     pub owner: Option<Arc<Workload>>,
+    /// The UID of the owner reference [`Self::owner`] was read from (for a Deployment, its
+    /// ReplicaSet's), interned: the workload Events name their object by UID, and replicas
+    /// share the group, so it costs a tracked Pod nothing but in a group of its own (8 bytes).
+    pub owner_uid: Option<Name>,
     /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a
     /// Job or CronJob).
     pub owned_by_job: bool,
