@@ -120,3 +120,38 @@ impl Owners {
 fn deployment_uid(deployment: &Deployment) -> Result<String, String> {
     deployment.metadata.uid.clone().filter(|uid| !uid.is_empty()).ok_or_else(|| "no metadata.uid".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_api;
+
+    fn key(replica_set: &str) -> OwnerKey {
+        ("shop".into(), "web".into(), replica_set.into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deployment_is_read_once_per_replica_set_and_a_failure_waits() {
+        let (client, mut server) = test_api::client();
+        let mut owners = Owners::new(client);
+        let t0 = Instant::now();
+        assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Reading);
+        assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Reading, "one read in flight, not two");
+        let call = server.next().await;
+        call.expect("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[]);
+        call.respond_json(200, &serde_json::json!({"metadata": {"name": "web", "namespace": "shop", "uid": "d-1"}}));
+        let (answered, answer) = owners.answers.recv().await.expect("an answer");
+        assert_eq!(owners.answered(answered, answer, t0), Some("d-1".to_string()));
+        assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Known("d-1".into()), "cached");
+
+        // A new ReplicaSet (the Deployment made again) is read again; this read fails.
+        assert_eq!(owners.uid(&key("rs-2"), t0), OwnerUid::Reading);
+        server.next().await.respond_status(404, "NotFound");
+        let (answered, answer) = owners.answers.recv().await.expect("an answer");
+        assert_eq!(owners.answered(answered, answer, t0), None);
+        assert_eq!(owners.uid(&key("rs-2"), t0 + RETRY_FAILED / 2), OwnerUid::Failed, "not read again yet");
+        server.expect_silence(Duration::from_secs(1)).await;
+        assert_eq!(owners.uid(&key("rs-2"), t0 + RETRY_FAILED), OwnerUid::Reading, "read again after the wait");
+        server.next().await.expect("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[]);
+    }
+}
