@@ -105,9 +105,9 @@ impl Publisher {
             type_: EventType::Warning,
             reason: reason.clone(),
             note: Some(note::truncate(format!(
-                "{} on sidecar container {} in {pods} Pod{} of {}/{}, e.g. Pod {}: {} (policy {})",
+                "{}{} in {pods} Pod{} of {}/{}, e.g. Pod {}: {} (policy {})",
                 key.alert.name.as_str(),
-                key.alert.container,
+                on_container(&key.alert.container),
                 if pods == 1 { "" } else { "s" },
                 key.kind.as_str(),
                 key.name,
@@ -140,9 +140,9 @@ impl Publisher {
             type_: EventType::Normal,
             reason: reason.clone(),
             note: Some(note::truncate(format!(
-                "{} on sidecar container {} of {}/{} resolved: no Pod fires it any more (policy {})",
+                "{}{} of {}/{} resolved: no Pod fires it any more (policy {})",
                 key.alert.name.as_str(),
-                key.alert.container,
+                on_container(&key.alert.container),
                 key.kind.as_str(),
                 key.name,
                 key.policy
@@ -225,5 +225,14 @@ impl Publisher {
         for (key, object) in resolved {
             self.publish_workload_resolved(&key, object).await;
         }
+    }
+}
+
+/// ` on sidecar container <name>`, or nothing for a Pod-level check (`sidecar-sprawl`).
+fn on_container(container: &str) -> String {
+    if container.is_empty() {
+        String::new()
+    } else {
+        format!(" on sidecar container {container}")
     }
 }
