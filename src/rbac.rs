@@ -37,6 +37,9 @@ pub const CLUSTER_RULES: &[PolicyRule] = &[
     // Events on Pods and policies: created and patched (series) by the recorder; listed at
     // start-up so that alerts announced before a restart are not announced again.
     PolicyRule { api_group: "events.k8s.io", resources: &["events"], verbs: &["create", "patch", "list"] },
+    // A Deployment's UID for its workload Events (its Pods name only their ReplicaSet):
+    // read once per ReplicaSet, when one of its Pods first fires an alert.
+    PolicyRule { api_group: "apps", resources: &["deployments"], verbs: &["get"] },
     // Secure /metrics (--metrics-secure): who the scraper is (TokenReview) and whether it may
     // `get` the non-resource URL /metrics (SubjectAccessReview).
     PolicyRule { api_group: "authentication.k8s.io", resources: &["tokenreviews"], verbs: &["create"] },

@@ -32,37 +32,41 @@ impl AnnounceKey {
     /// alert announcement on a Pod (or names an alert or check this version does not know).
     fn from_event(event: &K8sEvent) -> Option<(Self, bool)> {
         let regarding = event.regarding.as_ref()?;
-        let reason = event.reason.as_deref()?;
-        let (alert, firing) = match reason.strip_suffix("Resolved") {
-            Some(alert) => (alert, false),
-            None => (reason, true),
-        };
-        let alert = AlertName::ALL.into_iter().find(|a| a.as_str() == alert)?;
         if regarding.kind.as_deref() != Some("Pod") {
             return None;
         }
-        let related = event.related.as_ref()?;
-        let check = match alert {
-            AlertName::SidecarMisconfigured => Some(Check::from_label(event.action.as_deref()?)?),
-            _ => None,
-        };
-        let container = match alert {
-            // Its container does not exist: the action names it (`note::action`).
-            AlertName::SidecarMissing => event.action.clone().unwrap_or_default(),
-            _ => container_of(regarding.field_path.as_deref()),
-        };
-        let policy_name = related.name.clone().unwrap_or_default();
-        let policy = match related.namespace.clone().filter(|ns| !ns.is_empty()) {
-            Some(ns) => PolicyRef::namespaced(ns, policy_name),
-            None => PolicyRef::cluster(policy_name),
-        };
-        let key = AnnounceKey {
-            pod_uid: regarding.uid.clone().unwrap_or_default(),
-            policy,
-            alert: AlertKey { name: alert, container: container.into(), check },
-        };
-        Some((key, firing))
+        let (alert, policy, firing) = alert_of_event(event)?;
+        Some((AnnounceKey { pod_uid: regarding.uid.clone().unwrap_or_default(), policy, alert }, firing))
     }
+}
+
+/// The alert, policy and direction (firing: true) an Event of this operator announces,
+/// whatever object it is about; `None` for an Event that is not an alert announcement, or
+/// names an alert or check this version does not know.
+pub(super) fn alert_of_event(event: &K8sEvent) -> Option<(AlertKey<'static>, PolicyRef, bool)> {
+    let regarding = event.regarding.as_ref()?;
+    let reason = event.reason.as_deref()?;
+    let (alert, firing) = match reason.strip_suffix("Resolved") {
+        Some(alert) => (alert, false),
+        None => (reason, true),
+    };
+    let alert = AlertName::ALL.into_iter().find(|a| a.as_str() == alert)?;
+    let related = event.related.as_ref()?;
+    let check = match alert {
+        AlertName::SidecarMisconfigured => Some(Check::from_label(event.action.as_deref()?)?),
+        _ => None,
+    };
+    let container = match alert {
+        // Its container does not exist: the action names it (`note::action`).
+        AlertName::SidecarMissing => event.action.clone().unwrap_or_default(),
+        _ => container_of(regarding.field_path.as_deref()),
+    };
+    let policy_name = related.name.clone().unwrap_or_default();
+    let policy = match related.namespace.clone().filter(|ns| !ns.is_empty()) {
+        Some(ns) => PolicyRef::namespaced(ns, policy_name),
+        None => PolicyRef::cluster(policy_name),
+    };
+    Some((AlertKey { name: alert, container: container.into(), check }, policy, firing))
 }
 
 /// What the cluster's Events say was announced last: key → firing (true) or resolved.

@@ -27,6 +27,11 @@
 //! | 6 | the object's budget ([`spam_filter`]) | past 25 Events per Pod (or policy), one per 5 minutes; the announcement is taken back, so a later leader announces it if it still fires | `sidecar_watch_events_total{result="dropped"}` |
 //! | 7 | the recorder ([`Recorder`]) | a repeat within six minutes folds into the earlier Event's `series` (one object, `series.count` > 1); a failed create or patch | `sidecar_watch_events_total{result="error"}`, a warning log |
 //!
+//! Past stage 4 each transition is also counted on its Pod's workload ([`workload`]): the
+//! first Pod to fire an alert makes one Warning on the workload object due (published once
+//! the queue is drained, its UID read first for a Deployment: `owners`), the last Pod to
+//! clear it one `Resolved`; stages 6 and 7 follow, with the workload object's budget.
+//!
 //! When a replica starts to lead, [`announce`] reads the operator's Events: alerts firing now
 //! without a standing Warning enter at stage 3; alerts whose Warning stands but that cleared
 //! are resolved at once (stage 6 and 7 only). The Events must still exist: the API server
@@ -36,8 +41,10 @@
 
 mod announce;
 pub mod note;
+mod owners;
 pub mod recorder;
 pub mod spam_filter;
+pub mod workload;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,6 +151,10 @@ impl Queue {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.items.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
     fn pop(&self) -> Option<EventCommand> {
         self.items.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
@@ -207,6 +218,9 @@ pub(crate) fn spawn_publisher(
     let sink = EventSink { queue: queue.clone(), _open: Arc::new(OpenSinks(queue.clone())), metrics: metrics.clone() };
     let recorder = Recorder::new(client.clone(), REPORTING_CONTROLLER, instance);
     let publisher = Publisher {
+        owners: owners::Owners::new(client.clone()),
+        workloads: Default::default(),
+        due: Default::default(),
         client,
         recorder,
         metrics,
@@ -233,6 +247,12 @@ struct Publisher {
     invalid_announced: HashMap<PolicyRef, Option<i64>>,
     /// Events per regarding object.
     spam: spam_filter::SpamFilter,
+    /// The alerts firing per workload, while this replica acts as leader.
+    workloads: workload::WorkloadAlerts,
+    /// Workload Warnings to publish, with when they became due.
+    due: std::collections::VecDeque<(workload::WorkloadKey, tokio::time::Instant)>,
+    /// Deployment UIDs, for their workload Events.
+    owners: owners::Owners,
 }
 
 impl Publisher {
@@ -250,19 +270,32 @@ impl Publisher {
                     self.leading = now.leader;
                     match (now.acts(), self.announcer.is_some()) {
                         (true, false) => self.lead(&queue).await,
-                        (false, true) => self.announcer = None,
+                        (false, true) => {
+                            self.announcer = None;
+                            self.workloads = Default::default();
+                            self.due.clear();
+                        }
                         _ => {}
                     }
                 }
                 command = queue.next() => {
                     let Some(command) = command else { break };
                     self.handle(command).await;
+                    if self.workloads_due(queue.is_empty()) {
+                        self.publish_due().await;
+                    }
+                }
+                Some((key, answer)) = self.owners.answers.recv() => self.owner_answered(key, answer).await,
+                _ = tokio::time::sleep(workload::publish::BATCH), if !self.due.is_empty() => {
+                    // Due Warnings waiting on nothing but a drained queue.
+                    self.publish_due().await;
                 }
                 _ = forget.tick() => {
                     self.recorder.forget_expired(Timestamp::now());
                     let index = &self.index;
                     if let Some(announcer) = self.announcer.as_mut() {
                         announcer.forget_untracked(|uid| index.contains_pod(uid));
+                        self.forget_gone_workload_pods().await;
                     }
                 }
             }
@@ -272,15 +305,17 @@ impl Publisher {
     /// This replica now acts as leader: reconcile what the cluster's Events announce with what
     /// fires now, then publish transitions as they come.
     async fn lead(&mut self, queue: &Queue) {
-        let announced = match list_own_events(&self.client).await {
-            Ok(events) => announced_from_events(&events),
+        let (announced, standing) = match list_own_events(&self.client).await {
+            Ok(events) => (announced_from_events(&events), workload::standing_from_events(&events)),
             Err(e) => {
                 tracing::warn!(error = %e, "listing Events failed; alerts firing now are announced again");
-                HashMap::new()
+                (HashMap::new(), HashMap::new())
             }
         };
         let mut announcer = Announcer::from_announced(announced);
-        let firing = self.index.firing_now(Timestamp::now()).into_iter().filter(|t| t.policy_events).collect();
+        let firing: Vec<Transition> =
+            self.index.firing_now(Timestamp::now()).into_iter().filter(|t| t.policy_events).collect();
+        self.lead_workloads(&firing, standing).await;
         let index = &self.index;
         let Reconciliation { fire, resolve } = announcer.reconcile(firing, |uid| index.contains_pod(uid));
         self.announcer = Some(announcer);
@@ -302,6 +337,12 @@ impl Publisher {
     async fn handle(&mut self, command: EventCommand) {
         match command {
             EventCommand::Transition(t) => {
+                if self.announcer.is_none() {
+                    return;
+                }
+                // Counted whatever becomes of the Pod's own Event (announced already, over
+                // its budget): the workload's Events count Pods, not Pod Events.
+                self.count_on_workload(&t).await;
                 let Some(announcer) = self.announcer.as_mut() else { return };
                 if !announcer.should_publish(&t) {
                     return;
@@ -412,7 +453,7 @@ async fn list_own_events(client: &Client) -> Result<Vec<K8sEvent>, kube::Error> 
     Ok(events)
 }
 
-fn policy_reference(policy: &PolicyRef, uid: Option<String>) -> ObjectReference {
+pub(crate) fn policy_reference(policy: &PolicyRef, uid: Option<String>) -> ObjectReference {
     ObjectReference {
         api_version: Some(format!("{}/{}", crate::api::GROUP, crate::api::VERSION)),
         kind: Some(policy.kind().into()),
@@ -423,7 +464,7 @@ fn policy_reference(policy: &PolicyRef, uid: Option<String>) -> ObjectReference 
     }
 }
 
-fn record(metrics: &Metrics, reason: &str, result: Result<(), kube::Error>) {
+pub(crate) fn record(metrics: &Metrics, reason: &str, result: Result<(), kube::Error>) {
     match result {
         Ok(()) => metrics.events.with_label_values(&[reason, "ok"]).inc(),
         Err(e) => {

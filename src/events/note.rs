@@ -87,7 +87,8 @@ pub(crate) fn resolved_note(
     ))
 }
 
-fn truncate(mut text: String) -> String {
+/// `text` within the API's limit on a note.
+pub(crate) fn truncate(mut text: String) -> String {
     if text.len() > MAX_NOTE {
         let mut end = MAX_NOTE - 3;
         while !text.is_char_boundary(end) {

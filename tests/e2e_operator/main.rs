@@ -40,3 +40,4 @@ mod served_fields;
 mod server_side;
 mod sharding;
 mod support;
+mod workload_events;

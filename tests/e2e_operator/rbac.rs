@@ -46,7 +46,8 @@ async fn operator_calls_exactly_what_rbac_grants() {
     let tokens = install::scrape_tokens(&c.env, &ns).await.expect("scrape tokens");
     // Every kind of work: leading (the Lease), an invalid policy (its status and Warning), a
     // valid one whose alert fires, resolves and fires again (an Event repeated into a
-    // series), status writes, authorised scrapes, and a shutdown that releases the Lease.
+    // series) on a Deployment's Pod (its workload Event reads the Deployment), status
+    // writes, authorised scrapes, and a shutdown that releases the Lease.
     c.apply_policy("broken", json!({"sidecars": {"pattern": "envoy("}})).await;
     // Cluster-scoped (the control plane is this test's own, so the name cannot collide).
     let cluster_policy = json!({
@@ -60,11 +61,14 @@ async fn operator_calls_exactly_what_rbac_grants() {
     // metrics-reader role, reviewed with TokenReview and SubjectAccessReview.
     let mut op = Operator::start_with_env(&c, "op-0", &[], &[("SIDECAR_WATCH_METRICS_SECURE", "true")]).await;
     op.token = Some(tokens.reader.clone());
-    let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
+    // Owned by a Deployment's ReplicaSet: its workload Event reads the Deployment (`get`).
+    let (_, owner) = crate::workload_events::deployment_with_replica_set(&c, "web").await;
+    let pod = c.create_pod(crate::workload_events::replica_pod("web-1", "web", &owner)).await;
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
-    let firing = AlertSeries { namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels();
+    let firing = owned_by(AlertSeries { namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels(), "Deployment", "web");
     op.wait_alerts("firing", vec![firing.clone()]).await;
     c.wait_events("web-1", "Warning", "SidecarContainerNotReady", 1).await;
+    c.wait_events("web", "Warning", "SidecarContainerNotReady", 1).await;
     set_ready(&pod, "istio-proxy", true).await;
     c.wait_events("web-1", "Normal", "SidecarContainerNotReadyResolved", 1).await;
     set_ready(&pod, "istio-proxy", false).await;

@@ -117,6 +117,12 @@ fn code_rules_are_least_privilege() {
                 !(g.is_empty() && res == "pods" && !["get", "list", "watch"].contains(&verb.as_str())),
                 "{name}: the operator must not write Pods ({verb})"
             );
+            // Workloads are read one at a time, for the UID of a workload Event: never
+            // listed (the whole cluster's Deployments in memory) nor written.
+            assert!(
+                g != "apps" || (res == "deployments" && verb == "get"),
+                "{name}: the operator only gets Deployments ({g}, {res}, {verb})"
+            );
         }
     }
     assert!(

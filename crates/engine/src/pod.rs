@@ -14,7 +14,9 @@ pub use super::container::{
 };
 use super::interner::Interner;
 use super::name::{LabelSet, Name, PodGroup};
-use super::relations::{inits_without_network, liveness_targets, port_conflicts, workload_of, Declared, Workload};
+use super::relations::{
+    inits_without_network, liveness_targets, owner_of, port_conflicts, workload_of, Declared, Workload,
+};
 use super::stamp::Stamp;
 use super::uid::PodUid;
 use jiff::Timestamp;
@@ -274,6 +276,7 @@ impl PodView {
                 .label_set(meta.annotations.as_ref().map(sidecar_watch_api::injection_annotations).unwrap_or_default()),
             host_network: spec.host_network,
             owner: workload_of(meta, names),
+            owner_uid: owner_of(meta).map(|o| names.name(&o.uid)).filter(|uid| !uid.as_str().is_empty()),
             owned_by_job: meta
                 .owner_references
                 .iter()
@@ -314,6 +317,12 @@ impl PodView {
     /// owner (see [`Self::workload`]).
     pub fn owner(&self) -> Option<&Arc<Workload>> {
         self.group.owner.as_ref()
+    }
+
+    /// The UID of the owner reference the workload was read from (a Deployment's Pod: its
+    /// ReplicaSet's); `None` for a Pod without owner or a template.
+    pub fn owner_uid(&self) -> Option<&str> {
+        self.group.owner_uid.as_ref().map(Name::as_str)
     }
 
     /// Whether an owner reference is a `batch/v1` Job (or, for a template, the workload is a
@@ -393,6 +402,8 @@ mod tests {
             (PodView::from_pod_in(&replica("a"), &mut names), PodView::from_pod_in(&replica("b"), &mut names));
         assert!(Arc::ptr_eq(&a.group, &b.group));
         assert_eq!((a.namespace().as_str(), a.workload()), ("shop", ("ReplicaSet", "web-1")));
+        // The owner's UID, for the workload's Events, is shared with the group.
+        assert_eq!((a.owner_uid(), b.owner_uid()), (Some("r"), Some("r")));
         b.group_mut().owned_by_job = true;
         assert!(b.owned_by_job() && !a.owned_by_job());
         assert_eq!(b.labels(), a.labels());

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::catalog::CatalogId;
 use super::container::{ContainerKind, LivenessTarget};
@@ -63,8 +63,7 @@ const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// its first owner), except that a ReplicaSet named `<deployment>-<pod-template-hash>` stands
 /// for its Deployment. `None` for a Pod without owner.
 pub fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Workload>> {
-    let owners = meta.owner_references.as_deref().unwrap_or_default();
-    let owner = owners.iter().find(|o| o.controller == Some(true)).or_else(|| owners.first())?;
+    let owner = owner_of(meta)?;
     if owner.kind == "ReplicaSet" {
         let hash = meta.labels.as_ref().and_then(|l| l.get(POD_TEMPLATE_HASH)).filter(|h| !h.is_empty());
         let deployment = hash
@@ -76,6 +75,12 @@ pub fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Worklo
         }
     }
     Some(names.workload(&owner.kind, &owner.name))
+}
+
+/// The owner reference a Pod's workload is read from: its controller, else its first owner.
+pub fn owner_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    owners.iter().find(|o| o.controller == Some(true)).or_else(|| owners.first())
 }
 
 /// Istio rewrites app probes to its agent's `/app-health/<container>/…` on purpose; the agent

@@ -1,0 +1,273 @@
+//! One Event per workload: which (policy, workload, alert) fire on how many Pods, so that the
+//! workload object gets one Warning when its first Pod fires an alert and one `Resolved` when
+//! its last Pod clears it, however many Pods fire in between.
+//!
+//! Only what fires is remembered (a healthy workload costs nothing), at most [`MAX_KEYS`]
+//! keys: past that a tenant's new workloads get Pod Events only, counted in
+//! `sidecar_watch_limited_total{limit="workload-events"}`.
+
+use std::collections::{HashMap, HashSet};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+
+use super::announce::alert_of_event;
+use super::REPORTING_CONTROLLER;
+use crate::engine::{AlertKey, ContainerKind, PolicyRef};
+use crate::index::Transition;
+
+/// (policy, workload, alert) keys remembered at most; ~200 B each with one Pod.
+pub const MAX_KEYS: usize = 20_000;
+
+/// The workload kinds that get Events: those `workload_of` names from a Pod's owner. A
+/// CronJob's Pods name their Job (the CronJob would need one more read per Job).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment, named from its ReplicaSet: its UID needs a read.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// apps/v1 ReplicaSet without a Deployment.
+    ReplicaSet,
+    /// batch/v1 Job.
+    Job,
+}
+
+impl WorkloadKind {
+    const ALL: [WorkloadKind; 5] = [Self::Deployment, Self::StatefulSet, Self::DaemonSet, Self::ReplicaSet, Self::Job];
+
+    /// The kind named `kind` with `api_version`, if it gets Events.
+    pub fn parse(kind: &str, api_version: Option<&str>) -> Option<Self> {
+        let found = Self::ALL.into_iter().find(|k| k.as_str() == kind)?;
+        api_version.is_none_or(|v| v == found.api_version()).then_some(found)
+    }
+
+    /// `Deployment`, `Job`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+            Self::ReplicaSet => "ReplicaSet",
+            Self::Job => "Job",
+        }
+    }
+
+    /// `apps/v1` or `batch/v1`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::Job => "batch/v1",
+            _ => "apps/v1",
+        }
+    }
+}
+
+/// One alert on one workload under one policy: one Warning (and its `Resolved`) per key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WorkloadKey {
+    /// The policy that raised the alert.
+    pub policy: PolicyRef,
+    /// The workload's namespace.
+    pub namespace: String,
+    /// The workload's kind.
+    pub kind: WorkloadKind,
+    /// The workload's name.
+    pub name: String,
+    /// The alert (rule, container, check), as on each Pod.
+    pub alert: AlertKey<'static>,
+}
+
+impl WorkloadKey {
+    /// The key of a transition's alert on its Pod's workload; `None` for a bare Pod or an
+    /// owner kind that gets no Events.
+    pub fn of(t: &Transition) -> Option<Self> {
+        let (kind, name) = t.workload.split_once('/')?;
+        Some(WorkloadKey {
+            policy: (*t.policy).clone(),
+            namespace: t.namespace.clone(),
+            kind: WorkloadKind::parse(kind, None)?,
+            name: name.to_string(),
+            alert: t.alert.key().into_owned(),
+        })
+    }
+
+    /// `Kind/namespace/name`: the spam filter's bucket for the workload object.
+    pub fn object(&self) -> String {
+        format!("{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// An alert firing on Pods of one workload.
+#[derive(Debug)]
+pub struct Firing {
+    /// The Pods firing it, by UID.
+    pub pods: HashSet<String>,
+    /// One of them, by name, for the note.
+    pub example: String,
+    /// That Pod's alert message.
+    pub message: String,
+    /// The UID of the owner reference of the first Pod (a Deployment's: its ReplicaSet's).
+    pub owner_uid: Option<String>,
+    /// Where the container is declared, for the `fieldPath`.
+    pub container_kind: Option<ContainerKind>,
+    /// The workload object the Warning was published about: its `Resolved` goes there too.
+    /// `None`: not announced (yet).
+    pub announced: Option<ObjectReference>,
+}
+
+/// What a transition asks of the workload's Events.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Nothing to publish.
+    Nothing,
+    /// The first Pod fires it: a Warning is due.
+    Announce,
+    /// The last Pod cleared an announced alert: its `Resolved` is due, about this object.
+    Resolve(ObjectReference),
+    /// A new key past [`MAX_KEYS`]: not remembered.
+    Limited,
+}
+
+/// The alerts firing per workload.
+#[derive(Debug)]
+pub struct WorkloadAlerts {
+    firing: HashMap<WorkloadKey, Firing>,
+    max_keys: usize,
+}
+
+impl Default for WorkloadAlerts {
+    fn default() -> Self {
+        Self::new(MAX_KEYS)
+    }
+}
+
+impl WorkloadAlerts {
+    /// Remembers at most `max_keys` keys.
+    pub fn new(max_keys: usize) -> Self {
+        WorkloadAlerts { firing: HashMap::new(), max_keys }
+    }
+
+    /// Pod `t` fires `key`'s alert (`owner_uid`: its owner reference's UID).
+    pub fn fired(&mut self, key: WorkloadKey, t: &Transition, owner_uid: Option<&str>) -> Step {
+        if let Some(firing) = self.firing.get_mut(&key) {
+            firing.pods.insert(t.pod_uid.clone());
+            return Step::Nothing;
+        }
+        if self.firing.len() >= self.max_keys {
+            return Step::Limited;
+        }
+        let firing = Firing {
+            pods: HashSet::from([t.pod_uid.clone()]),
+            example: t.pod.clone(),
+            message: t.alert.message.clone(),
+            owner_uid: owner_uid.map(str::to_string),
+            container_kind: t.container_kind,
+            announced: None,
+        };
+        self.firing.insert(key, firing);
+        Step::Announce
+    }
+
+    /// Pod `pod_uid` no longer fires `key`'s alert.
+    pub fn resolved(&mut self, key: &WorkloadKey, pod_uid: &str) -> Step {
+        let Some(firing) = self.firing.get_mut(key) else { return Step::Nothing };
+        firing.pods.remove(pod_uid);
+        if !firing.pods.is_empty() {
+            return Step::Nothing;
+        }
+        match self.firing.remove(key).and_then(|f| f.announced) {
+            Some(object) => Step::Resolve(object),
+            None => Step::Nothing,
+        }
+    }
+
+    /// Forgets the Pods that are gone (`tracked` is false for them); returns the announced
+    /// keys whose last firing Pod went, with the object whose `Resolved` is due.
+    pub fn forget_untracked(&mut self, mut tracked: impl FnMut(&str) -> bool) -> Vec<(WorkloadKey, ObjectReference)> {
+        let mut resolved = Vec::new();
+        self.firing.retain(|key, firing| {
+            firing.pods.retain(|uid| tracked(uid));
+            if firing.pods.is_empty() {
+                if let Some(object) = firing.announced.take() {
+                    resolved.push((key.clone(), object));
+                }
+                return false;
+            }
+            true
+        });
+        resolved
+    }
+
+    /// The alert on `key`, while a Pod fires it.
+    pub fn get(&self, key: &WorkloadKey) -> Option<&Firing> {
+        self.firing.get(key)
+    }
+
+    /// Records that `key`'s Warning was published about `object` (`None`: taken back).
+    pub fn set_announced(&mut self, key: &WorkloadKey, object: Option<ObjectReference>) {
+        if let Some(firing) = self.firing.get_mut(key) {
+            firing.announced = object;
+        }
+    }
+
+    /// The keys firing now.
+    pub fn keys(&self) -> impl Iterator<Item = &WorkloadKey> {
+        self.firing.keys()
+    }
+
+    /// How many keys are remembered.
+    pub fn len(&self) -> usize {
+        self.firing.len()
+    }
+
+    /// Whether nothing fires.
+    pub fn is_empty(&self) -> bool {
+        self.firing.is_empty()
+    }
+}
+
+/// The workload Warnings the cluster's Events say stand (their latest Event is the
+/// Warning), with the object each is about: what a new leader must not announce again, and
+/// must resolve if nothing fires it any more.
+pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, ObjectReference> {
+    let mut latest: HashMap<WorkloadKey, (Timestamp, Option<ObjectReference>)> = HashMap::new();
+    for event in events.iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)) {
+        let Some(regarding) = event.regarding.as_ref() else { continue };
+        let Some(kind) =
+            regarding.kind.as_deref().and_then(|k| WorkloadKind::parse(k, regarding.api_version.as_deref()))
+        else {
+            continue;
+        };
+        let Some((alert, policy, firing)) = alert_of_event(event) else { continue };
+        let key = WorkloadKey {
+            policy,
+            namespace: regarding.namespace.clone().unwrap_or_default(),
+            kind,
+            name: regarding.name.clone().unwrap_or_default(),
+            alert,
+        };
+        let when = event
+            .series
+            .as_ref()
+            .map(|s| s.last_observed_time.0)
+            .or(event.event_time.as_ref().map(|t| t.0))
+            .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        if latest.get(&key).is_none_or(|(t, _)| *t <= when) {
+            latest.insert(key, (when, firing.then(|| regarding.clone())));
+        }
+    }
+    latest.into_iter().filter_map(|(key, (_, standing))| Some((key, standing?))).collect()
+}
+
+/// The `fieldPath` of a container in a workload's Pod template.
+pub fn template_field_path(kind: Option<ContainerKind>, container: &str) -> Option<String> {
+    super::field_path(kind, container).map(|p| format!("spec.template.{p}"))
+}
+
+pub(crate) mod publish;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+//! The publisher's side of the workload Events: counting each transition, publishing the
+//! due Warnings once the queue is drained (so that Pods failing together are counted in
+//! one note), and the `Resolved` of the last Pod.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType};
+use tokio::time::Instant;
+
+use super::{template_field_path, Step, WorkloadKey, WorkloadKind};
+use crate::events::owners::{OwnerKey, OwnerUid};
+use crate::events::{note, policy_reference, record, Publisher};
+use crate::index::{Transition, TransitionKind};
+
+/// A due Warning waits at most this long for the queue to drain before it is published.
+pub(crate) const BATCH: Duration = Duration::from_secs(1);
+
+impl Publisher {
+    /// Counts `t` on its workload: the first Pod makes a Warning due, the last one's clearing
+    /// publishes the `Resolved`.
+    pub(crate) async fn count_on_workload(&mut self, t: &Transition) {
+        let Some(key) = WorkloadKey::of(t) else { return };
+        match t.kind {
+            TransitionKind::Fired => {
+                let owner = self.index.with_pod(&t.pod_uid, |p| p.view().owner_uid().map(str::to_string)).flatten();
+                match self.workloads.fired(key.clone(), t, owner.as_deref()) {
+                    Step::Announce => self.due.push_back((key, Instant::now())),
+                    Step::Limited => self.metrics.limited.with_label_values(&["workload-events"]).inc(),
+                    Step::Nothing | Step::Resolve(_) => {}
+                }
+            }
+            TransitionKind::Resolved => {
+                if let Step::Resolve(object) = self.workloads.resolved(&key, &t.pod_uid) {
+                    self.publish_workload_resolved(&key, object).await;
+                }
+            }
+        }
+    }
+
+    /// Whether the due Warnings should go out now: the queue is drained, or the oldest has
+    /// waited a [`BATCH`].
+    pub(crate) fn workloads_due(&self, queue_empty: bool) -> bool {
+        self.due.front().is_some_and(|(_, since)| queue_empty || since.elapsed() >= BATCH)
+    }
+
+    /// Publishes the due Warnings whose workload UID is known; those of Deployments being
+    /// read wait for the answer.
+    pub(crate) async fn publish_due(&mut self) {
+        let now = Instant::now();
+        for (key, since) in std::mem::take(&mut self.due) {
+            // Gone (its Pods cleared first), or already announced (due twice).
+            let Some(firing) = self.workloads.get(&key).filter(|f| f.announced.is_none()) else { continue };
+            let owner = firing.owner_uid.clone();
+            let uid = match (key.kind, owner) {
+                (WorkloadKind::Deployment, Some(replica_set)) => {
+                    match self.owners.uid(&(key.namespace.clone(), key.name.clone(), replica_set), now) {
+                        OwnerUid::Known(uid) => Some(uid),
+                        OwnerUid::Reading => {
+                            self.due.push_back((key, since));
+                            continue;
+                        }
+                        OwnerUid::Failed => None,
+                    }
+                }
+                (_, owner) => owner,
+            };
+            match uid {
+                Some(uid) => self.publish_workload_warning(&key, uid).await,
+                None => {
+                    let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
+                    self.metrics.events.with_label_values(&[&reason, "error"]).inc();
+                }
+            }
+        }
+    }
+
+    /// A Deployment's UID was read (or not): its due Warnings go out.
+    pub(crate) async fn owner_answered(&mut self, key: OwnerKey, answer: Result<String, String>) {
+        self.owners.answered(key, answer, Instant::now());
+        self.publish_due().await;
+    }
+
+    async fn publish_workload_warning(&mut self, key: &WorkloadKey, uid: String) {
+        let Some(firing) = self.workloads.get(key) else { return };
+        let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
+        if !self.spam.allow(&key.object(), Instant::now()) {
+            // Not announced: no `Resolved` follows, a later leader announces it if it fires.
+            self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
+            return;
+        }
+        let object = ObjectReference {
+            api_version: Some(key.kind.api_version().into()),
+            kind: Some(key.kind.as_str().into()),
+            name: Some(key.name.clone()),
+            namespace: Some(key.namespace.clone()),
+            uid: Some(uid),
+            field_path: template_field_path(firing.container_kind, &key.alert.container),
+            ..Default::default()
+        };
+        let pods = firing.pods.len();
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.clone(),
+            note: Some(note::truncate(format!(
+                "{}{} in {pods} Pod{} of {}/{}, e.g. Pod {}: {} (policy {})",
+                key.alert.name.as_str(),
+                on_container(&key.alert.container),
+                if pods == 1 { "" } else { "s" },
+                key.kind.as_str(),
+                key.name,
+                firing.example,
+                firing.message,
+                key.policy
+            ))),
+            action: note::action_of(
+                key.alert.name,
+                &key.alert.container,
+                key.alert.check.map(|c| c.as_str()),
+                TransitionKind::Fired,
+            ),
+            secondary: Some(policy_reference(&key.policy, None)),
+        };
+        tracing::debug!(?key, pods, "workload Warning");
+        let result = self.recorder.publish(&event, &object, Timestamp::now()).await;
+        record(&self.metrics, &reason, result);
+        self.workloads.set_announced(key, Some(object));
+    }
+
+    /// The `Resolved` of an announced workload alert that no Pod fires any more.
+    pub(crate) async fn publish_workload_resolved(&mut self, key: &WorkloadKey, object: ObjectReference) {
+        let reason = note::reason_of(key.alert.name, TransitionKind::Resolved);
+        if !self.spam.allow(&key.object(), Instant::now()) {
+            self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
+            return;
+        }
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.clone(),
+            note: Some(note::truncate(format!(
+                "{}{} of {}/{} resolved: no Pod fires it any more (policy {})",
+                key.alert.name.as_str(),
+                on_container(&key.alert.container),
+                key.kind.as_str(),
+                key.name,
+                key.policy
+            ))),
+            action: note::action_of(
+                key.alert.name,
+                &key.alert.container,
+                key.alert.check.map(|c| c.as_str()),
+                TransitionKind::Resolved,
+            ),
+            secondary: Some(policy_reference(&key.policy, None)),
+        };
+        tracing::debug!(?key, "workload Resolved");
+        let result = self.recorder.publish(&event, &object, Timestamp::now()).await;
+        record(&self.metrics, &reason, result);
+    }
+
+    /// A new leader: count what fires now per workload; a Warning that stands (`standing`,
+    /// from the cluster's Events) is not announced again, one whose alert no Pod fires any
+    /// more is resolved.
+    pub(crate) async fn lead_workloads(
+        &mut self,
+        firing: &[Transition],
+        mut standing: HashMap<WorkloadKey, ObjectReference>,
+    ) {
+        self.workloads = super::WorkloadAlerts::default();
+        self.due.clear();
+        for t in firing {
+            self.count_on_workload(t).await;
+        }
+        tracing::debug!(standing = standing.len(), firing = self.workloads.len(), "workload Events reconciled");
+        let now_firing: Vec<WorkloadKey> = self.workloads.keys().cloned().collect();
+        for key in now_firing {
+            if let Some(object) = standing.remove(&key) {
+                self.workloads.set_announced(&key, Some(object));
+                self.due.retain(|(k, _)| *k != key);
+            }
+        }
+        // Only a workload of Pods this replica tracks: the others' Events are another
+        // replica's (another namespace watched, another shard), listed here all the same.
+        let tracked = self.tracked_workloads(standing.keys());
+        for (key, object) in standing {
+            if tracked.contains(&(key.namespace.clone(), key.kind.as_str(), key.name.clone())) {
+                self.publish_workload_resolved(&key, object).await;
+            }
+        }
+    }
+
+    /// Which of the workloads of `keys` have a Pod in the index: one pass over the Pods.
+    fn tracked_workloads<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a WorkloadKey>,
+    ) -> HashSet<(String, &'static str, String)> {
+        let wanted: HashSet<(String, &'static str, String)> =
+            keys.map(|k| (k.namespace.clone(), k.kind.as_str(), k.name.clone())).collect();
+        let namespaces: HashSet<&str> = wanted.iter().map(|(ns, _, _)| ns.as_str()).collect();
+        let mut found = HashSet::new();
+        if wanted.is_empty() {
+            return found;
+        }
+        self.index.for_each_pod(|p| {
+            let view = p.view();
+            if !namespaces.contains(view.namespace().as_str()) {
+                return;
+            }
+            let (kind, name) = view.workload();
+            let Some(kind) = WorkloadKind::parse(kind, None) else { return };
+            let workload = (view.namespace().to_string(), kind.as_str(), name.to_string());
+            if wanted.contains(&workload) {
+                found.insert(workload);
+            }
+        });
+        found
+    }
+
+    /// Forgets the Pods that are gone; an announced alert whose last Pod went is resolved.
+    pub(crate) async fn forget_gone_workload_pods(&mut self) {
+        let index = &self.index;
+        let resolved = self.workloads.forget_untracked(|uid| index.contains_pod(uid));
+        for (key, object) in resolved {
+            self.publish_workload_resolved(&key, object).await;
+        }
+    }
+}
+
+/// ` on sidecar container <name>`, or nothing for a Pod-level check (`sidecar-sprawl`).
+fn on_container(container: &str) -> String {
+    if container.is_empty() {
+        String::new()
+    } else {
+        format!(" on sidecar container {container}")
+    }
+}
