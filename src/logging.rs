@@ -231,7 +231,8 @@ mod tests {
         );
     }
 
-    use std::sync::{Arc, Mutex};
+    use parking_lot::Mutex;
+    use std::sync::Arc;
     use tracing_subscriber::fmt::MakeWriter;
 
     /// Where a test's subscriber writes.
@@ -239,7 +240,7 @@ mod tests {
     struct Buffer(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buffer {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
+            self.0.lock().extend_from_slice(bytes);
             Ok(bytes.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -260,7 +261,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(identity = "sw-0", shard = 2u32, namespaces = ?namespaces, empty = ?none, "starting sidecar-watch");
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let text = String::from_utf8(buffer.0.lock().clone()).unwrap();
         let v: Value = serde_json::from_str(text.trim()).unwrap();
         (text, v)
     }

@@ -9,7 +9,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::Mutex;
 
 use kube::CustomResourceExt;
 use serde_json::Value;
@@ -33,7 +35,7 @@ type Schemas = HashMap<&'static str, Option<Arc<JSONSchemaProps>>>;
 /// policy (docs/benchmarks.md#figures-the-codes-comments-cite).
 fn schema<K: CustomResourceExt>() -> Option<Arc<JSONSchemaProps>> {
     static SCHEMAS: LazyLock<Mutex<Schemas>> = LazyLock::new(Mutex::default);
-    let mut schemas = SCHEMAS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut schemas = SCHEMAS.lock();
     let schema = schemas.entry(K::crd_name()).or_insert_with(|| {
         let crd = K::crd();
         let version = crd.spec.versions.into_iter().next()?;

@@ -11,7 +11,9 @@
 //! which the process exits non-zero, as controller-runtime does.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -237,17 +239,17 @@ struct RenewalClock(Arc<Mutex<Option<Instant>>>);
 
 impl RenewalClock {
     fn note(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *self.0.lock() = Some(Instant::now());
     }
 
     fn note_if_unset(&self) {
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.0.lock();
         last.get_or_insert_with(Instant::now);
     }
 
     /// Time since the last successful Lease write, if there was one.
     fn since_last(&self) -> Option<Duration> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed())
+        self.0.lock().map(|t| t.elapsed())
     }
 }
 

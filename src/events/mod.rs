@@ -58,8 +58,8 @@ use kube::runtime::events::{Event, EventType};
 use kube::Client;
 
 use crate::fair_queue;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
@@ -141,7 +141,7 @@ struct Queue {
 impl Queue {
     /// Queues `command`; counts and logs what a full queue drops.
     fn push(&self, command: EventCommand, metrics: &Metrics) {
-        let dropped = self.items.lock().unwrap_or_else(|p| p.into_inner()).push(command);
+        let dropped = self.items.lock().push(command);
         self.ready.notify_one();
         if let Some(dropped) = dropped {
             let reason = dropped.reason();
@@ -152,11 +152,11 @@ impl Queue {
     }
 
     fn is_empty(&self) -> bool {
-        self.items.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+        self.items.lock().is_empty()
     }
 
     fn pop(&self) -> Option<EventCommand> {
-        self.items.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        self.items.lock().pop()
     }
 
     /// The next Event, or `None` once every sink is gone and nothing is left.

@@ -7,10 +7,10 @@
 //! flood of made-up tokens costs the API server at most the budget, is answered 429, and
 //! never locks out a token already allowed.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -130,10 +130,6 @@ pub(crate) struct Authorizer<R> {
     limited: IntCounterVec,
 }
 
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl<R: Reviewer> Authorizer<R> {
     /// An authorizer asking `reviewer` within `budget`, counting in `metrics`.
     pub(crate) fn new(reviewer: R, budget: ReviewBudget, metrics: &Metrics) -> Self {
@@ -168,11 +164,11 @@ impl<R: Reviewer> Authorizer<R> {
         key.copy_from_slice(
             ring::digest::digest(&ring::digest::SHA256, format!("{path}\n{token}").as_bytes()).as_ref(),
         );
-        let allowed_at = locked(&self.allowed).get(&key).copied();
+        let allowed_at = self.allowed.lock().get(&key).copied();
         if allowed_at.is_some_and(|at| at.elapsed() < ALLOWED_TTL) {
             return Ok(Decision::Allowed);
         }
-        if let Some((decision, at)) = locked(&self.refused).get(&key) {
+        if let Some((decision, at)) = self.refused.lock().get(&key) {
             if at.elapsed() < REFUSED_TTL {
                 return Ok(decision.clone());
             }
@@ -186,11 +182,11 @@ impl<R: Reviewer> Authorizer<R> {
         }
         let decision = self.review(token, path).await?;
         if decision == Decision::Allowed {
-            locked(&self.refused).pop(&key);
-            locked(&self.allowed).put(key, Instant::now());
+            self.refused.lock().pop(&key);
+            self.allowed.lock().put(key, Instant::now());
         } else {
-            locked(&self.allowed).pop(&key);
-            locked(&self.refused).put(key, (decision.clone(), Instant::now()));
+            self.allowed.lock().pop(&key);
+            self.refused.lock().put(key, (decision.clone(), Instant::now()));
         }
         Ok(decision)
     }
@@ -231,7 +227,7 @@ impl<R: Reviewer> Authorizer<R> {
     /// Tokens remembered: (allowed, refused).
     #[cfg(test)]
     fn cached(&self) -> (usize, usize) {
-        (locked(&self.allowed).len(), locked(&self.refused).len())
+        (self.allowed.lock().len(), self.refused.lock().len())
     }
 }
 

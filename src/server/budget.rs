@@ -14,9 +14,9 @@
 //! The rate limits are `governor`'s GCRA (the generic cell rate algorithm, a token bucket
 //! without a refill task), on tokio's clock so that tests can pause and move it.
 
+use parking_lot::Mutex;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -110,7 +110,7 @@ impl ReviewBudget {
     /// Takes one review from `client`'s budget and from everyone's, or says which is spent.
     pub(crate) fn take(&self, client: IpAddr) -> Result<(), Spent> {
         let client = client.to_canonical();
-        let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut per_client = self.per_client.lock();
         if per_client.len() >= REMEMBERED_CLIENTS {
             per_client.retain_recent();
             per_client.shrink_to_fit();
@@ -127,7 +127,7 @@ impl ReviewBudget {
     /// Client addresses remembered.
     #[cfg(test)]
     fn clients(&self) -> usize {
-        self.per_client.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.per_client.lock().len()
     }
 }
 

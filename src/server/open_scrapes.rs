@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -58,17 +60,17 @@ pub(crate) struct Progress {
 impl Progress {
     /// The client asked for more: it is not stalled.
     pub(crate) fn asked(&self) {
-        *self.waiting_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.waiting_since.lock() = None;
     }
 
     /// Output was handed over: the client has to take it.
     pub(crate) fn handed_over(&self) {
-        self.waiting_since.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
+        self.waiting_since.lock().get_or_insert_with(Instant::now);
     }
 
     /// How long the client has left output untaken.
     fn stalled_for(&self, now: Instant) -> Duration {
-        self.waiting_since.lock().unwrap_or_else(|p| p.into_inner()).map_or(Duration::ZERO, |since| now - since)
+        self.waiting_since.lock().map_or(Duration::ZERO, |since| now - since)
     }
 }
 
@@ -96,7 +98,7 @@ pub(crate) struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.open_scrapes.open.lock().unwrap_or_else(|p| p.into_inner()).1.remove(&self.id);
+        self.open_scrapes.open.lock().1.remove(&self.id);
     }
 }
 
@@ -119,7 +121,7 @@ impl OpenScrapes {
     ) -> Result<(Ticket, usize), Refused> {
         let client = client.to_canonical();
         let now = Instant::now();
-        let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.open.lock();
         let (next_id, open) = &mut *guard;
         let mut evicted = 0;
         let mine = || open.iter().filter(|(_, o)| o.client == client);
@@ -141,7 +143,7 @@ impl OpenScrapes {
     /// returns how many.
     pub(crate) fn cut_off_stalled(&self) -> usize {
         let now = Instant::now();
-        let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.open.lock();
         let open = &mut guard.1;
         let expired: Vec<u64> =
             open.iter().filter(|(_, o)| o.progress.stalled_for(now) >= WRITE_TIMEOUT).map(|(id, _)| *id).collect();
@@ -151,7 +153,7 @@ impl OpenScrapes {
     /// Scrapes open.
     #[cfg(test)]
     pub(crate) fn count(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).1.len()
+        self.open.lock().1.len()
     }
 }
 

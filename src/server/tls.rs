@@ -3,7 +3,9 @@
 //! the files change so that a renewed certificate is served without a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::crypto::ring::sign::any_supported_type;
@@ -100,7 +102,7 @@ impl CertResolver {
     /// The certificate to serve now, reloaded first if the files changed (a failed reload
     /// keeps the previous certificate and says so in the log).
     fn current(&self) -> Arc<CertifiedKey> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock();
         if let Source::Dir { cert, key } = &self.source {
             if state.checked.elapsed() >= RELOAD_CHECK {
                 state.checked = Instant::now();
@@ -162,11 +164,11 @@ mod tests {
         assert_eq!(resolver.current().cert[0], first);
         std::thread::sleep(Duration::from_millis(20));
         let second = write("second");
-        resolver.state.lock().expect("lock").checked -= RELOAD_CHECK;
+        resolver.state.lock().checked -= RELOAD_CHECK;
         assert_eq!(resolver.current().cert[0], second, "the renewed certificate is served");
 
         std::fs::write(dir.join("tls.key"), "not a key").expect("write");
-        resolver.state.lock().expect("lock").checked -= RELOAD_CHECK;
+        resolver.state.lock().checked -= RELOAD_CHECK;
         assert_eq!(resolver.current().cert[0], second, "a broken renewal keeps the last good one");
         let missing = CertResolver::new(Some(&dir.join("nowhere"))).expect_err("no files");
         assert!(missing.to_string().contains("tls.crt"), "{missing}");

@@ -2,8 +2,8 @@
 //! series kept outside the index (`sidecar_startup_seconds{namespace, container}`) can be
 //! dropped once the last such Pod is gone instead of piling up with every unique name.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use sidecar_watch_engine::Name;
 
@@ -28,7 +28,7 @@ impl Census {
         if before == after {
             return;
         }
-        let mut counts = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.inner.lock();
         for name in after {
             *counts.pods.entry(name.clone()).or_default() += 1;
         }
@@ -45,7 +45,7 @@ impl Census {
 
     /// The names no tracked Pod runs any more, since the last call.
     pub(super) fn take_gone(&self) -> Vec<SidecarName> {
-        let mut counts = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.inner.lock();
         let Counts { pods, gone } = &mut *counts;
         // A name that came back since it went is not gone.
         gone.retain(|name| !pods.contains_key(name));

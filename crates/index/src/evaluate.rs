@@ -9,7 +9,9 @@
 //! costs 1,000.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use jiff::Timestamp;
 
@@ -17,7 +19,7 @@ use super::census::Census;
 use super::tallies::Tallies;
 use super::tracked::{PolicyResult, StoredAlert, TrackedPod};
 use super::transitions::diff;
-use super::{lock, Outcome};
+use super::Outcome;
 use sidecar_watch_engine::rollout::{counted, Rollouts};
 use sidecar_watch_engine::{
     evaluate, Alert, Around, CompiledPolicy, Identified, NamespaceMeta, PodView, PolicyRef, SidecarType,
@@ -69,7 +71,7 @@ impl Evaluator<'_> {
             let before = (pod.sidecar_names(), counted_sidecars(pod));
             pod.mark_sidecars(&sidecars);
             self.census.replace(&before.0, &pod.sidecar_names());
-            lock(self.rollouts).replace(&before.1, &counted_sidecars(pod));
+            self.rollouts.lock().replace(&before.1, &counted_sidecars(pod));
         }
     }
 
@@ -89,7 +91,7 @@ impl Evaluator<'_> {
         let mut sidecars = Vec::new();
         let mut limited = false;
         let ns_labels = namespace.map(|ns| &ns.labels);
-        let newest = lock(self.rollouts).newest_of(pod.view());
+        let newest = self.rollouts.lock().newest_of(pod.view());
         let around = Around { namespace, newest: &newest, max_sidecars: self.max_sidecars };
         for policy in policies.iter().filter(|p| p.selects(pod.view(), ns_labels)) {
             let evaluation = evaluate(pod.view(), policy, pod.history(), now, around);
@@ -139,7 +141,7 @@ impl Evaluator<'_> {
         let mut outcome = Outcome::default();
         let (result, sidecars_after) = match selecting {
             Some(policy) => {
-                let newest = lock(self.rollouts).newest_of(pod.view());
+                let newest = self.rollouts.lock().newest_of(pod.view());
                 let around = Around { namespace, newest: &newest, max_sidecars: self.max_sidecars };
                 let evaluation = evaluate(pod.view(), policy, pod.history(), now, around);
                 self.evaluations.fetch_add(1, Ordering::Relaxed);

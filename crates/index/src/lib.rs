@@ -32,7 +32,9 @@ mod transitions;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use jiff::Timestamp;
 
@@ -83,12 +85,6 @@ impl Default for Index {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves consistent data (every write is one insert or
-    // remove), so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Index {
     /// An empty index that evaluates at most [`DEFAULT_MAX_SIDECARS`] sidecars per Pod.
     pub fn new() -> Self {
@@ -118,24 +114,24 @@ impl Index {
 
     /// The compact view of a Pod, sharing names and label sets with the tracked Pods.
     pub fn view_of(&self, pod: &SlimPod) -> PodView {
-        PodView::from_pod_in(pod, &mut lock(&self.names))
+        PodView::from_pod_in(pod, &mut self.names.lock())
     }
 
     fn segment(&self, uid: PodUid<'_>) -> MutexGuard<'_, Segment> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         uid.hash(&mut hasher);
-        lock(&self.segments[(hasher.finish() as usize) % SEGMENTS])
+        self.segments[(hasher.finish() as usize) % SEGMENTS].lock()
     }
 
     /// Number of tracked Pods.
     pub fn pod_count(&self) -> usize {
-        self.segments.iter().map(|s| lock(s).len()).sum()
+        self.segments.iter().map(|s| s.lock().len()).sum()
     }
 
     /// Buckets of the segments' hash tables, for memory accounting: each costs a pointer and
     /// a control byte, used or not.
     pub fn table_buckets(&self) -> usize {
-        self.segments.iter().map(|s| lock(s).buckets()).sum()
+        self.segments.iter().map(|s| s.lock().buckets()).sum()
     }
 
     /// Visits every tracked Pod, one segment lock at a time.
@@ -154,7 +150,7 @@ impl Index {
     /// segment's lock only: keep `visit` short, evaluation waits for it.
     pub fn for_each_pod_in_segment(&self, segment: usize, mut visit: impl FnMut(&TrackedPod)) {
         if let Some(segment) = self.segments.get(segment) {
-            for pod in lock(segment).values() {
+            for pod in segment.lock().values() {
                 visit(pod);
             }
         }
@@ -162,12 +158,12 @@ impl Index {
 
     /// A copy of the policy table.
     pub fn policies(&self) -> BTreeMap<PolicyRef, PolicyEntry> {
-        self.policies.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.policies.read().clone()
     }
 
     /// Every evaluated policy (valid, not held back), by reference.
     fn valid_policies(&self) -> Vec<Arc<CompiledPolicy>> {
-        let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
+        let table = self.policies.read();
         table.values().filter_map(|e| e.evaluated().cloned()).collect()
     }
 
@@ -190,7 +186,7 @@ impl Index {
     pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
         let mut outcome = {
             let policies = self.valid_policies();
-            let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+            let namespaces = self.namespaces.read();
             let namespace = namespaces.get(view.namespace().as_str());
             let uid = view.uid();
             let mut segment = self.segment(uid);
@@ -203,7 +199,7 @@ impl Index {
                 TrackedPod::new(ObservedPod::new(view.clone(), now))
             });
             let observations = if inserted { Vec::new() } else { pod.observe(view, now) };
-            lock(&self.rollouts).replace(&counted_before, &evaluate::counted_sidecars(pod));
+            self.rollouts.lock().replace(&counted_before, &evaluate::counted_sidecars(pod));
             let mut outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
             let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
             for Observation::StartedUp { container, seconds } in observations {
@@ -240,7 +236,7 @@ impl Index {
         let seen: HashSet<PodUid<'_>> = seen.iter().map(|uid| PodUid::parse(uid)).collect();
         let mut gone = HashSet::new();
         for segment in self.segments.iter() {
-            lock(segment).retain(|pod| {
+            segment.lock().retain(|pod| {
                 let kept = seen.contains(&pod.view().uid()) || namespace.is_some_and(|ns| pod.view().namespace() != ns);
                 if !kept {
                     gone.insert(pod.view().uid().to_string());
@@ -257,7 +253,7 @@ impl Index {
     /// Takes a Pod that is no longer tracked out of the census and the version counts.
     fn forget(&self, pod: &TrackedPod) {
         self.census.replace(&pod.sidecar_names(), &[]);
-        lock(&self.rollouts).replace(&evaluate::counted_sidecars(pod), &[]);
+        self.rollouts.lock().replace(&evaluate::counted_sidecars(pod), &[]);
     }
 
     /// Evaluates again every Pod of each workload whose newest version of a sidecar changed,
@@ -265,7 +261,7 @@ impl Index {
     /// again changes no Pod's sidecars), the second one a guard.
     fn settle_rollouts(&self, now: Timestamp, outcome: &mut Outcome) {
         for _ in 0..2 {
-            let changed: Vec<WorkloadKey> = lock(&self.rollouts).take_changed();
+            let changed: Vec<WorkloadKey> = self.rollouts.lock().take_changed();
             if changed.is_empty() {
                 return;
             }
@@ -305,7 +301,7 @@ impl Index {
     pub fn reevaluate(&self, uid: &str, now: Timestamp) -> Outcome {
         let mut outcome = {
             let policies = self.valid_policies();
-            let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+            let namespaces = self.namespaces.read();
             let uid = PodUid::parse(uid);
             let mut segment = self.segment(uid);
             match segment.get_mut(uid) {
@@ -323,10 +319,10 @@ impl Index {
     /// Re-evaluates every Pod for which `affected` is true.
     fn reevaluate_where(&self, now: Timestamp, affected: impl Fn(&TrackedPod) -> bool) -> Outcome {
         let policies = self.valid_policies();
-        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let namespaces = self.namespaces.read();
         let mut outcome = Outcome::default();
         for segment in self.segments.iter() {
-            let mut segment = lock(segment);
+            let mut segment = segment.lock();
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
                 let namespace = namespaces.get(pod.view().namespace().as_str());
@@ -340,7 +336,7 @@ impl Index {
     /// (and under the policies of its namespace that the limit admits or holds back now).
     /// Status-only updates (the operator's own status writes among them) change nothing.
     pub fn apply_policy(&self, policy: PolicyRef, mut entry: PolicyEntry, now: Timestamp) -> Outcome {
-        let mut table = self.policies.write().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.policies.write();
         let old = table.get(&policy);
         let unchanged = old.is_some_and(|old| entry.same_spec_as(old));
         let before = old.and_then(PolicyEntry::evaluated).cloned();
@@ -351,7 +347,7 @@ impl Index {
             return Outcome::default();
         }
         let mut outcome = self.policy_changed(table, &policy, before, now);
-        let held_back = self.policies.read().unwrap_or_else(|p| p.into_inner()).get(&policy).and_then(|e| e.held_back);
+        let held_back = self.policies.read().get(&policy).and_then(|e| e.held_back);
         outcome.limited_policies += u32::from(held_back.is_some());
         outcome
     }
@@ -359,7 +355,7 @@ impl Index {
     /// A deleted policy: its results go from the Pods it covered, and a policy of its
     /// namespace that the limit held back may be evaluated now.
     pub fn delete_policy(&self, policy: &PolicyRef, now: Timestamp) -> Outcome {
-        let mut table = self.policies.write().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.policies.write();
         let Some(old) = table.remove(policy) else { return Outcome::default() };
         self.policy_changed(table, policy, old.evaluated().cloned(), now)
     }
@@ -369,7 +365,7 @@ impl Index {
     /// under itself only.
     fn policy_changed(
         &self,
-        mut table: std::sync::RwLockWriteGuard<'_, BTreeMap<PolicyRef, PolicyEntry>>,
+        mut table: parking_lot::RwLockWriteGuard<'_, BTreeMap<PolicyRef, PolicyEntry>>,
         policy: &PolicyRef,
         before: Option<Arc<CompiledPolicy>>,
         now: Timestamp,
@@ -411,7 +407,7 @@ impl Index {
         now: Timestamp,
     ) -> Outcome {
         let gone: Vec<PolicyRef> = {
-            let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
+            let table = self.policies.read();
             table
                 .keys()
                 .filter(|p| p.namespace.is_none() == cluster && !seen.contains(p))
@@ -431,11 +427,11 @@ impl Index {
     /// catches selector changes both ways.
     fn reevaluate_for_policy(&self, change: &PolicyChange<'_>, now: Timestamp) -> Outcome {
         let policies = self.valid_policies();
-        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let namespaces = self.namespaces.read();
         let evaluator = self.evaluator();
         let mut outcome = Outcome::default();
         for segment in self.segments.iter() {
-            let mut segment = lock(segment);
+            let mut segment = segment.lock();
             let (pods, tallies) = segment.values_mut();
             let in_scope =
                 |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view().namespace() == *ns);
@@ -451,7 +447,7 @@ impl Index {
     /// labels, or if what injectors read of it changed (`SidecarMissing`).
     pub fn apply_namespace(&self, name: &str, meta: NamespaceMeta, now: Timestamp) -> Outcome {
         let before = {
-            let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+            let mut namespaces = self.namespaces.write();
             namespaces.insert(name.to_string(), meta.clone())
         };
         let labels_changed = before.as_ref().map(|b| &b.labels) != Some(&meta.labels);
@@ -466,12 +462,12 @@ impl Index {
 
     /// A namespace is gone.
     pub fn delete_namespace(&self, name: &str) {
-        self.namespaces.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.namespaces.write().remove(name);
     }
 
     /// After a relist of namespaces: drops those not in `seen`.
     pub fn retain_namespaces(&self, seen: &HashSet<String>) {
-        self.namespaces.write().unwrap_or_else(|p| p.into_inner()).retain(|n, _| seen.contains(n));
+        self.namespaces.write().retain(|n, _| seen.contains(n));
     }
 }
 

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 use super::tallies::Tally;
 use super::transitions::transition;
-use super::{lock, Index, Transition, TransitionKind};
+use super::{Index, Transition, TransitionKind};
 use sidecar_watch_api::PolicyCounts;
 use sidecar_watch_engine::{evaluate, AlertState, Around, PolicyRef};
 
@@ -16,7 +16,7 @@ impl Index {
     /// reconciles the Events already in the cluster against. Pods with firing alerts are
     /// evaluated again (at their last evaluation's state) to rebuild the messages.
     pub fn firing_now(&self, now: Timestamp) -> Vec<Transition> {
-        let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let namespaces = self.namespaces.read();
         let mut out = Vec::new();
         self.for_each_pod(|pod| {
             for result in &pod.results {
@@ -27,7 +27,7 @@ impl Index {
                 // replaces its results before the change returns.
                 let policy = &result.policy;
                 // The segment's lock is held: the counts' lock is taken after it, as everywhere.
-                let newest = lock(&self.rollouts).newest_of(pod.view());
+                let newest = self.rollouts.lock().newest_of(pod.view());
                 let around = Around {
                     namespace: namespaces.get(pod.view().namespace().as_str()),
                     newest: &newest,
@@ -54,11 +54,11 @@ impl Index {
     /// segment's share is as consistent as a walk over its Pods would be.
     pub fn policy_stats(&self) -> BTreeMap<PolicyRef, PolicyCounts> {
         let mut sums: BTreeMap<PolicyRef, Tally> = {
-            let table = self.policies.read().unwrap_or_else(|p| p.into_inner());
+            let table = self.policies.read();
             table.keys().map(|p| (p.clone(), Tally::default())).collect()
         };
         for segment in self.segments.iter() {
-            for (policy, tally) in lock(segment).tallies.iter() {
+            for (policy, tally) in segment.lock().tallies.iter() {
                 // Results of a policy just deleted, until its Pods are evaluated again.
                 let Some(sum) = sums.get_mut(policy) else { continue };
                 sum.add(tally);

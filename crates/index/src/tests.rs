@@ -28,10 +28,10 @@ fn counts_go_with_their_pods() {
         index.delete_pod(&format!("u{uid}"), now);
     }
     index.retain_pods(Some("shop"), &HashSet::new(), now);
-    assert!(index.segments.iter().all(|s| lock(s).tallies.is_empty()));
+    assert!(index.segments.iter().all(|s| s.lock().tallies.is_empty()));
     index.apply_pod(pod(1), now);
     index.delete_policy(&PolicyRef::cluster("all"), now);
-    assert!(index.segments.iter().all(|s| lock(s).tallies.is_empty()));
+    assert!(index.segments.iter().all(|s| s.lock().tallies.is_empty()));
     assert!(index.policy_stats().is_empty());
 }
 
@@ -86,5 +86,5 @@ fn pods_behind_their_workloads_newest_sidecar_fire_and_resolve_with_it() {
     assert_eq!(got, [(TransitionKind::Resolved, "db-0".to_string()), (TransitionKind::Resolved, "db-1".to_string())]);
     let (_, outcome) = index.retain_pods(None, &HashSet::new(), at("2025-06-03T11:34:00Z"));
     assert_eq!(drift_transitions(&outcome), []);
-    assert!(lock(&index.rollouts).is_empty(), "no counts outlive their Pods");
+    assert!(index.rollouts.lock().is_empty(), "no counts outlive their Pods");
 }
