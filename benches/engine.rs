@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use sidecar_watch::api::SlimPod;
-use sidecar_watch::engine::rollout::{counted, Rollouts};
+use sidecar_watch::engine::{counted, Rollouts};
 use sidecar_watch::engine::{evaluate, Around, CompiledPolicy, ObservedPod, PodHistory, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry};
 

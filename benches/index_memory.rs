@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
-use sidecar_watch::engine::pod::Termination;
+use sidecar_watch::engine::Termination;
 use sidecar_watch::engine::{CompiledPolicy, ContainerHistory, ContainerView, PodUid, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry, PolicyResult, StoredAlert, TrackedPod};
 use sidecar_watch::memory::{heap_counts, live_by_size, CountingMimalloc};

@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use k8s_openapi::api::admissionregistration::v1::Variable;
 
-use crate::engine::catalog::{ImageRule, CATALOG, GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
+use crate::engine::{ImageRule, CATALOG, GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 
 /// A CEL string literal (single-quoted) of `text`.
 pub(crate) fn string(text: &str) -> String {
@@ -97,7 +97,7 @@ impl Message {
 }
 
 /// A CEL map literal from every catalog container name to its entry's id; the first entry
-/// naming a container wins, as in [`crate::engine::catalog::recognise`].
+/// naming a container wins, as in [`crate::engine::CatalogId::recognise`].
 pub(crate) fn catalog_names() -> String {
     let mut seen = Vec::new();
     let mut entries = Vec::new();
@@ -131,7 +131,7 @@ pub(crate) fn native_remediations() -> String {
 
 /// A CEL map literal from the id of each catalog entry whose mesh redirects the Pod's traffic
 /// to its proxy to that redirection: `{'iptablesInit', 'cniValidator', 'remediation'}`
-/// ([`crate::engine::catalog::Redirect`]).
+/// ([`crate::engine::Redirect`]).
 pub(crate) fn redirects() -> String {
     let entries: Vec<String> = CATALOG
         .iter()
@@ -262,7 +262,7 @@ pub(crate) fn catalog_images() -> String {
 }
 
 /// The id of the catalog entry container `c` is by its image (`''` for none), as
-/// [`crate::engine::catalog::recognise`] decides it: most images are settled by one lookup of
+/// [`crate::engine::CatalogId::recognise`] decides it: most images are settled by one lookup of
 /// their last segment (what it costs per container, and a Vault image, whose command is read
 /// too: docs/admission-policies.md#cost, measured with `harness/control-plane/celcost.go`).
 fn catalog_id_by_image(c: &str) -> String {
@@ -286,13 +286,13 @@ fn catalog_id_by_image(c: &str) -> String {
 
 /// The id of the catalog entry container `c` is (`''` for none): by name
 /// (`variables.catalogNames`, see [`catalog_names`]), then by image (`variables.catalogImages`,
-/// see [`catalog_images`]), as [`crate::engine::catalog::recognise`] decides it.
+/// see [`catalog_images`]), as [`crate::engine::CatalogId::recognise`] decides it.
 pub(crate) fn catalog_id(c: &str) -> String {
     format!("({c}.name in variables.catalogNames ? variables.catalogNames[{c}.name] : {})", catalog_id_by_image(c))
 }
 
 /// Whether image reference `image` is unpinned: no digest, and no tag or the tag `latest`
-/// ([`crate::engine::container::is_latest_image`]).
+/// ([`crate::engine::is_latest_image`]).
 pub(crate) fn latest_image(image: &str) -> String {
     format!(
         "!{image}.contains('@') && [{image}.substring({image}.lastIndexOf('/') + 1)].all(s, !s.contains(':') || s.endsWith(':latest'))"

@@ -5,15 +5,15 @@
 //! webhook fail closed.
 //!
 //! The CEL is generated from the engine's injector table ([`INJECTORS`]) and words each finding
-//! as the engine does ([`missing_texts`](crate::engine::rules::missing_texts)). Only Pods are checked, only when they are created:
+//! as the engine does ([`missing_texts`](crate::engine::missing_texts)). Only Pods are checked, only when they are created:
 //! templates are written before injection, and a Pod's containers never change.
 
 use k8s_openapi::api::admissionregistration::v1::Variable;
 
 use super::cel::{self, variable, Message};
-use crate::engine::catalog::CATALOG;
-use crate::engine::injection::{Inject, Injector, Marker, OptOut, Place, INJECTORS};
-use crate::engine::rules::missing_texts::{INJECTION_FAILED, REQUIRED, RESTARTABLE_KINDS};
+use crate::engine::missing_texts::{INJECTION_FAILED, REQUIRED, RESTARTABLE_KINDS};
+use crate::engine::CATALOG;
+use crate::engine::{Inject, Injector, Marker, OptOut, Place, INJECTORS};
 
 /// A marker's decision that opts out, as the decision lists carry it.
 const OPTED_OUT: &str = "-";

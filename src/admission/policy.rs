@@ -11,8 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::cel::{self, variable, Message};
 use super::labels;
 use crate::api::{ClusterSidecarPolicy, GROUP, VERSION};
-use crate::engine::rules::{check_texts, DEFAULT_MAX_SIDECARS, JOB_NEVER_COMPLETES, SPRAWL_THRESHOLD};
-use crate::engine::sidecar_matcher::DEFAULT_SIDECAR_PATTERN;
+use crate::engine::DEFAULT_SIDECAR_PATTERN;
+use crate::engine::{check_texts, DEFAULT_MAX_SIDECARS, JOB_NEVER_COMPLETES, SPRAWL_THRESHOLD};
 
 /// The policy's name (its binding has the same name).
 pub(crate) const POLICY_NAME: &str = "sidecar-watch";
@@ -178,7 +178,7 @@ pub(crate) fn init_before_proxy_message() -> Message {
         .cel(&format!("variables.redirects[{}].remediation", cel::catalog_id("s.container")))
 }
 
-/// The variables of `init-before-proxy`, as `crate::engine::relations::inits_without_network`
+/// The variables of `init-before-proxy`, as the engine's `relations::inits_without_network`
 /// decides it: the first native mesh proxy among the scanned init containers, and the plain init
 /// containers before it that run after the mesh's iptables init (or all of them when the mesh's
 /// CNI validator runs: the rules were installed with the sandbox), except the mesh's own and

@@ -13,8 +13,8 @@ use super::policy::{
 };
 use super::*;
 use crate::api::SlimPod;
-use crate::engine::catalog::{CATALOG, GENERIC_JOB_REMEDIATION};
 use crate::engine::{evaluate, AlertName, Around, Check, CompiledPolicy, PodHistory, PodView};
+use crate::engine::{CATALOG, GENERIC_JOB_REMEDIATION};
 
 /// The engine's findings on a Job template in namespace `batch` with these containers.
 fn engine_messages(
@@ -40,7 +40,7 @@ fn engine_messages(
 /// `batch/Job/report`, whose catalog remediation is `remediation`.
 fn filled(message: &Message, container: &str, remediation: &str, count: &str, names: &str, shown: &str) -> String {
     // `batch/Job/report` is a Job: the legacy-sidecar text is the Job's.
-    let legacy = format!("{}{remediation}", crate::engine::rules::check_texts::LEGACY_SIDECAR_IN_JOB);
+    let legacy = format!("{}{remediation}", crate::engine::check_texts::LEGACY_SIDECAR_IN_JOB);
     message.fill(&[
         (legacy_sidecar_text().as_str(), legacy.as_str()),
         ("s.container.name", container),

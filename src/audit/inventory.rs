@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Finding, Inventory, PodSidecars};
 use crate::api::escape_control;
-use crate::engine::{catalog, AlertName, AlertState, IdentifiedBy};
+use crate::engine::{AlertName, AlertState, CatalogId, IdentifiedBy};
 
 /// One workload's sidecar.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -88,7 +88,7 @@ pub(crate) fn rows(inventory: &Inventory, sidecars: &[PodSidecars], findings: &[
                 workload_kind: finding.workload_kind.clone(),
                 workload: finding.workload.clone(),
                 container: finding.container.clone(),
-                product: catalog::recognise(&finding.container, None, false)
+                product: CatalogId::recognise(&finding.container, None, false)
                     .map_or_else(|| "required".to_string(), |id| id.to_string()),
                 identified_by: "missing".into(),
                 ..InventoryRow::default()

@@ -28,7 +28,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::api::Severity;
-use crate::engine::rollout::Rollouts;
+use crate::engine::Rollouts;
 use crate::engine::{
     evaluate, Alert, AlertState, Around, CompiledPolicy, ContainerView, IdentifiedBy, NamespaceMeta, PodHistory,
     PodView, PolicyRef, DEFAULT_MAX_SIDECARS,

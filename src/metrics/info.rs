@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::writer::{Family, SampleWriter};
-use crate::engine::container::ContainerSpec;
+use crate::engine::ContainerSpec;
 use crate::engine::{Name, Workload};
 use crate::index::TrackedPod;
 

@@ -72,7 +72,7 @@ fn plain_containers(n: usize) -> Value {
 /// which it runs: `SidecarMissing` at its costliest (each expected sidecar looked for among
 /// every container).
 fn asks_every_injector(mut pod: Value) -> Value {
-    use sidecar_watch::engine::injection::{Inject, Place, INJECTORS};
+    use sidecar_watch::engine::{Inject, Place, INJECTORS};
     for marker in INJECTORS.iter().flat_map(|i| i.pod) {
         let value = match marker.inject {
             Inject::Never => continue,

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use sidecar_watch::engine::catalog;
-use sidecar_watch::engine::injection::{Inject, Marker, OptOut, Place, INJECTORS};
+use sidecar_watch::engine::CatalogId;
+use sidecar_watch::engine::{Inject, Marker, OptOut, Place, INJECTORS};
 use sidecar_watch_harness::cel_cost::{self, AdmissionCase};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -172,7 +172,7 @@ fn injector_cases() -> Vec<Case> {
     let none = (Sidecar::None, "");
     for injector in INJECTORS {
         let id = injector.catalog_id;
-        let sidecar_name = catalog::by_id(id).map(|c| c.entry().names[0]).expect("catalog entry");
+        let sidecar_name = CatalogId::by_id(id).map(|c| c.entry().names[0]).expect("catalog entry");
         // A namespace key that lets the Pod's markers count (Kuma), set to a value it ignores.
         let key_only = injector.namespace.first().map(|m| ns_with(m, "other")).unwrap_or_default();
         for marker in injector.namespace {

@@ -90,6 +90,29 @@ impl CatalogId {
     pub fn entry(self) -> &'static CatalogEntry {
         &CATALOG[usize::from(self.0.get() - 1)]
     }
+
+    /// The entry whose id is `id`.
+    pub fn by_id(id: &str) -> Option<Self> {
+        Self::at(CATALOG.iter().position(|e| e.id == id)?)
+    }
+
+    /// The entry whose first name is `name`: the name `SidecarMissing` gives the sidecar of an
+    /// entry that a Pod lacks.
+    pub fn by_first_name(name: &str) -> Option<Self> {
+        Self::at(CATALOG.iter().position(|e| e.names.first() == Some(&name))?)
+    }
+
+    /// The catalog entry a container is, by name first, then by image.
+    pub fn recognise(name: &str, image: Option<&str>, mentions_agent: bool) -> Option<Self> {
+        let by_name = CATALOG.iter().position(|e| e.names.contains(&name));
+        let by_image = || {
+            let path = image.map(repository_path)?;
+            CATALOG.iter().position(|e| {
+                (!e.image_needs_agent || mentions_agent) && e.images.iter().any(|rule| rule.matches(path))
+            })
+        };
+        by_name.or_else(by_image).and_then(CatalogId::at)
+    }
 }
 
 impl fmt::Display for CatalogId {
@@ -104,7 +127,7 @@ pub const GENERIC_JOB_REMEDIATION: &str =
 /// How to make any sidecar that the catalog does not know better a native one.
 pub const GENERIC_NATIVE_REMEDIATION: &str = "make it a native sidecar (in initContainers with restartPolicy: Always, Kubernetes 1.29+, or through its injector's native-sidecar setting): the kubelet then starts it before the main containers and stops it after them";
 /// The start-order advice for any sidecar that the catalog does not know better.
-pub const GENERIC_ORDERING_REMEDIATION: &str =
+pub(crate) const GENERIC_ORDERING_REMEDIATION: &str =
     "make it a native sidecar with a startupProbe (or a postStart hook that waits until it is ready): the kubelet then starts the main containers only after it";
 
 /// Every well-known sidecar. Names and images come from each project's injector or
@@ -333,29 +356,6 @@ pub static CATALOG: &[CatalogEntry] = &[
     },
 ];
 
-/// The entry whose id is `id`.
-pub fn by_id(id: &str) -> Option<CatalogId> {
-    CatalogId::at(CATALOG.iter().position(|e| e.id == id)?)
-}
-
-/// The entry whose first name is `name`: the name `SidecarMissing` gives the sidecar of an
-/// entry that a Pod lacks.
-pub fn by_first_name(name: &str) -> Option<CatalogId> {
-    CatalogId::at(CATALOG.iter().position(|e| e.names.first() == Some(&name))?)
-}
-
-/// The catalog entry a container is, by name first, then by image.
-pub fn recognise(name: &str, image: Option<&str>, mentions_agent: bool) -> Option<CatalogId> {
-    let by_name = CATALOG.iter().position(|e| e.names.contains(&name));
-    let by_image = || {
-        let path = image.map(repository_path)?;
-        CATALOG
-            .iter()
-            .position(|e| (!e.image_needs_agent || mentions_agent) && e.images.iter().any(|rule| rule.matches(path)))
-    };
-    by_name.or_else(by_image).and_then(CatalogId::at)
-}
-
 impl ImageRule {
     /// Whether a repository path (no registry, tag or digest) matches.
     pub fn matches(self, path: &str) -> bool {
@@ -370,7 +370,7 @@ impl ImageRule {
 
 /// An image reference's repository path: without digest, tag and registry host
 /// (`gcr.io/istio-release/proxyv2:1.22.0` → `istio-release/proxyv2`).
-pub fn repository_path(image: &str) -> &str {
+pub(crate) fn repository_path(image: &str) -> &str {
     let without_digest = image.split('@').next().unwrap_or(image);
     // A tag follows the last ':' after the last '/' (an earlier ':' is a registry port).
     let tag_start = without_digest

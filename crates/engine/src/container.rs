@@ -243,7 +243,7 @@ pub struct ContainerSpec {
     pub catalog: Option<CatalogId>,
     /// The other container whose port this one's liveness probe targets, if any.
     pub liveness_target: Option<LivenessTarget>,
-    /// Its image's version: the tag, else the digest, else `latest` ([`image_version`]);
+    /// Its image's version: the tag, else the digest, else `latest` ([`image_version`](extract::image_version));
     /// `None` without an image.
     pub version: Option<Name>,
 }
@@ -353,8 +353,8 @@ impl LivenessTarget {
 }
 
 mod extract;
+pub use extract::is_latest_image;
 pub(crate) use extract::{container_parts, init_kind};
-pub use extract::{image_version, is_latest_image};
 
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@
 use sidecar_watch_api::SlimContainer;
 
 /// The reason the kubelet gives every container it removed for an in-place Pod restart.
-pub const RESTARTING_ALL_CONTAINERS: &str = "RestartingAllContainers";
+pub(crate) const RESTARTING_ALL_CONTAINERS: &str = "RestartingAllContainers";
 
 bitflags::bitflags! {
     /// What the kubelet does after one exit of a container.
@@ -33,7 +33,7 @@ bitflags::bitflags! {
 
 /// What the kubelet does after `container` exited with `exit_code` (and `reason`), in a Pod
 /// whose `spec.restartPolicy` is `pod_restart_policy` (`Always` when absent).
-pub fn exit_verdict(
+pub(crate) fn exit_verdict(
     pod_restart_policy: Option<&str>,
     container: &SlimContainer,
     exit_code: i32,
@@ -91,12 +91,12 @@ fn matching_rule(container: &SlimContainer, exit_code: i32) -> Option<&str> {
 }
 
 /// Whether the container declares a rule that restarts every container of the Pod.
-pub fn declares_pod_restart(container: &SlimContainer) -> bool {
+pub(crate) fn declares_pod_restart(container: &SlimContainer) -> bool {
     container.restart_policy_rules.iter().any(|r| r.action == "RestartAllContainers")
 }
 
 /// Whether a resize of one of the container's resources restarts it.
-pub fn resize_restarts(container: &SlimContainer) -> bool {
+pub(crate) fn resize_restarts(container: &SlimContainer) -> bool {
     container.resize_policy.iter().any(|p| p.restart_policy == "RestartContainer")
 }
 

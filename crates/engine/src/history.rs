@@ -115,7 +115,7 @@ pub struct PodHistory {
 }
 
 /// First-seen clocks: (alert name, container, first seen).
-pub type Clocks = Vec<(&'static str, String, Timestamp)>;
+pub(crate) type Clocks = Vec<(&'static str, String, Timestamp)>;
 
 impl ContainerHistory {
     /// Whether the container, in `status` (the state last observed), is running a run that

@@ -24,6 +24,17 @@ pub struct NamespaceMeta {
 }
 
 impl NamespaceMeta {
+    /// Whether anything an injector reads of a namespace differs between `before` (`None`: not
+    /// known until now) and `after`.
+    pub fn markers_differ(before: Option<&Self>, after: &Self) -> bool {
+        let empty = Self::default();
+        let before = before.unwrap_or(&empty);
+        INJECTORS
+            .iter()
+            .flat_map(|injector| injector.namespace)
+            .any(|m| m.value(&before.labels, &before.annotations) != m.value(&after.labels, &after.annotations))
+    }
+
     /// From a Namespace's labels and all of its annotations (only the injectors' are kept).
     pub fn new(labels: BTreeMap<String, String>, annotations: &BTreeMap<String, String>) -> NamespaceMeta {
         NamespaceMeta { labels, annotations: sidecar_watch_api::injection_annotations(annotations) }
@@ -277,7 +288,7 @@ pub static INJECTORS: &[Injector] = &[
 
 /// An injector that selects a Pod, and the marker that made it.
 #[derive(Clone, Copy, Debug)]
-pub struct Selection<'a> {
+pub(crate) struct Selection<'a> {
     /// The sidecar it injects.
     pub sidecar: CatalogId,
     /// The marker that asks for it.
@@ -313,22 +324,14 @@ impl Injector {
     }
 }
 
-/// Whether anything an injector reads of a namespace differs between `before` (`None`: not
-/// known until now) and `after`.
-pub fn markers_differ(before: Option<&NamespaceMeta>, after: &NamespaceMeta) -> bool {
-    let empty = NamespaceMeta::default();
-    let before = before.unwrap_or(&empty);
-    INJECTORS
-        .iter()
-        .flat_map(|injector| injector.namespace)
-        .any(|m| m.value(&before.labels, &before.annotations) != m.value(&after.labels, &after.annotations))
-}
-
 /// Every injector that selects `pod` in `namespace`, with the marker that made it.
-pub fn selecting<'a>(pod: &'a PodView, namespace: Option<&'a NamespaceMeta>) -> impl Iterator<Item = Selection<'a>> {
+pub(crate) fn selecting<'a>(
+    pod: &'a PodView,
+    namespace: Option<&'a NamespaceMeta>,
+) -> impl Iterator<Item = Selection<'a>> {
     INJECTORS.iter().filter_map(move |injector| {
         let by = injector.selects(pod, namespace)?;
-        Some(Selection { sidecar: catalog::by_id(injector.catalog_id)?, by })
+        Some(Selection { sidecar: catalog::CatalogId::by_id(injector.catalog_id)?, by })
     })
 }
 

@@ -8,10 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::container::{container_parts, init_kind};
-pub use super::container::{
-    is_latest_image, ContainerKind, ContainerSpec, ContainerState, ContainerStatusView, ContainerView, SpecFlags,
-    Termination,
-};
+pub(crate) use super::container::{ContainerKind, ContainerStatusView, ContainerView, SpecFlags, Termination};
 use super::interner::Interner;
 use super::name::{LabelSet, Name, PodGroup};
 use super::relations::{

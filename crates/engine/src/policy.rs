@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 
 use super::pod::{ContainerView, PodView};
-pub use super::rule_settings::{ForRule, InstantRule, RestartsRule, Rules, SpecError, WindowRule, MAX_THRESHOLD};
+pub(crate) use super::rule_settings::{ForRule, Rules, SpecError, MAX_THRESHOLD};
 use super::sidecar_matcher::{Identified, SidecarMatcher};
 use super::version::Release;
 use sidecar_watch_api::bounds::*;

@@ -18,7 +18,7 @@ use sidecar_watch_api::{PortRef, SlimContainer};
 
 /// A declared container, as the relations between containers need it.
 #[derive(Clone, Copy, Debug)]
-pub struct Declared<'a> {
+pub(crate) struct Declared<'a> {
     /// Its spec.
     pub spec: &'a SlimContainer,
     /// Where it is declared.
@@ -34,7 +34,7 @@ pub struct Declared<'a> {
 
 /// Per container: whether it declares a (port, protocol) that another container running
 /// beside it declares too.
-pub fn port_conflicts(declared: &[Declared]) -> Vec<bool> {
+pub(crate) fn port_conflicts(declared: &[Declared]) -> Vec<bool> {
     let mut owners: HashMap<(i32, &str), usize> = HashMap::new();
     let mut conflicts = vec![false; declared.len()];
     for (i, container) in declared.iter().enumerate().filter(|(_, c)| c.runs_alongside) {
@@ -62,7 +62,7 @@ const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// The workload of a Pod, without watching anything but the Pod: its controller owner (else
 /// its first owner), except that a ReplicaSet named `<deployment>-<pod-template-hash>` stands
 /// for its Deployment. `None` for a Pod without owner.
-pub fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Workload>> {
+pub(crate) fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Workload>> {
     let owner = owner_of(meta)?;
     if owner.kind == "ReplicaSet" {
         let hash = meta.labels.as_ref().and_then(|l| l.get(POD_TEMPLATE_HASH)).filter(|h| !h.is_empty());
@@ -78,7 +78,7 @@ pub fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Worklo
 }
 
 /// The owner reference a Pod's workload is read from: its controller, else its first owner.
-pub fn owner_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+pub(crate) fn owner_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     let owners = meta.owner_references.as_deref().unwrap_or_default();
     owners.iter().find(|o| o.controller == Some(true)).or_else(|| owners.first())
 }
@@ -90,7 +90,7 @@ const REWRITTEN_PROBE_PREFIX: &str = "/app-health/";
 /// Per container: the other container its liveness probe reaches, when the probe targets a
 /// port that container declares, or a port a well-known sidecar serves without declaring it
 /// (containers share the Pod's network, so a probe on the Pod IP reaches whoever listens).
-pub fn liveness_targets(declared: &[Declared]) -> Vec<Option<LivenessTarget>> {
+pub(crate) fn liveness_targets(declared: &[Declared]) -> Vec<Option<LivenessTarget>> {
     let mut targets = vec![None; declared.len()];
     let probers: Vec<usize> = (0..declared.len())
         .filter(|i| declared[*i].runs_alongside && liveness_target_port(declared[*i].spec).is_some())
@@ -163,7 +163,7 @@ fn declared_port(container: &SlimContainer, port: &PortRef) -> Option<u16> {
 /// sandbox is created, with the mesh's CNI plugin (seen by its validation init container:
 /// `istio-validation`, `linkerd-network-validator`, `kuma-validation`). The redirection spares
 /// the proxy's own user, so an init container running as that user keeps its network.
-pub fn inits_without_network(declared: &[Declared]) -> Vec<bool> {
+pub(crate) fn inits_without_network(declared: &[Declared]) -> Vec<bool> {
     let mut blackholed = vec![false; declared.len()];
     // The first native mesh proxy only: a Pod has one mesh, and one scan keeps a hostile Pod
     // with thousands of proxy-looking containers linear.

@@ -23,7 +23,7 @@ use super::pod::{PodConditions, PodView, SpecFlags};
 
 /// Why the kubelet restarted a container itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KubeletRestart {
+pub(crate) enum KubeletRestart {
     /// Another container's exit restarted every container of the Pod (KEP-5532).
     PodRestart,
     /// The sidecar exited while the Pod terminated and was started again (KEP-4438); its stop
@@ -33,22 +33,11 @@ pub enum KubeletRestart {
     Resize,
 }
 
-impl KubeletRestart {
-    /// For messages: what restarted it.
-    pub fn describe(self) -> &'static str {
-        match self {
-            KubeletRestart::PodRestart => "in-place Pod restarts",
-            KubeletRestart::DuringTermination => "restarts during Pod termination",
-            KubeletRestart::Resize => "in-place resizes",
-        }
-    }
-}
-
 /// The container whose exit restarted every container of the Pod (an index into
 /// `pod.containers`): the one whose current exit matches its `RestartAllContainers` rule, else
 /// the only container that declares such a rule (the kubelet restarts a Pod for no other
 /// reason). `None` when neither tells.
-pub fn pod_restart_trigger(pod: &PodView) -> Option<usize> {
+pub(crate) fn pod_restart_trigger(pod: &PodView) -> Option<usize> {
     let exited = pod.containers.iter().position(|c| {
         c.status()
             .and_then(ContainerStatusView::terminated)
@@ -66,19 +55,19 @@ pub fn pod_restart_trigger(pod: &PodView) -> Option<usize> {
 
 /// [`pod_restart_trigger`] of one Pod state, found at most once: a history observation asks for
 /// every container, and a hostile Pod may have thousands.
-pub struct RestartTrigger<'a> {
+pub(crate) struct RestartTrigger<'a> {
     pod: &'a PodView,
     found: Option<Option<usize>>,
 }
 
 impl<'a> RestartTrigger<'a> {
     /// Not looked for yet.
-    pub fn new(pod: &'a PodView) -> Self {
+    pub(crate) fn new(pod: &'a PodView) -> Self {
         RestartTrigger { pod, found: None }
     }
 
     /// The container whose exit restarted the Pod, when one tells.
-    pub fn get(&mut self) -> Option<usize> {
+    pub(crate) fn get(&mut self) -> Option<usize> {
         let pod = self.pod;
         *self.found.get_or_insert_with(|| pod_restart_trigger(pod))
     }
@@ -86,13 +75,13 @@ impl<'a> RestartTrigger<'a> {
 
 /// Whether the Pod has restarted all its containers in place: it is doing so now, or some
 /// container's last run was ended by it.
-pub fn pod_restarted(pod: &PodView) -> bool {
+pub(crate) fn pod_restarted(pod: &PodView) -> bool {
     pod.conditions.contains(PodConditions::ALL_CONTAINERS_RESTARTING)
         || pod.containers.iter().filter_map(|c| c.status()).any(ended_by_pod_restart)
 }
 
 /// Whether the container's current run began with an in-place restart of the whole Pod.
-pub fn ended_by_pod_restart(status: &ContainerStatusView) -> bool {
+pub(crate) fn ended_by_pod_restart(status: &ContainerStatusView) -> bool {
     status.last_termination.as_ref().and_then(|t| t.reason.as_deref()) == Some(RESTARTING_ALL_CONTAINERS)
 }
 
@@ -100,7 +89,7 @@ pub fn ended_by_pod_restart(status: &ContainerStatusView) -> bool {
 /// container's own exit (or no restart at all). `marks` are what the operator saw before
 /// (empty for `audit`): only it can tell a resize restart, as the kubelet clears
 /// `PodResizeInProgress` in the same status that shows the restart.
-pub fn last_restart_by_kubelet(
+pub(crate) fn last_restart_by_kubelet(
     trigger: &mut RestartTrigger,
     index: usize,
     container: &ContainerView,
@@ -126,7 +115,7 @@ pub fn last_restart_by_kubelet(
 
 /// A container's restarts, split into its own and the kubelet's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RestartTally {
+pub(crate) struct RestartTally {
     /// Restarts after the container's own exits.
     pub own: u32,
     /// Restarts the kubelet made itself (not counted by the restart rules).
@@ -137,7 +126,7 @@ pub struct RestartTally {
 
 /// Splits a container's `restartCount`: what the operator observed (`history`) where it has, else
 /// the classification of the last restart alone; earlier restarts of unknown cause are its own.
-pub fn tally_restarts(
+pub(crate) fn tally_restarts(
     pod: &PodView,
     index: usize,
     container: &ContainerView,

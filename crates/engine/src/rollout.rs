@@ -82,7 +82,7 @@ pub fn counted<'a>(pod: &PodView, sidecars: impl IntoIterator<Item = &'a Contain
 /// of the workload's Pods again, so a tenant whose Pods each run a version of their own
 /// (2,000 in `metrics_text::sidecar_info_is_per_workload_and_capped_per_namespace`) would
 /// cost the square of its Pods' count in evaluations.
-pub const MAX_COMPARED_VERSIONS: usize = 8;
+pub(crate) const MAX_COMPARED_VERSIONS: usize = 8;
 
 /// The newest of a workload's versions of one sidecar, if it runs more than one (and no
 /// more than [`MAX_COMPARED_VERSIONS`]): the highest release when every tag names one, else

@@ -45,7 +45,7 @@ impl SpecError {
 }
 
 /// The largest restart threshold accepted (the schema says so too).
-pub const MAX_THRESHOLD: u32 = 1000;
+pub(crate) const MAX_THRESHOLD: u32 = 1000;
 
 /// The longest `for` or `window` accepted; longer ones are almost certainly mistakes.
 const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
@@ -208,7 +208,7 @@ fn compile_restarts(spec: Option<&RestartsRuleSpec>, default: RestartsRule) -> R
 }
 
 /// The rules of a spec with defaults applied.
-pub fn compile_rules(spec: Option<&RulesSpec>) -> Result<Rules, SpecError> {
+pub(crate) fn compile_rules(spec: Option<&RulesSpec>) -> Result<Rules, SpecError> {
     let d = Rules::default();
     let Some(s) = spec else { return Ok(d) };
     Ok(Rules {

@@ -81,7 +81,7 @@ pub struct Identified {
 
 /// A policy's `spec.sidecars`, compiled.
 #[derive(Clone, Debug)]
-pub struct SidecarMatcher {
+pub(crate) struct SidecarMatcher {
     /// Init containers with `restartPolicy: Always` are sidecars.
     native: bool,
     /// Well-known sidecars of the built-in catalog are.
@@ -119,7 +119,7 @@ fn compile_minimum_versions(spec: Option<&SidecarSelector>) -> Result<Vec<(Strin
 impl SidecarMatcher {
     /// Compiles `spec.sidecars`; every default (native, catalog, [`DEFAULT_SIDECAR_PATTERN`])
     /// when the policy does not say. Errors name the offending field.
-    pub fn compile(spec: Option<&SidecarSelector>) -> Result<SidecarMatcher, SpecError> {
+    pub(crate) fn compile(spec: Option<&SidecarSelector>) -> Result<SidecarMatcher, SpecError> {
         let (native, catalog, names, pattern, required) = match spec {
             None => (true, true, Vec::new(), Some(DEFAULT_SIDECAR_PATTERN.to_string()), Vec::new()),
             Some(s) => (s.native, s.catalog, s.names.clone(), s.pattern.clone(), s.required.clone()),
@@ -151,14 +151,14 @@ impl SidecarMatcher {
     /// Whether the catalog may name sidecars among the Pod's regular containers: only when
     /// one of them is not in the catalog, so the proxy of an ingress gateway or a standalone
     /// Envoy (the Pod's only job) is a main container, not a sidecar of nothing.
-    pub fn catalog_applies(&self, pod: &PodView) -> bool {
+    pub(crate) fn catalog_applies(&self, pod: &PodView) -> bool {
         self.catalog && pod.containers.iter().any(|c| c.kind == ContainerKind::Regular && c.catalog.is_none())
     }
 
     /// Whether the container is a sidecar, of which type and recognised how; `catalog_applies`
     /// comes from [`Self::catalog_applies`] for the container's Pod. Plain init containers
     /// never are.
-    pub fn identify(&self, container: &ContainerView, catalog_applies: bool) -> Option<Identified> {
+    pub(crate) fn identify(&self, container: &ContainerView, catalog_applies: bool) -> Option<Identified> {
         let kind = SidecarType::of(container.kind)?;
         let by = if kind == SidecarType::Native && self.native {
             IdentifiedBy::Native
@@ -177,13 +177,13 @@ impl SidecarMatcher {
     }
 
     /// Catalog ids or container names every selected Pod must run.
-    pub fn required(&self) -> &[String] {
+    pub(crate) fn required(&self) -> &[String] {
         &self.required
     }
 
     /// The oldest release allowed for a sidecar of this catalog id or container name, with the
     /// key that set it.
-    pub fn minimum_version(&self, container: &ContainerView) -> Option<(&str, Release)> {
+    pub(crate) fn minimum_version(&self, container: &ContainerView) -> Option<(&str, Release)> {
         self.minimum_versions
             .iter()
             .find(|(key, _)| container.catalog.is_some_and(|id| id.entry().id == key) || container.name == **key)
@@ -191,7 +191,7 @@ impl SidecarMatcher {
     }
 
     /// Whether `other` recognises exactly the same containers.
-    pub fn same_as(&self, other: &SidecarMatcher) -> bool {
+    pub(crate) fn same_as(&self, other: &SidecarMatcher) -> bool {
         self.native == other.native
             && self.catalog == other.catalog
             && self.names == other.names
@@ -199,7 +199,7 @@ impl SidecarMatcher {
     }
 
     /// The Pod's sidecars, in container order: (index, container, how).
-    pub fn sidecars<'a>(
+    pub(crate) fn sidecars<'a>(
         &'a self,
         pod: &'a PodView,
     ) -> impl Iterator<Item = (usize, &'a ContainerView, Identified)> + 'a {
@@ -243,7 +243,7 @@ mod tests {
     }
 
     fn view(name: &str, kind: ContainerKind) -> ContainerView {
-        let catalog = crate::catalog::recognise(name, None, false);
+        let catalog = crate::catalog::CatalogId::recognise(name, None, false);
         let spec = ContainerSpec {
             name: name.into(),
             kind,

@@ -20,7 +20,7 @@ use super::tallies::Tallies;
 use super::tracked::{PolicyResult, StoredAlert, TrackedPod};
 use super::transitions::diff;
 use super::Outcome;
-use sidecar_watch_engine::rollout::{counted, Rollouts};
+use sidecar_watch_engine::{counted, Rollouts};
 use sidecar_watch_engine::{
     evaluate, Alert, Around, CompiledPolicy, Identified, NamespaceMeta, PodView, PolicyRef, SidecarType,
 };
@@ -207,7 +207,7 @@ impl Evaluator<'_> {
 }
 
 /// What the Pod's tracked sidecars add to its workload's version counts.
-pub(super) fn counted_sidecars(pod: &TrackedPod) -> Vec<sidecar_watch_engine::rollout::Counted> {
+pub(super) fn counted_sidecars(pod: &TrackedPod) -> Vec<sidecar_watch_engine::Counted> {
     counted(pod.view(), pod.sidecar_containers().map(|(c, _)| c))
 }
 

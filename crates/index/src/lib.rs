@@ -44,11 +44,10 @@ use evaluate::{Evaluator, PolicyChange};
 pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
 use sidecar_watch_api::SlimPod;
-use sidecar_watch_engine::rollout::{Rollouts, WorkloadKey};
 use sidecar_watch_engine::{
-    injection, CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodView, PolicyRef,
-    DEFAULT_MAX_SIDECARS,
+    CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
+use sidecar_watch_engine::{Rollouts, WorkloadKey};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
 pub use transitions::{Outcome, Transition, TransitionKind};
 
@@ -452,7 +451,7 @@ impl Index {
         };
         let labels_changed = before.as_ref().map(|b| &b.labels) != Some(&meta.labels);
         let label_sensitive = labels_changed && self.valid_policies().iter().any(|p| p.needs_namespace_labels());
-        if !label_sensitive && !injection::markers_differ(before.as_ref(), &meta) {
+        if !label_sensitive && !NamespaceMeta::markers_differ(before.as_ref(), &meta) {
             return Outcome::default();
         }
         let mut outcome = self.reevaluate_where(now, |p| p.view().namespace() == name);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use sidecar_watch_api::Severity;
-use sidecar_watch_engine::catalog::{self, CatalogId};
+use sidecar_watch_engine::CatalogId;
 use sidecar_watch_engine::{
     Alert, AlertKey, AlertName, AlertState, Check, CompiledPolicy, ContainerView, Identified, Observation, ObservedPod,
     PodHistory, PodView, PolicyRef, SidecarType, Stamp,
@@ -59,7 +59,7 @@ impl AlertContainer {
         if alert.name == AlertName::SidecarMissing {
             // The two names the rule gives an absent sidecar: a catalog entry's first name, or
             // an entry of the policy's `spec.sidecars.required` as written.
-            let catalog = catalog::by_first_name(&alert.container).map(AlertContainer::AbsentFromCatalog);
+            let catalog = CatalogId::by_first_name(&alert.container).map(AlertContainer::AbsentFromCatalog);
             let required = || {
                 let i = policy.required_sidecars().iter().position(|r| *r == alert.container)?;
                 u16::try_from(i).ok().map(AlertContainer::AbsentRequired)
@@ -252,8 +252,8 @@ impl TrackedPod {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sidecar_watch_engine::container::{ContainerSpec, SpecFlags};
     use sidecar_watch_engine::ContainerKind;
+    use sidecar_watch_engine::{ContainerSpec, SpecFlags};
 
     fn view_of(names: &[&str]) -> PodView {
         let mut view = PodView::new("6f1c2d3e-0001-4b5a-9c8d-000000000001", "web-0");

@@ -41,7 +41,7 @@ pub(crate) fn container_parts(
     if c.lifecycle.post_start.is_some() {
         flags.insert(SpecFlags::POST_START);
     }
-    let catalog = catalog::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0);
+    let catalog = catalog::CatalogId::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0);
     if let Some(hook) = c.lifecycle.pre_stop.as_ref().filter(|h| h.can_act()) {
         let command = hook.exec.as_ref().map(|e| e.command.as_slice()).unwrap_or_default();
         if !catalog.is_some_and(|id| id.entry().is_drain_hook(command)) {
@@ -110,7 +110,7 @@ const MAX_VERSION_CHARS: usize = 128;
 
 /// An image's version as people name it: its tag (`1.24.0` of `istio/proxyv2:1.24.0`), else
 /// its digest (`sha256:…`), else `latest` (what an image without either runs).
-pub fn image_version(image: &str) -> &str {
+pub(super) fn image_version(image: &str) -> &str {
     let (name, digest) = image.split_once('@').map_or((image, None), |(name, digest)| (name, Some(digest)));
     // The tag follows the last ':' after the last '/' (a ':' before it is a registry port).
     let last_segment = name.rsplit('/').next().unwrap_or(name);

@@ -63,7 +63,7 @@ fn truncates_on_char_boundary() {
 
 #[test]
 fn an_images_version_is_its_tag_else_its_digest_else_latest() {
-    use super::image_version;
+    use super::extract::image_version;
     let digest = "sha256:8f3e1a0c2b7d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f";
     let cases = [
         ("docker.io/istio/proxyv2:1.24.0", "1.24.0"),

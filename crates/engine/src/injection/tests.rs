@@ -41,7 +41,7 @@ fn selected(pod: &PodView, ns: Option<&NamespaceMeta>) -> Vec<String> {
 #[test]
 fn the_table_names_catalog_entries_and_only_annotations_the_api_decodes() {
     for injector in INJECTORS {
-        assert!(catalog::by_id(injector.catalog_id).is_some(), "{} is no catalog id", injector.catalog_id);
+        assert!(catalog::CatalogId::by_id(injector.catalog_id).is_some(), "{} is no catalog id", injector.catalog_id);
         for marker in injector.namespace.iter().chain(injector.pod) {
             if marker.place == super::Place::Annotation {
                 assert!(INJECTION_ANNOTATIONS.contains(&marker.key), "{} is not decoded", marker.key);
@@ -159,11 +159,11 @@ fn dapr_skips_bare_pods_and_a_tenants_namespace_markers_stay_in_its_namespace() 
 fn only_marker_changes_count_as_a_namespace_change() {
     let a = namespace(&[("team", "a")], &[]);
     let b = namespace(&[("team", "b")], &[]);
-    assert!(!super::markers_differ(Some(&a), &b));
-    assert!(!super::markers_differ(None, &a));
+    assert!(!NamespaceMeta::markers_differ(Some(&a), &b));
+    assert!(!NamespaceMeta::markers_differ(None, &a));
     let labelled = namespace(&[("team", "a"), ("istio-injection", "enabled")], &[]);
-    assert!(super::markers_differ(Some(&a), &labelled));
+    assert!(NamespaceMeta::markers_differ(Some(&a), &labelled));
     let annotated = namespace(&[("team", "a")], &[("linkerd.io/inject", "enabled"), ("unrelated", "x")]);
-    assert!(super::markers_differ(Some(&a), &annotated));
+    assert!(NamespaceMeta::markers_differ(Some(&a), &annotated));
     assert_eq!(annotated.annotations.len(), 1, "only injection annotations are kept");
 }

@@ -57,7 +57,7 @@ pub(super) fn sidecar_missing(
         ctx.fire(AlertName::SidecarMissing, severity, entry.names[0], None, since, message);
     }
     for required in policy.required_sidecars() {
-        let id = catalog::by_id(required);
+        let id = catalog::CatalogId::by_id(required);
         let present = pod.containers.iter().any(|c| c.name == **required || (id.is_some() && c.catalog == id));
         if present || id.is_some_and(|id| reported.contains(&id)) {
             continue;

@@ -26,9 +26,9 @@ use sidecar_watch_api::{format_duration, Severity};
 
 /// Consecutive restarts closer than this belong to one crash-loop episode: the kubelet's
 /// back-off ceiling (5 minutes) plus a short run, doubled for slack.
-pub const CRASH_LOOP_GAP: Duration = Duration::from_secs(600);
+pub(crate) const CRASH_LOOP_GAP: Duration = Duration::from_secs(600);
 /// After a restart in a crash loop, a run this short still counts as part of the loop.
-pub const CRASH_LOOP_BRIDGE: Duration = Duration::from_secs(300);
+pub(crate) const CRASH_LOOP_BRIDGE: Duration = Duration::from_secs(300);
 /// Number of sidecars in one Pod from which `sidecar-sprawl` is reported.
 pub const SPRAWL_THRESHOLD: usize = 5;
 /// Sidecars evaluated per Pod unless told otherwise (`--max-sidecars-per-pod`): a Pod with
@@ -54,7 +54,7 @@ pub struct Evaluation {
 }
 
 /// `t + d`, saturating at the end of time rather than failing on absurd inputs.
-pub fn add(t: Timestamp, d: Duration) -> Timestamp {
+pub(crate) fn add(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d).ok().and_then(|sd| t.checked_add(sd).ok()).unwrap_or(Timestamp::MAX)
 }
 

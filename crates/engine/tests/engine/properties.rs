@@ -10,13 +10,11 @@ use proptest::prelude::*;
 use sidecar_watch_api::{
     ForRuleSpec, InstantRuleSpec, PolicySpec, RestartsRuleSpec, RulesSpec, Severity, SidecarSelector, WindowRuleSpec,
 };
-use sidecar_watch_engine::pod::{
-    ConditionView, ContainerSpec, ContainerState, ContainerStatusView, SpecFlags, Termination,
-};
 use sidecar_watch_engine::{
     evaluate, AlertName, AlertState, Around, Check, CompiledPolicy, ContainerKind, ContainerView, IdentifiedBy,
     ObservedPod, PodView, PolicyRef, Stamp,
 };
+use sidecar_watch_engine::{ConditionView, ContainerSpec, ContainerState, ContainerStatusView, SpecFlags, Termination};
 use sidecar_watch_testkit::engine::{at, plus};
 
 const NAMES: [&str; 10] = [
@@ -128,7 +126,7 @@ fn pod() -> BoxedStrategy<PodView> {
                 .into_iter()
                 .zip(parts)
                 .map(|(name, (kind, flags, status, (image, agent)))| {
-                    let catalog = sidecar_watch_engine::catalog::recognise(name, image, agent);
+                    let catalog = sidecar_watch_engine::CatalogId::recognise(name, image, agent);
                     let spec =
                         ContainerSpec { name: name.into(), kind, flags, catalog, liveness_target: None, version: None };
                     ContainerView::new(spec, status)
@@ -257,6 +255,12 @@ fn policy() -> BoxedStrategy<CompiledPolicy> {
         .boxed()
 }
 
+/// `t + d`, saturating at the end of time as the engine's clocks do (a policy's `for` may be
+/// absurdly long).
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d).ok().and_then(|sd| t.checked_add(sd).ok()).unwrap_or(Timestamp::MAX)
+}
+
 /// The `for` of the rule behind a pending alert.
 fn for_of(policy: &CompiledPolicy, name: AlertName) -> Duration {
     let rules = &policy.rules;
@@ -345,7 +349,7 @@ proptest! {
             prop_assert_eq!(alert.check.is_some(), alert.name == AlertName::SidecarMisconfigured);
             // Pending alerts are due at since+for, and the evaluation wakes up no later.
             if alert.state == AlertState::Pending {
-                let due = sidecar_watch_engine::rules::add(alert.since.unwrap(), for_of(&policy, alert.name));
+                let due = add(alert.since.unwrap(), for_of(&policy, alert.name));
                 prop_assert!(due > now, "{:?} pending past its due time {}", alert, due);
                 let next = evaluation.next_change.expect("a pending alert sets next_change");
                 prop_assert!(next <= due, "next_change {} after {:?} is due at {}", next, alert, due);
@@ -386,7 +390,7 @@ proptest! {
     #[test]
     fn observe_keeps_history_bounded((view, mut history, _policy, now) in case()) {
         history.observe(view.clone(), now);
-        prop_assert!(history.history().containers.iter().all(|h| h.restarts.len() <= sidecar_watch_engine::history::MAX_RECORDED_RESTARTS));
+        prop_assert!(history.history().containers.iter().all(|h| h.restarts.len() <= sidecar_watch_engine::MAX_RECORDED_RESTARTS));
         let observed: Vec<u32> = view.containers.iter().enumerate()
             .filter(|(_, c)| c.kind != ContainerKind::Init && c.status().is_some())
             .map(|(at, _)| at as u32)

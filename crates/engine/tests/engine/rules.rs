@@ -6,8 +6,8 @@
 //! One module per rule family; the helpers they share are here.
 
 use jiff::Timestamp;
-use sidecar_watch_engine::pod::{ContainerStatusView, SpecFlags};
 use sidecar_watch_engine::{AlertName, AlertState, Evaluation, PodView};
+use sidecar_watch_engine::{ContainerStatusView, SpecFlags};
 use sidecar_watch_testkit::engine::*;
 
 /// The (name, container, state, since) of every alert.

@@ -4,8 +4,8 @@
 
 use super::{brief, unordered_native, with_main};
 use jiff::Timestamp;
-use sidecar_watch_engine::history::HistoryMarks;
-use sidecar_watch_engine::pod::ConditionView;
+use sidecar_watch_engine::ConditionView;
+use sidecar_watch_engine::HistoryMarks;
 use sidecar_watch_engine::{
     evaluate, AlertName::*, AlertState::*, Around, CompiledPolicy, Observation, ObservedPod, PodHistory, PodView,
 };

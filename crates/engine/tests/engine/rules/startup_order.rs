@@ -3,12 +3,12 @@
 
 use super::{brief, unordered_native, with_main};
 use jiff::Timestamp;
-use sidecar_watch_engine::history::HistoryMarks;
-use sidecar_watch_engine::pod::{ConditionView, ContainerStatusView, SpecFlags};
+use sidecar_watch_engine::HistoryMarks;
 use sidecar_watch_engine::{
     evaluate, AlertName::*, AlertState::*, Around, CompiledPolicy, ContainerHistory, Evaluation, ObservedPod,
     PodHistory, PodView,
 };
+use sidecar_watch_engine::{ConditionView, ContainerStatusView, SpecFlags};
 use sidecar_watch_testkit::engine::*;
 
 #[test]

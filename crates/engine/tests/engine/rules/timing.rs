@@ -5,7 +5,7 @@
 use super::{brief, with_main};
 use jiff::Timestamp;
 use sidecar_watch_api::Severity;
-use sidecar_watch_engine::pod::ContainerStatusView;
+use sidecar_watch_engine::ContainerStatusView;
 use sidecar_watch_engine::{
     evaluate, AlertName, AlertName::*, AlertState::*, Around, ContainerHistory, PodHistory, PodView, Stamp,
 };
