@@ -87,10 +87,11 @@ impl Default for Index {
 impl Index {
     /// An empty index that evaluates at most [`DEFAULT_MAX_SIDECARS`] sidecars per Pod.
     pub fn new() -> Self {
-        Self::with_max_sidecars(DEFAULT_MAX_SIDECARS)
+        Self::with_limits(DEFAULT_MAX_SIDECARS, DEFAULT_MAX_POLICIES_PER_NAMESPACE)
     }
 
     /// An empty index that evaluates at most `max_sidecars` sidecars per Pod.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn with_max_sidecars(max_sidecars: usize) -> Self {
         Self::with_limits(max_sidecars, DEFAULT_MAX_POLICIES_PER_NAMESPACE)
     }
@@ -129,6 +130,7 @@ impl Index {
 
     /// Buckets of the segments' hash tables, for memory accounting: each costs a pointer and
     /// a control byte, used or not.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn table_buckets(&self) -> usize {
         self.segments.iter().map(|s| s.lock().buckets()).sum()
     }
@@ -288,6 +290,7 @@ impl Index {
     }
 
     /// UIDs of every tracked Pod.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn pod_uids(&self) -> HashSet<String> {
         let mut uids = HashSet::new();
         self.for_each_pod(|p| {

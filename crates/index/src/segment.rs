@@ -83,6 +83,7 @@ impl Segment {
 
     /// Buckets of the hash table (a power of two holding 7/8 as many entries), each a
     /// pointer and a control byte.
+    #[cfg(any(test, feature = "test-support"))]
     pub(super) fn buckets(&self) -> usize {
         match self.table.capacity() {
             0 => 0,
