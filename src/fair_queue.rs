@@ -117,6 +117,12 @@ impl<T: Fair> FairQueue<T> {
         Some(dropped)
     }
 
+    /// The first item of `rank` queued for `namespace` that `matches`, to replace in place
+    /// (it keeps its turn).
+    pub fn find_mut(&mut self, namespace: &str, rank: Rank, matches: impl Fn(&T) -> bool) -> Option<&mut T> {
+        self.queues.get_mut(namespace)?[slot(rank)].iter_mut().find(|item| matches(item))
+    }
+
     /// The next item: the most severe of the namespace whose turn it is.
     pub fn pop(&mut self) -> Option<T> {
         let namespace = self.turns.pop_front()?;

@@ -1,46 +1,82 @@
 //! The reconciler's pending work, served fairly per namespace.
 //!
 //! One FIFO let one tenant's policy edits (300 policies over 1,000 Pods, 20 edits/s) hold up
-//! every other namespace's Pod changes by 10.7–16 s. Here the watch inputs and due timers
-//! wait in the Event queue's [`FairQueue`]: one item from each waiting namespace in turn,
-//! and within a namespace Pod changes and timers before policy and namespace work. A busy
-//! namespace waits behind itself. Edits of one policy coalesce into its newest version (the
-//! index only needs that one), so a tenant's edits cost at most one item per policy.
+//! every other namespace's Pod changes by 10.7–16 s. Here the watch changes and due timers
+//! wait in a [`FairQueue`]: one item from each waiting namespace in turn, and within a
+//! namespace Pod changes and timers before policy and namespace work. A busy namespace waits
+//! behind itself. Edits of one policy coalesce into its newest version (the index only
+//! needs that one), so a tenant's edits cost at most one item per policy.
 //!
 //! Order across namespaces does not matter to the index (each Pod and each policy is
-//! applied as it is now), except for relists: a relist ([`Input::PodsListed`], ...) waits
-//! until everything received before it is applied, and nothing received after it is taken
-//! in until it is, so that a Pod it found gone cannot be brought back by an older input.
+//! applied as it is now), except for relists: a relist ([`Op::Relisted`]) waits until
+//! everything received before it is applied, and nothing received after it is taken in
+//! until it is, so that a Pod it found gone cannot be brought back by an older change.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use jiff::Timestamp;
+use tokio::time::Instant;
 
-use super::watch::Input;
 use crate::engine::PolicyRef;
 use crate::fair_queue::{Fair, FairQueue, Rank};
-use crate::index::PolicyEntry;
+use crate::index::{Namespaces, Pods, Policies, Watched};
 
-/// Items waiting at most; beyond it the reconciler takes no more inputs (the watchers wait
+/// Items waiting at most; beyond it the reconciler takes no more changes (the watchers wait
 /// on the bounded channel) and no more timers until some are applied.
 const MAX_PENDING: usize = 4096;
 
-/// One piece of work for the reconciler.
+/// What a watch of kind `K` reports.
 #[derive(Debug)]
-pub(crate) enum Work {
-    /// A watch input, as received (a relist is one only when everything before it is done).
-    Input(Input),
-    /// The newest version of a policy, or its deletion (`None`).
-    Policy {
-        /// Which policy.
-        policy: PolicyRef,
-        /// The entry, or `None` when it was deleted (boxed as it came from the watch).
-        entry: Option<Box<PolicyEntry>>,
-        /// When its newest watch event arrived.
-        received: Option<tokio::time::Instant>,
+pub(crate) enum Op<K: Watched> {
+    /// An object was created or changed.
+    Applied {
+        /// The object, as the index takes it.
+        object: K::Object,
+        /// When the watch event arrived.
+        received: Instant,
     },
+    /// An object was deleted (or can no longer be read).
+    Deleted {
+        /// The namespace whose turn the deletion takes.
+        namespace: String,
+        /// Which object.
+        key: K::Key,
+    },
+    /// A (re)list finished: what it did not list is forgotten.
+    Relisted {
+        /// Which watch (its first list counts towards readiness once).
+        source: usize,
+        /// What the watch lists.
+        scope: K::Scope,
+        /// What it listed.
+        seen: HashSet<K::Key>,
+    },
+}
+
+impl<K: Watched> Op<K> {
+    fn namespace(&self) -> &str {
+        match self {
+            Op::Applied { object, .. } => K::namespace(object),
+            Op::Deleted { namespace, .. } => namespace,
+            // A relist waits as the barrier, ahead of every namespace.
+            Op::Relisted { .. } => "",
+        }
+    }
+}
+
+/// One change for the reconciler: what a watch reported, or a Pod's timer falling due.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// Of a Pod.
+    Pod(Op<Pods>),
+    /// Of a SidecarPolicy or ClusterSidecarPolicy.
+    Policy(Op<Policies>),
+    /// Of a namespace.
+    Namespace(Op<Namespaces>),
     /// A Pod's timer is due: a pending alert may fire now.
-    Timer {
+    Due {
+        /// The Pod's namespace, whose turn it takes.
+        namespace: String,
         /// The Pod.
         uid: String,
         /// The instant it was scheduled for.
@@ -48,26 +84,50 @@ pub(crate) enum Work {
     },
 }
 
-/// A queued item: the policy of a `Policy` item stays in [`Pending::policies`] until taken.
-/// Nearly every item is an input (a Pod change): boxing it to shrink the rare others would
-/// cost an allocation per Pod change.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-enum Queued {
-    Input(Input),
-    Policy(PolicyRef),
-    Timer { namespace: String, uid: String, at: Timestamp },
+impl From<Op<Pods>> for Change {
+    fn from(op: Op<Pods>) -> Self {
+        Change::Pod(op)
+    }
 }
 
-impl Fair for Queued {
+impl From<Op<Policies>> for Change {
+    fn from(op: Op<Policies>) -> Self {
+        Change::Policy(op)
+    }
+}
+
+impl From<Op<Namespaces>> for Change {
+    fn from(op: Op<Namespaces>) -> Self {
+        Change::Namespace(op)
+    }
+}
+
+impl Change {
+    fn is_relist(&self) -> bool {
+        matches!(
+            self,
+            Change::Pod(Op::Relisted { .. })
+                | Change::Policy(Op::Relisted { .. })
+                | Change::Namespace(Op::Relisted { .. })
+        )
+    }
+
+    /// The policy an edit or deletion is of: edits of one policy coalesce.
+    fn policy(&self) -> Option<&PolicyRef> {
+        match self {
+            Change::Policy(Op::Applied { object: (policy, _), .. } | Op::Deleted { key: policy, .. }) => Some(policy),
+            _ => None,
+        }
+    }
+}
+
+impl Fair for Change {
     fn namespace(&self) -> &str {
         match self {
-            Queued::Input(Input::Pod { view, .. }) => view.namespace().as_str(),
-            Queued::Input(Input::PodDeleted { namespace, .. }) | Queued::Timer { namespace, .. } => namespace,
-            Queued::Input(Input::Namespace { name, .. } | Input::NamespaceDeleted(name)) => name,
-            Queued::Policy(policy) => policy.namespace.as_deref().unwrap_or(""),
-            // Relists and policy inputs are never queued as inputs.
-            Queued::Input(_) => "",
+            Change::Pod(op) => op.namespace(),
+            Change::Policy(op) => op.namespace(),
+            Change::Namespace(op) => op.namespace(),
+            Change::Due { namespace, .. } => namespace,
         }
     }
 
@@ -75,8 +135,8 @@ impl Fair for Queued {
     /// work next: it re-evaluates many Pods for a change their owners made themselves.
     fn rank(&self) -> Rank {
         match self {
-            Queued::Input(Input::Pod { .. } | Input::PodDeleted { .. }) | Queued::Timer { .. } => Rank::Urgent,
-            _ => Rank::Normal,
+            Change::Pod(_) | Change::Due { .. } => Rank::Urgent,
+            Change::Policy(_) | Change::Namespace(_) => Rank::Normal,
         }
     }
 }
@@ -84,22 +144,22 @@ impl Fair for Queued {
 /// What the reconciler has received and not applied yet.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    queue: FairQueue<Queued>,
-    /// The newest version of each queued policy (`None`: deleted), with when it arrived.
-    policies: HashMap<PolicyRef, (Option<Box<PolicyEntry>>, Option<tokio::time::Instant>)>,
+    queue: FairQueue<Change>,
+    /// Policies with an edit or deletion queued: a newer one replaces it in place.
+    policies: HashSet<PolicyRef>,
     /// A relist received: applied once the queue is empty, and nothing is taken in before.
-    barrier: Option<Input>,
+    barrier: Option<Change>,
 }
 
 impl Default for Pending {
     fn default() -> Self {
         // Never full: `accepts` stops intake at MAX_PENDING, so the queue drops nothing.
-        Pending { queue: FairQueue::new(MAX_PENDING + 1), policies: HashMap::new(), barrier: None }
+        Pending { queue: FairQueue::new(MAX_PENDING + 1), policies: HashSet::new(), barrier: None }
     }
 }
 
 impl Pending {
-    /// Whether another input or timer may be taken in now.
+    /// Whether another change or timer may be taken in now.
     pub(crate) fn accepts(&self) -> bool {
         self.barrier.is_none() && self.queue.len() < MAX_PENDING
     }
@@ -110,59 +170,47 @@ impl Pending {
         self.queue.is_empty() && self.barrier.is_none()
     }
 
-    /// Takes in a watch input (call only while [`Self::accepts`]).
-    pub(crate) fn push(&mut self, input: Input) {
-        match input {
-            Input::Policy { policy, entry, received } => self.push_policy(policy, Some(entry), Some(received)),
-            Input::PolicyDeleted(policy) => self.push_policy(policy, None, None),
-            barrier @ (Input::PodsListed { .. } | Input::PoliciesListed { .. } | Input::NamespacesListed(_)) => {
-                self.barrier = Some(barrier);
-            }
-            other => {
-                self.queue.push(Queued::Input(other));
+    /// Takes in a change (call only while [`Self::accepts`]).
+    pub(crate) fn push(&mut self, change: Change) {
+        if change.is_relist() {
+            self.barrier = Some(change);
+            return;
+        }
+        if let Some(policy) = change.policy() {
+            if !self.policies.insert(policy.clone()) {
+                let queued = self.queue.find_mut(change.namespace(), Rank::Normal, |q| q.policy() == change.policy());
+                if let Some(queued) = queued {
+                    *queued = change;
+                    return;
+                }
             }
         }
-    }
-
-    fn push_policy(
-        &mut self,
-        policy: PolicyRef,
-        entry: Option<Box<PolicyEntry>>,
-        received: Option<tokio::time::Instant>,
-    ) {
-        if self.policies.insert(policy.clone(), (entry, received)).is_none() {
-            self.queue.push(Queued::Policy(policy));
-        }
+        self.queue.push(change);
     }
 
     /// Takes in a due timer of a Pod in `namespace` (call only while [`Self::accepts`]).
     pub(crate) fn push_timer(&mut self, namespace: String, uid: String, at: Timestamp) {
-        self.queue.push(Queued::Timer { namespace, uid, at });
+        self.queue.push(Change::Due { namespace, uid, at });
     }
 
-    /// The next piece of work: the next namespace's turn, or the relist once nothing
-    /// received before it is left.
-    pub(crate) fn pop(&mut self) -> Option<Work> {
-        match self.queue.pop() {
-            Some(Queued::Input(input)) => Some(Work::Input(input)),
-            Some(Queued::Timer { uid, at, .. }) => Some(Work::Timer { uid, at }),
-            Some(Queued::Policy(policy)) => {
-                let (entry, received) = self.policies.remove(&policy).unwrap_or((None, None));
-                Some(Work::Policy { policy, entry, received })
-            }
-            None => self.barrier.take().map(Work::Input),
+    /// The next change: the next namespace's turn, or the relist once nothing received
+    /// before it is left.
+    pub(crate) fn pop(&mut self) -> Option<Change> {
+        let Some(change) = self.queue.pop() else { return self.barrier.take() };
+        if let Some(policy) = change.policy() {
+            self.policies.remove(policy);
         }
+        Some(change)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use super::*;
     use crate::engine::{CompiledPolicy, PodView};
+    use crate::index::PolicyEntry;
 
-    fn pod(namespace: &str, name: &str) -> Input {
+    fn pod(namespace: &str, name: &str) -> Change {
         let mut view = PodView::from_pod(
             &serde_json::from_value(serde_json::json!({
                 "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}/{name}")}
@@ -170,32 +218,37 @@ mod tests {
             .expect("Pod"),
         );
         view.group_mut().namespace = namespace.into();
-        Input::Pod { view, received: tokio::time::Instant::now() }
+        Change::Pod(Op::Applied { object: view, received: Instant::now() })
     }
 
-    fn policy(namespace: &str, name: &str, generation: i64) -> Input {
+    fn policy(namespace: &str, name: &str, generation: i64) -> Change {
         let policy = PolicyRef::namespaced(namespace, name);
         let compiled = CompiledPolicy::compile(policy.clone(), &Default::default());
         let mut entry = PolicyEntry::new(compiled);
         entry.generation = Some(generation);
-        Input::Policy { policy, entry: Box::new(entry), received: tokio::time::Instant::now() }
+        Change::Policy(Op::Applied { object: (policy, Box::new(entry)), received: Instant::now() })
     }
 
     /// (namespace, what) of each piece of work, in the order served.
     fn drain(pending: &mut Pending) -> Vec<(String, String)> {
         std::iter::from_fn(|| pending.pop())
-            .map(|work| match work {
-                Work::Input(Input::Pod { view, .. }) => (view.namespace().to_string(), format!("pod {}", view.name())),
-                Work::Input(Input::PodsListed { .. }) => (String::new(), "relist".into()),
-                Work::Input(other) => (String::new(), format!("{other:?}")),
-                Work::Policy { policy, entry, .. } => (
+            .map(|change| match change {
+                Change::Pod(Op::Applied { object: view, .. }) => {
+                    (view.namespace().to_string(), format!("pod {}", view.name()))
+                }
+                Change::Pod(Op::Relisted { .. }) => (String::new(), "relist".into()),
+                Change::Policy(Op::Applied { object: (policy, entry), .. }) => (
                     policy.namespace.clone().unwrap_or_default(),
-                    format!("policy {} gen {:?}", policy.name, entry.and_then(|e| e.generation)),
+                    format!("policy {} gen {:?}", policy.name, entry.generation),
                 ),
+                Change::Policy(Op::Deleted { key: policy, .. }) => {
+                    (policy.namespace.clone().unwrap_or_default(), format!("policy {} gen None", policy.name))
+                }
                 // A timer's uid is `namespace/name` in these tests.
-                Work::Timer { uid, .. } => {
+                Change::Due { uid, .. } => {
                     (uid.split('/').next().unwrap_or_default().to_string(), format!("timer {uid}"))
                 }
+                other => (String::new(), format!("{other:?}")),
             })
             .collect()
     }
@@ -235,8 +288,9 @@ mod tests {
         let mut pending = Pending::default();
         pending.push(pod("a", "1"));
         pending.push(policy("b", "p", 1));
-        pending.push(Input::PolicyDeleted(PolicyRef::namespaced("b", "p")));
-        pending.push(Input::PodsListed { namespace: None, seen: HashSet::new() });
+        let key = PolicyRef::namespaced("b", "p");
+        pending.push(Change::Policy(Op::Deleted { namespace: "b".into(), key }));
+        pending.push(Change::Pod(Op::Relisted { source: 0, scope: None, seen: HashSet::new() }));
         assert!(!pending.accepts(), "nothing is taken in while a relist waits");
         let served = drain(&mut pending);
         let what: Vec<&str> = served.iter().map(|(_, w)| w.as_str()).collect();

@@ -1,7 +1,8 @@
-//! The reconciler: the one task that changes the index. It applies watch inputs, re-evaluates
-//! Pods exactly when a pending alert would fire (the engine's next-change time, not a poll),
-//! and hands alert transitions to the Event publisher. Inputs and due timers are served
-//! fairly per namespace ([`super::queue`]).
+//! The reconciler: the one task that changes the index. It applies watch changes through
+//! [`IndexResource`], whatever their kind, re-evaluates Pods exactly when a pending alert
+//! would fire (the engine's next-change time, not a poll), and hands alert transitions to
+//! the Event publisher. Changes and due timers are served fairly per namespace
+//! ([`super::queue`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,11 +16,9 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use futures::FutureExt;
 
-use super::queue::{Pending, Work};
-use super::watch::Input;
-use crate::engine::PolicyRef;
+use super::queue::{Change, Op, Pending};
 use crate::events::{EventCommand, EventSink};
-use crate::index::{Index, Outcome, PolicyEntry};
+use crate::index::{Index, IndexResource, Outcome, Watched};
 use crate::leadership::{self, RoleSender};
 use crate::metrics::Metrics;
 
@@ -95,16 +94,16 @@ pub(crate) struct Reconciler {
 }
 
 impl Reconciler {
-    /// Runs until `inputs` closes or `shutdown` is cancelled. Inputs and due timers wait in
+    /// Runs until `inputs` closes or `shutdown` is cancelled. Changes and due timers wait in
     /// [`Pending`], served one namespace at a time; what has arrived is taken in before each
     /// piece of work, so a change in a quiet namespace is applied after at most one piece of
     /// each busier namespace.
-    pub(crate) async fn run(self, mut inputs: mpsc::Receiver<Input>, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, mut inputs: mpsc::Receiver<Change>, shutdown: CancellationToken) {
         let mut timers = Timers::default();
         let mut pending = Pending::default();
         // Each watcher's first list counts once: a relist of one must not stand in for
         // another's first list.
-        let mut lists_done: HashSet<ListSource> = HashSet::new();
+        let mut lists_done: HashSet<usize> = HashSet::new();
         let mut closed = false;
         loop {
             if shutdown.is_cancelled() {
@@ -121,8 +120,8 @@ impl Reconciler {
                 let Some(Some((uid, at))) = timers.due().now_or_never() else { break };
                 self.push_timer(&mut pending, uid, at);
             }
-            if let Some(work) = pending.pop() {
-                self.work(work, &mut timers, &mut lists_done);
+            if let Some(change) = pending.pop() {
+                self.work(change, &mut timers, &mut lists_done);
                 // Then every other task's turn: a task this one woke (the Event publisher)
                 // waits in this worker's LIFO slot, which no other worker steals, so work
                 // back to back (the coop budget is 128 pieces, 10 ms each under a policy
@@ -152,20 +151,16 @@ impl Reconciler {
         }
     }
 
-    fn work(&self, work: Work, timers: &mut Timers, lists_done: &mut HashSet<ListSource>) {
+    fn work(&self, change: Change, timers: &mut Timers, lists_done: &mut HashSet<usize>) {
         let started = Instant::now();
-        let received = match &work {
-            Work::Input(Input::Pod { received, .. }) => Some(*received),
-            Work::Policy { received, .. } => *received,
-            _ => None,
-        };
+        let now = Timestamp::now();
         let lists_before = lists_done.len();
-        let outcome = match work {
-            Work::Input(input) => self.apply(input, timers, lists_done),
-            Work::Policy { policy, entry: Some(entry), .. } => self.apply_policy(policy, *entry),
-            Work::Policy { policy, entry: None, .. } => self.index.delete_policy(&policy, Timestamp::now()),
+        let (outcome, received) = match change {
+            Change::Pod(op) => self.apply(op, now, lists_done),
+            Change::Policy(op) => self.apply(op, now, lists_done),
+            Change::Namespace(op) => self.apply(op, now, lists_done),
             // Evaluate at least at the scheduled instant, whatever the timer's jitter.
-            Work::Timer { uid, at, .. } => self.index.reevaluate(&uid, Timestamp::now().max(at)),
+            Change::Due { uid, at, .. } => (self.index.reevaluate(&uid, now.max(at)), None),
         };
         self.finish(outcome, timers);
         self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
@@ -178,57 +173,33 @@ impl Reconciler {
         }
     }
 
-    fn apply_policy(&self, policy: PolicyRef, entry: PolicyEntry) -> Outcome {
-        if let Err(error) = &entry.compiled {
-            tracing::warn!(%policy, %error, "invalid policy; not evaluated");
-            self.events.send(EventCommand::InvalidPolicy {
-                policy: policy.clone(),
-                uid: entry.uid.clone(),
-                generation: entry.generation,
-                message: error.to_string(),
-            });
-        }
-        self.index.apply_policy(policy, entry, Timestamp::now())
-    }
-
-    fn apply(&self, input: Input, timers: &mut Timers, lists_done: &mut HashSet<ListSource>) -> Outcome {
-        let now = Timestamp::now();
-        match input {
-            Input::Pod { view, .. } => self.index.apply_pod(view, now),
-            Input::PodDeleted { uid, .. } => {
-                timers.forget(&uid);
-                self.index.delete_pod(&uid, now)
-            }
-            Input::PodsListed { namespace, seen } => {
-                let (gone, outcome) = self.index.retain_pods(namespace.as_deref(), &seen, now);
-                for uid in &gone {
-                    timers.forget(uid);
-                }
-                lists_done.insert(ListSource::Pods(namespace));
-                outcome
-            }
-            // Queued as policy work (`Pending` coalesces them), never as inputs.
-            Input::Policy { policy, entry, .. } => self.apply_policy(policy, *entry),
-            Input::PolicyDeleted(policy) => self.index.delete_policy(&policy, now),
-            Input::PoliciesListed { cluster, namespace, seen } => {
-                let outcome = self.index.retain_policies(cluster, namespace.as_deref(), &seen, now);
-                lists_done.insert(ListSource::Policies { cluster, namespace });
-                outcome
-            }
-            Input::Namespace { name, meta } => self.index.apply_namespace(&name, meta, now),
-            Input::NamespaceDeleted(name) => {
-                self.index.delete_namespace(&name);
-                Outcome::default()
-            }
-            Input::NamespacesListed(seen) => {
-                self.index.retain_namespaces(&seen);
-                lists_done.insert(ListSource::Namespaces);
-                Outcome::default()
+    /// Applies one watch change to the index; returns what it did and when its watch event
+    /// arrived (applied objects only).
+    fn apply<K: Watched>(
+        &self,
+        op: Op<K>,
+        now: Timestamp,
+        lists_done: &mut HashSet<usize>,
+    ) -> (Outcome, Option<Instant>)
+    where
+        Index: IndexResource<K>,
+    {
+        match op {
+            Op::Applied { object, received } => (self.index.apply(object, now), Some(received)),
+            Op::Deleted { key, .. } => (self.index.delete(&key, now), None),
+            Op::Relisted { source, scope, seen } => {
+                lists_done.insert(source);
+                (self.index.relisted(&scope, &seen, now), None)
             }
         }
     }
 
     fn finish(&self, outcome: Outcome, timers: &mut Timers) {
+        for invalid in outcome.invalid_policies {
+            tracing::warn!(policy = %invalid.policy, error = %invalid.message, "invalid policy; not evaluated");
+            let (policy, uid, generation, message) = (invalid.policy, invalid.uid, invalid.generation, invalid.message);
+            self.events.send(EventCommand::InvalidPolicy { policy, uid, generation, message });
+        }
         if outcome.limited_pods > 0 {
             self.metrics.limited.with_label_values(&["sidecars-per-pod"]).inc_by(u64::from(outcome.limited_pods));
         }
@@ -263,17 +234,6 @@ impl Reconciler {
         // unchanged, so waking it on every change is cheap.
         self.status_dirty.notify_one();
     }
-}
-
-/// A watcher whose lists the operator waits for before it is ready.
-#[derive(Debug, PartialEq, Eq, Hash)]
-enum ListSource {
-    /// Pods of a namespace (`None`: all namespaces).
-    Pods(Option<String>),
-    /// SidecarPolicies of a namespace, or ClusterSidecarPolicies.
-    Policies { cluster: bool, namespace: Option<String> },
-    /// Namespaces.
-    Namespaces,
 }
 
 #[cfg(test)]

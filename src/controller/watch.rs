@@ -1,4 +1,5 @@
-//! kube-runtime watchers that turn API events into [`Input`]s for the reconciler.
+//! kube-runtime watchers that turn API events into typed [`Change`]s for the reconciler:
+//! one spawn line per watch, one generic [`forward`] for all of them.
 //!
 //! Reconnects, bookmarks, `410 Gone` relists and backoff are kube-runtime's, the initial list
 //! strategy and its fall back are in [`initial_list`]; this module only
@@ -18,69 +19,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::initial_list::{self, Plan, Size};
+use super::queue::{Change, Op};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
-use crate::engine::{CompiledPolicy, NamespaceMeta, PodView, PolicyRef, SpecError};
+use crate::engine::{CompiledPolicy, NamespaceMeta, PolicyRef, SpecError};
 use crate::index::shard::Shard;
-use crate::index::{Index, PolicyEntry};
+use crate::index::{Index, Namespaces, Pods, Policies, PolicyEntry, PolicyScope, Watched};
 use crate::metrics::Metrics;
-
-/// One change for the reconciler.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// A Pod was created or changed.
-    Pod {
-        /// The compact view.
-        view: PodView,
-        /// When the watch event arrived.
-        received: Instant,
-    },
-    /// A Pod was deleted.
-    PodDeleted {
-        /// Its namespace, whose turn the deletion takes.
-        namespace: String,
-        /// Its UID.
-        uid: String,
-    },
-    /// A (re)list of Pods finished: forget those not seen.
-    PodsListed {
-        /// The namespace listed, or every namespace.
-        namespace: Option<String>,
-        /// UIDs listed.
-        seen: HashSet<String>,
-    },
-    /// A policy was created or changed.
-    Policy {
-        /// Which policy.
-        policy: PolicyRef,
-        /// Compiled or invalid; boxed, as policy changes are rare and an input in the
-        /// queue would otherwise take its ~300 bytes, not a Pod's ~80.
-        entry: Box<PolicyEntry>,
-        /// When the watch event arrived.
-        received: Instant,
-    },
-    /// A policy was deleted.
-    PolicyDeleted(PolicyRef),
-    /// A (re)list of policies finished.
-    PoliciesListed {
-        /// Cluster-scoped kind or namespaced kind.
-        cluster: bool,
-        /// The namespace listed (namespaced kind), or every namespace.
-        namespace: Option<String>,
-        /// Policies listed.
-        seen: HashSet<PolicyRef>,
-    },
-    /// A namespace's labels and the annotations injectors read.
-    Namespace {
-        /// Its name.
-        name: String,
-        /// What the engine reads of it.
-        meta: NamespaceMeta,
-    },
-    /// A namespace was deleted.
-    NamespaceDeleted(String),
-    /// A (re)list of namespaces finished.
-    NamespacesListed(HashSet<String>),
-}
 
 /// What the operator watches.
 #[derive(Clone, Debug)]
@@ -113,118 +57,136 @@ pub(crate) fn spawn_watchers(
     client: Client,
     scope: Scope,
     plan: Plan,
-    tx: mpsc::Sender<Input>,
+    tx: mpsc::Sender<Change>,
     metrics: Metrics,
     index: Arc<Index>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
+    // Each watch's number: its first list counts once towards readiness.
+    let mut sources = 0..;
+    let mut source = || sources.next().unwrap_or_default();
     for namespace in scope.namespace_list() {
-        // Decoded slim (only the fields the engine reads are parsed into memory) and one
-        // object at a time: an unreadable Pod is skipped, not the list it came in.
-        let pods: Api<LenientPod> = match &namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let pod_watch =
-            watch_pods(pods, plan, namespace.clone(), scope.shard, tx.clone(), metrics.clone(), index.clone());
-        tasks.push(tokio::spawn(pod_watch));
-        let resource = ApiResource::erase::<SidecarPolicy>(&());
-        let policies: Api<DynamicObject> = match &namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        tasks.push(tokio::spawn(watch_policies(policies, plan, false, namespace, tx.clone(), metrics.clone())));
+        let (pods, policies) = pods_and_policies(&client, &namespace);
+        let pods = initial_list::watch_events(pods, "pods", Size::Large, plan, metrics.clone());
+        let policies = initial_list::watch_events(policies, "sidecarpolicies", Size::Small, plan, metrics.clone());
+        let policy_scope = PolicyScope { cluster: false, namespace: namespace.clone() };
+        let pod_op = pod_op(scope.shard, metrics.clone(), index.clone());
+        tasks.push(tokio::spawn(forward(pods, tx.clone(), source(), namespace, pod_op, pod_deleted)));
+        tasks.push(tokio::spawn(forward(
+            policies,
+            tx.clone(),
+            source(),
+            policy_scope,
+            policy_op(false),
+            policy_deleted(false),
+        )));
     }
-    let resource = ApiResource::erase::<ClusterSidecarPolicy>(&());
-    let cluster_policies: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    tasks.push(tokio::spawn(watch_policies(cluster_policies, plan, true, None, tx.clone(), metrics.clone())));
+    let cluster_policies: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ApiResource::erase::<ClusterSidecarPolicy>(&()));
+    let cluster_policies =
+        initial_list::watch_events(cluster_policies, "clustersidecarpolicies", Size::Small, plan, metrics.clone());
+    let cluster_scope = PolicyScope { cluster: true, namespace: None };
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
-    tasks.push(tokio::spawn(watch_namespaces(namespaces, plan, tx, metrics)));
+    let namespaces = initial_list::watch_events(namespaces, "namespaces", Size::Small, plan, metrics);
+    tasks.push(tokio::spawn(forward(
+        cluster_policies,
+        tx.clone(),
+        source(),
+        cluster_scope,
+        policy_op(true),
+        policy_deleted(true),
+    )));
+    tasks.push(tokio::spawn(forward(namespaces, tx, source(), (), namespace_op, namespace_deleted)));
     tasks
 }
 
-/// Forwards one watch stream to the reconciler: every applied or deleted object as it comes,
-/// and after each (re)list the keys it listed, so that what vanished meanwhile is forgotten.
-/// `on_apply` returns `None` for objects this replica ignores (another shard's Pods).
-async fn forward<K, Q: Eq + std::hash::Hash>(
-    stream: impl Stream<Item = watcher::Event<K>>,
-    tx: mpsc::Sender<Input>,
-    mut on_apply: impl FnMut(K, Instant) -> Option<(Q, Input)>,
-    mut on_delete: impl FnMut(K) -> (Q, Input),
-    mut on_listed: impl FnMut(HashSet<Q>) -> Input,
-) {
+/// The Pod and SidecarPolicy APIs of `namespace` (`None`: every namespace).
+fn pods_and_policies(client: &Client, namespace: &Option<String>) -> (Api<LenientPod>, Api<DynamicObject>) {
+    // Pods are decoded slim (only the fields the engine reads are parsed into memory) and
+    // one object at a time: an unreadable Pod is skipped, not the list it came in.
+    let resource = ApiResource::erase::<SidecarPolicy>(&());
+    match namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced_with(client.clone(), ns, &resource)),
+        None => (Api::all(client.clone()), Api::all_with(client.clone(), &resource)),
+    }
+}
+
+/// Forwards one watch stream of kind `K` to the reconciler: every applied or deleted object
+/// as it comes, and after each (re)list the keys it listed, so that what vanished meanwhile
+/// is forgotten. `on_apply` returns `None` for objects this replica ignores (another
+/// shard's Pods), and may report an object that cannot be read as deleted.
+async fn forward<K: Watched, T>(
+    stream: impl Stream<Item = watcher::Event<T>>,
+    tx: mpsc::Sender<Change>,
+    source: usize,
+    scope: K::Scope,
+    mut on_apply: impl FnMut(T, Instant) -> Option<Op<K>>,
+    on_delete: impl Fn(T) -> Op<K>,
+) where
+    Change: From<Op<K>>,
+{
     futures::pin_mut!(stream);
     let mut seen = HashSet::new();
     while let Some(event) = stream.next().await {
         let received = Instant::now();
-        let input = match event {
+        let op = match event {
             watcher::Event::Init => {
                 seen.clear();
                 continue;
             }
             watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-                let Some((key, input)) = on_apply(object, received) else { continue };
-                seen.insert(key);
-                input
+                let Some(op) = on_apply(object, received) else { continue };
+                op
             }
-            watcher::Event::Delete(object) => {
-                let (key, input) = on_delete(object);
-                seen.remove(&key);
-                input
-            }
-            watcher::Event::InitDone => on_listed(std::mem::take(&mut seen)),
+            watcher::Event::Delete(object) => on_delete(object),
+            watcher::Event::InitDone => Op::Relisted { source, scope: scope.clone(), seen: std::mem::take(&mut seen) },
         };
-        if tx.send(input).await.is_err() {
+        match &op {
+            Op::Applied { object, .. } => {
+                seen.insert(K::key(object));
+            }
+            Op::Deleted { key, .. } => {
+                seen.remove(key);
+            }
+            Op::Relisted { .. } => {}
+        }
+        if tx.send(Change::from(op)).await.is_err() {
             return;
         }
     }
 }
 
-async fn watch_pods(
-    api: Api<LenientPod>,
-    plan: Plan,
-    namespace: Option<String>,
-    shard: Shard,
-    tx: mpsc::Sender<Input>,
-    metrics: Metrics,
-    index: Arc<Index>,
-) {
-    let stream = initial_list::watch_events(api, "pods", Size::Large, plan, metrics.clone());
+/// Turns a watched Pod into a change: its compact view, or its deletion when it cannot be
+/// decoded (forgetting what an earlier, readable version of it said).
+fn pod_op(shard: Shard, metrics: Metrics, index: Arc<Index>) -> impl FnMut(LenientPod, Instant) -> Option<Op<Pods>> {
     // Unreadable Pods already reported (by UID), so that each is logged once, not on every
     // update; bounded, as a tenant can create any number of them.
     let mut reported: HashSet<String> = HashSet::new();
-    forward(
-        stream,
-        tx,
-        |pod: LenientPod, received| {
-            let uid = pod.metadata_uid();
-            if !shard.owns(&uid) {
-                return None;
-            }
-            match pod {
-                LenientPod::Pod(pod) => Some((uid, Input::Pod { view: index.view_of(&pod), received })),
-                LenientPod::Undecodable(bad) => {
-                    metrics.decode_errors.with_label_values(&["Pod"]).inc();
-                    if reported.len() >= 10_000 {
-                        reported.clear();
-                    }
-                    if reported.insert(uid.clone()) {
-                        tracing::warn!(pod = %bad.key(), error = %bad.error, "Pod cannot be decoded; skipped");
-                    }
-                    // Forget what an earlier, readable version of it said.
-                    let namespace = bad.metadata.namespace.clone().unwrap_or_default();
-                    (!uid.is_empty()).then(|| (uid.clone(), Input::PodDeleted { namespace, uid }))
+    move |pod, received| {
+        let uid = pod.metadata_uid();
+        if !shard.owns(&uid) {
+            return None;
+        }
+        match pod {
+            LenientPod::Pod(pod) => Some(Op::Applied { object: index.view_of(&pod), received }),
+            LenientPod::Undecodable(bad) => {
+                metrics.decode_errors.with_label_values(&["Pod"]).inc();
+                if reported.len() >= 10_000 {
+                    reported.clear();
                 }
+                if reported.insert(uid.clone()) {
+                    tracing::warn!(pod = %bad.key(), error = %bad.error, "Pod cannot be decoded; skipped");
+                }
+                let namespace = bad.metadata.namespace.clone().unwrap_or_default();
+                (!uid.is_empty()).then_some(Op::Deleted { namespace, key: uid })
             }
-        },
-        |pod| {
-            let uid = pod.metadata_uid();
-            let namespace = kube::Resource::meta(&pod).namespace.clone().unwrap_or_default();
-            (uid.clone(), Input::PodDeleted { namespace, uid })
-        },
-        |seen| Input::PodsListed { namespace: namespace.clone(), seen },
-    )
-    .await;
+        }
+    }
+}
+
+fn pod_deleted(pod: LenientPod) -> Op<Pods> {
+    let key = pod.metadata_uid();
+    Op::Deleted { namespace: kube::Resource::meta(&pod).namespace.clone().unwrap_or_default(), key }
 }
 
 /// Turns a policy object into an index entry; a policy that does not even decode becomes
@@ -265,63 +227,36 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
     (policy, entry)
 }
 
+fn policy_op(cluster: bool) -> impl Fn(DynamicObject, Instant) -> Option<Op<Policies>> {
+    move |object, received| {
+        let (policy, entry) = policy_entry(object, cluster);
+        Some(Op::Applied { object: (policy, Box::new(entry)), received })
+    }
+}
+
+fn policy_deleted(cluster: bool) -> impl Fn(DynamicObject) -> Op<Policies> {
+    move |object| {
+        let key = policy_ref(&object, cluster);
+        Op::Deleted { namespace: key.namespace.clone().unwrap_or_default(), key }
+    }
+}
+
+/// What the engine reads of a namespace: its labels and the annotations injectors read.
+fn namespace_op(ns: PartialObjectMeta<Namespace>, received: Instant) -> Option<Op<Namespaces>> {
+    let name = ns.metadata.name.unwrap_or_default();
+    let meta = NamespaceMeta::new(ns.metadata.labels.unwrap_or_default(), &ns.metadata.annotations.unwrap_or_default());
+    Some(Op::Applied { object: (name, meta), received })
+}
+
+fn namespace_deleted(ns: PartialObjectMeta<Namespace>) -> Op<Namespaces> {
+    let name = ns.metadata.name.unwrap_or_default();
+    Op::Deleted { namespace: name.clone(), key: name }
+}
+
 fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {
     let name = object.meta().name.clone().unwrap_or_default();
     match (cluster, object.meta().namespace.clone()) {
         (false, Some(ns)) => PolicyRef::namespaced(ns, name),
         _ => PolicyRef::cluster(name),
     }
-}
-
-async fn watch_policies(
-    api: Api<DynamicObject>,
-    plan: Plan,
-    cluster: bool,
-    namespace: Option<String>,
-    tx: mpsc::Sender<Input>,
-    metrics: Metrics,
-) {
-    let what = if cluster { "clustersidecarpolicies" } else { "sidecarpolicies" };
-    let stream = initial_list::watch_events(api, what, Size::Small, plan, metrics);
-    forward(
-        stream,
-        tx,
-        |object, received| {
-            let (policy, entry) = policy_entry(object, cluster);
-            Some((policy.clone(), Input::Policy { policy, entry: Box::new(entry), received }))
-        },
-        |object| {
-            let policy = policy_ref(&object, cluster);
-            (policy.clone(), Input::PolicyDeleted(policy))
-        },
-        |seen| Input::PoliciesListed { cluster, namespace: namespace.clone(), seen },
-    )
-    .await;
-}
-
-async fn watch_namespaces(
-    api: Api<PartialObjectMeta<Namespace>>,
-    plan: Plan,
-    tx: mpsc::Sender<Input>,
-    metrics: Metrics,
-) {
-    let stream = initial_list::watch_events(api, "namespaces", Size::Small, plan, metrics);
-    forward(
-        stream,
-        tx,
-        |ns: PartialObjectMeta<Namespace>, _| {
-            let name = ns.metadata.name.unwrap_or_default();
-            let meta = NamespaceMeta::new(
-                ns.metadata.labels.unwrap_or_default(),
-                &ns.metadata.annotations.unwrap_or_default(),
-            );
-            Some((name.clone(), Input::Namespace { name, meta }))
-        },
-        |ns| {
-            let name = ns.metadata.name.unwrap_or_default();
-            (name.clone(), Input::NamespaceDeleted(name))
-        },
-        Input::NamespacesListed,
-    )
-    .await;
 }

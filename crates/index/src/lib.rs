@@ -21,6 +21,7 @@
 
 mod census;
 mod evaluate;
+pub mod link;
 mod policies;
 mod readout;
 mod segment;
@@ -41,6 +42,7 @@ use jiff::Timestamp;
 use census::Census;
 pub use census::SidecarName;
 use evaluate::{Evaluator, PolicyChange};
+pub use link::{IndexResource, Namespaces, Pods, Policies, PolicyScope, Watched};
 pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
 use sidecar_watch_api::SlimPod;
@@ -49,7 +51,7 @@ use sidecar_watch_engine::{
 };
 use sidecar_watch_engine::{Rollouts, WorkloadKey};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
-pub use transitions::{Outcome, Transition, TransitionKind};
+pub use transitions::{InvalidPolicy, Outcome, Transition, TransitionKind};
 
 const SEGMENTS: usize = 64;
 
@@ -465,6 +467,15 @@ impl Index {
     /// A namespace is gone.
     pub fn delete_namespace(&self, name: &str) {
         self.namespaces.write().remove(name);
+    }
+
+    /// Names of the namespaces known, sorted.
+    #[cfg(test)]
+    fn namespace_names(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.namespaces.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        names.sort();
+        names
     }
 
     /// After a relist of namespaces: drops those not in `seen`.

@@ -58,6 +58,21 @@ pub struct Outcome {
     pub limited_pods: u32,
     /// Policy changes held back by `--max-policies-per-namespace` (not evaluated).
     pub limited_policies: u32,
+    /// Policies applied whose spec cannot be used: each is announced (an Event on it).
+    pub invalid_policies: Vec<InvalidPolicy>,
+}
+
+/// A policy applied whose spec cannot be used, as its Event names it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvalidPolicy {
+    /// Which policy.
+    pub policy: PolicyRef,
+    /// Its object's UID, if known.
+    pub uid: Option<String>,
+    /// The generation found invalid.
+    pub generation: Option<i64>,
+    /// Why (the field and what is wrong with it).
+    pub message: String,
 }
 
 impl Outcome {
@@ -68,6 +83,7 @@ impl Outcome {
         self.wake_by.extend(other.wake_by);
         self.limited_pods += other.limited_pods;
         self.limited_policies += other.limited_policies;
+        self.invalid_policies.extend(other.invalid_policies);
     }
 }
 
