@@ -472,8 +472,7 @@ impl Index {
     /// Names of the namespaces known, sorted.
     #[cfg(test)]
     fn namespace_names(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.namespaces.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let mut names: Vec<String> = self.namespaces.read().keys().cloned().collect();
         names.sort();
         names
     }
