@@ -87,6 +87,7 @@ pub(crate) fn spawn_watchers(
         initial_list::watch_events(cluster_policies, "clustersidecarpolicies", Size::Small, plan, metrics.clone());
     let cluster_scope = PolicyScope { cluster: true, namespace: None };
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+    let namespace_op = namespace_op(&metrics);
     let namespaces = initial_list::watch_events(namespaces, "namespaces", Size::Small, plan, metrics);
     tasks.push(tokio::spawn(forward(
         cluster_policies,
@@ -241,11 +242,20 @@ fn policy_deleted(cluster: bool) -> impl Fn(DynamicObject) -> Op<Policies> {
     }
 }
 
-/// What the engine reads of a namespace: its labels and the annotations injectors read.
-fn namespace_op(ns: PartialObjectMeta<Namespace>, received: Instant) -> Option<Op<Namespaces>> {
-    let name = ns.metadata.name.unwrap_or_default();
-    let meta = NamespaceMeta::new(ns.metadata.labels.unwrap_or_default(), &ns.metadata.annotations.unwrap_or_default());
-    Some(Op::Applied { object: (name, meta), received })
+/// What the engine reads of a namespace (its labels and the annotations injectors read),
+/// with the values of the labels `--namespace-labels` exports: only those are copied for
+/// /metrics, cut as the API would have refused them longer, each cut counted.
+fn namespace_op(metrics: &Metrics) -> impl FnMut(PartialObjectMeta<Namespace>, Instant) -> Option<Op<Namespaces>> {
+    let exported = metrics.namespace_labels().clone();
+    let limited = metrics.limited.with_label_values(&[crate::metrics::NAMESPACE_LABEL_CUT_LIMIT]);
+    move |ns, received| {
+        let name = ns.metadata.name.unwrap_or_default();
+        let labels = ns.metadata.labels.unwrap_or_default();
+        let (values, cut) = exported.values(&labels);
+        limited.inc_by(u64::from(cut));
+        let meta = NamespaceMeta::new(labels, &ns.metadata.annotations.unwrap_or_default()).with_exported(values);
+        Some(Op::Applied { object: (name, meta), received })
+    }
 }
 
 fn namespace_deleted(ns: PartialObjectMeta<Namespace>) -> Op<Namespaces> {
