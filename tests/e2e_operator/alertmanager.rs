@@ -283,18 +283,17 @@ async fn alertmanager_pages_the_owning_team_once_per_workload() {
     stack.op.wait_alerts("20 Pods' sidecars not ready", not_ready.clone()).await;
     let firing = stack
         .wait_one_firing("SidecarContainerNotReady", &ns, "web", |a| {
-            let counted = a["annotations"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .any(|(_, v)| v.as_str().is_some_and(|t| t.contains("20 Pods") || t.contains("20 pods")));
-            if counted {
+            // The alert's value and its `pods` annotation count the workload's Pods.
+            let value = a["value"].as_str().and_then(|v| v.parse::<f64>().ok());
+            if value == Some(20.0) && a["annotations"]["pods"] == "20" {
                 Ok(())
             } else {
-                Err(format!("the annotations do not count 20 Pods yet: {}", a["annotations"]))
+                Err(format!("not 20 Pods counted yet: value {}, annotations {}", a["value"], a["annotations"]))
             }
         })
         .await;
+    let example = firing["annotations"]["example_pod"].as_str().unwrap_or_default();
+    assert!(example.starts_with(&format!("{ns}/web-7d9f8b6c5-p")), "example Pod {example:?} of {firing}");
     assert_workload_labels(&firing, &ns, "web", "payments");
 
     let pages = stack.wait_pages("one page at team-payments", &[("team-payments", 1)]).await;
