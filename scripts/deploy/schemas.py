@@ -75,6 +75,32 @@ _RULES = {"type": "object", "required": ["spec"], "properties": {"spec": {
 
 _META_NS = {"type": "object", "required": ["name", "namespace"]}
 
+# AlertmanagerConfig (monitoring.coreos.com/v1alpha1): the fields the chart writes. Receivers
+# come from values as the user writes them (any integration), so only their name is checked.
+_AM_MATCHERS = {"type": "array", "items": {
+    "type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        "name": {"type": "string", "minLength": 1}, "value": {"type": "string"},
+        "matchType": {"enum": ["=", "!=", "=~", "!~"]}, "regex": {"type": "boolean"}}}}
+_AM_ROUTE_FIELDS = {
+    "receiver": {"type": "string"}, "matchers": _AM_MATCHERS, "continue": {"type": "boolean"},
+    "groupBy": {"type": "array", "items": {"type": "string"}},
+    "groupWait": {"type": "string", "pattern": _DURATION},
+    "groupInterval": {"type": "string", "pattern": _DURATION},
+    "repeatInterval": {"type": "string", "pattern": _DURATION}}
+_AM_CONFIG = {"type": "object", "required": ["spec"], "properties": {
+    "metadata": _META_NS,
+    "spec": {"type": "object", "additionalProperties": False, "properties": {
+        "route": {"type": "object", "additionalProperties": False, "properties": {
+            **_AM_ROUTE_FIELDS,
+            "routes": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False, "properties": _AM_ROUTE_FIELDS}}}},
+        "receivers": {"type": "array", "items": {
+            "type": "object", "required": ["name"], "properties": {"name": {"type": "string", "minLength": 1}}}},
+        "inhibitRules": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "sourceMatch": _AM_MATCHERS, "targetMatch": _AM_MATCHERS,
+                "equal": {"type": "array", "items": {"type": "string"}}}}}}}}}
+
 _CERTIFICATE = {"type": "object", "required": ["spec"], "properties": {
     "metadata": _META_NS,
     "spec": {"type": "object", "required": ["secretName", "issuerRef"], "additionalProperties": False, "properties": {
@@ -95,6 +121,7 @@ EXTRA_SCHEMAS: dict[tuple[str, str], dict] = {
     ("monitoring.coreos.com", "ServiceMonitor"): _monitor("endpoints", {"bearerTokenFile": {"type": "string"}}),
     ("monitoring.coreos.com", "PodMonitor"): _monitor("podMetricsEndpoints", {}),
     ("monitoring.coreos.com", "PrometheusRule"): _RULES,
+    ("monitoring.coreos.com", "AlertmanagerConfig"): _AM_CONFIG,
     ("cert-manager.io", "Certificate"): _CERTIFICATE,
     ("cert-manager.io", "Issuer"): _ISSUER,
 }

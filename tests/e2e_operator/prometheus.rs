@@ -1,7 +1,9 @@
 //! The real Prometheus: it scrapes the operator, evaluates the shipped rules
-//! (`config/prometheus/prometheusrule.yaml`'s `.spec`), fires and resolves the alerts; and
-//! `promtool check metrics` accepts what the operator exports.
+//! (`config/prometheus/prometheusrule.yaml`'s `.spec`: one alert per workload, sidecar
+//! container and alert name), fires and resolves the alerts; and `promtool check metrics`
+//! accepts what the operator exports.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 
 use serde_json::json;
@@ -54,20 +56,21 @@ async fn prometheus_fires_and_resolves_the_shipped_alerts() {
 
     let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
-    op.wait_alerts(
-        "firing",
-        vec![
-            AlertSeries { severity: Severity::Critical, namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels(),
-            AlertSeries {
-                alert: AlertName::MainContainerReadyButSidecarNot,
-                namespace: &ns,
-                pod: "web-1",
-                ..MESH_NOT_READY
-            }
-            .labels(),
-        ],
-    )
-    .await;
+    let scrape = op
+        .wait_alerts(
+            "firing",
+            vec![
+                AlertSeries { severity: Severity::Critical, namespace: &ns, pod: "web-1", ..MESH_NOT_READY }.labels(),
+                AlertSeries {
+                    alert: AlertName::MainContainerReadyButSidecarNot,
+                    namespace: &ns,
+                    pod: "web-1",
+                    ..MESH_NOT_READY
+                }
+                .labels(),
+            ],
+        )
+        .await;
 
     // Everything the operator exports passes promtool's checks.
     let text = op.metrics_text().await.unwrap();
@@ -84,20 +87,47 @@ async fn prometheus_fires_and_resolves_the_shipped_alerts() {
     })
     .await
     .unwrap();
-    let labels = &firing["labels"];
-    for (k, v) in [
+    // One alert for the workload (a Pod without owner is its own), without the Pod and the
+    // policy: the per-Pod detail stays in sidecar_alerts. The routing labels the operator puts
+    // on its series (`product`, the namespace's `label_<key>`) are carried as they are.
+    let mut want: BTreeMap<String, String> = [
+        ("alertname", "SidecarContainerNotReady"),
         ("namespace", ns.as_str()),
-        ("pod", "web-1"),
         ("container", "istio-proxy"),
         ("severity", "critical"),
-        ("policy", "mesh"),
-        ("policy_namespace", ns.as_str()),
+        ("workload_kind", "Pod"),
+        ("workload", "web-1"),
         ("source", "sidecar-watch"),
-    ] {
-        assert_eq!(labels[k], v, "label {k} of {firing}");
-    }
-    let description = firing["annotations"]["description"].as_str().unwrap_or_default();
-    assert!(description.contains(&format!("{ns}/web-1")) && description.contains("istio-proxy"), "{description}");
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let series = scrape.alerts().into_iter().find(|l| l["alertname"] == "SidecarContainerNotReady").expect("series");
+    want.extend(series.into_iter().filter(|(k, v)| (k == "product" || k.starts_with("label_")) && !v.is_empty()));
+    let got: BTreeMap<String, String> = serde_json::from_value(firing["labels"].clone()).expect("string labels");
+    assert_eq!(got, want, "labels of {firing}");
+    let annotations: BTreeMap<String, String> =
+        serde_json::from_value(firing["annotations"].clone()).expect("string annotations");
+    let want_annotations: BTreeMap<String, String> = [
+        ("summary", "Sidecar container not ready".to_string()),
+        (
+            "description",
+            format!(
+                "Sidecar istio-proxy has been not ready for longer than its policy's `for` duration in Pod {ns}/web-1."
+            ),
+        ),
+        ("pods", "1".to_string()),
+        ("example_pod", format!("{ns}/web-1")),
+        (
+            "runbook_url",
+            "https://github.com/sidecar-watch/sidecar-watch/blob/main/docs/runbooks/SidecarContainerNotReady.md"
+                .to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(annotations, want_annotations, "annotations of {firing}");
     // Exactly these two sidecar alerts fire (the operator's own alerts need minutes of `for`).
     let names = wait_until(WAIT, "Prometheus fires both alerts", || async {
         let mut names = prom.firing_alerts().await.map_err(|e| e.to_string())?;
@@ -114,6 +144,9 @@ async fn prometheus_fires_and_resolves_the_shipped_alerts() {
     let main_ready = main_ready.iter().find(|a| a["labels"]["alertname"] == names[0]).expect("alert").clone();
     assert_eq!(main_ready["labels"]["severity"], "warning", "{main_ready}");
     assert_eq!(main_ready["labels"]["container"], "istio-proxy", "{main_ready}");
+    assert_eq!(main_ready["labels"]["workload"], "web-1", "{main_ready}");
+    assert_eq!(main_ready["labels"].get("pod"), None, "{main_ready}");
+    assert_eq!(main_ready["annotations"]["pods"], "1", "{main_ready}");
 
     set_ready(&pod, "istio-proxy", true).await;
     op.wait_alerts("resolved", vec![]).await;
