@@ -60,6 +60,12 @@ pub struct RunArgs {
     /// The only metric families to export (same form as --metric-denylist).
     #[arg(long, env = "SIDECAR_WATCH_METRIC_ALLOWLIST", value_delimiter = ',')]
     metric_allowlist: Vec<String>,
+    /// Namespace label keys (comma-separated, at most 16) copied onto `sidecar_alerts` and
+    /// `sidecar_info` as `label_<key>`, every character outside [a-zA-Z0-9_] made `_`
+    /// (e.g. `team` gives `label_team`), empty where a namespace lacks the label; values are
+    /// cut to 63 bytes.
+    #[arg(long, env = "SIDECAR_WATCH_NAMESPACE_LABELS", value_delimiter = ',', value_name = "KEY,...")]
+    namespace_labels: Vec<String>,
     /// Namespaces to watch Pods and SidecarPolicies in (repeatable or comma-separated); all
     /// namespaces when absent.
     #[arg(long = "namespace", env = "SIDECAR_WATCH_NAMESPACES", value_delimiter = ',')]
@@ -228,6 +234,8 @@ async fn shutdown_signal() {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = args.identity();
     let shard = args.shard(&identity)?;
+    // Checked before anything starts, so that a mistyped key stops the operator at once.
+    let namespace_labels = crate::metrics::NamespaceLabels::new(&args.namespace_labels)?;
     let renew_deadline = leader::LeaseTimings::new(args.lease_duration, args.lease_renew_deadline)
         .map_err(anyhow::Error::msg)?
         .renew_deadline;
@@ -243,7 +251,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let index =
         Arc::new(Index::with_limits(args.max_sidecars_per_pod as usize, args.max_policies_per_namespace as usize));
     let families = crate::metrics::FamilyFilter::new(&args.metric_allowlist, &args.metric_denylist)?;
-    let metrics = Metrics::with_options(shard.index, args.max_series_per_namespace).with_families(families);
+    let metrics = Metrics::with_options(shard.index, args.max_series_per_namespace)
+        .with_families(families)
+        .with_namespace_labels(namespace_labels);
     let shutdown = CancellationToken::new();
     let (role_tx, role) = crate::leadership::channel();
     // Cancelled when this replica led and missed its renew deadline: it must exit.
@@ -351,4 +361,40 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     election.step_down().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// `sidecar-watch run` with nothing but its flags.
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: super::RunArgs,
+    }
+
+    fn namespace_labels(flag: &str) -> anyhow::Result<Vec<String>> {
+        let run = Run::try_parse_from(["sidecar-watch", "--namespace-labels", flag])?;
+        let labels = crate::metrics::NamespaceLabels::new(&run.args.namespace_labels)?;
+        Ok(labels.names().map(str::to_string).collect())
+    }
+
+    #[test]
+    fn namespace_labels_flag_is_a_checked_comma_separated_list() {
+        assert_eq!(
+            namespace_labels("team,app.kubernetes.io/part-of").expect("valid"),
+            ["label_team", "label_app_kubernetes_io_part_of"]
+        );
+        assert_eq!(
+            namespace_labels("team,example.com/a-b,example-com/a.b").expect_err("refused").to_string(),
+            "--namespace-labels: \"example.com/a-b\" and \"example-com/a.b\" would both be exported as \
+             label_example_com_a_b"
+        );
+        assert_eq!(
+            namespace_labels("team,Team/x").expect_err("refused").to_string(),
+            "--namespace-labels: \"Team/x\" is not a Kubernetes label key: the prefix \"Team\" must be a DNS \
+             subdomain (lowercase letters, digits, '-' and '.', at most 253)"
+        );
+    }
 }

@@ -307,16 +307,20 @@ async fn watch_namespaces(
     tx: mpsc::Sender<Input>,
     metrics: Metrics,
 ) {
+    let exported = metrics.namespace_labels().clone();
+    let limited = metrics.limited.with_label_values(&[crate::metrics::NAMESPACE_LABEL_CUT_LIMIT]);
     let stream = initial_list::watch_events(api, "namespaces", Size::Small, plan, metrics);
     forward(
         stream,
         tx,
         |ns: PartialObjectMeta<Namespace>, _| {
             let name = ns.metadata.name.unwrap_or_default();
-            let meta = NamespaceMeta::new(
-                ns.metadata.labels.unwrap_or_default(),
-                &ns.metadata.annotations.unwrap_or_default(),
-            );
+            let labels = ns.metadata.labels.unwrap_or_default();
+            // Only the allowlisted values are copied for /metrics, cut as the API would
+            // have refused them longer.
+            let (values, cut) = exported.values(&labels);
+            limited.inc_by(u64::from(cut));
+            let meta = NamespaceMeta::new(labels, &ns.metadata.annotations.unwrap_or_default()).with_exported(values);
             Some((name.clone(), Input::Namespace { name, meta }))
         },
         |ns| {

@@ -6,9 +6,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::writer::{Family, SampleWriter};
+use super::namespace_labels::NamespaceLabels;
+use super::writer::{Family, LabelSet, SampleWriter};
 use crate::engine::container::ContainerSpec;
-use crate::engine::{Name, Workload};
+use crate::engine::{Name, NamespaceMeta, Workload};
 use crate::index::TrackedPod;
 
 pub(super) const SIDECAR_INFO: Family = Family {
@@ -125,9 +126,16 @@ impl InfoCounts {
         self.shared.len() + self.own.len()
     }
 
-    /// Writes the series, at most `max_series_per_namespace` per namespace; returns whether a
-    /// namespace had more.
-    pub(super) fn write(self, out: &mut SampleWriter, max_series_per_namespace: u32) -> bool {
+    /// Writes the series, at most `max_series_per_namespace` per namespace, each with the
+    /// `labels` of its namespace as `namespaces` holds them; returns whether a namespace had
+    /// more.
+    pub(super) fn write(
+        self,
+        out: &mut SampleWriter,
+        max_series_per_namespace: u32,
+        labels: &NamespaceLabels,
+        namespaces: Option<&HashMap<String, NamespaceMeta>>,
+    ) -> bool {
         let mut counts = self.own;
         for (SharedKey { namespace, owner, spec }, pods) in self.shared.into_values() {
             let series =
@@ -136,7 +144,14 @@ impl InfoCounts {
         }
         let mut series_per_namespace: HashMap<Name, u32> = HashMap::new();
         let mut limited = false;
+        // The series come sorted by namespace: its labels are looked up once per namespace.
+        let (mut namespace_pairs, mut pairs_of) = (LabelSet::default(), None::<Name>);
         for ((namespace, workload, container, product, version), pods) in counts {
+            if !labels.is_empty() && pairs_of.as_ref() != Some(&namespace) {
+                let meta = namespaces.and_then(|n| n.get(namespace.as_str()));
+                labels.set(&mut namespace_pairs, |i| meta.map_or("", |m| m.exported(i)));
+                pairs_of = Some(namespace.clone());
+            }
             let written = series_per_namespace.entry(namespace.clone()).or_default();
             if *written >= max_series_per_namespace {
                 limited = true;
@@ -151,6 +166,7 @@ impl InfoCounts {
                 .label("container", &container)
                 .label("product", product)
                 .label("version", version.as_ref().map_or("", |v| v.as_str()))
+                .labels(&namespace_pairs)
                 .value(pods);
         }
         limited

@@ -8,6 +8,7 @@
 //! at the next scrape.
 
 mod info;
+mod namespace_labels;
 mod pods;
 mod writer;
 
@@ -18,6 +19,10 @@ use prometheus::{
 
 use crate::index::Index;
 
+pub(crate) use namespace_labels::CUT_LIMIT as NAMESPACE_LABEL_CUT_LIMIT;
+pub use namespace_labels::{
+    label_name, NamespaceLabels, MAX_KEYS as MAX_NAMESPACE_LABELS, MAX_VALUE_BYTES as MAX_NAMESPACE_LABEL_BYTES,
+};
 pub use pods::render_index;
 pub(crate) use pods::IndexRender;
 
@@ -66,11 +71,18 @@ pub struct RenderOptions {
     /// `sidecar_alerts` series one namespace may export (`--max-series-per-namespace`).
     pub max_series_per_namespace: u32,
     pub families: FamilyFilter,
+    /// The Namespace labels copied onto `sidecar_alerts` and `sidecar_info`
+    /// (`--namespace-labels`).
+    pub namespace_labels: NamespaceLabels,
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { max_series_per_namespace: DEFAULT_MAX_SERIES_PER_NAMESPACE, families: FamilyFilter::default() }
+        RenderOptions {
+            max_series_per_namespace: DEFAULT_MAX_SERIES_PER_NAMESPACE,
+            families: FamilyFilter::default(),
+            namespace_labels: NamespaceLabels::default(),
+        }
     }
 }
 
@@ -259,7 +271,7 @@ impl Metrics {
         }
         Metrics {
             registry,
-            options: RenderOptions { max_series_per_namespace, families: FamilyFilter::default() },
+            options: RenderOptions { max_series_per_namespace, ..RenderOptions::default() },
             startup_seconds,
             reconcile_duration,
             detection_latency,
@@ -281,6 +293,17 @@ impl Metrics {
     pub(crate) fn with_families(mut self, families: FamilyFilter) -> Self {
         self.options.families = families;
         self
+    }
+
+    /// Copies the Namespace labels `labels` names onto `sidecar_alerts` and `sidecar_info`.
+    pub fn with_namespace_labels(mut self, labels: NamespaceLabels) -> Self {
+        self.options.namespace_labels = labels;
+        self
+    }
+
+    /// The Namespace labels copied onto the series: what the Namespace watch keeps.
+    pub(crate) fn namespace_labels(&self) -> &NamespaceLabels {
+        &self.options.namespace_labels
     }
 
     /// Renders everything in the Prometheus text format, handing it to `emit` chunk by chunk

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use super::info::{InfoCounts, HELD_SERIES, SIDECAR_INFO};
+use super::namespace_labels::NamespaceLabels;
 use super::writer::{Family, LabelSet, Sample, SampleWriter};
 use super::RenderOptions;
-use crate::engine::{AlertState, ContainerView, Name, PolicyRef};
+use crate::engine::{AlertState, ContainerView, Name, NamespaceMeta, PolicyRef};
 use crate::index::{Index, TrackedPod};
 
 const ALERTS: Family =
@@ -30,19 +31,25 @@ const POLICY_PODS: Family = Family {
     kind: "gauge",
 };
 
+/// The namespaces by name, read under their lock while a segment is rendered, for the
+/// labels `--namespace-labels` copies; `None` when it names none.
+type Namespaces<'a> = Option<&'a HashMap<String, NamespaceMeta>>;
+
 /// A per-Pod family and how to write the samples of one Pod.
 struct PodFamily {
     family: Family,
-    samples: fn(&TrackedPod, &mut SampleWriter, &mut Scratch),
+    samples: fn(&TrackedPod, &mut SampleWriter, &mut Scratch, Namespaces<'_>),
     /// Whether it reads every sidecar container of every Pod, as `sidecar_info` does.
     walks_sidecars: bool,
+    /// Whether its series carry the namespace's `label_*` labels.
+    reads_namespaces: bool,
 }
 
 /// The per-Pod families, in the order they are exported.
 const POD_FAMILIES: [PodFamily; 3] = [
-    PodFamily { family: ALERTS, samples: alert_samples, walks_sidecars: false },
-    PodFamily { family: READY, samples: ready_samples, walks_sidecars: true },
-    PodFamily { family: RESTARTS, samples: restart_samples, walks_sidecars: true },
+    PodFamily { family: ALERTS, samples: alert_samples, walks_sidecars: false, reads_namespaces: true },
+    PodFamily { family: READY, samples: ready_samples, walks_sidecars: true, reads_namespaces: false },
+    PodFamily { family: RESTARTS, samples: restart_samples, walks_sidecars: true, reads_namespaces: false },
 ];
 
 /// Renders the per-Pod families and `sidecar_policy_pods` from the index, handing each
@@ -102,26 +109,40 @@ impl IndexRender {
             policy_pods: options.families.exports(POLICY_PODS.name),
             info: options.families.exports(SIDECAR_INFO.name).then(InfoCounts::default),
             out: SampleWriter::default(),
-            scratch: Scratch { max_series_per_namespace: options.max_series_per_namespace, ..Scratch::default() },
+            scratch: Scratch {
+                max_series_per_namespace: options.max_series_per_namespace,
+                namespace_labels: options.namespace_labels.clone(),
+                ..Scratch::default()
+            },
         }
     }
 
     /// The next chunk of text, `None` once everything is rendered. A chunk is never empty.
     pub(crate) fn next_chunk(&mut self, index: &Index) -> Option<String> {
         self.out.reserve();
-        while let Some(PodFamily { family, samples, .. }) = self.families.get(self.family).copied() {
+        while let Some(PodFamily { family, samples, reads_namespaces, .. }) = self.families.get(self.family).copied() {
             if self.segment == 0 {
                 self.out.header(family);
             }
             let segment = self.segment;
             let (out, scratch) = (&mut self.out, &mut self.scratch);
+            // A namespace's labels may change between chunks: look them up again in each.
+            scratch.namespace_of = None;
+            let copies_labels = *reads_namespaces && !scratch.namespace_labels.is_empty();
             let mut info = self.info.as_mut().filter(|_| self.info_counted_in == Some(self.family));
-            index.for_each_pod_in_segment(segment, |pod| {
-                samples(pod, out, scratch);
-                if let Some(info) = info.as_mut() {
-                    info.count(pod);
-                }
-            });
+            let mut walk = |namespaces: Namespaces<'_>| {
+                index.for_each_pod_in_segment(segment, |pod| {
+                    samples(pod, out, scratch, namespaces);
+                    if let Some(info) = info.as_mut() {
+                        info.count(pod);
+                    }
+                })
+            };
+            if copies_labels {
+                index.with_namespaces(|namespaces| walk(Some(namespaces)));
+            } else {
+                walk(None);
+            }
             if self.info.as_ref().is_some_and(|info| info.series() > HELD_SERIES) {
                 self.info = Some(InfoCounts::default());
                 self.info_counted_in = None;
@@ -149,7 +170,16 @@ impl IndexRender {
                     index.for_each_pod(|pod| info.count(pod));
                 }
                 self.out.header(&SIDECAR_INFO);
-                self.scratch.limited |= info.write(&mut self.out, self.scratch.max_series_per_namespace);
+                let (out, scratch) = (&mut self.out, &mut self.scratch);
+                let write = |namespaces: Namespaces<'_>| {
+                    info.write(out, scratch.max_series_per_namespace, &scratch.namespace_labels, namespaces)
+                };
+                let limited = if scratch.namespace_labels.is_empty() {
+                    write(None)
+                } else {
+                    index.with_namespaces(|namespaces| write(Some(namespaces)))
+                };
+                self.scratch.limited |= limited;
             }
         }
         (!self.out.is_empty()).then(|| self.out.take())
@@ -174,6 +204,12 @@ struct Scratch {
     max_series_per_namespace: u32,
     /// Whether a namespace had more series than it may export.
     limited: bool,
+    /// The labels `--namespace-labels` copies.
+    namespace_labels: NamespaceLabels,
+    /// Their pairs for the namespace `namespace_of`, the last one looked up in this chunk:
+    /// a namespace's labels are looked up and escaped once per run of its Pods.
+    namespace: LabelSet,
+    namespace_of: Option<Name>,
 }
 
 /// The labels that name a Pod.
@@ -187,9 +223,14 @@ fn policy_labels(policy: &PolicyRef) -> [(&str, &str); 2] {
 }
 
 /// `sidecar_alerts`: one sample per active alert of the Pod.
-fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch) {
+fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch, namespaces: Namespaces<'_>) {
     if pod.results.iter().all(|r| r.alerts.is_empty()) {
         return;
+    }
+    if !scratch.namespace_labels.is_empty() && scratch.namespace_of.as_ref() != Some(pod.view().namespace()) {
+        let meta = namespaces.and_then(|n| n.get(pod.view().namespace().as_str()));
+        scratch.namespace_labels.set(&mut scratch.namespace, |i| meta.map_or("", |m| m.exported(i)));
+        scratch.namespace_of = Some(pod.view().namespace().clone());
     }
     let written = scratch.series_per_namespace.entry(pod.view().namespace().clone()).or_default();
     scratch.pod.set(&pod_labels(pod));
@@ -216,20 +257,22 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
                 .label("check", alert.check.map_or("", |c| c.as_str()))
                 .label("workload_kind", workload_kind)
                 .label("workload", workload)
+                .label("product", result.catalog_of(alert, pod.view()).map_or("unknown", |id| id.entry().id))
+                .labels(&scratch.namespace)
                 .value(1u32);
         }
     }
 }
 
 /// `sidecar_container_ready`: one sample per sidecar container of the Pod.
-fn ready_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch) {
+fn ready_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch, _: Namespaces<'_>) {
     sidecar_samples(pod, out, scratch, &READY, |sample, container, kind| {
         sample.label("sidecar_type", kind).value(u32::from(container.is_ready()))
     });
 }
 
 /// `sidecar_container_restarts_total`: one sample per sidecar container of the Pod.
-fn restart_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch) {
+fn restart_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch, _: Namespaces<'_>) {
     sidecar_samples(pod, out, scratch, &RESTARTS, |sample, container, _| {
         sample.value(container.status().map_or(0, |s| s.restart_count()))
     });

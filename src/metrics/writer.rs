@@ -109,8 +109,13 @@ pub(super) struct LabelSet {
 impl LabelSet {
     /// Replaces the pairs with `pairs`, in order.
     pub(crate) fn set(&mut self, pairs: &[(&str, &str)]) {
+        self.set_from(pairs.iter().copied());
+    }
+
+    /// Replaces the pairs with those `pairs` yields, in order.
+    pub(crate) fn set_from<'a>(&mut self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
         self.text.clear();
-        for (i, (name, value)) in pairs.iter().enumerate() {
+        for (i, (name, value)) in pairs.into_iter().enumerate() {
             if i > 0 {
                 self.text.push(',');
             }

@@ -246,6 +246,8 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
             namespace: &ns,
             pod,
             container,
+            // `watcher` and `proxy` are busybox: not in the catalog.
+            product: "unknown",
             ..MESH_NOT_READY
         }
         .labels()
@@ -258,6 +260,7 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
                 namespace: &ns,
                 pod,
                 container: "log-sidecar",
+                product: "unknown",
                 ..MESH_NOT_READY
             }
             .labels(),
@@ -269,8 +272,15 @@ async fn the_kubelets_own_restarts_and_waits_are_no_sidecar_failures() {
         blocked("rules-1"),
         restarts("restart-all", "watcher"),
         restarts("crashed", "proxy"),
-        AlertSeries { policy: "runtime", namespace: &ns, pod: "sandbox", container: "proxy", ..MESH_NOT_READY }
-            .labels(),
+        AlertSeries {
+            policy: "runtime",
+            namespace: &ns,
+            pod: "sandbox",
+            container: "proxy",
+            product: "unknown",
+            ..MESH_NOT_READY
+        }
+        .labels(),
     ];
     if !restart_rules {
         // No rule restarts `train` on exit 42: it finished, and the Job is blocked as well.
@@ -344,7 +354,7 @@ async fn init_containers_before_a_mesh_proxy_and_native_pre_stop_hooks_are_repor
         ),
     )
     .await;
-    let check = |pod: &str, container: &str, check: &str| {
+    let check = |pod: &str, container: &str, product: &str, check: &str| {
         let mut labels = AlertSeries {
             alert: AlertName::SidecarMisconfigured,
             severity: Severity::Info,
@@ -352,6 +362,7 @@ async fn init_containers_before_a_mesh_proxy_and_native_pre_stop_hooks_are_repor
             namespace: &ns,
             pod,
             container,
+            product,
             ..MESH_NOT_READY
         }
         .labels();
@@ -360,7 +371,10 @@ async fn init_containers_before_a_mesh_proxy_and_native_pre_stop_hooks_are_repor
     };
     op.wait_alerts(
         "one finding each",
-        vec![check("billing", "istio-proxy", "init-before-proxy"), check("web", "envoy", "native-prestop")],
+        vec![
+            check("billing", "istio-proxy", "istio", "init-before-proxy"),
+            check("web", "envoy", "envoy", "native-prestop"),
+        ],
     )
     .await;
     let events = c.wait_events("billing", "Warning", "SidecarMisconfigured", 1).await;

@@ -24,8 +24,15 @@ async fn invalid_policy_is_reported_and_others_keep_evaluating() {
     let pod = c.create_pod(native_pod("web-1", "web", "app", "envoy")).await;
     drive(&pod, &[("app", true), ("envoy", false)]).await;
 
-    let good_alert =
-        AlertSeries { policy: "good", namespace: &ns, pod: "web-1", container: "envoy", ..MESH_NOT_READY }.labels();
+    let good_alert = AlertSeries {
+        policy: "good",
+        namespace: &ns,
+        pod: "web-1",
+        container: "envoy",
+        product: "envoy",
+        ..MESH_NOT_READY
+    }
+    .labels();
     op.wait_alerts("only the valid policy alerts", vec![good_alert.clone()]).await;
     let status = c
         .wait_status("bad", "InvalidSpec", |s| {
@@ -60,7 +67,15 @@ async fn invalid_policy_is_reported_and_others_keep_evaluating() {
         "both policies alert",
         vec![
             good_alert,
-            AlertSeries { policy: "bad", namespace: &ns, pod: "web-1", container: "envoy", ..MESH_NOT_READY }.labels(),
+            AlertSeries {
+                policy: "bad",
+                namespace: &ns,
+                pod: "web-1",
+                container: "envoy",
+                product: "envoy",
+                ..MESH_NOT_READY
+            }
+            .labels(),
         ],
     )
     .await;

@@ -165,6 +165,7 @@ async fn liveness_failing_sidecar_restart_loop() {
         namespace: &ns,
         pod: "api-1",
         container: "fluent-bit",
+        product: "fluent-bit",
         ..MESH_NOT_READY
     };
     let looping_pending =
@@ -279,6 +280,7 @@ async fn job_held_open_by_legacy_sidecar() {
                 namespace: &ns,
                 pod: "report-abcde",
                 container: "log-sidecar",
+                product: "unknown",
                 ..MESH_NOT_READY
             }
             .labels(),
@@ -352,6 +354,7 @@ async fn main_started_before_sidecar_ready() {
         namespace: &ns,
         pod: "shop-1",
         container: "envoy",
+        product: "envoy",
         ..MESH_NOT_READY
     }
     .labels()];

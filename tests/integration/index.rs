@@ -31,7 +31,7 @@ fn series_follow_pod_and_policy_lifecycle() {
     index.apply_pod(web_pod("other", "u2", &[("app", "batch")], false), now);
 
     let text = scrape(&index);
-    assert!(text.contains("sidecar_alerts{alertname=\"SidecarContainerNotReady\",alertstate=\"firing\",severity=\"warning\",policy=\"mesh\",policy_namespace=\"shop\",namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",check=\"\",workload_kind=\"Pod\",workload=\"web-1\"} 1"), "{text}");
+    assert!(text.contains("sidecar_alerts{alertname=\"SidecarContainerNotReady\",alertstate=\"firing\",severity=\"warning\",policy=\"mesh\",policy_namespace=\"shop\",namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",check=\"\",workload_kind=\"Pod\",workload=\"web-1\",product=\"istio\"} 1"), "{text}");
     assert!(text.contains(
         "sidecar_container_ready{namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",sidecar_type=\"native\"} 0"
     ));

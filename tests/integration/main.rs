@@ -35,6 +35,7 @@ mod event_limits;
 mod fuzz_regressions;
 mod index;
 mod metrics_text;
+mod namespace_labels;
 mod policy_limits;
 mod rbac;
 mod run_cli;

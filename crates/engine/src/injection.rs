@@ -21,12 +21,31 @@ pub struct NamespaceMeta {
     pub labels: BTreeMap<String, String>,
     /// The injection annotations of `metadata.annotations`, values cut.
     pub annotations: BTreeMap<String, String>,
+    /// The values of the exported labels (`--namespace-labels`), in the allowlist's order,
+    /// empty for a label the namespace lacks: only these are copied for `/metrics`, so a
+    /// namespace with many labels costs a few strings here, not a second map.
+    pub exported: Box<[Box<str>]>,
 }
 
 impl NamespaceMeta {
     /// From a Namespace's labels and all of its annotations (only the injectors' are kept).
     pub fn new(labels: BTreeMap<String, String>, annotations: &BTreeMap<String, String>) -> NamespaceMeta {
-        NamespaceMeta { labels, annotations: sidecar_watch_api::injection_annotations(annotations) }
+        NamespaceMeta {
+            labels,
+            annotations: sidecar_watch_api::injection_annotations(annotations),
+            exported: Box::default(),
+        }
+    }
+
+    /// The same, with the values of the exported labels ([`NamespaceMeta::exported`]).
+    pub fn with_exported(self, exported: Box<[Box<str>]>) -> NamespaceMeta {
+        NamespaceMeta { exported, ..self }
+    }
+
+    /// The value of the exported label at `position` in the allowlist, empty when the
+    /// namespace lacks it (or was read before the allowlist had that many keys).
+    pub fn exported(&self, position: usize) -> &str {
+        self.exported.get(position).map_or("", |v| v)
     }
 }
 

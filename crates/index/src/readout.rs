@@ -1,7 +1,8 @@
 //! What the index's readers ask of all of it: the alerts firing now (a new leader's
-//! reconciliation) and the counts per policy (status and metrics).
+//! reconciliation), the counts per policy (status and metrics) and the namespaces (the
+//! labels `/metrics` copies).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 
@@ -9,7 +10,7 @@ use super::tallies::Tally;
 use super::transitions::transition;
 use super::{lock, Index, Transition, TransitionKind};
 use sidecar_watch_api::PolicyCounts;
-use sidecar_watch_engine::{evaluate_among, AlertState, Around, PolicyRef};
+use sidecar_watch_engine::{evaluate_among, AlertState, Around, NamespaceMeta, PolicyRef};
 
 impl Index {
     /// Every firing alert now, as `Fired` transitions with their messages: what a new leader
@@ -61,5 +62,12 @@ impl Index {
             }
         }
         sums.into_iter().map(|(policy, sum)| (policy, sum.to_counts())).collect()
+    }
+
+    /// Reads the namespaces by name under their lock. `read` may visit a segment's Pods
+    /// (the namespaces' lock is taken before a segment's, as evaluation takes them), never
+    /// the other way round; keep it short, a namespace change waits for it.
+    pub fn with_namespaces<R>(&self, read: impl FnOnce(&HashMap<String, NamespaceMeta>) -> R) -> R {
+        read(&self.namespaces.read().unwrap_or_else(|p| p.into_inner()))
     }
 }

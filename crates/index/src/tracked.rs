@@ -90,6 +90,21 @@ impl AlertContainer {
             }
         }
     }
+
+    /// The catalog entry of the container, if it is one: a present container's (found by
+    /// name or image when the Pod was read), an absent catalog sidecar's, or the entry whose
+    /// names hold the absent required sidecar's; `None` for Pod-level checks.
+    pub fn catalog(self, view: &PodView, policy: &CompiledPolicy) -> Option<CatalogId> {
+        match self {
+            AlertContainer::Pod => None,
+            AlertContainer::Present(i) => view.containers.get(usize::from(i)).and_then(|c| c.catalog),
+            AlertContainer::AbsentFromCatalog(id) => Some(id),
+            AlertContainer::AbsentRequired(i) => {
+                let name = policy.required_sidecars().get(usize::from(i))?;
+                catalog::recognise(name, None, false)
+            }
+        }
+    }
 }
 
 impl StoredAlert {
@@ -161,6 +176,12 @@ impl PolicyResult {
     /// `view` is the Pod's.
     pub fn container_name<'a>(&'a self, alert: &StoredAlert, view: &'a PodView) -> &'a str {
         alert.container.name(view, &self.policy)
+    }
+
+    /// The catalog entry of `alert`'s container ([`AlertContainer::catalog`]), one of this
+    /// result's; `view` is the Pod's.
+    pub fn catalog_of(&self, alert: &StoredAlert, view: &PodView) -> Option<CatalogId> {
+        alert.container.catalog(view, &self.policy)
     }
 }
 

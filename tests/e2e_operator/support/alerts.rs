@@ -27,6 +27,8 @@ pub struct AlertSeries<'a> {
     pub pod: &'a str,
     /// The container's name.
     pub container: &'a str,
+    /// The container's catalog id (`product`), `unknown` for one the catalog does not know.
+    pub product: &'a str,
 }
 
 /// `SidecarContainerNotReady`, firing, warning, of the policy `mesh` on `istio-proxy`: what
@@ -40,10 +42,12 @@ pub const MESH_NOT_READY: AlertSeries<'static> = AlertSeries {
     namespace: "",
     pod: "",
     container: "istio-proxy",
+    product: "istio",
 };
 
 impl AlertSeries<'_> {
-    /// The series' labels as a scrape shows them (`check` empty).
+    /// The series' labels as a scrape shows them (`check` empty, no `label_*`: the operator
+    /// runs without `--namespace-labels`).
     pub fn labels(&self) -> Labels {
         [
             ("alertname", self.alert.as_str()),
@@ -57,6 +61,7 @@ impl AlertSeries<'_> {
             ("check", ""),
             ("workload_kind", "Pod"),
             ("workload", self.pod),
+            ("product", self.product),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,0 +1,238 @@
+//! Issue 56's labels on `/metrics`: `product` on `sidecar_alerts`, and the Namespace labels
+//! `--namespace-labels` copies onto `sidecar_alerts` and `sidecar_info` as `label_*`, read
+//! at each scrape from the namespace as the index holds it now.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use sidecar_watch::api::{PolicySpec, SlimPod};
+use sidecar_watch::engine::{CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
+use sidecar_watch::index::{Index, PolicyEntry};
+use sidecar_watch::metrics::{render_index, NamespaceLabels, RenderOptions};
+use sidecar_watch_testkit::engine::now;
+use sidecar_watch_testkit::pod::{Container, PodBuilder};
+
+fn render(index: &Index, options: &RenderOptions) -> String {
+    let mut text = String::new();
+    render_index(index, options, |chunk| {
+        text.push_str(&chunk);
+        true
+    });
+    text
+}
+
+fn lines<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
+    let prefix = format!("{family}{{");
+    text.lines().filter(|l| l.starts_with(&prefix)).collect()
+}
+
+/// The value of `label` in a sample line.
+fn label<'a>(line: &'a str, label: &str) -> &'a str {
+    let start = [',', '{']
+        .iter()
+        .find_map(|c| line.find(&format!("{c}{label}=\"")))
+        .map(|i| i + label.len() + 3)
+        .expect("the label");
+    let end = line[start..].find('"').expect("a closing quote");
+    &line[start..start + end]
+}
+
+fn apply_policy(index: &Index, policy: PolicyRef, spec: serde_json::Value) {
+    let spec: PolicySpec = serde_json::from_value(spec).expect("a spec");
+    let compiled = CompiledPolicy::compile(policy.clone(), &spec);
+    index.apply_policy(policy, PolicyEntry::new(compiled, serde_json::Value::Null), now());
+}
+
+/// A replica of `web` in `namespace` whose two sidecars are not ready: `istio-proxy` (the
+/// catalog's `istio`) and `audit-agent` (a sidecar the catalog does not know).
+fn web_pod(namespace: &str, i: usize) -> PodView {
+    let pod = PodBuilder::new(namespace, &format!("web-7d9-{i}"))
+        .uid(format!("{namespace}-web-{i}"))
+        .owner("ReplicaSet", "web-7d9")
+        .label("pod-template-hash", "7d9")
+        .label("app", "web")
+        .native_sidecar(Container::new("istio-proxy", "istio/proxyv2:1.24.2").ready(false))
+        .native_sidecar(Container::new("audit-agent", "example/audit-agent:2.0").ready(false))
+        .container(Container::new("app", "shop/web:1.0"));
+    PodView::from_pod(&pod.decode::<SlimPod>())
+}
+
+/// The built-in policy cluster-wide and `web` Pods in `shop` and `books`.
+fn index() -> Index {
+    let index = Index::new();
+    apply_policy(&index, PolicyRef::cluster("default"), json!({}));
+    for namespace in ["shop", "books"] {
+        for i in 0..3 {
+            index.apply_pod(web_pod(namespace, i), now());
+        }
+    }
+    index
+}
+
+/// What the Namespace watch gives the index for a namespace with `labels`.
+fn namespace(index: &Index, name: &str, allow: &NamespaceLabels, labels: BTreeMap<String, String>) {
+    let (values, _) = allow.values(&labels);
+    index.apply_namespace(name, NamespaceMeta::new(labels, &BTreeMap::new()).with_exported(values), now());
+}
+
+fn allow(keys: &[&str]) -> NamespaceLabels {
+    NamespaceLabels::new(&keys.iter().map(|k| k.to_string()).collect::<Vec<_>>()).expect("valid keys")
+}
+
+fn options(allow: &NamespaceLabels) -> RenderOptions {
+    RenderOptions { namespace_labels: allow.clone(), ..Default::default() }
+}
+
+/// `product` is the catalog id of the alert's container, `unknown` for one the catalog does
+/// not know, and for `SidecarMissing` the absent sidecar's: a catalog entry's, or `unknown`
+/// for a required sidecar the catalog does not know.
+#[test]
+fn product_is_the_catalog_id_of_the_alert_container() {
+    let index = index();
+    apply_policy(
+        &index,
+        PolicyRef::namespaced("shop", "mandate"),
+        json!({"selector": {"matchLabels": {"app": "web"}}, "sidecars": {"required": ["vector", "linkerd", "otc-container"]}}),
+    );
+    let text = render(&index, &RenderOptions::default());
+    let mut products: Vec<String> = lines(&text, "sidecar_alerts")
+        .iter()
+        .filter(|l| l.contains("pod=\"web-7d9-0\",") && l.contains("namespace=\"shop\""))
+        .map(|l| {
+            format!(
+                "{} {} {} {}",
+                label(l, "policy"),
+                label(l, "alertname"),
+                label(l, "container"),
+                label(l, "product")
+            )
+        })
+        .collect();
+    products.sort();
+    products.dedup();
+    assert_eq!(
+        products,
+        [
+            "default MainContainerReadyButSidecarNot audit-agent unknown",
+            "default MainContainerReadyButSidecarNot istio-proxy istio",
+            "default MainStartedBeforeSidecarReady audit-agent unknown",
+            "default MainStartedBeforeSidecarReady istio-proxy istio",
+            "default SidecarContainerNotReady audit-agent unknown",
+            "default SidecarContainerNotReady istio-proxy istio",
+            "default SidecarMisconfigured audit-agent unknown",
+            "default SidecarMisconfigured istio-proxy istio",
+            "mandate MainContainerReadyButSidecarNot audit-agent unknown",
+            "mandate MainContainerReadyButSidecarNot istio-proxy istio",
+            "mandate MainStartedBeforeSidecarReady audit-agent unknown",
+            "mandate MainStartedBeforeSidecarReady istio-proxy istio",
+            "mandate SidecarContainerNotReady audit-agent unknown",
+            "mandate SidecarContainerNotReady istio-proxy istio",
+            "mandate SidecarMisconfigured audit-agent unknown",
+            "mandate SidecarMisconfigured istio-proxy istio",
+            "mandate SidecarMissing linkerd-proxy linkerd",
+            "mandate SidecarMissing otc-container otel-collector",
+            "mandate SidecarMissing vector unknown",
+        ]
+    );
+    // Without --namespace-labels, the line ends with `product`, as before issue 56 but for it.
+    assert!(lines(&text, "sidecar_alerts")
+        .iter()
+        .all(|l| l.contains(",workload=\"web\",product=\"") && !l.contains("label_")));
+}
+
+/// Only the allowlisted labels of a namespace with 1,000 are exported, and only they are
+/// kept for it; every series of both families carries every allowlisted name, empty where
+/// the namespace lacks the label or is not known; a value of 63 characters is whole.
+#[test]
+fn allowlisted_namespace_labels_are_on_every_alert_and_info_series() {
+    let index = index();
+    let allow = allow(&["team", "app.kubernetes.io/part-of"]);
+    let mut labels: BTreeMap<String, String> = (0..998).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+    labels.insert("team".into(), "payments".into());
+    labels.insert("cost-center".into(), "c".repeat(63));
+    assert_eq!(labels.len(), 1000);
+    namespace(&index, "shop", &allow, labels);
+    let long = "p".repeat(63);
+    namespace(&index, "books", &allow, BTreeMap::from([("app.kubernetes.io/part-of".into(), long.clone())]));
+    index.with_namespaces(|namespaces| {
+        let kept: Vec<&str> = namespaces["shop"].exported.iter().map(|v| &**v).collect();
+        assert_eq!(kept, ["payments", ""]);
+    });
+
+    let text = render(&index, &options(&allow));
+    let alerts = lines(&text, "sidecar_alerts");
+    assert_eq!(alerts.len(), 72, "6 alerts on each of 2 sidecars of 6 Pods");
+    for line in &alerts {
+        let expected = if label(line, "namespace") == "shop" {
+            ",product=\"istio\",label_team=\"payments\",label_app_kubernetes_io_part_of=\"\"} 1".to_string()
+        } else {
+            format!(",product=\"istio\",label_team=\"\",label_app_kubernetes_io_part_of=\"{long}\"}} 1")
+        };
+        let expected =
+            if line.contains("container=\"audit-agent\"") { expected.replace("istio", "unknown") } else { expected };
+        assert!(line.ends_with(&expected), "{line}");
+    }
+    assert_eq!(
+        lines(&text, "sidecar_info"),
+        [
+            format!("sidecar_info{{namespace=\"books\",workload_kind=\"Deployment\",workload=\"web\",container=\"audit-agent\",product=\"unknown\",version=\"2.0\",label_team=\"\",label_app_kubernetes_io_part_of=\"{long}\"}} 3"),
+            format!("sidecar_info{{namespace=\"books\",workload_kind=\"Deployment\",workload=\"web\",container=\"istio-proxy\",product=\"istio\",version=\"1.24.2\",label_team=\"\",label_app_kubernetes_io_part_of=\"{long}\"}} 3"),
+            "sidecar_info{namespace=\"shop\",workload_kind=\"Deployment\",workload=\"web\",container=\"audit-agent\",product=\"unknown\",version=\"2.0\",label_team=\"payments\",label_app_kubernetes_io_part_of=\"\"} 3".to_string(),
+            "sidecar_info{namespace=\"shop\",workload_kind=\"Deployment\",workload=\"web\",container=\"istio-proxy\",product=\"istio\",version=\"1.24.2\",label_team=\"payments\",label_app_kubernetes_io_part_of=\"\"} 3".to_string(),
+        ]
+    );
+    assert!(!text.contains("label_k") && !text.contains("label_cost"), "keys outside the allowlist are not exported");
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("label_"))
+            .all(|l| l.starts_with("sidecar_alerts{") || l.starts_with("sidecar_info{")),
+        "only the two families carry them"
+    );
+
+    // A namespace the index does not know (no Namespace object yet): every name, empty.
+    index.apply_pod(web_pod("new", 0), now());
+    let text = render(&index, &options(&allow));
+    let new: Vec<&str> = lines(&text, "sidecar_info").into_iter().filter(|l| l.contains("namespace=\"new\"")).collect();
+    assert_eq!(new.len(), 2);
+    assert!(new.iter().all(|l| l.ends_with(",label_team=\"\",label_app_kubernetes_io_part_of=\"\"} 1")));
+}
+
+/// A label that changes while alerts fire: each scrape has one series per alert, with the
+/// value of the moment, and none with the old one.
+#[test]
+fn a_changed_namespace_label_changes_the_series_at_the_next_scrape() {
+    let index = index();
+    let allow = allow(&["team"]);
+    let team = |value: &str| BTreeMap::from([("team".to_string(), value.to_string())]);
+    namespace(&index, "shop", &allow, team("payments"));
+    let shop = |text: &str| -> Vec<String> {
+        lines(text, "sidecar_alerts")
+            .into_iter()
+            .filter(|l| l.contains("namespace=\"shop\""))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = shop(&render(&index, &options(&allow)));
+    assert_eq!(before.len(), 36);
+    assert!(before.iter().all(|l| l.ends_with(",label_team=\"payments\"} 1")));
+
+    namespace(&index, "shop", &allow, team("storefront"));
+    let text = render(&index, &options(&allow));
+    let after = shop(&text);
+    assert_eq!(after, before.iter().map(|l| l.replace("\"payments\"", "\"storefront\"")).collect::<Vec<_>>());
+    assert!(!text.contains("payments"));
+    let mut unique = after.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), after.len(), "no series twice");
+    assert!(lines(&text, "sidecar_info")
+        .iter()
+        .filter(|l| l.contains("namespace=\"shop\""))
+        .all(|l| l.ends_with(",label_team=\"storefront\"} 3")));
+
+    // Removed: empty, not gone and not the old value.
+    namespace(&index, "shop", &allow, BTreeMap::new());
+    let after = shop(&render(&index, &options(&allow)));
+    assert_eq!(after.len(), 36);
+    assert!(after.iter().all(|l| l.ends_with(",label_team=\"\"} 1")));
+}
