@@ -317,6 +317,18 @@ receivers:
         assert!(doc["route"]["routes"][1].get("group_interval").is_none(), "{out}");
     }
 
+    #[tokio::test]
+    async fn a_missing_binary_names_what_to_install() {
+        let dir = std::env::temp_dir();
+        let e =
+            Alertmanager::start_with_binary(Path::new("/nonexistent/alertmanager"), &dir, CONFIG).await.unwrap_err();
+        let message = e.to_string();
+        assert!(
+            message.contains("install-tools.sh alertmanager") && message.contains("prometheus-alertmanager"),
+            "{message}"
+        );
+    }
+
     #[test]
     fn refuses_a_receiver_with_two_webhooks_or_another_kind() {
         let two = CONFIG.replace("      - url: http://example.invalid/b\n", "      - url: x\n      - url: y\n");
