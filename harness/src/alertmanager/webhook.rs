@@ -65,7 +65,7 @@ struct Record {
 
 type Shared = Arc<Mutex<Record>>;
 
-/// The webhook receiver; stops serving when dropped.
+/// The webhook receiver; stops serving when dropped (printing its record if the test panics).
 #[derive(Debug)]
 pub struct WebhookReceiver {
     addr: SocketAddr,
@@ -140,7 +140,12 @@ impl WebhookReceiver {
 }
 
 impl Drop for WebhookReceiver {
+    /// Stops serving; prints the record when the test panics (or `E2E_SHOW_LOGS` is set), as
+    /// the operator's and Alertmanager's logs are.
     fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("E2E_SHOW_LOGS").is_some() {
+            eprintln!("----- webhook receiver {} -----\n{}\n----- end of record -----", self.addr, self.describe());
+        }
         self.task.abort();
     }
 }
