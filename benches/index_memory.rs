@@ -18,7 +18,9 @@
 //! `sidecar_watch_testkit::factory`, mostly healthy). `-- memory` stops after the memory
 //! figures. `-- gzip` instead times a render plain and gzip-compressed at levels 1 to 6 at
 //! 20k, 60k and 100k Pods of the full benchmark's mix (how `/metrics`' gzip level was
-//! chosen: src/server/scrape.rs).
+//! chosen: src/server/scrape.rs). `-- labels` times the plain render at 100k Pods of the
+//! mix without and with `--namespace-labels team,tier` (each namespace holding 40 labels),
+//! alternating, median of 15 each (issue 56: within 5 % of the render without).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -262,11 +264,62 @@ fn gzip_table() {
     }
 }
 
+/// The plain render at 100k Pods of the mix, without and with `--namespace-labels`
+/// (alternating runs, so that the machine's load falls on both alike).
+fn labels_table() {
+    use sidecar_watch::engine::NamespaceMeta;
+    use sidecar_watch::metrics::NamespaceLabels;
+    use std::collections::BTreeMap;
+    let now = Timestamp::now();
+    let index = Index::new();
+    for (policy, compiled) in mix_policies() {
+        index.apply_policy(policy, PolicyEntry::new(Ok(compiled), serde_json::Value::Null), now);
+    }
+    let allow = NamespaceLabels::new(&["team".to_string(), "tier".to_string()]).expect("valid keys");
+    for i in 0..sidecar_watch_testkit::factory::NAMESPACES {
+        let name = sidecar_watch_testkit::factory::namespace(i);
+        let mut labels: BTreeMap<String, String> = (0..38).map(|k| (format!("k{k}"), format!("v{k}"))).collect();
+        labels.insert("team".into(), format!("team-{}", i % 7));
+        labels.insert("tier".into(), "production".into());
+        let (values, _) = allow.values(&labels);
+        index.apply_namespace(&name, NamespaceMeta::new(labels, &BTreeMap::new()).with_exported(values), now);
+    }
+    let factory = sidecar_watch_testkit::factory::PodFactory::new();
+    for i in 0..100_000 {
+        let pod: SlimPod = serde_json::from_value(factory.pod(i)).expect("a Pod");
+        index.apply_pod(index.view_of(&pod), now);
+    }
+    let without = Metrics::new();
+    let with = Metrics::new().with_namespace_labels(allow);
+    let (mut times, mut sizes) = ([Vec::new(), Vec::new()], [0, 0]);
+    for _ in 0..15 {
+        for (i, metrics) in [&without, &with].into_iter().enumerate() {
+            let started = Instant::now();
+            sizes[i] = 0;
+            render_into(metrics, &index, |b| sizes[i] += std::hint::black_box(b).len());
+            times[i].push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    for (i, what) in ["without --namespace-labels", "with --namespace-labels team,tier"].into_iter().enumerate() {
+        times[i].sort_by(f64::total_cmp);
+        println!(
+            "100000 Pods, {what}: median {:.1} ms, min {:.1} ms, {:.1} MiB",
+            times[i][7],
+            times[i][0],
+            sizes[i] as f64 / 1048576.0
+        );
+    }
+}
+
 fn main() {
     // As the operator does (src/memory.rs), so that the figure is the binary's.
     sidecar_watch::memory::disable_transparent_huge_pages().expect("prctl");
     if std::env::args().any(|a| a == "gzip") {
         gzip_table();
+        return;
+    }
+    if std::env::args().any(|a| a == "labels") {
+        labels_table();
         return;
     }
     let mix = std::env::args().any(|a| a == "mix");
