@@ -12,9 +12,11 @@
 //! ([`cluster`]) with its Event and policy helpers ([`events`], [`policy`]), the operator's
 //! shipped RBAC and a token of its ServiceAccount ([`install`]), a kubelet-like Pod status
 //! driver ([`kubelet`]), child processes measured from `/proc` ([`process`]), a Prometheus
-//! runner ([`prometheus`]), kube-state-metrics and the seed's rules ([`ksm`]) and the cost of
-//! an admission policy ([`cel_cost`]).
+//! runner ([`prometheus`]) and an Alertmanager runner with a webhook receiver
+//! ([`alertmanager`]), kube-state-metrics and the seed's rules ([`ksm`]) and the cost of an
+//! admission policy ([`cel_cost`]).
 
+pub mod alertmanager;
 pub mod both_servers;
 pub mod cel_cost;
 pub mod cluster;

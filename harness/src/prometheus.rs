@@ -1,6 +1,7 @@
 //! Runs Debian's `/usr/bin/prometheus` on a free loopback port with a rule file and one
-//! scrape target (1 s scrape and evaluation interval), or with a configuration of the
-//! caller's (the benchmark's 30 s intervals and several targets), and queries its HTTP API.
+//! scrape target (1 s scrape and evaluation interval), optionally sending its alerts to an
+//! Alertmanager ([`crate::alertmanager`]), or with a configuration of the caller's (the
+//! benchmark's 30 s intervals and several targets), and queries its HTTP API.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -48,13 +49,48 @@ pub struct Prometheus {
     dir: PathBuf,
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a query parameter's value.
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Why a server started as a child process did not become ready ([`wait_http_ready`]).
+#[derive(Debug)]
+pub(crate) enum Unready {
+    /// Its status could not be read.
+    Io(std::io::Error),
+    /// It exited, with this status.
+    Exited(String),
+    /// It did not answer 200 in time; the last answer or error.
+    Timeout(String),
+}
+
+/// Polls `GET /-/ready` on `port` (Prometheus' and Alertmanager's readiness endpoint) every
+/// 200 ms until it answers 200, the child exits or `timeout` elapses.
+pub(crate) async fn wait_http_ready(
+    child: &mut tokio::process::Child,
+    port: u16,
+    timeout: Duration,
+) -> std::result::Result<(), Unready> {
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        if let Some(status) = child.try_wait().map_err(Unready::Io)? {
+            return Err(Unready::Exited(status.to_string()));
+        }
+        match http_get(port, "/-/ready").await {
+            Ok((200, _)) => return Ok(()),
+            Ok((code, body)) => last = format!("{code}: {body}"),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(Unready::Timeout(last))
 }
 
 impl Prometheus {
@@ -75,15 +111,34 @@ impl Prometheus {
         Self::start_with_binary(Path::new(PROMETHEUS_BIN), rule_file, target, &settings).await
     }
 
+    /// Like [`Prometheus::start`], sending its alerts to the Alertmanager at `alertmanager`
+    /// (`host:port`, API v2), as a cluster's Prometheus does with the rules' alerts.
+    pub async fn start_alerting(rule_file: &Path, target: &str, alertmanager: &str) -> Result<Self> {
+        let config = Self::config(rule_file, target, "", Some(alertmanager))?;
+        Self::start_with_config(Path::new(PROMETHEUS_BIN), &config).await
+    }
+
     /// Like [`Prometheus::start`] with an explicit binary path and extra scrape settings
     /// (YAML lines indented for the scrape config).
     pub async fn start_with_binary(bin: &Path, rule_file: &Path, target: &str, scrape_settings: &str) -> Result<Self> {
+        let config = Self::config(rule_file, target, scrape_settings, None)?;
+        Self::start_with_config(bin, &config).await
+    }
+
+    /// The configuration of the test runs: 1 s intervals, one rule file, one scrape job and,
+    /// when given, one Alertmanager.
+    fn config(rule_file: &Path, target: &str, scrape_settings: &str, alertmanager: Option<&str>) -> Result<String> {
         let rules = std::fs::canonicalize(rule_file)?;
-        let config = format!(
+        let mut config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 1s\nrule_files:\n  - {rules:?}\nscrape_configs:\n  - job_name: sidecar-watch\n{scrape_settings}    static_configs:\n      - targets: [{target:?}]\n",
             rules = rules.display().to_string(),
         );
-        Self::start_with_config(bin, &config).await
+        if let Some(alertmanager) = alertmanager {
+            config.push_str(&format!(
+                "alerting:\n  alertmanagers:\n    - api_version: v2\n      static_configs:\n        - targets: [{alertmanager:?}]\n"
+            ));
+        }
+        Ok(config)
     }
 
     /// Starts `bin` with a whole configuration file's text (`prometheus.yml`: intervals,
@@ -113,20 +168,14 @@ impl Prometheus {
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let start = std::time::Instant::now();
-        let mut last = String::new();
-        while start.elapsed() < timeout {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(PrometheusError::Exited { status: status.to_string(), log: self.log() });
+        match wait_http_ready(&mut self.child, self.port, timeout).await {
+            Ok(()) => Ok(()),
+            Err(Unready::Io(e)) => Err(e.into()),
+            Err(Unready::Exited(status)) => Err(PrometheusError::Exited { status, log: self.log() }),
+            Err(Unready::Timeout(last)) => {
+                Err(PrometheusError::NotReady(timeout, format!("{last}\nlog:\n{}", self.log())))
             }
-            match http_get(self.port, "/-/ready").await {
-                Ok((200, _)) => return Ok(()),
-                Ok((code, body)) => last = format!("{code}: {body}"),
-                Err(e) => last = e.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(PrometheusError::NotReady(timeout, format!("{last}\nlog:\n{}", self.log())))
     }
 
     /// Prometheus' log so far.

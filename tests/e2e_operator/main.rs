@@ -16,6 +16,7 @@
 mod admission;
 mod admission_cost;
 mod admission_missing;
+mod alertmanager;
 mod audit_live;
 mod event_recorder;
 mod failover;

@@ -4,37 +4,14 @@
 //! accepts what the operator exports.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::prometheus::Prometheus;
 use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
-
-/// Extracts `.spec` of the shipped PrometheusRule into a plain Prometheus rule file. The
-/// alerts' `keep_firing_for` (minutes, so that a failover's missed scrape does not resolve
-/// them: the promtool unit tests in config/prometheus/tests/ check that) is cut to 3 s so that
-/// the resolution can be watched here.
-fn shipped_rules(dir: &Path) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/prometheusrule.yaml");
-    let text = std::fs::read_to_string(&source).expect("shipped PrometheusRule");
-    let rule: Value = serde_norway::from_str(&text).expect("PrometheusRule YAML");
-    assert_eq!(rule["kind"], "PrometheusRule");
-    let mut spec = rule.get("spec").cloned().expect("spec");
-    for group in spec["groups"].as_array_mut().into_iter().flatten() {
-        for rule in group["rules"].as_array_mut().into_iter().flatten() {
-            if rule.get("keep_firing_for").is_some() {
-                rule["keep_firing_for"] = Value::from("3s");
-            }
-        }
-    }
-    let path = dir.join("sidecar-watch-rules.yaml");
-    std::fs::write(&path, serde_norway::to_string(&spec).unwrap()).unwrap();
-    path
-}
 
 /// `promtool check metrics` on a scrape: (success, output).
 async fn promtool_check_metrics(text: &str) -> (bool, String) {

@@ -1,7 +1,8 @@
 //! The operator suite's own glue, over the harness: the operator binary of this package as a
 //! child process (`operator`: it runs `CARGO_BIN_EXE_sidecar-watch`, which only this
 //! package's test targets have) and what the operator is expected to publish, in its own
-//! types (`alerts`: `sidecar_alerts` series and alert Events).
+//! types (`alerts`: `sidecar_alerts` series and alert Events), and what the repository ships
+//! for the real Prometheus and Alertmanager (`shipped`: the rules, the example routes).
 //!
 //! Everything else is the harness crate's and is re-exported here, so tests
 //! `use crate::support::*` (or name an item): the cluster with the CRDs, a namespace of its
@@ -13,9 +14,11 @@
 
 mod alerts;
 mod operator;
+mod shipped;
 
 pub use alerts::*;
 pub use operator::*;
+pub use shipped::*;
 pub use sidecar_watch_harness::cluster::{Cluster, WAIT};
 pub use sidecar_watch_harness::env::{run_kubectl, server_minor, streams_by_default, Kubectl};
 pub use sidecar_watch_harness::events::{count_events, describe_events, the_event};
