@@ -35,7 +35,12 @@ async fn a_restart_rule_keeps_the_main_container_unfinished() {
     j["spec"]["template"]["spec"]["volumes"] = json!([{"name": "state", "emptyDir": {}}]);
     s.apply(j).await;
     let pod = job_pod(&s, "report").await;
-    s.expect_warnings(2 * MINUTE, SETTLE, &[("JobBlockedBySidecar", &pod, "spec.containers{log-sidecar}")]).await;
+    // The Pod's Warning, and one on its Job (the workload's first firing Pod).
+    let expected = [
+        ("JobBlockedBySidecar", pod.as_str(), "spec.containers{log-sidecar}"),
+        ("JobBlockedBySidecar", "report", "spec.template.spec.containers{log-sidecar}"),
+    ];
+    s.expect_warnings(2 * MINUTE, SETTLE, &expected).await;
     let app = s.container_status(&pod, "app").await;
     assert_eq!(app.restart_count, 1, "the kubelet restarted it once, for exit code 42");
     let finished = app.state.and_then(|st| st.terminated).and_then(|t| t.finished_at);

@@ -110,7 +110,12 @@ async fn job_held_open_by_a_legacy_sidecar() {
     ))
     .await;
     let pod = job_pod(&s, "report").await;
-    s.expect_warnings(2 * MINUTE, SETTLE, &[("JobBlockedBySidecar", &pod, "spec.containers{log-sidecar}")]).await;
+    // The Pod's Warning, and one on its Job (the workload's first firing Pod).
+    let expected = [
+        ("JobBlockedBySidecar", pod.as_str(), "spec.containers{log-sidecar}"),
+        ("JobBlockedBySidecar", "report", "spec.template.spec.containers{log-sidecar}"),
+    ];
+    s.expect_warnings(2 * MINUTE, SETTLE, &expected).await;
     let finished = s.container_status(&pod, "app").await.state.and_then(|st| st.terminated).and_then(|t| t.finished_at);
     let seconds = s.time_to_alert("JobBlockedBySidecar", &pod, &finished.expect("finishedAt").0).await;
     assert!((9.0..=15.0).contains(&seconds), "10 s for: {seconds:.2} s");

@@ -65,11 +65,21 @@ async fn a_pod_left_behind_by_a_partitioned_rollout_is_reported_and_resolved() {
     s.expect_warnings(
         2 * MINUTE,
         Duration::from_secs(10),
-        &[("SidecarVersionDrift", "db-0", "spec.initContainers{proxy}")],
+        &[
+            ("SidecarVersionDrift", "db-0", "spec.initContainers{proxy}"),
+            // One on the StatefulSet too: its first firing Pod.
+            ("SidecarVersionDrift", "db", "spec.template.spec.initContainers{proxy}"),
+        ],
     )
     .await;
     let events = s.events().await;
-    let event = events.iter().find(|e| e.reason.as_deref() == Some("SidecarVersionDrift")).expect("the Event");
+    let on_pod =
+        |e: &&k8s_openapi::api::events::v1::Event| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("Pod");
+    let event = events
+        .iter()
+        .filter(on_pod)
+        .find(|e| e.reason.as_deref() == Some("SidecarVersionDrift"))
+        .expect("the Pod's Event");
     let note = event.note.clone().unwrap_or_default();
     let expected = format!(
         "Sidecar proxy in Pod {}/db-0 runs version \"1.0.0\", while the Pods of StatefulSet db created since ",
@@ -153,7 +163,10 @@ async fn a_deployment_rolled_halfway_reports_its_old_pods_until_the_rollout_comp
     // The new ReplicaSet's Pod never becomes ready: the rollout stays at two old, one new.
     s.apply(deployment(NEW, "false")).await;
     let field = "spec.initContainers{proxy}";
-    let expected: Vec<(&str, &str, &str)> = old.iter().map(|p| ("SidecarVersionDrift", p.as_str(), field)).collect();
+    let mut expected: Vec<(&str, &str, &str)> =
+        old.iter().map(|p| ("SidecarVersionDrift", p.as_str(), field)).collect();
+    // One on the Deployment too (its UID read through the old Pods' ReplicaSet), not one per Pod.
+    expected.push(("SidecarVersionDrift", "web", "spec.template.spec.initContainers{proxy}"));
     s.expect_warnings(2 * MINUTE, Duration::from_secs(10), &expected).await;
     assert_eq!(pods_on(&s, NEW).await.len(), 1, "the rollout is halfway: {}", s.describe_pods().await);
     let note =
