@@ -69,18 +69,24 @@ pub(super) fn alert_of_event(event: &K8sEvent) -> Option<(AlertKey<'static>, Pol
     Some((AlertKey { name: alert, container: container.into(), check }, policy, firing))
 }
 
+/// When an Event was last observed: its series' last occurrence, else its own time, else
+/// its object's creation; a new leader reads the newest Event of each alert by it.
+pub(super) fn last_seen(event: &K8sEvent) -> Timestamp {
+    event
+        .series
+        .as_ref()
+        .map(|s| s.last_observed_time.0)
+        .or(event.event_time.as_ref().map(|t| t.0))
+        .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
 /// What the cluster's Events say was announced last: key → firing (true) or resolved.
 pub fn announced_from_events(events: &[K8sEvent]) -> HashMap<AnnounceKey, bool> {
     let mut latest: HashMap<AnnounceKey, (Timestamp, bool)> = HashMap::new();
     for event in events.iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)) {
         let Some((key, firing)) = AnnounceKey::from_event(event) else { continue };
-        let when = event
-            .series
-            .as_ref()
-            .map(|s| s.last_observed_time.0)
-            .or(event.event_time.as_ref().map(|t| t.0))
-            .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0))
-            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let when = last_seen(event);
         match latest.get(&key) {
             Some((t, _)) if *t > when => {}
             _ => {

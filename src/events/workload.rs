@@ -249,13 +249,7 @@ pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, ObjectR
             name: regarding.name.clone().unwrap_or_default(),
             alert,
         };
-        let when = event
-            .series
-            .as_ref()
-            .map(|s| s.last_observed_time.0)
-            .or(event.event_time.as_ref().map(|t| t.0))
-            .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0))
-            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let when = super::announce::last_seen(event);
         if latest.get(&key).is_none_or(|(t, _)| *t <= when) {
             latest.insert(key, (when, firing.then(|| regarding.clone())));
         }
