@@ -21,6 +21,7 @@
 
 mod census;
 mod evaluate;
+mod on_workloads;
 pub mod link;
 mod policies;
 mod readout;
@@ -29,6 +30,7 @@ pub mod shard;
 mod tallies;
 mod tracked;
 mod transitions;
+mod workloads;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -42,7 +44,7 @@ use jiff::Timestamp;
 use census::Census;
 pub use census::SidecarName;
 use evaluate::{Evaluator, PolicyChange};
-pub use link::{IndexResource, Namespaces, Pods, Policies, PolicyScope, Watched};
+pub use link::{CreateFailures, IndexResource, Namespaces, Pods, Policies, PolicyScope, Watched};
 pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
 use sidecar_watch_api::SlimPod;
@@ -52,6 +54,8 @@ use sidecar_watch_engine::{
 use sidecar_watch_engine::{Rollouts, WorkloadKey};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
 pub use transitions::{InvalidPolicy, Outcome, Transition, TransitionKind};
+pub use workloads::{Condition, WorkloadAlert, WorkloadId, MAX_PER_NAMESPACE, MAX_WORKLOADS};
+use workloads::Workloads;
 
 const SEGMENTS: usize = 64;
 
@@ -78,6 +82,8 @@ pub struct Index {
     /// views, so the lock is uncontended; it is here rather than in a static so that the
     /// engine stays free of process-wide state.
     names: Mutex<Interner>,
+    /// Conditions and alerts on workloads rather than Pods, and when a pending one fires.
+    workloads: Mutex<(Workloads, Option<Timestamp>)>,
 }
 
 impl Default for Index {
@@ -111,6 +117,7 @@ impl Index {
             max_policies: max_policies.max(1),
             evaluations: AtomicU64::new(0),
             names: Mutex::new(Interner::default()),
+            workloads: Mutex::new((Workloads::default(), None)),
         }
     }
 
@@ -187,6 +194,8 @@ impl Index {
 
     /// A new or changed Pod.
     pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
+        // A workload that could not create Pods may have created this one.
+        let created = self.any_workload_condition().then(|| view.clone());
         let mut outcome = {
             let policies = self.valid_policies();
             let namespaces = self.namespaces.read();
@@ -212,6 +221,9 @@ impl Index {
             }
             outcome
         };
+        if let Some(view) = created {
+            self.pod_created(&view, now, &mut outcome);
+        }
         self.settle_rollouts(now, &mut outcome);
         outcome
     }
@@ -398,6 +410,7 @@ impl Index {
         }
         // A policy that finds other sidecars changes what the workloads' versions count.
         self.settle_rollouts(now, &mut outcome);
+        self.evaluate_workloads(now, &mut outcome);
         outcome
     }
 
@@ -461,6 +474,7 @@ impl Index {
         }
         let mut outcome = self.reevaluate_where(now, |p| p.view().namespace() == name);
         self.settle_rollouts(now, &mut outcome);
+        self.evaluate_workloads(now, &mut outcome);
         outcome
     }
 

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::{template_field_path, Step, WorkloadKey, WorkloadKind};
 use crate::events::owners::{OwnerKey, OwnerUid};
 use crate::events::{note, policy_reference, record, Publisher};
+use crate::engine::AlertName;
 use crate::index::{Transition, TransitionKind};
 
 /// A due Warning waits at most this long for the queue to drain before it is published.
@@ -25,8 +26,7 @@ impl Publisher {
         let Some(key) = WorkloadKey::of(t) else { return };
         match t.kind {
             TransitionKind::Fired => {
-                let owner = self.index.with_pod(&t.pod_uid, |p| p.view().owner_uid().map(str::to_string)).flatten();
-                match self.workloads.fired(key.clone(), t, owner.as_deref()) {
+                match self.workloads.fired(key.clone(), t, t.object_uid.as_deref()) {
                     Step::Announce => self.due.push_back((key, Instant::now())),
                     Step::Limited => self.metrics.limited.with_label_values(&["workload-events"]).inc(),
                     Step::Nothing | Step::Resolve(_) => {}
@@ -101,10 +101,18 @@ impl Publisher {
             ..Default::default()
         };
         let pods = firing.pods.len();
-        let event = Event {
-            type_: EventType::Warning,
-            reason: reason.clone(),
-            note: Some(note::truncate(format!(
+        let text = if key.alert.name.on_workload() {
+            format!(
+                "{}{} of {}/{}: {} (policy {})",
+                key.alert.name.as_str(),
+                on_container(&key.alert.container),
+                key.kind.as_str(),
+                key.name,
+                firing.message,
+                key.policy
+            )
+        } else {
+            format!(
                 "{}{} in {pods} Pod{} of {}/{}, e.g. Pod {}: {} (policy {})",
                 key.alert.name.as_str(),
                 on_container(&key.alert.container),
@@ -114,7 +122,12 @@ impl Publisher {
                 firing.example,
                 firing.message,
                 key.policy
-            ))),
+            )
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.clone(),
+            note: Some(note::truncate(text)),
             action: note::action_of(
                 key.alert.name,
                 &key.alert.container,
@@ -140,11 +153,12 @@ impl Publisher {
             type_: EventType::Normal,
             reason: reason.clone(),
             note: Some(note::truncate(format!(
-                "{}{} of {}/{} resolved: no Pod fires it any more (policy {})",
+                "{}{} of {}/{} resolved: {} (policy {})",
                 key.alert.name.as_str(),
                 on_container(&key.alert.container),
                 key.kind.as_str(),
                 key.name,
+                resolved_because(key.alert.name),
                 key.policy
             ))),
             action: note::action_of(
@@ -225,6 +239,17 @@ impl Publisher {
         for (key, object) in resolved {
             self.publish_workload_resolved(&key, object).await;
         }
+    }
+}
+
+/// Why a workload alert resolved, for its `Resolved` note.
+fn resolved_because(alert: AlertName) -> &'static str {
+    match alert {
+        AlertName::SidecarInjectionFailed => "the workload creates Pods again, or is gone",
+        AlertName::RolloutBlockedBySidecar => {
+            "the rollout completed, was undone, or its new Pods' sidecar recovered"
+        }
+        _ => "no Pod fires it any more",
     }
 }
 
