@@ -5,6 +5,7 @@
 //! the election. This module starts them with the Event publisher and the HTTP server,
 //! around one [role](crate::leadership) signal.
 
+mod failed_create;
 mod initial_list;
 mod leader;
 mod pod_protobuf;

@@ -11,9 +11,9 @@ use kube::runtime::events::{Event, EventType};
 use tokio::time::Instant;
 
 use super::{template_field_path, Step, WorkloadKey, WorkloadKind};
+use crate::engine::AlertName;
 use crate::events::owners::{OwnerKey, OwnerUid};
 use crate::events::{note, policy_reference, record, Publisher};
-use crate::engine::AlertName;
 use crate::index::{Transition, TransitionKind};
 
 /// A due Warning waits at most this long for the queue to drain before it is published.
@@ -25,13 +25,11 @@ impl Publisher {
     pub(crate) async fn count_on_workload(&mut self, t: &Transition) {
         let Some(key) = WorkloadKey::of(t) else { return };
         match t.kind {
-            TransitionKind::Fired => {
-                match self.workloads.fired(key.clone(), t, t.object_uid.as_deref()) {
-                    Step::Announce => self.due.push_back((key, Instant::now())),
-                    Step::Limited => self.metrics.limited.with_label_values(&["workload-events"]).inc(),
-                    Step::Nothing | Step::Resolve(_) => {}
-                }
-            }
+            TransitionKind::Fired => match self.workloads.fired(key.clone(), t, t.object_uid.as_deref()) {
+                Step::Announce => self.due.push_back((key, Instant::now())),
+                Step::Limited => self.metrics.limited.with_label_values(&["workload-events"]).inc(),
+                Step::Nothing | Step::Resolve(_) => {}
+            },
             TransitionKind::Resolved => {
                 if let Step::Resolve(object) = self.workloads.resolved(&key, &t.pod_uid) {
                     self.publish_workload_resolved(&key, object).await;
@@ -246,9 +244,7 @@ impl Publisher {
 fn resolved_because(alert: AlertName) -> &'static str {
     match alert {
         AlertName::SidecarInjectionFailed => "the workload creates Pods again, or is gone",
-        AlertName::RolloutBlockedBySidecar => {
-            "the rollout completed, was undone, or its new Pods' sidecar recovered"
-        }
+        AlertName::RolloutBlockedBySidecar => "the rollout completed, was undone, or its new Pods' sidecar recovered",
         _ => "no Pod fires it any more",
     }
 }

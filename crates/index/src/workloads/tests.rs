@@ -132,8 +132,12 @@ fn conditions_are_bounded_per_namespace() {
     let workload = |ns: &str, i: usize| WorkloadId { namespace: ns.into(), kind: "Job".into(), name: format!("j{i}") };
     let mut cut = 0;
     for i in 0..MAX_PER_NAMESPACE + 5 {
-        let (_, kept) =
-            index.set_workload_condition(AlertName::SidecarInjectionFailed, workload("hostile", i), Some(failure(None)), now);
+        let (_, kept) = index.set_workload_condition(
+            AlertName::SidecarInjectionFailed,
+            workload("hostile", i),
+            Some(failure(None)),
+            now,
+        );
         cut += usize::from(!kept);
     }
     assert_eq!(cut, 5);
@@ -141,8 +145,12 @@ fn conditions_are_bounded_per_namespace() {
         index.set_workload_condition(AlertName::SidecarInjectionFailed, workload("shop", 0), Some(failure(None)), now);
     assert!(kept, "another namespace keeps its own");
     // Updating a held condition is never cut.
-    let (_, kept) =
-        index.set_workload_condition(AlertName::SidecarInjectionFailed, workload("hostile", 0), Some(failure(None)), now);
+    let (_, kept) = index.set_workload_condition(
+        AlertName::SidecarInjectionFailed,
+        workload("hostile", 0),
+        Some(failure(None)),
+        now,
+    );
     assert!(kept);
     let mut by_namespace = BTreeMap::<String, usize>::new();
     index.for_each_workload_alert(|a| *by_namespace.entry(a.workload.namespace.clone()).or_default() += 1);
