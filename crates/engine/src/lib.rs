@@ -43,6 +43,7 @@ mod policy;
 mod relations;
 mod restart_causes;
 mod rollout;
+mod rollout_blocked;
 mod rule_settings;
 mod rules;
 mod sidecar_matcher;
@@ -70,6 +71,7 @@ pub use pod::{ConditionView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef};
 pub use relations::Workload;
 pub use rollout::{counted, Counted, Rollouts, WorkloadKey};
+pub use rollout_blocked::{revision_label, rollout_blocked, Blocked, Revision, RevisionPod, SidecarFiring, BLOCKING};
 pub use rule_settings::SpecError;
 pub use rules::{
     check_texts, evaluate, missing_texts, Around, Evaluation, DEFAULT_MAX_SIDECARS, JOB_NEVER_COMPLETES,
