@@ -26,6 +26,7 @@ mod namespaces;
 mod on_workloads;
 mod policies;
 mod readout;
+mod rollouts_blocked;
 mod segment;
 pub mod shard;
 mod tallies;
@@ -214,6 +215,7 @@ impl Index {
             let observations = if inserted { Vec::new() } else { pod.observe(view, now) };
             self.rollouts.lock().replace(&counted_before, &evaluate::counted_sidecars(pod));
             let mut outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
+            self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
             let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
             for Observation::StartedUp { container, seconds } in observations {
                 if sidecar_names.contains(container.as_str()) {
@@ -268,6 +270,7 @@ impl Index {
 
     /// Takes a Pod that is no longer tracked out of the census and the version counts.
     fn forget(&self, pod: &TrackedPod) {
+        self.note_rollout_change(pod.view(), rollouts_blocked::fires_blocking(pod));
         self.census.replace(&pod.sidecar_names(), &[]);
         self.rollouts.lock().replace(&evaluate::counted_sidecars(pod), &[]);
     }
@@ -324,7 +327,9 @@ impl Index {
             match segment.get_mut(uid) {
                 Some((pod, tallies)) => {
                     let namespace = namespaces.get(pod.view().namespace().as_str());
-                    self.evaluator().all(pod, tallies, &policies, namespace, now)
+                    let outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
+                    self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
+                    outcome
                 }
                 None => return Outcome::default(),
             }
@@ -343,7 +348,9 @@ impl Index {
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
                 let namespace = namespaces.get(pod.view().namespace().as_str());
-                outcome.merge(self.evaluator().all(pod, tallies, &policies, namespace, now));
+                let evaluated = self.evaluator().all(pod, tallies, &policies, namespace, now);
+                self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &evaluated));
+                outcome.merge(evaluated);
             }
         }
         outcome
@@ -455,7 +462,9 @@ impl Index {
                 |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view().namespace() == *ns);
             for pod in pods.filter(in_scope) {
                 let namespace = namespaces.get(pod.view().namespace().as_str());
-                outcome.merge(evaluator.one(pod, tallies, change, &policies, namespace, now));
+                let evaluated = evaluator.one(pod, tallies, change, &policies, namespace, now);
+                self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &evaluated));
+                outcome.merge(evaluated);
             }
         }
         outcome

@@ -39,8 +39,9 @@ impl Index {
     /// this on a short tick (the alerts' `for` clocks run without any change).
     pub fn tick_workloads(&self, now: Timestamp) -> Outcome {
         let mut outcome = Outcome::default();
+        let changed = self.judge_rollouts(now);
         let due = self.workloads.lock().1.is_some_and(|at| at <= now);
-        if due {
+        if due || changed {
             self.evaluate_workloads(now, &mut outcome);
         }
         outcome

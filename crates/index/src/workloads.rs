@@ -13,7 +13,7 @@
 //! at most [`MAX_PER_NAMESPACE`] workloads per namespace and [`MAX_WORKLOADS`] in all hold
 //! one; the rest are cut and counted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -114,6 +114,8 @@ pub(crate) struct Workloads {
     per_namespace: HashMap<(AlertName, String), usize>,
     /// Keyed by (policy, alert name, workload): one alert per workload, alert and policy.
     alerts: BTreeMap<(Arc<PolicyRef>, AlertName, WorkloadId), WorkloadAlert>,
+    /// Workloads whose rollout is to be judged again at the next tick.
+    marked_rollouts: HashSet<WorkloadId>,
 }
 
 /// Whether [`Workloads::set`] kept the condition.
@@ -157,6 +159,25 @@ impl Workloads {
         }
     }
 
+    /// Whether any workload holds a condition of `alert`.
+    pub(crate) fn holds_any(&self, alert: AlertName) -> bool {
+        self.per_namespace.keys().any(|(a, _)| *a == alert)
+    }
+
+    /// Marks `workload`'s rollout to be judged again (bounded as the conditions are: a
+    /// namespace cannot mark more workloads than it may hold conditions for at once… per
+    /// tick, as the marks are taken every tick).
+    pub(crate) fn mark_rollout(&mut self, workload: WorkloadId) {
+        if self.marked_rollouts.len() < MAX_WORKLOADS {
+            self.marked_rollouts.insert(workload);
+        }
+    }
+
+    /// The workloads marked since the last call.
+    pub(crate) fn take_marked_rollouts(&mut self) -> HashSet<WorkloadId> {
+        std::mem::take(&mut self.marked_rollouts)
+    }
+
     /// The condition of `alert` on `workload`, if it holds.
     pub(crate) fn condition(&self, alert: AlertName, workload: &WorkloadId) -> Option<&Condition> {
         self.conditions.get(&(alert, workload.clone()))
@@ -169,7 +190,7 @@ impl Workloads {
 
     /// Whether no workload holds a condition.
     pub(crate) fn is_empty(&self) -> bool {
-        self.conditions.is_empty() && self.alerts.is_empty()
+        self.conditions.is_empty() && self.alerts.is_empty() && self.marked_rollouts.is_empty()
     }
 
     /// Evaluates every condition under every policy again: what started or stopped firing,
