@@ -290,8 +290,17 @@ fn pods_of(
         };
         match workloads::decode(&object, names).map_err(error)? {
             workloads::Decoded::Pod(view) => inventory.pods.push(Audited { view, file: origin.clone() }),
+            workloads::Decoded::Template(view, involved) => {
+                inventory.pods.push(Audited { view, file: origin.clone() });
+                if let Some((involved, read)) = involved {
+                    inventory.failures.objects.insert(involved, read);
+                }
+            }
             workloads::Decoded::Namespace(name, meta) => {
                 inventory.namespaces.insert(name, meta);
+            }
+            workloads::Decoded::Failure(event, failure, involved) => {
+                inventory.failures.add(*event, failure, involved);
             }
             workloads::Decoded::Skipped => {}
         }

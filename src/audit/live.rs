@@ -1,15 +1,24 @@
 //! The live audit: the Pods of the current kubeconfig context, listed in pages and decoded one
 //! at a time, against the cluster's own policies (or the built-in policy where the CRDs are not
 //! installed). Read-only: `list` on pods, sidecarpolicies, clustersidecarpolicies and
-//! namespaces (the last is optional).
+//! namespaces (the last is optional); for the alerts on workloads, `list` on events (only
+//! those with reason `FailedCreate`, selected by the API server) and `get` on the
+//! replicasets, statefulsets, daemonsets, jobs and cronjobs such an Event names when it tells
+//! of a sidecar's cause (both optional: without them `SidecarInjectionFailed` is not audited,
+//! and the audit says so).
 
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::ApiResource;
 use kube::Client;
 
+use super::workload_alerts::times_only;
 use super::{AuditArgs, AuditError, Audited, Inventory};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner, NamespaceMeta, PodView};
+use crate::failed_create::{read_involved, sidecar_failure, Involved};
 use crate::paging::for_each_page;
 
 /// The Pods (and namespace labels) of the cluster, and its valid policies (none when the
@@ -55,10 +64,53 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
     })
     .await
     .map_err(cluster_error("listing pods"))?;
+    failed_creates(&client, namespace.as_deref(), &mut inventory).await;
     namespace_labels(&client, &mut inventory).await;
     inventory.label_namespaces();
     let policies = policies(&client, namespace.as_deref()).await?;
     Ok((inventory, policies))
+}
+
+/// The `FailedCreate` Events, listed with a field selector on the reason (never every
+/// Event), and the object each that names a sidecar's cause is about, read once as the
+/// operator reads it ([`crate::failed_create`]). What cannot be read is said and not reported.
+async fn failed_creates(client: &Client, namespace: Option<&str>, inventory: &mut Inventory) {
+    let events: Api<Event> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let params = ListParams::default().fields("reason=FailedCreate");
+    let failures = &mut inventory.failures;
+    let listed = for_each_page(&events, &params, |event| {
+        if let Some((failure, involved)) = sidecar_failure(&event) {
+            failures.add(times_only(event), failure, involved);
+        }
+    })
+    .await;
+    if let Err(e) = listed {
+        eprintln!("sidecar-watch audit: listing FailedCreate events: {e}; SidecarInjectionFailed is not audited");
+        return;
+    }
+    let involved: Vec<Involved> = failures.involved().into_iter().cloned().collect();
+    // One message per kind that cannot be read (a tenant without `get` on jobs), not per object.
+    let mut unreadable = HashSet::new();
+    for involved in involved {
+        match read_involved(client, &involved).await {
+            Ok(Some(read)) => {
+                failures.objects.insert(involved, read);
+            }
+            // Gone, or not the object the Event names: not reported, as by the operator.
+            Ok(None) => {}
+            Err(e) => {
+                if unreadable.insert(involved.kind.clone()) {
+                    eprintln!(
+                        "sidecar-watch audit: reading {} {}/{}: {e}; SidecarInjectionFailed is not audited on what cannot be read",
+                        involved.kind, involved.namespace, involved.name
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Namespace labels for cluster policies' `namespaceSelector`, and the labels and annotations

@@ -8,8 +8,10 @@
 //! are skipped. Objects are decoded one at a time straight into compact views, so memory
 //! follows the Pods, not the input's size. Namespace objects in the input give cluster
 //! policies their namespace labels; every namespace also has the label the API server puts on
-//! each namespace, `kubernetes.io/metadata.name`. Only the timestamps in the objects are used,
-//! so the result is what a freshly started operator would compute.
+//! each namespace, `kubernetes.io/metadata.name`. Controllers' `FailedCreate` Events and the
+//! workload objects they name, and the Pods of rollouts, give the alerts on workloads
+//! ([`workload_alerts`]). Only the timestamps in the objects are used, so the result is what
+//! a freshly started operator would compute.
 
 mod input;
 mod inventory;
@@ -18,6 +20,7 @@ mod output;
 mod sarif;
 mod strict;
 mod unique;
+mod workload_alerts;
 mod workloads;
 mod yaml;
 
@@ -177,11 +180,13 @@ pub struct Finding {
     pub severity: Severity,
     /// The object's namespace.
     pub namespace: String,
-    /// The Pod's name, or `<Kind>/<name>` for a workload's Pod template.
+    /// The Pod's name, `<Kind>/<name>` for a workload's Pod template, empty for an alert on
+    /// a workload (`SidecarInjectionFailed`, `RolloutBlockedBySidecar`).
     pub pod: String,
     /// The container (empty for Pod-level checks).
     pub container: String,
-    /// `Pod`, or the workload kind whose Pod template was audited.
+    /// `Pod`, the workload kind whose Pod template was audited, or the kind of the workload
+    /// an alert is on.
     pub kind: String,
     /// The policy's name.
     pub policy: String,
@@ -250,6 +255,8 @@ pub struct Inventory {
     /// Namespace labels and injection annotations: from Namespace objects in the input, and
     /// for every namespace the `kubernetes.io/metadata.name` label the API server sets.
     namespaces: BTreeMap<String, NamespaceMeta>,
+    /// `FailedCreate` Events naming a sidecar's cause and the objects they may name.
+    failures: workload_alerts::Failures,
 }
 
 /// The label the API server sets on every namespace to its name.
@@ -385,6 +392,8 @@ fn evaluate_all(
             sidecars.push(pod_sidecars);
         }
     }
+    let on_workloads = workload_alerts::findings(inventory, policies, &findings, now);
+    findings.extend(on_workloads);
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

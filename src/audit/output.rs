@@ -152,8 +152,14 @@ pub fn render_table(findings: &[Finding], now: Timestamp, colour: bool) -> Strin
                 .as_deref()
                 .and_then(|s| s.parse::<Timestamp>().ok())
                 .map_or_else(|| "-".to_string(), |t| human_age(now.duration_since(t).as_secs()));
+            // An alert on a workload names no Pod: the workload, as a template's row does.
+            let object = if f.pod.is_empty() {
+                format!("{}/{}/{}", f.namespace, f.workload_kind, f.workload)
+            } else {
+                format!("{}/{}", f.namespace, f.pod)
+            };
             [
-                escape_control(&format!("{}/{}", f.namespace, f.pod)).into_owned(),
+                escape_control(&object).into_owned(),
                 if f.container.is_empty() { "-".into() } else { escape_control(&f.container).into_owned() },
                 alert,
                 f.severity.to_string(),

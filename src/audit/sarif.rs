@@ -113,6 +113,8 @@ pub fn log(findings: &[Finding]) -> Value {
             };
             let index = rules.iter().position(|(rule, _, _)| *rule == id);
             let (kind, name) = match f.pod.split_once('/') {
+                // An alert on a workload: no Pod, the workload.
+                _ if f.pod.is_empty() => (f.workload_kind.as_str(), f.workload.as_str()),
                 Some((kind, name)) if f.kind != "Pod" => (kind, name),
                 _ => ("Pod", f.pod.as_str()),
             };

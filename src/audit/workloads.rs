@@ -1,12 +1,17 @@
 //! What each kind of object in the input means to `audit`: a Pod, a workload's Pod template
-//! (shift-left: `helm template`, `kubectl kustomize`), a Namespace's labels, or nothing.
+//! (shift-left: `helm template`, `kubectl kustomize`), a Namespace's labels, a controller's
+//! `FailedCreate` Event naming a sidecar's cause, or nothing.
 
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
 use crate::api::{clip, SlimPod};
-use crate::engine::{Interner, NamespaceMeta, PodView};
+use crate::engine::{InjectionFailure, Interner, NamespaceMeta, PodView};
+use crate::failed_create::{api_of, read_object, sidecar_failure, Involved, ReadObject};
 
 /// One object of the input, decoded.
 pub(super) enum Decoded {
@@ -14,6 +19,11 @@ pub(super) enum Decoded {
     Pod(PodView),
     /// A Namespace's name, labels and injection annotations.
     Namespace(String, NamespaceMeta),
+    /// A workload's Pod template, and what a `FailedCreate` Event about the object would read
+    /// of it (an object from a cluster, with a UID, of a kind whose controller reports one).
+    Template(PodView, Option<(Involved, ReadObject)>),
+    /// A core/v1 `FailedCreate` Event whose message names a sidecar's cause.
+    Failure(Box<Event>, InjectionFailure, Involved),
     /// Any other kind (Services, ConfigMaps, …): not audited, not an error.
     Skipped,
 }
@@ -46,11 +56,45 @@ pub(super) fn decode(object: &Value, names: &mut Interner) -> Result<Decoded, St
             );
             Ok(Decoded::Namespace(namespace.metadata.name.unwrap_or_default(), meta))
         }
+        // core/v1 only (`kubectl get events`); events.k8s.io/v1 spells its fields otherwise.
+        "Event" if object.get("apiVersion").and_then(Value::as_str) == Some("v1") => failure(object),
         _ => match TEMPLATES.iter().find(|(k, _)| *k == kind) {
-            Some((_, pointer)) => template(object, kind, pointer).map(Decoded::Pod),
+            Some((_, pointer)) => {
+                let view = template(object, kind, pointer)?;
+                Ok(Decoded::Template(view, involved_object(object, kind)))
+            }
             None => Ok(Decoded::Skipped),
         },
     }
+}
+
+/// A `FailedCreate` Event naming a sidecar's cause, kept with only its times.
+fn failure(object: &Value) -> Result<Decoded, String> {
+    let event: Event = crate::api::decode(object.clone()).map_err(|e| e.to_string())?;
+    let Some((failure, involved)) = sidecar_failure(&event) else { return Ok(Decoded::Skipped) };
+    Ok(Decoded::Failure(Box::new(super::workload_alerts::times_only(event)), failure, involved))
+}
+
+/// What a `FailedCreate` Event about `object` (of `kind`) would read of it, keyed by the
+/// reference such an Event holds; `None` for an object no controller reports on, or one not
+/// read from a cluster (no UID).
+fn involved_object(object: &Value, kind: &str) -> Option<(Involved, ReadObject)> {
+    api_of(kind)?;
+    let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    let owners = object.pointer("/metadata/ownerReferences").cloned();
+    let meta = ObjectMeta {
+        uid: Some(text("/metadata/uid")?),
+        owner_references: owners.and_then(|o| serde_json::from_value::<Vec<OwnerReference>>(o).ok()),
+        ..ObjectMeta::default()
+    };
+    let involved = Involved {
+        namespace: text("/metadata/namespace").unwrap_or_else(|| "default".into()),
+        kind: kind.to_string(),
+        name: text("/metadata/name")?,
+        uid: meta.uid.clone()?,
+    };
+    let read = read_object(&involved, &meta, object)?;
+    Some((involved, read))
 }
 
 /// The view of a workload's Pod template, named `<Kind>/<name>` in the workload's namespace.

@@ -29,8 +29,10 @@ const AUDITOR_ROLE: &str = "apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: sidecar-watch-auditor}
 rules:
-  - {apiGroups: [\"\"], resources: [pods, namespaces], verbs: [list]}
+  - {apiGroups: [\"\"], resources: [pods, namespaces, events], verbs: [list]}
   - {apiGroups: [sidecarwatch.io], resources: [sidecarpolicies, clustersidecarpolicies], verbs: [list]}
+  - {apiGroups: [apps], resources: [replicasets, statefulsets, daemonsets], verbs: [get]}
+  - {apiGroups: [batch], resources: [jobs, cronjobs], verbs: [get]}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -79,9 +81,11 @@ async fn live_audit_as_a_list_only_account_reads_only_lists() {
         .await
         .expect("auditor token");
     pages_through_pods_and_uses_the_clusters_policies(&env, &kubeconfig).await;
+    reads_failed_create_events_as_offline(&env, &kubeconfig).await;
 
     // Read-only, as kube-apiserver logged it: every request of the audit was a list, made as
-    // the auditor; no discovery, no /version, no get or watch.
+    // the auditor, but for the one object a FailedCreate Event named; no discovery, no
+    // /version, no watch.
     let requests = audit_log.requests_by(USER_AGENT).expect("kube-apiserver's audit log");
     assert!(!requests.is_empty(), "no request by {USER_AGENT} in {}", audit_log.path().display());
     for r in &requests {
@@ -92,8 +96,18 @@ async fn live_audit_as_a_list_only_account_reads_only_lists() {
     calls.dedup();
     assert_eq!(
         calls,
-        [("list", "clustersidecarpolicies"), ("list", "namespaces"), ("list", "pods"), ("list", "sidecarpolicies")]
+        [
+            ("get", "replicasets"),
+            ("list", "clustersidecarpolicies"),
+            ("list", "events"),
+            ("list", "namespaces"),
+            ("list", "pods"),
+            ("list", "sidecarpolicies")
+        ]
     );
+    // Events listed only with the server-side selector on the reason, never all of them.
+    let events: Vec<_> = requests.iter().filter(|r| r.resource == "events").collect();
+    assert!(events.iter().all(|r| r.request_uri.contains("fieldSelector=reason%3DFailedCreate")), "{events:#?}");
     // Each answered with a 2xx, but the policy lists of the two audits run before the CRDs
     // existed: a 404 each, which is how the audit knows to use the built-in policy.
     let not_found: Vec<&str> = requests.iter().filter(|r| r.code == Some(404)).map(|r| r.resource.as_str()).collect();
@@ -170,4 +184,60 @@ async fn pages_through_pods_and_uses_the_clusters_policies(env: &TestEnv, kubeco
     .expect("write");
     let overridden = findings(&audit(kubeconfig, &["-A", "--policy", file.to_str().expect("utf-8")]));
     assert!(overridden.is_empty(), "without the catalog no container of these Pods is a sidecar: {overridden:?}");
+}
+
+/// A ReplicaSet of Deployment web and the ReplicaSet controller's `FailedCreate` Event
+/// naming Istio's unreachable injection webhook (this control plane runs no controllers, so
+/// both stay as written): the live audit reads the Event and the ReplicaSet and reports
+/// `SidecarInjectionFailed` on Deployment/web, exactly as the offline audit of the same
+/// objects does.
+async fn reads_failed_create_events_as_offline(env: &TestEnv, kubeconfig: &std::path::Path) {
+    let replicasets = ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk("apps", "v1", "ReplicaSet"));
+    let replicaset: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-7d9f8c6b5", "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                 "uid": "1c3bd5a0-0000-4000-8000-000000000001", "controller": true}]},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web", "pod-template-hash": "7d9f8c6b5"}},
+            "template": {"metadata": {"labels": {"app": "web", "pod-template-hash": "7d9f8c6b5"}},
+                "spec": {"containers": [{"name": "app", "image": "shop/web:1"}]}}}}))
+    .expect("a ReplicaSet");
+    let replicaset = Api::<DynamicObject>::namespaced_with(env.client.clone(), "shop", &replicasets)
+        .create(&PostParams::default(), &replicaset)
+        .await
+        .expect("ReplicaSet created");
+    let message = "Error creating: Internal error occurred: failed calling webhook \"namespace.sidecar-injector.istio.io\": \
+        failed to call webhook: Post \"https://istiod.istio-system.svc:443/inject?timeout=10s\": dial tcp 10.96.0.10:443: \
+        connect: connection refused";
+    let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "web-7d9f8c6b5.1800a", "namespace": "shop"},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8c6b5", "namespace": "shop",
+                           "uid": replicaset.metadata.uid},
+        "reason": "FailedCreate", "message": message, "type": "Warning", "count": 3,
+        "source": {"component": "replicaset-controller"},
+        "firstTimestamp": "2025-12-31T23:50:00Z", "lastTimestamp": "2025-12-31T23:55:00Z"}))
+    .expect("an Event");
+    let event = Api::<k8s_openapi::api::core::v1::Event>::namespaced(env.client.clone(), "shop")
+        .create(&PostParams::default(), &event)
+        .await
+        .expect("Event created");
+
+    let injection = |findings: Vec<Value>| -> Vec<Value> {
+        findings.into_iter().filter(|f| f["alertname"] == "SidecarInjectionFailed").collect()
+    };
+    let live = injection(findings(&audit(kubeconfig, &["-n", "shop"])));
+    let [finding] = &live[..] else { panic!("one finding: {live:#?}") };
+    assert_eq!(
+        (&finding["workload_kind"], &finding["workload"], &finding["container"], &finding["state"]),
+        (&json!("Deployment"), &json!("web"), &json!("istio-proxy"), &json!("firing")),
+        "{finding:#}"
+    );
+    let dump = env.dir().join("failed-create.json");
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [replicaset, event]});
+    std::fs::write(&dump, objects.to_string()).expect("write");
+    let offline = SIDECAR_WATCH.run(
+        &["-f", dump.to_str().expect("utf-8"), "--now", "2026-01-01T00:00:00Z", "--fail-on", "none", "-o", "json"],
+        None,
+    );
+    assert_eq!(injection(findings(&offline)), live, "offline and live agree");
 }

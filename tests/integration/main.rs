@@ -28,6 +28,7 @@
 mod audit_cli;
 mod audit_inventory;
 mod audit_manifests;
+mod audit_workloads;
 mod catalog;
 mod crd;
 mod docs_drift;

@@ -4,6 +4,10 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
+use crate::engine::ContainerKind;
+use crate::failed_create::{declared_as, ReadObject};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 const UNREACHABLE: &str = "Error creating: Internal error occurred: failed calling webhook \
     \"namespace.sidecar-injector.istio.io\": failed to call webhook: Post \
@@ -65,7 +69,7 @@ fn a_condition_carries_the_events_times_and_the_templates_labels() {
         template_labels: BTreeMap::from([("app".into(), "web".into())]),
         pod_spec: serde_json::json!({"initContainers": [{"name": "istio-proxy", "restartPolicy": "Always"}]}),
     };
-    let condition = condition_of(&event, &failure, &object);
+    let condition = condition_of(&event, &failure, &object, Timestamp::now());
     assert_eq!(condition.since, "2026-01-01T10:00:00Z".parse::<Timestamp>().expect("time"));
     assert_eq!(condition.latest, "2026-01-01T10:01:00Z".parse::<Timestamp>().expect("time"));
     assert_eq!(condition.container_kind, Some(ContainerKind::RestartableInit));

@@ -1,0 +1,182 @@
+//! What a controller's `FailedCreate` Event says about a workload whose Pods a sidecar or
+//! its injector keeps from being created (`SidecarInjectionFailed`): which Events are
+//! believed, how the object they name is read, and the condition they make. One piece of
+//! code for the operator (`controller::failed_create`, from a filtered watch) and `audit`
+//! (from its input, or a filtered list of a live cluster), so that both answer alike.
+//!
+//! An Event is a tenant's input: anyone who may create Events can write one. So an Event is
+//! only believed about an object of its own namespace that exists with the UID it names.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DynamicObject};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::Client;
+use serde_json::{Map, Value};
+
+use crate::engine::{classify_failed_create, ContainerKind, InjectionFailure};
+use crate::index::{Condition, WorkloadId};
+
+/// The object an Event names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Involved {
+    pub(crate) namespace: String,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) uid: String,
+}
+
+/// The failure an Event tells of, when it is a controller's `FailedCreate` about an object
+/// of the Event's own namespace and its message names a sidecar's cause.
+pub(crate) fn sidecar_failure(event: &Event) -> Option<(InjectionFailure, Involved)> {
+    if event.reason.as_deref() != Some("FailedCreate") {
+        return None;
+    }
+    let namespace = event.metadata.namespace.clone()?;
+    let object = &event.involved_object;
+    // Another namespace's object: a tenant must not raise an alert about somebody else's.
+    if object.namespace.as_deref() != Some(namespace.as_str()) {
+        return None;
+    }
+    let kind = object.kind.clone()?;
+    let failure = classify_failed_create(&kind, event.message.as_deref()?)?;
+    let involved = Involved { namespace, kind, name: object.name.clone()?, uid: object.uid.clone()? };
+    Some((failure, involved))
+}
+
+/// What is read of the object an Event names.
+#[derive(Clone, Debug)]
+pub(crate) struct ReadObject {
+    /// The workload as users know it (a ReplicaSet's Deployment, a Job's CronJob).
+    pub(crate) workload: WorkloadId,
+    /// That workload object's UID.
+    pub(crate) uid: String,
+    /// The Pod template's labels.
+    pub(crate) template_labels: BTreeMap<String, String>,
+    /// The Pod template's spec (`containers`, `initContainers`), as [`declared_as`] reads it.
+    pub(crate) pod_spec: Value,
+}
+
+/// Reads the object an Event names from the API server; `None` when it does not exist or
+/// has another UID.
+pub(crate) async fn read_involved(client: &Client, involved: &Involved) -> Result<Option<ReadObject>, kube::Error> {
+    let Some((group, version)) = api_of(&involved.kind) else { return Ok(None) };
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &involved.kind));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &involved.namespace, &resource);
+    let Some(object) = api.get_opt(&involved.name).await? else { return Ok(None) };
+    Ok(read_object(involved, &object.metadata, &object.data))
+}
+
+/// The API group and version of the kinds whose controllers report `FailedCreate`.
+pub(crate) fn api_of(kind: &str) -> Option<(&'static str, &'static str)> {
+    match kind {
+        "ReplicaSet" | "StatefulSet" | "DaemonSet" => Some(("apps", "v1")),
+        "Job" | "CronJob" => Some(("batch", "v1")),
+        _ => None,
+    }
+}
+
+/// What the object an Event names says, from its `metadata` and its body (`spec`, as the
+/// API server or a `kubectl get -o json` dump gives it); `None` when its UID is not the one
+/// the Event names (a forged Event, or another object of the same name since).
+pub(crate) fn read_object(involved: &Involved, meta: &ObjectMeta, body: &Value) -> Option<ReadObject> {
+    if meta.uid.as_deref() != Some(involved.uid.as_str()) {
+        return None;
+    }
+    let template = if involved.kind == "CronJob" {
+        body.pointer("/spec/jobTemplate/spec/template")
+    } else {
+        body.pointer("/spec/template")
+    };
+    let template_labels = template
+        .and_then(|t| t.pointer("/metadata/labels"))
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    let pod_spec = template.and_then(|t| t.get("spec")).map_or(Value::Null, declared_only);
+    // A ReplicaSet stands for its Deployment, a Job for its CronJob: the controller owner
+    // says so exactly (the API server keeps owner references to the same namespace).
+    let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+    let named_by_owner = owner.filter(|o| {
+        matches!((involved.kind.as_str(), o.kind.as_str()), ("ReplicaSet", "Deployment") | ("Job", "CronJob"))
+    });
+    let (kind, name, uid) = match named_by_owner {
+        Some(o) => (o.kind.clone(), o.name.clone(), o.uid.clone()),
+        None => (involved.kind.clone(), involved.name.clone(), involved.uid.clone()),
+    };
+    let workload = WorkloadId { namespace: involved.namespace.clone(), kind, name };
+    Some(ReadObject { workload, uid, template_labels, pod_spec })
+}
+
+/// Of a Pod spec, only what [`declared_as`] reads (each container's `name` and
+/// `restartPolicy`): `audit` keeps one per workload object of its input, not their specs.
+fn declared_only(spec: &Value) -> Value {
+    let mut kept = Map::new();
+    for field in ["initContainers", "containers"] {
+        let Some(list) = spec.get(field).and_then(Value::as_array) else { continue };
+        let slim = list
+            .iter()
+            .map(|c| {
+                let mut one = Map::new();
+                for key in ["name", "restartPolicy"] {
+                    if let Some(value) = c.get(key) {
+                        one.insert(key.to_string(), value.clone());
+                    }
+                }
+                Value::Object(one)
+            })
+            .collect();
+        kept.insert(field.to_string(), Value::Array(slim));
+    }
+    Value::Object(kept)
+}
+
+/// The workload's condition from its Event and object at `now`: no time after `now` counts
+/// (a clock ahead, or an Event written with a time to come).
+pub(crate) fn condition_of(
+    event: &Event,
+    failure: &InjectionFailure,
+    object: &ReadObject,
+    now: Timestamp,
+) -> Condition {
+    let first = event.first_timestamp.as_ref().map(|t| t.0).or(event.event_time.as_ref().map(|t| t.0));
+    let last = event
+        .series
+        .as_ref()
+        .and_then(|s| s.last_observed_time.as_ref().map(|t| t.0))
+        .or(event.last_timestamp.as_ref().map(|t| t.0))
+        .or(first);
+    let since = first.unwrap_or(now).min(now);
+    let latest = last.unwrap_or(now).min(now).max(since);
+    Condition {
+        container: failure.container.clone(),
+        container_kind: declared_as(&object.pod_spec, &failure.container),
+        catalog: failure.catalog,
+        since,
+        latest,
+        message: format!("{} cannot create Pods: {} Fix: {}", object.workload, failure.summary, failure.fix),
+        object_uid: Some(object.uid.clone()),
+        template_labels: Some(object.template_labels.clone()),
+    }
+}
+
+/// Where the Pod template declares `container`, if it does (an injected one is not in it).
+pub(crate) fn declared_as(pod_spec: &Value, container: &str) -> Option<ContainerKind> {
+    let find = |field: &str| {
+        pod_spec
+            .get(field)
+            .and_then(Value::as_array)
+            .and_then(|list| list.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(container)))
+    };
+    if let Some(init) = find("initContainers") {
+        let native = init.get("restartPolicy").and_then(Value::as_str) == Some("Always");
+        Some(if native { ContainerKind::RestartableInit } else { ContainerKind::Init })
+    } else {
+        find("containers").map(|_| ContainerKind::Regular)
+    }
+}
+
+#[cfg(test)]
+mod tests;
