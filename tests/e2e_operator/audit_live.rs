@@ -1,9 +1,10 @@
 //! The live `audit` (no `-f`) against a real kube-apiserver (a control plane of the test's
 //! own, so the CRDs start absent): Pods listed in pages, the built-in policy while the CRDs
 //! are absent, the cluster's policies once they exist, `--policy` over them, `-n` versus
-//! `-A`, and nothing but read-only `list` calls: the audit runs as a ServiceAccount holding
-//! only docs/audit.md's `sidecar-watch-auditor` ClusterRole (any other call is a 403), and
-//! kube-apiserver's audit log shows exactly which calls it made.
+//! `-A`, a `FailedCreate` Event read as the offline audit reads it, and nothing but
+//! read-only calls (`list`, and a `get` of the object that Event names): the audit runs as a
+//! ServiceAccount holding only docs/audit.md's `sidecar-watch-auditor` ClusterRole (any other
+//! call is a 403), and kube-apiserver's audit log shows exactly which calls it made.
 
 use std::process::Output;
 
@@ -225,19 +226,28 @@ async fn reads_failed_create_events_as_offline(env: &TestEnv, kubeconfig: &std::
     let injection = |findings: Vec<Value>| -> Vec<Value> {
         findings.into_iter().filter(|f| f["alertname"] == "SidecarInjectionFailed").collect()
     };
+    // Under the namespace's own policy, as the operator would report it.
     let live = injection(findings(&audit(kubeconfig, &["-n", "shop"])));
     let [finding] = &live[..] else { panic!("one finding: {live:#?}") };
     assert_eq!(
-        (&finding["workload_kind"], &finding["workload"], &finding["container"], &finding["state"]),
-        (&json!("Deployment"), &json!("web"), &json!("istio-proxy"), &json!("firing")),
+        (&finding["workload_kind"], &finding["workload"], &finding["container"], &finding["state"], &finding["policy"]),
+        (&json!("Deployment"), &json!("web"), &json!("istio-proxy"), &json!("firing"), &json!("mesh")),
         "{finding:#}"
     );
+    // The same objects offline, under one policy file for both: the same finding.
+    let policy = env.dir().join("every-default.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: sidecarwatch.io/v1alpha1\nkind: ClusterSidecarPolicy\nmetadata: {name: ci}\nspec: {}\n",
+    )
+    .expect("write");
+    let policy = policy.to_str().expect("utf-8");
+    let live = injection(findings(&audit(kubeconfig, &["-n", "shop", "--policy", policy])));
     let dump = env.dir().join("failed-create.json");
     let objects = json!({"apiVersion": "v1", "kind": "List", "items": [replicaset, event]});
     std::fs::write(&dump, objects.to_string()).expect("write");
-    let offline = SIDECAR_WATCH.run(
-        &["-f", dump.to_str().expect("utf-8"), "--now", "2026-01-01T00:00:00Z", "--fail-on", "none", "-o", "json"],
-        None,
-    );
+    let fixed = ["--now", "2026-01-01T00:00:00Z", "--fail-on", "none", "-o", "json", "--policy", policy];
+    let offline = SIDECAR_WATCH.run(&[&["-f", dump.to_str().expect("utf-8")][..], &fixed[..]].concat(), None);
+    assert_eq!(live.len(), 1, "{live:#?}");
     assert_eq!(injection(findings(&offline)), live, "offline and live agree");
 }
