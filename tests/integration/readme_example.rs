@@ -1,8 +1,8 @@
 //! The example output the docs show is what the binary prints: README.md's block under "### 1.
-//! The offline audit" and docs/audit.md's block after "On the bundled examples" are run
-//! (the command on the README block's `$` line) and compared with the audit's table, row by
-//! row and to its summary line, so a rule or message that changes fails here until the docs
-//! follow.
+//! The offline audit" and docs/audit.md's blocks after "On the bundled examples" and "On the
+//! bundled workload dump" are run (the command on the block's `$` line) and compared with the
+//! audit's table, row by row and to its summary line, so a rule or message that changes fails
+//! here until the docs follow.
 //!
 //! A block abridges as a reader would: a row may end with ` …` (the rest of the line cut) or
 //! leave out parts of its message with ` … ` (every part left is in the row, in order), and a
@@ -101,6 +101,20 @@ fn the_readme_and_audit_guide_examples_are_what_the_audit_prints() {
         let wrong = differences(shown, &printed);
         assert!(wrong.is_empty(), "{doc}'s example is not what the audit prints: {wrong:#?}\nTo refresh it, {refresh}");
     }
+}
+
+/// docs/audit.md's example of the alerts on workloads (`examples/workloads.json`) is what the
+/// command on its `$` line prints.
+#[test]
+fn the_audit_guides_workload_example_is_what_the_audit_prints() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit.md")).expect("docs/audit.md");
+    let shown = block(&guide, "On the bundled workload dump");
+    let (command, rows) = shown.split_first().expect("the block has its command line");
+    let args = command.strip_prefix("$ sidecar-watch audit ").expect("the block starts with `$ sidecar-watch audit `");
+    let out = SIDECAR_WATCH.run(&args.split_whitespace().collect::<Vec<_>>(), None);
+    let printed = text(&out.stdout);
+    let wrong = differences(rows, &printed);
+    assert!(wrong.is_empty(), "docs/audit.md's workload example: {wrong:#?}\nThe audit prints:\n{printed}");
 }
 
 /// The comparison itself: a cut row, a row with parts left out, rows left out, and what fails.
