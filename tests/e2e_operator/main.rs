@@ -41,4 +41,5 @@ mod served_fields;
 mod server_side;
 mod sharding;
 mod support;
+mod injection_failed;
 mod workload_events;
