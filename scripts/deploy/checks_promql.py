@@ -18,6 +18,7 @@ from checks_common import (
     ROOT,
     RULE_SRC,
     SIDECAR_ALERTS,
+    WORKLOAD_ALERTS,
     fail,
     finish,
     ok,
@@ -60,6 +61,9 @@ def check_alert(src: Path, r: dict, per_pod: bool) -> None:
     # `without`, not `by`: label_<key> namespace labels are dynamic and routes read them
     if " by (" in r["expr"] or " without (" not in r["expr"]:
         fail(f"{rel(src)}: {a} must aggregate with `without (...)` to keep product and label_* labels")
+    if a in WORKLOAD_ALERTS:
+        check_workload_alert(src, r, per_pod)
+        return
     names = ("namespace", "pod", "container") if per_pod else ("namespace", "workload_kind", "workload", "container")
     for w in names:
         if f"$labels.{w}" not in ann.get("description", ""):
@@ -69,6 +73,26 @@ def check_alert(src: Path, r: dict, per_pod: bool) -> None:
             fail(f"{rel(src)}: {a} must fire once per workload: count without (pod)")
         if ann.get("pods") != "{{ $value }}" or "sortByLabel \"pod\"" not in ann.get("example_pod", ""):
             fail(f"{rel(src)}: {a} needs the annotations pods ({{{{ $value }}}}) and example_pod")
+
+
+def check_workload_alert(src: Path, r: dict, per_pod: bool) -> None:
+    """A workload alert (pod="") names the workload in both forms and claims no Pod: no `pods`
+    count (the value is 1, not a number of Pods), no `$labels.pod`."""
+    a = r["alert"]
+    ann = r.get("annotations", {})
+    desc = ann.get("description", "")
+    for w in ("namespace", "workload_kind", "workload", "container"):
+        if f"$labels.{w}" not in desc:
+            fail(f"{rel(src)}: {a} description does not name the {w}")
+    if "$labels.pod" in desc or "$value" in desc:
+        fail(f"{rel(src)}: {a} is on a workload (pod=\"\"): its description must not name or count Pods")
+    if "pods" in ann:
+        fail(f"{rel(src)}: {a} is on a workload (pod=\"\"): no `pods` annotation")
+    if not per_pod and "count without (pod)" not in r["expr"]:
+        fail(f"{rel(src)}: {a} must use the same aggregation as the others (count without (pod)): pod=\"\" passes it")
+    # example_pod, where present, must name a Pod that exists: a per-Pod series (pod!="")
+    if "example_pod" in ann and 'pod!=\\"\\"' not in ann["example_pod"]:
+        fail(f"{rel(src)}: {a} example_pod must query the per-Pod series (pod!=\"\"), not the workload alert's own")
 
 
 def cmd_rules(outdir: str) -> None:
