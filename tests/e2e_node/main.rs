@@ -18,6 +18,7 @@ mod kubelet_states;
 mod kubernetes_features;
 mod kustomize;
 mod missing_sidecars;
+mod rollout_blocked;
 mod scenarios;
 mod start_order;
 mod support;
