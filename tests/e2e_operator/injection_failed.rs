@@ -5,8 +5,6 @@
 //! may create Events can do: the forged ones below must stay in their own namespace, name
 //! objects that exist, and be bounded.
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::api::{Api, PostParams};
@@ -34,6 +32,12 @@ fn failed_create(namespace: &str, object_namespace: &str, involved: (&str, &str,
         "firstTimestamp": minute_ago.to_string(), "lastTimestamp": minute_ago.to_string(), "count": 3,
     }))
     .expect("an Event")
+}
+
+/// Records the ReplicaSet controller's Event of Istio's injector being down, about the
+/// `kind` object `name` with `uid` in the test namespace.
+pub(crate) async fn record_istio_down(c: &Cluster, kind: &str, name: &str, uid: &str) {
+    record(c, &c.ns, &failed_create(&c.ns, &c.ns, (kind, name, uid), ISTIO_DOWN)).await;
 }
 
 async fn record(c: &Cluster, namespace: &str, event: &CoreEvent) {
@@ -80,10 +84,8 @@ async fn a_deployment_whose_injector_is_down_fires_on_itself_and_resolves_with_a
             && note.contains("namespace.sidecar-injector.istio.io"),
         "{note}"
     );
-    c.wait_status("mesh", "one workload alert", |s| {
-        status_counts(s, 0, 0, json!({"SidecarInjectionFailed": 1}), 0)
-    })
-    .await;
+    c.wait_status("mesh", "one workload alert", |s| status_counts(s, 0, 0, json!({"SidecarInjectionFailed": 1}), 0))
+        .await;
     // The injector is back: the ReplicaSet creates a Pod.
     c.create_pod(replica_pod(&format!("web-{HASH}-p0"), "web", &owner)).await;
     op.wait_alerts("resolved by the new Pod", Vec::new()).await;
@@ -100,9 +102,14 @@ async fn forged_failed_create_events_stay_in_their_namespace_and_are_bounded() {
     let rs_uid = owner["uid"].as_str().expect("a UID").to_string();
     let rs_name = format!("web-{HASH}");
     let op = Operator::start(&c, "op-0", &[]).await;
-    // A tenant writes an Event in its namespace about the victim's ReplicaSet, one about an
-    // object that does not exist, and one with the right name but another UID.
-    record(&c, &tenant, &failed_create(&tenant, &c.ns, ("ReplicaSet", &rs_name, &rs_uid), ISTIO_DOWN)).await;
+    // A tenant cannot write an Event in its namespace about the victim's ReplicaSet: the
+    // API server refuses it (the operator would not believe it either).
+    let tenant_events: Api<CoreEvent> = Api::namespaced(c.env.client.clone(), &tenant);
+    let forged = failed_create(&tenant, &c.ns, ("ReplicaSet", &rs_name, &rs_uid), ISTIO_DOWN);
+    let refused = tenant_events.create(&PostParams::default(), &forged).await;
+    assert!(matches!(&refused, Err(kube::Error::Api(e)) if e.code == 422), "{refused:?}");
+    // It can write them about an object that does not exist, and one with the right name but
+    // another UID.
     record(&c, &c.ns, &failed_create(&c.ns, &c.ns, ("ReplicaSet", "ghost-1", "uid-ghost"), ISTIO_DOWN)).await;
     record(&c, &c.ns, &failed_create(&c.ns, &c.ns, ("ReplicaSet", &rs_name, "uid-forged"), ISTIO_DOWN)).await;
     // An unrelated cause is not ours.
@@ -153,7 +160,8 @@ async fn forged_failed_create_events_stay_in_their_namespace_and_are_bounded() {
 /// A bare ReplicaSet `name` (no Deployment) in `api`'s namespace; returns its UID.
 async fn create_replica_set(api: &Api<ReplicaSet>, name: &str) -> String {
     let labels = json!({"app": name});
-    let template: Value = json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}});
+    let template: Value =
+        json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}});
     let replica_set: ReplicaSet = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name},
         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": template},
@@ -161,4 +169,61 @@ async fn create_replica_set(api: &Api<ReplicaSet>, name: &str) -> String {
     .expect("a ReplicaSet");
     let created = api.create(&PostParams::default(), &replica_set).await.expect("ReplicaSet created");
     created.metadata.uid.expect("a UID")
+}
+
+/// A StatefulSet, a DaemonSet, a Job and a CronJob (Pods labelled `app=web`), each with the
+/// `FailedCreate` Event its controller writes when Istio's injector is down, in each
+/// controller's own words: the operator reads each object (`get` on each kind).
+pub(crate) async fn failing_workloads_of_every_kind(c: &Cluster) {
+    let down = ISTIO_DOWN.trim_start_matches("Error creating: ");
+    let template = json!({"metadata": {"labels": {"app": "web"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "busybox"}]}});
+    let selector = json!({"matchLabels": {"app": "web"}});
+    let mut always = template.clone();
+    always["spec"]["restartPolicy"] = json!("Always");
+    let objects = [
+        (
+            "apps/v1",
+            "StatefulSet",
+            "statefulsets",
+            json!({"serviceName": "db", "selector": selector, "template": always}),
+            format!("create Pod db-0 in StatefulSet db failed error: {down}"),
+        ),
+        (
+            "apps/v1",
+            "DaemonSet",
+            "daemonsets",
+            json!({"selector": selector, "template": always}),
+            format!("Error creating: {down}"),
+        ),
+        ("batch/v1", "Job", "jobs", json!({"template": template}), format!("Error creating: {down}")),
+        (
+            "batch/v1",
+            "CronJob",
+            "cronjobs",
+            json!({"schedule": "0 0 1 1 *", "jobTemplate": {"spec": {"template": template}}}),
+            format!("Error creating job: {down}"),
+        ),
+    ];
+    for (api_version, kind, plural, spec, message) in objects {
+        let name = format!("{}-x", kind.to_lowercase());
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let resource = kube::core::ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(c.env.client.clone(), &c.ns, &resource);
+        let object: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("an object");
+        let created = api.create(&PostParams::default(), &object).await.unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let uid = created.metadata.uid.expect("a UID");
+        let mut event = failed_create(&c.ns, &c.ns, (kind, &name, &uid), &message);
+        event.involved_object.api_version = Some(api_version.into());
+        record(c, &c.ns, &event).await;
+    }
 }

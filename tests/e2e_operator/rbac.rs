@@ -86,6 +86,19 @@ async fn operator_calls_exactly_what_rbac_grants() {
     })
     .await
     .unwrap();
+    // The controllers' FailedCreate Events, one of each kind's: each object is read (`get`).
+    crate::injection_failed::failing_workloads_of_every_kind(&c).await;
+    let web_rs = format!("web-{}", crate::workload_events::HASH);
+    crate::injection_failed::record_istio_down(&c, "ReplicaSet", &web_rs, owner["uid"].as_str().unwrap_or_default())
+        .await;
+    wait_until(WAIT, "every failing workload read", || async {
+        let requests = operator_requests(&audit);
+        let read: BTreeSet<&str> = requests.iter().filter(|r| r.verb == "get").map(|r| r.resource.as_str()).collect();
+        let wanted = ["replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs"];
+        wanted.iter().all(|w| read.contains(w)).then_some(()).ok_or_else(|| format!("read {read:?}"))
+    })
+    .await
+    .unwrap();
     op.terminate().await;
 
     let requests = operator_requests(&audit);
