@@ -116,6 +116,14 @@ async fn operator_calls_exactly_what_rbac_grants() {
     let non_resource: BTreeSet<_> =
         requests.iter().filter(|r| r.resource.is_empty()).map(|r| format!("{} {}", r.verb, r.request_uri)).collect();
     assert_eq!(non_resource, BTreeSet::from(["get /version".to_string()]), "non-resource requests");
+    // Core Events are only ever read filtered on the reason by the API server: never every
+    // Event of a namespace (the Event publisher's own list is events.k8s.io's).
+    let unfiltered: Vec<_> = requests
+        .iter()
+        .filter(|r| r.api_group.is_empty() && r.resource == "events")
+        .filter(|r| !r.request_uri.contains("fieldSelector=reason%3DFailedCreate"))
+        .collect();
+    assert!(unfiltered.is_empty(), "core Events read without the reason selector: {unfiltered:?}");
     let lease_requests: Vec<_> = requests.iter().filter(|r| r.resource == "leases").collect();
     assert!(
         lease_requests.iter().all(|r| r.namespace.as_deref() == Some(ns.as_str())),
