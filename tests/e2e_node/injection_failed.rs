@@ -37,7 +37,7 @@ fn deployment(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
 async fn failed_create(s: &Scenario, name: &str) -> String {
     let events: Api<Event> = Api::namespaced(s.env.client.clone(), &s.ns);
     let fields = ListParams::default().fields("reason=FailedCreate,involvedObject.kind=ReplicaSet");
-    wait_until(MINUTE, &format!("the FailedCreate Event of {name}'s ReplicaSet"), || async {
+    let message = wait_until(MINUTE, &format!("the FailedCreate Event of {name}'s ReplicaSet"), || async {
         let list = events.list(&fields).await.map_err(|e| e.to_string())?;
         list.items
             .into_iter()
@@ -46,7 +46,9 @@ async fn failed_create(s: &Scenario, name: &str) -> String {
             .ok_or_else(|| "none yet".to_string())
     })
     .await
-    .unwrap()
+    .unwrap();
+    eprintln!("FailedCreate of {name}'s ReplicaSet in {}: {message}", s.ns);
+    message
 }
 
 /// Whether `sidecar_alerts` has the series of `SidecarInjectionFailed` on Deployment `name`
@@ -71,14 +73,25 @@ fn any_alert(m: &Scrape, s: &Scenario, name: &str) -> usize {
     m.find("sidecar_alerts", &labels).len()
 }
 
-/// The seed policy with a short `for` for the new rule. Until the operator's CRD has
-/// `rules.injectionFailed`, the strict apply fails here, naming the field.
+/// The seed policy with a short `for` for the new rule. A CRD without
+/// `rules.injectionFailed` prunes the field, which this names rather than wait for an alert.
 async fn short_for(s: &Scenario) {
     let patch = json!({"spec": {"rules": {"injectionFailed": {"for": "5s"}}}}).to_string();
+    let ns = s.ns.as_str();
     s.env
-        .kubectl(["-n", s.ns.as_str(), "patch", "sidecarpolicy", POLICY, "--type=merge", "-p", patch.as_str()])
+        .kubectl(["-n", ns, "patch", "sidecarpolicy", POLICY, "--type=merge", "-p", patch.as_str()])
         .await
-        .expect("the policy takes rules.injectionFailed (the operator's wiring of SidecarInjectionFailed)");
+        .expect("patched");
+    let kept = s
+        .env
+        .kubectl(["-n", ns, "get", "sidecarpolicy", POLICY, "-o", "jsonpath={.spec.rules.injectionFailed.for}"])
+        .await
+        .expect("the policy");
+    assert_eq!(
+        kept.trim(),
+        "5s",
+        "the SidecarPolicy CRD has no rules.injectionFailed: the operator's SidecarInjectionFailed is not wired"
+    );
 }
 
 /// Waits until the leader's `/metrics` satisfies `check`.
