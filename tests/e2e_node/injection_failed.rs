@@ -20,7 +20,7 @@ use sidecar_watch::engine::{classify_failed_create, CatalogId, InjectionCause};
 use sidecar_watch_harness::env::{free_port, wait_until};
 use sidecar_watch_testkit::prom::Scrape;
 
-use crate::support::{container, leader_metrics, Scenario, MINUTE, POLICY};
+use crate::support::{container, job, leader_metrics, Scenario, MINUTE, POLICY};
 
 /// A Deployment of one replica running `init` and `containers` (JSON).
 fn deployment(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
@@ -35,19 +35,24 @@ fn deployment(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
 
 /// The message of the `FailedCreate` Event of Deployment `name`'s ReplicaSet, once there is one.
 async fn failed_create(s: &Scenario, name: &str) -> String {
+    failed_create_of(s, "ReplicaSet", &format!("{name}-")).await
+}
+
+/// The message of the first `FailedCreate` Event on a `kind` whose name starts with `prefix`.
+async fn failed_create_of(s: &Scenario, kind: &str, prefix: &str) -> String {
     let events: Api<Event> = Api::namespaced(s.env.client.clone(), &s.ns);
-    let fields = ListParams::default().fields("reason=FailedCreate,involvedObject.kind=ReplicaSet");
-    let message = wait_until(MINUTE, &format!("the FailedCreate Event of {name}'s ReplicaSet"), || async {
+    let fields = ListParams::default().fields(&format!("reason=FailedCreate,involvedObject.kind={kind}"));
+    let message = wait_until(MINUTE, &format!("the FailedCreate Event of {kind} {prefix}…"), || async {
         let list = events.list(&fields).await.map_err(|e| e.to_string())?;
         list.items
             .into_iter()
-            .find(|e| e.involved_object.name.as_deref().is_some_and(|rs| rs.starts_with(&format!("{name}-"))))
+            .find(|e| e.involved_object.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
             .and_then(|e| e.message)
             .ok_or_else(|| "none yet".to_string())
     })
     .await
     .unwrap();
-    eprintln!("FailedCreate of {name}'s ReplicaSet in {}: {message}", s.ns);
+    eprintln!("FailedCreate of {kind} {prefix}… in {}: {message}", s.ns);
     message
 }
 
@@ -175,6 +180,30 @@ async fn an_unreachable_injector_webhook_that_fails_closed_blocks_the_deployment
         "Istio's injector webhook \"namespace.sidecar-injector.istio.io\" could not be called (refused the connection), and it fails closed"
     );
     assert_eq!(pods_of(&s, "web-").await, 0, "no Pod was created");
+
+    // A StatefulSet's and a Job's words for the same refusal. The StatefulSet's verb is
+    // lower case up to v1.34 (`strings.ToLower`), title case from v1.35 (`cases.Title`).
+    let mut db = deployment("db", vec![], vec![container("app", "exec sleep 3600", json!({}))]);
+    db["kind"] = json!("StatefulSet");
+    db["spec"]["serviceName"] = json!("db");
+    s.apply(db).await;
+    s.apply(job("batch", vec![], vec![container("main", "true", json!({}))])).await;
+    let minor: u32 =
+        s.env.client.apiserver_version().await.expect("version").minor.trim_end_matches('+').parse().expect("minor");
+    let verb = if minor >= 35 { "Create" } else { "create" };
+    let error = expected.strip_prefix("Error creating: ").expect("the API server's error");
+    let stateful = failed_create_of(&s, "StatefulSet", "db").await;
+    assert_eq!(stateful, format!("{verb} Pod db-0 in StatefulSet db failed error: {error}"));
+    let batch = failed_create_of(&s, "Job", "batch").await;
+    assert_eq!(batch, expected, "the Job controller's words");
+    for (kind, message) in [("StatefulSet", &stateful), ("Job", &batch)] {
+        let read = classify_failed_create(kind, message).expect("ours");
+        assert_eq!(
+            (read.cause, read.container.as_str()),
+            (InjectionCause::WebhookUnreachable, "istio-proxy"),
+            "{kind}"
+        );
+    }
 
     // What the operator shows, once its wiring of SidecarInjectionFailed is merged.
     short_for(&s).await;
