@@ -13,6 +13,7 @@ mod beside_ksm;
 mod beyond_jobs;
 mod chart;
 mod faults;
+mod injection_failed;
 mod kubelet_restart;
 mod kubelet_states;
 mod kubernetes_features;

@@ -16,7 +16,7 @@ use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use sidecar_watch_harness::env::wait_until;
 
-use crate::kubelet_restart::leader_metrics;
+use crate::support::leader_metrics;
 use crate::support::{container, native, node, probe, run, Scenario, MINUTE, RELEASE_NAMESPACE};
 
 /// The native sidecar of both Deployments.
