@@ -4,9 +4,8 @@
 //!
 //! An Event is a tenant's input: anyone who may create Events can write one. So an Event is
 //! only believed about an object of its own namespace that exists with the UID it names,
-//! and only the few whose message names a sidecar's cause
-//! ([`classify_failed_create`](crate::engine::classify_failed_create)) cost a read of that
-//! object (bounded in time, answers cached); everything else is dropped at once. What is
+//! and only the few whose message names a sidecar's cause ([`classify_failed_create`]) cost
+//! a read of that object (bounded in time); everything else is dropped at once. What is
 //! remembered here is bounded too, and every cut is counted in
 //! `sidecar_watch_limited_total{limit="failed-create-events"}`.
 
