@@ -4,10 +4,10 @@
 //!
 //! An Event is a tenant's input: anyone who may create Events can write one. So an Event is
 //! only believed about an object of its own namespace that exists with the UID it names,
-//! and only the few whose message names a sidecar's cause ([`crate::failed_create`]) cost a
-//! read of that object (bounded in time, answers cached); everything else is dropped at once.
-//! What is remembered here is bounded too, and every cut is counted in
-//! `sidecar_watch_limited_total{limit="failed-create-events"}`.
+//! and only the few whose message names a sidecar's cause ([`crate::failed_create`], by
+//! [`crate::engine::classify_failed_create`]) cost a read of that object (bounded in time);
+//! everything else is dropped at once. What is remembered here is bounded too, and every cut
+//! is counted in `sidecar_watch_limited_total{limit="failed-create-events"}`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -1,11 +1,11 @@
 //! The reconciler's pending work, served fairly per namespace.
 //!
-//! One FIFO let one tenant's policy edits (300 policies over 1,000 Pods, 20 edits/s) hold up
-//! every other namespace's Pod changes by 10.7–16 s. Here the watch changes and due timers
-//! wait in a [`FairQueue`]: one item from each waiting namespace in turn, and within a
-//! namespace Pod changes and timers before policy and namespace work. A busy namespace waits
-//! behind itself. Edits of one policy coalesce into its newest version (the index only
-//! needs that one), so a tenant's edits cost at most one item per policy.
+//! One FIFO let one tenant's policy edits hold up every other namespace's Pod changes for
+//! seconds (docs/benchmarks.md#figures-the-codes-comments-cite). Here the watch changes and
+//! due timers wait in a [`FairQueue`]: one item from each waiting namespace in turn, and
+//! within a namespace Pod changes and timers before policy and namespace work. A busy
+//! namespace waits behind itself. Edits of one policy coalesce into its newest version (the
+//! index only needs that one), so a tenant's edits cost at most one item per policy.
 //!
 //! Order across namespaces does not matter to the index (each Pod and each policy is
 //! applied as it is now), except for relists: a relist ([`Op::Relisted`]) waits until

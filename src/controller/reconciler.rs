@@ -24,9 +24,9 @@ use crate::metrics::Metrics;
 
 /// Pending re-evaluations: one per Pod (its latest schedule), on tokio-util's timer wheel.
 ///
-/// Measured against the hand-written heap with compaction it replaces (100k UIDs, release
-/// build): first schedule 0.9 vs 0.7 µs, reschedule 0.75 vs 0.9 µs, forget 0.43 vs 1.1 µs —
-/// the same order, far below the per-update budget, and nothing to compact by hand.
+/// Measured against the hand-written heap with compaction it replaces: the same order, far
+/// below the per-update budget, and nothing to compact by hand
+/// (docs/benchmarks.md#figures-the-codes-comments-cite).
 #[derive(Default)]
 struct Timers {
     queue: DelayQueue<String>,
@@ -130,8 +130,8 @@ impl Reconciler {
                 self.work(change, &mut timers, &mut lists_done);
                 // Then every other task's turn: a task this one woke (the Event publisher)
                 // waits in this worker's LIFO slot, which no other worker steals, so work
-                // back to back (the coop budget is 128 pieces, 10 ms each under a policy
-                // flood) held the other namespace's Event 0.5-1.7 s at 200 edits/s.
+                // back to back (up to the coop budget) held the other namespace's Event
+                // back under a policy flood (docs/benchmarks.md#figures-the-codes-comments-cite).
                 tokio::task::yield_now().await;
                 continue;
             }

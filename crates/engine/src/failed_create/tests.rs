@@ -304,3 +304,32 @@ fn huge_forged_and_garbled_messages_are_cut_and_never_panic() {
     let many = pod_security(&"container \"a\", ".repeat(FAILED_CREATE_READ_LIMIT));
     assert_eq!(classify_failed_create("ReplicaSet", &many), None);
 }
+
+#[test]
+fn the_messages_a_real_replicaset_controller_wrote() {
+    // Read back from the node suite's cluster (Kubernetes v1.37.2 and v1.33.13, the same but for
+    // the StatefulSet's verb; tests/e2e_node/injection_failed.rs).
+    let webhook = "Error creating: Internal error occurred: failed calling webhook \"namespace.sidecar-injector.istio.io\": failed to call webhook: Post \"https://127.0.0.1:44173/inject?timeout=10s\": dial tcp 127.0.0.1:44173: connect: connection refused";
+    let got = classify_failed_create("ReplicaSet", webhook).expect("ours");
+    assert_eq!(
+        (got.catalog, got.cause, got.container.as_str()),
+        (id("istio"), InjectionCause::WebhookUnreachable, "istio-proxy")
+    );
+    let meshed = "Error creating: pods \"meshed-66fcc5cb7f-rmx4c\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities (container \"istio-init\" must not include \"NET_ADMIN\", \"NET_RAW\" in securityContext.capabilities.add)";
+    let got = classify_failed_create("ReplicaSet", meshed).expect("ours");
+    assert_eq!(
+        (got.catalog, got.cause, got.container.as_str()),
+        (id("istio"), InjectionCause::AdmissionRejected, "istio-init")
+    );
+    // A StatefulSet's, by v1.33.13's controller (lower case) and v1.37.2's (title case).
+    let refused = "Internal error occurred: failed calling webhook \"namespace.sidecar-injector.istio.io\": failed to call webhook: Post \"https://127.0.0.1:34911/inject?timeout=10s\": dial tcp 127.0.0.1:34911: connect: connection refused";
+    for verb in ["create", "Create"] {
+        let message = format!("{verb} Pod db-0 in StatefulSet db failed error: {refused}");
+        assert_eq!(
+            classify_failed_create("StatefulSet", &message).map(|f| f.cause),
+            Some(InjectionCause::WebhookUnreachable)
+        );
+    }
+    let app = "Error creating: pods \"privileged-app-7cf5bdb95c-kcf2c\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities (container \"app\" must not include \"NET_ADMIN\", \"NET_RAW\" in securityContext.capabilities.add)";
+    assert_eq!(classify_failed_create("ReplicaSet", app), None);
+}

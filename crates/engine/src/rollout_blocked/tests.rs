@@ -308,3 +308,69 @@ fn finished_deleting_and_unlabelled_pods_are_ignored() {
     pods.push(RevisionPod { live: false, ..pod(NEW, 40, vec![]) });
     assert_eq!(deployment(pods).map(|b| b.newest.pods), Some(2));
 }
+
+/// A Pod drawn from a small world: 3 revisions, 3 containers, every alert name and state.
+fn any_pod() -> impl proptest::strategy::Strategy<Value = Pod> {
+    use proptest::prelude::*;
+    let alert = (0..3usize, 0..AlertName::ALL.len(), any::<bool>(), proptest::option::of(0..60u32)).prop_map(
+        |(c, a, firing, since)| SidecarFiring {
+            container: ["proxy", "agent", ""][c],
+            alert: AlertName::ALL[a],
+            state: if firing { AlertState::Firing } else { AlertState::Pending },
+            since: since.map(|m| at(m, 0)),
+        },
+    );
+    (0..3usize, 0..60u32, any::<bool>(), proptest::collection::vec(alert, 0..4)).prop_map(
+        |(r, minute, live, alerts)| RevisionPod {
+            revision: ["aaa", "bbb", "ccc"][r],
+            created: at(minute, 0),
+            live,
+            alerts,
+        },
+    )
+}
+
+/// The judgement from its definition, Pod by Pod: the newest revision's hash and Pod count,
+/// the older revisions' Pods, and the sidecars failing on every new Pod.
+fn reference(pods: &[Pod]) -> Option<(String, u32, u32, Vec<&'static str>)> {
+    let live: Vec<&Pod> = pods.iter().filter(|p| p.live).collect();
+    let mut hashes: Vec<&str> = live.iter().map(|p| p.revision).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    if hashes.len() < 2 {
+        return None;
+    }
+    let of = |h: &str| live.iter().filter(|p| p.revision == h).copied().collect::<Vec<_>>();
+    let key = |h: &str| {
+        let pods = of(h);
+        (pods.iter().map(|p| p.created).min(), pods.iter().map(|p| p.created).max(), h.to_string())
+    };
+    let newest = *hashes.iter().max_by_key(|h| key(h))?;
+    let new_pods = of(newest);
+    let blocks = |p: &Pod, c: &str| {
+        p.alerts.iter().any(|a| a.container == c && a.state == AlertState::Firing && super::BLOCKING.contains(&a.alert))
+    };
+    let failing: Vec<&'static str> =
+        ["proxy", "agent"].into_iter().filter(|c| new_pods.iter().all(|p| blocks(p, c))).collect();
+    let older = live.len() - new_pods.len();
+    (!failing.is_empty()).then(|| (newest.to_string(), new_pods.len() as u32, older as u32, failing))
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_judgement_matches_its_definition_in_any_order(pods in proptest::collection::vec(any_pod(), 0..12)) {
+        let got = deployment(pods.clone());
+        let expected = reference(&pods);
+        proptest::prop_assert_eq!(got.is_some(), expected.is_some(), "{:?} vs {:?}", got, expected);
+        if let (Some(b), Some((hash, new, older, failing))) = (&got, &expected) {
+            proptest::prop_assert_eq!(&b.newest.hash, hash);
+            proptest::prop_assert_eq!(b.newest.pods, *new);
+            proptest::prop_assert_eq!(b.older.iter().map(|r| r.pods).sum::<u32>(), *older);
+            proptest::prop_assert!(failing.contains(&b.container.as_str()), "{} not in {:?}", b.container, failing);
+            proptest::prop_assert!(b.alert_pods >= 1 && b.alert_pods <= b.newest.pods);
+        }
+        let mut reversed = pods;
+        reversed.reverse();
+        proptest::prop_assert_eq!(deployment(reversed), got);
+    }
+}
