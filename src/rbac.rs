@@ -40,6 +40,10 @@ pub const CLUSTER_RULES: &[PolicyRule] = &[
     // A Deployment's UID for its workload Events (its Pods name only their ReplicaSet):
     // read once per ReplicaSet, when one of its Pods first fires an alert.
     PolicyRule { api_group: "apps", resources: &["deployments"], verbs: &["get"] },
+    // A CronJob's UID and concurrencyPolicy for its workload Events (its Pods name only their
+    // Job): the Job is read to prove the CronJob controls it, then the CronJob; once per Job,
+    // when one of its Pods first fires an alert.
+    PolicyRule { api_group: "batch", resources: &["jobs", "cronjobs"], verbs: &["get"] },
     // Secure /metrics (--metrics-secure): who the scraper is (TokenReview) and whether it may
     // `get` the non-resource URL /metrics (SubjectAccessReview).
     PolicyRule { api_group: "authentication.k8s.io", resources: &["tokenreviews"], verbs: &["create"] },

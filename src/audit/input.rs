@@ -289,7 +289,12 @@ fn pods_of(
             message,
         };
         match workloads::decode(&object, names).map_err(error)? {
-            workloads::Decoded::Pod(view) => inventory.pods.push(Audited { view, file: origin.clone() }),
+            workloads::Decoded::Pod(view) => inventory.push(Audited { view, file: origin.clone() }),
+            workloads::Decoded::CronJob(view, policy) => {
+                let key = (view.namespace().to_string(), view.workload().1.to_string());
+                inventory.push(Audited { view, file: origin.clone() });
+                inventory.concurrency.insert(key, policy);
+            }
             workloads::Decoded::Namespace(name, meta) => {
                 inventory.namespaces.insert(name, meta);
             }

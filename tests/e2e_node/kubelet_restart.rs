@@ -50,7 +50,7 @@ async fn counts(pods: &Api<Pod>) -> (usize, usize, usize, i32) {
 }
 
 /// The leading operator's `/metrics`.
-async fn leader_metrics(s: &Scenario) -> Scrape {
+pub(crate) async fn leader_metrics(s: &Scenario) -> Scrape {
     let node = node();
     let token = run(node, "kubectl", &["-n", PROMETHEUS_SA.0, "create", "token", PROMETHEUS_SA.1]).expect("token");
     let pods: Api<Pod> = Api::namespaced(s.env.client.clone(), RELEASE_NAMESPACE);

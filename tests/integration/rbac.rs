@@ -118,10 +118,14 @@ fn code_rules_are_least_privilege() {
                 "{name}: the operator must not write Pods ({verb})"
             );
             // Workloads are read one at a time, for the UID of a workload Event: never
-            // listed (the whole cluster's Deployments in memory) nor written.
+            // listed (the whole cluster's Deployments or Jobs in memory) nor written.
             assert!(
                 g != "apps" || (res == "deployments" && verb == "get"),
                 "{name}: the operator only gets Deployments ({g}, {res}, {verb})"
+            );
+            assert!(
+                g != "batch" || (["jobs", "cronjobs"].contains(&res.as_str()) && verb == "get"),
+                "{name}: the operator only gets Jobs and CronJobs ({g}, {res}, {verb})"
             );
         }
     }
