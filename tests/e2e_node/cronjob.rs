@@ -83,4 +83,14 @@ async fn a_cronjob_held_open_by_a_legacy_sidecar_is_named_and_warned_on() {
         [(pod.clone(), "log-sidecar".into(), "firing".into(), "CronJob".into(), "nightly".into())],
         "sidecar_alerts"
     );
+    // The sidecar's version series counts the run's Pod on the CronJob too.
+    let info = metrics.find("sidecar_info", &[("namespace", s.ns.as_str()), ("container", "log-sidecar")]);
+    let named: Vec<(String, String)> = info
+        .iter()
+        .map(|sample| {
+            let get = |k: &str| sample.labels.get(k).cloned().unwrap_or_default();
+            (get("workload_kind"), get("workload"))
+        })
+        .collect();
+    assert_eq!(named, [("CronJob".to_string(), "nightly".to_string())], "sidecar_info");
 }

@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use serde_json::json;
-use sidecar_watch_engine::{cronjob_of_job, CRONJOB_CLOCK_SKEW, CRONJOB_RUN_WINDOW};
+use sidecar_watch_engine::{cronjob_concurrency, cronjob_of_job, CRONJOB_CLOCK_SKEW, CRONJOB_RUN_WINDOW};
 
 use sidecar_watch_testkit::engine::view;
 
@@ -98,4 +98,24 @@ fn a_pod_without_creation_time_or_owned_otherwise_names_its_owner() {
     other["metadata"]["creationTimestamp"] = json!(CREATED);
     other["metadata"]["ownerReferences"][0]["apiVersion"] = json!("example.com/v1");
     assert_eq!(view(&other).workload(), ("Job", format!("nightly-{MINUTE}").as_str()));
+}
+
+#[test]
+fn each_concurrency_policy_says_what_happens_to_the_next_runs() {
+    let said = |policy: &str| cronjob_concurrency("nightly", policy);
+    assert_eq!(
+        said("Forbid").as_deref(),
+        Some("CronJob nightly has concurrencyPolicy Forbid: every later run is skipped while this Job runs")
+    );
+    assert_eq!(
+        said("Replace").as_deref(),
+        Some("CronJob nightly has concurrencyPolicy Replace: the next run replaces this Job")
+    );
+    assert_eq!(
+        said("Allow").as_deref(),
+        Some("CronJob nightly has concurrencyPolicy Allow: later runs start beside it")
+    );
+    // Not a value of the API: nothing said rather than a guess.
+    assert_eq!(said("forbid"), None);
+    assert_eq!(said(""), None);
 }
