@@ -2,7 +2,8 @@
 //! its Pods are named by the CronJob (`workload_kind="CronJob"`, from the Job's name
 //! `<cronjob>-<minute>` alone), and the workload Warning goes on the CronJob, read through
 //! the Job, saying that under `concurrencyPolicy: Forbid` every later run is skipped (the
-//! controller records that with a Normal Event at most: hashicorp/vault-k8s#133).
+//! controller records each skipped run only as a Normal `JobAlreadyActive` Event:
+//! hashicorp/vault-k8s#133).
 
 use std::time::Duration;
 
