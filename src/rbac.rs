@@ -40,9 +40,22 @@ pub const CLUSTER_RULES: &[PolicyRule] = &[
     // A Deployment's UID for its workload Events (its Pods name only their ReplicaSet):
     // read once per ReplicaSet, when one of its Pods first fires an alert.
     PolicyRule { api_group: "apps", resources: &["deployments"], verbs: &["get"] },
-    // A CronJob's UID and concurrencyPolicy for its workload Events (its Pods name only their
-    // Job): the Job is read to prove the CronJob controls it, then the CronJob; once per Job,
-    // when one of its Pods first fires an alert.
+    // SidecarInjectionFailed: the `FailedCreate` Events of the ReplicaSet, StatefulSet,
+    // DaemonSet, Job and CronJob controllers, watched with the server-side field selector
+    // `reason=FailedCreate`, never unfiltered. Through core/v1, the API their recorder writes
+    // (kubernetes pkg/controller/replicaset/replica_set.go `Run`: `StartRecordingToSink(
+    // &v1core.EventSinkImpl{Interface: rsc.kubeClient.CoreV1().Events("")})`): RBAC grants by
+    // API group, so the events.k8s.io rule above does not cover it.
+    PolicyRule { api_group: "", resources: &["events"], verbs: &["list", "watch"] },
+    // The workload a `FailedCreate` Event names, read one at a time (never listed: no
+    // workload is held in memory unless it is failing): its Pod template's labels (which
+    // policies select it), its owner (a ReplicaSet's Deployment) and whether it still exists
+    // (the alert cannot outlive it).
+    PolicyRule { api_group: "apps", resources: &["replicasets", "statefulsets", "daemonsets"], verbs: &["get"] },
+    // The same for a Job and its CronJob owner (the name users know and route on), and for a
+    // CronJob whose own controller reports `FailedCreate`. Also a CronJob's UID and
+    // concurrencyPolicy for its workload Events (its Pods name only their Job): the Job is read
+    // to prove the CronJob controls it, then the CronJob; once per Job.
     PolicyRule { api_group: "batch", resources: &["jobs", "cronjobs"], verbs: &["get"] },
     // Secure /metrics (--metrics-secure): who the scraper is (TokenReview) and whether it may
     // `get` the non-resource URL /metrics (SubjectAccessReview).

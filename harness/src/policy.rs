@@ -13,7 +13,7 @@ pub fn policy_resource() -> ApiResource {
 }
 
 /// Every rule of a policy; [`rules`] disables those not given.
-pub const RULES: [&str; 9] = [
+pub const RULES: [&str; 11] = [
     "sidecarNotReady",
     "mainReadySidecarNotReady",
     "restarts",
@@ -23,6 +23,8 @@ pub const RULES: [&str; 9] = [
     "jobBlocked",
     "shutdownOrder",
     "misconfiguration",
+    "injectionFailed",
+    "rolloutBlocked",
 ];
 
 /// A `rules` object with exactly the given rules enabled (everything else `enabled: false`),

@@ -9,7 +9,8 @@ the problem. Run from the repository root.
                           ValidatingAdmissionPolicy
   validate FILE LABEL     validate every object of a rendered multi-document YAML stream
   rules OUTDIR            write the PrometheusRules' .spec (per-workload and per-Pod forms) + the
-                          promtool tests into OUTDIR
+                          promtool tests into OUTDIR; every alert name of crates/engine/src/alert.rs
+                          (the workload alerts with their own checks) has a rule in both forms
   dashboard OUTFILE       wrap every dashboard PromQL expression into a rule file for promtool
   chart-rules FILE [--per-pod]  the chart's rendered PrometheusRule == config's (default values;
                           --per-pod: prometheusRule.perPodAlerts=true, the per-Pod group)

@@ -19,8 +19,11 @@ SIDECAR_ALERTS = [
     "SidecarContainerNotReady", "MainContainerReadyButSidecarNot", "SidecarRestartingFrequently",
     "SidecarCrashLooping", "SidecarOOMKilled", "MainStartedBeforeSidecarReady",
     "JobBlockedBySidecar", "SidecarStoppedBeforeMain", "SidecarMissing", "SidecarVersionDrift",
-    "SidecarMisconfigured",
+    "SidecarMisconfigured", "SidecarInjectionFailed", "RolloutBlockedBySidecar",
 ]
+# The sidecar alerts on a workload, not a Pod (engine AlertName::on_workload): sidecar_alerts
+# has pod="" for them, so no annotation or description may name or count Pods.
+WORKLOAD_ALERTS = ["SidecarInjectionFailed", "RolloutBlockedBySidecar"]
 OPERATOR_ALERTS = ["SidecarWatchDown", "SidecarWatchReconcileErrors", "SidecarWatchNoLeader",
                    "SidecarWatchTwoLeaders", "SidecarWatchEventPublishFailures"]
 

@@ -18,6 +18,7 @@ from checks_common import (
     ROOT,
     RULE_SRC,
     SIDECAR_ALERTS,
+    WORKLOAD_ALERTS,
     fail,
     finish,
     ok,
@@ -60,6 +61,9 @@ def check_alert(src: Path, r: dict, per_pod: bool) -> None:
     # `without`, not `by`: label_<key> namespace labels are dynamic and routes read them
     if " by (" in r["expr"] or " without (" not in r["expr"]:
         fail(f"{rel(src)}: {a} must aggregate with `without (...)` to keep product and label_* labels")
+    if a in WORKLOAD_ALERTS:
+        check_workload_alert(src, r, per_pod)
+        return
     names = ("namespace", "pod", "container") if per_pod else ("namespace", "workload_kind", "workload", "container")
     for w in names:
         if f"$labels.{w}" not in ann.get("description", ""):
@@ -71,7 +75,57 @@ def check_alert(src: Path, r: dict, per_pod: bool) -> None:
             fail(f"{rel(src)}: {a} needs the annotations pods ({{{{ $value }}}}) and example_pod")
 
 
+def check_workload_alert(src: Path, r: dict, per_pod: bool) -> None:
+    """A workload alert (pod="") names the workload in both forms and claims no Pod: no `pods`
+    count (the value is 1, not a number of Pods), no `$labels.pod`."""
+    a = r["alert"]
+    ann = r.get("annotations", {})
+    desc = ann.get("description", "")
+    for w in ("namespace", "workload_kind", "workload", "container"):
+        if f"$labels.{w}" not in desc:
+            fail(f"{rel(src)}: {a} description does not name the {w}")
+    if "$labels.pod" in desc or "$value" in desc:
+        fail(f"{rel(src)}: {a} is on a workload (pod=\"\"): its description must not name or count Pods")
+    if "pods" in ann:
+        fail(f"{rel(src)}: {a} is on a workload (pod=\"\"): no `pods` annotation")
+    if not per_pod and "count without (pod)" not in r["expr"]:
+        fail(f"{rel(src)}: {a} must use the same aggregation as the others (count without (pod)): pod=\"\" passes it")
+    # example_pod, where present, must name a Pod that exists: a per-Pod series (pod!="")
+    if "example_pod" in ann and 'pod!=\\"\\"' not in ann["example_pod"]:
+        fail(f"{rel(src)}: {a} example_pod must query the per-Pod series (pod!=\"\"), not the workload alert's own")
+
+
+# The engine's alert names (the `alertname` of sidecar_alerts) and which of them are on a
+# workload: a new alert must get a rule in both forms, a runbook and tests, and a workload alert
+# the checks above.
+ALERT_RS = ROOT / "crates/engine/src/alert.rs"
+
+
+def engine_alerts() -> tuple[list[str], list[str]]:
+    """(every AlertName::as_str, those AlertName::on_workload matches), read from ALERT_RS."""
+    text = ALERT_RS.read_text()
+    as_str = re.search(r"fn as_str\(self\)[^{]*\{(.*?)\n    \}", text, re.S)
+    on_workload = re.search(r"fn on_workload\(self\)[^{]*\{(.*?)\n    \}", text, re.S)
+    if not as_str or not on_workload:
+        fail(f"{rel(ALERT_RS)}: cannot find AlertName::as_str and AlertName::on_workload")
+        finish()
+    names = dict(re.findall(r"AlertName::(\w+) => \"(\w+)\"", as_str.group(1)))
+    workload = [names.get(v, v) for v in re.findall(r"AlertName::(\w+)", on_workload.group(1))]
+    return list(names.values()), workload
+
+
+def check_engine_alerts() -> None:
+    names, workload = engine_alerts()
+    if sorted(names) != sorted(SIDECAR_ALERTS):
+        fail(f"scripts/deploy/checks_common.py SIDECAR_ALERTS {sorted(SIDECAR_ALERTS)} differs from "
+             f"{rel(ALERT_RS)}'s alert names {sorted(names)}")
+    if sorted(workload) != sorted(WORKLOAD_ALERTS):
+        fail(f"scripts/deploy/checks_common.py WORKLOAD_ALERTS {sorted(WORKLOAD_ALERTS)} differs from "
+             f"{rel(ALERT_RS)}'s AlertName::on_workload {sorted(workload)}")
+
+
 def cmd_rules(outdir: str) -> None:
+    check_engine_alerts()
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     specs = {name: rule_spec(src) for name, src in RULE_FILES.items()}

@@ -26,6 +26,8 @@ fn runbook(alert: AlertName) -> &'static str {
         AlertName::SidecarMissing => include_str!("../../docs/runbooks/SidecarMissing.md"),
         AlertName::SidecarVersionDrift => include_str!("../../docs/runbooks/SidecarVersionDrift.md"),
         AlertName::SidecarMisconfigured => include_str!("../../docs/runbooks/SidecarMisconfigured.md"),
+        AlertName::SidecarInjectionFailed => include_str!("../../docs/runbooks/SidecarInjectionFailed.md"),
+        AlertName::RolloutBlockedBySidecar => include_str!("../../docs/runbooks/RolloutBlockedBySidecar.md"),
     }
 }
 
@@ -43,6 +45,8 @@ fn summary(alert: AlertName) -> &'static str {
         AlertName::SidecarMissing => "A Pod lacks a sidecar that its injector's markers or the policy ask for.",
         AlertName::SidecarVersionDrift => "A sidecar runs a release older than the policy's minimum for it.",
         AlertName::SidecarMisconfigured => "A static check of the Pod spec failed.",
+        AlertName::SidecarInjectionFailed => "A workload cannot create Pods because of a sidecar or its injector.",
+        AlertName::RolloutBlockedBySidecar => "A sidecar fails on every Pod of a rollout's new revision.",
     }
 }
 

@@ -5,6 +5,7 @@
 //! the election. This module starts them with the Event publisher and the HTTP server,
 //! around one [role](crate::leadership) signal.
 
+mod failed_create;
 mod initial_list;
 mod leader;
 mod pod_protobuf;
@@ -133,19 +134,20 @@ pub struct RunArgs {
     /// How long a streaming list may take to end its initial state before the watcher gives
     /// up on it and lists in pages: a server or proxy that accepts the watch but ignores
     /// `sendInitialEvents` never ends it. The default is ten times the slowest start measured
-    /// (docs/benchmarks.md, 400,000 Pods).
+    /// (400,000 Pods: docs/benchmarks.md#how-far-does-one-replica-go-and-what-does-sharding-change).
     #[arg(long, env = "SIDECAR_WATCH_INITIAL_STATE_DEADLINE", default_value = "5m", value_parser = parse_duration_arg)]
     initial_state_deadline: Duration,
-    /// How Pods are read: `protobuf` (kube-apiserver's own encoding, about a third of the API
-    /// server's CPU for a start that JSON costs it; a server that answers in JSON is read as
-    /// JSON) or `json`.
+    /// How Pods are read: `protobuf` (kube-apiserver's own encoding, far less of the API
+    /// server's CPU for a start than JSON:
+    /// docs/benchmarks.md#what-does-the-operator-cost-the-api-server; a server that answers
+    /// in JSON is read as JSON) or `json`.
     #[arg(long, env = "SIDECAR_WATCH_POD_ENCODING", value_enum, default_value = "protobuf")]
     pub(crate) pod_encoding: pod_protobuf::PodEncoding,
     /// Runtime worker threads. Not one per core of the node: every figure of
-    /// docs/benchmarks.md (5,000 Pod updates/s, a `/metrics` render beside them) was measured
-    /// on two, and each more worker holds ~145 KiB of its own allocator pages and stack
-    /// (eight workers: +0.8-0.9 MiB at 1,000 and 10,000 Pods; tokio's default on a 64-core node
-    /// would be 64).
+    /// docs/benchmarks.md (Pod updates, a `/metrics` render beside them) was measured on two,
+    /// and each more worker holds allocator pages and a stack of its own (tokio's default on
+    /// a 64-core node would be 64 workers; what one costs:
+    /// docs/benchmarks.md#figures-the-codes-comments-cite).
     #[arg(long, env = "SIDECAR_WATCH_WORKER_THREADS", default_value_t = DEFAULT_WORKER_THREADS,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     worker_threads: u16,

@@ -1,11 +1,11 @@
 //! The reconciler's pending work, served fairly per namespace.
 //!
-//! One FIFO let one tenant's policy edits (300 policies over 1,000 Pods, 20 edits/s) hold up
-//! every other namespace's Pod changes by 10.7–16 s. Here the watch changes and due timers
-//! wait in a [`FairQueue`]: one item from each waiting namespace in turn, and within a
-//! namespace Pod changes and timers before policy and namespace work. A busy namespace waits
-//! behind itself. Edits of one policy coalesce into its newest version (the index only
-//! needs that one), so a tenant's edits cost at most one item per policy.
+//! One FIFO let one tenant's policy edits hold up every other namespace's Pod changes for
+//! seconds (docs/benchmarks.md#figures-the-codes-comments-cite). Here the watch changes and
+//! due timers wait in a [`FairQueue`]: one item from each waiting namespace in turn, and
+//! within a namespace Pod changes and timers before policy and namespace work. A busy
+//! namespace waits behind itself. Edits of one policy coalesce into its newest version (the
+//! index only needs that one), so a tenant's edits cost at most one item per policy.
 //!
 //! Order across namespaces does not matter to the index (each Pod and each policy is
 //! applied as it is now), except for relists: a relist ([`Op::Relisted`]) waits until
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::engine::PolicyRef;
 use crate::fair_queue::{Fair, FairQueue, Rank};
-use crate::index::{Namespaces, Pods, Policies, Watched};
+use crate::index::{CreateFailures, Namespaces, Pods, Policies, Watched};
 
 /// Items waiting at most; beyond it the reconciler takes no more changes (the watchers wait
 /// on the bounded channel) and no more timers until some are applied.
@@ -73,6 +73,8 @@ pub(crate) enum Change {
     Policy(Op<Policies>),
     /// Of a namespace.
     Namespace(Op<Namespaces>),
+    /// Of a workload that cannot create Pods because of a sidecar (a `FailedCreate` Event).
+    CreateFailure(Op<CreateFailures>),
     /// A Pod's timer is due: a pending alert may fire now.
     Due {
         /// The Pod's namespace, whose turn it takes.
@@ -102,6 +104,12 @@ impl From<Op<Namespaces>> for Change {
     }
 }
 
+impl From<Op<CreateFailures>> for Change {
+    fn from(op: Op<CreateFailures>) -> Self {
+        Change::CreateFailure(op)
+    }
+}
+
 impl Change {
     fn is_relist(&self) -> bool {
         matches!(
@@ -109,6 +117,7 @@ impl Change {
             Change::Pod(Op::Relisted { .. })
                 | Change::Policy(Op::Relisted { .. })
                 | Change::Namespace(Op::Relisted { .. })
+                | Change::CreateFailure(Op::Relisted { .. })
         )
     }
 
@@ -127,6 +136,7 @@ impl Fair for Change {
             Change::Pod(op) => op.namespace(),
             Change::Policy(op) => op.namespace(),
             Change::Namespace(op) => op.namespace(),
+            Change::CreateFailure(op) => op.namespace(),
             Change::Due { namespace, .. } => namespace,
         }
     }
@@ -135,7 +145,7 @@ impl Fair for Change {
     /// work next: it re-evaluates many Pods for a change their owners made themselves.
     fn rank(&self) -> Rank {
         match self {
-            Change::Pod(_) | Change::Due { .. } => Rank::Urgent,
+            Change::Pod(_) | Change::Due { .. } | Change::CreateFailure(_) => Rank::Urgent,
             Change::Policy(_) | Change::Namespace(_) => Rank::Normal,
         }
     }

@@ -24,9 +24,9 @@ use crate::metrics::Metrics;
 
 /// Pending re-evaluations: one per Pod (its latest schedule), on tokio-util's timer wheel.
 ///
-/// Measured against the hand-written heap with compaction it replaces (100k UIDs, release
-/// build): first schedule 0.9 vs 0.7 µs, reschedule 0.75 vs 0.9 µs, forget 0.43 vs 1.1 µs —
-/// the same order, far below the per-update budget, and nothing to compact by hand.
+/// Measured against the hand-written heap with compaction it replaces: the same order, far
+/// below the per-update budget, and nothing to compact by hand
+/// (docs/benchmarks.md#figures-the-codes-comments-cite).
 #[derive(Default)]
 struct Timers {
     queue: DelayQueue<String>,
@@ -80,6 +80,10 @@ impl Timers {
     }
 }
 
+/// How often the alerts on workloads are looked at again (a `for` that has passed, a
+/// rollout's Pods): the alert comes at most this long after its clock says.
+const WORKLOAD_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Everything the reconciler talks to.
 pub(crate) struct Reconciler {
     pub(crate) index: Arc<Index>,
@@ -105,6 +109,8 @@ impl Reconciler {
         // another's first list.
         let mut lists_done: HashSet<usize> = HashSet::new();
         let mut closed = false;
+        let mut workload_tick = tokio::time::interval(WORKLOAD_TICK);
+        workload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -124,8 +130,8 @@ impl Reconciler {
                 self.work(change, &mut timers, &mut lists_done);
                 // Then every other task's turn: a task this one woke (the Event publisher)
                 // waits in this worker's LIFO slot, which no other worker steals, so work
-                // back to back (the coop budget is 128 pieces, 10 ms each under a policy
-                // flood) held the other namespace's Event 0.5-1.7 s at 200 edits/s.
+                // back to back (up to the coop budget) held the other namespace's Event
+                // back under a policy flood (docs/benchmarks.md#figures-the-codes-comments-cite).
                 tokio::task::yield_now().await;
                 continue;
             }
@@ -135,6 +141,11 @@ impl Reconciler {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // The `for` clocks of alerts on workloads run without any change to wake them.
+                _ = workload_tick.tick() => {
+                    let outcome = self.index.tick_workloads(Timestamp::now());
+                    self.finish(outcome, &mut timers);
+                }
                 input = inputs.recv() => match input {
                     Some(input) => pending.push(input),
                     None => closed = true,
@@ -159,6 +170,7 @@ impl Reconciler {
             Change::Pod(op) => self.apply(op, now, lists_done),
             Change::Policy(op) => self.apply(op, now, lists_done),
             Change::Namespace(op) => self.apply(op, now, lists_done),
+            Change::CreateFailure(op) => self.apply(op, now, lists_done),
             // Evaluate at least at the scheduled instant, whatever the timer's jitter.
             Change::Due { uid, at, .. } => (self.index.reevaluate(&uid, now.max(at)), None),
         };
@@ -188,7 +200,10 @@ impl Reconciler {
             Op::Applied { object, received } => (self.index.apply(object, now), Some(received)),
             Op::Deleted { key, .. } => (self.index.delete(&key, now), None),
             Op::Relisted { source, scope, seen } => {
-                lists_done.insert(source);
+                // Only the watches readiness waits for are counted (sources 0..initial_lists).
+                if source < self.initial_lists {
+                    lists_done.insert(source);
+                }
                 (self.index.relisted(&scope, &seen, now), None)
             }
         }
@@ -202,6 +217,10 @@ impl Reconciler {
         }
         if outcome.limited_pods > 0 {
             self.metrics.limited.with_label_values(&["sidecars-per-pod"]).inc_by(u64::from(outcome.limited_pods));
+        }
+        if outcome.limited_workloads > 0 {
+            let limited = self.metrics.limited.with_label_values(&["workloads-per-namespace"]);
+            limited.inc_by(u64::from(outcome.limited_workloads));
         }
         if outcome.limited_policies > 0 {
             let limited = self.metrics.limited.with_label_values(&["policies-per-namespace"]);

@@ -18,6 +18,7 @@ use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::failed_create;
 use super::initial_list::{self, Plan, Size};
 use super::queue::{Change, Op};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
@@ -71,7 +72,7 @@ pub(crate) fn spawn_watchers(
         let policies = initial_list::watch_events(policies, "sidecarpolicies", Size::Small, plan, metrics.clone());
         let policy_scope = PolicyScope { cluster: false, namespace: namespace.clone() };
         let pod_op = pod_op(scope.shard, metrics.clone(), index.clone());
-        tasks.push(tokio::spawn(forward(pods, tx.clone(), source(), namespace, pod_op, pod_deleted)));
+        tasks.push(tokio::spawn(forward(pods, tx.clone(), source(), namespace.clone(), pod_op, pod_deleted)));
         tasks.push(tokio::spawn(forward(
             policies,
             tx.clone(),
@@ -80,6 +81,8 @@ pub(crate) fn spawn_watchers(
             policy_op(false),
             policy_deleted(false),
         )));
+        let shard = scope.shard;
+        tasks.push(tokio::spawn(failed_create::watch(client.clone(), namespace, shard, tx.clone(), metrics.clone())));
     }
     let cluster_policies: Api<DynamicObject> =
         Api::all_with(client.clone(), &ApiResource::erase::<ClusterSidecarPolicy>(&()));

@@ -344,6 +344,10 @@ impl Publisher {
                 // Counted whatever becomes of the Pod's own Event (announced already, over
                 // its budget): the workload's Events count Pods, not Pod Events.
                 self.count_on_workload(&t).await;
+                if t.pod.is_empty() {
+                    // An alert on a workload: its only Event is the workload's.
+                    return;
+                }
                 let Some(announcer) = self.announcer.as_mut() else { return };
                 if !announcer.should_publish(&t) {
                     return;

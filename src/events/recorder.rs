@@ -3,11 +3,10 @@
 //! This does what kube-runtime's `Recorder` does — the same Event fields, the same key for
 //! "the same Event", the same six minutes within which a repeat is folded — with a cache
 //! the operator can afford at 100k Pods. The `Recorder` keeps every recent Event whole, key
-//! and object (~2 KB in its table), and sweeps the whole cache on every publish; after the
-//! initial sync at 100k Pods (4,000 Events) its caches held ~115 B per tracked Pod, more than
-//! a tenth of the operator's memory (`--features heap-counts`, `docs/benchmarks.md`). Here a
-//! recent Event is 48 bytes: its key's hash, when it was created (which names it) and its
-//! series; expired ones are swept at most once a [`SWEEP_EVERY`], so a burst costs O(E).
+//! and object, and sweeps the whole cache on every publish; after an initial sync its caches
+//! were a large share of the operator's memory (docs/benchmarks.md#figures-the-codes-comments-cite).
+//! Here a recent Event is 48 bytes: its key's hash, when it was created (which names it)
+//! and its series; expired ones are swept at most once a [`SWEEP_EVERY`], so a burst costs O(E).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};

@@ -199,7 +199,9 @@ impl WorkloadAlerts {
     pub fn forget_untracked(&mut self, mut tracked: impl FnMut(&str) -> bool) -> Vec<(WorkloadKey, ObjectReference)> {
         let mut resolved = Vec::new();
         self.firing.retain(|key, firing| {
-            firing.pods.retain(|uid| tracked(uid));
+            // An alert on a workload stands for itself (no Pod UID): only its own
+            // `Resolved` transition takes it away.
+            firing.pods.retain(|uid| uid.is_empty() || tracked(uid));
             if firing.pods.is_empty() {
                 if let Some(object) = firing.announced.take() {
                     resolved.push((key.clone(), object));

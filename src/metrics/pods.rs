@@ -143,6 +143,11 @@ impl IndexRender {
             } else {
                 walk(None);
             }
+            let last_segment = segment + 1 >= index.segment_count();
+            if family.name == ALERTS.name && last_segment {
+                let (out, scratch) = (&mut self.out, &mut self.scratch);
+                index.with_namespaces(|namespaces| workload_alert_samples(index, out, scratch, namespaces));
+            }
             if self.info.as_ref().is_some_and(|info| info.series() > HELD_SERIES) {
                 self.info = Some(InfoCounts::default());
                 self.info_counted_in = None;
@@ -262,6 +267,45 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
                 .value(1u32);
         }
     }
+}
+
+/// `sidecar_alerts` of the alerts on workloads (`pod` empty), within the same per-namespace
+/// series cap as the Pods' alerts.
+fn workload_alert_samples(
+    index: &Index,
+    out: &mut SampleWriter,
+    scratch: &mut Scratch,
+    namespaces: &HashMap<String, NamespaceMeta>,
+) {
+    index.for_each_workload_alert(|a| {
+        let namespace = a.workload.namespace.as_str();
+        let written = scratch.series_per_namespace.entry(Name::from(namespace)).or_default();
+        if *written >= scratch.max_series_per_namespace {
+            scratch.limited = true;
+            return;
+        }
+        *written += 1;
+        if !scratch.namespace_labels.is_empty() {
+            let meta = namespaces.get(namespace);
+            scratch.namespace_labels.set(&mut scratch.namespace, |i| meta.map_or("", |m| m.exported(i)));
+            scratch.namespace_of = None;
+        }
+        scratch.pod.set(&[("namespace", namespace), ("pod", "")]);
+        scratch.policy.set(&policy_labels(&a.policy));
+        out.sample(ALERTS.name)
+            .label("alertname", a.alert.name.as_str())
+            .label("alertstate", a.alert.state.as_str())
+            .label("severity", a.alert.severity.as_str())
+            .labels(&scratch.policy)
+            .labels(&scratch.pod)
+            .label("container", &a.alert.container)
+            .label("check", "")
+            .label("workload_kind", &a.workload.kind)
+            .label("workload", &a.workload.name)
+            .label("product", a.catalog.map_or("unknown", |id| id.entry().id))
+            .labels(&scratch.namespace)
+            .value(1u32);
+    });
 }
 
 /// `sidecar_container_ready`: one sample per sidecar container of the Pod.

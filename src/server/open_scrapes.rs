@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 /// Scrapes one client address may have open.
 pub(super) const OPEN_PER_CLIENT: usize = 4;
 /// Scrapes open in all. Each holds at most a chunk of its render, its `sidecar_info` counts
-/// so far (at most `HELD_SERIES`, about 0.6 MiB) and a connection's buffers (about 0.5 MiB at
-/// 100k Pods: see docs/metrics.md, Security).
+/// so far (at most `HELD_SERIES`) and a connection's buffers (what that comes to:
+/// docs/metrics.md#security-who-may-read-metrics).
 pub(super) const OPEN_IN_ALL: usize = 64;
 /// A scrape whose client has not taken output for this long may be cut off for another.
 pub(crate) const STALLED_AFTER: Duration = Duration::from_secs(1);

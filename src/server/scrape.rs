@@ -20,8 +20,9 @@ use crate::leadership::RoleReceiver;
 use crate::metrics::{Metrics, Render};
 
 /// Render steps running at once (each a blocking thread): the CPU a burst of scrapes may
-/// take. A step renders one family across one index segment (and compresses it), about a
-/// millisecond at 100k Pods, so a scrape waits for a slot at most a few steps.
+/// take. A step renders one family across one index segment (and compresses it), a small
+/// share of a whole scrape (docs/benchmarks.md#what-does-metrics-cost-and-can-clients-hold-it-up),
+/// so a scrape waits for a slot at most a few steps.
 pub(crate) const RENDER_SLOTS: usize = 2;
 
 /// The gzip level, chosen by measurement (`cargo bench --bench index_memory -- gzip`): level

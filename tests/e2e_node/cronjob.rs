@@ -13,8 +13,7 @@ use kube::api::{Api, ListParams};
 use serde_json::json;
 use sidecar_watch_harness::env::wait_until;
 
-use crate::kubelet_restart::leader_metrics;
-use crate::support::{container, job, Scenario, MINUTE, POLICY};
+use crate::support::{container, job, leader_metrics, Scenario, MINUTE, POLICY};
 
 /// The only Pod of the namespace (`Forbid`: one run at a time) and its Job's name.
 async fn the_run(s: &Scenario) -> (String, String) {

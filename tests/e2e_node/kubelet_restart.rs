@@ -29,7 +29,7 @@ use serde_json::json;
 use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_testkit::prom::Scrape;
 
-use crate::support::{healthy, node, run, scrape_metrics, Scenario, MINUTE, POLICY, PROMETHEUS_SA, RELEASE_NAMESPACE};
+use crate::support::{healthy, leader_metrics, node, Scenario, MINUTE, POLICY};
 
 /// (containers, ready containers, started containers, restarts) over the namespace's Pods.
 async fn counts(pods: &Api<Pod>) -> (usize, usize, usize, i32) {
@@ -47,30 +47,6 @@ async fn counts(pods: &Api<Pod>) -> (usize, usize, usize, i32) {
         }
     }
     out
-}
-
-/// The leading operator's `/metrics`.
-pub(crate) async fn leader_metrics(s: &Scenario) -> Scrape {
-    let node = node();
-    let token = run(node, "kubectl", &["-n", PROMETHEUS_SA.0, "create", "token", PROMETHEUS_SA.1]).expect("token");
-    let pods: Api<Pod> = Api::namespaced(s.env.client.clone(), RELEASE_NAMESPACE);
-    wait_until(MINUTE, "the leader's /metrics", || async {
-        let operators = pods
-            .list(&ListParams::default().labels("app.kubernetes.io/name=sidecar-watch"))
-            .await
-            .map_err(|e| e.to_string())?;
-        for p in &operators.items {
-            let Some(ip) = p.status.as_ref().and_then(|st| st.pod_ip.clone()) else { continue };
-            let (code, body) = scrape_metrics(&ip, Some(token.trim()));
-            let Ok(metrics) = Scrape::parse(&body) else { continue };
-            if code == 200 && metrics.value("sidecar_watch_leader", &[("shard", "0")]) == Some(1.0) {
-                return Ok(metrics);
-            }
-        }
-        Err("no leader answered".to_string())
-    })
-    .await
-    .unwrap()
 }
 
 /// (restarts counted, runtime alerts pending or firing, firing ones, their labels) of the

@@ -23,6 +23,7 @@ use sidecar_watch_harness::events::operator_events;
 use sidecar_watch_harness::node::chart::install_chart;
 use sidecar_watch_harness::node::recorder::{record, Recorder};
 use sidecar_watch_harness::node::Node;
+use sidecar_watch_testkit::prom::Scrape;
 
 pub use sidecar_watch_harness::node::chart::{helm, image_values, run, PROMETHEUS_SA, RELEASE_NAMESPACE};
 pub use sidecar_watch_harness::node::pods::{container, healthy, job, native, pod, probe};
@@ -269,4 +270,28 @@ pub fn scrape_metrics(ip: &str, token: Option<&str>) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The leading operator's `/metrics`.
+pub async fn leader_metrics(s: &Scenario) -> Scrape {
+    let node = node();
+    let token = run(node, "kubectl", &["-n", PROMETHEUS_SA.0, "create", "token", PROMETHEUS_SA.1]).expect("token");
+    let pods: Api<Pod> = Api::namespaced(s.env.client.clone(), RELEASE_NAMESPACE);
+    wait_until(MINUTE, "the leader's /metrics", || async {
+        let operators = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=sidecar-watch"))
+            .await
+            .map_err(|e| e.to_string())?;
+        for p in &operators.items {
+            let Some(ip) = p.status.as_ref().and_then(|st| st.pod_ip.clone()) else { continue };
+            let (code, body) = scrape_metrics(&ip, Some(token.trim()));
+            let Ok(metrics) = Scrape::parse(&body) else { continue };
+            if code == 200 && metrics.value("sidecar_watch_leader", &[("shard", "0")]) == Some(1.0) {
+                return Ok(metrics);
+            }
+        }
+        Err("no leader answered".to_string())
+    })
+    .await
+    .unwrap()
 }

@@ -23,6 +23,7 @@ mod event_recorder;
 mod failover;
 mod faults;
 mod initial_list;
+mod injection_failed;
 mod install_paths;
 mod kubernetes_features;
 mod leader;

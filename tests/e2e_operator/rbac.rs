@@ -101,6 +101,19 @@ async fn operator_calls_exactly_what_rbac_grants() {
     })
     .await
     .unwrap();
+    // The controllers' FailedCreate Events, one of each kind's: each object is read (`get`).
+    crate::injection_failed::failing_workloads_of_every_kind(&c).await;
+    let web_rs = format!("web-{}", crate::workload_events::HASH);
+    crate::injection_failed::record_istio_down(&c, "ReplicaSet", &web_rs, owner["uid"].as_str().unwrap_or_default())
+        .await;
+    wait_until(WAIT, "every failing workload read", || async {
+        let requests = operator_requests(&audit);
+        let read: BTreeSet<&str> = requests.iter().filter(|r| r.verb == "get").map(|r| r.resource.as_str()).collect();
+        let wanted = ["replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs"];
+        wanted.iter().all(|w| read.contains(w)).then_some(()).ok_or_else(|| format!("read {read:?}"))
+    })
+    .await
+    .unwrap();
     op.terminate().await;
 
     let requests = operator_requests(&audit);
@@ -118,6 +131,14 @@ async fn operator_calls_exactly_what_rbac_grants() {
     let non_resource: BTreeSet<_> =
         requests.iter().filter(|r| r.resource.is_empty()).map(|r| format!("{} {}", r.verb, r.request_uri)).collect();
     assert_eq!(non_resource, BTreeSet::from(["get /version".to_string()]), "non-resource requests");
+    // Core Events are only ever read filtered on the reason by the API server: never every
+    // Event of a namespace (the Event publisher's own list is events.k8s.io's).
+    let unfiltered: Vec<_> = requests
+        .iter()
+        .filter(|r| r.api_group.is_empty() && r.resource == "events")
+        .filter(|r| !r.request_uri.contains("fieldSelector=reason%3DFailedCreate"))
+        .collect();
+    assert!(unfiltered.is_empty(), "core Events read without the reason selector: {unfiltered:?}");
     let lease_requests: Vec<_> = requests.iter().filter(|r| r.resource == "leases").collect();
     assert!(
         lease_requests.iter().all(|r| r.namespace.as_deref() == Some(ns.as_str())),

@@ -236,3 +236,40 @@ fn a_changed_namespace_label_changes_the_series_at_the_next_scrape() {
     assert_eq!(after.len(), 36);
     assert!(after.iter().all(|l| l.ends_with(",label_team=\"\"} 1")));
 }
+
+/// An alert on a workload is a `sidecar_alerts` series with `pod=""`, the workload as users
+/// know it, the catalog's `product` and the namespace's `label_*`, within the namespace's
+/// series cap like the Pods' series.
+#[test]
+fn an_alert_on_a_workload_is_a_series_without_a_pod() {
+    use sidecar_watch::engine::{AlertName, CatalogId};
+    use sidecar_watch::index::{Condition, WorkloadId};
+    let index = index();
+    let allow = allow(&["team"]);
+    namespace(&index, "shop", &allow, BTreeMap::from([("team".into(), "payments".into())]));
+    let workload = WorkloadId { namespace: "shop".into(), kind: "Deployment".into(), name: "cart".into() };
+    let condition = Condition {
+        container: "istio-proxy".into(),
+        container_kind: None,
+        catalog: CatalogId::by_id("istio"),
+        since: now(),
+        latest: now(),
+        message: "Deployment/cart cannot create Pods".into(),
+        object_uid: None,
+        template_labels: None,
+    };
+    index.set_workload_condition(AlertName::SidecarInjectionFailed, workload, Some(condition), now());
+    let text = render(&index, &options(&allow));
+    let on_workload: Vec<&str> =
+        lines(&text, "sidecar_alerts").into_iter().filter(|l| l.contains("SidecarInjectionFailed")).collect();
+    assert_eq!(
+        on_workload,
+        ["sidecar_alerts{alertname=\"SidecarInjectionFailed\",alertstate=\"pending\",severity=\"critical\",\
+          policy=\"default\",policy_namespace=\"\",namespace=\"shop\",pod=\"\",container=\"istio-proxy\",check=\"\",\
+          workload_kind=\"Deployment\",workload=\"cart\",product=\"istio\",label_team=\"payments\"} 1"]
+    );
+    // Three Pods of web fire two alerts each: a cap of 6 leaves no room for the workload's.
+    let capped = RenderOptions { max_series_per_namespace: 6, ..options(&allow) };
+    let text = render(&index, &capped);
+    assert!(!text.contains("SidecarInjectionFailed"), "{text}");
+}

@@ -213,6 +213,14 @@ pub struct RulesSpec {
     /// `SidecarMisconfigured`: static checks of the Pod spec (default info).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misconfiguration: Option<InstantRuleSpec>,
+    /// `SidecarInjectionFailed`, on a workload: its controller cannot create Pods because of a
+    /// sidecar or its injector (default for 2m, critical).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection_failed: Option<ForRuleSpec>,
+    /// `RolloutBlockedBySidecar`, on a workload: every Pod of its newest revision has the same
+    /// sidecar failing while older Pods still run (default for 10m, warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_blocked: Option<ForRuleSpec>,
 }
 
 /// A rule whose condition must hold for a duration before it fires.

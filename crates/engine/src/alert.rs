@@ -35,11 +35,16 @@ pub enum AlertName {
     SidecarVersionDrift,
     /// A static check of the Pod spec failed.
     SidecarMisconfigured,
+    /// On a workload: its controller cannot create Pods because of a sidecar or its injector.
+    SidecarInjectionFailed,
+    /// On a workload: every Pod of its newest revision has the same sidecar failing while
+    /// Pods of an older revision still run.
+    RolloutBlockedBySidecar,
 }
 
 impl AlertName {
     /// Every alert name, in rule order.
-    pub const ALL: [AlertName; 11] = [
+    pub const ALL: [AlertName; 13] = [
         AlertName::SidecarContainerNotReady,
         AlertName::MainContainerReadyButSidecarNot,
         AlertName::SidecarRestartingFrequently,
@@ -51,7 +56,15 @@ impl AlertName {
         AlertName::SidecarMissing,
         AlertName::SidecarVersionDrift,
         AlertName::SidecarMisconfigured,
+        AlertName::SidecarInjectionFailed,
+        AlertName::RolloutBlockedBySidecar,
     ];
+
+    /// Whether the alert is on a workload (its Pods are not created, or not all of them fail),
+    /// not on one Pod.
+    pub fn on_workload(self) -> bool {
+        matches!(self, AlertName::SidecarInjectionFailed | AlertName::RolloutBlockedBySidecar)
+    }
 
     /// The name as it appears in labels, Events and output.
     pub fn as_str(self) -> &'static str {
@@ -67,6 +80,8 @@ impl AlertName {
             AlertName::SidecarMissing => "SidecarMissing",
             AlertName::SidecarVersionDrift => "SidecarVersionDrift",
             AlertName::SidecarMisconfigured => "SidecarMisconfigured",
+            AlertName::SidecarInjectionFailed => "SidecarInjectionFailed",
+            AlertName::RolloutBlockedBySidecar => "RolloutBlockedBySidecar",
         }
     }
 }

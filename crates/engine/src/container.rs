@@ -103,8 +103,8 @@ pub enum MemoryEnd {
     /// "container init was OOM-killed (memory limit too low?)").
     KilledWhileStarting,
     /// The limit is below what the runtime's init already uses, so it could not be set (cgroup
-    /// v1; runc: "unable to set memory limit to N (current usage: M, …)"), measured on this
-    /// project's node with runc 1.1.5: 2Mi fails so, 2300Ki starts busybox.
+    /// v1; runc: "unable to set memory limit to N (current usage: M, …)"; which limits fail
+    /// so on this project's node: docs/benchmarks.md#figures-the-codes-comments-cite).
     BelowStartingUsage,
 }
 

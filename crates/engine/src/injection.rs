@@ -189,7 +189,24 @@ pub struct Injector {
     pub skipped_namespaces: &'static [&'static str],
     /// Where its behaviour is documented: the project's docs, then its injector's code.
     pub source: &'static str,
+    /// The names of its mutating webhooks on Pods, as its chart or manifests write them; a
+    /// leading `*` matches any prefix (Istio's revisions, Consul's release name). What a
+    /// controller's `FailedCreate` Event names ([`crate::classify_failed_create`]).
+    pub webhooks: &'static [&'static str],
+    /// The init containers it adds beside its sidecar (iptables setup, CNI validation, secrets
+    /// rendering): an admission plugin that rejects one of them rejects the injector's work.
+    pub helpers: &'static [&'static str],
+    /// Where `webhooks` and `helpers` were read.
+    pub webhooks_source: &'static str,
+    /// What to do when its webhook cannot be called.
+    pub unreachable_fix: &'static str,
+    /// What to do when an admission plugin (PodSecurity) rejects a container it injected.
+    pub admission_fix: &'static str,
 }
+
+/// The advice for a container an injector added that PodSecurity rejects, where the project
+/// has no better one.
+pub(crate) const GENERIC_ADMISSION_FIX: &str = "let the namespace's PodSecurity level (label pod-security.kubernetes.io/enforce) admit the container, or configure its injector to give it a securityContext that the level allows";
 
 /// Go's `strconv.ParseBool`, which Consul's and Vault's injectors read their annotations with.
 const GO_TRUE: &[&str] = &["1", "t", "T", "TRUE", "true", "True"];
@@ -224,6 +241,11 @@ pub static INJECTORS: &[Injector] = &[
         skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "kube-public", "kube-node-lease", "local-path-storage"],
         source: "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/#controlling-the-injection-policy; istio/istio pkg/kube/inject/inject.go (injectRequired)",
+        webhooks: &["sidecar-injector.istio.io", "*.sidecar-injector.istio.io"],
+        helpers: &["istio-init", "istio-validation"],
+        webhooks_source: "istio/istio manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml (rev.namespace., rev.object., namespace., object.sidecar-injector.istio.io; sidecar-injector.istio.io before 1.10); manifests/charts/istio-control/istio-discovery/files/injection-template.yaml (istio-init, istio-validation)",
+        unreachable_fix: "check that istiod is running and reachable from the API server (kubectl -n istio-system get pods,endpoints istiod), or set the webhook's failurePolicy: Ignore to let Pods start without the proxy",
+        admission_fix: "install Istio's CNI node agent (istio-cni) so that Pods need no istio-init with NET_ADMIN and NET_RAW, or let the namespace's PodSecurity level admit it",
     },
     Injector {
         catalog_id: "linkerd",
@@ -238,6 +260,11 @@ pub static INJECTORS: &[Injector] = &[
         skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "cert-manager"],
         source: "https://linkerd.io/2/features/proxy-injection/; linkerd/linkerd2 pkg/inject/report.go (disabledByAnnotation, Injectable)",
+        webhooks: &["linkerd-proxy-injector.linkerd.io"],
+        helpers: &["linkerd-init", "linkerd-network-validator"],
+        webhooks_source: "linkerd/linkerd2 charts/linkerd-control-plane/templates/proxy-injector-rbac.yaml (MutatingWebhookConfiguration); charts/partials/templates/_proxy-init.tpl, _network-validator.tpl",
+        unreachable_fix: "check that linkerd-proxy-injector is running and reachable from the API server (linkerd check), or keep the webhook's failurePolicy: Ignore",
+        admission_fix: "install the linkerd-cni plugin (linkerd install-cni, then cniEnabled: true) so that Pods need no linkerd-init with NET_ADMIN and NET_RAW, or let the namespace's PodSecurity level admit it",
     },
     Injector {
         catalog_id: "kuma",
@@ -248,6 +275,12 @@ pub static INJECTORS: &[Injector] = &[
         skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "kuma-system"],
         source: "https://kuma.io/docs/latest/production/dp-config/dpp-on-kubernetes/; kumahq/kuma pkg/plugins/runtime/k8s/webhooks/injector/precheck.go (needToInject)",
+        // Its validating webhook on Pods fails closed too.
+        webhooks: &["*kuma-injector.kuma.io", "pod.validator.kuma-admission.kuma.io"],
+        helpers: &["kuma-init", "kuma-validation"],
+        webhooks_source: "kumahq/kuma deployments/charts/kuma/templates/cp-webhooks-and-secrets.yaml (namespace-, pods-, mesh-zoneproxy-kuma-injector.kuma.io; pod.validator.kuma-admission.kuma.io); pkg/plugins/runtime/k8s/webhooks/injector/injector.go",
+        unreachable_fix: "check that kuma-control-plane is running and reachable from the API server (kubectl -n kuma-system get pods,endpoints kuma-control-plane), or set controlPlane.injectorFailurePolicy: Ignore",
+        admission_fix: "enable Kuma's CNI (cni.enabled: true) so that Pods need no kuma-init with NET_ADMIN and NET_RAW, or let the namespace's PodSecurity level admit it",
     },
     Injector {
         catalog_id: "consul",
@@ -258,6 +291,12 @@ pub static INJECTORS: &[Injector] = &[
         skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "kube-public"],
         source: "https://developer.hashicorp.com/consul/docs/k8s/annotations-and-labels; hashicorp/consul-k8s control-plane/connect-inject/webhook/mesh_webhook.go (shouldInject)",
+        // <release>-connect-injector.consul.hashicorp.com.
+        webhooks: &["*-connect-injector.consul.hashicorp.com"],
+        helpers: &["consul-connect-inject-init"],
+        webhooks_source: "hashicorp/consul-k8s charts/consul/templates/connect-inject-mutatingwebhookconfiguration.yaml; control-plane/connect-inject/webhook/container_init.go (InjectInitContainerName)",
+        unreachable_fix: "check that consul-connect-injector is running and reachable from the API server, or set connectInject.failurePolicy: Ignore",
+        admission_fix: "enable Consul's CNI plugin (connectInject.cni.enabled: true) so that Pods need no consul-connect-inject-init with NET_ADMIN, or let the namespace's PodSecurity level admit it",
     },
     Injector {
         catalog_id: "dapr",
@@ -268,6 +307,11 @@ pub static INJECTORS: &[Injector] = &[
         skips_bare_pods: true,
         skipped_namespaces: &[],
         source: "https://docs.dapr.io/concepts/dapr-services/sidecar-injector/; dapr/dapr pkg/injector/service/handler.go (allowed service accounts)",
+        webhooks: &["sidecar-injector.dapr.io"],
+        helpers: &[],
+        webhooks_source: "dapr/dapr charts/dapr/charts/dapr_sidecar_injector/templates/dapr_sidecar_injector_webhook_config.yaml",
+        unreachable_fix: "check that dapr-sidecar-injector is running and reachable from the API server (kubectl -n dapr-system get pods,endpoints dapr-sidecar-injector)",
+        admission_fix: GENERIC_ADMISSION_FIX,
     },
     Injector {
         catalog_id: "vault-agent",
@@ -282,6 +326,11 @@ pub static INJECTORS: &[Injector] = &[
         skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "kube-public"],
         source: "https://developer.hashicorp.com/vault/docs/platform/k8s/injector/annotations; hashicorp/vault-k8s agent-inject/agent/agent.go (ShouldInject)",
+        webhooks: &["vault.hashicorp.com"],
+        helpers: &["vault-agent-init"],
+        webhooks_source: "hashicorp/vault-helm templates/injector-mutating-webhook.yaml; hashicorp/vault-k8s agent-inject/agent/container_init_sidecar.go",
+        unreachable_fix: "check that vault-agent-injector is running and reachable from the API server, or set injector.failurePolicy: Ignore",
+        admission_fix: GENERIC_ADMISSION_FIX,
     },
     Injector {
         catalog_id: "otel-collector",
@@ -292,6 +341,13 @@ pub static INJECTORS: &[Injector] = &[
         skips_bare_pods: false,
         skipped_namespaces: &[],
         source: "https://github.com/open-telemetry/opentelemetry-operator#sidecar-injection; open-telemetry/opentelemetry-operator pkg/sidecar/annotation.go",
+        // Its Pod webhook is kubebuilder's generic `mpod.kb.io`, which other operators' Pod
+        // webhooks are named too: a failure naming it is not known to be this injector's.
+        webhooks: &[],
+        helpers: &[],
+        webhooks_source: "open-telemetry/opentelemetry-operator config/webhook/manifests.yaml (mpod.kb.io)",
+        unreachable_fix: "check that the OpenTelemetry Operator is running and reachable from the API server",
+        admission_fix: GENERIC_ADMISSION_FIX,
     },
     Injector {
         catalog_id: "gcsfuse",
@@ -302,6 +358,11 @@ pub static INJECTORS: &[Injector] = &[
         skips_bare_pods: false,
         skipped_namespaces: &[],
         source: "https://cloud.google.com/kubernetes-engine/docs/how-to/persistent-volumes/cloud-storage-fuse-csi-driver-sidecar; GoogleCloudPlatform/gcs-fuse-csi-driver pkg/webhook/mutatingwebhook.go",
+        webhooks: &["gcsfuse-sidecar-injector.csi.storage.gke.io"],
+        helpers: &[],
+        webhooks_source: "GoogleCloudPlatform/gcs-fuse-csi-driver deploy/base/webhook/mutatingwebhook.yaml",
+        unreachable_fix: "check the Cloud Storage FUSE CSI driver's webhook (gcs-fuse-csi-driver-webhook); on GKE it is managed with the add-on",
+        admission_fix: GENERIC_ADMISSION_FIX,
     },
 ];
 

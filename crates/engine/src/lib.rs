@@ -31,6 +31,7 @@ mod alert;
 mod catalog;
 mod container;
 mod exit_rules;
+mod failed_create;
 mod history;
 mod injection;
 mod interner;
@@ -42,6 +43,7 @@ mod policy;
 mod relations;
 mod restart_causes;
 mod rollout;
+mod rollout_blocked;
 mod rule_settings;
 mod rules;
 mod sidecar_matcher;
@@ -58,6 +60,7 @@ pub use container::{
     Termination,
 };
 pub use exit_rules::ExitVerdict;
+pub use failed_create::{classify_failed_create, InjectionCause, InjectionFailure, FAILED_CREATE_READ_LIMIT};
 pub use history::{ContainerHistory, HistoryMarks, PodHistory, MAX_RECORDED_RESTARTS};
 pub use injection::{Inject, Injector, Marker, NamespaceMeta, OptOut, Place, INJECTORS};
 pub use interner::Interner;
@@ -68,6 +71,7 @@ pub use pod::{ConditionView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef};
 pub use relations::{cronjob_of_job, Workload, CRONJOB_CLOCK_SKEW, CRONJOB_NAME_MAX, CRONJOB_RUN_WINDOW};
 pub use rollout::{counted, Counted, Rollouts, WorkloadKey};
+pub use rollout_blocked::{revision_label, rollout_blocked, Blocked, Revision, RevisionPod, SidecarFiring, BLOCKING};
 pub use rule_settings::SpecError;
 pub use rules::{
     check_texts, cronjob_concurrency, evaluate, missing_texts, Around, Evaluation, DEFAULT_MAX_SIDECARS,

@@ -163,6 +163,18 @@ impl CompiledPolicy {
         self.selector.matches(pod.labels())
     }
 
+    /// Whether the policy selects Pods with these labels (a workload's Pod template's; the
+    /// namespace is checked separately).
+    pub fn selects_template_labels(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.selector.matches(labels)
+    }
+
+    /// Whether the policy selects every Pod of the namespaces it covers (an empty selector):
+    /// the only policies that select a workload whose Pod template's labels are unknown.
+    pub fn selects_every_pod(&self) -> bool {
+        self.selector.selects_all()
+    }
+
     /// Whether the policy selects the Pod, given its namespace's labels.
     pub fn selects(&self, pod: &PodView, namespace_labels: Option<&BTreeMap<String, String>>) -> bool {
         self.selects_namespace(pod.namespace(), namespace_labels) && self.selects_pod_labels(pod)

@@ -119,6 +119,10 @@ pub struct Rules {
     pub version_drift: ForRule,
     /// `SidecarMisconfigured`.
     pub misconfiguration: InstantRule,
+    /// `SidecarInjectionFailed` (on a workload).
+    pub injection_failed: ForRule,
+    /// `RolloutBlockedBySidecar` (on a workload).
+    pub rollout_blocked: ForRule,
 }
 
 impl Default for Rules {
@@ -142,6 +146,9 @@ impl Default for Rules {
             sidecar_missing: instant(Severity::Warning),
             version_drift: for_rule(3600, Severity::Warning),
             misconfiguration: instant(Severity::Info),
+            // 2m: one retried failure while an injector restarts does not page.
+            injection_failed: for_rule(120, Severity::Critical),
+            rollout_blocked: for_rule(600, Severity::Warning),
         }
     }
 }
@@ -231,5 +238,7 @@ pub(crate) fn compile_rules(spec: Option<&RulesSpec>) -> Result<Rules, SpecError
         sidecar_missing: compile_instant(s.sidecar_missing.as_ref(), d.sidecar_missing),
         version_drift: compile_for(s.version_drift.as_ref(), "spec.rules.versionDrift", d.version_drift)?,
         misconfiguration: compile_instant(s.misconfiguration.as_ref(), d.misconfiguration),
+        injection_failed: compile_for(s.injection_failed.as_ref(), "spec.rules.injectionFailed", d.injection_failed)?,
+        rollout_blocked: compile_for(s.rollout_blocked.as_ref(), "spec.rules.rolloutBlocked", d.rollout_blocked)?,
     })
 }

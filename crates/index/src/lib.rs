@@ -22,13 +22,17 @@
 mod census;
 mod evaluate;
 pub mod link;
+mod namespaces;
+mod on_workloads;
 mod policies;
 mod readout;
+mod rollouts_blocked;
 mod segment;
 pub mod shard;
 mod tallies;
 mod tracked;
 mod transitions;
+mod workloads;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -42,7 +46,7 @@ use jiff::Timestamp;
 use census::Census;
 pub use census::SidecarName;
 use evaluate::{Evaluator, PolicyChange};
-pub use link::{IndexResource, Namespaces, Pods, Policies, PolicyScope, Watched};
+pub use link::{CreateFailures, IndexResource, Namespaces, Pods, Policies, PolicyScope, Watched};
 pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
 use sidecar_watch_api::SlimPod;
@@ -52,6 +56,8 @@ use sidecar_watch_engine::{
 use sidecar_watch_engine::{Rollouts, WorkloadKey};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
 pub use transitions::{InvalidPolicy, Outcome, Transition, TransitionKind};
+use workloads::Workloads;
+pub use workloads::{Condition, WorkloadAlert, WorkloadId, MAX_PER_NAMESPACE, MAX_WORKLOADS};
 
 const SEGMENTS: usize = 64;
 
@@ -78,6 +84,8 @@ pub struct Index {
     /// views, so the lock is uncontended; it is here rather than in a static so that the
     /// engine stays free of process-wide state.
     names: Mutex<Interner>,
+    /// Conditions and alerts on workloads rather than Pods, and when a pending one fires.
+    workloads: Mutex<(Workloads, Option<Timestamp>)>,
 }
 
 impl Default for Index {
@@ -111,6 +119,7 @@ impl Index {
             max_policies: max_policies.max(1),
             evaluations: AtomicU64::new(0),
             names: Mutex::new(Interner::default()),
+            workloads: Mutex::new((Workloads::default(), None)),
         }
     }
 
@@ -187,6 +196,8 @@ impl Index {
 
     /// A new or changed Pod.
     pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
+        // A workload that could not create Pods may have created this one.
+        let created = self.any_workload_condition().then(|| view.clone());
         let mut outcome = {
             let policies = self.valid_policies();
             let namespaces = self.namespaces.read();
@@ -204,6 +215,7 @@ impl Index {
             let observations = if inserted { Vec::new() } else { pod.observe(view, now) };
             self.rollouts.lock().replace(&counted_before, &evaluate::counted_sidecars(pod));
             let mut outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
+            self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
             let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
             for Observation::StartedUp { container, seconds } in observations {
                 if sidecar_names.contains(container.as_str()) {
@@ -212,6 +224,9 @@ impl Index {
             }
             outcome
         };
+        if let Some(view) = created {
+            self.pod_created(&view, now, &mut outcome);
+        }
         self.settle_rollouts(now, &mut outcome);
         outcome
     }
@@ -255,6 +270,7 @@ impl Index {
 
     /// Takes a Pod that is no longer tracked out of the census and the version counts.
     fn forget(&self, pod: &TrackedPod) {
+        self.note_rollout_change(pod.view(), rollouts_blocked::fires_blocking(pod));
         self.census.replace(&pod.sidecar_names(), &[]);
         self.rollouts.lock().replace(&evaluate::counted_sidecars(pod), &[]);
     }
@@ -311,7 +327,9 @@ impl Index {
             match segment.get_mut(uid) {
                 Some((pod, tallies)) => {
                     let namespace = namespaces.get(pod.view().namespace().as_str());
-                    self.evaluator().all(pod, tallies, &policies, namespace, now)
+                    let outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
+                    self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
+                    outcome
                 }
                 None => return Outcome::default(),
             }
@@ -330,7 +348,9 @@ impl Index {
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
                 let namespace = namespaces.get(pod.view().namespace().as_str());
-                outcome.merge(self.evaluator().all(pod, tallies, &policies, namespace, now));
+                let evaluated = self.evaluator().all(pod, tallies, &policies, namespace, now);
+                self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &evaluated));
+                outcome.merge(evaluated);
             }
         }
         outcome
@@ -398,6 +418,7 @@ impl Index {
         }
         // A policy that finds other sidecars changes what the workloads' versions count.
         self.settle_rollouts(now, &mut outcome);
+        self.evaluate_workloads(now, &mut outcome);
         outcome
     }
 
@@ -441,45 +462,12 @@ impl Index {
                 |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view().namespace() == *ns);
             for pod in pods.filter(in_scope) {
                 let namespace = namespaces.get(pod.view().namespace().as_str());
-                outcome.merge(evaluator.one(pod, tallies, change, &policies, namespace, now));
+                let evaluated = evaluator.one(pod, tallies, change, &policies, namespace, now);
+                self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &evaluated));
+                outcome.merge(evaluated);
             }
         }
         outcome
-    }
-
-    /// A new or changed namespace: re-evaluates its Pods if a cluster policy looks at its
-    /// labels, or if what injectors read of it changed (`SidecarMissing`).
-    pub fn apply_namespace(&self, name: &str, meta: NamespaceMeta, now: Timestamp) -> Outcome {
-        let before = {
-            let mut namespaces = self.namespaces.write();
-            namespaces.insert(name.to_string(), meta.clone())
-        };
-        let labels_changed = before.as_ref().map(|b| &b.labels) != Some(&meta.labels);
-        let label_sensitive = labels_changed && self.valid_policies().iter().any(|p| p.needs_namespace_labels());
-        if !label_sensitive && !NamespaceMeta::markers_differ(before.as_ref(), &meta) {
-            return Outcome::default();
-        }
-        let mut outcome = self.reevaluate_where(now, |p| p.view().namespace() == name);
-        self.settle_rollouts(now, &mut outcome);
-        outcome
-    }
-
-    /// A namespace is gone.
-    pub fn delete_namespace(&self, name: &str) {
-        self.namespaces.write().remove(name);
-    }
-
-    /// Names of the namespaces known, sorted.
-    #[cfg(test)]
-    fn namespace_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.namespaces.read().keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    /// After a relist of namespaces: drops those not in `seen`.
-    pub fn retain_namespaces(&self, seen: &HashSet<String>) {
-        self.namespaces.write().retain(|n, _| seen.contains(n));
     }
 }
 

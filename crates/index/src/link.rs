@@ -11,10 +11,10 @@ use std::collections::HashSet;
 use std::hash::Hash;
 
 use jiff::Timestamp;
-use sidecar_watch_engine::{NamespaceMeta, PodView, PolicyRef};
+use sidecar_watch_engine::{AlertName, NamespaceMeta, PodView, PolicyRef};
 
 use crate::transitions::InvalidPolicy;
-use crate::{Index, Outcome, PolicyEntry};
+use crate::{Condition, Index, Outcome, PolicyEntry, WorkloadId};
 
 /// A watched kind: what a watch reports of it.
 pub trait Watched {
@@ -41,6 +41,11 @@ pub enum Policies {}
 /// Namespaces: what the engine reads of them, by name.
 #[derive(Debug)]
 pub enum Namespaces {}
+
+/// The controllers' `FailedCreate` Events whose cause is a sidecar's, as the condition of
+/// the workload that cannot create Pods (`SidecarInjectionFailed`), by workload.
+#[derive(Debug)]
+pub enum CreateFailures {}
 
 /// What one policy watch lists.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -86,6 +91,19 @@ impl Watched for Namespaces {
     }
     fn namespace((name, _): &Self::Object) -> &str {
         name
+    }
+}
+
+impl Watched for CreateFailures {
+    type Object = (WorkloadId, Condition);
+    type Key = WorkloadId;
+    /// The namespace listed, or every one.
+    type Scope = Option<String>;
+    fn key((workload, _): &Self::Object) -> WorkloadId {
+        workload.clone()
+    }
+    fn namespace((workload, _): &Self::Object) -> &str {
+        &workload.namespace
     }
 }
 
@@ -153,6 +171,35 @@ impl IndexResource<Namespaces> for Index {
     fn relisted(&self, _: &(), seen: &HashSet<String>, _: Timestamp) -> Outcome {
         self.retain_namespaces(seen);
         Outcome::default()
+    }
+}
+
+impl IndexResource<CreateFailures> for Index {
+    fn apply(&self, (workload, mut condition): (WorkloadId, Condition), now: Timestamp) -> Outcome {
+        // Several Events may tell of one failure (one per ReplicaSet, a new Event after the
+        // last expired): the clock runs from the first.
+        if let Some(held) = self.workload_condition(AlertName::SidecarInjectionFailed, &workload) {
+            condition.since = held.since.min(condition.since);
+            condition.latest = held.latest.max(condition.latest);
+        }
+        let (mut outcome, kept) =
+            self.set_workload_condition(AlertName::SidecarInjectionFailed, workload, Some(condition), now);
+        outcome.limited_workloads += u32::from(!kept);
+        outcome
+    }
+
+    fn delete(&self, workload: &WorkloadId, now: Timestamp) -> Outcome {
+        self.set_workload_condition(AlertName::SidecarInjectionFailed, workload.clone(), None, now).0
+    }
+
+    fn relisted(&self, namespace: &Option<String>, seen: &HashSet<WorkloadId>, now: Timestamp) -> Outcome {
+        let mut outcome = Outcome::default();
+        for workload in self.workloads_holding(AlertName::SidecarInjectionFailed) {
+            if namespace.as_ref().is_none_or(|ns| *ns == workload.namespace) && !seen.contains(&workload) {
+                outcome.merge(IndexResource::<CreateFailures>::delete(self, &workload, now));
+            }
+        }
+        outcome
     }
 }
 

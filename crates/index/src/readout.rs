@@ -47,6 +47,12 @@ impl Index {
                 }
             }
         });
+        drop(namespaces);
+        self.for_each_workload_alert(|a| {
+            if a.alert.state == AlertState::Firing {
+                out.push(a.transition(TransitionKind::Fired));
+            }
+        });
         out
     }
 
@@ -65,7 +71,17 @@ impl Index {
                 sum.add(tally);
             }
         }
-        sums.into_iter().map(|(policy, sum)| (policy, sum.to_counts())).collect()
+        let mut counts: BTreeMap<PolicyRef, PolicyCounts> =
+            sums.into_iter().map(|(policy, sum)| (policy, sum.to_counts())).collect();
+        // Alerts on workloads count as alerts, not as Pods.
+        self.for_each_workload_alert(|a| {
+            let Some(c) = counts.get_mut(&a.policy) else { return };
+            match a.alert.state {
+                AlertState::Firing => *c.firing.entry(a.alert.name.as_str().to_string()).or_default() += 1,
+                AlertState::Pending => c.pending_alerts += 1,
+            }
+        });
+        counts
     }
 
     /// Reads the namespaces by name under their lock. `read` may visit a segment's Pods

@@ -8,7 +8,9 @@ use jiff::Timestamp;
 use super::tracked::PolicyResult;
 use sidecar_watch_engine::{Alert, AlertKey, AlertState, ContainerKind, PodView, PolicyRef};
 
-/// An alert that started firing or stopped firing: what Events announce.
+/// An alert that started firing or stopped firing: what Events announce. An alert on a
+/// workload ([`AlertName::on_workload`](sidecar_watch_engine::AlertName::on_workload)) has
+/// an empty `pod` and `pod_uid`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
     /// Fired or resolved.
@@ -23,6 +25,10 @@ pub struct Transition {
     pub container_kind: Option<ContainerKind>,
     /// The Pod's workload as `Kind/name` (`Deployment/web`), named in the Event note.
     pub workload: String,
+    /// The UID of the workload object its workload Event is about: the Pod's owner
+    /// reference's (for a Deployment, its ReplicaSet's: the Event path reads the
+    /// Deployment's), or the one a workload alert's condition knows.
+    pub object_uid: Option<String>,
     /// The policy.
     pub policy: Arc<PolicyRef>,
     /// Whether the policy publishes Events (`spec.events`).
@@ -58,6 +64,8 @@ pub struct Outcome {
     pub limited_pods: u32,
     /// Policy changes held back by `--max-policies-per-namespace` (not evaluated).
     pub limited_policies: u32,
+    /// Workload conditions cut: their namespace, or the index, holds the most it may.
+    pub limited_workloads: u32,
     /// Policies applied whose spec cannot be used: each is announced (an Event on it).
     pub invalid_policies: Vec<InvalidPolicy>,
 }
@@ -83,6 +91,7 @@ impl Outcome {
         self.wake_by.extend(other.wake_by);
         self.limited_pods += other.limited_pods;
         self.limited_policies += other.limited_policies;
+        self.limited_workloads += other.limited_workloads;
         self.invalid_policies.extend(other.invalid_policies);
     }
 }
@@ -98,6 +107,7 @@ pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyRe
             let (kind, name) = view.workload();
             format!("{kind}/{name}")
         },
+        object_uid: view.owner_uid().map(str::to_string),
         policy: result.policy.shared_ref(),
         policy_events: result.policy.events,
         alert,

@@ -26,16 +26,16 @@ impl Publisher {
         let Some(key) = WorkloadKey::of(t) else { return };
         match t.kind {
             TransitionKind::Fired => {
-                let owner = self
-                    .index
-                    .with_pod(&t.pod_uid, |p| {
-                        let view = p.view();
-                        let job = JOB_NAME_LABELS.iter().find_map(|l| view.labels().get(*l)).cloned();
-                        (view.owner_uid().map(str::to_string), job)
+                // A CronJob's Pod: the name of its Job, to read the CronJob through it.
+                let job = (key.kind == WorkloadKind::CronJob && !key.alert.name.on_workload())
+                    .then(|| {
+                        self.index.with_pod(&t.pod_uid, |p| {
+                            JOB_NAME_LABELS.iter().find_map(|l| p.view().labels().get(*l)).cloned()
+                        })
                     })
-                    .unwrap_or_default();
-                let job = (key.kind == WorkloadKind::CronJob).then_some(owner.1).flatten();
-                match self.workloads.fired(key.clone(), t, owner.0.as_deref(), job.as_deref()) {
+                    .flatten()
+                    .flatten();
+                match self.workloads.fired(key.clone(), t, t.object_uid.as_deref(), job.as_deref()) {
                     Step::Announce => self.due.push_back((key, Instant::now())),
                     Step::Limited => self.metrics.limited.with_label_values(&["workload-events"]).inc(),
                     Step::Nothing | Step::Resolve(_) => {}
@@ -63,16 +63,19 @@ impl Publisher {
             // Gone (its Pods cleared first), or already announced (due twice).
             let Some(firing) = self.workloads.get(&key).filter(|f| f.announced.is_none()) else { continue };
             let (namespace, name) = (key.namespace.clone(), key.name.clone());
+            let on_workload = key.alert.name.on_workload();
             let read = match (key.kind, firing.owner_uid.clone(), firing.job.clone()) {
                 (WorkloadKind::Deployment, Some(replica_set_uid), _) => {
                     Some(OwnerKey::Deployment { namespace, name, replica_set_uid })
                 }
-                (WorkloadKind::CronJob, Some(job_uid), Some(job)) => {
+                (WorkloadKind::CronJob, Some(job_uid), Some(job)) if !on_workload => {
                     Some(OwnerKey::CronJob { namespace, name, job, job_uid })
                 }
                 // A CronJob's Pod without its Job's name (a Job with a manual selector):
                 // nothing to read the CronJob through.
-                (WorkloadKind::Deployment | WorkloadKind::CronJob, _, _) => None,
+                (WorkloadKind::Deployment, _, _) | (WorkloadKind::CronJob, _, _) if !on_workload => None,
+                // The workload's own UID (a workload alert's condition read the object), or the
+                // Pod's owner's, which is the workload.
                 (_, owner, _) => {
                     let info = owner.map(|uid| OwnerInfo { uid, concurrency_policy: None });
                     self.publish_or_count(&key, info).await;
@@ -127,18 +130,26 @@ impl Publisher {
             ..Default::default()
         };
         let pods = firing.pods.len();
-        // What the CronJob does to its next runs meanwhile: said before the example, so
-        // that a long message cannot truncate it away.
-        let runs = info
-            .concurrency_policy
-            .filter(|_| key.alert.name == AlertName::JobBlockedBySidecar)
-            .and_then(|policy| cronjob_concurrency(&key.name, &policy))
-            .map(|sentence| format!(" ({sentence})"))
-            .unwrap_or_default();
-        let event = Event {
-            type_: EventType::Warning,
-            reason: reason.clone(),
-            note: Some(note::truncate(format!(
+        let text = if key.alert.name.on_workload() {
+            format!(
+                "{}{} of {}/{}: {} (policy {})",
+                key.alert.name.as_str(),
+                on_container(&key.alert.container),
+                key.kind.as_str(),
+                key.name,
+                firing.message,
+                key.policy
+            )
+        } else {
+            // What the CronJob does to its next runs meanwhile: said before the example, so
+            // that a long message cannot truncate it away.
+            let runs = info
+                .concurrency_policy
+                .filter(|_| key.alert.name == AlertName::JobBlockedBySidecar)
+                .and_then(|policy| cronjob_concurrency(&key.name, &policy))
+                .map(|sentence| format!(" ({sentence})"))
+                .unwrap_or_default();
+            format!(
                 "{}{} in {pods} Pod{} of {}/{}{runs}, e.g. Pod {}: {} (policy {})",
                 key.alert.name.as_str(),
                 on_container(&key.alert.container),
@@ -148,7 +159,12 @@ impl Publisher {
                 firing.example,
                 firing.message,
                 key.policy
-            ))),
+            )
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.clone(),
+            note: Some(note::truncate(text)),
             action: note::action_of(
                 key.alert.name,
                 &key.alert.container,
@@ -174,11 +190,12 @@ impl Publisher {
             type_: EventType::Normal,
             reason: reason.clone(),
             note: Some(note::truncate(format!(
-                "{}{} of {}/{} resolved: no Pod fires it any more (policy {})",
+                "{}{} of {}/{} resolved: {} (policy {})",
                 key.alert.name.as_str(),
                 on_container(&key.alert.container),
                 key.kind.as_str(),
                 key.name,
+                resolved_because(key.alert.name),
                 key.policy
             ))),
             action: note::action_of(
@@ -266,6 +283,15 @@ impl Publisher {
 /// (kubernetes/kubernetes pkg/registry/batch/job/strategy.go `generateSelector`:
 /// `batch.LegacyJobNameLabel`, `batch.JobNameLabel`; v1.29.15, v1.33.13, v1.35.8, v1.37.2).
 const JOB_NAME_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
+
+/// Why a workload alert resolved, for its `Resolved` note.
+fn resolved_because(alert: AlertName) -> &'static str {
+    match alert {
+        AlertName::SidecarInjectionFailed => "the workload creates Pods again, or is gone",
+        AlertName::RolloutBlockedBySidecar => "the rollout completed, was undone, or its new Pods' sidecar recovered",
+        _ => "no Pod fires it any more",
+    }
+}
 
 /// ` on sidecar container <name>`, or nothing for a Pod-level check (`sidecar-sprawl`).
 fn on_container(container: &str) -> String {

@@ -28,6 +28,7 @@ fn transition(kind: TransitionKind, policy: &str, workload: &str, pod: usize) ->
         pod_uid: format!("uid-{pod}"),
         container_kind: Some(ContainerKind::RestartableInit),
         workload: workload.into(),
+        object_uid: Some("rs-uid".into()),
         policy: Arc::new(PolicyRef::namespaced("shop", policy)),
         policy_events: true,
         alert: alert(AlertName::SidecarContainerNotReady),
@@ -189,4 +190,25 @@ fn a_new_leader_reads_the_standing_workload_warnings() {
     assert_eq!(standing.len(), 1, "{standing:?}");
     let key = WorkloadKey::of(&fired("mesh", 0)).expect("a workload");
     assert_eq!(standing.get(&key), Some(&deployment("deploy-uid")));
+}
+
+/// An alert on a workload (no Pod) is its own single member: announced once, kept by the
+/// sweep of gone Pods, resolved only by its own `Resolved`.
+#[test]
+fn an_alert_on_a_workload_stands_until_it_resolves() {
+    let mut alerts = WorkloadAlerts::default();
+    let on_workload = |kind| {
+        let mut t = transition(kind, "mesh", "Deployment/web", 0);
+        t.pod.clear();
+        t.pod_uid.clear();
+        t.alert = alert(AlertName::SidecarInjectionFailed);
+        t
+    };
+    assert_eq!(step(&mut alerts, &on_workload(TransitionKind::Fired)), Step::Announce);
+    assert_eq!(step(&mut alerts, &on_workload(TransitionKind::Fired)), Step::Nothing, "announced once");
+    assert!(alerts.forget_untracked(|_| false).is_empty(), "no Pod to be gone");
+    assert_eq!(alerts.len(), 1);
+    let resolved = step(&mut alerts, &on_workload(TransitionKind::Resolved));
+    assert_eq!(resolved, Step::Resolve(deployment("deploy-uid")));
+    assert!(alerts.is_empty());
 }

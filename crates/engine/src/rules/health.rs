@@ -77,7 +77,8 @@ fn not_started_by_design(pod: &PodView, container: &ContainerView, status: &Cont
 /// restarts it for, in a Pod that is neither finished nor deleting and whose regular
 /// containers have not all finished (the kubelet then stops the sidecars for good, KEP-753).
 /// A native sidecar spends its whole back-off so after exiting 0 (kubelet 1.34 and 1.37 never
-/// show `CrashLoopBackOff` for it), and 10–14 s of each back-off after exiting non-zero.
+/// show `CrashLoopBackOff` for it), and part of each back-off after exiting non-zero (how
+/// long: docs/benchmarks.md#figures-the-codes-comments-cite).
 fn awaiting_restart(pod: &PodView, status: &ContainerStatusView) -> bool {
     let Some(termination) = status.terminated() else { return false };
     if !termination.verdict.contains(ExitVerdict::RESTARTS)

@@ -244,6 +244,9 @@ fn policy() -> BoxedStrategy<CompiledPolicy> {
                 misconfiguration: i,
                 sidecar_missing: j,
                 version_drift: k,
+                // On workloads: never raised by a Pod's evaluation.
+                injection_failed: None,
+                rollout_blocked: None,
             }),
     );
     (sidecars, rules)

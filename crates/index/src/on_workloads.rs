@@ -1,0 +1,97 @@
+//! The index's side of the alerts on workloads ([`crate::workloads`]): conditions set by the
+//! runtime (a `FailedCreate` Event read) or found here (a rollout's Pods), evaluated under
+//! the policies, resolved by the Pods a workload creates.
+
+use jiff::Timestamp;
+
+use super::workloads::{Condition, Kept, WorkloadAlert, WorkloadId};
+use super::{Index, Outcome};
+use sidecar_watch_engine::{AlertName, PodView};
+
+impl Index {
+    /// Sets (or, with `None`, clears) the condition of `alert` on `workload` and evaluates the
+    /// workload alerts again. Returns what changed, and `false` when the condition was cut
+    /// (its namespace, or the index, holds the most workloads it may).
+    pub fn set_workload_condition(
+        &self,
+        alert: AlertName,
+        workload: WorkloadId,
+        condition: Option<Condition>,
+        now: Timestamp,
+    ) -> (Outcome, bool) {
+        let kept = self.workloads.lock().0.set(alert, workload, condition);
+        let mut outcome = Outcome::default();
+        self.evaluate_workloads(now, &mut outcome);
+        (outcome, kept == Kept::Yes)
+    }
+
+    /// The condition of `alert` on `workload`, if it holds.
+    pub fn workload_condition(&self, alert: AlertName, workload: &WorkloadId) -> Option<Condition> {
+        self.workloads.lock().0.condition(alert, workload).cloned()
+    }
+
+    /// The workloads holding a condition of `alert`.
+    pub fn workloads_holding(&self, alert: AlertName) -> Vec<WorkloadId> {
+        self.workloads.lock().0.holding(alert).cloned().collect()
+    }
+
+    /// Evaluates the workload alerts again if a pending one is due to fire: the runtime calls
+    /// this on a short tick (the alerts' `for` clocks run without any change).
+    pub fn tick_workloads(&self, now: Timestamp) -> Outcome {
+        let mut outcome = Outcome::default();
+        let changed = self.judge_rollouts(now);
+        let due = self.workloads.lock().1.is_some_and(|at| at <= now);
+        if due || changed {
+            self.evaluate_workloads(now, &mut outcome);
+        }
+        outcome
+    }
+
+    /// Evaluates every workload condition under the policies again (cheap when none holds).
+    pub(crate) fn evaluate_workloads(&self, now: Timestamp, outcome: &mut Outcome) {
+        if self.workloads.lock().0.is_empty() {
+            return;
+        }
+        let policies = self.valid_policies();
+        let namespaces = self.namespaces.read();
+        let mut workloads = self.workloads.lock();
+        let (transitions, next) = workloads.0.evaluate(&policies, &namespaces, now);
+        workloads.1 = next;
+        outcome.transitions.extend(transitions);
+    }
+
+    /// Visits the workload alerts, pending and firing.
+    pub fn for_each_workload_alert(&self, mut visit: impl FnMut(&WorkloadAlert)) {
+        for alert in self.workloads.lock().0.alerts() {
+            visit(alert);
+        }
+    }
+
+    /// What a Pod's creation says of its workload: a workload that could not create Pods
+    /// and now created this one (after the last failure) creates Pods again.
+    pub(crate) fn pod_created(&self, view: &PodView, now: Timestamp, outcome: &mut Outcome) {
+        let (kind, name) = view.workload();
+        let workload =
+            WorkloadId { namespace: view.namespace().to_string(), kind: kind.to_string(), name: name.to_string() };
+        let created = view.created_at.map(|s| s.timestamp());
+        let cleared = {
+            let mut workloads = self.workloads.lock();
+            let after_failure = workloads
+                .0
+                .condition(AlertName::SidecarInjectionFailed, &workload)
+                .is_some_and(|c| created.is_some_and(|at| at > c.latest));
+            if after_failure {
+                workloads.0.set(AlertName::SidecarInjectionFailed, workload, None);
+            }
+            after_failure
+        };
+        if cleared {
+            self.evaluate_workloads(now, outcome);
+        }
+    }
+
+    /// Whether any workload holds a condition (a Pod's change then checks its workload).
+    pub(crate) fn any_workload_condition(&self) -> bool {
+        !self.workloads.lock().0.is_empty()
+    }
+}

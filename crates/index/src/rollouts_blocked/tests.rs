@@ -1,0 +1,89 @@
+//! A rollout's Pods in the index: blocked when every new Pod's sidecar fails while old Pods
+//! run, resolved when the rollout is undone; healthy workloads are never judged.
+
+use jiff::Timestamp;
+use sidecar_watch_api::{PolicySpec, SlimPod};
+use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch_testkit::pod::{Container, PodBuilder};
+
+use crate::{Index, PolicyEntry, TransitionKind};
+
+fn at(t: &str) -> Timestamp {
+    t.parse().expect("time")
+}
+
+/// Pod `name` of Deployment web on revision `hash`, created at `created`, its native
+/// `istio-proxy` ready or not.
+fn web_pod(name: &str, hash: &str, created: &str, ready: bool) -> PodView {
+    let pod = PodBuilder::new("shop", name)
+        .uid(format!("u-{name}"))
+        .created(created)
+        .label("app", "web")
+        .label("pod-template-hash", hash)
+        .owner("ReplicaSet", &format!("web-{hash}"))
+        .native_sidecar(Container::istio_proxy().ready(ready))
+        .container(Container::new("app", "shop/web:1.0"));
+    PodView::from_pod(&pod.decode::<SlimPod>())
+}
+
+fn index() -> Index {
+    let index = Index::new();
+    let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+        "selector": {"matchLabels": {"app": "web"}},
+        "rules": {"sidecarNotReady": {"for": "1m"}, "rolloutBlocked": {"for": "2m"}}
+    }))
+    .expect("spec");
+    let policy = PolicyRef::namespaced("shop", "mesh");
+    let compiled = CompiledPolicy::compile(policy.clone(), &spec);
+    index.apply_policy(policy, PolicyEntry::new(compiled), at("2026-01-01T09:00:00Z"));
+    index
+}
+
+fn rollout_alerts(index: &Index) -> Vec<(String, AlertState, String)> {
+    let mut out = Vec::new();
+    index.for_each_workload_alert(|a| {
+        if a.alert.name == AlertName::RolloutBlockedBySidecar {
+            out.push((a.workload.to_string(), a.alert.state, a.alert.container.clone()))
+        }
+    });
+    out
+}
+
+#[test]
+fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone() {
+    let index = index();
+    let t0 = "2026-01-01T10:00:00Z";
+    for name in ["web-a-1", "web-a-2"] {
+        index.apply_pod(web_pod(name, "aaaa", t0, true), at(t0));
+    }
+    assert!(index.tick_workloads(at("2026-01-01T10:00:01Z")).transitions.is_empty());
+    assert_eq!(index.workloads.lock().0.take_marked_rollouts().len(), 0, "healthy Pods mark nothing");
+    // The new revision's first Pod: its sidecar is never ready.
+    index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", false), at("2026-01-01T10:10:00Z"));
+    // Not ready for its 1m: it fires (the timer's evaluation), the rollout is judged blocked.
+    index.reevaluate("u-web-b-1", at("2026-01-01T10:11:00Z"));
+    index.tick_workloads(at("2026-01-01T10:11:00Z"));
+    assert_eq!(rollout_alerts(&index), [("Deployment/web".into(), AlertState::Pending, "istio-proxy".into())]);
+    let fired = index.tick_workloads(at("2026-01-01T10:13:00Z")).transitions;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!((fired[0].kind, fired[0].workload.as_str()), (TransitionKind::Fired, "Deployment/web"));
+    let message = &fired[0].alert.message;
+    assert!(message.contains("bbbb") && message.contains("aaaa") && message.contains("istio-proxy"), "{message}");
+    assert_eq!(fired[0].object_uid.as_deref(), Some("uid-web-bbbb"), "the ReplicaSet's, for the Deployment's read");
+    // `kubectl rollout undo`: the new Pod goes, the old revision is all there is.
+    index.delete_pod("u-web-b-1", at("2026-01-01T10:14:00Z"));
+    let resolved = index.tick_workloads(at("2026-01-01T10:14:01Z")).transitions;
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].kind, TransitionKind::Resolved);
+    assert!(rollout_alerts(&index).is_empty());
+}
+
+#[test]
+fn a_rollout_that_completes_fires_nothing() {
+    let index = index();
+    index.apply_pod(web_pod("web-a-1", "aaaa", "2026-01-01T10:00:00Z", true), at("2026-01-01T10:00:00Z"));
+    index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", true), at("2026-01-01T10:10:00Z"));
+    index.delete_pod("u-web-a-1", at("2026-01-01T10:10:05Z"));
+    assert!(index.tick_workloads(at("2026-01-01T10:30:00Z")).transitions.is_empty());
+    assert!(rollout_alerts(&index).is_empty());
+}

@@ -1,0 +1,277 @@
+//! Alerts on workloads rather than on Pods: `SidecarInjectionFailed` (the workload's
+//! controller cannot create its Pods because of a sidecar or its injector) and
+//! `RolloutBlockedBySidecar` (every Pod of its newest revision has the same sidecar failing).
+//!
+//! Each is kept as a [`Condition`] per workload — only for workloads where it holds, so a
+//! healthy workload costs nothing — and evaluated under every policy that selects the
+//! workload as it would select the Pods it creates: its namespace, and the Pod template's
+//! labels where they are known. A workload's conditions are few and change rarely, so the
+//! alerts are evaluated again from them all on each change (and on each tick, for `for`
+//! clocks), never per Pod.
+//!
+//! A condition comes from a tenant (anyone who may create Events can forge a `FailedCreate`):
+//! at most [`MAX_PER_NAMESPACE`] workloads per namespace and [`MAX_WORKLOADS`] in all hold
+//! one; the rest are cut and counted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::transitions::{Transition, TransitionKind};
+use sidecar_watch_engine::{
+    Alert, AlertName, AlertState, CatalogId, CompiledPolicy, ContainerKind, NamespaceMeta, PolicyRef,
+};
+
+/// Workloads of one namespace that may hold a condition of one kind at once.
+pub const MAX_PER_NAMESPACE: usize = 100;
+/// Workloads that may hold a condition of one kind at once, over every namespace.
+pub const MAX_WORKLOADS: usize = 10_000;
+
+/// A workload as users know it: namespace, kind (`Deployment`, `CronJob`, …) and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkloadId {
+    /// Its namespace.
+    pub namespace: String,
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `ReplicaSet`, `Job`, `CronJob`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl std::fmt::Display for WorkloadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// Why a workload-level alert's condition holds, as the layer that found it says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    /// The sidecar container named: the one the failure names, or the injector's usual one.
+    pub container: String,
+    /// Where the container is declared in the Pod template, when known (the Event's
+    /// `fieldPath`).
+    pub container_kind: Option<ContainerKind>,
+    /// The catalog entry of the sidecar or injector (the `product` label).
+    pub catalog: Option<CatalogId>,
+    /// Since when the condition holds (the `for` clock).
+    pub since: Timestamp,
+    /// The latest evidence of it: an injection failure is over once the workload creates a
+    /// Pod after this.
+    pub latest: Timestamp,
+    /// One line naming the workload, the cause and the fix.
+    pub message: String,
+    /// The UID of the object the workload's Events are about, when known; for a Deployment
+    /// found from its Pods, the UID of their ReplicaSet (the Event path reads the
+    /// Deployment's).
+    pub object_uid: Option<String>,
+    /// The Pod template's labels, when the controller's object gives them: policies select
+    /// the workload by them. `None`: only policies that select every Pod select it.
+    pub template_labels: Option<BTreeMap<String, String>>,
+}
+
+/// One workload alert under one policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadAlert {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// The policy that selects it.
+    pub policy: Arc<PolicyRef>,
+    /// Whether that policy publishes Events.
+    pub policy_events: bool,
+    /// The catalog entry of the sidecar (the `product` label).
+    pub catalog: Option<CatalogId>,
+    /// The alert (its container, state, `since` and message).
+    pub alert: Alert,
+    /// See [`Condition::object_uid`].
+    pub object_uid: Option<String>,
+    /// See [`Condition::container_kind`].
+    pub container_kind: Option<ContainerKind>,
+}
+
+impl WorkloadAlert {
+    pub(crate) fn transition(&self, kind: TransitionKind) -> Transition {
+        Transition {
+            kind,
+            namespace: self.workload.namespace.clone(),
+            pod: String::new(),
+            pod_uid: String::new(),
+            container_kind: self.container_kind,
+            workload: self.workload.to_string(),
+            object_uid: self.object_uid.clone(),
+            policy: Arc::clone(&self.policy),
+            policy_events: self.policy_events,
+            alert: self.alert.clone(),
+        }
+    }
+}
+
+/// The conditions of every workload and the alerts evaluated from them.
+#[derive(Debug, Default)]
+pub(crate) struct Workloads {
+    conditions: BTreeMap<(AlertName, WorkloadId), Condition>,
+    per_namespace: HashMap<(AlertName, String), usize>,
+    /// Keyed by (policy, alert name, workload): one alert per workload, alert and policy.
+    alerts: BTreeMap<(Arc<PolicyRef>, AlertName, WorkloadId), WorkloadAlert>,
+    /// Workloads whose rollout is to be judged again at the next tick.
+    marked_rollouts: HashSet<WorkloadId>,
+}
+
+/// Whether [`Workloads::set`] kept the condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// Kept (new or replacing the workload's last one).
+    Yes,
+    /// Cut: its namespace or the whole index holds too many.
+    Limited,
+}
+
+impl Workloads {
+    /// Sets (or, with `None`, clears) the condition of `alert` on `workload`.
+    pub(crate) fn set(&mut self, alert: AlertName, workload: WorkloadId, condition: Option<Condition>) -> Kept {
+        let key = (alert, workload);
+        let Some(condition) = condition else {
+            if self.conditions.remove(&key).is_some() {
+                self.count(alert, &key.1.namespace, -1);
+            }
+            return Kept::Yes;
+        };
+        if let Some(held) = self.conditions.get_mut(&key) {
+            *held = condition;
+            return Kept::Yes;
+        }
+        let in_namespace = self.per_namespace.get(&(alert, key.1.namespace.clone())).copied().unwrap_or(0);
+        let in_all = self.conditions.keys().filter(|(a, _)| *a == alert).count();
+        if in_namespace >= MAX_PER_NAMESPACE || in_all >= MAX_WORKLOADS {
+            return Kept::Limited;
+        }
+        self.count(alert, &key.1.namespace, 1);
+        self.conditions.insert(key, condition);
+        Kept::Yes
+    }
+
+    fn count(&mut self, alert: AlertName, namespace: &str, delta: isize) {
+        let entry = self.per_namespace.entry((alert, namespace.to_string())).or_default();
+        *entry = entry.saturating_add_signed(delta);
+        if *entry == 0 {
+            self.per_namespace.remove(&(alert, namespace.to_string()));
+        }
+    }
+
+    /// Whether any workload holds a condition of `alert`.
+    pub(crate) fn holds_any(&self, alert: AlertName) -> bool {
+        self.per_namespace.keys().any(|(a, _)| *a == alert)
+    }
+
+    /// Marks `workload`'s rollout to be judged again (bounded as the conditions are: a
+    /// namespace cannot mark more workloads than it may hold conditions for at once… per
+    /// tick, as the marks are taken every tick).
+    pub(crate) fn mark_rollout(&mut self, workload: WorkloadId) {
+        if self.marked_rollouts.len() < MAX_WORKLOADS {
+            self.marked_rollouts.insert(workload);
+        }
+    }
+
+    /// The workloads marked since the last call.
+    pub(crate) fn take_marked_rollouts(&mut self) -> HashSet<WorkloadId> {
+        std::mem::take(&mut self.marked_rollouts)
+    }
+
+    /// The condition of `alert` on `workload`, if it holds.
+    pub(crate) fn condition(&self, alert: AlertName, workload: &WorkloadId) -> Option<&Condition> {
+        self.conditions.get(&(alert, workload.clone()))
+    }
+
+    /// The workloads holding a condition of `alert`.
+    pub(crate) fn holding(&self, alert: AlertName) -> impl Iterator<Item = &WorkloadId> {
+        self.conditions.keys().filter(move |(a, _)| *a == alert).map(|(_, w)| w)
+    }
+
+    /// Whether no workload holds a condition.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.conditions.is_empty() && self.alerts.is_empty() && self.marked_rollouts.is_empty()
+    }
+
+    /// Evaluates every condition under every policy again: what started or stopped firing,
+    /// and when a pending alert fires next.
+    pub(crate) fn evaluate(
+        &mut self,
+        policies: &[Arc<CompiledPolicy>],
+        namespaces: &HashMap<String, NamespaceMeta>,
+        now: Timestamp,
+    ) -> (Vec<Transition>, Option<Timestamp>) {
+        let mut next = None::<Timestamp>;
+        let mut fresh = BTreeMap::new();
+        for ((name, workload), condition) in &self.conditions {
+            let labels = namespaces.get(&workload.namespace).map(|n| &n.labels);
+            for policy in policies {
+                if !policy.selects_namespace(&workload.namespace, labels) {
+                    continue;
+                }
+                let selected = match &condition.template_labels {
+                    Some(template) => policy.selects_template_labels(template),
+                    None => policy.selects_every_pod(),
+                };
+                let rule = match name {
+                    AlertName::SidecarInjectionFailed => policy.rules.injection_failed,
+                    _ => policy.rules.rollout_blocked,
+                };
+                if !selected || !rule.enabled {
+                    continue;
+                }
+                let fires_at = SignedDuration::try_from(rule.for_)
+                    .ok()
+                    .and_then(|d| condition.since.checked_add(d).ok())
+                    .unwrap_or(Timestamp::MAX);
+                let state = if fires_at <= now { AlertState::Firing } else { AlertState::Pending };
+                if state == AlertState::Pending {
+                    next = Some(next.map_or(fires_at, |n| n.min(fires_at)));
+                }
+                let alert = Alert {
+                    name: *name,
+                    severity: rule.severity,
+                    container: condition.container.clone(),
+                    check: None,
+                    state,
+                    since: Some(condition.since),
+                    message: condition.message.clone(),
+                    identified_by: None,
+                };
+                let policy_ref = policy.shared_ref();
+                let stored = WorkloadAlert {
+                    workload: workload.clone(),
+                    policy: Arc::clone(&policy_ref),
+                    policy_events: policy.events,
+                    catalog: condition.catalog,
+                    alert,
+                    object_uid: condition.object_uid.clone(),
+                    container_kind: condition.container_kind,
+                };
+                fresh.insert((policy_ref, *name, workload.clone()), stored);
+            }
+        }
+        let firing = |a: &WorkloadAlert| a.alert.state == AlertState::Firing;
+        let mut transitions: Vec<Transition> = fresh
+            .iter()
+            .filter(|(key, a)| firing(a) && !self.alerts.get(*key).is_some_and(firing))
+            .map(|(_, a)| a.transition(TransitionKind::Fired))
+            .collect();
+        transitions.extend(
+            self.alerts
+                .iter()
+                .filter(|(key, a)| firing(a) && !fresh.get(*key).is_some_and(firing))
+                .map(|(_, a)| a.transition(TransitionKind::Resolved)),
+        );
+        self.alerts = fresh;
+        (transitions, next)
+    }
+
+    /// The alerts evaluated last, pending and firing.
+    pub(crate) fn alerts(&self) -> impl Iterator<Item = &WorkloadAlert> {
+        self.alerts.values()
+    }
+}
+
+#[cfg(test)]
+mod tests;

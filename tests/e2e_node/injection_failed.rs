@@ -1,0 +1,305 @@
+//! `SidecarInjectionFailed` on a real node, against the real controllers: a Deployment whose
+//! ReplicaSet cannot create a Pod because of a sidecar's injector. First what Kubernetes
+//! itself writes — the ReplicaSet's `FailedCreate` Event, read back word for word — and what
+//! the engine's [`classify_failed_create`] makes of that very message (this pins its unit
+//! tests to reality); then what the operator shows: the alert on the Deployment in
+//! `sidecar_alerts`, its Warning Event, and its resolution once Pods can be created.
+//!
+//! (a) A mutating webhook named as Istio's, failing closed, pointing at a closed port of this
+//! machine and selecting only the test's namespace (labelled `istio-injection=enabled`);
+//! (b) a namespace enforcing PodSecurity `baseline`: a Deployment with an `istio-init` adding
+//! `NET_ADMIN` and `NET_RAW` fires, one whose app container adds them does not.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams};
+use serde_json::{json, Value};
+use sidecar_watch::engine::{classify_failed_create, CatalogId, InjectionCause};
+use sidecar_watch_harness::env::{free_port, wait_until};
+use sidecar_watch_testkit::prom::Scrape;
+
+use crate::support::{container, job, leader_metrics, Scenario, MINUTE, POLICY};
+
+/// A Deployment of one replica running `init` and `containers` (JSON).
+fn deployment(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"initContainers": init, "containers": containers, "terminationGracePeriodSeconds": 2}}},
+    })
+}
+
+/// The message of the `FailedCreate` Event of Deployment `name`'s ReplicaSet, once there is one.
+async fn failed_create(s: &Scenario, name: &str) -> String {
+    failed_create_of(s, "ReplicaSet", &format!("{name}-")).await
+}
+
+/// The message of the first `FailedCreate` Event on a `kind` whose name starts with `prefix`.
+async fn failed_create_of(s: &Scenario, kind: &str, prefix: &str) -> String {
+    let events: Api<Event> = Api::namespaced(s.env.client.clone(), &s.ns);
+    let fields = ListParams::default().fields(&format!("reason=FailedCreate,involvedObject.kind={kind}"));
+    let message = wait_until(MINUTE, &format!("the FailedCreate Event of {kind} {prefix}…"), || async {
+        let list = events.list(&fields).await.map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .find(|e| e.involved_object.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+            .and_then(|e| e.message)
+            .ok_or_else(|| "none yet".to_string())
+    })
+    .await
+    .unwrap();
+    eprintln!("FailedCreate of {kind} {prefix}… in {}: {message}", s.ns);
+    message
+}
+
+/// Whether `sidecar_alerts` has the series of `SidecarInjectionFailed` on Deployment `name`
+/// with `container`, firing, in the scenario's namespace under its policy.
+fn firing(m: &Scrape, s: &Scenario, name: &str, container: &str) -> bool {
+    let labels = [
+        ("alertname", "SidecarInjectionFailed"),
+        ("alertstate", "firing"),
+        ("policy", POLICY),
+        ("namespace", s.ns.as_str()),
+        ("pod", ""),
+        ("workload_kind", "Deployment"),
+        ("workload", name),
+        ("container", container),
+    ];
+    m.value("sidecar_alerts", &labels) == Some(1.0)
+}
+
+/// Any `SidecarInjectionFailed` series on Deployment `name`.
+fn any_alert(m: &Scrape, s: &Scenario, name: &str) -> usize {
+    let labels = [("alertname", "SidecarInjectionFailed"), ("namespace", s.ns.as_str()), ("workload", name)];
+    m.find("sidecar_alerts", &labels).len()
+}
+
+/// The seed policy with a short `for` for the new rule. A CRD without
+/// `rules.injectionFailed` prunes the field, which this names rather than wait for an alert.
+async fn short_for(s: &Scenario) {
+    let patch = json!({"spec": {"rules": {"injectionFailed": {"for": "5s"}}}}).to_string();
+    let ns = s.ns.as_str();
+    s.env
+        .kubectl(["-n", ns, "patch", "sidecarpolicy", POLICY, "--type=merge", "-p", patch.as_str()])
+        .await
+        .expect("patched");
+    let kept = s
+        .env
+        .kubectl(["-n", ns, "get", "sidecarpolicy", POLICY, "-o", "jsonpath={.spec.rules.injectionFailed.for}"])
+        .await
+        .expect("the policy");
+    assert_eq!(
+        kept.trim(),
+        "5s",
+        "the SidecarPolicy CRD has no rules.injectionFailed: the operator's SidecarInjectionFailed is not wired"
+    );
+}
+
+/// Waits until the leader's `/metrics` satisfies `check`.
+async fn until_metrics(s: &Scenario, what: &str, check: impl Fn(&Scrape) -> bool) {
+    wait_until(MINUTE, what, || async {
+        let m = leader_metrics(s).await;
+        if check(&m) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}",
+                m.alerts().into_iter().filter(|a| format!("{a:?}").contains(&s.ns)).collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// The operator's Warning Events on Deployments: (reason, Deployment, field path).
+async fn deployment_warnings(s: &Scenario) -> Vec<(String, String, String)> {
+    s.events()
+        .await
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter_map(|e| {
+            let regarding = e.regarding?;
+            (regarding.kind.as_deref() == Some("Deployment")).then(|| {
+                (
+                    e.reason.unwrap_or_default(),
+                    regarding.name.unwrap_or_default(),
+                    regarding.field_path.unwrap_or_default(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The namespace's Pods whose name starts with `prefix`.
+async fn pods_of(s: &Scenario, prefix: &str) -> usize {
+    let pods: Api<Pod> = Api::namespaced(s.env.client.clone(), &s.ns);
+    let list = pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    list.iter().filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix))).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_injector_webhook_that_fails_closed_blocks_the_deployment() {
+    let s = Scenario::start("node-inject-webhook").await;
+    s.env.kubectl(["label", "namespace", s.ns.as_str(), "istio-injection=enabled"]).await.expect("labelled");
+    let port = free_port().expect("a closed port");
+    // Named as Istio's; it selects only this namespace, so that a run that fails before the
+    // end leaves nothing that blocks another test's Pods.
+    let configuration = format!("istio-sidecar-injector-{}", s.ns);
+    let webhook = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": configuration},
+        "webhooks": [{
+            "name": "namespace.sidecar-injector.istio.io",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/inject")},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "namespaceSelector": {"matchLabels": {"istio-injection": "enabled", "kubernetes.io/metadata.name": s.ns}},
+        }],
+    });
+    s.env.kubectl_apply(&webhook.to_string()).await.expect("webhook configuration");
+    s.apply(deployment("web", vec![], vec![container("app", "exec sleep 3600", json!({}))])).await;
+
+    let message = failed_create(&s, "web").await;
+    let expected = format!(
+        "Error creating: Internal error occurred: failed calling webhook \"namespace.sidecar-injector.istio.io\": failed to call webhook: Post \"https://127.0.0.1:{port}/inject?timeout=10s\": dial tcp 127.0.0.1:{port}: connect: connection refused"
+    );
+    assert_eq!(message, expected, "the ReplicaSet controller's words");
+    let got = classify_failed_create("ReplicaSet", &message).expect("the engine reads it as ours");
+    assert_eq!((got.catalog, got.cause), (CatalogId::by_id("istio"), InjectionCause::WebhookUnreachable));
+    assert_eq!(
+        (got.container.as_str(), got.webhook.as_deref()),
+        ("istio-proxy", Some("namespace.sidecar-injector.istio.io"))
+    );
+    assert_eq!(
+        got.summary,
+        "Istio's injector webhook \"namespace.sidecar-injector.istio.io\" could not be called (refused the connection), and it fails closed"
+    );
+    assert_eq!(pods_of(&s, "web-").await, 0, "no Pod was created");
+
+    // A StatefulSet's and a Job's words for the same refusal. The StatefulSet's verb is
+    // lower case up to v1.34 (`strings.ToLower`), title case from v1.35 (`cases.Title`).
+    let mut db = deployment("db", vec![], vec![container("app", "exec sleep 3600", json!({}))]);
+    db["kind"] = json!("StatefulSet");
+    db["spec"]["serviceName"] = json!("db");
+    s.apply(db).await;
+    s.apply(job("batch", vec![], vec![container("main", "true", json!({}))])).await;
+    let minor: u32 =
+        s.env.client.apiserver_version().await.expect("version").minor.trim_end_matches('+').parse().expect("minor");
+    let verb = if minor >= 35 { "Create" } else { "create" };
+    let error = expected.strip_prefix("Error creating: ").expect("the API server's error");
+    let stateful = failed_create_of(&s, "StatefulSet", "db").await;
+    assert_eq!(stateful, format!("{verb} Pod db-0 in StatefulSet db failed error: {error}"));
+    let batch = failed_create_of(&s, "Job", "batch").await;
+    assert_eq!(batch, expected, "the Job controller's words");
+    for (kind, message) in [("StatefulSet", &stateful), ("Job", &batch)] {
+        let read = classify_failed_create(kind, message).expect("ours");
+        assert_eq!(
+            (read.cause, read.container.as_str()),
+            (InjectionCause::WebhookUnreachable, "istio-proxy"),
+            "{kind}"
+        );
+    }
+
+    // What the operator shows, once its wiring of SidecarInjectionFailed is merged.
+    short_for(&s).await;
+    until_metrics(&s, "SidecarInjectionFailed firing on Deployment web", |m| firing(m, &s, "web", "istio-proxy")).await;
+    wait_until(MINUTE, "the Warning Event on Deployment web", || async {
+        let got = deployment_warnings(&s).await;
+        // No field path: istio-proxy is not in the template.
+        let want = ("SidecarInjectionFailed".to_string(), "web".to_string(), String::new());
+        if got.contains(&want) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await
+    .unwrap();
+
+    // The webhook removed, the ReplicaSet retried at once (a change of it requeues it without
+    // its back-off): Pods appear and the alert resolves.
+    s.env.kubectl(["delete", "mutatingwebhookconfiguration", configuration.as_str()]).await.expect("deleted");
+    let sets: Api<ReplicaSet> = Api::namespaced(s.env.client.clone(), &s.ns);
+    for rs in sets.list(&ListParams::default().labels("app=web")).await.expect("ReplicaSets").items {
+        let name = rs.metadata.name.unwrap_or_default();
+        s.env
+            .kubectl(["-n", s.ns.as_str(), "annotate", "rs", name.as_str(), "retry=now", "--overwrite"])
+            .await
+            .expect("annotated");
+    }
+    wait_until(MINUTE, "a Pod of Deployment web", || async {
+        match pods_of(&s, "web-").await {
+            0 => Err("none yet".to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await
+    .unwrap();
+    until_metrics(&s, "SidecarInjectionFailed gone from Deployment web", |m| any_alert(m, &s, "web") == 0).await;
+    wait_until(MINUTE, "SidecarInjectionFailedResolved", || async {
+        let events = s.events().await;
+        match events.iter().any(|e| e.reason.as_deref() == Some("SidecarInjectionFailedResolved")) {
+            true => Ok(()),
+            false => Err(format!("{:?}", events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>())),
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_security_rejecting_istio_init_blocks_the_deployment_but_an_app_container_is_not_ours() {
+    let s = Scenario::start("node-inject-podsecurity").await;
+    s.env
+        .kubectl(["label", "namespace", s.ns.as_str(), "pod-security.kubernetes.io/enforce=baseline"])
+        .await
+        .expect("labelled");
+    let caps = json!({"securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}});
+    // A plain init container, as Istio's injector writes istio-init.
+    let init = container("istio-init", "true", caps.clone());
+    s.apply(deployment("meshed", vec![init], vec![container("app", "exec sleep 3600", json!({}))])).await;
+    s.apply(deployment("privileged-app", vec![], vec![container("app", "exec sleep 3600", caps)])).await;
+
+    let forbidden = |what: &str| {
+        format!("\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities ({what} must not include \"NET_ADMIN\", \"NET_RAW\" in securityContext.capabilities.add)")
+    };
+    let meshed = failed_create(&s, "meshed").await;
+    // `pods "<generated name>" is forbidden: …`: the name is the ReplicaSet's and random.
+    assert!(meshed.starts_with("Error creating: pods \"meshed-"), "{meshed}");
+    assert!(meshed.ends_with(&forbidden("container \"istio-init\"")), "{meshed}");
+    let got = classify_failed_create("ReplicaSet", &meshed).expect("the engine reads it as ours");
+    assert_eq!((got.catalog, got.cause), (CatalogId::by_id("istio"), InjectionCause::AdmissionRejected));
+    assert_eq!((got.container.as_str(), got.webhook), ("istio-init", None));
+
+    let app = failed_create(&s, "privileged-app").await;
+    assert!(app.starts_with("Error creating: pods \"privileged-app-"), "{app}");
+    assert!(app.ends_with(&forbidden("container \"app\"")), "{app}");
+    assert_eq!(classify_failed_create("ReplicaSet", &app), None, "an app container is not a sidecar's");
+
+    // What the operator shows, once its wiring of SidecarInjectionFailed is merged.
+    short_for(&s).await;
+    until_metrics(&s, "SidecarInjectionFailed firing on Deployment meshed", |m| firing(m, &s, "meshed", "istio-init"))
+        .await;
+    let field = "spec.template.spec.initContainers{istio-init}".to_string();
+    wait_until(MINUTE, "the Warning Event on Deployment meshed", || async {
+        let got = deployment_warnings(&s).await;
+        if got.contains(&("SidecarInjectionFailed".to_string(), "meshed".to_string(), field.clone())) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    // Past the rule's `for` twice over: still nothing for the app container's Deployment.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let m = leader_metrics(&s).await;
+    assert_eq!(any_alert(&m, &s, "privileged-app"), 0, "{:?}", m.alerts());
+    let warnings = deployment_warnings(&s).await;
+    assert!(warnings.iter().all(|(_, name, _)| name != "privileged-app"), "{warnings:?}");
+}

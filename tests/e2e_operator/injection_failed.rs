@@ -1,0 +1,229 @@
+//! `SidecarInjectionFailed` on kube-apiserver, from `FailedCreate` Events as the controllers
+//! write them (core/v1, reason `FailedCreate`, about the ReplicaSet). There is no
+//! controller-manager here, so the test writes the Event the ReplicaSet controller would
+//! (the node suite proves the real controllers' Events) — which is also what any tenant who
+//! may create Events can do: the forged ones below must stay in their own namespace, name
+//! objects that exist, and be bounded.
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use kube::api::{Api, PostParams};
+use serde_json::{json, Value};
+
+use crate::support::*;
+use crate::workload_events::{deployment_with_replica_set, replica_pod, HASH};
+
+/// What the ReplicaSet controller records when Istio's webhook fails closed and istiod is
+/// down (`Error creating: ` + kube-apiserver's `failed calling webhook`).
+const ISTIO_DOWN: &str = "Error creating: Internal error occurred: failed calling webhook \
+    \"namespace.sidecar-injector.istio.io\": failed to call webhook: Post \
+    \"https://istiod.istio-system.svc:443/inject?timeout=10s\": dial tcp 10.96.0.10:443: connect: connection refused";
+
+/// A `FailedCreate` Event in `namespace` about the object `involved` (kind, name, uid) of
+/// `object_namespace`, first and last seen a minute ago.
+fn failed_create(namespace: &str, object_namespace: &str, involved: (&str, &str, &str), message: &str) -> CoreEvent {
+    let minute_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+    let (kind, name, uid) = involved;
+    serde_json::from_value(json!({
+        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": kind, "name": name, "namespace": object_namespace, "uid": uid},
+        "reason": "FailedCreate", "type": "Warning", "message": message,
+        "source": {"component": "replicaset-controller"},
+        "firstTimestamp": minute_ago.to_string(), "lastTimestamp": minute_ago.to_string(), "count": 3,
+    }))
+    .expect("an Event")
+}
+
+/// Records the ReplicaSet controller's Event of Istio's injector being down, about the
+/// `kind` object `name` with `uid` in the test namespace.
+pub(crate) async fn record_istio_down(c: &Cluster, kind: &str, name: &str, uid: &str) {
+    record(c, &c.ns, &failed_create(&c.ns, &c.ns, (kind, name, uid), ISTIO_DOWN)).await;
+}
+
+async fn record(c: &Cluster, namespace: &str, event: &CoreEvent) {
+    let api: Api<CoreEvent> = Api::namespaced(c.env.client.clone(), namespace);
+    api.create(&PostParams::default(), event).await.expect("Event created");
+}
+
+/// The series of `SidecarInjectionFailed` on Deployment `web` of `namespace`.
+fn injection_failed(namespace: &str, state: AlertState) -> Labels {
+    let series = AlertSeries {
+        alert: AlertName::SidecarInjectionFailed,
+        state,
+        severity: Severity::Critical,
+        policy: "mesh",
+        namespace,
+        pod: "",
+        container: "istio-proxy",
+        product: "istio",
+    };
+    owned_by(series.labels(), "Deployment", "web")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_whose_injector_is_down_fires_on_itself_and_resolves_with_a_new_pod() {
+    let c = Cluster::start("injection").await;
+    c.apply_policy("mesh", json!({"rules": rules(json!({"injectionFailed": {"for": "1s"}}))})).await;
+    let (uid, owner) = deployment_with_replica_set(&c, "web").await;
+    let rs_uid = owner["uid"].as_str().expect("the ReplicaSet's UID").to_string();
+    let rs_name = format!("web-{HASH}");
+    let op = Operator::start(&c, "op-0", &[]).await;
+    record(&c, &c.ns, &failed_create(&c.ns, &c.ns, ("ReplicaSet", &rs_name, &rs_uid), ISTIO_DOWN)).await;
+    op.wait_alerts("the Deployment fires", vec![injection_failed(&c.ns, AlertState::Firing)]).await;
+    let events = c.wait_events("web", "Warning", "SidecarInjectionFailed", 1).await;
+    let warning = the_event(&events, "web", "SidecarInjectionFailed");
+    let regarding = warning.regarding.clone().unwrap_or_default();
+    assert_eq!(
+        (regarding.kind.as_deref(), regarding.uid.as_deref()),
+        (Some("Deployment"), Some(uid.as_str())),
+        "{warning:?}"
+    );
+    let note = warning.note.as_deref().unwrap_or_default();
+    assert!(
+        note.starts_with("SidecarInjectionFailed on sidecar container istio-proxy of Deployment/web: ")
+            && note.contains("namespace.sidecar-injector.istio.io"),
+        "{note}"
+    );
+    c.wait_status("mesh", "one workload alert", |s| status_counts(s, 0, 0, json!({"SidecarInjectionFailed": 1}), 0))
+        .await;
+    // The injector is back: the ReplicaSet creates a Pod.
+    c.create_pod(replica_pod(&format!("web-{HASH}-p0"), "web", &owner)).await;
+    op.wait_alerts("resolved by the new Pod", Vec::new()).await;
+    c.wait_events("web", "Normal", "SidecarInjectionFailedResolved", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_failed_create_events_stay_in_their_namespace_and_are_bounded() {
+    let c = Cluster::start("injection-forged").await;
+    let tenant = format!("{}-tenant", c.ns);
+    c.env.create_namespace(&tenant).await.expect("tenant namespace");
+    c.apply_policy("mesh", json!({"rules": rules(json!({"injectionFailed": {"for": "1s"}}))})).await;
+    let (_, owner) = deployment_with_replica_set(&c, "web").await;
+    let rs_uid = owner["uid"].as_str().expect("a UID").to_string();
+    let rs_name = format!("web-{HASH}");
+    let op = Operator::start(&c, "op-0", &[]).await;
+    // A tenant cannot write an Event in its namespace about the victim's ReplicaSet: the
+    // API server refuses it (the operator would not believe it either).
+    let tenant_events: Api<CoreEvent> = Api::namespaced(c.env.client.clone(), &tenant);
+    let forged = failed_create(&tenant, &c.ns, ("ReplicaSet", &rs_name, &rs_uid), ISTIO_DOWN);
+    let refused = tenant_events.create(&PostParams::default(), &forged).await;
+    assert!(matches!(&refused, Err(kube::Error::Api(e)) if e.code == 422), "{refused:?}");
+    // It can write them about an object that does not exist, and one with the right name but
+    // another UID.
+    record(&c, &c.ns, &failed_create(&c.ns, &c.ns, ("ReplicaSet", "ghost-1", "uid-ghost"), ISTIO_DOWN)).await;
+    record(&c, &c.ns, &failed_create(&c.ns, &c.ns, ("ReplicaSet", &rs_name, "uid-forged"), ISTIO_DOWN)).await;
+    // An unrelated cause is not ours.
+    let quota = "Error creating: pods \"web-1\" is forbidden: exceeded quota: compute, requested: cpu=2";
+    record(&c, &c.ns, &failed_create(&c.ns, &c.ns, ("ReplicaSet", &rs_name, &rs_uid), quota)).await;
+    // A marker Event that is ours, written last: once it fires, the ones before were read.
+    let own: Api<ReplicaSet> = Api::namespaced(c.env.client.clone(), &c.ns);
+    let marker = create_replica_set(&own, "marker").await;
+    record(&c, &c.ns, &failed_create(&c.ns, &c.ns, ("ReplicaSet", "marker", &marker), ISTIO_DOWN)).await;
+    let mut marker_alert = injection_failed(&c.ns, AlertState::Firing);
+    marker_alert.insert("workload_kind".into(), "ReplicaSet".into());
+    marker_alert.insert("workload".into(), "marker".into());
+    op.wait_alerts("only the genuine Event fires", vec![marker_alert]).await;
+    // Flood: more failing workloads in one namespace than it may hold (the marker is one);
+    // each cut is counted, and nothing reaches another namespace.
+    let flood = sidecar_watch::index::MAX_PER_NAMESPACE + 5;
+    for i in 0..flood {
+        let name = format!("flood-{i}");
+        let uid = create_replica_set(&own, &name).await;
+        record(&c, &c.ns, &failed_create(&c.ns, &c.ns, ("ReplicaSet", &name, &uid), ISTIO_DOWN)).await;
+    }
+    let limit = sidecar_watch::index::MAX_PER_NAMESPACE as f64;
+    let scrape = op
+        .wait_scrape("the flood is bounded", |s| {
+            let cut = s.sum("sidecar_watch_limited_total", &[("limit", "workloads-per-namespace")]);
+            let firing = s.series_with(&[("alertname", "SidecarInjectionFailed"), ("alertstate", "firing")]);
+            if cut == 6.0 && firing as f64 == limit {
+                Ok(())
+            } else {
+                Err(format!("cut {cut}, firing {firing}"))
+            }
+        })
+        .await;
+    assert_eq!(scrape.series_with(&[("namespace", &tenant)]), 0);
+    record(&c, &c.ns, &failed_create(&c.ns, &c.ns, ("ReplicaSet", &rs_name, &rs_uid), ISTIO_DOWN)).await;
+    // web is one more workload in a full namespace: cut, counted again.
+    op.wait_scrape("web is cut too", |s| {
+        let cut = s.sum("sidecar_watch_limited_total", &[("limit", "workloads-per-namespace")]);
+        if cut == 7.0 {
+            Ok(())
+        } else {
+            Err(format!("cut {cut}"))
+        }
+    })
+    .await;
+}
+
+/// A bare ReplicaSet `name` (no Deployment) in `api`'s namespace; returns its UID.
+async fn create_replica_set(api: &Api<ReplicaSet>, name: &str) -> String {
+    let labels = json!({"app": name});
+    let template: Value =
+        json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}});
+    let replica_set: ReplicaSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": template},
+    }))
+    .expect("a ReplicaSet");
+    let created = api.create(&PostParams::default(), &replica_set).await.expect("ReplicaSet created");
+    created.metadata.uid.expect("a UID")
+}
+
+/// A StatefulSet, a DaemonSet, a Job and a CronJob (Pods labelled `app=web`), each with the
+/// `FailedCreate` Event its controller writes when Istio's injector is down, in each
+/// controller's own words: the operator reads each object (`get` on each kind).
+pub(crate) async fn failing_workloads_of_every_kind(c: &Cluster) {
+    let down = ISTIO_DOWN.trim_start_matches("Error creating: ");
+    let template = json!({"metadata": {"labels": {"app": "web"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "busybox"}]}});
+    let selector = json!({"matchLabels": {"app": "web"}});
+    let mut always = template.clone();
+    always["spec"]["restartPolicy"] = json!("Always");
+    let objects = [
+        (
+            "apps/v1",
+            "StatefulSet",
+            "statefulsets",
+            json!({"serviceName": "db", "selector": selector, "template": always}),
+            format!("create Pod db-0 in StatefulSet db failed error: {down}"),
+        ),
+        (
+            "apps/v1",
+            "DaemonSet",
+            "daemonsets",
+            json!({"selector": selector, "template": always}),
+            format!("Error creating: {down}"),
+        ),
+        ("batch/v1", "Job", "jobs", json!({"template": template}), format!("Error creating: {down}")),
+        (
+            "batch/v1",
+            "CronJob",
+            "cronjobs",
+            json!({"schedule": "0 0 1 1 *", "jobTemplate": {"spec": {"template": template}}}),
+            format!("Error creating job: {down}"),
+        ),
+    ];
+    for (api_version, kind, plural, spec, message) in objects {
+        let name = format!("{}-x", kind.to_lowercase());
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let resource = kube::core::ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(c.env.client.clone(), &c.ns, &resource);
+        let object: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("an object");
+        let created = api.create(&PostParams::default(), &object).await.unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let uid = created.metadata.uid.expect("a UID");
+        let mut event = failed_create(&c.ns, &c.ns, (kind, &name, &uid), &message);
+        event.involved_object.api_version = Some(api_version.into());
+        record(c, &c.ns, &event).await;
+    }
+}
