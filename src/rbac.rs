@@ -53,7 +53,9 @@ pub const CLUSTER_RULES: &[PolicyRule] = &[
     // (the alert cannot outlive it).
     PolicyRule { api_group: "apps", resources: &["replicasets", "statefulsets", "daemonsets"], verbs: &["get"] },
     // The same for a Job and its CronJob owner (the name users know and route on), and for a
-    // CronJob whose own controller reports `FailedCreate`.
+    // CronJob whose own controller reports `FailedCreate`. Also a CronJob's UID and
+    // concurrencyPolicy for its workload Events (its Pods name only their Job): the Job is read
+    // to prove the CronJob controls it, then the CronJob; once per Job.
     PolicyRule { api_group: "batch", resources: &["jobs", "cronjobs"], verbs: &["get"] },
     // Secure /metrics (--metrics-secure): who the scraper is (TokenReview) and whether it may
     // `get` the non-resource URL /metrics (SubjectAccessReview).

@@ -289,12 +289,16 @@ fn pods_of(
             message,
         };
         match workloads::decode(&object, names).map_err(error)? {
-            workloads::Decoded::Pod(view) => inventory.pods.push(Audited { view, file: origin.clone() }),
+            workloads::Decoded::Pod(view) => inventory.push(Audited { view, file: origin.clone() }),
             workloads::Decoded::Template(view, involved) => {
-                inventory.pods.push(Audited { view, file: origin.clone() });
-                if let Some((involved, read)) = involved {
-                    inventory.failures.objects.insert(involved, read);
-                }
+                inventory.push(Audited { view, file: origin.clone() });
+                inventory.failures.insert_object(involved);
+            }
+            workloads::Decoded::CronJob(view, policy, involved) => {
+                let key = (view.namespace().to_string(), view.workload().1.to_string());
+                inventory.push(Audited { view, file: origin.clone() });
+                inventory.concurrency.insert(key, policy);
+                inventory.failures.insert_object(involved);
             }
             workloads::Decoded::Namespace(name, meta) => {
                 inventory.namespaces.insert(name, meta);

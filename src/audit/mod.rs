@@ -24,7 +24,7 @@ mod workload_alerts;
 mod workloads;
 mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use jiff::Timestamp;
@@ -33,8 +33,8 @@ use serde::Serialize;
 use crate::api::Severity;
 use crate::engine::Rollouts;
 use crate::engine::{
-    evaluate, Alert, AlertState, Around, CompiledPolicy, ContainerView, IdentifiedBy, NamespaceMeta, PodHistory,
-    PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
+    evaluate, Alert, AlertName, AlertState, Around, CompiledPolicy, ContainerView, IdentifiedBy, NamespaceMeta,
+    PodHistory, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
 
 pub(crate) use input::{load_pods, load_policies};
@@ -255,6 +255,10 @@ pub struct Inventory {
     /// Namespace labels and injection annotations: from Namespace objects in the input, and
     /// for every namespace the `kubernetes.io/metadata.name` label the API server sets.
     namespaces: BTreeMap<String, NamespaceMeta>,
+    /// The `concurrencyPolicy` of each CronJob in the input, by (namespace, name).
+    concurrency: BTreeMap<(String, String), String>,
+    /// The templates held, by (namespace, `Kind/name`): a CronJob's and its Jobs' are one.
+    templates: HashSet<(String, String)>,
     /// `FailedCreate` Events naming a sidecar's cause and the objects they may name.
     failures: workload_alerts::Failures,
 }
@@ -263,6 +267,14 @@ pub struct Inventory {
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 impl Inventory {
+    /// Adds a Pod, or a template unless the same workload's is held already.
+    fn push(&mut self, audited: Audited) {
+        let view = &audited.view;
+        if !view.is_template || self.templates.insert((view.namespace().to_string(), view.name().to_string())) {
+            self.pods.push(audited);
+        }
+    }
+
     /// Gives every namespace of the inventory the label the API server would.
     fn label_namespaces(&mut self) {
         for pod in &self.pods {
@@ -386,7 +398,13 @@ fn evaluate_all(
                     }
                 }
             }
-            findings.extend(evaluation.alerts.into_iter().map(|a| Finding::new(audited, &policy.policy, a)));
+            findings.extend(evaluation.alerts.into_iter().map(|mut alert| {
+                if let (AlertName::JobBlockedBySidecar, ("CronJob", cronjob)) = (alert.name, pod.workload()) {
+                    let policy = inventory.concurrency.get(&(pod.namespace().to_string(), cronjob.to_string()));
+                    alert.message = workloads::with_concurrency(alert.message, cronjob, policy.map(String::as_str));
+                }
+                Finding::new(audited, &policy.policy, alert)
+            }));
         }
         if keep_sidecars {
             sidecars.push(pod_sidecars);

@@ -50,6 +50,13 @@ impl Failures {
         self.events.push((event, failure, involved));
     }
 
+    /// Keeps what an Event about a workload object of the input would read of it.
+    pub(super) fn insert_object(&mut self, object: Option<(Involved, ReadObject)>) {
+        if let Some((involved, read)) = object {
+            self.objects.insert(involved, read);
+        }
+    }
+
     /// The objects the Events name, each once.
     pub(super) fn involved(&self) -> HashSet<&Involved> {
         self.events.iter().map(|(_, _, involved)| involved).collect()

@@ -1,6 +1,12 @@
 //! What each kind of object in the input means to `audit`: a Pod, a workload's Pod template
 //! (shift-left: `helm template`, `kubectl kustomize`), a Namespace's labels, a controller's
 //! `FailedCreate` Event naming a sidecar's cause, or nothing.
+//!
+//! CronJobs name what they make: a CronJob's template is `CronJob/<name>`, and so is the
+//! template of a Job that a CronJob controls (its owner reference says so; the Job's name is
+//! `<cronjob>-<minutes>`), so that `kubectl get cronjobs,jobs,pods` audits one workload, as the
+//! operator names it; a Job's Pods are named by `cronjob_of_job`, in the engine, as the
+//! operator names them.
 
 use std::collections::HashSet;
 
@@ -10,7 +16,7 @@ use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::api::{clip, SlimPod};
-use crate::engine::{InjectionFailure, Interner, NamespaceMeta, PodView};
+use crate::engine::{cronjob_concurrency, InjectionFailure, Interner, NamespaceMeta, PodView};
 use crate::failed_create::{api_of, read_object, sidecar_failure, Involved, ReadObject};
 
 /// One object of the input, decoded.
@@ -22,6 +28,9 @@ pub(super) enum Decoded {
     /// A workload's Pod template, and what a `FailedCreate` Event about the object would read
     /// of it (an object from a cluster, with a UID, of a kind whose controller reports one).
     Template(PodView, Option<(Involved, ReadObject)>),
+    /// A CronJob's Pod template, with its `spec.concurrencyPolicy` (`Allow` when unset, as
+    /// the API defaults it), and what a `FailedCreate` Event about it would read.
+    CronJob(PodView, String, Option<(Involved, ReadObject)>),
     /// A core/v1 `FailedCreate` Event whose message names a sidecar's cause.
     Failure(Box<Event>, InjectionFailure, Involved),
     /// Any other kind (Services, ConfigMaps, …): not audited, not an error.
@@ -58,9 +67,18 @@ pub(super) fn decode(object: &Value, names: &mut Interner) -> Result<Decoded, St
         }
         // core/v1 only (`kubectl get events`); events.k8s.io/v1 spells its fields otherwise.
         "Event" if object.get("apiVersion").and_then(Value::as_str) == Some("v1") => failure(object),
+        "CronJob" => {
+            let policy = object.pointer("/spec/concurrencyPolicy").and_then(Value::as_str).unwrap_or("Allow");
+            let view = template(object, kind, "/spec/jobTemplate/spec/template", None)?;
+            Ok(Decoded::CronJob(view, clip(policy), involved_object(object, kind)))
+        }
+        "Job" => {
+            let view = template(object, kind, "/spec/template", controlling_cronjob(object))?;
+            Ok(Decoded::Template(view, involved_object(object, kind)))
+        }
         _ => match TEMPLATES.iter().find(|(k, _)| *k == kind) {
             Some((_, pointer)) => {
-                let view = template(object, kind, pointer)?;
+                let view = template(object, kind, pointer, None)?;
                 Ok(Decoded::Template(view, involved_object(object, kind)))
             }
             None => Ok(Decoded::Skipped),
@@ -97,8 +115,29 @@ fn involved_object(object: &Value, kind: &str) -> Option<(Involved, ReadObject)>
     Some((involved, read))
 }
 
-/// The view of a workload's Pod template, named `<Kind>/<name>` in the workload's namespace.
-fn template(object: &Value, kind: &str, pointer: &str) -> Result<PodView, String> {
+/// The CronJob that controls a Job, from its owner references (what the CronJob controller
+/// writes: `metav1.NewControllerRef(cj, controllerKind)`, kubernetes/kubernetes
+/// pkg/controller/cronjob/utils.go `getJobFromTemplate2`; v1.29.15, v1.35.8, v1.37.2).
+fn controlling_cronjob(job: &Value) -> Option<&str> {
+    let owners = job.pointer("/metadata/ownerReferences").and_then(Value::as_array)?;
+    let controller = owners.iter().find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))?;
+    let is_cronjob = controller.get("kind").and_then(Value::as_str) == Some("CronJob")
+        && controller.get("apiVersion").and_then(Value::as_str) == Some("batch/v1");
+    is_cronjob.then(|| controller.get("name").and_then(Value::as_str)).flatten().filter(|n| !n.is_empty())
+}
+
+/// `message` of a `JobBlockedBySidecar` on `CronJob/<name>`, with what the CronJob's
+/// `concurrencyPolicy` (from the input, when it holds the CronJob) does to its next runs.
+pub(super) fn with_concurrency(message: String, cronjob: &str, policy: Option<&str>) -> String {
+    match policy.and_then(|p| cronjob_concurrency(cronjob, p)) {
+        Some(sentence) => format!("{message} ({sentence})"),
+        None => message,
+    }
+}
+
+/// The view of a workload's Pod template, named `<Kind>/<name>` in the workload's namespace,
+/// or `CronJob/<cronjob>` for a Job a CronJob controls.
+fn template(object: &Value, kind: &str, pointer: &str, cronjob: Option<&str>) -> Result<PodView, String> {
     let field = pointer.trim_start_matches('/').replace('/', ".");
     let name = object.pointer("/metadata/name").and_then(Value::as_str).ok_or("metadata.name: missing")?;
     let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
@@ -109,7 +148,10 @@ fn template(object: &Value, kind: &str, pointer: &str) -> Result<PodView, String
         "spec": template.get("spec"),
     });
     let slim = slim(&pod, &field)?;
-    Ok(PodView::from_template(&slim, kind, name))
+    Ok(match cronjob {
+        Some(cronjob) => PodView::from_template(&slim, "CronJob", cronjob),
+        None => PodView::from_template(&slim, kind, name),
+    })
 }
 
 /// Decodes a Pod (or a template shaped like one); `prefix` is where it sits in the object.

@@ -29,8 +29,9 @@
 //!
 //! Past stage 4 each transition is also counted on its Pod's workload ([`workload`]): the
 //! first Pod to fire an alert makes one Warning on the workload object due (published once
-//! the queue is drained, its UID read first for a Deployment: `owners`), the last Pod to
-//! clear it one `Resolved`; stages 6 and 7 follow, with the workload object's budget.
+//! the queue is drained, its UID read first for a Deployment, and for a CronJob through its
+//! Job: `owners`), the last Pod to clear it one `Resolved`; stages 6 and 7 follow, with the
+//! workload object's budget.
 //!
 //! When a replica starts to lead, [`announce`] reads the operator's Events: alerts firing now
 //! without a standing Warning enter at stage 3; alerts whose Warning stands but that cleared

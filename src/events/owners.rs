@@ -1,54 +1,118 @@
-//! The UID of a Deployment, for its workload Events: a Pod's owner reference names its
-//! ReplicaSet, so the Deployment is read once (`get`), in a task of its own so that a slow
-//! API server never holds up other Events. Answers are cached per (namespace, Deployment,
-//! ReplicaSet UID): a new ReplicaSet (a rollout, the Deployment made again) is read again. A
-//! failed read (the Deployment does not exist: a Pod with a forged owner) is logged once,
-//! counted, and not tried again for [`RETRY_FAILED`].
+//! The UID of a workload that a Pod's owner reference does not name, for its workload
+//! Events, read once (`get`) in a task of its own so that a slow API server never holds up
+//! other Events:
+//! - a Deployment: the Pod's owner reference names its ReplicaSet;
+//! - a CronJob: the Pod's owner reference names its Job, whose name alone made the Pod's
+//!   workload the CronJob (`cronjob_of_job`, which a Job named so on purpose passes). The
+//!   Job is read first and must be the one the Pod names (its UID) and be controlled by a
+//!   CronJob of that name; then the CronJob, which must be the Job's controller (its UID),
+//!   for its UID and `spec.concurrencyPolicy`. A forged Job name thus never moves an Event
+//!   onto another object.
+//!
+//! Answers are cached per (workload, owner reference UID): a new ReplicaSet (a rollout, the
+//! Deployment made again) or a new Job (the next run) is read again. A failed read (the
+//! workload does not exist, or is not the Pod's) is logged once, counted, and not tried again
+//! for [`RETRY_FAILED`].
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::{Api, Client};
 use lru::LruCache;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
-/// Deployments remembered, the least recently used forgotten first.
+/// Workloads remembered, the least recently used forgotten first.
 const REMEMBERED: usize = 4096;
 /// Reads in flight at most; more wait for a permit.
 const CONCURRENT: usize = 4;
 /// A read that failed is tried again after this long.
 pub(crate) const RETRY_FAILED: Duration = Duration::from_secs(300);
-/// A read is given up after this long.
+/// A read (both `get`s of a CronJob's) is given up after this long.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A Deployment as one of its Pods names it: namespace, name and the ReplicaSet's UID.
-pub(crate) type OwnerKey = (String, String, String);
+/// A workload as one of its Pods names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum OwnerKey {
+    /// A Deployment, by the UID of the ReplicaSet its Pod names.
+    Deployment {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The ReplicaSet's UID.
+        replica_set_uid: String,
+    },
+    /// A CronJob, by the Job its Pod names.
+    CronJob {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The Job's name (the Pod's `batch.kubernetes.io/job-name` label).
+        job: String,
+        /// The Job's UID (the Pod's owner reference).
+        job_uid: String,
+    },
+}
 
-/// The answer to a read: the Deployment's UID, or why it is unknown.
-pub(crate) type Answer = (OwnerKey, Result<String, String>);
+impl OwnerKey {
+    fn namespace(&self) -> &str {
+        match self {
+            Self::Deployment { namespace, .. } | Self::CronJob { namespace, .. } => namespace,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Deployment { .. } => "Deployment",
+            Self::CronJob { .. } => "CronJob",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Deployment { namespace, name, .. } => format!("{namespace}/{name}"),
+            Self::CronJob { namespace, name, job, .. } => format!("{namespace}/{name} (through Job {job})"),
+        }
+    }
+}
+
+/// What a read tells of a workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OwnerInfo {
+    /// Its UID.
+    pub(crate) uid: String,
+    /// A CronJob's `spec.concurrencyPolicy` (`Allow` when unset, as the API defaults it);
+    /// `None` for a Deployment.
+    pub(crate) concurrency_policy: Option<String>,
+}
+
+/// The answer to a read: what it told, or why it failed.
+pub(crate) type Answer = (OwnerKey, Result<OwnerInfo, String>);
 
 #[derive(Clone, Debug)]
 enum Lookup {
-    Known(String),
+    Known(OwnerInfo),
     Failed(Instant),
     Reading,
 }
 
-/// What is known of a Deployment's UID.
+/// What is known of a workload.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum OwnerUid {
-    /// Its UID.
-    Known(String),
+    /// Its UID (and concurrency policy).
+    Known(OwnerInfo),
     /// Being read: the answer comes through [`Owners::answers`].
     Reading,
     /// The last read failed, less than [`RETRY_FAILED`] ago.
     Failed,
 }
 
-/// Deployment UIDs, read on demand.
+/// Workload UIDs, read on demand.
 pub(crate) struct Owners {
     client: Client,
     cache: LruCache<OwnerKey, Lookup>,
@@ -72,22 +136,21 @@ impl Owners {
         }
     }
 
-    /// The UID of the Deployment `key` names, starting a read when none is known.
+    /// What is known of the workload `key` names, starting a read when nothing is.
     pub(crate) fn uid(&mut self, key: &OwnerKey, now: Instant) -> OwnerUid {
         match self.cache.get(key) {
-            Some(Lookup::Known(uid)) => return OwnerUid::Known(uid.clone()),
+            Some(Lookup::Known(info)) => return OwnerUid::Known(info.clone()),
             Some(Lookup::Reading) => return OwnerUid::Reading,
             Some(Lookup::Failed(at)) if now.saturating_duration_since(*at) < RETRY_FAILED => return OwnerUid::Failed,
             _ => {}
         }
         self.cache.put(key.clone(), Lookup::Reading);
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &key.0);
-        let (permits, sender, key) = (self.permits.clone(), self.sender.clone(), key.clone());
+        let (client, permits, sender, key) =
+            (self.client.clone(), self.permits.clone(), self.sender.clone(), key.clone());
         tokio::spawn(async move {
             let answer = match permits.acquire_owned().await {
-                Ok(_permit) => match tokio::time::timeout(TIMEOUT, api.get(&key.1)).await {
-                    Ok(Ok(deployment)) => deployment_uid(&deployment),
-                    Ok(Err(e)) => Err(e.to_string()),
+                Ok(_permit) => match tokio::time::timeout(TIMEOUT, read(client, &key)).await {
+                    Ok(answer) => answer,
                     Err(_) => Err(format!("no answer within {TIMEOUT:?}")),
                 },
                 Err(_) => Err("closed".into()),
@@ -98,17 +161,22 @@ impl Owners {
         OwnerUid::Reading
     }
 
-    /// Records an answer; returns the UID, or `None` when the read failed.
-    pub(crate) fn answered(&mut self, key: OwnerKey, answer: Result<String, String>, now: Instant) -> Option<String> {
+    /// Records an answer; returns what it told, or `None` when the read failed.
+    pub(crate) fn answered(
+        &mut self,
+        key: OwnerKey,
+        answer: Result<OwnerInfo, String>,
+        now: Instant,
+    ) -> Option<OwnerInfo> {
         match answer {
-            Ok(uid) => {
-                self.cache.put(key, Lookup::Known(uid.clone()));
-                Some(uid)
+            Ok(info) => {
+                self.cache.put(key, Lookup::Known(info.clone()));
+                Some(info)
             }
             Err(error) => {
                 tracing::warn!(
-                    namespace = %key.0, deployment = %key.1, %error,
-                    "reading the Deployment failed; its workload Events wait {RETRY_FAILED:?}"
+                    workload = %key.describe(), %error,
+                    "reading the {} failed; its workload Events wait {RETRY_FAILED:?}", key.kind()
                 );
                 self.cache.put(key, Lookup::Failed(now));
                 None
@@ -117,8 +185,49 @@ impl Owners {
     }
 }
 
-fn deployment_uid(deployment: &Deployment) -> Result<String, String> {
-    deployment.metadata.uid.clone().filter(|uid| !uid.is_empty()).ok_or_else(|| "no metadata.uid".to_string())
+/// Reads what `key` needs: one `get` for a Deployment, two for a CronJob.
+async fn read(client: Client, key: &OwnerKey) -> Result<OwnerInfo, String> {
+    match key {
+        OwnerKey::Deployment { name, .. } => {
+            let deployment = Api::<Deployment>::namespaced(client, key.namespace()).get(name).await;
+            let uid = uid_of(&deployment.map_err(|e| e.to_string())?.metadata)?;
+            Ok(OwnerInfo { uid, concurrency_policy: None })
+        }
+        OwnerKey::CronJob { namespace, name, job, job_uid } => {
+            let read_job = Api::<Job>::namespaced(client.clone(), namespace).get(job).await;
+            let cronjob_uid = cronjob_of(&read_job.map_err(|e| e.to_string())?, name, job_uid)?;
+            let read_cronjob = Api::<CronJob>::namespaced(client, namespace).get(name).await;
+            let cronjob = read_cronjob.map_err(|e| e.to_string())?;
+            let uid = uid_of(&cronjob.metadata)?;
+            if uid != cronjob_uid {
+                return Err(format!("CronJob {name} is not Job {job}'s controller (UID {uid}, not {cronjob_uid})"));
+            }
+            // The API server defaults it to Allow (pkg/apis/batch/v1/defaults.go).
+            let policy = cronjob.spec.and_then(|s| s.concurrency_policy).unwrap_or_else(|| "Allow".into());
+            Ok(OwnerInfo { uid, concurrency_policy: Some(policy) })
+        }
+    }
+}
+
+/// The UID of the CronJob `cronjob` controlling `job`, when `job` is the Job the Pod names
+/// (`job_uid`) and a CronJob of that name controls it.
+fn cronjob_of(job: &Job, cronjob: &str, job_uid: &str) -> Result<String, String> {
+    let name = job.metadata.name.as_deref().unwrap_or_default();
+    if job.metadata.uid.as_deref() != Some(job_uid) {
+        return Err(format!("Job {name} is not the Pod's owner (UID {job_uid})"));
+    }
+    let owners = job.metadata.owner_references.as_deref().unwrap_or_default();
+    let controller = owners.iter().find(|o| o.controller == Some(true));
+    match controller {
+        Some(o) if o.kind == "CronJob" && o.api_version == "batch/v1" && o.name == cronjob && !o.uid.is_empty() => {
+            Ok(o.uid.clone())
+        }
+        _ => Err(format!("Job {name} is not controlled by CronJob {cronjob}")),
+    }
+}
+
+fn uid_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Result<String, String> {
+    meta.uid.clone().filter(|uid| !uid.is_empty()).ok_or_else(|| "no metadata.uid".to_string())
 }
 
 #[cfg(test)]
@@ -127,7 +236,11 @@ mod tests {
     use crate::test_api;
 
     fn key(replica_set: &str) -> OwnerKey {
-        ("shop".into(), "web".into(), replica_set.into())
+        OwnerKey::Deployment { namespace: "shop".into(), name: "web".into(), replica_set_uid: replica_set.into() }
+    }
+
+    fn known(uid: &str) -> OwnerInfo {
+        OwnerInfo { uid: uid.into(), concurrency_policy: None }
     }
 
     #[tokio::test(start_paused = true)]
@@ -141,8 +254,8 @@ mod tests {
         call.expect("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[]);
         call.respond_json(200, &serde_json::json!({"metadata": {"name": "web", "namespace": "shop", "uid": "d-1"}}));
         let (answered, answer) = owners.answers.recv().await.expect("an answer");
-        assert_eq!(owners.answered(answered, answer, t0), Some("d-1".to_string()));
-        assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Known("d-1".into()), "cached");
+        assert_eq!(owners.answered(answered, answer, t0), Some(known("d-1")));
+        assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Known(known("d-1")), "cached");
 
         // A new ReplicaSet (the Deployment made again) is read again; this read fails.
         assert_eq!(owners.uid(&key("rs-2"), t0), OwnerUid::Reading);
@@ -153,5 +266,79 @@ mod tests {
         server.expect_silence(Duration::from_secs(1)).await;
         assert_eq!(owners.uid(&key("rs-2"), t0 + RETRY_FAILED), OwnerUid::Reading, "read again after the wait");
         server.next().await.expect("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[]);
+    }
+
+    fn run(job: &str) -> OwnerKey {
+        OwnerKey::CronJob { namespace: "batch".into(), name: "nightly".into(), job: job.into(), job_uid: "j-1".into() }
+    }
+
+    fn job(uid: &str, owner: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"metadata": {"name": "nightly-29149080", "namespace": "batch", "uid": uid,
+                                        "ownerReferences": [owner]}})
+    }
+
+    fn cronjob_owner(name: &str, uid: &str) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "batch/v1", "kind": "CronJob", "name": name, "uid": uid, "controller": true})
+    }
+
+    const JOB_PATH: &str = "/apis/batch/v1/namespaces/batch/jobs/nightly-29149080";
+    const CRONJOB_PATH: &str = "/apis/batch/v1/namespaces/batch/cronjobs/nightly";
+
+    /// Reads `key`, answering each request with `(path it must ask, body)` in turn; returns
+    /// what the read told.
+    async fn read_run(key: OwnerKey, responses: Vec<(&str, serde_json::Value)>) -> Option<OwnerInfo> {
+        let (client, mut server) = test_api::client();
+        let mut owners = Owners::new(client);
+        let t0 = Instant::now();
+        assert_eq!(owners.uid(&key, t0), OwnerUid::Reading);
+        for (path, body) in responses {
+            let call = server.next().await;
+            call.expect("GET", path, &[]);
+            call.respond_json(200, &body);
+        }
+        let (answered, answer) = owners.answers.recv().await.expect("an answer");
+        let told = owners.answered(answered, answer, t0);
+        server.expect_silence(Duration::from_secs(1)).await;
+        told
+    }
+
+    fn cronjob(uid: &str, policy: Option<&str>) -> serde_json::Value {
+        let mut spec = serde_json::json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {}}}});
+        if let Some(policy) = policy {
+            spec["concurrencyPolicy"] = policy.into();
+        }
+        serde_json::json!({"metadata": {"name": "nightly", "namespace": "batch", "uid": uid}, "spec": spec})
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cronjob_is_read_through_the_job_its_pod_names() {
+        let responses = vec![
+            (JOB_PATH, job("j-1", cronjob_owner("nightly", "c-1"))),
+            (CRONJOB_PATH, cronjob("c-1", Some("Forbid"))),
+        ];
+        let told = read_run(run("nightly-29149080"), responses).await;
+        assert_eq!(told, Some(OwnerInfo { uid: "c-1".into(), concurrency_policy: Some("Forbid".into()) }));
+        // Unset, it is the API's default.
+        let responses =
+            vec![(JOB_PATH, job("j-1", cronjob_owner("nightly", "c-1"))), (CRONJOB_PATH, cronjob("c-1", None))];
+        let told = read_run(run("nightly-29149080"), responses).await;
+        assert_eq!(told.and_then(|t| t.concurrency_policy).as_deref(), Some("Allow"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forged_job_name_moves_no_event_onto_another_object() {
+        // A Job named like the CronJob's runs but controlled by something else, or by another
+        // CronJob: the CronJob is never read.
+        let config_map = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "nightly", "uid": "x", "controller": true});
+        for owner in [config_map, cronjob_owner("other", "c-2")] {
+            assert_eq!(read_run(run("nightly-29149080"), vec![(JOB_PATH, job("j-1", owner))]).await, None);
+        }
+        // Another Job of that name than the Pod's (its UID differs).
+        let other = job("j-other", cronjob_owner("nightly", "c-1"));
+        assert_eq!(read_run(run("nightly-29149080"), vec![(JOB_PATH, other)]).await, None);
+        // The CronJob of that name is not the Job's controller (made again since).
+        let responses =
+            vec![(JOB_PATH, job("j-1", cronjob_owner("nightly", "c-old"))), (CRONJOB_PATH, cronjob("c-new", None))];
+        assert_eq!(read_run(run("nightly-29149080"), responses).await, None);
     }
 }

@@ -20,8 +20,8 @@ use crate::index::Transition;
 /// (policy, workload, alert) keys remembered at most; ~200 B each with one Pod.
 pub const MAX_KEYS: usize = 20_000;
 
-/// The workload kinds that get Events: those `workload_of` names from a Pod's owner. A
-/// CronJob's Pods name their Job (the CronJob would need one more read per Job).
+/// The workload kinds that get Events: those `workload_of` names from a Pod's owner (a
+/// CronJob from the name of its Job, `cronjob_of_job`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WorkloadKind {
     /// apps/v1 Deployment, named from its ReplicaSet: its UID needs a read.
@@ -32,12 +32,15 @@ pub enum WorkloadKind {
     DaemonSet,
     /// apps/v1 ReplicaSet without a Deployment.
     ReplicaSet,
-    /// batch/v1 Job.
+    /// batch/v1 Job without a CronJob.
     Job,
+    /// batch/v1 CronJob, named from its Job: its UID needs two reads (the Job, the CronJob).
+    CronJob,
 }
 
 impl WorkloadKind {
-    const ALL: [WorkloadKind; 5] = [Self::Deployment, Self::StatefulSet, Self::DaemonSet, Self::ReplicaSet, Self::Job];
+    const ALL: [WorkloadKind; 6] =
+        [Self::Deployment, Self::StatefulSet, Self::DaemonSet, Self::ReplicaSet, Self::Job, Self::CronJob];
 
     /// The kind named `kind` with `api_version`, if it gets Events.
     pub fn parse(kind: &str, api_version: Option<&str>) -> Option<Self> {
@@ -53,13 +56,14 @@ impl WorkloadKind {
             Self::DaemonSet => "DaemonSet",
             Self::ReplicaSet => "ReplicaSet",
             Self::Job => "Job",
+            Self::CronJob => "CronJob",
         }
     }
 
     /// `apps/v1` or `batch/v1`.
     pub fn api_version(self) -> &'static str {
         match self {
-            Self::Job => "batch/v1",
+            Self::Job | Self::CronJob => "batch/v1",
             _ => "apps/v1",
         }
     }
@@ -109,8 +113,12 @@ pub struct Firing {
     pub example: String,
     /// That Pod's alert message.
     pub message: String,
-    /// The UID of the owner reference of the first Pod (a Deployment's: its ReplicaSet's).
+    /// The UID of the owner reference of the first Pod (a Deployment's: its ReplicaSet's; a
+    /// CronJob's: its Job's).
     pub owner_uid: Option<String>,
+    /// A CronJob's: the name of the first Pod's Job (its `batch.kubernetes.io/job-name`
+    /// label), to read the CronJob through it.
+    pub job: Option<String>,
     /// Where the container is declared, for the `fieldPath`.
     pub container_kind: Option<ContainerKind>,
     /// The workload object the Warning was published about: its `Resolved` goes there too.
@@ -150,8 +158,9 @@ impl WorkloadAlerts {
         WorkloadAlerts { firing: HashMap::new(), max_keys }
     }
 
-    /// Pod `t` fires `key`'s alert (`owner_uid`: its owner reference's UID).
-    pub fn fired(&mut self, key: WorkloadKey, t: &Transition, owner_uid: Option<&str>) -> Step {
+    /// Pod `t` fires `key`'s alert (`owner_uid`: its owner reference's UID; `job`: its Job's
+    /// name, for a CronJob's Pod).
+    pub fn fired(&mut self, key: WorkloadKey, t: &Transition, owner_uid: Option<&str>, job: Option<&str>) -> Step {
         if let Some(firing) = self.firing.get_mut(&key) {
             firing.pods.insert(t.pod_uid.clone());
             return Step::Nothing;
@@ -164,6 +173,7 @@ impl WorkloadAlerts {
             example: t.pod.clone(),
             message: t.alert.message.clone(),
             owner_uid: owner_uid.map(str::to_string),
+            job: job.map(str::to_string),
             container_kind: t.container_kind,
             announced: None,
         };
@@ -262,6 +272,16 @@ pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, ObjectR
 /// The `fieldPath` of a container in a workload's Pod template.
 pub fn template_field_path(kind: Option<ContainerKind>, container: &str) -> Option<String> {
     super::field_path(kind, container).map(|p| format!("spec.template.{p}"))
+}
+
+/// The `fieldPath` of a container in the Pod template of a workload of kind `workload`: a
+/// CronJob keeps its template in its Job template (`spec.jobTemplate.spec.template`).
+pub fn workload_field_path(workload: WorkloadKind, kind: Option<ContainerKind>, container: &str) -> Option<String> {
+    let path = template_field_path(kind, container)?;
+    Some(match workload {
+        WorkloadKind::CronJob => format!("spec.jobTemplate.{path}"),
+        _ => path,
+    })
 }
 
 pub(crate) mod publish;

@@ -12,6 +12,7 @@
 mod beside_ksm;
 mod beyond_jobs;
 mod chart;
+mod cronjob;
 mod faults;
 mod injection_failed;
 mod kubelet_restart;

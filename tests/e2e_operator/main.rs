@@ -18,6 +18,7 @@ mod admission_cost;
 mod admission_missing;
 mod alertmanager;
 mod audit_live;
+mod cronjob_events;
 mod event_recorder;
 mod failover;
 mod faults;

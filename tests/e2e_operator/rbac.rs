@@ -46,7 +46,8 @@ async fn operator_calls_exactly_what_rbac_grants() {
     let tokens = install::scrape_tokens(&c.env, &ns).await.expect("scrape tokens");
     // Every kind of work: leading (the Lease), an invalid policy (its status and Warning), a
     // valid one whose alert fires, resolves and fires again (an Event repeated into a
-    // series) on a Deployment's Pod (its workload Event reads the Deployment), status
+    // series) on a Deployment's Pod (its workload Event reads the Deployment) and on a
+    // CronJob's (its workload Event reads the Job and the CronJob), status
     // writes, authorised scrapes, and a shutdown that releases the Lease.
     c.apply_policy("broken", json!({"sidecars": {"pattern": "envoy("}})).await;
     // Cluster-scoped (the control plane is this test's own, so the name cannot collide).
@@ -69,6 +70,20 @@ async fn operator_calls_exactly_what_rbac_grants() {
     op.wait_alerts("firing", vec![firing.clone()]).await;
     c.wait_events("web-1", "Warning", "SidecarContainerNotReady", 1).await;
     c.wait_events("web", "Warning", "SidecarContainerNotReady", 1).await;
+    // A CronJob's Pod: its workload Event reads the Job, then the CronJob (`get` both).
+    let (_, job, owner) = crate::cronjob_events::cronjob_with_job(&c, "nightly", "Forbid").await;
+    let mut manifest = sidecar_watch_harness::kubelet::test_pod(
+        "nightly-1",
+        &[("app", "web"), ("batch.kubernetes.io/job-name", job.as_str())],
+        &["app"],
+        &["istio-proxy"],
+    );
+    manifest["metadata"]["ownerReferences"] = json!([owner]);
+    let cron_pod = c.create_pod(manifest).await;
+    drive(&cron_pod, &[("app", true), ("istio-proxy", false)]).await;
+    c.wait_events("nightly", "Warning", "SidecarContainerNotReady", 1).await;
+    set_ready(&cron_pod, "istio-proxy", true).await;
+    c.wait_events("nightly", "Normal", "SidecarContainerNotReadyResolved", 1).await;
     set_ready(&pod, "istio-proxy", true).await;
     c.wait_events("web-1", "Normal", "SidecarContainerNotReadyResolved", 1).await;
     set_ready(&pod, "istio-proxy", false).await;

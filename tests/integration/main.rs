@@ -26,6 +26,7 @@
 //! engine's and the index's test binaries use too) and [`SIDECAR_WATCH`].
 
 mod audit_cli;
+mod audit_cronjobs;
 mod audit_inventory;
 mod audit_manifests;
 mod audit_workloads;

@@ -69,13 +69,13 @@ pub use observation::Observation;
 pub use observed::ObservedPod;
 pub use pod::{ConditionView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef};
-pub use relations::Workload;
+pub use relations::{cronjob_of_job, Workload, CRONJOB_CLOCK_SKEW, CRONJOB_NAME_MAX, CRONJOB_RUN_WINDOW};
 pub use rollout::{counted, Counted, Rollouts, WorkloadKey};
 pub use rollout_blocked::{revision_label, rollout_blocked, Blocked, Revision, RevisionPod, SidecarFiring, BLOCKING};
 pub use rule_settings::SpecError;
 pub use rules::{
-    check_texts, evaluate, missing_texts, Around, Evaluation, DEFAULT_MAX_SIDECARS, JOB_NEVER_COMPLETES,
-    SPRAWL_THRESHOLD,
+    check_texts, cronjob_concurrency, evaluate, missing_texts, Around, Evaluation, DEFAULT_MAX_SIDECARS,
+    JOB_NEVER_COMPLETES, SPRAWL_THRESHOLD,
 };
 pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
 pub use stamp::Stamp;

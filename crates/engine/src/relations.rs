@@ -7,6 +7,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -60,8 +63,12 @@ pub(crate) fn port_conflicts(declared: &[Declared]) -> Vec<bool> {
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
 /// The workload of a Pod, without watching anything but the Pod: its controller owner (else
-/// its first owner), except that a ReplicaSet named `<deployment>-<pod-template-hash>` stands
-/// for its Deployment. `None` for a Pod without owner.
+/// its first owner), except that
+/// - a ReplicaSet named `<deployment>-<pod-template-hash>` stands for its Deployment;
+/// - a Job named as the CronJob controller names its Jobs stands for its CronJob (see
+///   [`cronjob_of_job`] for the exact test).
+///
+/// `None` for a Pod without owner.
 pub(crate) fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Workload>> {
     let owner = owner_of(meta)?;
     if owner.kind == "ReplicaSet" {
@@ -74,7 +81,84 @@ pub(crate) fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc
             return Some(names.workload("Deployment", deployment));
         }
     }
+    if owner.kind == "Job" && owner.api_version.starts_with("batch/") {
+        let created = meta.creation_timestamp.as_ref().map(|t| t.0);
+        if let Some(cronjob) = created.and_then(|created| cronjob_of_job(&owner.name, created)) {
+            return Some(names.workload("CronJob", cronjob));
+        }
+    }
     Some(names.workload(&owner.kind, &owner.name))
+}
+
+/// The longest CronJob name: the API server refuses longer ones, so that the controller's
+/// `-<minutes>` suffix keeps its Job names within 63 characters
+/// (kubernetes/kubernetes pkg/apis/batch/validation/validation.go, `ValidateCronJobCreate`:
+/// `DNS1035LabelMaxLength-11`, "must be no more than 52 characters", and the name a
+/// DNS-1123 subdomain, `NameIsDNSSubdomain`; read in v1.29.15, v1.33.13, v1.34.12, v1.35.8,
+/// v1.37.2).
+pub const CRONJOB_NAME_MAX: usize = 52;
+
+/// How far the control plane's clocks may disagree: the Job's name is the scheduled time by
+/// kube-controller-manager's clock, the Pod's `creationTimestamp` the API server's.
+pub const CRONJOB_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// How long before its Pod's creation a CronJob's run may have been scheduled: a run starts
+/// late (`startingDeadlineSeconds` unset, a CronJob resumed) or its Job makes Pods again
+/// (retries, a Pod evicted) for up to a week; past that the Pod names its Job.
+pub const CRONJOB_RUN_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The CronJob whose controller made a Job named `job`, judged from the name and the time its
+/// Pod was created (`created`): `None` when the name cannot be one the controller gave.
+///
+/// The CronJob controller names each Job `<cronjob>-<scheduled time in minutes since the
+/// epoch>` (kubernetes/kubernetes pkg/controller/cronjob/cronjob_controllerv2.go `getJobName`:
+/// `fmt.Sprintf("%s-%d", cj.Name, getTimeHashInMinutes(scheduledTime))`, and utils.go
+/// `getTimeHashInMinutes`: `scheduledTime.Unix() / 60`; the same in v1.29.15, v1.33.13,
+/// v1.34.12, v1.35.8 and v1.37.2). A plain Job's name can look like that (`migrate-1`, `backup-20240101`), so the
+/// name is the CronJob's only when all of these hold:
+/// - it ends in `-` and decimal digits, as `%d` prints a positive number: no sign, no leading
+///   zero, and a value whose seconds fit in an `i64` (a forged huge suffix is a Job);
+/// - that minute is not after the Pod's creation plus [`CRONJOB_CLOCK_SKEW`] (the controller
+///   makes the Job at or after its scheduled time, and the Job its Pods after that) and not
+///   more than [`CRONJOB_RUN_WINDOW`] before it;
+/// - what precedes the `-` is a valid CronJob name: a DNS-1123 subdomain of at most
+///   [`CRONJOB_NAME_MAX`] characters.
+///
+/// So `backup-20240101` (minute 20,240,101 is in 2008) and `migrate-1` (1970) stay Jobs for a
+/// Pod of today. A Job named so on purpose within the window (`kubectl create job` with such
+/// a name) is taken for a CronJob's: the name is all a Pod says without reading the Job.
+pub fn cronjob_of_job(job: &str, created: Timestamp) -> Option<&str> {
+    let (cronjob, minutes) = job.rsplit_once('-')?;
+    let printed_by_percent_d = !minutes.is_empty()
+        && minutes.bytes().all(|b| b.is_ascii_digit())
+        && (minutes == "0" || !minutes.starts_with('0'));
+    if !printed_by_percent_d || !is_cronjob_name(cronjob) {
+        return None;
+    }
+    let scheduled = minutes.parse::<i64>().ok()?.checked_mul(60)?;
+    let created = created.as_second();
+    let skew = i64::try_from(CRONJOB_CLOCK_SKEW.as_secs()).ok()?;
+    let window = i64::try_from(CRONJOB_RUN_WINDOW.as_secs()).ok()?;
+    let in_window = scheduled <= created.saturating_add(skew) && scheduled >= created.saturating_sub(window);
+    in_window.then_some(cronjob)
+}
+
+/// Whether `name` is valid for a CronJob: a DNS-1123 subdomain (`NameIsDNSSubdomain`, lower
+/// case alphanumeric labels joined by `.`, `-` inside a label) of at most
+/// [`CRONJOB_NAME_MAX`] characters.
+fn is_cronjob_name(name: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= CRONJOB_NAME_MAX
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            match (bytes.first(), bytes.last()) {
+                (Some(&first), Some(&last)) => {
+                    alnum(first) && alnum(last) && bytes.iter().all(|&b| alnum(b) || b == b'-')
+                }
+                _ => false,
+            }
+        })
 }
 
 /// The owner reference a Pod's workload is read from: its controller, else its first owner.

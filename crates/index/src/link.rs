@@ -178,9 +178,14 @@ impl IndexResource<CreateFailures> for Index {
     fn apply(&self, (workload, mut condition): (WorkloadId, Condition), now: Timestamp) -> Outcome {
         // Several Events may tell of one failure (one per ReplicaSet, a new Event after the
         // last expired): the clock runs from the first.
-        if let Some(held) = self.workload_condition(AlertName::SidecarInjectionFailed, &workload) {
+        let alert = AlertName::SidecarInjectionFailed;
+        if let Some(held) = self.workload_condition(alert, &workload) {
             condition.since = held.since.min(condition.since);
             condition.latest = held.latest.max(condition.latest);
+        } else if self.workload_has_room(alert, &workload.namespace) && self.created_since(&workload, condition.latest)
+        {
+            // Its workload created Pods since: the failure is over.
+            return Outcome::default();
         }
         let (mut outcome, kept) =
             self.set_workload_condition(AlertName::SidecarInjectionFailed, workload, Some(condition), now);

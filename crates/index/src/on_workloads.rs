@@ -79,7 +79,10 @@ impl Index {
             let after_failure = workloads
                 .0
                 .condition(AlertName::SidecarInjectionFailed, &workload)
-                .is_some_and(|c| created.is_some_and(|at| at > c.latest));
+                // At or after: the API's times are whole seconds, and a Pod created in the
+                // second of the last failure was created after it (a later failure makes a
+                // newer Event, which sets the condition again).
+                .is_some_and(|c| created.is_some_and(|at| at >= c.latest));
             if after_failure {
                 workloads.0.set(AlertName::SidecarInjectionFailed, workload, None);
             }
@@ -88,6 +91,28 @@ impl Index {
         if cleared {
             self.evaluate_workloads(now, outcome);
         }
+    }
+
+    /// Whether a new condition of `alert` in `namespace` would be kept (else it is cut).
+    pub(crate) fn workload_has_room(&self, alert: AlertName, namespace: &str) -> bool {
+        self.workloads.lock().0.has_room(alert, namespace)
+    }
+
+    /// Whether a tracked Pod of `workload` was created at or after `at`: a failure that old is
+    /// over (an Event listed again after a restart or a relist, its workload long healthy).
+    /// One pass over the Pods; only a new failure that would be kept costs it.
+    pub(crate) fn created_since(&self, workload: &WorkloadId, at: Timestamp) -> bool {
+        let mut found = false;
+        self.for_each_pod(|pod| {
+            let view = pod.view();
+            if found || view.namespace().as_str() != workload.namespace {
+                return;
+            }
+            let (kind, name) = view.workload();
+            let created = view.created_at.map(|s| s.timestamp());
+            found = kind == workload.kind && name == workload.name && created.is_some_and(|c| c >= at);
+        });
+        found
     }
 
     /// Whether any workload holds a condition (a Pod's change then checks its workload).

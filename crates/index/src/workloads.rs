@@ -141,14 +141,18 @@ impl Workloads {
             *held = condition;
             return Kept::Yes;
         }
-        let in_namespace = self.per_namespace.get(&(alert, key.1.namespace.clone())).copied().unwrap_or(0);
-        let in_all = self.conditions.keys().filter(|(a, _)| *a == alert).count();
-        if in_namespace >= MAX_PER_NAMESPACE || in_all >= MAX_WORKLOADS {
+        if !self.has_room(alert, &key.1.namespace) {
             return Kept::Limited;
         }
         self.count(alert, &key.1.namespace, 1);
         self.conditions.insert(key, condition);
         Kept::Yes
+    }
+
+    /// Whether a new condition of `alert` in `namespace` would be kept.
+    pub(crate) fn has_room(&self, alert: AlertName, namespace: &str) -> bool {
+        let in_namespace = self.per_namespace.get(&(alert, namespace.to_string())).copied().unwrap_or(0);
+        in_namespace < MAX_PER_NAMESPACE && self.conditions.keys().filter(|(a, _)| *a == alert).count() < MAX_WORKLOADS
     }
 
     fn count(&mut self, alert: AlertName, namespace: &str, delta: isize) {

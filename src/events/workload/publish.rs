@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 use tokio::time::Instant;
 
-use super::{template_field_path, Step, WorkloadKey, WorkloadKind};
-use crate::engine::AlertName;
-use crate::events::owners::{OwnerKey, OwnerUid};
+use super::{workload_field_path, Step, WorkloadKey, WorkloadKind};
+use crate::engine::{cronjob_concurrency, AlertName};
+use crate::events::owners::{OwnerInfo, OwnerKey, OwnerUid};
 use crate::events::{note, policy_reference, record, Publisher};
 use crate::index::{Transition, TransitionKind};
 
@@ -25,11 +25,22 @@ impl Publisher {
     pub(crate) async fn count_on_workload(&mut self, t: &Transition) {
         let Some(key) = WorkloadKey::of(t) else { return };
         match t.kind {
-            TransitionKind::Fired => match self.workloads.fired(key.clone(), t, t.object_uid.as_deref()) {
-                Step::Announce => self.due.push_back((key, Instant::now())),
-                Step::Limited => self.metrics.limited.with_label_values(&["workload-events"]).inc(),
-                Step::Nothing | Step::Resolve(_) => {}
-            },
+            TransitionKind::Fired => {
+                // A CronJob's Pod: the name of its Job, to read the CronJob through it.
+                let job = (key.kind == WorkloadKind::CronJob && !key.alert.name.on_workload())
+                    .then(|| {
+                        self.index.with_pod(&t.pod_uid, |p| {
+                            JOB_NAME_LABELS.iter().find_map(|l| p.view().labels().get(*l)).cloned()
+                        })
+                    })
+                    .flatten()
+                    .flatten();
+                match self.workloads.fired(key.clone(), t, t.object_uid.as_deref(), job.as_deref()) {
+                    Step::Announce => self.due.push_back((key, Instant::now())),
+                    Step::Limited => self.metrics.limited.with_label_values(&["workload-events"]).inc(),
+                    Step::Nothing | Step::Resolve(_) => {}
+                }
+            }
             TransitionKind::Resolved => {
                 if let Step::Resolve(object) = self.workloads.resolved(&key, &t.pod_uid) {
                     self.publish_workload_resolved(&key, object).await;
@@ -44,44 +55,64 @@ impl Publisher {
         self.due.front().is_some_and(|(_, since)| queue_empty || since.elapsed() >= BATCH)
     }
 
-    /// Publishes the due Warnings whose workload UID is known; those of Deployments being
-    /// read wait for the answer.
+    /// Publishes the due Warnings whose workload UID is known; those of Deployments and
+    /// CronJobs being read wait for the answer.
     pub(crate) async fn publish_due(&mut self) {
         let now = Instant::now();
         for (key, since) in std::mem::take(&mut self.due) {
             // Gone (its Pods cleared first), or already announced (due twice).
             let Some(firing) = self.workloads.get(&key).filter(|f| f.announced.is_none()) else { continue };
-            let owner = firing.owner_uid.clone();
-            let uid = match (key.kind, owner) {
-                (WorkloadKind::Deployment, Some(replica_set)) => {
-                    match self.owners.uid(&(key.namespace.clone(), key.name.clone(), replica_set), now) {
-                        OwnerUid::Known(uid) => Some(uid),
-                        OwnerUid::Reading => {
-                            self.due.push_back((key, since));
-                            continue;
-                        }
-                        OwnerUid::Failed => None,
-                    }
+            let (namespace, name) = (key.namespace.clone(), key.name.clone());
+            let on_workload = key.alert.name.on_workload();
+            let read = match (key.kind, firing.owner_uid.clone(), firing.job.clone()) {
+                (WorkloadKind::Deployment, Some(replica_set_uid), _) => {
+                    Some(OwnerKey::Deployment { namespace, name, replica_set_uid })
                 }
-                (_, owner) => owner,
+                (WorkloadKind::CronJob, Some(job_uid), Some(job)) if !on_workload => {
+                    Some(OwnerKey::CronJob { namespace, name, job, job_uid })
+                }
+                // A CronJob's Pod without its Job's name (a Job with a manual selector):
+                // nothing to read the CronJob through.
+                (WorkloadKind::Deployment, _, _) | (WorkloadKind::CronJob, _, _) if !on_workload => None,
+                // The workload's own UID (a workload alert's condition read the object), or the
+                // Pod's owner's, which is the workload.
+                (_, owner, _) => {
+                    let info = owner.map(|uid| OwnerInfo { uid, concurrency_policy: None });
+                    self.publish_or_count(&key, info).await;
+                    continue;
+                }
             };
-            match uid {
-                Some(uid) => self.publish_workload_warning(&key, uid).await,
-                None => {
-                    let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
-                    self.metrics.events.with_label_values(&[&reason, "error"]).inc();
+            let info = match read.map(|owner| self.owners.uid(&owner, now)) {
+                Some(OwnerUid::Known(info)) => Some(info),
+                Some(OwnerUid::Reading) => {
+                    self.due.push_back((key, since));
+                    continue;
                 }
+                Some(OwnerUid::Failed) | None => None,
+            };
+            self.publish_or_count(&key, info).await;
+        }
+    }
+
+    /// Publishes `key`'s Warning about the workload `info` tells, or counts the error when
+    /// its UID is unknown.
+    async fn publish_or_count(&mut self, key: &WorkloadKey, info: Option<OwnerInfo>) {
+        match info {
+            Some(info) => self.publish_workload_warning(key, info).await,
+            None => {
+                let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
+                self.metrics.events.with_label_values(&[&reason, "error"]).inc();
             }
         }
     }
 
-    /// A Deployment's UID was read (or not): its due Warnings go out.
-    pub(crate) async fn owner_answered(&mut self, key: OwnerKey, answer: Result<String, String>) {
+    /// A Deployment or CronJob was read (or not): its due Warnings go out.
+    pub(crate) async fn owner_answered(&mut self, key: OwnerKey, answer: Result<OwnerInfo, String>) {
         self.owners.answered(key, answer, Instant::now());
         self.publish_due().await;
     }
 
-    async fn publish_workload_warning(&mut self, key: &WorkloadKey, uid: String) {
+    async fn publish_workload_warning(&mut self, key: &WorkloadKey, info: OwnerInfo) {
         let Some(firing) = self.workloads.get(key) else { return };
         let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
         if !self.spam.allow(&key.object(), Instant::now()) {
@@ -94,8 +125,8 @@ impl Publisher {
             kind: Some(key.kind.as_str().into()),
             name: Some(key.name.clone()),
             namespace: Some(key.namespace.clone()),
-            uid: Some(uid),
-            field_path: template_field_path(firing.container_kind, &key.alert.container),
+            uid: Some(info.uid),
+            field_path: workload_field_path(key.kind, firing.container_kind, &key.alert.container),
             ..Default::default()
         };
         let pods = firing.pods.len();
@@ -110,8 +141,16 @@ impl Publisher {
                 key.policy
             )
         } else {
+            // What the CronJob does to its next runs meanwhile: said before the example, so
+            // that a long message cannot truncate it away.
+            let runs = info
+                .concurrency_policy
+                .filter(|_| key.alert.name == AlertName::JobBlockedBySidecar)
+                .and_then(|policy| cronjob_concurrency(&key.name, &policy))
+                .map(|sentence| format!(" ({sentence})"))
+                .unwrap_or_default();
             format!(
-                "{}{} in {pods} Pod{} of {}/{}, e.g. Pod {}: {} (policy {})",
+                "{}{} in {pods} Pod{} of {}/{}{runs}, e.g. Pod {}: {} (policy {})",
                 key.alert.name.as_str(),
                 on_container(&key.alert.container),
                 if pods == 1 { "" } else { "s" },
@@ -239,6 +278,11 @@ impl Publisher {
         }
     }
 }
+
+/// The labels the Job API puts on a Job's Pod template, with the Job's name
+/// (kubernetes/kubernetes pkg/registry/batch/job/strategy.go `generateSelector`:
+/// `batch.LegacyJobNameLabel`, `batch.JobNameLabel`; v1.29.15, v1.33.13, v1.35.8, v1.37.2).
+const JOB_NAME_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
 
 /// Why a workload alert resolved, for its `Resolved` note.
 fn resolved_because(alert: AlertName) -> &'static str {

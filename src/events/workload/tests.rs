@@ -59,7 +59,7 @@ fn deployment(uid: &str) -> ObjectReference {
 fn step(alerts: &mut WorkloadAlerts, t: &Transition) -> Step {
     let key = WorkloadKey::of(t).expect("a workload");
     let step = match t.kind {
-        TransitionKind::Fired => alerts.fired(key.clone(), t, Some("rs-uid")),
+        TransitionKind::Fired => alerts.fired(key.clone(), t, Some("rs-uid"), None),
         TransitionKind::Resolved => alerts.resolved(&key, &t.pod_uid),
     };
     if step == Step::Announce {
@@ -109,6 +109,18 @@ fn bare_pods_and_unknown_owners_get_no_workload_event() {
         assert_eq!(WorkloadKey::of(&transition(TransitionKind::Fired, "mesh", workload, 0)), None, "{workload}");
     }
     assert_eq!(WorkloadKind::parse("Job", Some("batch/v1")), Some(WorkloadKind::Job));
+    assert_eq!(WorkloadKind::parse("CronJob", Some("batch/v1")), Some(WorkloadKind::CronJob));
+    assert_eq!(WorkloadKind::parse("CronJob", Some("apps/v1")), None);
+    let cronjob = WorkloadKey::of(&transition(TransitionKind::Fired, "mesh", "CronJob/nightly", 0)).expect("a key");
+    assert_eq!((cronjob.kind, cronjob.object()), (WorkloadKind::CronJob, "CronJob/shop/nightly".to_string()));
+    assert_eq!(
+        workload_field_path(WorkloadKind::CronJob, Some(ContainerKind::Regular), "log-sidecar").as_deref(),
+        Some("spec.jobTemplate.spec.template.spec.containers{log-sidecar}")
+    );
+    assert_eq!(
+        workload_field_path(WorkloadKind::Job, Some(ContainerKind::Regular), "log-sidecar").as_deref(),
+        Some("spec.template.spec.containers{log-sidecar}")
+    );
     assert_eq!(WorkloadKind::parse("Deployment", Some("example.com/v1")), None, "another group's kind");
 }
 
@@ -116,7 +128,7 @@ fn bare_pods_and_unknown_owners_get_no_workload_event() {
 fn a_pod_that_clears_before_its_warning_leaves_nothing_to_resolve() {
     let mut alerts = WorkloadAlerts::default();
     let key = WorkloadKey::of(&fired("mesh", 0)).expect("a workload");
-    assert_eq!(alerts.fired(key.clone(), &fired("mesh", 0), None), Step::Announce);
+    assert_eq!(alerts.fired(key.clone(), &fired("mesh", 0), None, None), Step::Announce);
     // Not announced (the queue had not drained, the Deployment could not be read).
     assert_eq!(alerts.resolved(&key, "uid-0"), Step::Nothing);
     assert!(alerts.is_empty());

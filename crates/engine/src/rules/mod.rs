@@ -11,7 +11,7 @@ mod order;
 mod spec_checks;
 
 pub use missing::texts as missing_texts;
-pub use order::JOB_NEVER_COMPLETES;
+pub use order::{cronjob_concurrency, JOB_NEVER_COMPLETES};
 pub use spec_checks::texts as check_texts;
 
 use super::alert::{Alert, AlertName, AlertState, Check};

@@ -237,6 +237,22 @@ fn job_remediation(sidecar: &ContainerView) -> &'static str {
 pub const JOB_NEVER_COMPLETES: &str =
     "in spec.containers: it keeps running after the main containers finish, so the Job will never complete; ";
 
+/// What a CronJob's `spec.concurrencyPolicy` does to its later runs while a sidecar holds one
+/// of its Jobs open, as one sentence (said after `JobBlockedBySidecar` on the CronJob);
+/// `None` for a value the API does not define. The three values and what they do:
+/// kubernetes/kubernetes pkg/apis/batch/types.go (`AllowConcurrent`, `ForbidConcurrent`,
+/// `ReplaceConcurrent`) and pkg/controller/cronjob/cronjob_controllerv2.go (`Forbid` with an
+/// active Job: the run is skipped; `Replace`: the active Jobs are deleted), read in v1.29.15, v1.33.13, v1.35.8, v1.37.2.
+pub fn cronjob_concurrency(cronjob: &str, policy: &str) -> Option<String> {
+    let effect = match policy {
+        "Forbid" => "every later run is skipped while this Job runs",
+        "Replace" => "the next run replaces this Job",
+        "Allow" => "later runs start beside it",
+        _ => return None,
+    };
+    Some(format!("CronJob {cronjob} has concurrencyPolicy {policy}: {effect}"))
+}
+
 /// A Job or CronJob template (`audit` of manifests) with a legacy sidecar: every Pod it makes
 /// will keep running after its main containers finish, so the Job never completes.
 pub(super) fn job_template_blocked(

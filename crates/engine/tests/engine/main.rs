@@ -12,6 +12,7 @@
 //! its `engine` module, feature `engine`: views, times and policies, which the operator's
 //! `tests/integration/` uses too).
 
+mod cronjob;
 mod kubelet;
 mod properties;
 mod rules;

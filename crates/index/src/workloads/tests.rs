@@ -156,3 +156,21 @@ fn conditions_are_bounded_per_namespace() {
     index.for_each_workload_alert(|a| *by_namespace.entry(a.workload.namespace.clone()).or_default() += 1);
     assert_eq!(by_namespace, BTreeMap::from([("hostile".into(), MAX_PER_NAMESPACE), ("shop".into(), 1)]));
 }
+
+/// An Event listed again (a restart, a relist) about a failure its workload has recovered
+/// from since is over: a Pod of the workload was created at or after its last time.
+#[test]
+fn a_failure_older_than_a_pod_of_its_workload_is_over() {
+    use crate::{CreateFailures, IndexResource};
+    let index = index_with(&[(PolicyRef::namespaced("shop", "mesh"), serde_json::json!({}))]);
+    // Created in the second of the last failure.
+    index.apply_pod(pod_of_web("2026-01-01T10:00:30Z"), at("2026-01-01T11:00:00Z"));
+    IndexResource::<CreateFailures>::apply(&index, (web(), failure(None)), at("2026-01-01T11:00:00Z"));
+    assert!(states(&index).is_empty());
+    assert!(index.workload_condition(AlertName::SidecarInjectionFailed, &web()).is_none());
+    // A newer failure is not over.
+    let mut newer = failure(None);
+    newer.latest = at("2026-01-01T10:59:00Z");
+    IndexResource::<CreateFailures>::apply(&index, (web(), newer), at("2026-01-01T11:00:00Z"));
+    assert_eq!(states(&index), [("mesh".into(), AlertName::SidecarInjectionFailed, AlertState::Firing)]);
+}
