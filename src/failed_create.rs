@@ -156,7 +156,12 @@ pub(crate) fn condition_of(
         catalog: failure.catalog,
         since,
         latest,
-        message: format!("{} cannot create Pods: {} Fix: {}", object.workload, failure.summary, failure.fix),
+        message: format!(
+            "{} cannot create Pods: {}. Fix: {}",
+            object.workload,
+            failure.summary.trim_end_matches('.'),
+            failure.fix
+        ),
         object_uid: Some(object.uid.clone()),
         template_labels: Some(object.template_labels.clone()),
     }
