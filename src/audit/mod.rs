@@ -399,7 +399,12 @@ fn evaluate_all(
                 }
             }
             findings.extend(evaluation.alerts.into_iter().map(|mut alert| {
-                if let (AlertName::JobBlockedBySidecar, ("CronJob", cronjob)) = (alert.name, pod.workload()) {
+                // A running Job's Pod only: a template's finding is the static check, worded
+                // as the admission policy words it.
+                let running = !pod.is_template;
+                if let (AlertName::JobBlockedBySidecar, ("CronJob", cronjob), true) =
+                    (alert.name, pod.workload(), running)
+                {
                     let policy = inventory.concurrency.get(&(pod.namespace().to_string(), cronjob.to_string()));
                     alert.message = workloads::with_concurrency(alert.message, cronjob, policy.map(String::as_str));
                 }

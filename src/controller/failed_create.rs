@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::queue::{Change, Op};
 // The pure part, shared with `audit` so that both read an Event alike.
-use crate::failed_create::{condition_of, read_involved, sidecar_failure};
+use crate::failed_create::{condition_of, read_involved, sidecar_failure, Involved};
 use crate::index::shard::Shard;
 use crate::index::{CreateFailures, WorkloadId};
 use crate::metrics::Metrics;
@@ -36,6 +36,11 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const LIMIT: &str = "failed-create-events";
 /// The watch never lists more than this per page: Events are many in a busy cluster.
 const PAGE: u32 = 500;
+/// How often the objects of the failing workloads are read again: the alert must not outlive
+/// its workload, and an Event outlives the object it is about (by up to an hour).
+const RECHECK: Duration = Duration::from_secs(15);
+/// Objects read again per [`RECHECK`] at most, the longest unread first.
+const RECHECK_READS: usize = 100;
 
 /// Watches the `FailedCreate` Events of `namespace` (`None`: every one) and sends the
 /// conditions they reveal to the reconciler until `tx` closes.
@@ -54,7 +59,21 @@ pub(crate) async fn watch(
     let stream = watcher(events, config).default_backoff();
     futures::pin_mut!(stream);
     let mut known = Known::default();
-    while let Some(event) = stream.next().await {
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => event,
+            _ = recheck.tick() => {
+                for op in known.recheck(&client).await {
+                    if tx.send(Change::from(op)).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { return };
         let ops = match event {
             Ok(watcher::Event::Init) => {
                 known.relisting = Some(HashSet::new());
@@ -83,6 +102,8 @@ pub(crate) async fn watch(
 #[derive(Default)]
 struct Known {
     events: HashMap<String, WorkloadId>,
+    /// The object the latest Event of each failing workload names, and when it was read.
+    objects: HashMap<WorkloadId, (Involved, Instant)>,
     /// The Events listed since the last `Init`, while a relist runs.
     relisting: Option<HashSet<String>>,
 }
@@ -123,6 +144,7 @@ impl Known {
             return Vec::new();
         }
         self.events.insert(uid, workload.clone());
+        self.objects.insert(workload.clone(), (involved, Instant::now()));
         vec![Op::Applied { object: (workload, condition), received: Instant::now() }]
     }
 
@@ -132,13 +154,42 @@ impl Known {
         if self.events.values().any(|w| *w == workload) {
             return Vec::new();
         }
+        self.objects.remove(&workload);
         vec![Op::Deleted { namespace: workload.namespace.clone(), key: workload }]
+    }
+
+    /// Reads the objects of the failing workloads again, the longest unread first: a
+    /// workload whose object is gone (or was made again, with another UID) fails no more.
+    async fn recheck(&mut self, client: &Client) -> Vec<Op<CreateFailures>> {
+        let mut due: Vec<(WorkloadId, Involved, Instant)> =
+            self.objects.iter().map(|(w, (o, at))| (w.clone(), o.clone(), *at)).collect();
+        due.sort_by_key(|(_, _, at)| *at);
+        let mut ops = Vec::new();
+        for (workload, involved, _) in due.into_iter().take(RECHECK_READS) {
+            match tokio::time::timeout(READ_TIMEOUT, read_involved(client, &involved)).await {
+                Ok(Ok(Some(_))) => {
+                    self.objects.insert(workload, (involved, Instant::now()));
+                }
+                Ok(Ok(None)) => ops.extend(self.gone(workload)),
+                // Unknown: asked again at the next round.
+                Ok(Err(_)) | Err(_) => {}
+            }
+        }
+        ops
+    }
+
+    /// Forgets a workload whose object is gone, with every Event about it.
+    fn gone(&mut self, workload: WorkloadId) -> Option<Op<CreateFailures>> {
+        self.events.retain(|_, w| *w != workload);
+        self.objects.remove(&workload)?;
+        Some(Op::Deleted { namespace: workload.namespace.clone(), key: workload })
     }
 
     fn relisted(&mut self, namespace: &Option<String>) -> Vec<Op<CreateFailures>> {
         let listed = self.relisting.take().unwrap_or_default();
         self.events.retain(|uid, _| listed.contains(uid));
         let seen: HashSet<WorkloadId> = self.events.values().cloned().collect();
+        self.objects.retain(|w, _| seen.contains(w));
         // Not a watch that readiness waits for: its number is none of theirs.
         vec![Op::Relisted { source: usize::MAX, scope: namespace.clone(), seen }]
     }

@@ -227,3 +227,20 @@ pub(crate) async fn failing_workloads_of_every_kind(c: &Cluster) {
         record(c, &c.ns, &event).await;
     }
 }
+
+/// An Event outlives the object it is about (by up to an hour): the alert goes with the
+/// workload, once the operator's next read of its object finds it gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_of_a_deleted_workload_goes_with_it() {
+    let c = Cluster::start("injection-deleted").await;
+    c.apply_policy("mesh", json!({"rules": rules(json!({"injectionFailed": {"for": "1s"}}))})).await;
+    let (_, owner) = deployment_with_replica_set(&c, "web").await;
+    let rs_name = format!("web-{HASH}");
+    let op = Operator::start(&c, "op-0", &[]).await;
+    record_istio_down(&c, "ReplicaSet", &rs_name, owner["uid"].as_str().expect("a UID")).await;
+    op.wait_alerts("the Deployment fires", vec![injection_failed(&c.ns, AlertState::Firing)]).await;
+    // No garbage collector here: delete both, as `kubectl delete deployment` ends up doing.
+    c.env.kubectl(["delete", "deployment", "web", "-n", &c.ns, "--wait=false"]).await.expect("deleted");
+    c.env.kubectl(["delete", "replicaset", &rs_name, "-n", &c.ns, "--wait=false"]).await.expect("deleted");
+    op.wait_alerts("gone with its workload", Vec::new()).await;
+}
