@@ -18,6 +18,8 @@ pub mod scenarios;
 pub mod server;
 pub mod start;
 pub mod together;
+pub mod workload_alerts;
+pub mod workload_events;
 
 use anyhow::{bail, Result};
 use sidecar_watch_harness::ksm::exporter;
@@ -53,6 +55,9 @@ pub async fn run(args: &Args) -> Result<String> {
     }
     if !args.start_only.is_empty() {
         return start::run(args).await;
+    }
+    if args.workload_alerts {
+        return workload_alerts::run(args).await;
     }
     let ksm_bin = exporter::binary(args.ksm.as_deref())?;
     let dir = args.workdir().join("ksm");
