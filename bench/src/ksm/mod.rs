@@ -8,6 +8,8 @@
 //! costs kube-apiserver and etcd, [`server`]), then both with Prometheus ([`together`]), at
 //! the first N with the seed's scenarios played by a kubelet ([`scenarios`]) and watched
 //! along every path ([`observe`]). [`report`] prints the tables.
+//! `--workload-alerts` runs [`workload_alerts`] instead: what the alerts on workloads cost the
+//! API server and how fast one fires ([`workload_events`] writes and times the Events).
 
 pub mod cluster;
 pub mod cost;
