@@ -93,9 +93,11 @@ fn cost(before: &Snap, after: &Snap, group: &str, resource: &str) -> Cost {
         list_secs: d("apiserver_request_duration_seconds_sum", Some("LIST")),
         list_bytes: d("apiserver_response_sizes_sum", Some("LIST")),
         watches_ended: d("apiserver_request_total", Some("WATCH")),
+        // `+ 0.0`: an empty float sum is -0.0, printed "-0".
         watches_open: after
             .metrics
-            .sum("apiserver_longrunning_requests", &[("verb", "WATCH"), ("group", group), ("resource", resource)]),
+            .sum("apiserver_longrunning_requests", &[("verb", "WATCH"), ("group", group), ("resource", resource)])
+            + 0.0,
         watch_events: d("apiserver_watch_events_total", None),
         watch_bytes: d("apiserver_watch_events_sizes_sum", None),
         gets: d("apiserver_request_total", Some("GET")),
