@@ -156,6 +156,23 @@ pub struct Args {
     /// (no kube-state-metrics, no Prometheus).
     #[arg(long, value_delimiter = ',')]
     pub start_only: Vec<String>,
+    /// `--against ksm`: only what the alerts on workloads cost (`ksm::workload_alerts`): the
+    /// `reason=FailedCreate` Events watch at the first `--ksm-pods`, beside an unfiltered one,
+    /// and `--e2e-samples` `FailedCreate` Events timed to their alert. Skips every other phase.
+    #[arg(long)]
+    pub workload_alerts: bool,
+    /// `--workload-alerts`: ordinary (Normal) Events written before the operator starts.
+    #[arg(long, default_value_t = 10_000)]
+    pub wl_events: usize,
+    /// `--workload-alerts`: `FailedCreate` Events of causes that are no sidecar's written then.
+    #[arg(long, default_value_t = 300)]
+    pub wl_unrelated: usize,
+    /// `--workload-alerts`: how long the steady state is measured.
+    #[arg(long, default_value_t = 180)]
+    pub wl_steady_seconds: u64,
+    /// `--workload-alerts`: ordinary Events written per second during the steady state.
+    #[arg(long, default_value_t = 10)]
+    pub wl_event_rate: u64,
     /// `--against ksm`: Pods created concurrently through the API server.
     #[arg(long, default_value_t = 48)]
     pub create_concurrency: usize,

@@ -8,6 +8,8 @@
 //! costs kube-apiserver and etcd, [`server`]), then both with Prometheus ([`together`]), at
 //! the first N with the seed's scenarios played by a kubelet ([`scenarios`]) and watched
 //! along every path ([`observe`]). [`report`] prints the tables.
+//! `--workload-alerts` runs [`workload_alerts`] instead: what the alerts on workloads cost the
+//! API server and how fast one fires ([`workload_events`] writes and times the Events).
 
 pub mod cluster;
 pub mod cost;
@@ -18,6 +20,8 @@ pub mod scenarios;
 pub mod server;
 pub mod start;
 pub mod together;
+pub mod workload_alerts;
+pub mod workload_events;
 
 use anyhow::{bail, Result};
 use sidecar_watch_harness::ksm::exporter;
@@ -53,6 +57,9 @@ pub async fn run(args: &Args) -> Result<String> {
     }
     if !args.start_only.is_empty() {
         return start::run(args).await;
+    }
+    if args.workload_alerts {
+        return workload_alerts::run(args).await;
     }
     let ksm_bin = exporter::binary(args.ksm.as_deref())?;
     let dir = args.workdir().join("ksm");
