@@ -19,9 +19,10 @@ impl Index {
         condition: Option<Condition>,
         now: Timestamp,
     ) -> (Outcome, bool) {
-        let kept = self.workloads.lock().0.set(alert, workload, condition);
+        let key = (alert, workload);
+        let kept = self.workloads.lock().0.set(alert, key.1.clone(), condition);
         let mut outcome = Outcome::default();
-        self.evaluate_workloads(now, &mut outcome);
+        self.evaluate_workloads_in(now, Some(&key), &mut outcome);
         (outcome, kept == Kept::Yes)
     }
 
@@ -49,13 +50,18 @@ impl Index {
 
     /// Evaluates every workload condition under the policies again (cheap when none holds).
     pub(crate) fn evaluate_workloads(&self, now: Timestamp, outcome: &mut Outcome) {
+        self.evaluate_workloads_in(now, None, outcome);
+    }
+
+    /// Evaluates the condition `only` names (`None`: every condition) again.
+    fn evaluate_workloads_in(&self, now: Timestamp, only: Option<&(AlertName, WorkloadId)>, outcome: &mut Outcome) {
         if self.workloads.lock().0.is_empty() {
             return;
         }
         let policies = self.valid_policies();
         let namespaces = self.namespaces.read();
         let mut workloads = self.workloads.lock();
-        let (transitions, next) = workloads.0.evaluate(&policies, &namespaces, now);
+        let (transitions, next) = workloads.0.evaluate(&policies, &namespaces, now, only);
         workloads.1 = next;
         outcome.transitions.extend(transitions);
     }

@@ -5,7 +5,7 @@
 //! are ever marked: a healthy workload costs nothing, and a rollout's Pods are judged once
 //! per tick, not once per Pod change.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 
@@ -65,27 +65,30 @@ impl Index {
 
     /// Judges the marked workloads' rollouts again; returns whether a condition changed.
     pub(crate) fn judge_rollouts(&self, now: Timestamp) -> bool {
-        let marked: HashSet<WorkloadId> = self.workloads.lock().0.take_marked_rollouts();
+        let marked: Vec<WorkloadId> = self.workloads.lock().0.take_marked_rollouts().into_iter().collect();
         if marked.is_empty() {
             return false;
         }
-        let mut copies: HashMap<WorkloadId, Vec<CopiedPod>> = HashMap::new();
+        // Looked up by borrowed names: a Pod of an unmarked workload costs a hash, no copy
+        // (docs/benchmarks.md#what-do-the-alerts-on-workloads-cost).
+        let lookup: HashMap<(&str, &str, &str), usize> = marked
+            .iter()
+            .enumerate()
+            .map(|(i, w)| ((w.namespace.as_str(), w.kind.as_str(), w.name.as_str()), i))
+            .collect();
+        let mut copies: Vec<Vec<CopiedPod>> = (0..marked.len()).map(|_| Vec::new()).collect();
         self.for_each_pod(|pod| {
             let view = pod.view();
             let (kind, name) = view.workload();
-            let id =
-                WorkloadId { namespace: view.namespace().to_string(), kind: kind.to_string(), name: name.to_string() };
-            if !marked.contains(&id) {
-                return;
-            }
+            let Some(&i) = lookup.get(&(view.namespace().as_str(), kind, name)) else { return };
             if let Some(copied) = copy(pod, kind) {
-                copies.entry(id).or_default().push(copied);
+                copies[i].push(copied);
             }
         });
+        drop(lookup);
         let mut changed = false;
         let mut workloads = self.workloads.lock();
-        for id in marked {
-            let pods = copies.remove(&id).unwrap_or_default();
+        for (id, pods) in marked.into_iter().zip(copies) {
             let held = workloads.0.condition(AlertName::RolloutBlockedBySidecar, &id).cloned();
             let condition = judge(&id, &pods, held.as_ref(), now);
             changed |= condition != held;

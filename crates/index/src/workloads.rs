@@ -88,6 +88,8 @@ pub struct WorkloadAlert {
     pub object_uid: Option<String>,
     /// See [`Condition::container_kind`].
     pub container_kind: Option<ContainerKind>,
+    /// When it fires (pending until then).
+    pub fires_at: Timestamp,
 }
 
 impl WorkloadAlert {
@@ -107,13 +109,16 @@ impl WorkloadAlert {
     }
 }
 
+/// (policy, alert name, workload): what identifies one workload alert.
+type AlertKey = (Arc<PolicyRef>, AlertName, WorkloadId);
+
 /// The conditions of every workload and the alerts evaluated from them.
 #[derive(Debug, Default)]
 pub(crate) struct Workloads {
     conditions: BTreeMap<(AlertName, WorkloadId), Condition>,
     per_namespace: HashMap<(AlertName, String), usize>,
     /// Keyed by (policy, alert name, workload): one alert per workload, alert and policy.
-    alerts: BTreeMap<(Arc<PolicyRef>, AlertName, WorkloadId), WorkloadAlert>,
+    alerts: BTreeMap<AlertKey, WorkloadAlert>,
     /// Workloads whose rollout is to be judged again at the next tick.
     marked_rollouts: HashSet<WorkloadId>,
 }
@@ -204,10 +209,14 @@ impl Workloads {
         policies: &[Arc<CompiledPolicy>],
         namespaces: &HashMap<String, NamespaceMeta>,
         now: Timestamp,
+        only: Option<&(AlertName, WorkloadId)>,
     ) -> (Vec<Transition>, Option<Timestamp>) {
-        let mut next = None::<Timestamp>;
         let mut fresh = BTreeMap::new();
-        for ((name, workload), condition) in &self.conditions {
+        let conditions: Vec<(&(AlertName, WorkloadId), &Condition)> = match only {
+            Some(key) => self.conditions.get_key_value(key).into_iter().collect(),
+            None => self.conditions.iter().collect(),
+        };
+        for ((name, workload), condition) in conditions {
             let labels = namespaces.get(&workload.namespace).map(|n| &n.labels);
             for policy in policies {
                 if !policy.selects_namespace(&workload.namespace, labels) {
@@ -229,9 +238,6 @@ impl Workloads {
                     .and_then(|d| condition.since.checked_add(d).ok())
                     .unwrap_or(Timestamp::MAX);
                 let state = if fires_at <= now { AlertState::Firing } else { AlertState::Pending };
-                if state == AlertState::Pending {
-                    next = Some(next.map_or(fires_at, |n| n.min(fires_at)));
-                }
                 let alert = Alert {
                     name: *name,
                     severity: rule.severity,
@@ -251,10 +257,14 @@ impl Workloads {
                     alert,
                     object_uid: condition.object_uid.clone(),
                     container_kind: condition.container_kind,
+                    fires_at,
                 };
                 fresh.insert((policy_ref, *name, workload.clone()), stored);
             }
         }
+        // One workload's change re-evaluates that workload only: a flood of failures costs
+        // each its own alerts, not every other workload's again.
+        let in_scope = |key: &AlertKey| only.is_none_or(|(name, workload)| key.1 == *name && key.2 == *workload);
         let firing = |a: &WorkloadAlert| a.alert.state == AlertState::Firing;
         let mut transitions: Vec<Transition> = fresh
             .iter()
@@ -264,11 +274,13 @@ impl Workloads {
         transitions.extend(
             self.alerts
                 .iter()
-                .filter(|(key, a)| firing(a) && !fresh.get(*key).is_some_and(firing))
+                .filter(|(key, a)| in_scope(key) && firing(a) && !fresh.get(*key).is_some_and(firing))
                 .map(|(_, a)| a.transition(TransitionKind::Resolved)),
         );
-        self.alerts = fresh;
-        (transitions, next)
+        self.alerts.retain(|key, _| !in_scope(key));
+        self.alerts.extend(fresh);
+        let pending = self.alerts.values().filter(|a| a.alert.state == AlertState::Pending);
+        (transitions, pending.map(|a| a.fires_at).min())
     }
 
     /// The alerts evaluated last, pending and firing.
