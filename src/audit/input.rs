@@ -1,8 +1,9 @@
 //! Reading the input one object at a time.
 //!
-//! A `kubectl get pods -A -o json` dump of 100,000 Pods is ~0.9 GB; parsing it into one
-//! [`serde_json::Value`] (and cloning `items`) took many times the input
-//! (docs/benchmarks.md#figures-the-codes-comments-cite). Here a `List`'s `items`
+//! A `kubectl get pods -A -o json` dump of a large cluster is most of a gigabyte; parsing it
+//! into one [`serde_json::Value`] (and cloning `items`) took many times the input
+//! (docs/benchmarks.md#figures-the-codes-comments-cite,
+//! docs/benchmarks.md#what-does-the-offline-audit-cost). Here a `List`'s `items`
 //! are visited one by one: each item becomes a `Value` of a few KB, is turned into a compact
 //! view by the caller and dropped before the next is read. JSON is read from a buffered reader
 //! (never whole); YAML is cut into documents and a List's entries (`yaml`), each parsed on its

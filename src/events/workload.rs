@@ -17,7 +17,8 @@ use super::REPORTING_CONTROLLER;
 use crate::engine::{AlertKey, ContainerKind, PolicyRef};
 use crate::index::Transition;
 
-/// (policy, workload, alert) keys remembered at most; ~200 B each with one Pod.
+/// (policy, workload, alert) keys remembered at most: a key and one Pod's UID each, so the
+/// cap bounds what a tenant's many failing workloads can make the Event path hold.
 pub const MAX_KEYS: usize = 20_000;
 
 /// The workload kinds that get Events: those `workload_of` names from a Pod's owner (a
