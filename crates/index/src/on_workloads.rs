@@ -6,7 +6,7 @@ use jiff::Timestamp;
 
 use super::workloads::{Condition, Kept, WorkloadAlert, WorkloadId};
 use super::{Index, Outcome};
-use sidecar_watch_engine::{AlertName, PodView};
+use sidecar_watch_engine::AlertName;
 
 impl Index {
     /// Sets (or, with `None`, clears) the condition of `alert` on `workload` and evaluates the
@@ -74,12 +74,15 @@ impl Index {
     }
 
     /// What a Pod's creation says of its workload: a workload that could not create Pods
-    /// and now created this one (after the last failure) creates Pods again.
-    pub(crate) fn pod_created(&self, view: &PodView, now: Timestamp, outcome: &mut Outcome) {
-        let (kind, name) = view.workload();
-        let workload =
-            WorkloadId { namespace: view.namespace().to_string(), kind: kind.to_string(), name: name.to_string() };
-        let created = view.created_at.map(|s| s.timestamp());
+    /// and now created this one (created at `created`, at or after the last failure)
+    /// creates Pods again.
+    pub(crate) fn pod_created(
+        &self,
+        workload: WorkloadId,
+        created: Option<Timestamp>,
+        now: Timestamp,
+        outcome: &mut Outcome,
+    ) {
         let cleared = {
             let mut workloads = self.workloads.lock();
             let after_failure = workloads
@@ -97,6 +100,11 @@ impl Index {
         if cleared {
             self.evaluate_workloads(now, outcome);
         }
+    }
+
+    /// Whether any workload cannot create Pods (a Pod's change then checks its workload).
+    pub(crate) fn any_injection_failure(&self) -> bool {
+        self.workloads.lock().0.holds_any(AlertName::SidecarInjectionFailed)
     }
 
     /// Whether a new condition of `alert` in `namespace` would be kept (else it is cut).
@@ -119,10 +127,5 @@ impl Index {
             found = kind == workload.kind && name == workload.name && created.is_some_and(|c| c >= at);
         });
         found
-    }
-
-    /// Whether any workload holds a condition (a Pod's change then checks its workload).
-    pub(crate) fn any_workload_condition(&self) -> bool {
-        !self.workloads.lock().0.is_empty()
     }
 }

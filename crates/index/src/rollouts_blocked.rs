@@ -49,15 +49,14 @@ impl Index {
     /// After a change of `pod` (`blocking`: it fired a [`BLOCKING`] alert before or after):
     /// marks its workload for the next judgement if its rollout may have changed.
     pub(crate) fn note_rollout_change(&self, pod: &sidecar_watch_engine::PodView, blocking: bool) {
-        let (kind, name) = pod.workload();
-        if revision_label(kind).is_none() {
+        if revision_label(pod.workload().0).is_none() {
             return;
         }
         let mut workloads = self.workloads.lock();
         if !blocking && !workloads.0.holds_any(AlertName::RolloutBlockedBySidecar) {
             return;
         }
-        let id = WorkloadId { namespace: pod.namespace().to_string(), kind: kind.to_string(), name: name.to_string() };
+        let id = WorkloadId::of_pod(pod);
         if blocking || workloads.0.condition(AlertName::RolloutBlockedBySidecar, &id).is_some() {
             workloads.0.mark_rollout(id);
         }

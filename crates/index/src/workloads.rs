@@ -20,7 +20,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::transitions::{Transition, TransitionKind};
 use sidecar_watch_engine::{
-    Alert, AlertName, AlertState, CatalogId, CompiledPolicy, ContainerKind, NamespaceMeta, PolicyRef,
+    Alert, AlertName, AlertState, CatalogId, CompiledPolicy, ContainerKind, NamespaceMeta, PodView, PolicyRef,
 };
 
 /// Workloads of one namespace that may hold a condition of one kind at once.
@@ -37,6 +37,14 @@ pub struct WorkloadId {
     pub kind: String,
     /// Its name.
     pub name: String,
+}
+
+impl WorkloadId {
+    /// The workload of a Pod, as its labels name it (`PodView::workload`).
+    pub fn of_pod(view: &PodView) -> WorkloadId {
+        let (kind, name) = view.workload();
+        WorkloadId { namespace: view.namespace().to_string(), kind: kind.to_string(), name: name.to_string() }
+    }
 }
 
 impl std::fmt::Display for WorkloadId {
