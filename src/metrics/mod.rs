@@ -23,6 +23,7 @@ pub(crate) use namespace_labels::CUT_LIMIT as NAMESPACE_LABEL_CUT_LIMIT;
 pub use namespace_labels::{
     label_name, NamespaceLabels, MAX_KEYS as MAX_NAMESPACE_LABELS, MAX_VALUE_BYTES as MAX_NAMESPACE_LABEL_BYTES,
 };
+#[cfg(any(test, feature = "test-support"))]
 pub use pods::render_index;
 pub(crate) use pods::IndexRender;
 
@@ -308,7 +309,8 @@ impl Metrics {
 
     /// Renders everything in the Prometheus text format, handing it to `emit` chunk by chunk
     /// (see [`Metrics::start_render`]); `emit` returns false to stop early, when the client
-    /// went away.
+    /// went away. Only for tests and benchmarks (feature `test-support`).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn render(&self, index: &Index, leader: bool, mut emit: impl FnMut(String) -> bool) {
         let mut render = self.start_render(index, leader);
         while let Some(chunk) = render.next_chunk(index) {

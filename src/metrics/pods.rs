@@ -54,7 +54,9 @@ const POD_FAMILIES: [PodFamily; 3] = [
 
 /// Renders the per-Pod families and `sidecar_policy_pods` from the index, handing each
 /// chunk to `emit`, which returns false to stop early. A namespace exports at most
-/// `max_series_per_namespace` `sidecar_alerts` series; returns whether one had more.
+/// `max_series_per_namespace` `sidecar_alerts` series; returns whether one had more. Only for
+/// tests and benchmarks (feature `test-support`): the server streams an [`IndexRender`].
+#[cfg(any(test, feature = "test-support"))]
 pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut(String) -> bool) -> bool {
     let mut render = IndexRender::new(options);
     while let Some(chunk) = render.next_chunk(index) {
