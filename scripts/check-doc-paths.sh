@@ -4,6 +4,7 @@
 # must exist; so must every such path a comment (`//`, `///`, `//!`) of a tracked .rs file
 # names, from the repository's root or from the root of the file's own package (fuzz/'s
 # `src/lib.rs` is fuzz/src/lib.rs), and every heading such a comment links (`docs/x.md#anchor`).
+# A Rust path a doc comment names must be an intra-doc link (the last check below).
 # Run by .ci/run; exits 1 listing each path that does not, with where it is named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,4 +55,15 @@ while IFS=: read -r file line doc anchor; do
 done < <(git ls-files -z -- '*.rs' | xargs -0 perl -ne '
     if (m{(?:^\s*|\s)//(.*)}) { my $comment = $1; print "$ARGV:$.:$1:$2\n" while $comment =~ m{(?<![A-Za-z0-9_/-])(docs/[A-Za-z0-9_/-]+\.md)#([A-Za-z0-9_-]+)}g }
     close ARGV if eof;' | sort -u)
+# A Rust path a doc comment names (`controller::queue`, `PodView::containers`) in a file rustdoc
+# documents is an intra-doc link, so that `cargo doc` with `-D warnings` (.ci/run) fails when it
+# goes stale: no such path in backticks outside a link. rustdoc reads no test or bench target
+# (tests/, benches/, `#[cfg(test)]` modules named tests.rs), so those are not held to it. A
+# name no link can reach (another crate's, one not depended on) is said with its file's path.
+while IFS=: read -r file line text; do
+    echo "$file:$line: a doc comment names a Rust path that is not an intra-doc link: $text"
+    status=1
+done < <(git ls-files -z -- 'src/*.rs' 'crates/*/src/*.rs' 'testkit/src/*.rs' 'harness/src/*.rs' 'bench/src/*.rs' \
+    | grep -zv '/tests\.rs$' \
+    | xargs -0 grep -nP '^\s*//[/!].*(?<!\[)`[A-Za-z_][A-Za-z0-9_]*::[A-Za-z0-9_:]+(\(\))?`(?!\])' || true)
 exit $status

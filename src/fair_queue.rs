@@ -1,4 +1,4 @@
-//! A bounded queue fair per namespace: the reconciler's work queue (`controller::queue`) and
+//! A bounded queue fair per namespace: the reconciler's work queue ([`crate::controller::queue`]) and
 //! the Event queue between the reconciler and the publisher (`events`) are each one.
 //!
 //! One FIFO would let a namespace that produces thousands of items (a node pool failing, a

@@ -1,7 +1,7 @@
 //! The Kubernetes API access the operator needs, in one place.
 //!
 //! `config/rbac/` and the Helm chart grant exactly these rules; `tests/integration/rbac.rs` fails when
-//! they disagree, and the end-to-end test `rbac::operator_calls_exactly_what_rbac_grants`
+//! they disagree, and the end-to-end test `operator_calls_exactly_what_rbac_grants` (tests/e2e_operator/rbac.rs)
 //! fails when the operator's requests, as kube-apiserver's audit log records them, and this
 //! list disagree either way. Change this list together with the code that makes the calls.
 //! (The one non-resource request, `GET /version` for `--initial-list auto`, is granted to

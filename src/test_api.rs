@@ -1,7 +1,7 @@
 //! An in-process kube API for the unit tests of the layers that call it: the status writer,
 //! the Event recorder, the Lease election and the Pod watch's protobuf layer.
 //!
-//! A `tower-test` mock stands where kube's HTTP stack would, behind a real `kube::Client`
+//! A `tower-test` mock stands where kube's HTTP stack would, behind a real [`kube::Client`]
 //! (as kube-rs's controller-rs example does), and the test plays the API server: it takes
 //! each request in turn ([`ApiServer::next`]), asserts its method, path, query and body, and
 //! answers it, fails it, or holds it unanswered. What a layer sends and how it reacts to each
@@ -29,7 +29,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// An answer's body: whole, or streamed a chunk at a time ([`Call::respond_stream`]).
 type MockBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// The service a test puts under a `kube::Client`, alone ([`client`]) or under the layer the
+/// The service a test puts under a [`kube::Client`], alone ([`client`]) or under the layer the
 /// product adds to its client ([`service`]).
 type MockService = mock::Mock<Request<Body>, Response<MockBody>>;
 

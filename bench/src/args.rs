@@ -156,7 +156,7 @@ pub struct Args {
     /// (no kube-state-metrics, no Prometheus).
     #[arg(long, value_delimiter = ',')]
     pub start_only: Vec<String>,
-    /// `--against ksm`: only what the alerts on workloads cost (`ksm::workload_alerts`): the
+    /// `--against ksm`: only what the alerts on workloads cost ([`crate::ksm::workload_alerts`]): the
     /// `reason=FailedCreate` Events watch at the first `--ksm-pods`, beside an unfiltered one,
     /// and `--e2e-samples` `FailedCreate` Events timed to their alert. Skips every other phase.
     #[arg(long)]

@@ -50,7 +50,7 @@ pub struct Startup {
     /// CPU seconds of the operator itself until every Pod is tracked: steadier than wall
     /// time when other work shares the machine.
     pub op_cpu_tracked_s: f64,
-    /// RSS at rest after the initial sync (see `Proc::settled_rss`).
+    /// RSS at rest after the initial sync (see [`sidecar_watch_harness::process::Proc::settled_rss`]).
     pub rss_ready_kib: u64,
     /// The highest RSS seen from ready until then: what the initial list costs at its peak.
     pub rss_sync_peak_kib: u64,

@@ -125,7 +125,7 @@ impl FaultProxy {
         kubeconfig_via(src, dst, &self.url())
     }
 
-    /// Answers the next `count` requests (`u32::MAX`: until [`FaultProxy::heal`]) with `code`
+    /// Answers the next `count` requests ([`u32::MAX`]: until [`FaultProxy::heal`]) with `code`
     /// and a Status as kube-apiserver writes it, with `Retry-After: retry_after_secs` when
     /// the code is 429, without passing them on.
     pub fn fail_next(&self, count: u32, code: u16, retry_after_secs: u64) {

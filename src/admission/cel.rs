@@ -150,12 +150,12 @@ pub(crate) fn redirects() -> String {
 }
 
 /// The characters that separate words of a `command` or `args` entry for the engine: Unicode
-/// whitespace (Rust's `char::is_whitespace`, which RE2's `\s` is not), `;` and `&`.
+/// whitespace (Rust's [`char::is_whitespace`], which RE2's `\s` is not), `;` and `&`.
 const WORD_SEPARATORS: &str =
     r"[\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000};&]";
 
 /// Whether container `c`'s `command` or `args` mention the word `agent` (Vault's image is both
-/// server and agent; see `api::MentionsAgent`).
+/// server and agent; see [`crate::api::MentionsAgent`]).
 fn mentions_agent(c: &str) -> String {
     // The long pattern runs only on words containing `agent` but for the usual `agent` itself:
     // its cost is the pattern's length times the word's.

@@ -178,7 +178,7 @@ pub(crate) fn init_before_proxy_message() -> Message {
         .cel(&format!("variables.redirects[{}].remediation", cel::catalog_id("s.container")))
 }
 
-/// The variables of `init-before-proxy`, as the engine's `relations::inits_without_network`
+/// The variables of `init-before-proxy`, as the engine's `inits_without_network` (crates/engine/src/relations.rs)
 /// decides it: the first native mesh proxy among the scanned init containers, and the plain init
 /// containers before it that run after the mesh's iptables init (or all of them when the mesh's
 /// CNI validator runs: the rules were installed with the sandbox), except the mesh's own and

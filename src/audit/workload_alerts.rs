@@ -24,7 +24,7 @@ use crate::failed_create::{condition_of, Involved, ReadObject};
 use crate::index::{CreateFailures, Index, IndexResource, PolicyEntry, WorkloadId};
 
 /// Events kept at most, as the operator remembers at most this many
-/// (`controller::failed_create`); the rest are counted and said.
+/// ([`crate::controller::failed_create`]); the rest are counted and said.
 const MAX_EVENTS: usize = 20_000;
 
 /// The `FailedCreate` Events of the input that name a sidecar's cause, and the objects such

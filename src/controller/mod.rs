@@ -5,12 +5,12 @@
 //! the election. This module starts them with the Event publisher and the HTTP server,
 //! around one [role](crate::leadership) signal.
 
-mod failed_create;
+pub(crate) mod failed_create;
 mod initial_list;
 mod leader;
 mod pod_protobuf;
-mod queue;
-mod reconciler;
+pub(crate) mod queue;
+pub(crate) mod reconciler;
 pub mod status;
 pub mod watch;
 

@@ -19,8 +19,8 @@
 //!
 //! | # | stage (code) | drops or folds | seen in |
 //! |---|---|---|---|
-//! | 1 | a transition exists (`index::transitions`) | a pending alert, or one that fires and clears between two evaluations, has none: only crossing its `for` fires, only clearing after firing resolves | `sidecar_alerts{alertstate="pending"}` |
-//! | 2 | the policy publishes Events (`controller::reconciler`) | `spec.events: false` | the policy's spec |
+//! | 1 | a transition exists ([`crate::index::Transition`]) | a pending alert, or one that fires and clears between two evaluations, has none: only crossing its `for` fires, only clearing after firing resolves | `sidecar_alerts{alertstate="pending"}` |
+//! | 2 | the policy publishes Events ([`crate::controller::reconciler`]) | `spec.events: false` | the policy's spec |
 //! | 3 | the queue ([`fair_queue`], [`EventSink::send`]) | full (4,096): the namespace holding the most loses its least severe, newest Event | `sidecar_watch_events_total{result="dropped"}`, a warning log naming the namespace |
 //! | 4 | this replica leads (the publisher's [role](crate::leadership)) | a standby publishes nothing; the next leader's reconciliation (below) announces what still fires | `sidecar_watch_leader` |
 //! | 5 | not yet announced ([`Announcer::should_publish`]) | a Warning whose alert already has a standing Warning (from this leader, an earlier one or before a restart); a `Resolved` without a standing Warning | nothing: by design |

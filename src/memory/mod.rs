@@ -202,7 +202,7 @@ pub(crate) async fn trim_when_idle(shutdown: CancellationToken) {
 }
 
 /// In a build that counts its heap (`--features heap-counts`), logs the live heap after a
-/// trim at debug level (target `sidecar_watch::memory`): allocations by size as `size×count`
+/// trim at debug level (tracing target `"sidecar_watch::memory"`): allocations by size as `size×count`
 /// (sizes with at least 100), and bytes in allocations over 1 KiB as `L<power of two>×bytes`.
 /// Two logs at different Pod counts tell what grows per Pod.
 fn log_heap_profile() {

@@ -17,7 +17,7 @@
 //! are the harness crate's (`sidecar_watch_harness`), which builds on this one.
 //!
 //! Without features it depends on no crate of the workspace and speaks JSON
-//! (`serde_json::Value`) and the API's own wire format, which each user decodes into its types
+//! ([`serde_json::Value`]) and the API's own wire format, which each user decodes into its types
 //! (`SlimPod`, `Pod`). With them it depends on the api, engine and index crates, never on the
 //! operator (`sidecar-watch`): so the operator's unit tests can use it as well as the
 //! integration tests, the harness crate and the benchmark, and imports run one way (operator

@@ -9,7 +9,7 @@
 //! samples) and silently accepts or drops bad lines (`m{a=x} 1` is read as `a="x"`,
 //! `lonely` and `m abc` vanish), where the tests need each to fail naming the line;
 //! `openmetrics-parser` is LGPL-3.0. Measured with a scratch binary that prints what
-//! `prometheus_parse::Scrape::parse` returns for those five inputs (`cargo run` against
+//! the crate `prometheus-parse` makes of those five inputs (`cargo run` against
 //! `prometheus-parse = "=0.2.5"`).
 
 use std::collections::BTreeMap;

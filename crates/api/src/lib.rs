@@ -6,7 +6,7 @@
 //!
 //! Both kinds share [`PolicySpec`]; the cluster-scoped kind adds a namespace selector.
 //! The types are deliberately lenient where the API server cannot help (regex, durations
-//! are strings): `sidecar_watch_engine::CompiledPolicy::compile` validates them and names the
+//! are strings): the engine's policy compiler (crates/engine/src/policy.rs) validates them and names the
 //! offending field, so one bad policy never stops the others from being evaluated.
 
 pub mod bounds;

@@ -213,7 +213,7 @@ impl TryFrom<&Pod> for SlimPod {
     }
 }
 
-/// `kube::Resource` for a type decoded from the Pod endpoint: served from the same endpoint as
+/// [`kube::Resource`] for a type decoded from the Pod endpoint: served from the same endpoint as
 /// the full Pod, only the decoding differs. `$meta` and `$meta_mut` give the metadata.
 macro_rules! pod_endpoint_resource {
     ($type:ty, |$this:ident| $meta:expr, |$this_mut:ident| $meta_mut:expr) => {

@@ -210,8 +210,9 @@ impl Alert {
 /// failed check. Two evaluations that report the same key report the same alert (its state,
 /// `since` and message may differ). Every layer compares alerts by this key: the engine
 /// orders a Pod's alerts by it, the index finds what started or stopped firing with it
-/// (`index::StoredAlert::key`), and the Event path remembers what it announced by it
-/// (`events::AnnounceKey`, which adds the Pod and the policy).
+/// (a stored alert's `key`, crates/index/src/tracked.rs), and the Event path remembers what
+/// it announced by it (its `AnnounceKey`, src/events/announce.rs, which adds the Pod and the
+/// policy).
 ///
 /// The container is borrowed where a key is only compared ([`Alert::key`]) and owned where
 /// one is kept ([`AlertKey::into_owned`]).

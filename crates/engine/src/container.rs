@@ -42,7 +42,7 @@ bitflags::bitflags! {
         /// Has a `postStart` hook: the kubelet waits for it before starting the next container.
         const POST_START = 1 << 6;
         /// Has a `preStop` hook that can act on the container (`exec` or `httpGet`), other than
-        /// the drain hook its mesh's injector writes (see `CatalogEntry::drain_hook`).
+        /// the drain hook its mesh's injector writes (see [`CatalogEntry::drain_hook`](crate::CatalogEntry::drain_hook)).
         const ACTING_PRE_STOP = 1 << 7;
         /// A resize of one of its resources restarts it (`resizePolicy` `RestartContainer`).
         const RESIZE_RESTARTS = 1 << 8;
@@ -276,7 +276,7 @@ impl Deref for ContainerView {
 
 impl ContainerView {
     /// A container with a spec of its own (views of many Pods share theirs, see
-    /// [`Self::with_spec`] and `Interner::container_spec`) and `status`, `None` until the kubelet reports one, and always
+    /// [`Self::with_spec`] and [`Interner::container_spec`](crate::Interner::container_spec)) and `status`, `None` until the kubelet reports one, and always
     /// for a plain init container: no rule, history or metric reads those (they are neither
     /// sidecars nor main containers), and their finished run would cost a boxed termination
     /// per Pod.
@@ -340,13 +340,13 @@ pub struct LivenessTarget {
 }
 
 impl LivenessTarget {
-    /// The probe reaches container `container` (an index into `PodView::containers`) on `port`.
+    /// The probe reaches container `container` (an index into [`PodView::containers`](crate::PodView::containers)) on `port`.
     pub fn new(container: usize, port: u16) -> Option<Self> {
         let container_plus_one = NonZeroU16::new(u16::try_from(container).ok()?.checked_add(1)?)?;
         Some(LivenessTarget { container_plus_one, port })
     }
 
-    /// Its index in `PodView::containers`.
+    /// Its index in [`PodView::containers`](crate::PodView::containers).
     pub fn container(self) -> usize {
         usize::from(self.container_plus_one.get() - 1)
     }

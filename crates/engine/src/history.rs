@@ -1,7 +1,7 @@
 //! What the operator has observed of a Pod over time, beyond what one Pod object says.
 //!
 //! The API keeps only the latest state of each container. Every new Pod view goes, with the
-//! one before it, to `PodHistory::observe` (`observation.rs`), which records readiness flips,
+//! one before it, to [`PodHistory::observe`](crate::PodHistory::observe) (crates/engine/src/observation.rs), which records readiness flips,
 //! first-ready times and restart increments with their times here. The only way in is
 //! [`ObservedPod::observe`](crate::ObservedPod::observe): an `ObservedPod` keeps the history
 //! with the view it last observed, so that no caller can pair them wrongly. `audit` evaluates
@@ -73,7 +73,7 @@ impl HistoryMarks {
 /// 32 bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerHistory {
-    /// The container's position in the Pod's `containers` (`PodView::containers`), which
+    /// The container's position in the Pod's `containers` ([`PodView::containers`](crate::PodView::containers)), which
     /// never changes for a Pod: the API server keeps a Pod's containers as they were created.
     pub at: u32,
     /// How many of the restarts the kubelet made itself (in-place Pod restarts of another

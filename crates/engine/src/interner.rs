@@ -9,7 +9,7 @@ use super::name::{LabelSet, Name, NamePool, PodGroup, Pool, Workload};
 
 /// Shares what repeats across Pods (names, whole label sets, Pod groups, container specs)
 /// between the views built through it. A plain value with no global state: the operator's
-/// index owns one (see `Index::view_of`), `audit` owns one per run, a one-off view uses a
+/// index owns one (crates/index/src/lib.rs, `view_of`), `audit` owns one per run, a one-off view uses a
 /// fresh one.
 #[derive(Default)]
 pub struct Interner {

@@ -1,5 +1,5 @@
 //! How each new state of a Pod updates what the operator remembers of it
-//! (`PodHistory::observe`, called by [`ObservedPod::observe`](crate::ObservedPod::observe)):
+//! ([`PodHistory::observe`](crate::PodHistory::observe), called by [`ObservedPod::observe`](crate::ObservedPod::observe)):
 //! restart increments with their times and causes, readiness flips, start-up times, and the
 //! marks one observation leaves for the next.
 

@@ -80,7 +80,7 @@ pub fn counted<'a>(pod: &PodView, sidecars: impl IntoIterator<Item = &'a Contain
 /// Versions of one sidecar in one workload from which its Pods are not compared: no
 /// rollout runs that many at once, and every change of the newest version evaluates each
 /// of the workload's Pods again, so a tenant whose Pods each run a version of their own
-/// (2,000 in `metrics_text::sidecar_info_is_per_workload_and_capped_per_namespace`) would
+/// (2,000 in tests/integration/metrics_text.rs, `sidecar_info_is_per_workload_and_capped_per_namespace`) would
 /// cost the square of its Pods' count in evaluations.
 pub(crate) const MAX_COMPARED_VERSIONS: usize = 8;
 

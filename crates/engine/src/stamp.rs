@@ -28,7 +28,7 @@ pub struct Stamp(NonZeroU64);
 // Some twenty per tracked Pod; no pointer, so on any target (docs/architecture.md#what-a-tracked-pod-is-made-of).
 const _: () = assert!(std::mem::size_of::<Option<Stamp>>() == 8);
 
-/// The offset that maps `i64` nanoseconds onto `u64` in order (`i64::MIN` maps to 0).
+/// The offset that maps `i64` nanoseconds onto `u64` in order ([`i64::MIN`] maps to 0).
 const OFFSET: u64 = 1 << 63;
 
 impl Stamp {

@@ -40,7 +40,7 @@ pub struct WorkloadId {
 }
 
 impl WorkloadId {
-    /// The workload of a Pod, as its labels name it (`PodView::workload`).
+    /// The workload of a Pod, as its labels name it ([`PodView::workload`]).
     pub fn of_pod(view: &PodView) -> WorkloadId {
         let (kind, name) = view.workload();
         WorkloadId { namespace: view.namespace().to_string(), kind: kind.to_string(), name: name.to_string() }

@@ -23,7 +23,7 @@ use scenarios::{scenarios, Played};
 
 mod scenarios;
 
-/// The recorder's summary of a status (`crate::node::recorder`), from the driver's.
+/// The recorder's summary of a status ([`crate::node::recorder`]), from the driver's.
 fn summary(s: &PodStatus, deleting: bool) -> Value {
     let time = |t: &Time| jiff::Timestamp::from_second(t.0.as_second()).unwrap_or_default().to_string();
     let containers = |list: &Option<Vec<ContainerStatus>>| -> Vec<Value> {

@@ -1,6 +1,6 @@
 //! The node suite's recorder of the statuses the real kubelet writes
 //! (`harness/node-transitions/`), which the simulated kubelet's replay reads
-//! (`crate::kubelet`, `recorded.rs`).
+//! ([`crate::kubelet`], harness/src/kubelet/recorded.rs).
 
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! The layer under a real `kube::Client` on the in-process API ([`crate::test_api`]), answered
+//! The layer under a real [`kube::Client`] on the in-process API ([`crate::test_api`]), answered
 //! with what kube-apiserver wrote (`tests/fixtures/protobuf/`, README there): the `Accept` it
 //! adds, protobuf lists and watches read as JSON, JSON passed through, broken bodies failing.
 //! `tests/e2e_operator/` watches Pods as protobuf from kube-apiserver itself.
@@ -18,7 +18,7 @@ const NOT_FOUND_PB: &[u8] = include_bytes!("../../../tests/fixtures/protobuf/not
 /// The `Accept` of a Pod collection read: protobuf, JSON where a server has no protobuf.
 const ASKS_PROTOBUF: &str = "application/vnd.kubernetes.protobuf, application/json";
 const WATCH_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf;stream=watch";
-/// `WatchParams::default()` from resource version 0, as kube writes it.
+/// [`kube::api::WatchParams::default()`] from resource version 0, as kube writes it.
 const WATCH_QUERY: &[(&str, &str)] =
     &[("watch", "true"), ("timeoutSeconds", "290"), ("allowWatchBookmarks", "true"), ("resourceVersion", "0")];
 

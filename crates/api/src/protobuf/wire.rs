@@ -1,6 +1,6 @@
 //! The core/v1 Pod's protobuf messages as kube-apiserver writes them (`k8s.io/api`
 //! `core/v1/generated.proto`, tags verified against v1.37), cut to the fields [`SlimPod`]
-//! reads. Each derives both `prost::Message` (decoding skips every other field without
+//! reads. Each derives both [`prost::Message`] (decoding skips every other field without
 //! allocating it, as serde does for the JSON) and `Serialize`, which writes the JSON
 //! kube-apiserver would have written for those fields, so that [`SlimPod`] decodes it as if it
 //! had come from kube-apiserver in JSON.

@@ -103,7 +103,7 @@ pub(super) fn misconfiguration(
 }
 
 /// `init-before-proxy` on a native mesh proxy: the plain init containers declared before it that
-/// run with the Pod's traffic already redirected to it (see `relations::inits_without_network`).
+/// run with the Pod's traffic already redirected to it (see [`inits_without_network`](crate::relations::inits_without_network)).
 fn init_before_proxy(ctx: &mut Ctx, severity: Severity, index: usize, proxy: &ContainerView) {
     let Some(redirect) = proxy.catalog.and_then(|c| c.entry().redirect.as_ref()) else { return };
     let blackholed: Vec<&str> = ctx.pod.containers[..index]

@@ -80,7 +80,7 @@ fn probe() -> Value {
     json!({"exec": {"command": ["sh", "-c", "true"]}})
 }
 
-/// A container of the node suite (`crate::node::pods`) with `extra` fields.
+/// A container of the node suite ([`crate::node::pods`]) with `extra` fields.
 fn container(name: &str, extra: Value) -> Value {
     let mut c = json!({"name": name, "image": "sidecar-watch.test/busybox:1"});
     if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
