@@ -23,7 +23,7 @@ pub const SIDECAR_POLICIES: (&str, &str, &str) = ("sidecarwatch.io", "v1alpha1",
 pub const CLUSTER_SIDECAR_POLICIES: (&str, &str, &str) = ("sidecarwatch.io", "v1alpha1", "clustersidecarpolicies");
 
 fn caller() -> Caller {
-    Caller { manager: "bench".into(), dry_run: false }
+    Caller { dry_run: false }
 }
 
 /// Creates `obj` as an API call would (validation, defaults, CRD registration).
@@ -31,7 +31,7 @@ pub fn create(shared: &Shared, group: &str, version: &str, plural: &str, ns: Opt
     let mut st = shared.state();
     let info =
         st.registry.find(group, version, plural).cloned().with_context(|| format!("no resource {group}/{plural}"))?;
-    st.create(&info, ns, obj, &caller(), false).map_err(|e| anyhow::anyhow!("create {plural}: {e:?}"))?;
+    st.create(&info, ns, obj, &caller()).map_err(|e| anyhow::anyhow!("create {plural}: {e:?}"))?;
     Ok(())
 }
 

@@ -57,11 +57,9 @@ fn meta_mut(obj: &mut Value) -> ApiResult<&mut Map<String, Value>> {
     obj["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))
 }
 
-/// Identifies the caller for field management.
+/// What a write's request asks beyond its body.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// `fieldManager` parameter or the User-Agent prefix.
-    pub manager: String,
     /// Whether `dryRun` was requested.
     pub dry_run: bool,
 }
