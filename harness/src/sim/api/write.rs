@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{meta_mut, meta_str, new_uid, now_string, rand_suffix, with_type_meta, Caller, State};
+use super::{meta_mut, meta_str, new_uid, now_string, rand_suffix, with_type_meta, State};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::patch::{self, Scope};
 use crate::sim::resources::{self, ResourceInfo};
@@ -28,7 +28,7 @@ fn spec_part(obj: &Value) -> Value {
 
 impl State {
     /// CREATE. No `managedFields` are recorded (see [`patch`]'s module doc).
-    pub fn create(&mut self, info: &ResourceInfo, ns: Option<&str>, body: Value, caller: &Caller) -> ApiResult<Value> {
+    pub fn create(&mut self, info: &ResourceInfo, ns: Option<&str>, body: Value) -> ApiResult<Value> {
         // The handler checks the body's namespace before admission looks for the namespace
         // (apiserver pkg/endpoints/handlers/create.go; NamespaceLifecycle).
         let body_ns = meta_str(&body, "namespace").filter(|n| !n.is_empty());
@@ -124,9 +124,6 @@ impl State {
             }
             _ => {}
         }
-        if caller.dry_run {
-            return Ok(obj);
-        }
         let stored = self.store.put(&info.storage_key(), &ns, &name, obj);
         self.after_write(info, stored.value(), false);
         Ok(stored.value().clone())
@@ -201,13 +198,7 @@ impl State {
         Ok(next)
     }
 
-    fn commit_update(
-        &mut self,
-        info: &ResourceInfo,
-        current: &Value,
-        mut next: Value,
-        caller: &Caller,
-    ) -> ApiResult<Value> {
+    fn commit_update(&mut self, info: &ResourceInfo, current: &Value, mut next: Value) -> ApiResult<Value> {
         if strip_volatile(&next) == strip_volatile(current) {
             return Ok(current.clone());
         }
@@ -216,9 +207,6 @@ impl State {
                 "resourceVersion".into(),
                 current.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!("")),
             );
-        }
-        if caller.dry_run {
-            return Ok(next);
         }
         let ns = meta_str(current, "namespace").unwrap_or("").to_string();
         let name = meta_str(current, "name").unwrap_or("").to_string();
@@ -244,7 +232,6 @@ impl State {
         name: &str,
         body: Value,
         scope: Scope,
-        caller: &Caller,
     ) -> ApiResult<Value> {
         let ns = if info.namespaced { ns.unwrap_or("") } else { "" };
         let current = self.stored(info, ns, name)?.clone();
@@ -263,14 +250,13 @@ impl State {
         }
         Self::check_rv_precondition(info, &current, &body)?;
         let next = self.next_version(info, &current, &body, scope)?;
-        self.commit_update(info, &current, next, caller)
+        self.commit_update(info, &current, next)
     }
 
     /// PATCH with the given content type: `application/merge-patch+json`,
     /// `application/strategic-merge-patch+json` (built-in kinds) or
     /// `application/apply-patch+yaml` (server-side apply, always as if forced: see [`patch`]'s
     /// module doc); JSON patches get 415.
-    #[allow(clippy::too_many_arguments)]
     pub fn patch(
         &mut self,
         info: &ResourceInfo,
@@ -279,7 +265,6 @@ impl State {
         content_type: &str,
         body: &[u8],
         scope: Scope,
-        caller: &Caller,
     ) -> ApiResult<Value> {
         let nsv = if info.namespaced { ns.unwrap_or("") } else { "" };
         let existing = self.store.get(&info.storage_key(), nsv, name).cloned();
@@ -306,13 +291,13 @@ impl State {
                     if let Some(m) = applied["metadata"].as_object_mut() {
                         m.remove("resourceVersion");
                     }
-                    self.create(info, ns, patch::apply(None, &applied, scope), caller)
+                    self.create(info, ns, patch::apply(None, &applied, scope))
                 }
                 Some(current) => {
                     Self::check_rv_precondition(info, &current, &applied)?;
                     let merged = patch::apply(Some(&current), &applied, scope);
                     let next = self.next_version(info, &current, &merged, scope)?;
-                    self.commit_update(info, &current, next, caller)
+                    self.commit_update(info, &current, next)
                 }
             };
         }
@@ -330,6 +315,6 @@ impl State {
         }
         Self::check_rv_precondition(info, &current, &candidate)?;
         let next = self.next_version(info, &current, &candidate, scope)?;
-        self.commit_update(info, &current, next, caller)
+        self.commit_update(info, &current, next)
     }
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::{json_bytes_response, json_response, ok, watch, Form};
-use crate::sim::api::{Caller, ListPage, Params};
+use crate::sim::api::{ListPage, Params};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::patch::Scope;
 use crate::sim::resources::ResourceInfo;
@@ -179,7 +179,10 @@ pub(super) fn route(
         }
     }
     let ns = target.namespace.as_deref();
-    let caller = Caller { dry_run: q.get("dryRun").is_some_and(|d| !d.is_empty()) };
+    // Nothing that runs on the simulator asks for a dry run: refused rather than written.
+    if q.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        return Err(ApiError::bad_request("the simulator does not serve dryRun"));
+    }
     let form = Form::from_request(headers)?;
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     match (method.as_str(), &target.name) {
@@ -195,12 +198,12 @@ pub(super) fn route(
         }
         ("POST", None) => {
             let v = parse_body(body)?;
-            let created = shared.state().create(&info, ns, v, &caller)?;
+            let created = shared.state().create(&info, ns, v)?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
         ("PUT", Some(name)) => {
             let v = parse_body(body)?;
-            Ok(ok(&shared.state().update(&info, ns, name, v, scope, &caller)?))
+            Ok(ok(&shared.state().update(&info, ns, name, v, scope)?))
         }
         ("PATCH", Some(name)) => {
             let ct = headers
@@ -213,13 +216,13 @@ pub(super) fn route(
                 .trim()
                 .to_string();
             let existed = shared.state().get_stored(&info, ns, name).is_ok();
-            let v = shared.state().patch(&info, ns, name, &ct, body, scope, &caller)?;
+            let v = shared.state().patch(&info, ns, name, &ct, body, scope)?;
             let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
             Ok(json_response(code, &v))
         }
         ("DELETE", Some(name)) => {
             let opts = if body.is_empty() { json!({}) } else { parse_body(body)? };
-            Ok(ok(&shared.state().delete(&info, ns, name, &opts, q, &caller)?))
+            Ok(ok(&shared.state().delete(&info, ns, name, &opts, q)?))
         }
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({m})"
