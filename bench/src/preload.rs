@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use sidecar_watch_harness::sim::api::{now_string, Caller, Params};
+use sidecar_watch_harness::sim::api::{now_string, Params};
 use sidecar_watch_harness::sim::Shared;
 
 use super::args::repo_root;
@@ -22,16 +22,12 @@ pub const SIDECAR_POLICIES: (&str, &str, &str) = ("sidecarwatch.io", "v1alpha1",
 /// Group, version and plural of ClusterSidecarPolicies.
 pub const CLUSTER_SIDECAR_POLICIES: (&str, &str, &str) = ("sidecarwatch.io", "v1alpha1", "clustersidecarpolicies");
 
-fn caller() -> Caller {
-    Caller { manager: "bench".into(), dry_run: false }
-}
-
 /// Creates `obj` as an API call would (validation, defaults, CRD registration).
 pub fn create(shared: &Shared, group: &str, version: &str, plural: &str, ns: Option<&str>, obj: Value) -> Result<()> {
     let mut st = shared.state();
     let info =
         st.registry.find(group, version, plural).cloned().with_context(|| format!("no resource {group}/{plural}"))?;
-    st.create(&info, ns, obj, &caller(), false).map_err(|e| anyhow::anyhow!("create {plural}: {e:?}"))?;
+    st.create(&info, ns, obj).map_err(|e| anyhow::anyhow!("create {plural}: {e:?}"))?;
     Ok(())
 }
 
@@ -51,7 +47,7 @@ pub fn update_spec(
     let mut body =
         st.store.get(&key, ns.unwrap_or(""), name).cloned().with_context(|| format!("no {plural} {name}"))?;
     body["spec"] = spec;
-    st.update(&info, ns, name, body, sidecar_watch_harness::sim::patch::Scope::Main, &caller())
+    st.update(&info, ns, name, body, sidecar_watch_harness::sim::patch::Scope::Main)
         .map_err(|e| anyhow::anyhow!("update {plural} {name}: {e:?}"))?;
     Ok(())
 }
@@ -111,7 +107,7 @@ pub fn delete_pod(shared: &Shared, ns: &str, name: &str) -> bool {
     let mut st = shared.state();
     let Some(info) = st.registry.find("", "v1", "pods").cloned() else { return false };
     let q: Params = [("gracePeriodSeconds".to_string(), "0".to_string())].into_iter().collect();
-    st.delete(&info, Some(ns), name, &json!({}), &q, &caller()).is_ok()
+    st.delete(&info, Some(ns), name, &json!({}), &q).is_ok()
 }
 
 /// Stores `pod` (created now); returns its (namespace, name).

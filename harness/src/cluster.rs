@@ -20,7 +20,6 @@ use crate::fault_proxy::FaultProxy;
 use crate::install;
 use crate::kubelet::{self, PodDriver};
 use crate::policy::{policy_resource, rules};
-use crate::sim::SimConfig;
 
 /// Default deadline of a wait.
 pub const WAIT: Duration = Duration::from_secs(25);
@@ -34,8 +33,7 @@ pub struct Cluster {
     pub env: TestEnv,
     /// The test's namespace.
     pub ns: String,
-    /// The operator's kubeconfig: a token of the shipped ServiceAccount on a real server,
-    /// the administrator's on the simulator (which has no RBAC).
+    /// The operator's kubeconfig: a token of the shipped ServiceAccount.
     pub operator_kubeconfig: PathBuf,
 }
 
@@ -68,12 +66,6 @@ impl Cluster {
         self.env.own_control_plane().expect("a control plane of the test's own")
     }
 
-    /// [`Cluster::start`] on a simulator configured as `config`, for what no real server
-    /// serves (a Pod kube-apiserver would have refused to store: `limits.rs`).
-    pub async fn start_simulator(prefix: &str, config: SimConfig) -> Self {
-        Self::with_env(prefix, TestEnv::start_simulator(config).await.expect("simulator")).await
-    }
-
     async fn with_env(prefix: &str, env: TestEnv) -> Self {
         env.assert_reached_server().await.expect("the server answers /version");
         let crds = sidecar_watch_testkit::workspace_root().join("crds");
@@ -87,20 +79,15 @@ impl Cluster {
         );
         env.create_namespace(&ns).await.expect("namespace");
         kubelet::ensure_node(&env.client).await.expect("the test Node");
-        let operator_kubeconfig = if env.sim().is_some() {
-            env.kubeconfig.clone()
-        } else {
-            install::install_operator_rbac(&env, &ns).await.expect("the shipped RBAC installed");
-            let path = env.dir().join("kubeconfig-operator");
-            install::service_account_kubeconfig(
-                &env,
-                install::OPERATOR_NAMESPACE,
-                install::OPERATOR_SERVICE_ACCOUNT,
-                &path,
-            )
-            .await
-            .expect("a token of the operator's ServiceAccount")
-        };
+        install::install_operator_rbac(&env, &ns).await.expect("the shipped RBAC installed");
+        let operator_kubeconfig = install::service_account_kubeconfig(
+            &env,
+            install::OPERATOR_NAMESPACE,
+            install::OPERATOR_SERVICE_ACCOUNT,
+            &env.dir().join("kubeconfig-operator"),
+        )
+        .await
+        .expect("a token of the operator's ServiceAccount");
         Self { env, ns, operator_kubeconfig }
     }
 

@@ -2,7 +2,8 @@
 //! gives only by chance: the next N requests answered 500 or 429 (with `Retry-After`), every
 //! connection closed at once (a restart or a dropped link, as the client sees it), and
 //! `/version` posing as an older minor release, and streaming lists whose `sendInitialEvents`
-//! is dropped on the way (a proxy or server that ignores it). Everything else reaches kube-apiserver as it
+//! is dropped on the way (a proxy or server that ignores it), and named Pods relayed with a
+//! string `restartCount` ([`FaultProxy::corrupt_restart_count`]). Everything else reaches kube-apiserver as it
 //! was sent: the client's bearer token, `User-Agent`, query and body, and the answer streams
 //! back unchanged (watches included), so kube-apiserver's audit log sees the client's calls.
 //! It notes the media types of every exchange passed on ([`FaultProxy::media_types`]), which
@@ -28,6 +29,8 @@ use tokio::net::TcpListener;
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::env::{kubeconfig_via, HarnessError, Result};
+
+mod corrupt;
 
 // A concrete error type: with a boxed `dyn Error`, the compiler cannot prove the connection's
 // future `Send` for every lifetime hyper's bounds ask about.
@@ -69,6 +72,7 @@ struct Faults {
     retry_after_secs: u64,
     minor_version: Option<u32>,
     drop_send_initial_events: bool,
+    restart_counts_as_text: corrupt::RestartCounts,
 }
 
 impl FaultProxy {
@@ -167,6 +171,15 @@ impl FaultProxy {
         self.state.faults().drop_send_initial_events = true;
     }
 
+    /// Relays every Pod named `pod` (in any namespace) in the Pod lists and watches passed on
+    /// with each container's `restartCount` replaced by the string `text`, which
+    /// kube-apiserver would refuse to store. While any Pod is named, those lists and watches
+    /// are asked for in JSON (see `corrupt`'s module doc): protobuf has no room for a string
+    /// there.
+    pub fn corrupt_restart_count(&self, pod: &str, text: &str) {
+        self.state.faults().restart_counts_as_text.insert(pod.to_string(), text.to_string());
+    }
+
     /// Answers `GET /version` as a 1.`minor` server would (the rest as kube-apiserver does).
     pub fn pose_as_minor(&self, minor: u32) {
         self.state.faults().minor_version = Some(minor);
@@ -192,13 +205,14 @@ impl State {
     /// An injected failure, or kube-apiserver's answer. An unreachable kube-apiserver is an
     /// error, which closes the client's connection: what a client connected directly sees.
     async fn answer(&self, request: Request<Incoming>) -> std::io::Result<Response<ProxyBody>> {
-        let (failure, minor, drop_initial_events) = {
+        let (failure, minor, drop_initial_events, restart_counts) = {
             let mut faults = self.faults();
             let failure = (faults.fail_remaining > 0).then(|| {
                 faults.fail_remaining -= 1;
                 (faults.fail_code, faults.retry_after_secs)
             });
-            (failure, faults.minor_version, faults.drop_send_initial_events)
+            let counts = faults.restart_counts_as_text.clone();
+            (failure, faults.minor_version, faults.drop_send_initial_events, counts)
         };
         if let Some((code, retry_after_secs)) = failure {
             self.injected.fetch_add(1, Ordering::SeqCst);
@@ -212,7 +226,12 @@ impl State {
             parts.uri = without_initial_events(&parts.uri);
         }
         let is_version = parts.uri.path() == "/version";
-        let forwarded = Request::from_parts(parts, kube::client::Body::from(body));
+        let watch = corrupt::is_watch(&parts.uri);
+        let mut forwarded = Request::from_parts(parts, kube::client::Body::from(body));
+        let corrupting = !restart_counts.is_empty() && corrupt::reads_pod_collection(&forwarded);
+        if corrupting {
+            corrupt::ask_for_plain_json(&mut forwarded);
+        }
         let request = format!("{} {}", forwarded.method(), forwarded.uri().path());
         let accept = text(forwarded.headers().get(header::ACCEPT));
         let response = self.upstream.send(forwarded).await.map_err(std::io::Error::other)?;
@@ -225,6 +244,7 @@ impl State {
         }
         match minor {
             Some(minor) if is_version && response.status().is_success() => posing(response, minor).await,
+            _ if corrupting => corrupt::corrupt_answer(response, watch, restart_counts).await,
             _ => Ok(response.map(|body| body.map_err(std::io::Error::other).boxed_unsync())),
         }
     }

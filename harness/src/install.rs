@@ -113,21 +113,8 @@ pub struct ScrapeTokens {
 
 /// Makes the ServiceAccounts `prometheus` (granted the shipped metrics-reader role) and
 /// `alice` (no grant) in `namespace` and returns real tokens of both: TokenReview and
-/// SubjectAccessReview then answer as they do for a real Prometheus. On the simulator the
-/// same users are entered in its review tables.
+/// SubjectAccessReview then answer as they do for a real Prometheus.
 pub async fn scrape_tokens(env: &TestEnv, namespace: &str) -> Result<ScrapeTokens> {
-    let reader = format!("system:serviceaccount:{namespace}:prometheus");
-    if let Some(sim) = env.sim() {
-        let mut reviews = sim.shared().reviews();
-        reviews.add_token("prometheus-token", &reader, &["system:serviceaccounts"]);
-        reviews.allow(&reader, "/metrics");
-        reviews.add_token(
-            "alice-token",
-            &format!("system:serviceaccount:{namespace}:alice"),
-            &["system:authenticated"],
-        );
-        return Ok(ScrapeTokens { reader: "prometheus-token".into(), unauthorised: "alice-token".into() });
-    }
     let manifest = format!(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: prometheus, namespace: {namespace}}}\n---\n\
          apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: alice, namespace: {namespace}}}\n---\n\

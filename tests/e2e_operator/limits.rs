@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde_json::json;
+use sidecar_watch_harness::control_plane::Options;
 use sidecar_watch_harness::env::wait_until;
-use sidecar_watch_harness::sim::SimConfig;
 
 use crate::support::*;
 
@@ -194,11 +194,15 @@ async fn a_flooding_tenant_neither_blinds_nor_delays_another() {
 /// line carries a Pod's body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_pods_neither_block_nor_leak() {
-    // A real server refuses a string `restartCount`; only a broken server or an aggregated
-    // API sends one, so this runs on the simulator.
-    let c = Cluster::start_simulator("decode", SimConfig::default()).await;
+    // kube-apiserver stores the far-future time but refuses a string `restartCount` (only a
+    // broken server or an aggregated API sends one): the fault proxy writes that one into
+    // what it relays to the operator.
+    let (c, proxy) = Cluster::start_behind_fault_proxy("decode", Options::default()).await;
+    for broken in ["broken-1", "broken-2"] {
+        proxy.corrupt_restart_count(broken, "SECRET-B");
+    }
     c.apply_app_policy("mesh", "web", json!({})).await;
-    // Untyped: the typed client could not read these Pods back either.
+    // Untyped: the typed client cannot read the far-future time back.
     let resource = kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&());
     let pods: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(c.env.client.clone(), &c.ns, &resource);
     // Written as a node or a controller with pods/status can.
@@ -214,8 +218,9 @@ async fn unreadable_pods_neither_block_nor_leak() {
         "image": "busybox", "imageID": "", "lastState": {"terminated": {"exitCode": 1,
         "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "9999-12-31T23:59:59Z", "message": "SECRET-A"}}}]})
     };
+    // Stored as written; the operator reads `restartCount: "SECRET-B"` through the proxy.
     let broken = || {
-        json!({"containerStatuses": [{"name": "app", "ready": true, "restartCount": "SECRET-B",
+        json!({"containerStatuses": [{"name": "app", "ready": true, "restartCount": 1,
         "image": "busybox", "imageID": ""}]})
     };
     c.create_pod(native_pod("far-1", "web", "app", "istio-proxy")).await;

@@ -6,8 +6,8 @@
 //! Tests that break, restart or compact the server, or read its audit log, start a control
 //! plane of their own (`real_server.rs`, `faults.rs`, `initial_list.rs`, `rbac.rs`,
 //! `audit_live.rs`, the failed-call test of `event_recorder.rs`); injected 500s, 429s and
-//! dropped connections come from the fault proxy in front of it. Only a Pod no real server
-//! would store runs on the simulator (`limits.rs`). Anything that needs kube-apiserver goes
+//! dropped connections come from the fault proxy in front of it, and so does a Pod no real
+//! server would store (`limits.rs`). Anything that needs kube-apiserver goes
 //! here, not in `tests/integration/`, which runs without a cluster or a control-plane binary.
 //!
 //! Set `E2E_SHOW_LOGS=1` to print every operator's log, `E2E_OPERATOR_LOG` to change its

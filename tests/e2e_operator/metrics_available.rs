@@ -7,7 +7,7 @@
 //! distinct Pods would: the operator bounds every client address on its own. The tests
 //! depend only on the suite's `Cluster`/`Operator` and on a token [`reader_token`] obtains:
 //! from the TokenRequest API for a ServiceAccount bound to the shipped metrics-reader role
-//! (the simulator's tables when a test runs there).
+//! (a real one: the suite runs on kube-apiserver).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

@@ -7,7 +7,6 @@
 
 pub mod api;
 pub mod authn;
-pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod patch;
@@ -208,7 +207,7 @@ impl Simulator {
 
     /// The `gitVersion` its `/version` reports.
     pub fn git_version(&self) -> String {
-        discovery::version()["gitVersion"].as_str().unwrap_or_default().to_string()
+        version()["gitVersion"].as_str().unwrap_or_default().to_string()
     }
 
     /// Base URL, `http://127.0.0.1:<port>`.
@@ -244,6 +243,17 @@ impl Simulator {
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
         write_kubeconfig(path, &self.url())
     }
+}
+
+/// `/version`: the release whose behaviour the simulator follows (kube-apiserver 1.37). The
+/// operator reads it at start; no other discovery document is served (no client that runs on
+/// the simulator discovers: the operator and the benchmarks name their resources).
+pub fn version() -> serde_json::Value {
+    serde_json::json!({
+        "major": "1", "minor": "37", "gitVersion": "v1.37.0-sidecar-watch-sim",
+        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+        "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"
+    })
 }
 
 /// Writes a kubeconfig for `server` with context `sim` and no credentials.

@@ -1,27 +1,12 @@
-//! Merge patches and server-side apply, with field ownership tracked in
-//! `metadata.managedFields` as kube-apiserver tracks it (structured-merge-diff): per field
-//! down to the leaves, each object on the way a field of its own (the `"."` of `fieldsV1`),
-//! conflicts only where a value would change. Without schemas, every list is atomic (one
-//! field, as `x-kubernetes-list-type: atomic`) and every object a map. Strategic merge
-//! patches of built-in kinds (kube-lease-manager sends them for Leases) know the Pod's list
-//! merge keys. JSON patches are not served (415): nothing that runs on the simulator sends
-//! them.
-//!
-//! Field ownership and server-side apply are in `managed`, re-exported here.
+//! Merge patches and server-side apply. Strategic merge patches of built-in kinds
+//! (kube-lease-manager sends them for Leases) know the Pod's list merge keys. Server-side
+//! apply keeps no `managedFields` and reports no conflicts: the one client that applies on the
+//! simulator, the operator, applies its policies' status with `force` ([`apply`]). JSON patches
+//! are not served (415): nothing that runs on the simulator sends them.
 
-use std::collections::BTreeSet;
-
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
-
-mod managed;
-
-pub use managed::*;
-
-/// A field path owned by a manager: `["spec"]`, `["spec","size"]`,
-/// `["metadata","labels","app"]`.
-pub type FieldPath = Vec<String>;
 
 /// Which part of an object a request may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,130 +113,64 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// Adds `value` at `path` and every field below it.
-fn collect(value: &Value, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
-    out.insert(path.clone());
-    if let Value::Object(map) = value {
-        for (key, child) in map {
-            path.push(key.clone());
-            collect(child, path, out);
-            path.pop();
-        }
-    }
-}
-
-/// The fields of `obj` within `scope`: everything under its top-level fields other than
-/// apiVersion, kind and metadata, and `metadata.labels` and `metadata.annotations` with each
-/// of their keys (the rest of metadata is the server's).
-pub fn fields_of(obj: &Value, scope: Scope) -> BTreeSet<FieldPath> {
-    let mut out = BTreeSet::new();
-    let Some(map) = obj.as_object() else {
-        return out;
+/// Server-side apply as its field's only applier sees it: the applied object's top-level
+/// fields within `scope` (not `apiVersion`, `kind`, `metadata`) replace the current ones, and
+/// its labels and annotations are merged key by key outside the `status` scope. A field an
+/// earlier apply set and this one leaves out stays (kube-apiserver would remove it); the
+/// operator applies the whole status each time, so it never leaves one out.
+pub fn apply(current: Option<&Value>, applied: &Value, scope: Scope) -> Value {
+    let Some(current) = current else {
+        return applied.clone();
     };
-    for (k, v) in map {
-        if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-            continue;
-        }
+    let mut next = current.clone();
+    let Some(fields) = applied.as_object() else {
+        return next;
+    };
+    for (key, value) in fields {
         let in_scope = match scope {
             Scope::All => true,
-            Scope::Main => k != "status",
-            Scope::Status => k == "status",
+            Scope::Main => key != "status",
+            Scope::Status => key == "status",
         };
-        if in_scope {
-            collect(v, &mut vec![k.clone()], &mut out);
-        }
-    }
-    if scope != Scope::Status {
-        for sub in ["labels", "annotations"] {
-            if let Some(m) = obj.get("metadata").and_then(|m| m.get(sub)).filter(|m| m.is_object()) {
-                collect(m, &mut vec!["metadata".into(), sub.into()], &mut out);
+        match key.as_str() {
+            "apiVersion" | "kind" => {}
+            "metadata" if scope != Scope::Status => {
+                for sub in ["labels", "annotations"] {
+                    let Some(entries) = value.get(sub).and_then(Value::as_object) else { continue };
+                    if !next["metadata"][sub].is_object() {
+                        next["metadata"][sub] = Value::Object(Map::new());
+                    }
+                    for (k, v) in entries {
+                        next["metadata"][sub][k.as_str()] = v.clone();
+                    }
+                }
             }
+            "metadata" => {}
+            _ if in_scope => next[key.as_str()] = value.clone(),
+            _ => {}
         }
     }
-    out
-}
-
-/// The value at `path`.
-pub fn get_field<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
-    path.iter().try_fold(obj, |cur, seg| cur.get(seg))
-}
-
-fn set_field(obj: &mut Value, path: &FieldPath, value: Value) {
-    let Some((last, parents)) = path.split_last() else { return };
-    let mut cur = obj;
-    for seg in parents {
-        if !cur.get(seg).is_some_and(Value::is_object) {
-            cur[seg.as_str()] = json!({});
-        }
-        cur = &mut cur[seg.as_str()];
-    }
-    cur[last.as_str()] = value;
-}
-
-fn remove_field(obj: &mut Value, path: &FieldPath) {
-    let Some((last, parents)) = path.split_last() else { return };
-    let mut cur = obj;
-    for seg in parents {
-        match cur.get_mut(seg) {
-            Some(next) => cur = next,
-            None => return,
-        }
-    }
-    if let Some(m) = cur.as_object_mut() {
-        m.remove(last);
-    }
-}
-
-/// Whether a write of `new` over `old` at one field changes it: objects change through their
-/// own fields, so only a value of another type, or another scalar or list, is a change.
-fn changes(old: Option<&Value>, new: Option<&Value>) -> bool {
-    match (old, new) {
-        (Some(Value::Object(_)), Some(Value::Object(_))) => false,
-        (old, new) => old != new,
-    }
+    next
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn ctx(m: &str) -> ManagerCtx {
-        ManagerCtx {
-            manager: m.into(),
-            api_version: "v1".into(),
-            now: "2024-01-01T00:00:00Z".into(),
-            subresource: String::new(),
-        }
-    }
-
     #[test]
-    fn apply_conflicts_and_force() {
-        let a =
-            apply(None, &json!({"metadata": {"name": "x"}, "spec": {"a": 1}}), Scope::All, false, &ctx("m1")).unwrap();
-        let err = apply(Some(&a), &json!({"spec": {"a": 2}}), Scope::All, false, &ctx("m2")).unwrap_err();
-        assert_eq!(err.code, 409);
-        assert_eq!(err.message, "Apply failed with 1 conflict: conflict with \"m1\": .spec.a");
-        let same = apply(Some(&a), &json!({"spec": {"a": 1}}), Scope::All, false, &ctx("m2")).unwrap();
-        assert_eq!(read_managed(&same).len(), 2);
-        // Another field of the same object is no conflict.
-        let beside = apply(Some(&a), &json!({"spec": {"b": 1}}), Scope::All, false, &ctx("m2")).unwrap();
-        assert_eq!(beside["spec"], json!({"a": 1, "b": 1}));
-        let forced = apply(Some(&a), &json!({"spec": {"a": 2}}), Scope::All, true, &ctx("m2")).unwrap();
-        let m = read_managed(&forced);
-        // m1 keeps `spec` itself, m2 owns `spec.a` (as kube-apiserver records it).
-        assert_eq!(m[0].manager, "m1");
-        assert_eq!(m[0].fields, BTreeSet::from([vec!["spec".to_string()]]));
-        assert_eq!(forced["metadata"]["managedFields"][1]["fieldsV1"], json!({"f:spec": {".": {}, "f:a": {}}}));
-        assert_eq!(forced["metadata"]["managedFields"][0]["fieldsV1"], json!({"f:spec": {}}));
-    }
-
-    #[test]
-    fn a_field_no_longer_applied_goes_unless_another_manager_owns_it() {
-        let a =
-            apply(None, &json!({"metadata": {"name": "x"}, "spec": {"a": 1, "b": 2}}), Scope::All, false, &ctx("m1"))
-                .unwrap();
-        let shared = apply(Some(&a), &json!({"spec": {"b": 2}}), Scope::All, false, &ctx("m2")).unwrap();
-        let after = apply(Some(&shared), &json!({}), Scope::All, false, &ctx("m1")).unwrap();
-        assert_eq!(after["spec"], json!({"b": 2}));
+    fn an_apply_replaces_the_fields_it_names_in_its_scope() {
+        let current =
+            json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"a": 1}, "status": {"n": 1, "m": 2}});
+        let applied = json!({"metadata": {"labels": {"b": "2"}}, "spec": {"b": 2}, "status": {"n": 3}});
+        let status = apply(Some(&current), &applied, Scope::Status);
+        assert_eq!(status["status"], json!({"n": 3}));
+        assert_eq!((&status["spec"], &status["metadata"]), (&current["spec"], &current["metadata"]));
+        let main = apply(Some(&current), &applied, Scope::Main);
+        assert_eq!(main["spec"], json!({"b": 2}));
+        assert_eq!(main["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+        assert_eq!(main["status"], current["status"]);
+        assert_eq!(apply(None, &applied, Scope::All), applied);
     }
 }

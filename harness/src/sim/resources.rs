@@ -12,12 +12,8 @@ pub struct ResourceInfo {
     pub version: String,
     /// Plural resource name (`pods`).
     pub plural: String,
-    /// Singular name (`pod`).
-    pub singular: String,
     /// Kind (`Pod`).
     pub kind: String,
-    /// Short names (`po`).
-    pub short_names: Vec<String>,
     /// Whether objects live in namespaces.
     pub namespaced: bool,
     /// Whether a `status` subresource exists.
@@ -48,11 +44,6 @@ impl ResourceInfo {
     /// Storage key of objects of this resource.
     pub fn storage_key(&self) -> (String, String) {
         (self.group.clone(), self.plural.clone())
-    }
-
-    /// Verbs advertised in discovery.
-    pub fn verbs(&self) -> Vec<&'static str> {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
     }
 
     /// Whether a field selector may name `label`; otherwise the message kube-apiserver refuses
@@ -108,14 +99,12 @@ impl ResourceInfo {
     }
 }
 
-fn builtin(group: &str, plural: &str, kind: &str, short: &[&str], namespaced: bool, has_status: bool) -> ResourceInfo {
+fn builtin(group: &str, plural: &str, kind: &str, namespaced: bool, has_status: bool) -> ResourceInfo {
     ResourceInfo {
         group: group.into(),
         version: "v1".into(),
         plural: plural.into(),
-        singular: kind.to_lowercase(),
         kind: kind.into(),
-        short_names: short.iter().map(|s| s.to_string()).collect(),
         namespaced,
         has_status,
         is_custom: false,
@@ -126,20 +115,13 @@ fn builtin(group: &str, plural: &str, kind: &str, short: &[&str], namespaced: bo
 /// use (Events only as `events.k8s.io/v1`, the API the operator writes).
 pub fn builtins() -> Vec<ResourceInfo> {
     vec![
-        builtin("", "pods", "Pod", &["po"], true, true),
-        builtin("", "namespaces", "Namespace", &["ns"], false, true),
+        builtin("", "pods", "Pod", true, true),
+        builtin("", "namespaces", "Namespace", false, true),
         // The Node test Pods are bound to (objects only: the simulator runs no kubelet).
-        builtin("", "nodes", "Node", &["no"], false, true),
-        builtin("events.k8s.io", "events", "Event", &["ev"], true, false),
-        builtin("coordination.k8s.io", "leases", "Lease", &[], true, false),
-        builtin(
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            "CustomResourceDefinition",
-            &["crd", "crds"],
-            false,
-            true,
-        ),
+        builtin("", "nodes", "Node", false, true),
+        builtin("events.k8s.io", "events", "Event", true, false),
+        builtin("coordination.k8s.io", "leases", "Lease", true, false),
+        builtin("apiextensions.k8s.io", "customresourcedefinitions", "CustomResourceDefinition", false, true),
     ]
 }
 
@@ -150,13 +132,6 @@ pub fn from_crd(crd: &Value) -> Result<ResourceInfo, String> {
     let names = spec.get("names").ok_or("spec.names is required")?;
     let plural = names.get("plural").and_then(Value::as_str).ok_or("spec.names.plural is required")?;
     let kind = names.get("kind").and_then(Value::as_str).ok_or("spec.names.kind is required")?;
-    let singular =
-        names.get("singular").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
-    let short_names = names
-        .get("shortNames")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
     let namespaced = spec.get("scope").and_then(Value::as_str).unwrap_or("Namespaced") == "Namespaced";
     let versions = spec.get("versions").and_then(Value::as_array).ok_or("spec.versions is required")?;
     let storage = versions
@@ -168,9 +143,7 @@ pub fn from_crd(crd: &Value) -> Result<ResourceInfo, String> {
         group: group.into(),
         version: version.into(),
         plural: plural.into(),
-        singular,
         kind: kind.into(),
-        short_names,
         namespaced,
         has_status: storage.pointer("/subresources/status").is_some(),
         is_custom: true,
@@ -219,11 +192,6 @@ impl Registry {
         self.resources.iter().find(|r| r.group == group && r.plural == plural && r.version == version)
     }
 
-    /// Whether any resource is served in the group/version.
-    pub fn serves_group_version(&self, group: &str, version: &str) -> bool {
-        self.resources.iter().any(|r| r.group == group && r.version == version)
-    }
-
     /// Adds or replaces the CRD-defined resource (keyed by group + plural).
     pub fn upsert_custom(&mut self, info: ResourceInfo) {
         self.resources.retain(|r| !(r.is_custom && r.group == info.group && r.plural == info.plural));
@@ -233,18 +201,5 @@ impl Registry {
     /// Removes a CRD-defined resource.
     pub fn remove_custom(&mut self, group: &str, plural: &str) {
         self.resources.retain(|r| !(r.is_custom && r.group == group && r.plural == plural));
-    }
-
-    /// Groups in discovery order with their versions (preferred first).
-    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
-        let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for r in self.resources.iter().filter(|r| !r.group.is_empty()) {
-            match out.iter_mut().find(|(g, _)| *g == r.group) {
-                Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version.clone()),
-                Some(_) => {}
-                None => out.push((r.group.clone(), vec![r.version.clone()])),
-            }
-        }
-        out
     }
 }

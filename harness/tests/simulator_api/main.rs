@@ -14,13 +14,11 @@ use sidecar_watch_harness::both_servers::{raw, Server};
 use sidecar_watch_harness::kubelet::test_pod;
 use sidecar_watch_harness::on_both_servers;
 
-mod discovery;
 mod lists;
 mod objects;
 mod patches;
 mod watches;
 
-use discovery::discovery_documents;
 use lists::{
     events_by_reporting_controller, list_pagination_and_selectors, list_resource_version_semantics,
     metadata_only_lists_gets_and_watches,
@@ -28,7 +26,7 @@ use lists::{
 use objects::{
     crud_and_stale_resource_version_conflict, pod_graceful_delete, status_subresource_semantics_and_generation,
 };
-use patches::{merge_strategic_and_apply_patches, server_side_apply_conflicts_and_force};
+use patches::{merge_strategic_and_apply_patches, server_side_apply_with_force};
 use watches::{compacted_resource_versions_expire, watch_from_resource_version_with_bookmarks};
 
 on_both_servers!(
@@ -39,9 +37,8 @@ on_both_servers!(
     status_subresource_semantics_and_generation,
     merge_strategic_and_apply_patches,
     metadata_only_lists_gets_and_watches,
-    server_side_apply_conflicts_and_force,
+    server_side_apply_with_force,
     pod_graceful_delete,
-    discovery_documents,
     list_resource_version_semantics,
     events_by_reporting_controller,
 );

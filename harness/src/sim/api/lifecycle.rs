@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{meta_str, now_string, Caller, Params, State};
+use super::{meta_str, now_string, Params, State};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::resources::{self, ResourceInfo};
 use crate::sim::store::ResKey;
@@ -119,7 +119,6 @@ impl State {
     }
 
     /// DELETE with graceful termination for Pods and finalizer handling.
-    #[allow(clippy::too_many_arguments)]
     pub fn delete(
         &mut self,
         info: &ResourceInfo,
@@ -127,7 +126,6 @@ impl State {
         name: &str,
         opts: &Value,
         q: &Params,
-        caller: &Caller,
     ) -> ApiResult<Value> {
         let nsv = if info.namespaced { ns.unwrap_or("") } else { "" };
         let current = self.stored(info, nsv, name)?.clone();
@@ -140,9 +138,6 @@ impl State {
             if Some(uid) != meta_str(&current, "uid") {
                 return Err(ApiError::conflict(&info.qualified(), name));
             }
-        }
-        if caller.dry_run {
-            return Ok(current);
         }
         let grace_param = q
             .get("gracePeriodSeconds")

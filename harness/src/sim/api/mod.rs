@@ -57,15 +57,6 @@ fn meta_mut(obj: &mut Value) -> ApiResult<&mut Map<String, Value>> {
     obj["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))
 }
 
-/// Identifies the caller for field management.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// `fieldManager` parameter or the User-Agent prefix.
-    pub manager: String,
-    /// Whether `dryRun` was requested.
-    pub dry_run: bool,
-}
-
 /// Mutable simulator state: served resources + objects.
 #[derive(Debug)]
 pub struct State {

@@ -2,15 +2,14 @@
 
 use serde_json::{json, Value};
 
-use super::{meta_mut, meta_str, new_uid, now_string, rand_suffix, with_type_meta, Caller, State};
+use super::{meta_mut, meta_str, new_uid, now_string, rand_suffix, with_type_meta, State};
 use crate::sim::error::{ApiError, ApiResult};
-use crate::sim::patch::{self, ManagerCtx, Scope};
+use crate::sim::patch::{self, Scope};
 use crate::sim::resources::{self, ResourceInfo};
 
 fn strip_volatile(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
         m.remove("resourceVersion");
     }
     o
@@ -28,16 +27,8 @@ fn spec_part(obj: &Value) -> Value {
 }
 
 impl State {
-    /// CREATE. With `preset_managed` the body's `managedFields` are kept (server-side apply
-    /// computed them) rather than recorded for `caller`.
-    pub fn create(
-        &mut self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        body: Value,
-        caller: &Caller,
-        preset_managed: bool,
-    ) -> ApiResult<Value> {
+    /// CREATE. No `managedFields` are recorded (see [`patch`]'s module doc).
+    pub fn create(&mut self, info: &ResourceInfo, ns: Option<&str>, body: Value) -> ApiResult<Value> {
         // The handler checks the body's namespace before admission looks for the namespace
         // (apiserver pkg/endpoints/handlers/create.go; NamespaceLifecycle).
         let body_ns = meta_str(&body, "namespace").filter(|n| !n.is_empty());
@@ -50,7 +41,7 @@ impl State {
         // etcd3's store refuses it before it looks for the key (apiserver
         // pkg/storage/etcd3/store.go, Create), an error kube-apiserver does not wrap in a
         // Status: a 500 with no reason.
-        if !preset_managed && meta_str(&body, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+        if meta_str(&body, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
             return Err(ApiError::new(500, "", "resourceVersion should not be set on objects to be created"));
         }
         let mut obj = with_type_meta(info, &body);
@@ -81,9 +72,7 @@ impl State {
             meta.remove("deletionTimestamp");
             meta.remove("deletionGracePeriodSeconds");
             meta.remove("resourceVersion");
-            if !preset_managed {
-                meta.remove("managedFields");
-            }
+            meta.remove("managedFields");
             name
         };
         if self.store.get(&info.storage_key(), &ns, &name).is_some() {
@@ -134,18 +123,6 @@ impl State {
                 }
             }
             _ => {}
-        }
-        if !preset_managed {
-            let ctx = ManagerCtx {
-                manager: caller.manager.clone(),
-                api_version: info.api_version(),
-                now,
-                subresource: String::new(),
-            };
-            patch::record_update(None, &mut obj, Scope::All, &ctx);
-        }
-        if caller.dry_run {
-            return Ok(obj);
         }
         let stored = self.store.put(&info.storage_key(), &ns, &name, obj);
         self.after_write(info, stored.value(), false);
@@ -221,17 +198,8 @@ impl State {
         Ok(next)
     }
 
-    fn commit_update(
-        &mut self,
-        info: &ResourceInfo,
-        current: &Value,
-        mut next: Value,
-        caller: &Caller,
-    ) -> ApiResult<Value> {
-        if strip_volatile(&next) == strip_volatile(current)
-            && next.pointer("/metadata/managedFields").map(|m| m.as_array().map(|a| a.len()))
-                == current.pointer("/metadata/managedFields").map(|m| m.as_array().map(|a| a.len()))
-        {
+    fn commit_update(&mut self, info: &ResourceInfo, current: &Value, mut next: Value) -> ApiResult<Value> {
+        if strip_volatile(&next) == strip_volatile(current) {
             return Ok(current.clone());
         }
         if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -239,9 +207,6 @@ impl State {
                 "resourceVersion".into(),
                 current.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!("")),
             );
-        }
-        if caller.dry_run {
-            return Ok(next);
         }
         let ns = meta_str(current, "namespace").unwrap_or("").to_string();
         let name = meta_str(current, "name").unwrap_or("").to_string();
@@ -259,15 +224,6 @@ impl State {
         Ok(())
     }
 
-    fn ctx(info: &ResourceInfo, caller: &Caller, scope: Scope) -> ManagerCtx {
-        ManagerCtx {
-            manager: caller.manager.clone(),
-            api_version: info.api_version(),
-            now: now_string(),
-            subresource: if scope == Scope::Status { "status".into() } else { String::new() },
-        }
-    }
-
     /// UPDATE (PUT) of the main resource or of `/status`.
     pub fn update(
         &mut self,
@@ -276,7 +232,6 @@ impl State {
         name: &str,
         body: Value,
         scope: Scope,
-        caller: &Caller,
     ) -> ApiResult<Value> {
         let ns = if info.namespaced { ns.unwrap_or("") } else { "" };
         let current = self.stored(info, ns, name)?.clone();
@@ -294,15 +249,14 @@ impl State {
             )));
         }
         Self::check_rv_precondition(info, &current, &body)?;
-        let mut next = self.next_version(info, &current, &body, scope)?;
-        patch::record_update(Some(&current), &mut next, scope, &Self::ctx(info, caller, scope));
-        self.commit_update(info, &current, next, caller)
+        let next = self.next_version(info, &current, &body, scope)?;
+        self.commit_update(info, &current, next)
     }
 
     /// PATCH with the given content type: `application/merge-patch+json`,
     /// `application/strategic-merge-patch+json` (built-in kinds) or
-    /// `application/apply-patch+yaml` (server-side apply); JSON patches get 415.
-    #[allow(clippy::too_many_arguments)]
+    /// `application/apply-patch+yaml` (server-side apply, always as if forced: see [`patch`]'s
+    /// module doc); JSON patches get 415.
     pub fn patch(
         &mut self,
         info: &ResourceInfo,
@@ -311,18 +265,10 @@ impl State {
         content_type: &str,
         body: &[u8],
         scope: Scope,
-        caller: &Caller,
-        force: bool,
     ) -> ApiResult<Value> {
         let nsv = if info.namespaced { ns.unwrap_or("") } else { "" };
         let existing = self.store.get(&info.storage_key(), nsv, name).cloned();
-        let ctx = Self::ctx(info, caller, scope);
         if content_type == "application/apply-patch+yaml" {
-            if caller.manager.is_empty() {
-                return Err(ApiError::invalid(
-                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-                ));
-            }
             let mut applied = patch::parse_json_or_yaml(body)?;
             if !applied.is_object() {
                 return Err(ApiError::bad_request("apply patch must be an object"));
@@ -341,25 +287,17 @@ impl State {
                     if scope == Scope::Status {
                         return Err(ApiError::not_found(&info.qualified(), name));
                     }
-                    let obj = patch::apply(
-                        None,
-                        &applied,
-                        if info.has_status { Scope::Main } else { Scope::All },
-                        force,
-                        &ctx,
-                    )?;
-                    self.create(info, ns, obj, caller, true)
+                    // An apply carries no resourceVersion unless it means a precondition.
+                    if let Some(m) = applied["metadata"].as_object_mut() {
+                        m.remove("resourceVersion");
+                    }
+                    self.create(info, ns, patch::apply(None, &applied, scope))
                 }
                 Some(current) => {
                     Self::check_rv_precondition(info, &current, &applied)?;
-                    let merged = patch::apply(Some(&current), &applied, scope, force, &ctx)?;
-                    let mut next = self.next_version(info, &current, &merged, scope)?;
-                    if let Some(mf) = merged.pointer("/metadata/managedFields") {
-                        next["metadata"]["managedFields"] = mf.clone();
-                    } else if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-                        m.remove("managedFields");
-                    }
-                    self.commit_update(info, &current, next, caller)
+                    let merged = patch::apply(Some(&current), &applied, scope);
+                    let next = self.next_version(info, &current, &merged, scope)?;
+                    self.commit_update(info, &current, next)
                 }
             };
         }
@@ -376,8 +314,7 @@ impl State {
             false => patch::merge_patch(&mut candidate, &patch_doc),
         }
         Self::check_rv_precondition(info, &current, &candidate)?;
-        let mut next = self.next_version(info, &current, &candidate, scope)?;
-        patch::record_update(Some(&current), &mut next, scope, &ctx);
-        self.commit_update(info, &current, next, caller)
+        let next = self.next_version(info, &current, &candidate, scope)?;
+        self.commit_update(info, &current, next)
     }
 }

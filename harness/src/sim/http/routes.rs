@@ -1,4 +1,4 @@
-//! From an HTTP request to its handler: discovery and health paths, then resource paths
+//! From an HTTP request to its handler: `/version` and health paths, then resource paths
 //! (`/api/v1/...`, `/apis/<group>/<version>/...`) to the verbs of [`State`](crate::sim::api::State).
 
 use std::sync::Arc;
@@ -9,12 +9,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::{json_bytes_response, json_response, ok, watch, Form};
-use crate::sim::api::{Caller, ListPage, Params};
+use crate::sim::api::{ListPage, Params};
 use crate::sim::error::{ApiError, ApiResult};
 use crate::sim::patch::Scope;
 use crate::sim::resources::ResourceInfo;
 use crate::sim::traffic::TrafficKey;
-use crate::sim::{authn, discovery, Shared};
+use crate::sim::{authn, Shared};
 
 /// A parsed resource path.
 #[derive(Debug)]
@@ -86,7 +86,7 @@ fn verb(method: &Method, named: bool, watch: bool) -> &str {
 pub(super) struct ApiPath<'a> {
     text: &'a str,
     segs: Vec<&'a str>,
-    /// `None` for a path that names no resource (discovery, health, or no route at all).
+    /// `None` for a path that names no resource (version, health, or no route at all).
     target: Option<Target>,
 }
 
@@ -116,23 +116,13 @@ pub(super) fn traffic_key(method: &Method, path: &ApiPath, q: &Params, headers: 
     }
 }
 
-/// Version, health, discovery and OpenAPI paths; None for a resource path.
-fn non_resource(shared: &Shared, segs: &[&str], path: &str) -> Option<ApiResult<Response>> {
-    let found = |doc: Option<Value>| doc.map(|d| ok(&d)).ok_or_else(|| ApiError::no_route(path));
+/// `/version` and health paths; None for a resource path. Discovery (`/api`, `/apis`,
+/// OpenAPI) is not served: 404, as for any path without a route.
+fn non_resource(segs: &[&str], path: &str) -> Option<ApiResult<Response>> {
     Some(match segs {
-        [] => Ok(ok(&json!({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]}))),
-        ["version"] => Ok(ok(&discovery::version())),
+        ["version"] => Ok(ok(&crate::sim::version())),
         ["healthz"] | ["readyz"] | ["livez"] => Ok((StatusCode::OK, "ok").into_response()),
-        ["api"] => Ok(ok(&discovery::core_versions(&shared.addr().to_string()))),
-        ["apis"] => Ok(ok(&discovery::group_list(&shared.state().registry))),
-        ["openapi", "v3"] => Ok(ok(&discovery::openapi_v3_root(&shared.state().registry))),
-        ["openapi", "v3", "api", v] => found(discovery::openapi_v3_gv(&shared.state().registry, "", v)),
-        ["openapi", "v3", "apis", g, v] => found(discovery::openapi_v3_gv(&shared.state().registry, g, v)),
-        ["openapi", ..] => Err(ApiError::no_route(path)),
-        ["apis", g] => found(discovery::group(&shared.state().registry, g)),
-        ["api", v] => found(discovery::resource_list(&shared.state().registry, "", v)),
-        ["apis", g, v] => found(discovery::resource_list(&shared.state().registry, g, v)),
-        ["api", ..] | ["apis", ..] => return None,
+        ["api", _, _, ..] | ["apis", _, _, _, ..] => return None,
         _ => Err(ApiError::no_route(path)),
     })
 }
@@ -147,11 +137,10 @@ pub(super) fn route(
     body: &Bytes,
 ) -> ApiResult<Response> {
     let ApiPath { text: path, segs, target } = path;
-    if let Some(response) = non_resource(shared, &segs, path) {
+    if let Some(response) = non_resource(&segs, path) {
         return response;
     }
     let target = target.ok_or_else(|| ApiError::no_route(path))?;
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     if method == Method::POST && target.name.is_none() && authn::is_review(&target.group, &target.plural) {
         let answer = shared.reviews().answer(&target.plural, &parse_body(body)?)?;
         return Ok(json_response(StatusCode::CREATED, &answer));
@@ -190,14 +179,10 @@ pub(super) fn route(
         }
     }
     let ns = target.namespace.as_deref();
-    let field_manager = q.get("fieldManager").cloned();
-    let caller = Caller {
-        manager: field_manager.clone().unwrap_or_else(|| match user_agent {
-            Some(ua) => ua.split('/').next().unwrap_or(ua).to_string(),
-            None => "unknown".into(),
-        }),
-        dry_run: q.get("dryRun").is_some_and(|d| !d.is_empty()),
-    };
+    // Nothing that runs on the simulator asks for a dry run: refused rather than written.
+    if q.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        return Err(ApiError::bad_request("the simulator does not serve dryRun"));
+    }
     let form = Form::from_request(headers)?;
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     match (method.as_str(), &target.name) {
@@ -213,12 +198,12 @@ pub(super) fn route(
         }
         ("POST", None) => {
             let v = parse_body(body)?;
-            let created = shared.state().create(&info, ns, v, &caller, false)?;
+            let created = shared.state().create(&info, ns, v)?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
         ("PUT", Some(name)) => {
             let v = parse_body(body)?;
-            Ok(ok(&shared.state().update(&info, ns, name, v, scope, &caller)?))
+            Ok(ok(&shared.state().update(&info, ns, name, v, scope)?))
         }
         ("PATCH", Some(name)) => {
             let ct = headers
@@ -230,20 +215,14 @@ pub(super) fn route(
                 .unwrap_or("")
                 .trim()
                 .to_string();
-            let caller = if ct == "application/apply-patch+yaml" {
-                Caller { manager: field_manager.unwrap_or_default(), ..caller }
-            } else {
-                caller
-            };
-            let force = q.get("force").is_some_and(|f| f == "true" || f == "1");
             let existed = shared.state().get_stored(&info, ns, name).is_ok();
-            let v = shared.state().patch(&info, ns, name, &ct, body, scope, &caller, force)?;
+            let v = shared.state().patch(&info, ns, name, &ct, body, scope)?;
             let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
             Ok(json_response(code, &v))
         }
         ("DELETE", Some(name)) => {
             let opts = if body.is_empty() { json!({}) } else { parse_body(body)? };
-            Ok(ok(&shared.state().delete(&info, ns, name, &opts, q, &caller)?))
+            Ok(ok(&shared.state().delete(&info, ns, name, &opts, q)?))
         }
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({m})"
