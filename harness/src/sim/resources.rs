@@ -68,6 +68,22 @@ impl ResourceInfo {
             ],
             ("", "nodes") => &["metadata.name", "spec.unschedulable"],
             ("", "namespaces") => &["metadata.name", "status.phase"],
+            // kube-apiserver's list for core/v1 Events (pkg/apis/core/v1/conversion.go).
+            ("", "events") => &[
+                "metadata.name",
+                "metadata.namespace",
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
             ("events.k8s.io", "events") => &[
                 "metadata.name",
                 "metadata.namespace",
@@ -112,7 +128,8 @@ fn builtin(group: &str, plural: &str, kind: &str, namespaced: bool, has_status: 
 }
 
 /// The built-in resources served from start-up: what the operator, its audit and the tests
-/// use (Events only as `events.k8s.io/v1`, the API the operator writes).
+/// use: Events as `events.k8s.io/v1`, the API the operator writes, and as core `v1`, which
+/// it watches for `FailedCreate` (two stores here, one in kube-apiserver).
 pub fn builtins() -> Vec<ResourceInfo> {
     vec![
         builtin("", "pods", "Pod", true, true),
@@ -120,6 +137,7 @@ pub fn builtins() -> Vec<ResourceInfo> {
         // The Node test Pods are bound to (objects only: the simulator runs no kubelet).
         builtin("", "nodes", "Node", false, true),
         builtin("events.k8s.io", "events", "Event", true, false),
+        builtin("", "events", "Event", true, false),
         builtin("coordination.k8s.io", "leases", "Lease", true, false),
         builtin("apiextensions.k8s.io", "customresourcedefinitions", "CustomResourceDefinition", false, true),
     ]

@@ -20,8 +20,8 @@ mod patches;
 mod watches;
 
 use lists::{
-    events_by_reporting_controller, list_pagination_and_selectors, list_resource_version_semantics,
-    metadata_only_lists_gets_and_watches,
+    core_events_by_reason, events_by_reporting_controller, list_pagination_and_selectors,
+    list_resource_version_semantics, metadata_only_lists_gets_and_watches,
 };
 use objects::{
     crud_and_stale_resource_version_conflict, pod_graceful_delete, status_subresource_semantics_and_generation,
@@ -41,6 +41,7 @@ on_both_servers!(
     pod_graceful_delete,
     list_resource_version_semantics,
     events_by_reporting_controller,
+    core_events_by_reason,
 );
 
 fn widget_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
