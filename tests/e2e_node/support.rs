@@ -68,6 +68,20 @@ enum Faults {
     Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
 }
 
+/// Says how long the running test waited for its turn on [`FAULTS`] when it was more than a
+/// second: libtest's "running for over 60 seconds" counts that wait, which is no step of
+/// the test (a test that restarts a component runs alone, for minutes).
+fn waited_for_turn(asked: std::time::Instant) {
+    let waited = asked.elapsed();
+    if waited > Duration::from_secs(1) {
+        eprintln!(
+            "{} waited {:.1} s for its turn (FAULTS)",
+            sidecar_watch_harness::backstop::test_name(),
+            waited.as_secs_f64()
+        );
+    }
+}
+
 /// How long a whole node test may run from its [`Scenario`]'s start (the slowest take about
 /// five minutes).
 pub const TEST_BOUND: Duration = Duration::from_secs(15 * 60);
@@ -86,12 +100,18 @@ pub const POLICY: &str = "seed";
 impl Scenario {
     /// Creates namespace `<prefix>-<n>` and its policy.
     pub async fn start(prefix: &str) -> Self {
-        Self::with(prefix, Faults::Shared(FAULTS.read().await)).await
+        let asked = std::time::Instant::now();
+        let turn = FAULTS.read().await;
+        waited_for_turn(asked);
+        Self::with(prefix, Faults::Shared(turn)).await
     }
 
     /// Like [`Scenario::start`] for a test that restarts components: it runs alone.
     pub async fn exclusive(prefix: &str) -> Self {
-        Self::with(prefix, Faults::Exclusive(FAULTS.write().await)).await
+        let asked = std::time::Instant::now();
+        let turn = FAULTS.write().await;
+        waited_for_turn(asked);
+        Self::with(prefix, Faults::Exclusive(turn)).await
     }
 
     async fn with(prefix: &str, faults: Faults) -> Self {
