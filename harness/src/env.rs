@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::control_plane;
 
+#[cfg(test)]
+mod bounds;
 mod files;
 mod server;
 mod test_env;

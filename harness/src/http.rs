@@ -138,8 +138,28 @@ fn request_to(port: u16, path: &str, request: &Request<'_>) -> std::io::Result<h
     builder.body(Empty::<Bytes>::new()).map_err(io_error)
 }
 
-/// `GET` (or `request.method`) `http(s)://127.0.0.1:<port><path>`, without a body.
+/// How long [`get`] waits for a whole response: a server that accepts and never answers
+/// fails the request (`ErrorKind::TimedOut`) instead of holding the test.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `GET` (or `request.method`) `http(s)://127.0.0.1:<port><path>`, without a body; an error
+/// when the whole response has not arrived within [`TIMEOUT`].
 pub async fn get(port: u16, path: &str, request: &Request<'_>) -> std::io::Result<Response> {
+    get_within(port, path, request, TIMEOUT).await
+}
+
+/// [`get`] bounded by `bound`.
+pub async fn get_within(port: u16, path: &str, request: &Request<'_>, bound: Duration) -> std::io::Result<Response> {
+    let method = request.method.unwrap_or("GET");
+    tokio::time::timeout(bound, get_unbounded(port, path, request)).await.map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{method} {path} on 127.0.0.1:{port}: no whole response within {bound:?}"),
+        )
+    })?
+}
+
+async fn get_unbounded(port: u16, path: &str, request: &Request<'_>) -> std::io::Result<Response> {
     let started = Instant::now();
     let stream = open(port, request.tls, request.source, None).await?;
     let (mut sender, connection) =
@@ -161,7 +181,7 @@ async fn send(
 }
 
 /// `count` GETs one after another on one kept-alive connection, each with the headers
-/// `request_for(i)` gives; the responses, bodies read.
+/// `request_for(i)` gives; the responses, bodies read; each bounded by [`TIMEOUT`].
 pub async fn get_many<'a>(
     port: u16,
     path: &str,
@@ -177,8 +197,17 @@ pub async fn get_many<'a>(
     let mut responses = Vec::with_capacity(count);
     for i in 0..count {
         let started = Instant::now();
-        sender.ready().await.map_err(io_error)?;
-        responses.push(send(&mut sender, request_to(port, path, &request_for(i))?, started).await?);
+        let next = async {
+            sender.ready().await.map_err(io_error)?;
+            send(&mut sender, request_to(port, path, &request_for(i))?, started).await
+        };
+        let late = |_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("GET {path} #{i}: no response within {TIMEOUT:?}"),
+            )
+        };
+        responses.push(tokio::time::timeout(TIMEOUT, next).await.map_err(late)??);
     }
     Ok(responses)
 }

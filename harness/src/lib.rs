@@ -13,10 +13,12 @@
 //! shipped RBAC and a token of its ServiceAccount ([`install`]), a kubelet-like Pod status
 //! driver ([`kubelet`]), child processes measured from `/proc` ([`process`]), a Prometheus
 //! runner ([`prometheus`]) and an Alertmanager runner with a webhook receiver
-//! ([`alertmanager`]), kube-state-metrics and the seed's rules ([`ksm`]) and the cost of an
-//! admission policy ([`cel_cost`]).
+//! ([`alertmanager`]), kube-state-metrics and the seed's rules ([`ksm`]), the cost of an
+//! admission policy ([`cel_cost`]) and a whole test's bound with the logs its failure shows
+//! ([`backstop`]).
 
 pub mod alertmanager;
+pub mod backstop;
 pub mod both_servers;
 pub mod cel_cost;
 pub mod cluster;

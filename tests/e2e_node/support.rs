@@ -18,9 +18,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
+use sidecar_watch_harness::backstop::LOG_LINES;
 use sidecar_watch_harness::env::{wait_until, TestEnv};
 use sidecar_watch_harness::events::operator_events;
-use sidecar_watch_harness::node::chart::install_chart;
+use sidecar_watch_harness::node::chart::{install_chart, run_within};
 use sidecar_watch_harness::node::recorder::{record, Recorder};
 use sidecar_watch_harness::node::Node;
 use sidecar_watch_testkit::prom::Scrape;
@@ -67,23 +68,59 @@ enum Faults {
     Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
 }
 
+/// Says how long the running test waited for its turn on [`FAULTS`] when it was more than a
+/// second: libtest's "running for over 60 seconds" counts that wait, which is no step of
+/// the test (a test that restarts a component runs alone, for minutes).
+fn waited_for_turn(asked: std::time::Instant) {
+    let waited = asked.elapsed();
+    if waited > Duration::from_secs(1) {
+        eprintln!(
+            "{} waited {:.1} s for its turn (FAULTS)",
+            sidecar_watch_harness::backstop::test_name(),
+            waited.as_secs_f64()
+        );
+    }
+}
+
+/// How long a whole node test may run from its [`Scenario`]'s start (the slowest take about
+/// five minutes).
+pub const TEST_BOUND: Duration = Duration::from_secs(15 * 60);
+
+/// The last [`LOG_LINES`] lines of each operator Pod's log, for a failure's message.
+fn operator_logs(kubeconfig: &Path) -> String {
+    let tail = format!("--tail={LOG_LINES}");
+    let args =
+        ["-n", RELEASE_NAMESPACE, "logs", "-l", "app.kubernetes.io/name=sidecar-watch", tail.as_str(), "--prefix"];
+    run_within(kubeconfig, "kubectl", &args, Duration::from_secs(30)).unwrap_or_else(|e| format!("(kubectl logs: {e})"))
+}
+
 /// The policy every scenario namespace gets.
 pub const POLICY: &str = "seed";
 
 impl Scenario {
     /// Creates namespace `<prefix>-<n>` and its policy.
     pub async fn start(prefix: &str) -> Self {
-        Self::with(prefix, Faults::Shared(FAULTS.read().await)).await
+        let asked = std::time::Instant::now();
+        let turn = FAULTS.read().await;
+        waited_for_turn(asked);
+        Self::with(prefix, Faults::Shared(turn)).await
     }
 
     /// Like [`Scenario::start`] for a test that restarts components: it runs alone.
     pub async fn exclusive(prefix: &str) -> Self {
-        Self::with(prefix, Faults::Exclusive(FAULTS.write().await)).await
+        let asked = std::time::Instant::now();
+        let turn = FAULTS.write().await;
+        waited_for_turn(asked);
+        Self::with(prefix, Faults::Exclusive(turn)).await
     }
 
     async fn with(prefix: &str, faults: Faults) -> Self {
         let node = tokio::task::spawn_blocking(node).await.expect("node");
-        let env = TestEnv::from_kubeconfig(node.kubeconfig()).await.expect("client");
+        let mut env = TestEnv::from_kubeconfig(node.kubeconfig()).await.expect("client");
+        // Armed once the test holds its turn ([`FAULTS`]): waiting for it is not the test's.
+        env.arm_backstop(TEST_BOUND);
+        let kubeconfig = node.kubeconfig().to_path_buf();
+        env.logs().add(format!("the operator's Pods in {RELEASE_NAMESPACE}"), move || operator_logs(&kubeconfig));
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         let ns = format!("{prefix}-{}", nanos % 100_000);

@@ -2,6 +2,7 @@
 //! redirected, a client built from one.
 
 use std::path::Path;
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
@@ -61,12 +62,34 @@ pub fn kubeconfig_via(src: &Path, dst: &Path, server: &str) -> Result<()> {
     std::fs::write(dst, text).map_err(|source| HarnessError::Io { path: dst.to_path_buf(), source })
 }
 
-/// Builds a kube client from a kubeconfig file.
+/// How long the tests' kube client waits for a connection to the API server.
+pub const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the tests' kube client waits for the next bytes of a response, or to write a
+/// request: an API call of a test never waits longer on a server that stopped answering.
+/// A watch must end sooner on the server's side (`watcher::Config::timeout`, as the node
+/// suite's recorder does), or it fails here between two quiet events and restarts.
+pub const API_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Builds a kube client from a kubeconfig file, with the harness' bounds
+/// ([`API_CONNECT_TIMEOUT`], [`API_READ_TIMEOUT`]): kube's default waits for ever for a
+/// response.
 pub async fn client_from(path: &Path) -> Result<Client> {
+    client_with_timeouts(path, API_CONNECT_TIMEOUT, API_READ_TIMEOUT).await
+}
+
+/// [`client_from`] with other bounds (the harness' own tests of them).
+pub(crate) async fn client_with_timeouts(path: &Path, connect: Duration, read: Duration) -> Result<Client> {
     let err = |message: String| HarnessError::Kubeconfig { path: path.to_path_buf(), message };
     let kc = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|e| err(e.to_string()))?;
+    cfg.connect_timeout = Some(connect);
+    cfg.read_timeout = Some(read);
+    cfg.write_timeout = Some(read);
+    // Without it, the time a pooled connection sat idle counts against the next response's
+    // read timeout (kube-client 5's `Config::read_timeout` documentation).
+    cfg.reset_reader_on_write = true;
     Ok(Client::try_from(cfg)?)
 }

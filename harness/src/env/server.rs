@@ -35,7 +35,8 @@ pub struct Kubectl {
 }
 
 /// Runs kubectl with `args` in the repository (the workspace's root) and `input` on standard
-/// input, keeping standard error (the [`TestEnv`] `kubectl` helpers drop it).
+/// input, keeping standard error (the [`TestEnv`] `kubectl` helpers drop it); it panics if
+/// kubectl has not ended within [`super::KUBECTL_TIMEOUT`].
 pub async fn run_kubectl(env: &TestEnv, args: &[&str], input: &str) -> Kubectl {
     use tokio::io::AsyncWriteExt;
     let mut child = env
@@ -48,9 +49,15 @@ pub async fn run_kubectl(env: &TestEnv, args: &[&str], input: &str) -> Kubectl {
         .spawn()
         .expect("kubectl starts");
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).await.expect("kubectl reads its input");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("kubectl ends");
+    let run = async {
+        stdin.write_all(input.as_bytes()).await.expect("kubectl reads its input");
+        drop(stdin);
+        child.wait_with_output().await.expect("kubectl ends")
+    };
+    // Killed on the timeout (`kill_on_drop`, [`TestEnv::kubectl_command`]).
+    let out = tokio::time::timeout(super::KUBECTL_TIMEOUT, run)
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {} did not end within {:?}", args.join(" "), super::KUBECTL_TIMEOUT));
     Kubectl {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

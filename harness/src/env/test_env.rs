@@ -12,6 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde_json::{json, Value};
 
+use crate::backstop::{Backstop, Logs};
 use crate::control_plane::{self, ControlPlane};
 use crate::sim::{SimConfig, Simulator};
 
@@ -50,6 +51,10 @@ pub struct TestEnv {
     pub kubeconfig: PathBuf,
     server: Server,
     dir: PathBuf,
+    /// The logs a failure of the test shows (its operators').
+    logs: Logs,
+    /// The whole test's bound, once armed.
+    backstop: Option<Backstop>,
 }
 
 impl std::fmt::Debug for TestEnv {
@@ -91,7 +96,7 @@ impl TestEnv {
         let client = client_from(kubeconfig).await?;
         let dir = unique_dir();
         std::fs::create_dir_all(&dir).map_err(|source| HarnessError::Io { path: dir.clone(), source })?;
-        Ok(Self { client, kubeconfig: kubeconfig.to_path_buf(), server, dir })
+        Ok(Self { client, kubeconfig: kubeconfig.to_path_buf(), server, dir, logs: Logs::default(), backstop: None })
     }
 
     /// Starts an in-process simulator on 127.0.0.1 (port from `config.bind`, 0 = free port)
@@ -102,7 +107,7 @@ impl TestEnv {
         let kubeconfig = dir.join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).map_err(|source| HarnessError::Io { path: kubeconfig.clone(), source })?;
         let client = client_from(&kubeconfig).await?;
-        Ok(Self { client, kubeconfig, server: Server::Simulator(sim), dir })
+        Ok(Self { client, kubeconfig, server: Server::Simulator(sim), dir, logs: Logs::default(), backstop: None })
     }
 
     /// Uses an existing cluster described by a kubeconfig.
@@ -169,6 +174,20 @@ impl TestEnv {
         self.sim().ok_or(HarnessError::NoSimulator)
     }
 
+    /// The logs a failure of this test shows: the suites add their operators' here, and
+    /// they are printed (last [`crate::backstop::LOG_LINES`] lines) when the environment is
+    /// dropped while the test panics (or always with `E2E_SHOW_LOGS`), and when the test's
+    /// [`Backstop`] fires.
+    pub fn logs(&self) -> &Logs {
+        &self.logs
+    }
+
+    /// Bounds the whole running test to `bound` from now ([`Backstop`]), until this
+    /// environment is dropped.
+    pub fn arm_backstop(&mut self, bound: Duration) {
+        self.backstop = Some(Backstop::arm(crate::backstop::test_name(), bound, self.logs.clone()));
+    }
+
     /// A scratch directory owned by this environment (removed on drop).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -190,17 +209,12 @@ impl TestEnv {
     {
         let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
         let shown = args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
-        let out = self.kubectl_command().args(&args).output().await.map_err(|e| HarnessError::Kubectl {
-            args: shown.clone(),
-            status: "not started".into(),
-            stderr: e.to_string(),
-        })?;
+        let failed = |status: String, stderr: String| HarnessError::Kubectl { args: shown.clone(), status, stderr };
+        let out = bounded(self.kubectl_command().args(&args).output(), &failed)
+            .await?
+            .map_err(|e| failed("not started".into(), e.to_string()))?;
         if !out.status.success() {
-            return Err(HarnessError::Kubectl {
-                args: shown,
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
+            return Err(failed(out.status.to_string(), String::from_utf8_lossy(&out.stderr).into_owned()));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -230,10 +244,13 @@ impl TestEnv {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| failed("not started".into(), e.to_string()))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(input.as_bytes()).await.map_err(|e| failed("stdin".into(), e.to_string()))?;
-        }
-        let out = child.wait_with_output().await.map_err(|e| failed("not finished".into(), e.to_string()))?;
+        let run = async {
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(input.as_bytes()).await.map_err(|e| failed("stdin".into(), e.to_string()))?;
+            }
+            child.wait_with_output().await.map_err(|e| failed("not finished".into(), e.to_string()))
+        };
+        let out = bounded(run, &failed).await??;
         if !out.status.success() {
             return Err(failed(out.status.to_string(), String::from_utf8_lossy(&out.stderr).into_owned()));
         }
@@ -309,8 +326,29 @@ impl TestEnv {
     }
 }
 
+/// How long one kubectl run of a test may take (its process is killed after it: the
+/// commands are built with `kill_on_drop`).
+pub const KUBECTL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `run` cut at [`KUBECTL_TIMEOUT`], the error made by `failed(status, message)`.
+async fn bounded<T>(
+    run: impl std::future::Future<Output = T>,
+    failed: &impl Fn(String, String) -> HarnessError,
+) -> Result<T> {
+    tokio::time::timeout(KUBECTL_TIMEOUT, run)
+        .await
+        .map_err(|_| failed(format!("killed after {KUBECTL_TIMEOUT:?}"), "it did not finish in time".into()))
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        // Here, not in each test: whatever failed (a wait, an API call, an assertion), the
+        // message is followed by what the operator said. Before the directory holding the
+        // operators' log files goes.
+        let show = std::thread::panicking() || std::env::var_os("E2E_SHOW_LOGS").is_some();
+        if show && !self.logs.is_empty() {
+            eprintln!("{}", self.logs.render());
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

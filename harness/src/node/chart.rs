@@ -33,7 +33,21 @@ pub enum CommandError {
         /// Its standard error.
         stderr: String,
     },
+    /// It did not end within [`COMMAND_TIMEOUT`] and was killed.
+    #[error("{program} {args}: killed after {waited:?}, still running")]
+    TimedOut {
+        /// The program.
+        program: String,
+        /// Its arguments, space-separated.
+        args: String,
+        /// How long it ran.
+        waited: std::time::Duration,
+    },
 }
+
+/// How long a command of [`run`] may take: longer than the chart's `helm install --wait
+/// --timeout 3m`, the slowest of them.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(240);
 
 /// Installing the chart failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +73,63 @@ pub enum ChartError {
     },
 }
 
-/// Runs a command with the node's kubeconfig; its stdout, or an error with its stderr.
+/// Runs a command with the node's kubeconfig; its stdout, or an error with its stderr, or
+/// [`CommandError::TimedOut`] after [`COMMAND_TIMEOUT`].
 pub fn run(node: &Node, program: &str, args: &[&str]) -> Result<String, CommandError> {
-    let out = Command::new(program)
+    run_within(node.kubeconfig(), program, args, COMMAND_TIMEOUT)
+}
+
+/// [`run`] with the kubeconfig `kubeconfig`, killed after `bound`.
+pub fn run_within(
+    kubeconfig: &std::path::Path,
+    program: &str,
+    args: &[&str],
+    bound: std::time::Duration,
+) -> Result<String, CommandError> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let spawn_error = |source| CommandError::Spawn { program: program.to_string(), source };
+    let mut child = Command::new(program)
         .args(args)
-        .env("KUBECONFIG", node.kubeconfig())
-        .output()
-        .map_err(|source| CommandError::Spawn { program: program.to_string(), source })?;
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    // Read both pipes beside the wait, so that a full pipe does not stop the command.
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_error)? {
+            break status;
+        }
+        if started.elapsed() >= bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CommandError::TimedOut {
+                program: program.to_string(),
+                args: args.join(" "),
+                waited: started.elapsed(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
     if !out.status.success() {
         return Err(CommandError::Failed {
             program: program.to_string(),

@@ -51,6 +51,11 @@ fn summary(pod: &Pod) -> Value {
     })
 }
 
+/// How long each watch of [`record`] lasts, ended by the server: shorter than the client's
+/// read timeout ([`crate::env::API_READ_TIMEOUT`]), so that a quiet namespace's watch ends
+/// and is resumed rather than failing on it.
+const WATCH_SECONDS: u32 = 50;
+
 /// Records every status the kubelet writes for the Pods of `ns`, one JSON line each, to
 /// `<dir>/<ns>.jsonl` (the node suite passes `<target tmp>/node-transitions`): what the
 /// simulated kubelet (`harness/src/kubelet/`) is compared with (harness/README.md).
@@ -64,7 +69,10 @@ pub fn record(client: kube::Client, ns: &str, dir: &Path) -> Recorder {
         let _ = std::fs::create_dir_all(&dir);
         let Ok(mut file) = std::fs::File::create(&path) else { return };
         let mut last: std::collections::HashMap<String, Value> = Default::default();
-        let mut events = std::pin::pin!(kube::runtime::watcher(pods, Default::default()));
+        let mut events = std::pin::pin!(kube::runtime::watcher(
+            pods,
+            kube::runtime::watcher::Config::default().timeout(WATCH_SECONDS)
+        ));
         while let Some(event) = events.next().await {
             let Ok(kube::runtime::watcher::Event::Apply(pod) | kube::runtime::watcher::Event::InitApply(pod)) = event
             else {

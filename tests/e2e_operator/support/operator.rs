@@ -15,8 +15,8 @@ pub fn free_port() -> u16 {
     sidecar_watch_harness::env::free_port().expect("a free loopback port")
 }
 
-/// `sidecar-watch run` as a child process (killed on drop; its log printed if the test
-/// panics).
+/// `sidecar-watch run` as a child process (killed on drop; its log printed by the test
+/// environment if the test panics: [`sidecar_watch_harness::env::TestEnv::logs`]).
 pub struct Operator {
     child: Option<tokio::process::Child>,
     /// The `--identity`.
@@ -73,6 +73,8 @@ impl Operator {
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true);
         let child = cmd.spawn().expect("operator started");
+        // The test environment prints it if the test fails or outlives its bound.
+        cluster.env.logs().add_file(format!("operator {identity} (port {port})"), log.clone());
         let tls = vars.iter().any(|(k, v)| *k == "SIDECAR_WATCH_METRICS_SECURE" && *v == "true");
         Self { child: Some(child), identity: identity.to_string(), port, tls, token: None, log }
     }
@@ -211,18 +213,7 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        if std::thread::panicking() || std::env::var_os("E2E_SHOW_LOGS").is_some() {
-            let log = self.log();
-            let tail: String = if log.len() > 20_000 {
-                format!("…{}", &log[log.len() - 20_000..].chars().skip(1).collect::<String>())
-            } else {
-                log
-            };
-            eprintln!(
-                "----- log of operator {} (port {}) -----\n{tail}\n----- end of log -----",
-                self.identity, self.port
-            );
-        }
+        // Its log is printed by the test environment, which has it ([`Operator::launch`]).
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
         }
