@@ -1,7 +1,7 @@
 //! Bounds on a whole test and the logs its failure shows: every test of the operator and
 //! node suites registers the logs of the operators it runs ([`Logs`]) and is armed with a
-//! [`Backstop`] when its cluster starts (`Cluster::start`, the node suite's
-//! `Scenario::start`), so that a test which hangs outside its bounded waits fails, naming
+//! [`Backstop`] when its cluster starts ([`crate::cluster::Cluster::start`], and the node
+//! suite's `Scenario`, tests/e2e_node/support.rs), so that a test which hangs outside its bounded waits fails, naming
 //! itself and showing the operator's log, instead of holding CI until its own timeout.
 //!
 //! The rule the tests follow (docs/development.md, "Where does my test go?"): every wait is

@@ -139,7 +139,7 @@ fn request_to(port: u16, path: &str, request: &Request<'_>) -> std::io::Result<h
 }
 
 /// How long [`get`] waits for a whole response: a server that accepts and never answers
-/// fails the request (`ErrorKind::TimedOut`) instead of holding the test.
+/// fails the request ([`std::io::ErrorKind::TimedOut`]) instead of holding the test.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `GET` (or `request.method`) `http(s)://127.0.0.1:<port><path>`, without a body; an error
