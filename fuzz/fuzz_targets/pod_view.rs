@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use jiff::{SignedDuration, Timestamp};
 use libfuzzer_sys::fuzz_target;
 use sidecar_watch::api::{LenientPod, SidecarPolicy};
-use sidecar_watch::engine::CompiledPolicy;
+use sidecar_watch::engine::{CompiledPolicy, PodUidBuf};
 use sidecar_watch::events::note::note;
 use sidecar_watch::index::{Index, Outcome, PolicyEntry};
 use sidecar_watch::metrics::{render_index, RenderOptions};
@@ -52,13 +52,13 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         let view = index.view_of(&pod);
-        let uid = view.uid().to_string();
+        let uid = PodUidBuf::from(view.uid());
         let mut outcome = index.apply_pod(view, at);
         let mut evaluated_at = at;
         for _ in 0..MAX_TIMERS {
             let next = check(&outcome, evaluated_at, &uid);
             let Some(next) = next else { break };
-            outcome = index.reevaluate(&uid, next);
+            outcome = index.reevaluate(uid.as_uid(), next);
             evaluated_at = next;
         }
         at = at.checked_add(SignedDuration::from_secs(30)).expect("near the fixtures' day");
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// Checks an evaluation's outcome; gives the Pod's next timer.
-fn check(outcome: &Outcome, evaluated_at: Timestamp, uid: &str) -> Option<Timestamp> {
+fn check(outcome: &Outcome, evaluated_at: Timestamp, uid: &PodUidBuf) -> Option<Timestamp> {
     for transition in &outcome.transitions {
         let note = note(transition, evaluated_at);
         assert!(note.len() <= 1000, "an Event note of {} bytes", note.len());

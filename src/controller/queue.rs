@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
-use crate::engine::PolicyRef;
+use crate::engine::{PodUidBuf, PolicyRef};
 use crate::fair_queue::{Fair, FairQueue, Rank};
 use crate::index::{CreateFailures, Namespaces, Pods, Policies, Watched};
 
@@ -80,7 +80,7 @@ pub(crate) enum Change {
         /// The Pod's namespace, whose turn it takes.
         namespace: String,
         /// The Pod.
-        uid: String,
+        uid: PodUidBuf,
         /// The instant it was scheduled for.
         at: Timestamp,
     },
@@ -199,7 +199,7 @@ impl Pending {
     }
 
     /// Takes in a due timer of a Pod in `namespace` (call only while [`Self::accepts`]).
-    pub(crate) fn push_timer(&mut self, namespace: String, uid: String, at: Timestamp) {
+    pub(crate) fn push_timer(&mut self, namespace: String, uid: PodUidBuf, at: Timestamp) {
         self.queue.push(Change::Due { namespace, uid, at });
     }
 
@@ -256,6 +256,7 @@ mod tests {
                 }
                 // A timer's uid is `namespace/name` in these tests.
                 Change::Due { uid, .. } => {
+                    let uid = uid.to_string();
                     (uid.split('/').next().unwrap_or_default().to_string(), format!("timer {uid}"))
                 }
                 other => (String::new(), format!("{other:?}")),
@@ -274,7 +275,7 @@ mod tests {
         }
         pending.push(pod("tenant", "own"));
         pending.push(pod("shop", "web-1"));
-        pending.push_timer("shop".into(), "shop/web-2".into(), Timestamp::UNIX_EPOCH);
+        pending.push_timer("shop".into(), PodUidBuf::parse("shop/web-2"), Timestamp::UNIX_EPOCH);
         let served = drain(&mut pending);
         assert_eq!(served.len(), 300 + 3);
         assert_eq!(

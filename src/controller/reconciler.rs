@@ -17,6 +17,7 @@ use tokio_util::time::{delay_queue, DelayQueue};
 use futures::FutureExt;
 
 use super::queue::{Change, Op, Pending};
+use crate::engine::PodUidBuf;
 use crate::events::{EventCommand, EventSink};
 use crate::index::{Index, IndexResource, Outcome, Watched};
 use crate::leadership::{self, RoleSender};
@@ -29,9 +30,9 @@ use crate::metrics::Metrics;
 /// (docs/benchmarks.md#figures-the-codes-comments-cite).
 #[derive(Default)]
 struct Timers {
-    queue: DelayQueue<String>,
+    queue: DelayQueue<PodUidBuf>,
     /// Each scheduled Pod's timer and the instant it stands for.
-    scheduled: HashMap<String, (delay_queue::Key, Timestamp)>,
+    scheduled: HashMap<PodUidBuf, (delay_queue::Key, Timestamp)>,
 }
 
 /// The timer wheel refuses deadlines past ~2 years; a clock that far (a hostile timestamp)
@@ -39,7 +40,7 @@ struct Timers {
 const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Timers {
-    fn schedule(&mut self, uid: String, at: Timestamp) {
+    fn schedule(&mut self, uid: PodUidBuf, at: Timestamp) {
         let wait = Duration::try_from(Timestamp::now().duration_until(at)).unwrap_or_default().min(MAX_WAIT);
         match self.scheduled.get_mut(&uid) {
             Some((_, scheduled)) if *scheduled == at => {}
@@ -55,14 +56,14 @@ impl Timers {
     }
 
     /// Schedules `uid` at `at` unless it is scheduled earlier already.
-    fn schedule_by(&mut self, uid: String, at: Timestamp) {
+    fn schedule_by(&mut self, uid: PodUidBuf, at: Timestamp) {
         if self.scheduled.get(&uid).is_none_or(|(_, scheduled)| *scheduled > at) {
             self.schedule(uid, at);
         }
     }
 
     /// The next Pod whose timer is due, with the instant it was scheduled for.
-    async fn due(&mut self) -> Option<(String, Timestamp)> {
+    async fn due(&mut self) -> Option<(PodUidBuf, Timestamp)> {
         let expired = std::future::poll_fn(|cx| self.queue.poll_expired(cx)).await?;
         let uid = expired.into_inner();
         let (_, at) = self.scheduled.remove(&uid)?;
@@ -73,7 +74,7 @@ impl Timers {
         self.scheduled.is_empty()
     }
 
-    fn forget(&mut self, uid: &str) {
+    fn forget(&mut self, uid: &PodUidBuf) {
         if let Some((key, _)) = self.scheduled.remove(uid) {
             self.queue.remove(&key);
         }
@@ -155,9 +156,9 @@ impl Reconciler {
         }
     }
 
-    fn push_timer(&self, pending: &mut Pending, uid: String, at: Timestamp) {
+    fn push_timer(&self, pending: &mut Pending, uid: PodUidBuf, at: Timestamp) {
         // A Pod deleted meanwhile has nothing to evaluate.
-        if let Some(namespace) = self.index.with_pod(&uid, |p| p.view().namespace().to_string()) {
+        if let Some(namespace) = self.index.with_pod(uid.as_uid(), |p| p.view().namespace().to_string()) {
             pending.push_timer(namespace, uid, at);
         }
     }
@@ -172,7 +173,7 @@ impl Reconciler {
             Change::Namespace(op) => self.apply(op, now, lists_done),
             Change::CreateFailure(op) => self.apply(op, now, lists_done),
             // Evaluate at least at the scheduled instant, whatever the timer's jitter.
-            Change::Due { uid, at, .. } => (self.index.reevaluate(&uid, now.max(at)), None),
+            Change::Due { uid, at, .. } => (self.index.reevaluate(uid.as_uid(), now.max(at)), None),
         };
         self.finish(outcome, timers);
         self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
@@ -270,8 +271,8 @@ mod tests {
         timers.schedule("a".into(), t1);
         timers.schedule("a".into(), t0);
         timers.schedule("b".into(), t1);
-        assert_eq!(timers.due().await, Some(("a".to_string(), t0)));
-        assert_eq!(timers.due().await, Some(("b".to_string(), t1)), "a's superseded t1 does not fire");
+        assert_eq!(timers.due().await, Some((PodUidBuf::parse("a"), t0)));
+        assert_eq!(timers.due().await, Some((PodUidBuf::parse("b"), t1)), "a's superseded t1 does not fire");
         assert!(timers.is_empty());
     }
 
@@ -279,14 +280,15 @@ mod tests {
     async fn forgotten_and_far_timers_hold_nothing() {
         let mut timers = Timers::default();
         for pod in 0..10_000 {
-            timers.schedule(format!("flip-{pod}"), in_secs(300));
-            timers.forget(&format!("flip-{pod}"));
+            let uid = PodUidBuf::parse(&format!("flip-{pod}"));
+            timers.schedule(uid.clone(), in_secs(300));
+            timers.forget(&uid);
         }
         assert!(timers.is_empty() && timers.queue.is_empty());
         // The last instant there is (a hostile timestamp, clamped): accepted, looked at
         // again within MAX_WAIT.
         let far = Timestamp::MAX;
         timers.schedule("far".into(), far);
-        assert_eq!(timers.due().await, Some(("far".to_string(), far)));
+        assert_eq!(timers.due().await, Some((PodUidBuf::parse("far"), far)));
     }
 }

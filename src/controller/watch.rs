@@ -22,7 +22,7 @@ use super::failed_create;
 use super::initial_list::{self, Plan, Size};
 use super::queue::{Change, Op};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
-use crate::engine::{CompiledPolicy, NamespaceMeta, PolicyRef, SpecError};
+use crate::engine::{CompiledPolicy, NamespaceMeta, PodUidBuf, PolicyRef, SpecError};
 use crate::index::shard::Shard;
 use crate::index::{Index, Namespaces, Pods, Policies, PolicyEntry, PolicyScope, Watched};
 use crate::metrics::Metrics;
@@ -182,14 +182,15 @@ fn pod_op(shard: Shard, metrics: Metrics, index: Arc<Index>) -> impl FnMut(Lenie
                     tracing::warn!(pod = %bad.key(), error = %bad.error, "Pod cannot be decoded; skipped");
                 }
                 let namespace = bad.metadata.namespace.clone().unwrap_or_default();
-                (!uid.is_empty()).then_some(Op::Deleted { namespace, key: uid })
+                (!uid.is_empty()).then(|| Op::Deleted { namespace, key: PodUidBuf::parse(&uid) })
             }
         }
     }
 }
 
 fn pod_deleted(pod: LenientPod) -> Op<Pods> {
-    let key = pod.metadata_uid();
+    // Read once here: the queue, the index and the timers carry it as it is.
+    let key = PodUidBuf::parse(&pod.metadata_uid());
     Op::Deleted { namespace: kube::Resource::meta(&pod).namespace.clone().unwrap_or_default(), key }
 }
 

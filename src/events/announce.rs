@@ -8,7 +8,7 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 
 use super::note::container_of;
 use super::REPORTING_CONTROLLER;
-use crate::engine::{AlertKey, AlertName, Check, PolicyRef};
+use crate::engine::{AlertKey, AlertName, Check, PodUid, PodUidBuf, PolicyRef};
 use crate::index::{Transition, TransitionKind};
 
 /// What identifies an announced alert: one Warning Event (and its series) per key. It is
@@ -16,7 +16,7 @@ use crate::index::{Transition, TransitionKind};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AnnounceKey {
     /// The Pod's UID: a Pod of the same name made again is another Pod.
-    pub(crate) pod_uid: String,
+    pub(crate) pod_uid: PodUidBuf,
     /// The policy that raised the alert.
     pub(crate) policy: PolicyRef,
     /// The alert within that Pod and policy.
@@ -24,8 +24,11 @@ pub struct AnnounceKey {
 }
 
 impl AnnounceKey {
-    fn of(t: &Transition) -> Self {
-        AnnounceKey { pod_uid: t.pod_uid.clone(), policy: (*t.policy).clone(), alert: t.alert.key().into_owned() }
+    /// The key of a transition on a Pod; `None` for an alert on a workload, whose Events
+    /// are the workload's (`workload`), not announced per Pod.
+    fn of(t: &Transition) -> Option<Self> {
+        let pod_uid = t.pod_uid.clone()?;
+        Some(AnnounceKey { pod_uid, policy: (*t.policy).clone(), alert: t.alert.key().into_owned() })
     }
 
     /// The key an Event of this operator stands for, or `None` for an Event that is not an
@@ -36,7 +39,8 @@ impl AnnounceKey {
             return None;
         }
         let (alert, policy, firing) = alert_of_event(event)?;
-        Some((AnnounceKey { pod_uid: regarding.uid.clone().unwrap_or_default(), policy, alert }, firing))
+        let pod_uid = PodUidBuf::parse(regarding.uid.as_deref().unwrap_or_default());
+        Some((AnnounceKey { pod_uid, policy, alert }, firing))
     }
 }
 
@@ -122,9 +126,10 @@ impl Announcer {
         Self { firing: announced.into_iter().filter(|(_, firing)| *firing).map(|(key, _)| key).collect() }
     }
 
-    /// Whether to publish `t`; records it as announced if so.
+    /// Whether to publish `t`; records it as announced if so. Never an alert on a workload:
+    /// its Event is the workload's.
     pub fn should_publish(&mut self, t: &Transition) -> bool {
-        let key = AnnounceKey::of(t);
+        let Some(key) = AnnounceKey::of(t) else { return false };
         match t.kind {
             TransitionKind::Fired => self.firing.insert(key),
             TransitionKind::Resolved => self.firing.remove(&key),
@@ -134,7 +139,7 @@ impl Announcer {
     /// Takes back what [`Announcer::should_publish`] recorded for `t`, when it was not
     /// published after all.
     pub(crate) fn undo(&mut self, t: &Transition) {
-        let key = AnnounceKey::of(t);
+        let Some(key) = AnnounceKey::of(t) else { return };
         match t.kind {
             TransitionKind::Fired => self.firing.remove(&key),
             TransitionKind::Resolved => self.firing.insert(key),
@@ -143,8 +148,8 @@ impl Announcer {
 
     /// Forgets the announcements of Pods that are gone (`tracked` is false for them):
     /// nothing about them can change again.
-    pub fn forget_untracked(&mut self, mut tracked: impl FnMut(&str) -> bool) {
-        self.firing.retain(|k| tracked(&k.pod_uid));
+    pub fn forget_untracked(&mut self, mut tracked: impl FnMut(PodUid<'_>) -> bool) {
+        self.firing.retain(|k| tracked(k.pod_uid.as_uid()));
     }
 
     /// How many alerts are remembered as announced firing.
@@ -159,12 +164,18 @@ impl Announcer {
 
     /// Reconciles with the firing set after a (re)start: what to announce as firing, and
     /// which announced Warnings of tracked Pods (`tracked`) no longer fire.
-    pub fn reconcile(&mut self, firing: Vec<Transition>, mut tracked: impl FnMut(&str) -> bool) -> Reconciliation {
-        let firing_keys: HashSet<AnnounceKey> = firing.iter().map(AnnounceKey::of).collect();
-        // Recorded when published, like every transition.
-        let fire = firing.into_iter().filter(|t| !self.firing.contains(&AnnounceKey::of(t))).collect();
+    pub fn reconcile(
+        &mut self,
+        firing: Vec<Transition>,
+        mut tracked: impl FnMut(PodUid<'_>) -> bool,
+    ) -> Reconciliation {
+        let firing_keys: HashSet<AnnounceKey> = firing.iter().filter_map(AnnounceKey::of).collect();
+        // Recorded when published, like every transition; an alert on a workload goes on to
+        // the workload's count.
+        let fire =
+            firing.into_iter().filter(|t| AnnounceKey::of(t).is_none_or(|key| !self.firing.contains(&key))).collect();
         // Announcements of Pods that are gone can never change again.
-        self.firing.retain(|k| tracked(&k.pod_uid));
+        self.firing.retain(|k| tracked(k.pod_uid.as_uid()));
         let resolve: Vec<AnnounceKey> = self.firing.iter().filter(|k| !firing_keys.contains(*k)).cloned().collect();
         for key in &resolve {
             self.firing.remove(key);

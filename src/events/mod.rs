@@ -326,8 +326,9 @@ impl Publisher {
             queue.push(EventCommand::Transition(t), &self.metrics);
         }
         for key in resolve {
-            if self.spam.allow(&key.pod_uid, tokio::time::Instant::now()) {
-                self.publish_resolution(&key).await;
+            let uid = key.pod_uid.to_string();
+            if self.spam.allow(&uid, tokio::time::Instant::now()) {
+                self.publish_resolution(&key, uid).await;
             } else {
                 let reason = note::reason_of(key.alert.name, TransitionKind::Resolved);
                 self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
@@ -344,22 +345,22 @@ impl Publisher {
                 // Counted whatever becomes of the Pod's own Event (announced already, over
                 // its budget): the workload's Events count Pods, not Pod Events.
                 self.count_on_workload(&t).await;
-                if t.pod.is_empty() {
-                    // An alert on a workload: its only Event is the workload's.
-                    return;
-                }
+                // An alert on a workload (no Pod): its only Event is the workload's.
+                let Some(uid) = t.pod_uid.as_ref().filter(|_| !t.pod.is_empty()) else { return };
                 let Some(announcer) = self.announcer.as_mut() else { return };
                 if !announcer.should_publish(&t) {
                     return;
                 }
-                if !self.spam.allow(&t.pod_uid, tokio::time::Instant::now()) {
+                // The Event's `involvedObject.uid`, written once for the filter and the Event.
+                let uid = uid.to_string();
+                if !self.spam.allow(&uid, tokio::time::Instant::now()) {
                     // Not published, so not announced: a later leader announces it if it
                     // still fires, and no `Resolved` follows a Warning that never was.
                     announcer.undo(&t);
                     self.metrics.events.with_label_values(&[&reason(&t), "dropped"]).inc();
                     return;
                 }
-                self.publish(&t).await;
+                self.publish(&t, uid).await;
             }
             EventCommand::InvalidPolicy { policy, uid, generation, message } => {
                 if !self.leading || self.invalid_announced.get(&policy) == Some(&generation) {
@@ -384,9 +385,10 @@ impl Publisher {
         }
     }
 
-    async fn publish(&mut self, t: &Transition) {
+    /// Publishes the Event of `t`, a transition on the Pod with `uid`.
+    async fn publish(&mut self, t: &Transition, uid: String) {
         let reason = reason(t);
-        let pod = pod_reference(&t.namespace, &t.pod, &t.pod_uid, field_path(t.container_kind, &t.alert.container));
+        let pod = pod_reference(&t.namespace, &t.pod, uid, field_path(t.container_kind, &t.alert.container));
         let event = Event {
             type_: match t.kind {
                 TransitionKind::Fired => EventType::Warning,
@@ -402,8 +404,8 @@ impl Publisher {
     }
 
     /// The `Resolved` Event of an alert that cleared while no leader watched.
-    async fn publish_resolution(&mut self, key: &AnnounceKey) {
-        let Some((namespace, pod, kind)) = self.index.with_pod(&key.pod_uid, |p| {
+    async fn publish_resolution(&mut self, key: &AnnounceKey, uid: String) {
+        let Some((namespace, pod, kind)) = self.index.with_pod(key.pod_uid.as_uid(), |p| {
             let kind = p.view().containers.iter().find(|c| c.name == *key.alert.container).map(|c| c.kind);
             (p.view().namespace().to_string(), p.view().name().to_string(), kind)
         }) else {
@@ -422,19 +424,20 @@ impl Publisher {
             ),
             secondary: Some(policy_reference(&key.policy, None)),
         };
-        let regarding = pod_reference(&namespace, &pod, &key.pod_uid, field_path(kind, &key.alert.container));
+        let regarding = pod_reference(&namespace, &pod, uid, field_path(kind, &key.alert.container));
         let result = self.recorder.publish(&event, &regarding, Timestamp::now()).await;
         record(&self.metrics, &reason, result);
     }
 }
 
-fn pod_reference(namespace: &str, name: &str, uid: &str, field_path: Option<String>) -> ObjectReference {
+/// The Event's reference to a Pod, with its UID as written for it once.
+fn pod_reference(namespace: &str, name: &str, uid: String, field_path: Option<String>) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Pod".into()),
         name: Some(name.to_string()),
         namespace: Some(namespace.to_string()),
-        uid: Some(uid.to_string()),
+        uid: Some(uid),
         field_path,
         ..Default::default()
     }

@@ -14,7 +14,7 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 
 use super::announce::alert_of_event;
 use super::REPORTING_CONTROLLER;
-use crate::engine::{AlertKey, ContainerKind, PolicyRef};
+use crate::engine::{AlertKey, ContainerKind, PodUid, PodUidBuf, PolicyRef};
 use crate::index::Transition;
 
 /// (policy, workload, alert) keys remembered at most: a key and one Pod's UID each, so the
@@ -108,8 +108,9 @@ impl WorkloadKey {
 /// An alert firing on Pods of one workload.
 #[derive(Debug)]
 pub struct Firing {
-    /// The Pods firing it, by UID.
-    pub pods: HashSet<String>,
+    /// The Pods firing it, by UID; `None` is an alert on the workload itself, its own
+    /// single member.
+    pub pods: HashSet<Option<PodUidBuf>>,
     /// One of them, by name, for the note.
     pub example: String,
     /// That Pod's alert message.
@@ -183,7 +184,7 @@ impl WorkloadAlerts {
     }
 
     /// Pod `pod_uid` no longer fires `key`'s alert.
-    pub fn resolved(&mut self, key: &WorkloadKey, pod_uid: &str) -> Step {
+    pub fn resolved(&mut self, key: &WorkloadKey, pod_uid: &Option<PodUidBuf>) -> Step {
         let Some(firing) = self.firing.get_mut(key) else { return Step::Nothing };
         firing.pods.remove(pod_uid);
         if !firing.pods.is_empty() {
@@ -197,12 +198,15 @@ impl WorkloadAlerts {
 
     /// Forgets the Pods that are gone (`tracked` is false for them); returns the announced
     /// keys whose last firing Pod went, with the object whose `Resolved` is due.
-    pub fn forget_untracked(&mut self, mut tracked: impl FnMut(&str) -> bool) -> Vec<(WorkloadKey, ObjectReference)> {
+    pub fn forget_untracked(
+        &mut self,
+        mut tracked: impl FnMut(PodUid<'_>) -> bool,
+    ) -> Vec<(WorkloadKey, ObjectReference)> {
         let mut resolved = Vec::new();
         self.firing.retain(|key, firing| {
             // An alert on a workload stands for itself (no Pod UID): only its own
             // `Resolved` transition takes it away.
-            firing.pods.retain(|uid| uid.is_empty() || tracked(uid));
+            firing.pods.retain(|uid| uid.as_ref().is_none_or(|uid| tracked(uid.as_uid())));
             if firing.pods.is_empty() {
                 if let Some(object) = firing.announced.take() {
                     resolved.push((key.clone(), object));

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
-use sidecar_watch::engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
+use sidecar_watch::engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PodUid, PodView, PolicyRef};
 use sidecar_watch::events::{announced_from_events, Announcer};
 use sidecar_watch::index::{Index, PolicyEntry, TransitionKind};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
@@ -54,8 +54,8 @@ fn series_follow_pod_and_policy_lifecycle() {
     assert!(alert_names(&index, AlertState::Firing).is_empty());
 
     // A deleted Pod is forgotten.
-    index.delete_pod("u1", now);
-    index.delete_pod("u2", now);
+    index.delete_pod(PodUid::parse("u1"), now);
+    index.delete_pod(PodUid::parse("u2"), now);
     assert_eq!(index.pod_count(), 0);
 }
 
@@ -152,7 +152,7 @@ fn announcements_are_forgotten_when_resolved_or_the_pod_is_gone() {
             let resolved = index.apply_pod(web_pod(&format!("web-{i}"), &uid, &[], true), ts("2026-11-22T10:11:00Z"));
             assert!(resolved.transitions.iter().all(|t| announcer.should_publish(t)), "each resolution once");
         } else {
-            index.delete_pod(&uid, ts("2026-11-22T10:11:00Z"));
+            index.delete_pod(PodUid::parse(&uid), ts("2026-11-22T10:11:00Z"));
             announcer.forget_untracked(|uid| index.contains_pod(uid));
         }
     }

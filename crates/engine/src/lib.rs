@@ -79,4 +79,4 @@ pub use rules::{
 };
 pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
 pub use stamp::Stamp;
-pub use uid::PodUid;
+pub use uid::{PodUid, PodUidBuf};

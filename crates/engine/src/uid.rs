@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use arcstr::ArcStr;
 use uuid::Uuid;
 
 /// A Pod's `metadata.uid`: a [`Uuid`] when written the way kube-apiserver writes the UIDs it
@@ -61,9 +62,90 @@ impl PartialEq<&str> for PodUid<'_> {
     }
 }
 
+/// An owned Pod UID, as [`PathBuf`](std::path::PathBuf) is to [`Path`](std::path::Path):
+/// what the operator carries from the watcher to the Event (queue, timers, transitions) so
+/// that a UID is parsed once, where the watch decodes its Pod, and written out once, into
+/// the Event.
+///
+/// It is made from text by [`PodUid::parse`]'s rule, or from a [`PodUid`] as it is, so
+/// that two are equal exactly when their texts are, and exactly when their borrowed UIDs are. A UUID costs no allocation; any other
+/// UID is shared text, so that the timers' two copies of it are one.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PodUidBuf(Owned);
+
+/// No larger than the `String` it replaced in the queue, the timers and the transitions.
+const _: () = assert!(std::mem::size_of::<PodUidBuf>() == std::mem::size_of::<String>());
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Owned {
+    Uuid(Uuid),
+    Text(ArcStr),
+}
+
+impl PodUidBuf {
+    /// `text` as a UID, as [`PodUid::parse`] reads it.
+    pub fn parse(text: &str) -> PodUidBuf {
+        PodUidBuf::from(PodUid::parse(text))
+    }
+
+    /// The borrowed UID, as the index keys it.
+    pub fn as_uid(&self) -> PodUid<'_> {
+        match &self.0 {
+            Owned::Uuid(uuid) => PodUid::Uuid(*uuid),
+            Owned::Text(text) => PodUid::Text(text),
+        }
+    }
+}
+
+impl From<PodUid<'_>> for PodUidBuf {
+    fn from(uid: PodUid<'_>) -> Self {
+        match uid {
+            // Variant for variant, not read again: the UID was parsed where it came in.
+            PodUid::Uuid(uuid) => PodUidBuf(Owned::Uuid(uuid)),
+            PodUid::Text(text) => PodUidBuf(Owned::Text(ArcStr::from(text))),
+        }
+    }
+}
+
+impl From<&str> for PodUidBuf {
+    fn from(text: &str) -> Self {
+        PodUidBuf::parse(text)
+    }
+}
+
+impl fmt::Display for PodUidBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.as_uid(), f)
+    }
+}
+
+impl fmt::Debug for PodUidBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.as_uid(), f)
+    }
+}
+
+impl PartialEq<PodUid<'_>> for PodUidBuf {
+    fn eq(&self, other: &PodUid<'_>) -> bool {
+        self.as_uid() == *other
+    }
+}
+
+impl PartialEq<str> for PodUidBuf {
+    fn eq(&self, other: &str) -> bool {
+        self.as_uid() == *other
+    }
+}
+
+impl PartialEq<&str> for PodUidBuf {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_uid() == *other
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::PodUid;
+    use super::{PodUid, PodUidBuf};
 
     #[test]
     fn canonical_uuids_are_kept_as_bytes_and_written_back_exactly() {
@@ -91,5 +173,21 @@ mod tests {
             assert_eq!(uid.to_string(), text);
         }
         assert_ne!(PodUid::parse("6F1C2D3E-0001-4B5A-9C8D-00000000000F"), "6f1c2d3e-0001-4b5a-9c8d-00000000000f");
+    }
+
+    #[test]
+    fn owned_uids_are_equal_exactly_when_their_texts_are() {
+        let canonical = "6f1c2d3e-0001-4b5a-9c8d-00000000000f";
+        let upper = "6F1C2D3E-0001-4B5A-9C8D-00000000000F";
+        for text in [canonical, upper, "", "Job/shop/é", "u-web-1"] {
+            let owned = PodUidBuf::parse(text);
+            assert_eq!(owned.to_string(), text);
+            assert_eq!(format!("{owned:?}"), format!("{text:?}"));
+            assert_eq!(owned.as_uid(), PodUid::parse(text));
+            assert_eq!(PodUidBuf::from(PodUid::parse(text)), owned);
+            assert_eq!(owned, text);
+        }
+        assert_ne!(PodUidBuf::parse(upper), PodUidBuf::parse(canonical));
+        assert!(matches!(PodUidBuf::parse(canonical).as_uid(), PodUid::Uuid(_)));
     }
 }

@@ -114,7 +114,7 @@ impl Evaluator<'_> {
         self.set_sidecars(pod, compact(sidecars));
         Outcome {
             transitions,
-            wakeups: vec![(pod.view().uid().to_string(), next_change)],
+            wakeups: vec![(pod.view().uid().into(), next_change)],
             limited_pods: u32::from(limited),
             ..Outcome::default()
         }
@@ -147,7 +147,7 @@ impl Evaluator<'_> {
                 outcome.limited_pods = u32::from(evaluation.sidecars_skipped > 0);
                 pod.observed.add_clocks(evaluation.clocked, now);
                 if let Some(at) = evaluation.next_change {
-                    outcome.wake_by.push((pod.view().uid().to_string(), at));
+                    outcome.wake_by.push((pod.view().uid().into(), at));
                 }
                 let result = result_of(policy, pod.view(), &evaluation.alerts, &evaluation.sidecars);
                 // A policy that stops selecting the Pod takes its alerts away silently, as a

@@ -51,7 +51,8 @@ pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
 use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::{
-    CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
+    CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodUidBuf, PodView, PolicyRef,
+    DEFAULT_MAX_SIDECARS,
 };
 use sidecar_watch_engine::{Rollouts, WorkloadKey};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
@@ -236,8 +237,7 @@ impl Index {
     /// A Pod is gone: forget it and its series (no Events: there is nothing left to fix).
     /// The other Pods of its workload are evaluated again if it changes their newest sidecar
     /// versions.
-    pub fn delete_pod(&self, uid: &str, now: Timestamp) -> Outcome {
-        let uid = PodUid::parse(uid);
+    pub fn delete_pod(&self, uid: PodUid<'_>, now: Timestamp) -> Outcome {
         let Some(pod) = self.segment(uid).remove(uid) else { return Outcome::default() };
         self.forget(&pod);
         let mut outcome = Outcome::default();
@@ -250,16 +250,17 @@ impl Index {
     pub fn retain_pods(
         &self,
         namespace: Option<&str>,
-        seen: &HashSet<String>,
+        seen: &HashSet<PodUidBuf>,
         now: Timestamp,
-    ) -> (HashSet<String>, Outcome) {
-        let seen: HashSet<PodUid<'_>> = seen.iter().map(|uid| PodUid::parse(uid)).collect();
+    ) -> (HashSet<PodUidBuf>, Outcome) {
+        // Borrowed, so that each tracked Pod's own UID is looked up without a copy.
+        let seen: HashSet<PodUid<'_>> = seen.iter().map(PodUidBuf::as_uid).collect();
         let mut gone = HashSet::new();
         for segment in self.segments.iter() {
             segment.lock().retain(|pod| {
                 let kept = seen.contains(&pod.view().uid()) || namespace.is_some_and(|ns| pod.view().namespace() != ns);
                 if !kept {
-                    gone.insert(pod.view().uid().to_string());
+                    gone.insert(pod.view().uid().into());
                     self.forget(pod);
                 }
                 kept
@@ -299,32 +300,30 @@ impl Index {
     }
 
     /// Whether the Pod with `uid` is tracked.
-    pub fn contains_pod(&self, uid: &str) -> bool {
+    pub fn contains_pod(&self, uid: PodUid<'_>) -> bool {
         self.with_pod(uid, |_| ()).is_some()
     }
 
     /// Reads one tracked Pod under its segment's lock.
-    pub fn with_pod<R>(&self, uid: &str, read: impl FnOnce(&TrackedPod) -> R) -> Option<R> {
-        let uid = PodUid::parse(uid);
+    pub fn with_pod<R>(&self, uid: PodUid<'_>, read: impl FnOnce(&TrackedPod) -> R) -> Option<R> {
         self.segment(uid).get(uid).map(read)
     }
 
     /// UIDs of every tracked Pod.
     #[cfg(any(test, feature = "test-support"))]
-    pub fn pod_uids(&self) -> HashSet<String> {
+    pub fn pod_uids(&self) -> HashSet<PodUidBuf> {
         let mut uids = HashSet::new();
         self.for_each_pod(|p| {
-            uids.insert(p.view().uid().to_string());
+            uids.insert(p.view().uid().into());
         });
         uids
     }
 
     /// Re-evaluates one Pod whose timer is due (no new state).
-    pub fn reevaluate(&self, uid: &str, now: Timestamp) -> Outcome {
+    pub fn reevaluate(&self, uid: PodUid<'_>, now: Timestamp) -> Outcome {
         let mut outcome = {
             let policies = self.valid_policies();
             let namespaces = self.namespaces.read();
-            let uid = PodUid::parse(uid);
             let mut segment = self.segment(uid);
             match segment.get_mut(uid) {
                 Some((pod, tallies)) => {

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::hash::Hash;
 
 use jiff::Timestamp;
-use sidecar_watch_engine::{AlertName, NamespaceMeta, PodView, PolicyRef};
+use sidecar_watch_engine::{AlertName, NamespaceMeta, PodUidBuf, PodView, PolicyRef};
 
 use crate::transitions::InvalidPolicy;
 use crate::{Condition, Index, Outcome, PolicyEntry, WorkloadId};
@@ -58,10 +58,10 @@ pub struct PolicyScope {
 
 impl Watched for Pods {
     type Object = PodView;
-    type Key = String;
+    type Key = PodUidBuf;
     type Scope = Option<String>;
-    fn key(view: &PodView) -> String {
-        view.uid().to_string()
+    fn key(view: &PodView) -> PodUidBuf {
+        view.uid().into()
     }
     fn namespace(view: &PodView) -> &str {
         view.namespace().as_str()
@@ -122,13 +122,13 @@ impl IndexResource<Pods> for Index {
         self.apply_pod(view, now)
     }
 
-    fn delete(&self, uid: &String, now: Timestamp) -> Outcome {
-        let mut outcome = self.delete_pod(uid, now);
+    fn delete(&self, uid: &PodUidBuf, now: Timestamp) -> Outcome {
+        let mut outcome = self.delete_pod(uid.as_uid(), now);
         outcome.wakeups.push((uid.clone(), None));
         outcome
     }
 
-    fn relisted(&self, namespace: &Option<String>, seen: &HashSet<String>, now: Timestamp) -> Outcome {
+    fn relisted(&self, namespace: &Option<String>, seen: &HashSet<PodUidBuf>, now: Timestamp) -> Outcome {
         let (gone, mut outcome) = self.retain_pods(namespace.as_deref(), seen, now);
         outcome.wakeups.extend(gone.into_iter().map(|uid| (uid, None)));
         outcome
@@ -234,13 +234,14 @@ mod tests {
         for (ns, name) in [("shop", "a"), ("shop", "b"), ("db", "c")] {
             IndexResource::<Pods>::apply(&index, pod(ns, name), now);
         }
-        let seen = HashSet::from(["u-a".to_string()]);
+        let uid = PodUidBuf::parse;
+        let seen = HashSet::from([uid("u-a")]);
         let outcome = IndexResource::<Pods>::relisted(&index, &Some("shop".into()), &seen, now);
-        assert_eq!(outcome.wakeups, [("u-b".to_string(), None)]);
-        assert_eq!(index.pod_uids(), HashSet::from(["u-a".to_string(), "u-c".to_string()]));
-        let outcome = IndexResource::<Pods>::delete(&index, &"u-c".to_string(), now);
-        assert_eq!(outcome.wakeups, [("u-c".to_string(), None)]);
-        assert!(!index.contains_pod("u-c"));
+        assert_eq!(outcome.wakeups, [(uid("u-b"), None)]);
+        assert_eq!(index.pod_uids(), HashSet::from([uid("u-a"), uid("u-c")]));
+        let outcome = IndexResource::<Pods>::delete(&index, &uid("u-c"), now);
+        assert_eq!(outcome.wakeups, [(uid("u-c"), None)]);
+        assert!(!index.contains_pod(uid("u-c").as_uid()));
     }
 
     /// A relist of one policy kind in one namespace drops only that kind's unlisted

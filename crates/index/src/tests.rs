@@ -25,7 +25,7 @@ fn counts_go_with_their_pods() {
     }
     assert_eq!(index.policy_stats()[&PolicyRef::cluster("all")].matched_pods, 100);
     for uid in 0..50 {
-        index.delete_pod(&format!("u{uid}"), now);
+        index.delete_pod(PodUid::parse(&format!("u{uid}")), now);
     }
     index.retain_pods(Some("shop"), &HashSet::new(), now);
     assert!(index.segments.iter().all(|s| s.lock().tallies.is_empty()));
@@ -79,8 +79,8 @@ fn pods_behind_their_workloads_newest_sidecar_fire_and_resolve_with_it() {
     index.apply_pod(db_pod("db-3", "1.25.0", "2025-06-03T11:31:00Z"), at("2025-06-03T11:31:00Z"));
     assert_eq!(index.evaluations() - before, 1);
     // The new version's Pods go (a rollback): one version again, nothing behind.
-    index.delete_pod("u-db-3", at("2025-06-03T11:32:00Z"));
-    let outcome = index.delete_pod("u-db-2", at("2025-06-03T11:33:00Z"));
+    index.delete_pod(PodUid::parse("u-db-3"), at("2025-06-03T11:32:00Z"));
+    let outcome = index.delete_pod(PodUid::parse("u-db-2"), at("2025-06-03T11:33:00Z"));
     let mut got = drift_transitions(&outcome);
     got.sort_by(|a, b| a.1.cmp(&b.1));
     assert_eq!(got, [(TransitionKind::Resolved, "db-0".to_string()), (TransitionKind::Resolved, "db-1".to_string())]);

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::tracked::PolicyResult;
-use sidecar_watch_engine::{Alert, AlertKey, AlertState, ContainerKind, PodView, PolicyRef};
+use sidecar_watch_engine::{Alert, AlertKey, AlertState, ContainerKind, PodUidBuf, PodView, PolicyRef};
 
 /// An alert that started firing or stopped firing: what Events announce. An alert on a
 /// workload ([`AlertName::on_workload`](sidecar_watch_engine::AlertName::on_workload)) has
-/// an empty `pod` and `pod_uid`.
+/// an empty `pod` and no `pod_uid`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
     /// Fired or resolved.
@@ -19,8 +19,8 @@ pub struct Transition {
     pub namespace: String,
     /// The Pod's name.
     pub pod: String,
-    /// The Pod's UID.
-    pub pod_uid: String,
+    /// The Pod's UID; `None` for an alert on a workload.
+    pub pod_uid: Option<PodUidBuf>,
     /// Where the container is declared, for the Event's `fieldPath`.
     pub container_kind: Option<ContainerKind>,
     /// The Pod's workload as `Kind/name` (`Deployment/web`), named in the Event note.
@@ -56,10 +56,10 @@ pub struct Outcome {
     /// When to re-evaluate each evaluated Pod: (uid, when), or `None` when nothing can change
     /// without a new Pod state, so that a timer set before (say, for a sidecar that was not
     /// ready for a moment) is dropped instead of waiting minutes to fire for nothing.
-    pub wakeups: Vec<(String, Option<Timestamp>)>,
+    pub wakeups: Vec<(PodUidBuf, Option<Timestamp>)>,
     /// Re-evaluate each of these Pods no later than then (an evaluation under one policy
     /// knows its own next change, not the other policies'): an earlier timer stays.
-    pub wake_by: Vec<(String, Timestamp)>,
+    pub wake_by: Vec<(PodUidBuf, Timestamp)>,
     /// Evaluations that met `--max-sidecars-per-pod` and left sidecars out.
     pub limited_pods: u32,
     /// Policy changes held back by `--max-policies-per-namespace` (not evaluated).
@@ -101,7 +101,7 @@ pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyRe
         kind,
         namespace: view.namespace().to_string(),
         pod: view.name().to_string(),
-        pod_uid: view.uid().to_string(),
+        pod_uid: Some(view.uid().into()),
         container_kind: view.containers.iter().find(|c| c.name == alert.container).map(|c| c.kind),
         workload: {
             let (kind, name) = view.workload();

@@ -106,7 +106,7 @@ impl WorkloadAlert {
             kind,
             namespace: self.workload.namespace.clone(),
             pod: String::new(),
-            pod_uid: String::new(),
+            pod_uid: None,
             container_kind: self.container_kind,
             workload: self.workload.to_string(),
             object_uid: self.object_uid.clone(),

@@ -29,7 +29,8 @@ impl Publisher {
                 // A CronJob's Pod: the name of its Job, to read the CronJob through it.
                 let job = (key.kind == WorkloadKind::CronJob && !key.alert.name.on_workload())
                     .then(|| {
-                        self.index.with_pod(&t.pod_uid, |p| {
+                        let uid = t.pod_uid.as_ref()?;
+                        self.index.with_pod(uid.as_uid(), |p| {
                             JOB_NAME_LABELS.iter().find_map(|l| p.view().labels().get(*l)).cloned()
                         })
                     })

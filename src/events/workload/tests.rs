@@ -25,7 +25,7 @@ fn transition(kind: TransitionKind, policy: &str, workload: &str, pod: usize) ->
         kind,
         namespace: "shop".into(),
         pod: format!("web-7d9f-{pod}"),
-        pod_uid: format!("uid-{pod}"),
+        pod_uid: Some(PodUidBuf::parse(&format!("uid-{pod}"))),
         container_kind: Some(ContainerKind::RestartableInit),
         workload: workload.into(),
         object_uid: Some("rs-uid".into()),
@@ -130,7 +130,7 @@ fn a_pod_that_clears_before_its_warning_leaves_nothing_to_resolve() {
     let key = WorkloadKey::of(&fired("mesh", 0)).expect("a workload");
     assert_eq!(alerts.fired(key.clone(), &fired("mesh", 0), None, None), Step::Announce);
     // Not announced (the queue had not drained, the Deployment could not be read).
-    assert_eq!(alerts.resolved(&key, "uid-0"), Step::Nothing);
+    assert_eq!(alerts.resolved(&key, &Some(PodUidBuf::parse("uid-0"))), Step::Nothing);
     assert!(alerts.is_empty());
 }
 
@@ -140,7 +140,7 @@ fn deleted_workload_pods_resolve_at_the_sweep() {
     for pod in 0..5 {
         step(&mut alerts, &fired("mesh", pod));
     }
-    let left = |keep: &'static [&'static str]| move |uid: &str| keep.contains(&uid);
+    let left = |keep: &'static [&'static str]| move |uid: PodUid<'_>| keep.iter().any(|k| uid == *k);
     assert!(alerts.forget_untracked(left(&["uid-3"])).is_empty(), "one Pod still fires");
     let resolved = alerts.forget_untracked(left(&[]));
     assert_eq!(resolved.len(), 1, "the workload and its Pods are gone: one Resolved");
@@ -200,7 +200,7 @@ fn an_alert_on_a_workload_stands_until_it_resolves() {
     let on_workload = |kind| {
         let mut t = transition(kind, "mesh", "Deployment/web", 0);
         t.pod.clear();
-        t.pod_uid.clear();
+        t.pod_uid = None;
         t.alert = alert(AlertName::SidecarInjectionFailed);
         t
     };

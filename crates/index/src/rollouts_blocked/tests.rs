@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use sidecar_watch_api::{PolicySpec, SlimPod};
-use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, PodUid, PodView, PolicyRef};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
 use crate::{Index, PolicyEntry, TransitionKind};
@@ -61,7 +61,7 @@ fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone
     // The new revision's first Pod: its sidecar is never ready.
     index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", false), at("2026-01-01T10:10:00Z"));
     // Not ready for its 1m: it fires (the timer's evaluation), the rollout is judged blocked.
-    index.reevaluate("u-web-b-1", at("2026-01-01T10:11:00Z"));
+    index.reevaluate(PodUid::parse("u-web-b-1"), at("2026-01-01T10:11:00Z"));
     index.tick_workloads(at("2026-01-01T10:11:00Z"));
     assert_eq!(rollout_alerts(&index), [("Deployment/web".into(), AlertState::Pending, "istio-proxy".into())]);
     let fired = index.tick_workloads(at("2026-01-01T10:13:00Z")).transitions;
@@ -71,7 +71,7 @@ fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone
     assert!(message.contains("bbbb") && message.contains("aaaa") && message.contains("istio-proxy"), "{message}");
     assert_eq!(fired[0].object_uid.as_deref(), Some("uid-web-bbbb"), "the ReplicaSet's, for the Deployment's read");
     // `kubectl rollout undo`: the new Pod goes, the old revision is all there is.
-    index.delete_pod("u-web-b-1", at("2026-01-01T10:14:00Z"));
+    index.delete_pod(PodUid::parse("u-web-b-1"), at("2026-01-01T10:14:00Z"));
     let resolved = index.tick_workloads(at("2026-01-01T10:14:01Z")).transitions;
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].kind, TransitionKind::Resolved);
@@ -83,7 +83,7 @@ fn a_rollout_that_completes_fires_nothing() {
     let index = index();
     index.apply_pod(web_pod("web-a-1", "aaaa", "2026-01-01T10:00:00Z", true), at("2026-01-01T10:00:00Z"));
     index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", true), at("2026-01-01T10:10:00Z"));
-    index.delete_pod("u-web-a-1", at("2026-01-01T10:10:05Z"));
+    index.delete_pod(PodUid::parse("u-web-a-1"), at("2026-01-01T10:10:05Z"));
     assert!(index.tick_workloads(at("2026-01-01T10:30:00Z")).transitions.is_empty());
     assert!(rollout_alerts(&index).is_empty());
 }

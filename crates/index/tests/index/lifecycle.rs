@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use sidecar_watch_api::ClusterPolicySpec;
-use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PolicyRef};
+use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PodUid, PodUidBuf, PolicyRef};
 use sidecar_watch_index::{Index, PolicyEntry, TransitionKind};
 
 use sidecar_watch_testkit::index::{alert_names, mesh_policy, ts, web_pod};
@@ -19,20 +19,20 @@ fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
     // One minute in: pending, with a wake-up exactly when the 2m rule fires.
     let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], false), ts("2026-11-22T10:01:00Z"));
     assert!(outcome.transitions.is_empty());
-    assert_eq!(outcome.wakeups, vec![("u1".to_string(), Some(ts("2026-11-22T10:02:00Z")))]);
+    assert_eq!(outcome.wakeups, vec![(PodUidBuf::parse("u1"), Some(ts("2026-11-22T10:02:00Z")))]);
     assert_eq!(
         alert_names(&index, AlertState::Pending),
         ["web-1/istio-proxy:MainContainerReadyButSidecarNot", "web-1/istio-proxy:SidecarContainerNotReady"]
     );
 
     // At the wake-up, MainContainerReadyButSidecarNot fires: one Fired transition.
-    let outcome = index.reevaluate("u1", ts("2026-11-22T10:02:00Z"));
+    let outcome = index.reevaluate(PodUid::parse("u1"), ts("2026-11-22T10:02:00Z"));
     let fired: Vec<_> = outcome.transitions.iter().map(|t| (t.kind, t.alert.name)).collect();
     assert_eq!(fired, [(TransitionKind::Fired, AlertName::MainContainerReadyButSidecarNot)]);
-    assert_eq!(outcome.wakeups, vec![("u1".to_string(), Some(ts("2026-11-22T10:05:00Z")))]);
+    assert_eq!(outcome.wakeups, vec![(PodUidBuf::parse("u1"), Some(ts("2026-11-22T10:05:00Z")))]);
 
     // Evaluating again without change announces nothing new.
-    assert!(index.reevaluate("u1", ts("2026-11-22T10:03:00Z")).transitions.is_empty());
+    assert!(index.reevaluate(PodUid::parse("u1"), ts("2026-11-22T10:03:00Z")).transitions.is_empty());
 
     // The sidecar becomes ready: the firing alert resolves, the pending one just goes.
     let outcome = index.apply_pod(web_pod("web-1", "u1", &[("app", "web")], true), ts("2026-11-22T10:04:00Z"));
@@ -41,7 +41,7 @@ fn not_ready_sidecar_goes_pending_then_firing_then_resolves() {
     assert!(alert_names(&index, AlertState::Pending).is_empty());
     assert!(alert_names(&index, AlertState::Firing).is_empty());
     // Nothing is pending any more: the 10:05 timer is dropped rather than left to fire.
-    assert_eq!(outcome.wakeups, vec![("u1".to_string(), None)]);
+    assert_eq!(outcome.wakeups, vec![(PodUidBuf::parse("u1"), None)]);
 }
 
 #[test]
@@ -82,9 +82,9 @@ fn relist_forgets_pods_that_vanished() {
     let now = ts("2026-11-22T10:10:00Z");
     index.apply_pod(web_pod("a", "u1", &[], true), now);
     index.apply_pod(web_pod("b", "u2", &[], true), now);
-    let (gone, _) = index.retain_pods(None, &HashSet::from(["u2".to_string()]), now);
-    assert_eq!(gone, HashSet::from(["u1".to_string()]));
-    assert_eq!(index.pod_uids(), HashSet::from(["u2".to_string()]));
+    let (gone, _) = index.retain_pods(None, &HashSet::from([PodUidBuf::parse("u2")]), now);
+    assert_eq!(gone, HashSet::from([PodUidBuf::parse("u1")]));
+    assert_eq!(index.pod_uids(), HashSet::from([PodUidBuf::parse("u2")]));
 }
 
 /// Sidecar names per namespace are reported gone once the last Pod running them is deleted
@@ -99,10 +99,10 @@ fn sidecar_names_go_with_their_last_pod() {
         index.apply_pod(web_pod(&format!("web-{i}"), &format!("u{i}"), &[], true), now);
     }
     assert!(index.take_gone_sidecar_names().is_empty());
-    index.delete_pod("u0", now);
-    index.retain_pods(None, &HashSet::from(["u2".to_string()]), now);
+    index.delete_pod(PodUid::parse("u0"), now);
+    index.retain_pods(None, &HashSet::from([PodUidBuf::parse("u2")]), now);
     assert!(index.take_gone_sidecar_names().is_empty(), "u2 still runs istio-proxy");
-    index.delete_pod("u2", now);
+    index.delete_pod(PodUid::parse("u2"), now);
     let gone: Vec<(String, String)> =
         index.take_gone_sidecar_names().into_iter().map(|(ns, c)| (ns.to_string(), c.to_string())).collect();
     assert_eq!(gone, [("shop".to_string(), "istio-proxy".to_string())]);

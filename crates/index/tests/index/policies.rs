@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde_json::json;
-use sidecar_watch_engine::{AlertName, AlertState, PolicyRef, SidecarType};
+use sidecar_watch_engine::{AlertName, AlertState, PodUid, PodUidBuf, PolicyRef, SidecarType};
 use sidecar_watch_index::{Index, PolicyEntry, TransitionKind};
 
 use sidecar_watch_testkit::index::{apply, now, pod, policy};
@@ -105,7 +105,7 @@ fn an_edit_asks_for_its_own_wake_up_only() {
     assert!(outcome.wakeups.is_empty(), "{:?}", outcome.wakeups);
     // Not ready since 10:00 (the Pod's start), for 15m: 10:15.
     let at: Timestamp = "2026-11-22T10:15:00Z".parse().expect("t");
-    assert_eq!(outcome.wake_by, [("shop-web-0".to_string(), at)]);
+    assert_eq!(outcome.wake_by, [(PodUidBuf::parse("shop-web-0"), at)]);
 }
 
 /// The Pod's sidecars are the union over its policies: a name only one policy gave goes
@@ -118,7 +118,9 @@ fn sidecars_follow_the_policy_that_names_them() {
     apply(&index, policy("shop", "agents", names(&["log-agent"]), Some(1)));
     index.apply_pod(pod("shop", "web-0", "web"), now());
     let sidecars = || {
-        index.with_pod("shop-web-0", |p| p.sidecar_containers().map(|(c, _)| c.name.to_string()).collect::<Vec<_>>())
+        index.with_pod(PodUid::parse("shop-web-0"), |p| {
+            p.sidecar_containers().map(|(c, _)| c.name.to_string()).collect::<Vec<_>>()
+        })
     };
     assert_eq!(sidecars(), Some(vec!["istio-proxy".to_string(), "log-agent".to_string()]));
     apply(&index, policy("shop", "agents", names(&["nothing-here"]), Some(1)));

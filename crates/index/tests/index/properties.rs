@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use sidecar_watch_api::{ClusterPolicySpec, PolicyCounts, PolicySpec, SlimPod};
-use sidecar_watch_engine::{AlertState, CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
+use sidecar_watch_engine::{AlertState, CompiledPolicy, NamespaceMeta, PodUid, PodUidBuf, PodView, PolicyRef};
 use sidecar_watch_index::{Index, Labels, PolicyEntry};
 use sidecar_watch_testkit::pod::{Container, PodBuilder, Probes, Run};
 
@@ -202,10 +202,10 @@ fn apply(index: &Index, change: &Change, now: Timestamp) {
             index.apply_pod(pod.view(), now);
         }
         Change::Reevaluate(uid) => {
-            index.reevaluate(&format!("u{uid}"), now);
+            index.reevaluate(PodUid::parse(&format!("u{uid}")), now);
         }
         Change::DeletePod(uid) => {
-            index.delete_pod(&format!("u{uid}"), now);
+            index.delete_pod(PodUid::parse(&format!("u{uid}")), now);
         }
         Change::ApplyPolicy(kind) => {
             let (policy, entry) = kind.entry();
@@ -219,7 +219,8 @@ fn apply(index: &Index, change: &Change, now: Timestamp) {
             index.apply_namespace(namespace, NamespaceMeta::new(labels, &Labels::new()), now);
         }
         Change::RelistPods { namespace, keep } => {
-            let seen: HashSet<String> = (0..PODS).filter(|uid| keep[*uid]).map(|uid| format!("u{uid}")).collect();
+            let seen: HashSet<PodUidBuf> =
+                (0..PODS).filter(|uid| keep[*uid]).map(|uid| PodUidBuf::parse(&format!("u{uid}"))).collect();
             index.retain_pods(*namespace, &seen, now);
         }
         Change::RelistPolicies { cluster, keep } => {
