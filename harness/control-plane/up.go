@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -82,6 +83,19 @@ func up(args []string) error {
 		return fmt.Errorf("step 'ports': control API --control-port %d: %w", *controlPort, err)
 	}
 	etcd, err := startEtcd(absDir, ports["etcd --etcd-port"], ports["etcd peer"], *timeout)
+	// A port chosen here is free when chosen and bound by etcd a moment later: another
+	// process (a parallel test's control plane) can take it in between. Choose again then,
+	// unless the port was asked for.
+	for attempt := 1; err != nil && attempt < 3 && *etcdPort == 0 && addressInUse(err); attempt++ {
+		if err := os.RemoveAll(filepath.Join(absDir, "etcd")); err != nil {
+			return fmt.Errorf("step 'etcd': %w", err)
+		}
+		ports, err = choosePorts(map[string]int{"kube-apiserver --port": *port, "etcd --etcd-port": 0, "etcd peer": 0})
+		if err != nil {
+			return fmt.Errorf("step 'ports': %w", err)
+		}
+		etcd, err = startEtcd(absDir, ports["etcd --etcd-port"], ports["etcd peer"], *timeout)
+	}
 	if err != nil {
 		return fmt.Errorf("step 'etcd': %w", err)
 	}
@@ -125,6 +139,11 @@ func up(args []string) error {
 	case <-stdinClosed:
 	}
 	return nil
+}
+
+// addressInUse tells a port taken by another process, however etcd wraps the error.
+func addressInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 
 // choosePorts returns each named port: the one asked for, checked to be free, or a free one.
