@@ -15,6 +15,11 @@ use std::time::Duration;
 /// How many of a log's last lines a failure shows.
 pub const LOG_LINES: usize = 200;
 
+/// How long a whole test may run from the start of its environment unless it sets another
+/// bound ([`crate::env::TestEnv::arm_backstop`]): the slowest operator tests take about two
+/// minutes on 2 busy cores.
+pub const TEST_BOUND: Duration = Duration::from_secs(600);
+
 /// Exit status of a process stopped by a [`Backstop`]: libtest's own for a failed run.
 pub const EXIT_STATUS: i32 = 101;
 

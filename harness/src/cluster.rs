@@ -24,10 +24,6 @@ use crate::policy::{policy_resource, rules};
 /// Default deadline of a wait.
 pub const WAIT: Duration = Duration::from_secs(25);
 
-/// How long a whole test of the operator suite may run from its cluster's start
-/// ([`crate::backstop::Backstop`]): the slowest take about two minutes on 2 busy cores.
-pub const TEST_BOUND: Duration = Duration::from_secs(600);
-
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A test cluster: the environment, its own namespace, the CRDs installed, and the
@@ -70,8 +66,7 @@ impl Cluster {
         self.env.own_control_plane().expect("a control plane of the test's own")
     }
 
-    async fn with_env(prefix: &str, mut env: TestEnv) -> Self {
-        env.arm_backstop(TEST_BOUND);
+    async fn with_env(prefix: &str, env: TestEnv) -> Self {
         env.assert_reached_server().await.expect("the server answers /version");
         let crds = sidecar_watch_testkit::workspace_root().join("crds");
         let names = env.install_crds(&crds).await.expect("CRDs installed");

@@ -10,6 +10,7 @@ use sidecar_watch::events::{announced_from_events, Announcer};
 use sidecar_watch::index::{Index, PolicyEntry, TransitionKind};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
+use sidecar_watch_harness::backstop::{test_name, Backstop, Logs};
 use sidecar_watch_testkit::index::{alert_names, mesh_policy, ts, web_pod, CREATED};
 
 /// The per-Pod families as one text, chunks joined.
@@ -254,6 +255,8 @@ fn streamed_scrape_keeps_families_whole() {
     assert_eq!(samples["sidecar_policy_pods"], 2);
 
     // `scripts/test` installs promtool (Debian's `prometheus`); a missing one is a failure.
+    // A promtool that never ends would hold the suite: the backstop ends it instead.
+    let _bound = Backstop::arm(test_name(), std::time::Duration::from_secs(120), Logs::default());
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

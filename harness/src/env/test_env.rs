@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::backstop::{Backstop, Logs};
+use crate::backstop::{Backstop, Logs, TEST_BOUND};
 use crate::control_plane::{self, ControlPlane};
 use crate::sim::{SimConfig, Simulator};
 
@@ -53,8 +53,8 @@ pub struct TestEnv {
     dir: PathBuf,
     /// The logs a failure of the test shows (its operators').
     logs: Logs,
-    /// The whole test's bound, once armed.
-    backstop: Option<Backstop>,
+    /// The whole test's bound.
+    backstop: Backstop,
 }
 
 impl std::fmt::Debug for TestEnv {
@@ -96,7 +96,7 @@ impl TestEnv {
         let client = client_from(kubeconfig).await?;
         let dir = unique_dir();
         std::fs::create_dir_all(&dir).map_err(|source| HarnessError::Io { path: dir.clone(), source })?;
-        Ok(Self { client, kubeconfig: kubeconfig.to_path_buf(), server, dir, logs: Logs::default(), backstop: None })
+        Ok(Self::bounded_env(client, kubeconfig.to_path_buf(), server, dir))
     }
 
     /// Starts an in-process simulator on 127.0.0.1 (port from `config.bind`, 0 = free port)
@@ -107,7 +107,15 @@ impl TestEnv {
         let kubeconfig = dir.join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).map_err(|source| HarnessError::Io { path: kubeconfig.clone(), source })?;
         let client = client_from(&kubeconfig).await?;
-        Ok(Self { client, kubeconfig, server: Server::Simulator(sim), dir, logs: Logs::default(), backstop: None })
+        Ok(Self::bounded_env(client, kubeconfig, Server::Simulator(sim), dir))
+    }
+
+    /// Every environment bounds its test ([`TEST_BOUND`]) from the start, so that no test
+    /// (also one that builds its cluster by hand) can hang CI; a suite may re-arm it.
+    fn bounded_env(client: Client, kubeconfig: PathBuf, server: Server, dir: PathBuf) -> Self {
+        let logs = Logs::default();
+        let backstop = Backstop::arm(crate::backstop::test_name(), TEST_BOUND, logs.clone());
+        Self { client, kubeconfig, server, dir, logs, backstop }
     }
 
     /// Uses an existing cluster described by a kubeconfig.
@@ -182,10 +190,10 @@ impl TestEnv {
         &self.logs
     }
 
-    /// Bounds the whole running test to `bound` from now ([`Backstop`]), until this
-    /// environment is dropped.
+    /// Bounds the whole running test to `bound` from now ([`Backstop`]) instead of the
+    /// [`TEST_BOUND`] armed at the environment's start, until this environment is dropped.
     pub fn arm_backstop(&mut self, bound: Duration) {
-        self.backstop = Some(Backstop::arm(crate::backstop::test_name(), bound, self.logs.clone()));
+        self.backstop = Backstop::arm(crate::backstop::test_name(), bound, self.logs.clone());
     }
 
     /// A scratch directory owned by this environment (removed on drop).
