@@ -63,44 +63,30 @@ impl Publisher {
             let Some(firing) = self.workloads.get(&key).filter(|f| f.announced.is_none()) else { continue };
             let (namespace, name) = (key.namespace.clone(), key.name.clone());
             let on_workload = key.alert.name.on_workload();
-            let read = match (key.kind, firing.owner_uid.clone(), firing.job.clone()) {
+            let uid = match (key.kind, firing.owner_uid.clone(), firing.job.clone()) {
                 (WorkloadKind::Deployment, Some(replica_set_uid), _) => {
-                    Some(OwnerKey::Deployment { namespace, name, replica_set_uid })
+                    self.owners.uid(&OwnerKey::Deployment { namespace, name, replica_set_uid }, now)
                 }
                 (WorkloadKind::CronJob, Some(job_uid), Some(job)) if !on_workload => {
-                    Some(OwnerKey::CronJob { namespace, name, job, job_uid })
+                    self.owners.uid(&OwnerKey::CronJob { namespace, name, job, job_uid }, now)
                 }
                 // A CronJob's Pod without its Job's name (a Job with a manual selector):
-                // nothing to read the CronJob through.
-                (WorkloadKind::Deployment, _, _) | (WorkloadKind::CronJob, _, _) if !on_workload => None,
+                // nothing to read the CronJob through, as good as a failed read.
+                (WorkloadKind::Deployment, _, _) | (WorkloadKind::CronJob, _, _) if !on_workload => OwnerUid::Failed,
                 // The workload's own UID (a workload alert's condition read the object), or the
                 // Pod's owner's, which is the workload.
                 (_, owner, _) => {
-                    let info = owner.map(|uid| OwnerInfo { uid, concurrency_policy: None });
-                    self.publish_or_count(&key, info).await;
-                    continue;
+                    owner.map_or(OwnerUid::Failed, |uid| OwnerUid::Known(OwnerInfo { uid, concurrency_policy: None }))
                 }
             };
-            let info = match read.map(|owner| self.owners.uid(&owner, now)) {
-                Some(OwnerUid::Known(info)) => Some(info),
-                Some(OwnerUid::Reading) => {
-                    self.due.push_back((key, since));
-                    continue;
+            match uid {
+                OwnerUid::Known(info) => self.publish_workload_warning(&key, info).await,
+                OwnerUid::Reading => self.due.push_back((key, since)),
+                // Without its UID the Warning cannot name the workload: counted as an error.
+                OwnerUid::Failed => {
+                    let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
+                    self.metrics.events.with_label_values(&[&reason, "error"]).inc();
                 }
-                Some(OwnerUid::Failed) | None => None,
-            };
-            self.publish_or_count(&key, info).await;
-        }
-    }
-
-    /// Publishes `key`'s Warning about the workload `info` tells, or counts the error when
-    /// its UID is unknown.
-    async fn publish_or_count(&mut self, key: &WorkloadKey, info: Option<OwnerInfo>) {
-        match info {
-            Some(info) => self.publish_workload_warning(key, info).await,
-            None => {
-                let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
-                self.metrics.events.with_label_values(&[&reason, "error"]).inc();
             }
         }
     }
