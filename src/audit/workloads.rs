@@ -37,17 +37,6 @@ pub(super) enum Decoded {
     Skipped,
 }
 
-/// Where each workload kind keeps its Pod template.
-const TEMPLATES: [(&str, &str); 7] = [
-    ("Deployment", "/spec/template"),
-    ("StatefulSet", "/spec/template"),
-    ("DaemonSet", "/spec/template"),
-    ("ReplicaSet", "/spec/template"),
-    ("Job", "/spec/template"),
-    ("CronJob", "/spec/jobTemplate/spec/template"),
-    ("PodTemplate", "/template"),
-];
-
 /// Decodes one object; an error names the field (`spec.template.spec.containers[1].name: …`).
 pub(super) fn decode(object: &Value, names: &mut Interner) -> Result<Decoded, String> {
     let kind = object.get("kind").and_then(Value::as_str).ok_or("kind: missing")?;
@@ -72,17 +61,14 @@ pub(super) fn decode(object: &Value, names: &mut Interner) -> Result<Decoded, St
             let view = template(object, kind, "/spec/jobTemplate/spec/template", None)?;
             Ok(Decoded::CronJob(view, clip(policy), involved_object(object, kind)))
         }
-        "Job" => {
-            let view = template(object, kind, "/spec/template", controlling_cronjob(object))?;
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "PodTemplate" => {
+            // Where the kind keeps its Pod template.
+            let pointer = if kind == "PodTemplate" { "/template" } else { "/spec/template" };
+            let cronjob = controlling_cronjob(object).filter(|_| kind == "Job");
+            let view = template(object, kind, pointer, cronjob)?;
             Ok(Decoded::Template(view, involved_object(object, kind)))
         }
-        _ => match TEMPLATES.iter().find(|(k, _)| *k == kind) {
-            Some((_, pointer)) => {
-                let view = template(object, kind, pointer, None)?;
-                Ok(Decoded::Template(view, involved_object(object, kind)))
-            }
-            None => Ok(Decoded::Skipped),
-        },
+        _ => Ok(Decoded::Skipped),
     }
 }
 
