@@ -341,11 +341,10 @@ impl Publisher {
                 self.count_on_workload(&t).await;
                 // An alert on a workload (no Pod): its only Event is the workload's.
                 let Some(uid) = t.pod_uid.as_ref().filter(|_| !t.pod.is_empty()) else { return };
-                let Some(announcer) = self.announcer.as_mut() else { return };
-                if !announcer.should_publish(&t) {
+                if !self.announcer.as_mut().is_some_and(|a| a.should_publish(&t)) {
                     return;
                 }
-                // The Event's `involvedObject.uid`, written once for the filter and the Event.
+                // The Event's `regarding.uid`, also the name of the Pod's budget.
                 let uid = uid.to_string();
                 let pod =
                     pod_reference(&t.namespace, &t.pod, uid.clone(), field_path(t.container_kind, &t.alert.container));
@@ -411,7 +410,7 @@ impl Publisher {
     }
 }
 
-/// The Event's reference to a Pod, with its UID as written for it once.
+/// The Event's reference to a Pod, with its UID as written for its budget.
 fn pod_reference(namespace: &str, name: &str, uid: String, field_path: Option<String>) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
