@@ -264,18 +264,13 @@ pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, ObjectR
     latest.into_iter().filter_map(|(key, standing)| Some((key, standing?))).collect()
 }
 
-/// The `fieldPath` of a container in a workload's Pod template.
-pub fn template_field_path(kind: Option<ContainerKind>, container: &str) -> Option<String> {
-    super::field_path(kind, container).map(|p| format!("spec.template.{p}"))
-}
-
 /// The `fieldPath` of a container in the Pod template of a workload of kind `workload`: a
 /// CronJob keeps its template in its Job template (`spec.jobTemplate.spec.template`).
 pub fn workload_field_path(workload: WorkloadKind, kind: Option<ContainerKind>, container: &str) -> Option<String> {
-    let path = template_field_path(kind, container)?;
+    let path = super::field_path(kind, container)?;
     Some(match workload {
-        WorkloadKind::CronJob => format!("spec.jobTemplate.{path}"),
-        _ => path,
+        WorkloadKind::CronJob => format!("spec.jobTemplate.spec.template.{path}"),
+        _ => format!("spec.template.{path}"),
     })
 }
 
