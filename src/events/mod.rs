@@ -69,7 +69,7 @@ pub use note::{action, note};
 pub(crate) use note::{field_path, reason};
 pub use recorder::Recorder;
 
-use crate::engine::{AlertKey, PolicyRef};
+use crate::engine::PolicyRef;
 use crate::index::{Index, Transition, TransitionKind};
 use crate::leadership::RoleReceiver;
 use crate::metrics::Metrics;
@@ -443,7 +443,7 @@ async fn list_own_events(client: &Client) -> Result<Vec<K8sEvent>, kube::Error> 
 
 /// The Event of `alert` firing (a Warning) or resolving, with `note`, about a Pod or workload
 /// of `policy`.
-fn alert_event(alert: &AlertKey<'_>, kind: TransitionKind, note: String, policy: &PolicyRef) -> Event {
+fn alert_event(alert: &crate::engine::AlertKey<'_>, kind: TransitionKind, note: String, policy: &PolicyRef) -> Event {
     Event {
         type_: match kind {
             TransitionKind::Fired => EventType::Warning,
