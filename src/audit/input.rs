@@ -292,14 +292,11 @@ fn pods_of(
     for_each_object(source, &mut |object| {
         match workloads::decode(object, names)? {
             workloads::Decoded::Pod(view) => inventory.push(Audited { view, file: origin.clone() }),
-            workloads::Decoded::Template(view, involved) => {
+            workloads::Decoded::Template(view, concurrency, involved) => {
+                if let Some(policy) = concurrency {
+                    inventory.concurrency.insert((view.namespace().to_string(), view.workload().1.to_string()), policy);
+                }
                 inventory.push(Audited { view, file: origin.clone() });
-                inventory.failures.insert_object(involved);
-            }
-            workloads::Decoded::CronJob(view, policy, involved) => {
-                let key = (view.namespace().to_string(), view.workload().1.to_string());
-                inventory.push(Audited { view, file: origin.clone() });
-                inventory.concurrency.insert(key, policy);
                 inventory.failures.insert_object(involved);
             }
             workloads::Decoded::Namespace(name, meta) => {
