@@ -52,7 +52,7 @@ pub(crate) fn init(format: LogFormat) {
 /// Printed directly instead of through `tracing`, so that it also appears when the error
 /// happened before (or while) the subscriber was installed.
 pub fn fatal_line(format: LogFormat, msg: &str, error: &anyhow::Error) -> String {
-    let chain = error_chain(error);
+    let chain = error_chain(&**error);
     match format {
         LogFormat::Text => format!("{msg}: {}", chain.join(": ")),
         LogFormat::Json => {
@@ -69,9 +69,9 @@ pub fn fatal_line(format: LogFormat, msg: &str, error: &anyhow::Error) -> String
 /// message in their own (`"reading x: No such file or directory"` above
 /// `"No such file or directory"`), and a chain that says the same thing three times hides
 /// what went wrong.
-fn error_chain(error: &anyhow::Error) -> Vec<String> {
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for cause in error.chain() {
+    for cause in std::iter::successors(Some(error), |e| e.source()) {
         let text = cause.to_string();
         if out.last().is_some_and(|outer| outer.contains(&text)) {
             continue;
@@ -104,30 +104,19 @@ where
 /// One JSON object with the fixed keys first (a reader's eye and `jq` both look there), then
 /// the fields in the order they were logged.
 fn json_line(ts: &str, level: &str, msg: &str, logger: &str, fields: &[(String, Value)]) -> String {
-    let mut line = String::with_capacity(128);
-    line.push('{');
-    for (i, (key, value)) in [("ts", ts), ("level", level), ("msg", msg), ("logger", logger)].iter().enumerate() {
-        if i > 0 {
-            line.push(',');
-        }
-        line.push_str(&Value::from(*key).to_string());
-        line.push(':');
-        line.push_str(&Value::from(*value).to_string());
-    }
-    for (key, value) in fields {
+    let fixed = [("ts", ts), ("level", level), ("msg", msg), ("logger", logger)];
+    let own = fields.iter().map(|(key, value)| {
         // A field named like a fixed key would make the object ambiguous: prefix it.
-        let key = if matches!(key.as_str(), "ts" | "level" | "msg" | "logger") {
-            format!("field.{key}")
-        } else {
-            key.clone()
-        };
-        line.push(',');
-        line.push_str(&Value::from(key).to_string());
-        line.push(':');
-        line.push_str(&value.to_string());
-    }
-    line.push('}');
-    line
+        let key = if fixed.iter().any(|(fixed, _)| fixed == key) { format!("field.{key}") } else { key.clone() };
+        (Value::from(key), value.to_string())
+    });
+    let members: Vec<String> = fixed
+        .iter()
+        .map(|(key, value)| (Value::from(*key), Value::from(*value).to_string()))
+        .chain(own)
+        .map(|(key, value)| format!("{key}:{value}"))
+        .collect();
+    format!("{{{}}}", members.join(","))
 }
 
 /// Collects an event's fields as JSON values; `message` goes apart.
@@ -185,16 +174,7 @@ impl Visit for FieldCollector {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let mut chain = vec![value.to_string()];
-        let mut source = value.source();
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !chain.last().is_some_and(|outer| outer.contains(&text)) {
-                chain.push(text);
-            }
-            source = cause.source();
-        }
-        self.push(field, Value::from(chain.join(": ")));
+        self.push(field, Value::from(error_chain(value).join(": ")));
     }
 }
 
@@ -209,7 +189,7 @@ mod tests {
             .context("reading /tmp/nope: No such file or directory (os error 2)")
             .context("loading the kubeconfig");
         assert_eq!(
-            error_chain(&error),
+            error_chain(&*error),
             ["loading the kubeconfig", "reading /tmp/nope: No such file or directory (os error 2)"]
         );
     }

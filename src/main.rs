@@ -65,20 +65,26 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Crd { out_dir } => match print_crds(out_dir.as_deref()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("sidecar-watch crd: {e:#}");
-                ExitCode::FAILURE
+        Command::Crd { out_dir } => {
+            match print_or_write(out_dir.as_deref(), sidecar_watch::api::crds_yaml, sidecar_watch::api::crd_files) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sidecar-watch crd: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
-        Command::AdmissionPolicy(args) => match print_admission_policy(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("sidecar-watch admission-policy: {e:#}");
-                ExitCode::FAILURE
+        }
+        Command::AdmissionPolicy(args) => {
+            let options = args.binding_options();
+            let render = || sidecar_watch::admission::render(&options);
+            match print_or_write(args.out_dir.as_deref(), render, || sidecar_watch::admission::files(&options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sidecar-watch admission-policy: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 
@@ -95,27 +101,17 @@ fn end_by_sigpipe() -> ExitCode {
     ExitCode::from(141)
 }
 
-fn print_crds(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+/// Prints the YAML `print` renders or, with `out_dir`, writes each of the named `files` there.
+fn print_or_write<E: std::error::Error + Send + Sync + 'static>(
+    out_dir: Option<&std::path::Path>,
+    print: impl FnOnce() -> Result<String, E>,
+    files: impl FnOnce() -> Result<Vec<(String, String)>, E>,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     match out_dir {
-        None => print!("{}", sidecar_watch::api::crds_yaml()?),
+        None => print!("{}", print()?),
         Some(dir) => {
-            for (name, yaml) in sidecar_watch::api::crd_files()? {
-                let path = dir.join(name);
-                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn print_admission_policy(args: &sidecar_watch::admission::AdmissionPolicyArgs) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let options = args.binding_options();
-    match &args.out_dir {
-        None => print!("{}", sidecar_watch::admission::render(&options)?),
-        Some(dir) => {
-            for (name, yaml) in sidecar_watch::admission::files(&options)? {
+            for (name, yaml) in files()? {
                 let path = dir.join(name);
                 std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
             }

@@ -23,7 +23,7 @@ use super::{strict, workloads, AuditError, Audited, Inventory};
 use crate::api::{clip, decode, mention, ClusterSidecarPolicy, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner};
 
-/// What the caller does with each object: `(position in the input, object)`.
+/// What is done with each object: `(position in the input, object)`.
 type Each<'a> = dyn FnMut(usize, Value) -> Result<(), AuditError> + 'a;
 
 /// An input: a file, standard input or bytes in memory, buffered.
@@ -42,10 +42,17 @@ fn open(path: &Path) -> Result<Source<'static>, AuditError> {
 }
 
 /// Calls `each` for every top-level object of the input, `List`s and arrays flattened, in
-/// order. An input without any document (empty, only comments) is an error; an empty `List`
-/// is not.
-fn for_each_object(mut source: Source, each: &mut Each) -> Result<(), AuditError> {
+/// order; what it says is wrong is reported about that object. An input without any document
+/// (empty, only comments) is an error; an empty `List` is not.
+fn for_each_object(mut source: Source, each: &mut dyn FnMut(&Value) -> Result<(), String>) -> Result<(), AuditError> {
     let file = source.name.clone();
+    let each: &mut Each = &mut |position: usize, object: Value| {
+        each(&object).map_err(|message| AuditError::Object {
+            file: file.clone(),
+            object: describe_object(&object, position),
+            message,
+        })
+    };
     // A parser's message may quote the input (serde's `invalid type: string "…"`).
     let syntax = |message: String| AuditError::Syntax { file: file.clone(), message: clip(&message) };
     let read_error = |source: std::io::Error| AuditError::Read { file: file.clone(), source };
@@ -245,7 +252,7 @@ impl<'de> Visitor<'de> for Items<'_, '_, '_> {
 
 /// `Kind namespace/name`, for error messages; each [`mention`]ed (an input no API server
 /// checked may hold any name).
-pub(super) fn describe_object(value: &Value, position: usize) -> String {
+fn describe_object(value: &Value, position: usize) -> String {
     let kind = value.get("kind").and_then(Value::as_str).map_or("object".into(), mention);
     let meta = value.get("metadata");
     let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).map(mention);
@@ -282,23 +289,14 @@ fn pods_of(
     inventory: &mut Inventory,
     names: &mut Interner,
 ) -> Result<(), AuditError> {
-    let file = source.name.clone();
-    for_each_object(source, &mut |position, object| {
-        let error = |message: String| AuditError::Object {
-            file: file.clone(),
-            object: describe_object(&object, position),
-            message,
-        };
-        match workloads::decode(&object, names).map_err(error)? {
+    for_each_object(source, &mut |object| {
+        match workloads::decode(object, names)? {
             workloads::Decoded::Pod(view) => inventory.push(Audited { view, file: origin.clone() }),
-            workloads::Decoded::Template(view, involved) => {
+            workloads::Decoded::Template(view, concurrency, involved) => {
+                if let Some(policy) = concurrency {
+                    inventory.concurrency.insert((view.namespace().to_string(), view.workload().1.to_string()), policy);
+                }
                 inventory.push(Audited { view, file: origin.clone() });
-                inventory.failures.insert_object(involved);
-            }
-            workloads::Decoded::CronJob(view, policy, involved) => {
-                let key = (view.namespace().to_string(), view.workload().1.to_string());
-                inventory.push(Audited { view, file: origin.clone() });
-                inventory.concurrency.insert(key, policy);
                 inventory.failures.insert_object(involved);
             }
             workloads::Decoded::Namespace(name, meta) => {
@@ -329,29 +327,14 @@ pub fn read_policies(name: &str, reader: &mut dyn BufRead) -> Result<Vec<Compile
 fn policies_of(source: Source) -> Result<Vec<CompiledPolicy>, AuditError> {
     let file = source.name.clone();
     let mut policies = Vec::new();
-    for_each_object(source, &mut |position, object| {
-        let error = |message: String| AuditError::Object {
-            file: file.clone(),
-            object: describe_object(&object, position),
-            message,
-        };
-        let compiled = match object.get("kind").and_then(Value::as_str) {
-            Some("SidecarPolicy") => {
-                strict::check::<SidecarPolicy>(&object).map_err(error)?;
-                let policy: SidecarPolicy = decode(object.clone()).map_err(|e| error(e.to_string()))?;
-                CompiledPolicy::from_sidecar_policy(&policy).1
-            }
-            Some("ClusterSidecarPolicy") => {
-                strict::check::<ClusterSidecarPolicy>(&object).map_err(error)?;
-                let policy: ClusterSidecarPolicy = decode(object.clone()).map_err(|e| error(e.to_string()))?;
-                CompiledPolicy::from_cluster_policy(&policy).1
-            }
-            Some(kind) => {
-                return Err(error(format!("kind {} is not a SidecarPolicy or ClusterSidecarPolicy", mention(kind))))
-            }
-            None => return Err(error("kind: missing".into())),
-        };
-        policies.push(compiled.map_err(|e| error(e.to_string()))?);
+    for_each_object(source, &mut |object| {
+        let kind = object.get("kind").and_then(Value::as_str).ok_or("kind: missing")?;
+        match kind {
+            "SidecarPolicy" => strict::check::<SidecarPolicy>(object)?,
+            "ClusterSidecarPolicy" => strict::check::<ClusterSidecarPolicy>(object)?,
+            _ => return Err(format!("kind {} is not a SidecarPolicy or ClusterSidecarPolicy", mention(kind))),
+        }
+        policies.push(compile_policy(kind, object.clone())?);
         Ok(())
     })?;
     if policies.is_empty() {
@@ -359,4 +342,14 @@ fn policies_of(source: Source) -> Result<Vec<CompiledPolicy>, AuditError> {
         return Err(AuditError::Empty { file });
     }
     Ok(policies)
+}
+
+/// Decodes and compiles a policy of `kind` (`SidecarPolicy`, else `ClusterSidecarPolicy`):
+/// what is wrong with it, naming the field.
+pub(super) fn compile_policy(kind: &str, object: Value) -> Result<CompiledPolicy, String> {
+    match kind {
+        "SidecarPolicy" => CompiledPolicy::from_sidecar_policy(&decode(object).map_err(|e| e.to_string())?).1,
+        _ => CompiledPolicy::from_cluster_policy(&decode(object).map_err(|e| e.to_string())?).1,
+    }
+    .map_err(|e| e.to_string())
 }

@@ -14,9 +14,10 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::ApiResource;
 use kube::Client;
 
+use super::input::compile_policy;
 use super::workload_alerts::times_only;
 use super::{AuditArgs, AuditError, Audited, Inventory};
-use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
+use crate::api::{ClusterSidecarPolicy, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner, NamespaceMeta, PodView};
 use crate::failed_create::{read_involved, sidecar_failure, Involved};
 use crate::paging::for_each_page;
@@ -158,15 +159,7 @@ async fn policies(client: &Client, namespace: Option<&str>) -> Result<Vec<Compil
     let mut compiled = Vec::new();
     for (kind, object) in objects {
         let value = serde_json::to_value(&object).map_err(|e| AuditError::Cluster(e.to_string()))?;
-        let result = match kind {
-            "SidecarPolicy" => decode::<SidecarPolicy>(value)
-                .map_err(|e| e.to_string())
-                .and_then(|p| CompiledPolicy::from_sidecar_policy(&p).1.map_err(|e| e.to_string())),
-            _ => decode::<ClusterSidecarPolicy>(value)
-                .map_err(|e| e.to_string())
-                .and_then(|p| CompiledPolicy::from_cluster_policy(&p).1.map_err(|e| e.to_string())),
-        };
-        match result {
+        match compile_policy(kind, value) {
             Ok(policy) => compiled.push(policy),
             Err(e) => eprintln!(
                 "sidecar-watch audit: skipping {kind} {}{}: {e}",

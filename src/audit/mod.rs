@@ -40,7 +40,6 @@ use crate::engine::{
 pub(crate) use input::{load_pods, load_policies};
 pub use input::{read_pods, read_policies};
 pub use output::render_table;
-use output::Report;
 pub use sarif::log as sarif_log;
 
 /// Why the input could not be used (exit status 2). Every message names the file and,
@@ -313,21 +312,15 @@ pub fn run(args: &AuditArgs) -> Result<i32, AuditError> {
     if policies.is_empty() {
         policies.push(CompiledPolicy::builtin());
     }
-    let report = Report::of(args.output);
-    let keep_sidecars = matches!(report, Report::Inventory(_));
+    let keep_sidecars = matches!(args.output, OutputFormat::Inventory | OutputFormat::InventoryJson);
     let (findings, sidecars) = evaluate_all(&inventory, &policies, now, keep_sidecars);
     let failing = args
         .fail_on
         .threshold()
         .is_some_and(|min| findings.iter().any(|f| f.state == AlertState::Firing && f.severity >= min));
     let status = i32::from(failing);
-    match report {
-        Report::Findings(format) => output::write(&findings, format, now),
-        Report::Inventory(format) => {
-            output::write_inventory(&inventory::rows(&inventory, &sidecars, &findings), format)
-        }
-    }
-    .map(|()| status)
+    output::write(args.output, &findings, now, || inventory::rows(&inventory, &sidecars, &findings))?;
+    Ok(status)
 }
 
 /// A Pod's sidecars under the policies that select it, as the evaluations identified them:

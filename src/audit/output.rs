@@ -12,84 +12,38 @@ use super::{sarif, AuditError, Finding, OutputFormat};
 use crate::api::{escape_control, Severity};
 use crate::engine::AlertState;
 
-/// What `-o` writes: the findings in one format, or the inventory built from them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Report {
-    /// `table`, `json`, `yaml`, `sarif`.
-    Findings(FindingsFormat),
-    /// `inventory`, `inventory-json`: `audit` keeps each Pod's sidecars for it.
-    Inventory(InventoryFormat),
-}
-
-/// The formats of the findings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum FindingsFormat {
-    Table,
-    Json,
-    Yaml,
-    Sarif,
-}
-
-/// The formats of the inventory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum InventoryFormat {
-    Table,
-    Json,
-}
-
-impl Report {
-    /// The report `-o format` asks for: the one place that tells the two apart.
-    pub(super) fn of(format: OutputFormat) -> Report {
-        match format {
-            OutputFormat::Table => Report::Findings(FindingsFormat::Table),
-            OutputFormat::Json => Report::Findings(FindingsFormat::Json),
-            OutputFormat::Yaml => Report::Findings(FindingsFormat::Yaml),
-            OutputFormat::Sarif => Report::Findings(FindingsFormat::Sarif),
-            OutputFormat::Inventory => Report::Inventory(InventoryFormat::Table),
-            OutputFormat::InventoryJson => Report::Inventory(InventoryFormat::Json),
-        }
-    }
-}
-
-/// Writes `findings` to standard output in `format`.
-pub(super) fn write(findings: &[Finding], format: FindingsFormat, now: Timestamp) -> Result<(), AuditError> {
+/// Writes to standard output what `-o format` asks for: the findings, or the inventory
+/// `rows` builds from them (only then: `audit` keeps each Pod's sidecars for it).
+pub(super) fn write(
+    format: OutputFormat,
+    findings: &[Finding],
+    now: Timestamp,
+    rows: impl FnOnce() -> Vec<InventoryRow>,
+) -> Result<(), AuditError> {
     let stdout = std::io::stdout();
     let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut out = std::io::BufWriter::new(stdout.lock());
     let written = match format {
-        FindingsFormat::Table => out.write_all(render_table(findings, now, colour).as_bytes()),
-        FindingsFormat::Json => serde_json::to_writer_pretty(&mut out, findings)
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n")),
-        FindingsFormat::Yaml => write_yaml(&mut out, findings),
-        FindingsFormat::Sarif => serde_json::to_writer_pretty(&mut out, &sarif::log(findings))
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n")),
+        OutputFormat::Table => out.write_all(render_table(findings, now, colour).as_bytes()),
+        OutputFormat::Json => write_json(&mut out, findings),
+        OutputFormat::Yaml => write_yaml(&mut out, findings),
+        OutputFormat::Sarif => write_json(&mut out, &sarif::log(findings)),
+        OutputFormat::Inventory => out.write_all(inventory::render(&rows()).as_bytes()),
+        OutputFormat::InventoryJson => write_json(&mut out, &rows()),
     }
     .and_then(|()| out.flush());
-    outcome(written)
-}
-
-/// Writes the inventory's `rows` as a table or JSON.
-pub(super) fn write_inventory(rows: &[InventoryRow], format: InventoryFormat) -> Result<(), AuditError> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = match format {
-        InventoryFormat::Json => serde_json::to_writer_pretty(&mut out, rows)
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n")),
-        InventoryFormat::Table => out.write_all(inventory::render(rows).as_bytes()),
-    }
-    .and_then(|()| out.flush());
-    outcome(written)
-}
-
-fn outcome(written: std::io::Result<()>) -> Result<(), AuditError> {
     match written {
         // The reader has what it wanted (`| head -1`): nothing more to say.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(AuditError::ClosedPipe),
         Err(e) => Err(AuditError::Write(e)),
         Ok(()) => Ok(()),
     }
+}
+
+/// `value` as indented JSON, then a newline.
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut impl Write, value: &T) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
 }
 
 fn write_yaml(out: &mut impl Write, findings: &[Finding]) -> std::io::Result<()> {

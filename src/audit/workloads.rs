@@ -25,28 +25,15 @@ pub(super) enum Decoded {
     Pod(PodView),
     /// A Namespace's name, labels and injection annotations.
     Namespace(String, NamespaceMeta),
-    /// A workload's Pod template, and what a `FailedCreate` Event about the object would read
-    /// of it (an object from a cluster, with a UID, of a kind whose controller reports one).
-    Template(PodView, Option<(Involved, ReadObject)>),
-    /// A CronJob's Pod template, with its `spec.concurrencyPolicy` (`Allow` when unset, as
-    /// the API defaults it), and what a `FailedCreate` Event about it would read.
-    CronJob(PodView, String, Option<(Involved, ReadObject)>),
+    /// A workload's Pod template; a CronJob's `spec.concurrencyPolicy` (`Allow` when unset, as
+    /// the API defaults it); and what a `FailedCreate` Event about the object would read of it
+    /// (an object from a cluster, with a UID, of a kind whose controller reports one).
+    Template(PodView, Option<String>, Option<(Involved, ReadObject)>),
     /// A core/v1 `FailedCreate` Event whose message names a sidecar's cause.
     Failure(Box<Event>, InjectionFailure, Involved),
     /// Any other kind (Services, ConfigMaps, …): not audited, not an error.
     Skipped,
 }
-
-/// Where each workload kind keeps its Pod template.
-const TEMPLATES: [(&str, &str); 7] = [
-    ("Deployment", "/spec/template"),
-    ("StatefulSet", "/spec/template"),
-    ("DaemonSet", "/spec/template"),
-    ("ReplicaSet", "/spec/template"),
-    ("Job", "/spec/template"),
-    ("CronJob", "/spec/jobTemplate/spec/template"),
-    ("PodTemplate", "/template"),
-];
 
 /// Decodes one object; an error names the field (`spec.template.spec.containers[1].name: …`).
 pub(super) fn decode(object: &Value, names: &mut Interner) -> Result<Decoded, String> {
@@ -70,19 +57,16 @@ pub(super) fn decode(object: &Value, names: &mut Interner) -> Result<Decoded, St
         "CronJob" => {
             let policy = object.pointer("/spec/concurrencyPolicy").and_then(Value::as_str).unwrap_or("Allow");
             let view = template(object, kind, "/spec/jobTemplate/spec/template", None)?;
-            Ok(Decoded::CronJob(view, clip(policy), involved_object(object, kind)))
+            Ok(Decoded::Template(view, Some(clip(policy)), involved_object(object, kind)))
         }
-        "Job" => {
-            let view = template(object, kind, "/spec/template", controlling_cronjob(object))?;
-            Ok(Decoded::Template(view, involved_object(object, kind)))
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "PodTemplate" => {
+            // Where the kind keeps its Pod template.
+            let pointer = if kind == "PodTemplate" { "/template" } else { "/spec/template" };
+            let cronjob = controlling_cronjob(object).filter(|_| kind == "Job");
+            let view = template(object, kind, pointer, cronjob)?;
+            Ok(Decoded::Template(view, None, involved_object(object, kind)))
         }
-        _ => match TEMPLATES.iter().find(|(k, _)| *k == kind) {
-            Some((_, pointer)) => {
-                let view = template(object, kind, pointer, None)?;
-                Ok(Decoded::Template(view, involved_object(object, kind)))
-            }
-            None => Ok(Decoded::Skipped),
-        },
+        _ => Ok(Decoded::Skipped),
     }
 }
 

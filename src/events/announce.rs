@@ -2,6 +2,7 @@
 //! neither repeats nor loses an announcement.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use jiff::Timestamp;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
@@ -75,7 +76,7 @@ pub(super) fn alert_of_event(event: &K8sEvent) -> Option<(AlertKey<'static>, Pol
 
 /// When an Event was last observed: its series' last occurrence, else its own time, else
 /// its object's creation; a new leader reads the newest Event of each alert by it.
-pub(super) fn last_seen(event: &K8sEvent) -> Timestamp {
+fn last_seen(event: &K8sEvent) -> Timestamp {
     event
         .series
         .as_ref()
@@ -87,18 +88,24 @@ pub(super) fn last_seen(event: &K8sEvent) -> Timestamp {
 
 /// What the cluster's Events say was announced last: key → firing (true) or resolved.
 pub fn announced_from_events(events: &[K8sEvent]) -> HashMap<AnnounceKey, bool> {
-    let mut latest: HashMap<AnnounceKey, (Timestamp, bool)> = HashMap::new();
+    latest_per_key(events, AnnounceKey::from_event)
+}
+
+/// What the newest of this operator's Events for each key says (by [`last_seen`]), as
+/// `read` gives an Event's key and value (`None`: not an Event of that key).
+pub(super) fn latest_per_key<K: Eq + Hash, V>(
+    events: &[K8sEvent],
+    mut read: impl FnMut(&K8sEvent) -> Option<(K, V)>,
+) -> HashMap<K, V> {
+    let mut latest: HashMap<K, (Timestamp, V)> = HashMap::new();
     for event in events.iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)) {
-        let Some((key, firing)) = AnnounceKey::from_event(event) else { continue };
+        let Some((key, value)) = read(event) else { continue };
         let when = last_seen(event);
-        match latest.get(&key) {
-            Some((t, _)) if *t > when => {}
-            _ => {
-                latest.insert(key, (when, firing));
-            }
+        if latest.get(&key).is_none_or(|(t, _)| *t <= when) {
+            latest.insert(key, (when, value));
         }
     }
-    latest.into_iter().map(|(k, (_, firing))| (k, firing)).collect()
+    latest.into_iter().map(|(key, (_, value))| (key, value)).collect()
 }
 
 /// Decides which transitions to publish, given what was announced.

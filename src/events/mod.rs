@@ -326,13 +326,7 @@ impl Publisher {
             queue.push(EventCommand::Transition(t), &self.metrics);
         }
         for key in resolve {
-            let uid = key.pod_uid.to_string();
-            if self.spam.allow(&uid, tokio::time::Instant::now()) {
-                self.publish_resolution(&key, uid).await;
-            } else {
-                let reason = note::reason_of(key.alert.name, TransitionKind::Resolved);
-                self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
-            }
+            self.publish_resolution(&key).await;
         }
     }
 
@@ -347,30 +341,26 @@ impl Publisher {
                 self.count_on_workload(&t).await;
                 // An alert on a workload (no Pod): its only Event is the workload's.
                 let Some(uid) = t.pod_uid.as_ref().filter(|_| !t.pod.is_empty()) else { return };
-                let Some(announcer) = self.announcer.as_mut() else { return };
-                if !announcer.should_publish(&t) {
+                if !self.announcer.as_mut().is_some_and(|a| a.should_publish(&t)) {
                     return;
                 }
-                // The Event's `involvedObject.uid`, written once for the filter and the Event.
+                // The Event's `regarding.uid`, also the name of the Pod's budget.
                 let uid = uid.to_string();
-                if !self.spam.allow(&uid, tokio::time::Instant::now()) {
+                let pod =
+                    pod_reference(&t.namespace, &t.pod, uid.clone(), field_path(t.container_kind, &t.alert.container));
+                let event = alert_event(&t.alert.key(), t.kind, note(&t, Timestamp::now()), &t.policy);
+                if !self.publish_within_budget(&uid, event, &pod).await {
                     // Not published, so not announced: a later leader announces it if it
                     // still fires, and no `Resolved` follows a Warning that never was.
-                    announcer.undo(&t);
-                    self.metrics.events.with_label_values(&[&reason(&t), "dropped"]).inc();
-                    return;
+                    if let Some(announcer) = self.announcer.as_mut() {
+                        announcer.undo(&t);
+                    }
                 }
-                self.publish(&t, uid).await;
             }
             EventCommand::InvalidPolicy { policy, uid, generation, message } => {
                 if !self.leading || self.invalid_announced.get(&policy) == Some(&generation) {
                     return;
                 }
-                if !self.spam.allow(&policy.to_string(), tokio::time::Instant::now()) {
-                    self.metrics.events.with_label_values(&["InvalidSpec", "dropped"]).inc();
-                    return;
-                }
-                self.invalid_announced.insert(policy.clone(), generation);
                 let reference = policy_reference(&policy, uid);
                 let event = Event {
                     type_: EventType::Warning,
@@ -379,58 +369,48 @@ impl Publisher {
                     action: "Validate".into(),
                     secondary: None,
                 };
-                let result = self.recorder.publish(&event, &reference, Timestamp::now()).await;
-                record(&self.metrics, "InvalidSpec", result);
+                if self.publish_within_budget(&policy.to_string(), event, &reference).await {
+                    self.invalid_announced.insert(policy, generation);
+                }
             }
         }
     }
 
-    /// Publishes the Event of `t`, a transition on the Pod with `uid`.
-    async fn publish(&mut self, t: &Transition, uid: String) {
-        let reason = reason(t);
-        let pod = pod_reference(&t.namespace, &t.pod, uid, field_path(t.container_kind, &t.alert.container));
-        let event = Event {
-            type_: match t.kind {
-                TransitionKind::Fired => EventType::Warning,
-                TransitionKind::Resolved => EventType::Normal,
-            },
-            reason: reason.clone(),
-            note: Some(note(t, Timestamp::now())),
-            action: action(t),
-            secondary: Some(policy_reference(&t.policy, None)),
-        };
-        let result = self.recorder.publish(&event, &pod, Timestamp::now()).await;
-        record(&self.metrics, &reason, result);
+    /// Publishes `event` about `regarding` within the budget of the object `budget` names
+    /// ([`spam_filter`]); past it, counts the Event dropped and returns false.
+    async fn publish_within_budget(&mut self, budget: &str, event: Event, regarding: &ObjectReference) -> bool {
+        if !self.spam.allow(budget, tokio::time::Instant::now()) {
+            self.metrics.events.with_label_values(&[&event.reason, "dropped"]).inc();
+            return false;
+        }
+        let reason = &event.reason;
+        match self.recorder.publish(&event, regarding, Timestamp::now()).await {
+            Ok(()) => self.metrics.events.with_label_values(&[reason, "ok"]).inc(),
+            Err(e) => {
+                self.metrics.events.with_label_values(&[reason, "error"]).inc();
+                tracing::warn!(%reason, error = %e, "publishing Event failed");
+            }
+        }
+        true
     }
 
     /// The `Resolved` Event of an alert that cleared while no leader watched.
-    async fn publish_resolution(&mut self, key: &AnnounceKey, uid: String) {
+    async fn publish_resolution(&mut self, key: &AnnounceKey) {
         let Some((namespace, pod, kind)) = self.index.with_pod(key.pod_uid.as_uid(), |p| {
             let kind = p.view().containers.iter().find(|c| c.name == *key.alert.container).map(|c| c.kind);
             (p.view().namespace().to_string(), p.view().name().to_string(), kind)
         }) else {
             return;
         };
-        let reason = note::reason_of(key.alert.name, TransitionKind::Resolved);
-        let event = Event {
-            type_: EventType::Normal,
-            reason: reason.clone(),
-            note: Some(note::resolved_note(key.alert.name, &key.alert.container, &namespace, &pod, None, &key.policy)),
-            action: note::action_of(
-                key.alert.name,
-                &key.alert.container,
-                key.alert.check.map(|c| c.as_str()),
-                TransitionKind::Resolved,
-            ),
-            secondary: Some(policy_reference(&key.policy, None)),
-        };
-        let regarding = pod_reference(&namespace, &pod, uid, field_path(kind, &key.alert.container));
-        let result = self.recorder.publish(&event, &regarding, Timestamp::now()).await;
-        record(&self.metrics, &reason, result);
+        let note = note::resolved_note(key.alert.name, &key.alert.container, &namespace, &pod, None, &key.policy);
+        let event = alert_event(&key.alert, TransitionKind::Resolved, note, &key.policy);
+        let uid = key.pod_uid.to_string();
+        let regarding = pod_reference(&namespace, &pod, uid.clone(), field_path(kind, &key.alert.container));
+        self.publish_within_budget(&uid, event, &regarding).await;
     }
 }
 
-/// The Event's reference to a Pod, with its UID as written for it once.
+/// The Event's reference to a Pod, with its UID as written for its budget.
 fn pod_reference(namespace: &str, name: &str, uid: String, field_path: Option<String>) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
@@ -461,7 +441,22 @@ async fn list_own_events(client: &Client) -> Result<Vec<K8sEvent>, kube::Error> 
     Ok(events)
 }
 
-pub(crate) fn policy_reference(policy: &PolicyRef, uid: Option<String>) -> ObjectReference {
+/// The Event of `alert` firing (a Warning) or resolving, with `note`, about a Pod or workload
+/// of `policy`.
+fn alert_event(alert: &crate::engine::AlertKey<'_>, kind: TransitionKind, note: String, policy: &PolicyRef) -> Event {
+    Event {
+        type_: match kind {
+            TransitionKind::Fired => EventType::Warning,
+            TransitionKind::Resolved => EventType::Normal,
+        },
+        reason: note::reason_of(alert.name, kind),
+        note: Some(note),
+        action: note::action_of(alert, kind),
+        secondary: Some(policy_reference(policy, None)),
+    }
+}
+
+fn policy_reference(policy: &PolicyRef, uid: Option<String>) -> ObjectReference {
     ObjectReference {
         api_version: Some(format!("{}/{}", crate::api::GROUP, crate::api::VERSION)),
         kind: Some(policy.kind().into()),
@@ -469,15 +464,5 @@ pub(crate) fn policy_reference(policy: &PolicyRef, uid: Option<String>) -> Objec
         namespace: policy.namespace.clone(),
         uid,
         ..Default::default()
-    }
-}
-
-pub(crate) fn record(metrics: &Metrics, reason: &str, result: Result<(), kube::Error>) {
-    match result {
-        Ok(()) => metrics.events.with_label_values(&[reason, "ok"]).inc(),
-        Err(e) => {
-            metrics.events.with_label_values(&[reason, "error"]).inc();
-            tracing::warn!(%reason, error = %e, "publishing Event failed");
-        }
     }
 }

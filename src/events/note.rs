@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 
-use crate::engine::{AlertName, ContainerKind, PolicyRef};
+use crate::engine::{AlertKey, AlertName, ContainerKind, PolicyRef};
 use crate::index::{Transition, TransitionKind};
 
 /// Events are at most this long (the API's limit is 1 kB).
@@ -26,14 +26,14 @@ pub(crate) fn reason_of(alert: AlertName, kind: TransitionKind) -> String {
 /// `SidecarMissing` (no `fieldPath` can name a container the Pod does not have), else `Alert`
 /// or `Resolve`.
 pub fn action(t: &Transition) -> String {
-    action_of(t.alert.name, &t.alert.container, t.alert.check.map(|c| c.as_str()), t.kind)
+    action_of(&t.alert.key(), t.kind)
 }
 
-/// [`action`] from its parts.
-pub(crate) fn action_of(alert: AlertName, container: &str, check: Option<&str>, kind: TransitionKind) -> String {
-    match (check, kind) {
-        (Some(check), _) => check.to_string(),
-        (None, _) if alert == AlertName::SidecarMissing => container.to_string(),
+/// [`action`] from the alert's key.
+pub(crate) fn action_of(alert: &AlertKey<'_>, kind: TransitionKind) -> String {
+    match (alert.check, kind) {
+        (Some(check), _) => check.as_str().to_string(),
+        (None, _) if alert.name == AlertName::SidecarMissing => alert.container.to_string(),
         (None, TransitionKind::Fired) => "Alert".into(),
         (None, TransitionKind::Resolved) => "Resolve".into(),
     }

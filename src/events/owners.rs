@@ -161,27 +161,19 @@ impl Owners {
         OwnerUid::Reading
     }
 
-    /// Records an answer; returns what it told, or `None` when the read failed.
-    pub(crate) fn answered(
-        &mut self,
-        key: OwnerKey,
-        answer: Result<OwnerInfo, String>,
-        now: Instant,
-    ) -> Option<OwnerInfo> {
-        match answer {
-            Ok(info) => {
-                self.cache.put(key, Lookup::Known(info.clone()));
-                Some(info)
-            }
+    /// Records an answer.
+    pub(crate) fn answered(&mut self, key: OwnerKey, answer: Result<OwnerInfo, String>, now: Instant) {
+        let lookup = match answer {
+            Ok(info) => Lookup::Known(info),
             Err(error) => {
                 tracing::warn!(
                     workload = %key.describe(), %error,
                     "reading the {} failed; its workload Events wait {RETRY_FAILED:?}", key.kind()
                 );
-                self.cache.put(key, Lookup::Failed(now));
-                None
+                Lookup::Failed(now)
             }
-        }
+        };
+        self.cache.put(key, lookup);
     }
 }
 
@@ -254,14 +246,16 @@ mod tests {
         call.expect("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[]);
         call.respond_json(200, &serde_json::json!({"metadata": {"name": "web", "namespace": "shop", "uid": "d-1"}}));
         let (answered, answer) = owners.answers.recv().await.expect("an answer");
-        assert_eq!(owners.answered(answered, answer, t0), Some(known("d-1")));
+        assert_eq!(answer, Ok(known("d-1")));
+        owners.answered(answered, answer, t0);
         assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Known(known("d-1")), "cached");
 
         // A new ReplicaSet (the Deployment made again) is read again; this read fails.
         assert_eq!(owners.uid(&key("rs-2"), t0), OwnerUid::Reading);
         server.next().await.respond_status(404, "NotFound");
         let (answered, answer) = owners.answers.recv().await.expect("an answer");
-        assert_eq!(owners.answered(answered, answer, t0), None);
+        assert!(answer.is_err(), "{answer:?}");
+        owners.answered(answered, answer, t0);
         assert_eq!(owners.uid(&key("rs-2"), t0 + RETRY_FAILED / 2), OwnerUid::Failed, "not read again yet");
         server.expect_silence(Duration::from_secs(1)).await;
         assert_eq!(owners.uid(&key("rs-2"), t0 + RETRY_FAILED), OwnerUid::Reading, "read again after the wait");
@@ -297,7 +291,8 @@ mod tests {
             call.respond_json(200, &body);
         }
         let (answered, answer) = owners.answers.recv().await.expect("an answer");
-        let told = owners.answered(answered, answer, t0);
+        let told = answer.clone().ok();
+        owners.answered(answered, answer, t0);
         server.expect_silence(Duration::from_secs(1)).await;
         told
     }

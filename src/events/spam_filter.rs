@@ -49,13 +49,7 @@ impl SpamFilter {
     pub fn allow(&mut self, object: &str, now: Instant) -> bool {
         let burst = f64::from(self.burst);
         let refill = self.refill.as_secs_f64();
-        let bucket = match self.buckets.get_mut(object) {
-            Some(bucket) => bucket,
-            None => {
-                self.buckets.put(object.to_string(), Bucket { tokens: burst, at: now });
-                self.buckets.get_mut(object).expect("just inserted")
-            }
-        };
+        let bucket = self.buckets.get_or_insert_mut_ref(object, || Bucket { tokens: burst, at: now });
         let earned = if refill > 0.0 { now.saturating_duration_since(bucket.at).as_secs_f64() / refill } else { burst };
         bucket.tokens = (bucket.tokens + earned).min(burst);
         bucket.at = now;

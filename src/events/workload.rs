@@ -8,12 +8,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 
-use super::announce::alert_of_event;
-use super::REPORTING_CONTROLLER;
+use super::announce::{alert_of_event, latest_per_key};
 use crate::engine::{AlertKey, ContainerKind, PodUid, PodUidBuf, PolicyRef};
 use crate::index::Transition;
 
@@ -250,15 +248,10 @@ impl WorkloadAlerts {
 /// Warning), with the object each is about: what a new leader must not announce again, and
 /// must resolve if nothing fires it any more.
 pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, ObjectReference> {
-    let mut latest: HashMap<WorkloadKey, (Timestamp, Option<ObjectReference>)> = HashMap::new();
-    for event in events.iter().filter(|e| e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER)) {
-        let Some(regarding) = event.regarding.as_ref() else { continue };
-        let Some(kind) =
-            regarding.kind.as_deref().and_then(|k| WorkloadKind::parse(k, regarding.api_version.as_deref()))
-        else {
-            continue;
-        };
-        let Some((alert, policy, firing)) = alert_of_event(event) else { continue };
+    let latest = latest_per_key(events, |event| {
+        let regarding = event.regarding.as_ref()?;
+        let kind = WorkloadKind::parse(regarding.kind.as_deref()?, regarding.api_version.as_deref())?;
+        let (alert, policy, firing) = alert_of_event(event)?;
         let key = WorkloadKey {
             policy,
             namespace: regarding.namespace.clone().unwrap_or_default(),
@@ -266,26 +259,18 @@ pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, ObjectR
             name: regarding.name.clone().unwrap_or_default(),
             alert,
         };
-        let when = super::announce::last_seen(event);
-        if latest.get(&key).is_none_or(|(t, _)| *t <= when) {
-            latest.insert(key, (when, firing.then(|| regarding.clone())));
-        }
-    }
-    latest.into_iter().filter_map(|(key, (_, standing))| Some((key, standing?))).collect()
-}
-
-/// The `fieldPath` of a container in a workload's Pod template.
-pub fn template_field_path(kind: Option<ContainerKind>, container: &str) -> Option<String> {
-    super::field_path(kind, container).map(|p| format!("spec.template.{p}"))
+        Some((key, firing.then(|| regarding.clone())))
+    });
+    latest.into_iter().filter_map(|(key, standing)| Some((key, standing?))).collect()
 }
 
 /// The `fieldPath` of a container in the Pod template of a workload of kind `workload`: a
 /// CronJob keeps its template in its Job template (`spec.jobTemplate.spec.template`).
 pub fn workload_field_path(workload: WorkloadKind, kind: Option<ContainerKind>, container: &str) -> Option<String> {
-    let path = template_field_path(kind, container)?;
+    let path = super::field_path(kind, container)?;
     Some(match workload {
-        WorkloadKind::CronJob => format!("spec.jobTemplate.{path}"),
-        _ => path,
+        WorkloadKind::CronJob => format!("spec.jobTemplate.spec.template.{path}"),
+        _ => format!("spec.template.{path}"),
     })
 }
 

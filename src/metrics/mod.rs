@@ -152,7 +152,7 @@ impl Metrics {
                 .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0]),
             &["namespace", "container"],
         )
-        .expect("valid metric");
+        .registered(&registry);
         let reconcile_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "sidecar_watch_reconcile_duration_seconds",
@@ -160,7 +160,7 @@ impl Metrics {
             )
             .buckets(latency_buckets.clone()),
         )
-        .expect("valid metric");
+        .registered(&registry);
         let detection_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "sidecar_watch_detection_latency_seconds",
@@ -168,15 +168,15 @@ impl Metrics {
             )
             .buckets(latency_buckets),
         )
-        .expect("valid metric");
+        .registered(&registry);
         let reconcile_errors = IntCounter::new(
             "sidecar_watch_reconcile_errors_total",
             "Policy status writes that failed (retried at the next status interval)",
         )
-        .expect("valid metric");
+        .registered(&registry);
         let watch_restarts =
             IntCounter::new("sidecar_watch_watch_restarts_total", "Watch streams that failed and were restarted")
-                .expect("valid metric");
+                .registered(&registry);
         let events = IntCounterVec::new(
             Opts::new(
                 "sidecar_watch_events_total",
@@ -184,20 +184,20 @@ impl Metrics {
             ),
             &["reason", "result"],
         )
-        .expect("valid metric");
+        .registered(&registry);
         let pods_tracked = IntGauge::with_opts(
             Opts::new("sidecar_watch_pods_tracked", "Pods held in memory").const_label("shard", &shard),
         )
-        .expect("valid metric");
+        .registered(&registry);
         let leader = IntGauge::with_opts(
             Opts::new("sidecar_watch_leader", "1 when this replica leads its shard").const_label("shard", &shard),
         )
-        .expect("valid metric");
+        .registered(&registry);
         let runtime_tasks = IntGauge::new(
             "sidecar_watch_runtime_tasks",
             "Tokio tasks alive in the operator's runtime (spawned and not yet finished)",
         )
-        .expect("valid metric");
+        .registered(&registry);
         let limited = IntCounterVec::new(
             Opts::new(
                 "sidecar_watch_limited_total",
@@ -205,7 +205,7 @@ impl Metrics {
             ),
             &["limit"],
         )
-        .expect("valid metric");
+        .registered(&registry);
         let reviews = IntCounterVec::new(
             Opts::new(
                 "sidecar_watch_reviews_total",
@@ -213,12 +213,12 @@ impl Metrics {
             ),
             &["kind", "result"],
         )
-        .expect("valid metric");
+        .registered(&registry);
         let decode_errors = IntCounterVec::new(
             Opts::new("sidecar_watch_decode_errors_total", "Objects skipped because they cannot be decoded, by kind"),
             &["kind"],
         )
-        .expect("valid metric");
+        .registered(&registry);
         let initial_list = IntGaugeVec::new(
             Opts::new(
                 "sidecar_watch_initial_list",
@@ -226,12 +226,12 @@ impl Metrics {
             ),
             &["resource", "strategy"],
         )
-        .expect("valid metric");
+        .registered(&registry);
         let build_info = IntGaugeVec::new(
             Opts::new("sidecar_watch_build_info", "Build information; always 1"),
             &["version", "revision"],
         )
-        .expect("valid metric");
+        .registered(&registry);
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("SIDECAR_WATCH_REVISION")]).set(1);
         let heap = crate::memory::heap_counts().map(|_| {
             let bytes = IntGaugeVec::new(
@@ -241,34 +241,14 @@ impl Metrics {
                 ),
                 &["kind"],
             )
-            .expect("valid metric");
+            .registered(&registry);
             let allocations =
-                IntGauge::new("sidecar_watch_heap_allocations", "Live heap allocations").expect("valid metric");
-            registry.register(Box::new(bytes.clone())).expect("metric names are unique");
-            registry.register(Box::new(allocations.clone())).expect("metric names are unique");
+                IntGauge::new("sidecar_watch_heap_allocations", "Live heap allocations").registered(&registry);
             (bytes, allocations)
         });
         #[cfg(target_os = "linux")]
         if let Err(e) = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())) {
             tracing::warn!(error = %e, "process metrics unavailable");
-        }
-        for collector in [
-            Box::new(startup_seconds.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(reconcile_duration.clone()),
-            Box::new(detection_latency.clone()),
-            Box::new(reconcile_errors.clone()),
-            Box::new(watch_restarts.clone()),
-            Box::new(events.clone()),
-            Box::new(pods_tracked.clone()),
-            Box::new(leader.clone()),
-            Box::new(runtime_tasks.clone()),
-            Box::new(limited.clone()),
-            Box::new(reviews.clone()),
-            Box::new(decode_errors.clone()),
-            Box::new(initial_list.clone()),
-            Box::new(build_info),
-        ] {
-            registry.register(collector).expect("metric names are unique");
         }
         Metrics {
             registry,
@@ -354,6 +334,21 @@ impl Metrics {
             bytes.with_label_values(&["usable"]).set(gauge(counts.usable));
             allocations.set(gauge(counts.allocations));
         }
+    }
+}
+
+/// A metric just made, registered as it is bound: one list of the metrics, not two.
+trait Registered<M> {
+    /// Registers the metric (its options valid and its name unique: all are constants) and
+    /// returns it.
+    fn registered(self, registry: &Registry) -> M;
+}
+
+impl<M: prometheus::core::Collector + Clone + 'static> Registered<M> for prometheus::Result<M> {
+    fn registered(self, registry: &Registry) -> M {
+        let metric = self.expect("valid metric");
+        registry.register(Box::new(metric.clone())).expect("metric names are unique");
+        metric
     }
 }
 

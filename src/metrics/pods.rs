@@ -7,7 +7,7 @@ use super::info::{InfoCounts, HELD_SERIES, SIDECAR_INFO};
 use super::namespace_labels::NamespaceLabels;
 use super::writer::{Family, LabelSet, Sample, SampleWriter};
 use super::RenderOptions;
-use crate::engine::{AlertState, ContainerView, Name, NamespaceMeta, PolicyRef};
+use crate::engine::{ContainerView, Name, NamespaceMeta, PolicyRef};
 use crate::index::{Index, TrackedPod};
 
 const ALERTS: Family =
@@ -250,13 +250,9 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
                 return;
             }
             *written += 1;
-            let state = match alert.state {
-                AlertState::Pending => "pending",
-                AlertState::Firing => "firing",
-            };
             out.sample(ALERTS.name)
                 .label("alertname", alert.name.as_str())
-                .label("alertstate", state)
+                .label("alertstate", alert.state.as_str())
                 .label("severity", alert.severity.as_str())
                 .labels(&scratch.policy)
                 .labels(&scratch.pod)

@@ -194,34 +194,22 @@ impl<R: Reviewer> Authorizer<R> {
     /// A `TokenReview`, then for a known user a `SubjectAccessReview`, each counted.
     async fn review(&self, token: &str, path: &str) -> Result<Decision, kube::Error> {
         let count = |kind: &str, result: &str| self.reviews.with_label_values(&[kind, result]).inc();
-        let user = match self.reviewer.authenticate(token).await {
-            Ok(Some(user)) => {
-                count("TokenReview", "authenticated");
-                user
-            }
-            Ok(None) => {
-                count("TokenReview", "unauthenticated");
-                return Ok(Decision::Unauthenticated);
-            }
-            Err(e) => {
-                count("TokenReview", "error");
-                return Err(e);
-            }
+        let authenticated = self.reviewer.authenticate(token).await;
+        let result = match &authenticated {
+            Ok(Some(_)) => "authenticated",
+            Ok(None) => "unauthenticated",
+            Err(_) => "error",
         };
-        match self.reviewer.authorize(&user, path).await {
-            Ok(true) => {
-                count("SubjectAccessReview", "allowed");
-                Ok(Decision::Allowed)
-            }
-            Ok(false) => {
-                count("SubjectAccessReview", "denied");
-                Ok(Decision::Forbidden { user: user.name })
-            }
-            Err(e) => {
-                count("SubjectAccessReview", "error");
-                Err(e)
-            }
-        }
+        count("TokenReview", result);
+        let Some(user) = authenticated? else { return Ok(Decision::Unauthenticated) };
+        let allowed = self.reviewer.authorize(&user, path).await;
+        let result = match allowed {
+            Ok(true) => "allowed",
+            Ok(false) => "denied",
+            Err(_) => "error",
+        };
+        count("SubjectAccessReview", result);
+        Ok(if allowed? { Decision::Allowed } else { Decision::Forbidden { user: user.name } })
     }
 
     /// Tokens remembered: (allowed, refused).

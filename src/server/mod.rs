@@ -198,16 +198,13 @@ async fn metrics_handler(
         }
         Err(refused) => {
             limited.with_label_values(&[refused.limit()]).inc();
-            return match refused {
-                open_scrapes::Refused::Client => retry_later(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many scrapes open from this client\n",
-                    open_scrapes::STALLED_AFTER,
-                ),
-                open_scrapes::Refused::All => {
-                    retry_later(StatusCode::SERVICE_UNAVAILABLE, "too many scrapes open\n", open_scrapes::STALLED_AFTER)
+            let (status, text) = match refused {
+                open_scrapes::Refused::Client => {
+                    (StatusCode::TOO_MANY_REQUESTS, "too many scrapes open from this client\n")
                 }
+                open_scrapes::Refused::All => (StatusCode::SERVICE_UNAVAILABLE, "too many scrapes open\n"),
             };
+            return retry_later(status, text, open_scrapes::STALLED_AFTER);
         }
     };
     let gzip = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(scrape::accepts_gzip);

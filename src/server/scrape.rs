@@ -70,12 +70,8 @@ impl Job {
             };
             let Some(text) = chunk else {
                 self.finished = true;
-                let rest = self.gzip.take().map(GzEncoder::finish);
-                return match rest {
-                    Some(Ok(rest)) => Some(rest),
-                    // Writing into a Vec cannot fail.
-                    Some(Err(_)) | None => None,
-                };
+                // Writing into a Vec cannot fail.
+                return self.gzip.take().and_then(|gzip| gzip.finish().ok());
             };
             // Writing into a Vec cannot fail.
             let _ = encoder.write_all(text.as_bytes());

@@ -84,17 +84,14 @@ impl CertResolver {
     /// A resolver for `tls.crt`/`tls.key` in `dir`, or a fresh self-signed certificate
     /// (names `sidecar-watch`, `localhost`, `127.0.0.1`) when `dir` is `None`.
     pub(crate) fn new(dir: Option<&Path>) -> Result<Self, TlsError> {
-        let (source, key) = match dir {
-            None => (Source::SelfSigned, self_signed()?),
+        let (source, key, stamps) = match dir {
+            None => (Source::SelfSigned, self_signed()?, (None, None)),
             Some(dir) => {
                 let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
                 let loaded = load_dir(&cert, &key)?;
-                (Source::Dir { cert, key }, loaded)
+                let stamps = (modified(&cert), modified(&key));
+                (Source::Dir { cert, key }, loaded, stamps)
             }
-        };
-        let stamps = match &source {
-            Source::Dir { cert, key } => (modified(cert), modified(key)),
-            Source::SelfSigned => (None, None),
         };
         Ok(CertResolver { source, state: Mutex::new(Loaded { key, stamps, checked: Instant::now() }) })
     }

@@ -5,15 +5,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType};
 use tokio::time::Instant;
 
 use super::{workload_field_path, Step, WorkloadKey, WorkloadKind};
 use crate::engine::{cronjob_concurrency, AlertName};
 use crate::events::owners::{OwnerInfo, OwnerKey, OwnerUid};
-use crate::events::{note, policy_reference, record, Publisher};
+use crate::events::{alert_event, note, Publisher};
 use crate::index::{Transition, TransitionKind};
 
 /// A due Warning waits at most this long for the queue to drain before it is published.
@@ -65,44 +63,30 @@ impl Publisher {
             let Some(firing) = self.workloads.get(&key).filter(|f| f.announced.is_none()) else { continue };
             let (namespace, name) = (key.namespace.clone(), key.name.clone());
             let on_workload = key.alert.name.on_workload();
-            let read = match (key.kind, firing.owner_uid.clone(), firing.job.clone()) {
+            let uid = match (key.kind, firing.owner_uid.clone(), firing.job.clone()) {
                 (WorkloadKind::Deployment, Some(replica_set_uid), _) => {
-                    Some(OwnerKey::Deployment { namespace, name, replica_set_uid })
+                    self.owners.uid(&OwnerKey::Deployment { namespace, name, replica_set_uid }, now)
                 }
                 (WorkloadKind::CronJob, Some(job_uid), Some(job)) if !on_workload => {
-                    Some(OwnerKey::CronJob { namespace, name, job, job_uid })
+                    self.owners.uid(&OwnerKey::CronJob { namespace, name, job, job_uid }, now)
                 }
                 // A CronJob's Pod without its Job's name (a Job with a manual selector):
-                // nothing to read the CronJob through.
-                (WorkloadKind::Deployment, _, _) | (WorkloadKind::CronJob, _, _) if !on_workload => None,
+                // nothing to read the CronJob through, as good as a failed read.
+                (WorkloadKind::Deployment, _, _) | (WorkloadKind::CronJob, _, _) if !on_workload => OwnerUid::Failed,
                 // The workload's own UID (a workload alert's condition read the object), or the
                 // Pod's owner's, which is the workload.
                 (_, owner, _) => {
-                    let info = owner.map(|uid| OwnerInfo { uid, concurrency_policy: None });
-                    self.publish_or_count(&key, info).await;
-                    continue;
+                    owner.map_or(OwnerUid::Failed, |uid| OwnerUid::Known(OwnerInfo { uid, concurrency_policy: None }))
                 }
             };
-            let info = match read.map(|owner| self.owners.uid(&owner, now)) {
-                Some(OwnerUid::Known(info)) => Some(info),
-                Some(OwnerUid::Reading) => {
-                    self.due.push_back((key, since));
-                    continue;
+            match uid {
+                OwnerUid::Known(info) => self.publish_workload_warning(&key, info).await,
+                OwnerUid::Reading => self.due.push_back((key, since)),
+                // Without its UID the Warning cannot name the workload: counted as an error.
+                OwnerUid::Failed => {
+                    let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
+                    self.metrics.events.with_label_values(&[&reason, "error"]).inc();
                 }
-                Some(OwnerUid::Failed) | None => None,
-            };
-            self.publish_or_count(&key, info).await;
-        }
-    }
-
-    /// Publishes `key`'s Warning about the workload `info` tells, or counts the error when
-    /// its UID is unknown.
-    async fn publish_or_count(&mut self, key: &WorkloadKey, info: Option<OwnerInfo>) {
-        match info {
-            Some(info) => self.publish_workload_warning(key, info).await,
-            None => {
-                let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
-                self.metrics.events.with_label_values(&[&reason, "error"]).inc();
             }
         }
     }
@@ -115,12 +99,6 @@ impl Publisher {
 
     async fn publish_workload_warning(&mut self, key: &WorkloadKey, info: OwnerInfo) {
         let Some(firing) = self.workloads.get(key) else { return };
-        let reason = note::reason_of(key.alert.name, TransitionKind::Fired);
-        if !self.spam.allow(&key.object(), Instant::now()) {
-            // Not announced: no `Resolved` follows, a later leader announces it if it fires.
-            self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
-            return;
-        }
         let object = ObjectReference {
             api_version: Some(key.kind.api_version().into()),
             kind: Some(key.kind.as_str().into()),
@@ -162,54 +140,30 @@ impl Publisher {
                 key.policy
             )
         };
-        let event = Event {
-            type_: EventType::Warning,
-            reason: reason.clone(),
-            note: Some(note::truncate(text)),
-            action: note::action_of(
-                key.alert.name,
-                &key.alert.container,
-                key.alert.check.map(|c| c.as_str()),
-                TransitionKind::Fired,
-            ),
-            secondary: Some(policy_reference(&key.policy, None)),
-        };
-        tracing::debug!(?key, pods, "workload Warning");
-        let result = self.recorder.publish(&event, &object, Timestamp::now()).await;
-        record(&self.metrics, &reason, result);
-        self.workloads.set_announced(key, Some(object));
+        let event = alert_event(&key.alert, TransitionKind::Fired, note::truncate(text), &key.policy);
+        // Past the budget not announced: no `Resolved` follows, a later leader announces it
+        // if it fires.
+        if self.publish_within_budget(&key.object(), event, &object).await {
+            tracing::debug!(?key, pods, "workload Warning");
+            self.workloads.set_announced(key, Some(object));
+        }
     }
 
     /// The `Resolved` of an announced workload alert that no Pod fires any more.
     pub(crate) async fn publish_workload_resolved(&mut self, key: &WorkloadKey, object: ObjectReference) {
-        let reason = note::reason_of(key.alert.name, TransitionKind::Resolved);
-        if !self.spam.allow(&key.object(), Instant::now()) {
-            self.metrics.events.with_label_values(&[&reason, "dropped"]).inc();
-            return;
+        let note = note::truncate(format!(
+            "{}{} of {}/{} resolved: {} (policy {})",
+            key.alert.name.as_str(),
+            on_container(&key.alert.container),
+            key.kind.as_str(),
+            key.name,
+            resolved_because(key.alert.name),
+            key.policy
+        ));
+        let event = alert_event(&key.alert, TransitionKind::Resolved, note, &key.policy);
+        if self.publish_within_budget(&key.object(), event, &object).await {
+            tracing::debug!(?key, "workload Resolved");
         }
-        let event = Event {
-            type_: EventType::Normal,
-            reason: reason.clone(),
-            note: Some(note::truncate(format!(
-                "{}{} of {}/{} resolved: {} (policy {})",
-                key.alert.name.as_str(),
-                on_container(&key.alert.container),
-                key.kind.as_str(),
-                key.name,
-                resolved_because(key.alert.name),
-                key.policy
-            ))),
-            action: note::action_of(
-                key.alert.name,
-                &key.alert.container,
-                key.alert.check.map(|c| c.as_str()),
-                TransitionKind::Resolved,
-            ),
-            secondary: Some(policy_reference(&key.policy, None)),
-        };
-        tracing::debug!(?key, "workload Resolved");
-        let result = self.recorder.publish(&event, &object, Timestamp::now()).await;
-        record(&self.metrics, &reason, result);
     }
 
     /// A new leader: count what fires now per workload; a Warning that stands (`standing`,

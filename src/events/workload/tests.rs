@@ -50,7 +50,7 @@ fn deployment(uid: &str) -> ObjectReference {
         name: Some("web".into()),
         namespace: Some("shop".into()),
         uid: Some(uid.into()),
-        field_path: template_field_path(Some(ContainerKind::RestartableInit), "istio-proxy"),
+        field_path: workload_field_path(WorkloadKind::Deployment, Some(ContainerKind::RestartableInit), "istio-proxy"),
         ..Default::default()
     }
 }
