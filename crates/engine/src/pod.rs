@@ -252,19 +252,13 @@ impl PodView {
         }
 
         let mut view = PodView {
-            ids: Box::default(),
-            name_at: 0,
-            group: Arc::default(),
-            is_template: false,
             created_at: meta.creation_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
             deleting_since: meta.deletion_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             conditions,
-            ready_status: None,
-            ready_since: None,
             containers: containers.into_boxed_slice(),
+            ..PodView::new(meta.uid.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
         };
-        view.set_ids(meta.uid.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default());
         view.set_ready_condition(ready_condition);
         let group = PodGroup {
             namespace: names.name(meta.namespace.as_deref().unwrap_or_default()),
