@@ -145,12 +145,9 @@ impl PodView {
             }
             PodUid::Text(text) => {
                 // A UID of 2 GiB cannot come through the API: past that it is cut.
-                let mut end = text.len().min((UID_AS_BYTES - 1) as usize);
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                self.name_at = u32::try_from(end).unwrap_or(0);
-                [&text.as_bytes()[..end], name.as_bytes()].concat()
+                let text = sidecar_watch_api::byte_prefix(text, (UID_AS_BYTES - 1) as usize);
+                self.name_at = u32::try_from(text.len()).unwrap_or(0);
+                [text.as_bytes(), name.as_bytes()].concat()
             }
         };
         self.ids = ids.into_boxed_slice();
