@@ -201,6 +201,42 @@ fn formats(schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// The formats kube-apiserver recognises in a CRD schema (apiextensions-apiserver
+/// `pkg/apiserver/validation/formats.go`, and `int32`, `int64`, `float`, `double` on numbers):
+/// any other is stored but warned about at every `kubectl apply` of the CRD ("unrecognized
+/// format"), and validates nothing.
+const RECOGNISED_FORMATS: &[&str] = &[
+    "bsonobjectid",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+    "uuid3",
+    "uuid4",
+    "uuid5",
+    "isbn",
+    "isbn10",
+    "isbn13",
+    "creditcard",
+    "ssn",
+    "hexcolor",
+    "rgbcolor",
+    "byte",
+    "password",
+    "date",
+    "duration",
+    "datetime",
+    "date-time",
+    "int32",
+    "int64",
+    "float",
+    "double",
+];
+
 /// kube-apiserver warns at every apply of a CRD whose schema has a format it does not know
 /// (`Warning: unrecognized format "uint32"`); the generated CRDs use only known ones, and
 /// the unsigned counts keep their range as bounds. The e2e suite applies them to the real
@@ -212,8 +248,7 @@ fn crds_use_only_formats_kubernetes_recognises() {
         let mut found = Vec::new();
         formats(&crd["spec"], "spec", &mut found);
         assert!(found.iter().any(|(_, f)| f == "int64"), "{name}: the counts have a format: {found:?}");
-        let unknown: Vec<_> =
-            found.iter().filter(|(_, f)| !sidecar_watch::api::RECOGNISED_FORMATS.contains(&f.as_str())).collect();
+        let unknown: Vec<_> = found.iter().filter(|(_, f)| !RECOGNISED_FORMATS.contains(&f.as_str())).collect();
         assert!(unknown.is_empty(), "{name}: formats kube-apiserver does not recognise: {unknown:?}");
         let matched = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
             ["matchedPods"];

@@ -13,85 +13,72 @@ use super::field_decoders::null_as_default;
 
 /// One declared container: the facts the misconfiguration checks need.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimContainer {
     /// The container's name.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub name: String,
     /// The image reference.
-    #[serde(default)]
     pub image: Option<String>,
     /// `Always` on a native sidecar; on a regular container (KEP-5307) it only says when the
     /// kubelet restarts it, and never makes it a sidecar.
-    #[serde(default)]
     pub restart_policy: Option<String>,
     /// Declared ports.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub ports: Vec<SlimPort>,
     /// Whether a readiness probe is declared (its body is not needed).
-    #[serde(default)]
     pub readiness_probe: Option<IgnoredAny>,
     /// Whether a startup probe is declared.
-    #[serde(default)]
     pub startup_probe: Option<IgnoredAny>,
     /// The liveness probe's target (the `main-probe-on-sidecar` check reads it).
-    #[serde(default)]
     pub liveness_probe: Option<SlimProbe>,
     /// Whether requests or limits are declared.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub resources: SlimResources,
     /// Whether a `postStart` hook is declared: the kubelet waits for it before starting the
     /// next container, as it waits for a startup probe.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub lifecycle: SlimLifecycle,
     /// `restartPolicyRules` (KEP-5307, KEP-5532): exit codes on which the kubelet restarts the
     /// container, or every container of the Pod, whatever `restartPolicy` says.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub restart_policy_rules: Vec<SlimRestartRule>,
     /// `resizePolicy` (KEP-1287): which resources the kubelet applies by restarting it.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub resize_policy: Vec<SlimResizePolicy>,
     /// `securityContext.runAsUser`: a mesh's traffic redirection spares its proxy's user.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub security_context: SlimSecurityContext,
     /// Whether `command` mentions the word `agent` (see [`MentionsAgent`]).
-    #[serde(default)]
     pub command: MentionsAgent,
     /// Whether `args` mentions the word `agent`.
-    #[serde(default)]
     pub args: MentionsAgent,
 }
 
 /// `lifecycle`: whether a `postStart` hook exists, and what the `preStop` hook does.
 /// `stopSignal` (KEP-4960) is not read: no rule depends on which signal stops a container.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimLifecycle {
     /// The hook's body is not needed.
-    #[serde(default)]
     pub post_start: Option<IgnoredAny>,
     /// The `preStop` hook: the kubelet runs a native sidecar's as soon as the Pod starts
     /// terminating, while the main containers still run.
-    #[serde(default)]
     pub pre_stop: Option<SlimHandler>,
 }
 
 /// A lifecycle handler: which kind it is, and an `exec` hook's command (to recognise the hooks
 /// mesh injectors write).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimHandler {
     /// `exec`.
-    #[serde(default)]
     pub exec: Option<SlimExec>,
     /// `httpGet`.
-    #[serde(default)]
     pub http_get: Option<IgnoredAny>,
     /// `tcpSocket` (accepted by the API, never run by the kubelet).
-    #[serde(default)]
     pub tcp_socket: Option<IgnoredAny>,
     /// `sleep`: only waits, never touches the container's process.
-    #[serde(default)]
     pub sleep: Option<IgnoredAny>,
 }
 
@@ -115,13 +102,12 @@ pub struct SlimExec {
 /// One of `restartPolicyRules`. Action and operator are kept as text: a value a newer
 /// Kubernetes adds matches nothing here, as the kubelet skips rules it does not know.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimRestartRule {
     /// `Restart` or `RestartAllContainers`.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub action: String,
     /// The exit codes the rule applies to.
-    #[serde(default)]
     pub exit_codes: Option<SlimExitCodes>,
 }
 
@@ -150,25 +136,21 @@ pub struct SlimResizePolicy {
 
 /// A container's or the Pod's `securityContext`: only the user it runs as.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimSecurityContext {
     /// `runAsUser`.
-    #[serde(default)]
     pub run_as_user: Option<i64>,
 }
 
 /// A probe: where it sends its request. Exec probes have no target.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimProbe {
     /// `httpGet`.
-    #[serde(default)]
     pub http_get: Option<SlimProbeTarget>,
     /// `tcpSocket`.
-    #[serde(default)]
     pub tcp_socket: Option<SlimProbeTarget>,
     /// `grpc`.
-    #[serde(default)]
     pub grpc: Option<SlimProbeTarget>,
 }
 
@@ -181,15 +163,14 @@ impl SlimProbe {
 
 /// A probe handler's port, host and (HTTP) path.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct SlimProbeTarget {
     /// A number or the name of a declared port; anything else is read as absent.
-    #[serde(default, deserialize_with = "lenient_port")]
+    #[serde(deserialize_with = "lenient_port")]
     pub port: Option<PortRef>,
     /// Another host than the Pod's IP, when set.
-    #[serde(default)]
     pub host: Option<String>,
     /// The HTTP path.
-    #[serde(default)]
     pub path: Option<String>,
 }
 
@@ -232,27 +213,23 @@ impl<'de> Deserialize<'de> for MentionsAgent {
 
 /// A declared container port.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimPort {
     /// The port number.
-    #[serde(default)]
     pub container_port: i32,
     /// The port's name, which probes may use instead of the number.
-    #[serde(default)]
     pub name: Option<String>,
     /// `TCP` when absent.
-    #[serde(default)]
     pub protocol: Option<String>,
 }
 
 /// `resources`: only whether anything is requested or limited.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct SlimResources {
     /// `requests` has at least one entry.
-    #[serde(default)]
     pub requests: NonEmpty,
     /// `limits` has at least one entry.
-    #[serde(default)]
     pub limits: NonEmpty,
 }
 

@@ -28,7 +28,7 @@ pub use markers::{
 };
 pub use pod::*;
 pub use policy::*;
-pub use quote::{clip, escape_control, mention, quote};
+pub use quote::{byte_prefix, clip, escape_control, mention, quote};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -58,42 +58,6 @@ pub fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Resul
 pub const GROUP: &str = "sidecarwatch.io";
 /// The API version of every kind this operator serves.
 pub const VERSION: &str = "v1alpha1";
-
-/// The formats kube-apiserver recognises in a CRD schema (apiextensions-apiserver
-/// `pkg/apiserver/validation/formats.go`, and `int32`, `int64`, `float`, `double` on numbers):
-/// any other is stored but warned about at every `kubectl apply` of the CRD ("unrecognized
-/// format"), and validates nothing.
-pub const RECOGNISED_FORMATS: &[&str] = &[
-    "bsonobjectid",
-    "uri",
-    "email",
-    "hostname",
-    "ipv4",
-    "ipv6",
-    "cidr",
-    "mac",
-    "uuid",
-    "uuid3",
-    "uuid4",
-    "uuid5",
-    "isbn",
-    "isbn10",
-    "isbn13",
-    "creditcard",
-    "ssn",
-    "hexcolor",
-    "rgbcolor",
-    "byte",
-    "password",
-    "date",
-    "duration",
-    "datetime",
-    "date-time",
-    "int32",
-    "int64",
-    "float",
-    "double",
-];
 
 /// Both CustomResourceDefinitions as the API server should store them: schemars writes the
 /// Rust width of unsigned integers as their `format` (`uint32`), which Kubernetes does not

@@ -31,14 +31,7 @@ pub fn is_injection_annotation(key: &str) -> bool {
 
 /// `value` cut to [`MAX_MARKER_VALUE_BYTES`].
 pub fn marker_value(value: &str) -> &str {
-    if value.len() <= MAX_MARKER_VALUE_BYTES {
-        return value;
-    }
-    let mut end = MAX_MARKER_VALUE_BYTES;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    &value[..end]
+    crate::byte_prefix(value, MAX_MARKER_VALUE_BYTES)
 }
 
 /// The injection annotations of `annotations`, values cut.

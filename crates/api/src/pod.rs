@@ -37,45 +37,43 @@ pub struct SlimPod {
 
 /// `spec`: the declared containers.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimPodSpec {
     /// `spec.initContainers` (native sidecars have `restartPolicy: Always`).
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub init_containers: Vec<SlimContainer>,
     /// `spec.containers`.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub containers: Vec<SlimContainer>,
     /// `spec.restartPolicy` (`Always` when absent): whether the kubelet restarts a regular
     /// container that has no `restartPolicy` of its own.
-    #[serde(default)]
     pub restart_policy: Option<String>,
     /// `spec.securityContext`: the user containers run as unless they say otherwise.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub security_context: SlimSecurityContext,
     /// `spec.hostNetwork`: most mesh injectors skip such Pods.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub host_network: bool,
 }
 
 /// `status`: timestamps, conditions and container statuses.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimPodStatus {
     /// `Pending`, `Running`, `Succeeded` or `Failed`: in the last two the kubelet starts no
     /// container of the Pod again.
-    #[serde(default)]
     pub phase: Option<String>,
     /// When the kubelet started the Pod.
-    #[serde(default, deserialize_with = "clamped_time")]
+    #[serde(deserialize_with = "clamped_time")]
     pub start_time: Option<Time>,
     /// Pod conditions (the engine reads `Ready`).
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub conditions: Vec<SlimCondition>,
     /// Statuses of init containers, native sidecars included.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub init_container_statuses: Vec<SlimContainerStatus>,
     /// Statuses of regular containers.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub container_statuses: Vec<SlimContainerStatus>,
 }
 
@@ -96,36 +94,29 @@ pub struct SlimCondition {
 
 /// A container's status.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimContainerStatus {
     /// The container's name.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub name: String,
     /// Readiness as the kubelet reports it.
-    #[serde(default)]
     pub ready: bool,
     /// Whether the startup probe has passed (or the container has started).
-    #[serde(default)]
     pub started: Option<bool>,
     /// Restarts so far.
-    #[serde(default)]
     pub restart_count: i32,
     /// The current state.
-    #[serde(default)]
     pub state: Option<SlimContainerState>,
     /// The previous state (the last termination).
-    #[serde(default)]
     pub last_state: Option<SlimContainerState>,
 }
 
 /// A container state: at most one of the three is set.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct SlimContainerState {
-    #[serde(default)]
     pub waiting: Option<SlimWaiting>,
-    #[serde(default)]
     pub running: Option<SlimRunning>,
-    #[serde(default)]
     pub terminated: Option<SlimTerminated>,
 }
 
@@ -147,44 +138,35 @@ pub struct SlimRunning {
 
 /// `state.terminated`.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SlimTerminated {
-    #[serde(default)]
     pub exit_code: i32,
     /// E.g. `OOMKilled`, `Error`, `Completed`.
-    #[serde(default)]
     pub reason: Option<String>,
     /// The container's termination message.
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default, deserialize_with = "clamped_time")]
+    #[serde(deserialize_with = "clamped_time")]
     pub started_at: Option<Time>,
-    #[serde(default, deserialize_with = "clamped_time")]
+    #[serde(deserialize_with = "clamped_time")]
     pub finished_at: Option<Time>,
 }
 
 /// The metadata fields kept; everything else (`managedFields`, finalizers, the annotations
 /// no injector reads) is skipped while parsing.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
 struct SlimMeta {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     namespace: Option<String>,
-    #[serde(default)]
     uid: Option<String>,
-    #[serde(default)]
     resource_version: Option<String>,
-    #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
-    #[serde(default, deserialize_with = "super::markers::deserialize_injection_annotations")]
+    #[serde(deserialize_with = "super::markers::deserialize_injection_annotations")]
     annotations: Option<BTreeMap<String, String>>,
-    #[serde(default)]
     owner_references: Option<Vec<OwnerReference>>,
-    #[serde(default, deserialize_with = "clamped_time")]
+    #[serde(deserialize_with = "clamped_time")]
     creation_timestamp: Option<Time>,
-    #[serde(default, deserialize_with = "clamped_time")]
+    #[serde(deserialize_with = "clamped_time")]
     deletion_timestamp: Option<Time>,
 }
 

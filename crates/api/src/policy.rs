@@ -162,18 +162,6 @@ impl std::fmt::Display for Severity {
     }
 }
 
-impl std::str::FromStr for Severity {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "info" => Ok(Severity::Info),
-            "warning" => Ok(Severity::Warning),
-            "critical" => Ok(Severity::Critical),
-            other => Err(format!("unknown severity {} (use info, warning or critical)", super::quote(other))),
-        }
-    }
-}
-
 /// The alert rules of a policy; see the README's alert table for what each one means.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -16,6 +16,16 @@ pub const QUOTED_CHARS: usize = 64;
 /// Characters of a message from another library kept by [`clip`] (its start and its end).
 pub const CLIPPED_CHARS: usize = 240;
 
+/// The longest start of `text` that is at most `max` bytes and ends on a character boundary:
+/// where a value is cut to a byte budget.
+pub fn byte_prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// A name (an object's, a kind) as a message mentions it: as it is when it is short and
 /// printable, as every name the API server admits is, else [`quote`]d, so that a name in a
 /// hand-written manifest cannot make a message long or forge a line of its own.
@@ -101,6 +111,13 @@ mod tests {
         assert!(clipped.ends_with("\", expected u32"), "{clipped}");
         assert_eq!(clip("short"), "short");
         assert_eq!(clip("unknown variant `a\nb\u{1b}[2J`"), "unknown variant `a\\nb\\x1b[2J`");
+    }
+
+    #[test]
+    fn byte_prefixes_end_on_a_character_boundary() {
+        assert_eq!(byte_prefix("héllo", 2), "h");
+        assert_eq!(byte_prefix("héllo", 3), "hé");
+        assert_eq!(byte_prefix("short", 10), "short");
     }
 
     #[test]

@@ -9,80 +9,83 @@ use serde::Serialize;
 use super::sidecar_matcher::IdentifiedBy;
 use sidecar_watch_api::Severity;
 
-/// The alert names, one per rule (the `alertname` label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum AlertName {
-    /// A sidecar is running or waiting but not ready.
-    SidecarContainerNotReady,
-    /// A main container is ready while a sidecar is not.
-    MainContainerReadyButSidecarNot,
-    /// A sidecar restarted at least `threshold` times within `window`.
-    SidecarRestartingFrequently,
-    /// A sidecar is in `CrashLoopBackOff`.
-    SidecarCrashLooping,
-    /// A sidecar was OOM-killed within `window`.
-    #[serde(rename = "SidecarOOMKilled")]
-    SidecarOomKilled,
-    /// A main container started while a sidecar was not yet ready.
-    MainStartedBeforeSidecarReady,
-    /// A Job's main containers finished while a sidecar keeps the Pod running.
-    JobBlockedBySidecar,
-    /// On shutdown a sidecar stopped while a main container still ran.
-    SidecarStoppedBeforeMain,
-    /// A sidecar that an injector's markers or the policy ask for is not in the Pod.
-    SidecarMissing,
-    /// A sidecar runs a release older than the policy's minimum.
-    SidecarVersionDrift,
-    /// A static check of the Pod spec failed.
-    SidecarMisconfigured,
-    /// On a workload: its controller cannot create Pods because of a sidecar or its injector.
-    SidecarInjectionFailed,
-    /// On a workload: every Pod of its newest revision has the same sidecar failing while
-    /// Pods of an older revision still run.
-    RolloutBlockedBySidecar,
+/// An enum whose variants each carry their label (`Variant => "label"`): the macro writes
+/// the enum, `ALL` (every variant, in declaration order) and `as_str` (the label), so that a
+/// variant and its label are written once, side by side.
+macro_rules! labelled_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident => $label:literal,)*
+        }
+        #[doc = $all_doc:literal]
+        const ALL;
+        #[doc = $as_str_doc:literal]
+        fn as_str;
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)*
+        }
+
+        impl $name {
+            #[doc = $all_doc]
+            pub const ALL: [$name; [$($label),*].len()] = [$($name::$variant),*];
+
+            #[doc = $as_str_doc]
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+labelled_enum! {
+    /// The alert names, one per rule (the `alertname` label).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+    pub enum AlertName {
+        /// A sidecar is running or waiting but not ready.
+        SidecarContainerNotReady => "SidecarContainerNotReady",
+        /// A main container is ready while a sidecar is not.
+        MainContainerReadyButSidecarNot => "MainContainerReadyButSidecarNot",
+        /// A sidecar restarted at least `threshold` times within `window`.
+        SidecarRestartingFrequently => "SidecarRestartingFrequently",
+        /// A sidecar is in `CrashLoopBackOff`.
+        SidecarCrashLooping => "SidecarCrashLooping",
+        /// A sidecar was OOM-killed within `window`.
+        #[serde(rename = "SidecarOOMKilled")]
+        SidecarOomKilled => "SidecarOOMKilled",
+        /// A main container started while a sidecar was not yet ready.
+        MainStartedBeforeSidecarReady => "MainStartedBeforeSidecarReady",
+        /// A Job's main containers finished while a sidecar keeps the Pod running.
+        JobBlockedBySidecar => "JobBlockedBySidecar",
+        /// On shutdown a sidecar stopped while a main container still ran.
+        SidecarStoppedBeforeMain => "SidecarStoppedBeforeMain",
+        /// A sidecar that an injector's markers or the policy ask for is not in the Pod.
+        SidecarMissing => "SidecarMissing",
+        /// A sidecar runs a release older than the policy's minimum.
+        SidecarVersionDrift => "SidecarVersionDrift",
+        /// A static check of the Pod spec failed.
+        SidecarMisconfigured => "SidecarMisconfigured",
+        /// On a workload: its controller cannot create Pods because of a sidecar or its injector.
+        SidecarInjectionFailed => "SidecarInjectionFailed",
+        /// On a workload: every Pod of its newest revision has the same sidecar failing while
+        /// Pods of an older revision still run.
+        RolloutBlockedBySidecar => "RolloutBlockedBySidecar",
+    }
+    /// Every alert name, in rule order.
+    const ALL;
+    /// The name as it appears in labels, Events and output.
+    fn as_str;
 }
 
 impl AlertName {
-    /// Every alert name, in rule order.
-    pub const ALL: [AlertName; 13] = [
-        AlertName::SidecarContainerNotReady,
-        AlertName::MainContainerReadyButSidecarNot,
-        AlertName::SidecarRestartingFrequently,
-        AlertName::SidecarCrashLooping,
-        AlertName::SidecarOomKilled,
-        AlertName::MainStartedBeforeSidecarReady,
-        AlertName::JobBlockedBySidecar,
-        AlertName::SidecarStoppedBeforeMain,
-        AlertName::SidecarMissing,
-        AlertName::SidecarVersionDrift,
-        AlertName::SidecarMisconfigured,
-        AlertName::SidecarInjectionFailed,
-        AlertName::RolloutBlockedBySidecar,
-    ];
-
     /// Whether the alert is on a workload (its Pods are not created, or not all of them fail),
     /// not on one Pod.
     pub fn on_workload(self) -> bool {
         matches!(self, AlertName::SidecarInjectionFailed | AlertName::RolloutBlockedBySidecar)
-    }
-
-    /// The name as it appears in labels, Events and output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertName::SidecarContainerNotReady => "SidecarContainerNotReady",
-            AlertName::MainContainerReadyButSidecarNot => "MainContainerReadyButSidecarNot",
-            AlertName::SidecarRestartingFrequently => "SidecarRestartingFrequently",
-            AlertName::SidecarCrashLooping => "SidecarCrashLooping",
-            AlertName::SidecarOomKilled => "SidecarOOMKilled",
-            AlertName::MainStartedBeforeSidecarReady => "MainStartedBeforeSidecarReady",
-            AlertName::JobBlockedBySidecar => "JobBlockedBySidecar",
-            AlertName::SidecarStoppedBeforeMain => "SidecarStoppedBeforeMain",
-            AlertName::SidecarMissing => "SidecarMissing",
-            AlertName::SidecarVersionDrift => "SidecarVersionDrift",
-            AlertName::SidecarMisconfigured => "SidecarMisconfigured",
-            AlertName::SidecarInjectionFailed => "SidecarInjectionFailed",
-            AlertName::RolloutBlockedBySidecar => "RolloutBlockedBySidecar",
-        }
     }
 }
 
@@ -92,69 +95,45 @@ impl std::fmt::Display for AlertName {
     }
 }
 
-/// The static checks of `SidecarMisconfigured` (the `check` label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Check {
-    /// A sidecar without a readiness probe: nobody knows when it can serve.
-    NoReadinessProbe,
-    /// A native sidecar without a startup probe: main containers start almost in parallel.
-    NoStartupProbe,
-    /// A sidecar declared in `spec.containers`: no start/stop ordering, blocks Jobs.
-    LegacySidecar,
-    /// A sidecar image without a pinned tag or digest.
-    LatestImage,
-    /// A sidecar without resource requests or limits.
-    NoResources,
-    /// A sidecar declares a port another container of the Pod declares too.
-    PortConflict,
-    /// Five or more sidecars in one Pod (reported on the Pod, container empty).
-    SidecarSprawl,
-    /// A main container's liveness probe targets a sidecar's port: a sidecar failure
-    /// restarts the app.
-    MainProbeOnSidecar,
-    /// Plain init containers run before a native mesh proxy while the mesh already redirects
-    /// the Pod's traffic to it: they have no working network.
-    InitBeforeProxy,
-    /// A native sidecar's `preStop` hook can act on it; the kubelet runs it while the main
-    /// containers still run.
-    NativePreStop,
+labelled_enum! {
+    /// The static checks of `SidecarMisconfigured` (the `check` label).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Check {
+        /// A sidecar without a readiness probe: nobody knows when it can serve.
+        NoReadinessProbe => "no-readiness-probe",
+        /// A native sidecar without a startup probe: main containers start almost in parallel.
+        NoStartupProbe => "no-startup-probe",
+        /// A sidecar declared in `spec.containers`: no start/stop ordering, blocks Jobs.
+        LegacySidecar => "legacy-sidecar",
+        /// A sidecar image without a pinned tag or digest.
+        LatestImage => "latest-image",
+        /// A sidecar without resource requests or limits.
+        NoResources => "no-resources",
+        /// A sidecar declares a port another container of the Pod declares too.
+        PortConflict => "port-conflict",
+        /// Five or more sidecars in one Pod (reported on the Pod, container empty).
+        SidecarSprawl => "sidecar-sprawl",
+        /// A main container's liveness probe targets a sidecar's port: a sidecar failure
+        /// restarts the app.
+        MainProbeOnSidecar => "main-probe-on-sidecar",
+        /// Plain init containers run before a native mesh proxy while the mesh already redirects
+        /// the Pod's traffic to it: they have no working network.
+        InitBeforeProxy => "init-before-proxy",
+        /// A native sidecar's `preStop` hook can act on it; the kubelet runs it while the main
+        /// containers still run.
+        NativePreStop => "native-prestop",
+    }
+    /// Every check.
+    const ALL;
+    /// The value of the `check` label.
+    fn as_str;
 }
 
 impl Check {
-    /// Every check.
-    pub const ALL: [Check; 10] = [
-        Check::NoReadinessProbe,
-        Check::NoStartupProbe,
-        Check::LegacySidecar,
-        Check::LatestImage,
-        Check::NoResources,
-        Check::PortConflict,
-        Check::SidecarSprawl,
-        Check::MainProbeOnSidecar,
-        Check::InitBeforeProxy,
-        Check::NativePreStop,
-    ];
-
     /// The check with this label value.
     pub fn from_label(label: &str) -> Option<Check> {
         Check::ALL.into_iter().find(|c| c.as_str() == label)
-    }
-
-    /// The value of the `check` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Check::NoReadinessProbe => "no-readiness-probe",
-            Check::NoStartupProbe => "no-startup-probe",
-            Check::LegacySidecar => "legacy-sidecar",
-            Check::LatestImage => "latest-image",
-            Check::NoResources => "no-resources",
-            Check::PortConflict => "port-conflict",
-            Check::SidecarSprawl => "sidecar-sprawl",
-            Check::MainProbeOnSidecar => "main-probe-on-sidecar",
-            Check::InitBeforeProxy => "init-before-proxy",
-            Check::NativePreStop => "native-prestop",
-        }
     }
 }
 

@@ -132,13 +132,28 @@ pub(crate) const GENERIC_ORDERING_REMEDIATION: &str =
 
 /// Every well-known sidecar. Names and images come from each project's injector or
 /// documented manifests.
+/// The fields an entry shares with any sidecar the catalog does not know better; each entry
+/// below states only what is its own.
+const GENERIC: CatalogEntry = CatalogEntry {
+    id: "",
+    product: "",
+    names: &[],
+    images: &[],
+    image_needs_agent: false,
+    ports: &[],
+    job_remediation: GENERIC_JOB_REMEDIATION,
+    ordering_remediation: GENERIC_ORDERING_REMEDIATION,
+    native_remediation: GENERIC_NATIVE_REMEDIATION,
+    redirect: None,
+    drain_hook: &[],
+};
+
 pub static CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
         id: "istio",
         product: "Istio",
         names: &["istio-proxy"],
         images: &[ImageRule::Last("proxyv2")],
-        image_needs_agent: false,
         // 15000 admin, 15020 merged metrics and app probes, 15021 health, 15090 Envoy metrics.
         ports: &[15000, 15020, 15021, 15090],
         job_remediation: "annotate the Pod template with sidecar.istio.io/nativeSidecar: \"true\" (or set ENABLE_NATIVE_SIDECARS=true mesh-wide) so istio-proxy runs as a native sidecar and stops when the Job's containers finish; Istio 1.27 and later do this by default once every node runs Kubernetes 1.33 or later, so a legacy istio-proxy there means it was turned off",
@@ -150,13 +165,13 @@ pub static CATALOG: &[CatalogEntry] = &[
             remediation: "declare it after istio-proxy (Istio's injector puts istio-proxy before the app's init containers, so something placed this one ahead of it), run it as the proxy's user (runAsUser: 1337), or exclude its destinations with the annotation traffic.sidecar.istio.io/excludeOutboundIPRanges or excludeOutboundPorts",
         }),
         drain_hook: &["pilot-agent", "request", "POST", "drain"],
+        ..GENERIC
     },
     CatalogEntry {
         id: "linkerd",
         product: "Linkerd",
         names: &["linkerd-proxy"],
         images: &[ImageRule::Suffix("linkerd/proxy")],
-        image_needs_agent: false,
         // 4191 admin (/live, /ready, /metrics).
         ports: &[4191],
         job_remediation: "annotate the Pod template with config.linkerd.io/proxy-enable-native-sidecar: \"true\" so linkerd-proxy runs as a native sidecar and stops when the Job's containers finish; Linkerd 2.20 and later do this by default (proxy.nativeSidecar), so a legacy linkerd-proxy there means it was turned off",
@@ -167,7 +182,7 @@ pub static CATALOG: &[CatalogEntry] = &[
             cni_validator: "linkerd-network-validator",
             remediation: "declare it after linkerd-proxy (Linkerd's injector puts the native proxy right after linkerd-init or linkerd-network-validator, so something placed this one ahead of it), run it as the proxy's user (runAsUser: 2102 by default), or skip its ports with the annotation config.linkerd.io/skip-outbound-ports",
         }),
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "envoy",
@@ -179,37 +194,26 @@ pub static CATALOG: &[CatalogEntry] = &[
             ImageRule::Suffix("envoyproxy/envoy-contrib"),
             ImageRule::Suffix("envoyproxy/envoy-dev"),
         ],
-        image_needs_agent: false,
         // 9901: the admin listener of Envoy's example configurations.
         ports: &[9901],
-        job_remediation: GENERIC_JOB_REMEDIATION,
         ordering_remediation: "make envoy a native sidecar with a startupProbe on its admin /ready endpoint",
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "consul",
         product: "Consul",
         names: &["consul-dataplane", "envoy-sidecar"],
         images: &[ImageRule::Suffix("hashicorp/consul-dataplane")],
-        image_needs_agent: false,
-        ports: &[],
         job_remediation: "have the Job's container ask consul-dataplane to shut down when it is done, through Consul's proxy lifecycle graceful-shutdown endpoint (consul-k8s injects it as a regular container; native injection is requested in hashicorp/consul-k8s#3919)",
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "kuma",
         product: "Kuma / Kong Mesh",
         names: &["kuma-sidecar"],
         images: &[ImageRule::Last("kuma-dp")],
-        image_needs_agent: false,
         ports: &[9901],
         job_remediation: "let Kuma inject kuma-sidecar as a native sidecar that stops when the Job's containers finish: Kuma 2.14 and later do by default (KUMA_EXPERIMENTAL_SIDECAR_CONTAINERS), so a legacy kuma-sidecar there means it was turned off",
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
         native_remediation: "let Kuma inject kuma-sidecar as a native sidecar, started before the app and stopped after it: Kuma 2.14 and later do by default (KUMA_EXPERIMENTAL_SIDECAR_CONTAINERS), so a legacy kuma-sidecar there means it was turned off",
         redirect: Some(Redirect {
             iptables_init: "kuma-init",
@@ -217,20 +221,17 @@ pub static CATALOG: &[CatalogEntry] = &[
             remediation: "declare it after kuma-sidecar (Kuma's injector prepends the native sidecar to the init containers, so something placed this one ahead of it), run it as the proxy's user (runAsUser: 5678 by default), or exclude its ports with the annotation traffic.kuma.io/exclude-outbound-ports",
         }),
         drain_hook: &["killall", "-USR2", "kuma-dp"],
+        ..GENERIC
     },
     CatalogEntry {
         id: "dapr",
         product: "Dapr",
         names: &["daprd"],
         images: &[ImageRule::Last("daprd")],
-        image_needs_agent: false,
         // 3500 HTTP API, 3501 health, 50001 gRPC API.
         ports: &[3500, 3501, 50001],
         job_remediation: "have the Job's container call Dapr's shutdown API (POST http://localhost:3500/v1.0/shutdown) when it is done (Dapr's injector adds daprd as a regular container; native injection is requested in dapr/dapr#9422)",
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "vault-agent",
@@ -238,65 +239,43 @@ pub static CATALOG: &[CatalogEntry] = &[
         names: &["vault-agent"],
         images: &[ImageRule::Suffix("hashicorp/vault")],
         image_needs_agent: true,
-        ports: &[],
         job_remediation: "annotate the Pod template with vault.hashicorp.com/agent-pre-populate-only: \"true\" so only the init container renders the secrets and no agent keeps running",
         ordering_remediation: "keep the agent's init container (vault.hashicorp.com/agent-pre-populate, the default) so the secrets exist before the app starts",
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "cloud-sql-proxy",
         product: "Cloud SQL Auth Proxy",
         names: &["cloud-sql-proxy"],
         images: &[ImageRule::Last("cloud-sql-proxy")],
-        image_needs_agent: false,
-        ports: &[],
         job_remediation: "run the proxy as a native sidecar, or start it with --quit-urls / --quitquitquit and have the Job's container call it when done",
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "gcsfuse",
         product: "GKE Cloud Storage FUSE",
         names: &["gke-gcsfuse-sidecar"],
         images: &[ImageRule::Last("gcs-fuse-csi-driver-sidecar-mounter")],
-        image_needs_agent: false,
-        ports: &[],
         job_remediation: "use a GKE version that injects the FUSE sidecar as a native sidecar (1.29 and later)",
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
         native_remediation: "use a GKE version that injects the FUSE sidecar as a native sidecar (1.29 and later)",
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "xray",
         product: "AWS X-Ray daemon",
         names: &["xray-daemon"],
         images: &[ImageRule::Last("aws-xray-daemon")],
-        image_needs_agent: false,
         ports: &[2000],
-        job_remediation: GENERIC_JOB_REMEDIATION,
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "fluent-bit",
         product: "Fluent Bit",
         names: &["fluent-bit"],
         images: &[ImageRule::Last("fluent-bit")],
-        image_needs_agent: false,
         // 2020: the built-in HTTP server (health, metrics).
         ports: &[2020],
-        job_remediation: GENERIC_JOB_REMEDIATION,
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "otel-collector",
@@ -305,27 +284,17 @@ pub static CATALOG: &[CatalogEntry] = &[
         // AWS Distro for OpenTelemetry build of the collector.
         names: &["otel-collector", "otc-container"],
         images: &[ImageRule::LastPrefix("opentelemetry-collector"), ImageRule::Last("aws-otel-collector")],
-        image_needs_agent: false,
         // 13133: the health_check extension.
         ports: &[13133],
-        job_remediation: GENERIC_JOB_REMEDIATION,
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "oauth2-proxy",
         product: "oauth2-proxy",
         names: &["oauth2-proxy"],
         images: &[ImageRule::Last("oauth2-proxy")],
-        image_needs_agent: false,
         ports: &[4180],
-        job_remediation: GENERIC_JOB_REMEDIATION,
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "alloydb-auth-proxy",
@@ -333,26 +302,17 @@ pub static CATALOG: &[CatalogEntry] = &[
         // alloydb-proxy: the container name of Google's AlloyDB quickstart for GKE.
         names: &["alloydb-auth-proxy", "alloydb-proxy"],
         images: &[ImageRule::Last("alloydb-auth-proxy")],
-        image_needs_agent: false,
-        ports: &[],
         job_remediation: "run the proxy as a native sidecar, or start it with --quitquitquit and have the Job's container POST to its /quitquitquit endpoint when done",
-        ordering_remediation: GENERIC_ORDERING_REMEDIATION,
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
     CatalogEntry {
         id: "git-sync",
         product: "git-sync",
         names: &["git-sync"],
         images: &[ImageRule::Last("git-sync")],
-        image_needs_agent: false,
-        ports: &[],
         job_remediation: "when the Job needs the repository only once, run git-sync as a plain init container with --one-time (GITSYNC_ONE_TIME=true) instead; otherwise declare it in initContainers with restartPolicy: Always",
         ordering_remediation: "run a --one-time git-sync init container before it (as Apache Airflow's chart does) so the repository exists before the app starts",
-        native_remediation: GENERIC_NATIVE_REMEDIATION,
-        redirect: None,
-        drain_hook: &[],
+        ..GENERIC
     },
 ];
 

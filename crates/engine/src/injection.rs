@@ -220,6 +220,24 @@ const KUMA_INJECT: Inject = Inject::Of(&["enabled", "true", "yes"]);
 const KUMA_OPT_OUT: OptOut = OptOut::Of(&["disabled", "false", "no"]);
 
 /// Every injector whose markers are known.
+/// The fields an injector leaves at "none" (no namespace markers, no skipped namespaces, no
+/// helpers…) and the generic PodSecurity advice; each entry below states only what is its own.
+const NO_INJECTOR: Injector = Injector {
+    catalog_id: "",
+    namespace: &[],
+    pod: &[],
+    pod_needs_namespace_key: false,
+    skips_host_network: false,
+    skips_bare_pods: false,
+    skipped_namespaces: &[],
+    source: "",
+    webhooks: &[],
+    helpers: &[],
+    webhooks_source: "",
+    unreachable_fix: "",
+    admission_fix: GENERIC_ADMISSION_FIX,
+};
+
 pub static INJECTORS: &[Injector] = &[
     Injector {
         catalog_id: "istio",
@@ -236,9 +254,7 @@ pub static INJECTORS: &[Injector] = &[
             Marker::annotation("sidecar.istio.io/inject", Inject::Never, OptOut::Of(&["false"])),
             Marker::label("istio.io/rev", Inject::Any, OptOut::Of(&[])),
         ],
-        pod_needs_namespace_key: false,
         skips_host_network: true,
-        skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "kube-public", "kube-node-lease", "local-path-storage"],
         source: "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/#controlling-the-injection-policy; istio/istio pkg/kube/inject/inject.go (injectRequired)",
         webhooks: &["sidecar-injector.istio.io", "*.sidecar-injector.istio.io"],
@@ -246,6 +262,7 @@ pub static INJECTORS: &[Injector] = &[
         webhooks_source: "istio/istio manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml (rev.namespace., rev.object., namespace., object.sidecar-injector.istio.io; sidecar-injector.istio.io before 1.10); manifests/charts/istio-control/istio-discovery/files/injection-template.yaml (istio-init, istio-validation)",
         unreachable_fix: "check that istiod is running and reachable from the API server (kubectl -n istio-system get pods,endpoints istiod), or set the webhook's failurePolicy: Ignore to let Pods start without the proxy",
         admission_fix: "install Istio's CNI node agent (istio-cni) so that Pods need no istio-init with NET_ADMIN and NET_RAW, or let the namespace's PodSecurity level admit it",
+        ..NO_INJECTOR
     },
     Injector {
         catalog_id: "linkerd",
@@ -255,9 +272,7 @@ pub static INJECTORS: &[Injector] = &[
             Marker::annotation("linkerd.io/inject", LINKERD_INJECT, OptOut::Otherwise),
         ],
         pod: &[Marker::annotation("linkerd.io/inject", LINKERD_INJECT, OptOut::Otherwise)],
-        pod_needs_namespace_key: false,
         skips_host_network: true,
-        skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "cert-manager"],
         source: "https://linkerd.io/2/features/proxy-injection/; linkerd/linkerd2 pkg/inject/report.go (disabledByAnnotation, Injectable)",
         webhooks: &["linkerd-proxy-injector.linkerd.io"],
@@ -265,14 +280,13 @@ pub static INJECTORS: &[Injector] = &[
         webhooks_source: "linkerd/linkerd2 charts/linkerd-control-plane/templates/proxy-injector-rbac.yaml (MutatingWebhookConfiguration); charts/partials/templates/_proxy-init.tpl, _network-validator.tpl",
         unreachable_fix: "check that linkerd-proxy-injector is running and reachable from the API server (linkerd check), or keep the webhook's failurePolicy: Ignore",
         admission_fix: "install the linkerd-cni plugin (linkerd install-cni, then cniEnabled: true) so that Pods need no linkerd-init with NET_ADMIN and NET_RAW, or let the namespace's PodSecurity level admit it",
+        ..NO_INJECTOR
     },
     Injector {
         catalog_id: "kuma",
         namespace: &[Marker::label("kuma.io/sidecar-injection", KUMA_INJECT, KUMA_OPT_OUT)],
         pod: &[Marker::label("kuma.io/sidecar-injection", KUMA_INJECT, KUMA_OPT_OUT)],
         pod_needs_namespace_key: true,
-        skips_host_network: false,
-        skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "kuma-system"],
         source: "https://kuma.io/docs/latest/production/dp-config/dpp-on-kubernetes/; kumahq/kuma pkg/plugins/runtime/k8s/webhooks/injector/precheck.go (needToInject)",
         // Its validating webhook on Pods fails closed too.
@@ -281,14 +295,11 @@ pub static INJECTORS: &[Injector] = &[
         webhooks_source: "kumahq/kuma deployments/charts/kuma/templates/cp-webhooks-and-secrets.yaml (namespace-, pods-, mesh-zoneproxy-kuma-injector.kuma.io; pod.validator.kuma-admission.kuma.io); pkg/plugins/runtime/k8s/webhooks/injector/injector.go",
         unreachable_fix: "check that kuma-control-plane is running and reachable from the API server (kubectl -n kuma-system get pods,endpoints kuma-control-plane), or set controlPlane.injectorFailurePolicy: Ignore",
         admission_fix: "enable Kuma's CNI (cni.enabled: true) so that Pods need no kuma-init with NET_ADMIN and NET_RAW, or let the namespace's PodSecurity level admit it",
+        ..NO_INJECTOR
     },
     Injector {
         catalog_id: "consul",
-        namespace: &[],
         pod: &[Marker::annotation("consul.hashicorp.com/connect-inject", Inject::Of(GO_TRUE), OptOut::Of(GO_FALSE))],
-        pod_needs_namespace_key: false,
-        skips_host_network: false,
-        skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "kube-public"],
         source: "https://developer.hashicorp.com/consul/docs/k8s/annotations-and-labels; hashicorp/consul-k8s control-plane/connect-inject/webhook/mesh_webhook.go (shouldInject)",
         // <release>-connect-injector.consul.hashicorp.com.
@@ -297,72 +308,53 @@ pub static INJECTORS: &[Injector] = &[
         webhooks_source: "hashicorp/consul-k8s charts/consul/templates/connect-inject-mutatingwebhookconfiguration.yaml; control-plane/connect-inject/webhook/container_init.go (InjectInitContainerName)",
         unreachable_fix: "check that consul-connect-injector is running and reachable from the API server, or set connectInject.failurePolicy: Ignore",
         admission_fix: "enable Consul's CNI plugin (connectInject.cni.enabled: true) so that Pods need no consul-connect-inject-init with NET_ADMIN, or let the namespace's PodSecurity level admit it",
+        ..NO_INJECTOR
     },
     Injector {
         catalog_id: "dapr",
-        namespace: &[],
         pod: &[Marker::annotation("dapr.io/enabled", Inject::Of(&["true", "True", "TRUE"]), OptOut::Of(&[]))],
-        pod_needs_namespace_key: false,
-        skips_host_network: false,
         skips_bare_pods: true,
-        skipped_namespaces: &[],
         source: "https://docs.dapr.io/concepts/dapr-services/sidecar-injector/; dapr/dapr pkg/injector/service/handler.go (allowed service accounts)",
         webhooks: &["sidecar-injector.dapr.io"],
-        helpers: &[],
         webhooks_source: "dapr/dapr charts/dapr/charts/dapr_sidecar_injector/templates/dapr_sidecar_injector_webhook_config.yaml",
         unreachable_fix: "check that dapr-sidecar-injector is running and reachable from the API server (kubectl -n dapr-system get pods,endpoints dapr-sidecar-injector)",
-        admission_fix: GENERIC_ADMISSION_FIX,
+        ..NO_INJECTOR
     },
     Injector {
         catalog_id: "vault-agent",
-        namespace: &[],
         pod: &[
             // Pre-populate only: an init container, no sidecar.
             Marker::annotation("vault.hashicorp.com/agent-pre-populate-only", Inject::Never, OptOut::Of(GO_TRUE)),
             Marker::annotation("vault.hashicorp.com/agent-inject", Inject::Of(GO_TRUE), OptOut::Of(GO_FALSE)),
         ],
-        pod_needs_namespace_key: false,
-        skips_host_network: false,
-        skips_bare_pods: false,
         skipped_namespaces: &["kube-system", "kube-public"],
         source: "https://developer.hashicorp.com/vault/docs/platform/k8s/injector/annotations; hashicorp/vault-k8s agent-inject/agent/agent.go (ShouldInject)",
         webhooks: &["vault.hashicorp.com"],
         helpers: &["vault-agent-init"],
         webhooks_source: "hashicorp/vault-helm templates/injector-mutating-webhook.yaml; hashicorp/vault-k8s agent-inject/agent/container_init_sidecar.go",
         unreachable_fix: "check that vault-agent-injector is running and reachable from the API server, or set injector.failurePolicy: Ignore",
-        admission_fix: GENERIC_ADMISSION_FIX,
+        ..NO_INJECTOR
     },
     Injector {
         catalog_id: "otel-collector",
         namespace: &[Marker::annotation("sidecar.opentelemetry.io/inject", Inject::Any, OptOut::Of(&["false"]))],
         pod: &[Marker::annotation("sidecar.opentelemetry.io/inject", Inject::Any, OptOut::Of(&["false"]))],
-        pod_needs_namespace_key: false,
-        skips_host_network: false,
-        skips_bare_pods: false,
-        skipped_namespaces: &[],
         source: "https://github.com/open-telemetry/opentelemetry-operator#sidecar-injection; open-telemetry/opentelemetry-operator pkg/sidecar/annotation.go",
         // Its Pod webhook is kubebuilder's generic `mpod.kb.io`, which other operators' Pod
         // webhooks are named too: a failure naming it is not known to be this injector's.
         webhooks: &[],
-        helpers: &[],
         webhooks_source: "open-telemetry/opentelemetry-operator config/webhook/manifests.yaml (mpod.kb.io)",
         unreachable_fix: "check that the OpenTelemetry Operator is running and reachable from the API server",
-        admission_fix: GENERIC_ADMISSION_FIX,
+        ..NO_INJECTOR
     },
     Injector {
         catalog_id: "gcsfuse",
-        namespace: &[],
         pod: &[Marker::annotation("gke-gcsfuse/volumes", Inject::Of(&["true", "True"]), OptOut::Of(&["false", "False"]))],
-        pod_needs_namespace_key: false,
-        skips_host_network: false,
-        skips_bare_pods: false,
-        skipped_namespaces: &[],
         source: "https://cloud.google.com/kubernetes-engine/docs/how-to/persistent-volumes/cloud-storage-fuse-csi-driver-sidecar; GoogleCloudPlatform/gcs-fuse-csi-driver pkg/webhook/mutatingwebhook.go",
         webhooks: &["gcsfuse-sidecar-injector.csi.storage.gke.io"],
-        helpers: &[],
         webhooks_source: "GoogleCloudPlatform/gcs-fuse-csi-driver deploy/base/webhook/mutatingwebhook.yaml",
         unreachable_fix: "check the Cloud Storage FUSE CSI driver's webhook (gcs-fuse-csi-driver-webhook); on GKE it is managed with the add-on",
-        admission_fix: GENERIC_ADMISSION_FIX,
+        ..NO_INJECTOR
     },
 ];
 

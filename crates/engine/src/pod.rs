@@ -145,12 +145,9 @@ impl PodView {
             }
             PodUid::Text(text) => {
                 // A UID of 2 GiB cannot come through the API: past that it is cut.
-                let mut end = text.len().min((UID_AS_BYTES - 1) as usize);
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                self.name_at = u32::try_from(end).unwrap_or(0);
-                [&text.as_bytes()[..end], name.as_bytes()].concat()
+                let text = sidecar_watch_api::byte_prefix(text, (UID_AS_BYTES - 1) as usize);
+                self.name_at = u32::try_from(text.len()).unwrap_or(0);
+                [text.as_bytes(), name.as_bytes()].concat()
             }
         };
         self.ids = ids.into_boxed_slice();
@@ -252,19 +249,13 @@ impl PodView {
         }
 
         let mut view = PodView {
-            ids: Box::default(),
-            name_at: 0,
-            group: Arc::default(),
-            is_template: false,
             created_at: meta.creation_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             started_at: status.start_time.as_ref().map(|t| Stamp::new(t.0)),
             deleting_since: meta.deletion_timestamp.as_ref().map(|t| Stamp::new(t.0)),
             conditions,
-            ready_status: None,
-            ready_since: None,
             containers: containers.into_boxed_slice(),
+            ..PodView::new(meta.uid.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
         };
-        view.set_ids(meta.uid.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default());
         view.set_ready_condition(ready_condition);
         let group = PodGroup {
             namespace: names.name(meta.namespace.as_deref().unwrap_or_default()),

@@ -9,7 +9,6 @@ use kube::core::{Selector, SelectorExt};
 use super::pod::{ContainerView, PodView};
 pub(crate) use super::rule_settings::{ForRule, Rules, SpecError, MAX_THRESHOLD};
 use super::sidecar_matcher::{Identified, SidecarMatcher};
-use super::version::Release;
 use sidecar_watch_api::bounds::*;
 use sidecar_watch_api::{quote, ClusterPolicySpec, ClusterSidecarPolicy, PolicySpec, SidecarPolicy};
 
@@ -61,8 +60,8 @@ pub struct CompiledPolicy {
     shared_ref: std::sync::Arc<PolicyRef>,
     selector: Selector,
     namespace_selector: Option<Selector>,
-    /// Which containers are sidecars.
-    sidecar_matcher: SidecarMatcher,
+    /// Which containers are sidecars, and the policy's minimum versions of them.
+    pub(crate) sidecar_matcher: SidecarMatcher,
     /// The rules with defaults applied.
     pub rules: Rules,
     /// Whether Events are published for this policy's alerts.
@@ -90,12 +89,6 @@ impl CompiledPolicy {
     /// (`spec.sidecars.required`).
     pub fn required_sidecars(&self) -> &[String] {
         self.sidecar_matcher.required()
-    }
-
-    /// The oldest release allowed for this sidecar (`spec.sidecars.minimumVersions`), with
-    /// the key that set it.
-    pub fn minimum_version(&self, container: &ContainerView) -> Option<(&str, Release)> {
-        self.sidecar_matcher.minimum_version(container)
     }
 
     /// Compiles a `ClusterSidecarPolicy` spec.

@@ -7,11 +7,11 @@ use std::fmt;
 /// A release number: up to three numeric parts (`1.24` is `1.24.0`), read from a tag with an
 /// optional `v` and any suffix after `-`, `+` or `_` ignored (`v1.32.3-distroless`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Release([u64; 3]);
+pub(crate) struct Release([u64; 3]);
 
 impl Release {
     /// The release a tag names, if it names one.
-    pub fn parse(tag: &str) -> Option<Release> {
+    pub(crate) fn parse(tag: &str) -> Option<Release> {
         let tag = tag.strip_prefix(['v', 'V']).unwrap_or(tag);
         let core = tag.split(['-', '+', '_']).next().unwrap_or(tag);
         let mut parts = [0u64; 3];
@@ -27,7 +27,7 @@ impl Release {
 
     /// Whether the tag `tag` names a release older than this one; `None` when the tag names
     /// no release (unknown, never older).
-    pub fn is_newer_than_tag(self, tag: &str) -> Option<bool> {
+    pub(crate) fn is_newer_than_tag(self, tag: &str) -> Option<bool> {
         Release::parse(tag).map(|running| running.cmp(&self) == Ordering::Less)
     }
 }

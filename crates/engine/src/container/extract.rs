@@ -98,11 +98,7 @@ pub(super) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    format!("{}…", sidecar_watch_api::byte_prefix(text, max))
 }
 
 /// Versions longer than this are cut: an OCI tag has at most 128 characters, a digest fewer.

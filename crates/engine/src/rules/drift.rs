@@ -22,7 +22,7 @@ pub(super) fn older_than_minimum(
     policy: &CompiledPolicy,
     sidecar: &ContainerView,
 ) -> bool {
-    let Some((key, minimum)) = policy.minimum_version(sidecar) else { return false };
+    let Some((key, minimum)) = policy.sidecar_matcher.minimum_version(sidecar) else { return false };
     let Some(version) = sidecar.version.as_ref() else { return false };
     if minimum.is_newer_than_tag(version.as_str()) != Some(true) {
         return false;
