@@ -90,12 +90,26 @@ pub(crate) fn resolved_note(
 /// `text` within the API's limit on a note.
 pub(crate) fn truncate(mut text: String) -> String {
     if text.len() > MAX_NOTE {
-        let mut end = MAX_NOTE - 3;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+        // `…` takes 3 bytes.
+        text.truncate(crate::api::byte_prefix(&text, MAX_NOTE - 3).len());
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_note_is_cut_on_a_character_boundary_within_the_limit() {
+        assert_eq!(truncate("short".into()), "short");
+        let exact = "a".repeat(MAX_NOTE);
+        assert_eq!(truncate(exact.clone()), exact);
+        // 996 ASCII bytes, then `é` (2 bytes) would straddle byte 997: it goes whole.
+        let long = format!("{}{}", "a".repeat(MAX_NOTE - 4), "é".repeat(10));
+        let cut = truncate(long);
+        assert_eq!(cut, format!("{}…", "a".repeat(MAX_NOTE - 4)));
+        assert_eq!(cut.len(), MAX_NOTE - 1);
+    }
 }

@@ -157,12 +157,9 @@ impl Recorder {
     fn event_name(&self, regarding: &ObjectReference, created: Timestamp) -> String {
         let suffix = format!(".{:x}", created.as_nanosecond());
         let base = regarding.name.as_deref().unwrap_or(&self.controller);
-        let mut end = base.len().min(MAX_NAME.saturating_sub(suffix.len()));
-        while !base.is_char_boundary(end) {
-            end -= 1;
-        }
         // A DNS label ends with a letter or digit.
-        let base = base[..end].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+        let base = crate::api::byte_prefix(base, MAX_NAME.saturating_sub(suffix.len()))
+            .trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
         format!("{base}{suffix}")
     }
 

@@ -72,9 +72,9 @@ impl NamespaceLabels {
             .iter()
             .map(|(key, _)| {
                 let value = labels.get(key).map_or("", String::as_str);
-                let kept = floor_char_boundary(value, MAX_VALUE_BYTES);
-                cut += u32::from(kept < value.len());
-                Box::from(&value[..kept])
+                let kept = crate::api::byte_prefix(value, MAX_VALUE_BYTES);
+                cut += u32::from(kept.len() < value.len());
+                Box::from(kept)
             })
             .collect();
         (values, cut)
@@ -85,14 +85,6 @@ impl NamespaceLabels {
     pub(super) fn set<'a>(&self, set: &mut LabelSet, value: impl Fn(usize) -> &'a str) {
         set.set_from(self.names().enumerate().map(|(i, name)| (name, value(i))));
     }
-}
-
-/// The largest character boundary of `value` at or before `at`.
-fn floor_char_boundary(value: &str, at: usize) -> usize {
-    if at >= value.len() {
-        return value.len();
-    }
-    (0..=at).rev().find(|i| value.is_char_boundary(*i)).unwrap_or(0)
 }
 
 /// The label name a key is exported as: `label_` and the key with every character outside
