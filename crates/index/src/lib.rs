@@ -245,32 +245,6 @@ impl Index {
         outcome
     }
 
-    /// After a relist of `namespace` (or of every namespace): forget the Pods not in `seen`.
-    /// Returns the UIDs forgotten, and what evaluating their workloads' other Pods again did.
-    pub fn retain_pods(
-        &self,
-        namespace: Option<&str>,
-        seen: &HashSet<PodUidBuf>,
-        now: Timestamp,
-    ) -> (HashSet<PodUidBuf>, Outcome) {
-        // Borrowed, so that each tracked Pod's own UID is looked up without a copy.
-        let seen: HashSet<PodUid<'_>> = seen.iter().map(PodUidBuf::as_uid).collect();
-        let mut gone = HashSet::new();
-        for segment in self.segments.iter() {
-            segment.lock().retain(|pod| {
-                let kept = seen.contains(&pod.view().uid()) || namespace.is_some_and(|ns| pod.view().namespace() != ns);
-                if !kept {
-                    gone.insert(pod.view().uid().into());
-                    self.forget(pod);
-                }
-                kept
-            });
-        }
-        let mut outcome = Outcome::default();
-        self.settle_rollouts(now, &mut outcome);
-        (gone, outcome)
-    }
-
     /// Takes a Pod that is no longer tracked out of the census and the version counts.
     fn forget(&self, pod: &TrackedPod) {
         self.note_rollout_change(pod.view(), rollouts_blocked::fires_blocking(pod));
@@ -325,15 +299,11 @@ impl Index {
             let policies = self.valid_policies();
             let namespaces = self.namespaces.read();
             let mut segment = self.segment(uid);
-            match segment.get_mut(uid) {
-                Some((pod, tallies)) => {
-                    let namespace = namespaces.get(pod.view().namespace().as_str());
-                    let outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
-                    self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
-                    outcome
-                }
-                None => return Outcome::default(),
-            }
+            let Some((pod, tallies)) = segment.get_mut(uid) else { return Outcome::default() };
+            let namespace = namespaces.get(pod.view().namespace().as_str());
+            let outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
+            self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
+            outcome
         };
         self.settle_rollouts(now, &mut outcome);
         outcome
@@ -419,32 +389,7 @@ impl Index {
         }
         // A policy that finds other sidecars changes what the workloads' versions count.
         self.settle_rollouts(now, &mut outcome);
-        self.evaluate_workloads(now, &mut outcome);
-        outcome
-    }
-
-    /// After a relist of one policy kind: drops the policies of that kind not in `seen`.
-    /// `namespace` limits the relist to one namespace (namespaced kind only).
-    pub fn retain_policies(
-        &self,
-        cluster: bool,
-        namespace: Option<&str>,
-        seen: &HashSet<PolicyRef>,
-        now: Timestamp,
-    ) -> Outcome {
-        let gone: Vec<PolicyRef> = {
-            let table = self.policies.read();
-            table
-                .keys()
-                .filter(|p| p.namespace.is_none() == cluster && !seen.contains(p))
-                .filter(|p| namespace.is_none() || p.namespace.as_deref() == namespace)
-                .cloned()
-                .collect()
-        };
-        let mut outcome = Outcome::default();
-        for policy in gone {
-            outcome.merge(self.delete_policy(&policy, now));
-        }
+        self.evaluate_workloads(now, None, &mut outcome);
         outcome
     }
 
