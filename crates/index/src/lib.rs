@@ -312,6 +312,17 @@ impl Index {
     /// Re-evaluates every Pod for which `affected` is true.
     fn reevaluate_where(&self, now: Timestamp, affected: impl Fn(&TrackedPod) -> bool) -> Outcome {
         let policies = self.valid_policies();
+        let evaluator = self.evaluator();
+        self.reevaluate_with(affected, |pod, tallies, namespace| evaluator.all(pod, tallies, &policies, namespace, now))
+    }
+
+    /// Evaluates again, with `evaluate`, every Pod for which `affected` is true, one segment
+    /// lock at a time, noting what each evaluation may do to its workload's rollout.
+    fn reevaluate_with(
+        &self,
+        affected: impl Fn(&TrackedPod) -> bool,
+        mut evaluate: impl FnMut(&mut TrackedPod, &mut tallies::Tallies, Option<&NamespaceMeta>) -> Outcome,
+    ) -> Outcome {
         let namespaces = self.namespaces.read();
         let mut outcome = Outcome::default();
         for segment in self.segments.iter() {
@@ -319,7 +330,7 @@ impl Index {
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
                 let namespace = namespaces.get(pod.view().namespace().as_str());
-                let evaluated = self.evaluator().all(pod, tallies, &policies, namespace, now);
+                let evaluated = evaluate(pod, tallies, namespace);
                 self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &evaluated));
                 outcome.merge(evaluated);
             }
@@ -398,22 +409,11 @@ impl Index {
     /// catches selector changes both ways.
     fn reevaluate_for_policy(&self, change: &PolicyChange<'_>, now: Timestamp) -> Outcome {
         let policies = self.valid_policies();
-        let namespaces = self.namespaces.read();
         let evaluator = self.evaluator();
-        let mut outcome = Outcome::default();
-        for segment in self.segments.iter() {
-            let mut segment = segment.lock();
-            let (pods, tallies) = segment.values_mut();
-            let in_scope =
-                |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view().namespace() == *ns);
-            for pod in pods.filter(in_scope) {
-                let namespace = namespaces.get(pod.view().namespace().as_str());
-                let evaluated = evaluator.one(pod, tallies, change, &policies, namespace, now);
-                self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &evaluated));
-                outcome.merge(evaluated);
-            }
-        }
-        outcome
+        let in_scope = |p: &TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view().namespace() == *ns);
+        self.reevaluate_with(in_scope, |pod, tallies, namespace| {
+            evaluator.one(pod, tallies, change, &policies, namespace, now)
+        })
     }
 }
 
