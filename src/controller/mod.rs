@@ -323,11 +323,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         result = server => {
             shutdown.cancel();
-            return match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(e.into()),
-            };
+            return result?;
         }
     }
     shutdown.cancel();
