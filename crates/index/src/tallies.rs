@@ -32,7 +32,8 @@ impl Tally {
         tally
     }
 
-    /// Adds `other` to (or, with `u32::sub_assign`, subtracts it from) every count, with `op`.
+    /// Adds `other` to every count with `op` ([`AddAssign::add_assign`]), or subtracts it
+    /// ([`SubAssign::sub_assign`]).
     pub(super) fn combine(&mut self, other: &Tally, op: impl Fn(&mut u32, u32)) {
         op(&mut self.matched_pods, other.matched_pods);
         op(&mut self.alerting_pods, other.alerting_pods);
