@@ -284,7 +284,6 @@ fn lost_restart_policy(errors: &str) -> Option<(usize, &str)> {
 /// The catalog entry a container name is a sidecar or an injector's helper of, and that
 /// injector when one is known.
 fn container_owner(name: &str) -> Option<(CatalogId, Option<&'static Injector>)> {
-    let injector_of = |id: &str| INJECTORS.iter().find(|i| i.catalog_id == id);
     if let Some(injector) = INJECTORS.iter().find(|i| i.helpers.contains(&name)) {
         return Some((CatalogId::by_id(injector.catalog_id)?, Some(injector)));
     }
@@ -292,7 +291,7 @@ fn container_owner(name: &str) -> Option<(CatalogId, Option<&'static Injector>)>
         e.names.contains(&name)
             || e.redirect.as_ref().is_some_and(|r| r.iptables_init == name || r.cni_validator == name)
     })?;
-    Some((CatalogId::by_id(entry.id)?, injector_of(entry.id)))
+    Some((CatalogId::by_id(entry.id)?, INJECTORS.iter().find(|i| i.catalog_id == entry.id)))
 }
 
 /// A Go `%q` string at the start of `s` (plain: a name has no escapes), and what follows.
