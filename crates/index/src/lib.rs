@@ -51,8 +51,7 @@ pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
 use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::{
-    CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodUidBuf, PodView, PolicyRef,
-    DEFAULT_MAX_SIDECARS,
+    CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
 use sidecar_watch_engine::{Rollouts, WorkloadKey};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
@@ -285,7 +284,7 @@ impl Index {
 
     /// UIDs of every tracked Pod.
     #[cfg(any(test, feature = "test-support"))]
-    pub fn pod_uids(&self) -> HashSet<PodUidBuf> {
+    pub fn pod_uids(&self) -> HashSet<sidecar_watch_engine::PodUidBuf> {
         let mut uids = HashSet::new();
         self.for_each_pod(|p| {
             uids.insert(p.view().uid().into());
