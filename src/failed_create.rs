@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::engine::{classify_failed_create, ContainerKind, InjectionFailure};
 use crate::index::{Condition, WorkloadId};
@@ -56,8 +56,8 @@ pub(crate) struct ReadObject {
     pub(crate) uid: String,
     /// The Pod template's labels.
     pub(crate) template_labels: BTreeMap<String, String>,
-    /// The Pod template's spec (`containers`, `initContainers`), as [`declared_as`] reads it.
-    pub(crate) pod_spec: Value,
+    /// Where the Pod template declares each of its containers, by name ([`declared`]).
+    pub(crate) declared: Vec<(String, ContainerKind)>,
 }
 
 /// Reads the object an Event names from the API server; `None` when it does not exist or
@@ -95,7 +95,7 @@ pub(crate) fn read_object(involved: &Involved, meta: &ObjectMeta, body: &Value) 
         .and_then(|t| t.pointer("/metadata/labels"))
         .and_then(|l| serde_json::from_value(l.clone()).ok())
         .unwrap_or_default();
-    let pod_spec = template.and_then(|t| t.get("spec")).map_or(Value::Null, declared_only);
+    let declared = template.and_then(|t| t.get("spec")).map(declared).unwrap_or_default();
     // A ReplicaSet stands for its Deployment, a Job for its CronJob: the controller owner
     // says so exactly (the API server keeps owner references to the same namespace).
     let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true));
@@ -107,30 +107,21 @@ pub(crate) fn read_object(involved: &Involved, meta: &ObjectMeta, body: &Value) 
         None => (involved.kind.clone(), involved.name.clone(), involved.uid.clone()),
     };
     let workload = WorkloadId { namespace: involved.namespace.clone(), kind, name };
-    Some(ReadObject { workload, uid, template_labels, pod_spec })
+    Some(ReadObject { workload, uid, template_labels, declared })
 }
 
-/// Of a Pod spec, only what [`declared_as`] reads (each container's `name` and
-/// `restartPolicy`): `audit` keeps one per workload object of its input, not their specs.
-fn declared_only(spec: &Value) -> Value {
-    let mut kept = Map::new();
-    for field in ["initContainers", "containers"] {
-        let Some(list) = spec.get(field).and_then(Value::as_array) else { continue };
-        let slim = list
-            .iter()
-            .map(|c| {
-                let mut one = Map::new();
-                for key in ["name", "restartPolicy"] {
-                    if let Some(value) = c.get(key) {
-                        one.insert(key.to_string(), value.clone());
-                    }
-                }
-                Value::Object(one)
-            })
-            .collect();
-        kept.insert(field.to_string(), Value::Array(slim));
-    }
-    Value::Object(kept)
+/// Where a Pod spec declares each of its containers, by name, init containers first (a
+/// native sidecar is an init container with `restartPolicy: Always`): `audit` keeps this
+/// per workload object of its input, not their specs.
+pub(crate) fn declared(spec: &Value) -> Vec<(String, ContainerKind)> {
+    let list = |field: &str| spec.get(field).and_then(Value::as_array).into_iter().flatten();
+    let init = list("initContainers").map(|c| {
+        let native = c.get("restartPolicy").and_then(Value::as_str) == Some("Always");
+        (c, if native { ContainerKind::RestartableInit } else { ContainerKind::Init })
+    });
+    init.chain(list("containers").map(|c| (c, ContainerKind::Regular)))
+        .filter_map(|(c, kind)| Some((c.get("name")?.as_str()?.to_string(), kind)))
+        .collect()
 }
 
 /// The workload's condition from its Event and object at `now`: no time after `now` counts
@@ -152,7 +143,8 @@ pub(crate) fn condition_of(
     let latest = last.unwrap_or(now).min(now).max(since);
     Condition {
         container: failure.container.clone(),
-        container_kind: declared_as(&object.pod_spec, &failure.container),
+        // Where the template declares it, if it does (an injected one is not in it).
+        container_kind: object.declared.iter().find(|(name, _)| *name == failure.container).map(|(_, kind)| *kind),
         catalog: failure.catalog,
         since,
         latest,
@@ -164,22 +156,6 @@ pub(crate) fn condition_of(
         ),
         object_uid: Some(object.uid.clone()),
         template_labels: Some(object.template_labels.clone()),
-    }
-}
-
-/// Where the Pod template declares `container`, if it does (an injected one is not in it).
-pub(crate) fn declared_as(pod_spec: &Value, container: &str) -> Option<ContainerKind> {
-    let find = |field: &str| {
-        pod_spec
-            .get(field)
-            .and_then(Value::as_array)
-            .and_then(|list| list.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(container)))
-    };
-    if let Some(init) = find("initContainers") {
-        let native = init.get("restartPolicy").and_then(Value::as_str) == Some("Always");
-        Some(if native { ContainerKind::RestartableInit } else { ContainerKind::Init })
-    } else {
-        find("containers").map(|_| ContainerKind::Regular)
     }
 }
 

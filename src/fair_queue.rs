@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 
 /// How soon an item is served within its namespace, and which goes first when room is made.
+/// Its discriminant is the index of its FIFO in a namespace's queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rank {
     /// Served first, dropped last.
@@ -38,14 +39,6 @@ pub struct FairQueue<T> {
     turns: VecDeque<String>,
     len: usize,
     capacity: usize,
-}
-
-fn slot(rank: Rank) -> usize {
-    match rank {
-        Rank::Urgent => 0,
-        Rank::Normal => 1,
-        Rank::Deferred => 2,
-    }
 }
 
 impl<T: Fair> FairQueue<T> {
@@ -86,7 +79,7 @@ impl<T: Fair> FairQueue<T> {
         if queues.iter().all(VecDeque::is_empty) {
             self.turns.push_back(item.namespace().to_string());
         }
-        queues[slot(item.rank())].push_back(item);
+        queues[item.rank() as usize].push_back(item);
         self.len += 1;
     }
 
@@ -105,7 +98,7 @@ impl<T: Fair> FairQueue<T> {
         let victim = if own_len >= largest_len { own.to_string() } else { largest.to_string() };
         let queues = self.queues.get_mut(&victim)?;
         let worst = (0..3).rev().find(|r| !queues[*r].is_empty())?;
-        if victim == own && slot(incoming.rank()) >= worst {
+        if victim == own && incoming.rank() as usize >= worst {
             return None;
         }
         let dropped = queues[worst].pop_back()?;
@@ -120,7 +113,7 @@ impl<T: Fair> FairQueue<T> {
     /// The first item of `rank` queued for `namespace` that `matches`, to replace in place
     /// (it keeps its turn).
     pub fn find_mut(&mut self, namespace: &str, rank: Rank, matches: impl Fn(&T) -> bool) -> Option<&mut T> {
-        self.queues.get_mut(namespace)?[slot(rank)].iter_mut().find(|item| matches(item))
+        self.queues.get_mut(namespace)?[rank as usize].iter_mut().find(|item| matches(item))
     }
 
     /// The next item: the most severe of the namespace whose turn it is.

@@ -18,9 +18,7 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let mut params = params.clone();
-    if params.limit.is_none() {
-        params.limit = Some(PAGE);
-    }
+    params.limit.get_or_insert(PAGE);
     loop {
         let page = api.list(&params).await?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());

@@ -62,33 +62,25 @@ pub(crate) async fn watch(
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let event = tokio::select! {
-            event = stream.next() => event,
-            _ = recheck.tick() => {
-                for op in known.recheck(&client).await {
-                    if tx.send(Change::from(op)).await.is_err() {
-                        return;
-                    }
+        let ops = tokio::select! {
+            event = stream.next() => match event {
+                None => return,
+                Some(Ok(watcher::Event::Init)) => {
+                    known.relisting = Some(HashSet::new());
+                    continue;
                 }
-                continue;
-            }
-        };
-        let Some(event) = event else { return };
-        let ops = match event {
-            Ok(watcher::Event::Init) => {
-                known.relisting = Some(HashSet::new());
-                continue;
-            }
-            Ok(watcher::Event::InitApply(event) | watcher::Event::Apply(event)) => {
-                known.applied(&client, event, shard, &metrics).await
-            }
-            Ok(watcher::Event::Delete(event)) => known.deleted(&event),
-            Ok(watcher::Event::InitDone) => known.relisted(&namespace),
-            Err(e) => {
-                tracing::debug!(error = %e, "FailedCreate Events watch failed; retrying");
-                metrics.watch_restarts.inc();
-                continue;
-            }
+                Some(Ok(watcher::Event::InitApply(event) | watcher::Event::Apply(event))) => {
+                    known.applied(&client, event, shard, &metrics).await
+                }
+                Some(Ok(watcher::Event::Delete(event))) => known.deleted(&event),
+                Some(Ok(watcher::Event::InitDone)) => known.relisted(&namespace),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "FailedCreate Events watch failed; retrying");
+                    metrics.watch_restarts.inc();
+                    continue;
+                }
+            },
+            _ = recheck.tick() => known.recheck(&client).await,
         };
         for op in ops {
             if tx.send(Change::from(op)).await.is_err() {

@@ -307,17 +307,11 @@ where
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
     stream.filter_map(move |item| {
-        let metrics = metrics.clone();
-        async move {
-            match item {
-                Ok(event) => Some(event),
-                Err(e) => {
-                    metrics.watch_restarts.inc();
-                    tracing::warn!(watch = what, error = %e, "watch failed; retrying with backoff");
-                    None
-                }
-            }
+        if let Err(e) = &item {
+            metrics.watch_restarts.inc();
+            tracing::warn!(watch = what, error = %e, "watch failed; retrying with backoff");
         }
+        std::future::ready(item.ok())
     })
 }
 

@@ -80,16 +80,16 @@ impl LeaseTimings {
 /// A running election, which keeps the role's `leader` up to date; [`Election::step_down`]
 /// releases the lease.
 pub(crate) struct Election {
-    /// Stops following the election (the lease manager then releases the lease).
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// Stops following the election (the lease manager then releases the lease), and the
+    /// task following it; `None` without an election.
+    following: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl Election {
     /// No election: this replica always leads (`--leader-elect=false`).
     pub(crate) fn always_leader(role: &RoleSender) -> Self {
         leadership::set_leader(role, true);
-        Election { stop: None, task: None }
+        Election { following: None }
     }
 
     /// Starts competing for the lease with a client built from `config`. `lost` is
@@ -134,7 +134,7 @@ impl Election {
         let (stop, stopped) = oneshot::channel();
         let follower = Follower { role, clock, deadline: timings.renew_deadline, lost };
         let task = tokio::spawn(follower.run(leader, handle, stopped));
-        Ok(Election { stop: Some(stop), task: Some(task) })
+        Ok(Election { following: Some((stop, task)) })
     }
 
     /// [`Election::start`] until it reaches the Lease: an API server that is down or refuses
@@ -161,11 +161,9 @@ impl Election {
     }
 
     /// Steps down: releases the lease and waits (briefly) for the release to be written.
-    pub(crate) async fn step_down(mut self) {
-        if let Some(stop) = self.stop.take() {
+    pub(crate) async fn step_down(self) {
+        if let Some((stop, task)) = self.following {
             let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
         }
     }

@@ -212,24 +212,14 @@ pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
+        return;
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The operator.
@@ -333,11 +323,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         result = server => {
             shutdown.cancel();
-            return match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(e.into()),
-            };
+            return result?;
         }
     }
     shutdown.cancel();

@@ -86,29 +86,17 @@ pub(crate) enum Change {
     },
 }
 
-impl From<Op<Pods>> for Change {
-    fn from(op: Op<Pods>) -> Self {
-        Change::Pod(op)
-    }
+/// Each kind's [`Op`] is its own variant of [`Change`].
+macro_rules! change_from_op {
+    ($($kind:ty => $variant:ident),*) => {$(
+        impl From<Op<$kind>> for Change {
+            fn from(op: Op<$kind>) -> Self {
+                Change::$variant(op)
+            }
+        }
+    )*};
 }
-
-impl From<Op<Policies>> for Change {
-    fn from(op: Op<Policies>) -> Self {
-        Change::Policy(op)
-    }
-}
-
-impl From<Op<Namespaces>> for Change {
-    fn from(op: Op<Namespaces>) -> Self {
-        Change::Namespace(op)
-    }
-}
-
-impl From<Op<CreateFailures>> for Change {
-    fn from(op: Op<CreateFailures>) -> Self {
-        Change::CreateFailure(op)
-    }
-}
+change_from_op!(Pods => Pod, Policies => Policy, Namespaces => Namespace, CreateFailures => CreateFailure);
 
 impl Change {
     fn is_relist(&self) -> bool {

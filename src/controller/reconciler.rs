@@ -216,16 +216,14 @@ impl Reconciler {
             let (policy, uid, generation, message) = (invalid.policy, invalid.uid, invalid.generation, invalid.message);
             self.events.send(EventCommand::InvalidPolicy { policy, uid, generation, message });
         }
-        if outcome.limited_pods > 0 {
-            self.metrics.limited.with_label_values(&["sidecars-per-pod"]).inc_by(u64::from(outcome.limited_pods));
-        }
-        if outcome.limited_workloads > 0 {
-            let limited = self.metrics.limited.with_label_values(&["workloads-per-namespace"]);
-            limited.inc_by(u64::from(outcome.limited_workloads));
-        }
-        if outcome.limited_policies > 0 {
-            let limited = self.metrics.limited.with_label_values(&["policies-per-namespace"]);
-            limited.inc_by(u64::from(outcome.limited_policies));
+        let limited = [
+            ("sidecars-per-pod", outcome.limited_pods),
+            ("workloads-per-namespace", outcome.limited_workloads),
+            ("policies-per-namespace", outcome.limited_policies),
+        ];
+        // Only limits that cut something: a series at 0 would say the limit was met.
+        for (limit, cuts) in limited.into_iter().filter(|(_, cuts)| *cuts > 0) {
+            self.metrics.limited.with_label_values(&[limit]).inc_by(u64::from(cuts));
         }
         for (uid, at) in outcome.wakeups {
             match at {

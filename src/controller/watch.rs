@@ -212,10 +212,7 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
         });
     let shard_statuses =
         object.data.pointer("/status/shards").cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
-    let value = match serde_json::to_value(&object) {
-        Ok(v) => v,
-        Err(e) => serde_json::json!({ "error": e.to_string() }),
-    };
+    let value = serde_json::to_value(&object).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
     let (policy, compiled) = if cluster {
         match decode::<ClusterSidecarPolicy>(value) {
             Ok(p) => CompiledPolicy::from_cluster_policy(&p),
@@ -227,8 +224,7 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
             Err(e) => (PolicyRef::namespaced(namespace.unwrap_or_default(), name), Err(SpecError::from(e))),
         }
     };
-    let compiled = compiled.map(Arc::new);
-    let entry = PolicyEntry { generation, uid, compiled, ready_condition, shard_statuses, created, held_back: None };
+    let entry = PolicyEntry { generation, uid, ready_condition, shard_statuses, created, ..PolicyEntry::new(compiled) };
     (policy, entry)
 }
 

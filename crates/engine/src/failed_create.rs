@@ -86,21 +86,18 @@ pub enum InjectionCause {
 /// `regarding`: ReplicaSet, ReplicationController, Job, StatefulSet, DaemonSet, CronJob) with
 /// `message` says, when the cause is a sidecar's; `None` for any other cause, kind or format.
 pub fn classify_failed_create(involved_kind: &str, message: &str) -> Option<InjectionFailure> {
-    let message = bounded(message);
+    let message = cut(message, FAILED_CREATE_READ_LIMIT);
     let message = message.strip_prefix("(combined from similar events): ").unwrap_or(message);
     classify_error(controller_error(involved_kind, message)?)
 }
 
-/// The first [`FAILED_CREATE_READ_LIMIT`] bytes of `message`, cut on a character boundary.
-fn bounded(message: &str) -> &str {
-    if message.len() <= FAILED_CREATE_READ_LIMIT {
-        return message;
-    }
-    let mut end = FAILED_CREATE_READ_LIMIT;
-    while !message.is_char_boundary(end) {
+/// The first `max` bytes of `s` (all of a shorter one), cut on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
         end -= 1;
     }
-    &message[..end]
+    &s[..end]
 }
 
 /// The API server's error inside a controller's message.
@@ -287,7 +284,6 @@ fn lost_restart_policy(errors: &str) -> Option<(usize, &str)> {
 /// The catalog entry a container name is a sidecar or an injector's helper of, and that
 /// injector when one is known.
 fn container_owner(name: &str) -> Option<(CatalogId, Option<&'static Injector>)> {
-    let injector_of = |id: &str| INJECTORS.iter().find(|i| i.catalog_id == id);
     if let Some(injector) = INJECTORS.iter().find(|i| i.helpers.contains(&name)) {
         return Some((CatalogId::by_id(injector.catalog_id)?, Some(injector)));
     }
@@ -295,7 +291,7 @@ fn container_owner(name: &str) -> Option<(CatalogId, Option<&'static Injector>)>
         e.names.contains(&name)
             || e.redirect.as_ref().is_some_and(|r| r.iptables_init == name || r.cni_validator == name)
     })?;
-    Some((CatalogId::by_id(entry.id)?, injector_of(entry.id)))
+    Some((CatalogId::by_id(entry.id)?, INJECTORS.iter().find(|i| i.catalog_id == entry.id)))
 }
 
 /// A Go `%q` string at the start of `s` (plain: a name has no escapes), and what follows.
@@ -377,12 +373,9 @@ fn named_containers(item: &str) -> impl Iterator<Item = &str> {
 /// `s` on one line and at most [`MAX_QUOTED`] bytes: what a message says goes into a summary,
 /// and a message is anyone's to write.
 fn one_line(s: &str) -> String {
-    let mut end = s.len().min(MAX_QUOTED);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut line: String = s[..end].chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if end < s.len() {
+    let kept = cut(s, MAX_QUOTED);
+    let mut line: String = kept.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if kept.len() < s.len() {
         line.push('…');
     }
     line

@@ -51,8 +51,7 @@ pub use policies::{Labels, PolicyEntry};
 use segment::Segment;
 use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::{
-    CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodUidBuf, PodView, PolicyRef,
-    DEFAULT_MAX_SIDECARS,
+    CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
 use sidecar_watch_engine::{Rollouts, WorkloadKey};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
@@ -245,32 +244,6 @@ impl Index {
         outcome
     }
 
-    /// After a relist of `namespace` (or of every namespace): forget the Pods not in `seen`.
-    /// Returns the UIDs forgotten, and what evaluating their workloads' other Pods again did.
-    pub fn retain_pods(
-        &self,
-        namespace: Option<&str>,
-        seen: &HashSet<PodUidBuf>,
-        now: Timestamp,
-    ) -> (HashSet<PodUidBuf>, Outcome) {
-        // Borrowed, so that each tracked Pod's own UID is looked up without a copy.
-        let seen: HashSet<PodUid<'_>> = seen.iter().map(PodUidBuf::as_uid).collect();
-        let mut gone = HashSet::new();
-        for segment in self.segments.iter() {
-            segment.lock().retain(|pod| {
-                let kept = seen.contains(&pod.view().uid()) || namespace.is_some_and(|ns| pod.view().namespace() != ns);
-                if !kept {
-                    gone.insert(pod.view().uid().into());
-                    self.forget(pod);
-                }
-                kept
-            });
-        }
-        let mut outcome = Outcome::default();
-        self.settle_rollouts(now, &mut outcome);
-        (gone, outcome)
-    }
-
     /// Takes a Pod that is no longer tracked out of the census and the version counts.
     fn forget(&self, pod: &TrackedPod) {
         self.note_rollout_change(pod.view(), rollouts_blocked::fires_blocking(pod));
@@ -311,7 +284,7 @@ impl Index {
 
     /// UIDs of every tracked Pod.
     #[cfg(any(test, feature = "test-support"))]
-    pub fn pod_uids(&self) -> HashSet<PodUidBuf> {
+    pub fn pod_uids(&self) -> HashSet<sidecar_watch_engine::PodUidBuf> {
         let mut uids = HashSet::new();
         self.for_each_pod(|p| {
             uids.insert(p.view().uid().into());
@@ -325,15 +298,11 @@ impl Index {
             let policies = self.valid_policies();
             let namespaces = self.namespaces.read();
             let mut segment = self.segment(uid);
-            match segment.get_mut(uid) {
-                Some((pod, tallies)) => {
-                    let namespace = namespaces.get(pod.view().namespace().as_str());
-                    let outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
-                    self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
-                    outcome
-                }
-                None => return Outcome::default(),
-            }
+            let Some((pod, tallies)) = segment.get_mut(uid) else { return Outcome::default() };
+            let namespace = namespaces.get(pod.view().namespace().as_str());
+            let outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
+            self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
+            outcome
         };
         self.settle_rollouts(now, &mut outcome);
         outcome
@@ -342,6 +311,17 @@ impl Index {
     /// Re-evaluates every Pod for which `affected` is true.
     fn reevaluate_where(&self, now: Timestamp, affected: impl Fn(&TrackedPod) -> bool) -> Outcome {
         let policies = self.valid_policies();
+        let evaluator = self.evaluator();
+        self.reevaluate_with(affected, |pod, tallies, namespace| evaluator.all(pod, tallies, &policies, namespace, now))
+    }
+
+    /// Evaluates again, with `evaluate`, every Pod for which `affected` is true, one segment
+    /// lock at a time, noting what each evaluation may do to its workload's rollout.
+    fn reevaluate_with(
+        &self,
+        affected: impl Fn(&TrackedPod) -> bool,
+        mut evaluate: impl FnMut(&mut TrackedPod, &mut tallies::Tallies, Option<&NamespaceMeta>) -> Outcome,
+    ) -> Outcome {
         let namespaces = self.namespaces.read();
         let mut outcome = Outcome::default();
         for segment in self.segments.iter() {
@@ -349,7 +329,7 @@ impl Index {
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
                 let namespace = namespaces.get(pod.view().namespace().as_str());
-                let evaluated = self.evaluator().all(pod, tallies, &policies, namespace, now);
+                let evaluated = evaluate(pod, tallies, namespace);
                 self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &evaluated));
                 outcome.merge(evaluated);
             }
@@ -419,32 +399,7 @@ impl Index {
         }
         // A policy that finds other sidecars changes what the workloads' versions count.
         self.settle_rollouts(now, &mut outcome);
-        self.evaluate_workloads(now, &mut outcome);
-        outcome
-    }
-
-    /// After a relist of one policy kind: drops the policies of that kind not in `seen`.
-    /// `namespace` limits the relist to one namespace (namespaced kind only).
-    pub fn retain_policies(
-        &self,
-        cluster: bool,
-        namespace: Option<&str>,
-        seen: &HashSet<PolicyRef>,
-        now: Timestamp,
-    ) -> Outcome {
-        let gone: Vec<PolicyRef> = {
-            let table = self.policies.read();
-            table
-                .keys()
-                .filter(|p| p.namespace.is_none() == cluster && !seen.contains(p))
-                .filter(|p| namespace.is_none() || p.namespace.as_deref() == namespace)
-                .cloned()
-                .collect()
-        };
-        let mut outcome = Outcome::default();
-        for policy in gone {
-            outcome.merge(self.delete_policy(&policy, now));
-        }
+        self.evaluate_workloads(now, None, &mut outcome);
         outcome
     }
 
@@ -453,22 +408,11 @@ impl Index {
     /// catches selector changes both ways.
     fn reevaluate_for_policy(&self, change: &PolicyChange<'_>, now: Timestamp) -> Outcome {
         let policies = self.valid_policies();
-        let namespaces = self.namespaces.read();
         let evaluator = self.evaluator();
-        let mut outcome = Outcome::default();
-        for segment in self.segments.iter() {
-            let mut segment = segment.lock();
-            let (pods, tallies) = segment.values_mut();
-            let in_scope =
-                |p: &&mut TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view().namespace() == *ns);
-            for pod in pods.filter(in_scope) {
-                let namespace = namespaces.get(pod.view().namespace().as_str());
-                let evaluated = evaluator.one(pod, tallies, change, &policies, namespace, now);
-                self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &evaluated));
-                outcome.merge(evaluated);
-            }
-        }
-        outcome
+        let in_scope = |p: &TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view().namespace() == *ns);
+        self.reevaluate_with(in_scope, |pod, tallies, namespace| {
+            evaluator.one(pod, tallies, change, &policies, namespace, now)
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::hash::Hash;
 
 use jiff::Timestamp;
-use sidecar_watch_engine::{AlertName, NamespaceMeta, PodUidBuf, PodView, PolicyRef};
+use sidecar_watch_engine::{AlertName, NamespaceMeta, PodUid, PodUidBuf, PodView, PolicyRef};
 
 use crate::transitions::InvalidPolicy;
 use crate::{Condition, Index, Outcome, PolicyEntry, WorkloadId};
@@ -128,9 +128,24 @@ impl IndexResource<Pods> for Index {
         outcome
     }
 
+    /// Forgets the Pods of `namespace` (`None`: of every namespace) not in `seen` and cancels
+    /// their timers, with what evaluating their workloads' other Pods again did.
     fn relisted(&self, namespace: &Option<String>, seen: &HashSet<PodUidBuf>, now: Timestamp) -> Outcome {
-        let (gone, mut outcome) = self.retain_pods(namespace.as_deref(), seen, now);
-        outcome.wakeups.extend(gone.into_iter().map(|uid| (uid, None)));
+        // Borrowed, so that each tracked Pod's own UID is looked up without a copy.
+        let seen: HashSet<PodUid<'_>> = seen.iter().map(PodUidBuf::as_uid).collect();
+        let mut outcome = Outcome::default();
+        for segment in self.segments.iter() {
+            segment.lock().retain(|pod| {
+                let view = pod.view();
+                let kept = seen.contains(&view.uid()) || namespace.as_ref().is_some_and(|ns| view.namespace() != ns);
+                if !kept {
+                    outcome.wakeups.push((view.uid().into(), None));
+                    self.forget(pod);
+                }
+                kept
+            });
+        }
+        self.settle_rollouts(now, &mut outcome);
         outcome
     }
 }
@@ -153,8 +168,22 @@ impl IndexResource<Policies> for Index {
         self.delete_policy(policy, now)
     }
 
+    /// Drops the policies of the scope's kind (and namespace, if it has one) not in `seen`.
     fn relisted(&self, scope: &PolicyScope, seen: &HashSet<PolicyRef>, now: Timestamp) -> Outcome {
-        self.retain_policies(scope.cluster, scope.namespace.as_deref(), seen, now)
+        let gone: Vec<PolicyRef> = {
+            let table = self.policies.read();
+            table
+                .keys()
+                .filter(|p| p.namespace.is_none() == scope.cluster && !seen.contains(p))
+                .filter(|p| scope.namespace.is_none() || p.namespace == scope.namespace)
+                .cloned()
+                .collect()
+        };
+        let mut outcome = Outcome::default();
+        for policy in gone {
+            outcome.merge(self.delete_policy(&policy, now));
+        }
+        outcome
     }
 }
 
@@ -164,12 +193,12 @@ impl IndexResource<Namespaces> for Index {
     }
 
     fn delete(&self, name: &String, _: Timestamp) -> Outcome {
-        self.delete_namespace(name);
+        self.namespaces.write().remove(name);
         Outcome::default()
     }
 
     fn relisted(&self, _: &(), seen: &HashSet<String>, _: Timestamp) -> Outcome {
-        self.retain_namespaces(seen);
+        self.namespaces.write().retain(|n, _| seen.contains(n));
         Outcome::default()
     }
 }
@@ -198,8 +227,10 @@ impl IndexResource<CreateFailures> for Index {
     }
 
     fn relisted(&self, namespace: &Option<String>, seen: &HashSet<WorkloadId>, now: Timestamp) -> Outcome {
+        let held: Vec<WorkloadId> =
+            self.workloads.lock().0.holding(AlertName::SidecarInjectionFailed).cloned().collect();
         let mut outcome = Outcome::default();
-        for workload in self.workloads_holding(AlertName::SidecarInjectionFailed) {
+        for workload in held {
             if namespace.as_ref().is_none_or(|ns| *ns == workload.namespace) && !seen.contains(&workload) {
                 outcome.merge(IndexResource::<CreateFailures>::delete(self, &workload, now));
             }

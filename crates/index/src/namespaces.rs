@@ -1,8 +1,6 @@
 //! The namespaces the index knows: what the engine reads of them, and the Pods a change of
 //! them evaluates again.
 
-use std::collections::HashSet;
-
 use jiff::Timestamp;
 
 use super::{Index, Outcome};
@@ -23,13 +21,8 @@ impl Index {
         }
         let mut outcome = self.reevaluate_where(now, |p| p.view().namespace() == name);
         self.settle_rollouts(now, &mut outcome);
-        self.evaluate_workloads(now, &mut outcome);
+        self.evaluate_workloads(now, None, &mut outcome);
         outcome
-    }
-
-    /// A namespace is gone.
-    pub fn delete_namespace(&self, name: &str) {
-        self.namespaces.write().remove(name);
     }
 
     /// Names of the namespaces known, sorted.
@@ -38,10 +31,5 @@ impl Index {
         let mut names: Vec<String> = self.namespaces.read().keys().cloned().collect();
         names.sort();
         names
-    }
-
-    /// After a relist of namespaces: drops those not in `seen`.
-    pub fn retain_namespaces(&self, seen: &HashSet<String>) {
-        self.namespaces.write().retain(|n, _| seen.contains(n));
     }
 }

@@ -22,18 +22,13 @@ impl Index {
         let key = (alert, workload);
         let kept = self.workloads.lock().0.set(alert, key.1.clone(), condition);
         let mut outcome = Outcome::default();
-        self.evaluate_workloads_in(now, Some(&key), &mut outcome);
+        self.evaluate_workloads(now, Some(&key), &mut outcome);
         (outcome, kept == Kept::Yes)
     }
 
     /// The condition of `alert` on `workload`, if it holds.
     pub fn workload_condition(&self, alert: AlertName, workload: &WorkloadId) -> Option<Condition> {
         self.workloads.lock().0.condition(alert, workload).cloned()
-    }
-
-    /// The workloads holding a condition of `alert`.
-    pub fn workloads_holding(&self, alert: AlertName) -> Vec<WorkloadId> {
-        self.workloads.lock().0.holding(alert).cloned().collect()
     }
 
     /// Evaluates the workload alerts again if a pending one is due to fire: the runtime calls
@@ -43,18 +38,19 @@ impl Index {
         let changed = self.judge_rollouts(now);
         let due = self.workloads.lock().1.is_some_and(|at| at <= now);
         if due || changed {
-            self.evaluate_workloads(now, &mut outcome);
+            self.evaluate_workloads(now, None, &mut outcome);
         }
         outcome
     }
 
-    /// Evaluates every workload condition under the policies again (cheap when none holds).
-    pub(crate) fn evaluate_workloads(&self, now: Timestamp, outcome: &mut Outcome) {
-        self.evaluate_workloads_in(now, None, outcome);
-    }
-
-    /// Evaluates the condition `only` names (`None`: every condition) again.
-    fn evaluate_workloads_in(&self, now: Timestamp, only: Option<&(AlertName, WorkloadId)>, outcome: &mut Outcome) {
+    /// Evaluates the workload condition `only` names (`None`: every condition) under the
+    /// policies again (cheap when none holds).
+    pub(crate) fn evaluate_workloads(
+        &self,
+        now: Timestamp,
+        only: Option<&(AlertName, WorkloadId)>,
+        outcome: &mut Outcome,
+    ) {
         if self.workloads.lock().0.is_empty() {
             return;
         }
@@ -98,18 +94,18 @@ impl Index {
             after_failure
         };
         if cleared {
-            self.evaluate_workloads(now, outcome);
+            self.evaluate_workloads(now, None, outcome);
         }
-    }
-
-    /// Whether any workload cannot create Pods (a Pod's change then checks its workload).
-    pub(crate) fn any_injection_failure(&self) -> bool {
-        self.workloads.lock().0.holds_any(AlertName::SidecarInjectionFailed)
     }
 
     /// Whether a new condition of `alert` in `namespace` would be kept (else it is cut).
     pub(crate) fn workload_has_room(&self, alert: AlertName, namespace: &str) -> bool {
         self.workloads.lock().0.has_room(alert, namespace)
+    }
+
+    /// Whether any workload cannot create Pods (a Pod's change then checks its workload).
+    pub(crate) fn any_injection_failure(&self) -> bool {
+        self.workloads.lock().0.holds_any(AlertName::SidecarInjectionFailed)
     }
 
     /// Whether a tracked Pod of `workload` was created at or after `at`: a failure that old is

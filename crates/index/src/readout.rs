@@ -68,7 +68,7 @@ impl Index {
             for (policy, tally) in segment.lock().tallies.iter() {
                 // Results of a policy just deleted, until its Pods are evaluated again.
                 let Some(sum) = sums.get_mut(policy) else { continue };
-                sum.add(tally);
+                sum.combine(tally, std::ops::AddAssign::add_assign);
             }
         }
         let mut counts: BTreeMap<PolicyRef, PolicyCounts> =

@@ -1,5 +1,7 @@
 //! One lock's worth of tracked Pods.
 
+use std::hash::BuildHasher;
+
 use super::tallies::Tallies;
 use super::tracked::TrackedPod;
 use sidecar_watch_engine::PodUid;
@@ -17,7 +19,6 @@ pub(super) struct Segment {
 
 impl Segment {
     fn hash(&self, uid: PodUid<'_>) -> u64 {
-        use std::hash::BuildHasher;
         self.hasher.hash_one(uid)
     }
 
@@ -39,14 +40,7 @@ impl Segment {
     ) -> (&mut TrackedPod, &mut Tallies) {
         let hash = self.hash(uid);
         let hasher = &self.hasher;
-        let entry = self.table.entry(
-            hash,
-            |p| p.view().uid() == uid,
-            |p| {
-                use std::hash::BuildHasher;
-                hasher.hash_one(p.view().uid())
-            },
-        );
+        let entry = self.table.entry(hash, |p| p.view().uid() == uid, |p| hasher.hash_one(p.view().uid()));
         (entry.or_insert_with(|| Box::new(make())).into_mut(), &mut self.tallies)
     }
 

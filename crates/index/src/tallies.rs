@@ -1,6 +1,7 @@
 //! Per-policy counts of a segment's Pods, kept up to date with every change of a Pod's results
 //! so that policy status and `sidecar_policy_pods` never walk every Pod.
 
+use std::ops::{AddAssign, SubAssign};
 use std::sync::Arc;
 
 use super::tracked::PolicyResult;
@@ -31,21 +32,14 @@ impl Tally {
         tally
     }
 
-    pub(super) fn add(&mut self, other: &Tally) {
-        self.matched_pods += other.matched_pods;
-        self.alerting_pods += other.alerting_pods;
-        self.pending_alerts += other.pending_alerts;
+    /// Adds `other` to every count with `op` ([`AddAssign::add_assign`]), or subtracts it
+    /// ([`SubAssign::sub_assign`]).
+    pub(super) fn combine(&mut self, other: &Tally, op: impl Fn(&mut u32, u32)) {
+        op(&mut self.matched_pods, other.matched_pods);
+        op(&mut self.alerting_pods, other.alerting_pods);
+        op(&mut self.pending_alerts, other.pending_alerts);
         for (n, m) in self.firing.iter_mut().zip(other.firing) {
-            *n += m;
-        }
-    }
-
-    fn subtract(&mut self, other: &Tally) {
-        self.matched_pods -= other.matched_pods;
-        self.alerting_pods -= other.alerting_pods;
-        self.pending_alerts -= other.pending_alerts;
-        for (n, m) in self.firing.iter_mut().zip(other.firing) {
-            *n -= m;
+            op(n, m);
         }
     }
 
@@ -76,14 +70,14 @@ impl Tallies {
     pub(super) fn replace(&mut self, before: &[PolicyResult], after: &[PolicyResult]) {
         for result in before {
             if let Some(tally) = self.0.get_mut(result.policy_ref()) {
-                tally.subtract(&Tally::of(result));
+                tally.combine(&Tally::of(result), u32::sub_assign);
                 if tally.matched_pods == 0 {
                     self.0.remove(result.policy_ref());
                 }
             }
         }
         for result in after {
-            self.0.entry(result.policy.shared_ref()).or_default().add(&Tally::of(result));
+            self.0.entry(result.policy.shared_ref()).or_default().combine(&Tally::of(result), u32::add_assign);
         }
     }
 

@@ -27,7 +27,7 @@ fn counts_go_with_their_pods() {
     for uid in 0..50 {
         index.delete_pod(PodUid::parse(&format!("u{uid}")), now);
     }
-    index.retain_pods(Some("shop"), &HashSet::new(), now);
+    IndexResource::<Pods>::relisted(&index, &Some("shop".into()), &HashSet::new(), now);
     assert!(index.segments.iter().all(|s| s.lock().tallies.is_empty()));
     index.apply_pod(pod(1), now);
     index.delete_policy(&PolicyRef::cluster("all"), now);
@@ -84,7 +84,7 @@ fn pods_behind_their_workloads_newest_sidecar_fire_and_resolve_with_it() {
     let mut got = drift_transitions(&outcome);
     got.sort_by(|a, b| a.1.cmp(&b.1));
     assert_eq!(got, [(TransitionKind::Resolved, "db-0".to_string()), (TransitionKind::Resolved, "db-1".to_string())]);
-    let (_, outcome) = index.retain_pods(None, &HashSet::new(), at("2025-06-03T11:34:00Z"));
+    let outcome = IndexResource::<Pods>::relisted(&index, &None, &HashSet::new(), at("2025-06-03T11:34:00Z"));
     assert_eq!(drift_transitions(&outcome), []);
     assert!(index.rollouts.lock().is_empty(), "no counts outlive their Pods");
 }

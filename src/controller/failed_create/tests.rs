@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
 use crate::engine::ContainerKind;
-use crate::failed_create::{declared_as, ReadObject};
+use crate::failed_create::{declared, ReadObject};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -67,7 +67,7 @@ fn a_condition_carries_the_events_times_and_the_templates_labels() {
         workload: web(),
         uid: "deploy-uid".into(),
         template_labels: BTreeMap::from([("app".into(), "web".into())]),
-        pod_spec: serde_json::json!({"initContainers": [{"name": "istio-proxy", "restartPolicy": "Always"}]}),
+        declared: vec![("istio-proxy".into(), ContainerKind::RestartableInit)],
     };
     let condition = condition_of(&event, &failure, &object, Timestamp::now());
     assert_eq!(condition.since, "2026-01-01T10:00:00Z".parse::<Timestamp>().expect("time"));
@@ -86,11 +86,13 @@ fn the_template_says_where_a_container_is_declared() {
         "initContainers": [{"name": "istio-init"}, {"name": "proxy", "restartPolicy": "Always"}],
         "containers": [{"name": "app"}],
     });
-    assert_eq!(declared_as(&spec, "istio-init"), Some(ContainerKind::Init));
-    assert_eq!(declared_as(&spec, "proxy"), Some(ContainerKind::RestartableInit));
-    assert_eq!(declared_as(&spec, "app"), Some(ContainerKind::Regular));
-    assert_eq!(declared_as(&spec, "istio-proxy"), None);
-    assert_eq!(declared_as(&Value::Null, "app"), None);
+    let expected = [
+        ("istio-init", ContainerKind::Init),
+        ("proxy", ContainerKind::RestartableInit),
+        ("app", ContainerKind::Regular),
+    ];
+    assert_eq!(declared(&spec), expected.map(|(name, kind)| (name.to_string(), kind)));
+    assert_eq!(declared(&Value::Null), []);
 }
 
 /// A workload's condition goes with the last Event that told of it, and a relist forgets

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use sidecar_watch_api::ClusterPolicySpec;
 use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PodUid, PodUidBuf, PolicyRef};
-use sidecar_watch_index::{Index, PolicyEntry, TransitionKind};
+use sidecar_watch_index::{Index, IndexResource, Pods, PolicyEntry, TransitionKind};
 
 use sidecar_watch_testkit::index::{alert_names, mesh_policy, ts, web_pod};
 
@@ -82,8 +82,8 @@ fn relist_forgets_pods_that_vanished() {
     let now = ts("2026-11-22T10:10:00Z");
     index.apply_pod(web_pod("a", "u1", &[], true), now);
     index.apply_pod(web_pod("b", "u2", &[], true), now);
-    let (gone, _) = index.retain_pods(None, &HashSet::from([PodUidBuf::parse("u2")]), now);
-    assert_eq!(gone, HashSet::from([PodUidBuf::parse("u1")]));
+    let outcome = IndexResource::<Pods>::relisted(&index, &None, &HashSet::from([PodUidBuf::parse("u2")]), now);
+    assert_eq!(outcome.wakeups, [(PodUidBuf::parse("u1"), None)]);
     assert_eq!(index.pod_uids(), HashSet::from([PodUidBuf::parse("u2")]));
 }
 
@@ -100,7 +100,7 @@ fn sidecar_names_go_with_their_last_pod() {
     }
     assert!(index.take_gone_sidecar_names().is_empty());
     index.delete_pod(PodUid::parse("u0"), now);
-    index.retain_pods(None, &HashSet::from([PodUidBuf::parse("u2")]), now);
+    IndexResource::<Pods>::relisted(&index, &None, &HashSet::from([PodUidBuf::parse("u2")]), now);
     assert!(index.take_gone_sidecar_names().is_empty(), "u2 still runs istio-proxy");
     index.delete_pod(PodUid::parse("u2"), now);
     let gone: Vec<(String, String)> =

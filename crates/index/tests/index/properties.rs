@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use sidecar_watch_api::{ClusterPolicySpec, PolicyCounts, PolicySpec, SlimPod};
 use sidecar_watch_engine::{AlertState, CompiledPolicy, NamespaceMeta, PodUid, PodUidBuf, PodView, PolicyRef};
-use sidecar_watch_index::{Index, Labels, PolicyEntry};
+use sidecar_watch_index::{Index, IndexResource, Labels, Pods, Policies, PolicyEntry, PolicyScope};
 use sidecar_watch_testkit::pod::{Container, PodBuilder, Probes, Run};
 
 const NAMESPACES: [&str; 3] = ["shop", "ops", "batch"];
@@ -221,7 +221,7 @@ fn apply(index: &Index, change: &Change, now: Timestamp) {
         Change::RelistPods { namespace, keep } => {
             let seen: HashSet<PodUidBuf> =
                 (0..PODS).filter(|uid| keep[*uid]).map(|uid| PodUidBuf::parse(&format!("u{uid}"))).collect();
-            index.retain_pods(*namespace, &seen, now);
+            IndexResource::<Pods>::relisted(index, &namespace.map(String::from), &seen, now);
         }
         Change::RelistPolicies { cluster, keep } => {
             let seen: HashSet<PolicyRef> = index
@@ -231,7 +231,7 @@ fn apply(index: &Index, change: &Change, now: Timestamp) {
                 .filter(|(i, _)| keep[i % keep.len()])
                 .map(|(_, p)| p)
                 .collect();
-            index.retain_policies(*cluster, None, &seen, now);
+            IndexResource::<Policies>::relisted(index, &PolicyScope { cluster: *cluster, namespace: None }, &seen, now);
         }
     }
 }
