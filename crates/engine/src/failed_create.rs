@@ -31,6 +31,8 @@
 //! huge: only the first [`FAILED_CREATE_READ_LIMIT`] bytes are read, every step is one pass,
 //! and what is copied into the result is cut to a line.
 
+use sidecar_watch_api::byte_prefix;
+
 use super::catalog::{CatalogId, CATALOG};
 use super::injection::{Injector, GENERIC_ADMISSION_FIX, INJECTORS};
 
@@ -86,18 +88,9 @@ pub enum InjectionCause {
 /// `regarding`: ReplicaSet, ReplicationController, Job, StatefulSet, DaemonSet, CronJob) with
 /// `message` says, when the cause is a sidecar's; `None` for any other cause, kind or format.
 pub fn classify_failed_create(involved_kind: &str, message: &str) -> Option<InjectionFailure> {
-    let message = cut(message, FAILED_CREATE_READ_LIMIT);
+    let message = byte_prefix(message, FAILED_CREATE_READ_LIMIT);
     let message = message.strip_prefix("(combined from similar events): ").unwrap_or(message);
     classify_error(controller_error(involved_kind, message)?)
-}
-
-/// The first `max` bytes of `s` (all of a shorter one), cut on a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// The API server's error inside a controller's message.
@@ -373,7 +366,7 @@ fn named_containers(item: &str) -> impl Iterator<Item = &str> {
 /// `s` on one line and at most [`MAX_QUOTED`] bytes: what a message says goes into a summary,
 /// and a message is anyone's to write.
 fn one_line(s: &str) -> String {
-    let kept = cut(s, MAX_QUOTED);
+    let kept = byte_prefix(s, MAX_QUOTED);
     let mut line: String = kept.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if kept.len() < s.len() {
         line.push('…');
