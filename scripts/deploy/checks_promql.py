@@ -102,14 +102,15 @@ ALERT_RS = ROOT / "crates/engine/src/alert.rs"
 
 
 def engine_alerts() -> tuple[list[str], list[str]]:
-    """(every AlertName::as_str, those AlertName::on_workload matches), read from ALERT_RS."""
+    """(every AlertName's label, those AlertName::on_workload matches), read from ALERT_RS:
+    the enum is declared by `labelled_enum!` as `Variant => "label",` lines."""
     text = ALERT_RS.read_text()
-    as_str = re.search(r"fn as_str\(self\)[^{]*\{(.*?)\n    \}", text, re.S)
+    enum = re.search(r"pub enum AlertName \{(.*?)\n    \}", text, re.S)
     on_workload = re.search(r"fn on_workload\(self\)[^{]*\{(.*?)\n    \}", text, re.S)
-    if not as_str or not on_workload:
-        fail(f"{rel(ALERT_RS)}: cannot find AlertName::as_str and AlertName::on_workload")
+    if not enum or not on_workload:
+        fail(f"{rel(ALERT_RS)}: cannot find enum AlertName and AlertName::on_workload")
         finish()
-    names = dict(re.findall(r"AlertName::(\w+) => \"(\w+)\"", as_str.group(1)))
+    names = dict(re.findall(r"^\s*(\w+) => \"(\w+)\",", enum.group(1), re.M))
     workload = [names.get(v, v) for v in re.findall(r"AlertName::(\w+)", on_workload.group(1))]
     return list(names.values()), workload
 
