@@ -102,11 +102,13 @@ where
 }
 
 /// Waits until Deployment `app` has exactly two live Pods, both of one revision and ready;
-/// that revision.
-async fn settled(s: &Scenario, app: &str) -> String {
+/// that revision. Pods of `past`, the revision a new template replaces, do not count: right
+/// after the apply the controller may not have made the new ReplicaSet yet.
+async fn settled(s: &Scenario, app: &str, past: Option<&str>) -> String {
     wait(2 * MINUTE, &format!("Deployment {app}: two ready Pods of one revision"), || async {
         let pods = live_pods(s, app).await;
-        let one = pods.iter().all(|p| p.hash == pods[0].hash && p.sidecar_ready && p.app_ready);
+        let one = pods.iter().all(|p| p.hash == pods[0].hash && p.sidecar_ready && p.app_ready)
+            && past.is_none_or(|past| pods[0].hash != past);
         match (pods.len(), one) {
             (2, true) => Ok(pods[0].hash.clone()),
             _ => Err(format!("{pods:?}; all: {}", s.describe_pods().await)),
@@ -154,13 +156,13 @@ async fn a_rollout_stalled_by_a_sidecar_that_never_becomes_ready_is_reported_unt
     s.env.kubectl(args).await.expect("sidecarNotReady for 5s, rolloutBlocked for 10s");
     s.apply(deployment("web", "1", "true")).await;
     s.apply(deployment("api", "1", "true")).await;
-    let old = settled(&s, "web").await;
-    let api_old = settled(&s, "api").await;
+    let old = settled(&s, "web", None).await;
+    let api_old = settled(&s, "api", None).await;
 
     // web's new revision never becomes ready; api's does, and its rollout completes.
     s.apply(deployment("web", "2", "false")).await;
     s.apply(deployment("api", "2", "true")).await;
-    let api_new = settled(&s, "api").await;
+    let api_new = settled(&s, "api", Some(&api_old)).await;
     assert_ne!(api_new, api_old, "api rolled to a new revision");
     let stalled = || async {
         let pods = live_pods(&s, "web").await;
@@ -213,7 +215,7 @@ async fn a_rollout_stalled_by_a_sidecar_that_never_becomes_ready_is_reported_unt
     // `kubectl rollout undo`: the old template again, its ReplicaSet reused, the new Pod gone.
     let undo = ["-n", s.ns.as_str(), "rollout", "undo", "deployment/web"];
     s.env.kubectl(undo).await.expect("kubectl rollout undo");
-    assert_eq!(settled(&s, "web").await, old, "the undo returns to the old revision's hash");
+    assert_eq!(settled(&s, "web", None).await, old, "the undo returns to the old revision's hash");
     wait(2 * MINUTE, "RolloutBlockedBySidecar resolved on Deployment web", || async {
         let series = rollout_alerts(&s, "web").await;
         let resolved = deployment_events(&s, "web", "RolloutBlockedBySidecarResolved").await;
