@@ -1,6 +1,6 @@
 //! `RolloutBlockedBySidecar`, judged from the Pods of one workload alone: the Pods of a
-//! Deployment's, StatefulSet's or DaemonSet's newest revision all have the same sidecar
-//! firing one of [`BLOCKING`] while Pods of an older revision still run. Pure and linear in
+//! Deployment's, StatefulSet's or DaemonSet's newest revision are all not Ready and all have
+//! the same sidecar firing one of [`BLOCKING`] while Pods of an older revision still run. Pure and linear in
 //! the Pods and alerts given (a hostile workload with thousands of revisions costs one hash
 //! map entry each); the caller decides when to judge and keeps the `for` clock.
 //!
@@ -80,6 +80,10 @@ pub struct RevisionPod<'a, F> {
     pub created: Timestamp,
     /// Neither finished nor being deleted: only live Pods count, in every revision.
     pub live: bool,
+    /// The Pod's `Ready` condition is True: the controller counts it available, so whatever
+    /// its sidecars fire does not hold the rollout (a missing or once OOM-killed sidecar of a
+    /// Ready Pod blocks nothing).
+    pub ready: bool,
     /// Its alerts ([`SidecarFiring`]).
     pub alerts: F,
 }
@@ -91,7 +95,8 @@ impl<'a, F> RevisionPod<'a, F> {
         let revision = view.labels().get(revision_label(kind)?)?.as_str();
         let created = view.created_at?.timestamp();
         let live = !view.is_template && !view.finished() && view.deleting_since.is_none();
-        (!revision.is_empty()).then_some(RevisionPod { revision, created, live, alerts })
+        let ready = view.ready_condition().is_some_and(|c| c.status);
+        (!revision.is_empty()).then_some(RevisionPod { revision, created, live, ready, alerts })
     }
 }
 
@@ -151,6 +156,10 @@ where
         acc.first = acc.first.min(pod.created);
         acc.last = acc.last.max(pod.created);
         firing.clear();
+        if pod.ready {
+            // Counted among its revision's Pods, with no sidecar holding it back.
+            continue;
+        }
         firing.extend(pod.alerts.into_iter().filter_map(|a| {
             let rank = BLOCKING.iter().position(|b| *b == a.alert)?;
             (a.state == AlertState::Firing && !a.container.is_empty()).then_some((a.container, rank, a.since))

@@ -27,7 +27,7 @@ type Pod = RevisionPod<'static, Vec<SidecarFiring<'static>>>;
 
 /// A live Pod of `revision` created at 10:MM with `alerts`.
 fn pod(revision: &'static str, minute: u32, alerts: Vec<SidecarFiring<'static>>) -> Pod {
-    RevisionPod { revision, created: at(minute, 0), live: true, alerts }
+    RevisionPod { revision, created: at(minute, 0), live: true, ready: false, alerts }
 }
 
 fn deployment(pods: Vec<Pod>) -> Option<Blocked> {
@@ -130,6 +130,28 @@ fn new_pods_failing_for_a_reason_that_is_not_their_sidecars_fire_nothing() {
     let mut pods = blocked_rollout();
     pods.iter_mut().filter(|p| p.revision == NEW).for_each(|p| p.alerts[0].container = "");
     assert_eq!(deployment(pods), None);
+}
+
+#[test]
+fn a_ready_pod_blocks_nothing_whatever_its_sidecars_fire() {
+    // A Pod the kubelet reports Ready is available to its controller: a missing sidecar or an
+    // OOM kill it recovered from does not hold the rollout, and one Ready new Pod means the
+    // sidecar does not keep every new Pod from being Ready.
+    for alert in [AlertName::SidecarMissing, AlertName::SidecarOomKilled, AlertName::SidecarContainerNotReady] {
+        let mut pods = blocked_rollout();
+        for p in pods.iter_mut().filter(|p| p.revision == NEW) {
+            p.alerts = vec![fire(PROXY, alert, 31)];
+            p.ready = true;
+        }
+        assert_eq!(deployment(pods), None, "{alert}");
+    }
+    let mut pods = blocked_rollout();
+    pods.push(RevisionPod { ready: true, ..pod(NEW, 34, vec![fire(PROXY, AlertName::SidecarMissing, 34)]) });
+    assert_eq!(deployment(pods), None);
+    // Ready old Pods are the rollout's normal state.
+    let mut pods = blocked_rollout();
+    pods.iter_mut().filter(|p| p.revision == OLD).for_each(|p| p.ready = true);
+    assert_eq!(deployment(pods).map(|b| b.newest.pods), Some(2));
 }
 
 #[test]
@@ -320,14 +342,14 @@ fn any_pod() -> impl proptest::strategy::Strategy<Value = Pod> {
             since: since.map(|m| at(m, 0)),
         },
     );
-    (0..3usize, 0..60u32, any::<bool>(), proptest::collection::vec(alert, 0..4)).prop_map(
-        |(r, minute, live, alerts)| RevisionPod {
+    (0..3usize, 0..60u32, any::<bool>(), proptest::bool::weighted(0.2), proptest::collection::vec(alert, 0..4))
+        .prop_map(|(r, minute, live, ready, alerts)| RevisionPod {
             revision: ["aaa", "bbb", "ccc"][r],
             created: at(minute, 0),
             live,
+            ready,
             alerts,
-        },
-    )
+        })
 }
 
 /// The judgement from its definition, Pod by Pod: the newest revision's hash and Pod count,
@@ -348,7 +370,8 @@ fn reference(pods: &[Pod]) -> Option<(String, u32, u32, Vec<&'static str>)> {
     let newest = *hashes.iter().max_by_key(|h| key(h))?;
     let new_pods = of(newest);
     let blocks = |p: &Pod, c: &str| {
-        p.alerts.iter().any(|a| a.container == c && a.state == AlertState::Firing && super::BLOCKING.contains(&a.alert))
+        !p.ready
+            && p.alerts.iter().any(|a| a.container == c && a.state == AlertState::Firing && super::BLOCKING.contains(&a.alert))
     };
     let failing: Vec<&'static str> =
         ["proxy", "agent"].into_iter().filter(|c| new_pods.iter().all(|p| blocks(p, c))).collect();
