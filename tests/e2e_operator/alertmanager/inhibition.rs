@@ -21,13 +21,14 @@ use crate::support::*;
 /// of the test's group intervals (1 s), so that a notification that was going to come has come.
 const HOLD: Duration = Duration::from_secs(3);
 
-/// The cases of the case file, one test each.
+// The names of the case file's cases, one test each ([`TESTED`] holds them all, in order).
 const INJECTION_FAILURE: &str = "an injection failure hides its own container's alerts, not another sidecar's";
 const BLOCKED_ROLLOUT: &str = "a blocked rollout hides its container's alerts of no higher severity";
 const CRASH_LOOP: &str = "a crash loop hides its own container's readiness alerts in its own workload";
 const OTHER_WORKLOAD: &str = "another namespace or workload is never hidden";
 const INFO_SOURCE: &str = "an info source hides only info alerts";
 const OPERATOR_DOWN: &str = "a dead operator shard hides its own missing leader";
+/// Every case's name, in the case file's order.
 const TESTED: [&str; 6] = [INJECTION_FAILURE, BLOCKED_ROLLOUT, CRASH_LOOP, OTHER_WORKLOAD, INFO_SOURCE, OPERATOR_DOWN];
 
 /// The case file: its cases in order.
