@@ -125,6 +125,8 @@ run "routes: app sidecar of a team" route_test team-storefront source=sidecar-wa
 run "routes: mesh product, no team" route_test mesh-team source=sidecar-watch product=linkerd
 run "routes: unknown team" route_test platform source=sidecar-watch product=unknown label_team=search
 run "routes: operator alert" route_test platform source=sidecar-watch alertname=SidecarWatchDown namespace=sidecar-watch-system
+# amtool tests no inhibition: a model of Alertmanager's runs config/alertmanager/tests/inhibition.yaml
+run "inhibit rules hide only what they explain" python3 scripts/deploy/checks_inhibit.py
 
 section "Grafana dashboard PromQL"
 dash() {

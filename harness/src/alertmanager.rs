@@ -1,6 +1,7 @@
 //! Runs Debian's `/usr/bin/prometheus-alertmanager` on a free loopback port with a
-//! configuration of the caller's (gossip off, its own storage), reads its API v2 (the alerts
-//! with their `inhibitedBy`), and rewrites a shipped configuration for a test: every webhook
+//! configuration of the caller's (gossip off, its own storage), posts alerts to it through
+//! `amtool` ([`Alertmanager::add_alert`]), reads its API v2 (the alerts with their
+//! `inhibitedBy`), and rewrites a shipped configuration for a test: every webhook
 //! to a [`WebhookReceiver`] of the test process, shorter group timings.
 //!
 //! The process and readiness handling are [`crate::prometheus`]'s.
@@ -20,6 +21,13 @@ pub use webhook::{Notification, WebhookReceiver, KEPT_NOTIFICATIONS};
 
 /// Default location of the Alertmanager binary (Debian package `prometheus-alertmanager`).
 pub const ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
+
+/// Default location of `amtool`, Alertmanager's client (the same Debian package).
+pub const AMTOOL_BIN: &str = "/usr/bin/amtool";
+
+/// How long one `amtool` call may take: its own `--timeout`; the process is killed a second
+/// later.
+const AMTOOL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Errors of the Alertmanager runner.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +166,34 @@ impl Alertmanager {
         match self.get(&format!("/api/v2/alerts?filter={filter}")).await? {
             Value::Array(alerts) => Ok(alerts),
             other => Err(AlertmanagerError::Api(format!("/api/v2/alerts: not a list: {other}"))),
+        }
+    }
+
+    /// Posts one firing alert with `labels` (`POST /api/v2/alerts`, through `amtool alert
+    /// add`), as a client other than Prometheus would: it fires from now until Alertmanager's
+    /// `resolve_timeout` (5 minutes by default) passes.
+    pub async fn add_alert(&self, labels: &[(&str, &str)]) -> Result<()> {
+        let bin = Path::new(AMTOOL_BIN);
+        if !bin.exists() {
+            return Err(AlertmanagerError::Missing(bin.to_path_buf()));
+        }
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let run = tokio::process::Command::new(bin)
+            .args(["alert", "add", "--no-version-check"])
+            .arg(format!("--alertmanager.url={}", self.url()))
+            .arg(format!("--timeout={}s", AMTOOL_TIMEOUT.as_secs()))
+            .args(&pairs)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let what = format!("amtool alert add {}", pairs.join(" "));
+        let out = tokio::time::timeout(AMTOOL_TIMEOUT + Duration::from_secs(1), run)
+            .await
+            .map_err(|_| AlertmanagerError::Api(format!("{what}: no answer within {AMTOOL_TIMEOUT:?}")))??;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(AlertmanagerError::Api(format!("{what}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr))))
         }
     }
 

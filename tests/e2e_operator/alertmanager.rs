@@ -2,7 +2,8 @@
 //! team`) is scraped, the shipped rules (`config/prometheus/prometheusrule.yaml`) fire one
 //! alert per workload, and the example routes (`config/alertmanager/alertmanager.yaml`) page
 //! the team that owns the namespace, once, at a webhook receiver of this test process that
-//! records every notification by receiver. Issue 56's e2e tests.
+//! records every notification by receiver. Issue 56's e2e tests; the inhibit rules alone,
+//! alerts posted to a real Alertmanager, in [`inhibition`] (issue 62).
 //!
 //! Each wait is bounded ([`WAIT`]); a failed one prints the receiver's record, what
 //! Alertmanager and Prometheus hold and (from the processes' drops) their logs and the
@@ -24,6 +25,8 @@ use sidecar_watch_harness::prometheus::Prometheus;
 
 use crate::limits::crash_loop;
 use crate::support::*;
+
+mod inhibition;
 
 /// The sidecar of every workload here: not a catalog product (`product="unknown"`), so only
 /// the team routes match, never the mesh team's.
