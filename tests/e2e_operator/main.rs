@@ -21,6 +21,7 @@ mod audit_live;
 mod cronjob_events;
 mod event_recorder;
 mod failover;
+mod functional_health;
 mod faults;
 mod initial_list;
 mod injection_failed;
