@@ -52,7 +52,13 @@ impl Envoy {
         .unwrap();
         let log = dir.join("envoy.log");
         let child = tokio::process::Command::new("envoy")
-            .args(["-c", &config.display().to_string(), "--use-dynamic-base-id", "--log-path", &log.display().to_string()])
+            .args([
+                "-c",
+                &config.display().to_string(),
+                "--use-dynamic-base-id",
+                "--log-path",
+                &log.display().to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -149,7 +155,9 @@ async fn a_real_envoy_rejecting_its_listener_fires_sidecar_config_rejected_until
 
     let port = free_port();
     let args: Vec<String> =
-        ["--metrics-addr", &format!("127.0.0.1:{port}"), "--namespace", &ns, "--leader-elect=false"].map(String::from).into();
+        ["--metrics-addr", &format!("127.0.0.1:{port}"), "--namespace", &ns, "--leader-elect=false"]
+            .map(String::from)
+            .into();
     let op = Operator::spawn(&c, "op-0", port, &args, &[("SIDECAR_WATCH_NAMESPACE_LABELS", "team")]).await;
 
     // A Pod of Deployment `web` (its ReplicaSet carries the pod-template-hash) with Istio's proxy.
@@ -174,7 +182,8 @@ async fn a_real_envoy_rejecting_its_listener_fires_sidecar_config_rejected_until
     };
 
     // The identity is scraped and Envoy's accepted listener too; nothing fires.
-    let identity = format!("sidecar_container_ready{{namespace={ns:?}, pod={pod_name:?}, product=\"istio\", workload=\"web\"}}");
+    let identity =
+        format!("sidecar_container_ready{{namespace={ns:?}, pod={pod_name:?}, product=\"istio\", workload=\"web\"}}");
     if let Err(e) = wait_until(WAIT, "the Pod's sidecar identity in Prometheus", || async {
         let v = prom.query(&identity).await.map_err(|e| e.to_string())?;
         if v["result"].as_array().is_some_and(|r| r.len() == 1) {
