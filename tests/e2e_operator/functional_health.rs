@@ -196,7 +196,7 @@ async fn a_real_envoy_rejecting_its_listener_fires_sidecar_config_rejected_until
     {
         panic!("{}", report(e.to_string()).await);
     }
-    assert_eq!(rejected_alerts(&prom, &ns).await.unwrap(), Vec::<Value>::new());
+    assert_eq!(rejected_alerts(prom, &ns).await.unwrap(), Vec::<Value>::new());
 
     // Port 99999: Envoy rejects the update and keeps its listener.
     write_atomically(&envoy.lds, &lds_listener(99999));
@@ -214,7 +214,7 @@ async fn a_real_envoy_rejecting_its_listener_fires_sidecar_config_rejected_until
     }
 
     let firing = wait_until(WAIT, "SidecarConfigRejected fires once for Deployment web", || async {
-        match rejected_alerts(&prom, &ns).await?.as_slice() {
+        match rejected_alerts(prom, &ns).await?.as_slice() {
             [a] if a["state"] == "firing" => Ok(a.clone()),
             other => Err(format!("{other:?}")),
         }
@@ -246,7 +246,7 @@ async fn a_real_envoy_rejecting_its_listener_fires_sidecar_config_rejected_until
     // alert resolves with the identity.
     c.delete_pod_now(pod_name).await;
     let resolved = wait_until(WAIT, "SidecarConfigRejected resolves once the Pod is gone", || async {
-        match rejected_alerts(&prom, &ns).await?.as_slice() {
+        match rejected_alerts(prom, &ns).await?.as_slice() {
             [] => Ok(()),
             other => Err(format!("{other:?}")),
         }
