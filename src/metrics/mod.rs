@@ -7,6 +7,7 @@
 //! as one response body: a Pod that is deleted or no longer selected simply has no series
 //! at the next scrape.
 
+mod identity;
 mod info;
 mod namespace_labels;
 mod pods;
@@ -72,7 +73,7 @@ pub struct RenderOptions {
     /// `sidecar_alerts` series one namespace may export (`--max-series-per-namespace`).
     pub max_series_per_namespace: u32,
     pub families: FamilyFilter,
-    /// The Namespace labels copied onto `sidecar_alerts` and `sidecar_info`
+    /// The Namespace labels copied onto the series that carry a sidecar's identity
     /// (`--namespace-labels`).
     pub namespace_labels: NamespaceLabels,
 }
@@ -276,7 +277,8 @@ impl Metrics {
         self
     }
 
-    /// Copies the Namespace labels `labels` names onto `sidecar_alerts` and `sidecar_info`.
+    /// Copies the Namespace labels `labels` names onto the series that carry a sidecar's
+    /// identity (`sidecar_alerts`, `sidecar_container_ready`, `sidecar_info`).
     pub fn with_namespace_labels(mut self, labels: NamespaceLabels) -> Self {
         self.options.namespace_labels = labels;
         self

@@ -1,16 +1,18 @@
-//! `--namespace-labels`: the Namespace label keys copied onto `sidecar_alerts` and
-//! `sidecar_info` as `label_<key>`, so that an alert route can tell which team owns a
-//! namespace. Only the allowlisted labels' values are kept per namespace
+//! `--namespace-labels`: the Namespace label keys copied onto `sidecar_alerts`,
+//! `sidecar_container_ready`, `sidecar_info` and the `sidecar_resource_*` families as
+//! `label_<key>`, so that an alert route can tell which team owns a namespace. Only the allowlisted labels' values are kept per namespace
 //! ([`NamespaceMeta::exported`](crate::engine::NamespaceMeta::exported)), cut to
 //! [`MAX_VALUE_BYTES`]; the series read them at scrape time, so a label that changes gives
 //! no second series.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::writer::LabelSet;
+use crate::engine::{Name, NamespaceMeta};
 
-/// Keys `--namespace-labels` may name: each is a label on every series of two families.
+/// Keys `--namespace-labels` may name: each is a label on every series of the families that
+/// carry a sidecar's identity.
 pub const MAX_KEYS: usize = 16;
 
 /// The longest label value copied, in bytes: the API server refuses longer ones, a
@@ -84,6 +86,40 @@ impl NamespaceLabels {
     /// `value` gives.
     pub(super) fn set<'a>(&self, set: &mut LabelSet, value: impl Fn(usize) -> &'a str) {
         set.set_from(self.names().enumerate().map(|(i, name)| (name, value(i))));
+    }
+}
+
+/// The `label_*` pairs of the namespace last asked for, escaped once and reused while the
+/// series that follow are of the same namespace: the one place that writes a namespace's
+/// copied labels, for every family that carries them.
+#[derive(Default)]
+pub(super) struct NamespacePairs {
+    pairs: LabelSet,
+    /// The namespace `pairs` are of; `None` when they must be looked up again.
+    of: Option<Name>,
+}
+
+impl NamespacePairs {
+    /// The pairs of `namespace` as `namespaces` holds it now: every allowlisted name, empty
+    /// where the namespace lacks the label or is not known (`namespaces` `None`: none known).
+    pub(super) fn of(
+        &mut self,
+        labels: &NamespaceLabels,
+        namespace: &Name,
+        namespaces: Option<&HashMap<String, NamespaceMeta>>,
+    ) -> &LabelSet {
+        if !labels.is_empty() && self.of.as_ref() != Some(namespace) {
+            let meta = namespaces.and_then(|n| n.get(namespace.as_str()));
+            labels.set(&mut self.pairs, |i| meta.map_or("", |m| m.exported(i)));
+            self.of = Some(namespace.clone());
+        }
+        &self.pairs
+    }
+
+    /// Forgets the namespace: its labels may have changed since (a new chunk looks them up
+    /// again).
+    pub(super) fn forget(&mut self) {
+        self.of = None;
     }
 }
 

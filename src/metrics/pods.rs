@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
+use super::identity::with_identity;
 use super::info::{InfoCounts, HELD_SERIES, SIDECAR_INFO};
-use super::namespace_labels::NamespaceLabels;
+use super::namespace_labels::{NamespaceLabels, NamespacePairs};
 use super::writer::{Family, LabelSet, Sample, SampleWriter};
 use super::RenderOptions;
 use crate::engine::{ContainerView, Name, NamespaceMeta, PolicyRef};
@@ -48,7 +49,7 @@ struct PodFamily {
 /// The per-Pod families, in the order they are exported.
 const POD_FAMILIES: [PodFamily; 3] = [
     PodFamily { family: ALERTS, samples: alert_samples, walks_sidecars: false, reads_namespaces: true },
-    PodFamily { family: READY, samples: ready_samples, walks_sidecars: true, reads_namespaces: false },
+    PodFamily { family: READY, samples: ready_samples, walks_sidecars: true, reads_namespaces: true },
     PodFamily { family: RESTARTS, samples: restart_samples, walks_sidecars: true, reads_namespaces: false },
 ];
 
@@ -129,7 +130,7 @@ impl IndexRender {
             let segment = self.segment;
             let (out, scratch) = (&mut self.out, &mut self.scratch);
             // A namespace's labels may change between chunks: look them up again in each.
-            scratch.namespace_of = None;
+            scratch.namespace.forget();
             let copies_labels = *reads_namespaces && !scratch.namespace_labels.is_empty();
             let mut info = self.info.as_mut().filter(|_| self.info_counted_in == Some(self.family));
             let mut walk = |namespaces: Namespaces<'_>| {
@@ -178,8 +179,15 @@ impl IndexRender {
                 }
                 self.out.header(&SIDECAR_INFO);
                 let (out, scratch) = (&mut self.out, &mut self.scratch);
+                scratch.namespace.forget();
                 let write = |namespaces: Namespaces<'_>| {
-                    info.write(out, scratch.max_series_per_namespace, &scratch.namespace_labels, namespaces)
+                    info.write(
+                        out,
+                        scratch.max_series_per_namespace,
+                        &scratch.namespace_labels,
+                        &mut scratch.namespace,
+                        namespaces,
+                    )
                 };
                 let limited = if scratch.namespace_labels.is_empty() {
                     write(None)
@@ -213,10 +221,9 @@ struct Scratch {
     limited: bool,
     /// The labels `--namespace-labels` copies.
     namespace_labels: NamespaceLabels,
-    /// Their pairs for the namespace `namespace_of`, the last one looked up in this chunk:
-    /// a namespace's labels are looked up and escaped once per run of its Pods.
-    namespace: LabelSet,
-    namespace_of: Option<Name>,
+    /// Their pairs for the last namespace looked up in this chunk: a namespace's labels are
+    /// looked up and escaped once per run of its Pods.
+    namespace: NamespacePairs,
 }
 
 /// The labels that name a Pod.
@@ -234,14 +241,9 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
     if pod.results.iter().all(|r| r.alerts.is_empty()) {
         return;
     }
-    if !scratch.namespace_labels.is_empty() && scratch.namespace_of.as_ref() != Some(pod.view().namespace()) {
-        let meta = namespaces.and_then(|n| n.get(pod.view().namespace().as_str()));
-        scratch.namespace_labels.set(&mut scratch.namespace, |i| meta.map_or("", |m| m.exported(i)));
-        scratch.namespace_of = Some(pod.view().namespace().clone());
-    }
+    let namespace_pairs = scratch.namespace.of(&scratch.namespace_labels, pod.view().namespace(), namespaces);
     let written = scratch.series_per_namespace.entry(pod.view().namespace().clone()).or_default();
     scratch.pod.set(&pod_labels(pod));
-    let (workload_kind, workload) = pod.view().workload();
     for result in pod.results.iter().filter(|r| !r.alerts.is_empty()) {
         scratch.policy.set(&policy_labels(result.policy_ref()));
         for alert in &result.alerts {
@@ -250,18 +252,16 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
                 return;
             }
             *written += 1;
-            out.sample(ALERTS.name)
+            let sample = out
+                .sample(ALERTS.name)
                 .label("alertname", alert.name.as_str())
                 .label("alertstate", alert.state.as_str())
                 .label("severity", alert.severity.as_str())
                 .labels(&scratch.policy)
                 .labels(&scratch.pod)
                 .label("container", result.container_name(alert, pod.view()))
-                .label("check", alert.check.map_or("", |c| c.as_str()))
-                .label("workload_kind", workload_kind)
-                .label("workload", workload)
-                .label("product", result.catalog_of(alert, pod.view()).map_or("unknown", |id| id.entry().id))
-                .labels(&scratch.namespace)
+                .label("check", alert.check.map_or("", |c| c.as_str()));
+            with_identity(sample, pod.view().workload(), result.catalog_of(alert, pod.view()), namespace_pairs)
                 .value(1u32);
         }
     }
@@ -276,46 +276,47 @@ fn workload_alert_samples(
     namespaces: &HashMap<String, NamespaceMeta>,
 ) {
     index.for_each_workload_alert(|a| {
-        let namespace = a.workload.namespace.as_str();
-        let written = scratch.series_per_namespace.entry(Name::from(namespace)).or_default();
+        let namespace = Name::from(a.workload.namespace.as_str());
+        let written = scratch.series_per_namespace.entry(namespace.clone()).or_default();
         if *written >= scratch.max_series_per_namespace {
             scratch.limited = true;
             return;
         }
         *written += 1;
-        if !scratch.namespace_labels.is_empty() {
-            let meta = namespaces.get(namespace);
-            scratch.namespace_labels.set(&mut scratch.namespace, |i| meta.map_or("", |m| m.exported(i)));
-            scratch.namespace_of = None;
-        }
-        scratch.pod.set(&[("namespace", namespace), ("pod", "")]);
+        let namespace_pairs = scratch.namespace.of(&scratch.namespace_labels, &namespace, Some(namespaces));
+        scratch.pod.set(&[("namespace", &namespace), ("pod", "")]);
         scratch.policy.set(&policy_labels(&a.policy));
-        out.sample(ALERTS.name)
+        let sample = out
+            .sample(ALERTS.name)
             .label("alertname", a.alert.name.as_str())
             .label("alertstate", a.alert.state.as_str())
             .label("severity", a.alert.severity.as_str())
             .labels(&scratch.policy)
             .labels(&scratch.pod)
             .label("container", &a.alert.container)
-            .label("check", "")
-            .label("workload_kind", &a.workload.kind)
-            .label("workload", &a.workload.name)
-            .label("product", a.catalog.map_or("unknown", |id| id.entry().id))
-            .labels(&scratch.namespace)
-            .value(1u32);
+            .label("check", "");
+        with_identity(sample, (&a.workload.kind, &a.workload.name), a.catalog, namespace_pairs).value(1u32);
     });
 }
 
-/// `sidecar_container_ready`: one sample per sidecar container of the Pod.
-fn ready_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch, _: Namespaces<'_>) {
-    sidecar_samples(pod, out, scratch, &READY, |sample, container, kind| {
-        sample.label("sidecar_type", kind).value(u32::from(container.is_ready()))
+/// `sidecar_container_ready`: one sample per sidecar container of the Pod, with the
+/// sidecar's identity (workload, product, namespace labels) for rules that join a product's
+/// own per-Pod series on `namespace, pod` (and `container`).
+fn ready_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch, namespaces: Namespaces<'_>) {
+    if !pod.has_sidecars() {
+        return;
+    }
+    let namespace_pairs = scratch.namespace.of(&scratch.namespace_labels, pod.view().namespace(), namespaces);
+    let workload = pod.view().workload();
+    sidecar_samples(pod, out, &mut scratch.pod, &READY, |sample, container, kind| {
+        let sample = sample.label("sidecar_type", kind);
+        with_identity(sample, workload, container.catalog, namespace_pairs).value(u32::from(container.is_ready()))
     });
 }
 
 /// `sidecar_container_restarts_total`: one sample per sidecar container of the Pod.
 fn restart_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch, _: Namespaces<'_>) {
-    sidecar_samples(pod, out, scratch, &RESTARTS, |sample, container, _| {
+    sidecar_samples(pod, out, &mut scratch.pod, &RESTARTS, |sample, container, _| {
         sample.value(container.status().map_or(0, |s| s.restart_count()))
     });
 }
@@ -325,20 +326,16 @@ fn restart_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scrat
 fn sidecar_samples(
     pod: &TrackedPod,
     out: &mut SampleWriter,
-    scratch: &mut Scratch,
+    pod_pairs: &mut LabelSet,
     family: &Family,
     finish: impl Fn(Sample<'_>, &ContainerView, &'static str),
 ) {
     if !pod.has_sidecars() {
         return;
     }
-    scratch.pod.set(&pod_labels(pod));
+    pod_pairs.set(&pod_labels(pod));
     for (container, kind) in pod.sidecar_containers() {
-        finish(
-            out.sample(family.name).labels(&scratch.pod).label("container", &container.name),
-            container,
-            kind.as_str(),
-        );
+        finish(out.sample(family.name).labels(pod_pairs).label("container", &container.name), container, kind.as_str());
     }
 }
 

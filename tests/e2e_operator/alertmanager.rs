@@ -157,7 +157,7 @@ impl Stack {
 }
 
 /// Sets the Namespace's label `team`.
-async fn label_team(c: &Cluster, namespace: &str, team: &str) {
+pub(crate) async fn label_team(c: &Cluster, namespace: &str, team: &str) {
     let api: Api<Namespace> = Api::all(c.env.client.clone());
     let patch = json!({"metadata": {"labels": {"team": team}}});
     api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("namespace labelled");

@@ -22,6 +22,7 @@ mod cronjob_events;
 mod event_recorder;
 mod failover;
 mod faults;
+mod functional_health;
 mod initial_list;
 mod injection_failed;
 mod install_paths;

@@ -89,15 +89,15 @@ sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="in
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent",check="no-resources",workload_kind="Deployment",workload="legacy-shop",product="vault-agent"} 1
 # HELP sidecar_container_ready Whether a sidecar container is ready (1) or not (0)
 # TYPE sidecar_container_ready gauge
-sidecar_container_ready{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",sidecar_type="native"} 0
-sidecar_container_ready{namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",sidecar_type="native"} 0
-sidecar_container_ready{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="istio-proxy",sidecar_type="native"} 1
-sidecar_container_ready{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",sidecar_type="legacy"} 0
-sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="log-shipper",sidecar_type="native"} 1
-sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent",sidecar_type="native"} 1
-sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="istio-proxy",sidecar_type="native"} 1
-sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy",sidecar_type="legacy"} 1
-sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",sidecar_type="legacy"} 1
+sidecar_container_ready{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",sidecar_type="native",workload_kind="Pod",workload="odd\"pod",product="unknown"} 0
+sidecar_container_ready{namespace="shop",pod="web-7c9f8d6b5-k2x8q",container="log-shipper",sidecar_type="native",workload_kind="Deployment",workload="web",product="fluent-bit"} 0
+sidecar_container_ready{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="istio-proxy",sidecar_type="native",workload_kind="Deployment",workload="checkout",product="istio"} 1
+sidecar_container_ready{namespace="shop",pod="checkout-84d6c7f9b-vx5jn",container="log-sidecar",sidecar_type="legacy",workload_kind="Deployment",workload="checkout",product="fluent-bit"} 0
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="log-shipper",sidecar_type="native",workload_kind="Deployment",workload="legacy-shop",product="fluent-bit"} 1
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent",sidecar_type="native",workload_kind="Deployment",workload="legacy-shop",product="vault-agent"} 1
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="istio-proxy",sidecar_type="native",workload_kind="Deployment",workload="legacy-shop",product="istio"} 1
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="envoy",sidecar_type="legacy",workload_kind="Deployment",workload="legacy-shop",product="envoy"} 1
+sidecar_container_ready{namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",sidecar_type="legacy",workload_kind="Deployment",workload="legacy-shop",product="unknown"} 1
 # HELP sidecar_container_restarts_total Restarts of a sidecar container (the kubelet's restartCount)
 # TYPE sidecar_container_restarts_total counter
 sidecar_container_restarts_total{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar"} 2147483647

@@ -1,12 +1,14 @@
 //! Issue 56's labels on `/metrics`: `product` on `sidecar_alerts`, and the Namespace labels
 //! `--namespace-labels` copies onto `sidecar_alerts` and `sidecar_info` as `label_*`, read
-//! at each scrape from the namespace as the index holds it now.
+//! at each scrape from the namespace as the index holds it now; and issue 63's identity on
+//! `sidecar_container_ready` (the same `product`, workload and `label_*`), which a rule joins
+//! a product's own per-Pod series on.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 use sidecar_watch::api::{PolicySpec, SlimPod};
-use sidecar_watch::engine::{CompiledPolicy, NamespaceMeta, PodView, PolicyRef};
+use sidecar_watch::engine::{CompiledPolicy, NamespaceMeta, PodUid, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry};
 use sidecar_watch::metrics::{render_index, NamespaceLabels, RenderOptions};
 use sidecar_watch_testkit::engine::now;
@@ -183,10 +185,14 @@ fn allowlisted_namespace_labels_are_on_every_alert_and_info_series() {
     );
     assert!(!text.contains("label_k") && !text.contains("label_cost"), "keys outside the allowlist are not exported");
     assert!(
-        text.lines()
-            .filter(|l| l.contains("label_"))
-            .all(|l| l.starts_with("sidecar_alerts{") || l.starts_with("sidecar_info{")),
-        "only the two families carry them"
+        text.lines().filter(|l| l.contains("label_")).all(|l| [
+            "sidecar_alerts{",
+            "sidecar_container_ready{",
+            "sidecar_info{"
+        ]
+        .iter()
+        .any(|f| l.starts_with(f))),
+        "only the families that carry a sidecar's identity carry them"
     );
 
     // A namespace the index does not know (no Namespace object yet): every name, empty.
@@ -272,4 +278,59 @@ fn an_alert_on_a_workload_is_a_series_without_a_pod() {
     let capped = RenderOptions { max_series_per_namespace: 6, ..options(&allow) };
     let text = render(&index, &capped);
     assert!(!text.contains("SidecarInjectionFailed"), "{text}");
+}
+
+/// `sidecar_container_ready` carries the identity `sidecar_alerts` and `sidecar_info` write:
+/// the workload (a Deployment's, a bare Pod's own name, a CronJob's for its Job's Pod), the
+/// catalog `product` and the namespace's `label_*`; a deleted Pod's series are gone at the
+/// next scrape, so a join on them drops its signal too.
+#[test]
+fn sidecar_container_ready_carries_the_identity_to_join_on() {
+    let index = Index::new();
+    apply_policy(&index, PolicyRef::cluster("default"), json!({}));
+    let allow = allow(&["team"]);
+    namespace(&index, "shop", &allow, BTreeMap::from([("team".into(), "payments".into())]));
+    index.apply_pod(web_pod("shop", 0), now());
+    let bare = PodBuilder::new("shop", "debug")
+        .uid("shop-debug")
+        .native_sidecar(Container::new("istio-proxy", "istio/proxyv2:1.24.2"))
+        .container(Container::new("app", "shop/debug:1.0"));
+    index.apply_pod(PodView::from_pod(&bare.decode::<SlimPod>()), now());
+    // Minute 29,149,080 is 2025-06-03T10:00:00Z: the CronJob controller's name for that run.
+    let cron = PodBuilder::new("shop", "nightly-29149080-x7k2p")
+        .uid("shop-nightly")
+        .created("2025-06-03T10:00:05Z")
+        .owner("Job", "nightly-29149080")
+        .native_sidecar(Container::new("log-shipper", "fluent/fluent-bit:3.2.4"))
+        .container(Container::new("report", "shop/report:1.0"));
+    index.apply_pod(PodView::from_pod(&cron.decode::<SlimPod>()), now());
+
+    let text = render(&index, &options(&allow));
+    // Sorted: a Pod's place in the text is its segment's.
+    let mut ready = lines(&text, "sidecar_container_ready");
+    ready.sort();
+    assert_eq!(
+        ready,
+        [
+            "sidecar_container_ready{namespace=\"shop\",pod=\"debug\",container=\"istio-proxy\",sidecar_type=\"native\",workload_kind=\"Pod\",workload=\"debug\",product=\"istio\",label_team=\"payments\"} 1",
+            "sidecar_container_ready{namespace=\"shop\",pod=\"nightly-29149080-x7k2p\",container=\"log-shipper\",sidecar_type=\"native\",workload_kind=\"CronJob\",workload=\"nightly\",product=\"fluent-bit\",label_team=\"payments\"} 1",
+            "sidecar_container_ready{namespace=\"shop\",pod=\"web-7d9-0\",container=\"audit-agent\",sidecar_type=\"native\",workload_kind=\"Deployment\",workload=\"web\",product=\"unknown\",label_team=\"payments\"} 0",
+            "sidecar_container_ready{namespace=\"shop\",pod=\"web-7d9-0\",container=\"istio-proxy\",sidecar_type=\"native\",workload_kind=\"Deployment\",workload=\"web\",product=\"istio\",label_team=\"payments\"} 0",
+        ]
+    );
+    // Without --namespace-labels: the same lines without `label_team`.
+    let plain = render(&index, &RenderOptions::default());
+    let without: Vec<String> =
+        lines(&text, "sidecar_container_ready").iter().map(|l| l.replace(",label_team=\"payments\"", "")).collect();
+    assert_eq!(lines(&plain, "sidecar_container_ready"), without);
+    // The restart counter keeps its labels: the ready series is the one to join on.
+    assert!(lines(&text, "sidecar_container_restarts_total")
+        .iter()
+        .all(|l| !l.contains("workload") && !l.contains("label_team")));
+
+    index.delete_pod(PodUid::parse("shop-debug"), now());
+    index.delete_pod(PodUid::parse("shop-nightly"), now());
+    let text = render(&index, &options(&allow));
+    let pods: Vec<&str> = lines(&text, "sidecar_container_ready").iter().map(|l| label(l, "pod")).collect();
+    assert_eq!(pods, ["web-7d9-0", "web-7d9-0"]);
 }
