@@ -32,7 +32,7 @@ pub struct SlimContainer {
     pub startup_probe: Option<IgnoredAny>,
     /// The liveness probe's target (the `main-probe-on-sidecar` check reads it).
     pub liveness_probe: Option<SlimProbe>,
-    /// Whether requests or limits are declared.
+    /// Requests and limits: whether any is declared, and the `cpu` and `memory` ones.
     #[serde(deserialize_with = "null_as_default")]
     pub resources: SlimResources,
     /// Whether a `postStart` hook is declared: the kubelet waits for it before starting the
@@ -223,45 +223,76 @@ pub struct SlimPort {
     pub protocol: Option<String>,
 }
 
-/// `resources`: only whether anything is requested or limited.
+/// `resources`: whether anything is requested or limited, and the `cpu` and `memory`
+/// quantities as written (the engine reads them; a value that is no quantity is ignored there).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct SlimResources {
-    /// `requests` has at least one entry.
-    pub requests: NonEmpty,
-    /// `limits` has at least one entry.
-    pub limits: NonEmpty,
+    /// `requests`.
+    pub requests: SlimResourceList,
+    /// `limits`.
+    pub limits: SlimResourceList,
 }
 
-/// Whether a JSON object has at least one entry; read without allocating its keys.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NonEmpty(pub bool);
+/// A `requests` or `limits` map: whether it has any entry, and its `cpu` and `memory`
+/// quantities as text. Read without allocating the other entries; a value of another type
+/// than a string or a number (a hand-written dump) is read as absent, never fails the Pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlimResourceList {
+    /// The map has at least one entry (of any resource).
+    pub any: bool,
+    /// `cpu`, as written (`"100m"`, `"1"`, `"1e3"`).
+    pub cpu: Option<Box<str>>,
+    /// `memory`, as written (`"128Mi"`, `"1G"`).
+    pub memory: Option<Box<str>>,
+}
 
-impl<'de> Deserialize<'de> for NonEmpty {
+impl<'de> Deserialize<'de> for SlimResourceList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct EntriesVisitor;
         impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = NonEmpty;
+            type Value = SlimResourceList;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object or null")
             }
-            fn visit_unit<E>(self) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(false))
+            fn visit_unit<E>(self) -> Result<SlimResourceList, E> {
+                Ok(SlimResourceList::default())
             }
-            fn visit_none<E>(self) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(false))
+            fn visit_none<E>(self) -> Result<SlimResourceList, E> {
+                Ok(SlimResourceList::default())
             }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<NonEmpty, D::Error> {
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<SlimResourceList, D::Error> {
                 d.deserialize_map(self)
             }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<NonEmpty, M::Error> {
-                let mut any = false;
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
-                    any = true;
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<SlimResourceList, M::Error> {
+                let mut list = SlimResourceList::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    list.any = true;
+                    match &*key {
+                        "cpu" => list.cpu = map.next_value::<QuantityText>()?.0,
+                        "memory" => list.memory = map.next_value::<QuantityText>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
                 }
-                Ok(NonEmpty(any))
+                Ok(list)
             }
         }
         deserializer.deserialize_option(EntriesVisitor)
+    }
+}
+
+/// A quantity's text: a string as is, a number as JSON writes it (a hand-written manifest's
+/// `cpu: 2`), anything else absent.
+struct QuantityText(Option<Box<str>>);
+
+impl<'de> Deserialize<'de> for QuantityText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(QuantityText(match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(s) => Some(s.into()),
+            serde_json::Value::Number(n) => Some(n.to_string().into()),
+            _ => None,
+        }))
     }
 }

@@ -233,7 +233,6 @@ pod_endpoint_resource!(SlimPod, |pod| &pod.metadata, |pod| &mut pod.metadata);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NonEmpty;
 
     #[test]
     fn skips_what_the_engine_does_not_read_and_accepts_nulls() {
@@ -244,7 +243,7 @@ mod tests {
             "spec": {"volumes": [{"name": "v"}], "initContainers": null, "containers": [
                 {"name": "app", "image": "shop/web:1", "env": [{"name": "A", "value": "b"}],
                  "ports": [{"containerPort": 8080}], "readinessProbe": {"httpGet": {"port": 8080}},
-                 "livenessProbe": null, "resources": {"requests": {}, "limits": {"cpu": "1"}}}]},
+                 "livenessProbe": null, "resources": {"requests": {}, "limits": {"cpu": "1", "memory": 134217728, "nvidia.com/gpu": "1"}}}]},
             "status": {"phase": "Running", "conditions": null, "containerStatuses": [
                 {"name": "app", "ready": true, "restartCount": 2, "imageID": "x", "state": {"running": {}}}]}
         }))
@@ -254,7 +253,9 @@ mod tests {
         assert!(pod.metadata.annotations.is_none() && pod.metadata.managed_fields.is_none());
         let app = &pod.spec.containers[0];
         assert!(app.readiness_probe.is_some() && app.liveness_probe.is_none() && app.startup_probe.is_none());
-        assert_eq!((app.resources.requests, app.resources.limits), (NonEmpty(false), NonEmpty(true)));
+        assert_eq!(app.resources.requests, crate::SlimResourceList::default());
+        let limits = crate::SlimResourceList { any: true, cpu: Some("1".into()), memory: Some("134217728".into()) };
+        assert_eq!(app.resources.limits, limits);
         assert_eq!(app.ports[0].container_port, 8080);
         assert!(pod.spec.init_containers.is_empty() && pod.status.conditions.is_empty());
         assert_eq!(pod.status.container_statuses[0].restart_count, 2);

@@ -246,11 +246,60 @@ pub struct ContainerSpec {
     /// Its image's version: the tag, else the digest, else `latest` ([`image_version`](extract::image_version));
     /// `None` without an image.
     pub version: Option<Name>,
+    /// Its `cpu` and `memory` requests and limits; `None` when it declares none of them.
+    /// Boxed: most specs of a cluster's sidecars share one, and a spec is per distinct
+    /// container, not per Pod.
+    pub resources: Option<Box<ContainerResources>>,
 }
 
 // One per distinct container (replicas share it) (docs/architecture.md#what-a-tracked-pod-is-made-of).
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<ContainerSpec>() == 24);
+const _: () = assert!(std::mem::size_of::<ContainerSpec>() == 32);
+
+/// A container's `cpu` (millicores) and `memory` (bytes) requests and limits, each `None`
+/// when not declared or not a quantity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ContainerResources {
+    /// `resources.requests`.
+    pub requests: ResourceAmounts,
+    /// `resources.limits`.
+    pub limits: ResourceAmounts,
+}
+
+/// `cpu` and `memory` of one `requests` or `limits` map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ResourceAmounts {
+    /// `cpu` in millicores, rounded up.
+    pub cpu_millis: Option<u64>,
+    /// `memory` in bytes, rounded up.
+    pub memory_bytes: Option<u64>,
+}
+
+impl ResourceAmounts {
+    /// The amounts of a `requests` or `limits` map as the API decoded it.
+    pub fn from_list(list: &sidecar_watch_api::SlimResourceList) -> Self {
+        ResourceAmounts {
+            cpu_millis: list.cpu.as_deref().and_then(|q| quantity::parse_quantity(q, 3)),
+            memory_bytes: list.memory.as_deref().and_then(|q| quantity::parse_quantity(q, 0)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.cpu_millis.is_none() && self.memory_bytes.is_none()
+    }
+}
+
+impl ContainerResources {
+    /// The resources of a container's `resources`; `None` when it declares no `cpu` or
+    /// `memory` quantity.
+    pub fn from_slim(resources: &sidecar_watch_api::SlimResources) -> Option<Box<Self>> {
+        let read = ContainerResources {
+            requests: ResourceAmounts::from_list(&resources.requests),
+            limits: ResourceAmounts::from_list(&resources.limits),
+        };
+        (!read.requests.is_empty() || !read.limits.is_empty()).then(|| Box::new(read))
+    }
+}
 
 /// One container: its spec (read through `Deref`: `view.name`, `view.kind`…) and its status.
 ///
@@ -353,6 +402,7 @@ impl LivenessTarget {
 }
 
 mod extract;
+mod quantity;
 pub use extract::is_latest_image;
 pub(crate) use extract::{container_parts, init_kind};
 

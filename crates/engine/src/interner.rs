@@ -89,6 +89,7 @@ mod tests {
             catalog: None,
             liveness_target: None,
             version: None,
+            resources: None,
         };
         let a = interner.container_spec(&spec(SpecFlags::READINESS_PROBE));
         assert!(Arc::ptr_eq(&a, &interner.container_spec(&spec(SpecFlags::READINESS_PROBE))));

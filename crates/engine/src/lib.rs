@@ -56,8 +56,8 @@ pub use catalog::{
     CatalogEntry, CatalogId, ImageRule, Redirect, CATALOG, GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION,
 };
 pub use container::{
-    is_latest_image, ContainerKind, ContainerSpec, ContainerState, ContainerStatusView, ContainerView, SpecFlags,
-    Termination,
+    is_latest_image, ContainerKind, ContainerResources, ContainerSpec, ContainerState, ContainerStatusView,
+    ContainerView, ResourceAmounts, SpecFlags, Termination,
 };
 pub use exit_rules::ExitVerdict;
 pub use failed_create::{classify_failed_create, InjectionCause, InjectionFailure, FAILED_CREATE_READ_LIMIT};

@@ -251,6 +251,7 @@ mod tests {
             catalog,
             liveness_target: None,
             version: None,
+            resources: None,
         };
         ContainerView::new(spec, None)
     }

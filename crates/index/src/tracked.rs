@@ -288,6 +288,7 @@ mod tests {
                     catalog: None,
                     liveness_target: None,
                     version: None,
+                    resources: None,
                 };
                 ContainerView::new(spec, None)
             })

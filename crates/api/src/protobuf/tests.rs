@@ -40,6 +40,14 @@ fn a_protobuf_list_reads_as_the_same_pods_as_its_json() {
     let LenientPod::Pod(mesh) = &from_protobuf.items[2] else { panic!("mesh reads") };
     assert_eq!(mesh.spec.init_containers.len(), 2);
     assert_eq!(mesh.status.init_container_statuses[0].restart_count, 4);
+    // Quantities as kube-apiserver wrote them in protobuf, read as from its JSON.
+    let proxy = &mesh.spec.init_containers[0].resources;
+    let list = |cpu: Option<&str>, memory: &str| crate::SlimResourceList {
+        any: true,
+        cpu: cpu.map(Into::into),
+        memory: Some(memory.into()),
+    };
+    assert_eq!((&proxy.requests, &proxy.limits), (&list(Some("100m"), "1Gi"), &list(None, "1Gi")));
     let LenientPod::Pod(leaving) = &from_protobuf.items[1] else { panic!("leaving reads") };
     assert!(leaving.metadata.deletion_timestamp.is_some());
     let LenientPod::Pod(rules) = &from_protobuf.items[3] else { panic!("rules reads") };

@@ -216,15 +216,24 @@ pub struct ContainerPort {
     pub protocol: String,
 }
 
-/// `resources`: whether `limits` and `requests` have entries (their quantities are not read).
+/// `resources` (`core/v1.ResourceRequirements`): `limits` and `requests`, each a map from the
+/// resource's name to its quantity, written as JSON writes them (`{"cpu": "100m"}`).
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct Resources {
-    #[prost(message, repeated, tag = "1")]
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "entries")]
-    pub limits: Vec<Present>,
-    #[prost(message, repeated, tag = "2")]
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "entries")]
-    pub requests: Vec<Present>,
+    #[prost(btree_map = "string, message", tag = "1")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, Quantity>,
+    #[prost(btree_map = "string, message", tag = "2")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, Quantity>,
+}
+
+/// `resource.Quantity`: its text (`string`, tag 1), as JSON writes it.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+#[serde(transparent)]
+pub struct Quantity {
+    #[prost(string, optional, tag = "1")]
+    pub string: Option<String>,
 }
 
 /// `core/v1.ContainerResizePolicy`.
@@ -394,16 +403,6 @@ fn injection_annotations<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.collect_map(crate::injection_annotations(annotations))
-}
-
-/// A map read only for whether it has entries: written as an object with one entry.
-fn entries<S: Serializer>(entries: &[Present], serializer: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = serializer.serialize_map(Some(1))?;
-    if !entries.is_empty() {
-        map.serialize_entry("-", &())?;
-    }
-    map.end()
 }
 
 /// `metav1.ListMeta`.

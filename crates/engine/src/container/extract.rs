@@ -32,7 +32,7 @@ pub(crate) fn container_parts(
     if c.liveness_probe.is_some() {
         flags.insert(SpecFlags::LIVENESS_PROBE);
     }
-    if c.resources.requests.0 || c.resources.limits.0 {
+    if c.resources.requests.any || c.resources.limits.any {
         flags.insert(SpecFlags::RESOURCES);
     }
     if c.image.as_deref().is_some_and(is_latest_image) {
@@ -53,7 +53,9 @@ pub(crate) fn container_parts(
     let verdict =
         |t: &SlimTerminated| exit_rules::exit_verdict(pod_restart_policy, c, t.exit_code, t.reason.as_deref());
     let version = c.image.as_deref().map(|image| names.name(image_version(image)));
-    let spec = ContainerSpec { name: names.name(&c.name), kind, flags, catalog, liveness_target: None, version };
+    let resources = ContainerResources::from_slim(&c.resources);
+    let spec =
+        ContainerSpec { name: names.name(&c.name), kind, flags, catalog, liveness_target: None, version, resources };
     (spec, status.filter(|_| kind != ContainerKind::Init).map(|s| status_view(s, &verdict, names)))
 }
 

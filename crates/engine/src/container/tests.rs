@@ -11,6 +11,7 @@ fn a_view_tells_an_unreported_status_from_a_default_one() {
         catalog: None,
         liveness_target: None,
         version: None,
+        resources: None,
     };
     let mut view = ContainerView::new(spec.clone(), None);
     assert_eq!(view.status(), None);
@@ -78,4 +79,35 @@ fn an_images_version_is_its_tag_else_its_digest_else_latest() {
     }
     assert_eq!(image_version(&format!("otel/collector@{digest}")), digest);
     assert_eq!(image_version(&format!("x:{}", "9".repeat(10_000))).len(), 128, "cut");
+}
+
+/// Requests and limits are read into millicores and bytes; a malformed quantity is ignored
+/// (the Pod and the container's other quantities still read), and a container without
+/// `cpu` or `memory` keeps none.
+#[test]
+fn resources_are_read_and_a_malformed_quantity_never_fails_the_pod() {
+    let pod: sidecar_watch_api::SlimPod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
+        "spec": {"initContainers": [
+            {"name": "istio-proxy", "image": "istio/proxyv2:1.24.2", "restartPolicy": "Always",
+             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                           "limits": {"cpu": "two", "memory": "1G"}}}],
+          "containers": [
+            {"name": "app", "image": "shop/web:1", "resources": {"requests": {"nvidia.com/gpu": "1"}}},
+            {"name": "odd", "image": "shop/odd:1", "resources": {"requests": {"cpu": {"x": 1}, "memory": 2048}}}]}
+    }))
+    .expect("a Pod with odd quantities decodes");
+    let view = crate::PodView::from_pod(&pod);
+    let proxy = view.containers[0].resources.as_deref().expect("declared");
+    assert_eq!(
+        *proxy,
+        ContainerResources {
+            requests: ResourceAmounts { cpu_millis: Some(100), memory_bytes: Some(134_217_728) },
+            limits: ResourceAmounts { cpu_millis: None, memory_bytes: Some(1_000_000_000) },
+        }
+    );
+    assert!(view.containers[1].flags.contains(SpecFlags::RESOURCES));
+    assert_eq!(view.containers[1].resources, None);
+    let odd = view.containers[2].resources.as_deref().expect("memory declared");
+    assert_eq!(odd.requests, ResourceAmounts { cpu_millis: None, memory_bytes: Some(2048) });
 }

@@ -127,8 +127,15 @@ fn pod() -> BoxedStrategy<PodView> {
                 .zip(parts)
                 .map(|(name, (kind, flags, status, (image, agent)))| {
                     let catalog = sidecar_watch_engine::CatalogId::recognise(name, image, agent);
-                    let spec =
-                        ContainerSpec { name: name.into(), kind, flags, catalog, liveness_target: None, version: None };
+                    let spec = ContainerSpec {
+                        name: name.into(),
+                        kind,
+                        flags,
+                        catalog,
+                        liveness_target: None,
+                        version: None,
+                        resources: None,
+                    };
                     ContainerView::new(spec, status)
                 })
                 .collect::<Vec<_>>()
