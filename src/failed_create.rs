@@ -58,6 +58,9 @@ pub(crate) struct ReadObject {
     pub(crate) template_labels: BTreeMap<String, String>,
     /// Where the Pod template declares each of its containers, by name ([`declared`]).
     pub(crate) declared: Vec<(String, ContainerKind)>,
+    /// Whether the object still needs Pods it may fail to create ([`needs_pods`]): once it
+    /// does not, its failure is over, whatever its Events still say.
+    pub(crate) needs_pods: bool,
 }
 
 /// Reads the object an Event names from the API server; `None` when it does not exist or
@@ -107,7 +110,51 @@ pub(crate) fn read_object(involved: &Involved, meta: &ObjectMeta, body: &Value) 
         None => (involved.kind.clone(), involved.name.clone(), involved.uid.clone()),
     };
     let workload = WorkloadId { namespace: involved.namespace.clone(), kind, name };
-    Some(ReadObject { workload, uid, template_labels, declared })
+    let needs_pods = needs_pods(&involved.kind, meta.generation, body);
+    Some(ReadObject { workload, uid, template_labels, declared, needs_pods })
+}
+
+/// Whether an object of `kind` still needs Pods (a Job: its CronJob a Job) that it may fail
+/// to create, from its own state: the failure it had is over once it does not.
+/// - ReplicaSet, StatefulSet: no once scaled to zero (`spec.replicas: 0`, as `rollout undo`
+///   leaves the new ReplicaSet) or once its status, written for its current generation,
+///   counts the Pods its spec asks for (`status.replicas`: created, ready or not).
+/// - DaemonSet: no once its current status schedules a Pod on every node it should
+///   (`currentNumberScheduled >= desiredNumberScheduled`, none wanted included).
+/// - Job: no once finished (`Complete` or `Failed`), suspended, or running as many Pods as
+///   it wants now (`parallelism`, at most the completions still to go).
+/// - CronJob: no once suspended; otherwise yes until it is deleted or its Event expires (its
+///   Jobs are judged as Jobs).
+///
+/// A status not written yet for the current generation (or absent) proves nothing: the
+/// object still needs its Pods.
+pub(crate) fn needs_pods(kind: &str, generation: Option<i64>, body: &Value) -> bool {
+    let int = |pointer: &str| body.pointer(pointer).and_then(Value::as_i64);
+    let current = generation.is_some_and(|g| int("/status/observedGeneration").is_some_and(|o| o >= g));
+    let suspended = body.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true);
+    match kind {
+        "ReplicaSet" | "StatefulSet" => {
+            let wanted = int("/spec/replicas").unwrap_or(1);
+            wanted > 0 && !(current && int("/status/replicas").unwrap_or(0) >= wanted)
+        }
+        "DaemonSet" => {
+            let (created, wanted) = (int("/status/currentNumberScheduled"), int("/status/desiredNumberScheduled"));
+            !(current && created.unwrap_or(0) >= wanted.unwrap_or(0))
+        }
+        "Job" => {
+            let conditions = body.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten();
+            let finished = conditions.into_iter().any(|c| {
+                matches!(c.get("type").and_then(Value::as_str), Some("Complete" | "Failed"))
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            });
+            let mut wanted = int("/spec/parallelism").unwrap_or(1);
+            if let Some(completions) = int("/spec/completions") {
+                wanted = wanted.min(completions - int("/status/succeeded").unwrap_or(0));
+            }
+            !finished && !suspended && wanted > 0 && int("/status/active").unwrap_or(0) < wanted
+        }
+        _ => !suspended,
+    }
 }
 
 /// Where a Pod spec declares each of its containers, by name, init containers first (a
@@ -124,14 +171,9 @@ pub(crate) fn declared(spec: &Value) -> Vec<(String, ContainerKind)> {
         .collect()
 }
 
-/// The workload's condition from its Event and object at `now`: no time after `now` counts
+/// When an Event's failure was first and last seen, as at `now`: no time after `now` counts
 /// (a clock ahead, or an Event written with a time to come).
-pub(crate) fn condition_of(
-    event: &Event,
-    failure: &InjectionFailure,
-    object: &ReadObject,
-    now: Timestamp,
-) -> Condition {
+pub(crate) fn event_times(event: &Event, now: Timestamp) -> (Timestamp, Timestamp) {
     let first = event.first_timestamp.as_ref().map(|t| t.0).or(event.event_time.as_ref().map(|t| t.0));
     let last = event
         .series
@@ -140,7 +182,18 @@ pub(crate) fn condition_of(
         .or(event.last_timestamp.as_ref().map(|t| t.0))
         .or(first);
     let since = first.unwrap_or(now).min(now);
-    let latest = last.unwrap_or(now).min(now).max(since);
+    (since, last.unwrap_or(now).min(now).max(since))
+}
+
+/// The workload's condition from its Event and object at `now`: no time after `now` counts
+/// (a clock ahead, or an Event written with a time to come).
+pub(crate) fn condition_of(
+    event: &Event,
+    failure: &InjectionFailure,
+    object: &ReadObject,
+    now: Timestamp,
+) -> Condition {
+    let (since, latest) = event_times(event, now);
     Condition {
         container: failure.container.clone(),
         // Where the template declares it, if it does (an injected one is not in it).

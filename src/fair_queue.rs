@@ -118,7 +118,14 @@ impl<T: Fair> FairQueue<T> {
 
     /// The next item: the most severe of the namespace whose turn it is.
     pub fn pop(&mut self) -> Option<T> {
-        let namespace = self.turns.pop_front()?;
+        self.pop_where(|_| true)
+    }
+
+    /// The next item of the first namespace in turn that `eligible` accepts (one whose
+    /// previous item is still being served, say, waits without losing its place).
+    pub fn pop_where(&mut self, eligible: impl Fn(&str) -> bool) -> Option<T> {
+        let turn = self.turns.iter().position(|ns| eligible(ns))?;
+        let namespace = self.turns.remove(turn)?;
         let queues = self.queues.get_mut(&namespace)?;
         let item = queues.iter_mut().find_map(VecDeque::pop_front)?;
         self.len -= 1;
@@ -192,5 +199,18 @@ mod tests {
         assert_eq!(q.len(), 10);
         let shop: Vec<Item> = drain(&mut q).into_iter().filter(|i| i.0 == "shop").collect();
         assert_eq!(shop, [Item("shop", Rank::Deferred, 0)]);
+    }
+
+    #[test]
+    fn a_namespace_passed_over_keeps_its_place() {
+        let mut q = FairQueue::new(10);
+        for item in [Item("a", Rank::Normal, 0), Item("a", Rank::Normal, 1), Item("b", Rank::Normal, 0)] {
+            q.push(item);
+        }
+        q.push(Item("c", Rank::Normal, 0));
+        assert_eq!(q.pop_where(|ns| ns != "a"), Some(Item("b", Rank::Normal, 0)));
+        assert_eq!(q.pop_where(|ns| ns == "z"), None);
+        let order: Vec<(&str, u32)> = drain(&mut q).iter().map(|i| (i.0, i.2)).collect();
+        assert_eq!(order, [("a", 0), ("c", 0), ("a", 1)]);
     }
 }

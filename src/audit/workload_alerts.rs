@@ -118,12 +118,13 @@ pub(super) fn findings(
         );
     }
     // An Event whose object is not in the input is not reported: the operator reads the
-    // object, and believes the Event only if it exists with the UID the Event names.
+    // object, and believes the Event only if it exists with the UID the Event names and
+    // still needs Pods (`failed_create::needs_pods`).
     let conditions: Vec<_> = failures
         .events
         .iter()
         .filter_map(|(event, failure, involved)| {
-            let object = failures.objects.get(involved)?;
+            let object = failures.objects.get(involved).filter(|o| o.needs_pods)?;
             Some((object.workload.clone(), condition_of(event, failure, object, now)))
         })
         .collect();
@@ -152,8 +153,7 @@ pub(super) fn findings(
     for policy in policies {
         index.apply_policy(policy.policy.clone(), PolicyEntry::new(Ok(policy.clone())), now);
     }
-    // The conditions before the Pods, as the operator heard of the failures before the Pods
-    // created since: such a Pod clears its workload's condition.
+    // The conditions before the Pods, as the operator heard of the failures first.
     let mut limited = 0;
     for condition in conditions {
         limited += IndexResource::<CreateFailures>::apply(&index, condition, now).limited_workloads;

@@ -87,6 +87,7 @@ fn involved_object(object: &Value, kind: &str) -> Option<(Involved, ReadObject)>
     let meta = ObjectMeta {
         uid: Some(text("/metadata/uid")?),
         owner_references: owners.and_then(|o| serde_json::from_value::<Vec<OwnerReference>>(o).ok()),
+        generation: object.pointer("/metadata/generation").and_then(Value::as_i64),
         ..ObjectMeta::default()
     };
     let involved = Involved {

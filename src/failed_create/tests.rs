@@ -74,3 +74,24 @@ fn uids_owners_and_templates_by_kind() {
     .expect("same UID");
     assert_eq!((sts.workload.to_string(), sts.uid.as_str()), ("StatefulSet/db".to_string(), "sts-uid"));
 }
+
+/// Whether an object still needs Pods, from its own state, kind by kind; a status not yet
+/// written for its generation proves nothing.
+#[test]
+fn what_no_longer_needs_pods() {
+    let needs = |kind: &str, body: serde_json::Value| needs_pods(kind, Some(2), &body);
+    assert!(needs("ReplicaSet", json!({"spec": {"replicas": 2}, "status": {"observedGeneration": 2, "replicas": 1}})));
+    assert!(!needs("ReplicaSet", json!({"spec": {"replicas": 2}, "status": {"observedGeneration": 2, "replicas": 2}})));
+    assert!(needs("ReplicaSet", json!({"spec": {"replicas": 2}, "status": {"observedGeneration": 1, "replicas": 2}})));
+    assert!(!needs("ReplicaSet", json!({"spec": {"replicas": 0}})), "scaled to zero, as after rollout undo");
+    assert!(needs("StatefulSet", json!({"spec": {}})));
+    assert!(needs("DaemonSet", json!({})));
+    let ds = json!({"status": {"observedGeneration": 2, "desiredNumberScheduled": 3, "currentNumberScheduled": 3}});
+    assert!(!needs("DaemonSet", ds));
+    assert!(needs("Job", json!({"spec": {"parallelism": 2}, "status": {"active": 1}})));
+    assert!(!needs("Job", json!({"spec": {"completions": 3}, "status": {"active": 1, "succeeded": 2}})));
+    assert!(!needs("Job", json!({"status": {"conditions": [{"type": "Failed", "status": "True"}]}})));
+    assert!(!needs("Job", json!({"spec": {"suspend": true}})));
+    assert!(needs("CronJob", json!({"spec": {}})));
+    assert!(!needs("CronJob", json!({"spec": {"suspend": true}})));
+}

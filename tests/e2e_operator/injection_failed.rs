@@ -5,9 +5,12 @@
 //! may create Events can do: the forged ones below must stay in their own namespace, name
 //! objects that exist, and be bounded.
 
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -60,8 +63,11 @@ fn injection_failed(namespace: &str, state: AlertState) -> Labels {
     owned_by(series.labels(), "Deployment", "web")
 }
 
+/// Fires on the Deployment; a Pod of the workload (an old revision's replacement) does not
+/// resolve it; its ReplicaSet's own status counting every replica does, within one re-read
+/// of the object (15 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deployment_whose_injector_is_down_fires_on_itself_and_resolves_with_a_new_pod() {
+async fn a_deployment_whose_injector_is_down_fires_and_resolves_when_its_replicaset_has_its_pods() {
     let c = Cluster::start("injection").await;
     c.apply_policy("mesh", json!({"rules": rules(json!({"injectionFailed": {"for": "1s"}}))})).await;
     let (uid, owner) = deployment_with_replica_set(&c, "web").await;
@@ -86,10 +92,111 @@ async fn a_deployment_whose_injector_is_down_fires_on_itself_and_resolves_with_a
     );
     c.wait_status("mesh", "one workload alert", |s| status_counts(s, 0, 0, json!({"SidecarInjectionFailed": 1}), 0))
         .await;
-    // The injector is back: the ReplicaSet creates a Pod.
+    // A Pod of web appears (an old revision's replacement, say): the failure is not over.
     c.create_pod(replica_pod(&format!("web-{HASH}-p0"), "web", &owner)).await;
-    op.wait_alerts("resolved by the new Pod", Vec::new()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let scrape = op.scrape().await.expect("a scrape");
+    assert_eq!(scrape.alerts(), vec![injection_failed(&c.ns, AlertState::Firing)], "{}", op.log());
+    // The injector is back: the ReplicaSet's status counts its 5 replicas.
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(c.env.client.clone(), &c.ns);
+    let generation = replica_sets.get(&rs_name).await.expect("the ReplicaSet").metadata.generation;
+    let status = json!({"status": {"observedGeneration": generation, "replicas": 5}});
+    replica_sets.patch_status(&rs_name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
+    let began = Instant::now();
+    op.wait_alerts("resolved by its ReplicaSet's own state", Vec::new()).await;
+    assert!(began.elapsed() < RESOLVED_WITHIN, "resolved after {:?}\n{}", began.elapsed(), op.log());
     c.wait_events("web", "Normal", "SidecarInjectionFailedResolved", 1).await;
+}
+
+/// One re-read of the failing object (15 s) and the wait for its answer.
+const RESOLVED_WITHIN: Duration = Duration::from_secs(20);
+
+/// `rollout undo` with `maxUnavailable: 0` scales the failing new ReplicaSet to zero and
+/// creates no Pod: the alert resolves within one re-read though the Event stays. The rollout
+/// done again fails again: the Event's update is a failure after the clear, so the alert is
+/// pending for its whole `for` again, counted from that failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_undo_resolves_it_and_a_new_failure_honours_for() {
+    let c = Cluster::start("injection-undo").await;
+    let hold = 20;
+    c.apply_policy("mesh", json!({"rules": rules(json!({"injectionFailed": {"for": format!("{hold}s")}}))})).await;
+    let (_, owner) = deployment_with_replica_set(&c, "web").await;
+    let rs_name = format!("web-{HASH}");
+    let rs_uid = owner["uid"].as_str().expect("a UID").to_string();
+    let op = Operator::start(&c, "op-0", &[]).await;
+    let events: Api<CoreEvent> = Api::namespaced(c.env.client.clone(), &c.ns);
+    let event = events
+        .create(&PostParams::default(), &failed_create(&c.ns, &c.ns, ("ReplicaSet", &rs_name, &rs_uid), ISTIO_DOWN))
+        .await
+        .expect("Event created");
+    // First seen a minute ago: past its `for` already.
+    op.wait_alerts("the Deployment fires", vec![injection_failed(&c.ns, AlertState::Firing)]).await;
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(c.env.client.clone(), &c.ns);
+    let scale = |replicas: i32| json!({"spec": {"replicas": replicas}});
+    replica_sets.patch(&rs_name, &PatchParams::default(), &Patch::Merge(&scale(0))).await.expect("scaled to 0");
+    let began = Instant::now();
+    op.wait_alerts("resolved by the undo", Vec::new()).await;
+    assert!(began.elapsed() < RESOLVED_WITHIN, "resolved after {:?}\n{}", began.elapsed(), op.log());
+    c.wait_events("web", "Normal", "SidecarInjectionFailedResolved", 1).await;
+    // Rolled forward again: the controller fails again and updates its Event.
+    replica_sets.patch(&rs_name, &PatchParams::default(), &Patch::Merge(&scale(5))).await.expect("scaled to 5");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let failed_at = jiff::Timestamp::now();
+    let update = json!({"count": 4, "lastTimestamp": failed_at.to_string()});
+    let name = event.metadata.name.expect("a name");
+    events.patch(&name, &PatchParams::default(), &Patch::Merge(&update)).await.expect("Event updated");
+    op.wait_alerts("pending again", vec![injection_failed(&c.ns, AlertState::Pending)]).await;
+    op.wait_alerts("firing after its for", vec![injection_failed(&c.ns, AlertState::Firing)]).await;
+    let waited = (jiff::Timestamp::now() - failed_at).get_seconds();
+    // The API's times are whole seconds: the clock started at most 1 s before `failed_at`.
+    assert!(waited >= hold - 1, "fired {waited} s after the new failure, for is {hold} s\n{}", op.log());
+}
+
+/// A tenant writes 20,000 `FailedCreate` Events naming Istio's webhook about its own real
+/// ReplicaSet of 0 replicas: read once, believed never, cut past 1,000 and counted. Another
+/// namespace's Deployment then fails behind Istio's webhook: its alert is exported within
+/// 10 s of its Event, and its Warning is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_flood_of_failed_create_events_blinds_no_other_namespace() {
+    let c = Cluster::start("injection-flood").await;
+    let tenant = format!("{}-flood", c.ns);
+    c.env.create_namespace(&tenant).await.expect("tenant namespace");
+    c.apply_policy("mesh", json!({"rules": rules(json!({"injectionFailed": {"for": "1s"}}))})).await;
+    let (_, owner) = deployment_with_replica_set(&c, "web").await;
+    let op = Operator::start(&c, "op-0", &["--namespace", &tenant]).await;
+    let idle_api: Api<ReplicaSet> = Api::namespaced(c.env.client.clone(), &tenant);
+    let idle = create_replica_set(&idle_api, "idle").await;
+    idle_api.patch("idle", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 0}}))).await.expect("0");
+    let flood = 20_000;
+    let tenant_events: Api<CoreEvent> = Api::namespaced(c.env.client.clone(), &tenant);
+    let forged = failed_create(&tenant, &tenant, ("ReplicaSet", "idle", &idle), ISTIO_DOWN);
+    let began = Instant::now();
+    let created = futures::stream::iter(0..flood)
+        .map(|_| {
+            let (api, event) = (tenant_events.clone(), forged.clone());
+            async move { api.create(&PostParams::default(), &event).await.map(|_| ()) }
+        })
+        .buffer_unordered(32)
+        .filter(|r| futures::future::ready(r.is_ok()))
+        .count()
+        .await;
+    assert_eq!(created, flood);
+    eprintln!("created {flood} FailedCreate Events in {:?}", began.elapsed());
+    let cut = (flood - 1_000) as f64;
+    op.wait_scrape("the flood is cut past 1,000 Events", |s| {
+        match s.sum("sidecar_watch_limited_total", &[("limit", "failed-create-events")]) {
+            n if n == cut => Ok(()),
+            n => Err(format!("cut {n}")),
+        }
+    })
+    .await;
+    let recorded = Instant::now();
+    record_istio_down(&c, "ReplicaSet", &format!("web-{HASH}"), owner["uid"].as_str().expect("a UID")).await;
+    op.wait_alerts("the other namespace fires", vec![injection_failed(&c.ns, AlertState::Firing)]).await;
+    let took = recorded.elapsed();
+    assert!(took < Duration::from_secs(10), "alerted {took:?} after its Event\n{}", op.log());
+    eprintln!("the other namespace alerted {took:?} after its Event");
+    c.wait_events("web", "Warning", "SidecarInjectionFailed", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -196,10 +196,6 @@ impl Index {
 
     /// A new or changed Pod.
     pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
-        // A workload that could not create Pods may have created this one: its name and
-        // the Pod's creation, only while some workload cannot.
-        let created =
-            self.any_injection_failure().then(|| (WorkloadId::of_pod(&view), view.created_at.map(|s| s.timestamp())));
         let mut outcome = {
             let policies = self.valid_policies();
             let namespaces = self.namespaces.read();
@@ -226,9 +222,6 @@ impl Index {
             }
             outcome
         };
-        if let Some((workload, created)) = created {
-            self.pod_created(workload, created, now, &mut outcome);
-        }
         self.settle_rollouts(now, &mut outcome);
         outcome
     }

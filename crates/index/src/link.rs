@@ -211,10 +211,6 @@ impl IndexResource<CreateFailures> for Index {
         if let Some(held) = self.workload_condition(alert, &workload) {
             condition.since = held.since.min(condition.since);
             condition.latest = held.latest.max(condition.latest);
-        } else if self.workload_has_room(alert, &workload.namespace) && self.created_since(&workload, condition.latest)
-        {
-            // Its workload created Pods since: the failure is over.
-            return Outcome::default();
         }
         let (mut outcome, kept) =
             self.set_workload_condition(AlertName::SidecarInjectionFailed, workload, Some(condition), now);

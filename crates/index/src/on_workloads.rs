@@ -1,6 +1,8 @@
 //! The index's side of the alerts on workloads ([`crate::workloads`]): conditions set by the
 //! runtime (a `FailedCreate` Event read) or found here (a rollout's Pods), evaluated under
-//! the policies, resolved by the Pods a workload creates.
+//! the policies. A workload's `SidecarInjectionFailed` ends only when the runtime clears it
+//! (the object that failed no longer needs Pods, or is gone), never because some Pod of the
+//! workload appears: that may be an old revision's replacement.
 
 use jiff::Timestamp;
 
@@ -67,61 +69,5 @@ impl Index {
         for alert in self.workloads.lock().0.alerts() {
             visit(alert);
         }
-    }
-
-    /// What a Pod's creation says of its workload: a workload that could not create Pods
-    /// and now created this one (created at `created`, at or after the last failure)
-    /// creates Pods again.
-    pub(crate) fn pod_created(
-        &self,
-        workload: WorkloadId,
-        created: Option<Timestamp>,
-        now: Timestamp,
-        outcome: &mut Outcome,
-    ) {
-        let cleared = {
-            let mut workloads = self.workloads.lock();
-            let after_failure = workloads
-                .0
-                .condition(AlertName::SidecarInjectionFailed, &workload)
-                // At or after: the API's times are whole seconds, and a Pod created in the
-                // second of the last failure was created after it (a later failure makes a
-                // newer Event, which sets the condition again).
-                .is_some_and(|c| created.is_some_and(|at| at >= c.latest));
-            if after_failure {
-                workloads.0.set(AlertName::SidecarInjectionFailed, workload, None);
-            }
-            after_failure
-        };
-        if cleared {
-            self.evaluate_workloads(now, None, outcome);
-        }
-    }
-
-    /// Whether a new condition of `alert` in `namespace` would be kept (else it is cut).
-    pub(crate) fn workload_has_room(&self, alert: AlertName, namespace: &str) -> bool {
-        self.workloads.lock().0.has_room(alert, namespace)
-    }
-
-    /// Whether any workload cannot create Pods (a Pod's change then checks its workload).
-    pub(crate) fn any_injection_failure(&self) -> bool {
-        self.workloads.lock().0.holds_any(AlertName::SidecarInjectionFailed)
-    }
-
-    /// Whether a tracked Pod of `workload` was created at or after `at`: a failure that old is
-    /// over (an Event listed again after a restart or a relist, its workload long healthy).
-    /// One pass over the Pods; only a new failure that would be kept costs it.
-    pub(crate) fn created_since(&self, workload: &WorkloadId, at: Timestamp) -> bool {
-        let mut found = false;
-        self.for_each_pod(|pod| {
-            let view = pod.view();
-            if found || view.namespace().as_str() != workload.namespace {
-                return;
-            }
-            let (kind, name) = view.workload();
-            let created = view.created_at.map(|s| s.timestamp());
-            found = kind == workload.kind && name == workload.name && created.is_some_and(|c| c >= at);
-        });
-        found
     }
 }

@@ -65,8 +65,9 @@ pub struct Condition {
     pub catalog: Option<CatalogId>,
     /// Since when the condition holds (the `for` clock).
     pub since: Timestamp,
-    /// The latest evidence of it: an injection failure is over once the workload creates a
-    /// Pod after this.
+    /// The latest evidence of it. An injection failure is not over because some Pod of the
+    /// workload was created after this (an old revision's replacement, say): it ends when
+    /// the runtime, reading the object that failed, clears the condition.
     pub latest: Timestamp,
     /// One line naming the workload, the cause and the fix.
     pub message: String,
@@ -163,7 +164,7 @@ impl Workloads {
     }
 
     /// Whether a new condition of `alert` in `namespace` would be kept.
-    pub(crate) fn has_room(&self, alert: AlertName, namespace: &str) -> bool {
+    fn has_room(&self, alert: AlertName, namespace: &str) -> bool {
         let in_namespace = self.per_namespace.get(&(alert, namespace.to_string())).copied().unwrap_or(0);
         in_namespace < MAX_PER_NAMESPACE && self.conditions.keys().filter(|(a, _)| *a == alert).count() < MAX_WORKLOADS
     }

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
 use crate::engine::ContainerKind;
-use crate::failed_create::{declared, ReadObject};
+use crate::failed_create::declared;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -68,6 +68,7 @@ fn a_condition_carries_the_events_times_and_the_templates_labels() {
         uid: "deploy-uid".into(),
         template_labels: BTreeMap::from([("app".into(), "web".into())]),
         declared: vec![("istio-proxy".into(), ContainerKind::RestartableInit)],
+        needs_pods: true,
     };
     let condition = condition_of(&event, &failure, &object, Timestamp::now());
     assert_eq!(condition.since, "2026-01-01T10:00:00Z".parse::<Timestamp>().expect("time"));
@@ -95,20 +96,140 @@ fn the_template_says_where_a_container_is_declared() {
     assert_eq!(declared(&Value::Null), []);
 }
 
+fn rs() -> Involved {
+    Involved { namespace: "shop".into(), kind: "ReplicaSet".into(), name: "web-7d9f8c6b5".into(), uid: "rs-uid".into() }
+}
+
+/// What a read of the ReplicaSet finds: Deployment web, needing Pods or not.
+fn state(needs_pods: bool) -> Read {
+    let object = ReadObject {
+        workload: web(),
+        uid: "deploy-uid".into(),
+        template_labels: BTreeMap::new(),
+        declared: Vec::new(),
+        needs_pods,
+    };
+    Read { involved: rs(), object: Ok(Some(object)) }
+}
+
+fn at(t: &str) -> Timestamp {
+    t.parse().expect("time")
+}
+
+/// The same Event with a newer last time and count, as the recorder updates it.
+fn again(mut event: Event, last: &str) -> Event {
+    event.last_timestamp = Some(Time(at(last)));
+    event.count = Some(event.count.unwrap_or(1) + 1);
+    event
+}
+
+fn applied(ops: &[Op<CreateFailures>]) -> Vec<(String, Timestamp)> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Applied { object: (w, c), .. } => Some((w.to_string(), c.since)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deleted(ops: &[Op<CreateFailures>]) -> bool {
+    matches!(ops, [Op::Deleted { key, .. }] if *key == web())
+}
+
+/// An Event costs one read of its object; an update of its count or time costs none, nor
+/// does another Event about the same object read recently.
+#[test]
+fn a_new_count_or_time_makes_no_read() {
+    let (mut known, metrics, now) = (Known::new(Shard::default()), Metrics::new(), at("2026-01-01T10:02:00Z"));
+    let e1 = event("e1", "shop", "shop", UNREACHABLE);
+    assert!(known.applied(&e1, &metrics, now).is_empty(), "nothing believed before its object is read");
+    assert_eq!(std::mem::take(&mut known.to_read), [Request::new(rs(), false)]);
+    let ops = known.read(state(true), now);
+    assert_eq!(applied(&ops), [("Deployment/web".to_string(), at("2026-01-01T10:00:00Z"))]);
+    let ops = known.applied(&again(e1, "2026-01-01T10:01:30Z"), &metrics, now);
+    assert!(ops.is_empty() && known.to_read.is_empty(), "{ops:?}");
+    let ops = known.applied(&event("e2", "shop", "shop", UNREACHABLE), &metrics, now);
+    assert!(ops.is_empty() && known.to_read.is_empty(), "{ops:?}");
+}
+
+/// The failing object's own state ends the failure though its Events stay: once a read finds
+/// it needing no Pods (scaled to zero after `rollout undo`, its replicas created), the
+/// workload's condition goes; its Events up to then are not believed again, and a failure
+/// after that clear starts the `for` clock anew, at its own time.
+#[test]
+fn the_object_that_failed_resolves_it_and_a_new_failure_starts_the_clock_again() {
+    let (mut known, metrics) = (Known::new(Shard::default()), Metrics::new());
+    let e1 = event("e1", "shop", "shop", UNREACHABLE);
+    known.applied(&e1, &metrics, at("2026-01-01T10:02:00Z"));
+    known.to_read.clear();
+    assert_eq!(applied(&known.read(state(true), at("2026-01-01T10:02:00Z"))).len(), 1);
+    // The round re-reads it: scaled to zero.
+    known.recheck();
+    assert_eq!(std::mem::take(&mut known.to_read), [Request::new(rs(), true)]);
+    assert!(deleted(&known.read(state(false), at("2026-01-01T10:03:00Z"))));
+    // Listed again (a relist), or updated with a failure before the clear: not believed.
+    assert!(known.applied(&e1, &metrics, at("2026-01-01T10:04:00Z")).is_empty());
+    let e1 = again(e1, "2026-01-01T10:02:59Z");
+    assert!(known.applied(&e1, &metrics, at("2026-01-01T10:04:00Z")).is_empty());
+    known.recheck();
+    assert!(known.to_read.is_empty(), "a cleared object is not read again");
+    // It fails again after the clear (scaled up again): believed at once, since then.
+    let ops = known.applied(&again(e1, "2026-01-01T10:05:00Z"), &metrics, at("2026-01-01T10:05:01Z"));
+    assert_eq!(applied(&ops), [("Deployment/web".to_string(), at("2026-01-01T10:05:00Z"))]);
+    // Gone (or made again with another UID): resolved, never believed again.
+    let ops = known.read(Read { involved: rs(), object: Ok(None) }, at("2026-01-01T10:06:00Z"));
+    assert!(deleted(&ops));
+    let ops = known.applied(
+        &again(event("e1", "shop", "shop", UNREACHABLE), "2026-01-01T10:07:00Z"),
+        &metrics,
+        at("2026-01-01T10:07:00Z"),
+    );
+    assert!(ops.is_empty() && known.to_read.is_empty());
+}
+
+/// A namespace over its share of Events is cut, each cut counted; another namespace's
+/// Events are still kept and read.
+#[test]
+fn events_are_capped_per_namespace() {
+    let (mut known, metrics, now) = (Known::new(Shard::default()), Metrics::new(), at("2026-01-01T10:02:00Z"));
+    for i in 0..MAX_EVENTS_PER_NAMESPACE + 3 {
+        let mut flood = event(&format!("f{i}"), "flood", "flood", UNREACHABLE);
+        flood.involved_object.name = Some(format!("rs-{i}"));
+        known.applied(&flood, &metrics, now);
+    }
+    assert_eq!(metrics.limited.with_label_values(&[LIMIT]).get(), 3);
+    assert_eq!(known.to_read.len(), MAX_EVENTS_PER_NAMESPACE);
+    known.to_read.clear();
+    known.applied(&event("e1", "shop", "shop", UNREACHABLE), &metrics, now);
+    assert_eq!(known.to_read, [Request::new(rs(), false)]);
+    assert_eq!(metrics.limited.with_label_values(&[LIMIT]).get(), 3);
+    // Re-reads are shared in turn: shop's object is in the first round, whatever the flood.
+    for i in 0..MAX_EVENTS_PER_NAMESPACE {
+        let mut flood = rs();
+        (flood.namespace, flood.name) = ("flood".into(), format!("rs-{i}"));
+        known.read(Read { involved: flood, object: Err(()) }, now);
+    }
+    known.read(Read { involved: rs(), object: Err(()) }, now);
+    known.to_read.clear();
+    known.recheck();
+    assert_eq!(known.to_read.len(), RECHECK_READS);
+    assert_eq!(known.to_read.iter().filter(|r| r.involved.namespace == "shop").count(), 1);
+}
+
 /// A workload's condition goes with the last Event that told of it, and a relist forgets
 /// the Events it did not list.
 #[test]
 fn a_workload_is_forgotten_with_its_last_event() {
-    let mut known = Known::default();
-    known.events.insert("e1".into(), web());
-    known.events.insert("e2".into(), web());
-    assert!(known.deleted(&event("e1", "shop", "shop", UNREACHABLE)).is_empty(), "e2 still tells of it");
-    let ops = known.deleted(&event("e2", "shop", "shop", UNREACHABLE));
-    assert!(matches!(ops.as_slice(), [Op::Deleted { key, .. }] if *key == web()));
-    assert!(known.deleted(&event("e3", "shop", "shop", UNREACHABLE)).is_empty(), "never known");
-    known.events.insert("e4".into(), web());
+    let (mut known, metrics, now) = (Known::new(Shard::default()), Metrics::new(), at("2026-01-01T10:02:00Z"));
+    known.applied(&event("e1", "shop", "shop", UNREACHABLE), &metrics, now);
+    known.applied(&event("e2", "shop", "shop", UNREACHABLE), &metrics, now);
+    assert_eq!(applied(&known.read(state(true), now)).len(), 1);
+    assert!(known.deleted(&event("e1", "shop", "shop", UNREACHABLE), now).is_empty(), "e2 still tells of it");
+    assert!(deleted(&known.deleted(&event("e2", "shop", "shop", UNREACHABLE), now)));
+    assert!(known.deleted(&event("e3", "shop", "shop", UNREACHABLE), now).is_empty(), "never known");
+    known.applied(&event("e4", "shop", "shop", UNREACHABLE), &metrics, now);
     known.relisting = Some(HashSet::new());
-    let ops = known.relisted(&Some("shop".into()));
+    let ops = known.relisted(&Some("shop".into()), now);
     assert!(matches!(ops.as_slice(), [Op::Relisted { seen, source: usize::MAX, .. }] if seen.is_empty()));
-    assert!(known.events.is_empty());
+    assert!(known.events.is_empty() && known.objects.is_empty());
 }

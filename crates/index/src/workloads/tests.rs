@@ -1,5 +1,6 @@
 //! Workload alerts: selected as the workload's Pods would be, pending then firing on the
-//! rule's `for`, resolved by a Pod the workload creates, bounded per namespace.
+//! rule's `for`, resolved by the runtime (never by a Pod the workload creates), bounded per
+//! namespace.
 
 use std::collections::BTreeMap;
 
@@ -65,10 +66,11 @@ fn pod_of_web(created: &str) -> PodView {
     PodView::from_pod(&pod.decode::<SlimPod>())
 }
 
-/// Pending until `for` has passed since the first failure, then firing on a tick; a Pod the
-/// workload creates after the last failure resolves it.
+/// Pending until `for` has passed since the first failure, then firing on a tick; no Pod of
+/// the workload resolves it, old or new (an old revision's replacement after an eviction is
+/// new too): only clearing the condition does.
 #[test]
-fn an_injection_failure_fires_after_its_for_and_resolves_with_a_new_pod() {
+fn an_injection_failure_fires_after_its_for_and_resolves_only_when_cleared() {
     let spec = serde_json::json!({"rules": {"injectionFailed": {"for": "2m"}}});
     let index = index_with(&[(PolicyRef::namespaced("shop", "mesh"), spec)]);
     let (outcome, kept) = index.set_workload_condition(
@@ -88,9 +90,13 @@ fn an_injection_failure_fires_after_its_for_and_resolves_with_a_new_pod() {
     assert_eq!((t.alert.container.as_str(), t.object_uid.as_deref()), ("istio-proxy", Some("uid-web")));
     let stats = &index.policy_stats()[&PolicyRef::namespaced("shop", "mesh")];
     assert_eq!((stats.firing.get("SidecarInjectionFailed"), stats.matched_pods), (Some(&1), 0));
-    // A Pod of web created before the last failure is an old one: nothing changes.
-    assert!(index.apply_pod(pod_of_web("2026-01-01T09:00:00Z"), at("2026-01-01T10:03:00Z")).transitions.is_empty());
-    let outcome = index.apply_pod(pod_of_web("2026-01-01T10:03:00Z"), at("2026-01-01T10:03:01Z"));
+    for created in ["2026-01-01T09:00:00Z", "2026-01-01T10:03:00Z"] {
+        let outcome = index.apply_pod(pod_of_web(created), at("2026-01-01T10:03:01Z"));
+        assert!(outcome.transitions.iter().all(|t| !t.alert.name.on_workload()), "{created}: {outcome:?}");
+    }
+    assert_eq!(states(&index), [("mesh".into(), AlertName::SidecarInjectionFailed, AlertState::Firing)]);
+    let (outcome, _) =
+        index.set_workload_condition(AlertName::SidecarInjectionFailed, web(), None, at("2026-01-01T10:03:02Z"));
     let resolved: Vec<_> = outcome.transitions.iter().filter(|t| t.alert.name.on_workload()).collect();
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].kind, TransitionKind::Resolved);
@@ -157,20 +163,14 @@ fn conditions_are_bounded_per_namespace() {
     assert_eq!(by_namespace, BTreeMap::from([("hostile".into(), MAX_PER_NAMESPACE), ("shop".into(), 1)]));
 }
 
-/// An Event listed again (a restart, a relist) about a failure its workload has recovered
-/// from since is over: a Pod of the workload was created at or after its last time.
+/// An Event listed again (a restart, a relist) is believed whatever Pods its workload has:
+/// whether the failure is over is the runtime's to say, from the object that failed.
 #[test]
-fn a_failure_older_than_a_pod_of_its_workload_is_over() {
+fn a_pod_of_the_workload_does_not_hide_a_failure() {
     use crate::{CreateFailures, IndexResource};
     let index = index_with(&[(PolicyRef::namespaced("shop", "mesh"), serde_json::json!({}))]);
-    // Created in the second of the last failure.
-    index.apply_pod(pod_of_web("2026-01-01T10:00:30Z"), at("2026-01-01T11:00:00Z"));
+    // Created after the last failure, as an old revision's replacement would be.
+    index.apply_pod(pod_of_web("2026-01-01T10:50:00Z"), at("2026-01-01T11:00:00Z"));
     IndexResource::<CreateFailures>::apply(&index, (web(), failure(None)), at("2026-01-01T11:00:00Z"));
-    assert!(states(&index).is_empty());
-    assert!(index.workload_condition(AlertName::SidecarInjectionFailed, &web()).is_none());
-    // A newer failure is not over.
-    let mut newer = failure(None);
-    newer.latest = at("2026-01-01T10:59:00Z");
-    IndexResource::<CreateFailures>::apply(&index, (web(), newer), at("2026-01-01T11:00:00Z"));
     assert_eq!(states(&index), [("mesh".into(), AlertName::SidecarInjectionFailed, AlertState::Firing)]);
 }
