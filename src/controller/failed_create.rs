@@ -48,6 +48,7 @@ pub(crate) async fn watch(
     client: Client,
     namespace: Option<String>,
     shard: Shard,
+    source: usize,
     tx: mpsc::Sender<Change>,
     metrics: Metrics,
 ) {
@@ -73,7 +74,7 @@ pub(crate) async fn watch(
                     known.applied(&client, event, shard, &metrics).await
                 }
                 Some(Ok(watcher::Event::Delete(event))) => known.deleted(&event),
-                Some(Ok(watcher::Event::InitDone)) => known.relisted(&namespace),
+                Some(Ok(watcher::Event::InitDone)) => known.relisted(&namespace, source),
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "FailedCreate Events watch failed; retrying");
                     metrics.watch_restarts.inc();
@@ -177,13 +178,13 @@ impl Known {
         Some(Op::Deleted { namespace: workload.namespace.clone(), key: workload })
     }
 
-    fn relisted(&mut self, namespace: &Option<String>) -> Vec<Op<CreateFailures>> {
+    /// `source`: this watch's number, so that its first list counts towards readiness.
+    fn relisted(&mut self, namespace: &Option<String>, source: usize) -> Vec<Op<CreateFailures>> {
         let listed = self.relisting.take().unwrap_or_default();
         self.events.retain(|uid, _| listed.contains(uid));
         let seen: HashSet<WorkloadId> = self.events.values().cloned().collect();
         self.objects.retain(|w, _| seen.contains(w));
-        // Not a watch that readiness waits for: its number is none of theirs.
-        vec![Op::Relisted { source: usize::MAX, scope: namespace.clone(), seen }]
+        vec![Op::Relisted { source, scope: namespace.clone(), seen }]
     }
 }
 

@@ -108,7 +108,7 @@ fn a_workload_is_forgotten_with_its_last_event() {
     assert!(known.deleted(&event("e3", "shop", "shop", UNREACHABLE)).is_empty(), "never known");
     known.events.insert("e4".into(), web());
     known.relisting = Some(HashSet::new());
-    let ops = known.relisted(&Some("shop".into()));
-    assert!(matches!(ops.as_slice(), [Op::Relisted { seen, source: usize::MAX, .. }] if seen.is_empty()));
+    let ops = known.relisted(&Some("shop".into()), 4);
+    assert!(matches!(ops.as_slice(), [Op::Relisted { seen, source: 4, .. }] if seen.is_empty()));
     assert!(known.events.is_empty());
 }
