@@ -280,19 +280,16 @@ async fn workload_events(c: &Cluster, name: &str, uid: &str, alert: &str) -> (us
 
 /// The one replica of `replicas` that leads, within [`WAIT`].
 async fn the_leader(replicas: &[Operator]) -> usize {
-    let mut leader = None;
     sidecar_watch_harness::env::wait_until(WAIT, "a replica leads", || async {
         for (i, op) in replicas.iter().enumerate() {
             if leads(op).await {
-                leader = Some(i);
-                return Ok(());
+                return Ok(i);
             }
         }
         Err("none yet".to_string())
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    leader.unwrap_or_default()
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A SIGKILL of the leader, then a plain restart of the next, while an injection failure (an
