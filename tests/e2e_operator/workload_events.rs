@@ -316,6 +316,8 @@ async fn restarts_and_leader_kills_neither_repeat_nor_resolve_workload_alerts() 
         let pod = c.create_pod(replica_pod(&format!("api-{HASH}-p{i}"), "api", &api_owner)).await;
         drive(&pod, &[("app", true), ("istio-proxy", true)]).await;
     }
+    // The newest revision is the one whose first Pod was created last (whole seconds).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let new_owner = replica_set(&c, "api", &api_uid, NEW_HASH).await;
     let new_pod = c.create_pod(revision_pod(&format!("api-{NEW_HASH}-p0"), "api", &new_owner, NEW_HASH)).await;
     drive(&new_pod, &[("app", true), ("istio-proxy", false)]).await;
