@@ -52,7 +52,7 @@ fn injector_down(kind: Option<ContainerKind>) -> Condition {
 /// A healthy Pod of `web`'s ReplicaSet, created before the failure (an old revision's).
 fn old_pod(i: usize) -> PodView {
     let pod = PodBuilder::new("shop", &format!("web-7d9f8c6b5-{i}"))
-        .uid(&format!("uid-{i}"))
+        .uid(format!("uid-{i}"))
         .created("2026-01-01T00:00:00Z")
         .label("app", "web")
         .label("pod-template-hash", "7d9f8c6b5")
