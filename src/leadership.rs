@@ -14,7 +14,8 @@ use tokio::sync::watch;
 pub struct Role {
     /// Holds (and keeps renewing) its shard's Lease, or runs without election.
     pub(crate) leader: bool,
-    /// Every watcher's first list has been applied to the index.
+    /// Every watcher's first list has been applied to the index (the `FailedCreate` Events'
+    /// too) and the rollouts judged: every workload alert that fires is known.
     pub(crate) synced: bool,
 }
 

@@ -73,6 +73,7 @@ pub(crate) async fn watch(
     client: Client,
     namespace: Option<String>,
     shard: Shard,
+    source: usize,
     tx: mpsc::Sender<Change>,
     metrics: Metrics,
 ) {
@@ -90,7 +91,7 @@ pub(crate) async fn watch(
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let now = Timestamp::now();
-        let ops = tokio::select! {
+        let mut ops = tokio::select! {
             event = stream.next() => match event {
                 None => return,
                 Some(Ok(watcher::Event::Init)) => {
@@ -101,7 +102,7 @@ pub(crate) async fn watch(
                     known.applied(&event, &metrics, now)
                 }
                 Some(Ok(watcher::Event::Delete(event))) => known.deleted(&event, now),
-                Some(Ok(watcher::Event::InitDone)) => known.relisted(&namespace, now),
+                Some(Ok(watcher::Event::InitDone)) => known.relisted(&namespace, source, now),
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "FailedCreate Events watch failed; retrying");
                     metrics.watch_restarts.inc();
@@ -119,6 +120,7 @@ pub(crate) async fn watch(
                 known.unrequest(&dropped.involved);
             }
         }
+        ops.extend(known.release_relist());
         for op in ops {
             if tx.send(Change::from(op)).await.is_err() {
                 return;
@@ -168,6 +170,10 @@ struct Known {
     relisting: Option<HashSet<String>>,
     /// Objects to hand the reader.
     to_read: Vec<Request>,
+    /// A relist that ended (its scope and this watch's number), held until every object it
+    /// named is read: readiness counts it, and what is judged after a restart must know
+    /// every condition, or a standing Warning would look resolved.
+    held_relist: Option<(Option<String>, usize)>,
 }
 
 impl Known {
@@ -179,6 +185,7 @@ impl Known {
             objects: HashMap::new(),
             relisting: None,
             to_read: Vec::new(),
+            held_relist: None,
         }
     }
 
@@ -370,17 +377,29 @@ impl Known {
         }
     }
 
-    fn relisted(&mut self, namespace: &Option<String>, now: Timestamp) -> Vec<Op<CreateFailures>> {
+    /// `source`: this watch's number, so that its first list counts towards readiness.
+    fn relisted(&mut self, namespace: &Option<String>, source: usize, now: Timestamp) -> Vec<Op<CreateFailures>> {
         let listed = self.relisting.take().unwrap_or_default();
         let vanished: Vec<String> = self.events.keys().filter(|uid| !listed.contains(*uid)).cloned().collect();
         for uid in vanished {
             // What they end, the relist below ends.
             self.forget(&uid, now);
         }
+        self.held_relist = Some((namespace.clone(), source));
+        self.release_relist()
+    }
+
+    /// The relist held by [`Self::relisted`], once no object waits for its first read (a
+    /// read that failed every attempt no longer waits: its condition stays unknown).
+    fn release_relist(&mut self) -> Vec<Op<CreateFailures>> {
+        let waiting = self.objects.values().any(|o| o.requested && o.read.is_none() && !o.gone);
+        if waiting {
+            return Vec::new();
+        }
+        let Some((namespace, source)) = self.held_relist.take() else { return Vec::new() };
         let seen: HashSet<WorkloadId> =
             self.objects.values().filter_map(|o| o.believed.as_ref().map(|(w, _)| w.clone())).collect();
-        // Not a watch that readiness waits for: its number is none of theirs.
-        vec![Op::Relisted { source: usize::MAX, scope: namespace.clone(), seen }]
+        vec![Op::Relisted { source, scope: namespace, seen }]
     }
 }
 

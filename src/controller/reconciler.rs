@@ -181,6 +181,11 @@ impl Reconciler {
             self.metrics.detection_latency.observe(received.elapsed().as_secs_f64());
         }
         if lists_before < self.initial_lists && lists_done.len() >= self.initial_lists {
+            // The first judgement of the rollouts the listed Pods may block, before the
+            // publisher reads what fires: else it would resolve a standing Warning, and
+            // announce it again a tick later.
+            let outcome = self.index.tick_workloads(now);
+            self.finish(outcome, timers);
             leadership::set_synced(&self.role);
             tracing::info!(pods = self.index.pod_count(), "initial lists done; ready");
         }

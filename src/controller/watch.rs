@@ -47,8 +47,10 @@ impl Scope {
 
     /// How many initial lists must finish before the operator is ready.
     pub(crate) fn initial_lists(&self) -> usize {
-        // Pods and SidecarPolicies per namespace, ClusterSidecarPolicies, Namespaces.
-        2 * self.namespace_list().len() + 2
+        // Pods, SidecarPolicies and FailedCreate Events per namespace (a workload that cannot
+        // create Pods must be known before a new leader judges what is new or resolved),
+        // ClusterSidecarPolicies, Namespaces.
+        3 * self.namespace_list().len() + 2
     }
 }
 
@@ -81,8 +83,15 @@ pub(crate) fn spawn_watchers(
             policy_op(false),
             policy_deleted(false),
         )));
-        let shard = scope.shard;
-        tasks.push(tokio::spawn(failed_create::watch(client.clone(), namespace, shard, tx.clone(), metrics.clone())));
+        let (shard, source) = (scope.shard, source());
+        tasks.push(tokio::spawn(failed_create::watch(
+            client.clone(),
+            namespace,
+            shard,
+            source,
+            tx.clone(),
+            metrics.clone(),
+        )));
     }
     let cluster_policies: Api<DynamicObject> =
         Api::all_with(client.clone(), &ApiResource::erase::<ClusterSidecarPolicy>(&()));

@@ -51,7 +51,7 @@ pub(crate) fn field_path(kind: Option<ContainerKind>, container: &str) -> Option
 pub(super) fn container_of(field_path: Option<&str>) -> String {
     field_path
         .and_then(|p| p.split_once('{'))
-        .map(|(_, rest)| rest.trim_end_matches('}').to_string())
+        .map(|(_, rest)| rest.strip_suffix('}').unwrap_or(rest).to_string())
         .unwrap_or_default()
 }
 

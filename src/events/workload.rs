@@ -68,39 +68,66 @@ impl WorkloadKind {
     }
 }
 
-/// One alert on one workload under one policy: one Warning (and its `Resolved`) per key.
+/// One alert on one workload under one policy: one Warning (and its `Resolved`) per key. The
+/// same key is made when the Warning is published ([`WorkloadKey::of`]) and when a new leader
+/// reads it back ([`standing_from_events`]), through one constructor, so that a restart or a
+/// failover finds the alert it announced whatever container it names.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WorkloadKey {
     /// The policy that raised the alert.
-    pub policy: PolicyRef,
+    policy: PolicyRef,
     /// The workload's namespace.
-    pub namespace: String,
+    namespace: String,
     /// The workload's kind.
-    pub kind: WorkloadKind,
+    kind: WorkloadKind,
     /// The workload's name.
-    pub name: String,
-    /// The alert (rule, container, check), as on each Pod.
-    pub alert: AlertKey<'static>,
+    name: String,
+    /// The alert (rule, container, check), as on each Pod; an alert on the workload itself is
+    /// its rule alone, as the index keeps it (one per policy, rule and workload): the
+    /// container it names is not in its Event's reference when the template does not declare
+    /// it (an injected sidecar), and may change while it fires.
+    alert: AlertKey<'static>,
 }
 
 impl WorkloadKey {
-    /// The key of a transition's alert on its Pod's workload; `None` for a bare Pod or an
-    /// owner kind that gets no Events.
+    /// The only way to a key: see [`WorkloadKey::alert`].
+    fn new(policy: PolicyRef, namespace: String, kind: WorkloadKind, name: String, alert: AlertKey<'static>) -> Self {
+        let alert = if alert.name.on_workload() {
+            AlertKey { name: alert.name, container: "".into(), check: None }
+        } else {
+            alert
+        };
+        WorkloadKey { policy, namespace, kind, name, alert }
+    }
+
+    /// The key of a transition's alert on its Pod's workload (or on the workload itself);
+    /// `None` for a bare Pod or an owner kind that gets no Events.
     pub fn of(t: &Transition) -> Option<Self> {
-        let (kind, name) = t.workload.split_once('/')?;
-        Some(WorkloadKey {
-            policy: (*t.policy).clone(),
-            namespace: t.namespace.clone(),
-            kind: WorkloadKind::parse(kind, None)?,
-            name: name.to_string(),
-            alert: t.alert.key().into_owned(),
-        })
+        let workload = &t.workload;
+        let kind = WorkloadKind::parse(&workload.kind, None)?;
+        let alert = t.alert.key().into_owned();
+        Some(Self::new((*t.policy).clone(), workload.namespace.clone(), kind, workload.name.clone(), alert))
     }
 
     /// `Kind/namespace/name`: the spam filter's bucket for the workload object.
     pub fn object(&self) -> String {
         format!("{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
     }
+
+    /// The workload's kind.
+    pub fn kind(&self) -> WorkloadKind {
+        self.kind
+    }
+}
+
+/// A published workload Warning: the object it is about and the container it names, which
+/// its `Resolved` names too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Announced {
+    /// The workload object, as the Warning's `regarding`.
+    pub object: ObjectReference,
+    /// The container the Warning names (empty: none, or not known from its Event).
+    pub container: String,
 }
 
 /// An alert firing on Pods of one workload.
@@ -113,6 +140,8 @@ pub struct Firing {
     pub example: String,
     /// That Pod's alert message.
     pub message: String,
+    /// The container the alert names (as the latest transition that counted it says).
+    pub container: String,
     /// The UID of the owner reference of the first Pod (a Deployment's: its ReplicaSet's; a
     /// CronJob's: its Job's).
     pub owner_uid: Option<String>,
@@ -126,6 +155,13 @@ pub struct Firing {
     pub announced: Option<ObjectReference>,
 }
 
+impl Firing {
+    /// What its `Resolved` is about, if its Warning was published.
+    fn into_announced(self) -> Option<Announced> {
+        Some(Announced { object: self.announced?, container: self.container })
+    }
+}
+
 /// What a transition asks of the workload's Events.
 #[derive(Debug, PartialEq)]
 pub enum Step {
@@ -134,7 +170,7 @@ pub enum Step {
     /// The first Pod fires it: a Warning is due.
     Announce,
     /// The last Pod cleared an announced alert: its `Resolved` is due, about this object.
-    Resolve(ObjectReference),
+    Resolve(Announced),
     /// A new key past [`MAX_KEYS`]: not remembered.
     Limited,
 }
@@ -163,6 +199,10 @@ impl WorkloadAlerts {
     pub fn fired(&mut self, key: WorkloadKey, t: &Transition, owner_uid: Option<&str>, job: Option<&str>) -> Step {
         if let Some(firing) = self.firing.get_mut(&key) {
             firing.pods.insert(t.pod_uid.clone());
+            if t.alert.name.on_workload() {
+                // Its own alert again (a new leader's catch-up): the container it names now.
+                firing.container.clone_from(&t.alert.container);
+            }
             return Step::Nothing;
         }
         if self.firing.len() >= self.max_keys {
@@ -172,6 +212,7 @@ impl WorkloadAlerts {
             pods: HashSet::from([t.pod_uid.clone()]),
             example: t.pod.clone(),
             message: t.alert.message.clone(),
+            container: t.alert.container.clone(),
             owner_uid: owner_uid.map(str::to_string),
             job: job.map(str::to_string),
             container_kind: t.container_kind,
@@ -188,18 +229,15 @@ impl WorkloadAlerts {
         if !firing.pods.is_empty() {
             return Step::Nothing;
         }
-        match self.firing.remove(key).and_then(|f| f.announced) {
-            Some(object) => Step::Resolve(object),
+        match self.firing.remove(key).and_then(Firing::into_announced) {
+            Some(announced) => Step::Resolve(announced),
             None => Step::Nothing,
         }
     }
 
     /// Forgets the Pods that are gone (`tracked` is false for them); returns the announced
     /// keys whose last firing Pod went, with the object whose `Resolved` is due.
-    pub fn forget_untracked(
-        &mut self,
-        mut tracked: impl FnMut(PodUid<'_>) -> bool,
-    ) -> Vec<(WorkloadKey, ObjectReference)> {
+    pub fn forget_untracked(&mut self, mut tracked: impl FnMut(PodUid<'_>) -> bool) -> Vec<(WorkloadKey, Announced)> {
         let mut resolved = Vec::new();
         self.firing.retain(|key, firing| {
             // An alert on a workload stands for itself (no Pod UID): only its own
@@ -207,7 +245,8 @@ impl WorkloadAlerts {
             firing.pods.retain(|uid| uid.as_ref().is_none_or(|uid| tracked(uid.as_uid())));
             if firing.pods.is_empty() {
                 if let Some(object) = firing.announced.take() {
-                    resolved.push((key.clone(), object));
+                    resolved
+                        .push((key.clone(), Announced { object, container: std::mem::take(&mut firing.container) }));
                 }
                 return false;
             }
@@ -247,19 +286,15 @@ impl WorkloadAlerts {
 /// The workload Warnings the cluster's Events say stand (their latest Event is the
 /// Warning), with the object each is about: what a new leader must not announce again, and
 /// must resolve if nothing fires it any more.
-pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, ObjectReference> {
+pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, Announced> {
     let latest = latest_per_key(events, |event| {
         let regarding = event.regarding.as_ref()?;
         let kind = WorkloadKind::parse(regarding.kind.as_deref()?, regarding.api_version.as_deref())?;
         let (alert, policy, firing) = alert_of_event(event)?;
-        let key = WorkloadKey {
-            policy,
-            namespace: regarding.namespace.clone().unwrap_or_default(),
-            kind,
-            name: regarding.name.clone().unwrap_or_default(),
-            alert,
-        };
-        Some((key, firing.then(|| regarding.clone())))
+        let container = alert.container.to_string();
+        let namespace = regarding.namespace.clone().unwrap_or_default();
+        let key = WorkloadKey::new(policy, namespace, kind, regarding.name.clone().unwrap_or_default(), alert);
+        Some((key, firing.then(|| Announced { object: regarding.clone(), container })))
     });
     latest.into_iter().filter_map(|(key, standing)| Some((key, standing?))).collect()
 }
@@ -275,5 +310,7 @@ pub fn workload_field_path(workload: WorkloadKind, kind: Option<ContainerKind>, 
 }
 
 pub(crate) mod publish;
+#[cfg(test)]
+mod restart_tests;
 #[cfg(test)]
 mod tests;

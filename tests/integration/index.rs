@@ -34,7 +34,7 @@ fn series_follow_pod_and_policy_lifecycle() {
     let text = scrape(&index);
     assert!(text.contains("sidecar_alerts{alertname=\"SidecarContainerNotReady\",alertstate=\"firing\",severity=\"warning\",policy=\"mesh\",policy_namespace=\"shop\",namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",check=\"\",workload_kind=\"Pod\",workload=\"web-1\",product=\"istio\"} 1"), "{text}");
     assert!(text.contains(
-        "sidecar_container_ready{namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",sidecar_type=\"native\"} 0"
+        "sidecar_container_ready{namespace=\"shop\",pod=\"web-1\",container=\"istio-proxy\",sidecar_type=\"native\",workload_kind=\"Pod\",workload=\"web-1\",product=\"istio\"} 0"
     ));
     assert!(!text.contains("pod=\"other\""), "an unselected Pod has no series");
     assert!(text.contains("sidecar_policy_pods{policy=\"mesh\",policy_namespace=\"shop\",state=\"matched\"} 1"));

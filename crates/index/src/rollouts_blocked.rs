@@ -25,6 +25,7 @@ struct CopiedPod {
     revision: String,
     created: Timestamp,
     live: bool,
+    ready: bool,
     alerts: Vec<CopiedAlert>,
     labels: BTreeMap<String, String>,
     owner_uid: Option<String>,
@@ -114,6 +115,7 @@ fn copy(pod: &TrackedPod, kind: &str) -> Option<CopiedPod> {
         revision: judged.revision.to_string(),
         created: judged.created,
         live: judged.live,
+        ready: judged.ready,
         alerts,
         labels: view.labels().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         owner_uid: view.owner_uid().map(str::to_string),
@@ -128,6 +130,7 @@ fn judge(id: &WorkloadId, pods: &[CopiedPod], held: Option<&Condition>, now: Tim
         revision: p.revision.as_str(),
         created: p.created,
         live: p.live,
+        ready: p.ready,
         alerts: p.alerts.iter().map(|(container, alert, state, since, _)| SidecarFiring {
             container: container.as_str(),
             alert: *alert,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::tracked::PolicyResult;
+use super::workloads::WorkloadId;
 use sidecar_watch_engine::{Alert, AlertKey, AlertState, ContainerKind, PodUidBuf, PodView, PolicyRef};
 
 /// An alert that started firing or stopped firing: what Events announce. An alert on a
@@ -23,8 +24,9 @@ pub struct Transition {
     pub pod_uid: Option<PodUidBuf>,
     /// Where the container is declared, for the Event's `fieldPath`.
     pub container_kind: Option<ContainerKind>,
-    /// The Pod's workload as `Kind/name` (`Deployment/web`), named in the Event note.
-    pub workload: String,
+    /// The Pod's workload (for an alert on a workload, that workload), named in the Event
+    /// note as `Kind/name` and keying the workload's Events.
+    pub workload: WorkloadId,
     /// The UID of the workload object its workload Event is about: the Pod's owner
     /// reference's (for a Deployment, its ReplicaSet's: the Event path reads the
     /// Deployment's), or the one a workload alert's condition knows.
@@ -103,10 +105,7 @@ pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyRe
         pod: view.name().to_string(),
         pod_uid: Some(view.uid().into()),
         container_kind: view.containers.iter().find(|c| c.name == alert.container).map(|c| c.kind),
-        workload: {
-            let (kind, name) = view.workload();
-            format!("{kind}/{name}")
-        },
+        workload: WorkloadId::of_pod(view),
         object_uid: view.owner_uid().map(str::to_string),
         policy: result.policy.shared_ref(),
         policy_events: result.policy.events,

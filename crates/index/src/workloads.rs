@@ -109,7 +109,7 @@ impl WorkloadAlert {
             pod: String::new(),
             pod_uid: None,
             container_kind: self.container_kind,
-            workload: self.workload.to_string(),
+            workload: self.workload.clone(),
             object_uid: self.object_uid.clone(),
             policy: Arc::clone(&self.policy),
             policy_events: self.policy_events,

@@ -229,7 +229,26 @@ fn a_workload_is_forgotten_with_its_last_event() {
     assert!(known.deleted(&event("e3", "shop", "shop", UNREACHABLE), now).is_empty(), "never known");
     known.applied(&event("e4", "shop", "shop", UNREACHABLE), &metrics, now);
     known.relisting = Some(HashSet::new());
-    let ops = known.relisted(&Some("shop".into()), now);
-    assert!(matches!(ops.as_slice(), [Op::Relisted { seen, source: usize::MAX, .. }] if seen.is_empty()));
+    let ops = known.relisted(&Some("shop".into()), 4, now);
+    assert!(matches!(ops.as_slice(), [Op::Relisted { seen, source: 4, .. }] if seen.is_empty()));
     assert!(known.events.is_empty() && known.objects.is_empty());
+}
+
+/// After a restart, readiness must not come before the conditions the listed Events make: the
+/// relist is held until every object they name has been read (or its reads all failed).
+#[test]
+fn a_relist_is_held_until_the_objects_it_names_are_read() {
+    let (mut known, metrics, now) = (Known::new(Shard::default()), Metrics::new(), at("2026-01-01T10:02:00Z"));
+    known.relisting = Some(HashSet::new());
+    known.applied(&event("e1", "shop", "shop", UNREACHABLE), &metrics, now);
+    assert!(known.relisted(&Some("shop".into()), 4, now).is_empty(), "the object is not read yet");
+    assert!(known.release_relist().is_empty());
+    let mut ops = known.read(state(true), now);
+    ops.extend(known.release_relist());
+    assert_eq!(applied(&ops).len(), 1);
+    assert!(
+        matches!(ops.last(), Some(Op::Relisted { seen, source: 4, .. }) if seen.contains(&web())),
+        "the relist follows the condition it saw"
+    );
+    assert!(known.release_relist().is_empty(), "released once");
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ObjectReference;
 use tokio::time::Instant;
 
-use super::{workload_field_path, Step, WorkloadKey, WorkloadKind};
+use super::{workload_field_path, Announced, Step, WorkloadKey, WorkloadKind};
 use crate::engine::{cronjob_concurrency, AlertName};
 use crate::events::owners::{OwnerInfo, OwnerKey, OwnerUid};
 use crate::events::{alert_event, note, Publisher};
@@ -41,8 +41,8 @@ impl Publisher {
                 }
             }
             TransitionKind::Resolved => {
-                if let Step::Resolve(object) = self.workloads.resolved(&key, &t.pod_uid) {
-                    self.publish_workload_resolved(&key, object).await;
+                if let Step::Resolve(announced) = self.workloads.resolved(&key, &t.pod_uid) {
+                    self.publish_workload_resolved(&key, announced).await;
                 }
             }
         }
@@ -105,7 +105,7 @@ impl Publisher {
             name: Some(key.name.clone()),
             namespace: Some(key.namespace.clone()),
             uid: Some(info.uid),
-            field_path: workload_field_path(key.kind, firing.container_kind, &key.alert.container),
+            field_path: workload_field_path(key.kind, firing.container_kind, &firing.container),
             ..Default::default()
         };
         let pods = firing.pods.len();
@@ -113,7 +113,7 @@ impl Publisher {
             format!(
                 "{}{} of {}/{}: {} (policy {})",
                 key.alert.name.as_str(),
-                on_container(&key.alert.container),
+                on_container(&firing.container),
                 key.kind.as_str(),
                 key.name,
                 firing.message,
@@ -131,7 +131,7 @@ impl Publisher {
             format!(
                 "{}{} in {pods} Pod{} of {}/{}{runs}, e.g. Pod {}: {} (policy {})",
                 key.alert.name.as_str(),
-                on_container(&key.alert.container),
+                on_container(&firing.container),
                 if pods == 1 { "" } else { "s" },
                 key.kind.as_str(),
                 key.name,
@@ -150,11 +150,12 @@ impl Publisher {
     }
 
     /// The `Resolved` of an announced workload alert that no Pod fires any more.
-    pub(crate) async fn publish_workload_resolved(&mut self, key: &WorkloadKey, object: ObjectReference) {
+    pub(crate) async fn publish_workload_resolved(&mut self, key: &WorkloadKey, announced: Announced) {
+        let Announced { object, container } = announced;
         let note = note::truncate(format!(
             "{}{} of {}/{} resolved: {} (policy {})",
             key.alert.name.as_str(),
-            on_container(&key.alert.container),
+            on_container(&container),
             key.kind.as_str(),
             key.name,
             resolved_because(key.alert.name),
@@ -172,7 +173,7 @@ impl Publisher {
     pub(crate) async fn lead_workloads(
         &mut self,
         firing: &[Transition],
-        mut standing: HashMap<WorkloadKey, ObjectReference>,
+        mut standing: HashMap<WorkloadKey, Announced>,
     ) {
         self.workloads = super::WorkloadAlerts::default();
         self.due.clear();
@@ -182,17 +183,17 @@ impl Publisher {
         tracing::debug!(standing = standing.len(), firing = self.workloads.len(), "workload Events reconciled");
         let now_firing: Vec<WorkloadKey> = self.workloads.keys().cloned().collect();
         for key in now_firing {
-            if let Some(object) = standing.remove(&key) {
-                self.workloads.set_announced(&key, Some(object));
+            if let Some(announced) = standing.remove(&key) {
+                self.workloads.set_announced(&key, Some(announced.object));
                 self.due.retain(|(k, _)| *k != key);
             }
         }
         // Only a workload of Pods this replica tracks: the others' Events are another
         // replica's (another namespace watched, another shard), listed here all the same.
         let tracked = self.tracked_workloads(standing.keys());
-        for (key, object) in standing {
+        for (key, announced) in standing {
             if tracked.contains(&(key.namespace.clone(), key.kind.as_str(), key.name.clone())) {
-                self.publish_workload_resolved(&key, object).await;
+                self.publish_workload_resolved(&key, announced).await;
             }
         }
     }
@@ -228,8 +229,8 @@ impl Publisher {
     pub(crate) async fn forget_gone_workload_pods(&mut self) {
         let index = &self.index;
         let resolved = self.workloads.forget_untracked(|uid| index.contains_pod(uid));
-        for (key, object) in resolved {
-            self.publish_workload_resolved(&key, object).await;
+        for (key, announced) in resolved {
+            self.publish_workload_resolved(&key, announced).await;
         }
     }
 }

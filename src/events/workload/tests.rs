@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::*;
 use crate::api::Severity;
 use crate::engine::{Alert, AlertName, AlertState};
-use crate::index::TransitionKind;
+use crate::index::{TransitionKind, WorkloadId};
 
 fn alert(name: AlertName) -> Alert {
     Alert {
@@ -20,14 +20,19 @@ fn alert(name: AlertName) -> Alert {
     }
 }
 
-fn transition(kind: TransitionKind, policy: &str, workload: &str, pod: usize) -> Transition {
+/// The workload `kind`/`name` of namespace `shop`.
+fn workload(kind: &str, name: &str) -> WorkloadId {
+    WorkloadId { namespace: "shop".into(), kind: kind.into(), name: name.into() }
+}
+
+fn transition(kind: TransitionKind, policy: &str, workload: WorkloadId, pod: usize) -> Transition {
     Transition {
         kind,
         namespace: "shop".into(),
         pod: format!("web-7d9f-{pod}"),
         pod_uid: Some(PodUidBuf::parse(&format!("uid-{pod}"))),
         container_kind: Some(ContainerKind::RestartableInit),
-        workload: workload.into(),
+        workload,
         object_uid: Some("rs-uid".into()),
         policy: Arc::new(PolicyRef::namespaced("shop", policy)),
         policy_events: true,
@@ -36,11 +41,11 @@ fn transition(kind: TransitionKind, policy: &str, workload: &str, pod: usize) ->
 }
 
 fn fired(policy: &str, pod: usize) -> Transition {
-    transition(TransitionKind::Fired, policy, "Deployment/web", pod)
+    transition(TransitionKind::Fired, policy, workload("Deployment", "web"), pod)
 }
 
 fn resolved(policy: &str, pod: usize) -> Transition {
-    transition(TransitionKind::Resolved, policy, "Deployment/web", pod)
+    transition(TransitionKind::Resolved, policy, workload("Deployment", "web"), pod)
 }
 
 fn deployment(uid: &str) -> ObjectReference {
@@ -53,6 +58,11 @@ fn deployment(uid: &str) -> ObjectReference {
         field_path: workload_field_path(WorkloadKind::Deployment, Some(ContainerKind::RestartableInit), "istio-proxy"),
         ..Default::default()
     }
+}
+
+/// [`deployment`] as a published Warning about `istio-proxy`.
+fn announced(uid: &str) -> Announced {
+    Announced { object: deployment(uid), container: "istio-proxy".into() }
 }
 
 /// Feeds `t` and announces a due Warning at once, as the publisher does.
@@ -86,7 +96,7 @@ fn forty_pods_one_warning_and_one_resolved_at_the_last() {
     for pod in 0..39 {
         assert_eq!(step(&mut alerts, &resolved("mesh", pod)), Step::Nothing, "Pod {pod} clears");
     }
-    assert_eq!(step(&mut alerts, &resolved("mesh", 39)), Step::Resolve(deployment("deploy-uid")), "the last");
+    assert_eq!(step(&mut alerts, &resolved("mesh", 39)), Step::Resolve(announced("deploy-uid")), "the last");
     assert!(alerts.is_empty(), "a healthy workload costs nothing");
     assert_eq!(step(&mut alerts, &resolved("mesh", 39)), Step::Nothing, "resolved once");
 }
@@ -96,22 +106,24 @@ fn two_policies_and_two_workloads_are_counted_apart() {
     let mut alerts = WorkloadAlerts::default();
     assert_eq!(step(&mut alerts, &fired("mesh", 0)), Step::Announce);
     assert_eq!(step(&mut alerts, &fired("strict", 0)), Step::Announce, "the other policy's own Warning");
-    let other = transition(TransitionKind::Fired, "mesh", "StatefulSet/db", 9);
+    let other = transition(TransitionKind::Fired, "mesh", workload("StatefulSet", "db"), 9);
     assert_eq!(step(&mut alerts, &other), Step::Announce);
     assert_eq!(alerts.len(), 3);
-    assert_eq!(step(&mut alerts, &resolved("mesh", 0)), Step::Resolve(deployment("deploy-uid")));
+    assert_eq!(step(&mut alerts, &resolved("mesh", 0)), Step::Resolve(announced("deploy-uid")));
     assert_eq!(alerts.len(), 2, "strict still fires on web, mesh on db");
 }
 
 #[test]
 fn bare_pods_and_unknown_owners_get_no_workload_event() {
-    for workload in ["Pod/web-1", "Rollout/web", "Node/n1", "Deployment"] {
-        assert_eq!(WorkloadKey::of(&transition(TransitionKind::Fired, "mesh", workload, 0)), None, "{workload}");
+    for (kind, name) in [("Pod", "web-1"), ("Rollout", "web"), ("Node", "n1"), ("", "")] {
+        let t = transition(TransitionKind::Fired, "mesh", workload(kind, name), 0);
+        assert_eq!(WorkloadKey::of(&t), None, "{kind}/{name}");
     }
     assert_eq!(WorkloadKind::parse("Job", Some("batch/v1")), Some(WorkloadKind::Job));
     assert_eq!(WorkloadKind::parse("CronJob", Some("batch/v1")), Some(WorkloadKind::CronJob));
     assert_eq!(WorkloadKind::parse("CronJob", Some("apps/v1")), None);
-    let cronjob = WorkloadKey::of(&transition(TransitionKind::Fired, "mesh", "CronJob/nightly", 0)).expect("a key");
+    let cronjob =
+        WorkloadKey::of(&transition(TransitionKind::Fired, "mesh", workload("CronJob", "nightly"), 0)).expect("a key");
     assert_eq!((cronjob.kind, cronjob.object()), (WorkloadKind::CronJob, "CronJob/shop/nightly".to_string()));
     assert_eq!(
         workload_field_path(WorkloadKind::CronJob, Some(ContainerKind::Regular), "log-sidecar").as_deref(),
@@ -144,7 +156,7 @@ fn deleted_workload_pods_resolve_at_the_sweep() {
     assert!(alerts.forget_untracked(left(&["uid-3"])).is_empty(), "one Pod still fires");
     let resolved = alerts.forget_untracked(left(&[]));
     assert_eq!(resolved.len(), 1, "the workload and its Pods are gone: one Resolved");
-    assert_eq!(resolved[0].1, deployment("deploy-uid"));
+    assert_eq!(resolved[0].1, announced("deploy-uid"));
     assert!(alerts.is_empty());
 }
 
@@ -153,14 +165,15 @@ fn keys_are_bounded() {
     let mut alerts = WorkloadAlerts::new(100);
     let mut limited = 0;
     for i in 0..1_000 {
-        let t = transition(TransitionKind::Fired, "mesh", &format!("Deployment/web-{i}"), i);
+        let t = transition(TransitionKind::Fired, "mesh", workload("Deployment", &format!("web-{i}")), i);
         if step(&mut alerts, &t) == Step::Limited {
             limited += 1;
         }
     }
     assert_eq!((alerts.len(), limited), (100, 900));
     // A workload already counted still counts its Pods at the bound.
-    assert_eq!(step(&mut alerts, &transition(TransitionKind::Fired, "mesh", "Deployment/web-0", 5000)), Step::Nothing);
+    let again = transition(TransitionKind::Fired, "mesh", workload("Deployment", "web-0"), 5000);
+    assert_eq!(step(&mut alerts, &again), Step::Nothing);
 }
 
 fn event(reason: &str, kind: &str, time: &str) -> K8sEvent {
@@ -189,7 +202,7 @@ fn a_new_leader_reads_the_standing_workload_warnings() {
     let standing = standing_from_events(&events);
     assert_eq!(standing.len(), 1, "{standing:?}");
     let key = WorkloadKey::of(&fired("mesh", 0)).expect("a workload");
-    assert_eq!(standing.get(&key), Some(&deployment("deploy-uid")));
+    assert_eq!(standing.get(&key), Some(&announced("deploy-uid")));
 }
 
 /// An alert on a workload (no Pod) is its own single member: announced once, kept by the
@@ -198,7 +211,7 @@ fn a_new_leader_reads_the_standing_workload_warnings() {
 fn an_alert_on_a_workload_stands_until_it_resolves() {
     let mut alerts = WorkloadAlerts::default();
     let on_workload = |kind| {
-        let mut t = transition(kind, "mesh", "Deployment/web", 0);
+        let mut t = transition(kind, "mesh", workload("Deployment", "web"), 0);
         t.pod.clear();
         t.pod_uid = None;
         t.alert = alert(AlertName::SidecarInjectionFailed);
@@ -209,6 +222,6 @@ fn an_alert_on_a_workload_stands_until_it_resolves() {
     assert!(alerts.forget_untracked(|_| false).is_empty(), "no Pod to be gone");
     assert_eq!(alerts.len(), 1);
     let resolved = step(&mut alerts, &on_workload(TransitionKind::Resolved));
-    assert_eq!(resolved, Step::Resolve(deployment("deploy-uid")));
+    assert_eq!(resolved, Step::Resolve(announced("deploy-uid")));
     assert!(alerts.is_empty());
 }

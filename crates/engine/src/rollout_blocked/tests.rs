@@ -371,7 +371,9 @@ fn reference(pods: &[Pod]) -> Option<(String, u32, u32, Vec<&'static str>)> {
     let new_pods = of(newest);
     let blocks = |p: &Pod, c: &str| {
         !p.ready
-            && p.alerts.iter().any(|a| a.container == c && a.state == AlertState::Firing && super::BLOCKING.contains(&a.alert))
+            && p.alerts
+                .iter()
+                .any(|a| a.container == c && a.state == AlertState::Firing && super::BLOCKING.contains(&a.alert))
     };
     let failing: Vec<&'static str> =
         ["proxy", "agent"].into_iter().filter(|c| new_pods.iter().all(|p| blocks(p, c))).collect();

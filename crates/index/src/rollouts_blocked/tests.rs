@@ -66,7 +66,7 @@ fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone
     assert_eq!(rollout_alerts(&index), [("Deployment/web".into(), AlertState::Pending, "istio-proxy".into())]);
     let fired = index.tick_workloads(at("2026-01-01T10:13:00Z")).transitions;
     assert_eq!(fired.len(), 1, "{fired:?}");
-    assert_eq!((fired[0].kind, fired[0].workload.as_str()), (TransitionKind::Fired, "Deployment/web"));
+    assert_eq!((fired[0].kind, fired[0].workload.to_string()), (TransitionKind::Fired, "Deployment/web".to_string()));
     let message = &fired[0].alert.message;
     assert!(message.contains("bbbb") && message.contains("aaaa") && message.contains("istio-proxy"), "{message}");
     assert_eq!(fired[0].object_uid.as_deref(), Some("uid-web-bbbb"), "the ReplicaSet's, for the Deployment's read");

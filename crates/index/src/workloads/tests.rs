@@ -86,7 +86,7 @@ fn an_injection_failure_fires_after_its_for_and_resolves_only_when_cleared() {
     let fired = index.tick_workloads(at("2026-01-01T10:02:00Z")).transitions;
     assert_eq!(fired.len(), 1);
     let t = &fired[0];
-    assert_eq!((t.kind, t.pod.as_str(), t.workload.as_str()), (TransitionKind::Fired, "", "Deployment/web"));
+    assert_eq!((t.kind, t.pod.as_str(), t.workload.clone()), (TransitionKind::Fired, "", web()));
     assert_eq!((t.alert.container.as_str(), t.object_uid.as_deref()), ("istio-proxy", Some("uid-web")));
     let stats = &index.policy_stats()[&PolicyRef::namespaced("shop", "mesh")];
     assert_eq!((stats.firing.get("SidecarInjectionFailed"), stats.matched_pods), (Some(&1), 0));
