@@ -196,6 +196,20 @@ async fn a_real_envoy_rejecting_its_listener_fires_sidecar_config_rejected_until
     {
         panic!("{}", report(e.to_string()).await);
     }
+    // Envoy's counter at 0 scraped before the rejection: a series that first appears at 1
+    // has no increase, and under load the first scrape of Envoy can come late.
+    let counter = format!("envoy_listener_manager_lds_update_rejected{{namespace={ns:?}, pod={pod_name:?}}}");
+    if let Err(e) = wait_until(WAIT, "Envoy's rejection counter scraped at 0", || async {
+        let v = prom.query(&counter).await.map_err(|e| e.to_string())?;
+        match v["result"].as_array().map(Vec::as_slice) {
+            Some([sample]) if sample["value"][1] == "0" => Ok(()),
+            _ => Err(format!("{v}")),
+        }
+    })
+    .await
+    {
+        panic!("{}", report(e.to_string()).await);
+    }
     assert_eq!(rejected_alerts(prom, &ns).await.unwrap(), Vec::<Value>::new());
 
     // Port 99999: Envoy rejects the update and keeps its listener.
