@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/x509"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -78,7 +79,32 @@ resolvConf: /etc/resolv.conf
 		"--hostname-override=" + o.node,
 		"--node-ip=" + o.gateway.String(),
 		"--v=2",
+		cadvisorContainerdFlag + containerdSocket(o.dir),
 	}, nil
+}
+
+// cadvisorContainerdFlag is this binary's own flag in the kubelet child's arguments: the
+// socket of the node's containerd for the kubelet's cAdvisor.
+const cadvisorContainerdFlag = "--cadvisor-containerd="
+
+// pointCadvisorAtContainerd takes cadvisorContainerdFlag out of the kubelet's arguments and
+// sets cAdvisor's `containerd` endpoint (a flag of Go's global set: 1.34's kubelet still
+// registers it as a deprecated flag of its own, 1.37's does not) to it. cAdvisor dials /run/containerd/containerd.sock
+// otherwise, and without the node's containerd its per-container series
+// (container_memory_working_set_bytes, …) come without `container`, `pod` and `namespace`.
+func pointCadvisorAtContainerd(args []string) ([]string, error) {
+	rest := make([]string, 0, len(args))
+	for _, arg := range args {
+		socket, ok := strings.CutPrefix(arg, cadvisorContainerdFlag)
+		if !ok {
+			rest = append(rest, arg)
+			continue
+		}
+		if err := flag.Set("containerd", socket); err != nil {
+			return nil, fmt.Errorf("cAdvisor's containerd endpoint: %w", err)
+		}
+	}
+	return rest, nil
 }
 
 // proxyFlags writes kube-proxy's configuration (iptables, as most clusters run it; Pods

@@ -78,8 +78,16 @@ func main() {
 		if !ok {
 			usage()
 		}
+		args := os.Args[2:]
+		if os.Args[1] == "kubelet" {
+			var err error
+			if args, err = pointCadvisorAtContainerd(args); err != nil {
+				fmt.Fprintf(os.Stderr, "sidecar-watch-control-plane kubelet: %v\n", err)
+				os.Exit(2)
+			}
+		}
 		cmd := newCommand()
-		cmd.SetArgs(os.Args[2:])
+		cmd.SetArgs(args)
 		os.Exit(cli.Run(cmd))
 	}
 }
