@@ -320,7 +320,7 @@ impl Known {
     /// needs Pods or failed again since the last clear, and this shard owns its workload.
     fn believe(&self, object: &Object, now: Timestamp) -> Option<(WorkloadId, Condition)> {
         let read = object.read.as_ref().filter(|_| !object.gone)?;
-        if !self.shard.owns(&read.workload.to_string()) {
+        if !self.shard.owns_workload(&read.workload) {
             return None;
         }
         let mut since: Option<Timestamp> = None;

@@ -1,4 +1,7 @@
-//! Horizontal sharding: each replica owns the Pods whose UID hashes to its shard.
+//! Horizontal sharding: each replica owns the Pods whose UID hashes to its shard, and the
+//! workload alerts whose workload hashes to it.
+
+use crate::workloads::WorkloadId;
 
 /// One replica's share of the Pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +24,13 @@ impl Shard {
     pub fn owns(&self, uid: &str) -> bool {
         self.count <= 1 || shard_of(uid, self.count) == self.index
     }
+
+    /// Whether this shard owns `workload`'s alerts (`SidecarInjectionFailed`), by namespace,
+    /// kind and name: every shard reads the same Events and decides alike, whichever shard
+    /// the workload's Pods hash to.
+    pub fn owns_workload(&self, workload: &WorkloadId) -> bool {
+        self.owns(&format!("{}/{workload}", workload.namespace))
+    }
 }
 
 /// The shard a Pod UID belongs to, out of `count`.
@@ -41,6 +51,21 @@ pub fn ordinal_of(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workload_has_one_owner_and_its_namespace_counts() {
+        let shards = || (0..3).map(|index| Shard { index, count: 3 });
+        let web = |namespace: &str| WorkloadId {
+            namespace: namespace.to_string(),
+            kind: "Deployment".to_string(),
+            name: "web".to_string(),
+        };
+        let owner = |w: &WorkloadId| shards().filter(|s| s.owns_workload(w)).map(|s| s.index).collect::<Vec<_>>();
+        let owners: Vec<Vec<u32>> = (0..10).map(|n| owner(&web(&format!("team-{n}")))).collect();
+        assert!(owners.iter().all(|o| o.len() == 1), "{owners:?}");
+        // `Deployment/web` of ten namespaces does not all land on one shard.
+        assert!(owners.iter().any(|o| o != &owners[0]), "{owners:?}");
+    }
 
     #[test]
     fn every_uid_has_exactly_one_owner() {
