@@ -54,13 +54,16 @@ fn config(dir: &Path, token: &Path, kubelet: &str, operators: &[String]) -> Stri
         groups.into_iter().find(|g| g["name"] == GROUP).unwrap_or_else(|| panic!("no group {GROUP} in {source:?}"))
     };
     let (mut windows, fors) = (group(WINDOW_SCALE), group(FOR_SCALE));
-    for (rule, scaled) in windows["rules"].as_array_mut().into_iter().flatten().zip(fors["rules"].as_array().into_iter().flatten()) {
+    for (rule, scaled) in
+        windows["rules"].as_array_mut().into_iter().flatten().zip(fors["rules"].as_array().into_iter().flatten())
+    {
         rule["for"] = scaled["for"].clone();
     }
     let groups = [windows];
     let rules = dir.join("saturation-rules.yaml");
     std::fs::write(&rules, serde_norway::to_string(&json!({"groups": groups})).expect("YAML")).expect("rule file");
-    let auth = format!("authorization: {{credentials_file: {token:?}}}\n    tls_config: {{insecure_skip_verify: true}}");
+    let auth =
+        format!("authorization: {{credentials_file: {token:?}}}\n    tls_config: {{insecure_skip_verify: true}}");
     format!(
         "global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}}\n\
          rule_files: [{rules:?}]\n\
@@ -92,9 +95,17 @@ async fn saturating_sidecars_fire_from_the_kubelets_cadvisor_and_a_main_containe
     let mut saturating = pod(
         "saturating",
         vec![
-            native("mem-hog", &format!("{FILL_MEMORY}; exec sleep 3600"), limits(memory_volume("fill"), json!({"memory": "64Mi"}))),
+            native(
+                "mem-hog",
+                &format!("{FILL_MEMORY}; exec sleep 3600"),
+                limits(memory_volume("fill"), json!({"memory": "64Mi"})),
+            ),
             native("cpu-hog", SPIN, limits(json!({}), json!({"cpu": "100m", "memory": "32Mi"}))),
-            native("oom-inside", &format!("{OOM_A_CHILD}; exec sleep 3600"), limits(json!({}), json!({"memory": "32Mi"}))),
+            native(
+                "oom-inside",
+                &format!("{OOM_A_CHILD}; exec sleep 3600"),
+                limits(json!({}), json!({"memory": "32Mi"})),
+            ),
         ],
         vec![container(
             "app",
@@ -102,8 +113,7 @@ async fn saturating_sidecars_fire_from_the_kubelets_cadvisor_and_a_main_containe
             limits(memory_volume("app-fill"), json!({"cpu": "100m", "memory": "64Mi"})),
         )],
     );
-    saturating["spec"]["volumes"] =
-        json!([{"name": "fill", "emptyDir": {"medium": "Memory"}}, {"name": "app-fill", "emptyDir": {"medium": "Memory"}}]);
+    saturating["spec"]["volumes"] = json!([{"name": "fill", "emptyDir": {"medium": "Memory"}}, {"name": "app-fill", "emptyDir": {"medium": "Memory"}}]);
     s.apply(saturating).await;
 
     // Prometheus as kube-prometheus runs it: the kubelet's cAdvisor with `get nodes/metrics`.
@@ -121,20 +131,34 @@ async fn saturating_sidecars_fire_from_the_kubelets_cadvisor_and_a_main_containe
     std::fs::create_dir_all(&dir).expect("dir");
     let token_file = dir.join("token");
     std::fs::write(&token_file, token.trim()).expect("token file");
-    let port = run(node, "kubectl", &["get", "node", &node.info().node, "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"])
-        .expect("the kubelet's port");
+    let port = run(
+        node,
+        "kubectl",
+        &["get", "node", &node.info().node, "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"],
+    )
+    .expect("the kubelet's port");
     let kubelet = format!("{}:{}", node.info().node_ip, port.trim());
     let ips = run(
         node,
         "kubectl",
-        &["-n", RELEASE_NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=sidecar-watch", "-o", "jsonpath={.items[*].status.podIP}"],
+        &[
+            "-n",
+            RELEASE_NAMESPACE,
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=sidecar-watch",
+            "-o",
+            "jsonpath={.items[*].status.podIP}",
+        ],
     )
     .expect("the operator's Pods");
     let operators: Vec<String> = ips.split_whitespace().map(|ip| format!("{ip}:8443")).collect();
     assert!(!operators.is_empty(), "the chart's operator Pods have IPs");
-    let prometheus = Prometheus::start_with_config(Path::new(PROMETHEUS_BIN), &config(&dir, &token_file, &kubelet, &operators))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let prometheus =
+        Prometheus::start_with_config(Path::new(PROMETHEUS_BIN), &config(&dir, &token_file, &kubelet, &operators))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     let report = |what: String| {
         let prometheus = &prometheus;
         async move {
@@ -150,7 +174,9 @@ async fn saturating_sidecars_fire_from_the_kubelets_cadvisor_and_a_main_containe
     // cAdvisor's series carry the container, Pod and namespace (the kubelet's cAdvisor reads
     // the node's containerd), and the OOM counters start at 0.
     let ns = s.ns.clone();
-    let seen = format!("container_oom_events_total{{namespace={ns:?}, pod=\"saturating\", container=~\"oom-inside|app\"}} == 0");
+    let seen = format!(
+        "container_oom_events_total{{namespace={ns:?}, pod=\"saturating\", container=~\"oom-inside|app\"}} == 0"
+    );
     if let Err(e) = wait_until(MINUTE, "cAdvisor's OOM counters at 0 for the sidecar and the app", || async {
         let v = prometheus.query(&seen).await.map_err(|e| e.to_string())?;
         if v["result"].as_array().is_some_and(|r| r.len() == 2) {
