@@ -11,7 +11,7 @@ use super::identity::with_identity;
 use super::info::{InfoWorkload, SeriesCap};
 use super::namespace_labels::{NamespaceLabels, NamespacePairs};
 use super::writer::{Family, SampleWriter};
-use crate::engine::{CatalogId, ContainerResources, ContainerSpec, Name, NamespaceMeta, ResourceAmounts};
+use crate::engine::{CatalogId, ContainerResources, ContainerSpec, Name, NamespaceMeta};
 
 pub(super) const REQUESTS: Family = Family {
     name: "sidecar_resource_requests",
@@ -44,8 +44,7 @@ impl ResourceTable {
     pub(super) fn add(&mut self, key: TaxKey, spec: &ContainerSpec, live: u32) {
         let Some(resources) = spec.resources.as_deref().filter(|_| live > 0) else { return };
         let (_, sums) = self.0.entry(key).or_insert_with(|| (spec.catalog, ContainerResources::default()));
-        add_amounts(&mut sums.requests, &resources.requests, live);
-        add_amounts(&mut sums.limits, &resources.limits, live);
+        sums.add_times(resources, live);
     }
 
     /// Writes `family` ([`REQUESTS`] or [`LIMITS`]): its header and a series per sidecar,
@@ -75,15 +74,6 @@ impl ResourceTable {
                     sample.value(amount);
                 }
             }
-        }
-    }
-}
-
-/// Adds `live` times `amounts` to `sums`, saturating: a hostile spec cannot wrap a sum.
-fn add_amounts(sums: &mut ResourceAmounts, amounts: &ResourceAmounts, live: u32) {
-    for (sum, amount) in [(&mut sums.cpu_millis, amounts.cpu_millis), (&mut sums.memory_bytes, amounts.memory_bytes)] {
-        if let Some(amount) = amount {
-            *sum = Some(sum.unwrap_or(0).saturating_add(amount.saturating_mul(u64::from(live))));
         }
     }
 }
