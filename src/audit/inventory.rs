@@ -1,15 +1,18 @@
 //! `audit -o inventory`: one row per workload and sidecar — its product, how it was
-//! identified, the versions its Pods run with their counts, and the alerts firing on it. The
-//! answer to "which workloads still run the old proxy" after a mesh upgrade or a CVE fix.
+//! identified, the versions its Pods run with their counts, what it requests and is limited
+//! to over the workload's live Pods (the sidecar tax, as `sidecar_resource_*` exports it),
+//! and the alerts firing on it. The answer to "which workloads still run the old proxy" after
+//! a mesh upgrade or a CVE fix, and to "what do the sidecars cost".
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 
 use super::{Finding, Inventory, PodSidecars};
 use crate::api::escape_control;
-use crate::engine::{AlertName, AlertState, CatalogId, IdentifiedBy};
+use crate::engine::{AlertName, AlertState, CatalogId, ContainerResources, IdentifiedBy, ResourceAmounts};
 
 /// One workload's sidecar.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -31,6 +34,10 @@ pub(crate) struct InventoryRow {
     pods: usize,
     /// Image version (tag, else digest, else `latest`) → Pods that run it.
     versions: BTreeMap<String, usize>,
+    /// `requests` and `limits`, each `cpu` (cores) and `memory` (bytes) summed over the
+    /// workload's live Pods; a resource no live Pod's sidecar declares is absent.
+    #[serde(flatten)]
+    resources: Tax,
     /// Alert name → Pods of the workload where it fires on this sidecar.
     alerts: BTreeMap<String, usize>,
 }
@@ -61,6 +68,9 @@ pub(crate) fn rows(inventory: &Inventory, sidecars: &[PodSidecars], findings: &[
                 ..InventoryRow::default()
             });
             row.pods += 1;
+            if let Some(resources) = container.resources.as_deref().filter(|_| pod.is_live()) {
+                row.resources.0.add_times(resources, 1);
+            }
             let version = container.version.as_ref().map_or("(no image)", |v| v.as_str());
             *row.versions.entry(version.to_string()).or_default() += 1;
         }
@@ -110,7 +120,7 @@ pub(crate) fn render(rows: &[InventoryRow]) -> String {
         items.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
         items.iter().map(|(name, n)| format!("{}×{n}", escape_control(name))).collect::<Vec<_>>().join(", ")
     };
-    let table: Vec<[String; 7]> = rows
+    let table: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
             [
@@ -120,11 +130,14 @@ pub(crate) fn render(rows: &[InventoryRow]) -> String {
                 escape_control(&r.product).into_owned(),
                 r.pods.to_string(),
                 counted(&r.versions),
+                amounts_text(&r.resources.0.requests),
+                amounts_text(&r.resources.0.limits),
                 counted(&r.alerts),
             ]
         })
         .collect();
-    let header = ["NAMESPACE", "WORKLOAD", "SIDECAR", "PRODUCT", "PODS", "VERSIONS", "ALERTS"].map(String::from);
+    let header = ["NAMESPACE", "WORKLOAD", "SIDECAR", "PRODUCT", "PODS", "VERSIONS", "REQUESTS", "LIMITS", "ALERTS"]
+        .map(String::from);
     let mut widths = header.clone().map(|h| h.chars().count());
     for row in &table {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -140,4 +153,56 @@ pub(crate) fn render(rows: &[InventoryRow]) -> String {
         rows.iter().map(|r| (r.namespace.as_str(), r.workload_kind.as_str(), r.workload.as_str())).collect();
     let _ = writeln!(out, "{} sidecars in {} workloads", rows.len(), workloads.len());
     out
+}
+
+/// A row's sidecar tax, serialized as `requests` and `limits`, each a map of `cpu` (cores)
+/// and `memory` (bytes) with only the resources declared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tax(ContainerResources);
+
+impl Serialize for Tax {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// One `requests` or `limits` map.
+        struct Amounts<'a>(&'a ResourceAmounts);
+        impl Serialize for Amounts<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(None)?;
+                if let Some(millis) = self.0.cpu_millis {
+                    // Cores, as the metric: exact to the millicore below 2^53.
+                    #[allow(clippy::cast_precision_loss)]
+                    map.serialize_entry("cpu", &(millis as f64 / 1000.0))?;
+                }
+                if let Some(bytes) = self.0.memory_bytes {
+                    map.serialize_entry("memory", &bytes)?;
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("requests", &Amounts(&self.0.requests))?;
+        map.serialize_entry("limits", &Amounts(&self.0.limits))?;
+        map.end()
+    }
+}
+
+/// `cpu 300m, memory 192Mi` as `kubectl` writes quantities (whole cores without `m`, memory
+/// in the largest binary unit that divides it); `-` when neither is declared.
+fn amounts_text(amounts: &ResourceAmounts) -> String {
+    let cpu = amounts.cpu_millis.map(|m| if m % 1000 == 0 { format!("cpu {}", m / 1000) } else { format!("cpu {m}m") });
+    let memory = amounts.memory_bytes.map(|bytes| {
+        let (value, unit) = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].iter().fold((bytes, ""), |(v, u), next| {
+            if v != 0 && v % 1024 == 0 {
+                (v / 1024, next)
+            } else {
+                (v, u)
+            }
+        });
+        format!("memory {value}{unit}")
+    });
+    let parts: Vec<String> = cpu.into_iter().chain(memory).collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
 }

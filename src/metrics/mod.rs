@@ -11,6 +11,7 @@ mod identity;
 mod info;
 mod namespace_labels;
 mod pods;
+mod resources;
 mod writer;
 
 use prometheus::{

@@ -1,10 +1,11 @@
 //! The per-Pod families (`sidecar_alerts`, `sidecar_container_*`), `sidecar_policy_pods` and
-//! `sidecar_info` (per workload, [`super::info`]), rendered from the index at scrape time.
+//! the per-workload ones (`sidecar_info`, [`super::info`]; `sidecar_resource_*`,
+//! [`super::resources`]), rendered from the index at scrape time.
 
 use std::collections::HashMap;
 
 use super::identity::with_identity;
-use super::info::{InfoCounts, HELD_SERIES, SIDECAR_INFO};
+use super::info::{InfoCounts, HELD_SERIES};
 use super::namespace_labels::{NamespaceLabels, NamespacePairs};
 use super::writer::{Family, LabelSet, Sample, SampleWriter};
 use super::RenderOptions;
@@ -68,29 +69,29 @@ pub fn render_index(index: &Index, options: &RenderOptions, mut emit: impl FnMut
     render.limited()
 }
 
-/// A render of the per-Pod families, `sidecar_policy_pods` and `sidecar_info` that goes one
+/// A render of the per-Pod families, `sidecar_policy_pods` and the per-workload ones that goes one
 /// chunk at a time and can wait between chunks as long as its client does: it holds no lock
 /// and no render slot in between, only where it is and what the next chunk needs (the
-/// per-namespace series counts, the `sidecar_info` counts so far).
+/// per-namespace series counts, the per-workload counts so far).
 ///
 /// The text format wants every family's samples together, so a family is rendered across
 /// every segment before the next one starts: one chunk per family and segment, rendered
 /// under that segment's lock and handed on after releasing it (a slow client must not
 /// stall evaluation), so that no more than a segment's share of a family is ever held.
 ///
-/// `sidecar_info` is counted during the first family that walks every Pod's sidecars, not
+/// The per-workload families are counted during the first family that walks every Pod's sidecars, not
 /// in a walk of its own (unless its counts outgrow [`HELD_SERIES`]): a walk over the Pods'
 /// sidecars is bound by the memory it reads, not by the text it writes (docs/benchmarks.md,
 /// "What does `/metrics` cost, and can clients hold it up?").
 pub(crate) struct IndexRender {
     families: Vec<&'static PodFamily>,
     /// The family being rendered (an index into `families`), `families.len()` for
-    /// `sidecar_policy_pods`, one more for `sidecar_info`, past that when done.
+    /// `sidecar_policy_pods`, one more for the per-workload families, past that when done.
     family: usize,
     /// The next segment of that family.
     segment: usize,
     policy_pods: bool,
-    /// The `sidecar_info` counts, `None` when it is not exported.
+    /// The per-workload counts, `None` when none of those families is exported.
     info: Option<InfoCounts>,
     /// The family (an index into `families`) during which `info` is counted; `None` counts
     /// it in a walk of its own.
@@ -110,7 +111,7 @@ impl IndexRender {
             family: 0,
             segment: 0,
             policy_pods: options.families.exports(POLICY_PODS.name),
-            info: options.families.exports(SIDECAR_INFO.name).then(InfoCounts::default),
+            info: InfoCounts::new(&options.families),
             out: SampleWriter::default(),
             scratch: Scratch {
                 max_series_per_namespace: options.max_series_per_namespace,
@@ -151,8 +152,8 @@ impl IndexRender {
                 let (out, scratch) = (&mut self.out, &mut self.scratch);
                 index.with_namespaces(|namespaces| workload_alert_samples(index, out, scratch, namespaces));
             }
-            if self.info.as_ref().is_some_and(|info| info.series() > HELD_SERIES) {
-                self.info = Some(InfoCounts::default());
+            if let Some(info) = self.info.as_mut().filter(|info| info.series() > HELD_SERIES) {
+                *info = info.emptied();
                 self.info_counted_in = None;
             }
             self.segment += 1;
@@ -177,7 +178,6 @@ impl IndexRender {
                 if self.info_counted_in.is_none() {
                     index.for_each_pod(|pod| info.count(pod));
                 }
-                self.out.header(&SIDECAR_INFO);
                 let (out, scratch) = (&mut self.out, &mut self.scratch);
                 scratch.namespace.forget();
                 let write = |namespaces: Namespaces<'_>| {

@@ -92,6 +92,23 @@ impl Sample<'_> {
         self.out.push('\n');
     }
 
+    /// Writes `thousandths` / 1000 as an exact decimal (`300` is `0.3`, `2000` is `2`) and
+    /// ends the sample: a CPU amount in cores from millicores, without a float's rounding.
+    pub(crate) fn value_thousandths(self, thousandths: u64) {
+        self.out.push_str("} ");
+        self.out.push_str(itoa::Buffer::new().format(thousandths / 1000));
+        let mut fraction = thousandths % 1000;
+        if fraction != 0 {
+            self.out.push('.');
+            while fraction != 0 {
+                let digit = u8::try_from(fraction / 100).unwrap_or(0);
+                self.out.push(char::from(b'0' + digit));
+                fraction = fraction % 100 * 10;
+            }
+        }
+        self.out.push('\n');
+    }
+
     fn separate(&mut self) {
         if !self.first {
             self.out.push(',');
@@ -170,5 +187,18 @@ mod tests {
              x_total{kind=\"\"} 0\n"
         );
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn thousandths_are_exact_decimals() {
+        let mut w = SampleWriter::default();
+        for value in [0, 1, 10, 300, 1_000, 1_500, 2_050, 123_456, u64::MAX] {
+            w.sample("cpu").value_thousandths(value);
+        }
+        assert_eq!(
+            w.take(),
+            "cpu{} 0\ncpu{} 0.001\ncpu{} 0.01\ncpu{} 0.3\ncpu{} 1\ncpu{} 1.5\ncpu{} 2.05\ncpu{} 123.456\n\
+             cpu{} 18446744073709551.615\n"
+        );
     }
 }

@@ -41,6 +41,7 @@ mod namespace_labels;
 mod policy_limits;
 mod rbac;
 mod readme_example;
+mod resource_tax;
 mod run_cli;
 mod server;
 

@@ -63,7 +63,8 @@ fn render(index: &Index, options: &RenderOptions) -> String {
 }
 
 /// Rendered before the sample writer was factored out; must not change (but for the labels
-/// issue 56 added: `product`).
+/// issue 56 added, `product`, and the sidecar tax's families issue 63 added: the seed
+/// scenarios' requests and limits, one Pod each; no series for a resource not declared).
 const GOLDEN: &str = r#"# HELP sidecar_alerts Active sidecar alerts, 1 per alert (pending or firing)
 # TYPE sidecar_alerts gauge
 sidecar_alerts{alertname="SidecarContainerNotReady",alertstate="firing",severity="warning",policy="default",policy_namespace="",namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",check="",workload_kind="Pod",workload="odd\"pod",product="unknown"} 1
@@ -126,6 +127,34 @@ sidecar_info{namespace="shop",workload_kind="Deployment",workload="checkout",con
 sidecar_info{namespace="shop",workload_kind="Deployment",workload="checkout",container="log-sidecar",product="fluent-bit",version="3.2.4"} 1
 sidecar_info{namespace="shop",workload_kind="Deployment",workload="web",container="log-shipper",product="fluent-bit",version="3.2.4"} 1
 sidecar_info{namespace="we\"ird\\ns\n2",workload_kind="Pod",workload="odd\"pod",container="log\\\"side\ncar",product="unknown",version="1.36"} 1
+# HELP sidecar_resource_requests Resources the sidecar requests in the workload's live Pods (cpu in cores, memory in bytes)
+# TYPE sidecar_resource_requests gauge
+sidecar_resource_requests{namespace="legacy",container="envoy",resource="cpu",workload_kind="Deployment",workload="legacy-shop",product="envoy"} 0.1
+sidecar_resource_requests{namespace="legacy",container="envoy",resource="memory",workload_kind="Deployment",workload="legacy-shop",product="envoy"} 67108864
+sidecar_resource_requests{namespace="legacy",container="istio-proxy",resource="cpu",workload_kind="Deployment",workload="legacy-shop",product="istio"} 0.1
+sidecar_resource_requests{namespace="legacy",container="istio-proxy",resource="memory",workload_kind="Deployment",workload="legacy-shop",product="istio"} 134217728
+sidecar_resource_requests{namespace="legacy",container="log-shipper",resource="cpu",workload_kind="Deployment",workload="legacy-shop",product="fluent-bit"} 0.05
+sidecar_resource_requests{namespace="legacy",container="log-shipper",resource="memory",workload_kind="Deployment",workload="legacy-shop",product="fluent-bit"} 67108864
+sidecar_resource_requests{namespace="legacy",container="metrics-sidecar",resource="cpu",workload_kind="Deployment",workload="legacy-shop",product="unknown"} 0.01
+sidecar_resource_requests{namespace="legacy",container="metrics-sidecar",resource="memory",workload_kind="Deployment",workload="legacy-shop",product="unknown"} 33554432
+sidecar_resource_requests{namespace="shop",container="istio-proxy",resource="cpu",workload_kind="Deployment",workload="checkout",product="istio"} 0.1
+sidecar_resource_requests{namespace="shop",container="istio-proxy",resource="memory",workload_kind="Deployment",workload="checkout",product="istio"} 134217728
+sidecar_resource_requests{namespace="shop",container="log-sidecar",resource="cpu",workload_kind="Deployment",workload="checkout",product="fluent-bit"} 0.05
+sidecar_resource_requests{namespace="shop",container="log-sidecar",resource="memory",workload_kind="Deployment",workload="checkout",product="fluent-bit"} 67108864
+sidecar_resource_requests{namespace="shop",container="log-shipper",resource="cpu",workload_kind="Deployment",workload="web",product="fluent-bit"} 0.05
+sidecar_resource_requests{namespace="shop",container="log-shipper",resource="memory",workload_kind="Deployment",workload="web",product="fluent-bit"} 67108864
+sidecar_resource_requests{namespace="we\"ird\\ns\n2",container="log\\\"side\ncar",resource="cpu",workload_kind="Pod",workload="odd\"pod",product="unknown"} 0.01
+# HELP sidecar_resource_limits Resource limits of the sidecar in the workload's live Pods (cpu in cores, memory in bytes)
+# TYPE sidecar_resource_limits gauge
+sidecar_resource_limits{namespace="legacy",container="envoy",resource="memory",workload_kind="Deployment",workload="legacy-shop",product="envoy"} 268435456
+sidecar_resource_limits{namespace="legacy",container="istio-proxy",resource="cpu",workload_kind="Deployment",workload="legacy-shop",product="istio"} 2
+sidecar_resource_limits{namespace="legacy",container="istio-proxy",resource="memory",workload_kind="Deployment",workload="legacy-shop",product="istio"} 1073741824
+sidecar_resource_limits{namespace="legacy",container="log-shipper",resource="memory",workload_kind="Deployment",workload="legacy-shop",product="fluent-bit"} 134217728
+sidecar_resource_limits{namespace="legacy",container="metrics-sidecar",resource="memory",workload_kind="Deployment",workload="legacy-shop",product="unknown"} 67108864
+sidecar_resource_limits{namespace="shop",container="istio-proxy",resource="cpu",workload_kind="Deployment",workload="checkout",product="istio"} 2
+sidecar_resource_limits{namespace="shop",container="istio-proxy",resource="memory",workload_kind="Deployment",workload="checkout",product="istio"} 1073741824
+sidecar_resource_limits{namespace="shop",container="log-sidecar",resource="memory",workload_kind="Deployment",workload="checkout",product="fluent-bit"} 134217728
+sidecar_resource_limits{namespace="shop",container="log-shipper",resource="memory",workload_kind="Deployment",workload="web",product="fluent-bit"} 134217728
 "#;
 
 #[test]

@@ -266,6 +266,23 @@ pub struct ContainerResources {
     pub limits: ResourceAmounts,
 }
 
+impl ContainerResources {
+    /// Adds `times` containers of `other` (a workload's sidecar tax, summed over its live
+    /// Pods): an amount only `other` declares starts at 0, one it lacks stays as it was;
+    /// saturating, so that a hostile spec cannot wrap a sum.
+    pub fn add_times(&mut self, other: &ContainerResources, times: u32) {
+        for (sums, amounts) in [(&mut self.requests, &other.requests), (&mut self.limits, &other.limits)] {
+            for (sum, amount) in
+                [(&mut sums.cpu_millis, amounts.cpu_millis), (&mut sums.memory_bytes, amounts.memory_bytes)]
+            {
+                if let Some(amount) = amount {
+                    *sum = Some(sum.unwrap_or(0).saturating_add(amount.saturating_mul(u64::from(times))));
+                }
+            }
+        }
+    }
+}
+
 /// `cpu` and `memory` of one `requests` or `limits` map.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ResourceAmounts {

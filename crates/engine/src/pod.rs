@@ -301,6 +301,13 @@ impl PodView {
         self.conditions.contains(PodConditions::FINISHED)
     }
 
+    /// Whether the Pod runs, or is about to: a real Pod (not a template) that neither
+    /// finished nor is being deleted. What every per-workload count (rollouts, the version
+    /// drift, missing injections, the sidecar tax) counts.
+    pub fn is_live(&self) -> bool {
+        !self.is_template && !self.finished() && self.deleting_since.is_none()
+    }
+
     /// The workload that owns the Pod, shared by its replicas; `None` for a Pod without
     /// owner (see [`Self::workload`]).
     pub fn owner(&self) -> Option<&Arc<Workload>> {

@@ -60,7 +60,7 @@ pub struct Rollouts {
 /// nothing either.
 pub fn counted<'a>(pod: &PodView, sidecars: impl IntoIterator<Item = &'a ContainerView>) -> Vec<Counted> {
     let (Some(owner), Some(created)) = (pod.owner(), pod.created_at) else { return Vec::new() };
-    if pod.is_template || pod.finished() || pod.deleting_since.is_some() {
+    if !pod.is_live() {
         return Vec::new();
     }
     let workload = (pod.namespace().clone(), owner.clone());

@@ -94,7 +94,7 @@ impl<'a, F> RevisionPod<'a, F> {
     pub fn of(view: &'a PodView, kind: &str, alerts: F) -> Option<Self> {
         let revision = view.labels().get(revision_label(kind)?)?.as_str();
         let created = view.created_at?.timestamp();
-        let live = !view.is_template && !view.finished() && view.deleting_since.is_none();
+        let live = view.is_live();
         let ready = view.ready_condition().is_some_and(|c| c.status);
         (!revision.is_empty()).then_some(RevisionPod { revision, created, live, ready, alerts })
     }

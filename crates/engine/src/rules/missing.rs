@@ -33,7 +33,7 @@ pub(super) fn sidecar_missing(
 ) {
     let pod = ctx.pod;
     // Templates are written before injection; a finished or deleting Pod runs nothing more.
-    if pod.is_template || pod.finished() || pod.deleting_since.is_some() {
+    if !pod.is_live() {
         return;
     }
     let since = pod.created_at.map(Stamp::timestamp);
