@@ -398,6 +398,7 @@ fn workload_templates_that_switch_a_sidecars_signal_off_get_exactly_those_checks
     assert_eq!(
         summary(&findings),
         [
+            "Deployment/catalogue istio-proxy SidecarMisconfigured/metrics-unreachable info native Deployment/catalogue",
             "Deployment/orders daprd SidecarMisconfigured/metrics-disabled info native Deployment/orders",
             "Deployment/reports cloud-sql-proxy SidecarMisconfigured/health-check-disabled info native Deployment/reports",
             "Deployment/reports cloud-sql-proxy SidecarMisconfigured/metrics-disabled info native Deployment/reports",
@@ -407,7 +408,7 @@ fn workload_templates_that_switch_a_sidecars_signal_off_get_exactly_those_checks
         "Sidecar daprd in Pod shop/Deployment/orders {}",
         sidecar_watch::engine::signal_texts::DAPR_METRICS_OFF
     );
-    assert_eq!(findings[0]["message"], dapr.as_str());
+    assert_eq!(findings[1]["message"], dapr.as_str());
 }
 
 #[test]
