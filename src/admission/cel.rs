@@ -155,7 +155,7 @@ const WORD_SEPARATORS: &str =
     r"[\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000};&]";
 
 /// Whether container `c`'s `command` or `args` mention the word `agent` (Vault's image is both
-/// server and agent; see [`crate::api::MentionsAgent`]).
+/// server and agent; see [`crate::api::CommandWords`]).
 fn mentions_agent(c: &str) -> String {
     // The long pattern runs only on words containing `agent` but for the usual `agent` itself:
     // its cost is the pattern's length times the word's.

@@ -65,6 +65,13 @@ fn check_summary(check: Check) -> &'static str {
             "An init container runs before a native mesh proxy that already receives its traffic."
         }
         Check::NativePreStop => "A native sidecar's preStop hook runs while the main containers still run.",
+        Check::MetricsDisabled => {
+            "A catalog sidecar's own metrics are switched off: its functional-health alerts cannot fire."
+        }
+        Check::MetricsUnreachable => {
+            "A catalog sidecar's own metrics are served where Prometheus does not scrape them."
+        }
+        Check::HealthCheckDisabled => "A catalog sidecar's health endpoint is switched off: no probe can watch it.",
     }
 }
 

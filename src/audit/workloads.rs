@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::api::{clip, SlimPod};
+use crate::api::{clip, is_injection_annotation, kept_annotation_key, SlimPod};
 use crate::engine::{cronjob_concurrency, InjectionFailure, Interner, NamespaceMeta, PodView};
 use crate::failed_create::{api_of, read_object, sidecar_failure, Involved, ReadObject};
 
@@ -128,8 +128,18 @@ fn template(object: &Value, kind: &str, pointer: &str, cronjob: Option<&str>) ->
     let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
     let template = object.pointer(pointer).ok_or_else(|| format!("{field}: missing"))?;
     unique_container_names(template.get("spec"), &format!("{field}.spec"))?;
+    // A template is not injected yet, so its injection markers are left out; the annotations
+    // that switch a catalog sidecar's own signal (`dapr.io/enable-metrics`) are read as on a Pod.
+    let annotations: Option<serde_json::Map<String, Value>> =
+        template.pointer("/metadata/annotations").and_then(Value::as_object).map(|annotations| {
+            annotations
+                .iter()
+                .filter(|(key, _)| kept_annotation_key(key).is_some() && !is_injection_annotation(key))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        });
     let pod = json!({
-        "metadata": {"namespace": namespace, "labels": template.pointer("/metadata/labels")},
+        "metadata": {"namespace": namespace, "labels": template.pointer("/metadata/labels"), "annotations": annotations},
         "spec": template.get("spec"),
     });
     let slim = slim(&pod, &field)?;

@@ -48,6 +48,7 @@ fn examples_audit_as_json_with_every_seed_scenario() {
             "init-before-proxy",
             "latest-image",
             "legacy-sidecar",
+            "metrics-disabled",
             "no-readiness-probe",
             "no-resources",
             "no-startup-probe",

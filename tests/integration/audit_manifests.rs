@@ -380,3 +380,58 @@ fn init_containers_before_a_mesh_proxy_are_reported_only_where_the_mesh_redirect
         "{findings:#?}"
     );
 }
+
+/// The checks of a catalog sidecar's own signal (`metrics-disabled`, `metrics-unreachable`,
+/// `health-check-disabled`) in `findings`, summarised.
+fn blindspots(findings: &[Value]) -> Vec<String> {
+    let checks = ["metrics-disabled", "metrics-unreachable", "health-check-disabled"];
+    let blind: Vec<Value> = findings.iter().filter(|f| checks.iter().any(|c| f["check"] == *c)).cloned().collect();
+    summary(&blind)
+}
+
+#[test]
+fn workload_templates_that_switch_a_sidecars_signal_off_get_exactly_those_checks() {
+    let file = "tests/fixtures/manifests/signals-off.yaml";
+    let out = audit(&["-f", file, "--now", NOW, "-o", "json", "--fail-on", "info"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let findings = json(&out);
+    assert_eq!(
+        summary(&findings),
+        [
+            "Deployment/catalogue istio-proxy SidecarMisconfigured/metrics-unreachable info native Deployment/catalogue",
+            "Deployment/orders daprd SidecarMisconfigured/metrics-disabled info native Deployment/orders",
+            "Deployment/reports cloud-sql-proxy SidecarMisconfigured/health-check-disabled info native Deployment/reports",
+            "Deployment/reports cloud-sql-proxy SidecarMisconfigured/metrics-disabled info native Deployment/reports",
+        ]
+    );
+    let dapr = format!(
+        "Sidecar daprd in Pod shop/Deployment/orders {}",
+        sidecar_watch::engine::signal_texts::DAPR_METRICS_OFF
+    );
+    assert_eq!(findings[1]["message"], dapr.as_str());
+}
+
+#[test]
+fn stock_injected_fixtures_get_no_blind_spot_check_but_vault_agents_default() {
+    let mut files: Vec<String> = ["tests/fixtures", "tests/fixtures/manifests"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(format!("{ROOT}/{dir}")).unwrap_or_else(|e| panic!("{dir}: {e}")).flatten())
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml") && !path.ends_with("signals-off.yaml"))
+        .map(|path| path.display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() > 15, "{files:?}");
+    let mut found = Vec::new();
+    for file in &files {
+        let out = audit(&["-f", file, "--now", NOW, "-o", "json"], None);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{file}: {}", text(&out.stderr));
+        found.extend(blindspots(&json(&out)));
+    }
+    // Istio, Linkerd, Kuma, Envoy and Fluent Bit as injected or documented keep their signal;
+    // Vault Agent's injector configures no telemetry unless asked (docs/policies.md's table).
+    assert_eq!(
+        found,
+        ["legacy-shop-7f8e9d0c1-b2n3m vault-agent SidecarMisconfigured/metrics-disabled info native Deployment/legacy-shop"]
+    );
+}

@@ -221,3 +221,54 @@ fn every_metric_family_is_in_the_metrics_guide() {
     let unknown: Vec<&String> = documented.iter().filter(|d| !d.ends_with('*') && !every.contains(*d)).collect();
     assert_eq!(unknown, Vec::<&String>::new(), "docs/metrics.md's table names families the operator does not have");
 }
+
+/// docs/policies.md's table of each catalog sidecar's own signal, as the catalog
+/// (`CATALOG[*].signal`) renders it: "unknown" where the catalog records no fact.
+fn signal_table() -> String {
+    use sidecar_watch::engine::CATALOG;
+
+    let unknown = || "unknown".to_string();
+    let mut table = String::from(
+        "| id | product | port | path | on by default | switched by |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    for entry in CATALOG {
+        let signal = &entry.signal;
+        let port = signal.port.map_or_else(unknown, |p| p.to_string());
+        let path = match signal.path {
+            "" => unknown(),
+            paths => paths.split(", ").map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "),
+        };
+        let default_on = match signal.default_on {
+            Some(true) => "yes".to_string(),
+            Some(false) => "no".to_string(),
+            None => unknown(),
+        };
+        let switch = if signal.switch.is_empty() { unknown() } else { signal.switch.to_string() };
+        table
+            .push_str(&format!("| `{}` | {} | {port} | {path} | {default_on} | {switch} |\n", entry.id, entry.product));
+    }
+    table
+}
+
+/// The table under docs/policies.md's heading "Each catalog sidecar's own signal" is the catalog's:
+/// a product whose signal changes in `crates/engine/src/catalog.rs` fails here until the doc
+/// is updated (the failure prints the table to paste).
+#[test]
+fn the_signal_table_in_the_policies_guide_is_the_catalogs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/policies.md")).expect("docs/policies.md");
+    let heading = "## Each catalog sidecar's own signal";
+    let section =
+        guide.split_once(heading).unwrap_or_else(|| panic!("docs/policies.md has no heading \"{heading}\"")).1;
+    let documented: String = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let expected = signal_table();
+    assert!(
+        documented == expected,
+        "docs/policies.md's table under \"{heading}\" differs from the catalog; replace it with:\n\n{expected}"
+    );
+}

@@ -88,6 +88,7 @@ sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="in
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",check="legacy-sidecar",workload_kind="Deployment",workload="legacy-shop",product="unknown"} 1
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="metrics-sidecar",check="latest-image",workload_kind="Deployment",workload="legacy-shop",product="unknown"} 1
 sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent",check="no-resources",workload_kind="Deployment",workload="legacy-shop",product="vault-agent"} 1
+sidecar_alerts{alertname="SidecarMisconfigured",alertstate="firing",severity="info",policy="default",policy_namespace="",namespace="legacy",pod="legacy-shop-7f8e9d0c1-b2n3m",container="vault-agent",check="metrics-disabled",workload_kind="Deployment",workload="legacy-shop",product="vault-agent"} 1
 # HELP sidecar_container_ready Whether a sidecar container is ready (1) or not (0)
 # TYPE sidecar_container_ready gauge
 sidecar_container_ready{namespace="we\"ird\\ns\n2",pod="odd\"pod",container="log\\\"side\ncar",sidecar_type="native",workload_kind="Pod",workload="odd\"pod",product="unknown"} 0

@@ -1,7 +1,7 @@
 //! [`SlimContainer`]: one declared container of a [`SlimPod`](super::SlimPod), decoded with only
 //! the facts the rules read: probes, ports, resources, hooks, and how the kubelet restarts it
 //! (`restartPolicy`, `restartPolicyRules`, `resizePolicy`). Fields the engine does not use
-//! (`lifecycle.stopSignal`, `env`, volume mounts, …) are skipped by the parser, so a field a
+//! (`lifecycle.stopSignal`, volume mounts, every `env` variable but a few, …) are skipped by the parser, so a field a
 //! newer Kubernetes adds never fails a Pod.
 
 use std::borrow::Cow;
@@ -49,10 +49,21 @@ pub struct SlimContainer {
     /// `securityContext.runAsUser`: a mesh's traffic redirection spares its proxy's user.
     #[serde(deserialize_with = "null_as_default")]
     pub security_context: SlimSecurityContext,
-    /// Whether `command` mentions the word `agent` (see [`MentionsAgent`]).
-    pub command: MentionsAgent,
-    /// Whether `args` mentions the word `agent`.
-    pub args: MentionsAgent,
+    /// Whether `command` mentions the word `agent`, and the signal switches it sets (see
+    /// [`CommandWords`](crate::CommandWords)).
+    pub command: crate::CommandWords,
+    /// The same of `args`.
+    pub args: crate::CommandWords,
+    /// The signal switches `env` sets; every other variable is skipped.
+    pub env: crate::EnvSwitches,
+}
+
+impl SlimContainer {
+    /// The switches of its own signal that the container sets: flags in `command` or `args`
+    /// (the later word wins) over `env`.
+    pub fn signal_switches(&self) -> crate::Switches {
+        self.args.switches.over(self.command.switches).over(self.env.0)
+    }
 }
 
 /// `lifecycle`: whether a `postStart` hook exists, and what the `preStop` hook does.
@@ -194,21 +205,6 @@ fn lenient_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Por
         }),
         _ => None,
     })
-}
-
-/// Whether a list of strings (`command` or `args`) contains the word `agent` anywhere, e.g.
-/// `vault agent -config=…` inside a shell command. Vault Agent runs Vault's own image, so only
-/// its subcommand tells it from a Vault server. Read without keeping the strings.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MentionsAgent(pub bool);
-
-impl<'de> Deserialize<'de> for MentionsAgent {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let words = Option::<Vec<Cow<'de, str>>>::deserialize(deserializer)?.unwrap_or_default();
-        Ok(MentionsAgent(
-            words.iter().any(|w| w.split(|c: char| c.is_whitespace() || c == ';' || c == '&').any(|t| t == "agent")),
-        ))
-    }
 }
 
 /// A declared container port.

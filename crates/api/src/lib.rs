@@ -19,16 +19,19 @@ mod pod;
 mod policy;
 pub mod protobuf;
 mod quote;
+mod switches;
 
 pub use container::*;
 pub use duration::{format_duration, parse_duration, DurationError, DURATION_PATTERN};
 pub use lenient::{LenientPod, Undecodable};
 pub use markers::{
-    injection_annotations, is_injection_annotation, marker_value, INJECTION_ANNOTATIONS, MAX_MARKER_VALUE_BYTES,
+    injection_annotations, is_injection_annotation, kept_annotation_key, marker_value, INJECTION_ANNOTATIONS,
+    MAX_MARKER_VALUE_BYTES, SIGNAL_ANNOTATIONS, VAULT_TELEMETRY_PREFIX,
 };
 pub use pod::*;
 pub use policy::*;
 pub use quote::{byte_prefix, clip, escape_control, mention, quote};
+pub use switches::{parse_go_bool, CommandWords, EnvSwitches, SignalSwitch, Switches};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -1,6 +1,6 @@
-//! The annotations that sidecar injectors read to decide whether to inject: the only
-//! annotations decoded of a Pod or a Namespace, so a tenant's kilobytes of annotations cost
-//! the operator nothing it keeps.
+//! The annotations that sidecar injectors read to decide whether to inject, and the few that
+//! switch a catalog sidecar's own signal: the only annotations decoded of a Pod or a
+//! Namespace, so a tenant's kilobytes of annotations cost the operator nothing it keeps.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +20,16 @@ pub const INJECTION_ANNOTATIONS: &[&str] = &[
     "gke-gcsfuse/volumes",
 ];
 
+/// The Pod annotations that switch a catalog sidecar's own metrics (the engine's catalog
+/// signals): Dapr's and Istio's switches, and Vault Agent's own configuration (which may hold
+/// its telemetry).
+pub const SIGNAL_ANNOTATIONS: &[&str] =
+    &["dapr.io/enable-metrics", "prometheus.istio.io/merge-metrics", "vault.hashicorp.com/agent-configmap"];
+
+/// Vault Agent's telemetry annotations start so (`…agent-telemetry-prometheus_retention_time`);
+/// any of them is kept under this key, its value the last one's.
+pub const VAULT_TELEMETRY_PREFIX: &str = "vault.hashicorp.com/agent-telemetry-";
+
 /// The longest marker value kept: injectors read words (`enabled`) and names (a revision, a
 /// collector), so a longer value is cut here, at a character boundary.
 pub const MAX_MARKER_VALUE_BYTES: usize = 253;
@@ -29,19 +39,29 @@ pub fn is_injection_annotation(key: &str) -> bool {
     INJECTION_ANNOTATIONS.contains(&key)
 }
 
+/// The key under which an annotation is kept: itself when an injector reads it or it is one
+/// of [`SIGNAL_ANNOTATIONS`], [`VAULT_TELEMETRY_PREFIX`] for Vault's telemetry ones.
+pub fn kept_annotation_key(key: &str) -> Option<&'static str> {
+    INJECTION_ANNOTATIONS
+        .iter()
+        .chain(SIGNAL_ANNOTATIONS)
+        .copied()
+        .find(|k| *k == key)
+        .or_else(|| key.starts_with(VAULT_TELEMETRY_PREFIX).then_some(VAULT_TELEMETRY_PREFIX))
+}
+
 /// `value` cut to [`MAX_MARKER_VALUE_BYTES`].
 pub fn marker_value(value: &str) -> &str {
     crate::byte_prefix(value, MAX_MARKER_VALUE_BYTES)
 }
 
-/// The injection annotations of `annotations`, values cut.
+/// The kept annotations of `annotations` ([`kept_annotation_key`]), values cut.
 pub fn injection_annotations<'a>(
     annotations: impl IntoIterator<Item = (&'a String, &'a String)>,
 ) -> BTreeMap<String, String> {
     annotations
         .into_iter()
-        .filter(|(k, _)| is_injection_annotation(k))
-        .map(|(k, v)| (k.clone(), marker_value(v).to_string()))
+        .filter_map(|(k, v)| Some((kept_annotation_key(k)?.to_string(), marker_value(v).to_string())))
         .collect()
 }
 
@@ -96,7 +116,7 @@ impl<'de> serde::Deserialize<'de> for MarkerKey {
                 f.write_str("an annotation key")
             }
             fn visit_str<E>(self, key: &str) -> Result<MarkerKey, E> {
-                Ok(MarkerKey(INJECTION_ANNOTATIONS.iter().copied().find(|k| *k == key)))
+                Ok(MarkerKey(kept_annotation_key(key)))
             }
         }
         deserializer.deserialize_str(Key)
@@ -129,5 +149,13 @@ mod tests {
         assert!(none.annotations.is_none());
         let other: Meta = serde_json::from_str(r#"{"annotations": {"a": "b"}}"#).unwrap();
         assert!(other.annotations.is_none());
+        let signals: Meta = serde_json::from_str(
+            r#"{"annotations": {"dapr.io/enable-metrics": "FALSE", "vault.hashicorp.com/agent-telemetry-a": "1",
+                "vault.hashicorp.com/agent-telemetry-b": "2", "prometheus.istio.io/merge-metrics-x": "false"}}"#,
+        )
+        .unwrap();
+        let kept = signals.annotations.unwrap();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!((kept["dapr.io/enable-metrics"].as_str(), kept[VAULT_TELEMETRY_PREFIX].as_str()), ("FALSE", "2"));
     }
 }

@@ -123,6 +123,14 @@ labelled_enum! {
         /// A native sidecar's `preStop` hook can act on it; the kubelet runs it while the main
         /// containers still run.
         NativePreStop => "native-prestop",
+        /// A catalog sidecar whose own metrics its arguments or the Pod's annotations switch
+        /// off: the product's functional-health alerts cannot fire.
+        MetricsDisabled => "metrics-disabled",
+        /// A catalog sidecar whose own metrics are served where Prometheus does not scrape them
+        /// (loopback only, or not merged into the endpoint annotation scraping reads).
+        MetricsUnreachable => "metrics-unreachable",
+        /// A catalog sidecar whose health endpoint its arguments switch off.
+        HealthCheckDisabled => "health-check-disabled",
     }
     /// Every check.
     const ALL;

@@ -6,6 +6,9 @@
 use std::fmt;
 use std::num::NonZeroU8;
 
+pub(crate) mod signal;
+pub use signal::{Blindspot, Signal};
+
 /// How an image repository is matched. Paths are compared without registry, tag or digest,
 /// segment by segment, so `mycorp/proxy` is not Linkerd's `linkerd/proxy`.
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +51,9 @@ pub struct CatalogEntry {
     /// keeps the proxy serving until the kubelet sends SIGTERM (after the main containers
     /// exit), so it is not reported as `native-prestop`.
     pub drain_hook: &'static [&'static str],
+    /// Its own health or metrics signal, and what switches it (the source of each fact in a
+    /// comment beside it).
+    pub signal: Signal,
 }
 
 /// How a mesh moves the Pod's traffic to its proxy, and what the mesh advises for init
@@ -146,7 +152,12 @@ const GENERIC: CatalogEntry = CatalogEntry {
     native_remediation: GENERIC_NATIVE_REMEDIATION,
     redirect: None,
     drain_hook: &[],
+    signal: UNKNOWN_SIGNAL,
 };
+
+/// A signal the catalog has not established.
+const UNKNOWN_SIGNAL: Signal =
+    Signal { port: None, path: "", default_on: None, switch: "", blindspot: Blindspot::None };
 
 pub static CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
@@ -165,6 +176,17 @@ pub static CATALOG: &[CatalogEntry] = &[
             remediation: "declare it after istio-proxy (Istio's injector puts istio-proxy before the app's init containers, so something placed this one ahead of it), run it as the proxy's user (runAsUser: 1337), or exclude its destinations with the annotation traffic.sidecar.istio.io/excludeOutboundIPRanges or excludeOutboundPorts",
         }),
         drain_hook: &["pilot-agent", "request", "POST", "drain"],
+        // istio.io/latest/docs/ops/integrations/prometheus: the agent merges Envoy's and the
+        // app's metrics on :15020/stats/prometheus unless meshConfig.enablePrometheusMerge or the
+        // Pod annotation says false (the injector reads it with strconv.ParseBool); Envoy's own
+        // :15090/stats/prometheus stays on either way.
+        signal: Signal {
+            port: Some(15020),
+            path: "/stats/prometheus",
+            default_on: Some(true),
+            switch: "annotation prometheus.istio.io/merge-metrics",
+            blindspot: Blindspot::IstioMerge,
+        },
         ..GENERIC
     },
     CatalogEntry {
@@ -182,6 +204,9 @@ pub static CATALOG: &[CatalogEntry] = &[
             cni_validator: "linkerd-network-validator",
             remediation: "declare it after linkerd-proxy (Linkerd's injector puts the native proxy right after linkerd-init or linkerd-network-validator, so something placed this one ahead of it), run it as the proxy's user (runAsUser: 2102 by default), or skip its ports with the annotation config.linkerd.io/skip-outbound-ports",
         }),
+        // linkerd.io/2/reference/proxy-metrics: the proxy's admin server serves /metrics on
+        // :4191 always; no setting of the Pod turns it off.
+        signal: Signal { port: Some(4191), path: "/metrics", default_on: Some(true), switch: "none (always on)", blindspot: Blindspot::None },
         ..GENERIC
     },
     CatalogEntry {
@@ -197,6 +222,9 @@ pub static CATALOG: &[CatalogEntry] = &[
         // 9901: the admin listener of Envoy's example configurations.
         ports: &[9901],
         ordering_remediation: "make envoy a native sidecar with a startupProbe on its admin /ready endpoint",
+        // envoyproxy.io docs, operations/admin: /stats/prometheus on the admin listener, which
+        // exists only when the bootstrap configures `admin` (its port is the configuration's).
+        signal: Signal { port: None, path: "/stats/prometheus", default_on: None, switch: "bootstrap admin listener", blindspot: Blindspot::None },
         ..GENERIC
     },
     CatalogEntry {
@@ -231,6 +259,15 @@ pub static CATALOG: &[CatalogEntry] = &[
         // 3500 HTTP API, 3501 health, 50001 gRPC API.
         ports: &[3500, 3501, 50001],
         job_remediation: "have the Job's container call Dapr's shutdown API (POST http://localhost:3500/v1.0/shutdown) when it is done (Dapr's injector adds daprd as a regular container; native injection is requested in dapr/dapr#9422)",
+        // docs.dapr.io/operations/observability/metrics/metrics-overview: metrics on by default
+        // on :9090 (dapr.io/metrics-port); dapr.io/enable-metrics: "false" opens no metrics port.
+        signal: Signal {
+            port: Some(9090),
+            path: "/metrics",
+            default_on: Some(true),
+            switch: "annotation dapr.io/enable-metrics",
+            blindspot: Blindspot::DaprAnnotation,
+        },
         ..GENERIC
     },
     CatalogEntry {
@@ -241,6 +278,17 @@ pub static CATALOG: &[CatalogEntry] = &[
         image_needs_agent: true,
         job_remediation: "annotate the Pod template with vault.hashicorp.com/agent-pre-populate-only: \"true\" so only the init container renders the secrets and no agent keeps running",
         ordering_remediation: "keep the agent's init container (vault.hashicorp.com/agent-pre-populate, the default) so the secrets exist before the app starts",
+        // developer.hashicorp.com/vault/docs/platform/k8s/injector/annotations: telemetry is
+        // configured through vault.hashicorp.com/agent-telemetry-* (none by default) or the
+        // agent's own configuration; the port of the listener serving /agent/v1/metrics is the
+        // configuration's, unknown here.
+        signal: Signal {
+            port: None,
+            path: "/agent/v1/metrics",
+            default_on: Some(false),
+            switch: "annotations vault.hashicorp.com/agent-telemetry-*",
+            blindspot: Blindspot::VaultTelemetry,
+        },
         ..GENERIC
     },
     CatalogEntry {
@@ -249,6 +297,15 @@ pub static CATALOG: &[CatalogEntry] = &[
         names: &["cloud-sql-proxy"],
         images: &[ImageRule::Last("cloud-sql-proxy")],
         job_remediation: "run the proxy as a native sidecar, or start it with --quit-urls / --quitquitquit and have the Job's container call it when done",
+        // GoogleCloudPlatform/cloud-sql-proxy (v2) cmd/root.go flags: --prometheus (off),
+        // --health-check (off), both on --http-address (localhost) --http-port (9090).
+        signal: Signal {
+            port: Some(9090),
+            path: "/metrics, /startup, /liveness, /readiness",
+            default_on: Some(false),
+            switch: "flags --prometheus, --health-check, --http-address (env CSQL_PROXY_*)",
+            blindspot: Blindspot::CloudSqlProxy,
+        },
         ..GENERIC
     },
     CatalogEntry {
@@ -275,6 +332,15 @@ pub static CATALOG: &[CatalogEntry] = &[
         images: &[ImageRule::Last("fluent-bit")],
         // 2020: the built-in HTTP server (health, metrics).
         ports: &[2020],
+        // docs.fluentbit.io, administration/monitoring: /api/v1/metrics/prometheus on :2020
+        // needs HTTP_Server On in its configuration file, which the Pod spec does not show.
+        signal: Signal {
+            port: Some(2020),
+            path: "/api/v1/metrics/prometheus",
+            default_on: None,
+            switch: "HTTP_Server in its configuration file",
+            blindspot: Blindspot::None,
+        },
         ..GENERIC
     },
     CatalogEntry {
@@ -286,6 +352,15 @@ pub static CATALOG: &[CatalogEntry] = &[
         images: &[ImageRule::LastPrefix("opentelemetry-collector"), ImageRule::Last("aws-otel-collector")],
         // 13133: the health_check extension.
         ports: &[13133],
+        // opentelemetry.io/docs/collector/internal-telemetry: the Collector's own metrics on
+        // :8888/metrics by default (service.telemetry.metrics in its configuration file).
+        signal: Signal {
+            port: Some(8888),
+            path: "/metrics",
+            default_on: Some(true),
+            switch: "service.telemetry.metrics in its configuration file",
+            blindspot: Blindspot::None,
+        },
         ..GENERIC
     },
     CatalogEntry {
@@ -312,6 +387,16 @@ pub static CATALOG: &[CatalogEntry] = &[
         images: &[ImageRule::Last("git-sync")],
         job_remediation: "when the Job needs the repository only once, run git-sync as a plain init container with --one-time (GITSYNC_ONE_TIME=true) instead; otherwise declare it in initContainers with restartPolicy: Always",
         ordering_remediation: "run a --one-time git-sync init container before it (as Apache Airflow's chart does) so the repository exists before the app starts",
+        // kubernetes/git-sync README (v4 manual): --http-bind (GITSYNC_HTTP_BIND) opens the
+        // endpoint ("If not specified, the HTTP endpoint is not enabled"); --http-metrics
+        // (GITSYNC_HTTP_METRICS) serves /metrics there, a v4 default of false (v3: true).
+        signal: Signal {
+            port: None,
+            path: "/metrics",
+            default_on: Some(false),
+            switch: "flags --http-bind, --http-metrics (env GITSYNC_*)",
+            blindspot: Blindspot::GitSync,
+        },
         ..GENERIC
     },
 ];

@@ -51,6 +51,13 @@ bitflags::bitflags! {
         /// A plain init container that runs while the Pod's traffic is already redirected to a
         /// native mesh proxy declared after it: it has no working network (`init-before-proxy`).
         const NO_NETWORK = 1 << 10;
+        /// A catalog sidecar whose arguments or environment switch its own metrics off
+        /// ([`Blindspot`](crate::catalog::Blindspot)).
+        const METRICS_OFF = 1 << 11;
+        /// A catalog sidecar that serves its metrics on a loopback address only.
+        const METRICS_LOCAL = 1 << 12;
+        /// A catalog sidecar whose arguments or environment switch its health endpoint off.
+        const HEALTH_CHECK_OFF = 1 << 13;
     }
 }
 

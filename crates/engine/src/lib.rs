@@ -52,8 +52,10 @@ mod uid;
 mod version;
 
 pub use alert::{Alert, AlertKey, AlertName, AlertState, Check};
+pub use catalog::signal::{texts as signal_texts, DAPR_ENABLE_METRICS, ISTIO_MERGE_METRICS, VAULT_AGENT_CONFIGMAP};
 pub use catalog::{
-    CatalogEntry, CatalogId, ImageRule, Redirect, CATALOG, GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION,
+    Blindspot, CatalogEntry, CatalogId, ImageRule, Redirect, Signal, CATALOG, GENERIC_JOB_REMEDIATION,
+    GENERIC_NATIVE_REMEDIATION,
 };
 pub use container::{
     is_latest_image, ContainerKind, ContainerResources, ContainerSpec, ContainerState, ContainerStatusView,

@@ -197,3 +197,64 @@ fn times_read_as_go_writes_them_in_json() {
     assert_eq!(running(time(i64::MAX)), r#"{"startedAt":"9999-12-31T23:59:59Z"}"#);
     assert_eq!(running(time(i64::MIN)), r#"{"startedAt":"-9999-01-01T00:00:00Z"}"#);
 }
+
+#[test]
+fn env_and_signal_annotations_read_as_from_json_and_nothing_else_is_handed_on() {
+    use crate::SignalSwitch::{HealthCheck, HttpAddress, Prometheus};
+
+    let huge = "x".repeat(100_000);
+    let env = |name: &str, value: &str| wire::EnvVar { name: name.into(), value: value.into() };
+    let proxy = wire::Container {
+        name: "cloud-sql-proxy".into(),
+        image: "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.1".into(),
+        // The flag wins over CSQL_PROXY_HEALTH_CHECK, as in the proxy.
+        args: vec!["--health-check=false".into()],
+        env: vec![
+            env("CSQL_PROXY_PROMETHEUS", "true"),
+            env("CSQL_PROXY_HEALTH_CHECK", "true"),
+            // valueFrom (no plain value): unknown, so it sets nothing.
+            env("CSQL_PROXY_HTTP_ADDRESS", ""),
+            env("UNRELATED", &huge),
+        ],
+        ..Default::default()
+    };
+    let annotations = [("dapr.io/enable-metrics", "FALSE"), ("unrelated", huge.as_str())]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    let pod = wire::Pod {
+        metadata: Some(wire::ObjectMeta {
+            name: "reports".into(),
+            namespace: "shop".into(),
+            uid: "u1".into(),
+            annotations,
+            ..Default::default()
+        }),
+        spec: Some(wire::PodSpec { containers: vec![proxy], ..Default::default() }),
+        ..Default::default()
+    };
+    let list = wire::PodList { metadata: None, items: vec![Bytes::from(pod.encode_to_vec())] };
+    let body = envelope("PodList", &list);
+    let json = list_to_json(&body).expect("transcodes");
+    assert!(json.len() < 1_000, "{} bytes handed on: {}", json.len(), String::from_utf8_lossy(&json));
+    let from_protobuf = transcoded_list(&body);
+    let LenientPod::Pod(read) = &from_protobuf.items[0] else { panic!("{:?}", from_protobuf.items[0]) };
+    let switches = read.spec.containers[0].signal_switches();
+    assert_eq!([Prometheus, HealthCheck, HttpAddress].map(|s| switches.get(s)), [Some(true), Some(false), None]);
+    assert_eq!(
+        read.metadata.annotations.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(),
+        [("dapr.io/enable-metrics", "FALSE")]
+    );
+
+    let pod_json = serde_json::json!({"metadata": {}, "items": [{
+        "metadata": {"name": "reports", "namespace": "shop", "uid": "u1",
+                     "annotations": {"dapr.io/enable-metrics": "FALSE", "unrelated": huge}},
+        "spec": {"containers": [{"name": "cloud-sql-proxy", "image": "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.1",
+            "args": ["--health-check=false"],
+            "env": [{"name": "CSQL_PROXY_PROMETHEUS", "value": "true"}, {"name": "CSQL_PROXY_HEALTH_CHECK", "value": "true"},
+                    {"name": "CSQL_PROXY_HTTP_ADDRESS", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+                    {"name": "UNRELATED", "value": huge}]}]}
+    }]});
+    // As the watch reads it: from the bytes.
+    let from_json: List = serde_json::from_str(&pod_json.to_string()).expect("the same Pod in JSON");
+    assert_eq!(pods_as_read(&from_protobuf), pods_as_read(&from_json));
+}

@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
+mod env;
 mod status;
+use env::signal_env;
+pub use env::EnvVar;
 pub use status::*;
 
 fn is_empty(text: &str) -> bool {
@@ -170,6 +173,11 @@ pub struct Container {
     #[prost(string, repeated, tag = "4")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// Only the variables that switch a sidecar's own signal are written (see
+    /// [`SignalSwitch::env`](crate::SignalSwitch::env)).
+    #[prost(message, repeated, tag = "7")]
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "signal_env")]
+    pub env: Vec<EnvVar>,
     #[prost(message, repeated, tag = "6")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ContainerPort>,

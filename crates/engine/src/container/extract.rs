@@ -41,7 +41,12 @@ pub(crate) fn container_parts(
     if c.lifecycle.post_start.is_some() {
         flags.insert(SpecFlags::POST_START);
     }
-    let catalog = catalog::CatalogId::recognise(&c.name, c.image.as_deref(), c.command.0 || c.args.0);
+    let catalog =
+        catalog::CatalogId::recognise(&c.name, c.image.as_deref(), c.command.mentions_agent || c.args.mentions_agent);
+    if let Some(id) = catalog {
+        let version = c.image.as_deref().map(image_version);
+        flags |= catalog::signal::spec_flags(id.entry().signal.blindspot, c.signal_switches(), version);
+    }
     if let Some(hook) = c.lifecycle.pre_stop.as_ref().filter(|h| h.can_act()) {
         let command = hook.exec.as_ref().map(|e| e.command.as_slice()).unwrap_or_default();
         if !catalog.is_some_and(|id| id.entry().is_drain_hook(command)) {

@@ -2,7 +2,7 @@
 
 use super::{Ctx, SPRAWL_THRESHOLD};
 use crate::alert::{AlertName, Check};
-use crate::catalog::{GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
+use crate::catalog::{signal, GENERIC_JOB_REMEDIATION, GENERIC_NATIVE_REMEDIATION};
 use crate::pod::{ContainerKind, ContainerView, SpecFlags};
 use crate::sidecar_matcher::{Identified, SidecarType};
 use crate::stamp::Stamp;
@@ -88,6 +88,13 @@ pub(super) fn misconfiguration(
             sidecar.name
         );
         report(ctx, severity, &sidecar.name, Check::MainProbeOnSidecar, message);
+    }
+    if let Some(id) = sidecar.catalog {
+        let annotations = ctx.pod.injection_annotations().clone();
+        for (check, text) in signal::failed_checks(id.entry().signal.blindspot, flags, &annotations) {
+            let message = format!("Sidecar {} in Pod {} {text}", sidecar.name, ctx.pod.key());
+            report(ctx, severity, &sidecar.name, check, message);
+        }
     }
     if how.kind == SidecarType::Native {
         init_before_proxy(ctx, severity, index, sidecar);

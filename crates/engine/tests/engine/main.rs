@@ -5,7 +5,7 @@
 //!
 //! All of them pure, no cluster and no process: every rule and its boundaries on Pod views
 //! built in code (`rules`), the seed scenarios (`scenarios`), Pods as Kubernetes 1.33-1.37
-//! runs them (`kubelet`), what the engine reads from a Pod's spec (`spec`), and properties of
+//! runs them (`kubelet`), what the engine reads from a Pod's spec (`spec`), the sidecars' own signals switched off (`signals`), and properties of
 //! `evaluate` over arbitrary views, histories and policies (`properties`).
 //!
 //! Support: the test kit, `sidecar_watch_testkit` (its `scenario` module: the seed scenarios;
@@ -17,4 +17,5 @@ mod kubelet;
 mod properties;
 mod rules;
 mod scenarios;
+mod signals;
 mod spec;

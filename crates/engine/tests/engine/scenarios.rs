@@ -255,13 +255,15 @@ fn k_every_misconfiguration_check() {
             misconfigured("metrics-sidecar", Check::LegacySidecar),
             misconfigured("metrics-sidecar", Check::LatestImage),
             misconfigured("vault-agent", Check::NoResources),
+            // No vault.hashicorp.com/agent-telemetry-* annotation: the agent exports nothing.
+            misconfigured("vault-agent", Check::MetricsDisabled),
         ],
         None,
     );
     let evaluation = evaluate_fixture(Scenario::MisconfiguredSidecars, &builtin());
     let checks: std::collections::BTreeSet<&str> =
         evaluation.alerts.iter().filter_map(|a| a.check).map(Check::as_str).collect();
-    assert_eq!(checks.len(), 7, "all seven checks: {checks:?}");
+    assert_eq!(checks.len(), 8, "all eight checks: {checks:?}");
     let sprawl = &evaluation.alerts[0];
     assert!(sprawl.message.contains("5 sidecars"), "{}", sprawl.message);
 }
