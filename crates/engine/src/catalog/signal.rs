@@ -74,7 +74,7 @@ pub(crate) fn spec_flags(blindspot: Blindspot, switches: Switches, version: Opti
 }
 
 /// The checks a sidecar fails, given its spec flags and the Pod's kept annotations: each with
-/// what the message says after "Sidecar <name> in Pod <key> ".
+/// what the message says after `"Sidecar <name> in Pod <key> "`.
 pub(crate) fn failed_checks(
     blindspot: Blindspot,
     flags: SpecFlags,
