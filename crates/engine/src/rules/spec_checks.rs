@@ -90,8 +90,8 @@ pub(super) fn misconfiguration(
         report(ctx, severity, &sidecar.name, Check::MainProbeOnSidecar, message);
     }
     if let Some(id) = sidecar.catalog {
-        let annotations = ctx.pod.injection_annotations().clone();
-        for (check, text) in signal::failed_checks(id.entry().signal.blindspot, flags, &annotations) {
+        let failed = signal::failed_checks(id.entry().signal.blindspot, flags, ctx.pod.injection_annotations());
+        for (check, text) in failed {
             let message = format!("Sidecar {} in Pod {} {text}", sidecar.name, ctx.pod.key());
             report(ctx, severity, &sidecar.name, check, message);
         }
