@@ -53,7 +53,8 @@ fn index() -> Index {
 /// UIDs that put each Pod in a segment of its own.
 const UIDS: [&str; 4] = ["uid-a", "uid-b", "uid-c", "uid-d"];
 
-fn render(index: &Index, options: &RenderOptions) -> String {
+/// The whole `/metrics` text of `index` (the other metrics tests use it too).
+pub(crate) fn render(index: &Index, options: &RenderOptions) -> String {
     let mut text = String::new();
     render_index(index, options, |chunk| {
         text.push_str(&chunk);

@@ -6,22 +6,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::metrics_text::render;
 use serde_json::json;
 use sidecar_watch::api::{PolicySpec, SlimPod};
 use sidecar_watch::engine::{CompiledPolicy, NamespaceMeta, PodUid, PodView, PolicyRef};
 use sidecar_watch::index::{Index, PolicyEntry};
-use sidecar_watch::metrics::{render_index, NamespaceLabels, RenderOptions};
+use sidecar_watch::metrics::{NamespaceLabels, RenderOptions};
 use sidecar_watch_testkit::engine::now;
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
-
-fn render(index: &Index, options: &RenderOptions) -> String {
-    let mut text = String::new();
-    render_index(index, options, |chunk| {
-        text.push_str(&chunk);
-        true
-    });
-    text
-}
 
 fn lines<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
     let prefix = format!("{family}{{");
