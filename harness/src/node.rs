@@ -30,7 +30,7 @@ pub const BUSYBOX_IMAGE: &str = "sidecar-watch.test/busybox:1";
 /// The operator's image as `harness/node/images.sh` names it.
 pub const OPERATOR_IMAGE: &str = "sidecar-watch.test/sidecar-watch:dev";
 /// Environment variable naming the operator binary put in its image (default: the one the
-/// test names, see [`Node::shared`]); `scripts/test` sets the release build.
+/// test names, see [`Node::shared`]); `scripts/version-matrix` sets the release build.
 pub const OPERATOR_BINARY_ENV: &str = "E2E_OPERATOR_IMAGE_BIN";
 /// Another build of the control-plane binary (`harness/control-plane/build.sh
 /// --kubernetes-version VERSION`) whose kubelet runs the node: `cluster up --kubelet-bin`.

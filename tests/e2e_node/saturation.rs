@@ -62,13 +62,17 @@ fn config(dir: &Path, token: &Path, kubelet: &str, operators: &[String]) -> Stri
     let groups = [windows];
     let rules = dir.join("saturation-rules.yaml");
     std::fs::write(&rules, serde_norway::to_string(&json!({"groups": groups})).expect("YAML")).expect("rule file");
+    // The kubelet answers /metrics/cadvisor in over a second when the node suite's other tests
+    // load the node (1.03 s seen at six at once), and cAdvisor refreshes its figures only every
+    // 10-15 s anyway: every 5 s, with as long to answer.
     let auth =
         format!("authorization: {{credentials_file: {token:?}}}\n    tls_config: {{insecure_skip_verify: true}}");
     format!(
         "global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}}\n\
          rule_files: [{rules:?}]\n\
          scrape_configs:\n\
-         \x20 - job_name: kubelet-cadvisor\n    scheme: https\n    metrics_path: /metrics/cadvisor\n    {auth}\n    \
+         \x20 - job_name: kubelet-cadvisor\n    scrape_interval: 5s\n    scrape_timeout: 5s\n    \
+         scheme: https\n    metrics_path: /metrics/cadvisor\n    {auth}\n    \
          static_configs: [{{targets: [{kubelet:?}]}}]\n\
          \x20 - job_name: sidecar-watch\n    scheme: https\n    {auth}\n    \
          static_configs: [{{targets: {operators:?}}}]\n"

@@ -23,6 +23,12 @@ use crate::support::*;
 const POLICIES: usize = 100;
 const PODS: usize = 300;
 const EDITS_PER_SECOND: u64 = 20;
+/// How late the other namespace's Warning may come. Not a latency target (the benchmark's
+/// p99 is milliseconds: docs/benchmarks.md, "300 policies edited"), but the line between
+/// taking turns with the tenant and queueing behind the up to 160 edits of the flood's first
+/// 8 s; a debug build on 2 cores shared with another test came 7.2 s late once (CI,
+/// 2026-11-27), so a bound of 2 s failed without any queueing.
+const NOT_QUEUED_BEHIND_THE_FLOOD: Duration = Duration::from_secs(15);
 
 fn tenant_policy(namespace: &str, i: usize) -> DynamicObject {
     serde_json::from_value(json!({
@@ -49,10 +55,10 @@ async fn edit_policies(api: Api<DynamicObject>, stop: Arc<AtomicBool>, edits: Ar
     }
 }
 
-/// A tenant with 100 policies over 300 Pods edits them at 20 edits/s; meanwhile a sidecar
-/// in another namespace starts crash-looping (its `for` is 1 s): the Warning comes within
-/// 2 s of firing, and the tenant's edits are all applied (each policy's status catches up
-/// with its generation).
+/// A tenant with 100 policies over 300 Pods edits them at 20 edits/s; 8 s into the flood a
+/// sidecar in another namespace starts crash-looping (its `for` is 1 s): the Warning comes
+/// while the flood goes on, within [`NOT_QUEUED_BEHIND_THE_FLOOD`] of firing, and the
+/// tenant's edits are all applied (each policy's status catches up with its generation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_editing_its_policies_does_not_delay_another_namespace() {
     let c = Cluster::start("pflood").await;
@@ -91,8 +97,9 @@ async fn a_tenant_editing_its_policies_does_not_delay_another_namespace() {
     let (stop, edits) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let editor = tokio::spawn(edit_policies(policies.clone(), stop.clone(), edits.clone()));
     let flood_start = Instant::now();
-    // Long enough for a backlog to build where there is one.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Long enough for a backlog to build where there is one: 160 edits, each far longer than
+    // the 50 ms between two where every policy of the namespace is evaluated again.
+    tokio::time::sleep(Duration::from_secs(8)).await;
 
     let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
     drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
@@ -111,7 +118,7 @@ async fn a_tenant_editing_its_policies_does_not_delay_another_namespace() {
     let (edited, secs) = (edits.load(Ordering::Relaxed), flood_start.elapsed().as_secs_f64());
     let late = warned_at.saturating_duration_since(fires_at);
     assert!(
-        late <= Duration::from_secs(2),
+        late <= NOT_QUEUED_BEHIND_THE_FLOOD,
         "the shop Warning came {late:?} after firing, during {edited} edits in {secs:.1} s"
     );
     assert!(edited as f64 >= 0.8 * EDITS_PER_SECOND as f64 * secs.min(4.0), "only {edited} edits in {secs:.1} s");

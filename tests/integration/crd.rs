@@ -1,19 +1,30 @@
-//! The CRDs in `crds/` are exactly what `sidecar-watch crd` prints, and structural.
+//! The generated files in the repository are exactly what the commands print: the CRDs in
+//! `crds/` (`sidecar-watch crd`, and structural) and the admission policies in
+//! `config/components/admission-policies/` (`sidecar-watch admission-policy`).
 
 use serde_json::Value;
+use sidecar_watch::admission::BindingOptions;
 use sidecar_watch::api::crd_files;
+
+/// Each of `files` (name, content) equals `dir/name`; else names the command that renews them.
+fn assert_directory_holds(dir: &str, files: Vec<(String, String)>, renew: &str) {
+    for (name, content) in files {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(&name);
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(on_disk == content, "{} is out of date: run `{renew}` and commit the result", path.display());
+    }
+}
 
 #[test]
 fn crds_directory_matches_generated_output() {
-    for (name, yaml) in crd_files().expect("CRDs render") {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds").join(&name);
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            on_disk == yaml,
-            "{} is out of date: run `cargo run -- crd --out-dir crds` and commit the result",
-            path.display()
-        );
-    }
+    assert_directory_holds("crds", crd_files().expect("CRDs render"), "cargo run -- crd --out-dir crds");
+}
+
+#[test]
+fn admission_policy_files_match_generated_output() {
+    let dir = "config/components/admission-policies";
+    let files = sidecar_watch::admission::files(&BindingOptions::default()).expect("the policies render");
+    assert_directory_holds(dir, files, &format!("cargo run -- admission-policy --out-dir {dir}"));
 }
 
 /// Checks the rules of a structural schema that can be checked offline
