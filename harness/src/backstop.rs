@@ -101,6 +101,13 @@ pub struct Backstop {
 }
 
 impl Backstop {
+    /// No bound at all: for a benchmark, which is not a test and may run for as long as its
+    /// largest step needs.
+    pub fn disarmed() -> Self {
+        let (disarm, _armed) = mpsc::channel::<()>();
+        Self { _disarm: disarm }
+    }
+
     /// Arms a bound of `bound` on test `test` (see [`test_name`]), showing `logs` if it fires.
     pub fn arm(test: String, bound: Duration, logs: Logs) -> Self {
         let (disarm, armed) = mpsc::channel::<()>();
@@ -165,6 +172,31 @@ mod tests {
         logs.add("operator a (port 1)", || "the operator's last words".to_string());
         let _backstop = Backstop::arm(test_name(), Duration::from_millis(300), logs);
         std::thread::sleep(Duration::from_secs(60));
+    }
+
+    #[test]
+    fn child_outlives_a_lifted_backstop() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        // As TestEnv::disarm_backstop replaces the one its environment armed.
+        let mut env = (Backstop::arm(test_name(), Duration::from_millis(300), Logs::default()),);
+        env.0 = Backstop::disarmed();
+        std::thread::sleep(Duration::from_secs(1));
+        drop(env);
+    }
+
+    #[test]
+    fn a_lifted_bound_lets_a_benchmark_run_past_it() {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "backstop::tests::child_outlives_a_lifted_backstop", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .expect("the test binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("backstop:"), "{stderr}");
     }
 
     #[test]
