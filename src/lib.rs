@@ -16,7 +16,7 @@ pub mod admission;
 pub mod audit;
 pub mod controller;
 pub mod events;
-pub(crate) mod failed_create;
+pub(crate) mod injection_failure;
 pub mod fair_queue;
 pub mod kubeconfig;
 pub mod leadership;

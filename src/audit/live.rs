@@ -19,7 +19,7 @@ use super::workload_alerts::times_only;
 use super::{AuditArgs, AuditError, Audited, Inventory};
 use crate::api::{ClusterSidecarPolicy, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner, NamespaceMeta, PodView};
-use crate::failed_create::{read_involved, sidecar_failure, Involved};
+use crate::injection_failure::{read_involved, sidecar_failure, Involved};
 use crate::paging::for_each_page;
 
 /// The Pods (and namespace labels) of the cluster, and its valid policies (none when the
@@ -74,7 +74,7 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
 
 /// The `FailedCreate` Events, listed with a field selector on the reason (never every
 /// Event), and the object each that names a sidecar's cause is about, read once as the
-/// operator reads it ([`crate::failed_create`]). What cannot be read is said and not reported.
+/// operator reads it ([`crate::injection_failure`]). What cannot be read is said and not reported.
 async fn failed_creates(client: &Client, namespace: Option<&str>, inventory: &mut Inventory) {
     let events: Api<Event> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),

@@ -1,6 +1,6 @@
 //! The alerts on workloads, `SidecarInjectionFailed` and `RolloutBlockedBySidecar`, computed
 //! by the operator's own code: the audit's policies, namespaces, the conditions of the
-//! `FailedCreate` Events it read (through [`crate::failed_create`], as the operator reads
+//! `FailedCreate` Events it read (through [`crate::injection_failure`], as the operator reads
 //! them) and the Pods that matter are given to an [`Index`] at the audit's instant, which
 //! judges the rollouts and evaluates the alerts exactly as the operator would.
 //!
@@ -20,11 +20,11 @@ use super::{Finding, Inventory};
 use crate::engine::{
     revision_label, AlertState, CompiledPolicy, IdentifiedBy, InjectionFailure, PodView, BLOCKING, DEFAULT_MAX_SIDECARS,
 };
-use crate::failed_create::{condition_of, Involved, ReadObject};
+use crate::injection_failure::{condition_of, Involved, ReadObject};
 use crate::index::{CreateFailures, Index, IndexResource, PolicyEntry, WorkloadId};
 
 /// Events kept at most, as the operator remembers at most this many
-/// ([`crate::controller::failed_create`]); the rest are counted and said.
+/// ([`crate::controller::failed_create_watch`]); the rest are counted and said.
 const MAX_EVENTS: usize = 20_000;
 
 /// The `FailedCreate` Events of the input that name a sidecar's cause, and the objects such
@@ -119,7 +119,7 @@ pub(super) fn findings(
     }
     // An Event whose object is not in the input is not reported: the operator reads the
     // object, and believes the Event only if it exists with the UID the Event names and
-    // still needs Pods (`failed_create::needs_pods`).
+    // still needs Pods (`injection_failure::needs_pods`).
     let conditions: Vec<_> = failures
         .events
         .iter()

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use crate::api::{clip, is_injection_annotation, kept_annotation_key, SlimPod};
 use crate::engine::{cronjob_concurrency, InjectionFailure, Interner, NamespaceMeta, PodView};
-use crate::failed_create::{api_of, read_object, sidecar_failure, Involved, ReadObject};
+use crate::injection_failure::{api_of, read_object, sidecar_failure, Involved, ReadObject};
 
 /// One object of the input, decoded.
 pub(super) enum Decoded {

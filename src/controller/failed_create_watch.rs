@@ -4,7 +4,7 @@
 //!
 //! An Event is a tenant's input: anyone who may create Events can write one. So an Event is
 //! only believed about an object of its own namespace that exists with the UID it names,
-//! and only the few whose message names a sidecar's cause ([`crate::failed_create`], by
+//! and only the few whose message names a sidecar's cause ([`crate::injection_failure`], by
 //! [`crate::engine::classify_failed_create`]) are kept; everything else is dropped at once.
 //! The watch loop only classifies: the objects are read by one bounded reader, fair per
 //! namespace ([`reader`]). What a read found is kept per object (its UID included) and
@@ -12,7 +12,7 @@
 //! the same object one read per [`RECHECK`] at most.
 //!
 //! The failure ends with the object that failed, not with whatever Pod appears: once the
-//! object no longer needs Pods it cannot create ([`crate::failed_create::needs_pods`]: its
+//! object no longer needs Pods it cannot create ([`crate::injection_failure::needs_pods`]: its
 //! replicas created, scaled to zero as after `rollout undo`, a Job finished) or is gone (or
 //! made again, with another UID), the condition is cleared, though its Events still exist.
 //! An Event about it is believed again only for a failure after that clear, and the `for`
@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use super::queue::{Change, Op};
 use crate::engine::InjectionFailure;
 // The pure part, shared with `audit` so that both read an Event alike.
-use crate::failed_create::{condition_of, event_times, sidecar_failure, Involved, ReadObject};
+use crate::injection_failure::{condition_of, event_times, sidecar_failure, Involved, ReadObject};
 use crate::fair_queue::FairQueue;
 use crate::index::shard::Shard;
 use crate::index::{Condition, CreateFailures, WorkloadId};

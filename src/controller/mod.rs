@@ -5,7 +5,7 @@
 //! the election. This module starts them with the Event publisher and the HTTP server,
 //! around one [role](crate::leadership) signal.
 
-pub(crate) mod failed_create;
+pub(crate) mod failed_create_watch;
 mod initial_list;
 mod leader;
 mod pod_protobuf;

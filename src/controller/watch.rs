@@ -18,7 +18,7 @@ use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::failed_create;
+use super::failed_create_watch;
 use super::initial_list::{self, Plan, Size};
 use super::queue::{Change, Op};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
@@ -84,7 +84,7 @@ pub(crate) fn spawn_watchers(
             policy_deleted(false),
         )));
         let (shard, source) = (scope.shard, source());
-        tasks.push(tokio::spawn(failed_create::watch(
+        tasks.push(tokio::spawn(failed_create_watch::watch(
             client.clone(),
             namespace,
             shard,

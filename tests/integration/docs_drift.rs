@@ -272,3 +272,43 @@ fn the_signal_table_in_the_policies_guide_is_the_catalogs() {
         "docs/policies.md's table under \"{heading}\" differs from the catalog; replace it with:\n\n{expected}"
     );
 }
+
+/// docs/architecture.md's "The engine, file by file" table names every module of the engine
+/// crate (a file `NAME.rs`, or a directory `NAME/` without one) and only those.
+#[test]
+fn the_engine_table_in_the_architecture_guide_is_the_engines_modules() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/architecture.md")).expect("the guide");
+    let table = guide
+        .lines()
+        .skip_while(|l| *l != "## The engine, file by file")
+        .skip_while(|l| !l.starts_with("| file |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'));
+    let documented: BTreeSet<String> = table
+        .flat_map(|row| {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            first.split(',').map(|name| name.trim().trim_matches('`').to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    let src = root.join("crates/engine/src");
+    let modules: BTreeSet<String> = std::fs::read_dir(&src)
+        .expect("the engine's sources")
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match entry.path().is_dir() {
+                true if !src.join(format!("{name}.rs")).exists() => Some(format!("{name}/")),
+                true => None,
+                false if name.ends_with(".rs") && name != "lib.rs" => Some(name),
+                false => None,
+            }
+        })
+        .collect();
+    let missing: Vec<&String> = modules.difference(&documented).collect();
+    let stale: Vec<&String> = documented.difference(&modules).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "docs/architecture.md's engine table lacks {missing:?} and names what crates/engine/src does not have: {stale:?}"
+    );
+}

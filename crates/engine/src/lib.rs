@@ -31,7 +31,7 @@ mod alert;
 mod catalog;
 mod container;
 mod exit_rules;
-mod failed_create;
+mod failed_create_message;
 mod history;
 mod injection;
 mod interner;
@@ -62,7 +62,7 @@ pub use container::{
     ContainerView, ResourceAmounts, SpecFlags, Termination,
 };
 pub use exit_rules::ExitVerdict;
-pub use failed_create::{classify_failed_create, InjectionCause, InjectionFailure, FAILED_CREATE_READ_LIMIT};
+pub use failed_create_message::{classify_failed_create, InjectionCause, InjectionFailure, FAILED_CREATE_READ_LIMIT};
 pub use history::{ContainerHistory, HistoryMarks, PodHistory, MAX_RECORDED_RESTARTS};
 pub use injection::{Inject, Injector, Marker, NamespaceMeta, OptOut, Place, INJECTORS};
 pub use interner::Interner;

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
-use crate::failed_create::{read_involved, Involved, ReadObject};
+use crate::injection_failure::{read_involved, Involved, ReadObject};
 use crate::fair_queue::{Fair, FairQueue, Rank};
 use crate::metrics::Metrics;
 

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
 use crate::engine::ContainerKind;
-use crate::failed_create::declared;
+use crate::injection_failure::declared;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
