@@ -20,8 +20,8 @@ use super::{Finding, Inventory};
 use crate::engine::{
     revision_label, AlertState, CompiledPolicy, IdentifiedBy, InjectionFailure, PodView, BLOCKING, DEFAULT_MAX_SIDECARS,
 };
-use crate::injection_failure::{condition_of, Involved, ReadObject};
 use crate::index::{CreateFailures, Index, IndexResource, PolicyEntry, WorkloadId};
+use crate::injection_failure::{condition_of, Involved, ReadObject};
 
 /// Events kept at most, as the operator remembers at most this many
 /// ([`crate::controller::failed_create_watch`]); the rest are counted and said.

@@ -18,8 +18,8 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
-use crate::injection_failure::{read_involved, Involved, ReadObject};
 use crate::fair_queue::{Fair, FairQueue, Rank};
+use crate::injection_failure::{read_involved, Involved, ReadObject};
 use crate::metrics::Metrics;
 
 /// Reads running at once, over every namespace.
