@@ -90,27 +90,34 @@ pub(crate) async fn watch(
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let now = Timestamp::now();
-        let mut ops = tokio::select! {
+        let step = tokio::select! {
             event = stream.next() => match event {
                 None => return,
-                Some(Ok(watcher::Event::Init)) => {
-                    known.relisting = Some(HashSet::new());
-                    continue;
-                }
-                Some(Ok(watcher::Event::InitApply(event) | watcher::Event::Apply(event))) => {
-                    known.applied(&event, &metrics, now)
-                }
-                Some(Ok(watcher::Event::Delete(event))) => known.deleted(&event, now),
-                Some(Ok(watcher::Event::InitDone)) => known.relisted(&namespace, source, now),
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "FailedCreate Events watch failed; retrying");
-                    metrics.watch_restarts.inc();
-                    continue;
-                }
+                Some(event) => Step::Watched(event),
             },
-            Some(read) = reads.recv() => known.read(read, now),
-            _ = recheck.tick() => {
+            Some(read) = reads.recv() => Step::Read(read),
+            _ = recheck.tick() => Step::Recheck,
+        };
+        // Taken once the step is here, not before the wait for it: a time from before the
+        // wait would start a new failure's `for` clock up to one RECHECK early.
+        let now = Timestamp::now();
+        let mut ops = match step {
+            Step::Watched(Ok(watcher::Event::Init)) => {
+                known.relisting = Some(HashSet::new());
+                continue;
+            }
+            Step::Watched(Ok(watcher::Event::InitApply(event) | watcher::Event::Apply(event))) => {
+                known.applied(&event, &metrics, now)
+            }
+            Step::Watched(Ok(watcher::Event::Delete(event))) => known.deleted(&event, now),
+            Step::Watched(Ok(watcher::Event::InitDone)) => known.relisted(&namespace, source, now),
+            Step::Watched(Err(e)) => {
+                tracing::debug!(error = %e, "FailedCreate Events watch failed; retrying");
+                metrics.watch_restarts.inc();
+                continue;
+            }
+            Step::Read(read) => known.read(read, now),
+            Step::Recheck => {
                 known.recheck();
                 Vec::new()
             }
@@ -127,6 +134,14 @@ pub(crate) async fn watch(
             }
         }
     }
+}
+
+/// What woke the watch loop.
+#[expect(clippy::large_enum_variant, reason = "one at a time, on the loop's stack, never stored")]
+enum Step {
+    Watched(Result<watcher::Event<Event>, watcher::Error>),
+    Read(Read),
+    Recheck,
 }
 
 /// One Event believed to tell of a sidecar's failure.
@@ -266,7 +281,8 @@ impl Known {
         match read.object {
             Ok(Some(state)) => {
                 if !state.needs_pods {
-                    object.cleared_at = Some(now);
+                    // As of the read, not of its answer: a failure in between is after it.
+                    object.cleared_at = Some(read.sent_at.min(now));
                 }
                 object.read = Some(state);
             }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use kube::Client;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
@@ -70,6 +71,8 @@ impl Fair for Request {
 pub(super) struct Read {
     /// The object asked for.
     pub(super) involved: Involved,
+    /// When the answered request was sent: what it found was so at least since then.
+    pub(super) sent_at: Timestamp,
     /// What was read.
     pub(super) object: Result<Option<ReadObject>, ()>,
 }
@@ -115,8 +118,8 @@ impl Reader {
 
 /// How a spawned piece of work ended.
 enum Finished {
-    /// A read attempt, with its result (`Err`: failed or timed out).
-    Attempt(Request, Result<Option<ReadObject>, ()>),
+    /// A read attempt, when it was sent, and its result (`Err`: failed or timed out).
+    Attempt(Request, Timestamp, Result<Option<ReadObject>, ()>),
     /// A retry's wait is over.
     Retry(Request),
 }
@@ -148,13 +151,13 @@ impl Task {
                     if let Some(dropped) = dropped {
                         self.metrics.limited.with_label_values(&[LIMIT]).inc();
                         // Reported failed: the next re-read round asks again.
-                        let read = Read { involved: dropped.involved, object: Err(()) };
+                        let read = Read { involved: dropped.involved, sent_at: Timestamp::now(), object: Err(()) };
                         if self.results.send(read).await.is_err() {
                             return;
                         }
                     }
                 }
-                Finished::Attempt(mut request, object) => {
+                Finished::Attempt(mut request, sent_at, object) => {
                     self.running -= 1;
                     if let Some(n) = self.in_flight.get_mut(&request.involved.namespace) {
                         *n -= 1;
@@ -174,7 +177,7 @@ impl Task {
                             continue;
                         }
                     }
-                    if self.results.send(Read { involved: request.involved, object }).await.is_err() {
+                    if self.results.send(Read { involved: request.involved, sent_at, object }).await.is_err() {
                         return;
                     }
                 }
@@ -192,6 +195,7 @@ impl Task {
             self.running += 1;
             let client = self.client.clone();
             self.tasks.spawn(async move {
+                let sent_at = Timestamp::now();
                 let object = match tokio::time::timeout(READ_TIMEOUT, read_involved(&client, &request.involved)).await
                 {
                     Ok(Ok(object)) => Ok(object),
@@ -201,7 +205,7 @@ impl Task {
                     }
                     Err(_) => Err(()),
                 };
-                Finished::Attempt(request, object)
+                Finished::Attempt(request, sent_at, object)
             });
         }
     }

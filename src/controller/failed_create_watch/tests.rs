@@ -100,8 +100,8 @@ fn rs() -> Involved {
     Involved { namespace: "shop".into(), kind: "ReplicaSet".into(), name: "web-7d9f8c6b5".into(), uid: "rs-uid".into() }
 }
 
-/// What a read of the ReplicaSet finds: Deployment web, needing Pods or not.
-fn state(needs_pods: bool) -> Read {
+/// What a read of the ReplicaSet sent at `sent_at` finds: Deployment web, needing Pods or not.
+fn state(needs_pods: bool, sent_at: &str) -> Read {
     let object = ReadObject {
         workload: web(),
         uid: "deploy-uid".into(),
@@ -109,7 +109,7 @@ fn state(needs_pods: bool) -> Read {
         declared: Vec::new(),
         needs_pods,
     };
-    Read { involved: rs(), object: Ok(Some(object)) }
+    Read { involved: rs(), sent_at: at(sent_at), object: Ok(Some(object)) }
 }
 
 fn at(t: &str) -> Timestamp {
@@ -144,7 +144,7 @@ fn a_new_count_or_time_makes_no_read() {
     let e1 = event("e1", "shop", "shop", UNREACHABLE);
     assert!(known.applied(&e1, &metrics, now).is_empty(), "nothing believed before its object is read");
     assert_eq!(std::mem::take(&mut known.to_read), [Request::new(rs(), false)]);
-    let ops = known.read(state(true), now);
+    let ops = known.read(state(true, "2026-01-01T10:02:00Z"), now);
     assert_eq!(applied(&ops), [("Deployment/web".to_string(), at("2026-01-01T10:00:00Z"))]);
     let ops = known.applied(&again(e1, "2026-01-01T10:01:30Z"), &metrics, now);
     assert!(ops.is_empty() && known.to_read.is_empty(), "{ops:?}");
@@ -162,11 +162,11 @@ fn the_object_that_failed_resolves_it_and_a_new_failure_starts_the_clock_again()
     let e1 = event("e1", "shop", "shop", UNREACHABLE);
     known.applied(&e1, &metrics, at("2026-01-01T10:02:00Z"));
     known.to_read.clear();
-    assert_eq!(applied(&known.read(state(true), at("2026-01-01T10:02:00Z"))).len(), 1);
+    assert_eq!(applied(&known.read(state(true, "2026-01-01T10:02:00Z"), at("2026-01-01T10:02:00Z"))).len(), 1);
     // The round re-reads it: scaled to zero.
     known.recheck();
     assert_eq!(std::mem::take(&mut known.to_read), [Request::new(rs(), true)]);
-    assert!(deleted(&known.read(state(false), at("2026-01-01T10:03:00Z"))));
+    assert!(deleted(&known.read(state(false, "2026-01-01T10:03:00Z"), at("2026-01-01T10:03:00Z"))));
     // Listed again (a relist), or updated with a failure before the clear: not believed.
     assert!(known.applied(&e1, &metrics, at("2026-01-01T10:04:00Z")).is_empty());
     let e1 = again(e1, "2026-01-01T10:02:59Z");
@@ -177,7 +177,10 @@ fn the_object_that_failed_resolves_it_and_a_new_failure_starts_the_clock_again()
     let ops = known.applied(&again(e1, "2026-01-01T10:05:00Z"), &metrics, at("2026-01-01T10:05:01Z"));
     assert_eq!(applied(&ops), [("Deployment/web".to_string(), at("2026-01-01T10:05:00Z"))]);
     // Gone (or made again with another UID): resolved, never believed again.
-    let ops = known.read(Read { involved: rs(), object: Ok(None) }, at("2026-01-01T10:06:00Z"));
+    let ops = known.read(
+        Read { involved: rs(), sent_at: at("2026-01-01T10:06:00Z"), object: Ok(None) },
+        at("2026-01-01T10:06:00Z"),
+    );
     assert!(deleted(&ops));
     let ops = known.applied(
         &again(event("e1", "shop", "shop", UNREACHABLE), "2026-01-01T10:07:00Z"),
@@ -207,9 +210,9 @@ fn events_are_capped_per_namespace() {
     for i in 0..MAX_EVENTS_PER_NAMESPACE {
         let mut flood = rs();
         (flood.namespace, flood.name) = ("flood".into(), format!("rs-{i}"));
-        known.read(Read { involved: flood, object: Err(()) }, now);
+        known.read(Read { involved: flood, sent_at: now, object: Err(()) }, now);
     }
-    known.read(Read { involved: rs(), object: Err(()) }, now);
+    known.read(Read { involved: rs(), sent_at: now, object: Err(()) }, now);
     known.to_read.clear();
     known.recheck();
     assert_eq!(known.to_read.len(), RECHECK_READS);
@@ -223,7 +226,7 @@ fn a_workload_is_forgotten_with_its_last_event() {
     let (mut known, metrics, now) = (Known::new(Shard::default()), Metrics::new(), at("2026-01-01T10:02:00Z"));
     known.applied(&event("e1", "shop", "shop", UNREACHABLE), &metrics, now);
     known.applied(&event("e2", "shop", "shop", UNREACHABLE), &metrics, now);
-    assert_eq!(applied(&known.read(state(true), now)).len(), 1);
+    assert_eq!(applied(&known.read(state(true, "2026-01-01T10:02:00Z"), now)).len(), 1);
     assert!(known.deleted(&event("e1", "shop", "shop", UNREACHABLE), now).is_empty(), "e2 still tells of it");
     assert!(deleted(&known.deleted(&event("e2", "shop", "shop", UNREACHABLE), now)));
     assert!(known.deleted(&event("e3", "shop", "shop", UNREACHABLE), now).is_empty(), "never known");
@@ -243,7 +246,7 @@ fn a_relist_is_held_until_the_objects_it_names_are_read() {
     known.applied(&event("e1", "shop", "shop", UNREACHABLE), &metrics, now);
     assert!(known.relisted(&Some("shop".into()), 4, now).is_empty(), "the object is not read yet");
     assert!(known.release_relist().is_empty());
-    let mut ops = known.read(state(true), now);
+    let mut ops = known.read(state(true, "2026-01-01T10:02:00Z"), now);
     ops.extend(known.release_relist());
     assert_eq!(applied(&ops).len(), 1);
     assert!(
@@ -251,4 +254,67 @@ fn a_relist_is_held_until_the_objects_it_names_are_read() {
         "the relist follows the condition it saw"
     );
     assert!(known.release_relist().is_empty(), "released once");
+}
+
+/// A read answered after its request finds the object needing no Pods: a failure between
+/// the request and the answer is after the clear, so it is believed, since its own time.
+#[test]
+fn a_clear_counts_from_when_the_read_was_sent() {
+    let (mut known, metrics) = (Known::new(Shard::default()), Metrics::new());
+    let e1 = event("e1", "shop", "shop", UNREACHABLE);
+    known.applied(&e1, &metrics, at("2026-01-01T10:02:00Z"));
+    known.read(state(true, "2026-01-01T10:02:00Z"), at("2026-01-01T10:02:00Z"));
+    assert!(deleted(&known.read(state(false, "2026-01-01T10:03:00Z"), at("2026-01-01T10:03:08Z"))));
+    let ops = known.applied(&again(e1, "2026-01-01T10:03:05Z"), &metrics, at("2026-01-01T10:03:09Z"));
+    assert_eq!(applied(&ops), [("Deployment/web".to_string(), at("2026-01-01T10:03:05Z"))]);
+}
+
+/// The watch loop against the in-process API, in real time (the clock the Events' times are
+/// compared with is the wall clock): an Event about an object read recently, updated after
+/// the loop sat idle, starts its `for` clock at its own time, not at when the loop last woke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_a_quiet_spell_starts_its_clock_at_its_own_time() {
+    let (client, mut server) = crate::test_api::client();
+    let (tx, mut changes) = mpsc::channel(16);
+    tokio::spawn(watch(client, Some("shop".into()), Shard::default(), 0, tx, Metrics::new()));
+    let events = "/api/v1/namespaces/shop/events";
+    let list = server.next().await;
+    assert_eq!(list.parts.uri.path(), events);
+    list.respond_json(
+        200,
+        &serde_json::json!({"kind": "EventList", "apiVersion": "v1",
+        "metadata": {"resourceVersion": "1"}, "items": []}),
+    );
+    let watch_call = server.next().await;
+    assert_eq!(watch_call.parts.uri.path(), events);
+    let stream = watch_call.respond_stream(200, "application/json");
+    let send = |kind: &str, event: &Event| {
+        let mut line = serde_json::to_vec(&serde_json::json!({"type": kind, "object": event})).expect("JSON");
+        line.push(b'\n');
+        stream.unbounded_send(Ok(line.into())).expect("the watch is open");
+    };
+    assert!(matches!(changes.recv().await, Some(Change::CreateFailure(Op::Relisted { .. }))));
+    // An old failure of a ReplicaSet since scaled to zero (`rollout undo`): not believed.
+    let mut failed = event("e1", "shop", "shop", UNREACHABLE);
+    failed.metadata.resource_version = Some("2".into());
+    send("ADDED", &failed);
+    let read = server.next().await;
+    assert_eq!(read.parts.uri.path(), "/apis/apps/v1/namespaces/shop/replicasets/web-7d9f8c6b5");
+    read.respond_json(
+        200,
+        &serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-7d9f8c6b5", "namespace": "shop", "uid": "rs-uid"},
+        "spec": {"replicas": 0}}),
+    );
+    // Idle: no Event, no read, the next re-read round 15 s away.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Scaled up again, it fails again: its Event updated, whole seconds as the API writes it.
+    let failed_at = Timestamp::from_second(Timestamp::now().as_second()).expect("a time");
+    failed.last_timestamp = Some(Time(failed_at));
+    failed.metadata.resource_version = Some("3".into());
+    send("MODIFIED", &failed);
+    let Some(Change::CreateFailure(Op::Applied { object: (workload, condition), .. })) = changes.recv().await else {
+        panic!("the condition of ReplicaSet web-7d9f8c6b5");
+    };
+    assert_eq!((workload.to_string(), condition.since), ("ReplicaSet/web-7d9f8c6b5".to_string(), failed_at));
 }
