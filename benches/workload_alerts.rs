@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
-use sidecar_watch::engine::{AlertName, CompiledPolicy, PodView, PolicyRef};
-use sidecar_watch::index::{Condition, Index, PolicyEntry, WorkloadId};
+use sidecar_watch::engine::{AlertName, CompiledPolicy, PodView, PolicyRef, WorkloadId, WorkloadKind};
+use sidecar_watch::index::{Condition, Index, PolicyEntry};
 use sidecar_watch::memory::{heap_counts, CountingMimalloc};
 use sidecar_watch_testkit::factory::{self, PodFactory};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
@@ -78,7 +78,7 @@ fn condition(i: usize, now: Timestamp) -> (WorkloadId, Condition) {
     let name = format!("checkout-{i:04}");
     let labels: BTreeMap<String, String> =
         [("app".to_string(), name.clone()), ("pod-template-hash".to_string(), "5d8f7c9b4".to_string())].into();
-    let workload = WorkloadId { namespace, kind: "Deployment".into(), name };
+    let workload = WorkloadId { namespace, kind: WorkloadKind::Deployment, name };
     let condition = Condition {
         container: "istio-proxy".into(),
         container_kind: None,
@@ -149,7 +149,7 @@ fn main() {
     }
     let held = index.workload_condition(
         AlertName::RolloutBlockedBySidecar,
-        &WorkloadId { namespace: "shop".into(), kind: "Deployment".into(), name: "web".into() },
+        &WorkloadId { namespace: "shop".into(), kind: WorkloadKind::Deployment, name: "web".into() },
     );
     println!(
         "tick_workloads, one workload marked: {} (blocked: {}, transitions seen: {blocked})",

@@ -17,14 +17,15 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use serde_json::Value;
 
-use crate::engine::{classify_failed_create, ContainerKind, InjectionFailure};
-use crate::index::{Condition, WorkloadId};
+use crate::engine::{classify_failed_create, ContainerKind, InjectionFailure, WorkloadId, WorkloadKind};
+use crate::index::Condition;
 
 /// The object an Event names.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Involved {
     pub(crate) namespace: String,
-    pub(crate) kind: String,
+    /// One of the kinds whose controllers report `FailedCreate` ([`failed_create_kind`]).
+    pub(crate) kind: WorkloadKind,
     pub(crate) name: String,
     pub(crate) uid: String,
 }
@@ -41,8 +42,9 @@ pub(crate) fn sidecar_failure(event: &Event) -> Option<(InjectionFailure, Involv
     if object.namespace.as_deref() != Some(namespace.as_str()) {
         return None;
     }
-    let kind = object.kind.clone()?;
-    let failure = classify_failed_create(&kind, event.message.as_deref()?)?;
+    let spelled = object.kind.as_deref()?;
+    let kind = failed_create_kind(spelled)?;
+    let failure = classify_failed_create(spelled, event.message.as_deref()?)?;
     let involved = Involved { namespace, kind, name: object.name.clone()?, uid: object.uid.clone()? };
     Some((failure, involved))
 }
@@ -66,20 +68,17 @@ pub(crate) struct ReadObject {
 /// Reads the object an Event names from the API server; `None` when it does not exist or
 /// has another UID.
 pub(crate) async fn read_involved(client: &Client, involved: &Involved) -> Result<Option<ReadObject>, kube::Error> {
-    let Some((group, version)) = api_of(&involved.kind) else { return Ok(None) };
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &involved.kind));
+    let Some((group, version)) = involved.kind.api_version().and_then(|v| v.split_once('/')) else { return Ok(None) };
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, involved.kind.as_str()));
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &involved.namespace, &resource);
     let Some(object) = api.get_opt(&involved.name).await? else { return Ok(None) };
     Ok(read_object(involved, &object.metadata, &object.data))
 }
 
-/// The API group and version of the kinds whose controllers report `FailedCreate`.
-pub(crate) fn api_of(kind: &str) -> Option<(&'static str, &'static str)> {
-    match kind {
-        "ReplicaSet" | "StatefulSet" | "DaemonSet" => Some(("apps", "v1")),
-        "Job" | "CronJob" => Some(("batch", "v1")),
-        _ => None,
-    }
+/// The kind spelled `kind` if its controller reports `FailedCreate` about itself: the
+/// controller kinds but a Deployment (its ReplicaSets' controller reports).
+pub(crate) fn failed_create_kind(kind: &str) -> Option<WorkloadKind> {
+    WorkloadKind::controller(kind, None).filter(|k| *k != WorkloadKind::Deployment)
 }
 
 /// What the object an Event names says, from its `metadata` and its body (`spec`, as the
@@ -89,11 +88,7 @@ pub(crate) fn read_object(involved: &Involved, meta: &ObjectMeta, body: &Value) 
     if meta.uid.as_deref() != Some(involved.uid.as_str()) {
         return None;
     }
-    let template = if involved.kind == "CronJob" {
-        body.pointer("/spec/jobTemplate/spec/template")
-    } else {
-        body.pointer("/spec/template")
-    };
+    let template = involved.kind.template_pointer().and_then(|pointer| body.pointer(pointer));
     let template_labels = template
         .and_then(|t| t.pointer("/metadata/labels"))
         .and_then(|l| serde_json::from_value(l.clone()).ok())
@@ -102,13 +97,16 @@ pub(crate) fn read_object(involved: &Involved, meta: &ObjectMeta, body: &Value) 
     // A ReplicaSet stands for its Deployment, a Job for its CronJob: the controller owner
     // says so exactly (the API server keeps owner references to the same namespace).
     let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true));
-    let named_by_owner = owner.filter(|o| {
-        matches!((involved.kind.as_str(), o.kind.as_str()), ("ReplicaSet", "Deployment") | ("Job", "CronJob"))
+    let named_by_owner = owner.and_then(|o| {
+        let kind = WorkloadKind::controller(&o.kind, Some(&o.api_version))?;
+        let stands_for = matches!(
+            (&involved.kind, &kind),
+            (WorkloadKind::ReplicaSet, WorkloadKind::Deployment) | (WorkloadKind::Job, WorkloadKind::CronJob)
+        );
+        stands_for.then(|| (kind, o.name.clone(), o.uid.clone()))
     });
-    let (kind, name, uid) = match named_by_owner {
-        Some(o) => (o.kind.clone(), o.name.clone(), o.uid.clone()),
-        None => (involved.kind.clone(), involved.name.clone(), involved.uid.clone()),
-    };
+    let (kind, name, uid) =
+        named_by_owner.unwrap_or_else(|| (involved.kind.clone(), involved.name.clone(), involved.uid.clone()));
     let workload = WorkloadId { namespace: involved.namespace.clone(), kind, name };
     let needs_pods = needs_pods(&involved.kind, meta.generation, body);
     Some(ReadObject { workload, uid, template_labels, declared, needs_pods })
@@ -128,20 +126,20 @@ pub(crate) fn read_object(involved: &Involved, meta: &ObjectMeta, body: &Value) 
 ///
 /// A status not written yet for the current generation (or absent) proves nothing: the
 /// object still needs its Pods.
-pub(crate) fn needs_pods(kind: &str, generation: Option<i64>, body: &Value) -> bool {
+pub(crate) fn needs_pods(kind: &WorkloadKind, generation: Option<i64>, body: &Value) -> bool {
     let int = |pointer: &str| body.pointer(pointer).and_then(Value::as_i64);
     let current = generation.is_some_and(|g| int("/status/observedGeneration").is_some_and(|o| o >= g));
     let suspended = body.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true);
     match kind {
-        "ReplicaSet" | "StatefulSet" => {
+        WorkloadKind::ReplicaSet | WorkloadKind::StatefulSet => {
             let wanted = int("/spec/replicas").unwrap_or(1);
             wanted > 0 && !(current && int("/status/replicas").unwrap_or(0) >= wanted)
         }
-        "DaemonSet" => {
+        WorkloadKind::DaemonSet => {
             let (created, wanted) = (int("/status/currentNumberScheduled"), int("/status/desiredNumberScheduled"));
             !(current && created.unwrap_or(0) >= wanted.unwrap_or(0))
         }
-        "Job" => {
+        WorkloadKind::Job => {
             let conditions = body.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten();
             let finished = conditions.into_iter().any(|c| {
                 matches!(c.get("type").and_then(Value::as_str), Some("Complete" | "Failed"))

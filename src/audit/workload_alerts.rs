@@ -18,9 +18,10 @@ use k8s_openapi::api::core::v1::Event;
 
 use super::{Finding, Inventory};
 use crate::engine::{
-    revision_label, AlertState, CompiledPolicy, IdentifiedBy, InjectionFailure, PodView, BLOCKING, DEFAULT_MAX_SIDECARS,
+    AlertState, CompiledPolicy, IdentifiedBy, InjectionFailure, PodView, WorkloadId, WorkloadKind, BLOCKING,
+    DEFAULT_MAX_SIDECARS,
 };
-use crate::index::{CreateFailures, Index, IndexResource, PolicyEntry, WorkloadId};
+use crate::index::{CreateFailures, Index, IndexResource, PolicyEntry};
 use crate::injection_failure::{condition_of, Involved, ReadObject};
 
 /// Events kept at most, as the operator remembers at most this many
@@ -65,11 +66,7 @@ impl Failures {
 
 /// The Pods of a workload of `workload_of` in the input, with its id.
 fn pods_of<'a>(inventory: &'a Inventory) -> impl Iterator<Item = (WorkloadId, &'a PodView)> + 'a {
-    inventory.pods.iter().filter(|a| !a.view.is_template).map(|a| {
-        let view = &a.view;
-        let (kind, name) = view.workload();
-        (WorkloadId { namespace: view.namespace().to_string(), kind: kind.to_string(), name: name.to_string() }, view)
-    })
+    inventory.pods.iter().filter(|a| !a.view.is_template).map(|a| (a.view.workload_id(), &a.view))
 }
 
 /// Of `workloads`, those whose Pods carry more than one revision: a rollout is blocked only
@@ -81,7 +78,7 @@ fn in_rollout(inventory: &Inventory, workloads: HashSet<WorkloadId>) -> HashSet<
     }
     let mut revisions: HashMap<WorkloadId, HashSet<String>> = HashMap::new();
     for (id, view) in pods_of(inventory) {
-        let Some(label) = revision_label(&id.kind) else { continue };
+        let Some(label) = id.kind.revision_label() else { continue };
         let Some(revision) = view.labels().get(label) else { continue };
         if workloads.contains(&id) {
             revisions.entry(id).or_default().insert(revision.to_string());
@@ -132,13 +129,13 @@ pub(super) fn findings(
     let blocking = |f: &&Finding| {
         f.kind == "Pod"
             && f.state == AlertState::Firing
-            && revision_label(&f.workload_kind).is_some()
+            && WorkloadKind::controller(&f.workload_kind, None).and_then(|k| k.revision_label()).is_some()
             && BLOCKING.iter().any(|a| a.as_str() == f.alertname)
     };
     let rollouts: HashSet<WorkloadId> = pod_findings
         .iter()
         .filter(blocking)
-        .map(|f| WorkloadId { namespace: f.namespace.clone(), kind: f.workload_kind.clone(), name: f.workload.clone() })
+        .map(|f| WorkloadId::new(&f.namespace, &f.workload_kind, &f.workload))
         .collect();
     wanted.extend(in_rollout(inventory, rollouts));
     if wanted.is_empty() {
@@ -181,7 +178,7 @@ pub(super) fn findings(
             namespace: a.workload.namespace.clone(),
             pod: String::new(),
             container: a.alert.container.clone(),
-            kind: a.workload.kind.clone(),
+            kind: a.workload.kind.to_string(),
             policy: a.policy.name.clone(),
             policy_namespace: a.policy.namespace.clone().unwrap_or_default(),
             state: a.alert.state,
@@ -189,7 +186,7 @@ pub(super) fn findings(
             message: a.alert.message.clone(),
             identified_by: a.catalog.map(|c| IdentifiedBy::Catalog(c).to_string()),
             check: None,
-            workload_kind: a.workload.kind.clone(),
+            workload_kind: a.workload.kind.to_string(),
             workload: a.workload.name.clone(),
             file: None,
         });

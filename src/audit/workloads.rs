@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use crate::api::{clip, is_injection_annotation, kept_annotation_key, SlimPod};
 use crate::engine::{cronjob_concurrency, InjectionFailure, Interner, NamespaceMeta, PodView};
-use crate::injection_failure::{api_of, read_object, sidecar_failure, Involved, ReadObject};
+use crate::injection_failure::{failed_create_kind, read_object, sidecar_failure, Involved, ReadObject};
 
 /// One object of the input, decoded.
 pub(super) enum Decoded {
@@ -81,7 +81,7 @@ fn failure(object: &Value) -> Result<Decoded, String> {
 /// reference such an Event holds; `None` for an object no controller reports on, or one not
 /// read from a cluster (no UID).
 fn involved_object(object: &Value, kind: &str) -> Option<(Involved, ReadObject)> {
-    api_of(kind)?;
+    let kind = failed_create_kind(kind)?;
     let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).map(str::to_string);
     let owners = object.pointer("/metadata/ownerReferences").cloned();
     let meta = ObjectMeta {
@@ -92,7 +92,7 @@ fn involved_object(object: &Value, kind: &str) -> Option<(Involved, ReadObject)>
     };
     let involved = Involved {
         namespace: text("/metadata/namespace").unwrap_or_else(|| "default".into()),
-        kind: kind.to_string(),
+        kind,
         name: text("/metadata/name")?,
         uid: meta.uid.clone()?,
     };

@@ -39,11 +39,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::queue::{Change, Op};
-use crate::engine::InjectionFailure;
-// The pure part, shared with `audit` so that both read an Event alike.
+use crate::engine::{InjectionFailure, WorkloadId};
 use crate::fair_queue::FairQueue;
 use crate::index::shard::Shard;
-use crate::index::{Condition, CreateFailures, WorkloadId};
+use crate::index::{Condition, CreateFailures};
+// The pure part, shared with `audit` so that both read an Event alike.
 use crate::injection_failure::{condition_of, event_times, sidecar_failure, Involved, ReadObject};
 use crate::metrics::Metrics;
 

@@ -12,61 +12,12 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 
 use super::announce::{alert_of_event, latest_per_key};
-use crate::engine::{AlertKey, ContainerKind, PodUid, PodUidBuf, PolicyRef};
+use crate::engine::{AlertKey, ContainerKind, PodUid, PodUidBuf, PolicyRef, WorkloadId, WorkloadKind};
 use crate::index::Transition;
 
 /// (policy, workload, alert) keys remembered at most: a key and one Pod's UID each, so the
 /// cap bounds what a tenant's many failing workloads can make the Event path hold.
 pub const MAX_KEYS: usize = 20_000;
-
-/// The workload kinds that get Events: those `workload_of` names from a Pod's owner (a
-/// CronJob from the name of its Job, `cronjob_of_job`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WorkloadKind {
-    /// apps/v1 Deployment, named from its ReplicaSet: its UID needs a read.
-    Deployment,
-    /// apps/v1 StatefulSet.
-    StatefulSet,
-    /// apps/v1 DaemonSet.
-    DaemonSet,
-    /// apps/v1 ReplicaSet without a Deployment.
-    ReplicaSet,
-    /// batch/v1 Job without a CronJob.
-    Job,
-    /// batch/v1 CronJob, named from its Job: its UID needs two reads (the Job, the CronJob).
-    CronJob,
-}
-
-impl WorkloadKind {
-    const ALL: [WorkloadKind; 6] =
-        [Self::Deployment, Self::StatefulSet, Self::DaemonSet, Self::ReplicaSet, Self::Job, Self::CronJob];
-
-    /// The kind named `kind` with `api_version`, if it gets Events.
-    pub fn parse(kind: &str, api_version: Option<&str>) -> Option<Self> {
-        let found = Self::ALL.into_iter().find(|k| k.as_str() == kind)?;
-        api_version.is_none_or(|v| v == found.api_version()).then_some(found)
-    }
-
-    /// `Deployment`, `Job`, …
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Deployment => "Deployment",
-            Self::StatefulSet => "StatefulSet",
-            Self::DaemonSet => "DaemonSet",
-            Self::ReplicaSet => "ReplicaSet",
-            Self::Job => "Job",
-            Self::CronJob => "CronJob",
-        }
-    }
-
-    /// `apps/v1` or `batch/v1`.
-    pub fn api_version(self) -> &'static str {
-        match self {
-            Self::Job | Self::CronJob => "batch/v1",
-            _ => "apps/v1",
-        }
-    }
-}
 
 /// One alert on one workload under one policy: one Warning (and its `Resolved`) per key. The
 /// same key is made when the Warning is published ([`WorkloadKey::of`]) and when a new leader
@@ -104,9 +55,15 @@ impl WorkloadKey {
     /// `None` for a bare Pod or an owner kind that gets no Events.
     pub fn of(t: &Transition) -> Option<Self> {
         let workload = &t.workload;
-        let kind = WorkloadKind::parse(&workload.kind, None)?;
+        workload.kind.api_version()?;
+        let kind = workload.kind.clone();
         let alert = t.alert.key().into_owned();
         Some(Self::new((*t.policy).clone(), workload.namespace.clone(), kind, workload.name.clone(), alert))
+    }
+
+    /// The workload the key names.
+    pub fn workload(&self) -> WorkloadId {
+        WorkloadId { namespace: self.namespace.clone(), kind: self.kind.clone(), name: self.name.clone() }
     }
 
     /// `Kind/namespace/name`: the spam filter's bucket for the workload object.
@@ -115,8 +72,8 @@ impl WorkloadKey {
     }
 
     /// The workload's kind.
-    pub fn kind(&self) -> WorkloadKind {
-        self.kind
+    pub fn kind(&self) -> &WorkloadKind {
+        &self.kind
     }
 }
 
@@ -289,7 +246,7 @@ impl WorkloadAlerts {
 pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, Announced> {
     let latest = latest_per_key(events, |event| {
         let regarding = event.regarding.as_ref()?;
-        let kind = WorkloadKind::parse(regarding.kind.as_deref()?, regarding.api_version.as_deref())?;
+        let kind = WorkloadKind::controller(regarding.kind.as_deref()?, regarding.api_version.as_deref())?;
         let (alert, policy, firing) = alert_of_event(event)?;
         let container = alert.container.to_string();
         let namespace = regarding.namespace.clone().unwrap_or_default();
@@ -299,14 +256,12 @@ pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, Announc
     latest.into_iter().filter_map(|(key, standing)| Some((key, standing?))).collect()
 }
 
-/// The `fieldPath` of a container in the Pod template of a workload of kind `workload`: a
-/// CronJob keeps its template in its Job template (`spec.jobTemplate.spec.template`).
-pub fn workload_field_path(workload: WorkloadKind, kind: Option<ContainerKind>, container: &str) -> Option<String> {
+/// The `fieldPath` of a container in the Pod template of a workload of kind `workload`
+/// (a CronJob keeps its template in its Job template); `None` for a kind without one.
+pub fn workload_field_path(workload: &WorkloadKind, kind: Option<ContainerKind>, container: &str) -> Option<String> {
     let path = super::field_path(kind, container)?;
-    Some(match workload {
-        WorkloadKind::CronJob => format!("spec.jobTemplate.spec.template.{path}"),
-        _ => format!("spec.template.{path}"),
-    })
+    let template = workload.template_pointer()?.trim_start_matches('/').replace('/', ".");
+    Some(format!("{template}.{path}"))
 }
 
 pub(crate) mod publish;

@@ -6,13 +6,15 @@ use serde_json::json;
 use super::*;
 
 fn involved(kind: &str, name: &str, uid: &str) -> Involved {
-    Involved { namespace: "shop".into(), kind: kind.into(), name: name.into(), uid: uid.into() }
+    Involved { namespace: "shop".into(), kind: WorkloadKind::parse(kind), name: name.into(), uid: uid.into() }
 }
 
+/// An object's metadata with its UID and controller owner (`kind`, `name`, `uid`), whose API
+/// version is the kind's own (Argo Rollouts' for another kind).
 fn meta(uid: &str, owner: Option<(&str, &str, &str)>) -> ObjectMeta {
     let owners = owner.map(|(kind, name, uid)| {
         vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-            api_version: "apps/v1".into(),
+            api_version: WorkloadKind::parse(kind).api_version().unwrap_or("argoproj.io/v1alpha1").into(),
             kind: kind.into(),
             name: name.into(),
             uid: uid.into(),
@@ -40,6 +42,12 @@ fn a_replicaset_is_read_as_its_deployment() {
     .expect("same UID");
     assert_eq!(object.workload.to_string(), "Deployment/web");
     assert_eq!(object.uid, "deploy-uid");
+    // Adopted by an Argo Rollouts `Rollout`, or orphaned: the ReplicaSet is the workload.
+    for owner in [Some(("Rollout", "web", "rollout-uid")), None] {
+        let rs = involved("ReplicaSet", "web-7d9f8c6b5", "rs-uid");
+        let object = read_object(&rs, &meta("rs-uid", owner), &body).expect("same UID");
+        assert_eq!((object.workload.to_string(), object.uid.as_str()), ("ReplicaSet/web-7d9f8c6b5".into(), "rs-uid"));
+    }
     assert_eq!(object.template_labels.get("app").map(String::as_str), Some("web"));
     assert_eq!(
         object.declared,
@@ -79,7 +87,7 @@ fn uids_owners_and_templates_by_kind() {
 /// written for its generation proves nothing.
 #[test]
 fn what_no_longer_needs_pods() {
-    let needs = |kind: &str, body: serde_json::Value| needs_pods(kind, Some(2), &body);
+    let needs = |kind: &str, body: serde_json::Value| needs_pods(&WorkloadKind::parse(kind), Some(2), &body);
     assert!(needs("ReplicaSet", json!({"spec": {"replicas": 2}, "status": {"observedGeneration": 2, "replicas": 1}})));
     assert!(!needs("ReplicaSet", json!({"spec": {"replicas": 2}, "status": {"observedGeneration": 2, "replicas": 2}})));
     assert!(needs("ReplicaSet", json!({"spec": {"replicas": 2}, "status": {"observedGeneration": 1, "replicas": 2}})));

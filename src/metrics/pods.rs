@@ -295,7 +295,7 @@ fn workload_alert_samples(
             .labels(&scratch.pod)
             .label("container", &a.alert.container)
             .label("check", "");
-        with_identity(sample, (&a.workload.kind, &a.workload.name), a.catalog, namespace_pairs).value(1u32);
+        with_identity(sample, (a.workload.kind.as_str(), &a.workload.name), a.catalog, namespace_pairs).value(1u32);
     });
 }
 

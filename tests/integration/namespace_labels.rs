@@ -241,11 +241,12 @@ fn a_changed_namespace_label_changes_the_series_at_the_next_scrape() {
 #[test]
 fn an_alert_on_a_workload_is_a_series_without_a_pod() {
     use sidecar_watch::engine::{AlertName, CatalogId};
-    use sidecar_watch::index::{Condition, WorkloadId};
+    use sidecar_watch::engine::{WorkloadId, WorkloadKind};
+    use sidecar_watch::index::Condition;
     let index = index();
     let allow = allow(&["team"]);
     namespace(&index, "shop", &allow, BTreeMap::from([("team".into(), "payments".into())]));
-    let workload = WorkloadId { namespace: "shop".into(), kind: "Deployment".into(), name: "cart".into() };
+    let workload = WorkloadId { namespace: "shop".into(), kind: WorkloadKind::Deployment, name: "cart".into() };
     let condition = Condition {
         container: "istio-proxy".into(),
         container_kind: None,

@@ -50,6 +50,7 @@ mod sidecar_matcher;
 mod stamp;
 mod uid;
 mod version;
+mod workload;
 
 pub use alert::{Alert, AlertKey, AlertName, AlertState, Check};
 pub use catalog::signal::{texts as signal_texts, DAPR_ENABLE_METRICS, ISTIO_MERGE_METRICS, VAULT_AGENT_CONFIGMAP};
@@ -73,7 +74,7 @@ pub use pod::{ConditionView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef};
 pub use relations::{cronjob_of_job, Workload, CRONJOB_CLOCK_SKEW, CRONJOB_NAME_MAX, CRONJOB_RUN_WINDOW};
 pub use rollout::{counted, Counted, Rollouts, WorkloadKey};
-pub use rollout_blocked::{revision_label, rollout_blocked, Blocked, Revision, RevisionPod, SidecarFiring, BLOCKING};
+pub use rollout_blocked::{rollout_blocked, Blocked, Revision, RevisionPod, SidecarFiring, BLOCKING};
 pub use rule_settings::SpecError;
 pub use rules::{
     check_texts, cronjob_concurrency, evaluate, missing_texts, Around, Evaluation, DEFAULT_MAX_SIDECARS,
@@ -82,3 +83,4 @@ pub use rules::{
 pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
 pub use stamp::Stamp;
 pub use uid::{PodUid, PodUidBuf};
+pub use workload::{WorkloadId, WorkloadKind};

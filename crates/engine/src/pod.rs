@@ -16,6 +16,7 @@ use super::relations::{
 };
 use super::stamp::Stamp;
 use super::uid::PodUid;
+use super::workload::WorkloadId;
 use jiff::Timestamp;
 use sidecar_watch_api::{SlimContainer, SlimContainerStatus, SlimPod};
 
@@ -360,6 +361,12 @@ impl PodView {
             Some(w) => (w.kind.as_str(), w.name.as_str()),
             None => ("Pod", self.name()),
         }
+    }
+
+    /// The Pod's workload, typed ([`PodView::workload`]).
+    pub fn workload_id(&self) -> WorkloadId {
+        let (kind, name) = self.workload();
+        WorkloadId::new(self.namespace(), kind, name)
     }
 
     /// When the Pod began running containers (`status.startTime`, else creation).

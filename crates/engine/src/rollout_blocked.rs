@@ -24,14 +24,7 @@ use jiff::Timestamp;
 
 use crate::alert::{AlertName, AlertState};
 use crate::pod::PodView;
-
-/// The label naming the revision of a Deployment's Pods: `DefaultDeploymentUniqueLabelKey`
-/// in k8s.io/api apps/v1 types.go.
-const POD_TEMPLATE_HASH: &str = "pod-template-hash";
-/// The label naming the revision of a StatefulSet's and a DaemonSet's Pods:
-/// `ControllerRevisionHashLabelKey` (`StatefulSetRevisionLabel`,
-/// `DefaultDaemonSetUniqueLabelKey`) in k8s.io/api apps/v1 types.go.
-const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
+use crate::workload::WorkloadKind;
 
 /// The per-Pod alerts that keep a Pod from becoming available because of its sidecar, most
 /// specific cause first (the order [`Blocked::alert`] is chosen in: a missing sidecar
@@ -46,16 +39,6 @@ pub const BLOCKING: [AlertName; 5] = [
     AlertName::SidecarContainerNotReady,
     AlertName::MainContainerReadyButSidecarNot,
 ];
-
-/// The label that names the revision of the Pods of a workload of `kind`; `None` for kinds
-/// without revisions this alert judges (Jobs, CronJobs, bare ReplicaSets, …).
-pub fn revision_label(kind: &str) -> Option<&'static str> {
-    match kind {
-        "Deployment" => Some(POD_TEMPLATE_HASH),
-        "StatefulSet" | "DaemonSet" => Some(CONTROLLER_REVISION_HASH),
-        _ => None,
-    }
-}
 
 /// One alert on one container of a Pod, as the caller holds it (only [`BLOCKING`] alerts
 /// that fire count; the others may be given and are skipped).
@@ -91,8 +74,8 @@ pub struct RevisionPod<'a, F> {
 impl<'a, F> RevisionPod<'a, F> {
     /// The Pod `view` of a workload of `kind`, with `alerts`; `None` when it carries no
     /// revision label for that kind or no creation time (a Pod without either is ignored).
-    pub fn of(view: &'a PodView, kind: &str, alerts: F) -> Option<Self> {
-        let revision = view.labels().get(revision_label(kind)?)?.as_str();
+    pub fn of(view: &'a PodView, kind: &WorkloadKind, alerts: F) -> Option<Self> {
+        let revision = view.labels().get(kind.revision_label()?)?.as_str();
         let created = view.created_at?.timestamp();
         let live = view.is_live();
         let ready = view.ready_condition().is_some_and(|c| c.status);
@@ -136,14 +119,14 @@ pub struct Blocked {
 /// Whether the rollout of workload `kind`/`name` is blocked by a sidecar, judged from its
 /// Pods (every Pod of the workload, in any order; Pods of other workloads must not be given).
 pub fn rollout_blocked<'a, 'b, F>(
-    kind: &str,
+    kind: &WorkloadKind,
     name: &str,
     pods: impl IntoIterator<Item = RevisionPod<'a, F>>,
 ) -> Option<Blocked>
 where
     F: IntoIterator<Item = SidecarFiring<'b>>,
 {
-    revision_label(kind)?;
+    kind.revision_label()?;
     let mut revisions: HashMap<&'a str, RevisionAcc<'b>> = HashMap::new();
     // One Pod's blocking alerts, sorted to group them by container; reused across Pods.
     let mut firing: Vec<(&'b str, usize, Option<Timestamp>)> = Vec::new();
@@ -204,7 +187,7 @@ where
 const NAMED_OLDER: usize = 3;
 
 fn message(
-    kind: &str,
+    kind: &WorkloadKind,
     name: &str,
     newest: &Revision,
     older: &[Revision],

@@ -57,7 +57,7 @@ use sidecar_watch_engine::{Rollouts, WorkloadKey};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
 pub use transitions::{InvalidPolicy, Outcome, Transition, TransitionKind};
 use workloads::Workloads;
-pub use workloads::{Condition, WorkloadAlert, WorkloadId, MAX_PER_NAMESPACE, MAX_WORKLOADS};
+pub use workloads::{Condition, WorkloadAlert, MAX_PER_NAMESPACE, MAX_WORKLOADS};
 
 const SEGMENTS: usize = 64;
 

@@ -14,7 +14,8 @@ use jiff::Timestamp;
 use sidecar_watch_engine::{AlertName, NamespaceMeta, PodUid, PodUidBuf, PodView, PolicyRef};
 
 use crate::transitions::InvalidPolicy;
-use crate::{Condition, Index, Outcome, PolicyEntry, WorkloadId};
+use crate::{Condition, Index, Outcome, PolicyEntry};
+use sidecar_watch_engine::WorkloadId;
 
 /// A watched kind: what a watch reports of it.
 pub trait Watched {

@@ -6,9 +6,10 @@
 
 use jiff::Timestamp;
 
-use super::workloads::{Condition, Kept, WorkloadAlert, WorkloadId};
+use super::workloads::{Condition, Kept, WorkloadAlert};
 use super::{Index, Outcome};
 use sidecar_watch_engine::AlertName;
+use sidecar_watch_engine::WorkloadId;
 
 impl Index {
     /// Sets (or, with `None`, clears) the condition of `alert` on `workload` and evaluates the

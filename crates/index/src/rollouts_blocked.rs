@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::Timestamp;
 
 use super::tracked::TrackedPod;
-use super::workloads::{Condition, WorkloadId};
+use super::workloads::Condition;
 use super::{Index, Outcome};
 use sidecar_watch_engine::{
-    revision_label, rollout_blocked, AlertName, AlertState, CatalogId, ContainerKind, RevisionPod, SidecarFiring,
-    BLOCKING,
+    rollout_blocked, AlertName, AlertState, CatalogId, ContainerKind, RevisionPod, SidecarFiring, WorkloadId,
+    WorkloadKind, BLOCKING,
 };
 
 /// One alert of a copied Pod: container, rule, state, since, catalog entry.
@@ -50,14 +50,14 @@ impl Index {
     /// After a change of `pod` (`blocking`: it fired a [`BLOCKING`] alert before or after):
     /// marks its workload for the next judgement if its rollout may have changed.
     pub(crate) fn note_rollout_change(&self, pod: &sidecar_watch_engine::PodView, blocking: bool) {
-        if revision_label(pod.workload().0).is_none() {
+        if WorkloadKind::controller(pod.workload().0, None).and_then(|k| k.revision_label()).is_none() {
             return;
         }
         let mut workloads = self.workloads.lock();
         if !blocking && !workloads.0.holds_any(AlertName::RolloutBlockedBySidecar) {
             return;
         }
-        let id = WorkloadId::of_pod(pod);
+        let id = pod.workload_id();
         if blocking || workloads.0.condition(AlertName::RolloutBlockedBySidecar, &id).is_some() {
             workloads.0.mark_rollout(id);
         }
@@ -81,7 +81,7 @@ impl Index {
             let view = pod.view();
             let (kind, name) = view.workload();
             let Some(&i) = lookup.get(&(view.namespace().as_str(), kind, name)) else { return };
-            if let Some(copied) = copy(pod, kind) {
+            if let Some(copied) = copy(pod, &marked[i].kind) {
                 copies[i].push(copied);
             }
         });
@@ -100,7 +100,7 @@ impl Index {
 }
 
 /// A copy of what a judgement reads of `pod`, a Pod of a workload of `kind`.
-fn copy(pod: &TrackedPod, kind: &str) -> Option<CopiedPod> {
+fn copy(pod: &TrackedPod, kind: &WorkloadKind) -> Option<CopiedPod> {
     let view = pod.view();
     let judged = RevisionPod::of(view, kind, ())?;
     let mut alerts = Vec::new();

@@ -1,7 +1,7 @@
 //! Horizontal sharding: each replica owns the Pods whose UID hashes to its shard, and the
 //! workload alerts whose workload hashes to it.
 
-use crate::workloads::WorkloadId;
+use sidecar_watch_engine::WorkloadId;
 
 /// One replica's share of the Pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ mod tests {
         let shards = || (0..3).map(|index| Shard { index, count: 3 });
         let web = |namespace: &str| WorkloadId {
             namespace: namespace.to_string(),
-            kind: "Deployment".to_string(),
+            kind: WorkloadKind::Deployment,
             name: "web".to_string(),
         };
         let owner = |w: &WorkloadId| shards().filter(|s| s.owns_workload(w)).map(|s| s.index).collect::<Vec<_>>();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::tracked::PolicyResult;
-use super::workloads::WorkloadId;
+use sidecar_watch_engine::WorkloadId;
 use sidecar_watch_engine::{Alert, AlertKey, AlertState, ContainerKind, PodUidBuf, PodView, PolicyRef};
 
 /// An alert that started firing or stopped firing: what Events announce. An alert on a
@@ -105,7 +105,7 @@ pub(super) fn transition(kind: TransitionKind, view: &PodView, result: &PolicyRe
         pod: view.name().to_string(),
         pod_uid: Some(view.uid().into()),
         container_kind: view.containers.iter().find(|c| c.name == alert.container).map(|c| c.kind),
-        workload: WorkloadId::of_pod(view),
+        workload: view.workload_id(),
         object_uid: view.owner_uid().map(str::to_string),
         policy: result.policy.shared_ref(),
         policy_events: result.policy.events,

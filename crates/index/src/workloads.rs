@@ -20,38 +20,13 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::transitions::{Transition, TransitionKind};
 use sidecar_watch_engine::{
-    Alert, AlertName, AlertState, CatalogId, CompiledPolicy, ContainerKind, NamespaceMeta, PodView, PolicyRef,
+    Alert, AlertName, AlertState, CatalogId, CompiledPolicy, ContainerKind, NamespaceMeta, PolicyRef, WorkloadId,
 };
 
 /// Workloads of one namespace that may hold a condition of one kind at once.
 pub const MAX_PER_NAMESPACE: usize = 100;
 /// Workloads that may hold a condition of one kind at once, over every namespace.
 pub const MAX_WORKLOADS: usize = 10_000;
-
-/// A workload as users know it: namespace, kind (`Deployment`, `CronJob`, …) and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WorkloadId {
-    /// Its namespace.
-    pub namespace: String,
-    /// `Deployment`, `StatefulSet`, `DaemonSet`, `ReplicaSet`, `Job`, `CronJob`.
-    pub kind: String,
-    /// Its name.
-    pub name: String,
-}
-
-impl WorkloadId {
-    /// The workload of a Pod, as its labels name it ([`PodView::workload`]).
-    pub fn of_pod(view: &PodView) -> WorkloadId {
-        let (kind, name) = view.workload();
-        WorkloadId { namespace: view.namespace().to_string(), kind: kind.to_string(), name: name.to_string() }
-    }
-}
-
-impl std::fmt::Display for WorkloadId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.kind, self.name)
-    }
-}
 
 /// Why a workload-level alert's condition holds, as the layer that found it says.
 #[derive(Clone, Debug, PartialEq)]

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
-use crate::engine::ContainerKind;
+use crate::engine::{ContainerKind, WorkloadKind};
 use crate::injection_failure::declared;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -37,7 +37,7 @@ fn event(uid: &str, namespace: &str, object_namespace: &str, message: &str) -> E
 }
 
 fn web() -> WorkloadId {
-    WorkloadId { namespace: "shop".into(), kind: "Deployment".into(), name: "web".into() }
+    WorkloadId { namespace: "shop".into(), kind: WorkloadKind::Deployment, name: "web".into() }
 }
 
 /// A sidecar's failure about an object of the Event's namespace is believed; one about
@@ -97,7 +97,12 @@ fn the_template_says_where_a_container_is_declared() {
 }
 
 fn rs() -> Involved {
-    Involved { namespace: "shop".into(), kind: "ReplicaSet".into(), name: "web-7d9f8c6b5".into(), uid: "rs-uid".into() }
+    Involved {
+        namespace: "shop".into(),
+        kind: WorkloadKind::ReplicaSet,
+        name: "web-7d9f8c6b5".into(),
+        uid: "rs-uid".into(),
+    }
 }
 
 /// What a read of the ReplicaSet sent at `sent_at` finds: Deployment web, needing Pods or not.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ObjectReference;
 use tokio::time::Instant;
 
-use super::{workload_field_path, Announced, Step, WorkloadKey, WorkloadKind};
+use super::{workload_field_path, Announced, Step, WorkloadId, WorkloadKey, WorkloadKind};
 use crate::engine::{cronjob_concurrency, AlertName};
 use crate::events::owners::{OwnerInfo, OwnerKey, OwnerUid};
 use crate::events::{alert_event, note, Publisher};
@@ -63,7 +63,7 @@ impl Publisher {
             let Some(firing) = self.workloads.get(&key).filter(|f| f.announced.is_none()) else { continue };
             let (namespace, name) = (key.namespace.clone(), key.name.clone());
             let on_workload = key.alert.name.on_workload();
-            let uid = match (key.kind, firing.owner_uid.clone(), firing.job.clone()) {
+            let uid = match (&key.kind, firing.owner_uid.clone(), firing.job.clone()) {
                 (WorkloadKind::Deployment, Some(replica_set_uid), _) => {
                     self.owners.uid(&OwnerKey::Deployment { namespace, name, replica_set_uid }, now)
                 }
@@ -100,12 +100,12 @@ impl Publisher {
     async fn publish_workload_warning(&mut self, key: &WorkloadKey, info: OwnerInfo) {
         let Some(firing) = self.workloads.get(key) else { return };
         let object = ObjectReference {
-            api_version: Some(key.kind.api_version().into()),
+            api_version: key.kind.api_version().map(Into::into),
             kind: Some(key.kind.as_str().into()),
             name: Some(key.name.clone()),
             namespace: Some(key.namespace.clone()),
             uid: Some(info.uid),
-            field_path: workload_field_path(key.kind, firing.container_kind, &firing.container),
+            field_path: workload_field_path(&key.kind, firing.container_kind, &firing.container),
             ..Default::default()
         };
         let pods = firing.pods.len();
@@ -192,20 +192,16 @@ impl Publisher {
         // replica's (another namespace watched, another shard), listed here all the same.
         let tracked = self.tracked_workloads(standing.keys());
         for (key, announced) in standing {
-            if tracked.contains(&(key.namespace.clone(), key.kind.as_str(), key.name.clone())) {
+            if tracked.contains(&key.workload()) {
                 self.publish_workload_resolved(&key, announced).await;
             }
         }
     }
 
     /// Which of the workloads of `keys` have a Pod in the index: one pass over the Pods.
-    fn tracked_workloads<'a>(
-        &self,
-        keys: impl Iterator<Item = &'a WorkloadKey>,
-    ) -> HashSet<(String, &'static str, String)> {
-        let wanted: HashSet<(String, &'static str, String)> =
-            keys.map(|k| (k.namespace.clone(), k.kind.as_str(), k.name.clone())).collect();
-        let namespaces: HashSet<&str> = wanted.iter().map(|(ns, _, _)| ns.as_str()).collect();
+    fn tracked_workloads<'a>(&self, keys: impl Iterator<Item = &'a WorkloadKey>) -> HashSet<WorkloadId> {
+        let wanted: HashSet<WorkloadId> = keys.map(WorkloadKey::workload).collect();
+        let namespaces: HashSet<&str> = wanted.iter().map(|w| w.namespace.as_str()).collect();
         let mut found = HashSet::new();
         if wanted.is_empty() {
             return found;
@@ -215,9 +211,7 @@ impl Publisher {
             if !namespaces.contains(view.namespace().as_str()) {
                 return;
             }
-            let (kind, name) = view.workload();
-            let Some(kind) = WorkloadKind::parse(kind, None) else { return };
-            let workload = (view.namespace().to_string(), kind.as_str(), name.to_string());
+            let workload = view.workload_id();
             if wanted.contains(&workload) {
                 found.insert(workload);
             }

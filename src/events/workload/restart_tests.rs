@@ -14,8 +14,9 @@ use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
 use crate::api::{PolicySpec, SlimPod};
 use crate::engine::{CompiledPolicy, ContainerKind, PodView, PolicyRef};
+use crate::engine::{WorkloadId, WorkloadKind};
 use crate::events::{spawn_publisher, EventCommand, EventSink};
-use crate::index::{Condition, CreateFailures, Index, IndexResource, PolicyEntry, WorkloadId};
+use crate::index::{Condition, CreateFailures, Index, IndexResource, PolicyEntry};
 use crate::leadership::{self, RoleSender};
 use crate::metrics::Metrics;
 use crate::test_api::{self, ApiServer};
@@ -27,7 +28,7 @@ const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
 const QUIET: Duration = Duration::from_secs(600);
 
 fn web() -> WorkloadId {
-    WorkloadId { namespace: "shop".into(), kind: "Deployment".into(), name: "web".into() }
+    WorkloadId { namespace: "shop".into(), kind: WorkloadKind::Deployment, name: "web".into() }
 }
 
 fn ago(minutes: i64) -> Timestamp {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use super::*;
 use crate::api::Severity;
 use crate::engine::{Alert, AlertName, AlertState};
-use crate::index::{TransitionKind, WorkloadId};
+use crate::engine::{WorkloadId, WorkloadKind};
+use crate::index::TransitionKind;
 
 fn alert(name: AlertName) -> Alert {
     Alert {
@@ -22,7 +23,7 @@ fn alert(name: AlertName) -> Alert {
 
 /// The workload `kind`/`name` of namespace `shop`.
 fn workload(kind: &str, name: &str) -> WorkloadId {
-    WorkloadId { namespace: "shop".into(), kind: kind.into(), name: name.into() }
+    WorkloadId::new("shop", kind, name)
 }
 
 fn transition(kind: TransitionKind, policy: &str, workload: WorkloadId, pod: usize) -> Transition {
@@ -55,7 +56,7 @@ fn deployment(uid: &str) -> ObjectReference {
         name: Some("web".into()),
         namespace: Some("shop".into()),
         uid: Some(uid.into()),
-        field_path: workload_field_path(WorkloadKind::Deployment, Some(ContainerKind::RestartableInit), "istio-proxy"),
+        field_path: workload_field_path(&WorkloadKind::Deployment, Some(ContainerKind::RestartableInit), "istio-proxy"),
         ..Default::default()
     }
 }
@@ -119,21 +120,21 @@ fn bare_pods_and_unknown_owners_get_no_workload_event() {
         let t = transition(TransitionKind::Fired, "mesh", workload(kind, name), 0);
         assert_eq!(WorkloadKey::of(&t), None, "{kind}/{name}");
     }
-    assert_eq!(WorkloadKind::parse("Job", Some("batch/v1")), Some(WorkloadKind::Job));
-    assert_eq!(WorkloadKind::parse("CronJob", Some("batch/v1")), Some(WorkloadKind::CronJob));
-    assert_eq!(WorkloadKind::parse("CronJob", Some("apps/v1")), None);
+    assert_eq!(WorkloadKind::controller("Job", Some("batch/v1")), Some(WorkloadKind::Job));
+    assert_eq!(WorkloadKind::controller("CronJob", Some("batch/v1")), Some(WorkloadKind::CronJob));
+    assert_eq!(WorkloadKind::controller("CronJob", Some("apps/v1")), None);
     let cronjob =
         WorkloadKey::of(&transition(TransitionKind::Fired, "mesh", workload("CronJob", "nightly"), 0)).expect("a key");
-    assert_eq!((cronjob.kind, cronjob.object()), (WorkloadKind::CronJob, "CronJob/shop/nightly".to_string()));
+    assert_eq!((&cronjob.kind, cronjob.object()), (&WorkloadKind::CronJob, "CronJob/shop/nightly".to_string()));
     assert_eq!(
-        workload_field_path(WorkloadKind::CronJob, Some(ContainerKind::Regular), "log-sidecar").as_deref(),
+        workload_field_path(&WorkloadKind::CronJob, Some(ContainerKind::Regular), "log-sidecar").as_deref(),
         Some("spec.jobTemplate.spec.template.spec.containers{log-sidecar}")
     );
     assert_eq!(
-        workload_field_path(WorkloadKind::Job, Some(ContainerKind::Regular), "log-sidecar").as_deref(),
+        workload_field_path(&WorkloadKind::Job, Some(ContainerKind::Regular), "log-sidecar").as_deref(),
         Some("spec.template.spec.containers{log-sidecar}")
     );
-    assert_eq!(WorkloadKind::parse("Deployment", Some("example.com/v1")), None, "another group's kind");
+    assert_eq!(WorkloadKind::controller("Deployment", Some("example.com/v1")), None, "another group's kind");
 }
 
 #[test]

@@ -4,9 +4,10 @@
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::{revision_label, rollout_blocked, Blocked, Revision, RevisionPod, SidecarFiring};
+use super::{rollout_blocked, Blocked, Revision, RevisionPod, SidecarFiring};
 use crate::alert::{AlertName, AlertState};
 use crate::pod::PodView;
+use crate::workload::WorkloadKind;
 use sidecar_watch_api::SlimPod;
 
 const OLD: &str = "5c6b7d8f9";
@@ -31,7 +32,7 @@ fn pod(revision: &'static str, minute: u32, alerts: Vec<SidecarFiring<'static>>)
 }
 
 fn deployment(pods: Vec<Pod>) -> Option<Blocked> {
-    rollout_blocked("Deployment", "web", pods)
+    rollout_blocked(&WorkloadKind::Deployment, "web", pods)
 }
 
 /// Three old Pods since 10:00, and two of the new revision from 10:30 whose `istio-proxy`
@@ -275,9 +276,9 @@ fn view(kind: &str, name: &str, labels: serde_json::Value, minute: u32, phase: &
 
 #[test]
 fn statefulsets_and_daemonsets_are_judged_by_controller_revision_hash() {
-    assert_eq!(revision_label("Deployment"), Some("pod-template-hash"));
+    assert_eq!(WorkloadKind::Deployment.revision_label(), Some("pod-template-hash"));
     for kind in ["StatefulSet", "DaemonSet"] {
-        assert_eq!(revision_label(kind), Some("controller-revision-hash"));
+        assert_eq!(WorkloadKind::parse(kind).revision_label(), Some("controller-revision-hash"));
         let label = |hash: &str| json!({"controller-revision-hash": hash, "app": "web"});
         let views = [
             view(kind, "web-0", label("web-6d4b5c7f8"), 0, "Running", false),
@@ -287,8 +288,8 @@ fn statefulsets_and_daemonsets_are_judged_by_controller_revision_hash() {
             let minute = if v.name() == "web-1" { 31 } else { 0 };
             vec![fire(PROXY, AlertName::SidecarCrashLooping, minute)].into_iter().filter(move |_| minute > 0)
         };
-        let pods = views.iter().filter_map(|v| RevisionPod::of(v, kind, failing(v)));
-        let blocked = rollout_blocked(kind, "web", pods).expect("blocked");
+        let pods = views.iter().filter_map(|v| RevisionPod::of(v, &WorkloadKind::parse(kind), failing(v)));
+        let blocked = rollout_blocked(&WorkloadKind::parse(kind), "web", pods).expect("blocked");
         assert_eq!(
             blocked.message,
             format!(
@@ -297,12 +298,12 @@ fn statefulsets_and_daemonsets_are_judged_by_controller_revision_hash() {
             )
         );
         // A Deployment reads another label: these Pods carry no revision for it.
-        assert!(RevisionPod::of(&views[0], "Deployment", ()).is_none());
+        assert!(RevisionPod::of(&views[0], &WorkloadKind::Deployment, ()).is_none());
     }
     // Kinds without revisions are not judged.
     for kind in ["Job", "CronJob", "ReplicaSet", "Pod"] {
-        assert_eq!(revision_label(kind), None);
-        assert_eq!(rollout_blocked(kind, "web", blocked_rollout()), None, "{kind}");
+        assert_eq!(WorkloadKind::parse(kind).revision_label(), None);
+        assert_eq!(rollout_blocked(&WorkloadKind::parse(kind), "web", blocked_rollout()), None, "{kind}");
     }
 }
 
@@ -310,16 +311,16 @@ fn statefulsets_and_daemonsets_are_judged_by_controller_revision_hash() {
 fn finished_deleting_and_unlabelled_pods_are_ignored() {
     let label = json!({"pod-template-hash": OLD});
     let live = view("Deployment", "a", label.clone(), 0, "Running", false);
-    assert!(RevisionPod::of(&live, "Deployment", ()).is_some_and(|p| p.live && p.revision == OLD));
+    assert!(RevisionPod::of(&live, &WorkloadKind::Deployment, ()).is_some_and(|p| p.live && p.revision == OLD));
     let deleting = view("Deployment", "b", label.clone(), 0, "Running", true);
-    assert!(RevisionPod::of(&deleting, "Deployment", ()).is_some_and(|p| !p.live));
+    assert!(RevisionPod::of(&deleting, &WorkloadKind::Deployment, ()).is_some_and(|p| !p.live));
     for phase in ["Succeeded", "Failed"] {
         let finished = view("Deployment", "c", label.clone(), 0, phase, false);
-        assert!(RevisionPod::of(&finished, "Deployment", ()).is_some_and(|p| !p.live), "{phase}");
+        assert!(RevisionPod::of(&finished, &WorkloadKind::Deployment, ()).is_some_and(|p| !p.live), "{phase}");
     }
     for labels in [json!({"app": "web"}), json!({"pod-template-hash": ""})] {
         let unlabelled = view("Deployment", "d", labels, 0, "Running", false);
-        assert!(RevisionPod::of(&unlabelled, "Deployment", ()).is_none());
+        assert!(RevisionPod::of(&unlabelled, &WorkloadKind::Deployment, ()).is_none());
     }
     // Old Pods that are all finished or deleting leave the new revision alone: nothing fires.
     let mut pods = blocked_rollout();

@@ -16,7 +16,7 @@ fn at(t: &str) -> Timestamp {
 }
 
 fn web() -> WorkloadId {
-    WorkloadId { namespace: "shop".into(), kind: "Deployment".into(), name: "web".into() }
+    WorkloadId { namespace: "shop".into(), kind: WorkloadKind::Deployment, name: "web".into() }
 }
 
 fn failure(labels: Option<&[(&str, &str)]>) -> Condition {
@@ -135,7 +135,8 @@ fn policies_select_a_workload_by_namespace_and_template_labels() {
 fn conditions_are_bounded_per_namespace() {
     let index = index_with(&[(PolicyRef::cluster("all"), serde_json::json!({}))]);
     let now = at("2026-01-01T10:00:30Z");
-    let workload = |ns: &str, i: usize| WorkloadId { namespace: ns.into(), kind: "Job".into(), name: format!("j{i}") };
+    let workload =
+        |ns: &str, i: usize| WorkloadId { namespace: ns.into(), kind: WorkloadKind::Job, name: format!("j{i}") };
     let mut cut = 0;
     for i in 0..MAX_PER_NAMESPACE + 5 {
         let (_, kept) = index.set_workload_condition(

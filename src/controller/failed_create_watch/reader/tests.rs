@@ -8,7 +8,12 @@ use super::*;
 use crate::test_api::{self, ApiServer, Call};
 
 fn involved(namespace: &str, name: &str) -> Involved {
-    Involved { namespace: namespace.into(), kind: "ReplicaSet".into(), name: name.into(), uid: format!("uid-{name}") }
+    Involved {
+        namespace: namespace.into(),
+        kind: crate::engine::WorkloadKind::ReplicaSet,
+        name: name.into(),
+        uid: format!("uid-{name}"),
+    }
 }
 
 fn path(namespace: &str, name: &str) -> String {
