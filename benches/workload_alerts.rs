@@ -4,7 +4,7 @@
 //! On an index holding 30,000 of the full benchmark's Pods (`sidecar_watch_testkit::factory`,
 //! with its two cluster policies):
 //!
-//! - a rollout judgement: `Index::tick_workloads` with one workload marked (a Deployment whose
+//! - a rollout judgement: `Index::revisit_workloads` with one workload marked (a Deployment whose
 //!   new revision's `istio-proxy` never gets ready while the old revision runs), the one pass
 //!   over the Pods that copies its Pods out, against a tick with nothing marked (the usual
 //!   one) and a bare `for_each_pod` pass;
@@ -122,7 +122,7 @@ fn main() {
     // this first tick, which the operator runs within a second.
     let held = heap_counts().expect("the counting allocator").asked;
     let started = Instant::now();
-    index.tick_workloads(t0);
+    index.revisit_workloads(t0);
     let elapsed = started.elapsed().as_secs_f64() * 1e3;
     let freed = held as f64 - heap_counts().expect("the counting allocator").asked as f64;
     println!(
@@ -134,7 +134,7 @@ fn main() {
     for name in ["web-b-1", "web-b-2"] {
         index.apply_pod(web_pod(&index, name, "bbbb", new_created, false), t0);
     }
-    index.tick_workloads(t0);
+    index.revisit_workloads(t0);
 
     let mut marked = Vec::new();
     let mut blocked = false;
@@ -143,7 +143,7 @@ fn main() {
         // A status write of a new Pod (still not ready) marks the workload again.
         index.apply_pod(web_pod(&index, "web-b-1", "bbbb", new_created, false), now);
         let started = Instant::now();
-        let outcome = index.tick_workloads(now);
+        let outcome = index.revisit_workloads(now);
         marked.push(started.elapsed());
         blocked |= !outcome.transitions.is_empty();
     }
@@ -152,7 +152,7 @@ fn main() {
         &WorkloadId { namespace: "shop".into(), kind: WorkloadKind::Deployment, name: "web".into() },
     );
     println!(
-        "tick_workloads, one workload marked: {} (blocked: {}, transitions seen: {blocked})",
+        "revisit_workloads, one workload marked: {} (blocked: {}, transitions seen: {blocked})",
         summary(marked),
         held.is_some()
     );
@@ -160,10 +160,10 @@ fn main() {
     for i in 0..1_000 {
         let now = t0 + SignedDuration::from_secs(400 + i);
         let started = Instant::now();
-        std::hint::black_box(index.tick_workloads(now));
+        std::hint::black_box(index.revisit_workloads(now));
         idle.push(started.elapsed());
     }
-    println!("tick_workloads, nothing marked: {}", summary(idle));
+    println!("revisit_workloads, nothing marked: {}", summary(idle));
     let mut passes = Vec::new();
     for _ in 0..100 {
         let started = Instant::now();

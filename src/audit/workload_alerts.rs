@@ -168,7 +168,7 @@ pub(super) fn findings(
         }
     }
     // Judges the rollouts the Pods marked, then evaluates every workload alert at `now`.
-    index.tick_workloads(now);
+    index.revisit_workloads(now);
 
     let mut findings = Vec::new();
     index.for_each_workload_alert(|a| {

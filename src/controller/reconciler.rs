@@ -1,7 +1,7 @@
 //! The reconciler: the one task that changes the index. It applies watch changes through
-//! [`IndexResource`], whatever their kind, re-evaluates Pods exactly when a pending alert
-//! would fire (the engine's next-change time, not a poll), and hands alert transitions to
-//! the Event publisher. Changes and due timers are served fairly per namespace
+//! [`IndexResource`], whatever their kind, re-evaluates Pods and workloads exactly when a
+//! pending alert would fire (the engine's next-change time, not a poll), on one set of
+//! [`Timers`], and hands alert transitions to the Event publisher. Changes and due timers are served fairly per namespace
 //! ([`super::queue`]).
 
 use std::collections::{HashMap, HashSet};
@@ -23,16 +23,25 @@ use crate::index::{Index, IndexResource, Outcome, Watched};
 use crate::leadership::{self, RoleSender};
 use crate::metrics::Metrics;
 
-/// Pending re-evaluations: one per Pod (its latest schedule), on tokio-util's timer wheel.
+/// What a timer re-evaluates: one Pod, or the alerts on workloads (their `for` clocks and
+/// the rollouts marked for judgement, [`Index::workloads_due`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Subject {
+    Pod(PodUidBuf),
+    Workloads,
+}
+
+/// Pending re-evaluations: one per [`Subject`] (its latest schedule), on tokio-util's timer
+/// wheel.
 ///
 /// Measured against the hand-written heap with compaction it replaces: the same order, far
 /// below the per-update budget, and nothing to compact by hand
 /// (docs/benchmarks.md#figures-the-codes-comments-cite).
 #[derive(Default)]
 struct Timers {
-    queue: DelayQueue<PodUidBuf>,
-    /// Each scheduled Pod's timer and the instant it stands for.
-    scheduled: HashMap<PodUidBuf, (delay_queue::Key, Timestamp)>,
+    queue: DelayQueue<Subject>,
+    /// Each scheduled subject's timer and the instant it stands for.
+    scheduled: HashMap<Subject, (delay_queue::Key, Timestamp)>,
 }
 
 /// The timer wheel refuses deadlines past ~2 years; a clock that far (a hostile timestamp)
@@ -40,50 +49,46 @@ struct Timers {
 const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Timers {
-    fn schedule(&mut self, uid: PodUidBuf, at: Timestamp) {
+    fn schedule(&mut self, subject: Subject, at: Timestamp) {
         let wait = Duration::try_from(Timestamp::now().duration_until(at)).unwrap_or_default().min(MAX_WAIT);
-        match self.scheduled.get_mut(&uid) {
+        match self.scheduled.get_mut(&subject) {
             Some((_, scheduled)) if *scheduled == at => {}
             Some((key, scheduled)) => {
                 *scheduled = at;
                 self.queue.reset(key, wait);
             }
             None => {
-                let key = self.queue.insert(uid.clone(), wait);
-                self.scheduled.insert(uid, (key, at));
+                let key = self.queue.insert(subject.clone(), wait);
+                self.scheduled.insert(subject, (key, at));
             }
         }
     }
 
-    /// Schedules `uid` at `at` unless it is scheduled earlier already.
-    fn schedule_by(&mut self, uid: PodUidBuf, at: Timestamp) {
-        if self.scheduled.get(&uid).is_none_or(|(_, scheduled)| *scheduled > at) {
-            self.schedule(uid, at);
+    /// Schedules `subject` at `at` unless it is scheduled earlier already.
+    fn schedule_by(&mut self, subject: Subject, at: Timestamp) {
+        if self.scheduled.get(&subject).is_none_or(|(_, scheduled)| *scheduled > at) {
+            self.schedule(subject, at);
         }
     }
 
-    /// The next Pod whose timer is due, with the instant it was scheduled for.
-    async fn due(&mut self) -> Option<(PodUidBuf, Timestamp)> {
+    /// The next subject whose timer is due, with the instant it was scheduled for.
+    async fn due(&mut self) -> Option<(Subject, Timestamp)> {
         let expired = std::future::poll_fn(|cx| self.queue.poll_expired(cx)).await?;
-        let uid = expired.into_inner();
-        let (_, at) = self.scheduled.remove(&uid)?;
-        Some((uid, at))
+        let subject = expired.into_inner();
+        let (_, at) = self.scheduled.remove(&subject)?;
+        Some((subject, at))
     }
 
     fn is_empty(&self) -> bool {
         self.scheduled.is_empty()
     }
 
-    fn forget(&mut self, uid: &PodUidBuf) {
-        if let Some((key, _)) = self.scheduled.remove(uid) {
+    fn forget(&mut self, subject: &Subject) {
+        if let Some((key, _)) = self.scheduled.remove(subject) {
             self.queue.remove(&key);
         }
     }
 }
-
-/// How often the alerts on workloads are looked at again (a `for` that has passed, a
-/// rollout's Pods): the alert comes at most this long after its clock says.
-const WORKLOAD_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Everything the reconciler talks to.
 pub(crate) struct Reconciler {
@@ -110,8 +115,6 @@ impl Reconciler {
         // another's first list.
         let mut lists_done: HashSet<usize> = HashSet::new();
         let mut closed = false;
-        let mut workload_tick = tokio::time::interval(WORKLOAD_TICK);
-        workload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -124,8 +127,8 @@ impl Reconciler {
                 }
             }
             while pending.accepts() && !timers.is_empty() {
-                let Some(Some((uid, at))) = timers.due().now_or_never() else { break };
-                self.push_timer(&mut pending, uid, at);
+                let Some(Some((subject, at))) = timers.due().now_or_never() else { break };
+                self.on_due(subject, at, &mut pending, &mut timers);
             }
             if let Some(change) = pending.pop() {
                 self.work(change, &mut timers, &mut lists_done);
@@ -142,24 +145,32 @@ impl Reconciler {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                // The `for` clocks of alerts on workloads run without any change to wake them.
-                _ = workload_tick.tick() => {
-                    let outcome = self.index.tick_workloads(Timestamp::now());
-                    self.finish(outcome, &mut timers);
-                }
                 input = inputs.recv() => match input {
                     Some(input) => pending.push(input),
                     None => closed = true,
                 },
-                Some((uid, at)) = timers.due(), if !timers.is_empty() => self.push_timer(&mut pending, uid, at),
+                Some((subject, at)) = timers.due(), if !timers.is_empty() => {
+                    self.on_due(subject, at, &mut pending, &mut timers);
+                }
             }
         }
     }
 
-    fn push_timer(&self, pending: &mut Pending, uid: PodUidBuf, at: Timestamp) {
-        // A Pod deleted meanwhile has nothing to evaluate.
-        if let Some(namespace) = self.index.with_pod(uid.as_uid(), |p| p.view().namespace().to_string()) {
-            pending.push_timer(namespace, uid, at);
+    /// A due Pod waits its namespace's turn; the workloads are evaluated at once (a few
+    /// conditions, or one pass over the Pods for the marked rollouts).
+    fn on_due(&self, subject: Subject, at: Timestamp, pending: &mut Pending, timers: &mut Timers) {
+        match subject {
+            Subject::Pod(uid) => {
+                // A Pod deleted meanwhile has nothing to evaluate.
+                if let Some(namespace) = self.index.with_pod(uid.as_uid(), |p| p.view().namespace().to_string()) {
+                    pending.push_timer(namespace, uid, at);
+                }
+            }
+            Subject::Workloads => {
+                // At least at the scheduled instant, whatever the timer's jitter.
+                let outcome = self.index.revisit_workloads(Timestamp::now().max(at));
+                self.finish(outcome, timers);
+            }
         }
     }
 
@@ -184,7 +195,7 @@ impl Reconciler {
             // The first judgement of the rollouts the listed Pods may block, before the
             // publisher reads what fires: else it would resolve a standing Warning, and
             // announce it again a tick later.
-            let outcome = self.index.tick_workloads(now);
+            let outcome = self.index.revisit_workloads(now);
             self.finish(outcome, timers);
             leadership::set_synced(&self.role);
             tracing::info!(pods = self.index.pod_count(), "initial lists done; ready");
@@ -232,12 +243,17 @@ impl Reconciler {
         }
         for (uid, at) in outcome.wakeups {
             match at {
-                Some(at) => timers.schedule(uid, at),
-                None => timers.forget(&uid),
+                Some(at) => timers.schedule(Subject::Pod(uid), at),
+                None => timers.forget(&Subject::Pod(uid)),
             }
         }
         for (uid, at) in outcome.wake_by {
-            timers.schedule_by(uid, at);
+            timers.schedule_by(Subject::Pod(uid), at);
+        }
+        // The earliest wins: a later answer (a rollout marked again) never postpones a
+        // judgement already due, and an evaluation that is not needed any more finds nothing.
+        if let Some(at) = self.index.workloads_due(Timestamp::now()) {
+            timers.schedule_by(Subject::Workloads, at);
         }
         for (namespace, container, seconds) in outcome.startups {
             self.metrics.startup_seconds.with_label_values(&[&namespace, &container]).observe(seconds);
@@ -263,6 +279,10 @@ impl Reconciler {
 mod tests {
     use super::*;
 
+    fn pod(uid: &str) -> Subject {
+        Subject::Pod(PodUidBuf::parse(uid))
+    }
+
     fn in_secs(secs: i64) -> Timestamp {
         Timestamp::now() + jiff::SignedDuration::from_secs(secs)
     }
@@ -270,12 +290,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn timers_keep_only_the_latest_schedule() {
         let mut timers = Timers::default();
-        let (t0, t1) = (in_secs(30), in_secs(60));
-        timers.schedule("a".into(), t1);
-        timers.schedule("a".into(), t0);
-        timers.schedule("b".into(), t1);
-        assert_eq!(timers.due().await, Some((PodUidBuf::parse("a"), t0)));
-        assert_eq!(timers.due().await, Some((PodUidBuf::parse("b"), t1)), "a's superseded t1 does not fire");
+        let (t0, t_half, t1) = (in_secs(30), in_secs(45), in_secs(60));
+        timers.schedule(pod("a"), t1);
+        timers.schedule(pod("a"), t0);
+        timers.schedule(pod("b"), t1);
+        timers.schedule_by(Subject::Workloads, t1);
+        timers.schedule_by(Subject::Workloads, t_half);
+        timers.schedule_by(Subject::Workloads, t1);
+        assert_eq!(timers.due().await, Some((pod("a"), t0)));
+        assert_eq!(timers.due().await, Some((Subject::Workloads, t_half)), "the earliest by-schedule stands");
+        assert_eq!(timers.due().await, Some((pod("b"), t1)), "a's superseded t1 does not fire");
         assert!(timers.is_empty());
     }
 
@@ -283,7 +307,7 @@ mod tests {
     async fn forgotten_and_far_timers_hold_nothing() {
         let mut timers = Timers::default();
         for pod in 0..10_000 {
-            let uid = PodUidBuf::parse(&format!("flip-{pod}"));
+            let uid = Subject::Pod(PodUidBuf::parse(&format!("flip-{pod}")));
             timers.schedule(uid.clone(), in_secs(300));
             timers.forget(&uid);
         }
@@ -291,7 +315,7 @@ mod tests {
         // The last instant there is (a hostile timestamp, clamped): accepted, looked at
         // again within MAX_WAIT.
         let far = Timestamp::MAX;
-        timers.schedule("far".into(), far);
-        assert_eq!(timers.due().await, Some((PodUidBuf::parse("far"), far)));
+        timers.schedule(pod("far"), far);
+        assert_eq!(timers.due().await, Some((pod("far"), far)));
     }
 }

@@ -4,12 +4,17 @@
 //! (the object that failed no longer needs Pods, or is gone), never because some Pod of the
 //! workload appears: that may be an old revision's replacement.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use super::workloads::{Condition, Kept, WorkloadAlert};
 use super::{Index, Outcome};
 use sidecar_watch_engine::AlertName;
 use sidecar_watch_engine::WorkloadId;
+
+/// How long marked rollouts wait to be judged together: each judgement is one pass over the
+/// Pods, so a burst of Pod changes costs one pass, not one each
+/// (docs/benchmarks.md#what-do-the-alerts-on-workloads-cost).
+pub(crate) const ROLLOUT_BATCH: SignedDuration = SignedDuration::from_secs(1);
 
 impl Index {
     /// Sets (or, with `None`, clears) the condition of `alert` on `workload` and evaluates the
@@ -34,9 +39,18 @@ impl Index {
         self.workloads.lock().0.condition(alert, workload).cloned()
     }
 
-    /// Evaluates the workload alerts again if a pending one is due to fire: the runtime calls
-    /// this on a short tick (the alerts' `for` clocks run without any change).
-    pub fn tick_workloads(&self, now: Timestamp) -> Outcome {
+    /// When the workload alerts are next due to be looked at ([`Index::revisit_workloads`]): the
+    /// first pending one's `for` passing, or, when a Pod change marked a rollout, at most
+    /// `ROLLOUT_BATCH` after `now`. The runtime puts this on the timers it keeps for Pods.
+    pub fn workloads_due(&self, now: Timestamp) -> Option<Timestamp> {
+        let workloads = self.workloads.lock();
+        let marked = workloads.0.has_marked_rollouts().then(|| now + ROLLOUT_BATCH);
+        [workloads.1, marked].into_iter().flatten().min()
+    }
+
+    /// Judges the marked rollouts and evaluates the workload alerts again if a pending one is
+    /// due to fire: the runtime calls this when [`Index::workloads_due`] says.
+    pub fn revisit_workloads(&self, now: Timestamp) -> Outcome {
         let mut outcome = Outcome::default();
         let changed = self.judge_rollouts(now);
         let due = self.workloads.lock().1.is_some_and(|at| at <= now);

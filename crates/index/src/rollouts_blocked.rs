@@ -1,9 +1,10 @@
 //! `RolloutBlockedBySidecar` from the Pods the index holds: a Pod change that may block or
-//! unblock its workload's rollout marks the workload, and the next tick judges each marked
+//! unblock its workload's rollout marks the workload, and the next judgement (at most
+//! `ROLLOUT_BATCH` later, [`Index::workloads_due`]) judges each marked
 //! workload ([`rollout_blocked`]) from a copy of its Pods, taken in one pass over the
 //! segments. Only workloads with a Pod firing a [`BLOCKING`] alert (or already blocked)
 //! are ever marked: a healthy workload costs nothing, and a rollout's Pods are judged once
-//! per tick, not once per Pod change.
+//! per batch, not once per Pod change.
 
 use std::collections::{BTreeMap, HashMap};
 

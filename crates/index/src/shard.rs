@@ -51,6 +51,7 @@ pub fn ordinal_of(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sidecar_watch_engine::WorkloadKind;
 
     #[test]
     fn a_workload_has_one_owner_and_its_namespace_counts() {

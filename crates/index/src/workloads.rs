@@ -6,8 +6,8 @@
 //! healthy workload costs nothing — and evaluated under every policy that selects the
 //! workload as it would select the Pods it creates: its namespace, and the Pod template's
 //! labels where they are known. A workload's conditions are few and change rarely, so the
-//! alerts are evaluated again from them all on each change (and on each tick, for `for`
-//! clocks), never per Pod.
+//! alerts are evaluated again on each change of theirs (and when a `for` passes, on the
+//! runtime's timers), never per Pod.
 //!
 //! A condition comes from a tenant (anyone who may create Events can forge a `FailedCreate`):
 //! at most [`MAX_PER_NAMESPACE`] workloads per namespace and [`MAX_WORKLOADS`] in all hold
@@ -103,7 +103,7 @@ pub(crate) struct Workloads {
     per_namespace: HashMap<(AlertName, String), usize>,
     /// Keyed by (policy, alert name, workload): one alert per workload, alert and policy.
     alerts: BTreeMap<AlertKey, WorkloadAlert>,
-    /// Workloads whose rollout is to be judged again at the next tick.
+    /// Workloads whose rollout is to be judged again at the next judgement.
     marked_rollouts: HashSet<WorkloadId>,
 }
 
@@ -157,13 +157,17 @@ impl Workloads {
         self.per_namespace.keys().any(|(a, _)| *a == alert)
     }
 
-    /// Marks `workload`'s rollout to be judged again (bounded as the conditions are: a
-    /// namespace cannot mark more workloads than it may hold conditions for at once… per
-    /// tick, as the marks are taken every tick).
+    /// Marks `workload`'s rollout to be judged again: at most [`MAX_WORKLOADS`] marks wait
+    /// for the next judgement, which takes them all.
     pub(crate) fn mark_rollout(&mut self, workload: WorkloadId) {
         if self.marked_rollouts.len() < MAX_WORKLOADS {
             self.marked_rollouts.insert(workload);
         }
+    }
+
+    /// Whether a rollout is marked to be judged.
+    pub(crate) fn has_marked_rollouts(&self) -> bool {
+        !self.marked_rollouts.is_empty()
     }
 
     /// The workloads marked since the last call.

@@ -56,15 +56,18 @@ fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone
     for name in ["web-a-1", "web-a-2"] {
         index.apply_pod(web_pod(name, "aaaa", t0, true), at(t0));
     }
-    assert!(index.tick_workloads(at("2026-01-01T10:00:01Z")).transitions.is_empty());
+    assert!(index.revisit_workloads(at("2026-01-01T10:00:01Z")).transitions.is_empty());
+    assert_eq!(index.workloads_due(at("2026-01-01T10:00:01Z")), None, "healthy Pods mark nothing, nothing is due");
     assert_eq!(index.workloads.lock().0.take_marked_rollouts().len(), 0, "healthy Pods mark nothing");
     // The new revision's first Pod: its sidecar is never ready.
     index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", false), at("2026-01-01T10:10:00Z"));
     // Not ready for its 1m: it fires (the timer's evaluation), the rollout is judged blocked.
     index.reevaluate(PodUid::parse("u-web-b-1"), at("2026-01-01T10:11:00Z"));
-    index.tick_workloads(at("2026-01-01T10:11:00Z"));
+    // Marked: judged together with whatever else a batch marks, within ROLLOUT_BATCH.
+    assert_eq!(index.workloads_due(at("2026-01-01T10:11:00Z")), Some(at("2026-01-01T10:11:01Z")));
+    index.revisit_workloads(at("2026-01-01T10:11:00Z"));
     assert_eq!(rollout_alerts(&index), [("Deployment/web".into(), AlertState::Pending, "istio-proxy".into())]);
-    let fired = index.tick_workloads(at("2026-01-01T10:13:00Z")).transitions;
+    let fired = index.revisit_workloads(at("2026-01-01T10:13:00Z")).transitions;
     assert_eq!(fired.len(), 1, "{fired:?}");
     assert_eq!((fired[0].kind, fired[0].workload.to_string()), (TransitionKind::Fired, "Deployment/web".to_string()));
     let message = &fired[0].alert.message;
@@ -72,7 +75,7 @@ fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone
     assert_eq!(fired[0].object_uid.as_deref(), Some("uid-web-bbbb"), "the ReplicaSet's, for the Deployment's read");
     // `kubectl rollout undo`: the new Pod goes, the old revision is all there is.
     index.delete_pod(PodUid::parse("u-web-b-1"), at("2026-01-01T10:14:00Z"));
-    let resolved = index.tick_workloads(at("2026-01-01T10:14:01Z")).transitions;
+    let resolved = index.revisit_workloads(at("2026-01-01T10:14:01Z")).transitions;
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].kind, TransitionKind::Resolved);
     assert!(rollout_alerts(&index).is_empty());
@@ -84,6 +87,6 @@ fn a_rollout_that_completes_fires_nothing() {
     index.apply_pod(web_pod("web-a-1", "aaaa", "2026-01-01T10:00:00Z", true), at("2026-01-01T10:00:00Z"));
     index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", true), at("2026-01-01T10:10:00Z"));
     index.delete_pod(PodUid::parse("u-web-a-1"), at("2026-01-01T10:10:05Z"));
-    assert!(index.tick_workloads(at("2026-01-01T10:30:00Z")).transitions.is_empty());
+    assert!(index.revisit_workloads(at("2026-01-01T10:30:00Z")).transitions.is_empty());
     assert!(rollout_alerts(&index).is_empty());
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use sidecar_watch_api::{ClusterPolicySpec, PolicySpec, SlimPod};
-use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef, WorkloadId, WorkloadKind};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
-use crate::{Condition, Index, PolicyEntry, TransitionKind, WorkloadId, MAX_PER_NAMESPACE};
+use crate::{Condition, Index, PolicyEntry, TransitionKind, MAX_PER_NAMESPACE};
 
 fn at(t: &str) -> Timestamp {
     t.parse().expect("time")
@@ -82,8 +82,11 @@ fn an_injection_failure_fires_after_its_for_and_resolves_only_when_cleared() {
     assert!(kept);
     assert!(outcome.transitions.is_empty());
     assert_eq!(states(&index), [("mesh".into(), AlertName::SidecarInjectionFailed, AlertState::Pending)]);
-    assert!(index.tick_workloads(at("2026-01-01T10:01:59Z")).transitions.is_empty());
-    let fired = index.tick_workloads(at("2026-01-01T10:02:00Z")).transitions;
+    // Due exactly when `for` has passed: the runtime's timer, no poll.
+    assert_eq!(index.workloads_due(at("2026-01-01T10:00:30Z")), Some(at("2026-01-01T10:02:00Z")));
+    assert!(index.revisit_workloads(at("2026-01-01T10:01:59Z")).transitions.is_empty());
+    let fired = index.revisit_workloads(at("2026-01-01T10:02:00Z")).transitions;
+    assert_eq!(index.workloads_due(at("2026-01-01T10:02:00Z")), None, "firing: nothing due");
     assert_eq!(fired.len(), 1);
     let t = &fired[0];
     assert_eq!((t.kind, t.pod.as_str(), t.workload.clone()), (TransitionKind::Fired, "", web()));
