@@ -29,11 +29,10 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Event;
-use kube::api::Api;
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::Client;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -57,8 +56,8 @@ const MAX_EVENTS: usize = 20_000;
 const MAX_EVENTS_PER_NAMESPACE: usize = 1_000;
 /// The `limit` label of an Event cut here.
 const LIMIT: &str = "failed-create-events";
-/// The watch never lists more than this per page: Events are many in a busy cluster.
-const PAGE: u32 = 500;
+/// The API server's filter: only these Events are ever sent.
+pub(crate) const FIELDS: &str = "reason=FailedCreate";
 /// How often the objects of the failing workloads are read again, and how long a read of
 /// an object serves a new Event about it: the alert ends with its object's own state, and
 /// an Event outlives the object it is about (by up to an hour).
@@ -67,9 +66,11 @@ const RECHECK: Duration = Duration::from_secs(15);
 /// unread first within one.
 const RECHECK_READS: usize = 100;
 
-/// Watches the `FailedCreate` Events of `namespace` (`None`: every one) and sends the
-/// conditions they reveal to the reconciler until `tx` closes.
+/// Follows the `FailedCreate` Events of `namespace` (`None`: every one) from `stream` and
+/// sends the conditions they reveal to the reconciler until `tx` closes. `client` reads the
+/// objects they name.
 pub(crate) async fn watch(
+    stream: impl Stream<Item = watcher::Event<Event>>,
     client: Client,
     namespace: Option<String>,
     shard: Shard,
@@ -77,12 +78,6 @@ pub(crate) async fn watch(
     tx: mpsc::Sender<Change>,
     metrics: Metrics,
 ) {
-    let events: Api<Event> = match &namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let config = watcher::Config::default().fields("reason=FailedCreate").page_size(PAGE);
-    let stream = watcher(events, config).default_backoff();
     futures::pin_mut!(stream);
     let (reads_tx, mut reads) = mpsc::channel(64);
     let reader = Reader::spawn(client, metrics.clone(), MAX_EVENTS, reads_tx);
@@ -102,20 +97,15 @@ pub(crate) async fn watch(
         // wait would start a new failure's `for` clock up to one RECHECK early.
         let now = Timestamp::now();
         let mut ops = match step {
-            Step::Watched(Ok(watcher::Event::Init)) => {
+            Step::Watched(watcher::Event::Init) => {
                 known.relisting = Some(HashSet::new());
                 continue;
             }
-            Step::Watched(Ok(watcher::Event::InitApply(event) | watcher::Event::Apply(event))) => {
+            Step::Watched(watcher::Event::InitApply(event) | watcher::Event::Apply(event)) => {
                 known.applied(&event, &metrics, now)
             }
-            Step::Watched(Ok(watcher::Event::Delete(event))) => known.deleted(&event, now),
-            Step::Watched(Ok(watcher::Event::InitDone)) => known.relisted(&namespace, source, now),
-            Step::Watched(Err(e)) => {
-                tracing::debug!(error = %e, "FailedCreate Events watch failed; retrying");
-                metrics.watch_restarts.inc();
-                continue;
-            }
+            Step::Watched(watcher::Event::Delete(event)) => known.deleted(&event, now),
+            Step::Watched(watcher::Event::InitDone) => known.relisted(&namespace, source, now),
             Step::Read(read) => known.read(read, now),
             Step::Recheck => {
                 known.recheck();
@@ -139,7 +129,7 @@ pub(crate) async fn watch(
 /// What woke the watch loop.
 #[expect(clippy::large_enum_variant, reason = "one at a time, on the loop's stack, never stored")]
 enum Step {
-    Watched(Result<watcher::Event<Event>, watcher::Error>),
+    Watched(watcher::Event<Event>),
     Read(Read),
     Recheck,
 }

@@ -152,13 +152,17 @@ fn version_of(info: &Info) -> Option<(u32, u32)> {
 /// older state than already seen. The watcher then watches from the listed resourceVersion and
 /// receives every later change, so the state catches up within the lag; alert `for` durations
 /// absorb such a blip.
-fn config(strategy: Strategy, size: Size) -> watcher::Config {
-    match (strategy, size) {
+fn config(strategy: Strategy, size: Size, fields: Option<&str>) -> watcher::Config {
+    let config = match (strategy, size) {
         (Strategy::Streaming, _) => watcher::Config::default().streaming_lists(),
         (Strategy::Paginated, Size::Large) => watcher::Config::default(),
         (Strategy::Paginated, Size::Small) => {
             watcher::Config { page_size: None, ..watcher::Config::default().any_semantic() }
         }
+    };
+    match fields {
+        Some(fields) => config.fields(fields),
+        None => config,
     }
 }
 
@@ -182,7 +186,8 @@ fn streaming_rejection(error: &watcher::Error) -> Option<&str> {
     rejected.then_some(status.message.as_str())
 }
 
-/// The events of one watcher of `api` (named `what` in logs and metrics), as `plan` says,
+/// The events of one watcher of `api` (named `what` in logs and metrics; only the objects
+/// the field selector `fields` selects, if any), as `plan` says,
 /// with kube-runtime's reconnects and backoff. Errors are counted and logged, not returned;
 /// a rejected streaming list, at the start or at a later relist, or one that has not ended its
 /// initial state by `plan.deadline`, switches this watcher to paginated lists, once, with a
@@ -191,6 +196,7 @@ pub(crate) fn watch_events<K>(
     api: Api<K>,
     what: &'static str,
     size: Size,
+    fields: Option<&'static str>,
     plan: Plan,
     metrics: Metrics,
 ) -> impl Stream<Item = watcher::Event<K>> + Send
@@ -203,7 +209,7 @@ where
     let fallback = (strategy == Strategy::Streaming).then(|| {
         let api = api.clone();
         let metrics = metrics.clone();
-        let paginated = move || start(api, Strategy::Paginated, size);
+        let paginated = move || start(api, Strategy::Paginated, size, fields);
         let report = move |reason: &str| {
             tracing::warn!(watch = what, reason, "{FALLBACK}");
             metrics.initial_list.with_label_values(&[what, Strategy::Streaming.as_str()]).dec();
@@ -211,7 +217,7 @@ where
         };
         Fallback { paginated, report, deadline: plan.deadline }
     });
-    log_errors(with_fallback(start(api, strategy, size), fallback), what, metrics)
+    log_errors(with_fallback(start(api, strategy, size, fields), fallback), what, metrics)
 }
 
 /// The warning of a watcher falling back to paginated lists.
@@ -294,11 +300,11 @@ where
     )
 }
 
-fn start<K>(api: Api<K>, strategy: Strategy, size: Size) -> Events<K>
+fn start<K>(api: Api<K>, strategy: Strategy, size: Size, fields: Option<&str>) -> Events<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher(api, config(strategy, size)).default_backoff().boxed()
+    watcher(api, config(strategy, size, fields)).default_backoff().boxed()
 }
 
 /// Counts and logs watch errors; kube-runtime's backoff retries them.

@@ -70,8 +70,9 @@ pub(crate) fn spawn_watchers(
     let mut source = || sources.next().unwrap_or_default();
     for namespace in scope.namespace_list() {
         let (pods, policies) = pods_and_policies(&client, &namespace);
-        let pods = initial_list::watch_events(pods, "pods", Size::Large, plan, metrics.clone());
-        let policies = initial_list::watch_events(policies, "sidecarpolicies", Size::Small, plan, metrics.clone());
+        let pods = initial_list::watch_events(pods, "pods", Size::Large, None, plan, metrics.clone());
+        let policies =
+            initial_list::watch_events(policies, "sidecarpolicies", Size::Small, None, plan, metrics.clone());
         let policy_scope = PolicyScope { cluster: false, namespace: namespace.clone() };
         let pod_op = pod_op(scope.shard, metrics.clone(), index.clone());
         tasks.push(tokio::spawn(forward(pods, tx.clone(), source(), namespace.clone(), pod_op, pod_deleted)));
@@ -83,24 +84,32 @@ pub(crate) fn spawn_watchers(
             policy_op(false),
             policy_deleted(false),
         )));
+        let events = match &namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        // Events are many in a busy cluster: listed in pages like Pods, filtered by the server.
+        let fields = Some(failed_create_watch::FIELDS);
+        let events = initial_list::watch_events(events, "events", Size::Large, fields, plan, metrics.clone());
         let (shard, source) = (scope.shard, source());
-        tasks.push(tokio::spawn(failed_create_watch::watch(
-            client.clone(),
-            namespace,
-            shard,
-            source,
-            tx.clone(),
-            metrics.clone(),
-        )));
+        let failures =
+            failed_create_watch::watch(events, client.clone(), namespace, shard, source, tx.clone(), metrics.clone());
+        tasks.push(tokio::spawn(failures));
     }
     let cluster_policies: Api<DynamicObject> =
         Api::all_with(client.clone(), &ApiResource::erase::<ClusterSidecarPolicy>(&()));
-    let cluster_policies =
-        initial_list::watch_events(cluster_policies, "clustersidecarpolicies", Size::Small, plan, metrics.clone());
+    let cluster_policies = initial_list::watch_events(
+        cluster_policies,
+        "clustersidecarpolicies",
+        Size::Small,
+        None,
+        plan,
+        metrics.clone(),
+    );
     let cluster_scope = PolicyScope { cluster: true, namespace: None };
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
     let namespace_op = namespace_op(&metrics);
-    let namespaces = initial_list::watch_events(namespaces, "namespaces", Size::Small, plan, metrics);
+    let namespaces = initial_list::watch_events(namespaces, "namespaces", Size::Small, None, plan, metrics);
     tasks.push(tokio::spawn(forward(
         cluster_policies,
         tx.clone(),

@@ -29,7 +29,7 @@ use crate::support::*;
 const PODS: usize = 25;
 
 /// Every resource the operator watches, by plural (its `watch` name in logs and metrics).
-const RESOURCES: [&str; 4] = ["clustersidecarpolicies", "namespaces", "pods", "sidecarpolicies"];
+const RESOURCES: [&str; 5] = ["clustersidecarpolicies", "events", "namespaces", "pods", "sidecarpolicies"];
 
 const FALLBACK: &str = "the API server does not serve streaming lists; this watch uses paginated lists from now on";
 

@@ -66,6 +66,8 @@ async fn a_compacted_etcd_makes_the_operator_list_again() {
     let ns = c.ns.clone();
     let op = Operator::start(&c, "op-0", &["--lease-duration", "15s"]).await;
     op.wait_alerts("p1 and p2 firing", vec![firing(&ns, "p1"), firing(&ns, "p2")]).await;
+    // Both announced before the outage: what this test counts afterwards is the relist's work.
+    c.wait_events("p1", "Warning", "SidecarContainerNotReady", 1).await;
     c.wait_events("p2", "Warning", "SidecarContainerNotReady", 1).await;
 
     let cp = c.control_plane();
@@ -113,7 +115,7 @@ async fn an_api_server_down_at_start_is_waited_for() {
     c.wait_events("p1", "Warning", "SidecarContainerNotReady", 1).await;
 }
 
-const RESOURCES: [&str; 4] = ["clustersidecarpolicies", "namespaces", "pods", "sidecarpolicies"];
+const RESOURCES: [&str; 5] = ["clustersidecarpolicies", "events", "namespaces", "pods", "sidecarpolicies"];
 
 /// Waits until both Pods are tracked and every watcher got its initial state by `strategy`.
 async fn expect_initial_lists(op: &Operator, strategy: &str) {

@@ -2,7 +2,7 @@
 //! control plane of their own: an outage through the fault proxy, a compacted history, and
 //! the operator's requests for initial states as kube-apiserver's audit log records them.
 
-use sidecar_watch_harness::control_plane::AuditLog;
+use sidecar_watch_harness::control_plane::{AuditLog, AuditedRequest};
 use sidecar_watch_harness::env::wait_until;
 use sidecar_watch_harness::fault_proxy::FaultProxy;
 
@@ -65,7 +65,11 @@ impl InitialStates {
 pub fn initial_states(audit: &AuditLog, resource: &str) -> InitialStates {
     let requests = audit.requests_by(sidecar_watch::kubeconfig::USER_AGENT).expect("kube-apiserver's audit log");
     let mut states = InitialStates::default();
-    for request in requests.iter().filter(|r| r.resource == resource) {
+    // The `events` watch is the core API's (FailedCreate); a new leader's read-back of its
+    // own Warnings lists events.k8s.io Events, which are no watch's initial state.
+    let watched =
+        |r: &&AuditedRequest| r.resource == resource && (resource != "events" || r.request_uri.starts_with("/api/v1/"));
+    for request in requests.iter().filter(watched) {
         let streaming = request.verb == "watch" && request.request_uri.contains("sendInitialEvents=true");
         if request.verb != "list" && !streaming {
             continue;

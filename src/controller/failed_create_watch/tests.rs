@@ -4,8 +4,10 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
+use crate::controller::initial_list::{watch_events, Plan, Size, Strategy};
 use crate::engine::{ContainerKind, WorkloadKind};
 use crate::injection_failure::declared;
+use kube::Api;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -281,10 +283,13 @@ fn a_clear_counts_from_when_the_read_was_sent() {
 async fn a_failure_after_a_quiet_spell_starts_its_clock_at_its_own_time() {
     let (client, mut server) = crate::test_api::client();
     let (tx, mut changes) = mpsc::channel(16);
-    tokio::spawn(watch(client, Some("shop".into()), Shard::default(), 0, tx, Metrics::new()));
+    let plan = Plan { strategy: Strategy::Paginated, deadline: Duration::from_secs(60) };
+    let api = Api::namespaced(client.clone(), "shop");
+    let stream = watch_events(api, "events", Size::Large, Some(FIELDS), plan, Metrics::new());
+    tokio::spawn(watch(stream, client, Some("shop".into()), Shard::default(), 0, tx, Metrics::new()));
     let events = "/api/v1/namespaces/shop/events";
     let list = server.next().await;
-    assert_eq!(list.parts.uri.path(), events);
+    list.expect("GET", events, &[("fieldSelector", "reason%3DFailedCreate"), ("limit", "500")]);
     list.respond_json(
         200,
         &serde_json::json!({"kind": "EventList", "apiVersion": "v1",

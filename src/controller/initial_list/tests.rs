@@ -222,11 +222,11 @@ fn versions_with_vendor_suffixes() {
 
 #[test]
 fn pods_are_never_listed_unpaginated() {
-    assert_eq!(config(Strategy::Paginated, Size::Large).page_size, Some(500));
-    assert_eq!(config(Strategy::Paginated, Size::Small).page_size, None);
-    assert_eq!(config(Strategy::Paginated, Size::Small).list_semantic, watcher::ListSemantic::Any);
+    assert_eq!(config(Strategy::Paginated, Size::Large, None).page_size, Some(500));
+    assert_eq!(config(Strategy::Paginated, Size::Small, None).page_size, None);
+    assert_eq!(config(Strategy::Paginated, Size::Small, None).list_semantic, watcher::ListSemantic::Any);
     assert_eq!(
-        config(Strategy::Streaming, Size::Large).initial_list_strategy,
+        config(Strategy::Streaming, Size::Large, None).initial_list_strategy,
         watcher::InitialListStrategy::StreamingList
     );
 }
