@@ -2,9 +2,10 @@
 //! workload object gets one Warning when its first Pod fires an alert and one `Resolved` when
 //! its last Pod clears it, however many Pods fire in between.
 //!
-//! Only what fires is remembered (a healthy workload costs nothing), at most [`MAX_KEYS`]
-//! keys: past that a tenant's new workloads get Pod Events only, counted in
-//! `sidecar_watch_limited_total{limit="workload-events"}`.
+//! Only what fires is remembered (a healthy workload costs nothing), at most
+//! [`MAX_KEYS_PER_NAMESPACE`] keys per namespace and [`MAX_KEYS`] in all: past that a
+//! namespace's new workloads get Pod Events only, counted in
+//! `sidecar_watch_limited_total{limit="workload-events"}`; another namespace's keep theirs.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,8 +17,11 @@ use crate::engine::{AlertKey, ContainerKind, PodUid, PodUidBuf, PolicyRef, Workl
 use crate::index::Transition;
 
 /// (policy, workload, alert) keys remembered at most: a key and one Pod's UID each, so the
-/// cap bounds what a tenant's many failing workloads can make the Event path hold.
+/// cap bounds what tenants' many failing workloads can make the Event path hold.
 pub const MAX_KEYS: usize = 20_000;
+/// Keys one namespace may hold: a tenant's many failing workloads (or forged policies) use up
+/// its own share, never the others'.
+pub const MAX_KEYS_PER_NAMESPACE: usize = 1_000;
 
 /// One alert on one workload under one policy: one Warning (and its `Resolved`) per key. The
 /// same key is made when the Warning is published ([`WorkloadKey::of`]) and when a new leader
@@ -128,7 +132,7 @@ pub enum Step {
     Announce,
     /// The last Pod cleared an announced alert: its `Resolved` is due, about this object.
     Resolve(Announced),
-    /// A new key past [`MAX_KEYS`]: not remembered.
+    /// A new key past [`MAX_KEYS_PER_NAMESPACE`] or [`MAX_KEYS`]: not remembered.
     Limited,
 }
 
@@ -136,19 +140,32 @@ pub enum Step {
 #[derive(Debug)]
 pub struct WorkloadAlerts {
     firing: HashMap<WorkloadKey, Firing>,
+    /// Keys held per namespace.
+    per_namespace: HashMap<String, usize>,
     max_keys: usize,
+    max_per_namespace: usize,
 }
 
 impl Default for WorkloadAlerts {
     fn default() -> Self {
-        Self::new(MAX_KEYS)
+        Self::new(MAX_KEYS, MAX_KEYS_PER_NAMESPACE)
     }
 }
 
 impl WorkloadAlerts {
-    /// Remembers at most `max_keys` keys.
-    pub fn new(max_keys: usize) -> Self {
-        WorkloadAlerts { firing: HashMap::new(), max_keys }
+    /// Remembers at most `max_keys` keys, `max_per_namespace` of one namespace.
+    pub fn new(max_keys: usize, max_per_namespace: usize) -> Self {
+        WorkloadAlerts { firing: HashMap::new(), per_namespace: HashMap::new(), max_keys, max_per_namespace }
+    }
+
+    /// One key of `namespace` fewer.
+    fn release(per_namespace: &mut HashMap<String, usize>, namespace: &str) {
+        if let Some(n) = per_namespace.get_mut(namespace) {
+            *n -= 1;
+            if *n == 0 {
+                per_namespace.remove(namespace);
+            }
+        }
     }
 
     /// Pod `t` fires `key`'s alert (`owner_uid`: its owner reference's UID; `job`: its Job's
@@ -162,9 +179,11 @@ impl WorkloadAlerts {
             }
             return Step::Nothing;
         }
-        if self.firing.len() >= self.max_keys {
+        let held = self.per_namespace.get(&key.namespace).copied().unwrap_or(0);
+        if self.firing.len() >= self.max_keys || held >= self.max_per_namespace {
             return Step::Limited;
         }
+        *self.per_namespace.entry(key.namespace.clone()).or_default() += 1;
         let firing = Firing {
             pods: HashSet::from([t.pod_uid.clone()]),
             example: t.pod.clone(),
@@ -186,6 +205,7 @@ impl WorkloadAlerts {
         if !firing.pods.is_empty() {
             return Step::Nothing;
         }
+        Self::release(&mut self.per_namespace, &key.namespace);
         match self.firing.remove(key).and_then(Firing::into_announced) {
             Some(announced) => Step::Resolve(announced),
             None => Step::Nothing,
@@ -196,11 +216,13 @@ impl WorkloadAlerts {
     /// keys whose last firing Pod went, with the object whose `Resolved` is due.
     pub fn forget_untracked(&mut self, mut tracked: impl FnMut(PodUid<'_>) -> bool) -> Vec<(WorkloadKey, Announced)> {
         let mut resolved = Vec::new();
+        let per_namespace = &mut self.per_namespace;
         self.firing.retain(|key, firing| {
             // An alert on a workload stands for itself (no Pod UID): only its own
             // `Resolved` transition takes it away.
             firing.pods.retain(|uid| uid.as_ref().is_none_or(|uid| tracked(uid.as_uid())));
             if firing.pods.is_empty() {
+                Self::release(per_namespace, &key.namespace);
                 if let Some(object) = firing.announced.take() {
                     resolved
                         .push((key.clone(), Announced { object, container: std::mem::take(&mut firing.container) }));

@@ -163,7 +163,7 @@ fn deleted_workload_pods_resolve_at_the_sweep() {
 
 #[test]
 fn keys_are_bounded() {
-    let mut alerts = WorkloadAlerts::new(100);
+    let mut alerts = WorkloadAlerts::new(100, 100);
     let mut limited = 0;
     for i in 0..1_000 {
         let t = transition(TransitionKind::Fired, "mesh", workload("Deployment", &format!("web-{i}")), i);
@@ -175,6 +175,33 @@ fn keys_are_bounded() {
     // A workload already counted still counts its Pods at the bound.
     let again = transition(TransitionKind::Fired, "mesh", workload("Deployment", "web-0"), 5000);
     assert_eq!(step(&mut alerts, &again), Step::Nothing);
+}
+
+/// A tenant's namespace full of failing workloads uses up its own share: another namespace's
+/// workload still gets its Warning, and a key freed in the full namespace makes room there.
+#[test]
+fn one_namespace_cannot_use_up_the_keys_of_another() {
+    let mut alerts = WorkloadAlerts::new(100, 10);
+    let in_namespace = |namespace: &str, name: &str, pod: usize| {
+        let mut workload = workload("Deployment", name);
+        workload.namespace = namespace.into();
+        let mut t = transition(TransitionKind::Fired, "mesh", workload, pod);
+        t.namespace = namespace.into();
+        t
+    };
+    let flood: Vec<Step> = (0..50).map(|i| step(&mut alerts, &in_namespace("tenant", &format!("w-{i}"), i))).collect();
+    assert_eq!(flood.iter().filter(|s| **s == Step::Announce).count(), 10);
+    assert_eq!(flood.iter().filter(|s| **s == Step::Limited).count(), 40);
+    assert_eq!(step(&mut alerts, &in_namespace("shop", "web", 100)), Step::Announce, "another namespace");
+    let mut gone = in_namespace("tenant", "w-0", 0);
+    gone.kind = TransitionKind::Resolved;
+    assert!(matches!(step(&mut alerts, &gone), Step::Resolve(_)), "its last Pod cleared it");
+    assert_eq!(step(&mut alerts, &in_namespace("tenant", "w-99", 99)), Step::Announce, "the freed place");
+    assert_eq!(step(&mut alerts, &in_namespace("tenant", "w-98", 98)), Step::Limited, "full again");
+    // Every Pod gone: every key resolved, every place freed.
+    assert_eq!(alerts.forget_untracked(|_| false).len(), 11);
+    assert!(alerts.is_empty());
+    assert_eq!(step(&mut alerts, &in_namespace("tenant", "w-100", 100)), Step::Announce, "all freed");
 }
 
 fn event(reason: &str, kind: &str, time: &str) -> K8sEvent {
