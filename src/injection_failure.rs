@@ -18,6 +18,7 @@ use kube::Client;
 use serde_json::Value;
 
 use crate::engine::{classify_failed_create, ContainerKind, InjectionFailure, WorkloadId, WorkloadKind};
+use crate::fair_reader::Lookup;
 use crate::index::Condition;
 
 /// The object an Event names.
@@ -63,6 +64,18 @@ pub(crate) struct ReadObject {
     /// Whether the object still needs Pods it may fail to create ([`needs_pods`]): once it
     /// does not, its failure is over, whatever its Events still say.
     pub(crate) needs_pods: bool,
+}
+
+impl Lookup for Involved {
+    type Found = Option<ReadObject>;
+
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    async fn read(&self, client: Client) -> Result<Option<ReadObject>, String> {
+        read_involved(&client, self).await.map_err(|e| e.to_string())
+    }
 }
 
 /// Reads the object an Event names from the API server; `None` when it does not exist or

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod controller;
 pub mod events;
 pub mod fair_queue;
+pub(crate) mod fair_reader;
 pub(crate) mod injection_failure;
 pub mod kubeconfig;
 pub mod leadership;

@@ -6,8 +6,8 @@
 //! only believed about an object of its own namespace that exists with the UID it names,
 //! and only the few whose message names a sidecar's cause ([`crate::injection_failure`], by
 //! [`crate::engine::classify_failed_create`]) are kept; everything else is dropped at once.
-//! The watch loop only classifies: the objects are read by one bounded reader, fair per
-//! namespace ([`reader`]). What a read found is kept per object (its UID included) and
+//! The watch loop only classifies: the objects are read by the one bounded reader of workload
+//! objects, fair per namespace ([`crate::fair_reader`]). What a read found is kept per object (its UID included) and
 //! reused: an Event that changes only its count or time costs no read, another Event about
 //! the same object one read per [`RECHECK`] at most.
 //!
@@ -40,14 +40,12 @@ use tokio::time::Instant;
 use super::queue::{Change, Op};
 use crate::engine::{InjectionFailure, WorkloadId};
 use crate::fair_queue::FairQueue;
+use crate::fair_reader::{Read, Reader, Request};
 use crate::index::shard::Shard;
 use crate::index::{Condition, CreateFailures};
 // The pure part, shared with `audit` so that both read an Event alike.
 use crate::injection_failure::{condition_of, event_times, sidecar_failure, Involved, ReadObject};
 use crate::metrics::Metrics;
-
-mod reader;
-use reader::{Read, Reader, Request};
 
 /// Events remembered at most in all, a backstop behind [`MAX_EVENTS_PER_NAMESPACE`].
 const MAX_EVENTS: usize = 20_000;
@@ -56,6 +54,8 @@ const MAX_EVENTS: usize = 20_000;
 const MAX_EVENTS_PER_NAMESPACE: usize = 1_000;
 /// The `limit` label of an Event cut here.
 const LIMIT: &str = "failed-create-events";
+/// The `limit` label of a failed read of an object an Event names, or one dropped.
+const READ_LIMIT: &str = "failed-create-reads";
 /// The API server's filter: only these Events are ever sent.
 pub(crate) const FIELDS: &str = "reason=FailedCreate";
 /// How often the objects of the failing workloads are read again, and how long a read of
@@ -80,7 +80,7 @@ pub(crate) async fn watch(
 ) {
     futures::pin_mut!(stream);
     let (reads_tx, mut reads) = mpsc::channel(64);
-    let reader = Reader::spawn(client, metrics.clone(), MAX_EVENTS, reads_tx);
+    let reader = Reader::spawn(client, metrics.clone(), READ_LIMIT, MAX_EVENTS, reads_tx);
     let mut known = Known::new(shard);
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -114,7 +114,7 @@ pub(crate) async fn watch(
         };
         for request in std::mem::take(&mut known.to_read) {
             if let Some(dropped) = reader.request(request) {
-                known.unrequest(&dropped.involved);
+                known.unrequest(&dropped.lookup);
             }
         }
         ops.extend(known.release_relist());
@@ -130,7 +130,7 @@ pub(crate) async fn watch(
 #[expect(clippy::large_enum_variant, reason = "one at a time, on the loop's stack, never stored")]
 enum Step {
     Watched(watcher::Event<Event>),
-    Read(Read),
+    Read(Read<Involved>),
     Recheck,
 }
 
@@ -174,7 +174,7 @@ struct Known {
     /// The Events listed since the last `Init`, while a relist runs.
     relisting: Option<HashSet<String>>,
     /// Objects to hand the reader.
-    to_read: Vec<Request>,
+    to_read: Vec<Request<Involved>>,
     /// A relist that ended (its scope and this watch's number), held until every object it
     /// named is read: readiness counts it, and what is judged after a restart must know
     /// every condition, or a standing Warning would look resolved.
@@ -264,11 +264,11 @@ impl Known {
     }
 
     /// What a read found of an object: its state, then whether its Events are believed.
-    fn read(&mut self, read: Read, now: Timestamp) -> Vec<Op<CreateFailures>> {
+    fn read(&mut self, read: Read<Involved>, now: Timestamp) -> Vec<Op<CreateFailures>> {
         // Forgotten meanwhile (its Events deleted): nothing to judge.
-        let Some(object) = self.objects.get_mut(&read.involved) else { return Vec::new() };
+        let Some(object) = self.objects.get_mut(&read.lookup) else { return Vec::new() };
         object.requested = false;
-        match read.object {
+        match read.found {
             Ok(Some(state)) => {
                 if !state.needs_pods {
                     // As of the read, not of its answer: a failure in between is after it.
@@ -282,10 +282,10 @@ impl Known {
                 object.read = None;
             }
             // Every attempt failed: asked again at the next round.
-            Err(()) => return Vec::new(),
+            Err(_) => return Vec::new(),
         }
         object.read_at = Some(Instant::now());
-        self.judge(&read.involved, now)
+        self.judge(&read.lookup, now)
     }
 
     /// A read request dropped from the reader's full queue: asked again at the next round.
@@ -376,7 +376,7 @@ impl Known {
             round.push(Request::new(involved.clone(), object.read.is_some()));
         }
         for request in std::iter::from_fn(|| round.pop()).take(RECHECK_READS) {
-            if let Some(object) = self.objects.get_mut(&request.involved) {
+            if let Some(object) = self.objects.get_mut(&request.lookup) {
                 object.requested = true;
             }
             self.to_read.push(request);

@@ -219,7 +219,7 @@ pub(crate) fn spawn_publisher(
     let sink = EventSink { queue: queue.clone(), _open: Arc::new(OpenSinks(queue.clone())), metrics: metrics.clone() };
     let recorder = Recorder::new(client.clone(), REPORTING_CONTROLLER, instance);
     let publisher = Publisher {
-        owners: owners::Owners::new(client.clone()),
+        owners: owners::Owners::new(client.clone(), metrics.clone()),
         workloads: Default::default(),
         due: Default::default(),
         client,
@@ -286,7 +286,7 @@ impl Publisher {
                         self.publish_due().await;
                     }
                 }
-                Some((key, answer)) = self.owners.answers.recv() => self.owner_answered(key, answer).await,
+                Some(read) = self.owners.answers.recv() => self.owner_answered(read.lookup, read.found.and_then(|f| f)).await,
                 _ = tokio::time::sleep(workload::publish::BATCH), if !self.due.is_empty() => {
                     // Due Warnings waiting on nothing but a drained queue.
                     self.publish_due().await;

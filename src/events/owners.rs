@@ -9,30 +9,32 @@
 //!   for its UID and `spec.concurrencyPolicy`. A forged Job name thus never moves an Event
 //!   onto another object.
 //!
-//! Answers are cached per (workload, owner reference UID): a new ReplicaSet (a rollout, the
-//! Deployment made again) or a new Job (the next run) is read again. A failed read (the
-//! workload does not exist, or is not the Pod's) is logged once, counted, and not tried again
-//! for [`RETRY_FAILED`].
+//! The reads are the one bounded reader's ([`crate::fair_reader`]: fair per namespace,
+//! retried when the API server fails, counted under `workload-owner-reads`). Answers are
+//! cached per (workload, owner reference UID): a new ReplicaSet (a rollout, the Deployment
+//! made again) or a new Job (the next run) is read again. A failed read (the workload does
+//! not exist, or is not the Pod's, or the API server failed every attempt) is logged once,
+//! counted, and not tried again for [`RETRY_FAILED`].
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::{Api, Client};
 use lru::LruCache;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::fair_reader::{Lookup as ReadLookup, Read, Reader, Request};
+use crate::metrics::Metrics;
 
 /// Workloads remembered, the least recently used forgotten first.
 const REMEMBERED: usize = 4096;
-/// Reads in flight at most; more wait for a permit.
-const CONCURRENT: usize = 4;
 /// A read that failed is tried again after this long.
 pub(crate) const RETRY_FAILED: Duration = Duration::from_secs(300);
-/// A read (both `get`s of a CronJob's) is given up after this long.
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// The `limit` label of a failed read, or one the full queue dropped.
+const READ_LIMIT: &str = "workload-owner-reads";
 
 /// A workload as one of its Pods names it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -91,8 +93,18 @@ pub(crate) struct OwnerInfo {
     pub(crate) concurrency_policy: Option<String>,
 }
 
-/// The answer to a read: what it told, or why it failed.
-pub(crate) type Answer = (OwnerKey, Result<OwnerInfo, String>);
+impl ReadLookup for OwnerKey {
+    /// What it is, or why it is not the Pod's workload (not retried: the API server answered).
+    type Found = Result<OwnerInfo, String>;
+
+    fn namespace(&self) -> &str {
+        OwnerKey::namespace(self)
+    }
+
+    async fn read(&self, client: Client) -> Result<Result<OwnerInfo, String>, String> {
+        read(client, self).await
+    }
+}
 
 #[derive(Clone, Debug)]
 enum Lookup {
@@ -114,26 +126,19 @@ pub(crate) enum OwnerUid {
 
 /// Workload UIDs, read on demand.
 pub(crate) struct Owners {
-    client: Client,
     cache: LruCache<OwnerKey, Lookup>,
-    permits: Arc<Semaphore>,
-    sender: mpsc::UnboundedSender<Answer>,
-    /// Answers of the reads started; one per read, and reads are bounded by the cache.
-    pub(crate) answers: mpsc::UnboundedReceiver<Answer>,
+    reader: Reader<OwnerKey>,
+    /// Answers of the reads asked for; at most one per cached key.
+    pub(crate) answers: mpsc::Receiver<Read<OwnerKey>>,
 }
 
 impl Owners {
-    /// Reads with `client`.
-    pub(crate) fn new(client: Client) -> Self {
-        let (sender, answers) = mpsc::unbounded_channel();
+    /// Reads with `client`, counting failures in `metrics`.
+    pub(crate) fn new(client: Client, metrics: Metrics) -> Self {
+        let (sender, answers) = mpsc::channel(64);
         let remembered = NonZeroUsize::new(REMEMBERED).unwrap_or(NonZeroUsize::MIN);
-        Owners {
-            client,
-            cache: LruCache::new(remembered),
-            permits: Arc::new(Semaphore::new(CONCURRENT)),
-            sender,
-            answers,
-        }
+        let reader = Reader::spawn(client, metrics, READ_LIMIT, REMEMBERED, sender);
+        Owners { cache: LruCache::new(remembered), reader, answers }
     }
 
     /// What is known of the workload `key` names, starting a read when nothing is.
@@ -145,19 +150,10 @@ impl Owners {
             _ => {}
         }
         self.cache.put(key.clone(), Lookup::Reading);
-        let (client, permits, sender, key) =
-            (self.client.clone(), self.permits.clone(), self.sender.clone(), key.clone());
-        tokio::spawn(async move {
-            let answer = match permits.acquire_owned().await {
-                Ok(_permit) => match tokio::time::timeout(TIMEOUT, read(client, &key)).await {
-                    Ok(answer) => answer,
-                    Err(_) => Err(format!("no answer within {TIMEOUT:?}")),
-                },
-                Err(_) => Err("closed".into()),
-            };
-            // The publisher is gone (shutdown): nobody waits for the answer.
-            let _ = sender.send((key, answer));
-        });
+        if let Some(dropped) = self.reader.request(Request::new(key.clone(), false)) {
+            // Asked for again by the next Event that needs it.
+            self.cache.pop(&dropped.lookup);
+        }
         OwnerUid::Reading
     }
 
@@ -177,28 +173,47 @@ impl Owners {
     }
 }
 
-/// Reads what `key` needs: one `get` for a Deployment, two for a CronJob.
-async fn read(client: Client, key: &OwnerKey) -> Result<OwnerInfo, String> {
+/// Reads what `key` needs: one `get` for a Deployment, two for a CronJob. The inner `Err`
+/// is the API server's answer that the workload is not the Pod's (it does not exist, or
+/// another object has its name); the outer one a failure worth trying again.
+async fn read(client: Client, key: &OwnerKey) -> Result<Result<OwnerInfo, String>, String> {
     match key {
         OwnerKey::Deployment { name, .. } => {
-            let deployment = Api::<Deployment>::namespaced(client, key.namespace()).get(name).await;
-            let uid = uid_of(&deployment.map_err(|e| e.to_string())?.metadata)?;
-            Ok(OwnerInfo { uid, concurrency_policy: None })
+            let deployment = Api::<Deployment>::namespaced(client, key.namespace()).get_opt(name).await;
+            let Some(deployment) = deployment.map_err(|e| e.to_string())? else {
+                return Ok(Err(format!("Deployment {name} not found")));
+            };
+            Ok(uid_of(&deployment.metadata).map(|uid| OwnerInfo { uid, concurrency_policy: None }))
         }
         OwnerKey::CronJob { namespace, name, job, job_uid } => {
-            let read_job = Api::<Job>::namespaced(client.clone(), namespace).get(job).await;
-            let cronjob_uid = cronjob_of(&read_job.map_err(|e| e.to_string())?, name, job_uid)?;
-            let read_cronjob = Api::<CronJob>::namespaced(client, namespace).get(name).await;
-            let cronjob = read_cronjob.map_err(|e| e.to_string())?;
-            let uid = uid_of(&cronjob.metadata)?;
-            if uid != cronjob_uid {
-                return Err(format!("CronJob {name} is not Job {job}'s controller (UID {uid}, not {cronjob_uid})"));
-            }
-            // The API server defaults it to Allow (pkg/apis/batch/v1/defaults.go).
-            let policy = cronjob.spec.and_then(|s| s.concurrency_policy).unwrap_or_else(|| "Allow".into());
-            Ok(OwnerInfo { uid, concurrency_policy: Some(policy) })
+            let read_job = Api::<Job>::namespaced(client.clone(), namespace).get_opt(job).await;
+            let Some(read_job) = read_job.map_err(|e| e.to_string())? else {
+                return Ok(Err(format!("Job {job} not found")));
+            };
+            let cronjob_uid = match cronjob_of(&read_job, name, job_uid) {
+                Ok(uid) => uid,
+                Err(reason) => return Ok(Err(reason)),
+            };
+            let read_cronjob = Api::<CronJob>::namespaced(client, namespace).get_opt(name).await;
+            let Some(cronjob) = read_cronjob.map_err(|e| e.to_string())? else {
+                return Ok(Err(format!("CronJob {name} not found")));
+            };
+            Ok(cronjob_info(&cronjob, &cronjob_uid, job))
         }
     }
+}
+
+/// The CronJob's UID and concurrency policy, if it is the one that controls Job `job`
+/// (`controller_uid`).
+fn cronjob_info(cronjob: &CronJob, controller_uid: &str, job: &str) -> Result<OwnerInfo, String> {
+    let name = cronjob.metadata.name.as_deref().unwrap_or_default();
+    let uid = uid_of(&cronjob.metadata)?;
+    if uid != controller_uid {
+        return Err(format!("CronJob {name} is not Job {job}'s controller (UID {uid}, not {controller_uid})"));
+    }
+    // The API server defaults it to Allow (pkg/apis/batch/v1/defaults.go).
+    let policy = cronjob.spec.as_ref().and_then(|s| s.concurrency_policy.clone()).unwrap_or_else(|| "Allow".into());
+    Ok(OwnerInfo { uid, concurrency_policy: Some(policy) })
 }
 
 /// The UID of the CronJob `cronjob` controlling `job`, when `job` is the Job the Pod names
@@ -238,14 +253,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_deployment_is_read_once_per_replica_set_and_a_failure_waits() {
         let (client, mut server) = test_api::client();
-        let mut owners = Owners::new(client);
+        let mut owners = Owners::new(client, Metrics::new());
         let t0 = Instant::now();
         assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Reading);
         assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Reading, "one read in flight, not two");
         let call = server.next().await;
         call.expect("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[]);
         call.respond_json(200, &serde_json::json!({"metadata": {"name": "web", "namespace": "shop", "uid": "d-1"}}));
-        let (answered, answer) = owners.answers.recv().await.expect("an answer");
+        let read = owners.answers.recv().await.expect("an answer");
+        let (answered, answer) = (read.lookup, read.found.and_then(|found| found));
         assert_eq!(answer, Ok(known("d-1")));
         owners.answered(answered, answer, t0);
         assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Known(known("d-1")), "cached");
@@ -253,13 +269,38 @@ mod tests {
         // A new ReplicaSet (the Deployment made again) is read again; this read fails.
         assert_eq!(owners.uid(&key("rs-2"), t0), OwnerUid::Reading);
         server.next().await.respond_status(404, "NotFound");
-        let (answered, answer) = owners.answers.recv().await.expect("an answer");
+        let read = owners.answers.recv().await.expect("an answer");
+        let (answered, answer) = (read.lookup, read.found.and_then(|found| found));
         assert!(answer.is_err(), "{answer:?}");
         owners.answered(answered, answer, t0);
         assert_eq!(owners.uid(&key("rs-2"), t0 + RETRY_FAILED / 2), OwnerUid::Failed, "not read again yet");
         server.expect_silence(Duration::from_secs(1)).await;
         assert_eq!(owners.uid(&key("rs-2"), t0 + RETRY_FAILED), OwnerUid::Reading, "read again after the wait");
         server.next().await.expect("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[]);
+    }
+
+    /// The API server failing is tried again (and counted); its answer that the Deployment
+    /// does not exist is not: a forged owner costs one read per [`RETRY_FAILED`].
+    #[tokio::test(start_paused = true)]
+    async fn a_server_failure_is_retried_and_a_missing_deployment_is_not() {
+        let (client, mut server) = test_api::client();
+        let metrics = Metrics::new();
+        let mut owners = Owners::new(client, metrics.clone());
+        let t0 = Instant::now();
+        assert_eq!(owners.uid(&key("rs-1"), t0), OwnerUid::Reading);
+        server.next().await.respond_status(500, "InternalError");
+        let retried = server.next().await;
+        retried.expect("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[]);
+        retried.respond_json(200, &serde_json::json!({"metadata": {"name": "web", "namespace": "shop", "uid": "d-1"}}));
+        let read = owners.answers.recv().await.expect("an answer");
+        assert_eq!(read.found, Ok(Ok(known("d-1"))));
+        assert_eq!(metrics.limited.with_label_values(&[READ_LIMIT]).get(), 1);
+        assert_eq!(owners.uid(&key("rs-forged"), t0), OwnerUid::Reading);
+        server.next().await.respond_status(404, "NotFound");
+        let read = owners.answers.recv().await.expect("an answer");
+        assert!(matches!(read.found, Ok(Err(ref e)) if e.contains("not found")), "{:?}", read.found);
+        server.expect_silence(Duration::from_secs(60)).await;
+        assert_eq!(metrics.limited.with_label_values(&[READ_LIMIT]).get(), 1, "an answer is no failure");
     }
 
     fn run(job: &str) -> OwnerKey {
@@ -282,7 +323,7 @@ mod tests {
     /// what the read told.
     async fn read_run(key: OwnerKey, responses: Vec<(&str, serde_json::Value)>) -> Option<OwnerInfo> {
         let (client, mut server) = test_api::client();
-        let mut owners = Owners::new(client);
+        let mut owners = Owners::new(client, Metrics::new());
         let t0 = Instant::now();
         assert_eq!(owners.uid(&key, t0), OwnerUid::Reading);
         for (path, body) in responses {
@@ -290,7 +331,8 @@ mod tests {
             call.expect("GET", path, &[]);
             call.respond_json(200, &body);
         }
-        let (answered, answer) = owners.answers.recv().await.expect("an answer");
+        let read = owners.answers.recv().await.expect("an answer");
+        let (answered, answer) = (read.lookup, read.found.and_then(|found| found));
         let told = answer.clone().ok();
         owners.answered(answered, answer, t0);
         server.expect_silence(Duration::from_secs(1)).await;

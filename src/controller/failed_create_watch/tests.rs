@@ -108,7 +108,7 @@ fn rs() -> Involved {
 }
 
 /// What a read of the ReplicaSet sent at `sent_at` finds: Deployment web, needing Pods or not.
-fn state(needs_pods: bool, sent_at: &str) -> Read {
+fn state(needs_pods: bool, sent_at: &str) -> Read<Involved> {
     let object = ReadObject {
         workload: web(),
         uid: "deploy-uid".into(),
@@ -116,7 +116,7 @@ fn state(needs_pods: bool, sent_at: &str) -> Read {
         declared: Vec::new(),
         needs_pods,
     };
-    Read { involved: rs(), sent_at: at(sent_at), object: Ok(Some(object)) }
+    Read { lookup: rs(), sent_at: at(sent_at), found: Ok(Some(object)) }
 }
 
 fn at(t: &str) -> Timestamp {
@@ -184,10 +184,8 @@ fn the_object_that_failed_resolves_it_and_a_new_failure_starts_the_clock_again()
     let ops = known.applied(&again(e1, "2026-01-01T10:05:00Z"), &metrics, at("2026-01-01T10:05:01Z"));
     assert_eq!(applied(&ops), [("Deployment/web".to_string(), at("2026-01-01T10:05:00Z"))]);
     // Gone (or made again with another UID): resolved, never believed again.
-    let ops = known.read(
-        Read { involved: rs(), sent_at: at("2026-01-01T10:06:00Z"), object: Ok(None) },
-        at("2026-01-01T10:06:00Z"),
-    );
+    let ops = known
+        .read(Read { lookup: rs(), sent_at: at("2026-01-01T10:06:00Z"), found: Ok(None) }, at("2026-01-01T10:06:00Z"));
     assert!(deleted(&ops));
     let ops = known.applied(
         &again(event("e1", "shop", "shop", UNREACHABLE), "2026-01-01T10:07:00Z"),
@@ -217,13 +215,13 @@ fn events_are_capped_per_namespace() {
     for i in 0..MAX_EVENTS_PER_NAMESPACE {
         let mut flood = rs();
         (flood.namespace, flood.name) = ("flood".into(), format!("rs-{i}"));
-        known.read(Read { involved: flood, sent_at: now, object: Err(()) }, now);
+        known.read(Read { lookup: flood, sent_at: now, found: Err("failed".into()) }, now);
     }
-    known.read(Read { involved: rs(), sent_at: now, object: Err(()) }, now);
+    known.read(Read { lookup: rs(), sent_at: now, found: Err("failed".into()) }, now);
     known.to_read.clear();
     known.recheck();
     assert_eq!(known.to_read.len(), RECHECK_READS);
-    assert_eq!(known.to_read.iter().filter(|r| r.involved.namespace == "shop").count(), 1);
+    assert_eq!(known.to_read.iter().filter(|r| r.lookup.namespace == "shop").count(), 1);
 }
 
 /// A workload's condition goes with the last Event that told of it, and a relist forgets

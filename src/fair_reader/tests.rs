@@ -1,16 +1,21 @@
-//! The reader against the in-process API: fair per namespace, never held up by another
-//! namespace's hung read, retrying what failed.
+//! The reader against the in-process API, reading what `FailedCreate` Events name: fair per
+//! namespace, never held up by another namespace's hung read, retrying what failed.
 
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::*;
+use crate::engine::WorkloadKind;
+use crate::injection_failure::Involved;
 use crate::test_api::{self, ApiServer, Call};
+
+/// The `limit` label the tests' reader counts under.
+const LIMIT: &str = "failed-create-reads";
 
 fn involved(namespace: &str, name: &str) -> Involved {
     Involved {
         namespace: namespace.into(),
-        kind: crate::engine::WorkloadKind::ReplicaSet,
+        kind: WorkloadKind::ReplicaSet,
         name: name.into(),
         uid: format!("uid-{name}"),
     }
@@ -36,11 +41,11 @@ fn answer(call: Call) {
     );
 }
 
-fn start() -> (Reader, ApiServer, mpsc::Receiver<Read>, Metrics) {
+fn start() -> (Reader<Involved>, ApiServer, mpsc::Receiver<Read<Involved>>, Metrics) {
     let (client, server) = test_api::client();
     let (tx, rx) = mpsc::channel(16);
     let metrics = Metrics::new();
-    (Reader::spawn(client, metrics.clone(), 20_000, tx), server, rx, metrics)
+    (Reader::spawn(client, metrics.clone(), LIMIT, 20_000, tx), server, rx, metrics)
 }
 
 /// A thousand reads queued for namespace a, then one for b: b's is the second read sent.
@@ -60,7 +65,7 @@ async fn another_namespace_is_served_before_a_floods_thousandth_read() {
     assert_eq!(order, [("a".to_string(), "rs-0".to_string()), ("b".to_string(), "web".to_string())]);
     let mut read = Vec::new();
     for _ in 0..2 {
-        read.push(reads.recv().await.expect("a read").involved.namespace);
+        read.push(reads.recv().await.expect("a read").lookup.namespace);
     }
     read.sort();
     assert_eq!(read, ["a", "b"]);
@@ -81,15 +86,15 @@ async fn a_hung_read_delays_no_other_namespace_and_a_failed_one_is_retried() {
     b.expect("GET", &path("b", "web"), &[]);
     answer(b);
     let read = reads.recv().await.expect("b's read");
-    assert_eq!((read.involved.namespace.as_str(), began.elapsed()), ("b", Duration::ZERO));
-    assert!(matches!(read.object, Ok(Some(ref o)) if o.needs_pods));
+    assert_eq!((read.lookup.namespace.as_str(), began.elapsed()), ("b", Duration::ZERO));
+    assert!(matches!(read.found, Ok(Some(ref o)) if o.needs_pods));
     // A's next read waits for its first, which times out and is retried after 1 s; its
     // next one runs meanwhile.
     let next = server.next().await;
     next.expect("GET", &path("a", "next"), &[]);
     assert_eq!(began.elapsed(), READ_TIMEOUT);
     answer(next);
-    assert_eq!(reads.recv().await.expect("a read").involved.name, "next");
+    assert_eq!(reads.recv().await.expect("a read").lookup.name, "next");
     let retried = server.next().await;
     retried.expect("GET", &path("a", "stuck"), &[]);
     assert_eq!(began.elapsed(), READ_TIMEOUT + Duration::from_secs(1));
@@ -99,8 +104,8 @@ async fn a_hung_read_delays_no_other_namespace_and_a_failed_one_is_retried() {
     assert_eq!(began.elapsed(), READ_TIMEOUT + Duration::from_secs(3));
     answer(again);
     let read = reads.recv().await.expect("a's read");
-    assert_eq!(read.involved.name, "stuck");
-    assert!(read.object.is_ok());
+    assert_eq!(read.lookup.name, "stuck");
+    assert!(read.found.is_ok());
     assert_eq!(metrics.limited.with_label_values(&[LIMIT]).get(), 2);
     drop(hung);
 }
@@ -114,7 +119,7 @@ async fn a_read_failing_every_time_is_reported_once() {
         server.next().await.respond_status(503, "ServiceUnavailable");
     }
     let read = reads.recv().await.expect("a read");
-    assert!(read.object.is_err());
+    assert!(read.found.is_err());
     assert_eq!(metrics.limited.with_label_values(&[LIMIT]).get(), u64::from(ATTEMPTS));
     server.expect_silence(Duration::from_secs(60)).await;
 }
