@@ -303,3 +303,81 @@ async fn pod_security_rejecting_istio_init_blocks_the_deployment_but_an_app_cont
     let warnings = deployment_warnings(&s).await;
     assert!(warnings.iter().all(|(_, name, _)| name != "privileged-app"), "{warnings:?}");
 }
+
+/// A rollout the injector rejects, undone: Deployment `web` (2 replicas, `maxUnavailable: 0`)
+/// runs; its new template carries the Pod label the (closed) webhook selects, so the new
+/// ReplicaSet cannot create its Pod and the alert fires while both old Pods keep serving.
+/// `kubectl rollout undo` scales the new ReplicaSet to zero and creates no Pod: the alert
+/// resolves by the failing ReplicaSet's own state (within one 15 s re-read), though its
+/// `FailedCreate` Event stays, and the old Pods are never touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_undo_of_a_template_the_injector_rejects_resolves_it() {
+    let s = Scenario::start("node-inject-undo").await;
+    let port = free_port().expect("a closed port");
+    let configuration = format!("istio-revision-injector-{}", s.ns);
+    let webhook = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": configuration},
+        "webhooks": [{
+            "name": "object.sidecar-injector.istio.io",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/inject")},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.ns}},
+            "objectSelector": {"matchLabels": {"sidecar.istio.io/inject": "true"}},
+        }],
+    });
+    s.env.kubectl_apply(&webhook.to_string()).await.expect("webhook configuration");
+    let mut web = deployment("web", vec![], vec![container("app", "exec sleep 3600", json!({}))]);
+    web["spec"]["replicas"] = json!(2);
+    web["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}});
+    s.apply(web).await;
+    short_for(&s).await;
+    let ns = s.ns.as_str();
+    let rolled = ["-n", ns, "rollout", "status", "deployment/web", "--timeout=60s"];
+    s.env.kubectl(rolled).await.expect("web rolled out");
+    let before = live_pod_names(&s).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let inject = json!({"spec": {"template": {"metadata": {"labels": {"sidecar.istio.io/inject": "true"}}}}});
+    let patch = inject.to_string();
+    s.env
+        .kubectl(["-n", ns, "patch", "deployment", "web", "--type=merge", "-p", patch.as_str()])
+        .await
+        .expect("patched");
+    let message = failed_create(&s, "web").await;
+    assert!(message.contains("object.sidecar-injector.istio.io"), "{message}");
+    until_metrics(&s, "SidecarInjectionFailed firing on Deployment web", |m| firing(m, &s, "web", "istio-proxy")).await;
+    assert_eq!(live_pod_names(&s).await, before, "maxUnavailable 0: the old Pods serve on");
+
+    s.env.kubectl(["-n", ns, "rollout", "undo", "deployment/web"]).await.expect("kubectl rollout undo");
+    let undone = std::time::Instant::now();
+    until_metrics(&s, "SidecarInjectionFailed gone after the undo", |m| any_alert(m, &s, "web") == 0).await;
+    // One 15 s re-read of the failing ReplicaSet, its answer, and the scrape.
+    assert!(undone.elapsed() < Duration::from_secs(30), "resolved {:?} after the undo", undone.elapsed());
+    wait_until(MINUTE, "SidecarInjectionFailedResolved on Deployment web", || async {
+        let events = s.events().await;
+        let resolved = events.iter().any(|e| {
+            e.reason.as_deref() == Some("SidecarInjectionFailedResolved")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("web")
+        });
+        resolved
+            .then_some(())
+            .ok_or_else(|| format!("{:?}", events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed_create(&s, "web").await, message, "the Event stays; the alert went with the ReplicaSet's state");
+    assert_eq!(live_pod_names(&s).await, before, "the undo created and deleted no Pod");
+    s.env.kubectl(["delete", "mutatingwebhookconfiguration", configuration.as_str()]).await.expect("deleted");
+}
+
+/// The names of the namespace's Pods that are not being deleted, sorted.
+async fn live_pod_names(s: &Scenario) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(s.env.client.clone(), &s.ns);
+    let list = pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    let mut names: Vec<String> =
+        list.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).filter_map(|p| p.metadata.name).collect();
+    names.sort();
+    names
+}
