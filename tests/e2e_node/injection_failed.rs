@@ -23,7 +23,7 @@ use sidecar_watch_testkit::prom::Scrape;
 use crate::support::{container, job, leader_metrics, Scenario, MINUTE, POLICY};
 
 /// A Deployment of one replica running `init` and `containers` (JSON).
-fn deployment(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
+pub(crate) fn deployment(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name},
@@ -34,7 +34,7 @@ fn deployment(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
 }
 
 /// The message of the `FailedCreate` Event of Deployment `name`'s ReplicaSet, once there is one.
-async fn failed_create(s: &Scenario, name: &str) -> String {
+pub(crate) async fn failed_create(s: &Scenario, name: &str) -> String {
     failed_create_of(s, "ReplicaSet", &format!("{name}-")).await
 }
 
@@ -58,7 +58,7 @@ async fn failed_create_of(s: &Scenario, kind: &str, prefix: &str) -> String {
 
 /// Whether `sidecar_alerts` has the series of `SidecarInjectionFailed` on Deployment `name`
 /// with `container`, firing, in the scenario's namespace under its policy.
-fn firing(m: &Scrape, s: &Scenario, name: &str, container: &str) -> bool {
+pub(crate) fn firing(m: &Scrape, s: &Scenario, name: &str, container: &str) -> bool {
     let labels = [
         ("alertname", "SidecarInjectionFailed"),
         ("alertstate", "firing"),
@@ -73,14 +73,14 @@ fn firing(m: &Scrape, s: &Scenario, name: &str, container: &str) -> bool {
 }
 
 /// Any `SidecarInjectionFailed` series on Deployment `name`.
-fn any_alert(m: &Scrape, s: &Scenario, name: &str) -> usize {
+pub(crate) fn any_alert(m: &Scrape, s: &Scenario, name: &str) -> usize {
     let labels = [("alertname", "SidecarInjectionFailed"), ("namespace", s.ns.as_str()), ("workload", name)];
     m.find("sidecar_alerts", &labels).len()
 }
 
 /// The seed policy with a short `for` for the new rule. A CRD without
 /// `rules.injectionFailed` prunes the field, which this names rather than wait for an alert.
-async fn short_for(s: &Scenario) {
+pub(crate) async fn short_for(s: &Scenario) {
     let patch = json!({"spec": {"rules": {"injectionFailed": {"for": "5s"}}}}).to_string();
     let ns = s.ns.as_str();
     s.env
@@ -100,7 +100,7 @@ async fn short_for(s: &Scenario) {
 }
 
 /// Waits until the leader's `/metrics` satisfies `check`.
-async fn until_metrics(s: &Scenario, what: &str, check: impl Fn(&Scrape) -> bool) {
+pub(crate) async fn until_metrics(s: &Scenario, what: &str, check: impl Fn(&Scrape) -> bool) {
     wait_until(MINUTE, what, || async {
         let m = leader_metrics(s).await;
         if check(&m) {
@@ -117,7 +117,7 @@ async fn until_metrics(s: &Scenario, what: &str, check: impl Fn(&Scrape) -> bool
 }
 
 /// The operator's Warning Events on Deployments: (reason, Deployment, field path).
-async fn deployment_warnings(s: &Scenario) -> Vec<(String, String, String)> {
+pub(crate) async fn deployment_warnings(s: &Scenario) -> Vec<(String, String, String)> {
     s.events()
         .await
         .into_iter()
@@ -313,21 +313,7 @@ async fn pod_security_rejecting_istio_init_blocks_the_deployment_but_an_app_cont
 #[tokio::test(flavor = "multi_thread")]
 async fn rollout_undo_of_a_template_the_injector_rejects_resolves_it() {
     let s = Scenario::start("node-inject-undo").await;
-    let port = free_port().expect("a closed port");
-    let configuration = format!("istio-revision-injector-{}", s.ns);
-    let webhook = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": configuration},
-        "webhooks": [{
-            "name": "object.sidecar-injector.istio.io",
-            "clientConfig": {"url": format!("https://127.0.0.1:{port}/inject")},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.ns}},
-            "objectSelector": {"matchLabels": {"sidecar.istio.io/inject": "true"}},
-        }],
-    });
-    s.env.kubectl_apply(&webhook.to_string()).await.expect("webhook configuration");
+    let configuration = closed_object_webhook(&s).await;
     let mut web = deployment("web", vec![], vec![container("app", "exec sleep 3600", json!({}))]);
     web["spec"]["replicas"] = json!(2);
     web["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}});
@@ -372,8 +358,30 @@ async fn rollout_undo_of_a_template_the_injector_rejects_resolves_it() {
     s.env.kubectl(["delete", "mutatingwebhookconfiguration", configuration.as_str()]).await.expect("deleted");
 }
 
+/// Istio's revision webhook for Pods labelled `sidecar.istio.io/inject: "true"` of the
+/// scenario's namespace only, failing closed and pointing at a closed port of this machine;
+/// returns its configuration's name (for deleting it: it is cluster-scoped).
+pub(crate) async fn closed_object_webhook(s: &Scenario) -> String {
+    let port = free_port().expect("a closed port");
+    let configuration = format!("istio-revision-injector-{}", s.ns);
+    let webhook = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": configuration},
+        "webhooks": [{
+            "name": "object.sidecar-injector.istio.io",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/inject")},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.ns}},
+            "objectSelector": {"matchLabels": {"sidecar.istio.io/inject": "true"}},
+        }],
+    });
+    s.env.kubectl_apply(&webhook.to_string()).await.expect("webhook configuration");
+    configuration
+}
+
 /// The names of the namespace's Pods that are not being deleted, sorted.
-async fn live_pod_names(s: &Scenario) -> Vec<String> {
+pub(crate) async fn live_pod_names(s: &Scenario) -> Vec<String> {
     let pods: Api<Pod> = Api::namespaced(s.env.client.clone(), &s.ns);
     let list = pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
     let mut names: Vec<String> =

@@ -26,3 +26,4 @@ mod scenarios;
 mod start_order;
 mod support;
 mod version_drift;
+mod workload_restarts;
