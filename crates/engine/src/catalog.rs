@@ -184,7 +184,7 @@ pub static CATALOG: &[CatalogEntry] = &[
             port: Some(15020),
             path: "/stats/prometheus",
             default_on: Some(true),
-            switch: "annotation prometheus.istio.io/merge-metrics",
+            switch: "annotation `prometheus.istio.io/merge-metrics`",
             blindspot: Blindspot::IstioMerge,
         },
         ..GENERIC
@@ -265,7 +265,7 @@ pub static CATALOG: &[CatalogEntry] = &[
             port: Some(9090),
             path: "/metrics",
             default_on: Some(true),
-            switch: "annotation dapr.io/enable-metrics",
+            switch: "annotation `dapr.io/enable-metrics`",
             blindspot: Blindspot::DaprAnnotation,
         },
         ..GENERIC
@@ -286,7 +286,7 @@ pub static CATALOG: &[CatalogEntry] = &[
             port: None,
             path: "/agent/v1/metrics",
             default_on: Some(false),
-            switch: "annotations vault.hashicorp.com/agent-telemetry-*",
+            switch: "annotations `vault.hashicorp.com/agent-telemetry-*`",
             blindspot: Blindspot::VaultTelemetry,
         },
         ..GENERIC
@@ -303,7 +303,7 @@ pub static CATALOG: &[CatalogEntry] = &[
             port: Some(9090),
             path: "/metrics, /startup, /liveness, /readiness",
             default_on: Some(false),
-            switch: "flags --prometheus, --health-check, --http-address (env CSQL_PROXY_*)",
+            switch: "flags `--prometheus`, `--health-check`, `--http-address` (env `CSQL_PROXY_*`)",
             blindspot: Blindspot::CloudSqlProxy,
         },
         ..GENERIC
@@ -338,7 +338,7 @@ pub static CATALOG: &[CatalogEntry] = &[
             port: Some(2020),
             path: "/api/v1/metrics/prometheus",
             default_on: None,
-            switch: "HTTP_Server in its configuration file",
+            switch: "`HTTP_Server` in its configuration file",
             blindspot: Blindspot::None,
         },
         ..GENERIC
@@ -358,7 +358,7 @@ pub static CATALOG: &[CatalogEntry] = &[
             port: Some(8888),
             path: "/metrics",
             default_on: Some(true),
-            switch: "service.telemetry.metrics in its configuration file",
+            switch: "`service.telemetry.metrics` in its configuration file",
             blindspot: Blindspot::None,
         },
         ..GENERIC
@@ -394,7 +394,7 @@ pub static CATALOG: &[CatalogEntry] = &[
             port: None,
             path: "/metrics",
             default_on: Some(false),
-            switch: "flags --http-bind, --http-metrics (env GITSYNC_*)",
+            switch: "flags `--http-bind`, `--http-metrics` (env `GITSYNC_*`)",
             blindspot: Blindspot::GitSync,
         },
         ..GENERIC

@@ -20,7 +20,8 @@ pub struct Signal {
     pub path: &'static str,
     /// Whether a stock sidecar serves it without any setting.
     pub default_on: Option<bool>,
-    /// What switches it on or off, as users write it.
+    /// What switches it on or off, as users write it, in Markdown (annotations, flags and
+    /// configuration keys in backticks): the policies guide's table shows it as it is.
     pub switch: &'static str,
     /// How the engine reads a Pod spec for it; [`Blindspot::None`] when no setting of the Pod
     /// can turn it off.
