@@ -146,22 +146,11 @@ async fn pods_of(s: &Scenario, prefix: &str) -> usize {
 async fn an_unreachable_injector_webhook_that_fails_closed_blocks_the_deployment() {
     let s = Scenario::start("node-inject-webhook").await;
     s.env.kubectl(["label", "namespace", s.ns.as_str(), "istio-injection=enabled"]).await.expect("labelled");
-    let port = free_port().expect("a closed port");
     // Named as Istio's; it selects only this namespace, so that a run that fails before the
     // end leaves nothing that blocks another test's Pods.
     let configuration = format!("istio-sidecar-injector-{}", s.ns);
-    let webhook = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": configuration},
-        "webhooks": [{
-            "name": "namespace.sidecar-injector.istio.io",
-            "clientConfig": {"url": format!("https://127.0.0.1:{port}/inject")},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
-            "namespaceSelector": {"matchLabels": {"istio-injection": "enabled", "kubernetes.io/metadata.name": s.ns}},
-        }],
-    });
-    s.env.kubectl_apply(&webhook.to_string()).await.expect("webhook configuration");
+    let selector = json!({"namespaceSelector": {"matchLabels": {"istio-injection": "enabled", "kubernetes.io/metadata.name": s.ns}}});
+    let port = closed_webhook(&s, &configuration, "namespace.sidecar-injector.istio.io", selector).await;
     s.apply(deployment("web", vec![], vec![container("app", "exec sleep 3600", json!({}))])).await;
 
     let message = failed_create(&s, "web").await;
@@ -358,25 +347,38 @@ async fn rollout_undo_of_a_template_the_injector_rejects_resolves_it() {
     s.env.kubectl(["delete", "mutatingwebhookconfiguration", configuration.as_str()]).await.expect("deleted");
 }
 
-/// Istio's revision webhook for Pods labelled `sidecar.istio.io/inject: "true"` of the
-/// scenario's namespace only, failing closed and pointing at a closed port of this machine;
-/// returns its configuration's name (for deleting it: it is cluster-scoped).
-pub(crate) async fn closed_object_webhook(s: &Scenario) -> String {
+/// A mutating webhook configuration `configuration` with the one webhook `name` (named as an
+/// injector's), selecting Pods by `selectors` (its `namespaceSelector` and `objectSelector`),
+/// failing closed and pointing at a closed port of this machine, which it returns. It is
+/// cluster-scoped: the caller deletes it.
+async fn closed_webhook(s: &Scenario, configuration: &str, name: &str, selectors: Value) -> u16 {
     let port = free_port().expect("a closed port");
-    let configuration = format!("istio-revision-injector-{}", s.ns);
-    let webhook = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": configuration},
-        "webhooks": [{
-            "name": "object.sidecar-injector.istio.io",
-            "clientConfig": {"url": format!("https://127.0.0.1:{port}/inject")},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.ns}},
-            "objectSelector": {"matchLabels": {"sidecar.istio.io/inject": "true"}},
-        }],
+    let mut webhook = json!({
+        "name": name,
+        "clientConfig": {"url": format!("https://127.0.0.1:{port}/inject")},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+        "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
     });
-    s.env.kubectl_apply(&webhook.to_string()).await.expect("webhook configuration");
+    for (key, value) in selectors.as_object().into_iter().flatten() {
+        webhook[key] = value.clone();
+    }
+    let configuration = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": configuration}, "webhooks": [webhook],
+    });
+    s.env.kubectl_apply(&configuration.to_string()).await.expect("webhook configuration");
+    port
+}
+
+/// Istio's revision webhook, closed, for Pods labelled `sidecar.istio.io/inject: "true"` of
+/// the scenario's namespace only; returns its configuration's name.
+pub(crate) async fn closed_object_webhook(s: &Scenario) -> String {
+    let configuration = format!("istio-revision-injector-{}", s.ns);
+    let selectors = json!({
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.ns}},
+        "objectSelector": {"matchLabels": {"sidecar.istio.io/inject": "true"}},
+    });
+    closed_webhook(s, &configuration, "object.sidecar-injector.istio.io", selectors).await;
     configuration
 }
 
