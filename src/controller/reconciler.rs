@@ -1,8 +1,8 @@
 //! The reconciler: the one task that changes the index. It applies watch changes through
 //! [`IndexResource`], whatever their kind, re-evaluates Pods and workloads exactly when a
 //! pending alert would fire (the engine's next-change time, not a poll), on one set of
-//! [`Timers`], and hands alert transitions to the Event publisher. Changes and due timers are served fairly per namespace
-//! ([`super::queue`]).
+//! [`Timers`], and hands alert transitions to the Event publisher. Changes and due timers
+//! are served fairly per namespace ([`super::queue`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
