@@ -26,6 +26,7 @@ use lru::LruCache;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::engine::WorkloadKind;
 use crate::fair_reader::{Lookup as ReadLookup, Read, Reader, Request};
 use crate::metrics::Metrics;
 
@@ -68,10 +69,10 @@ impl OwnerKey {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> WorkloadKind {
         match self {
-            Self::Deployment { .. } => "Deployment",
-            Self::CronJob { .. } => "CronJob",
+            Self::Deployment { .. } => WorkloadKind::Deployment,
+            Self::CronJob { .. } => WorkloadKind::CronJob,
         }
     }
 
