@@ -20,7 +20,7 @@ use sidecar_watch::engine::{classify_failed_create, CatalogId, InjectionCause};
 use sidecar_watch_harness::env::{free_port, wait_until};
 use sidecar_watch_testkit::prom::Scrape;
 
-use crate::support::{container, job, leader_metrics, Scenario, MINUTE, POLICY};
+use crate::support::{container, job, leader_metrics, wait, Scenario, MINUTE, POLICY};
 
 /// A Deployment of one replica running `init` and `containers` (JSON).
 pub(crate) fn deployment(name: &str, init: Vec<Value>, containers: Vec<Value>) -> Value {
@@ -42,7 +42,7 @@ pub(crate) async fn failed_create(s: &Scenario, name: &str) -> String {
 async fn failed_create_of(s: &Scenario, kind: &str, prefix: &str) -> String {
     let events: Api<Event> = Api::namespaced(s.env.client.clone(), &s.ns);
     let fields = ListParams::default().fields(&format!("reason=FailedCreate,involvedObject.kind={kind}"));
-    let message = wait_until(MINUTE, &format!("the FailedCreate Event of {kind} {prefix}…"), || async {
+    let message = wait(MINUTE, &format!("the FailedCreate Event of {kind} {prefix}…"), || async {
         let list = events.list(&fields).await.map_err(|e| e.to_string())?;
         list.items
             .into_iter()
@@ -50,8 +50,7 @@ async fn failed_create_of(s: &Scenario, kind: &str, prefix: &str) -> String {
             .and_then(|e| e.message)
             .ok_or_else(|| "none yet".to_string())
     })
-    .await
-    .unwrap();
+    .await;
     eprintln!("FailedCreate of {kind} {prefix}… in {}: {message}", s.ns);
     message
 }
@@ -101,7 +100,7 @@ pub(crate) async fn short_for(s: &Scenario) {
 
 /// Waits until the leader's `/metrics` satisfies `check`.
 pub(crate) async fn until_metrics(s: &Scenario, what: &str, check: impl Fn(&Scrape) -> bool) {
-    wait_until(MINUTE, what, || async {
+    wait(MINUTE, what, || async {
         let m = leader_metrics(s).await;
         if check(&m) {
             Ok(())
@@ -112,8 +111,7 @@ pub(crate) async fn until_metrics(s: &Scenario, what: &str, check: impl Fn(&Scra
             ))
         }
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 /// The operator's Warning Events on Deployments: (reason, Deployment, field path).
@@ -197,7 +195,7 @@ async fn an_unreachable_injector_webhook_that_fails_closed_blocks_the_deployment
     // What the operator shows, once its wiring of SidecarInjectionFailed is merged.
     short_for(&s).await;
     until_metrics(&s, "SidecarInjectionFailed firing on Deployment web", |m| firing(m, &s, "web", "istio-proxy")).await;
-    wait_until(MINUTE, "the Warning Event on Deployment web", || async {
+    wait(MINUTE, "the Warning Event on Deployment web", || async {
         let got = deployment_warnings(&s).await;
         // No field path: istio-proxy is not in the template.
         let want = ("SidecarInjectionFailed".to_string(), "web".to_string(), String::new());
@@ -207,8 +205,7 @@ async fn an_unreachable_injector_webhook_that_fails_closed_blocks_the_deployment
             Err(format!("{got:?}"))
         }
     })
-    .await
-    .unwrap();
+    .await;
 
     // The webhook removed, the ReplicaSet retried at once (a change of it requeues it without
     // its back-off): Pods appear and the alert resolves.
@@ -221,24 +218,22 @@ async fn an_unreachable_injector_webhook_that_fails_closed_blocks_the_deployment
             .await
             .expect("annotated");
     }
-    wait_until(MINUTE, "a Pod of Deployment web", || async {
+    wait(MINUTE, "a Pod of Deployment web", || async {
         match pods_of(&s, "web-").await {
             0 => Err("none yet".to_string()),
             _ => Ok(()),
         }
     })
-    .await
-    .unwrap();
+    .await;
     until_metrics(&s, "SidecarInjectionFailed gone from Deployment web", |m| any_alert(m, &s, "web") == 0).await;
-    wait_until(MINUTE, "SidecarInjectionFailedResolved", || async {
+    wait(MINUTE, "SidecarInjectionFailedResolved", || async {
         let events = s.events().await;
         match events.iter().any(|e| e.reason.as_deref() == Some("SidecarInjectionFailedResolved")) {
             true => Ok(()),
             false => Err(format!("{:?}", events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>())),
         }
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,7 +270,7 @@ async fn pod_security_rejecting_istio_init_blocks_the_deployment_but_an_app_cont
     until_metrics(&s, "SidecarInjectionFailed firing on Deployment meshed", |m| firing(m, &s, "meshed", "istio-init"))
         .await;
     let field = "spec.template.spec.initContainers{istio-init}".to_string();
-    wait_until(MINUTE, "the Warning Event on Deployment meshed", || async {
+    wait(MINUTE, "the Warning Event on Deployment meshed", || async {
         let got = deployment_warnings(&s).await;
         if got.contains(&("SidecarInjectionFailed".to_string(), "meshed".to_string(), field.clone())) {
             Ok(())
@@ -283,8 +278,7 @@ async fn pod_security_rejecting_istio_init_blocks_the_deployment_but_an_app_cont
             Err(format!("{got:?}"))
         }
     })
-    .await
-    .unwrap();
+    .await;
     // Past the rule's `for` twice over: still nothing for the app container's Deployment.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let m = leader_metrics(&s).await;
@@ -330,7 +324,7 @@ async fn rollout_undo_of_a_template_the_injector_rejects_resolves_it() {
     until_metrics(&s, "SidecarInjectionFailed gone after the undo", |m| any_alert(m, &s, "web") == 0).await;
     // One 15 s re-read of the failing ReplicaSet, its answer, and the scrape.
     assert!(undone.elapsed() < Duration::from_secs(30), "resolved {:?} after the undo", undone.elapsed());
-    wait_until(MINUTE, "SidecarInjectionFailedResolved on Deployment web", || async {
+    wait(MINUTE, "SidecarInjectionFailedResolved on Deployment web", || async {
         let events = s.events().await;
         let resolved = events.iter().any(|e| {
             e.reason.as_deref() == Some("SidecarInjectionFailedResolved")
@@ -340,8 +334,7 @@ async fn rollout_undo_of_a_template_the_injector_rejects_resolves_it() {
             .then_some(())
             .ok_or_else(|| format!("{:?}", events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>()))
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(failed_create(&s, "web").await, message, "the Event stays; the alert went with the ReplicaSet's state");
     assert_eq!(live_pod_names(&s).await, before, "the undo created and deleted no Pod");
     s.env.kubectl(["delete", "mutatingwebhookconfiguration", configuration.as_str()]).await.expect("deleted");

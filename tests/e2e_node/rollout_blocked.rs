@@ -6,18 +6,15 @@
 //! `kubectl rollout undo` brings the old template back. A second Deployment whose rollout
 //! completes fires nothing.
 
-use std::fmt::Debug;
-use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
-use sidecar_watch_harness::env::wait_until;
 
 use crate::support::leader_metrics;
-use crate::support::{container, native, node, probe, run, Scenario, MINUTE, RELEASE_NAMESPACE};
+use crate::support::{container, native, probe, wait, Scenario, MINUTE};
 
 /// The native sidecar of both Deployments.
 const SIDECAR: &str = "proxy";
@@ -81,24 +78,6 @@ async fn live_pods(s: &Scenario, app: &str) -> Vec<LivePod> {
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
-}
-
-/// The operator Pods' recent log, for failure messages.
-fn operator_log() -> String {
-    let args = ["-n", RELEASE_NAMESPACE, "logs", "-l", "app.kubernetes.io/name=sidecar-watch", "--tail=80", "--prefix"];
-    run(node(), "kubectl", &args).unwrap_or_else(|e| format!("(no log: {e})"))
-}
-
-/// [`wait_until`], failing with the operator's log.
-async fn wait<T, E: Debug, F, Fut>(timeout: Duration, what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    match wait_until(timeout, what, check).await {
-        Ok(v) => v,
-        Err(e) => panic!("{e}\nthe operator's log:\n{}", operator_log()),
-    }
 }
 
 /// Waits until Deployment `app` has exactly two live Pods, both of one revision and ready;

@@ -94,6 +94,19 @@ fn operator_logs(kubeconfig: &Path) -> String {
     run_within(kubeconfig, "kubectl", &args, Duration::from_secs(30)).unwrap_or_else(|e| format!("(kubectl logs: {e})"))
 }
 
+/// [`wait_until`], failing with the operator Pods' recent log: a wait that runs out says
+/// what the operator saw.
+pub async fn wait<T, E: std::fmt::Debug, F, Fut>(timeout: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    match wait_until(timeout, what, check).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}\nthe operator's log:\n{}", operator_logs(node().kubeconfig())),
+    }
+}
+
 /// The policy every scenario namespace gets.
 pub const POLICY: &str = "seed";
 

@@ -16,7 +16,7 @@ use sidecar_watch_harness::env::wait_until;
 use crate::injection_failed::{
     closed_object_webhook, deployment, deployment_warnings, failed_create, firing, short_for, until_metrics,
 };
-use crate::support::{container, Scenario, MINUTE, RELEASE_NAMESPACE};
+use crate::support::{container, wait, Scenario, MINUTE, RELEASE_NAMESPACE};
 
 /// The Lease holder's identity (the leading operator Pod's name).
 async fn leader(leases: &Api<Lease>) -> String {
@@ -43,13 +43,12 @@ async fn leader_kills_and_restarts_neither_repeat_nor_resolve_a_workload_alert()
     short_for(&s).await;
     failed_create(&s, "web").await;
     until_metrics(&s, "SidecarInjectionFailed firing on Deployment web", |m| firing(m, &s, "web", "istio-proxy")).await;
-    wait_until(MINUTE, "the Warning on Deployment web", || async {
+    wait(MINUTE, "the Warning on Deployment web", || async {
         let warnings = deployment_warnings(&s).await;
         let want = ("SidecarInjectionFailed".to_string(), "web".to_string(), String::new());
         warnings.contains(&want).then_some(()).ok_or_else(|| format!("{warnings:?}"))
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(web_events(&s).await, (1, 0));
 
     // SIGKILL of the leader: its Pod deleted with no grace period.
@@ -60,12 +59,11 @@ async fn leader_kills_and_restarts_neither_repeat_nor_resolve_a_workload_alert()
         .delete(&killed, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
         .await
         .expect("killed");
-    wait_until(2 * MINUTE, "another replica leads", || async {
+    wait(2 * MINUTE, "another replica leads", || async {
         let now = leader(&leases).await;
         (!now.is_empty() && now != killed).then_some(()).ok_or_else(|| format!("holder {now:?}"))
     })
-    .await
-    .unwrap();
+    .await;
     until_metrics(&s, "the new leader exports it firing", |m| firing(m, &s, "web", "istio-proxy")).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(web_events(&s).await, (1, 0), "after the leader was killed: one Warning, no Resolved");
@@ -85,10 +83,9 @@ async fn leader_kills_and_restarts_neither_repeat_nor_resolve_a_workload_alert()
     // A change of the ReplicaSet requeues it without its back-off.
     s.env.kubectl(["-n", ns, "annotate", "rs", "-l", "app=web", "retry=now", "--overwrite"]).await.expect("annotated");
     s.env.kubectl(["-n", ns, "rollout", "status", "deployment/web", "--timeout=90s"]).await.expect("web's Pod made");
-    wait_until(MINUTE, "one Resolved on Deployment web", || async {
+    wait(MINUTE, "one Resolved on Deployment web", || async {
         let events = web_events(&s).await;
         (events == (1, 1)).then_some(()).ok_or_else(|| format!("{events:?}"))
     })
-    .await
-    .unwrap();
+    .await;
 }
