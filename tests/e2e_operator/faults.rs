@@ -24,7 +24,11 @@ async fn operator_recovers_from_api_faults() {
     .await;
     let ns = c.ns.clone();
     c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "2s", "severity": "warning"}})).await;
-    let op = Operator::start(&c, "op-0", &["--lease-duration", "15s"]).await;
+    // The outage below (500s, then kube-apiserver restarted on a compacted etcd, then 429s)
+    // blocks Lease renewals too, for about 10 s on a loaded machine: with the default renew
+    // deadline (10 s at a 15 s lease) the operator rightly stepped down and exited once in CI.
+    // This test is about the watches' recovery; leadership loss is `leader::`'s.
+    let op = Operator::start(&c, "op-0", &["--lease-duration", "40s", "--lease-renew-deadline", "30s"]).await;
     for (name, ready) in [("p1", false), ("p2", true), ("p3", true)] {
         let pod = c.create_pod(native_pod(name, "web", "app", "istio-proxy")).await;
         drive(&pod, &[("app", true), ("istio-proxy", ready)]).await;
