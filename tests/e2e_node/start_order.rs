@@ -18,14 +18,17 @@ use serde_json::json;
 
 use crate::support::{container, native, pod, probe, Scenario};
 
-/// The sidecar becomes ready 3 s after it starts (a file its probes look for).
-const SLOW_START: &str = "sleep 3; touch /tmp/ready; exec sleep 3600";
+/// The sidecar becomes ready 10 s after it starts (a file its probes look for). The order is
+/// only on record if the kubelet writes one status between the main container's start and the
+/// sidecar's first successful probe: with 3 s, the 1.34.12 kubelet wrote none for one Pod of
+/// eight in the official CI (two node tests at once on 2 cores).
+const SLOW_START: &str = "sleep 10; touch /tmp/ready; exec sleep 3600";
 const READY: &str = "test -e /tmp/ready";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn start_order_follows_the_seed_articles_table() {
     let s = Scenario::start("node-start-order").await;
-    // Patient enough for the 3 s start (the default 3 failures would restart it).
+    // Patient enough for the 10 s start (the default 3 failures would restart it).
     let mut startup_probe = probe(READY);
     startup_probe["failureThreshold"] = json!(30);
     let rows = [
