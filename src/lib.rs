@@ -26,6 +26,7 @@ pub mod memory;
 pub mod metrics;
 pub(crate) mod paging;
 pub mod rbac;
+pub(crate) mod rollout_controller;
 pub mod server;
 #[cfg(test)]
 mod test_api;

@@ -290,6 +290,7 @@ fn pods_of(
     names: &mut Interner,
 ) -> Result<(), AuditError> {
     for_each_object(source, &mut |object| {
+        inventory.rollout_objects.insert(object);
         match workloads::decode(object, names)? {
             workloads::Decoded::Pod(view) => inventory.push(Audited { view, file: origin.clone() }),
             workloads::Decoded::Template(view, concurrency, involved) => {

@@ -260,6 +260,9 @@ pub struct Inventory {
     templates: HashSet<(String, String)>,
     /// `FailedCreate` Events naming a sidecar's cause and the objects they may name.
     failures: workload_alerts::Failures,
+    /// What the rollouts' controllers say (their Deployments, StatefulSets, DaemonSets and
+    /// ReplicaSets in the input).
+    rollout_objects: crate::rollout_controller::InputObjects,
 }
 
 /// The label the API server sets on every namespace to its name.

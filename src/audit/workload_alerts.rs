@@ -167,8 +167,15 @@ pub(super) fn findings(
             index.apply_pod(view.clone(), now);
         }
     }
-    // Judges the rollouts the Pods marked, then evaluates every workload alert at `now`.
-    index.revisit_workloads(now);
+    // Judges the rollouts the Pods marked, then evaluates every workload alert at `now`;
+    // the candidates' controllers answer from the input, as the API server does the operator.
+    let reads = index.revisit_workloads(now).rollout_reads;
+    for read in &reads {
+        index.set_rollout_controller(read.workload.clone(), inventory.rollout_objects.answer(read), now);
+    }
+    if !reads.is_empty() {
+        index.revisit_workloads(now);
+    }
 
     let mut findings = Vec::new();
     index.for_each_workload_alert(|a| {

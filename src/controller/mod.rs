@@ -303,6 +303,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel(8192);
     let strategy = initial_list::resolve(args.initial_list, &client).await;
     let plan = initial_list::Plan { strategy, deadline: args.initial_state_deadline };
+    let controllers = spawn_controller_reader(client.clone(), metrics.clone(), tx.clone());
     let watchers = watch::spawn_watchers(client.clone(), scope.clone(), plan, tx, metrics.clone(), index.clone());
     let reconciler = reconciler::Reconciler {
         index: index.clone(),
@@ -311,6 +312,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         initial_lists: scope.initial_lists(),
         role: role_tx.clone(),
         status_dirty,
+        controllers,
     };
     let reconcile_task = tokio::spawn(reconciler.run(rx, shutdown.clone()));
 
@@ -349,6 +351,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     election.step_down().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The reader of candidate blocked rollouts' controllers ([`crate::rollout_controller`]):
+/// its answers join the reconciler's inputs, in their namespace's turn.
+fn spawn_controller_reader(
+    client: kube::Client,
+    metrics: Metrics,
+    inputs: mpsc::Sender<queue::Change>,
+) -> crate::fair_reader::Reader<crate::index::RolloutRead> {
+    let (answers, mut answered) = mpsc::channel(256);
+    let reader = crate::fair_reader::Reader::spawn(
+        client,
+        metrics,
+        "rollout-controller-reads",
+        crate::index::MAX_WORKLOADS,
+        answers,
+    );
+    tokio::spawn(async move {
+        while let Some(read) = answered.recv().await {
+            if inputs.send(queue::Change::Controller(read)).await.is_err() {
+                return;
+            }
+        }
+    });
+    reader
 }
 
 #[cfg(test)]

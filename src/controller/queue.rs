@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use crate::engine::{PodUidBuf, PolicyRef};
 use crate::fair_queue::{Fair, FairQueue, Rank};
-use crate::index::{CreateFailures, Namespaces, Pods, Policies, Watched};
+use crate::fair_reader::Read;
+use crate::index::{CreateFailures, Namespaces, Pods, Policies, RolloutRead, Watched};
 
 /// Items waiting at most; beyond it the reconciler takes no more changes (the watchers wait
 /// on the bounded channel) and no more timers until some are applied.
@@ -75,6 +76,8 @@ pub(crate) enum Change {
     Namespace(Op<Namespaces>),
     /// Of a workload that cannot create Pods because of a sidecar (a `FailedCreate` Event).
     CreateFailure(Op<CreateFailures>),
+    /// What a candidate blocked rollout's controller said ([`crate::rollout_controller`]).
+    Controller(Read<RolloutRead>),
     /// A Pod's timer is due: a pending alert may fire now.
     Due {
         /// The Pod's namespace, whose turn it takes.
@@ -125,6 +128,7 @@ impl Fair for Change {
             Change::Policy(op) => op.namespace(),
             Change::Namespace(op) => op.namespace(),
             Change::CreateFailure(op) => op.namespace(),
+            Change::Controller(read) => &read.lookup.workload.namespace,
             Change::Due { namespace, .. } => namespace,
         }
     }
@@ -133,7 +137,7 @@ impl Fair for Change {
     /// work next: it re-evaluates many Pods for a change their owners made themselves.
     fn rank(&self) -> Rank {
         match self {
-            Change::Pod(_) | Change::Due { .. } | Change::CreateFailure(_) => Rank::Urgent,
+            Change::Pod(_) | Change::Due { .. } | Change::CreateFailure(_) | Change::Controller(_) => Rank::Urgent,
             Change::Policy(_) | Change::Namespace(_) => Rank::Normal,
         }
     }

@@ -17,9 +17,10 @@ use tokio_util::time::{delay_queue, DelayQueue};
 use futures::FutureExt;
 
 use super::queue::{Change, Op, Pending};
-use crate::engine::PodUidBuf;
+use crate::engine::{ControllerRollout, PodUidBuf, WorkloadId};
 use crate::events::{EventCommand, EventSink};
-use crate::index::{Index, IndexResource, Outcome, Watched};
+use crate::fair_reader::{Reader, Request};
+use crate::index::{Index, IndexResource, Outcome, RolloutRead, Watched};
 use crate::leadership::{self, RoleSender};
 use crate::metrics::Metrics;
 
@@ -101,6 +102,9 @@ pub(crate) struct Reconciler {
     pub(crate) role: RoleSender,
     /// Wakes the status writer when policy counts may have changed.
     pub(crate) status_dirty: Arc<tokio::sync::Notify>,
+    /// Reads the controllers of candidate blocked rollouts; answers come back as
+    /// [`Change::Controller`].
+    pub(crate) controllers: Reader<RolloutRead>,
 }
 
 impl Reconciler {
@@ -114,6 +118,8 @@ impl Reconciler {
         // Each watcher's first list counts once: a relist of one must not stand in for
         // another's first list.
         let mut lists_done: HashSet<usize> = HashSet::new();
+        // The rollout controllers the first judgement asked for: ready once all answered.
+        let mut first_reads: Option<HashSet<WorkloadId>> = None;
         let mut closed = false;
         loop {
             if shutdown.is_cancelled() {
@@ -131,7 +137,7 @@ impl Reconciler {
                 self.on_due(subject, at, &mut pending, &mut timers);
             }
             if let Some(change) = pending.pop() {
-                self.work(change, &mut timers, &mut lists_done);
+                self.work(change, &mut timers, &mut lists_done, &mut first_reads);
                 // Then every other task's turn: a task this one woke (the Event publisher)
                 // waits in this worker's LIFO slot, which no other worker steals, so work
                 // back to back (up to the coop budget) held the other namespace's Event
@@ -174,32 +180,69 @@ impl Reconciler {
         }
     }
 
-    fn work(&self, change: Change, timers: &mut Timers, lists_done: &mut HashSet<usize>) {
+    fn work(
+        &self,
+        change: Change,
+        timers: &mut Timers,
+        lists_done: &mut HashSet<usize>,
+        first_reads: &mut Option<HashSet<WorkloadId>>,
+    ) {
         let started = Instant::now();
         let now = Timestamp::now();
         let lists_before = lists_done.len();
+        let mut became_ready = false;
         let (outcome, received) = match change {
             Change::Pod(op) => self.apply(op, now, lists_done),
             Change::Policy(op) => self.apply(op, now, lists_done),
             Change::Namespace(op) => self.apply(op, now, lists_done),
             Change::CreateFailure(op) => self.apply(op, now, lists_done),
+            Change::Controller(read) => {
+                let rollout = read.found.unwrap_or_else(|error| {
+                    // Counted by the reader; the Pods decide meanwhile.
+                    tracing::warn!(workload = %read.lookup.workload, %error, "could not read the controller of a rollout");
+                    ControllerRollout::default()
+                });
+                let workload = read.lookup.workload;
+                let last_awaited = first_reads.as_mut().is_some_and(|a| a.remove(&workload) && a.is_empty());
+                self.index.set_rollout_controller(workload, rollout, now);
+                if last_awaited {
+                    // Judged with every answer before ready, not a batch later.
+                    *first_reads = None;
+                    became_ready = true;
+                    (self.index.revisit_workloads(now), None)
+                } else {
+                    (Outcome::default(), None)
+                }
+            }
             // Evaluate at least at the scheduled instant, whatever the timer's jitter.
             Change::Due { uid, at, .. } => (self.index.reevaluate(uid.as_uid(), now.max(at)), None),
         };
         self.finish(outcome, timers);
+        if became_ready {
+            self.ready();
+        }
         self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
         if let Some(received) = received {
             self.metrics.detection_latency.observe(received.elapsed().as_secs_f64());
         }
         if lists_before < self.initial_lists && lists_done.len() >= self.initial_lists {
-            // The first judgement of the rollouts the listed Pods may block, before the
-            // publisher reads what fires: else it would resolve a standing Warning, and
-            // announce it again a tick later.
+            // The first judgement of the rollouts the listed Pods may block, and the reads of
+            // their controllers, before the publisher reads what fires: else it would resolve a
+            // standing Warning, and announce it again a moment later.
             let outcome = self.index.revisit_workloads(now);
+            let awaited: HashSet<WorkloadId> = outcome.rollout_reads.iter().map(|r| r.workload.clone()).collect();
             self.finish(outcome, timers);
-            leadership::set_synced(&self.role);
-            tracing::info!(pods = self.index.pod_count(), "initial lists done; ready");
+            if awaited.is_empty() {
+                self.ready();
+            } else {
+                *first_reads = Some(awaited);
+            }
         }
+    }
+
+    fn ready(&self) {
+        leadership::set_synced(&self.role);
+        tracing::info!(pods = self.index.pod_count(), "initial lists done; ready");
     }
 
     /// Applies one watch change to the index; returns what it did and when its watch event
@@ -245,6 +288,14 @@ impl Reconciler {
             match at {
                 Some(at) => timers.schedule(Subject::Pod(uid), at),
                 None => timers.forget(&Subject::Pod(uid)),
+            }
+        }
+        for read in outcome.rollout_reads {
+            let recheck = read.recheck;
+            // Dropped from a full queue (counted): the Pods decide, as after a failed read.
+            if let Some(dropped) = self.controllers.request(Request::new(read, recheck)) {
+                let workload = dropped.lookup.workload;
+                self.index.set_rollout_controller(workload, ControllerRollout::default(), Timestamp::now());
             }
         }
         for (uid, at) in outcome.wake_by {

@@ -204,3 +204,47 @@ fn a_rollout_behind_a_never_ready_sidecar_is_blocked() {
     recovered[2] = pod("web-bbbbbbbbb-1", "bbbbbbbbb", "2026-01-01T10:00:00Z", true);
     assert!(named(&audit(recovered, "2026-01-01T10:30:00Z"), "RolloutBlockedBySidecar").is_empty());
 }
+
+/// Deployment web at revision `revision` (paused or not), and its ReplicaSet of `hash`
+/// numbered `rs_revision`, as the API server serves them.
+fn deployment_and_replicaset(revision: &str, paused: bool, hash: &str, rs_revision: &str) -> Vec<Value> {
+    let annotations = |r: &str| json!({"deployment.kubernetes.io/revision": r});
+    vec![
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "deploy-uid", "annotations": annotations(revision)},
+            "spec": {"paused": paused, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": "shop/web:1.2.3"}]}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": format!("web-{hash}"), "namespace": "shop", "uid": format!("rs-{hash}"),
+                "annotations": annotations(rs_revision),
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                     "uid": "deploy-uid", "controller": true}]},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web", "pod-template-hash": hash}},
+                "template": {"metadata": {"labels": {"app": "web", "pod-template-hash": hash}},
+                    "spec": {"containers": [{"name": "app", "image": "shop/web:1.2.3"}]}}}}),
+    ]
+}
+
+/// The Deployment in the input is heard as the operator hears it from the API server: a paused
+/// rollout is not blocked, and its revision numbers, not the Pods' creation times, say which
+/// revision is the newest.
+#[test]
+fn the_deployment_in_the_input_says_whether_and_which_rollout_is_blocked() {
+    let blocked_pods = || {
+        vec![
+            pod("web-aaaaaaaaa-1", "aaaaaaaaa", "2026-01-01T09:00:00Z", true),
+            pod("web-bbbbbbbbb-1", "bbbbbbbbb", "2026-01-01T10:00:00Z", false),
+        ]
+    };
+    let now = "2026-01-01T10:30:00Z";
+    let with =
+        |extra: Vec<Value>| named(&audit([blocked_pods(), extra].concat(), now), "RolloutBlockedBySidecar").len();
+    assert_eq!(with(deployment_and_replicaset("2", false, "bbbbbbbbb", "2")), 1, "rolling to bbbbbbbbb: blocked");
+    assert_eq!(with(deployment_and_replicaset("2", true, "bbbbbbbbb", "2")), 0, "paused: not blocked");
+    // Revision 3 is aaaaaaaaa again (rolled back): bbbbbbbbb's failing Pod is what is left
+    // of an older revision, though it was created last.
+    assert_eq!(with(deployment_and_replicaset("3", false, "aaaaaaaaa", "3")), 0, "rolled back: not blocked");
+    // No Deployment in the input: the Pods decide, as when the operator cannot read it.
+    assert_eq!(with(vec![]), 1);
+}

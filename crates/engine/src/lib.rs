@@ -74,7 +74,9 @@ pub use pod::{ConditionView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef};
 pub use relations::{cronjob_of_job, Workload, CRONJOB_CLOCK_SKEW, CRONJOB_NAME_MAX, CRONJOB_RUN_WINDOW};
 pub use rollout::{counted, Counted, Rollouts, WorkloadKey};
-pub use rollout_blocked::{rollout_blocked, Blocked, Revision, RevisionPod, SidecarFiring, BLOCKING};
+pub use rollout_blocked::{
+    rollout_blocked, Blocked, ControllerRollout, Revision, RevisionPod, RolloutHold, SidecarFiring, BLOCKING,
+};
 pub use rule_settings::SpecError;
 pub use rules::{
     check_texts, cronjob_concurrency, evaluate, missing_texts, Around, Evaluation, DEFAULT_MAX_SIDECARS,

@@ -6,10 +6,15 @@
 //!
 //! # Which revision is the newest
 //!
-//! Revision hashes carry no order, and Pods carry no revision number (the Deployment's
-//! `deployment.kubernetes.io/revision` is on its ReplicaSets, a StatefulSet's
-//! `updateRevision` in its status: neither is watched). The newest revision is the one whose
-//! first live Pod was created last. A rollback returns to an old template, and the
+//! The controller's own word, when the runtime has read it ([`ControllerRollout`]): a
+//! Deployment's ReplicaSet with the highest `deployment.kubernetes.io/revision`, a
+//! StatefulSet's `status.updateRevision`. A rollout the controller holds on purpose (a paused
+//! Deployment, a StatefulSet with a `partition` or `OnDelete`, a DaemonSet with `OnDelete`)
+//! is not blocked, whatever its Pods.
+//!
+//! Without that word (nothing read yet, the read failed, a DaemonSet), the Pods decide:
+//! revision hashes carry no order, and Pods carry no revision number. The newest revision is
+//! the one whose first live Pod was created last. A rollback returns to an old template, and the
 //! controllers reuse its old hash (the Deployment controller scales the old ReplicaSet up
 //! again), so the old hash is newest again as soon as its old Pods are gone: its live Pods
 //! are then the ones the rollback created. The first Pod, not the last, so that an old Pod
@@ -83,6 +88,28 @@ impl<'a, F> RevisionPod<'a, F> {
     }
 }
 
+/// What a workload's controller says of its rollout, as the runtime read it from the
+/// workload object (`Default`: nothing read, the Pods decide).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControllerRollout {
+    /// The revision the controller rolls to, as its Pods' revision label spells it.
+    pub newest: Option<String>,
+    /// Why the controller itself holds the rollout, if it does.
+    pub held: Option<RolloutHold>,
+}
+
+/// A rollout its controller holds on purpose: old Pods stay by design, so a sidecar blocks
+/// nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutHold {
+    /// A Deployment with `spec.paused`.
+    Paused,
+    /// A StatefulSet whose `rollingUpdate.partition` keeps this many Pods old.
+    Partition(u32),
+    /// A StatefulSet or DaemonSet updated `OnDelete`: old Pods go only when deleted.
+    OnDelete,
+}
+
 /// A revision and how many live Pods it has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Revision {
@@ -117,16 +144,21 @@ pub struct Blocked {
 }
 
 /// Whether the rollout of workload `kind`/`name` is blocked by a sidecar, judged from its
-/// Pods (every Pod of the workload, in any order; Pods of other workloads must not be given).
+/// Pods (every Pod of the workload, in any order; Pods of other workloads must not be given)
+/// and what its `controller` says.
 pub fn rollout_blocked<'a, 'b, F>(
     kind: &WorkloadKind,
     name: &str,
     pods: impl IntoIterator<Item = RevisionPod<'a, F>>,
+    controller: &ControllerRollout,
 ) -> Option<Blocked>
 where
     F: IntoIterator<Item = SidecarFiring<'b>>,
 {
     kind.revision_label()?;
+    if controller.held.is_some() {
+        return None;
+    }
     let mut revisions: HashMap<&'a str, RevisionAcc<'b>> = HashMap::new();
     // One Pod's blocking alerts, sorted to group them by container; reused across Pods.
     let mut firing: Vec<(&'b str, usize, Option<Timestamp>)> = Vec::new();
@@ -155,7 +187,11 @@ where
     if revisions.len() < 2 {
         return None;
     }
-    let (newest_hash, newest) = revisions.iter().max_by_key(|(hash, r)| (r.first, r.last, **hash))?;
+    // The controller's newest revision with no live Pod: no Pod of it for a sidecar to hold.
+    let (newest_hash, newest) = match &controller.newest {
+        Some(hash) => revisions.get_key_value(hash.as_str())?,
+        None => revisions.iter().max_by_key(|(hash, r)| (r.first, r.last, **hash))?,
+    };
     let (container, alert, alert_pods, since) = newest
         .sidecars
         .iter()

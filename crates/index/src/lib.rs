@@ -48,6 +48,7 @@ pub use census::SidecarName;
 use evaluate::{Evaluator, PolicyChange};
 pub use link::{CreateFailures, IndexResource, Namespaces, Pods, Policies, PolicyScope, Watched};
 pub use policies::{Labels, PolicyEntry};
+pub use rollouts_blocked::{RolloutRead, CONTROLLER_REREAD, MAX_READ_REVISIONS};
 use segment::Segment;
 use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::{

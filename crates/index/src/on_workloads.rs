@@ -40,19 +40,20 @@ impl Index {
     }
 
     /// When the workload alerts are next due to be looked at ([`Index::revisit_workloads`]): the
-    /// first pending one's `for` passing, or, when a Pod change marked a rollout, at most
-    /// `ROLLOUT_BATCH` after `now`. The runtime puts this on the timers it keeps for Pods.
+    /// first pending one's `for` passing, a candidate's controller due to be read again, or,
+    /// when a Pod change marked a rollout, at most `ROLLOUT_BATCH` after `now`. The runtime puts this on the timers it keeps for Pods.
     pub fn workloads_due(&self, now: Timestamp) -> Option<Timestamp> {
         let workloads = self.workloads.lock();
         let marked = workloads.0.has_marked_rollouts().then(|| now + ROLLOUT_BATCH);
-        [workloads.1, marked].into_iter().flatten().min()
+        [workloads.1, marked, workloads.0.controllers_due].into_iter().flatten().min()
     }
 
     /// Judges the marked rollouts and evaluates the workload alerts again if a pending one is
     /// due to fire: the runtime calls this when [`Index::workloads_due`] says.
     pub fn revisit_workloads(&self, now: Timestamp) -> Outcome {
         let mut outcome = Outcome::default();
-        let changed = self.judge_rollouts(now);
+        self.mark_stale_controllers(now);
+        let changed = self.judge_rollouts(now, &mut outcome);
         let due = self.workloads.lock().1.is_some_and(|at| at <= now);
         if due || changed {
             self.evaluate_workloads(now, None, &mut outcome);

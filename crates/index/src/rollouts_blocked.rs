@@ -5,18 +5,57 @@
 //! segments. Only workloads with a Pod firing a [`BLOCKING`] alert (or already blocked)
 //! are ever marked: a healthy workload costs nothing, and a rollout's Pods are judged once
 //! per batch, not once per Pod change.
+//!
+//! A workload its Pods say is blocked (a candidate) is not blocked until its controller has
+//! been heard ([`ControllerRollout`]: its newest revision, a pause, a partition, `OnDelete`):
+//! the judgement asks the runtime to read it ([`Outcome::rollout_reads`]) and judges again
+//! with the answer ([`Index::set_rollout_controller`]); while the workload stays a candidate
+//! it is read again every [`CONTROLLER_REREAD`]. The `for` clock runs from the Pods' alerts,
+//! not from the read, so a read does not delay the alert by its own time. Only candidates are
+//! read (at most [`MAX_WORKLOADS`]), never a workload per Pod change.
 
 use std::collections::{BTreeMap, HashMap};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use super::tracked::TrackedPod;
-use super::workloads::Condition;
+use super::workloads::{Condition, MAX_WORKLOADS};
 use super::{Index, Outcome};
 use sidecar_watch_engine::{
-    rollout_blocked, AlertName, AlertState, CatalogId, ContainerKind, RevisionPod, SidecarFiring, WorkloadId,
-    WorkloadKind, BLOCKING,
+    rollout_blocked, AlertName, AlertState, CatalogId, ContainerKind, ControllerRollout, RevisionPod, SidecarFiring,
+    WorkloadId, WorkloadKind, BLOCKING,
 };
+
+/// How long what a candidate's controller said is trusted: a paused rollout resumed or a
+/// partition lowered changes no Pod until the controller acts on it.
+pub const CONTROLLER_REREAD: SignedDuration = SignedDuration::from_secs(30);
+
+/// Revisions a read names at most (a Deployment's ReplicaSets are read one by one): the
+/// newest by creation first; a workload with more keeps the rest unread, and its controller's
+/// newest revision among them is then not found (judged by the Pods).
+pub const MAX_READ_REVISIONS: usize = 8;
+
+/// A read of a candidate workload's controller, for the runtime to make and answer with
+/// [`Index::set_rollout_controller`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RolloutRead {
+    /// The workload (a Deployment, StatefulSet or DaemonSet).
+    pub workload: WorkloadId,
+    /// Its revisions with live Pods (a Deployment's ReplicaSet of each is `<name>-<hash>`),
+    /// the newest by creation first, at most [`MAX_READ_REVISIONS`].
+    pub revisions: Vec<String>,
+    /// A periodic re-read of a controller read before (served after first reads).
+    pub recheck: bool,
+}
+
+/// What the index knows of a candidate's controller.
+#[derive(Clone, Debug)]
+pub(crate) enum ControllerRead {
+    /// A read is on its way.
+    Asked,
+    /// Read at `at`; `asked_again` once its re-read is on its way.
+    Read { rollout: ControllerRollout, at: Timestamp, asked_again: bool },
+}
 
 /// One alert of a copied Pod: container, rule, state, since, catalog entry.
 type CopiedAlert = (String, AlertName, AlertState, Option<Timestamp>, Option<CatalogId>);
@@ -64,8 +103,42 @@ impl Index {
         }
     }
 
+    /// What the runtime read of `workload`'s controller (the default [`ControllerRollout`]
+    /// when the read failed: the Pods decide). Judged again at the next judgement; ignored when the
+    /// workload is no candidate any more.
+    pub fn set_rollout_controller(&self, workload: WorkloadId, rollout: ControllerRollout, now: Timestamp) {
+        let mut workloads = self.workloads.lock();
+        let Some(read) = workloads.0.controllers.get_mut(&workload) else { return };
+        *read = ControllerRead::Read { rollout, at: now, asked_again: false };
+        let due = now + CONTROLLER_REREAD;
+        workloads.0.controllers_due = Some(workloads.0.controllers_due.map_or(due, |d| d.min(due)));
+        workloads.0.mark_rollout(workload);
+    }
+
+    /// Marks the candidates whose controller is due to be read again.
+    pub(crate) fn mark_stale_controllers(&self, now: Timestamp) {
+        let mut workloads = self.workloads.lock();
+        if workloads.0.controllers_due.is_none_or(|due| due > now) {
+            return;
+        }
+        let stale: Vec<WorkloadId> = workloads
+            .0
+            .controllers
+            .iter()
+            .filter(|(_, read)| matches!(read, ControllerRead::Read { at, asked_again: false, .. } if *at + CONTROLLER_REREAD <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if stale.is_empty() {
+            // Those due were dropped or asked again meanwhile.
+            workloads.0.controllers_due = next_reread(&workloads.0.controllers);
+        }
+        for id in stale {
+            workloads.0.mark_rollout(id);
+        }
+    }
+
     /// Judges the marked workloads' rollouts again; returns whether a condition changed.
-    pub(crate) fn judge_rollouts(&self, now: Timestamp) -> bool {
+    pub(crate) fn judge_rollouts(&self, now: Timestamp, outcome: &mut Outcome) -> bool {
         let marked: Vec<WorkloadId> = self.workloads.lock().0.take_marked_rollouts().into_iter().collect();
         if marked.is_empty() {
             return false;
@@ -91,11 +164,45 @@ impl Index {
         let mut workloads = self.workloads.lock();
         for (id, pods) in marked.into_iter().zip(copies) {
             let held = workloads.0.condition(AlertName::RolloutBlockedBySidecar, &id).cloned();
-            let condition = judge(&id, &pods, held.as_ref(), now);
+            let said = match workloads.0.controllers.get(&id) {
+                Some(ControllerRead::Read { rollout, at, asked_again }) => Some((rollout.clone(), *at, *asked_again)),
+                _ => None,
+            };
+            let by_pods = judge(&id, &pods, held.as_ref(), now, &ControllerRollout::default());
+            let unheld = said.as_ref().map(|(r, ..)| ControllerRollout { newest: r.newest.clone(), held: None });
+            let candidate = by_pods.is_some() || unheld.is_some_and(|r| judge(&id, &pods, None, now, &r).is_some());
+            let condition = match (candidate, said) {
+                (false, _) => {
+                    workloads.0.controllers.remove(&id);
+                    None
+                }
+                (true, Some((rollout, at, asked_again))) => {
+                    if at + CONTROLLER_REREAD <= now && !asked_again {
+                        outcome.rollout_reads.push(read_of(&id, &pods, true));
+                        workloads.0.controllers.insert(
+                            id.clone(),
+                            ControllerRead::Read { rollout: rollout.clone(), at, asked_again: true },
+                        );
+                    }
+                    judge(&id, &pods, held.as_ref(), now, &rollout)
+                }
+                (true, None) if workloads.0.controllers.contains_key(&id) => held.clone(),
+                (true, None) if workloads.0.controllers.len() >= MAX_WORKLOADS => {
+                    // No room to remember a read: judged by the Pods, and counted.
+                    outcome.limited_workloads += 1;
+                    by_pods
+                }
+                (true, None) => {
+                    outcome.rollout_reads.push(read_of(&id, &pods, false));
+                    workloads.0.controllers.insert(id.clone(), ControllerRead::Asked);
+                    held.clone()
+                }
+            };
             changed |= condition != held;
             // Bounded like every workload condition; a cut one is judged again on its next change.
             workloads.0.set(AlertName::RolloutBlockedBySidecar, id, condition);
         }
+        workloads.0.controllers_due = next_reread(&workloads.0.controllers);
         changed
     }
 }
@@ -124,9 +231,40 @@ fn copy(pod: &TrackedPod, kind: &WorkloadKind) -> Option<CopiedPod> {
     })
 }
 
-/// The rollout condition of workload `id` from its Pods' copies; `held` keeps its clock
-/// when the Pods' alerts do not say since when.
-fn judge(id: &WorkloadId, pods: &[CopiedPod], held: Option<&Condition>, now: Timestamp) -> Option<Condition> {
+/// When the first of `controllers` read and not asked again is due to be read again.
+fn next_reread(controllers: &HashMap<WorkloadId, ControllerRead>) -> Option<Timestamp> {
+    controllers
+        .values()
+        .filter_map(|read| match read {
+            ControllerRead::Read { at, asked_again: false, .. } => Some(*at + CONTROLLER_REREAD),
+            _ => None,
+        })
+        .min()
+}
+
+/// The read of `id`'s controller, naming the revisions of its live `pods`.
+fn read_of(id: &WorkloadId, pods: &[CopiedPod], recheck: bool) -> RolloutRead {
+    let mut newest_first: Vec<(&str, Timestamp)> = Vec::new();
+    for pod in pods.iter().filter(|p| p.live) {
+        match newest_first.iter_mut().find(|(revision, _)| *revision == pod.revision) {
+            Some((_, last)) => *last = (*last).max(pod.created),
+            None => newest_first.push((pod.revision.as_str(), pod.created)),
+        }
+    }
+    newest_first.sort_unstable_by(|a, b| (b.1, b.0).cmp(&(a.1, a.0)));
+    let revisions = newest_first.into_iter().take(MAX_READ_REVISIONS).map(|(r, _)| r.to_string()).collect();
+    RolloutRead { workload: id.clone(), revisions, recheck }
+}
+
+/// The rollout condition of workload `id` from its Pods' copies and what its `controller`
+/// said; `held` keeps its clock when the Pods' alerts do not say since when.
+fn judge(
+    id: &WorkloadId,
+    pods: &[CopiedPod],
+    held: Option<&Condition>,
+    now: Timestamp,
+    controller: &ControllerRollout,
+) -> Option<Condition> {
     let judged = pods.iter().map(|p| RevisionPod {
         revision: p.revision.as_str(),
         created: p.created,
@@ -139,7 +277,7 @@ fn judge(id: &WorkloadId, pods: &[CopiedPod], held: Option<&Condition>, now: Tim
             since: *since,
         }),
     });
-    let blocked = rollout_blocked(&id.kind, &id.name, judged)?;
+    let blocked = rollout_blocked(&id.kind, &id.name, judged, controller)?;
     let example = pods.iter().filter(|p| p.live && p.revision == blocked.newest.hash).max_by_key(|p| p.created)?;
     let since = blocked.since.or(held.map(|h| h.since)).unwrap_or(now);
     Some(Condition {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use super::rollouts_blocked::RolloutRead;
 use super::tracked::PolicyResult;
 use sidecar_watch_engine::WorkloadId;
 use sidecar_watch_engine::{Alert, AlertKey, AlertState, ContainerKind, PodUidBuf, PodView, PolicyRef};
@@ -70,6 +71,8 @@ pub struct Outcome {
     pub limited_workloads: u32,
     /// Policies applied whose spec cannot be used: each is announced (an Event on it).
     pub invalid_policies: Vec<InvalidPolicy>,
+    /// Controllers of candidate blocked rollouts the runtime is to read.
+    pub rollout_reads: Vec<RolloutRead>,
 }
 
 /// A policy applied whose spec cannot be used, as its Event names it.
@@ -95,6 +98,7 @@ impl Outcome {
         self.limited_policies += other.limited_policies;
         self.limited_workloads += other.limited_workloads;
         self.invalid_policies.extend(other.invalid_policies);
+        self.rollout_reads.extend(other.rollout_reads);
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::rollouts_blocked::ControllerRead;
 use super::transitions::{Transition, TransitionKind};
 use sidecar_watch_engine::{
     Alert, AlertName, AlertState, CatalogId, CompiledPolicy, ContainerKind, NamespaceMeta, PolicyRef, WorkloadId,
@@ -105,6 +106,10 @@ pub(crate) struct Workloads {
     alerts: BTreeMap<AlertKey, WorkloadAlert>,
     /// Workloads whose rollout is to be judged again at the next judgement.
     marked_rollouts: HashSet<WorkloadId>,
+    /// What the runtime read of each candidate's controller ([`crate::rollouts_blocked`]).
+    pub(crate) controllers: HashMap<WorkloadId, ControllerRead>,
+    /// When the first candidate's controller is due to be read again.
+    pub(crate) controllers_due: Option<Timestamp>,
 }
 
 /// Whether [`Workloads::set`] kept the condition.

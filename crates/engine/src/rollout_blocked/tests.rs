@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::{rollout_blocked, Blocked, Revision, RevisionPod, SidecarFiring};
+use super::{rollout_blocked, Blocked, ControllerRollout, Revision, RevisionPod, RolloutHold, SidecarFiring};
 use crate::alert::{AlertName, AlertState};
 use crate::pod::PodView;
 use crate::workload::WorkloadKind;
@@ -32,7 +32,7 @@ fn pod(revision: &'static str, minute: u32, alerts: Vec<SidecarFiring<'static>>)
 }
 
 fn deployment(pods: Vec<Pod>) -> Option<Blocked> {
-    rollout_blocked(&WorkloadKind::Deployment, "web", pods)
+    rollout_blocked(&WorkloadKind::Deployment, "web", pods, &ControllerRollout::default())
 }
 
 /// Three old Pods since 10:00, and two of the new revision from 10:30 whose `istio-proxy`
@@ -98,6 +98,36 @@ fn a_rollback_makes_the_old_hash_newest_again() {
     let pods = vec![pod(NEW, 30, vec![]), pod(NEW, 30, vec![]), pod(OLD, 55, failing(56))];
     let blocked = deployment(pods).expect("blocked");
     assert_eq!((blocked.newest.hash.as_str(), blocked.older[0].hash.as_str()), (OLD, NEW));
+}
+
+/// What the controller says: rolling to `newest`, holding it or not.
+fn controller(newest: Option<&str>, held: Option<RolloutHold>) -> ControllerRollout {
+    ControllerRollout { newest: newest.map(str::to_string), held }
+}
+
+#[test]
+fn the_controllers_newest_revision_wins_over_the_pods_creation_times() {
+    // A drain recreated an OLD Pod after the NEW Pods: by creation times OLD looks newest.
+    let failing = |minute| vec![fire(PROXY, AlertName::SidecarContainerNotReady, minute)];
+    let pods = || vec![pod(OLD, 40, vec![]), pod(NEW, 30, failing(31)), pod(NEW, 31, failing(32))];
+    assert_eq!(deployment(pods()), None, "the Pods alone get the order wrong");
+    let said = controller(Some(NEW), None);
+    let blocked = rollout_blocked(&WorkloadKind::Deployment, "web", pods(), &said).expect("blocked");
+    assert_eq!(
+        (blocked.newest, blocked.older),
+        (Revision { hash: NEW.into(), pods: 2 }, vec![Revision { hash: OLD.into(), pods: 1 }])
+    );
+    // The controller rolls to a revision with no live Pod yet: nothing of it is held back.
+    let said = controller(Some("0a1b2c3d4"), None);
+    assert_eq!(rollout_blocked(&WorkloadKind::Deployment, "web", blocked_rollout(), &said), None);
+}
+
+#[test]
+fn a_rollout_its_controller_holds_is_not_blocked() {
+    for held in [RolloutHold::Paused, RolloutHold::Partition(2), RolloutHold::OnDelete] {
+        let said = controller(Some(NEW), Some(held));
+        assert_eq!(rollout_blocked(&WorkloadKind::Deployment, "web", blocked_rollout(), &said), None, "{held:?}");
+    }
 }
 
 #[test]
@@ -289,7 +319,8 @@ fn statefulsets_and_daemonsets_are_judged_by_controller_revision_hash() {
             vec![fire(PROXY, AlertName::SidecarCrashLooping, minute)].into_iter().filter(move |_| minute > 0)
         };
         let pods = views.iter().filter_map(|v| RevisionPod::of(v, &WorkloadKind::parse(kind), failing(v)));
-        let blocked = rollout_blocked(&WorkloadKind::parse(kind), "web", pods).expect("blocked");
+        let blocked =
+            rollout_blocked(&WorkloadKind::parse(kind), "web", pods, &ControllerRollout::default()).expect("blocked");
         assert_eq!(
             blocked.message,
             format!(
@@ -303,7 +334,11 @@ fn statefulsets_and_daemonsets_are_judged_by_controller_revision_hash() {
     // Kinds without revisions are not judged.
     for kind in ["Job", "CronJob", "ReplicaSet", "Pod"] {
         assert_eq!(WorkloadKind::parse(kind).revision_label(), None);
-        assert_eq!(rollout_blocked(&WorkloadKind::parse(kind), "web", blocked_rollout()), None, "{kind}");
+        assert_eq!(
+            rollout_blocked(&WorkloadKind::parse(kind), "web", blocked_rollout(), &ControllerRollout::default()),
+            None,
+            "{kind}"
+        );
     }
 }
 

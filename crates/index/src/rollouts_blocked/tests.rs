@@ -3,10 +3,13 @@
 
 use jiff::Timestamp;
 use sidecar_watch_api::{PolicySpec, SlimPod};
-use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, PodUid, PodView, PolicyRef};
+use sidecar_watch_engine::{
+    AlertName, AlertState, CompiledPolicy, ControllerRollout, PodUid, PodView, PolicyRef, RolloutHold, WorkloadId,
+};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
-use crate::{Index, PolicyEntry, TransitionKind};
+use crate::on_workloads::ROLLOUT_BATCH;
+use crate::{Index, Outcome, PolicyEntry, RolloutRead, TransitionKind, CONTROLLER_REREAD};
 
 fn at(t: &str) -> Timestamp {
     t.parse().expect("time")
@@ -65,7 +68,12 @@ fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone
     index.reevaluate(PodUid::parse("u-web-b-1"), at("2026-01-01T10:11:00Z"));
     // Marked: judged together with whatever else a batch marks, within ROLLOUT_BATCH.
     assert_eq!(index.workloads_due(at("2026-01-01T10:11:00Z")), Some(at("2026-01-01T10:11:01Z")));
-    index.revisit_workloads(at("2026-01-01T10:11:00Z"));
+    // A candidate: nothing is blocked before its Deployment is heard.
+    let reads = index.revisit_workloads(at("2026-01-01T10:11:00Z")).rollout_reads;
+    assert_eq!(reads, [read_of_web(false)]);
+    assert!(rollout_alerts(&index).is_empty());
+    assert!(index.revisit_workloads(at("2026-01-01T10:11:00Z")).rollout_reads.is_empty(), "asked once");
+    answer(&index, Some("bbbb"), None, "2026-01-01T10:11:00Z");
     assert_eq!(rollout_alerts(&index), [("Deployment/web".into(), AlertState::Pending, "istio-proxy".into())]);
     let fired = index.revisit_workloads(at("2026-01-01T10:13:00Z")).transitions;
     assert_eq!(fired.len(), 1, "{fired:?}");
@@ -79,6 +87,61 @@ fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].kind, TransitionKind::Resolved);
     assert!(rollout_alerts(&index).is_empty());
+}
+
+/// The read of Deployment web's controller, its revisions newest first.
+fn read_of_web(recheck: bool) -> RolloutRead {
+    let workload = WorkloadId::new("shop", "Deployment", "web");
+    RolloutRead { workload, revisions: vec!["bbbb".into(), "aaaa".into()], recheck }
+}
+
+/// The runtime's answer for Deployment web at `now`, then the judgement it marks.
+fn answer(index: &Index, newest: Option<&str>, held: Option<RolloutHold>, now: &str) -> Outcome {
+    let rollout = ControllerRollout { newest: newest.map(str::to_string), held };
+    index.set_rollout_controller(WorkloadId::new("shop", "Deployment", "web"), rollout, at(now));
+    assert_eq!(index.workloads_due(at(now)), Some(at(now) + ROLLOUT_BATCH), "judged with the answer");
+    index.revisit_workloads(at(now))
+}
+
+/// Deployment web with two healthy Pods of aaaa and one of bbbb whose sidecar fired at 10:11.
+fn candidate() -> Index {
+    let index = index();
+    for name in ["web-a-1", "web-a-2"] {
+        index.apply_pod(web_pod(name, "aaaa", "2026-01-01T10:00:00Z", true), at("2026-01-01T10:00:00Z"));
+    }
+    index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", false), at("2026-01-01T10:10:00Z"));
+    index.reevaluate(PodUid::parse("u-web-b-1"), at("2026-01-01T10:11:00Z"));
+    assert_eq!(index.revisit_workloads(at("2026-01-01T10:11:00Z")).rollout_reads, [read_of_web(false)]);
+    index
+}
+
+#[test]
+fn a_paused_rollout_is_not_blocked_and_fires_once_resumed_by_the_pods_clock() {
+    let index = candidate();
+    let outcome = answer(&index, Some("bbbb"), Some(RolloutHold::Paused), "2026-01-01T10:11:01Z");
+    assert!(outcome.transitions.is_empty() && rollout_alerts(&index).is_empty(), "paused: not blocked");
+    // Still a candidate: read again CONTROLLER_REREAD after the answer, with no Pod change.
+    let reread = at("2026-01-01T10:11:01Z") + CONTROLLER_REREAD;
+    assert_eq!(index.workloads_due(at("2026-01-01T10:11:02Z")), Some(reread));
+    assert_eq!(index.revisit_workloads(reread).rollout_reads, [read_of_web(true)]);
+    assert_eq!(index.workloads_due(reread), None, "asked again once");
+    // `kubectl rollout resume`: the sidecar has failed since 10:11, `for` is 2m: it fires at once.
+    let fired = answer(&index, Some("bbbb"), None, "2026-01-01T10:14:00Z").transitions;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].kind, TransitionKind::Fired);
+}
+
+#[test]
+fn a_failed_read_leaves_the_pods_to_decide_and_a_healthy_workload_is_forgotten() {
+    let index = candidate();
+    answer(&index, None, None, "2026-01-01T10:11:01Z");
+    assert_eq!(rollout_alerts(&index), [("Deployment/web".into(), AlertState::Pending, "istio-proxy".into())]);
+    // The new Pod gets ready: no candidate, nothing read or kept.
+    index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", true), at("2026-01-01T10:12:00Z"));
+    let outcome = index.revisit_workloads(at("2026-01-01T10:12:01Z"));
+    assert!(outcome.rollout_reads.is_empty() && rollout_alerts(&index).is_empty());
+    assert!(index.workloads.lock().0.controllers.is_empty());
+    assert_eq!(index.workloads_due(at("2026-01-01T10:12:01Z")), None, "no re-read of a forgotten controller");
 }
 
 #[test]
