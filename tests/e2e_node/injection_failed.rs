@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use sidecar_watch::engine::{classify_failed_create, CatalogId, InjectionCause};
-use sidecar_watch_harness::env::{free_port, wait_until};
+use sidecar_watch_harness::env::free_port;
 use sidecar_watch_testkit::prom::Scrape;
 
 use crate::support::{container, job, leader_metrics, wait, Scenario, MINUTE, POLICY};

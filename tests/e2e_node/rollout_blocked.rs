@@ -6,8 +6,6 @@
 //! `kubectl rollout undo` brings the old template back. A second Deployment whose rollout
 //! completes fires nothing.
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -156,7 +154,7 @@ async fn a_rollout_stalled_by_a_sidecar_that_never_becomes_ready_is_reported_unt
     };
     let new = wait(2 * MINUTE, "web stalled: two old Pods ready, one new one whose sidecar is not", stalled).await;
 
-    let firing = wait(2 * MINUTE, "RolloutBlockedBySidecar firing on Deployment web", || async {
+    let firing = || async {
         let m = leader_metrics(&s).await;
         let labels = [
             ("alertname", "RolloutBlockedBySidecar"),
@@ -171,8 +169,8 @@ async fn a_rollout_stalled_by_a_sidecar_that_never_becomes_ready_is_reported_unt
             Some(1.0) => Ok(()),
             _ => Err(rollout_alerts(&s, "web").await),
         }
-    });
-    firing.await;
+    };
+    wait(2 * MINUTE, "RolloutBlockedBySidecar firing on Deployment web", firing).await;
     let message = format!(
         "Deployment web: the 1 Pod of revision {new} has {SIDECAR} SidecarContainerNotReady \
          while 2 Pods of revision {old} still run"
@@ -191,15 +189,35 @@ async fn a_rollout_stalled_by_a_sidecar_that_never_becomes_ready_is_reported_unt
     assert_eq!(stalled().await, Ok(new.clone()), "web still stalled");
     assert_eq!(rollout_alerts(&s, "api").await, Vec::<String>::new(), "api's rollout completed");
 
+    // `kubectl rollout pause`: the controller holds the rollout itself, no Pod changes; the
+    // operator reads the Deployment again within CONTROLLER_REREAD (30 s) and resolves it.
+    let rollout = |verb: &'static str| ["-n", s.ns.as_str(), "rollout", verb, "deployment/web"];
+    s.env.kubectl(rollout("pause")).await.expect("kubectl rollout pause");
+    wait(2 * MINUTE, "RolloutBlockedBySidecar resolved on the paused Deployment web", || async {
+        let series = rollout_alerts(&s, "web").await;
+        let resolved = deployment_events(&s, "web", "RolloutBlockedBySidecarResolved").await;
+        match (series.as_slice(), resolved.as_slice()) {
+            ([], [_, ..]) => Ok(()),
+            _ => Err(format!("series {series:?}; resolved Events {resolved:?}")),
+        }
+    })
+    .await;
+    assert_eq!(stalled().await, Ok(new.clone()), "pausing changed no Pod");
+    // Resumed: blocked again (the sidecar has not been ready all along).
+    s.env.kubectl(rollout("resume")).await.expect("kubectl rollout resume");
+    wait(2 * MINUTE, "RolloutBlockedBySidecar firing again once resumed", firing).await;
+
     // `kubectl rollout undo`: the old template again, its ReplicaSet reused, the new Pod gone.
-    let undo = ["-n", s.ns.as_str(), "rollout", "undo", "deployment/web"];
+    let undo = rollout("undo");
     s.env.kubectl(undo).await.expect("kubectl rollout undo");
     assert_eq!(settled(&s, "web", None).await, old, "the undo returns to the old revision's hash");
     wait(2 * MINUTE, "RolloutBlockedBySidecar resolved on Deployment web", || async {
         let series = rollout_alerts(&s, "web").await;
         let resolved = deployment_events(&s, "web", "RolloutBlockedBySidecarResolved").await;
-        match (series.as_slice(), resolved.as_slice()) {
-            ([], [(kind, path, _)]) if kind == "Normal" && path.ends_with(&format!("{{{SIDECAR}}}")) => Ok(()),
+        let normal =
+            |(kind, path, _): &(String, String, String)| kind == "Normal" && path.ends_with(&format!("{{{SIDECAR}}}"));
+        match series.as_slice() {
+            [] if !resolved.is_empty() && resolved.iter().all(normal) => Ok(()),
             _ => Err(format!("series {series:?}; resolved Events {resolved:?}")),
         }
     })

@@ -11,7 +11,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
-use sidecar_watch_harness::env::wait_until;
 
 use crate::injection_failed::{
     closed_object_webhook, deployment, deployment_warnings, failed_create, firing, short_for, until_metrics,
