@@ -31,12 +31,8 @@ pub const MAX_KEYS_PER_NAMESPACE: usize = 1_000;
 pub struct WorkloadKey {
     /// The policy that raised the alert.
     policy: PolicyRef,
-    /// The workload's namespace.
-    namespace: String,
-    /// The workload's kind.
-    kind: WorkloadKind,
-    /// The workload's name.
-    name: String,
+    /// The workload.
+    pub(crate) workload: WorkloadId,
     /// The alert (rule, container, check), as on each Pod; an alert on the workload itself is
     /// its rule alone, as the index keeps it (one per policy, rule and workload): the
     /// container it names is not in its Event's reference when the template does not declare
@@ -46,38 +42,31 @@ pub struct WorkloadKey {
 
 impl WorkloadKey {
     /// The only way to a key: see [`WorkloadKey::alert`].
-    fn new(policy: PolicyRef, namespace: String, kind: WorkloadKind, name: String, alert: AlertKey<'static>) -> Self {
+    fn new(policy: PolicyRef, workload: WorkloadId, alert: AlertKey<'static>) -> Self {
         let alert = if alert.name.on_workload() {
             AlertKey { name: alert.name, container: "".into(), check: None }
         } else {
             alert
         };
-        WorkloadKey { policy, namespace, kind, name, alert }
+        WorkloadKey { policy, workload, alert }
     }
 
     /// The key of a transition's alert on its Pod's workload (or on the workload itself);
     /// `None` for a bare Pod or an owner kind that gets no Events.
     pub fn of(t: &Transition) -> Option<Self> {
-        let workload = &t.workload;
-        workload.kind.api_version()?;
-        let kind = workload.kind.clone();
-        let alert = t.alert.key().into_owned();
-        Some(Self::new((*t.policy).clone(), workload.namespace.clone(), kind, workload.name.clone(), alert))
+        t.workload.kind.api_version()?;
+        Some(Self::new((*t.policy).clone(), t.workload.clone(), t.alert.key().into_owned()))
     }
 
     /// The workload the key names.
-    pub fn workload(&self) -> WorkloadId {
-        WorkloadId { namespace: self.namespace.clone(), kind: self.kind.clone(), name: self.name.clone() }
+    pub fn workload(&self) -> &WorkloadId {
+        &self.workload
     }
 
     /// `Kind/namespace/name`: the spam filter's bucket for the workload object.
     pub fn object(&self) -> String {
-        format!("{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
-    }
-
-    /// The workload's kind.
-    pub fn kind(&self) -> &WorkloadKind {
-        &self.kind
+        let WorkloadId { namespace, kind, name } = &self.workload;
+        format!("{}/{namespace}/{name}", kind.as_str())
     }
 }
 
@@ -179,11 +168,11 @@ impl WorkloadAlerts {
             }
             return Step::Nothing;
         }
-        let held = self.per_namespace.get(&key.namespace).copied().unwrap_or(0);
+        let held = self.per_namespace.get(&key.workload.namespace).copied().unwrap_or(0);
         if self.firing.len() >= self.max_keys || held >= self.max_per_namespace {
             return Step::Limited;
         }
-        *self.per_namespace.entry(key.namespace.clone()).or_default() += 1;
+        *self.per_namespace.entry(key.workload.namespace.clone()).or_default() += 1;
         let firing = Firing {
             pods: HashSet::from([t.pod_uid.clone()]),
             example: t.pod.clone(),
@@ -205,7 +194,7 @@ impl WorkloadAlerts {
         if !firing.pods.is_empty() {
             return Step::Nothing;
         }
-        Self::release(&mut self.per_namespace, &key.namespace);
+        Self::release(&mut self.per_namespace, &key.workload.namespace);
         match self.firing.remove(key).and_then(Firing::into_announced) {
             Some(announced) => Step::Resolve(announced),
             None => Step::Nothing,
@@ -222,7 +211,7 @@ impl WorkloadAlerts {
             // `Resolved` transition takes it away.
             firing.pods.retain(|uid| uid.as_ref().is_none_or(|uid| tracked(uid.as_uid())));
             if firing.pods.is_empty() {
-                Self::release(per_namespace, &key.namespace);
+                Self::release(per_namespace, &key.workload.namespace);
                 if let Some(object) = firing.announced.take() {
                     resolved
                         .push((key.clone(), Announced { object, container: std::mem::take(&mut firing.container) }));
@@ -272,7 +261,8 @@ pub fn standing_from_events(events: &[K8sEvent]) -> HashMap<WorkloadKey, Announc
         let (alert, policy, firing) = alert_of_event(event)?;
         let container = alert.container.to_string();
         let namespace = regarding.namespace.clone().unwrap_or_default();
-        let key = WorkloadKey::new(policy, namespace, kind, regarding.name.clone().unwrap_or_default(), alert);
+        let workload = WorkloadId { namespace, kind, name: regarding.name.clone().unwrap_or_default() };
+        let key = WorkloadKey::new(policy, workload, alert);
         Some((key, firing.then(|| Announced { object: regarding.clone(), container })))
     });
     latest.into_iter().filter_map(|(key, standing)| Some((key, standing?))).collect()

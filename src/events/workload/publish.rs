@@ -25,7 +25,7 @@ impl Publisher {
         match t.kind {
             TransitionKind::Fired => {
                 // A CronJob's Pod: the name of its Job, to read the CronJob through it.
-                let job = (key.kind == WorkloadKind::CronJob && !key.alert.name.on_workload())
+                let job = (key.workload.kind == WorkloadKind::CronJob && !key.alert.name.on_workload())
                     .then(|| {
                         let uid = t.pod_uid.as_ref()?;
                         self.index.with_pod(uid.as_uid(), |p| {
@@ -61,9 +61,9 @@ impl Publisher {
         for (key, since) in std::mem::take(&mut self.due) {
             // Gone (its Pods cleared first), or already announced (due twice).
             let Some(firing) = self.workloads.get(&key).filter(|f| f.announced.is_none()) else { continue };
-            let (namespace, name) = (key.namespace.clone(), key.name.clone());
+            let (namespace, name) = (key.workload.namespace.clone(), key.workload.name.clone());
             let on_workload = key.alert.name.on_workload();
-            let uid = match (&key.kind, firing.owner_uid.clone(), firing.job.clone()) {
+            let uid = match (&key.workload.kind, firing.owner_uid.clone(), firing.job.clone()) {
                 (WorkloadKind::Deployment, Some(replica_set_uid), _) => {
                     self.owners.uid(&OwnerKey::Deployment { namespace, name, replica_set_uid }, now)
                 }
@@ -100,12 +100,12 @@ impl Publisher {
     async fn publish_workload_warning(&mut self, key: &WorkloadKey, info: OwnerInfo) {
         let Some(firing) = self.workloads.get(key) else { return };
         let object = ObjectReference {
-            api_version: key.kind.api_version().map(Into::into),
-            kind: Some(key.kind.as_str().into()),
-            name: Some(key.name.clone()),
-            namespace: Some(key.namespace.clone()),
+            api_version: key.workload.kind.api_version().map(Into::into),
+            kind: Some(key.workload.kind.as_str().into()),
+            name: Some(key.workload.name.clone()),
+            namespace: Some(key.workload.namespace.clone()),
             uid: Some(info.uid),
-            field_path: workload_field_path(&key.kind, firing.container_kind, &firing.container),
+            field_path: workload_field_path(&key.workload.kind, firing.container_kind, &firing.container),
             ..Default::default()
         };
         let pods = firing.pods.len();
@@ -114,8 +114,8 @@ impl Publisher {
                 "{}{} of {}/{}: {} (policy {})",
                 key.alert.name.as_str(),
                 on_container(&firing.container),
-                key.kind.as_str(),
-                key.name,
+                key.workload.kind.as_str(),
+                key.workload.name,
                 firing.message,
                 key.policy
             )
@@ -125,7 +125,7 @@ impl Publisher {
             let runs = info
                 .concurrency_policy
                 .filter(|_| key.alert.name == AlertName::JobBlockedBySidecar)
-                .and_then(|policy| cronjob_concurrency(&key.name, &policy))
+                .and_then(|policy| cronjob_concurrency(&key.workload.name, &policy))
                 .map(|sentence| format!(" ({sentence})"))
                 .unwrap_or_default();
             format!(
@@ -133,8 +133,8 @@ impl Publisher {
                 key.alert.name.as_str(),
                 on_container(&firing.container),
                 if pods == 1 { "" } else { "s" },
-                key.kind.as_str(),
-                key.name,
+                key.workload.kind.as_str(),
+                key.workload.name,
                 firing.example,
                 firing.message,
                 key.policy
@@ -156,8 +156,8 @@ impl Publisher {
             "{}{} of {}/{} resolved: {} (policy {})",
             key.alert.name.as_str(),
             on_container(&container),
-            key.kind.as_str(),
-            key.name,
+            key.workload.kind.as_str(),
+            key.workload.name,
             resolved_because(key.alert.name),
             key.policy
         ));
@@ -192,7 +192,7 @@ impl Publisher {
         // replica's (another namespace watched, another shard), listed here all the same.
         let tracked = self.tracked_workloads(standing.keys());
         for (key, announced) in standing {
-            if tracked.contains(&key.workload()) {
+            if tracked.contains(key.workload()) {
                 self.publish_workload_resolved(&key, announced).await;
             }
         }
@@ -200,7 +200,7 @@ impl Publisher {
 
     /// Which of the workloads of `keys` have a Pod in the index: one pass over the Pods.
     fn tracked_workloads<'a>(&self, keys: impl Iterator<Item = &'a WorkloadKey>) -> HashSet<WorkloadId> {
-        let wanted: HashSet<WorkloadId> = keys.map(WorkloadKey::workload).collect();
+        let wanted: HashSet<WorkloadId> = keys.map(|k| k.workload().clone()).collect();
         let namespaces: HashSet<&str> = wanted.iter().map(|w| w.namespace.as_str()).collect();
         let mut found = HashSet::new();
         if wanted.is_empty() {

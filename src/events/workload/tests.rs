@@ -125,7 +125,10 @@ fn bare_pods_and_unknown_owners_get_no_workload_event() {
     assert_eq!(WorkloadKind::controller("CronJob", Some("apps/v1")), None);
     let cronjob =
         WorkloadKey::of(&transition(TransitionKind::Fired, "mesh", workload("CronJob", "nightly"), 0)).expect("a key");
-    assert_eq!((&cronjob.kind, cronjob.object()), (&WorkloadKind::CronJob, "CronJob/shop/nightly".to_string()));
+    assert_eq!(
+        (&cronjob.workload.kind, cronjob.object()),
+        (&WorkloadKind::CronJob, "CronJob/shop/nightly".to_string())
+    );
     assert_eq!(
         workload_field_path(&WorkloadKind::CronJob, Some(ContainerKind::Regular), "log-sidecar").as_deref(),
         Some("spec.jobTemplate.spec.template.spec.containers{log-sidecar}")
