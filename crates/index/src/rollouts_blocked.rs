@@ -12,14 +12,16 @@
 //! with the answer ([`Index::set_rollout_controller`]); while the workload stays a candidate
 //! it is read again every [`CONTROLLER_REREAD`]. The `for` clock runs from the Pods' alerts,
 //! not from the read, so a read does not delay the alert by its own time. Only candidates are
-//! read (at most [`MAX_WORKLOADS`]), never a workload per Pod change.
+//! read, never a workload per Pod change; at most [`crate::MAX_PER_NAMESPACE`] per namespace
+//! and [`crate::MAX_WORKLOADS`] in all are remembered (the rest are judged by their Pods alone,
+//! and counted), so one tenant's candidates never take another's.
 
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 
 use super::tracked::TrackedPod;
-use super::workloads::{Condition, MAX_WORKLOADS};
+use super::workloads::Condition;
 use super::{Index, Outcome};
 use sidecar_watch_engine::{
     rollout_blocked, AlertName, AlertState, CatalogId, ContainerKind, ControllerRollout, RevisionPod, SidecarFiring,
@@ -187,7 +189,7 @@ impl Index {
                     judge(&id, &pods, held.as_ref(), now, &rollout)
                 }
                 (true, None) if workloads.0.controllers.contains_key(&id) => held.clone(),
-                (true, None) if workloads.0.controllers.len() >= MAX_WORKLOADS => {
+                (true, None) if !workloads.0.has_controller_room(&id.namespace) => {
                     // No room to remember a read: judged by the Pods, and counted.
                     outcome.limited_workloads += 1;
                     by_pods

@@ -162,12 +162,18 @@ impl Workloads {
         self.per_namespace.keys().any(|(a, _)| *a == alert)
     }
 
-    /// Marks `workload`'s rollout to be judged again: at most [`MAX_WORKLOADS`] marks wait
-    /// for the next judgement, which takes them all.
+    /// Marks `workload`'s rollout to be judged again at the next judgement, which takes every
+    /// mark. Not capped, so that no tenant's marks can crowd out another's: a mark is made
+    /// for a workload with a Pod in the index, so there are never more than Pods.
     pub(crate) fn mark_rollout(&mut self, workload: WorkloadId) {
-        if self.marked_rollouts.len() < MAX_WORKLOADS {
-            self.marked_rollouts.insert(workload);
-        }
+        self.marked_rollouts.insert(workload);
+    }
+
+    /// Whether a read of another candidate's controller in `namespace` may be remembered:
+    /// [`MAX_PER_NAMESPACE`] per namespace, [`MAX_WORKLOADS`] in all.
+    pub(crate) fn has_controller_room(&self, namespace: &str) -> bool {
+        self.controllers.len() < MAX_WORKLOADS
+            && self.controllers.keys().filter(|w| w.namespace == namespace).count() < MAX_PER_NAMESPACE
     }
 
     /// Whether a rollout is marked to be judged.

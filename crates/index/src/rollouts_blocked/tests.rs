@@ -18,12 +18,17 @@ fn at(t: &str) -> Timestamp {
 /// Pod `name` of Deployment web on revision `hash`, created at `created`, its native
 /// `istio-proxy` ready or not.
 fn web_pod(name: &str, hash: &str, created: &str, ready: bool) -> PodView {
-    let pod = PodBuilder::new("shop", name)
-        .uid(format!("u-{name}"))
+    pod_of("shop", "web", name, hash, created, ready)
+}
+
+/// Pod `name` of Deployment `deployment` in `namespace` (labelled `app: web`), as [`web_pod`].
+fn pod_of(namespace: &str, deployment: &str, name: &str, hash: &str, created: &str, ready: bool) -> PodView {
+    let pod = PodBuilder::new(namespace, name)
+        .uid(format!("u-{namespace}-{name}"))
         .created(created)
         .label("app", "web")
         .label("pod-template-hash", hash)
-        .owner("ReplicaSet", &format!("web-{hash}"))
+        .owner("ReplicaSet", &format!("{deployment}-{hash}"))
         .native_sidecar(Container::istio_proxy().ready(ready))
         .container(Container::new("app", "shop/web:1.0"));
     PodView::from_pod(&pod.decode::<SlimPod>())
@@ -31,15 +36,20 @@ fn web_pod(name: &str, hash: &str, created: &str, ready: bool) -> PodView {
 
 fn index() -> Index {
     let index = Index::new();
+    add_policy(&index, "shop");
+    index
+}
+
+/// Policy mesh in `namespace`: `app: web`, not ready for 1m, blocked for 2m.
+fn add_policy(index: &Index, namespace: &str) {
     let spec: PolicySpec = serde_json::from_value(serde_json::json!({
         "selector": {"matchLabels": {"app": "web"}},
         "rules": {"sidecarNotReady": {"for": "1m"}, "rolloutBlocked": {"for": "2m"}}
     }))
     .expect("spec");
-    let policy = PolicyRef::namespaced("shop", "mesh");
+    let policy = PolicyRef::namespaced(namespace, "mesh");
     let compiled = CompiledPolicy::compile(policy.clone(), &spec);
     index.apply_policy(policy, PolicyEntry::new(compiled), at("2026-01-01T09:00:00Z"));
-    index
 }
 
 fn rollout_alerts(index: &Index) -> Vec<(String, AlertState, String)> {
@@ -65,7 +75,7 @@ fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone
     // The new revision's first Pod: its sidecar is never ready.
     index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", false), at("2026-01-01T10:10:00Z"));
     // Not ready for its 1m: it fires (the timer's evaluation), the rollout is judged blocked.
-    index.reevaluate(PodUid::parse("u-web-b-1"), at("2026-01-01T10:11:00Z"));
+    index.reevaluate(PodUid::parse("u-shop-web-b-1"), at("2026-01-01T10:11:00Z"));
     // Marked: judged together with whatever else a batch marks, within ROLLOUT_BATCH.
     assert_eq!(index.workloads_due(at("2026-01-01T10:11:00Z")), Some(at("2026-01-01T10:11:01Z")));
     // A candidate: nothing is blocked before its Deployment is heard.
@@ -82,7 +92,7 @@ fn a_new_revision_whose_sidecar_never_gets_ready_blocks_the_rollout_until_undone
     assert!(message.contains("bbbb") && message.contains("aaaa") && message.contains("istio-proxy"), "{message}");
     assert_eq!(fired[0].object_uid.as_deref(), Some("uid-web-bbbb"), "the ReplicaSet's, for the Deployment's read");
     // `kubectl rollout undo`: the new Pod goes, the old revision is all there is.
-    index.delete_pod(PodUid::parse("u-web-b-1"), at("2026-01-01T10:14:00Z"));
+    index.delete_pod(PodUid::parse("u-shop-web-b-1"), at("2026-01-01T10:14:00Z"));
     let resolved = index.revisit_workloads(at("2026-01-01T10:14:01Z")).transitions;
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].kind, TransitionKind::Resolved);
@@ -110,7 +120,7 @@ fn candidate() -> Index {
         index.apply_pod(web_pod(name, "aaaa", "2026-01-01T10:00:00Z", true), at("2026-01-01T10:00:00Z"));
     }
     index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", false), at("2026-01-01T10:10:00Z"));
-    index.reevaluate(PodUid::parse("u-web-b-1"), at("2026-01-01T10:11:00Z"));
+    index.reevaluate(PodUid::parse("u-shop-web-b-1"), at("2026-01-01T10:11:00Z"));
     assert_eq!(index.revisit_workloads(at("2026-01-01T10:11:00Z")).rollout_reads, [read_of_web(false)]);
     index
 }
@@ -145,11 +155,40 @@ fn a_failed_read_leaves_the_pods_to_decide_and_a_healthy_workload_is_forgotten()
 }
 
 #[test]
+fn one_namespaces_candidates_never_take_another_namespaces_reads() {
+    let index = index();
+    add_policy(&index, "flood");
+    // One more stalled rollout in flood than a namespace may have read, then web in shop.
+    let stalled = |namespace: &str, deployment: &str| {
+        let old = format!("{deployment}-a-1");
+        index.apply_pod(
+            pod_of(namespace, deployment, &old, "aaaa", "2026-01-01T10:00:00Z", true),
+            at("2026-01-01T10:00:00Z"),
+        );
+        let new = format!("{deployment}-b-1");
+        index.apply_pod(
+            pod_of(namespace, deployment, &new, "bbbb", "2026-01-01T10:10:00Z", false),
+            at("2026-01-01T10:10:00Z"),
+        );
+        index.reevaluate(PodUid::parse(&format!("u-{namespace}-{new}")), at("2026-01-01T10:11:00Z"));
+    };
+    for i in 0..=crate::MAX_PER_NAMESPACE {
+        stalled("flood", &format!("web{i}"));
+    }
+    stalled("shop", "web");
+    let outcome = index.revisit_workloads(at("2026-01-01T10:11:00Z"));
+    let asked = |namespace: &str| outcome.rollout_reads.iter().filter(|r| r.workload.namespace == namespace).count();
+    assert_eq!((asked("flood"), asked("shop")), (crate::MAX_PER_NAMESPACE, 1));
+    assert_eq!(outcome.limited_workloads, 1, "flood's last candidate is judged by its Pods, and counted");
+    assert!(outcome.rollout_reads.contains(&read_of_web(false)));
+}
+
+#[test]
 fn a_rollout_that_completes_fires_nothing() {
     let index = index();
     index.apply_pod(web_pod("web-a-1", "aaaa", "2026-01-01T10:00:00Z", true), at("2026-01-01T10:00:00Z"));
     index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", true), at("2026-01-01T10:10:00Z"));
-    index.delete_pod(PodUid::parse("u-web-a-1"), at("2026-01-01T10:10:05Z"));
+    index.delete_pod(PodUid::parse("u-shop-web-a-1"), at("2026-01-01T10:10:05Z"));
     assert!(index.revisit_workloads(at("2026-01-01T10:30:00Z")).transitions.is_empty());
     assert!(rollout_alerts(&index).is_empty());
 }
