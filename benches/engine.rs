@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 use sidecar_watch::api::SlimPod;
 use sidecar_watch::engine::{counted, Rollouts};
 use sidecar_watch::engine::{evaluate, Around, CompiledPolicy, ObservedPod, PodHistory, PodView, PolicyRef};
+use sidecar_watch::index::Writes;
 use sidecar_watch::index::{Index, PolicyEntry};
 
 const POD: &str = include_str!("../tests/fixtures/two-sidecars.yaml");

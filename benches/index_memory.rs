@@ -30,6 +30,7 @@ use jiff::Timestamp;
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
 use sidecar_watch::engine::Termination;
 use sidecar_watch::engine::{CompiledPolicy, ContainerHistory, ContainerView, PodUid, PodView, PolicyRef};
+use sidecar_watch::index::Writes;
 use sidecar_watch::index::{Index, PolicyEntry, PolicyResult, StoredAlert, TrackedPod};
 use sidecar_watch::memory::{heap_counts, live_by_size, CountingMimalloc};
 use sidecar_watch::metrics::Metrics;

@@ -10,7 +10,7 @@
 //!   one) and a bare `for_each_pod` pass;
 //! - one failing workload: the heap a `SidecarInjectionFailed` condition and its alerts ask
 //!   for (1,000 workloads, 20 in each of 50 namespaces, averaged), and the time of one more
-//!   `Index::set_workload_condition` with those 1,000 held (each evaluates every condition
+//!   `Writes::set_create_failure` with those 1,000 held (each evaluates every condition
 //!   again).
 //!
 //! `cargo bench --bench workload_alerts`.
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use sidecar_watch::api::{ClusterPolicySpec, PolicySpec, SlimPod};
 use sidecar_watch::engine::{AlertName, CompiledPolicy, PodView, PolicyRef, WorkloadId, WorkloadKind};
+use sidecar_watch::index::Writes;
 use sidecar_watch::index::{Condition, Index, PolicyEntry};
 use sidecar_watch::memory::{heap_counts, CountingMimalloc};
 use sidecar_watch_testkit::factory::{self, PodFactory};
@@ -181,9 +182,9 @@ fn main() {
     for i in 0..FAILING {
         let (workload, condition) = condition(i, now);
         let started = Instant::now();
-        let (_, kept) = index.set_workload_condition(AlertName::SidecarInjectionFailed, workload, Some(condition), now);
+        let outcome = index.set_create_failure(workload, Some(condition), now);
         setting.push(started.elapsed());
-        assert!(kept, "under the limits");
+        assert_eq!(outcome.limited_workloads, 0, "under the limits");
     }
     let after = heap_counts().expect("the counting allocator");
     let mut alerts = 0;
@@ -196,5 +197,5 @@ fn main() {
         per(before.allocations, after.allocations)
     );
     let last = setting.split_off(FAILING - 100);
-    println!("set_workload_condition, the last 100 (about {FAILING} held): {}", summary(last));
+    println!("set_create_failure, the last 100 (about {FAILING} held): {}", summary(last));
 }

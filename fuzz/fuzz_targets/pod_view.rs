@@ -17,6 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use sidecar_watch::api::{LenientPod, SidecarPolicy};
 use sidecar_watch::engine::{CompiledPolicy, PodUidBuf};
 use sidecar_watch::events::note::note;
+use sidecar_watch::index::Writes;
 use sidecar_watch::index::{Index, Outcome, PolicyEntry};
 use sidecar_watch::metrics::{render_index, RenderOptions};
 use sidecar_watch_fuzz::{assert_exposition, assert_one_bounded_line, now};

@@ -22,6 +22,7 @@ use sidecar_watch::controller::watch::policy_entry;
 use sidecar_watch::engine::{evaluate, Around, CompiledPolicy, PodHistory, PodView};
 use sidecar_watch::events::note::note;
 use sidecar_watch::index::Index;
+use sidecar_watch::index::Writes;
 use sidecar_watch_fuzz::{assert_one_bounded_line, fixture_pods, now};
 
 fuzz_target!(|data: &[u8]| {

@@ -21,6 +21,7 @@ use crate::engine::{
     AlertState, CompiledPolicy, IdentifiedBy, InjectionFailure, PodView, WorkloadId, WorkloadKind, BLOCKING,
     DEFAULT_MAX_SIDECARS,
 };
+use crate::index::Writes;
 use crate::index::{CreateFailures, Index, IndexResource, PolicyEntry};
 use crate::injection_failure::{condition_of, Involved, ReadObject};
 

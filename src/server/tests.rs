@@ -10,6 +10,7 @@ use super::*;
 use crate::api::{PolicySpec, SlimPod};
 use crate::engine::{CompiledPolicy, PolicyRef};
 use crate::index::PolicyEntry;
+use crate::index::Writes;
 
 /// An index of `pods` Pods with a native sidecar each, under the built-in policy, led.
 fn source(pods: usize) -> (scrape::Source, crate::leadership::RoleSender) {

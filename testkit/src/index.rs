@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use sidecar_watch_api::{PolicySpec, SlimPod};
 use sidecar_watch_engine::{AlertState, CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch_index::Writes;
 use sidecar_watch_index::{Index, Outcome, PolicyEntry};
 
 /// `text` (RFC 3339) as a timestamp.

@@ -2,6 +2,7 @@
 //! docs/operations.md's flag list and every flag that list names is one `run` has (as
 //! kube-state-metrics' doccheck does for its flags).
 
+use sidecar_watch::index::Writes;
 use std::collections::BTreeSet;
 use std::process::Command;
 

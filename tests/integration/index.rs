@@ -10,6 +10,7 @@ use sidecar_watch::events::{announced_from_events, Announcer};
 use sidecar_watch::index::{Index, PolicyEntry, TransitionKind};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
+use sidecar_watch::index::Writes;
 use sidecar_watch_harness::backstop::{test_name, Backstop, Logs};
 use sidecar_watch_testkit::index::{alert_names, mesh_policy, ts, web_pod, CREATED};
 

@@ -3,6 +3,7 @@
 
 use sidecar_watch::api::{PolicySpec, SlimPod};
 use sidecar_watch::engine::{CompiledPolicy, PodView, PolicyRef};
+use sidecar_watch::index::Writes;
 use sidecar_watch::index::{Index, PolicyEntry};
 use sidecar_watch::metrics::{render_index, FamilyFilter, RenderOptions};
 use sidecar_watch_testkit::engine::{now, Scenario};

@@ -10,6 +10,7 @@ use crate::metrics_text::render;
 use serde_json::json;
 use sidecar_watch::api::{PolicySpec, SlimPod};
 use sidecar_watch::engine::{CompiledPolicy, NamespaceMeta, PodUid, PodView, PolicyRef};
+use sidecar_watch::index::Writes;
 use sidecar_watch::index::{Index, PolicyEntry};
 use sidecar_watch::metrics::{NamespaceLabels, RenderOptions};
 use sidecar_watch_testkit::engine::now;
@@ -240,7 +241,7 @@ fn a_changed_namespace_label_changes_the_series_at_the_next_scrape() {
 /// series cap like the Pods' series.
 #[test]
 fn an_alert_on_a_workload_is_a_series_without_a_pod() {
-    use sidecar_watch::engine::{AlertName, CatalogId};
+    use sidecar_watch::engine::CatalogId;
     use sidecar_watch::engine::{WorkloadId, WorkloadKind};
     use sidecar_watch::index::Condition;
     let index = index();
@@ -257,7 +258,7 @@ fn an_alert_on_a_workload_is_a_series_without_a_pod() {
         object_uid: None,
         template_labels: None,
     };
-    index.set_workload_condition(AlertName::SidecarInjectionFailed, workload, Some(condition), now());
+    index.set_create_failure(workload, Some(condition), now());
     let text = render(&index, &options(&allow));
     let on_workload: Vec<&str> =
         lines(&text, "sidecar_alerts").into_iter().filter(|l| l.contains("SidecarInjectionFailed")).collect();

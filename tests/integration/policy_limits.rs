@@ -7,6 +7,7 @@ use serde_json::json;
 use sidecar_watch::engine::PolicyRef;
 use sidecar_watch::index::Index;
 
+use sidecar_watch::index::Writes;
 use sidecar_watch_testkit::index::{apply, now, pod, policy};
 
 /// A policy selecting `app`, with the not-ready rule's `for` set to `minutes`.

@@ -9,6 +9,7 @@ use crate::metrics_text::render;
 use serde_json::{json, Value};
 use sidecar_watch::api::{PolicySpec, SlimPod};
 use sidecar_watch::engine::{CompiledPolicy, NamespaceMeta, PodUid, PodView, PolicyRef};
+use sidecar_watch::index::Writes;
 use sidecar_watch::index::{Index, PolicyEntry};
 use sidecar_watch::metrics::{FamilyFilter, NamespaceLabels, RenderOptions};
 use sidecar_watch_testkit::engine::now;

@@ -46,7 +46,7 @@ use jiff::Timestamp;
 use census::Census;
 pub use census::SidecarName;
 use evaluate::{Evaluator, PolicyChange};
-pub use link::{CreateFailures, IndexResource, Namespaces, Pods, Policies, PolicyScope, Watched};
+pub use link::{CreateFailures, IndexResource, Namespaces, Pods, Policies, PolicyScope, Watched, Writes};
 pub use policies::{Labels, PolicyEntry};
 pub use rollouts_blocked::{RolloutRead, CONTROLLER_REREAD, MAX_READ_REVISIONS};
 use segment::Segment;
@@ -196,7 +196,7 @@ impl Index {
     }
 
     /// A new or changed Pod.
-    pub fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
+    pub(crate) fn put_pod(&self, view: PodView, now: Timestamp) -> Outcome {
         let mut outcome = {
             let policies = self.valid_policies();
             let namespaces = self.namespaces.read();
@@ -230,7 +230,7 @@ impl Index {
     /// A Pod is gone: forget it and its series (no Events: there is nothing left to fix).
     /// The other Pods of its workload are evaluated again if it changes their newest sidecar
     /// versions.
-    pub fn delete_pod(&self, uid: PodUid<'_>, now: Timestamp) -> Outcome {
+    pub(crate) fn remove_pod(&self, uid: PodUid<'_>, now: Timestamp) -> Outcome {
         let Some(pod) = self.segment(uid).remove(uid) else { return Outcome::default() };
         self.forget(&pod);
         let mut outcome = Outcome::default();
@@ -334,7 +334,7 @@ impl Index {
     /// A new or changed policy: re-evaluates the Pods in its scope under this policy only
     /// (and under the policies of its namespace that the limit admits or holds back now).
     /// Status-only updates (the operator's own status writes among them) change nothing.
-    pub fn apply_policy(&self, policy: PolicyRef, mut entry: PolicyEntry, now: Timestamp) -> Outcome {
+    pub(crate) fn put_policy(&self, policy: PolicyRef, mut entry: PolicyEntry, now: Timestamp) -> Outcome {
         let mut table = self.policies.write();
         let old = table.get(&policy);
         let unchanged = old.is_some_and(|old| entry.same_spec_as(old));
@@ -353,7 +353,7 @@ impl Index {
 
     /// A deleted policy: its results go from the Pods it covered, and a policy of its
     /// namespace that the limit held back may be evaluated now.
-    pub fn delete_policy(&self, policy: &PolicyRef, now: Timestamp) -> Outcome {
+    pub(crate) fn remove_policy(&self, policy: &PolicyRef, now: Timestamp) -> Outcome {
         let mut table = self.policies.write();
         let Some(old) = table.remove(policy) else { return Outcome::default() };
         self.policy_changed(table, policy, old.evaluated().cloned(), now)

@@ -120,11 +120,11 @@ pub trait IndexResource<K: Watched> {
 
 impl IndexResource<Pods> for Index {
     fn apply(&self, view: PodView, now: Timestamp) -> Outcome {
-        self.apply_pod(view, now)
+        self.put_pod(view, now)
     }
 
     fn delete(&self, uid: &PodUidBuf, now: Timestamp) -> Outcome {
-        let mut outcome = self.delete_pod(uid.as_uid(), now);
+        let mut outcome = self.remove_pod(uid.as_uid(), now);
         outcome.wakeups.push((uid.clone(), None));
         outcome
     }
@@ -160,13 +160,13 @@ impl IndexResource<Policies> for Index {
             generation: entry.generation,
             message: error.to_string(),
         });
-        let mut outcome = self.apply_policy(policy, *entry, now);
+        let mut outcome = self.put_policy(policy, *entry, now);
         outcome.invalid_policies.extend(invalid);
         outcome
     }
 
     fn delete(&self, policy: &PolicyRef, now: Timestamp) -> Outcome {
-        self.delete_policy(policy, now)
+        self.remove_policy(policy, now)
     }
 
     /// Drops the policies of the scope's kind (and namespace, if it has one) not in `seen`.
@@ -182,7 +182,7 @@ impl IndexResource<Policies> for Index {
         };
         let mut outcome = Outcome::default();
         for policy in gone {
-            outcome.merge(self.delete_policy(&policy, now));
+            outcome.merge(self.remove_policy(&policy, now));
         }
         outcome
     }
@@ -190,7 +190,7 @@ impl IndexResource<Policies> for Index {
 
 impl IndexResource<Namespaces> for Index {
     fn apply(&self, (name, meta): (String, NamespaceMeta), now: Timestamp) -> Outcome {
-        self.apply_namespace(&name, meta, now)
+        self.put_namespace(&name, meta, now)
     }
 
     fn delete(&self, name: &String, _: Timestamp) -> Outcome {
@@ -233,6 +233,48 @@ impl IndexResource<CreateFailures> for Index {
             }
         }
         outcome
+    }
+}
+
+/// The writes of [`IndexResource`], one named method per kind and change: what `audit`,
+/// the benchmarks and the tests call, so that they drive the index exactly as the watches do
+/// (a deleted Pod's timer cancelled, an invalid policy announced). There is no other way in.
+pub trait Writes {
+    /// A Pod applied ([`Pods`]).
+    fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome;
+    /// A Pod deleted ([`Pods`]).
+    fn delete_pod(&self, uid: PodUid<'_>, now: Timestamp) -> Outcome;
+    /// A policy applied ([`Policies`]).
+    fn apply_policy(&self, policy: PolicyRef, entry: PolicyEntry, now: Timestamp) -> Outcome;
+    /// A policy deleted ([`Policies`]).
+    fn delete_policy(&self, policy: &PolicyRef, now: Timestamp) -> Outcome;
+    /// A namespace applied ([`Namespaces`]).
+    fn apply_namespace(&self, name: &str, meta: NamespaceMeta, now: Timestamp) -> Outcome;
+    /// A workload's `FailedCreate` condition set, or cleared with `None` ([`CreateFailures`]).
+    fn set_create_failure(&self, workload: WorkloadId, condition: Option<Condition>, now: Timestamp) -> Outcome;
+}
+
+impl Writes for Index {
+    fn apply_pod(&self, view: PodView, now: Timestamp) -> Outcome {
+        IndexResource::<Pods>::apply(self, view, now)
+    }
+    fn delete_pod(&self, uid: PodUid<'_>, now: Timestamp) -> Outcome {
+        IndexResource::<Pods>::delete(self, &uid.into(), now)
+    }
+    fn apply_policy(&self, policy: PolicyRef, entry: PolicyEntry, now: Timestamp) -> Outcome {
+        IndexResource::<Policies>::apply(self, (policy, Box::new(entry)), now)
+    }
+    fn delete_policy(&self, policy: &PolicyRef, now: Timestamp) -> Outcome {
+        IndexResource::<Policies>::delete(self, policy, now)
+    }
+    fn apply_namespace(&self, name: &str, meta: NamespaceMeta, now: Timestamp) -> Outcome {
+        IndexResource::<Namespaces>::apply(self, (name.to_string(), meta), now)
+    }
+    fn set_create_failure(&self, workload: WorkloadId, condition: Option<Condition>, now: Timestamp) -> Outcome {
+        match condition {
+            Some(condition) => IndexResource::<CreateFailures>::apply(self, (workload, condition), now),
+            None => IndexResource::<CreateFailures>::delete(self, &workload, now),
+        }
     }
 }
 

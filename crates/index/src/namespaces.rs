@@ -9,7 +9,7 @@ use sidecar_watch_engine::NamespaceMeta;
 impl Index {
     /// A new or changed namespace: re-evaluates its Pods if a cluster policy looks at its
     /// labels, or if what injectors read of it changed (`SidecarMissing`).
-    pub fn apply_namespace(&self, name: &str, meta: NamespaceMeta, now: Timestamp) -> Outcome {
+    pub(crate) fn put_namespace(&self, name: &str, meta: NamespaceMeta, now: Timestamp) -> Outcome {
         let before = {
             let mut namespaces = self.namespaces.write();
             namespaces.insert(name.to_string(), meta.clone())

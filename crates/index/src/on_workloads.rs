@@ -20,7 +20,7 @@ impl Index {
     /// Sets (or, with `None`, clears) the condition of `alert` on `workload` and evaluates the
     /// workload alerts again. Returns what changed, and `false` when the condition was cut
     /// (its namespace, or the index, holds the most workloads it may).
-    pub fn set_workload_condition(
+    pub(crate) fn set_workload_condition(
         &self,
         alert: AlertName,
         workload: WorkloadId,

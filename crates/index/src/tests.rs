@@ -1,5 +1,6 @@
 //! The index on Pods built with the test kit.
 use super::*;
+use crate::Writes;
 use sidecar_watch_api::{ClusterPolicySpec, SlimPod};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
 

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::*;
 use crate::api::PolicySpec;
 use crate::engine::CompiledPolicy;
+use crate::index::Writes;
 use crate::leadership::{self, RoleSender};
 use crate::test_api::{self, ApiServer, Call};
 

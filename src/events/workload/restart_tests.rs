@@ -16,6 +16,7 @@ use crate::api::{PolicySpec, SlimPod};
 use crate::engine::{CompiledPolicy, ContainerKind, PodView, PolicyRef};
 use crate::engine::{WorkloadId, WorkloadKind};
 use crate::events::{spawn_publisher, EventCommand, EventSink};
+use crate::index::Writes;
 use crate::index::{Condition, CreateFailures, Index, IndexResource, PolicyEntry};
 use crate::leadership::{self, RoleSender};
 use crate::metrics::Metrics;

@@ -9,6 +9,7 @@ use sidecar_watch_engine::{
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
 use crate::on_workloads::ROLLOUT_BATCH;
+use crate::Writes;
 use crate::{Index, Outcome, PolicyEntry, RolloutRead, TransitionKind, CONTROLLER_REREAD};
 
 fn at(t: &str) -> Timestamp {

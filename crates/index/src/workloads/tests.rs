@@ -9,6 +9,7 @@ use sidecar_watch_api::{ClusterPolicySpec, PolicySpec, SlimPod};
 use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, PodView, PolicyRef, WorkloadId, WorkloadKind};
 use sidecar_watch_testkit::pod::{Container, PodBuilder};
 
+use crate::Writes;
 use crate::{Condition, Index, PolicyEntry, TransitionKind, MAX_PER_NAMESPACE};
 
 fn at(t: &str) -> Timestamp {

@@ -8,6 +8,7 @@ use sidecar_watch_api::ClusterPolicySpec;
 use sidecar_watch_engine::{AlertName, AlertState, CompiledPolicy, NamespaceMeta, PodUid, PodUidBuf, PolicyRef};
 use sidecar_watch_index::{Index, IndexResource, Pods, PolicyEntry, TransitionKind};
 
+use sidecar_watch_index::Writes;
 use sidecar_watch_testkit::index::{alert_names, mesh_policy, ts, web_pod};
 
 #[test]

@@ -11,6 +11,7 @@ use serde_json::json;
 use sidecar_watch_engine::{AlertName, AlertState, PodUid, PodUidBuf, PolicyRef, SidecarType};
 use sidecar_watch_index::{Index, PolicyEntry, TransitionKind};
 
+use sidecar_watch_index::Writes;
 use sidecar_watch_testkit::index::{apply, now, pod, policy};
 
 /// A policy selecting `app`, with the not-ready rule's `for` set to `minutes`.

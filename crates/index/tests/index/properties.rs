@@ -9,6 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use sidecar_watch_api::{ClusterPolicySpec, PolicyCounts, PolicySpec, SlimPod};
 use sidecar_watch_engine::{AlertState, CompiledPolicy, NamespaceMeta, PodUid, PodUidBuf, PodView, PolicyRef};
+use sidecar_watch_index::Writes;
 use sidecar_watch_index::{Index, IndexResource, Labels, Pods, Policies, PolicyEntry, PolicyScope};
 use sidecar_watch_testkit::pod::{Container, PodBuilder, Probes, Run};
 
