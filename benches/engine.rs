@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use sidecar_watch::api::SlimPod;
-use sidecar_watch::engine::{counted, Rollouts};
+use sidecar_watch::engine::{counted, SidecarVersions};
 use sidecar_watch::engine::{evaluate, Around, CompiledPolicy, ObservedPod, PodHistory, PodView, PolicyRef};
 use sidecar_watch::index::Writes;
 use sidecar_watch::index::{Index, PolicyEntry};
@@ -90,7 +90,7 @@ fn workload_update(c: &mut Criterion, json: &[u8], now: Timestamp) {
     for view in &views {
         index.apply_pod(view.clone(), now);
     }
-    let rollouts = Rollouts::of_pods(views.iter(), |p| p.containers.iter());
+    let rollouts = SidecarVersions::of_pods(views.iter(), |p| p.containers.iter());
     let compared = rollouts.newest_of(&views[0]);
     assert!(
         compared.iter().any(|(c, _)| c.as_str() == "istio-proxy"),

@@ -31,7 +31,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::api::Severity;
-use crate::engine::Rollouts;
+use crate::engine::SidecarVersions;
 use crate::engine::{
     evaluate, Alert, AlertName, AlertState, Around, CompiledPolicy, ContainerView, IdentifiedBy, NamespaceMeta,
     PodHistory, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
@@ -360,7 +360,7 @@ fn evaluate_all(
     let mut sidecars = Vec::new();
     let selecting = |pod| selecting(inventory, policies, pod);
     // The sidecars the index would count: each selecting policy's first ones, up to the cap.
-    let rollouts = Rollouts::of_pods(inventory.pods.iter().map(|a| &a.view), |pod| {
+    let rollouts = SidecarVersions::of_pods(inventory.pods.iter().map(|a| &a.view), |pod| {
         let mut found: Vec<&ContainerView> = Vec::new();
         for policy in selecting(pod) {
             for (_, container, _) in policy.sidecars(pod).take(DEFAULT_MAX_SIDECARS) {

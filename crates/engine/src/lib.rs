@@ -42,7 +42,6 @@ mod pod;
 mod policy;
 mod relations;
 mod restart_causes;
-mod rollout;
 mod rollout_blocked;
 mod rule_settings;
 mod rules;
@@ -50,6 +49,7 @@ mod sidecar_matcher;
 mod stamp;
 mod uid;
 mod version;
+mod version_drift;
 mod workload;
 
 pub use alert::{Alert, AlertKey, AlertName, AlertState, Check};
@@ -73,7 +73,6 @@ pub use observed::ObservedPod;
 pub use pod::{ConditionView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef};
 pub use relations::{cronjob_of_job, Workload, CRONJOB_CLOCK_SKEW, CRONJOB_NAME_MAX, CRONJOB_RUN_WINDOW};
-pub use rollout::{counted, Counted, Rollouts, WorkloadKey};
 pub use rollout_blocked::{
     rollout_blocked, Blocked, ControllerRollout, Revision, RevisionPod, RolloutHold, SidecarFiring, BLOCKING,
 };
@@ -85,4 +84,5 @@ pub use rules::{
 pub use sidecar_matcher::{Identified, IdentifiedBy, SidecarType, DEFAULT_SIDECAR_PATTERN};
 pub use stamp::Stamp;
 pub use uid::{PodUid, PodUidBuf};
+pub use version_drift::{counted, Counted, InternedWorkload, SidecarVersions};
 pub use workload::{WorkloadId, WorkloadKind};

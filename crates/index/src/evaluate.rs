@@ -19,7 +19,7 @@ use super::tallies::Tallies;
 use super::tracked::{PolicyResult, StoredAlert, TrackedPod};
 use super::transitions::diff;
 use super::Outcome;
-use sidecar_watch_engine::{counted, Rollouts};
+use sidecar_watch_engine::{counted, SidecarVersions};
 use sidecar_watch_engine::{
     evaluate, Alert, Around, CompiledPolicy, Identified, NamespaceMeta, PodView, PolicyRef, SidecarType,
 };
@@ -28,7 +28,7 @@ use sidecar_watch_engine::{
 /// cap, and a count of them.
 pub(super) struct Evaluator<'a> {
     pub census: &'a Census,
-    pub rollouts: &'a Mutex<Rollouts>,
+    pub versions: &'a Mutex<SidecarVersions>,
     pub max_sidecars: usize,
     pub evaluations: &'a AtomicU64,
 }
@@ -70,7 +70,7 @@ impl Evaluator<'_> {
             let before = (pod.sidecar_names(), counted_sidecars(pod));
             pod.mark_sidecars(&sidecars);
             self.census.replace(&before.0, &pod.sidecar_names());
-            self.rollouts.lock().replace(&before.1, &counted_sidecars(pod));
+            self.versions.lock().replace(&before.1, &counted_sidecars(pod));
         }
     }
 
@@ -90,7 +90,7 @@ impl Evaluator<'_> {
         let mut sidecars = Vec::new();
         let mut limited = false;
         let ns_labels = namespace.map(|ns| &ns.labels);
-        let newest = self.rollouts.lock().newest_of(pod.view());
+        let newest = self.versions.lock().newest_of(pod.view());
         let around = Around { namespace, newest: &newest, max_sidecars: self.max_sidecars };
         for policy in policies.iter().filter(|p| p.selects(pod.view(), ns_labels)) {
             let evaluation = evaluate(pod.view(), policy, pod.history(), now, around);
@@ -140,7 +140,7 @@ impl Evaluator<'_> {
         let mut outcome = Outcome::default();
         let (result, sidecars_after) = match selecting {
             Some(policy) => {
-                let newest = self.rollouts.lock().newest_of(pod.view());
+                let newest = self.versions.lock().newest_of(pod.view());
                 let around = Around { namespace, newest: &newest, max_sidecars: self.max_sidecars };
                 let evaluation = evaluate(pod.view(), policy, pod.history(), now, around);
                 self.evaluations.fetch_add(1, Ordering::Relaxed);

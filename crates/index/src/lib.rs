@@ -15,7 +15,7 @@
 //! (asked for on every status write and scrape) sums 64 small tables instead of walking
 //! every Pod.
 //!
-//! It also counts the versions each workload's Pods run of each sidecar ([`Rollouts`]):
+//! It also counts the versions each workload's Pods run of each sidecar ([`SidecarVersions`]):
 //! when a workload's newest version changes (a rollout starts or ends), every one of its
 //! Pods is evaluated again, as each public change does before it returns.
 
@@ -54,7 +54,7 @@ use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::{
     CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
-use sidecar_watch_engine::{Rollouts, WorkloadKey};
+use sidecar_watch_engine::{InternedWorkload, SidecarVersions};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
 pub use transitions::{InvalidPolicy, Outcome, Transition, TransitionKind};
 use workloads::Workloads;
@@ -74,7 +74,7 @@ pub struct Index {
     namespaces: RwLock<HashMap<String, NamespaceMeta>>,
     census: Census,
     /// The versions each workload's Pods run of each sidecar (`SidecarVersionDrift`).
-    rollouts: Mutex<Rollouts>,
+    versions: Mutex<SidecarVersions>,
     /// Sidecars evaluated per Pod (`--max-sidecars-per-pod`).
     max_sidecars: usize,
     /// SidecarPolicies evaluated per namespace (`--max-policies-per-namespace`).
@@ -115,7 +115,7 @@ impl Index {
             policies: RwLock::new(BTreeMap::new()),
             namespaces: RwLock::new(HashMap::new()),
             census: Census::default(),
-            rollouts: Mutex::new(Rollouts::default()),
+            versions: Mutex::new(SidecarVersions::default()),
             max_sidecars,
             max_policies: max_policies.max(1),
             evaluations: AtomicU64::new(0),
@@ -183,7 +183,7 @@ impl Index {
     fn evaluator(&self) -> Evaluator<'_> {
         Evaluator {
             census: &self.census,
-            rollouts: &self.rollouts,
+            versions: &self.versions,
             max_sidecars: self.max_sidecars,
             evaluations: &self.evaluations,
         }
@@ -212,7 +212,7 @@ impl Index {
                 TrackedPod::new(ObservedPod::new(view.clone(), now))
             });
             let observations = if inserted { Vec::new() } else { pod.observe(view, now) };
-            self.rollouts.lock().replace(&counted_before, &evaluate::counted_sidecars(pod));
+            self.versions.lock().replace(&counted_before, &evaluate::counted_sidecars(pod));
             let mut outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
             self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
             let sidecar_names: HashSet<&str> = pod.sidecar_containers().map(|(c, _)| c.name.as_str()).collect();
@@ -223,7 +223,7 @@ impl Index {
             }
             outcome
         };
-        self.settle_rollouts(now, &mut outcome);
+        self.settle_versions(now, &mut outcome);
         outcome
     }
 
@@ -234,7 +234,7 @@ impl Index {
         let Some(pod) = self.segment(uid).remove(uid) else { return Outcome::default() };
         self.forget(&pod);
         let mut outcome = Outcome::default();
-        self.settle_rollouts(now, &mut outcome);
+        self.settle_versions(now, &mut outcome);
         outcome
     }
 
@@ -242,15 +242,15 @@ impl Index {
     fn forget(&self, pod: &TrackedPod) {
         self.note_rollout_change(pod.view(), rollouts_blocked::fires_blocking(pod));
         self.census.replace(&pod.sidecar_names(), &[]);
-        self.rollouts.lock().replace(&evaluate::counted_sidecars(pod), &[]);
+        self.versions.lock().replace(&evaluate::counted_sidecars(pod), &[]);
     }
 
     /// Evaluates again every Pod of each workload whose newest version of a sidecar changed,
     /// so that its Pods are compared with the new one. One round is enough (evaluating
     /// again changes no Pod's sidecars), the second one a guard.
-    fn settle_rollouts(&self, now: Timestamp, outcome: &mut Outcome) {
+    fn settle_versions(&self, now: Timestamp, outcome: &mut Outcome) {
         for _ in 0..2 {
-            let changed: Vec<WorkloadKey> = self.rollouts.lock().take_changed();
+            let changed: Vec<InternedWorkload> = self.versions.lock().take_changed();
             if changed.is_empty() {
                 return;
             }
@@ -298,7 +298,7 @@ impl Index {
             self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
             outcome
         };
-        self.settle_rollouts(now, &mut outcome);
+        self.settle_versions(now, &mut outcome);
         outcome
     }
 
@@ -392,7 +392,7 @@ impl Index {
             outcome.merge(self.reevaluate_for_policy(&change, now));
         }
         // A policy that finds other sidecars changes what the workloads' versions count.
-        self.settle_rollouts(now, &mut outcome);
+        self.settle_versions(now, &mut outcome);
         self.evaluate_workloads(now, None, &mut outcome);
         outcome
     }

@@ -146,7 +146,7 @@ impl IndexResource<Pods> for Index {
                 kept
             });
         }
-        self.settle_rollouts(now, &mut outcome);
+        self.settle_versions(now, &mut outcome);
         outcome
     }
 }

@@ -20,7 +20,7 @@ impl Index {
             return Outcome::default();
         }
         let mut outcome = self.reevaluate_where(now, |p| p.view().namespace() == name);
-        self.settle_rollouts(now, &mut outcome);
+        self.settle_versions(now, &mut outcome);
         self.evaluate_workloads(now, None, &mut outcome);
         outcome
     }

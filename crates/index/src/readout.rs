@@ -28,7 +28,7 @@ impl Index {
                 // replaces its results before the change returns.
                 let policy = &result.policy;
                 // The segment's lock is held: the counts' lock is taken after it, as everywhere.
-                let newest = self.rollouts.lock().newest_of(pod.view());
+                let newest = self.versions.lock().newest_of(pod.view());
                 let around = Around {
                     namespace: namespaces.get(pod.view().namespace().as_str()),
                     newest: &newest,

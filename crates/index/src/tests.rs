@@ -87,5 +87,5 @@ fn pods_behind_their_workloads_newest_sidecar_fire_and_resolve_with_it() {
     assert_eq!(got, [(TransitionKind::Resolved, "db-0".to_string()), (TransitionKind::Resolved, "db-1".to_string())]);
     let outcome = IndexResource::<Pods>::relisted(&index, &None, &HashSet::new(), at("2025-06-03T11:34:00Z"));
     assert_eq!(drift_transitions(&outcome), []);
-    assert!(index.rollouts.lock().is_empty(), "no counts outlive their Pods");
+    assert!(index.versions.lock().is_empty(), "no counts outlive their Pods");
 }

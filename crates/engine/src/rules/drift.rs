@@ -10,8 +10,8 @@ use crate::alert::AlertName;
 use crate::container::ContainerView;
 use crate::name::Name;
 use crate::policy::{CompiledPolicy, ForRule};
-use crate::rollout::Newest;
 use crate::stamp::Stamp;
+use crate::version_drift::Newest;
 
 /// The sidecar's version against the policy's minimum for it, if the policy sets one and the
 /// version names a release (a tag that does not is unknown, never older). Returns whether

@@ -20,8 +20,8 @@ use super::injection::NamespaceMeta;
 use super::name::Name;
 use super::pod::{ContainerKind, ContainerView, PodView, Termination};
 use super::policy::{CompiledPolicy, ForRule};
-use super::rollout::Newest;
 use super::sidecar_matcher::Identified;
+use super::version_drift::Newest;
 use sidecar_watch_api::{format_duration, Severity};
 
 /// Consecutive restarts closer than this belong to one crash-loop episode: the kubelet's
@@ -78,7 +78,7 @@ pub struct Around<'a> {
     /// `SidecarMissing`. Without it, no injector's namespace marker counts.
     pub namespace: Option<&'a NamespaceMeta>,
     /// The newest version of each sidecar the Pod's workload runs more than one version of
-    /// ([`Rollouts::newest_of`](crate::rollout::Rollouts::newest_of)), for `SidecarVersionDrift`.
+    /// ([`SidecarVersions::newest_of`](crate::version_drift::SidecarVersions::newest_of)), for `SidecarVersionDrift`.
     pub newest: &'a [(Name, Newest)],
     /// Sidecars evaluated at most: the first ones, in container order; the rest are counted
     /// in [`Evaluation::sidecars_skipped`] and the Pod reports sprawl.

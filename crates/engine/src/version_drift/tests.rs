@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::{counted, Counted, Newest, Rollouts};
+use super::{counted, Counted, Newest, SidecarVersions};
 use crate::alert::{AlertName, AlertState};
 use crate::history::PodHistory;
 use crate::pod::PodView;
@@ -43,7 +43,7 @@ fn proxy(view: &PodView) -> Vec<Counted> {
     counted(view, view.containers.iter().filter(|c| c.name.as_str() == "istio-proxy"))
 }
 
-fn newest(rollouts: &Rollouts, view: &PodView) -> Option<(String, String)> {
+fn newest(rollouts: &SidecarVersions, view: &PodView) -> Option<(String, String)> {
     let list = rollouts.newest_of(view);
     list.first().map(|(_, n): &(_, Newest)| (n.version.to_string(), n.since.to_string()))
 }
@@ -53,7 +53,7 @@ fn one_version_has_no_newest_and_a_second_one_makes_the_later_release_newest() {
     let names = &mut Interner::default();
     let old = running(names, "web-a", "aaa", "1.24.2", 0);
     let new = running(names, "web-b", "bbb", "1.25.0", 30);
-    let mut rollouts = Rollouts::default();
+    let mut rollouts = SidecarVersions::default();
     rollouts.replace(&[], &proxy(&old));
     assert_eq!(newest(&rollouts, &old), None);
     assert_eq!(rollouts.take_changed(), Vec::new(), "one version: nothing to compare with");
@@ -79,11 +79,11 @@ fn releases_order_by_number_and_other_tags_by_their_first_pod() {
     // 1.9 came later, but 1.10 is the higher release.
     let ten = running(names, "web-a", "aaa", "1.10.0", 0);
     let nine = running(names, "web-b", "bbb", "1.9.0", 30);
-    let rollouts = Rollouts::of_pods([&ten, &nine], |p| p.containers.iter());
+    let rollouts = SidecarVersions::of_pods([&ten, &nine], |p| p.containers.iter());
     assert_eq!(newest(&rollouts, &nine).map(|n| n.0).as_deref(), Some("1.10.0"));
     // `latest` names no release: the version whose first Pod came last is newest.
     let latest = running(names, "web-c", "ccc", "latest", 45);
-    let rollouts = Rollouts::of_pods([&ten, &nine, &latest], |p| p.containers.iter());
+    let rollouts = SidecarVersions::of_pods([&ten, &nine, &latest], |p| p.containers.iter());
     assert_eq!(newest(&rollouts, &ten).map(|n| n.0).as_deref(), Some("latest"));
 }
 
@@ -111,7 +111,7 @@ fn policy(spec: &str) -> CompiledPolicy {
 
 /// `SidecarVersionDrift` alerts of `view` at 11:MM among `pods`.
 fn drift(pods: &[&PodView], view: &PodView, policy: &CompiledPolicy, minute: u32) -> Vec<(AlertState, String)> {
-    let rollouts = Rollouts::of_pods(pods.iter().copied(), |p| p.containers.iter());
+    let rollouts = SidecarVersions::of_pods(pods.iter().copied(), |p| p.containers.iter());
     let newest = rollouts.newest_of(view);
     let around = Around { newest: &newest, ..Around::default() };
     let now: Timestamp = format!("2025-06-03T11:{minute:02}:00Z").parse().expect("a time");
@@ -167,7 +167,7 @@ fn a_workload_on_more_versions_than_any_rollout_runs_is_not_compared() {
     let pods: Vec<PodView> = (0..=super::MAX_COMPARED_VERSIONS)
         .map(|i| running(names, &format!("web-{i}"), "aaa", &format!("1.{i}.0"), 0))
         .collect();
-    let mut rollouts = Rollouts::of_pods(pods[..super::MAX_COMPARED_VERSIONS].iter(), |p| p.containers.iter());
+    let mut rollouts = SidecarVersions::of_pods(pods[..super::MAX_COMPARED_VERSIONS].iter(), |p| p.containers.iter());
     assert_eq!(newest(&rollouts, &pods[0]).map(|n| n.0), Some(format!("1.{}.0", super::MAX_COMPARED_VERSIONS - 1)));
     rollouts.replace(&[], &proxy(&pods[super::MAX_COMPARED_VERSIONS]));
     assert_eq!(newest(&rollouts, &pods[0]), None);
@@ -192,7 +192,7 @@ fn a_workload_of_the_same_name_in_another_namespace_is_another_workload() {
         "status": {"phase": "Running"}
     });
     let theirs = PodView::from_pod_in(&serde_json::from_value::<SlimPod>(json).expect("a Pod"), names);
-    let rollouts = Rollouts::of_pods([&ours, &theirs], |p| p.containers.iter());
+    let rollouts = SidecarVersions::of_pods([&ours, &theirs], |p| p.containers.iter());
     assert_eq!(newest(&rollouts, &ours), None, "another namespace's Deployment web is not ours");
     assert_eq!(newest(&rollouts, &theirs), None);
 }

@@ -19,12 +19,12 @@ use crate::pod::{ContainerView, PodView};
 use crate::version::Release;
 
 /// A workload in a namespace.
-pub type WorkloadKey = (Name, Arc<Workload>);
+pub type InternedWorkload = (Name, Arc<Workload>);
 
 /// What one Pod's sidecar adds to its workload's counts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counted {
-    workload: WorkloadKey,
+    workload: InternedWorkload,
     container: Name,
     version: Name,
     created: Timestamp,
@@ -49,9 +49,9 @@ struct VersionPods {
 /// Version counts of every workload's sidecars, and the workloads whose [`Newest`] changed
 /// since last asked.
 #[derive(Debug, Default)]
-pub struct Rollouts {
-    counts: HashMap<(WorkloadKey, Name), Vec<VersionPods>>,
-    changed: Vec<WorkloadKey>,
+pub struct SidecarVersions {
+    counts: HashMap<(InternedWorkload, Name), Vec<VersionPods>>,
+    changed: Vec<InternedWorkload>,
 }
 
 /// What `sidecars` of `pod` add to its workload's counts: nothing unless the Pod belongs to a
@@ -100,19 +100,19 @@ fn newest(versions: &[VersionPods]) -> Option<Newest> {
     Some(Newest { version: chosen.version.clone(), since: chosen.first_created })
 }
 
-impl Rollouts {
+impl SidecarVersions {
     /// Counts of every Pod of `pods` with the sidecars `sidecars_of` names in it (`audit`,
     /// which sees every Pod at once).
     pub fn of_pods<'a, S>(pods: impl IntoIterator<Item = &'a PodView>, sidecars_of: impl Fn(&'a PodView) -> S) -> Self
     where
         S: IntoIterator<Item = &'a ContainerView>,
     {
-        let mut rollouts = Rollouts::default();
+        let mut versions = SidecarVersions::default();
         for pod in pods {
-            rollouts.replace(&[], &counted(pod, sidecars_of(pod)));
+            versions.replace(&[], &counted(pod, sidecars_of(pod)));
         }
-        rollouts.changed.clear();
-        rollouts
+        versions.changed.clear();
+        versions
     }
 
     /// One Pod's counts change from `before` to `after` (each from [`counted`]); the
@@ -121,7 +121,7 @@ impl Rollouts {
         if before == after {
             return;
         }
-        let mut touched: Vec<(WorkloadKey, Name)> = Vec::new();
+        let mut touched: Vec<(InternedWorkload, Name)> = Vec::new();
         for c in before.iter().chain(after) {
             let key = (c.workload.clone(), c.container.clone());
             if !touched.contains(&key) {
@@ -165,7 +165,7 @@ impl Rollouts {
 
     /// The workloads whose newest version of a sidecar changed since the last call: their
     /// Pods are compared with something else now.
-    pub fn take_changed(&mut self) -> Vec<WorkloadKey> {
+    pub fn take_changed(&mut self) -> Vec<InternedWorkload> {
         std::mem::take(&mut self.changed)
     }
 
