@@ -1,7 +1,7 @@
 //! `SidecarVersionDrift` of one Pod: a sidecar whose image tag names a release older than the
 //! policy's `spec.sidecars.minimumVersions` for its product or name, held for the rule's `for`
 //! from the Pod's creation so that the old Pods of a rollout in progress are not reported; or
-//! a sidecar on another version than its workload's newer Pods ([`crate::rollout`]), held
+//! a sidecar on another version than its workload's newer Pods ([`crate::version_drift`]), held
 //! for `for` from the first Pod on the newest version, longer than a rollout takes.
 
 use super::missing::replace_pod;
