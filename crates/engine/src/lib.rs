@@ -22,7 +22,7 @@
 //! | `JobBlockedBySidecar` | the last main container's `terminated.finishedAt` |
 //! | `SidecarStoppedBeforeMain` | the sidecar's `terminated.finishedAt` |
 //! | `SidecarMisconfigured` | the Pod's `creationTimestamp` |
-//! | `SidecarVersionDrift` | older than the policy's minimum: the Pod's `creationTimestamp`; behind its workload: the `creationTimestamp` of the workload's first Pod on the newest version ([`rollout`]) |
+//! | `SidecarVersionDrift` | older than the policy's minimum: the Pod's `creationTimestamp`; behind its workload: the `creationTimestamp` of the workload's first Pod on the newest version ([`version_drift`]) |
 //!
 //! Where none of these exists, the operator's first-seen clock for the condition is used
 //! (see [`history::PodHistory::set_clocks`]).
