@@ -4,7 +4,8 @@
 //! The policy is generated from the engine's catalog and check messages, so it recognises the
 //! same sidecars and says the same as `audit` on the same object: a legacy sidecar in a Job or
 //! CronJob template (`JobBlockedBySidecar`) and the checks `no-readiness-probe`,
-//! `no-startup-probe`, `legacy-sidecar`, `latest-image`, `no-resources` and `sidecar-sprawl`;
+//! `no-startup-probe`, `legacy-sidecar`, `latest-image`, `no-resources` and `sidecar-sprawl`,
+//! and the blind-spot checks the Pod's annotations decide (`signals.rs`);
 //! and a Pod created without the sidecar its injector's markers or `spec.sidecars.required` ask
 //! for (`SidecarMissing`, `missing.rs`).
 //! `port-conflict` and `main-probe-on-sidecar` compare every pair of containers (named ports,
@@ -20,6 +21,7 @@
 mod cel;
 mod missing;
 mod policy;
+mod signals;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,12 +36,25 @@ pub(crate) use policy::{validating_admission_policy, POLICY_NAME};
 #[cfg(test)]
 mod tests;
 
-/// The `check` labels of the `SidecarMisconfigured` findings the policy reports (it also
-/// reports `JobBlockedBySidecar` for Job and CronJob templates).
+/// The `check` labels of the `SidecarMisconfigured` findings the policy reports every one of
+/// (it also reports `JobBlockedBySidecar` for Job and CronJob templates, and some of the
+/// blind-spot checks: [`covers`]).
 pub fn covered_checks() -> Vec<&'static str> {
-    let mut checks: Vec<&'static str> = policy::sidecar_checks().into_iter().map(|(check, ..)| check).collect();
+    let mut checks: Vec<&'static str> = policy::sidecar_checks()
+        .into_iter()
+        .map(|(check, ..)| check)
+        .filter(|check| !signals::COVERED.iter().any(|(c, ..)| c == check))
+        .collect();
     checks.push("sidecar-sprawl");
     checks
+}
+
+/// Whether the policy reports the `SidecarMisconfigured` finding of `check` that `audit`
+/// words `message`: every finding of a [`covered_checks`] label, and the blind-spot findings
+/// admission decides from the object's annotations (not those that read a container's flags).
+pub fn covers(check: &str, message: &str) -> bool {
+    covered_checks().contains(&check)
+        || signals::COVERED.iter().any(|(c, _, text)| *c == check && message.ends_with(text))
 }
 
 /// The namespace label that turns the policies off for a namespace (`disabled`).

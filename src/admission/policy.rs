@@ -66,7 +66,7 @@ fn indices(n: usize) -> String {
 }
 
 /// `"Sidecar <name> in Pod <namespace>/<pod> <text>"`: every per-sidecar check's message.
-fn sidecar_message(text: &str) -> Message {
+pub(super) fn sidecar_message(text: &str) -> Message {
     Message::default()
         .text("Sidecar ")
         .cel("s.container.name")
@@ -149,6 +149,9 @@ pub(crate) fn sidecar_checks() -> Vec<(&'static str, &'static str, String, Messa
             init_before_proxy_message(),
         ),
     ]
+    .into_iter()
+    .chain(super::signals::checks())
+    .collect()
 }
 
 /// The plain init containers a native mesh proxy's traffic redirection reaches are looked for

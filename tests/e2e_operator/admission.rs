@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sidecar_watch::admission::covered_checks;
+use sidecar_watch::admission::{covered_checks, covers};
 use sidecar_watch_harness::cel_cost;
 use sidecar_watch_harness::control_plane::Options;
 use sidecar_watch_harness::env::{read_manifests, read_manifests_str, wait_until, TestEnv};
@@ -58,7 +58,9 @@ fn audit_findings(file: &Path, policy: Option<&Path>) -> Vec<String> {
     let mut messages: Vec<String> = findings
         .iter()
         .filter(|f| match (f["alertname"].as_str(), f["check"].as_str(), f["kind"].as_str()) {
-            (Some("SidecarMisconfigured"), Some(check), _) => covered.contains(&check),
+            (Some("SidecarMisconfigured"), Some(check), _) => {
+                covered.contains(&check) || covers(check, f["message"].as_str().unwrap_or_default())
+            }
             (Some("JobBlockedBySidecar"), _, Some(kind)) => matches!(kind, "Job" | "CronJob"),
             (Some("SidecarMissing"), _, Some("Pod")) => true,
             _ => false,
