@@ -15,7 +15,8 @@ pub struct Role {
     /// Holds (and keeps renewing) its shard's Lease, or runs without election.
     pub(crate) leader: bool,
     /// Every watcher's first list has been applied to the index (the `FailedCreate` Events'
-    /// too) and the rollouts judged: every workload alert that fires is known.
+    /// too), the rollouts judged and the controllers of those that may be blocked read (or
+    /// 30 s passed): every workload alert that fires is known.
     pub(crate) synced: bool,
 }
 

@@ -313,6 +313,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         role: role_tx.clone(),
         status_dirty,
         controllers,
+        first_reads_wait: reconciler::FIRST_READS_WAIT,
     };
     let reconcile_task = tokio::spawn(reconciler.run(rx, shutdown.clone()));
 
@@ -355,7 +356,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// The reader of candidate blocked rollouts' controllers ([`crate::rollout_controller`]):
 /// its answers join the reconciler's inputs, in their namespace's turn.
-fn spawn_controller_reader(
+pub(super) fn spawn_controller_reader(
     client: kube::Client,
     metrics: Metrics,
     inputs: mpsc::Sender<queue::Change>,

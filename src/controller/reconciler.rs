@@ -25,12 +25,22 @@ use crate::leadership::{self, RoleSender};
 use crate::metrics::Metrics;
 
 /// What a timer re-evaluates: one Pod, or the alerts on workloads (their `for` clocks and
-/// the rollouts marked for judgement, [`Index::workloads_due`]).
+/// the rollouts marked for judgement, [`Index::workloads_due`]); or the end of the wait for
+/// the first judgement's controller reads ([`FIRST_READS_WAIT`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Subject {
     Pod(PodUidBuf),
     Workloads,
+    FirstReads,
 }
+
+/// How long readiness waits for the controllers the first rollout judgement asked about: each
+/// read gives up after 3 attempts of 10 s, but a slow API server with many candidates must not
+/// keep a replica unready; past this, the rollouts not heard of yet are judged by their Pods.
+pub(crate) const FIRST_READS_WAIT: Duration = Duration::from_secs(30);
+
+/// The reads readiness waits for, and until when.
+type FirstReads = Option<(HashSet<WorkloadId>, Timestamp)>;
 
 /// Pending re-evaluations: one per [`Subject`] (its latest schedule), on tokio-util's timer
 /// wheel.
@@ -105,6 +115,9 @@ pub(crate) struct Reconciler {
     /// Reads the controllers of candidate blocked rollouts; answers come back as
     /// [`Change::Controller`].
     pub(crate) controllers: Reader<RolloutRead>,
+    /// How long readiness waits for the first judgement's controller reads
+    /// ([`FIRST_READS_WAIT`]).
+    pub(crate) first_reads_wait: Duration,
 }
 
 impl Reconciler {
@@ -119,11 +132,16 @@ impl Reconciler {
         // another's first list.
         let mut lists_done: HashSet<usize> = HashSet::new();
         // The rollout controllers the first judgement asked for: ready once all answered.
-        let mut first_reads: Option<HashSet<WorkloadId>> = None;
+        let mut first_reads: FirstReads = None;
         let mut closed = false;
         loop {
             if shutdown.is_cancelled() {
                 break;
+            }
+            if first_reads.as_ref().is_some_and(|(_, until)| Timestamp::now() >= *until) {
+                let (unread, _) = first_reads.take().unwrap_or_default();
+                tracing::warn!(unread = unread.len(), "rollout controllers not read in time; ready, their Pods decide");
+                self.ready();
             }
             while pending.accepts() && !closed {
                 match inputs.try_recv() {
@@ -172,6 +190,8 @@ impl Reconciler {
                     pending.push_timer(namespace, uid, at);
                 }
             }
+            // Only wakes the loop, which sees the wait is over.
+            Subject::FirstReads => {}
             Subject::Workloads => {
                 // At least at the scheduled instant, whatever the timer's jitter.
                 let outcome = self.index.revisit_workloads(Timestamp::now().max(at));
@@ -180,13 +200,7 @@ impl Reconciler {
         }
     }
 
-    fn work(
-        &self,
-        change: Change,
-        timers: &mut Timers,
-        lists_done: &mut HashSet<usize>,
-        first_reads: &mut Option<HashSet<WorkloadId>>,
-    ) {
+    fn work(&self, change: Change, timers: &mut Timers, lists_done: &mut HashSet<usize>, first_reads: &mut FirstReads) {
         let started = Instant::now();
         let now = Timestamp::now();
         let lists_before = lists_done.len();
@@ -203,7 +217,7 @@ impl Reconciler {
                     ControllerRollout::default()
                 });
                 let workload = read.lookup.workload;
-                let last_awaited = first_reads.as_mut().is_some_and(|a| a.remove(&workload) && a.is_empty());
+                let last_awaited = first_reads.as_mut().is_some_and(|(a, _)| a.remove(&workload) && a.is_empty());
                 self.index.set_rollout_controller(workload, rollout, now);
                 if last_awaited {
                     // Judged with every answer before ready, not a batch later.
@@ -235,7 +249,9 @@ impl Reconciler {
             if awaited.is_empty() {
                 self.ready();
             } else {
-                *first_reads = Some(awaited);
+                let until = now + self.first_reads_wait;
+                timers.schedule(Subject::FirstReads, until);
+                *first_reads = Some((awaited, until));
             }
         }
     }
@@ -325,6 +341,9 @@ impl Reconciler {
         self.status_dirty.notify_one();
     }
 }
+
+#[cfg(test)]
+mod startup_tests;
 
 #[cfg(test)]
 mod tests {
