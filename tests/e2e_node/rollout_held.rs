@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::leader_metrics;
-use crate::support::{container, native, probe, wait, Scenario, MINUTE};
+use crate::support::{native, partitioned_statefulset, probe, wait, Scenario, MINUTE};
 
 const SIDECAR: &str = "proxy";
 
@@ -23,22 +23,7 @@ fn statefulset(revision: &str, ready: &str, partition: u32) -> Value {
         "exec sleep 3600",
         json!({"readinessProbe": probe(ready), "env": [{"name": "REVISION", "value": revision}]}),
     );
-    json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "db"},
-        "spec": {
-            "replicas": 2,
-            "serviceName": "db",
-            "podManagementPolicy": "Parallel",
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}},
-            "selector": {"matchLabels": {"app": "db"}},
-            "template": {
-                "metadata": {"labels": {"app": "db"}},
-                "spec": {"initContainers": [proxy], "containers": [container("app", "exec sleep 3600", json!({}))],
-                         "terminationGracePeriodSeconds": 1},
-            },
-        },
-    })
+    partitioned_statefulset(proxy, partition)
 }
 
 /// `sidecar_alerts` of `alert` on `pod` ("" for the workload) of StatefulSet db, by state.

@@ -345,3 +345,22 @@ pub async fn leader_metrics(s: &Scenario) -> Scrape {
     .await
     .unwrap()
 }
+
+/// StatefulSet `db` of two Pods (`Parallel`) with native sidecar `proxy` beside `app`, updating
+/// only ordinals from `partition` up.
+pub fn partitioned_statefulset(proxy: Value, partition: u32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 2, "serviceName": "db", "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}},
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"initContainers": [proxy], "containers": [container("app", "exec sleep 3600", json!({}))],
+                         "terminationGracePeriodSeconds": 1},
+            },
+        },
+    })
+}

@@ -13,7 +13,7 @@ use sidecar_watch_harness::env::wait_until;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
-use crate::support::{container, native, probe, Scenario, MINUTE};
+use crate::support::{container, native, partitioned_statefulset, probe, Scenario, MINUTE};
 
 const OLD: &str = "sidecar-watch.test/proxy:1.0.0";
 const NEW: &str = "sidecar-watch.test/proxy:1.1.0";
@@ -23,20 +23,7 @@ const NEW: &str = "sidecar-watch.test/proxy:1.1.0";
 fn stateful_set(image: &str, partition: u32) -> serde_json::Value {
     let mut proxy = native("proxy", "exec sleep 3600", json!({}));
     proxy["image"] = json!(image);
-    json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "db"},
-        "spec": {
-            "replicas": 2, "serviceName": "db", "podManagementPolicy": "Parallel",
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}},
-            "selector": {"matchLabels": {"app": "db"}},
-            "template": {
-                "metadata": {"labels": {"app": "db"}},
-                "spec": {"initContainers": [proxy], "containers": [container("app", "exec sleep 3600", json!({}))],
-                         "terminationGracePeriodSeconds": 1},
-            },
-        },
-    })
+    partitioned_statefulset(proxy, partition)
 }
 
 /// Sets the seed policy's `versionDrift` to fire after 20 s.
