@@ -114,8 +114,8 @@ pub struct RunArgs {
     #[arg(long, env = "SIDECAR_WATCH_MAX_POLICIES_PER_NAMESPACE", default_value_t = crate::index::DEFAULT_MAX_POLICIES_PER_NAMESPACE as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_policies_per_namespace: u32,
-    /// Number of shards Pods are split into (one replica, or one leader, per shard); at most
-    /// 1024, the entries the CRD's `status.shards` holds.
+    /// Number of shards the workloads, with all their Pods, are split into (one replica, or one
+    /// leader, per shard); at most 1024, the entries the CRD's `status.shards` holds.
     #[arg(long, env = "SIDECAR_WATCH_SHARD_COUNT", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=crate::api::bounds::MAX_SHARDS as i64))]
     shard_count: u32,

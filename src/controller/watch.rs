@@ -22,7 +22,7 @@ use super::failed_create_watch;
 use super::initial_list::{self, Plan, Size};
 use super::queue::{Change, Op};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
-use crate::engine::{CompiledPolicy, NamespaceMeta, PodUidBuf, PolicyRef, SpecError};
+use crate::engine::{pod_workload, CompiledPolicy, NamespaceMeta, PodUidBuf, PolicyRef, SpecError};
 use crate::index::shard::Shard;
 use crate::index::{Index, Namespaces, Pods, Policies, PolicyEntry, PolicyScope, Watched};
 use crate::metrics::Metrics;
@@ -179,15 +179,23 @@ async fn forward<K: Watched, T>(
 }
 
 /// Turns a watched Pod into a change: its compact view, or its deletion when it cannot be
-/// decoded (forgetting what an earlier, readable version of it said).
+/// decoded (forgetting what an earlier, readable version of it said) or when its workload
+/// belongs to another shard.
 fn pod_op(shard: Shard, metrics: Metrics, index: Arc<Index>) -> impl FnMut(LenientPod, Instant) -> Option<Op<Pods>> {
     // Unreadable Pods already reported (by UID), so that each is logged once, not on every
     // update; bounded, as a tenant can create any number of them.
     let mut reported: HashSet<String> = HashSet::new();
     move |pod, received| {
         let uid = pod.metadata_uid();
-        if !shard.owns(&uid) {
-            return None;
+        if let LenientPod::Pod(readable) = &pod {
+            if !owns_pod(shard, &readable.metadata) {
+                // A Pod whose owner or labels changed (orphaned, adopted, relabelled) moves
+                // to another shard: this one forgets it. Sent for every Pod it does not own,
+                // as whether an earlier change of it is still queued is not known here; the
+                // index ignores the deletion of a Pod it never held.
+                let namespace = readable.metadata.namespace.clone().unwrap_or_default();
+                return (shard.count > 1).then(|| Op::Deleted { namespace, key: PodUidBuf::parse(&uid) });
+            }
         }
         match pod {
             LenientPod::Pod(pod) => Some(Op::Applied { object: index.view_of(&pod), received }),
@@ -204,6 +212,14 @@ fn pod_op(shard: Shard, metrics: Metrics, index: Arc<Index>) -> impl FnMut(Lenie
             }
         }
     }
+}
+
+/// Whether `shard` owns the Pod of `meta`, by the workload the Pod names (see
+/// [`crate::index::shard`]).
+fn owns_pod(shard: Shard, meta: &kube::api::ObjectMeta) -> bool {
+    let name = meta.name.as_deref().unwrap_or_default();
+    let (kind, name) = pod_workload(meta).unwrap_or(("Pod", name));
+    shard.owns(meta.namespace.as_deref().unwrap_or_default(), kind, name)
 }
 
 fn pod_deleted(pod: LenientPod) -> Op<Pods> {
@@ -286,5 +302,48 @@ fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {
     match (cluster, object.meta().namespace.clone()) {
         (false, Some(ns)) => PolicyRef::namespaced(ns, name),
         _ => PolicyRef::cluster(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::shard::shard_of;
+    use serde_json::json;
+
+    fn pod(owner: Option<&str>) -> LenientPod {
+        let mut meta = json!({"name": "web-7d9f8b6c5-x2x9z", "namespace": "team-a", "uid": "u-1"});
+        if let Some(hash) = owner {
+            meta["labels"] = json!({"pod-template-hash": hash});
+            meta["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": format!("web-{hash}"), "uid": "rs-1", "controller": true}]);
+        }
+        // Decoded as the watch decodes it: from the text (a raw value per Pod).
+        serde_json::from_str(&json!({"metadata": meta}).to_string()).expect("a Pod")
+    }
+
+    /// The Pod of a Deployment is on its Deployment's shard; once orphaned (its labels
+    /// changed, say) it is its own workload, and the shard it left forgets it.
+    #[test]
+    fn a_pod_belongs_to_its_workloads_shard_and_leaves_it_when_orphaned() {
+        let owned_by_deployment = shard_of("team-a", "Deployment", "web", 3);
+        let on_its_own = shard_of("team-a", "Pod", "web-7d9f8b6c5-x2x9z", 3);
+        assert_ne!(owned_by_deployment, on_its_own, "pick names whose shards differ");
+        let shard = Shard { index: owned_by_deployment, count: 3 };
+        let mut op = pod_op(shard, Metrics::new(), Arc::new(Index::new()));
+        let now = Instant::now();
+        assert!(matches!(op(pod(Some("7d9f8b6c5")), now), Some(Op::Applied { .. })));
+        match op(pod(None), now) {
+            Some(Op::Deleted { namespace, key }) => {
+                assert_eq!((namespace.as_str(), key), ("team-a", PodUidBuf::parse("u-1")))
+            }
+            other => panic!("expected the Pod forgotten, got {other:?}"),
+        }
+        // The shard it moved to takes it; one shard alone keeps every Pod.
+        let mut there = pod_op(Shard { index: on_its_own, count: 3 }, Metrics::new(), Arc::new(Index::new()));
+        assert!(matches!(there(pod(None), now), Some(Op::Applied { .. })));
+        let mut single = pod_op(Shard::default(), Metrics::new(), Arc::new(Index::new()));
+        assert!(matches!(single(pod(None), now), Some(Op::Applied { .. })));
+        assert!(matches!(single(pod(Some("7d9f8b6c5")), now), Some(Op::Applied { .. })));
     }
 }

@@ -1,12 +1,17 @@
 //! Sharding: three shards together produce exactly the alerts, series, Events and status of
-//! one unsharded replica on the same scenario, and a shard that dies and comes back loses
-//! nothing.
+//! one unsharded replica on the same scenario, a shard that dies and comes back loses
+//! nothing, and one shard judges a workload's rollout from all its Pods.
+
+use std::time::Duration;
 
 use serde_json::json;
 use sidecar_watch::index::shard::shard_of;
 use sidecar_watch_harness::env::wait_until;
 
 use crate::support::*;
+use crate::workload_events::{
+    deployment_with_replica_set, replica_pod, replica_set, revision_pod, workload_events, NEW_HASH,
+};
 
 const PODS: usize = 9;
 
@@ -63,28 +68,9 @@ async fn three_shards_equal_one_replica_and_survive_a_shard_restart() {
     let c = Cluster::start("sharded").await;
     let ns = c.ns.clone();
     let pods = scenario(&c).await;
-    let mut shards = Vec::new();
-    for index in 0..3 {
-        let args = [
-            "--leader-elect=true",
-            "--lease-duration",
-            "3s",
-            "--shard-count",
-            "3",
-            "--shard-index",
-            &index.to_string(),
-        ];
-        let args: Vec<&str> = args.to_vec();
-        shards.push(Operator::start(&c, &format!("shard-{index}"), &args).await);
-    }
-    let uids: Vec<String> = {
-        let mut uids = Vec::new();
-        for (_, pod) in &pods {
-            uids.push(pod.get().await.expect("pod").metadata.uid.expect("uid"));
-        }
-        uids
-    };
-    let owner = |i: usize| shard_of(&uids[i], 3) as usize;
+    let mut shards = three_shards(&c).await;
+    // A Pod without owner is its own workload (`Pod/<name>`).
+    let owner = |i: usize| shard_of(&ns, "Pod", &format!("web-{i}"), 3) as usize;
 
     let scrapes = wait_until(WAIT, "the shards together export the reference series", || async {
         let mut scrapes = Vec::new();
@@ -149,5 +135,76 @@ async fn three_shards_equal_one_replica_and_survive_a_shard_restart() {
     .await;
     for i in (0..PODS).filter(|i| i % 2 == 0) {
         assert_eq!(c.event_count(&format!("web-{i}"), "Warning", "SidecarContainerNotReady").await, 1, "web-{i}");
+    }
+}
+
+/// Three shards, one `--shard-index` each.
+async fn three_shards(c: &Cluster) -> Vec<Operator> {
+    let mut shards = Vec::new();
+    for index in 0..3 {
+        let index = index.to_string();
+        let args = ["--leader-elect=true", "--lease-duration", "3s", "--shard-count", "3", "--shard-index", &index];
+        shards.push(Operator::start(c, &format!("shard-{index}"), &args).await);
+    }
+    shards
+}
+
+/// A Deployment's rollout over three shards: its Pods, old and new, are all on the shard its
+/// workload hashes to, whatever their UIDs, and that shard alone judges the rollout from all
+/// of them: one `RolloutBlockedBySidecar` series, one Warning, then one Resolved once the
+/// new Pods' sidecars are ready. (By Pod UID, the three new Pods would spread over the
+/// shards and each shard holding one would report the rollout, as blocked by the Pods it sees.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shard_judges_a_deployments_rollout_from_all_its_pods() {
+    let c = Cluster::start("sharded-rollout").await;
+    let fast = json!({"for": "1s"});
+    c.apply_policy("mesh", json!({"rules": rules(json!({"sidecarNotReady": fast, "rolloutBlocked": fast}))})).await;
+    let (api_uid, old_owner) = deployment_with_replica_set(&c, "api").await;
+    for i in 0..3 {
+        let pod = c.create_pod(replica_pod(&format!("api-old-{i}"), "api", &old_owner)).await;
+        drive(&pod, &[("app", true), ("istio-proxy", true)]).await;
+    }
+    // The newest revision is the one whose first Pod was created last (whole seconds; the
+    // Deployment here has no controller to number its ReplicaSets).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let new_owner = replica_set(&c, "api", &api_uid, NEW_HASH).await;
+    let mut new_pods = Vec::new();
+    for i in 0..3 {
+        let pod = c.create_pod(revision_pod(&format!("api-new-{i}"), "api", &new_owner, NEW_HASH)).await;
+        drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
+        new_pods.push(pod);
+    }
+    let shards = three_shards(&c).await;
+    let owner = shard_of(&c.ns, "Deployment", "api", 3) as usize;
+
+    let blocked = |labels: &Labels| labels.get("alertname").map(String::as_str) == Some("RolloutBlockedBySidecar");
+    wait_until(WAIT, "the owning shard alone reports the rollout and all six Pods", || async {
+        for (index, op) in shards.iter().enumerate() {
+            let alerts = op.scrape().await?.alerts();
+            let (rollouts, pods) = (alerts.iter().filter(|a| blocked(a)).count(), alerts.len());
+            match (index == owner, rollouts, pods) {
+                // Three `SidecarContainerNotReady`, one per new Pod, and the rollout.
+                (true, 1, 4) | (false, 0, 0) => {}
+                _ => return Err(format!("shard {index} (owner {owner}) exports {alerts:#?}")),
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", shards[owner].log()));
+    c.wait_events("api", "Warning", "RolloutBlockedBySidecar", 1).await;
+
+    for pod in &new_pods {
+        set_ready(pod, "istio-proxy", true).await;
+    }
+    c.wait_events("api", "Normal", "RolloutBlockedBySidecarResolved", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        workload_events(&c, "api", &api_uid, "RolloutBlockedBySidecar").await,
+        (1, 1),
+        "one Warning, one Resolved"
+    );
+    for op in &shards {
+        assert!(op.scrape().await.expect("a scrape").alerts().is_empty(), "{}", op.log());
     }
 }

@@ -70,7 +70,7 @@ pub(crate) fn replica_pod(name: &str, app: &str, owner: &Value) -> Value {
 }
 
 /// [`replica_pod`] of the revision `hash`.
-fn revision_pod(name: &str, app: &str, owner: &Value, hash: &str) -> Value {
+pub(crate) fn revision_pod(name: &str, app: &str, owner: &Value, hash: &str) -> Value {
     let mut pod = native_pod(name, app, "app", "istio-proxy");
     pod["metadata"]["labels"]["pod-template-hash"] = json!(hash);
     pod["metadata"]["ownerReferences"] = json!([owner]);
@@ -269,10 +269,10 @@ async fn delete_failed_create_events(c: &Cluster) {
 }
 
 /// The second revision's `pod-template-hash` in the restart test.
-const NEW_HASH: &str = "5c6b8f9d7";
+pub(crate) const NEW_HASH: &str = "5c6b8f9d7";
 
 /// (Warning, Resolved) Events of `alert` on Deployment `name`.
-async fn workload_events(c: &Cluster, name: &str, uid: &str, alert: &str) -> (usize, usize) {
+pub(crate) async fn workload_events(c: &Cluster, name: &str, uid: &str, alert: &str) -> (usize, usize) {
     let events = described_events(c, name, uid).await;
     let count = |reason: &str| events.iter().filter(|e| e.reason.as_deref() == Some(reason)).count();
     (count(alert), count(&format!("{alert}Resolved")))

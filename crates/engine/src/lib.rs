@@ -72,7 +72,7 @@ pub use observation::Observation;
 pub use observed::ObservedPod;
 pub use pod::{ConditionView, PodView};
 pub use policy::{CompiledPolicy, PolicyRef};
-pub use relations::{cronjob_of_job, Workload, CRONJOB_CLOCK_SKEW, CRONJOB_NAME_MAX, CRONJOB_RUN_WINDOW};
+pub use relations::{cronjob_of_job, pod_workload, Workload, CRONJOB_CLOCK_SKEW, CRONJOB_NAME_MAX, CRONJOB_RUN_WINDOW};
 pub use rollout_blocked::{
     rollout_blocked, Blocked, ControllerRollout, Revision, RevisionPod, RolloutHold, SidecarFiring, BLOCKING,
 };

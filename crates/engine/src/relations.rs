@@ -68,8 +68,9 @@ const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// - a Job named as the CronJob controller names its Jobs stands for its CronJob (see
 ///   [`cronjob_of_job`] for the exact test).
 ///
-/// `None` for a Pod without owner.
-pub(crate) fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Workload>> {
+/// `(kind, name)`, borrowed from `meta`; `None` for a Pod without owner. Sharding asks it of
+/// every Pod of every shard, so it allocates nothing.
+pub fn pod_workload(meta: &ObjectMeta) -> Option<(&str, &str)> {
     let owner = owner_of(meta)?;
     if owner.kind == "ReplicaSet" {
         let hash = meta.labels.as_ref().and_then(|l| l.get(POD_TEMPLATE_HASH)).filter(|h| !h.is_empty());
@@ -78,16 +79,21 @@ pub(crate) fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc
             .and_then(|rest| rest.strip_suffix('-'))
             .filter(|d| !d.is_empty());
         if let Some(deployment) = deployment {
-            return Some(names.workload("Deployment", deployment));
+            return Some(("Deployment", deployment));
         }
     }
     if owner.kind == "Job" && owner.api_version.starts_with("batch/") {
         let created = meta.creation_timestamp.as_ref().map(|t| t.0);
         if let Some(cronjob) = created.and_then(|created| cronjob_of_job(&owner.name, created)) {
-            return Some(names.workload("CronJob", cronjob));
+            return Some(("CronJob", cronjob));
         }
     }
-    Some(names.workload(&owner.kind, &owner.name))
+    Some((&owner.kind, &owner.name))
+}
+
+/// [`pod_workload`], interned for the Pod view.
+pub(crate) fn workload_of(meta: &ObjectMeta, names: &mut Interner) -> Option<Arc<Workload>> {
+    pod_workload(meta).map(|(kind, name)| names.workload(kind, name))
 }
 
 /// The longest CronJob name: the API server refuses longer ones, so that the controller's
