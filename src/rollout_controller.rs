@@ -6,7 +6,7 @@
 //! | ----------- | ------------------------------------------------------ | ------------------------------------------- |
 //! | Deployment  | the ReplicaSet whose `deployment.kubernetes.io/revision` is the Deployment's | `spec.paused`          |
 //! | StatefulSet | `status.updateRevision`                                | `OnDelete`, or a `rollingUpdate.partition` above 0 |
-//! | DaemonSet   | (the Pods decide)                                      | `OnDelete`                                  |
+//! | DaemonSet   | its `deprecated.daemonset.template.generation` (its Pods' `pod-template-generation`) | `OnDelete` |
 //!
 //! A Deployment's ReplicaSets are read by name (`<deployment>-<pod-template-hash>`, the
 //! name its controller gives them), newest by creation first, until one holds its revision;
@@ -29,6 +29,9 @@ use crate::index::RolloutRead;
 /// The annotation the Deployment controller numbers revisions with, on the Deployment and on
 /// each of its ReplicaSets.
 const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The annotation holding a DaemonSet's template generation (`DeprecatedTemplateGeneration`
+/// in k8s.io/api apps/v1 types.go).
+const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
 
 impl Lookup for RolloutRead {
     type Found = ControllerRollout;
@@ -47,7 +50,7 @@ async fn read_controller(client: &Client, read: &RolloutRead) -> Result<Controll
     let Some(object) = get(client, &workload.namespace, &workload.kind, &workload.name).await? else {
         return Ok(ControllerRollout::default());
     };
-    let mut rollout = controller_rollout(&workload.kind, &object.data);
+    let mut rollout = controller_rollout(&workload.kind, &object.metadata, &object.data);
     if workload.kind == WorkloadKind::Deployment && rollout.held.is_none() {
         let deployment = Revisioned::of(&object.metadata);
         for hash in &read.revisions {
@@ -120,7 +123,7 @@ impl InputObjects {
                 self.replicasets.insert((namespace, name), Revisioned::of(&meta));
             }
             WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => {
-                let rollout = controller_rollout(&kind, object);
+                let rollout = controller_rollout(&kind, &meta, object);
                 self.controllers.insert(WorkloadId { namespace, kind, name }, (Revisioned::of(&meta), rollout));
             }
             _ => {}
@@ -144,9 +147,10 @@ impl InputObjects {
     }
 }
 
-/// What a Deployment's, StatefulSet's or DaemonSet's own object (`body`: its `spec` and
-/// `status`) says of its rollout; a Deployment's newest revision needs its ReplicaSets too.
-pub(crate) fn controller_rollout(kind: &WorkloadKind, body: &Value) -> ControllerRollout {
+/// What a Deployment's, StatefulSet's or DaemonSet's own object (`meta`, and `body`: its
+/// `spec` and `status`) says of its rollout; a Deployment's newest revision needs its
+/// ReplicaSets too.
+pub(crate) fn controller_rollout(kind: &WorkloadKind, meta: &ObjectMeta, body: &Value) -> ControllerRollout {
     let strategy = body.pointer("/spec/updateStrategy/type").and_then(Value::as_str);
     let held = match kind {
         WorkloadKind::Deployment => {
@@ -164,6 +168,14 @@ pub(crate) fn controller_rollout(kind: &WorkloadKind, body: &Value) -> Controlle
     };
     let newest = match kind {
         WorkloadKind::StatefulSet => body.pointer("/status/updateRevision").and_then(Value::as_str).map(str::to_string),
+        // A number the API server keeps (kubernetes/kubernetes pkg/apis/apps/v1
+        // conversion.go); anything else in it is a tenant's edit and says nothing.
+        WorkloadKind::DaemonSet => meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TEMPLATE_GENERATION))
+            .and_then(|g| g.parse::<u64>().ok())
+            .map(|g| g.to_string()),
         _ => None,
     };
     ControllerRollout { newest: newest.filter(|n| !n.is_empty()), held }

@@ -8,7 +8,8 @@ use super::*;
 use crate::test_api::{self, Call};
 
 fn said(kind: WorkloadKind, body: Value) -> ControllerRollout {
-    controller_rollout(&kind, &body)
+    let meta = serde_json::from_value(body.get("metadata").cloned().unwrap_or(json!({}))).expect("metadata");
+    controller_rollout(&kind, &meta, &body)
 }
 
 #[test]
@@ -28,6 +29,10 @@ fn each_kind_says_its_newest_revision_and_whether_it_holds_the_rollout() {
         Some(RolloutHold::OnDelete)
     );
     assert_eq!(said(WorkloadKind::DaemonSet, json!({"spec": {}})), ControllerRollout::default());
+    let generation = |value: &str| json!({"metadata": {"annotations": {TEMPLATE_GENERATION: value}}, "spec": {}});
+    assert_eq!(said(WorkloadKind::DaemonSet, generation("3")).newest.as_deref(), Some("3"));
+    assert_eq!(said(WorkloadKind::DaemonSet, generation("03")).newest.as_deref(), Some("3"), "as its Pods spell it");
+    assert_eq!(said(WorkloadKind::DaemonSet, generation("three")), ControllerRollout::default(), "a tenant's edit");
     assert_eq!(said(WorkloadKind::Deployment, json!({"spec": {"paused": true}})).held, Some(RolloutHold::Paused));
     assert_eq!(said(WorkloadKind::Deployment, json!({"spec": {"paused": false}})), ControllerRollout::default());
     // A body of the wrong shape says nothing: the Pods decide.

@@ -21,6 +21,7 @@ mod kubernetes_features;
 mod kustomize;
 mod missing_sidecars;
 mod rollout_blocked;
+mod rollout_daemonset;
 mod rollout_held;
 mod saturation;
 mod scenarios;

@@ -8,11 +8,12 @@
 //!
 //! The controller's own word, when the runtime has read it ([`ControllerRollout`]): a
 //! Deployment's ReplicaSet with the highest `deployment.kubernetes.io/revision`, a
-//! StatefulSet's `status.updateRevision`. A rollout the controller holds on purpose (a paused
+//! StatefulSet's `status.updateRevision`, a DaemonSet's template generation (its Pods are
+//! labelled with it). A rollout the controller holds on purpose (a paused
 //! Deployment, a StatefulSet with a `partition` or `OnDelete`, a DaemonSet with `OnDelete`)
 //! is not blocked, whatever its Pods.
 //!
-//! Without that word (nothing read yet, the read failed, a DaemonSet), the Pods decide:
+//! Without that word (nothing read yet, the read failed), the Pods decide:
 //! revision hashes carry no order, and Pods carry no revision number. The newest revision is
 //! the one whose first live Pod was created last. A rollback returns to an old template, and the
 //! controllers reuse its old hash (the Deployment controller scales the old ReplicaSet up
@@ -62,7 +63,8 @@ pub struct SidecarFiring<'a> {
 /// One Pod of the workload, borrowing what the caller holds.
 #[derive(Clone, Debug)]
 pub struct RevisionPod<'a, F> {
-    /// Its revision (`pod-template-hash` or `controller-revision-hash`).
+    /// Its revision (`pod-template-hash`, `controller-revision-hash` or
+    /// `pod-template-generation`, by kind).
     pub revision: &'a str,
     /// `metadata.creationTimestamp`.
     pub created: Timestamp,

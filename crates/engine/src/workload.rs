@@ -43,10 +43,14 @@ pub enum WorkloadKind {
 /// The label naming the revision of a Deployment's Pods: `DefaultDeploymentUniqueLabelKey`
 /// in k8s.io/api apps/v1 types.go.
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
-/// The label naming the revision of a StatefulSet's and a DaemonSet's Pods:
-/// `ControllerRevisionHashLabelKey` (`StatefulSetRevisionLabel`,
-/// `DefaultDaemonSetUniqueLabelKey`) in k8s.io/api apps/v1 types.go.
+/// The label naming the revision of a StatefulSet's Pods: `ControllerRevisionHashLabelKey`
+/// (`StatefulSetRevisionLabel`) in k8s.io/api apps/v1 types.go.
 const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
+/// The label naming the template generation of a DaemonSet's Pods, a number the DaemonSet
+/// carries too (`deprecated.daemonset.template.generation`), so the controller's newest is
+/// read without listing its ControllerRevisions: `DaemonSetTemplateGenerationKey`, set by
+/// kubernetes/kubernetes pkg/controller/daemon/util `CreatePodTemplate` (v1.29.15 … v1.37.2).
+const POD_TEMPLATE_GENERATION: &str = "pod-template-generation";
 
 impl WorkloadKind {
     /// The kinds whose controllers create Pods from a template.
@@ -109,7 +113,8 @@ impl WorkloadKind {
     pub fn revision_label(&self) -> Option<&'static str> {
         match self {
             Self::Deployment => Some(POD_TEMPLATE_HASH),
-            Self::StatefulSet | Self::DaemonSet => Some(CONTROLLER_REVISION_HASH),
+            Self::StatefulSet => Some(CONTROLLER_REVISION_HASH),
+            Self::DaemonSet => Some(POD_TEMPLATE_GENERATION),
             _ => None,
         }
     }
@@ -186,7 +191,7 @@ mod tests {
             [
                 ("Deployment", Some("apps/v1"), Some("pod-template-hash"), Some("/spec/template")),
                 ("StatefulSet", Some("apps/v1"), Some("controller-revision-hash"), Some("/spec/template")),
-                ("DaemonSet", Some("apps/v1"), Some("controller-revision-hash"), Some("/spec/template")),
+                ("DaemonSet", Some("apps/v1"), Some("pod-template-generation"), Some("/spec/template")),
                 ("ReplicaSet", Some("apps/v1"), None, Some("/spec/template")),
                 ("Job", Some("batch/v1"), None, Some("/spec/template")),
                 ("CronJob", Some("batch/v1"), None, Some("/spec/jobTemplate/spec/template")),

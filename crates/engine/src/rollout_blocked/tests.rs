@@ -305,14 +305,18 @@ fn view(kind: &str, name: &str, labels: serde_json::Value, minute: u32, phase: &
 }
 
 #[test]
-fn statefulsets_and_daemonsets_are_judged_by_controller_revision_hash() {
+fn statefulsets_and_daemonsets_are_judged_by_their_own_revision_labels() {
     assert_eq!(WorkloadKind::Deployment.revision_label(), Some("pod-template-hash"));
-    for kind in ["StatefulSet", "DaemonSet"] {
-        assert_eq!(WorkloadKind::parse(kind).revision_label(), Some("controller-revision-hash"));
-        let label = |hash: &str| json!({"controller-revision-hash": hash, "app": "web"});
+    let kinds = [
+        ("StatefulSet", "controller-revision-hash", "web-6d4b5c7f8", "web-7f9c8d6b5"),
+        ("DaemonSet", "pod-template-generation", "1", "2"),
+    ];
+    for (kind, label_key, old, new) in kinds {
+        assert_eq!(WorkloadKind::parse(kind).revision_label(), Some(label_key));
+        let label = |revision: &str| json!({label_key: revision, "app": "web"});
         let views = [
-            view(kind, "web-0", label("web-6d4b5c7f8"), 0, "Running", false),
-            view(kind, "web-1", label("web-7f9c8d6b5"), 30, "Running", false),
+            view(kind, "web-0", label(old), 0, "Running", false),
+            view(kind, "web-1", label(new), 30, "Running", false),
         ];
         let failing = |v: &PodView| {
             let minute = if v.name() == "web-1" { 31 } else { 0 };
@@ -324,8 +328,8 @@ fn statefulsets_and_daemonsets_are_judged_by_controller_revision_hash() {
         assert_eq!(
             blocked.message,
             format!(
-                "{kind} web: the 1 Pod of revision web-7f9c8d6b5 has istio-proxy SidecarCrashLooping \
-                 while 1 Pod of revision web-6d4b5c7f8 still runs"
+                "{kind} web: the 1 Pod of revision {new} has istio-proxy SidecarCrashLooping \
+                 while 1 Pod of revision {old} still runs"
             )
         );
         // A Deployment reads another label: these Pods carry no revision for it.
