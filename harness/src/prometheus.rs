@@ -225,6 +225,12 @@ impl Prometheus {
         self.api("/api/v1/rules?type=alert").await
     }
 
+    /// `GET /api/v1/rules`: the `data` object (every rule group, alerting and recording, with
+    /// its `evaluationTime` and each rule's).
+    pub async fn rules(&self) -> Result<Value> {
+        self.api("/api/v1/rules").await
+    }
+
     /// The process id (for its RSS and CPU).
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
