@@ -165,12 +165,11 @@ fn exporters_text(index: &Index) -> String {
     out
 }
 
-/// `spec.groups` of the shipped PrometheusRule as a Prometheus rule file, as
-/// prometheus-operator makes it.
+/// `spec` of the shipped PrometheusRule as a Prometheus rule file, as prometheus-operator
+/// makes it.
 fn shipped_rule_groups() -> anyhow::Result<String> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/prometheusrule.yaml");
-    let rule: Value = serde_norway::from_str(&std::fs::read_to_string(source)?)?;
-    Ok(serde_norway::to_string(&rule["spec"])?)
+    Ok(serde_norway::to_string(&sidecar_watch_harness::ksm::rules::rule_groups(&source, 1)?)?)
 }
 
 /// The pack's and the other groups' summed last evaluation times, in seconds.

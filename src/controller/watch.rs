@@ -188,13 +188,13 @@ fn pod_op(shard: Shard, metrics: Metrics, index: Arc<Index>) -> impl FnMut(Lenie
     move |pod, received| {
         let uid = pod.metadata_uid();
         if let LenientPod::Pod(readable) = &pod {
-            if !owns_pod(shard, &readable.metadata) {
+            if shard.count > 1 && !owns_pod(shard, &readable.metadata) {
                 // A Pod whose owner or labels changed (orphaned, adopted, relabelled) moves
                 // to another shard: this one forgets it. Sent for every Pod it does not own,
                 // as whether an earlier change of it is still queued is not known here; the
                 // index ignores the deletion of a Pod it never held.
                 let namespace = readable.metadata.namespace.clone().unwrap_or_default();
-                return (shard.count > 1).then(|| Op::Deleted { namespace, key: PodUidBuf::parse(&uid) });
+                return Some(Op::Deleted { namespace, key: PodUidBuf::parse(&uid) });
             }
         }
         match pod {

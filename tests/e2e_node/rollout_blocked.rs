@@ -108,15 +108,9 @@ async fn rollout_alerts(s: &Scenario, app: &str) -> Vec<String> {
 
 /// The operator's Events of `reason` on Deployment `app`: (type, field path, note).
 async fn deployment_events(s: &Scenario, app: &str, reason: &str) -> Vec<(String, String, String)> {
-    s.events()
-        .await
+    let events = s.workload_events("Deployment", app, reason).await;
+    events
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter(|e| {
-            let regarding = e.regarding.as_ref();
-            regarding.and_then(|r| r.kind.as_deref()) == Some("Deployment")
-                && regarding.and_then(|r| r.name.as_deref()) == Some(app)
-        })
         .map(|e| {
             let path = e.regarding.and_then(|r| r.field_path).unwrap_or_default();
             (e.type_.unwrap_or_default(), path, e.note.unwrap_or_default())
@@ -127,10 +121,7 @@ async fn deployment_events(s: &Scenario, app: &str, reason: &str) -> Vec<(String
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_stalled_by_a_sidecar_that_never_becomes_ready_is_reported_until_undone() {
     let s = Scenario::start("node-rollout").await;
-    let patch = json!({"spec": {"rules": {"sidecarNotReady": {"for": "5s"}, "rolloutBlocked": {"for": "10s"}}}});
-    let patch = patch.to_string();
-    let args = ["-n", s.ns.as_str(), "patch", "sidecarpolicy", "seed", "--type", "merge", "-p", patch.as_str()];
-    s.env.kubectl(args).await.expect("sidecarNotReady for 5s, rolloutBlocked for 10s");
+    s.shorten_rollout_rules().await;
     s.apply(deployment("web", "1", "true")).await;
     s.apply(deployment("api", "1", "true")).await;
     let old = settled(&s, "web", None).await;

@@ -8,8 +8,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::leader_metrics;
-use crate::support::{container, native, probe, wait, Scenario, MINUTE};
+use crate::support::{container, native, probe, seed_alert_states, wait, Scenario, MINUTE};
 
 const SIDECAR: &str = "proxy";
 
@@ -38,44 +37,25 @@ fn daemonset(revision: &str, ready: &str) -> Value {
 
 /// The states of the `RolloutBlockedBySidecar` series on DaemonSet `agent`.
 async fn blocked_states(s: &Scenario) -> Vec<String> {
-    let m = leader_metrics(s).await;
     let matching = [
         ("alertname", "RolloutBlockedBySidecar"),
         ("namespace", s.ns.as_str()),
         ("workload_kind", "DaemonSet"),
         ("workload", "agent"),
     ];
-    let samples = m.find("sidecar_alerts", &matching);
-    // The scenario's policy `seed` (its rules shortened above), not the cluster-wide one.
-    samples
-        .iter()
-        .filter(|x| x.value == 1.0 && x.labels.get("policy").map(String::as_str) == Some("seed"))
-        .filter_map(|x| x.labels.get("alertstate").cloned())
-        .collect()
+    seed_alert_states(s, &matching).await
 }
 
 /// The operator's Events of `reason` on DaemonSet `agent`: their notes.
 async fn daemonset_notes(s: &Scenario, reason: &str) -> Vec<String> {
-    s.events()
-        .await
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter(|e| {
-            let regarding = e.regarding.as_ref();
-            regarding.and_then(|r| r.kind.as_deref()) == Some("DaemonSet")
-                && regarding.and_then(|r| r.name.as_deref()) == Some("agent")
-        })
-        .map(|e| e.note.unwrap_or_default())
-        .collect()
+    let events = s.workload_events("DaemonSet", "agent", reason).await;
+    events.into_iter().map(|e| e.note.unwrap_or_default()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemonsets_newest_generation_is_its_controllers_and_on_delete_holds_it() {
     let s = Scenario::start("node-rollout-daemonset").await;
-    let patch = json!({"spec": {"rules": {"sidecarNotReady": {"for": "5s"}, "rolloutBlocked": {"for": "10s"}}}});
-    let patch = patch.to_string();
-    let args = ["-n", s.ns.as_str(), "patch", "sidecarpolicy", "seed", "--type", "merge", "-p", patch.as_str()];
-    s.env.kubectl(args).await.expect("sidecarNotReady for 5s, rolloutBlocked for 10s");
+    s.shorten_rollout_rules().await;
     s.apply(daemonset("1", "true")).await;
     let ready = "jsonpath={.status.numberReady}/{.status.desiredNumberScheduled}";
     wait(2 * MINUTE, "the DaemonSet's one Pod ready", || async {

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::leader_metrics;
-use crate::support::{native, partitioned_statefulset, probe, wait, Scenario, MINUTE};
+use crate::support::{native, partitioned_statefulset, probe, seed_alert_states, wait, Scenario, MINUTE};
 
 const SIDECAR: &str = "proxy";
 
@@ -28,25 +27,14 @@ fn statefulset(revision: &str, ready: &str, partition: u32) -> Value {
 
 /// `sidecar_alerts` of `alert` on `pod` ("" for the workload) of StatefulSet db, by state.
 async fn alert_states(s: &Scenario, alert: &str, pod: &str) -> Vec<String> {
-    let m = leader_metrics(s).await;
     let matching = [("alertname", alert), ("namespace", s.ns.as_str()), ("pod", pod), ("workload", "db")];
-    let mut states: Vec<String> = m
-        .find("sidecar_alerts", &matching)
-        .iter()
-        .filter(|sample| sample.value == 1.0 && sample.labels.get("policy").map(String::as_str) == Some("seed"))
-        .filter_map(|sample| sample.labels.get("alertstate").cloned())
-        .collect();
-    states.sort();
-    states
+    seed_alert_states(s, &matching).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_statefulset_is_not_blocked_until_the_partition_is_lowered() {
     let s = Scenario::start("node-rollout-held").await;
-    let patch = json!({"spec": {"rules": {"sidecarNotReady": {"for": "5s"}, "rolloutBlocked": {"for": "10s"}}}});
-    let patch = patch.to_string();
-    let args = ["-n", s.ns.as_str(), "patch", "sidecarpolicy", "seed", "--type", "merge", "-p", patch.as_str()];
-    s.env.kubectl(args).await.expect("sidecarNotReady for 5s, rolloutBlocked for 10s");
+    s.shorten_rollout_rules().await;
     s.apply(statefulset("1", "true", 1)).await;
     wait(2 * MINUTE, "db-0 and db-1 ready", || async {
         let mut ready = Vec::new();

@@ -242,6 +242,30 @@ impl Scenario {
             .collect()
     }
 
+    /// The operator's Events of `reason` about the workload `kind`/`name` (its
+    /// `regarding`), as [`Self::events`] lists them.
+    pub async fn workload_events(&self, kind: &str, name: &str, reason: &str) -> Vec<Event> {
+        self.events()
+            .await
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .filter(|e| {
+                let regarding = e.regarding.as_ref();
+                regarding.and_then(|r| r.kind.as_deref()) == Some(kind)
+                    && regarding.and_then(|r| r.name.as_deref()) == Some(name)
+            })
+            .collect()
+    }
+
+    /// Shortens the scenario policy's `sidecarNotReady` to 5 s and `rolloutBlocked` to 10 s,
+    /// so that a rollout test sees both within its bounds.
+    pub async fn shorten_rollout_rules(&self) {
+        let patch = json!({"spec": {"rules": {"sidecarNotReady": {"for": "5s"}, "rolloutBlocked": {"for": "10s"}}}});
+        let patch = patch.to_string();
+        let args = ["-n", self.ns.as_str(), "patch", "sidecarpolicy", POLICY, "--type", "merge", "-p", patch.as_str()];
+        self.env.kubectl(args).await.expect("sidecarNotReady for 5s, rolloutBlocked for 10s");
+    }
+
     /// Waits until the Warning Events are exactly `expected` (each `(reason, pod, field path)`),
     /// then for `settle` more to see that nothing else arrives.
     pub async fn expect_warnings(&self, timeout: Duration, settle: Duration, expected: &[(&str, &str, &str)]) {
@@ -344,6 +368,20 @@ pub async fn leader_metrics(s: &Scenario) -> Scrape {
     })
     .await
     .unwrap()
+}
+
+/// The states of the leader's firing or pending `sidecar_alerts` series matching `matching`
+/// under the scenario's policy (not the cluster-wide one), sorted.
+pub async fn seed_alert_states(s: &Scenario, matching: &[(&str, &str)]) -> Vec<String> {
+    let m = leader_metrics(s).await;
+    let mut states: Vec<String> = m
+        .find("sidecar_alerts", matching)
+        .iter()
+        .filter(|sample| sample.value == 1.0 && sample.labels.get("policy").map(String::as_str) == Some(POLICY))
+        .filter_map(|sample| sample.labels.get("alertstate").cloned())
+        .collect();
+    states.sort();
+    states
 }
 
 /// StatefulSet `db` of two Pods (`Parallel`) with native sidecar `proxy` beside `app`, updating
