@@ -8,15 +8,24 @@
 //! same Pods, all healthy: each Istio proxy's merged Envoy and agent series, each Fluent Bit's
 //! pipeline series, and cAdvisor's memory, CPU and OOM series for every container, main
 //! containers included, as the real ones name them (config/prometheus/tests/ has the same
-//! shapes). Prometheus scrapes both every 60 s and evaluates every group every 30 s; after
-//! `MINUTES` of data, `/api/v1/rules` gives each group's last evaluation time, read after each
-//! of the next evaluations. The values do not change (counters stay put): nothing fires.
+//! shapes), with each Pod's own cgroup and pause sandbox as cAdvisor exports them (without a
+//! container). Prometheus scrapes both every 60 s and evaluates the groups at 30 s, or at their
+//! own `interval` (the pack's 2 minutes); after `MINUTES` of data, `/api/v1/rules` is read
+//! every 30 s for [`SAMPLING`]: each group's distinct evaluations give its median time, and its
+//! interval what it costs per hour. The values do not change (counters stay put): nothing
+//! fires.
+//!
+//! Two references in the same Prometheus, the same data and the same load: the floor (one
+//! group that only reads the sidecar identity, `sidecar_container_ready`, which any join of a
+//! sidecar's signal has to read) and, given `BEFORE` (another PrometheusRule file, e.g. `git
+//! show <rev>:config/prometheus/prometheusrule.yaml`), that file's pack as it was.
 //!
 //! Range functions read what the data holds: `increase(…[30m])` and `predict_linear(…[1h])`
 //! read `MINUTES` of samples, not a steady state's hour; the table says how many.
 //!
-//! `cargo bench --bench rule_cost -- [PODS [MINUTES]]` (default 100000 and 10).
+//! `cargo bench --bench rule_cost -- [PODS [MINUTES [BEFORE]]]` (default 100000 and 10).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -34,13 +43,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The groups of the pack whose cost is measured against the rest.
 const PACK_PREFIX: &str = "sidecar-watch.sidecar-signals.";
+/// The groups of `BEFORE`'s pack, renamed so that they are told apart.
+const BEFORE_PREFIX: &str = "before.";
+/// The group that only reads the sidecar identity.
+const FLOOR_GROUP: &str = "floor.sidecar-identity";
 const EVALUATION: Duration = Duration::from_secs(30);
-const SAMPLES: usize = 6;
+/// How long the groups' evaluations are read: three of the pack's 2-minute ones at least.
+const SAMPLING: Duration = Duration::from_secs(7 * 60);
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let pods: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(100_000);
     let minutes: u64 = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(10);
+    let before = args.get(2).map(std::path::PathBuf::from);
     let index = Arc::new(mix_index(pods)?);
     let exporters = exporters_text(&index);
     println!("{pods} Pods; exporters' text {:.1} MiB", exporters.len() as f64 / 1048576.0);
@@ -60,7 +75,7 @@ fn main() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("sidecar-watch-rule-cost-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let rules = dir.join("rules.yaml");
-        std::fs::write(&rules, shipped_rule_groups()?)?;
+        std::fs::write(&rules, rule_groups(before.as_deref())?)?;
         let config = format!(
             "global:\n  scrape_interval: 60s\n  scrape_timeout: 55s\n  evaluation_interval: {}s\n\
              rule_files:\n  - {rules:?}\nscrape_configs:\n\
@@ -69,22 +84,43 @@ fn main() -> anyhow::Result<()> {
             EVALUATION.as_secs()
         );
         let prometheus = Prometheus::start_with_config(Path::new(PROMETHEUS_BIN), &config).await?;
-        println!("collecting {minutes} minutes of data …");
+        println!("collecting {minutes} minutes of data in Prometheus at {} …", prometheus.url());
         tokio::time::sleep(Duration::from_secs(minutes * 60)).await;
-        let mut pack = Vec::new();
-        let mut rest = Vec::new();
-        for _ in 0..SAMPLES {
+        let mut evaluations = Evaluations::default();
+        let sampling_started = tokio::time::Instant::now();
+        while sampling_started.elapsed() < SAMPLING {
             tokio::time::sleep(EVALUATION).await;
-            let (p, r) = group_times(&prometheus.rules().await?);
-            pack.push(p);
-            rest.push(r);
+            evaluations.add(&prometheus.rules().await?);
         }
-        let (pack, rest) = (median(&mut pack), median(&mut rest));
+        let groups = evaluations.per_group();
+        let sum = |keep: &dyn Fn(&str) -> bool| {
+            groups.iter().filter(|g| keep(&g.name)).fold((0.0, 0.0), |(e, h), g| (e + g.median, h + g.per_hour))
+        };
+        let rest = sum(&|n| !n.starts_with(PACK_PREFIX) && !n.starts_with(BEFORE_PREFIX) && n != FLOOR_GROUP);
+        let pack = sum(&|n| n.starts_with(PACK_PREFIX));
+        let before_pack = sum(&|n| n.starts_with(BEFORE_PREFIX));
+        let floor = sum(&|n| n == FLOOR_GROUP);
+        println!("rule evaluation: median of each group's evaluations over {} s, and per hour", SAMPLING.as_secs());
+        let line = |what: &str, (each, hour): (f64, f64)| {
+            println!(
+                "  {what:<44} {:>9.1} ms each {:>9.1} s per hour ({:.1} % of the rest's)",
+                each * 1e3,
+                hour,
+                hour / rest.1 * 100.0
+            );
+        };
+        line("shipped rules without the pack", rest);
+        line(&format!("the pack ({PACK_PREFIX}*)"), pack);
+        if before.is_some() {
+            line("BEFORE's pack", before_pack);
+        }
+        line("floor: reading the sidecar identity once", floor);
+        println!("  groups (evaluations seen, interval):");
+        for g in &groups {
+            println!("    {:>9.1} ms x {} every {:>3} s  {}", g.median * 1e3, g.seen, g.interval, g.name);
+        }
         let mut slowest = rule_times(&prometheus.rules().await?);
-        slowest.truncate(8);
-        println!("rule evaluation, median of {SAMPLES} (one every {}s):", EVALUATION.as_secs());
-        println!("  shipped rules without the pack: {:>9.1} ms", rest * 1e3);
-        println!("  the pack ({PACK_PREFIX}*):      {:>9.1} ms ({:+.1} %)", pack * 1e3, pack / rest * 100.0);
+        slowest.truncate(10);
         println!("  the slowest rules at the last evaluation:");
         for (seconds, group, rule) in slowest {
             println!("    {:>9.1} ms  {group} / {rule}", seconds * 1e3);
@@ -120,9 +156,15 @@ fn exporters_text(index: &Index) -> String {
         let view = pod.view();
         let (ns, name) = (view.namespace().as_str(), view.name());
         let pod_labels = format!("namespace=\"{ns}\",pod=\"{name}\"");
-        for container in &view.containers {
-            let c = container.name.as_str();
-            let labels = format!("{pod_labels},container=\"{c}\",id=\"/kubepods/{name}/{c}\",image=\"example/{c}:1\",name=\"{c}-{name}\"");
+        let cgroups = view.containers.iter().map(|c| {
+            let c = c.name.as_str();
+            format!("{pod_labels},container=\"{c}\",id=\"/kubepods/{name}/{c}\",image=\"example/{c}:1\",name=\"{c}-{name}\"")
+        });
+        let pod_and_sandbox = [
+            format!("{pod_labels},container=\"\",id=\"/kubepods/{name}\",image=\"\",name=\"\""),
+            format!("{pod_labels},container=\"\",id=\"/kubepods/{name}/pause\",image=\"registry.k8s.io/pause:3.10\",name=\"pause-{name}\""),
+        ];
+        for labels in cgroups.chain(pod_and_sandbox) {
             let _ = write!(
                 out,
                 "container_memory_working_set_bytes{{{labels}}} 52428800\n\
@@ -166,24 +208,78 @@ fn exporters_text(index: &Index) -> String {
 }
 
 /// `spec` of the shipped PrometheusRule as a Prometheus rule file, as prometheus-operator
-/// makes it.
-fn shipped_rule_groups() -> anyhow::Result<String> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/prometheusrule.yaml");
-    Ok(serde_norway::to_string(&sidecar_watch_harness::ksm::rules::rule_groups(&source, 1)?)?)
-}
-
-/// The pack's and the other groups' summed last evaluation times, in seconds.
-fn group_times(rules: &Value) -> (f64, f64) {
-    let (mut pack, mut rest) = (0.0, 0.0);
-    for group in rules["groups"].as_array().into_iter().flatten() {
-        let time = group["evaluationTime"].as_f64().unwrap_or_default();
-        if group["name"].as_str().unwrap_or_default().starts_with(PACK_PREFIX) {
-            pack += time;
-        } else {
-            rest += time;
+/// makes it, with the floor group and `before`'s pack groups (renamed) beside it.
+fn rule_groups(before: Option<&Path>) -> anyhow::Result<String> {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/prometheusrule.yaml");
+    let mut spec = sidecar_watch_harness::ksm::rules::rule_groups(&shipped, 1)?;
+    let floor = serde_json::json!({"name": FLOOR_GROUP, "rules": [{
+        "record": "floor:sidecar_identity:count",
+        "expr": "count(max without (instance, job, endpoint, service, shard, sidecar_type) (sidecar_container_ready))",
+    }]});
+    let mut extra = vec![floor];
+    if let Some(before) = before {
+        let old = sidecar_watch_harness::ksm::rules::rule_groups(before, 1)?;
+        for mut group in old["groups"].as_array().cloned().unwrap_or_default() {
+            let name = group["name"].as_str().unwrap_or_default().to_string();
+            if name.starts_with(PACK_PREFIX) {
+                group["name"] = Value::from(format!("{BEFORE_PREFIX}{name}"));
+                extra.push(group);
+            }
         }
     }
-    (pack, rest)
+    if let Some(groups) = spec["groups"].as_array_mut() {
+        groups.extend(extra);
+    }
+    Ok(serde_norway::to_string(&spec)?)
+}
+
+/// Each group's interval and distinct evaluations (start → seconds), read from
+/// `/api/v1/rules` again and again.
+#[derive(Default)]
+struct Evaluations {
+    by_group: BTreeMap<String, (f64, BTreeMap<String, f64>)>,
+}
+
+/// What one group cost.
+struct GroupCost {
+    name: String,
+    /// Seconds between its evaluations.
+    interval: f64,
+    /// Evaluations seen.
+    seen: usize,
+    /// Median evaluation time, seconds.
+    median: f64,
+    /// Evaluation seconds per hour at its interval.
+    per_hour: f64,
+}
+
+impl Evaluations {
+    fn add(&mut self, rules: &Value) {
+        for group in rules["groups"].as_array().into_iter().flatten() {
+            let name = group["name"].as_str().unwrap_or_default().to_string();
+            let interval = group["interval"].as_f64().unwrap_or(EVALUATION.as_secs_f64());
+            let started = group["lastEvaluation"].as_str().unwrap_or_default().to_string();
+            let time = group["evaluationTime"].as_f64().unwrap_or_default();
+            let entry = self.by_group.entry(name).or_default();
+            entry.0 = interval;
+            // Go's zero time: not evaluated yet.
+            if !started.starts_with("0001-") {
+                entry.1.insert(started, time);
+            }
+        }
+    }
+
+    fn per_group(&self) -> Vec<GroupCost> {
+        self.by_group
+            .iter()
+            .map(|(name, (interval, seen))| {
+                let mut times: Vec<f64> = seen.values().copied().collect();
+                let median = if times.is_empty() { 0.0 } else { median(&mut times) };
+                let per_hour = median * 3600.0 / interval;
+                GroupCost { name: name.clone(), interval: *interval, seen: times.len(), median, per_hour }
+            })
+            .collect()
+    }
 }
 
 /// Every rule's last evaluation time in seconds, with its group and name, slowest first.

@@ -184,7 +184,8 @@ if [ -n "$HELM" ]; then
   run "helm alert overrides" helm_combo overrides \
     --set prometheusRule.enabled=true \
     --set prometheusRule.alerts.SidecarOOMKilled.severity=critical,prometheusRule.alerts.SidecarCrashLooping.for=1m \
-    --set prometheusRule.alerts.SidecarWatchEventPublishFailures.enabled=false,prometheusRule.alertLabels.team=platform
+    --set prometheusRule.alerts.SidecarWatchEventPublishFailures.enabled=false,prometheusRule.alertLabels.team=platform \
+    --set prometheusRule.sidecarSignalsInterval=5m
   run "helm single replica, no leader election, watched namespaces" helm_combo single \
     --set replicaCount=1,leaderElection.enabled=false,logFormat=text,logLevel=debug \
     --set 'watchNamespaces={shop,payments}'
@@ -264,7 +265,10 @@ assert rules["SidecarOOMKilled"]["labels"]["severity"] == "critical", "severity 
 assert rules["SidecarCrashLooping"]["for"] == "1m", "for override not applied"
 assert "SidecarWatchEventPublishFailures" not in rules, "enabled=false not applied"
 assert all(r["labels"].get("team") == "platform" for r in rules.values()), "alertLabels not applied"
-print("  ok: per-alert severity/for/enabled overrides and alertLabels applied")
+intervals = {g["name"]: g.get("interval") for g in docs[0]["spec"]["groups"]}
+assert all(i == "5m" for n, i in intervals.items() if n.startswith("sidecar-watch.sidecar-signals.")), intervals
+assert all(i is None for n, i in intervals.items() if not n.startswith("sidecar-watch.sidecar-signals.")), intervals
+print("  ok: per-alert severity/for/enabled overrides, alertLabels and sidecarSignalsInterval applied")
 PY
   }
   run "chart alert overrides applied" overrides_applied

@@ -59,6 +59,10 @@ fn config(dir: &Path, token: &Path, kubelet: &str, operators: &[String]) -> Stri
     {
         rule["for"] = scaled["for"].clone();
     }
+    // Evaluated every second (the global interval below), not every 2 minutes / WINDOW_SCALE.
+    if let Some(group) = windows.as_object_mut() {
+        group.remove("interval");
+    }
     let groups = [windows];
     let rules = dir.join("saturation-rules.yaml");
     std::fs::write(&rules, serde_norway::to_string(&json!({"groups": groups})).expect("YAML")).expect("rule file");
