@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ClusterSidecarPolicy, PolicyCounts, PolicyStatus, ShardStatus, SidecarPolicy};
-use crate::engine::PolicyRef;
+use crate::engine::{AlertName, PolicyRef};
 use crate::index::shard::Shard;
 use crate::index::{Index, PolicyEntry};
 use crate::leadership::RoleReceiver;
@@ -199,10 +199,12 @@ impl StatusWriter {
             // Only this shard's entry and the sums: a merge patch leaves the other shards'
             // entries alone, whoever wrote them.
             let mut status = serde_json::to_value(&status).unwrap_or_default();
+            let own = self.shard.index.to_string();
             if let Some(shards) = status.get_mut("shards").and_then(|s| s.as_object_mut()) {
-                let own = self.shard.index.to_string();
                 shards.retain(|index, _| *index == own);
             }
+            remove_ended_alerts(Some(&mut status));
+            remove_ended_alerts(status.get_mut("shards").and_then(|s| s.get_mut(&own)));
             let params = PatchParams {
                 field_manager: Some(format!("{FIELD_MANAGER}-shard-{}", self.shard.index)),
                 ..Default::default()
@@ -212,6 +214,19 @@ impl StatusWriter {
             api.patch_status(&policy.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
         }
         Ok(())
+    }
+}
+
+/// A merge patch keeps every key it does not name, so the `firing` map of `counts` names
+/// each alert that fires no more as `null` (removed): left out, the count of the last alert
+/// that ended would stay on the policy for good.
+fn remove_ended_alerts(counts: Option<&mut serde_json::Value>) {
+    let Some(counts) = counts.and_then(|c| c.as_object_mut()) else { return };
+    let firing = counts.entry("firing").or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if let Some(firing) = firing.as_object_mut() {
+        for name in AlertName::ALL {
+            firing.entry(name.as_str()).or_insert(serde_json::Value::Null);
+        }
     }
 }
 

@@ -194,13 +194,51 @@ async fn a_shard_merge_patches_its_own_entry_and_the_sums() {
     let ((), body) = tokio::join!(writer.write_all(&mut written), scenario);
     let since = &body["status"]["conditions"][0]["lastTransitionTime"];
     assert!(since.is_string(), "{since}");
-    let own = json!({ "matchedPods": 0, "alertingPods": 0, "pendingAlerts": 0, "shardCount": 3 });
+    // Every alert name not firing is removed by name: a merge patch keeps what it omits.
+    let none_firing: serde_json::Map<String, serde_json::Value> =
+        AlertName::ALL.iter().map(|name| (name.as_str().to_string(), serde_json::Value::Null)).collect();
+    let own =
+        json!({ "matchedPods": 0, "alertingPods": 0, "pendingAlerts": 0, "shardCount": 3, "firing": none_firing });
     let expected = json!({ "status": {
         "observedGeneration": 4, "matchedPods": 5, "alertingPods": 0, "pendingAlerts": 0,
+        "firing": none_firing,
         "shards": { "1": own },
         "conditions": ready(4, "Evaluating 5 Pods in 3 shards", since),
     }});
     assert_eq!(body, expected);
+}
+
+/// A shard whose last firing alert ended (as it does while `sharding::` restarts one): the alert's
+/// count leaves the stored status, its own entry and the sums, while another shard's stays.
+#[tokio::test(start_paused = true)]
+async fn a_shard_whose_last_alert_ended_removes_its_count_from_the_stored_status() {
+    let policy = PolicyRef::namespaced("shop", "web");
+    let mut entry = entry(&policy, 4);
+    let firing = |n| BTreeMap::from([("SidecarContainerNotReady".to_string(), n)]);
+    let shard = |matched_pods, alerting_pods, n| ShardStatus {
+        counts: PolicyCounts { matched_pods, alerting_pods, firing: firing(n), ..PolicyCounts::default() },
+        shard_count: 3,
+    };
+    entry.shard_statuses = BTreeMap::from([("0".to_string(), shard(4, 4, 4)), ("1".to_string(), shard(2, 1, 1))]);
+    let mut stored = json!({ "status": {
+        "matchedPods": 6, "alertingPods": 5, "pendingAlerts": 0, "firing": firing(5),
+        "shards": { "0": shard(4, 4, 4), "1": shard(2, 1, 1) },
+    }});
+    let (writer, mut server, _role) = writer(vec![(policy.clone(), entry)], Shard { index: 1, count: 3 });
+    let mut written = HashMap::new();
+    let scenario = async {
+        let call = server.next().await;
+        let body = call.json();
+        call.respond_json(200, &body);
+        body
+    };
+    let ((), patch) = tokio::join!(writer.write_all(&mut written), scenario);
+    json_patch::merge(&mut stored, &patch);
+    let status = &stored["status"];
+    assert_eq!(status["firing"], json!({ "SidecarContainerNotReady": 4 }), "{status}");
+    assert_eq!(status["shards"]["0"]["firing"], json!({ "SidecarContainerNotReady": 4 }), "{status}");
+    assert_eq!(status["shards"]["1"]["firing"], json!({}), "{status}");
+    assert_eq!(status["shards"]["1"]["alertingPods"], 0, "{status}");
 }
 
 #[tokio::test(start_paused = true)]
