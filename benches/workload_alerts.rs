@@ -86,7 +86,7 @@ fn condition(i: usize, now: Timestamp) -> (WorkloadId, Condition) {
         catalog: None,
         since: now,
         latest: now,
-        // As long as the controller's Istio message makes it (src/controller/failed_create_watch.rs).
+        // As long as the controller's Istio message makes it (src/controller/create_failures.rs).
         message: format!(
             "{workload} cannot create Pods: the webhook namespace.sidecar-injector.istio.io of Istio could not be \
              called (connection refused). Fix: check that istiod is running and reachable from kube-apiserver."

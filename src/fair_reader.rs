@@ -1,7 +1,9 @@
-//! The one reader of workload objects, out of the loops that need them: the `FailedCreate`
-//! watch (the object an Event names, [`crate::controller::failed_create_watch`]) and the Event
-//! publisher (a Deployment's or CronJob's UID, [`crate::events`]) each hand it what to read
-//! ([`Lookup`]), and the answers come back as [`Read`]s on a channel their loop selects on.
+//! The one reader of workload objects, out of the loops that need them: the reconciler (the
+//! object a `FailedCreate` Event names, [`crate::controller::create_failures`]; a candidate
+//! blocked rollout's controller, [`crate::rollout_controller`]) and the Event publisher (a
+//! Deployment's or CronJob's UID, [`crate::events`]) each hand it what to read ([`Lookup`]),
+//! and the answers come back as [`Read`]s on a channel: the reconciler's join its inputs, in
+//! their namespace's turn.
 //!
 //! Reads wait in a [`FairQueue`], one namespace's turn after another's, first reads before
 //! periodic re-reads within a namespace. At most [`CONCURRENCY`] run at once and one per

@@ -1,7 +1,7 @@
 //! What a controller's `FailedCreate` Event says about a workload whose Pods a sidecar or
 //! its injector keeps from being created (`SidecarInjectionFailed`): which Events are
 //! believed, how the object they name is read, and the condition they make. One piece of
-//! code for the operator ([`crate::controller::failed_create_watch`], from a filtered watch) and `audit`
+//! code for the operator ([`crate::controller::create_failures`], from a filtered watch) and `audit`
 //! (from its input, or a filtered list of a live cluster), so that both answer alike.
 //!
 //! An Event is a tenant's input: anyone who may create Events can write one. So an Event is

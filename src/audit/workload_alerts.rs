@@ -26,7 +26,7 @@ use crate::index::{CreateFailures, Index, IndexResource, PolicyEntry};
 use crate::injection_failure::{condition_of, Involved, ReadObject};
 
 /// Events kept at most, as the operator remembers at most this many
-/// ([`crate::controller::failed_create_watch`]); the rest are counted and said.
+/// ([`crate::controller::create_failures`]); the rest are counted and said.
 const MAX_EVENTS: usize = 20_000;
 
 /// The `FailedCreate` Events of the input that name a sidecar's cause, and the objects such

@@ -5,7 +5,7 @@
 //! the election. This module starts them with the Event publisher and the HTTP server,
 //! around one [role](crate::leadership) signal.
 
-pub(crate) mod failed_create_watch;
+pub(crate) mod create_failures;
 mod initial_list;
 mod leader;
 mod pod_protobuf;
@@ -22,6 +22,7 @@ use anyhow::Context;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::fair_reader::{Lookup, Read, Reader};
 use crate::index::shard::{self, Shard};
 use crate::index::Index;
 use crate::metrics::Metrics;
@@ -303,7 +304,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel(8192);
     let strategy = initial_list::resolve(args.initial_list, &client).await;
     let plan = initial_list::Plan { strategy, deadline: args.initial_state_deadline };
-    let controllers = spawn_controller_reader(client.clone(), metrics.clone(), tx.clone());
+    let (controllers, create_reads) = spawn_readers(&client, &metrics, &tx);
     let watchers = watch::spawn_watchers(client.clone(), scope.clone(), plan, tx, metrics.clone(), index.clone());
     let reconciler = reconciler::Reconciler {
         index: index.clone(),
@@ -313,6 +314,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         role: role_tx.clone(),
         status_dirty,
         controllers,
+        create_reads,
+        shard,
         first_reads_wait: reconciler::FIRST_READS_WAIT,
     };
     let reconcile_task = tokio::spawn(reconciler.run(rx, shutdown.clone()));
@@ -354,24 +357,35 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The reader of candidate blocked rollouts' controllers ([`crate::rollout_controller`]):
-/// its answers join the reconciler's inputs, in their namespace's turn.
-pub(super) fn spawn_controller_reader(
-    client: kube::Client,
-    metrics: Metrics,
-    inputs: mpsc::Sender<queue::Change>,
-) -> crate::fair_reader::Reader<crate::index::RolloutRead> {
+/// The reconciler's readers, whose answers join its `inputs` in their namespace's turn: of
+/// candidate blocked rollouts' controllers ([`crate::rollout_controller`]) and of the objects
+/// `FailedCreate` Events name ([`create_failures`]).
+pub(super) fn spawn_readers(
+    client: &kube::Client,
+    metrics: &Metrics,
+    inputs: &mpsc::Sender<queue::Change>,
+) -> (Reader<crate::index::RolloutRead>, Reader<crate::injection_failure::Involved>) {
+    let (limit, queued) = ("rollout-controller-reads", crate::index::MAX_WORKLOADS);
+    let controllers = spawn_reader(client, metrics, limit, queued, inputs, queue::Change::Controller);
+    let (limit, queued) = (create_failures::READ_LIMIT, create_failures::MAX_EVENTS);
+    (controllers, spawn_reader(client, metrics, limit, queued, inputs, queue::Change::FailedCreateRead))
+}
+
+/// A reader of `L`s whose answers, as `change`, join the reconciler's `inputs`.
+fn spawn_reader<L: Lookup>(
+    client: &kube::Client,
+    metrics: &Metrics,
+    limit: &'static str,
+    queued: usize,
+    inputs: &mpsc::Sender<queue::Change>,
+    change: fn(Read<L>) -> queue::Change,
+) -> Reader<L> {
     let (answers, mut answered) = mpsc::channel(256);
-    let reader = crate::fair_reader::Reader::spawn(
-        client,
-        metrics,
-        "rollout-controller-reads",
-        crate::index::MAX_WORKLOADS,
-        answers,
-    );
+    let reader = Reader::spawn(client.clone(), metrics.clone(), limit, queued, answers);
+    let inputs = inputs.clone();
     tokio::spawn(async move {
         while let Some(read) = answered.recv().await {
-            if inputs.send(queue::Change::Controller(read)).await.is_err() {
+            if inputs.send(change(read)).await.is_err() {
                 return;
             }
         }

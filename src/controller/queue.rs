@@ -17,10 +17,12 @@ use std::collections::HashSet;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
+use super::create_failures::FailedCreateEvents;
 use crate::engine::{PodUidBuf, PolicyRef};
 use crate::fair_queue::{Fair, FairQueue, Rank};
 use crate::fair_reader::Read;
-use crate::index::{CreateFailures, Namespaces, Pods, Policies, RolloutRead, Watched};
+use crate::index::{Namespaces, Pods, Policies, RolloutRead, Watched};
+use crate::injection_failure::Involved;
 
 /// Items waiting at most; beyond it the reconciler takes no more changes (the watchers wait
 /// on the bounded channel) and no more timers until some are applied.
@@ -74,8 +76,10 @@ pub(crate) enum Change {
     Policy(Op<Policies>),
     /// Of a namespace.
     Namespace(Op<Namespaces>),
-    /// Of a workload that cannot create Pods because of a sidecar (a `FailedCreate` Event).
-    CreateFailure(Op<CreateFailures>),
+    /// Of a controller's `FailedCreate` Event ([`super::create_failures`]).
+    FailedCreate(Op<FailedCreateEvents>),
+    /// What a read of the object a `FailedCreate` Event names found.
+    FailedCreateRead(Read<Involved>),
     /// What a candidate blocked rollout's controller said ([`crate::rollout_controller`]).
     Controller(Read<RolloutRead>),
     /// A Pod's timer is due: a pending alert may fire now.
@@ -99,7 +103,7 @@ macro_rules! change_from_op {
         }
     )*};
 }
-change_from_op!(Pods => Pod, Policies => Policy, Namespaces => Namespace, CreateFailures => CreateFailure);
+change_from_op!(Pods => Pod, Policies => Policy, Namespaces => Namespace, FailedCreateEvents => FailedCreate);
 
 impl Change {
     fn is_relist(&self) -> bool {
@@ -108,7 +112,7 @@ impl Change {
             Change::Pod(Op::Relisted { .. })
                 | Change::Policy(Op::Relisted { .. })
                 | Change::Namespace(Op::Relisted { .. })
-                | Change::CreateFailure(Op::Relisted { .. })
+                | Change::FailedCreate(Op::Relisted { .. })
         )
     }
 
@@ -127,7 +131,8 @@ impl Fair for Change {
             Change::Pod(op) => op.namespace(),
             Change::Policy(op) => op.namespace(),
             Change::Namespace(op) => op.namespace(),
-            Change::CreateFailure(op) => op.namespace(),
+            Change::FailedCreate(op) => op.namespace(),
+            Change::FailedCreateRead(read) => &read.lookup.namespace,
             Change::Controller(read) => &read.lookup.workload.namespace,
             Change::Due { namespace, .. } => namespace,
         }
@@ -137,7 +142,11 @@ impl Fair for Change {
     /// work next: it re-evaluates many Pods for a change their owners made themselves.
     fn rank(&self) -> Rank {
         match self {
-            Change::Pod(_) | Change::Due { .. } | Change::CreateFailure(_) | Change::Controller(_) => Rank::Urgent,
+            Change::Pod(_)
+            | Change::Due { .. }
+            | Change::FailedCreate(_)
+            | Change::FailedCreateRead(_)
+            | Change::Controller(_) => Rank::Urgent,
             Change::Policy(_) | Change::Namespace(_) => Rank::Normal,
         }
     }

@@ -16,22 +16,27 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use futures::FutureExt;
 
+use super::create_failures::{self, FailedCreates};
 use super::queue::{Change, Op, Pending};
 use crate::engine::{ControllerRollout, PodUidBuf, WorkloadId};
 use crate::events::{EventCommand, EventSink};
 use crate::fair_reader::{Reader, Request};
-use crate::index::{Index, IndexResource, Outcome, RolloutRead, Watched};
+use crate::index::shard::Shard;
+use crate::index::{CreateFailures, Index, IndexResource, Outcome, RolloutRead, Watched};
+use crate::injection_failure::Involved;
 use crate::leadership::{self, RoleSender};
 use crate::metrics::Metrics;
 
 /// What a timer re-evaluates: one Pod, or the alerts on workloads (their `for` clocks and
 /// the rollouts marked for judgement, [`Index::workloads_due`]); or the end of the wait for
-/// the first judgement's controller reads ([`FIRST_READS_WAIT`]).
+/// the first judgement's controller reads ([`FIRST_READS_WAIT`]); or the next round of reads
+/// of the objects `FailedCreate` Events name ([`create_failures::RECHECK`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Subject {
     Pod(PodUidBuf),
     Workloads,
     FirstReads,
+    FailedCreateRecheck,
 }
 
 /// How long readiness waits for the controllers the first rollout judgement asked about: each
@@ -101,6 +106,18 @@ impl Timers {
     }
 }
 
+/// What the reconciler's loop keeps from one piece of work to the next.
+struct State {
+    timers: Timers,
+    /// The watches whose first list was applied: a relist of one must not stand in for
+    /// another's first list.
+    lists_done: HashSet<usize>,
+    /// The rollout controllers the first judgement asked for: ready once all answered.
+    first_reads: FirstReads,
+    /// The `FailedCreate` Events and the objects they name.
+    creates: FailedCreates,
+}
+
 /// Everything the reconciler talks to.
 pub(crate) struct Reconciler {
     pub(crate) index: Arc<Index>,
@@ -115,6 +132,12 @@ pub(crate) struct Reconciler {
     /// Reads the controllers of candidate blocked rollouts; answers come back as
     /// [`Change::Controller`].
     pub(crate) controllers: Reader<RolloutRead>,
+    /// Reads the objects `FailedCreate` Events name; answers come back as
+    /// [`Change::FailedCreateRead`].
+    pub(crate) create_reads: Reader<Involved>,
+    /// This replica's shard: the `FailedCreate` Events of other shards' workloads are not
+    /// believed here.
+    pub(crate) shard: Shard,
     /// How long readiness waits for the first judgement's controller reads
     /// ([`FIRST_READS_WAIT`]).
     pub(crate) first_reads_wait: Duration,
@@ -126,20 +149,20 @@ impl Reconciler {
     /// piece of work, so a change in a quiet namespace is applied after at most one piece of
     /// each busier namespace.
     pub(crate) async fn run(self, mut inputs: mpsc::Receiver<Change>, shutdown: CancellationToken) {
-        let mut timers = Timers::default();
+        let mut state = State {
+            timers: Timers::default(),
+            lists_done: HashSet::new(),
+            first_reads: None,
+            creates: FailedCreates::new(self.shard, self.metrics.clone()),
+        };
         let mut pending = Pending::default();
-        // Each watcher's first list counts once: a relist of one must not stand in for
-        // another's first list.
-        let mut lists_done: HashSet<usize> = HashSet::new();
-        // The rollout controllers the first judgement asked for: ready once all answered.
-        let mut first_reads: FirstReads = None;
         let mut closed = false;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            if first_reads.as_ref().is_some_and(|(_, until)| Timestamp::now() >= *until) {
-                let (unread, _) = first_reads.take().unwrap_or_default();
+            if state.first_reads.as_ref().is_some_and(|(_, until)| Timestamp::now() >= *until) {
+                let (unread, _) = state.first_reads.take().unwrap_or_default();
                 tracing::warn!(unread = unread.len(), "rollout controllers not read in time; ready, their Pods decide");
                 self.ready();
             }
@@ -150,12 +173,12 @@ impl Reconciler {
                     Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
                 }
             }
-            while pending.accepts() && !timers.is_empty() {
-                let Some(Some((subject, at))) = timers.due().now_or_never() else { break };
-                self.on_due(subject, at, &mut pending, &mut timers);
+            while pending.accepts() && !state.timers.is_empty() {
+                let Some(Some((subject, at))) = state.timers.due().now_or_never() else { break };
+                self.on_due(subject, at, &mut pending, &mut state);
             }
             if let Some(change) = pending.pop() {
-                self.work(change, &mut timers, &mut lists_done, &mut first_reads);
+                self.work(change, &mut state);
                 // Then every other task's turn: a task this one woke (the Event publisher)
                 // waits in this worker's LIFO slot, which no other worker steals, so work
                 // back to back (up to the coop budget) held the other namespace's Event
@@ -173,8 +196,8 @@ impl Reconciler {
                     Some(input) => pending.push(input),
                     None => closed = true,
                 },
-                Some((subject, at)) = timers.due(), if !timers.is_empty() => {
-                    self.on_due(subject, at, &mut pending, &mut timers);
+                Some((subject, at)) = state.timers.due(), if !state.timers.is_empty() => {
+                    self.on_due(subject, at, &mut pending, &mut state);
                 }
             }
         }
@@ -182,7 +205,7 @@ impl Reconciler {
 
     /// A due Pod waits its namespace's turn; the workloads are evaluated at once (a few
     /// conditions, or one pass over the Pods for the marked rollouts).
-    fn on_due(&self, subject: Subject, at: Timestamp, pending: &mut Pending, timers: &mut Timers) {
+    fn on_due(&self, subject: Subject, at: Timestamp, pending: &mut Pending, state: &mut State) {
         match subject {
             Subject::Pod(uid) => {
                 // A Pod deleted meanwhile has nothing to evaluate.
@@ -192,24 +215,39 @@ impl Reconciler {
             }
             // Only wakes the loop, which sees the wait is over.
             Subject::FirstReads => {}
+            Subject::FailedCreateRecheck => {
+                state.creates.recheck();
+                self.request_create_reads(state);
+            }
             Subject::Workloads => {
                 // At least at the scheduled instant, whatever the timer's jitter.
                 let outcome = self.index.revisit_workloads(Timestamp::now().max(at));
-                self.finish(outcome, timers);
+                self.finish(outcome, &mut state.timers);
             }
         }
     }
 
-    fn work(&self, change: Change, timers: &mut Timers, lists_done: &mut HashSet<usize>, first_reads: &mut FirstReads) {
+    fn work(&self, change: Change, state: &mut State) {
         let started = Instant::now();
         let now = Timestamp::now();
-        let lists_before = lists_done.len();
+        let lists_before = state.lists_done.len();
         let mut became_ready = false;
         let (outcome, received) = match change {
-            Change::Pod(op) => self.apply(op, now, lists_done),
-            Change::Policy(op) => self.apply(op, now, lists_done),
-            Change::Namespace(op) => self.apply(op, now, lists_done),
-            Change::CreateFailure(op) => self.apply(op, now, lists_done),
+            Change::Pod(op) => self.apply(op, now, &mut state.lists_done),
+            Change::Policy(op) => self.apply(op, now, &mut state.lists_done),
+            Change::Namespace(op) => self.apply(op, now, &mut state.lists_done),
+            Change::FailedCreate(op) => {
+                let received = match &op {
+                    Op::Applied { received, .. } => Some(*received),
+                    _ => None,
+                };
+                let ops = state.creates.take(op, now);
+                (self.apply_create_failures(ops, state, now), received)
+            }
+            Change::FailedCreateRead(read) => {
+                let ops = state.creates.read(read, now);
+                (self.apply_create_failures(ops, state, now), None)
+            }
             Change::Controller(read) => {
                 let rollout = read.found.unwrap_or_else(|error| {
                     // Counted by the reader; the Pods decide meanwhile.
@@ -217,11 +255,11 @@ impl Reconciler {
                     ControllerRollout::default()
                 });
                 let workload = read.lookup.workload;
-                let last_awaited = first_reads.as_mut().is_some_and(|(a, _)| a.remove(&workload) && a.is_empty());
+                let last_awaited = state.first_reads.as_mut().is_some_and(|(a, _)| a.remove(&workload) && a.is_empty());
                 self.index.set_rollout_controller(workload, rollout, now);
                 if last_awaited {
                     // Judged with every answer before ready, not a batch later.
-                    *first_reads = None;
+                    state.first_reads = None;
                     became_ready = true;
                     (self.index.revisit_workloads(now), None)
                 } else {
@@ -231,7 +269,7 @@ impl Reconciler {
             // Evaluate at least at the scheduled instant, whatever the timer's jitter.
             Change::Due { uid, at, .. } => (self.index.reevaluate(uid.as_uid(), now.max(at)), None),
         };
-        self.finish(outcome, timers);
+        self.finish(outcome, &mut state.timers);
         if became_ready {
             self.ready();
         }
@@ -239,19 +277,19 @@ impl Reconciler {
         if let Some(received) = received {
             self.metrics.detection_latency.observe(received.elapsed().as_secs_f64());
         }
-        if lists_before < self.initial_lists && lists_done.len() >= self.initial_lists {
+        if lists_before < self.initial_lists && state.lists_done.len() >= self.initial_lists {
             // The first judgement of the rollouts the listed Pods may block, and the reads of
             // their controllers, before the publisher reads what fires: else it would resolve a
             // standing Warning, and announce it again a moment later.
             let outcome = self.index.revisit_workloads(now);
             let awaited: HashSet<WorkloadId> = outcome.rollout_reads.iter().map(|r| r.workload.clone()).collect();
-            self.finish(outcome, timers);
+            self.finish(outcome, &mut state.timers);
             if awaited.is_empty() {
                 self.ready();
             } else {
                 let until = now + self.first_reads_wait;
-                timers.schedule(Subject::FirstReads, until);
-                *first_reads = Some((awaited, until));
+                state.timers.schedule(Subject::FirstReads, until);
+                state.first_reads = Some((awaited, until));
             }
         }
     }
@@ -282,6 +320,32 @@ impl Reconciler {
                 }
                 (self.index.relisted(&scope, &seen, now), None)
             }
+        }
+    }
+
+    /// Applies the changes of workload conditions `creates` returned, with the relist it may
+    /// have released, and hands the reader what it asks for.
+    fn apply_create_failures(&self, mut ops: Vec<Op<CreateFailures>>, state: &mut State, now: Timestamp) -> Outcome {
+        self.request_create_reads(state);
+        ops.extend(state.creates.release_relist());
+        let mut outcome = Outcome::default();
+        for op in ops {
+            outcome.merge(self.apply(op, now, &mut state.lists_done).0);
+        }
+        outcome
+    }
+
+    /// Hands the reader the objects `creates` wants read, and keeps their next round on the
+    /// timers while any is known.
+    fn request_create_reads(&self, state: &mut State) {
+        for request in state.creates.take_reads() {
+            if let Some(dropped) = self.create_reads.request(request) {
+                state.creates.unrequest(&dropped.lookup);
+            }
+        }
+        if !state.creates.is_empty() {
+            let next = Timestamp::now() + create_failures::RECHECK;
+            state.timers.schedule_by(Subject::FailedCreateRecheck, next);
         }
     }
 
@@ -344,6 +408,9 @@ impl Reconciler {
 
 #[cfg(test)]
 mod startup_tests;
+
+#[cfg(test)]
+mod failed_create_tests;
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::failed_create_watch;
+use super::create_failures;
 use super::initial_list::{self, Plan, Size};
 use super::queue::{Change, Op};
 use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
@@ -89,12 +89,10 @@ pub(crate) fn spawn_watchers(
             None => Api::all(client.clone()),
         };
         // Events are many in a busy cluster: listed in pages like Pods, filtered by the server.
-        let fields = Some(failed_create_watch::FIELDS);
+        let fields = Some(create_failures::FIELDS);
         let events = initial_list::watch_events(events, "events", Size::Large, fields, plan, metrics.clone());
-        let (shard, source) = (scope.shard, source());
-        let failures =
-            failed_create_watch::watch(events, client.clone(), namespace, shard, source, tx.clone(), metrics.clone());
-        tasks.push(tokio::spawn(failures));
+        let (on_event, on_event_deleted) = (create_failures::event_op, create_failures::event_deleted);
+        tasks.push(tokio::spawn(forward(events, tx.clone(), source(), namespace, on_event, on_event_deleted)));
     }
     let cluster_policies: Api<DynamicObject> =
         Api::all_with(client.clone(), &ApiResource::erase::<ClusterSidecarPolicy>(&()));

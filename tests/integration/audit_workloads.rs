@@ -9,7 +9,7 @@ use sidecar_watch_testkit::audit::text;
 use crate::SIDECAR_WATCH;
 
 /// The ReplicaSet controller's message when Istio's injection webhook cannot be reached,
-/// as in `src/controller/failed_create_watch/tests.rs` (its format: the engine's tests, from
+/// as in `src/controller/create_failures/tests.rs` (its format: the engine's tests, from
 /// Kubernetes' pkg/controller/replicaset).
 const UNREACHABLE: &str = "Error creating: Internal error occurred: failed calling webhook \
     \"namespace.sidecar-injector.istio.io\": failed to call webhook: Post \

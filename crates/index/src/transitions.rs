@@ -89,7 +89,8 @@ pub struct InvalidPolicy {
 }
 
 impl Outcome {
-    pub(super) fn merge(&mut self, other: Outcome) {
+    /// Adds what `other` did, after what this did.
+    pub fn merge(&mut self, other: Outcome) {
         self.transitions.extend(other.transitions);
         self.startups.extend(other.startups);
         self.wakeups.extend(other.wakeups);

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use super::*;
 use crate::api::{PolicySpec, SlimPod};
 use crate::engine::{AlertName, CompiledPolicy, PodView, PolicyRef};
+use crate::index::shard::Shard;
 use crate::index::{PolicyEntry, Writes};
 use crate::leadership::RoleReceiver;
 use crate::test_api::{self, ApiServer};
@@ -47,15 +48,15 @@ fn stalled_rollout(index: &Index) -> HashSet<PodUidBuf> {
     uids
 }
 
-/// A reconciler over `index` with one initial list, the in-process API behind its reader.
-fn start(index: Arc<Index>, first_reads_wait: Duration) -> (mpsc::Sender<Change>, RoleReceiver, ApiServer) {
+/// A reconciler over `index` with one initial list, the in-process API behind its readers.
+pub(super) fn start(index: Arc<Index>, first_reads_wait: Duration) -> (mpsc::Sender<Change>, RoleReceiver, ApiServer) {
     let (client, server) = test_api::client();
     let metrics = Metrics::new();
     let (role_tx, role) = leadership::channel();
     let (events, _publisher) =
         crate::events::spawn_publisher(client.clone(), "op".into(), metrics.clone(), index.clone(), role.clone());
     let (tx, rx) = mpsc::channel(16);
-    let controllers = super::super::spawn_controller_reader(client, metrics.clone(), tx.clone());
+    let (controllers, create_reads) = super::super::spawn_readers(&client, &metrics, &tx);
     let reconciler = Reconciler {
         index,
         metrics,
@@ -64,6 +65,8 @@ fn start(index: Arc<Index>, first_reads_wait: Duration) -> (mpsc::Sender<Change>
         role: role_tx,
         status_dirty: Arc::new(Notify::new()),
         controllers,
+        create_reads,
+        shard: Shard::default(),
         first_reads_wait,
     };
     tokio::spawn(reconciler.run(rx, CancellationToken::new()));

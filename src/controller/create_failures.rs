@@ -6,10 +6,14 @@
 //! only believed about an object of its own namespace that exists with the UID it names,
 //! and only the few whose message names a sidecar's cause ([`crate::injection_failure`], by
 //! [`crate::engine::classify_failed_create`]) are kept; everything else is dropped at once.
-//! The watch loop only classifies: the objects are read by the one bounded reader of workload
-//! objects, fair per namespace ([`crate::fair_reader`]). What a read found is kept per object (its UID included) and
-//! reused: an Event that changes only its count or time costs no read, another Event about
-//! the same object one read per [`RECHECK`] at most.
+//! The Events come through the common watch path ([`super::watch`]: the same `forward`, the
+//! same `--initial-list` logic) as the kind [`FailedCreateEvents`], classified in the watch's
+//! own task; the reconciler keeps them here ([`FailedCreates`]), hands the objects to read to
+//! the one bounded reader of workload objects, fair per namespace ([`crate::fair_reader`]),
+//! takes its answers in their namespace's turn like any change, and rereads on its one set of
+//! timers. What a read found is kept per object (its UID included) and reused: an Event that
+//! changes only its count or time costs no read, another Event about the same object one read
+//! per [`RECHECK`] at most.
 //!
 //! The failure ends with the object that failed, not with whatever Pod appears: once the
 //! object no longer needs Pods it cannot create ([`crate::injection_failure::needs_pods`]: its
@@ -29,113 +33,80 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Event;
-use kube::runtime::watcher;
-use kube::Client;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::queue::{Change, Op};
+use super::queue::Op;
 use crate::engine::{InjectionFailure, WorkloadId};
 use crate::fair_queue::FairQueue;
-use crate::fair_reader::{Read, Reader, Request};
+use crate::fair_reader::{Read, Request};
 use crate::index::shard::Shard;
-use crate::index::{Condition, CreateFailures};
+use crate::index::{Condition, CreateFailures, Watched};
 // The pure part, shared with `audit` so that both read an Event alike.
 use crate::injection_failure::{condition_of, event_times, sidecar_failure, Involved, ReadObject};
 use crate::metrics::Metrics;
 
-/// Events remembered at most in all, a backstop behind [`MAX_EVENTS_PER_NAMESPACE`].
-const MAX_EVENTS: usize = 20_000;
+/// Events remembered at most in all, a backstop behind [`MAX_EVENTS_PER_NAMESPACE`]; also
+/// the reader's queue ([`READ_LIMIT`]).
+pub(crate) const MAX_EVENTS: usize = 20_000;
 /// Events remembered at most per namespace: past that, its new ones are dropped (and
 /// counted); other namespaces keep theirs.
 const MAX_EVENTS_PER_NAMESPACE: usize = 1_000;
 /// The `limit` label of an Event cut here.
 const LIMIT: &str = "failed-create-events";
 /// The `limit` label of a failed read of an object an Event names, or one dropped.
-const READ_LIMIT: &str = "failed-create-reads";
+pub(crate) const READ_LIMIT: &str = "failed-create-reads";
 /// The API server's filter: only these Events are ever sent.
 pub(crate) const FIELDS: &str = "reason=FailedCreate";
 /// How often the objects of the failing workloads are read again, and how long a read of
 /// an object serves a new Event about it: the alert ends with its object's own state, and
 /// an Event outlives the object it is about (by up to an hour).
-const RECHECK: Duration = Duration::from_secs(15);
+pub(crate) const RECHECK: Duration = Duration::from_secs(15);
 /// Objects read again per [`RECHECK`] at most, taken in turn per namespace, the longest
 /// unread first within one.
 const RECHECK_READS: usize = 100;
 
-/// Follows the `FailedCreate` Events of `namespace` (`None`: every one) from `stream` and
-/// sends the conditions they reveal to the reconciler until `tx` closes. `client` reads the
-/// objects they name.
-pub(crate) async fn watch(
-    stream: impl Stream<Item = watcher::Event<Event>>,
-    client: Client,
-    namespace: Option<String>,
-    shard: Shard,
-    source: usize,
-    tx: mpsc::Sender<Change>,
-    metrics: Metrics,
-) {
-    futures::pin_mut!(stream);
-    let (reads_tx, mut reads) = mpsc::channel(64);
-    let reader = Reader::spawn(client, metrics.clone(), READ_LIMIT, MAX_EVENTS, reads_tx);
-    let mut known = Known::new(shard);
-    let mut recheck = tokio::time::interval(RECHECK);
-    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let step = tokio::select! {
-            event = stream.next() => match event {
-                None => return,
-                Some(event) => Step::Watched(event),
-            },
-            Some(read) = reads.recv() => Step::Read(read),
-            _ = recheck.tick() => Step::Recheck,
-        };
-        // Taken once the step is here, not before the wait for it: a time from before the
-        // wait would start a new failure's `for` clock up to one RECHECK early.
-        let now = Timestamp::now();
-        let mut ops = match step {
-            Step::Watched(watcher::Event::Init) => {
-                known.relisting = Some(HashSet::new());
-                continue;
-            }
-            Step::Watched(watcher::Event::InitApply(event) | watcher::Event::Apply(event)) => {
-                known.applied(&event, &metrics, now)
-            }
-            Step::Watched(watcher::Event::Delete(event)) => known.deleted(&event, now),
-            Step::Watched(watcher::Event::InitDone) => known.relisted(&namespace, source, now),
-            Step::Read(read) => known.read(read, now),
-            Step::Recheck => {
-                known.recheck();
-                Vec::new()
-            }
-        };
-        for request in std::mem::take(&mut known.to_read) {
-            if let Some(dropped) = reader.request(request) {
-                known.unrequest(&dropped.lookup);
-            }
-        }
-        ops.extend(known.release_relist());
-        for op in ops {
-            if tx.send(Change::from(op)).await.is_err() {
-                return;
-            }
-        }
+/// The `FailedCreate` Events, as one more watched kind: forwarded like every other
+/// ([`super::watch`]), kept by the reconciler in [`FailedCreates`].
+#[derive(Debug)]
+pub(crate) enum FailedCreateEvents {}
+
+impl Watched for FailedCreateEvents {
+    /// Boxed, like a policy entry: it keeps its times as a whole (mostly empty) `Event`
+    /// value, far larger than the queued Pod change every other item of the queue is.
+    type Object = Box<Told>;
+    /// The Event's UID.
+    type Key = String;
+    /// The namespace listed, or every one.
+    type Scope = Option<String>;
+    fn key(told: &Box<Told>) -> String {
+        told.uid.clone()
+    }
+    fn namespace(told: &Box<Told>) -> &str {
+        &told.object.namespace
     }
 }
 
-/// What woke the watch loop.
-#[expect(clippy::large_enum_variant, reason = "one at a time, on the loop's stack, never stored")]
-enum Step {
-    Watched(watcher::Event<Event>),
-    Read(Read<Involved>),
-    Recheck,
+/// A watched Event as the reconciler takes it: what it tells, or its deletion when it is
+/// not (or no longer, its message edited) about a sidecar's failure. Parsed in the watch's
+/// task, so that the reconciler never holds a whole Event.
+pub(crate) fn event_op(event: Event, received: Instant) -> Option<Op<FailedCreateEvents>> {
+    let Some(told) = Told::of(&event) else { return Some(event_deleted(event)) };
+    Some(Op::Applied { object: Box::new(told), received })
+}
+
+/// A deleted Event, by UID.
+pub(crate) fn event_deleted(event: Event) -> Op<FailedCreateEvents> {
+    let namespace = event.metadata.namespace.unwrap_or_default();
+    Op::Deleted { namespace, key: event.metadata.uid.unwrap_or_default() }
 }
 
 /// One Event believed to tell of a sidecar's failure.
-struct Told {
+#[derive(Debug)]
+pub(crate) struct Told {
+    /// The Event's UID.
+    uid: String,
     /// The object it names.
     object: Involved,
     failure: InjectionFailure,
@@ -143,6 +114,26 @@ struct Told {
     message: u64,
     /// Its times only (`firstTimestamp`, `lastTimestamp`, `eventTime`, `series`).
     times: Event,
+}
+
+impl Told {
+    /// What `event` tells, if it is about a sidecar's failure.
+    fn of(event: &Event) -> Option<Told> {
+        let (failure, object) = sidecar_failure(event)?;
+        let message = {
+            let mut hasher = DefaultHasher::new();
+            event.message.hash(&mut hasher);
+            hasher.finish()
+        };
+        let times = Event {
+            first_timestamp: event.first_timestamp.clone(),
+            last_timestamp: event.last_timestamp.clone(),
+            event_time: event.event_time.clone(),
+            series: event.series.clone(),
+            ..Event::default()
+        };
+        Some(Told { uid: event.metadata.uid.clone().unwrap_or_default(), object, failure, message, times })
+    }
 }
 
 /// What is known of one object the Events name.
@@ -164,15 +155,16 @@ struct Object {
     believed: Option<(WorkloadId, Condition)>,
 }
 
-/// The Events that told of a sidecar's failure, by UID, and the objects they name.
-struct Known {
+/// The Events that told of a sidecar's failure, by UID, and the objects they name: the
+/// reconciler's, which hands it every watched Event, every read answered and every
+/// [`RECHECK`], and applies what it returns as [`CreateFailures`] changes.
+pub(crate) struct FailedCreates {
     shard: Shard,
+    metrics: Metrics,
     events: HashMap<String, Told>,
     /// Events remembered per namespace.
     per_namespace: HashMap<String, usize>,
     objects: HashMap<Involved, Object>,
-    /// The Events listed since the last `Init`, while a relist runs.
-    relisting: Option<HashSet<String>>,
     /// Objects to hand the reader.
     to_read: Vec<Request<Involved>>,
     /// A relist that ended (its scope and this watch's number), held until every object it
@@ -181,68 +173,64 @@ struct Known {
     held_relist: Option<(Option<String>, usize)>,
 }
 
-impl Known {
-    fn new(shard: Shard) -> Self {
-        Known {
+impl FailedCreates {
+    pub(crate) fn new(shard: Shard, metrics: Metrics) -> Self {
+        FailedCreates {
             shard,
+            metrics,
             events: HashMap::new(),
             per_namespace: HashMap::new(),
             objects: HashMap::new(),
-            relisting: None,
             to_read: Vec::new(),
             held_relist: None,
         }
     }
 
-    fn applied(&mut self, event: &Event, metrics: &Metrics, now: Timestamp) -> Vec<Op<CreateFailures>> {
-        let uid = event.metadata.uid.clone().unwrap_or_default();
-        if let Some(listed) = self.relisting.as_mut() {
-            listed.insert(uid.clone());
+    /// What a watched Event changes: the conditions to send, in order.
+    pub(crate) fn take(&mut self, op: Op<FailedCreateEvents>, now: Timestamp) -> Vec<Op<CreateFailures>> {
+        match op {
+            Op::Applied { object, .. } => self.applied(*object, now),
+            Op::Deleted { key, .. } => self.forget(&key, now),
+            Op::Relisted { source, scope, seen } => self.relisted(scope, source, &seen, now),
         }
-        let Some((failure, involved)) = sidecar_failure(event) else {
-            // A message edited into something that is not ours any more.
-            return self.deleted(event, now);
-        };
-        let message = {
-            let mut hasher = DefaultHasher::new();
-            event.message.hash(&mut hasher);
-            hasher.finish()
-        };
-        let times = Event {
-            first_timestamp: event.first_timestamp.clone(),
-            last_timestamp: event.last_timestamp.clone(),
-            event_time: event.event_time.clone(),
-            series: event.series.clone(),
-            ..Event::default()
-        };
-        if let Some(told) = self.events.get_mut(&uid) {
-            if told.object == involved && told.message == message {
+    }
+
+    /// The reads asked for since the last call, for the reader.
+    pub(crate) fn take_reads(&mut self) -> Vec<Request<Involved>> {
+        std::mem::take(&mut self.to_read)
+    }
+
+    /// Whether no object is known: nothing to read again.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    fn applied(&mut self, told: Told, now: Timestamp) -> Vec<Op<CreateFailures>> {
+        let involved = told.object.clone();
+        if let Some(known) = self.events.get_mut(&told.uid) {
+            if known.object == involved && known.message == told.message {
                 // Only its count or time changed: what was read of its object stands.
-                told.times = times;
+                known.times = told.times;
                 return self.judge(&involved, now);
             }
         }
-        let mut ops = self.forget(&uid, now);
+        let mut ops = self.forget(&told.uid, now);
         let in_namespace = self.per_namespace.get(&involved.namespace).copied().unwrap_or(0);
         if in_namespace >= MAX_EVENTS_PER_NAMESPACE || self.events.len() >= MAX_EVENTS {
-            metrics.limited.with_label_values(&[LIMIT]).inc();
+            self.metrics.limited.with_label_values(&[LIMIT]).inc();
             return ops;
         }
         *self.per_namespace.entry(involved.namespace.clone()).or_default() += 1;
         let object = self.objects.entry(involved.clone()).or_default();
-        object.events.insert(uid.clone());
+        object.events.insert(told.uid.clone());
         let stale = object.read_at.is_none_or(|at| at.elapsed() >= RECHECK);
         if stale && !object.requested && !object.gone {
             object.requested = true;
             self.to_read.push(Request::new(involved.clone(), false));
         }
-        self.events.insert(uid, Told { object: involved.clone(), failure, message, times });
+        self.events.insert(told.uid.clone(), told);
         ops.extend(self.judge(&involved, now));
         ops
-    }
-
-    fn deleted(&mut self, event: &Event, now: Timestamp) -> Vec<Op<CreateFailures>> {
-        self.forget(event.metadata.uid.as_deref().unwrap_or_default(), now)
     }
 
     /// Forgets the Event `uid`, and its object with its last Event.
@@ -264,7 +252,7 @@ impl Known {
     }
 
     /// What a read found of an object: its state, then whether its Events are believed.
-    fn read(&mut self, read: Read<Involved>, now: Timestamp) -> Vec<Op<CreateFailures>> {
+    pub(crate) fn read(&mut self, read: Read<Involved>, now: Timestamp) -> Vec<Op<CreateFailures>> {
         // Forgotten meanwhile (its Events deleted): nothing to judge.
         let Some(object) = self.objects.get_mut(&read.lookup) else { return Vec::new() };
         object.requested = false;
@@ -289,7 +277,7 @@ impl Known {
     }
 
     /// A read request dropped from the reader's full queue: asked again at the next round.
-    fn unrequest(&mut self, involved: &Involved) {
+    pub(crate) fn unrequest(&mut self, involved: &Involved) {
         if let Some(object) = self.objects.get_mut(involved) {
             object.requested = false;
         }
@@ -364,7 +352,7 @@ impl Known {
     /// Queues the next round of reads: the believed objects (their state may have ended the
     /// failure) and those not read yet (a failed read), in turn per namespace, the longest
     /// unread first within one, [`RECHECK_READS`] at most.
-    fn recheck(&mut self) {
+    pub(crate) fn recheck(&mut self) {
         let mut due: Vec<(&Involved, &Object)> = self
             .objects
             .iter()
@@ -384,20 +372,25 @@ impl Known {
     }
 
     /// `source`: this watch's number, so that its first list counts towards readiness.
-    fn relisted(&mut self, namespace: &Option<String>, source: usize, now: Timestamp) -> Vec<Op<CreateFailures>> {
-        let listed = self.relisting.take().unwrap_or_default();
+    fn relisted(
+        &mut self,
+        namespace: Option<String>,
+        source: usize,
+        listed: &HashSet<String>,
+        now: Timestamp,
+    ) -> Vec<Op<CreateFailures>> {
         let vanished: Vec<String> = self.events.keys().filter(|uid| !listed.contains(*uid)).cloned().collect();
         for uid in vanished {
             // What they end, the relist below ends.
             self.forget(&uid, now);
         }
-        self.held_relist = Some((namespace.clone(), source));
+        self.held_relist = Some((namespace, source));
         self.release_relist()
     }
 
     /// The relist held by [`Self::relisted`], once no object waits for its first read (a
     /// read that failed every attempt no longer waits: its condition stays unknown).
-    fn release_relist(&mut self) -> Vec<Op<CreateFailures>> {
+    pub(crate) fn release_relist(&mut self) -> Vec<Op<CreateFailures>> {
         let waiting = self.objects.values().any(|o| o.requested && o.read.is_none() && !o.gone);
         if waiting {
             return Vec::new();

@@ -4,10 +4,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
-use crate::controller::initial_list::{watch_events, Plan, Size, Strategy};
 use crate::engine::{ContainerKind, WorkloadKind};
 use crate::injection_failure::declared;
-use kube::Api;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -130,6 +128,11 @@ fn again(mut event: Event, last: &str) -> Event {
     event
 }
 
+/// What `event` tells, as the watch hands it on.
+fn told(event: &Event) -> Told {
+    Told::of(event).expect("a sidecar's failure")
+}
+
 fn applied(ops: &[Op<CreateFailures>]) -> Vec<(String, Timestamp)> {
     ops.iter()
         .filter_map(|op| match op {
@@ -147,15 +150,16 @@ fn deleted(ops: &[Op<CreateFailures>]) -> bool {
 /// does another Event about the same object read recently.
 #[test]
 fn a_new_count_or_time_makes_no_read() {
-    let (mut known, metrics, now) = (Known::new(Shard::default()), Metrics::new(), at("2026-01-01T10:02:00Z"));
+    let (metrics, now) = (Metrics::new(), at("2026-01-01T10:02:00Z"));
+    let mut known = FailedCreates::new(Shard::default(), metrics.clone());
     let e1 = event("e1", "shop", "shop", UNREACHABLE);
-    assert!(known.applied(&e1, &metrics, now).is_empty(), "nothing believed before its object is read");
+    assert!(known.applied(told(&e1), now).is_empty(), "nothing believed before its object is read");
     assert_eq!(std::mem::take(&mut known.to_read), [Request::new(rs(), false)]);
     let ops = known.read(state(true, "2026-01-01T10:02:00Z"), now);
     assert_eq!(applied(&ops), [("Deployment/web".to_string(), at("2026-01-01T10:00:00Z"))]);
-    let ops = known.applied(&again(e1, "2026-01-01T10:01:30Z"), &metrics, now);
+    let ops = known.applied(told(&again(e1, "2026-01-01T10:01:30Z")), now);
     assert!(ops.is_empty() && known.to_read.is_empty(), "{ops:?}");
-    let ops = known.applied(&event("e2", "shop", "shop", UNREACHABLE), &metrics, now);
+    let ops = known.applied(told(&event("e2", "shop", "shop", UNREACHABLE)), now);
     assert!(ops.is_empty() && known.to_read.is_empty(), "{ops:?}");
 }
 
@@ -165,9 +169,10 @@ fn a_new_count_or_time_makes_no_read() {
 /// after that clear starts the `for` clock anew, at its own time.
 #[test]
 fn the_object_that_failed_resolves_it_and_a_new_failure_starts_the_clock_again() {
-    let (mut known, metrics) = (Known::new(Shard::default()), Metrics::new());
+    let metrics = Metrics::new();
+    let mut known = FailedCreates::new(Shard::default(), metrics.clone());
     let e1 = event("e1", "shop", "shop", UNREACHABLE);
-    known.applied(&e1, &metrics, at("2026-01-01T10:02:00Z"));
+    known.applied(told(&e1), at("2026-01-01T10:02:00Z"));
     known.to_read.clear();
     assert_eq!(applied(&known.read(state(true, "2026-01-01T10:02:00Z"), at("2026-01-01T10:02:00Z"))).len(), 1);
     // The round re-reads it: scaled to zero.
@@ -175,23 +180,20 @@ fn the_object_that_failed_resolves_it_and_a_new_failure_starts_the_clock_again()
     assert_eq!(std::mem::take(&mut known.to_read), [Request::new(rs(), true)]);
     assert!(deleted(&known.read(state(false, "2026-01-01T10:03:00Z"), at("2026-01-01T10:03:00Z"))));
     // Listed again (a relist), or updated with a failure before the clear: not believed.
-    assert!(known.applied(&e1, &metrics, at("2026-01-01T10:04:00Z")).is_empty());
+    assert!(known.applied(told(&e1), at("2026-01-01T10:04:00Z")).is_empty());
     let e1 = again(e1, "2026-01-01T10:02:59Z");
-    assert!(known.applied(&e1, &metrics, at("2026-01-01T10:04:00Z")).is_empty());
+    assert!(known.applied(told(&e1), at("2026-01-01T10:04:00Z")).is_empty());
     known.recheck();
     assert!(known.to_read.is_empty(), "a cleared object is not read again");
     // It fails again after the clear (scaled up again): believed at once, since then.
-    let ops = known.applied(&again(e1, "2026-01-01T10:05:00Z"), &metrics, at("2026-01-01T10:05:01Z"));
+    let ops = known.applied(told(&again(e1, "2026-01-01T10:05:00Z")), at("2026-01-01T10:05:01Z"));
     assert_eq!(applied(&ops), [("Deployment/web".to_string(), at("2026-01-01T10:05:00Z"))]);
     // Gone (or made again with another UID): resolved, never believed again.
     let ops = known
         .read(Read { lookup: rs(), sent_at: at("2026-01-01T10:06:00Z"), found: Ok(None) }, at("2026-01-01T10:06:00Z"));
     assert!(deleted(&ops));
-    let ops = known.applied(
-        &again(event("e1", "shop", "shop", UNREACHABLE), "2026-01-01T10:07:00Z"),
-        &metrics,
-        at("2026-01-01T10:07:00Z"),
-    );
+    let e1 = again(event("e1", "shop", "shop", UNREACHABLE), "2026-01-01T10:07:00Z");
+    let ops = known.applied(told(&e1), at("2026-01-01T10:07:00Z"));
     assert!(ops.is_empty() && known.to_read.is_empty());
 }
 
@@ -199,16 +201,17 @@ fn the_object_that_failed_resolves_it_and_a_new_failure_starts_the_clock_again()
 /// Events are still kept and read.
 #[test]
 fn events_are_capped_per_namespace() {
-    let (mut known, metrics, now) = (Known::new(Shard::default()), Metrics::new(), at("2026-01-01T10:02:00Z"));
+    let (metrics, now) = (Metrics::new(), at("2026-01-01T10:02:00Z"));
+    let mut known = FailedCreates::new(Shard::default(), metrics.clone());
     for i in 0..MAX_EVENTS_PER_NAMESPACE + 3 {
         let mut flood = event(&format!("f{i}"), "flood", "flood", UNREACHABLE);
         flood.involved_object.name = Some(format!("rs-{i}"));
-        known.applied(&flood, &metrics, now);
+        known.applied(told(&flood), now);
     }
     assert_eq!(metrics.limited.with_label_values(&[LIMIT]).get(), 3);
     assert_eq!(known.to_read.len(), MAX_EVENTS_PER_NAMESPACE);
     known.to_read.clear();
-    known.applied(&event("e1", "shop", "shop", UNREACHABLE), &metrics, now);
+    known.applied(told(&event("e1", "shop", "shop", UNREACHABLE)), now);
     assert_eq!(known.to_read, [Request::new(rs(), false)]);
     assert_eq!(metrics.limited.with_label_values(&[LIMIT]).get(), 3);
     // Re-reads are shared in turn: shop's object is in the first round, whatever the flood.
@@ -228,16 +231,16 @@ fn events_are_capped_per_namespace() {
 /// the Events it did not list.
 #[test]
 fn a_workload_is_forgotten_with_its_last_event() {
-    let (mut known, metrics, now) = (Known::new(Shard::default()), Metrics::new(), at("2026-01-01T10:02:00Z"));
-    known.applied(&event("e1", "shop", "shop", UNREACHABLE), &metrics, now);
-    known.applied(&event("e2", "shop", "shop", UNREACHABLE), &metrics, now);
+    let (metrics, now) = (Metrics::new(), at("2026-01-01T10:02:00Z"));
+    let mut known = FailedCreates::new(Shard::default(), metrics.clone());
+    known.applied(told(&event("e1", "shop", "shop", UNREACHABLE)), now);
+    known.applied(told(&event("e2", "shop", "shop", UNREACHABLE)), now);
     assert_eq!(applied(&known.read(state(true, "2026-01-01T10:02:00Z"), now)).len(), 1);
-    assert!(known.deleted(&event("e1", "shop", "shop", UNREACHABLE), now).is_empty(), "e2 still tells of it");
-    assert!(deleted(&known.deleted(&event("e2", "shop", "shop", UNREACHABLE), now)));
-    assert!(known.deleted(&event("e3", "shop", "shop", UNREACHABLE), now).is_empty(), "never known");
-    known.applied(&event("e4", "shop", "shop", UNREACHABLE), &metrics, now);
-    known.relisting = Some(HashSet::new());
-    let ops = known.relisted(&Some("shop".into()), 4, now);
+    assert!(known.forget("e1", now).is_empty(), "e2 still tells of it");
+    assert!(deleted(&known.forget("e2", now)));
+    assert!(known.forget("e3", now).is_empty(), "never known");
+    known.applied(told(&event("e4", "shop", "shop", UNREACHABLE)), now);
+    let ops = known.relisted(Some("shop".into()), 4, &HashSet::new(), now);
     assert!(matches!(ops.as_slice(), [Op::Relisted { seen, source: 4, .. }] if seen.is_empty()));
     assert!(known.events.is_empty() && known.objects.is_empty());
 }
@@ -246,10 +249,11 @@ fn a_workload_is_forgotten_with_its_last_event() {
 /// relist is held until every object they name has been read (or its reads all failed).
 #[test]
 fn a_relist_is_held_until_the_objects_it_names_are_read() {
-    let (mut known, metrics, now) = (Known::new(Shard::default()), Metrics::new(), at("2026-01-01T10:02:00Z"));
-    known.relisting = Some(HashSet::new());
-    known.applied(&event("e1", "shop", "shop", UNREACHABLE), &metrics, now);
-    assert!(known.relisted(&Some("shop".into()), 4, now).is_empty(), "the object is not read yet");
+    let (metrics, now) = (Metrics::new(), at("2026-01-01T10:02:00Z"));
+    let mut known = FailedCreates::new(Shard::default(), metrics.clone());
+    known.applied(told(&event("e1", "shop", "shop", UNREACHABLE)), now);
+    let listed = HashSet::from(["e1".to_string()]);
+    assert!(known.relisted(Some("shop".into()), 4, &listed, now).is_empty(), "the object is not read yet");
     assert!(known.release_relist().is_empty());
     let mut ops = known.read(state(true, "2026-01-01T10:02:00Z"), now);
     ops.extend(known.release_relist());
@@ -265,64 +269,12 @@ fn a_relist_is_held_until_the_objects_it_names_are_read() {
 /// the request and the answer is after the clear, so it is believed, since its own time.
 #[test]
 fn a_clear_counts_from_when_the_read_was_sent() {
-    let (mut known, metrics) = (Known::new(Shard::default()), Metrics::new());
+    let metrics = Metrics::new();
+    let mut known = FailedCreates::new(Shard::default(), metrics.clone());
     let e1 = event("e1", "shop", "shop", UNREACHABLE);
-    known.applied(&e1, &metrics, at("2026-01-01T10:02:00Z"));
+    known.applied(told(&e1), at("2026-01-01T10:02:00Z"));
     known.read(state(true, "2026-01-01T10:02:00Z"), at("2026-01-01T10:02:00Z"));
     assert!(deleted(&known.read(state(false, "2026-01-01T10:03:00Z"), at("2026-01-01T10:03:08Z"))));
-    let ops = known.applied(&again(e1, "2026-01-01T10:03:05Z"), &metrics, at("2026-01-01T10:03:09Z"));
+    let ops = known.applied(told(&again(e1, "2026-01-01T10:03:05Z")), at("2026-01-01T10:03:09Z"));
     assert_eq!(applied(&ops), [("Deployment/web".to_string(), at("2026-01-01T10:03:05Z"))]);
-}
-
-/// The watch loop against the in-process API, in real time (the clock the Events' times are
-/// compared with is the wall clock): an Event about an object read recently, updated after
-/// the loop sat idle, starts its `for` clock at its own time, not at when the loop last woke.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failure_after_a_quiet_spell_starts_its_clock_at_its_own_time() {
-    let (client, mut server) = crate::test_api::client();
-    let (tx, mut changes) = mpsc::channel(16);
-    let plan = Plan { strategy: Strategy::Paginated, deadline: Duration::from_secs(60) };
-    let api = Api::namespaced(client.clone(), "shop");
-    let stream = watch_events(api, "events", Size::Large, Some(FIELDS), plan, Metrics::new());
-    tokio::spawn(watch(stream, client, Some("shop".into()), Shard::default(), 0, tx, Metrics::new()));
-    let events = "/api/v1/namespaces/shop/events";
-    let list = server.next().await;
-    list.expect("GET", events, &[("fieldSelector", "reason%3DFailedCreate"), ("limit", "500")]);
-    list.respond_json(
-        200,
-        &serde_json::json!({"kind": "EventList", "apiVersion": "v1",
-        "metadata": {"resourceVersion": "1"}, "items": []}),
-    );
-    let watch_call = server.next().await;
-    assert_eq!(watch_call.parts.uri.path(), events);
-    let stream = watch_call.respond_stream(200, "application/json");
-    let send = |kind: &str, event: &Event| {
-        let mut line = serde_json::to_vec(&serde_json::json!({"type": kind, "object": event})).expect("JSON");
-        line.push(b'\n');
-        stream.unbounded_send(Ok(line.into())).expect("the watch is open");
-    };
-    assert!(matches!(changes.recv().await, Some(Change::CreateFailure(Op::Relisted { .. }))));
-    // An old failure of a ReplicaSet since scaled to zero (`rollout undo`): not believed.
-    let mut failed = event("e1", "shop", "shop", UNREACHABLE);
-    failed.metadata.resource_version = Some("2".into());
-    send("ADDED", &failed);
-    let read = server.next().await;
-    assert_eq!(read.parts.uri.path(), "/apis/apps/v1/namespaces/shop/replicasets/web-7d9f8c6b5");
-    read.respond_json(
-        200,
-        &serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "web-7d9f8c6b5", "namespace": "shop", "uid": "rs-uid"},
-        "spec": {"replicas": 0}}),
-    );
-    // Idle: no Event, no read, the next re-read round 15 s away.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // Scaled up again, it fails again: its Event updated, whole seconds as the API writes it.
-    let failed_at = Timestamp::from_second(Timestamp::now().as_second()).expect("a time");
-    failed.last_timestamp = Some(Time(failed_at));
-    failed.metadata.resource_version = Some("3".into());
-    send("MODIFIED", &failed);
-    let Some(Change::CreateFailure(Op::Applied { object: (workload, condition), .. })) = changes.recv().await else {
-        panic!("the condition of ReplicaSet web-7d9f8c6b5");
-    };
-    assert_eq!((workload.to_string(), condition.since), ("ReplicaSet/web-7d9f8c6b5".to_string(), failed_at));
 }
