@@ -168,6 +168,24 @@ async fn get_unbounded(port: u16, path: &str, request: &Request<'_>) -> std::io:
     send(&mut sender, request_to(port, path, request)?, started).await
 }
 
+/// `GET path` in plain HTTP, its body read a frame at a time and dropped: the length of the
+/// body (after any `Content-Encoding`, as sent). For timing a large response, where holding
+/// and concatenating the body (as [`get`] does) would cost the client more than the server
+/// spends sending it.
+pub async fn body_length(port: u16, path: &str) -> std::io::Result<usize> {
+    let stream = open(port, false, None, None).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io_error)?;
+    tokio::spawn(connection);
+    let response = sender.send_request(request_to(port, path, &Request::default())?).await.map_err(io_error)?;
+    let mut body = response.into_body();
+    let mut length = 0;
+    while let Some(frame) = body.frame().await {
+        length += frame.map_err(io_error)?.data_ref().map_or(0, Bytes::len);
+    }
+    Ok(length)
+}
+
 /// Sends `request` on a connection, reads the whole response; `elapsed` counts from `started`.
 async fn send(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
