@@ -149,18 +149,20 @@ pub(crate) fn redirects() -> String {
     format!("{{{}}}", entries.join(",\n  "))
 }
 
-/// The characters that separate words of a `command` or `args` entry for the engine: Unicode
-/// whitespace (Rust's [`char::is_whitespace`], which RE2's `\s` is not), `;` and `&`.
-const WORD_SEPARATORS: &str =
-    r"[\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000};&]";
+/// Unicode whitespace as the inside of an RE2 character class: what Rust's
+/// [`char::is_whitespace`] (and so [`str::split_whitespace`]) reads as whitespace, which RE2's `\s`
+/// (ASCII only) is not. `White_Space` is the controls `\t` to `\r`, NEL and the separators
+/// (`\pZ`); a short class, since a pattern's cost grows with its length.
+pub(crate) const WHITESPACE: &str = r"\t-\r\x{85}\pZ";
 
 /// Whether container `c`'s `command` or `args` mention the word `agent` (Vault's image is both
-/// server and agent; see [`crate::api::CommandWords`]).
+/// server and agent; see [`crate::api::CommandWords`]: words are separated by whitespace, `;`
+/// and `&`).
 fn mentions_agent(c: &str) -> String {
     // The long pattern runs only on words containing `agent` but for the usual `agent` itself:
     // its cost is the pattern's length times the word's.
-    let word =
-        format!("w == 'agent' || w.contains('agent') && w.matches(r'(^|{WORD_SEPARATORS})agent({WORD_SEPARATORS}|$)')");
+    let separator = format!("[{WHITESPACE};&]");
+    let word = format!("w == 'agent' || w.contains('agent') && w.matches(r'(^|{separator})agent({separator}|$)')");
     format!("({c}.?command.orValue([]).exists(w, {word}) || {c}.?args.orValue([]).exists(w, {word}))")
 }
 
@@ -316,6 +318,15 @@ pub(crate) fn selector_matches(selector: &str, labels: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitespace_is_rusts() {
+        // RE2 and the `regex` crate read this class alike.
+        let class = regex::Regex::new(&format!("^[{WHITESPACE}]$")).expect("the class compiles");
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            assert_eq!(class.is_match(c.encode_utf8(&mut [0; 4])), c.is_whitespace(), "U+{:04X}", u32::from(c));
+        }
+    }
 
     #[test]
     fn strings_are_quoted_and_escaped() {

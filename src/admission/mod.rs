@@ -5,7 +5,8 @@
 //! same sidecars and says the same as `audit` on the same object: a legacy sidecar in a Job or
 //! CronJob template (`JobBlockedBySidecar`) and the checks `no-readiness-probe`,
 //! `no-startup-probe`, `legacy-sidecar`, `latest-image`, `no-resources` and `sidecar-sprawl`,
-//! and the blind-spot checks the Pod's annotations decide (`signals.rs`);
+//! and the blind-spot checks (`signals.rs`: the Pod's annotations, a container's flags and
+//! variables, `switches.rs`);
 //! and a Pod created without the sidecar its injector's markers or `spec.sidecars.required` ask
 //! for (`SidecarMissing`, `missing.rs`).
 //! `port-conflict` and `main-probe-on-sidecar` compare every pair of containers (named ports,
@@ -22,6 +23,7 @@ mod cel;
 mod missing;
 mod policy;
 mod signals;
+mod switches;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,7 +53,8 @@ pub fn covered_checks() -> Vec<&'static str> {
 
 /// Whether the policy reports the `SidecarMisconfigured` finding of `check` that `audit`
 /// words `message`: every finding of a [`covered_checks`] label, and the blind-spot findings
-/// admission decides from the object's annotations (not those that read a container's flags).
+/// (from the object's annotations, or from a container's flags and variables while they are
+/// within what admission reads: [`switches::MAX_SWITCHED_SIDECARS`]).
 pub fn covers(check: &str, message: &str) -> bool {
     covered_checks().contains(&check)
         || signals::COVERED.iter().any(|(c, _, text)| *c == check && message.ends_with(text))

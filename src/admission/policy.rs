@@ -60,7 +60,7 @@ fn match_constraints() -> MatchResources {
 
 /// `[0, 1, …, n - 1]`: CEL of Kubernetes 1.30 has no `range` or `slice`, so the first `n`
 /// elements of a list are taken through a constant list of indices.
-fn indices(n: usize) -> String {
+pub(super) fn indices(n: usize) -> String {
     let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
     format!("[{}]", items.join(", "))
 }
@@ -409,6 +409,7 @@ fn variables() -> Vec<Variable> {
     ]
     .into_iter()
     .chain(init_before_proxy_variables())
+    .chain(super::signals::variables())
     .chain(super::missing::variables())
     .chain([
         variable("sidecarCount", "every sidecar", "size(variables.natives) + size(variables.legacies)"),

@@ -26,6 +26,7 @@ fn the_cost_of_a_5000_container_pod_is_within_the_api_servers_budget() {
         ("4,999 Vault agents", vault_agents(5000)),
         ("4,997 init containers before istio-proxy", inits_before_a_mesh_proxy(5000)),
         ("5,000 plain containers that every injector is asked for", asks_every_injector(plain_containers(5000))),
+        ("31 Cloud SQL Auth Proxies with 32 flags of 128 characters and 32 variables", cloud_sql_proxies(32, 32, 128)),
     ];
     for (what, pod) in pods {
         let file = dir.join("pod.json");
@@ -58,6 +59,20 @@ fn vault_agents(n: usize) -> Value {
                "args": ["agent", "-config=/etc/vault/config.hcl"]})
     }));
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vault", "namespace": "shop"}, "spec": {"containers": containers}})
+}
+
+/// A Pod of one app and `n - 1` Cloud SQL Auth Proxies, each with `words` flags of `chars`
+/// characters in `args` and as many in `command` and variables in `env`, none of them its
+/// switches': every word read for their blind-spot checks.
+fn cloud_sql_proxies(n: usize, words: usize, chars: usize) -> Value {
+    let flags: Vec<String> = (0..words).map(|i| format!("--instance-{i:03}={:0>1$}", "p:r:db", chars - 15)).collect();
+    let env: Vec<Value> = (0..words).map(|i| json!({"name": format!("CSQL_PROXY_X_{i}"), "value": "true"})).collect();
+    let mut containers = vec![json!({"name": "app", "image": "example/app:1.0"})];
+    containers.extend((1..n).map(|i| {
+        json!({"name": format!("p{i}"), "image": "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.1",
+               "command": flags, "args": flags, "env": env})
+    }));
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "proxies", "namespace": "shop"}, "spec": {"containers": containers}})
 }
 
 /// A Pod of `n` containers none of which is a sidecar, each image looked up in the catalog.

@@ -16,6 +16,7 @@
 mod admission;
 mod admission_cost;
 mod admission_missing;
+mod admission_switches;
 mod alertmanager;
 mod audit_live;
 mod cronjob_events;

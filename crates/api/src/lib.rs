@@ -31,7 +31,9 @@ pub use markers::{
 pub use pod::*;
 pub use policy::*;
 pub use quote::{byte_prefix, clip, escape_control, mention, quote};
-pub use switches::{parse_go_bool, CommandWords, EnvSwitches, SignalSwitch, Switches};
+pub use switches::{
+    is_loopback, parse_go_bool, CommandWords, EnvSwitches, SignalSwitch, Switches, ValueKind, GO_FALSE, GO_TRUE,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

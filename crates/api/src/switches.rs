@@ -29,7 +29,7 @@ pub enum SignalSwitch {
 
 /// How a switch's value reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ValueKind {
+pub enum ValueKind {
     /// A boolean flag: bare is true; Go's `strconv.ParseBool` words otherwise.
     Bool,
     /// An address: on when not empty.
@@ -71,7 +71,8 @@ impl SignalSwitch {
         }
     }
 
-    fn kind(self) -> ValueKind {
+    /// How its value reads.
+    pub fn kind(self) -> ValueKind {
         match self {
             SignalSwitch::HttpBind => ValueKind::Address,
             SignalSwitch::HttpAddress => ValueKind::Reachable,
@@ -96,16 +97,24 @@ impl SignalSwitch {
     }
 }
 
+/// The words Go's `strconv.ParseBool` reads as true.
+pub const GO_TRUE: [&str; 6] = ["1", "t", "T", "true", "TRUE", "True"];
+/// The words Go's `strconv.ParseBool` reads as false; it refuses every other.
+pub const GO_FALSE: [&str; 6] = ["0", "f", "F", "false", "FALSE", "False"];
+
 /// Go's `strconv.ParseBool`, which pflag uses for boolean flags and Istio for its annotations.
 pub fn parse_go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
+    if GO_TRUE.contains(&value) {
+        Some(true)
+    } else if GO_FALSE.contains(&value) {
+        Some(false)
+    } else {
+        None
     }
 }
 
-fn is_loopback(address: &str) -> bool {
+/// Whether an address names this host only: `localhost`, `127.*` or `::1`, bracketed or not.
+pub fn is_loopback(address: &str) -> bool {
     let host = address.trim_start_matches('[').split(']').next().unwrap_or(address);
     host == "localhost" || host.starts_with("127.") || host == "::1"
 }
