@@ -399,6 +399,7 @@ fn workload_templates_that_switch_a_sidecars_signal_off_get_exactly_those_checks
         summary(&findings),
         [
             "Deployment/catalogue istio-proxy SidecarMisconfigured/metrics-unreachable info native Deployment/catalogue",
+            "Deployment/docs git-sync SidecarMisconfigured/metrics-disabled info native Deployment/docs",
             "Deployment/orders daprd SidecarMisconfigured/metrics-disabled info native Deployment/orders",
             "Deployment/reports cloud-sql-proxy SidecarMisconfigured/health-check-disabled info native Deployment/reports",
             "Deployment/reports cloud-sql-proxy SidecarMisconfigured/metrics-disabled info native Deployment/reports",
@@ -408,7 +409,7 @@ fn workload_templates_that_switch_a_sidecars_signal_off_get_exactly_those_checks
         "Sidecar daprd in Pod shop/Deployment/orders {}",
         sidecar_watch::engine::signal_texts::DAPR_METRICS_OFF
     );
-    assert_eq!(findings[1]["message"], dapr.as_str());
+    assert_eq!(findings[2]["message"], dapr.as_str());
 }
 
 #[test]
