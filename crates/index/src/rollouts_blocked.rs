@@ -145,9 +145,10 @@ impl Index {
         if marked.is_empty() {
             return false;
         }
-        // Looked up by borrowed names: a Pod of an unmarked workload costs a hash, no copy
-        // (docs/benchmarks.md#what-do-the-alerts-on-workloads-cost).
-        let lookup: HashMap<(&str, &str, &str), usize> = marked
+        // Looked up by borrowed names: a Pod of an unmarked workload costs a hash, no copy;
+        // foldhash (hashbrown's), not SipHash: the hash is most of a tick's pass over every
+        // Pod (docs/benchmarks.md#what-do-the-alerts-on-workloads-cost).
+        let lookup: hashbrown::HashMap<(&str, &str, &str), usize> = marked
             .iter()
             .enumerate()
             .map(|(i, w)| ((w.namespace.as_str(), w.kind.as_str(), w.name.as_str()), i))
