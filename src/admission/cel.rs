@@ -34,6 +34,12 @@ pub(crate) fn string(text: &str) -> String {
     out
 }
 
+/// A CEL list literal of the strings `values`.
+pub(crate) fn string_list<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> String {
+    let quoted: Vec<String> = values.into_iter().map(|v| string(v.as_ref())).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 /// A policy variable whose CEL starts with a comment saying what it is.
 pub(crate) fn variable(name: &str, comment: &str, expression: impl Into<String>) -> Variable {
     Variable { name: name.to_string(), expression: format!("// {comment}\n{}", expression.into()) }

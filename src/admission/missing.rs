@@ -20,11 +20,6 @@ const OPTED_OUT: &str = "-";
 /// A namespace's opt-out that no Pod marker overrules.
 const FINALLY_OPTED_OUT: &str = "!";
 
-/// A list literal of CEL strings.
-fn list(values: &[&str]) -> String {
-    format!("[{}]", values.iter().map(|v| cel::string(v)).collect::<Vec<_>>().join(", "))
-}
-
 /// How a message quotes value `v`, as [`crate::api::quote`] does for printable ASCII (every
 /// label value, and the annotation values injectors take): escaped, at most 64 characters and
 /// then its length. Any other value is described by its length, since CEL cannot escape it as
@@ -53,11 +48,11 @@ fn decision(marker: &Marker, on_namespace: bool) -> String {
     let injects = match marker.inject {
         Inject::Never => "false".to_string(),
         Inject::Any => "true".to_string(),
-        Inject::Of(values) => format!("{value} in {}", list(values)),
+        Inject::Of(values) => format!("{value} in {}", cel::string_list(values)),
     };
     let opts_out = match marker.opt_out {
         OptOut::Of([]) => "false".to_string(),
-        OptOut::Of(values) => format!("{value} in {}", list(values)),
+        OptOut::Of(values) => format!("{value} in {}", cel::string_list(values)),
         OptOut::Otherwise => format!("!({injects})"),
     };
     let out = if marker.final_opt_out { FINALLY_OPTED_OUT } else { OPTED_OUT };
@@ -78,7 +73,7 @@ fn first_decision(markers: &[Marker], on_namespace: bool) -> String {
 /// The words naming the marker by which `injector` selects the Pod, `''` when it does not:
 /// as [`Injector::selects`] decides it.
 fn selects(injector: &Injector) -> String {
-    let mut skips = vec![format!("request.namespace in {}", list(injector.skipped_namespaces))];
+    let mut skips = vec![format!("request.namespace in {}", cel::string_list(injector.skipped_namespaces))];
     if injector.skips_host_network {
         skips.push("object.spec.?hostNetwork.orValue(false)".to_string());
     }
@@ -118,7 +113,7 @@ fn replace_pod() -> String {
         "(variables.workload.kind in {kinds} ? 'restart the workload: kubectl rollout restart ' + {{{lower}}}[variables.workload.kind] + '/' + variables.workload.name + ' -n ' + request.namespace : \
          variables.workload.kind == 'Pod' ? 'create the Pod again: kubectl replace --force -f <its manifest> (Pod ' + request.namespace + '/' + variables.workload.name + ')' : \
          'delete the Pod so that its ' + variables.workload.kind + ' ' + variables.workload.name + ' creates it again: kubectl delete pod ' + object.metadata.name + ' -n ' + request.namespace)",
-        kinds = list(&RESTARTABLE_KINDS),
+        kinds = cel::string_list(RESTARTABLE_KINDS),
         lower = lower.join(", "),
     )
 }
@@ -158,8 +153,10 @@ fn required_message() -> Message {
 /// The variables of the check, after the policy's own (`policy`, `labels`, `namespaceLabels`,
 /// `inits`, `containers`, `podKey`, `catalogNames`, `catalogImages`).
 pub(crate) fn variables() -> Vec<Variable> {
-    let entries: Vec<String> =
-        CATALOG.iter().map(|e| format!("{}: {}", cel::string(e.id), list(&[e.names[0], e.product]))).collect();
+    let entries: Vec<String> = CATALOG
+        .iter()
+        .map(|e| format!("{}: {}", cel::string(e.id), cel::string_list([e.names[0], e.product])))
+        .collect();
     let selections: Vec<String> = INJECTORS
         .iter()
         .map(|i| format!("// {}\n{{'id': {}, 'by': {}}}", i.catalog_id, cel::string(i.catalog_id), selects(i)))

@@ -115,8 +115,7 @@ fn switched_off(blindspot: Blindspot) -> String {
             annotation(DAPR_ENABLE_METRICS)
         ),
         Blindspot::IstioMerge => {
-            let words: Vec<String> = GO_FALSE.iter().map(|w| cel::string(w)).collect();
-            format!("{} in [{}]", annotation(ISTIO_MERGE_METRICS), words.join(", "))
+            format!("{} in {}", annotation(ISTIO_MERGE_METRICS), cel::string_list(GO_FALSE))
         }
         Blindspot::VaultTelemetry => format!(
             "!{ANNOTATIONS}.exists(k, k.startsWith({})) && !({} in {ANNOTATIONS})",
@@ -129,7 +128,5 @@ fn switched_off(blindspot: Blindspot) -> String {
 
 /// The catalog entries whose signal `blindspot` switches off, as a CEL list of their ids.
 fn ids(blindspot: Blindspot) -> String {
-    let ids: Vec<String> =
-        CATALOG.iter().filter(|e| e.signal.blindspot == blindspot).map(|e| cel::string(e.id)).collect();
-    format!("[{}]", ids.join(", "))
+    cel::string_list(CATALOG.iter().filter(|e| e.signal.blindspot == blindspot).map(|e| e.id))
 }

@@ -96,33 +96,26 @@ fn flag(list: &str, switch: SignalSwitch) -> String {
 /// whose plain value (trimmed) the product reads; a variable from a Secret or ConfigMap sets
 /// nothing.
 fn env(c: &str, switch: SignalSwitch) -> String {
-    let names: Vec<String> = switch.env().iter().map(|n| cel::string(n)).collect();
     let read = match switch.kind() {
-        ValueKind::Bool => format!("v in {}", words_list(&[GO_TRUE, GO_FALSE].concat())),
+        ValueKind::Bool => format!("v in {}", cel::string_list([GO_TRUE, GO_FALSE].concat())),
         ValueKind::Address | ValueKind::Reachable => "v != ''".to_string(),
     };
     format!(
-        "[{c}.?env.orValue([]).map(e, e.?name.orValue('') in [{names}] ? e.?value.orValue('').trim() : '')\
+        "[{c}.?env.orValue([]).map(e, e.?name.orValue('') in {names} ? e.?value.orValue('').trim() : '')\
          .filter(v, {read})].map(l, size(l) == 0 ? '' : [l[size(l) - 1]].map(v, {})[0])[0]",
         reads_on("v", switch.kind()),
-        names = names.join(", ")
+        names = cel::string_list(switch.env())
     )
 }
 
 /// `'on'` or `'off'`: what a value `v` the product accepts turns the switch to.
 fn reads_on(v: &str, kind: ValueKind) -> String {
     let on = match kind {
-        ValueKind::Bool => format!("{v} in {}", words_list(&GO_TRUE)),
+        ValueKind::Bool => format!("{v} in {}", cel::string_list(GO_TRUE)),
         ValueKind::Address => format!("{v} != ''"),
         ValueKind::Reachable => format!("{v} != '' && !{v}.matches({})", cel::string(LOOPBACK)),
     };
     format!("({on} ? 'on' : 'off')")
-}
-
-/// A CEL list literal of `words`.
-fn words_list(words: &[&str]) -> String {
-    let quoted: Vec<String> = words.iter().map(|w| cel::string(w)).collect();
-    format!("[{}]", quoted.join(", "))
 }
 
 #[cfg(test)]

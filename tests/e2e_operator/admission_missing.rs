@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::support::scratch_dir;
 use serde_json::{json, Value};
 use sidecar_watch::engine::CatalogId;
 use sidecar_watch::engine::{Inject, Marker, OptOut, Place, INJECTORS};
@@ -314,15 +315,9 @@ fn disagreements(cases: &[Case], dir: &Path, params: Option<&Path>) -> (Vec<Stri
     (wrong, fired)
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sidecar-watch-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 #[test]
 fn every_injector_marker_is_judged_at_admission_as_audit_judges_it() {
-    let dir = scratch("admission-missing");
+    let dir = scratch_dir("admission-missing");
     let cases = injector_cases();
     let (wrong, fired) = disagreements(&cases, &dir, None);
     eprintln!("{} cases, {fired} SidecarMissing findings, {} different", cases.len(), wrong.len());
@@ -334,7 +329,7 @@ fn every_injector_marker_is_judged_at_admission_as_audit_judges_it() {
 
 #[test]
 fn a_bound_cluster_policys_required_sidecars_are_judged_as_audit_judges_them() {
-    let dir = scratch("admission-required");
+    let dir = scratch_dir("admission-required");
     let policy = dir.join("platform.yaml");
     std::fs::write(
         &policy,

@@ -12,8 +12,9 @@
 //! `admission.rs` checks the same policy on a real kube-apiserver with the fixtures.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::support::scratch_dir;
 use serde_json::{json, Value};
 use sidecar_watch::engine::signal_texts;
 use sidecar_watch_harness::cel_cost::{self, AdmissionCase};
@@ -271,15 +272,9 @@ fn audit_messages(cases: &[(String, Value)], dir: &Path) -> BTreeMap<String, Vec
     by_pod
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sidecar-watch-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 #[test]
 fn flags_and_variables_are_read_at_admission_as_audit_reads_them() {
-    let dir = scratch("admission-switches");
+    let dir = scratch_dir("admission-switches");
     let cases = cases();
     let beyond = beyond_the_bound();
     let expected = audit_messages(&[cases.as_slice(), beyond.as_slice()].concat(), &dir);

@@ -24,3 +24,11 @@ pub use sidecar_watch_harness::env::{run_kubectl, server_minor, streams_by_defau
 pub use sidecar_watch_harness::events::{count_events, describe_events, the_event};
 pub use sidecar_watch_harness::kubelet::{drive, native_pod, set_ready};
 pub use sidecar_watch_harness::policy::{condition, policy_resource, rules, status_counts, status_ready};
+
+/// A scratch directory of this test process for `name` (the caller removes it when it passes,
+/// so a failure leaves its files to read).
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sidecar-watch-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
