@@ -17,7 +17,9 @@
 //!
 //! It also counts the versions each workload's Pods run of each sidecar ([`SidecarVersions`]):
 //! when a workload's newest version changes (a rollout starts or ends), every one of its
-//! Pods is evaluated again, as each public change does before it returns.
+//! Pods is evaluated again, as each public change does before it returns. Which segments
+//! hold a workload's Pods ([`spread`]) bounds that walk, and the rollout judgement's, to
+//! those segments.
 
 mod census;
 mod evaluate;
@@ -29,6 +31,7 @@ mod readout;
 mod rollouts_blocked;
 mod segment;
 pub mod shard;
+mod spread;
 mod tallies;
 mod tracked;
 mod transitions;
@@ -55,6 +58,7 @@ use sidecar_watch_engine::{
     CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,
 };
 use sidecar_watch_engine::{InternedWorkload, SidecarVersions};
+use spread::{SegmentSet, WorkloadSpread, EVERY_SEGMENT};
 pub use tracked::{PolicyResult, StoredAlert, TrackedPod};
 pub use transitions::{InvalidPolicy, Outcome, Transition, TransitionKind};
 use workloads::Workloads;
@@ -85,6 +89,8 @@ pub struct Index {
     /// views, so the lock is uncontended; it is here rather than in a static so that the
     /// engine stays free of process-wide state.
     names: Mutex<Interner>,
+    /// Which segments hold each workload's Pods: what reads one workload's Pods walks those.
+    spread: Mutex<WorkloadSpread>,
     /// Conditions and alerts on workloads rather than Pods, and when a pending one fires.
     workloads: Mutex<(Workloads, Option<Timestamp>)>,
 }
@@ -120,6 +126,7 @@ impl Index {
             max_policies: max_policies.max(1),
             evaluations: AtomicU64::new(0),
             names: Mutex::new(Interner::default()),
+            spread: Mutex::new(WorkloadSpread::default()),
             workloads: Mutex::new((Workloads::default(), None)),
         }
     }
@@ -129,10 +136,15 @@ impl Index {
         PodView::from_pod_in(pod, &mut self.names.lock())
     }
 
-    fn segment(&self, uid: PodUid<'_>) -> MutexGuard<'_, Segment> {
+    /// The segment that holds (or would hold) the Pod with `uid`.
+    fn segment_index(uid: PodUid<'_>) -> usize {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         uid.hash(&mut hasher);
-        self.segments[(hasher.finish() as usize) % SEGMENTS].lock()
+        (hasher.finish() as usize) % SEGMENTS
+    }
+
+    fn segment(&self, uid: PodUid<'_>) -> MutexGuard<'_, Segment> {
+        self.segments[Self::segment_index(uid)].lock()
     }
 
     /// Number of tracked Pods.
@@ -202,7 +214,8 @@ impl Index {
             let namespaces = self.namespaces.read();
             let namespace = namespaces.get(view.namespace().as_str());
             let uid = view.uid();
-            let mut segment = self.segment(uid);
+            let segment_index = Self::segment_index(uid);
+            let mut segment = self.segments[segment_index].lock();
             let counted_before = segment.get(uid).map(evaluate::counted_sidecars).unwrap_or_default();
             // A Pod first seen is observed for the first time as it is inserted (which
             // reports nothing); one already tracked observes the view after the last.
@@ -211,7 +224,21 @@ impl Index {
                 inserted = true;
                 TrackedPod::new(ObservedPod::new(view.clone(), now))
             });
+            let owner_before = (!inserted).then(|| pod.view().owner().cloned());
             let observations = if inserted { Vec::new() } else { pod.observe(view, now) };
+            let owner_after = pod.view().owner();
+            // An owner is interned: the same workload is the same pointer.
+            if owner_before
+                .as_ref()
+                .is_none_or(|before| before.as_ref().map(Arc::as_ptr) != owner_after.map(Arc::as_ptr))
+            {
+                let mut spread = self.spread.lock();
+                let namespace = pod.view().namespace();
+                if let Some(before) = owner_before {
+                    spread.remove(namespace, before.as_deref());
+                }
+                spread.add(namespace, owner_after.map(Arc::as_ref), segment_index);
+            }
             self.versions.lock().replace(&counted_before, &evaluate::counted_sidecars(pod));
             let mut outcome = self.evaluator().all(pod, tallies, &policies, namespace, now);
             self.note_rollout_change(pod.view(), rollouts_blocked::may_block(pod, &outcome));
@@ -240,6 +267,7 @@ impl Index {
 
     /// Takes a Pod that is no longer tracked out of the census and the version counts.
     fn forget(&self, pod: &TrackedPod) {
+        self.spread.lock().remove(pod.view().namespace(), pod.view().owner().map(Arc::as_ref));
         self.note_rollout_change(pod.view(), rollouts_blocked::fires_blocking(pod));
         self.census.replace(&pod.sidecar_names(), &[]);
         self.versions.lock().replace(&evaluate::counted_sidecars(pod), &[]);
@@ -254,7 +282,11 @@ impl Index {
             if changed.is_empty() {
                 return;
             }
-            outcome.merge(self.reevaluate_where(now, |p| {
+            let segments = self
+                .spread
+                .lock()
+                .segments_of(changed.iter().map(|(ns, w)| (ns.as_str(), w.kind.as_str(), w.name.as_str())));
+            outcome.merge(self.reevaluate_where(now, segments, |p| {
                 p.view().owner().is_some_and(|w| changed.iter().any(|(ns, cw)| cw == w && ns == p.view().namespace()))
             }));
         }
@@ -302,23 +334,32 @@ impl Index {
         outcome
     }
 
-    /// Re-evaluates every Pod for which `affected` is true.
-    fn reevaluate_where(&self, now: Timestamp, affected: impl Fn(&TrackedPod) -> bool) -> Outcome {
+    /// Re-evaluates every Pod of `segments` for which `affected` is true.
+    fn reevaluate_where(
+        &self,
+        now: Timestamp,
+        segments: SegmentSet,
+        affected: impl Fn(&TrackedPod) -> bool,
+    ) -> Outcome {
         let policies = self.valid_policies();
         let evaluator = self.evaluator();
-        self.reevaluate_with(affected, |pod, tallies, namespace| evaluator.all(pod, tallies, &policies, namespace, now))
+        self.reevaluate_with(segments, affected, |pod, tallies, namespace| {
+            evaluator.all(pod, tallies, &policies, namespace, now)
+        })
     }
 
     /// Evaluates again, with `evaluate`, every Pod for which `affected` is true, one segment
     /// lock at a time, noting what each evaluation may do to its workload's rollout.
     fn reevaluate_with(
         &self,
+        segments: SegmentSet,
         affected: impl Fn(&TrackedPod) -> bool,
         mut evaluate: impl FnMut(&mut TrackedPod, &mut tallies::Tallies, Option<&NamespaceMeta>) -> Outcome,
     ) -> Outcome {
         let namespaces = self.namespaces.read();
         let mut outcome = Outcome::default();
-        for segment in self.segments.iter() {
+        let held = self.segments.iter().enumerate().filter(|(i, _)| spread::holds(segments, *i));
+        for (_, segment) in held {
             let mut segment = segment.lock();
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
@@ -404,7 +445,7 @@ impl Index {
         let policies = self.valid_policies();
         let evaluator = self.evaluator();
         let in_scope = |p: &TrackedPod| change.policy.namespace.as_ref().is_none_or(|ns| *p.view().namespace() == *ns);
-        self.reevaluate_with(in_scope, |pod, tallies, namespace| {
+        self.reevaluate_with(EVERY_SEGMENT, in_scope, |pod, tallies, namespace| {
             evaluator.one(pod, tallies, change, &policies, namespace, now)
         })
     }

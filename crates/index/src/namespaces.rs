@@ -3,6 +3,7 @@
 
 use jiff::Timestamp;
 
+use super::spread::EVERY_SEGMENT;
 use super::{Index, Outcome};
 use sidecar_watch_engine::NamespaceMeta;
 
@@ -19,7 +20,7 @@ impl Index {
         if !label_sensitive && !NamespaceMeta::markers_differ(before.as_ref(), &meta) {
             return Outcome::default();
         }
-        let mut outcome = self.reevaluate_where(now, |p| p.view().namespace() == name);
+        let mut outcome = self.reevaluate_where(now, EVERY_SEGMENT, |p| p.view().namespace() == name);
         self.settle_versions(now, &mut outcome);
         self.evaluate_workloads(now, None, &mut outcome);
         outcome

@@ -2,7 +2,7 @@
 //! unblock its workload's rollout marks the workload, and the next judgement (at most
 //! `ROLLOUT_BATCH` later, [`Index::workloads_due`]) judges each marked
 //! workload ([`rollout_blocked`]) from a copy of its Pods, taken in one pass over the
-//! segments. Only workloads with a Pod firing a [`BLOCKING`] alert (or already blocked)
+//! segments that hold them ([`crate::spread`]). Only workloads with a Pod firing a [`BLOCKING`] alert (or already blocked)
 //! are ever marked: a healthy workload costs nothing, and a rollout's Pods are judged once
 //! per batch, not once per Pod change.
 //!
@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::spread;
 use super::tracked::TrackedPod;
 use super::workloads::Condition;
 use super::{Index, Outcome};
@@ -146,22 +147,26 @@ impl Index {
             return false;
         }
         // Looked up by borrowed names: a Pod of an unmarked workload costs a hash, no copy;
-        // foldhash (hashbrown's), not SipHash: the hash is most of a tick's pass over every
-        // Pod (docs/benchmarks.md#what-do-the-alerts-on-workloads-cost).
+        // foldhash (hashbrown's), not SipHash: the hash is most of a pass over a segment
+        // (docs/benchmarks.md#what-do-the-alerts-on-workloads-cost).
         let lookup: hashbrown::HashMap<(&str, &str, &str), usize> = marked
             .iter()
             .enumerate()
             .map(|(i, w)| ((w.namespace.as_str(), w.kind.as_str(), w.name.as_str()), i))
             .collect();
+        // Only the segments that hold the marked workloads' Pods, not every Pod.
+        let segments = self.spread.lock().segments_of(lookup.keys().copied());
         let mut copies: Vec<Vec<CopiedPod>> = (0..marked.len()).map(|_| Vec::new()).collect();
-        self.for_each_pod(|pod| {
-            let view = pod.view();
-            let (kind, name) = view.workload();
-            let Some(&i) = lookup.get(&(view.namespace().as_str(), kind, name)) else { return };
-            if let Some(copied) = copy(pod, &marked[i].kind) {
-                copies[i].push(copied);
-            }
-        });
+        for segment in (0..self.segment_count()).filter(|s| spread::holds(segments, *s)) {
+            self.for_each_pod_in_segment(segment, |pod| {
+                let view = pod.view();
+                let (kind, name) = view.workload();
+                let Some(&i) = lookup.get(&(view.namespace().as_str(), kind, name)) else { return };
+                if let Some(copied) = copy(pod, &marked[i].kind) {
+                    copies[i].push(copied);
+                }
+            });
+        }
         drop(lookup);
         let mut changed = false;
         let mut workloads = self.workloads.lock();

@@ -193,3 +193,36 @@ fn a_rollout_that_completes_fires_nothing() {
     assert!(index.revisit_workloads(at("2026-01-01T10:30:00Z")).transitions.is_empty());
     assert!(rollout_alerts(&index).is_empty());
 }
+
+/// Pod `name` of no workload yet (its ReplicaSet has not adopted it), as [`web_pod`].
+fn orphan_pod(name: &str, hash: &str, created: &str, ready: bool) -> PodView {
+    let pod = PodBuilder::new("shop", name)
+        .uid(format!("u-shop-{name}"))
+        .created(created)
+        .label("app", "web")
+        .label("pod-template-hash", hash)
+        .native_sidecar(Container::istio_proxy().ready(ready))
+        .container(Container::new("app", "shop/web:1.0"));
+    PodView::from_pod(&pod.decode::<SlimPod>())
+}
+
+#[test]
+fn a_pod_adopted_later_is_judged_with_its_workload_and_gone_pods_leave_no_spread() {
+    let index = index();
+    let segment = |name: &str| Index::segment_index(PodUid::parse(&format!("u-shop-{name}")));
+    // The judgement walks only the segments that hold web's Pods: the adopted Pod's is none of
+    // the others' (else the test would pass without its move being noted).
+    assert!(!["web-a-1", "web-a-2"].iter().any(|other| segment(other) == segment("web-b-1")));
+    for name in ["web-a-1", "web-a-2"] {
+        index.apply_pod(web_pod(name, "aaaa", "2026-01-01T10:00:00Z", true), at("2026-01-01T10:00:00Z"));
+    }
+    index.apply_pod(orphan_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", false), at("2026-01-01T10:10:00Z"));
+    index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", false), at("2026-01-01T10:10:01Z"));
+    index.reevaluate(PodUid::parse("u-shop-web-b-1"), at("2026-01-01T10:11:00Z"));
+    assert_eq!(index.revisit_workloads(at("2026-01-01T10:11:00Z")).rollout_reads, [read_of_web(false)]);
+    assert_eq!(index.spread.lock().len(), 1, "one workload");
+    index.delete_pod(PodUid::parse("u-shop-web-a-1"), at("2026-01-01T10:12:00Z"));
+    crate::IndexResource::<crate::Pods>::relisted(&index, &None, &Default::default(), at("2026-01-01T10:12:00Z"));
+    assert_eq!(index.pod_count(), 0);
+    assert_eq!(index.spread.lock().len(), 0, "nothing kept of a workload without Pods");
+}
