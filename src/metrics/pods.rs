@@ -9,7 +9,8 @@ use super::info::{InfoCounts, HELD_SERIES};
 use super::namespace_labels::{NamespaceLabels, NamespacePairs};
 use super::writer::{Family, LabelSet, Sample, SampleWriter};
 use super::RenderOptions;
-use crate::engine::{ContainerView, Name, NamespaceMeta, PolicyRef};
+use crate::api::Severity;
+use crate::engine::{AlertName, AlertState, CatalogId, ContainerView, Name, NamespaceMeta, PolicyRef};
 use crate::index::{Index, TrackedPod};
 
 const ALERTS: Family =
@@ -252,17 +253,16 @@ fn alert_samples(pod: &TrackedPod, out: &mut SampleWriter, scratch: &mut Scratch
                 return;
             }
             *written += 1;
-            let sample = out
-                .sample(ALERTS.name)
-                .label("alertname", alert.name.as_str())
-                .label("alertstate", alert.state.as_str())
-                .label("severity", alert.severity.as_str())
-                .labels(&scratch.policy)
-                .labels(&scratch.pod)
-                .label("container", result.container_name(alert, pod.view()))
-                .label("check", alert.check.map_or("", |c| c.as_str()));
-            with_identity(sample, pod.view().workload(), result.catalog_of(alert, pod.view()), namespace_pairs)
-                .value(1u32);
+            let series = AlertSeries {
+                name: alert.name,
+                state: alert.state,
+                severity: alert.severity,
+                container: result.container_name(alert, pod.view()),
+                check: alert.check.map_or("", |c| c.as_str()),
+                workload: pod.view().workload(),
+                catalog: result.catalog_of(alert, pod.view()),
+            };
+            series.write(out, &scratch.policy, &scratch.pod, namespace_pairs);
         }
     }
 }
@@ -286,17 +286,47 @@ fn workload_alert_samples(
         let namespace_pairs = scratch.namespace.of(&scratch.namespace_labels, &namespace, Some(namespaces));
         scratch.pod.set(&[("namespace", &namespace), ("pod", "")]);
         scratch.policy.set(&policy_labels(&a.policy));
+        let series = AlertSeries {
+            name: a.alert.name,
+            state: a.alert.state,
+            severity: a.alert.severity,
+            container: &a.alert.container,
+            check: "",
+            workload: (a.workload.kind.as_str(), &a.workload.name),
+            catalog: a.catalog,
+        };
+        series.write(out, &scratch.policy, &scratch.pod, namespace_pairs);
+    });
+}
+
+/// One `sidecar_alerts` series, of a Pod's alert or a workload's: the one writer of the
+/// family's labels, so that both carry the same ones in the same order.
+struct AlertSeries<'a> {
+    name: AlertName,
+    state: AlertState,
+    severity: Severity,
+    container: &'a str,
+    check: &'a str,
+    /// Kind and name.
+    workload: (&'a str, &'a str),
+    catalog: Option<CatalogId>,
+}
+
+impl AlertSeries<'_> {
+    /// Writes the series with the policy's, the Pod's (`pod` empty for a workload's) and the
+    /// namespace's label pairs.
+    fn write(&self, out: &mut SampleWriter, policy: &LabelSet, pod: &LabelSet, namespace_pairs: &LabelSet) {
         let sample = out
             .sample(ALERTS.name)
-            .label("alertname", a.alert.name.as_str())
-            .label("alertstate", a.alert.state.as_str())
-            .label("severity", a.alert.severity.as_str())
-            .labels(&scratch.policy)
-            .labels(&scratch.pod)
-            .label("container", &a.alert.container)
-            .label("check", "");
-        with_identity(sample, (a.workload.kind.as_str(), &a.workload.name), a.catalog, namespace_pairs).value(1u32);
-    });
+            .label("alertname", self.name.as_str())
+            .label("alertstate", self.state.as_str())
+            .label("severity", self.severity.as_str())
+            .labels(policy)
+            .labels(pod)
+            .label("container", self.container)
+            .label("check", self.check);
+        with_identity(sample, self.workload, self.catalog, namespace_pairs).value(1u32);
+    }
 }
 
 /// `sidecar_container_ready`: one sample per sidecar container of the Pod, with the
