@@ -1,6 +1,6 @@
 //! Which segments hold the Pods of each workload, so that what reads one workload's Pods
 //! (the rollout judgement, [`crate::rollouts_blocked`]; a workload's newest sidecar version
-//! changing, `Index::settle_versions`) locks and walks those segments only, not all
+//! changing, which evaluates its Pods again) locks and walks those segments only, not all
 //! [`SEGMENTS`]: Pods are spread over the segments by UID, and a workload of a few Pods sits in
 //! a few of them (docs/benchmarks.md#what-do-the-alerts-on-workloads-cost).
 //!
