@@ -348,8 +348,9 @@ impl Index {
         })
     }
 
-    /// Evaluates again, with `evaluate`, every Pod for which `affected` is true, one segment
-    /// lock at a time, noting what each evaluation may do to its workload's rollout.
+    /// Evaluates again, with `evaluate`, every Pod of `segments` for which `affected` is
+    /// true, one segment lock at a time, noting what each evaluation may do to its workload's
+    /// rollout.
     fn reevaluate_with(
         &self,
         segments: SegmentSet,
