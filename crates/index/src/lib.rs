@@ -359,9 +359,8 @@ impl Index {
     ) -> Outcome {
         let namespaces = self.namespaces.read();
         let mut outcome = Outcome::default();
-        let held = self.segments.iter().enumerate().filter(|(i, _)| spread::holds(segments, *i));
-        for (_, segment) in held {
-            let mut segment = segment.lock();
+        for segment in spread::members(segments) {
+            let mut segment = self.segments[segment].lock();
             let (pods, tallies) = segment.values_mut();
             for pod in pods.filter(|p| affected(p)) {
                 let namespace = namespaces.get(pod.view().namespace().as_str());

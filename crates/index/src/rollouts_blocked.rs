@@ -2,9 +2,9 @@
 //! unblock its workload's rollout marks the workload, and the next judgement (at most
 //! `ROLLOUT_BATCH` later, [`Index::workloads_due`]) judges each marked
 //! workload ([`rollout_blocked`]) from a copy of its Pods, taken in one pass over the
-//! segments that hold them ([`crate::spread`]). Only workloads with a Pod firing a [`BLOCKING`] alert (or already blocked)
-//! are ever marked: a healthy workload costs nothing, and a rollout's Pods are judged once
-//! per batch, not once per Pod change.
+//! segments that hold them ([`crate::spread`]). Only workloads with a Pod firing a
+//! [`BLOCKING`] alert (or already blocked) are ever marked: a healthy workload costs nothing,
+//! and a rollout's Pods are judged once per batch, not once per Pod change.
 //!
 //! A workload its Pods say is blocked (a candidate) is not blocked until its controller has
 //! been heard ([`ControllerRollout`]: its newest revision, a pause, a partition, `OnDelete`):
@@ -157,7 +157,7 @@ impl Index {
         // Only the segments that hold the marked workloads' Pods, not every Pod.
         let segments = self.spread.lock().segments_of(lookup.keys().copied());
         let mut copies: Vec<Vec<CopiedPod>> = (0..marked.len()).map(|_| Vec::new()).collect();
-        for segment in (0..self.segment_count()).filter(|s| spread::holds(segments, *s)) {
+        for segment in spread::members(segments) {
             self.for_each_pod_in_segment(segment, |pod| {
                 let view = pod.view();
                 let (kind, name) = view.workload();

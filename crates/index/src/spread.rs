@@ -87,10 +87,12 @@ impl WorkloadSpread {
     }
 }
 
-/// Whether `set` holds `segment`.
-pub(crate) fn holds(set: SegmentSet, segment: usize) -> bool {
-    let bit: SegmentSet = 1 << segment;
-    set & bit != 0
+/// The segments in `set`, in order.
+pub(crate) fn members(set: SegmentSet) -> impl Iterator<Item = usize> {
+    (0..SEGMENTS).filter(move |segment| {
+        let bit: SegmentSet = 1 << segment;
+        set & bit != 0
+    })
 }
 
 #[cfg(test)]
@@ -113,6 +115,6 @@ mod tests {
         spread.remove("shop", Some(&web));
         spread.remove("shop", Some(&web));
         assert_eq!((web_segments(&spread), spread.len()), (0, 0));
-        assert!(holds(1 << 63, 63) && !holds(1 << 63, 62));
+        assert_eq!(members(1 << 63 | 1 << 3).collect::<Vec<_>>(), [3, 63]);
     }
 }
