@@ -42,7 +42,7 @@ use crate::engine::{InjectionFailure, WorkloadId};
 use crate::fair_queue::FairQueue;
 use crate::fair_reader::{Read, Request};
 use crate::index::shard::Shard;
-use crate::index::{Condition, CreateFailures, Watched};
+use crate::index::{Condition, CreateFailures, NamespaceShares, Watched};
 // The pure part, shared with `audit` so that both read an Event alike.
 use crate::injection_failure::{condition_of, event_times, sidecar_failure, Involved, ReadObject};
 use crate::metrics::Metrics;
@@ -162,8 +162,8 @@ pub(crate) struct FailedCreates {
     shard: Shard,
     metrics: Metrics,
     events: HashMap<String, Told>,
-    /// Events remembered per namespace.
-    per_namespace: HashMap<String, usize>,
+    /// A place per remembered Event, in its object's namespace.
+    shares: NamespaceShares,
     objects: HashMap<Involved, Object>,
     /// Objects to hand the reader.
     to_read: Vec<Request<Involved>>,
@@ -179,7 +179,7 @@ impl FailedCreates {
             shard,
             metrics,
             events: HashMap::new(),
-            per_namespace: HashMap::new(),
+            shares: NamespaceShares::new(MAX_EVENTS_PER_NAMESPACE, MAX_EVENTS),
             objects: HashMap::new(),
             to_read: Vec::new(),
             held_relist: None,
@@ -215,12 +215,10 @@ impl FailedCreates {
             }
         }
         let mut ops = self.forget(&told.uid, now);
-        let in_namespace = self.per_namespace.get(&involved.namespace).copied().unwrap_or(0);
-        if in_namespace >= MAX_EVENTS_PER_NAMESPACE || self.events.len() >= MAX_EVENTS {
+        if !self.shares.take(&involved.namespace) {
             self.metrics.limited.with_label_values(&[LIMIT]).inc();
             return ops;
         }
-        *self.per_namespace.entry(involved.namespace.clone()).or_default() += 1;
         let object = self.objects.entry(involved.clone()).or_default();
         object.events.insert(told.uid.clone());
         let stale = object.read_at.is_none_or(|at| at.elapsed() >= RECHECK);
@@ -236,12 +234,7 @@ impl FailedCreates {
     /// Forgets the Event `uid`, and its object with its last Event.
     fn forget(&mut self, uid: &str, now: Timestamp) -> Vec<Op<CreateFailures>> {
         let Some(told) = self.events.remove(uid) else { return Vec::new() };
-        if let Some(n) = self.per_namespace.get_mut(&told.object.namespace) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_namespace.remove(&told.object.namespace);
-            }
-        }
+        self.shares.give_back(&told.object.namespace);
         let Some(object) = self.objects.get_mut(&told.object) else { return Vec::new() };
         object.events.remove(uid);
         if !object.events.is_empty() {

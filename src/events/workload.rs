@@ -14,7 +14,7 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 
 use super::announce::{alert_of_event, latest_per_key};
 use crate::engine::{AlertKey, ContainerKind, PodUid, PodUidBuf, PolicyRef, WorkloadId, WorkloadKind};
-use crate::index::Transition;
+use crate::index::{NamespaceShares, Transition};
 
 /// (policy, workload, alert) keys remembered at most: a key and one Pod's UID each, so the
 /// cap bounds what tenants' many failing workloads can make the Event path hold.
@@ -129,10 +129,8 @@ pub enum Step {
 #[derive(Debug)]
 pub struct WorkloadAlerts {
     firing: HashMap<WorkloadKey, Firing>,
-    /// Keys held per namespace.
-    per_namespace: HashMap<String, usize>,
-    max_keys: usize,
-    max_per_namespace: usize,
+    /// A place per key, in the key's namespace.
+    shares: NamespaceShares,
 }
 
 impl Default for WorkloadAlerts {
@@ -144,17 +142,7 @@ impl Default for WorkloadAlerts {
 impl WorkloadAlerts {
     /// Remembers at most `max_keys` keys, `max_per_namespace` of one namespace.
     pub fn new(max_keys: usize, max_per_namespace: usize) -> Self {
-        WorkloadAlerts { firing: HashMap::new(), per_namespace: HashMap::new(), max_keys, max_per_namespace }
-    }
-
-    /// One key of `namespace` fewer.
-    fn release(per_namespace: &mut HashMap<String, usize>, namespace: &str) {
-        if let Some(n) = per_namespace.get_mut(namespace) {
-            *n -= 1;
-            if *n == 0 {
-                per_namespace.remove(namespace);
-            }
-        }
+        WorkloadAlerts { firing: HashMap::new(), shares: NamespaceShares::new(max_per_namespace, max_keys) }
     }
 
     /// Pod `t` fires `key`'s alert (`owner_uid`: its owner reference's UID; `job`: its Job's
@@ -168,11 +156,9 @@ impl WorkloadAlerts {
             }
             return Step::Nothing;
         }
-        let held = self.per_namespace.get(&key.workload.namespace).copied().unwrap_or(0);
-        if self.firing.len() >= self.max_keys || held >= self.max_per_namespace {
+        if !self.shares.take(&key.workload.namespace) {
             return Step::Limited;
         }
-        *self.per_namespace.entry(key.workload.namespace.clone()).or_default() += 1;
         let firing = Firing {
             pods: HashSet::from([t.pod_uid.clone()]),
             example: t.pod.clone(),
@@ -194,7 +180,7 @@ impl WorkloadAlerts {
         if !firing.pods.is_empty() {
             return Step::Nothing;
         }
-        Self::release(&mut self.per_namespace, &key.workload.namespace);
+        self.shares.give_back(&key.workload.namespace);
         match self.firing.remove(key).and_then(Firing::into_announced) {
             Some(announced) => Step::Resolve(announced),
             None => Step::Nothing,
@@ -205,13 +191,13 @@ impl WorkloadAlerts {
     /// keys whose last firing Pod went, with the object whose `Resolved` is due.
     pub fn forget_untracked(&mut self, mut tracked: impl FnMut(PodUid<'_>) -> bool) -> Vec<(WorkloadKey, Announced)> {
         let mut resolved = Vec::new();
-        let per_namespace = &mut self.per_namespace;
+        let shares = &mut self.shares;
         self.firing.retain(|key, firing| {
             // An alert on a workload stands for itself (no Pod UID): only its own
             // `Resolved` transition takes it away.
             firing.pods.retain(|uid| uid.as_ref().is_none_or(|uid| tracked(uid.as_uid())));
             if firing.pods.is_empty() {
-                Self::release(per_namespace, &key.workload.namespace);
+                shares.give_back(&key.workload.namespace);
                 if let Some(object) = firing.announced.take() {
                     resolved
                         .push((key.clone(), Announced { object, container: std::mem::take(&mut firing.container) }));

@@ -31,6 +31,7 @@ mod readout;
 mod rollouts_blocked;
 mod segment;
 pub mod shard;
+mod shares;
 mod spread;
 mod tallies;
 mod tracked;
@@ -53,6 +54,7 @@ pub use link::{CreateFailures, IndexResource, Namespaces, Pods, Policies, Policy
 pub use policies::{Labels, PolicyEntry};
 pub use rollouts_blocked::{RolloutRead, CONTROLLER_REREAD, MAX_READ_REVISIONS};
 use segment::Segment;
+pub use shares::NamespaceShares;
 use sidecar_watch_api::SlimPod;
 use sidecar_watch_engine::{
     CompiledPolicy, Interner, NamespaceMeta, Observation, ObservedPod, PodUid, PodView, PolicyRef, DEFAULT_MAX_SIDECARS,

@@ -181,13 +181,13 @@ impl Index {
             let candidate = by_pods.is_some() || unheld.is_some_and(|r| judge(&id, &pods, None, now, &r).is_some());
             let condition = match (candidate, said) {
                 (false, _) => {
-                    workloads.0.controllers.remove(&id);
+                    workloads.0.forget_controller(&id);
                     None
                 }
                 (true, Some((rollout, at, asked_again))) => {
                     if at + CONTROLLER_REREAD <= now && !asked_again {
                         outcome.rollout_reads.push(read_of(&id, &pods, true));
-                        workloads.0.controllers.insert(
+                        workloads.0.remember_controller(
                             id.clone(),
                             ControllerRead::Read { rollout: rollout.clone(), at, asked_again: true },
                         );
@@ -195,15 +195,15 @@ impl Index {
                     judge(&id, &pods, held.as_ref(), now, &rollout)
                 }
                 (true, None) if workloads.0.controllers.contains_key(&id) => held.clone(),
-                (true, None) if !workloads.0.has_controller_room(&id.namespace) => {
-                    // No room to remember a read: judged by the Pods, and counted.
-                    outcome.limited_workloads += 1;
-                    by_pods
-                }
                 (true, None) => {
-                    outcome.rollout_reads.push(read_of(&id, &pods, false));
-                    workloads.0.controllers.insert(id.clone(), ControllerRead::Asked);
-                    held.clone()
+                    if workloads.0.remember_controller(id.clone(), ControllerRead::Asked) {
+                        outcome.rollout_reads.push(read_of(&id, &pods, false));
+                        held.clone()
+                    } else {
+                        // No room to remember a read: judged by the Pods, and counted.
+                        outcome.limited_workloads += 1;
+                        by_pods
+                    }
                 }
             };
             changed |= condition != held;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use super::rollouts_blocked::ControllerRead;
+use super::shares::NamespaceShares;
 use super::transitions::{Transition, TransitionKind};
 use sidecar_watch_engine::{
     Alert, AlertName, AlertState, CatalogId, CompiledPolicy, ContainerKind, NamespaceMeta, PolicyRef, WorkloadId,
@@ -98,18 +99,36 @@ impl WorkloadAlert {
 type AlertKey = (Arc<PolicyRef>, AlertName, WorkloadId);
 
 /// The conditions of every workload and the alerts evaluated from them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Workloads {
     conditions: BTreeMap<(AlertName, WorkloadId), Condition>,
-    per_namespace: HashMap<(AlertName, String), usize>,
+    /// The places the conditions of each alert hold.
+    condition_shares: HashMap<AlertName, NamespaceShares>,
     /// Keyed by (policy, alert name, workload): one alert per workload, alert and policy.
     alerts: BTreeMap<AlertKey, WorkloadAlert>,
     /// Workloads whose rollout is to be judged again at the next judgement.
     marked_rollouts: HashSet<WorkloadId>,
-    /// What the runtime read of each candidate's controller ([`crate::rollouts_blocked`]).
+    /// What the runtime read of each candidate's controller ([`crate::rollouts_blocked`]):
+    /// entries are added and dropped through [`Workloads::remember_controller`] and
+    /// [`Workloads::forget_controller`], which keep `controller_shares`.
     pub(crate) controllers: HashMap<WorkloadId, ControllerRead>,
+    controller_shares: NamespaceShares,
     /// When the first candidate's controller is due to be read again.
     pub(crate) controllers_due: Option<Timestamp>,
+}
+
+impl Default for Workloads {
+    fn default() -> Self {
+        Workloads {
+            conditions: BTreeMap::new(),
+            condition_shares: HashMap::new(),
+            alerts: BTreeMap::new(),
+            marked_rollouts: HashSet::new(),
+            controllers: HashMap::new(),
+            controller_shares: NamespaceShares::new(MAX_PER_NAMESPACE, MAX_WORKLOADS),
+            controllers_due: None,
+        }
+    }
 }
 
 /// Whether [`Workloads::set`] kept the condition.
@@ -125,9 +144,13 @@ impl Workloads {
     /// Sets (or, with `None`, clears) the condition of `alert` on `workload`.
     pub(crate) fn set(&mut self, alert: AlertName, workload: WorkloadId, condition: Option<Condition>) -> Kept {
         let key = (alert, workload);
+        let shares = self
+            .condition_shares
+            .entry(alert)
+            .or_insert_with(|| NamespaceShares::new(MAX_PER_NAMESPACE, MAX_WORKLOADS));
         let Some(condition) = condition else {
             if self.conditions.remove(&key).is_some() {
-                self.count(alert, &key.1.namespace, -1);
+                shares.give_back(&key.1.namespace);
             }
             return Kept::Yes;
         };
@@ -135,31 +158,16 @@ impl Workloads {
             *held = condition;
             return Kept::Yes;
         }
-        if !self.has_room(alert, &key.1.namespace) {
+        if !shares.take(&key.1.namespace) {
             return Kept::Limited;
         }
-        self.count(alert, &key.1.namespace, 1);
         self.conditions.insert(key, condition);
         Kept::Yes
     }
 
-    /// Whether a new condition of `alert` in `namespace` would be kept.
-    fn has_room(&self, alert: AlertName, namespace: &str) -> bool {
-        let in_namespace = self.per_namespace.get(&(alert, namespace.to_string())).copied().unwrap_or(0);
-        in_namespace < MAX_PER_NAMESPACE && self.conditions.keys().filter(|(a, _)| *a == alert).count() < MAX_WORKLOADS
-    }
-
-    fn count(&mut self, alert: AlertName, namespace: &str, delta: isize) {
-        let entry = self.per_namespace.entry((alert, namespace.to_string())).or_default();
-        *entry = entry.saturating_add_signed(delta);
-        if *entry == 0 {
-            self.per_namespace.remove(&(alert, namespace.to_string()));
-        }
-    }
-
     /// Whether any workload holds a condition of `alert`.
     pub(crate) fn holds_any(&self, alert: AlertName) -> bool {
-        self.per_namespace.keys().any(|(a, _)| *a == alert)
+        self.condition_shares.get(&alert).is_some_and(|shares| !shares.is_empty())
     }
 
     /// Marks `workload`'s rollout to be judged again at the next judgement, which takes every
@@ -169,11 +177,21 @@ impl Workloads {
         self.marked_rollouts.insert(workload);
     }
 
-    /// Whether a read of another candidate's controller in `namespace` may be remembered:
-    /// [`MAX_PER_NAMESPACE`] per namespace, [`MAX_WORKLOADS`] in all.
-    pub(crate) fn has_controller_room(&self, namespace: &str) -> bool {
-        self.controllers.len() < MAX_WORKLOADS
-            && self.controllers.keys().filter(|w| w.namespace == namespace).count() < MAX_PER_NAMESPACE
+    /// Remembers a read of a new candidate's controller, if `namespace` has room for one more
+    /// ([`MAX_PER_NAMESPACE`] per namespace, [`MAX_WORKLOADS`] in all); `false` when cut.
+    pub(crate) fn remember_controller(&mut self, workload: WorkloadId, read: ControllerRead) -> bool {
+        if !self.controllers.contains_key(&workload) && !self.controller_shares.take(&workload.namespace) {
+            return false;
+        }
+        self.controllers.insert(workload, read);
+        true
+    }
+
+    /// Forgets what was read of `workload`'s controller: it is no candidate any more.
+    pub(crate) fn forget_controller(&mut self, workload: &WorkloadId) {
+        if self.controllers.remove(workload).is_some() {
+            self.controller_shares.give_back(&workload.namespace);
+        }
     }
 
     /// Whether a rollout is marked to be judged.
