@@ -4,8 +4,9 @@
 //!
 //! Then, on the 100k-Pod index, the time of what the status writer and a scrape pay:
 //! `Index::policy_stats`, a full `/metrics` render (drained into a sink), and `GET /metrics`
-//! from the operator's HTTP server over loopback (the body read into a sink), with how much
-//! the scrapes raised the process's peak RSS (a scrape that held its body whole would show).
+//! from the operator's HTTP server over loopback (the body read into a sink), plain and as
+//! Prometheus asks for it (gzip), with how much the scrapes raised the process's peak RSS (a
+//! scrape that held its body whole would show).
 //!
 //! Beside RSS, a counting wrapper around the allocator gives the bytes the index asked for
 //! per Pod, what mimalloc set aside for them (its size classes) and the allocations per Pod,
@@ -34,6 +35,7 @@ use sidecar_watch::index::Writes;
 use sidecar_watch::index::{Index, PolicyEntry, PolicyResult, StoredAlert, TrackedPod};
 use sidecar_watch::memory::{heap_counts, live_by_size, CountingMimalloc};
 use sidecar_watch::metrics::Metrics;
+use sidecar_watch_harness::http::Request;
 use sidecar_watch_testkit::scenario::Scenario;
 
 /// The allocation sizes that grew by at least 0.05 per Pod from `before` (at `n0` Pods) to
@@ -157,6 +159,13 @@ fn peak_rss_bytes() -> u64 {
 /// harness's `get` does, cost the client more than the server); returns the body's length.
 async fn get_metrics(port: u16) -> std::io::Result<usize> {
     sidecar_watch_harness::http::body_length(port, "/metrics").await
+}
+
+/// `GET /metrics` as Prometheus asks for it (`Accept-Encoding: gzip`); returns the compressed
+/// body's length (the body is small enough to collect).
+async fn get_metrics_gzip(port: u16) -> std::io::Result<usize> {
+    let request = Request { headers: vec![("accept-encoding", "gzip".to_string())], ..Request::default() };
+    Ok(sidecar_watch_harness::http::get(port, "/metrics", &request).await?.body.len())
 }
 
 fn rss_bytes() -> u64 {
@@ -415,6 +424,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
     time("GET /metrics", 10, || runtime.block_on(get_metrics(port)).expect("scrape"));
+    time("GET /metrics gzip", 10, || runtime.block_on(get_metrics_gzip(port)).expect("gzip scrape"));
     let growth = peak_rss_bytes().saturating_sub(peak);
     println!("peak RSS growth over these scrapes: {:.1} MiB", growth as f64 / 1048576.0);
     let index_rss = s1.rss;
