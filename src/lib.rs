@@ -16,6 +16,7 @@ pub mod admission;
 pub mod audit;
 pub mod controller;
 pub mod events;
+pub(crate) mod fair_cache;
 pub mod fair_queue;
 pub(crate) mod fair_reader;
 pub(crate) mod injection_failure;

@@ -16,21 +16,21 @@
 //! not exist, or is not the Pod's, or the API server failed every attempt) is logged once,
 //! counted, and not tried again for [`RETRY_FAILED`].
 
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::{Api, Client};
-use lru::LruCache;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::engine::WorkloadKind;
+use crate::fair_cache::FairCache;
 use crate::fair_reader::{Lookup as ReadLookup, Read, Reader, Request};
 use crate::metrics::Metrics;
 
-/// Workloads remembered, the least recently used forgotten first.
+/// Workloads remembered; when full, the least recently used of the namespace that holds the
+/// most is forgotten first.
 const REMEMBERED: usize = 4096;
 /// A read that failed is tried again after this long.
 pub(crate) const RETRY_FAILED: Duration = Duration::from_secs(300);
@@ -127,7 +127,9 @@ pub(crate) enum OwnerUid {
 
 /// Workload UIDs, read on demand.
 pub(crate) struct Owners {
-    cache: LruCache<OwnerKey, Lookup>,
+    /// Fair per namespace: a tenant's many workloads evict its own entries, not another
+    /// namespace's (whose Events would wait for a read again).
+    cache: FairCache<OwnerKey, Lookup>,
     reader: Reader<OwnerKey>,
     /// Answers of the reads asked for; at most one per cached key.
     pub(crate) answers: mpsc::Receiver<Read<OwnerKey>>,
@@ -137,23 +139,22 @@ impl Owners {
     /// Reads with `client`, counting failures in `metrics`.
     pub(crate) fn new(client: Client, metrics: Metrics) -> Self {
         let (sender, answers) = mpsc::channel(64);
-        let remembered = NonZeroUsize::new(REMEMBERED).unwrap_or(NonZeroUsize::MIN);
         let reader = Reader::spawn(client, metrics, READ_LIMIT, REMEMBERED, sender);
-        Owners { cache: LruCache::new(remembered), reader, answers }
+        Owners { cache: FairCache::new(REMEMBERED), reader, answers }
     }
 
     /// What is known of the workload `key` names, starting a read when nothing is.
     pub(crate) fn uid(&mut self, key: &OwnerKey, now: Instant) -> OwnerUid {
-        match self.cache.get(key) {
+        match self.cache.get(key.namespace(), key) {
             Some(Lookup::Known(info)) => return OwnerUid::Known(info.clone()),
             Some(Lookup::Reading) => return OwnerUid::Reading,
             Some(Lookup::Failed(at)) if now.saturating_duration_since(*at) < RETRY_FAILED => return OwnerUid::Failed,
             _ => {}
         }
-        self.cache.put(key.clone(), Lookup::Reading);
+        self.cache.put(key.namespace(), key.clone(), Lookup::Reading);
         if let Some(dropped) = self.reader.request(Request::new(key.clone(), false)) {
             // Asked for again by the next Event that needs it.
-            self.cache.pop(&dropped.lookup);
+            self.cache.pop(dropped.lookup.namespace(), &dropped.lookup);
         }
         OwnerUid::Reading
     }
@@ -170,7 +171,8 @@ impl Owners {
                 Lookup::Failed(now)
             }
         };
-        self.cache.put(key, lookup);
+        let namespace = key.namespace().to_string();
+        self.cache.put(&namespace, key, lookup);
     }
 }
 

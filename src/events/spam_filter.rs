@@ -14,7 +14,9 @@ pub const BURST: u32 = 25;
 /// One more Event per object after this long.
 pub const REFILL: Duration = Duration::from_secs(300);
 /// Objects remembered, the least recently seen forgotten first (client-go keeps 4096). A
-/// forgotten object starts again with a full bucket, as it would after its quiet period.
+/// forgotten object starts again with a full bucket, as it would after its quiet period: a
+/// tenant whose many objects push another's out gives it more Events, never fewer, so this
+/// cache, unlike the workload owners' ([`crate::fair_cache`]), need not be fair per namespace.
 const OBJECTS: usize = 4096;
 
 #[derive(Clone, Copy, Debug)]
