@@ -182,6 +182,17 @@ fn one_namespaces_candidates_never_take_another_namespaces_reads() {
     assert_eq!((asked("flood"), asked("shop")), (crate::MAX_PER_NAMESPACE, 1));
     assert_eq!(outcome.limited_workloads, 1, "flood's last candidate is judged by its Pods, and counted");
     assert!(outcome.rollout_reads.contains(&read_of_web(false)));
+    // A candidate whose rollout completes gives its place back: the one cut gets it.
+    let read: Vec<String> = outcome.rollout_reads.iter().map(|r| r.workload.name.clone()).collect();
+    let cut = (0..=crate::MAX_PER_NAMESPACE).map(|i| format!("web{i}")).find(|w| !read.contains(w)).expect("one cut");
+    let done = read.iter().find(|w| *w != "web").expect("one read in flood");
+    let ready = pod_of("flood", done, &format!("{done}-b-1"), "bbbb", "2026-01-01T10:10:00Z", true);
+    index.apply_pod(ready, at("2026-01-01T10:12:00Z"));
+    assert!(index.revisit_workloads(at("2026-01-01T10:12:01Z")).rollout_reads.is_empty());
+    index.reevaluate(PodUid::parse(&format!("u-flood-{cut}-b-1")), at("2026-01-01T10:12:02Z"));
+    let outcome = index.revisit_workloads(at("2026-01-01T10:12:03Z"));
+    let read: Vec<&str> = outcome.rollout_reads.iter().map(|r| r.workload.name.as_str()).collect();
+    assert_eq!((read, outcome.limited_workloads), (vec![cut.as_str()], 0));
 }
 
 #[test]
