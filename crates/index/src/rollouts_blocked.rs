@@ -111,7 +111,7 @@ impl Index {
     /// workload is no candidate any more.
     pub fn set_rollout_controller(&self, workload: WorkloadId, rollout: ControllerRollout, now: Timestamp) {
         let mut workloads = self.workloads.lock();
-        let Some(read) = workloads.0.controllers.get_mut(&workload) else { return };
+        let Some(read) = workloads.0.controller_mut(&workload) else { return };
         *read = ControllerRead::Read { rollout, at: now, asked_again: false };
         let due = now + CONTROLLER_REREAD;
         workloads.0.controllers_due = Some(workloads.0.controllers_due.map_or(due, |d| d.min(due)));
@@ -126,14 +126,14 @@ impl Index {
         }
         let stale: Vec<WorkloadId> = workloads
             .0
-            .controllers
+            .controllers()
             .iter()
             .filter(|(_, read)| matches!(read, ControllerRead::Read { at, asked_again: false, .. } if *at + CONTROLLER_REREAD <= now))
             .map(|(id, _)| id.clone())
             .collect();
         if stale.is_empty() {
             // Those due were dropped or asked again meanwhile.
-            workloads.0.controllers_due = next_reread(&workloads.0.controllers);
+            workloads.0.controllers_due = next_reread(workloads.0.controllers());
         }
         for id in stale {
             workloads.0.mark_rollout(id);
@@ -172,7 +172,7 @@ impl Index {
         let mut workloads = self.workloads.lock();
         for (id, pods) in marked.into_iter().zip(copies) {
             let held = workloads.0.condition(AlertName::RolloutBlockedBySidecar, &id).cloned();
-            let said = match workloads.0.controllers.get(&id) {
+            let said = match workloads.0.controllers().get(&id) {
                 Some(ControllerRead::Read { rollout, at, asked_again }) => Some((rollout.clone(), *at, *asked_again)),
                 _ => None,
             };
@@ -194,7 +194,7 @@ impl Index {
                     }
                     judge(&id, &pods, held.as_ref(), now, &rollout)
                 }
-                (true, None) if workloads.0.controllers.contains_key(&id) => held.clone(),
+                (true, None) if workloads.0.controllers().contains_key(&id) => held.clone(),
                 (true, None) => {
                     if workloads.0.remember_controller(id.clone(), ControllerRead::Asked) {
                         outcome.rollout_reads.push(read_of(&id, &pods, false));
@@ -210,7 +210,7 @@ impl Index {
             // Bounded like every workload condition; a cut one is judged again on its next change.
             workloads.0.set(AlertName::RolloutBlockedBySidecar, id, condition);
         }
-        workloads.0.controllers_due = next_reread(&workloads.0.controllers);
+        workloads.0.controllers_due = next_reread(workloads.0.controllers());
         changed
     }
 }

@@ -109,9 +109,9 @@ pub(crate) struct Workloads {
     /// Workloads whose rollout is to be judged again at the next judgement.
     marked_rollouts: HashSet<WorkloadId>,
     /// What the runtime read of each candidate's controller ([`crate::rollouts_blocked`]):
-    /// entries are added and dropped through [`Workloads::remember_controller`] and
+    /// entries are added and dropped only through [`Workloads::remember_controller`] and
     /// [`Workloads::forget_controller`], which keep `controller_shares`.
-    pub(crate) controllers: HashMap<WorkloadId, ControllerRead>,
+    controllers: HashMap<WorkloadId, ControllerRead>,
     controller_shares: NamespaceShares,
     /// When the first candidate's controller is due to be read again.
     pub(crate) controllers_due: Option<Timestamp>,
@@ -185,6 +185,16 @@ impl Workloads {
         }
         self.controllers.insert(workload, read);
         true
+    }
+
+    /// What was read of each candidate's controller.
+    pub(crate) fn controllers(&self) -> &HashMap<WorkloadId, ControllerRead> {
+        &self.controllers
+    }
+
+    /// What was read of `workload`'s controller, to be updated in place.
+    pub(crate) fn controller_mut(&mut self, workload: &WorkloadId) -> Option<&mut ControllerRead> {
+        self.controllers.get_mut(workload)
     }
 
     /// Forgets what was read of `workload`'s controller: it is no candidate any more.

@@ -151,7 +151,7 @@ fn a_failed_read_leaves_the_pods_to_decide_and_a_healthy_workload_is_forgotten()
     index.apply_pod(web_pod("web-b-1", "bbbb", "2026-01-01T10:10:00Z", true), at("2026-01-01T10:12:00Z"));
     let outcome = index.revisit_workloads(at("2026-01-01T10:12:01Z"));
     assert!(outcome.rollout_reads.is_empty() && rollout_alerts(&index).is_empty());
-    assert!(index.workloads.lock().0.controllers.is_empty());
+    assert!(index.workloads.lock().0.controllers().is_empty());
     assert_eq!(index.workloads_due(at("2026-01-01T10:12:01Z")), None, "no re-read of a forgotten controller");
 }
 
