@@ -8,28 +8,31 @@ use std::hash::Hash;
 
 use lru::LruCache;
 
-/// Entries by namespace, least recently used first within each, at most `capacity` in all.
-pub(crate) struct FairCache<K: Hash + Eq, V> {
+use crate::fair_reader::Lookup;
+
+/// Entries by their key's namespace ([`Lookup::namespace`]: the cache keeps what the fair
+/// reader read), least recently used first within each, at most `capacity` in all.
+pub(crate) struct FairCache<K: Lookup + Hash + Eq, V> {
     by_namespace: HashMap<String, LruCache<K, V>>,
     len: usize,
     capacity: usize,
 }
 
-impl<K: Hash + Eq, V> FairCache<K, V> {
+impl<K: Lookup + Hash + Eq, V> FairCache<K, V> {
     /// An empty cache of at most `capacity` entries (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
         FairCache { by_namespace: HashMap::new(), len: 0, capacity: capacity.max(1) }
     }
 
-    /// The entry of `key` in `namespace`, now the namespace's most recently used.
-    pub(crate) fn get(&mut self, namespace: &str, key: &K) -> Option<&V> {
-        self.by_namespace.get_mut(namespace)?.get(key)
+    /// The entry of `key`, now its namespace's most recently used.
+    pub(crate) fn get(&mut self, key: &K) -> Option<&V> {
+        self.by_namespace.get_mut(key.namespace())?.get(key)
     }
 
-    /// Sets `key`'s entry in `namespace`; a new entry in a full cache first evicts the least
-    /// recently used entry of the namespace that holds the most.
-    pub(crate) fn put(&mut self, namespace: &str, key: K, value: V) {
-        if let Some(entries) = self.by_namespace.get_mut(namespace) {
+    /// Sets `key`'s entry; a new entry in a full cache first evicts the least recently used
+    /// entry of the namespace that holds the most.
+    pub(crate) fn put(&mut self, key: K, value: V) {
+        if let Some(entries) = self.by_namespace.get_mut(key.namespace()) {
             if entries.contains(&key) {
                 entries.put(key, value);
                 return;
@@ -38,21 +41,21 @@ impl<K: Hash + Eq, V> FairCache<K, V> {
         if self.len >= self.capacity {
             self.evict_from_largest();
         }
-        let entries = match self.by_namespace.get_mut(namespace) {
+        let entries = match self.by_namespace.get_mut(key.namespace()) {
             Some(entries) => entries,
-            None => self.by_namespace.entry(namespace.to_string()).or_insert_with(LruCache::unbounded),
+            None => self.by_namespace.entry(key.namespace().to_string()).or_insert_with(LruCache::unbounded),
         };
         entries.put(key, value);
         self.len += 1;
     }
 
-    /// Removes `key`'s entry in `namespace`.
-    pub(crate) fn pop(&mut self, namespace: &str, key: &K) -> Option<V> {
-        let entries = self.by_namespace.get_mut(namespace)?;
+    /// Removes `key`'s entry.
+    pub(crate) fn pop(&mut self, key: &K) -> Option<V> {
+        let entries = self.by_namespace.get_mut(key.namespace())?;
         let value = entries.pop(key)?;
         self.len -= 1;
         if entries.is_empty() {
-            self.by_namespace.remove(namespace);
+            self.by_namespace.remove(key.namespace());
         }
         Some(value)
     }
@@ -85,34 +88,52 @@ impl<K: Hash + Eq, V> FairCache<K, V> {
 mod tests {
     use super::*;
 
+    /// A key `(namespace, name)`, never read.
+    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+    struct Key(&'static str, String);
+
+    impl Lookup for Key {
+        type Found = ();
+        fn namespace(&self) -> &str {
+            self.0
+        }
+        async fn read(&self, _: kube::Client) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn key(namespace: &'static str, name: &str) -> Key {
+        Key(namespace, name.to_string())
+    }
+
     #[test]
     fn a_flood_evicts_the_flooders_entries_not_the_others() {
         let mut cache = FairCache::new(100);
-        cache.put("shop", "web".to_string(), 1);
-        cache.put("shop", "api".to_string(), 2);
+        cache.put(key("shop", "web"), 1);
+        cache.put(key("shop", "api"), 2);
         for i in 0..10_000 {
-            cache.put("flood", format!("d{i}"), i);
+            cache.put(key("flood", &format!("d{i}")), i);
         }
         assert_eq!(cache.len(), 100);
-        assert_eq!(cache.get("shop", &"web".into()), Some(&1));
-        assert_eq!(cache.get("shop", &"api".into()), Some(&2));
-        assert_eq!(cache.get("flood", &"d9999".into()), Some(&9999), "the flooder keeps its most recent");
-        assert_eq!(cache.get("flood", &"d0".into()), None);
+        assert_eq!(cache.get(&key("shop", "web")), Some(&1));
+        assert_eq!(cache.get(&key("shop", "api")), Some(&2));
+        assert_eq!(cache.get(&key("flood", "d9999")), Some(&9999), "the flooder keeps its most recent");
+        assert_eq!(cache.get(&key("flood", "d0")), None);
     }
 
     #[test]
     fn one_namespace_has_the_whole_cache_and_least_recently_used_goes_first() {
         let mut cache = FairCache::new(3);
-        for key in ["a", "b", "c"] {
-            cache.put("only", key, ());
+        for name in ["a", "b", "c"] {
+            cache.put(key("only", name), ());
         }
-        assert!(cache.get("only", &"a").is_some());
-        cache.put("only", "d", ());
-        assert_eq!(cache.get("only", &"b"), None, "b was the least recently used");
-        assert!(["a", "c", "d"].iter().all(|k| cache.get("only", k).is_some()));
-        cache.put("only", "a", ());
+        assert!(cache.get(&key("only", "a")).is_some());
+        cache.put(key("only", "d"), ());
+        assert_eq!(cache.get(&key("only", "b")), None, "b was the least recently used");
+        assert!(["a", "c", "d"].iter().all(|name| cache.get(&key("only", name)).is_some()));
+        cache.put(key("only", "a"), ());
         assert_eq!(cache.len(), 3, "setting a held key adds nothing");
-        assert_eq!(cache.pop("only", &"a"), Some(()));
-        assert_eq!((cache.pop("only", &"a"), cache.len()), (None, 2));
+        assert_eq!(cache.pop(&key("only", "a")), Some(()));
+        assert_eq!((cache.pop(&key("only", "a")), cache.len()), (None, 2));
     }
 }

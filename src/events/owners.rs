@@ -145,16 +145,16 @@ impl Owners {
 
     /// What is known of the workload `key` names, starting a read when nothing is.
     pub(crate) fn uid(&mut self, key: &OwnerKey, now: Instant) -> OwnerUid {
-        match self.cache.get(key.namespace(), key) {
+        match self.cache.get(key) {
             Some(Lookup::Known(info)) => return OwnerUid::Known(info.clone()),
             Some(Lookup::Reading) => return OwnerUid::Reading,
             Some(Lookup::Failed(at)) if now.saturating_duration_since(*at) < RETRY_FAILED => return OwnerUid::Failed,
             _ => {}
         }
-        self.cache.put(key.namespace(), key.clone(), Lookup::Reading);
+        self.cache.put(key.clone(), Lookup::Reading);
         if let Some(dropped) = self.reader.request(Request::new(key.clone(), false)) {
             // Asked for again by the next Event that needs it.
-            self.cache.pop(dropped.lookup.namespace(), &dropped.lookup);
+            self.cache.pop(&dropped.lookup);
         }
         OwnerUid::Reading
     }
@@ -171,8 +171,7 @@ impl Owners {
                 Lookup::Failed(now)
             }
         };
-        let namespace = key.namespace().to_string();
-        self.cache.put(&namespace, key, lookup);
+        self.cache.put(key, lookup);
     }
 }
 
