@@ -8,17 +8,17 @@ use std::hash::Hash;
 
 use lru::LruCache;
 
-use crate::fair_reader::Lookup;
+use crate::fair_queue::InNamespace;
 
-/// Entries by their key's namespace ([`Lookup::namespace`]: the cache keeps what the fair
-/// reader read), least recently used first within each, at most `capacity` in all.
-pub(crate) struct FairCache<K: Lookup + Hash + Eq, V> {
+/// Entries by their key's namespace, least recently used first within each, at most
+/// `capacity` in all.
+pub(crate) struct FairCache<K: InNamespace + Hash + Eq, V> {
     by_namespace: HashMap<String, LruCache<K, V>>,
     len: usize,
     capacity: usize,
 }
 
-impl<K: Lookup + Hash + Eq, V> FairCache<K, V> {
+impl<K: InNamespace + Hash + Eq, V> FairCache<K, V> {
     /// An empty cache of at most `capacity` entries (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
         FairCache { by_namespace: HashMap::new(), len: 0, capacity: capacity.max(1) }
@@ -32,21 +32,26 @@ impl<K: Lookup + Hash + Eq, V> FairCache<K, V> {
     /// Sets `key`'s entry; a new entry in a full cache first evicts the least recently used
     /// entry of the namespace that holds the most.
     pub(crate) fn put(&mut self, key: K, value: V) {
-        if let Some(entries) = self.by_namespace.get_mut(key.namespace()) {
-            if entries.contains(&key) {
-                entries.put(key, value);
-                return;
+        self.entries_with_room_for(&key).put(key, value);
+    }
+
+    /// The entry of `key`, made by `make` if there is none (as [`FairCache::put`] would add
+    /// it), now its namespace's most recently used.
+    pub(crate) fn get_or_insert_mut(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        self.entries_with_room_for(&key).get_or_insert_mut(key, make)
+    }
+
+    /// The entries of `key`'s namespace, counting `key` among them: when it is new to a
+    /// full cache, after an eviction.
+    fn entries_with_room_for(&mut self, key: &K) -> &mut LruCache<K, V> {
+        let held = self.by_namespace.get(key.namespace()).is_some_and(|entries| entries.contains(key));
+        if !held {
+            if self.len >= self.capacity {
+                self.evict_from_largest();
             }
+            self.len += 1;
         }
-        if self.len >= self.capacity {
-            self.evict_from_largest();
-        }
-        let entries = match self.by_namespace.get_mut(key.namespace()) {
-            Some(entries) => entries,
-            None => self.by_namespace.entry(key.namespace().to_string()).or_insert_with(LruCache::unbounded),
-        };
-        entries.put(key, value);
-        self.len += 1;
+        self.by_namespace.entry(key.namespace().to_string()).or_insert_with(LruCache::unbounded)
     }
 
     /// Removes `key`'s entry.
@@ -88,17 +93,13 @@ impl<K: Lookup + Hash + Eq, V> FairCache<K, V> {
 mod tests {
     use super::*;
 
-    /// A key `(namespace, name)`, never read.
+    /// A key `(namespace, name)`.
     #[derive(Clone, Debug, PartialEq, Eq, Hash)]
     struct Key(&'static str, String);
 
-    impl Lookup for Key {
-        type Found = ();
+    impl InNamespace for Key {
         fn namespace(&self) -> &str {
             self.0
-        }
-        async fn read(&self, _: kube::Client) -> Result<(), String> {
-            Ok(())
         }
     }
 

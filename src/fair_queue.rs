@@ -22,10 +22,15 @@ pub enum Rank {
     Deferred,
 }
 
-/// An item with the namespace it is fair within and its rank.
-pub trait Fair {
+/// Something that counts against one namespace's share: of a queue ([`Fair`]), of the
+/// reads of workload objects ([`crate::fair_reader`]) or of a cache ([`crate::fair_cache`]).
+pub trait InNamespace {
     /// The namespace whose share it counts against.
     fn namespace(&self) -> &str;
+}
+
+/// An item with the namespace it is fair within and its rank.
+pub trait Fair: InNamespace {
     /// How soon it is served within its namespace.
     fn rank(&self) -> Rank;
 }
@@ -145,10 +150,13 @@ mod tests {
     #[derive(Clone, Debug, PartialEq)]
     struct Item(&'static str, Rank, u32);
 
-    impl Fair for Item {
+    impl InNamespace for Item {
         fn namespace(&self) -> &str {
             self.0
         }
+    }
+
+    impl Fair for Item {
         fn rank(&self) -> Rank {
             self.1
         }

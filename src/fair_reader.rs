@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
-use crate::fair_queue::{Fair, FairQueue, Rank};
+use crate::fair_queue::{Fair, FairQueue, InNamespace, Rank};
 use crate::metrics::Metrics;
 
 /// Reads running at once, over every namespace.
@@ -36,11 +36,10 @@ pub(crate) const ATTEMPTS: u32 = 3;
 const BACKOFF: Duration = Duration::from_secs(1);
 
 /// Something to read from the API server, in one namespace.
-pub(crate) trait Lookup: Clone + Send + Sync + 'static {
+/// Its namespace ([`InNamespace`]) is the one whose turn it takes.
+pub(crate) trait Lookup: InNamespace + Clone + Send + Sync + 'static {
     /// What a read finds.
     type Found: Send + 'static;
-    /// The namespace whose turn it takes.
-    fn namespace(&self) -> &str;
     /// Reads it (one `get`, or a few in a row); `Err` says why it failed.
     fn read(&self, client: Client) -> impl Future<Output = Result<Self::Found, String>> + Send;
 }
@@ -63,10 +62,13 @@ impl<L> Request<L> {
     }
 }
 
-impl<L: Lookup> Fair for Request<L> {
+impl<L: Lookup> InNamespace for Request<L> {
     fn namespace(&self) -> &str {
         self.lookup.namespace()
     }
+}
+
+impl<L: Lookup> Fair for Request<L> {
     fn rank(&self) -> Rank {
         if self.recheck {
             Rank::Deferred

@@ -18,6 +18,7 @@ use kube::Client;
 use serde_json::Value;
 
 use crate::engine::{classify_failed_create, ContainerKind, InjectionFailure, WorkloadId, WorkloadKind};
+use crate::fair_queue::InNamespace;
 use crate::fair_reader::Lookup;
 use crate::index::Condition;
 
@@ -66,12 +67,14 @@ pub(crate) struct ReadObject {
     pub(crate) needs_pods: bool,
 }
 
-impl Lookup for Involved {
-    type Found = Option<ReadObject>;
-
+impl InNamespace for Involved {
     fn namespace(&self) -> &str {
         &self.namespace
     }
+}
+
+impl Lookup for Involved {
+    type Found = Option<ReadObject>;
 
     async fn read(&self, client: Client) -> Result<Option<ReadObject>, String> {
         read_involved(&client, self).await.map_err(|e| e.to_string())

@@ -23,6 +23,7 @@ use kube::Client;
 use serde_json::Value;
 
 use crate::engine::{ControllerRollout, RolloutHold, WorkloadId, WorkloadKind};
+use crate::fair_queue::InNamespace;
 use crate::fair_reader::Lookup;
 use crate::index::RolloutRead;
 
@@ -33,12 +34,14 @@ const REVISION: &str = "deployment.kubernetes.io/revision";
 /// in k8s.io/api apps/v1 types.go).
 const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
 
-impl Lookup for RolloutRead {
-    type Found = ControllerRollout;
-
+impl InNamespace for RolloutRead {
     fn namespace(&self) -> &str {
         &self.workload.namespace
     }
+}
+
+impl Lookup for RolloutRead {
+    type Found = ControllerRollout;
 
     async fn read(&self, client: Client) -> Result<ControllerRollout, String> {
         read_controller(&client, self).await.map_err(|e| e.to_string())

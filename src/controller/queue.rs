@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::create_failures::FailedCreateEvents;
 use crate::engine::{PodUidBuf, PolicyRef};
-use crate::fair_queue::{Fair, FairQueue, Rank};
+use crate::fair_queue::{Fair, FairQueue, InNamespace, Rank};
 use crate::fair_reader::Read;
 use crate::index::{Namespaces, Pods, Policies, RolloutRead, Watched};
 use crate::injection_failure::Involved;
@@ -125,19 +125,21 @@ impl Change {
     }
 }
 
-impl Fair for Change {
+impl InNamespace for Change {
     fn namespace(&self) -> &str {
         match self {
             Change::Pod(op) => op.namespace(),
             Change::Policy(op) => op.namespace(),
             Change::Namespace(op) => op.namespace(),
             Change::FailedCreate(op) => op.namespace(),
-            Change::FailedCreateRead(read) => &read.lookup.namespace,
-            Change::Controller(read) => &read.lookup.workload.namespace,
+            Change::FailedCreateRead(read) => read.lookup.namespace(),
+            Change::Controller(read) => read.lookup.namespace(),
             Change::Due { namespace, .. } => namespace,
         }
     }
+}
 
+impl Fair for Change {
     /// Pod changes and timers first: they are what alerts are about. Policy and namespace
     /// work next: it re-evaluates many Pods for a change their owners made themselves.
     fn rank(&self) -> Rank {

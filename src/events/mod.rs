@@ -99,14 +99,16 @@ pub(crate) enum EventCommand {
     },
 }
 
-impl fair_queue::Fair for EventCommand {
+impl fair_queue::InNamespace for EventCommand {
     fn namespace(&self) -> &str {
         match self {
             EventCommand::Transition(t) => &t.namespace,
             EventCommand::InvalidPolicy { policy, .. } => policy.namespace.as_deref().unwrap_or(""),
         }
     }
+}
 
+impl fair_queue::Fair for EventCommand {
     /// The alert's severity: critical first, info dropped first.
     fn rank(&self) -> fair_queue::Rank {
         let severity = match self {
@@ -147,7 +149,7 @@ impl Queue {
         if let Some(dropped) = dropped {
             let reason = dropped.reason();
             metrics.events.with_label_values(&[&reason, "dropped"]).inc();
-            let namespace = fair_queue::Fair::namespace(&dropped).to_string();
+            let namespace = fair_queue::InNamespace::namespace(&dropped).to_string();
             tracing::warn!(%reason, %namespace, "event queue full, Event dropped");
         }
     }
@@ -379,7 +381,8 @@ impl Publisher {
     /// Publishes `event` about `regarding` within the budget of the object `budget` names
     /// ([`spam_filter`]); past it, counts the Event dropped and returns false.
     async fn publish_within_budget(&mut self, budget: &str, event: Event, regarding: &ObjectReference) -> bool {
-        if !self.spam.allow(budget, tokio::time::Instant::now()) {
+        let namespace = regarding.namespace.as_deref().unwrap_or_default();
+        if !self.spam.allow(namespace, budget, tokio::time::Instant::now()) {
             self.metrics.events.with_label_values(&[&event.reason, "dropped"]).inc();
             return false;
         }

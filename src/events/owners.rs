@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::engine::WorkloadKind;
 use crate::fair_cache::FairCache;
+use crate::fair_queue::InNamespace;
 use crate::fair_reader::{Lookup as ReadLookup, Read, Reader, Request};
 use crate::metrics::Metrics;
 
@@ -62,13 +63,15 @@ pub(crate) enum OwnerKey {
     },
 }
 
-impl OwnerKey {
+impl InNamespace for OwnerKey {
     fn namespace(&self) -> &str {
         match self {
             Self::Deployment { namespace, .. } | Self::CronJob { namespace, .. } => namespace,
         }
     }
+}
 
+impl OwnerKey {
     fn kind(&self) -> WorkloadKind {
         match self {
             Self::Deployment { .. } => WorkloadKind::Deployment,
@@ -97,10 +100,6 @@ pub(crate) struct OwnerInfo {
 impl ReadLookup for OwnerKey {
     /// What it is, or why it is not the Pod's workload (not retried: the API server answered).
     type Found = Result<OwnerInfo, String>;
-
-    fn namespace(&self) -> &str {
-        OwnerKey::namespace(self)
-    }
 
     async fn read(&self, client: Client) -> Result<Result<OwnerInfo, String>, String> {
         read(client, self).await

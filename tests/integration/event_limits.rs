@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use sidecar_watch::events::spam_filter::{SpamFilter, BURST, REFILL};
-use sidecar_watch::fair_queue::{Fair, FairQueue, Rank};
+use sidecar_watch::fair_queue::{Fair, FairQueue, InNamespace, Rank};
 
 #[derive(Clone, Debug)]
 struct Item {
@@ -16,10 +16,13 @@ struct Item {
     id: u32,
 }
 
-impl Fair for Item {
+impl InNamespace for Item {
     fn namespace(&self) -> &str {
         self.namespace
     }
+}
+
+impl Fair for Item {
     fn rank(&self) -> Rank {
         self.severity
     }
@@ -98,7 +101,7 @@ proptest! {
         let mut allowed = 0_u64;
         for gap in gaps {
             now += Duration::from_secs(gap);
-            if filter.allow("pod", now) {
+            if filter.allow("shop", "pod", now) {
                 allowed += 1;
             }
             let periods = now.duration_since(t0).as_secs() / REFILL.as_secs();
