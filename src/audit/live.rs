@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::ApiResource;
 use kube::Client;
@@ -17,7 +16,7 @@ use kube::Client;
 use super::input::compile_policy;
 use super::workload_alerts::times_only;
 use super::{AuditArgs, AuditError, Audited, Inventory};
-use crate::api::{ClusterSidecarPolicy, LenientPod, SidecarPolicy};
+use crate::api::{ClusterSidecarPolicy, LenientEvent, LenientPod, SidecarPolicy, Undecodable};
 use crate::engine::{CompiledPolicy, Interner, NamespaceMeta, PodView};
 use crate::injection_failure::{read_involved, sidecar_failure, Involved};
 use crate::paging::for_each_page;
@@ -50,18 +49,10 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
     };
     let mut names = Interner::default();
     for_each_page(&pods, &ListParams::default(), |pod| match pod {
-        LenientPod::Pod(pod) => {
+        LenientPod::Object(pod) => {
             inventory.pods.push(Audited { view: PodView::from_pod_in(&pod, &mut names), file: None });
         }
-        LenientPod::Undecodable(bad) => {
-            let meta = &bad.metadata;
-            eprintln!(
-                "sidecar-watch audit: skipping Pod {}/{}: {}",
-                meta.namespace.as_deref().unwrap_or_default(),
-                meta.name.as_deref().unwrap_or_default(),
-                bad.error
-            );
-        }
+        LenientPod::Undecodable(bad) => skipping("Pod", &bad),
     })
     .await
     .map_err(cluster_error("listing pods"))?;
@@ -72,20 +63,28 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
     Ok((inventory, policies))
 }
 
+/// Says that an object of `kind` cannot be decoded and is left out, by name and field.
+fn skipping(kind: &str, bad: &Undecodable) {
+    eprintln!("sidecar-watch audit: skipping {kind} {}: {}", bad.key(), bad.error);
+}
+
 /// The `FailedCreate` Events, listed with a field selector on the reason (never every
 /// Event), and the object each that names a sidecar's cause is about, read once as the
 /// operator reads it ([`crate::injection_failure`]). What cannot be read is said and not reported.
 async fn failed_creates(client: &Client, namespace: Option<&str>, inventory: &mut Inventory) {
-    let events: Api<Event> = match namespace {
+    let events: Api<LenientEvent> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let params = ListParams::default().fields("reason=FailedCreate");
     let failures = &mut inventory.failures;
-    let listed = for_each_page(&events, &params, |event| {
-        if let Some((failure, involved)) = sidecar_failure(&event) {
-            failures.add(times_only(event), failure, involved);
+    let listed = for_each_page(&events, &params, |event| match event {
+        LenientEvent::Object(event) => {
+            if let Some((failure, involved)) = sidecar_failure(&event) {
+                failures.add(times_only(*event), failure, involved);
+            }
         }
+        LenientEvent::Undecodable(bad) => skipping("Event", &bad),
     })
     .await;
     if let Err(e) = listed {

@@ -97,7 +97,7 @@ pub(crate) fn event_op(event: Event, received: Instant) -> Option<Op<FailedCreat
 }
 
 /// A deleted Event, by UID.
-pub(crate) fn event_deleted(event: Event) -> Op<FailedCreateEvents> {
+fn event_deleted(event: Event) -> Op<FailedCreateEvents> {
     let namespace = event.metadata.namespace.unwrap_or_default();
     Op::Deleted { namespace, key: event.metadata.uid.unwrap_or_default() }
 }

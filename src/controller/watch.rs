@@ -18,10 +18,10 @@ use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::create_failures;
+use super::create_failures::{self, FailedCreateEvents};
 use super::initial_list::{self, Plan, Size};
 use super::queue::{Change, Op};
-use crate::api::{decode, ClusterSidecarPolicy, LenientPod, SidecarPolicy};
+use crate::api::{decode, ClusterSidecarPolicy, LenientEvent, LenientPod, SidecarPolicy, Undecodable};
 use crate::engine::{pod_workload, CompiledPolicy, NamespaceMeta, PodUidBuf, PolicyRef, SpecError};
 use crate::index::shard::Shard;
 use crate::index::{Index, Namespaces, Pods, Policies, PolicyEntry, PolicyScope, Watched};
@@ -91,8 +91,8 @@ pub(crate) fn spawn_watchers(
         // Events are many in a busy cluster: listed in pages like Pods, filtered by the server.
         let fields = Some(create_failures::FIELDS);
         let events = initial_list::watch_events(events, "events", Size::Large, fields, plan, metrics.clone());
-        let (on_event, on_event_deleted) = (create_failures::event_op, create_failures::event_deleted);
-        tasks.push(tokio::spawn(forward(events, tx.clone(), source(), namespace, on_event, on_event_deleted)));
+        let on_event = event_op(metrics.clone());
+        tasks.push(tokio::spawn(forward(events, tx.clone(), source(), namespace, on_event, event_deleted)));
     }
     let cluster_policies: Api<DynamicObject> =
         Api::all_with(client.clone(), &ApiResource::erase::<ClusterSidecarPolicy>(&()));
@@ -180,12 +180,10 @@ async fn forward<K: Watched, T>(
 /// decoded (forgetting what an earlier, readable version of it said) or when its workload
 /// belongs to another shard.
 fn pod_op(shard: Shard, metrics: Metrics, index: Arc<Index>) -> impl FnMut(LenientPod, Instant) -> Option<Op<Pods>> {
-    // Unreadable Pods already reported (by UID), so that each is logged once, not on every
-    // update; bounded, as a tenant can create any number of them.
-    let mut reported: HashSet<String> = HashSet::new();
+    let mut undecodable = Undecodables::new("Pod", metrics);
     move |pod, received| {
         let uid = pod.metadata_uid();
-        if let LenientPod::Pod(readable) = &pod {
+        if let LenientPod::Object(readable) = &pod {
             if shard.count > 1 && !owns_pod(shard, &readable.metadata) {
                 // A Pod whose owner or labels changed (orphaned, adopted, relabelled) moves
                 // to another shard: this one forgets it. Sent for every Pod it does not own,
@@ -196,18 +194,59 @@ fn pod_op(shard: Shard, metrics: Metrics, index: Arc<Index>) -> impl FnMut(Lenie
             }
         }
         match pod {
-            LenientPod::Pod(pod) => Some(Op::Applied { object: index.view_of(&pod), received }),
+            LenientPod::Object(pod) => Some(Op::Applied { object: index.view_of(&pod), received }),
             LenientPod::Undecodable(bad) => {
-                metrics.decode_errors.with_label_values(&["Pod"]).inc();
-                if reported.len() >= 10_000 {
-                    reported.clear();
-                }
-                if reported.insert(uid.clone()) {
-                    tracing::warn!(pod = %bad.key(), error = %bad.error, "Pod cannot be decoded; skipped");
-                }
+                undecodable.report(&bad);
                 let namespace = bad.metadata.namespace.clone().unwrap_or_default();
                 (!uid.is_empty()).then(|| Op::Deleted { namespace, key: PodUidBuf::parse(&uid) })
             }
+        }
+    }
+}
+
+/// Turns a watched `FailedCreate` Event into a change ([`create_failures::event_op`]), or
+/// into its deletion when it cannot be decoded: a forged Event (a timestamp past year 9999,
+/// a field of the wrong type) is skipped and counted, never the list or watch it came in,
+/// which readiness waits for.
+fn event_op(metrics: Metrics) -> impl FnMut(LenientEvent, Instant) -> Option<Op<FailedCreateEvents>> {
+    let mut undecodable = Undecodables::new("Event", metrics);
+    move |event, received| match event {
+        LenientEvent::Object(event) => create_failures::event_op(*event, received),
+        LenientEvent::Undecodable(bad) => {
+            undecodable.report(&bad);
+            let uid = bad.metadata.uid.clone().unwrap_or_default();
+            let namespace = bad.metadata.namespace.clone().unwrap_or_default();
+            (!uid.is_empty()).then_some(Op::Deleted { namespace, key: uid })
+        }
+    }
+}
+
+fn event_deleted(event: LenientEvent) -> Op<FailedCreateEvents> {
+    let meta = kube::Resource::meta(&event);
+    Op::Deleted { namespace: meta.namespace.clone().unwrap_or_default(), key: meta.uid.clone().unwrap_or_default() }
+}
+
+/// The objects of one kind that could not be decoded: each counted in
+/// `sidecar_watch_decode_errors_total{kind}` and logged once by namespace/name and field
+/// (by UID, not on every update; the set is bounded, as a tenant can create any number).
+struct Undecodables {
+    kind: &'static str,
+    metrics: Metrics,
+    reported: HashSet<String>,
+}
+
+impl Undecodables {
+    fn new(kind: &'static str, metrics: Metrics) -> Self {
+        Undecodables { kind, metrics, reported: HashSet::new() }
+    }
+
+    fn report(&mut self, bad: &Undecodable) {
+        self.metrics.decode_errors.with_label_values(&[self.kind]).inc();
+        if self.reported.len() >= 10_000 {
+            self.reported.clear();
+        }
+        if self.reported.insert(bad.metadata.uid.clone().unwrap_or_default()) {
+            tracing::warn!(kind = self.kind, object = %bad.key(), error = %bad.error, "object cannot be decoded; skipped");
         }
     }
 }

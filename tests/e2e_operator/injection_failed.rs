@@ -351,3 +351,49 @@ async fn the_alert_of_a_deleted_workload_goes_with_it() {
     c.env.kubectl(["delete", "replicaset", &rs_name, "-n", &c.ns, "--wait=false"]).await.expect("deleted");
     op.wait_alerts("gone with its workload", Vec::new()).await;
 }
+
+/// A tenant's `FailedCreate` Events that nobody can decode (a time past jiff's range, which
+/// kube-apiserver stores as written), one listed at start and one arriving by watch: the
+/// operator becomes ready with paginated and with streaming lists alike, counts and logs
+/// each, and a real failure in the same namespace still fires, from the watch and from the
+/// list the bad Event is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_failed_create_events_are_skipped_not_their_list() {
+    let c = Cluster::start("injection-undecodable").await;
+    c.apply_policy("mesh", json!({"rules": rules(json!({"injectionFailed": {"for": "1s"}}))})).await;
+    let (_, owner) = deployment_with_replica_set(&c, "web").await;
+    let rs_uid = owner["uid"].as_str().expect("the ReplicaSet's UID").to_string();
+    // Untyped: the typed client cannot write the far-future time.
+    let resource = kube::core::ApiResource::erase::<CoreEvent>(&());
+    let events: Api<kube::api::DynamicObject> = Api::namespaced_with(c.env.client.clone(), &c.ns, &resource);
+    let far = |name: String| {
+        let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": c.ns},
+            "involvedObject": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("web-{HASH}"),
+                "namespace": c.ns, "uid": rs_uid},
+            "reason": "FailedCreate", "type": "Warning", "message": format!("{ISTIO_DOWN} SECRET"),
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "9999-12-31T23:59:59Z", "count": 1});
+        serde_json::from_value::<kube::api::DynamicObject>(event).expect("an object")
+    };
+    events.create(&PostParams::default(), &far("far-listed".into())).await.expect("kube-apiserver stores it");
+    for (n, mode) in ["paginated", "streaming"].into_iter().enumerate() {
+        let op = Operator::start(&c, &format!("op-{mode}"), &["--initial-list", mode, "--leader-elect=false"]).await;
+        events.create(&PostParams::default(), &far(format!("far-watched-{n}"))).await.expect("stored");
+        if n == 0 {
+            record_istio_down(&c, "ReplicaSet", &format!("web-{HASH}"), &rs_uid).await;
+        }
+        op.wait_alerts(&format!("{mode}: the real failure fires"), vec![injection_failed(&c.ns, AlertState::Firing)])
+            .await;
+        // The second operator lists the first one's watched Event too.
+        let bad = 2 + n;
+        op.wait_scrape(&format!("{mode}: every bad Event counted"), |s| {
+            match s.value("sidecar_watch_decode_errors_total", &[("kind", "Event")]) {
+                Some(counted) if counted == bad as f64 => Ok(()),
+                counted => Err(format!("counted {counted:?}")),
+            }
+        })
+        .await;
+        let log = op.log();
+        assert!(log.contains("far-listed") && log.contains("lastTimestamp"), "named with its field:\n{log}");
+        assert!(!log.contains("SECRET"), "an Event's body reached the log:\n{log}");
+    }
+}

@@ -94,7 +94,7 @@ fn a_long_value_of_the_wrong_type_is_quoted_by_a_prefix() {
 }
 
 /// pod_view, crash-799dcb0d: a Pod named `restartn"` newline `t-all` whose container's
-/// `image` is an object. Its log line (`Pod cannot be decoded; skipped`) named it with the raw
+/// `image` is an object. Its log line (`object cannot be decoded; skipped`) named it with the raw
 /// newline, so a tenant's Pod name could forge a log record of its own. And (the oracle,
 /// probed) a label key of 100,000 characters whose value is not a string was logged whole in
 /// the field path.

@@ -1,20 +1,29 @@
-//! [`LenientPod`]: a Pod watch item whose decoding never fails, so that one object nobody can
-//! read (a tenant's, a broken controller's) is skipped instead of failing the whole list or
-//! watch — which would leave every other Pod unwatched and the operator never ready.
+//! [`Lenient`]: a watch item whose decoding never fails, so that one object nobody can read
+//! (a tenant's, a broken controller's) is skipped instead of failing the whole list or watch
+//! — which would leave every other object of its kind unwatched and the operator never ready.
 
+use std::borrow::Cow;
+
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::pod::SlimPod;
 use super::quote::{clip, mention};
 
-/// A Pod, or why it could not be read.
+/// An object of kind `K`, or why it could not be read.
 #[derive(Clone, Debug)]
-pub enum LenientPod {
-    Pod(Box<SlimPod>),
+pub enum Lenient<K> {
+    Object(Box<K>),
     Undecodable(Box<Undecodable>),
 }
+
+/// A watched Pod (only the fields the engine reads).
+pub type LenientPod = Lenient<SlimPod>;
+/// A watched Event (a controller's `FailedCreate`, or a tenant's forgery of one).
+pub type LenientEvent = Lenient<Event>;
 
 /// An object that could not be decoded: where it is, and the field at fault, never its body.
 #[derive(Clone, Debug)]
@@ -25,7 +34,7 @@ pub struct Undecodable {
     pub error: String,
 }
 
-impl LenientPod {
+impl<K: kube::Resource<DynamicType = ()>> Lenient<K> {
     /// `metadata.uid`, or "" when it could not be read.
     pub fn metadata_uid(&self) -> String {
         kube::Resource::meta(self).uid.clone().unwrap_or_default()
@@ -72,24 +81,24 @@ struct WithIdentity {
     metadata: Option<Identity>,
 }
 
-impl<'de> Deserialize<'de> for LenientPod {
+impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // The item's text is borrowed from the response (not copied, not parsed into a tree),
         // then decoded on its own. kube-client decodes lists and watch lines from `&str`,
         // which lends out its text.
         let raw = <&RawValue>::deserialize(deserializer)?;
         if raw.get().strip_prefix("{\"").is_some_and(|rest| rest.starts_with(super::protobuf::UNDECODABLE_KEY)) {
-            return Ok(LenientPod::Undecodable(Box::new(undecodable_protobuf(raw.get()))));
+            return Ok(Lenient::Undecodable(Box::new(undecodable_protobuf(raw.get()))));
         }
         // Decoded plainly first: tracking the path of every field costs more than the
-        // decoding itself, and only a broken Pod needs the path
+        // decoding itself, and only a broken object needs the path
         // (docs/benchmarks.md#figures-the-codes-comments-cite).
-        if let Ok(pod) = serde_json::from_str::<SlimPod>(raw.get()) {
-            return Ok(LenientPod::Pod(Box::new(pod)));
+        if let Ok(object) = serde_json::from_str::<K>(raw.get()) {
+            return Ok(Lenient::Object(Box::new(object)));
         }
         let mut decoder = serde_json::Deserializer::from_str(raw.get());
-        match serde_path_to_error::deserialize::<_, SlimPod>(&mut decoder) {
-            Ok(pod) => Ok(LenientPod::Pod(Box::new(pod))),
+        match serde_path_to_error::deserialize::<_, K>(&mut decoder) {
+            Ok(object) => Ok(Lenient::Object(Box::new(object))),
             Err(e) => {
                 let identity = serde_json::from_str::<WithIdentity>(raw.get()).ok().and_then(|w| w.metadata);
                 let metadata = identity.map(Identity::into_meta).unwrap_or_default();
@@ -102,7 +111,7 @@ impl<'de> Deserialize<'de> for LenientPod {
                 };
                 // The path holds map keys (`metadata.labels.<key>`), the tenant's.
                 let path = clip(&e.path().to_string());
-                Ok(LenientPod::Undecodable(Box::new(Undecodable { metadata, error: format!("{path}: {kind}") })))
+                Ok(Lenient::Undecodable(Box::new(Undecodable { metadata, error: format!("{path}: {kind}") })))
             }
         }
     }
@@ -122,17 +131,36 @@ fn undecodable_protobuf(text: &str) -> Undecodable {
     Undecodable { metadata: identity.map(Identity::into_meta).unwrap_or_default(), error: clip(&why) }
 }
 
-super::pod::pod_endpoint_resource!(
-    LenientPod,
-    |pod| match pod {
-        LenientPod::Pod(pod) => &pod.metadata,
-        LenientPod::Undecodable(u) => &u.metadata,
-    },
-    |pod| match pod {
-        LenientPod::Pod(pod) => &mut pod.metadata,
-        LenientPod::Undecodable(u) => &mut u.metadata,
+/// The API endpoint of `K`'s: a list or watch of `Lenient<K>` asks for `K`s.
+impl<K: kube::Resource<DynamicType = ()>> kube::Resource for Lenient<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
     }
-);
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Lenient::Object(object) => object.meta(),
+            Lenient::Undecodable(u) => &u.metadata,
+        }
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Lenient::Object(object) => object.meta_mut(),
+            Lenient::Undecodable(u) => &mut u.metadata,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -152,12 +180,31 @@ mod tests {
             items: Vec<LenientPod>,
         }
         let list: List = serde_json::from_str(list).expect("the list decodes");
-        assert!(matches!(&list.items[0], LenientPod::Pod(p) if p.metadata.name.as_deref() == Some("ok")));
+        assert!(matches!(&list.items[0], LenientPod::Object(p) if p.metadata.name.as_deref() == Some("ok")));
         let LenientPod::Undecodable(evil) = &list.items[1] else { panic!("{:?}", list.items[1]) };
         assert_eq!(evil.key(), "flood/evil");
         assert_eq!(evil.metadata.resource_version.as_deref(), Some("9"));
         assert_eq!(evil.error, "status.containerStatuses[0].restartCount: a value of the wrong type or out of range");
         assert!(!format!("{evil:?}").contains("SECRET"), "the body stays out of the error");
-        assert!(matches!(&list.items[2], LenientPod::Pod(_)), "an out-of-range timestamp is clamped, not an error");
+        assert!(matches!(&list.items[2], LenientPod::Object(_)), "an out-of-range timestamp is clamped, not an error");
+    }
+
+    #[test]
+    fn an_event_past_the_range_of_time_is_named_not_the_list() {
+        let list = r#"{"items": [
+            {"metadata": {"name": "forged", "namespace": "flood", "uid": "e1"}, "reason": "FailedCreate",
+             "involvedObject": {}, "message": "SECRET", "lastTimestamp": "9999-12-31T23:59:59Z"},
+            {"metadata": {"name": "real", "namespace": "shop", "uid": "e2"}, "reason": "FailedCreate",
+             "involvedObject": {}, "lastTimestamp": "2026-01-01T00:00:00Z"}
+        ]}"#;
+        #[derive(Deserialize)]
+        struct List {
+            items: Vec<LenientEvent>,
+        }
+        let list: List = serde_json::from_str(list).expect("the list decodes");
+        let LenientEvent::Undecodable(forged) = &list.items[0] else { panic!("{:?}", list.items[0]) };
+        assert_eq!((forged.key(), forged.metadata.uid.as_deref()), ("flood/forged".to_string(), Some("e1")));
+        assert_eq!(forged.error, "lastTimestamp: a value of the wrong type or out of range");
+        assert!(matches!(&list.items[1], LenientEvent::Object(e) if e.metadata.name.as_deref() == Some("real")));
     }
 }

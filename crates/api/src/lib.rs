@@ -23,7 +23,7 @@ mod switches;
 
 pub use container::*;
 pub use duration::{format_duration, parse_duration, DurationError, DURATION_PATTERN};
-pub use lenient::{LenientPod, Undecodable};
+pub use lenient::{Lenient, LenientEvent, LenientPod, Undecodable};
 pub use markers::{
     injection_annotations, is_injection_annotation, kept_annotation_key, marker_value, INJECTION_ANNOTATIONS,
     MAX_MARKER_VALUE_BYTES, SIGNAL_ANNOTATIONS, VAULT_TELEMETRY_PREFIX,

@@ -195,40 +195,30 @@ impl TryFrom<&Pod> for SlimPod {
     }
 }
 
-/// [`kube::Resource`] for a type decoded from the Pod endpoint: served from the same endpoint as
-/// the full Pod, only the decoding differs. `$meta` and `$meta_mut` give the metadata.
-macro_rules! pod_endpoint_resource {
-    ($type:ty, |$this:ident| $meta:expr, |$this_mut:ident| $meta_mut:expr) => {
-        impl kube::Resource for $type {
-            type DynamicType = ();
-            type Scope = <k8s_openapi::api::core::v1::Pod as kube::Resource>::Scope;
+/// A Pod's API endpoint: a list or watch of `SlimPod`s asks for Pods.
+impl kube::Resource for SlimPod {
+    type DynamicType = ();
+    type Scope = <k8s_openapi::api::core::v1::Pod as kube::Resource>::Scope;
 
-            fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
-                <k8s_openapi::api::core::v1::Pod as kube::Resource>::kind(dt)
-            }
-            fn group(dt: &()) -> std::borrow::Cow<'_, str> {
-                <k8s_openapi::api::core::v1::Pod as kube::Resource>::group(dt)
-            }
-            fn version(dt: &()) -> std::borrow::Cow<'_, str> {
-                <k8s_openapi::api::core::v1::Pod as kube::Resource>::version(dt)
-            }
-            fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
-                <k8s_openapi::api::core::v1::Pod as kube::Resource>::plural(dt)
-            }
-            fn meta(&self) -> &ObjectMeta {
-                let $this = self;
-                $meta
-            }
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                let $this_mut = self;
-                $meta_mut
-            }
-        }
-    };
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        <k8s_openapi::api::core::v1::Pod as kube::Resource>::kind(dt)
+    }
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        <k8s_openapi::api::core::v1::Pod as kube::Resource>::group(dt)
+    }
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        <k8s_openapi::api::core::v1::Pod as kube::Resource>::version(dt)
+    }
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        <k8s_openapi::api::core::v1::Pod as kube::Resource>::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
-pub(crate) use pod_endpoint_resource;
-
-pod_endpoint_resource!(SlimPod, |pod| &pod.metadata, |pod| &mut pod.metadata);
 
 #[cfg(test)]
 mod tests {

@@ -62,7 +62,7 @@ async fn kube_lists_pods_kube_apiserver_wrote_as_protobuf() {
     let (list, ()) = tokio::join!(api.list(&params), answer);
     let list = list.expect("lists");
     assert_eq!(names(&list.items), ["bare", "leaving", "mesh", "rules"]);
-    assert!(list.items.iter().all(|p| matches!(p, LenientPod::Pod(_))));
+    assert!(list.items.iter().all(|p| matches!(p, LenientPod::Object(_))));
     assert_eq!(list.metadata.resource_version.as_deref(), Some("261"));
 }
 

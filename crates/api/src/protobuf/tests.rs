@@ -37,7 +37,7 @@ fn a_protobuf_list_reads_as_the_same_pods_as_its_json() {
     let names: Vec<_> =
         from_json.items.iter().map(|p| kube::Resource::meta(p).name.clone().unwrap_or_default()).collect();
     assert_eq!(names, ["bare", "leaving", "mesh", "rules"]);
-    let LenientPod::Pod(mesh) = &from_protobuf.items[2] else { panic!("mesh reads") };
+    let LenientPod::Object(mesh) = &from_protobuf.items[2] else { panic!("mesh reads") };
     assert_eq!(mesh.spec.init_containers.len(), 2);
     assert_eq!(mesh.status.init_container_statuses[0].restart_count, 4);
     // Quantities as kube-apiserver wrote them in protobuf, read as from its JSON.
@@ -48,9 +48,9 @@ fn a_protobuf_list_reads_as_the_same_pods_as_its_json() {
         memory: Some(memory.into()),
     };
     assert_eq!((&proxy.requests, &proxy.limits), (&list(Some("100m"), "1Gi"), &list(None, "1Gi")));
-    let LenientPod::Pod(leaving) = &from_protobuf.items[1] else { panic!("leaving reads") };
+    let LenientPod::Object(leaving) = &from_protobuf.items[1] else { panic!("leaving reads") };
     assert!(leaving.metadata.deletion_timestamp.is_some());
-    let LenientPod::Pod(rules) = &from_protobuf.items[3] else { panic!("rules reads") };
+    let LenientPod::Object(rules) = &from_protobuf.items[3] else { panic!("rules reads") };
     assert_eq!(
         rules.spec.containers[0].restart_policy_rules[0].exit_codes.as_ref().map(|c| c.values.clone()),
         Some(vec![42, 43])
@@ -161,7 +161,7 @@ fn one_unreadable_pod_is_reported_by_name_and_the_rest_of_the_list_reads() {
     evil.extend([3 << 3, 7]);
     let list = wire::PodList { metadata: None, items: vec![Bytes::from(good.encode_to_vec()), Bytes::from(evil)] };
     let read = transcoded_list(&envelope("PodList", &list));
-    assert!(matches!(&read.items[0], LenientPod::Pod(p) if p.metadata.name.as_deref() == Some("ok")));
+    assert!(matches!(&read.items[0], LenientPod::Object(p) if p.metadata.name.as_deref() == Some("ok")));
     let LenientPod::Undecodable(bad) = &read.items[1] else { panic!("{:?}", read.items[1]) };
     assert_eq!(bad.key(), "flood/evil");
     assert!(bad.error.starts_with("protobuf: "), "{}", bad.error);
@@ -237,7 +237,7 @@ fn env_and_signal_annotations_read_as_from_json_and_nothing_else_is_handed_on() 
     let json = list_to_json(&body).expect("transcodes");
     assert!(json.len() < 1_000, "{} bytes handed on: {}", json.len(), String::from_utf8_lossy(&json));
     let from_protobuf = transcoded_list(&body);
-    let LenientPod::Pod(read) = &from_protobuf.items[0] else { panic!("{:?}", from_protobuf.items[0]) };
+    let LenientPod::Object(read) = &from_protobuf.items[0] else { panic!("{:?}", from_protobuf.items[0]) };
     let switches = read.spec.containers[0].signal_switches();
     assert_eq!([Prometheus, HealthCheck, HttpAddress].map(|s| switches.get(s)), [Some(true), Some(false), None]);
     assert_eq!(
