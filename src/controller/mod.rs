@@ -193,9 +193,8 @@ impl RunArgs {
 /// Runs the operator until SIGTERM or SIGINT.
 pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
     crate::logging::init(args.log_format);
-    if let Err(e) = crate::memory::disable_transparent_huge_pages() {
-        tracing::warn!(error = %e, "cannot opt out of transparent huge pages; RSS may run higher");
-    }
+    // Said after the first line (where /metrics is), which must come first.
+    let huge_pages = crate::memory::disable_transparent_huge_pages().err().map(|e| e.to_string());
     crate::memory::purge_freed_pages_at_once();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(usize::from(args.worker_threads))
@@ -205,7 +204,8 @@ pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     // On a worker, not this thread: workers hand freed memory back when they go idle
     // (`memory::on_thread_idle`); the thread that blocks on the runtime never does.
-    let result = runtime.block_on(async { tokio::spawn(run(args)).await.context("the operator's task failed")? });
+    let result =
+        runtime.block_on(async { tokio::spawn(run(args, huge_pages)).await.context("the operator's task failed")? });
     // A render still blocked on a client that does not read must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
@@ -223,8 +223,8 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// The operator.
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// The operator; `huge_pages` says why it could not opt out of transparent huge pages.
+async fn run(args: RunArgs, huge_pages: Option<String>) -> anyhow::Result<()> {
     let identity = args.identity();
     let shard = args.shard(&identity)?;
     // Checked before anything starts, so that a mistyped key stops the operator at once.
@@ -237,6 +237,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = crate::server::bind(args.metrics_addr).await?;
     let bound = listener.local_addr().context("the metrics listener has no address")?;
     tracing::info!(metrics_addr = %bound, "{}", crate::server::how_to_read(bound, args.metrics_secure));
+    if let Some(error) = huge_pages {
+        tracing::warn!(%error, "cannot opt out of transparent huge pages; RSS may run higher");
+    }
     let config = crate::kubeconfig::client_config(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
     let client = args.pod_encoding.client(config.clone()).context("building the Kubernetes client")?;
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
