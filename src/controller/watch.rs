@@ -21,11 +21,11 @@ use tokio::time::Instant;
 use super::create_failures::{self, FailedCreateEvents};
 use super::initial_list::{self, Plan, Size};
 use super::queue::{Change, Op};
-use crate::api::{decode, ClusterSidecarPolicy, LenientEvent, LenientPod, SidecarPolicy, Undecodable};
+use crate::api::{decode, ClusterSidecarPolicy, LenientEvent, LenientPod, SidecarPolicy};
 use crate::engine::{pod_workload, CompiledPolicy, NamespaceMeta, PodUidBuf, PolicyRef, SpecError};
 use crate::index::shard::Shard;
 use crate::index::{Index, Namespaces, Pods, Policies, PolicyEntry, PolicyScope, Watched};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Undecodables};
 
 /// What the operator watches.
 #[derive(Clone, Debug)]
@@ -224,31 +224,6 @@ fn event_op(metrics: Metrics) -> impl FnMut(LenientEvent, Instant) -> Option<Op<
 fn event_deleted(event: LenientEvent) -> Op<FailedCreateEvents> {
     let meta = kube::Resource::meta(&event);
     Op::Deleted { namespace: meta.namespace.clone().unwrap_or_default(), key: meta.uid.clone().unwrap_or_default() }
-}
-
-/// The objects of one kind that could not be decoded: each counted in
-/// `sidecar_watch_decode_errors_total{kind}` and logged once by namespace/name and field
-/// (by UID, not on every update; the set is bounded, as a tenant can create any number).
-struct Undecodables {
-    kind: &'static str,
-    metrics: Metrics,
-    reported: HashSet<String>,
-}
-
-impl Undecodables {
-    fn new(kind: &'static str, metrics: Metrics) -> Self {
-        Undecodables { kind, metrics, reported: HashSet::new() }
-    }
-
-    fn report(&mut self, bad: &Undecodable) {
-        self.metrics.decode_errors.with_label_values(&[self.kind]).inc();
-        if self.reported.len() >= 10_000 {
-            self.reported.clear();
-        }
-        if self.reported.insert(bad.metadata.uid.clone().unwrap_or_default()) {
-            tracing::warn!(kind = self.kind, object = %bad.key(), error = %bad.error, "object cannot be decoded; skipped");
-        }
-    }
 }
 
 /// Whether `shard` owns the Pod of `meta`, by the workload the Pod names (see

@@ -69,10 +69,11 @@ pub use note::{action, note};
 pub(crate) use note::{field_path, reason};
 pub use recorder::Recorder;
 
+use crate::api::Lenient;
 use crate::engine::PolicyRef;
 use crate::index::{Index, Transition, TransitionKind};
 use crate::leadership::RoleReceiver;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Undecodables};
 use crate::paging::for_each_page;
 
 /// The `reportingController` of every Event the operator publishes.
@@ -308,7 +309,7 @@ impl Publisher {
     /// This replica now acts as leader: reconcile what the cluster's Events announce with what
     /// fires now, then publish transitions as they come.
     async fn lead(&mut self, queue: &Queue) {
-        let (announced, standing) = match list_own_events(&self.client).await {
+        let (announced, standing) = match list_own_events(&self.client, &self.metrics).await {
             Ok(events) => (announced_from_events(&events), workload::standing_from_events(&events)),
             Err(e) => {
                 tracing::warn!(error = %e, "listing Events failed; alerts firing now are announced again");
@@ -428,13 +429,16 @@ fn pod_reference(namespace: &str, name: &str, uid: String, field_path: Option<St
 
 /// The Events this operator published: filtered by the API server on `reportingController`
 /// where it supports that field selector, else listed whole and filtered here.
-async fn list_own_events(client: &Client) -> Result<Vec<K8sEvent>, kube::Error> {
-    let api: Api<K8sEvent> = Api::all(client.clone());
+/// An Event nobody can decode (a tenant's, with a time past jiff's range) is skipped and
+/// counted, never the list: a failed list would announce every firing alert again.
+async fn list_own_events(client: &Client, metrics: &Metrics) -> Result<Vec<K8sEvent>, kube::Error> {
+    let api: Api<Lenient<K8sEvent>> = Api::all(client.clone());
     let mut events = Vec::new();
-    let mut own = |e: K8sEvent| {
-        if e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER) {
-            events.push(e);
-        }
+    let mut undecodable = Undecodables::new("Event", metrics.clone());
+    let mut own = |e: Lenient<K8sEvent>| match e {
+        Lenient::Object(e) if e.reporting_controller.as_deref() == Some(REPORTING_CONTROLLER) => events.push(*e),
+        Lenient::Object(_) => {}
+        Lenient::Undecodable(bad) => undecodable.report(&bad),
     };
     let selected = ListParams::default().fields(&format!("reportingController={REPORTING_CONTROLLER}"));
     if let Err(e) = for_each_page(&api, &selected, &mut own).await {

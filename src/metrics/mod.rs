@@ -12,6 +12,7 @@ mod info;
 mod namespace_labels;
 mod pods;
 mod resources;
+mod undecodable;
 mod writer;
 
 use prometheus::{
@@ -28,6 +29,7 @@ pub use namespace_labels::{
 #[cfg(any(test, feature = "test-support"))]
 pub use pods::render_index;
 pub(crate) use pods::IndexRender;
+pub(crate) use undecodable::Undecodables;
 
 /// Default of `--max-series-per-namespace`.
 pub(crate) const DEFAULT_MAX_SERIES_PER_NAMESPACE: u32 = 10_000;

@@ -193,7 +193,8 @@ async fn leads(op: &Operator) -> bool {
 
 /// The leader that announced the Deployment's Warning is killed (SIGKILL: nothing flushed):
 /// the next one reads the Warning back, does not repeat it, and resolves it when the Pods
-/// recover.
+/// recover. A tenant's Event posing as the operator's with a time nobody can decode
+/// (events.k8s.io, stored as written) does not make it read nothing back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_neither_repeats_nor_loses_the_workload_events() {
     let c = Cluster::start("workload-failover").await;
@@ -208,6 +209,20 @@ async fn a_new_leader_neither_repeats_nor_loses_the_workload_events() {
         pods.push(pod);
     }
     c.wait_events("web", "Warning", "SidecarContainerNotReady", 1).await;
+    // In a tenant's namespace: the test's own Event reads are typed and cannot read it.
+    let tenant = format!("{}-tenant", c.ns);
+    c.env.create_namespace(&tenant).await.expect("tenant namespace");
+    let resource = kube::core::ApiResource::erase::<k8s_openapi::api::events::v1::Event>(&());
+    let forged: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "forged", "namespace": tenant},
+        "eventTime": "9999-12-31T23:59:59.000000Z", "reportingController": "sidecar-watch",
+        "reportingInstance": "tenant", "action": "Alert", "reason": "SidecarContainerNotReady", "type": "Warning",
+        "regarding": {"kind": "Pod", "name": "web", "namespace": tenant}}))
+    .expect("an Event");
+    kube::Api::<kube::api::DynamicObject>::namespaced_with(c.env.client.clone(), &tenant, &resource)
+        .create(&kube::api::PostParams::default(), &forged)
+        .await
+        .expect("kube-apiserver stores it");
     let mut leader = None;
     for (i, op) in replicas.iter().enumerate() {
         if leads(op).await {
@@ -230,6 +245,9 @@ async fn a_new_leader_neither_repeats_nor_loses_the_workload_events() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let warned = vec![("Warning".to_string(), "SidecarContainerNotReady".to_string(), 1)];
     assert_eq!(summary(&described_events(&c, "web", &uid).await), warned, "not announced again");
+    let errors =
+        standby.scrape().await.ok().and_then(|s| s.value("sidecar_watch_decode_errors_total", &[("kind", "Event")]));
+    assert_eq!(errors, Some(1.0), "the forged Event is counted");
     for pod in &pods {
         set_ready(pod, "istio-proxy", true).await;
     }
