@@ -17,6 +17,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use serde_json::Value;
 
+use crate::api::Lenient;
 use crate::engine::{classify_failed_create, ContainerKind, InjectionFailure, WorkloadId, WorkloadKind};
 use crate::fair_queue::InNamespace;
 use crate::fair_reader::Lookup;
@@ -86,8 +87,10 @@ impl Lookup for Involved {
 pub(crate) async fn read_involved(client: &Client, involved: &Involved) -> Result<Option<ReadObject>, kube::Error> {
     let Some((group, version)) = involved.kind.api_version().and_then(|v| v.split_once('/')) else { return Ok(None) };
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, involved.kind.as_str()));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &involved.namespace, &resource);
+    // Lenient: its managed fields may carry any time its writer sent.
+    let api: Api<Lenient<DynamicObject>> = Api::namespaced_with(client.clone(), &involved.namespace, &resource);
     let Some(object) = api.get_opt(&involved.name).await? else { return Ok(None) };
+    let object = object.into_object().map_err(|bad| kube::Error::Service(bad))?;
     Ok(read_object(involved, &object.metadata, &object.data))
 }
 

@@ -22,6 +22,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use serde_json::Value;
 
+use crate::api::Lenient;
 use crate::engine::{ControllerRollout, RolloutHold, WorkloadId, WorkloadKind};
 use crate::fair_queue::InNamespace;
 use crate::fair_reader::Lookup;
@@ -192,7 +193,9 @@ async fn get(
 ) -> Result<Option<DynamicObject>, kube::Error> {
     let Some((group, version)) = kind.api_version().and_then(|v| v.split_once('/')) else { return Ok(None) };
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind.as_str()));
-    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource).get_opt(name).await
+    // Lenient: its managed fields may carry any time its writer sent.
+    let api = Api::<Lenient<DynamicObject>>::namespaced_with(client.clone(), namespace, &resource);
+    api.get_opt(name).await?.map(|object| object.into_object().map_err(|bad| kube::Error::Service(bad))).transpose()
 }
 
 #[cfg(test)]

@@ -354,3 +354,9 @@ pub(super) fn compile_policy(kind: &str, object: Value) -> Result<CompiledPolicy
     }
     .map_err(|e| e.to_string())
 }
+
+/// Says that an object of `kind` cannot be decoded and is left out, by name and field: one
+/// object a tenant wrote oddly never fails an audit of everyone's.
+pub(super) fn skipping(kind: &str, bad: &crate::api::Undecodable) {
+    eprintln!("sidecar-watch audit: skipping {kind} {}: {}", bad.key(), bad.error);
+}

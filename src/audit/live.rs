@@ -14,9 +14,10 @@ use kube::core::ApiResource;
 use kube::Client;
 
 use super::input::compile_policy;
+use super::input::skipping;
 use super::workload_alerts::times_only;
 use super::{AuditArgs, AuditError, Audited, Inventory};
-use crate::api::{ClusterSidecarPolicy, LenientEvent, LenientPod, SidecarPolicy, Undecodable};
+use crate::api::{ClusterSidecarPolicy, Lenient, LenientEvent, LenientPod, SidecarPolicy};
 use crate::engine::{CompiledPolicy, Interner, NamespaceMeta, PodView};
 use crate::injection_failure::{read_involved, sidecar_failure, Involved};
 use crate::paging::for_each_page;
@@ -61,11 +62,6 @@ async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>)
     inventory.label_namespaces();
     let policies = policies(&client, namespace.as_deref()).await?;
     Ok((inventory, policies))
-}
-
-/// Says that an object of `kind` cannot be decoded and is left out, by name and field.
-fn skipping(kind: &str, bad: &Undecodable) {
-    eprintln!("sidecar-watch audit: skipping {kind} {}: {}", bad.key(), bad.error);
 }
 
 /// The `FailedCreate` Events, listed with a field selector on the reason (never every
@@ -117,8 +113,12 @@ async fn failed_creates(client: &Client, namespace: Option<&str>, inventory: &mu
 /// injectors read (`SidecarMissing`). Tenants often may not list namespaces; then only the
 /// `kubernetes.io/metadata.name` label is known, and that is said.
 async fn namespace_labels(client: &Client, inventory: &mut Inventory) {
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespaces: Api<Lenient<k8s_openapi::api::core::v1::Namespace>> = Api::all(client.clone());
     let result = for_each_page(&namespaces, &ListParams::default(), |ns| {
+        let ns = match ns.into_object() {
+            Ok(ns) => ns,
+            Err(bad) => return skipping("Namespace", &bad),
+        };
         if let Some(name) = ns.metadata.name {
             let meta = NamespaceMeta::new(
                 ns.metadata.labels.unwrap_or_default(),
@@ -141,13 +141,17 @@ async fn namespace_labels(client: &Client, inventory: &mut Inventory) {
 async fn policies(client: &Client, namespace: Option<&str>) -> Result<Vec<CompiledPolicy>, AuditError> {
     let namespaced = ApiResource::erase::<SidecarPolicy>(&());
     let cluster = ApiResource::erase::<ClusterSidecarPolicy>(&());
-    let scoped: Api<DynamicObject> = match namespace {
+    let scoped: Api<Lenient<DynamicObject>> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &namespaced),
         None => Api::all_with(client.clone(), &namespaced),
     };
     let mut objects = Vec::new();
     for (api, kind) in [(scoped, "SidecarPolicy"), (Api::all_with(client.clone(), &cluster), "ClusterSidecarPolicy")] {
-        match for_each_page(&api, &ListParams::default(), |object| objects.push((kind, object))).await {
+        let each = |object: Lenient<DynamicObject>| match object.into_object() {
+            Ok(object) => objects.push((kind, object)),
+            Err(bad) => skipping(kind, &bad),
+        };
+        match for_each_page(&api, &ListParams::default(), each).await {
             Ok(()) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 eprintln!("sidecar-watch audit: the {kind} CRD is not installed; using the built-in policy");

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::api::{clip, is_injection_annotation, kept_annotation_key, SlimPod};
+use crate::api::{clip, is_injection_annotation, kept_annotation_key, Lenient, LenientEvent, SlimPod};
 use crate::engine::{cronjob_concurrency, InjectionFailure, Interner, NamespaceMeta, PodView};
 use crate::injection_failure::{failed_create_kind, read_object, sidecar_failure, Involved, ReadObject};
 
@@ -71,8 +71,20 @@ pub(super) fn decode(object: &Value, names: &mut Interner) -> Result<Decoded, St
 }
 
 /// A `FailedCreate` Event naming a sidecar's cause, kept with only its times.
+/// Any other Event, and one nobody can decode (a tenant's, with a time past jiff's range),
+/// is skipped: a dump of a cluster holds every tenant's Events.
 fn failure(object: &Value) -> Result<Decoded, String> {
-    let event: Event = crate::api::decode(object.clone()).map_err(|e| e.to_string())?;
+    if object.get("reason").and_then(Value::as_str) != Some("FailedCreate") {
+        return Ok(Decoded::Skipped);
+    }
+    let event: Event = match serde_json::from_str::<LenientEvent>(&object.to_string()).map(Lenient::into_object) {
+        Ok(Ok(event)) => event,
+        Ok(Err(bad)) => {
+            super::input::skipping("Event", &bad);
+            return Ok(Decoded::Skipped);
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let Some((failure, involved)) = sidecar_failure(&event) else { return Ok(Decoded::Skipped) };
     Ok(Decoded::Failure(Box::new(super::workload_alerts::times_only(event)), failure, involved))
 }

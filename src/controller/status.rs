@@ -15,7 +15,7 @@ use kube::Client;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ClusterSidecarPolicy, PolicyCounts, PolicyStatus, ShardStatus, SidecarPolicy};
+use crate::api::{ClusterSidecarPolicy, Lenient, PolicyCounts, PolicyStatus, ShardStatus, SidecarPolicy};
 use crate::engine::{AlertName, PolicyRef};
 use crate::index::shard::Shard;
 use crate::index::{Index, PolicyEntry};
@@ -186,7 +186,8 @@ impl StatusWriter {
             Some(_) => (ApiResource::erase::<SidecarPolicy>(&()), "SidecarPolicy"),
             None => (ApiResource::erase::<ClusterSidecarPolicy>(&()), "ClusterSidecarPolicy"),
         };
-        let api: Api<DynamicObject> = match &policy.namespace {
+        // Lenient: the answer's managed fields may carry any time a writer sent.
+        let api: Api<Lenient<DynamicObject>> = match &policy.namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
             None => Api::all_with(self.client.clone(), &resource),
         };

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::create_failures::{self, FailedCreateEvents};
 use super::initial_list::{self, Plan, Size};
 use super::queue::{Change, Op};
-use crate::api::{decode, ClusterSidecarPolicy, LenientEvent, LenientPod, SidecarPolicy};
+use crate::api::{decode, ClusterSidecarPolicy, Lenient, LenientEvent, LenientPod, SidecarPolicy};
 use crate::engine::{pod_workload, CompiledPolicy, NamespaceMeta, PodUidBuf, PolicyRef, SpecError};
 use crate::index::shard::Shard;
 use crate::index::{Index, Namespaces, Pods, Policies, PolicyEntry, PolicyScope, Watched};
@@ -81,7 +81,7 @@ pub(crate) fn spawn_watchers(
             tx.clone(),
             source(),
             policy_scope,
-            policy_op(false),
+            policy_op(false, metrics.clone()),
             policy_deleted(false),
         )));
         let events = match &namespace {
@@ -94,7 +94,7 @@ pub(crate) fn spawn_watchers(
         let on_event = event_op(metrics.clone());
         tasks.push(tokio::spawn(forward(events, tx.clone(), source(), namespace, on_event, event_deleted)));
     }
-    let cluster_policies: Api<DynamicObject> =
+    let cluster_policies: Api<Lenient<DynamicObject>> =
         Api::all_with(client.clone(), &ApiResource::erase::<ClusterSidecarPolicy>(&()));
     let cluster_policies = initial_list::watch_events(
         cluster_policies,
@@ -105,15 +105,16 @@ pub(crate) fn spawn_watchers(
         metrics.clone(),
     );
     let cluster_scope = PolicyScope { cluster: true, namespace: None };
-    let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+    let namespaces: Api<Lenient<PartialObjectMeta<Namespace>>> = Api::all(client);
     let namespace_op = namespace_op(&metrics);
+    let cluster_policy_op = policy_op(true, metrics.clone());
     let namespaces = initial_list::watch_events(namespaces, "namespaces", Size::Small, None, plan, metrics);
     tasks.push(tokio::spawn(forward(
         cluster_policies,
         tx.clone(),
         source(),
         cluster_scope,
-        policy_op(true),
+        cluster_policy_op,
         policy_deleted(true),
     )));
     tasks.push(tokio::spawn(forward(namespaces, tx, source(), (), namespace_op, namespace_deleted)));
@@ -121,7 +122,7 @@ pub(crate) fn spawn_watchers(
 }
 
 /// The Pod and SidecarPolicy APIs of `namespace` (`None`: every namespace).
-fn pods_and_policies(client: &Client, namespace: &Option<String>) -> (Api<LenientPod>, Api<DynamicObject>) {
+fn pods_and_policies(client: &Client, namespace: &Option<String>) -> (Api<LenientPod>, Api<Lenient<DynamicObject>>) {
     // Pods are decoded slim (only the fields the engine reads are parsed into memory) and
     // one object at a time: an unreadable Pod is skipped, not the list it came in.
     let resource = ApiResource::erase::<SidecarPolicy>(&());
@@ -274,16 +275,31 @@ pub fn policy_entry(object: DynamicObject, cluster: bool) -> (PolicyRef, PolicyE
     (policy, entry)
 }
 
-fn policy_op(cluster: bool) -> impl Fn(DynamicObject, Instant) -> Option<Op<Policies>> {
-    move |object, received| {
-        let (policy, entry) = policy_entry(object, cluster);
-        Some(Op::Applied { object: (policy, Box::new(entry)), received })
+/// Turns a watched policy into its entry, or, when not even its metadata decodes, into its
+/// deletion (counted and logged like an undecodable Pod).
+fn policy_op(cluster: bool, metrics: Metrics) -> impl FnMut(Lenient<DynamicObject>, Instant) -> Option<Op<Policies>> {
+    let kind = if cluster { "ClusterSidecarPolicy" } else { "SidecarPolicy" };
+    let mut undecodable = Undecodables::new(kind, metrics);
+    move |object, received| match object {
+        Lenient::Object(object) => {
+            let (policy, entry) = policy_entry(*object, cluster);
+            Some(Op::Applied { object: (policy, Box::new(entry)), received })
+        }
+        Lenient::Undecodable(bad) => {
+            undecodable.report(&bad);
+            Some(policy_deleted(cluster)(Lenient::Undecodable(bad)))
+        }
     }
 }
 
-fn policy_deleted(cluster: bool) -> impl Fn(DynamicObject) -> Op<Policies> {
+fn policy_deleted(cluster: bool) -> impl Fn(Lenient<DynamicObject>) -> Op<Policies> {
     move |object| {
-        let key = policy_ref(&object, cluster);
+        let meta = object.meta();
+        let name = meta.name.clone().unwrap_or_default();
+        let key = match (cluster, meta.namespace.clone()) {
+            (false, Some(ns)) => PolicyRef::namespaced(ns, name),
+            _ => PolicyRef::cluster(name),
+        };
         Op::Deleted { namespace: key.namespace.clone().unwrap_or_default(), key }
     }
 }
@@ -291,10 +307,20 @@ fn policy_deleted(cluster: bool) -> impl Fn(DynamicObject) -> Op<Policies> {
 /// What the engine reads of a namespace (its labels and the annotations injectors read),
 /// with the values of the labels `--namespace-labels` exports: only those are copied for
 /// /metrics, cut as the API would have refused them longer, each cut counted.
-fn namespace_op(metrics: &Metrics) -> impl FnMut(PartialObjectMeta<Namespace>, Instant) -> Option<Op<Namespaces>> {
+fn namespace_op(
+    metrics: &Metrics,
+) -> impl FnMut(Lenient<PartialObjectMeta<Namespace>>, Instant) -> Option<Op<Namespaces>> {
     let exported = metrics.namespace_labels().clone();
     let limited = metrics.limited.with_label_values(&[crate::metrics::NAMESPACE_LABEL_CUT_LIMIT]);
+    let mut undecodable = Undecodables::new("Namespace", metrics.clone());
     move |ns, received| {
+        let ns = match ns {
+            Lenient::Object(ns) => ns,
+            Lenient::Undecodable(bad) => {
+                undecodable.report(&bad);
+                return Some(namespace_deleted(Lenient::Undecodable(bad)));
+            }
+        };
         let name = ns.metadata.name.unwrap_or_default();
         let labels = ns.metadata.labels.unwrap_or_default();
         let (values, cut) = exported.values(&labels);
@@ -304,17 +330,9 @@ fn namespace_op(metrics: &Metrics) -> impl FnMut(PartialObjectMeta<Namespace>, I
     }
 }
 
-fn namespace_deleted(ns: PartialObjectMeta<Namespace>) -> Op<Namespaces> {
-    let name = ns.metadata.name.unwrap_or_default();
+fn namespace_deleted(ns: Lenient<PartialObjectMeta<Namespace>>) -> Op<Namespaces> {
+    let name = ns.meta().name.clone().unwrap_or_default();
     Op::Deleted { namespace: name.clone(), key: name }
-}
-
-fn policy_ref(object: &DynamicObject, cluster: bool) -> PolicyRef {
-    let name = object.meta().name.clone().unwrap_or_default();
-    match (cluster, object.meta().namespace.clone()) {
-        (false, Some(ns)) => PolicyRef::namespaced(ns, name),
-        _ => PolicyRef::cluster(name),
-    }
 }
 
 #[cfg(test)]

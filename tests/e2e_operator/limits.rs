@@ -254,3 +254,70 @@ async fn unreadable_pods_neither_block_nor_leak() {
     assert!(log.contains("broken-1") && log.contains("restartCount"), "the log names the Pod and field:\n{log}");
     assert!(!log.contains("SECRET"), "a Pod's body reached the log:\n{log}");
 }
+
+/// A tenant writes its own SidecarPolicy's managed fields with a time past jiff's range
+/// (kube-apiserver keeps the times a writer sends). The operator still becomes ready with
+/// paginated lists, evaluates that policy and the others, and writes its status without an
+/// error: managed fields are never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_fields_no_one_can_decode_block_nothing() {
+    let c = Cluster::start("managed-fields").await;
+    c.apply_app_policy("mesh", "web", json!({"sidecarNotReady": {"for": "1s"}})).await;
+    c.apply_app_policy("forged", "other", json!({"sidecarNotReady": {"for": "1s"}})).await;
+    let managed = json!({"metadata": {"managedFields": [{"manager": "tenant", "operation": "Update",
+        "apiVersion": "sidecarwatch.io/v1alpha1", "time": "9999-12-31T23:59:59Z",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]}})
+    .to_string();
+    let patched = c
+        .env
+        .kubectl([
+            "patch",
+            "sidecarpolicy",
+            "forged",
+            "-n",
+            &c.ns,
+            "--type",
+            "merge",
+            "-p",
+            &managed,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await
+        .expect("patched");
+    assert!(patched.contains("9999-12-31T23:59:59Z"), "kube-apiserver keeps the time:\n{patched}");
+    for (name, app) in [("web-1", "web"), ("other-1", "other")] {
+        let pod = c.create_pod(native_pod(name, app, "app", "istio-proxy")).await;
+        drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
+    }
+    let op = Operator::start(&c, "op", &["--leader-elect=false", "--initial-list", "paginated"]).await;
+    let firing: std::collections::BTreeSet<(String, String)> = [("mesh", "web-1"), ("forged", "other-1")]
+        .iter()
+        .map(|(policy, pod)| (policy.to_string(), pod.to_string()))
+        .collect();
+    op.wait_scrape("both policies alert", |s| {
+        let alerts: std::collections::BTreeSet<(String, String)> = s
+            .find("sidecar_alerts", &[("alertstate", "firing")])
+            .iter()
+            .map(|a| (a.labels["policy"].clone(), a.labels["pod"].clone()))
+            .collect();
+        if alerts == firing {
+            Ok(())
+        } else {
+            Err(format!("{alerts:?}"))
+        }
+    })
+    .await;
+    wait_until(WAIT, "its status is written", || async {
+        let args = ["get", "sidecarpolicy", "forged", "-n", &c.ns, "-o", "jsonpath={.status.firing}"];
+        match c.env.kubectl(args).await {
+            Ok(firing) if firing == r#"{"SidecarContainerNotReady":1}"# => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log()));
+    let scrape = op.scrape().await.expect("a scrape");
+    assert_eq!(scrape.sum("sidecar_watch_reconcile_errors_total", &[]), 0.0, "{}", op.log());
+}

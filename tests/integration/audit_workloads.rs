@@ -136,6 +136,34 @@ fn an_unreachable_injector_fails_the_deployment() {
     assert_eq!(result["locations"][0]["logicalLocations"][0]["fullyQualifiedName"], "shop/Deployment/web");
 }
 
+/// A dump of a cluster holds every tenant's Events: one nobody can decode (a time past
+/// jiff's range, which kube-apiserver stores) is said on stderr and left out, and any other
+/// Event is not read at all; the real failure beside them is reported.
+#[test]
+fn an_undecodable_event_is_left_out_not_the_audit() {
+    let mut forged = event("tenant", "tenant", UNREACHABLE);
+    forged["metadata"]["name"] = json!("forged");
+    forged["lastTimestamp"] = json!("9999-12-31T23:59:59Z");
+    let mut unrelated = event("tenant", "tenant", "SECRET");
+    unrelated["reason"] = json!("Pulled");
+    unrelated["count"] = json!("not a number");
+    let list = json!({"apiVersion": "v1", "kind": "List",
+        "items": [replicaset(), event("shop", "shop", UNREACHABLE), forged, unrelated]});
+    let out = SIDECAR_WATCH.run(
+        &["-f", "-", "--now", "2026-01-01T10:02:00Z", "-o", "json", "--fail-on", "none"],
+        Some(list.to_string().as_bytes()),
+    );
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(
+        said.trim(),
+        "sidecar-watch audit: skipping Event tenant/forged: lastTimestamp: a value of the wrong type or out of range"
+    );
+    let findings: Vec<Value> = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    let [finding] = named(&findings, "SidecarInjectionFailed")[..] else { panic!("one finding: {findings:#?}") };
+    assert_eq!((&finding["namespace"], &finding["state"]), (&json!("shop"), &json!("firing")));
+}
+
 /// What is not a sidecar's failure, or not believed, or over: an unrelated webhook; an Event
 /// about another namespace's object (anyone who may create Events in their namespace can
 /// write one); an Event whose object is not in the input (the operator reads the object); a

@@ -26,7 +26,8 @@ pub type LenientPod = Lenient<SlimPod>;
 pub type LenientEvent = Lenient<Event>;
 
 /// An object that could not be decoded: where it is, and the field at fault, never its body.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{} cannot be decoded: {error}", self.key())]
 pub struct Undecodable {
     /// Name, namespace, UID and resourceVersion when those could be read.
     pub metadata: ObjectMeta,
@@ -34,10 +35,18 @@ pub struct Undecodable {
     pub error: String,
 }
 
-impl<K: kube::Resource<DynamicType = ()>> Lenient<K> {
+impl<K: kube::Resource> Lenient<K> {
     /// `metadata.uid`, or "" when it could not be read.
     pub fn metadata_uid(&self) -> String {
         kube::Resource::meta(self).uid.clone().unwrap_or_default()
+    }
+
+    /// The object, or why it could not be read, as an error.
+    pub fn into_object(self) -> Result<K, Box<Undecodable>> {
+        match self {
+            Lenient::Object(object) => Ok(*object),
+            Lenient::Undecodable(bad) => Err(bad),
+        }
     }
 }
 
@@ -96,6 +105,9 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
         if let Ok(object) = serde_json::from_str::<K>(raw.get()) {
             return Ok(Lenient::Object(Box::new(object)));
         }
+        if let Some(object) = without_managed_fields(raw.get()) {
+            return Ok(Lenient::Object(Box::new(object)));
+        }
         let mut decoder = serde_json::Deserializer::from_str(raw.get());
         match serde_path_to_error::deserialize::<_, K>(&mut decoder) {
             Ok(object) => Ok(Lenient::Object(Box::new(object))),
@@ -117,6 +129,16 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
     }
 }
 
+/// The object of `text` decoded without its `metadata.managedFields`, if it had them: they
+/// are never read here, and anyone who may update an object may write them, with a time
+/// past jiff's range (kube-apiserver keeps the times a writer sends). `None` when it had
+/// none, or is undecodable without them too.
+fn without_managed_fields<K: DeserializeOwned>(text: &str) -> Option<K> {
+    let mut value: serde_json::Value = serde_json::from_str(text).ok()?;
+    value.get_mut("metadata")?.as_object_mut()?.remove("managedFields")?;
+    serde_json::from_value(value).ok()
+}
+
 /// A Pod the protobuf reader could not decode: its identity and the reader's reason.
 fn undecodable_protobuf(text: &str) -> Undecodable {
     #[derive(Deserialize)]
@@ -132,20 +154,20 @@ fn undecodable_protobuf(text: &str) -> Undecodable {
 }
 
 /// The API endpoint of `K`'s: a list or watch of `Lenient<K>` asks for `K`s.
-impl<K: kube::Resource<DynamicType = ()>> kube::Resource for Lenient<K> {
-    type DynamicType = ();
+impl<K: kube::Resource> kube::Resource for Lenient<K> {
+    type DynamicType = K::DynamicType;
     type Scope = K::Scope;
 
-    fn kind(dt: &()) -> Cow<'_, str> {
+    fn kind(dt: &K::DynamicType) -> Cow<'_, str> {
         K::kind(dt)
     }
-    fn group(dt: &()) -> Cow<'_, str> {
+    fn group(dt: &K::DynamicType) -> Cow<'_, str> {
         K::group(dt)
     }
-    fn version(dt: &()) -> Cow<'_, str> {
+    fn version(dt: &K::DynamicType) -> Cow<'_, str> {
         K::version(dt)
     }
-    fn plural(dt: &()) -> Cow<'_, str> {
+    fn plural(dt: &K::DynamicType) -> Cow<'_, str> {
         K::plural(dt)
     }
     fn meta(&self) -> &ObjectMeta {
@@ -206,5 +228,16 @@ mod tests {
         assert_eq!((forged.key(), forged.metadata.uid.as_deref()), ("flood/forged".to_string(), Some("e1")));
         assert_eq!(forged.error, "lastTimestamp: a value of the wrong type or out of range");
         assert!(matches!(&list.items[1], LenientEvent::Object(e) if e.metadata.name.as_deref() == Some("real")));
+    }
+
+    #[test]
+    fn managed_fields_past_the_range_of_time_are_not_read() {
+        let event = r#"{"metadata": {"name": "e", "namespace": "shop", "uid": "e1",
+            "managedFields": [{"manager": "tenant", "operation": "Update", "time": "9999-12-31T23:59:59Z"}]},
+            "involvedObject": {}, "reason": "FailedCreate"}"#;
+        let LenientEvent::Object(event) = serde_json::from_str::<LenientEvent>(event).expect("never fails") else {
+            panic!("an Event with odd managed fields is skipped");
+        };
+        assert_eq!((event.metadata.name.as_deref(), event.metadata.managed_fields), (Some("e"), None));
     }
 }
