@@ -19,6 +19,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::Client;
 
+use crate::api::Lenient;
+
 /// How long a repeat is folded into the earlier Event (kube-runtime's and client-go's).
 pub const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 /// Expired entries are swept at most this often.
@@ -95,7 +97,10 @@ impl Recorder {
             let count = recent.count.saturating_add(1);
             let series = EventSeries { count, last_observed_time: MicroTime(now) };
             let patch = serde_json::json!({ "series": series });
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            // Its answer read leniently: anyone who may write Events in the namespace may have
+            // edited this one since, with a time nobody can decode; the patch took anyway.
+            let folded: Api<Lenient<K8sEvent>> = Api::namespaced(self.client.clone(), namespace);
+            match folded.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => {
                     self.recent.insert(key, Recent { count, last_observed: now, ..recent });
                     return Ok(());
