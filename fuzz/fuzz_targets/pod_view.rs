@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         // Not JSON at all: kube-client's error for the line, not the operator's.
         let Ok(item) = item else { break };
         let pod = match item {
-            LenientPod::Pod(pod) => pod,
+            LenientPod::Object(pod) => pod,
             LenientPod::Undecodable(bad) => {
                 assert_one_bounded_line("an unreadable Pod's error", &bad.error);
                 assert_one_bounded_line("an unreadable Pod's key", &bad.key());

@@ -16,7 +16,9 @@ use super::quote::{clip, mention};
 /// An object of kind `K`, or why it could not be read.
 #[derive(Clone, Debug)]
 pub enum Lenient<K> {
+    /// Decoded (without its managed fields, if only they stood in the way).
     Object(Box<K>),
+    /// Not decodable: only its identity and the field at fault are kept.
     Undecodable(Box<Undecodable>),
 }
 
