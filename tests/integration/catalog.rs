@@ -215,7 +215,7 @@ fn legacy_sidecar_findings_carry_the_entries_own_remediation() {
     let now = sidecar_watch_testkit::engine::now();
     for (id, snippet) in [
         ("istio", "sidecar.istio.io/nativeSidecar: \"true\""),
-        ("linkerd", "config.linkerd.io/proxy-enable-native-sidecar: \"true\""),
+        ("linkerd", "config.linkerd.io/proxy-enable-native-sidecar: \"true\" (on Linkerd 2.19 config.beta.linkerd.io/proxy-enable-native-sidecar"),
         ("kuma", "KUMA_EXPERIMENTAL_SIDECAR_CONTAINERS"),
         ("git-sync", "--one-time"),
         ("vault-agent", "vault.hashicorp.com/agent-pre-populate-only"),

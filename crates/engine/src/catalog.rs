@@ -196,9 +196,9 @@ pub static CATALOG: &[CatalogEntry] = &[
         images: &[ImageRule::Suffix("linkerd/proxy")],
         // 4191 admin (/live, /ready, /metrics).
         ports: &[4191],
-        job_remediation: "annotate the Pod template with config.linkerd.io/proxy-enable-native-sidecar: \"true\" so linkerd-proxy runs as a native sidecar and stops when the Job's containers finish; Linkerd 2.20 and later do this by default (proxy.nativeSidecar), so a legacy linkerd-proxy there means it was turned off",
+        job_remediation: "annotate the Pod template with config.linkerd.io/proxy-enable-native-sidecar: \"true\" (on Linkerd 2.19 config.beta.linkerd.io/proxy-enable-native-sidecar, on 2.15 to 2.18 config.alpha.linkerd.io/proxy-enable-native-sidecar) so linkerd-proxy runs as a native sidecar and stops when the Job's containers finish; Linkerd 2.20 and later do this by default (proxy.nativeSidecar), so a legacy linkerd-proxy there means it was turned off",
         ordering_remediation: "keep config.linkerd.io/proxy-await: enabled (the default) so the app starts only once the proxy is ready",
-        native_remediation: "annotate the Pod template with config.linkerd.io/proxy-enable-native-sidecar: \"true\" so linkerd-proxy runs as a native sidecar, started before the app and stopped after it; Linkerd 2.20 and later do this by default (proxy.nativeSidecar), so a legacy linkerd-proxy there means it was turned off",
+        native_remediation: "annotate the Pod template with config.linkerd.io/proxy-enable-native-sidecar: \"true\" (on Linkerd 2.19 config.beta.linkerd.io/proxy-enable-native-sidecar, on 2.15 to 2.18 config.alpha.linkerd.io/proxy-enable-native-sidecar) so linkerd-proxy runs as a native sidecar, started before the app and stopped after it; Linkerd 2.20 and later do this by default (proxy.nativeSidecar), so a legacy linkerd-proxy there means it was turned off",
         redirect: Some(Redirect {
             iptables_init: "linkerd-init",
             cni_validator: "linkerd-network-validator",
