@@ -167,13 +167,29 @@ async fn saturating_sidecars_fire_from_the_kubelets_cadvisor_and_a_main_containe
         Prometheus::start_with_config(Path::new(PROMETHEUS_BIN), &config(&dir, &token_file, &kubelet, &operators))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+    // On a failure, the OOM counters cAdvisor exported for the Pod say whether the kubelet saw
+    // the kill (its OOM watcher parses the kernel log), and the kernel's own lines whether a
+    // kill happened at all.
+    let oom_counters = format!("container_oom_events_total{{namespace={:?}, pod=\"saturating\"}}[5m]", s.ns);
     let report = |what: String| {
-        let prometheus = &prometheus;
+        let (prometheus, oom_counters) = (&prometheus, &oom_counters);
         async move {
+            let kernel = std::process::Command::new("dmesg")
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter(|l| l.contains("oom-kill"))
+                        .map(|l| format!("{l}\n"))
+                        .collect::<String>()
+                })
+                .unwrap_or_else(|e| format!("dmesg: {e}"));
             format!(
-                "{what}\n--- targets ---\n{:?}\n--- alerts ---\n{:?}\n--- log ---\n{}",
+                "{what}\n--- targets ---\n{:?}\n--- alerts ---\n{:?}\n--- {oom_counters} ---\n{:?}\n\
+                 --- kernel OOM kills ---\n{kernel}--- log ---\n{}",
                 prometheus.targets().await.ok(),
                 prometheus.alerts().await.ok(),
+                prometheus.query(oom_counters).await.ok(),
                 prometheus.log()
             )
         }
