@@ -29,7 +29,7 @@
 //! `{limit="failed-create-reads"}`.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
@@ -167,10 +167,11 @@ pub(crate) struct FailedCreates {
     objects: HashMap<Involved, Object>,
     /// Objects to hand the reader.
     to_read: Vec<Request<Involved>>,
-    /// A relist that ended (its scope and this watch's number), held until every object it
-    /// named is read: readiness counts it, and what is judged after a restart must know
-    /// every condition, or a standing Warning would look resolved.
-    held_relist: Option<(Option<String>, usize)>,
+    /// Relists that ended (their scope, by the number of the watch that made them), each held
+    /// until every object of its scope is read: readiness counts it, and what is judged after
+    /// a restart must know every condition, or a standing Warning would look resolved. One
+    /// per watch: with `--namespace a,b` each namespace's watch relists on its own.
+    held_relists: BTreeMap<usize, Option<String>>,
 }
 
 impl FailedCreates {
@@ -182,7 +183,7 @@ impl FailedCreates {
             shares: NamespaceShares::new(MAX_EVENTS_PER_NAMESPACE, MAX_EVENTS),
             objects: HashMap::new(),
             to_read: Vec::new(),
-            held_relist: None,
+            held_relists: BTreeMap::new(),
         }
     }
 
@@ -364,7 +365,9 @@ impl FailedCreates {
         }
     }
 
-    /// `source`: this watch's number, so that its first list counts towards readiness.
+    /// `source`: this watch's number, so that its first list counts towards readiness. Only
+    /// the Events of the relist's `namespace` (every namespace: `None`) that it did not list
+    /// are forgotten: another namespace's watch did not list them.
     fn relisted(
         &mut self,
         namespace: Option<String>,
@@ -372,26 +375,49 @@ impl FailedCreates {
         listed: &HashSet<String>,
         now: Timestamp,
     ) -> Vec<Op<CreateFailures>> {
-        let vanished: Vec<String> = self.events.keys().filter(|uid| !listed.contains(*uid)).cloned().collect();
+        let in_scope = |ns: &str| namespace.as_deref().is_none_or(|scope| scope == ns);
+        let vanished: Vec<String> = self
+            .events
+            .iter()
+            .filter(|(uid, told)| in_scope(&told.object.namespace) && !listed.contains(*uid))
+            .map(|(uid, _)| uid.clone())
+            .collect();
         for uid in vanished {
             // What they end, the relist below ends.
             self.forget(&uid, now);
         }
-        self.held_relist = Some((namespace, source));
+        self.held_relists.insert(source, namespace);
         self.release_relist()
     }
 
-    /// The relist held by [`Self::relisted`], once no object waits for its first read (a
-    /// read that failed every attempt no longer waits: its condition stays unknown).
+    /// The relists held by [`Self::relisted`] whose scope has no object waiting for its first
+    /// read any more (a read that failed every attempt no longer waits: its condition stays
+    /// unknown).
     pub(crate) fn release_relist(&mut self) -> Vec<Op<CreateFailures>> {
-        let waiting = self.objects.values().any(|o| o.requested && o.read.is_none() && !o.gone);
-        if waiting {
+        let waiting: Vec<&str> = self
+            .objects
+            .iter()
+            .filter(|(_, o)| o.requested && o.read.is_none() && !o.gone)
+            .map(|(involved, _)| involved.namespace.as_str())
+            .collect();
+        let released: Vec<(usize, Option<String>)> = self
+            .held_relists
+            .iter()
+            .filter(|(_, scope)| !waiting.iter().any(|ns| scope.as_deref().is_none_or(|scope| scope == *ns)))
+            .map(|(source, scope)| (*source, scope.clone()))
+            .collect();
+        if released.is_empty() {
             return Vec::new();
         }
-        let Some((namespace, source)) = self.held_relist.take() else { return Vec::new() };
         let seen: HashSet<WorkloadId> =
             self.objects.values().filter_map(|o| o.believed.as_ref().map(|(w, _)| w.clone())).collect();
-        vec![Op::Relisted { source, scope: namespace, seen }]
+        released
+            .into_iter()
+            .map(|(source, scope)| {
+                self.held_relists.remove(&source);
+                Op::Relisted { source, scope, seen: seen.clone() }
+            })
+            .collect()
     }
 }
 

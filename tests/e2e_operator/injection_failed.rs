@@ -13,8 +13,11 @@ use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
+use crate::server_side::{compact_history, initial_states, outage};
 use crate::support::*;
 use crate::workload_events::{deployment_with_replica_set, replica_pod, HASH};
+use sidecar_watch_harness::control_plane::{AuditLog, Options};
+use sidecar_watch_harness::env::wait_until;
 
 /// What the ReplicaSet controller records when Istio's webhook fails closed and istiod is
 /// down (`Error creating: ` + kube-apiserver's `failed calling webhook`).
@@ -265,6 +268,69 @@ async fn forged_failed_create_events_stay_in_their_namespace_and_are_bounded() {
 }
 
 /// A bare ReplicaSet `name` (no Deployment) in `api`'s namespace; returns its UID.
+/// With `--namespace a,b` each namespace's Events are watched, and relisted, on their own.
+/// After an outage and a compacted history both relist; each namespace's failure still stands
+/// and still resolves by its own ReplicaSet's state, whichever namespace relisted last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespaces_relist_forgets_no_other_namespaces_failure() {
+    let audit = AuditLog::new().expect("an audit policy");
+    let options = Options { apiserver_args: audit.apiserver_args(), ..Options::default() };
+    let (c, proxy) = Cluster::start_behind_fault_proxy("injection-relist", options).await;
+    let tenant = format!("{}-b", c.ns);
+    c.env.create_namespace(&tenant).await.expect("tenant namespace");
+    let namespaces = [c.ns.clone(), tenant.clone()];
+    for ns in &namespaces {
+        let policy = json!({"apiVersion": "sidecarwatch.io/v1alpha1", "kind": "SidecarPolicy",
+            "metadata": {"name": "mesh", "namespace": ns},
+            "spec": {"rules": rules(json!({"injectionFailed": {"for": "1s"}}))}});
+        c.apply_in(ns, &policy.to_string()).await;
+        let uid = create_replica_set(&Api::namespaced(c.env.client.clone(), ns), "web").await;
+        record(&c, ns, &failed_create(ns, ns, ("ReplicaSet", "web", &uid), ISTIO_DOWN)).await;
+    }
+    // This test is about the Events watches' relists; leadership loss is `leader::`'s.
+    let args = ["--namespace", &tenant, "--lease-duration", "40s", "--lease-renew-deadline", "30s"];
+    let op = Operator::start(&c, "op-0", &args).await;
+    let firing_in = |s: &Scrape, ns: &str| {
+        s.find(
+            "sidecar_alerts",
+            &[("alertname", "SidecarInjectionFailed"), ("namespace", ns), ("alertstate", "firing")],
+        )
+        .len()
+    };
+    let namespaces = &namespaces;
+    let each = |want: usize| {
+        move |s: &Scrape| match namespaces.iter().map(|ns| firing_in(s, ns)).collect::<Vec<_>>() {
+            n if n.iter().all(|n| *n == want) => Ok(()),
+            n => Err(format!("firing per namespace {n:?}: {:?}", s.alerts())),
+        }
+    };
+    op.wait_scrape("each namespace's ReplicaSet fires", each(1)).await;
+    let served = || {
+        let states = initial_states(&audit, "events");
+        states.streamed + states.listed
+    };
+    let before = served();
+    outage(&proxy).await;
+    compact_history(&c).await;
+    proxy.heal();
+    wait_until(WAIT, "both namespaces' Events watches to be served a new initial state", || async {
+        match served() {
+            n if n >= before + 2 => Ok(()),
+            n => Err(n - before),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log()));
+    op.wait_scrape("each namespace's failure stands after the relists", each(1)).await;
+    for ns in namespaces {
+        let api: Api<ReplicaSet> = Api::namespaced(c.env.client.clone(), ns);
+        let generation = api.get("web").await.expect("the ReplicaSet").metadata.generation;
+        let status = json!({"status": {"observedGeneration": generation, "replicas": 1}});
+        api.patch_status("web", &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
+    }
+    op.wait_scrape("each resolved by its own ReplicaSet", each(0)).await;
+}
+
 async fn create_replica_set(api: &Api<ReplicaSet>, name: &str) -> String {
     let labels = json!({"app": name});
     let template: Value =

@@ -265,6 +265,41 @@ fn a_relist_is_held_until_the_objects_it_names_are_read() {
     assert!(known.release_relist().is_empty(), "released once");
 }
 
+/// With one Events watch per namespace (`--namespace a,b`), a relist of one namespace
+/// forgets only that namespace's Events: the other's failure stays believed and read again.
+#[test]
+fn a_namespaces_relist_keeps_another_namespaces_events() {
+    let (metrics, now) = (Metrics::new(), at("2026-01-01T10:02:00Z"));
+    let mut known = FailedCreates::new(Shard::default(), metrics.clone());
+    known.applied(told(&event("e1", "shop", "shop", UNREACHABLE)), now);
+    known.applied(told(&event("e2", "blog", "blog", UNREACHABLE)), now);
+    let ops = known.relisted(Some("blog".into()), 1, &HashSet::new(), now);
+    assert!(!known.events.contains_key("e2"), "blog's relist did not list e2");
+    assert!(known.events.contains_key("e1"), "shop's Event is not blog's relist's to forget");
+    assert!(known.objects.contains_key(&rs()), "shop's ReplicaSet is still read again");
+    assert!(matches!(ops.as_slice(), [Op::Relisted { source: 1, scope: Some(s), .. }] if s == "blog"), "{ops:?}");
+}
+
+/// Two namespaces' relists held at once are each released, and counted, once their own
+/// namespace's objects are read: the second never replaces the first, so readiness comes.
+#[test]
+fn every_held_relist_is_released_when_its_namespaces_objects_are_read() {
+    let (metrics, now) = (Metrics::new(), at("2026-01-01T10:02:00Z"));
+    let mut known = FailedCreates::new(Shard::default(), metrics.clone());
+    known.applied(told(&event("e1", "shop", "shop", UNREACHABLE)), now);
+    let listed = HashSet::from(["e1".to_string()]);
+    assert!(known.relisted(Some("shop".into()), 0, &listed, now).is_empty(), "shop's object is not read yet");
+    let blog = known.relisted(Some("blog".into()), 1, &HashSet::new(), now);
+    assert!(matches!(blog.as_slice(), [Op::Relisted { source: 1, .. }]), "nothing of blog's waits: {blog:?}");
+    let mut ops = known.read(state(true, "2026-01-01T10:02:00Z"), now);
+    ops.extend(known.release_relist());
+    assert!(
+        matches!(ops.last(), Some(Op::Relisted { source: 0, scope: Some(s), seen }) if s == "shop" && seen.contains(&web())),
+        "{ops:?}"
+    );
+    assert!(known.release_relist().is_empty(), "each released once");
+}
+
 /// A read answered after its request finds the object needing no Pods: a failure between
 /// the request and the answer is after the clear, so it is believed, since its own time.
 #[test]
