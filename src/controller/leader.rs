@@ -236,8 +236,12 @@ impl Follower {
 struct RenewalClock(Arc<Mutex<Option<Instant>>>);
 
 impl RenewalClock {
-    fn note(&self) {
-        *self.0.lock() = Some(Instant::now());
+    /// A Lease write sent at `sent` succeeded. Counted from the sending: the Lease's
+    /// `renewTime` is the request's, and standbys take over a lease duration after it, so an
+    /// answer that comes late must not stretch this leader's deadline past that.
+    fn note(&self, sent: Instant) {
+        let mut last = self.0.lock();
+        *last = Some(last.map_or(sent, |last| last.max(sent)));
     }
 
     fn note_if_unset(&self) {
@@ -282,11 +286,12 @@ where
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let is_lease_write = request.method() != http::Method::GET && request.uri().path().contains("/leases/");
         let clock = self.clock.clone();
+        let sent = Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
             if is_lease_write && response.status().is_success() {
-                clock.note();
+                clock.note(sent);
             }
             Ok(response)
         })

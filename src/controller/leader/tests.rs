@@ -49,6 +49,25 @@ async fn only_successful_lease_writes_count_as_renewals() {
     assert!(clock.since_last().is_some_and(|d| d < Duration::from_secs(1)));
 }
 
+/// A renewal counts from when it was sent, not from its answer: kube-apiserver stamps the
+/// Lease with the request's `renewTime`, and a standby takes over a lease duration after it.
+/// With a 15 s lease and a 10 s deadline, a renewal answered 7 s late and then silence would
+/// otherwise keep this replica leading 2 s past the Lease's expiry.
+#[tokio::test(start_paused = true)]
+async fn a_late_answer_counts_from_when_the_renewal_was_sent() {
+    let clock = RenewalClock::default();
+    let mut service = tower::Layer::layer(
+        &clock,
+        tower::service_fn(|_: http::Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            Ok::<_, std::convert::Infallible>(http::Response::builder().status(200).body(()).expect("response"))
+        }),
+    );
+    let request = http::Request::builder().method("PATCH").uri(LEASE).body(()).expect("request");
+    tower::Service::call(&mut service, request).await.expect("ok");
+    assert_eq!(clock.since_last(), Some(Duration::from_secs(7)), "counted from the sending");
+}
+
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/sw/leases";
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/sw/leases/sidecar-watch";
 /// The field manager of replica `pod-a`, as every Lease write of it carries.
