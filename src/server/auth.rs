@@ -108,6 +108,20 @@ const REFUSED_TTL: Duration = Duration::from_secs(10);
 /// [`ALLOWED_TTL`] is still served for this long (the kubelet's own TokenReview cache keeps
 /// a token this long): a flood of unknown tokens cannot lock Prometheus out.
 const ALLOWED_WHILE_SPENT: Duration = Duration::from_secs(120);
+/// How long one review may wait for the API server: both of a token's fit in Prometheus'
+/// default scrape timeout (10 s), so that a hung API server fails a scrape with 503 (or
+/// serves a token allowed lately) rather than leaving it to time out.
+const REVIEW_WAIT: Duration = Duration::from_secs(4);
+
+/// `review`, failing with an error once it has waited [`REVIEW_WAIT`].
+async fn within_review_wait<T>(
+    review: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    tokio::time::timeout(REVIEW_WAIT, review)
+        .await
+        .unwrap_or_else(|elapsed| Err(kube::Error::Service(Box::new(elapsed))))
+}
+
 /// Tokens remembered in each cache; the least recently used are forgotten first. Allowed
 /// and refused tokens are kept apart, so that unknown tokens never push out an allowed one.
 const CACHED_TOKENS: usize = 1024;
@@ -180,7 +194,13 @@ impl<R: Reviewer> Authorizer<R> {
             self.limited.with_label_values(&[spent.limit()]).inc();
             return Ok(Decision::Throttled { retry_after: spent.retry_after() });
         }
-        let decision = self.review(token, path).await?;
+        let decision = match self.review(token, path).await {
+            Ok(decision) => decision,
+            // The API server cannot say (an error, or no answer in time): a token allowed
+            // lately is served a while longer, as while the budget is spent.
+            Err(_) if allowed_at.is_some_and(|at| at.elapsed() < ALLOWED_WHILE_SPENT) => return Ok(Decision::Allowed),
+            Err(e) => return Err(e),
+        };
         if decision == Decision::Allowed {
             self.refused.lock().pop(&key);
             self.allowed.lock().put(key, Instant::now());
@@ -194,7 +214,7 @@ impl<R: Reviewer> Authorizer<R> {
     /// A `TokenReview`, then for a known user a `SubjectAccessReview`, each counted.
     async fn review(&self, token: &str, path: &str) -> Result<Decision, kube::Error> {
         let count = |kind: &str, result: &str| self.reviews.with_label_values(&[kind, result]).inc();
-        let authenticated = self.reviewer.authenticate(token).await;
+        let authenticated = within_review_wait(self.reviewer.authenticate(token)).await;
         let result = match &authenticated {
             Ok(Some(_)) => "authenticated",
             Ok(None) => "unauthenticated",
@@ -202,7 +222,7 @@ impl<R: Reviewer> Authorizer<R> {
         };
         count("TokenReview", result);
         let Some(user) = authenticated? else { return Ok(Decision::Unauthenticated) };
-        let allowed = self.reviewer.authorize(&user, path).await;
+        let allowed = within_review_wait(self.reviewer.authorize(&user, path)).await;
         let result = match allowed {
             Ok(true) => "allowed",
             Ok(false) => "denied",
@@ -225,15 +245,20 @@ mod tests {
 
     use super::*;
 
-    /// Tokens "reader" (may read), "other" (may not), anything else unknown.
+    /// Tokens "reader" (may read), "other" (may not), anything else unknown; no answer at
+    /// all while `hung`.
     #[derive(Default)]
     struct Table {
         calls: AtomicU32,
+        hung: std::sync::atomic::AtomicBool,
     }
 
     impl Reviewer for Table {
         async fn authenticate(&self, token: &str) -> Result<Option<User>, kube::Error> {
             self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.hung.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
             Ok(matches!(token, "reader" | "other").then(|| User { name: token.into(), ..Default::default() }))
         }
         async fn authorize(&self, user: &User, path: &str) -> Result<bool, kube::Error> {
@@ -283,6 +308,24 @@ mod tests {
         tokio::time::advance(ALLOWED_TTL - REFUSED_TTL).await;
         assert_eq!(decide(&auth, "Bearer reader", PROMETHEUS).await, Decision::Allowed);
         assert_eq!(auth.reviewer.calls.load(Ordering::Relaxed), 5, "an allowed token after 30 s");
+    }
+
+    /// A review the API server never answers fails after [`REVIEW_WAIT`], counted, so the
+    /// scrape gets its answer before Prometheus gives up; a token allowed lately is served
+    /// meanwhile, for as long as while the budget is spent.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_review_fails_in_time_and_a_recent_token_is_still_served() {
+        let (auth, metrics) = authorizer();
+        assert_eq!(decide(&auth, "Bearer reader", PROMETHEUS).await, Decision::Allowed);
+        tokio::time::advance(ALLOWED_TTL).await;
+        auth.reviewer.hung.store(true, Ordering::Relaxed);
+        let began = Instant::now();
+        assert_eq!(decide(&auth, "Bearer reader", PROMETHEUS).await, Decision::Allowed, "allowed 30 s ago");
+        assert_eq!(began.elapsed(), REVIEW_WAIT);
+        assert!(auth.decide(Some("Bearer other"), "/metrics", PROMETHEUS).await.is_err(), "never allowed: 503");
+        assert_eq!(metrics.reviews.with_label_values(&["TokenReview", "error"]).get(), 2);
+        tokio::time::advance(ALLOWED_WHILE_SPENT).await;
+        assert!(auth.decide(Some("Bearer reader"), "/metrics", PROMETHEUS).await.is_err(), "not for ever");
     }
 
     #[tokio::test(start_paused = true)]
