@@ -3,7 +3,9 @@
 //! connection closed at once (a restart or a dropped link, as the client sees it), and
 //! `/version` posing as an older minor release, and streaming lists whose `sendInitialEvents`
 //! is dropped on the way (a proxy or server that ignores it), and named Pods relayed with a
-//! string `restartCount` ([`FaultProxy::corrupt_restart_count`]). Everything else reaches kube-apiserver as it
+//! string `restartCount` ([`FaultProxy::corrupt_restart_count`]), and requests held without
+//! an answer ([`FaultProxy::hang`]: a peer that keeps the connection open and never answers).
+//! Everything else reaches kube-apiserver as it
 //! was sent: the client's bearer token, `User-Agent`, query and body, and the answer streams
 //! back unchanged (watches included), so kube-apiserver's audit log sees the client's calls.
 //! It notes the media types of every exchange passed on ([`FaultProxy::media_types`]), which
@@ -48,6 +50,7 @@ struct State {
     faults: Mutex<Faults>,
     connections: Mutex<Vec<AbortHandle>>,
     injected: AtomicU64,
+    held: AtomicU64,
     media_types: Mutex<Vec<MediaTypes>>,
 }
 
@@ -73,6 +76,8 @@ struct Faults {
     minor_version: Option<u32>,
     drop_send_initial_events: bool,
     restart_counts_as_text: corrupt::RestartCounts,
+    /// (method, a part of the path): requests to hold unanswered.
+    hung: Vec<(http::Method, String)>,
 }
 
 impl FaultProxy {
@@ -95,6 +100,7 @@ impl FaultProxy {
             faults: Mutex::default(),
             connections: Mutex::default(),
             injected: AtomicU64::new(0),
+            held: AtomicU64::new(0),
             media_types: Mutex::default(),
         });
         let accepting = state.clone();
@@ -180,6 +186,17 @@ impl FaultProxy {
         self.state.faults().restart_counts_as_text.insert(pod.to_string(), text.to_string());
     }
 
+    /// Holds every `method` request whose path contains `path_part` without passing it on or
+    /// answering it, until its client gives up or the connection is dropped.
+    pub fn hang(&self, method: http::Method, path_part: &str) {
+        self.state.faults().hung.push((method, path_part.to_string()));
+    }
+
+    /// Requests held by [`FaultProxy::hang`] so far.
+    pub fn held(&self) -> u64 {
+        self.state.held.load(Ordering::SeqCst)
+    }
+
     /// Answers `GET /version` as a 1.`minor` server would (the rest as kube-apiserver does).
     pub fn pose_as_minor(&self, minor: u32) {
         self.state.faults().minor_version = Some(minor);
@@ -217,6 +234,15 @@ impl State {
         if let Some((code, retry_after_secs)) = failure {
             self.injected.fetch_add(1, Ordering::SeqCst);
             return Ok(injected_failure(code, retry_after_secs));
+        }
+        let hung = self
+            .faults()
+            .hung
+            .iter()
+            .any(|(method, part)| request.method() == method && request.uri().path().contains(part.as_str()));
+        if hung {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            return std::future::pending().await;
         }
         let (mut parts, body) = request.into_parts();
         let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();

@@ -37,7 +37,8 @@ fn cluster_error(what: &str) -> impl Fn(kube::Error) -> AuditError + '_ {
 }
 
 async fn load_async(args: &AuditArgs) -> Result<(Inventory, Vec<CompiledPolicy>), AuditError> {
-    let config = crate::kubeconfig::client_config(args.kubeconfig.as_deref(), args.context.as_deref())
+    let timeout = crate::kubeconfig::DEFAULT_REQUEST_TIMEOUT;
+    let config = crate::kubeconfig::client_config(args.kubeconfig.as_deref(), args.context.as_deref(), timeout)
         .await
         .map_err(|e| AuditError::Cluster(format!("{e:#}")))?;
     let namespace = (!args.all_namespaces).then(|| args.namespace.clone().unwrap_or(config.default_namespace.clone()));

@@ -76,6 +76,9 @@ pub(crate) enum Size {
     Small,
 }
 
+/// How long `auto` waits for `/version` before it asks for streaming lists anyway.
+const VERSION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The first Kubernetes version with streaming lists.
 const STREAMING_SINCE: (u32, u32) = (1, 27);
 
@@ -87,7 +90,11 @@ pub(crate) async fn resolve(choice: InitialList, client: &Client) -> Strategy {
         InitialList::Streaming => Strategy::Streaming,
         InitialList::Paginated => Strategy::Paginated,
         InitialList::Auto => {
-            let version = client.apiserver_version().await;
+            // A start waits for no more than this: the version only spares a rejected request.
+            let version = match tokio::time::timeout(VERSION_WAIT, client.apiserver_version()).await {
+                Ok(version) => version.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {VERSION_WAIT:?}")),
+            };
             let strategy = auto(version.as_ref().ok().and_then(version_of));
             match &version {
                 Ok(info) if strategy == Strategy::Paginated => {

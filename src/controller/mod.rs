@@ -138,6 +138,11 @@ pub struct RunArgs {
     /// (400,000 Pods: docs/benchmarks.md#how-far-does-one-replica-go-and-what-does-sharding-change).
     #[arg(long, env = "SIDECAR_WATCH_INITIAL_STATE_DEADLINE", default_value = "5m", value_parser = parse_duration_arg)]
     initial_state_deadline: Duration,
+    /// How long an API request other than a watch may wait for its answer before it fails
+    /// (and is retried or counted as its caller does): a Lease, Event, status or read that
+    /// hangs must not hold up the rest. The default is kube-apiserver's own 60 s plus 10 s.
+    #[arg(long, env = "SIDECAR_WATCH_REQUEST_TIMEOUT", default_value = "70s", value_parser = parse_request_timeout)]
+    request_timeout: Duration,
     /// How Pods are read: `protobuf` (kube-apiserver's own encoding, far less of the API
     /// server's CPU for a start than JSON:
     /// docs/benchmarks.md#what-does-the-operator-cost-the-api-server; a server that answers
@@ -159,6 +164,15 @@ const DEFAULT_WORKER_THREADS: u16 = 2;
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     crate::api::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// A request timeout from 1 s (less cuts answers a loaded API server gives in time) to 10 m.
+fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration_arg(text)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&timeout) {
+        return Err(format!("{text}: must be from 1s to 10m"));
+    }
+    Ok(timeout)
 }
 
 impl RunArgs {
@@ -240,8 +254,15 @@ async fn run(args: RunArgs, huge_pages: Option<String>) -> anyhow::Result<()> {
     if let Some(error) = huge_pages {
         tracing::warn!(%error, "cannot opt out of transparent huge pages; RSS may run higher");
     }
-    let config = crate::kubeconfig::client_config(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+    let (kubeconfig, context) = (args.kubeconfig.as_deref(), args.context.as_deref());
+    let config = crate::kubeconfig::client_config(kubeconfig, context, args.request_timeout).await?;
+    // Two clients, so that a hung request is cut at --request-timeout while a quiet watch
+    // is not: every request but the watches' goes through `client`. Both carry the watches'
+    // layer (it rewrites only the Pod watch's GETs), so that both are one type and one copy
+    // of kube's client code ("One client" in docs/benchmarks.md).
     let client = args.pod_encoding.client(config.clone()).context("building the Kubernetes client")?;
+    let watch_config = crate::kubeconfig::for_watches(&config);
+    let watch_client = args.pod_encoding.client(watch_config).context("building the Kubernetes client")?;
     tracing::info!(%identity, shard = shard.index, shards = shard.count, namespaces = ?args.namespaces, "starting sidecar-watch");
 
     let index =
@@ -308,7 +329,7 @@ async fn run(args: RunArgs, huge_pages: Option<String>) -> anyhow::Result<()> {
     let strategy = initial_list::resolve(args.initial_list, &client).await;
     let plan = initial_list::Plan { strategy, deadline: args.initial_state_deadline };
     let (controllers, create_reads) = spawn_readers(&client, &metrics, &tx);
-    let watchers = watch::spawn_watchers(client.clone(), scope.clone(), plan, tx, metrics.clone(), index.clone());
+    let watchers = watch::spawn_watchers(watch_client, scope.clone(), plan, tx, metrics.clone(), index.clone());
     let reconciler = reconciler::Reconciler {
         index: index.clone(),
         metrics: metrics.clone(),
@@ -349,12 +370,18 @@ async fn run(args: RunArgs, huge_pages: Option<String>) -> anyhow::Result<()> {
     }
     let _ = reconcile_task.await;
     // The reconciler held the only Event sink: the publisher now drains what is queued (as
-    // leader still) and ends. Bounded, so that an unreachable API cannot hold up the exit.
-    if tokio::time::timeout(SHUTDOWN_FLUSH, publisher).await.is_err() {
+    // leader still) and ends. Bounded, so that an unreachable API cannot hold up the exit;
+    // aborted past that, so that nothing it still sends lands after the Lease is released.
+    let mut publisher = publisher;
+    if tokio::time::timeout(SHUTDOWN_FLUSH, &mut publisher).await.is_err() {
+        publisher.abort();
         tracing::warn!("queued Events not all published within {SHUTDOWN_FLUSH:?}; the next leader reconciles them");
     }
     // The status writer flushes once more before it returns.
-    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, status_task).await;
+    let mut status_task = status_task;
+    if tokio::time::timeout(SHUTDOWN_FLUSH, &mut status_task).await.is_err() {
+        status_task.abort();
+    }
     election.step_down().await;
     tracing::info!("stopped");
     Ok(())

@@ -37,10 +37,10 @@ pub(crate) enum PodEncoding {
 }
 
 impl PodEncoding {
-    /// The operator's one client, carrying [`PodsAsProtobuf`] for protobuf. The layer rewrites
-    /// only GETs of Pod collections, which only the Pod watch makes, so every other request
-    /// passes through it as it came. A second client for the watch alone cost code and
-    /// allocations for nothing the live heap showed ("One client" in
+    /// The watches' client, carrying [`PodsAsProtobuf`] for protobuf. The layer rewrites
+    /// only GETs of Pod collections, which only the Pod watch makes, so the other watches'
+    /// requests pass through it as they came. One client for every watch: a client per
+    /// watch cost code and allocations for nothing the live heap showed ("One client" in
     /// docs/benchmarks.md#the-fixed-footprint-fat-lto-in-one-codegen-unit-real-control-plane-2026-11-25).
     pub(crate) fn client(self, config: kube::Config) -> Result<kube::Client, kube::Error> {
         let builder = kube::client::ClientBuilder::try_from(config)?;

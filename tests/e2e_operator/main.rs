@@ -24,6 +24,7 @@ mod event_recorder;
 mod failover;
 mod faults;
 mod functional_health;
+mod hangs;
 mod initial_list;
 mod injection_failed;
 mod install_paths;
