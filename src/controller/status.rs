@@ -103,6 +103,8 @@ pub(crate) struct StatusWriter {
 }
 
 struct Written {
+    /// The object written: a policy deleted and created again under its name is another.
+    uid: Option<String>,
     status: PolicyStatus,
     at: Timestamp,
 }
@@ -146,7 +148,7 @@ impl StatusWriter {
         written.retain(|p, _| policies.contains_key(p));
         for (policy, entry) in &policies {
             let desired = desired_status(entry, stats.get(policy).unwrap_or(&PolicyCounts::default()), self.shard);
-            if let Some(previous) = written.get(policy) {
+            if let Some(previous) = written.get(policy).filter(|w| w.uid == entry.uid) {
                 let fresh = now.duration_since(previous.at) < REFRESH.try_into().unwrap_or_default();
                 if previous.status == desired && fresh {
                     continue;
@@ -154,7 +156,7 @@ impl StatusWriter {
             }
             match self.patch(policy, entry, &desired, now).await {
                 Ok(()) => {
-                    written.insert(policy.clone(), Written { status: desired, at: now });
+                    written.insert(policy.clone(), Written { uid: entry.uid.clone(), status: desired, at: now });
                 }
                 Err(e) => {
                     self.metrics.reconcile_errors.inc();

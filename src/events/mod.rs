@@ -247,8 +247,9 @@ struct Publisher {
     /// Whether this replica leads (synced or not): invalid policies are reported from the
     /// start, they do not wait for the Pods.
     leading: bool,
-    /// The generation of each invalid policy already announced.
-    invalid_announced: HashMap<PolicyRef, Option<i64>>,
+    /// The UID and generation of each invalid policy already announced; a policy deleted
+    /// meanwhile is forgotten at the next sweep, so a tenant's short-lived policies do not pile up.
+    invalid_announced: HashMap<PolicyRef, (Option<String>, Option<i64>)>,
     /// Events per regarding object.
     spam: spam_filter::SpamFilter,
     /// The alerts firing per workload, while this replica acts as leader.
@@ -296,6 +297,8 @@ impl Publisher {
                 }
                 _ = forget.tick() => {
                     self.recorder.forget_expired(Timestamp::now());
+                    let policies = self.index.policies();
+                    self.invalid_announced.retain(|p, (uid, _)| policies.get(p).is_some_and(|e| e.uid == *uid));
                     let index = &self.index;
                     if let Some(announcer) = self.announcer.as_mut() {
                         announcer.forget_untracked(|uid| index.contains_pod(uid));
@@ -361,7 +364,8 @@ impl Publisher {
                 }
             }
             EventCommand::InvalidPolicy { policy, uid, generation, message } => {
-                if !self.leading || self.invalid_announced.get(&policy) == Some(&generation) {
+                let announced = (uid.clone(), generation);
+                if !self.leading || self.invalid_announced.get(&policy) == Some(&announced) {
                     return;
                 }
                 let reference = policy_reference(&policy, uid);
@@ -373,7 +377,7 @@ impl Publisher {
                     secondary: None,
                 };
                 if self.publish_within_budget(&policy.to_string(), event, &reference).await {
-                    self.invalid_announced.insert(policy, generation);
+                    self.invalid_announced.insert(policy, announced);
                 }
             }
         }

@@ -85,6 +85,15 @@ async fn invalid_policy_is_reported_and_others_keep_evaluating() {
     })
     .await;
     assert_eq!(c.event_count("bad", "Warning", "InvalidSpec").await, 1);
+
+    // Deleted and created again with the invalid spec: another object (generation 1 again),
+    // whose spec is announced and whose status is written as for any new policy.
+    c.delete_policy("bad").await;
+    let bad =
+        json!({"selector": {"matchLabels": {"app": "web"}}, "sidecars": {"pattern": "envoy("}, "rules": good_rules});
+    c.apply_policy("bad", bad).await;
+    c.wait_status("bad", "InvalidSpec again", |s| status_ready(s, "False", "InvalidSpec")).await;
+    c.wait_events("bad", "Warning", "InvalidSpec", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,6 +127,25 @@ async fn an_unchanged_status_is_written_again_only_for_the_refresh() {
     assert_eq!(body["status"]["observedGeneration"], 2);
 }
 
+/// A policy deleted and created again under its name between two passes is another object:
+/// its status is written at once, though it equals what the old one was given.
+#[tokio::test(start_paused = true)]
+async fn a_policy_created_again_under_its_name_gets_its_status_at_once() {
+    let policy = PolicyRef::namespaced("shop", "web");
+    let with_uid = |uid: &str| {
+        let mut entry = entry(&policy, 1);
+        entry.uid = Some(uid.into());
+        entry
+    };
+    let (writer, mut server, _role) = writer(vec![(policy.clone(), with_uid("first"))], UNSHARDED);
+    let mut written = HashMap::new();
+    tokio::join!(writer.write_all(&mut written), expect_apply(&mut server, WEB));
+    writer.index.apply_policy(policy.clone(), with_uid("second"), Timestamp::now());
+    tokio::join!(writer.write_all(&mut written), expect_apply(&mut server, WEB));
+    writer.write_all(&mut written).await;
+    server.expect_silence(Duration::from_millis(1)).await;
+}
+
 /// Answers a status write with a failure of each kind the writer must survive.
 fn fail(call: Call, how: &str) {
     match how {
