@@ -159,6 +159,18 @@ impl Announcer {
         self.firing.retain(|k| tracked(k.pod_uid.as_uid()));
     }
 
+    /// Forgets the announcements of `policy`'s alerts: it was deleted, or names another
+    /// object now. Like its Pods' alerts, which end without a transition, they get no
+    /// `Resolved`.
+    pub(crate) fn forget_policy(&mut self, policy: &PolicyRef) {
+        self.firing.retain(|k| k.policy != *policy);
+    }
+
+    /// The policies of the alerts remembered as announced firing.
+    pub(crate) fn policies(&self) -> impl Iterator<Item = &PolicyRef> {
+        self.firing.iter().map(|k| &k.policy)
+    }
+
     /// How many alerts are remembered as announced firing.
     pub fn len(&self) -> usize {
         self.firing.len()

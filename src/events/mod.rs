@@ -43,6 +43,7 @@
 mod announce;
 pub mod note;
 mod owners;
+mod policy_objects;
 pub mod recorder;
 pub mod spam_filter;
 pub mod workload;
@@ -232,6 +233,7 @@ pub(crate) fn spawn_publisher(
         announcer: None,
         leading: false,
         invalid_announced: HashMap::new(),
+        policy_objects: Default::default(),
         spam: Default::default(),
     };
     (sink, tokio::spawn(publisher.run(queue, role)))
@@ -250,6 +252,8 @@ struct Publisher {
     /// The UID and generation of each invalid policy already announced; a policy deleted
     /// meanwhile is forgotten at the next sweep, so a tenant's short-lived policies do not pile up.
     invalid_announced: HashMap<PolicyRef, (Option<String>, Option<i64>)>,
+    /// The object each policy of a remembered alert named when it was remembered.
+    policy_objects: policy_objects::PolicyObjects,
     /// Events per regarding object.
     spam: spam_filter::SpamFilter,
     /// The alerts firing per workload, while this replica acts as leader.
@@ -278,6 +282,7 @@ impl Publisher {
                         (false, true) => {
                             self.announcer = None;
                             self.workloads = Default::default();
+                            self.policy_objects = Default::default();
                             self.due.clear();
                         }
                         _ => {}
@@ -299,6 +304,7 @@ impl Publisher {
                     self.recorder.forget_expired(Timestamp::now());
                     let policies = self.index.policies();
                     self.invalid_announced.retain(|p, (uid, _)| policies.get(p).is_some_and(|e| e.uid == *uid));
+                    self.forget_stale_policies(&policies);
                     let index = &self.index;
                     if let Some(announcer) = self.announcer.as_mut() {
                         announcer.forget_untracked(|uid| index.contains_pod(uid));
@@ -326,6 +332,7 @@ impl Publisher {
         let index = &self.index;
         let Reconciliation { fire, resolve } = announcer.reconcile(firing, |uid| index.contains_pod(uid));
         self.announcer = Some(announcer);
+        self.note_remembered_policies();
         // The catch-up goes through the queue like any transition: fair per namespace and
         // limited per Pod, so a tenant with hundreds of firing alerts cannot hold up the rest.
         for t in fire {
@@ -341,6 +348,9 @@ impl Publisher {
             EventCommand::Transition(t) => {
                 if self.announcer.is_none() {
                     return;
+                }
+                if t.kind == TransitionKind::Fired {
+                    self.note_policy(&t.policy);
                 }
                 // Counted whatever becomes of the Pod's own Event (announced already, over
                 // its budget): the workload's Events count Pods, not Pod Events.

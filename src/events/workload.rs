@@ -209,6 +209,24 @@ impl WorkloadAlerts {
         resolved
     }
 
+    /// Forgets every key of `policy` (deleted, or another object now): like the alerts of
+    /// its Pods, its workload alerts end without a `Resolved`.
+    pub fn forget_policy(&mut self, policy: &PolicyRef) {
+        let shares = &mut self.shares;
+        self.firing.retain(|key, _| {
+            let keep = key.policy != *policy;
+            if !keep {
+                shares.give_back(&key.workload.namespace);
+            }
+            keep
+        });
+    }
+
+    /// The policies of the keys remembered.
+    pub(crate) fn policies(&self) -> impl Iterator<Item = &PolicyRef> {
+        self.firing.keys().map(|k| &k.policy)
+    }
+
     /// The alert on `key`, while a Pod fires it.
     pub fn get(&self, key: &WorkloadKey) -> Option<&Firing> {
         self.firing.get(key)

@@ -96,6 +96,27 @@ async fn invalid_policy_is_reported_and_others_keep_evaluating() {
     c.wait_events("bad", "Warning", "InvalidSpec", 2).await;
 }
 
+/// A policy deleted while its alert fires, then created again under its name: the new
+/// object's alert is its own, announced with a Warning of its own; and a policy deleted for
+/// good leaves nothing remembered of its alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_created_again_under_its_name_announces_its_alerts() {
+    let c = Cluster::start("recreated").await;
+    let enabled = json!({"sidecarNotReady": {"for": "1s", "severity": "warning"}});
+    c.apply_app_policy("mesh", "web", enabled.clone()).await;
+    let op = Operator::start(&c, "op-0", &[]).await;
+    let pod = c.create_pod(native_pod("web-1", "web", "app", "istio-proxy")).await;
+    drive(&pod, &[("app", true), ("istio-proxy", false)]).await;
+    let firing = AlertSeries { namespace: &c.ns, pod: "web-1", ..MESH_NOT_READY }.labels();
+    op.wait_alerts("web-1 firing", vec![firing.clone()]).await;
+    c.wait_events("web-1", "Warning", "SidecarContainerNotReady", 1).await;
+    c.delete_policy("mesh").await;
+    op.wait_alerts("nothing without the policy", Vec::new()).await;
+    c.apply_app_policy("mesh", "web", enabled).await;
+    op.wait_alerts("web-1 firing under the new policy", vec![firing]).await;
+    c.wait_events("web-1", "Warning", "SidecarContainerNotReady", 2).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_scp_prints_matched_alerting_ready() {
     let c = Cluster::start("kubectl").await;

@@ -188,6 +188,12 @@ impl Index {
         self.policies.read().clone()
     }
 
+    /// The UID of the object `policy` names now: `None` when the index holds no such policy
+    /// (or it has no UID).
+    pub fn policy_uid(&self, policy: &PolicyRef) -> Option<String> {
+        self.policies.read().get(policy).and_then(|e| e.uid.clone())
+    }
+
     /// Every evaluated policy (valid, not held back), by reference.
     fn valid_policies(&self) -> Vec<Arc<CompiledPolicy>> {
         let table = self.policies.read();

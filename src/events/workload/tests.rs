@@ -256,3 +256,18 @@ fn an_alert_on_a_workload_stands_until_it_resolves() {
     assert_eq!(resolved, Step::Resolve(announced("deploy-uid")));
     assert!(alerts.is_empty());
 }
+
+/// A deleted policy's keys are forgotten with their places: a tenant deleting and creating
+/// policies never keeps what their alerts held, and the policy made again announces anew.
+#[test]
+fn a_forgotten_policy_gives_back_its_keys() {
+    let mut alerts = WorkloadAlerts::new(100, 2);
+    assert_eq!(step(&mut alerts, &fired("mesh", 0)), Step::Announce);
+    assert_eq!(step(&mut alerts, &fired("other", 0)), Step::Announce);
+    assert_eq!(step(&mut alerts, &fired("third", 0)), Step::Limited, "the namespace's 2 keys");
+    alerts.forget_policy(&PolicyRef::namespaced("shop", "mesh"));
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(step(&mut alerts, &fired("third", 0)), Step::Announce, "its place given back");
+    assert_eq!(step(&mut alerts, &fired("mesh", 0)), Step::Limited, "full again: nothing of mesh is left");
+    assert_eq!(alerts.policies().count(), 2);
+}
