@@ -234,6 +234,7 @@ pub(crate) fn spawn_publisher(
         leading: false,
         invalid_announced: HashMap::new(),
         policy_objects: Default::default(),
+        nothing_queued: true,
         spam: Default::default(),
     };
     (sink, tokio::spawn(publisher.run(queue, role)))
@@ -254,6 +255,8 @@ struct Publisher {
     invalid_announced: HashMap<PolicyRef, (Option<String>, Option<i64>)>,
     /// The object each policy of a remembered alert named when it was remembered.
     policy_objects: policy_objects::PolicyObjects,
+    /// Whether the queue held nothing more when the command being handled was taken.
+    nothing_queued: bool,
     /// Events per regarding object.
     spam: spam_filter::SpamFilter,
     /// The alerts firing per workload, while this replica acts as leader.
@@ -290,6 +293,7 @@ impl Publisher {
                 }
                 command = queue.next() => {
                     let Some(command) = command else { break };
+                    self.nothing_queued = queue.is_empty();
                     self.handle(command).await;
                     if self.workloads_due(queue.is_empty()) {
                         self.publish_due().await;
@@ -304,7 +308,7 @@ impl Publisher {
                     self.recorder.forget_expired(Timestamp::now());
                     let policies = self.index.policies();
                     self.invalid_announced.retain(|p, (uid, _)| policies.get(p).is_some_and(|e| e.uid == *uid));
-                    self.forget_stale_policies(&policies);
+                    self.forget_stale_policies(&policies, queue.is_empty());
                     let index = &self.index;
                     if let Some(announcer) = self.announcer.as_mut() {
                         announcer.forget_untracked(|uid| index.contains_pod(uid));
