@@ -47,11 +47,14 @@ fn open(path: &Path) -> Result<Source<'static>, AuditError> {
 fn for_each_object(mut source: Source, each: &mut dyn FnMut(&Value) -> Result<(), String>) -> Result<(), AuditError> {
     let file = source.name.clone();
     let each: &mut Each = &mut |position: usize, object: Value| {
-        each(&object).map_err(|message| AuditError::Object {
-            file: file.clone(),
-            object: describe_object(&object, position),
-            message,
-        })
+        for object in flattened(object) {
+            each(&object).map_err(|message| AuditError::Object {
+                file: file.clone(),
+                object: describe_object(&object, position),
+                message,
+            })?;
+        }
+        Ok(())
     };
     // A parser's message may quote the input (serde's `invalid type: string "…"`).
     let syntax = |message: String| AuditError::Syntax { file: file.clone(), message: clip(&message) };
@@ -248,6 +251,22 @@ impl<'de> Visitor<'de> for Items<'_, '_, '_> {
         }
         Ok(())
     }
+}
+
+/// `object`, or the objects of a List that is an entry of a List, all the way down, as
+/// kubectl reads them (cli-runtime's `FlattenListVisitor`): a manifest that nests them is
+/// applied whole, so it is audited whole.
+fn flattened(object: Value) -> Vec<Value> {
+    let mut objects = Vec::new();
+    let mut nested = vec![object];
+    while let Some(mut object) = nested.pop() {
+        let is_list = object.get("kind").and_then(Value::as_str).is_some_and(|kind| kind.ends_with("List"));
+        match object.get_mut("items").and_then(Value::as_array_mut).filter(|_| is_list) {
+            Some(items) => nested.extend(std::mem::take(items).into_iter().rev()),
+            None => objects.push(object),
+        }
+    }
+    objects
 }
 
 /// `Kind namespace/name`, for error messages; each [`mention`]ed (an input no API server

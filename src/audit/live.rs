@@ -100,9 +100,14 @@ async fn failed_creates(client: &Client, namespace: Option<&str>, inventory: &mu
             Ok(None) => {}
             Err(e) => {
                 if unreadable.insert(involved.kind.clone()) {
+                    // The name is the Event's, which no API server checks: quoted, so that
+                    // it cannot rewrite the terminal or the log.
                     eprintln!(
-                        "sidecar-watch audit: reading {} {}/{}: {e}; SidecarInjectionFailed is not audited on what cannot be read",
-                        involved.kind, involved.namespace, involved.name
+                        "sidecar-watch audit: reading {} {}/{}: {}; SidecarInjectionFailed is not audited on what cannot be read",
+                        involved.kind,
+                        crate::api::mention(&involved.namespace),
+                        crate::api::mention(&involved.name),
+                        crate::api::mention(&e.to_string()),
                     );
                 }
             }

@@ -256,8 +256,9 @@ pub struct Inventory {
     namespaces: BTreeMap<String, NamespaceMeta>,
     /// The `concurrencyPolicy` of each CronJob in the input, by (namespace, name).
     concurrency: BTreeMap<(String, String), String>,
-    /// The templates held, by (namespace, `Kind/name`): a CronJob's and its Jobs' are one.
-    templates: HashSet<(String, String)>,
+    /// The CronJob templates held, by (namespace, `CronJob/name`): a CronJob's and its Jobs'
+    /// are one.
+    cronjob_templates: HashSet<(String, String)>,
     /// `FailedCreate` Events naming a sidecar's cause and the objects they may name.
     failures: workload_alerts::Failures,
     /// What the rollouts' controllers say (their Deployments, StatefulSets, DaemonSets and
@@ -269,10 +270,14 @@ pub struct Inventory {
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 impl Inventory {
-    /// Adds a Pod, or a template unless the same workload's is held already.
+    /// Adds a Pod, or a template unless it is a CronJob's (or one of its Jobs') already held.
+    /// Any other template is audited whatever else the input holds: two manifests of one
+    /// Deployment (two overlays, or two teams' files, neither naming its namespace) are two
+    /// things to check, and neither may hide the other.
     fn push(&mut self, audited: Audited) {
         let view = &audited.view;
-        if !view.is_template || self.templates.insert((view.namespace().to_string(), view.name().to_string())) {
+        let cronjob = view.is_template && view.name().starts_with("CronJob/");
+        if !cronjob || self.cronjob_templates.insert((view.namespace().to_string(), view.name().to_string())) {
             self.pods.push(audited);
         }
     }

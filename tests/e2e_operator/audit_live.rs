@@ -238,10 +238,24 @@ async fn reads_failed_create_events_as_offline(env: &TestEnv, kubeconfig: &std::
         .create(&PostParams::default(), &forged)
         .await
         .expect("kube-apiserver stores it");
+    // One whose object's name (which no API server checks on an Event) would rewrite the
+    // terminal: the object cannot be read, and the message says so with the name quoted.
+    let hostile: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "hostile", "namespace": "shop"},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x\u{1b}[2J\nforged line",
+                           "namespace": "shop", "uid": "1c3bd5a0-0000-4000-8000-000000000099"},
+        "reason": "FailedCreate", "message": message, "type": "Warning", "count": 1,
+        "firstTimestamp": "2025-12-31T23:50:00Z", "lastTimestamp": "2025-12-31T23:55:00Z"}))
+    .expect("an Event");
+    Api::<k8s_openapi::api::core::v1::Event>::namespaced(env.client.clone(), "shop")
+        .create(&PostParams::default(), &hostile)
+        .await
+        .expect("kube-apiserver stores it");
     // Under the namespace's own policy, as the operator would report it.
     let out = audit(kubeconfig, &["-n", "shop"]);
     let said = text(&out.stderr);
     assert!(said.contains("skipping Event shop/forged: lastTimestamp: "), "{said}");
+    assert!(!said.contains('\u{1b}') && !said.contains("\nforged line"), "{said:?}");
     let live = injection(findings(&out));
     let [finding] = &live[..] else { panic!("one finding: {live:#?}") };
     assert_eq!(

@@ -436,3 +436,43 @@ fn stock_injected_fixtures_get_no_blind_spot_check_but_vault_agents_default() {
         ["legacy-shop-7f8e9d0c1-b2n3m vault-agent SidecarMisconfigured/metrics-disabled info native Deployment/legacy-shop"]
     );
 }
+
+/// Two manifests of one Deployment (two overlays, or two teams' files, neither naming its
+/// namespace) are two things to check: each is audited, in either order, and neither hides
+/// the other. A List nested in a List, which kubectl applies whole, is audited whole.
+#[test]
+fn every_manifest_of_one_name_is_audited_and_nested_lists_are_read() {
+    let deployment = |init: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  \
+             template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      initContainers: [{init}]\n      \
+             containers: [{{name: app, image: shop/web:1}}]\n"
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("audit-overlays-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let clean = dir.join("clean.yaml");
+    let native = dir.join("native.yaml");
+    std::fs::write(&clean, deployment("")).expect("write");
+    std::fs::write(&native, deployment("{name: envoy, image: envoyproxy/envoy:v1.30.1, restartPolicy: Always}"))
+        .expect("write");
+    let (clean, native) = (clean.to_str().expect("utf-8"), native.to_str().expect("utf-8"));
+    let findings = |files: &[&str]| {
+        let mut args: Vec<&str> = files.iter().flat_map(|f| ["-f", *f]).collect();
+        args.extend(["--now", NOW, "-o", "json"]);
+        summary(&json(&audit(&args, None)))
+    };
+    let alone = findings(&[native]);
+    let check = |check: &str| format!("Deployment/web envoy SidecarMisconfigured/{check} info native Deployment/web");
+    assert_eq!(alone, ["no-readiness-probe", "no-resources", "no-startup-probe"].map(check));
+    assert_eq!(findings(&[clean, native]), alone, "the clean one read first hides nothing");
+    assert_eq!(findings(&[native, clean]), alone);
+
+    let pod: Value =
+        serde_norway::from_str(&deployment("{name: envoy, image: envoyproxy/envoy:v1.30.1, restartPolicy: Always}"))
+            .expect("YAML");
+    let nested = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "List", "items": [pod]}]});
+    let out = audit(&["-f", "-", "--now", NOW, "-o", "json"], Some(nested.to_string().as_bytes()));
+    assert_eq!(summary(&json(&out)), alone, "{}", text(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}
