@@ -138,12 +138,9 @@ pub(crate) fn render(rows: &[InventoryRow]) -> String {
         .collect();
     let header = ["NAMESPACE", "WORKLOAD", "SIDECAR", "PRODUCT", "PODS", "VERSIONS", "REQUESTS", "LIMITS", "ALERTS"]
         .map(String::from);
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &table {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
+    // A cell longer than any name the API server admits (a hand-written manifest's) is
+    // printed whole but unaligned, as in the findings' table.
+    let widths = super::output::column_widths(header.each_ref().map(|h| h.chars().count()), &table);
     let mut out = String::new();
     for row in std::iter::once(&header).chain(&table) {
         let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();

@@ -88,6 +88,21 @@ impl<W> KeepError<W> {
 /// `audit_output`: 64 findings, one 100 KB name, 6.4 MB of blanks).
 const MAX_ALIGNED_CHARS: usize = 317;
 
+/// The width of each column: its widest cell of at most [`MAX_ALIGNED_CHARS`] characters, or
+/// its header's (`headers`: their widths).
+pub(super) fn column_widths<const N: usize>(headers: [usize; N], rows: &[[String; N]]) -> [usize; N] {
+    let mut widths = headers;
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            let chars = cell.chars().count();
+            if chars <= MAX_ALIGNED_CHARS {
+                *w = (*w).max(chars);
+            }
+        }
+    }
+    widths
+}
+
 /// Renders findings as aligned columns, most severe first; `colour` marks the severity.
 pub fn render_table(findings: &[Finding], now: Timestamp, colour: bool) -> String {
     if findings.is_empty() {
@@ -123,15 +138,7 @@ pub fn render_table(findings: &[Finding], now: Timestamp, colour: bool) -> Strin
             ]
         })
         .collect();
-    let mut widths = headers.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            let chars = cell.chars().count();
-            if chars <= MAX_ALIGNED_CHARS {
-                *w = (*w).max(chars);
-            }
-        }
-    }
+    let widths = column_widths(headers.map(str::len), &rows);
     let mut out = String::new();
     let mut line = |cells: [&str; 7], severity: Option<Severity>| {
         for (i, cell) in cells.iter().enumerate() {

@@ -139,3 +139,23 @@ fn a_pod_behind_its_workload_is_found_in_a_dump() {
     assert_eq!(drift("2025-06-03T11:00:00Z"), [("web-7d9-a".to_string(), "pending".to_string())]);
     assert_eq!(drift("2025-06-03T11:20:00Z"), [("web-7d9-a".to_string(), "firing".to_string())]);
 }
+
+/// A workload name longer than any the API server admits (a hand-written manifest's) is
+/// printed whole on its row but widens no column: the other rows are not padded to it.
+#[test]
+fn a_huge_name_is_printed_whole_but_pads_no_other_row() {
+    let huge = "w".repeat(100_000);
+    let mut items: Vec<serde_json::Value> =
+        (0..50).map(|i| replica(&format!("web-7d9-{i}"), "proxyv2:1.24.0")).collect();
+    let mut odd = replica("odd", "proxyv2:1.24.0");
+    odd["metadata"]["ownerReferences"] = serde_json::json!([]);
+    odd["metadata"]["name"] = huge.clone().into();
+    items.push(odd);
+    let input = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+    let args = ["-f", "-", "--now", "2025-06-03T10:30:00Z", "-o", "inventory", "--fail-on", "none"];
+    let out = SIDECAR_WATCH.run(&args, Some(input.as_bytes()));
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(table.contains(&format!("Pod/{huge}")), "printed whole");
+    assert!(table.len() < huge.len() + 2_000, "{} bytes for 2 rows", table.len());
+}
